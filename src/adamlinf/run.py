@@ -101,9 +101,10 @@ def execute(name: str, scale: str, overrides: dict | None = None, *, log_output:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     EXECUTED.mkdir(parents=True, exist_ok=True)
     output = EXECUTED / f"{name}.ipynb"
-    env = {"MPLBACKEND": "Agg", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    for k, v in env.items():
-        os.environ.setdefault(k, v)
+    for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+        os.environ.setdefault(k, "1")
+    # A non-inline matplotlib backend inherited from the shell would drop every figure.
+    os.environ.pop("MPLBACKEND", None)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / f"{name}.ipynb"
