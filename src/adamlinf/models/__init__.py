@@ -1,0 +1,49 @@
+"""The models of the paper's experiments: GPT-2 (Section 4.2) and ResNet18 for CIFAR-10 (Section 4.3).
+
+``build(spec)`` makes one from a plain dict, so notebooks and checkpoints describe models as data::
+
+    build({"kind": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "vocab_size": 256, "block_size": 128})
+    build({"kind": "resnet18", ...})   # keyword arguments of adamlinf.models.resnet.build
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch.nn as nn
+
+from adamlinf.models.gpt import GPT, GPTConfig
+
+__all__ = ["GPT", "GPTConfig", "build", "MODEL_KINDS"]
+
+MODEL_KINDS = ("gpt", "resnet18")
+
+
+def build(spec: dict) -> nn.Module:
+    """Build a model from ``spec = {"kind": ..., **config}``.
+
+    * ``"gpt"``: ``GPT(GPTConfig(**config))``; ``{"kind": "gpt", "preset": "gpt2_124m", ...}`` starts
+      from :meth:`GPTConfig.gpt2_124m` and applies the other keys as overrides.
+    * ``"resnet18"``: ``adamlinf.models.resnet.build(**config)`` (imported lazily).
+
+    The spec is kept on the model as ``model.adamlinf_spec`` so checkpoints can rebuild it.
+    """
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ValueError(f"model spec must be a dict with a 'kind' key (one of {MODEL_KINDS}), got {spec!r}")
+    config = {k: v for k, v in spec.items() if k != "kind"}
+    kind = spec["kind"]
+    if kind == "gpt":
+        preset = config.pop("preset", None)
+        if preset is None:
+            cfg = GPTConfig(**config)
+        elif preset == "gpt2_124m":
+            cfg = GPTConfig.gpt2_124m(**config)
+        else:
+            raise ValueError(f"unknown GPT preset {preset!r} (known: 'gpt2_124m')")
+        model = GPT(cfg)
+    elif kind == "resnet18":
+        resnet = importlib.import_module("adamlinf.models.resnet")
+        model = resnet.build(**config)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+    model.adamlinf_spec = dict(spec)
+    return model
