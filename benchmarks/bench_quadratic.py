@@ -1,0 +1,69 @@
+"""Batched quadratic runner vs. the same runs one by one with the optimizer classes.
+
+    .venv/bin/python benchmarks/bench_quadratic.py [--d 200] [--steps 100] [--repeats 3] [--threads 1]
+
+Both sides run exactly the same (row, learning rate, seed) combinations of a Table 1 experiment
+(``adamlinf.problems.build_experiment``): the baseline loops over them in Python and calls
+``adamlinf.problems.run_one_by_one`` (``adamlinf.optim`` / ``torch.optim`` classes, autograd
+gradients); the batched side is one ``run_batched`` call. Prints median wall times and their
+ratio, plus the largest relative difference of the final losses (they must agree). Wall times on
+a shared machine are noisy: medians over ``--repeats`` runs, measured in the same process.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from adamlinf import problems as Q
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--d", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--n-lr", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    exp = Q.build_experiment(d=args.d, alpha=0.5, thetas=[0.002, 0.02, 0.05, 1.0], sigma=1e-3,
+                             lr_grids=Q.default_lr_grids(args.n_lr))
+    for p in exp.problems:  # build dense Hessians outside the timings
+        p.hessian
+    combos = [(row, lr, s) for row in exp.rows for lr in row.lrs for s in range(args.seeds)]
+    print(f"d={args.d}, T={args.steps}, {len(exp.rows)} rows x {args.n_lr} lrs x {args.seeds} seeds = "
+          f"{len(combos)} runs, float64, torch threads={args.threads}")
+
+    t_batched, res = [], None
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        res = Q.run_batched(exp, steps=args.steps, n_seeds=args.seeds, final_window=1)
+        t_batched.append(time.perf_counter() - t0)
+
+    t_loop, ref = [], {}
+    for _ in range(max(1, args.repeats)):
+        t0 = time.perf_counter()
+        for row, lr, s in combos:
+            ref[(row.name, row.column, lr, s)] = Q.run_one_by_one(
+                exp.problems[row.problem], exp.x0, row.optimizer, lr=lr, beta1=row.beta1, beta2=row.beta2,
+                steps=args.steps, sigma=exp.sigma, seed_index=s)[-1]
+        t_loop.append(time.perf_counter() - t0)
+
+    f = res.final
+    got = {(r.row, r.column, r.lr, r.seed): r.last_loss for r in f.itertuples()}
+    rel = max(abs(got[k] - v) / abs(v) for k, v in ref.items() if np.isfinite(v) and v != 0)
+    mb, ml = statistics.median(t_batched), statistics.median(t_loop)
+    print(f"batched runner   : median {mb:8.3f} s  over {len(t_batched)} repeats {[round(t, 3) for t in t_batched]}")
+    print(f"one by one (loop): median {ml:8.3f} s  over {len(t_loop)} repeats {[round(t, 3) for t in t_loop]}")
+    print(f"speed-up (one-by-one / batched): {ml / mb:.1f}x")
+    print(f"max relative difference of final losses: {rel:.2e}")
+
+
+if __name__ == "__main__":
+    main()
