@@ -1,0 +1,260 @@
+"""CIFAR-10 loading (through torchvision, md5 check skipped only for tiny hand-made sets), the
+seeded tensor augmentation, the image task's batches and evaluation, and the digits stand-in."""
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchvision.datasets import CIFAR10
+
+from adamlinf.data import Task
+from adamlinf.data import build_task as build_any_task
+from adamlinf.data.images import (CIFAR10NoMD5, ImageTask, build_task, load_cifar10,
+                                  load_digits_images, random_crop_flip, write_cifar10_format)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: these tiny convolutions run faster single-threaded, and far faster when the
+    CPU is shared (oversubscribed threads)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny_arrays(n_train=20, n_test=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, (n_train, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n_train),
+            rng.integers(0, 256, (n_test, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n_test))
+
+
+@pytest.fixture(scope="module")
+def tiny_cifar(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    arrays = _tiny_arrays()
+    write_cifar10_format(root, *arrays)
+    return root, arrays
+
+
+def test_written_files_follow_the_cifar10_format(tiny_cifar):
+    root, (trx, try_, _, _) = tiny_cifar
+    with open(root / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    # row-major 3072 bytes: 1024 red, 1024 green, 1024 blue, each 32x32 row by row
+    assert entry["data"].shape == (4, 3072) and entry["data"].dtype == np.uint8
+    n, c, i, j = 3, 2, 5, 7
+    assert entry["data"][n, c * 1024 + i * 32 + j] == trx[n, c, i, j]
+    assert entry["labels"] == [int(v) for v in try_[:4]]
+
+
+def test_tiny_set_loads_through_torchvision(tiny_cifar):
+    root, (trx, try_, tex, tey) = tiny_cifar
+    ds = CIFAR10NoMD5(str(root), train=True)
+    assert len(ds) == 20 and ds.data.shape == (20, 32, 32, 3)
+    img, label = ds[7]
+    assert np.array_equal(np.asarray(img), trx[7].transpose(1, 2, 0)) and label == try_[7]
+    assert ds.classes[0] == "airplane"
+    data = load_cifar10(root, verify_md5=False)
+    assert data["train_x"].shape == (20, 3, 32, 32) and data["train_x"].dtype == torch.uint8
+    assert data["test_x"].shape == (10, 3, 32, 32)
+    assert np.array_equal(data["train_x"].numpy(), trx) and np.array_equal(data["test_x"].numpy(), tex)
+    assert data["train_y"].tolist() == list(try_) and data["test_y"].tolist() == list(tey)
+
+
+def test_md5_check_is_the_only_change(tiny_cifar):
+    root, _ = tiny_cifar
+    with pytest.raises(RuntimeError, match="corrupted"):  # the stock class checks the md5
+        CIFAR10(str(root), train=True)
+    with pytest.raises(RuntimeError, match="corrupted"):
+        load_cifar10(root, verify_md5=True)
+    own = {k for k in vars(CIFAR10NoMD5) if not k.startswith("__")}
+    assert own == {"train_list", "test_list", "meta"}
+    assert [n for n, _ in CIFAR10NoMD5.train_list] == [n for n, _ in CIFAR10.train_list]
+    assert [n for n, _ in CIFAR10NoMD5.test_list] == [n for n, _ in CIFAR10.test_list]
+    assert all(md5 is None for _, md5 in CIFAR10NoMD5.train_list + CIFAR10NoMD5.test_list)
+    assert {k: v for k, v in CIFAR10NoMD5.meta.items() if k != "md5"} == \
+        {k: v for k, v in CIFAR10.meta.items() if k != "md5"} and CIFAR10NoMD5.meta["md5"] is None
+    assert CIFAR10NoMD5.base_folder == CIFAR10.base_folder
+
+
+def test_missing_data_gives_instructions(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_cifar10(tmp_path)
+    msg = str(err.value)
+    assert "download=True" in msg and "cifar-10-batches-py" in msg and "cifar-10-python.tar.gz" in msg
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        build_any_task({"kind": "cifar10", "root": str(tmp_path), "batch_size": 4})
+    # a partial copy names what is missing
+    write_cifar10_format(tmp_path, *_tiny_arrays())
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="data_batch_3"):
+        load_cifar10(tmp_path, verify_md5=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# augmentation
+# ----------------------------------------------------------------------------------------------
+def _distinct_images(b=16, c=2, h=6, w=5):
+    return torch.arange(1, b * c * h * w + 1, dtype=torch.float64).reshape(b, c, h, w)
+
+
+def test_augmentation_is_a_crop_of_the_zero_padded_image_possibly_flipped():
+    x = _distinct_images()
+    p = 2
+    out = random_crop_flip(x, torch.Generator().manual_seed(0), padding=p)
+    padded = torch.nn.functional.pad(x, (p, p, p, p))
+    shifts, flips = set(), 0
+    for n in range(len(x)):
+        matches = [(dy, dx, fl) for dy in range(2 * p + 1) for dx in range(2 * p + 1) for fl in (0, 1)
+                   if torch.equal(out[n], (lambda win: win.flip(-1) if fl else win)(
+                       padded[n, :, dy:dy + 6, dx:dx + 5]))]
+        assert len(matches) == 1, n  # exactly one (offset, flip) explains the output
+        shifts.add(matches[0][:2])
+        flips += matches[0][2]
+    assert len(shifts) > 3 and 0 < flips < len(x)  # it really augments
+
+
+def test_augmentation_deterministic_in_the_seed():
+    x = _distinct_images()
+    a = random_crop_flip(x, torch.Generator().manual_seed(5))
+    b = random_crop_flip(x, torch.Generator().manual_seed(5))
+    c = random_crop_flip(x, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(random_crop_flip(x, torch.Generator(), padding=0, flip=False), x)
+    u8 = (x % 256).to(torch.uint8)
+    assert random_crop_flip(u8, torch.Generator().manual_seed(1)).dtype == torch.uint8
+
+
+# ----------------------------------------------------------------------------------------------
+# the task
+# ----------------------------------------------------------------------------------------------
+def _task(**kw):
+    trx, try_, tex, tey = _tiny_arrays(n_train=24, n_test=10)
+    args = dict(batch_size=4, seed=0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    args.update(kw)
+    return ImageTask(torch.from_numpy(trx), torch.from_numpy(try_), torch.from_numpy(tex),
+                     torch.from_numpy(tey), **args)
+
+
+def test_batches_are_deterministic_and_sample_epochs_without_replacement():
+    t1, t2 = _task(), _task()
+    for args in [(0, 0, 0, 1), (5, 0, 1, 2), (13, 0, 0, 1)]:
+        a, b = t1.batch("train", *args), t2.batch("train", *args)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(t1.batch("train", 0, 0)[0], t1.batch("train", 1, 0)[0])
+    assert not torch.equal(t1.batch("train", 0, 0)[0], _task(seed=1).batch("train", 0, 0)[0])
+    # one epoch = 6 steps of 4 distinct images; DDP ranks take disjoint slots
+    epoch = torch.cat([t1.train_indices(s) for s in range(6)])
+    assert sorted(epoch.tolist()) == list(range(24))
+    ranks = torch.cat([t1.train_indices(s, 0, r, 2) for s in range(3) for r in range(2)])
+    assert sorted(ranks.tolist()) == list(range(24))
+    assert not torch.equal(torch.cat([t1.train_indices(s) for s in range(6, 12)]), epoch)  # reshuffled
+    x, y = t1.batch("train", 2, 0)
+    assert x.dtype == torch.float32 and x.shape == (4, 3, 32, 32) and y.dtype == torch.long
+    assert torch.equal(y, t1.train_y[t1.train_indices(2)])
+    # test batches: un-augmented, normalised
+    xt, yt = t1.batch("test", 0, 0)
+    torch.testing.assert_close(xt, (t1.test_x[:4].float() / 255 - 0.5) / 0.25)
+    with pytest.raises(ValueError):
+        t1.batch("valid", 0, 0)
+    with pytest.raises(ValueError):
+        t1.batch("train", 0, 0, rank=2, world=2)
+
+
+def test_augmented_training_batches_are_crops_of_the_sampled_images():
+    t = _task()
+    x, _ = t.batch("train", 3, 0)
+    raw = t.normalize(t.train_x[t.train_indices(3)])
+    assert not torch.equal(x, raw)
+    t0 = _task(augment=False)
+    assert torch.equal(t0.batch("train", 3, 0)[0], raw)
+
+
+class ConstantLogits(nn.Module):
+    def __init__(self, z):
+        super().__init__()
+        self.z = nn.Parameter(torch.as_tensor(z, dtype=torch.float32))
+
+    def forward(self, x):
+        return self.z.expand(len(x), -1)
+
+
+def test_evaluate_on_a_hand_checkable_model():
+    t = _task(eval_batch_size=3)  # batches of 3 do not divide 10: the tail counts correctly
+    z = torch.arange(10, dtype=torch.float32) / 3  # predicts class 9 everywhere
+    res = t.evaluate(ConstantLogits(z), "cpu")
+    lse = torch.logsumexp(z, 0).item()
+
+    def expected(labels):
+        return float(np.mean([lse - z[c].item() for c in labels.tolist()])), (labels == 9).float().mean().item()
+
+    assert len(t.train_eval_y) == len(t.test_y) == 10  # training subset the size of the test set
+    loss, acc = expected(t.test_y)
+    assert res["test_loss"] == pytest.approx(loss, rel=1e-6) and res["test_acc"] == pytest.approx(acc)
+    loss, acc = expected(t.train_eval_y)
+    assert res["train_eval_loss"] == pytest.approx(loss, rel=1e-6) and res["train_eval_acc"] == pytest.approx(acc)
+    assert res["val_loss"] == res["test_loss"]
+    uniform = t.evaluate(ConstantLogits(torch.zeros(10)), "cpu")
+    assert uniform["test_loss"] == pytest.approx(math.log(10), rel=1e-6)
+    # the training subset is fixed (same for every task with this seed) and augmented
+    t2 = _task(eval_batch_size=3)
+    assert torch.equal(t.train_eval_x, t2.train_eval_x)
+    assert not any(torch.equal(t.train_eval_x[i], t.train_x[j]) for i in range(10) for j in range(24))
+
+
+def test_evaluate_restores_training_mode():
+    t = _task()
+    m = ConstantLogits(torch.zeros(10))
+    m.train()
+    t.evaluate(m, "cpu")
+    assert m.training
+
+
+# ----------------------------------------------------------------------------------------------
+# the digits stand-in
+# ----------------------------------------------------------------------------------------------
+def test_digits_stand_in_loads():
+    d = load_digits_images(16, test_size=360)
+    assert d["train_x"].shape == (1437, 3, 16, 16) and d["test_x"].shape == (360, 3, 16, 16)
+    assert d["train_x"].dtype == torch.uint8 and int(d["train_x"].max()) > 200
+    assert torch.equal(d["train_x"][:, 0], d["train_x"][:, 2])  # grey replicated over channels
+    assert sorted(d["test_y"].unique().tolist()) == list(range(10))
+    counts = torch.bincount(d["test_y"], minlength=10)
+    assert counts.min() >= 35 and counts.max() <= 37  # stratified
+    t = build_task(kind="cifar10", source="digits", image_size=16, batch_size=8)
+    assert isinstance(t, Task)  # the data.Task protocol the trainer relies on
+    assert t.padding == 2 and len(t.train_eval_x) == 360
+    x, _ = t.batch("train", 0, 0)
+    assert x.shape == (8, 3, 16, 16)
+    assert abs(float(t.normalize(t.train_x).mean())) < 1e-3  # its own training-set statistics
+
+
+def test_digits_stand_in_is_learnable():
+    from adamlinf.models.resnet import resnet18_cifar
+
+    torch.manual_seed(0)
+    t = build_task(kind="cifar10", source="digits", image_size=16, batch_size=32, seed=0)
+    model = resnet18_cifar(width=8, blocks=(1, 1, 1, 1), seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    fixed = t.fixed_batches(64)
+    with torch.no_grad():
+        before = float(t.loss(model, fixed[0]))
+    for step in range(30):
+        opt.zero_grad()
+        t.loss(model, t.batch("train", step, 0)).backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(t.loss(model, fixed[0]))
+    assert before > 2.0 and after < 0.7 * before
+
+
+def test_build_task_validates():
+    with pytest.raises(ValueError, match="batch_size"):
+        build_task(kind="cifar10", source="digits")
+    with pytest.raises(ValueError, match="unknown image-task option"):
+        build_task(kind="cifar10", source="digits", batch_size=4, crop=3)
+    with pytest.raises(ValueError, match="source"):
+        build_task(kind="cifar10", source="mnist", batch_size=4)
