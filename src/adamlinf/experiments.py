@@ -1,0 +1,619 @@
+r"""Experiment orchestration shared by the experiment chapters (Section 4.2, GPT-2; Section 4.3,
+ResNet18), so that the notebooks stay thin.
+
+A *training spec* is the plain dict :func:`adamlinf.train.run` takes::
+
+    {"model": {"kind": "gpt", ...}, "data": {"kind": "lm", ...}, "train": {"optimizer": "adam", "lr": ..., ...},
+     "tags": {...}}          # optional: extra columns for the tidy metrics, not passed to the trainer
+
+=====================================  =========================================================
+``lm_spec(...)``                       a GPT language-model spec (Section 4.2)
+``run_specs(specs, root)``             run each named spec into ``root/<name>/`` (skip complete
+                                       runs, resume interrupted ones) -> tidy metrics
+``grid_specs`` / ``lr_grid``           a learning-rate grid per optimizer (specs / trained)
+``scale_lr(spec, c)``                  the same run at ``c`` times the peak lr (Figure 3)
+``load_spec(run_dir)``                 the spec a completed run was trained with
+``final_metrics(df)``                  one row per run: the final smoothed metric
+``best_runs(df)``                      the tuned learning rate per optimizer (lowest final loss)
+``claims_table(values, claims)``       the paper's pairwise "a is better than b" claims, checked
+``hessian_table(run_dirs, ...)``       Table 2/4 metrics of final checkpoints on a fixed batch set
+``table_layout(tidy)``                 the paper's "Optimizer | metric | upper bound | value" view
+``ordering_check(table, finals)``      "smaller norm <-> faster optimizer"
+``gpt_flops_per_token(model_spec)``    6 N + 12 L E T (PaLM appendix B, as nanoGPT)
+``paper_time_estimate(...)``           GPU-hours of a set of runs from throughput or FLOPs and MFU
+``launch_command(spec, n)``            the torchrun command ``train.run`` uses for n > 1 devices
+=====================================  =========================================================
+
+Runs live in ``root/<name>/`` as the trainer writes them (``metrics.csv``, checkpoints); this
+module adds ``experiment_spec.json`` (the spec the run was started with) and, once the trainer
+returned, ``experiment_complete.json`` (the spec and wall time). A run whose completion record holds
+the same spec is skipped; a run whose spec changed is started afresh (``on_change="rerun"``, the
+default) or refused (``on_change="error"``); a run without a completion record is handed to the
+trainer again, which resumes it from its last checkpoint (``TrainConfig.resume``).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "SPEC_FILE", "COMPLETE_FILE", "OPTIMIZER_LABELS", "lm_spec", "with_train", "run_name", "is_complete",
+    "run_specs", "grid_specs", "lr_grid", "scale_lr", "load_spec", "final_metrics", "best_runs",
+    "claims_table", "fixed_batches", "hessian_table", "table_layout", "ordering_check",
+    "gpt_flops_per_token", "paper_time_estimate", "launch_command",
+]
+
+SPEC_FILE = "experiment_spec.json"
+COMPLETE_FILE = "experiment_complete.json"
+
+#: How the book names the optimizers (figure legends, table rows).
+OPTIMIZER_LABELS = {
+    "adam": "Adam", "adasgd": "AdaSGD", "rotated_adam": "Rotated Adam", "sgd": "SGD",
+    "blockwise_adam_tensor": "Blockwise Adam (per tensor)",
+    "blockwise_adam_head": "Blockwise Adam (per head)", "signgd": "SignGD", "rmsprop": "RMSProp",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# specs
+# --------------------------------------------------------------------------------------------
+def _check_spec(name: str, spec: Mapping) -> None:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"spec {name!r} must be a dict, got {type(spec).__name__}")
+    missing = [k for k in ("model", "data", "train") if k not in spec]
+    if missing:
+        raise ValueError(f"spec {name!r} lacks {missing}; a spec is "
+                         "{'model': {...}, 'data': {...}, 'train': {...}} (+ optional 'tags')")
+    extra = set(spec) - {"model", "data", "train", "tags"}
+    if extra:
+        raise ValueError(f"spec {name!r} has unknown top-level keys {sorted(extra)}")
+    if "optimizer" not in spec["train"] or "lr" not in spec["train"]:
+        raise ValueError(f"spec {name!r}: spec['train'] needs 'optimizer' and 'lr'")
+
+
+def with_train(spec: Mapping, tags: Mapping | None = None, **train: Any) -> dict:
+    """A deep copy of ``spec`` with ``spec["train"]`` updated by ``train`` and ``tags`` merged."""
+    out = copy.deepcopy(dict(spec))
+    out["train"] = {**out.get("train", {}), **train}
+    if tags:
+        out["tags"] = {**out.get("tags", {}), **tags}
+    return out
+
+
+def lm_spec(*, dataset: str, n_layer: int, n_head: int, n_embd: int, block_size: int, batch_size: int,
+            optimizer: str = "adam", lr: float, vocab_size: int | None = None, eval_iters: int = 10,
+            eval_batch_size: int | None = None, data_seed: int = 0, attention: str = "flash",
+            tags: Mapping | None = None, **train: Any) -> dict:
+    """A GPT language-model training spec (Section 4.2): ``{"model": {"kind": "gpt", ...},
+    "data": {"kind": "lm", ...}, "train": {...}}``. ``batch_size`` is per device and micro step
+    (global batch = devices x ``grad_accum`` x ``batch_size``); ``vocab_size=None`` takes the data
+    set's vocabulary (padded to a multiple of 64); other keywords are ``TrainConfig`` fields."""
+    model = {"kind": "gpt", "n_layer": int(n_layer), "n_head": int(n_head), "n_embd": int(n_embd),
+             "block_size": int(block_size), "attention": attention}
+    if vocab_size is not None:
+        model["vocab_size"] = int(vocab_size)
+    data = {"kind": "lm", "dataset": dataset, "block_size": int(block_size), "batch_size": int(batch_size),
+            "seed": int(data_seed), "eval_iters": int(eval_iters), "eval_batch_size": eval_batch_size}
+    if "betas" in train:
+        train["betas"] = [float(b) for b in train["betas"]]
+    spec = {"model": model, "data": data, "train": {"optimizer": optimizer, "lr": float(lr), **train}}
+    if tags:
+        spec["tags"] = dict(tags)
+    return spec
+
+
+def run_name(optimizer: str, lr: float, fmt: str = "{optimizer}_lr{lr:.1e}") -> str:
+    """``adam_lr6.0e-04``: a file-system friendly run name."""
+    return fmt.format(optimizer=optimizer, lr=lr).replace("+", "")
+
+
+def _canonical(spec: Mapping) -> str:
+    return json.dumps(spec, sort_keys=True, default=str)
+
+
+def _trainer_spec(spec: Mapping, out_dir: Path, progress: bool | None) -> dict:
+    """The spec handed to the trainer: without ``tags``, ``out_dir`` set (and ``progress``)."""
+    out = {k: copy.deepcopy(v) for k, v in spec.items() if k != "tags"}
+    out["train"]["out_dir"] = str(out_dir)
+    if progress is not None:
+        out["train"]["progress"] = progress
+    return out
+
+
+def is_complete(out_dir: str | Path, spec: Mapping | None = None) -> bool:
+    """Whether ``out_dir`` holds a finished run (of ``spec``, when given)."""
+    marker = Path(out_dir) / COMPLETE_FILE
+    if not marker.exists():
+        return False
+    if spec is None:
+        return True
+    return _canonical(json.loads(marker.read_text())["spec"]) == _canonical(spec)
+
+
+def launch_command(spec: Mapping, nproc_per_node: int) -> list[str]:
+    """The ``torchrun`` command line :func:`adamlinf.train.run` uses for ``nproc_per_node > 1``
+    (for display; the trainer launches it)."""
+    return ["torchrun", "--standalone", f"--nproc_per_node={int(nproc_per_node)}", "-m",
+            "adamlinf.train", "--spec", json.dumps(spec, sort_keys=True)]
+
+
+# --------------------------------------------------------------------------------------------
+# running
+# --------------------------------------------------------------------------------------------
+def _read_metrics(out_dir: Path) -> pd.DataFrame:
+    path = out_dir / "metrics.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"run {out_dir} is marked complete but has no metrics.csv")
+    return pd.read_csv(path)
+
+
+def _run_one(name: str, spec: dict, out_dir: str, nproc_per_node: int, threads: int | None,
+             progress: bool | None) -> tuple[str, float]:
+    """Train one spec to completion and mark it complete (also the worker of a process pool)."""
+    import torch
+
+    from adamlinf import train as _train
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n")
+    t0 = time.perf_counter()
+    _train.run(_trainer_spec(spec, out, progress), nproc_per_node=nproc_per_node)
+    wall = time.perf_counter() - t0
+    record = {"name": name, "spec": spec, "wall_time_s": round(wall, 3),
+              "nproc_per_node": nproc_per_node, "torch_threads": torch.get_num_threads()}
+    (out / COMPLETE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return name, wall
+
+
+def _prepare_dir(name: str, spec: Mapping, out: Path, on_change: str) -> bool:
+    """True if the run must be (re)started; clears a run whose spec changed when allowed."""
+    if is_complete(out, spec):
+        return False
+    started = out / SPEC_FILE
+    stale = (out / COMPLETE_FILE).exists() or (
+        started.exists() and _canonical(json.loads(started.read_text())) != _canonical(spec))
+    if stale:
+        if on_change == "error":
+            raise ValueError(f"run {name!r} in {out} was made with a different spec; delete it or "
+                             f"pass on_change='rerun'")
+        print(f"[experiments] spec of run {name!r} changed: starting it afresh in {out}", flush=True)
+        shutil.rmtree(out)
+    return True
+
+
+def run_specs(specs: Mapping[str, Mapping], root: str | Path, nproc_per_node: int = 1, *,
+              workers: int = 1, threads_per_worker: int | None = None, on_change: str = "rerun",
+              progress: bool | None = None, verbose: bool = True) -> pd.DataFrame:
+    """Run every training spec ``specs[name]`` into ``root/<name>/`` and return tidy metrics.
+
+    * A run already complete with the same spec is skipped and its ``metrics.csv`` read back.
+    * An interrupted run is handed to the trainer again, which resumes it from its checkpoint.
+    * ``nproc_per_node > 1`` makes :func:`adamlinf.train.run` launch ``torchrun`` (DDP) per run.
+    * ``workers > 1`` trains that many runs at once in separate processes (spawned), each with
+      ``threads_per_worker`` torch threads (default: CPU count // workers). On a small CPU this
+      trades per-run threads for run-level parallelism; on GPUs keep ``workers=1``.
+
+    Returns the concatenated metrics of all runs (the trainer's columns: ``iter``, ``tokens``,
+    ``train_loss``, ``val_loss``, ..., with the trainer's scheduled learning rate renamed ``lr_t``)
+    with ``run``, ``optimizer``, ``lr`` (the spec's peak learning rate) and the spec's ``tags`` as
+    extra columns. Wall times of the runs trained now are in ``df.attrs["wall_time_s"]``.
+    """
+    if on_change not in ("rerun", "error"):
+        raise ValueError(f"on_change must be 'rerun' or 'error', got {on_change!r}")
+    if int(nproc_per_node) < 1 or int(workers) < 1:
+        raise ValueError(f"nproc_per_node and workers must be >= 1, got {nproc_per_node}, {workers}")
+    if workers > 1 and nproc_per_node > 1:
+        raise ValueError("use either workers > 1 (several runs at once) or nproc_per_node > 1 "
+                         "(one run on several devices), not both")
+    root = Path(root)
+    for name, spec in specs.items():
+        _check_spec(name, spec)
+        if not name or os.sep in name or name.startswith("."):
+            raise ValueError(f"bad run name {name!r}")
+    todo = [name for name, spec in specs.items() if _prepare_dir(name, spec, root / name, on_change)]
+    if verbose:
+        skipped = len(specs) - len(todo)
+        print(f"[experiments] {len(todo)} run(s) to train, {skipped} already complete in {root}",
+              flush=True)
+    walls: dict[str, float] = {}
+    if todo and workers == 1:
+        for name in todo:
+            t0 = time.perf_counter()
+            _run_one(name, dict(specs[name]), str(root / name), int(nproc_per_node), threads_per_worker,
+                     progress)
+            walls[name] = time.perf_counter() - t0
+            if verbose:
+                print(f"[experiments] {name}: {walls[name]:.1f} s", flush=True)
+    elif todo:
+        import multiprocessing as mp
+
+        threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        show = False if progress is None else progress
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                                 mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_one, name, dict(specs[name]), str(root / name), 1, threads, show)
+                       for name in todo]
+            for fut in futures:
+                name, wall = fut.result()
+                walls[name] = wall
+                if verbose:
+                    print(f"[experiments] {name}: {wall:.1f} s (worker)", flush=True)
+    frames = []
+    for name, spec in specs.items():
+        df = _read_metrics(root / name).rename(columns={"lr": "lr_t"})
+        df.insert(0, "run", name)
+        df.insert(1, "optimizer", spec["train"]["optimizer"])
+        df.insert(2, "lr", float(spec["train"]["lr"]))
+        for key, value in (spec.get("tags") or {}).items():
+            df[key] = value
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs["wall_time_s"] = walls
+    return out
+
+
+def grid_specs(base_spec: Mapping, optimizers: Mapping[str, Sequence[float]], *,
+               name_fmt: str = "{optimizer}_lr{lr:.1e}", keep_min_lr_ratio: bool = True,
+               tags: Mapping | None = None) -> dict[str, dict]:
+    """The specs of a learning-rate grid: ``base_spec`` once per (optimizer, lr) of
+    ``optimizers = {"sgd": [0.1, 0.3, 1.0], ...}``, named by ``name_fmt`` and tagged ``grid=True``.
+    With ``keep_min_lr_ratio`` and a ``min_lr`` in the base spec, each run keeps the base ratio
+    ``min_lr / lr`` (nanoGPT's cosine decays to lr/10)."""
+    if not optimizers:
+        raise ValueError("optimizers must name at least one optimizer with its learning rates")
+    base_train = base_spec.get("train", {})
+    ratio = None
+    if keep_min_lr_ratio and base_train.get("min_lr") is not None and base_train.get("lr"):
+        ratio = float(base_train["min_lr"]) / float(base_train["lr"])
+    specs = {}
+    for opt, lrs in optimizers.items():
+        if not len(lrs):
+            raise ValueError(f"empty learning-rate list for {opt!r}")
+        for lr in lrs:
+            if not lr > 0:
+                raise ValueError(f"learning rates must be positive, got {lr} for {opt!r}")
+            train = {"optimizer": opt, "lr": float(lr)}
+            if ratio is not None:
+                train["min_lr"] = float(lr) * ratio
+            specs[run_name(opt, lr, name_fmt)] = with_train(base_spec, tags={"grid": True, **(tags or {})},
+                                                            **train)
+    return specs
+
+
+def lr_grid(base_spec: Mapping, optimizers: Mapping[str, Sequence[float]], root: str | Path, *,
+            name_fmt: str = "{optimizer}_lr{lr:.1e}", keep_min_lr_ratio: bool = True,
+            tags: Mapping | None = None, **run_kwargs) -> pd.DataFrame:
+    """Train a learning-rate grid (:func:`grid_specs`) through :func:`run_specs` (extra keyword
+    arguments go there); pick the tuned run with :func:`best_runs`."""
+    specs = grid_specs(base_spec, optimizers, name_fmt=name_fmt, keep_min_lr_ratio=keep_min_lr_ratio,
+                       tags=tags)
+    return run_specs(specs, root, **run_kwargs)
+
+
+def scale_lr(spec: Mapping, factor: float, tags: Mapping | None = None) -> dict:
+    """``spec`` with its peak (and, if set, final) learning rate multiplied by ``factor``
+    (Figure 3: the same runs at a smaller and a larger peak learning rate)."""
+    if not factor > 0:
+        raise ValueError(f"factor must be positive, got {factor}")
+    train = {"lr": float(spec["train"]["lr"]) * factor}
+    if spec["train"].get("min_lr") is not None:
+        train["min_lr"] = float(spec["train"]["min_lr"]) * factor
+    return with_train(spec, tags=tags, **train)
+
+
+def load_spec(run_dir: str | Path) -> dict:
+    """The spec a run of :func:`run_specs` was trained with (from its completion record)."""
+    marker = Path(run_dir) / COMPLETE_FILE
+    if not marker.exists():
+        raise FileNotFoundError(f"{marker} not found: {run_dir} is not a completed run of run_specs")
+    return json.loads(marker.read_text())["spec"]
+
+
+# --------------------------------------------------------------------------------------------
+# picking runs
+# --------------------------------------------------------------------------------------------
+def _window(n_rows: int, window: int | float) -> int:
+    if isinstance(window, float) and 0 < window < 1:
+        return max(1, int(round(window * n_rows)))
+    if int(window) < 1:
+        raise ValueError(f"window must be a positive int (rows) or a fraction in (0, 1), got {window}")
+    return int(window)
+
+
+def _diverged(g: pd.DataFrame) -> bool:
+    """A run diverged if the training loss of its last training row is not finite. Training rows
+    are those with a scheduled learning rate ``lr_t``: in CSV a NaN loss reads back as missing, so
+    the rows, not the loss, tell which iterations were logged."""
+    if "train_loss" not in g.columns or "lr_t" not in g.columns:
+        return False
+    train_rows = g.loc[g["lr_t"].notna(), "train_loss"].to_numpy(dtype=float)
+    return len(train_rows) > 0 and not np.isfinite(train_rows[-1])
+
+
+def final_metrics(df: pd.DataFrame, metric: str = "train_loss", *, window: int | float = 0.05,
+                  by: Sequence[str] = ("run",), step: str = "iter") -> pd.DataFrame:
+    """One row per ``by`` group (default: per run): ``metric`` averaged over its last logged values
+    (the "final smoothed loss"; ``window`` rows, or that fraction of the logged rows when a float
+    in (0, 1): the default is the last 5%), with ``optimizer`` and ``lr`` carried along. A run
+    whose last values are not all finite, or whose last training loss is not (:func:`_diverged`),
+    gets ``final_<metric> = inf`` and ``diverged = True``."""
+    if metric not in df.columns:
+        raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
+    _window(1, window)
+    rows = []
+    for key, g in df.groupby(list(by), sort=False):
+        g = g.sort_values(step, kind="stable") if step in g.columns else g
+        logged = g[metric].dropna().to_numpy(dtype=float)
+        last = logged[-_window(len(logged), window):]
+        diverged = len(last) == 0 or not bool(np.all(np.isfinite(last))) or _diverged(g)
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        for col in ("optimizer", "lr"):
+            if col in g.columns and col not in row:
+                row[col] = g[col].iloc[0]
+        row[f"final_{metric}"] = float("inf") if diverged else float(last.mean())
+        row["last_iter"] = int(g[step].max()) if step in g.columns and len(g) else -1
+        row["diverged"] = bool(diverged)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_runs(df: pd.DataFrame, metric: str = "train_loss", by: Sequence[str] = ("optimizer",), *,
+              window: int | float = 0.05) -> pd.DataFrame:
+    """The tuned run of each ``by`` group: the run with the lowest final smoothed ``metric``
+    (:func:`final_metrics`; diverged runs rank last). Columns: ``by``, ``run``, ``lr``,
+    ``final_<metric>``, ``diverged``, ``n_tried``; sorted by the final metric."""
+    keys = tuple(dict.fromkeys(("run", *[b for b in by if b != "run"])))
+    finals = final_metrics(df, metric, window=window, by=keys)
+    col = f"final_{metric}"
+    rows = []
+    for _, g in finals.groupby(list(by), sort=False):
+        best = g.sort_values(col, kind="stable").iloc[0]
+        row = best.to_dict()
+        row["n_tried"] = len(g)
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(col, kind="stable").reset_index(drop=True)
+
+
+def claims_table(values: Mapping[str, float], claims: Sequence[tuple[str, str, str]], *,
+                 value_name: str = "final train loss", labels: Mapping[str, str] | None = None
+                 ) -> pd.DataFrame:
+    """Check the paper's pairwise claims "``a`` is better (lower ``values``) than ``b``":
+    ``claims = [("adam", "adasgd", "Adam converges faster than AdaSGD"), ...]``. Returns one row
+    per claim: the claim, the better and worse run by the paper, both values, ``holds here``."""
+    labels = dict(OPTIMIZER_LABELS, **(labels or {}))
+    rows = []
+    for a, b, text in claims:
+        if a not in values or b not in values:
+            raise ValueError(f"claim {text!r} needs values of {a!r} and {b!r}; have {sorted(values)}")
+        va, vb = float(values[a]), float(values[b])
+        rows.append({"paper's claim": text, "better (paper)": labels.get(a, a),
+                     "worse (paper)": labels.get(b, b), f"{value_name}, better": va,
+                     f"{value_name}, worse": vb, "holds here": bool(va < vb)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Hessian metrics of final checkpoints (Tables 2 and 4)
+# --------------------------------------------------------------------------------------------
+def fixed_batches(task, n_batches: int, *, split: str = "train", step: int = 0) -> list:
+    """``n_batches`` batches ``task.batch(split, step, i)``, ``i < n_batches``: deterministic in the
+    task's spec, hence the same fixed evaluation set for every run of one data spec."""
+    if n_batches < 1:
+        raise ValueError(f"n_batches must be >= 1, got {n_batches}")
+    return [task.batch(split, step, i) for i in range(n_batches)]
+
+
+def _digest(batches) -> str:
+    import hashlib
+
+    h = hashlib.sha1()
+    for b in batches:
+        for t in (b if isinstance(b, (tuple, list)) else (b,)):
+            h.update(t.detach().cpu().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+def hessian_table(run_dirs: Mapping[str, str | Path], n_probes: int = 50, seed: int = 0,
+                  n_batches: int = 1, *, split: str = "train", batch_step: int = 0, concat: bool = False,
+                  spectral: bool = True, lanczos_iters: int | None = None, variant: str = "iqr",
+                  device: str = "cpu", dtype=None, progress: bool = False,
+                  verbose: bool = True) -> pd.DataFrame:
+    r"""Table 2/4 metrics at the final checkpoint of each run in ``run_dirs = {label: dir}``.
+
+    Each checkpoint is loaded with :func:`adamlinf.train.load_final`; the loss is the mean over a
+    FIXED batch set (:func:`fixed_batches`, identical for every run with the same data spec; its
+    digest is a column, so the table shows it was the same). :func:`adamlinf.hessian.smoothness_table`
+    then estimates, at the final iterate,
+
+    * :math:`\|H\|_{1,1}/d` by ``n_probes`` Cauchy probes (Algorithm 4), where for rotated Adam
+      :math:`H` is the Hessian of the loss it optimised, :math:`L\circ\mathcal R` at its own
+      iterate :math:`w` (model parameters :math:`x=\mathcal Rw`): :math:`\mathcal R^\top
+      \nabla^2L(x)\mathcal R`;
+    * :math:`\|H\|_2` by Lanczos (rotation invariant), with ``spectral``.
+
+    ``concat=True`` joins the ``n_batches`` batches into one (the same function, since the batches
+    have equal sizes): faster on small models, whose first-order graph is then built once; keep it
+    False when one batch of that size does not fit in memory (the paper's 7,680 sequences).
+
+    Returns a tidy frame, one row per (run, quantity): ``quantity`` in ``{"l11_per_dim",
+    "spectral_norm"}``, ``hessian`` ``"H"`` or ``"R^T H R"``, ``value``, and ``d``, ``n_probes``,
+    ``loss`` (on the fixed batches), ``batch_digest``, ``seconds``. :func:`table_layout` turns it
+    into the paper's layout.
+    """
+    import torch
+
+    from adamlinf import hessian as _hessian
+    from adamlinf import train as _train
+
+    if n_probes < 1:
+        raise ValueError(f"n_probes must be >= 1, got {n_probes}")
+    rows = []
+    for label, run_dir in run_dirs.items():
+        run_dir = Path(run_dir)
+        if not run_dir.exists():
+            raise FileNotFoundError(f"run directory {run_dir} of {label!r} does not exist; train it first")
+        model, task, cfg, rotation = _train.load_final(run_dir, device=device)
+        if rotation is not None and not hasattr(rotation, "apply"):
+            rotation = rotation.rotation  # RotatedParametrization -> its map R (apply / apply_T)
+        if dtype is not None:
+            model = model.to(dtype)
+        model.eval()
+        if hasattr(model, "set_attention"):
+            model.set_attention("math")  # fused attention has no double backward (see hessian)
+        batches = fixed_batches(task, n_batches, split=split, step=batch_step)
+        digest = _digest(batches)
+        if concat:  # one batch of n_batches x batch_size samples: the same mean loss (equal sizes),
+            # and one cached first-order graph serves every HVP (hessian.HVP, double backward)
+            batches = [tuple(torch.cat(ts) for ts in zip(*batches))]
+        batches = [tuple(t.to(device) for t in b) for b in batches]
+        t0 = time.perf_counter()
+        res = _hessian.smoothness_table(model, task.loss, batches, rotation=rotation, n_probes=n_probes,
+                                        seed=seed, variant=variant, spectral=spectral,
+                                        lanczos_iters=lanczos_iters, progress=progress)
+        seconds = time.perf_counter() - t0
+        optimizer = getattr(cfg, "optimizer", None) if not isinstance(cfg, Mapping) else cfg.get("optimizer")
+        common = {"run": label, "optimizer": optimizer, "d": int(res["d"]), "n_probes": int(res["n_probes"]),
+                  "n_batches": n_batches, "loss": float(res["loss"]), "batch_digest": digest,
+                  "seconds": round(seconds, 2)}
+        rows.append({**common, "quantity": "l11_per_dim",
+                     "hessian": "R^T H R" if rotation is not None else "H",
+                     "value": float(res["l11_per_dim"])})
+        if spectral:
+            rows.append({**common, "quantity": "spectral_norm", "hessian": "H",
+                         "value": float(res["spectral_norm"])})
+        if verbose:
+            msg = ", ".join(f"{r['quantity']}={r['value']:.4g}" for r in rows if r["run"] == label)
+            print(f"[experiments] {label}: {msg} ({seconds:.1f} s)", flush=True)
+        del model, task
+        if str(device).startswith("cuda"):
+            torch.cuda.empty_cache()
+    return pd.DataFrame(rows)
+
+
+_METRIC_OF = {  # optimizer -> (quantity, hessian, smoothness metric, upper bound, estimated value)
+    "adam": ("l11_per_dim", "H", "H(L, Φ_Adam)", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d"),
+    "rotated_adam": ("l11_per_dim", "R^T H R", "H(L∘R, Φ_Adam)", "‖Rᵀ∇²L(x)R‖₁,₁", "‖RᵀHR‖₁,₁/d"),
+    "adasgd": ("spectral_norm", "H", "H(L, Φ_AdaSGD)", "d‖∇²L(x)‖₂", "‖H‖₂"),
+}
+
+
+def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 2/4 layout from :func:`hessian_table` output (RECONSTRUCTED layout,
+    PAPER_MATH.md §5): ``Optimizer | Smoothness metric | Upper bound | Estimated value``, where the
+    estimated value is on the comparable per-coordinate scale: ‖H‖₁,₁/d (Adam), ‖RᵀHR‖₁,₁/d
+    (rotated Adam) against ‖H‖₂ (AdaSGD). AdaSGD's ‖H‖₁,₁/d is listed as an extra row."""
+    rows = []
+    for (run, opt), g in tidy.groupby(["run", "optimizer"], sort=False):
+        if opt not in _METRIC_OF:
+            continue
+        quantity, hess, metric, bound, shown = _METRIC_OF[opt]
+        sel = g[(g.quantity == quantity) & (g.hessian == hess)]
+        if len(sel):
+            rows.append({"Optimizer": OPTIMIZER_LABELS[opt], "Smoothness metric": metric,
+                         "Upper bound": bound, "Quantity": shown, "Estimated value": float(sel.value.iloc[0]),
+                         "run": run})
+        if opt == "adasgd":
+            extra = g[(g.quantity == "l11_per_dim") & (g.hessian == "H")]
+            if len(extra):
+                rows.append({"Optimizer": "AdaSGD", "Smoothness metric": "(for comparison)",
+                             "Upper bound": "‖∇²L(x)‖₁,₁", "Quantity": "‖H‖₁,₁/d",
+                             "Estimated value": float(extra.value.iloc[0]), "run": run})
+    return pd.DataFrame(rows)
+
+
+def ordering_check(table: pd.DataFrame, finals: pd.DataFrame, *, loss_col: str = "final_train_loss"
+                   ) -> pd.DataFrame:
+    """"The smaller the norm, the faster the optimizer" (Table 2's takeaway): ranks the optimizers
+    by their smoothness constant (the ``Estimated value`` of :func:`table_layout`'s main rows) and by
+    final loss. ``finals`` has ``run`` and ``loss_col``. ``df.attrs["agrees"]`` is True when the two
+    orders are the same; ``df.attrs["pairs"]`` checks every pair (faster run first)."""
+    main = table[table["Smoothness metric"] != "(for comparison)"][["run", "Optimizer", "Estimated value"]]
+    merged = main.merge(finals[["run", loss_col]], on="run", how="left")
+    merged["rank by norm"] = merged["Estimated value"].rank(method="min").astype(int)
+    merged["rank by final loss"] = merged[loss_col].rank(method="min").astype(int)
+    merged = merged.sort_values("rank by final loss").reset_index(drop=True)
+    merged.attrs["agrees"] = bool((merged["rank by norm"] == merged["rank by final loss"]).all())
+    pairs = []
+    recs = merged.to_dict("records")
+    for i, a in enumerate(recs):
+        for b in recs[i + 1:]:  # a has the lower (or equal) final loss
+            pairs.append({"faster": a["Optimizer"], "slower": b["Optimizer"],
+                          "norm of faster": a["Estimated value"], "norm of slower": b["Estimated value"],
+                          "smaller norm is faster": bool(a["Estimated value"] < b["Estimated value"])})
+    merged.attrs["pairs"] = pd.DataFrame(pairs)
+    return merged
+
+
+# --------------------------------------------------------------------------------------------
+# cost at the paper's scale
+# --------------------------------------------------------------------------------------------
+def gpt_flops_per_token(model_spec: Mapping) -> float:
+    """Training FLOPs per token of a GPT spec, :math:`6N + 12\\,L\\,E\\,T` (PaLM appendix B, as
+    nanoGPT's ``estimate_mfu``; N without position embeddings). The model is built on the
+    ``meta`` device, so a 124M spec costs no memory."""
+    import torch
+
+    from adamlinf.models import build
+
+    with torch.device("meta"):
+        model = build(dict(model_spec))
+    return float(model.flops_per_token())
+
+
+def paper_time_estimate(*, tokens_per_step: float, steps: int, flops_per_token: float | None = None,
+                        tokens_per_s_per_gpu: float | None = None, n_runs: float = 1,
+                        n_gpus: int = 1, mfu: float = 0.4, peak_flops: float = 989e12,
+                        label: str = "", verbose: bool = True) -> dict:
+    """Expected cost of ``n_runs`` training runs of ``steps`` steps of ``tokens_per_step`` tokens
+    (for images read "samples" for "tokens").
+
+    Throughput per GPU is ``tokens_per_s_per_gpu`` when measured, else
+    ``mfu · peak_flops / flops_per_token`` (assumed model FLOPs utilisation; default peak: H100/H200
+    dense bf16, 989 TFLOP/s). Then
+
+        GPU-seconds per run = tokens_per_step · steps / throughput,
+        wall hours           = n_runs · GPU-seconds per run / n_gpus / 3600  (data parallel, ideal).
+
+    ``n_runs`` may be fractional to weight slower runs (e.g. rotated Adam's extra cost).
+    Returns a dict (printed when ``verbose``).
+    """
+    if tokens_per_step <= 0 or steps <= 0 or n_runs <= 0 or n_gpus < 1:
+        raise ValueError("tokens_per_step, steps, n_runs must be positive and n_gpus >= 1")
+    if tokens_per_s_per_gpu is None:
+        if flops_per_token is None:
+            raise ValueError("give tokens_per_s_per_gpu (measured) or flops_per_token (with mfu)")
+        if not 0 < mfu <= 1:
+            raise ValueError(f"mfu must be in (0, 1], got {mfu}")
+        throughput = mfu * peak_flops / flops_per_token
+        source = f"assumed MFU {mfu:.0%} of {peak_flops / 1e12:.0f} TFLOP/s"
+    else:
+        if tokens_per_s_per_gpu <= 0:
+            raise ValueError("tokens_per_s_per_gpu must be positive")
+        throughput = float(tokens_per_s_per_gpu)
+        source = "measured throughput"
+    tokens_per_run = float(tokens_per_step) * steps
+    gpu_s_per_run = tokens_per_run / throughput
+    out = {"label": label, "tokens_per_run": tokens_per_run,
+           "flops_per_run": tokens_per_run * flops_per_token if flops_per_token else float("nan"),
+           "tokens_per_s_per_gpu": throughput, "throughput_source": source, "n_runs": n_runs,
+           "n_gpus": n_gpus, "gpu_hours_per_run": gpu_s_per_run / 3600,
+           "gpu_hours_total": n_runs * gpu_s_per_run / 3600,
+           "wall_hours_total": n_runs * gpu_s_per_run / 3600 / n_gpus}
+    if verbose:
+        print(f"{label + ': ' if label else ''}{n_runs:g} run(s) x {tokens_per_run:.3g} tokens at "
+              f"{throughput:,.0f} tokens/s/GPU ({source}) = {out['gpu_hours_per_run']:.1f} GPU-hours per "
+              f"run, {out['gpu_hours_total']:.1f} GPU-hours in all, about {out['wall_hours_total']:.1f} h "
+              f"on {n_gpus} GPU(s)", flush=True)
+    return out

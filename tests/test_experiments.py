@@ -1,0 +1,186 @@
+"""Experiment orchestration (adamlinf.experiments): runs, resume/skip, tuned-lr choice, Hessian
+tables of final checkpoints, and the paper-scale cost arithmetic."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adamlinf import experiments as ex
+from adamlinf.data import text
+
+
+@pytest.fixture(scope="module")
+def pydoc_ready():
+    try:
+        text.check_prepared("pydoc")
+    except FileNotFoundError:
+        text.prepare("pydoc")
+
+
+def tiny(optimizer="adam", lr=1e-2, **train):
+    kw = dict(max_iters=6, warmup_iters=1, eval_interval=3, progress=False)
+    kw.update(train)
+    return ex.lm_spec(dataset="pydoc", n_layer=1, n_head=2, n_embd=8, block_size=8, batch_size=2,
+                      eval_iters=1, optimizer=optimizer, lr=lr, **kw)
+
+
+def test_run_specs_end_to_end_skips_and_resumes(tmp_path, pydoc_ready, monkeypatch):
+    specs = {"adam": tiny("adam", tags={"setting": "default"}), "rot": tiny("rotated_adam")}
+    df = ex.run_specs(specs, tmp_path)
+    assert set(df.run) == {"adam", "rot"}
+    assert set(df.optimizer) == {"adam", "rotated_adam"}
+    assert (df.lr == 1e-2).all() and "lr_t" in df.columns
+    assert df.groupby("run").iter.max().tolist() == [6, 6]
+    assert (df[df.run == "adam"].setting == "default").all()
+    # the trainer's schedule: warmup 1 then cosine from 1e-2 to 1e-3 at iteration 6
+    lr_t = df[df.run == "adam"].dropna(subset=["lr_t"]).set_index("iter").lr_t
+    assert lr_t[0] == pytest.approx(5e-3) and lr_t[1] == pytest.approx(1e-2)
+    assert ex.is_complete(tmp_path / "adam", specs["adam"])
+    assert set(df.attrs["wall_time_s"]) == {"adam", "rot"}
+
+    # complete runs are skipped: the trainer is not called again and the metrics come back equal
+    import adamlinf.train
+
+    def boom(*a, **k):
+        raise AssertionError("trainer called for a complete run")
+
+    monkeypatch.setattr(adamlinf.train, "run", boom)
+    again = ex.run_specs(specs, tmp_path)
+    pd.testing.assert_frame_equal(df.reset_index(drop=True), again.reset_index(drop=True))
+    assert again.attrs["wall_time_s"] == {}
+    # a changed spec is refused with on_change="error" (and would be retrained by default)
+    changed = {"adam": tiny("adam", lr=2e-2)}
+    with pytest.raises(ValueError, match="different spec"):
+        ex.run_specs(changed, tmp_path, on_change="error")
+    monkeypatch.undo()
+
+    # an interrupted run (stopped at iteration 3, no completion marker) is resumed by the trainer
+    # and ends on the same losses as the uninterrupted one
+    stopped = tiny("adam", tags={"setting": "default"}, stop_iter=3)
+    adamlinf.train.run({**{k: v for k, v in stopped.items() if k != "tags"},
+                        "train": {**stopped["train"], "out_dir": str(tmp_path / "again")}})
+    resumed = ex.run_specs({"again": specs["adam"]}, tmp_path)
+    a = df[df.run == "adam"].train_loss.dropna().to_numpy()
+    b = resumed.train_loss.dropna().to_numpy()
+    np.testing.assert_allclose(b, a, rtol=1e-6)
+
+
+def test_lr_grid_names_and_min_lr_ratio(tmp_path, pydoc_ready):
+    base = tiny("sgd", lr=0.5, min_lr=0.05, max_iters=2, eval_interval=0)
+    df = ex.lr_grid(base, {"sgd": [0.1, 0.3]}, tmp_path)
+    assert sorted(df.run.unique()) == ["sgd_lr1.0e-01", "sgd_lr3.0e-01"]
+    saved = json.loads((tmp_path / "sgd_lr3.0e-01" / ex.COMPLETE_FILE).read_text())["spec"]
+    assert saved["train"]["lr"] == 0.3 and saved["train"]["min_lr"] == pytest.approx(0.03)
+    assert df.grid.all()
+    with pytest.raises(ValueError):
+        ex.lr_grid(base, {"sgd": [0.0]}, tmp_path)
+
+
+def _synthetic():
+    it = np.arange(20)
+    rows = []
+    for run, opt, lr, losses in [
+        ("a1", "adam", 1e-3, 3.0 - 0.05 * it),                       # final mean of last 2: 2.075
+        ("a2", "adam", 3e-3, 3.0 - 0.06 * it),                       # 1.89: the best adam
+        ("a3", "adam", 1e-2, np.where(it < 15, 1.0, np.nan)),         # diverged (NaN from iteration 15)
+        ("s1", "sgd", 0.1, np.full(20, 2.5)),
+        ("s2", "sgd", 1.0, np.r_[np.full(18, 1.0), 2.4, 2.6]),        # 2.5 over the last 2 rows
+    ]:
+        for i, loss in zip(it, losses):
+            rows.append({"run": run, "optimizer": opt, "lr": lr, "iter": i, "lr_t": lr, "train_loss": loss})
+        rows.append({"run": run, "optimizer": opt, "lr": lr, "iter": 20, "val_loss": 1.0})  # final eval row
+    return pd.DataFrame(rows)
+
+
+def test_best_runs_picks_the_lowest_final_smoothed_loss():
+    df = _synthetic()
+    fin = ex.final_metrics(df, window=2).set_index("run")
+    assert fin.loc["a1", "final_train_loss"] == pytest.approx((2.10 + 2.05) / 2)
+    assert fin.loc["a2", "final_train_loss"] == pytest.approx((1.92 + 1.86) / 2)
+    assert fin.loc["a3", "diverged"] and math.isinf(fin.loc["a3", "final_train_loss"])
+    best = ex.best_runs(df, window=2).set_index("optimizer")
+    assert best.loc["adam", "run"] == "a2" and best.loc["adam", "lr"] == 3e-3
+    assert best.loc["adam", "n_tried"] == 3
+    # a tie (2.5 vs 2.5) keeps the first run listed; the window matters: over the last row s1 wins
+    assert best.loc["sgd", "run"] == "s1"
+    assert ex.best_runs(df, window=1).set_index("optimizer").loc["sgd", "run"] == "s1"
+    assert ex.best_runs(df, window=3).set_index("optimizer").loc["sgd", "run"] == "s2"  # (1+2.4+2.6)/3=2.0
+    # default window: the last 5% of rows (1 of 20)
+    assert ex.final_metrics(df).set_index("run").loc["a1", "final_train_loss"] == pytest.approx(2.05)
+    with pytest.raises(ValueError):
+        ex.final_metrics(df, metric="nope")
+
+
+def test_table_layout_and_ordering_check():
+    tidy = pd.DataFrame([
+        {"run": "adam", "optimizer": "adam", "quantity": "l11_per_dim", "hessian": "H", "value": 1.0},
+        {"run": "adam", "optimizer": "adam", "quantity": "spectral_norm", "hessian": "H", "value": 9.0},
+        {"run": "ada", "optimizer": "adasgd", "quantity": "l11_per_dim", "hessian": "H", "value": 0.5},
+        {"run": "ada", "optimizer": "adasgd", "quantity": "spectral_norm", "hessian": "H", "value": 4.0},
+        {"run": "rot", "optimizer": "rotated_adam", "quantity": "l11_per_dim", "hessian": "R^T H R", "value": 7.0},
+        {"run": "rot", "optimizer": "rotated_adam", "quantity": "spectral_norm", "hessian": "H", "value": 3.0},
+    ])
+    t = ex.table_layout(tidy).set_index("Quantity")
+    assert t.loc["‖H‖₂", "Estimated value"] == 4.0 and t.loc["‖H‖₂", "Optimizer"] == "AdaSGD"
+    assert t.loc["‖RᵀHR‖₁,₁/d", "Estimated value"] == 7.0
+    assert t.loc["‖H‖₁,₁/d"].shape[0] == 2  # Adam's row and AdaSGD's comparison row
+    finals = pd.DataFrame({"run": ["adam", "ada", "rot"], "final_train_loss": [2.0, 2.5, 2.7]})
+    chk = ex.ordering_check(ex.table_layout(tidy), finals)
+    assert chk.run.tolist() == ["adam", "ada", "rot"] and chk.attrs["agrees"]
+    assert chk.attrs["pairs"]["smaller norm is faster"].all() and len(chk.attrs["pairs"]) == 3
+    finals.loc[2, "final_train_loss"] = 2.1  # rotated Adam second by loss but last by norm
+    chk = ex.ordering_check(ex.table_layout(tidy), finals)
+    assert not chk.attrs["agrees"]
+    pairs = chk.attrs["pairs"].set_index(["faster", "slower"])["smaller norm is faster"]
+    # by loss: Adam 2.0 < Rotated 2.1 < AdaSGD 2.5; by norm: Adam 1 < AdaSGD 4 < Rotated 7
+    assert pairs.to_dict() == {("Adam", "Rotated Adam"): True, ("Adam", "AdaSGD"): True,
+                               ("Rotated Adam", "AdaSGD"): False}
+
+
+def test_claims_table():
+    c = ex.claims_table({"adam": 2.0, "adasgd": 2.2, "sgd": 1.9},
+                        [("adam", "adasgd", "Adam beats AdaSGD"), ("adam", "sgd", "Adam beats SGD")])
+    assert c["holds here"].tolist() == [True, False]
+    assert c["better (paper)"].tolist() == ["Adam", "Adam"] and c["worse (paper)"].tolist() == ["AdaSGD", "SGD"]
+    with pytest.raises(ValueError, match="needs values"):
+        ex.claims_table({"adam": 1.0}, [("adam", "sgd", "x")])
+
+
+def test_hessian_table_of_final_checkpoints(tmp_path, pydoc_ready):
+    specs = {o: tiny(o, max_iters=3, eval_interval=0) for o in ("adam", "adasgd", "rotated_adam")}
+    ex.run_specs(specs, tmp_path)
+    tidy = ex.hessian_table({o: tmp_path / o for o in specs}, n_probes=4, seed=0, n_batches=2,
+                            lanczos_iters=8)
+    assert len(tidy) == 6 and tidy.batch_digest.nunique() == 1  # one fixed batch set for all runs
+    assert (tidy.value > 0).all() and (tidy.d == tidy.d.iloc[0]).all()
+    rot = tidy[tidy.optimizer == "rotated_adam"].set_index("quantity")
+    assert rot.loc["l11_per_dim", "hessian"] == "R^T H R"
+    # the same estimator at the same point: a different seed gives a different (noisy) estimate,
+    # the same seed the same one
+    again = ex.hessian_table({"adam": tmp_path / "adam"}, n_probes=4, seed=0, n_batches=2,
+                             spectral=False, verbose=False)
+    assert again.value.iloc[0] == pytest.approx(tidy.set_index(["run", "quantity"]).loc[("adam", "l11_per_dim"), "value"])
+
+
+def test_paper_time_estimate_by_hand():
+    spec = {"kind": "gpt", "preset": "gpt2_124m"}
+    L, E, T, V = 12, 768, 1024, 50304
+    n = L * (12 * E * E + 2 * E) + E + V * E  # blocks (no biases, LN weights) + ln_f + tied wte
+    fpt = ex.gpt_flops_per_token(spec)
+    assert fpt == 6 * n + 12 * L * E * T
+    est = ex.paper_time_estimate(tokens_per_step=480 * 1024, steps=100_000, flops_per_token=fpt,
+                                 mfu=0.4, peak_flops=989e12, n_runs=4, n_gpus=8, verbose=False)
+    gpu_s = 480 * 1024 * 100_000 * fpt / (0.4 * 989e12)
+    assert est["gpu_hours_per_run"] == pytest.approx(gpu_s / 3600)
+    assert est["gpu_hours_total"] == pytest.approx(4 * gpu_s / 3600)
+    assert est["wall_hours_total"] == pytest.approx(4 * gpu_s / 3600 / 8)
+    assert 25 < est["gpu_hours_per_run"] < 35  # ~8.5e8 FLOPs/token x 4.9e10 tokens at 396 TFLOP/s
+    m = ex.paper_time_estimate(tokens_per_step=1000, steps=36, tokens_per_s_per_gpu=10.0, verbose=False)
+    assert m["gpu_hours_per_run"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        ex.paper_time_estimate(tokens_per_step=1, steps=1)
+    assert ex.launch_command(tiny(), 4)[:3] == ["torchrun", "--standalone", "--nproc_per_node=4"]
