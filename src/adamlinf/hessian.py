@@ -132,7 +132,42 @@ def _as_batch_list(batches) -> list:
     return [batches]  # one batch (a tensor, a tuple of tensors, a dict, ...)
 
 
-class HVP:
+class _Operator:
+    """What every Hessian operator here shares, given ``d``, ``dtype``, ``device`` and
+    ``matvec(v)`` (a flat ``(d,)`` vector to :math:`Hv`)."""
+
+    d: int
+    dtype: torch.dtype
+    device: torch.device
+
+    def matvec(self, v: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __call__(self, v: Tensor) -> Tensor:
+        return self.matvec(v)
+
+    def matmat(self, V: Tensor) -> Tensor:
+        """:math:`HV^\\top` row by row: ``V`` of shape ``(k, d)`` -> ``(k, d)``."""
+        return torch.stack([self.matvec(v) for v in V])
+
+    def dense(self) -> Tensor:
+        """The dense Hessian by ``d`` products with the unit vectors (small ``d`` only)."""
+        eye = torch.eye(self.d, dtype=self.dtype, device=self.device)
+        return torch.stack([self.matvec(e) for e in eye], dim=1)
+
+    def as_linear_operator(self):
+        """A ``scipy.sparse.linalg.LinearOperator`` (float64 NumPy vectors in and out)."""
+        from scipy.sparse.linalg import LinearOperator
+
+        def mv(x):
+            x = np.asarray(x).reshape(-1)
+            y = self.matvec(torch.from_numpy(np.ascontiguousarray(x)))
+            return y.detach().to("cpu", torch.float64).numpy()
+
+        return LinearOperator((self.d, self.d), matvec=mv, rmatvec=mv, dtype=np.float64)
+
+
+class HVP(_Operator):
     r"""The Hessian :math:`H=\nabla^2 L(x)` of
     :math:`L(x)=\frac1{|\mathcal B|}\sum_{B\in\mathcal B}\texttt{loss\_fn}(\text{model}_x, B)`
     at the model's current parameters, as a matrix-free operator (Pearlmutter's trick
@@ -275,35 +310,9 @@ class HVP:
             return self._hvp_forward(v)
         return self._hvp_double_backward(v)
 
-    __call__ = matvec
-
-    def matmat(self, V: Tensor) -> Tensor:
-        """:math:`HV^\\top` row by row: ``V`` of shape ``(k, d)`` -> ``(k, d)``."""
-        return torch.stack([self.matvec(v) for v in V])
-
     def clear_cache(self) -> None:
         """Free the cached first-order graph (double backward)."""
         self._graph = None
-
-    def dense(self) -> Tensor:
-        """The dense Hessian by ``d`` products with the unit vectors (small ``d`` only)."""
-        eye = torch.eye(self.d, dtype=self.dtype, device=self.device)
-        return torch.stack([self.matvec(e) for e in eye], dim=1)
-
-    def as_linear_operator(self):
-        """A ``scipy.sparse.linalg.LinearOperator`` (float64 NumPy vectors in and out)."""
-        return _linear_operator(self)
-
-
-def _linear_operator(op):
-    from scipy.sparse.linalg import LinearOperator
-
-    def mv(x):
-        x = np.asarray(x).reshape(-1)
-        y = op.matvec(torch.from_numpy(np.ascontiguousarray(x)))
-        return y.detach().to("cpu", torch.float64).numpy()
-
-    return LinearOperator((op.d, op.d), matvec=mv, rmatvec=mv, dtype=np.float64)
 
 
 def hvp(model: nn.Module, loss_fn: LossFn, batches, params: Sequence[Tensor] | None = None,
@@ -312,7 +321,7 @@ def hvp(model: nn.Module, loss_fn: LossFn, batches, params: Sequence[Tensor] | N
     return HVP(model, loss_fn, batches, params, method, **kwargs)
 
 
-class RotatedHVP:
+class RotatedHVP(_Operator):
     r"""The Hessian of :math:`L\circ R` at :math:`w`, where the model holds :math:`x = Rw`:
     :math:`\nabla^2(L\circ R)(w) = R^\top\,\nabla^2L(Rw)\,R`, so ``matvec(v) = R^T H R v``.
     This is the Hessian of the loss that rotated Adam optimises (Section 4.2, Appendix D.1).
@@ -350,25 +359,13 @@ class RotatedHVP:
         HRv = self.base.matvec(Rv)
         return self._apply_T(self._cast(HRv)).to(self.dtype)
 
-    __call__ = matvec
-
-    def matmat(self, V: Tensor) -> Tensor:
-        return torch.stack([self.matvec(v) for v in V])
-
-    def dense(self) -> Tensor:
-        eye = torch.eye(self.d, dtype=self.dtype, device=self.device)
-        return torch.stack([self.matvec(e) for e in eye], dim=1)
-
-    def as_linear_operator(self):
-        return _linear_operator(self)
-
 
 def rotated(hvp: HVP, rotation) -> RotatedHVP:
     """``v -> R^T H R v``: the Hessian of :math:`L\\circ R` (see :class:`RotatedHVP`)."""
     return RotatedHVP(hvp, rotation)
 
 
-class _MatrixHVP:
+class _MatrixHVP(_Operator):
     """A dense symmetric matrix seen as an HVP (tests, the Theorem 4.1 notebook)."""
 
     def __init__(self, H: Tensor):
@@ -380,16 +377,14 @@ class _MatrixHVP:
     def matvec(self, v):
         return self.H @ torch.as_tensor(v).to(self.H)
 
-    __call__ = matvec
-
     def matmat(self, V):
         return V.to(self.H) @ self.H.T
 
+    def dense(self) -> Tensor:
+        return self.H.clone()
+
     def tensor_index(self):
         return torch.zeros(self.d, dtype=torch.long)
-
-    def as_linear_operator(self):
-        return _linear_operator(self)
 
 
 def _as_operator(h):
@@ -484,15 +479,20 @@ def cauchy_probe(d: int, seed: int, k: int, *, dtype=torch.float64, device="cpu"
     return torch.empty(d, dtype=dtype, device=device).cauchy_(generator=g)
 
 
-def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int) -> list[Tensor]:
-    """Column-wise quantiles of ``S`` (n, d) with linear interpolation (NumPy's default),
-    ``chunk`` columns at a time (``torch.quantile`` refuses large inputs). On CPU by
-    ``numpy.quantile`` (partition, O(n) per column); elsewhere by ``torch.sort``."""
+def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: bool = False) -> list[Tensor]:
+    """Column-wise quantiles of ``S`` (n, d) (of ``|S|`` if ``absolute``) with linear interpolation
+    (NumPy's default), ``chunk`` columns at a time (``torch.quantile`` refuses large inputs), so
+    only an ``n x chunk`` temporary is made. On CPU by ``numpy.quantile`` (partition, O(n) per
+    column; dtypes NumPy lacks, e.g. bfloat16, are widened to float32); elsewhere by ``torch.sort``."""
     n, d = S.shape
     outs = [torch.empty(d, dtype=S.dtype, device=S.device) for _ in qs]
     for start in range(0, d, chunk):
         block = S[:, start:start + chunk]
+        if absolute:
+            block = block.abs()
         if S.device.type == "cpu":
+            if block.dtype in (torch.bfloat16, torch.float16):
+                block = block.float()
             a = np.ascontiguousarray(block.detach().T.numpy())
             res = np.quantile(a, list(qs), axis=1)
             for out, r in zip(outs, res):
@@ -511,7 +511,7 @@ def _row_scales(samples: Tensor, variant: str, chunk: int) -> Tensor:
     """Per-coordinate estimate of the Cauchy scale :math:`\\gamma_j=\\|H_{j,:}\\|_1` from the
     samples ``h^{(k)}_j`` (rows of ``samples``)."""
     if variant == "median":  # median |Cauchy(0, gamma)| = gamma
-        return _quantiles_columns(samples.abs(), [0.5], chunk)[0]
+        return _quantiles_columns(samples, [0.5], chunk, absolute=True)[0]
     q25, q75 = _quantiles_columns(samples, [0.25, 0.75], chunk)  # quartiles of Cauchy(0, gamma) = -+gamma
     return (q75 - q25) / 2
 
@@ -632,7 +632,12 @@ def _all_gather_rows(samples: Tensor, n_dropped: int) -> tuple[Tensor, int]:
     """All-gather the ``(n_r, d)`` sample blocks of every rank (padded to equal length)."""
     import torch.distributed as dist
     world = dist.get_world_size()
-    dev = samples.device if dist.get_backend() != "gloo" else torch.device("cpu")
+    # the collective's device: gloo needs CPU tensors, NCCL this rank's GPU (the samples may be
+    # stored on the CPU, storage_device="cpu", to keep the GPU free)
+    if dist.get_backend() == "nccl":
+        dev = torch.device("cuda", torch.cuda.current_device())
+    else:
+        dev = torch.device("cpu")
     counts = torch.tensor([samples.shape[0], n_dropped], device=dev)
     all_counts = [torch.zeros_like(counts) for _ in range(world)]
     dist.all_gather(all_counts, counts)

@@ -24,12 +24,12 @@ Two options cover the forms in use (the paper's theory vs. its experiments, whic
   or :math:`m/(\sqrt{\hat v}+\epsilon)` (PyTorch).
 
 With ``bias_correction=True, eps_inside_sqrt=False, v0=0`` :class:`Adam` is ``torch.optim.Adam``
-(weight decay 0) up to float rounding. Implementation detail shared by every optimizer here: the
-bias correction of :math:`v` is folded into the scalars,
-:math:`\sqrt{v/c_2}+\epsilon=(\sqrt v+\epsilon\sqrt{c_2})/\sqrt{c_2}` and
-:math:`\sqrt{v/c_2+\epsilon}=\sqrt{v+\epsilon c_2}/\sqrt{c_2}` with :math:`c_k=1-\beta_k^t`, so the
-update is :math:`x \leftarrow x - (\eta\sqrt{c_2}/c_1)\, m / D` with :math:`D` computed from
-:math:`v` in two elementwise passes.
+(weight decay 0) with the same floating-point operations in the same order (bit-identical on the
+``foreach`` path). Implementation detail shared by every optimizer here, with
+:math:`c_k=1-\beta_k^t`: the update is :math:`x \leftarrow x - (\eta/c_1)\, m / D` with
+:math:`D=\sqrt v/\sqrt{c_2}+\epsilon` (eps outside, PyTorch's order of operations) or
+:math:`D=\sqrt{v/c_2+\epsilon}` (eps inside); without bias correction :math:`c_1=c_2=1` and the
+divisions are skipped.
 
 Shared conventions
 ------------------
@@ -86,26 +86,31 @@ def _bias_corrections(step: int, beta1: float, beta2: float, bias_correction: bo
     return 1.0 - beta1**step, 1.0 - beta2**step
 
 
-def _step_size(lr, c1: float, c2: float):
-    r""":math:`\eta\sqrt{c_2}/c_1` (exactly ``lr`` without bias correction)."""
-    if c1 == 1.0 and c2 == 1.0:
-        return lr
-    return lr * math.sqrt(c2) / c1
+def _step_size(lr, c1: float):
+    r""":math:`\eta/c_1` (exactly ``lr`` without bias correction)."""
+    return lr if c1 == 1.0 else lr / c1
 
 
 def _denominators(vs: list[Tensor], eps: float, c2s: Sequence[float], eps_inside_sqrt: bool) -> list[Tensor]:
-    r"""New tensors :math:`D=\sqrt{v+\epsilon c_2}` (eps inside) or :math:`\sqrt v+\epsilon\sqrt{c_2}`.
+    r"""New tensors :math:`D=\sqrt{v/c_2+\epsilon}` (eps inside) or :math:`\sqrt v/\sqrt{c_2}+\epsilon`.
 
-    The update is :math:`m\,(\eta\sqrt{c_2}/c_1)/D`. Where :math:`\epsilon=0` and :math:`D=0` the
-    denominator is set to :math:`+\infty` so that the coordinate does not move.
+    The latter in ``torch.optim.Adam``'s order of operations (sqrt, divide by
+    ``c2 ** 0.5``, add eps), so that the torch form is bit-identical to it. The update is
+    :math:`m\,(\eta/c_1)/D`. Where :math:`\epsilon=0` and :math:`D=0` the denominator is set
+    to :math:`+\infty` so that the coordinate does not move.
     """
+    corrected = any(c != 1.0 for c in c2s)
     if eps_inside_sqrt:
-        ds = torch._foreach_add(vs, [eps * c for c in c2s]) if eps else [v.clone() for v in vs]
+        ds = torch._foreach_div(vs, list(c2s)) if corrected else [v.clone() for v in vs]
+        if eps:
+            torch._foreach_add_(ds, eps)
         torch._foreach_sqrt_(ds)
     else:
         ds = torch._foreach_sqrt(vs)
+        if corrected:
+            torch._foreach_div_(ds, [c ** 0.5 for c in c2s])
         if eps:
-            torch._foreach_add_(ds, [eps * math.sqrt(c) for c in c2s])
+            torch._foreach_add_(ds, eps)
     if not eps:
         for d in ds:
             d.masked_fill_(d == 0, math.inf)
@@ -179,7 +184,7 @@ def adam_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, *, lr, beta1: float
     m.lerp_(g, 1.0 - beta1)
     _second_moment_(v, g, beta2)
     (denom,) = _denominators([v], eps, [c2], eps_inside_sqrt)
-    return _apply_update_(x, m, denom, _step_size(lr, c1, c2))
+    return _apply_update_(x, m, denom, _step_size(lr, c1))
 
 
 def blockwise_adam_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, index: Tensor, *, lr, beta1: float,
@@ -203,7 +208,7 @@ def blockwise_adam_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, index: Te
     _second_moment_(v, sums.div_(sizes).sqrt_(), beta2)
     (denom_b,) = _denominators([v], eps, [c2], eps_inside_sqrt)
     m.lerp_(g, 1.0 - beta1)
-    return _apply_update_(x, m, denom_b.index_select(-1, index), _step_size(lr, c1, c2))
+    return _apply_update_(x, m, denom_b.index_select(-1, index), _step_size(lr, c1))
 
 
 def adasgd_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, *, lr, beta1: float, beta2: float, eps: float,
@@ -218,7 +223,7 @@ def adasgd_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, *, lr, beta1: flo
     _second_moment_(v, (g * g).mean(-1, keepdim=True).sqrt_(), beta2)
     (denom,) = _denominators([v], eps, [c2], eps_inside_sqrt)
     m.lerp_(g, 1.0 - beta1)
-    return _apply_update_(x, m, denom, _step_size(lr, c1, c2))
+    return _apply_update_(x, m, denom, _step_size(lr, c1))
 
 
 def signgd_update_(x: Tensor, g: Tensor, *, lr) -> Tensor:
@@ -246,7 +251,11 @@ class _Base(Optimizer):
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
-        self._validate_group(self.param_groups[-1])
+        try:
+            self._validate_group(self.param_groups[-1])
+        except ValueError:
+            self.param_groups.pop()  # an invalid group must not stay in the optimizer
+            raise
 
     def _validate_group(self, group: dict) -> None:
         _check_hparams(group["lr"], group["betas"], group["eps"], group["v0"])
@@ -261,6 +270,23 @@ class _Base(Optimizer):
             ps.append(p)
             gs.append(p.grad)
         return ps, gs
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None):
+        """One step for every param group (see :meth:`_step` of the class); returns ``closure()``
+        if given. The non-finite policy is applied first, before any state is touched."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = [(group, *self._grads(group)) for group in self.param_groups]
+        if not self._nonfinite(self._any_nonfinite([g for _, _, gs in work for g in gs])):
+            self._step(work)
+        return loss
+
+    def _step(self, work: list[tuple[dict, list[Tensor], list[Tensor]]]) -> None:  # pragma: no cover
+        """The update, given ``(group, params with a gradient, their gradients)`` per group."""
+        raise NotImplementedError
 
     def _nonfinite(self, found: bool) -> bool:
         """Apply the non-finite policy; return True if the step must be skipped."""
@@ -306,20 +332,11 @@ class Adam(_Base):
                         eps_inside_sqrt=bool(eps_inside_sqrt))
         super().__init__(params, defaults, nonfinite)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None):
-        """One step of Algorithm 1 for every param group; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        work = [(group, *self._grads(group)) for group in self.param_groups]
-        if self._nonfinite(self._any_nonfinite([g for _, _, gs in work for g in gs])):
-            return loss
+    def _step(self, work) -> None:
+        """One step of Algorithm 1 for every param group."""
         for group, ps, gs in work:
             if ps:
                 self._update_group(group, ps, gs)
-        return loss
 
     def _update_group(self, group: dict, ps: list[Tensor], gs: list[Tensor]) -> None:
         beta1, beta2 = group["betas"]
@@ -336,7 +353,7 @@ class Adam(_Base):
             ms.append(st["exp_avg"])
             vs.append(st["exp_avg_sq"])
             c2s.append(c2)
-            sizes.append(-_step_size(lr, c1, c2))
+            sizes.append(-_step_size(lr, c1))
         torch._foreach_lerp_(ms, gs, 1.0 - beta1)
         torch._foreach_mul_(vs, beta2)
         torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
@@ -375,20 +392,11 @@ class SignGD(_Base):
     def _validate_group(self, group: dict) -> None:
         _check_lr(group["lr"])
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None):
-        """One SignGD step for every param group; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        work = [(group, *self._grads(group)) for group in self.param_groups]
-        if self._nonfinite(self._any_nonfinite([g for _, _, gs in work for g in gs])):
-            return loss
+    def _step(self, work) -> None:
+        """One SignGD step for every param group."""
         for group, ps, gs in work:
             if ps:
                 torch._foreach_add_(ps, torch._foreach_sign(gs), alpha=-_lr_float(group["lr"]))
-        return loss
 
 
 class BlockwiseAdam(_Base):
@@ -536,22 +544,14 @@ class BlockwiseAdam(_Base):
         sums = torch.zeros(plan["B"], device=cat.device, dtype=cat.dtype).index_add_(0, plan["cat_ids"], cat)
         return sums.div_(plan["sizes"]).sqrt_()
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None):
-        """One step of Algorithm 3 over all param groups; returns ``closure()`` if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def _step(self, work) -> None:
+        """One step of Algorithm 3 over all param groups."""
         plan = self._plan
         beta2, eps, v0, bias_correction, eps_inside_sqrt = self._shared_hparams()
-        work = [(group, *self._grads(group)) for group in self.param_groups]
         all_ps = [p for _, ps, _ in work for p in ps]
         all_gs = [g for _, _, gs in work for g in gs]
         if not all_ps:  # no gradients at all: nothing to do (state untouched)
-            return loss
-        if self._nonfinite(self._any_nonfinite(all_gs)):
-            return loss
+            return
         rms = self._block_rms(plan, dict(zip(all_ps, all_gs)))
 
         # state
@@ -578,7 +578,7 @@ class BlockwiseAdam(_Base):
                 continue
             beta1 = group["betas"][0]
             c1, _ = _bias_corrections(t, beta1, beta2, bias_correction)
-            size = _step_size(_lr_float(group["lr"]), c1, c2)
+            size = _step_size(_lr_float(group["lr"]), c1)
             ms = [self.state[p]["exp_avg"] for p in ps]
             torch._foreach_lerp_(ms, gs, 1.0 - beta1)
             xs, mv, ds = [], [], []
@@ -594,7 +594,6 @@ class BlockwiseAdam(_Base):
                     mv.append(m)
                     ds.append(d[e["inv"]].view_as(p))
             torch._foreach_addcdiv_(xs, mv, ds, -size)
-        return loss
 
 
 class AdaSGD(BlockwiseAdam):

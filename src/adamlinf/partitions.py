@@ -31,7 +31,7 @@ coordinate (wrong shape, a missing tensor, a negative id) or when the block ids 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -155,12 +155,8 @@ class Partition:
         r"""``(B,)`` LongTensor of the block sizes :math:`d_b=|\Phi^{-1}(b)|`."""
         return torch.bincount(self.flat_index(params))
 
-    def block_norms(self, x, params=None, *, normalized: bool = False) -> Tensor:
-        r"""``(B,)`` block norms :math:`\|x_{(b)}\|_2` (divided by :math:`\sqrt{d_b}` if ``normalized``).
-
-        ``x`` is a list of tensors shaped like ``params`` or a flat ``(d,)`` vector (then ``params``
-        gives the shapes; default ``x`` itself).
-        """
+    def _block_stats(self, x, params) -> tuple[Tensor, Tensor]:
+        r"""``(norms, sizes)``: :math:`\|x_{(b)}\|_2` and :math:`d_b` (in ``x``'s dtype), ``(B,)`` each."""
         if isinstance(x, Tensor) and x.dim() == 1 and params is not None:
             flat_x = x
         else:
@@ -168,12 +164,20 @@ class Partition:
             flat_x = torch.cat([t.reshape(-1) for t in xs])
             params = xs if params is None else params
         idx = self.flat_index(params).to(flat_x.device)
+        if idx.numel() != flat_x.numel():
+            raise ValueError(f"x has {flat_x.numel()} coordinates but the parameters have {idx.numel()}")
         B = int(idx.max()) + 1
         sq = torch.zeros(B, dtype=flat_x.dtype, device=flat_x.device).index_add_(0, idx, flat_x * flat_x)
-        out = sq.sqrt()
-        if normalized:
-            out = out / torch.bincount(idx, minlength=B).to(out.dtype).sqrt()
-        return out
+        return sq.sqrt(), torch.bincount(idx, minlength=B).to(flat_x.dtype)
+
+    def block_norms(self, x, params=None, *, normalized: bool = False) -> Tensor:
+        r"""``(B,)`` block norms :math:`\|x_{(b)}\|_2` (divided by :math:`\sqrt{d_b}` if ``normalized``).
+
+        ``x`` is a list of tensors shaped like ``params`` or a flat ``(d,)`` vector (then ``params``
+        gives the shapes; default ``x`` itself).
+        """
+        norms, sizes = self._block_stats(x, params)
+        return norms / sizes.sqrt() if normalized else norms
 
     def norm(self, x, params=None) -> Tensor:
         r""":math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}` (Definition 3.8)."""
@@ -181,12 +185,8 @@ class Partition:
 
     def dual_norm(self, x, params=None) -> Tensor:
         r""":math:`\|x\|_{\Phi,*}=\sum_b\sqrt{d_b}\,\|x_{(b)}\|_2` (Definition 3.8)."""
-        n = self.block_norms(x, params)
-        if isinstance(x, Tensor) and x.dim() == 1 and params is not None:
-            sizes = self.block_sizes(params)
-        else:
-            sizes = self.block_sizes(x if params is None else params)
-        return (sizes.to(n.device, n.dtype).sqrt() * n).sum()
+        norms, sizes = self._block_stats(x, params)
+        return (sizes.sqrt() * norms).sum()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,15 +208,19 @@ def _local_rows(p: Tensor, vectors: str = "tensor") -> Tensor:
     return torch.zeros(p.shape, dtype=torch.long)
 
 
+def _globalise(local_ids: Iterable[Tensor]) -> list[Tensor]:
+    """Per-tensor local ids ``0..n_k-1`` -> global ids: each shifted by the blocks of the tensors before it."""
+    out, offset = [], 0
+    for local in local_ids:
+        out.append(local + offset)
+        if local.numel():
+            offset += int(local.max()) + 1
+    return out
+
+
 def _per_tensor(rule: Callable[[Tensor], Tensor]) -> Callable[[list[Tensor]], list[Tensor]]:
     def assign(params: list[Tensor]) -> list[Tensor]:
-        out, offset = [], 0
-        for p in params:
-            local = rule(p)
-            out.append(local + offset)
-            if local.numel():
-                offset += int(local.max()) + 1
-        return out
+        return _globalise(rule(p) for p in params)
 
     return assign
 
@@ -282,20 +286,15 @@ def by_name(model_or_named, rule: Callable[[str, Tensor], Tensor | None], *, def
     names = {id(p): n for n, p in named}
     default = rows() if default is None else default
 
+    def local_ids(p: Tensor) -> Tensor:
+        n = names.get(id(p))
+        local = rule(n, p) if n is not None else None
+        if local is None:
+            local = default.index([p])[0]
+        return torch.as_tensor(local, dtype=torch.long)
+
     def assign(params: list[Tensor]) -> list[Tensor]:
-        out, offset = [], 0
-        for p in params:
-            local = None
-            n = names.get(id(p))
-            if n is not None:
-                local = rule(n, p)
-            if local is None:
-                local = default.index([p])[0]
-            local = torch.as_tensor(local, dtype=torch.long)
-            out.append(local + offset)
-            if local.numel():
-                offset += int(local.max()) + 1
-        return out
+        return _globalise(local_ids(p) for p in params)
 
     return Partition(assign, name)
 

@@ -84,11 +84,11 @@ def results_dir(name: str, scale: str = "ci", root: Path | str | None = None) ->
 
 
 def _jsonable(obj):
-    try:
-        json.dumps(obj)
-        return obj
-    except TypeError:
-        return str(obj)
+    """``json.dumps`` fallback for what it cannot encode: NumPy / torch scalars and arrays become
+    numbers / lists (``.tolist()``), anything else (paths, dtypes, ...) its ``str``."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
 
 
 def save_json(obj: Mapping[str, Any], path: Path | str) -> Path:

@@ -138,6 +138,10 @@ class TrainConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.lr_decay_iters is not None and self.lr_decay_iters <= self.warmup_iters:
             raise ValueError("lr_decay_iters must exceed warmup_iters")
+        if self.grad_clip is not None and self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 or None: off), got {self.grad_clip}")
+        if self.stop_iter is not None and self.stop_iter < 0:
+            raise ValueError(f"stop_iter must be >= 0, got {self.stop_iter}")
         if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
             raise ValueError(f"min_lr must be in [0, lr], got {self.min_lr}")
 
@@ -211,19 +215,23 @@ def _spec_of_task(task) -> dict | None:
     return dict(spec) if isinstance(spec, dict) else None
 
 
-def _rng_state() -> dict:
+def _rng_state(device) -> dict:
+    """CPU, NumPy and Python RNG states, plus the CUDA RNG state of ``device`` when it is a GPU.
+
+    Only this process's own GPU is touched: ``torch.cuda.get_rng_state_all()`` would create a CUDA
+    context on every visible GPU from every rank (and on a CPU run on a GPU machine)."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def _set_rng_state(state: dict, device) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if isinstance(state.get("cuda"), torch.Tensor) and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -287,6 +295,9 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
     if cfg.optimizer == "rotated_adam":
         from adamlinf.rotations import RotatedParametrization
         rotation = RotatedParametrization(model, k=cfg.rotation_k, seed=cfg.rotation_seed)
+        if ddp:  # DDP syncs only the module's parameters; w (the optimizer's variable) must agree too
+            dist.broadcast(rotation.w.data, src=0)
+            rotation.push()
         params = rotation.parameters()
     else:
         params = [p for p in model.parameters() if p.requires_grad]
@@ -307,7 +318,7 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
             rotation.load_state_dict(ckpt["rotation"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"])
+        _set_rng_state(ckpt["rng"], device)
         start_iter, rows, elapsed0 = ckpt["iter"], list(ckpt["metrics"]), ckpt["elapsed"]
         if start_iter >= cfg.max_iters:  # finished already: nothing to do
             if we_init:
@@ -332,7 +343,7 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
     def save_checkpoint(next_iter: int, elapsed: float):
         _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "rotation": rotation.state_dict() if rotation is not None else None,
-                      "scaler": scaler.state_dict(), "rng": _rng_state(), "iter": next_iter,
+                      "scaler": scaler.state_dict(), "rng": _rng_state(device), "iter": next_iter,
                       "elapsed": elapsed, "config": cfg.to_dict(), "spec": spec, "metrics": rows,
                       "world": world}, ckpt_path)
         _write_metrics(rows, out)

@@ -31,7 +31,6 @@ Section 4.3 of the paper:
 """
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -53,11 +52,9 @@ CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 def default_data_root() -> Path:
-    """``$ADAMLINF_DATA`` if set, else ``<repo>/data`` (git-ignored)."""
-    env = os.environ.get("ADAMLINF_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "data"
+    """``$ADAMLINF_DATA`` if set, else ``<repo>/data`` (git-ignored): :func:`adamlinf.data.text.data_root`."""
+    from adamlinf.data.text import data_root
+    return data_root()
 
 
 # --------------------------------------------------------------------------------------------

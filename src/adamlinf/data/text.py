@@ -41,7 +41,8 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from adamlinf.results import REPO_ROOT
+
 DATASETS = ("pydoc", "pydoc_bpe", "openwebtext")
 PREPARE_COMMANDS = {
     "pydoc": "python -m adamlinf.data.text pydoc",
@@ -56,8 +57,10 @@ class DataNotFoundError(FileNotFoundError):
 
 
 def data_root() -> Path:
-    """Where data sets live: ``$ADAMLINF_DATA`` or ``<repo>/data``."""
-    return Path(os.environ.get("ADAMLINF_DATA", REPO_ROOT / "data"))
+    """Where data sets live: ``$ADAMLINF_DATA`` if set (and non-empty), else ``<repo>/data``
+    (git-ignored). The one definition, shared by the text and image data."""
+    env = os.environ.get("ADAMLINF_DATA")
+    return Path(env) if env else REPO_ROOT / "data"
 
 
 def data_dir(name: str, root: str | Path | None = None) -> Path:
@@ -145,12 +148,16 @@ def _write_meta(out: Path, **meta) -> dict:
     return meta
 
 
+def _check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+
+
 def prepare_bytes(text: str, out_dir: str | Path, val_fraction: float = 0.1,
                   source: str = "text") -> dict:
     """Byte-level tokenization (UTF-8 bytes, vocab 256) of ``text``; the first ``1 - val_fraction``
     of the bytes go to ``train.bin``, the rest to ``val.bin``. Returns the meta dict."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    _check_val_fraction(val_fraction)
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.uint16)
     if data.size < 100:
         raise ValueError(f"text too short to split ({data.size} bytes)")
@@ -250,6 +257,7 @@ def prepare_bpe(text_source: str | Iterable[str] | Callable[[], Iterable[str]], 
     to train), or an iterable of documents (or a callable returning one): the last
     ``ceil(val_fraction · n_docs)`` documents go to ``val``.
     """
+    _check_val_fraction(val_fraction)
     enc = gpt2_encoding()
     if callable(text_source):
         text_source = text_source()

@@ -27,8 +27,7 @@ network accepts any input size (global average pooling), e.g. 16x16 images at ``
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from functools import partial
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -143,13 +142,6 @@ def build(**spec) -> CifarResNet:
     if unknown:
         raise ValueError(f"unknown ResNet option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
     return resnet18_cifar(**spec)
-
-
-def config_dict(model: CifarResNet) -> dict:
-    """The spec that rebuilds ``model``'s architecture with :func:`build`."""
-    d = asdict(model.config)
-    d["blocks"] = list(d["blocks"])
-    return {"kind": "resnet18", **d}
 
 
 def train_flops_per_image(image_size: int = 32, **spec) -> float:
