@@ -44,7 +44,6 @@ table3_dir = None               # default: results/resnet_table3/<scale>
 paper_images_per_s = 15000      # ASSUMED throughput of ResNet18 training on one H100-class GPU
 
 # %% tags=["hide-input"]
-# %matplotlib inline
 import time
 from pathlib import Path
 
@@ -94,8 +93,9 @@ tidy = curves.melt(id_vars=["run", "optimizer", "lr", "batch_size", "iter", "sam
                    value_vars=["train_eval_loss", "test_loss", "train_eval_acc", "test_acc"],
                    var_name="metric", value_name="value")
 save_table(tidy, out / "figure4_curves.csv", params=params)
-display(chosen.assign(Optimizer=chosen.optimizer.map(ex.OPTIMIZER_LABELS))[
-    ["Optimizer", "lr", "final_train_eval_loss", "train_eval_acc", "test_loss", "test_acc", "run"]])
+display(chosen.assign(Optimizer=chosen.optimizer.map(ex.OPTIMIZER_LABELS), scale=f"{scale}, batch {figure_batch_size}",
+                     paper="curves only (Figure 4), no numbers")[
+    ["Optimizer", "lr", "final_train_eval_loss", "train_eval_acc", "test_loss", "test_acc", "paper", "scale", "run"]])
 
 # %% tags=["hide-input"]
 label = ex.OPTIMIZER_LABELS

@@ -83,7 +83,6 @@ nproc_per_node = 1              # >1: each run with DDP over that many processes
 paper_images_per_s = 15000      # ASSUMED throughput of ResNet18 training on one H100-class GPU
 
 # %% tags=["hide-input"]
-# %matplotlib inline
 import time
 from pathlib import Path
 
@@ -163,7 +162,8 @@ metrics = ex.run_specs(specs, runs_root, nproc_per_node=nproc_per_node, workers=
                        threads_per_worker=threads_per_worker)
 train_seconds = time.perf_counter() - t0
 save_table(metrics, out / "metrics.csv", params=params, wall_time_s=train_seconds)
-print(f"training: {train_seconds:.1f} s")
+print(f"training: {train_seconds:.1f} s in this execution (runs already complete with the same spec are "
+      f"reused from {runs_root}, so a re-execution can take seconds)")
 
 # %% [markdown]
 # ## Best learning rate per optimizer and batch size
@@ -235,13 +235,14 @@ for bs in batch_sizes:
                    "Adam best of SGD/AdaSGD/rotated Adam": all(loss_of("adam", bs) < loss_of(o, bs) for o in others),
                    "rotated Adam worse than Adam": loss_of("rotated_adam", bs) > loss_of("adam", bs),
                    "Adam / rotated Adam loss ratio": loss_of("adam", bs) / loss_of("rotated_adam", bs),
-                   "order (lowest loss first)": rank_line(bs)})
+                   "order (lowest loss first)": rank_line(bs),
+                   "scale": f"{scale}: {task.name}"})
 checks = pd.DataFrame(checks)
 save_table(checks, out / "claims.csv", params=params)
 display(checks)
 agree = checks["Adam best of SGD/AdaSGD/rotated Adam"].all() and checks["rotated Adam worse than Adam"].all()
 display(Markdown(
-    f"At `{scale}` scale ({task.name}, {len(specs)} runs, {train_seconds:.0f} s of training), Adam has the "
+    f"At `{scale}` scale ({task.name}, {len(specs)} runs, {train_seconds:.0f} s of training in this execution; completed runs are reused), Adam has the "
     f"lowest final training loss among SGD, AdaSGD and rotated Adam at "
     f"{int(checks['Adam best of SGD/AdaSGD/rotated Adam'].sum())} of {len(checks)} batch sizes, and rotated "
     f"Adam is worse than Adam at {int(checks['rotated Adam worse than Adam'].sum())} of {len(checks)}. "

@@ -57,7 +57,6 @@ paper_hvps_per_s = 30.0         # ASSUMED HVPs/s for ResNet18 on 2048 images on 
 torch_threads = 1               # torch CPU threads here (None: torch's default); 1 avoids oversubscription
 
 # %% tags=["hide-input"]
-# %matplotlib inline
 import time
 from pathlib import Path
 

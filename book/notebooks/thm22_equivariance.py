@@ -57,7 +57,6 @@ T = 100                          # steps in the gap measurement
 n_transforms = 3                 # random Haar rotations and random permutations each
 
 # %%
-# %matplotlib inline
 import math
 import time
 from pathlib import Path
@@ -65,14 +64,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 import yaml
 from IPython.display import Markdown, display
 
 from adamlinf import theory as th
-from adamlinf.problems import power_law_spectrum
 from adamlinf.results import save_table
-from adamlinf.rotations import haar, random_permutation, to_dense
 
 results_dir = Path(results_dir)
 params = dict(angle_deg=angle_deg, T2=T2, d=d, T=T, n_transforms=n_transforms, seed=seed, device=device)
@@ -95,20 +91,7 @@ PREDICTION = {("SGD", "rotation"): "equivariant", ("AdaSGD", "rotation"): "equiv
 # coordinates of $L$ (the rotated run mapped back by $R$). Bottom row: both in the coordinates of $L\circ R$.
 
 # %%
-A2 = torch.diag(torch.tensor([1.0, 4.0], dtype=torch.float64))
-a = math.radians(angle_deg)
-R2 = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
-x0 = torch.tensor([2.0, 1.5], dtype=torch.float64)
-rows = []
-for label, cfg in OPTIMIZERS.items():
-    kw = {k: v for k, v in cfg.items() if k not in ("name", "lr")}
-    xs = th.run_trajectory(cfg["name"], A2, x0, T=T2, lr=cfg["lr"], **kw)
-    xr = th.run_trajectory(cfg["name"], R2.T @ A2 @ R2, R2.T @ x0, T=T2, lr=cfg["lr"], **kw)
-    for run, orig, rot in (("on L", xs, xs @ R2), ("on L o R", xr @ R2.T, xr)):
-        for t in range(T2 + 1):
-            rows.append(dict(optimizer=label, run=run, t=t, x1=float(orig[t, 0]), x2=float(orig[t, 1]),
-                             y1=float(rot[t, 0]), y2=float(rot[t, 1])))
-traj = pd.DataFrame(rows)
+traj = th.equivariance_trajectories_2d(OPTIMIZERS, angle_deg=angle_deg, T=T2, eigenvalues=(1.0, 4.0))
 _ = save_table(traj, results_dir / "trajectories_2d.csv", params=params)
 
 # %% tags=["hide-input"]
@@ -116,7 +99,9 @@ traj = pd.read_csv(results_dir / "trajectories_2d.csv")
 fig, axes = plt.subplots(2, 4, figsize=(16, 8))
 g = np.linspace(-2.6, 2.6, 200)
 X, Y = np.meshgrid(g, g)
-Anp, Rnp = A2.numpy(), R2.numpy()
+a = math.radians(angle_deg)
+Anp = np.diag([1.0, 4.0])
+Rnp = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
 P = np.stack([X, Y], -1)
 L_orig = 0.5 * np.einsum("...i,ij,...j->...", P, Anp, P)
 Ar = Rnp.T @ Anp @ Rnp
@@ -140,26 +125,15 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Equivariance gaps in $d=100$
+# ## Equivariance gaps in $d$ dimensions
 # $A$ is diagonal with eigenvalues $i^{-1/2}$ (`adamlinf.problems.power_law_spectrum`), $x_0$ Gaussian,
-# $T$ full-batch steps in float64. For each transformation $R$ (Haar rotation or random permutation
+# $T$ full-batch steps in float64 ($d$ and $T$ are parameters; the values are printed below). For each transformation $R$ (Haar rotation or random permutation
 # matrix) we report $\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2$ (`adamlinf.theory.equivariance_gap`),
 # maximised over the random draws: $\approx10^{-16}$ means equivariant up to rounding.
 
 # %%
 t_gap = time.perf_counter()
-A = torch.diag(power_law_spectrum(d))
-x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-rows = []
-for k in range(n_transforms):
-    transforms = {"rotation": haar(d, seed=seed + 1 + k, dtype=torch.float64),
-                  "permutation": to_dense(random_permutation(d, seed=seed + 1 + k, dtype=torch.float64))}
-    for kind, R in transforms.items():
-        for label, cfg in OPTIMIZERS.items():
-            kw = {kk: v for kk, v in cfg.items() if kk not in ("name", "lr")}
-            gap = th.equivariance_gap(cfg["name"], A, x0, R, T=T, lr=cfg["lr"], **kw)
-            rows.append(dict(optimizer=label, transformation=kind, draw=k, gap=gap))
-gaps = pd.DataFrame(rows)
+gaps = th.equivariance_gaps(OPTIMIZERS, d=d, T=T, n_transforms=n_transforms, seed=seed)
 _ = save_table(gaps, results_dir / "gaps.csv", params=params)
 wall = time.perf_counter() - t_start
 wall_gap = time.perf_counter() - t_gap

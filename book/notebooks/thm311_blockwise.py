@@ -93,7 +93,6 @@ n_lr = 13
 exact_max_blocks = 8                  # compute H(L, Phi) exactly when B at most this
 
 # %%
-# %matplotlib inline
 import math
 import time
 from pathlib import Path
@@ -107,7 +106,6 @@ from IPython.display import Markdown, display
 from scipy.stats import spearmanr
 
 from adamlinf import theory as th
-from adamlinf.hessian import blockwise_bound
 from adamlinf.results import save_table
 
 results_dir = Path(results_dir)
@@ -127,32 +125,14 @@ t_start = time.perf_counter()
 nb = len(block_scales)
 A, aligned = th.block_quadratic([block_size] * nb, block_scales, seed=seed, device=device)
 d = A.shape[0]
-i = torch.arange(d)
-partitions = {
-    "coordinates (Adam)": i,
-    f"aligned, size {block_size // 2}": i // (block_size // 2),
-    f"aligned, size {block_size}": aligned,
-    f"aligned, size {2 * block_size}": i // (2 * block_size),
-    f"misaligned, size {block_size}": ((i + block_size // 2) // block_size) % nb,
-    "one block (AdaSGD)": torch.zeros(d, dtype=torch.long),
-}
+partitions = th.blockwise_test_partitions(block_size, nb)
+assert torch.equal(partitions[f"aligned, size {block_size}"], aligned.cpu())
 b2 = beta2 if beta2 > 0 else 1 - math.log(T) / T
-prob = th.NoisyQuadratic(A, sigma=noise, device=device)
 x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device)
 lrs = np.geomspace(lr_min, lr_max, n_lr)
-
-rows = []
-for name, idx in partitions.items():
-    B = int(idx.max()) + 1
-    bound = blockwise_bound(A, idx)
-    exact = th.phi_smoothness(A, idx) if B <= exact_max_blocks else float("nan")
-    out = th.run_blockwise_rmsprop(prob, x0, T=T, lr=lrs, beta2=b2, v0=0.0, block_index=idx,
-                                   n_seeds=n_seeds, seed=seed)
-    final = out["loss"][-max(1, T // 10):].mean(0).mean(-1)     # mean of the last 10% of steps, over seeds
-    k = int(final.argmin())
-    rows.append(dict(partition=name, B=B, bound=bound, H_exact=exact, best_lr=float(lrs[k]),
-                     final_loss=float(final[k]), edge_of_grid=k in (0, n_lr - 1)))
-res = pd.DataFrame(rows)
+res = th.blockwise_partition_sweep(A, partitions, x0=x0, noise=noise, T=T, lrs=lrs, beta2=b2,
+                                   n_seeds=n_seeds, seed=seed, exact_max_blocks=exact_max_blocks,
+                                   device=device)
 _ = save_table(res, results_dir / "blockwise.csv", params=params)
 wall = time.perf_counter() - t_start
 print(f"d = {d}, beta2 = {b2:.4f}; computed in {wall:.1f} s")

@@ -69,7 +69,6 @@ eta_max = 1.0
 n_eta = 13
 
 # %%
-# %matplotlib inline
 import time
 from pathlib import Path
 
@@ -96,18 +95,9 @@ t_start = time.perf_counter()
 # random directions scaled to $L(x_0)=\Delta$.
 
 # %%
-problems = {}
-for kind in ("dense", "diagonal"):
-    if kind == "dense":
-        A = th.random_psd(d, seed=seed, device=device)
-    else:
-        A = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
-    prob = th.NoisyQuadratic(A, device=device)
-    H = th.linf_smoothness(A, method="brute")
-    g = torch.Generator().manual_seed(seed)
-    X0 = torch.randn(n_starts, d, generator=g, dtype=torch.float64).to(device)
-    X0 = X0 * (delta / prob.loss(X0)).sqrt()[:, None]
-    problems[kind] = (prob, H, X0)
+problems = th.signgd_test_problems(d, n_starts=n_starts, delta=delta, seed=seed, device=device)
+for kind, (prob, H, X0) in problems.items():
+    A = prob.A
     print(f"{kind:9s}: H = ||A||_inf->1 = {H:.4f}   ||A||_1,1 = {float(A.abs().sum()):.4f}   "
           f"d ||A||_2 = {d * float(torch.linalg.matrix_norm(A, 2)):.4f}")
 
@@ -119,33 +109,14 @@ for kind in ("dense", "diagonal"):
 # %%
 etas = np.geomspace(eta_min, eta_max, n_eta)
 Tmax = int(max(T_list))
-rows = []
-for kind, (prob, H, X0) in problems.items():
-    out = th.run_signgd(prob, X0, T=Tmax, lr=etas)
-    for T in T_list:
-        best = out["grad_l1"][:T].min(0).values          # (n_eta, n_starts)
-        bound = th.signgd_bound(delta, T, etas, H)
-        for j, eta in enumerate(etas):
-            rows.append(dict(problem=kind, T=T, eta=eta, measured_mean=float(best[j].mean()),
-                             measured_max=float(best[j].max()), bound=float(bound[j]), H=H))
-grid = pd.DataFrame(rows)
-grid["ratio_max"] = grid.measured_max / grid.bound
+grid = th.signgd_bound_grid(problems, T_list=T_list, etas=etas, delta=delta)
 _ = save_table(grid, results_dir / "grid.csv", params=params)
 
 # %% [markdown]
 # ## The tuned step and the $\sqrt{2H\Delta/T}$ rate
 
 # %%
-rows = []
-for kind, (prob, H, X0) in problems.items():
-    eta_star = th.signgd_tuned_lr(delta, np.array(T_list), H)
-    out = th.run_signgd(prob, X0, T=Tmax, lr=eta_star)
-    for j, T in enumerate(T_list):
-        best = out["grad_l1"][:T, j].min(0).values
-        rows.append(dict(problem=kind, T=T, eta=float(eta_star[j]), measured_mean=float(best.mean()),
-                         measured_max=float(best.max()),
-                         bound=float(th.signgd_tuned_bound(delta, T, H))))
-rate = pd.DataFrame(rows)
+rate = th.signgd_tuned_rate(problems, T_list=T_list, delta=delta)
 _ = save_table(rate, results_dir / "rate.csv", params=params)
 wall = time.perf_counter() - t_start
 print(f"computed in {wall:.1f} s")

@@ -142,13 +142,11 @@ c_list = [1.0, 4.0]             # beta2 is 1 - c log(T) / T
 n_seeds = 32                    # Monte Carlo seeds (noisy setting), batched
 
 # %%
-# %matplotlib inline
 import math
 import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -176,30 +174,8 @@ x0 = torch.ones(d, dtype=torch.float64)
 print(f"sum_i H_i = ||A||_1,1 = {float(H.sum()):.4f}, max_i H_i = {float(H.max()):.4f}, "
       f"sum_i sigma_i = {float(sigma.sum()):.4f}")
 
-rows = []
-for setting, sig in (("deterministic", 0.0 * sigma), ("noisy", sigma)):
-    prob = th.NoisyQuadratic(A, sigma=sig, device=device)
-    delta = float(prob.loss(x0)) - prob.min_value
-    g0 = float(prob.grad(x0).abs().max())
-    for c in c_list:
-        for v0 in v0_list:
-            for T in T_list:
-                beta2 = 1 - c * math.log(T) / T
-                eta = th.rmsprop_tuned_lr(delta, T, float(H.sum()))
-                out = th.run_blockwise_rmsprop(prob, x0, T=T, lr=eta, beta2=beta2, v0=v0,
-                                               n_seeds=n_seeds if setting == "noisy" else 1,
-                                               seed=seed + T)
-                g = out["grad_l1"][:, 0, :]                        # (T+1, seeds)
-                window = g[T // 2 + 1:]                            # T/2 < t <= T
-                mean = window.mean(1)
-                k = int(mean.argmin())
-                se = float(window[k].std() / math.sqrt(window.shape[1])) if window.shape[1] > 1 else 0.0
-                b = th.rmsprop_bound(delta=delta, T=T, eta=eta, beta2=beta2, H=H, sigma=sig, v0=v0,
-                                     grad0_inf=g0)
-                rows.append(dict(setting=setting, c=c, v0=v0, T=T, eta=eta, beta2=beta2,
-                                 measured=float(mean[k]), measured_se=se, bound=b.total, E=b.E, F=b.F))
-res = pd.DataFrame(rows)
-res["ratio"] = res.measured / res.bound
+res = th.rmsprop_bound_sweep(A, sigma, x0, T_list=T_list, v0_list=v0_list, c_list=c_list,
+                             n_seeds=n_seeds, seed=seed, device=device)
 _ = save_table(res, results_dir / "rmsprop_bound.csv", params=params)
 wall = time.perf_counter() - t_start
 print(f"computed in {wall:.1f} s")
@@ -234,17 +210,7 @@ plt.show()
 # an upper bound); the noisy curve has a genuine noise floor.
 
 # %%
-def slope(t, y):
-    y = np.asarray(y, dtype=float)
-    ok = y > 1e-12
-    return float(np.polyfit(np.log(np.asarray(t)[ok]), np.log(y[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
-
-
-slopes = (res.groupby(["setting", "c", "v0"])
-             .apply(lambda s: pd.Series(dict(measured_slope=slope(s["T"], s.measured),
-                                             bound_slope=slope(s["T"], s.bound),
-                                             max_ratio=s.ratio.max())), include_groups=False)
-             .reset_index())
+slopes = th.rmsprop_slopes(res)
 slopes["paper_rate"] = slopes.setting.map({"deterministic": "T^-1/2", "noisy": "(log T / T)^1/4"})
 slopes["scale"] = scale
 _ = save_table(slopes, results_dir / "slopes.csv", params=params)
@@ -258,28 +224,13 @@ display(slopes.assign(v0=slopes.v0.map("{:g}".format)).round(3))
 # violation, averaged over seeds.
 
 # %%
-rows = []
-T_l = max(T_list)
-b2_l = 1 - max(c_list) * math.log(T_l) / T_l
-for setting, sig in (("deterministic", 0.0 * sigma), ("noisy", sigma)):
-    prob = th.NoisyQuadratic(A, sigma=sig, device=device)
-    eta_l = th.rmsprop_tuned_lr(float(prob.loss(x0)), T_l, float(H.sum()))
-    out = th.run_blockwise_rmsprop(prob, x0, T=T_l, lr=eta_l, beta2=b2_l, v0=1e-2,
-                                   n_seeds=n_seeds if setting == "noisy" else 1, seed=seed, lemmas=True)
-    for r in th.lemma_report(prob, out, x0=x0, T=T_l, eta=eta_l, beta2=b2_l, v0=1e-2):
-        rows.append(dict(setting=setting, **r))
-# the configuration of tests/test_lemmas.py where Lemma 3.16 with c = 1 fails: d = 6, A = M M^T/6 + 0.1 I,
-# x* = 1, x0 = 0, deterministic, T = 400, beta2 = 1 - log T / T, eta = 0.05, v0 = 1e-4
-g6 = torch.Generator().manual_seed(0)
-M6 = torch.randn(6, 6, generator=g6, dtype=torch.float64)
-prob6 = th.NoisyQuadratic(M6 @ M6.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64), x_star=torch.ones(6))
-b2_6 = 1 - math.log(400) / 400
-out6 = th.run_blockwise_rmsprop(prob6, torch.zeros(6), T=400, lr=0.05, beta2=b2_6, v0=1e-4, lemmas=True)
-for r in th.lemma_report(prob6, out6, x0=torch.zeros(6), T=400, eta=0.05, beta2=b2_6, v0=1e-4):
-    rows.append(dict(setting="counterexample (d=6, tests)", **r))
-lem = pd.DataFrame(rows)
+lem = th.rmsprop_lemma_table(A, sigma, x0, T=max(T_list), c=max(c_list), v0=1e-2, n_seeds=n_seeds,
+                             seed=seed, device=device)
 _ = save_table(lem, results_dir / "lemmas.csv", params=params)
-display(pd.read_csv(results_dir / "lemmas.csv").assign(scale=scale).round(4))
+lem_shown = pd.read_csv(results_dir / "lemmas.csv")
+lem_shown["paper_claim"] = ["lhs " + r + " rhs (RECONSTRUCTED)" if isinstance(r, str) and r else "c = 1 (RECONSTRUCTED)"
+                            for r in lem_shown.relation]
+display(lem_shown.assign(scale=scale).round(4))
 
 # %% [markdown]
 # ## Large $v_0$ is fine when $1-\beta_2$ is a large enough multiple of $\log T/T$

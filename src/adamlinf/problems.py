@@ -58,7 +58,8 @@ from . import optim
 __all__ = [
     "power_law_spectrum", "Quadratic", "RotatedQuadratic", "GradientNoise", "Row", "Experiment",
     "QuadraticResult", "default_lr_grids", "build_experiment", "run_batched", "sgd_update_",
-    "run_one_by_one", "tune", "table1", "paper_verdict", "sensitivity", "lr_factor", "OPTIMIZERS",
+    "run_one_by_one", "tune", "table1", "paper_verdict", "verdict_summary", "sensitivity", "lr_factor",
+    "OPTIMIZERS",
     "SCHEDULES",
 ]
 
@@ -647,6 +648,24 @@ def paper_verdict(table: pd.DataFrame, column: str) -> pd.DataFrame:
     out["l11_below_spectral"] = out["l11_per_dim"] < out["spectral_norm"]
     out["agrees_with_paper"] = out["adam_beats_adasgd"] == out["l11_below_spectral"]
     return out.reset_index(drop=True)
+
+
+def verdict_summary(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """One row per column of :func:`paper_verdict` outputs (concatenated): the Spearman rank
+    correlation between :math:`\\|H_\\theta\\|_{1,1}/d` and Adam's tuned loss over the Adam rows,
+    the number of Adam rows that beat AdaSGD, and the number of rows where that coincides with
+    :math:`\\|H_\\theta\\|_{1,1}/d < \\|H_\\theta\\|_2` (the paper's claim), as ``"k/n"`` strings."""
+    from scipy.stats import spearmanr
+
+    if verdicts.empty:
+        raise ValueError("no verdict rows")
+    rows = []
+    for c, v in verdicts.groupby("column", sort=False):
+        rows.append({"column": c,
+                     "spearman(‖H_θ‖₁,₁/d, Adam loss)": float(spearmanr(v["l11_per_dim"], v["adam_loss"]).statistic),
+                     "Adam rows beating AdaSGD": f"{int(v['adam_beats_adasgd'].sum())}/{len(v)}",
+                     "rows where that matches ‖H‖₁,₁/d < ‖H‖₂": f"{int(v['agrees_with_paper'].sum())}/{len(v)}"})
+    return pd.DataFrame(rows)
 
 
 def sensitivity(*, alphas: Iterable[float], sigmas: Iterable[float], d: int, thetas: Sequence[float],

@@ -27,6 +27,12 @@ Contents
   :func:`run_signgd` (a grid of step sizes at once), :func:`run_blockwise_rmsprop` (seeds and step
   sizes at once, optionally recording the quantities of Lemmas 3.14-3.16 and C.1, summarised by
   :func:`lemma_report`), :func:`run_trajectory` and :func:`equivariance_gap` (Definition 2.1).
+* The theory notebooks' experiments, each returning a tidy ``pandas.DataFrame``:
+  :func:`equivariance_trajectories_2d`, :func:`equivariance_gaps` (Theorem 2.2 / Figure 2);
+  :func:`signgd_test_problems`, :func:`signgd_bound_grid`, :func:`signgd_tuned_rate` (Theorem 3.2);
+  :func:`rmsprop_bound_sweep`, :func:`rmsprop_slopes`, :func:`rmsprop_lemma_table`,
+  :func:`lemma316_counterexample` (Theorem 3.5); :func:`blockwise_test_partitions`,
+  :func:`blockwise_partition_sweep` (Theorem 3.11).
 
 Numerical findings that changed a reconstruction: Lemma 3.16 needs a constant ``c > 1`` in front
 of ``sum_t E||gbar_t||`` (about 1.2 is needed on a deterministic RMSProp run); we use ``c = 2``.
@@ -48,6 +54,10 @@ __all__ = [
     "BoundTerms", "lemma314_rhs", "lemma315_rhs", "lemma316_rhs", "NoisyQuadratic",
     "run_signgd", "run_blockwise_rmsprop", "run_trajectory", "equivariance_gap", "random_psd",
     "block_quadratic", "lemma_report",
+    "equivariance_trajectories_2d", "equivariance_gaps", "signgd_test_problems", "signgd_bound_grid",
+    "signgd_tuned_rate", "rmsprop_bound_sweep", "loglog_slope", "rmsprop_slopes", "lemma316_counterexample",
+    "rmsprop_lemma_table",
+    "blockwise_test_partitions", "blockwise_partition_sweep",
 ]
 
 
@@ -795,3 +805,310 @@ def lemma_report(problem: NoisyQuadratic, out: dict, *, x0, T: int, eta: float, 
                              H_b=blockwise_smoothness(problem.A.cpu(), idx), eta=eta, T=T, beta2=beta2, v0=v0)
     add("C.1", o["log_ratio"], torch.full_like(o["log_ratio"], F))
     return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# the theory notebooks' experiments (loops over optimizers, problems and sweeps live here so the
+# notebooks only call, save, plot and compare)
+def _pandas():
+    import pandas as pd
+    return pd
+
+
+def _optimizer_kwargs(cfg: dict) -> tuple[str, float, dict]:
+    if "name" not in cfg or "lr" not in cfg:
+        raise ValueError(f"an optimizer configuration needs 'name' and 'lr', got {sorted(cfg)}")
+    return cfg["name"], float(cfg["lr"]), {k: v for k, v in cfg.items() if k not in ("name", "lr")}
+
+
+def equivariance_trajectories_2d(optimizers: dict, *, angle_deg: float, T: int, x0=(2.0, 1.5),
+                                 eigenvalues=(1.0, 4.0)):
+    r"""Figure 2 data (Theorem 2.2): each optimizer on ``L(x) = 1/2 x^T A x``, ``A = diag(eigenvalues)``,
+    from ``x0``, and on ``L o R`` (``R`` the planar rotation by ``angle_deg``) from ``R^T x0``, with the
+    same hyperparameters.
+
+    ``optimizers`` maps a label to ``dict(name=..., lr=..., **kwargs)`` for :func:`run_trajectory`.
+    Returns a tidy ``DataFrame`` with columns ``optimizer, run ("on L" | "on L o R"), t`` and the
+    iterate in both frames: ``x1, x2`` (coordinates of ``L``; the rotated run mapped back by ``R``)
+    and ``y1, y2`` (coordinates of ``L o R``). An equivariant optimizer gives the same points for
+    both runs in either frame.
+    """
+    pd = _pandas()
+    if T < 1:
+        raise ValueError("T must be >= 1")
+    A = torch.diag(torch.as_tensor(eigenvalues, dtype=torch.float64))
+    if A.shape != (2, 2):
+        raise ValueError("the Figure 2 example is two-dimensional: give two eigenvalues")
+    a = math.radians(angle_deg)
+    R = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    frames = []
+    for label, cfg in optimizers.items():
+        name, lr, kw = _optimizer_kwargs(cfg)
+        xs = run_trajectory(name, A, x0, T=T, lr=lr, **kw)
+        xr = run_trajectory(name, R.T @ A @ R, R.T @ x0, T=T, lr=lr, **kw)
+        for run, orig, rot in (("on L", xs, xs @ R), ("on L o R", xr @ R.T, xr)):
+            frames.append(pd.DataFrame({"optimizer": label, "run": run, "t": np.arange(T + 1),
+                                        "x1": orig[:, 0].numpy(), "x2": orig[:, 1].numpy(),
+                                        "y1": rot[:, 0].numpy(), "y2": rot[:, 1].numpy()}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def equivariance_gaps(optimizers: dict, *, d: int, T: int, n_transforms: int, seed: int = 0,
+                      exponent: float = 0.5):
+    r"""Definition 2.1 measured in ``d`` dimensions (Theorem 2.2): for ``n_transforms`` Haar rotations
+    and as many random permutation matrices, :func:`equivariance_gap` of every optimizer on
+    ``L(x) = 1/2 x^T A x`` with ``A = diag(i^{-exponent})`` (``problems.power_law_spectrum``) and a
+    Gaussian ``x_0`` (float64, full gradients, ``T`` steps).
+
+    ``optimizers`` as in :func:`equivariance_trajectories_2d`. Draw ``k`` uses seed ``seed + 1 + k``.
+    Returns a tidy ``DataFrame``: ``optimizer, transformation ("rotation" | "permutation"), draw, gap``.
+    """
+    from .problems import power_law_spectrum
+    from .rotations import haar, random_permutation, to_dense
+
+    pd = _pandas()
+    if d < 2 or T < 1 or n_transforms < 1:
+        raise ValueError("need d >= 2, T >= 1 and n_transforms >= 1")
+    A = torch.diag(power_law_spectrum(d, exponent))
+    x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    rows = []
+    for k in range(n_transforms):
+        transforms = {"rotation": haar(d, seed=seed + 1 + k, dtype=torch.float64),
+                      "permutation": to_dense(random_permutation(d, seed=seed + 1 + k, dtype=torch.float64))}
+        for kind, R in transforms.items():
+            for label, cfg in optimizers.items():
+                name, lr, kw = _optimizer_kwargs(cfg)
+                rows.append(dict(optimizer=label, transformation=kind, draw=k,
+                                 gap=equivariance_gap(name, A, x0, R, T=T, lr=lr, **kw)))
+    return pd.DataFrame(rows)
+
+
+def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, device="cpu") -> dict:
+    r"""The two quadratics of the Theorem 3.2 notebook, ``min L = 0``, with their **exact**
+    ``l_inf``-smoothness constant (:func:`linf_smoothness` by brute force, so ``d <= 22``):
+
+    * ``"dense"``: ``A = Q diag(i^{-1/2}) Q^T`` with Haar ``Q`` (:func:`random_psd`);
+    * ``"diagonal"``: ``A = diag(i^{-1/2})`` (then ``H = tr A``).
+
+    Starts: ``n_starts`` Gaussian directions scaled so that ``L(x_0) = delta``.
+    Returns ``{kind: (NoisyQuadratic, H, X0 of shape (n_starts, d))}``.
+    """
+    _check_pos("delta", delta)
+    if n_starts < 1:
+        raise ValueError("n_starts must be >= 1")
+    problems = {}
+    for kind in ("dense", "diagonal"):
+        if kind == "dense":
+            A = random_psd(d, seed=seed, device=device)
+        else:
+            A = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
+        prob = NoisyQuadratic(A, device=device)
+        H = linf_smoothness(A.cpu(), method="brute")
+        X0 = torch.randn(n_starts, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device)
+        X0 = X0 * (delta / prob.loss(X0)).sqrt()[:, None]
+        problems[kind] = (prob, H, X0)
+    return problems
+
+
+def signgd_bound_grid(problems: dict, *, T_list, etas, delta: float):
+    r"""Theorem 3.2 over a grid: one SignGD run of length ``max(T_list)`` per step size
+    (:func:`run_signgd`, all step sizes and starts batched) gives ``min_{t<T} ||grad L(x_t)||_1``
+    for every ``T`` (a prefix minimum). ``problems`` as returned by :func:`signgd_test_problems`.
+
+    Returns a tidy ``DataFrame``: ``problem, T, eta, measured_mean, measured_max`` (mean and worst
+    over the starts), ``bound`` (:func:`signgd_bound`), ``H`` and ``ratio_max = measured_max / bound``.
+    """
+    pd = _pandas()
+    etas = np.asarray(etas, dtype=float)
+    Tmax = int(max(T_list))
+    rows = []
+    for kind, (prob, H, X0) in problems.items():
+        out = run_signgd(prob, X0, T=Tmax, lr=etas)
+        for T in T_list:
+            best = out["grad_l1"][:T].min(0).values          # (n_eta, n_starts)
+            bound = signgd_bound(delta, T, etas, H)
+            for j, eta in enumerate(etas):
+                rows.append(dict(problem=kind, T=int(T), eta=float(eta), measured_mean=float(best[j].mean()),
+                                 measured_max=float(best[j].max()), bound=float(bound[j]), H=H))
+    grid = pd.DataFrame(rows)
+    grid["ratio_max"] = grid.measured_max / grid.bound
+    return grid
+
+
+def signgd_tuned_rate(problems: dict, *, T_list, delta: float):
+    r"""Theorem 3.2 at the tuned step ``eta*(T) = sqrt(2 delta / (T H))`` (:func:`signgd_tuned_lr`):
+    for each ``T`` a run with its own ``eta*(T)`` (batched over ``T`` and starts), measured
+    ``min_{t<T} ||grad L(x_t)||_1`` against ``sqrt(2 H delta / T)``.
+
+    Returns a tidy ``DataFrame``: ``problem, T, eta, measured_mean, measured_max, bound``.
+    """
+    pd = _pandas()
+    Tmax = int(max(T_list))
+    rows = []
+    for kind, (prob, H, X0) in problems.items():
+        eta_star = signgd_tuned_lr(delta, np.asarray(T_list), H)
+        out = run_signgd(prob, X0, T=Tmax, lr=eta_star)
+        for j, T in enumerate(T_list):
+            best = out["grad_l1"][:T, j].min(0).values
+            rows.append(dict(problem=kind, T=int(T), eta=float(eta_star[j]), measured_mean=float(best.mean()),
+                             measured_max=float(best.max()), bound=float(signgd_tuned_bound(delta, T, H))))
+    return pd.DataFrame(rows)
+
+
+def rmsprop_bound_sweep(A, sigma, x0, *, T_list, v0_list, c_list, n_seeds: int, seed: int = 0,
+                        device="cpu"):
+    r"""Theorem 3.5 / Corollaries 3.6-3.7 across ``T``, ``v_0`` and ``beta2 = 1 - c log T / T``, in a
+    deterministic (``sigma = 0``) and a noisy (coordinate-wise ``sigma_i``, Assumption 3.4) setting.
+
+    For every configuration: ``eta = sqrt(Delta / (T sum_i H_i))`` (:func:`rmsprop_tuned_lr`), RMSProp
+    (:func:`run_blockwise_rmsprop`, ``n_seeds`` noise streams batched; one run when deterministic,
+    noise seed ``seed + T``), the measured ``min_{T/2<t<=T} E||grad L(x_t)||_1`` (mean over seeds,
+    with its standard error at the minimising ``t``) and the bound (:func:`rmsprop_bound`).
+
+    Returns a tidy ``DataFrame``: ``setting, c, v0, T, eta, beta2, measured, measured_se, bound, E, F,
+    ratio``.
+    """
+    pd = _pandas()
+    A = _symmetric(A)
+    H = coordinatewise_smoothness(A)
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    rows = []
+    for setting, sig in (("deterministic", 0.0 * sigma), ("noisy", sigma)):
+        prob = NoisyQuadratic(A, sigma=sig, device=device)
+        delta = float(prob.loss(x0.to(device))) - prob.min_value
+        g0 = float(prob.grad(x0.to(device)).abs().max())
+        for c in c_list:
+            for v0 in v0_list:
+                for T in T_list:
+                    beta2 = 1 - c * math.log(T) / T
+                    eta = rmsprop_tuned_lr(delta, T, float(H.sum()))
+                    out = run_blockwise_rmsprop(prob, x0, T=T, lr=eta, beta2=beta2, v0=v0,
+                                                n_seeds=n_seeds if setting == "noisy" else 1, seed=seed + T)
+                    window = out["grad_l1"][T // 2 + 1:, 0, :]        # T/2 < t <= T, (t, seeds)
+                    mean = window.mean(1)
+                    k = int(mean.argmin())
+                    se = float(window[k].std() / math.sqrt(window.shape[1])) if window.shape[1] > 1 else 0.0
+                    b = rmsprop_bound(delta=delta, T=T, eta=eta, beta2=beta2, H=H.cpu(), sigma=sig.cpu(),
+                                      v0=v0, grad0_inf=g0)
+                    rows.append(dict(setting=setting, c=c, v0=v0, T=T, eta=eta, beta2=beta2,
+                                     measured=float(mean[k]), measured_se=se, bound=b.total, E=b.E, F=b.F))
+    res = pd.DataFrame(rows)
+    res["ratio"] = res.measured / res.bound
+    return res
+
+
+def loglog_slope(x, y, *, floor: float = 1e-12) -> float:
+    """Least-squares slope of ``log y`` against ``log x``, ignoring points with ``y <= floor``
+    (converged runs at round-off); NaN when fewer than two points remain."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError("x and y must have the same shape")
+    ok = (y > floor) & (x > 0)
+    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
+
+
+def rmsprop_slopes(res):
+    r"""Per ``(setting, c, v0)`` of :func:`rmsprop_bound_sweep`'s table: the log-log slopes in ``T``
+    of the measured value and of the bound (:func:`loglog_slope`; Corollaries 3.6/3.7 predict
+    ``-1/2`` deterministic, ``-1/4`` up to the log noisy) and the largest measured/bound ratio."""
+    pd = _pandas()
+    rows = []
+    for (setting, c, v0), s in res.groupby(["setting", "c", "v0"], sort=True):
+        rows.append(dict(setting=setting, c=c, v0=v0, measured_slope=loglog_slope(s["T"], s.measured),
+                         bound_slope=loglog_slope(s["T"], s.bound), max_ratio=float(s.ratio.max())))
+    return pd.DataFrame(rows)
+
+
+def lemma316_counterexample() -> dict:
+    r"""The deterministic RMSProp run on which the reconstructed Lemma 3.16 with ``c = 1`` fails
+    (also in ``tests/test_lemmas.py``): ``d = 6``, ``A = M M^T / 6 + 0.1 I`` (``M`` Gaussian, seed 0),
+    ``x* = 1``, ``x_0 = 0``, ``T = 400``, ``beta2 = 1 - log T / T``, ``eta = 0.05``, ``v_0 = 1e-4``.
+    Returns ``dict(problem=..., x0=..., T=..., eta=..., beta2=..., v0=...)``."""
+    M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    prob = NoisyQuadratic(M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64),
+                          x_star=torch.ones(6, dtype=torch.float64))
+    return dict(problem=prob, x0=torch.zeros(6, dtype=torch.float64), T=400, eta=0.05,
+                beta2=1 - math.log(400) / 400, v0=1e-4)
+
+
+def rmsprop_lemma_table(A, sigma, x0, *, T: int, c: float, v0: float, n_seeds: int, seed: int = 0,
+                        device="cpu", counterexample: bool = True):
+    r"""Both sides of Lemmas 3.14-3.16 and C.1 (:func:`lemma_report`) on RMSProp runs at the tuned
+    step ``eta = sqrt(Delta / (T sum_i H_i))`` with ``beta2 = 1 - c log T / T``: a deterministic
+    and a noisy run (``n_seeds`` seeds) on ``A, sigma, x0``, and, with ``counterexample=True``,
+    the run of :func:`lemma316_counterexample`. Returns a tidy ``DataFrame`` (``setting`` plus the
+    columns of :func:`lemma_report`)."""
+    pd = _pandas()
+    A = _symmetric(A)
+    H_sum = float(coordinatewise_smoothness(A).sum())
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    beta2 = 1 - c * math.log(T) / T
+    rows = []
+    for setting, sig in (("deterministic", 0.0 * sigma), ("noisy", sigma)):
+        prob = NoisyQuadratic(A, sigma=sig, device=device)
+        eta = rmsprop_tuned_lr(float(prob.loss(x0.to(device))) - prob.min_value, T, H_sum)
+        out = run_blockwise_rmsprop(prob, x0, T=T, lr=eta, beta2=beta2, v0=v0,
+                                    n_seeds=n_seeds if setting == "noisy" else 1, seed=seed, lemmas=True)
+        rows += [dict(setting=setting, **r)
+                 for r in lemma_report(prob, out, x0=x0, T=T, eta=eta, beta2=beta2, v0=v0)]
+    if counterexample:
+        ce = lemma316_counterexample()
+        out = run_blockwise_rmsprop(ce["problem"], ce["x0"], T=ce["T"], lr=ce["eta"], beta2=ce["beta2"],
+                                    v0=ce["v0"], lemmas=True)
+        rows += [dict(setting="counterexample (d=6, tests)", **r)
+                 for r in lemma_report(ce["problem"], out, x0=ce["x0"], T=ce["T"], eta=ce["eta"],
+                                       beta2=ce["beta2"], v0=ce["v0"])]
+    return pd.DataFrame(rows)
+
+
+def blockwise_test_partitions(block_size: int, n_blocks: int) -> dict:
+    r"""The partitions compared in the Theorem 3.11 notebook on a Hessian with ``n_blocks`` diagonal
+    blocks of ``block_size`` (:func:`block_quadratic`): coordinates (Adam), aligned blocks of half,
+    one and two block sizes, blocks of the right size shifted by half a block (misaligned), and one
+    block (AdaSGD). Returns ``{name: (d,) block ids}``."""
+    if block_size < 2 or block_size % 2 or n_blocks < 2:
+        raise ValueError("need an even block_size >= 2 and n_blocks >= 2")
+    d = block_size * n_blocks
+    i = torch.arange(d)
+    return {
+        "coordinates (Adam)": i,
+        f"aligned, size {block_size // 2}": i // (block_size // 2),
+        f"aligned, size {block_size}": i // block_size,
+        f"aligned, size {2 * block_size}": i // (2 * block_size),
+        f"misaligned, size {block_size}": ((i + block_size // 2) // block_size) % n_blocks,
+        "one block (AdaSGD)": torch.zeros(d, dtype=torch.long),
+    }
+
+
+def blockwise_partition_sweep(A, partitions: dict, *, x0, noise: float, T: int, lrs, beta2: float,
+                              n_seeds: int, seed: int = 0, exact_max_blocks: int = 8, device="cpu"):
+    r"""Theorem 3.11 checked by ranking: for each partition, blockwise Adam with ``beta1 = 0``
+    (:func:`run_blockwise_rmsprop`, ``v_0 = 0``, isotropic gradient noise ``noise``, all learning
+    rates and seeds batched) on ``L(x) = 1/2 x^T A x`` from ``x0``; the final loss is the mean over
+    the last 10% of the steps and over seeds, best over ``lrs``.
+
+    Returns a tidy ``DataFrame``: ``partition, B, bound`` (Lemma 3.13,
+    ``adamlinf.hessian.blockwise_bound``), ``H_exact`` (:func:`phi_smoothness` when
+    ``B <= exact_max_blocks``, else NaN), ``best_lr, final_loss, edge_of_grid``.
+    """
+    from .hessian import blockwise_bound
+
+    pd = _pandas()
+    A = _symmetric(A)
+    lrs = np.asarray(lrs, dtype=float)
+    prob = NoisyQuadratic(A, sigma=noise, device=device)
+    rows = []
+    for name, idx in partitions.items():
+        B = int(idx.max()) + 1
+        exact = phi_smoothness(A, idx) if B <= exact_max_blocks else float("nan")
+        out = run_blockwise_rmsprop(prob, x0, T=T, lr=lrs, beta2=beta2, v0=0.0, block_index=idx,
+                                    n_seeds=n_seeds, seed=seed)
+        final = out["loss"][-max(1, T // 10):].mean(0).mean(-1)     # (n_lr,)
+        k = int(final.argmin())
+        rows.append(dict(partition=name, B=B, bound=float(blockwise_bound(A.cpu(), idx)), H_exact=exact,
+                         best_lr=float(lrs[k]), final_loss=float(final[k]), edge_of_grid=k in (0, len(lrs) - 1)))
+    return pd.DataFrame(rows)
