@@ -115,6 +115,86 @@ def test_best_runs_picks_the_lowest_final_smoothed_loss():
         ex.final_metrics(df, metric="nope")
 
 
+def _frame(train_loss, val_loss, lr_t=True):
+    """A run's metrics as run_specs returns them: training rows (lr_t, iter_time), eval rows every
+    5 iterations, a final eval-only row; NaN stands for what CSV reads back as missing."""
+    n = len(train_loss)
+    rows = []
+    for i, loss in enumerate(train_loss):
+        row = {"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": i, "iter_time": 0.1, "train_loss": loss}
+        if lr_t:
+            row["lr_t"] = 1e-3
+        if i % 5 == 0:
+            row["val_loss"] = loss
+        rows.append(row)
+    rows.append({"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": n, "val_loss": val_loss})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("lr_t", [True, False])
+def test_divergence_is_never_scored_on_earlier_finite_values(lr_t):
+    fine = [3.0 - 0.1 * i for i in range(10)]
+    ok = ex.final_metrics(_frame(fine, 2.0, lr_t), window=2).iloc[0]
+    assert not ok.diverged and ok.final_train_loss == pytest.approx((2.2 + 2.1) / 2)
+    cases = {
+        "NaN mid-run (reads back as missing)": fine[:6] + [np.nan] * 4,
+        "one NaN in the middle, finite around it": fine[:5] + [np.nan] + fine[6:],
+        "inf": fine[:9] + [np.inf],
+    }
+    for why, losses in cases.items():
+        fin = ex.final_metrics(_frame(losses, np.nan, lr_t), window=2).iloc[0]
+        assert fin.diverged and math.isinf(fin.final_train_loss), why
+        val = ex.final_metrics(_frame(losses, np.nan, lr_t), metric="val_loss", window=1).iloc[0]
+        assert val.diverged and math.isinf(val.final_val_loss), why
+    # the last update made the model non-finite: every training loss is finite, the final eval is not
+    last = ex.final_metrics(_frame(fine, np.nan, lr_t), window=2).iloc[0]
+    assert last.diverged and math.isinf(last.final_train_loss)
+    # a diverged run with the lowest finite losses before it blew up is not picked as the tuned run
+    good = _frame(fine, 2.0, lr_t)
+    bad = _frame([1.0] * 8 + [np.nan] * 2, np.nan, lr_t).assign(run="bad", lr=1e-2)
+    best = ex.best_runs(pd.concat([bad, good], ignore_index=True), window=2).iloc[0]
+    assert best.run == "r" and not best.diverged and best.n_tried == 2
+
+
+def test_grad_accum_for_the_paper_batch_on_several_devices():
+    # 480 sequences per step, 12 per device and micro step (the paper/nanoGPT config)
+    assert [ex.grad_accum_steps(480, 12, n) for n in (1, 2, 4, 8)] == [40, 20, 10, 5]
+    for n in (1, 2, 4, 8):
+        assert n * ex.grad_accum_steps(480, 12, n) * 12 == 480
+    with pytest.raises(ValueError, match="not a multiple.*batch_size 10 works"):
+        ex.grad_accum_steps(480, 12, 16)  # 480 / 192 = 2.5
+    with pytest.raises(ValueError, match="not a multiple"):
+        ex.grad_accum_steps(480, 12, 3)
+    with pytest.raises(ValueError, match="not a multiple"):
+        ex.grad_accum_steps(16, 32, 1)  # micro batch larger than the global batch
+    with pytest.raises(ValueError, match=">= 1"):
+        ex.grad_accum_steps(480, 12, 0)
+    assert ex.grad_accum_steps(16, 16, 1) == 1
+
+
+def test_paper_parameters_match_the_paper():
+    import yaml
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "params"
+    p = yaml.safe_load((root / "gpt2_figure1.yaml").read_text())["paper"]
+    assert (p["n_layer"], p["n_head"], p["n_embd"], p["block_size"]) == (12, 12, 768, 1024)
+    assert p["dataset"] == "openwebtext" and p["vocab_size"] == 50304
+    assert p["global_batch"] == 480 and p["max_iters"] == 100_000 and p["warmup_iters"] == 2000
+    assert p["lr"] == 6e-4 and p["min_lr"] == 6e-5 and list(p["betas"]) == [0.9, 0.95]
+    assert p["grad_clip"] == 1.0 and p["dtype"] == "bfloat16" and p["device"] == "cuda"
+    assert ex.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"]) >= 1
+    spec = ex.lm_spec(dataset=p["dataset"], vocab_size=p["vocab_size"], n_layer=p["n_layer"],
+                      n_head=p["n_head"], n_embd=p["n_embd"], block_size=p["block_size"],
+                      batch_size=p["batch_size"], lr=p["lr"])
+    n_params = (ex.gpt_flops_per_token(spec["model"]) - 12 * 12 * 768 * 1024) / 6
+    assert 123e6 < n_params < 125e6  # GPT-2 small: 124M without position embeddings
+    for name in ("gpt2_table2", "gpt2_figure3"):
+        assert yaml.safe_load((root / f"{name}.yaml").read_text())["paper"]["device"] == "cuda"
+    t2 = yaml.safe_load((root / "gpt2_table2.yaml").read_text())["paper"]
+    assert t2["n_probes"] == 50 and t2["n_batches"] * p["batch_size"] == 7680
+
+
 def test_table_layout_and_ordering_check():
     tidy = pd.DataFrame([
         {"run": "adam", "optimizer": "adam", "quantity": "l11_per_dim", "hessian": "H", "value": 1.0},
@@ -148,6 +228,12 @@ def test_claims_table():
     assert c["better (paper)"].tolist() == ["Adam", "Adam"] and c["worse (paper)"].tolist() == ["AdaSGD", "SGD"]
     with pytest.raises(ValueError, match="needs values"):
         ex.claims_table({"adam": 1.0}, [("adam", "sgd", "x")])
+    # one optimizer across settings (Figure 3); a diverged (inf) run is worse than any finite one
+    vals = {("adam", "default"): 2.0, ("adam", "larger"): 1.8, ("sgd", "larger"): math.inf}
+    c = ex.claims_table(vals, [(("adam", "larger"), ("adam", "default"), "Adam improves", "larger"),
+                               (("adam", "larger"), ("sgd", "larger"), "Adam beats SGD", "larger")])
+    assert c["holds here"].tolist() == [True, True] and c.group.tolist() == ["larger", "larger"]
+    assert c["better (paper)"].iloc[0] == "Adam (larger)"
 
 
 def test_hessian_table_of_final_checkpoints(tmp_path, pydoc_ready):
@@ -164,6 +250,13 @@ def test_hessian_table_of_final_checkpoints(tmp_path, pydoc_ready):
     again = ex.hessian_table({"adam": tmp_path / "adam"}, n_probes=4, seed=0, n_batches=2,
                              spectral=False, verbose=False)
     assert again.value.iloc[0] == pytest.approx(tidy.set_index(["run", "quantity"]).loc[("adam", "l11_per_dim"), "value"])
+    # a run on another data spec would be measured on other batches: refused
+    other = ex.lm_spec(dataset="pydoc", n_layer=1, n_head=2, n_embd=8, block_size=8, batch_size=3, eval_iters=1,
+                       optimizer="adam", lr=1e-2, max_iters=1, eval_interval=0, progress=False)
+    ex.run_specs({"other": other}, tmp_path, verbose=False)
+    with pytest.raises(ValueError, match="ONE fixed batch set"):
+        ex.hessian_table({"adam": tmp_path / "adam", "other": tmp_path / "other"}, n_probes=1,
+                         n_batches=1, spectral=False, verbose=False)
 
 
 def test_paper_time_estimate_by_hand():
@@ -183,4 +276,6 @@ def test_paper_time_estimate_by_hand():
     assert m["gpu_hours_per_run"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         ex.paper_time_estimate(tokens_per_step=1, steps=1)
-    assert ex.launch_command(tiny(), 4)[:3] == ["torchrun", "--standalone", "--nproc_per_node=4"]
+    cmd = ex.launch_command(ex.with_train(tiny(), out_dir="runs/adam"), 4)
+    assert cmd[:3] == ["torchrun", "--standalone", "--nproc_per_node=4"]
+    assert cmd[-2:] == ["--spec", "runs/adam/spec.json"]  # the file adamlinf.train.run writes

@@ -125,6 +125,10 @@ paper_cost = ex.paper_time_estimate(
     tokens_per_step=paper["global_batch"] * paper["block_size"], steps=paper["max_iters"],
     flops_per_token=ex.gpt_flops_per_token(paper_model), n_runs=paper_runs, n_gpus=paper["estimate_gpus"],
     mfu=paper["mfu"], peak_flops=paper["peak_flops"], label=f"Figure 1 at paper scale ({paper_runs} runs)")
+paper_accum = ex.grad_accum_steps(paper["global_batch"], paper["batch_size"], paper["nproc_per_node"])
+print(f"paper batch: {paper['batch_size']} sequences x {paper_accum} accumulation steps x "
+      f"{paper['nproc_per_node']} GPU(s) (torchrun) = {paper['global_batch']} sequences of "
+      f"{paper['block_size']} tokens per step")
 
 # %% [markdown]
 # ## Training
@@ -142,10 +146,7 @@ if dataset == "pydoc":
 else:
     text.check_prepared(dataset)  # OpenWebText: prepare it once with `python -m adamlinf.data.text openwebtext`
 
-grad_accum, rest = divmod(global_batch, batch_size * nproc_per_node)
-if rest or grad_accum < 1:
-    raise ValueError(f"global_batch={global_batch} is not a multiple of batch_size x nproc_per_node "
-                     f"= {batch_size * nproc_per_node}")
+grad_accum = ex.grad_accum_steps(global_batch, batch_size, nproc_per_node)
 base = ex.lm_spec(dataset=dataset, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
                   block_size=block_size, batch_size=batch_size, eval_iters=eval_iters, lr=lr, min_lr=min_lr,
                   warmup_iters=warmup_iters, max_iters=max_iters, grad_accum=grad_accum, betas=betas, eps=eps,
@@ -155,7 +156,8 @@ specs = {opt: ex.with_train(base, optimizer=opt) for opt in list(optimizers) + l
 specs.update(ex.grid_specs(base, {"sgd": sgd_lrs}))
 print(f"{len(specs)} runs:", ", ".join(specs))
 if nproc_per_node > 1:
-    print("each run is launched as:", " ".join(ex.launch_command(base, nproc_per_node)[:6]), "...")
+    print("each run is launched as:",
+          " ".join(ex.launch_command(ex.with_train(base, out_dir=str(runs_root / "<run>")), nproc_per_node)))
 
 t0 = time.perf_counter()
 metrics = ex.run_specs(specs, runs_root, nproc_per_node=nproc_per_node, workers=workers)
@@ -180,9 +182,16 @@ tuned["label"] = tuned.optimizer.map(LABEL)
 tuned["run_dir"] = [str(runs_root / r) for r in tuned.run]
 save_table(tuned, out / "tuned_runs.csv", params=params)
 grid = ex.final_metrics(metrics[metrics.optimizer == "sgd"], metric="train_loss")
-display(grid[["run", "lr", "final_train_loss", "diverged"]].rename(columns={"lr": "peak lr"}))
-display(tuned[["label", "lr", "final_train_loss", "final_val_loss", "diverged"]]
-        .rename(columns={"label": "optimizer", "lr": "peak lr"}))
+grid["paper's grid"] = "NOT RECOVERED (footnote 4)"
+grid["scale"] = scale
+display(grid[["run", "lr", "final_train_loss", "diverged", "paper's grid", "scale"]]
+        .rename(columns={"lr": "peak lr"}))
+shown_tuned = tuned[["label", "lr", "final_train_loss", "final_val_loss", "diverged"]].copy()
+shown_tuned["rank here"] = shown_tuned.final_train_loss.rank(method="min").astype(int)
+shown_tuned["paper's rank"] = tuned.optimizer.map({"adam": 1, "adasgd": 2, "rotated_adam": 3, "sgd": 4})
+shown_tuned["paper's final loss"] = "NOT RECOVERED"
+shown_tuned["scale"] = scale
+display(shown_tuned.rename(columns={"label": "optimizer", "lr": "peak lr"}))
 
 # %% tags=["hide-input"]
 shown = pd.read_csv(out / "metrics.csv")
@@ -195,7 +204,8 @@ for label, g in shown.groupby("label", sort=False):
     ev = g.dropna(subset=["val_loss"]).sort_values("iter")
     axes[1].plot(ev.iter, ev.val_loss, marker="o", ms=3, label=label, color=PALETTE.get(label))
 axes[0].set(title=f"training loss (running mean over {smooth} iterations)", xlabel="iteration", ylabel="loss (nats/token)")
-axes[1].set(title="validation loss", xlabel="iteration")
+axes[1].set(title="validation loss", xlabel="iteration", ylabel="loss (nats/token)")
+axes[1].yaxis.set_tick_params(labelleft=True)
 lo = shown.val_loss.min()
 axes[0].set_ylim(lo - 0.2, min(shown.val_loss.max(), lo + 2.5))
 for ax in axes:

@@ -21,6 +21,7 @@ A *training spec* is the plain dict :func:`adamlinf.train.run` takes::
 ``ordering_check(table, finals)``      "smaller norm <-> faster optimizer"
 ``gpt_flops_per_token(model_spec)``    6 N + 12 L E T (PaLM appendix B, as nanoGPT)
 ``paper_time_estimate(...)``           GPU-hours of a set of runs from throughput or FLOPs and MFU
+``grad_accum_steps(G, B, n)``          accumulation steps for a global batch G on n devices
 ``launch_command(spec, n)``            the torchrun command ``train.run`` uses for n > 1 devices
 =====================================  =========================================================
 
@@ -49,7 +50,7 @@ __all__ = [
     "SPEC_FILE", "COMPLETE_FILE", "OPTIMIZER_LABELS", "lm_spec", "with_train", "run_name", "is_complete",
     "run_specs", "grid_specs", "lr_grid", "scale_lr", "load_spec", "final_metrics", "best_runs",
     "claims_table", "fixed_batches", "hessian_table", "table_layout", "ordering_check",
-    "gpt_flops_per_token", "paper_time_estimate", "launch_command",
+    "gpt_flops_per_token", "paper_time_estimate", "launch_command", "grad_accum_steps",
 ]
 
 SPEC_FILE = "experiment_spec.json"
@@ -139,11 +140,35 @@ def is_complete(out_dir: str | Path, spec: Mapping | None = None) -> bool:
     return _canonical(json.loads(marker.read_text())["spec"]) == _canonical(spec)
 
 
+def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1) -> int:
+    """Gradient-accumulation steps ``A`` so that ``nproc_per_node · A · batch_size = global_batch``
+    (the trainer's global batch, :mod:`adamlinf.train`). The paper's 480 sequences of 12 per
+    device and micro step give A = 40, 20, 10, 5 on 1, 2, 4, 8 devices. Raises ``ValueError`` when
+    ``global_batch`` is not a multiple of ``batch_size · nproc_per_node`` (e.g. 3 or 16 devices
+    at 12 sequences each), naming the nearest valid per-device batch sizes."""
+    global_batch, batch_size, nproc = int(global_batch), int(batch_size), int(nproc_per_node)
+    if global_batch < 1 or batch_size < 1 or nproc < 1:
+        raise ValueError(f"global_batch, batch_size and nproc_per_node must be >= 1, got "
+                         f"{global_batch}, {batch_size}, {nproc}")
+    accum, rest = divmod(global_batch, batch_size * nproc)
+    if rest or accum < 1:
+        ok = [b for b in range(1, batch_size + 1) if global_batch % (b * nproc) == 0]
+        hint = (f"batch_size {ok[-1]} works on {nproc} device(s)" if ok
+                else f"{nproc} devices do not divide it")
+        raise ValueError(f"global_batch={global_batch} is not a multiple of batch_size x nproc_per_node "
+                         f"= {batch_size} x {nproc} = {batch_size * nproc}; {hint}")
+    return accum
+
+
 def launch_command(spec: Mapping, nproc_per_node: int) -> list[str]:
-    """The ``torchrun`` command line :func:`adamlinf.train.run` uses for ``nproc_per_node > 1``
-    (for display; the trainer launches it)."""
+    """The command :func:`adamlinf.train.run` runs for ``nproc_per_node > 1`` (for display; the
+    trainer launches it): ``torchrun`` (``python -m torch.distributed.run``) on the spec file the
+    trainer writes to ``<out_dir>/spec.json``."""
+    if int(nproc_per_node) < 1:
+        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
+    out_dir = spec.get("train", {}).get("out_dir", "<out_dir>")
     return ["torchrun", "--standalone", f"--nproc_per_node={int(nproc_per_node)}", "-m",
-            "adamlinf.train", "--spec", json.dumps(spec, sort_keys=True)]
+            "adamlinf.train", "--spec", f"{out_dir}/spec.json"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,23 +357,41 @@ def _window(n_rows: int, window: int | float) -> int:
     return int(window)
 
 
-def _diverged(g: pd.DataFrame) -> bool:
-    """A run diverged if the training loss of its last training row is not finite. Training rows
-    are those with a scheduled learning rate ``lr_t``: in CSV a NaN loss reads back as missing, so
-    the rows, not the loss, tell which iterations were logged."""
-    if "train_loss" not in g.columns or "lr_t" not in g.columns:
+_TRAIN_ROW_MARKERS = ("lr_t", "iter_time")  # logged on every training row (never NaN there)
+
+
+def _diverged(g: pd.DataFrame, step: str = "iter") -> bool:
+    """Whether the run ``g`` (its metric rows) diverged: a non-finite loss was ever logged.
+
+    In CSV a NaN loss reads back as *missing*, so which rows must hold a loss is told by other
+    columns: a *training row* carries the scheduled learning rate ``lr_t`` (or ``iter_time``), and
+    the last row of the run (the final evaluation) carries at least one ``*_loss`` value. The run
+    diverged if any ``*_loss`` value is ``±inf``, if a training row lacks a finite ``train_loss``
+    (at ANY iteration, not only the last: a run that blew up is never scored on an earlier finite
+    value), or if its last row has no finite loss at all (the final update made it non-finite)."""
+    loss_cols = [c for c in g.columns if c.endswith("_loss")]
+    if not loss_cols or not len(g):
         return False
-    train_rows = g.loc[g["lr_t"].notna(), "train_loss"].to_numpy(dtype=float)
-    return len(train_rows) > 0 and not np.isfinite(train_rows[-1])
+    losses = g[loss_cols].to_numpy(dtype=float)
+    if np.isinf(losses).any():
+        return True
+    marker = next((c for c in _TRAIN_ROW_MARKERS if c in g.columns), None)
+    if marker is not None and "train_loss" in g.columns:
+        train = g.loc[g[marker].notna(), "train_loss"].to_numpy(dtype=float)
+        if len(train) and not np.isfinite(train).all():
+            return True
+    last = g.sort_values(step, kind="stable").iloc[-1] if step in g.columns else g.iloc[-1]
+    return not np.isfinite(last[loss_cols].to_numpy(dtype=float)).any()
 
 
 def final_metrics(df: pd.DataFrame, metric: str = "train_loss", *, window: int | float = 0.05,
                   by: Sequence[str] = ("run",), step: str = "iter") -> pd.DataFrame:
     """One row per ``by`` group (default: per run): ``metric`` averaged over its last logged values
     (the "final smoothed loss"; ``window`` rows, or that fraction of the logged rows when a float
-    in (0, 1): the default is the last 5%), with ``optimizer`` and ``lr`` carried along. A run
-    whose last values are not all finite, or whose last training loss is not (:func:`_diverged`),
-    gets ``final_<metric> = inf`` and ``diverged = True``."""
+    in (0, 1): the default is the last 5%), with ``optimizer`` and ``lr`` carried along. A run that
+    ever logged a non-finite loss (:func:`_diverged`) gets ``final_<metric> = inf`` and
+    ``diverged = True``, so it ranks last and is never scored on the finite values before it blew
+    up."""
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
     _window(1, window)
@@ -357,7 +400,7 @@ def final_metrics(df: pd.DataFrame, metric: str = "train_loss", *, window: int |
         g = g.sort_values(step, kind="stable") if step in g.columns else g
         logged = g[metric].dropna().to_numpy(dtype=float)
         last = logged[-_window(len(logged), window):]
-        diverged = len(last) == 0 or not bool(np.all(np.isfinite(last))) or _diverged(g)
+        diverged = len(last) == 0 or not bool(np.all(np.isfinite(last))) or _diverged(g, step)
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         for col in ("optimizer", "lr"):
             if col in g.columns and col not in row:
@@ -386,21 +429,35 @@ def best_runs(df: pd.DataFrame, metric: str = "train_loss", by: Sequence[str] = 
     return pd.DataFrame(rows).sort_values(col, kind="stable").reset_index(drop=True)
 
 
-def claims_table(values: Mapping[str, float], claims: Sequence[tuple[str, str, str]], *,
+def _label(key, labels: Mapping[str, str]) -> str:
+    if isinstance(key, tuple):  # (optimizer, setting): "Adam (larger lr)"
+        return f"{labels.get(key[0], key[0])} ({', '.join(map(str, key[1:]))})"
+    return labels.get(key, key)
+
+
+def claims_table(values: Mapping, claims: Sequence[tuple], *,
                  value_name: str = "final train loss", labels: Mapping[str, str] | None = None
                  ) -> pd.DataFrame:
     """Check the paper's pairwise claims "``a`` is better (lower ``values``) than ``b``":
-    ``claims = [("adam", "adasgd", "Adam converges faster than AdaSGD"), ...]``. Returns one row
-    per claim: the claim, the better and worse run by the paper, both values, ``holds here``."""
+    ``claims = [("adam", "adasgd", "Adam converges faster than AdaSGD"), ...]``. Keys may be tuples
+    such as ``(optimizer, setting)`` to compare one optimizer across settings (Figure 3). A claim
+    may carry a fourth element, copied to a ``group`` column. Returns one row per claim: the claim,
+    the better and worse run by the paper, both values, ``holds here`` (an infinite value, a
+    diverged run, is worse than any finite one; two diverged runs do not confirm a claim)."""
     labels = dict(OPTIMIZER_LABELS, **(labels or {}))
     rows = []
-    for a, b, text in claims:
+    for claim in claims:
+        if len(claim) not in (3, 4):
+            raise ValueError(f"a claim is (better, worse, text[, group]), got {claim!r}")
+        a, b, text = claim[:3]
         if a not in values or b not in values:
-            raise ValueError(f"claim {text!r} needs values of {a!r} and {b!r}; have {sorted(values)}")
+            raise ValueError(f"claim {text!r} needs values of {a!r} and {b!r}; have {sorted(values, key=str)}")
         va, vb = float(values[a]), float(values[b])
-        rows.append({"paper's claim": text, "better (paper)": labels.get(a, a),
-                     "worse (paper)": labels.get(b, b), f"{value_name}, better": va,
-                     f"{value_name}, worse": vb, "holds here": bool(va < vb)})
+        row = {"paper's claim": text, "better (paper)": _label(a, labels), "worse (paper)": _label(b, labels),
+               f"{value_name}, better": va, f"{value_name}, worse": vb, "holds here": bool(va < vb)}
+        if len(claim) == 4:
+            row["group"] = claim[3]
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -432,9 +489,9 @@ def hessian_table(run_dirs: Mapping[str, str | Path], n_probes: int = 50, seed: 
                   verbose: bool = True) -> pd.DataFrame:
     r"""Table 2/4 metrics at the final checkpoint of each run in ``run_dirs = {label: dir}``.
 
-    Each checkpoint is loaded with :func:`adamlinf.train.load_final`; the loss is the mean over a
-    FIXED batch set (:func:`fixed_batches`, identical for every run with the same data spec; its
-    digest is a column, so the table shows it was the same). :func:`adamlinf.hessian.smoothness_table`
+    Each checkpoint is loaded with :func:`adamlinf.train.load_final`; the loss is the mean over ONE
+    fixed batch set (:func:`fixed_batches` of the first run's task) for every run; a run whose data
+    spec would give other batches is refused with a ``ValueError``, and the digest is a column. :func:`adamlinf.hessian.smoothness_table`
     then estimates, at the final iterate,
 
     * :math:`\|H\|_{1,1}/d` by ``n_probes`` Cauchy probes (Algorithm 4), where for rotated Adam
@@ -459,7 +516,9 @@ def hessian_table(run_dirs: Mapping[str, str | Path], n_probes: int = 50, seed: 
 
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
-    rows = []
+    if not run_dirs:
+        raise ValueError("run_dirs is empty: give {label: run directory}")
+    rows, fixed, fixed_from = [], None, None
     for label, run_dir in run_dirs.items():
         run_dir = Path(run_dir)
         if not run_dir.exists():
@@ -472,8 +531,15 @@ def hessian_table(run_dirs: Mapping[str, str | Path], n_probes: int = 50, seed: 
         model.eval()
         if hasattr(model, "set_attention"):
             model.set_attention("math")  # fused attention has no double backward (see hessian)
-        batches = fixed_batches(task, n_batches, split=split, step=batch_step)
-        digest = _digest(batches)
+        own = fixed_batches(task, n_batches, split=split, step=batch_step)
+        digest = _digest(own)
+        if fixed is None:  # the first run fixes the evaluation set; every other run must match it
+            fixed, fixed_digest, fixed_from = own, digest, label
+        elif digest != fixed_digest:
+            raise ValueError(f"run {label!r} has a different data spec than {fixed_from!r}: its fixed "
+                             f"batches differ (digest {digest} vs {fixed_digest}); Table 2 compares "
+                             "the runs on ONE fixed batch set, so train them on the same data spec")
+        batches = fixed
         if concat:  # one batch of n_batches x batch_size samples: the same mean loss (equal sizes),
             # and one cached first-order graph serves every HVP (hessian.HVP, double backward)
             batches = [tuple(torch.cat(ts) for ts in zip(*batches))]
