@@ -279,3 +279,20 @@ def test_paper_time_estimate_by_hand():
     cmd = ex.launch_command(ex.with_train(tiny(), out_dir="runs/adam"), 4)
     assert cmd[:3] == ["torchrun", "--standalone", "--nproc_per_node=4"]
     assert cmd[-2:] == ["--spec", "runs/adam/spec.json"]  # the file adamlinf.train.run writes
+
+
+def test_image_spec_sets_iterations_for_the_epochs():
+    """Section 4.3: a run sees `epochs` passes over the training set (20 epochs = 4000 steps at
+    batch 256 on CIFAR-10's 50,000 images); here on the digits stand-in."""
+    from adamlinf.data import build_task
+
+    spec = ex.image_spec(source="digits", batch_size=32, epochs=3, width=8, blocks=(1, 1, 1, 1),
+                         image_size=16, evals_per_epoch=2, optimizer="adam", lr=1e-2, betas=(0.9, 0.99))
+    n_train = build_task(spec["data"]).num_train
+    assert spec["train"]["max_iters"] == round(3 * n_train / 32)
+    assert spec["train"]["eval_interval"] == spec["train"]["max_iters"] // 6
+    assert spec["tags"] == {"batch_size": 32, "max_iters": spec["train"]["max_iters"]}
+    assert spec["model"] == {"kind": "resnet18", "width": 8, "blocks": [1, 1, 1, 1]}
+    assert spec["train"]["betas"] == [0.9, 0.99] and spec["data"]["image_size"] == 16
+    grid = ex.grid_specs(spec, {"sgd": [0.1, 1.0]}, name_fmt="bs32_{optimizer}_lr{lr:.1e}")
+    assert sorted(grid) == ["bs32_sgd_lr1.0e-01", "bs32_sgd_lr1.0e00"]

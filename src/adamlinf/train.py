@@ -494,6 +494,17 @@ def build_run(spec: dict):
     return model, task, cfg, {"model": model_spec, "data": data_spec, "train": cfg.to_dict()}
 
 
+def launch_command(spec_path, nproc_per_node: int, *, python: str | None = None) -> list[str]:
+    """The DDP launch of one run: ``torchrun --standalone --nproc_per_node N -m adamlinf.train
+    --spec <spec_path>``, written as ``<python> -m torch.distributed.run ...`` when ``python`` is
+    given (what :func:`run` executes, so the launch uses this interpreter's environment)."""
+    if int(nproc_per_node) < 1:
+        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
+    head = [python, "-m", "torch.distributed.run"] if python else ["torchrun"]
+    return head + ["--standalone", f"--nproc_per_node={int(nproc_per_node)}", "-m", "adamlinf.train",
+                   "--spec", str(spec_path)]
+
+
 def run(spec: dict, nproc_per_node: int = 1) -> pd.DataFrame:
     """Train from a run spec (see :func:`build_run`); returns the metrics table.
 
@@ -512,8 +523,7 @@ def run(spec: dict, nproc_per_node: int = 1) -> pd.DataFrame:
     out = Path(spec["train"]["out_dir"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "spec.json").write_text(json.dumps(spec, indent=2))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={int(nproc_per_node)}", "-m", "adamlinf.train", "--spec", str(out / "spec.json")]
+    cmd = launch_command(out / "spec.json", nproc_per_node, python=sys.executable)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc_per_node))))
     proc = subprocess.run(cmd, env=env)
