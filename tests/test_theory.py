@@ -251,3 +251,163 @@ def test_phi_smoothness_matches_grid_search():
         ex = th.phi_smoothness(A, idx)
         assert ex <= best * (1 + 1e-9)
         assert ex >= best * (1 - 1e-2)
+
+
+# ----------------------------------------------------------------------------------------------
+# the notebook sweeps of adamlinf.theory (Theorems 2.2, 3.2, 3.5, 3.11)
+EQ_OPTS = {"SGD": dict(name="sgd", lr=0.05, momentum=0.0),
+           "AdaSGD": dict(name="adasgd", lr=0.05, betas=(0.9, 0.99), eps=1e-12, torch_form=False),
+           "SignGD": dict(name="signgd", lr=0.05),
+           "Adam": dict(name="adam", lr=0.05, betas=(0.9, 0.99), eps=1e-12, torch_form=False)}
+
+
+def test_equivariance_trajectories_2d_sgd_closed_form_and_gaps():
+    """Figure 2 data: plain SGD on diag(1, 4) is x_t = (1 - lr*lambda)^t x_0 in both runs; the
+    rotation-equivariant optimizers give the same points for both runs, Adam and SignGD do not."""
+    T, ang = 15, 30.0
+    df = th.equivariance_trajectories_2d(EQ_OPTS, angle_deg=ang, T=T, x0=(2.0, 1.5), eigenvalues=(1.0, 4.0))
+    assert set(df.columns) == {"optimizer", "run", "t", "x1", "x2", "y1", "y2"}
+    assert len(df) == len(EQ_OPTS) * 2 * (T + 1)
+    t = np.arange(T + 1)
+    a = math.radians(ang)
+    R = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    for run in ("on L", "on L o R"):
+        s = df[(df.optimizer == "SGD") & (df.run == run)]
+        assert np.allclose(s.x1, 2.0 * 0.95 ** t, rtol=1e-12, atol=1e-14)
+        assert np.allclose(s.x2, 1.5 * 0.8 ** t, rtol=1e-12, atol=1e-14)
+        # y = R^T x (the other frame)
+        assert np.allclose(s[["y1", "y2"]].to_numpy(), s[["x1", "x2"]].to_numpy() @ R, atol=1e-13)
+
+    def gap(label):
+        a_, b_ = (df[(df.optimizer == label) & (df.run == r)][["x1", "x2"]].to_numpy() for r in ("on L", "on L o R"))
+        return np.abs(a_ - b_).max()
+
+    assert gap("SGD") < 1e-13 and gap("AdaSGD") < 1e-13
+    assert gap("Adam") > 0.05 and gap("SignGD") > 0.05
+    with pytest.raises(ValueError):
+        th.equivariance_trajectories_2d(EQ_OPTS, angle_deg=10, T=3, eigenvalues=(1.0, 2.0, 3.0))
+
+
+def test_equivariance_gaps_sweep():
+    """Theorem 2.2 in d = 8: gaps ~1e-15 for SGD/AdaSGD under Haar rotations, > 0.1 for Adam and
+    SignGD; every optimizer is permutation-equivariant (gap ~1e-15)."""
+    df = th.equivariance_gaps(EQ_OPTS, d=8, T=20, n_transforms=2, seed=0)
+    assert set(df.columns) == {"optimizer", "transformation", "draw", "gap"}
+    assert len(df) == 2 * 2 * len(EQ_OPTS)
+    rot = df[df.transformation == "rotation"].groupby("optimizer").gap
+    assert rot.max()[["SGD", "AdaSGD"]].max() < 1e-13
+    assert rot.min()[["Adam", "SignGD"]].min() > 0.1
+    assert df[df.transformation == "permutation"].gap.max() < 1e-13
+    # the sweep's first rotation gap is equivariance_gap on the documented instance
+    from adamlinf.problems import power_law_spectrum
+    from adamlinf.rotations import haar
+    A = torch.diag(power_law_spectrum(8, 0.5))
+    x0 = torch.randn(8, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ref = th.equivariance_gap("adam", A, x0, haar(8, seed=1, dtype=F64), T=20, lr=0.05, betas=(0.9, 0.99),
+                              eps=1e-12, torch_form=False)
+    got = df[(df.optimizer == "Adam") & (df.transformation == "rotation") & (df.draw == 0)].gap.iloc[0]
+    assert got == pytest.approx(ref, rel=1e-12)
+
+
+def test_signgd_sweeps_respect_theorem32():
+    """Theorem 3.2 sweeps: starts at L(x0) = delta, H of the diagonal problem = tr A, measured
+    min_t ||grad||_1 never above the bound, and one entry equal to a hand-written SignGD loop."""
+    d, delta = 4, 1.0
+    probs = th.signgd_test_problems(d, n_starts=3, delta=delta, seed=0)
+    assert set(probs) == {"dense", "diagonal"}
+    for prob, H, X0 in probs.values():
+        assert torch.allclose(prob.loss(X0), torch.full((3,), delta, dtype=F64), rtol=1e-12)
+    assert probs["diagonal"][1] == pytest.approx(sum(i ** -0.5 for i in range(1, d + 1)), rel=1e-12)
+    T_list, etas = [5, 40], [0.01, 0.1, 0.5]
+    grid = th.signgd_bound_grid(probs, T_list=T_list, etas=etas, delta=delta)
+    assert len(grid) == 2 * len(T_list) * len(etas)
+    assert (grid.measured_max <= grid.bound).all() and (grid.measured_mean <= grid.measured_max).all()
+    assert np.allclose(grid.ratio_max, grid.measured_max / grid.bound)
+    # brute force: dense problem, eta = 0.1, T = 40, the worst start
+    prob, H, X0 = probs["dense"]
+    best = []
+    for x in X0:
+        x = x.clone()
+        gl1 = []
+        for _ in range(40):
+            g = prob.grad(x)
+            gl1.append(float(g.abs().sum()))
+            x = x - 0.1 * torch.sign(g)
+        best.append(min(gl1))
+    row = grid[(grid.problem == "dense") & (grid["T"] == 40) & (np.isclose(grid.eta, 0.1))].iloc[0]
+    assert row.measured_max == pytest.approx(max(best), rel=1e-12)
+    assert row.bound == pytest.approx(float(th.signgd_bound(delta, 40, 0.1, H)), rel=1e-12)
+    tuned = th.signgd_tuned_rate(probs, T_list=T_list, delta=delta)
+    assert (tuned.measured_max <= tuned.bound).all()
+    for _, r in tuned.iterrows():
+        H = probs[r.problem][1]
+        assert r.eta == pytest.approx(math.sqrt(2 * delta / (r["T"] * H)), rel=1e-12)
+        assert r.bound == pytest.approx(math.sqrt(2 * H * delta / r["T"]), rel=1e-12)
+
+
+def test_loglog_slope_and_rmsprop_slopes_on_exact_power_laws():
+    import pandas as pd
+    x = np.array([10.0, 100.0, 1000.0])
+    assert th.loglog_slope(x, 3.0 * x ** -0.25) == pytest.approx(-0.25, abs=1e-12)
+    # points at or below the floor (converged runs) are ignored; fewer than two left: NaN
+    assert th.loglog_slope(np.append(x, 1e4), np.append(x ** -0.5, 0.0)) == pytest.approx(-0.5, abs=1e-12)
+    assert math.isnan(th.loglog_slope(x, np.array([1.0, 0.0, 0.0])))
+    with pytest.raises(ValueError):
+        th.loglog_slope(x, x[:2])
+    T = np.array([16, 64, 256])
+    res = pd.DataFrame(dict(setting=["deterministic"] * 3 + ["noisy"] * 3, c=1.0, v0=1e-4, T=np.tile(T, 2),
+                            measured=np.concatenate([T ** -0.5, 2 * T ** -0.25]),
+                            bound=np.concatenate([4 * T ** -0.5, 3 * T ** -0.25])))
+    res["ratio"] = res.measured / res.bound
+    sl = th.rmsprop_slopes(res).set_index("setting")
+    assert sl.loc["deterministic", "measured_slope"] == pytest.approx(-0.5, abs=1e-12)
+    assert sl.loc["noisy", "bound_slope"] == pytest.approx(-0.25, abs=1e-12)
+    assert sl.loc["noisy", "max_ratio"] == pytest.approx(2 / 3, rel=1e-12)
+
+
+def test_rmsprop_bound_sweep_below_theorem35():
+    """Theorem 3.5 sweep on a d = 3 quadratic: the measured value never exceeds the bound, the
+    hyperparameters are those of Corollaries 3.6/3.7, the deterministic run has no standard error."""
+    A = th.random_psd(3, seed=0)
+    sigma = torch.tensor([0.3, 0.1, 0.05], dtype=F64)
+    x0 = torch.ones(3, dtype=F64)
+    res = th.rmsprop_bound_sweep(A, sigma, x0, T_list=[16, 64], v0_list=[1e-4], c_list=[1.0], n_seeds=4)
+    assert len(res) == 2 * 2
+    assert (res.measured <= res.bound).all() and (res.measured > 0).all()
+    assert np.allclose(res.beta2, 1 - np.log(res["T"]) / res["T"], rtol=1e-14)
+    H_sum = float(th.coordinatewise_smoothness(A).sum())
+    delta = 0.5 * float(x0 @ A @ x0)   # min L = 0 at x* = 0
+    assert np.allclose(res.eta, np.sqrt(delta / (res["T"] * H_sum)), rtol=1e-10)
+    assert (res[res.setting == "deterministic"].measured_se == 0).all()
+    assert (res[res.setting == "noisy"].measured_se > 0).all()
+    assert np.allclose(res.ratio, res.measured / res.bound)
+
+
+def test_blockwise_partitions_and_sweep():
+    """Theorem 3.11 sweep: block counts of the test partitions, Lemma 3.13 (H_Phi <= the blockwise
+    bound), one block: H = d ||A||_2, and the reported final loss is the best over the step sizes."""
+    parts = th.blockwise_test_partitions(2, 3)
+    assert {k: int(v.max()) + 1 for k, v in parts.items()} == {
+        "coordinates (Adam)": 6, "aligned, size 1": 6, "aligned, size 2": 3, "aligned, size 4": 2,
+        "misaligned, size 2": 3, "one block (AdaSGD)": 1}
+    assert parts["misaligned, size 2"].tolist() == [0, 1, 1, 2, 2, 0]
+    with pytest.raises(ValueError):
+        th.blockwise_test_partitions(3, 2)
+    A, aligned = th.block_quadratic([2, 2, 2], [1.0, 4.0, 16.0], seed=0)
+    assert torch.equal(aligned, parts["aligned, size 2"])
+    sub = {k: parts[k] for k in ("coordinates (Adam)", "aligned, size 2", "one block (AdaSGD)")}
+    x0 = torch.ones(6, dtype=F64)
+    lrs = [0.003, 0.01, 0.03]
+    res = th.blockwise_partition_sweep(A, sub, x0=x0, noise=0.01, T=60, lrs=lrs, beta2=0.95, n_seeds=2)
+    assert list(res.B) == [6, 3, 1]
+    assert (res.H_exact <= res.bound * (1 + 1e-9)).all()
+    one = res.set_index("partition").loc["one block (AdaSGD)"]
+    assert one.H_exact == pytest.approx(6 * float(torch.linalg.eigvalsh(A).abs().max()), rel=1e-6)
+    from adamlinf.hessian import blockwise_bound
+    assert res.bound.iloc[1] == pytest.approx(blockwise_bound(A, aligned), rel=1e-12)
+    out = th.run_blockwise_rmsprop(th.NoisyQuadratic(A, sigma=0.01), x0, T=60, lr=lrs, beta2=0.95, v0=0.0,
+                                   block_index=aligned, n_seeds=2, seed=0)
+    final = out["loss"][-6:].mean(0).mean(-1)
+    r = res.iloc[1]
+    assert r.final_loss == pytest.approx(float(final.min()), rel=1e-12)
+    assert r.best_lr == lrs[int(final.argmin())] and r.edge_of_grid == (int(final.argmin()) in (0, 2))

@@ -89,7 +89,7 @@ device = "cpu"
 seed = 0
 n_grid = [10, 20, 50, 100, 200, 500, 1000, 2000]  # numbers of Cauchy probes
 variants = ["median", "iqr"]
-quantiles = [0.5, 0.9, 0.99]  # error quantiles over seeds (delta = 1 - quantile)
+quantiles = [0.5, 0.9, 0.99]  # error quantiles over seeds (delta is 1 minus the quantile)
 matrix_d = 200  # size of the random matrices
 matrix_tails = [0.0, 1.0]  # sigma of the log-normal row scales (0: Gaussian rows, no heavy tail)
 matrix_seeds = 50  # probe seeds per matrix
@@ -111,7 +111,6 @@ import torch
 from IPython.display import Markdown, display
 
 from adamlinf import hessian as hs
-from adamlinf.models.gpt import GPT, GPTConfig
 from adamlinf.results import save_table
 
 torch.set_num_threads(threads)
@@ -131,46 +130,27 @@ t_start = time.perf_counter()
 # sets of probes and evaluate the estimate on nested prefixes of $n$ probes
 # (`adamlinf.hessian.l11_sweep`).
 
-# %%
-frames, t0 = [], time.perf_counter()
-for sigma in matrix_tails:
-    H = hs.heavy_tailed_matrix(matrix_d, seed=seed, sigma=sigma).to(device)
-    gam = H.abs().sum(1)
-    df = hs.l11_sweep(H, n_grid, range(seed, seed + matrix_seeds), variants=variants)
-    df.insert(0, "problem", f"random d={matrix_d}, sigma={sigma:g}")
-    df["d"] = matrix_d
-    df["row_norm_max_over_median"] = float(gam.max() / gam.median())
-    frames.append(df)
-t_matrices = time.perf_counter() - t0
-
 # %% [markdown]
 # ## (b) The exact Hessian of a small GPT
 #
 # A GPT (`adamlinf.models.gpt.GPT`, "math" attention) at its GPT-2 initialisation, the mean
 # next-token loss on a fixed batch of random tokens; its exact Hessian comes from
-# `adamlinf.hessian.exact_hessian` (float64).
+# `adamlinf.hessian.exact_hessian` (float64), built by `adamlinf.hessian.small_gpt_hessian`.
+# `adamlinf.hessian.l11_error_study` runs both sweeps and returns the tidy table of errors and one
+# row of facts per problem.
 
 # %%
-t0 = time.perf_counter()
-torch.manual_seed(seed)
-model = GPT(GPTConfig(**gpt, attention="math")).to(device=device, dtype=torch.float64).eval()
-tokens = torch.randint(0, gpt["vocab_size"], (gpt_batch, gpt["block_size"] + 1), device=device)
-batch = (tokens[:, :-1], tokens[:, 1:])
-H_net = hs.exact_hessian(model, lambda m, b: m(b[0], b[1])[1], batch)
-d_net = H_net.shape[0]
-gam = H_net.abs().sum(1)
-df = hs.l11_sweep(H_net, n_grid, range(seed, seed + gpt_seeds), variants=variants)
-df.insert(0, "problem", f"GPT Hessian d={d_net}")
-df["d"] = d_net
-df["row_norm_max_over_median"] = float(gam.max() / gam.median())
-frames.append(df)
-t_net = time.perf_counter() - t0
-print(f"GPT: d = {d_net}, ||H||_11/d = {hs.l11_exact(H_net) / d_net:.4g}, "
-      f"||H||_2 = {float(torch.linalg.eigvalsh(H_net).abs().max()):.4g}, "
-      f"max/median row norm = {float(gam.max() / gam.median()):.3g}")
-
-sweep = pd.concat(frames, ignore_index=True)
+sweep, problems = hs.l11_error_study(
+    n_grid, matrix_d=matrix_d, matrix_tails=matrix_tails, matrix_seeds=matrix_seeds, gpt=gpt,
+    gpt_batch=gpt_batch, gpt_seeds=gpt_seeds, variants=variants, seed=seed, device=device)
+t_matrices = float(problems[problems.kind == "matrix"].wall_time_s.sum())
+t_net = float(problems[problems.kind == "gpt"].wall_time_s.sum())
+net_info = problems[problems.kind == "gpt"].iloc[0]
+print(f"GPT: d = {net_info.d}, ||H||_11/d = {net_info.l11_per_d:.4g}, "
+      f"||H||_2 = {net_info.spectral_norm:.4g}, "
+      f"max/median row norm = {net_info.row_norm_max_over_median:.3g}")
 save_table(sweep, out / "sweep.csv", params=params, wall_time_s=t_matrices + t_net)
+_ = save_table(problems, out / "problems.csv", params=params)
 
 # %% [markdown]
 # ## Error quantiles and the rate
@@ -178,25 +158,16 @@ save_table(sweep, out / "sweep.csv", params=params, wall_time_s=t_matrices + t_n
 # For each problem, variant and $n$: the median, 90% and 99% quantiles of the relative error over the
 # seeds (with `ci`'s few seeds the 99% quantile is close to the maximum). For each quantile
 # $q=1-\delta$ we fit the constant of $\varepsilon_\delta(n)=\sqrt{C\log(1/\delta)/n}$ on $n\ge 100$
-# (`adamlinf.hessian.rate_constant`) and the log-log slope of the measured curve (the theorem
-# predicts $-1/2$).
+# and the log-log slope of the measured curve (the theorem predicts $-1/2$)
+# (`adamlinf.hessian.error_quantiles`, `adamlinf.hessian.fit_rate`).
 
 # %%
 sweep = pd.read_csv(out / "sweep.csv")
-qtab = (sweep.groupby(["problem", "variant", "n"]).rel_error
-        .quantile(quantiles).rename("rel_error").reset_index()
-        .rename(columns={"level_3": "quantile"}))
-fits = []
-for (problem, variant, q), g in qtab.groupby(["problem", "variant", "quantile"]):
-    big = g[g.n >= 100]
-    C = hs.rate_constant(big.n, big.rel_error, delta=1 - q)
-    slope = np.polyfit(np.log(big.n), np.log(big.rel_error), 1)[0]
-    at_paper = float(np.interp(np.log(n_paper), np.log(g.n), g.rel_error))
-    fits.append(dict(problem=problem, variant=variant, quantile=q, delta=1 - q, C=C,
-                     slope=slope, rel_error_at_n_paper=at_paper))
-fits = pd.DataFrame(fits)
+qtab = hs.error_quantiles(sweep, quantiles)
+fits = (hs.fit_rate(qtab, n_min=100, n_ref=n_paper)
+        .rename(columns={"rel_error_at_n_ref": "rel_error_at_n_paper"}))
 save_table(qtab, out / "quantiles.csv", params=params)
-save_table(fits, out / "rate_fit.csv", params=params)
+_ = save_table(fits, out / "rate_fit.csv", params=params)
 
 # %% tags=["hide-input"]
 qtab = pd.read_csv(out / "quantiles.csv")

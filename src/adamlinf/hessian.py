@@ -16,6 +16,9 @@ with the parameters flattened in ``model.parameters()`` order (or the order of a
 ``spectral_norm(hvp)``                 :math:`\|H\|_2` by Lanczos (``eigsh``)
 ``blockwise_bound(H, block_index)``    :math:`\sum_{b,c}\sqrt{d_bd_c}\|H_{(b),(c)}\|_2`
 ``smoothness_table(...)``              the Table 2/4 metrics
+``l11_error_study(n_grid, ...)``       Theorem 4.1 experiment: estimator error vs ``n``
+``error_quantiles`` / ``fit_rate``     error quantiles over seeds; slope and constant of
+                                       :math:`\sqrt{C\log(1/\delta)/n}`
 =====================================  ===================================================
 
 Which functions have a Hessian here
@@ -879,3 +882,123 @@ def rate_constant(n, eps, delta: float) -> float:
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     return float(np.exp(np.mean(np.log(eps ** 2 * n / np.log(1 / delta)))))
+
+
+def small_gpt_hessian(gpt: dict, batch_size: int, *, seed: int = 0, device="cpu") -> Tensor:
+    r"""The exact float64 Hessian of a small GPT's mean next-token loss at its GPT-2
+    initialisation, on one fixed batch of ``batch_size`` uniformly random token sequences: the
+    network test case (b) of Theorem 4.1's experiment.
+
+    ``gpt`` holds :class:`adamlinf.models.gpt.GPTConfig` keyword arguments (``vocab_size``,
+    ``block_size``, ``n_layer``, ``n_head``, ``n_embd``); attention is forced to ``"math"`` (the
+    fused kernels have no second derivative). ``torch.manual_seed(seed)`` seeds both the weights
+    and the tokens. Returns the ``(d, d)`` Hessian from :func:`exact_hessian` (``d`` = number of
+    parameters, so keep the model tiny)."""
+    from adamlinf.models.gpt import GPT, GPTConfig
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    cfg = {k: v for k, v in dict(gpt).items() if k != "attention"}
+    torch.manual_seed(int(seed))
+    model = GPT(GPTConfig(**cfg, attention="math")).to(device=device, dtype=torch.float64).eval()
+    tokens = torch.randint(0, cfg["vocab_size"], (batch_size, cfg["block_size"] + 1), device=device)
+    batch = (tokens[:, :-1], tokens[:, 1:])
+    return exact_hessian(model, lambda m, b: m(b[0], b[1])[1], batch)
+
+
+def l11_error_study(n_grid: Sequence[int], *, matrix_d: int = 200, matrix_tails: Sequence[float] = (0.0, 1.0),
+                    matrix_seeds: int = 50, gpt: dict | None = None, gpt_batch: int = 4,
+                    gpt_seeds: int = 20, variants: Sequence[str] = ("median", "iqr"), seed: int = 0,
+                    device="cpu"):
+    r"""The Theorem 4.1 experiment: relative error of the Cauchy estimate (Algorithm 4) of
+    :math:`\|H\|_{1,1}` against the exact value, as a function of the number of probes ``n``, on
+
+    (a) one :func:`heavy_tailed_matrix` of size ``matrix_d`` per row-scale ``sigma`` in
+        ``matrix_tails`` (seed ``seed``), with ``matrix_seeds`` probe seeds each, and
+    (b) if ``gpt`` is given, the exact Hessian of a small GPT (:func:`small_gpt_hessian` with
+        ``gpt_batch`` sequences), with ``gpt_seeds`` probe seeds,
+
+    each through :func:`l11_sweep` (nested prefixes of ``max(n_grid)`` probes; probe seeds
+    ``seed, seed+1, ...``).
+
+    Returns ``(sweep, problems)``, two tidy ``pandas.DataFrame``:
+
+    * ``sweep``: one row per problem, seed, ``n`` and variant, columns
+      ``problem, seed, n, variant, estimate, exact, rel_error, d, row_norm_max_over_median``;
+    * ``problems``: one row per problem, columns ``problem, kind`` (``"matrix"``/``"gpt"``),
+      ``sigma`` (NaN for the GPT), ``d, l11_per_d`` (:math:`\|H\|_{1,1}/d`), ``spectral_norm``
+      (:math:`\|H\|_2` by ``eigvalsh``), ``row_norm_max_over_median`` (largest over median row
+      :math:`\ell_1` norm, the heavy-tail indicator), ``n_seeds, wall_time_s``."""
+    import pandas as pd
+    if matrix_d < 1 or matrix_seeds < 0 or gpt_seeds < 0:
+        raise ValueError("matrix_d must be >= 1 and the seed counts >= 0")
+    cases = [(f"random d={matrix_d}, sigma={s:g}", "matrix", float(s), matrix_seeds) for s in matrix_tails]
+    if gpt is not None:
+        cases.append((None, "gpt", float("nan"), gpt_seeds))
+    frames, info = [], []
+    for name, kind, sigma, n_seeds in cases:
+        t0 = time.perf_counter()
+        if kind == "matrix":
+            H = heavy_tailed_matrix(matrix_d, seed=seed, sigma=sigma).to(device)
+        else:
+            H = small_gpt_hessian(gpt, gpt_batch, seed=seed, device=device)
+            name = f"GPT Hessian d={H.shape[0]}"
+        d = H.shape[0]
+        gam = H.abs().sum(1)
+        ratio = float(gam.max() / gam.median())
+        df = l11_sweep(H, n_grid, range(seed, seed + n_seeds), variants=variants)
+        df.insert(0, "problem", name)
+        df["d"] = d
+        df["row_norm_max_over_median"] = ratio
+        frames.append(df)
+        info.append(dict(problem=name, kind=kind, sigma=sigma, d=d, l11_per_d=l11_exact(H) / d,
+                         spectral_norm=float(torch.linalg.eigvalsh(H).abs().max()),
+                         row_norm_max_over_median=ratio, n_seeds=n_seeds,
+                         wall_time_s=time.perf_counter() - t0))
+    return pd.concat(frames, ignore_index=True), pd.DataFrame(info)
+
+
+def error_quantiles(sweep, quantiles: Sequence[float] = (0.5, 0.9, 0.99)):
+    r"""The ``quantiles`` of ``rel_error`` over seeds in a :func:`l11_sweep` /
+    :func:`l11_error_study` table, per ``problem`` (if present), ``variant`` and ``n``: a tidy
+    ``pandas.DataFrame`` with columns ``[problem,] variant, n, quantile, rel_error``."""
+    for q in quantiles:
+        if not 0 < q < 1:
+            raise ValueError(f"quantiles must lie in (0, 1), got {q}")
+    keys = [k for k in ("problem", "variant", "n") if k in sweep.columns]
+    if "variant" not in keys or "n" not in keys or "rel_error" not in sweep.columns:
+        raise ValueError("sweep needs columns variant, n and rel_error")
+    return (sweep.groupby(keys).rel_error.quantile(list(quantiles)).rename("rel_error").reset_index()
+            .rename(columns={f"level_{len(keys)}": "quantile"}))
+
+
+def fit_rate(qtab, *, n_min: int = 100, n_ref: int | None = 50):
+    r"""Fit Theorem 4.1's rate to measured error quantiles (the output of :func:`error_quantiles`).
+
+    For every ``(problem, variant, quantile)`` group with :math:`q=1-\delta`, on the points with
+    ``n >= n_min``: the constant ``C`` of :math:`\varepsilon_\delta(n)=\sqrt{C\log(1/\delta)/n}`
+    (:func:`rate_constant`), and the least-squares slope of :math:`\log\varepsilon` against
+    :math:`\log n` (the theorem predicts :math:`-1/2`). If ``n_ref`` is given, also the error at
+    ``n = n_ref`` (log-linear interpolation in ``n``; the authors use 50 probes).
+
+    Returns a ``pandas.DataFrame`` with columns ``[problem,] variant, quantile, delta, C, slope,
+    n_points[, rel_error_at_n_ref]``. Raises ``ValueError`` if a group has fewer than two points
+    with ``n >= n_min`` or a non-positive error there (no log)."""
+    import pandas as pd
+    keys = [k for k in ("problem", "variant", "quantile") if k in qtab.columns]
+    if "quantile" not in keys:
+        raise ValueError("qtab needs a 'quantile' column (see error_quantiles)")
+    fits = []
+    for key, g in qtab.groupby(keys):
+        g = g.sort_values("n")
+        q = float(g["quantile"].iloc[0])
+        big = g[g.n >= n_min]
+        if len(big) < 2 or (big.rel_error <= 0).any():
+            raise ValueError(f"group {key}: need >= 2 positive errors with n >= {n_min}, got {len(big)}")
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        row.update(delta=1 - q, C=rate_constant(big.n, big.rel_error, delta=1 - q),
+                   slope=float(np.polyfit(np.log(big.n), np.log(big.rel_error), 1)[0]),
+                   n_points=len(big))
+        if n_ref is not None:
+            row["rel_error_at_n_ref"] = float(np.interp(np.log(n_ref), np.log(g.n), g.rel_error))
+        fits.append(row)
+    return pd.DataFrame(fits)
