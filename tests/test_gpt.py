@@ -8,13 +8,7 @@ import torch
 from adamlinf.models import GPT, GPTConfig, build
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; one thread avoids spin-waits on a busy CI box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = dict(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=16)

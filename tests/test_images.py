@@ -15,14 +15,7 @@ from adamlinf.data.images import (CIFAR10NoMD5, ImageTask, build_task, load_cifa
                                   load_digits_images, random_crop_flip, write_cifar10_format)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tiny convolutions run faster single-threaded, and far faster when the
-    CPU is shared (oversubscribed threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_arrays(n_train=20, n_test=10, seed=0):

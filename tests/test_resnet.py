@@ -9,14 +9,7 @@ from adamlinf.models import build as build_model
 from adamlinf.models.resnet import CifarResNet, ResNetConfig, build, resnet18_cifar
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: these tiny convolutions run faster single-threaded, and far faster when the
-    CPU is shared (oversubscribed threads)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

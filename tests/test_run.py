@@ -105,3 +105,13 @@ def test_every_book_notebook_has_source_and_parameter_sets():
         for scale in ("ci", "paper"):
             assert not {"scale", "results_dir"} & set(table[scale] or {}), \
                 f"{name}: 'scale' and 'results_dir' are injected by the runner"
+
+
+def test_upstream_dir_names_the_command_when_missing(tmp_path):
+    here = tmp_path / "results" / "gpt2_table2" / "ci"
+    there = tmp_path / "results" / "gpt2_figure1" / "ci"
+    with pytest.raises(FileNotFoundError, match="--scale ci --only gpt2_figure1"):
+        results.upstream_dir(here, "gpt2_figure1", required="tuned_runs.csv")
+    there.mkdir(parents=True)
+    (there / "tuned_runs.csv").write_text("x\n")
+    assert results.upstream_dir(here, "gpt2_figure1", required="tuned_runs.csv") == there

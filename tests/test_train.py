@@ -14,13 +14,7 @@ from adamlinf.data import text
 from adamlinf.train import OPTIMIZERS, TrainConfig, build_run, load_final, lr_at, run, train
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads; one thread avoids spin-waits on a busy CI box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 MODEL = {"kind": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16}

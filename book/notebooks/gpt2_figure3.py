@@ -57,16 +57,13 @@ import seaborn as sns
 from IPython.display import Markdown, display
 
 from adamlinf import experiments as ex
-from adamlinf.results import save_table
+from adamlinf.results import save_table, upstream_dir
 from adamlinf.run import load_parameters
 
 params = dict(scale=scale, device=device, seed=seed, lr_factors=lr_factors, workers=workers,
               nproc_per_node=nproc_per_node)
 out = Path(results_dir)
-figure1 = out.parent.parent / "gpt2_figure1" / scale
-if not (figure1 / "tuned_runs.csv").exists():
-    raise FileNotFoundError(f"{figure1 / 'tuned_runs.csv'} not found: execute gpt2_figure1 at scale "
-                            f"'{scale}' first (python -m adamlinf.run --scale {scale} --only gpt2_figure1)")
+figure1 = upstream_dir(out, "gpt2_figure1", required="tuned_runs.csv")
 tuned = pd.read_csv(figure1 / "tuned_runs.csv")
 tuned = tuned[tuned.optimizer.isin(["adam", "adasgd", "rotated_adam", "sgd"])]
 sns.set_theme(style="whitegrid", context="notebook")

@@ -64,16 +64,13 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from adamlinf import experiments as ex
-from adamlinf.results import save_table
+from adamlinf.results import save_table, upstream_dir
 from adamlinf.run import load_parameters
 
 params = dict(scale=scale, device=device, seed=seed, n_probes=n_probes, lanczos_iters=lanczos_iters,
               n_batches=n_batches, concat_batches=concat_batches, variant=variant)
 out = Path(results_dir)
-figure1 = out.parent.parent / "gpt2_figure1" / scale
-if not (figure1 / "tuned_runs.csv").exists():
-    raise FileNotFoundError(f"{figure1 / 'tuned_runs.csv'} not found: execute gpt2_figure1 at scale "
-                            f"'{scale}' first (python -m adamlinf.run --scale {scale} --only gpt2_figure1)")
+figure1 = upstream_dir(out, "gpt2_figure1", required="tuned_runs.csv")
 tuned = pd.read_csv(figure1 / "tuned_runs.csv")
 
 # %% [markdown]

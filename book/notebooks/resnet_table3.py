@@ -132,31 +132,19 @@ print(f"total: about {total_h:.1f} GPU-hours (images/s ASSUMED = {paper['paper_i
 # ## The runs
 
 # %%
-def data_spec(batch_size):
-    spec = {"kind": "cifar10", "source": data_source, "batch_size": batch_size, "seed": seed,
-            "eval_batch_size": eval_batch_size}
-    if data_source == "digits":
-        spec["image_size"] = image_size
-    return spec
-
-
 specs = {}
 for bs in batch_sizes:
-    task = build_task(data_spec(bs))
-    iters = task.iters_for_epochs(epochs)
-    base = {"model": {"kind": "resnet18", "width": width, "blocks": list(blocks)},
-            "data": data_spec(bs),
-            "train": {"max_iters": iters, "eval_interval": max(1, iters // (epochs * evals_per_epoch)),
-                      "betas": list(betas), "momentum": momentum, "schedule": schedule, "grad_clip": None,
-                      "seed": seed, "device": device, "progress": False}}
-    for opt in optimizers:
-        for lr in lrs:
-            name = f"bs{bs}_" + ex.run_name(opt, lr)
-            specs[name] = ex.with_train(base, tags={"batch_size": bs, "max_iters": iters},
-                                        optimizer=opt, lr=float(lr))
+    base = ex.image_spec(source=data_source, batch_size=bs, epochs=epochs, width=width, blocks=blocks,
+                         image_size=image_size if data_source == "digits" else None,
+                         eval_batch_size=eval_batch_size, data_seed=seed, evals_per_epoch=evals_per_epoch,
+                         betas=betas, momentum=momentum, schedule=schedule, grad_clip=None, seed=seed,
+                         device=device, progress=False)
+    specs.update(ex.grid_specs(base, {opt: lrs for opt in optimizers},
+                               name_fmt=f"bs{bs}_{{optimizer}}_lr{{lr:.1e}}"))
+task = build_task(base["data"])
 print(f"{len(specs)} runs; data: {task.name}, {task.num_train} training / {task.num_test} test images; "
-      f"iterations per run: " + ", ".join(f"{bs}: {build_task(data_spec(bs)).iters_for_epochs(epochs)}"
-                                          for bs in batch_sizes))
+      "iterations per run: " + ", ".join(f"{bs}: {task.iters_for_epochs(epochs, global_batch=bs)}"
+                                         for bs in batch_sizes))
 t0 = time.perf_counter()
 metrics = ex.run_specs(specs, runs_root, nproc_per_node=nproc_per_node, workers=workers,
                        threads_per_worker=threads_per_worker)

@@ -120,3 +120,17 @@ class Timer:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
         return False
+
+
+def upstream_dir(results_dir: Path | str, notebook: str, required: str | None = None) -> Path:
+    """The results folder of another notebook at the same scale (``results/<notebook>/<scale>/``,
+    beside ``results_dir``), for notebooks that read an earlier notebook's runs. With
+    ``required``, raises a ``FileNotFoundError`` naming the runner command when that file is
+    missing."""
+    results_dir = Path(results_dir)
+    scale = results_dir.name
+    path = results_dir.parent.parent / notebook / scale
+    if required is not None and not (path / required).exists():
+        raise FileNotFoundError(f"{path / required} not found: execute {notebook} at scale '{scale}' "
+                                f"first (python -m adamlinf.run --scale {scale} --only {notebook})")
+    return path
