@@ -19,7 +19,6 @@ and prints each as a ratio to the gradient time (the issue's target: HVP <= 3x g
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -27,27 +26,7 @@ from torch import nn
 
 from adamlinf import hessian as hs
 from adamlinf.models.gpt import GPT, GPTConfig
-
-
-def _sync(device):
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timeit_interleaved(fns: dict, repeats: int, device) -> dict:
-    """Median seconds of each function, timed round-robin (one call of each per round) so that
-    load from other processes on a shared machine hits every candidate alike."""
-    for fn in fns.values():  # warm-up
-        fn()
-    _sync(device)
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+from _timing import sync as _sync, timeit_interleaved
 
 
 def gpt_case(device):

@@ -21,26 +21,9 @@ import time
 import torch
 
 from adamlinf.rotations import PermuteRotate, RotatedParametrization, split_pieces
+from _timing import median_time, sync as _sync
 
 GPT2_SMALL_N = 124_439_808
-
-
-def _sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_time(fn, reps, device, warmup=2):
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
 
 
 def small_gpt(device):

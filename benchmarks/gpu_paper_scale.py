@@ -59,7 +59,9 @@ try:  # run from a checkout without installing: fall back on <repo>/src
     import adamlinf  # noqa: F401
 except ImportError:  # pragma: no cover - depends on the environment
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_timing.py, also when imported by path
 
+from _timing import sync as _sync, timed as _timed  # noqa: E402
 from adamlinf import hessian  # noqa: E402
 from adamlinf.data import text  # noqa: E402
 from adamlinf.data.text import LMTask  # noqa: E402
@@ -104,25 +106,6 @@ class BudgetExceeded(Exception):
 # ------------------------------------------------------------------------------------------------
 # small helpers
 # ------------------------------------------------------------------------------------------------
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device, reps: int, warmup: int = 1) -> list[float]:
-    """Wall seconds of ``reps`` calls of ``fn`` (after ``warmup`` untimed calls), synchronised."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    out = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        out.append(time.perf_counter() - t)
-    return out
-
-
 def _reset_peak(device) -> None:
     gc.collect()
     if torch.device(device).type == "cuda":
