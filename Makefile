@@ -1,6 +1,7 @@
 # The two commands of this project (see README.md):
 #   make book   build the executed book at `ci` scale into _build/html/
 #   make test   run the test suite
+#   make lint   ruff lint and format check (the house style)
 # Both create .venv on first use and are safe to re-run.
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: book test env notebooks html bench clean
+.PHONY: book test lint env notebooks html bench clean
 
 env: $(STAMP)
 
@@ -35,6 +36,10 @@ book: notebooks html
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done

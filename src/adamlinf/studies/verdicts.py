@@ -1,0 +1,239 @@
+"""Verdicts on the paper's claims: *holds*, *fails* or *inconclusive*, decided by the noise.
+
+Every "paper vs ours" table of the book goes through this module. A claim compares two measured
+quantities, ``better`` and ``worse`` in the paper's words ("Adam reaches a lower loss than
+AdaSGD"), and each measurement carries its own uncertainty:
+
+* **Seeds.** A value measured over several seeds is :class:`Measured` with ``value`` the mean and
+  ``spread`` the sample standard deviation over seeds. A claim "a is lower than b" *holds* when
+  ``b - a > 2 * max(spread_a, spread_b)``, *fails* when ``a - b`` exceeds the same threshold, and
+  is *inconclusive* otherwise. With one seed the spread is unknown and every comparison is
+  inconclusive: a single run never decides a claim.
+* **Estimator bands.** A value estimated with a known error band (a Cauchy (1,1)-norm estimate, a
+  bootstrap interval) is :class:`Measured` with ``lo`` and ``hi``. An ordering counts only outside
+  the bands: it *holds* when ``hi_a < lo_b``, *fails* when ``hi_b < lo_a``.
+* **Exact quantities** (closed forms, float64 round-off) have ``spread = 0`` and are compared with
+  a relative tolerance ``rtol`` so that round-off never decides a claim.
+
+A diverged run is ``Measured(math.inf)``: worse than any finite one. Two diverged runs decide
+nothing.
+
+The functions return tidy ``pandas`` tables; :func:`adamlinf.report.table` renders them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN)
+
+#: The file every notebook writes its verdicts to (``results/<notebook>/<scale>/verdicts.csv``);
+#: the "Results at a glance" page collects them.
+VERDICTS_FILE = "verdicts.csv"
+VERDICT_COLUMNS = ("claim", "paper", "ours", "verdict", "rule", "scale", "page")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measured quantity and its uncertainty.
+
+    Attributes:
+        value: The point estimate (mean over seeds, or the estimator's value).
+        spread: Standard deviation over seeds (``nan`` when only one seed was run, ``0`` for an
+            exact quantity).
+        n: Number of seeds (or probes) behind ``value``.
+        lo: Lower end of an error band; ``None`` when the uncertainty is a seed spread.
+        hi: Upper end of an error band.
+    """
+
+    value: float
+    spread: float = math.nan
+    n: int = 1
+    lo: float | None = None
+    hi: float | None = None
+
+    @classmethod
+    def from_seeds(cls, values: Iterable[float]) -> Measured:
+        """Mean and sample standard deviation (``ddof=1``) of per-seed values; a diverged seed
+        (``inf`` or ``nan``) makes the whole measurement diverged (``inf``)."""
+        arr = np.asarray(list(values), dtype=float)
+        if arr.size == 0:
+            raise ValueError("from_seeds needs at least one value, got none")
+        if not np.isfinite(arr).all():
+            return cls(math.inf, math.nan, int(arr.size))
+        spread = float(arr.std(ddof=1)) if arr.size > 1 else math.nan
+        return cls(float(arr.mean()), spread, int(arr.size))
+
+    @classmethod
+    def band(cls, value: float, lo: float, hi: float, n: int = 1) -> Measured:
+        """An estimate with an error band ``[lo, hi]`` (``lo <= value <= hi``)."""
+        if not lo <= value <= hi:
+            raise ValueError(f"band needs lo <= value <= hi, got lo={lo}, value={value}, hi={hi}")
+        return cls(float(value), math.nan, int(n), float(lo), float(hi))
+
+    @classmethod
+    def exact(cls, value: float) -> Measured:
+        """A quantity without noise (a closed form, a deterministic float64 run)."""
+        return cls(float(value), 0.0, 1)
+
+    @property
+    def has_band(self) -> bool:
+        """True when the uncertainty is an error band rather than a seed spread."""
+        return self.lo is not None and self.hi is not None
+
+    def text(self, digits: int = 3) -> str:
+        """``"1.234 ± 0.005"``, ``"1.23 [1.10, 1.40]"``, or ``"diverged"``."""
+        from adamlinf.report import fmt, pm
+
+        if math.isinf(self.value):
+            return "diverged"
+        if self.has_band:
+            return f"{fmt(self.value, digits)} [{fmt(self.lo, digits)}, {fmt(self.hi, digits)}]"
+        if self.spread == 0 or math.isnan(self.spread):
+            return fmt(self.value, digits) + (" (1 seed)" if self.n == 1 and self.spread != 0 else "")
+        return pm(self.value, self.spread, digits)
+
+
+def as_measured(x) -> Measured:
+    """``x`` as a :class:`Measured`: itself, or a plain number taken as one seed's value."""
+    return x if isinstance(x, Measured) else Measured(float(x))
+
+
+def compare(better: Measured | float, worse: Measured | float, *, rtol: float = 1e-9) -> str:
+    """The verdict on the claim "``better`` is lower than ``worse``".
+
+    Args:
+        better: The quantity the paper says is lower (a loss, a norm, a step count).
+        worse: The quantity the paper says is higher.
+        rtol: For exact quantities (``spread == 0`` on both sides), the relative gap below which the
+            two are called equal (inconclusive): round-off never decides a claim.
+
+    Returns:
+        ``"holds"``, ``"fails"`` or ``"inconclusive"`` by the rule in the module docstring.
+    """
+    a, b = as_measured(better), as_measured(worse)
+    if math.isnan(a.value) or math.isnan(b.value):
+        return INCONCLUSIVE
+    if math.isinf(a.value) or math.isinf(b.value):  # diverged runs
+        if math.isinf(a.value) and math.isinf(b.value):
+            return INCONCLUSIVE
+        return FAILS if math.isinf(a.value) else HOLDS
+    if a.has_band or b.has_band:
+        a_lo, a_hi = (a.lo, a.hi) if a.has_band else (a.value, a.value)
+        b_lo, b_hi = (b.lo, b.hi) if b.has_band else (b.value, b.value)
+        if a_hi < b_lo:
+            return HOLDS
+        if b_hi < a_lo:
+            return FAILS
+        return INCONCLUSIVE
+    if a.spread == 0 and b.spread == 0:
+        threshold = rtol * max(abs(a.value), abs(b.value))
+    else:
+        spreads = [s for s in (a.spread, b.spread) if not math.isnan(s)]
+        if len(spreads) < 2 and (a.n < 2 or b.n < 2):
+            return INCONCLUSIVE  # one seed: the noise is unknown
+        threshold = 2 * max(spreads)
+    gap = b.value - a.value
+    if gap > threshold:
+        return HOLDS
+    if -gap > threshold:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def rule_text(better: Measured | float, worse: Measured | float) -> str:
+    """A short description of the rule :func:`compare` applied (for the ``rule`` column)."""
+    a, b = as_measured(better), as_measured(worse)
+    if a.has_band or b.has_band:
+        return "outside error bands"
+    if a.spread == 0 and b.spread == 0:
+        return "exact"
+    n = min(a.n, b.n)
+    return f"gap > 2 × seed std ({n} seeds)" if n > 1 else "one seed: undecided"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper: "``better`` is lower than ``worse``".
+
+    Attributes:
+        text: The claim in the paper's words ("Adam beats rotated Adam").
+        better: Key of the quantity the paper says is lower.
+        worse: Key of the quantity the paper says is higher.
+        paper: What the paper reports for it ("Figure 1", a number, or "NOT RECOVERED").
+    """
+
+    text: str
+    better: str
+    worse: str
+    paper: str = ""
+
+
+def claims_table(
+    values: Mapping[str, Measured | float],
+    claims: Sequence[Claim],
+    *,
+    scale: str,
+    page: str = "",
+    digits: int = 3,
+    labels: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The verdict table of pairwise claims.
+
+    Args:
+        values: Measured quantity per key (e.g. tuned final loss per optimizer).
+        claims: The claims to check; a claim whose keys are missing from ``values`` gets the
+            verdict ``"not run"``.
+        scale: The scale the values were measured at (``ci``, ``gpu``, ``paper``).
+        page: The notebook name the claims belong to (for the glance page).
+        digits: Significant digits in the ``ours`` column.
+        labels: Display names of the keys.
+
+    Returns:
+        One row per claim with columns :data:`VERDICT_COLUMNS`; ``ours`` reads
+        ``"Adam 1.234 ± 0.005 vs AdaSGD 1.301 ± 0.004"``.
+    """
+    labels = dict(labels or {})
+    rows = []
+    for c in claims:
+        if c.better not in values or c.worse not in values:
+            rows.append(dict(claim=c.text, paper=c.paper, ours="—", verdict=NOT_RUN, rule="",
+                             scale=scale, page=page))
+            continue
+        a, b = as_measured(values[c.better]), as_measured(values[c.worse])
+        ours = (f"{labels.get(c.better, c.better)} {a.text(digits)} vs "
+                f"{labels.get(c.worse, c.worse)} {b.text(digits)}")
+        rows.append(dict(claim=c.text, paper=c.paper, ours=ours, verdict=compare(a, b),
+                         rule=rule_text(a, b), scale=scale, page=page))
+    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+
+
+def verdict_row(claim: str, verdict: str, *, ours: str, scale: str, paper: str = "", rule: str = "",
+                page: str = "") -> dict:
+    """One row of a verdict table for a claim that is not a pairwise comparison (a correlation
+    sign, a bound checked on every instance, a fitted rate); ``verdict`` must be one of
+    :data:`VERDICTS`."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
+    return dict(claim=claim, paper=paper, ours=ours, verdict=verdict, rule=rule, scale=scale, page=page)
+
+
+def save_verdicts(table: pd.DataFrame, results_dir: str | Path, params: Mapping | None = None) -> Path:
+    """Write a notebook's verdicts to ``<results_dir>/verdicts.csv`` (with provenance), the file the
+    "Results at a glance" page collects. Extra columns are kept after :data:`VERDICT_COLUMNS`."""
+    from adamlinf.results import save_table
+
+    missing = [c for c in VERDICT_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"a verdict table needs the columns {list(VERDICT_COLUMNS)}; missing {missing}")
+    bad = sorted(set(table["verdict"]) - set(VERDICTS))
+    if bad:
+        raise ValueError(f"verdicts must be among {VERDICTS}; got {bad}")
+    return save_table(table, Path(results_dir) / VERDICTS_FILE, params=params)
