@@ -172,3 +172,23 @@ def test_heads_on_project_gpt():
     sizes = part.block_sizes(ps)
     assert int(sizes.sum()) == sum(p.numel() for p in ps)
     assert (sizes == 32).sum() >= 12  # the 12 head blocks hold 4 rows x 8 columns each
+
+
+def test_check_block_index():
+    """The one block-id validator: returns a (d,) LongTensor; rejects floats, wrong length, negative
+    ids and gaps; relabel=True maps any integer labels to 0..B-1 in increasing order."""
+    assert torch.equal(P.check_block_index([0, 1, 1, 0], 4), torch.tensor([0, 1, 1, 0]))
+    assert torch.equal(P.check_block_index(torch.tensor([[2], [7], [2]]), 3, relabel=True), torch.tensor([0, 1, 0]))
+    for bad, msg in (([0.0, 1.0], "integers"), ([0, 1, 1], "cover"), ([0, -1], "negative"), ([0, 2], "empty")):
+        with pytest.raises(ValueError, match=msg):
+            P.check_block_index(torch.tensor(bad), 2)
+
+
+def test_norms_batched_match_rows():
+    """Partition.norm / dual_norm on a batch (n, d) equal the norms of each row."""
+    part = P.custom(torch.tensor([0, 0, 1, 2, 2, 2]))
+    X = torch.randn(5, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.allclose(part.norm(X, 6), torch.stack([part.norm(x, 6) for x in X]))
+    assert torch.allclose(part.dual_norm(X, 6), torch.stack([part.dual_norm(x, 6) for x in X]))
+    assert float(part.norm(X[0], 6)) == pytest.approx(
+        max(float(X[0, :2].norm()) / 2**0.5, abs(float(X[0, 2])), float(X[0, 3:].norm()) / 3**0.5))

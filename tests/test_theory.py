@@ -54,6 +54,27 @@ def test_rmsprop_bound_hand_values():
     assert bn.S == pytest.approx(S + 4)
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=9), st.integers(0, 2**31 - 1))
+def test_block_spectral_norms_against_a_loop(labels, seed):
+    """theory.block_spectral_norms (batched over blocks of equal size) equals the spectral norm of
+    every sub-block H_(b),(c) computed one pair at a time, for random partitions with blocks of
+    mixed sizes; one block gives ||H||_2, coordinates give |H_ij|."""
+    idx = torch.unique(torch.tensor(labels), return_inverse=True)[1]
+    d = len(idx)
+    M = torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    H = M + M.T
+    N = th.block_spectral_norms(H, idx)
+    B = int(idx.max()) + 1
+    for b in range(B):
+        for c in range(B):
+            sub = H[idx == b][:, idx == c]
+            assert float(N[b, c]) == pytest.approx(float(torch.linalg.matrix_norm(sub, ord=2)), rel=1e-10)
+    assert torch.allclose(th.block_spectral_norms(H, torch.arange(d)), H.abs())
+    assert float(th.block_spectral_norms(H, torch.zeros(d, dtype=torch.long))[0, 0]) == pytest.approx(
+        float(torch.linalg.eigvalsh(H).abs().max()), rel=1e-10)
+
+
 def test_blockwise_bound_reduces_to_rmsprop_bound():
     """Theorem 3.11 with Phi(i) = i (d_b = 1, H(L,Phi) -> sum_i H_i) is Theorem 3.5."""
     kw = dict(delta=0.7, T=500, eta=0.03, beta2=0.99, v0=0.5, eps=1e-6)

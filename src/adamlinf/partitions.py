@@ -3,7 +3,7 @@ r"""Partitions of the parameters into blocks: the map :math:`\Phi` of Definition
 A partition is a map :math:`\Phi:[d]\to[B]` from the :math:`d` coordinates of a list of
 parameter tensors (flattened in the order ``torch.cat([p.reshape(-1) for p in params])``) to
 :math:`B` blocks. Block :math:`b` has :math:`d_b=|\Phi^{-1}(b)|` coordinates and
-:math:`x_{(b)}=(x_i)_{\Phi(i)=b}`. Definition 3.8 (RECONSTRUCTED, see PAPER_MATH.md) builds the
+:math:`x_{(b)}=(x_i)_{\Phi(i)=b}`. Definition 3.8 (RECONSTRUCTED, see the book's reconstruction notes, ``book/reconstruction.md``) builds the
 norm :math:`\|x\|_\Phi=\max_b \|x_{(b)}\|_2/\sqrt{d_b}` from it, Definition 3.9 the
 :math:`\Phi`-smoothness :math:`H(L,\Phi)`, and Algorithm 3 (blockwise Adam) keeps one second moment
 per block.
@@ -38,6 +38,7 @@ from torch import Tensor
 
 __all__ = [
     "Partition",
+    "check_block_index",
     "coordinate",
     "rows",
     "tensor",
@@ -70,6 +71,50 @@ def _as_tensors(params) -> list[Tensor]:
     return out
 
 
+def check_block_index(block_index, d: int, *, relabel: bool = False, what: str = "block_index") -> Tensor:
+    r"""Validate a flat block-id vector :math:`(\Phi(1), \dots, \Phi(d))` and return it as a LongTensor.
+
+    The one check of block ids in the package (partitions, theory and the Hessian tools use it).
+    A valid vector has ``d`` integer entries and uses exactly the ids ``0..B-1``, every block
+    non-empty (Definition 3.8 asks for a map onto :math:`[B]`).
+
+    Args:
+        block_index: the ids, any integer tensor or sequence; flattened.
+        d: the number of coordinates it must cover.
+        relabel: accept any integer labels and map them to ``0..B-1`` in increasing order
+            (``torch.unique(..., return_inverse=True)``) instead of requiring ``0..B-1``.
+        what: the name used in error messages.
+
+    Returns:
+        A ``(d,)`` LongTensor of block ids ``0..B-1`` on the input's device.
+
+    Raises:
+        ValueError: non-integer ids, the wrong number of ids, a negative id, or (without
+            ``relabel``) ids that are not exactly ``0..B-1`` with every block non-empty.
+    """
+    idx = torch.as_tensor(block_index)
+    if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
+        raise ValueError(f"{what}: block ids must be integers, got {idx.dtype}")
+    idx = idx.reshape(-1).to(torch.long)
+    if idx.numel() != int(d):
+        raise ValueError(f"{what} has {idx.numel()} ids for {int(d)} coordinates: it does not cover them")
+    if idx.numel() == 0:
+        raise ValueError(f"{what}: there are no coordinates")
+    if relabel:
+        return torch.unique(idx, return_inverse=True)[1]
+    lo = int(idx.min())
+    if lo < 0:
+        raise ValueError(f"{what}: negative block id {lo}; the partition does not cover every coordinate")
+    B = int(idx.max()) + 1
+    empty = (torch.bincount(idx, minlength=B) == 0).nonzero().reshape(-1)
+    if empty.numel():
+        raise ValueError(
+            f"{what}: block ids must be contiguous 0..B-1 with no empty block; "
+            f"{empty.numel()} of the {B} ids are empty, e.g. {empty[:10].tolist()}"
+        )
+    return idx
+
+
 def _validate(ids: list[Tensor], params: list[Tensor], what: str) -> int:
     """Check that ``ids`` is a valid partition of ``params``; return the number of blocks B."""
     if len(ids) != len(params):
@@ -88,25 +133,7 @@ def _validate(ids: list[Tensor], params: list[Tensor], what: str) -> int:
                 f"shape {tuple(p.shape)}: it does not cover the parameter"
             )
     flat = torch.cat([i.reshape(-1).to(device="cpu", dtype=torch.long) for i in ids])
-    if flat.numel() == 0:
-        raise ValueError(f"partition {what}: the parameters have no coordinates")
-    lo = int(flat.min())
-    if lo < 0:
-        k = next(k for k, i in enumerate(ids) if i.numel() and int(i.min()) < 0)
-        raise ValueError(
-            f"partition {what}: parameter {k} has coordinates with negative block id {lo}; "
-            "the partition does not cover every coordinate"
-        )
-    B = int(flat.max()) + 1
-    counts = torch.bincount(flat, minlength=B)
-    empty = (counts == 0).nonzero().reshape(-1)
-    if empty.numel():
-        shown = empty[:10].tolist()
-        raise ValueError(
-            f"partition {what}: block ids must be contiguous 0..B-1 with no empty block; "
-            f"{empty.numel()} of the {B} ids are empty, e.g. {shown}"
-        )
-    return B
+    return int(check_block_index(flat, flat.numel(), what=f"partition {what}").max()) + 1
 
 
 class Partition:
@@ -156,37 +183,60 @@ class Partition:
         return torch.bincount(self.flat_index(params))
 
     def _block_stats(self, x, params) -> tuple[Tensor, Tensor]:
-        r"""``(norms, sizes)``: :math:`\|x_{(b)}\|_2` and :math:`d_b` (in ``x``'s dtype), ``(B,)`` each."""
-        if isinstance(x, Tensor) and x.dim() == 1 and params is not None:
-            flat_x = x
+        r"""``(norms, sizes)``: :math:`\|x_{(b)}\|_2` of shape ``(..., B)`` and :math:`d_b` (``x``'s dtype).
+
+        ``x`` is a list of tensors shaped like ``params``, a flat ``(d,)`` vector, or, when ``params``
+        is given, a batch ``(..., d)`` of flat vectors (then the norms are ``(..., B)``).
+        """
+        batched = False
+        if isinstance(x, Tensor) and params is not None and x.dim() >= 1:
+            d = int(self.flat_index(params).numel())
+            batched = x.dim() >= 2 and x.shape[-1] == d and x.numel() != d
+            flat_x = x if (x.dim() == 1 or batched) else x.reshape(-1)
         else:
             xs = _as_tensors(x)
             flat_x = torch.cat([t.reshape(-1) for t in xs])
             params = xs if params is None else params
         idx = self.flat_index(params).to(flat_x.device)
-        if idx.numel() != flat_x.numel():
-            raise ValueError(f"x has {flat_x.numel()} coordinates but the parameters have {idx.numel()}")
+        if idx.numel() != flat_x.shape[-1]:
+            raise ValueError(f"x has {flat_x.shape[-1]} coordinates but the parameters have {idx.numel()}")
         B = int(idx.max()) + 1
-        sq = torch.zeros(B, dtype=flat_x.dtype, device=flat_x.device).index_add_(0, idx, flat_x * flat_x)
+        sq = torch.zeros(*flat_x.shape[:-1], B, dtype=flat_x.dtype, device=flat_x.device)
+        sq.index_add_(-1, idx, flat_x * flat_x)
         return sq.sqrt(), torch.bincount(idx, minlength=B).to(flat_x.dtype)
 
     def block_norms(self, x, params=None, *, normalized: bool = False) -> Tensor:
-        r"""``(B,)`` block norms :math:`\|x_{(b)}\|_2` (divided by :math:`\sqrt{d_b}` if ``normalized``).
+        r"""Block norms :math:`\|x_{(b)}\|_2` (divided by :math:`\sqrt{d_b}` if ``normalized``).
 
-        ``x`` is a list of tensors shaped like ``params`` or a flat ``(d,)`` vector (then ``params``
-        gives the shapes; default ``x`` itself).
+        Args:
+            x: a list of tensors shaped like ``params``, or a flat ``(d,)`` vector (then ``params``
+                gives the shapes; default ``x`` itself), or a batch ``(..., d)`` of flat vectors
+                when ``params`` is given.
+            params: the parameters (or ``d``) the partition is evaluated on.
+            normalized: divide by :math:`\sqrt{d_b}`.
+
+        Returns:
+            A ``(B,)`` tensor, or ``(..., B)`` for a batch.
         """
         norms, sizes = self._block_stats(x, params)
         return norms / sizes.sqrt() if normalized else norms
 
     def norm(self, x, params=None) -> Tensor:
-        r""":math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}` (Definition 3.8)."""
-        return self.block_norms(x, params, normalized=True).max()
+        r"""The :math:`\Phi`-norm :math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}` (Definition 3.8).
+
+        Coordinates (:math:`\Phi(i)=i`) give :math:`\|x\|_\infty`; one block gives
+        :math:`\|x\|_2/\sqrt d`. Batched over leading dimensions as :meth:`block_norms`.
+        """
+        return self.block_norms(x, params, normalized=True).amax(-1)
 
     def dual_norm(self, x, params=None) -> Tensor:
-        r""":math:`\|x\|_{\Phi,*}=\sum_b\sqrt{d_b}\,\|x_{(b)}\|_2` (Definition 3.8)."""
+        r"""The dual norm :math:`\|x\|_{\Phi,*}=\sum_b\sqrt{d_b}\,\|x_{(b)}\|_2` (Definition 3.8).
+
+        Coordinates give :math:`\|x\|_1`; one block gives :math:`\sqrt d\|x\|_2`. Batched over
+        leading dimensions as :meth:`block_norms`.
+        """
         norms, sizes = self._block_stats(x, params)
-        return (sizes.sqrt() * norms).sum()
+        return (sizes.sqrt() * norms).sum(-1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,9 +46,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .partitions import check_block_index
+
 __all__ = [
     "linf_smoothness", "coordinatewise_smoothness", "block_sizes", "phi_norm", "phi_dual_norm",
-    "blockwise_smoothness", "blockwise_smoothness_tight_lower", "phi_smoothness",
+    "block_spectral_norms", "blockwise_smoothness", "blockwise_smoothness_tight_lower", "phi_smoothness",
     "signgd_bound", "signgd_tuned_lr", "signgd_tuned_bound",
     "rmsprop_F", "rmsprop_bound", "rmsprop_tuned_lr", "blockwise_adam_F", "blockwise_adam_bound",
     "BoundTerms", "lemma314_rhs", "lemma315_rhs", "lemma316_rhs", "NoisyQuadratic",
@@ -80,15 +82,7 @@ def _symmetric(A) -> torch.Tensor:
 
 
 def _block_index(block_index, d: int) -> torch.LongTensor:
-    idx = torch.as_tensor(block_index, dtype=torch.long).reshape(-1)
-    if idx.numel() != d:
-        raise ValueError(f"block_index has {idx.numel()} entries, expected {d}")
-    if idx.numel() and int(idx.min()) < 0:
-        raise ValueError("block ids must be non-negative")
-    uniq = torch.unique(idx)
-    if uniq.numel() != int(idx.max()) + 1:
-        raise ValueError("block ids must be 0..B-1 with every block non-empty")
-    return idx
+    return check_block_index(block_index, d)
 
 
 def block_sizes(block_index) -> torch.LongTensor:
@@ -189,6 +183,51 @@ def _blocks(A: torch.Tensor, idx: torch.LongTensor):
     return B, members
 
 
+def block_spectral_norms(H: torch.Tensor, block_index) -> torch.Tensor:
+    r"""Spectral norms of all sub-blocks of ``H`` for the partition ``block_index``.
+
+    .. math:: N_{bc} = \|H_{(b),(c)}\|_2 ,\qquad b, c = 1..B,
+
+    where :math:`H_{(b),(c)}` is the :math:`d_b\times d_c` sub-matrix of the rows in block
+    :math:`b` and the columns in block :math:`c` (Definition 3.8). Computed batched: one
+    ``torch.linalg.matrix_norm(ord=2)`` call for all pairs of blocks of the same pair of sizes
+    (a vector norm when one side has size 1), on ``H``'s device and in its dtype.
+
+    Args:
+        H: a square ``(d, d)`` matrix.
+        block_index: ``(d,)`` block ids ``0..B-1`` (:func:`adamlinf.partitions.check_block_index`).
+
+    Returns:
+        The ``(B, B)`` matrix ``N``.
+
+    Raises:
+        ValueError: ``H`` not square, or invalid block ids.
+    """
+    H = torch.as_tensor(H)
+    d = H.shape[0]
+    if H.ndim != 2 or H.shape != (d, d):
+        raise ValueError(f"H must be square, got shape {tuple(H.shape)}")
+    idx = check_block_index(block_index, d).to(H.device)
+    sizes = torch.bincount(idx)
+    B = len(sizes)
+    order = torch.argsort(idx, stable=True)
+    starts = torch.cumsum(sizes, 0) - sizes
+    members = {}  # size -> (block ids, (n_blocks, size) coordinate indices)
+    for s in torch.unique(sizes).tolist():
+        ids = torch.nonzero(sizes == s).reshape(-1)
+        members[s] = (ids, order[starts[ids][:, None] + torch.arange(s, device=H.device)[None, :]])
+    N = torch.zeros((B, B), dtype=H.dtype, device=H.device)
+    for s, (ib, cb) in members.items():
+        for t, (ic, cc) in members.items():
+            sub = H[cb[:, None, :, None], cc[None, :, None, :]]  # (nb, nc, s, t)
+            if s == 1 or t == 1:
+                norms = torch.linalg.vector_norm(sub, dim=(-2, -1))
+            else:
+                norms = torch.linalg.matrix_norm(sub, ord=2)
+            N[ib[:, None], ic[None, :]] = norms
+    return N
+
+
 def blockwise_smoothness(A, block_index) -> torch.Tensor:
     r"""Valid blockwise smoothness constants ``H_b`` of Definition 3.12 for a quadratic.
 
@@ -203,13 +242,9 @@ def blockwise_smoothness(A, block_index) -> torch.Tensor:
     """
     A = _symmetric(A).to(torch.float64)
     idx = _block_index(block_index, A.shape[0]).to(A.device)
-    B, members = _blocks(A, idx)
-    db = torch.tensor([len(m) for m in members], dtype=torch.float64)
-    norms = torch.empty(B, B, dtype=torch.float64)
-    for b in range(B):
-        for c in range(B):
-            norms[b, c] = torch.linalg.matrix_norm(A[members[b]][:, members[c]].cpu(), ord=2)
-    return db.sqrt() * (norms * db.sqrt()[None, :]).sum(1)
+    N = block_spectral_norms(A, idx).cpu()
+    db = torch.bincount(idx).to(torch.float64).cpu()
+    return db.sqrt() * (N * db.sqrt()[None, :]).sum(1)
 
 
 def blockwise_smoothness_tight_lower(A, block_index, *, restarts: int = 20, iters: int = 200,
