@@ -3,35 +3,69 @@
     python -m adamlinf.run --scale ci                 # every notebook, in book order
     python -m adamlinf.run --scale paper --only quadratic_table1
     python -m adamlinf.run --scale ci --only gpt2_figure1 --set max_iters=50 --set device=cuda
+    python -m adamlinf.run --scale gpu --only gpt2_figure1 --publish
     python -m adamlinf.run --list
 
-Sources are jupytext percent-format files ``book/notebooks/<name>.py``; each has a cell tagged
-``parameters``. The parameter set of a scale is read from ``params/<name>.yaml`` (top-level keys
-are scale names: ``ci``, ``paper``, ...). The runner always injects ``scale`` and
-``results_dir`` (``results/<name>/<scale>/``). Executed notebooks land in ``book/executed/`` (the
-folder the book is built from, git-ignored) with ``<name>.provenance.json`` beside each. A
-failing notebook stops the run with exit status 1; its partially executed copy, traceback
-included, is kept in ``book/executed/`` for inspection.
+Sources are jupytext percent-format files ``book/notebooks/<name>.py``; each has one cell tagged
+``parameters`` holding plain assignments. The parameter set of a scale is read from
+``params/<name>.yaml`` (top-level keys are scale names: ``ci``, ``gpu``, ``paper``); it names
+exactly the parameters of that cell. ``--set KEY=VALUE`` overrides one parameter; every override is
+checked before anything runs (the key exists, the value has the default's type, counts are
+positive), so a typo fails in well under a second. The runner injects the full parameter dict: the
+scale's set, the overrides, ``scale`` and ``results_dir`` (``results/<name>/<scale>``, relative to
+the repository, which is the notebook's working directory). A notebook reads them back as one dict
+with :func:`notebook_params`.
+
+Executed notebooks land in ``book/executed/`` (the folder the book is built from, git-ignored) with
+``<name>.provenance.json`` beside each, which records the parameters that were applied. A failing
+notebook stops the run with exit status 1; the last good ``<name>.ipynb`` and its provenance stay,
+and the failed copy, traceback included, is written beside them as ``<name>.failed.ipynb``.
+
+``--publish`` (scale ``gpu`` only) copies ``results/<name>/gpu/`` with the run's provenance
+(commit, hardware, package versions, wall time) into ``published/<name>/gpu/``, the results that
+are committed and shown in the book beside the live ``ci`` results.
 """
+
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import json
+import math
 import os
+import re
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from .results import REPO_ROOT, provenance, results_dir, save_json
+from .results import PROVENANCE_FILE, PUBLISHED_ROOT, REPO_ROOT, provenance, results_dir, save_json
 
 BOOK = REPO_ROOT / "book"
 SOURCES = BOOK / "notebooks"
 EXECUTED = BOOK / "executed"
 PARAMS = REPO_ROOT / "params"
 TOC = REPO_ROOT / "_toc.yml"
+
+#: Notebooks that summarise the others; executed after them whatever their place in the book.
+RUN_LAST = ("glance",)
+#: Parameters the runner sets itself; ``--scale`` chooses them, ``--set`` cannot.
+INJECTED = ("scale", "results_dir")
+#: Scales whose results ``--publish`` copies into ``published/``.
+PUBLISHED_SCALES = ("gpu",)
+#: Integer parameters that count something and must be at least 1 (by name).
+_COUNT = re.compile(
+    r"^(n|num)_|^(T|T\d+|d|k|n)$|_(size|layers?|heads?|embd|probes|seeds|draws|samples)$|"
+    r"^(max_iters|batch_size|global_batch|block_size|n_layer|n_head|n_embd|seeds|repeats)$"
+)
+#: Integer parameters that may be 0 but not negative (intervals, warm-up lengths, seeds).
+_NONNEGATIVE = re.compile(r"(_iters|_steps|_interval|_every|^seed|_seed)$")
 
 
 def notebook_order(toc_path: Path | None = None) -> list[str]:
@@ -54,79 +88,517 @@ def notebook_order(toc_path: Path | None = None) -> list[str]:
     return names
 
 
+def execution_order(names: list[str]) -> list[str]:
+    """``names`` in the order the runner executes them: book order, summaries (:data:`RUN_LAST`) last."""
+    return [n for n in names if n not in RUN_LAST] + [n for n in names if n in RUN_LAST]
+
+
 def _rel(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (for messages)."""
+    """``path`` relative to the repository when it is inside it (for messages and notebooks)."""
     try:
-        return str(path.relative_to(REPO_ROOT))
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
 
 
-def load_parameters(name: str, scale: str) -> dict:
-    """The parameter set of notebook ``name`` at ``scale`` from ``params/<name>.yaml``."""
+# ---------------------------------------------------------------------------------------------
+# The parameters cell of a notebook source
+# ---------------------------------------------------------------------------------------------
+
+_CELL = re.compile(r"^# %%(.*)$")
+_TAGS = re.compile(r"tags\s*=\s*(\[[^\]]*\])")
+
+
+def _sources_dir() -> Path:
+    # The kernel that executes a notebook inherits this from the runner (see execute()).
+    return Path(os.environ.get("ADAMLINF_SOURCES", SOURCES))
+
+
+def parameters_cell(source: str) -> str:
+    """The code of the cell tagged ``parameters`` in a jupytext percent-format notebook.
+
+    Raises:
+        ValueError: When no cell, or more than one, is tagged ``parameters``.
+    """
+    cells: list[tuple[list[str], list[str]]] = []
+    for line in source.splitlines():
+        m = _CELL.match(line)
+        if m:
+            tags_m = _TAGS.search(m.group(1))
+            tags = json.loads(tags_m.group(1)) if tags_m else []
+            cells.append((tags, []))
+        elif cells:
+            cells[-1][1].append(line)
+    tagged = [body for tags, body in cells if "parameters" in tags]
+    if len(tagged) != 1:
+        raise ValueError(f"expected exactly one cell tagged 'parameters', found {len(tagged)}")
+    return "\n".join(tagged[0])
+
+
+def parameter_defaults(name: str, sources: Path | None = None) -> dict[str, Any]:
+    """The names assigned in notebook ``name``'s ``parameters`` cell, with their default values.
+
+    A default that is not a Python literal (an expression) maps to ``None``: its type is then
+    taken from the parameter file.
+    """
+    path = Path(sources or _sources_dir()) / f"{name}.py"
+    if not path.exists():
+        raise FileNotFoundError(f"no notebook source {_rel(path)}")
+    tree = ast.parse(parameters_cell(path.read_text()))
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
+        )
+        for target in targets:
+            if isinstance(target, ast.Name):
+                try:
+                    out[target.id] = ast.literal_eval(node.value) if node.value is not None else None
+                except ValueError:
+                    out[target.id] = None
+    return out
+
+
+def notebook_params(name: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The notebook's parameters as one dict, with the names its ``parameters`` cell assigns.
+
+    ``{k: namespace[k]}`` for every name of the cell, ``scale`` and ``results_dir`` included.
+
+    Call it in the first code cell after the parameters cell, as
+    ``params = notebook_params("gpt2_figure1", globals())``: the values are those the runner
+    injected (or the cell's defaults when the notebook is run by hand), and the names follow the
+    cell, so the dict never drifts from it.
+
+    Args:
+        name: The notebook name (its source is ``book/notebooks/<name>.py``).
+        namespace: The notebook's global namespace.
+
+    Returns:
+        The parameters, in the cell's order.
+
+    Raises:
+        KeyError: When a parameter of the cell is missing from ``namespace``.
+    """
+    names = list(parameter_defaults(name))
+    missing = [k for k in names if k not in namespace]
+    if missing:
+        raise KeyError(f"{name}: parameters {missing} are not defined; run the parameters cell first")
+    return {k: namespace[k] for k in names}
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter sets and overrides
+# ---------------------------------------------------------------------------------------------
+
+
+def _param_table(name: str) -> tuple[Path, dict]:
     path = PARAMS / f"{name}.yaml"
     if not path.exists():
         raise SystemExit(f"no parameter file {_rel(path)} for notebook '{name}'")
-    table = yaml.safe_load(path.read_text()) or {}
+    return path, yaml.safe_load(path.read_text()) or {}
+
+
+def load_parameters(name: str, scale: str) -> dict:
+    """The parameter set of notebook ``name`` at ``scale`` from ``params/<name>.yaml``."""
+    path, table = _param_table(name)
     if scale not in table:
-        raise SystemExit(f"{_rel(path)} has no '{scale}' scale "
-                         f"(it has: {', '.join(table) or 'none'})")
+        raise SystemExit(f"{_rel(path)} has no '{scale}' scale (it has: {', '.join(table) or 'none'})")
     return dict(table[scale] or {})
 
 
-def _parse_override(text: str) -> tuple[str, object]:
+def parse_override(text: str) -> tuple[str, str]:
+    """Split ``KEY=VALUE`` (the value stays text until it is checked against the parameter)."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: the key before '=' is empty")
+    if not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"--set {text!r}: {key!r} is not a parameter name")
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"--set {text!r}: no value after '=' (write {key}=VALUE)")
+    return key, value
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with the value read as a Python literal when it is one, else as text."""
+    key, value = parse_override(text)
+    return key, _literal(value)
+
+
+def _literal(text: str) -> object:
     try:
-        return key, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return key, value
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return text.strip()
 
 
-def execute(name: str, scale: str, overrides: dict | None = None, *, log_output: bool = False) -> dict:
-    """Execute one notebook; return its provenance record. Raises on failure."""
-    import jupytext
+def _kind(value: Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return type(value).__name__
+
+
+def check_value(key: str, text: str, default: Any) -> Any:
+    """The override ``key=text`` as a value of the default's type.
+
+    Types follow the default: ``bool``, ``int`` (a whole number), ``float`` (any finite number), ``str``
+    (the text itself), ``list`` (a Python list literal whose items have the default items' types), and
+    ``None`` (any literal). Counts (``n_*``, ``T``, ``*_size``, ``max_iters``, ...) must be at least 1;
+    intervals, iteration counts and seeds at least 0.
+
+    Raises:
+        ValueError: With a message naming the key, the value and what was expected.
+    """
+    kind = _kind(default)
+    value = _literal(text)
+    bad = f"--set {key}={text}:"
+    if kind == "str":
+        return value if isinstance(value, str) else text.strip()
+    if kind == "None":
+        return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{bad} expected True or False (default {default!r})")
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{bad} expected a whole number (default {default!r})")
+        if _COUNT.search(key) and value < 1:
+            raise ValueError(f"{bad} {key} counts something and must be at least 1")
+        if _NONNEGATIVE.search(key) and value < 0:
+            raise ValueError(f"{bad} {key} must be at least 0")
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{bad} expected a number (default {default!r})")
+        if not math.isfinite(float(value)) and math.isfinite(default):
+            raise ValueError(f"{bad} expected a finite number (default {default!r})")
+        if (key == "lr" or key.endswith("_lr") or key == "eps") and default > 0 and value <= 0:
+            raise ValueError(f"{bad} {key} must be positive")
+        return float(value)
+    if kind == "list":
+        if not isinstance(value, (list, tuple)):
+            example = repr(list(default)) if default else "[1, 2]"
+            raise ValueError(f"{bad} expected a list such as {example} (quote strings inside lists)")
+        item_kinds = {_kind(v) for v in default}
+        if len(item_kinds) == 1 and value:
+            (want,) = item_kinds
+            for item in value:
+                got = _kind(item)
+                if got != want and not (want == "float" and got == "int"):
+                    raise ValueError(
+                        f"{bad} item {item!r} is a {got}; the items of {key} are {want}s "
+                        f"(default {default!r})"
+                    )
+        return type(default)(value) if isinstance(default, tuple) else list(value)
+    if kind == "dict":
+        if not isinstance(value, dict):
+            raise ValueError(f"{bad} expected a dict literal (default {default!r})")
+        return value
+    return value
+
+
+def _did_you_mean(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    if not close:
+        close = [k for k in known if k.lower() == key.lower()]
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+def resolve_parameters(
+    name: str, scale: str, overrides: Mapping[str, str] | None = None, *, strict: bool = True
+) -> dict[str, Any]:
+    """The full parameter dict of notebook ``name`` at ``scale``, with ``overrides`` checked and applied.
+
+    Args:
+        name: The notebook.
+        scale: The parameter set (a top-level key of ``params/<name>.yaml``).
+        overrides: ``{key: text}`` from ``--set``.
+        strict: Refuse a key this notebook does not have (else skip it: a ``--set`` meant for
+            other notebooks of the same run).
+
+    Returns:
+        The scale's parameters with the overrides applied, then ``scale`` and ``results_dir``.
+
+    Raises:
+        ValueError: Listing every problem: unknown keys (with a suggestion), wrong types, bad
+            ranges, and parameter-file keys the notebook does not have.
+    """
+    params = load_parameters(name, scale)
+    defaults = parameter_defaults(name)
+    errors = []
+    stray = [k for k in params if k not in defaults]
+    if stray:
+        errors.append(
+            f"params/{name}.yaml ({scale}) sets {stray}, which the parameters cell of "
+            f"book/notebooks/{name}.py does not have"
+        )
+    injected = [k for k in params if k in INJECTED]
+    if injected:
+        errors.append(f"params/{name}.yaml ({scale}) sets {injected}; the runner injects them")
+    known = sorted(k for k in set(defaults) | set(params) if k not in INJECTED)
+    for key, text in (overrides or {}).items():
+        if key in INJECTED:
+            errors.append(f"--set {key}: the runner sets it (choose the scale with --scale)")
+            continue
+        if key not in known:
+            if strict:
+                errors.append(f"--set {key}: {name} has no parameter {key!r}{_did_you_mean(key, known)}")
+            continue
+        default = params.get(key, defaults.get(key))
+        try:
+            params[key] = check_value(key, text, default)
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ValueError(f"{name}: " + f"\n{name}: ".join(errors))
+    params["scale"] = scale
+    params["results_dir"] = _rel(results_dir(name, scale))
+    return params
+
+
+def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) -> dict[str, dict]:
+    """Check the parameters of every notebook of a run before any of them runs.
+
+    A ``--set`` key applies to the notebooks that have that parameter; a key that none of them has
+    is an error (with a suggestion).
+
+    Returns:
+        ``{name: parameters}`` for each notebook.
+
+    Raises:
+        SystemExit: With every problem found, one per line.
+    """
+    errors: list[str] = []
+    resolved: dict[str, dict] = {}
+    for name in names:
+        try:
+            resolved[name] = resolve_parameters(name, scale, overrides, strict=False)
+        except (ValueError, FileNotFoundError) as exc:
+            errors.append(str(exc))
+        except SystemExit as exc:
+            errors.append(str(exc))
+    for key in overrides:
+        if key in INJECTED:
+            continue
+        owners = [n for n in names if n in resolved and key in _known(n, scale)]
+        if not owners and resolved:
+            known = sorted(set().union(*(_known(n, scale) for n in resolved)))
+            errors.append(
+                f"--set {key}: no parameter {key!r} in {', '.join(names)}{_did_you_mean(key, known)}"
+            )
+    if errors:
+        raise SystemExit("invalid parameters:\n  " + "\n  ".join(dict.fromkeys(errors)))
+    return resolved
+
+
+def _known(name: str, scale: str) -> set[str]:
+    return (set(parameter_defaults(name)) | set(load_parameters(name, scale))) - set(INJECTED)
+
+
+# ---------------------------------------------------------------------------------------------
+# Executing and publishing
+# ---------------------------------------------------------------------------------------------
+
+
+def _show_applied(nb, params: Mapping[str, Any]) -> None:
+    """Make the executed notebook show its parameters once, with the values that ran.
+
+    The source ``parameters`` cell keeps its comments; each default that was replaced is rewritten
+    to the applied value. Papermill's ``injected-parameters`` cell is then redundant and is tagged
+    ``remove-cell`` (the book drops it).
+    """
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+        if "parameters" in tags and cell.cell_type == "code":
+            cell.source = _rewrite_assignments(cell.source, params)
+
+
+def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    lines = source.splitlines(keepends=True)
+    edits = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            key = node.targets[0].id
+            if key not in params:
+                continue
+            try:
+                same = ast.literal_eval(node.value) == params[key]
+            except ValueError:
+                same = False
+            if not same:
+                edits.append((node.value, repr(params[key])))
+    for value, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
+        first, last = value.lineno - 1, value.end_lineno - 1
+        start = len("".join(lines[:first]).encode()) + value.col_offset
+        end = len("".join(lines[:last]).encode()) + value.end_col_offset
+        raw = "".join(lines).encode()
+        lines = (raw[:start] + text.encode() + raw[end:]).decode().splitlines(keepends=True)
+    return "".join(lines)
+
+
+def execute(
+    name: str,
+    scale: str,
+    overrides: Mapping[str, str] | None = None,
+    *,
+    log_output: bool = False,
+    params: Mapping[str, Any] | None = None,
+) -> dict:
+    """Execute one notebook and return its provenance record.
+
+    Args:
+        name: The notebook.
+        scale: The parameter set.
+        overrides: ``{key: text}`` from ``--set`` (checked by :func:`resolve_parameters`).
+        log_output: Stream cell output to the terminal.
+        params: Already resolved parameters (skips resolving ``overrides``).
+
+    Returns:
+        The provenance record saved as ``book/executed/<name>.provenance.json``.
+
+    Raises:
+        Exception: Papermill's error when a cell fails; the failed notebook is then
+            ``book/executed/<name>.failed.ipynb`` and the last good one is untouched.
+    """
+    import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
     import papermill
 
     source = SOURCES / f"{name}.py"
     if not source.exists():
         raise SystemExit(f"no notebook source {_rel(source)}")
-    params = load_parameters(name, scale)
-    params.update(overrides or {})
-    params["scale"] = scale
-    params["results_dir"] = str(results_dir(name, scale))
+    params = dict(params) if params is not None else resolve_parameters(name, scale, overrides)
 
     nb = jupytext.read(source)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     EXECUTED.mkdir(parents=True, exist_ok=True)
     output = EXECUTED / f"{name}.ipynb"
+    failed = EXECUTED / f"{name}.failed.ipynb"
     for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
         os.environ.setdefault(k, "1")
+    previous = os.environ.get("ADAMLINF_SOURCES")
+    os.environ["ADAMLINF_SOURCES"] = str(SOURCES)  # for notebook_params() in the kernel
     # A non-inline matplotlib backend inherited from the shell would drop every figure.
     os.environ.pop("MPLBACKEND", None)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / f"{name}.ipynb"
+        ran = Path(tmp) / f"{name}.out.ipynb"
         jupytext.write(nb, staged)
-        papermill.execute_notebook(str(staged), str(output), parameters=params,
-                                   kernel_name="python3", cwd=str(REPO_ROOT),
-                                   progress_bar=False, log_output=log_output)
-    wall = time.perf_counter() - start
-    record = provenance(params, wall_time_s=wall, notebook=name, scale=scale,
-                        device=params.get("device"))
+        try:
+            papermill.execute_notebook(
+                str(staged),
+                str(ran),
+                parameters=params,
+                kernel_name="python3",
+                cwd=str(REPO_ROOT),
+                progress_bar=False,
+                log_output=log_output,
+            )
+        except BaseException:
+            if ran.exists():
+                shutil.copyfile(ran, failed)
+            raise
+        finally:
+            if previous is None:
+                os.environ.pop("ADAMLINF_SOURCES", None)
+            else:
+                os.environ["ADAMLINF_SOURCES"] = previous
+        wall = time.perf_counter() - start
+        executed = jupytext.read(ran)
+        _show_applied(executed, params)
+        jupytext.write(executed, ran)
+        shutil.move(ran, output)
+    failed.unlink(missing_ok=True)
+    record = provenance(params, wall_time_s=wall, notebook=name, scale=scale, device=params.get("device"))
     save_json(record, EXECUTED / f"{name}.provenance.json")
+    rdir = REPO_ROOT / params["results_dir"]
+    if rdir.is_dir():
+        save_json(record, rdir / PROVENANCE_FILE)
     return record
 
 
+def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
+    """Copy ``results/<name>/<scale>/`` into ``published/<name>/<scale>/`` (replacing what was there).
+
+    The folder holds the notebook's tidy CSV/JSON tables and ``provenance.json`` (commit,
+    hardware, package versions, wall time, parameters) of the run that made them.
+
+    Raises:
+        SystemExit: For a scale other than ``gpu``, or when the results or their provenance are missing.
+    """
+    if scale not in PUBLISHED_SCALES:
+        raise SystemExit(f"--publish is for scale {' or '.join(PUBLISHED_SCALES)}, not '{scale}'")
+    src = results_dir(name, scale)
+    if not (src / PROVENANCE_FILE).exists():
+        raise SystemExit(
+            f"nothing to publish: {_rel(src / PROVENANCE_FILE)} is missing "
+            f"(run python -m adamlinf.run --scale {scale} --only {name} first)"
+        )
+    dest = Path(root or PUBLISHED_ROOT) / name / scale
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{scale}-", dir=dest.parent))
+    try:
+        for path in sorted(src.rglob("*")):
+            if path.is_file() and path.suffix in (".csv", ".json", ".jsonl", ".txt", ".md"):
+                target = staging / path.relative_to(src)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m adamlinf.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Command line of ``python -m adamlinf.run`` (see the module docstring)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m adamlinf.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--scale", default="ci", help="parameter set to use (default: ci)")
-    parser.add_argument("--only", action="append", metavar="NAME",
-                        help="run only this notebook (repeatable)")
-    parser.add_argument("--set", action="append", type=_parse_override, default=[],
-                        metavar="KEY=VALUE", help="override one parameter (Python literal)")
+    parser.add_argument("--only", action="append", metavar="NAME", help="run only this notebook (repeatable)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        type=parse_override,
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one parameter (a Python literal of the default's type)",
+    )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="copy results/<name>/gpu/ into published/<name>/gpu/ after each run (scale gpu)",
+    )
     parser.add_argument("--list", action="store_true", help="list notebooks in book order")
     parser.add_argument("--log-output", action="store_true", help="stream cell output")
     args = parser.parse_args(argv)
@@ -140,19 +612,31 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         unknown = [n for n in args.only if n not in order]
         if unknown:
-            parser.error(f"unknown notebook(s) {unknown}; choose from: {', '.join(order)}")
+            hints = "".join(_did_you_mean(n, order) for n in unknown)
+            parser.error(f"unknown notebook(s) {unknown}{hints}; choose from: {', '.join(order)}")
         names = [n for n in order if n in args.only]
+    names = execution_order(names)
+    if args.publish and args.scale not in PUBLISHED_SCALES:
+        parser.error(f"--publish is for --scale {' or '.join(PUBLISHED_SCALES)}")
     overrides = dict(args.set)
+    resolved = check_overrides(names, args.scale, overrides)
     total = time.perf_counter()
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} (scale={args.scale}) ...", flush=True)
         try:
-            rec = execute(name, args.scale, overrides, log_output=args.log_output)
+            rec = execute(name, args.scale, log_output=args.log_output, params=resolved[name])
         except Exception as exc:  # papermill raises PapermillExecutionError with the traceback
-            print(f"FAILED: {name}: {exc}\nThe partially executed notebook is kept at "
-                  f"{_rel(EXECUTED / (name + '.ipynb'))}", file=sys.stderr)
+            kept = EXECUTED / f"{name}.ipynb"
+            last = f"; the last good run stays at {_rel(kept)}" if kept.exists() else ""
+            print(
+                f"FAILED: {name}: {exc}\nThe failed notebook is at "
+                f"{_rel(EXECUTED / (name + '.failed.ipynb'))}{last}",
+                file=sys.stderr,
+            )
             return 1
         print(f"    done in {rec['wall_time_s']:.1f} s", flush=True)
+        if args.publish:
+            print(f"    published to {_rel(publish(name, args.scale))}", flush=True)
     print(f"all {len(names)} notebook(s) executed in {time.perf_counter() - total:.1f} s")
     return 0
 
