@@ -55,7 +55,7 @@ def fmt(x, digits: int = 3) -> str:
     if abs(x) < 1e-3 or abs(x) >= 1e5:
         mant, exp = f"{x:.{digits - 1}e}".split("e")
         return f"{mant}e{int(exp)}"
-    return f"{x:.{digits}g}" if abs(x) >= 10 ** (digits - 1) else _fixed(x, digits)
+    return f"{x:.0f}" if abs(x) >= 10 ** (digits - 1) else _fixed(x, digits)
 
 
 def _fixed(x: float, digits: int) -> str:
@@ -64,13 +64,16 @@ def _fixed(x: float, digits: int) -> str:
 
 
 def pm(mean: float, spread: float, digits: int = 3) -> str:
-    """``"1.234 ± 0.005"``: the mean to the decimal place of the spread's second significant digit
-    (at most ``digits`` + 2 significant digits in the mean); ``spread`` nan prints the mean alone."""
+    """``"1.234 ± 0.005"``: a mean and its spread, to the spread's second significant digit.
+
+    The mean keeps at most ``digits`` + 2 significant digits; a ``nan`` spread prints the mean alone.
+    """
     if spread is None or (isinstance(spread, float) and math.isnan(spread)) or not math.isfinite(mean):
         return fmt(mean, digits)
     if spread == 0:
         return f"{fmt(mean, digits)} ± 0"
-    s_exp = math.floor(math.log10(abs(spread)))
+    spread = float(f"{abs(spread):.2g}")  # 0.0099999 (round-off) reads as 0.010, not 0.0100
+    s_exp = math.floor(math.log10(spread))
     m_exp = math.floor(math.log10(abs(mean))) if mean != 0 else s_exp
     if abs(mean) < 1e-3 or abs(mean) >= 1e5:
         return f"{fmt(mean, digits)} ± {fmt(spread, 2)}"
@@ -90,6 +93,7 @@ def table(
     *,
     digits: int | Mapping[str, int] = 3,
     wrap: tuple[str, ...] | None = None,
+    links: Mapping[str, list[str]] | None = None,
     display: bool = True,
 ):
     """Show ``df`` as a book table: no index, no truncation, numbers through :func:`fmt`.
@@ -99,6 +103,8 @@ def table(
         caption: Shown above the table (plain text; Unicode, no TeX).
         digits: Significant digits, for all numeric columns or per column name.
         wrap: Columns whose long text wraps (default: every text column).
+        links: Per column, one relative URL per row: the cell becomes a link to it (an empty
+            URL leaves the cell plain).
         display: Display the table in the notebook (else only return the HTML object).
 
     Returns:
@@ -114,12 +120,16 @@ def table(
     wrap_cols = set(shown.columns if wrap is None else wrap)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
     body = []
-    for row in shown.itertuples(index=False):
+    links = dict(links or {})
+    for i, row in enumerate(shown.itertuples(index=False)):
         cells = []
-        for col, v in zip(shown.columns, row):
+        for col, v in zip(shown.columns, row, strict=True):
             cls = ' class="adamlinf-wrap"' if col in wrap_cols and len(v) > 24 else ""
             verdict = f' data-verdict="{html.escape(v)}"' if col == "verdict" else ""
-            cells.append(f"<td{cls}{verdict}>{html.escape(v)}</td>")
+            text = html.escape(v)
+            if col in links and links[col][i]:
+                text = f'<a href="{html.escape(links[col][i])}">{text}</a>'
+            cells.append(f"<td{cls}{verdict}>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     out = HTML(
@@ -132,16 +142,30 @@ def table(
 
 
 def style() -> None:
-    """Matplotlib defaults for book figures: sizes in points readable at :data:`FIGURE_WIDTH`
-    inches shown at :data:`DPI` (ticks and legends 10 pt, labels 11 pt, titles 12 pt)."""
+    """Set matplotlib defaults for book figures (call once per notebook).
+
+    Sizes in points are readable at :data:`FIGURE_WIDTH` inches shown at :data:`DPI`: ticks and
+    legends 10 pt, labels 11 pt, titles 12 pt.
+    """
     import matplotlib as mpl
 
-    mpl.rcParams.update({
-        "figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 11, "axes.titlesize": 12,
-        "axes.labelsize": 11, "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10,
-        "legend.title_fontsize": 10, "figure.titlesize": 12, "axes.grid": True, "grid.alpha": 0.3,
-        "figure.figsize": (FIGURE_WIDTH, 4.0),
-    })
+    mpl.rcParams.update(
+        {
+            "figure.dpi": DPI,
+            "savefig.dpi": DPI,
+            "font.size": 11,
+            "axes.titlesize": 12,
+            "axes.labelsize": 11,
+            "xtick.labelsize": 10,
+            "ytick.labelsize": 10,
+            "legend.fontsize": 10,
+            "legend.title_fontsize": 10,
+            "figure.titlesize": 12,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "figure.figsize": (FIGURE_WIDTH, 4.0),
+        }
+    )
 
 
 def figure(fig, caption: str, *, alt: str | None = None, display: bool = True):
@@ -182,8 +206,13 @@ def figure(fig, caption: str, *, alt: str | None = None, display: bool = True):
 
 
 def markdown(text: str, *, display: bool = True):
-    """Show generated prose (e.g. a findings paragraph). Plain Markdown with Unicode maths
-    (‖H‖₁,₁, β₁, η), never TeX: generated outputs are not typeset."""
+    """Show generated prose (e.g. a findings paragraph).
+
+    Plain Markdown with Unicode maths (‖H‖₁,₁, β₁, η), never TeX: generated outputs are not typeset.
+
+    Raises:
+        ValueError: When ``text`` holds ``$`` or a backslash.
+    """
     from IPython.display import Markdown
     from IPython.display import display as _display
 

@@ -61,8 +61,10 @@ class Measured:
 
     @classmethod
     def from_seeds(cls, values: Iterable[float]) -> Measured:
-        """Mean and sample standard deviation (``ddof=1``) of per-seed values; a diverged seed
-        (``inf`` or ``nan``) makes the whole measurement diverged (``inf``)."""
+        """Mean and sample standard deviation (``ddof=1``) of per-seed values.
+
+        A diverged seed (``inf`` or ``nan``) makes the whole measurement diverged (``inf``).
+        """
         arr = np.asarray(list(values), dtype=float)
         if arr.size == 0:
             raise ValueError("from_seeds needs at least one value, got none")
@@ -204,30 +206,48 @@ def claims_table(
     rows = []
     for c in claims:
         if c.better not in values or c.worse not in values:
-            rows.append(dict(claim=c.text, paper=c.paper, ours="—", verdict=NOT_RUN, rule="",
-                             scale=scale, page=page))
+            rows.append(
+                dict(claim=c.text, paper=c.paper, ours="—", verdict=NOT_RUN, rule="", scale=scale, page=page)
+            )
             continue
         a, b = as_measured(values[c.better]), as_measured(values[c.worse])
-        ours = (f"{labels.get(c.better, c.better)} {a.text(digits)} vs "
-                f"{labels.get(c.worse, c.worse)} {b.text(digits)}")
-        rows.append(dict(claim=c.text, paper=c.paper, ours=ours, verdict=compare(a, b),
-                         rule=rule_text(a, b), scale=scale, page=page))
+        ours = (
+            f"{labels.get(c.better, c.better)} {a.text(digits)} vs "
+            f"{labels.get(c.worse, c.worse)} {b.text(digits)}"
+        )
+        rows.append(
+            dict(
+                claim=c.text,
+                paper=c.paper,
+                ours=ours,
+                verdict=compare(a, b),
+                rule=rule_text(a, b),
+                scale=scale,
+                page=page,
+            )
+        )
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
 
 
-def verdict_row(claim: str, verdict: str, *, ours: str, scale: str, paper: str = "", rule: str = "",
-                page: str = "") -> dict:
-    """One row of a verdict table for a claim that is not a pairwise comparison (a correlation
-    sign, a bound checked on every instance, a fitted rate); ``verdict`` must be one of
-    :data:`VERDICTS`."""
+def verdict_row(
+    claim: str, verdict: str, *, ours: str, scale: str, paper: str = "", rule: str = "", page: str = ""
+) -> dict:
+    """One row of a verdict table for a claim that is not a pairwise comparison.
+
+    For a correlation sign, a bound checked on every instance, a fitted rate; ``verdict`` must be
+    one of :data:`VERDICTS`.
+    """
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
     return dict(claim=claim, paper=paper, ours=ours, verdict=verdict, rule=rule, scale=scale, page=page)
 
 
 def save_verdicts(table: pd.DataFrame, results_dir: str | Path, params: Mapping | None = None) -> Path:
-    """Write a notebook's verdicts to ``<results_dir>/verdicts.csv`` (with provenance), the file the
-    "Results at a glance" page collects. Extra columns are kept after :data:`VERDICT_COLUMNS`."""
+    """Write a notebook's verdicts to ``<results_dir>/verdicts.csv``, with provenance.
+
+    The "Results at a glance" page collects these files. Extra columns are kept after
+    :data:`VERDICT_COLUMNS`.
+    """
     from adamlinf.results import save_table
 
     missing = [c for c in VERDICT_COLUMNS if c not in table.columns]

@@ -1,0 +1,157 @@
+"""The verdict rule (holds / fails / inconclusive) on constructed numbers, and the verdict tables."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from adamlinf.studies.verdicts import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_RUN,
+    VERDICT_COLUMNS,
+    Claim,
+    Measured,
+    claims_table,
+    compare,
+    rule_text,
+    save_verdicts,
+    verdict_row,
+)
+
+
+def seeds(mean, std, n=3):
+    """n values with exactly this mean and sample std (ddof=1)."""
+    if n == 2:
+        h = std / math.sqrt(2)
+        return [mean - h, mean + h]
+    return [mean - std, mean, mean + std]  # sample std of (-s, 0, s) is s
+
+
+def test_from_seeds_is_mean_and_sample_std():
+    m = Measured.from_seeds([1.0, 2.0, 3.0])
+    assert m.value == 2.0 and m.spread == pytest.approx(1.0) and m.n == 3
+    assert math.isnan(Measured.from_seeds([1.5]).spread)
+    assert Measured.from_seeds([1.0, math.inf]).value == math.inf
+    assert Measured.from_seeds([1.0, math.nan]).value == math.inf
+    with pytest.raises(ValueError):
+        Measured.from_seeds([])
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "verdict"),
+    [
+        # gap 0.3 against threshold 2 * 0.1 = 0.2: decided
+        (seeds(1.0, 0.1), seeds(1.3, 0.05), HOLDS),
+        (seeds(1.3, 0.05), seeds(1.0, 0.1), FAILS),
+        # gap 0.15 < 0.2: undecided either way
+        (seeds(1.0, 0.1), seeds(1.15, 0.01), INCONCLUSIVE),
+        (seeds(1.15, 0.01), seeds(1.0, 0.1), INCONCLUSIVE),
+        # the larger of the two spreads sets the threshold
+        (seeds(1.0, 0.01), seeds(1.3, 0.2), INCONCLUSIVE),
+        # two seeds are enough to decide
+        (seeds(1.0, 0.01, 2), seeds(1.1, 0.01, 2), HOLDS),
+    ],
+)
+def test_seed_rule(a, b, verdict):
+    assert compare(Measured.from_seeds(a), Measured.from_seeds(b)) == verdict
+
+
+def test_threshold_is_twice_the_larger_seed_std():
+    a = Measured(1.0, 0.1, 3)
+    assert compare(a, Measured(1.0 + 0.2 + 1e-9, 0.1, 3)) == HOLDS
+    assert compare(a, Measured(1.0 + 0.2 - 1e-9, 0.1, 3)) == INCONCLUSIVE
+    assert compare(a, Measured(1.0 - 0.2 - 1e-9, 0.1, 3)) == FAILS
+
+
+def test_one_seed_never_decides():
+    assert compare(1.0, 100.0) == INCONCLUSIVE
+    assert compare(Measured.from_seeds([1.0]), Measured.from_seeds([5.0])) == INCONCLUSIVE
+    assert compare(Measured.from_seeds([1.0]), Measured.from_seeds(seeds(5.0, 0.1))) == INCONCLUSIVE
+    assert rule_text(1.0, 2.0) == "one seed: undecided"
+    assert rule_text(Measured.from_seeds(seeds(1, 0.1)), Measured.from_seeds(seeds(2, 0.1))).startswith(
+        "gap > 2 × seed std (3 seeds)"
+    )
+
+
+def test_bands_must_not_overlap():
+    a = Measured.band(1.0, 0.9, 1.1)
+    assert compare(a, Measured.band(1.3, 1.2, 1.4)) == HOLDS
+    assert compare(Measured.band(1.3, 1.2, 1.4), a) == FAILS
+    assert compare(a, Measured.band(1.3, 1.05, 1.6)) == INCONCLUSIVE  # overlap: an ordering needs a gap
+    assert compare(a, Measured.exact(1.2)) == HOLDS and compare(a, Measured.exact(1.05)) == INCONCLUSIVE
+    assert rule_text(a, 1.0) == "outside error bands"
+    with pytest.raises(ValueError):
+        Measured.band(2.0, 0.0, 1.0)
+
+
+def test_exact_values_use_a_relative_tolerance():
+    x = 0.1 + 0.2
+    assert compare(Measured.exact(x), Measured.exact(0.3)) == INCONCLUSIVE  # round-off decides nothing
+    assert compare(Measured.exact(0.3), Measured.exact(x)) == INCONCLUSIVE
+    assert compare(Measured.exact(1.0), Measured.exact(1.0 + 1e-6)) == HOLDS
+    assert compare(Measured.exact(1.0), Measured.exact(1.0 + 1e-6), rtol=1e-3) == INCONCLUSIVE
+    assert compare(Measured.exact(2.0), Measured.exact(1.0)) == FAILS
+    assert rule_text(Measured.exact(1), Measured.exact(2)) == "exact"
+
+
+def test_diverged_runs():
+    diverged = Measured.from_seeds([math.inf, 1.0])
+    ok = Measured.from_seeds(seeds(3.0, 0.5))
+    assert compare(ok, diverged) == HOLDS and compare(diverged, ok) == FAILS
+    assert compare(diverged, Measured(math.inf)) == INCONCLUSIVE
+    assert compare(Measured(math.nan), ok) == INCONCLUSIVE
+    assert diverged.text() == "diverged"
+
+
+@given(
+    a=st.floats(-1e3, 1e3),
+    b=st.floats(-1e3, 1e3),
+    sa=st.floats(1e-3, 10),
+    sb=st.floats(1e-3, 10),
+)
+def test_rule_is_antisymmetric(a, b, sa, sb):
+    x, y = Measured(a, sa, 3), Measured(b, sb, 3)
+    swap = {HOLDS: FAILS, FAILS: HOLDS, INCONCLUSIVE: INCONCLUSIVE}
+    assert compare(y, x) == swap[compare(x, y)]
+    if abs(a - b) <= 2 * max(sa, sb):
+        assert compare(x, y) == INCONCLUSIVE
+
+
+def test_text_of_a_measurement():
+    assert Measured.from_seeds([1.0, 1.01, 1.02]).text() == "1.010 ± 0.010"
+    assert Measured.band(1.234, 1.1, 1.4).text() == "1.23 [1.10, 1.40]"
+    assert Measured.exact(2.5).text() == "2.50"
+    assert Measured(2.5).text() == "2.50 (1 seed)"
+
+
+def test_claims_table_and_not_run():
+    values = {"adam": Measured.from_seeds(seeds(1.0, 0.01)), "sgd": Measured.from_seeds(seeds(2.0, 0.01))}
+    claims = [
+        Claim("Adam beats SGD", "adam", "sgd", "Figure 1"),
+        Claim("Adam beats AdaSGD", "adam", "adasgd"),
+    ]
+    table = claims_table(values, claims, scale="ci", page="gpt2_figure1", labels={"adam": "Adam"})
+    assert list(table.columns) == list(VERDICT_COLUMNS)
+    assert table["verdict"].tolist() == [HOLDS, NOT_RUN]
+    assert table.loc[0, "ours"] == "Adam 1.000 ± 0.010 vs sgd 2.000 ± 0.010"
+    assert set(table["scale"]) == {"ci"} and set(table["page"]) == {"gpt2_figure1"}
+
+
+def test_save_verdicts_checks_columns_and_words(tmp_path):
+    rows = [verdict_row("bound holds on every instance", HOLDS, ours="20/20", scale="ci", page="x")]
+    path = save_verdicts(pd.DataFrame(rows), tmp_path)
+    assert path == tmp_path / "verdicts.csv"
+    assert pd.read_csv(path)["verdict"].tolist() == [HOLDS]
+    assert (tmp_path / "verdicts.csv.provenance.json").exists()
+    with pytest.raises(ValueError, match="missing"):
+        save_verdicts(pd.DataFrame({"claim": ["x"]}), tmp_path)
+    with pytest.raises(ValueError, match="must be among"):
+        save_verdicts(pd.DataFrame([dict(rows[0], verdict="agree")]), tmp_path)
+    with pytest.raises(ValueError):
+        verdict_row("x", "maybe", ours="", scale="ci")
