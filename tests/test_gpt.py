@@ -1,12 +1,12 @@
 """GPT-2 model (adamlinf.models.gpt): shapes, GPT-2 init, loss at init, the two attention paths
 (flash == math; math supports double backward and forward-mode AD for Hessian-vector products)."""
+
 import math
 
 import pytest
 import torch
 
 from adamlinf.models import GPT, GPTConfig, build
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,7 +102,7 @@ def test_math_attention_hessian_vector_products():
     # reverse over reverse
     leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
     grads = torch.autograd.grad(loss(leaves), [leaves[n] for n in names], create_graph=True)
-    dot = sum((gr * v[n]).sum() for gr, n in zip(grads, names))
+    dot = sum((gr * v[n]).sum() for gr, n in zip(grads, names, strict=True))
     hv_rr = torch.autograd.grad(dot, [leaves[n] for n in names])
     # forward over reverse
     _, hv_fr = torch.func.jvp(torch.func.grad(loss), (params,), (v,))
@@ -133,3 +133,10 @@ def test_config_validation_and_build():
     with torch.device("meta"):
         big = build({"kind": "gpt", "preset": "gpt2_124m", "block_size": 256})
     assert big.config.n_layer == 12 and big.config.block_size == 256
+
+
+def test_unknown_gpt_key_is_named():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['n_layers'\] in a model spec of kind 'gpt'"):
+        build({"kind": "gpt", **TINY, "n_layers": 2})
+    with pytest.raises(ValueError, match="unknown GPT preset"):
+        build({"kind": "gpt", "preset": "gpt3"})

@@ -1,7 +1,10 @@
 """CIFAR-10 loading (through torchvision, md5 check skipped only for tiny hand-made sets), the
 seeded tensor augmentation, the image task's batches and evaluation, and the digits stand-in."""
+
 import math
 import pickle
+import socket
+import tarfile
 
 import numpy as np
 import pytest
@@ -9,19 +12,31 @@ import torch
 from torch import nn
 from torchvision.datasets import CIFAR10
 
-from adamlinf.data import Task
+from adamlinf.data import DataFormatError, Task
 from adamlinf.data import build_task as build_any_task
-from adamlinf.data.images import (CIFAR10NoMD5, ImageTask, build_task, load_cifar10,
-                                  load_digits_images, random_crop_flip, write_cifar10_format)
-
+from adamlinf.data.images import (
+    CIFAR10NoMD5,
+    ImageTask,
+    build_task,
+    load_cifar10,
+    load_digits_images,
+    main,
+    prepare_cifar10,
+    random_crop_flip,
+    write_cifar10_format,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_arrays(n_train=20, n_test=10, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (n_train, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n_train),
-            rng.integers(0, 256, (n_test, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, n_test))
+    return (
+        rng.integers(0, 256, (n_train, 3, 32, 32), dtype=np.uint8),
+        rng.integers(0, 10, n_train),
+        rng.integers(0, 256, (n_test, 3, 32, 32), dtype=np.uint8),
+        rng.integers(0, 10, n_test),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +76,16 @@ def test_md5_check_is_the_only_change(tiny_cifar):
     root, _ = tiny_cifar
     with pytest.raises(RuntimeError, match="corrupted"):  # the stock class checks the md5
         CIFAR10(str(root), train=True)
-    with pytest.raises(RuntimeError, match="corrupted"):
+    with pytest.raises(DataFormatError, match="md5 differs"):  # ours names the files instead
         load_cifar10(root, verify_md5=True)
     own = {k for k in vars(CIFAR10NoMD5) if not k.startswith("__")}
     assert own == {"train_list", "test_list", "meta"}
     assert [n for n, _ in CIFAR10NoMD5.train_list] == [n for n, _ in CIFAR10.train_list]
     assert [n for n, _ in CIFAR10NoMD5.test_list] == [n for n, _ in CIFAR10.test_list]
     assert all(md5 is None for _, md5 in CIFAR10NoMD5.train_list + CIFAR10NoMD5.test_list)
-    assert {k: v for k, v in CIFAR10NoMD5.meta.items() if k != "md5"} == \
-        {k: v for k, v in CIFAR10.meta.items() if k != "md5"} and CIFAR10NoMD5.meta["md5"] is None
+    assert {k: v for k, v in CIFAR10NoMD5.meta.items() if k != "md5"} == {
+        k: v for k, v in CIFAR10.meta.items() if k != "md5"
+    } and CIFAR10NoMD5.meta["md5"] is None
     assert CIFAR10NoMD5.base_folder == CIFAR10.base_folder
 
 
@@ -77,8 +93,9 @@ def test_missing_data_gives_instructions(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         load_cifar10(tmp_path)
     msg = str(err.value)
-    assert "download=True" in msg and "cifar-10-batches-py" in msg and "cifar-10-python.tar.gz" in msg
-    with pytest.raises(FileNotFoundError, match="download=True"):
+    assert "cifar-10-batches-py" in msg and "cifar-10-python.tar.gz" in msg
+    assert f"python -m adamlinf.data.images cifar10 --archive cifar-10-python.tar.gz --root {tmp_path}" in msg
+    with pytest.raises(FileNotFoundError, match="python -m adamlinf.data.images cifar10"):
         build_any_task({"kind": "cifar10", "root": str(tmp_path), "batch_size": 4})
     # a partial copy names what is missing
     write_cifar10_format(tmp_path, *_tiny_arrays())
@@ -101,9 +118,15 @@ def test_augmentation_is_a_crop_of_the_zero_padded_image_possibly_flipped():
     padded = torch.nn.functional.pad(x, (p, p, p, p))
     shifts, flips = set(), 0
     for n in range(len(x)):
-        matches = [(dy, dx, fl) for dy in range(2 * p + 1) for dx in range(2 * p + 1) for fl in (0, 1)
-                   if torch.equal(out[n], (lambda win: win.flip(-1) if fl else win)(
-                       padded[n, :, dy:dy + 6, dx:dx + 5]))]
+        matches = [
+            (dy, dx, fl)
+            for dy in range(2 * p + 1)
+            for dx in range(2 * p + 1)
+            for fl in (0, 1)
+            if torch.equal(
+                out[n], (lambda win: win.flip(-1) if fl else win)(padded[n, :, dy : dy + 6, dx : dx + 5])
+            )
+        ]
         assert len(matches) == 1, n  # exactly one (offset, flip) explains the output
         shifts.add(matches[0][:2])
         flips += matches[0][2]
@@ -128,8 +151,9 @@ def _task(**kw):
     trx, try_, tex, tey = _tiny_arrays(n_train=24, n_test=10)
     args = dict(batch_size=4, seed=0, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     args.update(kw)
-    return ImageTask(torch.from_numpy(trx), torch.from_numpy(try_), torch.from_numpy(tex),
-                     torch.from_numpy(tey), **args)
+    return ImageTask(
+        torch.from_numpy(trx), torch.from_numpy(try_), torch.from_numpy(tex), torch.from_numpy(tey), **args
+    )
 
 
 def test_batches_are_deterministic_and_sample_epochs_without_replacement():
@@ -182,13 +206,17 @@ def test_evaluate_on_a_hand_checkable_model():
     lse = torch.logsumexp(z, 0).item()
 
     def expected(labels):
-        return float(np.mean([lse - z[c].item() for c in labels.tolist()])), (labels == 9).float().mean().item()
+        return float(np.mean([lse - z[c].item() for c in labels.tolist()])), (
+            labels == 9
+        ).float().mean().item()
 
     assert len(t.train_eval_y) == len(t.test_y) == 10  # training subset the size of the test set
     loss, acc = expected(t.test_y)
     assert res["test_loss"] == pytest.approx(loss, rel=1e-6) and res["test_acc"] == pytest.approx(acc)
     loss, acc = expected(t.train_eval_y)
-    assert res["train_eval_loss"] == pytest.approx(loss, rel=1e-6) and res["train_eval_acc"] == pytest.approx(acc)
+    assert res["train_eval_loss"] == pytest.approx(loss, rel=1e-6) and res["train_eval_acc"] == pytest.approx(
+        acc
+    )
     assert res["val_loss"] == res["test_loss"]
     uniform = t.evaluate(ConstantLogits(torch.zeros(10)), "cpu")
     assert uniform["test_loss"] == pytest.approx(math.log(10), rel=1e-6)
@@ -251,3 +279,79 @@ def test_build_task_validates():
         build_task(kind="cifar10", source="digits", batch_size=4, crop=3)
     with pytest.raises(ValueError, match="source"):
         build_task(kind="cifar10", source="mnist", batch_size=4)
+
+
+def test_bad_values_name_the_field():
+    for key, value in (
+        ("seed", "x"),
+        ("batch_size", "4"),
+        ("grad_accum", 0),
+        ("padding", -1),
+        ("eval_batch_size", 2.0),
+    ):
+        spec = {"kind": "cifar10", "source": "digits", "batch_size": 4, key: value}
+        with pytest.raises(ValueError, match=rf"ImageTask\.{key} must be an integer"):
+            build_any_task(spec)
+    with pytest.raises(ValueError, match="image_size must be a non-negative integer"):
+        build_task(kind="cifar10", source="digits", batch_size=4, image_size="16")
+
+
+# ----------------------------------------------------------------------------------------------
+# damaged CIFAR-10 files: the message names the file and the command, not "download=True"
+# ----------------------------------------------------------------------------------------------
+@pytest.fixture
+def damaged(tmp_path):
+    write_cifar10_format(tmp_path, *_tiny_arrays())
+    folder = tmp_path / "cifar-10-batches-py"
+    (folder / "data_batch_2").write_bytes(b"garbage" * 10)
+    return tmp_path, folder
+
+
+def test_garbage_cifar_file_is_named_with_the_command(damaged):
+    root, folder = damaged
+    with pytest.raises(pickle.UnpicklingError):  # what torchvision alone gives
+        CIFAR10NoMD5(str(root), train=True)
+    with pytest.raises(DataFormatError) as err:
+        load_cifar10(root, verify_md5=False)
+    msg = str(err.value)
+    assert f"{folder / 'data_batch_2'} is not a readable CIFAR-10 pickle" in msg
+    assert f"python -m adamlinf.data.images cifar10 --archive cifar-10-python.tar.gz --root {root}" in msg
+    assert "download=True" not in msg
+    with pytest.raises(DataFormatError, match="data_batch_2"):
+        build_any_task({"kind": "cifar10", "root": str(root), "batch_size": 4, "verify_md5": False})
+    with open(folder / "data_batch_2", "wb") as f:  # a pickle, but not CIFAR-10's
+        pickle.dump({"images": []}, f)
+    with pytest.raises(
+        DataFormatError, match=r"data_batch_2 lacks the CIFAR-10 key\(s\) \['data', 'labels'\]"
+    ):
+        load_cifar10(root, verify_md5=False)
+
+
+def test_md5_mismatch_names_the_files(damaged):
+    root, folder = damaged
+    with pytest.raises(RuntimeError, match="download=True"):  # what torchvision alone says
+        CIFAR10(str(root), train=True)
+    with pytest.raises(DataFormatError) as err:
+        load_cifar10(root)
+    msg = str(err.value)
+    assert str(folder / "data_batch_2") in msg and str(folder / "batches.meta") in msg
+    assert "md5 differs" in msg and "verify_md5=False" in msg and "--archive" in msg
+
+
+def test_prepare_from_a_local_archive_and_offline_refusal(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "src"
+    write_cifar10_format(src, *_tiny_arrays())
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    # the archive is extracted; the tiny set is not the official one, so the md5 check refuses it
+    with pytest.raises(DataFormatError, match="md5 differs"):
+        prepare_cifar10(tmp_path / "data", archive)
+    data = load_cifar10(tmp_path / "data", verify_md5=False)
+    assert data["train_x"].shape == (20, 3, 32, 32)
+    assert main(["cifar10", "--root", str(tmp_path / "x"), "--archive", str(tmp_path / "nope.tar.gz")]) == 2
+    assert "nope.tar.gz does not exist" in capsys.readouterr().err
+    monkeypatch.setenv("ADAMLINF_OFFLINE", "1")
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("network attempted"))
+    with pytest.raises(FileNotFoundError, match="offline mode is set"):
+        prepare_cifar10(tmp_path / "y")

@@ -1,5 +1,6 @@
 """ResNet18 for 32x32 inputs (Section 4.3): torchvision's ResNet18 with the CIFAR stem, no
 max-pool, BatchNorm without running statistics, and the scaled-down ``ci`` relatives."""
+
 import pytest
 import torch
 import torchvision
@@ -7,7 +8,6 @@ from torch import nn
 
 from adamlinf.models import build as build_model
 from adamlinf.models.resnet import CifarResNet, ResNetConfig, build, resnet18_cifar
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,7 +26,13 @@ def test_resnet18_shapes_and_size(full):
 
 def test_stem_and_maxpool_adapted(full):
     c = full.conv1
-    assert (c.kernel_size, c.stride, c.padding, c.in_channels, c.out_channels) == ((3, 3), (1, 1), (1, 1), 3, 64)
+    assert (c.kernel_size, c.stride, c.padding, c.in_channels, c.out_channels) == (
+        (3, 3),
+        (1, 1),
+        (1, 1),
+        3,
+        64,
+    )
     assert c.bias is None
     assert isinstance(full.maxpool, nn.Identity)
     assert full.fc.out_features == 10
@@ -43,8 +49,9 @@ def test_stem_and_maxpool_adapted(full):
 def test_same_network_as_torchvision_resnet18_with_cifar_stem(full):
     """Our model = torchvision.models.resnet18 with the stem replaced and the max-pool removed:
     identical parameter names/shapes (except the stem) and identical outputs with its weights."""
-    ref = torchvision.models.resnet18(num_classes=10,
-                                      norm_layer=lambda c: nn.BatchNorm2d(c, track_running_stats=False))
+    ref = torchvision.models.resnet18(
+        num_classes=10, norm_layer=lambda c: nn.BatchNorm2d(c, track_running_stats=False)
+    )
     ref_sd = ref.state_dict()
     ours = full.state_dict()
     assert set(ref_sd) == set(ours)
@@ -78,7 +85,12 @@ def test_batchnorm_uses_batch_statistics_everywhere(full):
 def test_width_and_blocks_options():
     m = resnet18_cifar(width=8, blocks=(1, 2, 1, 1))
     assert [len(layer) for layer in (m.layer1, m.layer2, m.layer3, m.layer4)] == [1, 2, 1, 1]
-    assert [layer[0].conv1.out_channels for layer in (m.layer1, m.layer2, m.layer3, m.layer4)] == [8, 16, 32, 64]
+    assert [layer[0].conv1.out_channels for layer in (m.layer1, m.layer2, m.layer3, m.layer4)] == [
+        8,
+        16,
+        32,
+        64,
+    ]
     assert m.fc.in_features == 64
     assert m(torch.randn(3, 3, 16, 16)).shape == (3, 10)  # any input size (global average pool)
     assert isinstance(m, CifarResNet) and isinstance(m, torchvision.models.resnet.ResNet)
@@ -87,15 +99,16 @@ def test_width_and_blocks_options():
 def test_seed_and_build_dispatch():
     a = build(kind="resnet18", width=4, blocks=[1, 1, 1, 1], seed=3)
     b = build_model({"kind": "resnet18", "width": 4, "blocks": [1, 1, 1, 1], "seed": 3})
-    for p, q in zip(a.parameters(), b.parameters()):
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)
     c = build(width=4, blocks=[1, 1, 1, 1], seed=4)
     assert not torch.equal(a.conv1.weight, c.conv1.weight)
     assert b.adamlinf_spec["kind"] == "resnet18"
 
 
-@pytest.mark.parametrize("kwargs", [dict(width=0), dict(blocks=(2, 2, 2)), dict(blocks=(1, 0, 1, 1)),
-                                    dict(num_classes=0)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(width=0), dict(blocks=(2, 2, 2)), dict(blocks=(1, 0, 1, 1)), dict(num_classes=0)]
+)
 def test_bad_config_raises(kwargs):
     with pytest.raises(ValueError):
         ResNetConfig(**kwargs)
@@ -106,3 +119,18 @@ def test_build_rejects_unknown_keys():
         build(kind="resnet18", depth=18)
     with pytest.raises(ValueError, match="resnet18"):
         build(kind="gpt")
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(blocks=3), "blocks"),
+        (dict(width="a"), "width"),
+        (dict(blocks=(2, 2, 2, 1.5)), "blocks"),
+        (dict(num_classes=True), "num_classes"),
+        (dict(seed="x"), "seed"),
+    ],
+)
+def test_bad_values_name_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        build(kind="resnet18", **kwargs)

@@ -5,8 +5,10 @@
     build({"kind": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "vocab_size": 256, "block_size": 128})
     build({"kind": "resnet18", ...})   # keyword arguments of adamlinf.models.resnet.build
 """
+
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import torch.nn as nn
@@ -26,6 +28,15 @@ def build(spec: dict) -> nn.Module:
     * ``"resnet18"``: ``adamlinf.models.resnet.build(**config)`` (imported lazily).
 
     The spec is kept on the model as ``model.adamlinf_spec`` so checkpoints can rebuild it.
+
+    Args:
+        spec: the model as data.
+
+    Returns:
+        The model (initialised from the global torch RNG).
+
+    Raises:
+        ValueError: an unknown kind, preset or key, or a bad value (the message names the field).
     """
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ValueError(f"model spec must be a dict with a 'kind' key (one of {MODEL_KINDS}), got {spec!r}")
@@ -33,6 +44,12 @@ def build(spec: dict) -> nn.Module:
     kind = spec["kind"]
     if kind == "gpt":
         preset = config.pop("preset", None)
+        unknown = sorted(set(config) - {f.name for f in dataclasses.fields(GPTConfig)})
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} in a model spec of kind 'gpt'; allowed: "
+                f"{sorted(f.name for f in dataclasses.fields(GPTConfig))} and 'preset'"
+            )
         if preset is None:
             cfg = GPTConfig(**config)
         elif preset == "gpt2_124m":

@@ -1,7 +1,7 @@
 """GPT-2 in the nanoGPT style: the model of the paper's Section 4.2 (Figures 1 and 3, Table 2).
 
 One readable file, after nanoGPT's ``model.py`` {cite}`karpathy2022nanogpt` and GPT-2
-{cite}`radford2019language`, with the settings of the paper's runs (VERIFIED code, PAPER_MATH.md §5):
+{cite}`radford2019language`, with the settings of the paper's runs (Section 4.2; VERIFIED against its code):
 no biases, tied token embedding / output head, learned position embeddings, pre-LayerNorm blocks,
 GELU MLP of width 4·n_embd, vocabulary 50304 (50257 padded to a multiple of 64) at 124M.
 
@@ -24,6 +24,7 @@ Parameter names follow nanoGPT (``transformer.h.{i}.attn.c_attn.weight`` of shap
 (3·n_embd, n_embd) holding Q, K, V stacked, ``c_proj`` for output projections) because the per-head
 partition of :mod:`adamlinf.partitions` and the App. D.1 rotation split are defined on them.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,20 +62,27 @@ class GPTConfig:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {self.attention!r}")
 
     @classmethod
-    def gpt2_124m(cls, **overrides) -> "GPTConfig":
-        """GPT-2 small as trained in the paper: vocab 50304, 12 layers, 12 heads, width 768,
-        context 1024 (VERIFIED code, PAPER_MATH.md §5)."""
+    def gpt2_124m(cls, **overrides) -> GPTConfig:
+        """GPT-2 small as trained in the paper.
+
+        Vocabulary 50304, 12 layers, 12 heads, width 768, context 1024 (Section 4.2; VERIFIED
+        against the paper's code).
+        """
         kw = dict(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768)
         kw.update(overrides)
         return cls(**kw)
 
     def to_dict(self) -> dict:
+        """The configuration as a plain dict."""
         return asdict(self)
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention; ``c_attn`` maps x to [Q; K; V] (rows 0..C-1 are Q, head h
-    owning rows h·d_head..(h+1)·d_head-1 of each of Q, K, V), ``c_proj`` maps heads back."""
+    """Multi-head causal self-attention.
+
+    ``c_attn`` maps x to [Q; K; V] (rows 0..C-1 are Q, head h
+    owning rows h·d_head..(h+1)·d_head-1 of each of Q, K, V), ``c_proj`` maps heads back.
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -90,13 +98,15 @@ class CausalSelfAttention(nn.Module):
         self.register_buffer("causal_mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Attn(Q, K, V) of ``x`` (B, T, C), projected back to (B, T, C)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, n_head, T, d_head)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.attention == "flash":
             y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
         else:  # "math": softmax(Q K^T / sqrt(d) + M) V, differentiable to any order
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
             att = att.masked_fill(~self.causal_mask[:T, :T], float("-inf"))
@@ -107,6 +117,8 @@ class CausalSelfAttention(nn.Module):
 
 
 class MLP(nn.Module):
+    """GELU MLP of width 4·n_embd without biases."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
@@ -114,6 +126,7 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
+        """c_proj(GELU(c_fc(x)))."""
         return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
 
 
@@ -128,26 +141,32 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x):
+        """Residual attention, then residual MLP: x + Attn(LN(x)), then + MLP(LN(·))."""
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
-    """GPT-2 language model. ``forward(idx, targets=None) -> (logits, loss)`` with logits of shape
-    (B, T, vocab) and loss the mean next-token cross entropy (``None`` without targets)."""
+    """GPT-2 language model.
+
+    ``forward(idx, targets=None) -> (logits, loss)`` with logits of shape
+    (B, T, vocab) and loss the mean next-token cross entropy (``None`` without targets).
+    """
 
     def __init__(self, config: GPTConfig):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise ValueError(f"GPT needs a GPTConfig, got {type(config).__name__}")
         self.config = config
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd, bias=False),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                wpe=nn.Embedding(config.block_size, config.n_embd),
+                drop=nn.Dropout(config.dropout),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                ln_f=nn.LayerNorm(config.n_embd, bias=False),
+            )
+        )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
         self.apply(self._init_weights)
@@ -162,9 +181,12 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     # -- attention path -------------------------------------------------------------------------
-    def set_attention(self, kind: str) -> "GPT":
-        """Switch every block to the ``"flash"`` or ``"math"`` attention path (same function; only
-        ``"math"`` supports double backward / forward-mode AD). Returns ``self``."""
+    def set_attention(self, kind: str) -> GPT:
+        """Switch every block to the ``"flash"`` or ``"math"`` attention path and return ``self``.
+
+        Both compute the same function; only ``"math"`` supports double backward and forward-mode
+        AD.
+        """
         if kind not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}")
         self.config.attention = kind
@@ -174,6 +196,7 @@ class GPT(nn.Module):
 
     # -- forward --------------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        """``(logits, loss)`` of token ids ``idx`` (B, T); ``loss`` is ``None`` without targets."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
@@ -184,28 +207,36 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                   ignore_index=-1)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
     # -- accounting -----------------------------------------------------------------------------
     def num_params(self, non_embedding: bool = True) -> int:
-        """Number of parameters (tied weights counted once). With ``non_embedding`` the position
-        embeddings are left out, as nanoGPT reports (the token embedding is the output head)."""
+        """Number of parameters (tied weights counted once).
+
+        With ``non_embedding`` the position
+        embeddings are left out, as nanoGPT reports (the token embedding is the output head).
+        """
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             n -= self.transformer.wpe.weight.numel()
         return n
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token (forward + backward) of the PaLM appendix B estimate used by
-        nanoGPT: 6·N + 12·n_layer·n_embd·T (matmuls of the weights plus attention scores)."""
+        """Training FLOPs per token (forward + backward).
+
+        The PaLM appendix B estimate used by nanoGPT: 6·N + 12·n_layer·n_embd·T (matmuls of the
+        weights plus attention scores).
+        """
         cfg = self.config
         return 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
     def estimate_mfu(self, tokens_per_iter: float, dt: float, peak_flops: float = 989e12) -> float:
-        """Model FLOPs utilisation: achieved FLOP/s (``flops_per_token · tokens_per_iter / dt``)
-        over ``peak_flops`` (default: H100/H200 dense bf16, 989 TFLOP/s; A100: 312e12)."""
+        """Model FLOPs utilisation.
+
+        Achieved FLOP/s (``flops_per_token · tokens_per_iter / dt``)
+        over ``peak_flops`` (default: H100/H200 dense bf16, 989 TFLOP/s; A100: 312e12).
+        """
         if dt <= 0:
             raise ValueError(f"dt must be positive, got {dt}")
         return self.flops_per_token() * tokens_per_iter / dt / peak_flops

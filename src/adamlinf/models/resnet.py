@@ -25,15 +25,22 @@ keeps the architecture (stem, four stages of ``BasicBlock``s with strides 1, 2, 
 (ResNet18: ``(2, 2, 2, 2)``). ``ResNetConfig()`` is exactly the ResNet18 CIFAR variant. The
 network accepts any input size (global average pooling), e.g. 16x16 images at ``ci``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.models.resnet import BasicBlock, ResNet
 
 __all__ = ["ResNetConfig", "CifarResNet", "resnet18_cifar", "build", "batchnorm_layer"]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def batchnorm_layer(num_features: int) -> nn.BatchNorm2d:
@@ -61,17 +68,27 @@ class ResNetConfig:
     zero_init_residual: bool = False
 
     def __post_init__(self):
-        self.blocks = tuple(int(b) for b in self.blocks)
-        if len(self.blocks) != 4 or any(b < 1 for b in self.blocks):
-            raise ValueError(f"blocks must be four positive integers (blocks per stage), got {self.blocks}")
+        blocks = self.blocks
+        if (
+            not isinstance(blocks, (tuple, list))
+            or len(blocks) != 4
+            or not all(_is_int(b) and b >= 1 for b in blocks)
+        ):
+            raise ValueError(
+                f"ResNetConfig.blocks must be four positive integers (blocks per stage), got {blocks!r}"
+            )
+        self.blocks = tuple(int(b) for b in blocks)
         for name in ("num_classes", "width", "in_channels"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"ResNetConfig.{name} must be a positive integer, got {value!r}")
 
 
 class CifarResNet(ResNet):
-    """torchvision's ``ResNet`` with the CIFAR stem (3x3 stride-1 conv, no max-pool), a width
-    multiplier and BatchNorm without running statistics.
+    """torchvision's ``ResNet`` with the CIFAR stem, a width multiplier and batch-statistics BN.
+
+    The CIFAR stem: a 3x3 stride-1 convolution and no max-pool. BatchNorm keeps no running
+    statistics.
 
     It reuses torchvision's ``BasicBlock``, ``ResNet._make_layer`` and ``ResNet.forward``;
     only ``__init__`` differs (torchvision hard-codes the 7x7 stem, the max-pool and the
@@ -109,18 +126,31 @@ class CifarResNet(ResNet):
                     nn.init.constant_(m.bn2.weight, 0)
 
 
-def resnet18_cifar(num_classes: int = 10, *, width: int = 64, blocks=(2, 2, 2, 2),
-                   in_channels: int = 3, zero_init_residual: bool = False,
-                   seed: int | None = None) -> CifarResNet:
+def resnet18_cifar(
+    num_classes: int = 10,
+    *,
+    width: int = 64,
+    blocks=(2, 2, 2, 2),
+    in_channels: int = 3,
+    zero_init_residual: bool = False,
+    seed: int | None = None,
+) -> CifarResNet:
     """The CIFAR variant of ResNet18 (``width=64, blocks=(2,2,2,2)``) or a scaled-down relative.
 
     ``seed``: if given, the initial weights are drawn from ``torch.manual_seed(seed)``'s stream
     inside a forked RNG state (the global RNG is left untouched).
     """
-    cfg = ResNetConfig(num_classes=num_classes, width=width, blocks=tuple(blocks),
-                       in_channels=in_channels, zero_init_residual=zero_init_residual)
+    cfg = ResNetConfig(
+        num_classes=num_classes,
+        width=width,
+        blocks=blocks,
+        in_channels=in_channels,
+        zero_init_residual=zero_init_residual,
+    )
     if seed is None:
         return CifarResNet(cfg)
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         return CifarResNet(cfg)
@@ -145,12 +175,12 @@ def build(**spec) -> CifarResNet:
 
 
 def train_flops_per_image(image_size: int = 32, **spec) -> float:
-    """Training FLOPs per image of the network ``build(**spec)`` at ``image_size``: the forward
-    FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and the linear
-    layer; BatchNorm/ReLU/pooling are negligible) times 3 (forward + backward, the usual rule).
-    ResNet18 (CIFAR variant) at 32x32: about 3.3 GFLOP per image."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """Training FLOPs per image of the network ``build(**spec)`` at ``image_size``.
 
+    The forward FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and the linear
+    layer; BatchNorm/ReLU/pooling are negligible) times 3 (forward + backward, the usual rule).
+    ResNet18 (CIFAR variant) at 32x32: about 3.3 GFLOP per image.
+    """
     model = build(**spec)
     x = torch.zeros(2, model.config.in_channels, image_size, image_size)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
