@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from adamlinf import experiments as ex
+from adamlinf import runs
 from adamlinf.data import text
 
 
@@ -24,13 +25,13 @@ def pydoc_ready():
 def tiny(optimizer="adam", lr=1e-2, **train):
     kw = dict(max_iters=6, warmup_iters=1, eval_interval=3, progress=False)
     kw.update(train)
-    return ex.lm_spec(dataset="pydoc", n_layer=1, n_head=2, n_embd=8, block_size=8, batch_size=2,
+    return runs.lm_spec(dataset="pydoc", n_layer=1, n_head=2, n_embd=8, block_size=8, batch_size=2,
                       eval_iters=1, optimizer=optimizer, lr=lr, **kw)
 
 
 def test_run_specs_end_to_end_skips_and_resumes(tmp_path, pydoc_ready, monkeypatch):
     specs = {"adam": tiny("adam", tags={"setting": "default"}), "rot": tiny("rotated_adam")}
-    df = ex.run_specs(specs, tmp_path)
+    df = runs.run_specs(specs, tmp_path)
     assert set(df.run) == {"adam", "rot"}
     assert set(df.optimizer) == {"adam", "rotated_adam"}
     assert (df.lr == 1e-2).all() and "lr_t" in df.columns
@@ -39,31 +40,29 @@ def test_run_specs_end_to_end_skips_and_resumes(tmp_path, pydoc_ready, monkeypat
     # the trainer's schedule: warmup 1 then cosine from 1e-2 to 1e-3 at iteration 6
     lr_t = df[df.run == "adam"].dropna(subset=["lr_t"]).set_index("iter").lr_t
     assert lr_t[0] == pytest.approx(5e-3) and lr_t[1] == pytest.approx(1e-2)
-    assert ex.is_complete(tmp_path / "adam", specs["adam"])
+    assert runs.is_complete(tmp_path / "adam", specs["adam"])
     assert set(df.attrs["wall_time_s"]) == {"adam", "rot"}
 
     # complete runs are skipped: the trainer is not called again and the metrics come back equal
-    import adamlinf.train
-
     def boom(*a, **k):
         raise AssertionError("trainer called for a complete run")
 
-    monkeypatch.setattr(adamlinf.train, "run", boom)
-    again = ex.run_specs(specs, tmp_path)
+    monkeypatch.setattr(runs, "run", boom)
+    again = runs.run_specs(specs, tmp_path)
     pd.testing.assert_frame_equal(df.reset_index(drop=True), again.reset_index(drop=True))
     assert again.attrs["wall_time_s"] == {}
     # a changed spec is refused with on_change="error" (and would be retrained by default)
     changed = {"adam": tiny("adam", lr=2e-2)}
     with pytest.raises(ValueError, match="different spec"):
-        ex.run_specs(changed, tmp_path, on_change="error")
+        runs.run_specs(changed, tmp_path, on_change="error")
     monkeypatch.undo()
 
     # an interrupted run (stopped at iteration 3, no completion marker) is resumed by the trainer
     # and ends on the same losses as the uninterrupted one
     stopped = tiny("adam", tags={"setting": "default"}, stop_iter=3)
-    adamlinf.train.run({**{k: v for k, v in stopped.items() if k != "tags"},
-                        "train": {**stopped["train"], "out_dir": str(tmp_path / "again")}})
-    resumed = ex.run_specs({"again": specs["adam"]}, tmp_path)
+    runs.run({**{k: v for k, v in stopped.items() if k != "tags"},
+              "train": {**stopped["train"], "out_dir": str(tmp_path / "again")}})
+    resumed = runs.run_specs({"again": specs["adam"]}, tmp_path)
     a = df[df.run == "adam"].train_loss.dropna().to_numpy()
     b = resumed.train_loss.dropna().to_numpy()
     np.testing.assert_allclose(b, a, rtol=1e-6)
@@ -71,13 +70,13 @@ def test_run_specs_end_to_end_skips_and_resumes(tmp_path, pydoc_ready, monkeypat
 
 def test_lr_grid_names_and_min_lr_ratio(tmp_path, pydoc_ready):
     base = tiny("sgd", lr=0.5, min_lr=0.05, max_iters=2, eval_interval=0)
-    df = ex.lr_grid(base, {"sgd": [0.1, 0.3]}, tmp_path)
+    df = runs.lr_grid(base, {"sgd": [0.1, 0.3]}, tmp_path)
     assert sorted(df.run.unique()) == ["sgd_lr1.0e-01", "sgd_lr3.0e-01"]
-    saved = json.loads((tmp_path / "sgd_lr3.0e-01" / ex.COMPLETE_FILE).read_text())["spec"]
+    saved = json.loads((tmp_path / "sgd_lr3.0e-01" / runs.COMPLETE_FILE).read_text())["spec"]
     assert saved["train"]["lr"] == 0.3 and saved["train"]["min_lr"] == pytest.approx(0.03)
     assert df.grid.all()
     with pytest.raises(ValueError):
-        ex.lr_grid(base, {"sgd": [0.0]}, tmp_path)
+        runs.lr_grid(base, {"sgd": [0.0]}, tmp_path)
 
 
 def _synthetic():
@@ -158,18 +157,18 @@ def test_divergence_is_never_scored_on_earlier_finite_values(lr_t):
 
 def test_grad_accum_for_the_paper_batch_on_several_devices():
     # 480 sequences per step, 12 per device and micro step (the paper/nanoGPT config)
-    assert [ex.grad_accum_steps(480, 12, n) for n in (1, 2, 4, 8)] == [40, 20, 10, 5]
+    assert [runs.grad_accum_steps(480, 12, n) for n in (1, 2, 4, 8)] == [40, 20, 10, 5]
     for n in (1, 2, 4, 8):
-        assert n * ex.grad_accum_steps(480, 12, n) * 12 == 480
+        assert n * runs.grad_accum_steps(480, 12, n) * 12 == 480
     with pytest.raises(ValueError, match="not a multiple.*batch_size 10 works"):
-        ex.grad_accum_steps(480, 12, 16)  # 480 / 192 = 2.5
+        runs.grad_accum_steps(480, 12, 16)  # 480 / 192 = 2.5
     with pytest.raises(ValueError, match="not a multiple"):
-        ex.grad_accum_steps(480, 12, 3)
+        runs.grad_accum_steps(480, 12, 3)
     with pytest.raises(ValueError, match="not a multiple"):
-        ex.grad_accum_steps(16, 32, 1)  # micro batch larger than the global batch
+        runs.grad_accum_steps(16, 32, 1)  # micro batch larger than the global batch
     with pytest.raises(ValueError, match=">= 1"):
-        ex.grad_accum_steps(480, 12, 0)
-    assert ex.grad_accum_steps(16, 16, 1) == 1
+        runs.grad_accum_steps(480, 12, 0)
+    assert runs.grad_accum_steps(16, 16, 1) == 1
 
 
 def test_paper_parameters_match_the_paper():
@@ -183,8 +182,8 @@ def test_paper_parameters_match_the_paper():
     assert p["global_batch"] == 480 and p["max_iters"] == 100_000 and p["warmup_iters"] == 2000
     assert p["lr"] == 6e-4 and p["min_lr"] == 6e-5 and list(p["betas"]) == [0.9, 0.95]
     assert p["grad_clip"] == 1.0 and p["dtype"] == "bfloat16" and p["device"] == "cuda"
-    assert ex.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"]) >= 1
-    spec = ex.lm_spec(dataset=p["dataset"], vocab_size=p["vocab_size"], n_layer=p["n_layer"],
+    assert runs.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"]) >= 1
+    spec = runs.lm_spec(dataset=p["dataset"], vocab_size=p["vocab_size"], n_layer=p["n_layer"],
                       n_head=p["n_head"], n_embd=p["n_embd"], block_size=p["block_size"],
                       batch_size=p["batch_size"], lr=p["lr"])
     n_params = (ex.gpt_flops_per_token(spec["model"]) - 12 * 12 * 768 * 1024) / 6
@@ -238,7 +237,7 @@ def test_claims_table():
 
 def test_hessian_table_of_final_checkpoints(tmp_path, pydoc_ready):
     specs = {o: tiny(o, max_iters=3, eval_interval=0) for o in ("adam", "adasgd", "rotated_adam")}
-    ex.run_specs(specs, tmp_path)
+    runs.run_specs(specs, tmp_path)
     tidy = ex.hessian_table({o: tmp_path / o for o in specs}, n_probes=4, seed=0, n_batches=2,
                             lanczos_iters=8)
     assert len(tidy) == 6 and tidy.batch_digest.nunique() == 1  # one fixed batch set for all runs
@@ -251,9 +250,9 @@ def test_hessian_table_of_final_checkpoints(tmp_path, pydoc_ready):
                              spectral=False, verbose=False)
     assert again.value.iloc[0] == pytest.approx(tidy.set_index(["run", "quantity"]).loc[("adam", "l11_per_dim"), "value"])
     # a run on another data spec would be measured on other batches: refused
-    other = ex.lm_spec(dataset="pydoc", n_layer=1, n_head=2, n_embd=8, block_size=8, batch_size=3, eval_iters=1,
+    other = runs.lm_spec(dataset="pydoc", n_layer=1, n_head=2, n_embd=8, block_size=8, batch_size=3, eval_iters=1,
                        optimizer="adam", lr=1e-2, max_iters=1, eval_interval=0, progress=False)
-    ex.run_specs({"other": other}, tmp_path, verbose=False)
+    runs.run_specs({"other": other}, tmp_path, verbose=False)
     with pytest.raises(ValueError, match="ONE fixed batch set"):
         ex.hessian_table({"adam": tmp_path / "adam", "other": tmp_path / "other"}, n_probes=1,
                          n_batches=1, spectral=False, verbose=False)
@@ -276,9 +275,9 @@ def test_paper_time_estimate_by_hand():
     assert m["gpu_hours_per_run"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
         ex.paper_time_estimate(tokens_per_step=1, steps=1)
-    cmd = ex.launch_command(ex.with_train(tiny(), out_dir="runs/adam"), 4)
+    cmd = runs.launch_command(runs.with_train(tiny(), out_dir="runs/adam"), 4)
     assert cmd[:3] == ["torchrun", "--standalone", "--nproc_per_node=4"]
-    assert cmd[-2:] == ["--spec", "runs/adam/spec.json"]  # the file adamlinf.train.run writes
+    assert cmd[-2:] == ["--spec", "runs/adam/spec.json"]  # the file adamlinf.runs.run writes
 
 
 def test_image_spec_sets_iterations_for_the_epochs():
@@ -286,7 +285,7 @@ def test_image_spec_sets_iterations_for_the_epochs():
     batch 256 on CIFAR-10's 50,000 images); here on the digits stand-in."""
     from adamlinf.data import build_task
 
-    spec = ex.image_spec(source="digits", batch_size=32, epochs=3, width=8, blocks=(1, 1, 1, 1),
+    spec = runs.image_spec(source="digits", batch_size=32, epochs=3, width=8, blocks=(1, 1, 1, 1),
                          image_size=16, evals_per_epoch=2, optimizer="adam", lr=1e-2, betas=(0.9, 0.99))
     n_train = build_task(spec["data"]).num_train
     assert spec["train"]["max_iters"] == round(3 * n_train / 32)
@@ -294,5 +293,5 @@ def test_image_spec_sets_iterations_for_the_epochs():
     assert spec["tags"] == {"batch_size": 32, "max_iters": spec["train"]["max_iters"]}
     assert spec["model"] == {"kind": "resnet18", "width": 8, "blocks": [1, 1, 1, 1]}
     assert spec["train"]["betas"] == [0.9, 0.99] and spec["data"]["image_size"] == 16
-    grid = ex.grid_specs(spec, {"sgd": [0.1, 1.0]}, name_fmt="bs32_{optimizer}_lr{lr:.1e}")
+    grid = runs.grid_specs(spec, {"sgd": [0.1, 1.0]}, name_fmt="bs32_{optimizer}_lr{lr:.1e}")
     assert sorted(grid) == ["bs32_sgd_lr1.0e-01", "bs32_sgd_lr1.0e00"]

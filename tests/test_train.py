@@ -11,7 +11,8 @@ import torch
 
 from adamlinf.data import DataNotFoundError
 from adamlinf.data import text
-from adamlinf.train import OPTIMIZERS, TrainConfig, build_run, load_final, lr_at, run, train
+from adamlinf.runs import run
+from adamlinf.train import OPTIMIZERS, TrainConfig, build_run, load_final, lr_at, train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -110,7 +111,7 @@ def test_exact_resume(root, tmp_path, name):
     a, b = load_final(tmp_path / "full")[0], load_final(tmp_path / "cut")[0]
     for (n, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q), n
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(ValueError, match="different spec"):
         run(spec(root, tmp_path / "cut", **{**kw, "lr": 1e-2}))
 
 

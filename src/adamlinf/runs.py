@@ -1,0 +1,757 @@
+r"""Runs of the training chapters (Section 4.2, GPT-2; Section 4.3, ResNet18): specs, run folders, launches.
+
+A *run spec* is the plain dict :func:`run` takes::
+
+    {"model": {"kind": "gpt", ...}, "data": {"kind": "lm", ...}, "train": {"optimizer": "adam", "lr": ...},
+     "tags": {...}}          # optional: extra columns of the tidy metrics, not passed to the trainer
+
+=====================================  =========================================================
+``lm_spec(...)`` / ``image_spec(...)``  a GPT language-model / ResNet18 image spec
+``with_train`` / ``scale_lr``          a copy of a spec with other training settings
+``grid_specs`` / ``lr_grid``           a learning-rate grid per optimizer (specs / trained)
+``run(spec, nproc_per_node)``          one run, in this process or under ``torchrun`` (DDP)
+``run_specs(specs, root)``             every named spec into ``root/<name>/`` -> tidy metrics
+``is_complete`` / ``load_spec``        whether a run folder holds a finished run; its spec
+``read_metrics(run_dir)``              the metrics table the trainer wrote
+``grad_accum_steps(G, B, n)``          accumulation steps for a global batch G on n devices
+``launch_command(spec, n, ...)``       the ``torchrun`` command of one run (one or several nodes)
+=====================================  =========================================================
+
+**Run folders never lose work.** :func:`run_specs` trains ``specs[name]`` in ``root/<name>/`` and
+writes ``experiment_spec.json`` there (the spec the run was started with) and, once the trainer
+reached ``max_iters``, ``experiment_complete.json``. What identifies a run is its
+*result-relevant* spec (:func:`adamlinf.train.result_spec`: the model, the data and the training
+fields that change the numbers; not the evaluation cadence, progress bar, device, compilation or
+checkpoint cadence) and its short hash :func:`spec_key`:
+
+* the same key and complete: skipped, its metrics read back;
+* the same key, not complete (stopped by ``stop_iter`` or interrupted): handed to the trainer,
+  which resumes it from its newest valid checkpoint;
+* another key: the folder (finished or not) is moved aside to ``root/<name>@<old key>/``, never
+  deleted, and the new spec is trained in ``root/<name>/``; a spec that comes back finds its
+  folder ``root/<name>@<key>/`` and moves it back (``on_change="error"`` refuses instead).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from adamlinf import train as _train
+from adamlinf.data import build_task
+
+__all__ = [
+    "SPEC_FILE",
+    "COMPLETE_FILE",
+    "OPTIMIZER_LABELS",
+    "lm_spec",
+    "image_spec",
+    "with_train",
+    "scale_lr",
+    "run_name",
+    "grid_specs",
+    "lr_grid",
+    "spec_key",
+    "is_complete",
+    "load_spec",
+    "read_metrics",
+    "run",
+    "run_specs",
+    "grad_accum_steps",
+    "launch_command",
+]
+
+SPEC_FILE = "experiment_spec.json"
+COMPLETE_FILE = "experiment_complete.json"
+
+#: How the book names the optimizers (figure legends, table rows).
+OPTIMIZER_LABELS = {
+    "adam": "Adam",
+    "adasgd": "AdaSGD",
+    "rotated_adam": "Rotated Adam",
+    "sgd": "SGD",
+    "blockwise_adam_tensor": "Blockwise Adam (per tensor)",
+    "blockwise_adam_head": "Blockwise Adam (per head)",
+    "signgd": "SignGD",
+    "rmsprop": "RMSProp",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# specs
+# --------------------------------------------------------------------------------------------
+def _check_spec(name: str, spec: Mapping) -> None:
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"spec {name!r} must be a dict, got {type(spec).__name__}")
+    missing = [k for k in ("model", "data", "train") if k not in spec]
+    if missing:
+        raise ValueError(
+            f"spec {name!r} lacks {missing}; a spec is "
+            "{'model': {...}, 'data': {...}, 'train': {...}} (+ optional 'tags')"
+        )
+    extra = set(spec) - {"model", "data", "train", "tags"}
+    if extra:
+        raise ValueError(f"spec {name!r} has unknown top-level keys {sorted(extra)}")
+    if "optimizer" not in spec["train"] or "lr" not in spec["train"]:
+        raise ValueError(f"spec {name!r}: spec['train'] needs 'optimizer' and 'lr'")
+
+
+def with_train(spec: Mapping, tags: Mapping | None = None, **train: Any) -> dict:
+    """A deep copy of ``spec`` with ``spec["train"]`` updated by ``train`` and ``tags`` merged.
+
+    Args:
+        spec: a run spec.
+        tags: extra tags, merged into ``spec["tags"]``.
+        **train: ``TrainConfig`` fields to set.
+
+    Returns:
+        The new spec (``spec`` is not modified).
+    """
+    out = copy.deepcopy(dict(spec))
+    out["train"] = {**out.get("train", {}), **train}
+    if tags:
+        out["tags"] = {**out.get("tags", {}), **tags}
+    return out
+
+
+def lm_spec(
+    *,
+    dataset: str,
+    n_layer: int,
+    n_head: int,
+    n_embd: int,
+    block_size: int,
+    batch_size: int,
+    optimizer: str = "adam",
+    lr: float,
+    vocab_size: int | None = None,
+    eval_iters: int = 10,
+    eval_batch_size: int | None = None,
+    data_seed: int = 0,
+    attention: str = "flash",
+    tags: Mapping | None = None,
+    **train: Any,
+) -> dict:
+    """A GPT language-model run spec (Section 4.2).
+
+    Args:
+        dataset: a data set of :mod:`adamlinf.data.text` (``"openwebtext"``, ``"pydoc"``, ...).
+        n_layer: transformer blocks.
+        n_head: attention heads.
+        n_embd: width.
+        block_size: context length.
+        batch_size: sequences per device and micro step (global batch = devices × ``grad_accum``
+            × ``batch_size``).
+        optimizer: a name of :data:`adamlinf.train.OPTIMIZERS`.
+        lr: peak learning rate.
+        vocab_size: vocabulary; None takes the data set's (padded to a multiple of 64).
+        eval_iters: evaluation batches per split.
+        eval_batch_size: evaluation batch size (None: ``batch_size``).
+        data_seed: seed of the batch order.
+        attention: ``"flash"`` or ``"math"``.
+        tags: extra columns of the tidy metrics.
+        **train: other ``TrainConfig`` fields.
+
+    Returns:
+        ``{"model": {"kind": "gpt", ...}, "data": {"kind": "lm", ...}, "train": {...}}``.
+    """
+    model = {
+        "kind": "gpt",
+        "n_layer": int(n_layer),
+        "n_head": int(n_head),
+        "n_embd": int(n_embd),
+        "block_size": int(block_size),
+        "attention": attention,
+    }
+    if vocab_size is not None:
+        model["vocab_size"] = int(vocab_size)
+    data = {
+        "kind": "lm",
+        "dataset": dataset,
+        "block_size": int(block_size),
+        "batch_size": int(batch_size),
+        "seed": int(data_seed),
+        "eval_iters": int(eval_iters),
+        "eval_batch_size": eval_batch_size,
+    }
+    if "betas" in train:
+        train["betas"] = [float(b) for b in train["betas"]]
+    spec = {"model": model, "data": data, "train": {"optimizer": optimizer, "lr": float(lr), **train}}
+    if tags:
+        spec["tags"] = dict(tags)
+    return spec
+
+
+def image_spec(
+    *,
+    source: str,
+    batch_size: int,
+    epochs: float,
+    width: int = 64,
+    blocks: Sequence[int] = (2, 2, 2, 2),
+    image_size: int | None = None,
+    eval_batch_size: int | None = None,
+    data_seed: int = 0,
+    evals_per_epoch: int = 2,
+    optimizer: str = "sgd",
+    lr: float = 0.1,
+    tags: Mapping | None = None,
+    **train: Any,
+) -> dict:
+    """A ResNet18 image-classification run spec (Section 4.3).
+
+    ``max_iters`` is set so that the run sees ``epochs`` passes over the training set at
+    ``batch_size`` (the paper's 20 epochs = 4000 steps at batch 256 and 1000 at batch 1024 on
+    CIFAR-10), with ``evals_per_epoch`` evaluations per epoch; it is also recorded in the tags
+    with the batch size.
+
+    Args:
+        source: ``"cifar10"`` or the ``"digits"`` stand-in.
+        batch_size: images per device and micro step.
+        epochs: passes over the training set.
+        width: channels of the first stage.
+        blocks: residual blocks per stage.
+        image_size: resize to this size (passed to the data only when given).
+        eval_batch_size: evaluation batch size (passed only when given).
+        data_seed: seed of the batch order and augmentation.
+        evals_per_epoch: evaluations per epoch.
+        optimizer: a name of :data:`adamlinf.train.OPTIMIZERS`.
+        lr: peak learning rate.
+        tags: extra columns of the tidy metrics.
+        **train: other ``TrainConfig`` fields.
+
+    Returns:
+        ``{"model": {"kind": "resnet18", ...}, "data": {"kind": "cifar10", ...}, "train": {...},
+        "tags": {...}}``.
+    """
+    data = {"kind": "cifar10", "source": source, "batch_size": int(batch_size), "seed": int(data_seed)}
+    if eval_batch_size is not None:
+        data["eval_batch_size"] = int(eval_batch_size)
+    if image_size is not None:
+        data["image_size"] = int(image_size)
+    iters = build_task(data).iters_for_epochs(epochs)
+    if "betas" in train:
+        train["betas"] = [float(b) for b in train["betas"]]
+    train = {
+        "optimizer": optimizer,
+        "lr": float(lr),
+        "max_iters": iters,
+        "eval_interval": max(1, int(iters // (epochs * evals_per_epoch))),
+        **train,
+    }
+    return {
+        "model": {"kind": "resnet18", "width": int(width), "blocks": [int(b) for b in blocks]},
+        "data": data,
+        "train": train,
+        "tags": {"batch_size": int(batch_size), "max_iters": iters, **(tags or {})},
+    }
+
+
+def run_name(optimizer: str, lr: float, fmt: str = "{optimizer}_lr{lr:.1e}") -> str:
+    """A file-system friendly run name such as ``adam_lr6.0e-04``.
+
+    Args:
+        optimizer: optimizer name.
+        lr: learning rate.
+        fmt: format with the fields ``optimizer`` and ``lr``.
+
+    Returns:
+        The name (without ``+`` signs).
+    """
+    return fmt.format(optimizer=optimizer, lr=lr).replace("+", "")
+
+
+def grid_specs(
+    base_spec: Mapping,
+    optimizers: Mapping[str, Sequence[float]],
+    *,
+    name_fmt: str = "{optimizer}_lr{lr:.1e}",
+    keep_min_lr_ratio: bool = True,
+    tags: Mapping | None = None,
+) -> dict[str, dict]:
+    """The specs of a learning-rate grid, tagged ``grid=True``.
+
+    Args:
+        base_spec: the spec every run starts from.
+        optimizers: ``{"sgd": [0.1, 0.3, 1.0], ...}``.
+        name_fmt: run names (see :func:`run_name`).
+        keep_min_lr_ratio: with a ``min_lr`` in the base spec, each run keeps the base ratio
+            ``min_lr / lr`` (nanoGPT's cosine decays to lr/10).
+        tags: extra tags.
+
+    Returns:
+        ``{name: spec}``, one per (optimizer, lr).
+
+    Raises:
+        ValueError: no optimizer, an empty list or a non-positive learning rate.
+    """
+    if not optimizers:
+        raise ValueError("optimizers must name at least one optimizer with its learning rates")
+    base_train = base_spec.get("train", {})
+    ratio = None
+    if keep_min_lr_ratio and base_train.get("min_lr") is not None and base_train.get("lr"):
+        ratio = float(base_train["min_lr"]) / float(base_train["lr"])
+    specs = {}
+    for opt, lrs in optimizers.items():
+        if not len(lrs):
+            raise ValueError(f"empty learning-rate list for {opt!r}")
+        for lr in lrs:
+            if not lr > 0:
+                raise ValueError(f"learning rates must be positive, got {lr} for {opt!r}")
+            train = {"optimizer": opt, "lr": float(lr)}
+            if ratio is not None:
+                train["min_lr"] = float(lr) * ratio
+            specs[run_name(opt, lr, name_fmt)] = with_train(
+                base_spec, tags={"grid": True, **(tags or {})}, **train
+            )
+    return specs
+
+
+def lr_grid(
+    base_spec: Mapping,
+    optimizers: Mapping[str, Sequence[float]],
+    root: str | Path,
+    *,
+    name_fmt: str = "{optimizer}_lr{lr:.1e}",
+    keep_min_lr_ratio: bool = True,
+    tags: Mapping | None = None,
+    **run_kwargs,
+) -> pd.DataFrame:
+    """Train a learning-rate grid (:func:`grid_specs`) through :func:`run_specs`.
+
+    Args:
+        base_spec: see :func:`grid_specs`.
+        optimizers: see :func:`grid_specs`.
+        root: folder of the runs.
+        name_fmt: see :func:`grid_specs`.
+        keep_min_lr_ratio: see :func:`grid_specs`.
+        tags: see :func:`grid_specs`.
+        **run_kwargs: passed to :func:`run_specs`.
+
+    Returns:
+        The tidy metrics of :func:`run_specs`.
+    """
+    specs = grid_specs(
+        base_spec, optimizers, name_fmt=name_fmt, keep_min_lr_ratio=keep_min_lr_ratio, tags=tags
+    )
+    return run_specs(specs, root, **run_kwargs)
+
+
+def scale_lr(spec: Mapping, factor: float, tags: Mapping | None = None) -> dict:
+    """``spec`` with its peak (and, if set, final) learning rate multiplied by ``factor`` (Figure 3).
+
+    Args:
+        spec: a run spec.
+        factor: positive multiplier.
+        tags: extra tags.
+
+    Returns:
+        The new spec.
+
+    Raises:
+        ValueError: a non-positive factor.
+    """
+    if not factor > 0:
+        raise ValueError(f"factor must be positive, got {factor}")
+    train = {"lr": float(spec["train"]["lr"]) * factor}
+    if spec["train"].get("min_lr") is not None:
+        train["min_lr"] = float(spec["train"]["min_lr"]) * factor
+    return with_train(spec, tags=tags, **train)
+
+
+def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1) -> int:
+    """Gradient-accumulation steps ``A`` with ``nproc_per_node · A · batch_size = global_batch``.
+
+    The paper's 480 sequences of 12 per device and micro step give A = 40, 20, 10, 5 on 1, 2, 4,
+    8 devices.
+
+    Args:
+        global_batch: samples per optimizer step.
+        batch_size: samples per device and micro step.
+        nproc_per_node: devices.
+
+    Returns:
+        A.
+
+    Raises:
+        ValueError: ``global_batch`` is not a multiple of ``batch_size · nproc_per_node`` (the
+            message names the nearest valid per-device batch size).
+    """
+    global_batch, batch_size, nproc = int(global_batch), int(batch_size), int(nproc_per_node)
+    if global_batch < 1 or batch_size < 1 or nproc < 1:
+        raise ValueError(
+            f"global_batch, batch_size and nproc_per_node must be >= 1, got "
+            f"{global_batch}, {batch_size}, {nproc}"
+        )
+    accum, rest = divmod(global_batch, batch_size * nproc)
+    if rest or accum < 1:
+        ok = [b for b in range(1, batch_size + 1) if global_batch % (b * nproc) == 0]
+        hint = f"batch_size {ok[-1]} works on {nproc} device(s)" if ok else f"{nproc} devices do not divide it"
+        raise ValueError(
+            f"global_batch={global_batch} is not a multiple of batch_size x nproc_per_node "
+            f"= {batch_size} x {nproc} = {batch_size * nproc}; {hint}"
+        )
+    return accum
+
+
+# --------------------------------------------------------------------------------------------
+# launching one run
+# --------------------------------------------------------------------------------------------
+def launch_command(
+    spec: Mapping | str | os.PathLike,
+    nproc_per_node: int,
+    *,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
+    master_addr: str | None = None,
+    master_port: int = 29500,
+    python: str | None = None,
+) -> list[str]:
+    """The ``torchrun`` command of one run.
+
+    One node: ``torchrun --standalone --nproc_per_node=N -m adamlinf.train --spec <file>``.
+    Several nodes (run the same command on every node, with its own ``node_rank``): ``--nnodes``,
+    ``--node_rank`` and either a c10d rendezvous at ``rdzv_endpoint`` (``host:port``) or the
+    static ``--master_addr``/``--master_port``. The spec file must be at the same path on every
+    node (a shared file system).
+
+    Args:
+        spec: a run spec (its file is ``<train.out_dir>/spec.json``, which :func:`run` writes) or
+            the path of a spec file.
+        nproc_per_node: processes (GPUs) per node.
+        nnodes: nodes.
+        node_rank: this node's rank, ``0 <= node_rank < nnodes``.
+        rdzv_endpoint: ``host:port`` of the c10d rendezvous (several nodes).
+        master_addr: address of node 0 (several nodes, without a rendezvous endpoint).
+        master_port: port on node 0 with ``master_addr``.
+        python: when given, ``<python> -m torch.distributed.run`` replaces ``torchrun`` (so the
+            launch uses that interpreter's environment).
+
+    Returns:
+        The command as a list of arguments.
+
+    Raises:
+        ValueError: non-positive counts, a node rank out of range, or several nodes without an
+            endpoint.
+    """
+    nproc, nnodes, node_rank = int(nproc_per_node), int(nnodes), int(node_rank)
+    if nproc < 1 or nnodes < 1:
+        raise ValueError(f"nproc_per_node and nnodes must be >= 1, got {nproc_per_node}, {nnodes}")
+    if not 0 <= node_rank < nnodes:
+        raise ValueError(f"node_rank must be in [0, nnodes={nnodes}), got {node_rank}")
+    if isinstance(spec, Mapping):
+        spec_path = f"{spec.get('train', {}).get('out_dir', '<out_dir>')}/spec.json"
+    else:
+        spec_path = str(spec)
+    head = [python, "-m", "torch.distributed.run"] if python else ["torchrun"]
+    if nnodes == 1:
+        where = ["--standalone"]
+    elif rdzv_endpoint:
+        where = [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
+                 f"--rdzv_endpoint={rdzv_endpoint}"]  # fmt: skip
+    elif master_addr:
+        where = [f"--nnodes={nnodes}", f"--node_rank={node_rank}", f"--master_addr={master_addr}",
+                 f"--master_port={int(master_port)}"]  # fmt: skip
+    else:
+        raise ValueError("several nodes need rdzv_endpoint='host:port' or master_addr='host'")
+    return head + where + [f"--nproc_per_node={nproc}", "-m", "adamlinf.train", "--spec", spec_path]
+
+
+def run(spec: Mapping, nproc_per_node: int = 1, **launch: Any) -> pd.DataFrame:
+    """Train from a run spec (see :func:`adamlinf.train.build_run`).
+
+    Args:
+        spec: ``{"model", "data", "train"}`` (``train.out_dir`` required).
+        nproc_per_node: 1 trains in this process; more writes ``<out_dir>/spec.json`` and launches
+            :func:`launch_command` (DDP: NCCL on CUDA with one GPU per process, gloo on CPU).
+        **launch: ``nnodes``, ``node_rank``, ``rdzv_endpoint``, ``master_addr``, ``master_port``
+            of :func:`launch_command`.
+
+    Returns:
+        The metrics table.
+
+    Raises:
+        RuntimeError: ``torchrun`` failed.
+    """
+    if int(nproc_per_node) < 1:
+        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
+    if nproc_per_node == 1 and int(launch.get("nnodes", 1)) == 1:
+        model, task, cfg, full = _train.build_run(spec)
+        return _train.train(model, task, cfg, spec=full)
+    if not isinstance(spec, Mapping) or "data" not in spec or "train" not in spec:
+        raise ValueError("a run spec is a dict with keys 'model', 'data' and 'train'")
+    build_task(dict(spec["data"]))  # fail fast, with the data-preparation message, if the data is missing
+    out = _train.out_dir_of(_train.TrainConfig(**spec["train"]))
+    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    cmd = launch_command(out / "spec.json", nproc_per_node, python=sys.executable, **launch)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc_per_node))))
+    proc = subprocess.run(cmd, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"torchrun exited with code {proc.returncode}: {' '.join(cmd)}")
+    return read_metrics(out)
+
+
+# --------------------------------------------------------------------------------------------
+# run folders
+# --------------------------------------------------------------------------------------------
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _trainer_spec(spec: Mapping, out_dir: Path | str = ".", progress: bool | None = None) -> dict:
+    """The spec handed to the trainer: without ``tags``, ``out_dir`` set (and ``progress``)."""
+    out = {k: copy.deepcopy(v) for k, v in spec.items() if k != "tags"}
+    out["train"]["out_dir"] = str(out_dir)
+    if progress is not None:
+        out["train"]["progress"] = progress
+    return out
+
+
+def spec_key(spec: Mapping) -> str:
+    """Short hash (12 hex digits) of the result-relevant part of a run spec.
+
+    The training fields are completed with ``TrainConfig``'s defaults first, so that writing a
+    default value out does not change the key; ``tags`` and the fields of
+    :data:`adamlinf.train.EXECUTION_FIELDS` do not count.
+
+    Args:
+        spec: a run spec.
+
+    Returns:
+        The key, e.g. ``"3f2a9c01b7de"``.
+    """
+    full = _trainer_spec(spec)
+    full["train"] = _train.TrainConfig(**full["train"]).to_dict()
+    return hashlib.sha256(_canonical(_train.result_spec(full)).encode()).hexdigest()[:12]
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """The metrics table of a run (``<run_dir>/metrics.csv``, written by the trainer).
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        One row per logged iteration (see :func:`adamlinf.train.train`).
+
+    Raises:
+        FileNotFoundError: no ``metrics.csv``.
+    """
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the run in {run_dir} has not logged anything yet")
+    return pd.read_csv(path)
+
+
+def _finished(run_dir: Path, spec: Mapping) -> bool:
+    """Whether the run's metrics reach ``max_iters`` (the trainer's final evaluation row)."""
+    try:
+        last = read_metrics(run_dir)["iter"].max()
+    except (FileNotFoundError, KeyError, pd.errors.EmptyDataError):
+        return False
+    return bool(last >= _train.TrainConfig(**_trainer_spec(spec)["train"]).max_iters)
+
+
+def is_complete(out_dir: str | Path, spec: Mapping | None = None) -> bool:
+    """Whether ``out_dir`` holds a finished run (of ``spec``'s result-relevant part, when given).
+
+    A run stopped by ``stop_iter`` or interrupted is never complete.
+
+    Args:
+        out_dir: the run folder.
+        spec: the spec the run must have been trained with (compared by :func:`spec_key`).
+
+    Returns:
+        True when the completion record exists, the metrics reach ``max_iters`` and the keys agree.
+    """
+    marker = Path(out_dir) / COMPLETE_FILE
+    if not marker.exists():
+        return False
+    saved = json.loads(marker.read_text())["spec"]
+    if spec is not None and spec_key(saved) != spec_key(spec):
+        return False
+    return _finished(Path(out_dir), saved)
+
+
+def load_spec(run_dir: str | Path) -> dict:
+    """The spec a run of :func:`run_specs` was trained with (from its completion record).
+
+    Args:
+        run_dir: the run folder.
+
+    Returns:
+        The spec.
+
+    Raises:
+        FileNotFoundError: the folder holds no completed run.
+    """
+    marker = Path(run_dir) / COMPLETE_FILE
+    if not marker.exists():
+        raise FileNotFoundError(f"{marker} not found: {run_dir} is not a completed run of run_specs")
+    return json.loads(marker.read_text())["spec"]
+
+
+def _folder_key(out: Path) -> str | None:
+    """The key of the spec a folder was started with (None: no record)."""
+    for name in (COMPLETE_FILE, SPEC_FILE):
+        path = out / name
+        if path.exists():
+            record = json.loads(path.read_text())
+            return spec_key(record["spec"] if name == COMPLETE_FILE else record)
+    return None
+
+
+def _prepare_dir(name: str, spec: Mapping, out: Path, on_change: str, verbose: bool) -> bool:
+    """True if the run must be trained; moves a folder of another spec aside (never deletes it)."""
+    key = spec_key(spec)
+    old = _folder_key(out) if out.exists() else None
+    if old is not None and old != key:  # a folder without a record is left to the trainer's own check
+        if on_change == "error":
+            raise ValueError(
+                f"run {name!r} in {out} was made with a different spec (key {old} vs {key}); "
+                "move it or pass on_change='keep'"
+            )
+        aside = out.with_name(f"{out.name}@{old or 'unknown'}")
+        n = 1
+        while aside.exists():
+            aside, n = out.with_name(f"{out.name}@{old or 'unknown'}-{n}"), n + 1
+        out.rename(aside)
+        if verbose:
+            print(f"[runs] spec of run {name!r} changed: the old run is kept in {aside.name}/", flush=True)
+    kept = out.with_name(f"{out.name}@{key}")
+    if not out.exists() and kept.exists():
+        kept.rename(out)
+        if verbose:
+            print(f"[runs] run {name!r}: reusing {kept.name}/ (made with this spec)", flush=True)
+    return not is_complete(out, spec)
+
+
+def _run_one(
+    name: str, spec: dict, out_dir: str, nproc_per_node: int, threads: int | None, progress: bool | None
+) -> tuple[str, float]:
+    """Train one spec and mark it complete when it reached ``max_iters`` (also a pool worker)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n")
+    t0 = time.perf_counter()
+    run(_trainer_spec(spec, out, progress), nproc_per_node=nproc_per_node)
+    wall = time.perf_counter() - t0
+    if _finished(out, spec):
+        record = {
+            "name": name,
+            "spec": spec,
+            "key": spec_key(spec),
+            "wall_time_s": round(wall, 3),
+            "nproc_per_node": nproc_per_node,
+            "torch_threads": torch.get_num_threads(),
+        }
+        (out / COMPLETE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    return name, wall
+
+
+def run_specs(
+    specs: Mapping[str, Mapping],
+    root: str | Path,
+    nproc_per_node: int = 1,
+    *,
+    workers: int = 1,
+    threads_per_worker: int | None = None,
+    on_change: str = "keep",
+    progress: bool | None = None,
+    verbose: bool = True,
+) -> pd.DataFrame:
+    """Run every spec ``specs[name]`` in ``root/<name>/`` and return the tidy metrics.
+
+    Complete runs of the same result-relevant spec are skipped; unfinished ones resume; a folder
+    of another spec is moved aside to ``root/<name>@<key>/`` (see the module docstring).
+    ``workers > 1`` trains that many runs at once in spawned processes, each with
+    ``threads_per_worker`` torch threads (default: CPU count // workers); on GPUs keep 1.
+
+    Args:
+        specs: ``{name: spec}``.
+        root: folder of the runs.
+        nproc_per_node: DDP processes per run (launched by :func:`run`).
+        workers: runs trained at once.
+        threads_per_worker: torch threads of each worker.
+        on_change: ``"keep"`` moves a folder of another spec aside, ``"error"`` refuses
+            (``"rerun"`` is read as ``"keep"``).
+        progress: progress bars (None: the spec's setting).
+        verbose: one line per run.
+
+    Returns:
+        The concatenated metrics (the trainer's columns, its scheduled learning rate renamed
+        ``lr_t``) with ``run``, ``optimizer``, ``lr`` (the spec's peak learning rate) and the tags
+        as extra columns; ``df.attrs["wall_time_s"]`` holds the wall times of the runs trained now
+        and ``df.attrs["run_dirs"]`` the folder of every run.
+
+    Raises:
+        ValueError: bad specs, names or arguments; a stopped run (``stop_iter``) is trained but
+            not complete, so its metrics are returned as they are.
+    """
+    on_change = "keep" if on_change == "rerun" else on_change
+    if on_change not in ("keep", "error"):
+        raise ValueError(f"on_change must be 'keep' or 'error', got {on_change!r}")
+    if int(nproc_per_node) < 1 or int(workers) < 1:
+        raise ValueError(f"nproc_per_node and workers must be >= 1, got {nproc_per_node}, {workers}")
+    if workers > 1 and nproc_per_node > 1:
+        raise ValueError(
+            "use either workers > 1 (several runs at once) or nproc_per_node > 1 "
+            "(one run on several devices), not both"
+        )
+    root = Path(root)
+    for name, spec in specs.items():
+        _check_spec(name, spec)
+        if not name or os.sep in name or name.startswith(".") or "@" in name:
+            raise ValueError(f"bad run name {name!r}")
+    todo = [name for name, spec in specs.items() if _prepare_dir(name, spec, root / name, on_change, verbose)]
+    if verbose:
+        print(f"[runs] {len(todo)} run(s) to train, {len(specs) - len(todo)} complete in {root}", flush=True)
+    walls: dict[str, float] = {}
+    if todo and workers == 1:
+        for name in todo:
+            _, walls[name] = _run_one(
+                name, dict(specs[name]), str(root / name), int(nproc_per_node), threads_per_worker, progress
+            )
+            if verbose:
+                print(f"[runs] {name}: {walls[name]:.1f} s", flush=True)
+    elif todo:
+        threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+        show = False if progress is None else progress
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futures = [
+                pool.submit(_run_one, name, dict(specs[name]), str(root / name), 1, threads, show) for name in todo
+            ]
+            for fut in futures:
+                name, walls[name] = fut.result()
+                if verbose:
+                    print(f"[runs] {name}: {walls[name]:.1f} s (worker)", flush=True)
+    frames = []
+    for name, spec in specs.items():
+        df = read_metrics(root / name).rename(columns={"lr": "lr_t"})
+        df.insert(0, "run", name)
+        df.insert(1, "optimizer", spec["train"]["optimizer"])
+        df.insert(2, "lr", float(spec["train"]["lr"]))
+        for key, value in (spec.get("tags") or {}).items():
+            df[key] = value
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs["wall_time_s"] = walls
+    out.attrs["run_dirs"] = {name: str(root / name) for name in specs}
+    return out
