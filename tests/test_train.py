@@ -1,8 +1,11 @@
 """The training loop (adamlinf.train): schedule, every optimizer, metrics files, loss decrease on
 the pydoc corpus, exact resume, DDP (2 gloo processes) == 1 process with the same global batch,
 load_final, clear errors."""
+import hashlib
+import io
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -12,7 +15,19 @@ import torch
 from adamlinf.data import DataNotFoundError
 from adamlinf.data import text
 from adamlinf.runs import run
-from adamlinf.train import OPTIMIZERS, TrainConfig, build_run, load_final, lr_at, train
+from adamlinf.train import (
+    EXECUTION_FIELDS,
+    OPTIMIZERS,
+    CheckpointError,
+    CheckpointWarning,
+    TrainConfig,
+    build_run,
+    list_checkpoints,
+    load_checkpoint,
+    load_final,
+    lr_at,
+    train,
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -150,3 +165,208 @@ def test_bfloat16_autocast_runs_on_cpu(root, tmp_path, first_loss):
     assert losses[0] == pytest.approx(first_loss, abs=0.05)  # bf16 rounding only
     model, _, cfg, _ = load_final(tmp_path)
     assert cfg.dtype == "bfloat16" and next(model.parameters()).dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints: periodic, on interruption, checksummed, the newest valid one is used
+# ------------------------------------------------------------------------------------------------
+CUT = dict(max_iters=8, eval_interval=3, warmup_iters=2, checkpoint_minutes=0)
+
+
+class Interrupting:
+    """A task whose ``batch("train", at, 0)`` raises KeyboardInterrupt (Ctrl-C in the data path)."""
+
+    def __init__(self, task, at):
+        self.task, self.at = task, at
+
+    def __getattr__(self, name):
+        return getattr(self.task, name)
+
+    def batch(self, split, step, micro_step=0, rank=0, world=1):
+        if split == "train" and (step, micro_step) == (self.at, 0):
+            raise KeyboardInterrupt
+        return self.task.batch(split, step, micro_step, rank, world)
+
+
+def test_checkpoints_are_on_by_default():
+    cfg = TrainConfig(out_dir="x")
+    assert cfg.checkpoint_interval > 0 and cfg.checkpoint_minutes > 0 and cfg.keep_checkpoints >= 1
+
+
+def test_interrupt_leaves_a_resumable_checkpoint(root, tmp_path):
+    """Ctrl-C at step 5 of 8 (no periodic checkpoint due) leaves ckpt-00000005.pt; resuming ends
+    on exactly the parameters and metrics of an uninterrupted run."""
+    full = run(spec(root, tmp_path / "full", **CUT))
+    model, task, cfg, s = build_run(spec(root, tmp_path / "cut", checkpoint_interval=0, **CUT))
+    with pytest.raises(KeyboardInterrupt):
+        train(model, Interrupting(task, 5), cfg, spec=s)
+    names = sorted(p.name for p in (tmp_path / "cut").iterdir())
+    assert "ckpt-00000005.pt" in names and "ckpt-00000005.pt.sha256" in names
+    assert load_checkpoint(tmp_path / "cut" / "ckpt-00000005.pt")["iter"] == 5
+    resumed = run(spec(root, tmp_path / "cut", checkpoint_interval=0, **CUT))
+    pd.testing.assert_frame_equal(full.drop(columns=["iter_time", "time"]),
+                                  resumed.drop(columns=["iter_time", "time"]), check_exact=True)
+    for p, q in zip(load_final(tmp_path / "full")[0].parameters(), load_final(tmp_path / "cut")[0].parameters()):
+        assert torch.equal(p, q)
+
+
+def test_periodic_checkpoints_by_iteration_and_by_time_keep_the_last_k(root, tmp_path):
+    run(spec(root, tmp_path / "it", stop_iter=7, checkpoint_interval=2, keep_checkpoints=2, **CUT))
+    assert [p.name for p in list_checkpoints(tmp_path / "it")] == ["ckpt-00000007.pt", "ckpt-00000006.pt"]
+    # by wall time: a tiny period makes every flush (every iteration here) a checkpoint
+    run(spec(root, tmp_path / "time", stop_iter=5, checkpoint_interval=0, keep_checkpoints=3,
+             **{**CUT, "checkpoint_minutes": 1e-9}))
+    assert [p.name for p in list_checkpoints(tmp_path / "time")] == [
+        "ckpt-00000005.pt", "ckpt-00000004.pt", "ckpt-00000003.pt"]
+    for path in list_checkpoints(tmp_path / "time"):
+        digest = (path.parent / (path.name + ".sha256")).read_text().split()[0]
+        assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert not list((tmp_path / "time").glob("*.tmp"))  # atomic writes leave no temporary files
+
+
+def _flip(path):
+    raw = bytearray(path.read_bytes())
+    mid = len(raw) // 2
+    raw[mid:mid + 64] = bytes(b ^ 0xFF for b in raw[mid:mid + 64])
+    path.write_bytes(bytes(raw))
+
+
+def _with_sha(path, data):
+    path.write_bytes(data)
+    (path.parent / (path.name + ".sha256")).write_text(f"{hashlib.sha256(data).hexdigest()}  {path.name}\n")
+
+
+def _wrong_dict(path):
+    buf = io.BytesIO()
+    torch.save({"model": {}, "note": "not a checkpoint"}, buf)
+    _with_sha(path, buf.getvalue())
+
+
+DAMAGE = {
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]), "damaged"),
+    "empty": (lambda p: p.write_bytes(b""), "empty"),
+    "random bytes": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)), "damaged"),
+    "random bytes, matching checksum": (lambda p: _with_sha(p, np.random.default_rng(0).bytes(4096)),
+                                        "cannot be read"),
+    "wrong dict": (_wrong_dict, "not a checkpoint"),
+    "64 bytes flipped": (_flip, "damaged"),
+    "no checksum file": (lambda p: (p.parent / (p.name + ".sha256")).unlink(), "no checksum"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_a_damaged_checkpoint_is_named_and_the_previous_one_used(root, tmp_path, case):
+    kw = dict(checkpoint_interval=2, keep_checkpoints=3, **CUT)
+    full = run(spec(root, tmp_path / "full", **kw))
+    run(spec(root, tmp_path / "cut", stop_iter=6, **kw))
+    newest = tmp_path / "cut" / "ckpt-00000006.pt"
+    damage, why = DAMAGE[case]
+    damage(newest)
+    with pytest.raises(CheckpointError, match=why):
+        load_checkpoint(newest)
+    with pytest.warns(CheckpointWarning, match=rf"ckpt-00000006\.pt.*{why}.*ckpt-00000004\.pt"):
+        resumed = run(spec(root, tmp_path / "cut", **kw))
+    pd.testing.assert_frame_equal(full.drop(columns=["iter_time", "time"]),
+                                  resumed.drop(columns=["iter_time", "time"]), check_exact=True)
+    assert (tmp_path / "cut" / "ckpt-00000006.pt.damaged").exists() or case == "no checksum file"
+
+
+def test_all_checkpoints_damaged_is_an_error_naming_them(root, tmp_path):
+    run(spec(root, tmp_path, stop_iter=4, checkpoint_interval=2, keep_checkpoints=3, **CUT))
+    for path in list_checkpoints(tmp_path):
+        _flip(path)
+    with pytest.raises(CheckpointError, match=r"no valid checkpoint.*ckpt-00000004\.pt.*ckpt-00000002\.pt"):
+        run(spec(root, tmp_path, checkpoint_interval=2, keep_checkpoints=3, **CUT))
+
+
+# ------------------------------------------------------------------------------------------------
+# resume compares the whole spec
+# ------------------------------------------------------------------------------------------------
+def _with(s, section, **kw):
+    s = json.loads(json.dumps(s))
+    s[section].update(kw)
+    return s
+
+
+@pytest.mark.parametrize("section, change, line", [
+    ("data", {"seed": 1}, "data.seed: '<absent>' (checkpoint) -> 1 (now)"),
+    ("data", {"batch_size": 2}, "data.batch_size: 4 (checkpoint) -> 2 (now)"),
+    ("data", {"eval_iters": 3}, "data.eval_iters: 2 (checkpoint) -> 3 (now)"),
+    ("model", {"n_embd": 32}, "model.n_embd: 16 (checkpoint) -> 32 (now)"),
+    ("model", {"dropout": 0.1}, "model.dropout: '<absent>' (checkpoint) -> 0.1 (now)"),
+    ("train", {"lr": 1e-2}, "train.lr: 0.003 (checkpoint) -> 0.01 (now)"),
+    ("train", {"grad_clip": 0.5}, "train.grad_clip: 1.0 (checkpoint) -> 0.5 (now)"),
+])
+def test_resume_refuses_another_spec_with_the_diff(root, tmp_path, section, change, line):
+    base = spec(root, tmp_path, stop_iter=3, checkpoint_interval=0, **CUT)
+    run(base)
+    changed = _with(base, section, **change)
+    changed["train"].pop("stop_iter")
+    if section == "data" and "batch_size" in change:
+        changed["train"]["batch_size"] = change["batch_size"]
+        line = "data.batch_size: 4 (checkpoint) -> 2 (now)"
+    with pytest.raises(ValueError, match="different spec") as err:
+        run(changed)
+    assert line in str(err.value)
+    assert len(list_checkpoints(tmp_path)) == 1  # nothing was overwritten
+
+
+def test_resume_allows_the_execution_fields(root, tmp_path):
+    """Evaluation cadence, progress bar, log and checkpoint cadence, compile and the data root do
+    not change the trained parameters: a resume with other values gives the same final model."""
+    full = run(spec(root, tmp_path / "full", **CUT))
+    run(spec(root, tmp_path / "cut", stop_iter=4, checkpoint_interval=0, **CUT))
+    other = spec(root, tmp_path / "cut", **{**CUT, "eval_interval": 2}, progress=True, log_interval=3,
+                 checkpoint_interval=5, keep_checkpoints=1, compile=False)
+    resumed = run(other)
+    np.testing.assert_array_equal(full["train_loss"].dropna(), resumed["train_loss"].dropna())
+    assert resumed["val_loss"].iloc[-1] == full["val_loss"].iloc[-1]
+    assert EXECUTION_FIELDS >= {"eval_interval", "progress", "log_interval", "checkpoint_interval", "compile"}
+
+
+# ------------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, value", [
+    ("grad_clip", float("nan")), ("grad_clip", -1.0), ("grad_clip", "1"), ("max_iters", "abc"),
+    ("max_iters", 2.5), ("seed", "x"), ("lr", float("inf")), ("lr", float("nan")), ("lr", -1e-3),
+    ("betas", (0.9, 1.0)), ("betas", (float("nan"), 0.9)), ("betas", (0.9,)), ("eps", -1.0),
+    ("min_lr", 1.0), ("warmup_iters", -1), ("checkpoint_minutes", float("inf")), ("keep_checkpoints", 0),
+    ("progress", "yes"), ("compile", 1), ("device", 0), ("optimizer_kwargs", [1]),
+])
+def test_trainconfig_names_the_field_and_the_value(field, value):
+    with pytest.raises(ValueError, match=rf"TrainConfig\.{field}.*{re.escape(repr(value)) if not isinstance(value, tuple) else ''}"):
+        TrainConfig(out_dir="x", **{field: value})
+
+
+def test_integral_floats_are_accepted_as_ints():
+    cfg = TrainConfig(out_dir="x", max_iters=100.0, seed=3.0, lr=1)
+    assert cfg.max_iters == 100 and isinstance(cfg.max_iters, int) and cfg.lr == 1.0
+
+
+def test_out_dir_that_is_a_file_is_a_clear_error(root, tmp_path):
+    (tmp_path / "file").write_text("")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        with pytest.raises(NotADirectoryError, match=r"out_dir=.*is a file"):
+            run(spec(root, out))
+
+
+# ------------------------------------------------------------------------------------------------
+# the hot loop
+# ------------------------------------------------------------------------------------------------
+def test_losses_reach_the_host_once_per_log_interval(root, tmp_path, monkeypatch):
+    """Every iteration gets its row, but the device is read once per ``log_interval`` iterations."""
+    kw = dict(optimizer="sgd", lr=0.1, max_iters=8, eval_interval=0, checkpoint_interval=0,
+              checkpoint_minutes=0)
+    every = run(spec(root, tmp_path / "every", log_interval=1, **kw))
+    reads = []
+    for name in ("item", "tolist", "__float__"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda t, *a, _real=real, _n=name: reads.append(_n) or _real(t, *a))
+    batched = run(spec(root, tmp_path / "batched", log_interval=4, **kw))
+    monkeypatch.undo()
+    # 2 flushes (iterations 4 and 8); the evaluations (start, end) read their losses with float()
+    assert reads.count("tolist") == 2
+    assert reads.count("item") == 0
+    pd.testing.assert_frame_equal(every.drop(columns=["iter_time", "time"]),
+                                  batched.drop(columns=["iter_time", "time"]), check_exact=True)
