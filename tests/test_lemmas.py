@@ -1,6 +1,6 @@
 """Numerical checks of the lemmas (and small statements) of Section 3 and Appendices B-D.
 
-Every statement is RECONSTRUCTED in ``shared/paper/PAPER_MATH.md``; each test's docstring says
+Every statement is RECONSTRUCTED in ``the book's reconstruction notes (book/reconstruction.md)``; each test's docstring says
 which one it checks. Deterministic inequalities are checked to rounding (float64); statements about
 expectations are checked by Monte Carlo and fail only when violated beyond sampling error (a few
 standard errors, or a binomial test). The right-hand sides come from :mod:`adamlinf.theory`.
@@ -14,9 +14,23 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from adamlinf import partitions as PT
+from adamlinf import problems as P
 from adamlinf import theory as th
+from adamlinf.studies import theory as S
 
 F64 = torch.float64
+
+
+def phi_norm(x, idx):
+    """Definition 3.8's norm through the one implementation, adamlinf.partitions."""
+    idx = torch.as_tensor(idx)
+    return PT.custom(idx).norm(x, idx.numel())
+
+
+def phi_dual_norm(x, idx):
+    idx = torch.as_tensor(idx)
+    return PT.custom(idx).dual_norm(x, idx.numel())
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 
 
@@ -85,7 +99,7 @@ def test_lemma313_definition312_constants_valid():
     G = Delta @ A
     for b in range(3):
         lhs = db[b].sqrt() * G[:, idx == b].norm(dim=1)
-        assert torch.all(lhs <= Hb[b] * th.phi_norm(Delta, idx) * (1 + 1e-12))
+        assert torch.all(lhs <= Hb[b] * phi_norm(Delta, idx) * (1 + 1e-12))
     assert torch.allclose(th.blockwise_smoothness(A, torch.arange(7)), A.abs().sum(1))
 
 
@@ -239,7 +253,7 @@ def _noisy_problem(noisy: bool, d: int = 6):
     M = torch.randn(d, d, generator=g, dtype=F64)
     A = M @ M.T / d + 0.1 * torch.eye(d, dtype=F64)
     sigma = (0.5 * torch.linspace(0.2, 1.0, d, dtype=F64)) if noisy else torch.zeros(d, dtype=F64)
-    return th.NoisyQuadratic(A, sigma=sigma, x_star=torch.ones(d, dtype=F64))
+    return P.NoisyQuadratic(A, sigma=sigma, x_star=torch.ones(d, dtype=F64))
 
 
 PARTITIONS = {"coordinates": None, "blocks": torch.tensor([0, 0, 1, 1, 1, 2])}
@@ -253,7 +267,7 @@ def _simulate(noisy, part, v0, T=400, S=256, eta=0.05):
         prob = _noisy_problem(noisy)
         beta2 = 1 - math.log(T) / T
         idx = PARTITIONS[part]
-        out = th.run_blockwise_rmsprop(prob, torch.zeros(prob.d, dtype=F64), T=T, lr=eta,
+        out = P.run_blockwise_rmsprop(prob, torch.zeros(prob.d, dtype=F64), T=T, lr=eta,
                                        beta2=beta2, v0=v0, block_index=idx, n_seeds=S, seed=1,
                                        lemmas=True)
         idx = torch.arange(prob.d) if idx is None else idx
@@ -329,7 +343,7 @@ def test_lemmaC1_log_growth_of_v(noisy, part, v0):
                          H=th.coordinatewise_smoothness(prob.A), eta=eta, T=T, beta2=beta2, v0=v0)
     else:
         F = th.blockwise_adam_F(sigma_b=prob.sigma_blocks(idx), d_b=th.block_sizes(idx),
-                                grad0_phi=float(th.phi_norm(g0, idx)),
+                                grad0_phi=float(phi_norm(g0, idx)),
                                 H_b=th.blockwise_smoothness(prob.A, idx), eta=eta, T=T,
                                 beta2=beta2, v0=v0)
     mean, se = _mean_se(out["log_ratio"])

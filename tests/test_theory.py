@@ -10,9 +10,31 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from adamlinf import partitions as PT
+from adamlinf import problems as P
 from adamlinf import theory as th
+from adamlinf.studies import theory as S
 
 F64 = torch.float64
+
+
+def phi_norm(x, idx):
+    """Definition 3.8's norm through the one implementation, adamlinf.partitions."""
+    idx = torch.as_tensor(idx)
+    return PT.custom(idx).norm(x, idx.numel())
+
+
+def phi_dual_norm(x, idx):
+    idx = torch.as_tensor(idx)
+    return PT.custom(idx).dual_norm(x, idx.numel())
+
+
+def trajectory_gap(name, A, x0, R, *, T, lr, **kw):
+    """Definition 2.1 measured by two direct runs (problems.run_trajectory): max_t ||x~_t - R^T x_t||
+    over max_t ||x_t||, the normalisation of the Theorem 2.2 page."""
+    xs = P.run_trajectory(name, A, x0, T=T, lr=lr, **kw)
+    xr = P.run_trajectory(name, R.T @ A @ R, R.T @ x0, T=T, lr=lr, **kw)
+    return float((xr - xs @ R).norm(dim=1).max() / xs.norm(dim=1).max())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,17 +113,17 @@ def test_phi_norms_hand_values_and_duality():
     Duality: x^T y <= ||x||_Phi ||y||_{Phi,*} on random pairs."""
     x = torch.tensor([3.0, 4.0, 1.0], dtype=F64)
     idx = torch.tensor([0, 0, 1])
-    assert float(th.phi_norm(x, idx)) == pytest.approx(5 / math.sqrt(2))
-    assert float(th.phi_dual_norm(x, idx)) == pytest.approx(5 * math.sqrt(2) + 1)
-    assert float(th.phi_norm(x, torch.arange(3))) == pytest.approx(4.0)
-    assert float(th.phi_dual_norm(x, torch.arange(3))) == pytest.approx(8.0)
-    assert float(th.phi_norm(x, torch.zeros(3, dtype=torch.long))) == pytest.approx(math.sqrt(26 / 3))
-    assert float(th.phi_dual_norm(x, torch.zeros(3, dtype=torch.long))) == pytest.approx(math.sqrt(78))
+    assert float(phi_norm(x, idx)) == pytest.approx(5 / math.sqrt(2))
+    assert float(phi_dual_norm(x, idx)) == pytest.approx(5 * math.sqrt(2) + 1)
+    assert float(phi_norm(x, torch.arange(3))) == pytest.approx(4.0)
+    assert float(phi_dual_norm(x, torch.arange(3))) == pytest.approx(8.0)
+    assert float(phi_norm(x, torch.zeros(3, dtype=torch.long))) == pytest.approx(math.sqrt(26 / 3))
+    assert float(phi_dual_norm(x, torch.zeros(3, dtype=torch.long))) == pytest.approx(math.sqrt(78))
     g = torch.Generator().manual_seed(0)
     X, Y = torch.randn(2, 1000, 3, generator=g, dtype=F64)
-    assert torch.all((X * Y).sum(1) <= th.phi_norm(X, idx) * th.phi_dual_norm(Y, idx) + 1e-12)
+    assert torch.all((X * Y).sum(1) <= phi_norm(X, idx) * phi_dual_norm(Y, idx) + 1e-12)
     with pytest.raises(ValueError):
-        th.phi_norm(x, torch.tensor([0, 2, 2]))        # block 1 empty
+        phi_norm(x, torch.tensor([0, 2, 2]))        # block 1 empty
 
 
 def test_coordinatewise_smoothness_hand_values():
@@ -127,7 +149,7 @@ def test_phi_smoothness_definition39():
     for p, h in ((fine, h_fine), (mid, h_mid)):
         assert h <= th.phi_smoothness(A, p, method="bound") * (1 + 1e-9)
         u = torch.randn(20000, 4, generator=torch.Generator().manual_seed(1), dtype=F64)
-        u = u / th.phi_norm(u, p)[:, None]
+        u = u / phi_norm(u, p)[:, None]
         assert float(((u @ A) * u).sum(1).abs().max()) <= h * (1 + 1e-7)
     # Phi = coordinates, PSD A: h >= max_s s^T A s = ||A||_{inf->1}
     assert h_fine >= th.linf_smoothness(A) * (1 - 1e-7)
@@ -137,7 +159,7 @@ def test_noisy_quadratic_oracle_moments():
     """Assumption 3.4 for theory.NoisyQuadratic: the stochastic gradient is unbiased with
     coordinate variance sigma_i^2 (checked within 5 standard errors on 20 000 draws)."""
     A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=F64)
-    p = th.NoisyQuadratic(A, sigma=[0.5, 2.0], x_star=[1.0, -1.0])
+    p = P.NoisyQuadratic(A, sigma=[0.5, 2.0], x_star=[1.0, -1.0])
     x = torch.tensor([0.3, 0.7], dtype=F64).expand(20000, 2)
     g = p.stochastic_grad(x, generator=torch.Generator().manual_seed(0))
     mean_err = (g.mean(0) - p.grad(x[0])).abs()
@@ -163,8 +185,8 @@ def test_theorem32_holds_on_random_quadratics(d, T, log_eta, seed):
     A = M @ M.T / d
     eta = 10.0 ** log_eta
     x0 = 3 * torch.randn(d, generator=g, dtype=F64)
-    prob = th.NoisyQuadratic(A)
-    out = th.run_signgd(prob, x0, T=T, lr=eta)
+    prob = P.NoisyQuadratic(A)
+    out = P.run_signgd(prob, x0, T=T, lr=eta)
     best = float(out["grad_l1"][:T, 0].min())
     assert best <= th.signgd_bound(float(prob.loss(x0)), T, eta, th.linf_smoothness(A)) * (1 + 1e-10)
 
@@ -182,14 +204,14 @@ def test_theorem35_holds_monte_carlo(sigma_scale, v0):
     M = torch.randn(d, d, generator=g, dtype=F64)
     A = M @ M.T / d + 0.1 * torch.eye(d, dtype=F64)
     sigma = sigma_scale * torch.linspace(0.2, 1.0, d, dtype=F64)
-    prob = th.NoisyQuadratic(A, sigma=sigma, x_star=torch.ones(d, dtype=F64))
+    prob = P.NoisyQuadratic(A, sigma=sigma, x_star=torch.ones(d, dtype=F64))
     Hi = th.coordinatewise_smoothness(A)
     x0 = torch.zeros(d, dtype=F64)
     delta = float(prob.loss(x0))
     eta = th.rmsprop_tuned_lr(delta, T, float(Hi.sum()))
     beta2 = 1 - math.log(T) / T
     # the batched functional RMSProp (equal to optim.RMSProp, see the test above), one row per seed
-    out = th.run_blockwise_rmsprop(prob, x0, T=T, lr=eta, beta2=beta2, v0=v0, n_seeds=S, seed=0)
+    out = P.run_blockwise_rmsprop(prob, x0, T=T, lr=eta, beta2=beta2, v0=v0, n_seeds=S, seed=0)
     norms = out["grad_l1"][1:, 0, :]                 # (T, S): ||grad L(x_t)||_1, t = 1..T
     window = norms[T // 2:]
     measured = window.mean(1) - 3 * window.std(1) / math.sqrt(S)
@@ -208,22 +230,22 @@ def test_run_blockwise_rmsprop_matches_optimizer_classes():
     from adamlinf import partitions
     from adamlinf.optim import BlockwiseAdam, RMSProp, SignGD
 
-    A = th.random_psd(6, seed=3)
-    prob = th.NoisyQuadratic(A)
+    A = P.random_psd(6, seed=3)
+    prob = P.NoisyQuadratic(A)
     x0 = torch.linspace(-1, 1, 6, dtype=F64)
     idx = torch.tensor([0, 0, 1, 1, 1, 2])
     T, lr, beta2, v0 = 30, 0.05, 0.9, 0.3
-    for block_index, make in ((None, lambda p: RMSProp([p], lr=lr, beta2=beta2, eps=0.0, v0=v0)),
-                              (idx, lambda p: BlockwiseAdam([p], lr=lr, betas=(0.0, beta2), eps=0.0, v0=v0,
+    for block_index, make in ((None, lambda p: RMSProp([p], lr=lr, beta2=beta2, eps=0.0, v0=v0, paper_form=True)),
+                              (idx, lambda p: BlockwiseAdam([p], lr=lr, betas=(0.0, beta2), eps=0.0, v0=v0, paper_form=True,
                                                             partition=partitions.custom(idx)))):
-        out = th.run_blockwise_rmsprop(prob, x0, T=T, lr=lr, beta2=beta2, v0=v0, block_index=block_index)
+        out = P.run_blockwise_rmsprop(prob, x0, T=T, lr=lr, beta2=beta2, v0=v0, block_index=block_index)
         x = torch.nn.Parameter(x0.clone())
         opt = make(x)
         for t in range(T):
             x.grad = prob.grad(x.detach())
             opt.step()
         assert float(out["loss"][-1, 0, 0]) == pytest.approx(float(prob.loss(x.detach())), rel=1e-10)
-    out = th.run_signgd(prob, x0, T=T, lr=[0.01, 0.1])
+    out = P.run_signgd(prob, x0, T=T, lr=[0.01, 0.1])
     x = torch.nn.Parameter(x0.clone())
     opt = SignGD([x], lr=0.1)
     for _ in range(T):
@@ -240,12 +262,12 @@ def test_theorem22_equivariance_gaps():
     A = torch.diag(torch.arange(1, 9, dtype=F64) ** -0.5)
     x0 = torch.randn(8, generator=torch.Generator().manual_seed(0), dtype=F64)
     R = haar(8, seed=1, dtype=F64)
-    P = to_dense(random_permutation(8, seed=1, dtype=F64))
+    Pm = to_dense(random_permutation(8, seed=1, dtype=F64))
     cfg = {"sgd": dict(momentum=0.9), "adasgd": dict(betas=(0.9, 0.99), eps=1e-12, torch_form=False),
            "signgd": {}, "adam": dict(betas=(0.9, 0.99), eps=1e-12, torch_form=False)}
     for name, kw in cfg.items():
-        rot = th.equivariance_gap(name, A, x0, R, T=20, lr=0.05, **kw)
-        perm = th.equivariance_gap(name, A, x0, P, T=20, lr=0.05, **kw)
+        rot = trajectory_gap(name, A, x0, R, T=20, lr=0.05, **kw)
+        perm = trajectory_gap(name, A, x0, Pm, T=20, lr=0.05, **kw)
         assert perm < 1e-12
         if name in ("sgd", "adasgd"):
             assert rot < 1e-12
@@ -261,7 +283,7 @@ def test_phi_smoothness_matches_grid_search():
     db = np.array([2.0, 2.0, 2.0])
     z = np.linspace(-4, 4, 81)
     for seed, shift in ((0, 0.0), (1, 0.3)):
-        A = th.random_psd(6, seed=seed) - shift * torch.eye(6, dtype=F64)
+        A = P.random_psd(6, seed=seed) - shift * torch.eye(6, dtype=F64)
         An = A.numpy()
         best = math.inf
         for a in z:
@@ -286,7 +308,7 @@ def test_equivariance_trajectories_2d_sgd_closed_form_and_gaps():
     """Figure 2 data: plain SGD on diag(1, 4) is x_t = (1 - lr*lambda)^t x_0 in both runs; the
     rotation-equivariant optimizers give the same points for both runs, Adam and SignGD do not."""
     T, ang = 15, 30.0
-    df = th.equivariance_trajectories_2d(EQ_OPTS, angle_deg=ang, T=T, x0=(2.0, 1.5), eigenvalues=(1.0, 4.0))
+    df = S.equivariance_trajectories_2d(EQ_OPTS, angle_deg=ang, T=T, x0=(2.0, 1.5), eigenvalues=(1.0, 4.0))
     assert set(df.columns) == {"optimizer", "run", "t", "x1", "x2", "y1", "y2"}
     assert len(df) == len(EQ_OPTS) * 2 * (T + 1)
     t = np.arange(T + 1)
@@ -306,13 +328,13 @@ def test_equivariance_trajectories_2d_sgd_closed_form_and_gaps():
     assert gap("SGD") < 1e-13 and gap("AdaSGD") < 1e-13
     assert gap("Adam") > 0.05 and gap("SignGD") > 0.05
     with pytest.raises(ValueError):
-        th.equivariance_trajectories_2d(EQ_OPTS, angle_deg=10, T=3, eigenvalues=(1.0, 2.0, 3.0))
+        S.equivariance_trajectories_2d(EQ_OPTS, angle_deg=10, T=3, eigenvalues=(1.0, 2.0, 3.0))
 
 
 def test_equivariance_gaps_sweep():
     """Theorem 2.2 in d = 8: gaps ~1e-15 for SGD/AdaSGD under Haar rotations, > 0.1 for Adam and
     SignGD; every optimizer is permutation-equivariant (gap ~1e-15)."""
-    df = th.equivariance_gaps(EQ_OPTS, d=8, T=20, n_transforms=2, seed=0)
+    df = S.equivariance_gaps(EQ_OPTS, d=8, T=20, n_transforms=2, seed=0)
     assert set(df.columns) == {"optimizer", "transformation", "draw", "gap"}
     assert len(df) == 2 * 2 * len(EQ_OPTS)
     rot = df[df.transformation == "rotation"].groupby("optimizer").gap
@@ -324,7 +346,7 @@ def test_equivariance_gaps_sweep():
     from adamlinf.rotations import haar
     A = torch.diag(power_law_spectrum(8, 0.5))
     x0 = torch.randn(8, generator=torch.Generator().manual_seed(0), dtype=F64)
-    ref = th.equivariance_gap("adam", A, x0, haar(8, seed=1, dtype=F64), T=20, lr=0.05, betas=(0.9, 0.99),
+    ref = trajectory_gap("adam", A, x0, haar(8, seed=1, dtype=F64), T=20, lr=0.05, betas=(0.9, 0.99),
                               eps=1e-12, torch_form=False)
     got = df[(df.optimizer == "Adam") & (df.transformation == "rotation") & (df.draw == 0)].gap.iloc[0]
     assert got == pytest.approx(ref, rel=1e-12)
@@ -334,13 +356,13 @@ def test_signgd_sweeps_respect_theorem32():
     """Theorem 3.2 sweeps: starts at L(x0) = delta, H of the diagonal problem = tr A, measured
     min_t ||grad||_1 never above the bound, and one entry equal to a hand-written SignGD loop."""
     d, delta = 4, 1.0
-    probs = th.signgd_test_problems(d, n_starts=3, delta=delta, seed=0)
+    probs = S.signgd_test_problems(d, n_starts=3, delta=delta, seed=0)
     assert set(probs) == {"dense", "diagonal"}
     for prob, H, X0 in probs.values():
         assert torch.allclose(prob.loss(X0), torch.full((3,), delta, dtype=F64), rtol=1e-12)
     assert probs["diagonal"][1] == pytest.approx(sum(i ** -0.5 for i in range(1, d + 1)), rel=1e-12)
     T_list, etas = [5, 40], [0.01, 0.1, 0.5]
-    grid = th.signgd_bound_grid(probs, T_list=T_list, etas=etas, delta=delta)
+    grid = S.signgd_bound_grid(probs, T_list=T_list, etas=etas, delta=delta)
     assert len(grid) == 2 * len(T_list) * len(etas)
     assert (grid.measured_max <= grid.bound).all() and (grid.measured_mean <= grid.measured_max).all()
     assert np.allclose(grid.ratio_max, grid.measured_max / grid.bound)
@@ -358,7 +380,7 @@ def test_signgd_sweeps_respect_theorem32():
     row = grid[(grid.problem == "dense") & (grid["T"] == 40) & (np.isclose(grid.eta, 0.1))].iloc[0]
     assert row.measured_max == pytest.approx(max(best), rel=1e-12)
     assert row.bound == pytest.approx(float(th.signgd_bound(delta, 40, 0.1, H)), rel=1e-12)
-    tuned = th.signgd_tuned_rate(probs, T_list=T_list, delta=delta)
+    tuned = S.signgd_tuned_rate(probs, T_list=T_list, delta=delta)
     assert (tuned.measured_max <= tuned.bound).all()
     for _, r in tuned.iterrows():
         H = probs[r.problem][1]
@@ -369,18 +391,18 @@ def test_signgd_sweeps_respect_theorem32():
 def test_loglog_slope_and_rmsprop_slopes_on_exact_power_laws():
     import pandas as pd
     x = np.array([10.0, 100.0, 1000.0])
-    assert th.loglog_slope(x, 3.0 * x ** -0.25) == pytest.approx(-0.25, abs=1e-12)
+    assert S.loglog_slope(x, 3.0 * x ** -0.25) == pytest.approx(-0.25, abs=1e-12)
     # points at or below the floor (converged runs) are ignored; fewer than two left: NaN
-    assert th.loglog_slope(np.append(x, 1e4), np.append(x ** -0.5, 0.0)) == pytest.approx(-0.5, abs=1e-12)
-    assert math.isnan(th.loglog_slope(x, np.array([1.0, 0.0, 0.0])))
+    assert S.loglog_slope(np.append(x, 1e4), np.append(x ** -0.5, 0.0)) == pytest.approx(-0.5, abs=1e-12)
+    assert math.isnan(S.loglog_slope(x, np.array([1.0, 0.0, 0.0])))
     with pytest.raises(ValueError):
-        th.loglog_slope(x, x[:2])
+        S.loglog_slope(x, x[:2])
     T = np.array([16, 64, 256])
     res = pd.DataFrame(dict(setting=["deterministic"] * 3 + ["noisy"] * 3, c=1.0, v0=1e-4, T=np.tile(T, 2),
                             measured=np.concatenate([T ** -0.5, 2 * T ** -0.25]),
                             bound=np.concatenate([4 * T ** -0.5, 3 * T ** -0.25])))
     res["ratio"] = res.measured / res.bound
-    sl = th.rmsprop_slopes(res).set_index("setting")
+    sl = S.rmsprop_slopes(res).set_index("setting")
     assert sl.loc["deterministic", "measured_slope"] == pytest.approx(-0.5, abs=1e-12)
     assert sl.loc["noisy", "bound_slope"] == pytest.approx(-0.25, abs=1e-12)
     assert sl.loc["noisy", "max_ratio"] == pytest.approx(2 / 3, rel=1e-12)
@@ -389,10 +411,10 @@ def test_loglog_slope_and_rmsprop_slopes_on_exact_power_laws():
 def test_rmsprop_bound_sweep_below_theorem35():
     """Theorem 3.5 sweep on a d = 3 quadratic: the measured value never exceeds the bound, the
     hyperparameters are those of Corollaries 3.6/3.7, the deterministic run has no standard error."""
-    A = th.random_psd(3, seed=0)
+    A = P.random_psd(3, seed=0)
     sigma = torch.tensor([0.3, 0.1, 0.05], dtype=F64)
     x0 = torch.ones(3, dtype=F64)
-    res = th.rmsprop_bound_sweep(A, sigma, x0, T_list=[16, 64], v0_list=[1e-4], c_list=[1.0], n_seeds=4)
+    res = S.rmsprop_bound_sweep(A, sigma, x0, T_list=[16, 64], v0_list=[1e-4], c_list=[1.0], n_seeds=4)
     assert len(res) == 2 * 2
     assert (res.measured <= res.bound).all() and (res.measured > 0).all()
     assert np.allclose(res.beta2, 1 - np.log(res["T"]) / res["T"], rtol=1e-14)
@@ -407,26 +429,26 @@ def test_rmsprop_bound_sweep_below_theorem35():
 def test_blockwise_partitions_and_sweep():
     """Theorem 3.11 sweep: block counts of the test partitions, Lemma 3.13 (H_Phi <= the blockwise
     bound), one block: H = d ||A||_2, and the reported final loss is the best over the step sizes."""
-    parts = th.blockwise_test_partitions(2, 3)
+    parts = S.blockwise_test_partitions(2, 3)
     assert {k: int(v.max()) + 1 for k, v in parts.items()} == {
         "coordinates (Adam)": 6, "aligned, size 1": 6, "aligned, size 2": 3, "aligned, size 4": 2,
         "misaligned, size 2": 3, "one block (AdaSGD)": 1}
     assert parts["misaligned, size 2"].tolist() == [0, 1, 1, 2, 2, 0]
     with pytest.raises(ValueError):
-        th.blockwise_test_partitions(3, 2)
-    A, aligned = th.block_quadratic([2, 2, 2], [1.0, 4.0, 16.0], seed=0)
+        S.blockwise_test_partitions(3, 2)
+    A, aligned = P.block_quadratic([2, 2, 2], [1.0, 4.0, 16.0], seed=0)
     assert torch.equal(aligned, parts["aligned, size 2"])
     sub = {k: parts[k] for k in ("coordinates (Adam)", "aligned, size 2", "one block (AdaSGD)")}
     x0 = torch.ones(6, dtype=F64)
     lrs = [0.003, 0.01, 0.03]
-    res = th.blockwise_partition_sweep(A, sub, x0=x0, noise=0.01, T=60, lrs=lrs, beta2=0.95, n_seeds=2)
+    res = S.blockwise_partition_sweep(A, sub, x0=x0, noise=0.01, T=60, lrs=lrs, beta2=0.95, n_seeds=2)
     assert list(res.B) == [6, 3, 1]
     assert (res.H_exact <= res.bound * (1 + 1e-9)).all()
     one = res.set_index("partition").loc["one block (AdaSGD)"]
     assert one.H_exact == pytest.approx(6 * float(torch.linalg.eigvalsh(A).abs().max()), rel=1e-6)
     from adamlinf.hessian import blockwise_bound
     assert res.bound.iloc[1] == pytest.approx(blockwise_bound(A, aligned), rel=1e-12)
-    out = th.run_blockwise_rmsprop(th.NoisyQuadratic(A, sigma=0.01), x0, T=60, lr=lrs, beta2=0.95, v0=0.0,
+    out = P.run_blockwise_rmsprop(P.NoisyQuadratic(A, sigma=0.01), x0, T=60, lr=lrs, beta2=0.95, v0=0.0,
                                    block_index=aligned, n_seeds=2, seed=0)
     final = out["loss"][-6:].mean(0).mean(-1)
     r = res.iloc[1]

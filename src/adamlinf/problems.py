@@ -45,6 +45,7 @@ momentum :math:`\\mu = \\beta_1` (heavy ball, no dampening); SignGD :math:`x \\l
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -53,7 +54,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import optim
+from . import optim, partitions, theory
+from .rotations import haar
 
 __all__ = [
     "power_law_spectrum", "Quadratic", "RotatedQuadratic", "GradientNoise", "Row", "Experiment",
@@ -704,3 +706,454 @@ def sensitivity(*, alphas: Iterable[float], sigmas: Iterable[float], d: int, the
                             "min_loss_any_row": float(tab.filter(like="loss_mean").min().min()),
                             "wall_time_s": res.wall_time_s})
     return pd.DataFrame(out)
+
+
+# ==============================================================================================
+# Theory runners (Section 3). A quadratic with a minimiser x* and coordinate-wise gradient noise
+# (Assumptions 3.4 / 3.10), the test Hessians of the theory pages, and batched runs of SignGD and
+# RMSProp / blockwise Adam (the functional updates of adamlinf.optim) that the bounds of
+# adamlinf.theory are checked on.
+# ==============================================================================================
+class NoisyQuadratic(Quadratic):
+    r"""A :class:`Quadratic` with a minimiser and coordinate-wise gradient noise (Assumptions 3.4, 3.10).
+
+    .. math:: L(x)=\tfrac12(x-x^*)^\top A(x-x^*),\qquad g=A(x-x^*)+\sigma\odot\xi,\quad
+              \xi\sim\mathcal N(0,I)\ \text{independent per call}.
+
+    The oracle satisfies Assumption 3.4 with exactly the given :math:`\sigma_i` (unbiased, variance
+    :math:`\sigma_i^2`) and Assumption 3.10 with :math:`\sigma_b^2=\mathrm{mean}_{i\in b}\sigma_i^2`.
+    The Hessian is kept exactly as given (its eigendecomposition fills :class:`Quadratic`'s
+    ``eigenvalues`` and ``rotation``); a diagonal ``A`` is applied elementwise. All methods accept
+    ``x`` of shape ``(d,)`` or ``(n, d)`` (independent copies, e.g. one row per seed).
+    :class:`GradientNoise` is the isotropic, per-stream noise of the Section 4.1 runner; this class
+    draws one coordinate-wise noise vector per row from one generator.
+
+    Args:
+        A: the symmetric ``(d, d)`` Hessian.
+        sigma: the noise levels :math:`\sigma_i\ge0`, a scalar or ``(d,)``.
+        x_star: the minimiser (default 0).
+        dtype: dtype of every tensor.
+        device: device of every tensor.
+        name: label used in result tables.
+
+    Raises:
+        ValueError: ``A`` not symmetric, or a negative :math:`\sigma_i`.
+    """
+
+    def __init__(self, A, sigma=0.0, x_star=None, *, dtype=torch.float64, device="cpu", name: str = "L"):
+        A = theory.as_symmetric(A).to(dtype=dtype, device=device)
+        if torch.equal(A, torch.diag(torch.diagonal(A))):
+            super().__init__(torch.diagonal(A).clone(), None, name=name)
+        else:
+            lam, Q = torch.linalg.eigh(A)
+            super().__init__(lam, Q.T, name=name)  # R^T diag(lam) R = A for R = Q^T
+            self._hessian = A  # exactly the given matrix, so results do not depend on eigh round-off
+        self._set_noise(sigma, x_star)
+
+    def _set_noise(self, sigma, x_star) -> None:
+        dtype, device, d = self.dtype, self.device, self.d
+        self.sigma = torch.broadcast_to(torch.as_tensor(sigma, dtype=dtype, device=device), (d,)).clone()
+        if torch.any(self.sigma < 0):
+            raise ValueError("sigma must be non-negative")
+        self.x_star = (
+            torch.zeros(d, dtype=dtype, device=device)
+            if x_star is None
+            else torch.as_tensor(x_star, dtype=dtype, device=device).reshape(d)
+        )
+
+    @classmethod
+    def from_quadratic(cls, q: Quadratic, sigma=0.0, x_star=None) -> NoisyQuadratic:
+        """The quadratic ``q`` (e.g. a :class:`RotatedQuadratic`) with noise ``sigma`` and minimiser ``x_star``.
+
+        Keeps ``q``'s eigenvalues, rotation (so :meth:`Quadratic.start` maps starts the same way),
+        Hessian and the attributes ``theta`` and ``spectrum`` when present.
+        """
+        out = cls.__new__(cls)
+        Quadratic.__init__(out, q.eigenvalues, q.rotation, name=q.name)
+        out._hessian = q.hessian
+        out._set_noise(sigma, x_star)
+        for attr in ("theta", "spectrum"):
+            if hasattr(q, attr):
+                setattr(out, attr, getattr(q, attr))
+        return out
+
+    @property
+    def A(self) -> torch.Tensor:
+        """The Hessian :math:`A` (dense)."""
+        return self.hessian
+
+    @property
+    def min_value(self) -> float:
+        r""":math:`\min L`: 0 if :math:`A` is PSD, :math:`-\infty` otherwise."""
+        return 0.0 if float(self.eigenvalues.min()) >= -1e-12 else -math.inf
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\nabla L(x)=A(x-x^*)` (row-wise for a batch)."""
+        return super().grad(x - self.x_star)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)`, batched."""
+        z = x - self.x_star
+        return 0.5 * (z * super().grad(z)).sum(-1)
+
+    def stochastic_grad(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""One draw of :math:`A(x-x^*)+\sigma\odot\xi` per row of ``x``."""
+        g = self.grad(x)
+        if torch.any(self.sigma > 0):
+            g = g + self.sigma * torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
+        return g
+
+    def sigma_blocks(self, block_index) -> torch.Tensor:
+        r""":math:`\sigma_b=\sqrt{\mathrm{mean}_{i\in b}\sigma_i^2}` (Assumption 3.10), shape ``(B,)``."""
+        idx = partitions.check_block_index(block_index, self.d).to(self.sigma.device)
+        db = torch.bincount(idx).to(self.sigma.dtype)
+        s2 = torch.zeros(len(db), dtype=self.sigma.dtype, device=self.sigma.device)
+        s2.index_add_(0, idx, self.sigma**2)
+        return (s2 / db).sqrt()
+
+
+def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    r"""A dense PSD matrix :math:`Q\,\mathrm{diag}(\lambda)\,Q^\top` with Haar :math:`Q` (:func:`adamlinf.rotations.haar`).
+
+    Args:
+        d: dimension.
+        seed: seed of :math:`Q`.
+        eigenvalues: :math:`\lambda` (default :math:`\lambda_i=i^{-1/2}`, :func:`power_law_spectrum`).
+        dtype: dtype of the result.
+        device: device of the result.
+
+    Returns:
+        The symmetric ``(d, d)`` matrix.
+    """
+    lam = (
+        power_law_spectrum(d, 0.5)
+        if eigenvalues is None
+        else torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
+    )
+    if lam.numel() != d:
+        raise ValueError(f"need {d} eigenvalues, got {lam.numel()}")
+    Q = haar(d, seed=seed, dtype=torch.float64)
+    A = (Q * lam) @ Q.T
+    return ((A + A.T) / 2).to(dtype=dtype, device=device)
+
+
+def block_quadratic(
+    block_sizes, scales, *, eig_range=(0.5, 1.0), seed: int = 0, dtype=torch.float64, device="cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""A block-diagonal PSD Hessian for Theorem 3.11 and the partition that matches it.
+
+    Block :math:`k` is ``scales[k]`` :math:`\cdot Q_k\,\mathrm{diag}(\lambda)\,Q_k^\top` with
+    :math:`Q_k` Haar and :math:`\lambda` evenly spaced in ``eig_range``. Dense (rotated) blocks make
+    the coordinate partition pay the off-diagonal :math:`(1,1)`-mass, and different ``scales`` make
+    partitions that merge blocks pay :math:`d_b` times the largest scale.
+
+    Args:
+        block_sizes: the sizes of the diagonal blocks.
+        scales: one scale per block.
+        eig_range: the eigenvalue range inside a block.
+        seed: block :math:`k`'s rotation uses seed ``seed * 1000 + k``.
+        dtype: dtype of the result.
+        device: device of the result.
+
+    Returns:
+        ``(A, block_index)``: the ``(d, d)`` Hessian and the ``(d,)`` ids of its blocks.
+    """
+    sizes = [int(k) for k in block_sizes]
+    if len(sizes) != len(scales) or min(sizes) < 1:
+        raise ValueError("need one positive size per scale")
+    d = sum(sizes)
+    A = torch.zeros(d, d, dtype=torch.float64)
+    start = 0
+    for k, (n, s) in enumerate(zip(sizes, scales)):
+        lam = torch.linspace(eig_range[0], eig_range[1], n, dtype=torch.float64)
+        Q = haar(n, seed=seed * 1000 + k, dtype=torch.float64)
+        A[start : start + n, start : start + n] = float(s) * (Q * lam) @ Q.T
+        start += n
+    A = (A + A.T) / 2
+    idx = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    return A.to(dtype=dtype, device=device), idx
+
+
+def _one_thread(fn):
+    """Run a small-tensor loop on one intra-op CPU thread (restored afterwards).
+
+    The theory problems have at most a few thousand entries per tensor, where OpenMP hand-offs cost
+    far more than they save: on a loaded 2-core machine a 12 000-entry ``sqrt`` took 19 ms with 2
+    threads and 6 us with 1. (Only CPU kernels are affected; CUDA runs are unchanged.)
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(saved)
+
+    return wrapper
+
+
+def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    lrs = torch.as_tensor(lr, dtype=dtype, device=device).reshape(-1)
+    if torch.any(lrs <= 0):
+        raise ValueError("learning rates must be positive")
+    return lrs, lrs.repeat_interleave(n_seeds)[:, None]
+
+
+@_one_thread
+def run_signgd(problem: NoisyQuadratic, x0, *, T: int, lr) -> dict:
+    r"""Deterministic SignGD (``adamlinf.optim.signgd_update_``) for a vector of step sizes at once.
+
+    Args:
+        problem: the quadratic (its exact gradient is used).
+        x0: one start ``(d,)`` or several ``(n_starts, d)``.
+        T: number of steps.
+        lr: one step size or a vector of them.
+
+    Returns:
+        ``{"grad_l1", "loss"}`` of shape ``(T + 1, n_lr)`` (or ``(T + 1, n_lr, n_starts)``) for
+        :math:`t=0..T`, and ``"lr"``. Theorem 3.2 bounds ``grad_l1[:T].min(0)``.
+    """
+    if T < 1:
+        raise ValueError("T must be >= 1")
+    A = problem.A
+    X0 = torch.as_tensor(x0, dtype=A.dtype, device=A.device)
+    single = X0.ndim == 1
+    X0 = X0.reshape(-1, problem.d)
+    ns = X0.shape[0]
+    lrs, lr_col = _lr_column(lr, ns, A.dtype, A.device)
+    x = X0.repeat(len(lrs), 1)
+    shape = (T + 1, len(lrs), ns)
+    gl1 = torch.empty(shape, dtype=A.dtype)
+    loss = torch.empty(shape, dtype=A.dtype)
+    for t in range(T + 1):
+        g = problem.grad(x)
+        gl1[t] = g.abs().sum(-1).reshape(shape[1:]).cpu()
+        loss[t] = problem.loss(x).reshape(shape[1:]).cpu()
+        if t < T:
+            optim.signgd_update_(x, g, lr=lr_col)
+    if single:
+        gl1, loss = gl1[..., 0], loss[..., 0]
+    return {"grad_l1": gl1, "loss": loss, "lr": lrs.cpu()}
+
+
+@_one_thread
+def run_blockwise_rmsprop(
+    problem: NoisyQuadratic, x0, *, T: int, lr, beta2: float, v0: float, eps: float = 0.0, block_index=None,
+    n_seeds: int = 1, seed: int = 0, lemmas: bool = False,
+) -> dict:
+    r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on ``problem``'s stochastic oracle, batched.
+
+    ``block_index=None`` means coordinates, i.e. RMSProp (Algorithm 1 with :math:`\beta_1=0`).
+    ``n_seeds`` independent noise streams and a vector of step sizes run at once
+    (``adamlinf.optim.blockwise_adam_update_`` along the last dimension; no bias correction,
+    :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`).
+
+    With ``lemmas=True`` the run also accumulates, per block, the sums that enter Lemmas 3.14-3.16
+    and C.1, with :math:`\bar g_t=\nabla L(x_{t-1})`, :math:`g_t` the stochastic gradient and
+    :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`:
+    ``first_order`` :math:`=\sum_t\bar g_{(b)}^\top g_{(b)}/\sqrt{v_{t,b}+\epsilon}`,
+    ``gbar_sq_over_sqrt_vtilde`` :math:`=\sum_t\|\bar g_{(b)}\|^2/\sqrt{\tilde v_{t,b}+\epsilon}`,
+    ``log_ratio`` :math:`=\ln((v_{T,b}+\epsilon)/(v_{0,b}+\epsilon))`,
+    ``g2_over_v`` :math:`=\sum_t(\|g_{(b)}\|^2/d_b)/(v_{t,b}+\epsilon)`,
+    ``sqrt_vtilde_window`` :math:`=\sum_{T/2<t\le T}\sqrt{\tilde v_{t,b}+\epsilon}`,
+    ``gbar_norm_sum`` :math:`=\sum_{t\le T}\|\bar g_{(b)}\|/\sqrt{d_b}`.
+
+    Args:
+        problem: the noisy quadratic.
+        x0: the start ``(d,)``, or one start per seed ``(n_seeds, d)``.
+        T: number of steps.
+        lr: one step size or a vector of them.
+        beta2: :math:`\beta_2\in[0,1)`.
+        v0: initial second moment.
+        eps: :math:`\epsilon`.
+        block_index: ``(d,)`` block ids, or ``None`` for coordinates.
+        n_seeds: number of noise streams.
+        seed: seed of the noise generator.
+        lemmas: also return the lemma sums.
+
+    Returns:
+        Tensors of shape ``(T + 1, n_lr, n_seeds)`` for :math:`t=0..T`: ``grad_l1``
+        (:math:`\|\nabla L(x_t)\|_1`), ``grad_dual`` (:math:`\|\nabla L(x_t)\|_{\Phi,*}`), ``loss``;
+        ``lr``; with ``lemmas=True`` the sums above, shape ``(n_lr, n_seeds, B)``.
+    """
+    if T < 1 or n_seeds < 1:
+        raise ValueError("T and n_seeds must be >= 1")
+    if not 0 <= beta2 < 1:
+        raise ValueError(f"beta2 must be in [0, 1), got {beta2}")
+    A = problem.A
+    d = problem.d
+    idx = (torch.arange(d) if block_index is None else partitions.check_block_index(block_index, d)).to(A.device)
+    db = torch.bincount(idx).to(A.dtype)
+    B = len(db)
+    lrs, lr_col = _lr_column(lr, n_seeds, A.dtype, A.device)
+    n = len(lrs) * n_seeds
+    gen = torch.Generator(device=A.device).manual_seed(seed)
+    X0 = torch.as_tensor(x0, dtype=A.dtype, device=A.device)
+    if X0.ndim == 2 and X0.shape != (n_seeds, d):
+        raise ValueError(f"x0 must have shape ({d},) or (n_seeds, {d}) = ({n_seeds}, {d}), got {tuple(X0.shape)}")
+    x = X0.repeat(len(lrs), 1) if X0.ndim == 2 else X0.reshape(1, d).repeat(n, 1)
+    m = torch.zeros_like(x)
+    v = torch.full((n, B), float(v0), dtype=A.dtype, device=A.device)
+    sig_b2 = problem.sigma_blocks(idx) ** 2
+    shape = (T + 1, len(lrs), n_seeds)
+    out = {k: torch.empty(shape, dtype=A.dtype) for k in ("grad_l1", "grad_dual", "loss")}
+    names = ("first_order", "gbar_sq_over_sqrt_vtilde", "g2_over_v", "sqrt_vtilde_window", "gbar_norm_sum")
+    acc = {k: torch.zeros(n, B, dtype=A.dtype, device=A.device) for k in names} if lemmas else {}
+
+    def blocksum(z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(n, B, dtype=A.dtype, device=A.device).index_add_(1, idx, z)
+
+    for t in range(T + 1):
+        gbar = problem.grad(x)
+        out["grad_l1"][t] = gbar.abs().sum(-1).reshape(shape[1:]).cpu()
+        out["grad_dual"][t] = (db.sqrt() * blocksum(gbar * gbar).sqrt()).sum(-1).reshape(shape[1:]).cpu()
+        out["loss"][t] = problem.loss(x).reshape(shape[1:]).cpu()
+        if t == T:
+            break
+        g = problem.stochastic_grad(x, generator=gen)
+        if lemmas:
+            gbar_b2 = blocksum(gbar * gbar)
+            vtilde = beta2 * v + (1 - beta2) * (gbar_b2 / db + sig_b2)
+            acc["gbar_sq_over_sqrt_vtilde"] += gbar_b2 / (vtilde + eps).sqrt()
+            if t + 1 > T // 2:
+                acc["sqrt_vtilde_window"] += (vtilde + eps).sqrt()
+            acc["gbar_norm_sum"] += (gbar_b2 / db).sqrt()
+        optim.blockwise_adam_update_(
+            x, g, m, v, idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=eps, step=t + 1, sizes=db,
+            bias_correction=False, eps_inside_sqrt=True,
+        )
+        if lemmas:
+            acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
+            acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)
+    out["lr"] = lrs.cpu()
+    if lemmas:
+        acc["log_ratio"] = torch.log((v + eps) / (float(v0) + eps))
+        for k, val in acc.items():
+            out[k] = val.reshape(len(lrs), n_seeds, B).cpu()
+    return out
+
+
+@_one_thread
+def run_trajectory(name: str, A, x0, *, T: int, lr: float, **kwargs) -> torch.Tensor:
+    r"""Iterates :math:`x_0..x_T` of ``adamlinf.optim.create(name, ...)`` on :math:`L(x)=\tfrac12x^\top Ax`.
+
+    Full gradients :math:`Ax`, float64 if ``A`` is.
+
+    Args:
+        name: the optimizer's name for :func:`adamlinf.optim.create`.
+        A: the symmetric Hessian.
+        x0: the start ``(d,)``.
+        T: number of steps.
+        lr: learning rate.
+        **kwargs: passed to ``create`` (``betas``, ``eps``, ``momentum``, ``torch_form``, ...).
+
+    Returns:
+        The ``(T + 1, d)`` iterates.
+    """
+    A = theory.as_symmetric(A)
+    x = torch.nn.Parameter(torch.as_tensor(x0, dtype=A.dtype, device=A.device).reshape(-1).clone())
+    opt = optim.create(name, [x], lr=lr, **kwargs)
+    xs = [x.detach().clone()]
+    for _ in range(T):
+        opt.zero_grad(set_to_none=True)
+        x.grad = A @ x.detach()
+        opt.step()
+        xs.append(x.detach().clone())
+    return torch.stack(xs)
+
+
+def lemma_report(
+    problem: NoisyQuadratic, out: dict, *, x0, T: int, eta: float, beta2: float, v0: float, block_index=None,
+    c316: float = 2.0,
+) -> list[dict]:
+    r"""Both sides of Lemmas 3.14, 3.15, 3.16 and C.1 on a :func:`run_blockwise_rmsprop` run with ``lemmas=True``.
+
+    First step size only, averaged over seeds, worst block reported. All forms are RECONSTRUCTED
+    (the right-hand sides are :func:`adamlinf.theory.lemma314_rhs` and its neighbours).
+
+    Args:
+        problem: the problem the run was on.
+        out: the run's output.
+        x0: its start.
+        T: its number of steps.
+        eta: its step size.
+        beta2: its :math:`\beta_2`.
+        v0: its :math:`v_0`.
+        block_index: its partition (``None``: coordinates).
+        c316: the constant of Lemma 3.16 reported besides :math:`c=1`.
+
+    Returns:
+        One dict per check: ``lemma``, ``relation`` (``<=``, or ``>=`` for Lemma 3.15), ``lhs``,
+        ``rhs`` (for the block closest to violation), ``margin`` (the slack, positive when the
+        inequality holds), its size in standard errors over seeds ``margin_se``, and ``holds`` (not
+        violated by more than 4 standard errors). Lemma 3.14 is pathwise (worst seed and block).
+    """
+    d = problem.d
+    idx = torch.arange(d) if block_index is None else partitions.check_block_index(block_index, d)
+    db = torch.bincount(idx).to(torch.float64)
+    sb = problem.sigma_blocks(idx).cpu()
+    keys = ("first_order", "gbar_sq_over_sqrt_vtilde", "g2_over_v", "sqrt_vtilde_window", "gbar_norm_sum", "log_ratio")
+    o = {k: v[0] for k, v in out.items() if k in keys}
+    S = o["log_ratio"].shape[0]
+    rows = []
+
+    def add(name: str, lhs: torch.Tensor, rhs: torch.Tensor, geq: bool = False) -> None:
+        diff = (rhs - lhs) if geq else (lhs - rhs)  # (S, B) per-seed values; > 0 means violated
+        mean = diff.mean(0)
+        se = diff.std(0) / math.sqrt(S) if S > 1 else torch.zeros_like(mean)
+        b = int(mean.argmax())
+        rows.append(
+            dict(
+                lemma=name, relation=">=" if geq else "<=", lhs=float(lhs.mean(0)[b]), rhs=float(rhs.mean(0)[b]),
+                margin=float(-mean[b]), margin_se=float(-mean[b] / se[b]) if float(se[b]) > 0 else float("inf"),
+                holds=bool(float(mean[b]) <= 4 * float(se[b])),
+            )
+        )
+
+    rhs314 = T + beta2 / (1 - beta2) * o["log_ratio"]
+    worst = (o["g2_over_v"] - rhs314).flatten().argmax()
+    rows.append(
+        dict(
+            lemma="3.14 (pathwise, worst seed/block)", relation="<=", lhs=float(o["g2_over_v"].flatten()[worst]),
+            rhs=float(rhs314.flatten()[worst]), margin=float((rhs314 - o["g2_over_v"]).min()),
+            margin_se=float("nan"), holds=bool(torch.all(o["g2_over_v"] <= rhs314 * (1 + 1e-9))),
+        )
+    )
+    rhs315 = theory.lemma315_rhs(
+        gbar_sq_over_sqrt_vtilde_sum=o["gbar_sq_over_sqrt_vtilde"], d_b=db, sigma_b=sb, T=T, beta2=beta2,
+        log_ratio=o["log_ratio"],
+    )
+    add("3.15", o["first_order"], rhs315, geq=True)
+    for c in (1.0, c316):
+        rhs316 = theory.lemma316_rhs(
+            T=T, beta2=beta2, v0=v0, sigma_b=sb, eps=0.0, gbar_abs_sum=o["gbar_norm_sum"], c=c
+        )
+        add(f"3.16 with c = {c:g}", o["sqrt_vtilde_window"], rhs316 * torch.ones_like(o["sqrt_vtilde_window"]))
+    # the smallest constant c in Lemma 3.16 that this run needs (worst block, means over seeds)
+    other = (2 * beta2 ** (T / 4) * math.sqrt(v0) / (1 - beta2) + T * sb).to(o["sqrt_vtilde_window"].dtype)
+    c_needed = ((o["sqrt_vtilde_window"].mean(0) - other) / o["gbar_norm_sum"].mean(0)).max()
+    rows.append(
+        dict(lemma="3.16: smallest c needed", relation="", lhs=float(c_needed), rhs=float("nan"),
+             margin=float("nan"), margin_se=float("nan"), holds=True)
+    )
+    g0 = problem.grad(torch.as_tensor(x0, dtype=problem.A.dtype, device=problem.A.device)).cpu()
+    if block_index is None:
+        F = theory.rmsprop_F(
+            sigma=problem.sigma.cpu(), grad0_inf=float(g0.abs().max()),
+            H=theory.coordinatewise_smoothness(problem.A).cpu(), eta=eta, T=T, beta2=beta2, v0=v0,
+        )
+    else:
+        F = theory.blockwise_adam_F(
+            sigma_b=sb, d_b=db, grad0_phi=float(partitions.custom(idx).norm(g0, d)),
+            H_b=theory.blockwise_smoothness(problem.A.cpu(), idx), eta=eta, T=T, beta2=beta2, v0=v0,
+        )
+    add("C.1", o["log_ratio"], torch.full_like(o["log_ratio"], F))
+    return rows
+
+
+__all__ += [
+    "NoisyQuadratic", "random_psd", "block_quadratic", "run_signgd", "run_blockwise_rmsprop", "run_trajectory",
+    "lemma_report",
+]

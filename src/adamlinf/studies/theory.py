@@ -1,0 +1,736 @@
+r"""The theory chapter's experiments (Theorem 2.2 and Section 3), each returning a tidy table.
+
+Every function here is one sweep of a book page: it builds the instances, calls the batched
+runners of :mod:`adamlinf.problems` and the bounds of :mod:`adamlinf.theory`, and returns a
+``pandas.DataFrame`` that the page saves, plots and turns into verdicts.
+
+* Theorem 2.2 / Figure 2: :func:`equivariance_trajectories_2d`, :func:`equivariance_gaps`.
+* Theorem 3.2 (SignGD): :func:`signgd_test_problems`, :func:`signgd_bound_grid`,
+  :func:`signgd_tuned_rate`.
+* Theorem 3.5 (RMSProp): :func:`rmsprop_bound_sweep`, :func:`rmsprop_slopes`,
+  :func:`rmsprop_lemma_table`, :func:`lemma316_counterexample`.
+* ℓ∞ against ℓ2 geometry (Theorems 3.2 and 3.5): :func:`geometry_instances` (a heavy-tailed
+  diagonal Hessian and its rotations), :func:`geometry_sweep` (tuned SignGD and RMSProp on each,
+  with the ℓ∞ and ℓ2 bounds), :func:`geometry_fit` (measured rate against the constant).
+* Theorem 3.11 (blockwise Adam): :func:`blockwise_test_partitions`, :func:`blockwise_partition_sweep`
+  (ranking and measured/bound).
+* :func:`loglog_fit`, :func:`loglog_slope`: fitted power laws with their standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from .. import optim, partitions, problems, rotations, theory
+from ..problems import NoisyQuadratic, run_blockwise_rmsprop, run_signgd, run_trajectory
+
+__all__ = [
+    "equivariance_trajectories_2d",
+    "equivariance_gaps",
+    "signgd_test_problems",
+    "signgd_bound_grid",
+    "signgd_tuned_rate",
+    "rmsprop_bound_sweep",
+    "loglog_fit",
+    "loglog_slope",
+    "rmsprop_slopes",
+    "lemma316_counterexample",
+    "rmsprop_lemma_table",
+    "geometry_instances",
+    "geometry_sweep",
+    "geometry_fit",
+    "blockwise_test_partitions",
+    "blockwise_partition_sweep",
+]
+
+
+def _optimizer_kwargs(cfg: dict) -> tuple[str, float, dict]:
+    if "name" not in cfg or "lr" not in cfg:
+        raise ValueError(f"an optimizer configuration needs 'name' and 'lr', got {sorted(cfg)}")
+    return cfg["name"], float(cfg["lr"]), {k: v for k, v in cfg.items() if k not in ("name", "lr")}
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 2.2
+def equivariance_trajectories_2d(
+    optimizers: dict, *, angle_deg: float, T: int, x0=(2.0, 1.5), eigenvalues=(1.0, 4.0)
+) -> pd.DataFrame:
+    r"""Figure 2 data (Theorem 2.2): each optimizer on a 2-D quadratic and on its rotation.
+
+    Each optimizer runs on :math:`L(x)=\tfrac12x^\top Ax`, :math:`A=\mathrm{diag}(\text{eigenvalues})`,
+    from ``x0``, and on :math:`L\circ R` (:math:`R` the planar rotation by ``angle_deg``) from
+    :math:`R^\top x_0`, with the same hyperparameters.
+
+    Args:
+        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for :func:`adamlinf.problems.run_trajectory`.
+        angle_deg: the rotation angle.
+        T: number of steps.
+        x0: the start.
+        eigenvalues: the two eigenvalues of :math:`A`.
+
+    Returns:
+        Columns ``optimizer, run ("on L" | "on L o R"), t`` and the iterate in both frames: ``x1, x2``
+        (coordinates of :math:`L`; the rotated run mapped back by :math:`R`) and ``y1, y2``
+        (coordinates of :math:`L\circ R`). An equivariant optimizer gives the same points for both
+        runs in either frame.
+    """
+    if T < 1:
+        raise ValueError("T must be >= 1")
+    A = torch.diag(torch.as_tensor(eigenvalues, dtype=torch.float64))
+    if A.shape != (2, 2):
+        raise ValueError("the Figure 2 example is two-dimensional: give two eigenvalues")
+    a = math.radians(angle_deg)
+    R = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    frames = []
+    for label, cfg in optimizers.items():
+        name, lr, kw = _optimizer_kwargs(cfg)
+        xs = run_trajectory(name, A, x0, T=T, lr=lr, **kw)
+        xr = run_trajectory(name, R.T @ A @ R, R.T @ x0, T=T, lr=lr, **kw)
+        for run, orig, rot in (("on L", xs, xs @ R), ("on L o R", xr @ R.T, xr)):
+            frames.append(
+                pd.DataFrame(
+                    {"optimizer": label, "run": run, "t": np.arange(T + 1), "x1": orig[:, 0].numpy(),
+                     "x2": orig[:, 1].numpy(), "y1": rot[:, 0].numpy(), "y2": rot[:, 1].numpy()}
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def equivariance_gaps(
+    optimizers: dict, *, d: int, T: int, n_transforms: int, seed: int = 0, exponent: float = 0.5
+) -> pd.DataFrame:
+    r"""Definition 2.1 measured in :math:`d` dimensions (Theorem 2.2), for rotations and permutations.
+
+    For ``n_transforms`` Haar rotations and as many random permutation matrices,
+    :func:`adamlinf.rotations.equivariance_gap` of every optimizer on :math:`L(x)=\tfrac12x^\top Ax`
+    with :math:`A=\mathrm{diag}(i^{-\text{exponent}})` and a Gaussian :math:`x_0` (float64, full
+    gradients, ``T`` steps), reported relative to the size of the iterates:
+    :math:`\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2` (0 up to rounding iff the run is
+    equivariant on this instance). Draw :math:`k` uses seed ``seed + 1 + k``.
+
+    Args:
+        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for :func:`adamlinf.optim.create`.
+        d: dimension.
+        T: number of steps.
+        n_transforms: number of random draws of each kind.
+        seed: seed of :math:`x_0` (and base of the draws).
+        exponent: the spectrum's exponent.
+
+    Returns:
+        Columns ``optimizer, transformation ("rotation" | "permutation"), draw, gap``.
+    """
+    if d < 2 or T < 1 or n_transforms < 1:
+        raise ValueError("need d >= 2, T >= 1 and n_transforms >= 1")
+    A = torch.diag(problems.power_law_spectrum(d, exponent))
+    x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+    def loss_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        return 0.5 * x @ (A @ x)
+
+    rows = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # d x d products: thread hand-offs cost more than they save (see problems)
+    try:
+        rows = _gap_rows(optimizers, A, x0, loss_fn, d=d, T=T, n_transforms=n_transforms, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+    return pd.DataFrame(rows)
+
+
+def _gap_rows(optimizers: dict, A, x0, loss_fn, *, d: int, T: int, n_transforms: int, seed: int) -> list[dict]:
+    rows = []
+    for k in range(n_transforms):
+        transforms = {
+            "rotation": rotations.haar(d, seed=seed + 1 + k, dtype=torch.float64),
+            "permutation": rotations.to_dense(rotations.random_permutation(d, seed=seed + 1 + k, dtype=torch.float64)),
+        }
+        for kind, R in transforms.items():
+            for label, cfg in optimizers.items():
+                name, lr, kw = _optimizer_kwargs(cfg)
+                res = rotations.equivariance_gap(
+                    lambda ps, name=name, lr=lr, kw=kw: optim.create(name, ps, lr=lr, **kw), loss_fn, x0, R, T
+                )
+                gap = res.gap / float(torch.linalg.vector_norm(res.xs, dim=1).max())
+                rows.append(dict(optimizer=label, transformation=kind, draw=k, gap=gap))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 3.2
+def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, device="cpu") -> dict:
+    r"""The two quadratics of the Theorem 3.2 page, :math:`\min L=0`, with their exact ℓ∞ constant.
+
+    * ``"dense"``: :math:`A=Q\,\mathrm{diag}(i^{-1/2})Q^\top` with Haar :math:`Q`
+      (:func:`adamlinf.problems.random_psd`);
+    * ``"diagonal"``: :math:`A=\mathrm{diag}(i^{-1/2})` (then :math:`H=\mathrm{tr}A`).
+
+    :math:`H` is :func:`adamlinf.theory.linf_smoothness` by brute force, so ``d <= 22``.
+
+    Args:
+        d: dimension.
+        n_starts: number of Gaussian starts, each scaled so that :math:`L(x_0)=\Delta`.
+        delta: :math:`\Delta`.
+        seed: seed of the rotation and of the starts.
+        device: device of the tensors.
+
+    Returns:
+        ``{kind: (NoisyQuadratic, H, X0 of shape (n_starts, d))}``.
+    """
+    if delta <= 0:
+        raise ValueError(f"delta must be positive, got {delta}")
+    if n_starts < 1:
+        raise ValueError("n_starts must be >= 1")
+    out = {}
+    for kind in ("dense", "diagonal"):
+        if kind == "dense":
+            A = problems.random_psd(d, seed=seed, device=device)
+        else:
+            A = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
+        prob = NoisyQuadratic(A, device=device)
+        H = theory.linf_smoothness(A.cpu(), method="brute")
+        X0 = torch.randn(n_starts, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device)
+        X0 = X0 * (delta / prob.loss(X0)).sqrt()[:, None]
+        out[kind] = (prob, H, X0)
+    return out
+
+
+def signgd_bound_grid(problem_set: dict, *, T_list, etas, delta: float) -> pd.DataFrame:
+    r"""Theorem 3.2 over a grid of :math:`T` and :math:`\eta`.
+
+    One SignGD run of length :math:`\max T` per step size (:func:`adamlinf.problems.run_signgd`,
+    all step sizes and starts batched) gives :math:`\min_{t<T}\|\nabla L(x_t)\|_1` for every
+    :math:`T` (a prefix minimum).
+
+    Args:
+        problem_set: as returned by :func:`signgd_test_problems`.
+        T_list: the horizons.
+        etas: the step sizes.
+        delta: :math:`\Delta=L(x_0)-\min L`.
+
+    Returns:
+        Columns ``problem, T, eta, measured_mean, measured_max`` (mean and worst over the starts),
+        ``bound`` (:func:`adamlinf.theory.signgd_bound`), ``H`` and ``ratio_max = measured_max / bound``.
+    """
+    etas = np.asarray(etas, dtype=float)
+    Tmax = int(max(T_list))
+    rows = []
+    for kind, (prob, H, X0) in problem_set.items():
+        out = run_signgd(prob, X0, T=Tmax, lr=etas)
+        for T in T_list:
+            best = out["grad_l1"][:T].min(0).values  # (n_eta, n_starts)
+            bound = theory.signgd_bound(delta, T, etas, H)
+            for j, eta in enumerate(etas):
+                rows.append(
+                    dict(problem=kind, T=int(T), eta=float(eta), measured_mean=float(best[j].mean()),
+                         measured_max=float(best[j].max()), bound=float(bound[j]), H=H)
+                )
+    grid = pd.DataFrame(rows)
+    grid["ratio_max"] = grid.measured_max / grid.bound
+    return grid
+
+
+def signgd_tuned_rate(problem_set: dict, *, T_list, delta: float) -> pd.DataFrame:
+    r"""Theorem 3.2 at the tuned step :math:`\eta^*(T)=\sqrt{2\Delta/(TH)}`.
+
+    For each :math:`T` a run with its own :math:`\eta^*(T)` (batched over :math:`T` and starts):
+    measured :math:`\min_{t<T}\|\nabla L(x_t)\|_1` against :math:`\sqrt{2H\Delta/T}`.
+
+    Args:
+        problem_set: as returned by :func:`signgd_test_problems`.
+        T_list: the horizons.
+        delta: :math:`\Delta`.
+
+    Returns:
+        Columns ``problem, T, eta, measured_mean, measured_max, bound``.
+    """
+    Tmax = int(max(T_list))
+    rows = []
+    for kind, (prob, H, X0) in problem_set.items():
+        eta_star = theory.signgd_tuned_lr(delta, np.asarray(T_list), H)
+        out = run_signgd(prob, X0, T=Tmax, lr=eta_star)
+        for j, T in enumerate(T_list):
+            best = out["grad_l1"][:T, j].min(0).values
+            rows.append(
+                dict(problem=kind, T=int(T), eta=float(eta_star[j]), measured_mean=float(best.mean()),
+                     measured_max=float(best.max()), bound=float(theory.signgd_tuned_bound(delta, T, H)))
+            )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 3.5
+def _window_min(grad_l1: torch.Tensor, T: int) -> tuple[float, float]:
+    """``min_{T/2<t<=T}`` of the mean over seeds of ``grad_l1`` ``(T+1, seeds)``, and its standard error."""
+    window = grad_l1[T // 2 + 1 :]
+    mean = window.mean(1)
+    k = int(mean.argmin())
+    se = float(window[k].std() / math.sqrt(window.shape[1])) if window.shape[1] > 1 else 0.0
+    return float(mean[k]), se
+
+
+def rmsprop_bound_sweep(
+    A, sigma, x0, *, T_list, v0_list, c_list, n_seeds: int, seed: int = 0, device="cpu"
+) -> pd.DataFrame:
+    r"""Theorem 3.5 / Corollaries 3.6-3.7 across :math:`T`, :math:`v_0` and :math:`\beta_2=1-c\log T/T`.
+
+    In a deterministic (:math:`\sigma=0`) and a noisy (coordinate-wise :math:`\sigma_i`,
+    Assumption 3.4) setting, for every configuration: :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}`
+    (:func:`adamlinf.theory.rmsprop_tuned_lr`), RMSProp (:func:`adamlinf.problems.run_blockwise_rmsprop`,
+    ``n_seeds`` noise streams batched; one run when deterministic, noise seed ``seed + T``), the
+    measured :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1` (mean over seeds, with its
+    standard error at the minimising :math:`t`) and the bound (:func:`adamlinf.theory.rmsprop_bound`).
+
+    Args:
+        A: the symmetric Hessian.
+        sigma: the ``(d,)`` noise levels of the noisy setting.
+        x0: the start.
+        T_list: the horizons.
+        v0_list: the initial second moments.
+        c_list: the constants :math:`c`.
+        n_seeds: noise streams in the noisy setting.
+        seed: base seed.
+        device: device of the runs.
+
+    Returns:
+        Columns ``setting, c, v0, T, eta, beta2, measured, measured_se, bound, E, F, ratio``.
+    """
+    A = theory.as_symmetric(A)
+    H = theory.coordinatewise_smoothness(A)
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    rows = []
+    for setting, sig in (("deterministic", 0.0 * sigma), ("noisy", sigma)):
+        prob = NoisyQuadratic(A, sigma=sig, device=device)
+        delta = float(prob.loss(x0.to(device))) - prob.min_value
+        g0 = float(prob.grad(x0.to(device)).abs().max())
+        for c in c_list:
+            for v0 in v0_list:
+                for T in T_list:
+                    beta2 = 1 - c * math.log(T) / T
+                    eta = theory.rmsprop_tuned_lr(delta, T, float(H.sum()))
+                    out = run_blockwise_rmsprop(
+                        prob, x0, T=T, lr=eta, beta2=beta2, v0=v0, n_seeds=n_seeds if setting == "noisy" else 1,
+                        seed=seed + T,
+                    )
+                    measured, se = _window_min(out["grad_l1"][:, 0, :], T)
+                    b = theory.rmsprop_bound(
+                        delta=delta, T=T, eta=eta, beta2=beta2, H=H.cpu(), sigma=sig.cpu(), v0=v0, grad0_inf=g0
+                    )
+                    rows.append(
+                        dict(setting=setting, c=c, v0=v0, T=T, eta=eta, beta2=beta2, measured=measured,
+                             measured_se=se, bound=b.total, E=b.E, F=b.F)
+                    )
+    res = pd.DataFrame(rows)
+    res["ratio"] = res.measured / res.bound
+    return res
+
+
+def loglog_fit(x, y, *, floor: float = 1e-12) -> tuple[float, float]:
+    r"""Least-squares slope of :math:`\log y` against :math:`\log x`, and its standard error.
+
+    Points with ``y <= floor`` (converged runs at round-off) are ignored.
+
+    Args:
+        x: positive abscissae.
+        y: values.
+        floor: the round-off floor.
+
+    Returns:
+        ``(slope, standard error)``; NaN slope when fewer than two points remain, NaN error when
+        fewer than three.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError("x and y must have the same shape")
+    ok = (y > floor) & (x > 0)
+    if ok.sum() < 2:
+        return float("nan"), float("nan")
+    fit = stats.linregress(np.log(x[ok]), np.log(y[ok]))
+    return float(fit.slope), float(fit.stderr) if ok.sum() >= 3 else float("nan")
+
+
+def loglog_slope(x, y, *, floor: float = 1e-12) -> float:
+    """The slope of :func:`loglog_fit` alone (NaN when fewer than two points lie above ``floor``)."""
+    return loglog_fit(x, y, floor=floor)[0]
+
+
+def rmsprop_slopes(res: pd.DataFrame) -> pd.DataFrame:
+    r"""Per ``(setting, c, v0)`` of :func:`rmsprop_bound_sweep`'s table: the log-log slopes in :math:`T`.
+
+    Corollaries 3.6/3.7 predict :math:`-1/2` deterministic and :math:`-1/4` (up to the log) noisy.
+
+    Args:
+        res: the sweep's table.
+
+    Returns:
+        Columns ``setting, c, v0, measured_slope, measured_slope_se, bound_slope, max_ratio``.
+    """
+    rows = []
+    for (setting, c, v0), s in res.groupby(["setting", "c", "v0"], sort=True):
+        slope, se = loglog_fit(s["T"], s.measured)
+        rows.append(
+            dict(setting=setting, c=c, v0=v0, measured_slope=slope, measured_slope_se=se,
+                 bound_slope=loglog_slope(s["T"], s.bound), max_ratio=float(s.ratio.max()))
+        )
+    return pd.DataFrame(rows)
+
+
+def lemma316_counterexample() -> dict:
+    r"""The deterministic RMSProp run on which the reconstructed Lemma 3.16 with :math:`c=1` fails.
+
+    :math:`d=6`, :math:`A=MM^\top/6+0.1I` (:math:`M` Gaussian, seed 0), :math:`x^*=\mathbf1`,
+    :math:`x_0=0`, :math:`T=400`, :math:`\beta_2=1-\log T/T`, :math:`\eta=0.05`,
+    :math:`v_0=10^{-4}` (also in ``tests/test_lemmas.py``).
+
+    Returns:
+        ``dict(problem=..., x0=..., T=..., eta=..., beta2=..., v0=...)``.
+    """
+    M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    prob = NoisyQuadratic(M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64), x_star=torch.ones(6, dtype=torch.float64))
+    return dict(problem=prob, x0=torch.zeros(6, dtype=torch.float64), T=400, eta=0.05,
+                beta2=1 - math.log(400) / 400, v0=1e-4)
+
+
+def rmsprop_lemma_table(
+    A, sigma, x0, *, T: int, c: float, v0: float, n_seeds: int, seed: int = 0, device="cpu",
+    counterexample: bool = True,
+) -> pd.DataFrame:
+    r"""Both sides of Lemmas 3.14-3.16 and C.1 (:func:`adamlinf.problems.lemma_report`) on RMSProp runs.
+
+    Runs at the tuned step :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` with :math:`\beta_2=1-c\log T/T`:
+    a deterministic and a noisy run (``n_seeds`` seeds) on ``A, sigma, x0`` and, with
+    ``counterexample=True``, the run of :func:`lemma316_counterexample`.
+
+    Args:
+        A: the symmetric Hessian.
+        sigma: the noise levels of the noisy run.
+        x0: the start.
+        T: number of steps.
+        c: the constant in :math:`\beta_2`.
+        v0: initial second moment.
+        n_seeds: noise streams of the noisy run.
+        seed: noise seed.
+        device: device of the runs.
+        counterexample: add the Lemma 3.16 counterexample.
+
+    Returns:
+        ``setting`` plus the columns of :func:`adamlinf.problems.lemma_report`.
+    """
+    A = theory.as_symmetric(A)
+    H_sum = float(theory.coordinatewise_smoothness(A).sum())
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    beta2 = 1 - c * math.log(T) / T
+    rows = []
+    for setting, sig in (("deterministic", 0.0 * sigma), ("noisy", sigma)):
+        prob = NoisyQuadratic(A, sigma=sig, device=device)
+        eta = theory.rmsprop_tuned_lr(float(prob.loss(x0.to(device))) - prob.min_value, T, H_sum)
+        out = run_blockwise_rmsprop(
+            prob, x0, T=T, lr=eta, beta2=beta2, v0=v0, n_seeds=n_seeds if setting == "noisy" else 1, seed=seed,
+            lemmas=True,
+        )
+        rows += [
+            dict(setting=setting, **r)
+            for r in problems.lemma_report(prob, out, x0=x0, T=T, eta=eta, beta2=beta2, v0=v0)
+        ]
+    if counterexample:
+        ce = lemma316_counterexample()
+        out = run_blockwise_rmsprop(
+            ce["problem"], ce["x0"], T=ce["T"], lr=ce["eta"], beta2=ce["beta2"], v0=ce["v0"], lemmas=True
+        )
+        rows += [
+            dict(setting="counterexample (d=6, tests)", **r)
+            for r in problems.lemma_report(
+                ce["problem"], out, x0=ce["x0"], T=ce["T"], eta=ce["eta"], beta2=ce["beta2"], v0=ce["v0"]
+            )
+        ]
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# l_inf against l_2 geometry (Theorems 3.2 and 3.5)
+def geometry_instances(
+    d: int, *, spectrum: str = "1/i^2", thetas=(0.01, 0.03, 0.1, 0.3), seed: int = 0, haar_seed: int | None = 1,
+    device="cpu",
+) -> tuple[list[NoisyQuadratic], pd.DataFrame]:
+    r"""A heavy-tailed diagonal Hessian and its rotations, with their ℓ∞ and ℓ2 constants.
+
+    The diagonal :math:`A=\mathrm{diag}(\lambda)` (``spectrum`` of :func:`adamlinf.problems.spectrum`,
+    normalised to :math:`\|A\|_2=1`; :math:`\lambda_i=1/i^2` by default) has
+    :math:`\|A\|_{\infty\to1}=\|A\|_{1,1}=\sum_i\lambda_i\approx1.6`, far below
+    :math:`d\|A\|_2=d`. Rotating it, :math:`A_\theta=R_\theta^\top AR_\theta` with
+    :math:`R_\theta=\exp(\theta S)` (:func:`adamlinf.problems.rotation_path`, plus a Haar rotation
+    :math:`\theta=\infty`), keeps :math:`\|A\|_2` and raises both ℓ∞ constants towards :math:`d\|A\|_2`.
+
+    Args:
+        d: dimension (``d <= 22`` gives the exact :math:`\|A\|_{\infty\to1}` by enumeration).
+        spectrum: the spectrum's name.
+        thetas: the rotation strengths :math:`\theta>0` (:math:`\theta=0` is always included).
+        seed: seed of :math:`S`.
+        haar_seed: seed of the Haar rotation, ``None`` for none.
+        device: device of the problems.
+
+    Returns:
+        ``(instances, constants)``: one :class:`adamlinf.problems.NoisyQuadratic` per rotation (with
+        attribute ``theta``) and a table with columns ``theta, H_linf`` (:math:`\|A\|_{\infty\to1}`,
+        Theorem 3.2), ``sum_H`` (:math:`\sum_iH_i=\|A\|_{1,1}`, Theorem 3.5), ``d_l2``
+        (:math:`d\|A\|_2`, what an ℓ2 analysis pays), ``exact`` (whether ``H_linf`` is exact).
+    """
+    lam = problems.spectrum(spectrum, d)
+    family = problems.rotated_family(lam, problems.rotation_path(d, thetas, seed=seed, haar_seed=haar_seed),
+                                     spectrum=spectrum)
+    instances, rows = [], []
+    for q in family:
+        prob = NoisyQuadratic.from_quadratic(q.to(device=device))
+        A = prob.A.cpu()
+        exact = d <= 22
+        rows.append(
+            dict(theta=float(q.theta), H_linf=theory.linf_smoothness(A, method="brute" if exact else "l11"),
+                 sum_H=float(theory.coordinatewise_smoothness(A).sum()), d_l2=d * theory.l2_smoothness(A),
+                 exact=exact)
+        )
+        instances.append(prob)
+    return instances, pd.DataFrame(rows)
+
+
+def geometry_sweep(
+    instances: list[NoisyQuadratic], x0, *, method: str, delta: float, T_list, lrs, c: float = 4.0,
+    v0: float = 1e-8,
+) -> pd.DataFrame:
+    r"""Tuned SignGD (Theorem 3.2) or RMSProp (Theorem 3.5) on each instance, with the ℓ∞ and ℓ2 bounds.
+
+    Every instance starts from the same points of the unrotated frame scaled to :math:`L(x_0)=\Delta`
+    (a run on :math:`L_\theta` starts at :math:`R_\theta^\top x_0`, at the same loss); all step
+    sizes and starts run batched and deterministic (full gradients).
+
+    * ``method="signgd"``: :math:`\min_{t<T}\|\nabla L(x_t)\|_1` for every ``T`` (one run of length
+      :math:`\max T`). Bounds at the tuned step: :math:`\sqrt{2H\Delta/T}` with
+      :math:`H=\|A\|_{\infty\to1}` (ℓ∞) and with :math:`H=d\|A\|_2` (ℓ2), so the ℓ2 bound is
+      looser by exactly :math:`\sqrt{d\|A\|_2/\|A\|_{\infty\to1}}`.
+    * ``method="rmsprop"``: one run per ``T`` with :math:`\beta_2=1-c\log T/T` and :math:`v_0`,
+      measuring :math:`\min_{T/2<t\le T}\|\nabla L(x_t)\|_1`. Bounds: :func:`adamlinf.theory.rmsprop_bound`
+      at :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` with the constants :math:`H_i` (ℓ∞), and the same
+      right-hand side with every :math:`H_i=\|A\|_2` (so :math:`\sum_iH_i` becomes :math:`d\|A\|_2`, the
+      coefficient of ℓ2 and AdaSGD analyses) at its own tuned step (ℓ2); averaged over the starts
+      (they differ in :math:`\|\nabla L(x_0)\|_\infty`).
+
+    Args:
+        instances: from :func:`geometry_instances`.
+        x0: the starts ``(n_starts, d)`` in the unrotated frame (rescaled to loss ``delta``).
+        method: ``"signgd"`` or ``"rmsprop"``.
+        delta: :math:`\Delta=L(x_0)-\min L`.
+        T_list: the horizons.
+        lrs: the step-size grid.
+        c: the constant in :math:`\beta_2` (RMSProp).
+        v0: initial second moment (RMSProp).
+
+    Returns:
+        Columns ``method, theta, T, lr``, ``measured`` and ``measured_std`` (mean and spread over the
+        starts), ``log10_mean`` and ``log10_std`` (the same for :math:`\log_{10}` of the measured
+        value), ``n_starts``, ``bound_linf`` and ``bound_l2`` (at the tuned steps),
+        ``bound_at_lr`` (the ℓ∞ bound at this step size, Theorem 3.2 or 3.5, mean over starts) and
+        ``ratio_max`` (the largest measured / bound over the starts at this step size).
+    """
+    if method not in ("signgd", "rmsprop"):
+        raise ValueError(f"method must be 'signgd' or 'rmsprop', got {method!r}")
+    lrs = np.asarray(lrs, dtype=float)
+    X0 = torch.as_tensor(x0, dtype=torch.float64)
+    rows = []
+    for prob in instances:
+        Xs = prob.start(X0.to(prob.device))
+        Xs = Xs * (delta / prob.loss(Xs)).sqrt()[:, None]
+        n = Xs.shape[0]
+        A = prob.A.cpu()
+        H = theory.coordinatewise_smoothness(A)
+        norm2 = theory.l2_smoothness(A)
+        d = prob.d
+        per_T, bounds, at_lr = {}, {}, {}
+        if method == "signgd":
+            out = run_signgd(prob, Xs, T=int(max(T_list)), lr=lrs)["grad_l1"]  # (T+1, n_lr, n_starts)
+            H_inf = theory.linf_smoothness(A, method="brute" if d <= 22 else "l11")
+            for T in T_list:
+                per_T[T] = out[:T].min(0).values
+                bounds[T] = (float(theory.signgd_tuned_bound(delta, T, H_inf)),
+                             float(theory.signgd_tuned_bound(delta, T, d * norm2)))
+                at_lr[T] = np.repeat(theory.signgd_bound(delta, T, lrs, H_inf)[:, None], n, 1)
+        else:
+            g0 = [float(g) for g in prob.grad(Xs).abs().amax(-1).cpu()]
+            for T in T_list:
+                beta2 = 1 - c * math.log(T) / T
+                out = run_blockwise_rmsprop(prob, Xs, T=T, lr=lrs, beta2=beta2, v0=v0, n_seeds=n)["grad_l1"]
+                per_T[T] = out[T // 2 + 1 :].min(0).values  # (n_lr, n_starts)
+
+                def rhs(Hv: torch.Tensor, eta: float, g: float, T: int = T, beta2: float = beta2) -> float:
+                    return theory.rmsprop_bound(delta=delta, T=T, eta=eta, beta2=beta2, H=Hv, sigma=0.0, v0=v0,
+                                                grad0_inf=g).total
+
+                pair = []
+                for Hv in (H, torch.full_like(H, norm2)):
+                    eta = theory.rmsprop_tuned_lr(delta, T, float(Hv.sum()))
+                    pair.append(float(np.mean([rhs(Hv, eta, g) for g in g0])))
+                bounds[T] = tuple(pair)
+                at_lr[T] = np.array([[rhs(H, float(lr), g) for g in g0] for lr in lrs])
+        for T, best in per_T.items():
+            logs = torch.log10(best.clamp_min(1e-300))
+            ratio = best.numpy() / at_lr[T]
+            for j, lr in enumerate(lrs):
+                rows.append(
+                    dict(method=method, theta=float(prob.theta), T=int(T), lr=float(lr),
+                         measured=float(best[j].mean()),
+                         measured_std=float(best[j].std()) if n > 1 else float("nan"),
+                         log10_mean=float(logs[j].mean()),
+                         log10_std=float(logs[j].std()) if n > 1 else float("nan"),
+                         n_starts=n, bound_linf=bounds[T][0], bound_l2=bounds[T][1],
+                         bound_at_lr=float(at_lr[T][j].mean()), ratio_max=float(ratio[j].max()))
+                )
+    return pd.DataFrame(rows)
+
+
+def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
+    r"""The tuned measurement of :func:`geometry_sweep` against the instance's constants and bounds.
+
+    The measured value is the best over the step-size grid (``edge`` flags a best step size on the
+    grid's edge), with its spread over the starts.
+
+    Args:
+        sweep: from :func:`geometry_sweep`.
+        constants: the table of :func:`geometry_instances`.
+
+    Returns:
+        One row per ``(method, theta, T)``: ``H`` (:math:`\|A\|_{\infty\to1}` for SignGD,
+        :math:`\sum_iH_i` for RMSProp), ``d_l2``, ``best_lr, edge, measured, measured_std, log10_mean,
+        log10_std, n_starts, bound_linf, bound_l2``, ``ratio_max_all_lr`` (the largest measured / bound
+        over every step size and start: at most 1 when the theorem holds), ``ratio_linf`` (measured / ℓ∞ bound), ``ratio_l2``, ``l2_over_linf``
+        (the ratio of the two bounds) and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
+    """
+    const = constants.set_index("theta")
+    rows = []
+    for (method, theta, T), s in sweep.groupby(["method", "theta", "T"], sort=True):
+        k = int(np.argmin(s.measured.to_numpy()))
+        best = s.iloc[k]
+        cst = const.loc[theta]
+        H = float(cst.H_linf if method == "signgd" else cst.sum_H)
+        rows.append(
+            dict(method=method, theta=theta, T=int(T), H=H, d_l2=float(cst.d_l2), best_lr=float(best.lr),
+                 edge=k in (0, len(s) - 1), measured=float(best.measured), measured_std=float(best.measured_std),
+                 log10_mean=float(best.log10_mean), log10_std=float(best.log10_std), n_starts=int(best.n_starts),
+                 bound_linf=float(best.bound_linf), bound_l2=float(best.bound_l2),
+                 ratio_max_all_lr=float(s.ratio_max.max()))
+        )
+    out = pd.DataFrame(rows)
+    out["ratio_linf"] = out.measured / out.bound_linf
+    out["ratio_l2"] = out.measured / out.bound_l2
+    out["l2_over_linf"] = out.bound_l2 / out.bound_linf
+    out["predicted"] = np.sqrt(out.d_l2 / out.H)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Theorem 3.11
+def blockwise_test_partitions(block_size: int, n_blocks: int) -> dict:
+    r"""The partitions compared on the Theorem 3.11 page.
+
+    On a Hessian with ``n_blocks`` diagonal blocks of ``block_size`` (:func:`adamlinf.problems.block_quadratic`):
+    coordinates (Adam), aligned blocks of half, one and two block sizes, blocks of the right size
+    shifted by half a block (misaligned), and one block (AdaSGD).
+
+    Args:
+        block_size: the size of the Hessian's blocks (even, at least 2).
+        n_blocks: their number (at least 2).
+
+    Returns:
+        ``{name: (d,) block ids}``.
+    """
+    if block_size < 2 or block_size % 2 or n_blocks < 2:
+        raise ValueError("need an even block_size >= 2 and n_blocks >= 2")
+    d = block_size * n_blocks
+    i = torch.arange(d)
+    return {
+        "coordinates (Adam)": i,
+        f"aligned, size {block_size // 2}": i // (block_size // 2),
+        f"aligned, size {block_size}": i // block_size,
+        f"aligned, size {2 * block_size}": i // (2 * block_size),
+        f"misaligned, size {block_size}": ((i + block_size // 2) // block_size) % n_blocks,
+        "one block (AdaSGD)": torch.zeros(d, dtype=torch.long),
+    }
+
+
+def blockwise_partition_sweep(
+    A, partition_ids: dict, *, x0, noise: float, T: int, lrs, beta2: float, n_seeds: int, seed: int = 0,
+    exact_max_blocks: int = 8, v0: float = 0.0, device="cpu",
+) -> pd.DataFrame:
+    r"""Theorem 3.11 checked by ranking and by its bound, one row per partition.
+
+    For each partition, blockwise Adam with :math:`\beta_1=0` (:func:`adamlinf.problems.run_blockwise_rmsprop`,
+    :math:`v_{0,b}=v_0`, isotropic gradient noise ``noise``, all learning rates and seeds batched)
+    on :math:`L(x)=\tfrac12x^\top Ax` from ``x0``. The final loss is the mean over the last 10% of
+    the steps and over seeds, best over ``lrs``. With ``v0 > 0`` the bound of Theorem 3.11
+    (:func:`adamlinf.theory.blockwise_adam_bound` with :math:`\Delta=L(x_0)`, :math:`H(L,\Phi)` exact
+    when computed, else its Lemma 3.13 bound, :math:`H_b` of Definition 3.12 and
+    :math:`\sigma_b=` ``noise``) is evaluated at every learning rate and compared with the measured
+    :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_{\Phi,*}` (mean over seeds); with ``v0 = 0``
+    the bound is infinite and not reported.
+
+    Args:
+        A: the symmetric Hessian.
+        partition_ids: ``{name: (d,) block ids}``.
+        x0: the start.
+        noise: the noise level :math:`\sigma` of every coordinate.
+        T: number of steps.
+        lrs: the learning-rate grid.
+        beta2: :math:`\beta_2`.
+        n_seeds: noise streams.
+        seed: noise seed.
+        exact_max_blocks: compute :math:`H(L,\Phi)` exactly (:func:`adamlinf.theory.phi_smoothness`)
+            up to this many blocks.
+        v0: initial second moment.
+        device: device of the runs.
+
+    Returns:
+        Columns ``partition, B, bound`` (Lemma 3.13), ``H_exact`` (NaN above ``exact_max_blocks``),
+        ``best_lr, final_loss, edge_of_grid``, and ``measured_dual`` (at the best learning rate),
+        ``thm311_bound`` (at the best learning rate) and ``thm311_ratio_max`` (the largest measured /
+        bound over the learning rates), NaN when ``v0 = 0``.
+    """
+    A = theory.as_symmetric(A)
+    lrs = np.asarray(lrs, dtype=float)
+    prob = NoisyQuadratic(A, sigma=noise, device=device)
+    x0 = torch.as_tensor(x0, dtype=torch.float64).to(device)
+    delta = float(prob.loss(x0)) - prob.min_value
+    g0 = prob.grad(x0).cpu()
+    rows = []
+    for name, idx in partition_ids.items():
+        idx = partitions.check_block_index(idx, prob.d)
+        B = int(idx.max()) + 1
+        H_b = theory.blockwise_smoothness(A.cpu(), idx)
+        lemma313 = float(H_b.sum())
+        exact = theory.phi_smoothness(A, idx) if B <= exact_max_blocks else float("nan")
+        out = run_blockwise_rmsprop(
+            prob, x0, T=T, lr=lrs, beta2=beta2, v0=v0, block_index=idx, n_seeds=n_seeds, seed=seed
+        )
+        final = out["loss"][-max(1, T // 10) :].mean(0).mean(-1)  # (n_lr,)
+        k = int(final.argmin())
+        measured = out["grad_dual"][T // 2 + 1 :].mean(-1).min(0).values.numpy()  # (n_lr,)
+        bounds = np.full(len(lrs), np.nan)
+        if v0 > 0:
+            d_b = torch.bincount(idx).to(torch.float64)
+            bounds = np.array([
+                theory.blockwise_adam_bound(
+                    delta=delta, T=T, eta=float(lr), beta2=beta2, H_phi=exact if math.isfinite(exact) else lemma313,
+                    H_b=H_b, sigma_b=noise, d_b=d_b, v0=v0, grad0_phi=float(partitions.custom(idx).norm(g0, prob.d)),
+                ).total
+                for lr in lrs
+            ])
+        rows.append(
+            dict(partition=name, B=B, bound=lemma313, H_exact=exact, best_lr=float(lrs[k]), final_loss=float(final[k]),
+                 edge_of_grid=k in (0, len(lrs) - 1), measured_dual=float(measured[k]), thm311_bound=float(bounds[k]),
+                 thm311_ratio_max=float(np.max(measured / bounds)) if v0 > 0 else float("nan"))
+        )
+    return pd.DataFrame(rows)
