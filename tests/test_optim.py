@@ -52,7 +52,7 @@ def test_adam_matches_torch(dtype, tol):
         assert a.dtype == dtype
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
     # and the paper form is a genuinely different trajectory
-    paper, _ = run(lambda ps: optim.Adam(groups(ps), lr=1e-2, betas=(0.9, 0.99)), 300, dtype)
+    paper, _ = run(lambda ps: optim.Adam(groups(ps), lr=1e-2, betas=(0.9, 0.99), paper_form=True), 300, dtype)
     assert max((a - b).abs().max().item() for a, b in zip(paper, ref)) > 1e-3
 
 
@@ -64,7 +64,7 @@ def test_first_step_closed_forms():
 
     def one(**kw):
         x = x0.clone().requires_grad_()
-        opt = optim.Adam([x], lr=lr, betas=(b1, b2), eps=eps, **kw)
+        opt = optim.Adam([x], lr=lr, betas=(b1, b2), eps=eps, paper_form=True, **kw)
         x.grad = g.clone()
         opt.step()
         return x.detach()
@@ -82,9 +82,10 @@ def test_first_step_closed_forms():
 
 
 def test_rmsprop_is_adam_beta1_zero():
-    a, _ = run(lambda ps: optim.RMSProp(ps, lr=1e-2, beta2=0.95, v0=0.1))
-    b, _ = run(lambda ps: optim.Adam(ps, lr=1e-2, betas=(0.0, 0.95), v0=0.1))
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    for form in (dict(), dict(paper_form=True)):
+        a, _ = run(lambda ps: optim.RMSProp(ps, lr=1e-2, beta2=0.95, v0=0.1, **form))
+        b, _ = run(lambda ps: optim.Adam(ps, lr=1e-2, betas=(0.0, 0.95), v0=0.1, **form))
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
     with pytest.raises(ValueError, match="beta1 = 0"):
         optim.RMSProp([{"params": make_params(), "betas": (0.5, 0.9)}])
 
@@ -111,7 +112,8 @@ def test_signgd_exact():
 
 def test_eps_zero_zero_gradient_does_not_move():
     x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
-    for opt in (optim.Adam([x], lr=0.1, eps=0.0), optim.BlockwiseAdam([x], lr=0.1, eps=0.0, partition=P.coordinate())):
+    for opt in (optim.Adam([x], lr=0.1, eps=0.0, paper_form=True),
+                optim.BlockwiseAdam([x], lr=0.1, eps=0.0, partition=P.coordinate(), paper_form=True)):
         x.grad = torch.tensor([0.0, 3.0], dtype=torch.float64)
         before = x.detach().clone()
         opt.step()
@@ -129,7 +131,8 @@ FORMS = [dict(bias_correction=bc, eps_inside_sqrt=ins, v0=v0) for bc in (False, 
 @pytest.mark.parametrize("form", FORMS)
 def test_coordinate_partition_equals_adam_exactly(form):
     hp = dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, **form)
-    a, _ = run(lambda ps: optim.Adam([{"params": ps[:2], "betas": (0.5, 0.95)}, {"params": ps[2:], "lr": 3e-3}], **hp), 60)
+    a, _ = run(lambda ps: optim.Adam([{"params": ps[:2], "betas": (0.5, 0.95)}, {"params": ps[2:], "lr": 3e-3}],
+                                     fused=False, **hp), 60)
     b, _ = run(lambda ps: optim.BlockwiseAdam([{"params": ps[:2], "betas": (0.5, 0.95)}, {"params": ps[2:], "lr": 3e-3}],
                                               partition=P.coordinate(), **hp), 60)
     for x, y in zip(a, b):
@@ -181,7 +184,8 @@ def test_blockwise_vs_hand(name):
             "spanning": spanning}[name]
     b1, b2, eps, v0 = 0.9, 0.9, 1e-4, 0.05
     lrs = [1e-2, 1e-2, 3e-3, 3e-3]
-    got, opt = run(lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2, betas=(b1, b2), eps=eps, v0=v0, partition=part), 15)
+    got, opt = run(lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2, betas=(b1, b2), eps=eps, v0=v0, partition=part,
+                                                  paper_form=True), 15)
     want = blockwise_by_hand(x0s, grads_of, 15, part.flat_index(x0s), lrs, b1, b2, eps, v0)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -192,7 +196,8 @@ def test_adasgd_scalar_by_hand_two_groups():
     """Algorithm 2: ONE scalar v = b2 v0 + (1-b2) ||g||^2 / d over both groups."""
     a = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
     b = torch.tensor([[3.0], [-1.0], [0.5]], dtype=torch.float64, requires_grad=True)
-    opt = optim.AdaSGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, betas=(0.0, 0.5), eps=0.0, v0=1.0)
+    opt = optim.AdaSGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, betas=(0.0, 0.5), eps=0.0, v0=1.0,
+                       paper_form=True)
     ga, gb = torch.tensor([1.0, -1.0], dtype=torch.float64), torch.tensor([[2.0], [0.0], [-2.0]], dtype=torch.float64)
     a.grad, b.grad = ga, gb
     a0, b0 = a.detach().clone(), b.detach().clone()
@@ -267,7 +272,7 @@ def test_heads_partition_in_optimizer():
     torch.manual_seed(0)
     m = M().double()
     part = P.heads(m, n_head=2)
-    opt = optim.BlockwiseAdam(m.parameters(), lr=1e-2, partition=part)
+    opt = optim.BlockwiseAdam(m.parameters(), lr=1e-2, partition=part, paper_form=True)
     assert opt.num_blocks == 6 + 16 + 1
     x = torch.randn(4, 8, dtype=torch.float64)
     m.c_attn.weight.grad = None
@@ -284,7 +289,8 @@ def test_heads_partition_in_optimizer():
 # torch.optim machinery: state_dict, closure, schedulers, dtypes, devices
 # ---------------------------------------------------------------------------------------------
 MAKERS = {
-    "adam": lambda ps: optim.Adam(groups(ps), lr=1e-2, v0=0.1),
+    "adam": lambda ps: optim.Adam(groups(ps), lr=1e-2),
+    "adam_paper": lambda ps: optim.Adam(groups(ps), lr=1e-2, v0=0.1, paper_form=True),
     "adasgd": lambda ps: optim.AdaSGD(groups(ps), lr=1e-2, bias_correction=True),
     "rows": lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2, partition=P.rows()),
     "signgd": lambda ps: optim.SignGD(groups(ps), lr=1e-2),
@@ -334,7 +340,7 @@ def test_closure_returns_loss(name):
 def test_lambda_lr_scheduler():
     sched_lr = lambda t: 1.0 / (1 + t)  # noqa: E731
     ps = make_params()
-    opt = optim.Adam(ps, lr=1e-2)
+    opt = optim.Adam(ps, lr=1e-2, paper_form=True)
     sch = torch.optim.lr_scheduler.LambdaLR(opt, sched_lr)
     ref = [p.detach().clone() for p in ps]
     m = [torch.zeros_like(r) for r in ref]
@@ -343,7 +349,8 @@ def test_lambda_lr_scheduler():
         opt.zero_grad(); loss_fn(ps, t).backward(); opt.step(); sch.step()
         gs = grads_of(ref, t)
         for x, g, mm, vv in zip(ref, gs, m, v):
-            optim.adam_update_(x, g, mm, vv, lr=1e-2 * sched_lr(t), beta1=0.9, beta2=0.999, eps=1e-8, step=t + 1)
+            optim.adam_update_(x, g, mm, vv, lr=1e-2 * sched_lr(t), beta1=0.9, beta2=0.999, eps=1e-8, step=t + 1,
+                               bias_correction=False, eps_inside_sqrt=True)
     for a, b in zip(ps, ref):
         assert torch.equal(a.detach(), b)
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-2 / 11)
@@ -356,8 +363,8 @@ def test_dtypes_preserved(dtype, name):
     assert all(p.dtype == dtype and torch.isfinite(p).all() for p in ps)
     for st_ in opt.state.values():
         for k, val in st_.items():
-            if torch.is_tensor(val):
-                assert val.dtype == dtype
+            if torch.is_tensor(val):  # step counters are float32 tensors, as in torch.optim.Adam
+                assert val.dtype == (torch.float32 if k.endswith("step") else dtype)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -422,9 +429,9 @@ def test_nonfinite_gradient_skips_step(name, bad):
     opt.zero_grad()
     loss_fn(ps_live, 3).backward()
     ps_live[2].grad[0, 1, 1] = bad  # one bad entry in the second param group
+    opt.step()  # no warning and no synchronisation at the step itself
     with pytest.warns(RuntimeWarning, match="non-finite"):
-        opt.step()
-    assert opt.skipped_steps == 1
+        assert opt.skipped_steps == 1
     assert all(torch.equal(a, b.detach()) for a, b in zip(params_before, ps_live))
     after = opt.state_dict()
     assert after["state"].keys() == state_before["state"].keys()
@@ -459,24 +466,27 @@ def test_create():
     ps = make_params()
     a = optim.create("adam", ps, lr=1e-3)
     assert isinstance(a, optim.Adam) and a.defaults["bias_correction"] and not a.defaults["eps_inside_sqrt"]
-    assert a.defaults["betas"] == (0.9, 0.95)
-    a = optim.create("adam", ps, lr=1e-3, torch_form=False)
-    assert not a.defaults["bias_correction"] and a.defaults["eps_inside_sqrt"]
+    assert a.defaults["betas"] == (0.9, 0.999)  # the same defaults as Adam(ps) and torch.optim.Adam(ps)
+    for kw in (dict(torch_form=False), dict(paper_form=True)):
+        a = optim.create("adam", ps, lr=1e-3, **kw)
+        assert not a.defaults["bias_correction"] and a.defaults["eps_inside_sqrt"]
+    with pytest.raises(ValueError, match="disagree"):
+        optim.create("adam", ps, lr=1e-3, torch_form=True, paper_form=True)
     s = optim.create("sgd", ps, lr=0.1, momentum=0.8)
     assert type(s) is torch.optim.SGD and s.defaults["momentum"] == 0.8
     assert isinstance(optim.create("adasgd", ps, lr=1e-3), optim.AdaSGD)
     assert isinstance(optim.create("signgd", ps, lr=1e-3), optim.SignGD)
     r = optim.create("rmsprop", ps, lr=1e-3)
-    assert isinstance(r, optim.RMSProp) and r.defaults["betas"] == (0.0, 0.95)
+    assert isinstance(r, optim.RMSProp) and r.defaults["betas"] == (0.0, 0.999)
     b = optim.create("blockwise_adam", ps, lr=1e-3, partition="rows")
     assert isinstance(b, optim.BlockwiseAdam) and b.num_blocks == P.rows().num_blocks(ps)
-    with pytest.raises(ValueError, match="partition"):
-        optim.create("blockwise_adam", ps, lr=1e-3)
+    b = optim.create("blockwise_adam", ps, lr=1e-3)  # default partition: coordinate (= Adam)
+    assert b.partition.name == "coordinate" and b.num_blocks == sum(p.numel() for p in ps)
     with pytest.raises(ValueError, match="unknown optimizer"):
         optim.create("lion", ps, lr=1e-3)
-    # torch_form Adam from the factory is torch.optim.Adam
+    # the factory's Adam is torch.optim.Adam with torch's defaults
     a, _ = run(lambda q: optim.create("adam", q, lr=1e-2), 50)
-    b, _ = run(lambda q: torch.optim.Adam(q, lr=1e-2, betas=(0.9, 0.95)), 50)
+    b, _ = run(lambda q: torch.optim.Adam(q, lr=1e-2), 50)
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
 
@@ -504,9 +514,426 @@ def test_missing_grad_counts_as_zero_in_blocks():
     """BlockwiseAdam: a parameter without .grad is not moved and adds 0 to its blocks' statistics."""
     a = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
     b = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
-    opt = optim.AdaSGD([a, b], lr=0.1, betas=(0.0, 0.5), eps=0.0)
+    opt = optim.AdaSGD([a, b], lr=0.1, betas=(0.0, 0.5), eps=0.0, paper_form=True)
     a.grad = torch.tensor([2.0, 2.0], dtype=torch.float64)
     opt.step()
     v = 0.5 * (4 + 4) / 4  # b's missing gradient counts as zeros, d = 4
     torch.testing.assert_close(a.detach(), torch.tensor([1.0, 2.0], dtype=torch.float64) - 0.1 * 2 / math.sqrt(v))
     assert torch.equal(b.detach(), torch.tensor([3.0, 4.0], dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# one convention: Adam(params) is torch.optim.Adam(params); the paper form by an explicit flag
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
+def test_default_adam_is_torch_adam(dtype, tol):
+    ours, opt = run(lambda ps: optim.Adam(ps), 100, dtype)
+    ref, _ = run(lambda ps: torch.optim.Adam(ps), 100, dtype)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    d = opt.defaults
+    assert (d["lr"], d["betas"], d["eps"], d["v0"]) == (1e-3, (0.9, 0.999), 1e-8, 0.0)
+    assert d["bias_correction"] and not d["eps_inside_sqrt"]
+    paper = optim.Adam(make_params(), paper_form=True).defaults
+    assert not paper["bias_correction"] and paper["eps_inside_sqrt"]
+
+
+def test_blockwise_and_adasgd_defaults_follow_adam():
+    """BlockwiseAdam() is the coordinate partition (= Adam); AdaSGD and RMSProp use the torch form."""
+    a, _ = run(lambda ps: optim.Adam(groups(ps), lr=1e-2, fused=False), 40)
+    b, opt = run(lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2), 40)
+    assert opt.partition.name == "coordinate"
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    for cls in (optim.AdaSGD, optim.RMSProp, optim.BlockwiseAdam):
+        d = cls(make_params()).defaults
+        assert d["bias_correction"] and not d["eps_inside_sqrt"] and d["betas"][1] == 0.999
+
+
+def test_permute_rotate_follows_default_dtype():
+    from adamlinf.rotations import PermuteRotate
+
+    old = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert PermuteRotate(10).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(old)
+    assert PermuteRotate(10).dtype == old
+
+
+# ---------------------------------------------------------------------------------------------
+# finite fp16 gradients and complex parameters
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["adam", "adasgd", "signgd"])
+def test_large_finite_fp16_gradient_is_not_skipped(name):
+    x = torch.zeros(4, dtype=torch.float16, requires_grad=True)
+    opt = {"adam": optim.Adam, "adasgd": optim.AdaSGD, "signgd": optim.SignGD}[name]([x])
+    x.grad = torch.full((4,), 60000.0, dtype=torch.float16)  # ||g||_2 = 120000 overflows fp16; g is finite
+    opt.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert opt.skipped_steps == 0
+    if name == "adasgd":  # the step was taken (its fp16 second moment overflows, as torch's would)
+        assert opt.state[x]["block_step"].item() == 1
+    else:
+        assert (x.detach() < 0).all()
+
+
+def _complex_twin(make, steps=15):
+    """A complex parameter and its real view (d, 2) trained on the same (real-view) gradients."""
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    z = torch.view_as_complex(z0.clone()).requires_grad_()
+    r = z0.clone().requires_grad_()
+    oz, orr = make([z]), make([r])
+    for t in range(steps):
+        gr = torch.randn(6, 2, generator=g, dtype=torch.float64) * (1 + t)
+        z.grad = torch.view_as_complex(gr.clone())
+        r.grad = gr.clone()
+        oz.step()
+        orr.step()
+    return torch.view_as_real(z.detach()), r.detach(), z0
+
+
+@pytest.mark.parametrize("name, make", [
+    ("adam", lambda ps: optim.Adam(ps, lr=1e-2)),
+    ("adam_paper", lambda ps: optim.Adam(ps, lr=1e-2, paper_form=True, v0=0.1)),
+    ("adasgd", lambda ps: optim.AdaSGD(ps, lr=1e-2)),
+    ("rows", lambda ps: optim.BlockwiseAdam(ps, lr=1e-2, partition="rows")),
+    ("signgd", lambda ps: optim.SignGD(ps, lr=1e-2)),
+])
+def test_complex_parameters_are_real_pairs(name, make):
+    """As torch.optim.Adam: a complex parameter is optimised as its real view; the imaginary parts move."""
+    z, r, z0 = _complex_twin(make)
+    torch.testing.assert_close(z, r, rtol=1e-13, atol=1e-13)
+    assert (z[:, 1] != z0[:, 1]).all()
+
+
+def test_complex_adam_matches_torch():
+    g = torch.Generator().manual_seed(1)
+    z0 = torch.randn(5, dtype=torch.complex128, generator=g)
+    a, b = z0.clone().requires_grad_(), z0.clone().requires_grad_()
+    oa, ob = optim.Adam([a], lr=1e-2), torch.optim.Adam([b], lr=1e-2)
+    for _ in range(20):
+        grad = torch.randn(5, dtype=torch.complex128, generator=g)
+        a.grad, b.grad = grad.clone(), grad.clone()
+        oa.step()
+        ob.step()
+    torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# state dicts: validated, all or nothing, and crossing over with torch.optim.Adam
+# ---------------------------------------------------------------------------------------------
+def _stepped(make, steps=3, seed=1):
+    ps = make_params(seed=seed)
+    opt = make(ps)
+    for t in range(steps):
+        opt.zero_grad()
+        loss_fn(ps, t).backward()
+        opt.step()
+    return ps, opt
+
+
+FOREIGN = [
+    ("adam", "adasgd", "another optimizer"),
+    ("adam", "rows", "another optimizer"),
+    ("adam", "signgd", "another optimizer"),
+    ("adasgd", "adam", "another optimizer"),
+    ("rows", "adasgd", "blocks"),
+    ("signgd", "adam", "lacks"),
+]
+
+
+@pytest.mark.parametrize("src, dst, msg", FOREIGN)
+def test_foreign_state_dict_is_refused_and_changes_nothing(src, dst, msg):
+    _, source = _stepped(MAKERS[src])
+    ps, target = _stepped(MAKERS[dst])
+    before = copy.deepcopy(target.state_dict())
+    with pytest.raises(ValueError, match=msg):
+        target.load_state_dict(source.state_dict())
+    after = target.state_dict()
+    assert after["param_groups"] == before["param_groups"]
+    for k, st_ in after["state"].items():
+        for key, val in st_.items():
+            assert torch.equal(val, before["state"][k][key]) if torch.is_tensor(val) else val == before["state"][k][key]
+
+
+def test_sgd_state_dict_is_refused():
+    ps = make_params()
+    sgd = torch.optim.SGD(ps, lr=0.1, momentum=0.9)
+    loss_fn(ps, 0).backward()
+    sgd.step()
+    with pytest.raises(ValueError, match="another optimizer"):
+        optim.Adam(ps).load_state_dict(sgd.state_dict())
+
+
+@pytest.mark.parametrize("field, value, msg", [("lr", -1.0, "learning rate"), ("betas", (1.5, 0.999), "beta1"),
+                                               ("eps", float("nan"), "eps"), ("weight_decay", 0.1, "weight_decay")])
+@pytest.mark.parametrize("name", ["adam", "adasgd", "rows"])
+def test_invalid_hyperparameter_in_state_dict_is_refused(name, field, value, msg):
+    _, opt = _stepped(MAKERS[name])
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][1][field] = value
+    with pytest.raises(ValueError, match=msg):
+        opt.load_state_dict(sd)
+    assert opt.param_groups[1][field] != value
+
+
+def _torch_then_ours(first, second, steps=6, dtype=torch.float64):
+    """Run ``first`` for 3 steps, load its state dict into ``second``, continue; compare with ``first``."""
+    ps = make_params(dtype=dtype)
+    a = first(ps)
+    for t in range(3):
+        a.zero_grad()
+        loss_fn(ps, t).backward()
+        a.step()
+    qs = [p.detach().clone().requires_grad_() for p in ps]
+    b = second(qs)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))  # state_dict() holds references
+    for t in range(3, steps):
+        for o, xs in ((a, ps), (b, qs)):
+            o.zero_grad()
+            loss_fn(xs, t).backward()
+            o.step()
+    return ps, qs
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_state_dict_crosses_over_with_torch_adam(fused):
+    torch_adam = lambda ps: torch.optim.Adam(groups(ps), lr=1e-2, betas=(0.8, 0.99))  # noqa: E731
+    ours = lambda ps: optim.Adam(groups(ps), lr=1e-2, betas=(0.8, 0.99), fused=fused)  # noqa: E731
+    for first, second in ((torch_adam, ours), (ours, torch_adam)):
+        ps, qs = _torch_then_ours(first, second)
+        for a, b in zip(ps, qs):
+            torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-12, atol=1e-12)
+    ps = make_params()
+    wd = torch.optim.Adam(ps, weight_decay=0.1)
+    with pytest.raises(ValueError, match="weight_decay=0.1"):
+        optim.Adam(make_params()).load_state_dict(wd.state_dict())
+
+
+def test_old_state_dict_with_int_step_loads():
+    _, opt = _stepped(MAKERS["adam"])
+    sd = copy.deepcopy(opt.state_dict())
+    for st_ in sd["state"].values():
+        st_["step"] = int(st_["step"])
+    ps, new = _stepped(MAKERS["adam"], steps=0)
+    new.load_state_dict(sd)
+    assert all(torch.is_tensor(s["step"]) and s["step"].dtype == torch.float32 for s in new.state.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# drop-in use: schedulers, dtype changes, copies, torch's keyword arguments, compile
+# ---------------------------------------------------------------------------------------------
+def test_rmsprop_refuses_beta1_set_after_construction():
+    ps = make_params()
+    opt = optim.RMSProp(ps, lr=1e-2)
+    torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10, cycle_momentum=True)
+    loss_fn(ps, 0).backward()
+    before = [p.detach().clone() for p in ps]
+    with pytest.raises(ValueError, match="beta1 = 0"):
+        opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, ps)) and not opt.state
+    opt = optim.RMSProp(ps, lr=1e-2)
+    sd = copy.deepcopy(opt.state_dict())
+    sd["param_groups"][0]["betas"] = (0.9, 0.999)
+    with pytest.raises(ValueError, match="beta1 = 0"):
+        opt.load_state_dict(sd)
+
+
+@pytest.mark.parametrize("cls", [optim.AdaSGD, optim.BlockwiseAdam])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_block_state_follows_parameter_dtype(cls, dtype):
+    model = torch.nn.Linear(4, 3)
+    opt = cls(model.parameters(), lr=1e-2)
+    model.to(dtype)  # after the optimizer is built (as model.double() is often called)
+    model(torch.randn(2, 4, dtype=dtype)).sum().backward()
+    opt.step()
+    for st_ in opt.state.values():
+        for k, v in st_.items():
+            assert v.dtype == (torch.float32 if k.endswith("step") else dtype), k
+    if dtype == torch.float64:  # the same numbers as an optimizer built on float64 parameters
+        twin = torch.nn.Linear(4, 3).double()
+        twin.load_state_dict(model.state_dict())
+        model.zero_grad()
+        model(torch.ones(2, 4, dtype=dtype)).sum().backward()
+        opt.step()
+
+
+def test_block_size_is_exact_in_bf16():
+    x = torch.zeros(257, dtype=torch.bfloat16, requires_grad=True)
+    opt = optim.AdaSGD([x])
+    sizes = opt._get_plan()["sizes"]
+    assert sizes.dtype == torch.float32 and sizes.tolist() == [257.0]
+
+
+@pytest.mark.parametrize("name", ["adam", "adam_paper", "adasgd", "rows", "signgd"])
+@pytest.mark.parametrize("how", ["deepcopy", "pickle", "torch.save"])
+def test_copies_keep_every_setting(name, how):
+    import pickle
+
+    ps, opt = _stepped(lambda q: _with_raise(MAKERS[name](q)))
+    if how == "deepcopy":
+        twin = copy.deepcopy({"ps": ps, "opt": opt})
+    elif how == "pickle":
+        twin = pickle.loads(pickle.dumps({"ps": ps, "opt": opt}))
+    else:
+        buf = io.BytesIO()
+        torch.save({"ps": ps, "opt": opt}, buf)
+        buf.seek(0)
+        twin = torch.load(buf, weights_only=False)
+    qs, copy_opt = twin["ps"], twin["opt"]
+    settings = lambda o: {k: v for k, v in o.defaults.items() if k not in ("partition", "differentiable")}  # noqa: E731
+    assert copy_opt.nonfinite == "raise" and settings(copy_opt) == settings(opt)
+    if "partition" in opt.defaults:
+        assert copy_opt.partition.name == opt.partition.name and copy_opt.num_blocks == opt.num_blocks
+    for t in range(3, 6):
+        for o, xs in ((opt, ps), (copy_opt, qs)):
+            o.zero_grad()
+            loss_fn(xs, t).backward()
+            o.step()
+    assert all(torch.equal(a.detach(), b.detach()) for a, b in zip(ps, qs))
+    qs[0].grad[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError):
+        copy_opt.step()
+
+
+def _with_raise(opt):
+    opt.defaults["nonfinite"] = "raise"
+    return opt
+
+
+def test_repr_and_defaults_show_settings():
+    opt = optim.BlockwiseAdam(make_params(), partition="rows", nonfinite="ignore")
+    assert opt.defaults["nonfinite"] == "ignore" and opt.defaults["partition"].name.startswith("rows")
+    text = repr(opt)
+    assert "nonfinite: 'ignore'" in text and "Partition(rows" in text
+    assert "nonfinite" in repr(optim.Adam(make_params()))
+
+
+def test_torch_keyword_arguments():
+    ps = make_params()
+    for kw in (dict(weight_decay=0, foreach=True), dict(fused=False), dict(capturable=True), dict(foreach=False)):
+        optim.Adam(ps, **kw)
+        optim.AdaSGD(ps, **kw)
+    for cls in (optim.Adam, optim.AdaSGD, optim.BlockwiseAdam, optim.RMSProp):
+        for kw, msg in ((dict(weight_decay=0.1), "weight_decay=0.1"), (dict(amsgrad=True), "amsgrad=True"),
+                        (dict(differentiable=True), "differentiable=True")):
+            with pytest.raises(ValueError, match=msg):
+                cls(ps, **kw)
+    with pytest.raises(ValueError, match="fused=True"):
+        optim.Adam(ps, fused=True, paper_form=True)
+    with pytest.raises(ValueError, match="fused=True"):
+        optim.AdaSGD(ps, fused=True)
+    # maximize as torch does it, fused and not
+    for fused in (None, False):
+        a, _ = run(lambda q: optim.Adam(q, lr=1e-2, maximize=True, fused=fused), 20)
+        b, _ = run(lambda q: torch.optim.Adam(q, lr=1e-2, maximize=True), 20)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["adam", "adam_paper", "adasgd"])
+def test_compiled_step_does_not_recompile(name):
+    dynamo = pytest.importorskip("torch._dynamo")
+    from torch._dynamo.utils import counters
+
+    ps = make_params()
+    ref = [p.detach().clone().requires_grad_() for p in ps]
+    opt, ref_opt = MAKERS[name](ps), MAKERS[name](ref)
+    dynamo.reset()
+    counters.clear()
+    step = torch.compile(opt.step, backend="eager")  # dynamo only: guards and graph breaks, no codegen
+    for t in range(10):
+        for a, b in zip(ps, ref):
+            a.grad = torch.full_like(a, math.sin(t + 1))
+            b.grad = a.grad.clone()
+        step()
+        ref_opt.step()
+    assert counters["frames"]["total"] <= 2, dict(counters["frames"])  # the first step, then one graph
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    for a, b in zip(ps, ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    dynamo.reset()
+
+
+# ---------------------------------------------------------------------------------------------
+# no host synchronisation in the step; the device-side skip
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def no_host_reads(monkeypatch):
+    """Make every host read of a tensor value raise (``item``, ``bool``, ``float``, ``int``, ``tolist``)."""
+
+    def patch():
+        def boom(self, *a, **k):
+            raise AssertionError("host read of a tensor value inside step()")
+
+        for attr in ("item", "__bool__", "__float__", "__int__", "tolist", "__index__"):
+            monkeypatch.setattr(torch.Tensor, attr, boom)
+
+    return patch
+
+
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_step_reads_nothing_on_the_host(name, no_host_reads):
+    ps, opt = _stepped(MAKERS[name], steps=1)
+    opt.zero_grad()
+    loss_fn(ps, 1).backward()
+    ps[0].grad[0, 0] = float("inf")
+    state = copy.deepcopy(opt.state_dict())
+    before = [p.detach().clone() for p in ps]
+    no_host_reads()
+    opt.step()  # a skipped step
+    opt.zero_grad()
+    loss_fn(ps, 2).backward()
+    opt.step()  # a normal step
+    for a, b in zip(before, ps):
+        assert not torch.equal(a, b.detach())
+    del state
+
+
+@pytest.mark.parametrize("name", list(MAKERS) + ["adam_nonfused"])
+def test_device_side_skip_is_bit_identical(name):
+    make = MAKERS.get(name) or (lambda ps: optim.Adam(groups(ps), lr=1e-2, fused=False))
+    ps, opt = _stepped(make)
+    ref_ps, ref = _stepped(make)
+    opt.zero_grad()
+    loss_fn(ps, 3).backward()
+    ps[3].grad.fill_(float("nan"))
+    state = copy.deepcopy(opt.state_dict())
+    before = [p.detach().clone() for p in ps]
+    opt.step()
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, ps))
+    after = opt.state_dict()
+    for k, st_ in after["state"].items():
+        for key, val in st_.items():
+            assert torch.equal(val, state["state"][k][key]), (k, key)
+    # and the run then continues exactly as a run that never saw the bad step
+    for t in range(3, 6):
+        for o, xs in ((opt, ps), (ref, ref_ps)):
+            o.zero_grad()
+            loss_fn(xs, t).backward()
+            o.step()
+    assert all(torch.equal(a.detach(), b.detach()) for a, b in zip(ps, ref_ps))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", list(MAKERS))
+def test_cuda_step_does_not_synchronise(name):
+    ps = [p.cuda().detach().requires_grad_() for p in make_params()]
+    opt = MAKERS[name](ps)
+    loss_fn(ps, 0).backward()
+    opt.step()  # the first step builds the state
+    loss_fn(ps, 1).backward()
+    ps[0].grad[0, 0] = float("nan")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        opt.step()
+        loss_fn(ps, 2).backward()
+        opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        assert opt.skipped_steps == 1
