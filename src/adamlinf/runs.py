@@ -399,7 +399,9 @@ def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1
     accum, rest = divmod(global_batch, batch_size * nproc)
     if rest or accum < 1:
         ok = [b for b in range(1, batch_size + 1) if global_batch % (b * nproc) == 0]
-        hint = f"batch_size {ok[-1]} works on {nproc} device(s)" if ok else f"{nproc} devices do not divide it"
+        hint = (
+            f"batch_size {ok[-1]} works on {nproc} device(s)" if ok else f"{nproc} devices do not divide it"
+        )
         raise ValueError(
             f"global_batch={global_batch} is not a multiple of batch_size x nproc_per_node "
             f"= {batch_size} x {nproc} = {batch_size * nproc}; {hint}"
@@ -461,11 +463,19 @@ def launch_command(
     if nnodes == 1:
         where = ["--standalone"]
     elif rdzv_endpoint:
-        where = [f"--nnodes={nnodes}", f"--node_rank={node_rank}", "--rdzv_backend=c10d",
-                 f"--rdzv_endpoint={rdzv_endpoint}"]  # fmt: skip
+        where = [
+            f"--nnodes={nnodes}",
+            f"--node_rank={node_rank}",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint={rdzv_endpoint}",
+        ]
     elif master_addr:
-        where = [f"--nnodes={nnodes}", f"--node_rank={node_rank}", f"--master_addr={master_addr}",
-                 f"--master_port={int(master_port)}"]  # fmt: skip
+        where = [
+            f"--nnodes={nnodes}",
+            f"--node_rank={node_rank}",
+            f"--master_addr={master_addr}",
+            f"--master_port={int(master_port)}",
+        ]
     else:
         raise ValueError("several nodes need rdzv_endpoint='host:port' or master_addr='host'")
     return head + where + [f"--nproc_per_node={nproc}", "-m", "adamlinf.train", "--spec", spec_path]
@@ -734,9 +744,12 @@ def run_specs(
     elif todo:
         threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         show = False if progress is None else progress
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")
+        ) as pool:
             futures = [
-                pool.submit(_run_one, name, dict(specs[name]), str(root / name), 1, threads, show) for name in todo
+                pool.submit(_run_one, name, dict(specs[name]), str(root / name), 1, threads, show)
+                for name in todo
             ]
             for fut in futures:
                 name, walls[name] = fut.result()

@@ -86,9 +86,22 @@ from adamlinf.data import build_task
 from adamlinf.models import build
 from adamlinf.rotations import RotatedParametrization
 
-OPTIMIZERS = ("adam", "rotated_adam", "adasgd", "sgd", "blockwise_adam_tensor", "blockwise_adam_head",
-              "signgd", "rmsprop")  # fmt: skip
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+OPTIMIZERS = (
+    "adam",
+    "rotated_adam",
+    "adasgd",
+    "sgd",
+    "blockwise_adam_tensor",
+    "blockwise_adam_head",
+    "signgd",
+    "rmsprop",
+)
+DTYPES = {
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 #: ``TrainConfig`` fields that cannot change the trained parameters or the metrics of the iterations
 #: a run logs: where and how often it writes (``out_dir``, ``log_interval``, the checkpoint cadence),
@@ -97,13 +110,35 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 #: (``stop_iter``). ``device`` and ``compile`` change floating-point rounding only (the same run on
 #: another machine). They may differ between a checkpoint and the run resuming it, and they do not
 #: count in a run's identity (``adamlinf.runs.spec_key``).
-EXECUTION_FIELDS = frozenset({
-    "out_dir", "eval_interval", "log_interval", "checkpoint_interval", "checkpoint_minutes",
-    "keep_checkpoints", "progress", "resume", "stop_iter", "device", "compile",
-})  # fmt: skip
+EXECUTION_FIELDS = frozenset(
+    {
+        "out_dir",
+        "eval_interval",
+        "log_interval",
+        "checkpoint_interval",
+        "checkpoint_minutes",
+        "keep_checkpoints",
+        "progress",
+        "resume",
+        "stop_iter",
+        "device",
+        "compile",
+    }
+)
 #: Data-spec keys that do not change the data: where the prepared files lie.
 DATA_EXECUTION_KEYS = frozenset({"root"})
-_CKPT_KEYS = ("model", "optimizer", "rotation", "scaler", "rng", "iter", "elapsed", "config", "spec", "metrics")
+_CKPT_KEYS = (
+    "model",
+    "optimizer",
+    "rotation",
+    "scaler",
+    "rng",
+    "iter",
+    "elapsed",
+    "config",
+    "spec",
+    "metrics",
+)
 _CKPT_NAME = re.compile(r"ckpt-(\d{8})\.pt")
 
 
@@ -129,8 +164,16 @@ def _int(name: str, value, minimum: int | None = None, optional: bool = False) -
     return int(value)
 
 
-def _float(name: str, value, lo: float | None = None, hi: float | None = None, *, open_lo: bool = False,
-           open_hi: bool = False, optional: bool = False) -> float | None:  # fmt: skip
+def _float(
+    name: str,
+    value,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    open_lo: bool = False,
+    open_hi: bool = False,
+    optional: bool = False,
+) -> float | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -149,7 +192,9 @@ def _float(name: str, value, lo: float | None = None, hi: float | None = None, *
 def _bool(name: str, value, optional: bool = False) -> bool | None:
     if (value is None and optional) or isinstance(value, bool):
         return value
-    raise ValueError(f"TrainConfig.{name} must be True or False{' or None' if optional else ''}, got {value!r}")
+    raise ValueError(
+        f"TrainConfig.{name} must be True or False{' or None' if optional else ''}, got {value!r}"
+    )
 
 
 @dataclass
@@ -234,11 +279,19 @@ class TrainConfig:
         if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
             raise ValueError(f"TrainConfig.out_dir must be a path, got {self.out_dir!r}")
         self.out_dir = str(self.out_dir)
-        for name, choices in (("optimizer", OPTIMIZERS), ("schedule", ("cosine", "constant")), ("dtype", DTYPES)):
+        for name, choices in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", ("cosine", "constant")),
+            ("dtype", DTYPES),
+        ):
             if not isinstance(getattr(self, name), str) or getattr(self, name) not in choices:
-                raise ValueError(f"TrainConfig.{name} must be one of {tuple(choices)}, got {getattr(self, name)!r}")
+                raise ValueError(
+                    f"TrainConfig.{name} must be one of {tuple(choices)}, got {getattr(self, name)!r}"
+                )
         if not isinstance(self.device, str):
-            raise ValueError(f"TrainConfig.device must be a string such as 'cpu' or 'cuda', got {self.device!r}")
+            raise ValueError(
+                f"TrainConfig.device must be a string such as 'cpu' or 'cuda', got {self.device!r}"
+            )
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
             raise ValueError(f"TrainConfig.betas must be a pair (beta1, beta2), got {self.betas!r}")
         self.betas = tuple(_float(f"betas[{i}]", b, 0.0, 1.0, open_hi=True) for i, b in enumerate(self.betas))
@@ -250,13 +303,27 @@ class TrainConfig:
         self.checkpoint_minutes = _float("checkpoint_minutes", self.checkpoint_minutes, 0.0)
         for name in ("max_iters", "grad_accum", "keep_checkpoints"):
             setattr(self, name, _int(name, getattr(self, name), 1))
-        for name in ("warmup_iters", "eval_interval", "checkpoint_interval", "rotation_k", "rotation_seed", "seed"):
+        for name in (
+            "warmup_iters",
+            "eval_interval",
+            "checkpoint_interval",
+            "rotation_k",
+            "rotation_seed",
+            "seed",
+        ):
             setattr(self, name, _int(name, getattr(self, name), 0))
-        for name, minimum in (("batch_size", 1), ("log_interval", 1), ("stop_iter", 0), ("lr_decay_iters", 1)):
+        for name, minimum in (
+            ("batch_size", 1),
+            ("log_interval", 1),
+            ("stop_iter", 0),
+            ("lr_decay_iters", 1),
+        ):
             setattr(self, name, _int(name, getattr(self, name), minimum, optional=True))
         if self.lr_decay_iters is not None and self.lr_decay_iters <= self.warmup_iters:
-            raise ValueError(f"TrainConfig.lr_decay_iters={self.lr_decay_iters} must exceed "
-                             f"warmup_iters={self.warmup_iters}")  # fmt: skip
+            raise ValueError(
+                f"TrainConfig.lr_decay_iters={self.lr_decay_iters} must exceed "
+                f"warmup_iters={self.warmup_iters}"
+            )
         for name in ("progress", "resume", "torch_form"):
             _bool(name, getattr(self, name))
         _bool("compile", self.compile, optional=True)
@@ -303,8 +370,14 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, params: list) -> torch.op
     Returns:
         The optimizer.
     """
-    kw = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, momentum=cfg.momentum, torch_form=cfg.torch_form,
-              **cfg.optimizer_kwargs)  # fmt: skip
+    kw = dict(
+        lr=cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+        momentum=cfg.momentum,
+        torch_form=cfg.torch_form,
+        **cfg.optimizer_kwargs,
+    )
     name = cfg.optimizer
     if name == "rotated_adam":
         return optim.create("adam", params, **kw)
@@ -416,7 +489,9 @@ def save_checkpoint(state: dict, out_dir, it: int, keep: int = 2) -> Path:
     path = checkpoint_path(out_dir, it)
     _write_atomic(path, lambda f: torch.save(state, f))
     digest = _sha256(path)
-    _write_atomic(path.with_name(path.name + ".sha256"), lambda f: f.write(f"{digest}  {path.name}\n".encode()))
+    _write_atomic(
+        path.with_name(path.name + ".sha256"), lambda f: f.write(f"{digest}  {path.name}\n".encode())
+    )
     for old in list_checkpoints(out_dir)[max(1, keep) :]:
         old.unlink(missing_ok=True)
         old.with_name(old.name + ".sha256").unlink(missing_ok=True)
@@ -445,8 +520,10 @@ def load_checkpoint(path) -> dict:
     expected = (sha.read_text().split() or [""])[0]
     actual = _sha256(path)
     if actual != expected:
-        raise CheckpointError(f"checkpoint {path} is damaged: its SHA-256 {actual[:16]}... differs from the "
-                              f"one recorded in {sha.name} ({expected[:16]}...)")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint {path} is damaged: its SHA-256 {actual[:16]}... differs from the "
+            f"one recorded in {sha.name} ({expected[:16]}...)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure: the message names the file
@@ -483,11 +560,16 @@ def newest_checkpoint(out_dir, *, quarantine: bool = False) -> tuple[dict, Path]
                 for f in (bad, bad.with_name(bad.name + ".sha256")):
                     if f.exists():
                         f.rename(f.with_name(f.name + ".damaged"))
-            warnings.warn(f"{why}; using the previous valid checkpoint {path}", CheckpointWarning, stacklevel=3)
+            warnings.warn(
+                f"{why}; using the previous valid checkpoint {path}", CheckpointWarning, stacklevel=3
+            )
         return ckpt, path
     if damaged:
-        raise CheckpointError("no valid checkpoint in {}: {}; move the damaged files away to start afresh".format(
-            out_dir, "; ".join(why for _, why in damaged)))  # fmt: skip
+        raise CheckpointError(
+            "no valid checkpoint in {}: {}; move the damaged files away to start afresh".format(
+                out_dir, "; ".join(why for _, why in damaged)
+            )
+        )
     return None
 
 
@@ -507,8 +589,9 @@ def out_dir_of(cfg: TrainConfig, create: bool = True) -> Path:
     out = Path(cfg.out_dir)
     bad = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
     if bad is not None:
-        raise NotADirectoryError(f"TrainConfig.out_dir={cfg.out_dir!r}: {bad} is a file, not a folder; "
-                                 "choose another out_dir")  # fmt: skip
+        raise NotADirectoryError(
+            f"TrainConfig.out_dir={cfg.out_dir!r}: {bad} is a file, not a folder; choose another out_dir"
+        )
     if create:
         out.mkdir(parents=True, exist_ok=True)
     return out
@@ -558,12 +641,16 @@ def _geometry(task, cfg: TrainConfig, world: int) -> tuple[int, int | None]:
     """(global batch, tokens per sample), after checking the batch settings against the task."""
     task_bs = getattr(task, "batch_size", None)
     if cfg.batch_size is not None and task_bs is not None and cfg.batch_size != task_bs:
-        raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} differs from the task's "
-                         f"batch_size={task_bs}; set it in the data spec")  # fmt: skip
+        raise ValueError(
+            f"TrainConfig.batch_size={cfg.batch_size} differs from the task's "
+            f"batch_size={task_bs}; set it in the data spec"
+        )
     task_accum = getattr(task, "grad_accum", None)
     if task_accum is not None and task_accum != cfg.grad_accum:
-        raise ValueError(f"TrainConfig.grad_accum={cfg.grad_accum} differs from the task's "
-                         f"grad_accum={task_accum}; set both alike")  # fmt: skip
+        raise ValueError(
+            f"TrainConfig.grad_accum={cfg.grad_accum} differs from the task's "
+            f"grad_accum={task_accum}; set both alike"
+        )
     batch_size = cfg.batch_size or task_bs
     if batch_size is None:
         raise ValueError("batch size unknown: set TrainConfig.batch_size or the task's batch_size")
@@ -591,11 +678,15 @@ def _trainable(model: nn.Module, cfg: TrainConfig, ddp: bool):
     return rotation, rotation.parameters()
 
 
-def _resume(out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer, scaler, device, master: bool):
+def _resume(
+    out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer, scaler, device, master: bool
+):
     """(start iteration, metric rows, elapsed seconds) from the newest valid checkpoint, if any."""
     if not cfg.resume:
         if list_checkpoints(out):
-            raise ValueError(f"{out} holds checkpoints of an earlier run and resume=False: use an empty out_dir")
+            raise ValueError(
+                f"{out} holds checkpoints of an earlier run and resume=False: use an empty out_dir"
+            )
         torch.manual_seed(cfg.seed)
         return 0, [], 0.0
     found = newest_checkpoint(out, quarantine=master)
@@ -605,8 +696,11 @@ def _resume(out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer,
     ckpt, path = found
     diff = spec_diff(ckpt["spec"], spec)
     if diff:
-        raise ValueError(f"{path} was written by a run with a different spec; refusing to mix them:\n  "
-                         + "\n  ".join(diff) + "\nuse another out_dir (or restore the spec)")  # fmt: skip
+        raise ValueError(
+            f"{path} was written by a run with a different spec; refusing to mix them:\n  "
+            + "\n  ".join(diff)
+            + "\nuse another out_dir (or restore the spec)"
+        )
     model.load_state_dict(ckpt["model"])
     if rotation is not None:
         rotation.load_state_dict(ckpt["rotation"])
@@ -622,7 +716,9 @@ def _wrap(model: nn.Module, cfg: TrainConfig, ddp: bool, device):
     run_model = torch.compile(model) if (cuda if cfg.compile is None else cfg.compile) else model
     if not ddp:
         return run_model, run_model
-    return run_model, DistributedDataParallel(run_model, device_ids=[torch.device(device).index] if cuda else None)
+    return run_model, DistributedDataParallel(
+        run_model, device_ids=[torch.device(device).index] if cuda else None
+    )
 
 
 def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: int, device, dtype):
@@ -634,9 +730,12 @@ def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: in
     cuda = torch.device(device).type == "cuda"
 
     def to_device(batch):
-        return tuple((b.pin_memory() if cuda else b).to(device=device, non_blocking=True,
-                                                        **({"dtype": dtype} if b.is_floating_point() else {}))
-                     for b in batch)  # fmt: skip
+        return tuple(
+            (b.pin_memory() if cuda else b).to(
+                device=device, non_blocking=True, **({"dtype": dtype} if b.is_floating_point() else {})
+            )
+            for b in batch
+        )
 
     ahead = None
     for it in range(start, stop):
@@ -653,7 +752,7 @@ def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: in
 
 
 def _step(optimizer, scaler, params, cfg: TrainConfig, rotation, model) -> torch.Tensor:
-    """Unscale, clip, step, zero the gradients; returns the gradient norm before clipping (a device tensor)."""
+    """Unscale, clip, step, zero the gradients; returns the gradient norm before clipping (on the device)."""
     if rotation is not None:
         rotation.pull_grad()
     scaler.unscale_(optimizer)
@@ -692,22 +791,100 @@ def _counts(it: int, global_batch: int, tokens_per_sample: int | None) -> dict:
     return c
 
 
+def _set_lr(optimizer, it: int, cfg: TrainConfig) -> float:
+    """Set the scheduled learning rate of iteration ``it`` in every parameter group; returns it."""
+    lr = lr_at(it, cfg)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def _accumulate(
+    task, train_model, batches, cfg: TrainConfig, ddp: bool, autocast, scaler, device
+) -> torch.Tensor:
+    """Forward and backward over the ``grad_accum`` micro steps; returns the mean loss (a device tensor).
+
+    Under DDP the gradients are all-reduced on the last micro step only.
+    """
+    loss = torch.zeros((), device=device)
+    for micro in range(cfg.grad_accum):
+        sync = train_model.no_sync() if ddp and micro < cfg.grad_accum - 1 else contextlib.nullcontext()
+        with sync:
+            with autocast():
+                micro_loss = task.loss(train_model, next(batches)) / cfg.grad_accum
+            scaler.scale(micro_loss).backward()
+        loss += micro_loss.detach().float()
+    return loss
+
+
+class _Checkpoints:
+    """Periodic checkpoints of a run: by iteration, by wall time, on demand."""
+
+    def __init__(
+        self, out: Path, cfg: TrainConfig, spec: dict, world: int, model, optimizer, scaler, rotation, log
+    ) -> None:
+        self.out, self.cfg, self.spec, self.world, self.log = out, cfg, spec, world, log
+        self.model, self.optimizer, self.scaler, self.rotation = model, optimizer, scaler, rotation
+        self.last = time.time()
+
+    def due(self, n: int) -> bool:
+        c = self.cfg
+        by_iter = bool(c.checkpoint_interval and n % c.checkpoint_interval == 0)
+        return by_iter or bool(c.checkpoint_minutes and time.time() - self.last >= 60 * c.checkpoint_minutes)
+
+    def save(self, n: int, rng: dict) -> None:
+        """Checkpoint the state before iteration ``n`` (``rng``: the RNG states at that point)."""
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rotation": self.rotation.state_dict() if self.rotation is not None else None,
+            "rng": rng,
+            "iter": n,
+            "elapsed": time.time() - self.log.t0,
+            "config": self.cfg.to_dict(),
+            "spec": self.spec,
+            "metrics": self.log.rows,
+            "world": self.world,
+        }
+        save_checkpoint(state, self.out, n, self.cfg.keep_checkpoints)
+        pd.DataFrame(self.log.rows).to_csv(self.out / "metrics.csv", index=False)
+        self.last = self.log.t_window = time.time()  # the save is not part of an iteration's time
+
+
 class _Log:
     """Metric rows: iterations are buffered with their device tensors and written at :meth:`flush`."""
 
-    def __init__(self, out: Path, rows: list, cfg: TrainConfig, master: bool, device, geometry, start: int,
-                 elapsed: float, model) -> None:  # fmt: skip
+    def __init__(
+        self,
+        out: Path,
+        rows: list,
+        cfg: TrainConfig,
+        master: bool,
+        device,
+        geometry,
+        start: int,
+        elapsed: float,
+        model,
+    ) -> None:
         self.rows, self.cfg, self.master, self.model = rows, cfg, master, model
         self.global_batch, self.tokens = geometry
         self.cuda = torch.device(device).type == "cuda"
         self.interval = cfg.log_interval or (10 if self.cuda else 1)
         self.t0, self.pending, self.evaluated = time.time() - elapsed, [], {}
+        self.t_window = time.time()  # start of the iterations buffered now
         self.jsonl = None
         if master:  # metrics.jsonl holds exactly the rows of the state we start from
             (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             self.jsonl = open(out / "metrics.jsonl", "a")
-        self.bar = tqdm(total=cfg.max_iters, initial=start, disable=not (cfg.progress and master),
-                        desc=cfg.optimizer, unit="it", dynamic_ncols=True)  # fmt: skip
+        self.bar = tqdm(
+            total=cfg.max_iters,
+            initial=start,
+            disable=not (cfg.progress and master),
+            desc=cfg.optimizer,
+            unit="it",
+            dynamic_ncols=True,
+        )
 
     def evaluate(self, it: int, task, model, rotation, autocast, device) -> None:
         if self.master:
@@ -716,6 +893,7 @@ class _Log:
             with autocast():
                 self.evaluated = {"iter": it, **task.evaluate(model, device)}
             self.model.train()
+        self.t_window = time.time()  # evaluation is not part of an iteration's time
 
     def record(self, it: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         extra = self.evaluated if self.evaluated.get("iter") == it else {}
@@ -723,10 +901,14 @@ class _Log:
 
     def flush_due(self, n: int, stop: int) -> bool:
         c = self.cfg
-        return (n % self.interval == 0 or n == stop or _eval_due(n, c)
-                or bool(c.checkpoint_interval and n % c.checkpoint_interval == 0))  # fmt: skip
+        return (
+            n % self.interval == 0
+            or n == stop
+            or _eval_due(n, c)
+            or bool(c.checkpoint_interval and n % c.checkpoint_interval == 0)
+        )
 
-    def flush(self, ddp: bool, world: int, t_window: float) -> None:
+    def flush(self, ddp: bool, world: int) -> None:
         """One host sync for the buffered iterations (and one all-reduce of their losses under DDP)."""
         if not self.pending:
             return
@@ -737,16 +919,18 @@ class _Log:
         norms = torch.stack([p[3].float().to(losses.device) for p in self.pending])
         host = torch.stack([losses, norms], 1).tolist()  # the sync
         now = time.time()
-        dt = (now - t_window) / len(self.pending)
-        for (it, lr, _, _, extra), (loss, norm) in zip(self.pending, host):
+        dt = (now - self.t_window) / len(self.pending)
+        for (it, lr, _, _, extra), (loss, norm) in zip(self.pending, host, strict=True):
             row = {**extra, "lr": lr, "train_loss": loss, "grad_norm": norm, "iter_time": dt}
             if self.cuda and self.tokens and hasattr(self.model, "estimate_mfu"):
                 row["mfu"] = self.model.estimate_mfu(self.global_batch * self.tokens / world, dt)
             self.append(it, row, now)
         rate = self.global_batch * (self.tokens or 1) / max(dt, 1e-9)
-        self.bar.set_postfix(loss=f"{host[-1][0]:.4f}", **{("tok/s" if self.tokens else "samples/s"): f"{rate:,.0f}"})
+        self.bar.set_postfix(
+            loss=f"{host[-1][0]:.4f}", **{("tok/s" if self.tokens else "samples/s"): f"{rate:,.0f}"}
+        )
         self.bar.update(len(self.pending))
-        self.pending = []
+        self.pending, self.t_window = [], time.time()
 
     def append(self, it: int, row: dict, now: float) -> None:
         if self.master:
@@ -792,7 +976,12 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
     ddp, rank, world, device, we_init = _dist_setup(cfg.device)
     master = rank == 0
     out = out_dir_of(cfg, create=master)
-    spec = {"model": _spec_of_model(model), "data": _spec_of_task(task), **(spec or {}), "train": cfg.to_dict()}
+    spec = {
+        "model": _spec_of_model(model),
+        "data": _spec_of_task(task),
+        **(spec or {}),
+        "train": cfg.to_dict(),
+    }
     geometry = _geometry(task, cfg, world)
     autocast, scaler, param_dtype = _precision(model, cfg, device)
     rotation, params = _trainable(model, cfg, ddp)
@@ -801,60 +990,37 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
     eval_model, train_model = _wrap(model, cfg, ddp, device)
     stop = max(start, min(cfg.max_iters, cfg.max_iters if cfg.stop_iter is None else cfg.stop_iter))
     log = _Log(out, rows, cfg, master, device, geometry, start, elapsed, model)
+    ckpt = _Checkpoints(out, cfg, spec, world, model, optimizer, scaler, rotation, log)
     batches = _batches(task, cfg, start, stop, rank, world, device, param_dtype)
-    last_save, done, rng, consistent = time.time(), start, _rng_state(device), True
-
-    def save(n: int, rng_state: dict) -> None:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                 "rotation": rotation.state_dict() if rotation is not None else None, "rng": rng_state,
-                 "iter": n, "elapsed": time.time() - log.t0, "config": cfg.to_dict(), "spec": spec,
-                 "metrics": rows, "world": world}  # fmt: skip
-        save_checkpoint(state, out, n, cfg.keep_checkpoints)
-        pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
-
+    done, rng, consistent = start, _rng_state(device), True
     model.train()
     try:
-        t_window = time.time()
         for it in range(start, stop):
             if _eval_due(it, cfg):
                 log.evaluate(it, task, eval_model, rotation, autocast, device)
-                t_window = time.time()
-            lr = lr_at(it, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            lr = _set_lr(optimizer, it, cfg)
             if rotation is not None:
                 rotation.push()
-            loss = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum):
-                sync = train_model.no_sync() if ddp and micro < cfg.grad_accum - 1 else contextlib.nullcontext()
-                with sync:
-                    with autocast():
-                        micro_loss = task.loss(train_model, next(batches)) / cfg.grad_accum
-                    scaler.scale(micro_loss).backward()
-                loss += micro_loss.detach().float()
-            consistent = False  # the update below changes the state a checkpoint of iteration `done` holds
+            loss = _accumulate(task, train_model, batches, cfg, ddp, autocast, scaler, device)
+            consistent = False  # the update changes the state that a checkpoint of iteration `done` holds
             log.record(it, lr, loss, _step(optimizer, scaler, params, cfg, rotation, model))
             done, rng, consistent = it + 1, _rng_state(device), True
             if log.flush_due(done, stop):
-                log.flush(ddp, world, t_window)
-                t_window = time.time()
-                by_time = cfg.checkpoint_minutes and t_window - last_save >= 60 * cfg.checkpoint_minutes
-                by_iter = cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0
-                if master and done < stop and (by_time or by_iter):
-                    save(done, rng)
-                    last_save = t_window = time.time()
+                log.flush(ddp, world)
+                if master and done < stop and ckpt.due(done):
+                    ckpt.save(done, rng)
         final = stop == cfg.max_iters and not (rows and rows[-1]["iter"] >= stop)
         if final:  # the final evaluation, after the loop
             log.evaluate(stop, task, eval_model, rotation, autocast, device)
             log.append(stop, {k: v for k, v in log.evaluated.items() if k != "iter"}, time.time())
         if master and (start < stop or final):
-            save(stop, _rng_state(device))
+            ckpt.save(stop, _rng_state(device))
         if ddp:
             dist.barrier()
     except BaseException:
         if master and consistent and not ddp and done > start:  # keep what was trained (Ctrl-C, an error)
-            log.flush(False, 1, time.time())
-            save(done, rng)
+            log.flush(False, 1)
+            ckpt.save(done, rng)
         raise
     finally:
         log.close()
@@ -932,12 +1098,16 @@ def load_final(out_dir, device: str = "cpu", allow_partial: bool = False):
     ckpt, path = found
     cfg = TrainConfig(**ckpt["config"])
     if ckpt["iter"] < cfg.max_iters and not allow_partial:
-        raise ValueError(f"{path} is at iteration {ckpt['iter']} of {cfg.max_iters}: the run has not "
-                         "finished (resume it, or pass allow_partial=True)")  # fmt: skip
+        raise ValueError(
+            f"{path} is at iteration {ckpt['iter']} of {cfg.max_iters}: the run has not "
+            "finished (resume it, or pass allow_partial=True)"
+        )
     spec = ckpt["spec"]
     if not spec.get("model") or not spec.get("data"):
-        raise ValueError(f"{path} has no model/data spec: train models from adamlinf.models.build and "
-                         "tasks from adamlinf.data.build_task (or use adamlinf.runs.run) to make it loadable")  # fmt: skip
+        raise ValueError(
+            f"{path} has no model/data spec: train models from adamlinf.models.build and "
+            "tasks from adamlinf.data.build_task (or use adamlinf.runs.run) to make it loadable"
+        )
     task = build_task(spec["data"])
     model = build(spec["model"])
     model.to(dtype=torch.float64 if cfg.dtype == "float64" else torch.float32)
@@ -952,8 +1122,10 @@ def load_final(out_dir, device: str = "cpu", allow_partial: bool = False):
 
 def main(argv=None):
     """``python -m adamlinf.train --spec spec.json``: the entry point ``torchrun`` launches."""
-    parser = argparse.ArgumentParser(prog="python -m adamlinf.train",
-                                     description="Train from a run spec (JSON); use under torchrun for DDP.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m adamlinf.train",
+        description="Train from a run spec (JSON); use under torchrun for DDP.",
+    )
     parser.add_argument("--spec", required=True, help="JSON file {model, data, train}")
     args = parser.parse_args(argv)
     spec = json.loads(Path(args.spec).read_text())
