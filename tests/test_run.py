@@ -187,6 +187,7 @@ def test_execute_writes_notebook_results_and_provenance(sandbox):
     assert "remove-cell" in injected[0].metadata["tags"]  # the book shows the parameters once
     shown = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])][0].source
     assert "n = 21            # a multiplier" in shown and "T = 5" in shown
+    assert "<../notebooks/tiny.py>" in nb.cells[-1].source and "<tiny.ipynb>" in nb.cells[-1].source
 
 
 def test_override_for_another_notebook_is_not_recorded(sandbox):

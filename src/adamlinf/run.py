@@ -434,6 +434,20 @@ def _show_applied(nb, params: Mapping[str, Any]) -> None:
             cell.source = _rewrite_assignments(cell.source, params)
 
 
+def _add_downloads(nb, name: str) -> None:
+    """Append the page's download links: its jupytext source and this executed notebook."""
+    import nbformat  # installed with papermill, like jupytext
+
+    nb.cells = [c for c in nb.cells if "adamlinf-downloads" not in c.metadata.get("tags", [])]
+    text = (
+        f"**Downloads:** {{download}}`the source, {name}.py <../notebooks/{name}.py>` (a jupytext "
+        f"notebook: `make lab` opens it) · {{download}}`this executed notebook, {name}.ipynb <{name}.ipynb>`"
+    )
+    cell = nbformat.v4.new_markdown_cell(text)
+    cell.metadata["tags"] = ["adamlinf-downloads"]
+    nb.cells.append(cell)
+
+
 def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
     try:
         tree = ast.parse(source)
@@ -531,6 +545,7 @@ def execute(
         wall = time.perf_counter() - start
         executed = jupytext.read(ran)
         _show_applied(executed, params)
+        _add_downloads(executed, name)
         jupytext.write(executed, ran)
         shutil.move(ran, output)
     failed.unlink(missing_ok=True)

@@ -1,0 +1,91 @@
+"""Sphinx hooks for this book.
+
+* The docstrings write maths as ``$...$`` (as the book's Markdown does); on the API page it becomes
+  Sphinx's ``:math:`` role (and ``$$...$$`` a math block), so MathJax typesets it.
+* Docstrings that are not valid reStructuredText after napoleon's Google-style conversion are shown
+  verbatim (a literal block) on the API page instead of failing a ``--warningiserror`` build.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from docutils.core import publish_doctree
+from docutils.utils import SystemMessage
+
+
+def _valid_rst(text: str) -> bool:
+    stream = io.StringIO()
+    try:
+        doctree = publish_doctree(
+            text,
+            settings_overrides={"report_level": 2, "halt_level": 5, "warning_stream": stream},
+        )
+    except (SystemMessage, Exception):  # noqa: BLE001 - any parse failure means: show it verbatim
+        return False
+    messages = [m for m in doctree.traverse() if m.tagname == "system_message" and m["level"] >= 2]
+    return not messages and not stream.getvalue()
+
+
+_SPHINX_ONLY = (":data:", ":func:", ":class:", ":meth:", ":mod:", ":attr:", ":math:", ":obj:", ":exc:")
+_SPHINX_BLOCKS = (
+    ".. math::",
+    ".. note::",
+    ".. warning::",
+    ".. seealso::",
+    ".. code-block::",
+    ":param",
+    ":returns:",
+    ":raises",
+    ":type",
+    ":rtype:",
+    ".. attribute::",
+    ".. rubric::",
+    ".. admonition::",
+)
+
+
+_DISPLAY = re.compile(r"\$\$(.+?)\$\$", re.S)
+_INLINE = re.compile(r"(?<![\\$])\$([^$\n]+?)(?<!\\)\$")
+
+
+def _inline_math(m: re.Match) -> str:
+    text, start, end = m.string, m.start(), m.end()
+    before = "\\ " if start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_)") else ""
+    after = "\\ " if end < len(text) and (text[end].isalnum() or text[end] in "_(") else ""
+    return f"{before}:math:`{m.group(1)}`{after}"
+
+
+def _tex_to_rst(text: str) -> str:
+    """``$...$`` and ``$$...$$`` (the docstrings' maths) as Sphinx math roles and directives."""
+    text = _DISPLAY.sub(lambda m: "\n\n.. math::\n\n   " + " ".join(m.group(1).split()) + "\n\n", text)
+    return _INLINE.sub(_inline_math, text)
+
+
+def _docstring_math(app, what, name, obj, options, lines):  # noqa: ARG001 - Sphinx's signature
+    if lines and "$" in "".join(lines):
+        lines[:] = _tex_to_rst("\n".join(lines)).split("\n")
+
+
+def _verbatim_if_broken(app, what, name, obj, options, lines):  # noqa: ARG001 - Sphinx's signature
+    if not lines:
+        return
+    text = "\n".join(lines)
+    probe = text
+    # docutils alone does not know Sphinx's roles and directives: neutralise them for the check.
+    for role in _SPHINX_ONLY:
+        probe = probe.replace(role, "")
+    for block in _SPHINX_BLOCKS:
+        probe = probe.replace(block, ".. container::" if block.startswith("..") else "")
+    if _valid_rst(probe):
+        return
+    original = [line for line in (obj.__doc__ or text).splitlines()]
+    lines[:] = ["::", ""] + ["    " + line for line in original] + [""]
+
+
+def setup(app):
+    """Register the hooks (after napoleon's, which converts Google-style sections first)."""
+    app.connect("autodoc-process-docstring", _docstring_math, priority=800)
+    app.connect("autodoc-process-docstring", _verbatim_if_broken, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
