@@ -1,6 +1,7 @@
 """The paper-scale GPU script (benchmarks/gpu_paper_scale.py) in its CPU smoke mode: every part runs
 through the library (trainer, rotation, HVPs, Cauchy estimator) and the JSON it writes holds every
 required number, finite and positive; the time guard skips parts and still writes results."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -11,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from adamlinf.studies import costs
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_paper_scale.py"
 
@@ -36,13 +39,18 @@ def test_smoke_writes_every_field_finite_and_positive(gps, smoke):
     out, returned = smoke
     data = json.loads((out / gps.JSON_NAME).read_text())
     assert data["smoke"] is True
-    assert {name: rec["status"] for name, rec in data["parts"].items()} == \
-        {name: "ok" for name in gps.PARTS if name != "train_adam_compiled"}
+    assert {name: rec["status"] for name, rec in data["parts"].items()} == {
+        name: "ok" for name in gps.PARTS if name != "train_adam_compiled"
+    }
     bad = {}
     for field in gps.REQUIRED_FIELDS:
         value = gps._get(data, field)
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and math.isfinite(value) and value > 0):
+        if not (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value > 0
+        ):
             bad[field] = value
     assert not bad, f"missing or non-positive fields: {bad}"
     # the measurements are internally consistent
@@ -98,3 +106,39 @@ def test_bad_arguments(gps, tmp_path):
         gps.parse_args(["--out", str(tmp_path), "--parts", "nope"])
     with pytest.raises(SystemExit):
         gps.parse_args(["--out", str(tmp_path), "--steps", "1"])
+
+
+def test_publish_refuses_smoke_and_cpu_runs(gps, smoke, tmp_path):
+    out, results = smoke
+    with pytest.raises(ValueError, match="not publishing a smoke run"):
+        gps.publish(results, out, tmp_path)
+    with pytest.raises(SystemExit):
+        gps.parse_args(["--out", str(tmp_path), "--smoke", "--publish"])
+    with pytest.raises(SystemExit):
+        gps.parse_args(["--out", str(tmp_path), "--device", "cpu", "--publish"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_published_measurement_is_read_by_the_cost_model(gps, smoke, tmp_path):
+    """The file the script publishes is the one adamlinf.studies.costs reads (a CPU smoke result
+    relabelled as CUDA here, only to exercise the path; it is never committed)."""
+    out, results = smoke
+    data = json.loads((out / gps.JSON_NAME).read_text())
+    assert data["date"][:4].isdigit() and data["hardware"]["numpy"]
+    fake = dict(data, smoke=False, hardware=dict(data["hardware"], device="cuda:0", device_name="Fake GPU"))
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / gps.JSON_NAME).write_text(json.dumps(fake))
+    (tmp_path / "run" / gps.MD_NAME).write_text("table")
+    path = gps.publish(fake, tmp_path / "run", tmp_path / "published")
+    assert path == tmp_path / "published" / gps.JSON_NAME
+    m = costs.load_measurement(path)
+    assert m.device_name == "Fake GPU" and m.date == data["date"] and not m.compiled
+    assert m.tokens_per_s == pytest.approx(data["train"]["adam"]["tokens_per_s"])
+    assert m.flops_per_token == data["settings"]["flops_per_token"]
+    hvp = data["hvp"]["float32"]
+    assert m.hvp_s_per_token == pytest.approx(hvp["best_uncached_s"] / hvp["tokens"])
+    # the smoke model's own spec gets the measured rate exactly
+    rate = costs.gpt_rate({"kind": "gpt", **gps.SMOKE_MODEL}, m)
+    assert rate.measured and rate.per_s == pytest.approx(m.tokens_per_s) and "Fake GPU" in rate.source
+    with pytest.raises(ValueError, match="not a GPU measurement"):
+        costs.load_measurement(out / gps.JSON_NAME)  # the smoke file itself

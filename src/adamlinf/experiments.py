@@ -9,9 +9,9 @@ The run machinery (specs, run folders, launches) is :mod:`adamlinf.runs`.
 ``hessian_table(run_dirs, ...)``       Table 2/4 metrics of final checkpoints on a fixed batch set
 ``table_layout(tidy)``                 the paper's "Optimizer | metric | upper bound | value" view
 ``ordering_check(table, finals)``      "smaller norm <-> faster optimizer"
-``gpt_flops_per_token(model_spec)``    6 N + 12 L E T (PaLM appendix B, as nanoGPT)
-``paper_time_estimate(...)``           GPU-hours of a set of runs from throughput or FLOPs and MFU
 =====================================  =========================================================
+
+Costs at the paper's scale are :mod:`adamlinf.studies.costs`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from adamlinf.runs import OPTIMIZER_LABELS
 
 __all__ = [
     "final_metrics", "best_runs", "claims_table", "fixed_batches", "hessian_table", "table_layout",
-    "ordering_check", "gpt_flops_per_token", "paper_time_estimate",
+    "ordering_check",
 ]
 
 
@@ -304,66 +304,3 @@ def ordering_check(table: pd.DataFrame, finals: pd.DataFrame, *, loss_col: str =
                           "smaller norm is faster": bool(a["Estimated value"] < b["Estimated value"])})
     merged.attrs["pairs"] = pd.DataFrame(pairs)
     return merged
-
-
-# --------------------------------------------------------------------------------------------
-# cost at the paper's scale
-# --------------------------------------------------------------------------------------------
-def gpt_flops_per_token(model_spec: Mapping) -> float:
-    """Training FLOPs per token of a GPT spec, :math:`6N + 12\\,L\\,E\\,T` (PaLM appendix B, as
-    nanoGPT's ``estimate_mfu``; N without position embeddings). The model is built on the
-    ``meta`` device, so a 124M spec costs no memory."""
-    import torch
-
-    from adamlinf.models import build
-
-    with torch.device("meta"):
-        model = build(dict(model_spec))
-    return float(model.flops_per_token())
-
-
-def paper_time_estimate(*, tokens_per_step: float, steps: int, flops_per_token: float | None = None,
-                        tokens_per_s_per_gpu: float | None = None, n_runs: float = 1,
-                        n_gpus: int = 1, mfu: float = 0.4, peak_flops: float = 989e12,
-                        label: str = "", verbose: bool = True) -> dict:
-    """Expected cost of ``n_runs`` training runs of ``steps`` steps of ``tokens_per_step`` tokens
-    (for images read "samples" for "tokens").
-
-    Throughput per GPU is ``tokens_per_s_per_gpu`` when measured, else
-    ``mfu · peak_flops / flops_per_token`` (assumed model FLOPs utilisation; default peak: H100/H200
-    dense bf16, 989 TFLOP/s). Then
-
-        GPU-seconds per run = tokens_per_step · steps / throughput,
-        wall hours           = n_runs · GPU-seconds per run / n_gpus / 3600  (data parallel, ideal).
-
-    ``n_runs`` may be fractional to weight slower runs (e.g. rotated Adam's extra cost).
-    Returns a dict (printed when ``verbose``).
-    """
-    if tokens_per_step <= 0 or steps <= 0 or n_runs <= 0 or n_gpus < 1:
-        raise ValueError("tokens_per_step, steps, n_runs must be positive and n_gpus >= 1")
-    if tokens_per_s_per_gpu is None:
-        if flops_per_token is None:
-            raise ValueError("give tokens_per_s_per_gpu (measured) or flops_per_token (with mfu)")
-        if not 0 < mfu <= 1:
-            raise ValueError(f"mfu must be in (0, 1], got {mfu}")
-        throughput = mfu * peak_flops / flops_per_token
-        source = f"assumed MFU {mfu:.0%} of {peak_flops / 1e12:.0f} TFLOP/s"
-    else:
-        if tokens_per_s_per_gpu <= 0:
-            raise ValueError("tokens_per_s_per_gpu must be positive")
-        throughput = float(tokens_per_s_per_gpu)
-        source = "measured throughput"
-    tokens_per_run = float(tokens_per_step) * steps
-    gpu_s_per_run = tokens_per_run / throughput
-    out = {"label": label, "tokens_per_run": tokens_per_run,
-           "flops_per_run": tokens_per_run * flops_per_token if flops_per_token else float("nan"),
-           "tokens_per_s_per_gpu": throughput, "throughput_source": source, "n_runs": n_runs,
-           "n_gpus": n_gpus, "gpu_hours_per_run": gpu_s_per_run / 3600,
-           "gpu_hours_total": n_runs * gpu_s_per_run / 3600,
-           "wall_hours_total": n_runs * gpu_s_per_run / 3600 / n_gpus}
-    if verbose:
-        print(f"{label + ': ' if label else ''}{n_runs:g} run(s) x {tokens_per_run:.3g} tokens at "
-              f"{throughput:,.0f} tokens/s/GPU ({source}) = {out['gpu_hours_per_run']:.1f} GPU-hours per "
-              f"run, {out['gpu_hours_total']:.1f} GPU-hours in all, about {out['wall_hours_total']:.1f} h "
-              f"on {n_gpus} GPU(s)", flush=True)
-    return out

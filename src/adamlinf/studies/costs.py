@@ -1,0 +1,707 @@
+r"""What the paper-scale runs cost: GPU-hours per figure and table, measured where possible.
+
+One cost model for the book. The rate of a GPU comes from a measurement when one is committed
+(``published/gpu_paper_scale.json``, written by ``benchmarks/gpu_paper_scale.py --publish`` on a
+GPU, with its hardware, date and versions), and otherwise from an *assumed* model FLOPs utilisation
+(MFU). Every number says which: its ``source`` reads ``measured on <GPU> (<date>, torch <version>)``
+or ``assumed <MFU> MFU of <peak> TFLOP/s``.
+
+The model. Training FLOPs per token of a GPT are :math:`6N + 12\,L\,E\,T` (PaLM appendix B, as
+nanoGPT: :math:`N` parameters without position embeddings, :math:`L` layers, width :math:`E`,
+context :math:`T`); a ResNet's per image are three times its forward FLOPs. A GPU processes
+
+.. math::
+
+    r = \frac{\mathrm{MFU}\cdot F_\text{peak}}{\text{FLOPs per token}}\ \text{tokens/s}
+    \quad\text{(assumed)}, \qquad r = r_\text{measured}\cdot
+    \frac{\text{FLOPs per token}_\text{measured model}}{\text{FLOPs per token}}\quad\text{(measured)},
+
+so a run of :math:`S` steps of :math:`B` tokens costs :math:`S B / r / 3600` GPU-hours. A
+Hessian-vector product (Tables 2 and 4) costs ``hvp_over_grad`` gradients of the same tokens
+(measured: the benchmark's fastest uncached HVP). The learning-rate sweeps are independent runs,
+so on :math:`G` GPUs they take :math:`1/G` of the GPU-hours of wall time (up to whole runs); a
+single run split over :math:`G` GPUs by data parallelism does too, up to communication.
+
+================================  ===========================================================
+``load_measurement(path)``        the committed GPU measurement, or None
+``gpt_flops_per_token(spec)``     :math:`6N + 12LET` of a GPT model spec
+``gpt_rate`` / ``resnet_rate``    tokens (images) per second per GPU, measured or assumed
+``paper_time_estimate(...)``      GPU-hours of ``n_runs`` runs of ``steps`` steps
+``paper_costs()``                 the tidy table: every figure and table, and their sum
+``costs_markdown(table)``         that table as Markdown (the paper-scale page includes it)
+================================  ===========================================================
+
+``python -m adamlinf.studies.costs --markdown book/generated/paper_costs.md`` writes the page's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from adamlinf.models import build
+from adamlinf.models.resnet import train_flops_per_image
+from adamlinf.results import PUBLISHED_ROOT
+from adamlinf.run import load_parameters
+
+__all__ = [
+    "ASSUMED_HVP_OVER_GRAD",
+    "ASSUMED_MFU",
+    "CIFAR10_TRAIN_IMAGES",
+    "MEASUREMENT_NAME",
+    "PEAK_FLOPS",
+    "PUBLISHED",
+    "Measurement",
+    "Rate",
+    "costs_markdown",
+    "figure1_run_count",
+    "gpt_flops_per_token",
+    "gpt_hvp_rate",
+    "gpt_rate",
+    "load_measurement",
+    "paper_costs",
+    "paper_time_estimate",
+    "resnet_rate",
+    "table3_run_count",
+]
+
+#: dense bf16 peak of an H100/H200 SXM (datasheet), the reference of every assumed MFU
+PEAK_FLOPS = 989e12
+#: assumed MFU without a measurement: nanoGPT's GPT-2 124M reaches about 40% on such GPUs; a CIFAR
+#: ResNet18 (small 32x32 convolutions) about 5%, i.e. 15,000 images/s at 3.3 GFLOP per image
+ASSUMED_MFU = {"gpt": 0.40, "resnet": 0.05}
+#: assumed cost of one Hessian-vector product in gradients of the same tokens (double backward)
+ASSUMED_HVP_OVER_GRAD = 3.0
+CIFAR10_TRAIN_IMAGES = 50_000
+MEASUREMENT_NAME = "gpu_paper_scale.json"
+#: the default ``measurement`` argument: the committed file, when there is one
+PUBLISHED = "published"
+
+
+# --------------------------------------------------------------------------------------------
+# the measurement
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Measurement:
+    """The committed GPU measurement of ``benchmarks/gpu_paper_scale.py`` (GPT-2 124M).
+
+    Attributes:
+        device_name: The GPU, e.g. ``"NVIDIA H200"``.
+        date: When it was measured (ISO 8601, UTC).
+        torch: The torch version; ``cuda`` the CUDA version.
+        cuda: The CUDA version torch was built with.
+        tokens_per_s: Training tokens per second of Adam (compiled when that part ran).
+        compiled: Whether ``tokens_per_s`` is the ``torch.compile`` rate.
+        flops_per_token: Training FLOPs per token of the measured model.
+        hvp_s_per_token: Seconds per token of the fastest uncached float32 Hessian-vector product,
+            or None when that part did not run.
+        rotated_extra_s_per_step: Rotated Adam's extra seconds per optimizer step, or None.
+        path: The file it was read from.
+    """
+
+    device_name: str
+    date: str
+    torch: str
+    cuda: str | None
+    tokens_per_s: float
+    compiled: bool
+    flops_per_token: float
+    hvp_s_per_token: float | None
+    rotated_extra_s_per_step: float | None
+    path: str
+
+    @property
+    def label(self) -> str:
+        """``measured on <GPU> (<date>, torch <version>)``, the source of every number it gives."""
+        return f"measured on {self.device_name} ({self.date[:10]}, torch {self.torch})"
+
+
+def _number(data: Mapping, dotted: str):
+    value: object = data
+    for key in dotted.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    ok = (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    )
+    return float(value) if ok else None
+
+
+def load_measurement(path: str | Path | None = None) -> Measurement | None:
+    """Read the committed GPU measurement.
+
+    Args:
+        path: The JSON file (default ``published/gpu_paper_scale.json``; ``$ADAMLINF_PUBLISHED``
+            moves the folder).
+
+    Returns:
+        The :class:`Measurement`, or None when the file does not exist.
+
+    Raises:
+        ValueError: the file is a ``--smoke`` run, was not measured on a CUDA device, or lacks the
+            training rate or the date (a CPU check must never pass for a GPU measurement).
+    """
+    path = Path(path) if path is not None else PUBLISHED_ROOT / MEASUREMENT_NAME
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    hw = data.get("hardware", {})
+    if data.get("smoke") or not str(hw.get("device", "")).startswith("cuda"):
+        raise ValueError(
+            f"{path} is not a GPU measurement (smoke={data.get('smoke')}, device="
+            f"{hw.get('device')!r}); write it with benchmarks/gpu_paper_scale.py --publish on a GPU"
+        )
+    compiled = _number(data, "train.adam_compiled.tokens_per_s")
+    eager = _number(data, "train.adam.tokens_per_s")
+    rate = compiled or eager
+    date = data.get("date") or hw.get("date")
+    fpt = _number(data, "settings.flops_per_token")
+    if rate is None or not date or fpt is None:
+        raise ValueError(f"{path} lacks train.adam.tokens_per_s, settings.flops_per_token or the date")
+    hvp = data.get("hvp", {}).get("float32", {})
+    best, tokens = _number(hvp, "best_uncached_s"), _number(hvp, "tokens")
+    extra = _number(data, "comparison.rotated_minus_adam_step_s")
+    return Measurement(
+        device_name=str(hw.get("device_name", "a GPU")),
+        date=str(date),
+        torch=str(hw.get("torch")),
+        cuda=hw.get("cuda"),
+        tokens_per_s=rate,
+        compiled=compiled is not None,
+        flops_per_token=fpt,
+        hvp_s_per_token=best / tokens if best and tokens else None,
+        rotated_extra_s_per_step=extra,
+        path=str(path),
+    )
+
+
+def _resolve(measurement) -> Measurement | None:
+    return load_measurement() if measurement == PUBLISHED else measurement
+
+
+# --------------------------------------------------------------------------------------------
+# rates
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Rate:
+    """Work per second of one GPU.
+
+    Attributes:
+        per_s: Tokens (or images) per second per GPU.
+        unit: ``"tokens"`` or ``"images"``.
+        measured: Whether it comes from a measurement.
+        source: What it rests on: ``measured on ...`` or ``assumed ... MFU of ... TFLOP/s``.
+    """
+
+    per_s: float
+    unit: str
+    measured: bool
+    source: str
+
+
+def gpt_flops_per_token(model_spec: Mapping) -> float:
+    r"""Training FLOPs per token of a GPT model spec, :math:`6N + 12\,L\,E\,T`.
+
+    PaLM appendix B, as nanoGPT's ``estimate_mfu``; :math:`N` without position embeddings. The
+    model is built on the ``meta`` device, so a 124M spec costs no memory.
+
+    Args:
+        model_spec: ``{"kind": "gpt", ...}`` as :func:`adamlinf.models.build` takes it.
+
+    Returns:
+        FLOPs per token, forward and backward.
+    """
+    with torch.device("meta"):
+        model = build(dict(model_spec))
+    return float(model.flops_per_token())
+
+
+def _assumed(kind: str, flops_per_unit: float, unit: str, mfu: float | None, peak_flops: float) -> Rate:
+    mfu = ASSUMED_MFU[kind] if mfu is None else mfu
+    if not 0 < mfu <= 1:
+        raise ValueError(f"mfu must be in (0, 1], got {mfu}")
+    return Rate(
+        mfu * peak_flops / flops_per_unit,
+        unit,
+        False,
+        f"assumed {mfu:.0%} MFU of {peak_flops / 1e12:.0f} TFLOP/s",
+    )
+
+
+def gpt_rate(
+    model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None, peak_flops: float = PEAK_FLOPS
+) -> Rate:
+    """Training tokens per second of one GPU for a GPT.
+
+    Args:
+        model_spec: The GPT's model spec.
+        measurement: A :class:`Measurement`, None (assumed MFU), or :data:`PUBLISHED` (the
+            committed file when there is one).
+        mfu: The assumed MFU (default ``ASSUMED_MFU["gpt"]``); used only without a measurement.
+        peak_flops: The peak the MFU refers to.
+
+    Returns:
+        The :class:`Rate`; a measurement on another model size is scaled by the FLOPs per token.
+    """
+    fpt = gpt_flops_per_token(model_spec)
+    m = _resolve(measurement)
+    if m is None:
+        return _assumed("gpt", fpt, "tokens", mfu, peak_flops)
+    scaled = not math.isclose(fpt, m.flops_per_token, rel_tol=1e-9)
+    how = (", compiled" if m.compiled else ", eager") + (", scaled by FLOPs per token" if scaled else "")
+    return Rate(m.tokens_per_s * m.flops_per_token / fpt, "tokens", True, m.label + how)
+
+
+def gpt_hvp_rate(
+    model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None, peak_flops: float = PEAK_FLOPS
+) -> Rate:
+    """Tokens per second of one GPU through a Hessian-vector product of a GPT.
+
+    Args:
+        model_spec: The GPT's model spec.
+        measurement: As in :func:`gpt_rate`; its float32 HVP time when it has one.
+        mfu: The assumed MFU of the gradient (default ``ASSUMED_MFU["gpt"]``).
+        peak_flops: The peak the MFU refers to.
+
+    Returns:
+        The :class:`Rate`; assumed: the training rate divided by :data:`ASSUMED_HVP_OVER_GRAD`.
+    """
+    fpt = gpt_flops_per_token(model_spec)
+    m = _resolve(measurement)
+    if m is not None and m.hvp_s_per_token is not None:
+        scale = m.flops_per_token / fpt
+        return Rate(scale / m.hvp_s_per_token, "tokens", True, m.label + ", float32 HVP")
+    grad = _assumed("gpt", fpt, "tokens", mfu, peak_flops)
+    return Rate(
+        grad.per_s / ASSUMED_HVP_OVER_GRAD,
+        "tokens",
+        False,
+        f"{grad.source}, HVP = {ASSUMED_HVP_OVER_GRAD:g} gradients (assumed)",
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _resnet_flops(image_size: int, width: int, blocks: tuple[int, ...]) -> float:
+    return train_flops_per_image(image_size, width=width, blocks=blocks)
+
+
+def resnet_rate(
+    model_spec: Mapping | None = None,
+    image_size: int = 32,
+    *,
+    hvp: bool = False,
+    mfu: float | None = None,
+    peak_flops: float = PEAK_FLOPS,
+) -> Rate:
+    """Training (or HVP) images per second of one GPU for a ResNet; always assumed.
+
+    The GPU measurement covers GPT-2 only, so the ResNet's rate rests on ``ASSUMED_MFU["resnet"]``.
+
+    Args:
+        model_spec: Keyword arguments of :func:`adamlinf.models.resnet.build` (default ResNet18).
+        image_size: The image side.
+        hvp: The rate of Hessian-vector products (:data:`ASSUMED_HVP_OVER_GRAD` gradients each).
+        mfu: The assumed MFU.
+        peak_flops: The peak the MFU refers to.
+
+    Returns:
+        The :class:`Rate`.
+    """
+    spec = {k: v for k, v in dict(model_spec or {}).items() if k != "kind"}
+    flops = _resnet_flops(image_size, spec.get("width", 64), tuple(spec.get("blocks", (2, 2, 2, 2))))
+    rate = _assumed("resnet", flops, "images", mfu, peak_flops)
+    if not hvp:
+        return rate
+    return Rate(
+        rate.per_s / ASSUMED_HVP_OVER_GRAD,
+        "images",
+        False,
+        f"{rate.source}, HVP = {ASSUMED_HVP_OVER_GRAD:g} gradients (assumed)",
+    )
+
+
+def paper_time_estimate(
+    *,
+    tokens_per_step: float,
+    steps: int,
+    flops_per_token: float | None = None,
+    tokens_per_s_per_gpu: float | None = None,
+    rate: Rate | None = None,
+    n_runs: float = 1,
+    n_gpus: int = 1,
+    mfu: float = 0.4,
+    peak_flops: float = PEAK_FLOPS,
+    label: str = "",
+    verbose: bool = True,
+) -> dict:
+    """Expected cost of ``n_runs`` runs of ``steps`` steps of ``tokens_per_step`` tokens.
+
+    For images read "images" for "tokens". The rate per GPU is ``rate`` (a :class:`Rate`), else
+    ``tokens_per_s_per_gpu`` (a measured number), else ``mfu · peak_flops / flops_per_token``
+    (assumed). Then
+
+        GPU-seconds per run = tokens_per_step · steps / rate,
+        wall hours          = n_runs · GPU-seconds per run / n_gpus / 3600 (ideal).
+
+    Args:
+        tokens_per_step: Tokens (images) per optimizer step.
+        steps: Steps per run.
+        flops_per_token: Training FLOPs per token (for the assumed rate and ``flops_per_run``).
+        tokens_per_s_per_gpu: A measured rate.
+        rate: A :class:`Rate` (its ``source`` labels the result).
+        n_runs: Number of runs; fractional to weight slower runs.
+        n_gpus: GPUs working at once.
+        mfu: The assumed MFU (without ``rate`` and ``tokens_per_s_per_gpu``).
+        peak_flops: The peak the MFU refers to.
+        label: A name for the printout.
+        verbose: Print one line (which says measured or assumed).
+
+    Returns:
+        A dict: ``tokens_per_run``, ``flops_per_run``, ``tokens_per_s_per_gpu``,
+        ``throughput_source``, ``measured``, ``n_runs``, ``n_gpus``, ``gpu_hours_per_run``,
+        ``gpu_hours_total``, ``wall_hours_total``, ``label``.
+    """
+    if tokens_per_step <= 0 or steps <= 0 or n_runs <= 0 or n_gpus < 1:
+        raise ValueError("tokens_per_step, steps, n_runs must be positive and n_gpus >= 1")
+    if rate is None and tokens_per_s_per_gpu is not None:
+        if tokens_per_s_per_gpu <= 0:
+            raise ValueError("tokens_per_s_per_gpu must be positive")
+        rate = Rate(float(tokens_per_s_per_gpu), "tokens", True, "measured throughput")
+    if rate is None:
+        if flops_per_token is None:
+            raise ValueError("give rate, tokens_per_s_per_gpu (measured) or flops_per_token (with mfu)")
+        rate = _assumed("gpt", flops_per_token, "tokens", mfu, peak_flops)
+    tokens_per_run = float(tokens_per_step) * steps
+    gpu_s_per_run = tokens_per_run / rate.per_s
+    out = {
+        "label": label,
+        "tokens_per_run": tokens_per_run,
+        "flops_per_run": tokens_per_run * flops_per_token if flops_per_token else float("nan"),
+        "tokens_per_s_per_gpu": rate.per_s,
+        "throughput_source": rate.source,
+        "measured": rate.measured,
+        "n_runs": n_runs,
+        "n_gpus": n_gpus,
+        "gpu_hours_per_run": gpu_s_per_run / 3600,
+        "gpu_hours_total": n_runs * gpu_s_per_run / 3600,
+        "wall_hours_total": n_runs * gpu_s_per_run / 3600 / n_gpus,
+    }
+    if verbose:
+        print(
+            f"{label + ': ' if label else ''}{n_runs:g} run(s) x {tokens_per_run:.3g} {rate.unit} at "
+            f"{rate.per_s:,.0f} {rate.unit}/s/GPU ({rate.source}) = {out['gpu_hours_per_run']:.1f} "
+            f"GPU-hours per run, {out['gpu_hours_total']:.1f} GPU-hours in all, about "
+            f"{out['wall_hours_total']:.1f} h on {n_gpus} GPU(s)",
+            flush=True,
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# the paper-scale table
+# --------------------------------------------------------------------------------------------
+def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int]:
+    """Seed-0 runs of a tuned grid: each optimizer's grid, plus up to ``max_extensions`` values."""
+    base = sum(grids.values())
+    return base, base + max_extensions * len(grids)
+
+
+def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
+    """Runs of Figure 1's protocol (:func:`adamlinf.studies.lm.figure1_runs`), fewest and most.
+
+    Seed 0 trains every grid (extended at most ``max_extensions`` times per optimizer); each other
+    seed trains each optimizer's best lr, the adaptive methods at the three shared rates of
+    Figure 3 and SGD at its best lr and the two neighbours.
+
+    Args:
+        p: Figure 1's parameters at one scale.
+
+    Returns:
+        ``(runs_min, runs_max, rotated_min, rotated_max)``: all runs, and rotated Adam's among them.
+    """
+    adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
+    lo, hi = _sweep_runs(
+        {**{o: len(p["adaptive_lrs"]) for o in adaptive}, "sgd": len(p["sgd_lrs"])}, int(p["max_extensions"])
+    )
+    extra = len(p["seeds"]) - 1
+    # adaptive points: the 3 shared rates, plus the best lr when it is not one of them; SGD: 3
+    lo += extra * (3 * len(adaptive) + 3)
+    hi += extra * (4 * len(adaptive) + 3)
+    rot = "rotated_adam" in adaptive
+    rot_lo = rot * (len(p["adaptive_lrs"]) + extra * 3)
+    rot_hi = rot * (len(p["adaptive_lrs"]) + int(p["max_extensions"]) + extra * 4)
+    return lo, hi, rot_lo, rot_hi
+
+
+def table3_run_count(p: Mapping) -> tuple[int, int]:
+    """Runs of Table 3's protocol (:func:`adamlinf.studies.images.table3_runs`), fewest and most.
+
+    Args:
+        p: Table 3's parameters at one scale.
+
+    Returns:
+        ``(runs_min, runs_max)`` over all batch sizes.
+    """
+    grids = {o: len(p["sgd_lrs"] if o == "sgd" else p["adaptive_lrs"]) for o in p["optimizers"]}
+    lo, hi = _sweep_runs(grids, int(p["max_extensions"]))
+    extra = (len(p["seeds"]) - 1) * len(p["optimizers"])
+    n = len(p["batch_sizes"])
+    return n * (lo + extra), n * (hi + extra)
+
+
+def _row(item, notebook, work, runs, units_per_run, rate: Rate, gpus, note="", extra_runs=(0.0, 0.0)) -> dict:
+    lo, hi = runs
+    row = {
+        "item": item,
+        "notebook": notebook,
+        "work": work,
+        "runs_min": lo,
+        "runs_max": hi,
+        "units_per_run": units_per_run,
+        "rate_per_gpu": rate.per_s,
+        "rate_unit": f"{rate.unit}/s",
+        "measured": rate.measured,
+        "source": rate.source,
+        "note": note,
+    }
+    for bound, n, extra in (("min", lo, extra_runs[0]), ("max", hi, extra_runs[1])):
+        row[f"gpu_hours_{bound}"] = (n + extra) * units_per_run / rate.per_s / 3600
+    for g in gpus:
+        for bound in ("min", "max"):
+            row[f"hours_{g}_gpus_{bound}"] = row[f"gpu_hours_{bound}"] / g
+    return row
+
+
+def paper_costs(
+    measurement=PUBLISHED, *, gpus: tuple[int, ...] = (1, 8), scale: str = "paper"
+) -> pd.DataFrame:
+    """GPU-hours of every figure and table at ``scale``, and their sum, on 1 and 8 GPUs.
+
+    Run counts follow each notebook's protocol at that scale's parameters (``params/*.yaml``): a
+    tuned grid may be extended, so each row gives the fewest and the most runs. Figure 3 and
+    Figure 4 reuse the runs of Figure 1 and Table 3 and cost nothing of their own.
+
+    Args:
+        measurement: A :class:`Measurement`, None (every rate assumed), or :data:`PUBLISHED`.
+        gpus: The GPU counts of the wall-time columns.
+        scale: The parameter set (``"paper"``; ``"gpu"`` prices the one-GPU scale).
+
+    Returns:
+        A tidy frame, one row per item plus a ``Total`` row: ``runs_min``/``runs_max``,
+        ``gpu_hours_min``/``gpu_hours_max``, ``hours_<g>_gpus_min``/``_max`` for each ``g`` in
+        ``gpus`` (independent runs spread over the GPUs), ``rate_per_gpu``, ``measured`` and
+        ``source`` (measured or assumed, on every row).
+    """
+    m = _resolve(measurement)
+    rows = []
+    f1 = load_parameters("gpt2_figure1", scale)
+    gpt = {
+        "kind": "gpt",
+        "vocab_size": f1["vocab_size"] or 256,
+        "n_layer": f1["n_layer"],
+        "n_head": f1["n_head"],
+        "n_embd": f1["n_embd"],
+        "block_size": f1["block_size"],
+    }
+    tokens_per_run = f1["global_batch"] * f1["block_size"] * f1["max_iters"]
+    train_rate = gpt_rate(gpt, m)
+    lo, hi, rot_lo, rot_hi = figure1_run_count(f1)
+    note = ""
+    extra_runs = (0.0, 0.0)
+    if m is not None and m.rotated_extra_s_per_step is not None:
+        # rotated Adam pays its extra time once per optimizer step
+        run_s = tokens_per_run / train_rate.per_s
+        frac = m.rotated_extra_s_per_step * f1["max_iters"] / run_s
+        extra_runs = (rot_lo * frac, rot_hi * frac)
+        note = f"rotated Adam +{frac:.1%} per run (measured)"
+    else:
+        note = "rotated Adam's extra cost not counted (not measured)"
+    rows.append(
+        _row(
+            "Figure 1",
+            "gpt2_figure1",
+            f"GPT {f1['n_layer']}×{f1['n_embd']}, {f1['max_iters']:,} steps × {f1['global_batch']} × "
+            f"{f1['block_size']} tokens per run",
+            (lo, hi),
+            tokens_per_run,
+            train_rate,
+            gpus,
+            note,
+            extra_runs,
+        )
+    )
+    rows.append(
+        _row(
+            "Figure 3",
+            "gpt2_figure3",
+            "a slice of Figure 1's grid",
+            (0, 0),
+            tokens_per_run,
+            train_rate,
+            gpus,
+            "no runs of its own",
+        )
+    )
+    t2 = load_parameters("gpt2_table2", scale)
+    hvps = 3 * (2 * t2["n_probes"] + t2["lanczos_iters"])  # 3 checkpoints: ‖H‖₁,₁, ‖RᵀHR‖₁,₁, ‖H‖₂
+    hvp_tokens = t2["n_batches"] * f1["batch_size"] * f1["block_size"]
+    rows.append(
+        _row(
+            "Table 2",
+            "gpt2_table2",
+            f"{hvps} HVPs over {t2['n_batches'] * f1['batch_size']:,} sequences each (3 checkpoints)",
+            (1, 1),
+            hvps * hvp_tokens,
+            gpt_hvp_rate(gpt, m),
+            gpus,
+        )
+    )
+    t3 = load_parameters("resnet_table3", scale)
+    resnet = {"width": t3["width"], "blocks": t3["blocks"]}
+    images_per_run = t3["epochs"] * CIFAR10_TRAIN_IMAGES
+    rows.append(
+        _row(
+            "Table 3",
+            "resnet_table3",
+            f"ResNet (width {t3['width']}), {t3['epochs']} epochs of CIFAR-10 per run, batch sizes "
+            f"{', '.join(map(str, t3['batch_sizes']))}",
+            table3_run_count(t3),
+            images_per_run,
+            resnet_rate(resnet, t3["image_size"]),
+            gpus,
+        )
+    )
+    rows.append(
+        _row(
+            "Figure 4",
+            "resnet_figure4",
+            "curves of Table 3's runs",
+            (0, 0),
+            images_per_run,
+            resnet_rate(resnet, t3["image_size"]),
+            gpus,
+            "no runs of its own",
+        )
+    )
+    t4 = load_parameters("resnet_table4", scale)
+    hvps4 = 3 * (2 * t4["n_probes"] + t4["lanczos_iters"])
+    rows.append(
+        _row(
+            "Table 4",
+            "resnet_table4",
+            f"{hvps4} HVPs over {t4['n_batches'] * t4['table4_batch_size']:,} images each (3 checkpoints)",
+            (1, 1),
+            hvps4 * t4["n_batches"] * t4["table4_batch_size"],
+            resnet_rate(resnet, t3["image_size"], hvp=True),
+            gpus,
+        )
+    )
+    table = pd.DataFrame(rows)
+    total = {
+        "item": "Total",
+        "notebook": "",
+        "work": "",
+        "note": "",
+        "measured": bool(table.measured.all()),
+        "source": "; ".join(sorted(set(table.source))),
+    }
+    for col in table.columns:
+        if col.startswith(("gpu_hours_", "hours_", "runs_")):
+            total[col] = table[col].sum()
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def _hours(lo: float, hi: float) -> str:
+    def one(x: float) -> str:
+        return "0" if x == 0 else f"{x:,.0f}" if x >= 10 else f"{x:.2g}"
+
+    a, b = one(lo), one(hi)
+    return a if a == b else f"{a}–{b}"
+
+
+def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
+    """The cost table as Markdown, each rate labelled measured or assumed.
+
+    Args:
+        table: :func:`paper_costs`' frame.
+        gpus: The GPU counts of its wall-time columns.
+
+    Returns:
+        A Markdown table and a line naming what the rates rest on.
+    """
+    walls = [g for g in gpus if g != 1]
+    head = [
+        "item",
+        "work",
+        "runs",
+        "GPU-hours (= hours on 1 GPU)",
+        *[f"hours on {g} GPUs" for g in walls],
+        "rate per GPU",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table.itertuples():
+        runs = "" if r.item == "Total" else _hours(r.runs_min, r.runs_max)
+        if r.item == "Total":
+            rate = ""
+        elif r.runs_max == 0:
+            rate = r.note
+        else:
+            kind = "measured" if r.measured else "assumed"
+            rate = f"{r.rate_per_gpu:,.0f} {r.rate_unit} ({kind})"
+            if r.note and "rotated" in r.note:
+                rate += f"; {r.note}"
+        cells = [
+            f"**{r.item}**" if r.item == "Total" else r.item,
+            r.work,
+            runs,
+            _hours(r.gpu_hours_min, r.gpu_hours_max),
+            *[_hours(getattr(r, f"hours_{g}_gpus_min"), getattr(r, f"hours_{g}_gpus_max")) for g in walls],
+            rate,
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    sources = sorted({s for s, n in zip(table.source, table.item, strict=True) if n != "Total"})
+    lines += ["", "Rates: " + "; ".join(sources) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: print the paper-scale cost table, or write it as Markdown.
+
+    Returns:
+        The exit status.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m adamlinf.studies.costs", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--markdown", default=None, help="write the Markdown table to this file")
+    parser.add_argument(
+        "--measurement",
+        default=None,
+        help="a gpu_paper_scale.json (default: published/gpu_paper_scale.json if present)",
+    )
+    parser.add_argument("--assumed", action="store_true", help="ignore any measurement")
+    parser.add_argument("--scale", default="paper")
+    args = parser.parse_args(argv)
+    m = None if args.assumed else load_measurement(args.measurement) if args.measurement else PUBLISHED
+    text = costs_markdown(paper_costs(m, scale=args.scale))
+    if args.markdown:
+        out = Path(args.markdown)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
