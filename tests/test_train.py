@@ -21,6 +21,8 @@ from adamlinf.train import (
     CheckpointError,
     CheckpointWarning,
     TrainConfig,
+    _batches,
+    _wrap,
     build_run,
     list_checkpoints,
     load_checkpoint,
@@ -466,3 +468,31 @@ def test_losses_reach_the_host_once_per_log_interval(root, tmp_path, monkeypatch
         batched.drop(columns=["iter_time", "time"]),
         check_exact=True,
     )
+
+
+def test_batches_are_fetched_one_micro_step_ahead_in_order(root):
+    """The prefetching order (CUDA's default): batch k+1 is requested before batch k is used, and
+    the batches are exactly those of the plain order."""
+    _, task, cfg, _ = build_run(spec(root, "unused", grad_accum=2, max_iters=3))
+    calls = []
+
+    class Recording:
+        def batch(self, split, step, micro_step=0, rank=0, world=1):
+            calls.append((step, micro_step))
+            return task.batch(split, step, micro_step, rank, world)
+
+    plain = list(_batches(task, cfg, 1, 3, 0, 1, "cpu", torch.float32, ahead=False))
+    gen = _batches(Recording(), cfg, 1, 3, 0, 1, "cpu", torch.float32, ahead=True)
+    first = next(gen)
+    assert calls == [(1, 0), (1, 1)]  # the second batch was fetched before the first is used
+    rest = list(gen)
+    assert calls == [(1, 0), (1, 1), (2, 0), (2, 1)]
+    for a, b in zip(plain, [first, *rest], strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_compile_defaults_to_cuda_only():
+    cfg = TrainConfig(out_dir="x")
+    assert cfg.compile is None
+    model = torch.nn.Linear(2, 2)
+    assert _wrap(model, cfg, False, "cpu") == (model, model)  # CPU: unchanged, eager

@@ -721,13 +721,15 @@ def _wrap(model: nn.Module, cfg: TrainConfig, ddp: bool, device):
     )
 
 
-def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: int, device, dtype):
+def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: int, device, dtype, ahead=None):
     """The training batches of iterations ``start..stop-1``, micro step by micro step, on ``device``.
 
-    On CUDA each batch is pinned and copied without blocking, one micro step ahead (the host
-    prepares batch k+1 while the device computes on batch k).
+    With ``ahead`` (default: on CUDA) each batch is fetched one micro step ahead, so that the host
+    prepares batch k+1 while the device computes on batch k; on CUDA batches are pinned and copied
+    without blocking.
     """
     cuda = torch.device(device).type == "cuda"
+    ahead = cuda if ahead is None else ahead
 
     def to_device(batch):
         return tuple(
@@ -737,18 +739,19 @@ def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: in
             for b in batch
         )
 
-    ahead = None
-    for it in range(start, stop):
-        for micro in range(cfg.grad_accum):
-            batch = to_device(task.batch("train", it, micro, rank, world))
-            if not cuda:
-                yield batch
-                continue
-            if ahead is not None:
-                yield ahead
-            ahead = batch
-    if ahead is not None:
-        yield ahead
+    keys = ((it, micro) for it in range(start, stop) for micro in range(cfg.grad_accum))
+    if not ahead:
+        for it, micro in keys:
+            yield to_device(task.batch("train", it, micro, rank, world))
+        return
+    waiting = None
+    for it, micro in keys:
+        batch = to_device(task.batch("train", it, micro, rank, world))
+        if waiting is not None:
+            yield waiting
+        waiting = batch
+    if waiting is not None:
+        yield waiting
 
 
 def _step(optimizer, scaler, params, cfg: TrainConfig, rotation, model) -> torch.Tensor:
