@@ -8,7 +8,15 @@ Both sides run exactly the same (row, learning rate, seed) combinations of a Tab
 gradients); the batched side is one ``run_batched`` call. Prints median wall times and their
 ratio, plus the largest relative difference of the final losses (they must agree). Wall times on
 a shared machine are noisy: medians over ``--repeats`` runs, measured in the same process.
+
+    .venv/bin/python benchmarks/bench_quadratic.py --sweep [--d 200] [--steps 1000] [--seeds 5]
+
+times the whole Table 1 sweep of the book page instead (``adamlinf.studies.quadratic.run_sweep``
+with the page's spectra, rotations, noise levels and learning-rate tuning). It prints wall and CPU
+time: on a shared machine the CPU time of the one-thread run is the estimate of its uncontended
+wall time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +27,22 @@ import numpy as np
 import torch
 
 from adamlinf import problems as Q
+from adamlinf.studies import quadratic as SQ
+
+SWEEP = dict(spectra=list(Q.SPECTRA), theta_sqrt_d=[0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0], sigmas=[0.0, 1e-3])
+
+
+def sweep(d: int, steps: int, seeds: int) -> None:
+    """Time the book's Table 1 sweep (wall and CPU)."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = SQ.run_sweep(d=d, steps=steps, n_seeds=seeds, **SWEEP)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(
+        f"Table 1 sweep at d={d}, T={steps}, {seeds} seeds: {len(res.per_lr)} runs, "
+        f"{len(res.tuned)} tuned settings"
+    )
+    print(f"wall {wall:.1f} s, CPU {cpu:.1f} s (torch threads={torch.get_num_threads()})")
+    print(f"estimated at d=1000: {SQ.estimate_cost(cpu, res.work, d_target=1000) / 60:.0f} CPU minutes")
 
 
 def main() -> None:
@@ -29,16 +53,27 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--sweep", action="store_true", help="time the whole Table 1 sweep instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.sweep:
+        sweep(args.d, args.steps, args.seeds)
+        return
 
-    exp = Q.build_experiment(d=args.d, alpha=0.5, thetas=[0.002, 0.02, 0.05, 1.0], sigma=1e-3,
-                             lr_grids=Q.default_lr_grids(args.n_lr))
+    exp = Q.build_experiment(
+        d=args.d,
+        alpha=0.5,
+        thetas=[0.002, 0.02, 0.05, 1.0],
+        sigma=1e-3,
+        lr_grids=Q.default_lr_grids(args.n_lr),
+    )
     for p in exp.problems:  # build dense Hessians outside the timings
-        p.hessian
+        _ = p.hessian
     combos = [(row, lr, s) for row in exp.rows for lr in row.lrs for s in range(args.seeds)]
-    print(f"d={args.d}, T={args.steps}, {len(exp.rows)} rows x {args.n_lr} lrs x {args.seeds} seeds = "
-          f"{len(combos)} runs, float64, torch threads={args.threads}")
+    print(
+        f"d={args.d}, T={args.steps}, {len(exp.rows)} rows x {args.n_lr} lrs x {args.seeds} seeds = "
+        f"{len(combos)} runs, float64, torch threads={args.threads}"
+    )
 
     t_batched, res = [], None
     for _ in range(args.repeats):
@@ -51,16 +86,29 @@ def main() -> None:
         t0 = time.perf_counter()
         for row, lr, s in combos:
             ref[(row.name, row.column, lr, s)] = Q.run_one_by_one(
-                exp.problems[row.problem], exp.x0, row.optimizer, lr=lr, beta1=row.beta1, beta2=row.beta2,
-                steps=args.steps, sigma=exp.sigma, seed_index=s)[-1]
+                exp.problems[row.problem],
+                exp.x0,
+                row.optimizer,
+                lr=lr,
+                beta1=row.beta1,
+                beta2=row.beta2,
+                steps=args.steps,
+                sigma=exp.sigma,
+                seed_index=s,
+            )[-1]
         t_loop.append(time.perf_counter() - t0)
 
     f = res.final
     got = {(r.row, r.column, r.lr, r.seed): r.last_loss for r in f.itertuples()}
     rel = max(abs(got[k] - v) / abs(v) for k, v in ref.items() if np.isfinite(v) and v != 0)
     mb, ml = statistics.median(t_batched), statistics.median(t_loop)
-    print(f"batched runner   : median {mb:8.3f} s  over {len(t_batched)} repeats {[round(t, 3) for t in t_batched]}")
-    print(f"one by one (loop): median {ml:8.3f} s  over {len(t_loop)} repeats {[round(t, 3) for t in t_loop]}")
+    print(
+        f"batched runner   : median {mb:8.3f} s  over {len(t_batched)} repeats "
+        f"{[round(t, 3) for t in t_batched]}"
+    )
+    print(
+        f"one by one (loop): median {ml:8.3f} s  over {len(t_loop)} repeats {[round(t, 3) for t in t_loop]}"
+    )
     print(f"speed-up (one-by-one / batched): {ml / mb:.1f}x")
     print(f"max relative difference of final losses: {rel:.2e}")
 

@@ -1,21 +1,29 @@
 """Tests of adamlinf.problems: the Section 4.1 quadratic and its batched runner."""
+
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adamlinf import problems as P
 from adamlinf.rotations import exp_rotation
+from adamlinf.studies import quadratic as SQ
+from adamlinf.studies.verdicts import Measured, compare
 
 F64 = torch.float64
 
 
 def small_experiment(sigma=1e-2, thetas=(0.05, 1.0), d=12, n_lr=2):
-    grids = {"adam": [1e-3, 1e-1, n_lr], "adasgd": [1e-3, 1e-1, n_lr], "sgd": [1e-2, 0.5, n_lr],
-             "signgd": [1e-3, 1e-1, n_lr]}
+    grids = {
+        "adam": [1e-3, 1e-1, n_lr],
+        "adasgd": [1e-3, 1e-1, n_lr],
+        "sgd": [1e-2, 0.5, n_lr],
+        "signgd": [1e-3, 1e-1, n_lr],
+    }
     return P.build_experiment(d=d, alpha=0.5, thetas=thetas, sigma=sigma, lr_grids=grids)
 
 
@@ -38,9 +46,18 @@ def test_batched_equals_optimizer_classes(sigma, schedule):
     for row in exp.rows:
         for lr in (row.lrs[0], row.lrs[-1]):
             seed = 1
-            ref = P.run_one_by_one(exp.problems[row.problem], exp.x0, row.optimizer, lr=lr,
-                                   beta1=row.beta1, beta2=row.beta2, steps=T, sigma=sigma, seed_index=seed,
-                                   schedule=schedule)
+            ref = P.run_one_by_one(
+                exp.problems[row.problem],
+                exp.x0,
+                row.optimizer,
+                lr=lr,
+                beta1=row.beta1,
+                beta2=row.beta2,
+                steps=T,
+                sigma=sigma,
+                seed_index=seed,
+                schedule=schedule,
+            )
             got = curve(res, row, lr, seed)
             assert got.shape == ref.shape == (T + 1,)
             # relative 1e-10, and round-off on the scale of the problem (losses far below L(x0)
@@ -59,8 +76,17 @@ def test_batched_equals_torch_optim():
         if row.optimizer not in ("adam", "sgd"):
             continue
         lr = row.lrs[-1]
-        ref = P.run_one_by_one(exp.problems[row.problem], exp.x0, row.optimizer, lr=lr, beta1=row.beta1,
-                               beta2=row.beta2, steps=T, sigma=exp.sigma, use_torch_optim=True)
+        ref = P.run_one_by_one(
+            exp.problems[row.problem],
+            exp.x0,
+            row.optimizer,
+            lr=lr,
+            beta1=row.beta1,
+            beta2=row.beta2,
+            steps=T,
+            sigma=exp.sigma,
+            use_torch_optim=True,
+        )
         np.testing.assert_allclose(curve(res, row, lr, 0), ref, rtol=1e-10, atol=1e-13 * ref[0])
 
 
@@ -121,8 +147,9 @@ def test_norms_theta0_trace_and_spectral(d, alpha, seed):
     # ||A||_{1,1} >= sum_i |A_ii| = trace for PSD A, and equals the brute-force sum
     H = q.hessian
     assert q.l11_per_dim() * d >= trace * (1 - 1e-12)
-    assert q.l11_per_dim() == pytest.approx(sum(abs(float(H[i, j])) for i in range(d) for j in range(d)) / d,
-                                            rel=1e-12)
+    assert q.l11_per_dim() == pytest.approx(
+        sum(abs(float(H[i, j])) for i in range(d) for j in range(d)) / d, rel=1e-12
+    )
     assert q.spectral_norm() == pytest.approx(float(lam.max()), rel=1e-9)
 
 
@@ -192,32 +219,30 @@ def test_adasgd_rotation_invariant_adam_not():
 # ---------------------------------------------------------------------------------------------
 # tables
 # ---------------------------------------------------------------------------------------------
-def test_tune_and_table1_pick_best_mean():
+def test_tune_picks_best_mean():
     rows = []
     for lr_i, (lr, losses) in enumerate([(1e-3, [3.0, 5.0]), (1e-2, [1.0, 2.0]), (1e-1, [np.nan, 0.1])]):
         for s, loss in enumerate(losses):
-            rows.append(dict(row="Adam", optimizer="adam", problem=0, theta=0.0, column="beta1=0",
-                             beta1=0.0, beta2=0.99, lr=lr, lr_index=lr_i, seed=s, final_loss=loss,
-                             diverged=not np.isfinite(loss)))
-    final = pd.DataFrame(rows)
-    best = P.tune(final)
+            rows.append(
+                dict(
+                    row="Adam",
+                    optimizer="adam",
+                    problem=0,
+                    theta=0.0,
+                    column="beta1=0",
+                    beta1=0.0,
+                    beta2=0.99,
+                    lr=lr,
+                    lr_index=lr_i,
+                    seed=s,
+                    final_loss=loss,
+                    diverged=not np.isfinite(loss),
+                )
+            )
+    best = P.tune(pd.DataFrame(rows))
     assert len(best) == 1
     b = best.iloc[0]
     assert b["best_lr"] == 1e-2 and b["mean"] == 1.5 and b["std"] == 0.5 and not b["lr_at_edge"]
-    geo = pd.DataFrame([{"problem": 0, "theta": 0.0, "l11_per_dim": 0.2, "spectral_norm": 1.0}])
-    tab = P.table1(best, geo)
-    assert tab.loc[0, "loss_mean[beta1=0]"] == 1.5 and tab.loc[0, "l11_per_dim"] == 0.2
-
-
-def test_paper_verdict_logic():
-    tab = pd.DataFrame({
-        "Optimizer": ["AdaSGD", "Adam", "Adam (θ=1)"], "theta": [0, 0, 1],
-        "l11_per_dim": [0.1, 0.1, 2.0], "spectral_norm": [1.0, 1.0, 1.0],
-        "loss_mean[c]": [1.0, 0.5, 0.7]})
-    v = P.paper_verdict(tab, "c")
-    assert list(v["adam_beats_adasgd"]) == [True, True]
-    assert list(v["l11_below_spectral"]) == [True, False]
-    assert list(v["agrees_with_paper"]) == [True, False]
 
 
 def test_bad_input_raises():
@@ -246,3 +271,255 @@ def test_bad_input_raises():
         P.run_batched(exp, steps=5, schedule="step")
     with pytest.raises(ValueError):
         P.Quadratic(torch.ones(3, dtype=F64)).grad(torch.ones(4, dtype=F64))
+
+
+# ---------------------------------------------------------------------------------------------
+# spectra and rotations of the Table 1 sweep
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(P.SPECTRA))
+def test_spectra_normalised_and_sorted(name):
+    d = 50
+    lam = P.spectrum(name, d)
+    assert lam.shape == (d,) and lam.dtype == F64
+    assert float(lam.max()) == 1.0 == float(lam[0])
+    assert bool((lam > 0).all()) and bool((lam[1:] <= lam[:-1]).all())
+    q = P.Quadratic(lam)
+    assert q.spectral_norm() == 1.0
+    assert q.l11_per_dim() == pytest.approx(float(lam.mean()), rel=1e-14)
+
+
+def test_spectra_closed_forms():
+    d = 10
+    np.testing.assert_allclose(P.spectrum("i^-1/2", d), 1 / np.sqrt(np.arange(1, d + 1)), rtol=1e-15)
+    np.testing.assert_allclose(P.spectrum("1/i", d), 1 / np.arange(1, d + 1), rtol=1e-15)
+    np.testing.assert_allclose(P.spectrum("1/i^2", d), 1 / np.arange(1, d + 1) ** 2, rtol=1e-15)
+    np.testing.assert_allclose(P.spectrum("log-uniform", d), np.logspace(0, -3, d), rtol=1e-14)
+    np.testing.assert_allclose(P.spectrum("i/d", d), np.arange(d, 0, -1) / d, rtol=1e-15)
+    lu = P.spectrum("log-uniform", 7).numpy()
+    np.testing.assert_allclose(np.diff(np.log10(lu)), -0.5, rtol=1e-12)  # equal log gaps, [1e-3, 1]
+    with pytest.raises(ValueError):
+        P.spectrum("1/i^3", d)
+    with pytest.raises(ValueError):
+        P.spectrum("1/i", 0)
+
+
+def test_rotated_family_norms_against_dense_numpy():
+    d = 24
+    rots = P.rotation_path(d, [0.02, 0.5], seed=4, haar_seed=5)
+    assert [th for th, _ in rots][0] == 0.0 and math.isinf(rots[-1][0]) and rots[0][1] is None
+    lam = P.spectrum("1/i", d)
+    fam = P.rotated_family(lam, rots, spectrum="1/i")
+    L = np.diag(lam.numpy())
+    l11 = []
+    for q, (th, R) in zip(fam, rots, strict=True):
+        assert q.theta == th and q.spectrum == "1/i"
+        Rn = np.eye(d) if R is None else R.numpy()
+        np.testing.assert_allclose(Rn @ Rn.T, np.eye(d), atol=1e-12)
+        H = Rn.T @ L @ Rn
+        assert q.l11_per_dim() == pytest.approx(np.abs(H).sum() / d, rel=1e-12)
+        assert q.spectral_norm() == pytest.approx(np.linalg.norm(H, 2), rel=1e-9)
+        l11.append(q.l11_per_dim())
+    # diagonal: trace/d; rotating only raises the (1,1)-norm of a PSD matrix, most for Haar
+    assert l11[0] == pytest.approx(float(lam.mean()), rel=1e-14)
+    assert l11[0] < l11[1] < l11[2] and l11[0] < l11[3]
+    # R_theta = exp(theta S) is shared by every spectrum built on the same path
+    fam2 = P.rotated_family(P.spectrum("i/d", d), rots, spectrum="i/d")
+    assert fam2[1].rotation is fam[1].rotation
+    with pytest.raises(ValueError):
+        P.rotation_path(d, [0.0])
+
+
+# ---------------------------------------------------------------------------------------------
+# run_batched: one start per seed, steps to reach a fraction of L(x0)
+# ---------------------------------------------------------------------------------------------
+def test_x0_per_seed_and_steps_to_reach():
+    d, T, reach = 10, 80, 1e-4
+    rots = P.rotation_path(d, [0.3], seed=0, haar_seed=1)
+    probs = P.rotated_family(P.spectrum("i^-1/2", d), rots)
+    x0 = torch.randn(3, d, dtype=F64, generator=torch.Generator().manual_seed(2))
+    rows = [
+        P.Row("adam", "adam", 2, 0.9, 0.99, (0.05,), "c"),
+        P.Row("sgd", "sgd", 1, 0.9, 0.0, (0.5,), "c"),
+        P.Row("adasgd", "adasgd", 0, 0.0, 0.99, (0.1,), "c"),
+    ]
+    res = P.run_batched(P.Experiment(probs, rows, x0, 0.0), steps=T, n_seeds=3, record_every=1, reach=reach)
+    f = res.final
+    for row in rows:
+        for s in range(3):
+            ref = P.run_one_by_one(
+                probs[row.problem],
+                x0[s],
+                row.optimizer,
+                lr=row.lrs[0],
+                beta1=row.beta1,
+                beta2=row.beta2,
+                steps=T,
+            )
+            got = curve(res, row, row.lrs[0], s)
+            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-13 * ref[0])
+            hit = np.flatnonzero(ref <= reach * ref[0])
+            want = float(hit[0]) if len(hit) else math.inf
+            assert f[(f["row"] == row.name) & (f["seed"] == s)]["steps_to_reach"].item() == want
+    assert np.isfinite(f["steps_to_reach"]).any()  # the check above is not vacuous
+    with pytest.raises(ValueError):
+        P.run_batched(P.Experiment(probs, rows, x0, 0.0), steps=5, n_seeds=4)
+
+
+# ---------------------------------------------------------------------------------------------
+# the Table 1 study: lr grids, the round-off-free metric, per-spectrum verdicts
+# ---------------------------------------------------------------------------------------------
+def _synthetic(lr_star, width=1.0):
+    """A U-shaped score in log(lr) with minimum at lr_star; inf (diverged) above 30 * lr_star."""
+
+    def score(lr):
+        return math.inf if lr > 30 * lr_star else 1.0 + (math.log(lr / lr_star) / width) ** 2
+
+    return score
+
+
+@pytest.mark.parametrize("lr_star", [3.7e-5, 2e-2, 41.0])  # below, inside, above the start grid
+def test_refine_lr_grid_extends_and_refines(lr_star):
+    score = _synthetic(lr_star)
+    calls = []
+
+    def evaluate(req):
+        calls.append(sum(len(v) for v in req.values()))
+        return {k: {lr: score(lr) for lr in v} for k, v in req.items()}
+
+    start = [1e-3 * 3.375**j for j in range(6)]
+    scores, status = SQ.refine_lr_grid(evaluate, {"a": start}, factor=1.5, max_rounds=20)
+    assert status["a"]["done"]
+    lrs = sorted(scores["a"])
+    i = min(range(len(lrs)), key=lambda j: scores["a"][lrs[j]])
+    assert 0 < i < len(lrs) - 1  # interior optimum
+    assert lrs[i + 1] / lrs[i] <= 1.5 * (1 + 1e-9) and lrs[i] / lrs[i - 1] <= 1.5 * (1 + 1e-9)
+    assert abs(math.log(lrs[i] / lr_star)) <= math.log(1.5) / 2 + 1e-9  # within half a grid step
+    assert set(start) <= set(lrs) and len(calls) == status["a"]["rounds"] >= 2
+
+
+def test_next_lrs_rules():
+    assert SQ.next_lrs({1.0: math.inf, 2.0: math.inf}, extend=2.0) == [0.25, 0.5]  # all diverged: go down
+    assert SQ.next_lrs({1.0: 1.0, 2.0: 2.0}, extend=2.0) == [0.25, 0.5]  # best at the low edge
+    assert SQ.next_lrs({1.0: 3.0, 2.0: 2.0}, extend=2.0) == [4.0, 8.0]  # best at the high edge
+    new = SQ.next_lrs({1.0: 3.0, 3.375: 1.0, 3.375**2: 3.0}, factor=1.5)
+    np.testing.assert_allclose(new, [1.5, 2.25, 3.375 * 1.5, 3.375 * 2.25], rtol=1e-12)
+    assert SQ.next_lrs({1.0: 3.0, 1.5: 1.0, 2.25: 3.0}, factor=1.5) == []  # resolved
+    assert SQ.next_lrs({1.0: 1.0, 1.5: 1.0, 2.25: 3.0}, extend=2.0) == [0.25, 0.5]  # tie goes low
+
+
+def test_effective_steps():
+    got = SQ.effective_steps([12.0, math.inf, math.inf, math.inf], [1e-20, 1e-6, np.nan, 1e-9], steps=100)
+    np.testing.assert_allclose(got[:2], [12.0, 100 * (1 + 2)], rtol=1e-12)
+    assert math.isinf(got[2]) and got[3] == 100.0  # diverged; not reached but below eps at T
+
+
+def test_roundoff_cannot_rank_equivariant_runs():
+    """AdaSGD is rotation equivariant: on L and on a Haar-rotated L it runs the same iterates in exact
+    arithmetic, so any difference of their final losses is round-off. Run far past 1e-8 L(x0) (to
+    1e-26 L(x0)), the final losses differ in their last bits and a ranking by final loss picks a winner
+    seed by seed; steps to 1e-8 L(x0) are equal, so the criterion calls it a tie."""
+    d, T = 20, 600
+    rots = P.rotation_path(d, [], haar_seed=3)
+    probs = P.rotated_family(P.spectrum("i^-1/2", d), rots)
+    x0 = torch.randn(3, d, dtype=F64, generator=torch.Generator().manual_seed(0))
+    rows = [P.Row(f"adasgd{k}", "adasgd", k, 0.9, 0.99, (0.05,), "c") for k in range(2)]
+    res = P.run_batched(P.Experiment(probs, rows, x0, 0.0), steps=T, n_seeds=3, reach=SQ.EPS_REACH)
+    f = res.final.sort_values(["row", "seed"])
+    g0, g1 = (f[f["row"] == f"adasgd{k}"] for k in range(2))
+    last0 = g0["last_loss"].to_numpy() / g0["initial_loss"].to_numpy()
+    last1 = g1["last_loss"].to_numpy() / g1["initial_loss"].to_numpy()
+    assert (last0 < 1e-20).all() and (last1 < 1e-20).all()
+    assert (last0 != last1).any()  # round-off differences ...
+    np.testing.assert_allclose(last0, last1, rtol=1e-12)  # ... and nothing else
+    # a zero-tolerance ranking by final loss decides on those bits
+    naive = [
+        compare(Measured.exact(a), Measured.exact(b), rtol=0.0) for a, b in zip(last0, last1, strict=True)
+    ]
+    assert set(naive) & {"holds", "fails"}
+    steps0 = SQ.effective_steps(g0["steps_to_reach"], last0, T)
+    steps1 = SQ.effective_steps(g1["steps_to_reach"], last1, T)
+    assert np.isfinite(steps0).all() and (steps0 < T / 2).all()
+    np.testing.assert_array_equal(steps0, steps1)
+    assert SQ.decide(steps0, steps1) == "inconclusive" == SQ.decide(steps1, steps0)
+
+
+def _fake_tuned(adam_values, ada, sgd, l11, spectral=1.0, noise=0.01):
+    rng = np.random.default_rng(0)
+    rows = []
+
+    def add(row, opt, theta, norm, v, p):
+        seeds = tuple(float(v * (1 + noise * z)) for z in rng.standard_normal(3))
+        rows.append(
+            dict(
+                spectrum="s",
+                sigma=0.0,
+                column="β1=0.9",
+                row=row,
+                optimizer=opt,
+                problem=p,
+                theta=theta,
+                l11_per_dim=norm,
+                spectral_norm=spectral,
+                value=float(np.mean(seeds)),
+                seeds=seeds,
+            )
+        )
+
+    for k, (v, norm) in enumerate(zip(adam_values, l11, strict=True)):
+        add(f"Adam{k}", "adam", 0.0 if k == 0 else float(k), norm, v, k)
+    add("AdaSGD", "adasgd", 0.0, l11[0], ada, 0)
+    add("SGD", "sgd", 0.0, l11[0], sgd, 0)
+    return pd.DataFrame(rows)
+
+
+def test_spectrum_verdicts_on_constructed_inputs():
+    l11 = [0.2, 0.4, 0.7, 1.5, 2.0, 3.0]
+    # Adam rises with l11, beats AdaSGD (1.0) below the threshold 1 and loses above it: everything holds
+    t = _fake_tuned([0.3, 0.4, 0.6, 1.6, 2.0, 3.0], ada=1.0, sgd=2.0, l11=l11)
+    v = SQ.spectrum_verdicts(t).set_index("claim")
+    assert v.loc["a", "verdict"] == "holds" and v.loc["a", "rho"] == pytest.approx(1.0)
+    assert v.loc["b", "verdict"] == "holds" and v.loc["b", "n_agree"] == 6 and v.loc["b", "n_below"] == 3
+    assert v.loc["c: Adam", "verdict"] == "holds" and v.loc["c: AdaSGD", "verdict"] == "holds"
+    # Adam falls with l11 and always beats AdaSGD: (a) fails; 3 rows above the threshold disagree
+    t = _fake_tuned([3.0, 2.0, 0.6, 0.5, 0.4, 0.3], ada=5.0, sgd=0.1, l11=l11)
+    v = SQ.spectrum_verdicts(t).set_index("claim")
+    assert v.loc["a", "verdict"] == "fails"
+    assert v.loc["b", "verdict"] == "fails" and v.loc["b", "n_disagree"] == 3 and v.loc["b", "n_agree"] == 3
+    assert v.loc["c: Adam", "verdict"] == "fails" and v.loc["c: AdaSGD", "verdict"] == "fails"
+    # everything within 1% of everything else: ties everywhere, (a) has no sign
+    t = _fake_tuned([1.0, 1.01, 0.99, 1.0, 1.005, 0.995], ada=1.0, sgd=1.0, l11=l11, noise=0.05)
+    v = SQ.spectrum_verdicts(t).set_index("claim")
+    assert v.loc["b", "verdict"] == "inconclusive" and v.loc["b", "n_tie"] == 6
+    assert v.loc["a", "verdict"] == "inconclusive"
+    assert v.loc["c: Adam", "verdict"] == "inconclusive"
+    summary = SQ.verdict_summary(SQ.spectrum_verdicts(t), 0.0)
+    assert list(summary["spectrum"]) == ["s"] and summary.loc[0, "(a) β1=0"] == "not run"
+
+
+def test_decide_floor_and_main_spectrum():
+    assert SQ.decide([1.0, 1.0, 1.0], [1.04, 1.04, 1.04]) == "inconclusive"  # below the 5% floor
+    assert SQ.decide([1.0, 1.0, 1.0], [1.2, 1.2, 1.2]) == "holds"
+    assert SQ.decide([1.0, 1.1, 0.9], [1.2, 1.3, 1.1]) == "inconclusive"  # inside 2 seed std
+    geo = pd.DataFrame(
+        {
+            "spectrum": ["x"] * 3 + ["y"] * 3,
+            "l11_per_dim": [0.1, 0.5, 0.9, 0.1, 1.2, 2.0],
+            "spectral_norm": 1.0,
+        }
+    )
+    assert SQ.main_spectrum(geo) == "y"
+
+
+def test_sweep_end_to_end_small():
+    r = SQ.run_sweep(
+        d=8, spectra=["1/i"], theta_sqrt_d=[1.0], sigmas=[0.0, 1e-3], steps=40, n_seeds=2, max_rounds=3
+    )
+    t = r.tuned
+    # AdaSGD x2 + Adam x2 columns x 3 rotations + SGD + SignGD x2, per sigma
+    assert len(t) == 2 * (2 + 6 + 1 + 2)
+    assert set(t["metric"]) == {SQ.METRIC_EXACT, SQ.METRIC_NOISY}
+    assert (t["n_lr"] >= 6).all() and len(r.geometry) == 3
+    table = SQ.paper_vs_ours(SQ.spectrum_verdicts(t), scale="test", main="1/i")
+    assert list(table.columns[:7]) == ["claim", "paper", "ours", "verdict", "rule", "scale", "page"]
+    assert set(table["verdict"]) <= {"holds", "fails", "inconclusive", "not run"}
+    assert SQ.estimate_cost(10.0, r.work, d_target=16) > 10.0

@@ -1,66 +1,89 @@
-"""The quadratic of Section 4.1 (Table 1) and a batched runner for it.
+r"""The quadratic of Section 4.1 (Table 1) and a batched runner for it.
 
-Problem (Section 4.1, RECONSTRUCTED in ``PAPER_MATH.md`` §5):
+Problem (Section 4.1, RECONSTRUCTED; see the book's reconstruction notes):
 
 .. math::
 
-    L(x) = \\tfrac12 x^\\top H x, \\qquad H = \\operatorname{diag}(\\lambda_1, \\dots, \\lambda_d),
+    L(x) = \tfrac12 x^\top H x, \qquad H = \operatorname{diag}(\lambda_1, \dots, \lambda_d),
 
-and its rotations :math:`L_\\theta(x) = L(R_\\theta x)` with :math:`R_\\theta = \\exp(\\theta S)`,
-:math:`S = M - M^\\top`, :math:`M_{ij} \\sim \\mathcal N(0, 1)` (built by
-:func:`adamlinf.rotations.exp_rotation`). The Hessian of :math:`L_\\theta` is
-:math:`H_\\theta = R_\\theta^\\top H R_\\theta`; a run on :math:`L_\\theta` starts at
-:math:`R_\\theta^\\top x_0`, so every rotation starts from the same loss :math:`L(x_0)`.
+and its rotations :math:`L_\theta(x) = L(R_\theta x)` with :math:`R_\theta = \exp(\theta S)`,
+:math:`S = M - M^\top`, :math:`M_{ij} \sim \mathcal N(0, 1)` (built by
+:func:`adamlinf.rotations.exp_rotation`). The Hessian of :math:`L_\theta` is
+:math:`H_\theta = R_\theta^\top H R_\theta`; a run on :math:`L_\theta` starts at
+:math:`R_\theta^\top x_0`, so every rotation starts from the same loss :math:`L(x_0)`.
 
-Stochastic gradients follow Assumption 3.4 with the same :math:`\\sigma_i = \\sigma` for every
-coordinate: the optimizer sees :math:`\\nabla L_\\theta(x) + \\sigma \\xi_t` with
-:math:`\\xi_t \\sim \\mathcal N(0, I_d)` i.i.d. over steps. Isotropic noise is rotation invariant
-in law, so all rotations face the same noise and differ only through :math:`H_\\theta`.
-:math:`\\sigma = 0` gives full-batch gradients.
+Stochastic gradients follow Assumption 3.4 with the same :math:`\sigma_i = \sigma` for every
+coordinate: the optimizer sees :math:`\nabla L_\theta(x) + \sigma \xi_t` with
+:math:`\xi_t \sim \mathcal N(0, I_d)` i.i.d. over steps. Isotropic noise is rotation invariant
+in law, so all rotations face the same noise and differ only through :math:`H_\theta`.
+:math:`\sigma = 0` gives full-batch gradients.
 
-The paper's :math:`d`, spectrum, :math:`\\theta` values, step count, learning-rate grid and
-number of seeds were NOT RECOVERED; every one of them is a parameter here.
+The paper's :math:`d`, spectrum, :math:`\theta` values, step count, learning-rate grid and
+number of seeds were NOT RECOVERED; every one of them is a parameter here. :data:`SPECTRA` holds
+five spectra normalised to :math:`\|H\|_2 = \lambda_1 = 1` and :func:`rotation_path` the
+rotations :math:`R_\theta` (plus a Haar rotation) shared by all of them.
 
 Batched runner
 --------------
 :func:`run_batched` runs every (row, learning rate, seed) combination at once. The iterates of
 all runs are one tensor ``x`` of shape ``(runs, d)``; learning rates are a per-run ``(runs, 1)``
-tensor. Runs are ordered so that runs sharing a Hessian *and* an update rule (problem, optimizer,
-:math:`\\beta_1`, :math:`\\beta_2`) form one contiguous slice (a "group"); per step there is one
-batched matrix product per group (``x[group] @ H_theta``; the diagonal Hessian uses an
-elementwise product) and one batched optimizer update per group, done by the functional forms of
+tensor. Runs are ordered by update rule (optimizer, :math:`\beta_1`, :math:`\beta_2`), then by
+problem, so that runs sharing an update rule form one contiguous slice (a "group") and, inside it,
+runs sharing a Hessian form contiguous sub-slices. Per step there is one batched matrix product
+per (group, problem) slice (``x[slice] @ H_theta``; a diagonal Hessian uses an elementwise
+product) and one batched optimizer update per group, done by the functional forms of
 :mod:`adamlinf.optim` (``adam_update_``, ``adasgd_update_``, ``signgd_update_``) with the
-``(n, 1)`` learning-rate tensor, plus :func:`sgd_update_`. The only Python loops are over steps
-and over the handful of groups (at most #problems x #optimizers x 2 beta settings, independent of
-the numbers of learning rates and seeds).
+``(n, 1)`` learning-rate tensor, plus :func:`sgd_update_`. The only Python loops are over steps,
+over the handful of update rules and over the problems; none is over learning rates or seeds.
+``Experiment.x0`` may hold one start per seed (shape ``(n_seeds, d)``), so that seeds differ in
+:math:`x_0` as well as in the noise (the only source of spread when :math:`\sigma = 0`).
 
-The updates are the PyTorch forms the paper's experiments ran (``PAPER_MATH.md`` §1, VERIFIED
-code): Adam = ``torch.optim.Adam`` (bias correction, :math:`\\epsilon` outside the root,
+The updates are the PyTorch forms the paper's experiments ran (VERIFIED from the authors'
+code): Adam = ``torch.optim.Adam`` (bias correction, :math:`\epsilon` outside the root,
 :math:`m_0 = v_0 = 0`); AdaSGD = the same with the second moment replaced by the single scalar
-:math:`\\|g\\|_2^2/d` (Algorithm 2, authors' code form); SGD = ``torch.optim.SGD`` with
-momentum :math:`\\mu = \\beta_1` (heavy ball, no dampening); SignGD :math:`x \\leftarrow x - \\eta
-\\operatorname{sign}(g)`. :func:`run_one_by_one` runs one combination with the optimizer *classes*
+:math:`\|g\|_2^2/d` (Algorithm 2, authors' code form); SGD = ``torch.optim.SGD`` with
+momentum :math:`\mu = \beta_1` (heavy ball, no dampening); SignGD :math:`x \leftarrow x - \eta
+\operatorname{sign}(g)`. :func:`run_one_by_one` runs one combination with the optimizer *classes*
 (``adamlinf.optim.create(..., torch_form=True)``, which the optimizer helper implements to equal
 ``torch.optim.Adam``) and is the reference the batched maths is tested against.
 """
+
 from __future__ import annotations
 
 import functools
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy.sparse.linalg import eigsh
+from tqdm import tqdm
 
 from . import optim, partitions, theory
-from .rotations import haar
+from .rotations import exp_rotation, haar
 
 __all__ = [
-    "power_law_spectrum", "Quadratic", "RotatedQuadratic", "GradientNoise", "Row", "Experiment",
-    "QuadraticResult", "default_lr_grids", "build_experiment", "run_batched", "sgd_update_",
-    "run_one_by_one", "tune", "table1", "paper_verdict", "verdict_summary", "sensitivity", "lr_factor",
+    "power_law_spectrum",
+    "SPECTRA",
+    "spectrum",
+    "rotation_path",
+    "rotated_family",
+    "Quadratic",
+    "RotatedQuadratic",
+    "GradientNoise",
+    "Row",
+    "Experiment",
+    "QuadraticResult",
+    "default_lr_grids",
+    "build_experiment",
+    "run_batched",
+    "sgd_update_",
+    "run_one_by_one",
+    "tune",
+    "lr_factor",
     "OPTIMIZERS",
     "SCHEDULES",
 ]
@@ -71,17 +94,18 @@ OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")
 # ----------------------------------------------------------------------------------------------
 # The problem
 # ----------------------------------------------------------------------------------------------
-def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64,
-                       device="cpu") -> torch.Tensor:
-    """Eigenvalues :math:`\\lambda_i = i^{-\\alpha}`, :math:`i = 1..d` (our choice; the paper's
+def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    r"""Eigenvalues of a power law.
+
+    Eigenvalues :math:`\lambda_i = i^{-\alpha}`, :math:`i = 1..d` (our choice; the paper's
     spectrum was NOT RECOVERED).
 
-    For :math:`\\alpha > 0` the spectrum is heterogeneous, so for the unrotated (diagonal)
-    Hessian :math:`\\|H\\|_{1,1}/d = \\operatorname{tr}(H)/d = \\operatorname{mean}_i \\lambda_i <
-    \\lambda_1 = \\|H\\|_2`. Under a Haar rotation the off-diagonal entries have size about
-    :math:`\\|\\lambda\\|_2 / d`, so :math:`\\|H_\\theta\\|_{1,1}/d \\approx \\sqrt{2/\\pi}\\,
-    \\|\\lambda\\|_2`, which exceeds :math:`\\|H\\|_2 = 1` when :math:`\\|\\lambda\\|_2 > 1.25`
-    (e.g. :math:`\\alpha = 0.5, d = 1000`: :math:`\\|\\lambda\\|_2 \\approx 2.7`).
+    For :math:`\alpha > 0` the spectrum is heterogeneous, so for the unrotated (diagonal)
+    Hessian :math:`\|H\|_{1,1}/d = \operatorname{tr}(H)/d = \operatorname{mean}_i \lambda_i <
+    \lambda_1 = \|H\|_2`. Under a Haar rotation the off-diagonal entries have size about
+    :math:`\|\lambda\|_2 / d`, so :math:`\|H_\theta\|_{1,1}/d \approx \sqrt{2/\pi}\,
+    \|\lambda\|_2`, which exceeds :math:`\|H\|_2 = 1` when :math:`\|\lambda\|_2 > 1.25`
+    (e.g. :math:`\alpha = 0.5, d = 1000`: :math:`\|\lambda\|_2 \approx 2.7`).
     """
     if int(d) != d or d < 1:
         raise ValueError(f"d must be a positive integer, got {d!r}")
@@ -91,21 +115,65 @@ def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64,
     return i.pow(-float(alpha))
 
 
+def _log_uniform(d: int, *, dtype=torch.float64, device="cpu", lo: float = 1e-3) -> torch.Tensor:
+    if d == 1:
+        return torch.ones(1, dtype=dtype, device=device)
+    return torch.logspace(0.0, math.log10(lo), int(d), dtype=dtype, device=device)
+
+
+def _linear(d: int, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    return torch.arange(int(d), 0, -1, dtype=dtype, device=device) / int(d)
+
+
+#: The diagonal spectra of the Table 1 sweep (our choice; the paper's was NOT RECOVERED), by name:
+#: :math:`\lambda_i = i^{-1/2}`, :math:`1/i`, :math:`1/i^2`, log-uniform on :math:`[10^{-3}, 1]`
+#: (the quantiles :math:`10^{-3(i-1)/(d-1)}`, deterministic) and :math:`i/d` (listed from the
+#: largest). Each is normalised to :math:`\lambda_1 = \|H\|_2 = 1`, and listed in decreasing order.
+SPECTRA = {
+    "i^-1/2": lambda d, **kw: power_law_spectrum(d, 0.5, **kw),
+    "1/i": lambda d, **kw: power_law_spectrum(d, 1.0, **kw),
+    "1/i^2": lambda d, **kw: power_law_spectrum(d, 2.0, **kw),
+    "log-uniform": _log_uniform,
+    "i/d": _linear,
+}
+
+
+def spectrum(name: str, d: int, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    r"""The eigenvalues of a named spectrum.
+
+    The eigenvalues :math:`\lambda_1 \ge \dots \ge \lambda_d > 0` of spectrum ``name`` (a
+    key of :data:`SPECTRA`), normalised so that :math:`\|H\|_2 = \lambda_1 = 1`.
+
+    For the diagonal :math:`H`, :math:`\|H\|_{1,1}/d = \operatorname{mean}_i\lambda_i`, which is
+    below :math:`\|H\|_2 = 1` for every spectrum here (the coordinate-wise geometry is the good
+    one); rotations raise it, a Haar rotation to about
+    :math:`\bar\lambda + \sqrt{2/\pi}\,\|\lambda - \bar\lambda\|_2`.
+
+    Raises:
+        ValueError: unknown ``name`` or ``d < 1``.
+    """
+    if name not in SPECTRA:
+        raise ValueError(f"spectrum must be one of {list(SPECTRA)}, got {name!r}")
+    if int(d) != d or d < 1:
+        raise ValueError(f"d must be a positive integer, got {d!r}")
+    lam = SPECTRA[name](int(d), dtype=dtype, device=device)
+    return lam / lam.abs().max()
+
+
 class Quadratic:
-    """:math:`L(x) = \\frac12 x^\\top H x` with :math:`H = R^\\top \\operatorname{diag}(\\lambda) R`.
+    r""":math:`L(x) = \frac12 x^\top H x` with :math:`H = R^\top \operatorname{diag}(\lambda) R`.
 
     ``rotation=None`` means :math:`R = I` (the diagonal problem of Section 4.1); the Hessian is then
     applied as an elementwise product. All methods accept ``x`` of shape ``(d,)`` or ``(n, d)``.
 
     Args:
-        eigenvalues: :math:`\\lambda \\in \\mathbb R^d` (nonnegative for a convex problem; not
+        eigenvalues: :math:`\lambda \in \mathbb R^d` (nonnegative for a convex problem; not
             enforced, but the norms below assume a symmetric :math:`H`).
         rotation: orthogonal :math:`R` of shape ``(d, d)`` or ``None``.
         name: label used in result tables.
     """
 
-    def __init__(self, eigenvalues: torch.Tensor, rotation: torch.Tensor | None = None,
-                 name: str = "L"):
+    def __init__(self, eigenvalues: torch.Tensor, rotation: torch.Tensor | None = None, name: str = "L"):
         lam = torch.as_tensor(eigenvalues)
         if lam.ndim != 1 or lam.numel() == 0:
             raise ValueError(f"eigenvalues must be a non-empty 1-D tensor, got shape {tuple(lam.shape)}")
@@ -118,7 +186,9 @@ class Quadratic:
         if rotation is not None:
             rotation = torch.as_tensor(rotation, dtype=lam.dtype, device=lam.device)
             if rotation.shape != (self.d, self.d):
-                raise ValueError(f"rotation must have shape ({self.d}, {self.d}), got {tuple(rotation.shape)}")
+                raise ValueError(
+                    f"rotation must have shape ({self.d}, {self.d}), got {tuple(rotation.shape)}"
+                )
         self.rotation = rotation
         self.name = name
         self._hessian: torch.Tensor | None = None
@@ -126,20 +196,26 @@ class Quadratic:
     # -- structure -------------------------------------------------------------------------
     @property
     def is_diagonal(self) -> bool:
+        """True when :math:`R = I` (the Hessian is applied elementwise)."""
         return self.rotation is None
 
     @property
     def dtype(self):
+        """The floating type of the eigenvalues."""
         return self.eigenvalues.dtype
 
     @property
     def device(self):
+        """The device of the eigenvalues."""
         return self.eigenvalues.device
 
     @property
     def hessian(self) -> torch.Tensor:
-        """The dense :math:`H = R^\\top \\operatorname{diag}(\\lambda) R`, symmetrised exactly
-        (:math:`(H + H^\\top)/2`) so that :math:`x^\\top H` and :math:`Hx` agree bit for bit."""
+        r"""The dense Hessian.
+
+        The dense :math:`H = R^\top \operatorname{diag}(\lambda) R`, symmetrised exactly
+        (:math:`(H + H^\top)/2`) so that :math:`x^\top H` and :math:`Hx` agree bit for bit.
+        """
         if self._hessian is None:
             if self.rotation is None:
                 self._hessian = torch.diag(self.eigenvalues)
@@ -149,7 +225,7 @@ class Quadratic:
                 self._hessian = 0.5 * (H + H.T)
         return self._hessian
 
-    def to(self, dtype=None, device=None) -> "Quadratic":
+    def to(self, dtype=None, device=None) -> Quadratic:
         """A copy in another dtype / on another device."""
         out = self.__class__.__new__(self.__class__)
         out.__dict__.update(self.__dict__)
@@ -164,38 +240,46 @@ class Quadratic:
             raise ValueError(f"x must have shape ({self.d},) or (n, {self.d}), got {tuple(x.shape)}")
 
     def grad(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`\\nabla L(x) = H x` (row-wise for a batch)."""
+        r""":math:`\nabla L(x) = H x` (row-wise for a batch)."""
         self._check_x(x)
         if self.rotation is None:
             return x * self.eigenvalues
         return x @ self.hessian  # H symmetric: (H x_r)^T = x_r^T H
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`L(x) = \\frac12 x^\\top H x`; differentiable (autograd) and batched."""
+        r""":math:`L(x) = \frac12 x^\top H x`; differentiable (autograd) and batched."""
         return 0.5 * (x * self.grad(x)).sum(-1)
 
     def start(self, x0: torch.Tensor) -> torch.Tensor:
-        """The starting point :math:`R^\\top x_0` of a rotated run, so that
-        :math:`L_\\theta(R^\\top x_0) = L(x_0)`."""
+        r"""The starting point of a rotated run.
+
+        The starting point :math:`R^\top x_0` of a rotated run, so that
+        :math:`L_\theta(R^\top x_0) = L(x_0)`.
+        """
         self._check_x(x0)
         return x0.clone() if self.rotation is None else x0 @ self.rotation  # (R^T x0)^T = x0^T R
 
     # -- the two geometry numbers of Table 1 ------------------------------------------------
     def l11_per_dim(self) -> float:
-        """:math:`\\|H\\|_{1,1}/d = \\frac1d\\sum_{ij}|H_{ij}|`, exact from the dense matrix
-        (:math:`\\operatorname{tr}(H)/d` when :math:`H` is diagonal and nonnegative)."""
+        r"""The (1,1)-norm per dimension.
+
+        :math:`\|H\|_{1,1}/d = \frac1d\sum_{ij}|H_{ij}|`, exact from the dense matrix
+        (:math:`\operatorname{tr}(H)/d` when :math:`H` is diagonal and nonnegative).
+        """
         if self.rotation is None:
             return float(self.eigenvalues.abs().sum()) / self.d
         return float(self.hessian.abs().sum()) / self.d
 
     def spectral_norm(self) -> float:
-        """:math:`\\|H\\|_2`, the largest :math:`|\\text{eigenvalue}|`, computed with
-        ``scipy.sparse.linalg.eigsh`` (Lanczos, ``tol=1e-12``) on the dense :math:`H` (rotation invariant, so it equals
-        :math:`\\max_i|\\lambda_i|` up to round-off)."""
+        r"""The spectral norm.
+
+        :math:`\|H\|_2`, the largest :math:`|\text{eigenvalue}|`, computed with
+        ``scipy.sparse.linalg.eigsh`` (Lanczos, ``tol=1e-12``) on the dense :math:`H` (rotation invariant,
+        so it equals
+        :math:`\max_i|\lambda_i|` up to round-off).
+        """
         if self.rotation is None:
             return float(self.eigenvalues.abs().max())
-        from scipy.sparse.linalg import eigsh
-
         H = self.hessian.detach().to("cpu", torch.float64).numpy()
         v0 = np.ones(self.d) / math.sqrt(self.d)  # deterministic start vector
         return float(abs(eigsh(H, k=1, which="LM", tol=1e-12, v0=v0, return_eigenvectors=False)[0]))
@@ -205,23 +289,24 @@ class Quadratic:
 
 
 class RotatedQuadratic(Quadratic):
-    """:math:`L_\\theta(x) = L(R_\\theta x)` with :math:`R_\\theta = \\exp(\\theta S)` from
+    r"""The rotated quadratic of Section 4.1.
+
+    :math:`L_\theta(x) = L(R_\theta x)` with :math:`R_\theta = \exp(\theta S)` from
     :func:`adamlinf.rotations.exp_rotation` (Section 4.1). Hessian
-    :math:`R_\\theta^\\top H R_\\theta`.
+    :math:`R_\theta^\top H R_\theta`.
 
     Args:
-        base_eigenvalues: the spectrum :math:`\\lambda` of the unrotated diagonal :math:`H`.
-        theta: rotation strength :math:`\\theta \\ge 0` (``0`` gives :math:`R = I` exactly).
-        seed: seed of the Gaussian :math:`M` (the same seed for every :math:`\\theta` gives one
-            path :math:`\\theta \\mapsto R_\\theta` through the rotation group).
+        base_eigenvalues: the spectrum :math:`\lambda` of the unrotated diagonal :math:`H`.
+        theta: rotation strength :math:`\theta \ge 0` (``0`` gives :math:`R = I` exactly).
+        seed: seed of the Gaussian :math:`M` (the same seed for every :math:`\theta` gives one
+            path :math:`\theta \mapsto R_\theta` through the rotation group).
     """
 
-    def __init__(self, base_eigenvalues: torch.Tensor, theta: float, *, seed: int = 0,
-                 name: str | None = None):
+    def __init__(
+        self, base_eigenvalues: torch.Tensor, theta: float, *, seed: int = 0, name: str | None = None
+    ):
         if not math.isfinite(theta) or theta < 0:
             raise ValueError(f"theta must be a finite number >= 0, got {theta!r}")
-        from .rotations import exp_rotation
-
         lam = torch.as_tensor(base_eigenvalues)
         R = exp_rotation(lam.numel(), float(theta), seed=seed, dtype=lam.dtype, device=lam.device)
         super().__init__(lam, R, name=name or f"L_theta={theta:g}")
@@ -229,8 +314,59 @@ class RotatedQuadratic(Quadratic):
         self.seed = int(seed)
 
 
+def rotation_path(
+    d: int,
+    thetas: Sequence[float],
+    *,
+    seed: int = 0,
+    haar_seed: int | None = None,
+    dtype=torch.float64,
+    device="cpu",
+) -> list[tuple[float, torch.Tensor | None]]:
+    r"""The rotations of the Table 1 sweep.
+
+    :math:`R = I` (``None``), :math:`R_\theta = \exp(\theta S)`
+    for each ``theta`` (one :math:`S` from ``seed``, so the path leaves the identity along one
+    geodesic) and, when ``haar_seed`` is not ``None``, a Haar rotation labelled
+    :math:`\theta = \infty`.
+
+    :math:`S`'s eigenvalues fill :math:`[-2\sqrt{2d}, 2\sqrt{2d}]\,i`, so :math:`\theta\sqrt d \ll 1`
+    barely rotates and :math:`\theta\sqrt d \gtrsim 3` is close to Haar in the norms that matter
+    here. The matrices are shared by every spectrum built on them (:func:`rotated_family`).
+
+    Returns:
+        ``[(0.0, None), (theta_1, R_1), ..., (inf, Q)]``.
+    """
+    thetas = [float(t) for t in thetas]
+    if any((not math.isfinite(t)) or t <= 0 for t in thetas):
+        raise ValueError(f"thetas must be finite and > 0 (theta = 0 is always included), got {thetas}")
+    out: list[tuple[float, torch.Tensor | None]] = [(0.0, None)]
+    if thetas:
+        Rs = exp_rotation(int(d), thetas, seed=seed, dtype=dtype, device=device)
+        out += [(t, Rs[k]) for k, t in enumerate(thetas)]
+    if haar_seed is not None:
+        out.append((math.inf, haar(int(d), seed=int(haar_seed), dtype=dtype, device=device)))
+    return out
+
+
+def rotated_family(
+    eigenvalues: torch.Tensor, rotations: Sequence[tuple[float, torch.Tensor | None]], *, spectrum: str = ""
+) -> list[Quadratic]:
+    """One quadratic per rotation.
+
+    One :class:`Quadratic` per rotation of :func:`rotation_path`, each with attributes ``theta``
+    (``inf`` for Haar) and ``spectrum`` (a label), all with the eigenvalues ``eigenvalues``.
+    """
+    out = []
+    for th, R in rotations:
+        q = Quadratic(eigenvalues, R, name=f"{spectrum} θ={th:g}".strip())
+        q.theta, q.spectrum = float(th), spectrum
+        out.append(q)
+    return out
+
+
 class GradientNoise:
-    """Additive Gaussian gradient noise :math:`\\sigma\\xi_t`, one independent stream per seed.
+    r"""Additive Gaussian gradient noise :math:`\sigma\xi_t`, one independent stream per seed.
 
     Stream ``s`` is drawn from ``torch.Generator(device).manual_seed(base_seed * 1_000_003 + s)``,
     one ``randn(d)`` per step, so a run's noise depends only on (``base_seed``, ``s``, step) and not
@@ -238,25 +374,37 @@ class GradientNoise:
     random numbers across optimizers and learning rates).
     """
 
-    def __init__(self, d: int, n_seeds: int, sigma: float, *, base_seed: int = 0,
-                 dtype=torch.float64, device="cpu"):
+    def __init__(
+        self, d: int, n_seeds: int, sigma: float, *, base_seed: int = 0, dtype=torch.float64, device="cpu"
+    ):
         if n_seeds < 1:
             raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
         if not math.isfinite(sigma) or sigma < 0:
             raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
         self.d, self.sigma, self.dtype, self.device = int(d), float(sigma), dtype, torch.device(device)
-        self.generators = [torch.Generator(device=self.device).manual_seed(int(base_seed) * 1_000_003 + s)
-                           for s in range(n_seeds)]
+        self.generators = [
+            torch.Generator(device=self.device).manual_seed(int(base_seed) * 1_000_003 + s)
+            for s in range(n_seeds)
+        ]
 
     def sample(self) -> torch.Tensor:
-        """The next :math:`\\sigma\\xi_t` of every stream, shape ``(n_seeds, d)``."""
-        return torch.stack([torch.randn(self.d, generator=g, dtype=self.dtype, device=self.device)
-                            for g in self.generators]) * self.sigma
+        r"""The next :math:`\sigma\xi_t` of every stream, shape ``(n_seeds, d)``."""
+        return (
+            torch.stack(
+                [
+                    torch.randn(self.d, generator=g, dtype=self.dtype, device=self.device)
+                    for g in self.generators
+                ]
+            )
+            * self.sigma
+        )
 
     def sample_one(self, s: int) -> torch.Tensor:
-        """The next :math:`\\sigma\\xi_t` of stream ``s`` only (shape ``(d,)``)."""
-        return torch.randn(self.d, generator=self.generators[s], dtype=self.dtype,
-                           device=self.device) * self.sigma
+        r"""The next :math:`\sigma\xi_t` of stream ``s`` only (shape ``(d,)``)."""
+        return (
+            torch.randn(self.d, generator=self.generators[s], dtype=self.dtype, device=self.device)
+            * self.sigma
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,12 +412,13 @@ class GradientNoise:
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Row:
-    """One optimizer setting in one table row.
+    r"""One optimizer setting in one table row.
 
     ``optimizer`` in ``OPTIMIZERS``; ``problem`` indexes :attr:`Experiment.problems`;
-    ``beta1`` is the momentum :math:`\\mu` for SGD and unused by SignGD; ``column`` names the table
+    ``beta1`` is the momentum :math:`\mu` for SGD and unused by SignGD; ``column`` names the table
     column (``"beta1=0"`` or ``"beta1=0.9"``); ``lrs`` is the learning-rate grid.
     """
+
     name: str
     optimizer: str
     problem: int
@@ -283,13 +432,14 @@ class Row:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
-        if len(self.lrs) == 0 or any((not math.isfinite(l)) or l <= 0 for l in self.lrs):
+        if len(self.lrs) == 0 or any((not math.isfinite(v)) or v <= 0 for v in self.lrs):
             raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs!r}")
 
 
 @dataclass
 class Experiment:
     """Problems (index 0 = unrotated), rows, the start :math:`x_0` and the noise level."""
+
     problems: list[Quadratic]
     rows: list[Row]
     x0: torch.Tensor
@@ -297,50 +447,83 @@ class Experiment:
     thetas: list[float] = field(default_factory=list)
 
     def geometry(self) -> pd.DataFrame:
-        """:math:`\\|H_\\theta\\|_{1,1}/d` and :math:`\\|H_\\theta\\|_2` per problem (exact)."""
-        return pd.DataFrame([{"problem": i, "name": p.name,
-                              "theta": getattr(p, "theta", 0.0),
-                              "l11_per_dim": p.l11_per_dim(), "spectral_norm": p.spectral_norm()}
-                             for i, p in enumerate(self.problems)])
+        r""":math:`\|H_\theta\|_{1,1}/d` and :math:`\|H_\theta\|_2` per problem (exact)."""
+        return pd.DataFrame(
+            [
+                {
+                    "problem": i,
+                    "name": p.name,
+                    "theta": getattr(p, "theta", 0.0),
+                    "l11_per_dim": p.l11_per_dim(),
+                    "spectral_norm": p.spectral_norm(),
+                }
+                for i, p in enumerate(self.problems)
+            ]
+        )
 
 
 def _lr_grid(spec) -> tuple[float, ...]:
-    """``[lo, hi, n]`` -> ``n`` log-spaced values from ``lo`` to ``hi``; a list of >3 values or of
-    a different form is taken as the grid itself."""
-    if isinstance(spec, (list, tuple)) and len(spec) == 3 and float(spec[2]).is_integer() \
-            and spec[2] >= 2 and spec[0] < spec[1]:
+    """A learning-rate grid from its description.
+
+    ``[lo, hi, n]`` -> ``n`` log-spaced values from ``lo`` to ``hi``; a list of >3 values or of
+    a different form is taken as the grid itself.
+    """
+    if (
+        isinstance(spec, (list, tuple))
+        and len(spec) == 3
+        and float(spec[2]).is_integer()
+        and spec[2] >= 2
+        and spec[0] < spec[1]
+    ):
         return tuple(float(v) for v in np.logspace(math.log10(spec[0]), math.log10(spec[1]), int(spec[2])))
     return tuple(float(v) for v in spec)
 
 
 def default_lr_grids(n_lr: int = 13) -> dict:
-    """Our learning-rate grids, ``n_lr`` log-spaced values per row: :math:`[10^{-5}, 10^{-1}]` for
-    Adam, AdaSGD and SignGD (the per-step movement of a sign-like method is about :math:`\\eta`,
-    and :math:`|x_{0,i}| \\sim 1`); :math:`[10^{-3}, 2]` for SGD (stable up to
-    :math:`2/\\lambda_{\\max} = 2` without momentum). ``tune`` flags a best value at an edge."""
+    r"""Our learning-rate grids.
+
+    Our learning-rate grids, ``n_lr`` log-spaced values per row: :math:`[10^{-5}, 10^{-1}]` for
+    Adam, AdaSGD and SignGD (the per-step movement of a sign-like method is about :math:`\eta`,
+    and :math:`|x_{0,i}| \sim 1`); :math:`[10^{-3}, 2]` for SGD (stable up to
+    :math:`2/\lambda_{\max} = 2` without momentum). ``tune`` flags a best value at an edge.
+    """
     if n_lr < 2:
         raise ValueError(f"n_lr must be >= 2, got {n_lr}")
-    return {"adam": [1e-5, 1e-1, n_lr], "adasgd": [1e-5, 1e-1, n_lr], "sgd": [1e-3, 2.0, n_lr],
-            "signgd": [1e-5, 1e-1, n_lr]}
+    return {
+        "adam": [1e-5, 1e-1, n_lr],
+        "adasgd": [1e-5, 1e-1, n_lr],
+        "sgd": [1e-3, 2.0, n_lr],
+        "signgd": [1e-5, 1e-1, n_lr],
+    }
 
 
-def build_experiment(*, d: int = 1000, alpha: float = 0.5, thetas: Sequence[float] = (1e-4, 1e-3, 3e-3, 1e-2, 1e-1),
-                     rotation_seed: int = 0, x0_seed: int = 0, sigma: float = 1e-3,
-                     beta2: float = 0.99, betas_momentum: tuple[float, float] = (0.9, 0.99),
-                     lr_grids: dict | None = None, sgd_momentum: float = 0.9,
-                     dtype=torch.float64, device="cpu") -> Experiment:
-    """The rows of Table 1 (RECONSTRUCTED layout, ``PAPER_MATH.md`` §5).
+def build_experiment(
+    *,
+    d: int = 1000,
+    alpha: float = 0.5,
+    thetas: Sequence[float] = (1e-4, 1e-3, 3e-3, 1e-2, 1e-1),
+    rotation_seed: int = 0,
+    x0_seed: int = 0,
+    sigma: float = 1e-3,
+    beta2: float = 0.99,
+    betas_momentum: tuple[float, float] = (0.9, 0.99),
+    lr_grids: dict | None = None,
+    sgd_momentum: float = 0.9,
+    dtype=torch.float64,
+    device="cpu",
+) -> Experiment:
+    r"""The rows of Table 1 (RECONSTRUCTED layout, ``PAPER_MATH.md`` §5).
 
     Problems: the diagonal :math:`L` (spectrum :func:`power_law_spectrum`) and
-    :math:`L_\\theta` for each ``theta``. Rows, each in the column ``beta1=0`` with
-    :math:`(\\beta_1,\\beta_2) = (0, \\beta_2)` and the column ``beta1=0.9`` with
-    ``betas_momentum``: AdaSGD on :math:`L`; Adam on :math:`L`; Adam on each :math:`L_\\theta`;
+    :math:`L_\theta` for each ``theta``. Rows, each in the column ``beta1=0`` with
+    :math:`(\beta_1,\beta_2) = (0, \beta_2)` and the column ``beta1=0.9`` with
+    ``betas_momentum``: AdaSGD on :math:`L`; Adam on :math:`L`; Adam on each :math:`L_\theta`;
     SGD on :math:`L` (momentum 0 in the first column, ``sgd_momentum`` in the second); SignGD on
-    :math:`L` (first column only: it is Adam with :math:`\\beta_1 = \\beta_2 = 0`).
+    :math:`L` (first column only: it is Adam with :math:`\beta_1 = \beta_2 = 0`).
     AdaSGD and SGD are rotation equivariant, so running them on :math:`L` covers every
-    :math:`L_\\theta` (see ``tests/test_problems.py``).
+    :math:`L_\theta` (see ``tests/test_problems.py``).
 
-    ``x0`` is drawn once, :math:`x_0 \\sim \\mathcal N(0, I_d)` with ``x0_seed`` (our choice).
+    ``x0`` is drawn once, :math:`x_0 \sim \mathcal N(0, I_d)` with ``x0_seed`` (our choice).
     ``lr_grids`` maps optimizer name to ``[lo, hi, n]`` (log-spaced) or an explicit list.
     """
     grids = default_lr_grids(13)
@@ -359,8 +542,9 @@ def build_experiment(*, d: int = 1000, alpha: float = 0.5, thetas: Sequence[floa
         rows.append(Row("Adam", "adam", 0, b1, b2, _lr_grid(grids["adam"]), col))
         for k, th in enumerate(thetas, start=1):
             rows.append(Row(f"Adam (θ={th:g})", "adam", k, b1, b2, _lr_grid(grids["adam"]), col))
-        rows.append(Row("SGD", "sgd", 0, 0.0 if b1 == 0 else float(sgd_momentum), 0.0,
-                        _lr_grid(grids["sgd"]), col))
+        rows.append(
+            Row("SGD", "sgd", 0, 0.0 if b1 == 0 else float(sgd_momentum), 0.0, _lr_grid(grids["sgd"]), col)
+        )
         if b1 == 0:
             rows.append(Row("SignGD", "signgd", 0, 0.0, 0.0, _lr_grid(grids["signgd"]), col))
     return Experiment(problems, rows, x0, float(sigma), [float(t) for t in thetas])
@@ -370,11 +554,14 @@ def build_experiment(*, d: int = 1000, alpha: float = 0.5, thetas: Sequence[floa
 # Batched updates: adamlinf.optim's functional forms, plus torch.optim.SGD's maths
 # ----------------------------------------------------------------------------------------------
 def sgd_update_(x, g, buf, *, lr, momentum: float):
-    """One in-place step of ``torch.optim.SGD`` (momentum :math:`\\mu`, no dampening, no Nesterov,
-    no weight decay) on a batch of runs: :math:`b \\leftarrow \\mu b + g` (with :math:`b_0 = 0`,
-    so :math:`b_1 = g` exactly as PyTorch's first step), :math:`x \\leftarrow x - \\eta b`. ``lr`` a
+    r"""One in-place step of ``torch.optim.SGD`` on a batch of runs.
+
+    One in-place step of ``torch.optim.SGD`` (momentum :math:`\mu`, no dampening, no Nesterov,
+    no weight decay) on a batch of runs: :math:`b \leftarrow \mu b + g` (with :math:`b_0 = 0`,
+    so :math:`b_1 = g` exactly as PyTorch's first step), :math:`x \leftarrow x - \eta b`. ``lr`` a
     float or a broadcastable tensor (``adamlinf.optim`` has no SGD class; the paper's SGD is
-    ``torch.optim.SGD``)."""
+    ``torch.optim.SGD``).
+    """
     buf.mul_(momentum).add_(g)
     return x.sub_(buf * lr)
 
@@ -383,9 +570,12 @@ SCHEDULES = ("constant", "cosine")
 
 
 def lr_factor(schedule: str, t: int, steps: int) -> float:
-    """Learning-rate multiplier at step :math:`t \\in [1, T]`: ``"constant"`` gives 1,
-    ``"cosine"`` gives :math:`\\tfrac12(1 + \\cos(\\pi (t-1)/T))` (from 1 at the first step
-    towards 0 at the last; our choice, the paper's schedule for Section 4.1 was not recovered)."""
+    r"""Learning-rate multiplier at step t.
+
+    Learning-rate multiplier at step :math:`t \in [1, T]`: ``"constant"`` gives 1,
+    ``"cosine"`` gives :math:`\tfrac12(1 + \cos(\pi (t-1)/T))` (from 1 at the first step
+    towards 0 at the last; our choice, the paper's schedule for Section 4.1 was not recovered).
+    """
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
@@ -395,14 +585,15 @@ def lr_factor(schedule: str, t: int, steps: int) -> float:
 
 @dataclass
 class QuadraticResult:
-    """Tidy outputs of :func:`run_batched`.
+    r"""Tidy outputs of :func:`run_batched`.
 
     ``final``: one line per run: ``row, optimizer, problem, theta, column, beta1, beta2, lr,
     lr_index, seed, initial_loss, final_loss, last_loss, diverged``. ``final_loss`` is the mean of
-    the (noise-free) loss :math:`L_\\theta(x_t)` over the last ``final_window`` iterates
-    :math:`t = T-w+1..T`; ``last_loss`` is :math:`L_\\theta(x_T)`.
+    the (noise-free) loss :math:`L_\theta(x_t)` over the last ``final_window`` iterates
+    :math:`t = T-w+1..T`; ``last_loss`` is :math:`L_\theta(x_T)`.
     ``curves``: ``row, column, lr, seed, step, loss`` every ``record_every`` steps (and at ``T``).
     """
+
     final: pd.DataFrame
     curves: pd.DataFrame
     geometry: pd.DataFrame
@@ -410,39 +601,75 @@ class QuadraticResult:
 
 
 def _expand_runs(exp: Experiment, n_seeds: int):
-    """All (row, lr, seed) runs, sorted so that runs sharing a Hessian and an update rule
-    (problem, optimizer, beta1, beta2) form one contiguous slice ("group")."""
+    """All (row, lr, seed) runs, sorted by update rule (optimizer, beta1, beta2), then problem.
+
+    Returns ``runs``, the update groups ``(optimizer, beta1, beta2, start, stop)`` and the Hessian
+    slices ``(problem, start, stop)`` (contiguous runs on one problem inside one group).
+    """
     runs = []
     for j, row in enumerate(exp.rows):
         for k, lr in enumerate(row.lrs):
             for s in range(n_seeds):
-                runs.append(((row.problem, row.optimizer, row.beta1, row.beta2), j, k, s, lr))
-    runs.sort(key=lambda r: (r[0][0], OPTIMIZERS.index(r[0][1]), r[0][2], r[0][3], r[1], r[2], r[3]))
-    groups = []  # (problem, optimizer, beta1, beta2, start, stop)
-    start = 0
-    for i in range(1, len(runs) + 1):
-        if i == len(runs) or runs[i][0] != runs[start][0]:
-            groups.append((*runs[start][0], start, i))
-            start = i
-    return runs, groups
+                runs.append(((row.optimizer, row.beta1, row.beta2), row.problem, j, k, s, lr))
+    runs.sort(key=lambda r: (OPTIMIZERS.index(r[0][0]), r[0][1], r[0][2], r[1], r[2], r[3], r[4]))
+
+    def slices(key):
+        out, start = [], 0
+        for i in range(1, len(runs) + 1):
+            if i == len(runs) or key(runs[i]) != key(runs[start]):
+                out.append((key(runs[start]), start, i))
+                start = i
+        return out
+
+    groups = [(*k, a, b) for k, a, b in slices(lambda r: r[0])]
+    hess = [(k[1], a, b) for k, a, b in slices(lambda r: (r[0], r[1]))]
+    return runs, groups, hess
 
 
-def run_batched(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0, eps: float = 1e-8,
-                record_every: int = 10, final_window: int = 1, schedule: str = "constant",
-                dtype=None, device=None, progress: bool = False) -> QuadraticResult:
-    """Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one batched tensor
+def run_batched(
+    exp: Experiment,
+    *,
+    steps: int,
+    n_seeds: int = 5,
+    seed: int = 0,
+    eps: float = 1e-8,
+    record_every: int = 10,
+    final_window: int = 1,
+    schedule: str = "constant",
+    reach: float | None = None,
+    dtype=None,
+    device=None,
+    progress: bool = False,
+) -> QuadraticResult:
+    r"""Run every (row, learning rate, seed) at once.
+
+    Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one batched tensor
     computation (see the module docstring) and return tidy tables.
 
     Args:
+        exp: The problems, rows, start(s) and noise level. ``exp.x0`` of shape ``(d,)`` is every
+            seed's start; of shape ``(S, d)`` with ``S >= n_seeds``, seed ``s`` starts at
+            ``x0[s]`` (rotated to :math:`R^\top x_0[s]` on a rotated problem).
         steps: :math:`T`, the same for every row.
-        n_seeds: number of noise streams (``seed`` index :math:`0..n-1`, see
-            :class:`GradientNoise`); with ``exp.sigma == 0`` all seeds coincide.
+        n_seeds: number of seeds (noise stream ``s`` of :class:`GradientNoise`, and start ``s``).
         seed: base seed of the noise.
-        eps: :math:`\\epsilon` of Adam/AdaSGD (outside the root, torch form).
+        eps: :math:`\epsilon` of Adam/AdaSGD (outside the root, torch form).
         record_every: loss-curve resolution.
         final_window: ``final_loss`` averages the last ``final_window`` iterates' losses.
         schedule: learning-rate schedule, see :func:`lr_factor` (``"constant"`` by default).
-        dtype, device: default to those of ``exp.x0``.
+        reach: if given, ``final`` gets ``steps_to_reach``, the first :math:`t` with
+            :math:`L(x_t) \le \text{reach}\cdot L(x_0)` (checked at every step; ``inf`` when never
+            within :math:`T`), a criterion that round-off cannot decide when ``reach`` is far above
+            the float64 round-off of the loss.
+        dtype: defaults to that of ``exp.x0``.
+        device: defaults to that of ``exp.x0``.
+        progress: show a progress bar over steps.
+
+    Returns:
+        A :class:`QuadraticResult`.
+
+    Raises:
+        ValueError: bad ``steps``, ``final_window``, ``record_every``, ``schedule`` or ``x0`` shape.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -451,46 +678,53 @@ def run_batched(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0,
     if record_every < 1:
         raise ValueError(f"record_every must be >= 1, got {record_every}")
     lr_factor(schedule, 1, steps)  # validates the name
-    import time
-
+    if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
+        raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
     t_start = time.perf_counter()
     dtype = dtype or exp.x0.dtype
     device = torch.device(device) if device is not None else exp.x0.device
     problems = [p.to(dtype=dtype, device=device) for p in exp.problems]
     x0 = exp.x0.to(dtype=dtype, device=device)
-    d = x0.numel()
-    runs, groups = _expand_runs(exp, n_seeds)
+    d = x0.shape[-1]
+    runs, groups, hess = _expand_runs(exp, n_seeds)
     R = len(runs)
     rows = exp.rows
-    lr = torch.tensor([r[4] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
-    seed_idx = torch.tensor([r[3] for r in runs], dtype=torch.long, device=device)
-    starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem
-    x = starts[torch.tensor([r[0][0] for r in runs], dtype=torch.long, device=device)]
-    m = torch.zeros_like(x)          # first moment (Adam, AdaSGD) or momentum buffer (SGD)
-    v_full = torch.zeros_like(x)     # Adam's coordinate-wise second moment
-    v_scalar = x.new_zeros(R, 1)     # AdaSGD's one scalar per run
+    lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
+    seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
+    prob_idx = torch.tensor([r[1] for r in runs], dtype=torch.long, device=device)
+    starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem (and seed)
+    x = starts[prob_idx, seed_idx] if x0.ndim == 2 else starts[prob_idx]
+    m = torch.zeros_like(x)  # first moment (Adam, AdaSGD) or momentum buffer (SGD)
+    v_full = torch.zeros_like(x)  # Adam's coordinate-wise second moment
+    v_scalar = x.new_zeros(R, 1)  # AdaSGD's one scalar per run
     noise = GradientNoise(d, n_seeds, exp.sigma, base_seed=seed, dtype=dtype, device=device)
     rec_steps: list[int] = []
     rec = x.new_empty(steps // record_every + 2, R)
     tail = x.new_zeros(R)
+    hit = torch.full((R,), -1, dtype=torch.long, device=device)
     g = torch.empty_like(x)
 
     def clean_grad():
-        for p, _, _, _, a, b in groups:
+        for p, a, b in hess:
             g[a:b] = problems[p].grad(x[a:b])
         return g
 
+    def track(loss, t):
+        if reach is not None:
+            new = (hit < 0) & (loss <= reach * initial)
+            hit[new] = t
+
     form = dict(eps=eps, bias_correction=True, eps_inside_sqrt=False)  # torch form
-    iterator = range(1, steps + 1)
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(iterator, desc="quadratic runs", leave=False)
+    iterator = (
+        tqdm(range(1, steps + 1), desc="quadratic runs", leave=False) if progress else range(1, steps + 1)
+    )
     initial = None
     for t in iterator:
         gc = clean_grad()
         loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
         if t == 1:
             initial = loss.clone()
+        track(loss, t - 1)
         if (t - 1) % record_every == 0:
             rec[len(rec_steps)] = loss
             rec_steps.append(t - 1)
@@ -498,21 +732,22 @@ def run_batched(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0,
             tail += loss
         if exp.sigma > 0:
             gc.add_(noise.sample()[seed_idx])
-        for _, opt, beta1, beta2, a, b in groups:
+        for opt, beta1, beta2, a, b in groups:
             xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
             if schedule != "constant":
                 lrs = lrs * lr_factor(schedule, t, steps)
             if opt == "adam":
-                optim.adam_update_(xs, gs, ms, v_full[a:b], lr=lrs, beta1=beta1, beta2=beta2,
-                                   step=t, **form)
+                optim.adam_update_(xs, gs, ms, v_full[a:b], lr=lrs, beta1=beta1, beta2=beta2, step=t, **form)
             elif opt == "adasgd":
-                optim.adasgd_update_(xs, gs, ms, v_scalar[a:b], lr=lrs, beta1=beta1, beta2=beta2,
-                                     step=t, **form)
+                optim.adasgd_update_(
+                    xs, gs, ms, v_scalar[a:b], lr=lrs, beta1=beta1, beta2=beta2, step=t, **form
+                )
             elif opt == "sgd":
                 sgd_update_(xs, gs, ms, lr=lrs, momentum=beta1)
             else:
                 optim.signgd_update_(xs, gs, lr=lrs)
     last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
+    track(last, steps)
     tail += last
     rec[len(rec_steps)] = last
     rec_steps.append(steps)
@@ -520,35 +755,77 @@ def run_batched(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0,
     wall = time.perf_counter() - t_start
 
     thetas = [getattr(p, "theta", 0.0) for p in problems]
-    meta = pd.DataFrame([{
-        "row": rows[r[1]].name, "optimizer": rows[r[1]].optimizer, "problem": r[0][0],
-        "theta": thetas[r[0][0]], "column": rows[r[1]].column, "beta1": rows[r[1]].beta1,
-        "beta2": rows[r[1]].beta2, "lr": r[4], "lr_index": r[2], "seed": r[3]} for r in runs])
+    meta = pd.DataFrame(
+        [
+            {
+                "row": rows[r[2]].name,
+                "optimizer": rows[r[2]].optimizer,
+                "problem": r[1],
+                "theta": thetas[r[1]],
+                "column": rows[r[2]].column,
+                "beta1": rows[r[2]].beta1,
+                "beta2": rows[r[2]].beta2,
+                "lr": r[5],
+                "lr_index": r[3],
+                "seed": r[4],
+            }
+            for r in runs
+        ]
+    )
     final_np = final.cpu().numpy()
     fin = meta.copy()
     fin["initial_loss"] = initial.cpu().numpy() if initial is not None else np.nan
     fin["final_loss"] = final_np
     fin["last_loss"] = last.cpu().numpy()
     fin["diverged"] = ~np.isfinite(final_np) | (final_np > 1e6 * fin["initial_loss"].to_numpy())
-    curves_np = rec[:len(rec_steps)].cpu().numpy()  # (n_rec, R)
-    curves = meta.loc[np.tile(np.arange(R), len(rec_steps)),
-                      ["row", "column", "problem", "theta", "lr", "seed"]].reset_index(drop=True)
+    if reach is not None:
+        h = hit.cpu().numpy().astype(float)
+        fin["steps_to_reach"] = np.where(h < 0, np.inf, h)
+    curves_np = rec[: len(rec_steps)].cpu().numpy()  # (n_rec, R)
+    curves = meta.loc[
+        np.tile(np.arange(R), len(rec_steps)), ["row", "column", "problem", "theta", "lr", "seed"]
+    ].reset_index(drop=True)
     curves["step"] = np.repeat(rec_steps, R)
     curves["loss"] = curves_np.reshape(-1)
-    geo = pd.DataFrame([{"problem": i, "theta": thetas[i], "l11_per_dim": p.l11_per_dim(),
-                         "spectral_norm": p.spectral_norm()} for i, p in enumerate(problems)])
+    geo = pd.DataFrame(
+        [
+            {
+                "problem": i,
+                "spectrum": getattr(p, "spectrum", ""),
+                "theta": thetas[i],
+                "l11_per_dim": p.l11_per_dim(),
+                "spectral_norm": p.spectral_norm(),
+            }
+            for i, p in enumerate(problems)
+        ]
+    )
     return QuadraticResult(fin, curves, geo, wall)
 
 
 # ----------------------------------------------------------------------------------------------
 # Reference: one run at a time with the optimizer classes
 # ----------------------------------------------------------------------------------------------
-def run_one_by_one(problem: Quadratic, x0: torch.Tensor, optimizer: str, *, lr: float,
-                   beta1: float = 0.9, beta2: float = 0.99, eps: float = 1e-8, steps: int,
-                   sigma: float = 0.0, seed_index: int = 0, n_seeds: int | None = None,
-                   seed: int = 0, use_torch_optim: bool = False, schedule: str = "constant") -> np.ndarray:
-    """One run with an optimizer *class* and autograd gradients; returns the losses
-    :math:`L(x_0), \\dots, L(x_T)` (length ``steps + 1``).
+def run_one_by_one(
+    problem: Quadratic,
+    x0: torch.Tensor,
+    optimizer: str,
+    *,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.99,
+    eps: float = 1e-8,
+    steps: int,
+    sigma: float = 0.0,
+    seed_index: int = 0,
+    n_seeds: int | None = None,
+    seed: int = 0,
+    use_torch_optim: bool = False,
+    schedule: str = "constant",
+) -> np.ndarray:
+    r"""One run with an optimizer class, the reference for the batched runner.
+
+    One run with an optimizer *class* and autograd gradients; returns the losses
+    :math:`L(x_0), \dots, L(x_T)` (length ``steps + 1``).
 
     The optimizer is ``adamlinf.optim.create(optimizer, [x], lr=lr, betas=(beta1, beta2),
     eps=eps, momentum=beta1, torch_form=True)``; with ``use_torch_optim=True`` ``"adam"`` uses
@@ -564,10 +841,17 @@ def run_one_by_one(problem: Quadratic, x0: torch.Tensor, optimizer: str, *, lr: 
     elif use_torch_optim and optimizer == "sgd":
         opt = torch.optim.SGD([w], lr=lr, momentum=beta1, foreach=False)
     else:
-        opt = optim.create(optimizer, [w], lr=lr, betas=(beta1, beta2), eps=eps, momentum=beta1,
-                           torch_form=True)
-    noise = GradientNoise(problem.d, max(n_seeds or 0, seed_index + 1), sigma, base_seed=seed,
-                          dtype=problem.dtype, device=problem.device)
+        opt = optim.create(
+            optimizer, [w], lr=lr, betas=(beta1, beta2), eps=eps, momentum=beta1, torch_form=True
+        )
+    noise = GradientNoise(
+        problem.d,
+        max(n_seeds or 0, seed_index + 1),
+        sigma,
+        base_seed=seed,
+        dtype=problem.dtype,
+        device=problem.device,
+    )
     losses = []
     for t in range(1, steps + 1):
         for group in opt.param_groups:
@@ -589,123 +873,25 @@ def run_one_by_one(problem: Quadratic, x0: torch.Tensor, optimizer: str, *, lr: 
 # Tables
 # ----------------------------------------------------------------------------------------------
 def tune(final: pd.DataFrame, metric: str = "final_loss") -> pd.DataFrame:
-    """For each (row, column): mean and std over seeds of ``metric`` per learning rate, and the
+    """The best learning rate per (row, column).
+
+    For each (row, column): mean and std over seeds of ``metric`` per learning rate, and the
     learning rate with the lowest mean (diverged runs count as ``inf``). ``lr_at_edge`` flags a
-    best learning rate at the end of the grid (the grid should then be widened)."""
+    best learning rate at the end of the grid (the grid should then be widened).
+    """
     df = final.copy()
     df[metric] = df[metric].where(np.isfinite(df[metric]) & ~df["diverged"], np.inf)
     keys = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2"]
-    per_lr = (df.groupby(keys + ["lr", "lr_index"], sort=False)[metric]
-              .agg(mean="mean", std=lambda s: s.std(ddof=0) if np.isfinite(s).all() else np.nan,
-                   n_seeds="count").reset_index())
+    per_lr = (
+        df.groupby(keys + ["lr", "lr_index"], sort=False)[metric]
+        .agg(mean="mean", std=lambda s: s.std(ddof=0) if np.isfinite(s).all() else np.nan, n_seeds="count")
+        .reset_index()
+    )
     n_lr = per_lr.groupby(keys, sort=False)["lr_index"].transform("max")
     per_lr["n_lr"] = n_lr + 1
     best = per_lr.loc[per_lr.groupby(keys, sort=False)["mean"].idxmin()].copy()
     best["lr_at_edge"] = (best["lr_index"] == 0) | (best["lr_index"] == best["n_lr"] - 1)
     return best.rename(columns={"lr": "best_lr"}).reset_index(drop=True)
-
-
-def table1(tuned: pd.DataFrame, geometry: pd.DataFrame) -> pd.DataFrame:
-    """Table 1 in the paper's layout: Optimizer | ‖H_θ‖₁,₁/d | ‖H_θ‖₂ | Loss (β1=0, β2=…) |
-    Loss (β1=0.9, β2=…); each loss the best over the lr grid of mean ± std over seeds (numbers,
-    plus a formatted ``"mean ± std"`` string per column)."""
-    geo = geometry.set_index("problem")
-    order = {"adasgd": 0, "adam": 1, "sgd": 2, "signgd": 3}
-    names = (tuned.drop_duplicates("row")
-             .assign(_k=lambda f: f["optimizer"].map(order))
-             .sort_values(["_k", "theta"], kind="stable")["row"])
-    out = []
-    for name in names:
-        sub = tuned[tuned["row"] == name]
-        p = int(sub["problem"].iloc[0])
-        rec = {"Optimizer": name, "theta": float(geo.loc[p, "theta"]),
-               "l11_per_dim": float(geo.loc[p, "l11_per_dim"]),
-               "spectral_norm": float(geo.loc[p, "spectral_norm"])}
-        for _, r in sub.iterrows():
-            c = r["column"]
-            rec[f"loss_mean[{c}]"] = r["mean"]
-            rec[f"loss_std[{c}]"] = r["std"]
-            rec[f"best_lr[{c}]"] = r["best_lr"]
-            rec[f"lr_at_edge[{c}]"] = bool(r["lr_at_edge"])
-            rec[f"betas[{c}]"] = f"({r['beta1']:g}, {r['beta2']:g})"
-        out.append(rec)
-    return pd.DataFrame(out)
-
-
-def paper_verdict(table: pd.DataFrame, column: str) -> pd.DataFrame:
-    """For every Adam row: does Adam beat AdaSGD (lower tuned mean loss) in ``column``, does
-    :math:`\\|H_\\theta\\|_{1,1}/d < \\|H_\\theta\\|_2`, and do the two agree (the paper's claim is
-    that they coincide)."""
-    ada = table.loc[table["Optimizer"] == "AdaSGD", f"loss_mean[{column}]"]
-    if ada.empty:
-        raise ValueError("table has no AdaSGD row")
-    ada = float(ada.iloc[0])
-    adam = table[table["Optimizer"].str.startswith("Adam") & (table["Optimizer"] != "AdaSGD")].copy()
-    adam = adam.sort_values("l11_per_dim")
-    out = pd.DataFrame({
-        "Optimizer": adam["Optimizer"], "column": column, "l11_per_dim": adam["l11_per_dim"],
-        "spectral_norm": adam["spectral_norm"], "adam_loss": adam[f"loss_mean[{column}]"],
-        "adasgd_loss": ada})
-    out["adam_beats_adasgd"] = out["adam_loss"] < out["adasgd_loss"]
-    out["l11_below_spectral"] = out["l11_per_dim"] < out["spectral_norm"]
-    out["agrees_with_paper"] = out["adam_beats_adasgd"] == out["l11_below_spectral"]
-    return out.reset_index(drop=True)
-
-
-def verdict_summary(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """One row per column of :func:`paper_verdict` outputs (concatenated): the Spearman rank
-    correlation between :math:`\\|H_\\theta\\|_{1,1}/d` and Adam's tuned loss over the Adam rows,
-    the number of Adam rows that beat AdaSGD, and the number of rows where that coincides with
-    :math:`\\|H_\\theta\\|_{1,1}/d < \\|H_\\theta\\|_2` (the paper's claim), as ``"k/n"`` strings."""
-    from scipy.stats import spearmanr
-
-    if verdicts.empty:
-        raise ValueError("no verdict rows")
-    rows = []
-    for c, v in verdicts.groupby("column", sort=False):
-        rows.append({"column": c,
-                     "spearman(‖H_θ‖₁,₁/d, Adam loss)": float(spearmanr(v["l11_per_dim"], v["adam_loss"]).statistic),
-                     "Adam rows beating AdaSGD": f"{int(v['adam_beats_adasgd'].sum())}/{len(v)}",
-                     "rows where that matches ‖H‖₁,₁/d < ‖H‖₂": f"{int(v['agrees_with_paper'].sum())}/{len(v)}"})
-    return pd.DataFrame(rows)
-
-
-def sensitivity(*, alphas: Iterable[float], sigmas: Iterable[float], d: int, thetas: Sequence[float],
-                steps: int, n_seeds: int, lr_grids: dict | None = None, beta2: float = 0.99,
-                final_window: int = 1, seed: int = 0, rotation_seed: int = 0, x0_seed: int = 0,
-                schedule: str = "constant", dtype=torch.float64, device="cpu") -> pd.DataFrame:
-    """Repeat the Table 1 computation over spectra :math:`\\alpha` and noise levels
-    :math:`\\sigma` and summarise, per (alpha, sigma, column): the Spearman rank correlation
-    between :math:`\\|H_\\theta\\|_{1,1}/d` and Adam's tuned loss over the Adam rows, AdaSGD's tuned
-    loss, the tuned losses of Adam at the smallest and largest :math:`\\theta`, the number of Adam
-    rows that beat AdaSGD, and the number of rows where that agrees with
-    :math:`\\|H_\\theta\\|_{1,1}/d < \\|H_\\theta\\|_2`."""
-    from scipy.stats import spearmanr
-
-    out = []
-    for alpha in alphas:
-        for sigma in sigmas:
-            exp = build_experiment(d=d, alpha=alpha, thetas=thetas, sigma=sigma, beta2=beta2,
-                                   lr_grids=lr_grids, rotation_seed=rotation_seed, x0_seed=x0_seed,
-                                   dtype=dtype, device=device)
-            exp.rows = [r for r in exp.rows if r.optimizer in ("adam", "adasgd")]
-            res = run_batched(exp, steps=steps, n_seeds=n_seeds, seed=seed, final_window=final_window,
-                              record_every=steps, schedule=schedule)
-            tab = table1(tune(res.final), res.geometry)
-            for column in ("beta1=0", "beta1=0.9"):
-                ver = paper_verdict(tab, column)
-                rho = spearmanr(ver["l11_per_dim"], ver["adam_loss"]).statistic if len(ver) > 2 else np.nan
-                out.append({"alpha": alpha, "sigma": sigma, "column": column,
-                            "spearman_l11_vs_adam_loss": float(rho),
-                            "adasgd_loss": float(ver["adasgd_loss"].iloc[0]),
-                            "adam_loss_theta0": float(ver["adam_loss"].iloc[0]),
-                            "adam_loss_max_theta": float(ver["adam_loss"].iloc[-1]),
-                            "n_adam_rows": len(ver),
-                            "n_adam_beats_adasgd": int(ver["adam_beats_adasgd"].sum()),
-                            "n_agree_with_paper": int(ver["agrees_with_paper"].sum()),
-                            "min_loss_any_row": float(tab.filter(like="loss_mean").min().min()),
-                            "wall_time_s": res.wall_time_s})
-    return pd.DataFrame(out)
 
 
 # ==============================================================================================
@@ -940,8 +1126,18 @@ def run_signgd(problem: NoisyQuadratic, x0, *, T: int, lr) -> dict:
 
 @_one_thread
 def run_blockwise_rmsprop(
-    problem: NoisyQuadratic, x0, *, T: int, lr, beta2: float, v0: float, eps: float = 0.0, block_index=None,
-    n_seeds: int = 1, seed: int = 0, lemmas: bool = False,
+    problem: NoisyQuadratic,
+    x0,
+    *,
+    T: int,
+    lr,
+    beta2: float,
+    v0: float,
+    eps: float = 0.0,
+    block_index=None,
+    n_seeds: int = 1,
+    seed: int = 0,
+    lemmas: bool = False,
 ) -> dict:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on ``problem``'s stochastic oracle, batched.
 
@@ -984,7 +1180,9 @@ def run_blockwise_rmsprop(
         raise ValueError(f"beta2 must be in [0, 1), got {beta2}")
     A = problem.A
     d = problem.d
-    idx = (torch.arange(d) if block_index is None else partitions.check_block_index(block_index, d)).to(A.device)
+    idx = (torch.arange(d) if block_index is None else partitions.check_block_index(block_index, d)).to(
+        A.device
+    )
     db = torch.bincount(idx).to(A.dtype)
     B = len(db)
     lrs, lr_col = _lr_column(lr, n_seeds, A.dtype, A.device)
@@ -992,7 +1190,9 @@ def run_blockwise_rmsprop(
     gen = torch.Generator(device=A.device).manual_seed(seed)
     X0 = torch.as_tensor(x0, dtype=A.dtype, device=A.device)
     if X0.ndim == 2 and X0.shape != (n_seeds, d):
-        raise ValueError(f"x0 must have shape ({d},) or (n_seeds, {d}) = ({n_seeds}, {d}), got {tuple(X0.shape)}")
+        raise ValueError(
+            f"x0 must have shape ({d},) or (n_seeds, {d}) = ({n_seeds}, {d}), got {tuple(X0.shape)}"
+        )
     x = X0.repeat(len(lrs), 1) if X0.ndim == 2 else X0.reshape(1, d).repeat(n, 1)
     m = torch.zeros_like(x)
     v = torch.full((n, B), float(v0), dtype=A.dtype, device=A.device)
@@ -1021,8 +1221,19 @@ def run_blockwise_rmsprop(
                 acc["sqrt_vtilde_window"] += (vtilde + eps).sqrt()
             acc["gbar_norm_sum"] += (gbar_b2 / db).sqrt()
         optim.blockwise_adam_update_(
-            x, g, m, v, idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=eps, step=t + 1, sizes=db,
-            bias_correction=False, eps_inside_sqrt=True,
+            x,
+            g,
+            m,
+            v,
+            idx,
+            lr=lr_col,
+            beta1=0.0,
+            beta2=beta2,
+            eps=eps,
+            step=t + 1,
+            sizes=db,
+            bias_correction=False,
+            eps_inside_sqrt=True,
         )
         if lemmas:
             acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
@@ -1065,7 +1276,15 @@ def run_trajectory(name: str, A, x0, *, T: int, lr: float, **kwargs) -> torch.Te
 
 
 def lemma_report(
-    problem: NoisyQuadratic, out: dict, *, x0, T: int, eta: float, beta2: float, v0: float, block_index=None,
+    problem: NoisyQuadratic,
+    out: dict,
+    *,
+    x0,
+    T: int,
+    eta: float,
+    beta2: float,
+    v0: float,
+    block_index=None,
     c316: float = 2.0,
 ) -> list[dict]:
     r"""Both sides of Lemmas 3.14, 3.15, 3.16 and C.1 on a :func:`run_blockwise_rmsprop` run with ``lemmas=True``.
@@ -1094,7 +1313,14 @@ def lemma_report(
     idx = torch.arange(d) if block_index is None else partitions.check_block_index(block_index, d)
     db = torch.bincount(idx).to(torch.float64)
     sb = problem.sigma_blocks(idx).cpu()
-    keys = ("first_order", "gbar_sq_over_sqrt_vtilde", "g2_over_v", "sqrt_vtilde_window", "gbar_norm_sum", "log_ratio")
+    keys = (
+        "first_order",
+        "gbar_sq_over_sqrt_vtilde",
+        "g2_over_v",
+        "sqrt_vtilde_window",
+        "gbar_norm_sum",
+        "log_ratio",
+    )
     o = {k: v[0] for k, v in out.items() if k in keys}
     S = o["log_ratio"].shape[0]
     rows = []
@@ -1106,8 +1332,12 @@ def lemma_report(
         b = int(mean.argmax())
         rows.append(
             dict(
-                lemma=name, relation=">=" if geq else "<=", lhs=float(lhs.mean(0)[b]), rhs=float(rhs.mean(0)[b]),
-                margin=float(-mean[b]), margin_se=float(-mean[b] / se[b]) if float(se[b]) > 0 else float("inf"),
+                lemma=name,
+                relation=">=" if geq else "<=",
+                lhs=float(lhs.mean(0)[b]),
+                rhs=float(rhs.mean(0)[b]),
+                margin=float(-mean[b]),
+                margin_se=float(-mean[b] / se[b]) if float(se[b]) > 0 else float("inf"),
                 holds=bool(float(mean[b]) <= 4 * float(se[b])),
             )
         )
@@ -1116,13 +1346,21 @@ def lemma_report(
     worst = (o["g2_over_v"] - rhs314).flatten().argmax()
     rows.append(
         dict(
-            lemma="3.14 (pathwise, worst seed/block)", relation="<=", lhs=float(o["g2_over_v"].flatten()[worst]),
-            rhs=float(rhs314.flatten()[worst]), margin=float((rhs314 - o["g2_over_v"]).min()),
-            margin_se=float("nan"), holds=bool(torch.all(o["g2_over_v"] <= rhs314 * (1 + 1e-9))),
+            lemma="3.14 (pathwise, worst seed/block)",
+            relation="<=",
+            lhs=float(o["g2_over_v"].flatten()[worst]),
+            rhs=float(rhs314.flatten()[worst]),
+            margin=float((rhs314 - o["g2_over_v"]).min()),
+            margin_se=float("nan"),
+            holds=bool(torch.all(o["g2_over_v"] <= rhs314 * (1 + 1e-9))),
         )
     )
     rhs315 = theory.lemma315_rhs(
-        gbar_sq_over_sqrt_vtilde_sum=o["gbar_sq_over_sqrt_vtilde"], d_b=db, sigma_b=sb, T=T, beta2=beta2,
+        gbar_sq_over_sqrt_vtilde_sum=o["gbar_sq_over_sqrt_vtilde"],
+        d_b=db,
+        sigma_b=sb,
+        T=T,
+        beta2=beta2,
         log_ratio=o["log_ratio"],
     )
     add("3.15", o["first_order"], rhs315, geq=True)
@@ -1130,30 +1368,55 @@ def lemma_report(
         rhs316 = theory.lemma316_rhs(
             T=T, beta2=beta2, v0=v0, sigma_b=sb, eps=0.0, gbar_abs_sum=o["gbar_norm_sum"], c=c
         )
-        add(f"3.16 with c = {c:g}", o["sqrt_vtilde_window"], rhs316 * torch.ones_like(o["sqrt_vtilde_window"]))
+        add(
+            f"3.16 with c = {c:g}", o["sqrt_vtilde_window"], rhs316 * torch.ones_like(o["sqrt_vtilde_window"])
+        )
     # the smallest constant c in Lemma 3.16 that this run needs (worst block, means over seeds)
     other = (2 * beta2 ** (T / 4) * math.sqrt(v0) / (1 - beta2) + T * sb).to(o["sqrt_vtilde_window"].dtype)
     c_needed = ((o["sqrt_vtilde_window"].mean(0) - other) / o["gbar_norm_sum"].mean(0)).max()
     rows.append(
-        dict(lemma="3.16: smallest c needed", relation="", lhs=float(c_needed), rhs=float("nan"),
-             margin=float("nan"), margin_se=float("nan"), holds=True)
+        dict(
+            lemma="3.16: smallest c needed",
+            relation="",
+            lhs=float(c_needed),
+            rhs=float("nan"),
+            margin=float("nan"),
+            margin_se=float("nan"),
+            holds=True,
+        )
     )
     g0 = problem.grad(torch.as_tensor(x0, dtype=problem.A.dtype, device=problem.A.device)).cpu()
     if block_index is None:
         F = theory.rmsprop_F(
-            sigma=problem.sigma.cpu(), grad0_inf=float(g0.abs().max()),
-            H=theory.coordinatewise_smoothness(problem.A).cpu(), eta=eta, T=T, beta2=beta2, v0=v0,
+            sigma=problem.sigma.cpu(),
+            grad0_inf=float(g0.abs().max()),
+            H=theory.coordinatewise_smoothness(problem.A).cpu(),
+            eta=eta,
+            T=T,
+            beta2=beta2,
+            v0=v0,
         )
     else:
         F = theory.blockwise_adam_F(
-            sigma_b=sb, d_b=db, grad0_phi=float(partitions.custom(idx).norm(g0, d)),
-            H_b=theory.blockwise_smoothness(problem.A.cpu(), idx), eta=eta, T=T, beta2=beta2, v0=v0,
+            sigma_b=sb,
+            d_b=db,
+            grad0_phi=float(partitions.custom(idx).norm(g0, d)),
+            H_b=theory.blockwise_smoothness(problem.A.cpu(), idx),
+            eta=eta,
+            T=T,
+            beta2=beta2,
+            v0=v0,
         )
     add("C.1", o["log_ratio"], torch.full_like(o["log_ratio"], F))
     return rows
 
 
 __all__ += [
-    "NoisyQuadratic", "random_psd", "block_quadratic", "run_signgd", "run_blockwise_rmsprop", "run_trajectory",
+    "NoisyQuadratic",
+    "random_psd",
+    "block_quadratic",
+    "run_signgd",
+    "run_blockwise_rmsprop",
+    "run_trajectory",
     "lemma_report",
 ]
