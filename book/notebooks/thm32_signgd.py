@@ -14,59 +14,86 @@
 # # Theorem 3.2: SignGD under ℓ∞-smoothness
 #
 # SignGD, $x_{t+1}=x_t-\eta\,\mathrm{sign}(\nabla L(x_t))$, is Adam with $\beta_1=\beta_2=0$ and
-# $\epsilon=0$, and it is normalized steepest descent for $\|\cdot\|_\infty$ {cite}`xie2025adam,bernstein2018signsgd,balles2020geometry`.
-# Its natural smoothness notion is therefore smoothness with respect to $\|\cdot\|_\infty$.
-# The paper's formulas were lost in extraction; the statements below are our reconstruction
-# (`PAPER_MATH.md`, Section 3), flagged as such. This page checks the bound on quadratics
-# whose ℓ∞-smoothness constant we compute **exactly**.
+# $\epsilon=0$, and it is normalized steepest descent for $\|\cdot\|_\infty$
+# {cite}`xie2025adam,bernstein2018signsgd,balles2020geometry`. Its natural smoothness notion is
+# therefore smoothness with respect to $\|\cdot\|_\infty$. The paper's formulas were lost in
+# extraction; the statements below are our reconstruction, flagged as such (see the
+# [reconstruction notes](../reconstruction.md)). This page checks the bound on quadratics whose
+# ℓ∞-smoothness constant we compute **exactly**, and on instances built so that the ℓ∞ constant is
+# far below what an ℓ2 analysis pays.
 #
-# ```{prf:definition} Smoothness w.r.t. a norm (Definition 3.1, RECONSTRUCTED for general norms)
-# :label: def-smooth-norm
+# :::{prf:definition} Definition 3.1 (smoothness w.r.t. a norm) — RECONSTRUCTED for general norms
+# :label: def-3-1
+# :nonumber:
+#
 # $L$ is $H$-smooth w.r.t. $\|\cdot\|$ (dual norm $\|\cdot\|_*$) if
-# $\|\nabla L(x)-\nabla L(y)\|_*\le H\|x-y\|$ for all $x,y$. For $\|\cdot\|_\infty$:
-# $\|\nabla L(x)-\nabla L(y)\|_1\le H\|x-y\|_\infty$.
+#
+# ```{math}
+# \|\nabla L(x)-\nabla L(y)\|_*\le H\|x-y\|\qquad\text{for all }x,y.
 # ```
+#
+# For $\|\cdot\|_\infty$ this reads $\|\nabla L(x)-\nabla L(y)\|_1\le H\|x-y\|_\infty$.
+# :::
 #
 # For a quadratic $L(x)=\frac12x^\top Ax$ the best constant is the operator norm
-# $H=\|A\|_{\infty\to1}=\max_{s\in\{\pm1\}^d}\|As\|_1$ (a convex function on the cube is maximised at a vertex),
-# which we compute by enumerating the $2^{d-1}$ sign vectors (`adamlinf.theory.linf_smoothness`).
-# It never exceeds $\|A\|_{1,1}$.
+# $H=\|A\|_{\infty\to1}=\max_{s\in\{\pm1\}^d}\|As\|_1$ (a convex function on the cube is maximised at
+# a vertex), which we compute by enumerating the $2^{d-1}$ sign vectors
+# (`adamlinf.theory.linf_smoothness`). It never exceeds $\|A\|_{1,1}$, and it never exceeds
+# $d\|A\|_2$, the constant an ℓ2 analysis can certify (`adamlinf.theory.l2_smoothness`).
 #
-# ```{prf:theorem} SignGD, deterministic (Theorem 3.2, RECONSTRUCTED)
-# :label: thm-signgd
+# :::{prf:theorem} Theorem 3.2 (SignGD, deterministic) — RECONSTRUCTED
+# :label: thm-3-2
+# :nonumber:
+#
 # Let $L$ be $H$-smooth w.r.t. $\|\cdot\|_\infty$ and $\{x_t\}$ the SignGD iterates with step $\eta$. Then
-# $$\min_{0\le t\le T-1}\|\nabla L(x_t)\|_1\le\frac{L(x_0)-\min L}{T\eta}+\frac{H\eta}{2},$$
-# and with $\eta=\sqrt{2(L(x_0)-\min L)/(TH)}$ the right side is $\sqrt{2H(L(x_0)-\min L)/T}$.
+#
+# ```{math}
+# \min_{0\le t\le T-1}\|\nabla L(x_t)\|_1\le\frac{L(x_0)-\min L}{T\eta}+\frac{H\eta}{2},
 # ```
 #
-# The bound is RECONSTRUCTED: it is what the surviving one-line proof (Appendix B, Eq. (9)) gives,
-# not a formula read in the paper.
+# and with $\eta=\sqrt{2(L(x_0)-\min L)/(TH)}$ the right side is $\sqrt{2H(L(x_0)-\min L)/T}$.
+# :::
 #
-# ```{prf:proof}
+# The bound is what the surviving one-line proof (Appendix B, Eq. (9)) gives, not a formula read
+# in the paper ([reconstruction notes](../reconstruction.md#thm-3-2-notes)).
+#
+# :::{prf:proof}
 # Smoothness w.r.t. $\|\cdot\|_\infty$ gives the descent inequality
 # $L(y)\le L(x)+\nabla L(x)^\top(y-x)+\frac H2\|y-x\|_\infty^2$. With
 # $y-x=-\eta\,\mathrm{sign}(\nabla L(x))$ we get $\nabla L(x)^\top(y-x)=-\eta\|\nabla L(x)\|_1$ and
 # $\|y-x\|_\infty\le\eta$, so (Eq. (9))
-# $L(x_{t+1})\le L(x_t)-\eta\|\nabla L(x_t)\|_1+\frac{H\eta^2}{2}$. Summing over $t<T$:
-# $\eta\sum_{t<T}\|\nabla L(x_t)\|_1\le L(x_0)-L(x_T)+\frac{TH\eta^2}{2}$; the minimum is at most the
-# average, and $L(x_T)\ge\min L$.
+#
+# ```{math}
+# L(x_{t+1})\le L(x_t)-\eta\|\nabla L(x_t)\|_1+\frac{H\eta^2}{2}.
 # ```
 #
+# Summing over $t<T$ gives $\eta\sum_{t<T}\|\nabla L(x_t)\|_1\le L(x_0)-L(x_T)+TH\eta^2/2$; the
+# minimum is at most the average, and $L(x_T)\ge\min L$.
+# :::
+#
 # The one-step inequality (9) and the implication "coordinate-wise smoothness ⇒ ℓ∞-smoothness" are
-# checked in `tests/test_lemmas.py`; the theorem itself on random quadratics in `tests/test_theory.py`.
+# checked in `tests/test_lemmas.py`; the theorem on random quadratics and on the instances below in
+# `tests/test_theory.py`.
 
 # %% tags=["parameters"]
 scale = "ci"
 results_dir = "results/thm32_signgd/ci"
 device = "cpu"
 seed = 0
-d = 10                      # dimension (exact H by 2^(d-1) sign vectors)
-n_starts = 16               # random starts x0, all at loss delta (rate plot: mean over starts)
-delta = 1.0                 # L(x0) - min L
+d = 10  # dimension (exact H by 2^(d-1) sign vectors)
+n_starts = 16  # random starts x0, all at loss delta (rate plot: mean over starts)
+delta = 1.0  # L(x0) - min L
 T_list = [10, 30, 100, 300, 1000, 3000]
-eta_min = 1e-3              # step-size grid: geomspace(eta_min, eta_max, n_eta)
+eta_min = 1e-3  # step-size grid: geomspace(eta_min, eta_max, n_eta)
 eta_max = 1.0
 n_eta = 13
+geo_d = 16  # the l_inf vs l_2 instances: diag(1/i^2) and its rotations exp(theta S) and Haar
+geo_thetas = [0.03, 0.1, 0.3]
+geo_n_starts = 6
+geo_T_list = [100, 300, 1000, 3000]
+geo_lr_min = 3e-4  # tuned over geomspace(geo_lr_min, geo_lr_max, geo_n_lr)
+geo_lr_max = 0.3
+geo_n_lr = 13
 
 # %%
 import time
@@ -75,17 +102,17 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import seaborn as sns
 import torch
-from IPython.display import Markdown, display
 
-from adamlinf import theory as th
+from adamlinf import report
 from adamlinf.results import save_table
+from adamlinf.run import notebook_params
+from adamlinf.studies import theory as study
+from adamlinf.studies.verdicts import save_verdicts
 
+params = notebook_params("thm32_signgd", globals())
 results_dir = Path(results_dir)
-params = dict(d=d, n_starts=n_starts, delta=delta, T_list=T_list, eta_min=eta_min, eta_max=eta_max,
-              n_eta=n_eta, seed=seed, device=device)
-torch.manual_seed(seed)
+report.style()
 t_start = time.perf_counter()
 
 # %% [markdown]
@@ -95,11 +122,13 @@ t_start = time.perf_counter()
 # random directions scaled to $L(x_0)=\Delta$.
 
 # %%
-problems = th.signgd_test_problems(d, n_starts=n_starts, delta=delta, seed=seed, device=device)
-for kind, (prob, H, X0) in problems.items():
-    A = prob.A
-    print(f"{kind:9s}: H = ||A||_inf->1 = {H:.4f}   ||A||_1,1 = {float(A.abs().sum()):.4f}   "
-          f"d ||A||_2 = {d * float(torch.linalg.matrix_norm(A, 2)):.4f}")
+problem_set = study.signgd_test_problems(d, n_starts=n_starts, delta=delta, seed=seed, device=device)
+_ = report.table(
+    pd.DataFrame([dict(problem=k, H=H, l11=float(p.A.abs().sum()), d_l2=d * float(torch.linalg.matrix_norm(p.A, 2)))
+                  for k, (p, H, _) in problem_set.items()]).rename(
+        columns={"H": "H = ‖A‖∞→1", "l11": "‖A‖₁,₁", "d_l2": "d‖A‖₂"}),
+    caption=f"The two test problems (d = {d}): exact ℓ∞ constant, its (1,1) upper bound and the ℓ2 constant d‖A‖₂.",
+)
 
 # %% [markdown]
 # ## Bound vs measurement over a grid of $T$ and $\eta$
@@ -107,78 +136,93 @@ for kind, (prob, H, X0) in problems.items():
 # $T$ at once (the minimum over a prefix). We record the worst start (largest ratio) and the mean.
 
 # %%
-etas = np.geomspace(eta_min, eta_max, n_eta)
-Tmax = int(max(T_list))
-grid = th.signgd_bound_grid(problems, T_list=T_list, etas=etas, delta=delta)
-_ = save_table(grid, results_dir / "grid.csv", params=params)
+grid = study.signgd_bound_grid(problem_set, T_list=T_list, etas=np.geomspace(eta_min, eta_max, n_eta), delta=delta)
+rate = study.signgd_tuned_rate(problem_set, T_list=T_list, delta=delta)
+save_table(grid, results_dir / "grid.csv", params=params)
+save_table(rate, results_dir / "rate.csv", params=params)
+
+# %% tags=["hide-input"]
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6), sharey=True)
+colors = plt.cm.viridis(np.linspace(0, 0.9, len(T_list)))
+for ax, (kind, sub) in zip(axes, grid.groupby("problem")):
+    for c, (T, s) in zip(colors, sub.groupby("T")):
+        ax.loglog(s.eta, s.measured_max, "o", color=c, ms=3, label=f"T={T}")
+        ax.loglog(s.eta, s.bound, "-", color=c, lw=1)
+    ax.set_xlabel("step size η")
+    ax.set_title(f"{kind} quadratic")
+axes[0].set_ylabel("min over t < T of ‖∇L(xₜ)‖₁")
+axes[1].legend(ncol=2, fontsize=9)
+_ = report.figure(fig, f"Theorem 3.2 over a grid ({scale} scale, d = {d}): points are the worst of {n_starts} starts, "
+              "lines the reconstructed bound Δ/(Tη) + Hη/2 with the exact H. The paper claims every point lies "
+              "below its line.")
+
+# %% tags=["hide-input"]
+fig, ax = plt.subplots(figsize=(6.0, 3.8))
+for kind, s in rate.groupby("problem"):
+    slope, se = study.loglog_fit(s["T"], s.measured_mean)
+    ax.loglog(s["T"], s.measured_mean, "o-", label=f"{kind}: measured, slope {report.pm(slope, se)}")
+    ax.loglog(s["T"], s.bound, "--", label=f"{kind}: bound √(2HΔ/T)")
+ax.set_xlabel("T (steps)")
+ax.set_ylabel("min over t < T of ‖∇L(xₜ)‖₁")
+ax.legend(fontsize=9)
+_ = report.figure(fig, f"SignGD at the tuned step η* = √(2Δ/(TH)) ({scale} scale, mean over {n_starts} starts) against "
+              "the bound √(2HΔ/T). The paper's rate is T^(−1/2); a faster measured decay is allowed (it is an upper bound).")
 
 # %% [markdown]
-# ## The tuned step and the $\sqrt{2H\Delta/T}$ rate
+# ## ℓ∞ against ℓ2 geometry: a heavy-tailed Hessian and its rotations
+# The instances above cannot tell the two geometries apart (their $H$ is within a factor 2 of
+# $d\|A\|_2$). Here $A=\mathrm{diag}(1/i^2)$ normalised to $\|A\|_2=1$ has
+# $\|A\|_{\infty\to1}=\mathrm{tr}A\approx1.6$, far below $d\|A\|_2=d$. Rotating it,
+# $A_\theta=R_\theta^\top AR_\theta$ with $R_\theta=\exp(\theta S)$ and a Haar rotation, keeps
+# $\|A\|_2$ and raises the ℓ∞ constant towards $d$. Every instance starts from the same points
+# (mapped by $R_\theta^\top$, so the loss starts at $\Delta$), and SignGD's step size is tuned on a grid
+# for each instance and horizon. The ℓ2 bound is the same theorem with $H=d\|A\|_2$.
 
 # %%
-rate = th.signgd_tuned_rate(problems, T_list=T_list, delta=delta)
-_ = save_table(rate, results_dir / "rate.csv", params=params)
-wall = time.perf_counter() - t_start
-print(f"computed in {wall:.1f} s")
+instances, constants = study.geometry_instances(geo_d, thetas=geo_thetas, seed=seed, haar_seed=seed + 1, device=device)
+x0 = torch.randn(geo_n_starts, geo_d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+sweep = study.geometry_sweep(instances, x0, method="signgd", delta=delta, T_list=geo_T_list,
+                             lrs=np.geomspace(geo_lr_min, geo_lr_max, geo_n_lr))
+fit = study.geometry_fit(sweep, constants)
+save_table(constants, results_dir / "geometry_constants.csv", params=params)
+save_table(sweep, results_dir / "geometry_sweep.csv", params=params)
+save_table(fit, results_dir / "geometry_fit.csv", params=params)
+_ = report.table(constants.rename(columns={"H_linf": "H = ‖A‖∞→1", "sum_H": "‖A‖₁,₁", "d_l2": "d‖A‖₂"}),
+             caption=f"The instances (d = {geo_d}; θ = ∞ is a Haar rotation): the ℓ∞ constants rise with the rotation, "
+             "d‖A‖₂ does not.")
 
 # %% tags=["hide-input"]
-grid = pd.read_csv(results_dir / "grid.csv")
-rate = pd.read_csv(results_dir / "rate.csv")
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-for ax, (kind, sub) in zip(axes, grid.groupby("problem")):
-    pal = sns.color_palette("viridis", len(T_list))
-    for c, (T, s) in zip(pal, sub.groupby("T")):
-        ax.loglog(s.eta, s.measured_max, "o", color=c, ms=4, label=f"measured, T={T}")
-        ax.loglog(s.eta, s.bound, "-", color=c, lw=1)
-    ax.set_xlabel(r"step size $\eta$")
-    ax.set_title(f"{kind} quadratic: points = worst start, lines = bound")
-axes[0].set_ylabel(r"$\min_{t<T}\|\nabla L(x_t)\|_1$")
-axes[1].legend(fontsize=7, ncol=2)
-plt.tight_layout()
-plt.show()
-
-# %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(6.5, 4.5))
-slopes = {}
-for kind, s in rate.groupby("problem"):
-    p = np.polyfit(np.log(s["T"]), np.log(s.measured_mean), 1)
-    pb = np.polyfit(np.log(s["T"]), np.log(s.bound), 1)
-    slopes[kind] = (p[0], pb[0])
-    ax.loglog(s["T"], s.measured_mean, "o-", label=f"{kind}: measured (mean over starts), slope {p[0]:.3f}")
-    ax.loglog(s["T"], s.bound, "--", label=f"{kind}: bound $\\sqrt{{2H\\Delta/T}}$, slope {pb[0]:.3f}")
-ax.set_xlabel("T (steps)")
-ax.set_ylabel(r"$\min_{t<T}\|\nabla L(x_t)\|_1$ at $\eta^*=\sqrt{2\Delta/(TH)}$")
-ax.set_title("SignGD at the tuned step: the $T^{-1/2}$ rate")
-ax.legend(fontsize=7)
-plt.tight_layout()
-plt.show()
-
-# %%
-table = rate.assign(ratio=lambda r: r.measured_max / r.bound,
-                    paper_claim="measured <= bound; rate T^-1/2", scale=scale)
-display(table.round(5))
+last = fit[fit["T"] == max(geo_T_list)].sort_values("H")
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
+ax = axes[0]
+ax.loglog(last.H, last.measured, "o", color="C0", label="measured (tuned η)")
+ax.errorbar(last.H, last.measured, yerr=last.measured_std, fmt="none", color="C0", lw=1)
+ax.loglog(last.H, last.bound_linf, "s--", color="C1", label="ℓ∞ bound √(2HΔ/T)")
+ax.loglog(last.H, last.bound_l2, "^:", color="C2", label="ℓ2 bound √(2d‖A‖₂Δ/T)")
+for h, m, th in zip(last.H, last.measured, last.theta):
+    ax.annotate("θ=∞" if np.isinf(th) else f"θ={th:g}", (h, m), textcoords="offset points", xytext=(3, -11), fontsize=9)
+ax.set_xlabel("ℓ∞ constant H = ‖A‖∞→1")
+ax.set_ylabel(f"min over t < T of ‖∇L‖₁, T = {max(geo_T_list)}")
+ax.legend(fontsize=9)
+ax = axes[1]
+ax.semilogx(last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound")
+ax.semilogx(last.H, last.ratio_l2 / last.ratio_l2.iloc[0], "^:", color="C2", label="measured / ℓ2 bound")
+ax.semilogx(last.H, last.predicted / last.predicted.iloc[0], "k-", lw=0.8, label="√(H/H_diag): predicted ℓ2 drift")
+ax.set_xlabel("ℓ∞ constant H = ‖A‖∞→1")
+ax.set_ylabel("relative to the diagonal")
+ax.legend(fontsize=9)
+_ = report.figure(fig, f"SignGD on diag(1/i²) and its rotations ({scale} scale, d = {geo_d}, T = {max(geo_T_list)}, "
+              f"mean ± std over {geo_n_starts} starts). Left: rotating moves both the ℓ∞ constant and the tuned "
+              "measurement, while the ℓ2 bound stays put. Right: measured/bound stays flatter with the ℓ∞ constant; "
+              "against the ℓ2 bound it drifts by about √(d‖A‖₂/H), the looseness the theory predicts.")
 
 # %% [markdown]
 # ## Paper vs ours
 
 # %%
-worst = grid.ratio_max.max()
-display(Markdown(
-    f"* **Paper (Theorem 3.2, reconstructed):** $\\min_{{t<T}}\\|\\nabla L(x_t)\\|_1\\le\\Delta/(T\\eta)+H\\eta/2$ "
-    f"for every $T,\\eta$; at the tuned step the rate is $\\sqrt{{2H\\Delta/T}}\\propto T^{{-1/2}}$.\n"
-    f"* **Ours ({scale} scale, d = {d}, exact $H$, {n_starts} starts, {len(T_list)} values of T x {n_eta} step sizes, two problems):** "
-    f"the largest ratio measured/bound over the whole grid and all starts is **{worst:.3f}** "
-    f"({'the bound holds everywhere' if worst <= 1 else 'the bound is VIOLATED'}). "
-    f"Fitted log-log slopes at the tuned step: "
-    + ", ".join(f"{k}: measured {m:.3f} (bound {b:.3f})" for k, (m, b) in slopes.items())
-    + ". The measured minimum follows the predicted $T^{-1/2}$ rate, a constant factor "
-    f"({rate.measured_mean.div(rate.bound).min():.2f}-{rate.measured_mean.div(rate.bound).max():.2f}) below the bound.\n"
-    f"* **Agreement:** {'yes' if worst <= 1 else 'no'}. Compute time {wall:.1f} s on {params['device']}."))
-
-# %%
-import yaml
-
-paper = yaml.safe_load(Path("params/thm32_signgd.yaml").read_text())["paper"]
-factor = max(paper["T_list"]) / Tmax * max(1.0, paper["n_eta"] * paper["n_starts"] / (n_eta * n_starts) / 8)
-print(f"time estimate for the 'paper' parameter set: about {wall * factor / 60:.1f} min on this machine "
-      f"(per-step overhead dominates at these sizes, so time grows with max T and only mildly with the batch)")
+verdict_table = study.signgd_verdicts(grid, rate, fit, sweep, scale=scale)
+save_verdicts(verdict_table, results_dir, params=params)
+_ = report.table(verdict_table, caption="Theorem 3.2: the paper's claims (as reconstructed) against our measurements.")
+wall = time.perf_counter() - t_start
+_ = report.markdown(f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
+                "(the theorem has no paper-scale experiment; the `paper` parameter set is a denser grid at larger d).")
