@@ -1,4 +1,4 @@
-"""Theorem 2.2 (RECONSTRUCTED statement, PAPER_MATH.md §2), checked numerically in float64.
+"""Theorem 2.2 (RECONSTRUCTED statement, see the book's reconstruction notes), checked numerically in float64.
 
 SGD (with momentum) and AdaSGD are rotation-equivariant: on L o R from R^T x0 their iterates are
 exactly R^T x_t. Adam and SignGD are permutation-equivariant only: under a generic rotation the gap
@@ -54,15 +54,15 @@ def sgd(params):
 
 
 def adasgd_paper(params):
-    return AdaSGD(params, lr=0.05, betas=(0.9, 0.99), eps=1e-8, v0=1e-3)
+    return AdaSGD(params, lr=0.05, betas=(0.9, 0.99), eps=1e-8, v0=1e-3, paper_form=True)
 
 
 def adasgd_torch_form(params):
-    return AdaSGD(params, lr=0.05, betas=(0.9, 0.95), eps=1e-8, bias_correction=True, eps_inside_sqrt=False)
+    return AdaSGD(params, lr=0.05, betas=(0.9, 0.95), eps=1e-8)
 
 
 def adam(params):
-    return Adam(params, lr=0.05, betas=(0.9, 0.99), eps=1e-8, bias_correction=True, eps_inside_sqrt=False)
+    return Adam(params, lr=0.05, betas=(0.9, 0.99), eps=1e-8)
 
 
 def signgd(params):
@@ -146,11 +146,17 @@ def test_two_dimensional_counterexample_closed_form():
     assert math.isclose(equivariance_gap(lambda p: SignGD(p, lr=eta), lin, x0, R, 1).gap, expected,
                         rel_tol=1e-12)
     b1, b2 = 0.9, 0.99
-    gap = equivariance_gap(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0), lin, x0, R, 1).gap
+    gap = equivariance_gap(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, paper_form=True), lin, x0, R, 1).gap
     assert math.isclose(gap, expected * (1 - b1) / math.sqrt(1 - b2), rel_tol=1e-12)
+    b1, b2 = 0.5, 0.99  # (1 - b1)/sqrt(1 - b2) = 5: the paper form's first step is 5 SignGD steps
+    gap = equivariance_gap(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, paper_form=True), lin, x0, R, 1).gap
+    assert math.isclose(gap, 5 * expected, rel_tol=1e-12)
+    # the torch form's first step is exactly a SignGD step (m/c1 = g, sqrt(v/c2) = |g|)
+    gap = equivariance_gap(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0), lin, x0, R, 1).gap
+    assert math.isclose(gap, expected, rel_tol=1e-12)
     # SGD and AdaSGD: zero gap on the same example
     assert equivariance_gap(lambda p: torch.optim.SGD(p, lr=eta, momentum=0.9), lin, x0, R, 3).gap < 1e-15
-    assert equivariance_gap(lambda p: AdaSGD(p, lr=eta, eps=0.0), lin, x0, R, 3).gap < 1e-15
+    assert equivariance_gap(lambda p: AdaSGD(p, lr=eta, eps=0.0, paper_form=True), lin, x0, R, 3).gap < 1e-15
 
 
 def test_equivariance_gap_bad_input():
@@ -160,3 +166,46 @@ def test_equivariance_gap_bad_input():
         equivariance_gap(sgd, make_loss(), x_start(), haar(D + 1, seed=0, dtype=F64), 3)
     with pytest.raises(ValueError):
         equivariance_gap(sgd, make_loss(), x_start(), haar(D, seed=0, dtype=F64), -1)
+
+
+@pytest.mark.parametrize("relative_to", ["displacement", "iterate"])
+def test_relative_gap_normalisations(relative_to):
+    """relative_to="iterate" divides by max_t ||x_t|| (the Theorem 2.2 page's sweep); "displacement"
+    by max_t ||x_t - x_0||. The two differ by the known factor on the same run."""
+    R = haar(D, seed=1, dtype=F64)
+    res = equivariance_gap(adam, make_loss(), x_start(), R, STEPS, relative_to=relative_to)
+    assert res.relative_to == relative_to
+    ref = res.xs if relative_to == "iterate" else res.xs - res.xs[0]
+    scale = ref.norm(dim=1).max().item()
+    assert res.relative_gap == res.gap / scale
+    other = equivariance_gap(adam, make_loss(), x_start(), R, STEPS,
+                             relative_to="iterate" if relative_to == "displacement" else "displacement")
+    assert other.gap == res.gap and other.relative_gap != res.relative_gap
+    with pytest.raises(ValueError, match="relative_to"):
+        equivariance_gap(adam, make_loss(), x_start(), R, 2, relative_to="norm")
+
+
+def test_iterate_normalisation_matches_the_quadratic_definition():
+    """On L(x) = 1/2 x^T A x with full gradients, relative_to="iterate" is
+    max_t ||x~_t - R^T x_t|| / max_t ||x_t||, computed here independently from two explicit runs."""
+    d, T, lr = 8, 20, 0.05
+    A = torch.diag(torch.arange(1, d + 1, dtype=F64) ** -0.5)
+    x0 = torch.randn(d, generator=torch.Generator().manual_seed(0), dtype=F64)
+    R = haar(d, seed=1, dtype=F64)
+
+    def traj(H, start):
+        x = torch.nn.Parameter(start.clone())
+        opt = Adam([x], lr=lr, betas=(0.9, 0.99), eps=1e-12, paper_form=True)
+        out = [x.detach().clone()]
+        for _ in range(T):
+            x.grad = H @ x.detach()
+            opt.step()
+            out.append(x.detach().clone())
+        return torch.stack(out)
+
+    xs, xr = traj(A, x0), traj(R.T @ A @ R, R.T @ x0)
+    want = float((xr - xs @ R).norm(dim=1).max() / xs.norm(dim=1).max())
+    res = equivariance_gap(lambda p: Adam(p, lr=lr, betas=(0.9, 0.99), eps=1e-12, paper_form=True),
+                           lambda x, t: 0.5 * x @ (A @ x), x0, R, T, relative_to="iterate")
+    assert want > 1e-2
+    assert math.isclose(res.relative_gap, want, rel_tol=1e-9)

@@ -549,18 +549,6 @@ def test_blockwise_and_adasgd_defaults_follow_adam():
         assert d["bias_correction"] and not d["eps_inside_sqrt"] and d["betas"][1] == 0.999
 
 
-def test_permute_rotate_follows_default_dtype():
-    from adamlinf.rotations import PermuteRotate
-
-    old = torch.get_default_dtype()
-    try:
-        torch.set_default_dtype(torch.float64)
-        assert PermuteRotate(10).dtype == torch.float64
-    finally:
-        torch.set_default_dtype(old)
-    assert PermuteRotate(10).dtype == old
-
-
 # ---------------------------------------------------------------------------------------------
 # finite fp16 gradients and complex parameters
 # ---------------------------------------------------------------------------------------------

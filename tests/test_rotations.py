@@ -418,3 +418,68 @@ def test_rotated_parametrization_on_tiny_gpt_with_tied_weights():
     rp.pull_grad()
     gx = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
     torch.testing.assert_close(rp.rotation.apply(rp.w.grad), gx, atol=1e-13, rtol=0)
+
+
+# ------------------------------------------------------------------ defaults and loading -------
+
+def test_permute_rotate_follows_default_dtype():
+    old = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        assert PermuteRotate(10).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(old)
+    assert PermuteRotate(10).dtype == old
+
+
+def _bad_states(sd):
+    """Corruptions of a PermuteRotate state, each refused."""
+    digest = copy.deepcopy(sd)
+    digest["seed"] = 5  # a different seed: its permutations do not match the digests
+    shapes = copy.deepcopy(sd)
+    shapes["matrices"][0][0][2] = torch.eye(3, dtype=F64)
+    missing = {k: v for k, v in sd.items() if k != "perm_digests"}
+    pieces = copy.deepcopy(sd)
+    pieces["pieces"] = [[2, 2, 2]]
+    return {"digest": digest, "shapes": shapes, "missing": missing, "pieces": pieces, "kind": {"kind": "dense"}}
+
+
+@pytest.mark.parametrize("case", ["digest", "shapes", "missing", "pieces", "kind"])
+def test_permute_rotate_failed_load_changes_nothing(case):
+    n = 1009
+    src = PermuteRotate(n, k=2, seed=11, dtype=F64)
+    R = PermuteRotate(n, k=1, seed=0, dtype=F64)
+    x = torch.randn(2, n, dtype=F64)
+    y = R.apply(x)
+    before = (R.k, R.seed, R.pieces, R.dense_max)
+    with pytest.raises(ValueError):
+        R.load_state_dict(_bad_states(src.state_dict())[case])
+    assert (R.k, R.seed, R.pieces, R.dense_max) == before
+    assert torch.equal(R.apply(x), y)
+
+
+def test_other_rotations_failed_load_changes_nothing():
+    n = 7
+    P = random_permutation(n, seed=1, dtype=F64)
+    x = torch.randn(n, dtype=F64)
+    y = P.apply(x)
+    for bad in ({"kind": "permutation", "perm": torch.tensor([0, 0, 1, 2, 3, 4, 5])}, {"kind": "dense"},
+                {"kind": "permutation", "perm": torch.arange(n + 1)}):
+        with pytest.raises(ValueError):
+            P.load_state_dict(bad)
+        assert torch.equal(P.apply(x), y)
+    D = DenseRotation(haar(n, seed=0, dtype=F64))
+    m = D.matrix.clone()
+    for bad in ({"kind": "dense", "matrix": torch.eye(n + 1, dtype=F64)}, {"kind": "permutation"}, {}):
+        with pytest.raises(ValueError):
+            D.load_state_dict(bad)
+        assert torch.equal(D.matrix, m)
+    model = _mlp(0)
+    rp = RotatedParametrization(model, k=2, seed=3)
+    sd = rp.state_dict()
+    sd["w"] = sd["w"][:-1]
+    seed_before, w_before = rp.rotation.seed, rp.w.detach().clone()
+    other = RotatedParametrization(_mlp(1), k=2, seed=4)
+    with pytest.raises(ValueError):
+        other.load_state_dict(sd)
+    assert other.rotation.seed == 4 and seed_before == 3 and torch.equal(rp.w.detach(), w_before)

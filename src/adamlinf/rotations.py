@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -124,7 +124,7 @@ def exp_rotation(d: int, theta, *, seed: int = 0, dtype: torch.dtype | None = No
     $S$ is skew-symmetric, so $R_\theta$ is orthogonal with $\det R_\theta = e^{\theta\,\mathrm{tr}S}
     = 1$ (a rotation in $SO(d)$); $R_0 = I$ exactly, and all $\theta$ with the same ``seed`` share
     one $S$, so a sweep over $\theta$ moves along one geodesic from the identity. The paper's rotated
-    quadratics use $L_\theta(x) = L(R_\theta x)$ (RECONSTRUCTED symbols; PAPER_MATH.md, experiments, Section 4.1).
+    quadratics use $L_\theta(x) = L(R_\theta x)$ (RECONSTRUCTED symbols; see the book's reconstruction notes).
     Computed with ``torch.linalg.matrix_exp`` in float64, then cast.
 
     Args:
@@ -225,6 +225,16 @@ class DenseRotation(Rotation):
         return {"kind": "dense", "matrix": self.matrix.detach().cpu().clone()}
 
     def load_state_dict(self, sd: dict) -> None:
+        """Restore the matrix saved by :meth:`state_dict` (all or nothing; dtype and device stay).
+
+        Args:
+            sd: a state dict from :meth:`state_dict`.
+
+        Raises:
+            ValueError: not a dense rotation's state, or a matrix of another size.
+        """
+        if not isinstance(sd, Mapping) or sd.get("kind", "dense") != "dense" or not isinstance(sd.get("matrix"), Tensor):
+            raise ValueError("not a DenseRotation state (need kind='dense' and a matrix tensor)")
         m = sd["matrix"]
         if tuple(m.shape) != (self.n, self.n):
             raise ValueError(f"state has a {tuple(m.shape)} matrix, this rotation is {self.n}x{self.n}")
@@ -281,6 +291,17 @@ class Permutation(Rotation):
         return {"kind": "permutation", "perm": self.perm.detach().cpu().to(torch.int64)}
 
     def load_state_dict(self, sd: dict) -> None:
+        """Restore the permutation saved by :meth:`state_dict` (all or nothing).
+
+        Args:
+            sd: a state dict from :meth:`state_dict`.
+
+        Raises:
+            ValueError: not a permutation's state, or a permutation of another size.
+        """
+        if not isinstance(sd, Mapping) or sd.get("kind", "permutation") != "permutation" \
+                or not isinstance(sd.get("perm"), Tensor):
+            raise ValueError("not a Permutation state (need kind='permutation' and a perm tensor)")
         p = sd["perm"]
         if p.numel() != self.n:
             raise ValueError(f"state has a permutation of {p.numel()}, expected {self.n}")
@@ -413,11 +434,13 @@ class PermuteRotate(Rotation):
         pieces: optional explicit piece shapes.
     """
 
-    def __init__(self, n: int, k: int = 2, seed: int = 0, dtype: torch.dtype = torch.float32,
-                 device="cpu", *, dense_max: int = 512, pieces: Sequence[Sequence[int]] | None = None):
+    def __init__(self, n: int, k: int = 2, seed: int = 0, dtype: torch.dtype | None = None,
+                 device="cpu", *, dense_max: int = 512, pieces: Sequence[Sequence[int]] | None = None,
+                 perms: Sequence[Tensor] | None = None):
         _check_dim(n, "n")
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"k must be an int >= 0, got {k!r}")
+        dtype = _resolve_dtype(dtype)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be floating point, got {dtype}")
         if pieces is None:
@@ -434,7 +457,9 @@ class PermuteRotate(Rotation):
         self.pieces = pieces
         self.dtype = dtype
         self.device = torch.device(device)
-        self._build()
+        if perms is not None and (len(perms) != k or any(torch.as_tensor(p).numel() != n for p in perms)):
+            raise ValueError(f"perms must be {k} permutations of {n} coordinates")
+        self._build(perms=perms)
 
     # -- construction ------------------------------------------------------------------------
     def _build(self, perms: list[Tensor] | None = None) -> None:
@@ -545,20 +570,44 @@ class PermuteRotate(Rotation):
         return sd
 
     def load_state_dict(self, sd: dict) -> None:
-        """Restore exactly the rotation saved by :meth:`state_dict` (dtype/device stay as they are)."""
-        if sd.get("kind") != "permute_rotate":
-            raise ValueError(f"not a PermuteRotate state (kind={sd.get('kind')!r})")
+        """Restore exactly the rotation saved by :meth:`state_dict` (dtype and device stay as they are).
+
+        All or nothing: the new rotation is built and checked aside, and replaces this one only
+        when everything matches.
+
+        Args:
+            sd: a state dict from :meth:`state_dict`.
+
+        Raises:
+            ValueError: not a PermuteRotate state, another ``n``, malformed fields, or permutations
+                that do not regenerate from the seed.
+        """
+        if not isinstance(sd, Mapping) or sd.get("kind") != "permute_rotate":
+            kind = sd.get("kind") if isinstance(sd, Mapping) else type(sd).__name__
+            raise ValueError(f"not a PermuteRotate state (kind={kind!r})")
+        missing = [k for k in ("n", "k", "seed", "dense_max", "pieces", "matrices", "perm_digests") if k not in sd]
+        if missing:
+            raise ValueError(f"PermuteRotate state lacks {missing}")
         if sd["n"] != self.n:
             raise ValueError(f"state is for n={sd['n']}, this rotation has n={self.n}")
-        self.k, self.seed, self.dense_max = int(sd["k"]), int(sd["seed"]), int(sd["dense_max"])
-        self.pieces = [tuple(p) for p in sd["pieces"]]
-        self._build(perms=sd.get("perms"))
-        if self._digests != list(sd["perm_digests"]):
+        try:
+            new = PermuteRotate(self.n, int(sd["k"]), int(sd["seed"]), self.dtype, self.device,
+                                dense_max=int(sd["dense_max"]), pieces=[tuple(p) for p in sd["pieces"]],
+                                perms=sd.get("perms"))
+        except (TypeError, IndexError) as err:
+            raise ValueError(f"malformed PermuteRotate state: {err}") from None
+        if new._digests != list(sd["perm_digests"]):
             raise ValueError("regenerated permutations differ from the saved ones (different torch "
                              "RNG?); save with state_dict(include_permutations=True)")
-        self._q64 = [[[None if q is None else q.to(torch.float64).clone() for q in piece]
-                      for piece in stage] for stage in sd["matrices"]]
-        self._cast_matrices()
+        matrices = sd["matrices"]
+        expected = [[[None if s_ == 1 else (s_, s_) for s_ in shape] for shape in new.pieces] for _ in range(new.k)]
+        got = [[[None if q is None else tuple(q.shape) for q in piece] for piece in stage] for stage in matrices]
+        if got != expected:
+            raise ValueError(f"the saved mode matrices have shapes {got}, the pieces need {expected}")
+        new._q64 = [[[None if q is None else q.to(torch.float64).clone() for q in piece] for piece in stage]
+                    for stage in matrices]
+        new._cast_matrices()
+        self.__dict__.update(new.__dict__)
 
     def __repr__(self) -> str:
         return (f"PermuteRotate(n={self.n}, k={self.k}, seed={self.seed}, pieces={self.pieces}, "
@@ -674,7 +723,9 @@ class RotatedParametrization:
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore ``w`` and the rotation exactly, then :meth:`push` so the module holds $\\mathcal R w$."""
-        if sd["n"] != self.n:
+        if not isinstance(sd, Mapping) or "n" not in sd or not isinstance(sd.get("w"), Tensor):
+            raise ValueError("not a RotatedParametrization state (need 'n' and a tensor 'w')")
+        if sd["n"] != self.n or sd["w"].shape != self.w.shape:
             raise ValueError(f"state is for n={sd['n']}, this module has {self.n} parameters")
         if sd.get("rotation") is not None:
             self.rotation.load_state_dict(sd["rotation"])
@@ -699,7 +750,9 @@ class EquivarianceGap:
         ws: ``(steps+1, d)`` trajectory $\tilde x_t$ on $L\circ R$ from $\tilde x_0 = R^\top x_0$.
         gaps: ``(steps+1,)`` $\|\tilde x_t - R^\top x_t\|_2$.
         gap: $\max_t$ of ``gaps``.
-        relative_gap: ``gap`` divided by $\max_t\|x_t - x_0\|_2$ (how far the run moved).
+        relative_gap: ``gap`` divided by $\max_t\|x_t - x_0\|_2$ (how far the run moved;
+            ``relative_to="displacement"``) or by $\max_t\|x_t\|_2$ (``relative_to="iterate"``).
+        relative_to: which of the two normalisations ``relative_gap`` uses.
     """
 
     xs: Tensor
@@ -707,20 +760,25 @@ class EquivarianceGap:
     gaps: Tensor
     gap: float
     relative_gap: float
+    relative_to: str = "displacement"
+
+
+_RELATIVE_TO = ("displacement", "iterate")
 
 
 def equivariance_gap(opt_factory: Callable[[list[Tensor]], torch.optim.Optimizer],
-                     loss_fn: Callable[[Tensor, int], Tensor], x0: Tensor, R, steps: int
-                     ) -> EquivarianceGap:
+                     loss_fn: Callable[[Tensor, int], Tensor], x0: Tensor, R, steps: int, *,
+                     relative_to: str = "displacement") -> EquivarianceGap:
     r"""Run an optimizer on $L$ and on $L\circ R$ and measure how far it is from equivariant.
 
     Definition 2.1 / Theorem 2.2: run the optimizer from $x_0$ on the losses $L_t$ (``loss_fn(x, t)``
-    for $t = 1..$ ``steps``; pass a deterministic function of ``x`` or a stochastic loss fixed by
-    ``t``) to get $x_t$, and from $\tilde x_0 = R^\top x_0$ on $\tilde L_t(w) = L_t(Rw)$ to get
-    $\tilde x_t$. The algorithm is equivariant w.r.t. $R$ iff $\tilde x_t = R^\top x_t$ for all $t$;
-    this returns $\|\tilde x_t - R^\top x_t\|_2$ per step (SGD and AdaSGD: rounding-level for every
-    orthogonal $R$; Adam and SignGD: rounding-level for permutations, $O(\|x_t - x_0\|)$ for a
-    generic rotation). Use float64 for a clean comparison.
+    for $t = 1..$ ``steps``; a deterministic function of ``x`` or a stochastic loss fixed by ``t``)
+    to get $x_t$, and from $\tilde x_0 = R^\top x_0$ on $\tilde L_t(w) = L_t(Rw)$ to get
+    $\tilde x_t$. The algorithm is equivariant w.r.t. $R$ iff $\tilde x_t = R^\top x_t$ for all $t$.
+    Returned: $\|\tilde x_t - R^\top x_t\|_2$ per step, its maximum, and the maximum relative to
+    the displacement $\max_t\|x_t-x_0\|_2$ or to the iterates $\max_t\|x_t\|_2$. SGD and AdaSGD
+    give rounding-level gaps for every orthogonal $R$; Adam and SignGD for permutations, and
+    $O(\|x_t - x_0\|)$ for a generic rotation. Use float64 for a clean comparison.
 
     Args:
         opt_factory: ``params -> optimizer`` (called twice, with a fresh parameter each time).
@@ -728,11 +786,22 @@ def equivariance_gap(opt_factory: Callable[[list[Tensor]], torch.optim.Optimizer
         x0: the start, shape ``(d,)``.
         R: a ``(d, d)`` orthogonal tensor or a rotation object (``apply``/``apply_T``).
         steps: number of optimizer steps.
+        relative_to: ``"displacement"`` (default) or ``"iterate"``, the normalisation of
+            ``relative_gap``.
+
+    Returns:
+        The trajectories, the per-step gaps, the maximum gap and the relative gap.
+
+    Raises:
+        ValueError: ``x0`` not 1-D, ``R`` of another size, ``steps`` not an int >= 0, or an
+            unknown ``relative_to``.
     """
     if x0.dim() != 1:
         raise ValueError(f"x0 must be 1-D, got shape {tuple(x0.shape)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+    if relative_to not in _RELATIVE_TO:
+        raise ValueError(f"relative_to must be one of {_RELATIVE_TO}, got {relative_to!r}")
     rot = as_rotation(R)
     if rot.n != x0.numel():
         raise ValueError(f"R acts on {rot.n} coordinates, x0 has {x0.numel()}")
@@ -752,7 +821,8 @@ def equivariance_gap(opt_factory: Callable[[list[Tensor]], torch.optim.Optimizer
     xs = run(x0, lambda x: x)
     ws = run(rot.apply_T(x0.detach()), rot.apply)
     gaps = torch.linalg.vector_norm(ws - rot.apply_T(xs), dim=1)
-    moved = torch.linalg.vector_norm(xs - xs[0], dim=1).max().item()
+    ref = xs - xs[0] if relative_to == "displacement" else xs
+    scale = torch.linalg.vector_norm(ref, dim=1).max().item()
     gap = gaps.max().item()
-    return EquivarianceGap(xs=xs, ws=ws, gaps=gaps, gap=gap,
-                           relative_gap=gap / moved if moved > 0 else math.inf if gap > 0 else 0.0)
+    relative = gap / scale if scale > 0 else math.inf if gap > 0 else 0.0
+    return EquivarianceGap(xs=xs, ws=ws, gaps=gaps, gap=gap, relative_gap=relative, relative_to=relative_to)
