@@ -106,3 +106,14 @@ def test_markdown_refuses_tex():
     for text in ("$x$", r"\|H\|"):
         with pytest.raises(ValueError, match="TeX"):
             report.markdown(text, display=False)
+
+
+def test_displayed_helpers_return_nothing_to_show_twice(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    df = pd.DataFrame({"a": [1.0]})
+    assert report.table(df, "one table") is None
+    assert report.markdown("one paragraph") is None
+    fig = plt.figure(figsize=(3, 2))
+    assert report.figure(fig, "one figure") is None
+    assert len(shown) == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -188,6 +189,10 @@ def test_execute_writes_notebook_results_and_provenance(sandbox):
     shown = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])][0].source
     assert "n = 21            # a multiplier" in shown and "T = 5" in shown
     assert "<../notebooks/tiny.py>" in nb.cells[-1].source and "<tiny.ipynb>" in nb.cells[-1].source
+    assert str(sandbox) not in (sandbox / "book" / "executed" / "tiny.ipynb").read_text().replace(
+        str(sandbox / "results"), ""
+    )  # no machine path but the (test-only) absolute results folder
+    assert "/tmp" not in json.dumps(nb.metadata["papermill"]["input_path"])
 
 
 def test_override_for_another_notebook_is_not_recorded(sandbox):
@@ -335,3 +340,18 @@ def test_upstream_dir_names_the_command_when_missing(tmp_path):
     there.mkdir(parents=True)
     (there / "tuned_runs.csv").write_text("x\n")
     assert results.upstream_dir(here, "gpt2_figure1", required="tuned_runs.csv") == there
+
+
+def test_api_page_documents_every_module():
+    """book/api.md has one automodule per module of the package: a missing module would leave it
+    undocumented, a stale one would fail the book's build."""
+    src = run.REPO_ROOT / "src"
+    modules = {
+        ".".join(p.relative_to(src).with_suffix("").parts)
+        for p in (src / "adamlinf").rglob("*.py")
+        if p.name != "__init__.py" and p.name != "__main__.py"
+    }
+    modules -= {"adamlinf.experiments"}  # being dissolved into adamlinf.runs and adamlinf.studies
+    page = (run.BOOK / "api.md").read_text()
+    listed = set(re.findall(r"^\.\. automodule:: ([\w.]+)$", page, re.M))
+    assert listed == modules, f"missing {sorted(modules - listed)}, stale {sorted(listed - modules)}"

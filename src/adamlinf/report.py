@@ -108,7 +108,7 @@ def table(
         display: Display the table in the notebook (else only return the HTML object).
 
     Returns:
-        The ``IPython.display.HTML`` object.
+        The ``IPython.display.HTML`` object with ``display=False``; ``None`` once displayed.
     """
     from IPython.display import HTML
     from IPython.display import display as _display
@@ -138,6 +138,7 @@ def table(
     )
     if display:
         _display(out)
+        return None  # a call on a cell's last line must not show it a second time
     return out
 
 
@@ -179,7 +180,8 @@ def figure(fig, caption: str, *, alt: str | None = None, display: bool = True):
         display: Display it in the notebook (else only return the HTML object).
 
     Returns:
-        The ``IPython.display.HTML`` object holding the PNG and its caption.
+        The ``IPython.display.HTML`` object holding the PNG and its caption with ``display=False``;
+        ``None`` once displayed.
     """
     import matplotlib.pyplot as plt
     from IPython.display import HTML
@@ -202,6 +204,7 @@ def figure(fig, caption: str, *, alt: str | None = None, display: bool = True):
     )
     if display:
         _display(out)
+        return None  # a call on a cell's last line must not show it a second time
     return out
 
 
@@ -209,6 +212,9 @@ def markdown(text: str, *, display: bool = True):
     """Show generated prose (e.g. a findings paragraph).
 
     Plain Markdown with Unicode maths (‖H‖₁,₁, β₁, η), never TeX: generated outputs are not typeset.
+
+    Returns:
+        The ``IPython.display.Markdown`` object with ``display=False``; ``None`` once displayed.
 
     Raises:
         ValueError: When ``text`` holds ``$`` or a backslash.
@@ -221,4 +227,5 @@ def markdown(text: str, *, display: bool = True):
     out = Markdown(text)
     if display:
         _display(out)
+        return None  # a call on a cell's last line must not show it a second time
     return out

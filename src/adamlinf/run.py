@@ -546,6 +546,10 @@ def execute(
         executed = jupytext.read(ran)
         _show_applied(executed, params)
         _add_downloads(executed, name)
+        # papermill records the staging paths of this machine; the book shows none.
+        executed.metadata.get("papermill", {}).update(
+            input_path=f"book/notebooks/{name}.py", output_path=f"book/executed/{name}.ipynb"
+        )
         jupytext.write(executed, ran)
         shutil.move(ran, output)
     failed.unlink(missing_ok=True)
