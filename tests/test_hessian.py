@@ -791,7 +791,7 @@ def test_probe_error_table_interpolates_the_quantiles():
 def test_rate_verdicts():
     import pandas as pd
 
-    fits = pd.DataFrame(dict(problem=["a", "a", "b"], slope=[-0.48, -0.55, -0.9]))
+    fits = pd.DataFrame(dict(problem=["a", "a", "a", "b", "c"], slope=[-0.3, -0.48, -0.55, -0.9, -0.75]))
     v = est_study.rate_verdicts(fits, scale="ci")
-    assert list(v.verdict) == ["holds", "fails"]
+    assert list(v.verdict) == ["holds", "fails", "inconclusive"]  # medians -0.48, -0.9, -0.75
     assert set(v.columns) >= {"claim", "paper", "ours", "verdict", "rule", "scale", "page"}

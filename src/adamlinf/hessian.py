@@ -979,16 +979,17 @@ def bootstrap_band(
     if variant == "median":
         S = S.abs()
     full = float(_row_scales(S, variant, 1 << 20).sum())
-    idx = torch.randint(0, n, (n_boot, n), generator=g)
-    per_chunk = max(1, (1 << 24) // max(1, n * S.shape[1]))
+    idx = torch.randint(0, n, (n_boot, n), generator=g).numpy()
+    A = np.ascontiguousarray(S.T.numpy())  # (d_s, n): NumPy sorts short rows ~5x faster than torch
+    per_chunk = max(1, (1 << 24) // max(1, n * A.shape[0]))
     totals = []
     for start in range(0, n_boot, per_chunk):
-        R, _ = torch.sort(S[idx[start : start + per_chunk]], dim=1)  # (b, n, d_s)
+        R = torch.from_numpy(np.sort(A[:, idx[start : start + per_chunk]], axis=-1))  # (d_s, b, n)
         if variant == "median":
-            rows = _interp_sorted(R, 0.5, 1)
+            rows = _interp_sorted(R, 0.5, -1)
         else:
-            rows = (_interp_sorted(R, 0.75, 1) - _interp_sorted(R, 0.25, 1)) / 2
-        totals.append(rows.sum(1))
+            rows = (_interp_sorted(R, 0.75, -1) - _interp_sorted(R, 0.25, -1)) / 2
+        totals.append(rows.sum(0))
     totals = torch.cat(totals)
     a = (1 - level) / 2
     lo, hi = np.quantile(totals.numpy(), [a, 1 - a])

@@ -33,7 +33,7 @@ from torch import Tensor
 
 from adamlinf.hessian import _row_scales, exact_hessian, l11_exact, l11_norm
 from adamlinf.models.gpt import GPT, GPTConfig
-from adamlinf.studies.verdicts import FAILS, HOLDS, verdict_row
+from adamlinf.studies.verdicts import FAILS, HOLDS, INCONCLUSIVE, verdict_row
 
 __all__ = [
     "heavy_tailed_matrix",
@@ -393,29 +393,31 @@ def rate_verdicts(
 ) -> pd.DataFrame:
     """The "Paper vs ours" rows: per problem, does the error decay like :math:`n^{-1/2}`?
 
-    The claim holds on a problem when every fitted log-log slope (all variants and quantiles,
-    :func:`fit_rate`) lies within ``tol`` of -1/2, and fails otherwise.
+    Each fitted slope (one per variant and quantile, :func:`fit_rate`) is noisy with few seeds, so
+    the verdict uses their median: the claim *holds* when it lies within ``tol`` of -1/2, *fails*
+    when it lies more than ``2 * tol`` away, and is *inconclusive* in between.
 
     Args:
         fits: The output of :func:`fit_rate`.
         scale: The scale of the run.
         page: The notebook name.
-        tol: Allowed distance of the slopes from -1/2.
+        tol: Allowed distance of the median slope from -1/2.
 
     Returns:
         A verdict table (columns of :data:`adamlinf.studies.verdicts.VERDICT_COLUMNS`).
     """
     rows = []
     for problem, g in fits.groupby("problem", sort=False):
-        lo, hi = float(g.slope.min()), float(g.slope.max())
-        ok = bool((g.slope + 0.5).abs().max() <= tol)
+        med = float(g.slope.median())
+        gap = abs(med + 0.5)
+        verdict = HOLDS if gap <= tol else FAILS if gap > 2 * tol else INCONCLUSIVE
         rows.append(
             verdict_row(
                 f"Cauchy estimate error decays like n^(-1/2): {problem}",
-                HOLDS if ok else FAILS,
-                ours=f"slopes {lo:.2f} to {hi:.2f} ({len(g)} fits)",
+                verdict,
+                ours=f"median slope {med:.2f} ({g.slope.min():.2f} to {g.slope.max():.2f}, {len(g)} fits)",
                 paper="slope -1/2 (Theorem 4.1, RECONSTRUCTED)",
-                rule=f"every fitted slope within {tol} of -1/2",
+                rule=f"median slope within {tol} of -1/2 holds, beyond {2 * tol} fails",
                 scale=scale,
                 page=page,
             )
