@@ -266,3 +266,23 @@ def test_the_page_sweep_snippet_trains_the_notebook_runs(monkeypatch, capsys):
     specs = namespace["specs"]
     assert sorted(specs) == sorted(ref)
     assert all(runs.spec_key(specs[k]) == runs.spec_key(ref[k]) for k in ref)
+
+
+def test_notebook_cost_sentence(tmp_path):
+    table = costs.paper_costs(None).set_index("notebook")
+    line = costs.notebook_cost("gpt2_figure1", None)
+    r = table.loc["gpt2_figure1"]
+    assert line.startswith(f"Figure 1 at paper scale: {r.runs_min}–{r.runs_max} runs (GPT 12×768")
+    assert f"{r.gpu_hours_min:,.0f}–{r.gpu_hours_max:,.0f} GPU-hours" in line
+    assert "(assumed 40% MFU of 989 TFLOP/s)" in line
+    assert costs.notebook_cost("gpt2_figure3", None).endswith(
+        "no runs of its own; it uses a slice of Figure 1's grid."
+    )
+    assert costs.notebook_cost("gpt2_table2", None).startswith("Table 2 at paper scale: 450 HVPs")
+    m = costs.load_measurement(fake_measurement(tmp_path / "m.json"))
+    assert "(measured on NVIDIA H200 (2026-11-30, torch 2.11.0), eager)" in costs.notebook_cost(
+        "gpt2_figure1", m
+    )
+    assert "gpu scale" in costs.notebook_cost("gpt2_figure1", None, scale="gpu")
+    with pytest.raises(ValueError, match="known: gpt2_figure1"):
+        costs.notebook_cost("thm32_signgd", None)

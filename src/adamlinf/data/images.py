@@ -95,8 +95,8 @@ class CIFAR10NoMD5(CIFAR10):
     The only change: the expected checksums of ``train_list``, ``test_list`` and ``meta`` are
     ``None``. torchvision's ``check_integrity(path, None)`` then checks only that the file exists,
     so the same files (same names, same folder ``cifar-10-batches-py``) are read by the same
-    unchanged loading code. Use it for small data sets written in CIFAR-10's format (tests);
-    read the real data set with the stock class, which verifies the official checksums.
+    unchanged loading code. :func:`load_cifar10` reads through it after checking the files itself
+    (the official md5 of each, unless ``verify_md5=False`` for a set of one's own, e.g. in tests).
     """
 
     train_list = [[name, None] for name, _md5 in CIFAR10.train_list]
@@ -172,14 +172,16 @@ def load_cifar10(root: str | Path | None = None, *, verify_md5: bool = True) -> 
     ``train_x`` (50000, 3, 32, 32), ``train_y`` (50000,), ``test_x`` (10000, 3, 32, 32),
     ``test_y``, and ``classes`` (the label names).
 
-    ``root`` holds ``cifar-10-batches-py`` (default :func:`default_data_root`). With
-    ``verify_md5=False`` it reads through :class:`CIFAR10NoMD5` (any set in CIFAR-10's on-disk
-    format, of any size). Raises ``FileNotFoundError`` with instructions if files are missing,
+    ``root`` holds ``cifar-10-batches-py`` (default :func:`default_data_root`). The files are
+    checked first (:func:`check_cifar10_files`: the official md5 of each, or with
+    ``verify_md5=False`` only CIFAR-10's pickle layout, for any set in its on-disk format, of any
+    size), then read by torchvision's loader (:class:`CIFAR10NoMD5`, so they are hashed once).
+    Raises ``FileNotFoundError`` with instructions if files are missing,
     :class:`~adamlinf.data.text.DataFormatError` naming the file if one is damaged.
     """
     root = Path(root) if root is not None else default_data_root()
     check_cifar10_files(root, verify_md5=verify_md5)
-    cls = CIFAR10 if verify_md5 else CIFAR10NoMD5
+    cls = CIFAR10NoMD5  # the files are checked above (md5 too): torchvision need not hash them again
     out: dict[str, Any] = {}
     for split, train in (("train", True), ("test", False)):
         ds = cls(str(root), train=train, download=False)

@@ -29,6 +29,7 @@ single run split over :math:`G` GPUs by data parallelism does too, up to communi
 ``paper_time_estimate(...)``      GPU-hours of ``n_runs`` runs of ``steps`` steps
 ``paper_costs()``                 the tidy table: every figure and table, and their sum
 ``costs_markdown(table)``         that table as Markdown (the paper-scale page includes it)
+``notebook_cost(notebook)``       one sentence for a notebook's cost section
 ================================  ===========================================================
 
 ``python -m adamlinf.studies.costs --markdown book/generated/paper_costs.md`` writes the page's table.
@@ -68,6 +69,7 @@ __all__ = [
     "gpt_hvp_rate",
     "gpt_rate",
     "load_measurement",
+    "notebook_cost",
     "paper_costs",
     "paper_time_estimate",
     "resnet_rate",
@@ -459,11 +461,23 @@ def table3_run_count(p: Mapping) -> tuple[int, int]:
     return n * (lo + extra), n * (hi + extra)
 
 
-def _row(item, notebook, work, runs, units_per_run, rate: Rate, gpus, note="", extra_runs=(0.0, 0.0)) -> dict:
+def _row(
+    item,
+    notebook,
+    work,
+    runs,
+    units_per_run,
+    rate: Rate,
+    gpus,
+    note="",
+    extra_runs=(0.0, 0.0),
+    kind="training",
+) -> dict:
     lo, hi = runs
     row = {
         "item": item,
         "notebook": notebook,
+        "kind": "none" if hi == 0 else kind,
         "work": work,
         "runs_min": lo,
         "runs_max": hi,
@@ -497,7 +511,8 @@ def paper_costs(
         scale: The parameter set (``"paper"``; ``"gpu"`` prices the one-GPU scale).
 
     Returns:
-        A tidy frame, one row per item plus a ``Total`` row: ``runs_min``/``runs_max``,
+        A tidy frame, one row per item plus a ``Total`` row: ``kind`` (``training``, ``hvp``,
+        ``none`` or ``total``), ``runs_min``/``runs_max``,
         ``gpu_hours_min``/``gpu_hours_max``, ``hours_<g>_gpus_min``/``_max`` for each ``g`` in
         ``gpus`` (independent runs spread over the GPUs), ``rate_per_gpu``, ``measured`` and
         ``source`` (measured or assumed, on every row).
@@ -559,11 +574,12 @@ def paper_costs(
         _row(
             "Table 2",
             "gpt2_table2",
-            f"{hvps} HVPs over {t2['n_batches'] * f1['batch_size']:,} sequences each (3 checkpoints)",
+            f"{hvps} HVPs over {t2['n_batches'] * f1['batch_size']:,} sequences each, at 3 checkpoints",
             (1, 1),
             hvps * hvp_tokens,
             gpt_hvp_rate(gpt, m),
             gpus,
+            kind="hvp",
         )
     )
     t3 = load_parameters("resnet_table3", scale)
@@ -599,17 +615,19 @@ def paper_costs(
         _row(
             "Table 4",
             "resnet_table4",
-            f"{hvps4} HVPs over {t4['n_batches'] * t4['table4_batch_size']:,} images each (3 checkpoints)",
+            f"{hvps4} HVPs over {t4['n_batches'] * t4['table4_batch_size']:,} images each, at 3 checkpoints",
             (1, 1),
             hvps4 * t4["n_batches"] * t4["table4_batch_size"],
             resnet_rate(resnet, t3["image_size"], hvp=True),
             gpus,
+            kind="hvp",
         )
     )
     table = pd.DataFrame(rows)
     total = {
         "item": "Total",
         "notebook": "",
+        "kind": "total",
         "work": "",
         "note": "",
         "measured": bool(table.measured.all()),
@@ -650,7 +668,7 @@ def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples():
-        runs = "" if r.item == "Total" else _hours(r.runs_min, r.runs_max)
+        runs = _hours(r.runs_min, r.runs_max) if r.kind in ("training", "none") else ""
         if r.item == "Total":
             rate = ""
         elif r.runs_max == 0:
@@ -672,6 +690,39 @@ def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
     sources = sorted({s for s, n in zip(table.source, table.item, strict=True) if n != "Total"})
     lines += ["", "Rates: " + "; ".join(sources) + "."]
     return "\n".join(lines) + "\n"
+
+
+def notebook_cost(notebook: str, measurement=PUBLISHED, *, scale: str = "paper") -> str:
+    """One sentence for a notebook's cost section: its paper-scale GPU-hours and what they rest on.
+
+    Args:
+        notebook: A notebook of :func:`paper_costs` (e.g. ``"gpt2_figure1"``).
+        measurement: As in :func:`paper_costs`.
+        scale: The parameter set priced.
+
+    Returns:
+        E.g. ``"Figure 1 at paper scale: 42–59 runs (GPT 12×768, ...): 1,239–1,741 GPU-hours, about
+        155–218 hours on 8 GPUs, at 462,814 tokens/s per GPU (assumed 40% MFU of 989 TFLOP/s)."``
+
+    Raises:
+        ValueError: ``notebook`` has no row.
+    """
+    table = paper_costs(measurement, scale=scale)
+    rows = table[table.notebook == notebook]
+    if rows.empty:
+        known = ", ".join(n for n in table.notebook if n)
+        raise ValueError(f"no cost row for notebook {notebook!r}; known: {known}")
+    r = rows.iloc[0]
+    if r.runs_max == 0:
+        return f"{r['item']} at {scale} scale: {r.note}; it uses {r.work}."
+    runs = _hours(r.runs_min, r.runs_max)
+    what = f"{runs} run{'s' if r.runs_max > 1 else ''} ({r.work})" if r.kind == "training" else r.work
+    return (
+        f"{r['item']} at {scale} scale: {what}: "
+        f"{_hours(r.gpu_hours_min, r.gpu_hours_max)} GPU-hours, about "
+        f"{_hours(r.hours_8_gpus_min, r.hours_8_gpus_max)} hours on 8 GPUs, at {r.rate_per_gpu:,.0f} "
+        f"{r.rate_unit.replace('/s', '')}/s per GPU ({r.source})."
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
