@@ -59,7 +59,7 @@ lab: $(STAMP)
 	printf '%s\n' 'import os' 'os.chdir(os.environ.get("ADAMLINF_ROOT", os.getcwd()))' \
 		> $(VENV)/ipython/profile_default/startup/00-adamlinf-root.py
 	ADAMLINF_ROOT="$(CURDIR)" IPYTHONDIR="$(CURDIR)/$(VENV)/ipython" \
-		$(VENV)/bin/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir="$(CURDIR)" book/notebooks
+		$(VENV)/bin/jupyter lab --ip=127.0.0.1 --allow-root --ServerApp.root_dir="$(CURDIR)" book/notebooks
 
 # Every page of the built book as a PNG (1400 px wide), as a reader's browser shows it, with the
 # MathJax typesetting finished. Needs Debian's chromium (apt-get install chromium).

@@ -62,4 +62,5 @@ report.table(
     "Every claim, its verdict at each scale, and the page that shows it",
     links={"page": links},
     wrap=("claim", "paper"),
+    verdict_columns=glance.verdict_columns(table),
 )

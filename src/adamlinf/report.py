@@ -94,6 +94,7 @@ def table(
     digits: int | Mapping[str, int] = 3,
     wrap: tuple[str, ...] | None = None,
     links: Mapping[str, list[str]] | None = None,
+    verdict_columns: tuple[str, ...] = ("verdict",),
     display: bool = True,
 ):
     """Show ``df`` as a book table: no index, no truncation, numbers through :func:`fmt`.
@@ -105,6 +106,8 @@ def table(
         wrap: Columns whose long text wraps (default: every text column).
         links: Per column, one relative URL per row: the cell becomes a link to it (an empty
             URL leaves the cell plain).
+        verdict_columns: Columns holding verdict words (holds / fails / inconclusive / not run),
+            which the book colours.
         display: Display the table in the notebook (else only return the HTML object).
 
     Returns:
@@ -125,7 +128,7 @@ def table(
         cells = []
         for col, v in zip(shown.columns, row, strict=True):
             cls = ' class="adamlinf-wrap"' if col in wrap_cols and len(v) > 24 else ""
-            verdict = f' data-verdict="{html.escape(v)}"' if col == "verdict" else ""
+            verdict = f' data-verdict="{html.escape(v)}"' if col in verdict_columns else ""
             text = html.escape(v)
             if col in links and links[col][i]:
                 text = f'<a href="{html.escape(links[col][i])}">{text}</a>'

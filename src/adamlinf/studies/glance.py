@@ -131,9 +131,14 @@ def overview(
     return pd.DataFrame(rows, columns=columns), links
 
 
+def verdict_columns(table: pd.DataFrame) -> tuple[str, ...]:
+    """The columns of an :func:`overview` table that hold verdict words (one per scale)."""
+    return tuple(c for c in table.columns if c in SCALE_HEADERS.values())
+
+
 def tally(table: pd.DataFrame) -> pd.DataFrame:
     """How many claims hold, fail, are inconclusive or were not run, per scale column."""
-    scale_cols = [c for c in table.columns if c in SCALE_HEADERS.values()]
+    scale_cols = list(verdict_columns(table))
     counts = {c: table[c].value_counts() for c in scale_cols}
     return pd.DataFrame(
         [{"scale": c} | {v: int(counts[c].get(v, 0)) for v in VERDICTS} for c in scale_cols],
