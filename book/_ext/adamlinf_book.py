@@ -4,6 +4,8 @@
   Sphinx's ``:math:`` role (and ``$$...$$`` a math block), so MathJax typesets it.
 * Docstrings that are not valid reStructuredText after napoleon's Google-style conversion are shown
   verbatim (a literal block) on the API page instead of failing a ``--warningiserror`` build.
+* A ``{prf:ref}`` to an unnumbered theorem box (the book's boxes carry the paper's numbers in their
+  titles) reads "Theorem 3.2", the start of the box's title, instead of sphinx-proof's bare "Theorem".
 """
 
 from __future__ import annotations
@@ -84,8 +86,48 @@ def _verbatim_if_broken(app, what, name, obj, options, lines):  # noqa: ARG001 -
     lines[:] = ["::", ""] + ["    " + line for line in original] + [""]
 
 
+_SHORT = re.compile(r"^(.*?)(?:\s+\(|\s+—|\s+-\s|:|$)")
+
+
+def _collect_proof_titles(app, doctree):
+    titles = app.env.__dict__.setdefault("adamlinf_proof_titles", {})
+    for node in doctree.traverse():
+        if type(node).__name__ == "unenumerable_node" and node.get("label"):
+            titles[node["label"]] = (app.env.docname, node.get("title", ""))
+
+
+def _purge_proof_titles(app, env, docname):
+    titles = env.__dict__.get("adamlinf_proof_titles", {})
+    for label in [k for k, (doc, _) in titles.items() if doc == docname]:
+        del titles[label]
+
+
+def _merge_proof_titles(app, env, docnames, other):
+    env.__dict__.setdefault("adamlinf_proof_titles", {}).update(
+        other.__dict__.get("adamlinf_proof_titles", {})
+    )
+
+
+def _name_unnumbered_refs(app, doctree, docname):
+    from docutils import nodes
+
+    titles = app.env.__dict__.get("adamlinf_proof_titles", {})
+    for ref in doctree.traverse(nodes.reference):
+        target = (ref.get("refuri") or "").rpartition("#")[2] or ref.get("refid", "")
+        if target not in titles or len(ref.children) != 1 or not isinstance(ref.children[0], nodes.Text):
+            continue
+        text = ref.astext().strip()
+        if text and " " not in text:  # sphinx-proof's "Theorem " for a box without a number
+            short = _SHORT.match(titles[target][1]).group(1).strip() or text
+            ref.children[0].parent.replace(ref.children[0], nodes.Text(short))
+
+
 def setup(app):
     """Register the hooks (after napoleon's, which converts Google-style sections first)."""
     app.connect("autodoc-process-docstring", _docstring_math, priority=800)
     app.connect("autodoc-process-docstring", _verbatim_if_broken, priority=900)
+    app.connect("doctree-read", _collect_proof_titles)
+    app.connect("env-purge-doc", _purge_proof_titles)
+    app.connect("env-merge-info", _merge_proof_titles)
+    app.connect("doctree-resolved", _name_unnumbered_refs)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
