@@ -140,3 +140,14 @@ def test_unknown_gpt_key_is_named():
         build({"kind": "gpt", **TINY, "n_layers": 2})
     with pytest.raises(ValueError, match="unknown GPT preset"):
         build({"kind": "gpt", "preset": "gpt3"})
+
+
+def test_token_ids_outside_the_vocabulary_are_named():
+    model = GPT(GPTConfig(**TINY))
+    v = TINY["vocab_size"]
+    with pytest.raises(ValueError, match=rf"token id {v} is outside the model's vocabulary \[0, {v}\)"):
+        model(torch.tensor([[1, v, 2]]))
+    with pytest.raises(ValueError, match="token id -1"):
+        model(torch.tensor([[1, -1, 2]]))
+    logits, _ = model(torch.tensor([[0, v - 1]]))
+    assert logits.shape == (1, 2, v)

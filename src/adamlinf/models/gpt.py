@@ -196,10 +196,24 @@ class GPT(nn.Module):
 
     # -- forward --------------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """``(logits, loss)`` of token ids ``idx`` (B, T); ``loss`` is ``None`` without targets."""
+        """``(logits, loss)`` of token ids ``idx`` (B, T); ``loss`` is ``None`` without targets.
+
+        On the CPU, token ids outside ``[0, vocab_size)`` raise a ``ValueError`` naming the id
+        (a reduction over B·T integers; on a GPU the check is left out, as it would wait for the
+        device).
+        """
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
+        if idx.device.type == "cpu" and idx.numel() and not torch.compiler.is_compiling():
+            lo, hi = int(idx.min()), int(idx.max())
+            if lo < 0 or hi >= self.config.vocab_size:
+                bad = hi if hi >= self.config.vocab_size else lo
+                raise ValueError(
+                    f"token id {bad} is outside the model's vocabulary [0, {self.config.vocab_size}): "
+                    "build the model with a vocab_size above every token id of the data (a data set's "
+                    "vocabulary is in its meta.json)"
+                )
         pos = torch.arange(T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         for block in self.transformer.h:
