@@ -355,3 +355,25 @@ def test_api_page_documents_every_module():
     page = (run.BOOK / "api.md").read_text()
     listed = set(re.findall(r"^\.\. automodule:: ([\w.]+)$", page, re.M))
     assert listed == modules, f"missing {sorted(modules - listed)}, stale {sorted(listed - modules)}"
+
+
+def test_widget_outputs_keep_only_their_text():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("bar()")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={run._WIDGET: {"model_id": "x"}, "text/plain": "100%|##| 2/2"}
+        ),
+        nbformat.v4.new_output("display_data", data={run._WIDGET: {"model_id": "y"}}),
+        nbformat.v4.new_output("stream", text="done\n"),
+    ]
+    nb.cells.append(cell)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {}}
+    run._drop_widgets(nb)
+    assert "widgets" not in nb.metadata
+    assert [o.get("data", {}).get("text/plain", o.get("text")) for o in cell.outputs] == [
+        "100%|##| 2/2",
+        "done\n",
+    ]

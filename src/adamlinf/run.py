@@ -434,6 +434,24 @@ def _show_applied(nb, params: Mapping[str, Any]) -> None:
             cell.source = _rewrite_assignments(cell.source, params)
 
 
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _drop_widgets(nb) -> None:
+    """Keep the text of widget outputs (a progress bar's last line) and drop the widgets themselves.
+
+    A built page would load the widget manager from a CDN to show them, and the book is read offline.
+    """
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data")
+            if data and _WIDGET in data:
+                del data[_WIDGET]
+        if cell.get("outputs"):
+            cell.outputs = [o for o in cell.outputs if not ("data" in o and not o["data"])]
+
+
 def _add_downloads(nb, name: str) -> None:
     """Append the page's download links: its jupytext source and this executed notebook."""
     import nbformat  # installed with papermill, like jupytext
@@ -546,6 +564,7 @@ def execute(
         executed = jupytext.read(ran)
         _show_applied(executed, params)
         _add_downloads(executed, name)
+        _drop_widgets(executed)
         # papermill records the staging paths of this machine; the book shows none.
         executed.metadata.get("papermill", {}).update(
             input_path=f"book/notebooks/{name}.py", output_path=f"book/executed/{name}.ipynb"
