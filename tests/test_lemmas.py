@@ -1,23 +1,24 @@
 """Numerical checks of the lemmas (and small statements) of Section 3 and Appendices B-D.
 
-Every statement is RECONSTRUCTED in ``the book's reconstruction notes (book/reconstruction.md)``; each test's docstring says
-which one it checks. Deterministic inequalities are checked to rounding (float64); statements about
-expectations are checked by Monte Carlo and fail only when violated beyond sampling error (a few
-standard errors, or a binomial test). The right-hand sides come from :mod:`adamlinf.theory`.
+Every statement is RECONSTRUCTED (see the book's reconstruction notes, book/reconstruction.md); each
+test's docstring says which one it checks. Deterministic inequalities are checked to rounding
+(float64); statements about expectations are checked by Monte Carlo and fail only when violated
+beyond sampling error (a few standard errors, or a binomial test). The right-hand sides come from
+:mod:`adamlinf.theory`.
 """
+
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adamlinf import partitions as PT
 from adamlinf import problems as P
 from adamlinf import theory as th
-from adamlinf.studies import theory as S
 
 F64 = torch.float64
 
@@ -31,6 +32,8 @@ def phi_norm(x, idx):
 def phi_dual_norm(x, idx):
     idx = torch.as_tensor(idx)
     return PT.custom(idx).dual_norm(x, idx.numel())
+
+
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True)
 
 
@@ -56,8 +59,13 @@ def random_partition(d, n_blocks, seed):
 # ----------------------------------------------------------------------------------------------
 # Lemma 3.13
 @SETTINGS
-@given(d=st.integers(2, 9), n_blocks=st.integers(1, 5), seed=st.integers(0, 10_000),
-       indefinite=st.booleans(), spread=st.sampled_from([1.0, 2.0]))
+@given(
+    d=st.integers(2, 9),
+    n_blocks=st.integers(1, 5),
+    seed=st.integers(0, 10_000),
+    indefinite=st.booleans(),
+    spread=st.sampled_from([1.0, 2.0]),
+)
 def test_lemma313_diagonal_domination(d, n_blocks, seed, indefinite, spread):
     """Lemma 3.13 (RECONSTRUCTED): with H_b of Definition 3.12,
     |Delta^T A Delta| <= sum_b H_b/d_b ||Delta_(b)||^2 for all Delta, i.e. -D <= A <= D for
@@ -70,20 +78,25 @@ def test_lemma313_diagonal_domination(d, n_blocks, seed, indefinite, spread):
     db = th.block_sizes(idx).to(F64)
     # (the ascent's value may sit a hair below the true smallest constant when it has not fully
     # converged: the lemma is tight for one block, so allow 1e-3 there)
-    for Hb, tol in ((th.blockwise_smoothness(A, idx), 1e-9),
-                    (th.blockwise_smoothness_tight_lower(A, idx, restarts=8, iters=150, seed=seed), 1e-3)):
+    for Hb, tol in (
+        (th.blockwise_smoothness(A, idx), 1e-9),
+        (th.blockwise_smoothness_tight_lower(A, idx, restarts=8, iters=150, seed=seed), 1e-3),
+    ):
         Dinv_sqrt = (db / Hb).sqrt()[idx]
         M = Dinv_sqrt[:, None] * A * Dinv_sqrt[None, :]
         assert float(torch.linalg.eigvalsh(M).abs().max()) <= 1 + tol
         g = torch.Generator().manual_seed(seed + 1)
-        Delta = torch.randn(500, d, generator=g, dtype=F64) * torch.exp(
-            2 * torch.randn(500, n_blocks, generator=g, dtype=F64))[:, idx]
+        Delta = (
+            torch.randn(500, d, generator=g, dtype=F64)
+            * torch.exp(2 * torch.randn(500, n_blocks, generator=g, dtype=F64))[:, idx]
+        )
         lhs = ((Delta @ A) * Delta).sum(1).abs()
         sq = torch.zeros(500, n_blocks, dtype=F64).index_add_(1, idx, Delta * Delta)
         rhs = (sq * Hb / db).sum(1)
         assert torch.all(lhs <= rhs * (1 + tol))
     # ... and the consequence H(L, Phi) <= sum_b H_b (Definition 3.9), with hessian.blockwise_bound
     from adamlinf.hessian import blockwise_bound
+
     assert float(th.blockwise_smoothness(A, idx).sum()) == pytest.approx(blockwise_bound(A, idx), rel=1e-10)
 
 
@@ -106,8 +119,14 @@ def test_lemma313_definition312_constants_valid():
 # ----------------------------------------------------------------------------------------------
 # Lemma 3.14
 @SETTINGS
-@given(T=st.integers(1, 300), beta2=st.floats(0.01, 0.999), v0_exp=st.integers(-8, 4),
-       zero_v0=st.booleans(), seed=st.integers(0, 10_000), heavy=st.booleans())
+@given(
+    T=st.integers(1, 300),
+    beta2=st.floats(0.01, 0.999),
+    v0_exp=st.integers(-8, 4),
+    zero_v0=st.booleans(),
+    seed=st.integers(0, 10_000),
+    heavy=st.booleans(),
+)
 def test_lemma314_sum_g2_over_v(T, beta2, v0_exp, zero_v0, seed, heavy):
     """Lemma 3.14 (RECONSTRUCTED): if v_t - beta2 v_{t-1} >= (1-beta2) g_t^2 then
     sum_t g_t^2/v_t <= T + beta2/(1-beta2) ln(v_T/v_0) (v0 > 0), and
@@ -118,7 +137,7 @@ def test_lemma314_sum_g2_over_v(T, beta2, v0_exp, zero_v0, seed, heavy):
     if heavy:
         g = g * torch.exp(3 * torch.randn(T, generator=g_, dtype=F64))
     slack = torch.rand(T, generator=g_, dtype=F64) * (torch.rand(T, generator=g_, dtype=F64) < 0.2)
-    v0 = 0.0 if zero_v0 else 10.0 ** v0_exp
+    v0 = 0.0 if zero_v0 else 10.0**v0_exp
     v = torch.empty(T, dtype=F64)
     prev = v0
     for t in range(T):
@@ -149,7 +168,7 @@ def test_lemmaD1_median_of_uniforms(n, t):
 
     reps = 40_000
     U = torch.rand(reps, n, generator=torch.Generator().manual_seed(n), dtype=F64)
-    M = U.median(dim=1).values                     # n odd: the exact sample median
+    M = U.median(dim=1).values  # n odd: the exact sample median
     bound = math.exp(-2 * n * t * t)
     for k in (int((M >= 0.5 + t).sum()), int((M <= 0.5 - t).sum())):
         p = binomtest(k, reps, min(bound, 1.0), alternative="greater").pvalue
@@ -201,8 +220,8 @@ def test_definition33_implies_definition31(d, seed, scale):
     for grad, H in ((lambda z: z @ A, th.coordinatewise_smoothness(A)), (grad_l, H_l)):
         diff = (grad(x) - grad(y)).abs()
         dist = (x - y).abs().amax(1)
-        assert torch.all(diff <= H * dist[:, None] * (1 + 1e-10) + 1e-12)          # Def. 3.3
-        assert torch.all(diff.sum(1) <= H.sum() * dist * (1 + 1e-10) + 1e-12)      # Def. 3.1
+        assert torch.all(diff <= H * dist[:, None] * (1 + 1e-10) + 1e-12)  # Def. 3.3
+        assert torch.all(diff.sum(1) <= H.sum() * dist * (1 + 1e-10) + 1e-12)  # Def. 3.1
     # the implied constant can be much larger than the best l_inf constant, never smaller
     assert th.linf_smoothness(A) <= float(th.coordinatewise_smoothness(A).sum()) + 1e-9
 
@@ -232,17 +251,19 @@ def test_theorem32_one_step_inequality(d, seed, log_eta):
     """Theorem 3.2's one-step inequality (9) (RECONSTRUCTED): for H-smooth L w.r.t. l_inf,
     L(x - eta sign(grad L(x))) <= L(x) - eta ||grad L(x)||_1 + H eta^2 / 2. Quadratic with the
     exact H = ||A||_{inf->1}, and the log-cosh loss with H = sum_i H_i."""
-    eta = 10.0 ** log_eta
+    eta = 10.0**log_eta
     g = torch.Generator().manual_seed(seed)
     x = 3 * torch.randn(200, d, generator=g, dtype=F64)
     A = random_psd(d, seed)
     loss_l, grad_l, H_l = _logcosh_problem(d, 4, seed)
-    cases = ((lambda z: 0.5 * ((z @ A) * z).sum(-1), lambda z: z @ A, th.linf_smoothness(A)),
-             (loss_l, grad_l, float(H_l.sum())))
+    cases = (
+        (lambda z: 0.5 * ((z @ A) * z).sum(-1), lambda z: z @ A, th.linf_smoothness(A)),
+        (loss_l, grad_l, float(H_l.sum())),
+    )
     for loss, grad, H in cases:
         gr = grad(x)
         lhs = loss(x - eta * torch.sign(gr))
-        rhs = loss(x) - eta * gr.abs().sum(1) + H * eta ** 2 / 2
+        rhs = loss(x) - eta * gr.abs().sum(1) + H * eta**2 / 2
         assert torch.all(lhs <= rhs + 1e-9 * (1 + loss(x).abs()))
 
 
@@ -267,12 +288,30 @@ def _simulate(noisy, part, v0, T=400, S=256, eta=0.05):
         prob = _noisy_problem(noisy)
         beta2 = 1 - math.log(T) / T
         idx = PARTITIONS[part]
-        out = P.run_blockwise_rmsprop(prob, torch.zeros(prob.d, dtype=F64), T=T, lr=eta,
-                                       beta2=beta2, v0=v0, block_index=idx, n_seeds=S, seed=1,
-                                       lemmas=True)
+        out = P.run_blockwise_rmsprop(
+            prob,
+            torch.zeros(prob.d, dtype=F64),
+            T=T,
+            lr=eta,
+            beta2=beta2,
+            v0=v0,
+            block_index=idx,
+            n_seeds=S,
+            seed=1,
+            lemmas=True,
+        )
         idx = torch.arange(prob.d) if idx is None else idx
-        sums = {k: out[k][0] for k in ("first_order", "gbar_sq_over_sqrt_vtilde", "g2_over_v",
-                                       "sqrt_vtilde_window", "gbar_norm_sum", "log_ratio")}  # (S, B)
+        sums = {
+            k: out[k][0]
+            for k in (
+                "first_order",
+                "gbar_sq_over_sqrt_vtilde",
+                "g2_over_v",
+                "sqrt_vtilde_window",
+                "gbar_norm_sum",
+                "log_ratio",
+            )
+        }  # (S, B)
         _CACHE[key] = (prob, idx, beta2, T, S, eta, sums)
     return _CACHE[key]
 
@@ -300,8 +339,13 @@ def test_lemma315_first_order_approximation(noisy, part, v0):
     prob, idx, beta2, T, S, eta, out = _simulate(noisy, part, v0)
     db = th.block_sizes(idx).to(F64)
     diff = out["first_order"] - th.lemma315_rhs(
-        gbar_sq_over_sqrt_vtilde_sum=out["gbar_sq_over_sqrt_vtilde"], d_b=db,
-        sigma_b=prob.sigma_blocks(idx), T=T, beta2=beta2, log_ratio=out["log_ratio"])
+        gbar_sq_over_sqrt_vtilde_sum=out["gbar_sq_over_sqrt_vtilde"],
+        d_b=db,
+        sigma_b=prob.sigma_blocks(idx),
+        T=T,
+        beta2=beta2,
+        log_ratio=out["log_ratio"],
+    )
     mean, se = _mean_se(diff)
     assert torch.all(mean + 4 * se >= 0), mean
 
@@ -315,8 +359,15 @@ def test_lemma316_sum_sqrt_vtilde(noisy, part, v0):
     sqrt of a moving average of gbar^2 exceeds the average of |gbar| when the iterates oscillate);
     see test_lemma316_constant_exceeds_one."""
     prob, idx, beta2, T, S, eta, out = _simulate(noisy, part, v0)
-    rhs = th.lemma316_rhs(T=T, beta2=beta2, v0=v0, sigma_b=prob.sigma_blocks(idx), eps=0.0,
-                          gbar_abs_sum=out["gbar_norm_sum"], c=2.0)
+    rhs = th.lemma316_rhs(
+        T=T,
+        beta2=beta2,
+        v0=v0,
+        sigma_b=prob.sigma_blocks(idx),
+        eps=0.0,
+        gbar_abs_sum=out["gbar_norm_sum"],
+        c=2.0,
+    )
     mean, se = _mean_se(out["sqrt_vtilde_window"] - rhs)
     assert torch.all(mean - 4 * se <= 0), mean
 
@@ -325,8 +376,15 @@ def test_lemma316_constant_exceeds_one():
     """Lemma 3.16: documents that the reconstructed form needs c > 1 (with c = 1 it fails on a
     deterministic RMSProp run), so the constant c = 2 used above is not an idle choice."""
     prob, idx, beta2, T, S, eta, out = _simulate(False, "coordinates", 1e-4)
-    rhs1 = th.lemma316_rhs(T=T, beta2=beta2, v0=1e-4, sigma_b=prob.sigma_blocks(idx), eps=0.0,
-                           gbar_abs_sum=out["gbar_norm_sum"], c=1.0)
+    rhs1 = th.lemma316_rhs(
+        T=T,
+        beta2=beta2,
+        v0=1e-4,
+        sigma_b=prob.sigma_blocks(idx),
+        eps=0.0,
+        gbar_abs_sum=out["gbar_norm_sum"],
+        c=1.0,
+    )
     assert bool(torch.any((out["sqrt_vtilde_window"] - rhs1).mean(0) > 0))
 
 
@@ -339,12 +397,25 @@ def test_lemmaC1_log_growth_of_v(noisy, part, v0):
     x0 = torch.zeros(prob.d, dtype=F64)
     g0 = prob.grad(x0)
     if part == "coordinates":
-        F = th.rmsprop_F(sigma=prob.sigma, grad0_inf=float(g0.abs().max()),
-                         H=th.coordinatewise_smoothness(prob.A), eta=eta, T=T, beta2=beta2, v0=v0)
+        F = th.rmsprop_F(
+            sigma=prob.sigma,
+            grad0_inf=float(g0.abs().max()),
+            H=th.coordinatewise_smoothness(prob.A),
+            eta=eta,
+            T=T,
+            beta2=beta2,
+            v0=v0,
+        )
     else:
-        F = th.blockwise_adam_F(sigma_b=prob.sigma_blocks(idx), d_b=th.block_sizes(idx),
-                                grad0_phi=float(phi_norm(g0, idx)),
-                                H_b=th.blockwise_smoothness(prob.A, idx), eta=eta, T=T,
-                                beta2=beta2, v0=v0)
+        F = th.blockwise_adam_F(
+            sigma_b=prob.sigma_blocks(idx),
+            d_b=th.block_sizes(idx),
+            grad0_phi=float(phi_norm(g0, idx)),
+            H_b=th.blockwise_smoothness(prob.A, idx),
+            eta=eta,
+            T=T,
+            beta2=beta2,
+            v0=v0,
+        )
     mean, se = _mean_se(out["log_ratio"])
     assert torch.all(mean - 4 * se <= F), (mean, F)

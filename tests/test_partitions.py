@@ -26,7 +26,9 @@ def test_coordinate():
 
 def test_tensor_and_whole():
     ps = tensors()
-    assert torch.equal(P.tensor().flat_index(ps), torch.repeat_interleave(torch.arange(4), torch.tensor([12, 5, 12, 1])))
+    assert torch.equal(
+        P.tensor().flat_index(ps), torch.repeat_interleave(torch.arange(4), torch.tensor([12, 5, 12, 1]))
+    )
     assert P.tensor().block_sizes(ps).tolist() == [12, 5, 12, 1]
     assert P.whole().num_blocks(ps) == 1
     assert P.whole().block_sizes(ps).tolist() == [30]
@@ -66,7 +68,7 @@ def test_heads_nanogpt_layout():
     m = TinyAttn()
     part = P.heads(m, n_head=2)
     ps = list(m.parameters())
-    idx = dict(zip([n for n, _ in m.named_parameters()], part.index(ps)))
+    idx = dict(zip([n for n, _ in m.named_parameters()], part.index(ps), strict=True))
     # wte: rows() -> 5 blocks 0..4
     assert torch.equal(idx["wte.weight"][:, 0], torch.arange(5))
     # c_attn.weight (24, 8): hd = 4; q-head0 rows 0-3, q-head1 4-7, k-head0 8-11, ... 6 blocks 5..10
@@ -165,7 +167,8 @@ def test_heads_on_project_gpt():
     m = gpt.GPT(gpt.GPTConfig(vocab_size=32, block_size=8, n_layer=2, n_head=2, n_embd=8))
     ps = list(m.parameters())
     part = P.heads(m, n_head=2)
-    # per layer: c_attn 6 head blocks (4 rows x 8), c_proj 8 rows, c_fc 32 rows, mlp.c_proj 8 rows, 2 LayerNorms
+    # per layer: c_attn 6 head blocks (4 rows x 8), c_proj 8 rows, c_fc 32 rows, mlp.c_proj 8 rows,
+    # 2 LayerNorms
     # plus wte 32 rows, wpe 8 rows, ln_f 1
     per_layer = 6 + 8 + 32 + 8 + 2
     assert part.num_blocks(ps) == 2 * per_layer + 32 + 8 + 1
@@ -178,8 +181,15 @@ def test_check_block_index():
     """The one block-id validator: returns a (d,) LongTensor; rejects floats, wrong length, negative
     ids and gaps; relabel=True maps any integer labels to 0..B-1 in increasing order."""
     assert torch.equal(P.check_block_index([0, 1, 1, 0], 4), torch.tensor([0, 1, 1, 0]))
-    assert torch.equal(P.check_block_index(torch.tensor([[2], [7], [2]]), 3, relabel=True), torch.tensor([0, 1, 0]))
-    for bad, msg in (([0.0, 1.0], "integers"), ([0, 1, 1], "cover"), ([0, -1], "negative"), ([0, 2], "empty")):
+    assert torch.equal(
+        P.check_block_index(torch.tensor([[2], [7], [2]]), 3, relabel=True), torch.tensor([0, 1, 0])
+    )
+    for bad, msg in (
+        ([0.0, 1.0], "integers"),
+        ([0, 1, 1], "cover"),
+        ([0, -1], "negative"),
+        ([0, 2], "empty"),
+    ):
         with pytest.raises(ValueError, match=msg):
             P.check_block_index(torch.tensor(bad), 2)
 
@@ -191,4 +201,5 @@ def test_norms_batched_match_rows():
     assert torch.allclose(part.norm(X, 6), torch.stack([part.norm(x, 6) for x in X]))
     assert torch.allclose(part.dual_norm(X, 6), torch.stack([part.dual_norm(x, 6) for x in X]))
     assert float(part.norm(X[0], 6)) == pytest.approx(
-        max(float(X[0, :2].norm()) / 2**0.5, abs(float(X[0, 2])), float(X[0, 3:].norm()) / 3**0.5))
+        max(float(X[0, :2].norm()) / 2**0.5, abs(float(X[0, 2])), float(X[0, 3:].norm()) / 3**0.5)
+    )

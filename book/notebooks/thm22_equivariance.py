@@ -105,7 +105,9 @@ X, Y = np.meshgrid(g, g)
 a = math.radians(angle_deg)
 R = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
 P = np.stack([X, Y], -1)
-for i, (Hm, cx, cy) in enumerate(((np.diag([1.0, 4.0]), "x1", "x2"), (R.T @ np.diag([1.0, 4.0]) @ R, "y1", "y2"))):
+for i, (Hm, cx, cy) in enumerate(
+    ((np.diag([1.0, 4.0]), "x1", "x2"), (R.T @ np.diag([1.0, 4.0]) @ R, "y1", "y2"))
+):
     Z = 0.5 * np.einsum("...i,ij,...j->...", P, Hm, P)
     for j, label in enumerate(OPTIMIZERS):
         ax = axes[i, j]
@@ -117,10 +119,19 @@ for i, (Hm, cx, cy) in enumerate(((np.diag([1.0, 4.0]), "x1", "x2"), (R.T @ np.d
         ax.set_title(label if i == 0 else "", fontsize=10)
 axes[0, 0].set_ylabel("frame of L")
 axes[1, 0].set_ylabel("frame of L∘R")
-fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=9, bbox_to_anchor=(0.5, -0.04))
-_ = report.figure(fig, f"Figure 2 (ours, {angle_deg:g}° rotation, {T2} steps): each optimizer on L = ½xᵀdiag(1, 4)x and "
-                  "on L∘R, both runs drawn in the frame of L (top) and of L∘R (bottom). Theorem 2.2: the SGD and AdaSGD "
-                  "runs coincide in both frames, the SignGD and Adam runs do not.")
+fig.legend(
+    *axes[0, 0].get_legend_handles_labels(),
+    loc="lower center",
+    ncol=2,
+    fontsize=9,
+    bbox_to_anchor=(0.5, -0.04),
+)
+_ = report.figure(
+    fig,
+    f"Figure 2 (ours, {angle_deg:g}° rotation, {T2} steps): each optimizer on L = ½xᵀdiag(1, 4)x and "
+    "on L∘R, both runs drawn in the frame of L (top) and of L∘R (bottom). Theorem 2.2: the SGD and AdaSGD "
+    "runs coincide in both frames, the SignGD and Adam runs do not.",
+)
 
 # %% [markdown]
 # ## Equivariance gaps in $d$ dimensions
@@ -134,8 +145,12 @@ _ = report.figure(fig, f"Figure 2 (ours, {angle_deg:g}° rotation, {T2} steps): 
 gaps = study.equivariance_gaps(OPTIMIZERS, d=d, T=T, n_transforms=n_transforms, seed=seed)
 save_table(gaps, results_dir / "gaps.csv", params=params)
 worst = gaps.groupby(["optimizer", "transformation"], sort=False).gap.max().unstack().reset_index()
-_ = report.table(worst, caption=f"Largest relative equivariance gap over {n_transforms} random draws (d = {d}, T = {T}, "
-                 f"float64, {scale} scale).", digits=2)
+_ = report.table(
+    worst,
+    caption=f"Largest relative equivariance gap over {n_transforms} random draws (d = {d}, T = {T}, "
+    f"float64, {scale} scale).",
+    digits=2,
+)
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.0, 3.4))
@@ -146,8 +161,11 @@ ax.set_yscale("log")
 ax.set_xticks(pos, worst.optimizer)
 ax.set_ylabel("relative gap")
 ax.legend(fontsize=9)
-_ = report.figure(fig, f"Equivariance gaps (d = {d}, T = {T}, worst of {n_transforms} draws; exact zeros drawn at 1e-18). "
-                  "Theorem 2.2: every gap at round-off except Adam and SignGD under rotations.")
+_ = report.figure(
+    fig,
+    f"Equivariance gaps (d = {d}, T = {T}, worst of {n_transforms} draws; exact zeros drawn at 1e-18). "
+    "Theorem 2.2: every gap at round-off except Adam and SignGD under rotations.",
+)
 
 # %% [markdown]
 # ## Paper vs ours
@@ -155,8 +173,12 @@ _ = report.figure(fig, f"Equivariance gaps (d = {d}, T = {T}, worst of {n_transf
 # %%
 verdict_table = study.equivariance_verdicts(gaps, OPTIMIZERS, scale=scale)
 save_verdicts(verdict_table, results_dir, params=params)
-_ = report.table(verdict_table, caption="Theorem 2.2: the paper's claims (as reconstructed) against our measurements.")
+_ = report.table(
+    verdict_table, caption="Theorem 2.2: the paper's claims (as reconstructed) against our measurements."
+)
 wall = time.perf_counter() - t_start
-_ = report.markdown(f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
-                    "(the paper's figure is two-dimensional; the `paper` parameter set repeats the gap measurement "
-                    "at larger d and T with more draws).")
+_ = report.markdown(
+    f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
+    "(the paper's figure is two-dimensional; the `paper` parameter set repeats the gap measurement "
+    "at larger d and T with more draws)."
+)

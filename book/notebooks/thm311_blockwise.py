@@ -149,23 +149,40 @@ t_start = time.perf_counter()
 # shifted by half a block (misaligned), and one block (AdaSGD).
 
 # %%
-A, aligned = problems.block_quadratic([block_size] * len(block_scales), block_scales, seed=seed, device=device)
+A, aligned = problems.block_quadratic(
+    [block_size] * len(block_scales), block_scales, seed=seed, device=device
+)
 partition_ids = study.blockwise_test_partitions(block_size, len(block_scales))
 b2 = beta2 if beta2 > 0 else 1 - math.log(T) / T
 x0 = torch.randn(A.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device)
-res = study.blockwise_partition_sweep(A, partition_ids, x0=x0, noise=noise, T=T, lrs=np.geomspace(lr_min, lr_max, n_lr),
-                                      beta2=b2, n_seeds=n_seeds, seed=seed, exact_max_blocks=exact_max_blocks, v0=v0,
-                                      device=device)
+res = study.blockwise_partition_sweep(
+    A,
+    partition_ids,
+    x0=x0,
+    noise=noise,
+    T=T,
+    lrs=np.geomspace(lr_min, lr_max, n_lr),
+    beta2=b2,
+    n_seeds=n_seeds,
+    seed=seed,
+    exact_max_blocks=exact_max_blocks,
+    v0=v0,
+    device=device,
+)
 save_table(res, results_dir / "blockwise.csv", params=params)
-_ = report.table(res.sort_values("bound").drop(columns=["n_seeds"]),
-                 caption=f"Blockwise Adam (β₁ = 0, β₂ = {b2:.4f}, v₀ = {v0:g}) on the block quadratic (d = {A.shape[0]}): "
-                 "Lemma 3.13 bound and exact H(L, Φ), tuned final loss (mean and std over seeds), and Theorem 3.11's "
-                 "measured/bound (largest over the learning rates).")
+_ = report.table(
+    res.sort_values("bound").drop(columns=["n_seeds"]),
+    caption=f"Blockwise Adam (β₁ = 0, β₂ = {b2:.4f}, v₀ = {v0:g}) on the block quadratic (d = {A.shape[0]}): "
+    "Lemma 3.13 bound and exact H(L, Φ), tuned final loss (mean and std over seeds), and Theorem 3.11's "
+    "measured/bound (largest over the learning rates).",
+)
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
 for j, r in enumerate(res.itertuples()):
-    axes[0].errorbar(r.bound, r.final_loss, yerr=r.final_loss_std, fmt="o", ms=6, color=f"C{j}", label=r.partition)
+    axes[0].errorbar(
+        r.bound, r.final_loss, yerr=r.final_loss_std, fmt="o", ms=6, color=f"C{j}", label=r.partition
+    )
     axes[1].semilogx(r.bound, r.thm311_ratio_max, "o", ms=6, color=f"C{j}")
 axes[0].set_xscale("log")
 axes[0].set_yscale("log")
@@ -174,11 +191,16 @@ axes[0].set_ylabel("tuned final loss")
 axes[1].axhline(1.0, color="k", lw=0.8)
 axes[1].set_xlabel("Lemma 3.13 bound ≥ H(L, Φ)")
 axes[1].set_ylabel("max over lr of measured / bound")
-fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.12))
-_ = report.figure(fig, f"Theorem 3.11 on a block quadratic ({scale} scale, T = {T}, noise σ = {noise}, {n_seeds} seeds). "
-                  "Left: tuned final loss against the Φ-smoothness bound per partition; the paper predicts that a smaller "
-                  "H(L, Φ) optimizes faster. Right: measured ‖∇L‖_Φ,* over the bound of Theorem 3.11, largest over the "
-                  "learning rates; the theorem says every point is at most 1.")
+fig.legend(
+    *axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.12)
+)
+_ = report.figure(
+    fig,
+    f"Theorem 3.11 on a block quadratic ({scale} scale, T = {T}, noise σ = {noise}, {n_seeds} seeds). "
+    "Left: tuned final loss against the Φ-smoothness bound per partition; the paper predicts that a smaller "
+    "H(L, Φ) optimizes faster. Right: measured ‖∇L‖_Φ,* over the bound of Theorem 3.11, largest over the "
+    "learning rates; the theorem says every point is at most 1.",
+)
 
 # %% [markdown]
 # ## Paper vs ours
@@ -186,8 +208,12 @@ _ = report.figure(fig, f"Theorem 3.11 on a block quadratic ({scale} scale, T = {
 # %%
 verdict_table = study.blockwise_verdicts(res, block_size=block_size, scale=scale)
 save_verdicts(verdict_table, results_dir, params=params)
-_ = report.table(verdict_table, caption="Theorem 3.11: the paper's claims (as reconstructed) against our measurements.")
+_ = report.table(
+    verdict_table, caption="Theorem 3.11: the paper's claims (as reconstructed) against our measurements."
+)
 wall = time.perf_counter() - t_start
-_ = report.markdown(f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
-                    "(no paper-scale experiment exists for this theorem; the `paper` parameter set runs longer, "
-                    "with more seeds and a finer learning-rate grid).")
+_ = report.markdown(
+    f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
+    "(no paper-scale experiment exists for this theorem; the `paper` parameter set runs longer, "
+    "with more seeds and a finer learning-rate grid)."
+)

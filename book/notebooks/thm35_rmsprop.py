@@ -198,6 +198,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import NullFormatter
 
 from adamlinf import problems, report, theory
 from adamlinf.results import save_table
@@ -221,10 +222,13 @@ A = problems.random_psd(d, seed=seed, device=device)
 H = theory.coordinatewise_smoothness(A)
 sigma = noise_scale * torch.linspace(0.1, 1.0, d, dtype=torch.float64)
 x0 = torch.ones(d, dtype=torch.float64)
-report.markdown(f"Σᵢ Hᵢ = ‖A‖₁,₁ = {report.fmt(float(H.sum()))}, maxᵢ Hᵢ = {report.fmt(float(H.max()))}, "
-                f"d‖A‖₂ = {report.fmt(d * theory.l2_smoothness(A))}, Σᵢ σᵢ = {report.fmt(float(sigma.sum()))}.")
-res = study.rmsprop_bound_sweep(A, sigma, x0, T_list=T_list, v0_list=v0_list, c_list=c_list, n_seeds=n_seeds,
-                                seed=seed, device=device)
+report.markdown(
+    f"Σᵢ Hᵢ = ‖A‖₁,₁ = {report.fmt(float(H.sum()))}, maxᵢ Hᵢ = {report.fmt(float(H.max()))}, "
+    f"d‖A‖₂ = {report.fmt(d * theory.l2_smoothness(A))}, Σᵢ σᵢ = {report.fmt(float(sigma.sum()))}."
+)
+res = study.rmsprop_bound_sweep(
+    A, sigma, x0, T_list=T_list, v0_list=v0_list, c_list=c_list, n_seeds=n_seeds, seed=seed, device=device
+)
 slopes = study.rmsprop_slopes(res)
 save_table(res, results_dir / "rmsprop_bound.csv", params=params)
 save_table(slopes, results_dir / "slopes.csv", params=params)
@@ -233,7 +237,7 @@ save_table(slopes, results_dir / "slopes.csv", params=params)
 c_main = max(c_list)
 floor = 1e-10  # converged runs reach machine precision; draw them at this floor
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
-for ax, setting in zip(axes, ("deterministic", "noisy")):
+for ax, setting in zip(axes, ("deterministic", "noisy"), strict=True):
     sub = res[(res.setting == setting) & (res.c == c_main)]
     for i, (v0, s) in enumerate(sub.groupby("v0")):
         ax.loglog(s["T"], s.measured.clip(lower=floor), "o-", color=f"C{i}", ms=3, label=f"v₀={v0:g}")
@@ -242,10 +246,13 @@ for ax, setting in zip(axes, ("deterministic", "noisy")):
     ax.set_title(setting)
 axes[0].set_ylabel("min over T/2 < t ≤ T of E‖∇L‖₁")
 axes[1].legend(fontsize=9)
-_ = report.figure(fig, f"Theorem 3.5 ({scale} scale, d = {d}, {n_seeds} seeds when noisy, β₂ = 1 − {c_main:g}·log T/T): "
-                  f"points measured, dashed lines the reconstructed bound; values below {floor:g} are drawn at "
-                  f"{floor:g}. The paper claims the measured values stay below the bound, decaying like T^(−1/2) "
-                  "without noise and (log T/T)^(1/4) with noise.")
+_ = report.figure(
+    fig,
+    f"Theorem 3.5 ({scale} scale, d = {d}, {n_seeds} seeds when noisy, β₂ = 1 − {c_main:g}·log T/T): "
+    f"points measured, dashed lines the reconstructed bound; values below {floor:g} are drawn at "
+    f"{floor:g}. The paper claims the measured values stay below the bound, decaying like T^(−1/2) "
+    "without noise and (log T/T)^(1/4) with noise.",
+)
 
 # %% [markdown]
 # ## Fitted slopes
@@ -255,8 +262,11 @@ _ = report.figure(fig, f"Theorem 3.5 ({scale} scale, d = {d}, {n_seeds} seeds wh
 # an upper bound); the noisy curve has a genuine noise floor.
 
 # %%
-_ = report.table(slopes.assign(scale=scale), caption="Log-log slopes in T (± standard error of the fit) per "
-                 "setting, c and v₀, and the largest measured/bound ratio.")
+_ = report.table(
+    slopes.assign(scale=scale),
+    caption="Log-log slopes in T (± standard error of the fit) per "
+    "setting, c and v₀, and the largest measured/bound ratio.",
+)
 
 # %% [markdown]
 # ## The lemmas on three runs
@@ -266,11 +276,15 @@ _ = report.table(slopes.assign(scale=scale), caption="Log-log slopes in T (± st
 # coordinate closest to violation, averaged over seeds.
 
 # %%
-lem = study.rmsprop_lemma_table(A, sigma, x0, T=max(T_list), c=c_main, v0=1e-2, n_seeds=n_seeds, seed=seed,
-                                device=device)
+lem = study.rmsprop_lemma_table(
+    A, sigma, x0, T=max(T_list), c=c_main, v0=1e-2, n_seeds=n_seeds, seed=seed, device=device
+)
 save_table(lem, results_dir / "lemmas.csv", params=params)
-_ = report.table(lem, caption="Lemmas 3.14–3.16 and C.1 (RECONSTRUCTED): left and right sides, the slack "
-                 "(positive when the inequality holds) and its size in standard errors over seeds.")
+_ = report.table(
+    lem,
+    caption="Lemmas 3.14–3.16 and C.1 (RECONSTRUCTED): left and right sides, the slack "
+    "(positive when the inequality holds) and its size in standard errors over seeds.",
+)
 
 # %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.0, 3.6))
@@ -281,8 +295,11 @@ for i, (c, s) in enumerate(res[(res["T"] == Tbig) & (res.setting == "noisy")].gr
 ax.set_xlabel("v₀")
 ax.set_ylabel(f"min over the window, T = {Tbig}")
 ax.legend(fontsize=9)
-_ = report.figure(fig, f"Effect of the initial second moment v₀ at β₂ = 1 − c·log T/T (noisy, {scale} scale, T = {Tbig}). "
-                  "The paper claims a large v₀ is harmless once T(1 − β₂)/log T is large enough.")
+_ = report.figure(
+    fig,
+    f"Effect of the initial second moment v₀ at β₂ = 1 − c·log T/T (noisy, {scale} scale, T = {Tbig}). "
+    "The paper claims a large v₀ is harmless once T(1 − β₂)/log T is large enough.",
+)
 
 # %% [markdown]
 # ## ℓ∞ against ℓ2 geometry: a heavy-tailed Hessian and its rotations
@@ -295,19 +312,44 @@ _ = report.figure(fig, f"Effect of the initial second moment v₀ at β₂ = 1 �
 # AdaSGD analyses.
 
 # %%
-instances, constants = study.geometry_instances(geo_d, thetas=geo_thetas, seed=seed, haar_seed=seed + 1, device=device)
+instances, constants = study.geometry_instances(
+    geo_d, thetas=geo_thetas, seed=seed, haar_seed=seed + 1, device=device
+)
 x0_geo = torch.randn(geo_n_starts, geo_d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-sweep = study.geometry_sweep(instances, x0_geo, method="rmsprop", delta=1.0, T_list=geo_T_list,
-                             lrs=np.geomspace(geo_lr_min, geo_lr_max, geo_n_lr), c=c_main, v0=geo_v0)
+sweep = study.geometry_sweep(
+    instances,
+    x0_geo,
+    method="rmsprop",
+    delta=1.0,
+    T_list=geo_T_list,
+    lrs=np.geomspace(geo_lr_min, geo_lr_max, geo_n_lr),
+    c=c_main,
+    v0=geo_v0,
+)
 fit = study.geometry_fit(sweep, constants)
 save_table(constants, results_dir / "geometry_constants.csv", params=params)
 save_table(sweep, results_dir / "geometry_sweep.csv", params=params)
 save_table(fit, results_dir / "geometry_fit.csv", params=params)
-_ = report.table(fit[["theta", "T", "H", "d_l2", "best_lr", "measured", "bound_linf", "bound_l2", "l2_over_linf",
-                      "predicted"]].rename(columns={"H": "Σᵢ Hᵢ", "d_l2": "d‖A‖₂", "l2_over_linf": "ℓ2 / ℓ∞ bound",
-                                                    "predicted": "√(d‖A‖₂/ΣHᵢ)"}),
-                 caption=f"Tuned deterministic RMSProp on diag(1/i²) and its rotations (d = {geo_d}; θ = ∞ is Haar): "
-                 f"measured (mean over {geo_n_starts} starts) against the ℓ∞ and ℓ2 bounds.")
+_ = report.table(
+    fit[
+        [
+            "theta",
+            "T",
+            "H",
+            "d_l2",
+            "best_lr",
+            "measured",
+            "bound_linf",
+            "bound_l2",
+            "l2_over_linf",
+            "predicted",
+        ]
+    ].rename(
+        columns={"H": "Σᵢ Hᵢ", "d_l2": "d‖A‖₂", "l2_over_linf": "ℓ2 / ℓ∞ bound", "predicted": "√(d‖A‖₂/ΣHᵢ)"}
+    ),
+    caption=f"Tuned deterministic RMSProp on diag(1/i²) and its rotations (d = {geo_d}; θ = ∞ is Haar): "
+    f"measured (mean over {geo_n_starts} starts) against the ℓ∞ and ℓ2 bounds.",
+)
 
 # %% tags=["hide-input"]
 last = fit[fit["T"] == max(geo_T_list)].sort_values("H")
@@ -317,22 +359,34 @@ ax.loglog(last.H, last.measured, "o", color="C0", label="measured (tuned η)")
 ax.errorbar(last.H, last.measured, yerr=last.measured_std, fmt="none", color="C0", lw=1)
 ax.loglog(last.H, last.bound_linf, "s--", color="C1", label="ℓ∞ bound (Σᵢ Hᵢ)")
 ax.loglog(last.H, last.bound_l2, "^:", color="C2", label="ℓ2 bound (d‖A‖₂)")
-for h, m, th in zip(last.H, last.measured, last.theta):
-    ax.annotate("θ=∞" if np.isinf(th) else f"θ={th:g}", (h, m), textcoords="offset points", xytext=(3, -11), fontsize=9)
+for h, m, name in (
+    (last.H.iloc[0], last.measured.iloc[0], "diagonal"),
+    (last.H.iloc[-1], last.measured.iloc[-1], "Haar"),
+):
+    ax.annotate(name, (h, m), textcoords="offset points", xytext=(-12, -14), fontsize=9)
 ax.set_xlabel("Σᵢ Hᵢ = ‖A‖₁,₁")
 ax.set_ylabel(f"min over T/2 < t ≤ T of ‖∇L‖₁, T = {max(geo_T_list)}")
 ax.legend(fontsize=9)
 ax = axes[1]
 ax.semilogx(last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound")
 ax.semilogx(last.H, last.ratio_l2 / last.ratio_l2.iloc[0], "^:", color="C2", label="measured / ℓ2 bound")
-ax.semilogx(last.H, last.predicted[0:1].to_numpy() / last.predicted, "k-", lw=0.8, label="√(ΣHᵢ/ΣHᵢ,diag)")
+ax.semilogx(
+    last.H, last.predicted.iloc[0] / last.predicted, "k-", lw=0.8, label="√(ΣHᵢ / ΣHᵢ of the diagonal)"
+)
 ax.set_xlabel("Σᵢ Hᵢ = ‖A‖₁,₁")
 ax.set_ylabel("relative to the diagonal")
 ax.legend(fontsize=9)
-_ = report.figure(fig, f"Deterministic RMSProp on diag(1/i²) and its rotations ({scale} scale, d = {geo_d}, "
-                  f"T = {max(geo_T_list)}, mean ± std over {geo_n_starts} starts). Left: rotating raises Σᵢ Hᵢ and the "
-                  "tuned measurement together, while the ℓ2 bound stays put. Right: both ratios drift, the one against "
-                  "the ℓ2 bound by the extra factor √(d‖A‖₂/ΣHᵢ) the theory predicts.")
+for a in axes:
+    a.xaxis.set_minor_formatter(NullFormatter())
+    a.set_xticks([2, 3, 5, 10], labels=["2", "3", "5", "10"])
+fig.tight_layout()
+_ = report.figure(
+    fig,
+    f"Deterministic RMSProp on diag(1/i²) and its rotations ({scale} scale, d = {geo_d}, "
+    f"T = {max(geo_T_list)}, mean ± std over {geo_n_starts} starts). Left: rotating raises Σᵢ Hᵢ and the "
+    "tuned measurement together, while the ℓ2 bound stays put. Right: both ratios drift, the one against "
+    "the ℓ2 bound by the extra factor √(d‖A‖₂/ΣHᵢ) the theory predicts.",
+)
 
 # %% [markdown]
 # ## Paper vs ours
@@ -340,7 +394,11 @@ _ = report.figure(fig, f"Deterministic RMSProp on diag(1/i²) and its rotations 
 # %%
 verdict_table = study.rmsprop_verdicts(res, slopes, lem, fit, sweep, scale=scale)
 save_verdicts(verdict_table, results_dir, params=params)
-_ = report.table(verdict_table, caption="Theorem 3.5: the paper's claims (as reconstructed) against our measurements.")
+_ = report.table(
+    verdict_table, caption="Theorem 3.5: the paper's claims (as reconstructed) against our measurements."
+)
 wall = time.perf_counter() - t_start
-_ = report.markdown(f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
-                    "(the theorem has no paper-scale experiment; the `paper` parameter set extends T, v₀ and the seeds).")
+_ = report.markdown(
+    f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
+    "(the theorem has no paper-scale experiment; the `paper` parameter set extends T, v₀ and the seeds)."
+)

@@ -3,7 +3,8 @@ r"""Partitions of the parameters into blocks: the map :math:`\Phi` of Definition
 A partition is a map :math:`\Phi:[d]\to[B]` from the :math:`d` coordinates of a list of
 parameter tensors (flattened in the order ``torch.cat([p.reshape(-1) for p in params])``) to
 :math:`B` blocks. Block :math:`b` has :math:`d_b=|\Phi^{-1}(b)|` coordinates and
-:math:`x_{(b)}=(x_i)_{\Phi(i)=b}`. Definition 3.8 (RECONSTRUCTED, see the book's reconstruction notes, ``book/reconstruction.md``) builds the
+:math:`x_{(b)}=(x_i)_{\Phi(i)=b}`. Definition 3.8 (RECONSTRUCTED, see the book's reconstruction notes,
+``book/reconstruction.md``) builds the
 norm :math:`\|x\|_\Phi=\max_b \|x_{(b)}\|_2/\sqrt{d_b}` from it, Definition 3.9 the
 :math:`\Phi`-smoothness :math:`H(L,\Phi)`, and Algorithm 3 (blockwise Adam) keeps one second moment
 per block.
@@ -122,7 +123,7 @@ def _validate(ids: list[Tensor], params: list[Tensor], what: str) -> int:
             f"partition {what} gave ids for {len(ids)} tensors but there are {len(params)} parameters: "
             "it does not cover the parameters"
         )
-    for k, (i, p) in enumerate(zip(ids, params)):
+    for k, (i, p) in enumerate(zip(ids, params, strict=True)):
         if not isinstance(i, Tensor):
             raise ValueError(f"partition {what}: ids of parameter {k} are not a tensor")
         if i.dtype.is_floating_point or i.dtype.is_complex or i.dtype == torch.bool:
@@ -259,7 +260,7 @@ def _local_rows(p: Tensor, vectors: str = "tensor") -> Tensor:
 
 
 def _globalise(local_ids: Iterable[Tensor]) -> list[Tensor]:
-    """Per-tensor local ids ``0..n_k-1`` -> global ids: each shifted by the blocks of the tensors before it."""
+    """Per-tensor local ids ``0..n_k-1`` -> global ids, each shifted by the blocks of earlier tensors."""
     out, offset = [], 0
     for local in local_ids:
         out.append(local + offset)
@@ -324,8 +325,13 @@ def _matcher(match) -> Callable[[str], bool]:
     return f
 
 
-def by_name(model_or_named, rule: Callable[[str, Tensor], Tensor | None], *, default: Partition | None = None,
-            name: str = "by_name") -> Partition:
+def by_name(
+    model_or_named,
+    rule: Callable[[str, Tensor], Tensor | None],
+    *,
+    default: Partition | None = None,
+    name: str = "by_name",
+) -> Partition:
     """A per-tensor partition chosen from parameter names.
 
     ``rule(name, p)`` returns local ids ``0..n-1`` of the tensor's shape, or ``None`` to use
@@ -349,8 +355,15 @@ def by_name(model_or_named, rule: Callable[[str, Tensor], Tensor | None], *, def
     return Partition(assign, name)
 
 
-def heads(model_or_named, n_head: int, *, match=("c_attn.weight", "c_attn.bias"), n_proj: int = 3,
-          joint: bool = False, default: Partition | None = None) -> Partition:
+def heads(
+    model_or_named,
+    n_head: int,
+    *,
+    match=("c_attn.weight", "c_attn.bias"),
+    n_proj: int = 3,
+    joint: bool = False,
+    default: Partition | None = None,
+) -> Partition:
     r"""Adam-mini style head partition (Zhang et al. 2024) for a nanoGPT-style GPT.
 
     In nanoGPT the attention input projection ``c_attn.weight`` has shape
@@ -377,12 +390,15 @@ def heads(model_or_named, n_head: int, *, match=("c_attn.weight", "c_attn.bias")
     named = _named(model_or_named)
     matched = [(n, p) for n, p in named if is_match(n)]
     if not matched:
-        raise ValueError(f"heads(): no parameter name matches {match!r}; names are e.g. "
-                         f"{[n for n, _ in named[:5]]}")
+        raise ValueError(
+            f"heads(): no parameter name matches {match!r}; names are e.g. {[n for n, _ in named[:5]]}"
+        )
     for n, p in matched:
         if p.dim() == 0 or p.shape[0] % (n_proj * n_head):
-            raise ValueError(f"heads(): parameter {n!r} of shape {tuple(p.shape)}: dim 0 must be divisible by "
-                             f"n_proj*n_head = {n_proj * n_head}")
+            raise ValueError(
+                f"heads(): parameter {n!r} of shape {tuple(p.shape)}: dim 0 must be divisible by "
+                f"n_proj*n_head = {n_proj * n_head}"
+            )
 
     def rule(name: str, p: Tensor):
         if not is_match(name):
@@ -392,8 +408,9 @@ def heads(model_or_named, n_head: int, *, match=("c_attn.weight", "c_attn.bias")
         head = (row // hd) % n_head if joint else row // hd
         return head.reshape((-1,) + (1,) * (p.dim() - 1)).expand(p.shape).clone()
 
-    return by_name(named, rule, default=default,
-                   name=f"heads(n_head={n_head}, n_proj={n_proj}, joint={joint})")
+    return by_name(
+        named, rule, default=default, name=f"heads(n_head={n_head}, n_proj={n_proj}, joint={joint})"
+    )
 
 
 def custom(spec, *, name: str = "custom") -> Partition:
@@ -417,8 +434,10 @@ def custom(spec, *, name: str = "custom") -> Partition:
             out = []
             for k, p in enumerate(params):
                 if p not in table:
-                    raise ValueError(f"partition {name}: parameter {k} of shape {tuple(p.shape)} is not in the "
-                                     "mapping: it does not cover the parameters")
+                    raise ValueError(
+                        f"partition {name}: parameter {k} of shape {tuple(p.shape)} is not in the "
+                        "mapping: it does not cover the parameters"
+                    )
                 out.append(torch.as_tensor(table[p]))
             return out
 
@@ -430,9 +449,12 @@ def custom(spec, *, name: str = "custom") -> Partition:
     def assign_flat(params):
         d = sum(p.numel() for p in params)
         if flat.numel() != d:
-            raise ValueError(f"partition {name}: {flat.numel()} ids for {d} coordinates: "
-                             "it does not cover the parameters")
-        return [c.reshape(p.shape) for c, p in zip(flat.split([p.numel() for p in params]), params)]
+            raise ValueError(
+                f"partition {name}: {flat.numel()} ids for {d} coordinates: it does not cover the parameters"
+            )
+        return [
+            c.reshape(p.shape) for c, p in zip(flat.split([p.numel() for p in params]), params, strict=True)
+        ]
 
     return Partition(assign_flat, name)
 

@@ -949,7 +949,7 @@ class NoisyQuadratic(Quadratic):
 
     @classmethod
     def from_quadratic(cls, q: Quadratic, sigma=0.0, x_star=None) -> NoisyQuadratic:
-        """The quadratic ``q`` (e.g. a :class:`RotatedQuadratic`) with noise ``sigma`` and minimiser ``x_star``.
+        """``q`` (a :class:`RotatedQuadratic`, say) with noise ``sigma`` and minimiser ``x_star``.
 
         Keeps ``q``'s eigenvalues, rotation (so :meth:`Quadratic.start` maps starts the same way),
         Hessian and the attributes ``theta`` and ``spectrum`` when present.
@@ -999,7 +999,9 @@ class NoisyQuadratic(Quadratic):
 
 
 def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    r"""A dense PSD matrix :math:`Q\,\mathrm{diag}(\lambda)\,Q^\top` with Haar :math:`Q` (:func:`adamlinf.rotations.haar`).
+    r"""A dense PSD matrix :math:`Q\,\mathrm{diag}(\lambda)\,Q^\top` with :math:`Q` Haar.
+
+    :math:`Q` comes from :func:`adamlinf.rotations.haar`.
 
     Args:
         d: dimension.
@@ -1050,7 +1052,7 @@ def block_quadratic(
     d = sum(sizes)
     A = torch.zeros(d, d, dtype=torch.float64)
     start = 0
-    for k, (n, s) in enumerate(zip(sizes, scales)):
+    for k, (n, s) in enumerate(zip(sizes, scales, strict=True)):
         lam = torch.linspace(eig_range[0], eig_range[1], n, dtype=torch.float64)
         Q = haar(n, seed=seed * 1000 + k, dtype=torch.float64)
         A[start : start + n, start : start + n] = float(s) * (Q * lam) @ Q.T
@@ -1287,7 +1289,7 @@ def lemma_report(
     block_index=None,
     c316: float = 2.0,
 ) -> list[dict]:
-    r"""Both sides of Lemmas 3.14, 3.15, 3.16 and C.1 on a :func:`run_blockwise_rmsprop` run with ``lemmas=True``.
+    r"""Both sides of Lemmas 3.14-3.16 and C.1 on a :func:`run_blockwise_rmsprop` run with ``lemmas=True``.
 
     First step size only, averaged over seeds, worst block reported. All forms are RECONSTRUCTED
     (the right-hand sides are :func:`adamlinf.theory.lemma314_rhs` and its neighbours).

@@ -1,5 +1,4 @@
-r"""The closed-form quantities of Section 3: smoothness constants and the right-hand sides of the
-convergence theorems and lemmas.
+r"""The closed-form quantities of Section 3: smoothness constants and the theorems' right-hand sides.
 
 The paper's formulas were lost in its text extraction, so every bound below is **RECONSTRUCTED**;
 the book's reconstruction notes (``book/reconstruction.md``) say how each one was rebuilt, and
@@ -126,7 +125,7 @@ def _check_pos(name: str, value, *, strict: bool = True) -> float:
 # ----------------------------------------------------------------------------------------------
 # smoothness constants of a quadratic
 def linf_smoothness(A, method: str = "auto", max_brute_dim: int = 22) -> float:
-    r"""Smoothness constant of :math:`L(x)=\tfrac12x^\top Ax` w.r.t. :math:`\|\cdot\|_\infty` (Definition 3.1).
+    r"""Smoothness constant of :math:`\tfrac12x^\top Ax` w.r.t. :math:`\|\cdot\|_\infty` (Definition 3.1).
 
     Since :math:`\nabla L(x)-\nabla L(y)=A(x-y)`, the best constant in
     :math:`\|\nabla L(x)-\nabla L(y)\|_1\le H\|x-y\|_\infty` is the operator norm
@@ -370,7 +369,9 @@ def phi_smoothness(A, block_index, *, method: str = "exact", max_blocks: int = 1
     if B == 1:
         return float(len(idx) * np.linalg.norm(An, 2))
     if B > max_blocks:
-        raise ValueError(f"exact H(L, Phi) refused for B = {B} > max_blocks = {max_blocks}; use method='bound'")
+        raise ValueError(
+            f"exact H(L, Phi) refused for B = {B} > max_blocks = {max_blocks}; use method='bound'"
+        )
     ix = idx.numpy()
 
     def objective(z: np.ndarray) -> float:
@@ -477,7 +478,14 @@ class BoundTerms:
 
 
 def rmsprop_F(
-    *, sigma: ArrayLike, grad0_inf: float, H: ArrayLike, eta: float, T: float, beta2: float, v0: float,
+    *,
+    sigma: ArrayLike,
+    grad0_inf: float,
+    H: ArrayLike,
+    eta: float,
+    T: float,
+    beta2: float,
+    v0: float,
     eps: float = 0.0,
 ) -> float:
     r""":math:`F` of Theorem 3.5 / Lemma C.1 (RECONSTRUCTED; the constants 2 and :math:`\ln32` are uncertain).
@@ -511,8 +519,17 @@ def rmsprop_F(
 
 
 def rmsprop_bound(
-    *, delta: float, T: float, eta: float, beta2: float, H: ArrayLike, sigma: ArrayLike, v0: float,
-    grad0_inf: float, eps: float = 0.0, noise_factor: float = 1.0,
+    *,
+    delta: float,
+    T: float,
+    eta: float,
+    beta2: float,
+    H: ArrayLike,
+    sigma: ArrayLike,
+    v0: float,
+    grad0_inf: float,
+    eps: float = 0.0,
+    noise_factor: float = 1.0,
 ) -> BoundTerms:
     r"""Right-hand side of Theorem 3.5 (RECONSTRUCTED) for RMSProp (Algorithm 1 with :math:`\beta_1=0`).
 
@@ -573,8 +590,16 @@ def rmsprop_tuned_lr(delta: float, T: float, H_sum: float) -> float:
 
 
 def blockwise_adam_F(
-    *, sigma_b: ArrayLike, d_b: ArrayLike, grad0_phi: float, H_b: ArrayLike, eta: float, T: float,
-    beta2: float, v0: ArrayLike, eps: float = 0.0,
+    *,
+    sigma_b: ArrayLike,
+    d_b: ArrayLike,
+    grad0_phi: float,
+    H_b: ArrayLike,
+    eta: float,
+    T: float,
+    beta2: float,
+    v0: ArrayLike,
+    eps: float = 0.0,
 ) -> float:
     r"""Blockwise analogue of :func:`rmsprop_F` for Theorem 3.11 (RECONSTRUCTED).
 
@@ -604,15 +629,28 @@ def blockwise_adam_F(
     H_b = np.asarray(H_b, dtype=float)
     v0min = float(np.min(v0))
     _check_pos("v0 + eps", v0min + eps)
-    num = (d_b * sigma_b**2).sum() + grad0_phi**2 + (H_b / d_b).max() ** 2 * eta**2 * T * (T + 1 / (1 - beta2))
+    num = (
+        (d_b * sigma_b**2).sum() + grad0_phi**2 + (H_b / d_b).max() ** 2 * eta**2 * T * (T + 1 / (1 - beta2))
+    )
     return float(2 * math.log1p(num / (v0min + eps)) + math.log(32))
 
 
 def blockwise_adam_bound(
-    *, delta: float, T: float, eta: float, beta2: float, H_phi: float, H_b: ArrayLike, sigma_b: ArrayLike,
-    d_b: ArrayLike, v0: ArrayLike, grad0_phi: float, eps: float = 0.0, noise_factor: float = 1.0,
+    *,
+    delta: float,
+    T: float,
+    eta: float,
+    beta2: float,
+    H_phi: float,
+    H_b: ArrayLike,
+    sigma_b: ArrayLike,
+    d_b: ArrayLike,
+    v0: ArrayLike,
+    grad0_phi: float,
+    eps: float = 0.0,
+    noise_factor: float = 1.0,
 ) -> BoundTerms:
-    r"""Right-hand side of Theorem 3.11 (RECONSTRUCTED) for blockwise Adam (Algorithm 3) with :math:`\beta_1=0`.
+    r"""Right-hand side of Theorem 3.11 (RECONSTRUCTED) for blockwise Adam (Algorithm 3), :math:`\beta_1=0`.
 
     .. math::
         \min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_{\Phi,*}\le E+\sqrt E\,
@@ -739,4 +777,9 @@ def lemma316_rhs(*, T: int, beta2: float, v0: float, sigma_b, eps: float, gbar_a
     Returns:
         The right side, broadcast over the inputs.
     """
-    return 2 * beta2 ** (T / 4) * math.sqrt(v0) / (1 - beta2) + T * sigma_b + T * math.sqrt(eps) + c * gbar_abs_sum
+    return (
+        2 * beta2 ** (T / 4) * math.sqrt(v0) / (1 - beta2)
+        + T * sigma_b
+        + T * math.sqrt(eps)
+        + c * gbar_abs_sum
+    )

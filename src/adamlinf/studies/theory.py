@@ -27,8 +27,8 @@ import torch
 from scipy import stats
 
 from .. import optim, partitions, problems, report, rotations, theory
-from . import verdicts
 from ..problems import NoisyQuadratic, run_blockwise_rmsprop, run_signgd, run_trajectory
+from . import verdicts
 
 __all__ = [
     "equivariance_trajectories_2d",
@@ -74,7 +74,8 @@ def equivariance_trajectories_2d(
     :math:`R^\top x_0`, with the same hyperparameters.
 
     Args:
-        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for :func:`adamlinf.problems.run_trajectory`.
+        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for
+            :func:`adamlinf.problems.run_trajectory`.
         angle_deg: the rotation angle.
         T: number of steps.
         x0: the start.
@@ -102,8 +103,15 @@ def equivariance_trajectories_2d(
         for run, orig, rot in (("on L", xs, xs @ R), ("on L o R", xr @ R.T, xr)):
             frames.append(
                 pd.DataFrame(
-                    {"optimizer": label, "run": run, "t": np.arange(T + 1), "x1": orig[:, 0].numpy(),
-                     "x2": orig[:, 1].numpy(), "y1": rot[:, 0].numpy(), "y2": rot[:, 1].numpy()}
+                    {
+                        "optimizer": label,
+                        "run": run,
+                        "t": np.arange(T + 1),
+                        "x1": orig[:, 0].numpy(),
+                        "x2": orig[:, 1].numpy(),
+                        "y1": rot[:, 0].numpy(),
+                        "y2": rot[:, 1].numpy(),
+                    }
                 )
             )
     return pd.concat(frames, ignore_index=True)
@@ -150,12 +158,16 @@ def equivariance_gaps(
     return pd.DataFrame(rows)
 
 
-def _gap_rows(optimizers: dict, A, x0, loss_fn, *, d: int, T: int, n_transforms: int, seed: int) -> list[dict]:
+def _gap_rows(
+    optimizers: dict, A, x0, loss_fn, *, d: int, T: int, n_transforms: int, seed: int
+) -> list[dict]:
     rows = []
     for k in range(n_transforms):
         transforms = {
             "rotation": rotations.haar(d, seed=seed + 1 + k, dtype=torch.float64),
-            "permutation": rotations.to_dense(rotations.random_permutation(d, seed=seed + 1 + k, dtype=torch.float64)),
+            "permutation": rotations.to_dense(
+                rotations.random_permutation(d, seed=seed + 1 + k, dtype=torch.float64)
+            ),
         }
         for kind, R in transforms.items():
             for label, cfg in optimizers.items():
@@ -201,7 +213,9 @@ def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, 
             A = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
         prob = NoisyQuadratic(A, device=device)
         H = theory.linf_smoothness(A.cpu(), method="brute")
-        X0 = torch.randn(n_starts, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(device)
+        X0 = torch.randn(n_starts, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(
+            device
+        )
         X0 = X0 * (delta / prob.loss(X0)).sqrt()[:, None]
         out[kind] = (prob, H, X0)
     return out
@@ -234,8 +248,15 @@ def signgd_bound_grid(problem_set: dict, *, T_list, etas, delta: float) -> pd.Da
             bound = theory.signgd_bound(delta, T, etas, H)
             for j, eta in enumerate(etas):
                 rows.append(
-                    dict(problem=kind, T=int(T), eta=float(eta), measured_mean=float(best[j].mean()),
-                         measured_max=float(best[j].max()), bound=float(bound[j]), H=H)
+                    dict(
+                        problem=kind,
+                        T=int(T),
+                        eta=float(eta),
+                        measured_mean=float(best[j].mean()),
+                        measured_max=float(best[j].max()),
+                        bound=float(bound[j]),
+                        H=H,
+                    )
                 )
     grid = pd.DataFrame(rows)
     grid["ratio_max"] = grid.measured_max / grid.bound
@@ -264,8 +285,14 @@ def signgd_tuned_rate(problem_set: dict, *, T_list, delta: float) -> pd.DataFram
         for j, T in enumerate(T_list):
             best = out["grad_l1"][:T, j].min(0).values
             rows.append(
-                dict(problem=kind, T=int(T), eta=float(eta_star[j]), measured_mean=float(best.mean()),
-                     measured_max=float(best.max()), bound=float(theory.signgd_tuned_bound(delta, T, H)))
+                dict(
+                    problem=kind,
+                    T=int(T),
+                    eta=float(eta_star[j]),
+                    measured_mean=float(best.mean()),
+                    measured_max=float(best.max()),
+                    bound=float(theory.signgd_tuned_bound(delta, T, H)),
+                )
             )
     return pd.DataFrame(rows)
 
@@ -322,16 +349,40 @@ def rmsprop_bound_sweep(
                     beta2 = 1 - c * math.log(T) / T
                     eta = theory.rmsprop_tuned_lr(delta, T, float(H.sum()))
                     out = run_blockwise_rmsprop(
-                        prob, x0, T=T, lr=eta, beta2=beta2, v0=v0, n_seeds=n_seeds if setting == "noisy" else 1,
+                        prob,
+                        x0,
+                        T=T,
+                        lr=eta,
+                        beta2=beta2,
+                        v0=v0,
+                        n_seeds=n_seeds if setting == "noisy" else 1,
                         seed=seed + T,
                     )
                     measured, se = _window_min(out["grad_l1"][:, 0, :], T)
                     b = theory.rmsprop_bound(
-                        delta=delta, T=T, eta=eta, beta2=beta2, H=H.cpu(), sigma=sig.cpu(), v0=v0, grad0_inf=g0
+                        delta=delta,
+                        T=T,
+                        eta=eta,
+                        beta2=beta2,
+                        H=H.cpu(),
+                        sigma=sig.cpu(),
+                        v0=v0,
+                        grad0_inf=g0,
                     )
                     rows.append(
-                        dict(setting=setting, c=c, v0=v0, T=T, eta=eta, beta2=beta2, measured=measured,
-                             measured_se=se, bound=b.total, E=b.E, F=b.F)
+                        dict(
+                            setting=setting,
+                            c=c,
+                            v0=v0,
+                            T=T,
+                            eta=eta,
+                            beta2=beta2,
+                            measured=measured,
+                            measured_se=se,
+                            bound=b.total,
+                            E=b.E,
+                            F=b.F,
+                        )
                     )
     res = pd.DataFrame(rows)
     res["ratio"] = res.measured / res.bound
@@ -383,8 +434,15 @@ def rmsprop_slopes(res: pd.DataFrame) -> pd.DataFrame:
     for (setting, c, v0), s in res.groupby(["setting", "c", "v0"], sort=True):
         slope, se = loglog_fit(s["T"], s.measured)
         rows.append(
-            dict(setting=setting, c=c, v0=v0, measured_slope=slope, measured_slope_se=se,
-                 bound_slope=loglog_slope(s["T"], s.bound), max_ratio=float(s.ratio.max()))
+            dict(
+                setting=setting,
+                c=c,
+                v0=v0,
+                measured_slope=slope,
+                measured_slope_se=se,
+                bound_slope=loglog_slope(s["T"], s.bound),
+                max_ratio=float(s.ratio.max()),
+            )
         )
     return pd.DataFrame(rows)
 
@@ -400,13 +458,30 @@ def lemma316_counterexample() -> dict:
         ``dict(problem=..., x0=..., T=..., eta=..., beta2=..., v0=...)``.
     """
     M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    prob = NoisyQuadratic(M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64), x_star=torch.ones(6, dtype=torch.float64))
-    return dict(problem=prob, x0=torch.zeros(6, dtype=torch.float64), T=400, eta=0.05,
-                beta2=1 - math.log(400) / 400, v0=1e-4)
+    prob = NoisyQuadratic(
+        M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64), x_star=torch.ones(6, dtype=torch.float64)
+    )
+    return dict(
+        problem=prob,
+        x0=torch.zeros(6, dtype=torch.float64),
+        T=400,
+        eta=0.05,
+        beta2=1 - math.log(400) / 400,
+        v0=1e-4,
+    )
 
 
 def rmsprop_lemma_table(
-    A, sigma, x0, *, T: int, c: float, v0: float, n_seeds: int, seed: int = 0, device="cpu",
+    A,
+    sigma,
+    x0,
+    *,
+    T: int,
+    c: float,
+    v0: float,
+    n_seeds: int,
+    seed: int = 0,
+    device="cpu",
     counterexample: bool = True,
 ) -> pd.DataFrame:
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:func:`adamlinf.problems.lemma_report`) on RMSProp runs.
@@ -440,7 +515,14 @@ def rmsprop_lemma_table(
         prob = NoisyQuadratic(A, sigma=sig, device=device)
         eta = theory.rmsprop_tuned_lr(float(prob.loss(x0.to(device))) - prob.min_value, T, H_sum)
         out = run_blockwise_rmsprop(
-            prob, x0, T=T, lr=eta, beta2=beta2, v0=v0, n_seeds=n_seeds if setting == "noisy" else 1, seed=seed,
+            prob,
+            x0,
+            T=T,
+            lr=eta,
+            beta2=beta2,
+            v0=v0,
+            n_seeds=n_seeds if setting == "noisy" else 1,
+            seed=seed,
             lemmas=True,
         )
         rows += [
@@ -464,7 +546,12 @@ def rmsprop_lemma_table(
 # ----------------------------------------------------------------------------------------------
 # l_inf against l_2 geometry (Theorems 3.2 and 3.5)
 def geometry_instances(
-    d: int, *, spectrum: str = "1/i^2", thetas=(0.01, 0.03, 0.1, 0.3), seed: int = 0, haar_seed: int | None = 1,
+    d: int,
+    *,
+    spectrum: str = "1/i^2",
+    thetas=(0.01, 0.03, 0.1, 0.3),
+    seed: int = 0,
+    haar_seed: int | None = 1,
     device="cpu",
 ) -> tuple[list[NoisyQuadratic], pd.DataFrame]:
     r"""A heavy-tailed diagonal Hessian and its rotations, with their ℓ∞ and ℓ2 constants.
@@ -491,24 +578,36 @@ def geometry_instances(
         (:math:`d\|A\|_2`, what an ℓ2 analysis pays), ``exact`` (whether ``H_linf`` is exact).
     """
     lam = problems.spectrum(spectrum, d)
-    family = problems.rotated_family(lam, problems.rotation_path(d, thetas, seed=seed, haar_seed=haar_seed),
-                                     spectrum=spectrum)
+    family = problems.rotated_family(
+        lam, problems.rotation_path(d, thetas, seed=seed, haar_seed=haar_seed), spectrum=spectrum
+    )
     instances, rows = [], []
     for q in family:
         prob = NoisyQuadratic.from_quadratic(q.to(device=device))
         A = prob.A.cpu()
         exact = d <= 22
         rows.append(
-            dict(theta=float(q.theta), H_linf=theory.linf_smoothness(A, method="brute" if exact else "l11"),
-                 sum_H=float(theory.coordinatewise_smoothness(A).sum()), d_l2=d * theory.l2_smoothness(A),
-                 exact=exact)
+            dict(
+                theta=float(q.theta),
+                H_linf=theory.linf_smoothness(A, method="brute" if exact else "l11"),
+                sum_H=float(theory.coordinatewise_smoothness(A).sum()),
+                d_l2=d * theory.l2_smoothness(A),
+                exact=exact,
+            )
         )
         instances.append(prob)
     return instances, pd.DataFrame(rows)
 
 
 def geometry_sweep(
-    instances: list[NoisyQuadratic], x0, *, method: str, delta: float, T_list, lrs, c: float = 4.0,
+    instances: list[NoisyQuadratic],
+    x0,
+    *,
+    method: str,
+    delta: float,
+    T_list,
+    lrs,
+    c: float = 4.0,
     v0: float = 1e-8,
 ) -> pd.DataFrame:
     r"""Tuned SignGD (Theorem 3.2) or RMSProp (Theorem 3.5) on each instance, with the ℓ∞ and ℓ2 bounds.
@@ -563,8 +662,10 @@ def geometry_sweep(
             H_inf = theory.linf_smoothness(A, method="brute" if d <= 22 else "l11")
             for T in T_list:
                 per_T[T] = out[:T].min(0).values
-                bounds[T] = (float(theory.signgd_tuned_bound(delta, T, H_inf)),
-                             float(theory.signgd_tuned_bound(delta, T, d * norm2)))
+                bounds[T] = (
+                    float(theory.signgd_tuned_bound(delta, T, H_inf)),
+                    float(theory.signgd_tuned_bound(delta, T, d * norm2)),
+                )
                 at_lr[T] = np.repeat(theory.signgd_bound(delta, T, lrs, H_inf)[:, None], n, 1)
         else:
             g0 = [float(g) for g in prob.grad(Xs).abs().amax(-1).cpu()]
@@ -574,8 +675,9 @@ def geometry_sweep(
                 per_T[T] = out[T // 2 + 1 :].min(0).values  # (n_lr, n_starts)
 
                 def rhs(Hv: torch.Tensor, eta: float, g: float, T: int = T, beta2: float = beta2) -> float:
-                    return theory.rmsprop_bound(delta=delta, T=T, eta=eta, beta2=beta2, H=Hv, sigma=0.0, v0=v0,
-                                                grad0_inf=g).total
+                    return theory.rmsprop_bound(
+                        delta=delta, T=T, eta=eta, beta2=beta2, H=Hv, sigma=0.0, v0=v0, grad0_inf=g
+                    ).total
 
                 pair = []
                 for Hv in (H, torch.full_like(H, norm2)):
@@ -588,9 +690,18 @@ def geometry_sweep(
                 for i in range(n):
                     value = float(best[j, i])
                     rows.append(
-                        dict(method=method, theta=float(prob.theta), T=int(T), lr=float(lr), start=i, measured=value,
-                             bound_linf=bounds[T][0], bound_l2=bounds[T][1], bound_at_lr=float(at_lr[T][j, i]),
-                             ratio=value / float(at_lr[T][j, i]))
+                        dict(
+                            method=method,
+                            theta=float(prob.theta),
+                            T=int(T),
+                            lr=float(lr),
+                            start=i,
+                            measured=value,
+                            bound_linf=bounds[T][0],
+                            bound_l2=bounds[T][1],
+                            bound_at_lr=float(at_lr[T][j, i]),
+                            ratio=value / float(at_lr[T][j, i]),
+                        )
                     )
     return pd.DataFrame(rows)
 
@@ -609,15 +720,26 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
         One row per ``(method, theta, T)``: ``H`` (:math:`\|A\|_{\infty\to1}` for SignGD,
         :math:`\sum_iH_i` for RMSProp), ``d_l2``, ``best_lr, edge, measured, measured_std, log10_mean,
         log10_std, n_starts, bound_linf, bound_l2``, ``ratio_max_all_lr`` (the largest measured / bound
-        over every step size and start: at most 1 when the theorem holds), ``ratio_linf`` (measured / ℓ∞ bound), ``ratio_l2``, ``l2_over_linf``
+        over every step size and start: at most 1 when the theorem holds), ``ratio_linf`` (measured /
+        ℓ∞ bound), ``ratio_l2``, ``l2_over_linf``
         (the ratio of the two bounds) and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
     """
     const = constants.set_index("theta")
     sweep = sweep.assign(log10=np.log10(sweep.measured.clip(lower=1e-300)))
-    per_lr = sweep.groupby(["method", "theta", "T", "lr"], sort=True).agg(
-        measured=("measured", "mean"), measured_std=("measured", "std"), log10_mean=("log10", "mean"),
-        log10_std=("log10", "std"), n_starts=("start", "nunique"), bound_linf=("bound_linf", "first"),
-        bound_l2=("bound_l2", "first"), ratio_max=("ratio", "max")).reset_index()
+    per_lr = (
+        sweep.groupby(["method", "theta", "T", "lr"], sort=True)
+        .agg(
+            measured=("measured", "mean"),
+            measured_std=("measured", "std"),
+            log10_mean=("log10", "mean"),
+            log10_std=("log10", "std"),
+            n_starts=("start", "nunique"),
+            bound_linf=("bound_linf", "first"),
+            bound_l2=("bound_l2", "first"),
+            ratio_max=("ratio", "max"),
+        )
+        .reset_index()
+    )
     rows = []
     for (method, theta, T), s in per_lr.groupby(["method", "theta", "T"], sort=True):
         k = int(np.argmin(s.measured.to_numpy()))
@@ -625,11 +747,23 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
         cst = const.loc[theta]
         H = float(cst.H_linf if method == "signgd" else cst.sum_H)
         rows.append(
-            dict(method=method, theta=theta, T=int(T), H=H, d_l2=float(cst.d_l2), best_lr=float(best.lr),
-                 edge=k in (0, len(s) - 1), measured=float(best.measured), measured_std=float(best.measured_std),
-                 log10_mean=float(best.log10_mean), log10_std=float(best.log10_std), n_starts=int(best.n_starts),
-                 bound_linf=float(best.bound_linf), bound_l2=float(best.bound_l2),
-                 ratio_max_all_lr=float(s.ratio_max.max()))
+            dict(
+                method=method,
+                theta=theta,
+                T=int(T),
+                H=H,
+                d_l2=float(cst.d_l2),
+                best_lr=float(best.lr),
+                edge=k in (0, len(s) - 1),
+                measured=float(best.measured),
+                measured_std=float(best.measured_std),
+                log10_mean=float(best.log10_mean),
+                log10_std=float(best.log10_std),
+                n_starts=int(best.n_starts),
+                bound_linf=float(best.bound_linf),
+                bound_l2=float(best.bound_l2),
+                ratio_max_all_lr=float(s.ratio_max.max()),
+            )
         )
     out = pd.DataFrame(rows)
     out["ratio_linf"] = out.measured / out.bound_linf
@@ -644,7 +778,8 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
 def blockwise_test_partitions(block_size: int, n_blocks: int) -> dict:
     r"""The partitions compared on the Theorem 3.11 page.
 
-    On a Hessian with ``n_blocks`` diagonal blocks of ``block_size`` (:func:`adamlinf.problems.block_quadratic`):
+    On a Hessian with ``n_blocks`` diagonal blocks of ``block_size``
+    (:func:`adamlinf.problems.block_quadratic`):
     coordinates (Adam), aligned blocks of half, one and two block sizes, blocks of the right size
     shifted by half a block (misaligned), and one block (AdaSGD).
 
@@ -670,12 +805,24 @@ def blockwise_test_partitions(block_size: int, n_blocks: int) -> dict:
 
 
 def blockwise_partition_sweep(
-    A, partition_ids: dict, *, x0, noise: float, T: int, lrs, beta2: float, n_seeds: int, seed: int = 0,
-    exact_max_blocks: int = 8, v0: float = 0.0, device="cpu",
+    A,
+    partition_ids: dict,
+    *,
+    x0,
+    noise: float,
+    T: int,
+    lrs,
+    beta2: float,
+    n_seeds: int,
+    seed: int = 0,
+    exact_max_blocks: int = 8,
+    v0: float = 0.0,
+    device="cpu",
 ) -> pd.DataFrame:
     r"""Theorem 3.11 checked by ranking and by its bound, one row per partition.
 
-    For each partition, blockwise Adam with :math:`\beta_1=0` (:func:`adamlinf.problems.run_blockwise_rmsprop`,
+    For each partition, blockwise Adam with :math:`\beta_1=0`
+    (:func:`adamlinf.problems.run_blockwise_rmsprop`,
     :math:`v_{0,b}=v_0`, isotropic gradient noise ``noise``, all learning rates and seeds batched)
     on :math:`L(x)=\tfrac12x^\top Ax` from ``x0``. The final loss is the mean over the last 10% of
     the steps and over seeds, best over ``lrs``. With ``v0 > 0`` the bound of Theorem 3.11
@@ -730,18 +877,38 @@ def blockwise_partition_sweep(
         bounds = np.full(len(lrs), np.nan)
         if v0 > 0:
             d_b = torch.bincount(idx).to(torch.float64)
-            bounds = np.array([
-                theory.blockwise_adam_bound(
-                    delta=delta, T=T, eta=float(lr), beta2=beta2, H_phi=exact if math.isfinite(exact) else lemma313,
-                    H_b=H_b, sigma_b=noise, d_b=d_b, v0=v0, grad0_phi=float(partitions.custom(idx).norm(g0, prob.d)),
-                ).total
-                for lr in lrs
-            ])
+            bounds = np.array(
+                [
+                    theory.blockwise_adam_bound(
+                        delta=delta,
+                        T=T,
+                        eta=float(lr),
+                        beta2=beta2,
+                        H_phi=exact if math.isfinite(exact) else lemma313,
+                        H_b=H_b,
+                        sigma_b=noise,
+                        d_b=d_b,
+                        v0=v0,
+                        grad0_phi=float(partitions.custom(idx).norm(g0, prob.d)),
+                    ).total
+                    for lr in lrs
+                ]
+            )
         rows.append(
-            dict(partition=name, B=B, bound=lemma313, H_exact=exact, best_lr=float(lrs[k]), final_loss=float(final[k]),
-                 final_loss_std=float(per_seed[k].std()) if n_seeds > 1 else float("nan"), n_seeds=n_seeds,
-                 edge_of_grid=k in (0, len(lrs) - 1), measured_dual=float(measured[k]), thm311_bound=float(bounds[k]),
-                 thm311_ratio_max=float(np.max(measured / bounds)) if v0 > 0 else float("nan"))
+            dict(
+                partition=name,
+                B=B,
+                bound=lemma313,
+                H_exact=exact,
+                best_lr=float(lrs[k]),
+                final_loss=float(final[k]),
+                final_loss_std=float(per_seed[k].std()) if n_seeds > 1 else float("nan"),
+                n_seeds=n_seeds,
+                edge_of_grid=k in (0, len(lrs) - 1),
+                measured_dual=float(measured[k]),
+                thm311_bound=float(bounds[k]),
+                thm311_ratio_max=float(np.max(measured / bounds)) if v0 > 0 else float("nan"),
+            )
         )
     return pd.DataFrame(rows)
 
@@ -751,12 +918,19 @@ def blockwise_partition_sweep(
 def _bound_row(claim: str, ratio_max: float, n: int, *, scale: str, page: str, paper: str) -> dict:
     verdict = verdicts.HOLDS if ratio_max <= 1 + 1e-12 else verdicts.FAILS
     return verdicts.verdict_row(
-        claim, verdict, ours=f"largest measured / bound = {report.fmt(ratio_max)} over {n} cases", scale=scale,
-        paper=paper, rule="every case ≤ 1 (deterministic float64)", page=page,
+        claim,
+        verdict,
+        ours=f"largest measured / bound = {report.fmt(ratio_max)} over {n} cases",
+        scale=scale,
+        paper=paper,
+        rule="every case ≤ 1 (deterministic float64)",
+        page=page,
     )
 
 
-def _slope_row(claim: str, slope: float, se: float, *, at_most: float, scale: str, page: str, paper: str) -> dict:
+def _slope_row(
+    claim: str, slope: float, se: float, *, at_most: float, scale: str, page: str, paper: str
+) -> dict:
     """A fitted log-log slope that the theory says is at most ``at_most`` (decays at least that fast)."""
     if not math.isfinite(slope) or not math.isfinite(se) or se > 0.1:
         verdict = verdicts.INCONCLUSIVE  # no fit, or not a power law (standard error > 0.1)
@@ -765,13 +939,19 @@ def _slope_row(claim: str, slope: float, se: float, *, at_most: float, scale: st
     else:
         verdict = verdicts.FAILS
     return verdicts.verdict_row(
-        claim, verdict, ours=f"slope {report.pm(slope, se)}", scale=scale, paper=paper,
+        claim,
+        verdict,
+        ours=f"slope {report.pm(slope, se)}",
+        scale=scale,
+        paper=paper,
         rule=f"slope ≤ {at_most:g} + 2 × standard error of the fit (a fit with error > 0.1 is no power law)",
         page=page,
     )
 
 
-def geometry_verdicts(fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, scale: str, page: str) -> list[dict]:
+def geometry_verdicts(
+    fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, scale: str, page: str
+) -> list[dict]:
     r"""The four claims of the ℓ∞-against-ℓ2 instances (:func:`geometry_fit`) as verdict rows.
 
     1. The theorem's bound holds at every step size, horizon and instance.
@@ -801,7 +981,9 @@ def geometry_verdicts(fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, s
     spread_l2 = float(last.ratio_l2.max() / last.ratio_l2.min())
     diag, haar = last[last.theta == 0].iloc[0], last[last.theta == last.theta.max()].iloc[0]
     per_start = sweep[(sweep["T"] == Tmax) & sweep.theta.isin([diag.theta, haar.theta])]
-    per_start = per_start[np.isclose(per_start.lr, np.where(per_start.theta == diag.theta, diag.best_lr, haar.best_lr))]
+    per_start = per_start[
+        np.isclose(per_start.lr, np.where(per_start.theta == diag.theta, diag.best_lr, haar.best_lr))
+    ]
     logs = np.log10(per_start.pivot(index="start", columns="theta", values="measured").clip(lower=1e-300))
     diff = verdicts.Measured.from_seeds(logs[haar.theta] - logs[diag.theta])
     const = "‖A‖∞→1" if theorem == "Theorem 3.2" else "Σᵢ Hᵢ = ‖A‖₁,₁"
@@ -811,14 +993,24 @@ def geometry_verdicts(fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, s
             verdicts.HOLDS if fit.ratio_max_all_lr.max() <= 1 + 1e-12 else verdicts.FAILS,
             ours=f"largest measured / bound = {report.fmt(float(fit.ratio_max_all_lr.max()))} "
             f"({n_cases} instance × T pairs, every step size and start)",
-            scale=scale, paper="bound holds (RECONSTRUCTED)", rule="every case ≤ 1 (deterministic float64)", page=page,
+            scale=scale,
+            paper="bound holds (RECONSTRUCTED)",
+            rule="every case ≤ 1 (deterministic float64)",
+            page=page,
         ),
         verdicts.verdict_row(
             f"{theorem}: the tuned rate grows with the ℓ∞ constant {const}",
-            verdicts.HOLDS if slope - 2 * se > 0 else verdicts.FAILS if slope + 2 * se < 0 else verdicts.INCONCLUSIVE,
+            verdicts.HOLDS
+            if slope - 2 * se > 0
+            else verdicts.FAILS
+            if slope + 2 * se < 0
+            else verdicts.INCONCLUSIVE,
             ours=f"log-log slope of the measurement against {const} at T = {Tmax}: {report.pm(slope, se)} "
             f"({len(last)} instances)",
-            scale=scale, paper="rate ∝ √(constant) (bound)", rule="slope > 2 × standard error of the fit", page=page,
+            scale=scale,
+            paper="rate ∝ √(constant) (bound)",
+            rule="slope > 2 × standard error of the fit",
+            page=page,
         ),
         verdicts.verdict_row(
             f"{theorem}: measured / bound is steadier across rotations with the ℓ∞ constant than with d‖A‖₂",
@@ -826,25 +1018,40 @@ def geometry_verdicts(fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, s
             ours=f"max/min over rotations: {report.fmt(spread_inf)} (ℓ∞) vs {report.fmt(spread_l2)} (ℓ2); "
             f"ℓ2 bound / ℓ∞ bound = {report.fmt(float(diag.l2_over_linf))} on the diagonal "
             f"(√(d‖A‖₂/H) = {report.fmt(float(diag.predicted))})",
-            scale=scale, paper="ℓ2 bound loose by √(d‖A‖₂/H)", rule="exact (deterministic runs)", page=page,
+            scale=scale,
+            paper="ℓ2 bound loose by √(d‖A‖₂/H)",
+            rule="exact (deterministic runs)",
+            page=page,
         ),
         verdicts.verdict_row(
             f"{theorem}: rotating the instance slows the tuned method (diagonal beats Haar)",
             verdicts.compare(verdicts.Measured.exact(0.0), diff),
-            ours=f"log₁₀(Haar / diagonal) at T = {Tmax}, paired over starts: {diff.text()}; the diagonal is lower "
+            ours=f"log₁₀(Haar / diagonal) at T = {Tmax}, paired over starts: {diff.text()}; "
+            "the diagonal is lower "
             f"on {int((logs[haar.theta] > logs[diag.theta]).sum())} of {diff.n} starts "
             f"(means {report.fmt(float(diag.measured))} vs {report.fmt(float(haar.measured))})",
-            scale=scale, paper="ℓ∞ geometry is not rotation invariant", page=page,
+            scale=scale,
+            paper="ℓ∞ geometry is not rotation invariant",
+            page=page,
             rule=f"paired difference > 2 × its std over {diff.n} starts",
         ),
     ]
     return rows
 
 
-def signgd_verdicts(grid: pd.DataFrame, rate: pd.DataFrame, fit: pd.DataFrame, sweep: pd.DataFrame, *, scale: str,
-                    page: str = "thm32_signgd") -> pd.DataFrame:
-    """The Theorem 3.2 page's verdict table: the bound over the grid, the tuned rate per problem and
-    the geometry claims (:func:`geometry_verdicts`).
+def signgd_verdicts(
+    grid: pd.DataFrame,
+    rate: pd.DataFrame,
+    fit: pd.DataFrame,
+    sweep: pd.DataFrame,
+    *,
+    scale: str,
+    page: str = "thm32_signgd",
+) -> pd.DataFrame:
+    """The Theorem 3.2 page's verdict table.
+
+    Rows: the bound over the grid, the tuned rate per problem and the geometry claims
+    (:func:`geometry_verdicts`).
 
     Args:
         grid: :func:`signgd_bound_grid`'s table.
@@ -857,19 +1064,43 @@ def signgd_verdicts(grid: pd.DataFrame, rate: pd.DataFrame, fit: pd.DataFrame, s
     Returns:
         The verdict table (columns of :data:`adamlinf.studies.verdicts.VERDICT_COLUMNS`).
     """
-    rows = [_bound_row("Theorem 3.2: min over t < T of ‖∇L(xₜ)‖₁ ≤ Δ/(Tη) + Hη/2 for every T, η and start",
-                       float(grid.ratio_max.max()), len(grid), scale=scale, page=page, paper="bound holds (RECONSTRUCTED)")]
+    rows = [
+        _bound_row(
+            "Theorem 3.2: min over t < T of ‖∇L(xₜ)‖₁ ≤ Δ/(Tη) + Hη/2 for every T, η and start",
+            float(grid.ratio_max.max()),
+            len(grid),
+            scale=scale,
+            page=page,
+            paper="bound holds (RECONSTRUCTED)",
+        )
+    ]
     for kind, s in rate.groupby("problem"):
         slope, se = loglog_fit(s["T"], s.measured_mean)
-        rows.append(_slope_row(f"Theorem 3.2 at η* = √(2Δ/(TH)), {kind} problem: rate T^(−1/2) or faster", slope, se,
-                               at_most=-0.5, scale=scale, page=page, paper="T^(−1/2)"))
+        rows.append(
+            _slope_row(
+                f"Theorem 3.2 at η* = √(2Δ/(TH)), {kind} problem: rate T^(−1/2) or faster",
+                slope,
+                se,
+                at_most=-0.5,
+                scale=scale,
+                page=page,
+                paper="T^(−1/2)",
+            )
+        )
     rows += geometry_verdicts(fit, sweep, theorem="Theorem 3.2", scale=scale, page=page)
     return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))
 
 
-def rmsprop_verdicts(res: pd.DataFrame, slopes: pd.DataFrame, lemmas: pd.DataFrame, fit: pd.DataFrame,
-                     sweep: pd.DataFrame, *,
-                     scale: str, page: str = "thm35_rmsprop") -> pd.DataFrame:
+def rmsprop_verdicts(
+    res: pd.DataFrame,
+    slopes: pd.DataFrame,
+    lemmas: pd.DataFrame,
+    fit: pd.DataFrame,
+    sweep: pd.DataFrame,
+    *,
+    scale: str,
+    page: str = "thm35_rmsprop",
+) -> pd.DataFrame:
     r"""The Theorem 3.5 page's verdict table.
 
     Rows: the bound over every configuration of :func:`rmsprop_bound_sweep`; the noisy rate
@@ -892,42 +1123,81 @@ def rmsprop_verdicts(res: pd.DataFrame, slopes: pd.DataFrame, lemmas: pd.DataFra
         The verdict table.
     """
     c_main, v0_min, v0_max, Tmax = res.c.max(), res.v0.min(), res.v0.max(), res["T"].max()
-    rows = [_bound_row("Theorem 3.5: min over T/2 < t ≤ T of E‖∇L(xₜ)‖₁ ≤ E + √E·√(…) (deterministic and noisy)",
-                       float(res.ratio.max()), len(res), scale=scale, page=page,
-                       paper="bound holds (RECONSTRUCTED)")]
+    rows = [
+        _bound_row(
+            "Theorem 3.5: min over T/2 < t ≤ T of E‖∇L(xₜ)‖₁ ≤ E + √E·√(…) (deterministic and noisy)",
+            float(res.ratio.max()),
+            len(res),
+            scale=scale,
+            page=page,
+            paper="bound holds (RECONSTRUCTED)",
+        )
+    ]
     rows[0]["rule"] = "every configuration ≤ 1 (noisy: mean over seeds)"
     for setting, rate, at_most in (("noisy", "(log T/T)^(1/4)", -0.25), ("deterministic", "T^(−1/2)", -0.5)):
         s = slopes[(slopes.setting == setting) & (slopes.c == c_main) & (slopes.v0 == v0_min)].iloc[0]
-        rows.append(_slope_row(f"Corollary {'3.6' if setting == 'noisy' else '3.7'}: {setting} rate {rate} or faster "
-                               f"(c = {c_main:g}, v₀ = {v0_min:g})", float(s.measured_slope),
-                               float(s.measured_slope_se), at_most=at_most, scale=scale, page=page, paper=rate))
+        rows.append(
+            _slope_row(
+                f"Corollary {'3.6' if setting == 'noisy' else '3.7'}: {setting} rate {rate} or faster "
+                f"(c = {c_main:g}, v₀ = {v0_min:g})",
+                float(s.measured_slope),
+                float(s.measured_slope_se),
+                at_most=at_most,
+                scale=scale,
+                page=page,
+                paper=rate,
+            )
+        )
     big = res[(res.setting == "noisy") & (res.c == c_main) & (res["T"] == Tmax)].set_index("v0")
     small = verdicts.Measured(float(big.measured[v0_min]), float(big.measured_se[v0_min]) * math.sqrt(2), 2)
     large = verdicts.Measured(float(big.measured[v0_max]), float(big.measured_se[v0_max]) * math.sqrt(2), 2)
     worse = verdicts.compare(small, large) == verdicts.HOLDS
-    rows.append(verdicts.verdict_row(
-        f"Corollary 3.6: a large v₀ is harmless when 1 − β₂ = c·log T/T with c = {c_main:g} (noisy, T = {Tmax})",
-        verdicts.FAILS if worse else verdicts.HOLDS,
-        ours=f"v₀ = {v0_max:g}: {report.pm(large.value, float(big.measured_se[v0_max]))} vs "
-        f"v₀ = {v0_min:g}: {report.pm(small.value, float(big.measured_se[v0_min]))} (± standard error)",
-        scale=scale, paper="δ_T vanishes faster than any polynomial", page=page,
-        rule="fails only if the large v₀ is worse by > 2 × seed std"))
+    rows.append(
+        verdicts.verdict_row(
+            f"Corollary 3.6: a large v₀ is harmless when 1 − β₂ = c·log T/T with c = {c_main:g} "
+            f"(noisy, T = {Tmax})",
+            verdicts.FAILS if worse else verdicts.HOLDS,
+            ours=f"v₀ = {v0_max:g}: {report.pm(large.value, float(big.measured_se[v0_max]))} vs "
+            f"v₀ = {v0_min:g}: {report.pm(small.value, float(big.measured_se[v0_min]))} (± standard error)",
+            scale=scale,
+            paper="δ_T vanishes faster than any polynomial",
+            page=page,
+            rule="fails only if the large v₀ is worse by > 2 × seed std",
+        )
+    )
     main = lemmas[~lemmas.lemma.str.contains("c = 1|smallest", regex=True)]
     c1 = lemmas[lemmas.lemma.str.contains("c = 1", regex=False)]
     c_needed = lemmas[lemmas.lemma.str.contains("smallest")].lhs.max()
-    rows.append(verdicts.verdict_row(
-        "Lemmas 3.14, 3.15, 3.16 (with c = 2) and C.1 on RMSProp runs", verdicts.HOLDS if main.holds.all() else verdicts.FAILS,
-        ours=f"{int(main.holds.sum())} of {len(main)} checks hold", scale=scale, paper="the lemmas (RECONSTRUCTED)",
-        rule="not violated by more than 4 standard errors", page=page))
-    rows.append(verdicts.verdict_row(
-        "Lemma 3.16 with the constant c = 1", verdicts.HOLDS if c1.holds.all() else verdicts.FAILS,
-        ours=f"violated on {int((~c1.holds).sum())} of {len(c1)} runs; largest c needed {report.fmt(float(c_needed))}",
-        scale=scale, paper="constant NOT RECOVERED", rule="not violated by more than 4 standard errors", page=page))
+    rows.append(
+        verdicts.verdict_row(
+            "Lemmas 3.14, 3.15, 3.16 (with c = 2) and C.1 on RMSProp runs",
+            verdicts.HOLDS if main.holds.all() else verdicts.FAILS,
+            ours=f"{int(main.holds.sum())} of {len(main)} checks hold",
+            scale=scale,
+            paper="the lemmas (RECONSTRUCTED)",
+            rule="not violated by more than 4 standard errors",
+            page=page,
+        )
+    )
+    rows.append(
+        verdicts.verdict_row(
+            "Lemma 3.16 with the constant c = 1",
+            verdicts.HOLDS if c1.holds.all() else verdicts.FAILS,
+            ours=f"violated on {int((~c1.holds).sum())} of {len(c1)} runs; "
+            f"largest c needed {report.fmt(float(c_needed))}",
+            scale=scale,
+            paper="constant NOT RECOVERED",
+            rule="not violated by more than 4 standard errors",
+            page=page,
+        )
+    )
     rows += geometry_verdicts(fit, sweep, theorem="Theorem 3.5", scale=scale, page=page)
     return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))
 
 
-def blockwise_verdicts(res: pd.DataFrame, *, block_size: int, scale: str, page: str = "thm311_blockwise") -> pd.DataFrame:
+def blockwise_verdicts(
+    res: pd.DataFrame, *, block_size: int, scale: str, page: str = "thm311_blockwise"
+) -> pd.DataFrame:
     r"""The Theorem 3.11 page's verdict table.
 
     Rows: the bound of Theorem 3.11 at every learning rate and partition (measured / bound at most 1);
@@ -947,39 +1217,80 @@ def blockwise_verdicts(res: pd.DataFrame, *, block_size: int, scale: str, page: 
     """
     rows = []
     if res.thm311_ratio_max.notna().all():
-        rows.append(_bound_row("Theorem 3.11: min over T/2 < t ≤ T of E‖∇L(xₜ)‖_Φ,* ≤ E + √E·√(…) for every partition "
-                               "and learning rate", float(res.thm311_ratio_max.max()), len(res), scale=scale, page=page,
-                               paper="bound holds (RECONSTRUCTED)"))
+        rows.append(
+            _bound_row(
+                "Theorem 3.11: min over T/2 < t ≤ T of E‖∇L(xₜ)‖_Φ,* ≤ E + √E·√(…) for every partition "
+                "and learning rate",
+                float(res.thm311_ratio_max.max()),
+                len(res),
+                scale=scale,
+                page=page,
+                paper="bound holds (RECONSTRUCTED)",
+            )
+        )
         rows[-1]["rule"] = "every partition and learning rate ≤ 1 (mean over seeds)"
-        rows[-1]["ours"] = (f"largest measured / bound = {report.fmt(float(res.thm311_ratio_max.max()))} over "
-                            f"{len(res)} partitions, every learning rate")
+        rows[-1]["ours"] = (
+            f"largest measured / bound = {report.fmt(float(res.thm311_ratio_max.max()))} over "
+            f"{len(res)} partitions, every learning rate"
+        )
     rho, p = stats.spearmanr(res.bound, res.final_loss)
-    verdict = (verdicts.HOLDS if rho > 0 and p < 0.05 else verdicts.FAILS if rho < 0 and p < 0.05
-               else verdicts.INCONCLUSIVE)
-    rows.append(verdicts.verdict_row(
-        "Theorem 3.11: partitions with a smaller H(L, Φ) bound reach a lower tuned loss", verdict,
-        ours=f"Spearman ρ = {report.fmt(float(rho))} (p = {report.fmt(float(p), 2)}, {len(res)} partitions)",
-        scale=scale, paper="leading constant η·H(L, Φ)", rule="ρ > 0 with p < 0.05", page=page))
-    values = {r.partition: verdicts.Measured(float(r.final_loss), float(r.final_loss_std), int(r.n_seeds))
-              for r in res.itertuples()}
+    verdict = (
+        verdicts.HOLDS
+        if rho > 0 and p < 0.05
+        else verdicts.FAILS
+        if rho < 0 and p < 0.05
+        else verdicts.INCONCLUSIVE
+    )
+    rows.append(
+        verdicts.verdict_row(
+            "Theorem 3.11: partitions with a smaller H(L, Φ) bound reach a lower tuned loss",
+            verdict,
+            ours=f"Spearman ρ = {report.fmt(float(rho))} (p = {report.fmt(float(p), 2)}, "
+            f"{len(res)} partitions)",
+            scale=scale,
+            paper="leading constant η·H(L, Φ)",
+            rule="ρ > 0 with p < 0.05",
+            page=page,
+        )
+    )
+    values = {
+        r.partition: verdicts.Measured(float(r.final_loss), float(r.final_loss_std), int(r.n_seeds))
+        for r in res.itertuples()
+    }
     paper = "smaller H(L, Φ) ⇒ faster (Theorem 3.11)"
     claims = [
-        verdicts.Claim("aligned blocks beat misaligned blocks of the same size", f"aligned, size {block_size}",
-                       f"misaligned, size {block_size}", paper),
-        verdicts.Claim("aligned blocks beat coordinates (Adam)", f"aligned, size {block_size}", "coordinates (Adam)", paper),
-        verdicts.Claim("coordinates (Adam) beat one block (AdaSGD)", "coordinates (Adam)", "one block (AdaSGD)", paper),
+        verdicts.Claim(
+            "aligned blocks beat misaligned blocks of the same size",
+            f"aligned, size {block_size}",
+            f"misaligned, size {block_size}",
+            paper,
+        ),
+        verdicts.Claim(
+            "aligned blocks beat coordinates (Adam)",
+            f"aligned, size {block_size}",
+            "coordinates (Adam)",
+            paper,
+        ),
+        verdicts.Claim(
+            "coordinates (Adam) beat one block (AdaSGD)", "coordinates (Adam)", "one block (AdaSGD)", paper
+        ),
     ]
     table = verdicts.claims_table(values, claims, scale=scale, page=page)
     return pd.concat([pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS)), table], ignore_index=True)
 
 
 #: Theorem 2.2: which optimizer is equivariant under which transformation.
-EQUIVARIANT = {"sgd": ("rotation", "permutation"), "adasgd": ("rotation", "permutation"),
-               "adam": ("permutation",), "signgd": ("permutation",)}
+EQUIVARIANT = {
+    "sgd": ("rotation", "permutation"),
+    "adasgd": ("rotation", "permutation"),
+    "adam": ("permutation",),
+    "signgd": ("permutation",),
+}
 
 
-def equivariance_verdicts(gaps: pd.DataFrame, optimizers: dict, *, scale: str, tol: float = 1e-10,
-                          page: str = "thm22_equivariance") -> pd.DataFrame:
+def equivariance_verdicts(
+    gaps: pd.DataFrame, optimizers: dict, *, scale: str, tol: float = 1e-10, page: str = "thm22_equivariance"
+) -> pd.DataFrame:
     """The Theorem 2.2 page's verdict table: one row per optimizer and kind of transformation.
 
     A run is equivariant on an instance when its relative gap (:func:`equivariance_gaps`) is below
@@ -1004,12 +1315,30 @@ def equivariance_verdicts(gaps: pd.DataFrame, optimizers: dict, *, scale: str, t
             predicted = kind in EQUIVARIANT[cfg["name"]]
             lo, hi = float(g.min()), float(g.max())
             if predicted:
-                verdict = verdicts.HOLDS if hi < tol else verdicts.FAILS if lo > 1e3 * tol else verdicts.INCONCLUSIVE
+                verdict = (
+                    verdicts.HOLDS
+                    if hi < tol
+                    else verdicts.FAILS
+                    if lo > 1e3 * tol
+                    else verdicts.INCONCLUSIVE
+                )
             else:
-                verdict = verdicts.HOLDS if lo > 1e3 * tol else verdicts.FAILS if hi < tol else verdicts.INCONCLUSIVE
-            rows.append(verdicts.verdict_row(
-                f"Theorem 2.2: {label} is {'' if predicted else 'not '}{kind}-equivariant", verdict,
-                ours=f"relative gap {report.fmt(lo, 2)} to {report.fmt(hi, 2)} over {len(g)} draws",
-                scale=scale, paper="equivariant" if predicted else "not equivariant",
-                rule=f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}", page=page))
+                verdict = (
+                    verdicts.HOLDS
+                    if lo > 1e3 * tol
+                    else verdicts.FAILS
+                    if hi < tol
+                    else verdicts.INCONCLUSIVE
+                )
+            rows.append(
+                verdicts.verdict_row(
+                    f"Theorem 2.2: {label} is {'' if predicted else 'not '}{kind}-equivariant",
+                    verdict,
+                    ours=f"relative gap {report.fmt(lo, 2)} to {report.fmt(hi, 2)} over {len(g)} draws",
+                    scale=scale,
+                    paper="equivariant" if predicted else "not equivariant",
+                    rule=f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}",
+                    page=page,
+                )
+            )
     return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))
