@@ -6,6 +6,9 @@
   verbatim (a literal block) on the API page instead of failing a ``--warningiserror`` build.
 * A ``{prf:ref}`` to an unnumbered theorem box (the book's boxes carry the paper's numbers in their
   titles) reads "Theorem 3.2", the start of the box's title, instead of sphinx-proof's bare "Theorem".
+* A Markdown link to a labelled section of another page, ``[notes](../reconstruction.md#thm-3-2-notes)``,
+  resolves: MyST looks such fragments up among heading slugs only, so each section's labels are
+  added to them.
 """
 
 from __future__ import annotations
@@ -96,6 +99,17 @@ def _collect_proof_titles(app, doctree):
             titles[node["label"]] = (app.env.docname, node.get("title", ""))
 
 
+def _label_slugs(app, doctree):
+    from docutils import nodes
+
+    slugs = app.env.metadata[app.env.docname].setdefault("myst_slugs", {})
+    for section in doctree.traverse(nodes.section):
+        title = section.next_node(nodes.title)
+        text = title.astext() if title else ""
+        for label in section["ids"]:
+            slugs.setdefault(label, (1, label, text))
+
+
 def _purge_proof_titles(app, env, docname):
     titles = env.__dict__.get("adamlinf_proof_titles", {})
     for label in [k for k, (doc, _) in titles.items() if doc == docname]:
@@ -127,6 +141,7 @@ def setup(app):
     app.connect("autodoc-process-docstring", _docstring_math, priority=800)
     app.connect("autodoc-process-docstring", _verbatim_if_broken, priority=900)
     app.connect("doctree-read", _collect_proof_titles)
+    app.connect("doctree-read", _label_slugs)
     app.connect("env-purge-doc", _purge_proof_titles)
     app.connect("env-merge-info", _merge_proof_titles)
     app.connect("doctree-resolved", _name_unnumbered_refs)
