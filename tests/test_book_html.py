@@ -1,7 +1,8 @@
 """Checks of the built book (``_build/html``), as a reader's browser would show it.
 
-Skipped when the book has not been built (``make book``); ``ADAMLINF_BOOK_HTML`` points the checks at
-another build. Each check collects every offending page and element, so one run lists them all.
+Skipped when the book has not been built (``make book``), unless ``ADAMLINF_BOOK_HTML_REQUIRED=1`` (CI,
+after ``make book``); ``ADAMLINF_BOOK_HTML`` points the checks at another build. Each check collects
+every offending page and element, so one run lists them all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ bs4 = pytest.importorskip("bs4")
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = Path(os.environ.get("ADAMLINF_BOOK_HTML", ROOT / "_build" / "html"))
+
+if os.environ.get("ADAMLINF_BOOK_HTML_REQUIRED") and not (HTML / "index.html").exists():
+    raise RuntimeError(f"ADAMLINF_BOOK_HTML_REQUIRED is set but the book is not built ({HTML})")
 
 pytestmark = pytest.mark.skipif(
     not (HTML / "index.html").exists(), reason=f"the book is not built ({HTML}): run make book"
