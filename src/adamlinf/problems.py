@@ -44,7 +44,7 @@ code): Adam = ``torch.optim.Adam`` (bias correction, :math:`\epsilon` outside th
 :math:`\|g\|_2^2/d` (Algorithm 2, authors' code form); SGD = ``torch.optim.SGD`` with
 momentum :math:`\mu = \beta_1` (heavy ball, no dampening); SignGD :math:`x \leftarrow x - \eta
 \operatorname{sign}(g)`. :func:`run_one_by_one` runs one combination with the optimizer *classes*
-(``adamlinf.optim.create(..., torch_form=True)``, which the optimizer helper implements to equal
+(``adamlinf.optim.create(..., torch_form=True)``, which is implemented to equal
 ``torch.optim.Adam``) and is the reference the batched maths is tested against.
 """
 
@@ -512,7 +512,7 @@ def build_experiment(
     dtype=torch.float64,
     device="cpu",
 ) -> Experiment:
-    r"""The rows of Table 1 (RECONSTRUCTED layout, ``PAPER_MATH.md`` §5).
+    r"""The rows of Table 1 (RECONSTRUCTED layout; see the reconstruction notes).
 
     Problems: the diagonal :math:`L` (spectrum :func:`power_law_spectrum`) and
     :math:`L_\theta` for each ``theta``. Rows, each in the column ``beta1=0`` with
