@@ -61,11 +61,12 @@ INJECTED = ("scale", "results_dir")
 PUBLISHED_SCALES = ("gpu",)
 #: Integer parameters that count something and must be at least 1 (by name).
 _COUNT = re.compile(
-    r"^(n|num)_|^(T|T\d+|d|k|n)$|_(size|layers?|heads?|embd|probes|seeds|draws|samples)$|"
-    r"^(max_iters|batch_size|global_batch|block_size|n_layer|n_head|n_embd|seeds|repeats)$"
+    r"^(n|num)_|_n_|^(T|T\d+|d|k|n|steps|epochs|width|workers|threads|seeds|repeats)$|"
+    r"_(d|k|size|layers?|heads?|embd|probes|seeds|draws|samples|reps|batch|blocks|per_node|per_worker|"
+    r"per_epoch)$|^(max_iters|batch_size|global_batch|block_size)$"
 )
 #: Integer parameters that may be 0 but not negative (intervals, warm-up lengths, seeds).
-_NONNEGATIVE = re.compile(r"(_iters|_steps|_interval|_every|^seed|_seed)$")
+_NONNEGATIVE = re.compile(r"(_iters|_steps|_interval|_every|^seed|_seed)$|^max_")
 
 
 def notebook_order(toc_path: Path | None = None) -> list[str]:
