@@ -96,7 +96,7 @@ OPTIMIZERS = {
 
 # %%
 traj = study.equivariance_trajectories_2d(OPTIMIZERS, angle_deg=angle_deg, T=T2, eigenvalues=(1.0, 4.0))
-save_table(traj, results_dir / "trajectories_2d.csv", params=params)
+_ = save_table(traj, results_dir / "trajectories_2d.csv", params=params)
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(2, 4, figsize=(7.5, 4.4), sharex=True, sharey=True)
@@ -143,7 +143,7 @@ _ = report.figure(
 
 # %%
 gaps = study.equivariance_gaps(OPTIMIZERS, d=d, T=T, n_transforms=n_transforms, seed=seed)
-save_table(gaps, results_dir / "gaps.csv", params=params)
+_ = save_table(gaps, results_dir / "gaps.csv", params=params)
 worst = gaps.groupby(["optimizer", "transformation"], sort=False).gap.max().unstack().reset_index()
 _ = report.table(
     worst,

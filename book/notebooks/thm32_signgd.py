@@ -144,8 +144,8 @@ grid = study.signgd_bound_grid(
     problem_set, T_list=T_list, etas=np.geomspace(eta_min, eta_max, n_eta), delta=delta
 )
 rate = study.signgd_tuned_rate(problem_set, T_list=T_list, delta=delta)
-save_table(grid, results_dir / "grid.csv", params=params)
-save_table(rate, results_dir / "rate.csv", params=params)
+_ = save_table(grid, results_dir / "grid.csv", params=params)
+_ = save_table(rate, results_dir / "rate.csv", params=params)
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6), sharey=True)
@@ -204,9 +204,9 @@ sweep = study.geometry_sweep(
     lrs=np.geomspace(geo_lr_min, geo_lr_max, geo_n_lr),
 )
 fit = study.geometry_fit(sweep, constants)
-save_table(constants, results_dir / "geometry_constants.csv", params=params)
-save_table(sweep, results_dir / "geometry_sweep.csv", params=params)
-save_table(fit, results_dir / "geometry_fit.csv", params=params)
+_ = save_table(constants, results_dir / "geometry_constants.csv", params=params)
+_ = save_table(sweep, results_dir / "geometry_sweep.csv", params=params)
+_ = save_table(fit, results_dir / "geometry_fit.csv", params=params)
 _ = report.table(
     constants.rename(columns={"H_linf": "H = ‖A‖∞→1", "sum_H": "‖A‖₁,₁", "d_l2": "d‖A‖₂"}),
     caption=f"The instances (d = {geo_d}; θ = ∞ is a Haar rotation): the ℓ∞ constants rise with the rotation, "

@@ -230,8 +230,8 @@ res = study.rmsprop_bound_sweep(
     A, sigma, x0, T_list=T_list, v0_list=v0_list, c_list=c_list, n_seeds=n_seeds, seed=seed, device=device
 )
 slopes = study.rmsprop_slopes(res)
-save_table(res, results_dir / "rmsprop_bound.csv", params=params)
-save_table(slopes, results_dir / "slopes.csv", params=params)
+_ = save_table(res, results_dir / "rmsprop_bound.csv", params=params)
+_ = save_table(slopes, results_dir / "slopes.csv", params=params)
 
 # %% tags=["hide-input"]
 c_main = max(c_list)
@@ -279,7 +279,7 @@ _ = report.table(
 lem = study.rmsprop_lemma_table(
     A, sigma, x0, T=max(T_list), c=c_main, v0=1e-2, n_seeds=n_seeds, seed=seed, device=device
 )
-save_table(lem, results_dir / "lemmas.csv", params=params)
+_ = save_table(lem, results_dir / "lemmas.csv", params=params)
 _ = report.table(
     lem,
     caption="Lemmas 3.14–3.16 and C.1 (RECONSTRUCTED): left and right sides, the slack "
@@ -327,17 +327,15 @@ sweep = study.geometry_sweep(
     v0=geo_v0,
 )
 fit = study.geometry_fit(sweep, constants)
-save_table(constants, results_dir / "geometry_constants.csv", params=params)
-save_table(sweep, results_dir / "geometry_sweep.csv", params=params)
-save_table(fit, results_dir / "geometry_fit.csv", params=params)
+_ = save_table(constants, results_dir / "geometry_constants.csv", params=params)
+_ = save_table(sweep, results_dir / "geometry_sweep.csv", params=params)
+_ = save_table(fit, results_dir / "geometry_fit.csv", params=params)
 _ = report.table(
     fit[
         [
             "theta",
             "T",
             "H",
-            "d_l2",
-            "best_lr",
             "measured",
             "bound_linf",
             "bound_l2",
