@@ -735,11 +735,21 @@ def test_l11_band_is_a_bootstrap_interval_around_the_estimate():
     assert (more.hi - more.lo) / more.total < 0.6 * (e.hi - e.lo) / e.total  # ~ 1/sqrt(n)
     none = hs.l11_norm(H, 40, seed=1, progress=False, band_level=None)
     assert none.band_method == "none" and math.isnan(none.lo) and none.total == e.total
-    # the bootstrap of the median estimate, by hand for one resample set
-    lo_r, hi_r = hs.bootstrap_band(
-        torch.stack([hs.cauchy_probe(30, 1, k) for k in range(40)]) @ H.T, "median", level=0.9, seed=1
+    # the band is the bootstrap of the probes' first-order terms Z_k, divided by the bias factor
+    samples = torch.stack([hs.cauchy_probe(30, 1, k) for k in range(40)]) @ H.T
+    lo_r, hi_r = hs.bootstrap_band(samples, "median", level=0.9, seed=1)
+    c = hs.cauchy_bias_factor(40, "median")
+    assert e.lo == pytest.approx(min(e.total, e.total * lo_r / c)) and e.hi == pytest.approx(
+        e.total * hi_r / c
     )
-    assert e.lo == pytest.approx(min(e.total, e.total * lo_r)) and e.hi == pytest.approx(e.total * hi_r)
+    # Z_k by hand, and the bootstrap ratios are 1 - pi (mean Z* - mean Z) / N
+    gam = samples.abs().quantile(0.5, dim=0)
+    Z = (((samples.abs() <= gam).to(F64) - 0.5) * gam).sum(1)
+    idx = torch.randint(
+        0, 40, (2000, 40), generator=torch.Generator().manual_seed(hs._probe_seed(1, 1 << 40))
+    )
+    ratios = 1 - math.pi * (Z[idx].mean(1) - Z.mean()) / gam.sum()
+    assert lo_r == pytest.approx(float(np.quantile(ratios.numpy(), 0.05)), rel=1e-10)
 
 
 @pytest.mark.parametrize("variant", ["median", "iqr"])
@@ -795,3 +805,42 @@ def test_rate_verdicts():
     v = est_study.rate_verdicts(fits, scale="ci")
     assert list(v.verdict) == ["holds", "fails", "inconclusive"]  # medians -0.48, -0.9, -0.75
     assert set(v.columns) >= {"claim", "paper", "ours", "verdict", "rule", "scale", "page"}
+
+
+class _Diagonal:
+    """A diagonal Hessian as an operator: its rows are independent Cauchy scales."""
+
+    def __init__(self, diag):
+        self.diag, self.d, self.dtype, self.device = diag, diag.shape[0], diag.dtype, diag.device
+
+    def matvec(self, v):
+        return self.diag * v
+
+
+def test_l11_band_with_independent_rows_is_narrow_and_debiased():
+    """Independent rows: sd(N) = pi * ||gamma||_2 / (2 sqrt(n)), far below one row's error, and the
+    estimate's O(1/n) bias (the same factor c(n) on every row) dominates: the band corrects it."""
+    g = torch.Generator().manual_seed(0)
+    diag = torch.exp(torch.randn(20000, generator=g, dtype=F64))
+    truth = float(diag.sum())
+    n = 50
+    sd = math.pi * float(diag.norm()) / (2 * math.sqrt(n))
+    covered, biased = [], []
+    for seed in range(8):
+        e = hs.l11_norm(_Diagonal(diag), n, seed=seed, progress=False, partition=None)
+        assert e.extra["bias_factor"] == pytest.approx(hs.cauchy_bias_factor(n, "median"))
+        assert e.hi - e.lo < e.total - e.total / e.extra["bias_factor"] + 1.4 * 2 * 1.645 * sd
+        covered.append(e.lo <= truth <= e.hi)
+        biased.append(e.total > truth + 3 * sd)
+    assert sum(covered) >= 6 and sum(biased) >= 6  # Algorithm 4 overestimates; the band does not
+
+
+def test_cauchy_bias_factor_matches_monte_carlo():
+    X = torch.empty((40000, 16), dtype=F64).cauchy_(generator=torch.Generator().manual_seed(0))
+    med = X.abs().quantile(0.5, dim=1).mean()
+    q = X.quantile(torch.tensor([0.25, 0.75], dtype=F64), dim=1)
+    iqr = ((q[1] - q[0]) / 2).mean()
+    assert hs.cauchy_bias_factor(16, "median") == pytest.approx(float(med), rel=5e-3)
+    assert hs.cauchy_bias_factor(16, "iqr") == pytest.approx(float(iqr), rel=5e-3)
+    assert hs.cauchy_bias_factor(50, "median") == pytest.approx(1.0257, abs=2e-4)
+    assert hs.cauchy_bias_factor(1, "median") == 1.0  # infinite mean: no correction

@@ -260,9 +260,11 @@ _ = report.table(
 # ## The error band of one estimate
 #
 # A single estimate does not know its own error from the table above. `adamlinf.hessian.l11_norm`
-# gives every estimate a band: it resamples its $n$ probes with replacement, recomputes the estimate,
-# and takes the 5% and 95% quantiles of the resampled estimates (a percentile bootstrap; the same
-# resampled probes for every coordinate, so the correlation between rows is kept). Tables 2 and 4
+# gives every estimate a band. Both variants have the same first-order expansion,
+# $\widehat N-\|H\|_{1,1}\approx-\frac{\pi}{n}\sum_kZ_k$ with
+# $Z_k=\sum_j\gamma_j(\mathbf 1[|h^{(k)}_j|\le\gamma_j]-\tfrac12)$, one number per probe that carries
+# every correlation between rows; the band resamples the $n$ probes with replacement and takes the 5%
+# and 95% quantiles of the resampled estimates (`adamlinf.hessian.bootstrap_band`). Tables 2 and 4
 # count an ordering of two norms only when their bands do not overlap. Here we check the band
 # against the truth: over independent estimates of one exact heavy-tailed matrix, a 90% band should
 # cover $\|H\|_{1,1}$ about 90% of the time (`adamlinf.studies.estimator.band_coverage`).

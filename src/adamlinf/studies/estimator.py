@@ -360,7 +360,7 @@ def band_coverage(
     *,
     level: float = 0.9,
     variant: str = "median",
-    n_boot: int = 200,
+    n_boot: int = 2000,
     seed: int = 0,
 ) -> pd.DataFrame:
     r"""How often the bootstrap band of :func:`adamlinf.hessian.l11_norm` covers the exact value.
