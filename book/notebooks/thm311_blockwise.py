@@ -129,6 +129,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import NullFormatter
 
 from adamlinf import problems, report
 from adamlinf.results import save_table
@@ -207,8 +208,12 @@ axes[0].set_ylabel("tuned final loss")
 axes[1].axhline(1.0, color="k", lw=0.8)
 axes[1].set_xlabel("Lemma 3.13 bound ≥ H(L, Φ)")
 axes[1].set_ylabel("max over lr of measured / bound")
+for a in axes:
+    a.xaxis.set_minor_formatter(NullFormatter())
+    a.set_xticks([1000, 2000, 3000], labels=["1000", "2000", "3000"])
+fig.tight_layout(rect=(0, 0.16, 1, 1))
 fig.legend(
-    *axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, -0.12)
+    *axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=9, bbox_to_anchor=(0.5, 0.0)
 )
 _ = report.figure(
     fig,
