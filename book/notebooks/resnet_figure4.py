@@ -48,7 +48,7 @@ import pandas as pd
 from adamlinf import report
 from adamlinf.results import save_table, upstream_dir
 from adamlinf.run import notebook_params
-from adamlinf.studies import images, sweeps
+from adamlinf.studies import costs, images, sweeps
 from adamlinf.studies.verdicts import save_verdicts
 
 params = notebook_params("resnet_figure4", globals())
@@ -63,10 +63,12 @@ table3 = upstream_dir(out, "resnet_table3", required="tuned.csv")
 # %%
 tuned, metrics = pd.read_csv(table3 / "tuned.csv"), pd.read_csv(table3 / "metrics.csv")
 if figure_batch_size not in set(tuned.batch_size):
-    raise ValueError(f"figure_batch_size={figure_batch_size} is not among Table 3's batch sizes "
-                     f"{sorted(set(tuned.batch_size))}")
+    raise ValueError(
+        f"figure_batch_size={figure_batch_size} is not among Table 3's batch sizes "
+        f"{sorted(set(tuned.batch_size))}"
+    )
 curves = images.curves_at(metrics, tuned, figure_batch_size)
-save_table(curves, out / "curves.csv", params=params)
+_ = save_table(curves, out / "curves.csv", params=params)
 
 # %% tags=["hide-input"]
 images.show_figure4(curves, scale=scale, batch_size=figure_batch_size, what="Table 3's runs")
@@ -76,7 +78,7 @@ images.show_figure4(curves, scale=scale, batch_size=figure_batch_size, what="Tab
 
 # %% tags=["hide-input"]
 pub = sweeps.load_published("resnet_table3")
-report.markdown(sweeps.published_note("resnet_table3", pub))
+_ = report.markdown(sweeps.published_note("resnet_table3", pub))
 if pub is not None:
     bs = int(pub.tables["tuned"].batch_size.iloc[0])
     gpu_curves = images.curves_at(pub.tables["metrics"], pub.tables["tuned"], bs)
@@ -91,14 +93,21 @@ if pub is not None:
 # %%
 verdicts = images.figure4_claims(curves, scale=scale, batch_size=figure_batch_size)
 save_verdicts(verdicts, out, params)
-report.table(verdicts.drop(columns=["page"]), f"Figure 4's claims at scale {scale}, batch {figure_batch_size}: "
-             "training loss on the fixed augmented subset, mean ± std over seeds.")
+report.table(
+    verdicts.drop(columns=["page"]),
+    f"Figure 4's claims at scale {scale}, batch {figure_batch_size}: "
+    "training loss on the fixed augmented subset, mean ± std over seeds.",
+)
 counts = verdicts.verdict.value_counts().to_dict()
-report.markdown(f"At scale `{scale}`: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-                + f" of {len(verdicts)} claims (the `ci` runs are the digits stand-in, not CIFAR-10).")
+_ = report.markdown(
+    f"At scale `{scale}`: "
+    + ", ".join(f"{n} {v}" for v, n in counts.items())
+    + f" of {len(verdicts)} claims (the `ci` runs are the digits stand-in, not CIFAR-10)."
+)
 
 # %% [markdown]
 # ## Cost of this page
 
 # %%
 print(f"this page at scale {scale}: {time.perf_counter() - t_start:.0f} s wall (no training: Table 3's runs)")
+print(costs.notebook_cost("resnet_figure4"))

@@ -1,0 +1,376 @@
+r"""Section 4.3 (ResNet18 on CIFAR-10): Table 3's tuned, seeded runs, Figure 4, Tables 3-4 claims.
+
+The tuned and seeded runs of Table 3, the curves of Figure 4, and the claims of Tables 3 and 4 and
+Figure 4.
+
+:func:`table3_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` per batch size: a
+half-decade peak-lr grid per optimizer, extended until every optimum is interior, then extra seeds at
+each optimizer's best lr. The final metric is the paper's "training loss": the loss on a fixed
+augmented training subset after the last step (``train_eval_loss``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adamlinf import runs as _runs
+from adamlinf.data import images as _images
+from adamlinf.studies import sweeps
+from adamlinf.studies.hessian_tables import norm_values
+from adamlinf.studies.verdicts import Claim, Measured, claims_table
+
+#: The metric Table 3 ranks by: the loss on the fixed augmented training subset at the end.
+METRIC = "train_eval_loss"
+
+COLORS = {"adam": "C0", "adasgd": "C1", "rotated_adam": "C3", "sgd": "C2", "blockwise_adam_tensor": "C4"}
+
+
+def resolve_source(source: str) -> str:
+    """The data source: ``"auto"`` resolves to ``"cifar10"`` when present, else ``"digits"``.
+
+    CIFAR-10 is used when its files are present (the ``gpu`` scale on a machine that has them),
+    else the offline digits stand-in.
+    """
+    if source != "auto":
+        return source
+    try:
+        _images.check_cifar10_files(_images.default_data_root(), verify_md5=False)
+    except (FileNotFoundError, OSError):
+        return "digits"
+    return "cifar10"
+
+
+def base_spec(p: Mapping, batch_size: int) -> dict:
+    """The ResNet training spec of a Table 3 parameter set ``p`` at one batch size."""
+    source = resolve_source(p["data_source"])
+    return _runs.image_spec(
+        source=source,
+        batch_size=batch_size,
+        epochs=p["epochs"],
+        width=p["width"],
+        blocks=p["blocks"],
+        image_size=p["image_size"] if source == "digits" else None,
+        eval_batch_size=p["eval_batch_size"],
+        data_seed=p["seed"],
+        evals_per_epoch=p["evals_per_epoch"],
+        betas=list(p["betas"]),
+        momentum=p["momentum"],
+        schedule=p["schedule"],
+        grad_clip=None,
+        seed=p["seed"],
+        device=p["device"],
+        progress=False,
+    )
+
+
+def with_seed(spec: Mapping, seed: int) -> dict:
+    """``spec`` at another seed: model init, data order and rotation all change with it."""
+    out = _runs.with_train(spec, tags={"seed": int(seed)}, seed=int(seed), rotation_seed=int(seed))
+    out["data"]["seed"] = int(seed)
+    return out
+
+
+def _name(bs: int, opt: str, lr: float, seed: int) -> str:
+    return f"bs{bs}_{opt}_lr{lr:.2e}_s{seed}".replace("+", "")
+
+
+@dataclass
+class ImageRuns:
+    """Everything :func:`table3_runs` trained.
+
+    Attributes:
+        sweeps: The tuned grids per batch size.
+        metrics: Tidy metrics of every run.
+        finals: One row per run: ``batch_size``, ``optimizer``, ``lr``, ``seed``, ``final``.
+        wall_s: Training wall time in this execution.
+    """
+
+    sweeps: dict[int, sweeps.Sweep]
+    metrics: pd.DataFrame
+    finals: pd.DataFrame
+    wall_s: float
+
+
+def _finals(metrics: pd.DataFrame) -> pd.DataFrame:
+    out = sweeps.final_metrics(metrics, METRIC, window=1, by=("run",))
+    extra = metrics.groupby("run", sort=False)[["batch_size"]].first().reset_index()
+    accs = metrics.dropna(subset=["test_acc"]).groupby("run").last()[["test_loss", "test_acc"]].reset_index()
+    out = out.merge(extra, on="run").merge(accs, on="run", how="left")
+    return out.rename(columns={f"final_{METRIC}": "final"}).astype({"seed": int, "batch_size": int})
+
+
+def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
+    """Train Table 3's protocol: per batch size, tuned grids, then seeds at each best lr.
+
+    Args:
+        p: The notebook's parameters: those of :func:`base_spec`, plus ``batch_sizes``, ``optimizers``,
+            ``adaptive_lrs``, ``sgd_lrs``, ``seeds``, ``max_extensions``, ``workers``,
+            ``threads_per_worker``, ``nproc_per_node``.
+        root: Where the runs live.
+
+    Returns:
+        An :class:`ImageRuns`.
+    """
+    root = Path(root)
+    seed0, extra = int(p["seeds"][0]), [int(s) for s in p["seeds"][1:]]
+    frames: dict[str, pd.DataFrame] = {}
+    t0 = time.perf_counter()
+
+    def train(specs: dict) -> pd.DataFrame:
+        m = _runs.run_specs(
+            specs,
+            root,
+            nproc_per_node=p["nproc_per_node"],
+            workers=p["workers"],
+            threads_per_worker=p["threads_per_worker"],
+            verbose=False,
+            progress=False,
+        )
+        frames.update({name: g for name, g in m.groupby("run", sort=False)})
+        return m
+
+    out = {}
+    for bs in p["batch_sizes"]:
+        base = base_spec(p, bs)
+
+        def evaluate(grids: dict, base=base, bs=bs) -> pd.DataFrame:
+            specs = {
+                _name(bs, o, lr, seed0): _runs.with_train(with_seed(base, seed0), optimizer=o, lr=lr)
+                for o, lrs in grids.items()
+                for lr in lrs
+            }
+            return _finals(train(specs))
+
+        grids = {o: list(p["sgd_lrs"] if o == "sgd" else p["adaptive_lrs"]) for o in p["optimizers"]}
+        out[int(bs)] = sweeps.tune_grid(grids, evaluate, max_extensions=p["max_extensions"])
+    specs = {
+        _name(bs, o, lr, s): _runs.with_train(with_seed(base_spec(p, bs), s), optimizer=o, lr=lr)
+        for bs, sw in out.items()
+        for o, lr in sw.best_lr.items()
+        for s in extra
+    }
+    if specs:
+        train(specs)
+    metrics = pd.concat(list(frames.values()), ignore_index=True)
+    return ImageRuns(out, metrics, _finals(metrics), time.perf_counter() - t0)
+
+
+def tuned_table(runs: ImageRuns) -> pd.DataFrame:
+    """One row per (batch size, optimizer) at its tuned lr.
+
+    Mean ± std over seeds of the final training loss, the seed-0 run's name, and whether the
+    optimum sits on a grid edge.
+    """
+    rows = []
+    for bs, sw in runs.sweeps.items():
+        f = runs.finals[runs.finals.batch_size == bs]
+        for opt, lr in sw.best_lr.items():
+            m = sweeps.measured(f, opt, lr)
+            g = f[(f.optimizer == opt) & np.isclose(f.lr, lr)]
+            rows.append(
+                {
+                    "batch_size": bs,
+                    "optimizer": opt,
+                    "lr": lr,
+                    "mean": m.value,
+                    "std": m.spread,
+                    "n_seeds": m.n,
+                    "text": m.text(3),
+                    "test_acc": float(g.test_acc.mean()),
+                    "run": g[g.seed == g.seed.min()].run.iloc[0],
+                    "on edge": opt in sw.on_edge,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def measured_of(finals: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> dict[str, Measured]:
+    """Final training loss over seeds of each optimizer at its tuned lr at ``batch_size``."""
+    f = finals[finals.batch_size == batch_size]
+    t = tuned[tuned.batch_size == batch_size]
+    return {o: sweeps.measured(f, o, lr) for o, lr in zip(t.optimizer, t.lr, strict=False)}
+
+
+def table3_claims(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str) -> pd.DataFrame:
+    """The verdicts of Table 3's claims at every batch size.
+
+    Adam reaches a lower training loss than SGD, AdaSGD and rotated Adam (each optimizer at its
+    tuned lr, over seeds).
+    """
+    labels = dict(_runs.OPTIMIZER_LABELS)
+    tables = []
+    for bs in sorted(tuned.batch_size.unique()):
+        values = measured_of(finals, tuned, bs)
+        claims = [
+            Claim(f"Adam beats {labels[o]} (batch {bs})", "adam", o, "Table 3")
+            for o in ("sgd", "adasgd", "rotated_adam")
+        ]
+        tables.append(claims_table(values, claims, scale=scale, labels=labels, page="resnet_table3"))
+    return pd.concat(tables, ignore_index=True)
+
+
+def curves_at(metrics: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> pd.DataFrame:
+    """The evaluation rows of the tuned runs at ``batch_size``, every seed.
+
+    Columns: fraction of the budget, training and test metrics.
+    """
+    t = tuned[tuned.batch_size == batch_size]
+    keep = np.zeros(len(metrics), dtype=bool)
+    for o, lr in zip(t.optimizer, t.lr, strict=False):
+        keep |= (
+            (metrics.optimizer == o) & np.isclose(metrics.lr, lr) & (metrics.batch_size == batch_size)
+        ).to_numpy()
+    cols = ["run", "optimizer", "lr", "seed", "iter", "max_iters", METRIC, "test_loss", "test_acc"]
+    out = metrics[keep & metrics[METRIC].notna().to_numpy()][cols].copy()
+    out["budget"] = out["iter"] / out["max_iters"]
+    return out
+
+
+def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int) -> pd.DataFrame:
+    """The verdicts of Figure 4's claim "Adam optimizes fastest".
+
+    Adam's training loss is lower than each other optimizer's at half the budget and at the end
+    (over seeds).
+    """
+    labels = dict(_runs.OPTIMIZER_LABELS)
+    tables = []
+    for when, frac in (("half the budget", 0.5), ("the end", 1.0)):
+        values = {}
+        for o, g in curves.groupby("optimizer"):
+            at = g.loc[(g.budget - frac).abs().groupby(g.seed).idxmin()]  # per seed: the nearest evaluation
+            values[o] = Measured.from_seeds(at[METRIC].fillna(np.inf))
+        claims = [
+            Claim(f"Adam's training loss is lower than {labels[o]}'s at {when}", "adam", o, "Figure 4")
+            for o in ("sgd", "adasgd", "rotated_adam")
+            if o in values
+        ]
+        tables.append(claims_table(values, claims, scale=scale, labels=labels, page="resnet_figure4"))
+    out = pd.concat(tables, ignore_index=True)
+    out["claim"] = out["claim"] + f" (batch {batch_size})"
+    return out
+
+
+def table4_claims(tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str) -> pd.DataFrame:
+    """The verdicts of Table 4's claims (norms outside their error bands; losses by the seed rule)."""
+    v = {**norm_values(tidy), **{f"loss@{k}": m for k, m in losses.items()}}
+    labels = {
+        "l11:H@adam": "‖H‖₁,₁/d (Adam's checkpoint)",
+        "l11:RHR@rotated_adam": "‖RᵀHR‖₁,₁/d (rotated Adam's)",
+        "l11:RHR@adam": "‖RᵀHR‖₁,₁/d (Adam's checkpoint)",
+        "l11:H@rotated_adam": "‖H‖₁,₁/d (rotated Adam's)",
+        "spec@adasgd": "‖H‖₂ (AdaSGD's)",
+        "loss@adam": "Adam",
+        "loss@rotated_adam": "rotated Adam",
+        "loss@adasgd": "AdaSGD",
+    }
+    claims = [
+        Claim(
+            "‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), each at its own checkpoint",
+            "l11:H@adam",
+            "l11:RHR@rotated_adam",
+            "Table 4",
+        ),
+        Claim(
+            "same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
+            "l11:H@adam",
+            "l11:RHR@adam",
+            "Table 4 (our addition)",
+        ),
+        Claim(
+            "same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
+            "l11:H@rotated_adam",
+            "l11:RHR@rotated_adam",
+            "Table 4 (our addition)",
+        ),
+        Claim("‖H‖₁,₁/d (Adam) < ‖H‖₂ (AdaSGD)", "l11:H@adam", "spec@adasgd", "Table 4"),
+        Claim(
+            "the smaller norm is faster: Adam's final loss < rotated Adam's",
+            "loss@adam",
+            "loss@rotated_adam",
+            "Table 4",
+        ),
+        Claim(
+            "when ‖H‖₁,₁ < d‖H‖₂, Adam beats AdaSGD: Adam's final loss < AdaSGD's",
+            "loss@adam",
+            "loss@adasgd",
+            "Table 4",
+        ),
+    ]
+    return claims_table(v, claims, scale=scale, labels=labels, page="resnet_table4")
+
+
+# --------------------------------------------------------------------------------------------
+# figures and tables of the pages (live ci and published gpu results)
+# --------------------------------------------------------------------------------------------
+def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: str) -> None:
+    """Render Table 3 (tuned loss per optimizer and batch size, mean ± std) and the sweep figure."""
+    import matplotlib.pyplot as plt  # plotting only
+
+    from adamlinf import report
+
+    labels = dict(_runs.OPTIMIZER_LABELS)
+    shown = tuned.assign(optimizer=tuned.optimizer.map(labels)).pivot(
+        index="optimizer", columns="batch_size", values=["text", "lr"]
+    )
+    shown.columns = [f"{'train loss' if a == 'text' else 'tuned lr'}, batch {b}" for a, b in shown.columns]
+    report.table(
+        shown.reset_index(),
+        f"Table 3 at scale {scale} ({what}): final training loss at each "
+        "optimizer's tuned lr, mean ± std over seeds. The paper's numbers are NOT RECOVERED.",
+    )
+    sizes = sorted(finals.batch_size.unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(7.5, 3.6), sharey=True, squeeze=False)
+    for ax, bs in zip(axes[0], sizes, strict=False):
+        t = tuned[tuned.batch_size == bs]
+        sweeps.plot_sweep(
+            ax,
+            finals[finals.batch_size == bs],
+            labels=labels,
+            colors=COLORS,
+            best_lr=dict(zip(t.optimizer, t.lr, strict=False)),
+        )
+        ax.set_yscale("log")
+        ax.set_title(f"batch {bs}", fontsize=10)
+    axes[0][0].set_ylabel("final training loss")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    report.figure(
+        fig,
+        f"Learning-rate sweep of Table 3 at scale {scale} ({what}): final training loss "
+        "against peak lr per optimizer (seed 0), mean ± std bars at the tuned lr, × diverged. "
+        "The paper: Adam lowest at every batch size.",
+    )
+
+
+def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str) -> None:
+    """Render Figure 4: training and test loss of the tuned runs, mean over seeds with ± std bands."""
+    import matplotlib.pyplot as plt  # plotting only
+
+    from adamlinf import report
+
+    labels = dict(_runs.OPTIMIZER_LABELS)
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
+    for ax, col in zip(axes, (METRIC, "test_loss"), strict=False):
+        for o, g in curves.groupby("optimizer", sort=False):
+            per = g.pivot_table(index="budget", columns="seed", values=col)
+            m, s = per.mean(axis=1), per.std(axis=1).fillna(0)
+            ax.plot(m.index, m.values, "-o", ms=3, color=COLORS.get(o), label=labels.get(o, o))
+            ax.fill_between(m.index, m - s, m + s, color=COLORS.get(o), alpha=0.25, lw=0)
+        ax.set(
+            yscale="log",
+            xlabel="fraction of the training budget",
+            title="training loss" if col == METRIC else "test loss",
+        )
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    report.figure(
+        fig,
+        f"Figure 4 at scale {scale} ({what}, batch {batch_size}): the tuned runs, mean over "
+        "seeds with a ± std band. The paper: Adam optimizes fastest; rotated Adam is clearly slower.",
+    )

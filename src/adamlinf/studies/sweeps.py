@@ -1,0 +1,562 @@
+r"""The tuning protocol of the experiment chapters (Sections 4.2 and 4.3).
+
+Learning-rate grids that extend until every optimizer's optimum is interior, seeds at the tuned
+points, and final metrics.
+
+The protocol, as every training notebook runs it:
+
+1. **A grid per optimizer.** Each optimizer gets a peak-lr grid of at least 4 values, half a decade
+   apart (ratio :math:`\sqrt{10}`).
+2. **Extension.** When an optimizer's best value (lowest final loss; a diverged run ranks last) sits
+   on an edge of its grid, the next value past that edge is added and trained, and the check is
+   repeated, at most ``max_extensions`` times per optimizer (:func:`tune_grid`). An optimizer whose
+   optimum is still on an edge after that is reported as such.
+3. **Seeds.** At each optimizer's best lr (picked on seed 0, so the extra seeds do not pick their
+   own winner), further seeds are trained; the value reported is
+   :meth:`~adamlinf.studies.verdicts.Measured.from_seeds` of the per-seed final losses.
+4. **The paper's view.** One shared lr for the adaptive methods is a slice of the same grid
+   (:func:`slice_values`), so a reader sees both the tuned and the shared-lr comparison.
+
+Final metrics (:func:`final_metrics`) average the last logged values of a run; a run that ever
+logged a non-finite loss (:func:`diverged`) gets ``inf``, so it ranks last and is never scored on
+the finite values before it blew up.
+
+The figures of the chapters (a sweep figure, loss curves with seed bands) are drawn by
+:func:`plot_sweep` and :func:`plot_curves`; :func:`load_published` reads the published results of
+the ``gpu`` scale that the pages show beside the live ``ci`` ones.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from adamlinf import results as _results
+from adamlinf.studies.verdicts import Measured
+
+#: Ratio of neighbouring grid values: half a decade.
+HALF_DECADE = math.sqrt(10.0)
+
+_TRAIN_ROW_MARKERS = ("lr_t", "iter_time")  # logged on every training row (never NaN there)
+
+
+# --------------------------------------------------------------------------------------------
+# final metrics of runs
+# --------------------------------------------------------------------------------------------
+def _window(n_rows: int, window: int | float) -> int:
+    if isinstance(window, float) and 0 < window < 1:
+        return max(1, int(round(window * n_rows)))
+    if int(window) < 1:
+        raise ValueError(f"window must be a positive int (rows) or a fraction in (0, 1), got {window}")
+    return int(window)
+
+
+def diverged(g: pd.DataFrame, step: str = "iter") -> bool:
+    """Whether the run ``g`` (its metric rows) diverged: a non-finite loss was ever logged.
+
+    In CSV a NaN loss reads back as *missing*, so which rows must hold a loss is told by other
+    columns: a *training row* carries the scheduled learning rate ``lr_t`` (or ``iter_time``), and
+    the last row of the run (the final evaluation) carries at least one ``*_loss`` value. The run
+    diverged if any ``*_loss`` value is ``±inf``, if a training row lacks a finite ``train_loss``
+    (at any iteration, not only the last), or if its last row has no finite loss at all.
+
+    Args:
+        g: The metric rows of one run.
+        step: The iteration column.
+
+    Returns:
+        True when the run diverged.
+    """
+    loss_cols = [c for c in g.columns if c.endswith("_loss")]
+    if not loss_cols or not len(g):
+        return False
+    losses = g[loss_cols].to_numpy(dtype=float)
+    if np.isinf(losses).any():
+        return True
+    marker = next((c for c in _TRAIN_ROW_MARKERS if c in g.columns), None)
+    if marker is not None and "train_loss" in g.columns:
+        train = g.loc[g[marker].notna(), "train_loss"].to_numpy(dtype=float)
+        if len(train) and not np.isfinite(train).all():
+            return True
+    last = g.sort_values(step, kind="stable").iloc[-1] if step in g.columns else g.iloc[-1]
+    return not np.isfinite(last[loss_cols].to_numpy(dtype=float)).any()
+
+
+def final_metrics(
+    df: pd.DataFrame,
+    metric: str = "train_loss",
+    *,
+    window: int | float = 0.05,
+    by: Sequence[str] = ("run",),
+    step: str = "iter",
+) -> pd.DataFrame:
+    """One row per ``by`` group (default: per run): ``metric`` averaged over its last logged values.
+
+    The "final smoothed loss" is the mean of the last ``window`` logged values (rows, or that
+    fraction of the logged rows when a float in (0, 1): the default is the last 5%). A run that
+    ever logged a non-finite loss (:func:`diverged`) gets ``final_<metric> = inf`` and
+    ``diverged = True``.
+
+    Args:
+        df: Tidy metrics of one or more runs (:func:`adamlinf.runs.run_specs`).
+        metric: The column to average.
+        window: Rows (int) or fraction of rows (float) at the end of each run.
+        by: The grouping columns.
+        step: The iteration column.
+
+    Returns:
+        One row per group with ``by``, ``optimizer``, ``lr``, ``seed`` (when present),
+        ``final_<metric>``, ``last_iter`` and ``diverged``.
+    """
+    if metric not in df.columns:
+        raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
+    _window(1, window)
+    rows = []
+    for key, g in df.groupby(list(by), sort=False):
+        g = g.sort_values(step, kind="stable") if step in g.columns else g
+        logged = g[metric].dropna().to_numpy(dtype=float)
+        last = logged[-_window(len(logged), window) :]
+        bad = len(last) == 0 or not bool(np.all(np.isfinite(last))) or diverged(g, step)
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=False))
+        for col in ("optimizer", "lr", "seed"):
+            if col in g.columns and col not in row:
+                row[col] = g[col].iloc[0]
+        row[f"final_{metric}"] = math.inf if bad else float(last.mean())
+        row["last_iter"] = int(g[step].max()) if step in g.columns and len(g) else -1
+        row["diverged"] = bool(bad)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_runs(
+    df: pd.DataFrame,
+    metric: str = "train_loss",
+    by: Sequence[str] = ("optimizer",),
+    *,
+    window: int | float = 0.05,
+) -> pd.DataFrame:
+    """The tuned run of each ``by`` group: the run with the lowest final smoothed ``metric``.
+
+    Args:
+        df: Tidy metrics (:func:`adamlinf.runs.run_specs`).
+        metric: The metric to rank by (:func:`final_metrics`; diverged runs rank last).
+        by: The groups to tune within.
+        window: As in :func:`final_metrics`.
+
+    Returns:
+        Columns ``by``, ``run``, ``lr``, ``final_<metric>``, ``diverged``, ``n_tried``; sorted by
+        the final metric.
+    """
+    keys = tuple(dict.fromkeys(("run", *[b for b in by if b != "run"])))
+    finals = final_metrics(df, metric, window=window, by=keys)
+    col = f"final_{metric}"
+    rows = []
+    for _, g in finals.groupby(list(by), sort=False):
+        best = g.sort_values(col, kind="stable").iloc[0]
+        row = best.to_dict()
+        row["n_tried"] = len(g)
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(col, kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------
+# grids and their extension
+# --------------------------------------------------------------------------------------------
+def lr_grid(center: float, below: int = 1, above: int = 2, ratio: float = HALF_DECADE) -> list[float]:
+    r"""A geometric grid :math:`\eta_k = c\,r^k`, :math:`k=-\text{below},\dots,\text{above}`.
+
+    Args:
+        center: The value :math:`c` the grid contains.
+        below: Values below ``center``.
+        above: Values above ``center``.
+        ratio: :math:`r` (default half a decade, :math:`\sqrt{10}`).
+
+    Returns:
+        ``below + above + 1`` increasing values, rounded to 4 significant digits.
+    """
+    if not center > 0 or ratio <= 1:
+        raise ValueError(f"center must be > 0 and ratio > 1, got {center}, {ratio}")
+    return [float(f"{center * ratio**k:.4g}") for k in range(-int(below), int(above) + 1)]
+
+
+def edge(values: Mapping[float, float]) -> str | None:
+    """Where the optimum of a loss-vs-lr grid sits: ``"low"``, ``"high"`` or ``None`` (interior).
+
+    Args:
+        values: Final loss per learning rate (``inf`` for a diverged run, which ranks last). When
+            every run diverged the optimum is taken to lie below the grid (``"low"``).
+
+    Returns:
+        ``"low"`` when the best value is the smallest lr, ``"high"`` when it is the largest,
+        ``None`` otherwise (and for a grid of fewer than 2 values... which is refused).
+    """
+    if len(values) < 2:
+        raise ValueError(f"a grid needs at least 2 learning rates, got {len(values)}")
+    lrs = sorted(values)
+    losses = np.array([values[lr] for lr in lrs], dtype=float)
+    if not np.isfinite(losses).any():
+        return "low"
+    best = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
+    if best == 0:
+        return "low"
+    if best == len(lrs) - 1:
+        return "high"
+    return None
+
+
+def extend(lrs: Sequence[float], side: str, ratio: float = HALF_DECADE) -> list[float]:
+    """``lrs`` with the next value past its ``side`` edge (``"low"`` or ``"high"``) added.
+
+    The new value is on the grid's lattice: a power of ``ratio`` times the grid value with the
+    shortest decimal form (``1e-2``, not ``3.162e-3``), so that rounding never drifts
+    (0.03162 · √10 is 0.1, not 0.09999).
+    """
+    lrs = sorted(float(x) for x in lrs)
+    if side not in ("low", "high"):
+        raise ValueError(f"side must be 'low' or 'high', got {side!r}")
+    anchor = min(
+        lrs, key=lambda x: (len(f"{x:.4g}".split("e")[0].replace("0.", "").strip("0")), lrs.index(x))
+    )
+    edge_lr = lrs[0] if side == "low" else lrs[-1]
+    k = round(math.log(edge_lr / anchor) / math.log(ratio)) + (-1 if side == "low" else 1)
+    new = float(f"{anchor * ratio**k:.4g}")
+    return [new, *lrs] if side == "low" else [*lrs, new]
+
+
+@dataclass
+class Sweep:
+    """The result of :func:`tune_grid`.
+
+    Attributes:
+        grids: The final learning-rate grid per optimizer (extensions included).
+        finals: One row per trained run: ``optimizer``, ``lr``, ``seed``, ``final`` (``inf`` when
+            diverged), and whatever else the evaluation returned.
+        best_lr: The tuned learning rate per optimizer (lowest seed-0 final loss).
+        extensions: One record per added value: ``optimizer``, ``side``, ``lr``, ``round``.
+        on_edge: Optimizers whose optimum still sits on an edge of the grid (the extension budget
+            ran out).
+    """
+
+    grids: dict[str, list[float]]
+    finals: pd.DataFrame
+    best_lr: dict[str, float]
+    extensions: list[dict] = field(default_factory=list)
+    on_edge: list[str] = field(default_factory=list)
+
+    def curve(self, optimizer: str, seed: int = 0) -> dict[float, float]:
+        """Final loss per learning rate of ``optimizer`` at ``seed``."""
+        g = self.finals[(self.finals.optimizer == optimizer) & (self.finals.seed == seed)]
+        return dict(zip(g.lr.astype(float), g.final.astype(float), strict=False))
+
+    def extension_text(self) -> str:
+        """One line saying which grids were extended (or that none was)."""
+        if not self.extensions:
+            text = "no grid needed extending: every optimum was interior"
+        else:
+            parts = [f"{e['optimizer']} {e['side']}er to {e['lr']:.3g}" for e in self.extensions]
+            text = f"{len(self.extensions)} grid extension(s): " + ", ".join(parts)
+        if self.on_edge:
+            text += "; still on an edge after the last extension: " + ", ".join(self.on_edge)
+        return text
+
+
+def tune_grid(
+    grids: Mapping[str, Sequence[float]],
+    evaluate: Callable[[dict[str, list[float]]], pd.DataFrame],
+    *,
+    max_extensions: int = 3,
+    ratio: float = HALF_DECADE,
+    min_points: int = 4,
+) -> Sweep:
+    """Train learning-rate grids and extend each one until its optimum is interior.
+
+    The loop: evaluate every grid, find each optimizer whose seed-0 optimum sits on an edge
+    (:func:`edge`), add the next value past that edge (:func:`extend`), evaluate again, and so on,
+    at most ``max_extensions`` times per optimizer.
+
+    Args:
+        grids: The starting grid per optimizer (at least ``min_points`` values).
+        evaluate: ``evaluate(grids) -> finals``: trains what is not yet trained (it is called
+            again with the grown grids, so it should skip complete runs) and returns one row per run
+            with columns ``optimizer``, ``lr``, ``seed`` and ``final`` (``inf`` when diverged).
+        max_extensions: The most values added to one optimizer's grid.
+        ratio: The grid ratio (half a decade).
+        min_points: The least number of values a starting grid must have.
+
+    Returns:
+        A :class:`Sweep`.
+    """
+    grids = {opt: sorted(float(x) for x in lrs) for opt, lrs in grids.items()}
+    for opt, lrs in grids.items():
+        if len(lrs) < min_points:
+            raise ValueError(f"the grid of {opt!r} has {len(lrs)} values; the protocol needs >= {min_points}")
+    added = dict.fromkeys(grids, 0)
+    extensions: list[dict] = []
+    rnd = 0
+    while True:
+        finals = _check_finals(evaluate({o: list(v) for o, v in grids.items()}))
+        moved = False
+        on_edge = []
+        for opt in grids:
+            curve = _seed0_curve(finals, opt, grids[opt])
+            side = edge(curve)
+            if side is None:
+                continue
+            if added[opt] >= max_extensions:
+                on_edge.append(opt)
+                continue
+            grids[opt] = extend(grids[opt], side, ratio)
+            new = grids[opt][0] if side == "low" else grids[opt][-1]
+            extensions.append({"optimizer": opt, "side": side, "lr": new, "round": rnd + 1})
+            added[opt] += 1
+            moved = True
+        rnd += 1
+        if not moved:
+            break
+    best = {opt: _argmin(_seed0_curve(finals, opt, grids[opt])) for opt in grids}
+    return Sweep(grids, finals, best, extensions, on_edge)
+
+
+def _check_finals(finals: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("optimizer", "lr", "seed", "final") if c not in finals.columns]
+    if missing:
+        raise ValueError(f"evaluate must return optimizer, lr, seed, final per run; missing {missing}")
+    return finals.reset_index(drop=True)
+
+
+def _seed0_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float]) -> dict[float, float]:
+    seed0 = finals.seed.min()
+    g = finals[(finals.optimizer == opt) & (finals.seed == seed0)]
+    have = dict(zip(g.lr.astype(float), g.final.astype(float), strict=False))
+    out = {}
+    for lr in lrs:
+        match = [v for k, v in have.items() if math.isclose(k, lr, rel_tol=1e-6)]
+        if not match:
+            raise ValueError(f"evaluate returned no seed-{seed0} run of {opt!r} at lr {lr:g}")
+        out[lr] = match[0]
+    return out
+
+
+def _argmin(curve: Mapping[float, float]) -> float:
+    return min(curve, key=lambda lr: (curve[lr], lr))
+
+
+# --------------------------------------------------------------------------------------------
+# seeds and measured values
+# --------------------------------------------------------------------------------------------
+def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "final") -> Measured:
+    """The seeds' final values of ``optimizer`` at ``lr`` as one :class:`Measured` (mean ± std)."""
+    g = finals[(finals.optimizer == optimizer) & np.isclose(finals.lr.astype(float), lr, rtol=1e-6)]
+    if not len(g):
+        raise ValueError(f"no run of {optimizer!r} at lr {lr:g}")
+    return Measured.from_seeds(g[value].astype(float))
+
+
+def seed_table(
+    finals: pd.DataFrame, points: Mapping[str, tuple[str, float]], value: str = "final"
+) -> pd.DataFrame:
+    """One row per named point ``{key: (optimizer, lr)}``: mean, std over seeds, seeds, values.
+
+    Args:
+        finals: Per-run finals with ``optimizer``, ``lr``, ``seed`` and ``value``.
+        points: The points to summarise (the tuned lr per optimizer, or a shared-lr slice).
+        value: The column to summarise.
+
+    Returns:
+        Columns ``key``, ``optimizer``, ``lr``, ``mean``, ``std``, ``n_seeds``, ``text``.
+    """
+    rows = []
+    for key, (opt, lr) in points.items():
+        m = measured(finals, opt, lr, value)
+        rows.append(
+            {
+                "key": key,
+                "optimizer": opt,
+                "lr": float(lr),
+                "mean": m.value,
+                "std": m.spread,
+                "n_seeds": m.n,
+                "text": m.text(4),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def seeded_points(
+    best_lr: Mapping[str, float], shared: Iterable[tuple[str, float]] = ()
+) -> list[tuple[str, float]]:
+    """The (optimizer, lr) points that get extra seeds: each best lr, then the shared-lr slices."""
+    out: list[tuple[str, float]] = []
+    for p in [*best_lr.items(), *shared]:
+        p = (p[0], float(p[1]))
+        if not any(q[0] == p[0] and math.isclose(q[1], p[1], rel_tol=1e-6) for q in out):
+            out.append(p)
+    return out
+
+
+def slice_values(
+    finals: pd.DataFrame, optimizers: Sequence[str], lr: float, value: str = "final"
+) -> dict[str, Measured]:
+    """The paper's view: every optimizer at one shared ``lr`` (a slice of the grid)."""
+    return {o: measured(finals, o, lr, value) for o in optimizers}
+
+
+def nearest(lrs: Iterable[float], target: float) -> float:
+    """The grid value closest to ``target`` on a log scale."""
+    lrs = list(lrs)
+    return float(min(lrs, key=lambda x: abs(math.log(x / target))))
+
+
+# --------------------------------------------------------------------------------------------
+# figures
+# --------------------------------------------------------------------------------------------
+def plot_sweep(
+    ax,
+    finals: pd.DataFrame,
+    *,
+    labels: Mapping[str, str],
+    colors: Mapping[str, str] | None = None,
+    value: str = "final",
+    best_lr: Mapping[str, float] | None = None,
+) -> None:
+    """Final loss against peak lr, one line per optimizer (seed-0 grid).
+
+    The points with several seeds are drawn as mean ± std error bars; diverged runs are marked
+    with ×, at the top.
+    """
+    colors = colors or {}
+    finite = finals[np.isfinite(finals[value].astype(float))]
+    top = float(finite[value].max()) if len(finite) else 1.0
+    seed0 = finals.seed.min()
+    for k, (opt, g) in enumerate(finals.groupby("optimizer", sort=False)):
+        color = colors.get(opt, f"C{k}")
+        grid = g[g.seed == seed0].sort_values("lr")
+        ok = grid[np.isfinite(grid[value].astype(float))]
+        ax.plot(ok.lr, ok[value], "-o", ms=4, color=color, label=labels.get(opt, opt))
+        bad = grid[~np.isfinite(grid[value].astype(float))]
+        if len(bad):
+            ax.plot(bad.lr, [top] * len(bad), "x", ms=8, color=color)
+        stats = g.groupby("lr")[value].agg(["mean", "std", "count"]).reset_index()
+        stats = stats[(stats["count"] > 1) & np.isfinite(stats["mean"])]
+        if len(stats):
+            ax.errorbar(stats.lr, stats["mean"], yerr=stats["std"], fmt="none", capsize=4, color=color, lw=2)
+        if best_lr and opt in best_lr:
+            ax.axvline(best_lr[opt], color=color, ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set(xlabel="peak learning rate", ylabel="final loss")
+
+
+def plot_curves(
+    ax,
+    metrics: pd.DataFrame,
+    points: Mapping[str, tuple[str, float]],
+    *,
+    labels: Mapping[str, str],
+    colors: Mapping[str, str] | None = None,
+    value: str = "train_loss",
+    smooth: int = 1,
+) -> None:
+    """Loss curves of the runs at ``points = {key: (optimizer, lr)}``, with seed bands.
+
+    The mean over seeds (each seed's curve smoothed by a running mean of ``smooth`` rows) and a
+    band of ± one std.
+    """
+    colors = colors or {}
+    for k, (key, (opt, lr)) in enumerate(points.items()):
+        g = metrics[(metrics.optimizer == opt) & np.isclose(metrics.lr.astype(float), lr, rtol=1e-6)]
+        g = g.dropna(subset=[value])
+        if not len(g):
+            continue
+        per_seed = g.pivot_table(index="iter", columns="seed", values=value)
+        per_seed = per_seed.rolling(smooth, min_periods=1).mean()
+        mean, std = per_seed.mean(axis=1), per_seed.std(axis=1).fillna(0.0)
+        color = colors.get(key, f"C{k}")
+        ax.plot(
+            mean.index,
+            mean.values,
+            color=color,
+            label=f"{labels.get(key, key)} (lr {lr:.2g}, {per_seed.shape[1]} seeds)",
+        )
+        ax.fill_between(mean.index, (mean - std).values, (mean + std).values, color=color, alpha=0.25, lw=0)
+    ax.set(xlabel="iteration", ylabel=value.replace("_", " "))
+
+
+# --------------------------------------------------------------------------------------------
+# published results of the gpu scale
+# --------------------------------------------------------------------------------------------
+@dataclass
+class Published:
+    """Published results of one notebook at one scale (``published/<notebook>/<scale>/``).
+
+    Attributes:
+        path: The folder.
+        tables: Every CSV in it, by file stem.
+        provenance: The provenance record (commit, hardware, versions, wall time), if present.
+        warning: A text when the results were made by code older than the notebook, else None.
+    """
+
+    path: Path
+    tables: dict[str, pd.DataFrame]
+    provenance: dict
+    warning: str | None = None
+
+
+def make_command(notebook: str, scale: str = "gpu") -> str:
+    """The one command that makes (and publishes) a notebook's results at ``scale``."""
+    return f"python -m adamlinf.run --scale {scale} --only {notebook} --publish"
+
+
+def load_published(
+    notebook: str, scale: str = "gpu", *, folder: str | Path | None = None
+) -> Published | None:
+    """The published results of ``notebook`` at ``scale``, or None when there are none.
+
+    Args:
+        notebook: The notebook name.
+        scale: The scale (``gpu``).
+        folder: The folder to read (default :func:`adamlinf.results.published_dir`).
+
+    Returns:
+        A :class:`Published` with every CSV as a table, the provenance, and the staleness warning
+        of :func:`adamlinf.results.check_fresh`; None when the folder is absent or holds no CSV.
+    """
+    path = Path(folder) if folder is not None else _results.published_dir(notebook, scale)
+    if path is None or not Path(path).is_dir():
+        return None
+    path = Path(path)
+    tables = {p.stem: pd.read_csv(p) for p in sorted(path.glob("*.csv"))}
+    if not tables:
+        return None
+    prov = {}
+    for name in ("provenance.json", *sorted(p.name for p in path.glob("*.provenance.json"))):
+        if (path / name).exists():
+            prov = json.loads((path / name).read_text())
+            break
+    return Published(path, tables, prov, _results.check_fresh(notebook, path))
+
+
+def published_note(notebook: str, pub: Published | None, scale: str = "gpu") -> str:
+    """One paragraph for a page: where the published results come from, or how to make them."""
+    if pub is None:
+        return (
+            f"**Published `{scale}` results: missing.** No results of this page at the `{scale}` "
+            f"scale are published yet. To make them on one GPU (about 15 minutes) and publish them: "
+            f"`{make_command(notebook, scale)}`."
+        )
+    prov = pub.provenance
+    wall = prov.get("wall_time_s")
+    text = (
+        f"**Published `{scale}` results** made on {prov.get('device', 'unknown hardware')} at commit "
+        f"`{str(prov.get('git_commit', 'unknown'))[:12]}`"
+        + (f" in {wall / 60:.1f} min" if isinstance(wall, (int, float)) else "")
+        + "."
+    )
+    if pub.warning:
+        text += f" **Stale:** {pub.warning}"
+    return text

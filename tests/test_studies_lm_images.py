@@ -1,0 +1,119 @@
+"""The GPT and ResNet studies (adamlinf.studies.lm, adamlinf.studies.images) run end to end at the
+``gpu`` parameters with tiny overrides, on CPU: the protocol (grids of >= 4 values, extension, seeds
+at the tuned lr), the tables the pages show, and their verdicts."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from adamlinf.data import text
+from adamlinf.run import PARAMS
+from adamlinf.studies import images, lm, sweeps
+from adamlinf.studies.verdicts import VERDICT_COLUMNS, VERDICTS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY_GPT = dict(
+    device="cpu",
+    n_layer=1,
+    n_head=2,
+    n_embd=8,
+    block_size=8,
+    batch_size=2,
+    global_batch=2,
+    max_iters=4,
+    warmup_iters=1,
+    eval_interval=2,
+    eval_iters=1,
+    dtype="float32",
+    workers=1,
+    max_extensions=1,
+)
+
+
+def _params(name: str, scale: str, **over) -> dict:
+    p = yaml.safe_load((PARAMS / f"{name}.yaml").read_text())[scale]
+    return {**p, **over}
+
+
+def test_every_scale_has_the_same_parameters():
+    for name in ("gpt2_figure1", "gpt2_table2", "resnet_table3", "resnet_table4", "resnet_figure4"):
+        table = yaml.safe_load((PARAMS / f"{name}.yaml").read_text())
+        assert set(table) == {"ci", "gpu", "paper"}, name
+        assert set(table["ci"]) == set(table["gpu"]) == set(table["paper"]), name
+    gpu = _params("gpt2_figure1", "gpu")
+    assert (
+        gpu["dataset"] == "stdlib"
+        and gpu["n_layer"] >= 6
+        and gpu["block_size"] >= 256
+        and gpu["max_iters"] >= 1000
+    )
+    ci = _params("gpt2_figure1", "ci")
+    assert (ci["n_layer"], ci["n_embd"], ci["block_size"]) >= (4, 64, 64) and len(ci["seeds"]) >= 2
+    for p in (ci, gpu):  # >= 4 values half a decade apart, and the shared lr is a grid value
+        for grid in (p["adaptive_lrs"], p["sgd_lrs"]):
+            assert len(grid) >= 4
+            assert [b / a for a, b in zip(grid, grid[1:], strict=False)] == pytest.approx(
+                [sweeps.HALF_DECADE] * (len(grid) - 1), rel=1e-3
+            )
+        assert min(abs(x / p["lr"] - 1) for x in p["adaptive_lrs"]) < 1e-3
+    assert _params("gpt2_table2", "ci")["n_probes"] == 50 and _params("resnet_table4", "ci")["n_probes"] == 50
+    assert len(_params("resnet_table3", "ci")["seeds"]) >= 3
+
+
+def test_gpu_scale_of_figure1_runs_tiny_on_cpu(tmp_path):
+    p = _params("gpt2_figure1", "gpu", **TINY_GPT)
+    text.ensure(p["dataset"])
+    runs = lm.figure1_runs(p, tmp_path, max_extensions=1)
+    grids = runs.sweep.grids
+    assert set(grids) == {"adam", "adasgd", "rotated_adam", "sgd"} and all(
+        len(g) >= 4 for g in grids.values()
+    )
+    for opt, lr in runs.sweep.best_lr.items():  # two seeds at every tuned lr
+        assert sweeps.measured(runs.finals, opt, lr).n == 2
+    for lr in runs.shared.values():  # and at the shared lr's slices
+        assert sweeps.measured(runs.finals, "adam", lr).n == 2
+    tables = lm.figure1_tables(runs, scale="gpu")
+    v = tables["verdicts"]
+    assert list(v.columns[: len(VERDICT_COLUMNS)]) == list(VERDICT_COLUMNS) and set(v.verdict) <= set(
+        VERDICTS
+    )
+    assert len(v) == 12 and (v.scale == "gpu").all()
+    tuned = tables["tuned"].set_index("optimizer")
+    assert (tuned.n_seeds == 2).all()
+    f3 = lm.figure3_claims(
+        lm.figure3_values(runs.finals, runs.shared, runs.sweep.best_lr["sgd"]), scale="gpu"
+    )
+    assert set(f3.verdict) <= set(VERDICTS) and len(f3) == 7
+    # a second call reuses every complete run
+    again = lm.figure1_runs(p, tmp_path, max_extensions=1)
+    assert again.finals.final.tolist() == runs.finals.final.tolist()
+
+
+def test_gpu_scale_of_table3_runs_tiny_on_cpu(tmp_path):
+    p = _params(
+        "resnet_table3",
+        "gpu",
+        device="cpu",
+        width=4,
+        blocks=[1, 1, 1, 1],
+        epochs=1,
+        batch_sizes=[512],
+        optimizers=["sgd", "adam", "rotated_adam", "adasgd"],
+        seeds=[0, 1],
+        max_extensions=1,
+        eval_batch_size=500,
+    )
+    assert images.resolve_source("auto") in ("cifar10", "digits")
+    if images.resolve_source(p["data_source"]) == "cifar10":
+        pytest.skip("CIFAR-10 is present: the tiny run is for the stand-in")
+    runs = images.table3_runs(p, tmp_path)
+    tuned = images.tuned_table(runs)
+    assert len(tuned) == 4 and (tuned.n_seeds == 2).all()
+    v = images.table3_claims(runs.finals, tuned, scale="gpu")
+    assert len(v) == 3 and set(v.verdict) <= set(VERDICTS)
+    curves = images.curves_at(runs.metrics, tuned, 512)
+    assert set(curves.seed) == {0, 1} and curves.budget.max() == pytest.approx(1.0)
+    f4 = images.figure4_claims(curves, scale="gpu", batch_size=512)
+    assert len(f4) == 6 and set(f4.verdict) <= set(VERDICTS)

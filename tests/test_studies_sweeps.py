@@ -1,0 +1,228 @@
+"""The tuning protocol (adamlinf.studies.sweeps): grid extension on a synthetic loss-vs-lr curve,
+final metrics of runs that diverge, seeds, the shared-lr slice, and published results."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adamlinf import results
+from adamlinf.studies import sweeps
+from adamlinf.studies.verdicts import Claim, Measured, claims_table
+
+
+def _synthetic(optimum: dict[str, float], diverge_above: float = math.inf, noise: float = 0.0):
+    """An ``evaluate`` for tune_grid: loss(lr) = (log10 lr - log10 lr*)² + 1, inf above a
+    threshold; counts how often each (optimizer, lr) is trained."""
+    trained: dict[tuple[str, float], int] = {}
+
+    def evaluate(grids):
+        rows = []
+        for opt, lrs in grids.items():
+            for lr in lrs:
+                trained[(opt, lr)] = trained.get((opt, lr), 0) + 1
+                loss = (math.log10(lr) - math.log10(optimum[opt])) ** 2 + 1
+                rows.append(
+                    {"optimizer": opt, "lr": lr, "seed": 0, "final": math.inf if lr > diverge_above else loss}
+                )
+        return pd.DataFrame(rows)
+
+    return evaluate, trained
+
+
+def test_grid_extends_until_the_optimum_is_interior():
+    start = sweeps.lr_grid(1e-3, below=1, above=2)  # 3.162e-4 ... 1e-2... half a decade apart
+    assert start == pytest.approx([3.162e-4, 1e-3, 3.162e-3, 1e-2])
+    evaluate, trained = _synthetic({"adam": 0.05, "sgd": 2e-3})
+    sweep = sweeps.tune_grid({"adam": start, "sgd": start}, evaluate, max_extensions=5)
+    # adam: 0.05 lies above the grid; values 0.03162 and 0.1 are added, then 0.03162 is interior
+    assert sweep.grids["adam"] == pytest.approx([3.162e-4, 1e-3, 3.162e-3, 1e-2, 3.162e-2, 0.1])
+    assert sweep.best_lr["adam"] == pytest.approx(3.162e-2)
+    assert sweep.best_lr["sgd"] == pytest.approx(3.162e-3) and sweep.grids["sgd"] == pytest.approx(start)
+    assert [(e["optimizer"], e["side"]) for e in sweep.extensions] == [("adam", "high"), ("adam", "high")]
+    assert sweep.on_edge == []
+    # complete runs are not counted twice by the protocol itself: each new value appears once per round
+    assert trained[("adam", 0.1)] == 1
+
+
+def test_grid_extends_downwards_and_reports_an_exhausted_budget():
+    start = [1e-3, 3.162e-3, 1e-2, 3.162e-2]
+    evaluate, _ = _synthetic({"adam": 1e-6})
+    sweep = sweeps.tune_grid({"adam": start}, evaluate, max_extensions=2)
+    assert sweep.grids["adam"][0] == pytest.approx(1e-4) and len(sweep.grids["adam"]) == 6
+    assert sweep.on_edge == ["adam"] and "still on an edge" in sweep.extension_text()
+    assert sweep.best_lr["adam"] == pytest.approx(1e-4)
+
+
+def test_divergent_run_ranks_last_and_all_divergent_extends_down():
+    # optimum 0.01 but runs above 5e-3 diverge: 3.162e-3 is the best finite value; since the larger
+    # ones diverge (rank last) it is interior? no: it is the largest finite one below diverged ones, so
+    # the edge test sees diverged runs as worst and the best finite value as the optimum.
+    evaluate, _ = _synthetic({"adam": 1e-2}, diverge_above=5e-3)
+    sweep = sweeps.tune_grid({"adam": [1e-4, 3.162e-4, 1e-3, 3.162e-3, 1e-2]}, evaluate)
+    assert sweep.best_lr["adam"] == pytest.approx(3.162e-3) and not sweep.extensions
+    assert sweeps.edge({1e-3: math.inf, 1e-2: math.inf}) == "low"
+    assert sweeps.edge({1e-3: 2.0, 1e-2: 1.0, 1e-1: math.inf}) is None
+    with pytest.raises(ValueError, match="at least 2"):
+        sweeps.edge({1e-3: 1.0})
+    with pytest.raises(ValueError, match=">= 4"):
+        sweeps.tune_grid({"adam": [1e-3, 1e-2]}, evaluate)
+
+
+def test_seeds_measured_and_the_shared_lr_slice():
+    finals = pd.DataFrame(
+        {
+            "optimizer": ["adam"] * 3 + ["sgd"] * 3,
+            "lr": [1e-3, 1e-3, 3e-3, 0.1, 0.1, 0.3],
+            "seed": [0, 1, 0, 0, 1, 0],
+            "final": [2.0, 2.2, 2.5, 3.0, 3.1, math.inf],
+        }
+    )
+    m = sweeps.measured(finals, "adam", 1e-3)
+    assert (
+        m.value == pytest.approx(2.1) and m.spread == pytest.approx(np.std([2.0, 2.2], ddof=1)) and m.n == 2
+    )
+    tab = sweeps.seed_table(finals, {"adam": ("adam", 1e-3), "sgd": ("sgd", 0.1)}).set_index("key")
+    assert tab.loc["sgd", "mean"] == pytest.approx(3.05) and tab.loc["sgd", "n_seeds"] == 2
+    assert math.isinf(sweeps.measured(finals, "sgd", 0.3).value)
+    assert sweeps.seeded_points({"adam": 1e-3}, [("adam", 1e-3), ("adam", 3e-3)]) == [
+        ("adam", 1e-3),
+        ("adam", 3e-3),
+    ]
+    assert sweeps.nearest([1e-4, 3.162e-4, 1e-3], 3e-4) == pytest.approx(3.162e-4)
+    shared = sweeps.slice_values(finals, ["sgd"], 0.1)
+    assert shared["sgd"].value == pytest.approx(3.05)
+    with pytest.raises(ValueError, match="no run"):
+        sweeps.measured(finals, "adam", 1.0)
+
+
+def test_verdicts_on_constructed_numbers():
+    """The verdict rule as the chapters use it: holds only beyond twice the seed spread."""
+    claims = [
+        Claim("a beats b", "a", "b"),
+        Claim("a beats c", "a", "c"),
+        Claim("d beats a", "d", "a"),
+        Claim("a beats diverged", "a", "x"),
+    ]
+    values = {
+        "a": Measured.from_seeds([1.00, 1.02]),  # std 0.0141
+        "b": Measured.from_seeds([1.10, 1.11]),  # gap 0.095 > 2 * 0.0141: holds
+        "c": Measured.from_seeds([1.01, 1.04]),  # gap 0.015 < 2 * 0.0212: inconclusive
+        "d": Measured.from_seeds([1.30, 1.31]),  # reverse gap 0.295: fails
+        "x": Measured.from_seeds([1.0, math.inf]),
+    }
+    t = claims_table(values, claims, scale="ci")
+    assert t.verdict.tolist() == ["holds", "inconclusive", "fails", "holds"]
+
+
+def _frame(train_loss, val_loss, lr_t=True):
+    """A run's metrics as run_specs returns them: training rows (lr_t, iter_time), eval rows every
+    5 iterations, a final eval-only row; NaN stands for what CSV reads back as missing."""
+    n = len(train_loss)
+    rows = []
+    for i, loss in enumerate(train_loss):
+        row = {"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": i, "iter_time": 0.1, "train_loss": loss}
+        if lr_t:
+            row["lr_t"] = 1e-3
+        if i % 5 == 0:
+            row["val_loss"] = loss
+        rows.append(row)
+    rows.append({"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": n, "val_loss": val_loss})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("lr_t", [True, False])
+def test_divergence_is_never_scored_on_earlier_finite_values(lr_t):
+    fine = [3.0 - 0.1 * i for i in range(10)]
+    ok = sweeps.final_metrics(_frame(fine, 2.0, lr_t), window=2).iloc[0]
+    assert not ok.diverged and ok.final_train_loss == pytest.approx((2.2 + 2.1) / 2)
+    cases = {
+        "NaN mid-run (reads back as missing)": fine[:6] + [np.nan] * 4,
+        "one NaN in the middle, finite around it": fine[:5] + [np.nan] + fine[6:],
+        "inf": fine[:9] + [np.inf],
+    }
+    for why, losses in cases.items():
+        fin = sweeps.final_metrics(_frame(losses, np.nan, lr_t), window=2).iloc[0]
+        assert fin.diverged and math.isinf(fin.final_train_loss), why
+        val = sweeps.final_metrics(_frame(losses, np.nan, lr_t), metric="val_loss", window=1).iloc[0]
+        assert val.diverged and math.isinf(val.final_val_loss), why
+    last = sweeps.final_metrics(_frame(fine, np.nan, lr_t), window=2).iloc[0]
+    assert last.diverged and math.isinf(last.final_train_loss)
+    good = _frame(fine, 2.0, lr_t)
+    bad = _frame([1.0] * 8 + [np.nan] * 2, np.nan, lr_t).assign(run="bad", lr=1e-2)
+    best = sweeps.best_runs(pd.concat([bad, good], ignore_index=True), window=2).iloc[0]
+    assert best.run == "r" and not best.diverged and best.n_tried == 2
+
+
+def test_best_runs_picks_the_lowest_final_smoothed_loss():
+    rows = []
+    for run, opt, lr, losses in [
+        ("a1", "adam", 1e-3, [2.3, 2.2, 2.10, 2.05]),
+        ("a2", "adam", 3e-3, [2.2, 2.0, 1.92, 1.86]),
+        ("s1", "sgd", 0.1, [2.6, 2.5, 2.5, 2.5]),
+        ("s2", "sgd", 0.3, [1.0, 2.4, 2.6, 2.5]),
+    ]:
+        rows += [
+            {"run": run, "optimizer": opt, "lr": lr, "iter": i, "train_loss": v} for i, v in enumerate(losses)
+        ]
+    df = pd.DataFrame(rows)
+    fin = sweeps.final_metrics(df, window=2).set_index("run")
+    assert fin.loc["a1", "final_train_loss"] == pytest.approx((2.10 + 2.05) / 2)
+    best = sweeps.best_runs(df, window=2).set_index("optimizer")
+    assert best.loc["adam", "run"] == "a2" and best.loc["adam", "n_tried"] == 2
+    assert best.loc["sgd", "run"] == "s1"  # 2.5 vs 2.55
+    assert sweeps.best_runs(df, window=3).set_index("optimizer").loc["sgd", "run"] == "s1"  # a tie: the first
+    assert sweeps.best_runs(df, window=4).set_index("optimizer").loc["sgd", "run"] == "s2"  # 2.125 vs 2.525
+    with pytest.raises(ValueError):
+        sweeps.final_metrics(df, metric="nope")
+
+
+def _git(root, *args):
+    return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_published_results_load_and_stale_ones_are_flagged(tmp_path, monkeypatch):
+    assert sweeps.load_published("gpt2_figure1", folder=tmp_path / "absent") is None
+    note = sweeps.published_note("gpt2_figure1", None)
+    assert "missing" in note and "python -m adamlinf.run --scale gpu --only gpt2_figure1 --publish" in note
+    # a repository with a notebook; results published at its first commit
+    repo = tmp_path / "repo"
+    (repo / "book" / "notebooks").mkdir(parents=True)
+    (repo / "params").mkdir()
+    (repo / "src" / "adamlinf").mkdir(parents=True)
+    nb = repo / "book" / "notebooks" / "gpt2_figure1.py"
+    nb.write_text("x = 1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "add", ".")
+    _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "first")
+    sha = _git(repo, "rev-parse", "HEAD")
+    pub = tmp_path / "published" / "gpt2_figure1" / "gpu"
+    pub.mkdir(parents=True)
+    pd.DataFrame({"optimizer": ["adam"], "lr": [1e-3], "seed": [0], "final": [2.0]}).to_csv(
+        pub / "finals.csv", index=False
+    )
+    (pub / "provenance.json").write_text(
+        json.dumps({"git_commit": sha, "device": "NVIDIA H200 x1", "wall_time_s": 840.0, "scale": "gpu"})
+    )
+    real_check = results.check_fresh
+    monkeypatch.setattr(results, "check_fresh", lambda name, path: real_check(name, path, root=repo))
+    loaded = sweeps.load_published("gpt2_figure1", folder=pub)
+    assert loaded is not None and loaded.warning is None
+    assert loaded.tables["finals"].final.iloc[0] == 2.0 and loaded.provenance["device"] == "NVIDIA H200 x1"
+    assert "H200" in sweeps.published_note("gpt2_figure1", loaded) and "14.0 min" in sweeps.published_note(
+        "gpt2_figure1", loaded
+    )
+    # the notebook changes after the results were made: flagged as stale
+    nb.write_text("x = 2\n")
+    _git(repo, "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qam", "second")
+    stale = sweeps.load_published("gpt2_figure1", folder=pub)
+    assert stale.warning and "Stale" in sweeps.published_note("gpt2_figure1", stale)
+    # through published_dir (the default folder)
+    monkeypatch.setattr(results, "PUBLISHED_ROOT", tmp_path / "published")
+    assert sweeps.load_published("gpt2_figure1").path == pub
+    assert sweeps.load_published("gpt2_table2") is None
