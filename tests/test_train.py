@@ -210,16 +210,16 @@ CUT = dict(max_iters=8, eval_interval=3, warmup_iters=2, checkpoint_minutes=0)
 
 
 class Interrupting:
-    """A task whose ``batch("train", at, 0)`` raises KeyboardInterrupt (Ctrl-C in the data path)."""
+    """A task whose ``batch("train", step, micro)`` raises KeyboardInterrupt (Ctrl-C in the data path)."""
 
-    def __init__(self, task, at):
-        self.task, self.at = task, at
+    def __init__(self, task, step, micro=0):
+        self.task, self.at = task, (step, micro)
 
     def __getattr__(self, name):
         return getattr(self.task, name)
 
     def batch(self, split, step, micro_step=0, rank=0, world=1):
-        if split == "train" and (step, micro_step) == (self.at, 0):
+        if split == "train" and (step, micro_step) == self.at:
             raise KeyboardInterrupt
         return self.task.batch(split, step, micro_step, rank, world)
 
@@ -229,27 +229,28 @@ def test_checkpoints_are_on_by_default():
     assert cfg.checkpoint_interval > 0 and cfg.checkpoint_minutes > 0 and cfg.keep_checkpoints >= 1
 
 
-def test_interrupt_leaves_a_resumable_checkpoint(root, tmp_path):
+@pytest.mark.parametrize("micro, dropout", [(0, 0.0), (1, 0.1)])
+def test_interrupt_leaves_a_resumable_checkpoint(root, tmp_path, micro, dropout):
     """Ctrl-C at step 5 of 8 (no periodic checkpoint due) leaves ckpt-00000005.pt; resuming ends
-    on exactly the parameters and metrics of an uninterrupted run."""
-    full = run(spec(root, tmp_path / "full", **CUT))
-    model, task, cfg, s = build_run(spec(root, tmp_path / "cut", checkpoint_interval=0, **CUT))
+    on exactly the parameters and metrics of an uninterrupted run, also when the interrupted
+    iteration had drawn dropout masks already (the RNG state saved is that of its start)."""
+    kw = dict(grad_accum=2, checkpoint_interval=0, **CUT)
+    model = {**MODEL, "dropout": dropout}
+    full = run(spec(root, tmp_path / "full", model=model, **kw))
+    net, task, cfg, s = build_run(spec(root, tmp_path / "cut", model=model, **kw))
     with pytest.raises(KeyboardInterrupt):
-        train(model, Interrupting(task, 5), cfg, spec=s)
+        train(net, Interrupting(task, 5, micro), cfg, spec=s)
     names = sorted(p.name for p in (tmp_path / "cut").iterdir())
     assert "ckpt-00000005.pt" in names and "ckpt-00000005.pt.sha256" in names
     assert load_checkpoint(tmp_path / "cut" / "ckpt-00000005.pt")["iter"] == 5
-    resumed = run(spec(root, tmp_path / "cut", checkpoint_interval=0, **CUT))
+    resumed = run(spec(root, tmp_path / "cut", model=model, **kw))
     pd.testing.assert_frame_equal(
         full.drop(columns=["iter_time", "time"]),
         resumed.drop(columns=["iter_time", "time"]),
         check_exact=True,
     )
-    for p, q in zip(
-        load_final(tmp_path / "full")[0].parameters(),
-        load_final(tmp_path / "cut")[0].parameters(),
-        strict=True,
-    ):
+    final = load_final(tmp_path / "full")[0].parameters(), load_final(tmp_path / "cut")[0].parameters()
+    for p, q in zip(*final, strict=True):
         assert torch.equal(p, q)
 
 
