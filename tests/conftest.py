@@ -1,4 +1,5 @@
 """Shared test setup: offline, headless, deterministic."""
+
 import os
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
