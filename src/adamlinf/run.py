@@ -674,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         print(f"    done in {rec['wall_time_s']:.1f} s", flush=True)
-        if args.publish:
+        if args.publish and name not in RUN_LAST:  # summaries are rebuilt from what is published
             print(f"    published to {_rel(publish(name, args.scale))}", flush=True)
     print(f"all {len(names)} notebook(s) executed in {time.perf_counter() - total:.1f} s")
     return 0
