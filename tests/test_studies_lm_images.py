@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from adamlinf import runs
 from adamlinf.data import text
 from adamlinf.run import PARAMS
-from adamlinf.studies import images, lm, sweeps
+from adamlinf.studies import costs, images, lm, sweeps
 from adamlinf.studies.verdicts import VERDICT_COLUMNS, VERDICTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -117,3 +118,29 @@ def test_gpu_scale_of_table3_runs_tiny_on_cpu(tmp_path):
     assert set(curves.seed) == {0, 1} and curves.budget.max() == pytest.approx(1.0)
     f4 = images.figure4_claims(curves, scale="gpu", batch_size=512)
     assert len(f4) == 6 and set(f4.verdict) <= set(VERDICTS)
+
+
+def test_paper_parameters_match_the_paper():
+    root = PARAMS
+    p = yaml.safe_load((root / "gpt2_figure1.yaml").read_text())["paper"]
+    assert (p["n_layer"], p["n_head"], p["n_embd"], p["block_size"]) == (12, 12, 768, 1024)
+    assert p["dataset"] == "openwebtext" and p["vocab_size"] == 50304
+    assert p["global_batch"] == 480 and p["max_iters"] == 100_000 and p["warmup_iters"] == 2000
+    assert p["lr"] == 6e-4 and p["min_lr"] == 6e-5 and list(p["betas"]) == [0.9, 0.95]
+    assert p["grad_clip"] == 1.0 and p["dtype"] == "bfloat16" and p["device"] == "cuda"
+    assert runs.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"]) >= 1
+    spec = runs.lm_spec(
+        dataset=p["dataset"],
+        vocab_size=p["vocab_size"],
+        n_layer=p["n_layer"],
+        n_head=p["n_head"],
+        n_embd=p["n_embd"],
+        block_size=p["block_size"],
+        batch_size=p["batch_size"],
+        lr=p["lr"],
+    )
+    n_params = (costs.gpt_flops_per_token(spec["model"]) - 12 * 12 * 768 * 1024) / 6
+    assert 123e6 < n_params < 125e6  # GPT-2 small: 124M without position embeddings
+    assert yaml.safe_load((root / "gpt2_table2.yaml").read_text())["paper"]["device"] == "cuda"
+    t2 = yaml.safe_load((root / "gpt2_table2.yaml").read_text())["paper"]
+    assert t2["n_probes"] == 50 and t2["n_batches"] * p["batch_size"] == 7680

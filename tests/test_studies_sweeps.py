@@ -226,3 +226,56 @@ def test_published_results_load_and_stale_ones_are_flagged(tmp_path, monkeypatch
     monkeypatch.setattr(results, "PUBLISHED_ROOT", tmp_path / "published")
     assert sweeps.load_published("gpt2_figure1").path == pub
     assert sweeps.load_published("gpt2_table2") is None
+
+
+def _synthetic_metrics():
+    it = np.arange(20)
+    rows = []
+    for run, opt, lr, losses in [
+        ("a1", "adam", 1e-3, 3.0 - 0.05 * it),  # final mean of last 2: 2.075
+        ("a2", "adam", 3e-3, 3.0 - 0.06 * it),  # 1.89: the best adam
+        ("a3", "adam", 1e-2, np.where(it < 15, 1.0, np.nan)),  # diverged (NaN from iteration 15)
+        ("s1", "sgd", 0.1, np.full(20, 2.5)),
+        ("s2", "sgd", 1.0, np.r_[np.full(18, 1.0), 2.4, 2.6]),  # 2.5 over the last 2 rows
+    ]:
+        for i, loss in zip(it, losses, strict=False):
+            rows.append({"run": run, "optimizer": opt, "lr": lr, "iter": i, "lr_t": lr, "train_loss": loss})
+        rows.append({"run": run, "optimizer": opt, "lr": lr, "iter": 20, "val_loss": 1.0})  # final eval row
+    return pd.DataFrame(rows)
+
+
+def test_best_runs_over_a_synthetic_sweep():
+    df = _synthetic_metrics()
+    fin = sweeps.final_metrics(df, window=2).set_index("run")
+    assert fin.loc["a1", "final_train_loss"] == pytest.approx((2.10 + 2.05) / 2)
+    assert fin.loc["a2", "final_train_loss"] == pytest.approx((1.92 + 1.86) / 2)
+    assert fin.loc["a3", "diverged"] and math.isinf(fin.loc["a3", "final_train_loss"])
+    best = sweeps.best_runs(df, window=2).set_index("optimizer")
+    assert best.loc["adam", "run"] == "a2" and best.loc["adam", "lr"] == 3e-3
+    assert best.loc["adam", "n_tried"] == 3
+    # a tie (2.5 vs 2.5) keeps the first run listed; the window matters: over the last row s1 wins
+    assert best.loc["sgd", "run"] == "s1"
+    assert sweeps.best_runs(df, window=1).set_index("optimizer").loc["sgd", "run"] == "s1"
+    assert (
+        sweeps.best_runs(df, window=3).set_index("optimizer").loc["sgd", "run"] == "s2"
+    )  # (1+2.4+2.6)/3=2.0
+    # default window: the last 5% of rows (1 of 20)
+    assert sweeps.final_metrics(df).set_index("run").loc["a1", "final_train_loss"] == pytest.approx(2.05)
+    with pytest.raises(ValueError):
+        sweeps.final_metrics(df, metric="nope")
+
+
+def _frame(train_loss, val_loss, lr_t=True):
+    """A run's metrics as run_specs returns them: training rows (lr_t, iter_time), eval rows every
+    5 iterations, a final eval-only row; NaN stands for what CSV reads back as missing."""
+    n = len(train_loss)
+    rows = []
+    for i, loss in enumerate(train_loss):
+        row = {"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": i, "iter_time": 0.1, "train_loss": loss}
+        if lr_t:
+            row["lr_t"] = 1e-3
+        if i % 5 == 0:
+            row["val_loss"] = loss
+        rows.append(row)
+    rows.append({"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": n, "val_loss": val_loss})
+    return pd.DataFrame(rows)
