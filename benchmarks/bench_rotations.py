@@ -20,8 +20,9 @@ import time
 
 import torch
 
+from _timing import median_time
+from _timing import sync as _sync
 from adamlinf.rotations import PermuteRotate, RotatedParametrization, split_pieces
-from _timing import median_time, sync as _sync
 
 GPT2_SMALL_N = 124_439_808
 
@@ -29,16 +30,16 @@ GPT2_SMALL_N = 124_439_808
 def small_gpt(device):
     try:
         from adamlinf.models.gpt import GPT, GPTConfig
+
         cfg = GPTConfig(vocab_size=256, block_size=128, n_layer=4, n_head=4, n_embd=128)
         return GPT(cfg).to(device), "adamlinf.models.gpt.GPT"
-    except ImportError:  # pragma: no cover - fallback if the model module is missing
-        raise SystemExit("adamlinf.models.gpt is missing")
+    except ImportError as err:  # pragma: no cover - fallback if the model module is missing
+        raise SystemExit("adamlinf.models.gpt is missing") from err
 
 
 def stage_flops(n, k=2):
     """2 n (a+b+c) multiply-adds summed over pieces, times k stages (one apply)."""
-    return k * sum(2 * a * b * c * ((a > 1) * a + (b > 1) * b + (c > 1) * c)
-                   for a, b, c in split_pieces(n))
+    return k * sum(2 * a * b * c * ((a > 1) * a + (b > 1) * b + (c > 1) * c) for a, b, c in split_pieces(n))
 
 
 def main():
@@ -87,45 +88,57 @@ def main():
             acc.append(time.perf_counter() - t0)
             cacc.append(time.process_time() - c0)
     t_step, t_rt = statistics.median(t_steps), statistics.median(t_rts)
-    pair_ratio = statistics.median(r / s for r, s in zip(t_rts, t_steps))
+    pair_ratio = statistics.median(r / s for r, s in zip(t_rts, t_steps, strict=False))
     # CPU time of this process: less sensitive to other processes sharing the cores
     cpu_ratio = statistics.median(c_rts) / statistics.median(c_steps)
     t_push = median_time(rp.push, args.reps, dev)
-    print(f"\nsmall GPT ({src}; 4 layers, width 128, vocab 256, context 128, batch 16): "
-          f"n = {n:,} parameters, pieces {rp.rotation.pieces}")
+    print(
+        f"\nsmall GPT ({src}; 4 layers, width 128, vocab 256, context 128, batch 16): "
+        f"n = {n:,} parameters, pieces {rp.rotation.pieces}"
+    )
     print(f"  training step (fwd+bwd+torch Adam foreach): median {t_step * 1e3:8.2f} ms")
-    print(f"  rotation round trip (push + pull_grad, k=2): median {t_rt * 1e3:8.2f} ms"
-          f"  (push alone {t_push * 1e3:.2f} ms)")
-    print(f"  ratio round trip / training step = {t_rt / t_step:.3f} (ratio of medians), "
-          f"{pair_ratio:.3f} (median of interleaved pairs)   (target <= 0.3)")
+    print(
+        f"  rotation round trip (push + pull_grad, k=2): median {t_rt * 1e3:8.2f} ms"
+        f"  (push alone {t_push * 1e3:.2f} ms)"
+    )
+    print(
+        f"  ratio round trip / training step = {t_rt / t_step:.3f} (ratio of medians), "
+        f"{pair_ratio:.3f} (median of interleaved pairs)   (target <= 0.3)"
+    )
     if torch.device(dev).type == "cpu":
         print(f"  same ratio in process CPU time (robust to other load on the machine): {cpu_ratio:.3f}")
     f_step = 6 * n * B * T + 12 * model.config.n_layer * B * T * T * model.config.n_embd // 2
     f_rt = 2 * stage_flops(n)
-    print(f"  flop count: round trip {f_rt / 1e9:.2f} GFLOP vs training step ~{f_step / 1e9:.2f} GFLOP "
-          f"(6 n B T + causal attention): ratio {f_rt / f_step:.3f}")
+    print(
+        f"  flop count: round trip {f_rt / 1e9:.2f} GFLOP vs training step ~{f_step / 1e9:.2f} GFLOP "
+        f"(6 n B T + causal attention): ratio {f_rt / f_step:.3f}"
+    )
 
     # --- apply at 1e6 and 1e7 --------------------------------------------------------------
     print("\nPermuteRotate(n, k=2), float32, one vector:")
     rate = None
-    for nn_ in (10 ** 6, 10 ** 7):
+    for nn_ in (10**6, 10**7):
         t0 = time.perf_counter()
         R = PermuteRotate(nn_, k=2, seed=0, device=dev)
         t_build = time.perf_counter() - t0
         x = torch.randn(nn_, device=dev)
         reps = max(3, args.reps // 3)
-        t_a = median_time(lambda: R.apply(x), reps, dev, warmup=1)
-        t_t = median_time(lambda: R.apply_T(x), reps, dev, warmup=1)
+        t_a = median_time(lambda R=R, x=x: R.apply(x), reps, dev, warmup=1)
+        t_t = median_time(lambda R=R, x=x: R.apply_T(x), reps, dev, warmup=1)
         err = (R.apply_T(R.apply(x)) - x).abs().max().item()
         rate = stage_flops(nn_) / t_a
-        print(f"  n = {nn_:>11,}: pieces {R.pieces}; build {t_build:6.2f} s; apply {t_a * 1e3:8.1f} ms;"
-              f" apply_T {t_t * 1e3:8.1f} ms; {rate / 1e9:6.1f} GFLOP/s; max|R^T R x - x| = {err:.1e}")
+        print(
+            f"  n = {nn_:>11,}: pieces {R.pieces}; build {t_build:6.2f} s; apply {t_a * 1e3:8.1f} ms;"
+            f" apply_T {t_t * 1e3:8.1f} ms; {rate / 1e9:6.1f} GFLOP/s; max|R^T R x - x| = {err:.1e}"
+        )
         del R, x
 
     f_big = stage_flops(GPT2_SMALL_N)
-    print(f"\nGPT-2 small, n = {GPT2_SMALL_N:,}: pieces {split_pieces(GPT2_SMALL_N)};"
-          f" {f_big / 1e9:.0f} GFLOP per apply (k=2); extrapolated from the 10^7 rate: "
-          f"apply ~ {f_big / rate:.1f} s, round trip ~ {2 * f_big / rate:.1f} s on {dev}")
+    print(
+        f"\nGPT-2 small, n = {GPT2_SMALL_N:,}: pieces {split_pieces(GPT2_SMALL_N)};"
+        f" {f_big / 1e9:.0f} GFLOP per apply (k=2); extrapolated from the 10^7 rate: "
+        f"apply ~ {f_big / rate:.1f} s, round trip ~ {2 * f_big / rate:.1f} s on {dev}"
+    )
     if args.big:
         t0 = time.perf_counter()
         R = PermuteRotate(GPT2_SMALL_N, k=2, seed=0, device=dev)
@@ -140,10 +153,15 @@ def main():
         _sync(dev)
         t2 = time.perf_counter()
         err = (z - x).abs().max().item()
-        mem = (f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
-               if torch.device(dev).type == "cuda" else "")
-        print(f"  measured: build {t_build:.1f} s, apply {t1 - t0:.2f} s, apply_T {t2 - t1:.2f} s, "
-              f"max|R^T R x - x| = {err:.1e}{mem} (vector = {x.numel() * 4 / 2**30:.2f} GiB)")
+        mem = (
+            f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"
+            if torch.device(dev).type == "cuda"
+            else ""
+        )
+        print(
+            f"  measured: build {t_build:.1f} s, apply {t1 - t0:.2f} s, apply_T {t2 - t1:.2f} s, "
+            f"max|R^T R x - x| = {err:.1e}{mem} (vector = {x.numel() * 4 / 2**30:.2f} GiB)"
+        )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from adamlinf.rotations import (
 )
 
 F64 = torch.float64
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: threads only add spin-waits
 D = 24
 STEPS = 40
 
@@ -84,7 +86,7 @@ def test_sgd_and_adasgd_are_rotation_equivariant(name):
 
 
 @settings(max_examples=6, deadline=None)
-@given(seed=st.integers(0, 10 ** 6), name=st.sampled_from(list(ROT_EQUIVARIANT)))
+@given(seed=st.integers(0, 10**6), name=st.sampled_from(list(ROT_EQUIVARIANT)))
 def test_rotation_equivariance_random_losses_and_rotations(seed, name):
     R = haar(D, seed=seed, dtype=F64)
     res = equivariance_gap(ROT_EQUIVARIANT[name], make_loss(seed=seed), x_start(seed=seed), R, 20)
@@ -143,13 +145,18 @@ def test_two_dimensional_counterexample_closed_form():
     x0 = torch.tensor([0.3, -0.7], dtype=F64)
     eta = 0.1
     expected = eta * math.sqrt((math.sqrt(2) - 1) ** 2 + 1)
-    assert math.isclose(equivariance_gap(lambda p: SignGD(p, lr=eta), lin, x0, R, 1).gap, expected,
-                        rel_tol=1e-12)
+    assert math.isclose(
+        equivariance_gap(lambda p: SignGD(p, lr=eta), lin, x0, R, 1).gap, expected, rel_tol=1e-12
+    )
     b1, b2 = 0.9, 0.99
-    gap = equivariance_gap(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, paper_form=True), lin, x0, R, 1).gap
+    gap = equivariance_gap(
+        lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, paper_form=True), lin, x0, R, 1
+    ).gap
     assert math.isclose(gap, expected * (1 - b1) / math.sqrt(1 - b2), rel_tol=1e-12)
     b1, b2 = 0.5, 0.99  # (1 - b1)/sqrt(1 - b2) = 5: the paper form's first step is 5 SignGD steps
-    gap = equivariance_gap(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, paper_form=True), lin, x0, R, 1).gap
+    gap = equivariance_gap(
+        lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, paper_form=True), lin, x0, R, 1
+    ).gap
     assert math.isclose(gap, 5 * expected, rel_tol=1e-12)
     # the torch form's first step is exactly a SignGD step (m/c1 = g, sqrt(v/c2) = |g|)
     gap = equivariance_gap(lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0), lin, x0, R, 1).gap
@@ -178,8 +185,14 @@ def test_relative_gap_normalisations(relative_to):
     ref = res.xs if relative_to == "iterate" else res.xs - res.xs[0]
     scale = ref.norm(dim=1).max().item()
     assert res.relative_gap == res.gap / scale
-    other = equivariance_gap(adam, make_loss(), x_start(), R, STEPS,
-                             relative_to="iterate" if relative_to == "displacement" else "displacement")
+    other = equivariance_gap(
+        adam,
+        make_loss(),
+        x_start(),
+        R,
+        STEPS,
+        relative_to="iterate" if relative_to == "displacement" else "displacement",
+    )
     assert other.gap == res.gap and other.relative_gap != res.relative_gap
     with pytest.raises(ValueError, match="relative_to"):
         equivariance_gap(adam, make_loss(), x_start(), R, 2, relative_to="norm")
@@ -205,7 +218,13 @@ def test_iterate_normalisation_matches_the_quadratic_definition():
 
     xs, xr = traj(A, x0), traj(R.T @ A @ R, R.T @ x0)
     want = float((xr - xs @ R).norm(dim=1).max() / xs.norm(dim=1).max())
-    res = equivariance_gap(lambda p: Adam(p, lr=lr, betas=(0.9, 0.99), eps=1e-12, paper_form=True),
-                           lambda x, t: 0.5 * x @ (A @ x), x0, R, T, relative_to="iterate")
+    res = equivariance_gap(
+        lambda p: Adam(p, lr=lr, betas=(0.9, 0.99), eps=1e-12, paper_form=True),
+        lambda x, t: 0.5 * x @ (A @ x),
+        x0,
+        R,
+        T,
+        relative_to="iterate",
+    )
     assert want > 1e-2
     assert math.isclose(res.relative_gap, want, rel_tol=1e-9)

@@ -13,8 +13,8 @@ from torch import nn
 
 from adamlinf.rotations import (
     DenseRotation,
-    PermuteRotate,
     Permutation,
+    PermuteRotate,
     RotatedParametrization,
     as_rotation,
     exp_rotation,
@@ -34,6 +34,7 @@ def _eye(n):
 
 
 # ------------------------------------------------------------------ haar ----------------------
+
 
 @pytest.mark.parametrize("d", [1, 2, 5, 64])
 def test_haar_orthogonal_and_seeded(d):
@@ -57,7 +58,7 @@ def test_haar_sign_correction_gives_haar_statistics():
     q11 = qs[:, 0, 0]
     se = math.sqrt(1.0 / d / m)
     assert abs(q11.mean().item()) < 4 * se
-    assert abs((q11 ** 2).mean().item() - 1.0 / d) < 0.03
+    assert abs((q11**2).mean().item() - 1.0 / d) < 0.03
     # every diagonal entry is symmetric around zero
     assert qs.diagonal(dim1=1, dim2=2).mean(0).abs().max().item() < 4 * se
     dets = torch.linalg.det(qs)
@@ -83,6 +84,7 @@ def test_haar_bad_input():
 
 # ------------------------------------------------------------------ exp(theta S) --------------
 
+
 def test_exp_rotation_identity_orthogonal_det_and_one_family():
     d = 12
     assert torch.equal(exp_rotation(d, 0.0, seed=5, dtype=F64), _eye(d))
@@ -99,8 +101,9 @@ def test_exp_rotation_identity_orthogonal_det_and_one_family():
     torch.testing.assert_close(exp_rotation(d, 0.5, seed=5, dtype=F64), rb, atol=0, rtol=0)
     # small theta: R = I + theta S + O(theta^2)
     eps = 1e-6
-    torch.testing.assert_close((exp_rotation(d, eps, seed=5, dtype=F64) - _eye(d)) / eps, s,
-                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        (exp_rotation(d, eps, seed=5, dtype=F64) - _eye(d)) / eps, s, atol=1e-4, rtol=0
+    )
     assert not torch.equal(skew_generator(d, seed=6, dtype=F64), s)
     with pytest.raises(ValueError):
         exp_rotation(d, float("nan"))
@@ -108,14 +111,15 @@ def test_exp_rotation_identity_orthogonal_det_and_one_family():
 
 # ------------------------------------------------------------------ PermuteRotate -------------
 
+
 def test_split_pieces_exact_cover():
-    for n in AWKWARD + [10 ** 6, 124_439_808, 999_983]:
+    for n in AWKWARD + [10**6, 124_439_808, 999_983]:
         pieces = split_pieces(n)
         assert sum(a * b * c for a, b, c in pieces) == n
         # all but the dense tail are near-cubes
         for a, b, c in pieces[:-1]:
             assert a == b and a <= c <= a + 4
-    assert split_pieces(10 ** 6) == [(100, 100, 100)]
+    assert split_pieces(10**6) == [(100, 100, 100)]
     assert split_pieces(1009) == [(10, 10, 10), (1, 1, 9)]
     assert split_pieces(300) == [(1, 1, 300)]
     big = split_pieces(124_439_808)
@@ -145,8 +149,12 @@ def test_permute_rotate_orthogonal_awkward_sizes(n, k):
 
 
 @settings(max_examples=15, deadline=None)
-@given(n=st.integers(1, 4000), k=st.integers(0, 3), dense_max=st.sampled_from([1, 8, 64, 512]),
-       seed=st.integers(0, 2 ** 31))
+@given(
+    n=st.integers(1, 4000),
+    k=st.integers(0, 3),
+    dense_max=st.sampled_from([1, 8, 64, 512]),
+    seed=st.integers(0, 2**31),
+)
 def test_permute_rotate_orthogonal_property(n, k, dense_max, seed):
     R = PermuteRotate(n, k=k, seed=seed, dtype=F64, dense_max=dense_max)
     _check_orthogonal(R, n, batch=2)
@@ -176,7 +184,7 @@ def test_permute_rotate_matches_explicit_construction():
 
 
 def test_permute_rotate_one_million():
-    n = 10 ** 6
+    n = 10**6
     R = PermuteRotate(n, k=2, seed=0, dtype=torch.float32)
     assert R.pieces == [(100, 100, 100)]
     x = torch.randn(n)
@@ -242,6 +250,7 @@ def test_permute_rotate_cuda_matches_cpu():
 
 # ------------------------------------------------------------------ small wrappers ------------
 
+
 def test_permutation_and_dense_wrappers():
     n = 9
     P = random_permutation(n, seed=2, dtype=F64)
@@ -268,6 +277,7 @@ def test_permutation_and_dense_wrappers():
 
 
 # ------------------------------------------------------------------ RotatedParametrization ----
+
 
 def _mlp(seed, dtype=F64):
     torch.manual_seed(seed)
@@ -311,7 +321,7 @@ def test_rotated_gradient_is_RT_grad_via_autograd():
     def loss_of_w(w):
         x = Q @ w
         chunks = torch.split(x, [math.prod(s) for s in shapes])
-        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes)}
+        params = {n: c.view(s) for n, c, s in zip(names, chunks, shapes, strict=False)}
         return _loss(lambda inp: torch.func.functional_call(model, params, (inp,)), batch)
 
     w = rp.w.detach().clone().requires_grad_(True)
@@ -338,8 +348,7 @@ def test_rotated_missing_grads_are_zero_and_frozen_params_are_skipped():
     rp.push()
     model["a"](torch.ones(4, 3, dtype=F64)).sum().backward()
     rp.pull_grad()
-    g = torch.cat([model["a"].weight.grad.reshape(-1), model["a"].bias.grad,
-                   torch.zeros(6 + 1, dtype=F64)])
+    g = torch.cat([model["a"].weight.grad.reshape(-1), model["a"].bias.grad, torch.zeros(6 + 1, dtype=F64)])
     torch.testing.assert_close(rp.w.grad, R.T @ g, atol=1e-13, rtol=0)
     assert torch.equal(model["frozen"].weight, frozen_before)
     with pytest.raises(ValueError, match="rotation acts on"):
@@ -362,8 +371,10 @@ def _train(rp, opt, model, batches):
 
 def test_rotated_state_dict_resume_is_exact():
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randn(8, 5, generator=g, dtype=F64), torch.randn(8, 3, generator=g, dtype=F64))
-               for _ in range(10)]
+    batches = [
+        (torch.randn(8, 5, generator=g, dtype=F64), torch.randn(8, 3, generator=g, dtype=F64))
+        for _ in range(10)
+    ]
     model = _mlp(2)
     rp = RotatedParametrization(model, k=2, seed=9)
     opt = torch.optim.Adam(rp.parameters(), lr=1e-2)
@@ -422,6 +433,7 @@ def test_rotated_parametrization_on_tiny_gpt_with_tied_weights():
 
 # ------------------------------------------------------------------ defaults and loading -------
 
+
 def test_permute_rotate_follows_default_dtype():
     old = torch.get_default_dtype()
     try:
@@ -441,7 +453,13 @@ def _bad_states(sd):
     missing = {k: v for k, v in sd.items() if k != "perm_digests"}
     pieces = copy.deepcopy(sd)
     pieces["pieces"] = [[2, 2, 2]]
-    return {"digest": digest, "shapes": shapes, "missing": missing, "pieces": pieces, "kind": {"kind": "dense"}}
+    return {
+        "digest": digest,
+        "shapes": shapes,
+        "missing": missing,
+        "pieces": pieces,
+        "kind": {"kind": "dense"},
+    }
 
 
 @pytest.mark.parametrize("case", ["digest", "shapes", "missing", "pieces", "kind"])
@@ -463,8 +481,11 @@ def test_other_rotations_failed_load_changes_nothing():
     P = random_permutation(n, seed=1, dtype=F64)
     x = torch.randn(n, dtype=F64)
     y = P.apply(x)
-    for bad in ({"kind": "permutation", "perm": torch.tensor([0, 0, 1, 2, 3, 4, 5])}, {"kind": "dense"},
-                {"kind": "permutation", "perm": torch.arange(n + 1)}):
+    for bad in (
+        {"kind": "permutation", "perm": torch.tensor([0, 0, 1, 2, 3, 4, 5])},
+        {"kind": "dense"},
+        {"kind": "permutation", "perm": torch.arange(n + 1)},
+    ):
         with pytest.raises(ValueError):
             P.load_state_dict(bad)
         assert torch.equal(P.apply(x), y)

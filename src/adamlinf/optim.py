@@ -95,7 +95,12 @@ _NONFINITE = ("skip", "raise", "ignore")
 # settings of the whole optimizer: kept in ``defaults``, not in the param groups
 _GLOBAL_KEYS = ("nonfinite", "partition")
 # torch.optim.Adam arguments accepted only at these values
-_TORCH_FIXED = {"weight_decay": 0.0, "amsgrad": False, "differentiable": False, "decoupled_weight_decay": False}
+_TORCH_FIXED = {
+    "weight_decay": 0.0,
+    "amsgrad": False,
+    "differentiable": False,
+    "decoupled_weight_decay": False,
+}
 _TORCH_WHY = {
     "weight_decay": "the paper's optimizers have no weight decay; use torch.optim.AdamW for it",
     "amsgrad": "AMSGrad is not one of the paper's algorithms",
@@ -148,8 +153,9 @@ def _denominators(vs: list[Tensor], eps: float, c2s: Sequence | None, eps_inside
 
 
 def _second_moment_(v: Tensor, rms: Tensor, beta2: float) -> Tensor:
-    r"""Update :math:`v\leftarrow\beta_2 v+(1-\beta_2)r^2` in place, ``rms`` :math:`r=\|g_{(b)}\|_2/\sqrt{d_b}`.
+    r"""Update :math:`v\leftarrow\beta_2 v+(1-\beta_2)r^2` in place.
 
+    ``rms`` is :math:`r=\|g_{(b)}\|_2/\sqrt{d_b}` (:math:`=g` for Adam).
     One ``addcmul``, the operation Adam uses, so that a block of one coordinate reproduces Adam
     bit for bit.
     """
@@ -185,7 +191,9 @@ def _check_torch_args(owner: str, group: Mapping) -> None:
     for key, fixed in _TORCH_FIXED.items():
         val = group.get(key, fixed)
         if val != fixed:
-            raise ValueError(f"{owner}: {key}={val!r} is not supported ({_TORCH_WHY[key]}); use {key}={fixed!r}")
+            raise ValueError(
+                f"{owner}: {key}={val!r} is not supported ({_TORCH_WHY[key]}); use {key}={fixed!r}"
+            )
     for key in ("maximize", "capturable"):
         if not isinstance(group.get(key, False), bool):
             raise ValueError(f"{owner}: {key} must be a bool, got {group[key]!r}")
@@ -194,7 +202,9 @@ def _check_torch_args(owner: str, group: Mapping) -> None:
             raise ValueError(f"{owner}: {key} must be None or a bool, got {group[key]!r}")
 
 
-def _resolve_form(paper_form: bool, bias_correction: bool | None, eps_inside_sqrt: bool | None) -> tuple[bool, bool]:
+def _resolve_form(
+    paper_form: bool, bias_correction: bool | None, eps_inside_sqrt: bool | None
+) -> tuple[bool, bool]:
     """``(bias_correction, eps_inside_sqrt)`` from ``paper_form`` and the optional overrides."""
     if not isinstance(paper_form, bool):
         raise ValueError(f"paper_form must be a bool, got {paper_form!r}")
@@ -218,8 +228,20 @@ def _real(t: Tensor) -> Tensor:
 # =============================================================================================
 # functional forms (elementwise on same-shape tensors; batched runs along leading dimensions)
 # =============================================================================================
-def adam_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, *, lr, beta1: float, beta2: float,
-                 eps: float, step: int, bias_correction: bool = True, eps_inside_sqrt: bool = False) -> Tensor:
+def adam_update_(
+    x: Tensor,
+    g: Tensor,
+    m: Tensor,
+    v: Tensor,
+    *,
+    lr,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step: int,
+    bias_correction: bool = True,
+    eps_inside_sqrt: bool = False,
+) -> Tensor:
     r"""One in-place step of Adam (Algorithm 1) on same-shape tensors.
 
     .. math::
@@ -255,9 +277,22 @@ def adam_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, *, lr, beta1: float
     return _apply_update_(x, m, denom, _step_size(lr, c1))
 
 
-def blockwise_adam_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, index: Tensor, *, lr, beta1: float,
-                           beta2: float, eps: float, step: int, bias_correction: bool = True,
-                           eps_inside_sqrt: bool = False, sizes: Tensor | None = None) -> Tensor:
+def blockwise_adam_update_(
+    x: Tensor,
+    g: Tensor,
+    m: Tensor,
+    v: Tensor,
+    index: Tensor,
+    *,
+    lr,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step: int,
+    bias_correction: bool = True,
+    eps_inside_sqrt: bool = False,
+    sizes: Tensor | None = None,
+) -> Tensor:
     r"""One in-place step of blockwise Adam (Algorithm 3) along the last dimension.
 
     Per block :math:`v_b\leftarrow\beta_2 v_b+(1-\beta_2)\|g_{(b)}\|_2^2/d_b`, per coordinate
@@ -295,8 +330,20 @@ def blockwise_adam_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, index: Te
     return _apply_update_(x, m, denom_b.index_select(-1, index), _step_size(lr, c1))
 
 
-def adasgd_update_(x: Tensor, g: Tensor, m: Tensor, v: Tensor, *, lr, beta1: float, beta2: float, eps: float,
-                   step: int, bias_correction: bool = True, eps_inside_sqrt: bool = False) -> Tensor:
+def adasgd_update_(
+    x: Tensor,
+    g: Tensor,
+    m: Tensor,
+    v: Tensor,
+    *,
+    lr,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    step: int,
+    bias_correction: bool = True,
+    eps_inside_sqrt: bool = False,
+) -> Tensor:
     r"""One in-place step of AdaSGD (Algorithm 2) along the last dimension.
 
     :math:`v\leftarrow\beta_2 v+(1-\beta_2)\|g\|_2^2/d`, :math:`x\leftarrow x-\eta\,\hat m/D`
@@ -464,7 +511,9 @@ class _Base(Optimizer):
         found = self._found_inf([g for _, _, gs in work for g in gs])
         if found is not None and self.nonfinite == "raise":
             if bool(found):
-                raise FloatingPointError(f"{type(self).__name__}: non-finite gradient; step refused, state untouched")
+                raise FloatingPointError(
+                    f"{type(self).__name__}: non-finite gradient; step refused, state untouched"
+                )
             found = None
         if found is not None:
             if self._skipped is None:
@@ -520,21 +569,29 @@ class _Base(Optimizer):
     def _checked_state_dict(self, sd) -> dict:
         name = f"{type(self).__name__}.load_state_dict"
         if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
-            raise ValueError(f"{name}: expected a dict with 'state' and 'param_groups', got {type(sd).__name__}"
-                             + (f" with keys {sorted(sd)}" if isinstance(sd, Mapping) else ""))
+            raise ValueError(
+                f"{name}: expected a dict with 'state' and 'param_groups', got {type(sd).__name__}"
+                + (f" with keys {sorted(sd)}" if isinstance(sd, Mapping) else "")
+            )
         saved_groups = sd["param_groups"]
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"{name}: the state dict has {len(saved_groups)} param groups, the optimizer "
-                             f"{len(self.param_groups)}")
+            raise ValueError(
+                f"{name}: the state dict has {len(saved_groups)} param groups, the optimizer "
+                f"{len(self.param_groups)}"
+            )
         groups = []
         for k, (cur, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
             if len(saved["params"]) != len(cur["params"]):
-                raise ValueError(f"{name}: param group {k} has {len(saved['params'])} parameters in the state "
-                                 f"dict and {len(cur['params'])} in the optimizer")
+                raise ValueError(
+                    f"{name}: param group {k} has {len(saved['params'])} parameters in the state "
+                    f"dict and {len(cur['params'])} in the optimizer"
+                )
             missing = [key for key in self._required_group_keys if key not in saved]
             if missing:
-                raise ValueError(f"{name}: param group {k} lacks {missing}; the state dict is from another "
-                                 f"optimizer (its group keys: {sorted(k2 for k2 in saved if k2 != 'params')})")
+                raise ValueError(
+                    f"{name}: param group {k} lacks {missing}; the state dict is from another "
+                    f"optimizer (its group keys: {sorted(k2 for k2 in saved if k2 != 'params')})"
+                )
             self._check_foreign_group(k, saved)
             group = dict(saved)
             for key, val in cur.items():
@@ -554,7 +611,9 @@ class _Base(Optimizer):
             if pid not in by_id:
                 raise ValueError(f"{name}: state for parameter id {pid!r}, which no param group holds")
             if not isinstance(st, Mapping):
-                raise ValueError(f"{name}: the state of parameter {pid!r} is a {type(st).__name__}, not a dict")
+                raise ValueError(
+                    f"{name}: the state of parameter {pid!r} is a {type(st).__name__}, not a dict"
+                )
             self._check_param_state(name, by_id[pid], params[by_id[pid]], st)
         self._check_state_together(name, {by_id[pid]: st for pid, st in sd["state"].items()}, params)
         return {"state": sd["state"], "param_groups": groups}
@@ -568,8 +627,10 @@ class _Base(Optimizer):
     def _check_param_state(self, name: str, index: int, p: Tensor, st: Mapping) -> None:
         keys = set(st)
         if keys and keys != self._state_keys:
-            raise ValueError(f"{name}: the state of parameter {index} has keys {sorted(keys)}, {type(self).__name__} "
-                             f"keeps {sorted(self._state_keys)}; the state dict is from another optimizer")
+            raise ValueError(
+                f"{name}: the state of parameter {index} has keys {sorted(keys)}, {type(self).__name__} "
+                f"keeps {sorted(self._state_keys)}; the state dict is from another optimizer"
+            )
         _check_state_values(name, index, p, st)
 
     def _check_state_together(self, name: str, states: dict, params: list[Tensor]) -> None:
@@ -598,8 +659,9 @@ def _check_state_values(name: str, index: int, p: Tensor, st: Mapping) -> None:
         elif key in ("exp_avg", "exp_avg_sq"):
             if not isinstance(val, Tensor) or val.shape != p.shape:
                 shape = tuple(val.shape) if isinstance(val, Tensor) else type(val).__name__
-                raise ValueError(f"{name}: parameter {index}: {key} has shape {shape}, the parameter "
-                                 f"{tuple(p.shape)}")
+                raise ValueError(
+                    f"{name}: parameter {index}: {key} has shape {shape}, the parameter {tuple(p.shape)}"
+                )
 
 
 def _step_tensor(step, device) -> Tensor:
@@ -616,8 +678,9 @@ def _keep_scalar(keep: Tensor | None, value: float, off: float, like: Tensor):
     return torch.where(keep, torch.scalar_tensor(value, dtype=like.dtype, device=like.device), off)
 
 
-def _moments_(ms: list[Tensor], vs: list[Tensor], gs: list[Tensor], beta1: float, beta2: float,
-              keep: Tensor | None) -> None:
+def _moments_(
+    ms: list[Tensor], vs: list[Tensor], gs: list[Tensor], beta1: float, beta2: float, keep: Tensor | None
+) -> None:
     r""":math:`m\leftarrow\beta_1m+(1-\beta_1)g` (``lerp``), :math:`v\leftarrow\beta_2v+(1-\beta_2)g^2`.
 
     With ``keep`` (a bool device tensor, False on a skipped step) the weights become
@@ -675,8 +738,9 @@ def _scale_denominator_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: Te
     return -1.0
 
 
-def _update_(xs: list[Tensor], ms: list[Tensor], ds: list[Tensor], lr, c1s: list[Tensor] | None,
-             keep: Tensor | None) -> None:
+def _update_(
+    xs: list[Tensor], ms: list[Tensor], ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: Tensor | None
+) -> None:
     r"""Apply :math:`x\leftarrow x-(\eta/c_1)\,m/D` (nothing on a skipped step); ``ds`` is consumed."""
     value = _scale_denominator_(ds, lr, c1s, keep)
     torch._foreach_addcdiv_(xs, ms, ds, value=value)
@@ -688,11 +752,22 @@ _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _adam_defaults(lr, betas, eps, v0, bias_correction, eps_inside_sqrt, torch_kw: dict) -> dict:
     _check_hparams(lr, betas, eps, v0)
-    return dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=torch_kw["weight_decay"],
-                amsgrad=torch_kw["amsgrad"], maximize=torch_kw["maximize"], foreach=torch_kw["foreach"],
-                capturable=torch_kw["capturable"], differentiable=torch_kw["differentiable"],
-                fused=torch_kw["fused"], decoupled_weight_decay=torch_kw["decoupled_weight_decay"], v0=v0,
-                bias_correction=bias_correction, eps_inside_sqrt=eps_inside_sqrt)
+    return dict(
+        lr=lr,
+        betas=tuple(betas),
+        eps=eps,
+        weight_decay=torch_kw["weight_decay"],
+        amsgrad=torch_kw["amsgrad"],
+        maximize=torch_kw["maximize"],
+        foreach=torch_kw["foreach"],
+        capturable=torch_kw["capturable"],
+        differentiable=torch_kw["differentiable"],
+        fused=torch_kw["fused"],
+        decoupled_weight_decay=torch_kw["decoupled_weight_decay"],
+        v0=v0,
+        bias_correction=bias_correction,
+        eps_inside_sqrt=eps_inside_sqrt,
+    )
 
 
 class Adam(_Base):
@@ -738,16 +813,38 @@ class Adam(_Base):
     _state_keys = frozenset({"step", "exp_avg", "exp_avg_sq"})
     _required_group_keys = ("lr", "betas", "eps")
 
-    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *, v0: float = 0.0,
-                 paper_form: bool = False, bias_correction: bool | None = None,
-                 eps_inside_sqrt: bool | None = None, nonfinite: str = "skip", foreach: bool | None = None,
-                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
-                 fused: bool | None = None, decoupled_weight_decay: bool = False):
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        v0: float = 0.0,
+        paper_form: bool = False,
+        bias_correction: bool | None = None,
+        eps_inside_sqrt: bool | None = None,
+        nonfinite: str = "skip",
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+    ):
         bc, ins = _resolve_form(paper_form, bias_correction, eps_inside_sqrt)
-        torch_kw = dict(weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
-                        capturable=capturable, differentiable=differentiable, fused=fused,
-                        decoupled_weight_decay=decoupled_weight_decay)
+        torch_kw = dict(
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
         defaults = _adam_defaults(lr, betas, eps, v0, bc, ins, torch_kw)
         _check_torch_args(type(self).__name__, defaults)
         super().__init__(params, defaults, nonfinite)
@@ -755,21 +852,26 @@ class Adam(_Base):
     def _validate_group(self, group: Mapping) -> None:
         super()._validate_group(group)
         if group.get("fused") and not (group["bias_correction"] and not group["eps_inside_sqrt"]):
-            raise ValueError(f"{type(self).__name__}: fused=True needs the torch form (bias_correction=True, "
-                             f"eps_inside_sqrt=False), got bias_correction={group['bias_correction']}, "
-                             f"eps_inside_sqrt={group['eps_inside_sqrt']}")
+            raise ValueError(
+                f"{type(self).__name__}: fused=True needs the torch form (bias_correction=True, "
+                f"eps_inside_sqrt=False), got bias_correction={group['bias_correction']}, "
+                f"eps_inside_sqrt={group['eps_inside_sqrt']}"
+            )
 
     def _check_foreign_group(self, k: int, saved: Mapping) -> None:
         if "partition" in saved or "block_step" in saved:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: param group {k} is from a blockwise optimizer")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: param group {k} is from a blockwise optimizer"
+            )
 
     def _fusable(self, group: dict, ps: list[Tensor]) -> bool:
         if group["fused"] is False or not group["bias_correction"] or group["eps_inside_sqrt"]:
             return False
         ok = all(p.device.type in _FUSED_DEVICES and p.dtype in _FUSED_DTYPES for p in ps)
         if group["fused"] and not ok:
-            raise ValueError(f"{type(self).__name__}: fused=True needs real floating parameters on one of "
-                             f"{_FUSED_DEVICES}")
+            raise ValueError(
+                f"{type(self).__name__}: fused=True needs real floating parameters on one of {_FUSED_DEVICES}"
+            )
         return ok
 
     def _step(self, work, found) -> None:
@@ -811,10 +913,23 @@ class Adam(_Base):
             f = None if found is None else found.to(dev, non_blocking=True)
             lr = group["lr"].to(dev) if isinstance(group["lr"], Tensor) else group["lr"]
             torch._foreach_add_(b_steps, 1)
-            torch._fused_adam_([ps[i] for i in idx], [gs[i] for i in idx], [ms[i] for i in idx],
-                               [vs[i] for i in idx], [], b_steps, amsgrad=False, lr=lr, beta1=beta1,
-                               beta2=beta2, weight_decay=0.0, eps=group["eps"], maximize=group["maximize"],
-                               grad_scale=None, found_inf=f)
+            torch._fused_adam_(
+                [ps[i] for i in idx],
+                [gs[i] for i in idx],
+                [ms[i] for i in idx],
+                [vs[i] for i in idx],
+                [],
+                b_steps,
+                amsgrad=False,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=group["eps"],
+                maximize=group["maximize"],
+                grad_scale=None,
+                found_inf=f,
+            )
             if f is not None:
                 torch._foreach_sub_(b_steps, [f] * len(b_steps))
 
@@ -864,12 +979,32 @@ class RMSProp(Adam):
         ValueError: an invalid hyperparameter or :math:`\beta_1\ne0` (at construction or step).
     """
 
-    def __init__(self, params, lr: float | Tensor = 1e-3, beta2: float = 0.999, eps: float = 1e-8, v0: float = 0.0,
-                 *, paper_form: bool = False, bias_correction: bool | None = None,
-                 eps_inside_sqrt: bool | None = None, nonfinite: str = "skip", **torch_kw):
-        super().__init__(params, lr, (0.0, beta2), eps, v0=v0, paper_form=paper_form,
-                         bias_correction=bias_correction, eps_inside_sqrt=eps_inside_sqrt, nonfinite=nonfinite,
-                         **torch_kw)
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        v0: float = 0.0,
+        *,
+        paper_form: bool = False,
+        bias_correction: bool | None = None,
+        eps_inside_sqrt: bool | None = None,
+        nonfinite: str = "skip",
+        **torch_kw,
+    ):
+        super().__init__(
+            params,
+            lr,
+            (0.0, beta2),
+            eps,
+            v0=v0,
+            paper_form=paper_form,
+            bias_correction=bias_correction,
+            eps_inside_sqrt=eps_inside_sqrt,
+            nonfinite=nonfinite,
+            **torch_kw,
+        )
 
     def _validate_group(self, group: Mapping) -> None:
         super()._validate_group(group)
@@ -879,8 +1014,10 @@ class RMSProp(Adam):
     def _check_groups_at_step(self) -> None:
         for k, group in enumerate(self.param_groups):
             if group["betas"][0] != 0:
-                raise ValueError(f"RMSProp needs beta1 = 0, but param group {k} has betas={tuple(group['betas'])} "
-                                 "(set by a scheduler with momentum cycling, or by hand?)")
+                raise ValueError(
+                    f"RMSProp needs beta1 = 0, but param group {k} has betas={tuple(group['betas'])} "
+                    "(set by a scheduler with momentum cycling, or by hand?)"
+                )
 
 
 class SignGD(_Base):
@@ -911,13 +1048,17 @@ class SignGD(_Base):
     def _check_foreign_group(self, k: int, saved: Mapping) -> None:
         foreign = sorted(set(saved) & {"betas", "momentum", "eps", "v0"})
         if foreign:
-            raise ValueError(f"SignGD.load_state_dict: param group {k} has {foreign}; the state dict is from "
-                             "another optimizer")
+            raise ValueError(
+                f"SignGD.load_state_dict: param group {k} has {foreign}; the state dict is from "
+                "another optimizer"
+            )
 
     def _check_param_state(self, name: str, index: int, p: Tensor, st: Mapping) -> None:
         if st:
-            raise ValueError(f"{name}: SignGD keeps no state, but the state dict has state {sorted(st)} for "
-                             f"parameter {index}; it is from another optimizer")
+            raise ValueError(
+                f"{name}: SignGD keeps no state, but the state dict has state {sorted(st)} for "
+                f"parameter {index}; it is from another optimizer"
+            )
 
     def _step(self, work, found) -> None:
         """One SignGD step for every param group."""
@@ -1007,20 +1148,42 @@ class BlockwiseAdam(_Base):
     _block_keys = frozenset({"block_step", "block_exp_avg_sq"})
     _required_group_keys = ("lr", "betas", "eps")
 
-    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
-                 partition: Partition | str | None = None, v0: float = 0.0, paper_form: bool = False,
-                 bias_correction: bool | None = None, eps_inside_sqrt: bool | None = None,
-                 nonfinite: str = "skip", foreach: bool | None = None, maximize: bool = False,
-                 capturable: bool = False, differentiable: bool = False, fused: bool | None = None,
-                 decoupled_weight_decay: bool = False):
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        partition: Partition | str | None = None,
+        v0: float = 0.0,
+        paper_form: bool = False,
+        bias_correction: bool | None = None,
+        eps_inside_sqrt: bool | None = None,
+        nonfinite: str = "skip",
+        foreach: bool | None = None,
+        maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
+        decoupled_weight_decay: bool = False,
+    ):
         bc, ins = _resolve_form(paper_form, bias_correction, eps_inside_sqrt)
         partition = _partitions.from_name("coordinate" if partition is None else partition)
         if not isinstance(partition, Partition):
             raise ValueError(f"partition must be a Partition, got {type(partition).__name__}")
-        torch_kw = dict(weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize, foreach=foreach,
-                        capturable=capturable, differentiable=differentiable, fused=fused,
-                        decoupled_weight_decay=decoupled_weight_decay)
+        torch_kw = dict(
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            foreach=foreach,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
         defaults = _adam_defaults(lr, betas, eps, v0, bc, ins, torch_kw)
         _check_torch_args(type(self).__name__, defaults)
         defaults["partition"] = partition
@@ -1030,7 +1193,7 @@ class BlockwiseAdam(_Base):
 
     @property
     def partition(self) -> Partition:
-        """The partition :math:`\\Phi` (Definition 3.8) over this optimizer's parameters."""
+        r"""The partition :math:`\Phi` (Definition 3.8) over this optimizer's parameters."""
         return self.defaults["partition"]
 
     @property
@@ -1061,8 +1224,10 @@ class BlockwiseAdam(_Base):
     def add_param_group(self, param_group: dict) -> None:
         """Add a param group (only before the first step: the blocks would change)."""
         if getattr(self, "_plan", None) is not None and self.state:
-            raise ValueError("cannot add a param group to a BlockwiseAdam that has already stepped: "
-                             "the blocks would change")
+            raise ValueError(
+                "cannot add a param group to a BlockwiseAdam that has already stepped: "
+                "the blocks would change"
+            )
         super().add_param_group(param_group)
         if getattr(self, "_plan", None) is not None:
             self._plan = self._make_plan()
@@ -1070,7 +1235,9 @@ class BlockwiseAdam(_Base):
     def _validate_group(self, group: Mapping) -> None:
         super()._validate_group(group)
         if group.get("fused"):
-            raise ValueError(f"{type(self).__name__}: fused=True is not available (no fused blockwise kernel)")
+            raise ValueError(
+                f"{type(self).__name__}: fused=True is not available (no fused blockwise kernel)"
+            )
 
     def _shared_hparams(self, groups: list | None = None) -> tuple:
         groups = self.param_groups if groups is None else groups
@@ -1079,9 +1246,11 @@ class BlockwiseAdam(_Base):
         for k, g in enumerate(groups[1:], 1):
             got = (g["betas"][1], g["eps"], g["v0"], g["bias_correction"], g["eps_inside_sqrt"])
             if got != ref:
-                raise ValueError(f"{type(self).__name__}: param group {k} has (beta2, eps, v0, bias_correction, "
-                                 f"eps_inside_sqrt) = {got} but group 0 has {ref}; these act on the shared "
-                                 "block moments and must agree")
+                raise ValueError(
+                    f"{type(self).__name__}: param group {k} has (beta2, eps, v0, bias_correction, "
+                    f"eps_inside_sqrt) = {got} but group 0 has {ref}; these act on the shared "
+                    "block moments and must agree"
+                )
         return ref
 
     def _check_groups_together(self, groups: list[dict]) -> None:
@@ -1091,9 +1260,11 @@ class BlockwiseAdam(_Base):
         keys = set(st)
         allowed = self._state_keys | (self._block_keys if index == 0 else frozenset())
         if keys and (not keys <= allowed or "exp_avg" not in keys):
-            raise ValueError(f"{name}: the state of parameter {index} has keys {sorted(keys)}, "
-                             f"{type(self).__name__} keeps {sorted(allowed)}; the state dict is from "
-                             "another optimizer")
+            raise ValueError(
+                f"{name}: the state of parameter {index} has keys {sorted(keys)}, "
+                f"{type(self).__name__} keeps {sorted(allowed)}; the state dict is from "
+                "another optimizer"
+            )
         _check_state_values(name, index, p, st)
 
     def _check_state_together(self, name: str, states: dict, params: list[Tensor]) -> None:
@@ -1105,12 +1276,16 @@ class BlockwiseAdam(_Base):
             B = self._get_plan()["B"]
             if not isinstance(v, Tensor) or v.shape != (B,):
                 got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
-                raise ValueError(f"{name}: block_exp_avg_sq has shape {got}, the partition "
-                                 f"{self.partition.name!r} has {B} blocks (a different partition?)")
+                raise ValueError(
+                    f"{name}: block_exp_avg_sq has shape {got}, the partition "
+                    f"{self.partition.name!r} has {B} blocks (a different partition?)"
+                )
             if not bool(torch.isfinite(v).all()) or bool((v < 0).any()):
                 raise ValueError(f"{name}: block_exp_avg_sq must be finite and >= 0")
         elif states and any(states.values()):
-            raise ValueError(f"{name}: the state has moments but no block state; it is from another optimizer")
+            raise ValueError(
+                f"{name}: the state has moments but no block state; it is from another optimizer"
+            )
 
     # ---- plan ------------------------------------------------------------------------------------
     def _get_plan(self) -> dict:
@@ -1126,8 +1301,10 @@ class BlockwiseAdam(_Base):
         dev, dt = params[0].device, params[0].dtype
         for p in params:
             if p.device != dev or p.dtype != dt:
-                raise ValueError(f"{type(self).__name__}: all parameters must share one device and dtype; got "
-                                 f"{dev}/{dt} and {p.device}/{p.dtype}")
+                raise ValueError(
+                    f"{type(self).__name__}: all parameters must share one device and dtype; got "
+                    f"{dev}/{dt} and {p.device}/{p.dtype}"
+                )
         self._shared_hparams()
         reals = [_real(p) for p in params]
         ids = self.partition.index(reals)
@@ -1159,8 +1336,15 @@ class BlockwiseAdam(_Base):
             entries.append(e)
         cat = torch.cat(cat_ids)
         identity = cat.numel() == B and torch.equal(cat, torch.arange(B))
-        return dict(key=(tuple(id(p) for p in params), dev), B=B, sizes=sizes, entries=entries,
-                    identity=identity, cat_ids=cat.to(dev), index={id(p): k for k, p in enumerate(params)})
+        return dict(
+            key=(tuple(id(p) for p in params), dev),
+            B=B,
+            sizes=sizes,
+            entries=entries,
+            identity=identity,
+            cat_ids=cat.to(dev),
+            index={id(p): k for k, p in enumerate(params)},
+        )
 
     # ---- step ------------------------------------------------------------------------------------
     def _block_rms(self, plan: dict, grads: dict) -> Tensor:
@@ -1222,8 +1406,8 @@ class BlockwiseAdam(_Base):
             v = st0["block_exp_avg_sq"] = v.to(device=rms.device, dtype=rms.dtype)
         if not isinstance(st0["block_step"], Tensor) or st0["block_step"].device != rms.device:
             st0["block_step"] = _step_tensor(st0["block_step"], rms.device)
-        for _, ps, rps, _ in real_work:
-            for p, rp in zip(ps, rps, strict=True):
+        for _, ps, _, _ in real_work:
+            for p in ps:
                 st = self.state[p]
                 if "exp_avg" not in st:
                     st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -1297,13 +1481,37 @@ class AdaSGD(BlockwiseAdam):
         **torch_kw: ``torch.optim.Adam`` keyword arguments, as in :class:`BlockwiseAdam`.
     """
 
-    def __init__(self, params, lr: float | Tensor = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *, v0: float = 0.0,
-                 paper_form: bool = False, bias_correction: bool | None = None,
-                 eps_inside_sqrt: bool | None = None, nonfinite: str = "skip", **torch_kw):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, partition=_partitions.whole(), v0=v0,
-                         paper_form=paper_form, bias_correction=bias_correction, eps_inside_sqrt=eps_inside_sqrt,
-                         nonfinite=nonfinite, **torch_kw)
+    def __init__(
+        self,
+        params,
+        lr: float | Tensor = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        v0: float = 0.0,
+        paper_form: bool = False,
+        bias_correction: bool | None = None,
+        eps_inside_sqrt: bool | None = None,
+        nonfinite: str = "skip",
+        **torch_kw,
+    ):
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            partition=_partitions.whole(),
+            v0=v0,
+            paper_form=paper_form,
+            bias_correction=bias_correction,
+            eps_inside_sqrt=eps_inside_sqrt,
+            nonfinite=nonfinite,
+            **torch_kw,
+        )
 
 
 # =============================================================================================
@@ -1312,17 +1520,28 @@ class AdaSGD(BlockwiseAdam):
 _NAMES = ("adam", "adasgd", "sgd", "signgd", "rmsprop", "blockwise_adam")
 
 
-def create(name: str, params, *, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-           momentum: float = 0.9, partition: Partition | str | None = None, paper_form: bool | None = None,
-           torch_form: bool | None = None, v0: float = 0.0, nonfinite: str = "skip") -> Optimizer:
-    """Build an optimizer by name, with the classes' defaults (torch form, betas (0.9, 0.999)).
+def create(
+    name: str,
+    params,
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    momentum: float = 0.9,
+    partition: Partition | str | None = None,
+    paper_form: bool | None = None,
+    torch_form: bool | None = None,
+    v0: float = 0.0,
+    nonfinite: str = "skip",
+) -> Optimizer:
+    r"""Build an optimizer by name, with the classes' defaults (torch form, betas (0.9, 0.999)).
 
     Args:
         name: ``"adam" | "adasgd" | "sgd" | "signgd" | "rmsprop" | "blockwise_adam"``.
         params: parameters or param groups.
         lr: step size.
-        betas: :math:`(\\beta_1, \\beta_2)` (RMSProp uses :math:`\\beta_2`; SGD ignores them).
-        eps: :math:`\\epsilon`.
+        betas: :math:`(\beta_1, \beta_2)` (RMSProp uses :math:`\beta_2`; SGD ignores them).
+        eps: :math:`\epsilon`.
         momentum: SGD's momentum (``"sgd"`` is ``torch.optim.SGD(lr, momentum)``).
         partition: for ``"blockwise_adam"``: a Partition or ``"coordinate" | "rows" | "tensor" |
             "whole"`` (default ``"coordinate"``, i.e. Adam).

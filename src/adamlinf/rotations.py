@@ -21,6 +21,11 @@ This module provides the rotations and the machinery to train on $L\circ\mathcal
 * :func:`equivariance_gap` -- run an optimizer on $L$ and on $L\circ R$ and measure
   $\max_t\|\tilde x_t - R^\top x_t\|_2$ (Definition 2.1).
 
+In maths (Definition 2.1): an optimizer is *equivariant* to an orthogonal $R$ when, started from
+$\tilde x_0 = R^\top x_0$ on $\tilde L = L\circ R$, its iterates are $\tilde x_t = R^\top x_t$ for
+every $t$. Theorem 2.2: SGD and AdaSGD are equivariant to every orthogonal $R$; Adam and SignGD to
+permutations (and sign flips) only.
+
 Conventions. A rotation object acts on the *last* dimension of its input: ``x`` of shape ``(n,)`` or
 ``(batch, n)`` (any leading dimensions work). ``apply(x)`` returns $Rx$ (row-wise for a batch),
 ``apply_T(x)`` returns $R^\top x$, so ``apply_T(apply(x)) == x`` up to rounding.
@@ -30,8 +35,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +63,7 @@ __all__ = [
 # dense matrices
 # ---------------------------------------------------------------------------------------------
 
+
 def _resolve_dtype(dtype) -> torch.dtype:
     return torch.get_default_dtype() if dtype is None else dtype
 
@@ -78,8 +84,14 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Gen
     return generator
 
 
-def haar(d: int, *, generator: torch.Generator | None = None, seed: int | None = None,
-         dtype: torch.dtype | None = None, device="cpu") -> Tensor:
+def haar(
+    d: int,
+    *,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    dtype: torch.dtype | None = None,
+    device="cpu",
+) -> Tensor:
     r"""A Haar-distributed (uniform) random orthogonal matrix $Q\in O(d)$.
 
     Draw $Z\in\mathbb R^{d\times d}$ with i.i.d. $\mathcal N(0,1)$ entries, factor $Z = QR$ and
@@ -93,7 +105,14 @@ def haar(d: int, *, generator: torch.Generator | None = None, seed: int | None =
         d: size.
         generator: a ``torch.Generator`` to draw from (mutually exclusive with ``seed``).
         seed: seed for a fresh CPU generator; with neither, the global RNG is used.
-        dtype, device: of the returned matrix (default dtype: ``torch.get_default_dtype()``).
+        dtype: of the returned matrix (default ``torch.get_default_dtype()``).
+        device: of the returned matrix.
+
+    Returns:
+        The ``(d, d)`` matrix $Q$.
+
+    Raises:
+        ValueError: ``d`` not a positive int, or both ``seed`` and ``generator`` given.
     """
     _check_dim(d)
     g = _generator(seed, generator)
@@ -117,21 +136,28 @@ def skew_generator(d: int, *, seed: int = 0, dtype: torch.dtype | None = None, d
     return (m - m.T).to(dtype=_resolve_dtype(dtype), device=device)
 
 
-def exp_rotation(d: int, theta, *, seed: int = 0, dtype: torch.dtype | None = None,
-                 device="cpu") -> Tensor:
+def exp_rotation(d: int, theta, *, seed: int = 0, dtype: torch.dtype | None = None, device="cpu") -> Tensor:
     r"""The rotation $R_\theta = \exp(\theta S)$ of Section 4.1, $S$ from :func:`skew_generator`.
 
     $S$ is skew-symmetric, so $R_\theta$ is orthogonal with $\det R_\theta = e^{\theta\,\mathrm{tr}S}
     = 1$ (a rotation in $SO(d)$); $R_0 = I$ exactly, and all $\theta$ with the same ``seed`` share
     one $S$, so a sweep over $\theta$ moves along one geodesic from the identity. The paper's rotated
-    quadratics use $L_\theta(x) = L(R_\theta x)$ (RECONSTRUCTED symbols; see the book's reconstruction notes).
-    Computed with ``torch.linalg.matrix_exp`` in float64, then cast.
+    quadratics use $L_\theta(x) = L(R_\theta x)$ (RECONSTRUCTED symbols; see the book's reconstruction
+    notes). Computed with ``torch.linalg.matrix_exp`` in float64, then cast.
 
     Args:
         d: size.
         theta: a float (returns ``(d, d)``) or a 1-D sequence/tensor of floats (returns
             ``(len(theta), d, d)``, one matrix exponential per value, all with the same $S$).
         seed: fixes $M$ and hence $S$.
+        dtype: of the result (default ``torch.get_default_dtype()``).
+        device: of the result.
+
+    Returns:
+        $R_\theta$, ``(d, d)``, or ``(len(theta), d, d)`` for a sequence of angles.
+
+    Raises:
+        ValueError: ``d`` not a positive int, or a non-finite ``theta``.
     """
     _check_dim(d)
     dtype = _resolve_dtype(dtype)
@@ -151,6 +177,7 @@ def exp_rotation(d: int, theta, *, seed: int = 0, dtype: torch.dtype | None = No
 # rotation objects
 # ---------------------------------------------------------------------------------------------
 
+
 class Rotation:
     r"""Interface of every rotation object: an orthogonal $R\in O(n)$ acting on the last dimension.
 
@@ -163,15 +190,19 @@ class Rotation:
     device: torch.device
 
     def apply(self, x: Tensor) -> Tensor:  # pragma: no cover - interface
+        r"""$Rx$ for ``x`` of shape ``(..., n)`` (row-wise)."""
         raise NotImplementedError
 
     def apply_T(self, x: Tensor) -> Tensor:  # pragma: no cover - interface
+        r"""$R^\top x$ for ``x`` of shape ``(..., n)`` (row-wise)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:  # pragma: no cover - interface
+        """Everything needed to rebuild the rotation exactly."""
         raise NotImplementedError
 
     def load_state_dict(self, sd: dict) -> None:  # pragma: no cover - interface
+        """Restore from :meth:`state_dict`, all or nothing (``ValueError`` leaves it unchanged)."""
         raise NotImplementedError
 
     def to_dense(self) -> Tensor:
@@ -182,8 +213,9 @@ class Rotation:
         if not isinstance(x, Tensor):
             raise ValueError(f"expected a Tensor, got {type(x).__name__}")
         if x.dim() == 0 or x.shape[-1] != self.n:
-            raise ValueError(f"expected a tensor of shape (n,) or (batch, n) with n={self.n}, "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected a tensor of shape (n,) or (batch, n) with n={self.n}, got shape {tuple(x.shape)}"
+            )
 
 
 class DenseRotation(Rotation):
@@ -211,17 +243,21 @@ class DenseRotation(Rotation):
         self.device = matrix.device
 
     def apply(self, x: Tensor) -> Tensor:
+        r"""$Qx$, row-wise."""
         self._check_input(x)
         return x @ self.matrix.T
 
     def apply_T(self, x: Tensor) -> Tensor:
+        r"""$Q^\top x$, row-wise."""
         self._check_input(x)
         return x @ self.matrix
 
     def to_dense(self) -> Tensor:
+        """A copy of $Q$."""
         return self.matrix.clone()
 
     def state_dict(self) -> dict:
+        """The matrix (on the CPU)."""
         return {"kind": "dense", "matrix": self.matrix.detach().cpu().clone()}
 
     def load_state_dict(self, sd: dict) -> None:
@@ -233,7 +269,11 @@ class DenseRotation(Rotation):
         Raises:
             ValueError: not a dense rotation's state, or a matrix of another size.
         """
-        if not isinstance(sd, Mapping) or sd.get("kind", "dense") != "dense" or not isinstance(sd.get("matrix"), Tensor):
+        if (
+            not isinstance(sd, Mapping)
+            or sd.get("kind", "dense") != "dense"
+            or not isinstance(sd.get("matrix"), Tensor)
+        ):
             raise ValueError("not a DenseRotation state (need kind='dense' and a matrix tensor)")
         m = sd["matrix"]
         if tuple(m.shape) != (self.n, self.n):
@@ -280,14 +320,17 @@ class Permutation(Rotation):
         self.inv = _invert(p64).to(_index_dtype(n))
 
     def apply(self, x: Tensor) -> Tensor:
+        r"""$(Px)_i = x_{\pi(i)}$, row-wise."""
         self._check_input(x)
         return x.index_select(-1, self.perm)
 
     def apply_T(self, x: Tensor) -> Tensor:
+        r"""$P^\top x$, row-wise."""
         self._check_input(x)
         return x.index_select(-1, self.inv)
 
     def state_dict(self) -> dict:
+        r"""The permutation $\pi$ (int64, on the CPU)."""
         return {"kind": "permutation", "perm": self.perm.detach().cpu().to(torch.int64)}
 
     def load_state_dict(self, sd: dict) -> None:
@@ -299,8 +342,11 @@ class Permutation(Rotation):
         Raises:
             ValueError: not a permutation's state, or a permutation of another size.
         """
-        if not isinstance(sd, Mapping) or sd.get("kind", "permutation") != "permutation" \
-                or not isinstance(sd.get("perm"), Tensor):
+        if (
+            not isinstance(sd, Mapping)
+            or sd.get("kind", "permutation") != "permutation"
+            or not isinstance(sd.get("perm"), Tensor)
+        ):
             raise ValueError("not a Permutation state (need kind='permutation' and a perm tensor)")
         p = sd["perm"]
         if p.numel() != self.n:
@@ -311,8 +357,14 @@ class Permutation(Rotation):
         return f"Permutation(n={self.n})"
 
 
-def random_permutation(d: int, *, seed: int | None = None, generator: torch.Generator | None = None,
-                       dtype: torch.dtype | None = None, device="cpu") -> Permutation:
+def random_permutation(
+    d: int,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device="cpu",
+) -> Permutation:
     """A uniformly random :class:`Permutation` of ``d`` coordinates (drawn on the CPU, then moved)."""
     _check_dim(d)
     g = _generator(seed, generator)
@@ -321,14 +373,28 @@ def random_permutation(d: int, *, seed: int | None = None, generator: torch.Gene
 
 
 def as_rotation(obj) -> Rotation:
-    """Wrap ``obj`` as a rotation: a square tensor becomes :class:`DenseRotation`; an object
-    with ``apply``/``apply_T`` is returned unchanged."""
+    """Wrap ``obj`` as a rotation.
+
+    A square tensor becomes a :class:`DenseRotation`; an object with ``apply``/``apply_T`` is
+    returned unchanged.
+
+    Args:
+        obj: a square orthogonal tensor or a rotation object.
+
+    Returns:
+        The rotation.
+
+    Raises:
+        ValueError: ``obj`` is neither.
+    """
     if isinstance(obj, Tensor):
         return DenseRotation(obj)
     if hasattr(obj, "apply") and hasattr(obj, "apply_T"):
         return obj
-    raise ValueError(f"cannot use {type(obj).__name__} as a rotation (need a square tensor or an "
-                     f"object with apply/apply_T)")
+    raise ValueError(
+        f"cannot use {type(obj).__name__} as a rotation (need a square tensor or an "
+        f"object with apply/apply_T)"
+    )
 
 
 def to_dense(rotation, n: int | None = None, *, dtype: torch.dtype | None = None) -> Tensor:
@@ -346,10 +412,11 @@ def to_dense(rotation, n: int | None = None, *, dtype: torch.dtype | None = None
 # the scalable permute-and-rotate map (Appendix D.1)
 # ---------------------------------------------------------------------------------------------
 
+
 def _icbrt(r: int) -> int:
     """floor(r ** (1/3)) exactly."""
     s = max(1, int(round(r ** (1.0 / 3.0))))
-    while s ** 3 > r:
+    while s**3 > r:
         s -= 1
     while (s + 1) ** 3 <= r:
         s += 1
@@ -397,7 +464,8 @@ class PermuteRotate(Rotation):
     piece $p$ (length $a_pb_pc_p$) as an $a_p\times b_p\times c_p$ tensor (row-major), multiplies
     mode 1, 2, 3 by Haar matrices $Q^{(j,p)}_1\in O(a_p)$, $Q^{(j,p)}_2\in O(b_p)$,
     $Q^{(j,p)}_3\in O(c_p)$ and flattens back:
-    $$\mathcal R_j = \mathrm{blockdiag}_p\big(Q^{(j,p)}_1\otimes Q^{(j,p)}_2\otimes Q^{(j,p)}_3\big)\,\Pi_j .$$
+    $$\mathcal R_j = \mathrm{blockdiag}_p\big(Q^{(j,p)}_1\otimes Q^{(j,p)}_2\otimes Q^{(j,p)}_3\big)\,
+    \Pi_j .$$
     Each factor is orthogonal, so $\mathcal R$ is orthogonal **exactly** (up to floating-point
     rounding) for every $n$, and $\mathcal R^\top = \Pi_1^\top K_1^\top\cdots\Pi_k^\top K_k^\top$
     applies the transposed mode matrices in reverse order.
@@ -434,9 +502,18 @@ class PermuteRotate(Rotation):
         pieces: optional explicit piece shapes.
     """
 
-    def __init__(self, n: int, k: int = 2, seed: int = 0, dtype: torch.dtype | None = None,
-                 device="cpu", *, dense_max: int = 512, pieces: Sequence[Sequence[int]] | None = None,
-                 perms: Sequence[Tensor] | None = None):
+    def __init__(
+        self,
+        n: int,
+        k: int = 2,
+        seed: int = 0,
+        dtype: torch.dtype | None = None,
+        device="cpu",
+        *,
+        dense_max: int = 512,
+        pieces: Sequence[Sequence[int]] | None = None,
+        perms: Sequence[Tensor] | None = None,
+    ):
         _check_dim(n, "n")
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"k must be an int >= 0, got {k!r}")
@@ -450,8 +527,9 @@ class PermuteRotate(Rotation):
             if any(len(p) != 3 or min(p) < 1 for p in pieces):
                 raise ValueError("pieces must be 3-tuples of positive ints")
             if sum(a * b * c for a, b, c in pieces) != n:
-                raise ValueError(f"pieces {pieces} hold {sum(a * b * c for a, b, c in pieces)} "
-                                 f"coordinates, expected n={n}")
+                raise ValueError(
+                    f"pieces {pieces} hold {sum(a * b * c for a, b, c in pieces)} coordinates, expected n={n}"
+                )
         self.n, self.k, self.seed = n, k, int(seed)
         self.dense_max = dense_max
         self.pieces = pieces
@@ -479,16 +557,20 @@ class PermuteRotate(Rotation):
             del p, inv
             stage = []
             for shape in self.pieces:
-                stage.append([haar(s, generator=g, dtype=torch.float64) if s > 1 else None
-                              for s in shape])
+                stage.append([haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in shape])
             self._q64.append(stage)
         self._cast_matrices()
 
     def _cast_matrices(self) -> None:
-        self._q = [[[None if q is None else q.to(dtype=self.dtype, device=self.device)
-                     for q in piece] for piece in stage] for stage in self._q64]
+        self._q = [
+            [
+                [None if q is None else q.to(dtype=self.dtype, device=self.device) for q in piece]
+                for piece in stage
+            ]
+            for stage in self._q64
+        ]
 
-    def to(self, device=None, dtype: torch.dtype | None = None) -> "PermuteRotate":
+    def to(self, device=None, dtype: torch.dtype | None = None) -> PermuteRotate:
         """Move/cast in place (returns ``self``)."""
         if device is not None:
             self.device = torch.device(device)
@@ -512,7 +594,7 @@ class PermuteRotate(Rotation):
         if q2 is not None:  # mode 2: batched over (B, a)
             t = (q2.T if transpose else q2) @ t
         if q1 is not None:  # mode 1: batched over B
-            t = ((q1.T if transpose else q1) @ t.reshape(B, a, b * c))
+            t = (q1.T if transpose else q1) @ t.reshape(B, a, b * c)
         return t.reshape(B, a * b * c)
 
     def _stage(self, x: Tensor, j: int, transpose: bool, owned: bool) -> Tensor:
@@ -526,12 +608,12 @@ class PermuteRotate(Rotation):
             # pieces are disjoint slices, so results can go back into x when we own it
             out = x if owned else torch.empty_like(x)
             off = 0
-            for shape, qs in zip(self.pieces, self._q[j]):
+            for shape, qs in zip(self.pieces, self._q[j], strict=False):
                 m = shape[0] * shape[1] * shape[2]
                 if any(q is not None for q in qs):
-                    out[:, off:off + m] = self._kron3(x[:, off:off + m], shape, qs, transpose)
+                    out[:, off : off + m] = self._kron3(x[:, off : off + m], shape, qs, transpose)
                 elif out is not x:  # a (1, 1, 1) piece is the identity
-                    out[:, off:off + m] = x[:, off:off + m]
+                    out[:, off : off + m] = x[:, off : off + m]
                 off += m
         if transpose:
             out = out.index_select(1, self._inv[j])
@@ -560,11 +642,27 @@ class PermuteRotate(Rotation):
 
     # -- state -------------------------------------------------------------------------------
     def state_dict(self, include_permutations: bool = False) -> dict:
-        sd = {"kind": "permute_rotate", "version": 1, "n": self.n, "k": self.k, "seed": self.seed,
-              "dense_max": self.dense_max, "pieces": [list(p) for p in self.pieces],
-              "matrices": [[[None if q is None else q.clone() for q in piece] for piece in stage]
-                           for stage in self._q64],
-              "perm_digests": list(self._digests)}
+        """Seed, shapes, float64 mode matrices and permutation digests (permutations on request).
+
+        Args:
+            include_permutations: also store the permutations (robust to a different torch RNG).
+
+        Returns:
+            The state dict.
+        """
+        sd = {
+            "kind": "permute_rotate",
+            "version": 1,
+            "n": self.n,
+            "k": self.k,
+            "seed": self.seed,
+            "dense_max": self.dense_max,
+            "pieces": [list(p) for p in self.pieces],
+            "matrices": [
+                [[None if q is None else q.clone() for q in piece] for piece in stage] for stage in self._q64
+            ],
+            "perm_digests": list(self._digests),
+        }
         if include_permutations:
             sd["perms"] = [p.cpu().to(torch.int64) for p in self._perm]
         return sd
@@ -585,38 +683,58 @@ class PermuteRotate(Rotation):
         if not isinstance(sd, Mapping) or sd.get("kind") != "permute_rotate":
             kind = sd.get("kind") if isinstance(sd, Mapping) else type(sd).__name__
             raise ValueError(f"not a PermuteRotate state (kind={kind!r})")
-        missing = [k for k in ("n", "k", "seed", "dense_max", "pieces", "matrices", "perm_digests") if k not in sd]
+        missing = [
+            k for k in ("n", "k", "seed", "dense_max", "pieces", "matrices", "perm_digests") if k not in sd
+        ]
         if missing:
             raise ValueError(f"PermuteRotate state lacks {missing}")
         if sd["n"] != self.n:
             raise ValueError(f"state is for n={sd['n']}, this rotation has n={self.n}")
         try:
-            new = PermuteRotate(self.n, int(sd["k"]), int(sd["seed"]), self.dtype, self.device,
-                                dense_max=int(sd["dense_max"]), pieces=[tuple(p) for p in sd["pieces"]],
-                                perms=sd.get("perms"))
+            new = PermuteRotate(
+                self.n,
+                int(sd["k"]),
+                int(sd["seed"]),
+                self.dtype,
+                self.device,
+                dense_max=int(sd["dense_max"]),
+                pieces=[tuple(p) for p in sd["pieces"]],
+                perms=sd.get("perms"),
+            )
         except (TypeError, IndexError) as err:
             raise ValueError(f"malformed PermuteRotate state: {err}") from None
         if new._digests != list(sd["perm_digests"]):
-            raise ValueError("regenerated permutations differ from the saved ones (different torch "
-                             "RNG?); save with state_dict(include_permutations=True)")
+            raise ValueError(
+                "regenerated permutations differ from the saved ones (different torch "
+                "RNG?); save with state_dict(include_permutations=True)"
+            )
         matrices = sd["matrices"]
-        expected = [[[None if s_ == 1 else (s_, s_) for s_ in shape] for shape in new.pieces] for _ in range(new.k)]
-        got = [[[None if q is None else tuple(q.shape) for q in piece] for piece in stage] for stage in matrices]
+        expected = [
+            [[None if s_ == 1 else (s_, s_) for s_ in shape] for shape in new.pieces] for _ in range(new.k)
+        ]
+        got = [
+            [[None if q is None else tuple(q.shape) for q in piece] for piece in stage] for stage in matrices
+        ]
         if got != expected:
             raise ValueError(f"the saved mode matrices have shapes {got}, the pieces need {expected}")
-        new._q64 = [[[None if q is None else q.to(torch.float64).clone() for q in piece] for piece in stage]
-                    for stage in matrices]
+        new._q64 = [
+            [[None if q is None else q.to(torch.float64).clone() for q in piece] for piece in stage]
+            for stage in matrices
+        ]
         new._cast_matrices()
         self.__dict__.update(new.__dict__)
 
     def __repr__(self) -> str:
-        return (f"PermuteRotate(n={self.n}, k={self.k}, seed={self.seed}, pieces={self.pieces}, "
-                f"dtype={self.dtype}, device={self.device})")
+        return (
+            f"PermuteRotate(n={self.n}, k={self.k}, seed={self.seed}, pieces={self.pieces}, "
+            f"dtype={self.dtype}, device={self.device})"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # training on L o R
 # ---------------------------------------------------------------------------------------------
+
 
 class RotatedParametrization:
     r"""Train any ``nn.Module`` on the rotated loss $L\circ\mathcal R$ ("rotated Adam", Section 4).
@@ -660,8 +778,9 @@ class RotatedParametrization:
         dtypes = {p.dtype for p in params}
         devices = {p.device for p in params}
         if len(dtypes) != 1 or len(devices) != 1:
-            raise ValueError(f"all trainable parameters must share one dtype and device, got "
-                             f"{dtypes} and {devices}")
+            raise ValueError(
+                f"all trainable parameters must share one dtype and device, got {dtypes} and {devices}"
+            )
         self.module = module
         self._params = params
         self._numels = [p.numel() for p in params]
@@ -674,8 +793,9 @@ class RotatedParametrization:
         else:
             rotation = as_rotation(rotation)
         if rotation.n != self.n:
-            raise ValueError(f"rotation acts on n={rotation.n} coordinates, the module has "
-                             f"{self.n} trainable parameters")
+            raise ValueError(
+                f"rotation acts on n={rotation.n} coordinates, the module has {self.n} trainable parameters"
+            )
         self.rotation = rotation
         self._rot_dtype = getattr(rotation, "dtype", rot_dtype)
         with torch.no_grad():
@@ -701,14 +821,18 @@ class RotatedParametrization:
     def push(self) -> None:
         r"""Write $x = \mathcal R w$ into the module's parameters (in place, no autograd)."""
         x = self._R(self.w.detach()).to(self.w.dtype)
-        chunks = [c.view_as(p) for c, p in zip(x.split(self._numels), self._params)]
+        chunks = [c.view_as(p) for c, p in zip(x.split(self._numels), self._params, strict=False)]
         torch._foreach_copy_(self._params, chunks)
 
     @torch.no_grad()
     def pull_grad(self) -> None:
         r"""Set ``w.grad`` $= \mathcal R^\top \nabla_x L$ from the module's ``.grad`` (None = 0)."""
-        g = torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-                       for p in self._params])
+        g = torch.cat(
+            [
+                p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+                for p in self._params
+            ]
+        )
         gw = self._R_T(g).to(self.w.dtype)
         if self.w.grad is None:
             self.w.grad = gw
@@ -722,7 +846,7 @@ class RotatedParametrization:
         return {"n": self.n, "w": self.w.detach().clone(), "rotation": rot_sd}
 
     def load_state_dict(self, sd: dict) -> None:
-        """Restore ``w`` and the rotation exactly, then :meth:`push` so the module holds $\\mathcal R w$."""
+        r"""Restore ``w`` and the rotation exactly, then :meth:`push` so the module holds $\mathcal R w$."""
         if not isinstance(sd, Mapping) or "n" not in sd or not isinstance(sd.get("w"), Tensor):
             raise ValueError("not a RotatedParametrization state (need 'n' and a tensor 'w')")
         if sd["n"] != self.n or sd["w"].shape != self.w.shape:
@@ -740,6 +864,7 @@ class RotatedParametrization:
 # ---------------------------------------------------------------------------------------------
 # Theorem 2.2: measuring (non-)equivariance
 # ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class EquivarianceGap:
@@ -766,9 +891,15 @@ class EquivarianceGap:
 _RELATIVE_TO = ("displacement", "iterate")
 
 
-def equivariance_gap(opt_factory: Callable[[list[Tensor]], torch.optim.Optimizer],
-                     loss_fn: Callable[[Tensor, int], Tensor], x0: Tensor, R, steps: int, *,
-                     relative_to: str = "displacement") -> EquivarianceGap:
+def equivariance_gap(
+    opt_factory: Callable[[list[Tensor]], torch.optim.Optimizer],
+    loss_fn: Callable[[Tensor, int], Tensor],
+    x0: Tensor,
+    R,
+    steps: int,
+    *,
+    relative_to: str = "displacement",
+) -> EquivarianceGap:
     r"""Run an optimizer on $L$ and on $L\circ R$ and measure how far it is from equivariant.
 
     Definition 2.1 / Theorem 2.2: run the optimizer from $x_0$ on the losses $L_t$ (``loss_fn(x, t)``
