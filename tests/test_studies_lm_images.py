@@ -101,23 +101,25 @@ def test_gpu_scale_of_table3_runs_tiny_on_cpu(tmp_path):
         blocks=[1, 1, 1, 1],
         epochs=1,
         batch_sizes=[512],
-        optimizers=["sgd", "adam", "rotated_adam", "adasgd"],
+        image_size=8,
+        optimizers=["sgd", "adam"],
         seeds=[0, 1],
         max_extensions=1,
         eval_batch_size=500,
     )
-    assert images.resolve_source("auto") in ("cifar10", "digits")
+    assert images.resolve_source("digits") == "digits"
     if images.resolve_source(p["data_source"]) == "cifar10":
         pytest.skip("CIFAR-10 is present: the tiny run is for the stand-in")
     runs = images.table3_runs(p, tmp_path)
     tuned = images.tuned_table(runs)
-    assert len(tuned) == 4 and (tuned.n_seeds == 2).all()
-    v = images.table3_claims(runs.finals, tuned, scale="gpu")
-    assert len(v) == 3 and set(v.verdict) <= set(VERDICTS)
+    assert len(tuned) == 2 and (tuned.n_seeds == 2).all()
+    assert all(len(sw.grids[o]) >= 4 for sw in runs.sweeps.values() for o in sw.grids)
+    v = images.table3_claims(runs.finals, tuned, scale="gpu").set_index("claim").verdict
+    assert v["Adam beats AdaSGD (batch 512)"] == "not run" and set(v) <= set(VERDICTS)
     curves = images.curves_at(runs.metrics, tuned, 512)
     assert set(curves.seed) == {0, 1} and curves.budget.max() == pytest.approx(1.0)
     f4 = images.figure4_claims(curves, scale="gpu", batch_size=512)
-    assert len(f4) == 6 and set(f4.verdict) <= set(VERDICTS)
+    assert len(f4) == 2 and set(f4.verdict) <= set(VERDICTS)
 
 
 def test_paper_parameters_match_the_paper():
