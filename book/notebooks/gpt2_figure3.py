@@ -52,6 +52,7 @@ import pandas as pd
 from adamlinf import report
 from adamlinf.results import upstream_dir
 from adamlinf.run import notebook_params
+from adamlinf.runs import OPTIMIZER_LABELS
 from adamlinf.studies import costs, lm, sweeps
 from adamlinf.studies.verdicts import save_verdicts
 
@@ -61,7 +62,7 @@ report.style()
 t_start = time.perf_counter()
 
 
-def figure3(fig1: Path, scale: str) -> pd.DataFrame:
+def figure3(fig1: Path, scale: str) -> tuple[pd.DataFrame, dict]:
     """The Figure 3 values and verdicts from a Figure 1 results folder (live or published)."""
     finals, tuned = pd.read_csv(fig1 / "finals.csv"), pd.read_csv(fig1 / "tuned.csv")
     shared = dict(zip(*pd.read_csv(fig1 / "shared.csv").T.values, strict=False))
@@ -80,7 +81,7 @@ print("shared peak lr slices: " + ", ".join(f"{k} {v:.3g}" for k, v in shared.it
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(7.5, 3.4), sharey=True)
-labels = dict(lm._runs.OPTIMIZER_LABELS)
+labels = dict(OPTIMIZER_LABELS)
 smooth = max(1, int(curves.iter.max()) // 50)
 for ax, (setting, lr_s) in zip(axes, shared.items(), strict=False):
     pts = {o: (o, lr_s) for o in lm.ADAPTIVE}

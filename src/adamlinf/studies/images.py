@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adamlinf import report
 from adamlinf import runs as _runs
 from adamlinf.data import images as _images
 from adamlinf.studies import sweeps
@@ -312,8 +313,6 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
     """Render Table 3 (tuned loss per optimizer and batch size, mean ± std) and the sweep figure."""
     import matplotlib.pyplot as plt  # plotting only
 
-    from adamlinf import report
-
     labels = dict(_runs.OPTIMIZER_LABELS)
     shown = tuned.assign(optimizer=tuned.optimizer.map(labels)).pivot(
         index="optimizer", columns="batch_size", values=["text", "lr"]
@@ -351,8 +350,6 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
 def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str) -> None:
     """Render Figure 4: training and test loss of the tuned runs, mean over seeds with ± std bands."""
     import matplotlib.pyplot as plt  # plotting only
-
-    from adamlinf import report
 
     labels = dict(_runs.OPTIMIZER_LABELS)
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))

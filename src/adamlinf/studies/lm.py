@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from adamlinf import report
 from adamlinf import runs as _runs
 from adamlinf.studies import sweeps
 from adamlinf.studies.hessian_tables import norm_values
@@ -389,8 +390,6 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     setup for the captions.
     """
     import matplotlib.pyplot as plt  # plotting only: the studies' numbers never need matplotlib
-
-    from adamlinf import report
 
     labels = dict(_runs.OPTIMIZER_LABELS)
     finals, tuned = tables["finals"], tables["tuned"]
