@@ -36,7 +36,8 @@ ABSOLUTE_PATH = re.compile(
     r"\b[A-Z]:\\\\|PosixPath\("
 )
 NOISE = re.compile(r"Traceback|\b\w*Warning\b")
-ELLIPSIS = re.compile(r"\.\.\.|…")
+#: pandas truncation ("‖H‖₁,₁/...", "NOT RECO…"); a mathematical "√(…)" or "x₁, …, xₙ" is fine.
+ELLIPSIS = re.compile(r"\.\.\.|\w…")
 
 
 def _pages() -> list[Path]:
@@ -133,7 +134,7 @@ def test_outputs_hold_no_paths_tracebacks_or_warnings():
     for page in _pages():
         for out in _article(page).select("div.cell_output, div.output"):
             text = out.get_text(" ", strip=True)
-            for pattern, what in ((ABSOLUTE_PATH, "absolute path"), (NOISE, "traceback/warning")):
+            for pattern, what in ((ABSOLUTE_PATH, "machine path or path repr"), (NOISE, "traceback/warning")):
                 m = pattern.search(text)
                 if m:
                     start = max(0, m.start() - 40)

@@ -117,3 +117,15 @@ def test_displayed_helpers_return_nothing_to_show_twice(monkeypatch):
     fig = plt.figure(figsize=(3, 2))
     assert report.figure(fig, "one figure") is None
     assert len(shown) == 3
+
+
+def test_saved_paths_do_not_print_in_notebooks(tmp_path):
+    from IPython.core.formatters import DisplayFormatter
+
+    from adamlinf.results import save_json, save_table
+
+    path = save_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
+    assert path == tmp_path / "t.csv" and path.read_text() == "a\n1\n"
+    assert save_json({"x": 1}, tmp_path / "x.json").read_text().startswith("{")
+    data, _ = DisplayFormatter().format(path)
+    assert data == {}  # IPython shows nothing for it

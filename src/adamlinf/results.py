@@ -122,9 +122,20 @@ def _jsonable(obj):
     return str(obj)
 
 
+class SavedPath(type(Path())):
+    """The path a ``save_*`` function wrote: a ``pathlib.Path`` that a notebook does not display.
+
+    A save call on the last line of a cell would otherwise print ``PosixPath('results/...')`` into
+    the book.
+    """
+
+    def _ipython_display_(self) -> None:
+        pass
+
+
 def save_json(obj: Mapping[str, Any], path: Path | str) -> Path:
     """Write ``obj`` as indented JSON to ``path`` (folders created); return ``path``."""
-    path = Path(path)
+    path = SavedPath(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
     return path
@@ -139,7 +150,7 @@ def save_table(
     **extra: Any,
 ) -> Path:
     """Write a tidy ``pandas.DataFrame`` to CSV and its provenance to ``<path>.provenance.json``."""
-    path = Path(path)
+    path = SavedPath(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False)
     save_json(
