@@ -104,7 +104,8 @@ def overview(
     Returns:
         The table (columns ``page``, ``claim``, ``paper``, then one per scale: ``ci`` always, ``gpu``
         and ``paper scale`` when some notebook has results there) and each row's link target
-        (``<notebook>.html``, a sibling of the glance page).
+        (``<notebook>.html``, a sibling of the glance page). A page's title and link appear on its
+        first row only.
     """
     scales = [s for s in SCALES if s == "ci" or (not long.empty and (long["scale"] == s).any())]
     rows, links = [], []
@@ -119,14 +120,19 @@ def overview(
             )
             links.append(f"{name}.html")
             continue
-        for claim in claims:
+        for i, claim in enumerate(claims):
             same = mine[mine["claim"] == claim]
-            row = {"page": title, "claim": claim, "paper": next((p for p in same["paper"] if p), "")}
+            # the page's title and link on its first claim only: the rows below it belong to it
+            row = {
+                "page": title if i == 0 else "",
+                "claim": claim,
+                "paper": next((p for p in same["paper"] if p), ""),
+            }
             for s in scales:
                 hit = same[same["scale"] == s]
                 row[SCALE_HEADERS[s]] = hit["verdict"].iloc[0] if not hit.empty else NOT_RUN
             rows.append(row)
-            links.append(f"{name}.html")
+            links.append(f"{name}.html" if i == 0 else "")
     columns = ["page", "claim", "paper"] + [SCALE_HEADERS[s] for s in scales]
     return pd.DataFrame(rows, columns=columns), links
 
