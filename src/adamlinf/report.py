@@ -50,9 +50,10 @@ def fmt(x, digits: int = 3) -> str:
         return "∞" if x > 0 else "−∞"
     if x == 0:
         return "0"
-    if x.is_integer() and abs(x) < 1e5:
-        return str(int(x))
-    if abs(x) < 1e-3 or abs(x) >= 1e5:
+    rounded = float(f"{x:.{digits}g}")  # 0.9999999 and 1.0 both read "1", not "1.000" and "1"
+    if rounded.is_integer() and abs(rounded) < 1e5:
+        return str(int(rounded))
+    if abs(x) < 1e-3 or abs(rounded) >= 1e5:
         mant, exp = f"{x:.{digits - 1}e}".split("e")
         return f"{mant}e{int(exp)}"
     return f"{x:.0f}" if abs(x) >= 10 ** (digits - 1) else _fixed(x, digits)
