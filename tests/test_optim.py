@@ -616,11 +616,12 @@ def test_adam_matches_torch_hypothesis(lr, b1, b2, eps, seed):
     ours, _ = run(lambda ps: optim.Adam(ps, **kw), 30, seed=seed)
     ref, _ = run(lambda ps: torch.optim.Adam(ps, fused=True, **kw), 30, seed=seed)
     assert all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
-    # the foreach path equals torch's foreach Adam up to rounding
-    ours, _ = run(lambda ps: optim.Adam(ps, fused=False, **kw), 30, seed=seed)
-    ref, _ = run(lambda ps: torch.optim.Adam(ps, foreach=True, **kw), 30, seed=seed)
+    # the foreach path equals torch's foreach Adam up to rounding (its bias correction is computed on
+    # the device, as torch's capturable path does; few steps, since this loss amplifies rounding)
+    ours, _ = run(lambda ps: optim.Adam(ps, fused=False, **kw), 8, seed=seed)
+    ref, _ = run(lambda ps: torch.optim.Adam(ps, foreach=True, **kw), 8, seed=seed)
     for a, b in zip(ours, ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
 
 def test_no_gradients_is_a_no_op():
