@@ -1,7 +1,7 @@
 # The two commands of this project (see README.md):
 #   make book   build the executed book at `ci` scale into _build/html/
 #   make test   run the test suite (and, when _build/html exists, the checks of the built pages)
-# Helpers:
+# Also:
 #   make lint         ruff lint and format check (the house style)
 #   make lab          JupyterLab on book/notebooks/*.py (opened as notebooks by jupytext, ci parameters)
 #   make screenshots  every built page rendered by headless Chromium into _build/screenshots/
