@@ -1,5 +1,6 @@
 """Timing helpers shared by the benchmark scripts: wall-clock seconds of a call, synchronised
 with the device so that asynchronous CUDA work is counted, and medians over repeats."""
+
 from __future__ import annotations
 
 import statistics

@@ -1,12 +1,15 @@
 """Run machinery (adamlinf.runs): torchrun commands (one and several nodes), run folders that never
-lose a finished run, partial runs that are never complete, spec keys."""
+lose a finished run, partial runs that are never complete, spec keys, run_specs end to end (skip,
+resume), learning-rate grids and spec builders."""
 
 import json
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from adamlinf import runs
-from adamlinf.data import text
+from adamlinf.data import build_task, text
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -161,3 +164,114 @@ def test_a_stopped_run_is_never_complete(root, tmp_path):
 def test_read_metrics_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="metrics.csv"):
         runs.read_metrics(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------
+# run_specs end to end, grids, specs
+# ------------------------------------------------------------------------------------------------
+def lm(root, optimizer="adam", lr=1e-2, **train):
+    kw = dict(max_iters=6, warmup_iters=1, eval_interval=3, progress=False)
+    kw.update(train)
+    spec = runs.lm_spec(
+        dataset="pydoc",
+        n_layer=1,
+        n_head=2,
+        n_embd=8,
+        block_size=8,
+        batch_size=2,
+        eval_iters=1,
+        optimizer=optimizer,
+        lr=lr,
+        **kw,
+    )
+    spec["data"]["root"] = root
+    return spec
+
+
+def test_run_specs_end_to_end_skips_and_resumes(root, tmp_path, monkeypatch):
+    specs = {"adam": lm(root, "adam", tags={"setting": "default"}), "rot": lm(root, "rotated_adam")}
+    df = runs.run_specs(specs, tmp_path, verbose=False)
+    assert set(df.run) == {"adam", "rot"} and set(df.optimizer) == {"adam", "rotated_adam"}
+    assert (df.lr == 1e-2).all() and "lr_t" in df.columns
+    assert df.groupby("run").iter.max().tolist() == [6, 6]
+    assert (df[df.run == "adam"].setting == "default").all()
+    # the trainer's schedule: warmup 1 then cosine from 1e-2 to 1e-3 at iteration 6
+    lr_t = df[df.run == "adam"].dropna(subset=["lr_t"]).set_index("iter").lr_t
+    assert lr_t[0] == pytest.approx(5e-3) and lr_t[1] == pytest.approx(1e-2)
+    assert runs.is_complete(tmp_path / "adam", specs["adam"])
+    assert set(df.attrs["wall_time_s"]) == {"adam", "rot"}
+    assert df.attrs["run_dirs"] == {name: str(tmp_path / name) for name in specs}
+    # complete runs are skipped: the trainer is not called again and the metrics come back equal
+    monkeypatch.setattr(runs, "run", boom)
+    again = runs.run_specs(specs, tmp_path, verbose=False)
+    pd.testing.assert_frame_equal(df.reset_index(drop=True), again.reset_index(drop=True))
+    assert again.attrs["wall_time_s"] == {}
+    monkeypatch.undo()
+    # an interrupted run (stopped at iteration 3, no completion record) is resumed by the trainer
+    # and ends on the same losses as the uninterrupted one
+    stopped = lm(root, "adam", stop_iter=3)
+    runs.run(runs._trainer_spec(stopped, tmp_path / "again"))
+    resumed = runs.run_specs({"again": specs["adam"]}, tmp_path, verbose=False)
+    a = df[df.run == "adam"].train_loss.dropna().to_numpy()
+    np.testing.assert_array_equal(resumed.train_loss.dropna().to_numpy(), a)
+
+
+def test_lr_grid_names_and_min_lr_ratio(root, tmp_path):
+    base = lm(root, "sgd", lr=0.5, min_lr=0.05, max_iters=2, eval_interval=0)
+    df = runs.lr_grid(base, {"sgd": [0.1, 0.3]}, tmp_path, verbose=False)
+    assert sorted(df.run.unique()) == ["sgd_lr1.0e-01", "sgd_lr3.0e-01"]
+    saved = runs.load_spec(tmp_path / "sgd_lr3.0e-01")
+    assert saved["train"]["lr"] == 0.3 and saved["train"]["min_lr"] == pytest.approx(0.03)
+    assert df.grid.all()
+    with pytest.raises(ValueError):
+        runs.lr_grid(base, {"sgd": [0.0]}, tmp_path)
+
+
+def test_scale_lr_keeps_the_min_lr_ratio():
+    spec = runs.with_train({"model": {}, "data": {}, "train": {"lr": 1e-3, "min_lr": 1e-4}}, tags={"a": 1})
+    scaled = runs.scale_lr(spec, 3.0, tags={"setting": "larger"})
+    assert scaled["train"] == {"lr": pytest.approx(3e-3), "min_lr": pytest.approx(3e-4)}
+    assert scaled["tags"] == {"a": 1, "setting": "larger"} and spec["train"]["lr"] == 1e-3
+    with pytest.raises(ValueError):
+        runs.scale_lr(spec, 0.0)
+
+
+def test_grad_accum_for_the_paper_batch_on_several_devices():
+    # 480 sequences per step, 12 per device and micro step (the paper/nanoGPT config)
+    assert [runs.grad_accum_steps(480, 12, n) for n in (1, 2, 4, 8)] == [40, 20, 10, 5]
+    for n in (1, 2, 4, 8):
+        assert n * runs.grad_accum_steps(480, 12, n) * 12 == 480
+    with pytest.raises(ValueError, match="not a multiple.*batch_size 10 works"):
+        runs.grad_accum_steps(480, 12, 16)  # 480 / 192 = 2.5
+    with pytest.raises(ValueError, match="not a multiple"):
+        runs.grad_accum_steps(480, 12, 3)
+    with pytest.raises(ValueError, match="not a multiple"):
+        runs.grad_accum_steps(16, 32, 1)  # micro batch larger than the global batch
+    with pytest.raises(ValueError, match=">= 1"):
+        runs.grad_accum_steps(480, 12, 0)
+    assert runs.grad_accum_steps(16, 16, 1) == 1
+
+
+def test_image_spec_sets_iterations_for_the_epochs():
+    """Section 4.3: a run sees `epochs` passes over the training set (20 epochs = 4000 steps at
+    batch 256 on CIFAR-10's 50,000 images); here on the digits stand-in."""
+    spec = runs.image_spec(
+        source="digits",
+        batch_size=32,
+        epochs=3,
+        width=8,
+        blocks=(1, 1, 1, 1),
+        image_size=16,
+        evals_per_epoch=2,
+        optimizer="adam",
+        lr=1e-2,
+        betas=(0.9, 0.99),
+    )
+    n_train = build_task(spec["data"]).num_train
+    assert spec["train"]["max_iters"] == round(3 * n_train / 32)
+    assert spec["train"]["eval_interval"] == spec["train"]["max_iters"] // 6
+    assert spec["tags"] == {"batch_size": 32, "max_iters": spec["train"]["max_iters"]}
+    assert spec["model"] == {"kind": "resnet18", "width": 8, "blocks": [1, 1, 1, 1]}
+    assert spec["train"]["betas"] == [0.9, 0.99] and spec["data"]["image_size"] == 16
+    grid = runs.grid_specs(spec, {"sgd": [0.1, 1.0]}, name_fmt="bs32_{optimizer}_lr{lr:.1e}")
+    assert sorted(grid) == ["bs32_sgd_lr1.0e-01", "bs32_sgd_lr1.0e00"]
