@@ -1,24 +1,29 @@
-"""adamlinf: the library behind the reproducible edition of
-"Adam Exploits l-infinity geometry of Loss Landscape via Coordinate-wise Adaptivity"
+"""adamlinf: the library behind a reproducible edition of a paper.
+
+The paper: "Adam Exploits ℓ∞-geometry of Loss Landscape via Coordinate-wise Adaptivity"
 (Xie, Mohamadi, Li; ICLR 2025; arXiv 2410.08198).
 
-One module per concept of the paper:
+One module per concept (``ARCHITECTURE.md`` gives the layers; imports point downwards only):
 
-=============  ==============================================================  =====================
-module         concept                                                          paper
-=============  ==============================================================  =====================
-``optim``      Adam (paper form), RMSProp, SignGD, AdaSGD, BlockwiseAdam        Algorithms 1-3
-``partitions`` how the parameters split into blocks                             Definition 3.8
-``rotations``  Haar, exp(theta S), permute-and-rotate, training on L o R        Def. 2.1, App. D.1
-``hessian``    HVPs, (1,1)-norm (Cauchy), spectral norm, blockwise bound        Algorithm 4, Def. 3.9
-``theory``     the closed-form bounds of Section 3 (as reconstructed)           Theorems 3.2-3.11
-``problems``   the rotated quadratic of Section 4.1 and its batched runner      Section 4.1
-``models``     GPT-2 (nanoGPT style) and ResNet18 for CIFAR-10                  Sections 4.2, 4.3
-``data``       OpenWebText, CIFAR-10 and their offline stand-ins                Sections 4.2, 4.3
-``train``      the one training loop (DDP, checkpoints, metrics, progress)
-``results``    where results go, provenance records
-``run``        papermill runner: executes the book's notebooks at a scale
-=============  ==============================================================  =====================
+==============  ==================================================================  ======================
+module          concept                                                              paper
+==============  ==================================================================  ======================
+``results``     where results go, provenance, published GPU results                  —
+``report``      the one table, figure and number format of the book                  —
+``partitions``  how the parameters split into blocks; Φ-norms                        Definition 3.8
+``rotations``   Haar, exp(θS), permute-and-rotate, training on L∘R, equivariance     Def. 2.1, App. D.1
+``optim``       Adam (= torch.optim.Adam; paper form by flag), RMSProp, SignGD,      Algorithms 1-3
+                AdaSGD, BlockwiseAdam
+``theory``      smoothness constants, block norms, the bounds of Section 3           Theorems 3.2-3.11
+``hessian``     HVPs, (1,1)-norm (Cauchy) with error bands, spectral norm            Algorithm 4, Def. 3.9
+``problems``    quadratics (rotated, noisy), spectra, batched runners                Sections 3, 4.1
+``models``      GPT-2 (nanoGPT style) and ResNet18 for CIFAR-10                      Sections 4.2, 4.3
+``data``        OpenWebText, CIFAR-10 and offline corpora                            Sections 4.2, 4.3
+``train``       the one training loop (DDP, checkpoints, exact resume, metrics)      —
+``runs``        run specs, run folders keyed by spec, torchrun commands              —
+``run``         papermill runner: executes the book's notebooks at a scale           —
+``studies``     this paper's sweeps, claims, verdicts and cost models                Sections 2-4
+==============  ==================================================================  ======================
 """
 
 __version__ = "0.1.0"

@@ -5,9 +5,26 @@ checks and their verdicts, and the cost of the paper-scale runs. It imports the 
 (``adamlinf.optim``, ``adamlinf.hessian``, ...); the library never imports a study. Notebooks call
 studies and the library, and hold only story, calls, figures and tables.
 
-=====================  ===========================================================
+=====================  =================================================================================
 module                 what
-=====================  ===========================================================
-``verdicts``           the verdict rule (holds / fails / inconclusive) and claim tables
-=====================  ===========================================================
+=====================  =================================================================================
+``verdicts``           the verdict rule (holds / fails / inconclusive from seed spreads and error bands)
+                       and claim tables; every page's "paper vs ours" goes through it
+``theory``             Theorem 2.2 and Section 3: equivariance gaps, bound grids and rate fits, the
+                       ℓ∞-versus-ℓ2 instances (diag(1/i²) and its rotations), Theorem 3.11 partitions
+``estimator``          Theorem 4.1: error of the Cauchy (1,1)-norm estimator against the probe count,
+                       error quantiles, rate fit, band coverage
+``quadratic``          Table 1 (Section 4.1): spectra × rotations × noise × β₁ sweep, learning-rate
+                       grids refined and extended at the edges, the round-off-free σ = 0 metric,
+                       per-spectrum verdicts, the paper-scale cost
+``sweeps``             the tuning protocol of Sections 4.2 and 4.3: lr grids extended until the
+                       optimum is interior, seeds at the tuned points, final metrics, sweep figures
+``lm``                 Section 4.2 (GPT-2): Figure 1's tuned runs, Figure 3's shared-lr view, claims
+``images``             Section 4.3 (ResNet18): Table 3's tuned runs, Figure 4, claims
+``hessian_tables``     Tables 2 and 4: Hessian norms at final checkpoints with error bands and the
+                       same-checkpoint (rotated vs unrotated) comparison
+``costs``              paper-scale GPU-hours per figure and table, measured when a GPU measurement
+                       is published, else from an assumed MFU, labelled as such
+``glance``             the "Results at a glance" page: every claim's verdict at each scale
+=====================  =================================================================================
 """
