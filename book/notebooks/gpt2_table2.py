@@ -115,11 +115,8 @@ print(f"d = {int(tidy.d.iloc[0]):,} parameters; {n_probes} probes per (1,1)-norm
 def show_table2(tidy: pd.DataFrame, scale: str) -> None:
     """Table 2 and the same-checkpoint comparison from a tidy norms table (live or published)."""
     table = hessian_tables.table_layout(tidy)
-    table["Estimated value"] = [
-        f"{v:.3g} [{lo:.3g}, {hi:.3g}]" for v, lo, hi in table[["Estimated value", "lo", "hi"]].values
-    ]
     report.table(
-        table.drop(columns=["run", "optimizer", "lo", "hi"]),
+        table.drop(columns=["run", "optimizer", "lo", "hi", "Estimated value"]),
         f"Table 2 at scale {scale}: each optimizer's smoothness constant at its own final checkpoint, "
         "with the error band of the (1,1)-norm estimate (Lanczos values carry none). Paper's values NOT RECOVERED.",
     )

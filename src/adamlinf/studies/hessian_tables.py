@@ -279,7 +279,8 @@ def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
         tidy: The output of :func:`hessian_table`.
 
     Returns:
-        One row per optimizer (plus the comparison row), with ``lo``, ``hi`` and ``run``.
+        One row per optimizer (plus the comparison row), with ``lo``, ``hi``, ``run`` and
+        ``Estimate`` (the value with its band as text; the Lanczos norm carries none).
     """
     rows = []
     for (run, opt), g in tidy.groupby(["run", "optimizer"], sort=False):
@@ -316,7 +317,13 @@ def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
                     "optimizer": opt,
                 }
             )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["Estimate"] = [
+            Measured.band(v, lo, hi).text(3) if hi > lo else Measured.exact(v).text(3)
+            for v, lo, hi in out[["Estimated value", "lo", "hi"]].to_numpy()
+        ]
+    return out
 
 
 def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
