@@ -180,7 +180,8 @@ _ = report.markdown(
 
 # %%
 print(
-    f"this page at scale {scale}: {time.perf_counter() - t_start:.0f} s wall "
-    f"({len(runs.finals)} runs of {max_iters} steps, {workers} at a time)"
+    f"this page at scale {scale}: {len(runs.finals)} runs of {max_iters} steps took {runs.run_s / 60:.1f} min of "
+    f"training in all ({workers} at a time: about {runs.run_s / workers / 60:.1f} min wall); this execution "
+    f"{time.perf_counter() - t_start:.0f} s (complete runs are reused)"
 )
 print(costs.notebook_cost("gpt2_figure1"))

@@ -88,10 +88,12 @@ for ax, (setting, lr_s) in zip(axes, shared.items(), strict=False):
     sweeps.plot_curves(ax, curves, pts, labels=labels, colors=lm.COLORS, smooth=smooth)
     ax.set_title(f"{setting} lr ({lr_s:.2g})", fontsize=10)
     ax.set_xlabel("iteration")
-lo = curves.train_loss.min()
-axes[0].set_ylim(lo - 0.1, lo + 1.5)
+lo = curves.groupby("run").train_loss.apply(lambda x: x.rolling(smooth, min_periods=1).mean().min()).min()
+axes[0].set_ylim(lo - 0.1, lo + 1.2)
 axes[0].set_ylabel("training loss")
-axes[2].legend(fontsize=9)
+for ax in axes[1:]:
+    ax.set_ylabel("")
+axes[2].legend(fontsize=8, loc="upper right")
 fig.tight_layout()
 _ = report.figure(
     fig,

@@ -157,7 +157,8 @@ _ = report.markdown(
 
 # %%
 print(
-    f"this page at scale {scale}: {time.perf_counter() - t_start:.0f} s wall ({len(runs.finals)} runs, "
-    f"{workers} at a time)"
+    f"this page at scale {scale}: {len(runs.finals)} runs took {runs.run_s / 60:.1f} min of training in all "
+    f"({workers} at a time: about {runs.run_s / workers / 60:.1f} min wall); this execution "
+    f"{time.perf_counter() - t_start:.0f} s (complete runs are reused)"
 )
 print(costs.notebook_cost("resnet_table3"))

@@ -90,12 +90,14 @@ class ImageRuns:
         metrics: Tidy metrics of every run.
         finals: One row per run: ``batch_size``, ``optimizer``, ``lr``, ``seed``, ``final``.
         wall_s: Training wall time in this execution.
+        run_s: Training wall time of all its runs, summed over runs, whenever they were trained.
     """
 
     sweeps: dict[int, sweeps.Sweep]
     metrics: pd.DataFrame
     finals: pd.DataFrame
     wall_s: float
+    run_s: float = 0.0
 
 
 def _finals(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -159,7 +161,8 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
     if specs:
         train(specs)
     metrics = pd.concat(list(frames.values()), ignore_index=True)
-    return ImageRuns(out, metrics, _finals(metrics), time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    return ImageRuns(out, metrics, _finals(metrics), wall, sweeps.run_seconds(root, frames))
 
 
 def tuned_table(runs: ImageRuns) -> pd.DataFrame:

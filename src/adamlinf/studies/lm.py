@@ -104,6 +104,7 @@ class LMRuns:
         finals: One row per run: ``final`` (smoothed final training loss), ``final_val``.
         shared: The paper's shared lr and Figure 3's smaller/larger rates.
         wall_s: Training wall time in this execution.
+        run_s: Training wall time of all its runs, summed over runs, whenever they were trained.
     """
 
     sweep: sweeps.Sweep
@@ -111,6 +112,7 @@ class LMRuns:
     finals: pd.DataFrame
     shared: dict[str, float]
     wall_s: float
+    run_s: float = 0.0
 
     def tuned(self) -> dict[str, Measured]:
         """Final training loss at each optimizer's best lr, over seeds."""
@@ -188,7 +190,8 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
     if specs:
         train(specs)
     metrics = pd.concat(list(frames.values()), ignore_index=True)
-    return LMRuns(sweep, metrics, _finals(metrics), shared, time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    return LMRuns(sweep, metrics, _finals(metrics), shared, wall, sweeps.run_seconds(root, frames))
 
 
 def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:
@@ -424,8 +427,10 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     pts = {o: (o, lr) for o, lr in best.items()}
     sweeps.plot_curves(axes[0], curves, pts, labels=labels, colors=COLORS, smooth=smooth)
     sweeps.plot_curves(axes[1], curves, pts, labels=labels, colors=COLORS, value="val_loss")
-    lo = float(finals.final.replace(float("inf"), float("nan")).min())
-    axes[0].set_ylim(lo - 0.15, lo + 1.5)
+    finite = finals[["final", "final_val"]].replace(float("inf"), float("nan"))
+    lo = float(finite.min().min())
+    axes[0].set_ylim(lo - 0.1, lo + 1.5)
+    axes[1].set_ylabel("")
     axes[0].set_title("training loss")
     axes[1].set_title("validation loss")
     axes[0].legend(fontsize=9)

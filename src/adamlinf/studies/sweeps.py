@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from adamlinf import results as _results
+from adamlinf import runs as _runs
 from adamlinf.studies.verdicts import Measured
 
 #: Ratio of neighbouring grid values: half a decade.
@@ -411,6 +412,20 @@ def nearest(lrs: Iterable[float], target: float) -> float:
     """The grid value closest to ``target`` on a log scale."""
     lrs = list(lrs)
     return float(min(lrs, key=lambda x: abs(math.log(x / target))))
+
+
+def run_seconds(root: str | Path, names: Iterable[str]) -> float:
+    """Training wall time of the completed runs ``root/<name>/``, summed over the runs.
+
+    Read from their completion records, whenever they were trained: the cost of a page's runs,
+    not of one execution.
+    """
+    total = 0.0
+    for name in names:
+        record = Path(root) / name / _runs.COMPLETE_FILE
+        if record.exists():
+            total += float(json.loads(record.read_text()).get("wall_time_s", 0.0))
+    return total
 
 
 # --------------------------------------------------------------------------------------------
