@@ -92,6 +92,8 @@ max_extensions = 2
 rotation_k = 2
 nproc_per_node = 1
 workers = 2
+checkpoint_interval = 1000  # iterations between checkpoints (0: off)
+checkpoint_minutes = 10.0  # minutes between checkpoints (0: off)
 
 # %%
 import time

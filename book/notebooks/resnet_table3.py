@@ -83,6 +83,8 @@ eval_batch_size = 500
 workers = 2
 threads_per_worker = 1
 nproc_per_node = 1
+checkpoint_interval = 1000  # iterations between checkpoints (0: off)
+checkpoint_minutes = 10.0  # minutes between checkpoints (0: off)
 
 # %%
 import time

@@ -66,6 +66,8 @@ def base_spec(p: Mapping, batch_size: int) -> dict:
         grad_clip=None,
         seed=p["seed"],
         device=p["device"],
+        checkpoint_interval=p["checkpoint_interval"],
+        checkpoint_minutes=p["checkpoint_minutes"],
         progress=False,
     )
 

@@ -69,6 +69,8 @@ def base_spec(p: Mapping) -> dict:
         seed=p["seed"],
         rotation_k=p["rotation_k"],
         rotation_seed=p["seed"],
+        checkpoint_interval=p["checkpoint_interval"],
+        checkpoint_minutes=p["checkpoint_minutes"],
         progress=False,
     )
 
