@@ -19,6 +19,7 @@
 #
 # ```{prf:algorithm} The four optimizers of Figure 1
 # :label: alg-gpt2-four-optimizers
+# :nonumber:
 #
 # 1. **Adam** {cite}`kingma2015adam` (Algorithm 1, run in the torch form with bias correction): one second-moment
 #    estimate $v_{t,i}$ per coordinate, step $-\eta_t\, m_{t,i}/(\sqrt{v_{t,i}}+\epsilon)$.

@@ -18,6 +18,7 @@
 #
 # ```{prf:algorithm} Figure 3's runs (RECONSTRUCTED learning rates)
 # :label: alg-gpt2-figure3
+# :nonumber:
 #
 # For each optimizer of Figure 1 (Adam, AdaSGD, rotated Adam, SGD at its tuned learning rate), train
 # again with the peak and the final learning rate multiplied by a factor $c$, everything else unchanged:

@@ -20,6 +20,7 @@
 #
 # ```{prf:definition} The smoothness metrics of Table 2 (RECONSTRUCTED layout)
 # :label: def-table2-metrics
+# :nonumber:
 #
 # At the final iterate $x$ of a run, with $H=\nabla^2 L(x)$ the Hessian of the training loss on a fixed
 # evaluation set and $d$ the number of parameters:

@@ -21,6 +21,7 @@
 #
 # ```{prf:definition} What the curves measure
 # :label: def-resnet-figure4
+# :nonumber:
 #
 # For a run with parameters $x_t$ after $t$ steps, the **training loss and accuracy** are measured
 # on a fixed subset of the augmented training set with as many images as the test set (the

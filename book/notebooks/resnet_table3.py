@@ -22,6 +22,7 @@
 #
 # ```{prf:algorithm} The protocol of Table 3 (partly RECONSTRUCTED)
 # :label: alg-resnet-table3
+# :nonumber:
 #
 # **Model and data.** ResNet18 adapted to $32\times 32$ inputs (3×3 stride-1 stem, no
 # max-pool), every BatchNorm {cite}`ioffe2015batch` with `track_running_stats=False`; CIFAR-10

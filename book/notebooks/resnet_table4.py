@@ -22,6 +22,7 @@
 #
 # ```{prf:definition} The quantities of Table 4 (layout RECONSTRUCTED)
 # :label: def-resnet-table4
+# :nonumber:
 #
 # Let $H=\nabla^2 L(x)$ be the Hessian of the training loss on a fixed batch set at a final
 # checkpoint $x\in\mathbb R^d$. The table reports $\|H\|_{1,1}/d = \frac1d\sum_{i,j}|H_{ij}|$
