@@ -31,6 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adamlinf.report import fmt, pm
+from adamlinf.results import save_table
+
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN)
 
@@ -92,8 +95,6 @@ class Measured:
 
     def text(self, digits: int = 3) -> str:
         """``"1.234 ± 0.005"``, ``"1.23 [1.10, 1.40]"``, or ``"diverged"``."""
-        from adamlinf.report import fmt, pm
-
         if math.isinf(self.value):
             return "diverged"
         if self.has_band:
@@ -248,8 +249,6 @@ def save_verdicts(table: pd.DataFrame, results_dir: str | Path, params: Mapping 
     The "Results at a glance" page collects these files. Extra columns are kept after
     :data:`VERDICT_COLUMNS`.
     """
-    from adamlinf.results import save_table
-
     missing = [c for c in VERDICT_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"a verdict table needs the columns {list(VERDICT_COLUMNS)}; missing {missing}")
