@@ -103,7 +103,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.ticker import NullFormatter
 
 from adamlinf import report
 from adamlinf.results import save_table
@@ -214,34 +213,15 @@ _ = report.table(
 )
 
 # %% tags=["hide-input"]
-last = fit[fit["T"] == max(geo_T_list)].sort_values("H")
-fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
-ax = axes[0]
-ax.loglog(last.H, last.measured, "o", color="C0", label="measured (tuned η)")
-ax.errorbar(last.H, last.measured, yerr=last.measured_std, fmt="none", color="C0", lw=1)
-ax.loglog(last.H, last.bound_linf, "s--", color="C1", label="ℓ∞ bound √(2HΔ/T)")
-ax.loglog(last.H, last.bound_l2, "^:", color="C2", label="ℓ2 bound √(2d‖A‖₂Δ/T)")
-for h, m, name in (
-    (last.H.iloc[0], last.measured.iloc[0], "diagonal"),
-    (last.H.iloc[-1], last.measured.iloc[-1], "Haar"),
-):
-    ax.annotate(name, (h, m), textcoords="offset points", xytext=(-12, -14), fontsize=9)
-ax.set_xlabel("ℓ∞ constant H = ‖A‖∞→1")
-ax.set_ylabel(f"min over t < T of ‖∇L‖₁, T = {max(geo_T_list)}")
-ax.legend(fontsize=9)
-ax = axes[1]
-ax.semilogx(last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound")
-ax.semilogx(last.H, last.ratio_l2 / last.ratio_l2.iloc[0], "^:", color="C2", label="measured / ℓ2 bound")
-ax.semilogx(
-    last.H, last.predicted.iloc[0] / last.predicted, "k-", lw=0.8, label="√(H/H_diag): predicted ℓ2 drift"
+fig = study.plot_geometry(
+    fit,
+    T=max(geo_T_list),
+    xlabel="ℓ∞ constant H = ‖A‖∞→1",
+    ylabel=f"min over t < T of ‖∇L‖₁, T = {max(geo_T_list)}",
+    linf_label="ℓ∞ bound √(2HΔ/T)",
+    l2_label="ℓ2 bound √(2d‖A‖₂Δ/T)",
+    predicted_label="√(H/H_diag): predicted ℓ2 drift",
 )
-ax.set_xlabel("ℓ∞ constant H = ‖A‖∞→1")
-ax.set_ylabel("relative to the diagonal")
-ax.legend(fontsize=9)
-for a in axes:
-    a.xaxis.set_minor_formatter(NullFormatter())
-    a.set_xticks([2, 3, 5, 10], labels=["2", "3", "5", "10"])
-fig.tight_layout()
 _ = report.figure(
     fig,
     f"SignGD on diag(1/i²) and its rotations ({scale} scale, d = {geo_d}, T = {max(geo_T_list)}, "

@@ -11,7 +11,8 @@ runners of :mod:`adamlinf.problems` and the bounds of :mod:`adamlinf.theory`, an
   :func:`rmsprop_lemma_table`, :func:`lemma316_counterexample`.
 * ℓ∞ against ℓ2 geometry (Theorems 3.2 and 3.5): :func:`geometry_instances` (a heavy-tailed
   diagonal Hessian and its rotations), :func:`geometry_sweep` (tuned SignGD and RMSProp on each,
-  with the ℓ∞ and ℓ2 bounds), :func:`geometry_fit` (measured rate against the constant).
+  with the ℓ∞ and ℓ2 bounds), :func:`geometry_fit` (measured rate against the constant),
+  :func:`plot_geometry` (its figure).
 * Theorem 3.11 (blockwise Adam): :func:`blockwise_test_partitions`, :func:`blockwise_partition_sweep`
   (ranking and measured/bound).
 * :func:`loglog_fit`, :func:`loglog_slope`: fitted power laws with their standard errors.
@@ -45,6 +46,7 @@ __all__ = [
     "geometry_instances",
     "geometry_sweep",
     "geometry_fit",
+    "plot_geometry",
     "blockwise_test_partitions",
     "blockwise_partition_sweep",
     "EQUIVARIANT",
@@ -308,6 +310,39 @@ def _window_min(grad_l1: torch.Tensor, T: int) -> tuple[float, float]:
     return float(mean[k]), se
 
 
+def _noise_settings(A: torch.Tensor, sigma: torch.Tensor, *, n_seeds: int, device):
+    """The deterministic (σ = 0, one stream) and the noisy (``n_seeds`` streams) quadratic of one ``A``.
+
+    Yields:
+        ``(setting, sigma, problem, n_seeds)`` for ``setting`` in ``("deterministic", "noisy")``.
+    """
+    for setting, sig, n in (("deterministic", 0.0 * sigma, 1), ("noisy", sigma, n_seeds)):
+        yield setting, sig, NoisyQuadratic(A, sigma=sig, device=device), n
+
+
+def _tuned_rmsprop(
+    prob: NoisyQuadratic, x0: torch.Tensor, *, delta: float, H_sum: float, T: int, c: float, v0: float, **run
+) -> tuple[dict, float, float]:
+    """RMSProp as Theorem 3.5 tunes it: β₂ = 1 − c·log T / T and η from Δ, T and Σᵢ Hᵢ.
+
+    Args:
+        prob: the quadratic.
+        x0: the start.
+        delta: the initial suboptimality Δ.
+        H_sum: Σᵢ Hᵢ.
+        T: the horizon.
+        c: the β₂ constant.
+        v0: the initial second moment.
+        **run: ``n_seeds``, ``seed``, ``lemmas`` of :func:`adamlinf.problems.run_blockwise_rmsprop`.
+
+    Returns:
+        ``(out, eta, beta2)``: the runner's output and the step size and β₂ it ran with.
+    """
+    beta2 = 1 - c * math.log(T) / T
+    eta = theory.rmsprop_tuned_lr(delta, T, H_sum)
+    return run_blockwise_rmsprop(prob, x0, T=T, lr=eta, beta2=beta2, v0=v0, **run), eta, beta2
+
+
 def rmsprop_bound_sweep(
     A, sigma, x0, *, T_list, v0_list, c_list, n_seeds: int, seed: int = 0, device="cpu"
 ) -> pd.DataFrame:
@@ -339,24 +374,14 @@ def rmsprop_bound_sweep(
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
     x0 = torch.as_tensor(x0, dtype=torch.float64)
     rows = []
-    for setting, sig in (("deterministic", 0.0 * sigma), ("noisy", sigma)):
-        prob = NoisyQuadratic(A, sigma=sig, device=device)
+    for setting, sig, prob, n in _noise_settings(A, sigma, n_seeds=n_seeds, device=device):
         delta = float(prob.loss(x0.to(device))) - prob.min_value
         g0 = float(prob.grad(x0.to(device)).abs().max())
         for c in c_list:
             for v0 in v0_list:
                 for T in T_list:
-                    beta2 = 1 - c * math.log(T) / T
-                    eta = theory.rmsprop_tuned_lr(delta, T, float(H.sum()))
-                    out = run_blockwise_rmsprop(
-                        prob,
-                        x0,
-                        T=T,
-                        lr=eta,
-                        beta2=beta2,
-                        v0=v0,
-                        n_seeds=n_seeds if setting == "noisy" else 1,
-                        seed=seed + T,
+                    out, eta, beta2 = _tuned_rmsprop(
+                        prob, x0, delta=delta, H_sum=float(H.sum()), T=T, c=c, v0=v0, n_seeds=n, seed=seed + T
                     )
                     measured, se = _window_min(out["grad_l1"][:, 0, :], T)
                     b = theory.rmsprop_bound(
@@ -509,21 +534,11 @@ def rmsprop_lemma_table(
     H_sum = float(theory.coordinatewise_smoothness(A).sum())
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
     x0 = torch.as_tensor(x0, dtype=torch.float64)
-    beta2 = 1 - c * math.log(T) / T
     rows = []
-    for setting, sig in (("deterministic", 0.0 * sigma), ("noisy", sigma)):
-        prob = NoisyQuadratic(A, sigma=sig, device=device)
-        eta = theory.rmsprop_tuned_lr(float(prob.loss(x0.to(device))) - prob.min_value, T, H_sum)
-        out = run_blockwise_rmsprop(
-            prob,
-            x0,
-            T=T,
-            lr=eta,
-            beta2=beta2,
-            v0=v0,
-            n_seeds=n_seeds if setting == "noisy" else 1,
-            seed=seed,
-            lemmas=True,
+    for setting, _, prob, n in _noise_settings(A, sigma, n_seeds=n_seeds, device=device):
+        delta = float(prob.loss(x0.to(device))) - prob.min_value
+        out, eta, beta2 = _tuned_rmsprop(
+            prob, x0, delta=delta, H_sum=H_sum, T=T, c=c, v0=v0, n_seeds=n, seed=seed, lemmas=True
         )
         rows += [
             dict(setting=setting, **r)
@@ -771,6 +786,69 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
     out["l2_over_linf"] = out.bound_l2 / out.bound_linf
     out["predicted"] = np.sqrt(out.d_l2 / out.H)
     return out
+
+
+def plot_geometry(
+    fit: pd.DataFrame,
+    *,
+    T: int,
+    xlabel: str,
+    ylabel: str,
+    linf_label: str,
+    l2_label: str,
+    predicted_label: str,
+):
+    """Plot the ℓ∞-against-ℓ2 geometry figure of Theorems 3.2 and 3.5 at one horizon.
+
+    Left: the tuned measurement (mean ± std over starts) and the ℓ∞ and ℓ2 bounds against the ℓ∞
+    constant. Right: measured/bound for both bounds and the predicted drift, each relative to the
+    diagonal instance (the smallest constant).
+
+    Args:
+        fit: the table of :func:`geometry_fit`.
+        T: the horizon to plot (a value of ``fit["T"]``).
+        xlabel: the name of the ℓ∞ constant (the x axis of both panels).
+        ylabel: what the left panel measures.
+        linf_label: legend entry of the ℓ∞ bound.
+        l2_label: legend entry of the ℓ2 bound.
+        predicted_label: legend entry of the predicted drift (``predicted`` of the diagonal over
+            ``predicted``).
+
+    Returns:
+        The matplotlib figure, for :func:`adamlinf.report.figure`.
+    """
+    import matplotlib.pyplot as plt  # plotting only
+    from matplotlib.ticker import NullFormatter
+
+    last = fit[fit["T"] == T].sort_values("H")
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
+    ax = axes[0]
+    ax.loglog(last.H, last.measured, "o", color="C0", label="measured (tuned η)")
+    ax.errorbar(last.H, last.measured, yerr=last.measured_std, fmt="none", color="C0", lw=1)
+    ax.loglog(last.H, last.bound_linf, "s--", color="C1", label=linf_label)
+    ax.loglog(last.H, last.bound_l2, "^:", color="C2", label=l2_label)
+    for h, m, name in (
+        (last.H.iloc[0], last.measured.iloc[0], "diagonal"),
+        (last.H.iloc[-1], last.measured.iloc[-1], "Haar"),
+    ):
+        ax.annotate(name, (h, m), textcoords="offset points", xytext=(-12, -14), fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=9)
+    ax = axes[1]
+    ax.semilogx(
+        last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound"
+    )
+    ax.semilogx(last.H, last.ratio_l2 / last.ratio_l2.iloc[0], "^:", color="C2", label="measured / ℓ2 bound")
+    ax.semilogx(last.H, last.predicted.iloc[0] / last.predicted, "k-", lw=0.8, label=predicted_label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("relative to the diagonal")
+    ax.legend(fontsize=9)
+    for a in axes:
+        a.xaxis.set_minor_formatter(NullFormatter())
+        a.set_xticks([2, 3, 5, 10], labels=["2", "3", "5", "10"])
+    fig.tight_layout()
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------
