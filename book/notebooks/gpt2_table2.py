@@ -115,15 +115,14 @@ print(f"d = {int(tidy.d.iloc[0]):,} parameters; {n_probes} probes per (1,1)-norm
 
 def show_table2(tidy: pd.DataFrame, scale: str) -> None:
     """Table 2 and the same-checkpoint comparison from a tidy norms table (live or published)."""
-    table = hessian_tables.table_layout(tidy)
+    table, same = hessian_tables.table_views(tidy)
     report.table(
-        table.drop(columns=["run", "optimizer", "lo", "hi", "Estimated value"]),
+        table,
         f"Table 2 at scale {scale}: each optimizer's smoothness constant at its own final checkpoint, "
         "with the error band of the (1,1)-norm estimate (Lanczos values carry none). Paper's values NOT RECOVERED.",
     )
-    same = hessian_tables.same_checkpoint(tidy)
     report.table(
-        same[["checkpoint of", "‖H‖₁,₁/d", "‖RᵀHR‖₁,₁/d", "ratio rotated / unrotated", "‖H‖₂"]],
+        same,
         f"Same-checkpoint comparison at scale {scale}: both (1,1)-norms at one set of trained weights, "
         "with rotated Adam's R. A ratio above 1 means the rotation makes the loss less ℓ∞-smooth there.",
     )

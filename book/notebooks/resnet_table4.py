@@ -107,15 +107,14 @@ print(
 
 def show_table4(tidy: pd.DataFrame, scale: str) -> None:
     """Table 4 and the same-checkpoint comparison from a tidy norms table (live or published)."""
-    table = hessian_tables.table_layout(tidy)
+    table, same = hessian_tables.table_views(tidy)
     report.table(
-        table.drop(columns=["run", "optimizer", "lo", "hi", "Estimated value"]),
+        table,
         f"Table 4 at scale {scale}: each optimizer's smoothness constant at its own final checkpoint, "
         "with the error band of the (1,1)-norm estimate. Paper's values NOT RECOVERED.",
     )
-    same = hessian_tables.same_checkpoint(tidy)
     report.table(
-        same[["checkpoint of", "‖H‖₁,₁/d", "‖RᵀHR‖₁,₁/d", "ratio rotated / unrotated", "‖H‖₂"]],
+        same,
         f"Same-checkpoint comparison at scale {scale}: both (1,1)-norms at one set of trained weights.",
     )
 

@@ -362,6 +362,22 @@ def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def table_views(tidy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The two tables a Hessian-norm page shows, from a tidy norms table (live or published).
+
+    Args:
+        tidy: The output of :func:`hessian_table`, or the same read back from CSV.
+
+    Returns:
+        ``(table, same)``: the paper's table layout (:func:`table_layout`) without its helper
+        columns, and the same-checkpoint comparison (:func:`same_checkpoint`) in its shown
+        columns.
+    """
+    table = table_layout(tidy).drop(columns=["run", "optimizer", "lo", "hi", "Estimated value"])
+    same = same_checkpoint(tidy)
+    return table, same[["checkpoint of", "‖H‖₁,₁/d", "‖RᵀHR‖₁,₁/d", "ratio rotated / unrotated", "‖H‖₂"]]
+
+
 def norm_values(tidy: pd.DataFrame) -> dict[str, Measured]:
     """The norms as :class:`Measured` bands, keyed ``"<quantity>:<hessian>@<optimizer>"``.
 

@@ -11,7 +11,6 @@ augmented training subset after the last step (``train_eval_loss``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,23 +121,8 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
     Returns:
         An :class:`ImageRuns`.
     """
-    root = Path(root)
-    seed0, extra = int(p["seeds"][0]), [int(s) for s in p["seeds"][1:]]
-    frames: dict[str, pd.DataFrame] = {}
-    t0 = time.perf_counter()
-
-    def train(specs: dict) -> pd.DataFrame:
-        m = _runs.run_specs(
-            specs,
-            root,
-            nproc_per_node=p["nproc_per_node"],
-            workers=p["workers"],
-            threads_per_worker=p["threads_per_worker"],
-            verbose=False,
-            progress=False,
-        )
-        frames.update({name: g for name, g in m.groupby("run", sort=False)})
-        return m
+    runs = sweeps.RunCollector(p, root, threads_per_worker=p["threads_per_worker"])
+    seed0, extra = runs.seed0, runs.extra_seeds
 
     out = {}
     for bs in p["batch_sizes"]:
@@ -150,7 +134,7 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
                 for o, lrs in grids.items()
                 for lr in lrs
             }
-            return _finals(train(specs))
+            return _finals(runs.train(specs))
 
         grids = {o: list(p["sgd_lrs"] if o == "sgd" else p["adaptive_lrs"]) for o in p["optimizers"]}
         out[int(bs)] = sweeps.tune_grid(grids, evaluate, max_extensions=p["max_extensions"])
@@ -161,10 +145,10 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
         for s in extra
     }
     if specs:
-        train(specs)
-    metrics = pd.concat(list(frames.values()), ignore_index=True)
-    wall = time.perf_counter() - t0
-    return ImageRuns(out, metrics, _finals(metrics), wall, sweeps.run_seconds(root, frames))
+        runs.train(specs)
+    metrics = runs.metrics()
+    wall = runs.wall_s()
+    return ImageRuns(out, metrics, _finals(metrics), wall, runs.run_s())
 
 
 def tuned_table(runs: ImageRuns) -> pd.DataFrame:

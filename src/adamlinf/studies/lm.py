@@ -14,7 +14,6 @@ runs.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,25 +140,11 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
     Returns:
         An :class:`LMRuns`.
     """
-    root = Path(root)
+    runs = sweeps.RunCollector(p, root)
     base = base_spec(p)
     adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
     grids = {**{o: list(p["adaptive_lrs"]) for o in adaptive}, "sgd": list(p["sgd_lrs"])}
-    seed0, extra_seeds = int(p["seeds"][0]), [int(s) for s in p["seeds"][1:]]
-    frames: dict[str, pd.DataFrame] = {}
-    t0 = time.perf_counter()
-
-    def train(specs: dict) -> pd.DataFrame:
-        m = _runs.run_specs(
-            specs,
-            root,
-            nproc_per_node=p["nproc_per_node"],
-            workers=p["workers"],
-            verbose=False,
-            progress=False,
-        )
-        frames.update({name: g for name, g in m.groupby("run", sort=False)})
-        return m
+    seed0, extra_seeds = runs.seed0, runs.extra_seeds
 
     def evaluate(grids_now: dict) -> pd.DataFrame:
         specs = {
@@ -169,7 +154,7 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
             for o, lrs in grids_now.items()
             for lr in lrs
         }
-        return _finals(train(specs))
+        return _finals(runs.train(specs))
 
     sweep = sweeps.tune_grid(grids, evaluate, max_extensions=max_extensions)
     shared = shared_lrs(p, sweep.grids[adaptive[0]])
@@ -190,10 +175,10 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
         for s in extra_seeds
     }
     if specs:
-        train(specs)
-    metrics = pd.concat(list(frames.values()), ignore_index=True)
-    wall = time.perf_counter() - t0
-    return LMRuns(sweep, metrics, _finals(metrics), shared, wall, sweeps.run_seconds(root, frames))
+        runs.train(specs)
+    metrics = runs.metrics()
+    wall = runs.wall_s()
+    return LMRuns(sweep, metrics, _finals(metrics), shared, wall, runs.run_s())
 
 
 def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,6 +427,62 @@ def run_seconds(root: str | Path, names: Iterable[str]) -> float:
         if record.exists():
             total += float(json.loads(record.read_text()).get("wall_time_s", 0.0))
     return total
+
+
+class RunCollector:
+    """Trains a page's run specs into one folder and keeps every run's metrics by name.
+
+    The shared machinery of the training pages: each call of :meth:`train` runs some specs with
+    :func:`adamlinf.runs.run_specs` (complete runs are reused) and files their metrics under
+    their run names; :meth:`metrics`, :meth:`wall_s` and :meth:`run_s` then report the whole page.
+
+    Args:
+        p: The notebook's parameters: ``seeds``, ``nproc_per_node``, ``workers``.
+        root: Where the runs live.
+        threads_per_worker: Passed on to :func:`adamlinf.runs.run_specs` (``None``: its default).
+
+    Attributes:
+        root: Where the runs live.
+        seed0: The seed the grids are tuned on (the first of ``p["seeds"]``).
+        extra_seeds: The further seeds trained at the tuned points.
+        frames: Each trained run's metrics, by run name, in the order first trained.
+    """
+
+    def __init__(self, p: Mapping, root: str | Path, *, threads_per_worker: int | None = None):
+        self.root = Path(root)
+        self.seed0 = int(p["seeds"][0])
+        self.extra_seeds = [int(s) for s in p["seeds"][1:]]
+        self.frames: dict[str, pd.DataFrame] = {}
+        self._p = p
+        self._threads = threads_per_worker
+        self._t0 = time.perf_counter()
+
+    def train(self, specs: Mapping[str, Mapping]) -> pd.DataFrame:
+        """Run ``specs`` and return their tidy metrics (also kept in :attr:`frames`)."""
+        kw = {} if self._threads is None else {"threads_per_worker": self._threads}
+        m = _runs.run_specs(
+            specs,
+            self.root,
+            nproc_per_node=self._p["nproc_per_node"],
+            workers=self._p["workers"],
+            verbose=False,
+            progress=False,
+            **kw,
+        )
+        self.frames.update({name: g for name, g in m.groupby("run", sort=False)})
+        return m
+
+    def metrics(self) -> pd.DataFrame:
+        """The metrics of every run trained so far, one frame."""
+        return pd.concat(list(self.frames.values()), ignore_index=True)
+
+    def wall_s(self) -> float:
+        """Seconds since the collector was made (this execution's cost)."""
+        return time.perf_counter() - self._t0
+
+    def run_s(self) -> float:
+        """Training seconds of the collected runs, whenever trained (:func:`run_seconds`)."""
+        return run_seconds(self.root, self.frames)
 
 
 # --------------------------------------------------------------------------------------------
