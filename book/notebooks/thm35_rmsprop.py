@@ -262,9 +262,9 @@ _ = report.figure(
 
 # %%
 _ = report.table(
-    slopes.assign(scale=scale),
-    caption="Log-log slopes in T (± standard error of the fit) per "
-    "setting, c and v₀, and the largest measured/bound ratio.",
+    slopes,
+    caption=f"Log-log slopes in T (± standard error of the fit) per setting, c and v₀, and the largest "
+    f"measured/bound ratio ({scale} scale).",
 )
 
 # %% [markdown]
