@@ -23,6 +23,7 @@ from adamlinf import runs as _runs
 from adamlinf.data import images as _images
 from adamlinf.studies import sweeps
 from adamlinf.studies.hessian_tables import norm_values
+from adamlinf.studies.sweeps import with_seed
 from adamlinf.studies.verdicts import Claim, Measured, claims_table
 
 #: The metric Table 3 ranks by: the loss on the fixed augmented training subset at the end.
@@ -69,13 +70,6 @@ def base_spec(p: Mapping, batch_size: int) -> dict:
         checkpoint_minutes=p["checkpoint_minutes"],
         progress=False,
     )
-
-
-def with_seed(spec: Mapping, seed: int) -> dict:
-    """``spec`` at another seed: model init, data order and rotation all change with it."""
-    out = _runs.with_train(spec, tags={"seed": int(seed)}, seed=int(seed), rotation_seed=int(seed))
-    out["data"]["seed"] = int(seed)
-    return out
 
 
 def _name(bs: int, opt: str, lr: float, seed: int) -> str:

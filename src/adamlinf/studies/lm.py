@@ -24,6 +24,7 @@ from adamlinf import report
 from adamlinf import runs as _runs
 from adamlinf.studies import sweeps
 from adamlinf.studies.hessian_tables import norm_values
+from adamlinf.studies.sweeps import with_seed
 from adamlinf.studies.verdicts import Claim, Measured, claims_table, verdict_row
 
 #: The optimizers of Figure 1 that share the paper's single peak lr.
@@ -72,13 +73,6 @@ def base_spec(p: Mapping) -> dict:
         checkpoint_minutes=p["checkpoint_minutes"],
         progress=False,
     )
-
-
-def with_seed(spec: Mapping, seed: int) -> dict:
-    """``spec`` at another seed: model init, data order and rotation all change with it."""
-    out = _runs.with_train(spec, tags={"seed": int(seed)}, seed=int(seed), rotation_seed=int(seed))
-    out["data"]["seed"] = int(seed)
-    return out
 
 
 def _name(opt: str, lr: float, seed: int) -> str:

@@ -429,6 +429,13 @@ def run_seconds(root: str | Path, names: Iterable[str]) -> float:
     return total
 
 
+def with_seed(spec: Mapping, seed: int) -> dict:
+    """``spec`` at another seed: model init, data order and rotation all change with it."""
+    out = _runs.with_train(spec, tags={"seed": int(seed)}, seed=int(seed), rotation_seed=int(seed))
+    out["data"]["seed"] = int(seed)
+    return out
+
+
 class RunCollector:
     """Trains a page's run specs into one folder and keeps every run's metrics by name.
 
