@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import stats
 
 from adamlinf.studies.verdicts import (
+    ALPHA,
     FAILS,
     HOLDS,
     INCONCLUSIVE,
@@ -43,30 +46,71 @@ def test_from_seeds_is_mean_and_sample_std():
         Measured.from_seeds([])
 
 
+def welch_threshold(s, n):
+    """The smallest decisive gap for two sides of equal spread s and n seeds (closed form).
+
+    With equal spreads and seed counts Welch's ν is 2(n - 1) and the standard error s·sqrt(2/n).
+    """
+    return stats.t.ppf(0.95, 2 * (n - 1)) * s * math.sqrt(2 / n)
+
+
 @pytest.mark.parametrize(
     ("a", "b", "verdict"),
     [
-        # gap 0.3 against threshold 2 * 0.1 = 0.2: decided
+        # gap 0.3, standard error sqrt(0.1²/3 + 0.05²/3) = 0.0645, t = 4.65 > t_0.95(2.94) = 2.37
         (seeds(1.0, 0.1), seeds(1.3, 0.05), HOLDS),
         (seeds(1.3, 0.05), seeds(1.0, 0.1), FAILS),
-        # gap 0.15 < 0.2: undecided either way
-        (seeds(1.0, 0.1), seeds(1.15, 0.01), INCONCLUSIVE),
-        (seeds(1.15, 0.01), seeds(1.0, 0.1), INCONCLUSIVE),
-        # the larger of the two spreads sets the threshold
-        (seeds(1.0, 0.01), seeds(1.3, 0.2), INCONCLUSIVE),
-        # two seeds are enough to decide
+        # gap 0.1: t = 1.71 < 2.35 (ν = 2.0), undecided either way
+        (seeds(1.0, 0.1), seeds(1.1, 0.01), INCONCLUSIVE),
+        (seeds(1.1, 0.01), seeds(1.0, 0.1), INCONCLUSIVE),
+        # two seeds decide a gap of many standard errors: t = 10 > t_0.95(2) = 2.92
         (seeds(1.0, 0.01, 2), seeds(1.1, 0.01, 2), HOLDS),
+        # but not a gap of 2 seed stds (the old rule's threshold): t = 2 < 2.92
+        (seeds(1.0, 0.1, 2), seeds(1.2 + 1e-6, 0.1, 2), INCONCLUSIVE),
     ],
 )
 def test_seed_rule(a, b, verdict):
     assert compare(Measured.from_seeds(a), Measured.from_seeds(b)) == verdict
 
 
-def test_threshold_is_twice_the_larger_seed_std():
-    a = Measured(1.0, 0.1, 3)
-    assert compare(a, Measured(1.0 + 0.2 + 1e-9, 0.1, 3)) == HOLDS
-    assert compare(a, Measured(1.0 + 0.2 - 1e-9, 0.1, 3)) == INCONCLUSIVE
-    assert compare(a, Measured(1.0 - 0.2 - 1e-9, 0.1, 3)) == FAILS
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_threshold_is_welchs_critical_gap(n):
+    a, gap = Measured(1.0, 0.1, n), welch_threshold(0.1, n)
+    assert compare(a, Measured(1.0 + gap * (1 + 1e-6), 0.1, n)) == HOLDS
+    assert compare(a, Measured(1.0 + gap * (1 - 1e-6), 0.1, n)) == INCONCLUSIVE
+    assert compare(a, Measured(1.0 - gap * (1 + 1e-6), 0.1, n)) == FAILS
+    assert compare(a, Measured(1.0 - gap * (1 - 1e-6), 0.1, n)) == INCONCLUSIVE
+
+
+def _decision_rates(noise, n, gap, reps=20_000, seed=0):
+    """Fractions of "holds" and "fails" over reps simulated claims with a true gap (in noise units)."""
+    rng = np.random.default_rng(seed)
+    a = noise(rng, (reps, n))
+    b = noise(rng, (reps, n)) + gap
+    out = [compare(Measured.from_seeds(x), Measured.from_seeds(y)) for x, y in zip(a, b, strict=True)]
+    return out.count(HOLDS) / reps, out.count(FAILS) / reps
+
+
+NOISES = {
+    "normal": lambda rng, shape: rng.standard_normal(shape),
+    # Student t with 3 degrees of freedom: heavy tails, finite variance (scaled to unit std)
+    "t3": lambda rng, shape: rng.standard_t(3, shape) / math.sqrt(3),
+}
+
+
+@pytest.mark.parametrize("noise", sorted(NOISES))
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_false_decision_rate_under_the_null(noise, n):
+    """Equal means: each wrong decision at most α + 1% (the rule's stated error rate)."""
+    holds, fails = _decision_rates(NOISES[noise], n, gap=0.0)
+    assert holds <= ALPHA + 0.01 and fails <= ALPHA + 0.01, (holds, fails)
+
+
+@pytest.mark.parametrize(("n", "power"), [(3, 0.5), (5, 0.9)])
+def test_power_at_a_gap_of_three_standard_deviations(n, power):
+    """A true gap of 3 noise stds is found (holds) at least this often, and never reversed."""
+    holds, fails = _decision_rates(NOISES["normal"], n, gap=3.0, reps=5_000)
+    assert holds >= power and fails == 0, (holds, fails)
 
 
 def test_one_seed_never_decides():
@@ -74,8 +118,8 @@ def test_one_seed_never_decides():
     assert compare(Measured.from_seeds([1.0]), Measured.from_seeds([5.0])) == INCONCLUSIVE
     assert compare(Measured.from_seeds([1.0]), Measured.from_seeds(seeds(5.0, 0.1))) == INCONCLUSIVE
     assert rule_text(1.0, 2.0) == "one seed: undecided"
-    assert rule_text(Measured.from_seeds(seeds(1, 0.1)), Measured.from_seeds(seeds(2, 0.1))).startswith(
-        "gap > 2 × seed std (3 seeds)"
+    assert rule_text(Measured.from_seeds(seeds(1, 0.1)), Measured.from_seeds(seeds(2, 0.1))) == (
+        "Welch t, one-sided α = 0.05 (3 seeds)"
     )
 
 
@@ -119,7 +163,7 @@ def test_rule_is_antisymmetric(a, b, sa, sb):
     x, y = Measured(a, sa, 3), Measured(b, sb, 3)
     swap = {HOLDS: FAILS, FAILS: HOLDS, INCONCLUSIVE: INCONCLUSIVE}
     assert compare(y, x) == swap[compare(x, y)]
-    if abs(a - b) <= 2 * max(sa, sb):
+    if abs(a - b) <= welch_threshold(max(sa, sb), 3) / math.sqrt(2):  # below the smallest decisive gap
         assert compare(x, y) == INCONCLUSIVE
 
 

@@ -1,14 +1,21 @@
-"""Verdicts on the paper's claims: *holds*, *fails* or *inconclusive*, decided by the noise.
+"""Verdicts on the paper's claims: *holds*, *fails* or *inconclusive*, from a calibrated test.
 
 Every "paper vs ours" table of the book goes through this module. A claim compares two measured
 quantities, ``better`` and ``worse`` in the paper's words ("Adam reaches a lower loss than
 AdaSGD"), and each measurement carries its own uncertainty:
 
-* **Seeds.** A value measured over several seeds is :class:`Measured` with ``value`` the mean and
-  ``spread`` the sample standard deviation over seeds. A claim "a is lower than b" *holds* when
-  ``b - a > 2 * max(spread_a, spread_b)``, *fails* when ``a - b`` exceeds the same threshold, and
-  is *inconclusive* otherwise. With one seed the spread is unknown and every comparison is
-  inconclusive: a single run never decides a claim.
+* **Seeds.** A value measured over several seeds is :class:`Measured` with ``value`` the mean,
+  ``spread`` the sample standard deviation (``ddof=1``) and ``n`` the number of seeds. The claim
+  "a is lower than b" is decided by **Welch's t-test, one-sided at** :data:`ALPHA` **= 0.05 in each
+  direction**: with ``t = (b - a) / sqrt(s_a²/n_a + s_b²/n_b)`` and Welch–Satterthwaite degrees of
+  freedom ``ν``, it *holds* when ``t > t_{1-α}(ν)``, *fails* when ``t < -t_{1-α}(ν)``, and is
+  *inconclusive* otherwise. When the two means are truly equal, each wrong decision ("holds" or
+  "fails") happens with probability at most about α = 5% under normal noise, at any seed count
+  (the test in ``tests/test_verdicts.py`` simulates the null at n = 2, 3 and 5 seeds, with normal
+  and heavy-tailed noise, and checks at most α + 1% per direction; it also checks the power at a
+  true gap of three standard deviations). With one seed the spread is unknown and every comparison
+  is inconclusive: a single run never decides a claim. Few seeds keep the rule honest but weak:
+  at n = 2 a gap must be about 6 standard errors to decide.
 * **Estimator bands.** A value estimated with a known error band (a Cauchy (1,1)-norm estimate, a
   bootstrap interval) is :class:`Measured` with ``lo`` and ``hi``. An ordering counts only outside
   the bands: it *holds* when ``hi_a < lo_b``, *fails* when ``hi_b < lo_a``.
@@ -17,6 +24,10 @@ AdaSGD"), and each measurement carries its own uncertainty:
 
 A diverged run is ``Measured(math.inf)``: worse than any finite one. Two diverged runs decide
 nothing.
+
+Every verdict row also says where the claim comes from: ``origin`` is ``"paper"`` for a claim of
+the paper (``where`` names its place: "Theorem 3.2", "Table 1", "Figure 1") and ``"book"`` for a
+check the book adds (reconstruction constants, extra baselines); tallies keep the two apart.
 
 The functions return tidy ``pandas`` tables; :func:`adamlinf.report.table` renders them.
 """
@@ -30,17 +41,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from adamlinf.report import fmt, pm
 from adamlinf.results import save_table
 
 HOLDS, FAILS, INCONCLUSIVE, NOT_RUN = "holds", "fails", "inconclusive", "not run"
 VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, NOT_RUN)
+#: ``origin`` of a verdict row: a claim of the paper, or a check the book adds.
+PAPER, BOOK = "paper", "book"
+ORIGINS = (PAPER, BOOK)
+#: One-sided level of the seed test in each direction (the false "holds" and false "fails" rates).
+ALPHA = 0.05
 
 #: The file every notebook writes its verdicts to (``results/<notebook>/<scale>/verdicts.csv``);
 #: the "Results at a glance" page collects them.
 VERDICTS_FILE = "verdicts.csv"
-VERDICT_COLUMNS = ("claim", "paper", "ours", "verdict", "rule", "scale", "page")
+VERDICT_COLUMNS = ("claim", "where", "origin", "paper", "ours", "verdict", "rule", "scale", "page")
 
 
 @dataclass(frozen=True)
@@ -138,17 +155,28 @@ def compare(better: Measured | float, worse: Measured | float, *, rtol: float = 
         return INCONCLUSIVE
     if a.spread == 0 and b.spread == 0:
         threshold = rtol * max(abs(a.value), abs(b.value))
-    else:
-        spreads = [s for s in (a.spread, b.spread) if not math.isnan(s)]
-        if len(spreads) < 2 and (a.n < 2 or b.n < 2):
-            return INCONCLUSIVE  # one seed: the noise is unknown
-        threshold = 2 * max(spreads)
+        gap = b.value - a.value
+        return HOLDS if gap > threshold else FAILS if -gap > threshold else INCONCLUSIVE
+    return welch(a, b)
+
+
+def welch(better: Measured, worse: Measured, *, alpha: float = ALPHA) -> str:
+    """Welch's one-sided t-test of "``better`` has the lower mean", at level ``alpha`` each way.
+
+    Returns ``"inconclusive"`` when either side has fewer than two seeds or no spread.
+    """
+    a, b = better, worse
+    if a.n < 2 or b.n < 2 or math.isnan(a.spread) or math.isnan(b.spread):
+        return INCONCLUSIVE  # one seed: the noise is unknown
+    va, vb = a.spread**2 / a.n, b.spread**2 / b.n
+    se = math.sqrt(va + vb)
     gap = b.value - a.value
-    if gap > threshold:
-        return HOLDS
-    if -gap > threshold:
-        return FAILS
-    return INCONCLUSIVE
+    if se == 0:
+        return HOLDS if gap > 0 else FAILS if gap < 0 else INCONCLUSIVE
+    df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    critical = float(stats.t.ppf(1 - alpha, df))
+    t = gap / se
+    return HOLDS if t > critical else FAILS if t < -critical else INCONCLUSIVE
 
 
 def rule_text(better: Measured | float, worse: Measured | float) -> str:
@@ -159,7 +187,7 @@ def rule_text(better: Measured | float, worse: Measured | float) -> str:
     if a.spread == 0 and b.spread == 0:
         return "exact"
     n = min(a.n, b.n)
-    return f"gap > 2 × seed std ({n} seeds)" if n > 1 else "one seed: undecided"
+    return f"Welch t, one-sided α = {ALPHA:g} ({n} seeds)" if n > 1 else "one seed: undecided"
 
 
 @dataclass(frozen=True)
@@ -170,13 +198,21 @@ class Claim:
         text: The claim in the paper's words ("Adam beats rotated Adam").
         better: Key of the quantity the paper says is lower.
         worse: Key of the quantity the paper says is higher.
-        paper: What the paper reports for it ("Figure 1", a number, or "NOT RECOVERED").
+        paper: What the paper reports for it (a number, a sentence, or "NOT RECOVERED").
+        where: The paper's place of the claim ("Figure 1", "Theorem 3.2"); for a book check, the
+            place it checks.
+        origin: ``"paper"`` for a claim of the paper, ``"book"`` for a check the book adds.
     """
 
     text: str
     better: str
     worse: str
     paper: str = ""
+    where: str = ""
+    origin: str = PAPER
+
+    def __post_init__(self):
+        _check_origin(self.origin)
 
 
 def claims_table(
@@ -208,7 +244,16 @@ def claims_table(
     for c in claims:
         if c.better not in values or c.worse not in values:
             rows.append(
-                dict(claim=c.text, paper=c.paper, ours="—", verdict=NOT_RUN, rule="", scale=scale, page=page)
+                verdict_row(
+                    c.text,
+                    NOT_RUN,
+                    ours="—",
+                    scale=scale,
+                    paper=c.paper,
+                    page=page,
+                    where=c.where,
+                    origin=c.origin,
+                )
             )
             continue
         a, b = as_measured(values[c.better]), as_measured(values[c.worse])
@@ -217,30 +262,58 @@ def claims_table(
             f"{labels.get(c.worse, c.worse)} {b.text(digits)}"
         )
         rows.append(
-            dict(
-                claim=c.text,
-                paper=c.paper,
+            verdict_row(
+                c.text,
+                compare(a, b),
                 ours=ours,
-                verdict=compare(a, b),
-                rule=rule_text(a, b),
                 scale=scale,
+                paper=c.paper,
+                rule=rule_text(a, b),
                 page=page,
+                where=c.where,
+                origin=c.origin,
             )
         )
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
 
 
-def verdict_row(
-    claim: str, verdict: str, *, ours: str, scale: str, paper: str = "", rule: str = "", page: str = ""
-) -> dict:
-    """One row of a verdict table for a claim that is not a pairwise comparison.
+def _check_origin(origin: str) -> None:
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
 
-    For a correlation sign, a bound checked on every instance, a fitted rate; ``verdict`` must be
-    one of :data:`VERDICTS`.
+
+def verdict_row(
+    claim: str,
+    verdict: str,
+    *,
+    ours: str,
+    scale: str,
+    paper: str = "",
+    rule: str = "",
+    page: str = "",
+    where: str = "",
+    origin: str = PAPER,
+) -> dict:
+    """One row of a verdict table (columns :data:`VERDICT_COLUMNS`).
+
+    :func:`claims_table` builds its rows with it; use it directly for a claim that is not a
+    pairwise comparison (a correlation sign, a bound checked on every instance, a fitted rate).
+    ``verdict`` must be one of :data:`VERDICTS` and ``origin`` one of :data:`ORIGINS`.
     """
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    return dict(claim=claim, paper=paper, ours=ours, verdict=verdict, rule=rule, scale=scale, page=page)
+    _check_origin(origin)
+    return dict(
+        claim=claim,
+        where=where,
+        origin=origin,
+        paper=paper,
+        ours=ours,
+        verdict=verdict,
+        rule=rule,
+        scale=scale,
+        page=page,
+    )
 
 
 def save_verdicts(table: pd.DataFrame, results_dir: str | Path, params: Mapping | None = None) -> Path:
@@ -255,4 +328,7 @@ def save_verdicts(table: pd.DataFrame, results_dir: str | Path, params: Mapping 
     bad = sorted(set(table["verdict"]) - set(VERDICTS))
     if bad:
         raise ValueError(f"verdicts must be among {VERDICTS}; got {bad}")
+    bad = sorted(set(table["origin"]) - set(ORIGINS))
+    if bad:
+        raise ValueError(f"origins must be among {ORIGINS}; got {bad}")
     return save_table(table, Path(results_dir) / VERDICTS_FILE, params=params)
