@@ -217,7 +217,7 @@ def test_failed_run_keeps_the_last_good_notebook(sandbox, capsys):
     assert (executed / "tiny.provenance.json").read_text() == good_prov
     assert "boom" in (executed / "tiny.failed.ipynb").read_text()
     err = capsys.readouterr().err
-    assert "FAILED: tiny" in err and "last good run stays" in err
+    assert "FAILED: tiny" in err and "last good results stay" in err
     (sandbox / "book" / "notebooks" / "tiny.py").write_text(NOTEBOOK)
     assert run.main(["--scale", "ci", "--only", "tiny"]) == 0
     assert not (executed / "tiny.failed.ipynb").exists()

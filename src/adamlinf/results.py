@@ -7,15 +7,22 @@ wall time) beside it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno as _errno
+import fcntl
+import hashlib
 import importlib.metadata as _md
 import json
 import os
 import platform
+import shutil
+import signal
 import subprocess
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_ROOT = Path(os.environ.get("ADAMLINF_RESULTS", REPO_ROOT / "results"))
@@ -105,14 +112,116 @@ def provenance(
     if wall_time_s is not None:
         rec["wall_time_s"] = round(float(wall_time_s), 3)
     rec.update(extra)
+    if isinstance(rec["parameters"].get("results_dir"), (str, Path)):  # a staging folder is not the place
+        rec["parameters"]["results_dir"] = str(final_dir(rec["parameters"]["results_dir"]))
     return rec
 
 
 def results_dir(name: str, scale: str = "ci", root: Path | str | None = None) -> Path:
-    """``results/<name>/<scale>/``, created if missing."""
+    """``results/<name>/<scale>/``, created if missing.
+
+    Raises:
+        OSError: One line naming the folder and the cause (read-only, full disk, symlink loop).
+    """
     path = Path(root or RESULTS_ROOT) / name / scale
-    path.mkdir(parents=True, exist_ok=True)
+    make_dirs(path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing files: atomically, with one-line messages
+# ---------------------------------------------------------------------------------------------
+
+_CAUSES = {
+    _errno.ENOSPC: "no space left on device (the disk is full)",
+    _errno.EDQUOT: "disk quota exceeded",
+    _errno.EROFS: "read-only file system",
+    _errno.EACCES: "permission denied (a read-only folder?)",
+    _errno.EPERM: "operation not permitted",
+    _errno.ELOOP: "too many levels of symbolic links (a symlink loop)",
+    _errno.ENOTDIR: "a part of the path is a file, not a folder",
+    _errno.EFBIG: "file too large",
+}
+
+
+class WriteError(OSError):
+    """An ``OSError`` whose message is one line naming the path and the cause.
+
+    ``errno`` is the original error's, so ``except OSError`` and ``exc.errno == errno.ENOSPC``
+    still work.
+    """
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+def describe_os_error(exc: OSError, path: Path | str, action: str = "write") -> WriteError:
+    """``exc`` as a :class:`WriteError`: ``cannot <action> <path>: <cause>`` on one line."""
+    if isinstance(exc, WriteError):
+        return exc
+    cause = _CAUSES.get(exc.errno) or (exc.strerror or str(exc)).splitlines()[0]
+    where = exc.filename if exc.filename and str(exc.filename) != str(path) else None
+    text = f"cannot {action} {path}: {cause}" + (f" (at {where})" if where else "")
+    err = WriteError(exc.errno or 0, text)
+    err.filename = str(path)
+    return err
+
+
+def make_dirs(path: Path | str) -> Path:
+    """``mkdir -p path``; a failure is a :class:`WriteError` naming the folder and the cause."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file where the folder should be
+        raise describe_os_error(OSError(_errno.ENOTDIR, str(exc)), path, "create folder") from None
+    except OSError as exc:
+        raise describe_os_error(exc, path, "create folder") from None
+    return path
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_atomic(path: Path | str, write: Callable[[IO[bytes]], Any], *, fsync: bool = True) -> Path:
+    """Write ``path`` through ``write(file)`` into a temporary file of the same folder, then rename it.
+
+    Readers see the old file or the new one, never a part: a full disk, an error or an interrupt
+    leaves the old file as it was and no temporary file behind.
+
+    Args:
+        path: The file.
+        write: Writes the contents into the binary file object it is given.
+        fsync: Flush the contents to the disk before the rename.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        WriteError: (an ``OSError``) one line naming the path and the cause.
+    """
+    path = Path(path)
+    make_dirs(path.parent)
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise describe_os_error(exc, path) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return path
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_atomic`)."""
+    data = text.encode()
+    return write_atomic(path, lambda f: f.write(data))
 
 
 def _jsonable(obj):
@@ -134,10 +243,9 @@ class SavedPath(type(Path())):
 
 
 def save_json(obj: Mapping[str, Any], path: Path | str) -> Path:
-    """Write ``obj`` as indented JSON to ``path`` (folders created); return ``path``."""
+    """Write ``obj`` as indented JSON to ``path`` atomically (folders created); return ``path``."""
     path = SavedPath(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    write_text_atomic(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
     return path
 
 
@@ -149,15 +257,281 @@ def save_table(
     wall_time_s: float | None = None,
     **extra: Any,
 ) -> Path:
-    """Write a tidy ``pandas.DataFrame`` to CSV and its provenance to ``<path>.provenance.json``."""
+    """Write a tidy ``pandas.DataFrame`` to CSV and its provenance to ``<path>.provenance.json``.
+
+    Both are written atomically (:func:`write_atomic`): a failed write keeps the previous table.
+    """
     path = SavedPath(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    text = df.to_csv(index=False)
+    write_text_atomic(path, text)
     save_json(
         provenance(params, wall_time_s=wall_time_s, **extra),
         path.with_suffix(path.suffix + ".provenance.json"),
     )
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Locks: one process at a time per results folder or run folder
+# ---------------------------------------------------------------------------------------------
+
+
+class Busy(RuntimeError):
+    """Another live process holds the lock (the message names its pid and what it does)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_holder(path: Path | str) -> dict[str, Any] | None:
+    """What a lock file says about its last holder (``pid``, ``what``, ``since``), or None."""
+    try:
+        record = json.loads(Path(path).read_text() or "null")
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+@contextlib.contextmanager
+def exclusive(
+    path: Path | str,
+    what: str,
+    *,
+    wait: bool = True,
+    say: Callable[[str], Any] | None = None,
+) -> Iterator[Path]:
+    """Hold an advisory lock (``fcntl.flock``) on ``path`` for the duration of the block.
+
+    The lock file records the holder's pid and ``what`` it does. The kernel releases the lock when
+    its process dies, so a lock file left by a dead process (``kill -9``, a crash) is *stale*: it is
+    taken over at once, with a message naming the dead pid.
+
+    Args:
+        path: The lock file (created; its folder too).
+        what: What the holder does, for the messages (``"runner of thm41_estimator at scale ci"``).
+        wait: When another live process holds it: wait for it (with one message), else raise.
+        say: Where messages go (default: one line on stderr).
+
+    Yields:
+        ``path``.
+
+    Raises:
+        Busy: ``wait=False`` and another process holds the lock; the message names its pid.
+        WriteError: The lock file cannot be created (read-only folder, ...).
+    """
+    path = Path(path)
+    say = say or (lambda text: print(text, file=sys.stderr, flush=True))
+    make_dirs(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise describe_os_error(exc, path, "create lock file") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = lock_holder(path) or {}
+            who = f"pid {holder.get('pid', '?')}" + (f" ({holder['what']})" if holder.get("what") else "")
+            if not wait:
+                raise Busy(f"{what}: {path} is locked by {who}; wait for it to finish or stop it") from None
+            say(f"[lock] {what}: waiting for {who} to finish ({path})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            old = lock_holder(path)
+            if old and isinstance(old.get("pid"), int) and old["pid"] != os.getpid():
+                if not _pid_alive(old["pid"]):
+                    say(f"[lock] {what}: taking over the stale lock of dead pid {old['pid']} ({path})")
+        record = {
+            "pid": os.getpid(),
+            "what": what,
+            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging: a notebook's results appear all together, at the end
+# ---------------------------------------------------------------------------------------------
+
+_STAGING = ".staging"
+_READY = ".ready"
+
+
+def staging_dir(final: Path | str) -> Path:
+    """The staging folder of the results folder ``final``: ``<parent>/.<name>.staging``."""
+    final = Path(final)
+    return final.with_name(f".{final.name}{_STAGING}")
+
+
+def final_dir(path: Path | str) -> Path:
+    """The results folder a staging folder (:func:`staging_dir`) is for; any other path unchanged."""
+    path = Path(path)
+    if path.name.startswith(".") and path.name.endswith(_STAGING) and len(path.name) > len(_STAGING) + 1:
+        return path.with_name(path.name[1 : -len(_STAGING)])
+    return path
+
+
+def begin_staging(final: Path | str) -> Path:
+    """A fresh staging folder for the results folder ``final``; call while holding its lock.
+
+    Leftovers of an earlier run are handled first: a staging folder whose results were complete
+    (:func:`commit_staging` was interrupted) is committed; folders a failed run created (run
+    folders: a cache, never deleted) are moved into ``final``; its partial files are dropped.
+    Every sub-folder of ``final`` (run folders of the training notebooks) is linked into the staging
+    folder, so that runs resume and are reused in place; only the top-level files are staged.
+
+    Returns:
+        The staging folder (the notebook's ``results_dir``).
+    """
+    final = make_dirs(final)
+    staging = staging_dir(final)
+    if staging.is_dir() and (staging / _READY).exists():
+        commit_staging(staging, final)
+    if staging.exists() or staging.is_symlink():
+        _rescue_folders(staging, final)
+        shutil.rmtree(staging) if staging.is_dir() and not staging.is_symlink() else staging.unlink()
+    make_dirs(staging)
+    for sub in sorted(final.iterdir()):
+        if sub.is_dir() and not sub.name.startswith("."):
+            os.symlink(os.path.join("..", final.name, sub.name), staging / sub.name)
+    return staging
+
+
+def _rescue_folders(staging: Path, final: Path) -> None:
+    """Move the real sub-folders of ``staging`` that ``final`` lacks into ``final``."""
+    if not staging.is_dir() or staging.is_symlink():
+        return
+    for sub in sorted(staging.iterdir()):
+        if sub.is_dir() and not sub.is_symlink():
+            target = final / sub.name
+            n = 1
+            while target.exists() or target.is_symlink():
+                target, n = final / f"{sub.name}@staged-{n}", n + 1
+            os.replace(sub, target)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Defer SIGINT and SIGTERM for the block (in the main thread), so a commit is not cut in two."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without it
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def commit_staging(
+    staging: Path | str, final: Path | str, also: Mapping[Path | str, Path | str] | None = None
+) -> Path:
+    """Make the staged results the results of ``final``, all together.
+
+    The staged top-level files replace those of ``final`` (``os.replace`` each); files of ``final``
+    that the new run did not write (left by earlier parameters) are removed; new sub-folders are
+    moved in; linked ones stay. A ``.ready`` mark is written first, so that a commit cut short
+    (``kill -9``) is finished by the next :func:`begin_staging`; SIGINT and SIGTERM wait until the
+    commit is done.
+
+    Args:
+        staging: The staging folder.
+        final: The results folder.
+        also: Further ``{temporary file: destination}`` renames done in the same commit (the
+            executed notebook and its provenance).
+
+    Returns:
+        ``final``.
+    """
+    staging, final = Path(staging), Path(final)
+    with _signals_held():
+        (staging / _READY).touch()
+        staged = {p.name for p in staging.iterdir() if p.name != _READY}
+        for name in sorted(staged):
+            src = staging / name
+            if src.is_symlink():
+                continue
+            if src.is_dir():
+                target = final / name
+                if target.is_symlink() or target.is_file():
+                    target.unlink()
+                if target.is_dir():  # a folder of the same name from an older run: kept aside
+                    _rescue_folders(staging, final)
+                    continue
+                os.replace(src, target)
+            else:
+                os.replace(src, final / name)
+        for old in final.iterdir():
+            if old.is_file() and old.name not in staged and not old.name.startswith("."):
+                old.unlink()
+        for tmp, dest in (also or {}).items():
+            if Path(tmp).exists():
+                os.replace(tmp, dest)
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+# ---------------------------------------------------------------------------------------------
+# Content digests of published files
+# ---------------------------------------------------------------------------------------------
+
+
+def sha256_file(path: Path | str) -> str:
+    """The SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+#: The provenance field that holds ``{relative path: SHA-256}`` of every published file.
+DIGESTS = "sha256"
+
+
+def file_digests(folder: Path | str, skip: tuple[str, ...] = ("provenance.json",)) -> dict:
+    """``{path relative to folder: SHA-256}`` of every file under ``folder`` except ``skip``."""
+    folder = Path(folder)
+    return {
+        str(p.relative_to(folder)): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and str(p.relative_to(folder)) not in skip
+    }
+
+
+def check_digests(folder: Path | str, record: Mapping[str, Any] | None) -> list[str]:
+    """The files of ``folder`` whose content differs from the digests of its provenance ``record``.
+
+    Returns:
+        One text per problem (a changed, missing or unlisted file); empty when every file matches.
+        A record without digests gives one text saying so.
+    """
+    folder = Path(folder)
+    digests = (record or {}).get(DIGESTS)
+    if not isinstance(digests, Mapping):
+        return [f"its provenance carries no {DIGESTS} digests, so edits cannot be detected"]
+    problems = []
+    now = file_digests(folder)
+    for rel, digest in sorted(digests.items()):
+        if rel not in now:
+            problems.append(f"{rel} is missing")
+        elif now[rel] != digest:
+            problems.append(f"{rel} was changed after publication (its SHA-256 differs)")
+    problems += [f"{rel} is not in the published record" for rel in sorted(set(now) - set(digests))]
+    return problems
 
 
 def upstream_dir(results_dir: Path | str, notebook: str, required: str | None = None) -> Path:
@@ -166,7 +540,7 @@ def upstream_dir(results_dir: Path | str, notebook: str, required: str | None = 
     ``results/<notebook>/<scale>/``, beside ``results_dir``. With ``required``, raises a
     ``FileNotFoundError`` naming the runner command when that file is missing.
     """
-    results_dir = Path(results_dir)
+    results_dir = final_dir(results_dir)
     scale = results_dir.name
     path = results_dir.parent.parent / notebook / scale
     if required is not None and not (path / required).exists():
@@ -258,7 +632,8 @@ def check_fresh(notebook: str, path: Path | str, root: Path = REPO_ROOT) -> str 
         what changed since, and the command that refreshes them.
     """
     record = read_provenance(path)
-    scale = (record or {}).get("scale", Path(path).name if Path(path).is_dir() else "gpu")
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    scale = folder.name if folder.name in ("ci", "gpu", "paper") else (record or {}).get("scale", "gpu")
     command = f"python -m adamlinf.run --scale {scale} --only {notebook} --publish"
     if not record or not record.get("git_commit") or record["git_commit"] == "unknown":
         return f"the published {notebook} results carry no commit, so their age is unknown; re-run: {command}"

@@ -36,6 +36,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -45,7 +46,22 @@ from typing import Any
 
 import yaml
 
-from .results import PROVENANCE_FILE, PUBLISHED_ROOT, REPO_ROOT, provenance, results_dir, save_json
+from . import results as _results
+from .results import (
+    DIGESTS,
+    PROVENANCE_FILE,
+    PUBLISHED_ROOT,
+    REPO_ROOT,
+    Busy,
+    begin_staging,
+    commit_staging,
+    exclusive,
+    file_digests,
+    provenance,
+    results_dir,
+    save_json,
+    write_atomic,
+)
 
 BOOK = REPO_ROOT / "book"
 SOURCES = BOOK / "notebooks"
@@ -67,6 +83,12 @@ _COUNT = re.compile(
 )
 #: Integer parameters that may be 0 but not negative (intervals, warm-up lengths, seeds).
 _NONNEGATIVE = re.compile(r"(_iters|_steps|_interval|_every|^seed|_seed)$|^max_")
+#: Seed lists and seed counts: a verdict compares seed spreads (Welch's test), so at least 2 distinct.
+_SEEDS = re.compile(r"^(n_)?seeds$|_seeds$")
+#: The fewest seeds a seed list or count may hold.
+MIN_SEEDS = 2
+#: Float parameters that are lengths and must be positive (a zero-length run has nothing to show).
+_POSITIVE_FLOAT = re.compile(r"^epochs$|_epochs$")
 
 
 def notebook_order(toc_path: Path | None = None) -> list[str]:
@@ -313,8 +335,47 @@ def check_value(key: str, text: str, default: Any) -> Any:
     if kind == "dict":
         if not isinstance(value, dict):
             raise ValueError(f"{bad} expected a dict literal (default {default!r})")
-        return value
+        return {**default, **value}  # merged into the scale's dict: name only the keys that change
     return value
+
+
+def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
+    """What is wrong with the final value of a parameter (after ``--set``), or None.
+
+    The rules that a type check cannot see, applied to every parameter of every notebook before
+    anything runs: a list whose scale value is non-empty stays non-empty; seed lists hold at least
+    :data:`MIN_SEEDS` distinct seeds and seed counts are at least :data:`MIN_SEEDS`; ``stop_iter``
+    is at least 1; epochs are positive.
+
+    Args:
+        key: The parameter.
+        value: Its value.
+        reference: The scale's value before the overrides (or the cell's default).
+
+    Returns:
+        One sentence naming the key, the value and the minimum, or None when the value is fine.
+    """
+    if isinstance(value, (list, tuple)):
+        if not value and reference:
+            return f"{key}={list(value)!r} is empty; give at least one item (the scale has {reference!r})"
+        if _SEEDS.search(key):
+            if len(set(value)) != len(value):
+                return f"{key}={list(value)!r} repeats a seed; the seeds must be distinct"
+            if len(value) < MIN_SEEDS:
+                return (
+                    f"{key}={list(value)!r}: at least {MIN_SEEDS} distinct seeds are needed "
+                    "(a verdict compares seed spreads)"
+                )
+    elif isinstance(value, bool) or value is None:
+        return None
+    elif isinstance(value, int):
+        if _SEEDS.search(key) and value < MIN_SEEDS:
+            return f"{key}={value}: at least {MIN_SEEDS} seeds are needed (a verdict compares seed spreads)"
+        if key == "stop_iter" and value < 1:
+            return f"{key}={value}: must be at least 1 (0 stops before the first iteration)"
+    elif isinstance(value, float) and _POSITIVE_FLOAT.search(key) and not value > 0:
+        return f"{key}={value}: must be positive (a run of no length has nothing to show)"
+    return None
 
 
 def _did_you_mean(key: str, known: list[str]) -> str:
@@ -369,10 +430,16 @@ def resolve_parameters(
             params[key] = check_value(key, text, default)
         except ValueError as exc:
             errors.append(str(exc))
+    reference = {**defaults, **load_parameters(name, scale)}
+    for key, value in params.items():
+        problem = check_setting(key, value, reference.get(key))
+        if problem:
+            source = "--set " if key in (overrides or {}) else f"params/{name}.yaml ({scale}): "
+            errors.append(source + problem)
     if errors:
-        raise ValueError(f"{name}: " + f"\n{name}: ".join(errors))
+        raise ValueError(f"{name}: " + f"\n{name}: ".join(dict.fromkeys(errors)))
     params["scale"] = scale
-    params["results_dir"] = _rel(results_dir(name, scale))
+    params["results_dir"] = _rel(Path(_results.RESULTS_ROOT) / name / scale)  # the run creates it
     return params
 
 
@@ -501,8 +568,17 @@ def execute(
     *,
     log_output: bool = False,
     params: Mapping[str, Any] | None = None,
+    wait: bool = True,
 ) -> dict:
     """Execute one notebook and return its provenance record.
+
+    One runner per (notebook, scale) at a time: a lock file ``results/<name>/.<scale>.lock``
+    (:func:`adamlinf.results.exclusive`) makes a second runner wait (or, with ``wait=False``,
+    refuse naming the holder's pid). The notebook writes into a staging folder
+    (:func:`adamlinf.results.begin_staging`; its ``results_dir`` parameter points there); only
+    when it succeeded do its results, the executed notebook and the provenance replace the last
+    good ones, all together (:func:`adamlinf.results.commit_staging`). A failure or an interrupt
+    leaves the last good set whole.
 
     Args:
         name: The notebook.
@@ -510,6 +586,7 @@ def execute(
         overrides: ``{key: text}`` from ``--set`` (checked by :func:`resolve_parameters`).
         log_output: Stream cell output to the terminal.
         params: Already resolved parameters (skips resolving ``overrides``).
+        wait: Wait for another runner of the same notebook and scale (else raise ``Busy``).
 
     Returns:
         The provenance record saved as ``book/executed/<name>.provenance.json``.
@@ -517,6 +594,7 @@ def execute(
     Raises:
         Exception: Papermill's error when a cell fails; the failed notebook is then
             ``book/executed/<name>.failed.ipynb`` and the last good one is untouched.
+        adamlinf.results.Busy: ``wait=False`` and another runner holds the lock.
     """
     import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
     import papermill
@@ -525,7 +603,14 @@ def execute(
     if not source.exists():
         raise SystemExit(f"no notebook source {_rel(source)}")
     params = dict(params) if params is not None else resolve_parameters(name, scale, overrides)
+    final = REPO_ROOT / params["results_dir"]
+    with exclusive(final.with_name(f".{final.name}.lock"), f"runner of {name} at scale {scale}", wait=wait):
+        return _execute_locked(name, scale, params, final, log_output, jupytext, papermill, source)
 
+
+def _execute_locked(name, scale, params, final, log_output, jupytext, papermill, source) -> dict:
+    staging = begin_staging(final)
+    kernel_params = {**params, "results_dir": _rel(staging)}
     nb = jupytext.read(source)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     EXECUTED.mkdir(parents=True, exist_ok=True)
@@ -546,7 +631,7 @@ def execute(
             papermill.execute_notebook(
                 str(staged),
                 str(ran),
-                parameters=params,
+                parameters=kernel_params,
                 kernel_name="python3",
                 cwd=str(REPO_ROOT),
                 progress_bar=False,
@@ -554,7 +639,8 @@ def execute(
             )
         except BaseException:
             if ran.exists():
-                shutil.copyfile(ran, failed)
+                data = ran.read_bytes()
+                write_atomic(failed, lambda f: f.write(data), fsync=False)
             raise
         finally:
             if previous is None:
@@ -571,13 +657,19 @@ def execute(
             input_path=f"book/notebooks/{name}.py", output_path=f"book/executed/{name}.ipynb"
         )
         jupytext.write(executed, ran)
-        shutil.move(ran, output)
-    failed.unlink(missing_ok=True)
+        data = ran.read_bytes()
     record = provenance(params, wall_time_s=wall, notebook=name, scale=scale, device=params.get("device"))
-    save_json(record, EXECUTED / f"{name}.provenance.json")
-    rdir = REPO_ROOT / params["results_dir"]
-    if rdir.is_dir():
-        save_json(record, rdir / PROVENANCE_FILE)
+    save_json(record, staging / PROVENANCE_FILE)
+    pending_nb = EXECUTED / f".{name}.ipynb.pending"
+    pending_prov = EXECUTED / f".{name}.provenance.json.pending"
+    write_atomic(pending_nb, lambda f: f.write(data))
+    save_json(record, pending_prov)
+    commit_staging(
+        staging,
+        final,
+        also={pending_nb: output, pending_prov: EXECUTED / f"{name}.provenance.json"},
+    )
+    failed.unlink(missing_ok=True)
     return record
 
 
@@ -601,18 +693,26 @@ def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
     dest = Path(root or PUBLISHED_ROOT) / name / scale
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{scale}-", dir=dest.parent))
+    old = dest.with_name(f".{scale}-old")
     try:
         for path in sorted(src.rglob("*")):
             if path.is_file() and path.suffix in (".csv", ".json", ".jsonl", ".txt", ".md"):
                 target = staging / path.relative_to(src)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target)
+        record = json.loads((staging / PROVENANCE_FILE).read_text())
+        record["scale"] = scale  # the folder's scale, which the page checks
+        record[DIGESTS] = file_digests(staging)  # the page warns when a published file is edited
+        save_json(record, staging / PROVENANCE_FILE)
+        if old.exists():
+            shutil.rmtree(old)
         if dest.exists():
-            shutil.rmtree(dest)
+            dest.rename(old)
         staging.rename(dest)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        for leftover in (staging, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
     return dest
 
 
@@ -638,6 +738,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="copy results/<name>/gpu/ into published/<name>/gpu/ after each run (scale gpu)",
     )
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="refuse, naming its pid, when another runner executes the same notebook and scale",
+    )
     parser.add_argument("--list", action="store_true", help="list notebooks in book order")
     parser.add_argument("--log-output", action="store_true", help="stream cell output")
     args = parser.parse_args(argv)
@@ -660,24 +765,67 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(args.set)
     resolved = check_overrides(names, args.scale, overrides)
     total = time.perf_counter()
-    for i, name in enumerate(names, 1):
-        print(f"[{i}/{len(names)}] {name} (scale={args.scale}) ...", flush=True)
-        try:
-            rec = execute(name, args.scale, log_output=args.log_output, params=resolved[name])
-        except Exception as exc:  # papermill raises PapermillExecutionError with the traceback
-            kept = EXECUTED / f"{name}.ipynb"
-            last = f"; the last good run stays at {_rel(kept)}" if kept.exists() else ""
-            print(
-                f"FAILED: {name}: {exc}\nThe failed notebook is at "
-                f"{_rel(EXECUTED / (name + '.failed.ipynb'))}{last}",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"    done in {rec['wall_time_s']:.1f} s", flush=True)
-        if args.publish and name not in RUN_LAST:  # summaries are rebuilt from what is published
-            print(f"    published to {_rel(publish(name, args.scale))}", flush=True)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    try:
+        for i, name in enumerate(names, 1):
+            print(f"[{i}/{len(names)}] {name} (scale={args.scale}) ...", flush=True)
+            status = _run_one(name, args, resolved[name])
+            if status:
+                return status
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     print(f"all {len(names)} notebook(s) executed in {time.perf_counter() - total:.1f} s")
     return 0
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _interrupt(signum, frame):
+    """SIGTERM (a scheduler's stop) ends the runner like Ctrl-C: the last good results stay."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _run_one(name: str, args, params: dict) -> int:
+    """Execute and publish one notebook of :func:`main`; 0, or the exit status after one FAILED line."""
+    kept = EXECUTED / f"{name}.ipynb"
+    failed = EXECUTED / f"{name}.failed.ipynb"
+    results = _rel(REPO_ROOT / params["results_dir"])
+
+    def fail(reason: str, status: int, notebook: bool = False) -> int:
+        last = f"; the last good results stay in {results}" + (f" and {_rel(kept)}" if kept.exists() else "")
+        where = f"; the failed notebook is at {_rel(failed)}" if notebook and failed.exists() else ""
+        print(f"FAILED: {name}: {reason}{last}{where}", file=sys.stderr, flush=True)
+        return status
+
+    try:
+        rec = execute(name, args.scale, log_output=args.log_output, params=params, wait=not args.no_wait)
+    except KeyboardInterrupt as exc:
+        why = f"interrupted by {exc.args[0]}" if exc.args else "interrupted (Ctrl-C)"
+        return fail(why, 130)
+    except Busy as exc:
+        return fail(str(exc), 75)
+    except OSError as exc:  # full disk, read-only folder, symlink loop: one line from adamlinf.results
+        return fail(str(exc).splitlines()[0] if str(exc) else repr(exc), 1)
+    except Exception as exc:  # papermill raises PapermillExecutionError with the traceback
+        return fail(_reason(exc), 1, notebook=True)
+    print(f"    done in {rec['wall_time_s']:.1f} s", flush=True)
+    if args.publish and name not in RUN_LAST:  # summaries are rebuilt from what is published
+        print(f"    published to {_rel(publish(name, args.scale))}", flush=True)
+    return 0
+
+
+def _reason(exc: BaseException) -> str:
+    """A notebook error in one line: papermill's exception name and value, else the error itself."""
+    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}".splitlines()[0]
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":
