@@ -34,6 +34,7 @@ checkpoint cadence) and its short hash :func:`spec_key`:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -52,6 +53,7 @@ import torch
 
 from adamlinf import train as _train
 from adamlinf.data import build_task
+from adamlinf.results import exclusive, write_text_atomic
 
 __all__ = [
     "SPEC_FILE",
@@ -237,6 +239,10 @@ def image_spec(
         ``{"model": {"kind": "resnet18", ...}, "data": {"kind": "cifar10", ...}, "train": {...},
         "tags": {...}}``.
     """
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
+        raise ValueError(f"image_spec: epochs must be a positive number, got {epochs!r}")
+    if int(evals_per_epoch) < 1:
+        raise ValueError(f"image_spec: evals_per_epoch must be at least 1, got {evals_per_epoch!r}")
     data = {"kind": "cifar10", "source": source, "batch_size": int(batch_size), "seed": int(data_seed)}
     if eval_batch_size is not None:
         data["eval_batch_size"] = int(eval_batch_size)
@@ -506,7 +512,7 @@ def run(spec: Mapping, nproc_per_node: int = 1, **launch: Any) -> pd.DataFrame:
         raise ValueError("a run spec is a dict with keys 'model', 'data' and 'train'")
     build_task(dict(spec["data"]))  # fail fast, with the data-preparation message, if the data is missing
     out = _train.out_dir_of(_train.TrainConfig(**spec["train"]))
-    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    write_text_atomic(out / "spec.json", json.dumps(spec, indent=2))
     cmd = launch_command(out / "spec.json", nproc_per_node, python=sys.executable, **launch)
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc_per_node))))
@@ -564,8 +570,31 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     """
     path = Path(run_dir) / "metrics.csv"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: the run in {run_dir} has not logged anything yet")
+        raise FileNotFoundError(
+            f"{path} not found: the run in {run_dir} has not finished an iteration yet (train it, "
+            "or resume it, with runs.run_specs)"
+        )
     return pd.read_csv(path)
+
+
+def _fix_command(path: Path) -> str:
+    return f"rm '{path}' and run again (run_specs checks the checkpoints against the spec and resumes)"
+
+
+def _read_record(path: Path) -> dict:
+    """A spec or completion record, or a ``ValueError`` naming the file and the command that fixes it."""
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as exc:
+        what = "empty" if path.stat().st_size == 0 else f"damaged ({exc})"
+        raise ValueError(
+            f"{path} is {what} (a full disk or a kill during its write?); {_fix_command(path)}"
+        ) from None
+    if not isinstance(record, dict) or (
+        path.name == COMPLETE_FILE and not isinstance(record.get("spec"), dict)
+    ):
+        raise ValueError(f"{path} is not a record of run_specs; {_fix_command(path)}")
+    return record
 
 
 def _finished(run_dir: Path, spec: Mapping) -> bool:
@@ -592,7 +621,7 @@ def is_complete(out_dir: str | Path, spec: Mapping | None = None) -> bool:
     marker = Path(out_dir) / COMPLETE_FILE
     if not marker.exists():
         return False
-    saved = json.loads(marker.read_text())["spec"]
+    saved = _read_record(marker)["spec"]
     if spec is not None and spec_key(saved) != spec_key(spec):
         return False
     return _finished(Path(out_dir), saved)
@@ -613,7 +642,7 @@ def load_spec(run_dir: str | Path) -> dict:
     marker = Path(run_dir) / COMPLETE_FILE
     if not marker.exists():
         raise FileNotFoundError(f"{marker} not found: {run_dir} is not a completed run of run_specs")
-    return json.loads(marker.read_text())["spec"]
+    return _read_record(marker)["spec"]
 
 
 def _folder_key(out: Path) -> str | None:
@@ -621,7 +650,7 @@ def _folder_key(out: Path) -> str | None:
     for name in (COMPLETE_FILE, SPEC_FILE):
         path = out / name
         if path.exists():
-            record = json.loads(path.read_text())
+            record = _read_record(path)
             return spec_key(record["spec"] if name == COMPLETE_FILE else record)
     return None
 
@@ -659,7 +688,7 @@ def _run_one(
         torch.set_num_threads(int(threads))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n")
+    write_text_atomic(out / SPEC_FILE, json.dumps(spec, indent=2, sort_keys=True, default=str) + "\n")
     t0 = time.perf_counter()
     run(_trainer_spec(spec, out, progress), nproc_per_node=nproc_per_node)
     wall = time.perf_counter() - t0
@@ -672,7 +701,9 @@ def _run_one(
             "nproc_per_node": nproc_per_node,
             "torch_threads": torch.get_num_threads(),
         }
-        (out / COMPLETE_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+        write_text_atomic(
+            out / COMPLETE_FILE, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+        )
     return name, wall
 
 
@@ -730,6 +761,15 @@ def run_specs(
         _check_spec(name, spec)
         if not name or os.sep in name or name.startswith(".") or "@" in name:
             raise ValueError(f"bad run name {name!r}")
+    with contextlib.ExitStack() as locks:  # one trainer per run folder; sorted, so two grids never deadlock
+        for name in sorted(specs):
+            locks.enter_context(exclusive(root / f".{name}.lock", f"run_specs of {root / name}"))
+        return _run_specs_locked(
+            specs, root, nproc_per_node, workers, threads_per_worker, on_change, progress, verbose
+        )
+
+
+def _run_specs_locked(specs, root, nproc_per_node, workers, threads_per_worker, on_change, progress, verbose):
     todo = [name for name, spec in specs.items() if _prepare_dir(name, spec, root / name, on_change, verbose)]
     if verbose:
         print(f"[runs] {len(todo)} run(s) to train, {len(specs) - len(todo)} complete in {root}", flush=True)

@@ -67,7 +67,9 @@ import numbers
 import os
 import random
 import re
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -84,6 +86,7 @@ from tqdm import tqdm
 from adamlinf import optim, partitions
 from adamlinf.data import build_task
 from adamlinf.models import build
+from adamlinf.results import describe_os_error, exclusive, write_text_atomic
 from adamlinf.rotations import RotatedParametrization
 
 OPTIMIZERS = (
@@ -315,7 +318,7 @@ class TrainConfig:
         for name, minimum in (
             ("batch_size", 1),
             ("log_interval", 1),
-            ("stop_iter", 0),
+            ("stop_iter", 1),
             ("lr_decay_iters", 1),
         ):
             setattr(self, name, _int(name, getattr(self, name), minimum, optional=True))
@@ -465,13 +468,52 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+class _Recording:
+    """A binary file that remembers the ``OSError`` of a failed write.
+
+    ``torch.save`` turns a failed write (a full disk) into ``RuntimeError: enforce fail at
+    inline_container.cc``; the recorded error says what happened.
+    """
+
+    def __init__(self, f) -> None:
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
 def _write_atomic(path: Path, write) -> None:
+    """Write ``path`` through a temporary file of the same folder, renamed in when complete.
+
+    Raises:
+        adamlinf.results.WriteError: (an ``OSError``) one line naming the path and the cause (a
+            full disk, a read-only folder); the temporary file is removed.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as raw:
+            f = _Recording(raw)
+            try:
+                write(f)
+            except Exception:
+                if f.error is not None:
+                    raise f.error from None
+                raise
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise describe_os_error(exc, path) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def save_checkpoint(state: dict, out_dir, it: int, keep: int = 2) -> Path:
@@ -866,8 +908,48 @@ class _Checkpoints:
             "world": self.world,
         }
         save_checkpoint(state, self.out, n, self.cfg.keep_checkpoints)
-        pd.DataFrame(self.log.rows).to_csv(self.out / "metrics.csv", index=False)
+        write_metrics(self.out, self.log.rows)
         self.last = self.log.t_window = time.time()  # the save is not part of an iteration's time
+
+
+def write_metrics(out: Path | str, rows: list) -> None:
+    """``<out>/metrics.csv`` from the metric rows, written atomically (a cut-short write keeps the last)."""
+    write_text_atomic(Path(out) / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
+
+
+class _StopSignals:
+    """SIGINT and SIGTERM during training: noted, acted on at the next step boundary.
+
+    The loop checkpoints the state of the last finished step there and stops (KeyboardInterrupt
+    for SIGINT, ``SystemExit(143)`` for SIGTERM). A second SIGINT stops at once (with a checkpoint
+    only when the state is consistent). Installed in the main thread of a single-process run only.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, active: bool) -> None:
+        self.active = active and threading.current_thread() is threading.main_thread()
+        self.received: int | None = None
+        self.previous: dict = {}
+
+    def __enter__(self):
+        if self.active:
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _note(self, signum, frame) -> None:
+        if self.received == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.received = signum
+
+    def stop(self) -> BaseException:
+        name = signal.Signals(self.received).name
+        return KeyboardInterrupt(name) if self.received == signal.SIGINT else SystemExit(128 + self.received)
 
 
 class _Log:
@@ -893,7 +975,7 @@ class _Log:
         self.t_window = time.time()  # start of the iterations buffered now
         self.jsonl = None
         if master:  # metrics.jsonl holds exactly the rows of the state we start from
-            (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
             self.jsonl = open(out / "metrics.jsonl", "a")
         self.bar = tqdm(
             total=cfg.max_iters,
@@ -994,6 +1076,13 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
     ddp, rank, world, device, we_init = _dist_setup(cfg.device)
     master = rank == 0
     out = out_dir_of(cfg, create=master)
+    lock = exclusive(out / ".train.lock", f"trainer of {out}", wait=False) if master else None
+    with lock or contextlib.nullcontext(), _StopSignals(master and not ddp) as signals:
+        return _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signals)
+
+
+def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signals) -> pd.DataFrame:
+    master = rank == 0
     spec = {
         "model": _spec_of_model(model),
         "data": _spec_of_task(task),
@@ -1005,6 +1094,8 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
     rotation, params = _trainable(model, cfg, ddp)
     optimizer = make_optimizer(cfg, model, params)
     start, rows, elapsed = _resume(out, cfg, spec, model, rotation, optimizer, scaler, device, master)
+    if master and rows:  # a metrics.csv cut short (a kill during its write) is rebuilt from the checkpoint
+        write_metrics(out, rows)
     eval_model, train_model = _wrap(model, cfg, ddp, device)
     stop = max(start, min(cfg.max_iters, cfg.max_iters if cfg.stop_iter is None else cfg.stop_iter))
     log = _Log(out, rows, cfg, master, device, geometry, start, elapsed, model)
@@ -1023,6 +1114,8 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
             consistent = False  # the update changes the state that a checkpoint of iteration `done` holds
             log.record(it, lr, loss, _step(optimizer, scaler, params, cfg, rotation, model))
             done, rng, consistent = it + 1, _rng_state(device, torch_only=True), True
+            if signals.received is not None and done < stop:
+                raise signals.stop()  # checkpointed below, at this step boundary
             if log.flush_due(done, stop):
                 log.flush(ddp, world)
                 if master and done < stop and ckpt.due(done):
@@ -1036,12 +1129,25 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
         if ddp:
             dist.barrier()
     except BaseException:
+        kept = None
         if master and consistent and not ddp and done > start:  # keep what was trained (Ctrl-C, an error)
             try:
                 log.flush(False, 1)
                 ckpt.save(done, rng)
+                kept = checkpoint_path(out, done)
             except Exception as exc:  # the original error matters more; say why no checkpoint was kept
                 warnings.warn(f"could not checkpoint iteration {done} in {out}: {exc}", CheckpointWarning, 2)
+        if signals.received is not None:
+            name = signal.Signals(signals.received).name
+            where = (
+                f"checkpoint {kept} written" if kept else "no new checkpoint (nothing trained since the last)"
+            )
+            print(
+                f"[train] stopped by {name} at iteration {done} of {cfg.max_iters}: {where}; "
+                "run the same command again to resume",
+                file=sys.stderr,
+                flush=True,
+            )
         raise
     finally:
         log.close()
@@ -1155,7 +1261,10 @@ def main(argv=None):
     except FileNotFoundError as exc:  # includes DataNotFoundError: print the preparation hint
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    train(model, task, cfg, spec=full)
+    try:
+        train(model, task, cfg, spec=full)
+    except KeyboardInterrupt:  # the trainer printed where it stopped and what it kept
+        return 130
     return 0
 
 
