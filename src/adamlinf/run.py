@@ -120,7 +120,7 @@ def _rel(path: Path) -> str:
     """``path`` relative to the repository when it is inside it (for messages and notebooks)."""
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # outside the repository, or a symlink loop
         return str(path)
 
 
@@ -631,6 +631,7 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
             papermill.execute_notebook(
                 str(staged),
                 str(ran),
+                kernel_manager_class=_kernel_manager(EXECUTED / f".{name}.kernel.log"),
                 parameters=kernel_params,
                 kernel_name="python3",
                 cwd=str(REPO_ROOT),
@@ -671,6 +672,26 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
     )
     failed.unlink(missing_ok=True)
     return record
+
+
+def _kernel_manager(log: Path):
+    """A kernel manager whose kernel writes its stderr to ``log``, not to the runner's terminal.
+
+    The kernel's own messages (its start-up warnings, and the ZMQ tracebacks it prints when the
+    runner is stopped mid-cell) would otherwise bury the runner's one ``FAILED`` line; a cell's
+    errors are in the executed notebook.
+    """
+    from jupyter_client import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            kw["stderr"] = open(log, "wb")  # noqa: SIM115 - the kernel process holds it
+            try:
+                return await super()._async_launch_kernel(kernel_cmd, **kw)
+            finally:
+                kw["stderr"].close()  # the kernel has its own copy of the descriptor
+
+    return QuietKernelManager
 
 
 def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:

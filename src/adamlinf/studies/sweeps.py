@@ -577,13 +577,17 @@ class Published:
         path: The folder.
         tables: Every CSV in it, by file stem.
         provenance: The provenance record (commit, hardware, versions, wall time), if present.
-        warning: A text when the results were made by code older than the notebook, else None.
+        warning: A text when the results were made by code older than the notebook, or are not
+            as published (see ``problems``), else None.
+        problems: What is wrong with the published files (unreadable, edited since publication,
+            of another scale); empty when they are as published.
     """
 
     path: Path
     tables: dict[str, pd.DataFrame]
     provenance: dict
     warning: str | None = None
+    problems: list[str] = field(default_factory=list)
 
 
 def make_command(notebook: str, scale: str = "gpu") -> str:
@@ -596,28 +600,61 @@ def load_published(
 ) -> Published | None:
     """The published results of ``notebook`` at ``scale``, or None when there are none.
 
+    Nothing published is trusted blindly: a file that cannot be read (an empty or truncated CSV, a
+    damaged provenance) is left out with a warning, a file whose SHA-256 differs from the one its
+    provenance recorded at publication is named, and a provenance of another scale than the folder's
+    is flagged. The warnings join the staleness warning of :func:`adamlinf.results.check_fresh`.
+
     Args:
         notebook: The notebook name.
         scale: The scale (``gpu``).
         folder: The folder to read (default :func:`adamlinf.results.published_dir`).
 
     Returns:
-        A :class:`Published` with every CSV as a table, the provenance, and the staleness warning
-        of :func:`adamlinf.results.check_fresh`; None when the folder is absent or holds no CSV.
+        A :class:`Published` with every readable CSV as a table, the provenance and the warnings
+        (one text, or None); None when the folder is absent or holds no CSV.
     """
     path = Path(folder) if folder is not None else _results.published_dir(notebook, scale)
     if path is None or not Path(path).is_dir():
         return None
     path = Path(path)
-    tables = {p.stem: pd.read_csv(p) for p in sorted(path.glob("*.csv"))}
-    if not tables:
+    csvs = sorted(path.glob("*.csv"))
+    if not csvs:
         return None
-    prov = {}
+    problems: list[str] = []
+    tables = {}
+    for p in csvs:
+        try:
+            tables[p.stem] = pd.read_csv(p)
+        except (
+            OSError,
+            ValueError,
+            UnicodeDecodeError,
+        ) as exc:  # EmptyDataError, ParserError are ValueErrors
+            problems.append(f"{p.name} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+    prov: dict = {}
     for name in ("provenance.json", *sorted(p.name for p in path.glob("*.provenance.json"))):
         if (path / name).exists():
-            prov = json.loads((path / name).read_text())
+            try:
+                record = json.loads((path / name).read_text())
+            except (OSError, ValueError, UnicodeDecodeError) as exc:
+                problems.append(f"{name} cannot be read ({type(exc).__name__})")
+                continue
+            prov = record if isinstance(record, dict) else {}
             break
-    return Published(path, tables, prov, _results.check_fresh(notebook, path))
+    if prov:
+        folder_scale = path.name
+        if prov.get("scale") not in (None, folder_scale):
+            problems.append(
+                f"its provenance says scale {prov.get('scale')!r}, but it is published as {folder_scale!r}"
+            )
+        problems += _results.check_digests(path, prov)
+    if problems:
+        fix = make_command(notebook, path.name if path.name in ("ci", "gpu", "paper") else scale)
+        problems.append(f"re-make them: {fix}")
+    stale = _results.check_fresh(notebook, path)
+    warning = "; ".join(([stale] if stale else []) + problems) or None
+    return Published(path, tables, prov, warning, problems)
 
 
 def published_note(notebook: str, pub: Published | None, scale: str = "gpu") -> str:
@@ -636,6 +673,10 @@ def published_note(notebook: str, pub: Published | None, scale: str = "gpu") -> 
         + (f" in {wall / 60:.1f} min" if isinstance(wall, (int, float)) else "")
         + "."
     )
-    if pub.warning:
-        text += f" **Stale:** {pub.warning}"
+    stale = pub.warning
+    if pub.problems:
+        stale = pub.warning.removesuffix("; ".join(pub.problems)).rstrip("; ") if pub.warning else None
+        text += " **Not as published:** " + "; ".join(pub.problems) + "."
+    if stale:
+        text += f" **Stale:** {stale}"
     return text
