@@ -23,11 +23,12 @@ import pytest
 import torch
 import yaml
 
+import adamlinf
 from adamlinf import results, run, runs, train
 from adamlinf.data import text
 from adamlinf.studies import sweeps
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(adamlinf.__file__).resolve().parents[1]  # the subprocesses import the code under test
 TIMEOUT = 120  # seconds a process may take on a loaded machine before the test gives up
 
 

@@ -3,6 +3,13 @@
 Every number the book shows comes from a file written here: a tidy table (CSV) or a JSON
 record, each with a provenance record (parameters, git commit, package versions, device,
 wall time) beside it.
+
+Files are written atomically (:func:`write_atomic`: a temporary file of the same folder, then
+``os.replace``), and a failed write is one line naming the path and the cause
+(:class:`WriteError`). :func:`exclusive` is the advisory lock (``fcntl.flock``) that keeps one
+runner per results folder and one trainer per run folder; :func:`begin_staging` and
+:func:`commit_staging` make a notebook's results appear all together. Published results carry the
+SHA-256 of every file (:func:`file_digests`, checked by :func:`check_digests`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,15 @@ Executed notebooks land in ``book/executed/`` (the folder the book is built from
 notebook stops the run with exit status 1; the last good ``<name>.ipynb`` and its provenance stay,
 and the failed copy, traceback included, is written beside them as ``<name>.failed.ipynb``.
 
+**Results stay whole.** One runner per (notebook, scale) at a time: a second one waits, with a
+message naming the first one's pid (``--no-wait``: it refuses instead, exit status 75). The notebook
+writes into a staging folder ``results/<name>/.<scale>.staging/`` (its ``results_dir``; run folders
+and other sub-folders of ``results/<name>/<scale>/`` are linked into it, so runs resume and are reused
+in place), and only a notebook that succeeded replaces the last good results, executed notebook and
+provenance, all together. A failure, Ctrl-C or SIGTERM prints one line ``FAILED: <name>: <reason>``
+and leaves the last good set as it was; so does a full disk, a read-only folder or a symlink loop,
+named with the path and the cause. The kernel's own stderr goes to ``book/executed/.<name>.kernel.log``.
+
 ``--publish`` (scale ``gpu`` only) copies ``results/<name>/gpu/`` with the run's provenance
 (commit, hardware, package versions, wall time) into ``published/<name>/gpu/``, the results that
 are committed and shown in the book beside the live ``ci`` results.
@@ -651,6 +660,10 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
         wall = time.perf_counter() - start
         executed = jupytext.read(ran)
         _show_applied(executed, params)
+        for cell in executed.cells:  # the notebook names the results folder, not its staging folder
+            if "injected-parameters" in cell.metadata.get("tags", []):
+                cell.source = cell.source.replace(kernel_params["results_dir"], params["results_dir"])
+        executed.metadata.get("papermill", {}).get("parameters", {})["results_dir"] = params["results_dir"]
         _add_downloads(executed, name)
         _drop_widgets(executed)
         # papermill records the staging paths of this machine; the book shows none.

@@ -30,6 +30,13 @@ checkpoint cadence) and its short hash :func:`spec_key`:
 * another key: the folder (finished or not) is moved aside to ``root/<name>@<old key>/``, never
   deleted, and the new spec is trained in ``root/<name>/``; a spec that comes back finds its
   folder ``root/<name>@<key>/`` and moves it back (``on_change="error"`` refuses instead).
+
+One :func:`run_specs` per run name at a time: it holds ``root/.<name>.lock`` for each of its runs
+(a second process on the same names waits, with a message naming the holder's pid). The records
+are written atomically; an empty or damaged one is named with the command that fixes it. A run
+whose final checkpoint exists but whose completion record does not (a kill during the last
+writes) is handed to the trainer, which rewrites its metrics from the checkpoint, and is marked
+complete.
 """
 
 from __future__ import annotations

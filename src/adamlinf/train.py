@@ -48,6 +48,14 @@ The checkpoint's spec must equal the run's in every result-relevant field (:func
 the model, the data and the training fields outside :data:`EXECUTION_FIELDS`), otherwise the run
 is refused with the differing fields.
 
+**One trainer per run folder, and signals.** A second trainer on the same ``out_dir`` is refused,
+naming the first one's pid (``<out_dir>/.train.lock``). SIGINT (Ctrl-C) and SIGTERM (a cluster
+scheduler's stop) during a single-process run write a checkpoint at the next step boundary and stop
+with one line ``[train] stopped by SIGTERM at iteration N ...`` (``KeyboardInterrupt``, or
+``SystemExit(143)`` for SIGTERM); a second Ctrl-C stops at once. A write that fails (a full disk)
+raises an ``OSError`` naming the file and the cause and leaves no temporary file. On resume,
+``metrics.csv`` is rewritten from the checkpoint, so one cut short by a kill is repaired.
+
 Several GPUs (or CPU processes): ``torchrun --standalone --nproc_per_node N -m adamlinf.train
 --spec spec.json`` (``adamlinf.runs.run(spec, nproc_per_node=N)`` launches it); ``train``
 initialises the process group from the environment (NCCL on CUDA, gloo on CPU), only rank 0
