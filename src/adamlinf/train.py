@@ -94,7 +94,7 @@ from tqdm import tqdm
 from adamlinf import optim, partitions
 from adamlinf.data import build_task
 from adamlinf.models import build
-from adamlinf.results import describe_os_error, exclusive, write_text_atomic
+from adamlinf.results import describe_os_error, exclusive, make_dirs, write_text_atomic
 from adamlinf.rotations import RotatedParametrization
 
 OPTIMIZERS = (
@@ -643,7 +643,7 @@ def out_dir_of(cfg: TrainConfig, create: bool = True) -> Path:
             f"TrainConfig.out_dir={cfg.out_dir!r}: {bad} is a file, not a folder; choose another out_dir"
         )
     if create:
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)  # a read-only folder or a symlink loop: one line naming the folder and the cause
     return out
 
 
@@ -1044,8 +1044,11 @@ class _Log:
         if self.master:
             row.update(_counts(it, self.global_batch, self.tokens), time=now - self.t0)
             self.rows.append(dict(sorted(row.items(), key=_column_order)))
-            self.jsonl.write(json.dumps(self.rows[-1]) + "\n")
-            self.jsonl.flush()
+            try:
+                self.jsonl.write(json.dumps(self.rows[-1]) + "\n")
+                self.jsonl.flush()
+            except OSError as exc:  # a full disk: one line naming the file
+                raise describe_os_error(exc, self.jsonl.name) from None
 
     def close(self) -> None:
         self.bar.close()
