@@ -421,11 +421,16 @@ def _rescue_folders(staging: Path, final: Path) -> None:
         return
     for sub in sorted(staging.iterdir()):
         if sub.is_dir() and not sub.is_symlink():
-            target = final / sub.name
-            n = 1
-            while target.exists() or target.is_symlink():
-                target, n = final / f"{sub.name}@staged-{n}", n + 1
-            os.replace(sub, target)
+            _move_in(sub, final)
+
+
+def _move_in(folder: Path, final: Path) -> None:
+    """Move ``folder`` into ``final``, beside (never over) a folder of the same name."""
+    target = final / folder.name
+    n = 1
+    while target.exists() or target.is_symlink():
+        target, n = final / f"{folder.name}@staged-{n}", n + 1
+    os.replace(folder, target)
 
 
 @contextlib.contextmanager
@@ -475,10 +480,7 @@ def commit_staging(
                 target = final / name
                 if target.is_symlink() or target.is_file():
                     target.unlink()
-                if target.is_dir():  # a folder of the same name from an older run: kept aside
-                    _rescue_folders(staging, final)
-                    continue
-                os.replace(src, target)
+                _move_in(src, final)  # beside a folder of the same name, if there is one: never over it
             else:
                 os.replace(src, final / name)
         for old in final.iterdir():
