@@ -416,7 +416,7 @@ def rate_intervals(
         logn = np.log(wide.columns.to_numpy(dtype=float))
         err = wide.to_numpy(dtype=float)
 
-        def slope(e):
+        def slope(e, logn=logn):
             return float(np.polyfit(logn, np.log(np.quantile(e, quantile, axis=0)), 1)[0])
 
         reps = [slope(err[rng.integers(0, len(err), len(err))]) for _ in range(n_boot)]

@@ -267,25 +267,31 @@ def bound_verdict(ratio_max: float, *, rtol: float = 1e-12) -> str:
 
 
 def correlation_verdict(lo: float, hi: float) -> str:
-    """*holds* when an interval (or a test's rejection region) on a correlation lies above 0,
-    *fails* when below, else *inconclusive*."""
+    """The sign of a correlation from an interval on it.
+
+    *holds* when the interval lies above 0, *fails* when below, else *inconclusive*.
+    """
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return INCONCLUSIVE
     return HOLDS if lo > 0 else FAILS if hi < 0 else INCONCLUSIVE
 
 
 def rank_test_verdict(rho: float, p: float, *, alpha: float = ALPHA) -> str:
-    """A rank correlation's sign decided at two-sided level ``2 * alpha`` (``alpha`` each way):
-    *holds* when ``rho > 0`` and ``p < 2 alpha``, *fails* when ``rho < 0`` and ``p < 2 alpha``."""
+    """A rank correlation's sign, decided at two-sided level ``2 * alpha`` (``alpha`` each way).
+
+    *holds* when ``rho > 0`` and ``p < 2 alpha``, *fails* when ``rho < 0`` and ``p < 2 alpha``.
+    """
     if not (math.isfinite(rho) and math.isfinite(p)) or p >= 2 * alpha:
         return INCONCLUSIVE
     return HOLDS if rho > 0 else FAILS
 
 
 def threshold_verdict(values: Iterable[float], *, below: bool, tol: float, far: float = 1e3) -> str:
-    """A claim that every value is at round-off (``below=True``: all ``< tol``) or clearly not
-    (``below=False``: all ``> far * tol``); the opposite extreme *fails*, anything else is
-    *inconclusive*."""
+    """A claim that every value is at round-off, or that every value is clearly not.
+
+    ``below=True``: *holds* when all values are ``< tol``; ``below=False``: *holds* when all are
+    ``> far * tol``. The opposite extreme *fails*; anything else is *inconclusive*.
+    """
     v = np.asarray(list(values), dtype=float)
     lo, hi = float(v.min()), float(v.max())
     small, large = hi < tol, lo > far * tol
