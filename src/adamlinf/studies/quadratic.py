@@ -673,8 +673,9 @@ def findings(verdicts: pd.DataFrame) -> str:
             parts.append(
                 f"σ = {sigma:g}, {col.replace('β1', 'β₁')}: holds for {by[HOLDS]}; fails for {by[FAILS]}"
             )
+        who = "the paper's claim" if CLAIM_ORIGIN[claim] == PAPER else "the book's check"
         lines.append(
-            f"* **{CLAIM_TEXT[claim]}**: holds in {n[HOLDS]}, fails in {n[FAILS]}, undecided in "
+            f"* **{CLAIM_TEXT[claim]}** ({who}): holds in {n[HOLDS]}, fails in {n[FAILS]}, undecided in "
             f"{n[INCONCLUSIVE]} of {len(v)} settings. " + "; ".join(parts) + "."
         )
     return "\n".join(lines)
@@ -767,7 +768,7 @@ def _cell(r) -> str:
 
 
 def _head(sigma: float, column: str) -> str:
-    b1 = column.replace("β1", "β₁")
+    b1 = column.replace("β1=", "β₁ = ")
     if sigma == 0:
         return f"steps to 1e-8·L₀ (σ = 0, {b1})"
     return f"L_T/L₀ (σ = {sigma:g}, {b1})"

@@ -415,6 +415,32 @@ def rmsprop_bound_sweep(
     return res
 
 
+def rmsprop_trace(A, x0, *, T_list, c: float, v0: float, device="cpu") -> pd.DataFrame:
+    r"""Deterministic RMSProp as :func:`rmsprop_bound_sweep` runs it, step by step, for a few horizons.
+
+    For each ``T``: :math:`\|\nabla L(x_t)\|_1` for :math:`t = 0..T` at :math:`\beta_2 = 1 - c\log T/T`
+    and the tuned :math:`\eta`, to show where the window :math:`T/2 < t \le T` of Theorem 3.5 falls.
+
+    Returns:
+        Columns ``T, t, grad_l1, eta, beta2, memory`` (``memory`` :math:`= 1/(1-\beta_2)` steps).
+    """
+    A = theory.as_symmetric(A)
+    H = theory.coordinatewise_smoothness(A)
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    prob = NoisyQuadratic(A, sigma=torch.zeros(A.shape[0], dtype=torch.float64), device=device)
+    delta = float(prob.loss(x0.to(device))) - prob.min_value
+    frames = []
+    for T in T_list:
+        out, eta, beta2 = _tuned_rmsprop(prob, x0, delta=delta, H_sum=float(H.sum()), T=T, c=c, v0=v0)
+        g = out["grad_l1"][:, 0, 0].cpu().numpy()
+        frames.append(
+            pd.DataFrame(
+                dict(T=T, t=np.arange(T + 1), grad_l1=g, eta=eta, beta2=beta2, memory=1 / (1 - beta2))
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def loglog_fit(x, y, *, floor: float = 1e-12) -> tuple[float, float]:
     r"""Least-squares slope of :math:`\log y` against :math:`\log x`, and its standard error.
 
@@ -824,20 +850,23 @@ def plot_geometry(
     from matplotlib.ticker import NullFormatter
 
     last = fit[fit["T"] == T].sort_values("H")
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 4.4))
     ax = axes[0]
     ax.loglog(last.H, last.measured, "o", color="C0", label="measured (tuned η)")
     ax.errorbar(last.H, last.measured, yerr=last.measured_std, fmt="none", color="C0", lw=1)
     ax.loglog(last.H, last.bound_linf, "s--", color="C1", label=linf_label)
     ax.loglog(last.H, last.bound_l2, "^:", color="C2", label=l2_label)
-    for h, m, name in (
-        (last.H.iloc[0], last.measured.iloc[0], "diagonal"),
-        (last.H.iloc[-1], last.measured.iloc[-1], "Haar"),
+    ref = last.measured.iloc[0] * np.sqrt(last.H / last.H.iloc[0])
+    ax.loglog(last.H, ref, "-", color="0.5", lw=0.8, label="∝ √H (the bound's exponent 1/2)")
+    for h, m, name, dx, ha in (
+        (last.H.iloc[0], last.measured.iloc[0], "diagonal", 6, "left"),
+        (last.H.iloc[-1], last.measured.iloc[-1], "Haar", -8, "right"),
     ):
-        ax.annotate(name, (h, m), textcoords="offset points", xytext=(-12, -14), fontsize=9)
+        ax.annotate(name, (h, m), textcoords="offset points", xytext=(dx, -14), fontsize=9, ha=ha)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=9)
+    ax.margins(x=0.08)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     ax = axes[1]
     ax.semilogx(
         last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound"
@@ -846,7 +875,7 @@ def plot_geometry(
     ax.semilogx(last.H, last.predicted.iloc[0] / last.predicted, "k-", lw=0.8, label=predicted_label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("relative to the diagonal")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     for a in axes:
         a.xaxis.set_minor_formatter(NullFormatter())
         a.set_xticks([2, 3, 5, 10], labels=["2", "3", "5", "10"])
