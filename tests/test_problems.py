@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from adamlinf import problems as P
 from adamlinf.rotations import exp_rotation
 from adamlinf.studies import quadratic as SQ
-from adamlinf.studies.verdicts import VERDICT_COLUMNS
-from adamlinf.studies.verdicts import Measured, compare
+from adamlinf.studies.verdicts import VERDICT_COLUMNS, Measured, compare
 
 F64 = torch.float64
 
