@@ -254,9 +254,7 @@ def slope_finding(lo: float, hi: float, predicted: float) -> str:
     """``""`` when ``[lo, hi]`` contains ``predicted``, else a sentence saying on which side it lies."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= predicted <= hi:
         return ""
-    return (
-        f"the interval excludes {predicted:g}: {'steeper' if hi < predicted else 'shallower'} than predicted"
-    )
+    return f"the interval lies {'below' if hi < predicted else 'above'} the predicted {predicted:g}"
 
 
 def bound_verdict(ratio_max: float, *, rtol: float = 1e-12) -> str:
