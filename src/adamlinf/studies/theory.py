@@ -750,15 +750,17 @@ def geometry_sweep(
     return pd.DataFrame(rows)
 
 
-def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
+def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts: int = 0) -> pd.DataFrame:
     r"""The tuned measurement of :func:`geometry_sweep` against the instance's constants and bounds.
 
-    The measured value is the best over the step-size grid (``edge`` flags a best step size on the
-    grid's edge), with its spread over the starts.
+    The step size is the best over the grid on the tuning starts (``edge`` flags a best step size
+    on the grid's edge); the measured value is its mean and spread over the other starts.
 
     Args:
         sweep: from :func:`geometry_sweep`.
         constants: the table of :func:`geometry_instances`.
+        n_tune_starts: the starts ``0 .. n_tune_starts - 1`` pick the step size and are not
+            measured; with 0 every start does both.
 
     Returns:
         One row per ``(method, theta, T)``: ``H`` (:math:`\|A\|_{\infty\to1}` for SignGD,
@@ -769,6 +771,10 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
         (the ratio of the two bounds) and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
     """
     const = constants.set_index("theta")
+    ratio_all = sweep.groupby(["method", "theta", "T"], sort=True).ratio.max()
+    tune = sweep[sweep.start < n_tune_starts] if n_tune_starts else sweep
+    tune = tune.groupby(["method", "theta", "T", "lr"], sort=True).measured.mean()
+    sweep = sweep[sweep.start >= n_tune_starts] if n_tune_starts else sweep
     sweep = sweep.assign(log10=np.log10(sweep.measured.clip(lower=1e-300)))
     per_lr = (
         sweep.groupby(["method", "theta", "T", "lr"], sort=True)
@@ -786,7 +792,7 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
     )
     rows = []
     for (method, theta, T), s in per_lr.groupby(["method", "theta", "T"], sort=True):
-        k = int(np.argmin(s.measured.to_numpy()))
+        k = int(np.argmin(tune.loc[(method, theta, T)].reindex(s.lr).to_numpy()))
         best = s.iloc[k]
         cst = const.loc[theta]
         H = float(cst.H_linf if method == "signgd" else cst.sum_H)
@@ -806,7 +812,7 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame) -> pd.DataFrame:
                 n_starts=int(best.n_starts),
                 bound_linf=float(best.bound_linf),
                 bound_l2=float(best.bound_l2),
-                ratio_max_all_lr=float(s.ratio_max.max()),
+                ratio_max_all_lr=float(ratio_all.loc[(method, theta, T)]),
             )
         )
     out = pd.DataFrame(rows)
@@ -927,6 +933,7 @@ def blockwise_partition_sweep(
     seed: int = 0,
     exact_max_blocks: int = 8,
     v0: float = 0.0,
+    n_tune_seeds: int = 0,
     device="cpu",
 ) -> pd.DataFrame:
     r"""Theorem 3.11 checked by ranking and by its bound, one row per partition.
@@ -950,8 +957,11 @@ def blockwise_partition_sweep(
         T: number of steps.
         lrs: the learning-rate grid.
         beta2: :math:`\beta_2`.
-        n_seeds: noise streams.
+        n_seeds: measuring noise streams.
         seed: noise seed.
+        n_tune_seeds: with ``n_tune_seeds > 0``, that many further noise streams (run in the same
+            batch) pick the best learning rate, and the ``n_seeds`` measuring streams only measure
+            it; with 0 the measuring streams also pick it.
         exact_max_blocks: compute :math:`H(L,\Phi)` exactly (:func:`adamlinf.theory.phi_smoothness`)
             up to this many blocks.
         v0: initial second moment.
@@ -978,12 +988,21 @@ def blockwise_partition_sweep(
         lemma313 = float(H_b.sum())
         exact = theory.phi_smoothness(A, idx) if B <= exact_max_blocks else float("nan")
         out = run_blockwise_rmsprop(
-            prob, x0, T=T, lr=lrs, beta2=beta2, v0=v0, block_index=idx, n_seeds=n_seeds, seed=seed
+            prob,
+            x0,
+            T=T,
+            lr=lrs,
+            beta2=beta2,
+            v0=v0,
+            block_index=idx,
+            n_seeds=n_seeds + n_tune_seeds,
+            seed=seed,
         )
-        per_seed = out["loss"][-max(1, T // 10) :].mean(0)  # (n_lr, n_seeds)
+        last = out["loss"][-max(1, T // 10) :].mean(0)  # (n_lr, n_tune_seeds + n_seeds)
+        per_seed = last[:, n_tune_seeds:]
         final = per_seed.mean(-1)
-        k = int(final.argmin())
-        measured = out["grad_dual"][T // 2 + 1 :].mean(-1).min(0).values.numpy()  # (n_lr,)
+        k = int((last[:, :n_tune_seeds] if n_tune_seeds else per_seed).mean(-1).argmin())
+        measured = out["grad_dual"][T // 2 + 1 :, :, n_tune_seeds:].mean(-1).min(0).values.numpy()  # (n_lr,)
         bounds = np.full(len(lrs), np.nan)
         if v0 > 0:
             d_b = torch.bincount(idx).to(torch.float64)
@@ -1115,6 +1134,9 @@ def geometry_verdicts(
     spread_l2 = float(last.ratio_l2.max() / last.ratio_l2.min())
     diag, haar = last[last.theta == 0].iloc[0], last[last.theta == last.theta.max()].iloc[0]
     per_start = sweep[(sweep["T"] == Tmax) & sweep.theta.isin([diag.theta, haar.theta])]
+    per_start = per_start[
+        per_start.start >= per_start.start.max() + 1 - int(diag.n_starts)
+    ]  # measuring starts
     per_start = per_start[
         np.isclose(per_start.lr, np.where(per_start.theta == diag.theta, diag.best_lr, haar.best_lr))
     ]
