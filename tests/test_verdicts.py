@@ -317,3 +317,22 @@ def test_bound_threshold_and_rank_rules():
     assert rank_test_verdict(0.94, 0.2) == INCONCLUSIVE
     assert correlation_verdict(0.1, 0.8) == HOLDS and correlation_verdict(-0.8, -0.1) == FAILS
     assert correlation_verdict(-0.1, 0.8) == INCONCLUSIVE
+
+
+def test_slope_findings_lists_rows_whose_interval_excludes_the_prediction():
+    from adamlinf.studies.verdicts import slope_findings
+
+    table = pd.DataFrame(
+        [
+            verdict_row("a", HOLDS, ours="slope -0.51, 95% interval [-0.55, -0.47]", scale="ci"),
+            verdict_row(
+                "b",
+                FAILS,
+                ours="slope 1.25, [0.80, 1.70]; the interval lies above the predicted 0.5",
+                scale="ci",
+            ),
+        ]
+    )
+    text = slope_findings(table)
+    assert text.count("**Finding**") == 1 and "b: slope 1.25" in text and "(fails)" in text
+    assert slope_findings(table.iloc[:1]) == ""

@@ -129,7 +129,7 @@ from adamlinf import report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
 from adamlinf.studies import estimator as study
-from adamlinf.studies.verdicts import save_verdicts
+from adamlinf.studies.verdicts import save_verdicts, slope_findings
 
 params = notebook_params("thm41_estimator", globals())
 results_dir = Path(results_dir)
@@ -326,6 +326,9 @@ _ = report.markdown(
     f"1.645·π/(2√n) = {1.645 * np.pi / (2 * np.sqrt(n_paper)):.0%}). Step (iii) of the proof needs no "
     "independence across rows, so the theorem covers this; it gives no constant to compare with."
 )
+findings = slope_findings(verdict_table)
+if findings:
+    _ = report.markdown(findings)
 wall = time.perf_counter() - t_start
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU. The `paper` parameter set "

@@ -257,6 +257,16 @@ def slope_finding(lo: float, hi: float, predicted: float) -> str:
     return f"the interval lies {'below' if hi < predicted else 'above'} the predicted {predicted:g}"
 
 
+def slope_findings(table: pd.DataFrame) -> str:
+    """Markdown bullets for the rows of a verdict table whose slope interval excludes the prediction.
+
+    Those rows (their ``ours`` carries :func:`slope_finding`'s sentence) are findings in their own
+    right, whatever their verdict; ``""`` when there is none.
+    """
+    rows = table[table["ours"].str.contains("the interval lies", regex=False)]
+    return "\n".join(f"* **Finding** ({r.verdict}): {r.claim}: {r.ours}." for r in rows.itertuples())
+
+
 def bound_verdict(ratio_max: float, *, rtol: float = 1e-12) -> str:
     """*holds* when the largest measured / bound is at most 1 (up to ``rtol``), else *fails*."""
     if not math.isfinite(ratio_max):
