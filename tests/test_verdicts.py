@@ -336,3 +336,15 @@ def test_slope_findings_lists_rows_whose_interval_excludes_the_prediction():
     text = slope_findings(table)
     assert text.count("**Finding**") == 1 and "b: slope 1.25" in text and "(fails)" in text
     assert slope_findings(table.iloc[:1]) == ""
+
+
+def test_all_hold_not_worse_and_agreement():
+    from adamlinf.studies.verdicts import agreement_verdict, all_hold, not_worse
+
+    assert all_hold([True, True]) == HOLDS and all_hold([True, False]) == FAILS
+    small, large = Measured.from_seeds([1.0, 1.1, 0.9]), Measured.from_seeds([2.0, 2.1, 1.9])
+    assert not_worse(large, small) == FAILS  # clearly worse: the harm is shown
+    assert not_worse(small, large) == HOLDS
+    assert not_worse(Measured.from_seeds([1.0, 1.5, 0.5]), small) == HOLDS  # not shown worse
+    assert agreement_verdict(6, 0, 9) == HOLDS and agreement_verdict(4, 0, 9) == INCONCLUSIVE
+    assert agreement_verdict(4, 4, 9) == FAILS and agreement_verdict(5, 1, 9) == INCONCLUSIVE

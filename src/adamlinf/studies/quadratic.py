@@ -66,6 +66,7 @@ from adamlinf.studies.verdicts import (
     INCONCLUSIVE,
     PAPER,
     Measured,
+    agreement_verdict,
     compare,
     correlation_verdict,
     verdict_row,
@@ -580,13 +581,7 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
                 v = decide(r["seeds"], a_seeds, rel_floor=rel_floor)
                 cnt["tie" if v == INCONCLUSIVE else "agree" if (v == HOLDS) == pred else "disagree"] += 1
             n = len(adam)
-            vb = (
-                HOLDS
-                if cnt["disagree"] == 0 and cnt["agree"] >= n / 2
-                else FAILS
-                if cnt["disagree"] > 0 and cnt["disagree"] >= cnt["agree"]
-                else INCONCLUSIVE
-            )
+            vb = agreement_verdict(cnt["agree"], cnt["disagree"], n)
             out.append(
                 {
                     **key,

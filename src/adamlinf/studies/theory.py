@@ -1170,7 +1170,7 @@ def geometry_verdicts(
         ),
         verdicts.verdict_row(
             f"{theorem}: measured / bound is steadier across rotations with the ℓ∞ constant than with d‖A‖₂",
-            verdicts.HOLDS if spread_inf < spread_l2 else verdicts.FAILS,
+            verdicts.compare(verdicts.Measured.exact(spread_inf), verdicts.Measured.exact(spread_l2)),
             ours=f"max/min over rotations: {report.fmt(spread_inf)} (ℓ∞) vs {report.fmt(spread_l2)} (ℓ2); "
             f"ℓ2 bound / ℓ∞ bound = {report.fmt(float(diag.l2_over_linf))} on the diagonal "
             f"(√(d‖A‖₂/H) = {report.fmt(float(diag.predicted))})",
@@ -1323,12 +1323,11 @@ def rmsprop_verdicts(
     large = verdicts.Measured(
         float(big.measured[v0_max]), float(big.measured_se[v0_max]) * math.sqrt(n_noisy), n_noisy
     )
-    worse = verdicts.compare(small, large) == verdicts.HOLDS
     rows.append(
         verdicts.verdict_row(
             f"Corollary 3.6: a large v₀ is harmless when 1 − β₂ = c·log T/T with c = {c_main:g} "
             f"(noisy, T = {Tmax})",
-            verdicts.FAILS if worse else verdicts.HOLDS,
+            verdicts.not_worse(large, small),
             ours=f"v₀ = {v0_max:g}: {report.pm(large.value, float(big.measured_se[v0_max]))} vs "
             f"v₀ = {v0_min:g}: {report.pm(small.value, float(big.measured_se[v0_min]))} (± standard error)",
             scale=scale,
@@ -1345,7 +1344,7 @@ def rmsprop_verdicts(
     rows.append(
         verdicts.verdict_row(
             "Lemmas 3.14, 3.15, 3.16 (with c = 2) and C.1 on RMSProp runs",
-            verdicts.HOLDS if main.holds.all() else verdicts.FAILS,
+            verdicts.all_hold(main.holds),
             ours=f"{int(main.holds.sum())} of {len(main)} checks hold",
             scale=scale,
             paper="the lemmas (RECONSTRUCTED)",
@@ -1357,7 +1356,7 @@ def rmsprop_verdicts(
     rows.append(
         verdicts.verdict_row(
             "Lemma 3.16 with the constant c = 1",
-            verdicts.HOLDS if c1.holds.all() else verdicts.FAILS,
+            verdicts.all_hold(c1.holds),
             ours=f"violated on {int((~c1.holds).sum())} of {len(c1)} runs; "
             f"largest c needed {report.fmt(float(c_needed))}",
             scale=scale,

@@ -267,6 +267,33 @@ def slope_findings(table: pd.DataFrame) -> str:
     return "\n".join(f"* **Finding** ({r.verdict}): {r.claim}: {r.ours}." for r in rows.itertuples())
 
 
+def all_hold(flags: Iterable[bool]) -> str:
+    """*holds* when every check holds (each already decided by its own rule), else *fails*."""
+    return HOLDS if all(bool(f) for f in flags) else FAILS
+
+
+def not_worse(candidate: Measured | float, reference: Measured | float, *, rtol: float = 1e-9) -> str:
+    """The claim "``candidate`` is not worse (higher) than ``reference``".
+
+    *fails* when :func:`compare` decides that ``reference`` is lower, else *holds*: a claim that
+    something is harmless holds until the test shows the harm.
+    """
+    return FAILS if compare(reference, candidate, rtol=rtol) == HOLDS else HOLDS
+
+
+def agreement_verdict(agree: int, disagree: int, n: int) -> str:
+    """A prediction checked on ``n`` cases, each of which agrees, disagrees or ties (undecided).
+
+    *holds* when no case disagrees and at least half agree; *fails* when some case disagrees and
+    disagreements are at least as many as agreements; else *inconclusive*.
+    """
+    if disagree == 0 and agree >= n / 2:
+        return HOLDS
+    if disagree > 0 and disagree >= agree:
+        return FAILS
+    return INCONCLUSIVE
+
+
 def bound_verdict(ratio_max: float, *, rtol: float = 1e-12) -> str:
     """*holds* when the largest measured / bound is at most 1 (up to ``rtol``), else *fails*."""
     if not math.isfinite(ratio_max):
