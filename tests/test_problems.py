@@ -535,7 +535,7 @@ def test_sweep_end_to_end_small():
     assert list(head.columns) == [
         "Optimizer",
         "‖H_θ‖₁,₁/d",
-        "steps to 1e-8·L₀ (σ = 0, β₁ = 0)",
+        "steps to 1e-8·L₀ (σ = 0, β₁ = 0; * extrapolated past T)",
         "L_T/L₀ (σ = 0.001, β₁ = 0.9)",
     ]  # ‖H_θ‖₂ = 1 in every row: no column
     assert list(head["Optimizer"])[1:4] == ["Adam", "Adam (θ√d=1)", "Adam (Haar)"]  # by θ, Haar last

@@ -765,7 +765,7 @@ def _cell(r) -> str:
 def _head(sigma: float, column: str) -> str:
     b1 = column.replace("β1=", "β₁ = ")
     if sigma == 0:
-        return f"steps to 1e-8·L₀ (σ = 0, {b1})"
+        return f"steps to 1e-8·L₀ (σ = 0, {b1}; * extrapolated past T)"
     return f"L_T/L₀ (σ = {sigma:g}, {b1})"
 
 
