@@ -868,7 +868,7 @@ def plot_geometry(
         (last.H.iloc[0], last.measured.iloc[0], "diagonal", 6, "left"),
         (last.H.iloc[-1], last.measured.iloc[-1], "Haar", -8, "right"),
     ):
-        ax.annotate(name, (h, m), textcoords="offset points", xytext=(dx, -14), fontsize=9, ha=ha)
+        ax.annotate(name, (h, m), textcoords="offset points", xytext=(dx, 6), fontsize=9, ha=ha)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.margins(x=0.08)
