@@ -799,12 +799,24 @@ def test_probe_error_table_interpolates_the_quantiles():
 
 
 def test_rate_verdicts():
+    """An error that falls like n^(-1/2) holds, one like n^(-0.2) fails, with a bootstrap interval."""
     import pandas as pd
 
-    fits = pd.DataFrame(dict(problem=["a", "a", "a", "b", "c"], slope=[-0.3, -0.48, -0.55, -0.9, -0.75]))
-    v = est_study.rate_verdicts(fits, scale="ci")
-    assert list(v.verdict) == ["holds", "fails", "inconclusive"]  # medians -0.48, -0.9, -0.75
-    assert set(v.columns) >= {"claim", "paper", "ours", "verdict", "rule", "scale", "page"}
+    rng = np.random.default_rng(0)
+    ns = np.array([100, 200, 500, 1000])
+    rows = []
+    for problem, expo in (("half", -0.5), ("slow", -0.2)):
+        for s in range(30):
+            noise = np.exp(0.1 * rng.standard_normal(len(ns)))
+            rows += [
+                dict(problem=problem, variant="median", seed=s, n=n, rel_error=e)
+                for n, e in zip(ns, ns**expo * noise, strict=True)
+            ]
+    iv = est_study.rate_intervals(pd.DataFrame(rows), n_min=100, n_boot=200)
+    assert iv.set_index("problem").loc["half", "lo"] < -0.5 < iv.set_index("problem").loc["half", "hi"]
+    v = est_study.rate_verdicts(iv, scale="ci")
+    assert list(v.verdict) == ["holds", "fails"]
+    assert set(v.columns) >= {"claim", "where", "origin", "paper", "ours", "verdict", "rule", "scale", "page"}
 
 
 class _Diagonal:

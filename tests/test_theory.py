@@ -576,6 +576,38 @@ def test_geometry_bound_holds_and_diagonal_is_faster(geometry, method, T_list):
         assert np.allclose(fit.l2_over_linf, fit.predicted, rtol=1e-12)
     rows = S.geometry_verdicts(fit, sweep, theorem="Theorem 3.2", scale="test", page="p")
     assert rows[0]["verdict"] == "holds" and rows[3]["verdict"] in ("holds", "inconclusive")
+    # the paired log-ratio above separates by more than 2 standard errors: the one-sample t-test agrees
+    assert rows[3]["verdict"] == (
+        "holds" if logr.mean() / logr.std(ddof=1) * math.sqrt(len(logr)) > 2.6 else rows[3]["verdict"]
+    )
+    assert [r["origin"] for r in rows] == ["paper", "paper", "book", "paper"]
+    assert {r["where"] for r in rows} == {"Theorem 3.2"}
+    assert "95% interval" in rows[1]["ours"] and "predicted 0.5" in rows[1]["ours"]
+
+
+def test_slope_row_decides_on_the_interval_not_the_sign():
+    """A slope of 0.79 ± 0.14 over 5 points contains 1/2 (holds); 1.25 ± 0.14 excludes it (fails, and
+    says so); a rate of +2.3 ± 1.4 over 6 points is unresolved (inconclusive), not a failure of the rate."""
+    kw = dict(scale="t", page="p", paper="", where="Theorem 3.2")
+    assert S.slope_row("c", 0.79, 0.14, 5, predicted=0.5, side="two", **kw)["verdict"] == "holds"
+    r = S.slope_row("c", 1.25, 0.14, 5, predicted=0.5, side="two", **kw)
+    assert r["verdict"] == "fails" and "lies above the predicted 0.5" in r["ours"]
+    assert S.slope_row("c", 2.3, 1.4, 6, predicted=-0.5, side="upper", **kw)["verdict"] == "inconclusive"
+    r = S.slope_row("c", -0.9, 0.01, 6, predicted=-0.5, side="upper", **kw)
+    assert r["verdict"] == "holds" and "lies below the predicted -0.5" in r["ours"]
+
+
+def test_rmsprop_trace_shows_why_the_window_minimum_rises():
+    """Deterministic RMSProp at beta2 = 1 - 4 log T / T: at T = 256 the gradient collapses far below
+    1e-10 before T/2, and the window T/2 < t <= T only sees the blow-up cycle (minimum > 1e-3), while at
+    T = 64 the window still holds the collapse: the minimum over the window rises with T."""
+    A = P.random_psd(10, seed=0)
+    tr = S.rmsprop_trace(A, torch.ones(10, dtype=F64), T_list=[64, 256], c=4.0, v0=1e-8)
+    win = {T: g[g.t > T / 2].grad_l1.min() for T, g in tr.groupby("T")}
+    first = tr[tr["T"] == 256]
+    assert first[first.t <= 128].grad_l1.min() < 1e-10
+    assert win[256] > 1e-3 > 1e-5 > win[64]
+    assert first.memory.iloc[0] == pytest.approx(256 / (4 * math.log(256)))
 
 
 def test_noisy_quadratic_from_rotated_quadratic_keeps_the_rotation():

@@ -233,3 +233,118 @@ def test_glance_collects_every_scale_and_fills_not_run(tmp_path):
     (results / "a" / "ci" / "verdicts.csv").write_text("claim,verdict\nx,agree\n")
     with pytest.raises(ValueError, match="unknown verdict"):
         glance.collect(["a"], results, published)
+
+
+def test_paired_difference_against_exact_zero_is_a_one_sample_t_test():
+    """welch() with one exact side is the one-sample t-test (scipy's ttest_1samp, one-sided)."""
+    from adamlinf.studies.verdicts import welch
+
+    diffs = [0.3, 0.5, 0.1, 0.4, 0.2, 0.45]
+    p = stats.ttest_1samp(diffs, 0.0, alternative="greater").pvalue
+    assert p < ALPHA
+    assert welch(Measured.exact(0.0), Measured.from_seeds(diffs)) == HOLDS
+    assert welch(Measured.from_seeds(diffs), Measured.exact(0.0)) == FAILS
+    noisy = [0.3, -0.5, 0.1, 0.4, -0.2, 0.05]
+    assert stats.ttest_1samp(noisy, 0.0).pvalue > 2 * ALPHA
+    assert compare(Measured.exact(0.0), Measured.from_seeds(noisy)) == INCONCLUSIVE
+
+
+def test_resolution_floor():
+    """A gap inside rel_floor is a tie even when the seeds separate it; outside it Welch decides."""
+    a, b = Measured.from_seeds([1.0, 1.001, 0.999]), Measured.from_seeds([1.04, 1.041, 1.039])
+    assert compare(a, b) == HOLDS
+    assert compare(a, b, rel_floor=0.05) == INCONCLUSIVE
+    assert compare(a, Measured.from_seeds([1.2, 1.201, 1.199]), rel_floor=0.05) == HOLDS
+
+
+def test_slope_interval_is_the_t_interval_of_the_fit():
+    """slope_interval reproduces scipy's linregress slope ± t_{0.975}(n-2)·stderr, and covers the true
+    slope at about its nominal rate on simulated fits."""
+    from adamlinf.studies.verdicts import slope_interval
+
+    rng = np.random.default_rng(0)
+    x = np.log(np.array([64, 128, 256, 512, 1024, 2048.0]))
+    cover = 0
+    for _ in range(2000):
+        y = -0.5 * x + 0.1 * rng.standard_normal(x.size)
+        fit = stats.linregress(x, y)
+        lo, hi = slope_interval(fit.slope, fit.stderr, x.size)
+        cover += lo <= -0.5 <= hi
+    half = stats.t.ppf(0.975, x.size - 2) * fit.stderr
+    assert (lo, hi) == pytest.approx((fit.slope - half, fit.slope + half), rel=1e-12)
+    assert abs(cover / 2000 - 0.95) < 0.015
+    assert all(math.isnan(v) for v in slope_interval(-0.5, 0.1, 2))
+
+
+@pytest.mark.parametrize(
+    "lo, hi, predicted, side, verdict",
+    [
+        (-0.6, -0.4, -0.5, "upper", HOLDS),  # contains the rate
+        (-0.9, -0.7, -0.5, "upper", HOLDS),  # faster than the bound allows: fine for an upper bound
+        (-0.4, -0.3, -0.5, "upper", FAILS),  # slower than the bound
+        (-1.7, 6.3, -0.5, "upper", INCONCLUSIVE),  # contains 0: the shape is not resolved
+        (0.34, 1.24, 0.5, "two", HOLDS),  # Theorem 3.2's 0.79 ± 0.14 over 5 instances
+        (0.80, 1.70, 0.5, "two", FAILS),  # Theorem 3.5's 1.25 ± 0.14: steeper than √
+        (0.1, 0.3, 0.5, "two", FAILS),
+        (-0.1, 0.9, 0.5, "two", INCONCLUSIVE),
+        (math.nan, math.nan, 0.5, "two", INCONCLUSIVE),
+    ],
+)
+def test_slope_verdict(lo, hi, predicted, side, verdict):
+    from adamlinf.studies.verdicts import slope_finding, slope_verdict
+
+    assert slope_verdict(lo, hi, predicted, side=side) == verdict
+    assert (slope_finding(lo, hi, predicted) == "") == (math.isnan(lo) or lo <= predicted <= hi)
+    with pytest.raises(ValueError, match="side"):
+        slope_verdict(lo, hi, predicted, side="lower")
+
+
+def test_bound_threshold_and_rank_rules():
+    from adamlinf.studies.verdicts import (
+        bound_verdict,
+        correlation_verdict,
+        rank_test_verdict,
+        threshold_verdict,
+    )
+
+    assert bound_verdict(0.99) == HOLDS and bound_verdict(1 + 1e-13) == HOLDS and bound_verdict(1.01) == FAILS
+    assert bound_verdict(math.nan) == INCONCLUSIVE
+    assert threshold_verdict([1e-16, 5e-16], below=True, tol=1e-10) == HOLDS
+    assert threshold_verdict([0.3, 0.5], below=True, tol=1e-10) == FAILS
+    assert threshold_verdict([0.3, 0.5], below=False, tol=1e-10) == HOLDS
+    assert threshold_verdict([1e-16, 0.5], below=False, tol=1e-10) == INCONCLUSIVE
+    assert rank_test_verdict(0.94, 0.005) == HOLDS and rank_test_verdict(-0.94, 0.005) == FAILS
+    assert rank_test_verdict(0.94, 0.2) == INCONCLUSIVE
+    assert correlation_verdict(0.1, 0.8) == HOLDS and correlation_verdict(-0.8, -0.1) == FAILS
+    assert correlation_verdict(-0.1, 0.8) == INCONCLUSIVE
+
+
+def test_slope_findings_lists_rows_whose_interval_excludes_the_prediction():
+    from adamlinf.studies.verdicts import slope_findings
+
+    table = pd.DataFrame(
+        [
+            verdict_row("a", HOLDS, ours="slope -0.51, 95% interval [-0.55, -0.47]", scale="ci"),
+            verdict_row(
+                "b",
+                FAILS,
+                ours="slope 1.25, [0.80, 1.70]; the interval lies above the predicted 0.5",
+                scale="ci",
+            ),
+        ]
+    )
+    text = slope_findings(table)
+    assert text.count("**Finding**") == 1 and "b: slope 1.25" in text and "(fails)" in text
+    assert slope_findings(table.iloc[:1]) == ""
+
+
+def test_all_hold_not_worse_and_agreement():
+    from adamlinf.studies.verdicts import agreement_verdict, all_hold, not_worse
+
+    assert all_hold([True, True]) == HOLDS and all_hold([True, False]) == FAILS
+    small, large = Measured.from_seeds([1.0, 1.1, 0.9]), Measured.from_seeds([2.0, 2.1, 1.9])
+    assert not_worse(large, small) == FAILS  # clearly worse: the harm is shown
+    assert not_worse(small, large) == HOLDS
+    assert not_worse(Measured.from_seeds([1.0, 1.5, 0.5]), small) == HOLDS  # not shown worse
+    assert agreement_verdict(6, 0, 9) == HOLDS and agreement_verdict(4, 0, 9) == INCONCLUSIVE
+    assert agreement_verdict(4, 4, 9) == FAILS and agreement_verdict(5, 1, 9) == INCONCLUSIVE

@@ -115,6 +115,7 @@ T = 400  # steps
 beta2 = 0.0  # 0 means 1 - log(T)/T
 noise = 0.1  # isotropic gradient noise sigma (0: deterministic)
 n_seeds = 8
+n_tune_seeds = 4
 lr_min = 1e-3  # learning-rate grid: geomspace(lr_min, lr_max, n_lr)
 lr_max = 1.0
 n_lr = 13
@@ -165,13 +166,26 @@ res = study.blockwise_partition_sweep(
     lrs=np.geomspace(lr_min, lr_max, n_lr),
     beta2=b2,
     n_seeds=n_seeds,
+    n_tune_seeds=n_tune_seeds,
     seed=seed,
     exact_max_blocks=exact_max_blocks,
     v0=v0,
     device=device,
 )
 _ = save_table(res, results_dir / "blockwise.csv", params=params)
-shown = res.sort_values("bound").rename(columns={"bound": "Lemma 3.13 bound", "H_exact": "H(L, Φ)"})
+shown = res.sort_values("bound").rename(
+    columns={
+        "bound": "Lemma 3.13 bound",
+        "H_exact": "H(L, Φ)",
+        "best_lr": "tuned lr",
+        "final_loss": "tuned final loss",
+        "final_loss_std": "± seed std",
+        "edge_of_grid": "lr at grid edge",
+        "measured_dual": "measured min ‖∇L‖_Φ,*",
+        "thm311_bound": "Theorem 3.11 bound",
+        "thm311_ratio_max": "largest measured / bound",
+    }
+)
 _ = report.table(
     shown[
         [
@@ -179,17 +193,18 @@ _ = report.table(
             "B",
             "Lemma 3.13 bound",
             "H(L, Φ)",
-            "best_lr",
-            "final_loss",
-            "final_loss_std",
-            "edge_of_grid",
+            "tuned lr",
+            "tuned final loss",
+            "± seed std",
+            "lr at grid edge",
         ]
     ],
     caption=f"Blockwise Adam (β₁ = 0, β₂ = {b2:.4f}, v₀ = {v0:g}) on the block quadratic (d = {A.shape[0]}): "
-    f"Φ-smoothness and tuned final loss (mean and std over {n_seeds} seeds).",
+    f"Φ-smoothness and tuned final loss (mean and std over {n_seeds} measuring seeds; the learning rate "
+    f"is picked on {n_tune_seeds} other seeds).",
 )
 _ = report.table(
-    shown[["partition", "measured_dual", "thm311_bound", "thm311_ratio_max"]],
+    shown[["partition", "measured min ‖∇L‖_Φ,*", "Theorem 3.11 bound", "largest measured / bound"]],
     caption="Theorem 3.11 at the best learning rate: measured min over T/2 < t ≤ T of E‖∇L‖_Φ,* and the bound; "
     "the last column is the largest measured / bound over all learning rates.",
 )
@@ -197,16 +212,17 @@ _ = report.table(
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
 for j, r in enumerate(res.itertuples()):
+    mk = "osD^vP"[j % 6]
     axes[0].errorbar(
-        r.bound, r.final_loss, yerr=r.final_loss_std, fmt="o", ms=6, color=f"C{j}", label=r.partition
+        r.bound, r.final_loss, yerr=r.final_loss_std, fmt=mk, ms=6, color=f"C{j}", label=r.partition
     )
-    axes[1].semilogx(r.bound, r.thm311_ratio_max, "o", ms=6, color=f"C{j}")
+    axes[1].semilogx(r.bound, r.thm311_ratio_max, mk, ms=6, color=f"C{j}")
 axes[0].set_xscale("log")
 axes[0].set_yscale("log")
-axes[0].set_xlabel("Lemma 3.13 bound ≥ H(L, Φ)")
+axes[0].set_xlabel(r"Lemma 3.13 bound $\geq H(L, \Phi)$")
 axes[0].set_ylabel("tuned final loss")
 axes[1].axhline(1.0, color="k", lw=0.8)
-axes[1].set_xlabel("Lemma 3.13 bound ≥ H(L, Φ)")
+axes[1].set_xlabel(r"Lemma 3.13 bound $\geq H(L, \Phi)$")
 axes[1].set_ylabel("max over lr of measured / bound")
 for a in axes:
     a.xaxis.set_minor_formatter(NullFormatter())
@@ -225,6 +241,16 @@ _ = report.figure(
 
 # %% [markdown]
 # ## Paper vs ours
+#
+# **No exponent is fitted on this page.** Like Theorem 3.5, the bound of Theorem 3.11 at its tuned
+# step falls like $T^{-1/2}$ and grows like $H(L,\Phi)^{1/2}$, but it bounds $\|\nabla L\|_{\Phi,*}$,
+# a different norm for every partition, so the measured values of two partitions are not on one
+# scale and no slope across partitions tests the exponent; the page runs one horizon $T$. The rate
+# in $T$ is tested on the coordinate partition (RMSProp) on the Theorem 3.5 page. Here the claim
+# "smaller $H(L,\Phi)$, faster" is decided by a rank test on the tuned final loss (Spearman, one-sided
+# $\alpha = 0.05$ each way) and by pairs of partitions (Welch's t-test). The two pairs that the
+# book picks (aligned against misaligned blocks, aligned blocks against coordinates) are its own
+# checks; "Adam beats AdaSGD" is the paper's.
 
 # %%
 verdict_table = study.blockwise_verdicts(res, block_size=block_size, scale=scale)

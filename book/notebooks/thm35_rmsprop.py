@@ -185,6 +185,7 @@ n_seeds = 32  # Monte Carlo seeds (noisy setting), batched
 geo_d = 16  # the l_inf vs l_2 instances: diag(1/i^2) and its rotations exp(theta S) and Haar
 geo_thetas = [0.03, 0.1, 0.3]
 geo_n_starts = 6
+geo_n_tune_starts = 3
 geo_T_list = [128, 512, 2048]
 geo_lr_min = 3e-4  # tuned over geomspace(geo_lr_min, geo_lr_max, geo_n_lr)
 geo_lr_max = 0.3
@@ -203,7 +204,7 @@ from adamlinf import problems, report, theory
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
 from adamlinf.studies import theory as study
-from adamlinf.studies.verdicts import save_verdicts
+from adamlinf.studies.verdicts import save_verdicts, slope_findings
 
 params = notebook_params("thm35_rmsprop", globals())
 results_dir = Path(results_dir)
@@ -234,17 +235,27 @@ _ = save_table(slopes, results_dir / "slopes.csv", params=params)
 
 # %% tags=["hide-input"]
 c_main = max(c_list)
-floor = 1e-10  # converged runs reach machine precision; draw them at this floor
-fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
+floor = 1e-10  # converged runs fall to 1e-18 and below; draw them at this floor
+markers = "os^D"
+fig, axes = plt.subplots(1, 2, figsize=(7.5, 4.0))
 for ax, setting in zip(axes, ("deterministic", "noisy"), strict=True):
     sub = res[(res.setting == setting) & (res.c == c_main)]
     for i, (v0, s) in enumerate(sub.groupby("v0")):
-        ax.loglog(s["T"], s.measured.clip(lower=floor), "o-", color=f"C{i}", ms=3, label=f"v₀={v0:g}")
+        ax.loglog(
+            s["T"],
+            s.measured.clip(lower=floor),
+            markers[i % 4] + "-",
+            color=f"C{i}",
+            ms=4,
+            label=f"v₀={v0:g}",
+        )
         ax.loglog(s["T"], s.bound, "--", color=f"C{i}", lw=1)
     ax.set_xlabel("T (steps)")
     ax.set_title(setting)
-axes[0].set_ylabel("min over T/2 < t ≤ T of E‖∇L‖₁")
-axes[1].legend(fontsize=9)
+axes[0].set_ylabel(r"$\min_{T/2<t\leq T}\ \mathbb{E}\|\nabla L(x_t)\|_1$")
+handles, labels = axes[1].get_legend_handles_labels()
+fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
+fig.tight_layout(rect=(0, 0.08, 1, 1))
 _ = report.figure(
     fig,
     f"Theorem 3.5 ({scale} scale, d = {d}, {n_seeds} seeds when noisy, β₂ = 1 − {c_main:g}·log T/T): "
@@ -254,17 +265,77 @@ _ = report.figure(
 )
 
 # %% [markdown]
+# ## Why the deterministic panel rises with T
+#
+# In the left panel, at $c = 4$ and $v_0 = 10^{-8}$, the window minimum *rises* from about
+# $10^{-7}$ at $T = 64$ to $10^{-2}$–$10^{-1}$ for $T \ge 128$, so a power law fitted to it has a
+# positive slope. It is neither round-off ($\epsilon = 0$, and the gradient goes down to
+# $10^{-13}$–$10^{-42}$ first) nor the reconstruction (the bound holds in every configuration).
+# It is the setting: **deterministic RMSProp at a constant step does not settle.** Once the
+# gradient has collapsed, $v_t$ forgets the early large gradients within its memory
+# $1/(1-\beta_2) = T/(c\log T)$ steps and decays like $\beta_2^t$, so the effective step
+# $\eta/\sqrt{v_t}$ grows until it passes the stability limit $2/H_i$ of some coordinate; the
+# iterate is thrown out to $\|\nabla L\|_1$ of order $\eta\sum_iH_i$ and the cycle repeats. The
+# trace below shows it: at $T = 64$ the window $T/2 < t \le T$ still contains the first collapse;
+# from $T = 128$ on, with the short memory of $c = 4$, the first blow-up comes before $T/2$ and
+# the window only sees the cycle. With $c = 1$ (four times the memory) the window catches a
+# collapse at every $T$ and the minimum falls to $10^{-18}$–$10^{-102}$. In the cycle regime the
+# minimum does fall with $T$ (with $\eta \propto T^{-1/2}$), but it is not one power law across
+# $T$, so the slope verdict of this panel is *inconclusive* (its 95% interval contains 0) and the
+# deterministic claim rests on the bound, which holds. We keep the setting: it is the paper's
+# tuning ($\beta_2 = 1 - c\log T/T$, $\epsilon = 0$), and the bound is about the window minimum,
+# which this behaviour does not contradict.
+
+# %% tags=["hide-input"]
+trace = study.rmsprop_trace(A, x0, T_list=[64, 256], c=c_main, v0=min(v0_list), device=device)
+fig, ax = plt.subplots(figsize=(7.0, 3.6))
+for (T, s), style in zip(trace.groupby("T"), ("-", "--"), strict=True):
+    ax.semilogy(
+        s["t"],
+        s.grad_l1.clip(lower=1e-45),
+        style,
+        lw=1.2,
+        label=f"T = {T} (memory {s.memory.iloc[0]:.0f} steps)",
+    )
+    ax.axvspan(T / 2, T, color="C0" if T == 64 else "C1", alpha=0.08)
+ax.set_xlabel("step $t$")
+ax.set_ylabel(r"$\|\nabla L(x_t)\|_1$")
+ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+fig.tight_layout()
+_ = report.figure(
+    fig,
+    f"Deterministic RMSProp at β₂ = 1 − {c_main:g}·log T/T, v₀ = {min(v0_list):g}, tuned η ({scale} scale, "
+    "d = 10): the gradient collapses, then the step η/√vₜ outgrows the stability limit and the iterate "
+    "is thrown out. Shaded: the window T/2 < t ≤ T of Theorem 3.5 for each T.",
+)
+
+# %% [markdown]
 # ## Fitted slopes
-# Corollaries 3.6/3.7 predict the bound decays like $T^{-1/2}$ (deterministic) and
-# $(\log T/T)^{1/4}$ (noisy). A fixed strongly convex quadratic can be solved faster than the
-# worst case, so the measured deterministic curve may fall faster than the bound (the theorem is
-# an upper bound); the noisy curve has a genuine noise floor.
+#
+# **The predicted exponents.** With $\eta = \sqrt{\Delta/(T\sum_iH_i)}$ the first term of the bound
+# is $E \approx 2\Delta/(\eta T) + \eta\sum_iH_i = 3\sqrt{\Delta\sum_iH_i/T}$: without noise the bound
+# falls like $T^{-1/2}$ (Corollary 3.7) and grows like $(\sum_iH_i)^{1/2}$. With noise the term
+# $\sum_i\sigma_i(\log T/T)^{1/4}$ dominates (Corollary 3.6): a slope of $-1/4$ in $T$, a little
+# shallower over our range because of the log (about $-0.21$). The bound is an upper bound, so a
+# measured curve may fall faster: a rate claim holds when the 95% interval of the fitted slope
+# contains the prediction or lies below it, and fails when it lies above it
+# (`adamlinf.studies.verdicts.slope_verdict`). A fixed strongly convex quadratic can be solved
+# faster than the worst case; the noisy curve has a genuine noise floor.
 
 # %%
 _ = report.table(
-    slopes,
-    caption=f"Log-log slopes in T (± standard error of the fit) per setting, c and v₀, and the largest "
-    f"measured/bound ratio ({scale} scale).",
+    slopes.rename(
+        columns={
+            "v0": "v₀",
+            "measured_slope": "measured slope",
+            "measured_slope_se": "± (fit s.e.)",
+            "n_points": "points fitted",
+            "bound_slope": "bound slope",
+            "max_ratio": "largest measured / bound",
+        }
+    ),
+    caption=f"Log-log slopes in T per setting, c and v₀ ({scale} scale); points below 1e-12 (converged "
+    "runs) are left out of the fit.",
 )
 
 # %% [markdown]
@@ -291,9 +362,10 @@ Tbig = max(T_list)
 for i, (c, s) in enumerate(res[(res["T"] == Tbig) & (res.setting == "noisy")].groupby("c")):
     ax.loglog(s.v0, s.measured, "o-", color=f"C{i}", label=f"measured, c={c:g}")
     ax.loglog(s.v0, s.bound, "--", color=f"C{i}", lw=1, label=f"bound, c={c:g}")
-ax.set_xlabel("v₀")
+ax.set_xlabel("$v_0$")
 ax.set_ylabel(f"min over the window, T = {Tbig}")
-ax.legend(fontsize=9)
+ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+fig.tight_layout()
 _ = report.figure(
     fig,
     f"Effect of the initial second moment v₀ at β₂ = 1 − c·log T/T (noisy, {scale} scale, T = {Tbig}). "
@@ -309,12 +381,19 @@ _ = report.figure(
 # starts on every instance with its step size tuned on a grid. The ℓ2 bound is the same right-hand
 # side with every $H_i=\|A\|_2$, i.e. $\sum_iH_i$ replaced by $d\|A\|_2$, the coefficient of ℓ2 and
 # AdaSGD analyses.
+# The step size is picked on `geo_n_tune_starts` tuning starts and measured on `geo_n_starts`
+# other starts, so the tuned value is not biased down by the starts that chose it.
 
 # %%
 instances, constants = study.geometry_instances(
     geo_d, thetas=geo_thetas, seed=seed, haar_seed=seed + 1, device=device
 )
-x0_geo = torch.randn(geo_n_starts, geo_d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+x0_geo = torch.randn(
+    geo_n_tune_starts + geo_n_starts,
+    geo_d,
+    generator=torch.Generator().manual_seed(seed),
+    dtype=torch.float64,
+)
 sweep = study.geometry_sweep(
     instances,
     x0_geo,
@@ -325,7 +404,7 @@ sweep = study.geometry_sweep(
     c=c_main,
     v0=geo_v0,
 )
-fit = study.geometry_fit(sweep, constants)
+fit = study.geometry_fit(sweep, constants, n_tune_starts=geo_n_tune_starts)
 _ = save_table(constants, results_dir / "geometry_constants.csv", params=params)
 _ = save_table(sweep, results_dir / "geometry_sweep.csv", params=params)
 _ = save_table(fit, results_dir / "geometry_fit.csv", params=params)
@@ -345,7 +424,7 @@ _ = report.table(
         columns={"H": "Σᵢ Hᵢ", "d_l2": "d‖A‖₂", "l2_over_linf": "ℓ2 / ℓ∞ bound", "predicted": "√(d‖A‖₂/ΣHᵢ)"}
     ),
     caption=f"Tuned deterministic RMSProp on diag(1/i²) and its rotations (d = {geo_d}; θ = ∞ is Haar): "
-    f"measured (mean over {geo_n_starts} starts) against the ℓ∞ and ℓ2 bounds.",
+    f"measured (mean over {geo_n_starts} measuring starts) against the ℓ∞ and ℓ2 bounds.",
 )
 
 # %% tags=["hide-input"]
@@ -361,13 +440,20 @@ fig = study.plot_geometry(
 _ = report.figure(
     fig,
     f"Deterministic RMSProp on diag(1/i²) and its rotations ({scale} scale, d = {geo_d}, "
-    f"T = {max(geo_T_list)}, mean ± std over {geo_n_starts} starts). Left: rotating raises Σᵢ Hᵢ and the "
+    f"T = {max(geo_T_list)}, mean ± std over {geo_n_starts} measuring starts). Left: rotating raises Σᵢ Hᵢ and the "
     "tuned measurement together, while the ℓ2 bound stays put. Right: both ratios drift, the one against "
     "the ℓ2 bound by the extra factor √(d‖A‖₂/ΣHᵢ) the theory predicts.",
 )
 
 # %% [markdown]
 # ## Paper vs ours
+#
+# **Shape against the constant.** The bound's $\sqrt{\sum_iH_i}$ is tested by the slope of the tuned
+# measurement against $\sum_iH_i$ across the rotations (95% interval). The bound itself holds on
+# every instance; a slope interval above $1/2$ is a statement about the shape, not the inequality:
+# the measurement is the window minimum of deterministic RMSProp, which mixes the collapse and the
+# blow-up cycle shown above, and on the diagonal instance the starts differ by more than their
+# mean. Findings (intervals that exclude a prediction) are listed under the table.
 
 # %%
 verdict_table = study.rmsprop_verdicts(res, slopes, lem, fit, sweep, scale=scale)
@@ -375,6 +461,9 @@ save_verdicts(verdict_table, results_dir, params=params)
 _ = report.table(
     verdict_table, caption="Theorem 3.5: the paper's claims (as reconstructed) against our measurements."
 )
+findings = slope_findings(verdict_table)
+if findings:
+    _ = report.markdown(findings)
 wall = time.perf_counter() - t_start
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "

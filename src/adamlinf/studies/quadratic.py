@@ -15,14 +15,21 @@ setting:
   :math:`\theta\sqrt d` (so that the same values mean the same amount of mixing at every
   :math:`d`), and a Haar rotation (:func:`adamlinf.problems.rotation_path`).
 * **Optimizers** Adam at :math:`\beta_1 \in \{0, 0.9\}` (:math:`\beta_2 = 0.99`) on every rotation;
-  SignGD on :math:`\theta = 0` and Haar; AdaSGD (both :math:`\beta_1`) and SGD with momentum 0.9
-  on :math:`\theta = 0` only, since both are rotation equivariant (their runs on every
-  :math:`L_\theta` are the same up to the rotation; :func:`equivariance_check` measures it).
+  SignGD on :math:`\theta = 0` and Haar; AdaSGD (both :math:`\beta_1`) and SGD with the same
+  momentum as the column (:math:`\mu = 0` beside :math:`\beta_1 = 0`, :math:`\mu = 0.9` beside
+  :math:`\beta_1 = 0.9`) on :math:`\theta = 0` only, since both are rotation equivariant (their runs
+  on every :math:`L_\theta` are the same up to the rotation; :func:`equivariance_check` measures it).
 * **Noise** :math:`\sigma \in` ``sigmas``, and **seeds** that differ in :math:`x_0 \sim \mathcal N(0, I)`
   and in the noise stream.
-* **Learning rates** tuned per setting by :func:`refine_lr_grid`: a coarse log grid, extended at an
+* **Learning rates** tuned per setting by :func:`refine_lr_grid` on ``n_tune_seeds`` tuning seeds
+  (their own starts and noise streams, never the measuring seeds): a coarse log grid, extended at an
   edge until the optimum is interior, then refined until both neighbours of the optimum are within
-  a factor ``factor`` (1.5) of it.
+  a factor ``factor`` (1.5) of it. The tuned learning rate is then measured on ``n_seeds`` other
+  seeds.
+* **Step size** constant with noise; without noise a cosine decay to 0 over the run
+  (``noise_free_schedule``): at a constant step RMSProp (Adam at :math:`\beta_1 = 0`) and SignGD
+  stall at a level set by the step and never reach the target, so a constant step would fill their
+  column with "not reached".
 
 **The metric.** With noise (:math:`\sigma > 0`) it is the final loss relative to the start,
 :math:`L(x_T)/L(x_0)` averaged over the last tenth of the run, far above round-off. Without noise
@@ -32,10 +39,11 @@ number of steps :math:`\tau` to reach :math:`L \le \varepsilon L(x_0)`, :math:`\
 :math:`T(1 + \log_{10}(L(x_T)/(\varepsilon L(x_0))))`, which ranks it behind every run that did by how
 far it stayed above :math:`\varepsilon L(x_0)`, never by round-off.
 
-**Decisions** (:func:`decide`, :func:`spectrum_verdicts`): two tuned settings differ when the
-:func:`adamlinf.studies.verdicts.compare` rule says so (gap above twice the larger seed standard
-deviation) *and* their gap exceeds ``rel_floor`` (5%) of the larger value, the resolution of a
-learning-rate grid with factor 1.5; otherwise they tie (inconclusive).
+**Decisions** (:func:`decide`, :func:`spectrum_verdicts`): two tuned settings differ when
+:func:`adamlinf.studies.verdicts.compare` says so (Welch's one-sided t-test at α = 0.05 on the
+measuring seeds) *and* their gap exceeds ``rel_floor`` (5%) of the larger value, the resolution of
+a learning-rate grid with factor 1.5 (``compare(..., rel_floor=0.05)``); otherwise they tie
+(inconclusive).
 """
 
 from __future__ import annotations
@@ -51,7 +59,18 @@ import torch
 from scipy.stats import spearmanr
 
 from adamlinf import problems as Q
-from adamlinf.studies.verdicts import FAILS, HOLDS, INCONCLUSIVE, Measured, compare, verdict_row
+from adamlinf.studies.verdicts import (
+    BOOK,
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    PAPER,
+    Measured,
+    agreement_verdict,
+    compare,
+    correlation_verdict,
+    verdict_row,
+)
 
 __all__ = [
     "EPS_REACH",
@@ -256,7 +275,8 @@ def _rows_for(
         out.append(("AdaSGD", "adasgd", problem_ids[0], b1, beta2, col))
         for p, th in zip(problem_ids, thetas, strict=True):
             out.append((_label("Adam", th, d), "adam", p, b1, beta2, col))
-    out.append(("SGD (μ=0.9)", "sgd", problem_ids[0], sgd_momentum, 0.0, "β1=0.9"))
+    out.append(("SGD (μ=0)", "sgd", problem_ids[0], 0.0, 0.0, "β1=0"))
+    out.append((f"SGD (μ={sgd_momentum:g})", "sgd", problem_ids[0], sgd_momentum, 0.0, "β1=0.9"))
     for p, th in zip(problem_ids, thetas, strict=True):
         if th == 0 or math.isinf(th):
             out.append((_label("SignGD", th, d), "signgd", p, 0.0, 0.0, "β1=0"))
@@ -277,6 +297,8 @@ def run_sweep(
     sigmas: Sequence[float],
     steps: int,
     n_seeds: int = 3,
+    n_tune_seeds: int = 2,
+    noise_free_schedule: str = "cosine",
     beta2: float = 0.99,
     sgd_momentum: float = 0.9,
     factor: float = 1.5,
@@ -299,7 +321,11 @@ def run_sweep(
             always added).
         sigmas: Noise levels.
         steps: :math:`T`.
-        n_seeds: Seeds (start :math:`x_0` and noise stream).
+        n_seeds: Measuring seeds (start :math:`x_0` and noise stream).
+        n_tune_seeds: Tuning seeds, disjoint from the measuring ones (own starts, noise seed
+            ``seed + 1``); the learning rate is tuned on their mean metric.
+        noise_free_schedule: Learning-rate schedule of the :math:`\sigma = 0` runs
+            (:func:`adamlinf.problems.lr_factor`); the noisy runs use a constant step.
         beta2: :math:`\beta_2` of Adam and AdaSGD.
         sgd_momentum: Momentum of SGD.
         factor: Learning-rate resolution at the optimum.
@@ -321,8 +347,11 @@ def run_sweep(
             spec, ids, [th for th, _ in rots], beta2, sgd_momentum, d
         ):
             rows[(spec, col, label)] = (opt, p, b1, b2)
+    if n_tune_seeds < 1 or n_seeds < 2:
+        raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
     gen = torch.Generator().manual_seed(int(seed))
     x0 = torch.randn(n_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    x0_tune = torch.randn(n_tune_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     geometry = pd.DataFrame(
         [
             {
@@ -338,12 +367,12 @@ def run_sweep(
     per_lr, tuned, curves, work = [], [], [], {"dense": 0, "diag": 0, "d": d, "steps": steps}
     every = max(1, steps // curve_points)
 
-    def experiment(sigma, requests):
+    def experiment(sigma, requests, starts):
         exp_rows = [
             Q.Row("|".join(k), rows[k][0], rows[k][1], rows[k][2], rows[k][3], tuple(lrs), k[1])
             for k, lrs in requests.items()
         ]
-        return Q.Experiment(problems, exp_rows, x0, float(sigma))
+        return Q.Experiment(problems, exp_rows, starts, float(sigma))
 
     def count(res):
         dense = res.final["theta"].to_numpy() != 0
@@ -351,16 +380,18 @@ def run_sweep(
         work["diag"] += int((~dense).sum()) * steps
 
     for sigma in sigmas:
+        schedule = noise_free_schedule if sigma == 0 else "constant"
 
-        def evaluate(requests, sigma=sigma):
+        def evaluate(requests, sigma=sigma, schedule=schedule):
             res = Q.run_batched(
-                experiment(sigma, requests),
+                experiment(sigma, requests, x0_tune),
                 steps=steps,
-                n_seeds=n_seeds,
-                seed=seed,
+                n_seeds=n_tune_seeds,
+                seed=seed + 1,
                 record_every=steps,
                 final_window=max(1, steps // 10),
                 reach=EPS_REACH,
+                schedule=schedule,
             )
             count(res)
             f = res.final
@@ -380,13 +411,14 @@ def run_sweep(
         scores, status = refine_lr_grid(evaluate, grids, factor=factor, max_rounds=max_rounds)
         best = {k: min(sorted(s), key=lambda lr, s=s: s[lr]) for k, s in scores.items()}
         res = Q.run_batched(
-            experiment(sigma, {k: [lr] for k, lr in best.items()}),
+            experiment(sigma, {k: [lr] for k, lr in best.items()}, x0),
             steps=steps,
             n_seeds=n_seeds,
             seed=seed,
             record_every=every,
             final_window=max(1, steps // 10),
             reach=EPS_REACH,
+            schedule=schedule,
         )
         count(res)
         f = res.final
@@ -421,6 +453,7 @@ def run_sweep(
                     "n_lr": len(scores[k]),
                     "grid_done": status[k]["done"],
                     "steps": steps,
+                    "schedule": schedule,
                     "metric": METRIC_NOISY if sigma > 0 else METRIC_EXACT,
                 }
             )
@@ -439,15 +472,15 @@ def run_sweep(
 def decide(better: Sequence[float], worse: Sequence[float], *, rel_floor: float = 0.05) -> str:
     """Whether "``better`` is lower than ``worse``" holds, fails or is undecided, from per-seed values.
 
-    :func:`adamlinf.studies.verdicts.compare` on :meth:`Measured.from_seeds` of both, except that a
-    gap below ``rel_floor`` times the larger value is a tie (inconclusive): at a learning-rate
-    resolution of 1.5 the tuning itself moves a tuned value by a few percent.
+    :func:`adamlinf.studies.verdicts.compare` on :meth:`Measured.from_seeds` of both with
+    ``rel_floor``: a gap below ``rel_floor`` times the larger value is a tie (inconclusive), since at
+    a learning-rate resolution of 1.5 the tuning itself moves a tuned value by a few percent.
     """
-    a, b = Measured.from_seeds(better), Measured.from_seeds(worse)
-    if math.isfinite(a.value) and math.isfinite(b.value):
-        if abs(a.value - b.value) <= rel_floor * max(abs(a.value), abs(b.value)):
-            return INCONCLUSIVE
-    return compare(a, b)
+    return compare(Measured.from_seeds(better), Measured.from_seeds(worse), rel_floor=rel_floor)
+
+
+#: The rule of :func:`decide`, as the verdict tables print it.
+PAIR_RULE = "Welch t, one-sided α = 0.05, and gap > 5%"
 
 
 def spearman_with_interval(
@@ -497,8 +530,9 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
       decision of :func:`decide`. A row *agrees*, *disagrees* or is a *tie*. *holds* when no row
       disagrees and at least half agree; *fails* when some row disagrees and disagreements are at
       least as many as agreements; else *inconclusive*.
-    * (c) :func:`decide` on "Adam (θ=0) beats SGD with momentum" and "AdaSGD beats SGD with
-      momentum" (the same SGD row in both columns).
+    * (c) :func:`decide` on "Adam (θ=0) beats SGD" and "AdaSGD beats SGD", with the SGD row of
+      the same column: the same momentum (:math:`\mu = 0` against :math:`\beta_1 = 0`,
+      :math:`\mu = 0.9` against :math:`\beta_1 = 0.9`).
 
     Args:
         tuned: :attr:`SweepResult.tuned` (or the same columns).
@@ -512,13 +546,12 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
     for (spec, sigma, col), g in tuned.groupby(["spectrum", "sigma", "column"], sort=False):
         adam = g[g["optimizer"] == "adam"].sort_values("l11_per_dim")
         ada = g[g["optimizer"] == "adasgd"]
-        sgd = tuned[(tuned["spectrum"] == spec) & (tuned["sigma"] == sigma) & (tuned["optimizer"] == "sgd")]
+        sgd = g[g["optimizer"] == "sgd"]
         key = {"spectrum": spec, "sigma": sigma, "column": col}
         rho, lo, hi = spearman_with_interval(adam["l11_per_dim"], list(adam["seeds"]), n_boot=n_boot)
         ends = decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1], rel_floor=rel_floor)
-        va = INCONCLUSIVE
-        if np.isfinite([lo, hi]).all():
-            va = HOLDS if lo > 0 and ends == HOLDS else FAILS if hi < 0 and ends == FAILS else INCONCLUSIVE
+        sign = correlation_verdict(lo, hi)
+        va = sign if sign == ends else INCONCLUSIVE
         out.append(
             {
                 **key,
@@ -534,7 +567,7 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
                 ),
                 "rule": (
                     "95% seed-bootstrap interval of Spearman ρ above 0 and the extreme rotations "
-                    "differ (gap > 2 × seed std and > 5%) in that direction (holds); mirror (fails)"
+                    f"differ in that direction ({PAIR_RULE}) (holds); mirror (fails)"
                 ),
             }
         )
@@ -548,13 +581,7 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
                 v = decide(r["seeds"], a_seeds, rel_floor=rel_floor)
                 cnt["tie" if v == INCONCLUSIVE else "agree" if (v == HOLDS) == pred else "disagree"] += 1
             n = len(adam)
-            vb = (
-                HOLDS
-                if cnt["disagree"] == 0 and cnt["agree"] >= n / 2
-                else FAILS
-                if cnt["disagree"] > 0 and cnt["disagree"] >= cnt["agree"]
-                else INCONCLUSIVE
-            )
+            vb = agreement_verdict(cnt["agree"], cnt["disagree"], n)
             out.append(
                 {
                     **key,
@@ -572,6 +599,7 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
             )
         if len(sgd) and len(adam):
             s = sgd["seeds"].iloc[0]
+            name = sgd["row"].iloc[0]
             a0 = adam[adam["theta"] == 0]["seeds"].iloc[0]
             v1 = decide(a0, s, rel_floor=rel_floor)
             out.append(
@@ -579,8 +607,8 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
                     **key,
                     "claim": "c: Adam",
                     "verdict": v1,
-                    "ours": f"Adam (θ=0) {_txt(a0)} vs SGD-m {_txt(s)}",
-                    "rule": "gap > 2 × seed std and > 5%",
+                    "ours": f"Adam (θ=0) {_txt(a0)} vs {name} {_txt(s)}",
+                    "rule": PAIR_RULE,
                 }
             )
             if len(ada):
@@ -590,8 +618,8 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
                         **key,
                         "claim": "c: AdaSGD",
                         "verdict": v2,
-                        "ours": f"AdaSGD {_txt(ada['seeds'].iloc[0])} vs SGD-m {_txt(s)}",
-                        "rule": "gap > 2 × seed std and > 5%",
+                        "ours": f"AdaSGD {_txt(ada['seeds'].iloc[0])} vs {name} {_txt(s)}",
+                        "rule": PAIR_RULE,
                     }
                 )
     return pd.DataFrame(out)
@@ -640,8 +668,9 @@ def findings(verdicts: pd.DataFrame) -> str:
             parts.append(
                 f"σ = {sigma:g}, {col.replace('β1', 'β₁')}: holds for {by[HOLDS]}; fails for {by[FAILS]}"
             )
+        who = "the paper's claim" if CLAIM_ORIGIN[claim] == PAPER else "the book's check"
         lines.append(
-            f"* **{CLAIM_TEXT[claim]}**: holds in {n[HOLDS]}, fails in {n[FAILS]}, undecided in "
+            f"* **{CLAIM_TEXT[claim]}** ({who}): holds in {n[HOLDS]}, fails in {n[FAILS]}, undecided in "
             f"{n[INCONCLUSIVE]} of {len(v)} settings. " + "; ".join(parts) + "."
         )
     return "\n".join(lines)
@@ -700,7 +729,7 @@ def panel_curves(sweep: SweepResult, panel: Mapping) -> pd.DataFrame:
         rows[rows.index("middle")] = adam["row"].iloc[len(adam) // 2]
     c = sweep.curves
     c = c[(c["spectrum"] == panel["spectrum"]) & (c["sigma"] == panel["sigma"]) & c["row"].isin(rows)]
-    c = c[(c["column"] == panel["column"]) | (c["row"] == "SGD (μ=0.9)")]
+    c = c[c["column"] == panel["column"]]
     out = c.groupby(["row", "step"], sort=False)["rel_loss"].mean().reset_index()
     out["row"] = pd.Categorical(out["row"], rows, ordered=True)
     return out.sort_values(["row", "step"])
@@ -729,45 +758,71 @@ def _cell(r) -> str:
         late = vals[vals >= r["steps"]]
         rel = EPS_REACH * 10 ** (late / r["steps"] - 1)  # invert effective_steps
         txt = f"not reached, L_T/L₀ ≈ {float(np.exp(np.log(rel).mean())):.1e}"
-        return txt if r["reached"] == 0 else f"{m.text(3)} ({r['reached']}/{len(vals)} seeds reached; {txt})"
+        return txt if r["reached"] == 0 else f"{m.text(3)}* ({r['reached']}/{len(vals)} seeds reached)"
     return m.text(3)
 
 
-def table1(tuned: pd.DataFrame, spectrum: str) -> pd.DataFrame:
+def _head(sigma: float, column: str) -> str:
+    b1 = column.replace("β1=", "β₁ = ")
+    if sigma == 0:
+        return f"steps to 1e-8·L₀ (σ = 0, {b1}; * extrapolated past T)"
+    return f"L_T/L₀ (σ = {sigma:g}, {b1})"
+
+
+_ORDER = {"adasgd": 0, "adam": 1, "signgd": 2, "sgd": 3}
+
+
+def table1(
+    tuned: pd.DataFrame, spectrum: str, columns: Sequence[tuple[float, str]] | None = None
+) -> pd.DataFrame:
     r"""Table 1 as the paper lays it out, for one spectrum.
 
-    Table 1 as the paper lays it out, for one spectrum: Optimizer, :math:`\|H_\theta\|_{1,1}/d`,
-    :math:`\|H_\theta\|_2`, then the tuned metric (mean ± seed std) per (σ, β₁) column.
+    Optimizer, :math:`\|H_\theta\|_{1,1}/d` (and :math:`\|H_\theta\|_2` only where it varies
+    between rows; rotations keep it), then the tuned metric (mean ± seed std over the measuring
+    seeds, 3 significant digits) per (σ, β₁) column. Rows: AdaSGD, Adam by rotation angle θ
+    (Haar last), SignGD, SGD. A cell with a star holds a value extrapolated past the horizon
+    :math:`T` for the seeds that did not reach the target (:func:`effective_steps`).
+
+    Args:
+        tuned: :attr:`SweepResult.tuned`.
+        spectrum: The spectrum to show.
+        columns: The ``(sigma, column)`` pairs to show, in order (default: all).
     """
     t = tuned[tuned["spectrum"] == spectrum].copy()
+    if columns is not None:
+        keep = {(float(a), b) for a, b in columns}
+        t = t[[(float(a), b) in keep for a, b in zip(t["sigma"], t["column"], strict=True)]]
     t["cell"] = [_cell(r) for _, r in t.iterrows()]
-    t["head"] = [
-        f"{'steps to 1e-8·L₀' if s == 0 else f'L_T/L₀, σ={s:g}'}, {c}"
-        for s, c in zip(t["sigma"], t["column"], strict=True)
-    ]
-    order = {"adasgd": 0, "adam": 1, "signgd": 2, "sgd": 3}
-    t["_o"] = t["optimizer"].map(order)
+    t["head"] = [_head(a, b) for a, b in zip(t["sigma"], t["column"], strict=True)]
+    t["_o"] = t["optimizer"].map(_ORDER)
     wide = t.pivot_table(
-        index=["_o", "l11_per_dim", "row"], columns="head", values="cell", aggfunc="first", sort=False
+        index=["_o", "theta", "row"], columns="head", values="cell", aggfunc="first", sort=False
     )
-    wide = wide.reset_index().sort_values(["_o", "l11_per_dim"], kind="stable")
+    wide = wide.reset_index().sort_values(["_o", "theta"], kind="stable")
     geo = t.drop_duplicates("row").set_index("row")
     wide.insert(1, "Optimizer", wide.pop("row"))
-    wide.insert(2, "‖H_θ‖₁,₁/d", wide.pop("l11_per_dim"))
-    wide.insert(3, "‖H_θ‖₂", [geo.loc[o, "spectral_norm"] for o in wide["Optimizer"]])
-    heads = sorted(set(t["head"]), key=lambda h: (not h.startswith("steps"), h))
-    return wide[["Optimizer", "‖H_θ‖₁,₁/d", "‖H_θ‖₂", *heads]].fillna("—").reset_index(drop=True)
+    wide.insert(2, "‖H_θ‖₁,₁/d", [float(geo.loc[o, "l11_per_dim"]) for o in wide["Optimizer"]])
+    shown = ["Optimizer", "‖H_θ‖₁,₁/d"]
+    if geo["spectral_norm"].round(9).nunique() > 1:
+        wide.insert(3, "‖H_θ‖₂", [geo.loc[o, "spectral_norm"] for o in wide["Optimizer"]])
+        shown.append("‖H_θ‖₂")
+    order = (
+        columns
+        if columns is not None
+        else sorted({(a, b) for a, b in zip(t["sigma"], t["column"], strict=True)})
+    )
+    heads = [h for h in dict.fromkeys(_head(a, b) for a, b in order) if h in wide.columns]
+    return wide[[*shown, *heads]].fillna("—").reset_index(drop=True)
 
 
 def full_table(tuned: pd.DataFrame, sigma: float) -> pd.DataFrame:
     r"""Every spectrum's tuned rows at one σ.
 
     Every spectrum's tuned rows at one σ: spectrum, optimizer, :math:`\|H_\theta\|_{1,1}/d`,
-    the metric per β₁ column and the best learning rates.
+    the metric per β₁ column and the tuned learning rates, rows in the order of :func:`table1`.
     """
     t = tuned[tuned["sigma"] == sigma].copy()
     t["cell"] = [_cell(r) for _, r in t.iterrows()]
-    order = {"adasgd": 0, "adam": 1, "signgd": 2, "sgd": 3}
     out = []
     for (spec, row), g in t.groupby(["spectrum", "row"], sort=False):
         c = g.set_index("column")
@@ -775,31 +830,34 @@ def full_table(tuned: pd.DataFrame, sigma: float) -> pd.DataFrame:
             {
                 "spectrum": spec,
                 "Optimizer": row,
-                "_o": order[g["optimizer"].iloc[0]],
+                "_o": _ORDER[g["optimizer"].iloc[0]],
+                "_t": float(g["theta"].iloc[0]),
                 "‖H_θ‖₁,₁/d": g["l11_per_dim"].iloc[0],
-                "β1=0": c["cell"].get("β1=0", "—"),
-                "β1=0.9": c["cell"].get("β1=0.9", "—"),
-                "tuned lr (β1=0, 0.9)": ", ".join(f"{v:.3g}" for v in c["best_lr"]),
+                "β₁ = 0": c["cell"].get("β1=0", "—"),
+                "β₁ = 0.9": c["cell"].get("β1=0.9", "—"),
+                "tuned lr": ", ".join(f"{v:.3g}" for v in c["best_lr"]),
             }
         )
     df = pd.DataFrame(out)
     specs = list(dict.fromkeys(t["spectrum"]))
     df["_s"] = df["spectrum"].map(specs.index)
-    return df.sort_values(["_s", "_o", "‖H_θ‖₁,₁/d"], kind="stable").drop(columns=["_s", "_o"])
+    return df.sort_values(["_s", "_o", "_t"], kind="stable").drop(columns=["_s", "_o", "_t"])
 
 
 CLAIM_TEXT = {
     "a": "(a) Adam's tuned loss rises with ‖H_θ‖₁,₁/d",
     "b": "(b) Adam beats AdaSGD exactly when ‖H_θ‖₁,₁/d < ‖H_θ‖₂",
-    "c: Adam": "(c) Adam (θ = 0) beats SGD with momentum",
-    "c: AdaSGD": "(c) AdaSGD beats SGD with momentum",
+    "c: Adam": "(c) Adam (θ = 0) beats SGD with the same momentum",
+    "c: AdaSGD": "(c) AdaSGD beats SGD with the same momentum",
 }
 CLAIM_PAPER = {
     "a": "yes (Corollary 3.7; numbers not recovered)",
     "b": "yes (Theorem 3.11; numbers not recovered)",
-    "c: Adam": "not in Table 1 (the paper's thesis: Adam beats SGD)",
-    "c: AdaSGD": "not in Table 1",
+    "c: Adam": "not in Table 1 (the book's check of the paper's thesis: Adam beats SGD)",
+    "c: AdaSGD": "not in Table 1 (the book's check)",
 }
+#: Claims (a) and (b) are the paper's reading of Table 1; (c) is the book's own check.
+CLAIM_ORIGIN = {"a": PAPER, "b": PAPER, "c: Adam": BOOK, "c: AdaSGD": BOOK}
 
 
 def paper_vs_ours(
@@ -821,6 +879,8 @@ def paper_vs_ours(
             paper=CLAIM_PAPER[v["claim"]],
             rule=v["rule"],
             page=page,
+            where="Table 1",
+            origin=CLAIM_ORIGIN[v["claim"]],
         )
         r.update(spectrum=v["spectrum"], sigma=v["sigma"], beta1=v["column"], main=v["spectrum"] == main)
         rows.append(r)

@@ -21,6 +21,20 @@ AdaSGD"), and each measurement carries its own uncertainty:
   the bands: it *holds* when ``hi_a < lo_b``, *fails* when ``hi_b < lo_a``.
 * **Exact quantities** (closed forms, float64 round-off) have ``spread = 0`` and are compared with
   a relative tolerance ``rtol`` so that round-off never decides a claim.
+* **A resolution floor** (``rel_floor`` of :func:`compare`): where a quantity is itself the optimum
+  of a grid (a loss at a learning rate tuned on a grid of factor 1.5), a gap below ``rel_floor``
+  times the larger value is a tie, whatever the seeds say.
+* **Fitted exponents** (:func:`slope_verdict`): where a bound predicts an exponent (a rate
+  :math:`T^{-1/2}`, a constant under a square root), the claim is decided by a 95% interval on the
+  fitted slope (a t-interval of the least-squares fit, :func:`slope_interval`, or a bootstrap over
+  seeds): it *holds* when the interval contains the prediction and excludes 0 (the shape is
+  resolved), or, for a rate that the bound only caps (``side="upper"``), lies entirely below it
+  (faster than the bound; reported as a finding); it *fails* when it excludes the prediction on
+  the wrong side; else *inconclusive*. No slope claim holds on its sign alone.
+* **Bounds checked on deterministic runs** (:func:`bound_verdict`): every measured / bound at most
+  1 (float64 round-off allowed); **rank correlations** (:func:`correlation_verdict`): a two-sided
+  test at level 2α (or a bootstrap interval) that excludes 0; **round-off claims**
+  (:func:`threshold_verdict`): every value below a round-off threshold, or every value far above it.
 
 A diverged run is ``Measured(math.inf)``: worse than any finite one. Two diverged runs decide
 nothing.
@@ -126,7 +140,9 @@ def as_measured(x) -> Measured:
     return x if isinstance(x, Measured) else Measured(float(x))
 
 
-def compare(better: Measured | float, worse: Measured | float, *, rtol: float = 1e-9) -> str:
+def compare(
+    better: Measured | float, worse: Measured | float, *, rtol: float = 1e-9, rel_floor: float = 0.0
+) -> str:
     """The verdict on the claim "``better`` is lower than ``worse``".
 
     Args:
@@ -134,6 +150,8 @@ def compare(better: Measured | float, worse: Measured | float, *, rtol: float = 
         worse: The quantity the paper says is higher.
         rtol: For exact quantities (``spread == 0`` on both sides), the relative gap below which the
             two are called equal (inconclusive): round-off never decides a claim.
+        rel_floor: A finite gap at most ``rel_floor`` times the larger absolute value is a tie
+            (inconclusive) whatever the uncertainty says: the resolution of a tuned quantity.
 
     Returns:
         ``"holds"``, ``"fails"`` or ``"inconclusive"`` by the rule in the module docstring.
@@ -141,6 +159,9 @@ def compare(better: Measured | float, worse: Measured | float, *, rtol: float = 
     a, b = as_measured(better), as_measured(worse)
     if math.isnan(a.value) or math.isnan(b.value):
         return INCONCLUSIVE
+    if rel_floor > 0 and math.isfinite(a.value) and math.isfinite(b.value):
+        if abs(a.value - b.value) <= rel_floor * max(abs(a.value), abs(b.value)):
+            return INCONCLUSIVE
     if math.isinf(a.value) or math.isinf(b.value):  # diverged runs
         if math.isinf(a.value) and math.isinf(b.value):
             return INCONCLUSIVE
@@ -163,20 +184,155 @@ def compare(better: Measured | float, worse: Measured | float, *, rtol: float = 
 def welch(better: Measured, worse: Measured, *, alpha: float = ALPHA) -> str:
     """Welch's one-sided t-test of "``better`` has the lower mean", at level ``alpha`` each way.
 
-    Returns ``"inconclusive"`` when either side has fewer than two seeds or no spread.
+    A side with ``spread == 0`` is exact (a reference value such as 0), and the test becomes the
+    one-sample t-test of the other side (``n - 1`` degrees of freedom): a paired difference
+    against 0 is ``welch(Measured.exact(0.0), Measured.from_seeds(diffs))``.
+    Returns ``"inconclusive"`` when a side with a spread has fewer than two seeds or an unknown one.
     """
     a, b = better, worse
-    if a.n < 2 or b.n < 2 or math.isnan(a.spread) or math.isnan(b.spread):
-        return INCONCLUSIVE  # one seed: the noise is unknown
+    for m in (a, b):
+        if math.isnan(m.spread) or (m.spread > 0 and m.n < 2):
+            return INCONCLUSIVE  # one seed: the noise is unknown
     va, vb = a.spread**2 / a.n, b.spread**2 / b.n
     se = math.sqrt(va + vb)
     gap = b.value - a.value
     if se == 0:
         return HOLDS if gap > 0 else FAILS if gap < 0 else INCONCLUSIVE
-    df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
+    df = (va + vb) ** 2 / sum(v**2 / (m.n - 1) for v, m in ((va, a), (vb, b)) if v > 0)
     critical = float(stats.t.ppf(1 - alpha, df))
     t = gap / se
     return HOLDS if t > critical else FAILS if t < -critical else INCONCLUSIVE
+
+
+#: Confidence level of the slope intervals of :func:`slope_verdict`.
+SLOPE_LEVEL = 0.95
+
+
+def slope_interval(
+    slope: float, se: float, n_points: int, *, level: float = SLOPE_LEVEL
+) -> tuple[float, float]:
+    """The two-sided t-interval of a least-squares slope from ``n_points`` points (``n_points - 2`` dof).
+
+    ``(nan, nan)`` when the fit has no error estimate (fewer than three points, or a nan ``se``).
+    """
+    if n_points < 3 or not math.isfinite(se) or not math.isfinite(slope):
+        return math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + level / 2, n_points - 2)) * se
+    return slope - half, slope + half
+
+
+def slope_verdict(lo: float, hi: float, predicted: float, *, side: str = "two") -> str:
+    """The verdict on "the measured exponent is ``predicted``" from an interval ``[lo, hi]`` on it.
+
+    Args:
+        lo: Lower end of the interval on the fitted slope (:func:`slope_interval` or a bootstrap).
+        hi: Upper end.
+        predicted: The exponent the bound predicts (``-0.5`` for a rate :math:`T^{-1/2}`).
+        side: ``"two"``: the prediction is the exponent itself; an interval that excludes it on
+            either side *fails*. ``"upper"``: the bound caps the measured quantity's growth, so a
+            steeper fall (an interval entirely below ``predicted``) is allowed and *holds*; only
+            an interval entirely above it *fails*.
+
+    Returns:
+        *holds* when the interval contains ``predicted`` and excludes 0 (a resolved shape; for
+        ``side="upper"`` also when it lies below ``predicted``), *fails* when it excludes
+        ``predicted`` on the wrong side, else *inconclusive* (no fit, or an interval so wide that
+        it contains 0).
+    """
+    if side not in ("two", "upper"):
+        raise ValueError(f"side must be 'two' or 'upper', got {side!r}")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE
+    if lo > predicted or (side == "two" and hi < predicted):
+        return FAILS
+    if lo <= 0 <= hi:
+        return INCONCLUSIVE
+    return HOLDS
+
+
+def slope_finding(lo: float, hi: float, predicted: float) -> str:
+    """``""`` when ``[lo, hi]`` contains ``predicted``, else a sentence saying on which side it lies."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= predicted <= hi:
+        return ""
+    return f"the interval lies {'below' if hi < predicted else 'above'} the predicted {predicted:g}"
+
+
+def slope_findings(table: pd.DataFrame) -> str:
+    """Markdown bullets for the rows of a verdict table whose slope interval excludes the prediction.
+
+    Those rows (their ``ours`` carries :func:`slope_finding`'s sentence) are findings in their own
+    right, whatever their verdict; ``""`` when there is none.
+    """
+    rows = table[table["ours"].str.contains("the interval lies", regex=False)]
+    return "\n".join(f"* **Finding** ({r.verdict}): {r.claim}: {r.ours}." for r in rows.itertuples())
+
+
+def all_hold(flags: Iterable[bool]) -> str:
+    """*holds* when every check holds (each already decided by its own rule), else *fails*."""
+    return HOLDS if all(bool(f) for f in flags) else FAILS
+
+
+def not_worse(candidate: Measured | float, reference: Measured | float, *, rtol: float = 1e-9) -> str:
+    """The claim "``candidate`` is not worse (higher) than ``reference``".
+
+    *fails* when :func:`compare` decides that ``reference`` is lower, else *holds*: a claim that
+    something is harmless holds until the test shows the harm.
+    """
+    return FAILS if compare(reference, candidate, rtol=rtol) == HOLDS else HOLDS
+
+
+def agreement_verdict(agree: int, disagree: int, n: int) -> str:
+    """A prediction checked on ``n`` cases, each of which agrees, disagrees or ties (undecided).
+
+    *holds* when no case disagrees and at least half agree; *fails* when some case disagrees and
+    disagreements are at least as many as agreements; else *inconclusive*.
+    """
+    if disagree == 0 and agree >= n / 2:
+        return HOLDS
+    if disagree > 0 and disagree >= agree:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def bound_verdict(ratio_max: float, *, rtol: float = 1e-12) -> str:
+    """*holds* when the largest measured / bound is at most 1 (up to ``rtol``), else *fails*."""
+    if not math.isfinite(ratio_max):
+        return INCONCLUSIVE
+    return HOLDS if ratio_max <= 1 + rtol else FAILS
+
+
+def correlation_verdict(lo: float, hi: float) -> str:
+    """The sign of a correlation from an interval on it.
+
+    *holds* when the interval lies above 0, *fails* when below, else *inconclusive*.
+    """
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return INCONCLUSIVE
+    return HOLDS if lo > 0 else FAILS if hi < 0 else INCONCLUSIVE
+
+
+def rank_test_verdict(rho: float, p: float, *, alpha: float = ALPHA) -> str:
+    """A rank correlation's sign, decided at two-sided level ``2 * alpha`` (``alpha`` each way).
+
+    *holds* when ``rho > 0`` and ``p < 2 alpha``, *fails* when ``rho < 0`` and ``p < 2 alpha``.
+    """
+    if not (math.isfinite(rho) and math.isfinite(p)) or p >= 2 * alpha:
+        return INCONCLUSIVE
+    return HOLDS if rho > 0 else FAILS
+
+
+def threshold_verdict(values: Iterable[float], *, below: bool, tol: float, far: float = 1e3) -> str:
+    """A claim that every value is at round-off, or that every value is clearly not.
+
+    ``below=True``: *holds* when all values are ``< tol``; ``below=False``: *holds* when all are
+    ``> far * tol``. The opposite extreme *fails*; anything else is *inconclusive*.
+    """
+    v = np.asarray(list(values), dtype=float)
+    lo, hi = float(v.min()), float(v.max())
+    small, large = hi < tol, lo > far * tol
+    if below:
+        return HOLDS if small else FAILS if large else INCONCLUSIVE
+    return HOLDS if large else FAILS if small else INCONCLUSIVE
 
 
 def rule_text(better: Measured | float, worse: Measured | float) -> str:
