@@ -325,7 +325,7 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
     for ax in axes[0][1:]:
         ax.set_ylabel("")
     fig.tight_layout()
-    sweeps.legend_below(fig, axes[0][0], ncol=5)
+    sweeps.legend_below(fig, axes[0][0])
     report.figure(
         fig,
         f"Learning-rate sweep of Table 3 at scale {scale} ({what}): final training loss against peak "

@@ -570,7 +570,7 @@ def style(key: str, k: int = 0) -> dict:
     return dict(STYLES.get(key, {"color": f"C{k}", "ls": "-", "marker": "o"}))
 
 
-def legend_below(fig, ax, *, ncol: int = 4) -> None:
+def legend_below(fig, ax, *, ncol: int = 5) -> None:
     """One legend for the whole figure, below its axes (never over the data).
 
     Call after ``fig.tight_layout()``; the figure is saved with a tight bounding box, which takes the
