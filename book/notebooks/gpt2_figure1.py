@@ -59,8 +59,8 @@
 # 6-layer, 384-wide byte-level GPT on CPython's standard-library sources (about 30 MB, no repeat in
 # 1,000 steps of 64 × 256 bytes), sized for one GPU in about 15 minutes. At `ci` scale a 4-layer,
 # 64-wide byte-level GPT on the English documentation shipped with Python (`pydoc_data`), 400 steps,
-# small enough for two CPU cores in about seven minutes with three measuring seeds (the steps were cut
-# from 600 to 400 to pay for the seeds, before any verdict was seen). See
+# small enough for two quiet CPU cores in about six minutes with three measuring seeds (47 runs; the
+# steps were cut from 600 to 400 to pay for the seeds, before any verdict was seen). See
 # [the reconstruction notes](../reconstruction.md).
 
 # %% tags=["parameters"]

@@ -362,6 +362,7 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     finite = finals[["final", "final_val"]].replace(float("inf"), float("nan"))
     lo = float(finite.min().min())
     axes[0].set_ylim(lo - 0.1, lo + 1.5)
+    axes[0].set_ylabel("loss (nats/token)")
     axes[1].set_ylabel("")
     axes[0].set_title("training loss")
     axes[1].set_title("validation loss")
