@@ -14,13 +14,13 @@
 # # Figure 3: the GPT-2 comparison at other learning rates
 #
 # Is Figure 1's ordering an artefact of one learning rate? Figure 3 of {cite}`xie2025adam` repeats
-# the four runs at a smaller and a larger peak learning rate.
+# the runs of the three adaptive optimizers at a smaller and a larger peak learning rate.
 #
 # ```{prf:algorithm} Figure 3's runs (RECONSTRUCTED learning rates)
 # :label: alg-gpt2-figure3
 # :nonumber:
 #
-# For each optimizer of Figure 1 (Adam, AdaSGD, rotated Adam, SGD at its tuned learning rate), train
+# For each adaptive optimizer of Figure 1 (Adam, AdaSGD, rotated Adam), train
 # again with the peak and the final learning rate multiplied by a factor $c$, everything else unchanged:
 # $c\approx3$ (larger) and $c\approx1/3$ (smaller).
 # ```

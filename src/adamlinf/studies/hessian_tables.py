@@ -269,9 +269,9 @@ def hessian_table(
 
 
 _METRIC_OF = {  # optimizer -> (quantity, hessian, smoothness metric, upper bound, estimated value)
-    "adam": ("l11_per_dim", "H", "H(L, Φ_Adam)", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d"),
-    "rotated_adam": ("l11_per_dim", "R^T H R", "H(L∘R, Φ_Adam)", "‖Rᵀ∇²L(x)R‖₁,₁", "‖RᵀHR‖₁,₁/d"),
-    "adasgd": ("spectral_norm", "H", "H(L, Φ_AdaSGD)", "d‖∇²L(x)‖₂", "‖H‖₂"),
+    "adam": ("l11_per_dim", "H", "H(L, Φ), Φ of Adam", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d"),
+    "rotated_adam": ("l11_per_dim", "R^T H R", "H(L∘R, Φ), Φ of Adam", "‖Rᵀ∇²L(x)R‖₁,₁", "‖RᵀHR‖₁,₁/d"),
+    "adasgd": ("spectral_norm", "H", "H(L, Φ), Φ of AdaSGD", "d‖∇²L(x)‖₂", "‖H‖₂"),
 }
 
 
