@@ -108,18 +108,33 @@ def test_table_layout_same_checkpoint_and_ordering():
     vals = ht.norm_values(tidy)
     assert compare(vals["l11:H@adam"], vals["l11:RHR@adam"]) == "holds"
     assert compare(vals["l11:H@adam"], vals["l11:H@rotated_adam"]) == "inconclusive"  # bands overlap
+
+
+def test_rows_in_the_paper_order_and_the_norm_claims():
+    tidy = _tidy().iloc[::-1]  # rotated Adam's rows first: the order must not come from the input
+    assert ht.table_layout(tidy).Optimizer.tolist() == ["AdaSGD", "Adam", "Rotated Adam", "AdaSGD"]
+    assert ht.table_layout(tidy)["Smoothness metric"].iloc[-1] == "(for comparison)"
+    assert ht.same_checkpoint(tidy).optimizer.tolist() == ["adasgd", "adam", "rotated_adam"]
     losses = {
-        "adam": Measured.from_seeds([2.0, 2.01]),
-        "adasgd": Measured.from_seeds([2.5, 2.52]),
-        "rotated_adam": Measured.from_seeds([2.2, 2.6]),
+        "adam": Measured.from_seeds([2.0, 2.01, 2.02]),
+        "adasgd": Measured.from_seeds([2.5, 2.52, 2.51]),
+        "rotated_adam": Measured.from_seeds([2.2, 2.6, 2.4]),
     }
-    chk = ht.ordering_check(ht.table_layout(tidy), losses).set_index("pair")
-    # Adam's ‖H‖₁,₁/d 1.0 [0.9, 1.1] vs AdaSGD's ‖H‖₂ 4: smaller norm and lower loss: agree
-    assert chk.loc["Adam vs AdaSGD", "smaller norm (first)"] == "holds"
-    assert chk.loc["Adam vs AdaSGD", "lower loss (first)"] == "holds" and chk.loc["Adam vs AdaSGD", "agree"]
-    # rotated Adam's loss spread is wide: the loss order is undecided, so agreement is None
-    assert chk.loc["Adam vs Rotated Adam", "lower loss (first)"] == "inconclusive"
-    assert chk.loc["Adam vs Rotated Adam", "agree"] is None
+    v = ht.norm_claims(tidy, losses, scale="ci", where="Table 2", page="gpt2_table2").set_index("claim")
+    assert set(v["where"]) == {"Table 2"} and (v.page == "gpt2_table2").all()
+    assert (v.origin == "paper").sum() == 4 and (v.origin == "book").sum() == 3
+    # at Adam's own weights: ‖H‖₁,₁/d 1.0 [0.9, 1.1] against ‖H‖₂ 9 there (not AdaSGD's 4): holds
+    same = v.loc["same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖H‖₂"]
+    assert same.verdict == "holds" and same.origin == "book" and "‖H‖₂ (Adam's checkpoint) 9" in same.ours
+    # Adam's (1,1)-norm 1.0 [0.9, 1.1] against rotated Adam's 7 [6, 8] at its own checkpoint: holds
+    assert (
+        v.loc["‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), each at its own checkpoint"].verdict == "holds"
+    )
+    # a same-checkpoint bound that is violated fails: ‖H‖₂ of 0.5 at Adam's weights, below 0.9
+    low = tidy.copy()
+    low.loc[(low.optimizer == "adam") & (low.quantity == "spectral_norm"), ["value", "lo", "hi"]] = 0.5
+    v2 = ht.norm_claims(low, losses, scale="ci", where="Table 4", page="resnet_table4").set_index("claim")
+    assert v2.loc["same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖H‖₂"].verdict == "fails"
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@ TINY_GPT = dict(
     dtype="float32",
     workers=1,
     max_extensions=1,
+    tune_seed=0,
+    seeds=[1, 2],
 )
 
 
@@ -51,7 +53,7 @@ def test_every_scale_has_the_same_parameters():
         and gpu["max_iters"] >= 1000
     )
     ci = _params("gpt2_figure1", "ci")
-    assert (ci["n_layer"], ci["n_embd"], ci["block_size"]) >= (4, 64, 64) and len(ci["seeds"]) >= 2
+    assert (ci["n_layer"], ci["n_embd"], ci["block_size"]) >= (4, 64, 64) and len(ci["seeds"]) >= 3
     for p in (ci, gpu):  # >= 4 values half a decade apart, and the shared lr is a grid value
         for grid in (p["adaptive_lrs"], p["sgd_lrs"]):
             assert len(grid) >= 4
@@ -60,7 +62,11 @@ def test_every_scale_has_the_same_parameters():
             )
         assert min(abs(x / p["lr"] - 1) for x in p["adaptive_lrs"]) < 1e-3
     assert _params("gpt2_table2", "ci")["n_probes"] == 50 and _params("resnet_table4", "ci")["n_probes"] == 50
-    assert len(_params("resnet_table3", "ci")["seeds"]) >= 3
+    assert len(_params("resnet_table3", "ci")["seeds"]) >= 5
+    for name in ("gpt2_figure1", "resnet_table3"):  # the tuning seed never measures
+        for scale in ("ci", "gpu", "paper"):
+            p = _params(name, scale)
+            assert p["tune_seed"] not in p["seeds"] and len(set(p["seeds"])) == len(p["seeds"]) >= 3
 
 
 def test_gpu_scale_of_figure1_runs_tiny_on_cpu(tmp_path):
@@ -71,22 +77,29 @@ def test_gpu_scale_of_figure1_runs_tiny_on_cpu(tmp_path):
     assert set(grids) == {"adam", "adasgd", "rotated_adam", "sgd"} and all(
         len(g) >= 4 for g in grids.values()
     )
-    for opt, lr in runs.sweep.best_lr.items():  # two seeds at every tuned lr
+    assert runs.sweep.tune_seed == 0
+    for opt, lr in runs.sweep.best_lr.items():  # the two measuring seeds at every tuned lr
         assert sweeps.measured(runs.finals, opt, lr).n == 2
+        at = runs.finals[(runs.finals.optimizer == opt) & (runs.finals.lr == lr)]
+        assert sorted(at.seed) == [0, 1, 2] and sorted(at[at.measuring].seed) == [1, 2]
     for lr in runs.shared.values():  # and at the shared lr's slices
         assert sweeps.measured(runs.finals, "adam", lr).n == 2
+    # the tuning seed measures nothing: the tuned value is the mean of seeds 1 and 2 only
+    adam = runs.finals[(runs.finals.optimizer == "adam") & (runs.finals.lr == runs.sweep.best_lr["adam"])]
+    assert runs.tuned()["adam"].value == pytest.approx(adam[adam.seed > 0].final.mean())
     tables = lm.figure1_tables(runs, scale="gpu")
     v = tables["verdicts"]
     assert list(v.columns[: len(VERDICT_COLUMNS)]) == list(VERDICT_COLUMNS) and set(v.verdict) <= set(
         VERDICTS
     )
     assert len(v) == 12 and (v.scale == "gpu").all()
+    assert set(v["where"]) == {"Figure 1"} and set(v.origin) == {"paper"}
     tuned = tables["tuned"].set_index("optimizer")
     assert (tuned.n_seeds == 2).all()
-    f3 = lm.figure3_claims(
-        lm.figure3_values(runs.finals, runs.shared, runs.sweep.best_lr["sgd"]), scale="gpu"
-    )
-    assert set(f3.verdict) <= set(VERDICTS) and len(f3) == 7
+    assert set(tables["curves"].seed) == {1, 2}  # the curves show the measuring seeds only
+    f3 = lm.figure3_claims(lm.figure3_values(runs.finals, runs.shared), scale="gpu")
+    assert set(f3.verdict) <= set(VERDICTS) and len(f3) == 10 and set(f3["where"]) == {"Figure 3"}
+    assert f3.origin.tolist() == ["paper"] * 6 + ["book"] * 4
     # a second call reuses every complete run
     again = lm.figure1_runs(p, tmp_path, max_extensions=1)
     assert again.finals.final.tolist() == runs.finals.final.tolist()
@@ -103,7 +116,8 @@ def test_gpu_scale_of_table3_runs_tiny_on_cpu(tmp_path):
         batch_sizes=[512],
         image_size=8,
         optimizers=["sgd", "adam"],
-        seeds=[0, 1],
+        tune_seed=0,
+        seeds=[1, 2],
         max_extensions=1,
         eval_batch_size=500,
     )
@@ -114,12 +128,17 @@ def test_gpu_scale_of_table3_runs_tiny_on_cpu(tmp_path):
     tuned = images.tuned_table(runs)
     assert len(tuned) == 2 and (tuned.n_seeds == 2).all()
     assert all(len(sw.grids[o]) >= 4 for sw in runs.sweeps.values() for o in sw.grids)
-    v = images.table3_claims(runs.finals, tuned, scale="gpu").set_index("claim").verdict
-    assert v["Adam beats AdaSGD (batch 512)"] == "not run" and set(v) <= set(VERDICTS)
+    assert set(tuned.run.str[-2:]) == {"s1"}  # Table 4 reads the first measuring seed's checkpoint
+    data = images.data_name("digits")
+    t3 = images.table3_claims(runs.finals, tuned, scale="gpu", data=data)
+    v = t3.set_index("claim").verdict
+    assert v["Adam beats AdaSGD (batch 512, digits stand-in)"] == "not run" and set(v) <= set(VERDICTS)
+    assert set(t3["where"]) == {"Table 3"} and set(t3.origin) == {"paper"}
     curves = images.curves_at(runs.metrics, tuned, 512)
-    assert set(curves.seed) == {0, 1} and curves.budget.max() == pytest.approx(1.0)
-    f4 = images.figure4_claims(curves, scale="gpu", batch_size=512)
-    assert len(f4) == 2 and set(f4.verdict) <= set(VERDICTS)
+    assert set(curves.seed) == {1, 2} and curves.budget.max() == pytest.approx(1.0)
+    f4 = images.figure4_claims(curves, scale="gpu", batch_size=512, data=data)
+    assert len(f4) == 2 and set(f4.verdict) <= set(VERDICTS) and set(f4["where"]) == {"Figure 4"}
+    assert "stand-in (not CIFAR-10)" in images.setup_text(p)
 
 
 def test_paper_parameters_match_the_paper():

@@ -97,12 +97,12 @@ def test_seeds_measured_and_the_shared_lr_slice():
     assert sweeps.nearest([1e-4, 3.162e-4, 1e-3], 3e-4) == pytest.approx(3.162e-4)
     shared = sweeps.slice_values(finals, ["sgd"], 0.1)
     assert shared["sgd"].value == pytest.approx(3.05)
-    with pytest.raises(ValueError, match="no run"):
+    with pytest.raises(ValueError, match="no measuring run"):
         sweeps.measured(finals, "adam", 1.0)
 
 
 def test_verdicts_on_constructed_numbers():
-    """The verdict rule as the chapters use it: holds only beyond twice the seed spread."""
+    """The verdict rule as the chapters use it (Welch's one-sided t-test on the seeds)."""
     claims = [
         Claim("a beats b", "a", "b"),
         Claim("a beats c", "a", "c"),
@@ -279,3 +279,51 @@ def _frame(train_loss, val_loss, lr_t=True):
         rows.append(row)
     rows.append({"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": n, "val_loss": val_loss})
     return pd.DataFrame(rows)
+
+
+def test_the_tuning_seed_picks_the_lr_and_never_measures(tmp_path):
+    # seed 0 (tuning) is lucky at lr 1e-3: 1.0; the measuring seeds 1 and 2 read 2.0 and 2.2 there
+    finals = pd.DataFrame(
+        {
+            "optimizer": ["adam"] * 3,
+            "lr": [1e-3] * 3,
+            "seed": [0, 1, 2],
+            "final": [1.0, 2.0, 2.2],
+            "measuring": [False, True, True],
+        }
+    )
+    m = sweeps.measured(finals, "adam", 1e-3)
+    assert (m.value, m.n) == (pytest.approx(2.1), 2)  # not 1.733, the biased mean with seed 0
+    assert sweeps.measured(finals.drop(columns="measuring"), "adam", 1e-3).n == 3
+    with pytest.raises(ValueError, match="no measuring run"):
+        sweeps.measured(finals[~finals.measuring], "adam", 1e-3)
+    # tune_grid ranks the grid on the seed it is given, whatever other seeds evaluate returns
+    evaluate, _ = _synthetic({"adam": 1e-3})
+
+    def with_other_seed(grids):
+        rows = evaluate(grids)
+        other = rows.assign(seed=-1, final=rows.final[::-1].to_numpy())  # the opposite ranking
+        return pd.concat([rows.assign(seed=7), other], ignore_index=True)
+
+    sweep = sweeps.tune_grid({"adam": [1e-4, 3.162e-4, 1e-3, 3.162e-3]}, with_other_seed, seed=7)
+    assert sweep.tune_seed == 7 and sweep.best_lr["adam"] == pytest.approx(1e-3)
+    assert sweep.curve("adam")[1e-3] == pytest.approx(1.0)
+    for bad in (
+        {"tune_seed": 1, "seeds": [1, 2]},
+        {"tune_seed": 0, "seeds": []},
+        {"tune_seed": 0, "seeds": [1, 1]},
+    ):
+        with pytest.raises(ValueError, match="measuring seeds"):
+            sweeps.RunCollector({**bad, "nproc_per_node": 1, "workers": 1}, tmp_path)
+
+
+def test_seed_texts_share_one_number_of_decimals():
+    texts = sweeps.seed_texts(
+        [Measured.from_seeds([2.1251, 2.1353]), Measured(2.410, 0.017, 3), Measured(math.inf, math.nan, 3)]
+    )
+    assert texts == ["2.130 ± 0.007", "2.410 ± 0.017", "diverged"]
+    # a spread ten times smaller keeps one significant digit
+    assert sweeps.seed_texts([Measured(0.5, 0.012, 3), Measured(0.25, 0.0004, 3)]) == [
+        "0.5000 ± 0.0120",
+        "0.2500 ± 0.0004",
+    ]

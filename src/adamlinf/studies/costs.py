@@ -421,9 +421,9 @@ def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int
 def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
     """Runs of Figure 1's protocol (:func:`adamlinf.studies.lm.figure1_runs`), fewest and most.
 
-    Seed 0 trains every grid (extended at most ``max_extensions`` times per optimizer); each other
-    seed trains each optimizer's best lr, the adaptive methods at the three shared rates of
-    Figure 3 and SGD at its best lr and the two neighbours.
+    The tuning seed trains every grid (extended at most ``max_extensions`` times per optimizer); each
+    measuring seed trains each optimizer's best lr and the adaptive methods at the three shared rates
+    of Figure 3.
 
     Args:
         p: Figure 1's parameters at one scale.
@@ -435,10 +435,10 @@ def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
     lo, hi = _sweep_runs(
         {**{o: len(p["adaptive_lrs"]) for o in adaptive}, "sgd": len(p["sgd_lrs"])}, int(p["max_extensions"])
     )
-    extra = len(p["seeds"]) - 1
-    # adaptive points: the 3 shared rates, plus the best lr when it is not one of them; SGD: 3
-    lo += extra * (3 * len(adaptive) + 3)
-    hi += extra * (4 * len(adaptive) + 3)
+    extra = len(p["seeds"])  # the measuring seeds (the tuning seed is not among them)
+    # adaptive points: the 3 shared rates, plus the best lr when it is not one of them; SGD: its best
+    lo += extra * (3 * len(adaptive) + 1)
+    hi += extra * (4 * len(adaptive) + 1)
     rot = "rotated_adam" in adaptive
     rot_lo = rot * (len(p["adaptive_lrs"]) + extra * 3)
     rot_hi = rot * (len(p["adaptive_lrs"]) + int(p["max_extensions"]) + extra * 4)
@@ -456,7 +456,7 @@ def table3_run_count(p: Mapping) -> tuple[int, int]:
     """
     grids = {o: len(p["sgd_lrs"] if o == "sgd" else p["adaptive_lrs"]) for o in p["optimizers"]}
     lo, hi = _sweep_runs(grids, int(p["max_extensions"]))
-    extra = (len(p["seeds"]) - 1) * len(p["optimizers"])
+    extra = len(p["seeds"]) * len(p["optimizers"])  # the measuring seeds at each best lr
     n = len(p["batch_sizes"])
     return n * (lo + extra), n * (hi + extra)
 

@@ -16,8 +16,10 @@ on heavy-tailed test matrices. An ordering of two norms counts only outside the 
 (:func:`adamlinf.studies.verdicts.compare`).
 
 :func:`table_layout` gives the paper's layout (Optimizer | smoothness metric | upper bound |
-estimated value), :func:`same_checkpoint` the rotated-vs-unrotated view at each checkpoint, and
-:func:`norm_values` the :class:`~adamlinf.studies.verdicts.Measured` values the claims need.
+estimated value, rows in the paper's order), :func:`same_checkpoint` the rotated-vs-unrotated view at
+each checkpoint, :func:`norm_values` the :class:`~adamlinf.studies.verdicts.Measured` values the
+claims need, and :func:`norm_claims` the verdicts of Tables 2 and 4: the paper's claims (each norm at
+its own checkpoint, and the loss orders they predict) and the book's same-checkpoint checks.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 
 from adamlinf import hessian as _hessian
 from adamlinf import train as _train
-from adamlinf.studies.verdicts import Measured, compare
+from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table
 
 #: Constant of the Theorem 4.1 rate :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` for the
 #: (1 − δ)-quantile of the relative error of the IQR/median estimate: a conservative value for
@@ -44,6 +46,16 @@ THM41_C = 2.0
 
 #: Display names of the optimizers in the tables.
 LABELS = {"adam": "Adam", "adasgd": "AdaSGD", "rotated_adam": "Rotated Adam", "sgd": "SGD"}
+#: The order of the rows of Tables 2 and 4 in the paper.
+PAPER_ORDER = ("adasgd", "adam", "rotated_adam")
+
+
+def _in_paper_order(df: pd.DataFrame, optimizer: pd.Series, last: pd.Series | None = None) -> pd.DataFrame:
+    """``df`` with its rows in :data:`PAPER_ORDER` of ``optimizer`` (rows flagged ``last`` at the end)."""
+    rank = optimizer.map({o: k for k, o in enumerate(PAPER_ORDER)}).fillna(len(PAPER_ORDER))
+    if last is not None:
+        rank = rank + (len(PAPER_ORDER) + 1) * last.astype(int)
+    return df.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 def fixed_batches(task, n_batches: int, *, split: str = "train", step: int = 0) -> list:
@@ -257,9 +269,9 @@ def hessian_table(
 
 
 _METRIC_OF = {  # optimizer -> (quantity, hessian, smoothness metric, upper bound, estimated value)
-    "adam": ("l11_per_dim", "H", "H(L, Φ_Adam)", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d"),
-    "rotated_adam": ("l11_per_dim", "R^T H R", "H(L∘R, Φ_Adam)", "‖Rᵀ∇²L(x)R‖₁,₁", "‖RᵀHR‖₁,₁/d"),
-    "adasgd": ("spectral_norm", "H", "H(L, Φ_AdaSGD)", "d‖∇²L(x)‖₂", "‖H‖₂"),
+    "adam": ("l11_per_dim", "H", "H(L, Φ), Φ of Adam", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d"),
+    "rotated_adam": ("l11_per_dim", "R^T H R", "H(L∘R, Φ), Φ of Adam", "‖Rᵀ∇²L(x)R‖₁,₁", "‖RᵀHR‖₁,₁/d"),
+    "adasgd": ("spectral_norm", "H", "H(L, Φ), Φ of AdaSGD", "d‖∇²L(x)‖₂", "‖H‖₂"),
 }
 
 
@@ -318,7 +330,8 @@ def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
                 }
             )
     out = pd.DataFrame(rows)
-    if len(out):
+    if len(out):  # the comparison row last
+        out = _in_paper_order(out, out.optimizer, last=out["Smoothness metric"] == "(for comparison)")
         out["Estimate"] = [
             Measured.band(v, lo, hi).text(3) if hi > lo else Measured.exact(v).text(3)
             for v, lo, hi in out[["Estimated value", "lo", "hi"]].to_numpy()
@@ -359,7 +372,8 @@ def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
                 "r_hi": float(b.hi),
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    return _in_paper_order(out, out.optimizer) if len(out) else out
 
 
 def table_views(tidy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -395,38 +409,89 @@ def norm_values(tidy: pd.DataFrame) -> dict[str, Measured]:
     return out
 
 
-def ordering_check(table: pd.DataFrame, losses: Mapping[str, Measured]) -> pd.DataFrame:
-    """Table 2's takeaway, "the smaller the norm, the faster the optimizer", pair by pair.
+#: Display names of the keys of Table 2's and Table 4's claims (:func:`norm_claims`).
+NORM_LABELS = {
+    "l11:H@adam": "‖H‖₁,₁/d (Adam's checkpoint)",
+    "l11:RHR@rotated_adam": "‖RᵀHR‖₁,₁/d (rotated Adam's)",
+    "l11:RHR@adam": "‖RᵀHR‖₁,₁/d (Adam's checkpoint)",
+    "l11:H@rotated_adam": "‖H‖₁,₁/d (rotated Adam's)",
+    "spec@adasgd": "‖H‖₂ (AdaSGD's)",
+    "spec@adam": "‖H‖₂ (Adam's checkpoint)",
+    "loss@adam": "Adam",
+    "loss@rotated_adam": "rotated Adam",
+    "loss@adasgd": "AdaSGD",
+}
+
+
+def norm_claims(
+    tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str, where: str, page: str
+) -> pd.DataFrame:
+    """The verdicts of Table 2's or Table 4's claims: norms outside their error bands, losses by seeds.
+
+    The paper's claims (``where``, origin ``paper``): Adam's ‖H‖₁,₁/d below rotated Adam's ‖RᵀHR‖₁,₁/d
+    and below AdaSGD's ‖H‖₂, each at its own final checkpoint, and the loss orders these predict
+    ("the smaller the norm, the faster the optimizer"). The book's checks (origin ``book``), at one
+    and the same checkpoint, which hold the trained weights fixed and so isolate the geometry from
+    where each optimizer ended: ‖H‖₁,₁/d against ‖RᵀHR‖₁,₁/d at Adam's and at rotated Adam's
+    weights, and ‖H‖₁,₁/d against ‖H‖₂ at Adam's weights (the stronger form of the paper's
+    ‖H‖₁,₁ < d‖H‖₂).
 
     Args:
-        table: :func:`table_layout` output (its main rows: one smoothness constant per optimizer).
-        losses: Final loss per optimizer key, as :class:`Measured` over seeds.
-
-    Returns:
-        One row per pair of optimizers: which has the smaller norm (``holds``/``fails``/
-        ``inconclusive`` by the bands) and which the lower loss (by the seed rule), and whether the two
-        orders agree: ``agree`` is True or False only when both orderings are decided, else None.
+        tidy: :func:`adamlinf.studies.hessian_tables.hessian_table` output (same-checkpoint rows).
+        losses: Final training loss per optimizer over the measuring seeds.
+        scale: The scale.
+        where: ``"Table 2"`` or ``"Table 4"``.
+        page: The notebook.
     """
-    main = table[table["Smoothness metric"] != "(for comparison)"]
-    recs = main.to_dict("records")
-    rows = []
-    for i, a in enumerate(recs):
-        for b in recs[i + 1 :]:
-            na = Measured.band(a["Estimated value"], a["lo"], a["hi"])
-            nb = Measured.band(b["Estimated value"], b["lo"], b["hi"])
-            by_norm = compare(na, nb)
-            by_loss = (
-                compare(losses[a["optimizer"]], losses[b["optimizer"]])
-                if (a["optimizer"] in losses and b["optimizer"] in losses)
-                else "not run"
-            )
-            decided = by_norm in ("holds", "fails") and by_loss in ("holds", "fails")
-            rows.append(
-                {
-                    "pair": f"{a['Optimizer']} vs {b['Optimizer']}",
-                    "smaller norm (first)": by_norm,
-                    "lower loss (first)": by_loss,
-                    "agree": (by_norm == by_loss) if decided else None,
-                }
-            )
-    return pd.DataFrame(rows)
+    v = {**norm_values(tidy), **{f"loss@{k}": m for k, m in losses.items()}}
+    stated = "stated; values NOT RECOVERED"
+    own = "each at its own checkpoint"
+    claims = [
+        Claim(
+            f"‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), {own}",
+            "l11:H@adam",
+            "l11:RHR@rotated_adam",
+            stated,
+            where,
+        ),
+        Claim(f"‖H‖₁,₁/d (Adam) < ‖H‖₂ (AdaSGD), {own}", "l11:H@adam", "spec@adasgd", stated, where),
+        Claim(
+            "the smaller norm is faster: Adam's final loss < rotated Adam's",
+            "loss@adam",
+            "loss@rotated_adam",
+            stated,
+            where,
+        ),
+        Claim(
+            "the smaller norm is faster: Adam's final loss < AdaSGD's",
+            "loss@adam",
+            "loss@adasgd",
+            stated,
+            where,
+        ),
+        Claim(
+            "same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖H‖₂",
+            "l11:H@adam",
+            "spec@adam",
+            "not measured",
+            where,
+            BOOK,
+        ),
+        Claim(
+            "same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
+            "l11:H@adam",
+            "l11:RHR@adam",
+            "not measured",
+            where,
+            BOOK,
+        ),
+        Claim(
+            "same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
+            "l11:H@rotated_adam",
+            "l11:RHR@rotated_adam",
+            "not measured",
+            where,
+            BOOK,
+        ),
+    ]
+    return claims_table(v, claims, scale=scale, labels=NORM_LABELS, page=page)

@@ -5,10 +5,11 @@ Figure 3 and Table 2.
 
 :func:`figure1_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` on a GPT: a half-decade
 peak-lr grid per optimizer (the adaptive methods share one grid, SGD has its own), extended until
-every optimum is interior, then extra seeds at each optimizer's best lr and at the paper's shared lr
-:math:`\eta` and its neighbours :math:`\eta/\sqrt{10}`, :math:`\eta\sqrt{10}` (Figure 3's smaller and
-larger rates). Runs live in ``root/<optimizer>_lr<lr>_s<seed>/``; a re-execution reuses complete
-runs.
+every optimum is interior on the tuning seed, then the measuring seeds (never the tuning seed) at
+each optimizer's best lr and, for the adaptive methods, at the paper's shared lr :math:`\eta` and its
+neighbours :math:`\eta/\sqrt{10}`, :math:`\eta\sqrt{10}` (Figure 3's smaller and larger rates; the
+paper changes the lr of the adaptive methods only). Runs live in
+``root/<optimizer>_lr<lr>_s<seed>/``; a re-execution reuses complete runs.
 """
 
 from __future__ import annotations
@@ -22,22 +23,26 @@ import pandas as pd
 
 from adamlinf import report
 from adamlinf import runs as _runs
-from adamlinf.studies import sweeps
-from adamlinf.studies.hessian_tables import norm_values
+from adamlinf.studies import hessian_tables, sweeps
 from adamlinf.studies.sweeps import with_seed
-from adamlinf.studies.verdicts import Claim, Measured, claims_table, verdict_row
+from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table, verdict_row
 
 #: The optimizers of Figure 1 that share the paper's single peak lr.
 ADAPTIVE = ("adam", "adasgd", "rotated_adam")
 
+#: What the paper reports for a curve claim: the ordering, not the values.
+_CURVES = "stated (curves); losses NOT RECOVERED"
+
 #: Figure 1's claims (paper text; the final losses are NOT RECOVERED).
 FIGURE1_CLAIMS = (
-    Claim("Adam converges faster than AdaSGD", "adam", "adasgd", "Figure 1"),
-    Claim("Adam beats rotated Adam", "adam", "rotated_adam", "Figure 1"),
-    Claim("AdaSGD beats rotated Adam (rotated Adam 'much worse')", "adasgd", "rotated_adam", "Figure 1"),
-    Claim("SGD is slowest: slower than Adam", "adam", "sgd", "Figure 1"),
-    Claim("SGD is slowest: slower than AdaSGD", "adasgd", "sgd", "Figure 1"),
-    Claim("SGD is slowest: slower than rotated Adam", "rotated_adam", "sgd", "Figure 1"),
+    Claim("Adam converges faster than AdaSGD", "adam", "adasgd", _CURVES, "Figure 1"),
+    Claim("Adam beats rotated Adam", "adam", "rotated_adam", _CURVES, "Figure 1"),
+    Claim(
+        "AdaSGD beats rotated Adam (rotated Adam 'much worse')", "adasgd", "rotated_adam", _CURVES, "Figure 1"
+    ),
+    Claim("SGD is slowest: slower than Adam", "adam", "sgd", _CURVES, "Figure 1"),
+    Claim("SGD is slowest: slower than AdaSGD", "adasgd", "sgd", _CURVES, "Figure 1"),
+    Claim("SGD is slowest: slower than rotated Adam", "rotated_adam", "sgd", _CURVES, "Figure 1"),
 )
 
 
@@ -114,20 +119,20 @@ class LMRuns:
         return {o: sweeps.measured(self.finals, o, lr) for o, lr in self.sweep.best_lr.items()}
 
 
-def _finals(metrics: pd.DataFrame) -> pd.DataFrame:
+def _finals(metrics: pd.DataFrame, runs: sweeps.RunCollector) -> pd.DataFrame:
     tr = sweeps.final_metrics(metrics, "train_loss", by=("run",))
     val = sweeps.final_metrics(metrics, "val_loss", window=1, by=("run",))[["run", "final_val_loss"]]
     out = tr.merge(val, on="run").rename(columns={"final_train_loss": "final", "final_val_loss": "final_val"})
-    return out.astype({"seed": int})
+    return runs.mark(out.astype({"seed": int}))
 
 
 def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LMRuns:
-    """Train Figure 1's protocol: tuned grids, seeds at the tuned and the shared learning rates.
+    """Train Figure 1's protocol: tuned grids, measuring seeds at the tuned and the shared lrs.
 
     Args:
         p: The notebook's parameters: the GPT and training fields of :func:`base_spec`, plus
-            ``optimizers``, ``extra_optimizers``, ``adaptive_lrs``, ``sgd_lrs``, ``seeds``,
-            ``workers``, ``nproc_per_node``.
+            ``optimizers``, ``extra_optimizers``, ``adaptive_lrs``, ``sgd_lrs``, ``tune_seed``,
+            ``seeds`` (the measuring seeds), ``workers``, ``nproc_per_node``.
         root: Where the runs live.
         max_extensions: The most values added to one optimizer's grid.
 
@@ -138,41 +143,32 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
     base = base_spec(p)
     adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
     grids = {**{o: list(p["adaptive_lrs"]) for o in adaptive}, "sgd": list(p["sgd_lrs"])}
-    seed0, extra_seeds = runs.seed0, runs.extra_seeds
+    tune_seed = runs.tune_seed
 
     def evaluate(grids_now: dict) -> pd.DataFrame:
         specs = {
-            _name(o, lr, seed0): _runs.with_train(
-                with_seed(base, seed0), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
+            _name(o, lr, tune_seed): _runs.with_train(
+                with_seed(base, tune_seed), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
             )
             for o, lrs in grids_now.items()
             for lr in lrs
         }
-        return _finals(runs.train(specs))
+        return _finals(runs.train(specs), runs)
 
-    sweep = sweeps.tune_grid(grids, evaluate, max_extensions=max_extensions)
+    sweep = sweeps.tune_grid(grids, evaluate, max_extensions=max_extensions, seed=tune_seed)
     shared = shared_lrs(p, sweep.grids[adaptive[0]])
-    sgd_best = sweep.best_lr["sgd"]
-    sgd_slice = [
-        sweeps.nearest(sweep.grids["sgd"], sgd_best * f)
-        for f in (1 / sweeps.HALF_DECADE, 1, sweeps.HALF_DECADE)
-    ]
-    points = sweeps.seeded_points(
-        sweep.best_lr,
-        [(o, lr) for o in adaptive for lr in shared.values()] + [("sgd", lr) for lr in sgd_slice],
-    )
+    points = sweeps.seeded_points(sweep.best_lr, [(o, lr) for o in adaptive for lr in shared.values()])
     specs = {
         _name(o, lr, s): _runs.with_train(
             with_seed(base, s), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
         )
         for o, lr in points
-        for s in extra_seeds
+        for s in runs.seeds
     }
-    if specs:
-        runs.train(specs)
+    runs.train(specs)
     metrics = runs.metrics()
     wall = runs.wall_s()
-    return LMRuns(sweep, metrics, _finals(metrics), shared, wall, runs.run_s())
+    return LMRuns(sweep, metrics, _finals(metrics, runs), shared, wall, runs.run_s())
 
 
 def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:
@@ -198,131 +194,91 @@ def _claims(values, claims, scale, labels, view) -> pd.DataFrame:
     return table
 
 
-def figure3_values(
-    finals: pd.DataFrame, shared: Mapping[str, float], sgd_best: float
-) -> dict[tuple[str, str], Measured]:
+def figure3_values(finals: pd.DataFrame, shared: Mapping[str, float]) -> dict[tuple[str, str], Measured]:
     """Final training loss of each Figure 3 run: ``{(optimizer, setting): Measured}``.
 
     Args:
         finals: Per-run finals of Figure 1 (:class:`LMRuns` ``finals``).
         shared: The shared lr's slices ``{"smaller": ..., "default": ..., "larger": ...}``.
-        sgd_best: SGD's tuned lr; its slices are the neighbouring grid values.
 
     Returns:
-        The adaptive methods at the shared lr's slices, SGD at its tuned lr and its neighbours.
+        The adaptive methods at the shared lr's three slices (the paper changes the lr of the
+        adaptive methods only), over the measuring seeds.
     """
-    out = {}
-    grid = sorted(finals[finals.optimizer == "sgd"].lr.unique())
-    sgd = {
-        "smaller": sweeps.nearest(grid, sgd_best / sweeps.HALF_DECADE),
-        "default": sgd_best,
-        "larger": sweeps.nearest(grid, sgd_best * sweeps.HALF_DECADE),
-    }
     present = set(finals.optimizer)
-    for setting in ("smaller", "default", "larger"):
-        for o in ADAPTIVE:
-            if o in present:
-                out[(o, setting)] = sweeps.measured(finals, o, shared[setting])
-        out[("sgd", setting)] = sweeps.measured(finals, "sgd", sgd[setting])
-    return out
+    return {
+        (o, setting): sweeps.measured(finals, o, shared[setting])
+        for setting in ("smaller", "default", "larger")
+        for o in ADAPTIVE
+        if o in present
+    }
 
 
 def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) -> pd.DataFrame:
-    """The verdicts of Figure 3's claims.
+    """The verdicts of Figure 3's claims, and Figure 1's ordering at the other two rates.
 
-    Every optimizer is worse at the smaller lr; Adam better and rotated Adam worse at the larger
-    one; one run fails completely.
+    The paper's claims: every optimizer is worse at the smaller lr; Adam better and rotated Adam worse
+    at the larger one; one run fails completely. The book's checks: does Figure 1's ordering (Adam
+    beats AdaSGD and rotated Adam) survive at the smaller and at the larger lr? A *fails* there is a
+    finding: the ordering reverses at that rate.
     """
-    labels = {f"{o}|{s}": f"{_runs.OPTIMIZER_LABELS.get(o, o)} ({s} lr)" for o, s in values}
+    name = _runs.OPTIMIZER_LABELS
+    labels = {f"{o}|{s}": f"{name.get(o, o)} ({s} lr)" for o, s in values}
     flat = {f"{o}|{s}": v for (o, s), v in values.items()}
     opts = list(dict.fromkeys(o for o, _ in values))
     claims = [
         Claim(
-            f"{_runs.OPTIMIZER_LABELS.get(o, o)} is worse at the smaller lr",
+            f"{name.get(o, o)} is worse at the smaller lr",
             f"{o}|default",
             f"{o}|smaller",
+            _CURVES,
             "Figure 3",
         )
         for o in opts
     ]
     claims += [
-        Claim("Adam improves at the larger lr", "adam|larger", "adam|default", "Figure 3"),
+        Claim("Adam improves at the larger lr", "adam|larger", "adam|default", _CURVES, "Figure 3"),
         Claim(
             "Rotated Adam gets worse at the larger lr",
             "rotated_adam|default",
             "rotated_adam|larger",
+            _CURVES,
             "Figure 3",
         ),
+    ]
+    book = [
+        Claim(
+            f"Figure 1's ordering at the {s} lr: Adam beats {name[o]}",
+            f"adam|{s}",
+            f"{o}|{s}",
+            "not stated (the paper shows the curves)",
+            "Figure 3",
+            BOOK,
+        )
+        for s in ("smaller", "larger")
+        for o in ("adasgd", "rotated_adam")
     ]
     table = claims_table(flat, claims, scale=scale, labels=labels)
     failed = [k for k, v in values.items() if math.isinf(v.value)]
     row = verdict_row(
         "One run fails completely (diverges)",
         "holds" if failed else "fails",
-        ours=", ".join(f"{o} ({s})" for o, s in failed) or "no run diverged",
+        ours=", ".join(f"{name.get(o, o)} ({s} lr)" for o, s in failed) or "no run diverged",
         scale=scale,
-        paper="Figure 3",
-        rule="any seed diverged",
+        paper="stated (probably AdaSGD at the larger lr)",
+        rule="any measuring seed diverged",
+        where="Figure 3",
     )
-    return pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+    extra = claims_table(flat, book, scale=scale, labels=labels)
+    return pd.concat([table, pd.DataFrame([row]), extra], ignore_index=True)
 
 
 def table2_claims(tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str) -> pd.DataFrame:
-    """The verdicts of Table 2's claims, norms compared outside their error bands.
+    """The verdicts of Table 2's claims (:func:`~adamlinf.studies.hessian_tables.norm_claims`).
 
-    Args:
-        tidy: :func:`adamlinf.studies.hessian_tables.hessian_table` output (same-checkpoint rows).
-        losses: Tuned final training loss per optimizer (Figure 1).
-        scale: The scale.
-
-    Returns:
-        The verdict table: Adam's ‖H‖₁,₁/d below rotated Adam's ‖RᵀHR‖₁,₁/d (each at its own checkpoint
-        and, the same-checkpoint comparison, at Adam's and at rotated Adam's weights), Adam's ‖H‖₁,₁/d
-        below AdaSGD's ‖H‖₂, and the loss orders these predict.
+    The losses are Figure 1's, each optimizer at its tuned lr over the measuring seeds.
     """
-    v = {**norm_values(tidy), **{f"loss@{k}": m for k, m in losses.items()}}
-    labels = {
-        "l11:H@adam": "‖H‖₁,₁/d (Adam's checkpoint)",
-        "l11:RHR@rotated_adam": "‖RᵀHR‖₁,₁/d (rotated Adam's)",
-        "l11:RHR@adam": "‖RᵀHR‖₁,₁/d (Adam's checkpoint)",
-        "l11:H@rotated_adam": "‖H‖₁,₁/d (rotated Adam's)",
-        "spec@adasgd": "‖H‖₂ (AdaSGD's)",
-        "spec@adam": "‖H‖₂ (Adam's)",
-        "loss@adam": "Adam",
-        "loss@rotated_adam": "rotated Adam",
-        "loss@adasgd": "AdaSGD",
-    }
-    claims = [
-        Claim(
-            "‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), each at its own checkpoint",
-            "l11:H@adam",
-            "l11:RHR@rotated_adam",
-            "Table 2",
-        ),
-        Claim(
-            "same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
-            "l11:H@adam",
-            "l11:RHR@adam",
-            "Table 2 (our addition)",
-        ),
-        Claim(
-            "same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
-            "l11:H@rotated_adam",
-            "l11:RHR@rotated_adam",
-            "Table 2 (our addition)",
-        ),
-        Claim("‖H‖₁,₁/d (Adam) < ‖H‖₂ (AdaSGD)", "l11:H@adam", "spec@adasgd", "Table 2"),
-        Claim(
-            "the smaller norm is faster: Adam's final loss < rotated Adam's",
-            "loss@adam",
-            "loss@rotated_adam",
-            "Table 2",
-        ),
-        Claim(
-            "the smaller norm is faster: Adam's final loss < AdaSGD's", "loss@adam", "loss@adasgd", "Table 2"
-        ),
-    ]
-    return claims_table(v, claims, scale=scale, labels=labels, page="gpt2_table2")
+    return hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 2", page="gpt2_table2")
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,19 +287,18 @@ def table2_claims(tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: 
 def figure1_tables(runs: LMRuns, *, scale: str) -> dict[str, pd.DataFrame]:
     """The tidy tables a Figure 1 page shows.
 
-    ``finals`` (one row per run), ``curves`` (training and validation loss of the seeded runs),
-    ``tuned`` (best lr per optimizer, over seeds), ``extensions``, ``shared`` and ``verdicts``.
+    ``finals`` (one row per run, ``measuring`` marks the measuring seeds), ``curves`` (training and
+    validation loss of the measuring seeds' runs), ``tuned`` (best lr per optimizer, over the
+    measuring seeds), ``extensions``, ``shared`` and ``verdicts``.
     """
-    seeded = runs.finals.groupby(["optimizer", "lr"]).seed.transform("nunique") > 1
-    keep = runs.finals[seeded].run
+    measuring = sweeps.measuring(runs.finals)
     cols = [
         c for c in ("run", "optimizer", "lr", "seed", "iter", "train_loss", "val_loss") if c in runs.metrics
     ]
-    curves = runs.metrics[runs.metrics.run.isin(keep)][cols]
-    tuned = sweeps.seed_table(runs.finals, {o: (o, lr) for o, lr in runs.sweep.best_lr.items()})
-    tuned["val"] = [
-        sweeps.measured(runs.finals, o, lr, "final_val").text(4) for o, lr in runs.sweep.best_lr.items()
-    ]
+    curves = runs.metrics[runs.metrics.run.isin(measuring.run)][cols]
+    points = {o: (o, lr) for o, lr in runs.sweep.best_lr.items()}
+    tuned = sweeps.seed_table(runs.finals, points)
+    tuned["val"] = sweeps.seed_table(runs.finals, points, "final_val").text.to_numpy()
     tuned["on edge"] = tuned.optimizer.isin(runs.sweep.on_edge)
     ext = pd.DataFrame(runs.sweep.extensions, columns=["optimizer", "side", "lr", "round"])
     shared = pd.DataFrame([{"setting": k, "lr": v} for k, v in runs.shared.items()])
@@ -357,16 +312,6 @@ def figure1_tables(runs: LMRuns, *, scale: str) -> dict[str, pd.DataFrame]:
     }
 
 
-COLORS = {
-    "adam": "C0",
-    "adasgd": "C1",
-    "rotated_adam": "C3",
-    "sgd": "C2",
-    "blockwise_adam_tensor": "C4",
-    "blockwise_adam_head": "C5",
-}
-
-
 def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -> None:
     """Render a Figure 1 page's results (live or published).
 
@@ -378,15 +323,19 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     labels = dict(_runs.OPTIMIZER_LABELS)
     finals, tuned = tables["finals"], tables["tuned"]
     best = dict(zip(tuned.optimizer, tuned.lr, strict=False))
+    n_seeds = int(tuned.n_seeds.min())
+    tune_seed = int(finals[~finals.measuring.astype(bool)].seed.min())
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
-    sweeps.plot_sweep(ax, finals, labels=labels, colors=COLORS, best_lr=best)
+    sweeps.plot_sweep(ax, finals, labels=labels, best_lr=best)
     ax.set_ylabel("final training loss (nats/token)")
-    ax.legend()
+    fig.tight_layout()
+    sweeps.legend_below(fig, ax)
     report.figure(
         fig,
-        f"Learning-rate sweep at scale {scale} ({what}): final training loss against peak lr, "
-        "one line per optimizer (seed 0); bars: mean ± std over seeds; ×: diverged; dotted: tuned lr. "
-        "The paper runs the adaptive methods at one shared lr and tunes only SGD.",
+        f"Learning-rate sweep at scale {scale} ({what}): final training loss against peak lr, one line "
+        f"per optimizer (tuning seed {tune_seed}); bars: mean ± std over the {n_seeds} measuring seeds; "
+        "×: diverged; dotted: tuned lr. The paper runs the adaptive methods at one shared lr and tunes "
+        "only SGD.",
     )
     shown = tuned.assign(optimizer=tuned.optimizer.map(labels))[
         ["optimizer", "lr", "text", "val", "n_seeds", "on edge"]
@@ -396,29 +345,32 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
             columns={
                 "lr": "tuned peak lr",
                 "text": "final train loss (mean ± std)",
-                "val": "final val loss",
-                "n_seeds": "seeds",
+                "val": "final val loss (mean ± std)",
+                "n_seeds": "measuring seeds",
+                "on edge": "optimum on a grid edge",
             }
         ),
-        f"Each optimizer at its own tuned lr, scale {scale}; the paper's final losses are NOT RECOVERED.",
+        f"Each optimizer at its own tuned lr, scale {scale}, over the measuring seeds (the tuning seed "
+        "only picks the lr); the paper's final losses are NOT RECOVERED.",
     )
     curves = tables["curves"]
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6), sharey=True)
     smooth = max(1, int(curves.iter.max()) // 50)
     pts = {o: (o, lr) for o, lr in best.items()}
-    sweeps.plot_curves(axes[0], curves, pts, labels=labels, colors=COLORS, smooth=smooth)
-    sweeps.plot_curves(axes[1], curves, pts, labels=labels, colors=COLORS, value="val_loss")
+    sweeps.plot_curves(axes[0], curves, pts, labels=labels, smooth=smooth)
+    sweeps.plot_curves(axes[1], curves, pts, labels=labels, value="val_loss")
     finite = finals[["final", "final_val"]].replace(float("inf"), float("nan"))
     lo = float(finite.min().min())
     axes[0].set_ylim(lo - 0.1, lo + 1.5)
+    axes[0].set_ylabel("loss (nats/token)")
     axes[1].set_ylabel("")
     axes[0].set_title("training loss")
     axes[1].set_title("validation loss")
-    axes[0].legend(fontsize=9)
     fig.tight_layout()
+    sweeps.legend_below(fig, axes[0])
     report.figure(
         fig,
-        f"Figure 1 at scale {scale} ({what}): loss curves at each optimizer's tuned lr, "
-        "mean over seeds with a ± std band. The paper: Adam fastest, then AdaSGD, rotated Adam much "
-        "worse, SGD slowest.",
+        f"Figure 1 at scale {scale} ({what}): loss curves at each optimizer's tuned lr, mean over "
+        f"{n_seeds} measuring seeds with a ± std band. The paper: Adam fastest, then AdaSGD, rotated "
+        "Adam much worse, SGD slowest.",
     )

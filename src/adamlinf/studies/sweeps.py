@@ -11,9 +11,12 @@ The protocol, as every training notebook runs it:
    on an edge of its grid, the next value past that edge is added and trained, and the check is
    repeated, at most ``max_extensions`` times per optimizer (:func:`tune_grid`). An optimizer whose
    optimum is still on an edge after that is reported as such.
-3. **Seeds.** At each optimizer's best lr (picked on seed 0, so the extra seeds do not pick their
-   own winner), further seeds are trained; the value reported is
-   :meth:`~adamlinf.studies.verdicts.Measured.from_seeds` of the per-seed final losses.
+3. **Seeds.** One *tuning seed* trains the grids and picks each optimizer's best lr; then the
+   *measuring seeds*, which never include the tuning seed, are trained at each best lr. The value
+   reported is :meth:`~adamlinf.studies.verdicts.Measured.from_seeds` of the measuring seeds' final
+   losses only: a seed that picked the winner would bias the winner's loss downwards (the minimum
+   of noisy values is low by chance). Per-run finals carry a ``measuring`` column;
+   :func:`measured` reads only those rows.
 4. **The paper's view.** One shared lr for the adaptive methods is a slice of the same grid
    (:func:`slice_values`), so a reader sees both the tuned and the shared-lr comparison.
 
@@ -239,10 +242,11 @@ class Sweep:
         grids: The final learning-rate grid per optimizer (extensions included).
         finals: One row per trained run: ``optimizer``, ``lr``, ``seed``, ``final`` (``inf`` when
             diverged), and whatever else the evaluation returned.
-        best_lr: The tuned learning rate per optimizer (lowest seed-0 final loss).
+        best_lr: The tuned learning rate per optimizer (lowest final loss of the tuning seed).
         extensions: One record per added value: ``optimizer``, ``side``, ``lr``, ``round``.
         on_edge: Optimizers whose optimum still sits on an edge of the grid (the extension budget
             ran out).
+        tune_seed: The seed the grids were trained on.
     """
 
     grids: dict[str, list[float]]
@@ -250,9 +254,11 @@ class Sweep:
     best_lr: dict[str, float]
     extensions: list[dict] = field(default_factory=list)
     on_edge: list[str] = field(default_factory=list)
+    tune_seed: int = 0
 
-    def curve(self, optimizer: str, seed: int = 0) -> dict[float, float]:
-        """Final loss per learning rate of ``optimizer`` at ``seed``."""
+    def curve(self, optimizer: str, seed: int | None = None) -> dict[float, float]:
+        """Final loss per learning rate of ``optimizer`` at ``seed`` (default: the tuning seed)."""
+        seed = self.tune_seed if seed is None else seed
         g = self.finals[(self.finals.optimizer == optimizer) & (self.finals.seed == seed)]
         return dict(zip(g.lr.astype(float), g.final.astype(float), strict=False))
 
@@ -275,10 +281,11 @@ def tune_grid(
     max_extensions: int = 3,
     ratio: float = HALF_DECADE,
     min_points: int = 4,
+    seed: int | None = None,
 ) -> Sweep:
     """Train learning-rate grids and extend each one until its optimum is interior.
 
-    The loop: evaluate every grid, find each optimizer whose seed-0 optimum sits on an edge
+    The loop: evaluate every grid, find each optimizer whose tuning-seed optimum sits on an edge
     (:func:`edge`), add the next value past that edge (:func:`extend`), evaluate again, and so on,
     at most ``max_extensions`` times per optimizer.
 
@@ -290,6 +297,7 @@ def tune_grid(
         max_extensions: The most values added to one optimizer's grid.
         ratio: The grid ratio (half a decade).
         min_points: The least number of values a starting grid must have.
+        seed: The tuning seed (default: the smallest seed ``evaluate`` returns).
 
     Returns:
         A :class:`Sweep`.
@@ -303,10 +311,11 @@ def tune_grid(
     rnd = 0
     while True:
         finals = _check_finals(evaluate({o: list(v) for o, v in grids.items()}))
+        seed = int(finals.seed.min()) if seed is None else int(seed)
         moved = False
         on_edge = []
         for opt in grids:
-            curve = _seed0_curve(finals, opt, grids[opt])
+            curve = _seed_curve(finals, opt, grids[opt], seed)
             side = edge(curve)
             if side is None:
                 continue
@@ -321,8 +330,8 @@ def tune_grid(
         rnd += 1
         if not moved:
             break
-    best = {opt: _argmin(_seed0_curve(finals, opt, grids[opt])) for opt in grids}
-    return Sweep(grids, finals, best, extensions, on_edge)
+    best = {opt: _argmin(_seed_curve(finals, opt, grids[opt], seed)) for opt in grids}
+    return Sweep(grids, finals, best, extensions, on_edge, seed)
 
 
 def _check_finals(finals: pd.DataFrame) -> pd.DataFrame:
@@ -332,15 +341,14 @@ def _check_finals(finals: pd.DataFrame) -> pd.DataFrame:
     return finals.reset_index(drop=True)
 
 
-def _seed0_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float]) -> dict[float, float]:
-    seed0 = finals.seed.min()
-    g = finals[(finals.optimizer == opt) & (finals.seed == seed0)]
+def _seed_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float], seed: int) -> dict[float, float]:
+    g = finals[(finals.optimizer == opt) & (finals.seed == seed)]
     have = dict(zip(g.lr.astype(float), g.final.astype(float), strict=False))
     out = {}
     for lr in lrs:
         match = [v for k, v in have.items() if math.isclose(k, lr, rel_tol=1e-6)]
         if not match:
-            raise ValueError(f"evaluate returned no seed-{seed0} run of {opt!r} at lr {lr:g}")
+            raise ValueError(f"evaluate returned no seed-{seed} run of {opt!r} at lr {lr:g}")
         out[lr] = match[0]
     return out
 
@@ -352,12 +360,50 @@ def _argmin(curve: Mapping[float, float]) -> float:
 # --------------------------------------------------------------------------------------------
 # seeds and measured values
 # --------------------------------------------------------------------------------------------
+def measuring(finals: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the measuring seeds: all rows when ``finals`` has no ``measuring`` column."""
+    if "measuring" not in finals.columns:
+        return finals
+    return finals[finals["measuring"].astype(bool)]
+
+
 def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "final") -> Measured:
-    """The seeds' final values of ``optimizer`` at ``lr`` as one :class:`Measured` (mean ± std)."""
-    g = finals[(finals.optimizer == optimizer) & np.isclose(finals.lr.astype(float), lr, rtol=1e-6)]
+    """The measuring seeds' final values of ``optimizer`` at ``lr`` as one :class:`Measured`.
+
+    Mean ± std over the rows of :func:`measuring`: the tuning seed's run is never among them.
+    """
+    rows = measuring(finals)
+    g = rows[(rows.optimizer == optimizer) & np.isclose(rows.lr.astype(float), lr, rtol=1e-6)]
     if not len(g):
-        raise ValueError(f"no run of {optimizer!r} at lr {lr:g}")
+        raise ValueError(f"no measuring run of {optimizer!r} at lr {lr:g}")
     return Measured.from_seeds(g[value].astype(float))
+
+
+def seed_texts(values: Sequence[Measured]) -> list[str]:
+    """``"mean ± std"`` texts of several values with one number of decimals (one table column).
+
+    The decimals give the largest spread two significant digits and the smallest one at least one,
+    so that ``2.130 ± 0.005`` and ``2.410 ± 0.017`` sit in one column, not ``2.1302 ± 0.0051``.
+    A value without a spread shows its mean at those decimals; a diverged one reads "diverged".
+    """
+    spreads = [
+        v.spread for v in values if math.isfinite(v.value) and math.isfinite(v.spread) and v.spread > 0
+    ]
+    if spreads:
+        big = 1 - math.floor(math.log10(max(spreads)))
+        small = -math.floor(math.log10(min(spreads)))
+        decimals = max(0, big, min(small, big + 2))
+    else:
+        decimals = 3
+    out = []
+    for v in values:
+        if not math.isfinite(v.value):
+            out.append("diverged")
+        elif math.isfinite(v.spread):
+            out.append(f"{v.value:.{decimals}f} ± {v.spread:.{decimals}f}")
+        else:
+            out.append(f"{v.value:.{decimals}f}")
+    return out
 
 
 def seed_table(
@@ -371,22 +417,23 @@ def seed_table(
         value: The column to summarise.
 
     Returns:
-        Columns ``key``, ``optimizer``, ``lr``, ``mean``, ``std``, ``n_seeds``, ``text``.
+        Columns ``key``, ``optimizer``, ``lr``, ``mean``, ``std``, ``n_seeds``, ``text`` (the
+        column's texts with one number of decimals, :func:`seed_texts`).
     """
-    rows = []
-    for key, (opt, lr) in points.items():
-        m = measured(finals, opt, lr, value)
-        rows.append(
-            {
-                "key": key,
-                "optimizer": opt,
-                "lr": float(lr),
-                "mean": m.value,
-                "std": m.spread,
-                "n_seeds": m.n,
-                "text": m.text(4),
-            }
-        )
+    values = {key: measured(finals, opt, lr, value) for key, (opt, lr) in points.items()}
+    texts = seed_texts(list(values.values()))
+    rows = [
+        {
+            "key": key,
+            "optimizer": opt,
+            "lr": float(lr),
+            "mean": values[key].value,
+            "std": values[key].spread,
+            "n_seeds": values[key].n,
+            "text": text,
+        }
+        for (key, (opt, lr)), text in zip(points.items(), texts, strict=True)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -444,21 +491,28 @@ class RunCollector:
     their run names; :meth:`metrics`, :meth:`wall_s` and :meth:`run_s` then report the whole page.
 
     Args:
-        p: The notebook's parameters: ``seeds``, ``nproc_per_node``, ``workers``.
+        p: The notebook's parameters: ``tune_seed``, ``seeds``, ``nproc_per_node``, ``workers``.
         root: Where the runs live.
         threads_per_worker: Passed on to :func:`adamlinf.runs.run_specs` (``None``: its default).
 
     Attributes:
         root: Where the runs live.
-        seed0: The seed the grids are tuned on (the first of ``p["seeds"]``).
-        extra_seeds: The further seeds trained at the tuned points.
+        tune_seed: The seed the grids are tuned on (``p["tune_seed"]``); it picks the lrs and
+            measures nothing.
+        seeds: The measuring seeds (``p["seeds"]``), trained at the tuned points; never the tuning
+            seed.
         frames: Each trained run's metrics, by run name, in the order first trained.
     """
 
     def __init__(self, p: Mapping, root: str | Path, *, threads_per_worker: int | None = None):
         self.root = Path(root)
-        self.seed0 = int(p["seeds"][0])
-        self.extra_seeds = [int(s) for s in p["seeds"][1:]]
+        self.tune_seed = int(p["tune_seed"])
+        self.seeds = [int(s) for s in p["seeds"]]
+        if not self.seeds or self.tune_seed in self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(
+                f"seeds must be distinct measuring seeds without the tuning seed; got seeds={p['seeds']}, "
+                f"tune_seed={p['tune_seed']}"
+            )
         self.frames: dict[str, pd.DataFrame] = {}
         self._p = p
         self._threads = threads_per_worker
@@ -480,8 +534,8 @@ class RunCollector:
         return m
 
     def metrics(self) -> pd.DataFrame:
-        """The metrics of every run trained so far, one frame."""
-        return pd.concat(list(self.frames.values()), ignore_index=True)
+        """The metrics of every run trained so far, one frame, with the column ``measuring``."""
+        return self.mark(pd.concat(list(self.frames.values()), ignore_index=True))
 
     def wall_s(self) -> float:
         """Seconds since the collector was made (this execution's cost)."""
@@ -491,44 +545,84 @@ class RunCollector:
         """Training seconds of the collected runs, whenever trained (:func:`run_seconds`)."""
         return run_seconds(self.root, self.frames)
 
+    def mark(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` with the column ``measuring``: whether a row's seed is a measuring seed."""
+        return frame.assign(measuring=frame.seed.astype(int).isin(self.seeds))
+
 
 # --------------------------------------------------------------------------------------------
 # figures
 # --------------------------------------------------------------------------------------------
+#: One look per optimizer on every training figure: colour, line style and marker differ, so
+#: curves that overlap (AdaSGD, rotated Adam and SGD often do) stay distinguishable.
+STYLES = {
+    "adam": {"color": "C0", "ls": "-", "marker": "o"},
+    "adasgd": {"color": "C1", "ls": "--", "marker": "s"},
+    "rotated_adam": {"color": "C3", "ls": "-.", "marker": "^"},
+    "sgd": {"color": "C2", "ls": ":", "marker": "D"},
+    "blockwise_adam_tensor": {"color": "C4", "ls": (0, (5, 1, 1, 1, 1, 1)), "marker": "v"},
+    "blockwise_adam_head": {"color": "C5", "ls": (0, (1, 1)), "marker": "P"},
+}
+
+
+def style(key: str, k: int = 0) -> dict:
+    """The line style of optimizer ``key`` (:data:`STYLES`; the ``k``-th default colour otherwise)."""
+    return dict(STYLES.get(key, {"color": f"C{k}", "ls": "-", "marker": "o"}))
+
+
+def legend_below(fig, ax, *, ncol: int = 5) -> None:
+    """One legend for the whole figure, below its axes (never over the data).
+
+    Call after ``fig.tight_layout()``; the figure is saved with a tight bounding box, which takes the
+    legend in.
+    """
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(ncol, max(1, len(labels))),
+        frameon=False,
+        fontsize=9,
+    )
+
+
 def plot_sweep(
     ax,
     finals: pd.DataFrame,
     *,
     labels: Mapping[str, str],
-    colors: Mapping[str, str] | None = None,
     value: str = "final",
     best_lr: Mapping[str, float] | None = None,
 ) -> None:
-    """Final loss against peak lr, one line per optimizer (seed-0 grid).
+    """Final loss against peak lr, one line per optimizer (the tuning seed's grid).
 
-    The points with several seeds are drawn as mean ± std error bars; diverged runs are marked
-    with ×, at the top.
+    The tuned points are drawn as mean ± std error bars over the measuring seeds (:func:`measuring`);
+    diverged runs are marked with ×, at the top.
     """
-    colors = colors or {}
     finite = finals[np.isfinite(finals[value].astype(float))]
     top = float(finite[value].max()) if len(finite) else 1.0
-    seed0 = finals.seed.min()
+    tuning = finals[~finals.measuring.astype(bool)] if "measuring" in finals else finals
+    tune_seed = tuning.seed.min()
     for k, (opt, g) in enumerate(finals.groupby("optimizer", sort=False)):
-        color = colors.get(opt, f"C{k}")
-        grid = g[g.seed == seed0].sort_values("lr")
+        st = style(opt, k)
+        grid = g[g.seed == tune_seed].sort_values("lr")
         ok = grid[np.isfinite(grid[value].astype(float))]
-        ax.plot(ok.lr, ok[value], "-o", ms=4, color=color, label=labels.get(opt, opt))
+        ax.plot(ok.lr, ok[value], ms=4, label=labels.get(opt, opt), **st)
         bad = grid[~np.isfinite(grid[value].astype(float))]
         if len(bad):
-            ax.plot(bad.lr, [top] * len(bad), "x", ms=8, color=color)
-        stats = g.groupby("lr")[value].agg(["mean", "std", "count"]).reset_index()
+            ax.plot(bad.lr, [top] * len(bad), "x", ms=8, color=st["color"])
+        stats = measuring(g).groupby("lr")[value].agg(["mean", "std", "count"]).reset_index()
         stats = stats[(stats["count"] > 1) & np.isfinite(stats["mean"])]
         if len(stats):
-            ax.errorbar(stats.lr, stats["mean"], yerr=stats["std"], fmt="none", capsize=4, color=color, lw=2)
+            ax.errorbar(
+                stats.lr, stats["mean"], yerr=stats["std"], fmt="none", capsize=4, color=st["color"], lw=2
+            )
         if best_lr and opt in best_lr:
-            ax.axvline(best_lr[opt], color=color, ls=":", lw=1)
+            ax.axvline(best_lr[opt], color=st["color"], ls=":", lw=1)
     ax.set_xscale("log")
-    ax.set(xlabel="peak learning rate", ylabel="final loss")
+    ax.set(xlabel=r"peak learning rate $\eta$", ylabel="final loss")
 
 
 def plot_curves(
@@ -537,16 +631,16 @@ def plot_curves(
     points: Mapping[str, tuple[str, float]],
     *,
     labels: Mapping[str, str],
-    colors: Mapping[str, str] | None = None,
     value: str = "train_loss",
     smooth: int = 1,
+    label_lr: bool = True,
 ) -> None:
     """Loss curves of the runs at ``points = {key: (optimizer, lr)}``, with seed bands.
 
-    The mean over seeds (each seed's curve smoothed by a running mean of ``smooth`` rows) and a
-    band of ± one std.
+    The mean over the seeds in ``metrics`` (each seed's curve smoothed by a running mean of
+    ``smooth`` rows) and a band of ± one std; ``label_lr`` adds each point's lr to its label (leave
+    it off where a panel's title gives the lr).
     """
-    colors = colors or {}
     for k, (key, (opt, lr)) in enumerate(points.items()):
         g = metrics[(metrics.optimizer == opt) & np.isclose(metrics.lr.astype(float), lr, rtol=1e-6)]
         g = g.dropna(subset=[value])
@@ -555,14 +649,19 @@ def plot_curves(
         per_seed = g.pivot_table(index="iter", columns="seed", values=value)
         per_seed = per_seed.rolling(smooth, min_periods=1).mean()
         mean, std = per_seed.mean(axis=1), per_seed.std(axis=1).fillna(0.0)
-        color = colors.get(key, f"C{k}")
+        st = style(key, k)
+        name = labels.get(key, key)
         ax.plot(
             mean.index,
             mean.values,
-            color=color,
-            label=f"{labels.get(key, key)} (lr {lr:.2g}, {per_seed.shape[1]} seeds)",
+            ms=4,
+            markevery=max(1, len(mean) // 8),
+            label=f"{name} (lr {lr:.2g})" if label_lr else name,
+            **st,
         )
-        ax.fill_between(mean.index, (mean - std).values, (mean + std).values, color=color, alpha=0.25, lw=0)
+        ax.fill_between(
+            mean.index, (mean - std).values, (mean + std).values, color=st["color"], alpha=0.2, lw=0
+        )
     ax.set(xlabel="iteration", ylabel=value.replace("_", " "))
 
 
