@@ -661,112 +661,113 @@ def race(
 # --------------------------------------------------------------------------------------------
 # the command line's models
 # --------------------------------------------------------------------------------------------
-def _gpt_ci(tiny: bool, seed: int):
+def _gpt_ci(seed: int, *, n_layer=4, n_head=4, n_embd=64, block_size=64, n_seq=4):
     from .data.text import pydoc_corpus
     from .models.gpt import GPT, GPTConfig
 
-    cfg = (
-        dict(n_layer=1, n_head=2, n_embd=16, block_size=16)
-        if tiny
-        else dict(n_layer=4, n_head=4, n_embd=64, block_size=64)
-    )
-    n_seq, n_batches = (2, 1) if tiny else (4, 1)
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=256, attention="math", **cfg)).eval()
+    cfg = GPTConfig(vocab_size=256, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
+    model = GPT(cfg).set_attention("math").eval()
     tokens = torch.from_numpy(np.frombuffer(pydoc_corpus().encode(), dtype=np.uint8).astype(np.int64))
-    g = torch.Generator().manual_seed(seed)
-    T = cfg["block_size"]
-    batches = []
-    for _ in range(n_batches):
-        start = torch.randint(0, tokens.numel() - T - 1, (n_seq,), generator=g)
-        x = torch.stack([tokens[s : s + T] for s in start])
-        y = torch.stack([tokens[s + 1 : s + T + 1] for s in start])
-        batches.append((x, y))
-    return model, lambda m, b: m(b[0], b[1])[1], batches
+    start = torch.randint(
+        0, tokens.numel() - block_size - 1, (n_seq,), generator=torch.Generator().manual_seed(seed)
+    )
+    x = torch.stack([tokens[s : s + block_size] for s in start])
+    y = torch.stack([tokens[s + 1 : s + block_size + 1] for s in start])
+    return model, _gpt_loss, [(x, y)]
+
+
+def _gpt_loss(m: nn.Module, b) -> Tensor:
+    return m(b[0], b[1])[1]
 
 
 def _cross_entropy(m: nn.Module, b) -> Tensor:
     return nn.functional.cross_entropy(m(b[0]), b[1])
 
 
-def _resnet_ci(tiny: bool, seed: int):
+def _resnet_ci(seed: int, *, width=8, image_size=16, batch=32):
     from .data.images import build_task
     from .models.resnet import resnet18_cifar
 
-    size = 8 if tiny else 16
-    task = build_task(
-        source="digits", image_size=size, batch_size=4 if tiny else 32, augment=False, seed=seed
-    )
-    model = resnet18_cifar(width=2 if tiny else 8, blocks=(1, 1, 1, 1), seed=seed).eval()
+    task = build_task(source="digits", image_size=image_size, batch_size=batch, augment=False, seed=seed)
+    model = resnet18_cifar(width=width, blocks=(1, 1, 1, 1), seed=seed).eval()
     return model, _cross_entropy, [task.batch("train", 0, 0)]
 
 
-def _mlp_digits(tiny: bool, seed: int):
+def _mlp_digits(seed: int, *, hidden=64, n=256):
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(digits.target), generator=g)[: 32 if tiny else 256]
+    idx = torch.randperm(len(digits.target), generator=torch.Generator().manual_seed(seed))[:n]
     x = torch.as_tensor(digits.data, dtype=torch.float32)[idx] / 16.0
     y = torch.as_tensor(digits.target, dtype=torch.long)[idx]
-    hidden = 8 if tiny else 64
     torch.manual_seed(seed)
     model = nn.Sequential(nn.Linear(64, hidden), nn.Tanh(), nn.Linear(hidden, 10))
     return model, _cross_entropy, [(x, y)]
 
 
-def _torchvision(name: str, tiny: bool, seed: int):
+def _torchvision(seed: int, *, arch="resnet18", image_size=32, n=16, last_layer_only=False):
     import torchvision
 
     from .data.images import load_digits_images
 
-    size, n = (16, 2) if tiny else (32, 16)
     torch.manual_seed(seed)
-    model = torchvision.models.get_model(name, weights=None, num_classes=10).eval()  # never downloaded
-    if tiny:  # the Hessian over the last layer only: the rest frozen
-        params = list(model.parameters())
-        for p in params[:-2]:
+    model = torchvision.models.get_model(arch, weights=None, num_classes=10).eval()  # never downloaded
+    if last_layer_only:  # the Hessian over the last layer: the rest frozen
+        for p in list(model.parameters())[:-2]:
             p.requires_grad_(False)
-    data = load_digits_images(size)
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(data["train_y"]), generator=g)[:n]
+    data = load_digits_images(image_size)
+    idx = torch.randperm(len(data["train_y"]), generator=torch.Generator().manual_seed(seed))[:n]
     x = (data["train_x"][idx].float() / 255.0 - 0.5) / 0.5
     return model, _cross_entropy, [(x, data["train_y"][idx])]
 
 
-def preset(name: str, *, tiny: bool = False, seed: int = 0):
+_BUILDERS = {"gpt-ci": _gpt_ci, "resnet-ci": _resnet_ci, "mlp-digits": _mlp_digits}
+_TINY = {
+    "gpt-ci": dict(n_layer=1, n_head=2, n_embd=16, block_size=16, n_seq=2),
+    "resnet-ci": dict(width=2, image_size=8, batch=4),
+    "mlp-digits": dict(hidden=8, n=32),
+    "torchvision": dict(image_size=16, n=2, last_layer_only=True),
+}
+
+
+def preset(name: str, *, tiny: bool = False, seed: int = 0, **options):
     """``(model, loss_fn, batches)`` of a command-line model.
 
-    * ``"gpt-ci"``: the book's ``ci`` GPT (4 layers, width 64, byte vocabulary, context 64, math
-      attention) at its initialisation, on 4 sequences of Python's documentation (offline);
-    * ``"resnet-ci"``: the book's ResNet stand-in (width 8, one block per stage, batch-statistics
-      BatchNorm) on 32 scikit-learn digits at 16x16;
-    * ``"mlp-digits"``: a 64-64-10 tanh MLP on 256 scikit-learn digits;
+    * ``"gpt-ci"``: the book's ``ci`` GPT (options ``n_layer=4, n_head=4, n_embd=64,
+      block_size=64``; byte vocabulary, math attention) at its initialisation, on ``n_seq=4``
+      sequences of Python's documentation (offline);
+    * ``"resnet-ci"``: the book's ResNet stand-in (``width=8``, one block per stage, batch-statistics
+      BatchNorm) on ``batch=32`` scikit-learn digits at ``image_size=16``;
+    * ``"mlp-digits"``: a 64-``hidden``-10 tanh MLP (``hidden=64``) on ``n=256`` scikit-learn digits;
     * ``"torchvision:NAME"``: ``torchvision.models.get_model(NAME, weights=None, num_classes=10)``
-      (random weights, never downloaded) in eval mode (BatchNorm on its running statistics) on 16
-      digits upscaled to 32x32x3 (``tiny``: 2 digits at 16x16, every parameter but the last
-      layer's frozen);
-    * ``"module:factory"``: ``factory()`` imported from ``module``, returning
-      ``(model, loss_fn, batches)``.
+      (random weights, never downloaded) in eval mode (BatchNorm on its running statistics) on
+      ``n=16`` digits upscaled to ``image_size=32`` x 3 channels; ``last_layer_only=True`` freezes
+      every parameter but the last layer's;
+    * ``"module:factory"``: ``factory(**options)`` imported from ``module`` (the current folder is
+      searched first), returning ``(model, loss_fn, batches)``.
 
     Args:
         name: The model.
-        tiny: Much smaller models and batches (tests, smoke runs).
+        tiny: Much smaller models and batches (tests, smoke runs); torchvision models keep their
+            size and train only their last layer.
         seed: Seed of the weights and the batch.
+        **options: The builder's options above.
 
     Returns:
         ``(model, loss_fn, batches)``.
     """
-    builders = {"gpt-ci": _gpt_ci, "resnet-ci": _resnet_ci, "mlp-digits": _mlp_digits}
-    if name in builders:
-        return builders[name](tiny, seed)
-    if name.startswith("torchvision:"):
-        return _torchvision(name.split(":", 1)[1], tiny, seed)
+    kind = "torchvision" if name.startswith("torchvision:") else name
+    opts = {**(_TINY.get(kind, {}) if tiny else {}), **options}
+    if name in _BUILDERS:
+        return _BUILDERS[name](seed, **opts)
+    if kind == "torchvision":
+        return _torchvision(seed, arch=name.split(":", 1)[1], **opts)
     if ":" in name:
         module, factory = name.split(":", 1)
         sys.path.insert(0, str(Path.cwd()))
         try:
-            out = getattr(importlib.import_module(module), factory)()
+            out = getattr(importlib.import_module(module), factory)(**options)
         finally:
             sys.path.pop(0)
         if not (isinstance(out, tuple) and len(out) == 3):
