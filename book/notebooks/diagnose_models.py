@@ -73,7 +73,7 @@ block_probes = 16  # Cauchy probes per diagonal block (blocks this small or smal
 block_lanczos_iters = 8  # Lanczos steps per block spectral norm
 lstsq = {"n": 200, "p": 40}  # least squares: rows and columns of X
 gpt = {"n_layer": 4, "n_head": 4, "n_embd": 64, "block_size": 64, "n_seq": 4}  # gpt2_figure1's ci GPT
-resnet = {"width": 8, "image_size": 16, "batch": 32}  # resnet_table3's ci stand-in
+resnet = {"width": 8, "image_size": 16, "batch": 16}  # resnet_table3's ci stand-in
 mlp = {"hidden": 64, "n": 256}
 torchvision_arch = "squeezenet1_1"  # random weights, never downloaded
 torchvision_opts = {"image_size": 32, "n": 8}
@@ -149,14 +149,14 @@ _ = report.table(
 # The GPT of the Figure 1 page at `ci` scale (4 layers, width 64, byte vocabulary), on a fixed batch
 # of Python's documentation. The race trains three copies from these weights on the same batch for
 # `race_steps` steps, each optimizer over the same learning-rate grid at its own best rate; we then
-# diagnose Adam's and rotated Adam's trained weights. For rotated Adam the rotation is the one it
+# diagnose Adam's and rotated Adam's trained weights (the blocks of Adam's below). For rotated Adam the rotation is the one it
 # trained with, so its "rotated" columns are the geometry it optimised in: the Hessian of $L\circ\mathcal R$
 # at its own iterate, as in Table 2.
 
 # %%
 model, loss_fn, batches = preset("gpt-ci", seed=seed, **gpt)
 model, batches = on_device(model, batches)
-diags["GPT", "initialisation"], trained = with_race(model, loss_fn, batches)
+diags["GPT", "initialisation"], trained = with_race(model, loss_fn, batches, blocks=False)
 adam_model, _ = trained["adam"]
 diags["GPT", "after Adam"] = diagnose(adam_model, loss_fn, batches, progress=False, **common)
 rot_model, rot_param = trained["rotated_adam"]
