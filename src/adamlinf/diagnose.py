@@ -527,7 +527,9 @@ def diagnose(
             "variant": variant,
             "device": str(h.device),
             "dtype": str(h.dtype).replace("torch.", ""),
-            "autocast": str(_hessian._autocast_dtype(h.device)).replace("torch.", ""),
+            "autocast": str(
+                torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else None
+            ).replace("torch.", ""),
             "spectral": "eigsh" if lanczos_iters is None else f"lanczos({lanczos_iters})",
             "block_probes": block_probes,
             "block_spectral": "eigsh" if block_lanczos_iters is None else f"lanczos({block_lanczos_iters})",
