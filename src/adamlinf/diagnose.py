@@ -253,20 +253,19 @@ class Diagnosis:
         if len(b) > max_blocks:
             b = b.nlargest(max_blocks, "d").sort_index()
         if ax is None:
-            fig, ax = plt.subplots(figsize=(max(5.0, 0.32 * len(b) + 2.0), 3.6))
+            fig, ax = plt.subplots(figsize=(7.0, 0.24 * len(b) + 1.3))
         else:
             fig = ax.figure
-        x = np.arange(len(b))
-        w = 0.4
-        yerr = np.vstack([(b.l11_per_dim - b.lo).clip(lower=0), (b.hi - b.l11_per_dim).clip(lower=0)])
-        ax.bar(
-            x - w / 2, b.l11_per_dim, w, yerr=yerr, capsize=2, color="C0", label="‖H_b‖₁,₁ / d_b (90% band)"
-        )
-        ax.bar(x + w / 2, b.spectral_norm, w, color="C1", label="‖H_b‖₂")
-        ax.set_xticks(x, [str(n) for n in b.block], rotation=90, fontsize=7)
-        ax.set_yscale("log")
-        ax.set_ylabel("norm")
-        ax.legend(fontsize=8)
+        y = np.arange(len(b))
+        h = 0.4
+        err = np.vstack([(b.l11_per_dim - b.lo).clip(lower=0), (b.hi - b.l11_per_dim).clip(lower=0)])
+        ax.barh(y - h / 2, b.l11_per_dim, h, xerr=err, capsize=2, color="C0", label="‖H_b‖₁,₁ / d_b (band)")
+        ax.barh(y + h / 2, b.spectral_norm, h, color="C1", label="‖H_b‖₂")
+        ax.set_yticks(y, [str(n) for n in b.block])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("norm of the diagonal block")
+        ax.legend(loc="lower right")
         fig.tight_layout()
         return fig
 
