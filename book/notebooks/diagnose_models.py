@@ -321,15 +321,16 @@ box = (
     f"`adamlinf.diagnose` on {len(diags)} models and training states at `{scale}` scale ({n_probes} Cauchy probes, "
     f"{n_hvp:,} Hessian-vector products, {wall:.0f} s). "
     f"The advantage d‖H‖₂/‖H‖₁,₁ is above 1 outside its band for {len(above)} of them "
-    f"({', '.join(above) or 'none'}), below 1 for {len(below)}; a random rotation lowers it on every model "
-    f"where the bands separate ({tally.get('holds', 0)} holds, {tally.get('fails', 0)} fails, "
-    f"{tally.get('inconclusive', 0)} inconclusive of the rotation checks), and least squares agrees with its "
+    f"({', '.join(above) or 'none'}), below 1 for {len(below)} ({', '.join(below) or 'none'}). A random rotation "
+    f"makes the loss less ℓ∞-smooth on {tally.get('holds', 0)} of {len(verdict_table) - 1} (bands apart), more on "
+    f"{tally.get('fails', 0)}, undecided on {tally.get('inconclusive', 0)}; least squares agrees with its "
     f"closed form ({verdict_table.verdict.iloc[0]}). [The table below](#the-advantage-of-every-model-and-the-race) "
     "puts each advantage beside a race of Adam, rotated Adam and AdaSGD."
 )
 glue("result_box", Markdown(box), display=False)
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time, {cpu:.1f} s of CPU time, {n_hvp:,} "
-    f"Hessian-vector products, on {device} with {torch_threads or torch.get_num_threads()} torch thread(s). The `gpu` parameter set (larger GPT, "
-    "ResNet18 and torchvision ResNet18 with all blocks) takes minutes on one GPU."
+    f"Hessian-vector products, on {device} with {torch_threads or torch.get_num_threads()} torch thread(s). The `gpu` "
+    "parameter set (the gpu GPT of Figure 1, a width-64 ResNet, torchvision ResNet18 with all its blocks) is sized "
+    "for one GPU; it has not been run yet."
 )
