@@ -229,6 +229,7 @@ _ = report.figure(
 )
 
 # %% [markdown]
+# (diag-race)=
 # ## The advantage of every model, and the race
 #
 # The prediction meets a measurement: each race starts from the diagnosed weights, trains on the
@@ -320,11 +321,11 @@ tally = verdict_table.verdict.iloc[1:].value_counts()  # the rotation checks (ro
 box = (
     f"`adamlinf.diagnose` on {len(diags)} models and training states at `{scale}` scale ({n_probes} Cauchy probes, "
     f"{n_hvp:,} Hessian-vector products, {wall:.0f} s). "
-    f"The advantage d‖H‖₂/‖H‖₁,₁ is above 1 outside its band for {len(above)} of them "
-    f"({', '.join(above) or 'none'}), below 1 for {len(below)} ({', '.join(below) or 'none'}). A random rotation "
+    f"The advantage d‖H‖₂/‖H‖₁,₁ is above 1 outside its band for {len(above)} of them, below 1 for {len(below)} "
+    f"({', '.join(below) or 'none'}). A random rotation "
     f"makes the loss less ℓ∞-smooth on {tally.get('holds', 0)} of {len(verdict_table) - 1} (bands apart), more on "
     f"{tally.get('fails', 0)}, undecided on {tally.get('inconclusive', 0)}; least squares agrees with its "
-    f"closed form ({verdict_table.verdict.iloc[0]}). [The table below](#the-advantage-of-every-model-and-the-race) "
+    f"closed form ({verdict_table.verdict.iloc[0]}). {ref}`The table below <diag-race>` "
     "puts each advantage beside a race of Adam, rotated Adam and AdaSGD."
 )
 glue("result_box", Markdown(box), display=False)
