@@ -325,7 +325,7 @@ box = (
     f"({', '.join(below) or 'none'}). A random rotation "
     f"makes the loss less ℓ∞-smooth on {tally.get('holds', 0)} of {len(verdict_table) - 1} (bands apart), more on "
     f"{tally.get('fails', 0)}, undecided on {tally.get('inconclusive', 0)}; least squares agrees with its "
-    f"closed form ({verdict_table.verdict.iloc[0]}). {ref}`The table below <diag-race>` "
+    f"closed form ({verdict_table.verdict.iloc[0]}). {{ref}}`The table below <diag-race>` "
     "puts each advantage beside a race of Adam, rotated Adam and AdaSGD."
 )
 glue("result_box", Markdown(box), display=False)
