@@ -248,7 +248,7 @@ _ = report.table(
 )
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(summary) + 1.2))
+fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(summary) + 1.6))
 labels = [f"{m} ({s})" for m, s in zip(summary.model, summary.state, strict=True)]
 y = np.arange(len(summary))
 for col, dy, color, name in [("advantage", -0.12, "C0", "model's coordinates"),
@@ -259,7 +259,7 @@ for col, dy, color, name in [("advantage", -0.12, "C0", "model's coordinates"),
 ax.axvline(1.0, color="grey", lw=1, ls="--")
 ax.set(xscale="log", yticks=y, yticklabels=labels, xlabel="advantage d‖H‖₂ / ‖H‖₁,₁")
 ax.invert_yaxis()
-ax.legend(fontsize=8, loc="best")
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
 fig.tight_layout()
 _ = report.figure(
     fig,
