@@ -23,6 +23,8 @@ module                 what
 ``images``             Section 4.3 (ResNet18): Table 3's tuned runs, Figure 4, claims
 ``hessian_tables``     Tables 2 and 4: Hessian norms at final checkpoints with error bands and the
                        same-checkpoint (rotated vs unrotated) comparison
+``diagnostic``         the "Measure your own model" chapter: adamlinf.diagnose on the book's models,
+                       least squares against its closed form, summary tables, book-check verdicts
 ``costs``              paper-scale GPU-hours per figure and table, measured when a GPU measurement
                        is published, else from an assumed MFU, labelled as such
 ``glance``             the "Results at a glance" page: every claim's verdict at each scale
