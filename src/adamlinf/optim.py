@@ -1420,6 +1420,15 @@ class BlockwiseAdam(_Base):
         :math:`(1-\beta_2)r_b^2` is computed by the very operation Adam uses); otherwise the block
         sums of :math:`g^2` are gathered with ``index_add`` over the tensors.
         """
+        pieces = self._rms_pieces(plan, grads)
+        cat = torch.cat(pieces)
+        if plan["identity"]:
+            return cat
+        sums = torch.zeros(plan["B"], device=cat.device, dtype=cat.dtype).index_add_(0, plan["cat_ids"], cat)
+        return sums.div_(plan["sizes"]).sqrt_()
+
+    def _rms_pieces(self, plan: dict, grads: dict) -> list[Tensor]:
+        """Per tensor: its blocks' root-mean-squares (``identity`` plan) or sums of squares (else)."""
         ident = plan["identity"]
         ref = next(iter(grads.values()))
         pieces = []
@@ -1440,11 +1449,7 @@ class BlockwiseAdam(_Base):
             if ident:
                 sq = sq.div_(e["seg"] if e["kind"] == "seg" else plan["sizes"][e["sel"]]).sqrt_()
             pieces.append(sq)
-        cat = torch.cat(pieces)
-        if ident:
-            return cat
-        sums = torch.zeros(plan["B"], device=cat.device, dtype=cat.dtype).index_add_(0, plan["cat_ids"], cat)
-        return sums.div_(plan["sizes"]).sqrt_()
+        return pieces
 
     def _step(self, work, found) -> None:
         """One step of Algorithm 3 over all param groups."""
@@ -1460,7 +1465,14 @@ class BlockwiseAdam(_Base):
         grads = {plan["index"][id(p)]: g for _, ps, _, gs in real_work for p, g in zip(ps, gs, strict=True)}
         if not grads:  # no gradients at all: nothing to do (state untouched)
             return
-        rms = self._block_rms(plan, grads)
+        # blocks that lie in consecutive slices of the state (coordinate, rows, heads, tensor): the
+        # second moment is updated slice by slice in place, without gathering the statistics first
+        sliced = plan["identity"] and all(isinstance(e["sel"], slice) for e in plan["entries"])
+        if sliced:
+            pieces = self._rms_pieces(plan, grads)
+            rms = pieces[0]
+        else:
+            rms = self._block_rms(plan, grads)
         first = self._params()[0]
         st0 = self.state[first]
         if "block_exp_avg_sq" not in st0:
@@ -1481,14 +1493,20 @@ class BlockwiseAdam(_Base):
         t = st0["block_step"]
         t.add_(1 if keep is None else keep.to(torch.float32))
 
-        if keep is None:
-            _second_moment_(v, rms, beta2)
-        else:
-            v.mul_(_keep_scalar(keep, beta2, 1.0, v)).addcmul_(rms, rms, value=1.0 - beta2)
+        parts = (
+            [(v[e["sel"]], r) for e, r in zip(plan["entries"], pieces, strict=True)] if sliced else [(v, rms)]
+        )
+        decay = beta2 if keep is None else _keep_scalar(keep, beta2, 1.0, v)
+        for vv, r in parts:
+            if keep is None:
+                _second_moment_(vv, r, beta2)
+            else:
+                vv.mul_(decay).addcmul_(r, r, value=1.0 - beta2)
         c2s = _corrections([t], beta2) if bias_correction else None
         (denom_b,) = _denominators([v], eps, c2s, eps_inside_sqrt)
 
-        for group, ps, rps, gs in real_work:
+        last = max((i for i, (_, ps, _, _) in enumerate(real_work) if ps), default=-1)
+        for i, (group, ps, rps, gs) in enumerate(real_work):
             if not ps:
                 continue
             beta1 = group["betas"][0]
@@ -1500,7 +1518,7 @@ class BlockwiseAdam(_Base):
             c1s = _corrections([t], beta1) if bias_correction else None
             lr = group["lr"]
             scaled = c1s is not None or isinstance(lr, Tensor) or keep is not None
-            d_group = [denom_b.clone() if scaled else denom_b]
+            d_group = [denom_b.clone() if scaled and i != last else denom_b]  # the last group may consume it
             value = _scale_denominator_(d_group, lr, c1s, keep)
             d_group = d_group[0]
             xs, mv, ds = [], [], []
