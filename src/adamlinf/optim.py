@@ -1442,7 +1442,8 @@ class BlockwiseAdam(_Base):
                     pieces.append(g.reshape(e["n"]))
                     continue
                 sq = g.reshape(e["n"], e["seg"])
-                sq = (sq * sq).sum(1)
+                # one block per tensor (AdaSGD, the tensor partition): a dot product, no g*g copy
+                sq = torch.dot(sq[0], sq[0]).view(1) if e["n"] == 1 else (sq * sq).sum(1)
             else:
                 sq = g.reshape(-1)
                 sq = torch.zeros(e["n"], device=g.device, dtype=g.dtype).index_add_(0, e["inv"], sq * sq)
