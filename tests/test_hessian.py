@@ -915,8 +915,12 @@ def test_meta_device_is_refused():
         hs.l11_norm(torch.eye(3, device="meta"), 4, progress=False)
 
 
-def test_empty_batch_is_refused():
+def test_empty_batch_is_refused(mlp):
     model, batch = tiny_gpt()
     empty = (batch[0][:0], batch[1][:0])
     with pytest.raises(ValueError, match="empty"):
         hs.l11_norm(hs.hvp(model, gpt_loss, empty), 4, progress=False)
+    net, batches = mlp  # an MLP's mean loss over no rows is NaN; its "Hessian" read as 0 before
+    x, y = batches[0]
+    with pytest.raises(ValueError, match="empty"):
+        hs.l11_norm(hs.hvp(net, ce_loss, (x[:0], y[:0])), 4, progress=False)
