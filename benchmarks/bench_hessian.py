@@ -15,16 +15,27 @@ same run (medians over ``--repeats``, round-robin):
 * the memory-lean path: ``micro_batch=B/4`` rows per micro-batch, products accumulated
   (double backward and forward-over-reverse; the peak memory is that of one micro-batch);
 * with ``--autocast``: forward-over-reverse and double backward under bf16 autocast;
-* ``l11_norm`` with the ``"auto"`` method: seconds per Cauchy probe (bootstrap band included);
+* ``matmat`` of 4 probes in one batched backward (``is_grads_batched``), per probe;
+* ``l11_norm`` (``--probes`` Cauchy probes, IQR, bootstrap band included), seconds per probe:
+  one probe at a time (the baseline), 4 probes per batched pass, and ``batch_probes="auto"``
+  (medians over ``--l11-repeats`` estimates, interleaved);
 
 and prints each as a ratio to the gradient time, plus the relative difference of the
-micro-batched and the plain product (float32 rounding), and the peak memory on CUDA.
+micro-batched and the plain product (float32 rounding), the largest relative difference of the
+batched and the one-at-a-time estimates, and the peak memory on CUDA.
+
+Where the time of an HVP goes (``--profile``, torch.profiler on the ci GPT, CPU, one thread): the
+cached second backward is matrix products (``mm`` ~38%, ``bmm`` ~9% of self time), element-wise
+products of the double-backward formulas (``mul`` ~19%), GELU/softmax/LayerNorm double
+backwards and sums; the uncached product adds the forward and the ``create_graph`` backward (about
+1.1 gradients). On the CPU the batched pass is slower per probe (vmap's batched layouts add
+``copy_`` of every batched operand, ~27% of its self time), so ``"auto"`` keeps one probe per pass
+there; on a GPU it fills half the free memory.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from torch import nn
@@ -70,7 +81,15 @@ def _peak(device, fn) -> float:
     return torch.cuda.max_memory_allocated(device) / 2**30
 
 
-def bench(case, repeats: int, n_probes: int, device, autocast: bool) -> tuple[list[dict], str]:
+def bench(
+    case,
+    repeats: int,
+    n_probes: int,
+    device,
+    autocast: bool,
+    l11_repeats: int = 3,
+    l11_batches: tuple = (1, 4, "auto"),
+) -> tuple[list[dict], str]:
     name, model, loss_fn, batch, rows = case
     params = list(model.parameters())
     d = sum(p.numel() for p in params)
@@ -116,22 +135,52 @@ def bench(case, repeats: int, n_probes: int, device, autocast: bool) -> tuple[li
         f"forward vs double backward rel. diff {float((fwd - plain).norm() / plain.norm()):.1e}, "
         f"micro-batched vs plain {float((lean - plain).norm() / plain.norm()):.1e} (float32)"
     )
+    cached = ops["hvp double backward, cached graph"]
+    V4 = torch.randn(4, d, device=device)
+    t4 = timeit_interleaved({"matmat": lambda: cached.matmat(V4)}, max(1, repeats // 2), device)["matmat"]
+    # (before the batched products, matmat stacked one matvec per row)
+    out.append(dict(model=name, d=d, what="hvp matmat of 4 (batched backward), per probe", seconds=t4 / 4,
+                    peak_gib=float("nan")))  # fmt: skip
     h_auto = hs.hvp(model, loss_fn, batch)
-    t0 = time.perf_counter()
-    hs.l11_norm(h_auto, n_probes, seed=0, variant="iqr", progress=False)
-    _sync(device)
-    out.append(
-        dict(
-            model=name,
-            d=d,
-            what=f"l11_norm auto ({h_auto.method}), per probe",
-            seconds=(time.perf_counter() - t0) / n_probes,
-            peak_gib=float("nan"),
-        )
-    )
+    estimates = {}
+
+    def l11(k):
+        def fn():
+            estimates[k] = hs.l11_norm(
+                h_auto, n_probes, seed=0, variant="iqr", progress=False, batch_probes=k
+            )
+
+        return fn
+
+    names = {1: "one at a time (baseline)", "auto": "batch_probes='auto'"}
+    ks = {names.get(k, f"{k} per batched pass"): k for k in l11_batches}
+    # the gradient is timed again among the estimates, so that their ratios come from one round-robin
+    t_l11 = timeit_interleaved({"grad": grad, **{lab: l11(k) for lab, k in ks.items()}}, l11_repeats, device)
+    g_l11 = t_l11.pop("grad")
+    for lab, sec in t_l11.items():
+        what = f"l11_norm {n_probes} probes, {lab}, per probe"
+        per = sec / n_probes
+        out.append(dict(model=name, d=d, what=what, seconds=per, peak_gib=float("nan"), ratio=per / g_l11))
+    base = estimates[1].total
+    diff = max(abs(e.total - base) / base for e in estimates.values())
+    note += f", batched vs one-at-a-time l11 estimate rel. diff {diff:.1e}"
     for r in out:
-        r["ratio_to_gradient"] = r["seconds"] / t_grad
+        r["ratio_to_gradient"] = r.pop("ratio", r["seconds"] / t_grad)
     return out, note
+
+
+def profile_hvp(case, device, rows: int = 12) -> None:
+    """Print where the time of one uncached HVP goes (torch.profiler, self time per operator)."""
+    from torch.profiler import profile
+
+    name, model, loss_fn, batch, _ = case
+    h = hs.hvp(model, loss_fn, batch, method="double_backward", cache_graph=False)
+    v = torch.randn(h.d, device=device)
+    h.matvec(v)
+    with profile() as prof:
+        h.matvec(v)
+    print(f"\n{name}: uncached double-backward HVP, self time by operator")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
 def main(argv=None):
@@ -142,6 +191,11 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (0: leave as is)")
     ap.add_argument("--autocast", action="store_true", help="also time the products under bf16 autocast")
     ap.add_argument("--only", choices=["gpt", "mlp"], default=None)
+    ap.add_argument("--l11-repeats", type=int, default=3, help="estimates per l11_norm variant (median)")
+    ap.add_argument(
+        "--l11-batches", default="1,4,auto", help="batch_probes values of l11_norm, comma-separated"
+    )
+    ap.add_argument("--profile", action="store_true", help="also print the operators of an uncached HVP")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -153,12 +207,18 @@ def main(argv=None):
     for key, make in cases.items():
         if args.only and key != args.only:
             continue
-        rows, note = bench(make(args.device), args.repeats, args.probes, args.device, args.autocast)
+        case = make(args.device)
+        batches = tuple(b if b == "auto" else int(b) for b in args.l11_batches.split(","))
+        rows, note = bench(
+            case, args.repeats, args.probes, args.device, args.autocast, args.l11_repeats, batches
+        )
         print(f"\n{rows[0]['model']}: d = {rows[0]['d']:,}   ({note})")
         for r in rows:
             mem = "" if r["peak_gib"] != r["peak_gib"] else f"   peak {r['peak_gib']:.2f} GiB"
             ms, ratio = r["seconds"] * 1e3, r["ratio_to_gradient"]
-            print(f"  {r['what']:<52s} {ms:9.1f} ms   {ratio:5.2f}x gradient{mem}")
+            print(f"  {r['what']:<62s} {ms:9.1f} ms   {ratio:5.2f}x gradient{mem}")
+        if args.profile:
+            profile_hvp(case, args.device)
 
 
 if __name__ == "__main__":

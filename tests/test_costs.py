@@ -278,7 +278,12 @@ def test_notebook_cost_sentence(tmp_path):
     assert costs.notebook_cost("gpt2_figure3", None).endswith(
         "no runs of its own; it uses a slice of Figure 1's grid."
     )
-    assert costs.notebook_cost("gpt2_table2", None).startswith("Table 2 at paper scale: 450 HVPs")
+    # 3 checkpoints x (2 x 50 probes + 50 Lanczos steps); a probe batched by 8 costs its second backward
+    # and an eighth of the first-order pass: 3 * (100 * (s + (1 - s) / 8) + 50) HVP-equivalents
+    f = costs.SECOND_BACKWARD_SHARE + (1 - costs.SECOND_BACKWARD_SHARE) / 8
+    assert costs.probe_hvp_fraction(8) == pytest.approx(f) and costs.probe_hvp_fraction(1) == 1.0
+    expected = f"Table 2 at paper scale: {3 * (100 * f + 50):.0f} HVP-equivalents"
+    assert costs.notebook_cost("gpt2_table2", None).startswith(expected)
     m = costs.load_measurement(fake_measurement(tmp_path / "m.json"))
     assert "(measured on NVIDIA H200 (2026-11-30, torch 2.11.0), eager)" in costs.notebook_cost(
         "gpt2_figure1", m

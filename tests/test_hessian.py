@@ -856,3 +856,83 @@ def test_cauchy_bias_factor_matches_monte_carlo():
     assert hs.cauchy_bias_factor(16, "iqr") == pytest.approx(float(iqr), rel=5e-3)
     assert hs.cauchy_bias_factor(50, "median") == pytest.approx(1.0257, abs=2e-4)
     assert hs.cauchy_bias_factor(1, "median") == 1.0  # infinite mean: no correction
+
+
+# ------------------------------------------------------------------------------------------
+# batched probes (issue 23): the same estimate as one probe at a time, for the same seed
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cache_graph", [True, False])
+def test_batched_products_equal_one_at_a_time_on_a_gpt(cache_graph):
+    model, batch = tiny_gpt()
+    h = hs.hvp(model, gpt_loss, batch, cache_graph=cache_graph)
+    V = torch.stack([hs.cauchy_probe(h.d, 3, k) for k in range(5)])
+    rows = torch.stack([h.matvec(v) for v in V])
+    H = hs.exact_hessian(model, gpt_loss, batch)
+    assert rel(rows, V @ H.T) < 1e-10  # the one-at-a-time products are right
+    assert rel(h.matmat(V), rows) < 1e-12
+
+
+def test_batched_products_with_micro_batches_and_lists(mlp):
+    model, batches = mlp
+    H = hs.exact_hessian(model, ce_loss, batches)
+    V = torch.randn(4, H.shape[0], dtype=F64)
+    for h in (hs.hvp(model, ce_loss, batches), hs.hvp(model, ce_loss, batches, micro_batch=4)):
+        assert rel(h.matmat(V), V @ H.T) < 1e-12
+    R = torch.linalg.qr(torch.randn(H.shape[0], H.shape[0], dtype=F64))[0]
+    rot = hs.rotated(hs.hvp(model, ce_loss, batches), R)
+    assert rel(rot.matmat(V), V @ (R.T @ H @ R).T) < 1e-12
+
+
+@pytest.mark.parametrize("variant", ["median", "iqr"])
+def test_l11_batched_equals_one_at_a_time_on_a_gpt(variant):
+    model, batch = tiny_gpt()
+    h = hs.hvp(model, gpt_loss, batch)
+    one = hs.l11_norm(h, 12, seed=5, variant=variant, progress=False, batch_probes=1)
+    for k in (4, 12, "auto"):
+        many = hs.l11_norm(h, 12, seed=5, variant=variant, progress=False, batch_probes=k)
+        assert many.total == pytest.approx(one.total, rel=1e-12)
+        assert torch.allclose(many.rows, one.rows, rtol=1e-10, atol=1e-12 * float(one.rows.max()))
+        assert many.lo == pytest.approx(one.lo, rel=1e-12) and many.hi == pytest.approx(one.hi, rel=1e-12)
+    # the samples are those of the documented probe stream: probe k seeded by (seed, k)
+    V = torch.stack([hs.cauchy_probe(h.d, 5, k) for k in range(12)])
+    exact_samples = V @ hs.exact_hessian(model, gpt_loss, batch).T
+    assert torch.allclose(one.rows, hs._row_scales(exact_samples, variant, 1 << 20), rtol=1e-8)
+
+
+# ------------------------------------------------------------------------------------------
+# honest estimates (issue 24, items 6 and 10)
+# ------------------------------------------------------------------------------------------
+def test_one_probe_gives_no_band():
+    H = heavy_rows(50, 0)
+    with pytest.warns(RuntimeWarning, match="no error band"):
+        e = hs.l11_norm(H, 1, seed=0, progress=False)
+    assert e.band_method == "none" and math.isnan(e.lo) and math.isnan(e.hi)
+    assert "band needs 2" in e.extra["no_band"]
+    two = hs.l11_norm(H, 2, seed=0, progress=False)
+    assert two.band_method == "bootstrap" and two.lo <= two.total <= two.hi
+
+
+def test_non_scalar_loss_is_refused():
+    model, batch = tiny_gpt()
+    with pytest.raises(ValueError, match="scalar"):
+        hs.hvp(model, lambda m, b: m(b[0], b[1])[0], batch)  # the logits, not the loss
+
+
+def test_meta_device_is_refused():
+    model, batch = tiny_gpt()
+    meta = model.to("meta")
+    with pytest.raises(ValueError, match="meta"):
+        hs.l11_norm(hs.hvp(meta, gpt_loss, tuple(t.to("meta") for t in batch)), 4, progress=False)
+    with pytest.raises(ValueError, match="meta"):
+        hs.l11_norm(torch.eye(3, device="meta"), 4, progress=False)
+
+
+def test_empty_batch_is_refused(mlp):
+    model, batch = tiny_gpt()
+    empty = (batch[0][:0], batch[1][:0])
+    with pytest.raises(ValueError, match="empty"):
+        hs.l11_norm(hs.hvp(model, gpt_loss, empty), 4, progress=False)
+    net, batches = mlp  # an MLP's mean loss over no rows is NaN; its "Hessian" read as 0 before
+    x, y = batches[0]
+    with pytest.raises(ValueError, match="empty"):
+        hs.l11_norm(hs.hvp(net, ce_loss, (x[:0], y[:0])), 4, progress=False)

@@ -1011,8 +1011,17 @@ def no_host_reads(monkeypatch):
     return patch
 
 
+@pytest.fixture(params=["host", "device"])
+def flag_form(request, monkeypatch):
+    """Both forms of the skip: the CPU flag read on the host, and the device form (forced on the CPU)."""
+    if request.param == "device":
+        monkeypatch.setattr(optim, "_HOST_FLAG_DEVICES", ())
+    return request.param
+
+
 @pytest.mark.parametrize("name", list(MAKERS))
-def test_step_reads_nothing_on_the_host(name, no_host_reads):
+def test_step_reads_nothing_on_the_host(name, no_host_reads, monkeypatch):
+    monkeypatch.setattr(optim, "_HOST_FLAG_DEVICES", ())  # the accelerator form, forced on the CPU
     ps, opt = _stepped(MAKERS[name], steps=1)
     opt.zero_grad()
     loss_fn(ps, 1).backward()
@@ -1030,7 +1039,7 @@ def test_step_reads_nothing_on_the_host(name, no_host_reads):
 
 
 @pytest.mark.parametrize("name", list(MAKERS) + ["adam_nonfused"])
-def test_device_side_skip_is_bit_identical(name):
+def test_device_side_skip_is_bit_identical(name, flag_form):
     make = MAKERS.get(name) or (lambda ps: optim.Adam(groups(ps), lr=1e-2, fused=False))
     ps, opt = _stepped(make)
     ref_ps, ref = _stepped(make)
@@ -1071,5 +1080,140 @@ def test_cuda_step_does_not_synchronise(name):
         opt.step()
     finally:
         torch.cuda.set_sync_debug_mode(0)
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        assert opt.skipped_steps == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the skip costs no copy; finite steps are those of the unchecked update and of torch.optim.Adam
+# ---------------------------------------------------------------------------------------------
+SKIP_MAKERS = {**MAKERS, "adam_nonfused": lambda ps: optim.Adam(groups(ps), lr=1e-2, fused=False)}
+UNCHECKED = {  # the same optimizers without the non-finite check
+    "adam": lambda ps: optim.Adam(groups(ps), lr=1e-2, nonfinite="ignore"),
+    "adam_paper": lambda ps: optim.Adam(groups(ps), lr=1e-2, v0=0.1, paper_form=True, nonfinite="ignore"),
+    "adasgd": lambda ps: optim.AdaSGD(groups(ps), lr=1e-2, bias_correction=True, nonfinite="ignore"),
+    "rows": lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2, partition=P.rows(), nonfinite="ignore"),
+    "signgd": lambda ps: optim.SignGD(groups(ps), lr=1e-2, nonfinite="ignore"),
+    "adam_nonfused": lambda ps: optim.Adam(groups(ps), lr=1e-2, fused=False, nonfinite="ignore"),
+}
+
+
+@pytest.mark.parametrize("name", list(SKIP_MAKERS))
+def test_skip_changes_nothing_on_finite_steps(name, flag_form):
+    """With the check on, finite steps give exactly the numbers of the unchecked update."""
+    checked, _ = run(SKIP_MAKERS[name], 12)
+    unchecked, _ = run(UNCHECKED[name], 12)
+    assert all(torch.equal(a, b) for a, b in zip(checked, unchecked, strict=True))
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_skip_then_finite_steps_match_torch_adam(fused, flag_form):
+    """A skipped step, then finite ones: the same numbers as torch.optim.Adam that never saw the bad step."""
+    ps = make_params()
+    ref = [p.detach().clone().requires_grad_() for p in ps]
+    opt = optim.Adam(ps, lr=1e-2, fused=fused)
+    ref_opt = torch.optim.Adam(ref, lr=1e-2, fused=fused is None, foreach=fused is False or None)
+    for t in range(6):
+        opt.zero_grad()
+        loss_fn(ps, t).backward()
+        if t == 2:
+            ps[1].grad[3] = float("nan")
+            opt.step()  # skipped
+            continue
+        opt.step()
+        ref_opt.zero_grad()
+        loss_fn(ref, t).backward()
+        ref_opt.step()
+    for a, b in zip(ps, ref, strict=True):
+        if fused is None:
+            assert torch.equal(a.detach(), b.detach())  # the same fused kernel
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SKIP_MAKERS))
+def test_device_form_skip_makes_no_gradient_copy(name, monkeypatch):
+    """The device form zeroes a skipped step's gradients in place: no ``torch.where`` copy of them."""
+    monkeypatch.setattr(optim, "_HOST_FLAG_DEVICES", ())
+    ps, opt = _stepped(SKIP_MAKERS[name])
+    opt.zero_grad()
+    loss_fn(ps, 3).backward()
+    ps[0].grad[0, 0] = float("inf")
+    real_where = torch.where
+    big = []
+
+    def where(cond, *args, **kw):
+        if args and isinstance(args[0], torch.Tensor) and args[0].numel() > 1:
+            big.append(args[0].shape)
+        return real_where(cond, *args, **kw)
+
+    monkeypatch.setattr(torch, "where", where)
+    before = [p.detach().clone() for p in ps]
+    opt.step()
+    assert big == []
+    assert all(torch.equal(a, b.detach()) for a, b in zip(before, ps, strict=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# gradient layouts (issue 24, item 10): any layout gives torch.optim.Adam's numbers
+# ---------------------------------------------------------------------------------------------
+def _layout_run(make, layout, steps=3):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, generator=g, dtype=torch.float64).requires_grad_()
+    opt = make([x])
+    for t in range(steps):
+        grad = torch.randn(4, 3, generator=g, dtype=torch.float64) * (1 + t)
+        x.grad = layout(grad)
+        opt.step()
+    return x.detach()
+
+
+LAYOUTS = {
+    "contiguous": lambda g: g,
+    "transposed": lambda g: g.t().contiguous().t(),  # strides (1, 4) beside the parameter's (3, 1)
+    "sliced": lambda g: torch.cat([g, g], 1)[:, ::2],  # non-dense
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("fused", [None, True, False])
+def test_any_gradient_layout_gives_torch_adam(layout, fused):
+    ours = _layout_run(lambda ps: optim.Adam(ps, lr=0.1, fused=fused), LAYOUTS[layout])
+    ref = _layout_run(lambda ps: torch.optim.Adam(ps, lr=0.1), LAYOUTS[layout])
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SKIP_MAKERS))
+def test_stride_zero_gradient_is_accepted(name):
+    """``p.grad = torch.ones(1).expand(2)`` is a valid gradient to torch: every optimizer takes it."""
+    x = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    make = SKIP_MAKERS[name]
+    opt = make([x, y])  # groups() puts x and y in the first group
+    for _ in range(3):
+        x.grad = torch.ones(1, dtype=torch.float64).expand(2)
+        y.grad = torch.ones(2, dtype=torch.float64)
+        opt.step()
+    # the same gradient, contiguous, moves both alike
+    torch.testing.assert_close(x.detach(), y.detach(), rtol=0, atol=0)
+    assert bool((x != 0).all())
+    if name.startswith("adam") and name != "adam_paper":
+        z = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        ref = torch.optim.Adam([z], lr=1e-2)
+        for _ in range(3):
+            z.grad = torch.ones(1, dtype=torch.float64).expand(2)
+            ref.step()
+        torch.testing.assert_close(x.detach(), z.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SKIP_MAKERS))
+def test_stride_zero_nonfinite_gradient_is_skipped(name, flag_form):
+    x = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = SKIP_MAKERS[name]([x, y])
+    x.grad = torch.full((1,), float("inf"), dtype=torch.float64).expand(2)
+    y.grad = torch.ones(2, dtype=torch.float64)
+    opt.step()
+    assert bool((x == 0).all()) and bool((y == 0).all())
     with pytest.warns(RuntimeWarning, match="non-finite"):
         assert opt.skipped_steps == 1

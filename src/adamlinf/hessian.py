@@ -172,14 +172,50 @@ def check_fixed_function(
     """
     _check_modules(model)
     if loss_fn is not None and batches:
+        for i, batch in enumerate(batches):
+            _check_batch(batch, i)
         with torch.no_grad():
             a = loss_fn(model, batches[0])
             b = loss_fn(model, batches[0])
+        _check_loss(a)
         if not torch.equal(a, b) and not (torch.isnan(a).all() and torch.isnan(b).all()):
             raise ValueError(
                 f"loss_fn(model, batch) is not deterministic ({a.item()!r} then {b.item()!r}): the "
                 "Hessian of a random function is undefined. Put the model in eval mode and fix the batch."
             )
+
+
+def _check_batch(batch, i: int) -> None:
+    """Refuse a batch with no rows (its mean loss is NaN, and its Hessian would read as 0)."""
+    leaves = (
+        list(batch.values()) if isinstance(batch, dict) else [batch] if isinstance(batch, Tensor) else batch
+    )
+    try:
+        leaves = list(leaves)
+    except TypeError:
+        return
+    for t in leaves:
+        if isinstance(t, Tensor) and t.ndim > 0 and t.shape[0] == 0:
+            raise ValueError(
+                f"batch {i} is empty (a tensor of shape {tuple(t.shape)}): the mean loss over no rows "
+                "is NaN and has no Hessian; give at least one row"
+            )
+
+
+def _check_loss(loss) -> None:
+    """The loss must be a scalar tensor with a value (not on the meta device)."""
+    if not isinstance(loss, Tensor):
+        raise ValueError(f"loss_fn must return a scalar tensor, got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(
+            f"loss_fn must return a scalar (one number), got a tensor of shape {tuple(loss.shape)}: "
+            "reduce it (e.g. .mean()) to the loss whose Hessian you want"
+        )
+    if loss.device.type == "meta":
+        raise ValueError(
+            "the loss is on the meta device (no values): move the model and the batch to a real "
+            "device before computing Hessians"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -549,8 +585,16 @@ class HVP(_Operator):
         return [p._version for p in self.params]
 
     def _hvp_double_backward(self, v: Tensor) -> Tensor:
-        vs = self.unflatten(v)
-        out = torch.zeros(self.d, dtype=self.dtype, device=self.device)
+        r""":math:`Hv` for a flat ``v``, or the rows :math:`HV^\top` of a ``(k, d)`` ``V``, batched.
+
+        A ``(k, d)`` ``V`` goes through ``autograd.grad(..., is_grads_batched=True)`` over the
+        first-order graph, built once for all ``k`` products (an uncached operator builds it once
+        per call instead of once per product).
+        """
+        batched = v.ndim == 2
+        k = v.shape[0] if batched else None
+        vs = self._unflatten_rows(v) if batched else self.unflatten(v)
+        out = torch.zeros(v.shape, dtype=self.dtype, device=self.device)
         if self._graph is not None and self._graph_versions != self._versions():
             self.clear_cache()  # a parameter changed in place: the cached graph is stale
         for b, w in self._units():
@@ -571,6 +615,7 @@ class HVP(_Operator):
                     grad_outputs=[x for x, n in zip(vs, needs, strict=True) if n],
                     retain_graph=self.cache_graph,
                     allow_unused=True,
+                    is_grads_batched=batched,
                 )
             except RuntimeError as err:
                 if "modified by an inplace operation" in str(err):
@@ -580,8 +625,20 @@ class HVP(_Operator):
                         "call clear_cache() after changing the model, or build a new HVP"
                     ) from err
                 raise
-            out += w * self.flatten(self._zeros_if_none(hv))
+            if batched:
+                hv = [torch.zeros((k, *p.shape), dtype=self.dtype, device=self.device) if t is None else t
+                      for t, p in zip(hv, self.params, strict=True)]  # fmt: skip
+                out += w * torch.cat([t.reshape(k, -1) for t in hv], 1)
+            else:
+                out += w * self.flatten(self._zeros_if_none(hv))
         return out
+
+    def _unflatten_rows(self, V: Tensor) -> list[Tensor]:
+        """Split ``(k, d)`` rows into per-parameter ``(k, *shape)`` tensors."""
+        k = V.shape[0]
+        return [
+            c.reshape(k, *s) for c, s in zip(torch.split(V, self.numels, dim=1), self.shapes, strict=True)
+        ]
 
     def matvec(self, v: Tensor) -> Tensor:
         """:math:`Hv` for a flat ``v`` of shape ``(d,)``.
@@ -597,6 +654,35 @@ class HVP(_Operator):
             if self.method == "forward":
                 return self._hvp_forward(v)
             return self._hvp_double_backward(v)
+
+    def matmat(self, V: Tensor) -> Tensor:
+        r"""The products :math:`Hv^{(i)}` of the rows of ``V`` (``(k, d)`` -> ``(k, d)``), batched.
+
+        Double backward: one batched backward pass for all ``k`` rows
+        (``autograd.grad(..., is_grads_batched=True)``, i.e. ``vmap`` over the second backward),
+        so the first-order graph is traversed once per call, not once per row; each row equals
+        :meth:`matvec` of it to float rounding. An operation without a batching rule falls back to
+        one row at a time. Forward-over-reverse: one row at a time.
+
+        Raises:
+            ValueError: ``V`` is not ``(k, d)``, or the model is no longer a fixed function.
+        """
+        V = torch.as_tensor(V)
+        if V.ndim != 2 or V.shape[1] != self.d:
+            raise ValueError(f"expected rows of shape (k, {self.d}), got {tuple(V.shape)}")
+        V = V.to(device=self.device, dtype=self.dtype)
+        if V.shape[0] == 1 or self.method == "forward":
+            return torch.stack([self.matvec(v) for v in V])
+        _check_modules(self.model)
+        try:
+            with self._trainable():
+                out = self._hvp_double_backward(V)
+        except RuntimeError as err:
+            if "batching rule" not in str(err) and "vmap" not in str(err):
+                raise
+            return torch.stack([self.matvec(v) for v in V])
+        self.n_products += V.shape[0]
+        return out
 
     def clear_cache(self) -> None:
         """Free the cached first-order graph (double backward); the next product rebuilds it."""
@@ -686,6 +772,13 @@ class RotatedHVP(_Operator):
         Rv = self._apply(self._cast(v)).to(self.dtype)
         HRv = self.base.matvec(Rv)
         return self._apply_T(self._cast(HRv)).to(self.dtype)
+
+    def matmat(self, V: Tensor) -> Tensor:
+        r""":math:`R^\top H R v` for each row of ``V``, the products batched by the base operator."""
+        V = torch.as_tensor(V).to(device=self.device, dtype=self.dtype)
+        RV = torch.stack([self._apply(self._cast(v)).to(self.dtype) for v in V])
+        HRV = self.base.matmat(RV)
+        return torch.stack([self._apply_T(self._cast(x)).to(self.dtype) for x in HRV])
 
 
 def rotated(hvp: HVP, rotation) -> RotatedHVP:
@@ -1077,7 +1170,7 @@ def l11_norm(
     params=None,
     progress: bool = True,
     chunk: int = 1 << 20,
-    batch_probes: int = 1,
+    batch_probes: int | str = "auto",
     storage_dtype: torch.dtype | None = None,
     storage_device=None,
     distributed: bool | None = None,
@@ -1131,11 +1224,17 @@ def l11_norm(
         params: Ignored (the HVP fixes the parameters); kept for call compatibility.
         progress: Show a progress bar.
         chunk: Coordinates per quantile reduction.
-        batch_probes: Probes per ``matmat`` call (a positive int; useful for dense matrices).
+        batch_probes: Probes per ``matmat`` call: a positive int, or ``"auto"`` (default): on a
+            CUDA device as many as half the free memory holds (measured from the first product,
+            at most 64); on the CPU 1 for a network's HVP (``benchmarks/bench_hessian.py``: the
+            batched backward is slower per probe there) and up to 64 for a dense matrix. The
+            estimate does not depend on it beyond float rounding.
         storage_dtype: Dtype of the stored samples.
         storage_device: Device of the stored samples.
         distributed: Split probes across ranks.
-        band_level: Coverage of the bootstrap band (``None``: no band).
+        band_level: Coverage of the bootstrap band (``None``: no band). A band needs two
+            finite probes at least: with fewer the estimate carries no band (``lo``/``hi`` NaN,
+            ``band_method="none"``, the reason in ``extra["no_band"]``) and a warning says so.
         n_boot: Bootstrap resamples.
 
     Returns:
@@ -1148,9 +1247,12 @@ def l11_norm(
     if variant not in ("median", "iqr"):
         raise ValueError(f"variant must be 'median' or 'iqr', got {variant!r}")
     n = check_positive_int("n_probes", n_probes)
-    batch_probes = check_positive_int("batch_probes", batch_probes)
+    if batch_probes != "auto":
+        batch_probes = check_positive_int("batch_probes", batch_probes)
     h = _as_operator(hvp)
     d = h.d
+    if torch.device(h.device).type == "meta":
+        raise ValueError("the operator is on the meta device (no values): nothing to estimate")
     block_idx = _block_index(partition, h, d)
     if distributed is None:
         distributed = dist.is_available() and dist.is_initialized()
@@ -1162,16 +1264,19 @@ def l11_norm(
     ok = torch.zeros(len(mine), dtype=torch.bool)
     t0 = time.perf_counter()
     bar = tqdm(total=len(mine), desc="Cauchy probes", disable=not progress or rank != 0, leave=False)
-    for start in range(0, len(mine), batch_probes):
-        ks = mine[start : start + batch_probes]
+    start, k_batch = 0, 1 if batch_probes == "auto" else batch_probes
+    while start < len(mine):
+        ks = mine[start : start + k_batch]
         V = torch.stack([cauchy_probe(d, seed, k, dtype=h.dtype, device=h.device) for k in ks])
-        HV = h.matmat(V) if len(ks) > 1 else h.matvec(V[0])[None]
-        for i, hv in enumerate(HV):
-            good = bool(torch.isfinite(hv).all())
-            ok[start + i] = good
-            if good:
-                samples[start + i] = hv.detach().to(device=sdev, dtype=sdtype)
+        with _PeakMemory(h.device, measure=batch_probes == "auto" and start == 0) as peak:
+            HV = h.matmat(V) if len(ks) > 1 else h.matvec(V[0])[None]
+        good = torch.isfinite(HV).all(1).cpu()
+        ok[start : start + len(ks)] = good
+        samples[start : start + len(ks)] = HV.detach().to(device=sdev, dtype=sdtype)
+        start += len(ks)
         bar.update(len(ks))
+        if batch_probes == "auto" and start == len(ks):
+            k_batch = _auto_batch_probes(h, peak.bytes)
     bar.close()
     samples = samples[ok.to(sdev)] if not bool(ok.all()) else samples
     n_dropped = int((~ok).sum())
@@ -1188,6 +1293,10 @@ def l11_norm(
     lo = hi = math.nan
     level = math.nan
     extra: dict = {}
+    if band_level is not None and samples.shape[0] < 2:
+        extra["no_band"] = f"{samples.shape[0]} finite probe(s): a band needs 2 at least"
+        warnings.warn(f"l11_norm: no error band from {extra['no_band']}", RuntimeWarning, stacklevel=2)
+        band_level = None
     if band_level is not None:
         level = float(band_level)
         r_lo, r_hi = bootstrap_band(samples, variant, rows=rows, level=level, n_boot=n_boot, seed=seed)
@@ -1210,6 +1319,35 @@ def l11_norm(
         band_method="none" if band_level is None else "bootstrap",
         extra=extra,
     )
+
+
+class _PeakMemory:
+    """The peak CUDA memory (bytes) a block of code allocates above what was allocated before it."""
+
+    def __init__(self, device, measure: bool):
+        self.on = measure and torch.device(device).type == "cuda" and torch.cuda.is_available()
+        self.device, self.bytes = device, 0
+
+    def __enter__(self):
+        if self.on:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        if self.on:
+            self.bytes = torch.cuda.max_memory_allocated(self.device) - self._base
+
+
+def _auto_batch_probes(h, product_bytes: int, cap: int = 64) -> int:
+    """Probes per batch for ``batch_probes="auto"`` (see :func:`l11_norm`)."""
+    if isinstance(h, _MatrixHVP):
+        return cap
+    if torch.device(h.device).type != "cuda" or product_bytes <= 0:
+        return 1  # CPU: the batched double backward is slower per probe (benchmarks/bench_hessian.py)
+    free, _ = torch.cuda.mem_get_info(h.device)
+    per_probe = product_bytes + 2 * h.d * torch.empty((), dtype=h.dtype).element_size()  # + probe, product
+    return max(1, min(cap, int(0.5 * free // per_probe)))
 
 
 def _all_gather_rows(samples: Tensor, n_dropped: int) -> tuple[Tensor, int]:

@@ -48,8 +48,14 @@ Shared conventions:
   device (``torch._amp_foreach_non_finite_check_and_unscale_``, the check of
   ``torch.amp.GradScaler``: element by element, so a finite fp16 gradient of 60000 is finite), and
   a step with a non-finite gradient leaves parameters, moments and step counters bit-identical,
-  **without a host synchronisation**: the found-inf flag feeds the update (torch's fused kernel
-  takes it as ``found_inf``; the other paths turn it into a zero step). The number of skipped
+  **without a host synchronisation**. On an accelerator the found-inf flag stays on the device and
+  feeds the update: torch's fused kernel takes it as ``found_inf``; the other paths turn it into a
+  zero step, with the weights of the moments set to (0, 1) and the gradients of a skipped step
+  zeroed in place (no copy; a gradient whose memory overlaps itself, such as
+  ``torch.ones(1).expand(2)``, is read through a ``torch.where`` instead). On the CPU the flag is a
+  number in host memory: it is read (no device to wait for), a bad step returns at once and a good
+  one runs the plain update, so the check is the only cost (under ``torch.compile`` the device
+  form is used, so the step stays one graph). The number of skipped
   steps is a device tensor (:attr:`skipped_steps_tensor`); reading :attr:`skipped_steps`
   synchronises and emits one ``RuntimeWarning`` for the steps skipped since the last read.
   ``"raise"``: ``FloatingPointError``, state untouched (one synchronisation per step).
@@ -135,9 +141,12 @@ def _denominators(vs: list[Tensor], eps: float, c2s: Sequence | None, eps_inside
     if c2s is not None and all(not isinstance(c, Tensor) and c == 1.0 for c in c2s):
         c2s = None
     if eps_inside_sqrt:
-        ds = torch._foreach_div(vs, list(c2s)) if c2s is not None else [v.clone() for v in vs]
-        if eps:
-            torch._foreach_add_(ds, eps)
+        if c2s is not None:
+            ds = torch._foreach_div(vs, list(c2s))
+            if eps:
+                torch._foreach_add_(ds, eps)
+        else:  # one pass: v + eps into new tensors (a copy of v when eps = 0)
+            ds = torch._foreach_add(vs, eps) if eps else [v.clone() for v in vs]
         torch._foreach_sqrt_(ds)
     else:
         ds = torch._foreach_sqrt(vs)
@@ -521,6 +530,10 @@ class _Base(Optimizer):
             elif self._skipped.device != found.device:
                 self._skipped = self._skipped.to(found.device)
             self._skipped.add_(found)
+            if _on_host(found):  # a CPU flag: reading it waits for nothing
+                if bool(found):
+                    return loss  # skipped: parameters and state untouched
+                found = None  # a finite step: the plain update, nothing folded in
         self._step(work, found)
         return loss
 
@@ -533,10 +546,13 @@ class _Base(Optimizer):
         if self.nonfinite == "ignore" or not grads:
             return None
         buckets: dict = {}
+        flags = []
         for g in grads:
             r = _real(g)
+            if _overlaps(r):  # e.g. torch.ones(1).expand(2): read it, never write it
+                flags.append((~torch.isfinite(r).all()).to(torch.float32))
+                continue
             buckets.setdefault((r.device, r.dtype), []).append(r)
-        flags = []
         for (dev, _), bucket in buckets.items():
             flag = torch.zeros((), dtype=torch.float32, device=dev)
             one = torch.ones((), dtype=torch.float32, device=dev)
@@ -697,11 +713,53 @@ def _moments_(
     torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
 
 
+#: devices whose found-inf flag is read on the host (no synchronisation: the value is in host memory)
+_HOST_FLAG_DEVICES = ("cpu",)
+
+
+def _on_host(flag: Tensor) -> bool:
+    """Whether the found-inf flag is read on the host (a CPU flag, outside ``torch.compile``)."""
+    return flag.device.type in _HOST_FLAG_DEVICES and not torch.compiler.is_compiling()
+
+
+def _overlaps(t: Tensor) -> bool:
+    """Whether elements of ``t`` share memory (a stride-0 expand): it must not be written in place."""
+    if torch.compiler.is_compiling():  # not traceable; gradients that autograd makes never overlap
+        return False
+    return torch._debug_has_internal_overlap(t) != 0
+
+
+def _dense(t: Tensor) -> bool:
+    """Whether ``t`` is non-overlapping and dense (a permutation of a contiguous layout)."""
+    expected = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape, strict=True) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _same_layout(p: Tensor, g: Tensor) -> bool:
+    """The fast-path rule of torch's fused kernels: the gradient has the parameter's strides, both dense.
+
+    Strides of dimensions of size 1 are not compared (no element is ever reached through them).
+    """
+    if g.shape != p.shape or not _dense(p):
+        return False
+    return all(a == b for a, b, n in zip(g.stride(), p.stride(), p.shape, strict=True) if n > 1)
+
+
 def _finite_or_zero(gs: list[Tensor], keep: Tensor | None) -> list[Tensor]:
-    """The gradients, or zeros on a skipped step (``keep`` False): the update becomes exactly 0."""
+    """The gradients, zeroed in place on a skipped step (``keep`` False): the update becomes exactly 0.
+
+    No copy: ``masked_fill_`` with the 0-dim device mask ``~keep`` writes zeros only on a skipped
+    step (whose gradients are not finite anyway). A gradient that overlaps itself cannot be
+    written; it is read through a ``torch.where`` instead.
+    """
     if keep is None:
         return gs
-    return [torch.where(keep, g, 0.0) for g in gs]
+    skip = ~keep
+    return [torch.where(keep, g, 0.0) if _overlaps(g) else g.masked_fill_(skip, 0.0) for g in gs]
 
 
 def _corrections(steps: list[Tensor], beta: float) -> list[Tensor]:
@@ -864,7 +922,14 @@ class Adam(_Base):
                 f"{type(self).__name__}.load_state_dict: param group {k} is from a blockwise optimizer"
             )
 
-    def _fusable(self, group: dict, ps: list[Tensor]) -> bool:
+    def _fusable(self, group: dict, ps: list[Tensor], gs: list[Tensor]) -> bool:
+        """Whether the group runs torch's fused kernel.
+
+        Only when every gradient has its parameter's strides (torch's fast-path rule: the fused
+        kernel walks parameter and gradient memory in the same order); any other layout, such as
+        ``g.t().contiguous().t()`` or a stride-0 ``expand``, takes the ``foreach`` path, even with
+        ``fused=True``, so that every layout gives ``torch.optim.Adam``'s numbers.
+        """
         if group["fused"] is False or not group["bias_correction"] or group["eps_inside_sqrt"]:
             return False
         ok = all(p.device.type in _FUSED_DEVICES and p.dtype in _FUSED_DTYPES for p in ps)
@@ -872,7 +937,7 @@ class Adam(_Base):
             raise ValueError(
                 f"{type(self).__name__}: fused=True needs real floating parameters on one of {_FUSED_DEVICES}"
             )
-        return ok
+        return ok and all(_same_layout(p, g) for p, g in zip(ps, gs, strict=True))
 
     def _step(self, work, found) -> None:
         """One step of Algorithm 1 for every param group."""
@@ -895,7 +960,7 @@ class Adam(_Base):
                 steps.append(st["step"])
                 ms.append(st["exp_avg"])
                 vs.append(st["exp_avg_sq"])
-            if self._fusable(group, ps):
+            if self._fusable(group, ps, gs):
                 self._fused(group, ps, gs, ms, vs, steps, found)
             else:
                 rp, rg = [_real(p) for p in ps], [_real(g) for g in gs]
@@ -1355,6 +1420,15 @@ class BlockwiseAdam(_Base):
         :math:`(1-\beta_2)r_b^2` is computed by the very operation Adam uses); otherwise the block
         sums of :math:`g^2` are gathered with ``index_add`` over the tensors.
         """
+        pieces = self._rms_pieces(plan, grads)
+        cat = torch.cat(pieces)
+        if plan["identity"]:
+            return cat
+        sums = torch.zeros(plan["B"], device=cat.device, dtype=cat.dtype).index_add_(0, plan["cat_ids"], cat)
+        return sums.div_(plan["sizes"]).sqrt_()
+
+    def _rms_pieces(self, plan: dict, grads: dict) -> list[Tensor]:
+        """Per tensor: its blocks' root-mean-squares (``identity`` plan) or sums of squares (else)."""
         ident = plan["identity"]
         ref = next(iter(grads.values()))
         pieces = []
@@ -1368,18 +1442,15 @@ class BlockwiseAdam(_Base):
                     pieces.append(g.reshape(e["n"]))
                     continue
                 sq = g.reshape(e["n"], e["seg"])
-                sq = (sq * sq).sum(1)
+                # one block per tensor (AdaSGD, the tensor partition): a dot product, no g*g copy
+                sq = torch.dot(sq[0], sq[0]).view(1) if e["n"] == 1 else (sq * sq).sum(1)
             else:
                 sq = g.reshape(-1)
                 sq = torch.zeros(e["n"], device=g.device, dtype=g.dtype).index_add_(0, e["inv"], sq * sq)
             if ident:
                 sq = sq.div_(e["seg"] if e["kind"] == "seg" else plan["sizes"][e["sel"]]).sqrt_()
             pieces.append(sq)
-        cat = torch.cat(pieces)
-        if ident:
-            return cat
-        sums = torch.zeros(plan["B"], device=cat.device, dtype=cat.dtype).index_add_(0, plan["cat_ids"], cat)
-        return sums.div_(plan["sizes"]).sqrt_()
+        return pieces
 
     def _step(self, work, found) -> None:
         """One step of Algorithm 3 over all param groups."""
@@ -1395,7 +1466,14 @@ class BlockwiseAdam(_Base):
         grads = {plan["index"][id(p)]: g for _, ps, _, gs in real_work for p, g in zip(ps, gs, strict=True)}
         if not grads:  # no gradients at all: nothing to do (state untouched)
             return
-        rms = self._block_rms(plan, grads)
+        # blocks that lie in consecutive slices of the state (coordinate, rows, heads, tensor): the
+        # second moment is updated slice by slice in place, without gathering the statistics first
+        sliced = plan["identity"] and all(isinstance(e["sel"], slice) for e in plan["entries"])
+        if sliced:
+            pieces = self._rms_pieces(plan, grads)
+            rms = pieces[0]
+        else:
+            rms = self._block_rms(plan, grads)
         first = self._params()[0]
         st0 = self.state[first]
         if "block_exp_avg_sq" not in st0:
@@ -1416,14 +1494,20 @@ class BlockwiseAdam(_Base):
         t = st0["block_step"]
         t.add_(1 if keep is None else keep.to(torch.float32))
 
-        if keep is None:
-            _second_moment_(v, rms, beta2)
-        else:
-            v.mul_(_keep_scalar(keep, beta2, 1.0, v)).addcmul_(rms, rms, value=1.0 - beta2)
+        parts = (
+            [(v[e["sel"]], r) for e, r in zip(plan["entries"], pieces, strict=True)] if sliced else [(v, rms)]
+        )
+        decay = beta2 if keep is None else _keep_scalar(keep, beta2, 1.0, v)
+        for vv, r in parts:
+            if keep is None:
+                _second_moment_(vv, r, beta2)
+            else:
+                vv.mul_(decay).addcmul_(r, r, value=1.0 - beta2)
         c2s = _corrections([t], beta2) if bias_correction else None
         (denom_b,) = _denominators([v], eps, c2s, eps_inside_sqrt)
 
-        for group, ps, rps, gs in real_work:
+        last = max((i for i, (_, ps, _, _) in enumerate(real_work) if ps), default=-1)
+        for i, (group, ps, rps, gs) in enumerate(real_work):
             if not ps:
                 continue
             beta1 = group["betas"][0]
@@ -1435,7 +1519,7 @@ class BlockwiseAdam(_Base):
             c1s = _corrections([t], beta1) if bias_correction else None
             lr = group["lr"]
             scaled = c1s is not None or isinstance(lr, Tensor) or keep is not None
-            d_group = [denom_b.clone() if scaled else denom_b]
+            d_group = [denom_b.clone() if scaled and i != last else denom_b]  # the last group may consume it
             value = _scale_denominator_(d_group, lr, c1s, keep)
             d_group = d_group[0]
             xs, mv, ds = [], [], []
