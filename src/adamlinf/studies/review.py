@@ -567,3 +567,20 @@ def plot_sweeps(axes, tuned: Mapping[str, Tuned], labels: Mapping[str, str]) -> 
     for ax, (name, tu) in zip(np.atleast_1d(axes).ravel(), tuned.items(), strict=False):
         sweeps.plot_sweep(ax, tu.finals, labels=labels, best_lr=tu.sweep.best_lr)
         ax.set_title(name, fontsize=9)
+
+
+def make_task(spec: Mapping) -> Task:
+    """A task from a page's parameter dict: ``kind`` (mlp, cnn, gru, gpt) and its sizes (``steps`` is ignored)."""
+    kind = spec["kind"]
+    if kind in ("mlp", "cnn"):
+        return digits_task(kind, width=int(spec["width"]), batch_size=int(spec["batch_size"]))
+    if kind == "gru":
+        model = {"embd": spec["embd"], "hidden": spec["hidden"]}
+    else:
+        model = {k: int(spec[k]) for k in ("n_layer", "n_head", "n_embd")}
+    return text_task(kind, seq_len=int(spec["seq_len"]), batch_size=int(spec["batch_size"]), model=model)
+
+
+def rotated(seed_offset: int = 0, k: int = 2) -> RotationBuilder:
+    """Rotated Adam's rotation: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates, seeded by the run."""
+    return lambda model, task, seed: rot.PermuteRotate(_n(model), k=k, seed=seed + seed_offset)
