@@ -254,8 +254,8 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
     """The rotations of question 3, each a function ``(model, task, seed) -> Rotation``.
 
     * ``"tensor"``: a random rotation of the coordinates of the parameter named ``tensor`` only;
-    * ``"head"``: a Haar rotation of the query, key and value weights and biases of head 0 of the
-      first attention layer (a GPT);
+    * ``"head"``: a Haar rotation of the query, key and value weights (and biases, if any) of head 0
+      of the first attention layer (a GPT);
     * ``"model"``: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates (as rotated Adam);
     * ``"similar"``: the coordinates sorted by their mean squared gradient at initialisation
       (``n_batches`` batches), cut into consecutive groups of ``group``, a Haar rotation inside each
@@ -275,8 +275,10 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
         hd, e = cfg.n_embd // n_head, cfg.n_embd
         rows = torch.cat([torch.arange(p * e, p * e + hd) for p in range(3)])  # q, k, v rows of head 0
         a, _ = off["transformer.h.0.attn.c_attn.weight"]
-        ab, _ = off["transformer.h.0.attn.c_attn.bias"]
-        index = torch.cat([(a + rows[:, None] * e + torch.arange(e)[None, :]).reshape(-1), ab + rows])
+        parts = [(a + rows[:, None] * e + torch.arange(e)[None, :]).reshape(-1)]
+        if "transformer.h.0.attn.c_attn.bias" in off:  # a GPT built with biases
+            parts.append(off["transformer.h.0.attn.c_attn.bias"][0] + rows)
+        index = torch.cat(parts)
         return rot.random_block_rotation(_n(model), [index], seed=seed)
 
     def whole(model, task, seed):
