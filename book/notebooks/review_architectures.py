@@ -66,7 +66,11 @@ answer = display(Markdown("*(the answer is filled in when the page has run)*"), 
 # (warm-up then cosine decay to a tenth of the peak lr).
 
 # %%
-arms = {"adam": rv.Arm("adam"), "adasgd": rv.Arm("adasgd"), "rotated_adam": rv.Arm("adam", rotation=rv.rotated(k=rotation_k))}
+arms = {
+    "adam": rv.Arm("adam"),
+    "adasgd": rv.Arm("adasgd"),
+    "rotated_adam": rv.Arm("adam", rotation=rv.rotated(k=rotation_k)),
+}
 labels = {"adam": "Adam", "adasgd": "AdaSGD", "rotated_adam": "rotated Adam"}
 tuned = {}
 for name, spec in tasks.items():
@@ -81,7 +85,9 @@ for name, spec in tasks.items():
         max_extensions=max_extensions,
     )
 runs = pd.concat([tu.finals.assign(task=name) for name, tu in tuned.items()], ignore_index=True)
-save_table(runs, results_dir / "runs.csv", params=params, wall_time_s=sum(tu.seconds for tu in tuned.values()))
+save_table(
+    runs, results_dir / "runs.csv", params=params, wall_time_s=sum(tu.seconds for tu in tuned.values())
+)
 summary = pd.concat([tu.table(name) for name, tu in tuned.items()], ignore_index=True)
 save_table(summary, results_dir / "tuned.csv", params=params)
 _ = report.table(
@@ -123,7 +129,7 @@ wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 v = verdict_table.set_index("claim").verdict
 lines = "; ".join(
     f"{n}: Adam {tu.values['adam'].text(3)}, rotated Adam {tu.values['rotated_adam'].text(3)} "
-    f"(\"Adam beats rotated Adam\" {v[f'{n}: Adam beats rotated Adam']})"
+    f'("Adam beats rotated Adam" {v[f"{n}: Adam beats rotated Adam"]})'
     for n, tu in tuned.items()
 )
 answer.update(

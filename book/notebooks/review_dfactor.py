@@ -21,7 +21,11 @@ spectrum = "log-uniform"  # eigenvalues (adamlinf.problems.SPECTRA), largest 1
 sigma = 0.0001  # standard deviation of the isotropic gradient noise
 steps = 100
 rotation_seed = 0  # the Haar rotation of the rotated quadratic
-grids = {"adam": [0.01, 0.03162, 0.1, 0.3162], "adasgd": [0.1, 0.3162, 1.0, 3.162], "sgd": [0.1, 0.3162, 1.0, 3.162]}
+grids = {
+    "adam": [0.01, 0.03162, 0.1, 0.3162],
+    "adasgd": [0.1, 0.3162, 1.0, 3.162],
+    "sgd": [0.1, 0.3162, 1.0, 3.162],
+}
 tune_seed = 0
 seeds = [1, 2, 3]  # measuring seeds (the tuning seed never measures)
 max_extensions = 4
@@ -134,7 +138,10 @@ _ = report.table(
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.2), sharey=True)
-for ax, keys, title in [(axes[0], ["adam", "adasgd", "sgd"], "diagonal H"), (axes[1], ["adam_rot", "adasgd_rot", "sgd_rot"], "rotated H")]:
+for ax, keys, title in [
+    (axes[0], ["adam", "adasgd", "sgd"], "diagonal H"),
+    (axes[1], ["adam_rot", "adasgd_rot", "sgd_rot"], "rotated H"),
+]:
     sub = tuned.finals[tuned.finals.optimizer.isin(keys)]
     rv.sweeps.plot_sweep(ax, sub, labels=labels, best_lr={k: tuned.sweep.best_lr[k] for k in keys})
     ax.set_title(title, fontsize=9)
@@ -187,8 +194,8 @@ answer.update(
         f"Hessian ‖H‖₁,₁ = {n.loc['diagonal', '‖H‖₁,₁']:.3g} is above ‖H‖₂ = 1 ({v.iloc[0]}) but far below "
         f"d·‖H‖₂ = {d} ({v.iloc[1]}), and that is the comparison the rates make; tuned Adam beats tuned SGD there "
         f"(log10 loss ratio {a.text(3)} vs {s.text(3)}: {v.iloc[3]}). A Haar rotation raises ‖H‖₁,₁ to "
-        f"{n.loc['rotated (Haar)', '‖H‖₁,₁']:.3g} > d·‖H‖₂ ({v.iloc[2]} for \"below\"), and Adam loses its edge: "
-        f"rotated Adam {ar.text(3)} vs rotated AdaSGD {asr.text(3)} (\"Adam beats AdaSGD\" {v.iloc[6]}). "
+        f'{n.loc["rotated (Haar)", "‖H‖₁,₁"]:.3g} > d·‖H‖₂ ({v.iloc[2]} for "below"), and Adam loses its edge: '
+        f'rotated Adam {ar.text(3)} vs rotated AdaSGD {asr.text(3)} ("Adam beats AdaSGD" {v.iloc[6]}). '
         f"Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
     )
 )

@@ -90,13 +90,24 @@ def builder(name):
 
 
 arms = {name: rv.Arm("blockwise_adam", partition=builder(name)) for name in parts}
-btuned = rv.tune(btask, arms, {a: grid for a in arms}, steps=block_steps, tune_seed=tune_seed, seeds=seeds, beta2=beta2, max_extensions=max_extensions)
+btuned = rv.tune(
+    btask,
+    arms,
+    {a: grid for a in arms},
+    steps=block_steps,
+    tune_seed=tune_seed,
+    seeds=seeds,
+    beta2=beta2,
+    max_extensions=max_extensions,
+)
 bsum = btuned.table("tiny GPT").merge(phi, left_on="arm", right_on="partition").drop(columns=["partition"])
 save_table(btuned.finals, results_dir / "block_runs.csv", params=params, wall_time_s=btuned.seconds)
 save_table(bsum, results_dir / "blocks.csv", params=params)
 rho = stats.spearmanr(bsum.H_phi_per_d, bsum["mean"]).statistic
 _ = report.table(
-    bsum.drop(columns=["task", "mean", "std"]).rename(columns={"arm": "partition", "H_phi_per_d": "H(L,Φ)/d"}),
+    bsum.drop(columns=["task", "mean", "std"]).rename(
+        columns={"arm": "partition", "H_phi_per_d": "H(L,Φ)/d"}
+    ),
     caption=f"Blockwise Adam by partition ({scale} scale): the Lemma 3.13 bound on H(L, Φ)/d at initialisation "
     f"(exact Hessian) and the tuned held-out loss on {len(seeds)} measuring seeds. Spearman rank correlation "
     f"between the two: {rho:.2f}. " + btuned.sweep.extension_text(),
@@ -117,7 +128,9 @@ _ = report.table(
 track_task = rv.make_task(track_gpt)
 track = pd.concat(
     [
-        rv.track_norms(track_task, track_lr, steps=track_steps, at=track_at, seed=s, n_probes=n_probes, n_batches=2)
+        rv.track_norms(
+            track_task, track_lr, steps=track_steps, at=track_at, seed=s, n_probes=n_probes, n_batches=2
+        )
         for s in seeds
     ],
     ignore_index=True,
@@ -125,7 +138,9 @@ track = pd.concat(
 track["advantage"] = track.rotated_l11_per_d / track.l11_per_d  # how much a random rotation raises the norm
 save_table(track, results_dir / "track.csv", params=params)
 _ = report.table(
-    track[["seed", "step", "l11_per_d", "rotated_l11_per_d", "spectral", "ratio", "rotated_ratio", "advantage"]].rename(
+    track[
+        ["seed", "step", "l11_per_d", "rotated_l11_per_d", "spectral", "ratio", "rotated_ratio", "advantage"]
+    ].rename(
         columns={
             "l11_per_d": "‖H‖₁,₁/d",
             "rotated_l11_per_d": "‖H‖₁,₁/d rotated",
@@ -145,7 +160,9 @@ ax.scatter(bsum.H_phi_per_d, bsum["mean"], color="C0")
 ax.errorbar(bsum.H_phi_per_d, bsum["mean"], yerr=bsum["std"], fmt="none", color="C0")
 for _, r in bsum.iterrows():
     ax.annotate(r.arm, (r.H_phi_per_d, r["mean"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
-ax.set(xscale="log", xlabel="H(L,Φ)/d at initialisation", ylabel="tuned held-out loss", title="Q4: partitions")
+ax.set(
+    xscale="log", xlabel="H(L,Φ)/d at initialisation", ylabel="tuned held-out loss", title="Q4: partitions"
+)
 ax = axes[1]
 for col, lab, c in [("ratio", "standard basis", "C0"), ("rotated_ratio", "random rotation", "C3")]:
     m = track.groupby("step")[col].agg(["mean", "std"])
@@ -170,7 +187,10 @@ _ = report.figure(
 
 # %%
 order = bsum.sort_values("H_phi_per_d").arm.tolist()
-q4_pairs = [(f"Blockwise Adam over {a} (smaller H(L,Φ)) beats {b}", a, b) for a, b in zip(order, order[1:], strict=False)]
+q4_pairs = [
+    (f"Blockwise Adam over {a} (smaller H(L,Φ)) beats {b}", a, b)
+    for a, b in zip(order, order[1:], strict=False)
+]
 first, last = track_at[0], track_at[-1]
 
 
@@ -191,18 +211,38 @@ vals = {
     "advT": by_seed(last, "advantage"),
 }
 q5_pairs = [
-    ("At initialisation ‖H‖₁,₁/d is smaller in the standard basis than after a random rotation", "std0", "rot0"),
-    (f"After {last} Adam steps ‖H‖₁,₁/d is smaller in the standard basis than after a random rotation", "stdT", "rotT"),
+    (
+        "At initialisation ‖H‖₁,₁/d is smaller in the standard basis than after a random rotation",
+        "std0",
+        "rot0",
+    ),
+    (
+        f"After {last} Adam steps ‖H‖₁,₁/d is smaller in the standard basis than after a random rotation",
+        "stdT",
+        "rotT",
+    ),
     ("At initialisation ‖H‖₁,₁/d is below ‖H‖₂", "std0", "spec0"),
     (f"After {last} Adam steps ‖H‖₁,₁/d is below ‖H‖₂", "stdT", "specT"),
     ("Training lowers ‖H‖₁,₁/(d‖H‖₂) in the standard basis", "ratioT", "ratio0"),
     ("Training makes the standard basis more special (rotated/standard (1,1)-norm grows)", "adv0", "advT"),
 ]
-labels = {"std0": "standard", "rot0": "rotated", "spec0": "‖H‖₂", "stdT": "standard", "rotT": "rotated", "specT": "‖H‖₂",
-          "ratio0": f"step {first}", "ratioT": f"step {last}", "adv0": f"step {first}", "advT": f"step {last}"}
+labels = {
+    "std0": "standard",
+    "rot0": "rotated",
+    "spec0": "‖H‖₂",
+    "stdT": "standard",
+    "rotT": "rotated",
+    "specT": "‖H‖₂",
+    "ratio0": f"step {first}",
+    "ratioT": f"step {last}",
+    "adv0": f"step {first}",
+    "advT": f"step {last}",
+}
 values_q5 = dict(vals)
 # the last claim says the advantage grows: compare its negatives so that "better is lower" reads right
-values_q5["adv0"], values_q5["advT"] = (Measured(-m.value, m.spread, m.n) for m in (vals["adv0"], vals["advT"]))
+values_q5["adv0"], values_q5["advT"] = (
+    Measured(-m.value, m.spread, m.n) for m in (vals["adv0"], vals["advT"])
+)
 values_q5["adv0"], values_q5["advT"] = values_q5["advT"], values_q5["adv0"]
 labels["adv0"], labels["advT"] = f"−(step {last})", f"−(step {first})"
 verdict_table = pd.concat(
@@ -213,7 +253,9 @@ verdict_table = pd.concat(
     ignore_index=True,
 )
 save_verdicts(verdict_table, results_dir, params=params)
-_ = report.table(verdict_table.drop(columns=["paper", "page"]), caption="Review Q4 and Q5: verdicts (book checks).")
+_ = report.table(
+    verdict_table.drop(columns=["paper", "page"]), caption="Review Q4 and Q5: verdicts (book checks)."
+)
 
 # %%
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -231,7 +273,7 @@ answer.update(
         f"{vals['std0'].text(3)} in the standard basis against {vals['rot0'].text(3)} after a random rotation at "
         f"initialisation ({v.iloc[len(q4_pairs)]}), and {vals['stdT'].text(3)} against {vals['rotT'].text(3)} after "
         f"training ({v.iloc[len(q4_pairs) + 1]}); rotated/standard goes from {vals['adv0'].text(3)} to "
-        f"{vals['advT'].text(3)} (\"more special with training\": {v.iloc[len(q4_pairs) + 5]}). "
+        f'{vals["advT"].text(3)} ("more special with training": {v.iloc[len(q4_pairs) + 5]}). '
         f"Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
     )
 )

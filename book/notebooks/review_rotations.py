@@ -83,9 +83,17 @@ answer = display(Markdown("*(the answer is filled in when the page has run)*"), 
 
 # %%
 task = rv.make_task(gpt)
-build = rv.rotation_builders(tensor=tensor, n_head=int(gpt["n_head"]), group=similar_group, n_batches=grad_batches)
+build = rv.rotation_builders(
+    tensor=tensor, n_head=int(gpt["n_head"]), group=similar_group, n_batches=grad_batches
+)
 build["model"] = rv.rotated(k=rotation_k)
-rotations = {"tensor": "one tensor", "head": "one head", "model": "whole model", "similar": "similar scale", "eigen": "eigenbasis"}
+rotations = {
+    "tensor": "one tensor",
+    "head": "one head",
+    "model": "whole model",
+    "similar": "similar scale",
+    "eigen": "eigenbasis",
+}
 arms = {"adam": rv.Arm("adam")} | {f"rot_{k}": rv.Arm("adam", rotation=build[k]) for k in rotations}
 arms |= {
     "adasgd": rv.Arm("adasgd"),
@@ -93,15 +101,31 @@ arms |= {
     "rot_model_b0": rv.Arm("adam", rotation=build["model"], beta1=0.0),
     "adasgd_b0": rv.Arm("adasgd", beta1=0.0),
 }
-labels = {"adam": "Adam", "adasgd": "AdaSGD", "adam_b0": "Adam β₁=0", "rot_model_b0": "rotated Adam β₁=0", "adasgd_b0": "AdaSGD β₁=0"}
+labels = {
+    "adam": "Adam",
+    "adasgd": "AdaSGD",
+    "adam_b0": "Adam β₁=0",
+    "rot_model_b0": "rotated Adam β₁=0",
+    "adasgd_b0": "AdaSGD β₁=0",
+}
 labels |= {f"rot_{k}": f"Adam, {v}" for k, v in rotations.items()}
-tuned = rv.tune(task, arms, {a: grid for a in arms}, steps=steps, tune_seed=tune_seed, seeds=seeds, beta2=beta2, max_extensions=max_extensions)
+tuned = rv.tune(
+    task,
+    arms,
+    {a: grid for a in arms},
+    steps=steps,
+    tune_seed=tune_seed,
+    seeds=seeds,
+    beta2=beta2,
+    max_extensions=max_extensions,
+)
 save_table(tuned.finals, results_dir / "runs.csv", params=params, wall_time_s=tuned.seconds)
 summary = tuned.table("GPT")
 save_table(summary, results_dir / "tuned.csv", params=params)
 _ = report.table(
     summary.drop(columns=["task", "mean", "std"]).replace(labels),
-    caption=f"Tuned learning rates and held-out loss on {len(seeds)} measuring seeds ({scale} scale). " + tuned.sweep.extension_text(),
+    caption=f"Tuned learning rates and held-out loss on {len(seeds)} measuring seeds ({scale} scale). "
+    + tuned.sweep.extension_text(),
 )
 
 # %%
@@ -110,13 +134,17 @@ batches = task.eval_batches[:norm_batches]
 norm_rows = [{"basis": "standard", **rv.basis_norms(model, task, batches, n_probes=n_probes)}]
 for k, name in rotations.items():
     R = build[k](model, task, seeds[0])
-    norm_rows.append({"basis": name, **rv.basis_norms(model, task, batches, R, n_probes=n_probes, spectral=False)})
+    norm_rows.append(
+        {"basis": name, **rv.basis_norms(model, task, batches, R, n_probes=n_probes, spectral=False)}
+    )
 norms = pd.DataFrame(norm_rows)
 norms["spectral"] = norms.spectral.iloc[0]
 norms["‖H‖₁,₁/d ÷ ‖H‖₂"] = norms.l11_per_d / norms.spectral
 save_table(norms, results_dir / "norms.csv", params=params)
 _ = report.table(
-    norms.rename(columns={"l11_per_d": "‖H‖₁,₁/d", "l11_lo": "band lo", "l11_hi": "band hi", "spectral": "‖H‖₂"}),
+    norms.rename(
+        columns={"l11_per_d": "‖H‖₁,₁/d", "l11_lo": "band lo", "l11_hi": "band hi", "spectral": "‖H‖₂"}
+    ),
     caption=f"The Hessian at initialisation (seed {seeds[0]}, {norm_batches} held-out batches) in each basis: "
     f"(1,1)-norm per coordinate with its 90% band from {n_probes} Cauchy probes, and the spectral norm ({scale} scale).",
 )
@@ -146,9 +174,14 @@ values = dict(tuned.values)
 nb = norms.set_index("basis")
 for basis in nb.index:
     r = nb.loc[basis]
-    values[f"norm:{basis}"] = Measured.band(r.l11_per_d, min(r.l11_lo, r.l11_per_d), max(r.l11_hi, r.l11_per_d))
+    values[f"norm:{basis}"] = Measured.band(
+        r.l11_per_d, min(r.l11_lo, r.l11_per_d), max(r.l11_hi, r.l11_per_d)
+    )
 q3_pairs = [(f"Adam beats Adam rotated within {v}", "adam", f"rot_{k}") for k, v in rotations.items()]
-q3_pairs += [(f"‖H‖₁,₁/d is smaller in the standard basis than rotated within {v}", "norm:standard", f"norm:{v}") for v in rotations.values()]
+q3_pairs += [
+    (f"‖H‖₁,₁/d is smaller in the standard basis than rotated within {v}", "norm:standard", f"norm:{v}")
+    for v in rotations.values()
+]
 q6_pairs = [
     ("β₁ = 0: Adam beats rotated Adam", "adam_b0", "rot_model_b0"),
     ("β₁ = 0: Adam beats AdaSGD", "adam_b0", "adasgd_b0"),
@@ -164,7 +197,9 @@ verdict_table = pd.concat(
     ignore_index=True,
 )
 save_verdicts(verdict_table, results_dir, params=params)
-_ = report.table(verdict_table.drop(columns=["paper", "page"]), caption="Review Q3 and Q6: verdicts (book checks).")
+_ = report.table(
+    verdict_table.drop(columns=["paper", "page"]), caption="Review Q3 and Q6: verdicts (book checks)."
+)
 
 # %%
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -179,7 +214,7 @@ answer.update(
         "rotations are inconclusive at this scale. The (1,1)-norm at initialisation: "
         + ", ".join(f"{b} {nb.loc[b, 'l11_per_d']:.3g}" for b in nb.index)
         + ".  \n"
-        f"**Q6:** at β₁ = 0, \"Adam beats rotated Adam\" {v['β₁ = 0: Adam beats rotated Adam']} and \"Adam beats AdaSGD\" "
+        f'**Q6:** at β₁ = 0, "Adam beats rotated Adam" {v["β₁ = 0: Adam beats rotated Adam"]} and "Adam beats AdaSGD" '
         f"{v['β₁ = 0: Adam beats AdaSGD']}; at β₁ = 0.9 they are {v['β₁ = 0.9: Adam beats rotated Adam']} and "
         f"{v['β₁ = 0.9: Adam beats AdaSGD']}. Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
     )

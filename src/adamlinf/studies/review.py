@@ -1,4 +1,4 @@
-r"""Questions from the paper's public review, answered by experiment (the "Questions from the review" chapter).
+r"""Questions from the paper's public review, answered by experiment ("Questions from the review").
 
 The ICLR 2025 review of the paper {cite}`xie2025review` asks six questions the paper leaves open;
 each page of the chapter runs one small experiment. This module holds what the pages share:
@@ -84,7 +84,7 @@ class _Point(nn.Module):
 
 
 def quadratic_task(lam: Tensor, sigma: float) -> Task:
-    r"""$L(x)=\tfrac12\sum_i\lambda_ix_i^2$ with stochastic gradients $\nabla L(x)+\xi$, $\xi\sim\mathcal N(0,\sigma^2I)$.
+    r"""$L(x)=\tfrac12\sum_i\lambda_ix_i^2$, gradients $\nabla L(x)+\xi$, $\xi\sim\mathcal N(0,\sigma^2I)$.
 
     The noise is isotropic, so a rotation of the coordinates changes the Hessian's basis and
     nothing else. Each seed starts at a random sign vector $x_0\in\{\pm1\}^d$, so
@@ -134,7 +134,7 @@ def mlp(width: int) -> nn.Module:
 
 
 def cnn(channels: int) -> nn.Module:
-    """Two 3×3 convolutions (``channels``, ``2*channels``) with ReLU and 2×2 max-pooling, then a linear layer."""
+    """Two 3×3 convolutions (``channels``, ``2*channels``), ReLU and 2×2 max-pooling, a linear layer."""
     c = channels
     return nn.Sequential(
         nn.Conv2d(1, c, 3, padding=1),
@@ -149,7 +149,7 @@ def cnn(channels: int) -> nn.Module:
 
 
 def digits_task(kind: str, *, width: int, batch_size: int) -> Task:
-    """An MLP (``kind="mlp"``, hidden ``width``) or a CNN (``kind="cnn"``, ``width`` channels) on the digits."""
+    """An MLP (``kind="mlp"``, hidden ``width``) or a CNN (``kind="cnn"``, ``width`` channels), digits."""
     if kind not in ("mlp", "cnn"):
         raise ValueError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
     data = _digits()
@@ -180,6 +180,7 @@ class GRULM(nn.Module):
         self.head = nn.Linear(hidden, vocab)
 
     def forward(self, idx: Tensor, targets: Tensor):
+        """``(logits, mean cross-entropy)`` of ``idx`` (B, T) against ``targets``."""
         h, _ = self.gru(self.emb(idx))
         logits = self.head(h)
         return logits, nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
@@ -251,7 +252,7 @@ def _grad_samples(model: nn.Module, task: Task, n_batches: int, seed: int) -> li
 
 
 def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -> dict[str, RotationBuilder]:
-    """The rotations of question 3, each a function ``(model, task, seed) -> Rotation``.
+    r"""The rotations of question 3, each a function ``(model, task, seed) -> Rotation``.
 
     * ``"tensor"``: a random rotation of the coordinates of the parameter named ``tensor`` only;
     * ``"head"``: a Haar rotation of the query, key and value weights (and biases, if any) of head 0
@@ -317,12 +318,18 @@ def layer_partition(model: nn.Module) -> partitions.Partition:
     keys = []
     for n in names:
         parts = n.split(".")
-        key = ".".join(parts[:3]) if parts[:2] == ["transformer", "h"] else parts[0] + (
-            "" if parts[0] != "transformer" else "." + ("emb" if parts[1] in ("wte", "wpe") else parts[1])
+        key = (
+            ".".join(parts[:3])
+            if parts[:2] == ["transformer", "h"]
+            else parts[0]
+            + ("" if parts[0] != "transformer" else "." + ("emb" if parts[1] in ("wte", "wpe") else parts[1]))
         )
         keys.append(key)
     label = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-    table = {p: torch.full(p.shape, label[k], dtype=torch.long) for (_, p), k in zip(model.named_parameters(), keys, strict=True)}
+    table = {
+        p: torch.full(p.shape, label[k], dtype=torch.long)
+        for (_, p), k in zip(model.named_parameters(), keys, strict=True)
+    }
     return partitions.custom(table, name="layers")
 
 
@@ -333,7 +340,7 @@ def layer_partition(model: nn.Module) -> partitions.Partition:
 
 @dataclass(frozen=True)
 class Arm:
-    """One optimizer configuration.
+    r"""One optimizer configuration.
 
     Attributes:
         optimizer: A name of :func:`adamlinf.optim.create` (``"adam"``, ``"adasgd"``, ``"sgd"``,
@@ -464,7 +471,11 @@ def tune(
             t = time.perf_counter()
             final, _, _ = train(task, arms[arm], lr, steps=steps, seed=seed, beta2=beta2)
             rows[key] = dict(
-                optimizer=arm, lr=float(lr), seed=int(seed), final=final, role=role,
+                optimizer=arm,
+                lr=float(lr),
+                seed=int(seed),
+                final=final,
+                role=role,
                 seconds=time.perf_counter() - t,
             )
 
@@ -486,18 +497,36 @@ def tune(
     return Tuned(sweep, finals, values, time.perf_counter() - t0)
 
 
-def claims(values: Mapping[str, Measured], pairs: Sequence[tuple[str, str, str]], *, q: int, scale: str,
-           page: str, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+def claims(
+    values: Mapping[str, Measured],
+    pairs: Sequence[tuple[str, str, str]],
+    *,
+    q: int,
+    scale: str,
+    page: str,
+    labels: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
     """Verdict rows for "``better`` is lower than ``worse``" claims of review question ``q`` (origin book)."""
-    cs = [Claim(text, better, worse, paper="not claimed", where=f"Review Q{q}", origin=BOOK)
-          for text, better, worse in pairs]
+    cs = [
+        Claim(text, better, worse, paper="not claimed", where=f"Review Q{q}", origin=BOOK)
+        for text, better, worse in pairs
+    ]
     return claims_table(values, cs, scale=scale, page=page, labels=labels)
 
 
 def book_row(claim: str, verdict: str, *, ours: str, q: int, scale: str, page: str, rule: str) -> dict:
     """A verdict row of review question ``q`` that is not a pairwise comparison."""
-    return verdict_row(claim, verdict, ours=ours, scale=scale, paper="not claimed", rule=rule, page=page,
-                       where=f"Review Q{q}", origin=BOOK)
+    return verdict_row(
+        claim,
+        verdict,
+        ours=ours,
+        scale=scale,
+        paper="not claimed",
+        rule=rule,
+        page=page,
+        where=f"Review Q{q}",
+        origin=BOOK,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -505,9 +534,17 @@ def book_row(claim: str, verdict: str, *, ours: str, q: int, scale: str, page: s
 # --------------------------------------------------------------------------------------------
 
 
-def basis_norms(model: nn.Module, task: Task, batches: list, rotation=None, *, n_probes: int, seed: int = 0,
-                spectral: bool = True) -> dict:
-    r"""‖H‖₁,₁/d (with its band) of the loss on ``batches`` at the model's point, in the basis of ``rotation``.
+def basis_norms(
+    model: nn.Module,
+    task: Task,
+    batches: list,
+    rotation=None,
+    *,
+    n_probes: int,
+    seed: int = 0,
+    spectral: bool = True,
+) -> dict:
+    r"""‖H‖₁,₁/d (with its band) of the loss on ``batches`` at the model's point, in a rotated basis.
 
     With a rotation the Hessian is :math:`R^\top HR` (the loss :math:`L\circ R` at the same point);
     ‖H‖₂ does not depend on the basis.
@@ -521,10 +558,13 @@ def basis_norms(model: nn.Module, task: Task, batches: list, rotation=None, *, n
     return out
 
 
-def track_norms(task: Task, lr: float, *, steps: int, at: Sequence[int], seed: int, n_probes: int,
-                n_batches: int) -> pd.DataFrame:
-    """Train Adam and measure, at the steps ``at``, ‖H‖₁,₁/d in the standard basis and after a random
-    rotation (:class:`~adamlinf.rotations.PermuteRotate`, seeded by ``seed``), and ‖H‖₂.
+def track_norms(
+    task: Task, lr: float, *, steps: int, at: Sequence[int], seed: int, n_probes: int, n_batches: int
+) -> pd.DataFrame:
+    """Train Adam and measure Hessian norms at the steps ``at``.
+
+    ‖H‖₁,₁/d in the standard basis and after a random rotation
+    (:class:`~adamlinf.rotations.PermuteRotate`, seeded by ``seed``), and ‖H‖₂.
 
     The Hessian is of the loss on ``n_batches`` fixed held-out batches of the task.
     """
@@ -537,10 +577,20 @@ def track_norms(task: Task, lr: float, *, steps: int, at: Sequence[int], seed: i
         R = rot.PermuteRotate(_n(model), k=2, seed=seed)
         std = basis_norms(model, task, batches, n_probes=n_probes, seed=seed)
         rnd = basis_norms(model, task, batches, R, n_probes=n_probes, seed=seed, spectral=False)
-        rows.append(dict(seed=seed, step=t, d=std["d"], spectral=std["spectral"],
-                         l11_per_d=std["l11_per_d"], l11_lo=std["l11_lo"], l11_hi=std["l11_hi"],
-                         rotated_l11_per_d=rnd["l11_per_d"], rotated_lo=rnd["l11_lo"],
-                         rotated_hi=rnd["l11_hi"]))
+        rows.append(
+            dict(
+                seed=seed,
+                step=t,
+                d=std["d"],
+                spectral=std["spectral"],
+                l11_per_d=std["l11_per_d"],
+                l11_lo=std["l11_lo"],
+                l11_hi=std["l11_hi"],
+                rotated_l11_per_d=rnd["l11_per_d"],
+                rotated_lo=rnd["l11_lo"],
+                rotated_hi=rnd["l11_hi"],
+            )
+        )
 
     train(task, Arm("adam"), lr, steps=steps, seed=seed, callback=measure)
     out = pd.DataFrame(rows)
@@ -549,8 +599,10 @@ def track_norms(task: Task, lr: float, *, steps: int, at: Sequence[int], seed: i
     return out
 
 
-def phi_table(model: nn.Module, task: Task, batches: list, parts: Mapping[str, partitions.Partition]) -> pd.DataFrame:
-    r"""The blockwise smoothness bound :math:`H(L,\Phi)` (Lemma 3.13) of each partition from the exact Hessian.
+def phi_table(
+    model: nn.Module, task: Task, batches: list, parts: Mapping[str, partitions.Partition]
+) -> pd.DataFrame:
+    r"""The blockwise smoothness bound :math:`H(L,\Phi)` (Lemma 3.13) of each partition, exact Hessian.
 
     ``coordinate`` gives ‖H‖₁,₁ and ``whole`` gives d‖H‖₂; every value is divided by d.
     """
@@ -559,8 +611,13 @@ def phi_table(model: nn.Module, task: Task, batches: list, parts: Mapping[str, p
     rows = []
     for name, part in parts.items():
         ids = part.flat_index(params)
-        rows.append({"partition": name, "blocks": int(ids.max()) + 1,
-                     "H_phi_per_d": hessian.blockwise_bound(H, ids) / H.shape[0]})
+        rows.append(
+            {
+                "partition": name,
+                "blocks": int(ids.max()) + 1,
+                "H_phi_per_d": hessian.blockwise_bound(H, ids) / H.shape[0],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -572,7 +629,7 @@ def plot_sweeps(axes, tuned: Mapping[str, Tuned], labels: Mapping[str, str]) -> 
 
 
 def make_task(spec: Mapping) -> Task:
-    """A task from a page's parameter dict: ``kind`` (mlp, cnn, gru, gpt) and its sizes (``steps`` is ignored)."""
+    """A task from a page's parameter dict: ``kind`` (mlp, cnn, gru, gpt) and its sizes."""
     kind = spec["kind"]
     if kind in ("mlp", "cnn"):
         return digits_task(kind, width=int(spec["width"]), batch_size=int(spec["batch_size"]))
@@ -584,5 +641,5 @@ def make_task(spec: Mapping) -> Task:
 
 
 def rotated(seed_offset: int = 0, k: int = 2) -> RotationBuilder:
-    """Rotated Adam's rotation: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates, seeded by the run."""
+    """Rotated Adam's rotation: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates."""
     return lambda model, task, seed: rot.PermuteRotate(_n(model), k=k, seed=seed + seed_offset)
