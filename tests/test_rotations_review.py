@@ -93,3 +93,16 @@ def test_kronecker_rotation_is_the_kronecker_product():
     S = KroneckerRotation(DenseRotation(haar(3, seed=5, dtype=F64)), haar(4, seed=6, dtype=F64))
     S.load_state_dict(R.state_dict())
     assert torch.allclose(to_dense(S), M, atol=1e-12)
+
+
+def test_many_equal_blocks_take_the_batched_path_and_match_the_dense_matrix():
+    n = 30
+    sets = [torch.arange(k, n, 6) for k in range(6)]  # six interleaved blocks of 5 coordinates
+    R = random_block_rotation(n, sets, seed=4, dtype=F64)
+    assert len(R._stacks) == 1 and not R._others
+    M = torch.zeros(n, n, dtype=F64)
+    for index, rot in R.blocks:
+        M[index[:, None], index[None, :]] = rot.matrix
+    x = torch.randn(3, n, dtype=F64)
+    assert torch.allclose(R.apply(x), x @ M.T, atol=1e-12)
+    assert torch.allclose(R.apply_T(x), x @ M, atol=1e-12)
