@@ -136,7 +136,8 @@ answer.update(
     Markdown(
         f"**Answer (at `{scale}` scale, small networks, {len(seeds)} measuring seeds, held-out loss):** {lines}. "
         "A verdict here is about these small networks and short runs; *inconclusive* means the gap is within the "
-        f"seed noise. Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
+        "seed noise; *fails* means the reverse ordering is significant (here: early training, a few hundred "
+        f"steps). Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
     )
 )
 _ = report.markdown(
