@@ -145,3 +145,49 @@ def test_basis_norms_match_the_exact_hessian_in_a_rotated_basis():
     exact = float((M.T @ H @ M).abs().sum()) / H.shape[0]
     assert out["l11_lo"] * 0.9 <= exact <= out["l11_hi"] * 1.1
     assert out["spectral"] == pytest.approx(float(torch.linalg.matrix_norm(H, 2)), rel=1e-3)
+
+
+def test_tune_keeps_the_measured_models_and_checkpoint_norms_match_their_exact_hessians():
+    task = rv.digits_task("mlp", width=2, batch_size=8)
+    arms = {"adam": rv.Arm("adam"), "rot": rv.Arm("adam", rotation=rv.rotated()), "adasgd": rv.Arm("adasgd")}
+    tu = rv.tune(
+        task,
+        arms,
+        {a: [0.003162, 0.01, 0.03162, 0.1] for a in arms},
+        steps=10,
+        tune_seed=0,
+        seeds=[1, 2],
+        max_extensions=0,
+        keep=("adam", "rot"),
+    )
+    assert sorted(tu.models) == [("adam", 1), ("adam", 2), ("rot", 1), ("rot", 2)]  # measuring runs only
+    finals = tu.finals.set_index(["optimizer", "seed"]).query("role == 'measure'").final
+    for (arm, seed), (model, _) in tu.models.items():  # the kept model is the measured run's final model
+        assert task.evaluate(model) == finals[(arm, seed)]
+    _, adasgd, _ = rv.train(task, arms["adasgd"], tu.sweep.best_lr["adasgd"], steps=10, seed=1)
+    batches = [(task.eval_batches[0][0][:16], task.eval_batches[0][1][:16])]
+    rows = rv.checkpoint_norms(
+        task,
+        batches,
+        adam=tu.models[("adam", 1)][0],
+        rotated_adam=tu.models[("rot", 1)],
+        adasgd=adasgd,
+        n_probes=100,
+        seed=1,
+    ).set_index(["optimizer", "quantity"])
+
+    def exact(model):
+        return hessian.exact_hessian(model, task.loss, batches).double()
+
+    H_adam, H_adasgd = exact(tu.models[("adam", 1)][0]), exact(adasgd)
+    rot_model, rp = tu.models[("rot", 1)]
+    M = to_dense(rp.rotation).double()
+    H_rot = M.T @ exact(rot_model) @ M  # the Hessian of L o R at w
+    d = H_adam.shape[0]
+    for key, H in [(("adam", "l11_per_dim"), H_adam), (("rotated_adam", "l11_per_dim"), H_rot)]:
+        r = rows.loc[key]
+        assert r.lo * 0.9 <= float(H.abs().sum()) / d <= r.hi * 1.1
+    for key, H in [(("adam", "spectral_norm"), H_adam), (("adasgd", "spectral_norm"), H_adasgd)]:
+        assert rows.loc[key].value == pytest.approx(float(torch.linalg.matrix_norm(H, 2)), rel=1e-3)
+    # the rotated basis raises the (1,1)-norm of a dense Hessian: the two checkpoints' norms differ
+    assert float(H_rot.abs().sum()) > float(H_adam.abs().sum())

@@ -28,6 +28,7 @@ tune_seed = 0
 seeds = [1, 2, 3]  # measuring seeds
 max_extensions = 3
 threads = 1
+device = "cpu"
 
 # %% tags=["remove-input"]
 import time
@@ -75,7 +76,7 @@ labels = {"adam": "Adam", "adasgd": "AdaSGD", "rotated_adam": "rotated Adam"}
 tuned = {}
 for name, spec in tasks.items():
     tuned[name] = rv.tune(
-        rv.make_task(spec),
+        rv.make_task(spec, device),
         arms,
         {a: grid for a in arms},
         steps=int(spec["steps"]),

@@ -30,6 +30,7 @@ tune_seed = 0
 seeds = [1, 2, 3]  # measuring seeds (the tuning seed never measures)
 max_extensions = 4
 threads = 1
+device = "cpu"
 
 # %% tags=["remove-input"]
 import time
@@ -100,8 +101,9 @@ save_table(norms, results_dir / "norms.csv", params=params)
 _ = report.table(norms, caption=f"The norms of the worked example (d = {d}, spectrum {spectrum}, exact).")
 
 # %%
-task = rv.quadratic_task(lam, sigma)
-rotate = lambda model, task, seed: DenseRotation(R)  # noqa: E731 - the same rotation for every seed
+task = rv.quadratic_task(lam, sigma, device=device)
+R_dev = R.to(device)
+rotate = lambda model, task, seed: DenseRotation(R_dev)  # noqa: E731 - the same rotation for every seed
 arms = {
     "adam": rv.Arm("adam"),
     "adasgd": rv.Arm("adasgd"),

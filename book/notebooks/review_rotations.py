@@ -30,6 +30,7 @@ tune_seed = 0
 seeds = [1, 2, 3]  # measuring seeds
 max_extensions = 3
 threads = 1
+device = "cpu"
 
 # %% tags=["remove-input"]
 import time
@@ -44,6 +45,7 @@ from adamlinf import report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
 from adamlinf.studies import review as rv
+from adamlinf.studies.hessian_tables import norm_values
 from adamlinf.studies.verdicts import Measured, save_verdicts
 
 params = notebook_params("review_rotations", globals())
@@ -73,8 +75,9 @@ answer = display(Markdown("*(the answer is filled in when the page has run)*"), 
 # probes with a bootstrap band, `adamlinf.hessian.l11_norm`), to see whether it predicts the harm.
 #
 # **Question 6.** The theory covers β₁ = 0; the paper's experiments use β₁ = 0.9. We tune Adam,
-# rotated Adam and AdaSGD at both values and check whether the ordering (Adam ahead of rotated Adam and of
-# AdaSGD, as the smaller (1,1)-norm in the standard basis predicts) is the same.
+# rotated Adam and AdaSGD at both values and check, at each β₁, whether Table 2's ordering of the norms
+# holds at the trained checkpoints (‖H‖₁,₁/d at Adam's checkpoint below ‖RᵀHR‖₁,₁/d at rotated Adam's and
+# below ‖H‖₂ at AdaSGD's and at Adam's own), and whether the losses are ordered the same way.
 #
 # **Set-up.** A byte-level GPT (2 layers, width 32, 2 heads, context 32) on the English documentation
 # shipped with Python; `steps` steps of 16 sequences, warm-up then cosine decay; metric: held-out loss.
@@ -82,7 +85,7 @@ answer = display(Markdown("*(the answer is filled in when the page has run)*"), 
 # other seeds at its tuned lr.
 
 # %%
-task = rv.make_task(gpt)
+task = rv.make_task(gpt, device)
 build = rv.rotation_builders(
     tensor=tensor, n_head=int(gpt["n_head"]), group=similar_group, n_batches=grad_batches
 )
@@ -118,6 +121,7 @@ tuned = rv.tune(
     seeds=seeds,
     beta2=beta2,
     max_extensions=max_extensions,
+    keep=("adam", "rot_model", "adasgd", "adam_b0", "rot_model_b0", "adasgd_b0"),
 )
 save_table(tuned.finals, results_dir / "runs.csv", params=params, wall_time_s=tuned.seconds)
 summary = tuned.table("GPT")
@@ -147,6 +151,48 @@ _ = report.table(
     ),
     caption=f"The Hessian at initialisation (seed {seeds[0]}, {norm_batches} held-out batches) in each basis: "
     f"(1,1)-norm per coordinate with its 90% band from {n_probes} Cauchy probes, and the spectral norm ({scale} scale).",
+)
+
+# %% [markdown]
+# **Q6: the norms at the trained checkpoints.** The norms at initialisation above do not depend on β₁.
+# Table 2's ordering is about the checkpoints each optimizer reaches, so for each β₁ we take the final
+# models of the first measuring seed at the tuned learning rates (no new training) and measure,
+# on the same held-out batches, ‖H‖₁,₁/d with its band and ‖H‖₂ at Adam's checkpoint, ‖RᵀHR‖₁,₁/d at
+# rotated Adam's (the Hessian of L∘R, the basis rotated Adam runs in) and ‖H‖₂ at AdaSGD's
+# (`adamlinf.studies.review.checkpoint_norms`).
+
+# %%
+q6_arms = {0.0: ("adam_b0", "rot_model_b0", "adasgd_b0"), 0.9: ("adam", "rot_model", "adasgd")}
+ckpt = pd.concat(
+    [
+        rv.checkpoint_norms(
+            task,
+            batches,
+            adam=tuned.models[(a, seeds[0])][0],
+            rotated_adam=tuned.models[(r, seeds[0])],
+            adasgd=tuned.models[(g, seeds[0])][0],
+            n_probes=n_probes,
+        ).assign(beta1=b1)
+        for b1, (a, r, g) in q6_arms.items()
+    ],
+    ignore_index=True,
+)
+save_table(ckpt, results_dir / "checkpoint_norms.csv", params=params)
+checkpoint_of = {"adam": "Adam's", "rotated_adam": "rotated Adam's", "adasgd": "AdaSGD's"}
+shown = ckpt.assign(
+    checkpoint=ckpt.optimizer.map(checkpoint_of),
+    norm=[
+        ("‖H‖₂" if q == "spectral_norm" else "‖H‖₁,₁/d" if h == "H" else "‖RᵀHR‖₁,₁/d")
+        for q, h in zip(ckpt.quantity, ckpt.hessian, strict=True)
+    ],
+)
+_ = report.table(
+    shown[["beta1", "checkpoint", "norm", "value", "lo", "hi"]].rename(
+        columns={"beta1": "β₁", "lo": "band lo", "hi": "band hi"}
+    ),
+    caption=f"Table 2's norms at the final checkpoints of seed {seeds[0]} ({steps} steps at each arm's tuned lr), "
+    f"at β₁ = 0 and β₁ = 0.9: (1,1)-norms per coordinate with their 90% band from {n_probes} Cauchy probes; "
+    f"spectral norms by Lanczos ({scale} scale).",
 )
 
 # %% tags=["hide-input"]
@@ -189,6 +235,31 @@ q6_pairs = [
     ("β₁ = 0.9: Adam beats AdaSGD", "adam", "adasgd"),
 ]
 labels |= {f"norm:{b}": f"‖H‖₁,₁/d {b}" for b in nb.index}
+# Table 2's ordering at the trained checkpoints, per beta1
+norm_pairs = {
+    "rotated": (
+        "‖H‖₁,₁/d at Adam's checkpoint < ‖RᵀHR‖₁,₁/d at rotated Adam's",
+        "l11:H@adam",
+        "l11:RHR@rotated_adam",
+    ),
+    "adasgd": ("‖H‖₁,₁/d at Adam's checkpoint < ‖H‖₂ at AdaSGD's", "l11:H@adam", "spec@adasgd"),
+    "same": ("‖H‖₁,₁/d < ‖H‖₂ at Adam's checkpoint", "l11:H@adam", "spec@adam"),
+}
+norm_labels = {
+    "l11:H@adam": "‖H‖₁,₁/d (Adam's)",
+    "l11:RHR@rotated_adam": "‖RᵀHR‖₁,₁/d (rotated Adam's)",
+    "spec@adasgd": "‖H‖₂ (AdaSGD's)",
+    "spec@adam": "‖H‖₂ (Adam's)",
+}
+for b1 in q6_arms:
+    for key, m in norm_values(ckpt[ckpt.beta1 == b1]).items():
+        values[f"b{b1:g}:{key}"] = m
+        labels[f"b{b1:g}:{key}"] = norm_labels[key]
+q6_pairs += [
+    (f"β₁ = {b1:g}: {text}", f"b{b1:g}:{a}", f"b{b1:g}:{b}")
+    for b1 in q6_arms
+    for text, a, b in norm_pairs.values()
+]
 verdict_table = pd.concat(
     [
         rv.claims(values, q3_pairs, q=3, scale=scale, page="review_rotations", labels=labels),
@@ -204,6 +275,19 @@ _ = report.table(
 # %%
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 v = verdict_table.set_index("claim").verdict
+q6_norm = {k: [v[f"β₁ = {b1:g}: {text}"] for b1 in q6_arms] for k, (text, _, _) in norm_pairs.items()}
+q6_same = all(a == b for a, b in q6_norm.values())
+
+
+def q6_numbers(b1):
+    return (
+        f"‖H‖₁,₁/d {values[f'b{b1:g}:l11:H@adam'].text(3)} at Adam's checkpoint against "
+        f"‖RᵀHR‖₁,₁/d {values[f'b{b1:g}:l11:RHR@rotated_adam'].text(3)} at rotated Adam's, "
+        f"‖H‖₂ {values[f'b{b1:g}:spec@adasgd'].value:.3g} at AdaSGD's and {values[f'b{b1:g}:spec@adam'].value:.3g} "
+        f"at Adam's"
+    )
+
+
 hurt = [rotations[k] for k in rotations if v[f"Adam beats Adam rotated within {rotations[k]}"] == "holds"]
 helped = [rotations[k] for k in rotations if v[f"Adam beats Adam rotated within {rotations[k]}"] == "fails"]
 answer.update(
@@ -214,7 +298,13 @@ answer.update(
         "rotations are inconclusive at this scale. The (1,1)-norm at initialisation: "
         + ", ".join(f"{b} {nb.loc[b, 'l11_per_d']:.3g}" for b in nb.index)
         + ".  \n"
-        f'**Q6:** at β₁ = 0, "Adam beats rotated Adam" {v["β₁ = 0: Adam beats rotated Adam"]} and "Adam beats AdaSGD" '
+        f"**Q6 (the norms at the trained checkpoints of seed {seeds[0]}):** Table 2's ordering "
+        + ("carries over" if q6_same else "does not carry over unchanged")
+        + f" from β₁ = 0 to β₁ = 0.9. At β₁ = 0, {q6_numbers(0.0)}; at β₁ = 0.9, {q6_numbers(0.9)}. "
+        + "Verdicts at β₁ = 0 / 0.9: "
+        + "; ".join(f'"{text}" {" / ".join(q6_norm[k])}' for k, (text, _, _) in norm_pairs.items())
+        + ". The losses: "
+        f'at β₁ = 0, "Adam beats rotated Adam" {v["β₁ = 0: Adam beats rotated Adam"]} and "Adam beats AdaSGD" '
         f"{v['β₁ = 0: Adam beats AdaSGD']}; at β₁ = 0.9 they are {v['β₁ = 0.9: Adam beats rotated Adam']} and "
         f"{v['β₁ = 0.9: Adam beats AdaSGD']}. "
         + (

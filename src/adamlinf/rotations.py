@@ -795,15 +795,16 @@ class BlockRotation(Rotation):
         for k, (index, rot) in enumerate(self.blocks):
             if isinstance(rot, DenseRotation):
                 by_size.setdefault(index.numel(), []).append(k)
+        # the index sets are kept on the device of the rotations, so applying moves nothing
         self._stacks = [
             (
-                torch.stack([self.blocks[k][0] for k in ks]),
+                torch.stack([self.blocks[k][0] for k in ks]).to(self.device),
                 torch.stack([self.blocks[k][1].matrix for k in ks]),
             )
             for ks in by_size.values()
         ]
         stacked = {k for ks in by_size.values() for k in ks}
-        self._others = [b for k, b in enumerate(self.blocks) if k not in stacked]
+        self._others = [(i.to(self.device), r) for k, (i, r) in enumerate(self.blocks) if k not in stacked]
 
     def _map(self, x: Tensor, transpose: bool) -> Tensor:
         self._check_input(x)
@@ -867,11 +868,13 @@ def random_block_rotation(
     seed: int = 0,
     dense_max: int = 2048,
     dtype: torch.dtype | None = None,
+    device="cpu",
 ) -> BlockRotation:
-    """A :class:`BlockRotation` with a random rotation inside each index set.
+    """A :class:`BlockRotation` with a random rotation inside each index set, on ``device``.
 
     A set of at most ``dense_max`` coordinates gets a Haar matrix (:func:`haar`), a larger one a
     :class:`PermuteRotate` (Appendix D.1's map, ``k = 2``); set ``k`` is seeded by ``(seed, k)``.
+    The random draws are made on the CPU, so a seed gives the same rotation on every device.
     """
     blocks = []
     for k, index in enumerate(index_sets):
@@ -879,9 +882,9 @@ def random_block_rotation(
         m = index.numel()
         sub_seed = int(seed) * 100_003 + k
         rot = (
-            DenseRotation(haar(m, seed=sub_seed, dtype=dtype))
+            DenseRotation(haar(m, seed=sub_seed, dtype=dtype, device=device))
             if m <= dense_max
-            else PermuteRotate(m, k=2, seed=sub_seed, dtype=dtype)
+            else PermuteRotate(m, k=2, seed=sub_seed, dtype=dtype, device=device)
         )
         blocks.append((index, rot))
     return BlockRotation(n, blocks)
@@ -929,7 +932,7 @@ class KroneckerRotation(Rotation):
 
     def _map(self, x: Tensor, transpose: bool) -> Tensor:
         self._check_input(x)
-        a, b = self.left.to_dense().to(x.dtype), self.right.to_dense().to(x.dtype)
+        a, b = (f.to_dense().to(dtype=x.dtype, device=x.device) for f in (self.left, self.right))
         X = x.reshape(*x.shape[:-1], *self.shape)
         Y = a.T @ X @ b if transpose else a @ X @ b.T
         return Y.reshape(x.shape)

@@ -83,19 +83,20 @@ class _Point(nn.Module):
         self.x = nn.Parameter(x0.clone())
 
 
-def quadratic_task(lam: Tensor, sigma: float) -> Task:
+def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
     r"""$L(x)=\tfrac12\sum_i\lambda_ix_i^2$, gradients $\nabla L(x)+\xi$, $\xi\sim\mathcal N(0,\sigma^2I)$.
 
     The noise is isotropic, so a rotation of the coordinates changes the Hessian's basis and
     nothing else. Each seed starts at a random sign vector $x_0\in\{\pm1\}^d$, so
-    $\|x_0\|_2^2=d\,\|x_0\|_\infty^2$. The metric is $\log_{10}(L(x_T)/L(x_0))$.
+    $\|x_0\|_2^2=d\,\|x_0\|_\infty^2$. The metric is $\log_{10}(L(x_T)/L(x_0))$. Random draws are
+    made on the CPU and moved to ``device``, so a seed gives the same run on every device.
     """
-    lam = torch.as_tensor(lam, dtype=torch.float64)
+    lam = torch.as_tensor(lam, dtype=torch.float64).to(device)
     d = lam.numel()
 
     def make_model(seed: int) -> nn.Module:
         g = torch.Generator().manual_seed(10_000 + seed)
-        return _Point(torch.randint(0, 2, (d,), generator=g).to(torch.float64) * 2 - 1)
+        return _Point(torch.randint(0, 2, (d,), generator=g).to(torch.float64) * 2 - 1).to(device)
 
     def loss(model, noise):
         x = model.x
@@ -108,7 +109,7 @@ def quadratic_task(lam: Tensor, sigma: float) -> Task:
     return Task(
         "quadratic",
         make_model,
-        lambda g: sigma * torch.randn(d, generator=g, dtype=torch.float64),
+        lambda g: sigma * torch.randn(d, generator=g, dtype=torch.float64).to(device),
         loss,
         metric=metric,
     )
@@ -148,8 +149,11 @@ def cnn(channels: int) -> nn.Module:
     )
 
 
-def digits_task(kind: str, *, width: int, batch_size: int) -> Task:
-    """An MLP (``kind="mlp"``, hidden ``width``) or a CNN (``kind="cnn"``, ``width`` channels), digits."""
+def digits_task(kind: str, *, width: int, batch_size: int, device="cpu") -> Task:
+    """An MLP (``kind="mlp"``, hidden ``width``) or a CNN (``kind="cnn"``, ``width`` channels), digits.
+
+    The data stay on the CPU (batches are drawn there); models and batches live on ``device``.
+    """
     if kind not in ("mlp", "cnn"):
         raise ValueError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
     data = _digits()
@@ -158,16 +162,17 @@ def digits_task(kind: str, *, width: int, batch_size: int) -> Task:
 
     def make_model(seed: int) -> nn.Module:
         torch.manual_seed(seed)
-        return build(width)
+        return build(width).to(device)
 
     def batch(g):
         i = torch.randint(0, n, (batch_size,), generator=g)
-        return data["train_x"][i], data["train_y"][i]
+        return data["train_x"][i].to(device), data["train_y"][i].to(device)
 
     def loss(model, b):
         return nn.functional.cross_entropy(model(b[0]), b[1])
 
-    return Task(f"{kind} (digits)", make_model, batch, loss, [(data["test_x"], data["test_y"])])
+    test = (data["test_x"].to(device), data["test_y"].to(device))
+    return Task(f"{kind} (digits)", make_model, batch, loss, [test])
 
 
 class GRULM(nn.Module):
@@ -192,11 +197,14 @@ def _bytes() -> Tensor:
     return torch.as_tensor(np.frombuffer(pydoc_corpus().encode("utf-8"), dtype=np.uint8).astype(np.int64))
 
 
-def text_task(kind: str, *, seq_len: int, batch_size: int, model: Mapping, eval_batches: int = 4) -> Task:
+def text_task(
+    kind: str, *, seq_len: int, batch_size: int, model: Mapping, eval_batches: int = 4, device="cpu"
+) -> Task:
     """A byte-level LM on Python's documentation: ``kind="gru"`` (:class:`GRULM`) or ``"gpt"``.
 
     The last 10% of the bytes are held out; ``eval_batches`` fixed windows of it give the metric.
     ``model``: ``{embd, hidden}`` for the GRU, :class:`~adamlinf.models.gpt.GPTConfig` fields for the GPT.
+    Windows are drawn on the CPU; models and batches live on ``device``.
     """
     if kind not in ("gru", "gpt"):
         raise ValueError(f"kind must be 'gru' or 'gpt', got {kind!r}")
@@ -207,13 +215,13 @@ def text_task(kind: str, *, seq_len: int, batch_size: int, model: Mapping, eval_
     def windows(src, g, n):
         i = torch.randint(0, len(src) - seq_len - 1, (n,), generator=g)
         w = torch.stack([src[j : j + seq_len + 1] for j in i.tolist()])
-        return w[:, :-1], w[:, 1:]
+        return w[:, :-1].to(device), w[:, 1:].to(device)
 
     def make_model(seed: int) -> nn.Module:
         torch.manual_seed(seed)
         if kind == "gru":
-            return GRULM(256, int(model["embd"]), int(model["hidden"]))
-        return GPT(GPTConfig(vocab_size=256, block_size=seq_len, **dict(model)))
+            return GRULM(256, int(model["embd"]), int(model["hidden"])).to(device)
+        return GPT(GPTConfig(vocab_size=256, block_size=seq_len, **dict(model))).to(device)
 
     g_eval = torch.Generator().manual_seed(12345)
     fixed = [windows(val, g_eval, batch_size) for _ in range(eval_batches)]
@@ -238,6 +246,10 @@ def _offsets(model: nn.Module) -> dict[str, tuple[int, int]]:
         out[name] = (start, start + p.numel())
         start += p.numel()
     return out
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _grad_samples(model: nn.Module, task: Task, n_batches: int, seed: int) -> list[list[Tensor]]:
@@ -268,7 +280,7 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
 
     def one_tensor(model, task, seed):
         a, b = _offsets(model)[tensor]
-        return rot.random_block_rotation(_n(model), [torch.arange(a, b)], seed=seed)
+        return rot.random_block_rotation(_n(model), [torch.arange(a, b)], seed=seed, device=_device(model))
 
     def one_head(model, task, seed):
         off = _offsets(model)
@@ -280,18 +292,18 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
         if "transformer.h.0.attn.c_attn.bias" in off:  # a GPT built with biases
             parts.append(off["transformer.h.0.attn.c_attn.bias"][0] + rows)
         index = torch.cat(parts)
-        return rot.random_block_rotation(_n(model), [index], seed=seed)
+        return rot.random_block_rotation(_n(model), [index], seed=seed, device=_device(model))
 
     def whole(model, task, seed):
-        return rot.PermuteRotate(_n(model), k=2, seed=seed)
+        return rot.PermuteRotate(_n(model), k=2, seed=seed, device=_device(model))
 
     def similar(model, task, seed):
         grads = _grad_samples(model, task, n_batches, seed)
         v = torch.stack([torch.cat([x.reshape(-1) for x in gs]) ** 2 for gs in grads]).mean(0)
-        order = torch.argsort(v)
+        order = torch.argsort(v.cpu())
         n_full = (len(order) // group) * group
         sets = list(order[:n_full].reshape(-1, group))
-        return rot.random_block_rotation(_n(model), sets, seed=seed)
+        return rot.random_block_rotation(_n(model), sets, seed=seed, device=_device(model))
 
     def eigen(model, task, seed):
         grads = _grad_samples(model, task, n_batches, seed)
@@ -421,12 +433,15 @@ class Tuned:
             (``"tune"`` or ``"measure"``), ``seconds``.
         values: Per arm, the measuring seeds' finals at its tuned lr.
         seconds: Wall time of all runs.
+        models: The trained ``(model, rotated parametrization or None)`` of the measuring runs of the
+            arms :func:`tune` was asked to keep, keyed ``(arm, seed)``.
     """
 
     sweep: sweeps.Sweep
     finals: pd.DataFrame
     values: dict[str, Measured]
     seconds: float
+    models: dict[tuple[str, int], tuple[nn.Module, object]] = field(default_factory=dict)
 
     def table(self, task: str = "") -> pd.DataFrame:
         """Per arm: tuned lr, grid, whether the optimum is interior, the measured value."""
@@ -458,18 +473,26 @@ def tune(
     seeds: Sequence[int],
     beta2: float = 0.999,
     max_extensions: int = 3,
+    keep: Sequence[str] = (),
 ) -> Tuned:
-    """Tune each arm's lr on ``tune_seed`` (grids extended until interior), then measure on ``seeds``."""
+    """Tune each arm's lr on ``tune_seed`` (grids extended until interior), then measure on ``seeds``.
+
+    The trained models of the measuring runs of the arms in ``keep`` are kept (``Tuned.models``), so
+    that their final checkpoints can be measured without training again.
+    """
     if tune_seed in seeds:
         raise ValueError(f"the tuning seed {tune_seed} must not also measure (seeds={list(seeds)})")
     t0 = time.perf_counter()
     rows: dict[tuple[str, float, int], dict] = {}
+    models: dict[tuple[str, int], tuple[nn.Module, object]] = {}
 
     def run(arm: str, lr: float, seed: int, role: str) -> None:
         key = (arm, float(lr), int(seed))
         if key not in rows:
             t = time.perf_counter()
-            final, _, _ = train(task, arms[arm], lr, steps=steps, seed=seed, beta2=beta2)
+            final, model, rp = train(task, arms[arm], lr, steps=steps, seed=seed, beta2=beta2)
+            if role == "measure" and arm in keep:
+                models[(arm, int(seed))] = (model, rp)
             rows[key] = dict(
                 optimizer=arm,
                 lr=float(lr),
@@ -494,7 +517,7 @@ def tune(
         arm: Measured.from_seeds(finals[(finals.optimizer == arm) & (finals.role == "measure")].final)
         for arm in arms
     }
-    return Tuned(sweep, finals, values, time.perf_counter() - t0)
+    return Tuned(sweep, finals, values, time.perf_counter() - t0, models)
 
 
 def claims(
@@ -558,6 +581,56 @@ def basis_norms(
     return out
 
 
+def checkpoint_norms(
+    task: Task,
+    batches: list,
+    *,
+    adam: nn.Module,
+    rotated_adam: tuple[nn.Module, object],
+    adasgd: nn.Module,
+    n_probes: int,
+    seed: int = 0,
+) -> pd.DataFrame:
+    r"""Table 2's norms at trained checkpoints, in the tidy form of :mod:`~adamlinf.studies.hessian_tables`.
+
+    ‖H‖₁,₁/d (with its band) and ‖H‖₂ at Adam's final model; ‖RᵀHR‖₁,₁/d at rotated Adam's
+    (``(model, parametrization)`` of :func:`train`; the model holds :math:`x=Rw`, and :math:`R^\top HR`
+    is the Hessian of :math:`L\circ R` at :math:`w`, the basis rotated Adam runs in); ‖H‖₂ at
+    AdaSGD's. :func:`adamlinf.studies.hessian_tables.norm_values` turns the rows into the values of
+    the claims (``"l11:H@adam"``, ``"spec@adam"``, ``"l11:RHR@rotated_adam"``, ``"spec@adasgd"``).
+    """
+    rot_model, rp = rotated_adam
+    a = basis_norms(adam, task, batches, n_probes=n_probes, seed=seed)
+    r = basis_norms(rot_model, task, batches, rp.rotation, n_probes=n_probes, seed=seed, spectral=False)
+    spec_adasgd = hessian.spectral_norm(hessian.HVP(adasgd, task.loss, batches), tol=1e-3, seed=seed)
+
+    def l11(optimizer, which, m):
+        return dict(
+            optimizer=optimizer,
+            hessian=which,
+            quantity="l11_per_dim",
+            value=m["l11_per_d"],
+            lo=min(m["l11_lo"], m["l11_per_d"]),
+            hi=max(m["l11_hi"], m["l11_per_d"]),
+            n_probes=n_probes,
+            d=m["d"],
+        )
+
+    def spec(optimizer, value):
+        return dict(
+            optimizer=optimizer, hessian="H", quantity="spectral_norm", value=value, n_probes=0, d=a["d"]
+        )
+
+    return pd.DataFrame(
+        [
+            l11("adam", "H", a),
+            spec("adam", a["spectral"]),
+            l11("rotated_adam", "RHR", r),
+            spec("adasgd", spec_adasgd),
+        ]
+    )
+
+
 def track_norms(
     task: Task, lr: float, *, steps: int, at: Sequence[int], seed: int, n_probes: int, n_batches: int
 ) -> pd.DataFrame:
@@ -574,7 +647,7 @@ def track_norms(
     def measure(t, model, rp):
         if t not in at:
             return
-        R = rot.PermuteRotate(_n(model), k=2, seed=seed)
+        R = rot.PermuteRotate(_n(model), k=2, seed=seed, device=_device(model))
         std = basis_norms(model, task, batches, n_probes=n_probes, seed=seed)
         rnd = basis_norms(model, task, batches, R, n_probes=n_probes, seed=seed, spectral=False)
         rows.append(
@@ -628,18 +701,22 @@ def plot_sweeps(axes, tuned: Mapping[str, Tuned], labels: Mapping[str, str]) -> 
         ax.set_title(name, fontsize=9)
 
 
-def make_task(spec: Mapping) -> Task:
-    """A task from a page's parameter dict: ``kind`` (mlp, cnn, gru, gpt) and its sizes."""
+def make_task(spec: Mapping, device="cpu") -> Task:
+    """A task from a page's parameter dict: ``kind`` (mlp, cnn, gru, gpt) and its sizes, on ``device``."""
     kind = spec["kind"]
     if kind in ("mlp", "cnn"):
-        return digits_task(kind, width=int(spec["width"]), batch_size=int(spec["batch_size"]))
+        return digits_task(kind, width=int(spec["width"]), batch_size=int(spec["batch_size"]), device=device)
     if kind == "gru":
         model = {"embd": spec["embd"], "hidden": spec["hidden"]}
     else:
         model = {k: int(spec[k]) for k in ("n_layer", "n_head", "n_embd")}
-    return text_task(kind, seq_len=int(spec["seq_len"]), batch_size=int(spec["batch_size"]), model=model)
+    return text_task(
+        kind, seq_len=int(spec["seq_len"]), batch_size=int(spec["batch_size"]), model=model, device=device
+    )
 
 
 def rotated(seed_offset: int = 0, k: int = 2) -> RotationBuilder:
     """Rotated Adam's rotation: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates."""
-    return lambda model, task, seed: rot.PermuteRotate(_n(model), k=k, seed=seed + seed_offset)
+    return lambda model, task, seed: rot.PermuteRotate(
+        _n(model), k=k, seed=seed + seed_offset, device=_device(model)
+    )
