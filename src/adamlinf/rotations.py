@@ -17,6 +17,13 @@ This module provides the rotations and the machinery to train on $L\circ\mathcal
 * :class:`DenseRotation`, :class:`Permutation`, :func:`random_permutation`, :func:`as_rotation`,
   :func:`to_dense` -- small wrappers so that every rotation has the same interface
   (``n``, ``apply(x) = R x``, ``apply_T(x) = R^T x``, ``state_dict``/``load_state_dict``).
+* :class:`BlockRotation` -- rotations restricted to disjoint sets of coordinates (one tensor, one
+  attention head, groups of coordinates of similar scale), the identity elsewhere;
+  :func:`random_block_rotation` draws one.
+* :class:`KroneckerRotation` and :func:`eigenbasis` -- the eigenbasis of a symmetric matrix small
+  enough to diagonalise (a Hessian block), and the Kronecker product of two such bases acting on a
+  weight matrix (the eigenbases of the two gradient-covariance factors that Shampoo and SOAP use,
+  {cite}`gupta2018shampoo,vyas2024soap`).
 * :class:`RotatedParametrization` -- train any ``nn.Module`` on $L\circ\mathcal R$ with any optimizer.
 * :func:`equivariance_gap` -- run an optimizer on $L$ and on $L\circ R$ and measure
   $\max_t\|\tilde x_t - R^\top x_t\|_2$ (Definition 2.1).
@@ -33,6 +40,7 @@ Conventions. A rotation object acts on the *last* dimension of its input: ``x`` 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -53,6 +61,10 @@ __all__ = [
     "split_pieces",
     "as_rotation",
     "to_dense",
+    "BlockRotation",
+    "random_block_rotation",
+    "KroneckerRotation",
+    "eigenbasis",
     "RotatedParametrization",
     "EquivarianceGap",
     "equivariance_gap",
@@ -729,6 +741,225 @@ class PermuteRotate(Rotation):
             f"PermuteRotate(n={self.n}, k={self.k}, seed={self.seed}, pieces={self.pieces}, "
             f"dtype={self.dtype}, device={self.device})"
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# rotations of part of the coordinates; eigenbases
+# ---------------------------------------------------------------------------------------------
+
+
+class BlockRotation(Rotation):
+    r"""A rotation that acts only inside given disjoint sets of coordinates.
+
+    For index sets $I_1,\dots,I_m\subset\{0..n-1\}$ (pairwise disjoint) and rotations
+    $Q_k\in O(|I_k|)$, ``apply(x)`` returns $x$ with $x_{I_k}$ replaced by $Q_kx_{I_k}$ and every
+    other coordinate unchanged: the block-diagonal matrix $\bigoplus_kQ_k\oplus I$ after a
+    permutation, orthogonal because each piece is. It expresses a rotation within one tensor, within
+    one attention head, or among groups of coordinates of similar scale.
+
+    Args:
+        n: Number of coordinates.
+        blocks: Pairs ``(index, rotation)``: a 1-D integer tensor of distinct coordinates and a
+            rotation acting on ``len(index)`` coordinates (a square orthogonal tensor is wrapped as
+            :class:`DenseRotation`).
+
+    Raises:
+        ValueError: an index out of range, sets that overlap, or a rotation of the wrong size.
+    """
+
+    def __init__(self, n: int, blocks: Sequence[tuple[Tensor, object]]):
+        _check_dim(n, "n")
+        self.n = n
+        seen = torch.zeros(n, dtype=torch.bool)
+        self.blocks: list[tuple[Tensor, Rotation]] = []
+        for k, (index, rot) in enumerate(blocks):
+            index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+            rot = as_rotation(rot)
+            if index.numel() == 0 or int(index.min()) < 0 or int(index.max()) >= n:
+                raise ValueError(f"block {k}: indices must lie in [0, {n}), got {index.numel()} of them")
+            if bool(seen[index].any()) or index.unique().numel() != index.numel():
+                raise ValueError(f"block {k}: its coordinates overlap another block's (or repeat)")
+            if rot.n != index.numel():
+                raise ValueError(f"block {k}: a rotation of n={rot.n} for {index.numel()} coordinates")
+            seen[index] = True
+            self.blocks.append((index, rot))
+        if not self.blocks:
+            raise ValueError("blocks must hold at least one (index, rotation) pair")
+        self.dtype = self.blocks[0][1].dtype
+        self.device = self.blocks[0][1].device
+        self._stack()
+
+    def _stack(self) -> None:
+        # dense blocks of one size are applied together: one batched product per size
+        by_size: dict[int, list[int]] = {}
+        for k, (index, rot) in enumerate(self.blocks):
+            if isinstance(rot, DenseRotation):
+                by_size.setdefault(index.numel(), []).append(k)
+        # the index sets are kept on the device of the rotations, so applying moves nothing
+        self._stacks = [
+            (
+                torch.stack([self.blocks[k][0] for k in ks]).to(self.device),
+                torch.stack([self.blocks[k][1].matrix for k in ks]),
+            )
+            for ks in by_size.values()
+        ]
+        stacked = {k for ks in by_size.values() for k in ks}
+        self._others = [(i.to(self.device), r) for k, (i, r) in enumerate(self.blocks) if k not in stacked]
+
+    def _map(self, x: Tensor, transpose: bool) -> Tensor:
+        self._check_input(x)
+        out = x.clone()
+        for index, mats in self._stacks:  # (k, m) indices, (k, m, m) matrices
+            index = index.to(x.device)
+            part = x[..., index].to(mats.dtype)  # (..., k, m)
+            eq = "kji,...kj->...ki" if transpose else "kij,...kj->...ki"
+            out[..., index] = torch.einsum(eq, mats.to(x.device), part).to(x.dtype)
+        for index, rot in self._others:
+            index = index.to(x.device)
+            part = x.index_select(-1, index).to(rot.dtype)
+            out[..., index] = (rot.apply_T(part) if transpose else rot.apply(part)).to(x.dtype)
+        return out
+
+    def apply(self, x: Tensor) -> Tensor:
+        r"""$Rx$, row-wise: each block rotated, the other coordinates copied."""
+        return self._map(x, False)
+
+    def apply_T(self, x: Tensor) -> Tensor:
+        r"""$R^\top x$, row-wise."""
+        return self._map(x, True)
+
+    def state_dict(self) -> dict:
+        """The index sets and each block's rotation state."""
+        return {
+            "kind": "block",
+            "n": self.n,
+            "blocks": [(index.clone(), rot.state_dict()) for index, rot in self.blocks],
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore the block rotations (all or nothing: the index sets must match).
+
+        Raises:
+            ValueError: not a block rotation's state, or other index sets.
+        """
+        if not isinstance(sd, Mapping) or sd.get("kind") != "block" or sd.get("n") != self.n:
+            raise ValueError(f"not the state of a BlockRotation of n={self.n}")
+        saved = sd.get("blocks") or []
+        if len(saved) != len(self.blocks) or any(
+            not torch.equal(torch.as_tensor(i).reshape(-1), index)
+            for (i, _), (index, _) in zip(saved, self.blocks, strict=True)
+        ):
+            raise ValueError("the state holds other index sets than this BlockRotation")
+        rots = [copy.deepcopy(rot) for _, rot in self.blocks]
+        for rot, (_, state) in zip(rots, saved, strict=True):
+            rot.load_state_dict(state)
+        self.blocks = [(index, rot) for (index, _), rot in zip(self.blocks, rots, strict=True)]
+        self._stack()
+
+    def __repr__(self) -> str:
+        sizes = [int(i.numel()) for i, _ in self.blocks]
+        return f"BlockRotation(n={self.n}, blocks={len(sizes)}, rotated={sum(sizes)})"
+
+
+def random_block_rotation(
+    n: int,
+    index_sets: Sequence[Tensor],
+    *,
+    seed: int = 0,
+    dense_max: int = 2048,
+    dtype: torch.dtype | None = None,
+    device="cpu",
+) -> BlockRotation:
+    """A :class:`BlockRotation` with a random rotation inside each index set, on ``device``.
+
+    A set of at most ``dense_max`` coordinates gets a Haar matrix (:func:`haar`), a larger one a
+    :class:`PermuteRotate` (Appendix D.1's map, ``k = 2``); set ``k`` is seeded by ``(seed, k)``.
+    The random draws are made on the CPU, so a seed gives the same rotation on every device.
+    """
+    blocks = []
+    for k, index in enumerate(index_sets):
+        index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        m = index.numel()
+        sub_seed = int(seed) * 100_003 + k
+        rot = (
+            DenseRotation(haar(m, seed=sub_seed, dtype=dtype, device=device))
+            if m <= dense_max
+            else PermuteRotate(m, k=2, seed=sub_seed, dtype=dtype, device=device)
+        )
+        blocks.append((index, rot))
+    return BlockRotation(n, blocks)
+
+
+def eigenbasis(matrix: Tensor, *, dtype: torch.dtype | None = None) -> DenseRotation:
+    r"""The eigenbasis $Q$ of a symmetric matrix $M=Q\Lambda Q^\top$, as a rotation.
+
+    Training on $L\circ Q$ with $M$ the Hessian gives the Hessian $Q^\top MQ=\Lambda$: diagonal,
+    eigenvalues in decreasing order. ``torch.linalg.eigh`` in float64, so only for a matrix small
+    enough to diagonalise (a Hessian block, a gradient-covariance factor).
+
+    Args:
+        matrix: A symmetric ``(m, m)`` matrix (symmetrised as ``(M + M^T) / 2``).
+        dtype: Of the rotation (default: the matrix's).
+
+    Returns:
+        A :class:`DenseRotation` whose columns are the eigenvectors.
+    """
+    if not isinstance(matrix, Tensor) or matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError("matrix must be a square 2-D tensor")
+    m = matrix.detach().to(torch.float64)
+    _, vecs = torch.linalg.eigh((m + m.T) / 2)
+    return DenseRotation(vecs.flip(-1).to(dtype or matrix.dtype), atol=1e-5)
+
+
+class KroneckerRotation(Rotation):
+    r"""$A\otimes B$ acting on a row-major ``(m, p)`` matrix: ``apply(vec X)`` $=\mathrm{vec}(AXB^\top)$.
+
+    With $A$ and $B$ the eigenbases of the gradient-covariance factors $E[GG^\top]$ and $E[G^\top G]$
+    of a weight matrix, training on $L\circ R$ runs Adam in the rotated basis that Shampoo and SOAP
+    use {cite}`gupta2018shampoo,vyas2024soap` (here fixed, not updated). Orthogonal because $A$ and
+    $B$ are.
+
+    Args:
+        left: Orthogonal ``(m, m)`` matrix $A$ (or a :class:`DenseRotation`).
+        right: Orthogonal ``(p, p)`` matrix $B$.
+    """
+
+    def __init__(self, left, right):
+        self.left, self.right = as_rotation(left), as_rotation(right)
+        self.shape = (self.left.n, self.right.n)
+        self.n = self.left.n * self.right.n
+        self.dtype, self.device = self.left.dtype, self.left.device
+
+    def _map(self, x: Tensor, transpose: bool) -> Tensor:
+        self._check_input(x)
+        a, b = (f.to_dense().to(dtype=x.dtype, device=x.device) for f in (self.left, self.right))
+        X = x.reshape(*x.shape[:-1], *self.shape)
+        Y = a.T @ X @ b if transpose else a @ X @ b.T
+        return Y.reshape(x.shape)
+
+    def apply(self, x: Tensor) -> Tensor:
+        r"""$\mathrm{vec}(AXB^\top)$, row-wise."""
+        return self._map(x, False)
+
+    def apply_T(self, x: Tensor) -> Tensor:
+        r"""$\mathrm{vec}(A^\top XB)$, row-wise."""
+        return self._map(x, True)
+
+    def state_dict(self) -> dict:
+        """The two factors."""
+        return {"kind": "kronecker", "left": self.left.state_dict(), "right": self.right.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore both factors (all or nothing)."""
+        if not isinstance(sd, Mapping) or sd.get("kind") != "kronecker":
+            raise ValueError("not a KroneckerRotation state (need kind='kronecker')")
+        left, right = copy.deepcopy(self.left), copy.deepcopy(self.right)
+        left.load_state_dict(sd["left"])
+        right.load_state_dict(sd["right"])
+        self.left, self.right = left, right
+
+    def __repr__(self) -> str:
+        return f"KroneckerRotation(shape={self.shape})"
 
 
 # ---------------------------------------------------------------------------------------------

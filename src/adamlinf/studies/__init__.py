@@ -27,6 +27,8 @@ module                 what
                        least squares against its closed form, summary tables, book-check verdicts
 ``costs``              paper-scale GPU-hours per figure and table, measured when a GPU measurement
                        is published, else from an assumed MFU, labelled as such
+``review``             the "Questions from the review" chapter: small tasks, rotated / blockwise arms, the
+                       tuned protocol with a separate tuning seed, Hessian norms in a basis and along training
 ``glance``             the "Results at a glance" page: every claim's verdict at each scale
 =====================  =================================================================================
 """

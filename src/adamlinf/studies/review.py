@@ -1,0 +1,722 @@
+r"""Questions from the paper's public review, answered by experiment ("Questions from the review").
+
+The ICLR 2025 review of the paper {cite}`xie2025review` asks six questions the paper leaves open;
+each page of the chapter runs one small experiment. This module holds what the pages share:
+
+* **Tasks** (:class:`Task`): a model factory, a batch sampler and a held-out loss. A diagonal
+  quadratic with isotropic gradient noise (:func:`quadratic_task`), an MLP and a small CNN on the
+  offline digits (:func:`digits_task`), a GRU and a GPT byte-level language model on the offline
+  Python documentation (:func:`text_task`).
+* **Arms** (:class:`Arm`): an optimizer of :func:`adamlinf.optim.create`, optionally trained on
+  :math:`L\circ R` (:class:`adamlinf.rotations.RotatedParametrization`) for a rotation built from
+  the model, optionally with a partition (blockwise Adam). :func:`rotation_builders` gives the
+  rotations of question 3 (one tensor, one head, the whole model, similar-scale groups, the
+  Shampoo/SOAP eigenbasis).
+* **The protocol** (:func:`tune`): every arm's learning rate tuned on one seed with
+  :func:`adamlinf.studies.sweeps.tune_grid` (half-decade grids extended until the optimum is
+  interior), then measured at the tuned lr on other seeds, so the tuning seed never measures.
+* **Norms**: (1,1)-norms with Cauchy bands and spectral norms of the Hessian in any basis
+  (:func:`basis_norms`), tracked along an Adam run (:func:`track_norms`); the blockwise
+  smoothness bound :math:`H(L,\Phi)` of each partition from an exact Hessian (:func:`phi_table`).
+
+Every run here is trained in-process by :func:`train` (a few hundred steps of a model of at most
+a few ten thousand parameters); the run folders and checkpoints of :mod:`adamlinf.runs` are for the
+long runs of Sections 4.2 and 4.3.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from adamlinf import hessian, optim, partitions
+from adamlinf import rotations as rot
+from adamlinf.models.gpt import GPT, GPTConfig
+from adamlinf.studies import sweeps
+from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table, verdict_row
+
+# --------------------------------------------------------------------------------------------
+# tasks
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """A small training problem.
+
+    Attributes:
+        name: Shown in tables.
+        make_model: ``seed -> nn.Module`` (the initialisation depends on the seed).
+        batch: ``generator -> batch`` (one training batch drawn with the run's generator).
+        loss: ``(model, batch) -> scalar``.
+        eval_batches: Fixed held-out batches; the final metric is the mean loss over them.
+        metric: ``(model) -> float``, the final metric (default: the held-out loss).
+    """
+
+    name: str
+    make_model: Callable[[int], nn.Module]
+    batch: Callable[[torch.Generator], object]
+    loss: Callable[[nn.Module, object], Tensor]
+    eval_batches: list = field(default_factory=list)
+    metric: Callable[[nn.Module], float] | None = None
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> float:
+        """The final metric of ``model`` (``inf`` when not finite)."""
+        if self.metric is not None:
+            value = float(self.metric(model))
+        else:
+            value = float(np.mean([float(self.loss(model, b)) for b in self.eval_batches]))
+        return value if math.isfinite(value) else math.inf
+
+
+class _Point(nn.Module):
+    def __init__(self, x0: Tensor):
+        super().__init__()
+        self.x = nn.Parameter(x0.clone())
+
+
+def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
+    r"""$L(x)=\tfrac12\sum_i\lambda_ix_i^2$, gradients $\nabla L(x)+\xi$, $\xi\sim\mathcal N(0,\sigma^2I)$.
+
+    The noise is isotropic, so a rotation of the coordinates changes the Hessian's basis and
+    nothing else. Each seed starts at a random sign vector $x_0\in\{\pm1\}^d$, so
+    $\|x_0\|_2^2=d\,\|x_0\|_\infty^2$. The metric is $\log_{10}(L(x_T)/L(x_0))$. Random draws are
+    made on the CPU and moved to ``device``, so a seed gives the same run on every device.
+    """
+    lam = torch.as_tensor(lam, dtype=torch.float64).to(device)
+    d = lam.numel()
+
+    def make_model(seed: int) -> nn.Module:
+        g = torch.Generator().manual_seed(10_000 + seed)
+        return _Point(torch.randint(0, 2, (d,), generator=g).to(torch.float64) * 2 - 1).to(device)
+
+    def loss(model, noise):
+        x = model.x
+        return 0.5 * (lam * x * x).sum() + (noise * x).sum()
+
+    def metric(model):
+        x = model.x.detach()
+        return math.log10(float((lam * x * x).sum()) / float(lam.sum()))  # L(x0) = sum(lam) / 2
+
+    return Task(
+        "quadratic",
+        make_model,
+        lambda g: sigma * torch.randn(d, generator=g, dtype=torch.float64).to(device),
+        loss,
+        metric=metric,
+    )
+
+
+def _digits(seed: int = 0) -> dict[str, Tensor]:
+    from adamlinf.data.images import load_digits_images
+
+    data = load_digits_images(size=8, seed=seed)
+    x_tr = data["train_x"][:, :1].to(torch.float32) / 255.0
+    mean, std = x_tr.mean(), x_tr.std()
+    return {
+        "train_x": (x_tr - mean) / std,
+        "train_y": data["train_y"],
+        "test_x": (data["test_x"][:, :1].to(torch.float32) / 255.0 - mean) / std,
+        "test_y": data["test_y"],
+    }
+
+
+def mlp(width: int) -> nn.Module:
+    """64 → ``width`` → 10 with a ReLU, on flattened 8×8 digits."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+
+def cnn(channels: int) -> nn.Module:
+    """Two 3×3 convolutions (``channels``, ``2*channels``), ReLU and 2×2 max-pooling, a linear layer."""
+    c = channels
+    return nn.Sequential(
+        nn.Conv2d(1, c, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(c, 2 * c, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * c, 10),
+    )
+
+
+def digits_task(kind: str, *, width: int, batch_size: int, device="cpu") -> Task:
+    """An MLP (``kind="mlp"``, hidden ``width``) or a CNN (``kind="cnn"``, ``width`` channels), digits.
+
+    The data stay on the CPU (batches are drawn there); models and batches live on ``device``.
+    """
+    if kind not in ("mlp", "cnn"):
+        raise ValueError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
+    data = _digits()
+    build = mlp if kind == "mlp" else cnn
+    n = len(data["train_y"])
+
+    def make_model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return build(width).to(device)
+
+    def batch(g):
+        i = torch.randint(0, n, (batch_size,), generator=g)
+        return data["train_x"][i].to(device), data["train_y"][i].to(device)
+
+    def loss(model, b):
+        return nn.functional.cross_entropy(model(b[0]), b[1])
+
+    test = (data["test_x"].to(device), data["test_y"].to(device))
+    return Task(f"{kind} (digits)", make_model, batch, loss, [test])
+
+
+class GRULM(nn.Module):
+    """A byte-level GRU language model: embedding, one GRU layer, a linear read-out."""
+
+    def __init__(self, vocab: int, embd: int, hidden: int):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, embd)
+        self.gru = nn.GRU(embd, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, idx: Tensor, targets: Tensor):
+        """``(logits, mean cross-entropy)`` of ``idx`` (B, T) against ``targets``."""
+        h, _ = self.gru(self.emb(idx))
+        logits = self.head(h)
+        return logits, nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def _bytes() -> Tensor:
+    from adamlinf.data.text import pydoc_corpus
+
+    return torch.as_tensor(np.frombuffer(pydoc_corpus().encode("utf-8"), dtype=np.uint8).astype(np.int64))
+
+
+def text_task(
+    kind: str, *, seq_len: int, batch_size: int, model: Mapping, eval_batches: int = 4, device="cpu"
+) -> Task:
+    """A byte-level LM on Python's documentation: ``kind="gru"`` (:class:`GRULM`) or ``"gpt"``.
+
+    The last 10% of the bytes are held out; ``eval_batches`` fixed windows of it give the metric.
+    ``model``: ``{embd, hidden}`` for the GRU, :class:`~adamlinf.models.gpt.GPTConfig` fields for the GPT.
+    Windows are drawn on the CPU; models and batches live on ``device``.
+    """
+    if kind not in ("gru", "gpt"):
+        raise ValueError(f"kind must be 'gru' or 'gpt', got {kind!r}")
+    data = _bytes()
+    split = int(0.9 * len(data))
+    train, val = data[:split], data[split:]
+
+    def windows(src, g, n):
+        i = torch.randint(0, len(src) - seq_len - 1, (n,), generator=g)
+        w = torch.stack([src[j : j + seq_len + 1] for j in i.tolist()])
+        return w[:, :-1].to(device), w[:, 1:].to(device)
+
+    def make_model(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        if kind == "gru":
+            return GRULM(256, int(model["embd"]), int(model["hidden"])).to(device)
+        return GPT(GPTConfig(vocab_size=256, block_size=seq_len, **dict(model))).to(device)
+
+    g_eval = torch.Generator().manual_seed(12345)
+    fixed = [windows(val, g_eval, batch_size) for _ in range(eval_batches)]
+    return Task(
+        f"{kind} (pydoc bytes)",
+        make_model,
+        lambda g: windows(train, g, batch_size),
+        lambda m, b: m(b[0], b[1])[1],
+        fixed,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# rotations built from a model (question 3)
+# --------------------------------------------------------------------------------------------
+RotationBuilder = Callable[[nn.Module, Task, int], rot.Rotation]
+
+
+def _offsets(model: nn.Module) -> dict[str, tuple[int, int]]:
+    out, start = {}, 0
+    for name, p in model.named_parameters():
+        out[name] = (start, start + p.numel())
+        start += p.numel()
+    return out
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _grad_samples(model: nn.Module, task: Task, n_batches: int, seed: int) -> list[list[Tensor]]:
+    g = torch.Generator().manual_seed(777 + seed)
+    grads = []
+    for _ in range(n_batches):
+        model.zero_grad(set_to_none=True)
+        task.loss(model, task.batch(g)).backward()
+        grads.append([p.grad.detach().clone() for p in model.parameters()])
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -> dict[str, RotationBuilder]:
+    r"""The rotations of question 3, each a function ``(model, task, seed) -> Rotation``.
+
+    * ``"tensor"``: a random rotation of the coordinates of the parameter named ``tensor`` only;
+    * ``"head"``: a Haar rotation of the query, key and value weights (and biases, if any) of head 0
+      of the first attention layer (a GPT);
+    * ``"model"``: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates (as rotated Adam);
+    * ``"similar"``: the coordinates sorted by their mean squared gradient at initialisation
+      (``n_batches`` batches), cut into consecutive groups of ``group``, a Haar rotation inside each
+      group: it mixes only coordinates whose gradient scales are alike;
+    * ``"eigen"``: for each weight matrix, the Kronecker product of the eigenbases of its gradient
+      covariance factors :math:`\sum GG^\top` and :math:`\sum G^\top G` at initialisation (Shampoo's
+      and SOAP's basis, fixed); vectors are left alone.
+    """
+
+    def one_tensor(model, task, seed):
+        a, b = _offsets(model)[tensor]
+        return rot.random_block_rotation(_n(model), [torch.arange(a, b)], seed=seed, device=_device(model))
+
+    def one_head(model, task, seed):
+        off = _offsets(model)
+        cfg = model.config
+        hd, e = cfg.n_embd // n_head, cfg.n_embd
+        rows = torch.cat([torch.arange(p * e, p * e + hd) for p in range(3)])  # q, k, v rows of head 0
+        a, _ = off["transformer.h.0.attn.c_attn.weight"]
+        parts = [(a + rows[:, None] * e + torch.arange(e)[None, :]).reshape(-1)]
+        if "transformer.h.0.attn.c_attn.bias" in off:  # a GPT built with biases
+            parts.append(off["transformer.h.0.attn.c_attn.bias"][0] + rows)
+        index = torch.cat(parts)
+        return rot.random_block_rotation(_n(model), [index], seed=seed, device=_device(model))
+
+    def whole(model, task, seed):
+        return rot.PermuteRotate(_n(model), k=2, seed=seed, device=_device(model))
+
+    def similar(model, task, seed):
+        grads = _grad_samples(model, task, n_batches, seed)
+        v = torch.stack([torch.cat([x.reshape(-1) for x in gs]) ** 2 for gs in grads]).mean(0)
+        order = torch.argsort(v.cpu())
+        n_full = (len(order) // group) * group
+        sets = list(order[:n_full].reshape(-1, group))
+        return rot.random_block_rotation(_n(model), sets, seed=seed, device=_device(model))
+
+    def eigen(model, task, seed):
+        grads = _grad_samples(model, task, n_batches, seed)
+        blocks, start = [], 0
+        for k, p in enumerate(model.parameters()):
+            if p.dim() >= 2:
+                G = [gs[k].reshape(p.shape[0], -1).double() for gs in grads]
+                left = rot.eigenbasis(sum(x @ x.T for x in G), dtype=p.dtype)
+                right = rot.eigenbasis(sum(x.T @ x for x in G), dtype=p.dtype)
+                blocks.append((torch.arange(start, start + p.numel()), rot.KroneckerRotation(left, right)))
+            start += p.numel()
+        return rot.BlockRotation(_n(model), blocks)
+
+    return {"tensor": one_tensor, "head": one_head, "model": whole, "similar": similar, "eigen": eigen}
+
+
+def _n(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def layer_partition(model: nn.Module) -> partitions.Partition:
+    """One block per layer: embeddings, each transformer block, the final norm (GPT); else each module."""
+    names = [n for n, _ in model.named_parameters()]
+    keys = []
+    for n in names:
+        parts = n.split(".")
+        key = (
+            ".".join(parts[:3])
+            if parts[:2] == ["transformer", "h"]
+            else parts[0]
+            + ("" if parts[0] != "transformer" else "." + ("emb" if parts[1] in ("wte", "wpe") else parts[1]))
+        )
+        keys.append(key)
+    label = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    table = {
+        p: torch.full(p.shape, label[k], dtype=torch.long)
+        for (_, p), k in zip(model.named_parameters(), keys, strict=True)
+    }
+    return partitions.custom(table, name="layers")
+
+
+# --------------------------------------------------------------------------------------------
+# training and the tuning protocol
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arm:
+    r"""One optimizer configuration.
+
+    Attributes:
+        optimizer: A name of :func:`adamlinf.optim.create` (``"adam"``, ``"adasgd"``, ``"sgd"``,
+            ``"blockwise_adam"``).
+        rotation: ``(model, task, seed) -> Rotation``: train on :math:`L\circ R` (None: no rotation).
+        partition: ``model -> Partition`` for blockwise Adam.
+        beta1: :math:`\beta_1` (:math:`\beta_2` is the page's).
+    """
+
+    optimizer: str
+    rotation: RotationBuilder | None = None
+    partition: Callable[[nn.Module], partitions.Partition] | None = None
+    beta1: float = 0.9
+
+
+def lr_factor(t: int, steps: int, warmup: float = 0.05) -> float:
+    """Linear warm-up over ``warmup`` of the steps, then cosine decay to a tenth."""
+    w = max(1, int(round(warmup * steps)))
+    if t < w:
+        return (t + 1) / w
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * (t - w) / max(1, steps - w)))
+
+
+def train(
+    task: Task,
+    arm: Arm,
+    lr: float,
+    *,
+    steps: int,
+    seed: int,
+    beta2: float = 0.999,
+    callback: Callable[[int, nn.Module, object], None] | None = None,
+) -> tuple[float, nn.Module, object]:
+    """Train one run; returns ``(final metric, model, rotated parametrization or None)``.
+
+    ``callback(t, model, rp)`` is called before step ``t`` and once after the last step (``t = steps``).
+    A non-finite training loss stops the run with the metric ``inf``.
+    """
+    model = task.make_model(seed)
+    rp = None
+    params = list(model.parameters())
+    if arm.rotation is not None:
+        rp = rot.RotatedParametrization(model, arm.rotation(model, task, seed))
+        params = rp.parameters()
+    kw = {"partition": arm.partition(model)} if arm.partition is not None else {}
+    opt = optim.create(arm.optimizer, params, lr=lr, betas=(arm.beta1, beta2), **kw)
+    g = torch.Generator().manual_seed(1_000_003 * (seed + 1))
+    for t in range(steps):
+        if callback is not None:
+            callback(t, model, rp)
+        for group in opt.param_groups:
+            group["lr"] = lr * lr_factor(t, steps)
+        if rp is not None:
+            rp.push()
+        loss = task.loss(model, task.batch(g))
+        if not torch.isfinite(loss):
+            return math.inf, model, rp
+        loss.backward()
+        if rp is not None:
+            rp.pull_grad()
+            model.zero_grad(set_to_none=True)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    if rp is not None:
+        rp.push()
+    if callback is not None:
+        callback(steps, model, rp)
+    return task.evaluate(model), model, rp
+
+
+@dataclass
+class Tuned:
+    """The tuned comparison of some arms on one task.
+
+    Attributes:
+        sweep: The tuning sweep on the tuning seed (:class:`~adamlinf.studies.sweeps.Sweep`).
+        finals: Every run: ``optimizer`` (the arm), ``lr``, ``seed``, ``final``, ``role``
+            (``"tune"`` or ``"measure"``), ``seconds``.
+        values: Per arm, the measuring seeds' finals at its tuned lr.
+        seconds: Wall time of all runs.
+        models: The trained ``(model, rotated parametrization or None)`` of the measuring runs of the
+            arms :func:`tune` was asked to keep, keyed ``(arm, seed)``.
+    """
+
+    sweep: sweeps.Sweep
+    finals: pd.DataFrame
+    values: dict[str, Measured]
+    seconds: float
+    models: dict[tuple[str, int], tuple[nn.Module, object]] = field(default_factory=dict)
+
+    def table(self, task: str = "") -> pd.DataFrame:
+        """Per arm: tuned lr, grid, whether the optimum is interior, the measured value."""
+        rows = []
+        for arm, lr in self.sweep.best_lr.items():
+            grid = self.sweep.grids[arm]
+            rows.append(
+                {
+                    "task": task,
+                    "arm": arm,
+                    "tuned lr": lr,
+                    "grid": f"{min(grid):.3g} … {max(grid):.3g} ({len(grid)})",
+                    "interior": arm not in self.sweep.on_edge,
+                    "final (measuring seeds)": self.values[arm].text(4),
+                    "mean": self.values[arm].value,
+                    "std": self.values[arm].spread,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def tune(
+    task: Task,
+    arms: Mapping[str, Arm],
+    grids: Mapping[str, Sequence[float]],
+    *,
+    steps: int,
+    tune_seed: int,
+    seeds: Sequence[int],
+    beta2: float = 0.999,
+    max_extensions: int = 3,
+    keep: Sequence[str] = (),
+) -> Tuned:
+    """Tune each arm's lr on ``tune_seed`` (grids extended until interior), then measure on ``seeds``.
+
+    The trained models of the measuring runs of the arms in ``keep`` are kept (``Tuned.models``), so
+    that their final checkpoints can be measured without training again.
+    """
+    if tune_seed in seeds:
+        raise ValueError(f"the tuning seed {tune_seed} must not also measure (seeds={list(seeds)})")
+    t0 = time.perf_counter()
+    rows: dict[tuple[str, float, int], dict] = {}
+    models: dict[tuple[str, int], tuple[nn.Module, object]] = {}
+
+    def run(arm: str, lr: float, seed: int, role: str) -> None:
+        key = (arm, float(lr), int(seed))
+        if key not in rows:
+            t = time.perf_counter()
+            final, model, rp = train(task, arms[arm], lr, steps=steps, seed=seed, beta2=beta2)
+            if role == "measure" and arm in keep:
+                models[(arm, int(seed))] = (model, rp)
+            rows[key] = dict(
+                optimizer=arm,
+                lr=float(lr),
+                seed=int(seed),
+                final=final,
+                role=role,
+                seconds=time.perf_counter() - t,
+            )
+
+    def evaluate(grids_now):
+        for arm, lrs in grids_now.items():
+            for lr in lrs:
+                run(arm, lr, tune_seed, "tune")
+        return pd.DataFrame([r for r in rows.values() if r["seed"] == tune_seed])
+
+    sweep = sweeps.tune_grid(grids, evaluate, max_extensions=max_extensions)
+    for arm, lr in sweep.best_lr.items():
+        for s in seeds:
+            run(arm, lr, s, "measure")
+    finals = pd.DataFrame(list(rows.values()))
+    values = {
+        arm: Measured.from_seeds(finals[(finals.optimizer == arm) & (finals.role == "measure")].final)
+        for arm in arms
+    }
+    return Tuned(sweep, finals, values, time.perf_counter() - t0, models)
+
+
+def claims(
+    values: Mapping[str, Measured],
+    pairs: Sequence[tuple[str, str, str]],
+    *,
+    q: int,
+    scale: str,
+    page: str,
+    labels: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Verdict rows for "``better`` is lower than ``worse``" claims of review question ``q`` (origin book)."""
+    cs = [
+        Claim(text, better, worse, paper="not claimed", where=f"Review Q{q}", origin=BOOK)
+        for text, better, worse in pairs
+    ]
+    return claims_table(values, cs, scale=scale, page=page, labels=labels)
+
+
+def book_row(claim: str, verdict: str, *, ours: str, q: int, scale: str, page: str, rule: str) -> dict:
+    """A verdict row of review question ``q`` that is not a pairwise comparison."""
+    return verdict_row(
+        claim,
+        verdict,
+        ours=ours,
+        scale=scale,
+        paper="not claimed",
+        rule=rule,
+        page=page,
+        where=f"Review Q{q}",
+        origin=BOOK,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# norms: (1,1)-norm and spectral norm in a basis, along training; H(L, Phi) of partitions
+# --------------------------------------------------------------------------------------------
+
+
+def basis_norms(
+    model: nn.Module,
+    task: Task,
+    batches: list,
+    rotation=None,
+    *,
+    n_probes: int,
+    seed: int = 0,
+    spectral: bool = True,
+) -> dict:
+    r"""‖H‖₁,₁/d (with its band) of the loss on ``batches`` at the model's point, in a rotated basis.
+
+    With a rotation the Hessian is :math:`R^\top HR` (the loss :math:`L\circ R` at the same point);
+    ‖H‖₂ does not depend on the basis.
+    """
+    h = hessian.HVP(model, task.loss, batches)
+    op = hessian.rotated(h, rotation) if rotation is not None else h
+    est = hessian.l11_norm(op, n_probes, seed=seed, partition=None, progress=False)
+    out = {"d": est.d, "l11_per_d": est.per_dim, "l11_lo": est.per_dim_lo, "l11_hi": est.per_dim_hi}
+    if spectral:
+        out["spectral"] = hessian.spectral_norm(h, tol=1e-3, seed=seed)
+    return out
+
+
+def checkpoint_norms(
+    task: Task,
+    batches: list,
+    *,
+    adam: nn.Module,
+    rotated_adam: tuple[nn.Module, object],
+    adasgd: nn.Module,
+    n_probes: int,
+    seed: int = 0,
+) -> pd.DataFrame:
+    r"""Table 2's norms at trained checkpoints, in the tidy form of :mod:`~adamlinf.studies.hessian_tables`.
+
+    ‖H‖₁,₁/d (with its band) and ‖H‖₂ at Adam's final model; ‖RᵀHR‖₁,₁/d at rotated Adam's
+    (``(model, parametrization)`` of :func:`train`; the model holds :math:`x=Rw`, and :math:`R^\top HR`
+    is the Hessian of :math:`L\circ R` at :math:`w`, the basis rotated Adam runs in); ‖H‖₂ at
+    AdaSGD's. :func:`adamlinf.studies.hessian_tables.norm_values` turns the rows into the values of
+    the claims (``"l11:H@adam"``, ``"spec@adam"``, ``"l11:RHR@rotated_adam"``, ``"spec@adasgd"``).
+    """
+    rot_model, rp = rotated_adam
+    a = basis_norms(adam, task, batches, n_probes=n_probes, seed=seed)
+    r = basis_norms(rot_model, task, batches, rp.rotation, n_probes=n_probes, seed=seed, spectral=False)
+    spec_adasgd = hessian.spectral_norm(hessian.HVP(adasgd, task.loss, batches), tol=1e-3, seed=seed)
+
+    def l11(optimizer, which, m):
+        return dict(
+            optimizer=optimizer,
+            hessian=which,
+            quantity="l11_per_dim",
+            value=m["l11_per_d"],
+            lo=min(m["l11_lo"], m["l11_per_d"]),
+            hi=max(m["l11_hi"], m["l11_per_d"]),
+            n_probes=n_probes,
+            d=m["d"],
+        )
+
+    def spec(optimizer, value):
+        return dict(
+            optimizer=optimizer, hessian="H", quantity="spectral_norm", value=value, n_probes=0, d=a["d"]
+        )
+
+    return pd.DataFrame(
+        [
+            l11("adam", "H", a),
+            spec("adam", a["spectral"]),
+            l11("rotated_adam", "RHR", r),
+            spec("adasgd", spec_adasgd),
+        ]
+    )
+
+
+def track_norms(
+    task: Task, lr: float, *, steps: int, at: Sequence[int], seed: int, n_probes: int, n_batches: int
+) -> pd.DataFrame:
+    """Train Adam and measure Hessian norms at the steps ``at``.
+
+    ‖H‖₁,₁/d in the standard basis and after a random rotation
+    (:class:`~adamlinf.rotations.PermuteRotate`, seeded by ``seed``), and ‖H‖₂.
+
+    The Hessian is of the loss on ``n_batches`` fixed held-out batches of the task.
+    """
+    rows = []
+    batches = task.eval_batches[:n_batches]
+
+    def measure(t, model, rp):
+        if t not in at:
+            return
+        R = rot.PermuteRotate(_n(model), k=2, seed=seed, device=_device(model))
+        std = basis_norms(model, task, batches, n_probes=n_probes, seed=seed)
+        rnd = basis_norms(model, task, batches, R, n_probes=n_probes, seed=seed, spectral=False)
+        rows.append(
+            dict(
+                seed=seed,
+                step=t,
+                d=std["d"],
+                spectral=std["spectral"],
+                l11_per_d=std["l11_per_d"],
+                l11_lo=std["l11_lo"],
+                l11_hi=std["l11_hi"],
+                rotated_l11_per_d=rnd["l11_per_d"],
+                rotated_lo=rnd["l11_lo"],
+                rotated_hi=rnd["l11_hi"],
+            )
+        )
+
+    train(task, Arm("adam"), lr, steps=steps, seed=seed, callback=measure)
+    out = pd.DataFrame(rows)
+    out["ratio"] = out.l11_per_d / out.spectral  # below 1: the standard basis favours Adam over AdaSGD
+    out["rotated_ratio"] = out.rotated_l11_per_d / out.spectral
+    return out
+
+
+def phi_table(
+    model: nn.Module, task: Task, batches: list, parts: Mapping[str, partitions.Partition]
+) -> pd.DataFrame:
+    r"""The blockwise smoothness bound :math:`H(L,\Phi)` (Lemma 3.13) of each partition, exact Hessian.
+
+    ``coordinate`` gives ‖H‖₁,₁ and ``whole`` gives d‖H‖₂; every value is divided by d.
+    """
+    H = hessian.exact_hessian(model, task.loss, batches)
+    params = list(model.parameters())
+    rows = []
+    for name, part in parts.items():
+        ids = part.flat_index(params)
+        rows.append(
+            {
+                "partition": name,
+                "blocks": int(ids.max()) + 1,
+                "H_phi_per_d": hessian.blockwise_bound(H, ids) / H.shape[0],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_sweeps(axes, tuned: Mapping[str, Tuned], labels: Mapping[str, str]) -> None:
+    """One sweep panel per task: tuning-seed curve, measuring seeds as error bars at the tuned lr."""
+    for ax, (name, tu) in zip(np.atleast_1d(axes).ravel(), tuned.items(), strict=False):
+        sweeps.plot_sweep(ax, tu.finals, labels=labels, best_lr=tu.sweep.best_lr)
+        ax.set_title(name, fontsize=9)
+
+
+def make_task(spec: Mapping, device="cpu") -> Task:
+    """A task from a page's parameter dict: ``kind`` (mlp, cnn, gru, gpt) and its sizes, on ``device``."""
+    kind = spec["kind"]
+    if kind in ("mlp", "cnn"):
+        return digits_task(kind, width=int(spec["width"]), batch_size=int(spec["batch_size"]), device=device)
+    if kind == "gru":
+        model = {"embd": spec["embd"], "hidden": spec["hidden"]}
+    else:
+        model = {k: int(spec[k]) for k in ("n_layer", "n_head", "n_embd")}
+    return text_task(
+        kind, seq_len=int(spec["seq_len"]), batch_size=int(spec["batch_size"]), model=model, device=device
+    )
+
+
+def rotated(seed_offset: int = 0, k: int = 2) -> RotationBuilder:
+    """Rotated Adam's rotation: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates."""
+    return lambda model, task, seed: rot.PermuteRotate(
+        _n(model), k=k, seed=seed + seed_offset, device=_device(model)
+    )
