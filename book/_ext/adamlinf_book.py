@@ -9,6 +9,9 @@
 * A Markdown link to a labelled section of another page, ``[notes](../reconstruction.md#thm-3-2-notes)``,
   resolves: MyST looks such fragments up among heading slugs only, so each section's labels are
   added to them.
+* The index of statements (sphinx-proof's ``prf-prf`` page) lists each box by the paper's name
+  ("Theorem 3.2 (SignGD …)", on the page "Theorem 3.2: SignGD under ℓ∞-smoothness"), grouped by
+  kind and in the paper's numbering, instead of by bare labels ("alg-4", "def-3-12 (book/executed/…)").
 """
 
 from __future__ import annotations
@@ -136,6 +139,47 @@ def _name_unnumbered_refs(app, doctree, docname):
             ref.children[0].parent.replace(ref.children[0], nodes.Text(short))
 
 
+_KINDS = {
+    "theorem": "Theorems",
+    "lemma": "Lemmas",
+    "corollary": "Corollaries",
+    "proposition": "Propositions",
+    "definition": "Definitions",
+    "assumption": "Assumptions",
+    "algorithm": "Algorithms",
+    "axiom": "Assumptions",
+    "conjecture": "Conjectures",
+    "example": "Examples",
+    "remark": "Remarks",
+    "property": "Properties",
+    "observation": "Observations",
+    "criterion": "Criteria",
+}
+
+
+def _natural(text: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _proof_index(self, docnames=None):
+    """sphinx-proof's index, with each entry named by its box's title and the page's title."""
+    env = self.domain.env
+    titles = env.__dict__.get("adamlinf_proof_titles", {})
+    content: dict[str, list] = {}
+    for anchor, values in getattr(env, "proof_list", {}).items():
+        docname = values["docname"]
+        if docnames and docname not in docnames:
+            continue
+        title = titles.get(anchor, ("", ""))[1] or anchor
+        page = env.titles[docname].astext() if docname in env.titles else ""
+        kind = _KINDS.get(values.get("realtype", ""), "Other statements")
+        # name, subtype, docname, anchor, extra (shown in brackets), qualifier, description
+        content.setdefault(kind, []).append((title, 0, docname, anchor, page, "", ""))
+    order = list(dict.fromkeys(_KINDS.values()))
+    groups = sorted(content.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    return [(kind, sorted(entries, key=lambda e: _natural(e[0]))) for kind, entries in groups], False
+
+
 def setup(app):
     """Register the hooks (after napoleon's, which converts Google-style sections first)."""
     app.connect("autodoc-process-docstring", _docstring_math, priority=800)
@@ -145,4 +189,7 @@ def setup(app):
     app.connect("env-purge-doc", _purge_proof_titles)
     app.connect("env-merge-info", _merge_proof_titles)
     app.connect("doctree-resolved", _name_unnumbered_refs)
+    from sphinx_proof.domain import ProofIndex
+
+    ProofIndex.generate = _proof_index  # the paper's names in the index of statements
     return {"parallel_read_safe": True, "parallel_write_safe": True}
