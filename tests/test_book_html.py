@@ -267,6 +267,8 @@ def test_every_experiment_page_opens_with_its_result_box():
 
 
 PUBLISHED_FILE = re.compile(r"\bpublished/[\w./-]+\.(?:json|csv|md)\b")
+#: A paragraph that names a published file it says is still missing is not a claim that it exists.
+NOT_YET = re.compile(r"does not exist|not (?:run|published|made)? ?yet|\bonce\b|\buntil\b", re.I)
 
 
 def _published_verdicts(notebook: str) -> bool:
@@ -278,9 +280,11 @@ def test_the_book_claims_no_published_result_that_published_does_not_hold():
     for page in _pages():
         article = _article(page)
         text = article.get_text(" ", strip=True)
-        for path in sorted(set(PUBLISHED_FILE.findall(text))):
-            if not (ROOT / path).exists():
-                problems.append(f"{_rel(page)}: cites {path}, which does not exist")
+        for block in article.find_all(["p", "li", "td", "pre"]):
+            said = block.get_text(" ", strip=True)
+            for path in sorted(set(PUBLISHED_FILE.findall(said))):
+                if not (ROOT / path).exists() and not NOT_YET.search(said):
+                    problems.append(f"{_rel(page)}: cites {path}, which does not exist: {said[:80]!r}")
         if re.search(r"Published `?gpu`? results made on", text) and not _published_verdicts(page.stem):
             problems.append(
                 f"{_rel(page)}: shows published gpu results, but published/{page.stem}/gpu is empty"

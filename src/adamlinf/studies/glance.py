@@ -360,6 +360,15 @@ def summary_markdown(
         where, _, words = row["claim"].partition(": ")
         cells = [f"[{where}]({link}): {words}", *(row[h] for h in SCALE_HEADERS.values()), row["ci checks"]]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    ran = [SCALE_HEADERS[s] for s in SCALES if (long["scale"] == s).any()]
+    absent = [SCALE_HEADERS[s] for s in SCALES if SCALE_HEADERS[s] not in ran]
+    lines.append("")
+    lines.append(
+        "Scales with results: "
+        + (", ".join(f"`{s}`" for s in ran) or "none")
+        + (f"; not run: {', '.join(f'`{s}`' for s in absent)}" if absent else "")
+        + "."
+    )
     return "\n".join(lines) + "\n"
 
 
