@@ -157,8 +157,9 @@ def test_the_result_box_says_what_ran_the_verdicts_and_links_to_the_evidence(boo
     body = box.split("\n\n")[1:]
     assert box.startswith(":::{admonition} Result\n:class: adamlinf-result")
     assert len(body) == 3  # what ran; the verdicts; what did not run and the link
-    assert "**Ran at `ci`:** a 4-layer GPT (a stand-in)" in box
     assert "Figure 1: **holds in part** (holds 1 · inconclusive 1)" in box
+    assert "Not holding: AdaSGD beats rotated Adam (**inconclusive**)." in box
+    assert "**Ran at `ci`:** a 4-layer GPT (a stand-in)." in box
     assert "**The book's own checks:** fails 1." in box
     assert "**Not run:** `gpu`, `paper` (no results are published for this page yet)" in box
     assert "(#paper-vs-ours)" in box and "$" not in box

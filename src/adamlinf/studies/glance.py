@@ -481,13 +481,22 @@ def result_box_text(
         The Markdown: what ran, the verdict of each claim of the paper in words with its counts,
         the book's own checks apart, the scales that did not run, and a link to the evidence.
     """
-    lines = [f"**Ran at `{scale}`:** {ran}"]
+    lines = [f"**Ran at `{scale}`:** {ran.rstrip('.')}."]
     paper = verdicts[(verdicts["origin"] == PAPER) & ~_is_review(verdicts)]
     parts = []
     for where in dict.fromkeys(paper["where"]):
         rows = paper[paper["where"] == where]
         parts.append(f"{where}: **{aggregate(rows['verdict'].tolist())}** ({counts_text(rows['verdict'])})")
     lines.append("**The paper's claims:** " + ("; ".join(parts) if parts else "none on this page") + ".")
+    open_rows = paper[paper["verdict"].isin([FAILS, INCONCLUSIVE])]
+    if 0 < len(open_rows) <= 3:
+        lines[-1] += (
+            " Not holding: "
+            + "; ".join(
+                f"{c} (**{v}**)" for c, v in zip(open_rows["claim"], open_rows["verdict"], strict=True)
+            )
+            + "."
+        )
     others = verdicts[(verdicts["origin"] == BOOK) | _is_review(verdicts)]
     if not others.empty:
         lines[-1] += f" **The book's own checks:** {counts_text(others['verdict'])}."
