@@ -278,6 +278,8 @@ def _published_verdicts(notebook: str) -> bool:
 def test_the_book_claims_no_published_result_that_published_does_not_hold():
     problems = []
     for page in _pages():
+        if page.name == "api.html":  # the API reference names default paths, it claims no result
+            continue
         article = _article(page)
         text = article.get_text(" ", strip=True)
         for block in article.find_all(["p", "li", "td", "pre"]):

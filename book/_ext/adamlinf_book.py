@@ -9,6 +9,9 @@
 * A Markdown link to a labelled section of another page, ``[notes](../reconstruction.md#thm-3-2-notes)``,
   resolves: MyST looks such fragments up among heading slugs only, so each section's labels are
   added to them.
+* A ``[text](#section)`` link in Markdown glued into a page (the result box under each title links
+  down to the page's "Paper vs ours") resolves to that section of the page: MyST parses glued
+  Markdown on its own and does not see the page's headings.
 * The index of statements (sphinx-proof's ``prf-prf`` page) lists each box by the paper's name
   ("Theorem 3.2 (SignGD …)", on the page "Theorem 3.2: SignGD under ℓ∞-smoothness"), grouped by
   kind and in the paper's numbering, instead of by bare labels ("alg-4", "def-3-12 (book/executed/…)").
@@ -113,6 +116,21 @@ def _label_slugs(app, doctree):
             slugs.setdefault(label, (1, label, text))
 
 
+def _local_section_links(app, doctree):
+    """Resolve ``#section`` links that MyST left pending (glued Markdown) to the page's own sections."""
+    from docutils import nodes
+    from sphinx import addnodes
+
+    ids = {i for section in doctree.traverse(nodes.section) for i in section["ids"]}
+    for ref in list(doctree.traverse(addnodes.pending_xref)):
+        if ref.get("reftype") != "myst" or ref.get("refdomain") or ref.get("reftarget") not in ids:
+            continue
+        new = nodes.reference("", "", internal=True, refid=ref["reftarget"])
+        for child in ref.children:
+            new += child.children if isinstance(child, nodes.inline) else child
+        ref.replace_self(new)
+
+
 def _purge_proof_titles(app, env, docname):
     titles = env.__dict__.get("adamlinf_proof_titles", {})
     for label in [k for k, (doc, _) in titles.items() if doc == docname]:
@@ -186,6 +204,7 @@ def setup(app):
     app.connect("autodoc-process-docstring", _verbatim_if_broken, priority=900)
     app.connect("doctree-read", _collect_proof_titles)
     app.connect("doctree-read", _label_slugs)
+    app.connect("doctree-read", _local_section_links)
     app.connect("env-purge-doc", _purge_proof_titles)
     app.connect("env-merge-info", _merge_proof_titles)
     app.connect("doctree-resolved", _name_unnumbered_refs)
