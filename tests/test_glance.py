@@ -30,6 +30,13 @@ def test_the_aggregation_rule(verdicts, summary):
     assert glance.aggregate(verdicts) == summary
 
 
+def test_verdict_text_gives_the_counts():
+    assert glance.verdict_text([HOLDS] * 8) == "holds (all 8)"
+    assert glance.verdict_text([FAILS]) == "fails"
+    assert glance.verdict_text([HOLDS, FAILS, NOT_RUN]) == "mixed (holds 1 · fails 1)"
+    assert glance.verdict_text([]) == NOT_RUN
+
+
 def test_counts_text_in_the_books_order():
     assert glance.counts_text([INCONCLUSIVE, HOLDS, FAILS, HOLDS]) == "holds 2 · fails 1 · inconclusive 1"
     assert glance.counts_text([]) == ""
@@ -114,13 +121,12 @@ def test_summary_has_one_row_per_paper_claim_in_the_papers_order(book):
     assert [c.split(":")[0] for c in table["claim"]] == list(glance.PAPER_CLAIMS)
     rows = table.set_index(table["claim"].str.split(":").str[0])
     # the book's own check (fails) does not enter Figure 1's summary
-    assert rows.loc["Figure 1", "ci"] == glance.HOLDS_IN_PART
-    assert rows.loc["Figure 1", "ci checks"] == "holds 1 · inconclusive 1"
+    assert rows.loc["Figure 1", "ci"] == "holds in part (holds 1 · inconclusive 1)"
     assert rows.loc["Figure 1", "key numbers (ci)"].startswith("Adam 2.13 ± 0.01")
-    assert rows.loc["Table 1", "ci"] == glance.MIXED
+    assert rows.loc["Table 1", "ci"] == "mixed (holds 5 · fails 2 · inconclusive 1)"
     assert rows.loc["Table 1", "key numbers (ci)"] == "(a) holds 4; (b) holds 1 · fails 2 · inconclusive 1"
     assert rows.loc["Theorem 2.2", ["ci", "gpu", "paper scale"]].tolist() == [HOLDS, HOLDS, NOT_RUN]
-    assert rows.loc["Table 4", ["ci", "gpu", "paper scale", "ci checks"]].tolist() == [NOT_RUN] * 4
+    assert rows.loc["Table 4", ["ci", "gpu", "paper scale"]].tolist() == [NOT_RUN] * 3
     assert (table["gpu"] == NOT_RUN).sum() == len(table) - 1
     assert links[list(glance.PAPER_CLAIMS).index("Figure 1")] == "gpt2_figure1.html#paper-vs-ours"
     md = glance.summary_markdown(long, results, link_prefix="executed/")
@@ -184,4 +190,4 @@ def test_overrides_are_found_and_labelled_in_the_summary(tmp_path):
     assert changed == {"n_embd": (8, canonical["n_embd"]), "seeds": ([3, 4], canonical["seeds"])}
     long = glance.collect(["gpt2_figure1"], results, tmp_path / "published")
     table, _ = glance.summary(long, results)
-    assert table.loc[list(glance.PAPER_CLAIMS).index("Figure 1"), "ci"] == "holds (with overrides)"
+    assert table.loc[list(glance.PAPER_CLAIMS).index("Figure 1"), "ci"] == "holds with overrides"

@@ -35,9 +35,9 @@ verdicts = glance.collect(pages)
 summary, links = glance.summary(verdicts)
 save_table(summary, f"{results_dir}/summary.csv", params)
 # the same summary, short, for the introduction (links relative to book/)
-Path(results_dir, "summary.md").write_text(glance.summary_markdown(verdicts, link_prefix="executed/"))
+_ = Path(results_dir, "summary.md").write_text(glance.summary_markdown(verdicts, link_prefix="executed/"))
 
-# %%
+# %% tags=["remove-input"]
 report.table(
     summary,
     "The paper's claims: verdict at each scale (ci on two CPU cores; gpu and paper scale: not run) "
@@ -57,7 +57,7 @@ changed = {p: c for p in pages if (c := glance.overrides(p, scale))}
 if changed:
     _ = report.markdown(
         "**Results made with overridden parameters** (`--set`, or papermill's `-p`) are not the `ci` "
-        'verdicts and are marked "(with overrides)" above: '
+        'verdicts and are marked "with overrides" above: '
         + "; ".join(f"{p}: {glance.overrides_text(c)}" for p, c in changed.items())
         + ". Re-run them with the scale's parameters (`python -m adamlinf.run --scale ci --only NAME`)."
     )

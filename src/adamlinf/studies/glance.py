@@ -248,6 +248,20 @@ def counts_text(verdicts: Sequence[str]) -> str:
     return " · ".join(f"{v} {int(counts[v])}" for v in VERDICTS if counts.get(v, 0))
 
 
+def verdict_text(verdicts: Sequence[str]) -> str:
+    """The summary verdict of some rows, with their counts.
+
+    ``"mixed (holds 2 · fails 1)"``, ``"holds (all 8)"``, ``"fails"`` (one row), ``"not run"``.
+    """
+    summary = aggregate(verdicts)
+    ran = [v for v in verdicts if v != NOT_RUN]
+    if summary == NOT_RUN:
+        return NOT_RUN
+    if summary in VERDICTS:
+        return f"{summary} (all {len(ran)})" if len(ran) > 1 else summary
+    return f"{summary} ({counts_text(ran)})"
+
+
 def claim_group(claim: str) -> str:
     """The claim a row belongs to: its text before the setting (``"(a) Adam … — λ: 1/i, σ = 0"``)."""
     return claim.split(" — ", 1)[0].strip()
@@ -317,10 +331,10 @@ def summary(
         link_suffix: ``".html"`` for raw HTML links, ``".ipynb"`` for MyST links.
 
     Returns:
-        The table (columns ``claim``, ``what ran (ci)``, one per scale, ``ci checks``,
+        The table (columns ``claim``, ``what ran (ci)``, one per scale (:func:`verdict_text`),
         ``key numbers (ci)``) and each row's link to the evidence: the page's "Paper vs ours"
         section. Only rows with ``origin == "paper"`` count; a ``ci`` verdict made with ``--set``
-        overrides reads "… (with overrides)".
+        overrides reads "… with overrides".
     """
     paper_rows = long[long["origin"] == PAPER]
     rows, links = [], []
@@ -332,16 +346,13 @@ def summary(
             "what ran (ci)": read_page(notebook, "ci", results_root).get("ran", ""),
         }
         for s in SCALES:
-            verdict = aggregate(mine.loc[mine["scale"] == s, "verdict"].tolist())
-            if s == "ci" and verdict != NOT_RUN and overrides(notebook, s, results_root):
-                verdict += " (with overrides)"
-            row[SCALE_HEADERS[s]] = verdict
-        ci = mine[mine["scale"] == "ci"]
-        row["ci checks"] = counts_text(ci["verdict"]) or NOT_RUN
-        row["key numbers (ci)"] = key_numbers(ci)
+            row[SCALE_HEADERS[s]] = verdict_text(mine.loc[mine["scale"] == s, "verdict"].tolist())
+            if s == "ci" and row["ci"] != NOT_RUN and overrides(notebook, s, results_root):
+                row["ci"] += " with overrides"
+        row["key numbers (ci)"] = key_numbers(mine[mine["scale"] == "ci"])
         rows.append(row)
         links.append(f"{link_prefix}{notebook}{link_suffix}#{EVIDENCE}")
-    columns = ["claim", "what ran (ci)", *SCALE_HEADERS.values(), "ci checks", "key numbers (ci)"]
+    columns = ["claim", "what ran (ci)", *SCALE_HEADERS.values(), "key numbers (ci)"]
     return pd.DataFrame(rows, columns=columns), links
 
 
@@ -354,11 +365,11 @@ def summary_markdown(
     that includes the table.
     """
     table, links = summary(long, results_root, link_prefix=link_prefix, link_suffix=".ipynb")
-    head = ["claim of the paper", *SCALE_HEADERS.values(), "ci checks"]
+    head = ["claim of the paper", *SCALE_HEADERS.values()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for (_, row), link in zip(table.iterrows(), links, strict=True):
         where, _, words = row["claim"].partition(": ")
-        cells = [f"[{where}]({link}): {words}", *(row[h] for h in SCALE_HEADERS.values()), row["ci checks"]]
+        cells = [f"[{where}]({link}): {words}", *(row[h] for h in SCALE_HEADERS.values())]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     ran = [SCALE_HEADERS[s] for s in SCALES if (long["scale"] == s).any()]
     absent = [SCALE_HEADERS[s] for s in SCALES if SCALE_HEADERS[s] not in ran]
