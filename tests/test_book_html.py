@@ -211,3 +211,173 @@ def test_page_titles_are_titles():
         ):
             problems.append(f"searchindex.js: title {name!r}")
     _report(problems, "pages whose title is a file name")
+
+
+# ---------------------------------------------------------------------------------------------
+# What the book says it found (issue 20): the glance summary, result boxes, published results
+# ---------------------------------------------------------------------------------------------
+
+EXECUTED = HTML / "book" / "executed"
+PUBLISHED = ROOT / "published"
+#: Longest glance summary a reader can take in at once.
+MAX_SUMMARY_ROWS = 25
+
+
+def _glance_summary():
+    page = EXECUTED / "glance.html"
+    assert page.exists(), "no Results at a glance page (book/executed/glance.html)"
+    tables = _article(page).select("div.adamlinf-table table")
+    assert tables, "the glance page shows no table"
+    return tables[0]
+
+
+def test_glance_opens_with_a_short_summary_of_the_papers_claims():
+    table = _glance_summary()
+    caption = table.find("caption").get_text(" ", strip=True) if table.find("caption") else ""
+    assert caption.startswith("The paper's claims"), f"the glance page opens with {caption!r}"
+    rows = table.select("tbody tr")
+    assert 1 <= len(rows) <= MAX_SUMMARY_ROWS, f"the glance summary has {len(rows)} rows"
+    heads = [th.get_text(strip=True) for th in table.select("thead th")]
+    for scale in ("ci", "gpu", "paper scale"):
+        assert scale in heads, f"the glance summary has no {scale!r} column ({heads})"
+    problems = [
+        f"row {i}: {row.get_text(' ', strip=True)[:60]!r} links to no 'Paper vs ours' section"
+        for i, row in enumerate(rows)
+        if not any(a["href"].endswith("#paper-vs-ours") for a in row.find_all("a", href=True))
+    ]
+    _report(problems, "summary rows without a link to their evidence")
+
+
+def test_every_experiment_page_opens_with_its_result_box():
+    problems = []
+    for page in sorted(EXECUTED.glob("*.html")):
+        if page.name == "glance.html":
+            continue
+        article = _article(page)
+        box = article.select_one("div.adamlinf-result")
+        if box is None:
+            problems.append(f"{_rel(page)}: no result box")
+            continue
+        first_cell = article.select_one("div.cell")
+        if first_cell is not None and box.sourceline > first_cell.sourceline:
+            problems.append(f"{_rel(page)}: the result box comes after the first code cell")
+        if not box.find("a", href="#paper-vs-ours"):
+            problems.append(f"{_rel(page)}: the result box does not link down to 'Paper vs ours'")
+    _report(problems, "experiment pages without a result box before their first code cell")
+
+
+PUBLISHED_FILE = re.compile(r"\bpublished/[\w./-]+\.(?:json|csv|md)\b")
+#: A paragraph that names a published file it says is still missing is not a claim that it exists.
+NOT_YET = re.compile(r"does not exist|not (?:run|published|made)? ?yet|\bonce\b|\buntil\b", re.I)
+
+
+def _published_verdicts(notebook: str) -> bool:
+    return (PUBLISHED / notebook / "gpu" / "verdicts.csv").exists()
+
+
+def test_the_book_claims_no_published_result_that_published_does_not_hold():
+    problems = []
+    for page in _pages():
+        if page.name == "api.html":  # the API reference names default paths, it claims no result
+            continue
+        article = _article(page)
+        text = article.get_text(" ", strip=True)
+        for block in article.find_all(["p", "li", "td", "pre"]):
+            said = block.get_text(" ", strip=True)
+            for path in sorted(set(PUBLISHED_FILE.findall(said))):
+                if not (ROOT / path).exists() and not NOT_YET.search(said):
+                    problems.append(f"{_rel(page)}: cites {path}, which does not exist: {said[:80]!r}")
+        if re.search(r"Published `?gpu`? results made on", text) and not _published_verdicts(page.stem):
+            problems.append(
+                f"{_rel(page)}: shows published gpu results, but published/{page.stem}/gpu is empty"
+            )
+    rows = _glance_summary().select("tbody tr")
+    heads = [th.get_text(strip=True) for th in _glance_summary().select("thead th")]
+    gpu = heads.index("gpu")
+    for row in rows:
+        cells = row.find_all("td")
+        link = next((a["href"] for a in row.find_all("a", href=True)), "")
+        notebook = link.split(".html")[0]
+        if cells[gpu].get_text(strip=True) != "not run" and not _published_verdicts(notebook):
+            problems.append(f"glance: {notebook} has a gpu verdict but published/{notebook}/gpu is empty")
+    _report(problems, "claims of published results that published/ does not hold")
+
+
+#: Run in each page by headless Chromium: the tables, code blocks and outputs that stick out of the
+#: text column or scroll sideways (clipped on a screenshot and a printout).
+_OVERFLOW_JS = """
+<script>
+function measure() {
+  const col = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const right = col.getBoundingClientRect().right;
+  const bad = [];
+  for (const el of col.querySelectorAll('table, pre, div.highlight, div.adamlinf-table, img')) {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0) continue;
+    const scrolls = el.scrollWidth > el.clientWidth + 2 && getComputedStyle(el).overflowX !== 'visible';
+    if (r.right > right + 2 || scrolls) {
+      bad.push(el.tagName.toLowerCase() + ': ' + (el.innerText || el.alt || '').trim().slice(0, 60));
+    }
+  }
+  const out = document.createElement('pre');
+  out.id = 'adamlinf-overflow';
+  out.textContent = JSON.stringify(bad);
+  document.body.appendChild(out);
+}
+// measure after the page (and MathJax's typesetting) settled
+window.addEventListener('load', () => setTimeout(measure, 1500));
+</script>
+"""
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    for name in (os.environ.get("CHROMIUM", ""), "chromium", "chromium-browser", "google-chrome"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs headless Chromium (apt-get install chromium)")
+def test_no_table_or_code_block_overflows_its_column(tmp_path):
+    import json
+    import subprocess
+
+    problems = []
+    # the book's own pages (book/…); Sphinx's generated indices hold no tables or code of the book
+    pages = [p for p in _pages() if p.relative_to(HTML).parts[0] == "book"]
+    for page in pages:
+        probe = page.with_name(f".overflow-probe-{page.name}")
+        probe.write_text(page.read_text(encoding="utf-8").replace("</body>", _OVERFLOW_JS + "</body>"))
+        dom = ""
+        try:
+            for attempt in range(2):  # a Chromium start can fail on a loaded machine: once more
+                if "adamlinf-overflow" in dom:
+                    break
+                dom = subprocess.run(
+                    [
+                        _chromium(),
+                        "--headless",
+                        "--no-sandbox",
+                        "--disable-gpu",
+                        "--no-first-run",
+                        f"--user-data-dir={tmp_path / f'profile-{page.stem}-{attempt}'}",
+                        "--window-size=1400,1000",
+                        "--virtual-time-budget=10000",
+                        "--dump-dom",
+                        probe.as_uri(),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=120,
+                ).stdout
+        finally:
+            probe.unlink(missing_ok=True)
+        m = re.search(r'<pre id="adamlinf-overflow">(.*?)</pre>', dom, re.S)
+        if m is None:
+            problems.append(f"{_rel(page)}: the overflow probe did not run")
+            continue
+        for item in json.loads(bs4.BeautifulSoup(m.group(1), "html.parser").get_text()):
+            problems.append(f"{_rel(page)}: {item}")
+    _report(problems, "tables, code blocks or images wider than the text column")

@@ -131,3 +131,27 @@ def test_saved_paths_do_not_print_in_notebooks(tmp_path):
     assert save_json({"x": 1}, tmp_path / "x.json").read_text().startswith("{")
     data, _ = DisplayFormatter().format(path)
     assert data == {}  # IPython shows nothing for it
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("measured_slope_se", "measured slope s.e."),
+        ("thm311_ratio_max", "Thm 3.11 ratio max"),
+        ("bound_linf", "bound ℓ∞"),
+        ("l11_per_dim", "‖H‖₁,₁/d"),
+        ("sum_H", "Σᵢ Hᵢ"),
+        ("verdict", "verdict"),
+        ("ci checks", "ci checks"),
+    ],
+)
+def test_headers_read_as_words_not_snake_case(name, text):
+    assert report.header(name) == text
+
+
+def test_table_headers_are_readable_and_can_be_named():
+    df = pd.DataFrame({"measured_slope_se": [0.01], "best_lr": [1e-3], "verdict": ["holds"]})
+    html = report.table(df, display=False, digits={"best_lr": 2}, headers={"verdict": "ci"}).data
+    assert re.findall(r"<th>(.*?)</th>", html) == ["measured slope s.e.", "best lr", "ci"]
+    assert "_" not in "".join(re.findall(r"<th>(.*?)</th>", html))
+    assert ">0.0010<" in html or ">1.0e-3<" in html  # the per-column digits still key on the name

@@ -201,40 +201,6 @@ def test_save_verdicts_checks_columns_and_words(tmp_path):
         verdict_row("x", "maybe", ours="", scale="ci")
 
 
-def test_glance_collects_every_scale_and_fills_not_run(tmp_path):
-    from adamlinf.studies import glance
-
-    results, published, sources = tmp_path / "results", tmp_path / "published", tmp_path / "src"
-    sources.mkdir()
-    (sources / "a.py").write_text("# %% [markdown]\n# # Figure 1: Adam against rotated Adam\n")
-
-    def write(root, name, scale, verdicts):
-        rows = [verdict_row(c, v, ours="x", scale=scale, paper="Fig. 1", page=name) for c, v in verdicts]
-        save_verdicts(pd.DataFrame(rows), root / name / scale)
-
-    write(results, "a", "ci", [("Adam beats rotated Adam", HOLDS), ("Adam beats SGD", INCONCLUSIVE)])
-    write(results, "a", "gpu", [("Adam beats rotated Adam", FAILS)])  # a local run ...
-    write(published, "a", "gpu", [("Adam beats rotated Adam", HOLDS)])  # ... the published one wins
-    long = glance.collect(["a", "b"], results, published)
-    assert set(long["source"]) == {"results", "published"}
-    table, links = glance.overview(long, ["a", "b"], sources)
-    assert list(table.columns) == ["page", "claim", "paper", "ci", "gpu"]  # no paper-scale results
-    assert table["page"].tolist()[:2] == ["Figure 1: Adam against rotated Adam", ""]
-    assert table[["ci", "gpu"]].values.tolist() == [
-        [HOLDS, HOLDS],
-        [INCONCLUSIVE, NOT_RUN],
-        [NOT_RUN, NOT_RUN],
-    ]
-    assert links == ["a.html", "", "b.html"]
-    assert table.loc[2, "claim"] == "(no verdicts recorded yet)" and table.loc[2, "page"] == "b"
-    counts = glance.tally(table).set_index("scale")
-    assert counts.loc["ci", HOLDS] == 1 and counts.loc["ci", NOT_RUN] == 1 and counts.loc["gpu", NOT_RUN] == 2
-    assert glance.verdict_columns(table) == ("ci", "gpu")
-    (results / "a" / "ci" / "verdicts.csv").write_text("claim,verdict\nx,agree\n")
-    with pytest.raises(ValueError, match="unknown verdict"):
-        glance.collect(["a"], results, published)
-
-
 def test_paired_difference_against_exact_zero_is_a_one_sample_t_test():
     """welch() with one exact side is the one-sample t-test (scipy's ttest_1samp, one-sided)."""
     from adamlinf.studies.verdicts import welch

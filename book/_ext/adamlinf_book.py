@@ -9,6 +9,12 @@
 * A Markdown link to a labelled section of another page, ``[notes](../reconstruction.md#thm-3-2-notes)``,
   resolves: MyST looks such fragments up among heading slugs only, so each section's labels are
   added to them.
+* A ``[text](#section)`` link in Markdown glued into a page (the result box under each title links
+  down to the page's "Paper vs ours") resolves to that section of the page: MyST parses glued
+  Markdown on its own and does not see the page's headings.
+* The index of statements (sphinx-proof's ``prf-prf`` page) lists each box by the paper's name
+  ("Theorem 3.2 (SignGD …)", on the page "Theorem 3.2: SignGD under ℓ∞-smoothness"), grouped by
+  kind and in the paper's numbering, instead of by bare labels ("alg-4", "def-3-12 (book/executed/…)").
 """
 
 from __future__ import annotations
@@ -110,6 +116,21 @@ def _label_slugs(app, doctree):
             slugs.setdefault(label, (1, label, text))
 
 
+def _local_section_links(app, doctree):
+    """Resolve ``#section`` links that MyST left pending (glued Markdown) to the page's own sections."""
+    from docutils import nodes
+    from sphinx import addnodes
+
+    ids = {i for section in doctree.traverse(nodes.section) for i in section["ids"]}
+    for ref in list(doctree.traverse(addnodes.pending_xref)):
+        if ref.get("reftype") != "myst" or ref.get("refdomain") or ref.get("reftarget") not in ids:
+            continue
+        new = nodes.reference("", "", internal=True, refid=ref["reftarget"])
+        for child in ref.children:
+            new += child.children if isinstance(child, nodes.inline) else child
+        ref.replace_self(new)
+
+
 def _purge_proof_titles(app, env, docname):
     titles = env.__dict__.get("adamlinf_proof_titles", {})
     for label in [k for k, (doc, _) in titles.items() if doc == docname]:
@@ -136,13 +157,58 @@ def _name_unnumbered_refs(app, doctree, docname):
             ref.children[0].parent.replace(ref.children[0], nodes.Text(short))
 
 
+_KINDS = {
+    "theorem": "Theorems",
+    "lemma": "Lemmas",
+    "corollary": "Corollaries",
+    "proposition": "Propositions",
+    "definition": "Definitions",
+    "assumption": "Assumptions",
+    "algorithm": "Algorithms",
+    "axiom": "Assumptions",
+    "conjecture": "Conjectures",
+    "example": "Examples",
+    "remark": "Remarks",
+    "property": "Properties",
+    "observation": "Observations",
+    "criterion": "Criteria",
+}
+
+
+def _natural(text: str) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def _proof_index(self, docnames=None):
+    """sphinx-proof's index, with each entry named by its box's title and the page's title."""
+    env = self.domain.env
+    titles = env.__dict__.get("adamlinf_proof_titles", {})
+    content: dict[str, list] = {}
+    for anchor, values in getattr(env, "proof_list", {}).items():
+        docname = values["docname"]
+        if docnames and docname not in docnames:
+            continue
+        title = titles.get(anchor, ("", ""))[1] or anchor
+        page = env.titles[docname].astext() if docname in env.titles else ""
+        kind = _KINDS.get(values.get("realtype", ""), "Other statements")
+        # name, subtype, docname, anchor, extra (shown in brackets), qualifier, description
+        content.setdefault(kind, []).append((title, 0, docname, anchor, page, "", ""))
+    order = list(dict.fromkeys(_KINDS.values()))
+    groups = sorted(content.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    return [(kind, sorted(entries, key=lambda e: _natural(e[0]))) for kind, entries in groups], False
+
+
 def setup(app):
     """Register the hooks (after napoleon's, which converts Google-style sections first)."""
     app.connect("autodoc-process-docstring", _docstring_math, priority=800)
     app.connect("autodoc-process-docstring", _verbatim_if_broken, priority=900)
     app.connect("doctree-read", _collect_proof_titles)
     app.connect("doctree-read", _label_slugs)
+    app.connect("doctree-read", _local_section_links)
     app.connect("env-purge-doc", _purge_proof_titles)
     app.connect("env-merge-info", _merge_proof_titles)
     app.connect("doctree-resolved", _name_unnumbered_refs)
+    from sphinx_proof.domain import ProofIndex
+
+    ProofIndex.generate = _proof_index  # the paper's names in the index of statements
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Figure 1: Adam, AdaSGD, rotated Adam and SGD on GPT-2
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # Section 4.2 of {cite}`xie2025adam` trains GPT-2 small {cite}`radford2019language` on OpenWebText
 # {cite}`gokaslan2019openwebtext` with nanoGPT {cite}`karpathy2022nanogpt` and four optimizers that differ only in
 # how they adapt the step to each coordinate:
@@ -63,7 +67,7 @@
 # steps were cut from 600 to 400 to pay for the seeds, before any verdict was seen). See
 # [the reconstruction notes](../reconstruction.md).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/gpt2_figure1/ci"
 device = "cpu"
@@ -101,7 +105,7 @@ workers = 2
 checkpoint_interval = 1000  # iterations between checkpoints (0: off)
 checkpoint_minutes = 10.0  # minutes between checkpoints (0: off)
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -194,3 +198,15 @@ print(
     f"{time.perf_counter() - t_start:.0f} s (complete runs are reused)"
 )
 print(costs.notebook_cost("gpt2_figure1"))
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "gpt2_figure1",
+    results_dir,
+    ran=f"a {n_layer}-layer GPT of width {n_embd}, {max_iters} steps of {global_batch} × {block_size} tokens of the {dataset!r} corpus"
+    + ("" if dataset == "openwebtext" else " (a small stand-in for GPT-2 124M on OpenWebText)")
+    + f"; every optimizer tuned, {len(seeds)} seeds",
+)

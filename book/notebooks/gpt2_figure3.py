@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Figure 3: the GPT-2 comparison at other learning rates
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # Is Figure 1's ordering an artefact of one learning rate? Figure 3 of {cite}`xie2025adam` repeats
 # the runs of the three adaptive optimizers at a smaller and a larger peak learning rate.
 #
@@ -44,11 +48,11 @@
 # the larger one Adam improves while rotated Adam gets worse, and one run "even completely failed"
 # (by context probably AdaSGD: RECONSTRUCTED).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/gpt2_figure3/ci"
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -165,3 +169,14 @@ print(
     f"this page at scale {scale}: {time.perf_counter() - t_start:.0f} s wall (no training: Figure 1's runs)"
 )
 print(costs.notebook_cost("gpt2_figure3"))
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "gpt2_figure3",
+    results_dir,
+    ran="Figure 1's runs read at three shared learning rates: "
+    + glance.upstream_ran(results_dir, "gpt2_figure1"),
+)

@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Table 2: Hessian norms at the end of GPT-2 training
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # The theory of {cite}`xie2025adam` bounds Adam's convergence by the smoothness of the loss with
 # respect to $\ell_\infty$, which for a Hessian is its $(1,1)$-norm, and AdaSGD's (like SGD's) by
 # the smoothness with respect to $\ell_2$, the spectral norm. Table 2 measures both at the final
@@ -51,7 +55,7 @@
 # $\lVert\mathcal R^\top H\mathcal R\rVert_{1,1}$ at one and the same checkpoint (same trained
 # weights, same $\mathcal R$ as rotated Adam's), which isolates the geometry.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/gpt2_table2/ci"
 device = "cpu"
@@ -63,7 +67,7 @@ concat_batches = True
 variant = "iqr"
 torch_threads = 1
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -189,3 +193,14 @@ print(
     f"({len(run_dirs)} checkpoints, {len(tidy[tidy.quantity == 'l11_per_dim'])} (1,1)-norm estimates)"
 )
 print(costs.notebook_cost("gpt2_table2"))
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "gpt2_table2",
+    results_dir,
+    ran=f"‖H‖₁,₁/d ({n_probes} Cauchy probes) and ‖H‖₂ (Lanczos) at the final checkpoints of Figure 1's runs: "
+    + glance.upstream_ran(results_dir, "gpt2_figure1"),
+)

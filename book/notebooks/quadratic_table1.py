@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Table 1: Adam on rotated quadratics, across spectra, noise and β₁
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # Section 4.1 of {cite}`xie2025adam` tests the paper's thesis in the cleanest setting there is: a
 # quadratic whose Hessian is rotated step by step away from the coordinate axes. Adam is not
 # rotation equivariant; AdaSGD {cite}`wang2020adasgd` and SGD are. The paper reads its Table 1 as
@@ -23,7 +27,7 @@
 # nine rotations, two noise levels and both values of $\beta_1$, and says where each holds and
 # where it fails. The findings come first; [the setting](#the-setting) is described below them.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/quadratic_table1/ci"
 device = "cpu"
@@ -41,7 +45,7 @@ lr_factor = 1.5
 threads = 1
 paper_d = 1000
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -387,4 +391,14 @@ table = SQ.paper_vs_ours(verdicts, scale=scale, main=main)
 save_verdicts(table, out, params)
 _ = report.table(
     table[list(VERDICT_COLUMNS)], caption=f"Paper vs ours at {scale} (d = {d}); main spectrum: {main}."
+)
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "quadratic_table1",
+    results_dir,
+    ran=f"Adam, AdaSGD and SGD with momentum on d = {d} quadratics (the paper: d = {paper_d}), {len(spectra)} spectra × {len(theta_sqrt_d)} rotations × σ ∈ {sigmas} × β₁ ∈ {{0, 0.9}}, {steps} steps, {n_seeds} seeds, tuned learning rates",
 )

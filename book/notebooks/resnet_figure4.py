@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Figure 4: ResNet18 on CIFAR-10, training and test curves of the tuned optimizers
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # Figure 4 of {cite}`xie2025adam` shows, at one batch size, the training and test loss and
 # accuracy of SGD, AdaSGD, Adam and rotated Adam on ResNet18 {cite}`he2016deep` /
 # CIFAR-10 {cite}`krizhevsky2009learning`, each with the learning rate that gave the lowest final
@@ -36,12 +40,12 @@
 # `ci` scale the runs are the stand-in of Table 3: a narrow ResNet on scikit-learn's handwritten
 # digits upscaled to 16×16, **not CIFAR-10**.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/resnet_figure4/ci"
 figure_batch_size = 32
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -115,3 +119,14 @@ _ = report.markdown(
 # %%
 print(f"this page at scale {scale}: {time.perf_counter() - t_start:.0f} s wall (no training: Table 3's runs)")
 print(costs.notebook_cost("resnet_figure4"))
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "resnet_figure4",
+    results_dir,
+    ran=f"the curves of Table 3's tuned runs at batch size {figure_batch_size}: "
+    + glance.upstream_ran(results_dir, "resnet_table3"),
+)

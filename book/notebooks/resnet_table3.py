@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Table 3: ResNet18 on CIFAR-10, final training loss per optimizer and batch size
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # Section 4.3 of {cite}`xie2025adam` asks whether the story of the GPT-2 experiment holds beyond
 # transformers: on ResNet18 {cite}`he2016deep` trained on CIFAR-10 {cite}`krizhevsky2009learning`,
 # does Adam {cite}`kingma2015adam`, which exploits the $\ell_\infty$ geometry of the loss
@@ -62,7 +66,7 @@
 # present, else the same stand-in at 32×32 (the page says which); the `paper` parameters run the
 # protocol above on CIFAR-10.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/resnet_table3/ci"
 device = "cpu"
@@ -90,7 +94,7 @@ nproc_per_node = 1
 checkpoint_interval = 1000  # iterations between checkpoints (0: off)
 checkpoint_minutes = 10.0  # minutes between checkpoints (0: off)
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -174,3 +178,15 @@ print(
     f"{time.perf_counter() - t_start:.0f} s (complete runs are reused)"
 )
 print(costs.notebook_cost("resnet_table3"))
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "resnet_table3",
+    results_dir,
+    ran=f"a ResNet of width {width} on {data_source!r} images of {image_size}×{image_size}"
+    + ("" if data_source == "cifar10" else " (a small stand-in for ResNet18 on CIFAR-10)")
+    + f", {epochs} epochs at batch sizes {batch_sizes}, every optimizer tuned, {len(seeds)} seeds",
+)

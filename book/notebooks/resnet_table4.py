@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Table 4: smoothness of the ResNet18 loss at the final checkpoints
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # Table 4 of {cite}`xie2025adam` repeats Table 2's measurement for ResNet18 {cite}`he2016deep`
 # on CIFAR-10 {cite}`krizhevsky2009learning`: at the final iterate of each tuned optimizer, the
 # smoothness constant that governs its convergence bound. For Adam that is the $(1,1)$-norm of the
@@ -49,7 +53,7 @@
 # `ci` scale these are the stand-in runs (a narrow ResNet on
 # scikit-learn's digits upscaled to 16×16, **not CIFAR-10**).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/resnet_table4/ci"
 device = "cpu"
@@ -60,7 +64,7 @@ n_batches = 4
 lanczos_iters = 20
 torch_threads = 1
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -173,3 +177,14 @@ print(
     f"{len(tidy[tidy.quantity == 'l11_per_dim'])} (1,1)-norm estimates of {n_probes} probes)"
 )
 print(costs.notebook_cost("resnet_table4"))
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "resnet_table4",
+    results_dir,
+    ran=f"‖H‖₁,₁/d ({n_probes} Cauchy probes) and ‖H‖₂ at the final checkpoints of Table 3's runs at batch size {table4_batch_size}: "
+    + glance.upstream_ran(results_dir, "resnet_table3"),
+)

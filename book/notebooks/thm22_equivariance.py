@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Theorem 2.2: which optimizers care about the coordinate system
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # The paper's starting point {cite}`xie2025adam`: SGD and AdaSGD {cite}`wang2020adasgd` behave the
 # same in every orthonormal basis, Adam {cite}`kingma2015adam` and SignGD do not. So any
 # explanation of Adam's advantage must use a property of the loss that depends on the basis, such
@@ -50,7 +54,7 @@
 # step equals SignGD's ($m_1/\sqrt{v_1}\propto\mathrm{sign}(g_1)$), so Adam is not rotation-equivariant either.
 # :::
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/thm22_equivariance/ci"
 device = "cpu"
@@ -61,7 +65,7 @@ d = 100  # dimension of the gap measurement
 T = 100  # steps in the gap measurement
 n_transforms = 3  # random Haar rotations and random permutations each
 
-# %%
+# %% tags=["hide-input"]
 import math
 import time
 from pathlib import Path
@@ -181,4 +185,14 @@ _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
     "(the paper's figure is two-dimensional; the `paper` parameter set repeats the gap measurement "
     "at larger d and T with more draws)."
+)
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "thm22_equivariance",
+    results_dir,
+    ran=f"SGD, AdaSGD, Adam and SignGD on a {d}-dimensional quadratic and on {n_transforms} random rotations and permutations of it, {T} steps each, in float64",
 )

@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Theorem 3.11: blockwise Adam and Φ-smoothness
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # Adam keeps one second moment per coordinate, AdaSGD one for all parameters. Blockwise Adam
 # (Algorithm 3) interpolates: one second moment per block of a partition $\Phi:[d]\to[B]$
 # (Adam-mini and Adalayer are of this kind {cite}`zhang2024adammini,zhao2024deconstructing`).
@@ -104,7 +108,7 @@
 # bound (rank correlation and pairwise claims), and we check the bound of Theorem 3.11 itself at every
 # learning rate, with the exact $H(L,\Phi)$ where it is computable and the Lemma 3.13 bound elsewhere.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/thm311_blockwise/ci"
 device = "cpu"
@@ -122,7 +126,7 @@ n_lr = 13
 exact_max_blocks = 8  # compute H(L, Phi) exactly when B is at most this
 v0 = 1e-6  # initial second moment (positive, so that the bound of Theorem 3.11 is finite)
 
-# %%
+# %% tags=["hide-input"]
 import math
 import time
 from pathlib import Path
@@ -263,4 +267,14 @@ _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
     "(no paper-scale experiment exists for this theorem; the `paper` parameter set runs longer, "
     "with more seeds and a finer learning-rate grid)."
+)
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "thm311_blockwise",
+    results_dir,
+    ran=f"blockwise Adam over several partitions of a {len(block_scales) * block_size}-dimensional block-diagonal quadratic, {T} steps, {n_seeds} seeds, {n_lr} learning rates",
 )

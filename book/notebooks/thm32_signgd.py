@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Theorem 3.2: SignGD under ℓ∞-smoothness
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # SignGD, $x_{t+1}=x_t-\eta\,\mathrm{sign}(\nabla L(x_t))$, is Adam with $\beta_1=\beta_2=0$ and
 # $\epsilon=0$, and it is normalized steepest descent for $\|\cdot\|_\infty$
 # {cite}`xie2025adam,bernstein2018signsgd,balles2020geometry`. Its natural smoothness notion is
@@ -75,7 +79,7 @@
 # checked in `tests/test_lemmas.py`; the theorem on random quadratics and on the instances below in
 # `tests/test_theory.py`.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/thm32_signgd/ci"
 device = "cpu"
@@ -96,7 +100,7 @@ geo_lr_min = 3e-4  # tuned over geomspace(geo_lr_min, geo_lr_max, geo_n_lr)
 geo_lr_max = 0.3
 geo_n_lr = 13
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -271,4 +275,14 @@ wall = time.perf_counter() - t_start
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
     "(the theorem has no paper-scale experiment; the `paper` parameter set is a denser grid at larger d)."
+)
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "thm32_signgd",
+    results_dir,
+    ran=f"SignGD on random {d}-dimensional quadratics ({n_starts} starts, T up to {max(T_list)}, {n_eta} step sizes), and on diag(1/i²) in d = {geo_d} with its rotations",
 )

@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Theorem 3.5: RMSProp under coordinate-wise ℓ∞-smoothness
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # The paper's main result {cite}`xie2025adam` bounds Adam with $\beta_1=0$ (RMSProp, Algorithm 1 with
 # $v_0$ a free hyperparameter, no bias correction, $\epsilon$ inside the root) in terms of
 # **coordinate-wise** smoothness constants, in the spirit of {cite}`li2024convergence,defossez2022simple`.
@@ -156,7 +160,7 @@
 # $\ln v_T$; Jensen and solving $x\le a+b\ln x$ give $F$.
 # :::
 #
-# :::{prf:proof} Proof of Theorem 3.5 (sketch)
+# :::{prf:proof}
 # Smoothness gives a descent inequality whose first-order term is
 # $\sum_t\bar g_t^\top g_t/\sqrt{v_t}$ with $\bar g_t=\nabla L(x_{t-1})$. Lemma 3.15 replaces $v_t$ by the
 # conditionally deterministic proxy $\tilde v_t$ at a price controlled by Lemma 3.14 and Lemma C.1; the
@@ -171,7 +175,7 @@
 # $\sum_t|\bar g_t|$; solving the quadratic inequality gives $E+\sqrt{E}\sqrt{\cdot}$.
 # :::
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/thm35_rmsprop/ci"
 device = "cpu"
@@ -192,7 +196,7 @@ geo_lr_max = 0.3
 geo_n_lr = 13
 geo_v0 = 1e-8
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -468,4 +472,14 @@ wall = time.perf_counter() - t_start
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU "
     "(the theorem has no paper-scale experiment; the `paper` parameter set extends T, v₀ and the seeds)."
+)
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "thm35_rmsprop",
+    results_dir,
+    ran=f"RMSProp on a {d}-dimensional quadratic, deterministic and noisy ({n_seeds} seeds), T up to {max(T_list)}; diag(1/i²) in d = {geo_d} with its rotations",
 )

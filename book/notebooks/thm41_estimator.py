@@ -13,6 +13,10 @@
 # %% [markdown]
 # # Theorem 4.1: estimating the (1,1)-norm of a Hessian with Cauchy probes
 #
+# ```{glue:md} result_box
+# :format: myst
+# ```
+#
 # The paper's complexity measure for Adam is the $(1,1)$-norm $\|\nabla^2L(x)\|_{1,1}=\sum_{i,j}|[\nabla^2L(x)]_{ij}|$
 # of the loss Hessian {cite}`xie2025adam`; Tables 2 and 4 compare it (divided by $d$) with the
 # spectral norm. A $124$M-parameter Hessian cannot be formed, but Hessian-vector products are cheap
@@ -94,7 +98,7 @@
 # from $n$ probes that the Hessian tables of Sections 4.2 and 4.3 quote, and we check the error band
 # every estimate in this book carries.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/thm41_estimator/ci"
 device = "cpu"
@@ -116,7 +120,7 @@ band_reps = 60  # independent estimates per probe count
 band_level = 0.9  # coverage the bootstrap band aims at
 threads = 1  # torch threads (1 is fastest for these small products on a shared CPU)
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -334,4 +338,14 @@ _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time on the CPU. The `paper` parameter set "
     "(d = 1000 matrices with three tails and 1000 seeds, a GPT Hessian of d of a few thousand with 200 seeds) "
     "takes minutes on a GPU."
+)
+
+# %% tags=["remove-cell"]
+# The result box under the title ({glue:md} result_box), made from this page's saved verdicts.
+from adamlinf.studies import glance
+
+_ = glance.result_box(
+    "thm41_estimator",
+    results_dir,
+    ran=f"Cauchy estimates with {min(n_grid)} to {max(n_grid)} probes of random {matrix_d}×{matrix_d} matrices and of a tiny GPT's exact Hessian, against the exact (1,1)-norm",
 )

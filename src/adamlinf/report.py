@@ -82,6 +82,41 @@ def pm(mean: float, spread: float, digits: int = 3) -> str:
     return f"{mean:.{decimals}f} ± {spread:.{decimals}f}"
 
 
+#: Column names of the book's tidy tables, as a table header shows them.
+HEADERS = {
+    "best_lr": "best lr",
+    "d_l2": "d·‖H‖₂",
+    "final_loss": "final loss",
+    "final_loss_std": "final loss std",
+    "H_exact": "H (exact)",
+    "H_linf": "H (ℓ∞)",
+    "l11_per_d": "‖H‖₁,₁/d",
+    "l11_per_dim": "‖H‖₁,₁/d",
+    "l2_over_linf": "ℓ2 / ℓ∞",
+    "rel_error": "relative error",
+    "rel_error_at_n_paper": "relative error at the paper's n",
+    "rel_loss": "relative loss",
+    "spectral_norm": "‖H‖₂",
+    "sum_H": "Σᵢ Hᵢ",
+    "wall_time_s": "wall time (s)",
+}
+_WORDS = {"se": "s.e.", "linf": "ℓ∞", "l2": "ℓ2", "l11": "‖H‖₁,₁", "log10": "log₁₀", "thm311": "Thm 3.11"}
+
+
+def header(name) -> str:
+    """A column name as a reader sees it: :data:`HEADERS`, else its snake_case words spaced out.
+
+    ``"measured_slope_se"`` reads ``"measured slope s.e."``, ``"bound_linf"`` ``"bound ℓ∞"``; a name
+    without an underscore is kept as it is.
+    """
+    name = str(name)
+    if name in HEADERS:
+        return HEADERS[name]
+    if "_" not in name:
+        return name
+    return " ".join(_WORDS.get(w, w) for w in name.split("_") if w)
+
+
 def _cell(x, digits: int) -> str:
     if isinstance(x, str):
         return x
@@ -96,9 +131,13 @@ def table(
     wrap: tuple[str, ...] | None = None,
     links: Mapping[str, list[str]] | None = None,
     verdict_columns: tuple[str, ...] = ("verdict",),
+    headers: Mapping[str, str] | None = None,
     display: bool = True,
 ):
     """Show ``df`` as a book table: no index, no truncation, numbers through :func:`fmt`.
+
+    One digit policy per table: every number of a column gets the same significant digits
+    (``digits``), and every header is readable (:func:`header`, or ``headers``).
 
     Args:
         df: The table. Its index is dropped (put what matters in a column).
@@ -109,6 +148,8 @@ def table(
             URL leaves the cell plain).
         verdict_columns: Columns holding verdict words (holds / fails / inconclusive / not run),
             which the book colours.
+        headers: Header text per column name (default :func:`header`); the other arguments
+            name columns as ``df`` does.
         display: Display the table in the notebook (else only return the HTML object).
 
     Returns:
@@ -122,7 +163,8 @@ def table(
         d = digits.get(col, 3) if isinstance(digits, Mapping) else digits
         shown[col] = [_cell(v, d) for v in shown[col]]
     wrap_cols = set(shown.columns if wrap is None else wrap)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
+    names = dict(headers or {})
+    head = "".join(f"<th>{html.escape(names.get(c, header(c)))}</th>" for c in shown.columns)
     body = []
     links = dict(links or {})
     for i, row in enumerate(shown.itertuples(index=False)):

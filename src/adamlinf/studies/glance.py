@@ -1,27 +1,102 @@
-"""The "Results at a glance" page: every claim the book checks, its verdict at each scale.
+"""What the book found: the "Results at a glance" summary and the result box on every page.
 
-Each notebook ends with a verdict table saved by :func:`adamlinf.studies.verdicts.save_verdicts` to
-``results/<notebook>/<scale>/verdicts.csv``; the GPU-scale results committed with the book sit in
-``published/<notebook>/gpu/verdicts.csv``. This module gathers them into one table, one row per
-claim and one column per scale, with the verdict words of :mod:`adamlinf.studies.verdicts`
-(holds / fails / inconclusive / not run) and a link to the page that shows the evidence.
+Every notebook saves its verdict rows with :func:`adamlinf.studies.verdicts.save_verdicts` to
+``results/<notebook>/<scale>/verdicts.csv``; the ``gpu`` results committed with the book sit in
+``published/<notebook>/gpu/verdicts.csv``. This module reads those files, and only those, so the
+summary cannot drift from the pages:
+
+* :func:`collect` gathers every row, one per (notebook, scale, check);
+* :func:`summary` makes one row per claim of the paper (:data:`PAPER_CLAIMS`, in the paper's order)
+  with its verdict at each scale, by the rule of :func:`aggregate`;
+* :func:`result_box` writes the 3–4 line box under a page's title (glued into the page's first
+  cell with ``{glue:md}`` :data:`BOX_KEY`) and records what the page ran (:data:`PAGE_FILE`);
+* :func:`overrides` finds results made with ``--set`` overrides, which are labelled, never shown
+  as the scale's own verdicts.
+
+Rows with ``origin == "book"`` are the book's own checks; rows whose ``where`` starts with
+``"Review"`` answer the review's questions. Both are counted apart from the paper's claims.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from adamlinf.results import PUBLISHED_ROOT, REPO_ROOT, RESULTS_ROOT
-from adamlinf.studies.verdicts import NOT_RUN, VERDICTS, VERDICTS_FILE
+from adamlinf.results import PUBLISHED_ROOT, REPO_ROOT, RESULTS_ROOT, read_provenance, save_json
+from adamlinf.studies.verdicts import (
+    BOOK,
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_RUN,
+    ORIGINS,
+    PAPER,
+    VERDICTS,
+    VERDICTS_FILE,
+)
 
-#: Scales in the order the page shows them; ``paper`` is the paper's own sizes.
+#: Scales in the order the pages show them; ``paper`` is the paper's own sizes.
 SCALES = ("ci", "gpu", "paper")
-#: Column header of each scale (``paper`` would clash with the column of the paper's claim).
+#: Column header of each scale (``paper`` alone would read as "the paper's value").
 SCALE_HEADERS = {"ci": "ci", "gpu": "gpu", "paper": "paper scale"}
+
+#: The claims of the paper, in the paper's order: ``where`` → (the notebook that checks it, the
+#: claim in a few words). The words are the paper's; every number comes from the verdict files.
+PAPER_CLAIMS: dict[str, tuple[str, str]] = {
+    "Theorem 2.2": (
+        "thm22_equivariance",
+        "SGD and AdaSGD are rotation-equivariant; Adam and SignGD only permutation-equivariant",
+    ),
+    "Theorem 3.2": ("thm32_signgd", "SignGD converges at a rate set by ℓ∞-smoothness"),
+    "Theorem 3.5": (
+        "thm35_rmsprop",
+        "RMSProp (Adam, β₁ = 0) converges at a rate set by coordinate-wise ℓ∞-smoothness",
+    ),
+    "Theorem 3.11": ("thm311_blockwise", "blockwise Adam converges at a rate set by Φ-smoothness"),
+    "Theorem 4.1": ("thm41_estimator", "Cauchy probes estimate ‖H‖₁,₁ with error shrinking like n^(−1/2)"),
+    "Table 1": (
+        "quadratic_table1",
+        "rotated quadratics: Adam slows as ‖H‖₁,₁/d grows and beats AdaSGD when ‖H‖₁,₁/d < ‖H‖₂",
+    ),
+    "Figure 1": ("gpt2_figure1", "GPT-2: Adam beats AdaSGD, both beat rotated Adam, SGD is slowest"),
+    "Table 2": ("gpt2_table2", "GPT-2: a smaller ‖H‖₁,₁/d goes with faster training"),
+    "Figure 3": ("gpt2_figure3", "GPT-2 at other learning rates: the ordering of Figure 1 persists"),
+    "Table 3": ("resnet_table3", "ResNet18: Adam beats AdaSGD, and both beat rotated Adam and SGD"),
+    "Figure 4": ("resnet_figure4", "ResNet18 curves at one batch size: the ordering of Table 3"),
+    "Table 4": ("resnet_table4", "ResNet18: a smaller ‖H‖₁,₁/d goes with faster training"),
+}
+#: The place of a notebook's rows that name none (verdict files written before ``where`` existed).
+PAGE_PLACE = {page: where for where, (page, _) in PAPER_CLAIMS.items()}
+#: Rows whose ``where`` starts with this answer the review's questions ("Review Q1").
+REVIEW = "Review"
+
+#: Summary verdicts of a claim with several checks (see :func:`aggregate`).
+HOLDS_IN_PART, FAILS_IN_PART, MIXED = "holds in part", "fails in part", "mixed"
+SUMMARY_VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, HOLDS_IN_PART, FAILS_IN_PART, MIXED, NOT_RUN)
+
+#: The rule of :func:`aggregate`, as the pages state it.
+AGGREGATION_RULE = (
+    "A claim of the paper is usually checked by several rows (several settings, pairs of optimizers "
+    "or quantities). Its summary verdict at a scale is **holds** when every row holds, **fails** when "
+    "every row fails, **inconclusive** when every row is inconclusive, **holds in part** when some hold "
+    "and the rest are inconclusive, **fails in part** when some fail and the rest are inconclusive, "
+    "**mixed** when some hold and some fail, and **not run** when nothing ran at that scale. The counts "
+    'beside it say how many rows gave each verdict; the page\'s "Paper vs ours" section lists them.'
+)
+
+#: Anchor of every page's "Paper vs ours" section (the evidence the summary links to).
+EVIDENCE = "paper-vs-ours"
+#: The ``{glue:md}`` key of a page's result box.
+BOX_KEY = "result_box"
+#: What a page ran, written by :func:`result_box` beside its verdicts.
+PAGE_FILE = "page.json"
+#: Parameters every run records that are not the scale's choice.
+_RUNNER_KEYS = ("scale", "results_dir")
 
 _TITLE = re.compile(r"^#\s+#\s+(.+?)\s*$", re.M)
 
@@ -36,12 +111,38 @@ def page_title(notebook: str, sources: Path | None = None) -> str:
     return m.group(1) if m else notebook
 
 
+# ---------------------------------------------------------------------------------------------
+# Reading the verdict files
+# ---------------------------------------------------------------------------------------------
+
+COLUMNS = ["notebook", "scale", "claim", "where", "origin", "paper", "ours", "verdict", "rule", "source"]
+
+
+def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
+    df = pd.read_csv(path, keep_default_na=False, dtype=str)
+    if "claim" not in df.columns or "verdict" not in df.columns:
+        raise ValueError(
+            f"{path}: a verdict file needs the columns claim and verdict; it has {list(df.columns)}"
+        )
+    for col in ("where", "origin", "paper", "ours", "rule"):
+        if col not in df.columns:
+            df[col] = ""
+    # a row that names no place belongs to the claim its page checks; one without origin is the paper's
+    df["where"] = [w or PAGE_PLACE.get(notebook, "") for w in df["where"]]
+    df["origin"] = [o or PAPER for o in df["origin"]]
+    for col, allowed in (("verdict", VERDICTS), ("origin", ORIGINS)):
+        bad = sorted(set(df[col]) - set(allowed))
+        if bad:
+            raise ValueError(f"{path}: unknown {col} words {bad}; expected one of {allowed}")
+    return df
+
+
 def collect(
     notebooks: Sequence[str],
     results_root: Path | str | None = None,
     published_root: Path | str | None = None,
 ) -> pd.DataFrame:
-    """All verdicts of ``notebooks``, one row per (notebook, scale, claim).
+    """All verdict rows of ``notebooks``, one per (notebook, scale, check).
 
     The ``gpu`` scale is read from ``published/`` when results were published there, else from
     ``results/`` (a local run); the other scales from ``results/``.
@@ -52,8 +153,10 @@ def collect(
         published_root: The ``published/`` folder.
 
     Returns:
-        Columns ``notebook, scale, claim, paper, ours, verdict, source`` (``source`` is
-        ``results`` or ``published``).
+        Columns :data:`COLUMNS` (``source`` is ``results`` or ``published``).
+
+    Raises:
+        ValueError: When a file holds a verdict or origin word outside the vocabulary.
     """
     results_root = Path(results_root or RESULTS_ROOT)
     published_root = Path(published_root or PUBLISHED_ROOT)
@@ -65,88 +168,406 @@ def collect(
                 candidates.insert(0, (published_root / name / scale / VERDICTS_FILE, "published"))
             for path, source in candidates:
                 if path.exists():
-                    df = pd.read_csv(path, keep_default_na=False)
-                    frames.append(
-                        pd.DataFrame(
-                            {
-                                "notebook": name,
-                                "scale": scale,
-                                "claim": df["claim"].astype(str),
-                                "paper": df.get("paper", pd.Series([""] * len(df))).astype(str),
-                                "ours": df.get("ours", pd.Series([""] * len(df))).astype(str),
-                                "verdict": df["verdict"].astype(str),
-                                "source": source,
-                            }
-                        )
-                    )
+                    df = _read_verdicts(path, name)
+                    frames.append(df.assign(notebook=name, scale=scale, source=source)[COLUMNS])
                     break
-    columns = ["notebook", "scale", "claim", "paper", "ours", "verdict", "source"]
     if not frames:
-        return pd.DataFrame(columns=columns)
-    out = pd.concat(frames, ignore_index=True)
-    bad = sorted(set(out["verdict"]) - set(VERDICTS))
-    if bad:
-        raise ValueError(f"unknown verdict words {bad}; expected one of {VERDICTS}")
-    return out[columns]
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.concat(frames, ignore_index=True)
 
 
-def overview(
-    long: pd.DataFrame, notebooks: Sequence[str], sources: Path | None = None
+def overrides(
+    notebook: str, scale: str, results_root: Path | str | None = None
+) -> dict[str, tuple[object, object]]:
+    """The parameters a notebook's verdicts were made with that differ from the scale's own.
+
+    Compares the parameters recorded beside ``results/<notebook>/<scale>/verdicts.csv`` (or in the
+    folder's ``provenance.json``) with the scale's set (``params/<notebook>.yaml`` over the
+    defaults of the notebook's ``parameters`` cell), and adds any ``overrides`` the record names.
+
+    Returns:
+        ``{parameter: (applied, the scale's value)}``; empty when the run used the scale's own
+        parameters, or when nothing records them.
+    """
+    from adamlinf import run  # the runner owns the parameter sets
+
+    folder = Path(results_root or RESULTS_ROOT) / notebook / scale
+    record = read_provenance(folder / VERDICTS_FILE) or read_provenance(folder) or {}
+    applied = record.get("parameters") or {}
+    try:
+        canonical = {**run.parameter_defaults(notebook), **run.load_parameters(notebook, scale)}
+    except (SystemExit, OSError):
+        canonical = {}
+
+    def same(a, b) -> bool:
+        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+    out = {
+        k: (v, canonical[k])
+        for k, v in applied.items()
+        if k in canonical and k not in _RUNNER_KEYS and not same(v, canonical[k])
+    }
+    for k, v in (record.get("overrides") or {}).items():
+        out.setdefault(k, (v, canonical.get(k)))
+    return out
+
+
+def overrides_text(changed: Mapping[str, tuple[object, object]]) -> str:
+    """``"n_embd=8 (scale's value 64), …"``: what ``--set`` (or papermill's ``-p``) changed."""
+    return ", ".join(f"{k}={v!r} (scale's value {c!r})" for k, (v, c) in changed.items())
+
+
+# ---------------------------------------------------------------------------------------------
+# The rule and the summary
+# ---------------------------------------------------------------------------------------------
+
+
+def aggregate(verdicts: Sequence[str]) -> str:
+    """One summary verdict for the rows of one claim at one scale (the rule :data:`AGGREGATION_RULE`).
+
+    Args:
+        verdicts: The verdict of each row (holds / fails / inconclusive / not run).
+
+    Returns:
+        One of :data:`SUMMARY_VERDICTS`. Rows that did not run are ignored; none that ran gives
+        ``"not run"``.
+    """
+    ran = {v for v in verdicts if v != NOT_RUN}
+    if not ran:
+        return NOT_RUN
+    if len(ran) == 1:
+        return ran.pop()
+    if HOLDS in ran and FAILS in ran:
+        return MIXED
+    return HOLDS_IN_PART if HOLDS in ran else FAILS_IN_PART
+
+
+def counts_text(verdicts: Sequence[str]) -> str:
+    """``"holds 4 · fails 1 · inconclusive 2"`` (verdicts that occur, in the book's order)."""
+    counts = pd.Series(list(verdicts), dtype=str).value_counts()
+    return " · ".join(f"{v} {int(counts[v])}" for v in VERDICTS if counts.get(v, 0))
+
+
+def verdict_text(verdicts: Sequence[str]) -> str:
+    """The summary verdict of some rows, with their counts.
+
+    ``"mixed (holds 2 · fails 1)"``, ``"holds (all 8)"``, ``"fails"`` (one row), ``"not run"``.
+    """
+    summary = aggregate(verdicts)
+    ran = [v for v in verdicts if v != NOT_RUN]
+    if summary == NOT_RUN:
+        return NOT_RUN
+    if summary in VERDICTS:
+        return f"{summary} (all {len(ran)})" if len(ran) > 1 else summary
+    return f"{summary} ({counts_text(ran)})"
+
+
+def claim_group(claim: str) -> str:
+    """The claim a row belongs to: its text before the setting (``"(a) Adam … — λ: 1/i, σ = 0"``)."""
+    return claim.split(" — ", 1)[0].strip()
+
+
+def _group_label(group: str) -> str:
+    m = re.match(r"^\([a-z0-9]+\)", group)
+    return m.group(0) if m else group
+
+
+def key_numbers(rows: pd.DataFrame, limit: int = 140) -> str:
+    """The numbers that decide a claim, in a line.
+
+    When the rows are settings of a few claims (``"(a) … — setting"``), the verdict counts per
+    claim; otherwise the first row's measured values (its ``ours``), cut at a ``;`` after
+    ``limit`` characters.
+    """
+    ran = rows[rows["verdict"] != NOT_RUN]
+    if ran.empty:
+        return "—"
+    groups = [claim_group(c) for c in ran["claim"]]
+    if len(set(groups)) < len(groups):
+        unique = list(dict.fromkeys(groups))
+        labels = [_group_label(g) for g in unique]
+        if len(set(labels)) < len(labels):  # labels that repeat say nothing: the claims' words
+            labels = unique
+        parts = []
+        for g, label in zip(unique, labels, strict=True):
+            mine = ran[[x == g for x in groups]]
+            parts.append(f"{label} {counts_text(mine['verdict'])}")
+        return "; ".join(parts)
+    text = str(ran["ours"].iloc[0]) or "—"
+    if len(text) > limit and ";" in text[:limit]:
+        text = text[: text[:limit].rindex(";")]
+    return text
+
+
+def read_page(notebook: str, scale: str, results_root: Path | str | None = None) -> dict:
+    """What a page recorded about its run (:data:`PAGE_FILE`): ``ran``, ``scale``; ``{}`` if absent."""
+    path = Path(results_root or RESULTS_ROOT) / notebook / scale / PAGE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def upstream_ran(results_dir: str | Path, notebook: str) -> str:
+    """What another page ran at the same scale (a page that reads its runs says so)."""
+    results_dir = Path(results_dir)
+    ran = read_page(notebook, results_dir.name, results_dir.parent.parent).get("ran")
+    return ran or f"the runs of {notebook}"
+
+
+def summary(
+    long: pd.DataFrame,
+    results_root: Path | str | None = None,
+    *,
+    link_prefix: str = "",
+    link_suffix: str = ".html",
 ) -> tuple[pd.DataFrame, list[str]]:
-    """One row per claim, one verdict column per scale that has results anywhere.
+    """One row per claim of the paper (:data:`PAPER_CLAIMS`), in the paper's order.
 
     Args:
         long: The output of :func:`collect`.
-        notebooks: Notebook names in book order (a notebook without any verdicts still gets a row,
-            "not run" at every scale).
-        sources: Folder of the notebook sources (for page titles).
+        results_root: The ``results/`` folder (for what each page ran and its overrides).
+        link_prefix: Prepended to each page's link (``""`` beside the glance page).
+        link_suffix: ``".html"`` for raw HTML links, ``".ipynb"`` for MyST links.
 
     Returns:
-        The table (columns ``page``, ``claim``, ``paper``, then one per scale: ``ci`` always, ``gpu``
-        and ``paper scale`` when some notebook has results there) and each row's link target
-        (``<notebook>.html``, a sibling of the glance page). A page's title and link appear on its
-        first row only.
+        The table (columns ``claim``, ``what ran (ci)``, one per scale (:func:`verdict_text`),
+        ``key numbers (ci)``) and each row's link to the evidence: the page's "Paper vs ours"
+        section. Only rows with ``origin == "paper"`` count; a ``ci`` verdict made with ``--set``
+        overrides reads "… with overrides".
     """
-    scales = [s for s in SCALES if s == "ci" or (not long.empty and (long["scale"] == s).any())]
+    paper_rows = long[long["origin"] == PAPER]
     rows, links = [], []
-    for name in notebooks:
-        mine = long[long["notebook"] == name]
-        title = page_title(name, sources)
-        claims = list(dict.fromkeys(mine["claim"])) if not mine.empty else []
-        if not claims:
-            rows.append(
-                {"page": title, "claim": "(no verdicts recorded yet)", "paper": ""}
-                | {SCALE_HEADERS[s]: NOT_RUN for s in scales}
-            )
-            links.append(f"{name}.html")
-            continue
-        for i, claim in enumerate(claims):
-            same = mine[mine["claim"] == claim]
-            # the page's title and link on its first claim only: the rows below it belong to it
-            row = {
-                "page": title if i == 0 else "",
-                "claim": claim,
-                "paper": next((p for p in same["paper"] if p), ""),
-            }
-            for s in scales:
-                hit = same[same["scale"] == s]
-                row[SCALE_HEADERS[s]] = hit["verdict"].iloc[0] if not hit.empty else NOT_RUN
-            rows.append(row)
-            links.append(f"{name}.html" if i == 0 else "")
-    columns = ["page", "claim", "paper"] + [SCALE_HEADERS[s] for s in scales]
+    for where, (page, words) in PAPER_CLAIMS.items():
+        mine = paper_rows[paper_rows["where"] == where]
+        notebook = mine["notebook"].iloc[0] if not mine.empty else page
+        row = {
+            "claim": f"{where}: {words}",
+            "what ran (ci)": read_page(notebook, "ci", results_root).get("ran", ""),
+        }
+        for s in SCALES:
+            row[SCALE_HEADERS[s]] = verdict_text(mine.loc[mine["scale"] == s, "verdict"].tolist())
+            if s == "ci" and row["ci"] != NOT_RUN and overrides(notebook, s, results_root):
+                row["ci"] += " with overrides"
+        row["key numbers (ci)"] = key_numbers(mine[mine["scale"] == "ci"])
+        rows.append(row)
+        links.append(f"{link_prefix}{notebook}{link_suffix}#{EVIDENCE}")
+    columns = ["claim", "what ran (ci)", *SCALE_HEADERS.values(), "key numbers (ci)"]
     return pd.DataFrame(rows, columns=columns), links
 
 
-def verdict_columns(table: pd.DataFrame) -> tuple[str, ...]:
-    """The columns of an :func:`overview` table that hold verdict words (one per scale)."""
-    return tuple(c for c in table.columns if c in SCALE_HEADERS.values())
+def summary_markdown(
+    long: pd.DataFrame, results_root: Path | str | None = None, link_prefix: str = ""
+) -> str:
+    """The summary, short, as a MyST table (for the introduction): claim, verdict per scale.
 
-
-def tally(table: pd.DataFrame) -> pd.DataFrame:
-    """How many claims hold, fail, are inconclusive or were not run, per scale column."""
-    scale_cols = list(verdict_columns(table))
-    counts = {c: table[c].value_counts() for c in scale_cols}
-    return pd.DataFrame(
-        [{"scale": c} | {v: int(counts[c].get(v, 0)) for v in VERDICTS} for c in scale_cols],
-        columns=["scale", *VERDICTS],
+    Links are MyST links to ``<link_prefix><notebook>.ipynb#paper-vs-ours``, relative to the page
+    that includes the table.
+    """
+    table, links = summary(long, results_root, link_prefix=link_prefix, link_suffix=".ipynb")
+    head = ["claim of the paper", *SCALE_HEADERS.values()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (_, row), link in zip(table.iterrows(), links, strict=True):
+        where, _, words = row["claim"].partition(": ")
+        cells = [f"[{where}]({link}): {words}", *(row[h] for h in SCALE_HEADERS.values())]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    ran = [SCALE_HEADERS[s] for s in SCALES if (long["scale"] == s).any()]
+    absent = [SCALE_HEADERS[s] for s in SCALES if SCALE_HEADERS[s] not in ran]
+    lines.append("")
+    lines.append(
+        "Scales with results: "
+        + (", ".join(f"`{s}`" for s in ran) or "none")
+        + (f"; not run: {', '.join(f'`{s}`' for s in absent)}" if absent else "")
+        + "."
     )
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def tally(long: pd.DataFrame) -> pd.DataFrame:
+    """Rows per verdict and scale, the paper's claims, the book's checks and the review's apart.
+
+    Returns:
+        Columns ``rows, scale, holds, fails, inconclusive, not run, total``; ``rows`` is "claims of
+        the paper", "the book's own checks" or "the review's questions". A scale where nothing ran
+        shows zeros and is named in the ``scale`` cell as "… (not run)".
+    """
+    kinds = (
+        ("claims of the paper", (long["origin"] == PAPER) & ~_is_review(long)),
+        ("the book's own checks", (long["origin"] == BOOK) & ~_is_review(long)),
+        ("the review's questions", _is_review(long)),
+    )
+    ran = set(long["scale"])
+    out = []
+    for label, mask in kinds:
+        for s in SCALES:
+            sub = long[mask & (long["scale"] == s)]
+            if label == "the review's questions" and not mask.any():
+                continue
+            counts = sub["verdict"].value_counts()
+            out.append(
+                {"rows": label, "scale": s if s in ran else f"{s} (not run)"}
+                | {v: int(counts.get(v, 0)) for v in VERDICTS}
+                | {"total": len(sub)}
+            )
+    return pd.DataFrame(out, columns=["rows", "scale", *VERDICTS, "total"])
+
+
+def _is_review(long: pd.DataFrame) -> pd.Series:
+    return long["where"].astype(str).str.startswith(REVIEW)
+
+
+def review_rows(long: pd.DataFrame) -> pd.DataFrame:
+    """The rows that answer the review's questions (``where`` = "Review Q1" …), in question order."""
+    rows = long[_is_review(long)].copy()
+    rows["_q"] = [int(m.group(1)) if (m := re.search(r"(\d+)", w)) else 0 for w in rows["where"]]
+    return rows.sort_values(["_q", "scale"], kind="stable").drop(columns="_q")
+
+
+def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: int = 12) -> str:
+    """A page's rows as an HTML drop-down (``<details>``), for the glance page.
+
+    The drop-down's line says the page, and the verdict counts of the paper's claims and of the
+    book's checks. Inside: the rows (claim, where, origin, ours, verdict, scale). A page with more
+    than ``fold_above`` rows whose claims repeat over settings (Table 1) shows per-claim counts,
+    with the full table folded once more.
+    """
+    from adamlinf import report
+
+    mine = long[long["notebook"] == notebook]
+    paper, book = mine[mine["origin"] == PAPER], mine[mine["origin"] == BOOK]
+    line = f"{html.escape(title)} — paper's claims: {counts_text(paper['verdict']) or 'none'}"
+    if not book.empty:
+        line += f"; book's checks: {counts_text(book['verdict'])}"
+    shown = mine[["claim", "where", "origin", "ours", "verdict", "scale"]]
+    full = report.table(shown, f"Every verdict row of this page ({len(mine)})", display=False).data
+    link = (
+        f'<p><a href="{notebook}.html#{EVIDENCE}">The evidence: the page\'s "Paper vs ours" section</a></p>'
+    )
+    groups = [claim_group(c) for c in mine["claim"]]
+    if len(mine) > fold_above and len(set(groups)) < len(groups):
+        counts = []
+        for g in dict.fromkeys(groups):
+            sub = mine[[x == g for x in groups]]
+            counts.append(
+                {"claim": g, "where": sub["where"].iloc[0], "origin": sub["origin"].iloc[0]}
+                | {v: int((sub["verdict"] == v).sum()) for v in (HOLDS, FAILS, INCONCLUSIVE)}
+                | {"settings": len(sub)}
+            )
+        inner = report.table(
+            pd.DataFrame(counts), "Verdicts per claim, counted over the settings", display=False
+        )
+        body = inner.data + f"<details><summary>All {len(mine)} rows</summary>{full}</details>"
+    else:
+        body = full
+    return f'<details class="adamlinf-details"><summary>{line}</summary>{link}{body}</details>'
+
+
+# ---------------------------------------------------------------------------------------------
+# The result box under each page's title
+# ---------------------------------------------------------------------------------------------
+
+
+def result_box_text(
+    verdicts: pd.DataFrame,
+    *,
+    scale: str,
+    ran: str,
+    absent: Sequence[str] = (),
+    changed: Mapping | None = None,
+) -> str:
+    """The result box of a page as MyST Markdown (an admonition of 3–4 lines).
+
+    Args:
+        verdicts: The page's verdict rows (its ``verdicts.csv``), with ``where`` and ``origin``.
+        scale: The scale the page ran at.
+        ran: What ran, in a few words (model, data, stand-in, size).
+        absent: The scales with no results for this page (locally or published).
+        changed: Parameters overridden with ``--set`` (:func:`overrides`).
+
+    Returns:
+        The Markdown: what ran, the verdict of each claim of the paper in words with its counts,
+        the book's own checks apart, the scales that did not run, and a link to the evidence.
+    """
+    lines = [f"**Ran at `{scale}`:** {ran.rstrip('.')}."]
+    paper = verdicts[(verdicts["origin"] == PAPER) & ~_is_review(verdicts)]
+    parts = []
+    for where in dict.fromkeys(paper["where"]):
+        rows = paper[paper["where"] == where]
+        parts.append(f"{where}: **{aggregate(rows['verdict'].tolist())}** ({counts_text(rows['verdict'])})")
+    lines.append("**The paper's claims:** " + ("; ".join(parts) if parts else "none on this page") + ".")
+    open_rows = paper[paper["verdict"].isin([FAILS, INCONCLUSIVE])]
+    if 0 < len(open_rows) <= 3:
+        lines[-1] += (
+            " Not holding: "
+            + "; ".join(
+                f"{c} (**{v}**)" for c, v in zip(open_rows["claim"], open_rows["verdict"], strict=True)
+            )
+            + "."
+        )
+    others = verdicts[(verdicts["origin"] == BOOK) | _is_review(verdicts)]
+    if not others.empty:
+        lines[-1] += f" **The book's own checks:** {counts_text(others['verdict'])}."
+    if absent:
+        lines.append(
+            "**Not run:** "
+            + ", ".join(f"`{s}`" for s in absent)
+            + (" (no results are published for this page yet)" if "gpu" in absent else "")
+            + f". [The evidence: Paper vs ours ↓](#{EVIDENCE})"
+        )
+    else:
+        lines.append(f"[The evidence: Paper vs ours ↓](#{EVIDENCE})")
+    if changed:
+        lines.insert(
+            1, f"**Not the `{scale}` parameters** (changed with `--set` or `-p`): {overrides_text(changed)}."
+        )
+    body = "\n\n".join(lines)
+    return f":::{{admonition}} Result\n:class: adamlinf-result\n\n{body}\n:::\n"
+
+
+def result_box(notebook: str, results_dir: str | Path, *, ran: str) -> str:
+    """Glue a page's result box (key :data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`).
+
+    Call it in the page's last cell (tagged ``remove-cell``), after its verdicts are saved; the
+    page's first Markdown cell shows the box with ``{glue:md}`result_box``` (``:format: myst``).
+
+    Args:
+        notebook: The page's notebook name.
+        results_dir: The page's results folder (``results/<notebook>/<scale>``); its
+            ``verdicts.csv`` is what the box reports.
+        ran: What ran, in a few words (model, data, stand-in, size), from the page's parameters.
+
+    Returns:
+        The box's Markdown.
+    """
+    from IPython.display import Markdown
+    from myst_nb import glue
+
+    results_dir = Path(results_dir)
+    scale = results_dir.name
+    path = results_dir / VERDICTS_FILE
+    if path.exists():
+        verdicts = _read_verdicts(path, notebook)
+    else:
+        verdicts = pd.DataFrame(columns=["claim", "where", "origin", "verdict"])
+    root = results_dir.parent.parent
+    absent = [
+        s
+        for s in SCALES
+        if s != scale
+        and not (root / notebook / s / VERDICTS_FILE).exists()
+        and not (PUBLISHED_ROOT / notebook / s / VERDICTS_FILE).exists()
+    ]
+    changed = overrides(notebook, scale, root)
+    text = result_box_text(verdicts, scale=scale, ran=ran, absent=absent, changed=changed)
+    if "$" in text or "\\" in text:
+        raise ValueError("a result box must not hold TeX ($ or backslash); write it in Unicode")
+    save_json(
+        {"notebook": notebook, "scale": scale, "ran": ran, "overrides": list(changed)},
+        results_dir / PAGE_FILE,
+    )
+    glue(BOX_KEY, Markdown(text), display=False)
+    return text
