@@ -219,6 +219,9 @@ def test_page_titles_are_titles():
 
 EXECUTED = HTML / "book" / "executed"
 PUBLISHED = ROOT / "published"
+#: The section a result box links down to: "Paper vs ours" (the paper's claims) or "Verdicts" (a page
+#: that answers a question of its own: the review's questions, the diagnostic).
+EVIDENCE_LINK = re.compile(r"^#(paper-vs-ours|verdicts)$")
 #: Longest glance summary a reader can take in at once.
 MAX_SUMMARY_ROWS = 25
 
@@ -261,8 +264,8 @@ def test_every_experiment_page_opens_with_its_result_box():
         first_cell = article.select_one("div.cell")
         if first_cell is not None and box.sourceline > first_cell.sourceline:
             problems.append(f"{_rel(page)}: the result box comes after the first code cell")
-        if not box.find("a", href="#paper-vs-ours"):
-            problems.append(f"{_rel(page)}: the result box does not link down to 'Paper vs ours'")
+        if not box.find("a", href=EVIDENCE_LINK):
+            problems.append(f"{_rel(page)}: the result box does not link down to its evidence")
     _report(problems, "experiment pages without a result box before their first code cell")
 
 

@@ -62,7 +62,7 @@
 # `gpt-ci`, `resnet-ci`, `mlp-digits`, `torchvision:NAME`, and `module:factory` for your own
 # `factory() -> (model, loss_fn, batches)`).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/diagnose_models/ci"
 device = "cpu"
@@ -88,14 +88,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import Markdown
-from myst_nb import glue
 
 from adamlinf import report
 from adamlinf.diagnose import diagnose, preset, race
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
 from adamlinf.studies import diagnostic as study
+from adamlinf.studies import glance
 from adamlinf.studies.verdicts import save_verdicts
 
 params = notebook_params("diagnose_models", globals())
@@ -328,7 +327,14 @@ box = (
     f"closed form ({verdict_table.verdict.iloc[0]}). {{ref}}`The table below <diag-race>` "
     "puts each advantage beside a race of Adam, rotated Adam and AdaSGD."
 )
-glue("result_box", Markdown(box), display=False)
+_ = glance.result_box(
+    "diagnose_models",
+    results_dir,
+    ran=f"adamlinf.diagnose on least squares, the ci GPT (initialisation, after Adam, after rotated Adam), the "
+    f"ResNet stand-in, an MLP and torchvision's {torchvision_arch} (random weights); {n_probes} Cauchy probes each",
+    answer=box,
+    evidence=("verdicts", "Verdicts"),
+)
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {wall:.1f} s of wall time, {cpu:.1f} s of CPU time, {n_hvp:,} "
     f"Hessian-vector products, on {device} with {torch_threads or torch.get_num_threads()} torch thread(s). The `gpu` "

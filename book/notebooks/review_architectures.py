@@ -12,8 +12,12 @@
 
 # %% [markdown]
 # # Review Q2: rotation and Adam beyond GPT-2 and ResNet
+#
+# ```{glue:md} result_box
+# :format: myst
+# ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/review_architectures/ci"
 tasks = {
@@ -37,11 +41,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
 
 from adamlinf import report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
+from adamlinf.studies import glance
 from adamlinf.studies import review as rv
 from adamlinf.studies.verdicts import save_verdicts
 
@@ -50,7 +54,6 @@ results_dir = Path(results_dir)
 torch.set_num_threads(threads)
 report.style()
 t0, c0 = time.perf_counter(), time.process_time()
-answer = display(Markdown("*(the answer is filled in when the page has run)*"), display_id=True)
 
 # %% [markdown]
 # **The question.** The paper shows rotation hurting Adam on GPT-2 and ResNet18. Does the same hold on
@@ -133,13 +136,17 @@ lines = "; ".join(
     f'("Adam beats rotated Adam" {v[f"{n}: Adam beats rotated Adam"]})'
     for n, tu in tuned.items()
 )
-answer.update(
-    Markdown(
+_ = glance.result_box(
+    "review_architectures",
+    results_dir,
+    ran=f"an MLP and a CNN on the digits stand-in and a GRU byte language model, a few hundred steps; Adam, rotated Adam and AdaSGD tuned on seed {tune_seed}, measured on {len(seeds)} other seeds",
+    answer=(
         f"**Answer (at `{scale}` scale, small networks, {len(seeds)} measuring seeds, held-out loss):** {lines}. "
         "A verdict here is about these small networks and short runs; *inconclusive* means the gap is within the "
         "seed noise; *fails* means the reverse ordering is significant (here: early training, a few hundred "
         f"steps). Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
-    )
+    ),
+    evidence=("verdicts", "Verdicts"),
 )
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {cpu:.1f} s of CPU time ({wall:.1f} s wall) on {threads} thread(s). "

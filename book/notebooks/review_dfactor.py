@@ -12,8 +12,12 @@
 
 # %% [markdown]
 # # Review Q1: the factor d in "‖H‖₁,₁ is small when Adam wins"
+#
+# ```{glue:md} result_box
+# :format: myst
+# ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/review_dfactor/ci"
 d = 100  # dimension of the quadratic
@@ -39,12 +43,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
 
 from adamlinf import problems, report
 from adamlinf.results import save_table
 from adamlinf.rotations import DenseRotation, haar
 from adamlinf.run import notebook_params
+from adamlinf.studies import glance
 from adamlinf.studies import review as rv
 from adamlinf.studies.verdicts import Measured, save_verdicts
 
@@ -53,7 +57,6 @@ results_dir = Path(results_dir)
 torch.set_num_threads(threads)
 report.style()
 t0, c0 = time.perf_counter(), time.process_time()
-answer = display(Markdown("*(the answer is filled in when the page has run)*"), display_id=True)
 
 # %% [markdown]
 # **The question.** On a Hessian that is diagonal and positive, the (1,1)-norm is the trace, and the
@@ -190,8 +193,11 @@ _ = report.table(verdict_table.drop(columns=["paper", "page"]), caption="Review 
 v = verdict_table.set_index("claim").verdict
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 a, s, ar, asr = (tuned.values[k] for k in ("adam", "sgd", "adam_rot", "adasgd_rot"))
-answer.update(
-    Markdown(
+_ = glance.result_box(
+    "review_dfactor",
+    results_dir,
+    ran=f"a {d}-dimensional quadratic ({spectrum} spectrum, gradient noise σ = {sigma}), diagonal and Haar-rotated; Adam, AdaSGD and SGD tuned on seed {tune_seed}, measured on {len(seeds)} other seeds",
+    answer=(
         f"**Answer (at `{scale}` scale, d = {d}, {len(seeds)} measuring seeds): no contradiction.** On the diagonal "
         f"Hessian ‖H‖₁,₁ = {n.loc['diagonal', '‖H‖₁,₁']:.3g} is above ‖H‖₂ = 1 ({v.iloc[0]}) but far below "
         f"d·‖H‖₂ = {d} ({v.iloc[1]}), and that is the comparison the rates make; tuned Adam beats tuned SGD there "
@@ -199,7 +205,8 @@ answer.update(
         f'{n.loc["rotated (Haar)", "‖H‖₁,₁"]:.3g} > d·‖H‖₂ ({v.iloc[2]} for "below"), and Adam loses its edge: '
         f'rotated Adam {ar.text(3)} vs rotated AdaSGD {asr.text(3)} ("Adam beats AdaSGD" {v.iloc[6]}). '
         f"Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
-    )
+    ),
+    evidence=("verdicts", "Verdicts"),
 )
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {cpu:.1f} s of CPU time ({wall:.1f} s wall) on "

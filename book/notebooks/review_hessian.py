@@ -12,8 +12,12 @@
 
 # %% [markdown]
 # # Review Q4 and Q5: choosing blocks, and why trained networks are not randomly rotated
+#
+# ```{glue:md} result_box
+# :format: myst
+# ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/review_hessian/ci"
 block_gpt = {"kind": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 8, "seq_len": 16, "batch_size": 16}
@@ -39,12 +43,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
 from scipy import stats
 
 from adamlinf import partitions, report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
+from adamlinf.studies import glance
 from adamlinf.studies import review as rv
 from adamlinf.studies.verdicts import Measured, save_verdicts
 
@@ -53,7 +57,6 @@ results_dir = Path(results_dir)
 torch.set_num_threads(threads)
 report.style()
 t0, c0 = time.perf_counter(), time.process_time()
-answer = display(Markdown("*(the answer is filled in when the page has run)*"), display_id=True)
 
 # %% [markdown]
 # ## Q4: does H(L, Φ) tell which partition blockwise Adam should use?
@@ -266,8 +269,11 @@ _ = report.table(
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 v = verdict_table.set_index("claim").verdict
 q4v = verdict_table[verdict_table["where"] == "Review Q4"].verdict.value_counts().to_dict()
-answer.update(
-    Markdown(
+_ = glance.result_box(
+    "review_hessian",
+    results_dir,
+    ran=f"exact Hessians of a {block_gpt['n_layer']}-layer, width-{block_gpt['n_embd']} GPT (six partitions, tuned on seed {tune_seed}, {len(seeds)} measuring seeds) and a {track_gpt['n_layer']}-layer, width-{track_gpt['n_embd']} GPT tracked over {track_steps} Adam steps",
+    answer=(
         f"**Q4 (at `{scale}` scale, a {d_block:,}-parameter GPT, {len(seeds)} measuring seeds):** the order of H(L, Φ) "
         f"({' < '.join(order)}) and the order of the tuned losses have Spearman correlation {rho:.2f}; of the "
         f"{len(q4_pairs)} adjacent pairs, {q4v.get('holds', 0)} hold, {q4v.get('fails', 0)} fail and "
@@ -283,7 +289,8 @@ answer.update(
         f'("training lowers it": {v.iloc[len(q4_pairs) + 4]}): against AdaSGD\'s constant the standard basis '
         "becomes more favourable; against a random basis it stays special, by a smaller factor. "
         f"Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
-    )
+    ),
+    evidence=("verdicts", "Verdicts"),
 )
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {cpu:.1f} s of CPU time ({wall:.1f} s wall) on {threads} thread(s). "

@@ -12,8 +12,12 @@
 
 # %% [markdown]
 # # Review Q3 and Q6: which rotations hurt Adam, and does β₁ = 0.9 change the picture
+#
+# ```{glue:md} result_box
+# :format: myst
+# ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 scale = "ci"
 results_dir = "results/review_rotations/ci"
 gpt = {"kind": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "seq_len": 32, "batch_size": 16}
@@ -39,11 +43,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
 
 from adamlinf import report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
+from adamlinf.studies import glance
 from adamlinf.studies import review as rv
 from adamlinf.studies.hessian_tables import norm_values
 from adamlinf.studies.verdicts import Measured, save_verdicts
@@ -53,7 +57,6 @@ results_dir = Path(results_dir)
 torch.set_num_threads(threads)
 report.style()
 t0, c0 = time.perf_counter(), time.process_time()
-answer = display(Markdown("*(the answer is filled in when the page has run)*"), display_id=True)
 
 # %% [markdown]
 # **Question 3.** Does every rotation of the parameters slow Adam down, or only some? Maes et al.
@@ -298,8 +301,11 @@ def q6_numbers(b1):
 
 hurt = [rotations[k] for k in rotations if v[f"Adam beats Adam rotated within {rotations[k]}"] == "holds"]
 helped = [rotations[k] for k in rotations if v[f"Adam beats Adam rotated within {rotations[k]}"] == "fails"]
-answer.update(
-    Markdown(
+_ = glance.result_box(
+    "review_rotations",
+    results_dir,
+    ran=f"a {gpt['n_layer']}-layer, width-{gpt['n_embd']} byte GPT, {steps} steps, Adam under five rotation types and at β₁ = 0 and 0.9; tuned on seed {tune_seed}, measured on {len(seeds)} other seeds; (1,1)-norms from {n_probes} Cauchy probes",
+    answer=(
         f"**Q3 (at `{scale}` scale, a 2-layer byte GPT, {len(seeds)} measuring seeds):** tuned Adam "
         f"{tuned.values['adam'].text(3)} is significantly better than Adam after the rotation within "
         f"{', '.join(hurt) or 'none of them'}; significantly worse than after {', '.join(helped) or 'none'}; the other "
@@ -317,13 +323,14 @@ answer.update(
         f"{v['β₁ = 0.9: Adam beats AdaSGD']}. "
         + (
             f"At this short horizon ({steps} steps) tuned Adam is still behind AdaSGD ({tuned.values['adasgd'].text(3)}), "
-            "unlike the 600-step Figure 1 page where Adam leads: these verdicts describe early training of a small "
+            "unlike the paper's Figure 1, where Adam leads after 100k steps: these verdicts describe early training of a small "
             "model, and the `gpu` parameter set runs 1000 steps. "
             if v["β₁ = 0.9: Adam beats AdaSGD"] == "fails"
             else ""
         )
         + f"Cost: {cpu:.0f} s CPU, {wall:.0f} s wall."
-    )
+    ),
+    evidence=("verdicts", "Verdicts"),
 )
 _ = report.markdown(
     f"**Cost of this page** at `{scale}` scale: {cpu:.1f} s of CPU time ({wall:.1f} s wall) on {threads} thread(s). "

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adamlinf.results import PUBLISHED_ROOT, REPO_ROOT, RESULTS_ROOT, read_provenance, save_json
+from adamlinf.results import PUBLISHED_ROOT, REPO_ROOT, RESULTS_ROOT, final_dir, read_provenance, save_json
 from adamlinf.studies.verdicts import (
     BOOK,
     FAILS,
@@ -177,7 +177,7 @@ def collect(
 
 
 def overrides(
-    notebook: str, scale: str, results_root: Path | str | None = None
+    notebook: str, scale: str, results_root: Path | str | None = None, *, folder: Path | str | None = None
 ) -> dict[str, tuple[object, object]]:
     """The parameters a notebook's verdicts were made with that differ from the scale's own.
 
@@ -185,13 +185,16 @@ def overrides(
     folder's ``provenance.json``) with the scale's set (``params/<notebook>.yaml`` over the
     defaults of the notebook's ``parameters`` cell), and adds any ``overrides`` the record names.
 
+    ``folder`` reads the record from another folder than ``results/<notebook>/<scale>`` (the
+    staging folder of a run in progress).
+
     Returns:
         ``{parameter: (applied, the scale's value)}``; empty when the run used the scale's own
         parameters, or when nothing records them.
     """
     from adamlinf import run  # the runner owns the parameter sets
 
-    folder = Path(results_root or RESULTS_ROOT) / notebook / scale
+    folder = Path(folder) if folder is not None else Path(results_root or RESULTS_ROOT) / notebook / scale
     record = read_provenance(folder / VERDICTS_FILE) or read_provenance(folder) or {}
     applied = record.get("parameters") or {}
     try:
@@ -310,8 +313,8 @@ def read_page(notebook: str, scale: str, results_root: Path | str | None = None)
 
 def upstream_ran(results_dir: str | Path, notebook: str) -> str:
     """What another page ran at the same scale (a page that reads its runs says so)."""
-    results_dir = Path(results_dir)
-    ran = read_page(notebook, results_dir.name, results_dir.parent.parent).get("ran")
+    final = final_dir(results_dir)
+    ran = read_page(notebook, final.name, final.parent.parent).get("ran")
     return ran or f"the runs of {notebook}"
 
 
@@ -478,6 +481,8 @@ def result_box_text(
     ran: str,
     absent: Sequence[str] = (),
     changed: Mapping | None = None,
+    answer: str | None = None,
+    evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
 ) -> str:
     """The result box of a page as MyST Markdown (an admonition of 3–4 lines).
 
@@ -487,12 +492,21 @@ def result_box_text(
         ran: What ran, in a few words (model, data, stand-in, size).
         absent: The scales with no results for this page (locally or published).
         changed: Parameters overridden with ``--set`` (:func:`overrides`).
+        answer: The page's own answer in words, for a page that answers a question rather than
+            checks the paper's claims (the review's questions, the diagnostic); it replaces the
+            tally of the paper's claims.
+        evidence: The section the box links down to: its anchor and its title.
 
     Returns:
-        The Markdown: what ran, the verdict of each claim of the paper in words with its counts,
-        the book's own checks apart, the scales that did not run, and a link to the evidence.
+        The Markdown: what ran, the verdict of each claim of the paper in words with its counts
+        (or the page's answer), the book's own checks apart, the scales that did not run, and a
+        link to the evidence.
     """
     lines = [f"**Ran at `{scale}`:** {ran.rstrip('.')}."]
+    link = f"[The evidence: {evidence[1]} ↓](#{evidence[0]})"
+    if answer is not None:
+        lines.append(answer)
+        return _admonition(lines, scale=scale, absent=absent, changed=changed, link=link)
     paper = verdicts[(verdicts["origin"] == PAPER) & ~_is_review(verdicts)]
     parts = []
     for where in dict.fromkeys(paper["where"]):
@@ -511,15 +525,23 @@ def result_box_text(
     others = verdicts[(verdicts["origin"] == BOOK) | _is_review(verdicts)]
     if not others.empty:
         lines[-1] += f" **The book's own checks:** {counts_text(others['verdict'])}."
+    return _admonition(lines, scale=scale, absent=absent, changed=changed, link=link)
+
+
+def _admonition(
+    lines: list[str], *, scale: str, absent: Sequence[str], changed: Mapping | None, link: str
+) -> str:
+    """The box around ``lines``: the scales that did not run, the link down, overrides flagged."""
+    lines = list(lines)
     if absent:
         lines.append(
             "**Not run:** "
             + ", ".join(f"`{s}`" for s in absent)
             + (" (no results are published for this page yet)" if "gpu" in absent else "")
-            + f". [The evidence: Paper vs ours ↓](#{EVIDENCE})"
+            + f". {link}"
         )
     else:
-        lines.append(f"[The evidence: Paper vs ours ↓](#{EVIDENCE})")
+        lines.append(link)
     if changed:
         lines.insert(
             1, f"**Not the `{scale}` parameters** (changed with `--set` or `-p`): {overrides_text(changed)}."
@@ -528,7 +550,14 @@ def result_box_text(
     return f":::{{admonition}} Result\n:class: adamlinf-result\n\n{body}\n:::\n"
 
 
-def result_box(notebook: str, results_dir: str | Path, *, ran: str) -> str:
+def result_box(
+    notebook: str,
+    results_dir: str | Path,
+    *,
+    ran: str,
+    answer: str | None = None,
+    evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
+) -> str:
     """Glue a page's result box (key :data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`).
 
     Call it in the page's last cell (tagged ``remove-cell``), after its verdicts are saved; the
@@ -539,6 +568,8 @@ def result_box(notebook: str, results_dir: str | Path, *, ran: str) -> str:
         results_dir: The page's results folder (``results/<notebook>/<scale>``); its
             ``verdicts.csv`` is what the box reports.
         ran: What ran, in a few words (model, data, stand-in, size), from the page's parameters.
+        answer: The page's own answer, for a page that answers a question (:func:`result_box_text`).
+        evidence: The anchor and title of the section the box links down to.
 
     Returns:
         The box's Markdown.
@@ -546,14 +577,15 @@ def result_box(notebook: str, results_dir: str | Path, *, ran: str) -> str:
     from IPython.display import Markdown
     from myst_nb import glue
 
-    results_dir = Path(results_dir)
-    scale = results_dir.name
+    results_dir = Path(results_dir)  # while the runner runs the page: its staging folder
+    final = final_dir(results_dir)
+    scale = final.name
     path = results_dir / VERDICTS_FILE
     if path.exists():
         verdicts = _read_verdicts(path, notebook)
     else:
         verdicts = pd.DataFrame(columns=["claim", "where", "origin", "verdict"])
-    root = results_dir.parent.parent
+    root = final.parent.parent
     absent = [
         s
         for s in SCALES
@@ -561,8 +593,10 @@ def result_box(notebook: str, results_dir: str | Path, *, ran: str) -> str:
         and not (root / notebook / s / VERDICTS_FILE).exists()
         and not (PUBLISHED_ROOT / notebook / s / VERDICTS_FILE).exists()
     ]
-    changed = overrides(notebook, scale, root)
-    text = result_box_text(verdicts, scale=scale, ran=ran, absent=absent, changed=changed)
+    changed = overrides(notebook, scale, root, folder=results_dir)
+    text = result_box_text(
+        verdicts, scale=scale, ran=ran, absent=absent, changed=changed, answer=answer, evidence=evidence
+    )
     if "$" in text or "\\" in text:
         raise ValueError("a result box must not hold TeX ($ or backslash); write it in Unicode")
     save_json(
