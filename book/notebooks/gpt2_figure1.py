@@ -151,15 +151,13 @@ lm.show_figure1(
     {k: pd.read_csv(out / f"{k}.csv") for k in ("finals", "curves", "tuned")}, scale=scale, what=what
 )
 
-# %% [markdown]
-# ## Published results at the `gpu` scale
-#
-# Made on one GPU with the `gpu` parameters and committed with the book; rendered by the same code.
-
 # %% tags=["hide-input"]
 pub = sweeps.load_published("gpt2_figure1")
-_ = report.markdown(sweeps.published_note("gpt2_figure1", pub))
-if pub is not None:
+if pub is not None:  # else the result box at the top says that nothing is published
+    report.markdown(
+        "**Published results at the `gpu` scale** (one GPU, committed with the book, rendered by "
+        "the same code). " + sweeps.published_note("gpt2_figure1", pub)
+    )
     lm.show_figure1(pub.tables, scale="gpu", what="6-layer GPT, width 384, context 256, stdlib")
     report.table(pub.tables["verdicts"][["claim", "ours", "verdict", "rule"]], "Verdicts at the gpu scale.")
 

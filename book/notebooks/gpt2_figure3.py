@@ -113,13 +113,13 @@ _ = report.figure(
     "Adam worse at the larger one.",
 )
 
-# %% [markdown]
-# ## Published results at the `gpu` scale
-
 # %% tags=["hide-input"]
 pub = sweeps.load_published("gpt2_figure1")
-_ = report.markdown(sweeps.published_note("gpt2_figure1", pub))
-if pub is not None:
+if pub is not None:  # else the result box at the top says that nothing is published
+    report.markdown(
+        "**Published results at the `gpu` scale** (one GPU, committed with the book, rendered by "
+        "the same code). " + sweeps.published_note("gpt2_figure1", pub)
+    )
     report.table(
         figure3(pub.path, "gpu")[0][["claim", "ours", "verdict", "rule"]],
         "Figure 3's claims at the gpu scale (from the published Figure 1 runs).",
