@@ -43,7 +43,7 @@ import pandas as pd
 
 from adamlinf import results as _results
 from adamlinf import runs as _runs
-from adamlinf.studies.verdicts import Measured
+from adamlinf.studies.verdicts import Measured, seed_texts
 
 #: Ratio of neighbouring grid values: half a decade.
 HALF_DECADE = math.sqrt(10.0)
@@ -377,33 +377,6 @@ def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "fina
     if not len(g):
         raise ValueError(f"no measuring run of {optimizer!r} at lr {lr:g}")
     return Measured.from_seeds(g[value].astype(float))
-
-
-def seed_texts(values: Sequence[Measured]) -> list[str]:
-    """``"mean ± std"`` texts of several values with one number of decimals (one table column).
-
-    The decimals give the largest spread two significant digits and the smallest one at least one,
-    so that ``2.130 ± 0.005`` and ``2.410 ± 0.017`` sit in one column, not ``2.1302 ± 0.0051``.
-    A value without a spread shows its mean at those decimals; a diverged one reads "diverged".
-    """
-    spreads = [
-        v.spread for v in values if math.isfinite(v.value) and math.isfinite(v.spread) and v.spread > 0
-    ]
-    if spreads:
-        big = 1 - math.floor(math.log10(max(spreads)))
-        small = -math.floor(math.log10(min(spreads)))
-        decimals = max(0, big, min(small, big + 2))
-    else:
-        decimals = 3
-    out = []
-    for v in values:
-        if not math.isfinite(v.value):
-            out.append("diverged")
-        elif math.isfinite(v.spread):
-            out.append(f"{v.value:.{decimals}f} ± {v.spread:.{decimals}f}")
-        else:
-            out.append(f"{v.value:.{decimals}f}")
-    return out
 
 
 def seed_table(

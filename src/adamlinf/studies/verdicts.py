@@ -135,6 +135,33 @@ class Measured:
         return pm(self.value, self.spread, digits)
 
 
+def seed_texts(values: Sequence[Measured]) -> list[str]:
+    """``"mean ± std"`` texts of several values with one number of decimals (one table column).
+
+    The decimals give the largest spread two significant digits and the smallest one at least one,
+    so that ``2.130 ± 0.005`` and ``2.410 ± 0.017`` sit in one column, not ``2.1302 ± 0.0051``.
+    A value without a spread shows its mean at those decimals; a diverged one reads "diverged".
+    """
+    spreads = [
+        v.spread for v in values if math.isfinite(v.value) and math.isfinite(v.spread) and v.spread > 0
+    ]
+    if spreads:
+        big = 1 - math.floor(math.log10(max(spreads)))
+        small = -math.floor(math.log10(min(spreads)))
+        decimals = max(0, big, min(small, big + 2))
+    else:
+        decimals = 3
+    out = []
+    for v in values:
+        if not math.isfinite(v.value):
+            out.append("diverged")
+        elif math.isfinite(v.spread):
+            out.append(f"{v.value:.{decimals}f} ± {v.spread:.{decimals}f}")
+        else:
+            out.append(f"{v.value:.{decimals}f}")
+    return out
+
+
 def as_measured(x) -> Measured:
     """``x`` as a :class:`Measured`: itself, or a plain number taken as one seed's value."""
     return x if isinstance(x, Measured) else Measured(float(x))
@@ -388,7 +415,8 @@ def claims_table(
             verdict ``"not run"``.
         scale: The scale the values were measured at (``ci``, ``gpu``, ``paper``).
         page: The notebook name the claims belong to (for the glance page).
-        digits: Significant digits in the ``ours`` column.
+        digits: Significant digits in the ``ours`` column of values with a band or one seed; seed
+            means ± spreads share one number of decimals across the table (:func:`seed_texts`).
         labels: Display names of the keys.
 
     Returns:
@@ -396,6 +424,13 @@ def claims_table(
         ``"Adam 1.234 ± 0.005 vs AdaSGD 1.301 ± 0.004"``.
     """
     labels = dict(labels or {})
+    # one digit policy per table: every seed mean ± spread with the same number of decimals
+    seeded = {
+        k: m
+        for k, m in ((k, as_measured(v)) for k, v in values.items())
+        if not m.has_band and math.isfinite(m.value) and math.isfinite(m.spread) and m.spread > 0
+    }
+    texts = dict(zip(seeded, seed_texts(list(seeded.values())), strict=True))
     rows = []
     for c in claims:
         if c.better not in values or c.worse not in values:
@@ -414,8 +449,8 @@ def claims_table(
             continue
         a, b = as_measured(values[c.better]), as_measured(values[c.worse])
         ours = (
-            f"{labels.get(c.better, c.better)} {a.text(digits)} vs "
-            f"{labels.get(c.worse, c.worse)} {b.text(digits)}"
+            f"{labels.get(c.better, c.better)} {texts.get(c.better) or a.text(digits)} vs "
+            f"{labels.get(c.worse, c.worse)} {texts.get(c.worse) or b.text(digits)}"
         )
         rows.append(
             verdict_row(
