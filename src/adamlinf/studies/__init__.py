@@ -8,8 +8,8 @@ studies and the library, and hold only story, calls, figures and tables.
 =====================  =================================================================================
 module                 what
 =====================  =================================================================================
-``verdicts``           the verdict rule (holds / fails / inconclusive from seed spreads and error bands)
-                       and claim tables; every page's "paper vs ours" goes through it
+``verdicts``           the verdict rules (holds / fails / inconclusive: Welch's t-test on seeds, error
+                       bands, slope intervals) and claim tables; every page's verdicts go through it
 ``theory``             Theorem 2.2 and Section 3: equivariance gaps, bound grids and rate fits, the
                        ℓ∞-versus-ℓ2 instances (diag(1/i²) and its rotations), Theorem 3.11 partitions
 ``estimator``          Theorem 4.1: error of the Cauchy (1,1)-norm estimator against the probe count,
