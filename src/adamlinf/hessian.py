@@ -1197,7 +1197,11 @@ def l11_norm(
     estimate (Algorithm 4 overestimates by 2.6% at 50 probes, 8.9% at 16): ``lo``/``hi`` bound
     the true :math:`\|H\|_{1,1}` (widened if needed so that ``lo <= total <= hi``),
     ``band_method="bootstrap"``, ``extra["bias_factor"]`` the factor. Its coverage is checked against exact
-    matrices in ``tests/test_hessian.py`` and on the Theorem 4.1 page.
+    matrices in ``tests/test_hessian.py`` and on the Theorem 4.1 page. The bootstrap needs probes:
+    measured over 200 seeds on two 50 x 50 matrices (Gaussian, heavy-tailed), a 90% band covered the
+    exact norm in 62-63% of seeds at 3 probes, 77-80% at 5, 82-83% at 10, 82-87% at 20 and 88-91%
+    at 50; read a band from fewer than about 50 probes as narrower than its level. Below 2 probes
+    there is no band (``lo = hi = nan``, ``band_method="none"``).
 
     Probe ``k`` is seeded by ``(seed, k)`` alone (:func:`cauchy_probe`), so the estimate does not
     depend on how probes are batched or split across ranks. Probes whose product has a NaN or inf
