@@ -574,9 +574,6 @@ def result_box(
     Returns:
         The box's Markdown.
     """
-    from IPython.display import Markdown
-    from myst_nb import glue
-
     results_dir = Path(results_dir)  # while the runner runs the page: its staging folder
     final = final_dir(results_dir)
     scale = final.name
@@ -603,5 +600,11 @@ def result_box(
         {"notebook": notebook, "scale": scale, "ran": ran, "overrides": list(changed)},
         results_dir / PAGE_FILE,
     )
-    glue(BOX_KEY, Markdown(text), display=False)
+    try:
+        from IPython.display import Markdown
+        from myst_nb import glue
+
+        glue(BOX_KEY, Markdown(text), display=False)
+    except ImportError:  # a plain-Python run (adamlinf.publish on a torch-only node): nothing to glue into
+        pass
     return text
