@@ -447,9 +447,8 @@ def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: i
         line += f"; book's checks: {counts_text(book['verdict'])}"
     shown = mine[["claim", "where", "origin", "ours", "verdict", "scale"]]
     full = report.table(shown, f"Every verdict row of this page ({len(mine)})", display=False).data
-    link = (
-        f'<p><a href="{notebook}.html#{EVIDENCE}">The evidence: the page\'s "Paper vs ours" section</a></p>'
-    )
+    anchor, section = read_page(notebook, "ci").get("evidence") or (EVIDENCE, "Paper vs ours")
+    link = f'<p><a href="{notebook}.html#{anchor}">The evidence: the page\'s "{section}" section</a></p>'
     groups = [claim_group(c) for c in mine["claim"]]
     if len(mine) > fold_above and len(set(groups)) < len(groups):
         counts = []
@@ -597,7 +596,13 @@ def result_box(
     if "$" in text or "\\" in text:
         raise ValueError("a result box must not hold TeX ($ or backslash); write it in Unicode")
     save_json(
-        {"notebook": notebook, "scale": scale, "ran": ran, "overrides": list(changed)},
+        {
+            "notebook": notebook,
+            "scale": scale,
+            "ran": ran,
+            "overrides": list(changed),
+            "evidence": list(evidence),
+        },
         results_dir / PAGE_FILE,
     )
     try:

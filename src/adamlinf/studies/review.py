@@ -557,6 +557,19 @@ def book_row(claim: str, verdict: str, *, ours: str, q: int, scale: str, page: s
 # --------------------------------------------------------------------------------------------
 
 
+def _hvp(model: nn.Module, task, batches) -> hessian.HVP:
+    """The HVP of the task's loss at the model's point.
+
+    A GPT first switches to the "math" attention (the fused kernel has no double backward), as
+    Tables 2 and 4 do, so the HVP need not switch it with a warning.
+    """
+    for m in model.modules():
+        if hasattr(m, "set_attention"):
+            m.set_attention("math")
+            break
+    return hessian.HVP(model, task.loss, batches)
+
+
 def basis_norms(
     model: nn.Module,
     task: Task,
@@ -572,7 +585,7 @@ def basis_norms(
     With a rotation the Hessian is :math:`R^\top HR` (the loss :math:`L\circ R` at the same point);
     ‖H‖₂ does not depend on the basis.
     """
-    h = hessian.HVP(model, task.loss, batches)
+    h = _hvp(model, task, batches)
     op = hessian.rotated(h, rotation) if rotation is not None else h
     est = hessian.l11_norm(op, n_probes, seed=seed, partition=None, progress=False)
     out = {"d": est.d, "l11_per_d": est.per_dim, "l11_lo": est.per_dim_lo, "l11_hi": est.per_dim_hi}
@@ -602,7 +615,7 @@ def checkpoint_norms(
     rot_model, rp = rotated_adam
     a = basis_norms(adam, task, batches, n_probes=n_probes, seed=seed)
     r = basis_norms(rot_model, task, batches, rp.rotation, n_probes=n_probes, seed=seed, spectral=False)
-    spec_adasgd = hessian.spectral_norm(hessian.HVP(adasgd, task.loss, batches), tol=1e-3, seed=seed)
+    spec_adasgd = hessian.spectral_norm(_hvp(adasgd, task, batches), tol=1e-3, seed=seed)
 
     def l11(optimizer, which, m):
         return dict(
