@@ -602,3 +602,15 @@ def test_a_run_folder_in_a_symlink_loop_is_one_line(tmp_path):
         train.out_dir_of(train.TrainConfig(out_dir=str(tmp_path / "a" / "run")))
     message = str(info.value)
     assert "\n" not in message and "symlink loop" in message and str(tmp_path / "a" / "run") in message
+
+
+def test_a_lock_released_in_order_leaves_no_stale_record(tmp_path):
+    """A holder that finishes empties the record: the next run says nothing of a dead pid."""
+    lock = tmp_path / "nb.lock"
+    code = f"from adamlinf import results\nwith results.exclusive({str(lock)!r}, 'first'):\n    pass\n"
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env(), timeout=TIMEOUT)
+    assert results.lock_holder(lock) is None
+    said = []
+    with results.exclusive(lock, "second", say=said.append):
+        assert results.lock_holder(lock)["pid"] == os.getpid()
+    assert said == []

@@ -316,9 +316,9 @@ def exclusive(
 ) -> Iterator[Path]:
     """Hold an advisory lock (``fcntl.flock``) on ``path`` for the duration of the block.
 
-    The lock file records the holder's pid and ``what`` it does. The kernel releases the lock when
-    its process dies, so a lock file left by a dead process (``kill -9``, a crash) is *stale*: it is
-    taken over at once, with a message naming the dead pid.
+    The lock file records the holder's pid and ``what`` it does, and is emptied when the block ends.
+    The kernel releases the lock when its process dies, so a record left by a dead process
+    (``kill -9``, a crash) is *stale*: it is taken over at once, with a message naming the dead pid.
 
     Args:
         path: The lock file (created; its folder too).
@@ -362,7 +362,10 @@ def exclusive(
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
-        yield path
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # released in order: the next holder finds no stale record
     finally:
         os.close(fd)  # releases the lock
 
