@@ -557,17 +557,22 @@ def book_row(claim: str, verdict: str, *, ours: str, q: int, scale: str, page: s
 # --------------------------------------------------------------------------------------------
 
 
-def _hvp(model: nn.Module, task, batches) -> hessian.HVP:
-    """The HVP of the task's loss at the model's point.
+def _math_attention(model: nn.Module) -> nn.Module:
+    """The model with a GPT's attention in the "math" form, whose double backward exists.
 
-    A GPT first switches to the "math" attention (the fused kernel has no double backward), as
-    Tables 2 and 4 do, so the HVP need not switch it with a warning.
+    The fused kernel has none; Tables 2 and 4 switch it the same way, so that the HVP does not
+    switch it with a warning.
     """
     for m in model.modules():
         if hasattr(m, "set_attention"):
             m.set_attention("math")
             break
-    return hessian.HVP(model, task.loss, batches)
+    return model
+
+
+def _hvp(model: nn.Module, task, batches) -> hessian.HVP:
+    """The HVP of the task's loss at the model's point."""
+    return hessian.HVP(_math_attention(model), task.loss, batches)
 
 
 def basis_norms(
@@ -692,7 +697,7 @@ def phi_table(
 
     ``coordinate`` gives ‖H‖₁,₁ and ``whole`` gives d‖H‖₂; every value is divided by d.
     """
-    H = hessian.exact_hessian(model, task.loss, batches)
+    H = hessian.exact_hessian(_math_attention(model), task.loss, batches)
     params = list(model.parameters())
     rows = []
     for name, part in parts.items():
