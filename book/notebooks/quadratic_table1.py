@@ -400,5 +400,5 @@ from adamlinf.studies import glance
 _ = glance.result_box(
     "quadratic_table1",
     results_dir,
-    ran=f"Adam, AdaSGD and SGD with momentum on d = {d} quadratics (the paper: d = {paper_d}), {len(spectra)} spectra × {len(theta_sqrt_d)} rotations × σ ∈ {sigmas} × β₁ ∈ {{0, 0.9}}, {steps} steps, {n_seeds} seeds, tuned learning rates",
+    ran=f"Adam, AdaSGD and SGD (momentum matched to β₁) on d = {d} quadratics (the paper: d = {paper_d}), {len(spectra)} spectra × {len(theta_sqrt_d)} rotations × σ ∈ {sigmas} × β₁ ∈ {{0, 0.9}}, {steps} steps, {n_seeds} measuring seeds, learning rates tuned on other seeds",
 )
