@@ -13,12 +13,9 @@
 # %% [markdown]
 # # Measure your own model
 #
-# :::{admonition} Result
-# :class: tip
 # ```{glue:md} result_box
 # :format: myst
 # ```
-# :::
 #
 # The paper's central quantity {cite}`xie2025adam` predicts when Adam beats its rotation-invariant
 # twin AdaSGD: the smoothness of the loss with respect to $\ell_\infty$, which for a Hessian is its
