@@ -94,7 +94,7 @@ from tqdm import tqdm
 from adamlinf import optim, partitions
 from adamlinf.data import build_task
 from adamlinf.models import build
-from adamlinf.results import describe_os_error, exclusive, make_dirs, write_text_atomic
+from adamlinf.results import describe_os_error, exclusive, make_dirs, write_atomic, write_text_atomic
 from adamlinf.rotations import RotatedParametrization
 
 OPTIMIZERS = (
@@ -498,30 +498,22 @@ class _Recording:
 
 
 def _write_atomic(path: Path, write) -> None:
-    """Write ``path`` through a temporary file of the same folder, renamed in when complete.
+    """:func:`adamlinf.results.write_atomic`, with the real ``OSError`` behind torch's writer errors.
 
-    Raises:
-        adamlinf.results.WriteError: (an ``OSError``) one line naming the path and the cause (a
-            full disk, a read-only folder); the temporary file is removed.
+    torch's zip writer turns a failed write (a full disk) into its own ``RuntimeError``; the
+    :class:`_Recording` file keeps the ``OSError`` so that the message names the path and the cause.
     """
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as raw:
-            f = _Recording(raw)
-            try:
-                write(f)
-            except Exception:
-                if f.error is not None:
-                    raise f.error from None
-                raise
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise describe_os_error(exc, path) from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+
+    def recorded(raw):
+        f = _Recording(raw)
+        try:
+            write(f)
+        except Exception:
+            if f.error is not None:
+                raise f.error from None
+            raise
+
+    write_atomic(path, recorded)
 
 
 def save_checkpoint(state: dict, out_dir, it: int, keep: int = 2) -> Path:
