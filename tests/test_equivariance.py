@@ -56,7 +56,7 @@ def sgd(params):
 
 
 def adasgd_paper(params):
-    return AdaSGD(params, lr=0.05, betas=(0.9, 0.99), eps=1e-8, v0=1e-3, paper_form=True)
+    return AdaSGD(params, lr=0.05, betas=(0.9, 0.99), eps=0.0, eps_root=1e-8, v0=1e-3, bias_correction=False)
 
 
 def adasgd_torch_form(params):
@@ -150,12 +150,12 @@ def test_two_dimensional_counterexample_closed_form():
     )
     b1, b2 = 0.9, 0.99
     gap = equivariance_gap(
-        lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, paper_form=True), lin, x0, R, 1
+        lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, bias_correction=False), lin, x0, R, 1
     ).gap
     assert math.isclose(gap, expected * (1 - b1) / math.sqrt(1 - b2), rel_tol=1e-12)
     b1, b2 = 0.5, 0.99  # (1 - b1)/sqrt(1 - b2) = 5: the paper form's first step is 5 SignGD steps
     gap = equivariance_gap(
-        lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, paper_form=True), lin, x0, R, 1
+        lambda p: Adam(p, lr=eta, betas=(b1, b2), eps=0.0, bias_correction=False), lin, x0, R, 1
     ).gap
     assert math.isclose(gap, 5 * expected, rel_tol=1e-12)
     # the torch form's first step is exactly a SignGD step (m/c1 = g, sqrt(v/c2) = |g|)
@@ -163,7 +163,10 @@ def test_two_dimensional_counterexample_closed_form():
     assert math.isclose(gap, expected, rel_tol=1e-12)
     # SGD and AdaSGD: zero gap on the same example
     assert equivariance_gap(lambda p: torch.optim.SGD(p, lr=eta, momentum=0.9), lin, x0, R, 3).gap < 1e-15
-    assert equivariance_gap(lambda p: AdaSGD(p, lr=eta, eps=0.0, paper_form=True), lin, x0, R, 3).gap < 1e-15
+    assert (
+        equivariance_gap(lambda p: AdaSGD(p, lr=eta, eps=0.0, bias_correction=False), lin, x0, R, 3).gap
+        < 1e-15
+    )
 
 
 def test_equivariance_gap_bad_input():
@@ -208,7 +211,7 @@ def test_iterate_normalisation_matches_the_quadratic_definition():
 
     def traj(H, start):
         x = torch.nn.Parameter(start.clone())
-        opt = Adam([x], lr=lr, betas=(0.9, 0.99), eps=1e-12, paper_form=True)
+        opt = Adam([x], lr=lr, betas=(0.9, 0.99), eps=0.0, eps_root=1e-12, bias_correction=False)
         out = [x.detach().clone()]
         for _ in range(T):
             x.grad = H @ x.detach()
@@ -219,7 +222,7 @@ def test_iterate_normalisation_matches_the_quadratic_definition():
     xs, xr = traj(A, x0), traj(R.T @ A @ R, R.T @ x0)
     want = float((xr - xs @ R).norm(dim=1).max() / xs.norm(dim=1).max())
     res = equivariance_gap(
-        lambda p: Adam(p, lr=lr, betas=(0.9, 0.99), eps=1e-12, paper_form=True),
+        lambda p: Adam(p, lr=lr, betas=(0.9, 0.99), eps=0.0, eps_root=1e-12, bias_correction=False),
         lambda x, t: 0.5 * x @ (A @ x),
         x0,
         R,

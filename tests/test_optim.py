@@ -38,6 +38,10 @@ def run(make, steps=50, dtype=torch.float64, seed=1, shapes=SHAPES):
     return [p.detach() for p in ps], opt
 
 
+#: the paper's form (Algorithm 1 as stated): no bias correction, eps inside the root
+PAPER = dict(bias_correction=False, eps=0.0, eps_root=1e-8)
+
+
 def groups(ps):
     return [{"params": ps[:2]}, {"params": ps[2:], "lr": 3e-3}]
 
@@ -48,9 +52,7 @@ def groups(ps):
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])
 def test_adam_matches_torch(dtype, tol):
     ours, _ = run(
-        lambda ps: optim.Adam(
-            groups(ps), lr=1e-2, betas=(0.9, 0.99), eps=1e-8, bias_correction=True, eps_inside_sqrt=False
-        ),
+        lambda ps: optim.Adam(groups(ps), lr=1e-2, betas=(0.9, 0.99), eps=1e-8),
         300,
         dtype,
     )
@@ -63,44 +65,41 @@ def test_adam_matches_torch(dtype, tol):
         assert a.dtype == dtype
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
     # and the paper form is a genuinely different trajectory
-    paper, _ = run(lambda ps: optim.Adam(groups(ps), lr=1e-2, betas=(0.9, 0.99), paper_form=True), 300, dtype)
+    paper, _ = run(lambda ps: optim.Adam(groups(ps), lr=1e-2, betas=(0.9, 0.99), **PAPER), 300, dtype)
     assert max((a - b).abs().max().item() for a, b in zip(paper, ref, strict=False)) > 1e-3
 
 
 def test_first_step_closed_forms():
-    """Step 1 by hand: m = (1-b1) g, v = b2 v0 + (1-b2) g^2 (Algorithm 1)."""
+    """Step 1 by hand: m = (1-b1) g, v = b2 v0 + (1-b2) g^2 (Algorithm 1), every placement of eps."""
     lr, b1, b2, eps, v0 = 0.1, 0.9, 0.99, 1e-3, 0.5
     x0 = torch.tensor([1.0, -2.0, 0.5, 0.0], dtype=torch.float64)
     g = torch.tensor([0.3, -1.5, 0.0, 2.0], dtype=torch.float64)
 
     def one(**kw):
         x = x0.clone().requires_grad_()
-        opt = optim.Adam([x], lr=lr, betas=(b1, b2), eps=eps, paper_form=True, **kw)
+        opt = optim.Adam([x], lr=lr, betas=(b1, b2), **kw)
         x.grad = g.clone()
         opt.step()
         return x.detach()
 
     m = (1 - b1) * g
     v = b2 * v0 + (1 - b2) * g * g
-    torch.testing.assert_close(one(v0=v0), x0 - lr * m / torch.sqrt(v + eps), rtol=1e-14, atol=1e-15)
+    close = dict(rtol=1e-14, atol=1e-15)
+    paper = one(v0=v0, eps=0.0, eps_root=eps, bias_correction=False)
+    torch.testing.assert_close(paper, x0 - lr * m / torch.sqrt(v + eps), **close)
     torch.testing.assert_close(
-        one(v0=v0, eps_inside_sqrt=False), x0 - lr * m / (torch.sqrt(v) + eps), rtol=1e-14, atol=1e-15
+        one(v0=v0, eps=eps, bias_correction=False), x0 - lr * m / (torch.sqrt(v) + eps), **close
     )
     # torch form, v0 = 0: the first step is lr * g / (|g| + eps)
-    torch.testing.assert_close(
-        one(bias_correction=True, eps_inside_sqrt=False),
-        x0 - lr * g / (g.abs() + eps),
-        rtol=1e-14,
-        atol=1e-15,
-    )
-    # bias correction with eps inside: lr * g / sqrt(g^2 + eps)
-    torch.testing.assert_close(
-        one(bias_correction=True), x0 - lr * g / torch.sqrt(g * g + eps), rtol=1e-14, atol=1e-15
-    )
+    torch.testing.assert_close(one(eps=eps), x0 - lr * g / (g.abs() + eps), **close)
+    # bias correction with eps inside: lr * g / sqrt(g^2 + eps); both: lr * g / (sqrt(g^2 + eps) + eps)
+    torch.testing.assert_close(one(eps=0.0, eps_root=eps), x0 - lr * g / torch.sqrt(g * g + eps), **close)
+    both = x0 - lr * g / (torch.sqrt(g * g + eps) + eps)
+    torch.testing.assert_close(one(eps=eps, eps_root=eps), both, **close)
 
 
 def test_rmsprop_is_adam_beta1_zero():
-    for form in (dict(), dict(paper_form=True)):
+    for form in (dict(), PAPER):
         a, _ = run(lambda ps, form=form: optim.RMSProp(ps, lr=1e-2, beta2=0.95, v0=0.1, **form))
         b, _ = run(lambda ps, form=form: optim.Adam(ps, lr=1e-2, betas=(0.0, 0.95), v0=0.1, **form))
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=False))
@@ -131,8 +130,8 @@ def test_signgd_exact():
 def test_eps_zero_zero_gradient_does_not_move():
     x = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
     for opt in (
-        optim.Adam([x], lr=0.1, eps=0.0, paper_form=True),
-        optim.BlockwiseAdam([x], lr=0.1, eps=0.0, partition=P.coordinate(), paper_form=True),
+        optim.Adam([x], lr=0.1, eps=0.0, bias_correction=False),
+        optim.BlockwiseAdam([x], lr=0.1, eps=0.0, partition=P.custom(torch.arange(2)), bias_correction=False),
     ):
         x.grad = torch.tensor([0.0, 3.0], dtype=torch.float64)
         before = x.detach().clone()
@@ -147,39 +146,32 @@ def test_eps_zero_zero_gradient_does_not_move():
 # blockwise Adam: extremes, hand computations
 # ---------------------------------------------------------------------------------------------
 FORMS = [
-    dict(bias_correction=bc, eps_inside_sqrt=ins, v0=v0)
+    dict(bias_correction=bc, eps=eps, eps_root=eps_root, v0=v0)
     for bc in (False, True)
-    for ins in (False, True)
+    for eps, eps_root in ((1e-6, 0.0), (0.0, 1e-6), (1e-6, 1e-6))
     for v0 in (0.0, 0.2)
 ]
 
 
 @pytest.mark.parametrize("form", FORMS)
-def test_coordinate_partition_equals_adam_exactly(form):
-    hp = dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, **form)
-    a, _ = run(
-        lambda ps: optim.Adam(
-            [{"params": ps[:2], "betas": (0.5, 0.95)}, {"params": ps[2:], "lr": 3e-3}], fused=False, **hp
-        ),
-        60,
-    )
-    b, _ = run(
-        lambda ps: optim.BlockwiseAdam(
-            [{"params": ps[:2], "betas": (0.5, 0.95)}, {"params": ps[2:], "lr": 3e-3}],
-            partition=P.coordinate(),
-            **hp,
-        ),
-        60,
-    )
+def test_adam_is_the_coordinate_partition_exactly(form):
+    """Adam (per-parameter state, foreach) equals Algorithm 3's block path with one-coordinate blocks."""
+    hp = dict(lr=1e-2, betas=(0.8, 0.95), **form)
+    coords = P.custom(torch.arange(sum(math.prod(s) for s in SHAPES)))
+    grouped = lambda ps: [{"params": ps[:2], "betas": (0.5, 0.95)}, {"params": ps[2:], "lr": 3e-3}]  # noqa: E731
+    a, _ = run(lambda ps: optim.Adam(grouped(ps), fused=False, **hp), 60)
+    b, opt = run(lambda ps: optim.BlockwiseAdam(grouped(ps), partition=coords, **hp), 60)
+    assert "block_exp_avg_sq" in opt.state[opt.param_groups[0]["params"][0]]  # the block path ran
     for x, y in zip(a, b, strict=False):
         assert torch.equal(x, y)
 
 
 @pytest.mark.parametrize("form", FORMS[::3])
-def test_whole_partition_equals_adasgd_exactly(form):
-    hp = dict(lr=1e-2, betas=(0.8, 0.95), eps=1e-6, **form)
+def test_adasgd_is_the_one_block_partition_exactly(form):
+    hp = dict(lr=1e-2, betas=(0.8, 0.95), **form)
+    one = P.custom(lambda qs: [torch.zeros(q.shape, dtype=torch.long) for q in qs])
     a, _ = run(lambda ps: optim.AdaSGD(groups(ps), **hp), 60)
-    b, _ = run(lambda ps: optim.BlockwiseAdam(groups(ps), partition=P.whole(), **hp), 60)
+    b, _ = run(lambda ps: optim.BlockwiseAdam(groups(ps), partition=one, **hp), 60)
     for x, y in zip(a, b, strict=False):
         assert torch.equal(x, y)
 
@@ -229,7 +221,14 @@ def test_blockwise_vs_hand(name):
     lrs = [1e-2, 1e-2, 3e-3, 3e-3]
     got, opt = run(
         lambda ps: optim.BlockwiseAdam(
-            groups(ps), lr=1e-2, betas=(b1, b2), eps=eps, v0=v0, partition=part, paper_form=True
+            groups(ps),
+            lr=1e-2,
+            betas=(b1, b2),
+            eps=0.0,
+            eps_root=eps,
+            v0=v0,
+            partition=part,
+            bias_correction=False,
         ),
         15,
     )
@@ -249,7 +248,7 @@ def test_adasgd_scalar_by_hand_two_groups():
         betas=(0.0, 0.5),
         eps=0.0,
         v0=1.0,
-        paper_form=True,
+        bias_correction=False,
     )
     ga, gb = (
         torch.tensor([1.0, -1.0], dtype=torch.float64),
@@ -271,24 +270,17 @@ def test_functional_forms_match_classes():
     x0 = torch.randn(d, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     A = torch.diag(torch.arange(1.0, d + 1, dtype=torch.float64))
     index = torch.tensor([0, 0, 1, 2, 2, 2])
-    kw = dict(beta1=0.9, beta2=0.99, eps=1e-8, bias_correction=True, eps_inside_sqrt=False)
+    kw = dict(beta1=0.9, beta2=0.99, eps=1e-8)
     for kind in ("adam", "blockwise", "adasgd"):
         X = x0.repeat(3, 1)
         M = torch.zeros_like(X)
         V = torch.zeros(3, {"adam": d, "blockwise": 3, "adasgd": 1}[kind], dtype=torch.float64)
         for t in range(1, steps + 1):
             G = X @ A
-            if kind == "adam":
-                optim.adam_update_(X, G, M, V, lr=lrs, step=t, **kw)
-            elif kind == "blockwise":
-                optim.blockwise_adam_update_(X, G, M, V, index, lr=lrs, step=t, **kw)
-            else:
-                optim.adasgd_update_(X, G, M, V, lr=lrs, step=t, **kw)
+            optim.adam_update_(X, G, M, V, lr=lrs, step=t, index=index if kind == "blockwise" else None, **kw)
         for r in range(3):
             x = x0.clone().requires_grad_()
-            hp = dict(
-                lr=float(lrs[r]), betas=(0.9, 0.99), eps=1e-8, bias_correction=True, eps_inside_sqrt=False
-            )
+            hp = dict(lr=float(lrs[r]), betas=(0.9, 0.99), eps=1e-8)
             opt = {
                 "adam": lambda x=x, hp=hp: optim.Adam([x], **hp),
                 "adasgd": lambda x=x, hp=hp: optim.AdaSGD([x], **hp),
@@ -312,7 +304,8 @@ def test_blockwise_random_partition_vs_functional(labels, bc, ins):
     part = P.custom(flat)
     shapes = [(2, 3), (4,), (2, 2, 2), (3, 2), (6,)]  # d = 30
     x0s = [p.detach() for p in make_params(shapes=shapes)]
-    kw = dict(betas=(0.9, 0.9), eps=1e-6, bias_correction=bc, eps_inside_sqrt=ins)
+    eps = dict(eps=0.0, eps_root=1e-6) if ins else dict(eps=1e-6)
+    kw = dict(betas=(0.9, 0.9), bias_correction=bc, **eps)
     got, _ = run(lambda ps: optim.BlockwiseAdam(ps, lr=1e-2, partition=part, **kw), 8, shapes=shapes)
     X = torch.cat([x.reshape(-1) for x in x0s])
     M, V = torch.zeros_like(X), torch.zeros(int(flat.max()) + 1, dtype=X.dtype)
@@ -324,19 +317,8 @@ def test_blockwise_random_partition_vs_functional(labels, bc, ins):
                 for g in grads_of([c.reshape(s) for c, s in zip(X.split(numels), shapes, strict=True)], t)
             ]
         )
-        optim.blockwise_adam_update_(
-            X,
-            G,
-            M,
-            V,
-            flat,
-            lr=1e-2,
-            beta1=0.9,
-            beta2=0.9,
-            eps=1e-6,
-            step=t + 1,
-            bias_correction=bc,
-            eps_inside_sqrt=ins,
+        optim.adam_update_(
+            X, G, M, V, index=flat, lr=1e-2, beta1=0.9, beta2=0.9, step=t + 1, bias_correction=bc, **eps
         )
     torch.testing.assert_close(torch.cat([g.reshape(-1) for g in got]), X, rtol=1e-12, atol=1e-12)
 
@@ -351,7 +333,7 @@ def test_heads_partition_in_optimizer():
     torch.manual_seed(0)
     m = M().double()
     part = P.heads(m, n_head=2)
-    opt = optim.BlockwiseAdam(m.parameters(), lr=1e-2, partition=part, paper_form=True)
+    opt = optim.BlockwiseAdam(m.parameters(), lr=1e-2, partition=part, **PAPER)
     assert opt.num_blocks == 6 + 16 + 1
     x = torch.randn(4, 8, dtype=torch.float64)
     m.c_attn.weight.grad = None
@@ -371,7 +353,9 @@ def test_heads_partition_in_optimizer():
 # ---------------------------------------------------------------------------------------------
 MAKERS = {
     "adam": lambda ps: optim.Adam(groups(ps), lr=1e-2),
-    "adam_paper": lambda ps: optim.Adam(groups(ps), lr=1e-2, v0=0.1, paper_form=True),
+    "adam_paper": lambda ps: optim.Adam(groups(ps), lr=1e-2, v0=0.1, **PAPER),
+    "tensor": lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2, partition="tensor"),
+    "rmsprop": lambda ps: optim.RMSProp(groups(ps), lr=1e-2),
     "adasgd": lambda ps: optim.AdaSGD(groups(ps), lr=1e-2, bias_correction=True),
     "rows": lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2, partition=P.rows()),
     "signgd": lambda ps: optim.SignGD(groups(ps), lr=1e-2),
@@ -427,7 +411,7 @@ def test_closure_returns_loss(name):
 def test_lambda_lr_scheduler():
     sched_lr = lambda t: 1.0 / (1 + t)  # noqa: E731
     ps = make_params()
-    opt = optim.Adam(ps, lr=1e-2, paper_form=True)
+    opt = optim.Adam(ps, lr=1e-2, **PAPER)
     sch = torch.optim.lr_scheduler.LambdaLR(opt, sched_lr)
     ref = [p.detach().clone() for p in ps]
     m = [torch.zeros_like(r) for r in ref]
@@ -447,10 +431,8 @@ def test_lambda_lr_scheduler():
                 lr=1e-2 * sched_lr(t),
                 beta1=0.9,
                 beta2=0.999,
-                eps=1e-8,
                 step=t + 1,
-                bias_correction=False,
-                eps_inside_sqrt=True,
+                **PAPER,
             )
     for a, b in zip(ps, ref, strict=False):
         assert torch.equal(a.detach(), b)
@@ -573,28 +555,29 @@ def test_nonfinite_raise_and_ignore():
 # ---------------------------------------------------------------------------------------------
 # factory
 # ---------------------------------------------------------------------------------------------
-def test_create():
+def test_create_and_the_registry():
     ps = make_params()
     a = optim.create("adam", ps, lr=1e-3)
-    assert isinstance(a, optim.Adam) and a.defaults["bias_correction"] and not a.defaults["eps_inside_sqrt"]
+    assert isinstance(a, optim.Adam) and a.defaults["bias_correction"] and a.defaults["eps_root"] == 0
     assert a.defaults["betas"] == (0.9, 0.999)  # the same defaults as Adam(ps) and torch.optim.Adam(ps)
-    for kw in (dict(torch_form=False), dict(paper_form=True)):
-        a = optim.create("adam", ps, lr=1e-3, **kw)
-        assert not a.defaults["bias_correction"] and a.defaults["eps_inside_sqrt"]
-    with pytest.raises(ValueError, match="disagree"):
-        optim.create("adam", ps, lr=1e-3, torch_form=True, paper_form=True)
     s = optim.create("sgd", ps, lr=0.1, momentum=0.8)
     assert type(s) is torch.optim.SGD and s.defaults["momentum"] == 0.8
     assert isinstance(optim.create("adasgd", ps, lr=1e-3), optim.AdaSGD)
-    assert isinstance(optim.create("signgd", ps, lr=1e-3), optim.SignGD)
+    assert isinstance(optim.create("signgd", ps, lr=1e-3, bias_correction=False), optim.SignGD)
     r = optim.create("rmsprop", ps, lr=1e-3)
     assert isinstance(r, optim.RMSProp) and r.defaults["betas"] == (0.0, 0.999)
     b = optim.create("blockwise_adam", ps, lr=1e-3, partition="rows")
     assert isinstance(b, optim.BlockwiseAdam) and b.num_blocks == P.rows().num_blocks(ps)
+    b = optim.create("blockwise_adam_tensor", ps, lr=1e-3)
+    assert b.num_blocks == len(ps)
     b = optim.create("blockwise_adam", ps, lr=1e-3)  # default partition: coordinate (= Adam)
     assert b.partition.name == "coordinate" and b.num_blocks == sum(p.numel() for p in ps)
     with pytest.raises(ValueError, match="unknown optimizer"):
         optim.create("lion", ps, lr=1e-3)
+    with pytest.raises(ValueError, match="config.n_head"):
+        optim.create("blockwise_adam_head", ps, lr=1e-3)
+    assert [n for n, s in optim.OPTIMIZERS.items() if s.rotates] == ["rotated_adam"]
+    assert optim.LABELS["rotated_adam"] == "Rotated Adam" and set(optim.LABELS) == set(optim.OPTIMIZERS)
     # the factory's Adam is torch.optim.Adam with torch's defaults
     a, _ = run(lambda q: optim.create("adam", q, lr=1e-2), 50)
     b, _ = run(lambda q: torch.optim.Adam(q, lr=1e-2), 50)
@@ -638,7 +621,7 @@ def test_missing_grad_counts_as_zero_in_blocks():
     """BlockwiseAdam: a parameter without .grad is not moved and adds 0 to its blocks' statistics."""
     a = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
     b = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
-    opt = optim.AdaSGD([a, b], lr=0.1, betas=(0.0, 0.5), eps=0.0, paper_form=True)
+    opt = optim.AdaSGD([a, b], lr=0.1, betas=(0.0, 0.5), eps=0.0, bias_correction=False)
     a.grad = torch.tensor([2.0, 2.0], dtype=torch.float64)
     opt.step()
     v = 0.5 * (4 + 4) / 4  # b's missing gradient counts as zeros, d = 4
@@ -659,20 +642,15 @@ def test_default_adam_is_torch_adam(dtype, tol):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
     d = opt.defaults
     assert (d["lr"], d["betas"], d["eps"], d["v0"]) == (1e-3, (0.9, 0.999), 1e-8, 0.0)
-    assert d["bias_correction"] and not d["eps_inside_sqrt"]
-    paper = optim.Adam(make_params(), paper_form=True).defaults
-    assert not paper["bias_correction"] and paper["eps_inside_sqrt"]
+    assert d["bias_correction"] and d["eps_root"] == 0
 
 
-def test_blockwise_and_adasgd_defaults_follow_adam():
-    """BlockwiseAdam() is the coordinate partition (= Adam); AdaSGD and RMSProp use the torch form."""
-    a, _ = run(lambda ps: optim.Adam(groups(ps), lr=1e-2, fused=False), 40)
-    b, opt = run(lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2), 40)
-    assert opt.partition.name == "coordinate"
-    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=False))
+def test_presets_follow_torch_defaults():
+    """BlockwiseAdam() is the coordinate partition (= Adam); every preset has torch's settings."""
+    assert optim.BlockwiseAdam(make_params()).partition.name == "coordinate"
     for cls in (optim.AdaSGD, optim.RMSProp, optim.BlockwiseAdam):
         d = cls(make_params()).defaults
-        assert d["bias_correction"] and not d["eps_inside_sqrt"] and d["betas"][1] == 0.999
+        assert d["bias_correction"] and d["eps_root"] == 0 and d["eps"] == 1e-8 and d["betas"][1] == 0.999
 
 
 # ---------------------------------------------------------------------------------------------
@@ -713,7 +691,7 @@ def _complex_twin(make, steps=15):
     "name, make",
     [
         ("adam", lambda ps: optim.Adam(ps, lr=1e-2)),
-        ("adam_paper", lambda ps: optim.Adam(ps, lr=1e-2, paper_form=True, v0=0.1)),
+        ("adam_paper", lambda ps: optim.Adam(ps, lr=1e-2, v0=0.1, **PAPER)),
         ("adasgd", lambda ps: optim.AdaSGD(ps, lr=1e-2)),
         ("rows", lambda ps: optim.BlockwiseAdam(ps, lr=1e-2, partition="rows")),
         ("signgd", lambda ps: optim.SignGD(ps, lr=1e-2)),
@@ -959,7 +937,7 @@ def test_torch_keyword_arguments():
             with pytest.raises(ValueError, match=msg):
                 cls(ps, **kw)
     with pytest.raises(ValueError, match="fused=True"):
-        optim.Adam(ps, fused=True, paper_form=True)
+        optim.Adam(ps, fused=True, bias_correction=False)
     with pytest.raises(ValueError, match="fused=True"):
         optim.AdaSGD(ps, fused=True)
     # maximize as torch does it, fused and not
@@ -1090,7 +1068,9 @@ def test_cuda_step_does_not_synchronise(name):
 SKIP_MAKERS = {**MAKERS, "adam_nonfused": lambda ps: optim.Adam(groups(ps), lr=1e-2, fused=False)}
 UNCHECKED = {  # the same optimizers without the non-finite check
     "adam": lambda ps: optim.Adam(groups(ps), lr=1e-2, nonfinite="ignore"),
-    "adam_paper": lambda ps: optim.Adam(groups(ps), lr=1e-2, v0=0.1, paper_form=True, nonfinite="ignore"),
+    "adam_paper": lambda ps: optim.Adam(groups(ps), lr=1e-2, v0=0.1, nonfinite="ignore", **PAPER),
+    "tensor": lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2, partition="tensor", nonfinite="ignore"),
+    "rmsprop": lambda ps: optim.RMSProp(groups(ps), lr=1e-2, nonfinite="ignore"),
     "adasgd": lambda ps: optim.AdaSGD(groups(ps), lr=1e-2, bias_correction=True, nonfinite="ignore"),
     "rows": lambda ps: optim.BlockwiseAdam(groups(ps), lr=1e-2, partition=P.rows(), nonfinite="ignore"),
     "signgd": lambda ps: optim.SignGD(groups(ps), lr=1e-2, nonfinite="ignore"),

@@ -250,7 +250,7 @@ def test_run_blockwise_rmsprop_matches_optimizer_classes():
     idx = torch.tensor([0, 0, 1, 1, 1, 2])
     T, lr, beta2, v0 = 30, 0.05, 0.9, 0.3
     for block_index, make in (
-        (None, lambda p: RMSProp([p], lr=lr, beta2=beta2, eps=0.0, v0=v0, paper_form=True)),
+        (None, lambda p: RMSProp([p], lr=lr, beta2=beta2, eps=0.0, v0=v0, bias_correction=False)),
         (
             idx,
             lambda p: BlockwiseAdam(
@@ -259,7 +259,7 @@ def test_run_blockwise_rmsprop_matches_optimizer_classes():
                 betas=(0.0, beta2),
                 eps=0.0,
                 v0=v0,
-                paper_form=True,
+                bias_correction=False,
                 partition=partitions.custom(idx),
             ),
         ),
@@ -291,9 +291,9 @@ def test_theorem22_equivariance_gaps():
     Pm = to_dense(random_permutation(8, seed=1, dtype=F64))
     cfg = {
         "sgd": dict(momentum=0.9),
-        "adasgd": dict(betas=(0.9, 0.99), eps=1e-12, torch_form=False),
+        "adasgd": dict(betas=(0.9, 0.99), eps=0.0, eps_root=1e-12, bias_correction=False),
         "signgd": {},
-        "adam": dict(betas=(0.9, 0.99), eps=1e-12, torch_form=False),
+        "adam": dict(betas=(0.9, 0.99), eps=0.0, eps_root=1e-12, bias_correction=False),
     }
     for name, kw in cfg.items():
         rot = trajectory_gap(name, A, x0, R, T=20, lr=0.05, **kw)
@@ -332,9 +332,9 @@ def test_phi_smoothness_matches_grid_search():
 # the notebook sweeps of adamlinf.theory (Theorems 2.2, 3.2, 3.5, 3.11)
 EQ_OPTS = {
     "SGD": dict(name="sgd", lr=0.05, momentum=0.0),
-    "AdaSGD": dict(name="adasgd", lr=0.05, betas=(0.9, 0.99), eps=1e-12, torch_form=False),
+    "AdaSGD": dict(name="adasgd", lr=0.05, betas=(0.9, 0.99), eps=0.0, eps_root=1e-12, bias_correction=False),
     "SignGD": dict(name="signgd", lr=0.05),
-    "Adam": dict(name="adam", lr=0.05, betas=(0.9, 0.99), eps=1e-12, torch_form=False),
+    "Adam": dict(name="adam", lr=0.05, betas=(0.9, 0.99), eps=0.0, eps_root=1e-12, bias_correction=False),
 }
 
 
@@ -391,8 +391,9 @@ def test_equivariance_gaps_sweep():
         T=20,
         lr=0.05,
         betas=(0.9, 0.99),
-        eps=1e-12,
-        torch_form=False,
+        eps=0.0,
+        eps_root=1e-12,
+        bias_correction=False,
     )
     got = df[(df.optimizer == "Adam") & (df.transformation == "rotation") & (df.draw == 0)].gap.iloc[0]
     assert got == pytest.approx(ref, rel=1e-12)

@@ -113,9 +113,9 @@ import pandas as pd
 
 from adamlinf import report
 from adamlinf.data import text
+from adamlinf.optim import LABELS
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
-from adamlinf.runs import OPTIMIZER_LABELS
 from adamlinf.studies import costs, lm, sweeps
 from adamlinf.studies.verdicts import save_verdicts
 
@@ -180,7 +180,7 @@ counts = verdicts.verdict.value_counts().to_dict()
 _ = report.markdown(
     f"At scale `{scale}`: " + ", ".join(f"{n} {v}" for v, n in counts.items()) + " of "
     f"{len(verdicts)} checks. Tuned learning rates: "
-    + ", ".join(f"{OPTIMIZER_LABELS[o]} {v:.2g}" for o, v in runs.sweep.best_lr.items())
+    + ", ".join(f"{LABELS[o]} {v:.2g}" for o, v in runs.sweep.best_lr.items())
     + f". {runs.sweep.extension_text().capitalize()}. Each value is over {len(seeds)} measuring seeds; "
     "*inconclusive* means Welch's one-sided test at α = 0.05 decides neither way: the claim is neither "
     "confirmed nor refuted at this scale. This is a small byte-level model, not GPT-2 on OpenWebText."

@@ -60,9 +60,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from adamlinf import report
+from adamlinf.optim import LABELS
 from adamlinf.results import upstream_dir
 from adamlinf.run import notebook_params
-from adamlinf.runs import OPTIMIZER_LABELS
 from adamlinf.studies import costs, lm, sweeps
 from adamlinf.studies.verdicts import save_verdicts
 
@@ -90,7 +90,7 @@ print("shared peak lr slices: " + ", ".join(f"{k} {v:.3g}" for k, v in shared.it
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(7.5, 3.4), sharey=True)
-labels = dict(OPTIMIZER_LABELS)
+labels = dict(LABELS)
 smooth = max(1, int(curves.iter.max()) // 50)
 for ax, (setting, lr_s) in zip(axes, shared.items(), strict=False):
     pts = {o: (o, lr_s) for o in lm.ADAPTIVE}

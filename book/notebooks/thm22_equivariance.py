@@ -87,9 +87,9 @@ t_start = time.perf_counter()
 # Hyperparameters shared by both experiments (same for the original and the transformed run).
 OPTIMIZERS = {
     "SGD": dict(name="sgd", lr=0.1, momentum=0.0),
-    "AdaSGD": dict(name="adasgd", lr=0.1, betas=(0.9, 0.99), eps=1e-12, torch_form=False),
+    "AdaSGD": dict(name="adasgd", lr=0.1, betas=(0.9, 0.99), eps=0.0, eps_root=1e-12, bias_correction=False),
     "SignGD": dict(name="signgd", lr=0.1),
-    "Adam": dict(name="adam", lr=0.1, betas=(0.9, 0.99), eps=1e-12, torch_form=False),
+    "Adam": dict(name="adam", lr=0.1, betas=(0.9, 0.99), eps=0.0, eps_root=1e-12, bias_correction=False),
 }
 
 # %% [markdown]

@@ -560,15 +560,12 @@ def _train_copy(model, loss_fn, batches, name, lr, steps, seed, betas, eps):
     m = copy.deepcopy(model)
     params = [p for p in m.parameters() if p.requires_grad]
     rp = None
-    if name == "rotated_adam":
-        rp = RotatedParametrization(m, seed=seed)
-        opt = _optim.Adam(rp.parameters(), lr=lr, betas=betas, eps=eps)
-    elif name == "adam":
-        opt = _optim.Adam(params, lr=lr, betas=betas, eps=eps)
-    elif name == "adasgd":
-        opt = _optim.AdaSGD(params, lr=lr, betas=betas, eps=eps)
-    else:
+    if name not in RACERS:
         raise ValueError(f"optimizer must be one of {RACERS}, got {name!r}")
+    if _optim.OPTIMIZERS[name].rotates:
+        rp = RotatedParametrization(m, seed=seed)
+        params = rp.parameters()
+    opt = _optim.create(name, params, lr=lr, betas=betas, eps=eps)
     for t in range(steps):
         if rp is not None:
             rp.push()

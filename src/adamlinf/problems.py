@@ -32,7 +32,7 @@ problem, so that runs sharing an update rule form one contiguous slice (a "group
 runs sharing a Hessian form contiguous sub-slices. Per step there is one batched matrix product
 per (group, problem) slice (``x[slice] @ H_theta``; a diagonal Hessian uses an elementwise
 product) and one batched optimizer update per group, done by the functional forms of
-:mod:`adamlinf.optim` (``adam_update_``, ``adasgd_update_``, ``signgd_update_``) with the
+:mod:`adamlinf.optim` (``adam_update_``, ``signgd_update_``) with the
 ``(n, 1)`` learning-rate tensor, plus :func:`sgd_update_`. The only Python loops are over steps,
 over the handful of update rules and over the problems; none is over learning rates or seeds.
 ``Experiment.x0`` may hold one start per seed (shape ``(n_seeds, d)``), so that seeds differ in
@@ -44,7 +44,7 @@ code): Adam = ``torch.optim.Adam`` (bias correction, :math:`\epsilon` outside th
 :math:`\|g\|_2^2/d` (Algorithm 2, authors' code form); SGD = ``torch.optim.SGD`` with
 momentum :math:`\mu = \beta_1` (heavy ball, no dampening); SignGD :math:`x \leftarrow x - \eta
 \operatorname{sign}(g)`. :func:`run_one_by_one` runs one combination with the optimizer *classes*
-(``adamlinf.optim.create(..., torch_form=True)``, which is implemented to equal
+(``adamlinf.optim.create``, whose Adam is
 ``torch.optim.Adam``) and is the reference the batched maths is tested against.
 """
 
@@ -88,7 +88,7 @@ __all__ = [
     "SCHEDULES",
 ]
 
-OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")
+OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS the batched runner runs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -714,7 +714,6 @@ def run_batched(
             new = (hit < 0) & (loss <= reach * initial)
             hit[new] = t
 
-    form = dict(eps=eps, bias_correction=True, eps_inside_sqrt=False)  # torch form
     iterator = (
         tqdm(range(1, steps + 1), desc="quadratic runs", leave=False) if progress else range(1, steps + 1)
     )
@@ -737,10 +736,10 @@ def run_batched(
             if schedule != "constant":
                 lrs = lrs * lr_factor(schedule, t, steps)
             if opt == "adam":
-                optim.adam_update_(xs, gs, ms, v_full[a:b], lr=lrs, beta1=beta1, beta2=beta2, step=t, **form)
-            elif opt == "adasgd":
-                optim.adasgd_update_(
-                    xs, gs, ms, v_scalar[a:b], lr=lrs, beta1=beta1, beta2=beta2, step=t, **form
+                optim.adam_update_(xs, gs, ms, v_full[a:b], lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
+            elif opt == "adasgd":  # v of shape (runs, 1): one scalar per run
+                optim.adam_update_(
+                    xs, gs, ms, v_scalar[a:b], lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t
                 )
             elif opt == "sgd":
                 sgd_update_(xs, gs, ms, lr=lrs, momentum=beta1)
@@ -828,7 +827,7 @@ def run_one_by_one(
     :math:`L(x_0), \dots, L(x_T)` (length ``steps + 1``).
 
     The optimizer is ``adamlinf.optim.create(optimizer, [x], lr=lr, betas=(beta1, beta2),
-    eps=eps, momentum=beta1, torch_form=True)``; with ``use_torch_optim=True`` ``"adam"`` uses
+    eps=eps, momentum=beta1)``; with ``use_torch_optim=True`` ``"adam"`` uses
     ``torch.optim.Adam`` and ``"sgd"`` ``torch.optim.SGD`` directly. The noise is stream
     ``seed_index`` of :class:`GradientNoise` (``seed``), exactly what :func:`run_batched` adds;
     ``schedule`` sets ``param_groups[...]["lr"]`` before every step.
@@ -841,9 +840,7 @@ def run_one_by_one(
     elif use_torch_optim and optimizer == "sgd":
         opt = torch.optim.SGD([w], lr=lr, momentum=beta1, foreach=False)
     else:
-        opt = optim.create(
-            optimizer, [w], lr=lr, betas=(beta1, beta2), eps=eps, momentum=beta1, torch_form=True
-        )
+        opt = optim.create(optimizer, [w], lr=lr, betas=(beta1, beta2), eps=eps, momentum=beta1)
     noise = GradientNoise(
         problem.d,
         max(n_seeds or 0, seed_index + 1),
@@ -1145,7 +1142,7 @@ def run_blockwise_rmsprop(
 
     ``block_index=None`` means coordinates, i.e. RMSProp (Algorithm 1 with :math:`\beta_1=0`).
     ``n_seeds`` independent noise streams and a vector of step sizes run at once
-    (``adamlinf.optim.blockwise_adam_update_`` along the last dimension; no bias correction,
+    (``adamlinf.optim.adam_update_`` with blocks along the last dimension; no bias correction,
     :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`).
 
     With ``lemmas=True`` the run also accumulates, per block, the sums that enter Lemmas 3.14-3.16
@@ -1222,21 +1219,10 @@ def run_blockwise_rmsprop(
             if t + 1 > T // 2:
                 acc["sqrt_vtilde_window"] += (vtilde + eps).sqrt()
             acc["gbar_norm_sum"] += (gbar_b2 / db).sqrt()
-        optim.blockwise_adam_update_(
-            x,
-            g,
-            m,
-            v,
-            idx,
-            lr=lr_col,
-            beta1=0.0,
-            beta2=beta2,
-            eps=eps,
-            step=t + 1,
-            sizes=db,
-            bias_correction=False,
-            eps_inside_sqrt=True,
-        )
+        optim.adam_update_(
+            x, g, m, v, index=idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=0.0, eps_root=eps, step=t + 1,
+            sizes=db, bias_correction=False,
+        )  # fmt: skip
         if lemmas:
             acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
             acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)
@@ -1260,7 +1246,7 @@ def run_trajectory(name: str, A, x0, *, T: int, lr: float, **kwargs) -> torch.Te
         x0: the start ``(d,)``.
         T: number of steps.
         lr: learning rate.
-        **kwargs: passed to ``create`` (``betas``, ``eps``, ``momentum``, ``torch_form``, ...).
+        **kwargs: passed to ``create`` (``betas``, ``eps``, ``eps_root``, ``bias_correction``, ...).
 
     Returns:
         The ``(T + 1, d)`` iterates.

@@ -65,7 +65,6 @@ from adamlinf.results import exclusive, write_text_atomic
 __all__ = [
     "SPEC_FILE",
     "COMPLETE_FILE",
-    "OPTIMIZER_LABELS",
     "lm_spec",
     "image_spec",
     "with_train",
@@ -85,18 +84,6 @@ __all__ = [
 
 SPEC_FILE = "experiment_spec.json"
 COMPLETE_FILE = "experiment_complete.json"
-
-#: How the book names the optimizers (figure legends, table rows).
-OPTIMIZER_LABELS = {
-    "adam": "Adam",
-    "adasgd": "AdaSGD",
-    "rotated_adam": "Rotated Adam",
-    "sgd": "SGD",
-    "blockwise_adam_tensor": "Blockwise Adam (per tensor)",
-    "blockwise_adam_head": "Blockwise Adam (per head)",
-    "signgd": "SignGD",
-    "rmsprop": "RMSProp",
-}
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,14 +16,14 @@ samples, whatever the split over ranks and micro steps. Weight decay is off, as 
 (see the reconstruction notes, ``book/reconstruction.md``). The optimizers (``TrainConfig.optimizer``):
 
 ============================  ===============================================================
-``adam``                      ``optim.create("adam", torch_form=True)`` (= torch.optim.Adam)
+``adam``                      ``optim.Adam`` (= torch.optim.Adam)
 ``rotated_adam``              Adam on ``w`` of ``RotatedParametrization(model, k, seed)``:
                               Adam on L∘R with the App. D.1 permute-and-rotate map R
 ``adasgd``                    Algorithm 2 (one scalar second moment)
 ``sgd``                       torch SGD with momentum (0.9 by default)
 ``blockwise_adam_tensor``     Algorithm 3 with one block per tensor (an extra)
 ``blockwise_adam_head``       Algorithm 3 with one block per attention head (Adam-mini style)
-other names of optim.create   e.g. ``signgd``, ``rmsprop``
+other names of optim.OPTIMIZERS e.g. ``signgd``, ``rmsprop``
 ============================  ===============================================================
 
 **Hot loop.** The loop never waits for the device: the loss and gradient norm of each iteration
@@ -91,22 +91,13 @@ import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from adamlinf import optim, partitions
+from adamlinf import optim
 from adamlinf.data import build_task
 from adamlinf.models import build
 from adamlinf.results import describe_os_error, exclusive, make_dirs, write_atomic, write_text_atomic
 from adamlinf.rotations import RotatedParametrization
 
-OPTIMIZERS = (
-    "adam",
-    "rotated_adam",
-    "adasgd",
-    "sgd",
-    "blockwise_adam_tensor",
-    "blockwise_adam_head",
-    "signgd",
-    "rmsprop",
-)
+OPTIMIZERS = tuple(optim.OPTIMIZERS)  # the registry's names
 DTYPES = {
     "float32": torch.float32,
     "float64": torch.float64,
@@ -371,7 +362,7 @@ def lr_at(it: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module, params: list) -> torch.optim.Optimizer:
-    """The optimizer ``cfg.optimizer`` over ``params`` via :func:`adamlinf.optim.create`.
+    """The optimizer ``cfg.optimizer`` over ``params``, from the registry :data:`adamlinf.optim.OPTIMIZERS`.
 
     Args:
         cfg: the run's configuration.
@@ -381,25 +372,10 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module, params: list) -> torch.op
     Returns:
         The optimizer.
     """
-    kw = dict(
-        lr=cfg.lr,
-        betas=cfg.betas,
-        eps=cfg.eps,
-        momentum=cfg.momentum,
-        torch_form=cfg.torch_form,
-        **cfg.optimizer_kwargs,
-    )
-    name = cfg.optimizer
-    if name == "rotated_adam":
-        return optim.create("adam", params, **kw)
-    if name == "blockwise_adam_tensor":
-        return optim.create("blockwise_adam", params, partition=partitions.tensor(), **kw)
-    if name == "blockwise_adam_head":
-        n_head = getattr(getattr(model, "config", None), "n_head", None)
-        if n_head is None:
-            raise ValueError("blockwise_adam_head needs a model with config.n_head (a GPT)")
-        return optim.create("blockwise_adam", params, partition=partitions.heads(model, n_head), **kw)
-    return optim.create(name, params, **kw)
+    kw = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, momentum=cfg.momentum, **cfg.optimizer_kwargs)
+    if not cfg.torch_form:  # the paper's form: no bias correction, eps inside the root
+        kw.update(bias_correction=False, eps=0.0, eps_root=cfg.eps)
+    return optim.create(cfg.optimizer, params, model=model, **kw)
 
 
 # ------------------------------------------------------------------------------------------------

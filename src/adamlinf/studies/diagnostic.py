@@ -16,14 +16,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from adamlinf.diagnose import Diagnosis, Estimate
+from adamlinf import optim
+from adamlinf.diagnose import RACERS, Diagnosis, Estimate
 from adamlinf.studies.verdicts import BOOK, Measured, compare, rule_text, verdict_row
 
 #: The ``where`` of the chapter's verdict rows.
 WHERE = "Diagnostic"
-
-#: Display names of the race's optimizers.
-LABELS = {"adam": "Adam", "rotated_adam": "Rotated Adam", "adasgd": "AdaSGD"}
 
 
 def least_squares(n: int, p: int, *, seed: int = 0, dtype=torch.float64):
@@ -106,7 +104,8 @@ def overview(summary_table: pd.DataFrame, race_table: pd.DataFrame) -> pd.DataFr
             if len(race_table)
             else []
         )
-        for opt, label in LABELS.items():
+        for opt in RACERS:
+            label = optim.LABELS[opt]
             best = g[(g.optimizer == opt) & g.best] if len(g) else []
             if len(best):
                 edge = "" if best.interior.iloc[0] else ", edge"

@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from adamlinf import hessian as _hessian
+from adamlinf import optim
 from adamlinf import train as _train
 from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table
 
@@ -44,8 +45,6 @@ from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table
 #: of about 27% (C ≈ 1.6); the bands then cover the exact norm in at least 90% of repeats.
 THM41_C = 2.0
 
-#: Display names of the optimizers in the tables.
-LABELS = {"adam": "Adam", "adasgd": "AdaSGD", "rotated_adam": "Rotated Adam", "sgd": "SGD"}
 #: The order of the rows of Tables 2 and 4 in the paper.
 PAPER_ORDER = ("adasgd", "adam", "rotated_adam")
 
@@ -303,7 +302,7 @@ def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
         if r is not None:
             rows.append(
                 {
-                    "Optimizer": LABELS[opt],
+                    "Optimizer": optim.LABELS[opt],
                     "Smoothness metric": metric,
                     "Upper bound": bound,
                     "Quantity": shown,
@@ -359,7 +358,7 @@ def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
             {
                 "run": run,
                 "optimizer": opt,
-                "checkpoint of": LABELS.get(opt, opt),
+                "checkpoint of": optim.LABELS.get(opt, opt),
                 "‖H‖₁,₁/d": Measured.band(a.value, a.lo, a.hi).text(3),
                 "‖RᵀHR‖₁,₁/d": Measured.band(b.value, b.lo, b.hi).text(3),
                 "ratio rotated / unrotated": float(b.value / a.value),

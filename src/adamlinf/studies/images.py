@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from adamlinf import report
+from adamlinf import optim, report
 from adamlinf import runs as _runs
 from adamlinf.data import images as _images
 from adamlinf.studies import hessian_tables, sweeps
@@ -214,7 +214,7 @@ def table3_claims(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, data
     tuned lr, over the measuring seeds). ``data`` names what was trained on ("digits stand-in",
     "CIFAR-10"); every claim says it.
     """
-    labels = dict(_runs.OPTIMIZER_LABELS)
+    labels = dict(optim.LABELS)
     tables = []
     for bs in sorted(tuned.batch_size.unique()):
         values = measured_of(finals, tuned, bs)
@@ -255,7 +255,7 @@ def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: s
     Adam's training loss is lower than each other optimizer's at half the budget and at the end
     (over the measuring seeds); ``data`` names what was trained on.
     """
-    labels = dict(_runs.OPTIMIZER_LABELS)
+    labels = dict(optim.LABELS)
     tables = []
     for when, frac in (("half the budget", 0.5), ("the end", 1.0)):
         values = {}
@@ -295,7 +295,7 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
     """Render Table 3 (tuned loss per optimizer and batch size, mean ± std) and the sweep figure."""
     import matplotlib.pyplot as plt  # plotting only
 
-    labels = dict(_runs.OPTIMIZER_LABELS)
+    labels = dict(optim.LABELS)
     order = list(dict.fromkeys(tuned.optimizer))  # the paper's order (tuned_table)
     shown = tuned.pivot(index="optimizer", columns="batch_size", values=["text", "lr"]).reindex(order)
     shown.columns = [
@@ -338,7 +338,7 @@ def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str
     """Render Figure 4: training and test loss of the tuned runs, mean over seeds with ± std bands."""
     import matplotlib.pyplot as plt  # plotting only
 
-    labels = dict(_runs.OPTIMIZER_LABELS)
+    labels = dict(optim.LABELS)
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
     present = sorted(set(curves.optimizer), key=lambda o: PAPER_ORDER.index(o) if o in PAPER_ORDER else 99)
     for ax, col in zip(axes, (METRIC, "test_loss"), strict=False):

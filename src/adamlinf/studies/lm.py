@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adamlinf import report
+from adamlinf import optim, report
 from adamlinf import runs as _runs
 from adamlinf.studies import hessian_tables, sweeps
 from adamlinf.studies.sweeps import with_seed
@@ -177,7 +177,7 @@ def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:
     Each optimizer at its own tuned lr, and the adaptive methods at the paper's shared lr (SGD at
     its tuned lr in both views).
     """
-    labels = dict(_runs.OPTIMIZER_LABELS)
+    labels = dict(optim.LABELS)
     tuned = runs.tuned()
     eta = runs.shared["default"]
     shared = {o: sweeps.measured(runs.finals, o, eta) for o in ADAPTIVE if o in tuned}
@@ -222,7 +222,7 @@ def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) ->
     beats AdaSGD and rotated Adam) survive at the smaller and at the larger lr? A *fails* there is a
     finding: the ordering reverses at that rate.
     """
-    name = _runs.OPTIMIZER_LABELS
+    name = optim.LABELS
     labels = {f"{o}|{s}": f"{name.get(o, o)} ({s} lr)" for o, s in values}
     flat = {f"{o}|{s}": v for (o, s), v in values.items()}
     opts = list(dict.fromkeys(o for o, _ in values))
@@ -320,7 +320,7 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     """
     import matplotlib.pyplot as plt  # plotting only: the studies' numbers never need matplotlib
 
-    labels = dict(_runs.OPTIMIZER_LABELS)
+    labels = dict(optim.LABELS)
     finals, tuned = tables["finals"], tables["tuned"]
     best = dict(zip(tuned.optimizer, tuned.lr, strict=False))
     n_seeds = int(tuned.n_seeds.min())
