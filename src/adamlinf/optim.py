@@ -5,9 +5,8 @@ Blockwise Adam over a partition :math:`\Phi:[d]\to[B]` with block sizes :math:`d
 
 .. math::
 
-    m_t=\beta_1m_{t-1}+(1-\beta_1)g_t,\qquad
-    v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)\|g_{t,(b)}\|_2^2/d_b,\qquad
-    x_{t,(b)}=x_{t-1,(b)}-\eta_t\,\frac{m_{t,(b)}/c_{1,t}}{\sqrt{v_{t,b}/c_{2,t}+\epsilon_{\rm root}}+\epsilon},
+    m_t=\beta_1m_{t-1}+(1-\beta_1)g_t,\quad v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)\|g_{t,(b)}\|_2^2/d_b,\\
+    x_{t,(b)}=x_{t-1,(b)}-\eta_t\frac{m_{t,(b)}/c_{1,t}}{\sqrt{v_{t,b}/c_{2,t}+\epsilon_{\rm root}}+\epsilon},
 
 with :math:`c_{k,t}=1-\beta_k^t` (``bias_correction=True``) or 1. Adam (Algorithm 1) is the coordinate
 partition, AdaSGD (Algorithm 2) the whole model, RMSProp :math:`\beta_1=0`. The defaults are
@@ -26,7 +25,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
-
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.adam import adam as torch_adam
@@ -34,19 +32,8 @@ from torch.optim.adam import adam as torch_adam
 from . import partitions
 from .partitions import Partition
 
-__all__ = [
-    "BlockwiseAdam",
-    "Adam",
-    "AdaSGD",
-    "RMSProp",
-    "SignGD",
-    "Spec",
-    "OPTIMIZERS",
-    "LABELS",
-    "create",
-    "adam_update_",
-    "signgd_update_",
-]
+__all__ = ["BlockwiseAdam", "Adam", "AdaSGD", "RMSProp", "SignGD", "Spec", "OPTIMIZERS", "LABELS", "create"]
+__all__ += ["adam_update_", "signgd_update_"]
 
 _NONFINITE = ("skip", "raise", "ignore")
 _GLOBAL_KEYS = ("nonfinite", "partition")  # optimizer-wide settings: in ``defaults``, not in the groups
@@ -56,17 +43,20 @@ _TORCH_FIXED = {
     "differentiable": False,
     "decoupled_weight_decay": False,
 }
+#: BlockwiseAdam's keyword arguments and their defaults (torch.optim.Adam's where it has them)
+_DEFAULTS = dict(eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=None, foreach=None)
+_DEFAULTS.update(
+    capturable=False, weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False
+)
 _MOMENTS = ("exp_avg", "exp_avg_sq")
-_BLOCK_KEYS = frozenset({"block_step", "block_exp_avg_sq"})
+_BLOCK_KEYS = {"block_step", "block_exp_avg_sq"}
 #: devices whose found-inf flag is read on the host (no synchronisation: the value is in host memory)
 _HOST_FLAG_DEVICES = ("cpu",)
 _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-# =============================================================================================
-# the shared maths
-# =============================================================================================
+# ---- the shared maths ---------------------------------------------------------------------------
 def _check(name: str, value, *, below_one: bool = False) -> None:
     """A finite number >= 0 (and < 1 for a beta); the ``ValueError`` names the field and the value."""
     if name == "lr" and isinstance(value, Tensor):
@@ -89,7 +79,7 @@ def _denominators(vs: list[Tensor], c2s: list | None, eps: float, eps_root: floa
 
     Without :math:`\epsilon_{\rm root}` in ``torch.optim.Adam``'s order (sqrt, divide by
     :math:`\sqrt{c_2}`, add :math:`\epsilon`). Where :math:`\epsilon=\epsilon_{\rm root}=0` and
-    :math:`D=0` the denominator is :math:`+\infty`: that coordinate does not move.
+    :math:`D=0`, :math:`D=+\infty`: that coordinate does not move.
     """
     if c2s is not None and all(not isinstance(c, Tensor) and c == 1.0 for c in c2s):
         c2s = None
@@ -112,11 +102,6 @@ def _denominators(vs: list[Tensor], c2s: list | None, eps: float, eps_root: floa
     return ds
 
 
-def _second_moment_(v: Tensor, rms: Tensor, beta2: float) -> Tensor:
-    r""":math:`v\leftarrow\beta_2v+(1-\beta_2)r^2` in place, :math:`r=\|g_{(b)}\|_2/\sqrt{d_b}` (Adam's ``addcmul``)."""
-    return v.mul_(beta2).addcmul_(rms, rms, value=1.0 - beta2)
-
-
 def adam_update_(
     x: Tensor,
     g: Tensor,
@@ -135,8 +120,8 @@ def adam_update_(
 ) -> Tensor:
     r"""One in-place step of Algorithm 3 along the last dimension; leading dimensions are independent runs.
 
-    The update of the module docstring with ``v`` of ``x``'s shape (Adam), ``(..., 1)`` (AdaSGD) or
-    ``(..., B)`` with the block map ``index`` (blockwise Adam). Start from ``m = 0``, ``v = v0``.
+    The update of the module docstring, with ``v`` of ``x``'s shape (Adam), ``(..., 1)`` (AdaSGD)
+    or ``(..., B)`` with the block map ``index`` (blockwise). Start from ``m = 0``, ``v = v0``.
 
     Args:
         x: iterate, updated in place.
@@ -150,8 +135,8 @@ def adam_update_(
         step: :math:`t\ge1`.
         eps_root: :math:`\epsilon_{\rm root}` (inside the root).
         bias_correction: divide by :math:`1-\beta_k^t`.
-        index: the ``(d,)`` block map :math:`\Phi` (``Partition.flat_index``), for blocks.
-        sizes: the ``(B,)`` block sizes :math:`d_b` (computed from ``index`` if omitted).
+        index: the ``(d,)`` block map :math:`\Phi` (``Partition.flat_index``).
+        sizes: the ``(B,)`` block sizes :math:`d_b` (from ``index`` if omitted).
 
     Returns:
         ``x``.
@@ -161,13 +146,11 @@ def adam_update_(
         sizes = torch.bincount(index, minlength=v.shape[-1]) if sizes is None else sizes
         sq = torch.zeros(g.shape[:-1] + v.shape[-1:], dtype=g.dtype, device=g.device)
         rms = sq.index_add_(-1, index, g * g).div_(sizes.to(device=g.device, dtype=g.dtype)).sqrt_()
-    elif v.shape != x.shape:
-        rms = (g * g).mean(-1, keepdim=True).sqrt_()
     else:
-        rms = g
+        rms = g if v.shape == x.shape else (g * g).mean(-1, keepdim=True).sqrt_()
     c1, c2 = (1.0 - beta1**step, 1.0 - beta2**step) if bias_correction else (1.0, 1.0)
     m.lerp_(g, 1.0 - beta1)
-    _second_moment_(v, rms, beta2)
+    v.mul_(beta2).addcmul_(rms, rms, value=1.0 - beta2)
     (denom,) = _denominators([v], [c2], eps, eps_root)
     if index is not None:
         denom = denom.index_select(-1, index)
@@ -178,7 +161,7 @@ def adam_update_(
 
 
 def signgd_update_(x: Tensor, g: Tensor, *, lr) -> Tensor:
-    r"""One in-place SignGD step :math:`x\leftarrow x-\eta\,\mathrm{sign}(g)` (``sign(0) = 0``); ``lr`` may broadcast."""
+    r"""One in-place SignGD step :math:`x\leftarrow x-\eta\,\mathrm{sign}(g)`; ``lr`` may broadcast."""
     if isinstance(lr, Tensor):
         return x.sub_(g.sign() * lr)
     return x.add_(g.sign(), alpha=-lr)
@@ -197,17 +180,18 @@ def _overlaps(t: Tensor) -> bool:
 
 
 def _same_layout(p: Tensor, g: Tensor) -> bool:
-    """torch's fused-kernel rule: ``p`` dense and ``g`` with its strides (size-1 dimensions not compared)."""
+    """The fused kernels' rule: ``p`` dense and ``g`` with its strides (size-1 dimensions not compared)."""
     expected = 1
     for stride, size in sorted((st, n) for st, n in zip(p.stride(), p.shape, strict=True) if n != 1):
         if stride != expected:
             return False
         expected *= size
-    return g.shape == p.shape and all(a == b for a, b, n in zip(g.stride(), p.stride(), p.shape) if n > 1)
+    same = zip(g.stride(), p.stride(), p.shape, strict=False)
+    return g.shape == p.shape and all(a == b for a, b, n in same if n > 1)
 
 
 def _keep_scalar(keep: Tensor | None, value: float, off: float, like: Tensor):
-    """``value``, or on the device ``off`` when the step is skipped (``keep`` False): a 0-dim tensor."""
+    """``value``, or on the device ``off`` on a skipped step (``keep`` False), as a 0-dim tensor."""
     if keep is None:
         return value
     return torch.where(keep, torch.scalar_tensor(value, dtype=like.dtype, device=like.device), off)
@@ -226,16 +210,16 @@ def _finite_or_zero(gs: list[Tensor], keep: Tensor | None) -> list[Tensor]:
 
 def _corrections(steps: list[Tensor], beta: float) -> list[Tensor]:
     r""":math:`1-\beta^t` per step tensor, in float64 (float32 where the device has no float64)."""
-    dt = [torch.float32 if t.device.type == "mps" else torch.float64 for t in steps]
-    return [1.0 - beta ** t.to(d).clamp_min(1.0) for t, d in zip(steps, dt, strict=True)]
+    dts = [torch.float32 if t.device.type == "mps" else torch.float64 for t in steps]
+    return [1.0 - beta ** t.to(dt).clamp_min(1.0) for t, dt in zip(steps, dts, strict=True)]
 
 
 def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: Tensor | None) -> float:
     r"""Fold :math:`\eta/c_1` and the skip into the denominators; return the ``addcdiv`` value.
 
-    With a float ``lr`` and no bias correction the update stays one ``addcdiv`` with ``value=-lr``;
-    otherwise :math:`D` is divided by the tensor :math:`\eta/c_1` (as torch's capturable Adam) and
-    the value is -1, so nothing is read on the host. A skipped step gets :math:`D=+\infty`.
+    A float ``lr`` without bias correction stays ``value=-lr``; otherwise :math:`D` is divided by the
+    tensor :math:`\eta/c_1` (as torch's capturable Adam), so nothing is read on the host. A skipped
+    step gets :math:`D=+\infty`.
     """
     if c1s is None and not isinstance(lr, Tensor):
         if keep is not None:
@@ -250,9 +234,7 @@ def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: T
     return -1.0
 
 
-# =============================================================================================
-# the non-finite skip, validation and state dicts (every optimizer here)
-# =============================================================================================
+# ---- the non-finite skip, validation and state dicts (every optimizer here) --------------------
 class _Base(Optimizer):
     """``torch.optim.Optimizer`` plus the device-side skip of non-finite steps and validated state dicts."""
 
@@ -268,7 +250,7 @@ class _Base(Optimizer):
 
     @property
     def nonfinite(self) -> str:
-        """The non-finite gradient policy: ``"skip"``, ``"raise"`` (``FloatingPointError``) or ``"ignore"``."""
+        """The non-finite policy: ``"skip"``, ``"raise"`` (``FloatingPointError``) or ``"ignore"``."""
         return self.defaults["nonfinite"]
 
     @property
@@ -281,13 +263,9 @@ class _Base(Optimizer):
         """Number of steps skipped for non-finite gradients (synchronises; warns about new skips)."""
         n = 0 if self._skipped is None else int(self._skipped.item())
         if n > self._skipped_seen:
-            warnings.warn(
-                f"{type(self).__name__}: {n - self._skipped_seen} step(s) skipped for non-finite gradients "
-                f"(parameters and state untouched); {n} in total",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-            self._skipped_seen = n
+            new, self._skipped_seen = n - self._skipped_seen, n
+            msg = f"{type(self).__name__}: {new} step(s) skipped for non-finite gradients; {n} in total"
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return n
 
     def __repr__(self) -> str:
@@ -352,16 +330,12 @@ class _Base(Optimizer):
         return loss
 
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
-        """1.0 iff some gradient entry is not finite (element-wise ``max |g|``: no overflow), float32 0-dim."""
+        """A float32 0-dim flag, 1 iff a gradient entry is not finite (``torch.aminmax``: no overflow)."""
         if self.nonfinite == "ignore" or not grads:
             return None
         dev = grads[0].device
-        maxes = [
-            torch.linalg.vector_norm(_real(g), math.inf).to(dev, torch.float32) for g in grads if g.numel()
-        ]
-        if not maxes:
-            return None
-        return (~torch.stack(maxes).isfinite().all()).to(torch.float32)
+        ends = [e.to(dev, torch.float32) for g in grads if g.numel() for e in torch.aminmax(_real(g))]
+        return (~torch.stack(ends).isfinite().all()).to(torch.float32) if ends else None
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a state dict after validating all of it: a refused one changes nothing.
@@ -373,49 +347,31 @@ class _Base(Optimizer):
             ValueError: the state dict is from another optimizer, holds an invalid hyperparameter,
                 or does not match the parameters.
         """
-        name = f"{type(self).__name__}.load_state_dict"
-        sd = state_dict
+        name, sd = f"{type(self).__name__}.load_state_dict", state_dict
         if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
-            raise ValueError(
-                f"{name}: expected a dict with 'state' and 'param_groups', got {type(sd).__name__}"
-            )
-        saved_groups = sd["param_groups"]
-        if len(saved_groups) != len(self.param_groups):
-            raise ValueError(
-                f"{name}: {len(saved_groups)} param groups, the optimizer has {len(self.param_groups)}"
-            )
+            raise ValueError(f"{name}: expected a dict with 'state' and 'param_groups'")
+        if len(sd["param_groups"]) != len(self.param_groups):
+            raise ValueError(f"{name}: {len(sd['param_groups'])} param groups, not {len(self.param_groups)}")
         groups = []
-        for k, (cur, saved) in enumerate(zip(self.param_groups, saved_groups, strict=True)):
+        for k, (cur, saved) in enumerate(zip(self.param_groups, sd["param_groups"], strict=True)):
             if len(saved["params"]) != len(cur["params"]):
-                raise ValueError(
-                    f"{name}: param group {k} has {len(saved['params'])} parameters, not {len(cur['params'])}"
-                )
+                raise ValueError(f"{name}: param group {k} has {len(saved['params'])} parameters")
             missing = [key for key in self._required_group_keys if key not in saved]
-            if missing:
-                raise ValueError(
-                    f"{name}: param group {k} lacks {missing}; the state dict is from another optimizer"
-                )
             foreign = sorted(set(saved) - set(cur) & {"betas", "momentum", "eps", "v0"})
-            if foreign:
-                raise ValueError(
-                    f"{name}: param group {k} has {foreign}; the state dict is from another optimizer"
-                )
-            group = {**cur, **saved}
+            if missing or foreign:
+                why = f"lacks {missing}" if missing else f"has {foreign}"
+                raise ValueError(f"{name}: param group {k} {why}; the state dict is from another optimizer")
+            groups.append({**cur, **saved})
             try:
-                self._validate_group(group)
+                self._validate_group(groups[-1])
             except ValueError as err:
                 raise ValueError(f"{name}: param group {k}: {err}") from None
-            groups.append(group)
         params = [p for g in self.param_groups for p in g["params"]]
-        by_id = dict(zip((i for g in saved_groups for i in g["params"]), range(len(params)), strict=True))
-        states = {}
-        for pid, st in sd["state"].items():
-            if pid not in by_id or not isinstance(st, Mapping):
-                raise ValueError(
-                    f"{name}: the state of parameter id {pid!r} is not a dict of a parameter here"
-                )
-            states[by_id[pid]] = st
-        self._check_state(name, states, params, groups)
+        ids = [i for g in sd["param_groups"] for i in g["params"]]
+        by_id = dict(zip(ids, range(len(params)), strict=True))
+        if any(pid not in by_id or not isinstance(st, Mapping) for pid, st in sd["state"].items()):
+            raise ValueError(f"{name}: a state that is not a dict of a parameter of the groups")
+        self._check_state(name, {by_id[pid]: st for pid, st in sd["state"].items()}, params, groups)
         super().load_state_dict({"state": sd["state"], "param_groups": groups})
         for p, st in self.state.items():  # step counts as float32 device tensors (torch's fused layout)
             for key in [k for k in st if k.endswith("step")]:
@@ -424,11 +380,10 @@ class _Base(Optimizer):
                 )
 
     def _check_state(self, name: str, states: dict, params: list[Tensor], groups: list[dict]) -> None:
-        for i, st in states.items():
-            if st:
-                raise ValueError(
-                    f"{name}: {type(self).__name__} keeps no state, parameter {i} has {sorted(st)}"
-                )
+        if any(states.values()):
+            raise ValueError(
+                f"{name}: {type(self).__name__} keeps no state; the state dict is from another optimizer"
+            )
 
 
 def _check_state_values(name: str, i: int, p: Tensor, st: Mapping) -> None:
@@ -442,15 +397,12 @@ def _check_state_values(name: str, i: int, p: Tensor, st: Mapping) -> None:
             if not math.isfinite(v) or v < 0 or v != int(v):
                 raise ValueError(f"{name}: parameter {i}: {key}={val!r} is not a step count")
         elif key in _MOMENTS and (not isinstance(val, Tensor) or val.shape != p.shape):
-            shape = tuple(val.shape) if isinstance(val, Tensor) else type(val).__name__
             raise ValueError(
-                f"{name}: parameter {i}: {key} has shape {shape}, the parameter {tuple(p.shape)}"
+                f"{name}: parameter {i}: {key} does not have the parameter's shape {tuple(p.shape)}"
             )
 
 
-# =============================================================================================
-# Algorithm 3 and its presets
-# =============================================================================================
+# ---- Algorithm 3 and its presets ----------------------------------------------------------------
 class _FixedAssign:
     """A partition's block ids frozen over given parameter sizes (picklable, for copies)."""
 
@@ -467,31 +419,27 @@ class _FixedAssign:
 class BlockwiseAdam(_Base):
     r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED), over any partition; the update of the module docstring.
 
-    The partition covers **all** parameters in param-group order, so blocks may span tensors and
-    groups; ``lr``, ``beta1`` and ``maximize`` may differ between groups, the settings of the block
-    moments (``beta2, eps, eps_root, v0, bias_correction``) must agree unless the partition is
-    ``"coordinate"``. Coordinates keep torch's state (``step``, ``exp_avg``, ``exp_avg_sq`` per
-    parameter; with torch's settings, ``v0 = 0`` and a gradient with its parameter's strides the
-    step is ``torch.optim.adam.adam(fused=True)``). Other partitions keep ``exp_avg`` per parameter
-    and ``block_step``, ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`) in the first parameter's state;
-    their parameters share one device and dtype. Complex parameters count as their real views.
+    The partition covers **all** parameters in param-group order (blocks may span tensors and groups).
+    ``lr``, ``beta1`` and ``maximize`` may differ between groups; for blocks other than coordinates
+    ``beta2, eps, eps_root, v0, bias_correction`` act on shared moments and must agree, and the
+    parameters share one device and dtype. Coordinates keep torch's state (``step``, ``exp_avg``,
+    ``exp_avg_sq``); with torch's settings and every gradient in its parameter's strides the step is
+    ``torch.optim.adam.adam(fused=True)``. Blocks keep ``exp_avg`` per parameter and ``block_step``,
+    ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`) in the first parameter's state. Complex
+    parameters count as their real views.
 
     Args:
         params: parameters or param groups.
         lr: step size :math:`\eta` (a float or a one-element tensor).
         betas: :math:`(\beta_1, \beta_2)`, each in :math:`[0, 1)`.
         eps: :math:`\epsilon\ge0`, outside the root.
-        weight_decay: must be 0 (``torch.optim.Adam``'s argument; likewise ``amsgrad``,
-            ``differentiable``, ``decoupled_weight_decay`` must be False).
-        amsgrad: must be False.
-        eps_root: :math:`\epsilon_{\rm root}\ge0`, inside the root.
-        v0: initial second moment :math:`v_0\ge0` (Theorem 3.5).
-        bias_correction: divide by :math:`1-\beta_k^t` (False: Algorithm 1 as stated).
         partition: a :class:`~adamlinf.partitions.Partition` or a name of ``partitions.from_name``.
-        nonfinite: ``"skip"`` (default), ``"raise"`` or ``"ignore"``.
-        maximize: ascend instead of descend.
-        fused: None: torch's fused kernel where it applies; False: never; True: require the settings.
-        **torch_kw: ``foreach``, ``capturable`` (accepted) and the fixed arguments above.
+        **kw: ``eps_root`` (:math:`\epsilon_{\rm root}\ge0`, inside the root, default 0), ``v0``
+            (:math:`v_0\ge0`, Theorem 3.5), ``bias_correction`` (divide by :math:`1-\beta_k^t`; False:
+            Algorithm 1 as stated), ``nonfinite`` (``"skip"``, ``"raise"`` or ``"ignore"``),
+            ``maximize``, ``fused`` (None: torch's kernel where it applies; False: never; True:
+            required) and ``torch.optim.Adam``'s other arguments at values that change nothing
+            (``weight_decay=0``, ``amsgrad=False``, ...).
 
     Raises:
         ValueError: an invalid hyperparameter or partition (the message names field and value).
@@ -499,34 +447,15 @@ class BlockwiseAdam(_Base):
 
     _required_group_keys = ("lr", "betas", "eps")
 
-    def __init__(
-        self,
-        params,
-        lr: float | Tensor = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        amsgrad: bool = False,
-        *,
-        eps_root: float = 0.0,
-        v0: float = 0.0,
-        bias_correction: bool = True,
-        partition: Partition | str = "coordinate",
-        nonfinite: str = "skip",
-        maximize: bool = False,
-        fused: bool | None = None,
-        **torch_kw,
-    ):
-        unknown = set(torch_kw) - {"foreach", "capturable", "differentiable", "decoupled_weight_decay"}
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, partition="coordinate", **kw):
+        unknown = set(kw) - set(_DEFAULTS) - {"nonfinite"}
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}")
         partition = partitions.from_name(partition)
         if not isinstance(partition, Partition):
             raise ValueError(f"partition must be a Partition, got {type(partition).__name__}")
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-        defaults.update(eps_root=eps_root, v0=v0, bias_correction=bias_correction, maximize=maximize)
-        defaults.update(fused=fused, foreach=None, capturable=False, differentiable=False)
-        defaults.update(decoupled_weight_decay=False, **torch_kw, partition=partition)
+        nonfinite = kw.pop("nonfinite", "skip")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, **{**_DEFAULTS, **kw}, partition=partition)
         self._plan = None
         super().__init__(params, defaults, nonfinite)
         if not self._coordinate:
@@ -553,23 +482,18 @@ class BlockwiseAdam(_Base):
 
     def __getstate__(self) -> dict:
         """As :meth:`_Base.__getstate__`; a block partition frozen to its block ids (picklable)."""
-        state = super().__getstate__()
-        params = self._params()
-        if self._coordinate:
-            part = None
-        else:
-            flat = torch.cat([i.reshape(-1) for i in self.partition.index([_real(p) for p in params])])
-            part = Partition(
-                _FixedAssign(flat.cpu(), [_real(p).numel() for p in params]), self.partition.name
-            )
+        state, part = super().__getstate__(), None
+        if not self._coordinate:
+            reals = [_real(p) for p in self._params()]
+            flat = torch.cat([i.reshape(-1) for i in self.partition.index(reals)]).cpu()
+            part = Partition(_FixedAssign(flat, [r.numel() for r in reals]), self.partition.name)
         state["defaults"] = {**state["defaults"], "partition": part}
         return state
 
     def __setstate__(self, state: dict) -> None:
         """Restore; the plan is rebuilt at the next step."""
         super().__setstate__(state)
-        if self.defaults["partition"] is None:
-            self.defaults["partition"] = partitions.coordinate()
+        self.defaults["partition"] = self.defaults["partition"] or partitions.coordinate()
         self._plan = None
 
     def add_param_group(self, param_group: dict) -> None:
@@ -594,14 +518,17 @@ class BlockwiseAdam(_Base):
         for key, fixed in _TORCH_FIXED.items():
             if group.get(key, fixed) != fixed:
                 raise ValueError(
-                    f"{type(self).__name__}: {key}={group[key]!r} is not supported; use {key}={fixed!r}"
+                    f"{type(self).__name__}: {key}={group[key]!r} is not supported, only {fixed!r}"
                 )
-        torch_form = group["bias_correction"] and not group["eps_root"] and group["eps"] > 0
-        if group.get("fused") and not (torch_form and self._coordinate):
+        if group.get("fused") and not (self._torch_form(group) and self._coordinate):
             raise ValueError(
-                f"{type(self).__name__}: fused=True needs torch's Adam (coordinates, bias_correction=True, "
-                f"eps_root=0, eps>0), got bias_correction={group['bias_correction']}, eps_root={group['eps_root']}"
+                f"{type(self).__name__}: fused=True needs torch's Adam (coordinates, eps > 0, "
+                f"bias_correction=True, eps_root=0), got {group['bias_correction']=}, {group['eps_root']=}"
             )
+
+    @staticmethod
+    def _torch_form(group: Mapping) -> bool:
+        return group["bias_correction"] and not group["eps_root"] and group["eps"] > 0
 
     def _shared(self, groups: list | None = None) -> tuple:
         """``(beta2, eps, eps_root, v0, bias_correction)``, equal in every group (they act on the blocks)."""
@@ -612,8 +539,8 @@ class BlockwiseAdam(_Base):
             got = (g["betas"][1], *(g[key] for key in keys))
             if got != ref:
                 raise ValueError(
-                    f"{type(self).__name__}: param group {k} has (beta2, {', '.join(keys)}) = {got} but "
-                    f"group 0 has {ref}; these act on the shared block moments and must agree"
+                    f"{type(self).__name__}: param group {k} has (beta2, {', '.join(keys)}) = "
+                    f"{got}, group 0 {ref}; these act on the shared block moments and must agree"
                 )
         return ref
 
@@ -625,7 +552,7 @@ class BlockwiseAdam(_Base):
             keys, want = set(st), {"exp_avg"} if block else {"step", *_MOMENTS}
             if keys and not (keys == want or (block and i == 0 and keys == want | _BLOCK_KEYS)):
                 raise ValueError(
-                    f"{name}: the state of parameter {i} has keys {sorted(keys)}, {type(self).__name__} keeps "
+                    f"{name}: parameter {i} has state {sorted(keys)}, {type(self).__name__} keeps "
                     f"{sorted(want)}; the state dict is from another optimizer"
                 )
             _check_state_values(name, i, params[i], st)
@@ -633,14 +560,12 @@ class BlockwiseAdam(_Base):
         if block and v is not None:
             B = self._get_plan()["B"]
             if not isinstance(v, Tensor) or v.shape != (B,):
-                raise ValueError(
-                    f"{name}: block_exp_avg_sq is not of shape ({B},): {self.partition.name!r} has {B} blocks"
-                )
+                raise ValueError(f"{name}: block_exp_avg_sq is not of shape ({B},), the number of blocks")
             if not bool(torch.isfinite(v).all()) or bool((v < 0).any()):
                 raise ValueError(f"{name}: block_exp_avg_sq must be finite and >= 0")
         elif block and any(states.values()):
             raise ValueError(
-                f"{name}: the state has moments but no block state; it is from another optimizer"
+                f"{name}: moments without the block state; the state dict is from another optimizer"
             )
 
     def _check_groups_at_step(self) -> None:
@@ -652,8 +577,6 @@ class BlockwiseAdam(_Base):
         if not self._coordinate:
             return self._block_step(work, keep)
         for group, ps, gs in work:
-            if not ps:
-                continue
             for p in ps:
                 st = self.state[p]
                 if not st:
@@ -665,23 +588,33 @@ class BlockwiseAdam(_Base):
                 for key in _MOMENTS:  # the state follows the parameter (e.g. after model.double())
                     st[key] = st[key].to(device=p.device, dtype=p.dtype)
             steps, ms, vs = ([self.state[p][k] for p in ps] for k in ("step", *_MOMENTS))
-            if self._fusable(group, ps, gs):
+            if ps and self._fusable(group, ps, gs):
                 b1, b2 = group["betas"]
                 torch_adam(
-                    ps, gs, ms, vs, [], steps, fused=True, found_inf=found, amsgrad=False, beta1=b1,
-                    beta2=b2, lr=group["lr"], weight_decay=0.0, eps=group["eps"], maximize=group["maximize"],
-                )  # fmt: skip
-            else:
-                ms, vs = [_real(m) for m in ms], [_real(v) for v in vs]
-                self._coordinate_step(
-                    group, [_real(p) for p in ps], [_real(g) for g in gs], ms, vs, steps, keep
+                    ps,
+                    gs,
+                    ms,
+                    vs,
+                    [],
+                    steps,
+                    fused=True,
+                    found_inf=found,
+                    amsgrad=False,
+                    beta1=b1,
+                    beta2=b2,
+                    lr=group["lr"],
+                    weight_decay=0.0,
+                    eps=group["eps"],
+                    maximize=group["maximize"],
                 )
+            elif ps:
+                reals = ([_real(t) for t in ts] for ts in (ps, gs, ms, vs))
+                self._coordinate_step(group, *reals, steps, keep)
 
     def _fusable(self, group: dict, ps: list[Tensor], gs: list[Tensor]) -> bool:
-        """torch's fused kernel: torch's settings, and every gradient with its parameter's strides."""
-        torch_form = group["bias_correction"] and not group["eps_root"] and group["eps"] > 0
-        if group["fused"] is False or not torch_form or torch.compiler.is_compiling():
-            return False  # (torch does not trace its fused kernel: compiled steps take the foreach path)
+        """Whether torch's fused kernel runs: torch's settings, every gradient in its parameter's strides."""
+        if group["fused"] is False or not self._torch_form(group) or torch.compiler.is_compiling():
+            return False  # (torch does not trace its fused kernel: a compiled step takes the foreach path)
         ok = all(p.device.type in _FUSED_DEVICES and p.dtype in _FUSED_DTYPES for p in ps)
         if group["fused"] and not ok:
             raise ValueError(
@@ -711,7 +644,7 @@ class BlockwiseAdam(_Base):
         ds = _denominators(vs, c2s, group["eps"], group["eps_root"])
         torch._foreach_addcdiv_(ps, ms, ds, value=_scale_denominators_(ds, group["lr"], c1s, keep))
 
-    # ---- blocks ----------------------------------------------------------------------------------
+    # ---- blocks ------------------------------------------------------------------------------------
     def _get_plan(self) -> dict:
         params = self._params()
         if self._plan is None or self._plan["key"] != (tuple(id(p) for p in params), params[0].device):
@@ -719,8 +652,12 @@ class BlockwiseAdam(_Base):
         return self._plan
 
     def _make_plan(self) -> dict:
-        """The partition analysed once: per tensor equal contiguous runs of a block id ("seg", reduced
-        by ``view(n, -1)``, updated with a broadcast ``(n, 1)`` denominator) or a gather."""
+        """The partition analysed once.
+
+        Per tensor either equal contiguous runs of block ids (``seg``: reduced by ``view(n, -1)``,
+        updated with a broadcast ``(n, 1)`` denominator) or a gather; ``identity`` when every block
+        lies inside one tensor, in order.
+        """
         params = self._params()
         dev, dt = params[0].device, params[0].dtype
         if any(p.device != dev or p.dtype != dt for p in params):
@@ -731,7 +668,7 @@ class BlockwiseAdam(_Base):
         flat_all = torch.cat([i.reshape(-1) for i in ids])
         B = int(flat_all.max()) + 1
         sizes = torch.bincount(flat_all, minlength=B).to(device=dev, dtype=torch.float32)  # exact to 2**24
-        entries, cat_ids = [], []
+        entries = []
         for p, i in zip(reals, ids, strict=True):
             flat, e = i.reshape(-1), {}
             numel = flat.numel()
@@ -747,12 +684,10 @@ class BlockwiseAdam(_Base):
             lo = int(b[0]) if b.numel() else 0
             contiguous = b.numel() and torch.equal(b, torch.arange(lo, lo + b.numel()))
             e["sel"] = slice(lo, lo + b.numel()) if contiguous else b.to(dev)
-            cat_ids.append(b)
             entries.append(e)
-        cat = torch.cat(cat_ids)
-        identity = cat.numel() == B and torch.equal(cat, torch.arange(B))  # every block inside one tensor
-        key = (tuple(id(p) for p in params), dev)
-        index = {id(p): k for k, p in enumerate(params)}
+        cat = torch.cat([e["blocks"] for e in entries])
+        identity = cat.numel() == B and torch.equal(cat, torch.arange(B))
+        key, index = (tuple(id(p) for p in params), dev), {id(p): k for k, p in enumerate(params)}
         return dict(
             key=key, B=B, sizes=sizes, entries=entries, identity=identity, cat_ids=cat.to(dev), index=index
         )
@@ -798,27 +733,23 @@ class BlockwiseAdam(_Base):
         pieces = self._rms_pieces(plan, grads)
         # blocks in consecutive slices of v (rows, heads, tensor): v is updated slice by slice in place
         sliced = plan["identity"] and all(isinstance(e["sel"], slice) for e in plan["entries"])
-        if sliced:
-            rms = pieces[0]
-        else:
-            rms = torch.cat(pieces)
-            if not plan["identity"]:
-                sums = torch.zeros(plan["B"], device=rms.device, dtype=rms.dtype)
-                rms = sums.index_add_(0, plan["cat_ids"], rms).div_(plan["sizes"]).sqrt_()
+        rms = pieces[0] if sliced else torch.cat(pieces)
+        if not plan["identity"]:
+            sums = torch.zeros(plan["B"], device=rms.device, dtype=rms.dtype)
+            rms = sums.index_add_(0, plan["cat_ids"], rms).div_(plan["sizes"]).sqrt_()
         st0 = self.state[self._params()[0]]
         if "block_exp_avg_sq" not in st0:
             st0["block_step"] = torch.zeros((), dtype=torch.float32, device=rms.device)
             st0["block_exp_avg_sq"] = torch.full((plan["B"],), float(v0), device=rms.device, dtype=rms.dtype)
         v = st0["block_exp_avg_sq"] = st0["block_exp_avg_sq"].to(device=rms.device, dtype=rms.dtype)
         t = st0["block_step"] = st0["block_step"].to(rms.device)
-        for _, ps, _, _ in real_work:
-            for p in ps:
-                st = self.state[p]
-                if "exp_avg" not in st:
-                    st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                st["exp_avg"] = st["exp_avg"].to(device=p.device, dtype=p.dtype)
+        for p in (p for _, ps, _, _ in real_work for p in ps):
+            st = self.state[p]
+            if "exp_avg" not in st:
+                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            st["exp_avg"] = st["exp_avg"].to(device=p.device, dtype=p.dtype)
         t.add_(1 if keep is None else keep.to(torch.float32))
-        parts = zip((v[e["sel"]] for e in plan["entries"]), pieces) if sliced else [(v, rms)]
+        parts = zip((v[e["sel"]] for e in plan["entries"]), pieces, strict=True) if sliced else [(v, rms)]
         decay = beta2 if keep is None else _keep_scalar(keep, beta2, 1.0, v)
         for vv, r in parts:
             vv.mul_(decay).addcmul_(r, r, value=1.0 - beta2)
@@ -841,33 +772,29 @@ class BlockwiseAdam(_Base):
             for p, x, m in zip(ps, rps, ms, strict=True):
                 e = plan["entries"][plan["index"][id(p)]]
                 d = d_group[0][e["sel"]]
-                if e["kind"] == "seg":
-                    xs.append(x.view(e["n"], e["seg"]))
-                    mv.append(m.view(e["n"], e["seg"]))
-                    ds.append(d.view(e["n"], 1))
-                else:
-                    xs.append(x)
-                    mv.append(m)
-                    ds.append(d[e["inv"]].view_as(x))
+                seg = e["kind"] == "seg"
+                xs.append(x.view(e["n"], e["seg"]) if seg else x)
+                mv.append(m.view(e["n"], e["seg"]) if seg else m)
+                ds.append(d.view(e["n"], 1) if seg else d[e["inv"]].view_as(x))
             torch._foreach_addcdiv_(xs, mv, ds, value=value)
 
 
 class Adam(BlockwiseAdam):
-    r"""Adam, Algorithm 1: :class:`BlockwiseAdam` over coordinates; by default exactly ``torch.optim.Adam``."""
+    r"""Adam, Algorithm 1: :class:`BlockwiseAdam` over coordinates; by default ``torch.optim.Adam``."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, **kw):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, partition="coordinate", **kw)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, **kw):
+        super().__init__(params, lr, betas, eps, partition="coordinate", **kw)
 
 
 class AdaSGD(BlockwiseAdam):
-    r"""AdaSGD, Algorithm 2 (Wang & Wiens 2020): :class:`BlockwiseAdam` with one block, all parameters."""
+    r"""AdaSGD, Algorithm 2 (Wang & Wiens 2020): :class:`BlockwiseAdam` with one block of all parameters."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, **kw):
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, partition="whole", **kw)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, **kw):
+        super().__init__(params, lr, betas, eps, partition="whole", **kw)
 
 
 class RMSProp(Adam):
-    r"""RMSProp, the optimizer of Theorem 3.5: :class:`Adam` with :math:`\beta_1=0` (checked at every step)."""
+    r"""RMSProp, the optimizer of Theorem 3.5: :class:`Adam` with :math:`\beta_1=0`, checked at every step."""
 
     def __init__(self, params, lr=1e-3, beta2: float = 0.999, eps: float = 1e-8, v0: float = 0.0, **kw):
         super().__init__(params, lr, (0.0, beta2), eps, v0=v0, **kw)
@@ -900,9 +827,7 @@ class SignGD(_Base):
 
     def _step(self, work, found) -> None:
         keep = None if found is None else found == 0
-        for group, ps, gs in work:
-            if not ps:
-                continue
+        for group, ps, gs in (w for w in work if w[1]):
             rp = [_real(p) for p in ps]
             signs = torch._foreach_sign(_finite_or_zero([_real(g) for g in gs], keep))
             lr = group["lr"]
@@ -912,17 +837,15 @@ class SignGD(_Base):
             torch._foreach_add_(rp, signs, alpha=lr if group["maximize"] else -lr)
 
 
-# =============================================================================================
-# the registry: every optimizer name of the book
-# =============================================================================================
+# ---- the registry: every optimizer name of the book ---------------------------------------------
 @dataclass(frozen=True)
 class Spec:
     r"""A registered optimizer.
 
     Attributes:
         label: the book's name for it (legends, table rows).
-        build: ``build(params, model, lr=, betas=, eps=, momentum=, **kw)``; ``model`` for partitions
-            that need it (heads).
+        build: ``build(params, model, lr=, betas=, eps=, momentum=, **kw)``; ``model`` for the
+            partitions that need it (heads).
         rotates: trained on :math:`L\circ\mathcal R` (the caller wraps the model in a rotation).
     """
 
@@ -945,9 +868,7 @@ def _rmsprop(params, model, *, lr, betas, eps, momentum, **kw) -> Optimizer:
 
 
 def _signgd(params, model, *, lr, betas, eps, momentum, nonfinite="skip", maximize=False, **_) -> Optimizer:
-    return SignGD(
-        params, lr, maximize=maximize, nonfinite=nonfinite
-    )  # no moments: the Adam knobs do not apply
+    return SignGD(params, lr, maximize=maximize, nonfinite=nonfinite)  # no moments: Adam's knobs do not apply
 
 
 def _sgd(params, model, *, lr, betas, eps, momentum, **_) -> Optimizer:
@@ -961,7 +882,7 @@ def _heads(model) -> Partition:
     return partitions.heads(model, n_head)
 
 
-#: name -> :class:`Spec`: the one list of optimizers (trainer, quadratic runners, tables).
+#: name -> :class:`Spec`: the one list of optimizers (the trainer, the quadratic runners, the tables).
 OPTIMIZERS: dict[str, Spec] = {
     "adam": Spec("Adam", _adaptive(Adam)),
     "adasgd": Spec("AdaSGD", _adaptive(AdaSGD)),
@@ -990,7 +911,7 @@ def create(
     momentum: float = 0.9,
     **kw,
 ) -> Optimizer:
-    r"""The optimizer ``name`` of :data:`OPTIMIZERS` with the classes' defaults (torch's Adam settings).
+    r"""The optimizer ``name`` of :data:`OPTIMIZERS`, with the classes' defaults (torch's Adam settings).
 
     Args:
         name: a key of :data:`OPTIMIZERS`.

@@ -1220,9 +1220,20 @@ def run_blockwise_rmsprop(
                 acc["sqrt_vtilde_window"] += (vtilde + eps).sqrt()
             acc["gbar_norm_sum"] += (gbar_b2 / db).sqrt()
         optim.adam_update_(
-            x, g, m, v, index=idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=0.0, eps_root=eps, step=t + 1,
-            sizes=db, bias_correction=False,
-        )  # fmt: skip
+            x,
+            g,
+            m,
+            v,
+            index=idx,
+            lr=lr_col,
+            beta1=0.0,
+            beta2=beta2,
+            eps=0.0,
+            eps_root=eps,
+            step=t + 1,
+            sizes=db,
+            bias_correction=False,
+        )
         if lemmas:
             acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
             acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)
