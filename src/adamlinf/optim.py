@@ -44,7 +44,7 @@ _TORCH_FIXED = {
     "decoupled_weight_decay": False,
 }
 #: BlockwiseAdam's keyword arguments and their defaults (torch.optim.Adam's where it has them)
-_DEFAULTS = dict(eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=None, foreach=None)
+_DEFAULTS = dict(eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=False, foreach=None)
 _DEFAULTS.update(
     capturable=False, weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False
 )
@@ -254,11 +254,6 @@ class _Base(Optimizer):
         return self.defaults["nonfinite"]
 
     @property
-    def skipped_steps_tensor(self) -> Tensor:
-        """Number of steps skipped for non-finite gradients, as a device tensor (no synchronisation)."""
-        return self._skipped if self._skipped is not None else torch.zeros(())
-
-    @property
     def skipped_steps(self) -> int:
         """Number of steps skipped for non-finite gradients (synchronises; warns about new skips)."""
         n = 0 if self._skipped is None else int(self._skipped.item())
@@ -423,10 +418,10 @@ class BlockwiseAdam(_Base):
     ``lr``, ``beta1`` and ``maximize`` may differ between groups; for blocks other than coordinates
     ``beta2, eps, eps_root, v0, bias_correction`` act on shared moments and must agree, and the
     parameters share one device and dtype. Coordinates keep torch's state (``step``, ``exp_avg``,
-    ``exp_avg_sq``); with torch's settings and every gradient in its parameter's strides the step is
-    ``torch.optim.adam.adam(fused=True)``. Blocks keep ``exp_avg`` per parameter and ``block_step``,
-    ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`) in the first parameter's state. Complex
-    parameters count as their real views.
+    ``exp_avg_sq``); with ``fused`` not False (:class:`Adam`'s default), torch's settings and every
+    gradient in its parameter's strides the step is ``torch.optim.adam.adam(fused=True)``. Blocks
+    keep ``exp_avg`` per parameter and ``block_step``, ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`)
+    in the first parameter's state. Complex parameters count as their real views.
 
     Args:
         params: parameters or param groups.
@@ -437,9 +432,9 @@ class BlockwiseAdam(_Base):
         **kw: ``eps_root`` (:math:`\epsilon_{\rm root}\ge0`, inside the root, default 0), ``v0``
             (:math:`v_0\ge0`, Theorem 3.5), ``bias_correction`` (divide by :math:`1-\beta_k^t`; False:
             Algorithm 1 as stated), ``nonfinite`` (``"skip"``, ``"raise"`` or ``"ignore"``),
-            ``maximize``, ``fused`` (None: torch's kernel where it applies; False: never; True:
-            required) and ``torch.optim.Adam``'s other arguments at values that change nothing
-            (``weight_decay=0``, ``amsgrad=False``, ...).
+            ``maximize``, ``fused`` (False, the default: the foreach code here; None: torch's
+            kernel where it applies; True: required) and ``torch.optim.Adam``'s other arguments at
+            values that change nothing (``weight_decay=0``, ``amsgrad=False``, ...).
 
     Raises:
         ValueError: an invalid hyperparameter or partition (the message names field and value).
@@ -780,10 +775,14 @@ class BlockwiseAdam(_Base):
 
 
 class Adam(BlockwiseAdam):
-    r"""Adam, Algorithm 1: :class:`BlockwiseAdam` over coordinates; by default ``torch.optim.Adam``."""
+    r"""Adam, Algorithm 1: :class:`BlockwiseAdam` over coordinates; by default ``torch.optim.Adam``.
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, **kw):
-        super().__init__(params, lr, betas, eps, partition="coordinate", **kw)
+    ``fused=None`` by default: torch's fused kernel wherever it applies (bit-identical to
+    ``torch.optim.Adam(fused=True)``).
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, fused=None, **kw):
+        super().__init__(params, lr, betas, eps, partition="coordinate", fused=fused, **kw)
 
 
 class AdaSGD(BlockwiseAdam):
