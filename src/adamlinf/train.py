@@ -23,7 +23,7 @@ samples, whatever the split over ranks and micro steps. Weight decay is off, as 
 ``sgd``                       torch SGD with momentum (0.9 by default)
 ``blockwise_adam_tensor``     Algorithm 3 with one block per tensor (an extra)
 ``blockwise_adam_head``       Algorithm 3 with one block per attention head (Adam-mini style)
-other names in the registry  e.g. ``signgd``, ``rmsprop`` (``optim.OPTIMIZERS``)
+other names in the registry   e.g. ``signgd``, ``rmsprop`` (``optim.OPTIMIZERS``)
 ============================  ===============================================================
 
 **Hot loop.** The loop never waits for the device: the loss and gradient norm of each iteration
