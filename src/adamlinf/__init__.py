@@ -37,7 +37,7 @@ stays light)::
 ==========================  ==============================================================
 optimizers                  ``Adam``, ``AdaSGD``, ``BlockwiseAdam``, ``SignGD``, ``RMSProp``
 partitions                  ``partitions`` (the module: ``tensor()``, ``rows()``, ``heads()``, ...)
-rotations                   ``PermuteRotate``, ``haar``, ``RotatedParametrization``
+rotations                   ``PermuteRotate``, ``haar``, ``rotate_model``, ``RotatedParametrization``
 Hessians                    ``HVP``, ``l11_norm``, ``spectral_norm``
 the diagnostic              ``diagnose``, ``Diagnosis``, ``race``
 ==========================  ==============================================================
@@ -55,6 +55,7 @@ _PUBLIC = {
     "RMSProp": "optim",
     "PermuteRotate": "rotations",
     "haar": "rotations",
+    "rotate_model": "rotations",
     "RotatedParametrization": "rotations",
     "HVP": "hessian",
     "l11_norm": "hessian",
