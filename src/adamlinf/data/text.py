@@ -97,13 +97,7 @@ def write_tokens(
         chunks = tokens
     tmp = path.with_suffix(path.suffix + ".tmp")
     arr = np.memmap(tmp, dtype=np.uint16, mode="w+", shape=(max(int(total), 1),))
-    bar = tqdm(
-        total=int(total),
-        desc=desc or f"writing {path.name}",
-        unit="tok",
-        unit_scale=True,
-        disable=not progress,
-    )
+    bar = tqdm(total=int(total), desc=desc or path.name, unit="tok", unit_scale=True, disable=not progress)
     pos = 0
     for chunk in chunks:
         chunk = np.asarray(chunk)
