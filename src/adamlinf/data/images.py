@@ -56,15 +56,9 @@ class CIFAR10NoMD5(CIFAR10):
     meta = {**CIFAR10.meta, "md5": None}
 
 
-def _missing_message(root: Path, missing: list[str]) -> str:
-    folder = root / CIFAR10.base_folder
+def _how(root: Path) -> str:
     return (
-        f"CIFAR-10 not found: {folder} is missing {', '.join(missing)}. Nothing is downloaded "
-        f"implicitly. With the official archive ({CIFAR10_URL}) on this machine:\n"
-        f"    {prepare_command(root)}\n"
-        f"or, with network access:\n    {prepare_command(root, archive=False)}\n"
-        f"(or set $ADAMLINF_DATA / pass root=...). For an offline run use the stand-in: "
-        f"build_task(kind='cifar10', source='digits')."
+        f"    {prepare_command(root)}\nor, with network access:\n    {prepare_command(root, archive=False)}"
     )
 
 
@@ -84,11 +78,13 @@ def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
     files = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
     missing = [name for name, _ in files if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(_missing_message(root, missing))
-    fix = (
-        f"Prepare the data set again:\n    {prepare_command(root)}\n"
-        f"or, with network access:\n    {prepare_command(root, archive=False)}"
-    )
+        raise FileNotFoundError(
+            f"CIFAR-10 not found: {folder} is missing {', '.join(missing)}. Nothing is downloaded "
+            f"implicitly. With the official archive ({CIFAR10_URL}) on this machine:\n{_how(root)}\n"
+            "(or set $ADAMLINF_DATA / pass root=...). For an offline run use the stand-in: "
+            "build_task(kind='cifar10', source='digits')."
+        )
+    fix = f"Prepare the data set again:\n{_how(root)}"
     if verify_md5:
         bad = [name for name, md5 in files if _md5(folder / name) != md5]
         if bad:

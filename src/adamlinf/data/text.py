@@ -175,19 +175,15 @@ def check_prepared(name: str, root: str | Path | None = None) -> Path:
     """The folder of a prepared data set; a missing file raises, naming the command that prepares it."""
     d = data_dir(name, root)
     missing = [f for f in ("train.bin", "val.bin", "meta.json") if not (d / f).exists()]
-    if missing and name not in PREPARE_COMMANDS:
-        raise DataNotFoundError(
-            f"data set {name!r} is not prepared ({', '.join(missing)} missing in {d}) and is not one "
-            f"of the data sets this module prepares: {', '.join(DATASETS)}. A data set of your own "
-            "needs train.bin and val.bin (uint16 tokens, see write_tokens) and meta.json there."
-        )
-    if missing:
-        raise DataNotFoundError(
-            f"data set {name!r} is not prepared: {', '.join(missing)} missing in {d}. "
-            f"Prepare it with:\n    {prepare_command(name, root)}\n(from the repository root; "
-            f"ADAMLINF_DATA=<dir> changes where data sets live)"
-        )
-    return d
+    if not missing:
+        return d
+    if name in PREPARE_COMMANDS:
+        how = f"Prepare it with:\n    {prepare_command(name, root)}\n(from the repository root; "
+        how += "ADAMLINF_DATA=<dir> changes where data sets live)"
+    else:
+        how = f"It is not one of the data sets this module prepares: {', '.join(DATASETS)}. A data set of "
+        how += "your own needs train.bin and val.bin (uint16 tokens, see write_tokens) and meta.json there."
+    raise DataNotFoundError(f"data set {name!r} is not prepared ({', '.join(missing)} missing in {d}). {how}")
 
 
 def _write(out: Path, train: np.ndarray, val: np.ndarray, **meta) -> dict:
