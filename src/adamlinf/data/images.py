@@ -150,8 +150,6 @@ def load_digits_images(size: int = 16, *, test_size: int = 360, seed: int = 0) -
 
 def mix_seed(*values: int) -> int:
     """A 63-bit seed from non-negative integers (``numpy.random.SeedSequence``)."""
-    if any(int(v) < 0 for v in values):
-        raise ValueError(f"seed components must be non-negative, got {values}")
     state = np.random.SeedSequence([int(v) for v in values]).generate_state(2, dtype=np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
@@ -161,10 +159,6 @@ def random_crop_flip(images: Tensor, generator: torch.Generator, *, padding=4, f
 
     Offsets uniform in ``{0..2p}²``, flips with probability 1/2, all drawn from ``generator``.
     """
-    if images.ndim != 4:
-        raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
-    if padding < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}")
     b, _, h, w = images.shape
     out = images
     if padding > 0:
@@ -285,9 +279,6 @@ class ImageTask:
         self, split: str, step: int, micro_step: int = 0, rank: int = 0, world: int = 1
     ) -> tuple[Tensor, Tensor]:
         """Normalised images and labels: ``"train"`` augmented, ``"test"``/``"val"`` in fixed order."""
-        for nm, v in (("step", step), ("micro_step", micro_step), ("rank", rank)):
-            if int(v) < 0:
-                raise ValueError(f"{nm} must be non-negative, got {v}")
         if world < 1 or rank >= world:
             raise ValueError(f"need 0 <= rank < world, got rank={rank}, world={world}")
         if split == "train":

@@ -522,8 +522,6 @@ class LMTask:
 
     def offsets(self, stream: str, step: int, start: int, count: int) -> np.ndarray:
         """Window offsets of global samples ``start … start + count - 1`` of ``step`` in ``stream``."""
-        if step < 0 or start < 0:
-            raise ValueError(f"step and sample index must be >= 0, got step={step}, start={start}")
         data = self._data["val" if stream.endswith("val") else "train"]
         n_windows = data.size - self.block_size - 1
         bitgen = np.random.PCG64(np.random.SeedSequence([self.seed, _SPLIT_STREAM[stream], step]))
