@@ -5,6 +5,7 @@ import math
 import pickle
 import socket
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,10 +24,69 @@ from adamlinf.data.images import (
     main,
     prepare_cifar10,
     random_crop_flip,
-    write_cifar10_format,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def write_cifar10_format(
+    root: str | Path,
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    classes: list[str] | None = None,
+    n_train_batches: int = 5,
+) -> Path:
+    """Write uint8 images (N, 3, 32, 32) and labels in CIFAR-10's on-disk format.
+
+    The files go under ``root/cifar-10-batches-py`` (the training set split into ``n_train_batches`` files
+    ``data_batch_1..5``; ``test_batch``; ``batches.meta``). Used by the tests to exercise the
+    real torchvision loader on a tiny set.
+    """
+    if n_train_batches != len(CIFAR10.train_list):
+        raise ValueError(f"CIFAR-10 has {len(CIFAR10.train_list)} training files, got {n_train_batches}")
+    folder = Path(root) / CIFAR10.base_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    train_x, test_x = np.asarray(train_x, dtype=np.uint8), np.asarray(test_x, dtype=np.uint8)
+    for x in (train_x, test_x):
+        if x.ndim != 4 or x.shape[1:] != (3, 32, 32):
+            raise ValueError(f"images must have shape (N, 3, 32, 32), got {x.shape}")
+    train_y, test_y = [int(v) for v in train_y], [int(v) for v in test_y]
+    parts = np.array_split(np.arange(len(train_x)), n_train_batches)
+    for i, idx in enumerate(parts, 1):
+        entry = {
+            "batch_label": f"training batch {i} of 5",
+            "labels": [train_y[j] for j in idx],
+            "data": train_x[idx].reshape(len(idx), -1),
+            "filenames": [f"{j}.png" for j in idx],
+        }
+        with open(folder / f"data_batch_{i}", "wb") as f:
+            pickle.dump(entry, f)
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump(
+            {
+                "batch_label": "testing batch 1 of 1",
+                "labels": test_y,
+                "data": test_x.reshape(len(test_x), -1),
+            },
+            f,
+        )
+    classes = classes or [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(classes), "num_cases_per_batch": len(parts[0]), "num_vis": 3072}, f)
+    return folder
 
 
 def _tiny_arrays(n_train=20, n_test=10, seed=0):
@@ -292,7 +352,7 @@ def test_bad_values_name_the_field():
         spec = {"kind": "cifar10", "source": "digits", "batch_size": 4, key: value}
         with pytest.raises(ValueError, match=rf"ImageTask\.{key} must be an integer"):
             build_any_task(spec)
-    with pytest.raises(ValueError, match="image_size must be a non-negative integer"):
+    with pytest.raises(ValueError, match=r"digits\.image_size must be an integer >= 0"):
         build_task(kind="cifar10", source="digits", batch_size=4, image_size="16")
 
 

@@ -43,10 +43,6 @@ def test_rows():
     assert torch.equal(idx[2][0], torch.full((3, 2), 4)) and torch.equal(idx[2][1], torch.full((3, 2), 5))
     assert int(idx[3]) == 6
     assert P.rows().block_sizes(ps).tolist() == [4, 4, 4, 5, 6, 6, 1]
-    idc = P.rows(vectors="coordinate").index(ps)
-    assert idc[1].tolist() == [3, 4, 5, 6, 7]
-    with pytest.raises(ValueError, match="vectors"):
-        P.rows(vectors="bogus")
 
 
 def test_int_and_single_tensor_inputs():

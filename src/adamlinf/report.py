@@ -1,15 +1,7 @@
-"""How the book shows numbers: one table helper, one figure helper, one number format.
+"""The one table (:func:`table`), figure (:func:`figure`) and number format (:func:`fmt`, :func:`pm`).
 
-Every table on a book page goes through :func:`table` and every figure through :func:`figure`, so
-that the pages read alike:
-
-* numbers carry the significant digits that suit them (:func:`fmt`, :func:`pm` for ``mean ± spread``);
-* no row index, no truncated cells, long text wraps instead of widening the table;
-* every figure has a caption (what it shows, at which scale, what the paper claims) and alt text,
-  and is shown at a size where its legends stay readable (:func:`style`).
-
-The helpers produce HTML that Jupyter Book renders as it is; they contain no mathematics (the
-library's maths never plots).
+Tables have no index and no truncation; every figure has a caption and alt text and is shown at
+a size where its fonts stay readable (:func:`style`). The output is HTML Jupyter Book renders as is.
 """
 
 from __future__ import annotations
@@ -23,17 +15,15 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-#: Width, in inches, of a full-width figure; at :data:`DPI` it fills the book's text column
-#: without being scaled down, so font sizes in points are what the reader sees.
+#: A full-width figure, in inches: at :data:`DPI` it fills the text column unscaled.
 FIGURE_WIDTH = 7.5
 DPI = 110
 
 
 def fmt(x, digits: int = 3) -> str:
-    """``x`` with ``digits`` significant digits, in plain or scientific notation as suits it.
+    """``x`` to ``digits`` significant digits; scientific below 1e-3 and from 1e5 (``3.93e-35``).
 
     Integers print as integers, booleans as ``yes``/``no``, ``nan`` as ``—``, infinities as ``∞``.
-    Scientific notation is used below 1e-3 and at or above 1e5 (``3.93e-35``, not ``3.933405e-35``).
     """
     if x is None:
         return "—"
@@ -56,19 +46,13 @@ def fmt(x, digits: int = 3) -> str:
     if abs(x) < 1e-3 or abs(rounded) >= 1e5:
         mant, exp = f"{x:.{digits - 1}e}".split("e")
         return f"{mant}e{int(exp)}"
-    return f"{x:.0f}" if abs(x) >= 10 ** (digits - 1) else _fixed(x, digits)
-
-
-def _fixed(x: float, digits: int) -> str:
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
-    return f"{x:.{decimals}f}"
+    if abs(x) >= 10 ** (digits - 1):
+        return f"{x:.0f}"
+    return f"{x:.{max(0, digits - 1 - math.floor(math.log10(abs(x))))}f}"
 
 
 def pm(mean: float, spread: float, digits: int = 3) -> str:
-    """``"1.234 ± 0.005"``: a mean and its spread, to the spread's second significant digit.
-
-    The mean keeps at most ``digits`` + 2 significant digits; a ``nan`` spread prints the mean alone.
-    """
+    """``"1.234 ± 0.005"``: the mean to its spread's second significant digit (a ``nan`` spread: the mean)."""
     if spread is None or (isinstance(spread, float) and math.isnan(spread)) or not math.isfinite(mean):
         return fmt(mean, digits)
     if spread == 0:
@@ -104,11 +88,7 @@ _WORDS = {"se": "s.e.", "linf": "ℓ∞", "l2": "ℓ2", "l11": "‖H‖₁,₁",
 
 
 def header(name) -> str:
-    """A column name as a reader sees it: :data:`HEADERS`, else its snake_case words spaced out.
-
-    ``"measured_slope_se"`` reads ``"measured slope s.e."``, ``"bound_linf"`` ``"bound ℓ∞"``; a name
-    without an underscore is kept as it is.
-    """
+    """A column name as a reader sees it: :data:`HEADERS`, else ``"slope_se"`` reads ``"slope s.e."``."""
     name = str(name)
     if name in HEADERS:
         return HEADERS[name]
@@ -117,10 +97,14 @@ def header(name) -> str:
     return " ".join(_WORDS.get(w, w) for w in name.split("_") if w)
 
 
-def _cell(x, digits: int) -> str:
-    if isinstance(x, str):
-        return x
-    return fmt(x, digits)
+def _show(out, display: bool):
+    """Display ``out`` and return None (a cell's last line must not show it twice), or return it."""
+    from IPython.display import display as _display
+
+    if not display:
+        return out
+    _display(out)
+    return None
 
 
 def table(
@@ -134,34 +118,24 @@ def table(
     headers: Mapping[str, str] | None = None,
     display: bool = True,
 ):
-    """Show ``df`` as a book table: no index, no truncation, numbers through :func:`fmt`.
-
-    One digit policy per table: every number of a column gets the same significant digits
-    (``digits``), and every header is readable (:func:`header`, or ``headers``).
+    """Show ``df`` without its index, every number through :func:`fmt`.
 
     Args:
-        df: The table. Its index is dropped (put what matters in a column).
-        caption: Shown above the table (plain text; Unicode, no TeX).
-        digits: Significant digits, for all numeric columns or per column name.
-        wrap: Columns whose long text wraps (default: every text column).
-        links: Per column, one relative URL per row: the cell becomes a link to it (an empty
-            URL leaves the cell plain).
-        verdict_columns: Columns holding verdict words (holds / fails / inconclusive / not run),
-            which the book colours.
-        headers: Header text per column name (default :func:`header`); the other arguments
-            name columns as ``df`` does.
-        display: Display the table in the notebook (else only return the HTML object).
-
-    Returns:
-        The ``IPython.display.HTML`` object with ``display=False``; ``None`` once displayed.
+        df: The table.
+        caption: Plain text above it (Unicode, no TeX).
+        digits: Significant digits, for every column or per column name.
+        wrap: Columns whose long text wraps (default: all).
+        links: Per column, one relative URL per row (an empty one leaves the cell plain).
+        verdict_columns: Columns of verdict words, which the book colours.
+        headers: Header text per column (default :func:`header`).
+        display: Display it (else return the ``HTML`` object).
     """
     from IPython.display import HTML
-    from IPython.display import display as _display
 
     shown = df.reset_index(drop=True).copy()
     for col in shown.columns:
         d = digits.get(col, 3) if isinstance(digits, Mapping) else digits
-        shown[col] = [_cell(v, d) for v in shown[col]]
+        shown[col] = [v if isinstance(v, str) else fmt(v, d) for v in shown[col]]
     wrap_cols = set(shown.columns if wrap is None else wrap)
     names = dict(headers or {})
     head = "".join(f"<th>{html.escape(names.get(c, header(c)))}</th>" for c in shown.columns)
@@ -182,18 +156,11 @@ def table(
         '<div class="adamlinf-table"><table class="table">'
         f"{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
     )
-    if display:
-        _display(out)
-        return None  # a call on a cell's last line must not show it a second time
-    return out
+    return _show(out, display)
 
 
 def style() -> None:
-    """Set matplotlib defaults for book figures (call once per notebook).
-
-    Sizes in points are readable at :data:`FIGURE_WIDTH` inches shown at :data:`DPI`: ticks and
-    legends 10 pt, labels 11 pt, titles 12 pt.
-    """
+    """Matplotlib defaults for book figures: ticks and legends 10 pt, labels 11, titles 12."""
     import matplotlib as mpl
 
     mpl.rcParams.update(
@@ -216,22 +183,12 @@ def style() -> None:
 
 
 def figure(fig, caption: str, *, alt: str | None = None, display: bool = True):
-    """Show a matplotlib figure with a caption and alt text, at its natural size, and close it.
+    """Show ``fig`` (at most :data:`FIGURE_WIDTH` wide) as a PNG with its caption and alt text; close it.
 
-    Args:
-        fig: The figure. Make it at most :data:`FIGURE_WIDTH` inches wide so that it is not
-            scaled down (a wider one raises, since its fonts would shrink below 9 pt).
-        caption: What the figure shows, at which scale, and what the paper claims (plain text).
-        alt: Alt text (default: the caption).
-        display: Display it in the notebook (else only return the HTML object).
-
-    Returns:
-        The ``IPython.display.HTML`` object holding the PNG and its caption with ``display=False``;
-        ``None`` once displayed.
+    The caption says what it shows, at which scale, and what the paper claims.
     """
     import matplotlib.pyplot as plt
     from IPython.display import HTML
-    from IPython.display import display as _display
 
     if not caption:
         raise ValueError("every book figure needs a caption")
@@ -248,30 +205,13 @@ def figure(fig, caption: str, *, alt: str | None = None, display: bool = True):
         'style="max-width:100%;height:auto"/>'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
-    if display:
-        _display(out)
-        return None  # a call on a cell's last line must not show it a second time
-    return out
+    return _show(out, display)
 
 
 def markdown(text: str, *, display: bool = True):
-    """Show generated prose (e.g. a findings paragraph).
-
-    Plain Markdown with Unicode maths (‖H‖₁,₁, β₁, η), never TeX: generated outputs are not typeset.
-
-    Returns:
-        The ``IPython.display.Markdown`` object with ``display=False``; ``None`` once displayed.
-
-    Raises:
-        ValueError: When ``text`` holds ``$`` or a backslash.
-    """
+    """Show generated Markdown prose with Unicode maths (a ``$`` or backslash raises: no TeX)."""
     from IPython.display import Markdown
-    from IPython.display import display as _display
 
     if "$" in text or "\\" in text:
         raise ValueError("generated text must not hold TeX ($ or backslash); write it in Unicode")
-    out = Markdown(text)
-    if display:
-        _display(out)
-        return None  # a call on a cell's last line must not show it a second time
-    return out
+    return _show(Markdown(text), display)

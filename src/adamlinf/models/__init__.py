@@ -21,22 +21,9 @@ MODEL_KINDS = ("gpt", "resnet18")
 
 
 def build(spec: dict) -> nn.Module:
-    """Build a model from ``spec = {"kind": ..., **config}``.
+    """``GPT(GPTConfig(**config))`` (``"preset": "gpt2_124m"`` plus overrides) or ``resnet.build(**config)``.
 
-    * ``"gpt"``: ``GPT(GPTConfig(**config))``; ``{"kind": "gpt", "preset": "gpt2_124m", ...}`` starts
-      from :meth:`GPTConfig.gpt2_124m` and applies the other keys as overrides.
-    * ``"resnet18"``: ``adamlinf.models.resnet.build(**config)`` (imported lazily).
-
-    The spec is kept on the model as ``model.adamlinf_spec`` so checkpoints can rebuild it.
-
-    Args:
-        spec: the model as data.
-
-    Returns:
-        The model (initialised from the global torch RNG).
-
-    Raises:
-        ValueError: an unknown kind, preset or key, or a bad value (the message names the field).
+    The spec stays on the model as ``model.adamlinf_spec``, so checkpoints can rebuild it.
     """
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ValueError(f"model spec must be a dict with a 'kind' key (one of {MODEL_KINDS}), got {spec!r}")

@@ -1,28 +1,13 @@
-"""GPT-2 in the nanoGPT style: the model of the paper's Section 4.2 (Figures 1 and 3, Table 2).
+"""GPT-2 in the nanoGPT style {cite}`karpathy2022nanogpt,radford2019language` (Section 4.2).
 
-One readable file, after nanoGPT's ``model.py`` {cite}`karpathy2022nanogpt` and GPT-2
-{cite}`radford2019language`, with the settings of the paper's runs (Section 4.2; VERIFIED against its code):
-no biases, tied token embedding / output head, learned position embeddings, pre-LayerNorm blocks,
-GELU MLP of width 4·n_embd, vocabulary 50304 (50257 padded to a multiple of 64) at 124M.
+The paper's settings (VERIFIED against its code): no biases, tied token embedding and head, learned
+positions, pre-LayerNorm blocks, GELU MLP of width 4·n_embd, vocabulary 50304 at 124M. GPT-2's init:
+weights ~ N(0, 0.02²), the residual projections ``c_proj`` ~ N(0, (0.02/√(2·n_layer))²).
 
-Initialisation is GPT-2's: every ``Linear`` and ``Embedding`` weight ~ N(0, 0.02²), and the two
-residual projections of each block (``attn.c_proj``, ``mlp.c_proj``) ~ N(0, (0.02/√(2·n_layer))²).
-(With ``nn.Embedding``'s default N(0, 1) and a tied head the logits are huge, the softmax saturates
-and gradients underflow to denormals: a CPU step becomes ~100x slower.)
-
-Two attention paths compute the same function
-
-    Attn(Q, K, V) = softmax(Q Kᵀ / √d_head + M) V,   M_ij = 0 if j ≤ i else -∞ (causal mask):
-
-* ``"flash"``: :func:`torch.nn.functional.scaled_dot_product_attention` (fused kernels; training).
-* ``"math"``: the formula written out with matmul/softmax. The fused kernels have no double
-  backward and no forward-mode AD; this path supports both, so Hessian-vector products
-  (reverse-over-reverse, ``torch.func.jvp`` of ``torch.func.grad``) work — the Hessian estimators of
-  Table 2 switch a trained model to it with :meth:`GPT.set_attention`.
-
-Parameter names follow nanoGPT (``transformer.h.{i}.attn.c_attn.weight`` of shape
-(3·n_embd, n_embd) holding Q, K, V stacked, ``c_proj`` for output projections) because the per-head
-partition of :mod:`adamlinf.partitions` and the App. D.1 rotation split are defined on them.
+Attention is Attn(Q, K, V) = softmax(Q Kᵀ / √d_head + M) V with the causal mask M, computed by
+``"flash"`` (``F.scaled_dot_product_attention``, for training) or ``"math"`` (written out: double
+backward and forward-mode AD work, so Hessian-vector products do; see :meth:`GPT.set_attention`).
+Names follow nanoGPT (``c_attn`` holds Q, K, V stacked), which ``partitions.heads`` relies on.
 """
 
 from __future__ import annotations
@@ -39,7 +24,7 @@ ATTENTION_KINDS = ("flash", "math")
 
 @dataclass
 class GPTConfig:
-    """Size of a GPT. ``attention`` picks the attention path ("flash" or "math", see module doc)."""
+    """Size of a GPT; ``attention``: ``"flash"`` or ``"math"``."""
 
     vocab_size: int = 50304
     block_size: int = 1024
@@ -63,11 +48,7 @@ class GPTConfig:
 
     @classmethod
     def gpt2_124m(cls, **overrides) -> GPTConfig:
-        """GPT-2 small as trained in the paper.
-
-        Vocabulary 50304, 12 layers, 12 heads, width 768, context 1024 (Section 4.2; VERIFIED
-        against the paper's code).
-        """
+        """GPT-2 small as the paper trains it: 50304 tokens, 12 layers and heads, width 768, context 1024."""
         kw = dict(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768)
         kw.update(overrides)
         return cls(**kw)
@@ -78,11 +59,7 @@ class GPTConfig:
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention.
-
-    ``c_attn`` maps x to [Q; K; V] (rows 0..C-1 are Q, head h
-    owning rows h·d_head..(h+1)·d_head-1 of each of Q, K, V), ``c_proj`` maps heads back.
-    """
+    """Multi-head causal self-attention: ``c_attn`` x = [Q; K; V] (head h: rows h·d_head.. of each)."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -98,10 +75,9 @@ class CausalSelfAttention(nn.Module):
         self.register_buffer("causal_mask", mask, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Attn(Q, K, V) of ``x`` (B, T, C), projected back to (B, T, C)."""
+        """``c_proj`` Attn(Q, K, V) of ``x`` (B, T, C)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        # (B, T, C) -> (B, n_head, T, d_head)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.attention == "flash":
             y = F.scaled_dot_product_attention(
@@ -141,17 +117,13 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x):
-        """Residual attention, then residual MLP: x + Attn(LN(x)), then + MLP(LN(·))."""
+        """``x + Attn(LN(x))``, then ``+ MLP(LN(·))``."""
         x = x + self.attn(self.ln_1(x))
         return x + self.mlp(self.ln_2(x))
 
 
 class GPT(nn.Module):
-    """GPT-2 language model.
-
-    ``forward(idx, targets=None) -> (logits, loss)`` with logits of shape
-    (B, T, vocab) and loss the mean next-token cross entropy (``None`` without targets).
-    """
+    """GPT-2: ``forward(idx, targets=None) -> (logits, loss)``, loss the mean next-token cross entropy."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -170,7 +142,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
         self.apply(self._init_weights)
-        proj_std = 0.02 / math.sqrt(2 * config.n_layer)  # GPT-2's scaled residual-projection init
+        proj_std = 0.02 / math.sqrt(2 * config.n_layer)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=proj_std)
@@ -180,13 +152,8 @@ class GPT(nn.Module):
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    # -- attention path -------------------------------------------------------------------------
     def set_attention(self, kind: str) -> GPT:
-        """Switch every block to the ``"flash"`` or ``"math"`` attention path and return ``self``.
-
-        Both compute the same function; only ``"math"`` supports double backward and forward-mode
-        AD.
-        """
+        """Switch every block to the ``"flash"`` or ``"math"`` path (the same function); return ``self``."""
         if kind not in ATTENTION_KINDS:
             raise ValueError(f"attention must be one of {ATTENTION_KINDS}, got {kind!r}")
         self.config.attention = kind
@@ -194,14 +161,8 @@ class GPT(nn.Module):
             block.attn.attention = kind
         return self
 
-    # -- forward --------------------------------------------------------------------------------
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        """``(logits, loss)`` of token ids ``idx`` (B, T); ``loss`` is ``None`` without targets.
-
-        On the CPU, token ids outside ``[0, vocab_size)`` raise a ``ValueError`` naming the id
-        (a reduction over B·T integers; on a GPU the check is left out, as it would wait for the
-        device).
-        """
+        """``(logits, loss)`` of token ids ``idx`` (B, T); on the CPU an id outside the vocabulary raises."""
         B, T = idx.shape
         if T > self.config.block_size:
             raise ValueError(f"sequence length {T} exceeds block_size {self.config.block_size}")
@@ -224,33 +185,20 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
         return logits, loss
 
-    # -- accounting -----------------------------------------------------------------------------
     def num_params(self, non_embedding: bool = True) -> int:
-        """Number of parameters (tied weights counted once).
-
-        With ``non_embedding`` the position
-        embeddings are left out, as nanoGPT reports (the token embedding is the output head).
-        """
+        """Parameters, tied ones once (without the position embeddings if ``non_embedding``, as nanoGPT)."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             n -= self.transformer.wpe.weight.numel()
         return n
 
     def flops_per_token(self) -> float:
-        """Training FLOPs per token (forward + backward).
-
-        The PaLM appendix B estimate used by nanoGPT: 6·N + 12·n_layer·n_embd·T (matmuls of the
-        weights plus attention scores).
-        """
+        """Training FLOPs per token, 6·N + 12·n_layer·n_embd·T (PaLM appendix B, as nanoGPT)."""
         cfg = self.config
         return 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
 
     def estimate_mfu(self, tokens_per_iter: float, dt: float, peak_flops: float = 989e12) -> float:
-        """Model FLOPs utilisation.
-
-        Achieved FLOP/s (``flops_per_token · tokens_per_iter / dt``)
-        over ``peak_flops`` (default: H100/H200 dense bf16, 989 TFLOP/s; A100: 312e12).
-        """
+        """Achieved FLOP/s over ``peak_flops`` (default H100/H200 dense bf16, 989e12; A100: 312e12)."""
         if dt <= 0:
             raise ValueError(f"dt must be positive, got {dt}")
         return self.flops_per_token() * tokens_per_iter / dt / peak_flops
