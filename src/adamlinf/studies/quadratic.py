@@ -59,6 +59,7 @@ import torch
 from scipy.stats import spearmanr
 
 from adamlinf import problems as Q
+from adamlinf import theory
 from adamlinf.studies.verdicts import (
     BOOK,
     FAILS,
@@ -358,8 +359,8 @@ def run_sweep(
                 "problem": i,
                 "spectrum": p.spectrum,
                 "theta": p.theta,
-                "l11_per_dim": p.l11_per_dim(),
-                "spectral_norm": p.spectral_norm(),
+                "l11_per_dim": theory.l11_exact(p.hessian) / p.d,
+                "spectral_norm": theory.l2_smoothness(p.hessian),
             }
             for i, p in enumerate(problems)
         ]
