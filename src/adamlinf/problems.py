@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
@@ -244,30 +243,43 @@ def rotated_family(
 
 
 class GradientNoise:
-    r"""Additive Gaussian gradient noise :math:`\sigma\xi_t`, one independent stream per seed.
+    r"""The one noise model (Assumption 3.4): :math:`\sigma\odot\xi_t`, :math:`\xi_t\sim\mathcal N(0,I_d)`.
 
-    Stream ``s`` is ``torch.Generator(device).manual_seed(base_seed * 1_000_003 + s)``, one
-    ``randn(d)`` per step: a run's noise depends only on (``base_seed``, ``s``, step), so runs with
-    the same seed index share it (common random numbers across optimizers and learning rates).
+    ``sigma`` is a number or a ``(d,)`` tensor. Two stream layouts: by default one generator per row
+    ``s``, seeded ``base_seed * 1_000_003 + s`` with one ``randn(d)`` per step, so a run's noise
+    depends only on (``base_seed``, ``s``, step) and runs with the same seed index share it (common
+    random numbers, Table 1); with ``joint=True`` one generator seeded ``base_seed`` draws all
+    ``n_rows`` rows at once (Section 3 runs).
     """
 
     def __init__(
-        self, d: int, n_seeds: int, sigma: float, *, base_seed: int = 0, dtype=torch.float64, device="cpu"
+        self,
+        d: int,
+        n_rows: int,
+        sigma,
+        *,
+        base_seed: int = 0,
+        joint: bool = False,
+        dtype=torch.float64,
+        device="cpu",
     ):
-        if n_seeds < 1:
-            raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
-        if not math.isfinite(sigma) or sigma < 0:
+        if n_rows < 1:
+            raise ValueError(f"n_rows must be >= 1, got {n_rows}")
+        if not torch.is_tensor(sigma) and (not math.isfinite(sigma) or sigma < 0):
             raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
-        self.d, self.sigma, self.dtype, self.device = int(d), float(sigma), dtype, torch.device(device)
-        self.generators = [
-            torch.Generator(device=self.device).manual_seed(int(base_seed) * 1_000_003 + s)
-            for s in range(n_seeds)
-        ]
+        self.d, self.n_rows, self.joint = int(d), int(n_rows), joint
+        self.sigma = sigma if torch.is_tensor(sigma) else float(sigma)
+        self.dtype, self.device = dtype, torch.device(device)
+        seeds = [int(base_seed)] if joint else [int(base_seed) * 1_000_003 + s for s in range(n_rows)]
+        self.generators = [torch.Generator(device=self.device).manual_seed(k) for k in seeds]
 
     def sample(self, s: int | None = None) -> torch.Tensor:
-        r"""The next :math:`\sigma\xi_t` of every stream ``(n_seeds, d)``, or of stream ``s`` ``(d,)``."""
+        r"""The next :math:`\sigma\odot\xi_t` of every row ``(n_rows, d)``, or of row ``s`` ``(d,)``."""
+        kw = dict(dtype=self.dtype, device=self.device)
+        if self.joint:
+            return torch.randn((self.n_rows, self.d), generator=self.generators[0], **kw) * self.sigma
         gens = self.generators if s is None else [self.generators[s]]
-        xi = [torch.randn(self.d, generator=g, dtype=self.dtype, device=self.device) for g in gens]
+        xi = [torch.randn(self.d, generator=g, **kw) for g in gens]
         return (torch.stack(xi) if s is None else xi[0]) * self.sigma
 
 
@@ -385,9 +397,6 @@ def run_batched(
     final_window: int = 1,
     schedule: str = "constant",
     reach: float | None = None,
-    dtype=None,
-    device=None,
-    progress: bool = False,
 ) -> QuadraticResult:
     r"""Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one tensor computation.
 
@@ -408,9 +417,6 @@ def run_batched(
         schedule: see :func:`lr_factor`.
         reach: if given, ``final["steps_to_reach"]`` is the first :math:`t` with
             :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (``inf`` if never).
-        dtype: defaults to that of ``exp.x0``.
-        device: defaults to that of ``exp.x0``.
-        progress: show a progress bar over steps.
 
     Returns:
         A :class:`QuadraticResult`.
@@ -425,8 +431,7 @@ def run_batched(
     if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
         raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
     t_start = time.perf_counter()
-    dtype = dtype or exp.x0.dtype
-    device = torch.device(device) if device is not None else exp.x0.device
+    dtype, device = exp.x0.dtype, exp.x0.device
     problems = [p.to(dtype=dtype, device=device) for p in exp.problems]
     x0 = exp.x0.to(dtype=dtype, device=device)
     d = x0.shape[-1]
@@ -459,11 +464,8 @@ def run_batched(
             hit[new] = t
 
     form = dict(eps=eps, bias_correction=True, eps_inside_sqrt=False)  # torch form
-    iterator = (
-        tqdm(range(1, steps + 1), desc="quadratic runs", leave=False) if progress else range(1, steps + 1)
-    )
     initial = None
-    for t in iterator:
+    for t in range(1, steps + 1):
         gc = clean_grad()
         loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
         if t == 1:
@@ -593,19 +595,10 @@ def run_one_by_one(
 class NoisyQuadratic(Quadratic):
     r"""A :class:`Quadratic` with a minimiser and coordinate-wise gradient noise (Assumptions 3.4, 3.10).
 
-    .. math:: L(x)=\tfrac12(x-x^*)^\top A(x-x^*),\qquad g=A(x-x^*)+\sigma\odot\xi,\quad
-              \xi\sim\mathcal N(0,I)\ \text{per call},
-
-    so :math:`\sigma_b^2=\mathrm{mean}_{i\in b}\sigma_i^2` (Assumption 3.10). ``A`` is kept exactly
-    as given; a diagonal ``A`` is applied elementwise.
-
-    Args:
-        A: the symmetric ``(d, d)`` Hessian.
-        sigma: the noise levels :math:`\sigma_i\ge0`, a scalar or ``(d,)``.
-        x_star: the minimiser (default 0).
-        dtype: dtype of every tensor.
-        device: device of every tensor.
-        name: label used in result tables.
+    :math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)`, gradients :math:`A(x-x^*)+\sigma\odot\xi`
+    (:class:`GradientNoise`), so :math:`\sigma_b^2=\mathrm{mean}_{i\in b}\sigma_i^2` (Assumption 3.10).
+    ``A`` (symmetric) is kept exactly as given, a diagonal one applied elementwise; ``sigma`` is a
+    scalar or ``(d,)``, ``x_star`` defaults to 0.
     """
 
     def __init__(self, A, sigma=0.0, x_star=None, *, dtype=torch.float64, device="cpu", name: str = "L"):
@@ -659,13 +652,6 @@ class NoisyQuadratic(Quadratic):
         r""":math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)`, batched."""
         z = x - self.x_star
         return 0.5 * (z * super().grad(z)).sum(-1)
-
-    def stochastic_grad(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        r"""One draw of :math:`A(x-x^*)+\sigma\odot\xi` per row of ``x``."""
-        g = self.grad(x)
-        if torch.any(self.sigma > 0):
-            g = g + self.sigma * torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
-        return g
 
     def sigma_blocks(self, block_index) -> torch.Tensor:
         r""":math:`\sigma_b=\sqrt{\mathrm{mean}_{i\in b}\sigma_i^2}` (Assumption 3.10), shape ``(B,)``."""
@@ -738,17 +724,11 @@ def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Ten
 
 @_one_thread
 def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> dict:
-    r"""Deterministic SignGD (``optim.signgd_update_``) for a vector of step sizes at once.
-
-    Args:
-        problem: the quadratic (its exact gradient is used).
-        x0: one start ``(d,)`` or several ``(n_starts, d)``.
-        steps: :math:`T`.
-        lr: one step size or a vector of them.
+    r"""Deterministic SignGD (``optim.signgd_update_``, exact gradients) for a vector of step sizes at once.
 
     Returns:
-        ``grad_l1`` and ``loss`` of shape ``(steps + 1, n_lr)`` (or ``(steps + 1, n_lr, n_starts)``)
-        for :math:`t=0..T`, and ``lr``.
+        ``grad_l1`` and ``loss`` for :math:`t=0..T`, ``(steps + 1, n_lr)`` for one start ``x0`` of shape
+        ``(d,)`` or ``(steps + 1, n_lr, n_starts)`` for ``(n_starts, d)``, and ``lr``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -791,32 +771,19 @@ def run_blockwise_rmsprop(
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
     ``optim.blockwise_adam_update_`` without bias correction, :math:`\epsilon` inside the root,
-    :math:`v_{0,b}=v_0`; ``block_index = torch.arange(d)`` is RMSProp. With ``lemmas=True`` it also
-    sums, per block, with :math:`\bar g_t=\nabla L(x_{t-1})`, :math:`g_t` the stochastic gradient
-    and :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`:
-    ``first_order`` :math:`\sum_t\bar g_{(b)}^\top g_{(b)}/\sqrt{v_{t,b}+\epsilon}`,
-    ``gbar_sq_over_sqrt_vtilde`` :math:`\sum_t\|\bar g_{(b)}\|^2/\sqrt{\tilde v_{t,b}+\epsilon}`,
-    ``log_ratio`` :math:`\ln\frac{v_{T,b}+\epsilon}{v_{0,b}+\epsilon}`,
-    ``g2_over_v`` :math:`\sum_t(\|g_{(b)}\|^2/d_b)/(v_{t,b}+\epsilon)`,
-    ``sqrt_vtilde_window`` :math:`\sum_{T/2<t\le T}\sqrt{\tilde v_{t,b}+\epsilon}`,
-    ``gbar_norm_sum`` :math:`\sum_t\|\bar g_{(b)}\|/\sqrt{d_b}`, each ``(n_lr, n_seeds, B)``.
-
-    Args:
-        problem: the noisy quadratic.
-        x0: the start ``(d,)``, or one start per seed ``(n_seeds, d)``.
-        block_index: ``(d,)`` block ids ``0..B-1``.
-        steps: :math:`T`.
-        lr: one step size or a vector of them.
-        beta2: :math:`\beta_2\in[0,1)`.
-        v0: initial second moment.
-        eps: :math:`\epsilon`.
-        n_seeds: noise streams (one generator seeded ``seed``).
-        seed: seed of the noise generator.
-        lemmas: also return the lemma sums.
+    :math:`v_{0,b}=v_0`; ``block_index = torch.arange(d)`` is RMSProp. ``x0`` is ``(d,)`` or one start
+    per seed ``(n_seeds, d)``; the noise comes from one generator seeded ``seed``.
 
     Returns:
         ``grad_l1`` (:math:`\|\nabla L(x_t)\|_1`), ``grad_dual`` (:math:`\|\nabla L(x_t)\|_{\Phi,*}`)
-        and ``loss``, each ``(steps + 1, n_lr, n_seeds)``; ``lr``; the lemma sums.
+        and ``loss``, each ``(steps + 1, n_lr, n_seeds)``, and ``lr``. With ``lemmas=True`` also the
+        per-block sums ``(n_lr, n_seeds, B)`` of Lemmas 3.14-3.16 and C.1, with
+        :math:`\bar g_t=\nabla L(x_{t-1})` and :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)
+        (\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`: ``first_order`` :math:`\sum_t\bar g_{(b)}^\top g_{(b)}/
+        \sqrt{v_{t,b}}`, ``gbar_sq_over_sqrt_vtilde`` :math:`\sum_t\|\bar g_{(b)}\|^2/\sqrt{\tilde v_{t,b}}`,
+        ``g2_over_v`` :math:`\sum_t\|g_{(b)}\|^2/(d_bv_{t,b})`, ``sqrt_vtilde_window``
+        :math:`\sum_{T/2<t\le T}\sqrt{\tilde v_{t,b}}`, ``gbar_norm_sum`` :math:`\sum_t\|\bar g_{(b)}\|/
+        \sqrt{d_b}` and ``log_ratio`` :math:`\ln(v_{T,b}/v_{0,b})` (all with :math:`+\epsilon` under roots).
     """
     if steps < 1 or n_seeds < 1:
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")
@@ -829,7 +796,8 @@ def run_blockwise_rmsprop(
     B = len(db)
     lrs, lr_col = _lr_column(lr, n_seeds, A.dtype, A.device)
     n = len(lrs) * n_seeds
-    gen = torch.Generator(device=A.device).manual_seed(seed)
+    noise = GradientNoise(d, n, problem.sigma, base_seed=seed, joint=True, dtype=A.dtype, device=A.device)
+    noisy = bool(torch.any(problem.sigma > 0))
     X0 = torch.as_tensor(x0, dtype=A.dtype, device=A.device)
     if X0.ndim == 2 and X0.shape != (n_seeds, d):
         raise ValueError(
@@ -854,7 +822,7 @@ def run_blockwise_rmsprop(
         out["loss"][t] = problem.loss(x).reshape(shape[1:]).cpu()
         if t == steps:
             break
-        g = problem.stochastic_grad(x, generator=gen)
+        g = gbar + noise.sample() if noisy else gbar.clone()
         if lemmas:
             gbar_b2 = blocksum(gbar * gbar)
             vtilde = beta2 * v + (1 - beta2) * (gbar_b2 / db + sig_b2)

@@ -12,8 +12,7 @@ the Hessian is :math:`A` everywhere, so each smoothness constant is a norm of :m
   (Definition 3.9);
 * the bounds of Theorems 3.2, 3.5 and 3.11 and the right-hand sides of Lemmas 3.14-3.16 and C.1.
 
-These are dense-matrix functions; :mod:`adamlinf.hessian` estimates the same norms of a Hessian
-operator. Lemma 3.16 needs a constant :math:`c>1` (about 1.2 on a deterministic run); we use 2.
+Dense matrices only (:mod:`adamlinf.hessian` estimates these norms of an operator).
 """
 
 from __future__ import annotations
@@ -94,8 +93,7 @@ def linf_smoothness(A, max_brute_dim: int = 22) -> float:
 
     :math:`\|A\|_{\infty\to1}=\max_{s\in\{\pm1\}^d}\|As\|_1`.
 
-    Exact: :math:`\|A\|_{1,1}` for a diagonal :math:`A`, else an enumeration of the :math:`2^{d-1}`
-    sign vectors (NP-hard in general). Bounded above by :func:`l11_exact`.
+    Exact (enumerates :math:`2^{d-1}` sign vectors unless :math:`A` is diagonal); at most :func:`l11_exact`.
 
     Raises:
         ValueError: a non-diagonal ``A`` with ``d > max_brute_dim``.
@@ -136,12 +134,8 @@ def coordinatewise_smoothness(A) -> Tensor:
 def block_spectral_norms(H: Tensor, block_index) -> Tensor:
     r"""The ``(B, B)`` matrix :math:`N_{bc}=\|H_{(b),(c)}\|_2` of the sub-blocks of ``H`` (Definition 3.8).
 
-    One batched ``matrix_norm(ord=2)`` per pair of block sizes (a vector norm when a side has size
-    1), on ``H``'s device and in its dtype.
-
-    Args:
-        H: a square ``(d, d)`` matrix.
-        block_index: ``(d,)`` block ids ``0..B-1``.
+    ``block_index`` holds ids ``0..B-1``. One batched ``matrix_norm(ord=2)`` per pair of block sizes
+    (a vector norm when a side has size 1), on ``H``'s device and in its dtype.
     """
     H = torch.as_tensor(H)
     d = H.shape[0]
@@ -440,14 +434,13 @@ def lemma315_rhs(*, gbar_sq_over_sqrt_vtilde_sum, d_b, sigma_b, T: int, beta2: f
 
 
 def lemma316_rhs(*, T: int, beta2: float, v0: float, sigma_b, eps: float, gbar_abs_sum, c: float = 1.0):
-    r"""Lemma 3.16 (constant :math:`c` not recovered; the tests need :math:`c>1`), per block.
-
-    A bound on :math:`\sum_{T/2<t\le T}\mathbb E\sqrt{\tilde v_{t,b}+\epsilon}`:
+    r"""Lemma 3.16: a bound on :math:`\sum_{T/2<t\le T}\mathbb E\sqrt{\tilde v_{t,b}+\epsilon}`, per block.
 
     .. math:: \frac{2\beta_2^{T/4}\sqrt{v_0}}{1-\beta_2}+T\sigma_b+T\sqrt\epsilon
               +c\sum_t\mathbb E\frac{\|\bar g_{t,(b)}\|_2}{\sqrt{d_b}},
 
-    with ``gbar_abs_sum`` the last sum. Elementwise.
+    with ``gbar_abs_sum`` the last sum (elementwise). :math:`c` was not recovered: runs need
+    :math:`c>1` (about 1.2 on a deterministic run); the book uses 2.
     """
     return (
         2 * beta2 ** (T / 4) * math.sqrt(v0) / (1 - beta2)

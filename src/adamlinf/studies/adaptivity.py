@@ -59,20 +59,9 @@ def _noise_settings(A: torch.Tensor, sigma: torch.Tensor, *, n_seeds: int, devic
 def _tuned_rmsprop(
     prob: NoisyQuadratic, x0: torch.Tensor, *, delta: float, H_sum: float, T: int, c: float, v0: float, **run
 ) -> tuple[dict, float, float]:
-    """RMSProp as Theorem 3.5 tunes it: β₂ = 1 − c·log T / T and η from Δ, T and Σᵢ Hᵢ.
+    """RMSProp as Theorem 3.5 tunes it (β₂ = 1 − c·log T / T, η from Δ, T and Σᵢ Hᵢ): ``(out, eta, beta2)``.
 
-    Args:
-        prob: the quadratic.
-        x0: the start.
-        delta: the initial suboptimality Δ.
-        H_sum: Σᵢ Hᵢ.
-        T: the horizon.
-        c: the β₂ constant.
-        v0: the initial second moment.
-        **run: ``n_seeds``, ``seed``, ``lemmas`` of :func:`adamlinf.problems.run_blockwise_rmsprop`.
-
-    Returns:
-        ``(out, eta, beta2)``: the runner's output and the step size and β₂ it ran with.
+    ``run`` passes ``n_seeds``, ``seed`` and ``lemmas`` to :func:`adamlinf.problems.run_blockwise_rmsprop`.
     """
     beta2 = 1 - c * math.log(T) / T
     eta = theory.rmsprop_tuned_lr(delta, T, H_sum)
@@ -370,24 +359,10 @@ def rmsprop_lemma_table(
 ) -> pd.DataFrame:
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:func:`lemma_report`) on RMSProp runs.
 
-    Runs at the tuned step :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` with :math:`\beta_2=1-c\log T/T`:
-    a deterministic and a noisy run (``n_seeds`` seeds) on ``A, sigma, x0`` and, with
-    ``counterexample=True``, the run of :func:`lemma316_counterexample`.
-
-    Args:
-        A: the symmetric Hessian.
-        sigma: the noise levels of the noisy run.
-        x0: the start.
-        T: number of steps.
-        c: the constant in :math:`\beta_2`.
-        v0: initial second moment.
-        n_seeds: noise streams of the noisy run.
-        seed: noise seed.
-        device: device of the runs.
-        counterexample: add the Lemma 3.16 counterexample.
-
-    Returns:
-        ``setting`` plus the columns of :func:`lemma_report`.
+    At the tuned step :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}`, :math:`\beta_2=1-c\log T/T`: a
+    deterministic and a noisy run (``n_seeds`` seeds of ``sigma``) from ``x0`` and, with
+    ``counterexample``, :func:`lemma316_counterexample`. Returns ``setting`` and :func:`lemma_report`'s
+    columns.
     """
     A = theory.as_symmetric(A)
     H_sum = float(theory.coordinatewise_smoothness(A).sum())
@@ -480,41 +455,17 @@ def blockwise_partition_sweep(
 ) -> pd.DataFrame:
     r"""Theorem 3.11 checked by ranking and by its bound, one row per partition.
 
-    For each partition, blockwise Adam with :math:`\beta_1=0`
-    (:func:`adamlinf.problems.run_blockwise_rmsprop`,
-    :math:`v_{0,b}=v_0`, isotropic gradient noise ``noise``, all learning rates and seeds batched)
-    on :math:`L(x)=\tfrac12x^\top Ax` from ``x0``. The final loss is the mean over the last 10% of
-    the steps and over seeds, best over ``lrs``. With ``v0 > 0`` the bound of Theorem 3.11
-    (:func:`adamlinf.theory.blockwise_adam_bound` with :math:`\Delta=L(x_0)`, :math:`H(L,\Phi)` exact
-    when computed, else its Lemma 3.13 bound, :math:`H_b` of Definition 3.12 and
-    :math:`\sigma_b=` ``noise``) is evaluated at every learning rate and compared with the measured
-    :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_{\Phi,*}` (mean over seeds); with ``v0 = 0``
-    the bound is infinite and not reported.
-
-    Args:
-        A: the symmetric Hessian.
-        partition_ids: ``{name: (d,) block ids}``.
-        x0: the start.
-        noise: the noise level :math:`\sigma` of every coordinate.
-        T: number of steps.
-        lrs: the learning-rate grid.
-        beta2: :math:`\beta_2`.
-        n_seeds: measuring noise streams.
-        seed: noise seed.
-        n_tune_seeds: with ``n_tune_seeds > 0``, that many further noise streams (run in the same
-            batch) pick the best learning rate, and the ``n_seeds`` measuring streams only measure
-            it; with 0 the measuring streams also pick it.
-        exact_max_blocks: compute :math:`H(L,\Phi)` exactly (:func:`adamlinf.theory.phi_smoothness`)
-            up to this many blocks.
-        v0: initial second moment.
-        device: device of the runs.
+    Blockwise Adam with :math:`\beta_1=0` (:func:`adamlinf.problems.run_blockwise_rmsprop`, noise
+    ``noise`` on every coordinate, all lrs and seeds batched) from ``x0``; the final loss is the mean
+    over the last 10% of the steps and over the ``n_seeds`` measuring seeds at the lr that is best on
+    ``n_tune_seeds`` further seeds (on the measuring seeds when 0). With ``v0 > 0`` the bound of
+    Theorem 3.11 (:math:`H(L,\Phi)` exact up to ``exact_max_blocks`` blocks, else its Lemma 3.13
+    bound) is compared at every lr with :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_{\Phi,*}`.
 
     Returns:
-        Columns ``partition, B, bound`` (Lemma 3.13), ``H_exact`` (NaN above ``exact_max_blocks``),
-        ``best_lr, final_loss`` (mean over seeds), ``final_loss_std`` (over seeds), ``n_seeds``,
-        ``edge_of_grid``, and ``measured_dual`` (at the best learning rate),
-        ``thm311_bound`` (at the best learning rate) and ``thm311_ratio_max`` (the largest measured /
-        bound over the learning rates), NaN when ``v0 = 0``.
+        ``partition, B, bound`` (Lemma 3.13), ``H_exact``, ``best_lr, final_loss, final_loss_std,
+        n_seeds, edge_of_grid, measured_dual, thm311_bound`` and ``thm311_ratio_max`` (largest
+        measured / bound over the lrs; NaN when ``v0 = 0``).
     """
     A = theory.as_symmetric(A)
     lrs = np.asarray(lrs, dtype=float)
