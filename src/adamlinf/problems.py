@@ -24,7 +24,7 @@ import functools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -320,7 +320,6 @@ class Experiment:
     rows: list[Row]
     x0: torch.Tensor
     sigma: float
-    thetas: list[float] = field(default_factory=list)
 
 
 def sgd_update_(x, g, buf, *, lr, momentum: float):
