@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_quadratic.py [--d 200] [--steps 100] [--repeats 3] [--threads 1]
 
 Both sides run exactly the same (row, learning rate, seed) combinations of a Table 1 experiment
-(``adamlinf.problems.build_experiment``): the baseline loops over them in Python and calls
+(:func:`experiment`): the baseline loops over them in Python and calls
 ``adamlinf.problems.run_one_by_one`` (``adamlinf.optim`` / ``torch.optim`` classes, autograd
 gradients); the batched side is one ``run_batched`` call. Prints median wall times and their
 ratio, plus the largest relative difference of the final losses (they must agree). Wall times on
@@ -45,6 +45,21 @@ def sweep(d: int, steps: int, seeds: int) -> None:
     print(f"estimated at d=1000: {SQ.estimate_cost(cpu, res.work, d_target=1000) / 60:.0f} CPU minutes")
 
 
+def experiment(d: int, n_lr: int, thetas=(0.002, 0.02, 0.05, 1.0), sigma: float = 1e-3) -> Q.Experiment:
+    """Table 1's rows on i^(-1/2) and its rotations (AdaSGD, Adam per rotation, SGD, SignGD)."""
+    problems = Q.rotated_family(Q.power_law_spectrum(d, 0.5), Q.rotation_path(d, thetas))
+    x0 = torch.randn(d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grid, sgd = tuple(np.geomspace(1e-5, 1e-1, n_lr)), tuple(np.geomspace(1e-3, 2.0, n_lr))
+    rows = []
+    for col, b1, b2 in (("beta1=0", 0.0, 0.99), ("beta1=0.9", 0.9, 0.99)):
+        rows.append(Q.Row("AdaSGD", "adasgd", 0, b1, b2, grid, col))
+        rows += [Q.Row(f"Adam {k}", "adam", k, b1, b2, grid, col) for k in range(len(problems))]
+        rows.append(Q.Row("SGD", "sgd", 0, b1, 0.0, sgd, col))
+        if b1 == 0:
+            rows.append(Q.Row("SignGD", "signgd", 0, 0.0, 0.0, grid, col))
+    return Q.Experiment(problems, rows, x0, sigma)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--d", type=int, default=200)
@@ -60,13 +75,7 @@ def main() -> None:
         sweep(args.d, args.steps, args.seeds)
         return
 
-    exp = Q.build_experiment(
-        d=args.d,
-        alpha=0.5,
-        thetas=[0.002, 0.02, 0.05, 1.0],
-        sigma=1e-3,
-        lr_grids=Q.default_lr_grids(args.n_lr),
-    )
+    exp = experiment(args.d, args.n_lr)
     for p in exp.problems:  # build dense Hessians outside the timings
         _ = p.hessian
     combos = [(row, lr, s) for row in exp.rows for lr in row.lrs for s in range(args.seeds)]

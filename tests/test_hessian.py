@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from adamlinf import hessian as hs
+from adamlinf import theory as th
 from adamlinf.studies import estimator as est_study
 
 F64 = torch.float64
@@ -221,7 +222,7 @@ def test_rotated_hvp_is_RT_H_R(mlp):
     # the (1,1)-norm is not rotation invariant, the spectrum is
     Hr = R.T @ H @ R
     assert abs(hs.spectral_norm(hs.rotated(h, R)) - torch.linalg.eigvalsh(H).abs().max()) < 1e-8
-    assert hs.l11_exact(Hr) > 1.2 * hs.l11_exact(H)
+    assert th.l11_exact(Hr) > 1.2 * th.l11_exact(H)
 
 
 # ------------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ def test_l11_within_5_percent_on_heavy_tailed_200x200(variant, seed):
     assert exact_rows.max() / exact_rows.median() > 5  # heavy-tailed rows
     est = hs.l11_norm(H, 2000, seed=seed, variant=variant, progress=False, batch_probes=500, band_level=None)
     assert est.n_probes == 2000 and est.d == 200 and est.variant == variant
-    assert abs(est.total / hs.l11_exact(H) - 1) < 0.05
+    assert abs(est.total / th.l11_exact(H) - 1) < 0.05
     assert est.per_dim == pytest.approx(est.total / 200)
     # every row is a Cauchy scale estimate: ~ 1/sqrt(n) relative error (sd <= 0.05 at n=2000)
     assert float(((est.rows - exact_rows) / exact_rows).abs().max()) < 0.25
@@ -291,7 +292,7 @@ def test_l11_drops_nan_probes():
     H = heavy_rows(50, 2)
     est = hs.l11_norm(_NaNSometimes(H), 1000, seed=0, progress=False)
     assert est.n_dropped + est.n_probes == 1000 and 350 < est.n_dropped < 650
-    assert math.isfinite(est.total) and abs(est.total / hs.l11_exact(H) - 1) < 0.1
+    assert math.isfinite(est.total) and abs(est.total / th.l11_exact(H) - 1) < 0.1
     with pytest.raises(ValueError):
         hs.l11_norm(H, 10, variant="mean")
 
@@ -325,12 +326,12 @@ def test_spectral_norm_of_network_hessian(mlp):
 def test_blockwise_bound_extreme_partitions():
     H = heavy_rows(40, 4)
     d = 40
-    coord = hs.blockwise_bound(H, torch.arange(d))
-    assert coord == pytest.approx(hs.l11_exact(H), rel=1e-12)  # Adam: ||H||_{1,1}
-    one = hs.blockwise_bound(H, torch.zeros(d, dtype=torch.long))
+    coord = th.blockwise_bound(H, torch.arange(d))
+    assert coord == pytest.approx(th.l11_exact(H), rel=1e-12)  # Adam: ||H||_{1,1}
+    one = th.blockwise_bound(H, torch.zeros(d, dtype=torch.long))
     assert one == pytest.approx(d * float(torch.linalg.matrix_norm(H, 2)), rel=1e-12)  # AdaSGD: d||H||_2
     # labels need not be 0..B-1
-    assert hs.blockwise_bound(H, 7 * torch.arange(d) + 3) == pytest.approx(coord, rel=1e-12)
+    assert th.blockwise_bound(H, 7 * torch.arange(d) + 3) == pytest.approx(coord, rel=1e-12)
 
 
 @settings(max_examples=25, deadline=None)
@@ -341,11 +342,11 @@ def test_blockwise_diagonal_dominates_hessian(seed, n_blocks):
     g = torch.Generator().manual_seed(seed)
     d = 24
     H = heavy_rows(d, seed)
-    idx = torch.randint(0, n_blocks, (d,), generator=g)
-    D = hs.block_diagonal_bound(H, idx)
+    idx = torch.unique(torch.randint(0, n_blocks, (d,), generator=g), return_inverse=True)[1]
+    D = (th.blockwise_smoothness(H, idx) / torch.bincount(idx))[idx]  # r_b = H_b / d_b
     for b in idx.unique():  # D follows Phi: constant on each block
         assert torch.allclose(D[idx == b], D[idx == b][0].expand(int((idx == b).sum())))
-    assert float(D.sum()) == pytest.approx(hs.blockwise_bound(H, idx), rel=1e-12)
+    assert float(D.sum()) == pytest.approx(th.blockwise_bound(H, idx), rel=1e-12)
     scale = float(D.max())
     assert torch.linalg.eigvalsh(torch.diag(D) - H).min() >= -1e-10 * scale
     assert torch.linalg.eigvalsh(torch.diag(D) + H).min() >= -1e-10 * scale
@@ -364,22 +365,21 @@ def test_blockwise_diagonal_dominates_hessian(seed, n_blocks):
 # ------------------------------------------------------------------------------------------
 # the Table 2/4 metrics and the distributed path
 # ------------------------------------------------------------------------------------------
-def test_smoothness_table(mlp):
+def test_table_metrics_against_the_exact_hessian(mlp):
     from adamlinf.rotations import haar
 
     model, batches = mlp
     H = hs.exact_hessian(model, ce_loss, batches)
     d = H.shape[0]
-    t = hs.smoothness_table(model, ce_loss, batches, n_probes=300, seed=0, progress=False)
-    assert t["d"] == d and not t["rotated"]
-    assert t["l11_per_dim"] == pytest.approx(hs.l11_exact(H) / d, rel=0.15)
-    assert t["spectral_norm"] == pytest.approx(float(torch.linalg.eigvalsh(H).abs().max()), rel=1e-4)
-    assert t["d_spectral_norm"] == pytest.approx(d * t["spectral_norm"])
-    R = haar(d, seed=0, dtype=F64)
-    tr = hs.smoothness_table(
-        model, ce_loss, batches, rotation=R, n_probes=300, seed=0, progress=False, spectral=False
+    h = hs.hvp(model, ce_loss, batches)
+    assert h.d == d
+    assert hs.l11_norm(h, 300, seed=0, partition=None, progress=False).per_dim == pytest.approx(
+        th.l11_exact(H) / d, rel=0.15
     )
-    assert tr["rotated"] and tr["l11_per_dim"] == pytest.approx(hs.l11_exact(R.T @ H @ R) / d, rel=0.15)
+    assert hs.spectral_norm(h, tol=1e-4) == pytest.approx(th.l2_smoothness(H), rel=1e-4)
+    R = haar(d, seed=0, dtype=F64)
+    rot = hs.l11_norm(hs.rotated(h, R), 300, seed=0, partition=None, progress=False)
+    assert rot.per_dim == pytest.approx(th.l11_exact(R.T @ H @ R) / d, rel=0.15)
 
 
 def _dist_worker(rank, world, port, H, out):
@@ -764,16 +764,15 @@ def test_l11_band_covers_the_truth_at_its_level(variant):
     assert 0.6 < float((df.hi - df.lo).median()) / spread < 1.6
 
 
-def test_smoothness_table_carries_the_band(mlp):
+def test_l11_norm_carries_the_band_and_micro_batches_agree(mlp):
     model, batches = mlp
-    t = hs.smoothness_table(model, ce_loss, batches, n_probes=60, seed=0, progress=False, spectral=False)
-    assert t["l11_lo"] <= t["l11"] <= t["l11_hi"] and t["band_level"] == 0.9
-    assert t["l11_per_dim_lo"] == pytest.approx(t["l11_lo"] / t["d"])
-    tm = hs.smoothness_table(
-        model, ce_loss, batches[0], n_probes=60, seed=0, progress=False, spectral=False, micro_batch=3
+    t = hs.l11_norm(hs.hvp(model, ce_loss, batches), 60, seed=0, partition=None, progress=False)
+    assert t.lo <= t.total <= t.hi and t.band_level == 0.9
+    tm = hs.l11_norm(
+        hs.hvp(model, ce_loss, batches[0], micro_batch=3), 60, seed=0, partition=None, progress=False
     )
-    t0 = hs.smoothness_table(model, ce_loss, batches[0], n_probes=60, seed=0, progress=False, spectral=False)
-    assert tm["l11"] == pytest.approx(t0["l11"], rel=1e-9)
+    t0 = hs.l11_norm(hs.hvp(model, ce_loss, batches[0]), 60, seed=0, partition=None, progress=False)
+    assert tm.total == pytest.approx(t0.total, rel=1e-9)
 
 
 # ------------------------------------------------------------------------------------------

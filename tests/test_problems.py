@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adamlinf import problems as P
+from adamlinf import theory as th
 from adamlinf.rotations import exp_rotation
 from adamlinf.studies import quadratic as SQ
 from adamlinf.studies.verdicts import VERDICT_COLUMNS, Measured, compare
@@ -18,13 +19,18 @@ F64 = torch.float64
 
 
 def small_experiment(sigma=1e-2, thetas=(0.05, 1.0), d=12, n_lr=2):
-    grids = {
-        "adam": [1e-3, 1e-1, n_lr],
-        "adasgd": [1e-3, 1e-1, n_lr],
-        "sgd": [1e-2, 0.5, n_lr],
-        "signgd": [1e-3, 1e-1, n_lr],
-    }
-    return P.build_experiment(d=d, alpha=0.5, thetas=thetas, sigma=sigma, lr_grids=grids)
+    """Table 1's layout: AdaSGD, Adam on each rotation, SGD and SignGD, in the columns beta1 = 0 and 0.9."""
+    problems = P.rotated_family(P.power_law_spectrum(d, 0.5), P.rotation_path(d, thetas))
+    x0 = torch.randn(d, generator=torch.Generator().manual_seed(0), dtype=F64)
+    grid, sgd_grid = tuple(np.geomspace(1e-3, 1e-1, n_lr)), tuple(np.geomspace(1e-2, 0.5, n_lr))
+    rows = []
+    for col, b1 in (("beta1=0", 0.0), ("beta1=0.9", 0.9)):
+        rows.append(P.Row("AdaSGD", "adasgd", 0, b1, 0.99, grid, col))
+        rows += [P.Row(f"Adam{k}", "adam", k, b1, 0.99, grid, col) for k in range(len(problems))]
+        rows.append(P.Row("SGD", "sgd", 0, b1, 0.0, sgd_grid, col))
+        if b1 == 0:
+            rows.append(P.Row("SignGD", "signgd", 0, 0.0, 0.0, grid, col))
+    return P.Experiment(problems, rows, x0, sigma)
 
 
 def curve(res, row, lr, seed):
@@ -115,8 +121,8 @@ def test_final_loss_is_mean_of_last_window():
 def test_rotated_hessian_is_RT_H_R_autograd():
     d, theta = 9, 0.3
     lam = P.power_law_spectrum(d, 1.0)
-    q = P.RotatedQuadratic(lam, theta, seed=3)
     R = exp_rotation(d, theta, seed=3, dtype=F64)
+    q = P.Quadratic(lam, R)
     x = torch.randn(d, dtype=F64, generator=torch.Generator().manual_seed(0))
 
     def composed(z):  # L_theta(z) = L(R z), written as a composition
@@ -137,28 +143,22 @@ def test_rotated_hessian_is_RT_H_R_autograd():
 @settings(max_examples=15, deadline=None)
 @given(d=st.integers(2, 20), alpha=st.floats(0.0, 2.0), seed=st.integers(0, 100))
 def test_norms_theta0_trace_and_spectral(d, alpha, seed):
+    """Unrotated ||H||_{1,1} = trace; rotated, it is the entry sum (>= trace) and ||H||_2 = max lambda."""
     lam = P.power_law_spectrum(d, alpha)
-    q0 = P.RotatedQuadratic(lam, 0.0, seed=seed)
-    assert torch.equal(q0.rotation, torch.eye(d, dtype=F64))
-    trace = float(lam.sum())
-    assert q0.l11_per_dim() * d == pytest.approx(trace, rel=1e-12)
-    assert P.Quadratic(lam).l11_per_dim() * d == pytest.approx(trace, rel=1e-12)
-    q = P.RotatedQuadratic(lam, 0.7, seed=seed)
-    # ||A||_{1,1} >= sum_i |A_ii| = trace for PSD A, and equals the brute-force sum
-    H = q.hessian
-    assert q.l11_per_dim() * d >= trace * (1 - 1e-12)
-    assert q.l11_per_dim() == pytest.approx(
-        sum(abs(float(H[i, j])) for i in range(d) for j in range(d)) / d, rel=1e-12
-    )
-    assert q.spectral_norm() == pytest.approx(float(lam.max()), rel=1e-9)
+    assert th.l11_exact(P.Quadratic(lam).hessian) == pytest.approx(float(lam.sum()), rel=1e-12)
+    H = P.Quadratic(lam, exp_rotation(d, 0.7, seed=seed, dtype=F64)).hessian
+    brute = sum(abs(float(H[i, j])) for i in range(d) for j in range(d))
+    assert th.l11_exact(H) == pytest.approx(brute, rel=1e-12) and brute >= float(lam.sum()) * (1 - 1e-12)
+    assert th.l2_smoothness(H) == pytest.approx(float(lam.max()), rel=1e-9)
 
 
 def test_haar_like_rotation_raises_l11_above_spectral():
     """The documented default spectrum: ||H||_{1,1}/d < ||H||_2 unrotated, > after a large rotation."""
-    lam = P.power_law_spectrum(200, 0.5)
-    q0, q1 = P.Quadratic(lam), P.RotatedQuadratic(lam, 1.0)
-    assert q0.l11_per_dim() < q0.spectral_norm() == 1.0
-    assert q1.l11_per_dim() > q1.spectral_norm()
+    d = 200
+    lam = P.power_law_spectrum(d, 0.5)
+    H0, H1 = P.Quadratic(lam).hessian, P.Quadratic(lam, exp_rotation(d, 1.0, dtype=F64)).hessian
+    assert th.l11_exact(H0) / d < th.l2_smoothness(H0) == 1.0
+    assert th.l11_exact(H1) / d > th.l2_smoothness(H1)
 
 
 def test_initial_losses_equal_across_rotations():
@@ -183,7 +183,7 @@ def test_noise_variance_and_streams():
     # stream s does not depend on how many streams run together
     solo = P.GradientNoise(d, 3, sigma, base_seed=5)
     first = P.GradientNoise(d, 3, sigma, base_seed=5).sample()
-    assert torch.equal(solo.sample_one(2), first[2])
+    assert torch.equal(solo.sample(2), first[2])
     assert not torch.allclose(first[0], first[1])
     assert torch.count_nonzero(P.GradientNoise(d, 1, 0.0).sample()) == 0
 
@@ -194,7 +194,9 @@ def test_noise_variance_and_streams():
 def test_adasgd_rotation_invariant_adam_not():
     d = 16
     lam = P.power_law_spectrum(d, 0.5)
-    problems = [P.Quadratic(lam)] + [P.RotatedQuadratic(lam, th, seed=1) for th in (0.01, 0.2, 2.0)]
+    problems = [P.Quadratic(lam)] + [
+        P.Quadratic(lam, exp_rotation(d, t, seed=1, dtype=F64)) for t in (0.01, 0.2, 2.0)
+    ]
     x0 = torch.randn(d, dtype=F64, generator=torch.Generator().manual_seed(0))
     rows = []
     for k in range(len(problems)):
@@ -216,35 +218,6 @@ def test_adasgd_rotation_invariant_adam_not():
     assert np.max(np.abs(adam_haar - adam0) / adam0) > 1e-2
 
 
-# ---------------------------------------------------------------------------------------------
-# tables
-# ---------------------------------------------------------------------------------------------
-def test_tune_picks_best_mean():
-    rows = []
-    for lr_i, (lr, losses) in enumerate([(1e-3, [3.0, 5.0]), (1e-2, [1.0, 2.0]), (1e-1, [np.nan, 0.1])]):
-        for s, loss in enumerate(losses):
-            rows.append(
-                dict(
-                    row="Adam",
-                    optimizer="adam",
-                    problem=0,
-                    theta=0.0,
-                    column="beta1=0",
-                    beta1=0.0,
-                    beta2=0.99,
-                    lr=lr,
-                    lr_index=lr_i,
-                    seed=s,
-                    final_loss=loss,
-                    diverged=not np.isfinite(loss),
-                )
-            )
-    best = P.tune(pd.DataFrame(rows))
-    assert len(best) == 1
-    b = best.iloc[0]
-    assert b["best_lr"] == 1e-2 and b["mean"] == 1.5 and b["std"] == 0.5 and not b["lr_at_edge"]
-
-
 def test_bad_input_raises():
     with pytest.raises(ValueError):
         P.power_law_spectrum(0)
@@ -252,8 +225,6 @@ def test_bad_input_raises():
         P.power_law_spectrum(5, -1.0)
     with pytest.raises(ValueError):
         P.Quadratic(torch.ones(3), rotation=torch.eye(4, dtype=F64))
-    with pytest.raises(ValueError):
-        P.RotatedQuadratic(torch.ones(3, dtype=F64), -0.1)
     with pytest.raises(ValueError):
         P.Row("x", "lamb", 0, 0.9, 0.99, (1e-3,), "c")
     with pytest.raises(ValueError):
@@ -283,9 +254,6 @@ def test_spectra_normalised_and_sorted(name):
     assert lam.shape == (d,) and lam.dtype == F64
     assert float(lam.max()) == 1.0 == float(lam[0])
     assert bool((lam > 0).all()) and bool((lam[1:] <= lam[:-1]).all())
-    q = P.Quadratic(lam)
-    assert q.spectral_norm() == 1.0
-    assert q.l11_per_dim() == pytest.approx(float(lam.mean()), rel=1e-14)
 
 
 def test_spectra_closed_forms():
@@ -311,14 +279,13 @@ def test_rotated_family_norms_against_dense_numpy():
     fam = P.rotated_family(lam, rots, spectrum="1/i")
     L = np.diag(lam.numpy())
     l11 = []
-    for q, (th, R) in zip(fam, rots, strict=True):
-        assert q.theta == th and q.spectrum == "1/i"
+    for q, (theta, R) in zip(fam, rots, strict=True):
+        assert q.theta == theta and q.spectrum == "1/i"
         Rn = np.eye(d) if R is None else R.numpy()
         np.testing.assert_allclose(Rn @ Rn.T, np.eye(d), atol=1e-12)
         H = Rn.T @ L @ Rn
-        assert q.l11_per_dim() == pytest.approx(np.abs(H).sum() / d, rel=1e-12)
-        assert q.spectral_norm() == pytest.approx(np.linalg.norm(H, 2), rel=1e-9)
-        l11.append(q.l11_per_dim())
+        np.testing.assert_allclose(q.hessian.numpy(), H, atol=1e-14)
+        l11.append(np.abs(H).sum() / d)
     # diagonal: trace/d; rotating only raises the (1,1)-norm of a PSD matrix, most for Haar
     assert l11[0] == pytest.approx(float(lam.mean()), rel=1e-14)
     assert l11[0] < l11[1] < l11[2] and l11[0] < l11[3]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from adamlinf import hessian, runs
+from adamlinf import hessian, runs, theory
 from adamlinf.data import text
 from adamlinf.studies import hessian_tables as ht
 from adamlinf.studies.verdicts import Measured, compare
@@ -24,7 +24,7 @@ def test_error_bands_cover_the_exact_norm_as_often_as_repeated_estimates_say():
     scale = torch.exp(torch.randn(60, generator=g, dtype=torch.float64))
     G = torch.randn(60, 60, generator=g, dtype=torch.float64)
     H = scale[:, None] * (G + G.T) * scale[None, :]
-    exact = hessian.l11_exact(H)
+    exact = theory.l11_exact(H)
     ests = [hessian.l11_norm(H, 50, seed=s, variant="iqr", partition=None, progress=False) for s in range(40)]
     rel = np.array([e.total / exact - 1 for e in ests])
     # the Theorem 4.1 band (no band from the estimator): wider than the 90% quantile of the observed

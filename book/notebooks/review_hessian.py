@@ -68,7 +68,7 @@ t0, c0 = time.perf_counter(), time.process_time()
 # compute the bound from the exact Hessian at initialisation of a tiny GPT (at `ci`: 1 layer, width 8,
 # 2 heads, 2,968 parameters; at every scale below 10,000 parameters, so that the exact Hessian fits; the
 # page checks it) for six partitions (coordinates, rows, heads (Adam-mini's), tensors, layers, one block;
-# `adamlinf.studies.review.phi_table`, `adamlinf.hessian.blockwise_bound`), tune blockwise Adam with each
+# `adamlinf.studies.review.phi_table`, `adamlinf.theory.blockwise_bound`), tune blockwise Adam with each
 # partition on seed 0 and measure it on other seeds, and check whether a smaller H(L, Φ) goes with a
 # lower loss.
 

@@ -76,7 +76,7 @@ import numpy as np
 from adamlinf import report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
-from adamlinf.studies import theory as study
+from adamlinf.studies import equivariance as study
 from adamlinf.studies.verdicts import save_verdicts
 
 params = notebook_params("thm22_equivariance", globals())

@@ -139,7 +139,7 @@ from matplotlib.ticker import NullFormatter
 from adamlinf import problems, report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
-from adamlinf.studies import theory as study
+from adamlinf.studies import adaptivity as study
 from adamlinf.studies.verdicts import save_verdicts
 
 params = notebook_params("thm311_blockwise", globals())

@@ -112,7 +112,7 @@ import torch
 from adamlinf import report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
-from adamlinf.studies import theory as study
+from adamlinf.studies import rates as study
 from adamlinf.studies.verdicts import save_verdicts, slope_findings
 
 params = notebook_params("thm32_signgd", globals())

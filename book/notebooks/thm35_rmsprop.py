@@ -207,7 +207,8 @@ import torch
 from adamlinf import problems, report, theory
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
-from adamlinf.studies import theory as study
+from adamlinf.studies import adaptivity as study
+from adamlinf.studies import rates
 from adamlinf.studies.verdicts import save_verdicts, slope_findings
 
 params = notebook_params("thm35_rmsprop", globals())
@@ -344,7 +345,7 @@ _ = report.table(
 
 # %% [markdown]
 # ## The lemmas on three runs
-# Both sides of Lemmas 3.14–3.16 and C.1 (`adamlinf.problems.lemma_report`) on the largest $T$
+# Both sides of Lemmas 3.14–3.16 and C.1 (`adamlinf.studies.adaptivity.lemma_report`) on the largest $T$
 # (deterministic and noisy), $v_0=10^{-2}$, $\beta_2=1-c\log T/T$ with the largest $c$, and on the
 # small deterministic run of `tests/test_lemmas.py` that refutes $c=1$ in Lemma 3.16. Each row: the
 # coordinate closest to violation, averaged over seeds.
@@ -389,7 +390,7 @@ _ = report.figure(
 # other starts, so the tuned value is not biased down by the starts that chose it.
 
 # %%
-instances, constants = study.geometry_instances(
+instances, constants = rates.geometry_instances(
     geo_d, thetas=geo_thetas, seed=seed, haar_seed=seed + 1, device=device
 )
 x0_geo = torch.randn(
@@ -398,7 +399,7 @@ x0_geo = torch.randn(
     generator=torch.Generator().manual_seed(seed),
     dtype=torch.float64,
 )
-sweep = study.geometry_sweep(
+sweep = rates.geometry_sweep(
     instances,
     x0_geo,
     method="rmsprop",
@@ -408,7 +409,7 @@ sweep = study.geometry_sweep(
     c=c_main,
     v0=geo_v0,
 )
-fit = study.geometry_fit(sweep, constants, n_tune_starts=geo_n_tune_starts)
+fit = rates.geometry_fit(sweep, constants, n_tune_starts=geo_n_tune_starts)
 _ = save_table(constants, results_dir / "geometry_constants.csv", params=params)
 _ = save_table(sweep, results_dir / "geometry_sweep.csv", params=params)
 _ = save_table(fit, results_dir / "geometry_fit.csv", params=params)
@@ -432,7 +433,7 @@ _ = report.table(
 )
 
 # %% tags=["hide-input"]
-fig = study.plot_geometry(
+fig = rates.plot_geometry(
     fit,
     T=max(geo_T_list),
     xlabel="Σᵢ Hᵢ = ‖A‖₁,₁",

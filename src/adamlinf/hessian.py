@@ -1,7 +1,7 @@
 r"""Hessian operators and estimators.
 
 Hessian-vector products, the (1,1)-norm by Cauchy probes (Algorithm 4, Theorem 4.1), the
-spectral norm by Lanczos, and the blockwise bound of Definition 3.9 / Lemma 3.13.
+spectral norm by Lanczos. Dense-matrix norms are in :mod:`adamlinf.theory`.
 
 Everything here is about the Hessian :math:`H=\nabla^2 L(x)` of a **fixed** function at **fixed**
 parameters: the mean loss over a fixed batch (or the average over a fixed list of batches), with
@@ -17,8 +17,6 @@ matrix-free operator that is also a SciPy ``LinearOperator``, so SciPy's ``eigsh
 ``l11_norm(hvp, n_probes)``            :math:`\|H\|_{1,1}` by Cauchy probes (Algorithm 4),
                                        with a bootstrap error band
 ``spectral_norm(hvp)``                 :math:`\|H\|_2` by Lanczos (``eigsh``)
-``blockwise_bound(H, block_index)``    :math:`\sum_{b,c}\sqrt{d_bd_c}\|H_{(b),(c)}\|_2`
-``smoothness_table(...)``              the Table 2/4 metrics
 =====================================  ===================================================
 
 The Theorem 4.1 experiment (error of the estimator against exact matrices) is a study:
@@ -70,7 +68,7 @@ from torch.overrides import TorchFunctionMode
 from tqdm import tqdm
 
 from .partitions import check_block_index
-from .theory import block_spectral_norms
+from .theory import l2_smoothness
 
 __all__ = [
     "HVP",
@@ -80,14 +78,10 @@ __all__ = [
     "exact_hessian",
     "L11Estimate",
     "l11_norm",
-    "l11_exact",
     "bootstrap_band",
     "cauchy_bias_factor",
     "spectral_norm",
     "lanczos",
-    "blockwise_bound",
-    "block_diagonal_bound",
-    "smoothness_table",
     "cauchy_probe",
     "check_fixed_function",
     "check_positive_int",
@@ -1376,11 +1370,6 @@ def _all_gather_rows(samples: Tensor, n_dropped: int) -> tuple[Tensor, int]:
     return out, sum(int(c[1]) for c in all_counts)
 
 
-def l11_exact(H: Tensor) -> float:
-    r""":math:`\|H\|_{1,1}=\sum_{ij}|H_{ij}|` of a dense matrix."""
-    return float(H.abs().sum())
-
-
 # --------------------------------------------------------------------------------------------
 # spectral norm
 # --------------------------------------------------------------------------------------------
@@ -1459,7 +1448,7 @@ def spectral_norm(
         return float(lanczos(h, lanczos_iters, v0=v0, seed=seed).abs().max())
     if h.d <= 2:  # ARPACK needs k < d - 1: use the dense route
         H = torch.stack([h.matvec(e) for e in torch.eye(h.d, dtype=h.dtype, device=h.device)], 1)
-        return float(torch.linalg.eigvalsh((H + H.T) / 2).abs().max())
+        return l2_smoothness((H + H.T) / 2)
     if v0 is None:
         v0 = np.random.default_rng(seed).standard_normal(h.d)
     else:
@@ -1475,145 +1464,3 @@ def spectral_norm(
         return_eigenvectors=False,
     )
     return float(np.abs(vals).max())
-
-
-# --------------------------------------------------------------------------------------------
-# blockwise smoothness (Definition 3.9, Lemma 3.13)
-# --------------------------------------------------------------------------------------------
-def _block_norms(H: Tensor, block_index) -> tuple[Tensor, Tensor, Tensor]:
-    """Block spectral norms, block sizes and relabelled ids: ``(N, sizes, ids)``.
-
-    ``N`` is :func:`adamlinf.theory.block_spectral_norms` for the ids relabelled to ``0..B-1``.
-    """
-    H = torch.as_tensor(H)
-    if H.ndim != 2 or H.shape[0] != H.shape[1]:
-        raise ValueError(f"H must be square, got {tuple(H.shape)}")
-    ids = check_block_index(block_index, H.shape[0], relabel=True).to(H.device)
-    return block_spectral_norms(H, ids), torch.bincount(ids).to(H.dtype), ids
-
-
-def block_diagonal_bound(H: Tensor, block_index) -> Tensor:
-    r"""The diagonal ``D`` (a ``(d,)`` vector) that follows :math:`\Phi` and dominates ``H``.
-
-    :math:`D_{(b)} = r_b = \sum_c\sqrt{d_c/d_b}\,\|H_{(b),(c)}\|_2` satisfies
-    :math:`-D\preceq H\preceq D`. Proof: for any :math:`\Delta`, by Cauchy-Schwarz in each block
-    pair and :math:`2ab\le\lambda a^2+b^2/\lambda` with :math:`\lambda=\sqrt{d_c/d_b}`,
-
-    .. math::
-        |\Delta^\top H\Delta|\le\sum_{b,c}\|H_{(b),(c)}\|_2\|\Delta_{(b)}\|\|\Delta_{(c)}\|
-        \le\sum_{b,c}\tfrac12\|H_{(b),(c)}\|_2\Big(\sqrt{\tfrac{d_c}{d_b}}\|\Delta_{(b)}\|^2
-        +\sqrt{\tfrac{d_b}{d_c}}\|\Delta_{(c)}\|^2\Big)=\sum_b r_b\|\Delta_{(b)}\|^2=\Delta^\top D\Delta,
-
-    using :math:`\|H_{(b),(c)}\|_2=\|H_{(c),(b)}\|_2` (``H`` symmetric). This is Lemma 3.13 with
-    :math:`H_b = d_b r_b` (RECONSTRUCTED), and :math:`\mathrm{Tr}(D)=\sum_b d_br_b` is
-    :func:`blockwise_bound`.
-
-    Args:
-        H: A symmetric ``(d, d)`` matrix.
-        block_index: ``(d,)`` integer block ids (any labels).
-
-    Returns:
-        The ``(d,)`` diagonal.
-    """
-    N, sizes, ids = _block_norms(H, block_index)
-    r = (N * torch.sqrt(sizes[None, :] / sizes[:, None])).sum(1)
-    return r[ids]
-
-
-def blockwise_bound(H: Tensor, block_index) -> float:
-    r"""The computable upper bound on the :math:`\Phi`-smoothness at one point.
-
-    Definition 3.9 / Lemma 3.13 (RECONSTRUCTED):
-
-    .. math:: H(L,\Phi)\le\sum_{b=1}^B\sum_{c=1}^B\sqrt{d_bd_c}\,\|H_{(b),(c)}\|_2=\mathrm{Tr}(D),
-
-    with ``D`` from :func:`block_diagonal_bound`. The two extreme partitions: coordinates (Adam)
-    give :math:`\sum_{ij}|H_{ij}|=\|H\|_{1,1}`; one block (AdaSGD) gives :math:`d\|H\|_2`.
-
-    Args:
-        H: A symmetric ``(d, d)`` matrix.
-        block_index: ``(d,)`` integer block ids (any labels), e.g. ``Partition.flat_index(params)``.
-
-    Returns:
-        The bound.
-    """
-    N, sizes, _ = _block_norms(H, block_index)
-    s = torch.sqrt(sizes)
-    return float((s[:, None] * N * s[None, :]).sum())
-
-
-# --------------------------------------------------------------------------------------------
-# Table 2 / Table 4
-# --------------------------------------------------------------------------------------------
-def smoothness_table(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batches,
-    *,
-    rotation=None,
-    n_probes: int = 50,
-    seed: int = 0,
-    variant: str = "iqr",
-    params=None,
-    method: str = "auto",
-    spectral: bool = True,
-    lanczos_iters: int | None = None,
-    tol: float = 1e-4,
-    progress: bool = True,
-    band_level: float | None = 0.9,
-    micro_batch: int | None = None,
-) -> dict:
-    r"""The smoothness metrics of Tables 2 and 4 at the model's current parameters.
-
-    Defaults follow the authors' code: 50 probes, the IQR variant.
-
-    Args:
-        model: The model (holding :math:`x = Rw` when ``rotation`` is given).
-        loss_fn: ``loss_fn(model, batch) -> scalar``.
-        batches: A batch or a list of batches.
-        rotation: With it, the (1,1)-norm is that of :math:`R^\top HR`, the Hessian of the loss
-            rotated Adam optimised, at its own iterate.
-        n_probes: Cauchy probes.
-        seed: Seed of probes and bootstrap.
-        variant: ``"median"`` or ``"iqr"``.
-        params: The parameters (default: the model's).
-        method: HVP method.
-        spectral: Also compute :math:`\|H\|_2` (rotation invariant: the AdaSGD row, whose bound is
-            :math:`d\|H\|_2`).
-        lanczos_iters: Plain Lanczos steps instead of ``eigsh``.
-        tol: ``eigsh`` tolerance.
-        progress: Progress bar.
-        band_level: Coverage of the bootstrap band of the (1,1)-norm (``None``: no band).
-        micro_batch: Rows per micro-batch (see :class:`HVP`).
-
-    Returns:
-        A dict with ``d``, ``rotated``, ``l11``, ``l11_lo``, ``l11_hi``, ``l11_per_dim``,
-        ``l11_per_dim_lo``, ``l11_per_dim_hi``, ``band_level``, ``n_probes``, ``variant``,
-        ``l11_seconds``, ``spectral_norm``, ``d_spectral_norm``, ``spectral_seconds`` (with
-        ``spectral``) and ``loss``.
-    """
-    h = hvp(model, loss_fn, batches, params, method, micro_batch=micro_batch)
-    op = rotated(h, rotation) if rotation is not None else h
-    est = l11_norm(
-        op, n_probes, seed=seed, variant=variant, partition=None, progress=progress, band_level=band_level
-    )
-    out = {
-        "d": h.d,
-        "rotated": rotation is not None,
-        "l11": est.total,
-        "l11_lo": est.lo,
-        "l11_hi": est.hi,
-        "l11_per_dim": est.per_dim,
-        "l11_per_dim_lo": est.per_dim_lo,
-        "l11_per_dim_hi": est.per_dim_hi,
-        "band_level": est.band_level,
-        "n_probes": est.n_probes,
-        "variant": variant,
-        "l11_seconds": est.seconds,
-    }
-    if spectral:
-        t0 = time.perf_counter()
-        s = spectral_norm(h, tol=tol, lanczos_iters=lanczos_iters, seed=seed)
-        out.update(spectral_norm=s, d_spectral_norm=h.d * s, spectral_seconds=time.perf_counter() - t0)
-    out["loss"] = h.loss()
-    return out

@@ -10,8 +10,9 @@ module                 what
 =====================  =================================================================================
 ``verdicts``           the verdict rules (holds / fails / inconclusive: Welch's t-test on seeds, error
                        bands, slope intervals) and claim tables; every page's verdicts go through it
-``theory``             Theorem 2.2 and Section 3: equivariance gaps, bound grids and rate fits, the
-                       ℓ∞-versus-ℓ2 instances (diag(1/i²) and its rotations), Theorem 3.11 partitions
+``equivariance``       Theorem 2.2: equivariance gaps under rotations and permutations
+``rates``              Theorem 3.2: bound grids and rate fits; the ℓ∞-versus-ℓ2 instances of 3.2 and 3.5
+``adaptivity``         Theorem 3.5 (RMSProp) and its lemmas, Theorem 3.11 (blockwise Adam) partitions
 ``estimator``          Theorem 4.1: error of the Cauchy (1,1)-norm estimator against the probe count,
                        error quantiles, rate fit, band coverage
 ``quadratic``          Table 1 (Section 4.1): spectra × rotations × noise × β₁ sweep, learning-rate

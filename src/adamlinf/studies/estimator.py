@@ -32,9 +32,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from adamlinf.hessian import _row_scales, exact_hessian, l11_exact, l11_norm
+from adamlinf.hessian import _row_scales, exact_hessian, l11_norm
 from adamlinf.models.gpt import GPT, GPTConfig
 from adamlinf.studies.verdicts import SLOPE_LEVEL, slope_finding, slope_verdict, verdict_row
+from adamlinf.theory import l11_exact
 
 __all__ = [
     "heavy_tailed_matrix",

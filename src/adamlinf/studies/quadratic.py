@@ -1,49 +1,17 @@
 r"""Table 1 (Section 4.1) as a sweep: spectra × rotations × noise × optimizers, tuned, with verdicts.
 
-The paper's Table 1 compares Adam with AdaSGD on a rotated quadratic
-:math:`L_\theta(x) = \tfrac12 x^\top R_\theta^\top H R_\theta x` and reads two claims from it:
-
-(a) Adam's tuned loss rises with :math:`\|H_\theta\|_{1,1}/d` (Corollary 3.7);
-(b) Adam beats AdaSGD exactly when :math:`\|H_\theta\|_{1,1}/d < \|H_\theta\|_2` (Theorem 3.11).
-
-The paper's dimension, spectrum, rotation strengths, steps, learning-rate grid and seeds were not
-recovered, so this module runs the comparison on a grid of settings and decides each claim per
-setting:
-
-* **Spectra** :data:`adamlinf.problems.SPECTRA` (five, each with :math:`\|H\|_2 = 1`).
-* **Rotations** :math:`\theta = 0`, :math:`R_\theta = \exp(\theta S)` for ``theta_sqrt_d`` values of
-  :math:`\theta\sqrt d` (so that the same values mean the same amount of mixing at every
-  :math:`d`), and a Haar rotation (:func:`adamlinf.problems.rotation_path`).
-* **Optimizers** Adam at :math:`\beta_1 \in \{0, 0.9\}` (:math:`\beta_2 = 0.99`) on every rotation;
-  SignGD on :math:`\theta = 0` and Haar; AdaSGD (both :math:`\beta_1`) and SGD with the same
-  momentum as the column (:math:`\mu = 0` beside :math:`\beta_1 = 0`, :math:`\mu = 0.9` beside
-  :math:`\beta_1 = 0.9`) on :math:`\theta = 0` only, since both are rotation equivariant (their runs
-  on every :math:`L_\theta` are the same up to the rotation; :func:`equivariance_check` measures it).
-* **Noise** :math:`\sigma \in` ``sigmas``, and **seeds** that differ in :math:`x_0 \sim \mathcal N(0, I)`
-  and in the noise stream.
-* **Learning rates** tuned per setting by :func:`refine_lr_grid` on ``n_tune_seeds`` tuning seeds
-  (their own starts and noise streams, never the measuring seeds): a coarse log grid, extended at an
-  edge until the optimum is interior, then refined until both neighbours of the optimum are within
-  a factor ``factor`` (1.5) of it. The tuned learning rate is then measured on ``n_seeds`` other
-  seeds.
-* **Step size** constant with noise; without noise a cosine decay to 0 over the run
-  (``noise_free_schedule``): at a constant step RMSProp (Adam at :math:`\beta_1 = 0`) and SignGD
-  stall at a level set by the step and never reach the target, so a constant step would fill their
-  column with "not reached".
-
-**The metric.** With noise (:math:`\sigma > 0`) it is the final loss relative to the start,
-:math:`L(x_T)/L(x_0)` averaged over the last tenth of the run, far above round-off. Without noise
-a final loss would be decided by round-off (tuned runs reach :math:`10^{-30}`), so the metric is the
-number of steps :math:`\tau` to reach :math:`L \le \varepsilon L(x_0)`, :math:`\varepsilon = 10^{-8}`
-(:func:`effective_steps`); a run that never gets there within :math:`T` steps scores
-:math:`T(1 + \log_{10}(L(x_T)/(\varepsilon L(x_0))))`, which ranks it behind every run that did by how
-far it stayed above :math:`\varepsilon L(x_0)`, never by round-off.
-
-**Decisions** (:func:`decide`, :func:`spectrum_verdicts`): two tuned settings differ when
-:func:`adamlinf.studies.verdicts.compare` says so (Welch's one-sided t-test at α = 0.05 on the
-measuring seeds) *and* their gap exceeds ``rel_floor`` (5%) of the larger value, the resolution of
-a learning-rate grid with factor 1.5 (``compare(..., rel_floor=0.05)``); otherwise they tie
-(inconclusive).
+Claims: (a) Adam's tuned loss rises with :math:`\|H_\theta\|_{1,1}/d` (Corollary 3.7); (b) Adam beats
+AdaSGD exactly when :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2` (Theorem 3.11). The paper's settings
+were not recovered, so :func:`run_sweep` decides each claim per setting: the spectra of
+:data:`adamlinf.problems.SPECTRA`; :math:`\theta=0`, :math:`R_\theta=\exp(\theta S)` at given
+:math:`\theta\sqrt d` and Haar; Adam on every rotation, SignGD, AdaSGD and SGD (same momentum as the
+column) on :math:`\theta=0` (AdaSGD and SGD are rotation equivariant: :func:`equivariance_check`);
+noise levels; seeds differing in :math:`x_0` and noise. Learning rates are tuned on separate seeds by
+:func:`refine_lr_grid` (extended at an edge, refined to a factor 1.5). Without noise the step decays
+by a cosine and the metric is the steps to :math:`10^{-8}L(x_0)` (:func:`effective_steps`), never a
+round-off-level final loss; with noise it is :math:`L(x_T)/L(x_0)` over the last tenth of the run.
+Two tuned settings differ (:func:`decide`) when Welch's one-sided test (α = 0.05) says so *and*
+the gap exceeds 5%, the resolution of the lr grid (``verdicts.compare(..., rel_floor=0.05)``).
 """
 
 from __future__ import annotations
@@ -59,6 +27,7 @@ import torch
 from scipy.stats import spearmanr
 
 from adamlinf import problems as Q
+from adamlinf import theory
 from adamlinf.studies.verdicts import (
     BOOK,
     FAILS,
@@ -358,8 +327,8 @@ def run_sweep(
                 "problem": i,
                 "spectrum": p.spectrum,
                 "theta": p.theta,
-                "l11_per_dim": p.l11_per_dim(),
-                "spectral_norm": p.spectral_norm(),
+                "l11_per_dim": theory.l11_exact(p.hessian) / p.d,
+                "spectral_norm": theory.l2_smoothness(p.hessian),
             }
             for i, p in enumerate(problems)
         ]

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from adamlinf import hessian, optim, partitions
+from adamlinf import hessian, optim, partitions, theory
 from adamlinf import rotations as rot
 from adamlinf.models.gpt import GPT, GPTConfig
 from adamlinf.studies import sweeps
@@ -706,7 +706,7 @@ def phi_table(
             {
                 "partition": name,
                 "blocks": int(ids.max()) + 1,
-                "H_phi_per_d": hessian.blockwise_bound(H, ids) / H.shape[0],
+                "H_phi_per_d": theory.blockwise_bound(H, ids) / H.shape[0],
             }
         )
     return pd.DataFrame(rows)

@@ -1,0 +1,198 @@
+r"""Theorem 2.2 (Figure 2): which optimizers are rotation- and permutation-equivariant.
+
+:func:`equivariance_trajectories_2d` runs each optimizer on a 2-d quadratic and on its rotation;
+:func:`equivariance_gaps` measures the relative gap between a run on :math:`L\circ R` and the
+mapped run on :math:`L` over random rotations and permutations; :func:`equivariance_verdicts`
+turns the gaps into the page's verdicts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import optim, problems, report, rotations
+from ..problems import run_trajectory
+from . import verdicts
+
+__all__ = [
+    "equivariance_trajectories_2d",
+    "equivariance_gaps",
+    "EQUIVARIANT",
+    "equivariance_verdicts",
+]
+
+
+def _optimizer_kwargs(cfg: dict) -> tuple[str, float, dict]:
+    if "name" not in cfg or "lr" not in cfg:
+        raise ValueError(f"an optimizer configuration needs 'name' and 'lr', got {sorted(cfg)}")
+    return cfg["name"], float(cfg["lr"]), {k: v for k, v in cfg.items() if k not in ("name", "lr")}
+
+
+def equivariance_trajectories_2d(
+    optimizers: dict, *, angle_deg: float, T: int, x0=(2.0, 1.5), eigenvalues=(1.0, 4.0)
+) -> pd.DataFrame:
+    r"""Figure 2 data (Theorem 2.2): each optimizer on a 2-D quadratic and on its rotation.
+
+    Each optimizer runs on :math:`L(x)=\tfrac12x^\top Ax`, :math:`A=\mathrm{diag}(\text{eigenvalues})`,
+    from ``x0``, and on :math:`L\circ R` (:math:`R` the planar rotation by ``angle_deg``) from
+    :math:`R^\top x_0`, with the same hyperparameters.
+
+    Args:
+        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for
+            :func:`adamlinf.problems.run_trajectory`.
+        angle_deg: the rotation angle.
+        T: number of steps.
+        x0: the start.
+        eigenvalues: the two eigenvalues of :math:`A`.
+
+    Returns:
+        Columns ``optimizer, run ("on L" | "on L o R"), t`` and the iterate in both frames: ``x1, x2``
+        (coordinates of :math:`L`; the rotated run mapped back by :math:`R`) and ``y1, y2``
+        (coordinates of :math:`L\circ R`). An equivariant optimizer gives the same points for both
+        runs in either frame.
+    """
+    if T < 1:
+        raise ValueError("T must be >= 1")
+    A = torch.diag(torch.as_tensor(eigenvalues, dtype=torch.float64))
+    if A.shape != (2, 2):
+        raise ValueError("the Figure 2 example is two-dimensional: give two eigenvalues")
+    a = math.radians(angle_deg)
+    R = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]], dtype=torch.float64)
+    x0 = torch.as_tensor(x0, dtype=torch.float64)
+    frames = []
+    for label, cfg in optimizers.items():
+        name, lr, kw = _optimizer_kwargs(cfg)
+        xs = run_trajectory(name, A, x0, steps=T, lr=lr, **kw)
+        xr = run_trajectory(name, R.T @ A @ R, R.T @ x0, steps=T, lr=lr, **kw)
+        for run, orig, rot in (("on L", xs, xs @ R), ("on L o R", xr @ R.T, xr)):
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "optimizer": label,
+                        "run": run,
+                        "t": np.arange(T + 1),
+                        "x1": orig[:, 0].numpy(),
+                        "x2": orig[:, 1].numpy(),
+                        "y1": rot[:, 0].numpy(),
+                        "y2": rot[:, 1].numpy(),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def equivariance_gaps(
+    optimizers: dict, *, d: int, T: int, n_transforms: int, seed: int = 0, exponent: float = 0.5
+) -> pd.DataFrame:
+    r"""Definition 2.1 measured in :math:`d` dimensions (Theorem 2.2), for rotations and permutations.
+
+    For ``n_transforms`` Haar rotations and as many random permutation matrices,
+    :func:`adamlinf.rotations.equivariance_gap` of every optimizer on :math:`L(x)=\tfrac12x^\top Ax`
+    with :math:`A=\mathrm{diag}(i^{-\text{exponent}})` and a Gaussian :math:`x_0` (float64, full
+    gradients, ``T`` steps), reported relative to the size of the iterates:
+    :math:`\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2` (0 up to rounding iff the run is
+    equivariant on this instance). Draw :math:`k` uses seed ``seed + 1 + k``.
+
+    Args:
+        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for :func:`adamlinf.optim.create`.
+        d: dimension.
+        T: number of steps.
+        n_transforms: number of random draws of each kind.
+        seed: seed of :math:`x_0` (and base of the draws).
+        exponent: the spectrum's exponent.
+
+    Returns:
+        Columns ``optimizer, transformation ("rotation" | "permutation"), draw, gap``.
+    """
+    if d < 2 or T < 1 or n_transforms < 1:
+        raise ValueError("need d >= 2, T >= 1 and n_transforms >= 1")
+    A = torch.diag(problems.power_law_spectrum(d, exponent))
+    x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+    def loss_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        return 0.5 * x @ (A @ x)
+
+    rows = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # d x d products: thread hand-offs cost more than they save (see problems)
+    try:
+        rows = _gap_rows(optimizers, A, x0, loss_fn, d=d, T=T, n_transforms=n_transforms, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+    return pd.DataFrame(rows)
+
+
+def _gap_rows(
+    optimizers: dict, A, x0, loss_fn, *, d: int, T: int, n_transforms: int, seed: int
+) -> list[dict]:
+    rows = []
+    for k in range(n_transforms):
+        transforms = {
+            "rotation": rotations.haar(d, seed=seed + 1 + k, dtype=torch.float64),
+            "permutation": rotations.to_dense(
+                rotations.random_permutation(d, seed=seed + 1 + k, dtype=torch.float64)
+            ),
+        }
+        for kind, R in transforms.items():
+            for label, cfg in optimizers.items():
+                name, lr, kw = _optimizer_kwargs(cfg)
+                res = rotations.equivariance_gap(
+                    lambda ps, name=name, lr=lr, kw=kw: optim.create(name, ps, lr=lr, **kw), loss_fn, x0, R, T
+                )
+                gap = res.gap / float(torch.linalg.vector_norm(res.xs, dim=1).max())
+                rows.append(dict(optimizer=label, transformation=kind, draw=k, gap=gap))
+    return rows
+
+
+#: Theorem 2.2: which optimizer is equivariant under which transformation.
+EQUIVARIANT = {
+    "sgd": ("rotation", "permutation"),
+    "adasgd": ("rotation", "permutation"),
+    "adam": ("permutation",),
+    "signgd": ("permutation",),
+}
+
+
+def equivariance_verdicts(
+    gaps: pd.DataFrame, optimizers: dict, *, scale: str, tol: float = 1e-10, page: str = "thm22_equivariance"
+) -> pd.DataFrame:
+    """The Theorem 2.2 page's verdict table: one row per optimizer and kind of transformation.
+
+    A run is equivariant on an instance when its relative gap (:func:`equivariance_gaps`) is below
+    ``tol`` (round-off is about 1e-15). "Equivariant" holds when every draw is below ``tol``; "not
+    equivariant" holds when every draw is above ``1e3 * tol``; anything in between is inconclusive.
+
+    Args:
+        gaps: :func:`equivariance_gaps`'s table.
+        optimizers: the label -> configuration map the gaps were measured with (``name`` picks the
+            theorem's prediction from :data:`EQUIVARIANT`).
+        scale: the scale of the run.
+        tol: the round-off threshold on the relative gap.
+        page: the notebook's name.
+
+    Returns:
+        The verdict table.
+    """
+    rows = []
+    for label, cfg in optimizers.items():
+        for kind in ("rotation", "permutation"):
+            g = gaps[(gaps.optimizer == label) & (gaps.transformation == kind)].gap
+            predicted = kind in EQUIVARIANT[cfg["name"]]
+            lo, hi = float(g.min()), float(g.max())
+            rows.append(
+                verdicts.verdict_row(
+                    f"Theorem 2.2: {label} is {'' if predicted else 'not '}{kind}-equivariant",
+                    verdicts.threshold_verdict(g, below=predicted, tol=tol),
+                    ours=f"relative gap {report.fmt(lo, 2)} to {report.fmt(hi, 2)} over {len(g)} draws",
+                    scale=scale,
+                    paper="equivariant" if predicted else "not equivariant",
+                    rule=f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}",
+                    page=page,
+                    where="Theorem 2.2",
+                )
+            )
+    return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))
