@@ -158,7 +158,7 @@ def test_a_stopped_run_is_never_complete(root, tmp_path):
     (tmp_path / "r" / runs.COMPLETE_FILE).unlink()
     done = runs.run_specs({"r": spec}, tmp_path, verbose=False)  # resumes at iteration 2
     assert done["iter"].max() == 4 and runs.is_complete(tmp_path / "r", spec)
-    assert runs.load_spec(tmp_path / "r") == spec
+    assert json.loads((tmp_path / "r" / runs.COMPLETE_FILE).read_text())["spec"] == spec
 
 
 def test_read_metrics_names_the_missing_file(tmp_path):
@@ -220,20 +220,11 @@ def test_lr_grid_names_and_min_lr_ratio(root, tmp_path):
     base = lm(root, "sgd", lr=0.5, min_lr=0.05, max_iters=2, eval_interval=0)
     df = runs.lr_grid(base, {"sgd": [0.1, 0.3]}, tmp_path, verbose=False)
     assert sorted(df.run.unique()) == ["sgd_lr1.0e-01", "sgd_lr3.0e-01"]
-    saved = runs.load_spec(tmp_path / "sgd_lr3.0e-01")
+    saved = json.loads((tmp_path / "sgd_lr3.0e-01" / runs.COMPLETE_FILE).read_text())["spec"]
     assert saved["train"]["lr"] == 0.3 and saved["train"]["min_lr"] == pytest.approx(0.03)
     assert df.grid.all()
     with pytest.raises(ValueError):
         runs.lr_grid(base, {"sgd": [0.0]}, tmp_path)
-
-
-def test_scale_lr_keeps_the_min_lr_ratio():
-    spec = runs.with_train({"model": {}, "data": {}, "train": {"lr": 1e-3, "min_lr": 1e-4}}, tags={"a": 1})
-    scaled = runs.scale_lr(spec, 3.0, tags={"setting": "larger"})
-    assert scaled["train"] == {"lr": pytest.approx(3e-3), "min_lr": pytest.approx(3e-4)}
-    assert scaled["tags"] == {"a": 1, "setting": "larger"} and spec["train"]["lr"] == 1e-3
-    with pytest.raises(ValueError):
-        runs.scale_lr(spec, 0.0)
 
 
 def test_grad_accum_for_the_paper_batch_on_several_devices():

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 import types
@@ -37,32 +36,6 @@ from typing import Any
 
 from . import run as _run
 from .results import PROVENANCE_FILE, REPO_ROOT, provenance, results_dir, save_json
-
-__all__ = ["code_cells", "execute_plain", "main"]
-
-_CELL = re.compile(r"^# %%(.*)$")
-
-
-def code_cells(source: str) -> list[tuple[str, bool]]:
-    """The code cells of a jupytext percent-format source: ``(code, is_parameters_cell)`` in order.
-
-    Markdown and raw cells are dropped; the file header (before the first ``# %%``) too.
-    """
-    cells: list[tuple[str, list[str]]] = []
-    for line in source.splitlines():
-        m = _CELL.match(line)
-        if m:
-            cells.append((m.group(1), []))
-        elif cells:
-            cells[-1][1].append(line)
-    out = []
-    for header, lines in cells:
-        if "[markdown]" in header or "[md]" in header or "[raw]" in header:
-            continue
-        tags = re.search(r"tags\s*=\s*\[([^\]]*)\]", header)
-        is_params = bool(tags and re.search(r"['\"]parameters['\"]", tags.group(1)))
-        out.append(("\n".join(lines), is_params))
-    return out
 
 
 def _display_stub() -> types.ModuleType:
@@ -135,7 +108,7 @@ def execute_plain(name: str, params: Mapping[str, Any], *, sources: Path | None 
     start = time.perf_counter()
     os.chdir(REPO_ROOT)
     try:
-        for i, (code, is_params) in enumerate(code_cells(path.read_text())):
+        for i, (code, is_params) in enumerate(_run.code_cells(path.read_text())):
             if is_params:
                 namespace.update(params)
                 continue
