@@ -4,23 +4,13 @@
     python -m adamlinf.publish resnet_table3 --scale gpu --set device=cuda:1
     python -m adamlinf.publish gpt2_figure1 --scale gpu --no-publish   # results/ only
 
-A GPU node of a cluster often has torch, NumPy, SciPy, pandas, matplotlib and tqdm, but no
-papermill, jupytext, Jupyter kernel or IPython, and no network. This command runs the **same
-code** as the book's notebook there: it reads the jupytext source ``book/notebooks/<name>.py``
-(percent format, parsed here, no jupytext), replaces the cell tagged ``parameters`` by the
-scale's parameters (``params/<name>.yaml`` with ``--set`` overrides, checked exactly as
-``python -m adamlinf.run`` checks them), and executes the code cells in order as plain Python in
-one namespace, with the repository as working directory. Display calls degrade: without IPython a
-stand-in ``IPython.display`` prints Markdown as text and drops HTML (the tables and figures are
-rendered later by the book from the saved results); matplotlib draws with the ``Agg`` backend.
-The notebook writes its tidy results to ``results/<name>/<scale>/`` as it does under papermill;
-the command then records the provenance (commit, hardware, package versions, wall time,
-parameters, ``runner: adamlinf.publish``) and, for the ``gpu`` scale, copies the results into
-``published/<name>/<scale>/`` with :func:`adamlinf.run.publish`. The book renders them on a CPU,
-through the same notebook code, beside the live ``ci`` results.
-
-Papermill stays the way the book executes its notebooks (``python -m adamlinf.run``); this is the
-fallback for nodes without it.
+For GPU nodes without papermill, jupytext, Jupyter or IPython: the code cells of
+``book/notebooks/<name>.py`` run in order as plain Python in one namespace (the repository as working
+directory), the ``parameters`` cell replaced by the scale's parameters, checked as
+``python -m adamlinf.run`` checks them. Without IPython, a stand-in ``IPython.display`` prints
+Markdown and drops HTML; matplotlib draws with ``Agg``. The results and their provenance
+(``runner: adamlinf.publish``) go to ``results/<name>/<scale>/`` and, for ``gpu``, into
+``published/<name>/<scale>/`` (:func:`adamlinf.run.publish`), which the book renders on a CPU.
 """
 
 from __future__ import annotations

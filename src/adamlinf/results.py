@@ -47,15 +47,11 @@ def git_commit(root: Path = REPO_ROOT) -> str:
     return head.stdout.strip() + ("-dirty" if dirty is not None and dirty.stdout.strip() else "")
 
 
-def package_versions(names=_PACKAGES) -> dict[str, str]:
-    """The installed version of each package in ``names`` (``"not installed"`` when absent)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = _md.version(name)
-        except _md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+def _version(name: str) -> str:
+    try:
+        return _md.version(name)
+    except _md.PackageNotFoundError:
+        return "not installed"
 
 
 def device_description(device: str | None = None) -> str:
@@ -87,7 +83,7 @@ def provenance(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device_description(device),
-        "packages": package_versions(),
+        "packages": {name: _version(name) for name in _PACKAGES},
         "parameters": dict(params or {}),
     }
     if wall_time_s is not None:
@@ -99,19 +95,9 @@ def provenance(
 
 
 def results_dir(name: str, scale: str = "ci", root: Path | str | None = None) -> Path:
-    """``results/<name>/<scale>/``, created if missing.
+    """``results/<name>/<scale>/``, created (a :class:`WriteError` naming the folder and the cause)."""
+    return make_dirs(Path(root or RESULTS_ROOT) / name / scale)
 
-    Raises:
-        OSError: One line naming the folder and the cause (read-only, full disk, symlink loop).
-    """
-    path = Path(root or RESULTS_ROOT) / name / scale
-    make_dirs(path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing files: atomically, with one-line messages
-# ---------------------------------------------------------------------------------------------
 
 _CAUSES = {
     _errno.ENOSPC: "no space left on device (the disk is full)",
@@ -215,11 +201,6 @@ def save_table(df, path: Path | str, params: Mapping[str, Any] | None = None, **
     return path
 
 
-# ---------------------------------------------------------------------------------------------
-# Locks: one process at a time per results folder or run folder
-# ---------------------------------------------------------------------------------------------
-
-
 class Busy(RuntimeError):
     """Another live process holds the lock (the message names its pid and what it does)."""
 
@@ -229,9 +210,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return True  # alive (PermissionError: alive, another user's)
 
 
 def lock_holder(path: Path | str) -> dict[str, Any] | None:
@@ -290,22 +269,12 @@ def exclusive(
         os.close(fd)  # releases the lock
 
 
-# ---------------------------------------------------------------------------------------------
-# Staging: a notebook's results appear all together, at the end
-# ---------------------------------------------------------------------------------------------
-
 _STAGING = ".staging"
 _READY = ".ready"
 
 
-def staging_dir(final: Path | str) -> Path:
-    """The staging folder of the results folder ``final``: ``<parent>/.<name>.staging``."""
-    final = Path(final)
-    return final.with_name(f".{final.name}{_STAGING}")
-
-
 def final_dir(path: Path | str) -> Path:
-    """The results folder a staging folder (:func:`staging_dir`) is for; any other path unchanged."""
+    """``<parent>/<name>`` for a staging folder ``<parent>/.<name>.staging``; other paths unchanged."""
     path = Path(path)
     if path.name.startswith(".") and path.name.endswith(_STAGING) and len(path.name) > len(_STAGING) + 1:
         return path.with_name(path.name[1 : -len(_STAGING)])
@@ -313,19 +282,23 @@ def final_dir(path: Path | str) -> Path:
 
 
 def begin_staging(final: Path | str) -> Path:
-    """A fresh staging folder (the notebook's ``results_dir``) for the results folder ``final``; hold its lock.
+    """A fresh staging folder ``.<name>.staging``, the notebook's ``results_dir``; hold ``final``'s lock.
 
     A staging folder left ready by an interrupted :func:`commit_staging` is committed; one left by a
     failed run loses its files, and its new sub-folders (run folders) move into ``final``. Every
     sub-folder of ``final`` is linked into the staging folder, so that runs resume in place.
     """
     final = make_dirs(final)
-    staging = staging_dir(final)
+    staging = final.with_name(f".{final.name}{_STAGING}")
     if staging.is_dir() and (staging / _READY).exists():
         commit_staging(staging, final)
-    if staging.exists() or staging.is_symlink():
-        _rescue_folders(staging, final)
-        shutil.rmtree(staging) if staging.is_dir() and not staging.is_symlink() else staging.unlink()
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        staging.unlink()
+    elif staging.exists():  # a failed run's: its run folders are kept in final, its files dropped
+        for sub in sorted(staging.iterdir()):
+            if sub.is_dir() and not sub.is_symlink():
+                _move_in(sub, final)
+        shutil.rmtree(staging)
     make_dirs(staging)
     for sub in sorted(final.iterdir()):
         if sub.is_dir() and not sub.name.startswith("."):
@@ -333,19 +306,9 @@ def begin_staging(final: Path | str) -> Path:
     return staging
 
 
-def _rescue_folders(staging: Path, final: Path) -> None:
-    """Move the real sub-folders of ``staging`` that ``final`` lacks into ``final``."""
-    if not staging.is_dir() or staging.is_symlink():
-        return
-    for sub in sorted(staging.iterdir()):
-        if sub.is_dir() and not sub.is_symlink():
-            _move_in(sub, final)
-
-
 def _move_in(folder: Path, final: Path) -> None:
     """Move ``folder`` into ``final``, beside (never over) a folder of the same name."""
-    target = final / folder.name
-    n = 1
+    target, n = final / folder.name, 1
     while target.exists() or target.is_symlink():
         target, n = final / f"{folder.name}@staged-{n}", n + 1
     os.replace(folder, target)
@@ -401,11 +364,6 @@ def commit_staging(
     return final
 
 
-# ---------------------------------------------------------------------------------------------
-# Content digests of published files
-# ---------------------------------------------------------------------------------------------
-
-
 def sha256_file(path: Path | str) -> str:
     """The SHA-256 of a file's bytes (hex)."""
     h = hashlib.sha256()
@@ -450,7 +408,7 @@ def check_digests(folder: Path | str, record: Mapping[str, Any] | None) -> list[
 
 
 def upstream_dir(results_dir: Path | str, notebook: str, required: str | None = None) -> Path:
-    """``results/<notebook>/<scale>/`` beside ``results_dir`` (a ``FileNotFoundError`` without ``required``)."""
+    """``results/<notebook>/<scale>/`` beside ``results_dir`` (``required``: a file it must hold)."""
     results_dir = final_dir(results_dir)
     scale = results_dir.name
     path = results_dir.parent.parent / notebook / scale

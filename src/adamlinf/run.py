@@ -28,6 +28,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,26 +65,22 @@ _SEEDS = re.compile(r"^(n_)?seeds$|_seeds$")
 MIN_SEEDS = 2
 #: Float parameters that are lengths and must be positive (a zero-length run has nothing to show).
 _POSITIVE_FLOAT = re.compile(r"^epochs$|_epochs$")
+_KINDS = {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list", dict: "dict"}
 
 
 def notebook_order(toc_path: Path | None = None) -> list[str]:
     """Notebook names in the order the table of contents lists them (``book/executed/<name>``)."""
-    toc = yaml.safe_load((toc_path or TOC).read_text())
-    names: list[str] = []
 
-    def walk(node):
-        if isinstance(node, dict):
-            f = node.get("file")
-            if isinstance(f, str) and f.startswith("book/executed/"):
-                names.append(f.split("/")[-1].removesuffix(".ipynb"))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
+    def walk(node) -> list[str]:
+        if isinstance(node, list):
+            return [name for item in node for name in walk(item)]
+        if not isinstance(node, dict):
+            return []
+        f = node.get("file")
+        own = [f.split("/")[-1].removesuffix(".ipynb")] if str(f).startswith("book/executed/") else []
+        return own + walk(list(node.values()))
 
-    walk(toc)
-    return names
+    return walk(yaml.safe_load((toc_path or TOC).read_text()))
 
 
 def execution_order(names: list[str]) -> list[str]:
@@ -99,17 +96,8 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-# ---------------------------------------------------------------------------------------------
-# The parameters cell of a notebook source
-# ---------------------------------------------------------------------------------------------
-
 _CELL = re.compile(r"^# %%(.*)$")
 _TAGS = re.compile(r"tags\s*=\s*(\[[^\]]*\])")
-
-
-def _sources_dir() -> Path:
-    # The kernel that executes a notebook inherits this from the runner (see execute()).
-    return Path(os.environ.get("ADAMLINF_SOURCES", SOURCES))
 
 
 def code_cells(source: str) -> list[tuple[str, bool]]:
@@ -139,20 +127,15 @@ def parameters_cell(source: str) -> str:
 
 def parameter_defaults(name: str, sources: Path | None = None) -> dict[str, Any]:
     """``{name: default}`` of notebook ``name``'s parameters cell (None for a non-literal default)."""
-    path = Path(sources or _sources_dir()) / f"{name}.py"
+    path = Path(sources or os.environ.get("ADAMLINF_SOURCES", SOURCES)) / f"{name}.py"  # set for the kernel
     if not path.exists():
         raise FileNotFoundError(f"no notebook source {_rel(path)}")
     tree = ast.parse(parameters_cell(path.read_text()))
     out: dict[str, Any] = {}
     for node in tree.body:
-        targets = (
-            node.targets
-            if isinstance(node, ast.Assign)
-            else [node.target]
-            if isinstance(node, ast.AnnAssign)
-            else []
-        )
-        for target in targets:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+            continue
+        for target in getattr(node, "targets", [getattr(node, "target", None)]):
             if isinstance(target, ast.Name):
                 try:
                     out[target.id] = ast.literal_eval(node.value) if node.value is not None else None
@@ -174,21 +157,12 @@ def notebook_params(name: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
     return {k: namespace[k] for k in names}
 
 
-# ---------------------------------------------------------------------------------------------
-# Parameter sets and overrides
-# ---------------------------------------------------------------------------------------------
-
-
-def _param_table(name: str) -> tuple[Path, dict]:
+def load_parameters(name: str, scale: str) -> dict:
+    """The parameter set of notebook ``name`` at ``scale`` from ``params/<name>.yaml``."""
     path = PARAMS / f"{name}.yaml"
     if not path.exists():
         raise SystemExit(f"no parameter file {_rel(path)} for notebook '{name}'")
-    return path, yaml.safe_load(path.read_text()) or {}
-
-
-def load_parameters(name: str, scale: str) -> dict:
-    """The parameter set of notebook ``name`` at ``scale`` from ``params/<name>.yaml``."""
-    path, table = _param_table(name)
+    table = yaml.safe_load(path.read_text()) or {}
     if scale not in table:
         raise SystemExit(f"{_rel(path)} has no '{scale}' scale (it has: {', '.join(table) or 'none'})")
     return dict(table[scale] or {})
@@ -217,17 +191,7 @@ def _literal(text: str) -> object:
 
 
 def _kind(value: Any) -> str:
-    kinds = (
-        (bool, "bool"),
-        (int, "int"),
-        (float, "float"),
-        (str, "str"),
-        ((list, tuple), "list"),
-        (dict, "dict"),
-    )
-    if value is None:
-        return "None"
-    return next((name for types, name in kinds if isinstance(value, types)), type(value).__name__)
+    return "None" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
 def check_value(key: str, text: str, default: Any) -> Any:
@@ -380,9 +344,7 @@ def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) 
     for name in names:
         try:
             resolved[name] = resolve_parameters(name, scale, overrides, strict=False)
-        except (ValueError, FileNotFoundError) as exc:
-            errors.append(str(exc))
-        except SystemExit as exc:
+        except (ValueError, FileNotFoundError, SystemExit) as exc:
             errors.append(str(exc))
     for key in overrides:
         if key in INJECTED:
@@ -400,11 +362,6 @@ def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) 
 
 def _known(name: str, scale: str) -> set[str]:
     return (set(parameter_defaults(name)) | set(load_parameters(name, scale))) - set(INJECTED)
-
-
-# ---------------------------------------------------------------------------------------------
-# Executing and publishing
-# ---------------------------------------------------------------------------------------------
 
 
 def _show_applied(nb, params: Mapping[str, Any]) -> None:
@@ -678,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(args.set)
     resolved = check_overrides(names, args.scale, overrides)
     total = time.perf_counter()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         for i, name in enumerate(names, 1):
             print(f"[{i}/{len(names)}] {name} (scale={args.scale}) ...", flush=True)
@@ -690,12 +648,6 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
     print(f"all {len(names)} notebook(s) executed in {time.perf_counter() - total:.1f} s")
     return 0
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _interrupt(signum, frame):

@@ -83,8 +83,10 @@ def _int(name: str, value, minimum: int = 0, optional: bool = False) -> int | No
     if value is None and optional:
         return None
     whole = isinstance(value, numbers.Integral) or (isinstance(value, float) and value.is_integer())
-    if isinstance(value, bool) or not whole or int(value) < minimum:
-        raise ValueError(f"TrainConfig.{name} must be an int >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not whole:
+        raise ValueError(f"TrainConfig.{name} must be an int, got {value!r}")
+    if int(value) < minimum:
+        raise ValueError(f"TrainConfig.{name} must be >= {minimum}, got {value!r}")
     return int(value)
 
 
@@ -118,8 +120,8 @@ class TrainConfig:
         grad_clip: max global gradient 2-norm (0 or None: off).
         eval_interval: evaluate every that many iterations (0: at the start); the end always.
         log_interval: iterations per host sync (None: 1 on CPU, 10 on CUDA).
-        checkpoint_interval, checkpoint_minutes: checkpoint cadence (0: off); ``keep_checkpoints``
-            newest kept.
+        checkpoint_interval: checkpoint every that many iterations (0: off); also every
+            ``checkpoint_minutes`` (0: off); the newest ``keep_checkpoints`` are kept.
         seed: model initialisation (:func:`build_run`) and dropout.
         dtype: parameter dtype (float32, float64) or autocast dtype (bfloat16; float16 with a scaler).
         compile: ``torch.compile`` the model (None: on CUDA only).
@@ -297,27 +299,22 @@ class _Recording:
         self.f.flush()
 
 
-def _write_atomic(path: Path, write) -> None:
-    """:func:`adamlinf.results.write_atomic` that raises the real ``OSError`` behind torch's errors."""
+def save_checkpoint(state: dict, out_dir, it: int, keep: int = 2) -> Path:
+    """Write ``state`` atomically with its SHA-256 beside it; keep the newest ``keep`` checkpoints."""
+    path = checkpoint_path(out_dir, it)
 
-    def recorded(raw):
+    def save(raw):  # torch reports a failed write as its own RuntimeError: raise the OSError instead
         f = _Recording(raw)
         try:
-            write(f)
+            torch.save(state, f)
         except Exception:
             if f.error is not None:
                 raise f.error from None
             raise
 
-    results.write_atomic(path, recorded)
-
-
-def save_checkpoint(state: dict, out_dir, it: int, keep: int = 2) -> Path:
-    """Write ``state`` atomically with its SHA-256 beside it; keep the newest ``keep`` checkpoints."""
-    path = checkpoint_path(out_dir, it)
-    _write_atomic(path, lambda f: torch.save(state, f))
+    results.write_atomic(path, save)
     line = f"{results.sha256_file(path)}  {path.name}\n".encode()
-    _write_atomic(path.with_name(path.name + ".sha256"), lambda f: f.write(line))
+    results.write_atomic(path.with_name(path.name + ".sha256"), lambda f: f.write(line))
     for old in list_checkpoints(out_dir)[max(1, keep) :]:
         old.unlink(missing_ok=True)
         old.with_name(old.name + ".sha256").unlink(missing_ok=True)
