@@ -31,3 +31,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_spec(tmp_path_factory):
+    """A builder of tiny GPT run specs on the pydoc corpus (prepared once):
+    ``tiny_spec(optimizer="adam", lr=1e-2, **train)``, 3 steps unless ``max_iters`` says otherwise."""
+    from adamlinf import runs
+    from adamlinf.data import text
+
+    root = str(tmp_path_factory.mktemp("pydoc"))
+    text.prepare_pydoc(root=root)
+
+    def make(optimizer="adam", lr=1e-2, **train):
+        train = {"max_iters": 3, "eval_interval": 0, "progress": False, "checkpoint_minutes": 0, **train}
+        model = dict(n_layer=1, n_head=2, n_embd=8, block_size=8, batch_size=2, eval_iters=1)
+        spec = runs.lm_spec(dataset="pydoc", **model, optimizer=optimizer, lr=lr, **train)
+        spec["data"]["root"] = root
+        return spec
+
+    return make

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from adamlinf import publish
+from adamlinf import run
 
 REPO = Path(__file__).resolve().parents[1]
 BLOCKED = ("papermill", "jupytext", "nbformat", "nbclient", "IPython", "ipykernel", "jupyter_client")
@@ -18,7 +18,7 @@ def test_code_cells_drop_markdown_and_mark_the_parameters_cell():
         '# %% tags=["parameters"]\nscale = "ci"\nn = 3\n\n# %%\nx = n + 1\n\n'
         '# %% tags=["hide-input"]\nprint(x)\n'
     )
-    cells = publish.code_cells(src)
+    cells = run.code_cells(src)
     assert [flag for _, flag in cells] == [True, False, False]
     assert "n = 3" in cells[0][0] and "x = n + 1" in cells[1][0] and "print(x)" in cells[2][0]
 

@@ -25,7 +25,6 @@ import yaml
 
 import adamlinf
 from adamlinf import results, run, runs, train
-from adamlinf.data import text
 from adamlinf.studies import sweeps
 
 SRC = Path(adamlinf.__file__).resolve().parents[1]  # the subprocesses import the code under test
@@ -354,32 +353,6 @@ def test_a_checkpoint_on_a_full_disk_names_the_file_and_leaves_no_tmp(tmp_path, 
 # ------------------------------------------------------------------------------------------------
 # run folders: two processes, damaged records, a cut-short metrics.csv
 # ------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("data")
-    text.prepare_pydoc(root=r)
-    return str(r)
-
-
-def tiny(data_root, lr=1e-2, **kw):
-    train_kw = dict(max_iters=6, eval_interval=0, progress=False, checkpoint_minutes=0)
-    train_kw.update(kw)
-    spec = runs.lm_spec(
-        dataset="pydoc",
-        n_layer=1,
-        n_head=2,
-        n_embd=8,
-        block_size=8,
-        batch_size=2,
-        eval_iters=1,
-        optimizer="adam",
-        lr=lr,
-        **train_kw,
-    )
-    spec["data"]["root"] = data_root
-    return spec
-
-
 RUN_SPECS = """import json, sys, torch
 torch.set_num_threads(1)
 from adamlinf import runs
@@ -401,14 +374,14 @@ def _run_specs_process(tmp_path: Path, spec: dict, root: Path, tag: str) -> subp
     )
 
 
-def test_run_specs_waits_while_another_process_holds_the_run_folder(tmp_path, data_root):
+def test_run_specs_waits_while_another_process_holds_the_run_folder(tmp_path, tiny_spec):
     root = tmp_path / "runs"
     run_a = root / "r"
     run_a.mkdir(parents=True)
-    spec_a = tiny(data_root, lr=1e-2)
+    spec_a = tiny_spec(lr=1e-2, max_iters=6)
     (run_a / runs.SPEC_FILE).write_text(json.dumps(spec_a))  # process A's run, in the middle of training
     with results.exclusive(root / ".r.lock", "process A"):
-        b = _run_specs_process(tmp_path, tiny(data_root, lr=3e-3), root, "b")
+        b = _run_specs_process(tmp_path, tiny_spec(lr=3e-3, max_iters=6), root, "b")
         lines = []
 
         def waiting():
@@ -421,13 +394,13 @@ def test_run_specs_waits_while_another_process_holds_the_run_folder(tmp_path, da
         assert json.loads((run_a / runs.SPEC_FILE).read_text()) == spec_a  # A's folder untouched
     out, err = b.communicate(timeout=TIMEOUT)
     assert b.returncode == 0, err
-    assert runs.is_complete(root / "r", tiny(data_root, lr=3e-3))
+    assert runs.is_complete(root / "r", tiny_spec(lr=3e-3, max_iters=6))
     assert (root / f"r@{runs.spec_key(spec_a)}" / runs.SPEC_FILE).exists()  # A's run moved aside, kept
 
 
-def test_two_processes_with_one_spec_train_it_once(tmp_path, data_root):
+def test_two_processes_with_one_spec_train_it_once(tmp_path, tiny_spec):
     root = tmp_path / "runs"
-    spec = tiny(data_root, max_iters=20, checkpoint_interval=5)
+    spec = tiny_spec(max_iters=20, checkpoint_interval=5)
     procs = [_run_specs_process(tmp_path, spec, root, tag) for tag in ("a", "b")]
     outs = [p.communicate(timeout=TIMEOUT) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -437,8 +410,8 @@ def test_two_processes_with_one_spec_train_it_once(tmp_path, data_root):
     assert runs.is_complete(root / "r", spec)
 
 
-def test_an_empty_spec_or_marker_is_named_with_the_fix(tmp_path, data_root):
-    spec = tiny(data_root)
+def test_an_empty_spec_or_marker_is_named_with_the_fix(tmp_path, tiny_spec):
+    spec = tiny_spec(max_iters=6)
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / runs.SPEC_FILE).write_text("")
     with pytest.raises(ValueError) as info:
@@ -453,8 +426,8 @@ def test_an_empty_spec_or_marker_is_named_with_the_fix(tmp_path, data_root):
     assert len(runs.run_specs({"r": spec}, tmp_path, verbose=False)) == 7
 
 
-def test_a_cut_short_final_metrics_file_is_rebuilt_from_the_checkpoint(tmp_path, data_root):
-    spec = tiny(data_root, max_iters=12)
+def test_a_cut_short_final_metrics_file_is_rebuilt_from_the_checkpoint(tmp_path, tiny_spec):
+    spec = tiny_spec(max_iters=12)
     full = runs.run_specs({"r": spec}, tmp_path, verbose=False)
     out = tmp_path / "r"
     text_ = (out / "metrics.csv").read_text()
@@ -479,9 +452,9 @@ runs.run(spec)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_during_training_checkpoints_at_the_next_step(tmp_path, data_root, sig):
+def test_a_signal_during_training_checkpoints_at_the_next_step(tmp_path, tiny_spec, sig):
     out = tmp_path / "run"
-    spec = tiny(data_root, max_iters=100_000, checkpoint_interval=0, log_interval=1)
+    spec = tiny_spec(max_iters=100_000, checkpoint_interval=0, log_interval=1)
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     (tmp_path / "trainer.py").write_text(TRAINER)
     proc = subprocess.Popen(

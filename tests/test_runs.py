@@ -9,35 +9,9 @@ import pandas as pd
 import pytest
 
 from adamlinf import runs
-from adamlinf.data import build_task, text
+from adamlinf.data import build_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("data")
-    text.prepare_pydoc(root=r)
-    return str(r)
-
-
-def tiny(root, lr=1e-2, **train):
-    kw = dict(max_iters=3, eval_interval=0, progress=False, checkpoint_minutes=0)
-    kw.update(train)
-    spec = runs.lm_spec(
-        dataset="pydoc",
-        n_layer=1,
-        n_head=2,
-        n_embd=8,
-        block_size=8,
-        batch_size=2,
-        eval_iters=1,
-        optimizer="adam",
-        lr=lr,
-        **kw,
-    )
-    spec["data"]["root"] = root
-    return spec
 
 
 def boom(*args, **kwargs):
@@ -94,8 +68,8 @@ def test_launch_command_several_nodes():
 # ------------------------------------------------------------------------------------------------
 # spec keys
 # ------------------------------------------------------------------------------------------------
-def test_spec_key_counts_only_what_changes_results(root):
-    base = tiny(root)
+def test_spec_key_counts_only_what_changes_results(tiny_spec):
+    base = tiny_spec()
     key = runs.spec_key(base)
     same = [
         runs.with_train(
@@ -124,8 +98,8 @@ def test_spec_key_counts_only_what_changes_results(root):
 # ------------------------------------------------------------------------------------------------
 # run folders
 # ------------------------------------------------------------------------------------------------
-def test_run_specs_never_deletes_a_finished_run(root, tmp_path, monkeypatch):
-    a, b = tiny(root), tiny(root, lr=2e-2)
+def test_run_specs_never_deletes_a_finished_run(tiny_spec, tmp_path, monkeypatch):
+    a, b = tiny_spec(), tiny_spec(lr=2e-2)
     first = runs.run_specs({"r": a}, tmp_path, verbose=False)
     ckpts_a = sorted(p.name for p in (tmp_path / "r").glob("ckpt-*"))
     # another result-relevant spec: trained in r/, the finished run moved aside, not deleted
@@ -146,8 +120,8 @@ def test_run_specs_never_deletes_a_finished_run(root, tmp_path, monkeypatch):
         runs.run_specs({"r": b}, tmp_path, on_change="error", verbose=False)
 
 
-def test_a_stopped_run_is_never_complete(root, tmp_path):
-    spec = tiny(root, max_iters=4)
+def test_a_stopped_run_is_never_complete(tiny_spec, tmp_path):
+    spec = tiny_spec(max_iters=4)
     stopped = runs.with_train(spec, stop_iter=2)
     df = runs.run_specs({"r": stopped}, tmp_path, verbose=False)
     assert df["iter"].max() == 1
@@ -158,7 +132,7 @@ def test_a_stopped_run_is_never_complete(root, tmp_path):
     (tmp_path / "r" / runs.COMPLETE_FILE).unlink()
     done = runs.run_specs({"r": spec}, tmp_path, verbose=False)  # resumes at iteration 2
     assert done["iter"].max() == 4 and runs.is_complete(tmp_path / "r", spec)
-    assert runs.load_spec(tmp_path / "r") == spec
+    assert json.loads((tmp_path / "r" / runs.COMPLETE_FILE).read_text())["spec"] == spec
 
 
 def test_read_metrics_names_the_missing_file(tmp_path):
@@ -169,27 +143,14 @@ def test_read_metrics_names_the_missing_file(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # run_specs end to end, grids, specs
 # ------------------------------------------------------------------------------------------------
-def lm(root, optimizer="adam", lr=1e-2, **train):
-    kw = dict(max_iters=6, warmup_iters=1, eval_interval=3, progress=False)
-    kw.update(train)
-    spec = runs.lm_spec(
-        dataset="pydoc",
-        n_layer=1,
-        n_head=2,
-        n_embd=8,
-        block_size=8,
-        batch_size=2,
-        eval_iters=1,
-        optimizer=optimizer,
-        lr=lr,
-        **kw,
-    )
-    spec["data"]["root"] = root
-    return spec
+LM = dict(max_iters=6, warmup_iters=1, eval_interval=3)  # a run with evaluations and a warm-up
 
 
-def test_run_specs_end_to_end_skips_and_resumes(root, tmp_path, monkeypatch):
-    specs = {"adam": lm(root, "adam", tags={"setting": "default"}), "rot": lm(root, "rotated_adam")}
+def test_run_specs_end_to_end_skips_and_resumes(tiny_spec, tmp_path, monkeypatch):
+    specs = {
+        "adam": tiny_spec("adam", **LM, tags={"setting": "default"}),
+        "rot": tiny_spec("rotated_adam", **LM),
+    }
     df = runs.run_specs(specs, tmp_path, verbose=False)
     assert set(df.run) == {"adam", "rot"} and set(df.optimizer) == {"adam", "rotated_adam"}
     assert (df.lr == 1e-2).all() and "lr_t" in df.columns
@@ -209,31 +170,22 @@ def test_run_specs_end_to_end_skips_and_resumes(root, tmp_path, monkeypatch):
     monkeypatch.undo()
     # an interrupted run (stopped at iteration 3, no completion record) is resumed by the trainer
     # and ends on the same losses as the uninterrupted one
-    stopped = lm(root, "adam", stop_iter=3)
+    stopped = tiny_spec("adam", **LM, stop_iter=3)
     runs.run(runs._trainer_spec(stopped, tmp_path / "again"))
     resumed = runs.run_specs({"again": specs["adam"]}, tmp_path, verbose=False)
     a = df[df.run == "adam"].train_loss.dropna().to_numpy()
     np.testing.assert_array_equal(resumed.train_loss.dropna().to_numpy(), a)
 
 
-def test_lr_grid_names_and_min_lr_ratio(root, tmp_path):
-    base = lm(root, "sgd", lr=0.5, min_lr=0.05, max_iters=2, eval_interval=0)
+def test_lr_grid_names_and_min_lr_ratio(tiny_spec, tmp_path):
+    base = tiny_spec("sgd", lr=0.5, min_lr=0.05, max_iters=2, warmup_iters=1)
     df = runs.lr_grid(base, {"sgd": [0.1, 0.3]}, tmp_path, verbose=False)
     assert sorted(df.run.unique()) == ["sgd_lr1.0e-01", "sgd_lr3.0e-01"]
-    saved = runs.load_spec(tmp_path / "sgd_lr3.0e-01")
+    saved = json.loads((tmp_path / "sgd_lr3.0e-01" / runs.COMPLETE_FILE).read_text())["spec"]
     assert saved["train"]["lr"] == 0.3 and saved["train"]["min_lr"] == pytest.approx(0.03)
     assert df.grid.all()
     with pytest.raises(ValueError):
         runs.lr_grid(base, {"sgd": [0.0]}, tmp_path)
-
-
-def test_scale_lr_keeps_the_min_lr_ratio():
-    spec = runs.with_train({"model": {}, "data": {}, "train": {"lr": 1e-3, "min_lr": 1e-4}}, tags={"a": 1})
-    scaled = runs.scale_lr(spec, 3.0, tags={"setting": "larger"})
-    assert scaled["train"] == {"lr": pytest.approx(3e-3), "min_lr": pytest.approx(3e-4)}
-    assert scaled["tags"] == {"a": 1, "setting": "larger"} and spec["train"]["lr"] == 1e-3
-    with pytest.raises(ValueError):
-        runs.scale_lr(spec, 0.0)
 
 
 def test_grad_accum_for_the_paper_batch_on_several_devices():

@@ -4,30 +4,19 @@
     python -m adamlinf.publish resnet_table3 --scale gpu --set device=cuda:1
     python -m adamlinf.publish gpt2_figure1 --scale gpu --no-publish   # results/ only
 
-A GPU node of a cluster often has torch, NumPy, SciPy, pandas, matplotlib and tqdm, but no
-papermill, jupytext, Jupyter kernel or IPython, and no network. This command runs the **same
-code** as the book's notebook there: it reads the jupytext source ``book/notebooks/<name>.py``
-(percent format, parsed here, no jupytext), replaces the cell tagged ``parameters`` by the
-scale's parameters (``params/<name>.yaml`` with ``--set`` overrides, checked exactly as
-``python -m adamlinf.run`` checks them), and executes the code cells in order as plain Python in
-one namespace, with the repository as working directory. Display calls degrade: without IPython a
-stand-in ``IPython.display`` prints Markdown as text and drops HTML (the tables and figures are
-rendered later by the book from the saved results); matplotlib draws with the ``Agg`` backend.
-The notebook writes its tidy results to ``results/<name>/<scale>/`` as it does under papermill;
-the command then records the provenance (commit, hardware, package versions, wall time,
-parameters, ``runner: adamlinf.publish``) and, for the ``gpu`` scale, copies the results into
-``published/<name>/<scale>/`` with :func:`adamlinf.run.publish`. The book renders them on a CPU,
-through the same notebook code, beside the live ``ci`` results.
-
-Papermill stays the way the book executes its notebooks (``python -m adamlinf.run``); this is the
-fallback for nodes without it.
+For GPU nodes without papermill, jupytext, Jupyter or IPython: the code cells of
+``book/notebooks/<name>.py`` run in order as plain Python in one namespace (the repository as working
+directory), the ``parameters`` cell replaced by the scale's parameters, checked as
+``python -m adamlinf.run`` checks them. Without IPython, a stand-in ``IPython.display`` prints
+Markdown and drops HTML; matplotlib draws with ``Agg``. The results and their provenance
+(``runner: adamlinf.publish``) go to ``results/<name>/<scale>/`` and, for ``gpu``, into
+``published/<name>/<scale>/`` (:func:`adamlinf.run.publish`), which the book renders on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 import types
@@ -37,32 +26,6 @@ from typing import Any
 
 from . import run as _run
 from .results import PROVENANCE_FILE, REPO_ROOT, provenance, results_dir, save_json
-
-__all__ = ["code_cells", "execute_plain", "main"]
-
-_CELL = re.compile(r"^# %%(.*)$")
-
-
-def code_cells(source: str) -> list[tuple[str, bool]]:
-    """The code cells of a jupytext percent-format source: ``(code, is_parameters_cell)`` in order.
-
-    Markdown and raw cells are dropped; the file header (before the first ``# %%``) too.
-    """
-    cells: list[tuple[str, list[str]]] = []
-    for line in source.splitlines():
-        m = _CELL.match(line)
-        if m:
-            cells.append((m.group(1), []))
-        elif cells:
-            cells[-1][1].append(line)
-    out = []
-    for header, lines in cells:
-        if "[markdown]" in header or "[md]" in header or "[raw]" in header:
-            continue
-        tags = re.search(r"tags\s*=\s*\[([^\]]*)\]", header)
-        is_params = bool(tags and re.search(r"['\"]parameters['\"]", tags.group(1)))
-        out.append(("\n".join(lines), is_params))
-    return out
 
 
 def _display_stub() -> types.ModuleType:
@@ -135,7 +98,7 @@ def execute_plain(name: str, params: Mapping[str, Any], *, sources: Path | None 
     start = time.perf_counter()
     os.chdir(REPO_ROOT)
     try:
-        for i, (code, is_params) in enumerate(code_cells(path.read_text())):
+        for i, (code, is_params) in enumerate(_run.code_cells(path.read_text())):
             if is_params:
                 namespace.update(params)
                 continue

@@ -34,54 +34,24 @@ from typing import IO, Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS_ROOT = Path(os.environ.get("ADAMLINF_RESULTS", REPO_ROOT / "results"))
 
-_PACKAGES = (
-    "adamlinf",
-    "torch",
-    "torchvision",
-    "numpy",
-    "scipy",
-    "pandas",
-    "matplotlib",
-    "seaborn",
-    "papermill",
-    "jupyter-book",
-    "datasets",
-    "tiktoken",
-)
+_PACKAGES = ("adamlinf", "torch", "torchvision", "numpy", "scipy", "pandas", "matplotlib", "seaborn")
+_PACKAGES += ("papermill", "jupyter-book", "datasets", "tiktoken")
 
 
 def git_commit(root: Path = REPO_ROOT) -> str:
-    """The current commit of the repository.
-
-    Returns:
-        The commit hash, with ``-dirty`` when tracked files have uncommitted changes, or
-        ``"unknown"`` outside a git checkout.
-    """
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
+    """The repository's commit (``-dirty`` with uncommitted changes to tracked files), or ``"unknown"``."""
+    head = _git("rev-parse", "HEAD", root=root)
+    if head is None or head.returncode != 0:
         return "unknown"
+    dirty = _git("status", "--porcelain", "--untracked-files=no", root=root)
+    return head.stdout.strip() + ("-dirty" if dirty is not None and dirty.stdout.strip() else "")
 
 
-def package_versions(names=_PACKAGES) -> dict[str, str]:
-    """The installed version of each package in ``names`` (``"not installed"`` when absent)."""
-    out = {}
-    for name in names:
-        try:
-            out[name] = _md.version(name)
-        except _md.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+def _version(name: str) -> str:
+    try:
+        return _md.version(name)
+    except _md.PackageNotFoundError:
+        return "not installed"
 
 
 def device_description(device: str | None = None) -> str:
@@ -113,7 +83,7 @@ def provenance(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": device_description(device),
-        "packages": package_versions(),
+        "packages": {name: _version(name) for name in _PACKAGES},
         "parameters": dict(params or {}),
     }
     if wall_time_s is not None:
@@ -125,19 +95,9 @@ def provenance(
 
 
 def results_dir(name: str, scale: str = "ci", root: Path | str | None = None) -> Path:
-    """``results/<name>/<scale>/``, created if missing.
+    """``results/<name>/<scale>/``, created (a :class:`WriteError` naming the folder and the cause)."""
+    return make_dirs(Path(root or RESULTS_ROOT) / name / scale)
 
-    Raises:
-        OSError: One line naming the folder and the cause (read-only, full disk, symlink loop).
-    """
-    path = Path(root or RESULTS_ROOT) / name / scale
-    make_dirs(path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing files: atomically, with one-line messages
-# ---------------------------------------------------------------------------------------------
 
 _CAUSES = {
     _errno.ENOSPC: "no space left on device (the disk is full)",
@@ -152,11 +112,7 @@ _CAUSES = {
 
 
 class WriteError(OSError):
-    """An ``OSError`` whose message is one line naming the path and the cause.
-
-    ``errno`` is the original error's, so ``except OSError`` and ``exc.errno == errno.ENOSPC``
-    still work.
-    """
+    """An ``OSError`` (with the original ``errno``) whose message is one line naming the path and cause."""
 
     def __str__(self) -> str:
         return self.strerror or super().__str__()
@@ -186,30 +142,15 @@ def make_dirs(path: Path | str) -> Path:
     return path
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_atomic(path: Path | str, write: Callable[[IO[bytes]], Any], *, fsync: bool = True) -> Path:
-    """Write ``path`` through ``write(file)`` into a temporary file of the same folder, then rename it.
+    """Write ``path`` through ``write(binary file)`` into a temporary file of its folder, then rename it.
 
-    Readers see the old file or the new one, never a part: a full disk, an error or an interrupt
-    leaves the old file as it was and no temporary file behind.
-
-    Args:
-        path: The file.
-        write: Writes the contents into the binary file object it is given.
-        fsync: Flush the contents to the disk before the rename.
-
-    Returns:
-        ``path``.
-
-    Raises:
-        WriteError: (an ``OSError``) one line naming the path and the cause.
+    Readers see the old file or the new one: a full disk, an error or an interrupt leaves the old file
+    and no temporary file. A failure is a :class:`WriteError` naming the path and the cause.
     """
     path = Path(path)
     make_dirs(path.parent)
-    tmp = _tmp_name(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
@@ -239,11 +180,7 @@ def _jsonable(obj):
 
 
 class SavedPath(type(Path())):
-    """The path a ``save_*`` function wrote: a ``pathlib.Path`` that a notebook does not display.
-
-    A save call on the last line of a cell would otherwise print ``PosixPath('results/...')`` into
-    the book.
-    """
+    """The path a ``save_*`` function wrote, which a notebook cell does not display."""
 
     def _ipython_display_(self) -> None:
         pass
@@ -256,31 +193,12 @@ def save_json(obj: Mapping[str, Any], path: Path | str) -> Path:
     return path
 
 
-def save_table(
-    df,
-    path: Path | str,
-    params: Mapping[str, Any] | None = None,
-    *,
-    wall_time_s: float | None = None,
-    **extra: Any,
-) -> Path:
-    """Write a tidy ``pandas.DataFrame`` to CSV and its provenance to ``<path>.provenance.json``.
-
-    Both are written atomically (:func:`write_atomic`): a failed write keeps the previous table.
-    """
+def save_table(df, path: Path | str, params: Mapping[str, Any] | None = None, **extra: Any) -> Path:
+    """Write a tidy DataFrame to CSV and its :func:`provenance` (``extra``: more fields) beside it."""
     path = SavedPath(path)
-    text = df.to_csv(index=False)
-    write_text_atomic(path, text)
-    save_json(
-        provenance(params, wall_time_s=wall_time_s, **extra),
-        path.with_suffix(path.suffix + ".provenance.json"),
-    )
+    write_text_atomic(path, df.to_csv(index=False))
+    save_json(provenance(params, **extra), path.with_suffix(path.suffix + ".provenance.json"))
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Locks: one process at a time per results folder or run folder
-# ---------------------------------------------------------------------------------------------
 
 
 class Busy(RuntimeError):
@@ -292,9 +210,7 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return True  # alive (PermissionError: alive, another user's)
 
 
 def lock_holder(path: Path | str) -> dict[str, Any] | None:
@@ -308,30 +224,13 @@ def lock_holder(path: Path | str) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def exclusive(
-    path: Path | str,
-    what: str,
-    *,
-    wait: bool = True,
-    say: Callable[[str], Any] | None = None,
+    path: Path | str, what: str, *, wait: bool = True, say: Callable[[str], Any] | None = None
 ) -> Iterator[Path]:
-    """Hold an advisory lock (``fcntl.flock``) on ``path`` for the duration of the block.
+    """Hold an advisory lock (``fcntl.flock``) on ``path`` (created) for the duration of the block.
 
-    The lock file records the holder's pid and ``what`` it does, and is emptied when the block ends.
-    The kernel releases the lock when its process dies, so a record left by a dead process
-    (``kill -9``, a crash) is *stale*: it is taken over at once, with a message naming the dead pid.
-
-    Args:
-        path: The lock file (created; its folder too).
-        what: What the holder does, for the messages (``"runner of thm41_estimator at scale ci"``).
-        wait: When another live process holds it: wait for it (with one message), else raise.
-        say: Where messages go (default: one line on stderr).
-
-    Yields:
-        ``path``.
-
-    Raises:
-        Busy: ``wait=False`` and another process holds the lock; the message names its pid.
-        WriteError: The lock file cannot be created (read-only folder, ...).
+    The lock file records the holder's pid and ``what`` it does. A live holder is waited for (one
+    message through ``say``, default stderr) or, with ``wait=False``, refused with :class:`Busy`
+    naming its pid; the record of a dead holder (the kernel released its lock) is taken over at once.
     """
     path = Path(path)
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
@@ -370,22 +269,12 @@ def exclusive(
         os.close(fd)  # releases the lock
 
 
-# ---------------------------------------------------------------------------------------------
-# Staging: a notebook's results appear all together, at the end
-# ---------------------------------------------------------------------------------------------
-
 _STAGING = ".staging"
 _READY = ".ready"
 
 
-def staging_dir(final: Path | str) -> Path:
-    """The staging folder of the results folder ``final``: ``<parent>/.<name>.staging``."""
-    final = Path(final)
-    return final.with_name(f".{final.name}{_STAGING}")
-
-
 def final_dir(path: Path | str) -> Path:
-    """The results folder a staging folder (:func:`staging_dir`) is for; any other path unchanged."""
+    """``<parent>/<name>`` for a staging folder ``<parent>/.<name>.staging``; other paths unchanged."""
     path = Path(path)
     if path.name.startswith(".") and path.name.endswith(_STAGING) and len(path.name) > len(_STAGING) + 1:
         return path.with_name(path.name[1 : -len(_STAGING)])
@@ -393,24 +282,23 @@ def final_dir(path: Path | str) -> Path:
 
 
 def begin_staging(final: Path | str) -> Path:
-    """A fresh staging folder for the results folder ``final``; call while holding its lock.
+    """A fresh staging folder ``.<name>.staging``, the notebook's ``results_dir``; hold ``final``'s lock.
 
-    Leftovers of an earlier run are handled first: a staging folder whose results were complete
-    (:func:`commit_staging` was interrupted) is committed; folders a failed run created (run
-    folders: a cache, never deleted) are moved into ``final``; its partial files are dropped.
-    Every sub-folder of ``final`` (run folders of the training notebooks) is linked into the staging
-    folder, so that runs resume and are reused in place; only the top-level files are staged.
-
-    Returns:
-        The staging folder (the notebook's ``results_dir``).
+    A staging folder left ready by an interrupted :func:`commit_staging` is committed; one left by a
+    failed run loses its files, and its new sub-folders (run folders) move into ``final``. Every
+    sub-folder of ``final`` is linked into the staging folder, so that runs resume in place.
     """
     final = make_dirs(final)
-    staging = staging_dir(final)
+    staging = final.with_name(f".{final.name}{_STAGING}")
     if staging.is_dir() and (staging / _READY).exists():
         commit_staging(staging, final)
-    if staging.exists() or staging.is_symlink():
-        _rescue_folders(staging, final)
-        shutil.rmtree(staging) if staging.is_dir() and not staging.is_symlink() else staging.unlink()
+    if staging.is_symlink() or (staging.exists() and not staging.is_dir()):
+        staging.unlink()
+    elif staging.exists():  # a failed run's: its run folders are kept in final, its files dropped
+        for sub in sorted(staging.iterdir()):
+            if sub.is_dir() and not sub.is_symlink():
+                _move_in(sub, final)
+        shutil.rmtree(staging)
     make_dirs(staging)
     for sub in sorted(final.iterdir()):
         if sub.is_dir() and not sub.name.startswith("."):
@@ -418,19 +306,9 @@ def begin_staging(final: Path | str) -> Path:
     return staging
 
 
-def _rescue_folders(staging: Path, final: Path) -> None:
-    """Move the real sub-folders of ``staging`` that ``final`` lacks into ``final``."""
-    if not staging.is_dir() or staging.is_symlink():
-        return
-    for sub in sorted(staging.iterdir()):
-        if sub.is_dir() and not sub.is_symlink():
-            _move_in(sub, final)
-
-
 def _move_in(folder: Path, final: Path) -> None:
     """Move ``folder`` into ``final``, beside (never over) a folder of the same name."""
-    target = final / folder.name
-    n = 1
+    target, n = final / folder.name, 1
     while target.exists() or target.is_symlink():
         target, n = final / f"{folder.name}@staged-{n}", n + 1
     os.replace(folder, target)
@@ -454,22 +332,12 @@ def _signals_held() -> Iterator[None]:
 def commit_staging(
     staging: Path | str, final: Path | str, also: Mapping[Path | str, Path | str] | None = None
 ) -> Path:
-    """Make the staged results the results of ``final``, all together.
+    """Make the staged results those of ``final``, all together; returns ``final``.
 
-    The staged top-level files replace those of ``final`` (``os.replace`` each); files of ``final``
-    that the new run did not write (left by earlier parameters) are removed; new sub-folders are
-    moved in; linked ones stay. A ``.ready`` mark is written first, so that a commit cut short
-    (``kill -9``) is finished by the next :func:`begin_staging`; SIGINT and SIGTERM wait until the
-    commit is done.
-
-    Args:
-        staging: The staging folder.
-        final: The results folder.
-        also: Further ``{temporary file: destination}`` renames done in the same commit (the
-            executed notebook and its provenance).
-
-    Returns:
-        ``final``.
+    Staged files replace those of ``final``, files the new run did not write are removed, new
+    sub-folders move in; ``also`` (``{temporary file: destination}``) are renamed in the same commit.
+    A ``.ready`` mark lets the next :func:`begin_staging` finish a commit cut short; SIGINT and
+    SIGTERM wait for the commit.
     """
     staging, final = Path(staging), Path(final)
     with _signals_held():
@@ -496,11 +364,6 @@ def commit_staging(
     return final
 
 
-# ---------------------------------------------------------------------------------------------
-# Content digests of published files
-# ---------------------------------------------------------------------------------------------
-
-
 def sha256_file(path: Path | str) -> str:
     """The SHA-256 of a file's bytes (hex)."""
     h = hashlib.sha256()
@@ -525,12 +388,9 @@ def file_digests(folder: Path | str, skip: tuple[str, ...] = ("provenance.json",
 
 
 def check_digests(folder: Path | str, record: Mapping[str, Any] | None) -> list[str]:
-    """The files of ``folder`` whose content differs from the digests of its provenance ``record``.
+    """The problems (changed, missing, unlisted files) of ``folder`` against its provenance's digests.
 
-    Returns:
-        One text per problem (a changed, missing or unlisted file); empty when every file matches,
-        and when the record holds no digests (results published before digests were recorded:
-        they cannot be checked).
+    Empty when every file matches, or when the record holds no digests (nothing to check).
     """
     folder = Path(folder)
     digests = (record or {}).get(DIGESTS)
@@ -548,11 +408,7 @@ def check_digests(folder: Path | str, record: Mapping[str, Any] | None) -> list[
 
 
 def upstream_dir(results_dir: Path | str, notebook: str, required: str | None = None) -> Path:
-    """The results folder of another notebook at the same scale, for notebooks that read its runs.
-
-    ``results/<notebook>/<scale>/``, beside ``results_dir``. With ``required``, raises a
-    ``FileNotFoundError`` naming the runner command when that file is missing.
-    """
+    """``results/<notebook>/<scale>/`` beside ``results_dir`` (``required``: a file it must hold)."""
     results_dir = final_dir(results_dir)
     scale = results_dir.name
     path = results_dir.parent.parent / notebook / scale
@@ -572,16 +428,7 @@ PROVENANCE_FILE = "provenance.json"
 
 
 def published_dir(notebook: str, scale: str = "gpu", root: Path | str | None = None) -> Path | None:
-    """The committed results of ``notebook`` at ``scale``: ``published/<notebook>/<scale>/``.
-
-    Args:
-        notebook: The notebook name (``gpt2_figure1``).
-        scale: The scale the results were made at (only ``gpu`` is published).
-        root: The ``published/`` folder (default: the repository's, or ``$ADAMLINF_PUBLISHED``).
-
-    Returns:
-        The folder, or ``None`` when nothing has been published for this notebook and scale.
-    """
+    """``published/<notebook>/<scale>/``, or None when nothing is published there."""
     path = Path(root or PUBLISHED_ROOT) / notebook / scale
     if path.is_dir() and any(path.iterdir()):
         return path
@@ -589,11 +436,7 @@ def published_dir(notebook: str, scale: str = "gpu", root: Path | str | None = N
 
 
 def read_provenance(path: Path | str) -> dict[str, Any] | None:
-    """The provenance record of a results folder or file, or ``None`` when there is none.
-
-    A folder's record is ``<folder>/provenance.json``, else its newest ``*.provenance.json``; a
-    file's is ``<file>.provenance.json``.
-    """
+    """The provenance of a folder (``provenance.json``, else its newest ``*.provenance.json``) or a file."""
     path = Path(path)
     if path.is_dir():
         candidates = (
@@ -620,29 +463,12 @@ def _git(*args: str, root: Path = REPO_ROOT) -> subprocess.CompletedProcess | No
         return None
 
 
-def code_paths(notebook: str) -> list[str]:
-    """The paths whose changes can change ``notebook``'s results: its source, parameters and the library."""
-    return [f"book/notebooks/{notebook}.py", f"params/{notebook}.yaml", "src/adamlinf"]
-
-
 def check_fresh(notebook: str, path: Path | str, root: Path = REPO_ROOT) -> str | None:
-    """A warning when published results were made by code older than the code that shows them.
+    """A warning when published results are stale, else None.
 
-    The results' provenance names the commit they were made at. They are *stale* when the
-    notebook's source, its parameter file or the library differ between that commit and the
-    working tree (``git diff <commit> -- <paths>``): anything committed after the results, or not
-    yet committed, that can change them. Results made from a tree with uncommitted changes
-    (commit ``<sha>-dirty``) are compared from ``<sha>`` and flagged as such.
-
-    Args:
-        notebook: The notebook name.
-        path: The published folder (:func:`published_dir`) or one result file in it.
-        root: The repository (for tests).
-
-    Returns:
-        ``None`` when the results are fresh, or when freshness cannot be judged because git or the
-        repository history is absent (a source archive); otherwise one sentence naming the commit,
-        what changed since, and the command that refreshes them.
+    Stale: the notebook's source, its parameters or the library changed since the commit in their
+    provenance (``git diff <commit>``; a ``-dirty`` commit is always stale). None also when git or
+    the history is absent. The warning names the commit, what changed and the refreshing command.
     """
     record = read_provenance(path)
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
@@ -661,7 +487,8 @@ def check_fresh(notebook: str, path: Path | str, root: Path = REPO_ROOT) -> str 
             f"the published {notebook} results were made at commit {sha[:10]}, which this "
             f"repository's history does not contain; re-run: {command}"
         )
-    diff = _git("diff", "--name-only", sha, "--", *code_paths(notebook), root=root)
+    paths = (f"book/notebooks/{notebook}.py", f"params/{notebook}.yaml", "src/adamlinf")
+    diff = _git("diff", "--name-only", sha, "--", *paths, root=root)
     if diff is None or diff.returncode != 0:
         return None
     changed = [line for line in diff.stdout.splitlines() if line.strip()]

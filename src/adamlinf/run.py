@@ -1,38 +1,18 @@
 """Execute the book's notebooks at a scale, with provenance.
 
     python -m adamlinf.run --scale ci                 # every notebook, in book order
-    python -m adamlinf.run --scale paper --only quadratic_table1
     python -m adamlinf.run --scale ci --only gpt2_figure1 --set max_iters=50 --set device=cuda
     python -m adamlinf.run --scale gpu --only gpt2_figure1 --publish
     python -m adamlinf.run --list
 
-Sources are jupytext percent-format files ``book/notebooks/<name>.py``; each has one cell tagged
-``parameters`` holding plain assignments. The parameter set of a scale is read from
-``params/<name>.yaml`` (top-level keys are scale names: ``ci``, ``gpu``, ``paper``); it names
-exactly the parameters of that cell. ``--set KEY=VALUE`` overrides one parameter; every override is
-checked before anything runs (the key exists, the value has the default's type, counts are
-positive), so a typo fails in well under a second. The runner injects the full parameter dict: the
-scale's set, the overrides, ``scale`` and ``results_dir`` (``results/<name>/<scale>``, relative to
-the repository, which is the notebook's working directory). A notebook reads them back as one dict
-with :func:`notebook_params`.
-
-Executed notebooks land in ``book/executed/`` (the folder the book is built from, git-ignored) with
-``<name>.provenance.json`` beside each, which records the parameters that were applied. A failing
-notebook stops the run with exit status 1; the last good ``<name>.ipynb`` and its provenance stay,
-and the failed copy, traceback included, is written beside them as ``<name>.failed.ipynb``.
-
-**Results stay whole.** One runner per (notebook, scale) at a time: a second one waits, with a
-message naming the first one's pid (``--no-wait``: it refuses instead, exit status 75). The notebook
-writes into a staging folder ``results/<name>/.<scale>.staging/`` (its ``results_dir``; run folders
-and other sub-folders of ``results/<name>/<scale>/`` are linked into it, so runs resume and are reused
-in place), and only a notebook that succeeded replaces the last good results, executed notebook and
-provenance, all together. A failure, Ctrl-C or SIGTERM prints one line ``FAILED: <name>: <reason>``
-and leaves the last good set as it was; so does a full disk, a read-only folder or a symlink loop,
-named with the path and the cause. The kernel's own stderr goes to ``book/executed/.<name>.kernel.log``.
-
-``--publish`` (scale ``gpu`` only) copies ``results/<name>/gpu/`` with the run's provenance
-(commit, hardware, package versions, wall time) into ``published/<name>/gpu/``, the results that
-are committed and shown in the book beside the live ``ci`` results.
+Each jupytext source ``book/notebooks/<name>.py`` has one cell tagged ``parameters``; the scale's
+set is read from ``params/<name>.yaml`` and every ``--set KEY=VALUE`` is checked against it before
+anything runs. Papermill injects the set with ``scale`` and ``results_dir``; a notebook reads them
+back with :func:`notebook_params`. One runner per (notebook, scale): the notebook writes into a
+staging folder, and only a success replaces the results, ``book/executed/<name>.ipynb`` and its
+provenance, all together; a failure, Ctrl-C or SIGTERM prints one ``FAILED:`` line and keeps the last
+good set (the failed notebook is ``<name>.failed.ipynb``). ``--publish`` (scale ``gpu``) copies the
+results with their provenance and SHA-256 digests into ``published/<name>/gpu/``.
 """
 
 from __future__ import annotations
@@ -48,6 +28,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,21 +37,7 @@ from typing import Any
 import yaml
 
 from . import results as _results
-from .results import (
-    DIGESTS,
-    PROVENANCE_FILE,
-    PUBLISHED_ROOT,
-    REPO_ROOT,
-    Busy,
-    begin_staging,
-    commit_staging,
-    exclusive,
-    file_digests,
-    provenance,
-    results_dir,
-    save_json,
-    write_atomic,
-)
+from .results import PROVENANCE_FILE, REPO_ROOT, provenance, save_json
 
 BOOK = REPO_ROOT / "book"
 SOURCES = BOOK / "notebooks"
@@ -98,26 +65,22 @@ _SEEDS = re.compile(r"^(n_)?seeds$|_seeds$")
 MIN_SEEDS = 2
 #: Float parameters that are lengths and must be positive (a zero-length run has nothing to show).
 _POSITIVE_FLOAT = re.compile(r"^epochs$|_epochs$")
+_KINDS = {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list", dict: "dict"}
 
 
 def notebook_order(toc_path: Path | None = None) -> list[str]:
     """Notebook names in the order the table of contents lists them (``book/executed/<name>``)."""
-    toc = yaml.safe_load((toc_path or TOC).read_text())
-    names: list[str] = []
 
-    def walk(node):
-        if isinstance(node, dict):
-            f = node.get("file")
-            if isinstance(f, str) and f.startswith("book/executed/"):
-                names.append(f.split("/")[-1].removesuffix(".ipynb"))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
+    def walk(node) -> list[str]:
+        if isinstance(node, list):
+            return [name for item in node for name in walk(item)]
+        if not isinstance(node, dict):
+            return []
+        f = node.get("file")
+        own = [f.split("/")[-1].removesuffix(".ipynb")] if str(f).startswith("book/executed/") else []
+        return own + walk(list(node.values()))
 
-    walk(toc)
-    return names
+    return walk(yaml.safe_load((toc_path or TOC).read_text()))
 
 
 def execution_order(names: list[str]) -> list[str]:
@@ -133,60 +96,46 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-# ---------------------------------------------------------------------------------------------
-# The parameters cell of a notebook source
-# ---------------------------------------------------------------------------------------------
-
 _CELL = re.compile(r"^# %%(.*)$")
 _TAGS = re.compile(r"tags\s*=\s*(\[[^\]]*\])")
 
 
-def _sources_dir() -> Path:
-    # The kernel that executes a notebook inherits this from the runner (see execute()).
-    return Path(os.environ.get("ADAMLINF_SOURCES", SOURCES))
-
-
-def parameters_cell(source: str) -> str:
-    """The code of the cell tagged ``parameters`` in a jupytext percent-format notebook.
-
-    Raises:
-        ValueError: When no cell, or more than one, is tagged ``parameters``.
-    """
-    cells: list[tuple[list[str], list[str]]] = []
+def code_cells(source: str) -> list[tuple[str, bool]]:
+    """The code cells of a jupytext percent-format source: ``(code, tagged parameters)`` in order."""
+    cells: list[tuple[str, list[str]]] = []
     for line in source.splitlines():
         m = _CELL.match(line)
         if m:
-            tags_m = _TAGS.search(m.group(1))
-            tags = json.loads(tags_m.group(1)) if tags_m else []
-            cells.append((tags, []))
+            cells.append((m.group(1), []))
         elif cells:
             cells[-1][1].append(line)
-    tagged = [body for tags, body in cells if "parameters" in tags]
+    out = []
+    for header, lines in cells:
+        if not any(kind in header for kind in ("[markdown]", "[md]", "[raw]")):
+            tags = _TAGS.search(header)
+            out.append(("\n".join(lines), bool(tags and re.search(r"['\"]parameters['\"]", tags.group(1)))))
+    return out
+
+
+def parameters_cell(source: str) -> str:
+    """The code of the one cell tagged ``parameters`` (else a ``ValueError``)."""
+    tagged = [code for code, is_params in code_cells(source) if is_params]
     if len(tagged) != 1:
         raise ValueError(f"expected exactly one cell tagged 'parameters', found {len(tagged)}")
-    return "\n".join(tagged[0])
+    return tagged[0]
 
 
 def parameter_defaults(name: str, sources: Path | None = None) -> dict[str, Any]:
-    """The names assigned in notebook ``name``'s ``parameters`` cell, with their default values.
-
-    A default that is not a Python literal (an expression) maps to ``None``: its type is then
-    taken from the parameter file.
-    """
-    path = Path(sources or _sources_dir()) / f"{name}.py"
+    """``{name: default}`` of notebook ``name``'s parameters cell (None for a non-literal default)."""
+    path = Path(sources or os.environ.get("ADAMLINF_SOURCES", SOURCES)) / f"{name}.py"  # set for the kernel
     if not path.exists():
         raise FileNotFoundError(f"no notebook source {_rel(path)}")
     tree = ast.parse(parameters_cell(path.read_text()))
     out: dict[str, Any] = {}
     for node in tree.body:
-        targets = (
-            node.targets
-            if isinstance(node, ast.Assign)
-            else [node.target]
-            if isinstance(node, ast.AnnAssign)
-            else []
-        )
-        for target in targets:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)):
+            continue
+        for target in getattr(node, "targets", [getattr(node, "target", None)]):
             if isinstance(target, ast.Name):
                 try:
                     out[target.id] = ast.literal_eval(node.value) if node.value is not None else None
@@ -196,24 +145,10 @@ def parameter_defaults(name: str, sources: Path | None = None) -> dict[str, Any]
 
 
 def notebook_params(name: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """The notebook's parameters as one dict, with the names its ``parameters`` cell assigns.
+    """``{k: namespace[k]}`` for every name of notebook ``name``'s parameters cell (and ``scale``...).
 
-    ``{k: namespace[k]}`` for every name of the cell, ``scale`` and ``results_dir`` included.
-
-    Call it in the first code cell after the parameters cell, as
-    ``params = notebook_params("gpt2_figure1", globals())``: the values are those the runner
-    injected (or the cell's defaults when the notebook is run by hand), and the names follow the
-    cell, so the dict never drifts from it.
-
-    Args:
-        name: The notebook name (its source is ``book/notebooks/<name>.py``).
-        namespace: The notebook's global namespace.
-
-    Returns:
-        The parameters, in the cell's order.
-
-    Raises:
-        KeyError: When a parameter of the cell is missing from ``namespace``.
+    Call it after the parameters cell as ``params = notebook_params("gpt2_figure1", globals())``: a
+    ``KeyError`` names a parameter the namespace lacks.
     """
     names = list(parameter_defaults(name))
     missing = [k for k in names if k not in namespace]
@@ -222,21 +157,12 @@ def notebook_params(name: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
     return {k: namespace[k] for k in names}
 
 
-# ---------------------------------------------------------------------------------------------
-# Parameter sets and overrides
-# ---------------------------------------------------------------------------------------------
-
-
-def _param_table(name: str) -> tuple[Path, dict]:
+def load_parameters(name: str, scale: str) -> dict:
+    """The parameter set of notebook ``name`` at ``scale`` from ``params/<name>.yaml``."""
     path = PARAMS / f"{name}.yaml"
     if not path.exists():
         raise SystemExit(f"no parameter file {_rel(path)} for notebook '{name}'")
-    return path, yaml.safe_load(path.read_text()) or {}
-
-
-def load_parameters(name: str, scale: str) -> dict:
-    """The parameter set of notebook ``name`` at ``scale`` from ``params/<name>.yaml``."""
-    path, table = _param_table(name)
+    table = yaml.safe_load(path.read_text()) or {}
     if scale not in table:
         raise SystemExit(f"{_rel(path)} has no '{scale}' scale (it has: {', '.join(table) or 'none'})")
     return dict(table[scale] or {})
@@ -257,12 +183,6 @@ def parse_override(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _parse_override(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` with the value read as a Python literal when it is one, else as text."""
-    key, value = parse_override(text)
-    return key, _literal(value)
-
-
 def _literal(text: str) -> object:
     try:
         return ast.literal_eval(text.strip())
@@ -271,33 +191,15 @@ def _literal(text: str) -> object:
 
 
 def _kind(value: Any) -> str:
-    if value is None:
-        return "None"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "str"
-    if isinstance(value, (list, tuple)):
-        return "list"
-    if isinstance(value, dict):
-        return "dict"
-    return type(value).__name__
+    return "None" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
 def check_value(key: str, text: str, default: Any) -> Any:
-    """The override ``key=text`` as a value of the default's type.
+    """The override ``key=text`` as a value of the default's type (a list: of its items' types).
 
-    Types follow the default: ``bool``, ``int`` (a whole number), ``float`` (any finite number), ``str``
-    (the text itself), ``list`` (a Python list literal whose items have the default items' types), and
-    ``None`` (any literal). Counts (``n_*``, ``T``, ``*_size``, ``max_iters``, ...) must be at least 1;
-    intervals, iteration counts and seeds at least 0.
-
-    Raises:
-        ValueError: With a message naming the key, the value and what was expected.
+    Counts (``n_*``, ``T``, ``*_size``, ``max_iters``, ...) must be at least 1; intervals, iteration
+    counts and seeds at least 0; ``lr``, ``*_lr`` and ``eps`` positive. A ``ValueError`` names the key,
+    the value and what was expected.
     """
     kind = _kind(default)
     value = _literal(text)
@@ -349,20 +251,10 @@ def check_value(key: str, text: str, default: Any) -> Any:
 
 
 def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
-    """What is wrong with the final value of a parameter (after ``--set``), or None.
+    """What is wrong with a parameter's final value (``reference``: the scale's), or None.
 
-    The rules that a type check cannot see, applied to every parameter of every notebook before
-    anything runs: a list whose scale value is non-empty stays non-empty; seed lists hold at least
-    :data:`MIN_SEEDS` distinct seeds and seed counts are at least :data:`MIN_SEEDS`; ``stop_iter``
-    is at least 1; epochs are positive.
-
-    Args:
-        key: The parameter.
-        value: Its value.
-        reference: The scale's value before the overrides (or the cell's default).
-
-    Returns:
-        One sentence naming the key, the value and the minimum, or None when the value is fine.
+    A non-empty list stays non-empty; seed lists hold at least :data:`MIN_SEEDS` distinct seeds and
+    seed counts are at least :data:`MIN_SEEDS`; ``stop_iter`` is at least 1; epochs are positive.
     """
     if isinstance(value, (list, tuple)):
         if not value and reference:
@@ -397,21 +289,11 @@ def _did_you_mean(key: str, known: list[str]) -> str:
 def resolve_parameters(
     name: str, scale: str, overrides: Mapping[str, str] | None = None, *, strict: bool = True
 ) -> dict[str, Any]:
-    """The full parameter dict of notebook ``name`` at ``scale``, with ``overrides`` checked and applied.
+    """Notebook ``name``'s parameters at ``scale`` with ``overrides`` (``{key: text}``) checked and applied.
 
-    Args:
-        name: The notebook.
-        scale: The parameter set (a top-level key of ``params/<name>.yaml``).
-        overrides: ``{key: text}`` from ``--set``.
-        strict: Refuse a key this notebook does not have (else skip it: a ``--set`` meant for
-            other notebooks of the same run).
-
-    Returns:
-        The scale's parameters with the overrides applied, then ``scale`` and ``results_dir``.
-
-    Raises:
-        ValueError: Listing every problem: unknown keys (with a suggestion), wrong types, bad
-            ranges, and parameter-file keys the notebook does not have.
+    Adds ``scale`` and ``results_dir``. With ``strict=False`` a key the notebook lacks is skipped (a
+    ``--set`` for other notebooks of the run). A ``ValueError`` lists every problem: unknown keys (with
+    a suggestion), wrong types, bad ranges, and parameter-file keys the notebook does not have.
     """
     params = load_parameters(name, scale)
     defaults = parameter_defaults(name)
@@ -453,25 +335,16 @@ def resolve_parameters(
 
 
 def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) -> dict[str, dict]:
-    """Check the parameters of every notebook of a run before any of them runs.
+    """``{name: parameters}`` of every notebook of a run, checked before any runs (a ``SystemExit``).
 
-    A ``--set`` key applies to the notebooks that have that parameter; a key that none of them has
-    is an error (with a suggestion).
-
-    Returns:
-        ``{name: parameters}`` for each notebook.
-
-    Raises:
-        SystemExit: With every problem found, one per line.
+    A ``--set`` key applies to the notebooks that have it; a key none of them has is an error.
     """
     errors: list[str] = []
     resolved: dict[str, dict] = {}
     for name in names:
         try:
             resolved[name] = resolve_parameters(name, scale, overrides, strict=False)
-        except (ValueError, FileNotFoundError) as exc:
-            errors.append(str(exc))
-        except SystemExit as exc:
+        except (ValueError, FileNotFoundError, SystemExit) as exc:
             errors.append(str(exc))
     for key in overrides:
         if key in INJECTED:
@@ -491,18 +364,8 @@ def _known(name: str, scale: str) -> set[str]:
     return (set(parameter_defaults(name)) | set(load_parameters(name, scale))) - set(INJECTED)
 
 
-# ---------------------------------------------------------------------------------------------
-# Executing and publishing
-# ---------------------------------------------------------------------------------------------
-
-
 def _show_applied(nb, params: Mapping[str, Any]) -> None:
-    """Make the executed notebook show its parameters once, with the values that ran.
-
-    The source ``parameters`` cell keeps its comments; each default that was replaced is rewritten
-    to the applied value. Papermill's ``injected-parameters`` cell is then redundant and is tagged
-    ``remove-cell`` (the book drops it).
-    """
+    """Show the parameters once: the parameters cell with the applied values; papermill's cell removed."""
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -515,10 +378,7 @@ _WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def _drop_widgets(nb) -> None:
-    """Keep the text of widget outputs (a progress bar's last line) and drop the widgets themselves.
-
-    A built page would load the widget manager from a CDN to show them, and the book is read offline.
-    """
+    """Drop widget outputs (a progress bar keeps its text): the book is read offline."""
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         for out in cell.get("outputs", []):
@@ -581,29 +441,11 @@ def execute(
 ) -> dict:
     """Execute one notebook and return its provenance record.
 
-    One runner per (notebook, scale) at a time: a lock file ``results/<name>/.<scale>.lock``
-    (:func:`adamlinf.results.exclusive`) makes a second runner wait (or, with ``wait=False``,
-    refuse naming the holder's pid). The notebook writes into a staging folder
-    (:func:`adamlinf.results.begin_staging`; its ``results_dir`` parameter points there); only
-    when it succeeded do its results, the executed notebook and the provenance replace the last
-    good ones, all together (:func:`adamlinf.results.commit_staging`). A failure or an interrupt
-    leaves the last good set whole.
-
-    Args:
-        name: The notebook.
-        scale: The parameter set.
-        overrides: ``{key: text}`` from ``--set`` (checked by :func:`resolve_parameters`).
-        log_output: Stream cell output to the terminal.
-        params: Already resolved parameters (skips resolving ``overrides``).
-        wait: Wait for another runner of the same notebook and scale (else raise ``Busy``).
-
-    Returns:
-        The provenance record saved as ``book/executed/<name>.provenance.json``.
-
-    Raises:
-        Exception: Papermill's error when a cell fails; the failed notebook is then
-            ``book/executed/<name>.failed.ipynb`` and the last good one is untouched.
-        adamlinf.results.Busy: ``wait=False`` and another runner holds the lock.
+    Holds ``results/<name>/.<scale>.lock`` (``wait=False``: raise :class:`adamlinf.results.Busy` when
+    another runner holds it). The notebook writes into a staging folder; only a success replaces its
+    results, ``book/executed/<name>.ipynb`` and the provenance, all together. A failing cell raises
+    papermill's error, with the failed notebook in ``book/executed/<name>.failed.ipynb``.
+    ``overrides`` are ``--set`` texts; ``params`` already resolved parameters.
     """
     import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
     import papermill
@@ -613,12 +455,14 @@ def execute(
         raise SystemExit(f"no notebook source {_rel(source)}")
     params = dict(params) if params is not None else resolve_parameters(name, scale, overrides)
     final = REPO_ROOT / params["results_dir"]
-    with exclusive(final.with_name(f".{final.name}.lock"), f"runner of {name} at scale {scale}", wait=wait):
+    with _results.exclusive(
+        final.with_name(f".{final.name}.lock"), f"runner of {name} at scale {scale}", wait=wait
+    ):
         return _execute_locked(name, scale, params, final, log_output, jupytext, papermill, source)
 
 
 def _execute_locked(name, scale, params, final, log_output, jupytext, papermill, source) -> dict:
-    staging = begin_staging(final)
+    staging = _results.begin_staging(final)
     kernel_params = {**params, "results_dir": _rel(staging)}
     nb = jupytext.read(source)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -650,7 +494,7 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
         except BaseException:
             if ran.exists():
                 data = ran.read_bytes()
-                write_atomic(failed, lambda f: f.write(data), fsync=False)
+                _results.write_atomic(failed, lambda f: f.write(data), fsync=False)
             raise
         finally:
             if previous is None:
@@ -676,24 +520,17 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
     save_json(record, staging / PROVENANCE_FILE)
     pending_nb = EXECUTED / f".{name}.ipynb.pending"
     pending_prov = EXECUTED / f".{name}.provenance.json.pending"
-    write_atomic(pending_nb, lambda f: f.write(data))
+    _results.write_atomic(pending_nb, lambda f: f.write(data))
     save_json(record, pending_prov)
-    commit_staging(
-        staging,
-        final,
-        also={pending_nb: output, pending_prov: EXECUTED / f"{name}.provenance.json"},
+    _results.commit_staging(
+        staging, final, also={pending_nb: output, pending_prov: EXECUTED / f"{name}.provenance.json"}
     )
     failed.unlink(missing_ok=True)
     return record
 
 
 def _kernel_manager(log: Path):
-    """A kernel manager whose kernel writes its stderr to ``log``, not to the runner's terminal.
-
-    The kernel's own messages (its start-up warnings, and the ZMQ tracebacks it prints when the
-    runner is stopped mid-cell) would otherwise bury the runner's one ``FAILED`` line; a cell's
-    errors are in the executed notebook.
-    """
+    """A kernel manager whose kernel's stderr goes to ``log``, so that the runner's one FAILED line shows."""
     from jupyter_client import AsyncKernelManager
 
     class QuietKernelManager(AsyncKernelManager):
@@ -708,23 +545,20 @@ def _kernel_manager(log: Path):
 
 
 def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
-    """Copy ``results/<name>/<scale>/`` into ``published/<name>/<scale>/`` (replacing what was there).
+    """Copy ``results/<name>/<scale>/`` (tables and provenance) into ``published/<name>/<scale>/``.
 
-    The folder holds the notebook's tidy CSV/JSON tables and ``provenance.json`` (commit,
-    hardware, package versions, wall time, parameters) of the run that made them.
-
-    Raises:
-        SystemExit: For a scale other than ``gpu``, or when the results or their provenance are missing.
+    The provenance records the SHA-256 of every published file. A ``SystemExit`` for a scale other
+    than ``gpu``, or when the results or their provenance are missing.
     """
     if scale not in PUBLISHED_SCALES:
         raise SystemExit(f"--publish is for scale {' or '.join(PUBLISHED_SCALES)}, not '{scale}'")
-    src = results_dir(name, scale)
+    src = _results.results_dir(name, scale)
     if not (src / PROVENANCE_FILE).exists():
         raise SystemExit(
             f"nothing to publish: {_rel(src / PROVENANCE_FILE)} is missing "
             f"(run python -m adamlinf.run --scale {scale} --only {name} first)"
         )
-    dest = Path(root or PUBLISHED_ROOT) / name / scale
+    dest = Path(root or _results.PUBLISHED_ROOT) / name / scale
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{scale}-", dir=dest.parent))
     old = dest.with_name(f".{scale}-old")
@@ -736,7 +570,9 @@ def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
                 shutil.copy2(path, target)
         record = json.loads((staging / PROVENANCE_FILE).read_text())
         record["scale"] = scale  # the folder's scale, which the page checks
-        record[DIGESTS] = file_digests(staging)  # the page warns when a published file is edited
+        record[_results.DIGESTS] = _results.file_digests(
+            staging
+        )  # the page warns when a published file is edited
         save_json(record, staging / PROVENANCE_FILE)
         if old.exists():
             shutil.rmtree(old)
@@ -799,7 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(args.set)
     resolved = check_overrides(names, args.scale, overrides)
     total = time.perf_counter()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         for i, name in enumerate(names, 1):
             print(f"[{i}/{len(names)}] {name} (scale={args.scale}) ...", flush=True)
@@ -811,12 +648,6 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
     print(f"all {len(names)} notebook(s) executed in {time.perf_counter() - total:.1f} s")
     return 0
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def _interrupt(signum, frame):
@@ -841,7 +672,7 @@ def _run_one(name: str, args, params: dict) -> int:
     except KeyboardInterrupt as exc:
         why = f"interrupted by {exc.args[0]}" if exc.args else "interrupted (Ctrl-C)"
         return fail(why, 130)
-    except Busy as exc:
+    except _results.Busy as exc:
         return fail(str(exc), 75)
     except OSError as exc:  # full disk, read-only folder, symlink loop: one line from adamlinf.results
         return fail(str(exc).splitlines()[0] if str(exc) else repr(exc), 1)

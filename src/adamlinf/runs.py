@@ -1,42 +1,16 @@
 r"""Runs of the training chapters (Section 4.2, GPT-2; Section 4.3, ResNet18): specs, run folders, launches.
 
-A *run spec* is the plain dict :func:`run` takes::
+A *run spec* is ``{"model": {...}, "data": {...}, "train": {TrainConfig fields}, "tags": {...}}``
+(``tags``: optional extra columns of the tidy metrics). :func:`lm_spec` and :func:`image_spec` build
+them, :func:`run` trains one (in this process or under ``torchrun``), :func:`run_specs` trains
+``specs[name]`` in ``root/<name>/`` and returns the tidy metrics.
 
-    {"model": {"kind": "gpt", ...}, "data": {"kind": "lm", ...}, "train": {"optimizer": "adam", "lr": ...},
-     "tags": {...}}          # optional: extra columns of the tidy metrics, not passed to the trainer
-
-=====================================  =========================================================
-``lm_spec(...)`` / ``image_spec(...)``  a GPT language-model / ResNet18 image spec
-``with_train`` / ``scale_lr``          a copy of a spec with other training settings
-``grid_specs`` / ``lr_grid``           a learning-rate grid per optimizer (specs / trained)
-``run(spec, nproc_per_node)``          one run, in this process or under ``torchrun`` (DDP)
-``run_specs(specs, root)``             every named spec into ``root/<name>/`` -> tidy metrics
-``is_complete`` / ``load_spec``        whether a run folder holds a finished run; its spec
-``read_metrics(run_dir)``              the metrics table the trainer wrote
-``grad_accum_steps(G, B, n)``          accumulation steps for a global batch G on n devices
-``launch_command(spec, n, ...)``       the ``torchrun`` command of one run (one or several nodes)
-=====================================  =========================================================
-
-**Run folders never lose work.** :func:`run_specs` trains ``specs[name]`` in ``root/<name>/`` and
-writes ``experiment_spec.json`` there (the spec the run was started with) and, once the trainer
-reached ``max_iters``, ``experiment_complete.json``. What identifies a run is its
-*result-relevant* spec (:func:`adamlinf.train.result_spec`: the model, the data and the training
-fields that change the numbers; not the evaluation cadence, progress bar, device, compilation or
-checkpoint cadence) and its short hash :func:`spec_key`:
-
-* the same key and complete: skipped, its metrics read back;
-* the same key, not complete (stopped by ``stop_iter`` or interrupted): handed to the trainer,
-  which resumes it from its newest valid checkpoint;
-* another key: the folder (finished or not) is moved aside to ``root/<name>@<old key>/``, never
-  deleted, and the new spec is trained in ``root/<name>/``; a spec that comes back finds its
-  folder ``root/<name>@<key>/`` and moves it back (``on_change="error"`` refuses instead).
-
-One :func:`run_specs` per run name at a time: it holds ``root/.<name>.lock`` for each of its runs
-(a second process on the same names waits, with a message naming the holder's pid). The records
-are written atomically; an empty or damaged one is named with the command that fixes it. A run
-whose final checkpoint exists but whose completion record does not (a kill during the last
-writes) is handed to the trainer, which rewrites its metrics from the checkpoint, and is marked
-complete.
+Run folders never lose work. A run is identified by :func:`spec_key`, the hash of its
+result-relevant spec (:func:`adamlinf.train.result_spec`). :func:`run_specs` writes
+``experiment_spec.json`` when it starts a run and ``experiment_complete.json`` when the trainer
+reached ``max_iters``. The same key and complete: skipped; not complete: resumed from its newest
+checkpoint; another key: the folder is moved aside to ``root/<name>@<old key>/`` (and moved back when
+that spec returns). One :func:`run_specs` per run name at a time (``root/.<name>.lock``).
 """
 
 from __future__ import annotations
@@ -62,42 +36,13 @@ from adamlinf import train as _train
 from adamlinf.data import build_task
 from adamlinf.results import exclusive, write_text_atomic
 
-__all__ = [
-    "SPEC_FILE",
-    "COMPLETE_FILE",
-    "lm_spec",
-    "image_spec",
-    "with_train",
-    "scale_lr",
-    "run_name",
-    "grid_specs",
-    "lr_grid",
-    "spec_key",
-    "is_complete",
-    "load_spec",
-    "read_metrics",
-    "run",
-    "run_specs",
-    "grad_accum_steps",
-    "launch_command",
-]
-
 SPEC_FILE = "experiment_spec.json"
 COMPLETE_FILE = "experiment_complete.json"
 
 
-# --------------------------------------------------------------------------------------------
-# specs
-# --------------------------------------------------------------------------------------------
 def _check_spec(name: str, spec: Mapping) -> None:
-    if not isinstance(spec, Mapping):
-        raise ValueError(f"spec {name!r} must be a dict, got {type(spec).__name__}")
-    missing = [k for k in ("model", "data", "train") if k not in spec]
-    if missing:
-        raise ValueError(
-            f"spec {name!r} lacks {missing}; a spec is "
-            "{'model': {...}, 'data': {...}, 'train': {...}} (+ optional 'tags')"
-        )
+    if not isinstance(spec, Mapping) or not {"model", "data", "train"} <= set(spec):
+        raise ValueError(f"spec {name!r} must be a dict {{'model', 'data', 'train'}} (+ optional 'tags')")
     extra = set(spec) - {"model", "data", "train", "tags"}
     if extra:
         raise ValueError(f"spec {name!r} has unknown top-level keys {sorted(extra)}")
@@ -106,16 +51,7 @@ def _check_spec(name: str, spec: Mapping) -> None:
 
 
 def with_train(spec: Mapping, tags: Mapping | None = None, **train: Any) -> dict:
-    """A deep copy of ``spec`` with ``spec["train"]`` updated by ``train`` and ``tags`` merged.
-
-    Args:
-        spec: a run spec.
-        tags: extra tags, merged into ``spec["tags"]``.
-        **train: ``TrainConfig`` fields to set.
-
-    Returns:
-        The new spec (``spec`` is not modified).
-    """
+    """A deep copy of ``spec`` with ``spec["train"]`` updated by ``train`` and ``tags`` merged."""
     out = copy.deepcopy(dict(spec))
     out["train"] = {**out.get("train", {}), **train}
     if tags:
@@ -141,28 +77,10 @@ def lm_spec(
     tags: Mapping | None = None,
     **train: Any,
 ) -> dict:
-    """A GPT language-model run spec (Section 4.2).
+    """A GPT language-model run spec (Section 4.2) on a data set of :mod:`adamlinf.data.text`.
 
-    Args:
-        dataset: a data set of :mod:`adamlinf.data.text` (``"openwebtext"``, ``"pydoc"``, ...).
-        n_layer: transformer blocks.
-        n_head: attention heads.
-        n_embd: width.
-        block_size: context length.
-        batch_size: sequences per device and micro step (global batch = devices × ``grad_accum``
-            × ``batch_size``).
-        optimizer: a name of :data:`adamlinf.train.OPTIMIZERS`.
-        lr: peak learning rate.
-        vocab_size: vocabulary; None takes the data set's (padded to a multiple of 64).
-        eval_iters: evaluation batches per split.
-        eval_batch_size: evaluation batch size (None: ``batch_size``).
-        data_seed: seed of the batch order.
-        attention: ``"flash"`` or ``"math"``.
-        tags: extra columns of the tidy metrics.
-        **train: other ``TrainConfig`` fields.
-
-    Returns:
-        ``{"model": {"kind": "gpt", ...}, "data": {"kind": "lm", ...}, "train": {...}}``.
+    ``batch_size`` is per device and micro step; ``vocab_size=None`` takes the data set's (padded to a
+    multiple of 64); ``data_seed`` orders the batches; ``**train`` are further ``TrainConfig`` fields.
     """
     model = {
         "kind": "gpt",
@@ -207,31 +125,11 @@ def image_spec(
     tags: Mapping | None = None,
     **train: Any,
 ) -> dict:
-    """A ResNet18 image-classification run spec (Section 4.3).
+    """A ResNet18 run spec (Section 4.3) on ``"cifar10"`` or the ``"digits"`` stand-in.
 
-    ``max_iters`` is set so that the run sees ``epochs`` passes over the training set at
-    ``batch_size`` (the paper's 20 epochs = 4000 steps at batch 256 and 1000 at batch 1024 on
-    CIFAR-10), with ``evals_per_epoch`` evaluations per epoch; it is also recorded in the tags
-    with the batch size.
-
-    Args:
-        source: ``"cifar10"`` or the ``"digits"`` stand-in.
-        batch_size: images per device and micro step.
-        epochs: passes over the training set.
-        width: channels of the first stage.
-        blocks: residual blocks per stage.
-        image_size: resize to this size (passed to the data only when given).
-        eval_batch_size: evaluation batch size (passed only when given).
-        data_seed: seed of the batch order and augmentation.
-        evals_per_epoch: evaluations per epoch.
-        optimizer: a name of :data:`adamlinf.train.OPTIMIZERS`.
-        lr: peak learning rate.
-        tags: extra columns of the tidy metrics.
-        **train: other ``TrainConfig`` fields.
-
-    Returns:
-        ``{"model": {"kind": "resnet18", ...}, "data": {"kind": "cifar10", ...}, "train": {...},
-        "tags": {...}}``.
+    ``max_iters`` makes ``epochs`` passes over the training set at ``batch_size`` (the paper's 20
+    epochs = 4000 steps at batch 256), with ``evals_per_epoch`` evaluations per epoch; the tags record
+    it and the batch size. ``**train`` are further ``TrainConfig`` fields.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
         raise ValueError(f"image_spec: epochs must be a positive number, got {epochs!r}")
@@ -261,16 +159,7 @@ def image_spec(
 
 
 def run_name(optimizer: str, lr: float, fmt: str = "{optimizer}_lr{lr:.1e}") -> str:
-    """A file-system friendly run name such as ``adam_lr6.0e-04``.
-
-    Args:
-        optimizer: optimizer name.
-        lr: learning rate.
-        fmt: format with the fields ``optimizer`` and ``lr``.
-
-    Returns:
-        The name (without ``+`` signs).
-    """
+    """A file-system friendly run name such as ``adam_lr6.0e-04``."""
     return fmt.format(optimizer=optimizer, lr=lr).replace("+", "")
 
 
@@ -282,21 +171,9 @@ def grid_specs(
     keep_min_lr_ratio: bool = True,
     tags: Mapping | None = None,
 ) -> dict[str, dict]:
-    """The specs of a learning-rate grid, tagged ``grid=True``.
+    """``{run name: spec}`` of a learning-rate grid ``{"sgd": [0.1, 0.3], ...}``, tagged ``grid=True``.
 
-    Args:
-        base_spec: the spec every run starts from.
-        optimizers: ``{"sgd": [0.1, 0.3, 1.0], ...}``.
-        name_fmt: run names (see :func:`run_name`).
-        keep_min_lr_ratio: with a ``min_lr`` in the base spec, each run keeps the base ratio
-            ``min_lr / lr`` (nanoGPT's cosine decays to lr/10).
-        tags: extra tags.
-
-    Returns:
-        ``{name: spec}``, one per (optimizer, lr).
-
-    Raises:
-        ValueError: no optimizer, an empty list or a non-positive learning rate.
+    With ``keep_min_lr_ratio`` and a ``min_lr`` in the base spec each run keeps ``min_lr / lr``.
     """
     if not optimizers:
         raise ValueError("optimizers must name at least one optimizer with its learning rates")
@@ -350,51 +227,15 @@ def lr_grid(
     return run_specs(specs, root, **run_kwargs)
 
 
-def scale_lr(spec: Mapping, factor: float, tags: Mapping | None = None) -> dict:
-    """``spec`` with its peak (and, if set, final) learning rate multiplied by ``factor`` (Figure 3).
-
-    Args:
-        spec: a run spec.
-        factor: positive multiplier.
-        tags: extra tags.
-
-    Returns:
-        The new spec.
-
-    Raises:
-        ValueError: a non-positive factor.
-    """
-    if not factor > 0:
-        raise ValueError(f"factor must be positive, got {factor}")
-    train = {"lr": float(spec["train"]["lr"]) * factor}
-    if spec["train"].get("min_lr") is not None:
-        train["min_lr"] = float(spec["train"]["min_lr"]) * factor
-    return with_train(spec, tags=tags, **train)
-
-
 def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1) -> int:
-    """Gradient-accumulation steps ``A`` with ``nproc_per_node · A · batch_size = global_batch``.
+    """``A`` with ``nproc_per_node · A · batch_size = global_batch`` (the paper's 480 = 12 · 40 on one GPU).
 
-    The paper's 480 sequences of 12 per device and micro step give A = 40, 20, 10, 5 on 1, 2, 4,
-    8 devices.
-
-    Args:
-        global_batch: samples per optimizer step.
-        batch_size: samples per device and micro step.
-        nproc_per_node: devices.
-
-    Returns:
-        A.
-
-    Raises:
-        ValueError: ``global_batch`` is not a multiple of ``batch_size · nproc_per_node`` (the
-            message names the nearest valid per-device batch size).
+    A ``ValueError`` naming the nearest valid per-device batch size when there is no such ``A``.
     """
     global_batch, batch_size, nproc = int(global_batch), int(batch_size), int(nproc_per_node)
     if global_batch < 1 or batch_size < 1 or nproc < 1:
         raise ValueError(
-            f"global_batch, batch_size and nproc_per_node must be >= 1, got "
-            f"{global_batch}, {batch_size}, {nproc}"
+            f"global_batch, batch_size and nproc_per_node must be >= 1, got {global_batch, batch_size, nproc}"
         )
     accum, rest = divmod(global_batch, batch_size * nproc)
     if rest or accum < 1:
@@ -409,9 +250,6 @@ def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1
     return accum
 
 
-# --------------------------------------------------------------------------------------------
-# launching one run
-# --------------------------------------------------------------------------------------------
 def launch_command(
     spec: Mapping | str | os.PathLike,
     nproc_per_node: int,
@@ -423,32 +261,12 @@ def launch_command(
     master_port: int = 29500,
     python: str | None = None,
 ) -> list[str]:
-    """The ``torchrun`` command of one run.
+    """The command ``torchrun --standalone --nproc_per_node=N -m adamlinf.train --spec F`` of one run.
 
-    One node: ``torchrun --standalone --nproc_per_node=N -m adamlinf.train --spec <file>``.
-    Several nodes (run the same command on every node, with its own ``node_rank``): ``--nnodes``,
-    ``--node_rank`` and either a c10d rendezvous at ``rdzv_endpoint`` (``host:port``) or the
-    static ``--master_addr``/``--master_port``. The spec file must be at the same path on every
-    node (a shared file system).
-
-    Args:
-        spec: a run spec (its file is ``<train.out_dir>/spec.json``, which :func:`run` writes) or
-            the path of a spec file.
-        nproc_per_node: processes (GPUs) per node.
-        nnodes: nodes.
-        node_rank: this node's rank, ``0 <= node_rank < nnodes``.
-        rdzv_endpoint: ``host:port`` of the c10d rendezvous (several nodes).
-        master_addr: address of node 0 (several nodes, without a rendezvous endpoint).
-        master_port: port on node 0 with ``master_addr``.
-        python: when given, ``<python> -m torch.distributed.run`` replaces ``torchrun`` (so the
-            launch uses that interpreter's environment).
-
-    Returns:
-        The command as a list of arguments.
-
-    Raises:
-        ValueError: non-positive counts, a node rank out of range, or several nodes without an
-            endpoint.
+    ``spec`` is a run spec (its file is ``<train.out_dir>/spec.json``, written by :func:`run`) or a
+    spec file. Several nodes (the same command on each, with its ``node_rank``, the spec file on a
+    shared file system) need a c10d ``rdzv_endpoint`` (``host:port``) or ``master_addr``/``master_port``.
+    ``python`` runs ``<python> -m torch.distributed.run`` instead of ``torchrun``.
     """
     nproc, nnodes, node_rank = int(nproc_per_node), int(nnodes), int(node_rank)
     if nproc < 1 or nnodes < 1:
@@ -460,42 +278,24 @@ def launch_command(
     else:
         spec_path = str(spec)
     head = [python, "-m", "torch.distributed.run"] if python else ["torchrun"]
+    nodes = [f"--nnodes={nnodes}", f"--node_rank={node_rank}"]
     if nnodes == 1:
         where = ["--standalone"]
     elif rdzv_endpoint:
-        where = [
-            f"--nnodes={nnodes}",
-            f"--node_rank={node_rank}",
-            "--rdzv_backend=c10d",
-            f"--rdzv_endpoint={rdzv_endpoint}",
-        ]
+        where = [*nodes, "--rdzv_backend=c10d", f"--rdzv_endpoint={rdzv_endpoint}"]
     elif master_addr:
-        where = [
-            f"--nnodes={nnodes}",
-            f"--node_rank={node_rank}",
-            f"--master_addr={master_addr}",
-            f"--master_port={int(master_port)}",
-        ]
+        where = [*nodes, f"--master_addr={master_addr}", f"--master_port={int(master_port)}"]
     else:
         raise ValueError("several nodes need rdzv_endpoint='host:port' or master_addr='host'")
     return head + where + [f"--nproc_per_node={nproc}", "-m", "adamlinf.train", "--spec", spec_path]
 
 
 def run(spec: Mapping, nproc_per_node: int = 1, **launch: Any) -> pd.DataFrame:
-    """Train from a run spec (see :func:`adamlinf.train.build_run`).
+    """Train from a run spec (``train.out_dir`` required) and return its metrics.
 
-    Args:
-        spec: ``{"model", "data", "train"}`` (``train.out_dir`` required).
-        nproc_per_node: 1 trains in this process; more writes ``<out_dir>/spec.json`` and launches
-            :func:`launch_command` (DDP: NCCL on CUDA with one GPU per process, gloo on CPU).
-        **launch: ``nnodes``, ``node_rank``, ``rdzv_endpoint``, ``master_addr``, ``master_port``
-            of :func:`launch_command`.
-
-    Returns:
-        The metrics table.
-
-    Raises:
-        RuntimeError: ``torchrun`` failed.
+    One process trains here; more write ``<out_dir>/spec.json`` and launch :func:`launch_command`
+    (``**launch``: its node arguments) with DDP (NCCL on CUDA, gloo on CPU); a failed launch raises a
+    ``RuntimeError``.
     """
     if int(nproc_per_node) < 1:
         raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
@@ -516,13 +316,6 @@ def run(spec: Mapping, nproc_per_node: int = 1, **launch: Any) -> pd.DataFrame:
     return read_metrics(out)
 
 
-# --------------------------------------------------------------------------------------------
-# run folders
-# --------------------------------------------------------------------------------------------
-def _canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=str)
-
-
 def _trainer_spec(spec: Mapping, out_dir: Path | str = ".", progress: bool | None = None) -> dict:
     """The spec handed to the trainer: without ``tags``, ``out_dir`` set (and ``progress``)."""
     out = {k: copy.deepcopy(v) for k, v in spec.items() if k != "tags"}
@@ -533,35 +326,15 @@ def _trainer_spec(spec: Mapping, out_dir: Path | str = ".", progress: bool | Non
 
 
 def spec_key(spec: Mapping) -> str:
-    """Short hash (12 hex digits) of the result-relevant part of a run spec.
-
-    The training fields are completed with ``TrainConfig``'s defaults first, so that writing a
-    default value out does not change the key; ``tags`` and the fields of
-    :data:`adamlinf.train.EXECUTION_FIELDS` do not count.
-
-    Args:
-        spec: a run spec.
-
-    Returns:
-        The key, e.g. ``"3f2a9c01b7de"``.
-    """
+    """12 hex digits of the SHA-256 of a spec's result-relevant part (``TrainConfig`` defaults filled in)."""
     full = _trainer_spec(spec)
     full["train"] = _train.TrainConfig(**full["train"]).to_dict()
-    return hashlib.sha256(_canonical(_train.result_spec(full)).encode()).hexdigest()[:12]
+    text = json.dumps(_train.result_spec(full), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """The metrics table of a run (``<run_dir>/metrics.csv``, written by the trainer).
-
-    Args:
-        run_dir: the run folder.
-
-    Returns:
-        One row per logged iteration (see :func:`adamlinf.train.train`).
-
-    Raises:
-        FileNotFoundError: no ``metrics.csv``.
-    """
+    """``<run_dir>/metrics.csv``, the trainer's metrics (a ``FileNotFoundError`` naming it when absent)."""
     path = Path(run_dir) / "metrics.csv"
     if not path.exists():
         raise FileNotFoundError(
@@ -571,23 +344,18 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def _fix_command(path: Path) -> str:
-    return f"rm '{path}' and run again (run_specs checks the checkpoints against the spec and resumes)"
-
-
 def _read_record(path: Path) -> dict:
     """A spec or completion record, or a ``ValueError`` naming the file and the command that fixes it."""
+    fix = f"rm '{path}' and run again (run_specs checks the checkpoints against the spec and resumes)"
     try:
         record = json.loads(path.read_text())
     except ValueError as exc:
         what = "empty" if path.stat().st_size == 0 else f"damaged ({exc})"
-        raise ValueError(
-            f"{path} is {what} (a full disk or a kill during its write?); {_fix_command(path)}"
-        ) from None
+        raise ValueError(f"{path} is {what} (a full disk or a kill during its write?); {fix}") from None
     if not isinstance(record, dict) or (
         path.name == COMPLETE_FILE and not isinstance(record.get("spec"), dict)
     ):
-        raise ValueError(f"{path} is not a record of run_specs; {_fix_command(path)}")
+        raise ValueError(f"{path} is not a record of run_specs; {fix}")
     return record
 
 
@@ -601,16 +369,10 @@ def _finished(run_dir: Path, spec: Mapping) -> bool:
 
 
 def is_complete(out_dir: str | Path, spec: Mapping | None = None) -> bool:
-    """Whether ``out_dir`` holds a finished run (of ``spec``'s result-relevant part, when given).
+    """Whether ``out_dir`` holds a finished run (of ``spec``'s :func:`spec_key`, when given).
 
-    A run stopped by ``stop_iter`` or interrupted is never complete.
-
-    Args:
-        out_dir: the run folder.
-        spec: the spec the run must have been trained with (compared by :func:`spec_key`).
-
-    Returns:
-        True when the completion record exists, the metrics reach ``max_iters`` and the keys agree.
+    True when the completion record exists and its metrics reach ``max_iters``: a run stopped by
+    ``stop_iter`` or interrupted is never complete.
     """
     marker = Path(out_dir) / COMPLETE_FILE
     if not marker.exists():
@@ -621,30 +383,11 @@ def is_complete(out_dir: str | Path, spec: Mapping | None = None) -> bool:
     return _finished(Path(out_dir), saved)
 
 
-def load_spec(run_dir: str | Path) -> dict:
-    """The spec a run of :func:`run_specs` was trained with (from its completion record).
-
-    Args:
-        run_dir: the run folder.
-
-    Returns:
-        The spec.
-
-    Raises:
-        FileNotFoundError: the folder holds no completed run.
-    """
-    marker = Path(run_dir) / COMPLETE_FILE
-    if not marker.exists():
-        raise FileNotFoundError(f"{marker} not found: {run_dir} is not a completed run of run_specs")
-    return _read_record(marker)["spec"]
-
-
 def _folder_key(out: Path) -> str | None:
     """The key of the spec a folder was started with (None: no record)."""
     for name in (COMPLETE_FILE, SPEC_FILE):
-        path = out / name
-        if path.exists():
-            record = _read_record(path)
+        if (out / name).exists():
+            record = _read_record(out / name)
             return spec_key(record["spec"] if name == COMPLETE_FILE else record)
     return None
 
@@ -659,10 +402,9 @@ def _prepare_dir(name: str, spec: Mapping, out: Path, on_change: str, verbose: b
                 f"run {name!r} in {out} was made with a different spec (key {old} vs {key}); "
                 "move it or pass on_change='keep'"
             )
-        aside = out.with_name(f"{out.name}@{old or 'unknown'}")
-        n = 1
+        aside, n = out.with_name(f"{out.name}@{old}"), 1
         while aside.exists():
-            aside, n = out.with_name(f"{out.name}@{old or 'unknown'}-{n}"), n + 1
+            aside, n = out.with_name(f"{out.name}@{old}-{n}"), n + 1
         out.rename(aside)
         if verbose:
             print(f"[runs] spec of run {name!r} changed: the old run is kept in {aside.name}/", flush=True)
@@ -712,33 +454,14 @@ def run_specs(
     progress: bool | None = None,
     verbose: bool = True,
 ) -> pd.DataFrame:
-    """Run every spec ``specs[name]`` in ``root/<name>/`` and return the tidy metrics.
+    """Train every ``specs[name]`` in ``root/<name>/`` (see the module docstring); the tidy metrics.
 
-    Complete runs of the same result-relevant spec are skipped; unfinished ones resume; a folder
-    of another spec is moved aside to ``root/<name>@<key>/`` (see the module docstring).
-    ``workers > 1`` trains that many runs at once in spawned processes, each with
-    ``threads_per_worker`` torch threads (default: CPU count // workers); on GPUs keep 1.
-
-    Args:
-        specs: ``{name: spec}``.
-        root: folder of the runs.
-        nproc_per_node: DDP processes per run (launched by :func:`run`).
-        workers: runs trained at once.
-        threads_per_worker: torch threads of each worker.
-        on_change: ``"keep"`` moves a folder of another spec aside, ``"error"`` refuses
-            (``"rerun"`` is read as ``"keep"``).
-        progress: progress bars (None: the spec's setting).
-        verbose: one line per run.
-
-    Returns:
-        The concatenated metrics (the trainer's columns, its scheduled learning rate renamed
-        ``lr_t``) with ``run``, ``optimizer``, ``lr`` (the spec's peak learning rate) and the tags
-        as extra columns; ``df.attrs["wall_time_s"]`` holds the wall times of the runs trained now
-        and ``df.attrs["run_dirs"]`` the folder of every run.
-
-    Raises:
-        ValueError: bad specs, names or arguments; a stopped run (``stop_iter``) is trained but
-            not complete, so its metrics are returned as they are.
+    ``workers`` runs are trained at once in spawned processes (on GPUs keep 1), each with
+    ``threads_per_worker`` torch threads (default: CPU count // workers), or one run on
+    ``nproc_per_node`` DDP processes. A folder of another spec is moved aside (``on_change="keep"``;
+    ``"rerun"`` alike) or refused (``"error"``). Returns the trainer's metrics (its scheduled lr renamed
+    ``lr_t``) with ``run``, ``optimizer``, ``lr`` (the spec's peak) and the tags as columns;
+    ``attrs["wall_time_s"]`` (runs trained now) and ``attrs["run_dirs"]``.
     """
     on_change = "keep" if on_change == "rerun" else on_change
     if on_change not in ("keep", "error"):
@@ -746,10 +469,7 @@ def run_specs(
     if int(nproc_per_node) < 1 or int(workers) < 1:
         raise ValueError(f"nproc_per_node and workers must be >= 1, got {nproc_per_node}, {workers}")
     if workers > 1 and nproc_per_node > 1:
-        raise ValueError(
-            "use either workers > 1 (several runs at once) or nproc_per_node > 1 "
-            "(one run on several devices), not both"
-        )
+        raise ValueError("use either workers > 1 (several runs at once) or nproc_per_node > 1, not both")
     root = Path(root)
     for name, spec in specs.items():
         _check_spec(name, spec)
@@ -758,20 +478,38 @@ def run_specs(
     with contextlib.ExitStack() as locks:  # one trainer per run folder; sorted, so two grids never deadlock
         for name in sorted(specs):
             locks.enter_context(exclusive(root / f".{name}.lock", f"run_specs of {root / name}"))
-        return _run_specs_locked(
-            specs, root, nproc_per_node, workers, threads_per_worker, on_change, progress, verbose
+        todo = [
+            name for name, spec in specs.items() if _prepare_dir(name, spec, root / name, on_change, verbose)
+        ]
+        if verbose:
+            print(
+                f"[runs] {len(todo)} run(s) to train, {len(specs) - len(todo)} complete in {root}", flush=True
+            )
+        walls = _train_all(
+            specs, todo, root, int(nproc_per_node), workers, threads_per_worker, progress, verbose
         )
+    frames = []
+    for name, spec in specs.items():
+        df = read_metrics(root / name).rename(columns={"lr": "lr_t"})
+        df.insert(0, "run", name)
+        df.insert(1, "optimizer", spec["train"]["optimizer"])
+        df.insert(2, "lr", float(spec["train"]["lr"]))
+        for key, value in (spec.get("tags") or {}).items():
+            df[key] = value
+        frames.append(df)
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs["wall_time_s"] = walls
+    out.attrs["run_dirs"] = {name: str(root / name) for name in specs}
+    return out
 
 
-def _run_specs_locked(specs, root, nproc_per_node, workers, threads_per_worker, on_change, progress, verbose):
-    todo = [name for name, spec in specs.items() if _prepare_dir(name, spec, root / name, on_change, verbose)]
-    if verbose:
-        print(f"[runs] {len(todo)} run(s) to train, {len(specs) - len(todo)} complete in {root}", flush=True)
+def _train_all(specs, todo, root, nproc_per_node, workers, threads_per_worker, progress, verbose) -> dict:
+    """Train the runs ``todo`` one after another or in ``workers`` processes; their wall times."""
     walls: dict[str, float] = {}
     if todo and workers == 1:
         for name in todo:
             _, walls[name] = _run_one(
-                name, dict(specs[name]), str(root / name), int(nproc_per_node), threads_per_worker, progress
+                name, dict(specs[name]), str(root / name), nproc_per_node, threads_per_worker, progress
             )
             if verbose:
                 print(f"[runs] {name}: {walls[name]:.1f} s", flush=True)
@@ -789,16 +527,4 @@ def _run_specs_locked(specs, root, nproc_per_node, workers, threads_per_worker, 
                 name, walls[name] = fut.result()
                 if verbose:
                     print(f"[runs] {name}: {walls[name]:.1f} s (worker)", flush=True)
-    frames = []
-    for name, spec in specs.items():
-        df = read_metrics(root / name).rename(columns={"lr": "lr_t"})
-        df.insert(0, "run", name)
-        df.insert(1, "optimizer", spec["train"]["optimizer"])
-        df.insert(2, "lr", float(spec["train"]["lr"]))
-        for key, value in (spec.get("tags") or {}).items():
-            df[key] = value
-        frames.append(df)
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    out.attrs["wall_time_s"] = walls
-    out.attrs["run_dirs"] = {name: str(root / name) for name in specs}
-    return out
+    return walls
