@@ -91,7 +91,7 @@ def test_hvp_methods_agree_and_params_subset(mlp):
     V = torch.randn(4, hf.d, dtype=F64)
     assert rel(hf.matmat(V), hb.matmat(V)) < 1e-8
     H = hs.exact_hessian(model, ce_loss, batches, params=params)
-    assert rel(hb.dense(), H) < 1e-8
+    assert rel(hb.matmat(torch.eye(hb.d, dtype=F64)).T, H) < 1e-8
     with pytest.raises(ValueError, match="not a parameter"):
         hs.hvp(model, ce_loss, batches, params=[torch.zeros(3)])
     with pytest.raises(ValueError, match="shape"):
@@ -105,10 +105,16 @@ def gpt_exact():
     return model, batch, H
 
 
-def test_exact_hessian_methods_agree(mlp):
+def test_exact_hessian_matches_torch_func_hessian(mlp):
     model, batches = mlp
     H1 = hs.exact_hessian(model, ce_loss, batches)  # rows by double backward
-    H2 = hs.exact_hessian(model, ce_loss, batches, method="torch.func")  # jacfwd(jacrev)
+    h = hs.hvp(model, ce_loss, batches)
+
+    def f(flat):
+        pd = dict(zip(h.names, h.unflatten(flat), strict=True))
+        return sum(ce_loss(lambda x: torch.func.functional_call(model, pd, (x,)), b) for b in batches) / 2
+
+    H2 = torch.func.hessian(f)(h.flatten([p.detach() for p in h.params]))  # jacfwd(jacrev)
     assert rel(H1, H2) < 1e-10 and torch.allclose(H1, H1.T, atol=1e-12)
 
 
@@ -132,7 +138,7 @@ def test_hvp_tiny_gpt_math_attention(gpt_exact, method):
             with torch.no_grad():
                 for p, p0, dv in zip(g.params, x0, g.unflatten(v), strict=True):
                     p.copy_(p0 + sgn * eps * dv)
-            grads.append(g.gradient())
+            grads.append(g.flatten(torch.autograd.grad(gpt_loss(model, batch), g.params)))
         return (grads[0] - grads[1]) / (2 * eps)
 
     fd = (4 * central(1e-6) - central(2e-6)) / 3
@@ -560,16 +566,10 @@ def test_frozen_parameters_are_refused_or_handled_explicitly(mlp):
         d = H_all.shape[0]
         v = torch.randn(d, dtype=F64)
         for method in ("forward", "double_backward"):
-            inc = hs.hvp(model, ce_loss, batches, method=method, frozen="include")
-            assert inc.d == d and rel(inc.matvec(v), H_all @ v) < 1e-8
             exc = hs.hvp(model, ce_loss, batches, method=method, frozen="exclude")
             assert exc.d == d - n0 and rel(exc.matvec(v[n0:]), H_all[n0:, n0:] @ v[n0:]) < 1e-8
-        assert not model[0].weight.requires_grad  # restored after every product
-        H_inc = hs.exact_hessian(model, ce_loss, batches, frozen="include")
-        assert rel(H_inc, H_all) < 1e-12
-        # an explicit params list that names the frozen tensor includes it
-        h = hs.hvp(model, ce_loss, batches, params=[model[0].weight])
-        assert h.d == n0 and rel(h.matvec(v[:n0]), H_all[:n0, :n0] @ v[:n0]) < 1e-8
+        with pytest.raises(ValueError, match="requires_grad=False"):  # named explicitly: refused too
+            hs.hvp(model, ce_loss, batches, params=[model[0].weight])
     finally:
         model[0].weight.requires_grad_(True)
 
@@ -599,29 +599,6 @@ def test_cached_graph_follows_in_place_parameter_changes(mlp):
         with torch.no_grad():
             for p, p0 in zip(model.parameters(), saved, strict=True):
                 p.copy_(p0)
-
-
-def test_torch_func_exact_hessian_refuses_layernorm():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 2)).to(F64)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    batch = (torch.randn(5, 3, dtype=F64), torch.randint(0, 2, (5,)))
-    with pytest.raises(ValueError, match="LayerNorm"):
-        hs.exact_hessian(model, ce_loss, batch, method="torch.func")
-    # why: torch.func.hessian is off on this model, the double-backward rows are right
-    h = hs.hvp(model, ce_loss, batch)
-    x0 = h.flatten([p.detach() for p in h.params])
-
-    def f(flat):
-        return h._functional_loss(dict(zip(h.names, h.unflatten(flat), strict=True)), batch)
-
-    H_func = torch.func.hessian(f)(x0)
-    H_db = hs.exact_hessian(model, ce_loss, batch)
-    v = torch.randn(h.d, dtype=F64)
-    assert rel(h.matvec(v), H_db @ v) < 1e-10
-    assert rel(H_func, H_db) > 1e-3
 
 
 # ------------------------------------------------------------------------------------------
@@ -708,7 +685,6 @@ def test_micro_batches_give_the_full_batch_hvp(gpt_exact, mlp, method):
     hm = hs.hvp(m2, ce_loss, batches, method=method, micro_batch=4)
     u = torch.randn(hm.d, dtype=F64)
     assert rel(hm.matvec(u), hs.exact_hessian(m2, ce_loss, batches) @ u) < 1e-10
-    assert rel(hm.gradient(), hs.hvp(m2, ce_loss, batches).gradient()) < 1e-12
 
 
 def test_micro_batches_refused_with_batch_statistics():
@@ -896,7 +872,7 @@ def test_l11_batched_equals_one_at_a_time_on_a_gpt(variant):
     # the samples are those of the documented probe stream: probe k seeded by (seed, k)
     V = torch.stack([hs.cauchy_probe(h.d, 5, k) for k in range(12)])
     exact_samples = V @ hs.exact_hessian(model, gpt_loss, batch).T
-    assert torch.allclose(one.rows, hs._row_scales(exact_samples, variant, 1 << 20), rtol=1e-8)
+    assert torch.allclose(one.rows, hs.row_scales(exact_samples, variant, 1 << 20), rtol=1e-8)
 
 
 # ------------------------------------------------------------------------------------------

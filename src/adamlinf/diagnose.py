@@ -74,7 +74,7 @@ from tqdm import tqdm
 from . import hessian as _hessian
 from . import optim as _optim
 from . import partitions as _partitions
-from .hessian import _Operator, check_positive_int
+from .hessian import Operator, check_positive_int
 from .rotations import PermuteRotate, RotatedParametrization
 
 __all__ = ["Estimate", "Diagnosis", "diagnose", "race", "preset", "PRESETS", "RACERS", "main"]
@@ -273,7 +273,7 @@ class Diagnosis:
 # --------------------------------------------------------------------------------------------
 # the diagonal blocks of the Hessian
 # --------------------------------------------------------------------------------------------
-class _BlockOperator(_Operator):
+class _BlockOperator(Operator):
     r"""The diagonal block :math:`H_{(b),(b)}` of an operator: ``v_b -> (H [0, v_b, 0])_b``."""
 
     def __init__(self, base, index: Tensor):

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from adamlinf.hessian import _row_scales, exact_hessian, l11_exact, l11_norm
+from adamlinf.hessian import exact_hessian, l11_exact, l11_norm, row_scales
 from adamlinf.models.gpt import GPT, GPTConfig
 from adamlinf.studies.verdicts import SLOPE_LEVEL, slope_finding, slope_verdict, verdict_row
 
@@ -144,7 +144,7 @@ def l11_sweep(
         HV = V @ H.T
         for n in n_grid:
             for variant in variants:
-                est = float(_row_scales(HV[:n], variant, chunk).sum())
+                est = float(row_scales(HV[:n], variant, chunk).sum())
                 rows.append(
                     dict(
                         seed=int(seed),
