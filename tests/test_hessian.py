@@ -852,8 +852,10 @@ def test_batched_products_with_micro_batches_and_lists(mlp):
     model, batches = mlp
     H = hs.exact_hessian(model, ce_loss, batches)
     V = torch.randn(4, H.shape[0], dtype=F64)
-    for h in (hs.hvp(model, ce_loss, batches), hs.hvp(model, ce_loss, batches, micro_batch=4)):
+    cached = hs.hvp(model, ce_loss, batches, cache_graph=True)  # one cached graph per batch
+    for h in (hs.hvp(model, ce_loss, batches), hs.hvp(model, ce_loss, batches, micro_batch=4), cached):
         assert rel(h.matmat(V), V @ H.T) < 1e-12
+        assert rel(h.matvec(V[0]), H @ V[0]) < 1e-12
     R = torch.linalg.qr(torch.randn(H.shape[0], H.shape[0], dtype=F64))[0]
     rot = hs.rotated(hs.hvp(model, ce_loss, batches), R)
     assert rel(rot.matmat(V), V @ (R.T @ H @ R).T) < 1e-12

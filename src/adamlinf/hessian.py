@@ -41,26 +41,10 @@ from .partitions import check_block_index
 from .theory import block_spectral_norms
 
 __all__ = [
-    "Operator",
-    "HVP",
-    "hvp",
-    "rotated",
-    "RotatedHVP",
-    "exact_hessian",
-    "L11Estimate",
-    "l11_norm",
-    "l11_exact",
-    "row_scales",
-    "bootstrap_band",
-    "cauchy_bias_factor",
-    "spectral_norm",
-    "lanczos",
-    "blockwise_bound",
-    "block_diagonal_bound",
-    "smoothness_table",
-    "cauchy_probe",
-    "check_positive_int",
-]
+    "Operator", "HVP", "hvp", "rotated", "RotatedHVP", "exact_hessian", "L11Estimate", "l11_norm",
+    "l11_exact", "row_scales", "bootstrap_band", "cauchy_bias_factor", "spectral_norm", "lanczos",
+    "blockwise_bound", "block_diagonal_bound", "smoothness_table", "cauchy_probe", "check_positive_int",
+]  # fmt: skip
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 
@@ -93,9 +77,17 @@ def _switch_attention(model: nn.Module) -> None:
             return
 
 
-def _check_modules(model: nn.Module) -> None:
-    """Refuse BatchNorm that updates running statistics and active dropout."""
+def _check_modules(model: nn.Module, micro_batches: bool = False) -> None:
+    """Refuse active dropout, BatchNorm updating statistics, and batch statistics with micro-batches."""
     for name, m in model.named_modules():
+        batch_stats = isinstance(m, nn.modules.batchnorm._NormBase) and (
+            m.training or not m.track_running_stats
+        )
+        if batch_stats and micro_batches:
+            raise ValueError(
+                f"micro_batch: module {name!r} normalises with batch statistics, so the loss is "
+                "not a mean over rows and micro-batches would change the Hessian"
+            )
         if isinstance(m, nn.modules.batchnorm._NormBase) and m.training and m.track_running_stats:
             raise ValueError(
                 f"module {name or type(m).__name__!r} is a {type(m).__name__} in training mode "
@@ -110,9 +102,9 @@ def _check_modules(model: nn.Module) -> None:
             )
 
 
-def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list) -> None:
+def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list, micro_batches: bool) -> None:
     """Module checks, non-empty batches, a scalar loss off the meta device, equal on two calls."""
-    _check_modules(model)
+    _check_modules(model, micro_batches)
     for i, batch in enumerate(batches):
         leaves = (
             batch.values() if isinstance(batch, dict) else [batch] if isinstance(batch, Tensor) else batch
@@ -260,17 +252,16 @@ class Operator:
 
 
 class HVP(Operator):
-    r"""``v -> Hv`` for the mean loss over ``batches`` at the model's parameters (Pearlmutter's trick).
+    r"""``v -> Hv``: the Hessian of the mean loss over ``batches`` at the model's parameters.
 
-    {cite}`pearlmutter1994fast`. ``method="double_backward"`` (``"auto"``, faster on CPU) is
-    ``autograd.grad`` of :math:`\langle\nabla L,v\rangle`; with ``cache_graph`` (default for one
-    batch without ``micro_batch``) the first-order graph is built once and rebuilt when a
-    parameter's version counter moves (call :meth:`clear_cache` after a change through ``.data``).
-    ``method="forward"`` is ``torch.func.jvp`` of ``torch.func.grad``; under ``torch.autocast`` it
-    runs with autocast's casts made explicit (:class:`_ExplicitAutocast`). ``micro_batch`` splits
-    each batch into micro-batches of that many rows whose products are accumulated with weights
-    (peak memory of one micro-batch; exact for a mean of per-row losses; refused with BatchNorm on
-    batch statistics). Frozen parameters (``requires_grad=False``) are refused unless
+    By Pearlmutter's trick {cite}`pearlmutter1994fast`. ``method="double_backward"`` (``"auto"``,
+    faster on CPU) is ``autograd.grad`` of :math:`\langle\nabla L,v\rangle`; with ``cache_graph``
+    (default for one batch without ``micro_batch``) the first-order graph is built once and rebuilt
+    when a parameter's version counter moves (:meth:`clear_cache` after a change through ``.data``).
+    ``method="forward"`` is ``torch.func.jvp`` of ``torch.func.grad``, under ``torch.autocast`` with
+    autocast's casts made explicit (:class:`_ExplicitAutocast`). ``micro_batch`` splits each batch
+    into micro-batches of that many rows, their products accumulated with weights (the memory of one
+    micro-batch; exact for a mean of per-row losses). Frozen parameters are refused unless
     ``frozen="exclude"`` leaves them out.
 
     Args:
@@ -280,7 +271,6 @@ class HVP(Operator):
         params: The tensors to differentiate (default: the model's, see ``frozen``).
         method: ``"auto"``, ``"forward"`` or ``"double_backward"``.
         cache_graph: Keep the first-order graph between products (double backward).
-        check: Check at construction that the loss is a fixed function.
         frozen: ``"refuse"`` or ``"exclude"``.
         micro_batch: Rows per micro-batch (``None``: whole batches).
     """
@@ -294,7 +284,6 @@ class HVP(Operator):
         method: str = "auto",
         *,
         cache_graph: bool | None = None,
-        check: bool = True,
         frozen: str = "refuse",
         micro_batch: int | None = None,
     ):
@@ -308,17 +297,7 @@ class HVP(Operator):
         self.batches = batches if isinstance(batches, list) else [batches]
         self.micro_batch = None if micro_batch is None else check_positive_int("micro_batch", micro_batch)
         _switch_attention(model)
-        for name, m in model.named_modules():
-            batch_stats = isinstance(m, nn.modules.batchnorm._NormBase) and (
-                m.training or not m.track_running_stats
-            )
-            if batch_stats and self.micro_batch is not None:
-                raise ValueError(
-                    f"micro_batch: module {name!r} normalises with batch statistics, so the loss is "
-                    "not a mean over rows and micro-batches would change the Hessian"
-                )
-        if check:
-            _check_fixed_function(model, loss_fn, self.batches)
+        _check_fixed_function(model, loss_fn, self.batches, self.micro_batch is not None)
         named = dict(model.named_parameters())  # tied weights appear once
         if params is None:
             self.names = list(named)
@@ -349,7 +328,7 @@ class HVP(Operator):
         )
         self._units = _micro_batches(self.batches, self.micro_batch)
         self._loss_module = _LossModule(model, loss_fn)
-        self._graph: list[Tensor] | None = None  # cached first-order gradients
+        self._graph: list[list[Tensor]] | None = None  # cached first-order gradients, one list per unit
         self._graph_versions: list[int] | None = None
         self.n_products = 0
 
@@ -417,14 +396,10 @@ class HVP(Operator):
         versions = [p._version for p in self.params]
         if self._graph is not None and self._graph_versions != versions:
             self.clear_cache()  # a parameter changed in place: the cached graph is stale
-        for b, w in self._units:
-            if not self.cache_graph:
-                grads = self._first_order(b)
-            elif self._graph is None:
-                grads = self._graph = self._first_order(b)
-                self._graph_versions = versions
-            else:
-                grads = self._graph
+        if self.cache_graph and self._graph is None:
+            self._graph, self._graph_versions = [self._first_order(b) for b, _ in self._units], versions
+        for i, (b, w) in enumerate(self._units):
+            grads = self._graph[i] if self.cache_graph else self._first_order(b)
             needs = [g.requires_grad for g in grads]
             if not any(needs):  # linear loss: H = 0
                 continue
@@ -756,8 +731,6 @@ def bootstrap_band(
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    if variant not in ("median", "iqr"):
-        raise ValueError(f"variant must be 'median' or 'iqr', got {variant!r}")
     n, d = samples.shape
     if rows is None:
         rows = row_scales(samples, variant, chunk)
