@@ -315,7 +315,6 @@ def diagnose(
     max_blocks: int = 256,
     race_steps: int = 0,
     lr=None,
-    race_kwargs: Mapping[str, Any] | None = None,
     method: str = "auto",
     micro_batch: int | None = None,
     progress: bool = True,
@@ -342,7 +341,6 @@ def diagnose(
         max_blocks: The most blocks a partition may have.
         race_steps: With a positive number, :func:`race` for that many steps at ``lr``.
         lr: The race's learning rate(s).
-        race_kwargs: More keyword arguments of :func:`race`.
         method: HVP method (:class:`adamlinf.hessian.HVP`).
         micro_batch: Rows per micro-batch of an HVP.
         progress: Progress bars.
@@ -384,9 +382,7 @@ def diagnose(
     loss, n_products = h.loss(), h.n_products
     race_table = None
     if race_steps:
-        race_table = race(
-            model, loss_fn, batches, race_steps, lr, seed=seed, progress=progress, **(race_kwargs or {})
-        )
+        race_table = race(model, loss_fn, batches, race_steps, lr, seed=seed, progress=progress)
     kind = h.device.type
     autocast = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
     return Diagnosis(
