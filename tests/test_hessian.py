@@ -590,6 +590,7 @@ def test_micro_batches_give_the_full_batch_hvp(gpt_exact, mlp, method):
     hm = hs.hvp(m2, ce_loss, batches, method=method, micro_batch=4)
     u = torch.randn(hm.d, dtype=F64)
     assert rel(hm.matvec(u), hs.exact_hessian(m2, ce_loss, batches) @ u) < 1e-10
+    assert rel(hm.gradient(), hs.hvp(m2, ce_loss, batches).gradient()) < 1e-12
 
 
 def test_micro_batches_refused_with_batch_statistics():

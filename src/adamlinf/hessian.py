@@ -353,6 +353,14 @@ class HVP(Operator):
         with torch.no_grad():
             return float(sum(w * self.loss_fn(self.model, b) for b, w in self._units))
 
+    def gradient(self) -> Tensor:
+        r"""The flat gradient :math:`\nabla L(x)` (averaged over the batches)."""
+        total = torch.zeros(self.d, dtype=self.dtype, device=self.device)
+        for b, w in self._units:
+            g = torch.autograd.grad(self.loss_fn(self.model, b), self.params, allow_unused=True)
+            total += w * self.flatten(self._zeros_if_none(g))
+        return total
+
     def _zeros_if_none(self, grads, k: int | None = None) -> list[Tensor]:
         lead = () if k is None else (k,)
         return [
