@@ -12,6 +12,10 @@ same run (medians over ``--repeats``, round-robin):
 * ``double_backward`` (uncached): forward + backward with ``create_graph`` + second backward;
 * ``double_backward`` (cached graph): the second backward only, the first-order graph built
   once per HVP object (what ``l11_norm`` pays per probe on one batch);
+* the parts of the uncached product: the forward alone and the forward + ``create_graph``
+  backward (the first-order graph), timed in the same round-robin;
+* two batches (the batch split in halves): uncached (a forward and a first-order backward per
+  batch and product) against ``cache_graph=True`` (one cached graph per batch);
 * the memory-lean path: ``micro_batch=B/4`` rows per micro-batch, products accumulated
   (double backward and forward-over-reverse; the peak memory is that of one micro-batch);
 * with ``--autocast``: forward-over-reverse and double backward under bf16 autocast;
@@ -24,13 +28,17 @@ and prints each as a ratio to the gradient time, plus the relative difference of
 micro-batched and the plain product (float32 rounding), the largest relative difference of the
 batched and the one-at-a-time estimates, and the peak memory on CUDA.
 
-Where the time of an HVP goes (``--profile``, torch.profiler on the ci GPT, CPU, one thread): the
-cached second backward is matrix products (``mm`` ~38%, ``bmm`` ~9% of self time), element-wise
-products of the double-backward formulas (``mul`` ~19%), GELU/softmax/LayerNorm double
-backwards and sums; the uncached product adds the forward and the ``create_graph`` backward (about
-1.1 gradients). On the CPU the batched pass is slower per probe (vmap's batched layouts add
-``copy_`` of every batched operand, ~27% of its self time), so ``"auto"`` keeps one probe per pass
-there; on a GPU it fills half the free memory.
+Where the time of an HVP goes (``--profile``: torch.profiler on the ci GPT, CPU, one thread; the
+parts above): the uncached product is the forward (~0.4 gradients), the ``create_graph`` backward
+(with the forward ~1.1-1.3 gradients) and the second backward (~2.3-2.9 gradients, the cached
+product). Its self time is matrix products (``mm`` ~40%, ``bmm`` ~10%: the second backward
+differentiates both operands of every backward matmul and goes back through the forward),
+element-wise products of the double-backward formulas (``mul`` ~12%, ``add``/``sum`` ~14%),
+softmax/GELU/LayerNorm double backwards and the causal mask (``masked_fill_`` ~2%). Nothing in it
+repeats work beyond the two extra passes: the cached graph removes the forward and the first
+backward, and on a list of batches ``cache_graph=True`` keeps one graph per batch. On the CPU the
+batched pass is slower per probe (vmap's batched layouts add ``copy_`` of every batched operand),
+so ``"auto"`` keeps one probe per pass there; on a GPU it fills half the free memory.
 """
 
 from __future__ import annotations
@@ -112,7 +120,20 @@ def bench(
             model, loss_fn, batch, method="forward", micro_batch=micro
         ),
     }
-    fns = {"gradient (baseline)": grad, **{k: (lambda h=h: h.matvec(v)) for k, h in ops.items()}}
+    half = rows // 2
+    two = [tuple(t[:half] for t in batch), tuple(t[half:] for t in batch)]
+    ops["hvp double backward, 2 batches, uncached"] = hs.hvp(model, loss_fn, two, cache_graph=False)
+    ops["hvp double backward, 2 batches, one cached graph each"] = hs.hvp(
+        model, loss_fn, two, cache_graph=True
+    )
+    fns = {
+        "gradient (baseline)": grad,
+        "part: forward only": lambda: loss_fn(model, batch),
+        "part: forward + create_graph backward": lambda: torch.autograd.grad(
+            loss_fn(model, batch), params, create_graph=True
+        ),
+        **{k: (lambda h=h: h.matvec(v)) for k, h in ops.items()},
+    }
     if autocast:
         kind = torch.device(device).type
 

@@ -1,11 +1,8 @@
 r"""The chapter "Measure your own model": :func:`adamlinf.diagnose.diagnose` on the book's models.
 
-A least-squares problem whose Hessian :math:`H=2X^\top X/n` is known in closed form
-(:func:`least_squares`), the tidy tables of several diagnoses (:func:`summary`, :func:`blocks`,
-:func:`races`), the closed-form check (:func:`closed_form_check`) and the chapter's verdicts, all
-book checks (:func:`verdicts`): the diagnostic agrees with the closed form, and a random rotation
-makes each model's loss less :math:`\ell_\infty`-smooth (the mechanism behind Tables 2 and 4,
-measured on more models). A race of one seed decides nothing and gets no verdict.
+Least squares with the closed-form Hessian :math:`H=2X^\top X/n`, the tidy tables of several
+diagnoses and the chapter's book checks: the diagnostic agrees with the closed form, and a random
+rotation makes each loss less :math:`\ell_\infty`-smooth. A race of one seed gets no verdict.
 """
 
 from __future__ import annotations
@@ -25,18 +22,9 @@ WHERE = "Diagnostic"
 
 
 def least_squares(n: int, p: int, *, seed: int = 0, dtype=torch.float64):
-    r"""Linear least squares :math:`L(w)=\frac1n\|Xw-y\|^2` with column scales spread over a decade.
+    r"""``(model, loss_fn, batches, H)`` of :math:`L(w)=\frac1n\|Xw-y\|^2`, :math:`H=2X^\top X/n`.
 
-    Its Hessian is :math:`H=2X^\top X/n` at every :math:`w`.
-
-    Args:
-        n: Rows of :math:`X`.
-        p: Columns (the dimension :math:`d`).
-        seed: Seed of :math:`X`, :math:`y` and the weights.
-        dtype: The dtype.
-
-    Returns:
-        ``(model, loss_fn, batches, H)``.
+    :math:`X` is ``n x p`` with column scales spread over a decade; ``seed`` seeds data and weights.
     """
     g = torch.Generator().manual_seed(seed)
     scales = torch.logspace(-0.5, 0.5, p, dtype=dtype)
@@ -59,12 +47,12 @@ def summary(diags: Mapping[tuple[str, str], Diagnosis]) -> pd.DataFrame:
         for prefix, e in (("l11_per_dim", dg.l11_per_dim), ("advantage", dg.advantage)):
             row.update({prefix: e.value, f"{prefix}_lo": e.lo, f"{prefix}_hi": e.hi})
         row["spectral_norm"] = dg.spectral_norm
-        for prefix, e in (
+        rotated = (
             ("rotated_l11_per_dim", dg.rotated_l11_per_dim),
             ("rotated_advantage", dg.rotated_advantage),
-        ):
-            row.update({prefix: e.value if e else None, f"{prefix}_lo": e.lo if e else None,
-                        f"{prefix}_hi": e.hi if e else None})  # fmt: skip
+        )
+        for prefix, e in rotated:
+            row.update({prefix: e and e.value, f"{prefix}_lo": e and e.lo, f"{prefix}_hi": e and e.hi})
         row.update(seconds=dg.seconds, n_products=dg.n_products, n_probes=dg.n_probes)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -92,28 +80,18 @@ def overview(summary_table: pd.DataFrame, race_table: pd.DataFrame) -> pd.DataFr
     """The closing table: advantage and rotated advantage with bands, the race's best final losses."""
     rows = []
     for r in summary_table.itertuples():
-        row = {
-            "model": r.model,
-            "state": r.state,
-            "d": r.d,
-            "advantage d‖H‖₂/‖H‖₁,₁": _text(r.advantage, r.advantage_lo, r.advantage_hi),
-            "after a rotation": _text(r.rotated_advantage, r.rotated_advantage_lo, r.rotated_advantage_hi),
-        }
-        g = (
-            race_table[(race_table.model == r.model) & (race_table.state == r.state)]
-            if len(race_table)
-            else []
-        )
+        rotated = _text(r.rotated_advantage, r.rotated_advantage_lo, r.rotated_advantage_hi)
+        row = {"model": r.model, "state": r.state, "d": r.d,
+               "advantage d‖H‖₂/‖H‖₁,₁": _text(r.advantage, r.advantage_lo, r.advantage_hi),
+               "after a rotation": rotated}  # fmt: skip
+        mine = (race_table.model == r.model) & (race_table.state == r.state) if len(race_table) else None
+        g = race_table[mine] if len(race_table) else []
         for opt in RACERS:
             label = optim.LABELS[opt]
             best = g[(g.optimizer == opt) & g.best] if len(g) else []
-            if len(best):
-                edge = "" if best.interior.iloc[0] else ", edge"
-                row[f"{label} final loss (lr)"] = (
-                    f"{best.final_loss.iloc[0]:.4g} ({best.lr.iloc[0]:.3g}{edge})"
-                )
-            else:
-                row[f"{label} final loss (lr)"] = "—"
+            edge = "" if len(best) and best.interior.iloc[0] else ", edge"
+            text = f"{best.final_loss.iloc[0]:.4g} ({best.lr.iloc[0]:.3g}{edge})" if len(best) else "—"
+            row[f"{label} final loss (lr)"] = text
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -139,14 +117,10 @@ def closed_form_check(diag: Diagnosis, H: torch.Tensor) -> pd.DataFrame:
 
 
 def verdicts(summary_table: pd.DataFrame, closed_form: pd.DataFrame, *, scale: str) -> pd.DataFrame:
-    r"""The chapter's verdicts (book checks, ``where="Diagnostic"``).
+    r"""The chapter's book checks: the closed form, and a rotation making the loss less ℓ∞-smooth.
 
-    * the diagnostic agrees with the closed form of least squares (every row of
-      :func:`closed_form_check` inside its band or tolerance): holds or fails;
-    * for every diagnosis with a rotation, "a random rotation makes the loss less
-      :math:`\ell_\infty`-smooth": :math:`\|H\|_{1,1}/d` below
-      :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d`, decided outside the two bands
-      (:func:`adamlinf.studies.verdicts.compare`).
+    Every row of :func:`closed_form_check` agrees; per rotated diagnosis
+    :math:`\|H\|_{1,1}/d<\|\mathcal R^\top H\mathcal R\|_{1,1}/d` outside the bands.
     """
     rows = [
         verdict_row(

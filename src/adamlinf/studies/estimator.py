@@ -1,25 +1,10 @@
 r"""Theorem 4.1 study: the error of the Cauchy (1,1)-norm estimator against the probe count.
 
-The error of Algorithm 4 is measured against exact Hessians as a function of the number of probes.
-
-The estimator itself is :func:`adamlinf.hessian.l11_norm`; this module holds the experiment of
-the Theorem 4.1 page: test matrices with heavy-tailed rows and the exact Hessian of a small GPT,
-nested-prefix sweeps over the probe count ``n``, error quantiles over seeds, the fit of the rate
-:math:`\varepsilon_\delta(n)=\sqrt{C\log(1/\delta)/n}`, the probe-count error table that the
-Hessian tables of Sections 4.2 and 4.3 quote, and a coverage check of the bootstrap band.
-
-==================================  ===========================================================
-``heavy_tailed_matrix(d, seed)``    :math:`S(G+G^\top)S` with log-normal row scales
-``small_gpt_hessian(gpt, batch)``   exact float64 Hessian of a tiny GPT at initialisation
-``l11_sweep(H, n_grid, seeds)``     relative error of the estimate for every seed and ``n``
-``l11_error_study(n_grid, ...)``    both test cases through :func:`l11_sweep`
-``error_quantiles(sweep)``          error quantiles over seeds
-``fit_rate(qtab)``                  slope and constant of the :math:`n^{-1/2}` rate
-``probe_error_table(qtab, ns)``     median and 90% error at given probe counts
-``band_coverage(H, n, reps)``       how often the bootstrap band covers the exact value
-``rate_intervals(sweep)``           the slope with a seed-bootstrap 95% interval
-``rate_verdicts(intervals)``        the "Paper vs ours" rows of the page
-==================================  ===========================================================
+The estimator is :func:`adamlinf.hessian.l11_norm`. Here: heavy-tailed test matrices and the
+exact Hessian of a tiny GPT, nested-prefix sweeps over the probe count ``n``, error quantiles over
+seeds, the rate :math:`\varepsilon_\delta(n)=\sqrt{C\log(1/\delta)/n}` (its constant, slope and a
+seed-bootstrap interval of the slope), the probe-count error table Tables 2 and 4 quote, and the
+coverage of the bootstrap band.
 """
 
 from __future__ import annotations
@@ -32,42 +17,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from adamlinf.hessian import _row_scales, exact_hessian, l11_norm
+from adamlinf.hessian import exact_hessian, l11_norm, row_scales
 from adamlinf.models.gpt import GPT, GPTConfig
 from adamlinf.studies.verdicts import SLOPE_LEVEL, slope_finding, slope_verdict, verdict_row
 from adamlinf.theory import l11_exact
 
-__all__ = [
-    "heavy_tailed_matrix",
-    "small_gpt_hessian",
-    "l11_sweep",
-    "rate_constant",
-    "l11_error_study",
-    "error_quantiles",
-    "fit_rate",
-    "probe_error_table",
-    "band_coverage",
-    "rate_intervals",
-    "rate_verdicts",
-]
-
 
 def heavy_tailed_matrix(d: int, seed: int = 0, sigma: float = 1.0, *, dtype=torch.float64) -> Tensor:
-    r"""A random symmetric test matrix with heavy-tailed rows.
+    r""":math:`H=S(G+G^\top)S`, :math:`G_{ij}\sim\mathcal N(0,1)`, :math:`S=\mathrm{diag}(e^{\sigma z_i})`.
 
-    :math:`H = S(G+G^\top)S` with :math:`G_{ij}\sim\mathcal N(0,1)` and
-    :math:`S=\mathrm{diag}(e^{\sigma z_i})`, :math:`z_i\sim\mathcal N(0,1)`, so the row norms
-    :math:`\|H_{j,:}\|_1\propto s_j` are log-normal (a few rows carry much of
-    :math:`\|H\|_{1,1}`, the hard case for Theorem 4.1).
-
-    Args:
-        d: Size.
-        seed: Seed.
-        sigma: Spread of the log row scales (0: no heavy tail).
-        dtype: Dtype of the result.
-
-    Returns:
-        The ``(d, d)`` matrix.
+    Log-normal row norms (:math:`\|H_{j,:}\|_1\propto s_j`): a few rows carry much of
+    :math:`\|H\|_{1,1}`, the hard case for Theorem 4.1.
     """
     g = torch.Generator().manual_seed(int(seed))
     s = torch.exp(sigma * torch.randn(d, generator=g, dtype=torch.float64))
@@ -76,21 +36,10 @@ def heavy_tailed_matrix(d: int, seed: int = 0, sigma: float = 1.0, *, dtype=torc
 
 
 def small_gpt_hessian(gpt: dict, batch_size: int, *, seed: int = 0, device="cpu") -> Tensor:
-    r"""The exact float64 Hessian of a small GPT's mean next-token loss at initialisation.
+    """The exact float64 Hessian of a tiny GPT (``GPTConfig`` kwargs ``gpt``, math attention).
 
-    One fixed batch of ``batch_size`` uniformly random token sequences; the network test case (b)
-    of the Theorem 4.1 experiment. Attention is forced to ``"math"`` (the fused kernels have no
-    second derivative). ``torch.manual_seed(seed)`` seeds both the weights and the tokens.
-
-    Args:
-        gpt: :class:`adamlinf.models.gpt.GPTConfig` keyword arguments (``vocab_size``,
-            ``block_size``, ``n_layer``, ``n_head``, ``n_embd``).
-        batch_size: Sequences in the batch.
-        seed: Seed of weights and tokens.
-        device: Device.
-
-    Returns:
-        The ``(d, d)`` Hessian (``d`` = number of parameters, so keep the model tiny).
+    Mean next-token loss at initialisation on ``batch_size`` uniform random sequences; weights and
+    tokens seeded by ``torch.manual_seed(seed)``.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -98,8 +47,7 @@ def small_gpt_hessian(gpt: dict, batch_size: int, *, seed: int = 0, device="cpu"
     torch.manual_seed(int(seed))
     model = GPT(GPTConfig(**cfg, attention="math")).to(device=device, dtype=torch.float64).eval()
     tokens = torch.randint(0, cfg["vocab_size"], (batch_size, cfg["block_size"] + 1), device=device)
-    batch = (tokens[:, :-1], tokens[:, 1:])
-    return exact_hessian(model, lambda m, b: m(b[0], b[1])[1], batch)
+    return exact_hessian(model, lambda m, b: m(b[0], b[1])[1], (tokens[:, :-1], tokens[:, 1:]))
 
 
 def l11_sweep(
@@ -107,75 +55,35 @@ def l11_sweep(
     n_grid: Sequence[int],
     seeds: Iterable[int],
     *,
-    variants: Sequence[str] = ("median", "iqr"),
+    variants=("median", "iqr"),
     chunk: int = 1 << 16,
 ) -> pd.DataFrame:
-    r"""Relative error of the Algorithm 4 estimate of :math:`\|H\|_{1,1}` against the probe count.
+    """Relative error of Algorithm 4 on ``H`` for every seed, ``n`` in ``n_grid`` and variant.
 
-    For every seed, draw ``max(n_grid)`` Cauchy probes at once (one ``torch.Generator`` seeded
-    with the seed), form all products ``V H`` in one matrix product, and evaluate the estimate on
-    the first ``n`` probes for each ``n`` in ``n_grid`` (nested prefixes).
-
-    Args:
-        H: A dense square matrix.
-        n_grid: Probe counts.
-        seeds: Probe seeds.
-        variants: ``"median"`` and/or ``"iqr"``.
-        chunk: Coordinates per quantile reduction.
-
-    Returns:
-        A tidy table with columns ``seed, n, variant, estimate, exact, rel_error``
-        (``rel_error = |est/exact - 1|``).
+    Per seed ``max(n_grid)`` probes from one generator, all products in one matrix product, and the
+    estimate on the first ``n`` (nested prefixes). Columns ``seed, n, variant, estimate, exact,
+    rel_error``.
     """
     H = torch.as_tensor(H)
-    if H.ndim != 2 or H.shape[0] != H.shape[1]:
-        raise ValueError(f"H must be square, got {tuple(H.shape)}")
-    for v in variants:
-        if v not in ("median", "iqr"):
-            raise ValueError(f"variant must be 'median' or 'iqr', got {v!r}")
     n_grid = sorted(int(n) for n in n_grid)
     if not n_grid or n_grid[0] < 1:
         raise ValueError("n_grid must hold positive integers")
     exact = l11_exact(H)
-    d = H.shape[0]
     rows = []
     for seed in seeds:
         g = torch.Generator(device=H.device).manual_seed(int(seed))
-        V = torch.empty((n_grid[-1], d), dtype=H.dtype, device=H.device).cauchy_(generator=g)
-        HV = V @ H.T
+        HV = torch.empty((n_grid[-1], H.shape[0]), dtype=H.dtype, device=H.device).cauchy_(generator=g) @ H.T
         for n in n_grid:
             for variant in variants:
-                est = float(_row_scales(HV[:n], variant, chunk).sum())
-                rows.append(
-                    dict(
-                        seed=int(seed),
-                        n=n,
-                        variant=variant,
-                        estimate=est,
-                        exact=exact,
-                        rel_error=abs(est / exact - 1),
-                    )
-                )
+                est = float(row_scales(HV[:n], variant, chunk).sum())
+                rows.append(dict(seed=int(seed), n=n, variant=variant, estimate=est, exact=exact,
+                                 rel_error=abs(est / exact - 1)))  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def rate_constant(n, eps, delta: float) -> float:
-    r"""Fit the constant of Theorem 4.1's rate :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}`.
-
-    The :math:`\log(d/\delta)` term is negligible for :math:`n\gg\log d`. Least squares in log
-    space on measured :math:`(1-\delta)`-quantiles ``eps`` of the relative error at probe counts
-    ``n``: :math:`\log C=\mathrm{mean}(\log(\varepsilon^2 n/\log(1/\delta)))`.
-
-    Args:
-        n: Probe counts.
-        eps: Error quantiles at those counts.
-        delta: One minus the quantile level.
-
-    Returns:
-        The constant ``C``.
-    """
-    n = np.asarray(n, dtype=float)
-    eps = np.asarray(eps, dtype=float)
+    r"""Rate constant :math:`C=\exp\mathrm{mean}\log(\varepsilon^2n/\log(1/\delta))` of quantiles ``eps``."""
+    n, eps = np.asarray(n, dtype=float), np.asarray(eps, dtype=float)
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     return float(np.exp(np.mean(np.log(eps**2 * n / np.log(1 / delta)))))
@@ -194,31 +102,14 @@ def l11_error_study(
     seed: int = 0,
     device="cpu",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    r"""The Theorem 4.1 experiment: relative error of the estimate against ``n`` on two cases.
+    """The Theorem 4.1 experiment: :func:`l11_sweep` on test matrices and a tiny GPT's Hessian.
 
-    (a) one :func:`heavy_tailed_matrix` of size ``matrix_d`` per row-scale ``sigma`` in
-    ``matrix_tails`` (seed ``seed``), with ``matrix_seeds`` probe seeds each, and (b) if ``gpt``
-    is given, the exact Hessian of a small GPT (:func:`small_gpt_hessian` with ``gpt_batch``
-    sequences), with ``gpt_seeds`` probe seeds; each through :func:`l11_sweep` (probe seeds
-    ``seed, seed+1, ...``).
+    One :func:`heavy_tailed_matrix` per ``sigma`` in ``matrix_tails`` and, with ``gpt``,
+    :func:`small_gpt_hessian`; probe seeds ``seed, seed+1, ...``.
 
-    Args:
-        n_grid: Probe counts.
-        matrix_d: Size of the test matrices.
-        matrix_tails: Their ``sigma`` values.
-        matrix_seeds: Probe seeds per matrix.
-        gpt: GPT config for case (b), or ``None``.
-        gpt_batch: Sequences in the GPT's batch.
-        gpt_seeds: Probe seeds for the GPT Hessian.
-        variants: Estimator variants.
-        seed: Base seed.
-        device: Device.
-
-    Returns:
-        ``(sweep, problems)``: ``sweep`` has one row per problem, seed, ``n`` and variant
-        (``problem, seed, n, variant, estimate, exact, rel_error, d, row_norm_max_over_median``);
-        ``problems`` one row per problem (``problem, kind, sigma, d, l11_per_d, spectral_norm,
-        row_norm_max_over_median, n_seeds, wall_time_s``).
+    Returns ``(sweep, problems)``: the sweeps with ``problem, d, row_norm_max_over_median``; one row
+    per problem (``problem, kind, sigma, d, l11_per_d, spectral_norm, row_norm_max_over_median,
+    n_seeds, wall_time_s``).
     """
     if matrix_d < 1 or matrix_seeds < 0 or gpt_seeds < 0:
         raise ValueError("matrix_d must be >= 1 and the seed counts >= 0")
@@ -241,38 +132,26 @@ def l11_error_study(
         df["d"] = d
         df["row_norm_max_over_median"] = ratio
         frames.append(df)
-        info.append(
-            dict(
-                problem=name,
-                kind=kind,
-                sigma=sigma,
-                d=d,
-                l11_per_d=l11_exact(H) / d,
-                spectral_norm=float(torch.linalg.eigvalsh(H).abs().max()),
-                row_norm_max_over_median=ratio,
-                n_seeds=n_seeds,
-                wall_time_s=time.perf_counter() - t0,
-            )
-        )
+        info.append(dict(problem=name, kind=kind, sigma=sigma, d=d, l11_per_d=l11_exact(H) / d,
+                         spectral_norm=float(torch.linalg.eigvalsh(H).abs().max()),
+                         row_norm_max_over_median=ratio, n_seeds=n_seeds,
+                         wall_time_s=time.perf_counter() - t0))  # fmt: skip
     return pd.concat(frames, ignore_index=True), pd.DataFrame(info)
 
 
+def _keys(df: pd.DataFrame, *names: str) -> list[str]:
+    return [k for k in names if k in df.columns]
+
+
+def _row(keys: list[str], key) -> dict:
+    return dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+
+
 def error_quantiles(sweep: pd.DataFrame, quantiles: Sequence[float] = (0.5, 0.9, 0.99)) -> pd.DataFrame:
-    """The ``quantiles`` of ``rel_error`` over seeds, per ``problem`` (if present), variant and ``n``.
-
-    Args:
-        sweep: A :func:`l11_sweep` / :func:`l11_error_study` table.
-        quantiles: Levels in (0, 1).
-
-    Returns:
-        A tidy table with columns ``[problem,] variant, n, quantile, rel_error``.
-    """
-    for q in quantiles:
-        if not 0 < q < 1:
-            raise ValueError(f"quantiles must lie in (0, 1), got {q}")
-    keys = [k for k in ("problem", "variant", "n") if k in sweep.columns]
-    if "variant" not in keys or "n" not in keys or "rel_error" not in sweep.columns:
-        raise ValueError("sweep needs columns variant, n and rel_error")
+    """The ``quantiles`` of ``rel_error`` over seeds per ``[problem,] variant, n`` (column ``quantile``)."""
+    if not all(0 < q < 1 for q in quantiles):
+        raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
+    keys = _keys(sweep, "problem", "variant", "n")
     return (
         sweep.groupby(keys)
         .rel_error.quantile(list(quantiles))
@@ -283,29 +162,14 @@ def error_quantiles(sweep: pd.DataFrame, quantiles: Sequence[float] = (0.5, 0.9,
 
 
 def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) -> pd.DataFrame:
-    r"""Fit Theorem 4.1's rate to measured error quantiles (the output of :func:`error_quantiles`).
+    r"""Theorem 4.1's rate fitted per ``[problem,] variant, quantile`` on the points ``n >= n_min``.
 
-    For every ``(problem, variant, quantile)`` group with :math:`q=1-\delta`, on the points with
-    ``n >= n_min``: the constant ``C`` of :math:`\varepsilon_\delta(n)=\sqrt{C\log(1/\delta)/n}`
-    (:func:`rate_constant`), and the least-squares slope of :math:`\log\varepsilon` against
-    :math:`\log n` (the theorem predicts :math:`-1/2`). If ``n_ref`` is given, also the error at
-    ``n = n_ref`` (log-linear interpolation in ``n``; the authors use 50 probes).
-
-    Args:
-        qtab: Error quantiles.
-        n_min: Smallest ``n`` in the fit.
-        n_ref: Probe count to interpolate the error at.
-
-    Returns:
-        A table with columns ``[problem,] variant, quantile, delta, C, slope, n_points[,
-        rel_error_at_n_ref]``.
-
-    Raises:
-        ValueError: A group has fewer than two points with ``n >= n_min`` or a non-positive error.
+    ``C`` (:func:`rate_constant`, :math:`\delta=1-q`), the least-squares slope of
+    :math:`\log\varepsilon` on :math:`\log n` (predicted :math:`-1/2`), ``n_points`` and, with
+    ``n_ref``, the error at ``n_ref`` interpolated log-linearly. A group with fewer than two
+    positive errors at ``n >= n_min`` is a ``ValueError``.
     """
-    keys = [k for k in ("problem", "variant", "quantile") if k in qtab.columns]
-    if "quantile" not in keys:
-        raise ValueError("qtab needs a 'quantile' column (see error_quantiles)")
+    keys = _keys(qtab, "problem", "variant", "quantile")
     fits = []
     for key, g in qtab.groupby(keys):
         g = g.sort_values("n")
@@ -313,12 +177,10 @@ def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) ->
         big = g[g.n >= n_min]
         if len(big) < 2 or (big.rel_error <= 0).any():
             raise ValueError(f"group {key}: need >= 2 positive errors with n >= {n_min}, got {len(big)}")
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        row = _row(keys, key)
+        slope = float(np.polyfit(np.log(big.n), np.log(big.rel_error), 1)[0])
         row.update(
-            delta=1 - q,
-            C=rate_constant(big.n, big.rel_error, delta=1 - q),
-            slope=float(np.polyfit(np.log(big.n), np.log(big.rel_error), 1)[0]),
-            n_points=len(big),
+            delta=1 - q, C=rate_constant(big.n, big.rel_error, delta=1 - q), slope=slope, n_points=len(big)
         )
         if n_ref is not None:
             row["rel_error_at_n_ref"] = float(np.interp(np.log(n_ref), np.log(g.n), g.rel_error))
@@ -327,28 +189,16 @@ def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) ->
 
 
 def probe_error_table(qtab: pd.DataFrame, ns: Sequence[int] = (16, 50), quantiles=(0.5, 0.9)) -> pd.DataFrame:
-    """The relative error of the estimate at given probe counts: one row per problem, variant, ``n``.
-
-    The numbers the Hessian tables (Tables 2 and 4) quote for the error of an estimate from ``n``
-    probes. Values at counts between the measured ones are interpolated log-linearly in ``n``.
-
-    Args:
-        qtab: Error quantiles (:func:`error_quantiles`).
-        ns: Probe counts.
-        quantiles: Levels to report (each must be in ``qtab``).
-
-    Returns:
-        Columns ``problem, variant, n`` and one ``"error qNN%"`` column per quantile.
-    """
+    """The error quantiles at probe counts ``ns`` (log-linear in ``n``): one ``"error qNN%"`` column each."""
     have = set(np.round(qtab["quantile"], 12))
     missing = [q for q in quantiles if round(q, 12) not in have]
     if missing:
         raise ValueError(f"quantiles {missing} are not in the table (has {sorted(have)})")
-    keys = [k for k in ("problem", "variant") if k in qtab.columns]
+    keys = _keys(qtab, "problem", "variant")
     rows = []
     for key, g in qtab.groupby(keys, sort=False):
         for n in ns:
-            row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True), n=int(n))
+            row = {**_row(keys, key), "n": int(n)}
             for q in quantiles:
                 s = g[np.isclose(g["quantile"], q)].sort_values("n")
                 row[f"error q{q:.0%}"] = float(np.interp(np.log(n), np.log(s.n), s.rel_error))
@@ -357,28 +207,11 @@ def probe_error_table(qtab: pd.DataFrame, ns: Sequence[int] = (16, 50), quantile
 
 
 def band_coverage(
-    H: Tensor,
-    n_probes: int,
-    reps: int,
-    *,
-    level: float = 0.9,
-    variant: str = "median",
-    n_boot: int = 2000,
-    seed: int = 0,
+    H: Tensor, n_probes: int, reps: int, *, level=0.9, variant="median", n_boot=2000, seed=0
 ) -> pd.DataFrame:
-    r"""How often the bootstrap band of :func:`adamlinf.hessian.l11_norm` covers the exact value.
+    r"""Whether the band of :func:`~adamlinf.hessian.l11_norm` covers :math:`\|H\|_{1,1}`, per probe seed.
 
-    Args:
-        H: A dense symmetric matrix (its :math:`\|H\|_{1,1}` is the truth).
-        n_probes: Probes per estimate.
-        reps: Independent estimates (probe seeds ``seed .. seed+reps-1``).
-        level: Band level.
-        variant: Estimator variant.
-        n_boot: Bootstrap resamples.
-        seed: First probe seed.
-
-    Returns:
-        One row per repetition: ``seed, estimate, lo, hi, exact, covered``.
+    Columns ``seed, estimate, lo, hi, exact, covered`` for seeds ``seed .. seed+reps-1``.
     """
     exact = l11_exact(H)
     rows = []
@@ -392,23 +225,14 @@ def band_coverage(
 
 
 def rate_intervals(
-    sweep: pd.DataFrame,
-    *,
-    n_min: int = 100,
-    quantile: float = 0.5,
-    n_boot: int = 400,
-    level: float = SLOPE_LEVEL,
-    seed: int = 0,
+    sweep: pd.DataFrame, *, n_min=100, quantile=0.5, n_boot=400, level=SLOPE_LEVEL, seed=0
 ) -> pd.DataFrame:
-    r"""The log-log slope of an error quantile against ``n``, with a seed-bootstrap interval.
+    r"""The slope of :math:`\log q_{\text{quantile}}(\varepsilon)` on :math:`\log n`, bootstrap interval.
 
-    Per ``(problem, variant)`` of a :func:`l11_error_study` sweep: the least-squares slope of
-    :math:`\log q_{\text{quantile}}(\varepsilon)` against :math:`\log n` on ``n >= n_min``, and
-    its ``level`` percentile interval over ``n_boot`` bootstrap replicates that resample the probe
-    seeds with replacement (one seed keeps its estimates at every ``n`` together).
+    Per problem and variant on ``n >= n_min``; the ``level`` percentile interval over ``n_boot``
+    resamples of the seeds.
 
-    Returns:
-        Columns ``problem, variant, quantile, slope, lo, hi, n_points, n_seeds``.
+    Columns ``problem, variant, quantile, slope, lo, hi, n_points, n_seeds``.
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -422,35 +246,17 @@ def rate_intervals(
 
         reps = [slope(err[rng.integers(0, len(err), len(err))]) for _ in range(n_boot)]
         q = (1 - level) / 2
-        rows.append(
-            dict(
-                problem=problem,
-                variant=variant,
-                quantile=quantile,
-                slope=slope(err),
-                lo=float(np.quantile(reps, q)),
-                hi=float(np.quantile(reps, 1 - q)),
-                n_points=len(logn),
-                n_seeds=len(err),
-            )
-        )
+        rows.append(dict(problem=problem, variant=variant, quantile=quantile, slope=slope(err),
+                         lo=float(np.quantile(reps, q)), hi=float(np.quantile(reps, 1 - q)),
+                         n_points=len(logn), n_seeds=len(err)))  # fmt: skip
     return pd.DataFrame(rows)
 
 
 def rate_verdicts(intervals: pd.DataFrame, *, scale: str, page: str = "thm41_estimator") -> pd.DataFrame:
-    """The "Paper vs ours" rows: per problem and variant, does the error decay like :math:`n^{-1/2}`?
+    """Per problem and variant: does the error decay like :math:`n^{-1/2}`?
 
-    Decided by :func:`adamlinf.studies.verdicts.slope_verdict` on the bootstrap interval of
-    :func:`rate_intervals` with the prediction -1/2, ``side="upper"``: Theorem 4.1 bounds the
-    error, so a steeper fall is allowed; a shallower one (the interval above -1/2) fails.
-
-    Args:
-        intervals: The output of :func:`rate_intervals`.
-        scale: The scale of the run.
-        page: The notebook name.
-
-    Returns:
-        A verdict table (columns of :data:`adamlinf.studies.verdicts.VERDICT_COLUMNS`).
+    :func:`~adamlinf.studies.verdicts.slope_verdict` on the :func:`rate_intervals` interval against
+    -1/2, ``side="upper"``: Theorem 4.1 bounds the error, so a steeper fall holds.
     """
     rows = []
     for r in intervals.itertuples():

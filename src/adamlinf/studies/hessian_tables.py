@@ -1,25 +1,13 @@
 r"""Tables 2 and 4: Hessian norms at the final checkpoints of the tuned runs, with error bands.
 
-At the final iterate of each run, on ONE fixed batch set shared by all runs (:func:`fixed_batches`),
-:func:`hessian_table` estimates
-
-* :math:`\|H\|_{1,1}/d` and :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` by Cauchy probes
-  (Algorithm 4), both at the same weights (the *same-checkpoint comparison*: the rotation's effect on
-  the geometry, with the training held fixed), where :math:`\mathcal R` is the rotated-Adam run's
-  permute-and-rotate map;
-* :math:`\|H\|_2` by Lanczos (rotation invariant).
-
-Every (1,1)-norm estimate carries an error band (:func:`l11_band`): the estimator's own band when
-:func:`adamlinf.hessian.l11_norm` reports one (``lo``/``hi``), else the Theorem 4.1 rate for its
-probe count, :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` with the constant :data:`THM41_C` fitted
-on heavy-tailed test matrices. An ordering of two norms counts only outside the bands
-(:func:`adamlinf.studies.verdicts.compare`).
-
-:func:`table_layout` gives the paper's layout (Optimizer | smoothness metric | upper bound |
-estimated value, rows in the paper's order), :func:`same_checkpoint` the rotated-vs-unrotated view at
-each checkpoint, :func:`norm_values` the :class:`~adamlinf.studies.verdicts.Measured` values the
-claims need, and :func:`norm_claims` the verdicts of Tables 2 and 4: the paper's claims (each norm at
-its own checkpoint, and the loss orders they predict) and the book's same-checkpoint checks.
+On ONE fixed batch set shared by all runs (:func:`fixed_batches`), :func:`hessian_table` estimates
+at each final iterate :math:`\|H\|_{1,1}/d` and :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d`
+(Algorithm 4, the same weights: the *same-checkpoint comparison*; :math:`\mathcal R` is the
+rotated-Adam run's map) and :math:`\|H\|_2` (Lanczos). Every (1,1)-norm carries a band
+(:func:`l11_band`); an ordering counts only outside the bands
+(:func:`adamlinf.studies.verdicts.compare`). :func:`table_views` gives the paper's layout and the
+same-checkpoint view, :func:`norm_claims` the verdicts (the paper's claims, each norm at its own
+checkpoint, and the book's same-checkpoint checks).
 """
 
 from __future__ import annotations
@@ -40,9 +28,8 @@ from adamlinf import train as _train
 from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table
 
 #: Constant of the Theorem 4.1 rate :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` for the
-#: (1 − δ)-quantile of the relative error of the IQR/median estimate: a conservative value for
-#: symmetric matrices with log-normal row norms (σ = 1, d = 60), where 50 probes give a 90% quantile
-#: of about 27% (C ≈ 1.6); the bands then cover the exact norm in at least 90% of repeats.
+#: (1 − δ)-quantile of the relative error: conservative for log-normal row norms (σ = 1, d = 60,
+#: where 50 probes give a 90% quantile of about 27%, C ≈ 1.6).
 THM41_C = 2.0
 
 #: The order of the rows of Tables 2 and 4 in the paper.
@@ -58,20 +45,7 @@ def _in_paper_order(df: pd.DataFrame, optimizer: pd.Series, last: pd.Series | No
 
 
 def fixed_batches(task, n_batches: int, *, split: str = "train", step: int = 0) -> list:
-    """``n_batches`` batches ``task.batch(split, step, i)``, ``i < n_batches``.
-
-    Deterministic in the task's spec, hence the same fixed evaluation set for every run of one data
-    spec.
-
-    Args:
-        task: A task of :func:`adamlinf.data.build_task`.
-        n_batches: Number of batches.
-        split: The data split.
-        step: The step index the batches are drawn at.
-
-    Returns:
-        The list of batches.
-    """
+    """``[task.batch(split, step, i) for i < n_batches]``: one fixed set per data spec."""
     if n_batches < 1:
         raise ValueError(f"n_batches must be >= 1, got {n_batches}")
     return [task.batch(split, step, i) for i in range(n_batches)]
@@ -95,20 +69,11 @@ def relative_error(n_probes: int, delta: float = 0.1, c: float = THM41_C) -> flo
 def l11_band(
     estimate: float, n_probes: int, *, lo: float | None = None, hi: float | None = None, delta: float = 0.1
 ) -> Measured:
-    r"""A (1,1)-norm estimate with its error band, as :class:`Measured`.
+    r"""A (1,1)-norm estimate with its band: the estimator's own ``[lo, hi]`` when finite, else the rate.
 
-    Args:
-        estimate: The estimate :math:`\widehat N`.
-        n_probes: The probes behind it.
-        lo: The estimator's own lower band end (e.g. a bootstrap over probes), if any.
-        hi: Its upper band end.
-        delta: Without ``lo``/``hi``: the band holds :math:`N` with probability about
-            :math:`1-\delta` by the Theorem 4.1 rate, :math:`\widehat N = N(1+e)`,
-            :math:`|e|\le\varepsilon(n)`, so :math:`N\in[\widehat N/(1+\varepsilon),
-            \widehat N/(1-\varepsilon)]` (the upper end is infinite when :math:`\varepsilon\ge1`).
-
-    Returns:
-        ``Measured.band(estimate, lo, hi, n=n_probes)``.
+    From :math:`\widehat N=N(1+e)`, :math:`|e|\le\varepsilon(n)` (probability about
+    :math:`1-\delta`): :math:`N\in[\widehat N/(1+\varepsilon),\widehat N/(1-\varepsilon)]` (infinite
+    for :math:`\varepsilon\ge1`).
     """
     if lo is not None and hi is not None and np.isfinite([lo, hi]).all():
         return Measured.band(estimate, min(lo, estimate), max(hi, estimate), n=n_probes)
@@ -122,13 +87,8 @@ def _l11(op, n_probes: int, seed: int, variant: str, d: int) -> dict:
     lo, hi = getattr(est, "lo", None), getattr(est, "hi", None)
     own = lo is not None and hi is not None and bool(np.isfinite([lo, hi]).all())
     m = l11_band(est.total, est.n_probes, lo=lo, hi=hi)
-    return {
-        "value": m.value / d,
-        "lo": m.lo / d,
-        "hi": m.hi / d,
-        "n_probes": int(est.n_probes),
-        "band": "bootstrap over probes" if own else "Theorem 4.1 rate",
-    }
+    band = "bootstrap over probes" if own else "Theorem 4.1 rate"
+    return {"value": m.value / d, "lo": m.lo / d, "hi": m.hi / d, "n_probes": int(est.n_probes), "band": band}
 
 
 def _load(run_dir, device, dtype):
@@ -159,39 +119,18 @@ def hessian_table(
     device: str = "cpu",
     dtype=None,
 ) -> pd.DataFrame:
-    r"""Table 2/4 metrics at the final checkpoint of each run in ``run_dirs = {label: dir}``.
+    r"""Table 2/4 norms at the final checkpoint of each run in ``run_dirs = {label: dir}``.
 
-    Each checkpoint is loaded with :func:`adamlinf.train.load_final`; the loss is the mean over ONE
-    fixed batch set (:func:`fixed_batches` of the first run's task) for every run; a run whose data
-    spec would give other batches is refused. At each checkpoint:
+    Each run's loss is the mean over the first run's :func:`fixed_batches` (``concat``: joined into
+    one batch, one cached graph); a run whose data spec gives other batches is refused. Per run:
+    :math:`\|H\|_{1,1}/d`, with ``same_checkpoint`` (or for the rotated run) also
+    :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` with the rotated run's :math:`\mathcal R`
+    (``n_probes`` probes, ``variant``, the same ``seed`` for every estimate), and with ``spectral``
+    :math:`\|H\|_2` (``lanczos_iters`` steps, ``None``: ARPACK).
 
-    * :math:`\|H\|_{1,1}/d` and, with ``same_checkpoint`` (or for the rotated run itself),
-      :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d`, where :math:`\mathcal R` is the map of the
-      rotated run among ``run_dirs`` (for that run, the Hessian of the loss it optimised,
-      :math:`L\circ\mathcal R`, at its own iterate :math:`w`, model parameters :math:`x=\mathcal Rw`);
-      each with the error band of :func:`l11_band`;
-    * :math:`\|H\|_2` by Lanczos, with ``spectral``.
-
-    Args:
-        run_dirs: ``{label: run directory}`` of completed runs.
-        n_probes: Cauchy probes per (1,1)-norm estimate (the paper: 50).
-        seed: The probe seed (the same probes for every estimate).
-        n_batches: Fixed batches in the evaluation set.
-        split: Their data split.
-        batch_step: Their step index.
-        concat: Join the batches into one (one cached first-order graph for all HVPs).
-        same_checkpoint: Also estimate the other (rotated / unrotated) norm at every checkpoint.
-        spectral: Estimate :math:`\|H\|_2`.
-        lanczos_iters: Lanczos steps (None: ARPACK to convergence).
-        variant: ``"iqr"`` (the authors' code) or ``"median"`` (Algorithm 4).
-        device: Where to evaluate.
-        dtype: Cast the models to it (None: keep).
-
-    Returns:
-        A tidy frame, one row per (run, quantity, hessian): ``quantity`` in ``{"l11_per_dim",
-        "spectral_norm"}``, ``hessian`` ``"H"`` or ``"R^T H R"``, ``own`` (the matrix the run's own
-        optimizer saw), ``value``, ``lo``, ``hi`` (the band; equal to ``value`` for the spectral norm),
-        ``band``, and ``d``, ``n_probes``, ``loss``, ``batch_digest``, ``seconds``.
+    Returns one row per run, ``quantity`` (``"l11_per_dim"``, ``"spectral_norm"``) and ``hessian``
+    (``"H"``, ``"R^T H R"``) with ``own`` (the run's optimizer saw it), ``value``, ``lo``, ``hi``,
+    ``band``, ``d``, ``n_probes``, ``loss``, ``batch_digest``, ``seconds``.
     """
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
@@ -218,51 +157,24 @@ def hessian_table(
         batches = [tuple(t.to(device) for t in b) for b in batches]
         t0 = time.perf_counter()
         h = _hessian.hvp(model, task.loss, batches)
-        optimizer = getattr(cfg, "optimizer", None)
-        common = {
-            "run": label,
-            "optimizer": optimizer,
-            "d": int(h.d),
-            "n_batches": n_batches,
-            "loss": float(h.loss()),
-            "batch_digest": digest,
-        }
-        which = (
-            ["H", "R^T H R"]
-            if (same_checkpoint and R is not None)
-            else (["R^T H R"] if rotation is not None else ["H"])
-        )
+        common = {"run": label, "optimizer": getattr(cfg, "optimizer", None), "d": int(h.d),
+                  "n_batches": n_batches, "loss": float(h.loss()), "batch_digest": digest}  # fmt: skip
+        if same_checkpoint and R is not None:
+            which = ["H", "R^T H R"]
+        else:
+            which = ["R^T H R"] if rotation is not None else ["H"]
+        mine = []
         for hess in which:
             op = _hessian.rotated(h, rotation if rotation is not None else R) if hess == "R^T H R" else h
             est = _l11(op, n_probes, seed, variant, h.d)
-            rows.append(
-                {
-                    **common,
-                    "quantity": "l11_per_dim",
-                    "hessian": hess,
-                    "own": (hess == "R^T H R") == (rotation is not None),
-                    **est,
-                }
-            )
+            own_matrix = (hess == "R^T H R") == (rotation is not None)
+            mine.append({**common, "quantity": "l11_per_dim", "hessian": hess, "own": own_matrix, **est})
         if spectral:
             s = _hessian.spectral_norm(h, lanczos_iters=lanczos_iters, seed=seed)
-            rows.append(
-                {
-                    **common,
-                    "quantity": "spectral_norm",
-                    "hessian": "H",
-                    "own": True,
-                    "value": s,
-                    "lo": s,
-                    "hi": s,
-                    "n_probes": 0,
-                    "band": "none (Lanczos)",
-                }
-            )
-        seconds = time.perf_counter() - t0
-        for r in rows:
-            if r["run"] == label:
-                r["seconds"] = round(seconds, 2)
+            mine.append({**common, "quantity": "spectral_norm", "hessian": "H", "own": True, "value": s,
+                         "lo": s, "hi": s, "n_probes": 0, "band": "none (Lanczos)"})  # fmt: skip
+        seconds = round(time.perf_counter() - t0, 2)
+        rows += [{**r, "seconds": seconds} for r in mine]
         del h
     return pd.DataFrame(rows)
 
@@ -280,56 +192,29 @@ def _pick(g: pd.DataFrame, quantity: str, hess: str) -> pd.Series | None:
 
 
 def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 2/4 layout from :func:`hessian_table` output (RECONSTRUCTED layout).
+    """The paper's Table 2/4 layout (RECONSTRUCTED) from :func:`hessian_table` output.
 
-    ``Optimizer | Smoothness metric | Upper bound | Quantity | Estimated value | band``: ‖H‖₁,₁/d
-    (Adam), ‖RᵀHR‖₁,₁/d (rotated Adam) against ‖H‖₂ (AdaSGD), each at the run's own checkpoint.
-    AdaSGD's ‖H‖₁,₁/d is listed as an extra row "(for comparison)".
-
-    Args:
-        tidy: The output of :func:`hessian_table`.
-
-    Returns:
-        One row per optimizer (plus the comparison row), with ``lo``, ``hi``, ``run`` and
-        ``Estimate`` (the value with its band as text; the Lanczos norm carries none).
+    ``Optimizer | Smoothness metric | Upper bound | Quantity | Estimated value`` (with ``lo``, ``hi``,
+    ``run``, ``optimizer`` and the text ``Estimate``): ‖H‖₁,₁/d (Adam), ‖RᵀHR‖₁,₁/d (rotated Adam),
+    ‖H‖₂ (AdaSGD), each at the run's own checkpoint, and last AdaSGD's ‖H‖₁,₁/d "(for comparison)".
     """
     rows = []
     for (run, opt), g in tidy.groupby(["run", "optimizer"], sort=False):
         if opt not in _METRIC_OF:
             continue
         quantity, hess, metric, bound, shown = _METRIC_OF[opt]
-        r = _pick(g, quantity, hess)
-        if r is not None:
-            rows.append(
-                {
-                    "Optimizer": optim.LABELS[opt],
-                    "Smoothness metric": metric,
-                    "Upper bound": bound,
-                    "Quantity": shown,
-                    "Estimated value": float(r.value),
-                    "lo": float(r.lo),
-                    "hi": float(r.hi),
-                    "run": run,
-                    "optimizer": opt,
-                }
+        picked = [(_pick(g, quantity, hess), optim.LABELS[opt], metric, bound, shown)]
+        if opt == "adasgd":
+            picked.append(
+                (_pick(g, "l11_per_dim", "H"), "AdaSGD", "(for comparison)", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d")
             )
-        extra = _pick(g, "l11_per_dim", "H") if opt == "adasgd" else None
-        if extra is not None:
-            rows.append(
-                {
-                    "Optimizer": "AdaSGD",
-                    "Smoothness metric": "(for comparison)",
-                    "Upper bound": "‖∇²L(x)‖₁,₁",
-                    "Quantity": "‖H‖₁,₁/d",
-                    "Estimated value": float(extra.value),
-                    "lo": float(extra.lo),
-                    "hi": float(extra.hi),
-                    "run": run,
-                    "optimizer": opt,
-                }
-            )
+        for r, label, metric, bound, shown in picked:
+            if r is not None:
+                rows.append({"Optimizer": label, "Smoothness metric": metric, "Upper bound": bound,
+                             "Quantity": shown, "Estimated value": float(r.value), "lo": float(r.lo),
+                             "hi": float(r.hi), "run": run, "optimizer": opt})  # fmt: skip
     out = pd.DataFrame(rows)
-    if len(out):  # the comparison row last
+    if len(out):
         out = _in_paper_order(out, out.optimizer, last=out["Smoothness metric"] == "(for comparison)")
         out["Estimate"] = [
             Measured.band(v, lo, hi).text(3) if hi > lo else Measured.exact(v).text(3)
@@ -339,15 +224,7 @@ def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
 
 
 def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
-    """At each checkpoint, ‖H‖₁,₁/d against ‖RᵀHR‖₁,₁/d with the same R (same trained weights).
-
-    Args:
-        tidy: The output of :func:`hessian_table` with ``same_checkpoint=True``.
-
-    Returns:
-        One row per run: ``run``, ``optimizer``, ``‖H‖₁,₁/d`` and ``‖RᵀHR‖₁,₁/d`` (as band texts),
-        their ``ratio`` (rotated / unrotated), ``‖H‖₂``, and the raw values.
-    """
+    """Per run, ‖H‖₁,₁/d against ‖RᵀHR‖₁,₁/d at the same weights (bands, ratio, ‖H‖₂, raw values)."""
     rows = []
     for (run, opt), g in tidy.groupby(["run", "optimizer"], sort=False):
         a, b = _pick(g, "l11_per_dim", "H"), _pick(g, "l11_per_dim", "R^T H R")
@@ -355,49 +232,27 @@ def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
             continue
         s = _pick(g, "spectral_norm", "H")
         rows.append(
-            {
-                "run": run,
-                "optimizer": opt,
-                "checkpoint of": optim.LABELS.get(opt, opt),
-                "‖H‖₁,₁/d": Measured.band(a.value, a.lo, a.hi).text(3),
-                "‖RᵀHR‖₁,₁/d": Measured.band(b.value, b.lo, b.hi).text(3),
-                "ratio rotated / unrotated": float(b.value / a.value),
-                "‖H‖₂": float(s.value) if s is not None else math.nan,
-                "h_value": float(a.value),
-                "h_lo": float(a.lo),
-                "h_hi": float(a.hi),
-                "r_value": float(b.value),
-                "r_lo": float(b.lo),
-                "r_hi": float(b.hi),
-            }
-        )
+            {"run": run, "optimizer": opt, "checkpoint of": optim.LABELS.get(opt, opt),
+             "‖H‖₁,₁/d": Measured.band(a.value, a.lo, a.hi).text(3),
+             "‖RᵀHR‖₁,₁/d": Measured.band(b.value, b.lo, b.hi).text(3),
+             "ratio rotated / unrotated": float(b.value / a.value),
+             "‖H‖₂": float(s.value) if s is not None else math.nan,
+             "h_value": float(a.value), "h_lo": float(a.lo), "h_hi": float(a.hi),
+             "r_value": float(b.value), "r_lo": float(b.lo), "r_hi": float(b.hi)}
+        )  # fmt: skip
     out = pd.DataFrame(rows)
     return _in_paper_order(out, out.optimizer) if len(out) else out
 
 
 def table_views(tidy: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The two tables a Hessian-norm page shows, from a tidy norms table (live or published).
-
-    Args:
-        tidy: The output of :func:`hessian_table`, or the same read back from CSV.
-
-    Returns:
-        ``(table, same)``: the paper's table layout (:func:`table_layout`) without its helper
-        columns, and the same-checkpoint comparison (:func:`same_checkpoint`) in its shown
-        columns.
-    """
+    """``(table, same)``: the shown columns of :func:`table_layout` and :func:`same_checkpoint`."""
     table = table_layout(tidy).drop(columns=["run", "optimizer", "lo", "hi", "Estimated value"])
     same = same_checkpoint(tidy)
     return table, same[["checkpoint of", "‖H‖₁,₁/d", "‖RᵀHR‖₁,₁/d", "ratio rotated / unrotated", "‖H‖₂"]]
 
 
 def norm_values(tidy: pd.DataFrame) -> dict[str, Measured]:
-    """The norms as :class:`Measured` bands, keyed ``"<quantity>:<hessian>@<optimizer>"``.
-
-    For example ``"l11:H@adam"`` (‖H‖₁,₁/d at Adam's checkpoint), ``"l11:RHR@adam"`` (the rotated
-    norm at the same weights) and ``"spec@adasgd"`` (‖H‖₂ at AdaSGD's, an exact value here: Lanczos
-    carries no band).
-    """
+    """The norms as :class:`Measured`, keyed e.g. ``"l11:H@adam"``, ``"l11:RHR@adam"``, ``"spec@adasgd"``."""
     out = {}
     for r in tidy.itertuples():
         if r.quantity == "spectral_norm":
@@ -421,76 +276,35 @@ NORM_LABELS = {
     "loss@adasgd": "AdaSGD",
 }
 
+_OWN = "each at its own checkpoint"
+#: (claim, smaller, larger, paper's value, origin) of Tables 2 and 4.
+_CLAIMS = [
+    (f"‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), {_OWN}", "l11:H@adam", "l11:RHR@rotated_adam", None),
+    (f"‖H‖₁,₁/d (Adam) < ‖H‖₂ (AdaSGD), {_OWN}", "l11:H@adam", "spec@adasgd", None),
+    ("the smaller norm is faster: Adam's final loss < rotated Adam's", "loss@adam", "loss@rotated_adam",
+     None),
+    ("the smaller norm is faster: Adam's final loss < AdaSGD's", "loss@adam", "loss@adasgd", None),
+    ("same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖H‖₂", "l11:H@adam", "spec@adam", BOOK),
+    ("same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d", "l11:H@adam", "l11:RHR@adam", BOOK),
+    ("same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d", "l11:H@rotated_adam",
+     "l11:RHR@rotated_adam", BOOK),
+]  # fmt: skip
+
 
 def norm_claims(
     tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str, where: str, page: str
 ) -> pd.DataFrame:
-    """The verdicts of Table 2's or Table 4's claims: norms outside their error bands, losses by seeds.
+    """The verdicts of Table 2's or Table 4's claims: norms outside their bands, losses by seeds.
 
-    The paper's claims (``where``, origin ``paper``): Adam's ‖H‖₁,₁/d below rotated Adam's ‖RᵀHR‖₁,₁/d
-    and below AdaSGD's ‖H‖₂, each at its own final checkpoint, and the loss orders these predict
-    ("the smaller the norm, the faster the optimizer"). The book's checks (origin ``book``), at one
-    and the same checkpoint, which hold the trained weights fixed and so isolate the geometry from
-    where each optimizer ended: ‖H‖₁,₁/d against ‖RᵀHR‖₁,₁/d at Adam's and at rotated Adam's
-    weights, and ‖H‖₁,₁/d against ‖H‖₂ at Adam's weights (the stronger form of the paper's
-    ‖H‖₁,₁ < d‖H‖₂).
-
-    Args:
-        tidy: :func:`adamlinf.studies.hessian_tables.hessian_table` output (same-checkpoint rows).
-        losses: Final training loss per optimizer over the measuring seeds.
-        scale: The scale.
-        where: ``"Table 2"`` or ``"Table 4"``.
-        page: The notebook.
+    The paper's claims (``where``): Adam's ‖H‖₁,₁/d below rotated Adam's ‖RᵀHR‖₁,₁/d and AdaSGD's
+    ‖H‖₂, each at its own checkpoint, and the loss orders they predict. The book's checks hold the
+    weights fixed (one checkpoint) and so isolate the geometry from where each optimizer ended.
     """
     v = {**norm_values(tidy), **{f"loss@{k}": m for k, m in losses.items()}}
-    stated = "stated; values NOT RECOVERED"
-    own = "each at its own checkpoint"
     claims = [
-        Claim(
-            f"‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), {own}",
-            "l11:H@adam",
-            "l11:RHR@rotated_adam",
-            stated,
-            where,
-        ),
-        Claim(f"‖H‖₁,₁/d (Adam) < ‖H‖₂ (AdaSGD), {own}", "l11:H@adam", "spec@adasgd", stated, where),
-        Claim(
-            "the smaller norm is faster: Adam's final loss < rotated Adam's",
-            "loss@adam",
-            "loss@rotated_adam",
-            stated,
-            where,
-        ),
-        Claim(
-            "the smaller norm is faster: Adam's final loss < AdaSGD's",
-            "loss@adam",
-            "loss@adasgd",
-            stated,
-            where,
-        ),
-        Claim(
-            "same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖H‖₂",
-            "l11:H@adam",
-            "spec@adam",
-            "not measured",
-            where,
-            BOOK,
-        ),
-        Claim(
-            "same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
-            "l11:H@adam",
-            "l11:RHR@adam",
-            "not measured",
-            where,
-            BOOK,
-        ),
-        Claim(
-            "same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
-            "l11:H@rotated_adam",
-            "l11:RHR@rotated_adam",
-            "not measured",
-            where,
-            BOOK,
-        ),
+        Claim(text, a, b, "not measured", where, origin)
+        if origin
+        else Claim(text, a, b, "stated; values NOT RECOVERED", where)
+        for text, a, b, origin in _CLAIMS
     ]
     return claims_table(v, claims, scale=scale, labels=NORM_LABELS, page=page)

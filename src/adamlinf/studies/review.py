@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from adamlinf import hessian, optim, partitions, theory
 from adamlinf import rotations as rot
+from adamlinf.diagnose import train_steps
 from adamlinf.models.gpt import GPT, GPTConfig
 from adamlinf.studies import sweeps
 from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table, verdict_row
@@ -400,24 +401,17 @@ def train(
     kw = {"partition": arm.partition(model)} if arm.partition is not None else {}
     opt = optim.create(arm.optimizer, params, lr=lr, betas=(arm.beta1, beta2), **kw)
     g = torch.Generator().manual_seed(1_000_003 * (seed + 1))
-    for t in range(steps):
+
+    def before_step(t: int) -> None:
         if callback is not None:
             callback(t, model, rp)
         for group in opt.param_groups:
             group["lr"] = lr * lr_factor(t, steps)
-        if rp is not None:
-            rp.push()
-        loss = task.loss(model, task.batch(g))
-        if not torch.isfinite(loss):
-            return math.inf, model, rp
-        loss.backward()
-        if rp is not None:
-            rp.pull_grad()
-            model.zero_grad(set_to_none=True)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-    if rp is not None:
-        rp.push()
+
+    if not train_steps(
+        model, opt, lambda t: task.loss(model, task.batch(g)), steps, rp=rp, before_step=before_step
+    ):
+        return math.inf, model, rp
     if callback is not None:
         callback(steps, model, rp)
     return task.evaluate(model), model, rp
