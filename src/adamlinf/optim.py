@@ -1,20 +1,19 @@
-r"""The paper's optimizers: one adaptive algorithm over a partition (Algorithm 3), SignGD, and their registry.
+r"""The paper's optimizers: Algorithm 3 over a partition (with Adam, AdaSGD, RMSProp), SignGD, a registry.
 
 Blockwise Adam over a partition :math:`\Phi:[d]\to[B]` with block sizes :math:`d_b` (Definition 3.8,
-:mod:`adamlinf.partitions`), from :math:`m_0=0` and :math:`v_0\ge0` (RECONSTRUCTED notation):
+:mod:`adamlinf.partitions`), from :math:`m_0=0`, :math:`v_0\ge0` (RECONSTRUCTED notation):
 
 .. math::
 
     m_t=\beta_1m_{t-1}+(1-\beta_1)g_t,\quad v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)\|g_{t,(b)}\|_2^2/d_b,\\
     x_{t,(b)}=x_{t-1,(b)}-\eta_t\frac{m_{t,(b)}/c_{1,t}}{\sqrt{v_{t,b}/c_{2,t}+\epsilon_{\rm root}}+\epsilon},
 
-with :math:`c_{k,t}=1-\beta_k^t` (``bias_correction=True``) or 1. Adam (Algorithm 1) is the coordinate
-partition, AdaSGD (Algorithm 2) the whole model, RMSProp :math:`\beta_1=0`. The defaults are
-``torch.optim.Adam``'s, run by torch's own fused kernel; the paper's form is ``bias_correction=False,
-eps=0, eps_root=ε`` (RECONSTRUCTED placement). SignGD is :math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)`.
-With ``nonfinite="skip"`` a step with a non-finite gradient leaves parameters and state bit-identical,
-decided on the device without a host synchronisation (:attr:`~_Base.skipped_steps` counts them).
-:data:`OPTIMIZERS` is the one registry of names: label, constructor, whether the run is rotated.
+with :math:`c_{k,t}=1-\beta_k^t` (``bias_correction=True``) or 1. Adam is the coordinate partition,
+AdaSGD the whole model, RMSProp :math:`\beta_1=0`; the defaults are ``torch.optim.Adam``'s (its fused
+kernel), the paper's form ``bias_correction=False, eps=0, eps_root=ε``. SignGD is
+:math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)`. With ``nonfinite="skip"`` a step with a non-finite
+gradient leaves parameters and state bit-identical, decided on the device without a host synchronisation.
+:data:`OPTIMIZERS` is the one registry of names.
 """
 
 from __future__ import annotations
@@ -37,21 +36,16 @@ __all__ += ["adam_update_", "signgd_update_"]
 
 _NONFINITE = ("skip", "raise", "ignore")
 _GLOBAL_KEYS = ("nonfinite", "partition")  # optimizer-wide settings: in ``defaults``, not in the groups
-_TORCH_FIXED = {
-    "weight_decay": 0.0,
-    "amsgrad": False,
-    "differentiable": False,
-    "decoupled_weight_decay": False,
-}
-#: BlockwiseAdam's keyword arguments and their defaults (torch.optim.Adam's where it has them)
-_DEFAULTS = dict(eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=False, foreach=None)
-_DEFAULTS.update(
-    capturable=False, weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False
+#: torch.optim.Adam's arguments accepted only at the values that change nothing
+_TORCH_FIXED = dict(weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False)
+#: BlockwiseAdam's keyword arguments and their defaults
+_DEFAULTS = dict(
+    eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=False, foreach=None, capturable=False
 )
+_DEFAULTS.update(_TORCH_FIXED)
 _MOMENTS = ("exp_avg", "exp_avg_sq")
 _BLOCK_KEYS = {"block_step", "block_exp_avg_sq"}
-#: devices whose found-inf flag is read on the host (no synchronisation: the value is in host memory)
-_HOST_FLAG_DEVICES = ("cpu",)
+_HOST_FLAG_DEVICES = ("cpu",)  # the found-inf flag is read on the host without a synchronisation
 _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -59,17 +53,10 @@ _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # ---- the shared maths ---------------------------------------------------------------------------
 def _check(name: str, value, *, below_one: bool = False) -> None:
     """A finite number >= 0 (and < 1 for a beta); the ``ValueError`` names the field and the value."""
-    if name == "lr" and isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"a tensor lr must have exactly one element, got {value.numel()}")
+    if name == "lr" and isinstance(value, Tensor) and value.numel() == 1:
         value = float(value)
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and value >= 0
-    )
-    if not ok or (below_one and value >= 1):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (below_one and value >= 1):
         what = "learning rate lr" if name == "lr" else name
         raise ValueError(f"Invalid {what}={value!r}: must be a finite number >= 0" + " and < 1" * below_one)
 
@@ -77,9 +64,8 @@ def _check(name: str, value, *, below_one: bool = False) -> None:
 def _denominators(vs: list[Tensor], c2s: list | None, eps: float, eps_root: float) -> list[Tensor]:
     r"""New tensors :math:`D=\sqrt{v/c_2+\epsilon_{\rm root}}+\epsilon` (``c2s`` None: :math:`c_2=1`).
 
-    Without :math:`\epsilon_{\rm root}` in ``torch.optim.Adam``'s order (sqrt, divide by
-    :math:`\sqrt{c_2}`, add :math:`\epsilon`). Where :math:`\epsilon=\epsilon_{\rm root}=0` and
-    :math:`D=0`, :math:`D=+\infty`: that coordinate does not move.
+    Without :math:`\epsilon_{\rm root}` in ``torch.optim.Adam``'s order; :math:`D=0` becomes
+    :math:`+\infty` where :math:`\epsilon=\epsilon_{\rm root}=0` (that coordinate does not move).
     """
     if c2s is not None and all(not isinstance(c, Tensor) and c == 1.0 for c in c2s):
         c2s = None
@@ -120,26 +106,10 @@ def adam_update_(
 ) -> Tensor:
     r"""One in-place step of Algorithm 3 along the last dimension; leading dimensions are independent runs.
 
-    The update of the module docstring, with ``v`` of ``x``'s shape (Adam), ``(..., 1)`` (AdaSGD)
-    or ``(..., B)`` with the block map ``index`` (blockwise). Start from ``m = 0``, ``v = v0``.
-
-    Args:
-        x: iterate, updated in place.
-        g: gradient.
-        m: first moment, updated in place.
-        v: second moments, updated in place.
-        lr: a float or a tensor broadcastable to ``x`` (e.g. ``(runs, 1)`` for a learning-rate grid).
-        beta1: :math:`\beta_1`.
-        beta2: :math:`\beta_2`.
-        eps: :math:`\epsilon` (outside the root).
-        step: :math:`t\ge1`.
-        eps_root: :math:`\epsilon_{\rm root}` (inside the root).
-        bias_correction: divide by :math:`1-\beta_k^t`.
-        index: the ``(d,)`` block map :math:`\Phi` (``Partition.flat_index``).
-        sizes: the ``(B,)`` block sizes :math:`d_b` (from ``index`` if omitted).
-
-    Returns:
-        ``x``.
+    ``v`` has ``x``'s shape (Adam), ``(..., 1)`` (AdaSGD) or ``(..., B)`` with the ``(d,)`` block map
+    ``index`` and block sizes ``sizes`` (from ``index`` if omitted). Start from ``m = 0``, ``v = v0``.
+    ``lr`` is a float or a tensor broadcastable to ``x`` (e.g. ``(runs, 1)`` for a grid); ``step`` is
+    :math:`t\ge1`. Returns ``x``.
     """
     if index is not None:
         index = index.to(g.device)
@@ -198,10 +168,7 @@ def _keep_scalar(keep: Tensor | None, value: float, off: float, like: Tensor):
 
 
 def _finite_or_zero(gs: list[Tensor], keep: Tensor | None) -> list[Tensor]:
-    """The gradients, zeroed in place on a skipped step so that its update is exactly 0 (no copy).
-
-    A gradient that overlaps itself cannot be written; it is read through a ``torch.where``.
-    """
+    """The gradients, zeroed in place on a skipped step (an overlapping one read through ``torch.where``)."""
     if keep is None:
         return gs
     skip = ~keep
@@ -209,17 +176,15 @@ def _finite_or_zero(gs: list[Tensor], keep: Tensor | None) -> list[Tensor]:
 
 
 def _corrections(steps: list[Tensor], beta: float) -> list[Tensor]:
-    r""":math:`1-\beta^t` per step tensor, in float64 (float32 where the device has no float64)."""
+    r""":math:`1-\beta^t` per step tensor, in float64 (float32 on mps)."""
     dts = [torch.float32 if t.device.type == "mps" else torch.float64 for t in steps]
     return [1.0 - beta ** t.to(dt).clamp_min(1.0) for t, dt in zip(steps, dts, strict=True)]
 
 
 def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: Tensor | None) -> float:
-    r"""Fold :math:`\eta/c_1` and the skip into the denominators; return the ``addcdiv`` value.
+    r"""Divide :math:`D` by :math:`\eta/c_1` (0 on a skipped step) on the device; the ``addcdiv`` value.
 
-    A float ``lr`` without bias correction stays ``value=-lr``; otherwise :math:`D` is divided by the
-    tensor :math:`\eta/c_1` (as torch's capturable Adam), so nothing is read on the host. A skipped
-    step gets :math:`D=+\infty`.
+    A float ``lr`` without bias correction stays ``value=-lr``.
     """
     if c1s is None and not isinstance(lr, Tensor):
         if keep is not None:
@@ -234,7 +199,7 @@ def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: T
     return -1.0
 
 
-# ---- the non-finite skip, validation and state dicts (every optimizer here) --------------------
+# ---- the non-finite skip and validated state dicts (every optimizer here) -----------------------
 class _Base(Optimizer):
     """``torch.optim.Optimizer`` plus the device-side skip of non-finite steps and validated state dicts."""
 
@@ -272,6 +237,9 @@ class _Base(Optimizer):
     def __getstate__(self) -> dict:
         """Everything ``copy.deepcopy``, ``pickle`` and ``torch.save`` need."""
         return {**super().__getstate__(), "_skipped": self._skipped, "_skipped_seen": self._skipped_seen}
+
+    def _params(self) -> list[Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a validated param group (an invalid one does not stay)."""
@@ -339,61 +307,51 @@ class _Base(Optimizer):
         (group keys it lacks are taken from the current groups).
 
         Raises:
-            ValueError: the state dict is from another optimizer, holds an invalid hyperparameter,
-                or does not match the parameters.
+            ValueError: another optimizer's state dict, an invalid value or one that does not fit the
+                parameters (the message names it).
         """
-        name, sd = f"{type(self).__name__}.load_state_dict", state_dict
-        if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
-            raise ValueError(f"{name}: expected a dict with 'state' and 'param_groups'")
-        if len(sd["param_groups"]) != len(self.param_groups):
-            raise ValueError(f"{name}: {len(sd['param_groups'])} param groups, not {len(self.param_groups)}")
-        groups = []
-        for k, (cur, saved) in enumerate(zip(self.param_groups, sd["param_groups"], strict=True)):
-            if len(saved["params"]) != len(cur["params"]):
-                raise ValueError(f"{name}: param group {k} has {len(saved['params'])} parameters")
-            missing = [key for key in self._required_group_keys if key not in saved]
-            foreign = sorted(set(saved) - set(cur) & {"betas", "momentum", "eps", "v0"})
-            if missing or foreign:
-                why = f"lacks {missing}" if missing else f"has {foreign}"
-                raise ValueError(f"{name}: param group {k} {why}; the state dict is from another optimizer")
-            groups.append({**cur, **saved})
-            try:
-                self._validate_group(groups[-1])
-            except ValueError as err:
-                raise ValueError(f"{name}: param group {k}: {err}") from None
-        params = [p for g in self.param_groups for p in g["params"]]
-        ids = [i for g in sd["param_groups"] for i in g["params"]]
-        by_id = dict(zip(ids, range(len(params)), strict=True))
-        if any(pid not in by_id or not isinstance(st, Mapping) for pid, st in sd["state"].items()):
-            raise ValueError(f"{name}: a state that is not a dict of a parameter of the groups")
-        self._check_state(name, {by_id[pid]: st for pid, st in sd["state"].items()}, params, groups)
-        super().load_state_dict({"state": sd["state"], "param_groups": groups})
+        try:
+            groups = self._checked_groups(state_dict)
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: {err}") from None
+        super().load_state_dict({"state": state_dict["state"], "param_groups": groups})
         for p, st in self.state.items():  # step counts as float32 device tensors (torch's fused layout)
             for key in [k for k in st if k.endswith("step")]:
                 st[key] = (
                     torch.as_tensor(st[key]).detach().to(device=p.device, dtype=torch.float32).reshape(())
                 )
 
-    def _check_state(self, name: str, states: dict, params: list[Tensor], groups: list[dict]) -> None:
+    def _checked_groups(self, sd) -> list[dict]:
+        """The param groups ``sd`` would give, after checking the groups and the states."""
+        if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
+            raise ValueError("expected a dict with 'state' and 'param_groups'")
+        if len(sd["param_groups"]) != len(self.param_groups):
+            raise ValueError(f"{len(sd['param_groups'])} param groups, not {len(self.param_groups)}")
+        groups = []
+        for k, (cur, saved) in enumerate(zip(self.param_groups, sd["param_groups"], strict=True)):
+            missing = [key for key in self._required_group_keys if key not in saved]
+            foreign = sorted(set(saved) - set(cur) & {"betas", "momentum", "eps", "v0"})
+            if len(saved["params"]) != len(cur["params"]):
+                raise ValueError(f"param group {k} has {len(saved['params'])} parameters")
+            if missing or foreign:
+                why = f"lacks {missing}" if missing else f"has {foreign}"
+                raise ValueError(f"param group {k} {why}; the state dict is from another optimizer")
+            groups.append({**cur, **saved})
+            try:
+                self._validate_group(groups[-1])
+            except ValueError as err:
+                raise ValueError(f"param group {k}: {err}") from None
+        ids = [i for g in sd["param_groups"] for i in g["params"]]
+        by_id = {pid: i for i, pid in enumerate(ids)}
+        if any(pid not in by_id or not isinstance(st, Mapping) for pid, st in sd["state"].items()):
+            raise ValueError("a state that is not a dict of a parameter of the groups")
+        self._check_state({by_id[pid]: st for pid, st in sd["state"].items()}, groups)
+        return groups
+
+    def _check_state(self, states: dict[int, Mapping], groups: list[dict]) -> None:
         if any(states.values()):
             raise ValueError(
-                f"{name}: {type(self).__name__} keeps no state; the state dict is from another optimizer"
-            )
-
-
-def _check_state_values(name: str, i: int, p: Tensor, st: Mapping) -> None:
-    """Step counts are whole numbers >= 0; moments have the parameter's shape."""
-    for key, val in st.items():
-        if key.endswith("step"):
-            try:
-                v = float(val)
-            except (TypeError, ValueError, RuntimeError):
-                v = math.nan
-            if not math.isfinite(v) or v < 0 or v != int(v):
-                raise ValueError(f"{name}: parameter {i}: {key}={val!r} is not a step count")
-        elif key in _MOMENTS and (not isinstance(val, Tensor) or val.shape != p.shape):
-            raise ValueError(
-                f"{name}: parameter {i}: {key} does not have the parameter's shape {tuple(p.shape)}"
+                f"{type(self).__name__} keeps no state; the state dict is from another optimizer"
             )
 
 
@@ -414,27 +372,24 @@ class _FixedAssign:
 class BlockwiseAdam(_Base):
     r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED), over any partition; the update of the module docstring.
 
-    The partition covers **all** parameters in param-group order (blocks may span tensors and groups).
-    ``lr``, ``beta1`` and ``maximize`` may differ between groups; for blocks other than coordinates
-    ``beta2, eps, eps_root, v0, bias_correction`` act on shared moments and must agree, and the
-    parameters share one device and dtype. Coordinates keep torch's state (``step``, ``exp_avg``,
-    ``exp_avg_sq``); with ``fused`` not False (:class:`Adam`'s default), torch's settings and every
-    gradient in its parameter's strides the step is ``torch.optim.adam.adam(fused=True)``. Blocks
-    keep ``exp_avg`` per parameter and ``block_step``, ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`)
-    in the first parameter's state. Complex parameters count as their real views.
+    The partition covers all parameters in param-group order (complex ones as their real views);
+    ``lr``, ``beta1`` and ``maximize`` may differ between groups. For blocks other than coordinates,
+    ``beta2, eps, eps_root, v0, bias_correction`` act on shared moments and must agree, the parameters
+    share one device and dtype, and the state is ``exp_avg`` per parameter plus ``block_step`` and
+    ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`) in the first parameter's. Coordinates keep torch's
+    state; with ``fused`` not False, torch's settings and every gradient in its parameter's strides, the
+    step is ``torch.optim.adam.adam(fused=True)``.
 
     Args:
         params: parameters or param groups.
-        lr: step size :math:`\eta` (a float or a one-element tensor).
+        lr: :math:`\eta` (a float or a one-element tensor).
         betas: :math:`(\beta_1, \beta_2)`, each in :math:`[0, 1)`.
-        eps: :math:`\epsilon\ge0`, outside the root.
+        eps: :math:`\epsilon\ge0`.
         partition: a :class:`~adamlinf.partitions.Partition` or a name of ``partitions.from_name``.
-        **kw: ``eps_root`` (:math:`\epsilon_{\rm root}\ge0`, inside the root, default 0), ``v0``
-            (:math:`v_0\ge0`, Theorem 3.5), ``bias_correction`` (divide by :math:`1-\beta_k^t`; False:
-            Algorithm 1 as stated), ``nonfinite`` (``"skip"``, ``"raise"`` or ``"ignore"``),
-            ``maximize``, ``fused`` (False, the default: the foreach code here; None: torch's
-            kernel where it applies; True: required) and ``torch.optim.Adam``'s other arguments at
-            values that change nothing (``weight_decay=0``, ``amsgrad=False``, ...).
+        **kw: ``eps_root`` (:math:`\epsilon_{\rm root}\ge0`), ``v0`` (:math:`v_0\ge0`),
+            ``bias_correction``, ``nonfinite`` (``"skip"``, ``"raise"`` or ``"ignore"``), ``maximize``,
+            ``fused`` (False: the foreach code here; None: torch's kernel where it applies; True:
+            required) and ``torch.optim.Adam``'s others at values that change nothing.
 
     Raises:
         ValueError: an invalid hyperparameter or partition (the message names field and value).
@@ -471,9 +426,6 @@ class BlockwiseAdam(_Base):
         if self._coordinate:
             return sum(_real(p).numel() for p in self._params())
         return self._get_plan()["B"]
-
-    def _params(self) -> list[Tensor]:
-        return [p for g in self.param_groups for p in g["params"]]
 
     def __getstate__(self) -> dict:
         """As :meth:`_Base.__getstate__`; a block partition frozen to its block ids (picklable)."""
@@ -539,35 +491,42 @@ class BlockwiseAdam(_Base):
                 )
         return ref
 
-    def _check_state(self, name: str, states: dict, params: list[Tensor], groups: list[dict]) -> None:
+    def _check_state(self, states: dict[int, Mapping], groups: list[dict]) -> None:
+        """Torch's keys (coordinates) or the block keys; step counts whole numbers, moments of shape."""
         block = not self._coordinate
         if block:
             self._shared(groups)
+        want = {"exp_avg"} if block else {"step", *_MOMENTS}
+        params = self._params()
         for i, st in states.items():
-            keys, want = set(st), {"exp_avg"} if block else {"step", *_MOMENTS}
-            if keys and not (keys == want or (block and i == 0 and keys == want | _BLOCK_KEYS)):
+            keys = set(st)
+            if keys and keys != want and not (block and i == 0 and keys == want | _BLOCK_KEYS):
                 raise ValueError(
-                    f"{name}: parameter {i} has state {sorted(keys)}, {type(self).__name__} keeps "
+                    f"parameter {i} has state {sorted(keys)}, {type(self).__name__} keeps "
                     f"{sorted(want)}; the state dict is from another optimizer"
                 )
-            _check_state_values(name, i, params[i], st)
+            for key, val in st.items():
+                if key.endswith("step"):
+                    try:
+                        n = float(val)
+                    except (TypeError, ValueError, RuntimeError):
+                        n = math.nan
+                    if not math.isfinite(n) or n < 0 or n != int(n):
+                        raise ValueError(f"parameter {i}: {key}={val!r} is not a step count")
+                elif key in _MOMENTS and (not isinstance(val, Tensor) or val.shape != params[i].shape):
+                    shape = tuple(params[i].shape)
+                    raise ValueError(f"parameter {i}: {key} does not have the parameter's shape {shape}")
         v = states.get(0, {}).get("block_exp_avg_sq")
         if block and v is not None:
             B = self._get_plan()["B"]
             if not isinstance(v, Tensor) or v.shape != (B,):
-                raise ValueError(f"{name}: block_exp_avg_sq is not of shape ({B},), the number of blocks")
+                raise ValueError(f"block_exp_avg_sq is not of shape ({B},), the number of blocks")
             if not bool(torch.isfinite(v).all()) or bool((v < 0).any()):
-                raise ValueError(f"{name}: block_exp_avg_sq must be finite and >= 0")
+                raise ValueError("block_exp_avg_sq must be finite and >= 0")
         elif block and any(states.values()):
-            raise ValueError(
-                f"{name}: moments without the block state; the state dict is from another optimizer"
-            )
-
-    def _check_groups_at_step(self) -> None:
-        """Checks that a scheduler could invalidate between steps (Python numbers only)."""
+            raise ValueError("moments without the block state; the state dict is from another optimizer")
 
     def _step(self, work, found) -> None:
-        self._check_groups_at_step()
         keep = None if found is None else found == 0
         if not self._coordinate:
             return self._block_step(work, keep)
@@ -775,10 +734,9 @@ class BlockwiseAdam(_Base):
 
 
 class Adam(BlockwiseAdam):
-    r"""Adam, Algorithm 1: :class:`BlockwiseAdam` over coordinates; by default ``torch.optim.Adam``.
+    r"""Adam, Algorithm 1: :class:`BlockwiseAdam` over coordinates, by default torch's fused kernel.
 
-    ``fused=None`` by default: torch's fused kernel wherever it applies (bit-identical to
-    ``torch.optim.Adam(fused=True)``).
+    ``fused=None``: bit-identical to ``torch.optim.Adam(fused=True)`` wherever that kernel applies.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, fused=None, **kw):
@@ -803,22 +761,18 @@ class RMSProp(Adam):
         if group["betas"][0] != 0:
             raise ValueError(f"RMSProp needs beta1 = 0, got betas={tuple(group['betas'])}")
 
-    def _check_groups_at_step(self) -> None:
+    def _step(self, work, found) -> None:
         for group in self.param_groups:  # a scheduler with momentum cycling may have set beta1
             self._validate_group(group)
+        super()._step(work, found)
 
 
 class SignGD(_Base):
     r"""SignGD (Theorem 3.2): :math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)` exactly, no state.
 
-    Adam with :math:`\beta_1=\beta_2=\epsilon=0` and :math:`0/0:=0`, computed as a sign so that
-    every coordinate moves by exactly :math:`\eta` (complex parameters as real pairs).
-
-    Args:
-        params: parameters or param groups.
-        lr: step size :math:`\eta`.
-        maximize: ascend instead of descend.
-        nonfinite: ``"skip"`` (default), ``"raise"`` or ``"ignore"``.
+    Adam with :math:`\beta_1=\beta_2=\epsilon=0` and :math:`0/0:=0`, computed as a sign so that every
+    coordinate moves by exactly :math:`\eta` (complex parameters as real pairs). ``nonfinite`` as
+    :class:`BlockwiseAdam`'s.
     """
 
     def __init__(self, params, lr: float | Tensor = 1e-3, *, maximize: bool = False, nonfinite: str = "skip"):
@@ -841,11 +795,8 @@ class SignGD(_Base):
 class Spec:
     r"""A registered optimizer.
 
-    Attributes:
-        label: the book's name for it (legends, table rows).
-        build: ``build(params, model, lr=, betas=, eps=, momentum=, **kw)``; ``model`` for the
-            partitions that need it (heads).
-        rotates: trained on :math:`L\circ\mathcal R` (the caller wraps the model in a rotation).
+    ``label`` is the book's name; ``build(params, model, lr=, betas=, eps=, momentum=, **kw)`` makes it
+    (``model`` for partitions that need it); ``rotates``: trained on :math:`L\circ\mathcal R`.
     """
 
     label: str
@@ -899,29 +850,11 @@ OPTIMIZERS: dict[str, Spec] = {
 LABELS = {name: spec.label for name, spec in OPTIMIZERS.items()}
 
 
-def create(
-    name: str,
-    params,
-    *,
-    model=None,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    momentum: float = 0.9,
-    **kw,
-) -> Optimizer:
-    r"""The optimizer ``name`` of :data:`OPTIMIZERS`, with the classes' defaults (torch's Adam settings).
+def create(name: str, params, *, model=None, lr: float, betas=(0.9, 0.999), eps=1e-8, momentum=0.9, **kw):
+    r"""The optimizer ``name`` of :data:`OPTIMIZERS` (``model`` for ``"blockwise_adam_head"``).
 
-    Args:
-        name: a key of :data:`OPTIMIZERS`.
-        params: parameters or param groups.
-        model: the model, for partitions that need it (``"blockwise_adam_head"``).
-        lr: step size.
-        betas: :math:`(\beta_1, \beta_2)` (RMSProp uses :math:`\beta_2`; SGD and SignGD ignore them).
-        eps: :math:`\epsilon`.
-        momentum: SGD's momentum.
-        **kw: further arguments of the class (``eps_root``, ``bias_correction``, ``v0``, ``partition``,
-            ``nonfinite``, ...).
+    ``betas`` are ignored by SGD and SignGD (RMSProp uses :math:`\beta_2`), ``momentum`` is SGD's, and
+    ``**kw`` go to the class (``eps_root``, ``bias_correction``, ``v0``, ``partition``, ``nonfinite``, ...).
 
     Raises:
         ValueError: an unknown name.
