@@ -62,11 +62,7 @@ def _check(name: str, value, *, below_one: bool = False) -> None:
 
 
 def _denominators(vs: list[Tensor], c2s: list | None, eps: float, eps_root: float) -> list[Tensor]:
-    r"""New tensors :math:`D=\sqrt{v/c_2+\epsilon_{\rm root}}+\epsilon` (``c2s`` None: :math:`c_2=1`).
-
-    Without :math:`\epsilon_{\rm root}` in ``torch.optim.Adam``'s order; :math:`D=0` becomes
-    :math:`+\infty` where :math:`\epsilon=\epsilon_{\rm root}=0` (that coordinate does not move).
-    """
+    r"""New :math:`D=\sqrt{v/c_2+\epsilon_{\rm root}}+\epsilon` (torch's order; 0 becomes :math:`\infty`)."""
     if c2s is not None and all(not isinstance(c, Tensor) and c == 1.0 for c in c2s):
         c2s = None
     if eps_root:
@@ -89,27 +85,12 @@ def _denominators(vs: list[Tensor], c2s: list | None, eps: float, eps_root: floa
 
 
 def adam_update_(
-    x: Tensor,
-    g: Tensor,
-    m: Tensor,
-    v: Tensor,
-    *,
-    lr,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    step: int,
-    eps_root: float = 0.0,
-    bias_correction: bool = True,
-    index: Tensor | None = None,
-    sizes: Tensor | None = None,
+    x, g, m, v, *, lr, beta1, beta2, eps, step, eps_root=0.0, bias_correction=True, index=None, sizes=None
 ) -> Tensor:
-    r"""One in-place step of Algorithm 3 along the last dimension; leading dimensions are independent runs.
+    r"""One in-place step of Algorithm 3 on tensors ``x, g, m, v`` along the last dimension; returns ``x``.
 
     ``v`` has ``x``'s shape (Adam), ``(..., 1)`` (AdaSGD) or ``(..., B)`` with the ``(d,)`` block map
-    ``index`` and block sizes ``sizes`` (from ``index`` if omitted). Start from ``m = 0``, ``v = v0``.
-    ``lr`` is a float or a tensor broadcastable to ``x`` (e.g. ``(runs, 1)`` for a grid); ``step`` is
-    :math:`t\ge1`. Returns ``x``.
+    ``index`` (``sizes``: its block sizes). ``lr`` is a float or broadcasts to ``x``; ``step`` :math:`t\ge1`.
     """
     if index is not None:
         index = index.to(g.device)
@@ -228,12 +209,6 @@ class _Base(Optimizer):
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return n
 
-    def __repr__(self) -> str:
-        """``torch.optim.Optimizer``'s repr plus the optimizer-wide settings."""
-        lines = super().__repr__().rstrip(")").rstrip("\n").split("\n")
-        extra = [f"    {k}: {self.defaults[k]!r}" for k in _GLOBAL_KEYS if k in self.defaults]
-        return "\n".join([*lines, "Settings", *extra]) + "\n)"
-
     def __getstate__(self) -> dict:
         """Everything ``copy.deepcopy``, ``pickle`` and ``torch.save`` need."""
         return {**super().__getstate__(), "_skipped": self._skipped, "_skipped_seen": self._skipped_seen}
@@ -258,13 +233,9 @@ class _Base(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None):
-        """One step for every param group; returns ``closure()`` if given.
+        """One step of every param group (``closure()`` returned); the non-finite check comes first.
 
-        The non-finite check runs on the device before any state is touched: a CPU flag is read at
-        once (nothing to wait for); elsewhere it is folded into the update as a 0-dim tensor.
-
-        Raises:
-            FloatingPointError: ``nonfinite="raise"`` and a gradient is not finite.
+        A CPU flag is read at once (nothing to wait for); elsewhere it enters the update as a 0-dim tensor.
         """
         loss = None
         if closure is not None:
@@ -301,14 +272,10 @@ class _Base(Optimizer):
         return (~torch.stack(ends).isfinite().all()).to(torch.float32) if ends else None
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load a state dict after validating all of it: a refused one changes nothing.
-
-        Accepts this optimizer's own state dicts and, for :class:`Adam`, ``torch.optim.Adam``'s
-        (group keys it lacks are taken from the current groups).
+        """Load a state dict validated in full (a refused one changes nothing); :class:`Adam` takes torch's.
 
         Raises:
-            ValueError: another optimizer's state dict, an invalid value or one that does not fit the
-                parameters (the message names it).
+            ValueError: another optimizer's state dict, or a value that is invalid or does not fit.
         """
         try:
             groups = self._checked_groups(state_dict)
@@ -350,9 +317,7 @@ class _Base(Optimizer):
 
     def _check_state(self, states: dict[int, Mapping], groups: list[dict]) -> None:
         if any(states.values()):
-            raise ValueError(
-                f"{type(self).__name__} keeps no state; the state dict is from another optimizer"
-            )
+            raise ValueError(f"{type(self).__name__} has no state; the state dict is from another optimizer")
 
 
 # ---- Algorithm 3 and its presets ----------------------------------------------------------------
@@ -370,29 +335,24 @@ class _FixedAssign:
 
 
 class BlockwiseAdam(_Base):
-    r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED), over any partition; the update of the module docstring.
+    r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED): the update of the module docstring over ``partition``.
 
-    The partition covers all parameters in param-group order (complex ones as their real views);
-    ``lr``, ``beta1`` and ``maximize`` may differ between groups. For blocks other than coordinates,
-    ``beta2, eps, eps_root, v0, bias_correction`` act on shared moments and must agree, the parameters
-    share one device and dtype, and the state is ``exp_avg`` per parameter plus ``block_step`` and
-    ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`) in the first parameter's. Coordinates keep torch's
-    state; with ``fused`` not False, torch's settings and every gradient in its parameter's strides, the
-    step is ``torch.optim.adam.adam(fused=True)``.
+    The partition covers all parameters in group order (complex ones as real views); ``lr``, ``beta1``
+    and ``maximize`` may differ between groups. For blocks, the other hyperparameters act on shared
+    moments and must agree, the parameters share one device and dtype, and the state is ``exp_avg`` per
+    parameter plus ``block_step``, ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`) in the first one's.
+    Coordinates keep torch's state and, with ``fused`` not False, torch's settings and gradients in
+    their parameters' strides, step by ``torch.optim.adam.adam(fused=True)``.
 
     Args:
         params: parameters or param groups.
-        lr: :math:`\eta` (a float or a one-element tensor).
-        betas: :math:`(\beta_1, \beta_2)`, each in :math:`[0, 1)`.
+        lr: :math:`\eta`, a float or a one-element tensor.
+        betas: :math:`(\beta_1, \beta_2)\in[0, 1)^2`.
         eps: :math:`\epsilon\ge0`.
         partition: a :class:`~adamlinf.partitions.Partition` or a name of ``partitions.from_name``.
-        **kw: ``eps_root`` (:math:`\epsilon_{\rm root}\ge0`), ``v0`` (:math:`v_0\ge0`),
-            ``bias_correction``, ``nonfinite`` (``"skip"``, ``"raise"`` or ``"ignore"``), ``maximize``,
-            ``fused`` (False: the foreach code here; None: torch's kernel where it applies; True:
-            required) and ``torch.optim.Adam``'s others at values that change nothing.
-
-    Raises:
-        ValueError: an invalid hyperparameter or partition (the message names field and value).
+        **kw: ``eps_root``, ``v0``, ``bias_correction``, ``nonfinite`` (``"skip"``, ``"raise"``,
+            ``"ignore"``), ``maximize``, ``fused`` (False: foreach; None: torch's kernel where it applies;
+            True: required) and ``torch.optim.Adam``'s others at values that change nothing.
     """
 
     _required_group_keys = ("lr", "betas", "eps")
@@ -464,13 +424,10 @@ class BlockwiseAdam(_Base):
             _check(key, group[key])
         for key, fixed in _TORCH_FIXED.items():
             if group.get(key, fixed) != fixed:
-                raise ValueError(
-                    f"{type(self).__name__}: {key}={group[key]!r} is not supported, only {fixed!r}"
-                )
+                raise ValueError(f"{key}={group[key]!r} is not supported, only {fixed!r}")
         if group.get("fused") and not (self._torch_form(group) and self._coordinate):
             raise ValueError(
-                f"{type(self).__name__}: fused=True needs torch's Adam (coordinates, eps > 0, "
-                f"bias_correction=True, eps_root=0), got {group['bias_correction']=}, {group['eps_root']=}"
+                "fused=True needs torch's Adam: coordinates, eps > 0, bias_correction, eps_root=0"
             )
 
     @staticmethod
@@ -544,23 +501,9 @@ class BlockwiseAdam(_Base):
             steps, ms, vs = ([self.state[p][k] for p in ps] for k in ("step", *_MOMENTS))
             if ps and self._fusable(group, ps, gs):
                 b1, b2 = group["betas"]
-                torch_adam(
-                    ps,
-                    gs,
-                    ms,
-                    vs,
-                    [],
-                    steps,
-                    fused=True,
-                    found_inf=found,
-                    amsgrad=False,
-                    beta1=b1,
-                    beta2=b2,
-                    lr=group["lr"],
-                    weight_decay=0.0,
-                    eps=group["eps"],
-                    maximize=group["maximize"],
-                )
+                hyper = dict(lr=group["lr"], eps=group["eps"], maximize=group["maximize"], beta1=b1, beta2=b2)
+                fixed = dict(amsgrad=False, weight_decay=0.0, fused=True)
+                torch_adam(ps, gs, ms, vs, [], steps, found_inf=found, **fixed, **hyper)
             elif ps:
                 reals = ([_real(t) for t in ts] for ts in (ps, gs, ms, vs))
                 self._coordinate_step(group, *reals, steps, keep)
@@ -606,12 +549,7 @@ class BlockwiseAdam(_Base):
         return self._plan
 
     def _make_plan(self) -> dict:
-        """The partition analysed once.
-
-        Per tensor either equal contiguous runs of block ids (``seg``: reduced by ``view(n, -1)``,
-        updated with a broadcast ``(n, 1)`` denominator) or a gather; ``identity`` when every block
-        lies inside one tensor, in order.
-        """
+        """Per tensor equal runs of block ids (``seg``: a ``view(n, -1)``) or a gather."""
         params = self._params()
         dev, dt = params[0].device, params[0].dtype
         if any(p.device != dev or p.dtype != dt for p in params):
@@ -647,10 +585,7 @@ class BlockwiseAdam(_Base):
         )
 
     def _rms_pieces(self, plan: dict, grads: dict) -> list[Tensor]:
-        """Per tensor its blocks' root-mean-squares (``identity`` plan) or sums of squares (else).
-
-        A missing gradient counts as zeros; a block of one coordinate uses :math:`r_b=g_i` itself.
-        """
+        """Per tensor its blocks' root-mean-squares (``identity``) or sums of squares; no gradient: zeros."""
         ident, ref = plan["identity"], next(iter(grads.values()))
         pieces = []
         for k, e in enumerate(plan["entries"]):
