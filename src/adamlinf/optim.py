@@ -1,19 +1,16 @@
 r"""The paper's optimizers: Algorithm 3 over a partition (with Adam, AdaSGD, RMSProp), SignGD, a registry.
 
 Blockwise Adam over a partition :math:`\Phi:[d]\to[B]` with block sizes :math:`d_b` (Definition 3.8,
-:mod:`adamlinf.partitions`), from :math:`m_0=0`, :math:`v_0\ge0` (RECONSTRUCTED notation):
+:mod:`adamlinf.partitions`), from :math:`m_0=0`, :math:`v_0\ge0`, :math:`c_{k,t}=1-\beta_k^t` or 1:
 
 .. math::
 
     m_t=\beta_1m_{t-1}+(1-\beta_1)g_t,\quad v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)\|g_{t,(b)}\|_2^2/d_b,\\
-    x_{t,(b)}=x_{t-1,(b)}-\eta_t\frac{m_{t,(b)}/c_{1,t}}{\sqrt{v_{t,b}/c_{2,t}+\epsilon_{\rm root}}+\epsilon},
+    x_{t,(b)}=x_{t-1,(b)}-\eta_t\frac{m_{t,(b)}/c_{1,t}}{\sqrt{v_{t,b}/c_{2,t}+\epsilon_{\rm root}}+\epsilon}.
 
-with :math:`c_{k,t}=1-\beta_k^t` (``bias_correction=True``) or 1. Adam is the coordinate partition,
-AdaSGD the whole model, RMSProp :math:`\beta_1=0`; the defaults are ``torch.optim.Adam``'s (its fused
-kernel), the paper's form ``bias_correction=False, eps=0, eps_root=ε``. SignGD is
-:math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)`. With ``nonfinite="skip"`` a step with a non-finite
-gradient leaves parameters and state bit-identical, decided on the device without a host synchronisation.
-:data:`OPTIMIZERS` is the one registry of names.
+Adam is the coordinate partition, AdaSGD the whole model, RMSProp :math:`\beta_1=0`; the defaults are
+``torch.optim.Adam``'s, the paper's form ``bias_correction=False, eps=0, eps_root=ε`` (RECONSTRUCTED).
+``nonfinite="skip"``: a non-finite gradient changes nothing, decided without a host synchronisation.
 """
 
 from __future__ import annotations
@@ -44,8 +41,8 @@ _DEFAULTS = dict(
 )
 _DEFAULTS.update(_TORCH_FIXED)
 _MOMENTS = ("exp_avg", "exp_avg_sq")
+_HOST_FLAG_DEVICES = ("cpu",)  # the found-inf flag is read at once (tests force the device form)
 _BLOCK_KEYS = {"block_step", "block_exp_avg_sq"}
-_HOST_FLAG_DEVICES = ("cpu",)  # the found-inf flag is read on the host without a synchronisation
 _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -163,10 +160,7 @@ def _corrections(steps: list[Tensor], beta: float) -> list[Tensor]:
 
 
 def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: Tensor | None) -> float:
-    r"""Divide :math:`D` by :math:`\eta/c_1` (0 on a skipped step) on the device; the ``addcdiv`` value.
-
-    A float ``lr`` without bias correction stays ``value=-lr``.
-    """
+    r"""Divide :math:`D` by :math:`\eta/c_1` (0 on a skipped step) on the device; the ``addcdiv`` value."""
     if c1s is None and not isinstance(lr, Tensor):
         if keep is not None:
             torch._foreach_div_(ds, [keep.to(ds[0].dtype)] * len(ds))
@@ -193,11 +187,6 @@ class _Base(Optimizer):
         self._skipped: Tensor | None = None
         self._skipped_seen = 0
         super().__init__(params, defaults)
-
-    @property
-    def nonfinite(self) -> str:
-        """The non-finite policy: ``"skip"``, ``"raise"`` (``FloatingPointError``) or ``"ignore"``."""
-        return self.defaults["nonfinite"]
 
     @property
     def skipped_steps(self) -> int:
@@ -248,7 +237,7 @@ class _Base(Optimizer):
                 raise ValueError(f"{type(self).__name__} does not support sparse gradients")
             work.append((group, ps, [p.grad for p in ps]))
         found = self._found_inf([g for _, _, gs in work for g in gs])
-        if found is not None and self.nonfinite == "raise":
+        if found is not None and self.defaults["nonfinite"] == "raise":
             if bool(found):
                 raise FloatingPointError(f"{type(self).__name__}: non-finite gradient; step refused")
             found = None
@@ -265,18 +254,14 @@ class _Base(Optimizer):
 
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
         """A float32 0-dim flag, 1 iff a gradient entry is not finite (``torch.aminmax``: no overflow)."""
-        if self.nonfinite == "ignore" or not grads:
+        if self.defaults["nonfinite"] == "ignore" or not grads:
             return None
         dev = grads[0].device
         ends = [e.to(dev, torch.float32) for g in grads if g.numel() for e in torch.aminmax(_real(g))]
         return (~torch.stack(ends).isfinite().all()).to(torch.float32) if ends else None
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load a state dict validated in full (a refused one changes nothing); :class:`Adam` takes torch's.
-
-        Raises:
-            ValueError: another optimizer's state dict, or a value that is invalid or does not fit.
-        """
+        """Load a state dict validated in full (a refused one changes nothing), also torch's."""
         try:
             groups = self._checked_groups(state_dict)
         except ValueError as err:
@@ -379,13 +364,6 @@ class BlockwiseAdam(_Base):
     @property
     def _coordinate(self) -> bool:
         return self.partition.name == "coordinate"
-
-    @property
-    def num_blocks(self) -> int:
-        """The number of blocks :math:`B`."""
-        if self._coordinate:
-            return sum(_real(p).numel() for p in self._params())
-        return self._get_plan()["B"]
 
     def __getstate__(self) -> dict:
         """As :meth:`_Base.__getstate__`; a block partition frozen to its block ids (picklable)."""
@@ -669,10 +647,7 @@ class BlockwiseAdam(_Base):
 
 
 class Adam(BlockwiseAdam):
-    r"""Adam, Algorithm 1: :class:`BlockwiseAdam` over coordinates, by default torch's fused kernel.
-
-    ``fused=None``: bit-identical to ``torch.optim.Adam(fused=True)`` wherever that kernel applies.
-    """
+    r"""Adam, Algorithm 1: by default ``torch.optim.Adam(fused=True)`` bit for bit where it applies."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, fused=None, **kw):
         super().__init__(params, lr, betas, eps, partition="coordinate", fused=fused, **kw)
@@ -703,12 +678,7 @@ class RMSProp(Adam):
 
 
 class SignGD(_Base):
-    r"""SignGD (Theorem 3.2): :math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)` exactly, no state.
-
-    Adam with :math:`\beta_1=\beta_2=\epsilon=0` and :math:`0/0:=0`, computed as a sign so that every
-    coordinate moves by exactly :math:`\eta` (complex parameters as real pairs). ``nonfinite`` as
-    :class:`BlockwiseAdam`'s.
-    """
+    r"""SignGD (Theorem 3.2): :math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)` exactly; no state."""
 
     def __init__(self, params, lr: float | Tensor = 1e-3, *, maximize: bool = False, nonfinite: str = "skip"):
         super().__init__(params, dict(lr=lr, maximize=bool(maximize)), nonfinite)
@@ -728,15 +698,11 @@ class SignGD(_Base):
 # ---- the registry: every optimizer name of the book ---------------------------------------------
 @dataclass(frozen=True)
 class Spec:
-    r"""A registered optimizer.
-
-    ``label`` is the book's name; ``build(params, model, lr=, betas=, eps=, momentum=, **kw)`` makes it
-    (``model`` for partitions that need it); ``rotates``: trained on :math:`L\circ\mathcal R`.
-    """
+    """A registered optimizer: its label, ``build(params, model, lr=, betas=, eps=, momentum=, **kw)``."""
 
     label: str
     build: Callable[..., Optimizer]
-    rotates: bool = False
+    rotates: bool = False  # trained on the rotated loss (the caller wraps the model)
 
 
 def _adaptive(cls, partition: Callable | None = None) -> Callable[..., Optimizer]:
@@ -786,14 +752,7 @@ LABELS = {name: spec.label for name, spec in OPTIMIZERS.items()}
 
 
 def create(name: str, params, *, model=None, lr: float, betas=(0.9, 0.999), eps=1e-8, momentum=0.9, **kw):
-    r"""The optimizer ``name`` of :data:`OPTIMIZERS` (``model`` for ``"blockwise_adam_head"``).
-
-    ``betas`` are ignored by SGD and SignGD (RMSProp uses :math:`\beta_2`), ``momentum`` is SGD's, and
-    ``**kw`` go to the class (``eps_root``, ``bias_correction``, ``v0``, ``partition``, ``nonfinite``, ...).
-
-    Raises:
-        ValueError: an unknown name.
-    """
+    """The optimizer ``name`` of :data:`OPTIMIZERS`; ``**kw`` go to the class (``eps_root``, ``v0``, ...)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose from {tuple(OPTIMIZERS)}")
     return OPTIMIZERS[name].build(params, model, lr=lr, betas=betas, eps=eps, momentum=momentum, **kw)
