@@ -36,10 +36,8 @@ _GLOBAL_KEYS = ("nonfinite", "partition")  # optimizer-wide settings: in ``defau
 #: torch.optim.Adam's arguments accepted only at the values that change nothing
 _TORCH_FIXED = dict(weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False)
 #: BlockwiseAdam's keyword arguments and their defaults
-_DEFAULTS = dict(
-    eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=False, foreach=None, capturable=False
-)
-_DEFAULTS.update(_TORCH_FIXED)
+_DEFAULTS = dict(eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=False, foreach=None)
+_DEFAULTS.update(capturable=False, **_TORCH_FIXED)
 _MOMENTS = ("exp_avg", "exp_avg_sq")
 _HOST_FLAG_DEVICES = ("cpu",)  # the found-inf flag is read at once (tests force the device form)
 _BLOCK_KEYS = {"block_step", "block_exp_avg_sq"}
@@ -313,10 +311,7 @@ class _FixedAssign:
         self.flat, self.numels = flat, numels
 
     def __call__(self, params: list[Tensor]) -> list[Tensor]:
-        numels = [p.numel() for p in params]
-        if numels != self.numels:
-            raise ValueError(f"this partition was frozen for tensors of sizes {self.numels}, got {numels}")
-        return [c.reshape(p.shape) for c, p in zip(self.flat.split(numels), params, strict=True)]
+        return [c.reshape(p.shape) for c, p in zip(self.flat.split(self.numels), params, strict=True)]
 
 
 class BlockwiseAdam(_Base):
@@ -351,10 +346,8 @@ class BlockwiseAdam(_Base):
             raise ValueError(f"partition must be a Partition, got {type(partition).__name__}")
         nonfinite = kw.pop("nonfinite", "skip")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, **{**_DEFAULTS, **kw}, partition=partition)
-        self._plan = None
         super().__init__(params, defaults, nonfinite)
-        if not self._coordinate:
-            self._plan = self._make_plan()
+        self._plan = None if self._coordinate else self._make_plan()
 
     @property
     def partition(self) -> Partition:
@@ -382,13 +375,10 @@ class BlockwiseAdam(_Base):
         self._plan = None
 
     def add_param_group(self, param_group: dict) -> None:
-        """Add a param group (for blocks only before the first step: the blocks would change)."""
-        blocks = getattr(self, "_plan", None) is not None
-        if blocks and self.state:
+        """Add a param group (to blocks only before the first step: the blocks would change)."""
+        if self.state and not self._coordinate:
             raise ValueError(f"cannot add a param group to a {type(self).__name__} that has stepped")
         super().add_param_group(param_group)
-        if blocks:
-            self._plan = self._make_plan()
 
     def _validate_group(self, group: Mapping) -> None:
         _check("lr", group["lr"])
@@ -404,9 +394,7 @@ class BlockwiseAdam(_Base):
             if group.get(key, fixed) != fixed:
                 raise ValueError(f"{key}={group[key]!r} is not supported, only {fixed!r}")
         if group.get("fused") and not (self._torch_form(group) and self._coordinate):
-            raise ValueError(
-                "fused=True needs torch's Adam: coordinates, eps > 0, bias_correction, eps_root=0"
-            )
+            raise ValueError("fused=True needs coordinates, eps > 0, bias_correction=True and eps_root=0")
 
     @staticmethod
     def _torch_form(group: Mapping) -> bool:
@@ -420,10 +408,7 @@ class BlockwiseAdam(_Base):
         for k, g in enumerate(groups[1:], 1):
             got = (g["betas"][1], *(g[key] for key in keys))
             if got != ref:
-                raise ValueError(
-                    f"{type(self).__name__}: param group {k} has (beta2, {', '.join(keys)}) = "
-                    f"{got}, group 0 {ref}; these act on the shared block moments and must agree"
-                )
+                raise ValueError(f"param group {k}: beta2, {', '.join(keys)} = {got} must agree with group 0")
         return ref
 
     def _check_state(self, states: dict[int, Mapping], groups: list[dict]) -> None:
@@ -437,8 +422,7 @@ class BlockwiseAdam(_Base):
             keys = set(st)
             if keys and keys != want and not (block and i == 0 and keys == want | _BLOCK_KEYS):
                 raise ValueError(
-                    f"parameter {i} has state {sorted(keys)}, {type(self).__name__} keeps "
-                    f"{sorted(want)}; the state dict is from another optimizer"
+                    f"parameter {i} has state {sorted(keys)}; the state dict is from another optimizer"
                 )
             for key, val in st.items():
                 if key.endswith("step"):
