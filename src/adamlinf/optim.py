@@ -32,7 +32,6 @@ __all__ = ["BlockwiseAdam", "Adam", "AdaSGD", "RMSProp", "SignGD", "Spec", "OPTI
 __all__ += ["adam_update_", "signgd_update_"]
 
 _NONFINITE = ("skip", "raise", "ignore")
-_GLOBAL_KEYS = ("nonfinite", "partition")  # optimizer-wide settings: in ``defaults``, not in the groups
 #: torch.optim.Adam's arguments accepted only at the values that change nothing
 _TORCH_FIXED = dict(weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False)
 #: BlockwiseAdam's keyword arguments and their defaults
@@ -207,7 +206,7 @@ class _Base(Optimizer):
         """Add a validated param group (an invalid one does not stay)."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        for key in _GLOBAL_KEYS:
+        for key in ("nonfinite", "partition"):  # optimizer-wide: in ``defaults`` only
             group.pop(key, None)
         try:
             self._validate_group(group)
@@ -438,10 +437,9 @@ class BlockwiseAdam(_Base):
         v = states.get(0, {}).get("block_exp_avg_sq")
         if block and v is not None:
             B = self._get_plan()["B"]
-            if not isinstance(v, Tensor) or v.shape != (B,):
-                raise ValueError(f"block_exp_avg_sq is not of shape ({B},), the number of blocks")
-            if not bool(torch.isfinite(v).all()) or bool((v < 0).any()):
-                raise ValueError("block_exp_avg_sq must be finite and >= 0")
+            ok = isinstance(v, Tensor) and v.shape == (B,)
+            if not ok or not bool(v.isfinite().all() & (v >= 0).all()):
+                raise ValueError(f"block_exp_avg_sq must be finite, >= 0, of shape ({B},) (the blocks)")
         elif block and any(states.values()):
             raise ValueError("moments without the block state; the state dict is from another optimizer")
 
@@ -476,9 +474,7 @@ class BlockwiseAdam(_Base):
             return False  # (torch does not trace its fused kernel: a compiled step takes the foreach path)
         ok = all(p.device.type in _FUSED_DEVICES and p.dtype in _FUSED_DTYPES for p in ps)
         if group["fused"] and not ok:
-            raise ValueError(
-                f"{type(self).__name__}: fused=True needs real floating parameters on {_FUSED_DEVICES}"
-            )
+            raise ValueError(f"fused=True needs real floating parameters on {_FUSED_DEVICES}")
         return ok and all(_same_layout(p, g) for p, g in zip(ps, gs, strict=True))
 
     @staticmethod
