@@ -785,6 +785,27 @@ def test_invalid_hyperparameter_in_state_dict_is_refused(name, field, value, msg
     assert opt.param_groups[1][field] != value
 
 
+@pytest.mark.parametrize(
+    "name, key, bad, msg",
+    [
+        ("adam", "step", lambda v: torch.tensor(-1.0), "not a step count"),
+        ("adam", "step", lambda v: torch.tensor(1.5), "not a step count"),
+        ("adam", "exp_avg", lambda v: v[:1], "shape"),
+        ("rows", "block_exp_avg_sq", lambda v: v[:-1], "the blocks"),
+        ("rows", "block_exp_avg_sq", lambda v: v * math.nan, "finite"),
+        ("rows", "block_exp_avg_sq", lambda v: -v, ">= 0"),
+    ],
+)
+def test_invalid_state_in_state_dict_is_refused(name, key, bad, msg):
+    _, opt = _stepped(MAKERS[name])
+    sd = copy.deepcopy(opt.state_dict())
+    before = sd["state"][0][key].clone()
+    sd["state"][0][key] = bad(sd["state"][0][key])
+    with pytest.raises(ValueError, match=msg):
+        opt.load_state_dict(sd)
+    assert torch.equal(opt.state_dict()["state"][0][key], before)
+
+
 def _torch_then_ours(first, second, steps=6, dtype=torch.float64):
     """Run ``first`` for 3 steps, load its state dict into ``second``, continue; compare with ``first``."""
     ps = make_params(dtype=dtype)

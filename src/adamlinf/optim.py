@@ -142,6 +142,11 @@ def _keep_scalar(keep: Tensor | None, value: float, off: float, like: Tensor):
     return torch.where(keep, torch.scalar_tensor(value, dtype=like.dtype, device=like.device), off)
 
 
+def _lerp_weight(keep: Tensor | None, beta1: float, ms: list[Tensor]):
+    r"""The ``torch._foreach_lerp_`` weight :math:`1-\beta_1`, on a skipped step 0 (device tensors)."""
+    return 1.0 - beta1 if keep is None else [_keep_scalar(keep, 1.0 - beta1, 0.0, ms[0])] * len(ms)
+
+
 def _finite_or_zero(gs: list[Tensor], keep: Tensor | None) -> list[Tensor]:
     """The gradients, zeroed in place on a skipped step (an overlapping one read through ``torch.where``)."""
     if keep is None:
@@ -425,10 +430,8 @@ class BlockwiseAdam(_Base):
                 )
             for key, val in st.items():
                 if key.endswith("step"):
-                    try:
-                        n = float(val)
-                    except (TypeError, ValueError, RuntimeError):
-                        n = math.nan
+                    one = isinstance(val, (int, float)) or (isinstance(val, Tensor) and val.numel() == 1)
+                    n = float(val) if one else math.nan
                     if not math.isfinite(n) or n < 0 or n != int(n):
                         raise ValueError(f"parameter {i}: {key}={val!r} is not a step count")
                 elif key in _MOMENTS and (not isinstance(val, Tensor) or val.shape != params[i].shape):
@@ -484,14 +487,9 @@ class BlockwiseAdam(_Base):
         if group["maximize"]:
             gs = torch._foreach_neg(gs)
         gs = _finite_or_zero(gs, keep)
-        if keep is None:
-            torch._foreach_add_(steps, 1)
-            torch._foreach_lerp_(ms, gs, 1.0 - beta1)
-            torch._foreach_mul_(vs, beta2)
-        else:
-            torch._foreach_add_(steps, [keep.to(torch.float32)] * len(steps))
-            torch._foreach_lerp_(ms, gs, [_keep_scalar(keep, 1.0 - beta1, 0.0, ms[0])] * len(ms))
-            torch._foreach_mul_(vs, _keep_scalar(keep, beta2, 1.0, vs[0]))
+        torch._foreach_add_(steps, 1 if keep is None else [keep.to(torch.float32)] * len(steps))
+        torch._foreach_lerp_(ms, gs, _lerp_weight(keep, beta1, ms))
+        torch._foreach_mul_(vs, _keep_scalar(keep, beta2, 1.0, vs[0]))
         torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
         c1s = c2s = None
         if group["bias_correction"]:
@@ -597,7 +595,7 @@ class BlockwiseAdam(_Base):
             st["exp_avg"] = st["exp_avg"].to(device=p.device, dtype=p.dtype)
         t.add_(1 if keep is None else keep.to(torch.float32))
         parts = zip((v[e["sel"]] for e in plan["entries"]), pieces, strict=True) if sliced else [(v, rms)]
-        decay = beta2 if keep is None else _keep_scalar(keep, beta2, 1.0, v)
+        decay = _keep_scalar(keep, beta2, 1.0, v)
         for vv, r in parts:
             vv.mul_(decay).addcmul_(r, r, value=1.0 - beta2)
         (denom_b,) = _denominators([v], _corrections([t], beta2) if bias_correction else None, eps, eps_root)
@@ -607,10 +605,7 @@ class BlockwiseAdam(_Base):
                 continue
             beta1, lr = group["betas"][0], group["lr"]
             ms = [_real(self.state[p]["exp_avg"]) for p in ps]
-            if keep is None:
-                torch._foreach_lerp_(ms, gs, 1.0 - beta1)
-            else:
-                torch._foreach_lerp_(ms, gs, [_keep_scalar(keep, 1.0 - beta1, 0.0, ms[0])] * len(ms))
+            torch._foreach_lerp_(ms, gs, _lerp_weight(keep, beta1, ms))
             c1s = _corrections([t], beta1) if bias_correction else None
             scaled = c1s is not None or isinstance(lr, Tensor) or keep is not None
             d_group = [denom_b.clone() if scaled and i != last else denom_b]  # the last group may consume it
