@@ -1,20 +1,16 @@
-r"""The paper's optimizers: one adaptive algorithm over a partition (Algorithm 3), SignGD, and their registry.
+r"""The paper's optimizers: Algorithm 3 over a partition (with Adam, AdaSGD, RMSProp), SignGD, a registry.
 
 Blockwise Adam over a partition :math:`\Phi:[d]\to[B]` with block sizes :math:`d_b` (Definition 3.8,
-:mod:`adamlinf.partitions`), from :math:`m_0=0` and :math:`v_0\ge0` (RECONSTRUCTED notation):
+:mod:`adamlinf.partitions`), from :math:`m_0=0`, :math:`v_0\ge0`, :math:`c_{k,t}=1-\beta_k^t` or 1:
 
 .. math::
 
     m_t=\beta_1m_{t-1}+(1-\beta_1)g_t,\quad v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)\|g_{t,(b)}\|_2^2/d_b,\\
-    x_{t,(b)}=x_{t-1,(b)}-\eta_t\frac{m_{t,(b)}/c_{1,t}}{\sqrt{v_{t,b}/c_{2,t}+\epsilon_{\rm root}}+\epsilon},
+    x_{t,(b)}=x_{t-1,(b)}-\eta_t\frac{m_{t,(b)}/c_{1,t}}{\sqrt{v_{t,b}/c_{2,t}+\epsilon_{\rm root}}+\epsilon}.
 
-with :math:`c_{k,t}=1-\beta_k^t` (``bias_correction=True``) or 1. Adam (Algorithm 1) is the coordinate
-partition, AdaSGD (Algorithm 2) the whole model, RMSProp :math:`\beta_1=0`. The defaults are
-``torch.optim.Adam``'s, run by torch's own fused kernel; the paper's form is ``bias_correction=False,
-eps=0, eps_root=ε`` (RECONSTRUCTED placement). SignGD is :math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)`.
-With ``nonfinite="skip"`` a step with a non-finite gradient leaves parameters and state bit-identical,
-decided on the device without a host synchronisation (:attr:`~_Base.skipped_steps` counts them).
-:data:`OPTIMIZERS` is the one registry of names: label, constructor, whether the run is rotated.
+Adam is the coordinate partition, AdaSGD the whole model, RMSProp :math:`\beta_1=0`; the defaults are
+``torch.optim.Adam``'s, the paper's form ``bias_correction=False, eps=0, eps_root=ε`` (RECONSTRUCTED).
+``nonfinite="skip"``: a non-finite gradient changes nothing, decided without a host synchronisation.
 """
 
 from __future__ import annotations
@@ -36,22 +32,14 @@ __all__ = ["BlockwiseAdam", "Adam", "AdaSGD", "RMSProp", "SignGD", "Spec", "OPTI
 __all__ += ["adam_update_", "signgd_update_"]
 
 _NONFINITE = ("skip", "raise", "ignore")
-_GLOBAL_KEYS = ("nonfinite", "partition")  # optimizer-wide settings: in ``defaults``, not in the groups
-_TORCH_FIXED = {
-    "weight_decay": 0.0,
-    "amsgrad": False,
-    "differentiable": False,
-    "decoupled_weight_decay": False,
-}
-#: BlockwiseAdam's keyword arguments and their defaults (torch.optim.Adam's where it has them)
+#: torch.optim.Adam's arguments accepted only at the values that change nothing
+_TORCH_FIXED = dict(weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False)
+#: BlockwiseAdam's keyword arguments and their defaults
 _DEFAULTS = dict(eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=False, foreach=None)
-_DEFAULTS.update(
-    capturable=False, weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False
-)
+_DEFAULTS.update(capturable=False, **_TORCH_FIXED)
 _MOMENTS = ("exp_avg", "exp_avg_sq")
+_HOST_FLAG_DEVICES = ("cpu",)  # the found-inf flag is read at once (tests force the device form)
 _BLOCK_KEYS = {"block_step", "block_exp_avg_sq"}
-#: devices whose found-inf flag is read on the host (no synchronisation: the value is in host memory)
-_HOST_FLAG_DEVICES = ("cpu",)
 _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -59,28 +47,16 @@ _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # ---- the shared maths ---------------------------------------------------------------------------
 def _check(name: str, value, *, below_one: bool = False) -> None:
     """A finite number >= 0 (and < 1 for a beta); the ``ValueError`` names the field and the value."""
-    if name == "lr" and isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(f"a tensor lr must have exactly one element, got {value.numel()}")
+    if name == "lr" and isinstance(value, Tensor) and value.numel() == 1:
         value = float(value)
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and value >= 0
-    )
-    if not ok or (below_one and value >= 1):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (below_one and value >= 1):
         what = "learning rate lr" if name == "lr" else name
         raise ValueError(f"Invalid {what}={value!r}: must be a finite number >= 0" + " and < 1" * below_one)
 
 
 def _denominators(vs: list[Tensor], c2s: list | None, eps: float, eps_root: float) -> list[Tensor]:
-    r"""New tensors :math:`D=\sqrt{v/c_2+\epsilon_{\rm root}}+\epsilon` (``c2s`` None: :math:`c_2=1`).
-
-    Without :math:`\epsilon_{\rm root}` in ``torch.optim.Adam``'s order (sqrt, divide by
-    :math:`\sqrt{c_2}`, add :math:`\epsilon`). Where :math:`\epsilon=\epsilon_{\rm root}=0` and
-    :math:`D=0`, :math:`D=+\infty`: that coordinate does not move.
-    """
+    r"""New :math:`D=\sqrt{v/c_2+\epsilon_{\rm root}}+\epsilon` (torch's order; 0 becomes :math:`\infty`)."""
     if c2s is not None and all(not isinstance(c, Tensor) and c == 1.0 for c in c2s):
         c2s = None
     if eps_root:
@@ -103,43 +79,12 @@ def _denominators(vs: list[Tensor], c2s: list | None, eps: float, eps_root: floa
 
 
 def adam_update_(
-    x: Tensor,
-    g: Tensor,
-    m: Tensor,
-    v: Tensor,
-    *,
-    lr,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    step: int,
-    eps_root: float = 0.0,
-    bias_correction: bool = True,
-    index: Tensor | None = None,
-    sizes: Tensor | None = None,
+    x, g, m, v, *, lr, beta1, beta2, eps, step, eps_root=0.0, bias_correction=True, index=None, sizes=None
 ) -> Tensor:
-    r"""One in-place step of Algorithm 3 along the last dimension; leading dimensions are independent runs.
+    r"""One in-place step of Algorithm 3 on tensors ``x, g, m, v`` along the last dimension; returns ``x``.
 
-    The update of the module docstring, with ``v`` of ``x``'s shape (Adam), ``(..., 1)`` (AdaSGD)
-    or ``(..., B)`` with the block map ``index`` (blockwise). Start from ``m = 0``, ``v = v0``.
-
-    Args:
-        x: iterate, updated in place.
-        g: gradient.
-        m: first moment, updated in place.
-        v: second moments, updated in place.
-        lr: a float or a tensor broadcastable to ``x`` (e.g. ``(runs, 1)`` for a learning-rate grid).
-        beta1: :math:`\beta_1`.
-        beta2: :math:`\beta_2`.
-        eps: :math:`\epsilon` (outside the root).
-        step: :math:`t\ge1`.
-        eps_root: :math:`\epsilon_{\rm root}` (inside the root).
-        bias_correction: divide by :math:`1-\beta_k^t`.
-        index: the ``(d,)`` block map :math:`\Phi` (``Partition.flat_index``).
-        sizes: the ``(B,)`` block sizes :math:`d_b` (from ``index`` if omitted).
-
-    Returns:
-        ``x``.
+    ``v`` has ``x``'s shape (Adam), ``(..., 1)`` (AdaSGD) or ``(..., B)`` with the ``(d,)`` block map
+    ``index`` (``sizes``: its block sizes). ``lr`` is a float or broadcasts to ``x``; ``step`` :math:`t\ge1`.
     """
     if index is not None:
         index = index.to(g.device)
@@ -197,11 +142,13 @@ def _keep_scalar(keep: Tensor | None, value: float, off: float, like: Tensor):
     return torch.where(keep, torch.scalar_tensor(value, dtype=like.dtype, device=like.device), off)
 
 
-def _finite_or_zero(gs: list[Tensor], keep: Tensor | None) -> list[Tensor]:
-    """The gradients, zeroed in place on a skipped step so that its update is exactly 0 (no copy).
+def _lerp_weight(keep: Tensor | None, beta1: float, ms: list[Tensor]):
+    r"""The ``torch._foreach_lerp_`` weight :math:`1-\beta_1`, on a skipped step 0 (device tensors)."""
+    return 1.0 - beta1 if keep is None else [_keep_scalar(keep, 1.0 - beta1, 0.0, ms[0])] * len(ms)
 
-    A gradient that overlaps itself cannot be written; it is read through a ``torch.where``.
-    """
+
+def _finite_or_zero(gs: list[Tensor], keep: Tensor | None) -> list[Tensor]:
+    """The gradients, zeroed in place on a skipped step (an overlapping one read through ``torch.where``)."""
     if keep is None:
         return gs
     skip = ~keep
@@ -209,18 +156,13 @@ def _finite_or_zero(gs: list[Tensor], keep: Tensor | None) -> list[Tensor]:
 
 
 def _corrections(steps: list[Tensor], beta: float) -> list[Tensor]:
-    r""":math:`1-\beta^t` per step tensor, in float64 (float32 where the device has no float64)."""
+    r""":math:`1-\beta^t` per step tensor, in float64 (float32 on mps)."""
     dts = [torch.float32 if t.device.type == "mps" else torch.float64 for t in steps]
     return [1.0 - beta ** t.to(dt).clamp_min(1.0) for t, dt in zip(steps, dts, strict=True)]
 
 
 def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: Tensor | None) -> float:
-    r"""Fold :math:`\eta/c_1` and the skip into the denominators; return the ``addcdiv`` value.
-
-    A float ``lr`` without bias correction stays ``value=-lr``; otherwise :math:`D` is divided by the
-    tensor :math:`\eta/c_1` (as torch's capturable Adam), so nothing is read on the host. A skipped
-    step gets :math:`D=+\infty`.
-    """
+    r"""Divide :math:`D` by :math:`\eta/c_1` (0 on a skipped step) on the device; the ``addcdiv`` value."""
     if c1s is None and not isinstance(lr, Tensor):
         if keep is not None:
             torch._foreach_div_(ds, [keep.to(ds[0].dtype)] * len(ds))
@@ -234,7 +176,7 @@ def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: T
     return -1.0
 
 
-# ---- the non-finite skip, validation and state dicts (every optimizer here) --------------------
+# ---- the non-finite skip and validated state dicts (every optimizer here) -----------------------
 class _Base(Optimizer):
     """``torch.optim.Optimizer`` plus the device-side skip of non-finite steps and validated state dicts."""
 
@@ -249,11 +191,6 @@ class _Base(Optimizer):
         super().__init__(params, defaults)
 
     @property
-    def nonfinite(self) -> str:
-        """The non-finite policy: ``"skip"``, ``"raise"`` (``FloatingPointError``) or ``"ignore"``."""
-        return self.defaults["nonfinite"]
-
-    @property
     def skipped_steps(self) -> int:
         """Number of steps skipped for non-finite gradients (synchronises; warns about new skips)."""
         n = 0 if self._skipped is None else int(self._skipped.item())
@@ -263,21 +200,18 @@ class _Base(Optimizer):
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         return n
 
-    def __repr__(self) -> str:
-        """``torch.optim.Optimizer``'s repr plus the optimizer-wide settings."""
-        lines = super().__repr__().rstrip(")").rstrip("\n").split("\n")
-        extra = [f"    {k}: {self.defaults[k]!r}" for k in _GLOBAL_KEYS if k in self.defaults]
-        return "\n".join([*lines, "Settings", *extra]) + "\n)"
-
     def __getstate__(self) -> dict:
         """Everything ``copy.deepcopy``, ``pickle`` and ``torch.save`` need."""
         return {**super().__getstate__(), "_skipped": self._skipped, "_skipped_seen": self._skipped_seen}
+
+    def _params(self) -> list[Tensor]:
+        return [p for g in self.param_groups for p in g["params"]]
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a validated param group (an invalid one does not stay)."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        for key in _GLOBAL_KEYS:
+        for key in ("nonfinite", "partition"):  # optimizer-wide: in ``defaults`` only
             group.pop(key, None)
         try:
             self._validate_group(group)
@@ -290,13 +224,9 @@ class _Base(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None):
-        """One step for every param group; returns ``closure()`` if given.
+        """One step of every param group (``closure()`` returned); the non-finite check comes first.
 
-        The non-finite check runs on the device before any state is touched: a CPU flag is read at
-        once (nothing to wait for); elsewhere it is folded into the update as a 0-dim tensor.
-
-        Raises:
-            FloatingPointError: ``nonfinite="raise"`` and a gradient is not finite.
+        A CPU flag is read at once (nothing to wait for); elsewhere it enters the update as a 0-dim tensor.
         """
         loss = None
         if closure is not None:
@@ -309,7 +239,7 @@ class _Base(Optimizer):
                 raise ValueError(f"{type(self).__name__} does not support sparse gradients")
             work.append((group, ps, [p.grad for p in ps]))
         found = self._found_inf([g for _, _, gs in work for g in gs])
-        if found is not None and self.nonfinite == "raise":
+        if found is not None and self.defaults["nonfinite"] == "raise":
             if bool(found):
                 raise FloatingPointError(f"{type(self).__name__}: non-finite gradient; step refused")
             found = None
@@ -326,75 +256,55 @@ class _Base(Optimizer):
 
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
         """A float32 0-dim flag, 1 iff a gradient entry is not finite (``torch.aminmax``: no overflow)."""
-        if self.nonfinite == "ignore" or not grads:
+        if self.defaults["nonfinite"] == "ignore" or not grads:
             return None
         dev = grads[0].device
         ends = [e.to(dev, torch.float32) for g in grads if g.numel() for e in torch.aminmax(_real(g))]
         return (~torch.stack(ends).isfinite().all()).to(torch.float32) if ends else None
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Load a state dict after validating all of it: a refused one changes nothing.
-
-        Accepts this optimizer's own state dicts and, for :class:`Adam`, ``torch.optim.Adam``'s
-        (group keys it lacks are taken from the current groups).
-
-        Raises:
-            ValueError: the state dict is from another optimizer, holds an invalid hyperparameter,
-                or does not match the parameters.
-        """
-        name, sd = f"{type(self).__name__}.load_state_dict", state_dict
-        if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
-            raise ValueError(f"{name}: expected a dict with 'state' and 'param_groups'")
-        if len(sd["param_groups"]) != len(self.param_groups):
-            raise ValueError(f"{name}: {len(sd['param_groups'])} param groups, not {len(self.param_groups)}")
-        groups = []
-        for k, (cur, saved) in enumerate(zip(self.param_groups, sd["param_groups"], strict=True)):
-            if len(saved["params"]) != len(cur["params"]):
-                raise ValueError(f"{name}: param group {k} has {len(saved['params'])} parameters")
-            missing = [key for key in self._required_group_keys if key not in saved]
-            foreign = sorted(set(saved) - set(cur) & {"betas", "momentum", "eps", "v0"})
-            if missing or foreign:
-                why = f"lacks {missing}" if missing else f"has {foreign}"
-                raise ValueError(f"{name}: param group {k} {why}; the state dict is from another optimizer")
-            groups.append({**cur, **saved})
-            try:
-                self._validate_group(groups[-1])
-            except ValueError as err:
-                raise ValueError(f"{name}: param group {k}: {err}") from None
-        params = [p for g in self.param_groups for p in g["params"]]
-        ids = [i for g in sd["param_groups"] for i in g["params"]]
-        by_id = dict(zip(ids, range(len(params)), strict=True))
-        if any(pid not in by_id or not isinstance(st, Mapping) for pid, st in sd["state"].items()):
-            raise ValueError(f"{name}: a state that is not a dict of a parameter of the groups")
-        self._check_state(name, {by_id[pid]: st for pid, st in sd["state"].items()}, params, groups)
-        super().load_state_dict({"state": sd["state"], "param_groups": groups})
+        """Load a state dict validated in full (a refused one changes nothing), also torch's."""
+        try:
+            groups = self._checked_groups(state_dict)
+        except ValueError as err:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: {err}") from None
+        super().load_state_dict({"state": state_dict["state"], "param_groups": groups})
         for p, st in self.state.items():  # step counts as float32 device tensors (torch's fused layout)
             for key in [k for k in st if k.endswith("step")]:
                 st[key] = (
                     torch.as_tensor(st[key]).detach().to(device=p.device, dtype=torch.float32).reshape(())
                 )
 
-    def _check_state(self, name: str, states: dict, params: list[Tensor], groups: list[dict]) -> None:
-        if any(states.values()):
-            raise ValueError(
-                f"{name}: {type(self).__name__} keeps no state; the state dict is from another optimizer"
-            )
-
-
-def _check_state_values(name: str, i: int, p: Tensor, st: Mapping) -> None:
-    """Step counts are whole numbers >= 0; moments have the parameter's shape."""
-    for key, val in st.items():
-        if key.endswith("step"):
+    def _checked_groups(self, sd) -> list[dict]:
+        """The param groups ``sd`` would give, after checking the groups and the states."""
+        if not isinstance(sd, Mapping) or "state" not in sd or "param_groups" not in sd:
+            raise ValueError("expected a dict with 'state' and 'param_groups'")
+        if len(sd["param_groups"]) != len(self.param_groups):
+            raise ValueError(f"{len(sd['param_groups'])} param groups, not {len(self.param_groups)}")
+        groups = []
+        for k, (cur, saved) in enumerate(zip(self.param_groups, sd["param_groups"], strict=True)):
+            missing = [key for key in self._required_group_keys if key not in saved]
+            foreign = sorted(set(saved) - set(cur) & {"betas", "momentum", "eps", "v0"})
+            if len(saved["params"]) != len(cur["params"]):
+                raise ValueError(f"param group {k} has {len(saved['params'])} parameters")
+            if missing or foreign:
+                why = f"lacks {missing}" if missing else f"has {foreign}"
+                raise ValueError(f"param group {k} {why}; the state dict is from another optimizer")
+            groups.append({**cur, **saved})
             try:
-                v = float(val)
-            except (TypeError, ValueError, RuntimeError):
-                v = math.nan
-            if not math.isfinite(v) or v < 0 or v != int(v):
-                raise ValueError(f"{name}: parameter {i}: {key}={val!r} is not a step count")
-        elif key in _MOMENTS and (not isinstance(val, Tensor) or val.shape != p.shape):
-            raise ValueError(
-                f"{name}: parameter {i}: {key} does not have the parameter's shape {tuple(p.shape)}"
-            )
+                self._validate_group(groups[-1])
+            except ValueError as err:
+                raise ValueError(f"param group {k}: {err}") from None
+        ids = [i for g in sd["param_groups"] for i in g["params"]]
+        by_id = {pid: i for i, pid in enumerate(ids)}
+        if any(pid not in by_id or not isinstance(st, Mapping) for pid, st in sd["state"].items()):
+            raise ValueError("a state that is not a dict of a parameter of the groups")
+        self._check_state({by_id[pid]: st for pid, st in sd["state"].items()}, groups)
+        return groups
+
+    def _check_state(self, states: dict[int, Mapping], groups: list[dict]) -> None:
+        if any(states.values()):
+            raise ValueError(f"{type(self).__name__} has no state; the state dict is from another optimizer")
 
 
 # ---- Algorithm 3 and its presets ----------------------------------------------------------------
@@ -405,39 +315,28 @@ class _FixedAssign:
         self.flat, self.numels = flat, numels
 
     def __call__(self, params: list[Tensor]) -> list[Tensor]:
-        numels = [p.numel() for p in params]
-        if numels != self.numels:
-            raise ValueError(f"this partition was frozen for tensors of sizes {self.numels}, got {numels}")
-        return [c.reshape(p.shape) for c, p in zip(self.flat.split(numels), params, strict=True)]
+        return [c.reshape(p.shape) for c, p in zip(self.flat.split(self.numels), params, strict=True)]
 
 
 class BlockwiseAdam(_Base):
-    r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED), over any partition; the update of the module docstring.
+    r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED): the update of the module docstring over ``partition``.
 
-    The partition covers **all** parameters in param-group order (blocks may span tensors and groups).
-    ``lr``, ``beta1`` and ``maximize`` may differ between groups; for blocks other than coordinates
-    ``beta2, eps, eps_root, v0, bias_correction`` act on shared moments and must agree, and the
-    parameters share one device and dtype. Coordinates keep torch's state (``step``, ``exp_avg``,
-    ``exp_avg_sq``); with ``fused`` not False (:class:`Adam`'s default), torch's settings and every
-    gradient in its parameter's strides the step is ``torch.optim.adam.adam(fused=True)``. Blocks
-    keep ``exp_avg`` per parameter and ``block_step``, ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`)
-    in the first parameter's state. Complex parameters count as their real views.
+    The partition covers all parameters in group order (complex ones as real views); ``lr``, ``beta1``
+    and ``maximize`` may differ between groups. For blocks, the other hyperparameters act on shared
+    moments and must agree, the parameters share one device and dtype, and the state is ``exp_avg`` per
+    parameter plus ``block_step``, ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`) in the first one's.
+    Coordinates keep torch's state and, with ``fused`` not False, torch's settings and gradients in
+    their parameters' strides, step by ``torch.optim.adam.adam(fused=True)``.
 
     Args:
         params: parameters or param groups.
-        lr: step size :math:`\eta` (a float or a one-element tensor).
-        betas: :math:`(\beta_1, \beta_2)`, each in :math:`[0, 1)`.
-        eps: :math:`\epsilon\ge0`, outside the root.
+        lr: :math:`\eta`, a float or a one-element tensor.
+        betas: :math:`(\beta_1, \beta_2)\in[0, 1)^2`.
+        eps: :math:`\epsilon\ge0`.
         partition: a :class:`~adamlinf.partitions.Partition` or a name of ``partitions.from_name``.
-        **kw: ``eps_root`` (:math:`\epsilon_{\rm root}\ge0`, inside the root, default 0), ``v0``
-            (:math:`v_0\ge0`, Theorem 3.5), ``bias_correction`` (divide by :math:`1-\beta_k^t`; False:
-            Algorithm 1 as stated), ``nonfinite`` (``"skip"``, ``"raise"`` or ``"ignore"``),
-            ``maximize``, ``fused`` (False, the default: the foreach code here; None: torch's
-            kernel where it applies; True: required) and ``torch.optim.Adam``'s other arguments at
-            values that change nothing (``weight_decay=0``, ``amsgrad=False``, ...).
-
-    Raises:
-        ValueError: an invalid hyperparameter or partition (the message names field and value).
+        **kw: ``eps_root``, ``v0``, ``bias_correction``, ``nonfinite`` (``"skip"``, ``"raise"``,
+            ``"ignore"``), ``maximize``, ``fused`` (False: foreach; None: torch's kernel where it applies;
+            True: required) and ``torch.optim.Adam``'s others at values that change nothing.
     """
 
     _required_group_keys = ("lr", "betas", "eps")
@@ -451,10 +350,8 @@ class BlockwiseAdam(_Base):
             raise ValueError(f"partition must be a Partition, got {type(partition).__name__}")
         nonfinite = kw.pop("nonfinite", "skip")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, **{**_DEFAULTS, **kw}, partition=partition)
-        self._plan = None
         super().__init__(params, defaults, nonfinite)
-        if not self._coordinate:
-            self._plan = self._make_plan()
+        self._plan = None if self._coordinate else self._make_plan()
 
     @property
     def partition(self) -> Partition:
@@ -464,16 +361,6 @@ class BlockwiseAdam(_Base):
     @property
     def _coordinate(self) -> bool:
         return self.partition.name == "coordinate"
-
-    @property
-    def num_blocks(self) -> int:
-        """The number of blocks :math:`B`."""
-        if self._coordinate:
-            return sum(_real(p).numel() for p in self._params())
-        return self._get_plan()["B"]
-
-    def _params(self) -> list[Tensor]:
-        return [p for g in self.param_groups for p in g["params"]]
 
     def __getstate__(self) -> dict:
         """As :meth:`_Base.__getstate__`; a block partition frozen to its block ids (picklable)."""
@@ -492,13 +379,10 @@ class BlockwiseAdam(_Base):
         self._plan = None
 
     def add_param_group(self, param_group: dict) -> None:
-        """Add a param group (for blocks only before the first step: the blocks would change)."""
-        blocks = getattr(self, "_plan", None) is not None
-        if blocks and self.state:
+        """Add a param group (to blocks only before the first step: the blocks would change)."""
+        if self.state and not self._coordinate:
             raise ValueError(f"cannot add a param group to a {type(self).__name__} that has stepped")
         super().add_param_group(param_group)
-        if blocks:
-            self._plan = self._make_plan()
 
     def _validate_group(self, group: Mapping) -> None:
         _check("lr", group["lr"])
@@ -512,14 +396,9 @@ class BlockwiseAdam(_Base):
             _check(key, group[key])
         for key, fixed in _TORCH_FIXED.items():
             if group.get(key, fixed) != fixed:
-                raise ValueError(
-                    f"{type(self).__name__}: {key}={group[key]!r} is not supported, only {fixed!r}"
-                )
+                raise ValueError(f"{key}={group[key]!r} is not supported, only {fixed!r}")
         if group.get("fused") and not (self._torch_form(group) and self._coordinate):
-            raise ValueError(
-                f"{type(self).__name__}: fused=True needs torch's Adam (coordinates, eps > 0, "
-                f"bias_correction=True, eps_root=0), got {group['bias_correction']=}, {group['eps_root']=}"
-            )
+            raise ValueError("fused=True needs coordinates, eps > 0, bias_correction=True and eps_root=0")
 
     @staticmethod
     def _torch_form(group: Mapping) -> bool:
@@ -533,41 +412,41 @@ class BlockwiseAdam(_Base):
         for k, g in enumerate(groups[1:], 1):
             got = (g["betas"][1], *(g[key] for key in keys))
             if got != ref:
-                raise ValueError(
-                    f"{type(self).__name__}: param group {k} has (beta2, {', '.join(keys)}) = "
-                    f"{got}, group 0 {ref}; these act on the shared block moments and must agree"
-                )
+                raise ValueError(f"param group {k}: beta2, {', '.join(keys)} = {got} must agree with group 0")
         return ref
 
-    def _check_state(self, name: str, states: dict, params: list[Tensor], groups: list[dict]) -> None:
+    def _check_state(self, states: dict[int, Mapping], groups: list[dict]) -> None:
+        """Torch's keys (coordinates) or the block keys; step counts whole numbers, moments of shape."""
         block = not self._coordinate
         if block:
             self._shared(groups)
+        want = {"exp_avg"} if block else {"step", *_MOMENTS}
+        params = self._params()
         for i, st in states.items():
-            keys, want = set(st), {"exp_avg"} if block else {"step", *_MOMENTS}
-            if keys and not (keys == want or (block and i == 0 and keys == want | _BLOCK_KEYS)):
+            keys = set(st)
+            if keys and keys != want and not (block and i == 0 and keys == want | _BLOCK_KEYS):
                 raise ValueError(
-                    f"{name}: parameter {i} has state {sorted(keys)}, {type(self).__name__} keeps "
-                    f"{sorted(want)}; the state dict is from another optimizer"
+                    f"parameter {i} has state {sorted(keys)}; the state dict is from another optimizer"
                 )
-            _check_state_values(name, i, params[i], st)
+            for key, val in st.items():
+                if key.endswith("step"):
+                    one = isinstance(val, (int, float)) or (isinstance(val, Tensor) and val.numel() == 1)
+                    n = float(val) if one else math.nan
+                    if not math.isfinite(n) or n < 0 or n != int(n):
+                        raise ValueError(f"parameter {i}: {key}={val!r} is not a step count")
+                elif key in _MOMENTS and (not isinstance(val, Tensor) or val.shape != params[i].shape):
+                    shape = tuple(params[i].shape)
+                    raise ValueError(f"parameter {i}: {key} does not have the parameter's shape {shape}")
         v = states.get(0, {}).get("block_exp_avg_sq")
         if block and v is not None:
             B = self._get_plan()["B"]
-            if not isinstance(v, Tensor) or v.shape != (B,):
-                raise ValueError(f"{name}: block_exp_avg_sq is not of shape ({B},), the number of blocks")
-            if not bool(torch.isfinite(v).all()) or bool((v < 0).any()):
-                raise ValueError(f"{name}: block_exp_avg_sq must be finite and >= 0")
+            ok = isinstance(v, Tensor) and v.shape == (B,)
+            if not ok or not bool(v.isfinite().all() & (v >= 0).all()):
+                raise ValueError(f"block_exp_avg_sq must be finite, >= 0, of shape ({B},) (the blocks)")
         elif block and any(states.values()):
-            raise ValueError(
-                f"{name}: moments without the block state; the state dict is from another optimizer"
-            )
-
-    def _check_groups_at_step(self) -> None:
-        """Checks that a scheduler could invalidate between steps (Python numbers only)."""
+            raise ValueError("moments without the block state; the state dict is from another optimizer")
 
     def _step(self, work, found) -> None:
-        self._check_groups_at_step()
         keep = None if found is None else found == 0
         if not self._coordinate:
             return self._block_step(work, keep)
@@ -585,23 +464,9 @@ class BlockwiseAdam(_Base):
             steps, ms, vs = ([self.state[p][k] for p in ps] for k in ("step", *_MOMENTS))
             if ps and self._fusable(group, ps, gs):
                 b1, b2 = group["betas"]
-                torch_adam(
-                    ps,
-                    gs,
-                    ms,
-                    vs,
-                    [],
-                    steps,
-                    fused=True,
-                    found_inf=found,
-                    amsgrad=False,
-                    beta1=b1,
-                    beta2=b2,
-                    lr=group["lr"],
-                    weight_decay=0.0,
-                    eps=group["eps"],
-                    maximize=group["maximize"],
-                )
+                hyper = dict(lr=group["lr"], eps=group["eps"], maximize=group["maximize"], beta1=b1, beta2=b2)
+                fixed = dict(amsgrad=False, weight_decay=0.0, fused=True)
+                torch_adam(ps, gs, ms, vs, [], steps, found_inf=found, **fixed, **hyper)
             elif ps:
                 reals = ([_real(t) for t in ts] for ts in (ps, gs, ms, vs))
                 self._coordinate_step(group, *reals, steps, keep)
@@ -612,9 +477,7 @@ class BlockwiseAdam(_Base):
             return False  # (torch does not trace its fused kernel: a compiled step takes the foreach path)
         ok = all(p.device.type in _FUSED_DEVICES and p.dtype in _FUSED_DTYPES for p in ps)
         if group["fused"] and not ok:
-            raise ValueError(
-                f"{type(self).__name__}: fused=True needs real floating parameters on {_FUSED_DEVICES}"
-            )
+            raise ValueError(f"fused=True needs real floating parameters on {_FUSED_DEVICES}")
         return ok and all(_same_layout(p, g) for p, g in zip(ps, gs, strict=True))
 
     @staticmethod
@@ -624,14 +487,9 @@ class BlockwiseAdam(_Base):
         if group["maximize"]:
             gs = torch._foreach_neg(gs)
         gs = _finite_or_zero(gs, keep)
-        if keep is None:
-            torch._foreach_add_(steps, 1)
-            torch._foreach_lerp_(ms, gs, 1.0 - beta1)
-            torch._foreach_mul_(vs, beta2)
-        else:
-            torch._foreach_add_(steps, [keep.to(torch.float32)] * len(steps))
-            torch._foreach_lerp_(ms, gs, [_keep_scalar(keep, 1.0 - beta1, 0.0, ms[0])] * len(ms))
-            torch._foreach_mul_(vs, _keep_scalar(keep, beta2, 1.0, vs[0]))
+        torch._foreach_add_(steps, 1 if keep is None else [keep.to(torch.float32)] * len(steps))
+        torch._foreach_lerp_(ms, gs, _lerp_weight(keep, beta1, ms))
+        torch._foreach_mul_(vs, _keep_scalar(keep, beta2, 1.0, vs[0]))
         torch._foreach_addcmul_(vs, gs, gs, value=1.0 - beta2)
         c1s = c2s = None
         if group["bias_correction"]:
@@ -647,12 +505,7 @@ class BlockwiseAdam(_Base):
         return self._plan
 
     def _make_plan(self) -> dict:
-        """The partition analysed once.
-
-        Per tensor either equal contiguous runs of block ids (``seg``: reduced by ``view(n, -1)``,
-        updated with a broadcast ``(n, 1)`` denominator) or a gather; ``identity`` when every block
-        lies inside one tensor, in order.
-        """
+        """Per tensor equal runs of block ids (``seg``: a ``view(n, -1)``) or a gather."""
         params = self._params()
         dev, dt = params[0].device, params[0].dtype
         if any(p.device != dev or p.dtype != dt for p in params):
@@ -688,10 +541,7 @@ class BlockwiseAdam(_Base):
         )
 
     def _rms_pieces(self, plan: dict, grads: dict) -> list[Tensor]:
-        """Per tensor its blocks' root-mean-squares (``identity`` plan) or sums of squares (else).
-
-        A missing gradient counts as zeros; a block of one coordinate uses :math:`r_b=g_i` itself.
-        """
+        """Per tensor its blocks' root-mean-squares (``identity``) or sums of squares; no gradient: zeros."""
         ident, ref = plan["identity"], next(iter(grads.values()))
         pieces = []
         for k, e in enumerate(plan["entries"]):
@@ -745,7 +595,7 @@ class BlockwiseAdam(_Base):
             st["exp_avg"] = st["exp_avg"].to(device=p.device, dtype=p.dtype)
         t.add_(1 if keep is None else keep.to(torch.float32))
         parts = zip((v[e["sel"]] for e in plan["entries"]), pieces, strict=True) if sliced else [(v, rms)]
-        decay = beta2 if keep is None else _keep_scalar(keep, beta2, 1.0, v)
+        decay = _keep_scalar(keep, beta2, 1.0, v)
         for vv, r in parts:
             vv.mul_(decay).addcmul_(r, r, value=1.0 - beta2)
         (denom_b,) = _denominators([v], _corrections([t], beta2) if bias_correction else None, eps, eps_root)
@@ -755,10 +605,7 @@ class BlockwiseAdam(_Base):
                 continue
             beta1, lr = group["betas"][0], group["lr"]
             ms = [_real(self.state[p]["exp_avg"]) for p in ps]
-            if keep is None:
-                torch._foreach_lerp_(ms, gs, 1.0 - beta1)
-            else:
-                torch._foreach_lerp_(ms, gs, [_keep_scalar(keep, 1.0 - beta1, 0.0, ms[0])] * len(ms))
+            torch._foreach_lerp_(ms, gs, _lerp_weight(keep, beta1, ms))
             c1s = _corrections([t], beta1) if bias_correction else None
             scaled = c1s is not None or isinstance(lr, Tensor) or keep is not None
             d_group = [denom_b.clone() if scaled and i != last else denom_b]  # the last group may consume it
@@ -775,11 +622,7 @@ class BlockwiseAdam(_Base):
 
 
 class Adam(BlockwiseAdam):
-    r"""Adam, Algorithm 1: :class:`BlockwiseAdam` over coordinates; by default ``torch.optim.Adam``.
-
-    ``fused=None`` by default: torch's fused kernel wherever it applies (bit-identical to
-    ``torch.optim.Adam(fused=True)``).
-    """
+    r"""Adam, Algorithm 1: by default ``torch.optim.Adam(fused=True)`` bit for bit where it applies."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, fused=None, **kw):
         super().__init__(params, lr, betas, eps, partition="coordinate", fused=fused, **kw)
@@ -803,23 +646,14 @@ class RMSProp(Adam):
         if group["betas"][0] != 0:
             raise ValueError(f"RMSProp needs beta1 = 0, got betas={tuple(group['betas'])}")
 
-    def _check_groups_at_step(self) -> None:
+    def _step(self, work, found) -> None:
         for group in self.param_groups:  # a scheduler with momentum cycling may have set beta1
             self._validate_group(group)
+        super()._step(work, found)
 
 
 class SignGD(_Base):
-    r"""SignGD (Theorem 3.2): :math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)` exactly, no state.
-
-    Adam with :math:`\beta_1=\beta_2=\epsilon=0` and :math:`0/0:=0`, computed as a sign so that
-    every coordinate moves by exactly :math:`\eta` (complex parameters as real pairs).
-
-    Args:
-        params: parameters or param groups.
-        lr: step size :math:`\eta`.
-        maximize: ascend instead of descend.
-        nonfinite: ``"skip"`` (default), ``"raise"`` or ``"ignore"``.
-    """
+    r"""SignGD (Theorem 3.2): :math:`x_t=x_{t-1}-\eta_t\,\mathrm{sign}(g_t)` exactly; no state."""
 
     def __init__(self, params, lr: float | Tensor = 1e-3, *, maximize: bool = False, nonfinite: str = "skip"):
         super().__init__(params, dict(lr=lr, maximize=bool(maximize)), nonfinite)
@@ -839,18 +673,11 @@ class SignGD(_Base):
 # ---- the registry: every optimizer name of the book ---------------------------------------------
 @dataclass(frozen=True)
 class Spec:
-    r"""A registered optimizer.
-
-    Attributes:
-        label: the book's name for it (legends, table rows).
-        build: ``build(params, model, lr=, betas=, eps=, momentum=, **kw)``; ``model`` for the
-            partitions that need it (heads).
-        rotates: trained on :math:`L\circ\mathcal R` (the caller wraps the model in a rotation).
-    """
+    """A registered optimizer: its label, ``build(params, model, lr=, betas=, eps=, momentum=, **kw)``."""
 
     label: str
     build: Callable[..., Optimizer]
-    rotates: bool = False
+    rotates: bool = False  # trained on the rotated loss (the caller wraps the model)
 
 
 def _adaptive(cls, partition: Callable | None = None) -> Callable[..., Optimizer]:
@@ -899,33 +726,8 @@ OPTIMIZERS: dict[str, Spec] = {
 LABELS = {name: spec.label for name, spec in OPTIMIZERS.items()}
 
 
-def create(
-    name: str,
-    params,
-    *,
-    model=None,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    momentum: float = 0.9,
-    **kw,
-) -> Optimizer:
-    r"""The optimizer ``name`` of :data:`OPTIMIZERS`, with the classes' defaults (torch's Adam settings).
-
-    Args:
-        name: a key of :data:`OPTIMIZERS`.
-        params: parameters or param groups.
-        model: the model, for partitions that need it (``"blockwise_adam_head"``).
-        lr: step size.
-        betas: :math:`(\beta_1, \beta_2)` (RMSProp uses :math:`\beta_2`; SGD and SignGD ignore them).
-        eps: :math:`\epsilon`.
-        momentum: SGD's momentum.
-        **kw: further arguments of the class (``eps_root``, ``bias_correction``, ``v0``, ``partition``,
-            ``nonfinite``, ...).
-
-    Raises:
-        ValueError: an unknown name.
-    """
+def create(name: str, params, *, model=None, lr: float, betas=(0.9, 0.999), eps=1e-8, momentum=0.9, **kw):
+    """The optimizer ``name`` of :data:`OPTIMIZERS`; ``**kw`` go to the class (``eps_root``, ``v0``, ...)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose from {tuple(OPTIMIZERS)}")
     return OPTIMIZERS[name].build(params, model, lr=lr, betas=betas, eps=eps, momentum=momentum, **kw)
