@@ -1,21 +1,15 @@
 """Image data for Section 4.3: CIFAR-10 (Krizhevsky 2009) and an offline stand-in, as tasks.
 
-CIFAR-10 is read by torchvision from ``<root>/cifar-10-batches-py`` after our own check of its files
-(md5, or only the pickle layout for a set of one's own); nothing is downloaded implicitly::
-
-    python -m adamlinf.data.images cifar10 --archive cifar-10-python.tar.gz   # offline, a local copy
-    python -m adamlinf.data.images cifar10                                    # download (torchvision)
-
-The ``ci`` stand-in (:func:`load_digits_images`) is scikit-learn's 1,797 real 8x8 digits, upscaled,
-on 3 channels: a small real 10-class set, NOT CIFAR-10. :class:`ImageTask` trains on per-epoch
-seeded permutations with a random crop (zero padding) and flip seeded by ``(seed, step, micro_step,
-rank)`` (every batch a pure function of its arguments), and evaluates on a fixed augmented training
-subset and the whole test set, cut into fixed batches (BatchNorm uses batch statistics).
+CIFAR-10 is read by torchvision from ``<data root>/cifar-10-batches-py`` after our check of its files
+(md5, or only the pickle layout for a set of one's own); ``python -m adamlinf.data.images cifar10
+[--archive cifar-10-python.tar.gz]`` prepares it (downloading only without the archive). The ``ci``
+stand-in is scikit-learn's 1,797 real 8x8 digits, upscaled, on 3 channels: NOT CIFAR-10.
+:class:`ImageTask` trains on per-epoch seeded permutations with a seeded random crop and flip, and
+evaluates on a fixed augmented training subset and the test set, in fixed batches.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import pickle
 import sys
@@ -29,23 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.datasets import CIFAR10
 
-from adamlinf.data.text import DataFormatError, check_int, data_root, offline
+from adamlinf.data.text import DataFormatError, check_int, data_root, main, offline
 
 #: per-channel mean and standard deviation of the CIFAR-10 training images (pixels in [0, 1])
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-
-
-def default_data_root() -> Path:
-    """:func:`adamlinf.data.text.data_root`."""
-    return data_root()
-
-
-def prepare_command(root: str | Path | None = None, archive: bool = True) -> str:
-    """The command that prepares CIFAR-10 under ``root``: from a local archive, or by download."""
-    cmd = "python -m adamlinf.data.images cifar10" + (" --archive cifar-10-python.tar.gz" if archive else "")
-    return cmd + (f" --root {root}" if root is not None else "")
+_FILES = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
 
 
 class CIFAR10NoMD5(CIFAR10):
@@ -57,13 +41,8 @@ class CIFAR10NoMD5(CIFAR10):
 
 
 def _how(root: Path) -> str:
-    return (
-        f"    {prepare_command(root)}\nor, with network access:\n    {prepare_command(root, archive=False)}"
-    )
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    cmd = f"python -m adamlinf.data.images cifar10 --root {root}"
+    return f"    {cmd} --archive cifar-10-python.tar.gz\nor, with network access:\n    {cmd}"
 
 
 def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
@@ -73,10 +52,8 @@ def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
         FileNotFoundError: a file is missing (the message says how to get the data set).
         DataFormatError: a file is damaged or not CIFAR-10's (the message names it and the command).
     """
-    root = Path(root)
-    folder = root / CIFAR10.base_folder
-    files = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
-    missing = [name for name, _ in files if not (folder / name).is_file()]
+    folder = Path(root) / CIFAR10.base_folder
+    missing = [name for name, _ in _FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"CIFAR-10 not found: {folder} is missing {', '.join(missing)}. Nothing is downloaded "
@@ -86,54 +63,50 @@ def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
         )
     fix = f"Prepare the data set again:\n{_how(root)}"
     if verify_md5:
-        bad = [name for name, md5 in files if _md5(folder / name) != md5]
+        bad = [
+            str(folder / name)
+            for name, md5 in _FILES
+            if hashlib.md5((folder / name).read_bytes(), usedforsecurity=False).hexdigest() != md5
+        ]
         if bad:
             raise DataFormatError(
-                f"{', '.join(str(folder / n) for n in bad)}: not the official CIFAR-10 file(s) (md5 "
-                f"differs), so damaged or from another data set. {fix}\nA set of your own in CIFAR-10's "
-                "format loads with verify_md5=False."
+                f"{', '.join(bad)}: not the official CIFAR-10 file(s) (md5 differs): damaged or of another "
+                f"data set. {fix}\nA set of your own in CIFAR-10's format loads with verify_md5=False."
             )
         return
-    for name, _ in files:
-        path = folder / name
+    for name, _ in _FILES:
         try:
-            with open(path, "rb") as f:
+            with open(folder / name, "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
         except Exception as exc:  # UnpicklingError, EOFError, ValueError, ... on a damaged file
             raise DataFormatError(
-                f"{path} is not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc}). {fix}"
+                f"{folder / name} is not a readable CIFAR-10 pickle ({exc!r}). {fix}"
             ) from exc
         need = ("label_names",) if name == CIFAR10.meta["filename"] else ("data", "labels")
         if not isinstance(entry, dict) or not set(need) <= set(entry):
-            raise DataFormatError(f"{path} lacks the CIFAR-10 key(s) {list(need)}. {fix}")
+            raise DataFormatError(f"{folder / name} lacks the CIFAR-10 key(s) {list(need)}. {fix}")
 
 
-def load_cifar10(root: str | Path | None = None, *, verify_md5: bool = True) -> dict[str, Any]:
-    """``train_x`` (N, 3, 32, 32) uint8, ``train_y``, ``test_x``, ``test_y`` and ``classes``.
-
-    The files are checked (:func:`check_cifar10_files`), then read by torchvision (:class:`CIFAR10NoMD5`).
-    """
-    root = Path(root) if root is not None else default_data_root()
+def load_cifar10(root: str | Path | None = None, *, verify_md5: bool = True) -> dict[str, Tensor]:
+    """``train_x`` (N, 3, 32, 32) uint8, ``train_y``, ``test_x``, ``test_y`` (files checked first)."""
+    root = Path(root) if root is not None else data_root()
     check_cifar10_files(root, verify_md5=verify_md5)
-    out: dict[str, Any] = {}
+    out = {}
     for split, train in (("train", True), ("test", False)):
         ds = CIFAR10NoMD5(str(root), train=train, download=False)
         out[f"{split}_x"] = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         out[f"{split}_y"] = torch.as_tensor(ds.targets, dtype=torch.long)
-        out["classes"] = list(ds.classes)
     return out
 
 
-def load_digits_images(size: int = 16, *, test_size: int = 360, seed: int = 0) -> dict[str, Any]:
-    """The digits (0..16 scaled to 0..255) upscaled bilinearly to ``size``, 3 channels, uint8.
+def load_digits_images(size: int = 16, *, test_size: int = 360, seed: int = 0) -> dict[str, Tensor]:
+    """The digits (0..16 scaled to 0..255) upscaled bilinearly to ``size`` >= 8, 3 channels, uint8.
 
     A stratified split with ``test_size`` test images (fixed by ``seed``), as :func:`load_cifar10`.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if size < 8:
-        raise ValueError(f"size must be >= 8 (the digits are 8x8), got {size}")
     digits = load_digits()
     x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
     if size != 8:
@@ -144,8 +117,7 @@ def load_digits_images(size: int = 16, *, test_size: int = 360, seed: int = 0) -
         np.arange(len(y)), test_size=test_size, random_state=seed, stratify=digits.target
     )
     tr, te = torch.as_tensor(np.sort(tr)), torch.as_tensor(np.sort(te))
-    classes = [str(c) for c in digits.target_names]
-    return {"train_x": x[tr], "train_y": y[tr], "test_x": x[te], "test_y": y[te], "classes": classes}
+    return {"train_x": x[tr], "train_y": y[tr], "test_x": x[te], "test_y": y[te]}
 
 
 def mix_seed(*values: int) -> int:
@@ -203,34 +175,23 @@ class ImageTask:
         std=None,
         train_eval_size=None,
         eval_batch_size=500,
-        name="images",
-        classes=None,
     ):
-        for nm, x in (("train_x", train_x), ("test_x", test_x)):
-            if x.dtype != torch.uint8 or x.ndim != 4:
-                raise ValueError(f"{nm} must be a uint8 tensor (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
-        if len(train_x) != len(train_y) or len(test_x) != len(test_y):
-            raise ValueError("images and labels differ in length")
-        ints = {
-            "batch_size": (batch_size, 1),
-            "grad_accum": (grad_accum, 1),
-            "eval_batch_size": (eval_batch_size, 1),
-        }
-        for nm, (value, least) in (ints | {"seed": (seed, 0), "padding": (padding, 0)}).items():
-            check_int("ImageTask", nm, value, least)
+        ints = {"batch_size": batch_size, "grad_accum": grad_accum, "eval_batch_size": eval_batch_size}
+        for nm, value in ints.items():
+            check_int("ImageTask", nm, value, 1)
+        check_int("ImageTask", "seed", seed, 0)
+        check_int("ImageTask", "padding", padding, 0)
         self.train_x, self.train_y = train_x, train_y.long()
         self.test_x, self.test_y = test_x, test_y.long()
         self.batch_size, self.grad_accum, self.seed = int(batch_size), int(grad_accum), int(seed)
         self.augment, self.padding, self.flip = bool(augment), int(padding), bool(flip)
-        self.eval_batch_size, self.name, self.classes = int(eval_batch_size), name, classes
+        self.eval_batch_size = int(eval_batch_size)
         if mean is None or std is None:
             pix = train_x.to(torch.float64) / 255.0
             mean = pix.mean(dim=(0, 2, 3)).tolist() if mean is None else mean
             std = pix.std(dim=(0, 2, 3)).tolist() if std is None else std
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        if self.mean.numel() != train_x.shape[1] or self.std.numel() != train_x.shape[1]:
-            raise ValueError("mean/std need one value per channel")
         n_eval = len(test_x) if train_eval_size is None else int(train_eval_size)
         if not 1 <= n_eval <= len(train_x):
             raise ValueError(f"train_eval_size must be in [1, {len(train_x)}], got {n_eval}")
@@ -247,10 +208,9 @@ class ImageTask:
         """Training images."""
         return len(self.train_x)
 
-    def iters_for_epochs(self, epochs: float, global_batch: int | None = None) -> int:
+    def iters_for_epochs(self, epochs: float) -> int:
         """Steps for ``epochs`` passes (Section 4.3: 20 epochs = 4000 steps at batch 256)."""
-        gb = global_batch or self.batch_size * self.grad_accum
-        return max(1, int(round(epochs * self.num_train / gb)))
+        return max(1, int(round(epochs * self.num_train / (self.batch_size * self.grad_accum))))
 
     def normalize(self, x_uint8: Tensor) -> Tensor:
         """uint8 pixels -> float32 ``(x/255 - mean) / std``."""
@@ -339,45 +299,34 @@ class ImageTask:
         return out | {"val_loss": te_loss, "val_acc": te_acc}
 
 
-def build_task(**spec) -> ImageTask:
+def build_task(source: str = "cifar10", **spec: Any) -> ImageTask:
     """:class:`ImageTask` of ``source="cifar10"`` (``root``, ``verify_md5``) or ``"digits"`` (``image_size``).
 
     CIFAR-10 is normalised by :data:`CIFAR10_MEAN`/:data:`CIFAR10_STD`; the stand-in by its own
     statistics, with ``padding = image_size // 8``.
     """
-    spec = dict(spec)
-    kind = spec.pop("kind", "cifar10")
-    if kind != "cifar10":
-        raise ValueError(f"adamlinf.data.images builds kind 'cifar10', got {kind!r}")
-    source = spec.pop("source", "cifar10")
     if "batch_size" not in spec:
         raise ValueError("the image task needs batch_size")
     if source == "cifar10":
         data = load_cifar10(spec.pop("root", None), verify_md5=spec.pop("verify_md5", True))
-        spec.setdefault("mean", CIFAR10_MEAN)
-        spec.setdefault("std", CIFAR10_STD)
-        name = "cifar10"
+        spec = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD} | spec
     elif source == "digits":
-        opts = {
-            k: check_int("digits", k, spec.pop(k, d), 0)
-            for k, d in (("image_size", 16), ("test_size", 360), ("split_seed", 0))
-        }
-        size = opts["image_size"]
-        data = load_digits_images(size, test_size=opts["test_size"], seed=opts["split_seed"])
-        spec.setdefault("padding", max(1, size // 8))
-        name = f"digits{size} (stand-in)"
+        size = check_int("digits", "image_size", spec.pop("image_size", 16), 8)
+        test_size = check_int("digits", "test_size", spec.pop("test_size", 360), 0)
+        data = load_digits_images(
+            size, test_size=test_size, seed=check_int("digits", "split_seed", spec.pop("split_seed", 0), 0)
+        )
+        spec = {"padding": max(1, size // 8)} | spec
     else:
         raise ValueError(f"source must be 'cifar10' or 'digits', got {source!r}")
     allowed = {"batch_size", "grad_accum", "seed", "augment", "padding", "flip", "mean", "std"}
-    allowed |= {"train_eval_size", "eval_batch_size"}
-    unknown = set(spec) - allowed
+    unknown = set(spec) - allowed - {"train_eval_size", "eval_batch_size"}
     if unknown:
         raise ValueError(
-            f"unknown image-task option(s) {sorted(unknown)}; allowed: {sorted(allowed)} "
-            "plus source, root, verify_md5, image_size, test_size, split_seed"
+            f"unknown image-task option(s) {sorted(unknown)}; allowed: {sorted(allowed)}, train_eval_size, "
+            "eval_batch_size, source, root, verify_md5, image_size, test_size, split_seed"
         )
-    x, y = (data["train_x"], data["train_y"]), (data["test_x"], data["test_y"])
-    return ImageTask(*x, *y, name=name, classes=data["classes"], **spec)
+    return ImageTask(data["train_x"], data["train_y"], data["test_x"], data["test_y"], **spec)
 
 
 def prepare_cifar10(root: str | Path | None = None, archive: str | Path | None = None) -> Path:
@@ -387,11 +336,10 @@ def prepare_cifar10(root: str | Path | None = None, archive: str | Path | None =
         FileNotFoundError: no archive and :func:`~adamlinf.data.text.offline`, or no such archive.
         DataFormatError: a file differs from the official one.
     """
-    root = Path(root) if root is not None else default_data_root()
+    root = Path(root) if root is not None else data_root()
     root.mkdir(parents=True, exist_ok=True)
     if archive is not None:
-        archive = Path(archive)
-        if not archive.is_file():
+        if not Path(archive).is_file():
             raise FileNotFoundError(f"{archive} does not exist; download {CIFAR10_URL} first")
         with tarfile.open(archive, "r:gz") as tar:
             members = [
@@ -404,34 +352,14 @@ def prepare_cifar10(root: str | Path | None = None, archive: str | Path | None =
             tar.extractall(root, members=members)  # noqa: S202 - members filtered above
     elif offline():
         raise FileNotFoundError(
-            "offline mode is set (ADAMLINF_OFFLINE / HF_HUB_OFFLINE / "
-            f"HF_DATASETS_OFFLINE), so CIFAR-10 is not downloaded: pass --archive "
-            f"with a local copy of {CIFAR10_URL}"
+            "offline mode is set (ADAMLINF_OFFLINE / HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), so CIFAR-10 is "
+            f"not downloaded: pass --archive with a local copy of {CIFAR10_URL}"
         )
     else:
         for train in (True, False):
             CIFAR10(str(root), train=train, download=True)
     check_cifar10_files(root, verify_md5=True)
     return root / CIFAR10.base_folder
-
-
-def main(argv=None) -> int:
-    """``python -m adamlinf.data.images cifar10 [--archive FILE] [--root DIR]``; exit status 2 on failure."""
-    parser = argparse.ArgumentParser(
-        prog="python -m adamlinf.data.images",
-        description="Prepare CIFAR-10 (Section 4.3) and verify its files.",
-    )
-    parser.add_argument("name", choices=("cifar10",))
-    parser.add_argument("--root", default=None, help="data root (default $ADAMLINF_DATA or <repo>/data)")
-    parser.add_argument("--archive", default=None, help="local cifar-10-python.tar.gz (no download)")
-    args = parser.parse_args(argv)
-    try:
-        folder = prepare_cifar10(args.root, args.archive)
-    except (FileNotFoundError, DataFormatError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"cifar10: verified in {folder}")
-    return 0
 
 
 if __name__ == "__main__":
