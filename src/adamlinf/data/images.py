@@ -14,6 +14,7 @@ import hashlib
 import pickle
 import sys
 import tarfile
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +100,10 @@ def load_cifar10(root: str | Path | None = None, *, verify_md5: bool = True) -> 
     return out
 
 
-def load_digits_images(size: int = 16, *, test_size: int = 360, seed: int = 0) -> dict[str, Tensor]:
+def load_digits_images(size: int = 16, *, seed: int = 0) -> dict[str, Tensor]:
     """The digits (0..16 scaled to 0..255) upscaled bilinearly to ``size`` >= 8, 3 channels, uint8.
 
-    A stratified split with ``test_size`` test images (fixed by ``seed``), as :func:`load_cifar10`.
+    A stratified split with 360 test images, fixed by ``seed``, as :func:`load_cifar10`.
     """
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -113,9 +114,7 @@ def load_digits_images(size: int = 16, *, test_size: int = 360, seed: int = 0) -
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x.clamp(0, 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
     y = torch.as_tensor(digits.target, dtype=torch.long)
-    tr, te = train_test_split(
-        np.arange(len(y)), test_size=test_size, random_state=seed, stratify=digits.target
-    )
+    tr, te = train_test_split(np.arange(len(y)), test_size=360, random_state=seed, stratify=digits.target)
     tr, te = torch.as_tensor(np.sort(tr)), torch.as_tensor(np.sort(te))
     return {"train_x": x[tr], "train_y": y[tr], "test_x": x[te], "test_y": y[te]}
 
@@ -126,7 +125,7 @@ def mix_seed(*values: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-def random_crop_flip(images: Tensor, generator: torch.Generator, *, padding=4, flip=True) -> Tensor:
+def random_crop_flip(images: Tensor, generator: torch.Generator, *, padding=4) -> Tensor:
     """``RandomCrop(H, padding)`` (zero padding) then ``RandomHorizontalFlip()`` of (B, C, H, W).
 
     Offsets uniform in ``{0..2p}²``, flips with probability 1/2, all drawn from ``generator``.
@@ -141,65 +140,56 @@ def random_crop_flip(images: Tensor, generator: torch.Generator, *, padding=4, f
         bi = torch.arange(b, device=images.device)[:, None, None]
         out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
         out = out.permute(0, 3, 1, 2).contiguous()
-    if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(images.device)
-        out = torch.where(mask[:, None, None, None], out.flip(-1), out)
-    return out
+    mask = (torch.rand(b, generator=generator) < 0.5).to(images.device)
+    return torch.where(mask[:, None, None, None], out.flip(-1), out)
 
 
 _TAG_PERM, _TAG_AUG, _TAG_TRAIN_EVAL = 1, 2, 3
 
 
+@dataclass(eq=False)
 class ImageTask:
     """Cross-entropy classification of uint8 images (N, C, H, W) (the ``Task`` protocol).
 
     Micro-batch ``(step s, micro_step m, rank r)`` is slot ``(s · grad_accum + m) · world + r`` of
     the stream of per-epoch permutations. ``mean``/``std``: per channel on [0, 1] (default: the
-    training set's); ``train_eval_size``: the fixed augmented training subset (default: test size).
+    training set's). ``evaluate`` also measures a fixed augmented training subset of the test set's size.
     """
 
-    def __init__(
-        self,
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        *,
-        batch_size,
-        grad_accum=1,
-        seed=0,
-        augment=True,
-        padding=4,
-        flip=True,
-        mean=None,
-        std=None,
-        train_eval_size=None,
-        eval_batch_size=500,
-    ):
-        ints = {"batch_size": batch_size, "grad_accum": grad_accum, "eval_batch_size": eval_batch_size}
-        for nm, value in ints.items():
-            check_int("ImageTask", nm, value, 1)
-        check_int("ImageTask", "seed", seed, 0)
-        check_int("ImageTask", "padding", padding, 0)
-        self.train_x, self.train_y = train_x, train_y.long()
-        self.test_x, self.test_y = test_x, test_y.long()
-        self.batch_size, self.grad_accum, self.seed = int(batch_size), int(grad_accum), int(seed)
-        self.augment, self.padding, self.flip = bool(augment), int(padding), bool(flip)
-        self.eval_batch_size = int(eval_batch_size)
-        if mean is None or std is None:
-            pix = train_x.to(torch.float64) / 255.0
-            mean = pix.mean(dim=(0, 2, 3)).tolist() if mean is None else mean
-            std = pix.std(dim=(0, 2, 3)).tolist() if std is None else std
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    _: KW_ONLY
+    batch_size: int
+    grad_accum: int = 1
+    seed: int = 0
+    augment: bool = True
+    padding: int = 4
+    mean: Any = None
+    std: Any = None
+    eval_batch_size: int = 500
+
+    def __post_init__(self):
+        for name, least in {
+            "batch_size": 1,
+            "grad_accum": 1,
+            "eval_batch_size": 1,
+            "seed": 0,
+            "padding": 0,
+        }.items():
+            setattr(self, name, check_int("ImageTask", name, getattr(self, name), least))
+        self.train_y, self.test_y, self.augment = self.train_y.long(), self.test_y.long(), bool(self.augment)
+        pix = self.train_x.to(torch.float64) / 255.0
+        mean = pix.mean(dim=(0, 2, 3)).tolist() if self.mean is None else self.mean
+        std = pix.std(dim=(0, 2, 3)).tolist() if self.std is None else self.std
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        n_eval = len(test_x) if train_eval_size is None else int(train_eval_size)
-        if not 1 <= n_eval <= len(train_x):
-            raise ValueError(f"train_eval_size must be in [1, {len(train_x)}], got {n_eval}")
         g = torch.Generator().manual_seed(mix_seed(self.seed, _TAG_TRAIN_EVAL))
-        idx = torch.randperm(len(train_x), generator=g)[:n_eval].sort().values
-        x = train_x[idx]
+        idx = torch.randperm(len(self.train_x), generator=g)[: len(self.test_x)].sort().values
+        x = self.train_x[idx]
         if self.augment:
-            x = random_crop_flip(x, g, padding=self.padding, flip=self.flip)
+            x = random_crop_flip(x, g, padding=self.padding)
         self.train_eval_x, self.train_eval_y = x, self.train_y[idx]  # fixed augmented subset
         self._perm_cache: dict[int, Tensor] = {}
 
@@ -246,23 +236,13 @@ class ImageTask:
             x = self.train_x[idx]
             if self.augment:
                 g = torch.Generator().manual_seed(mix_seed(self.seed, _TAG_AUG, step, micro_step, rank))
-                x = random_crop_flip(x, g, padding=self.padding, flip=self.flip)
+                x = random_crop_flip(x, g, padding=self.padding)
             return self.normalize(x), self.train_y[idx]
         if split in ("test", "val"):
             k = (step * self.grad_accum + micro_step) * world + rank
             idx = torch.arange(k * self.batch_size, (k + 1) * self.batch_size) % len(self.test_x)
             return self.normalize(self.test_x[idx]), self.test_y[idx]
         raise ValueError(f"split must be 'train', 'test' or 'val', got {split!r}")
-
-    def fixed_batches(self, n_examples: int, batch_size: int | None = None) -> list[tuple[Tensor, Tensor]]:
-        """The first ``n_examples`` of the fixed augmented training subset in batches (Table 4)."""
-        if not 1 <= n_examples <= len(self.train_eval_x):
-            raise ValueError(f"n_examples must be in [1, {len(self.train_eval_x)}], got {n_examples}")
-        bs = batch_size or n_examples
-        return [
-            (self.normalize(self.train_eval_x[i : i + bs]), self.train_eval_y[i : i + bs])
-            for i in range(0, n_examples, bs)
-        ]
 
     @staticmethod
     def loss(model: nn.Module, batch) -> Tensor:
@@ -312,19 +292,16 @@ def build_task(source: str = "cifar10", **spec: Any) -> ImageTask:
         spec = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD} | spec
     elif source == "digits":
         size = check_int("digits", "image_size", spec.pop("image_size", 16), 8)
-        test_size = check_int("digits", "test_size", spec.pop("test_size", 360), 0)
-        data = load_digits_images(
-            size, test_size=test_size, seed=check_int("digits", "split_seed", spec.pop("split_seed", 0), 0)
-        )
+        data = load_digits_images(size)
         spec = {"padding": max(1, size // 8)} | spec
     else:
         raise ValueError(f"source must be 'cifar10' or 'digits', got {source!r}")
-    allowed = {"batch_size", "grad_accum", "seed", "augment", "padding", "flip", "mean", "std"}
-    unknown = set(spec) - allowed - {"train_eval_size", "eval_batch_size"}
+    allowed = {"batch_size", "grad_accum", "seed", "augment", "padding", "mean", "std", "eval_batch_size"}
+    unknown = set(spec) - allowed
     if unknown:
         raise ValueError(
-            f"unknown image-task option(s) {sorted(unknown)}; allowed: {sorted(allowed)}, train_eval_size, "
-            "eval_batch_size, source, root, verify_md5, image_size, test_size, split_seed"
+            f"unknown image-task option(s) {sorted(unknown)}; allowed: {sorted(allowed)}, "
+            "source, root, verify_md5, image_size"
         )
     return ImageTask(data["train_x"], data["train_y"], data["test_x"], data["test_y"], **spec)
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +83,6 @@ def write_tokens(path, tokens, total: int | None = None, progress: bool = False,
         chunk = np.asarray(chunk)
         if chunk.size and (chunk.min() < 0 or chunk.max() >= 2**16):
             raise ValueError("token ids must lie in [0, 65535] to be stored as uint16")
-        if pos + chunk.size > total:
-            raise ValueError(f"more tokens than total={total}")
         arr[pos : pos + chunk.size] = chunk
         pos += chunk.size
         bar.update(chunk.size)
@@ -283,7 +281,7 @@ def gpt2_encoding():
         if offline():
             set_vars = ", ".join(v for v in OFFLINE_VARIABLES if os.environ.get(v))
             raise DataNotFoundError(
-                f"{exc} Offline mode is set ({set_vars}), so nothing was downloaded."
+                f"{exc} Offline mode is set ({set_vars}): nothing was downloaded."
             ) from exc
         try:
             return tiktoken.get_encoding("gpt2")
@@ -309,15 +307,10 @@ def prepare_openwebtext(root=None, num_proc: int = 8, source: str | None = None)
         flush=True,
     )
     try:
-        import datasets  # optional heavy dependency (the `data` extra)
-    except ImportError as exc:
-        raise DataNotFoundError(
-            "preparing OpenWebText needs `datasets` and `tiktoken`: pip install -e '.[data]'"
-        ) from exc
-    try:
-        if source is not None and any(
-            (Path(source) / f).exists() for f in ("dataset_dict.json", "state.json")
-        ):
+        import datasets  # optional, like tiktoken (pip install -e '.[data]')
+
+        saved = [Path(source or "") / f for f in ("dataset_dict.json", "state.json")]
+        if source is not None and any(f.exists() for f in saved):
             ds = datasets.load_from_disk(source)
         else:
             ds = datasets.load_dataset(source or "openwebtext", num_proc=num_proc)
@@ -366,11 +359,9 @@ def ensure(name: str, root: str | Path | None = None) -> Path:
 class LMTask:
     """Next-token prediction on a prepared data set (the ``Task`` protocol of :mod:`adamlinf.data`).
 
-    ``batch(split, step, micro_step, rank, world)`` is ``(x, y)`` (``y`` = ``x`` shifted by one),
-    slot ``s = micro_step · world + rank`` of step ``step``: global samples ``s·B … s·B + B - 1``,
-    sample ``i`` at the ``i``-th PCG64 draw of the stream ``(seed, split, step)``, so a global batch
-    does not depend on its split over ranks and accumulation steps. ``evaluate`` averages over
-    ``eval_iters`` fixed batches of each split, as nanoGPT's ``estimate_loss``.
+    Sample ``i`` of step ``step`` is the window at the ``i``-th PCG64 draw of the stream ``(seed, split,
+    step)``; micro-batch ``(micro_step, rank)`` of ``world`` ranks holds samples ``s·B … s·B + B - 1``,
+    ``s = micro_step · world + rank``, so a global batch does not depend on how it is split.
     """
 
     dataset: str = "pydoc"
@@ -380,7 +371,6 @@ class LMTask:
     eval_iters: int = 10
     eval_batch_size: int | None = None
     root: str | None = None
-    kind: str = field(default="lm", repr=False)
 
     def __post_init__(self):
         for name, least in {"block_size": 1, "batch_size": 1, "eval_iters": 1, "seed": 0}.items():
