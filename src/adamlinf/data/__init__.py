@@ -1,8 +1,7 @@
-"""Data as *tasks* (Sections 4.2, 4.3): what the training loop needs to know about data and loss.
+"""Data as *tasks* (Sections 4.2, 4.3): batches, loss and evaluation for the training loop.
 
-``build_task({"kind": "lm", ...})`` is a :class:`adamlinf.data.text.LMTask` (OpenWebText and the
-offline corpora), ``{"kind": "cifar10", ...}`` an ``adamlinf.data.images.ImageTask`` (CIFAR-10
-and its stand-in).
+``build_task({"kind": "lm", ...})`` is an :class:`adamlinf.data.text.LMTask`, ``{"kind": "cifar10", ...}``
+an ``adamlinf.data.images.ImageTask`` (CIFAR-10 or its digits stand-in).
 """
 
 from __future__ import annotations

