@@ -97,10 +97,7 @@ def load_cifar10(root: str | Path | None = None, *, verify_md5: bool = True) -> 
 
 
 def load_digits_images(size: int = 16, *, seed: int = 0) -> dict[str, Tensor]:
-    """The digits (0..16 scaled to 0..255) upscaled bilinearly to ``size`` >= 8, 3 channels, uint8.
-
-    A stratified split with 360 test images, fixed by ``seed``, as :func:`load_cifar10`.
-    """
+    """The digits as :func:`load_cifar10`: uint8, bilinear to ``size`` >= 8, 3 channels, 360 test."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -122,10 +119,7 @@ def mix_seed(*values: int) -> int:
 
 
 def random_crop_flip(images: Tensor, generator: torch.Generator, *, padding=4) -> Tensor:
-    """``RandomCrop(H, padding)`` (zero padding) then ``RandomHorizontalFlip()`` of (B, C, H, W).
-
-    Offsets uniform in ``{0..2p}²``, flips with probability 1/2, all drawn from ``generator``.
-    """
+    """Zero-padded ``RandomCrop(H, padding)``, then ``RandomHorizontalFlip()``, drawn from ``generator``."""
     b, _, h, w = images.shape
     out = images
     if padding > 0:
@@ -176,6 +170,7 @@ class ImageTask:
         }.items():
             setattr(self, name, check_int("ImageTask", name, getattr(self, name), least))
         self.train_y, self.test_y, self.augment = self.train_y.long(), self.test_y.long(), bool(self.augment)
+        self.num_train = len(self.train_x)
         pix = self.train_x.to(torch.float64) / 255.0
         mean = pix.mean(dim=(0, 2, 3)).tolist() if self.mean is None else self.mean
         std = pix.std(dim=(0, 2, 3)).tolist() if self.std is None else self.std
@@ -188,11 +183,6 @@ class ImageTask:
             x = random_crop_flip(x, g, padding=self.padding)
         self.train_eval_x, self.train_eval_y = x, self.train_y[idx]  # fixed augmented subset
         self._perm_cache: dict[int, Tensor] = {}
-
-    @property
-    def num_train(self) -> int:
-        """Training images."""
-        return len(self.train_x)
 
     def iters_for_epochs(self, epochs: float) -> int:
         """Steps for ``epochs`` passes (Section 4.3: 20 epochs = 4000 steps at batch 256)."""

