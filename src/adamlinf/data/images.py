@@ -11,7 +11,7 @@ import hashlib
 import pickle
 import sys
 import tarfile
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -159,15 +159,11 @@ class ImageTask:
     mean: Any = None
     std: Any = None
     eval_batch_size: int = 500
+    name: str = "images"
 
     def __post_init__(self):
-        for name, least in {
-            "batch_size": 1,
-            "grad_accum": 1,
-            "eval_batch_size": 1,
-            "seed": 0,
-            "padding": 0,
-        }.items():
+        minima = {"batch_size": 1, "grad_accum": 1, "eval_batch_size": 1, "seed": 0, "padding": 0}
+        for name, least in minima.items():
             setattr(self, name, check_int("ImageTask", name, getattr(self, name), least))
         self.train_y, self.test_y, self.augment = self.train_y.long(), self.test_y.long(), bool(self.augment)
         self.num_train = len(self.train_x)
@@ -271,14 +267,14 @@ def build_task(source: str = "cifar10", **spec: Any) -> ImageTask:
         raise ValueError("the image task needs batch_size")
     if source == "cifar10":
         data = load_cifar10(spec.pop("root", None), verify_md5=spec.pop("verify_md5", True))
-        spec = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD} | spec
+        spec = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD, "name": "cifar10"} | spec
     elif source == "digits":
         size = check_int("digits", "image_size", spec.pop("image_size", 16), 8)
         data = load_digits_images(size)
-        spec = {"padding": max(1, size // 8)} | spec
+        spec = {"padding": max(1, size // 8), "name": f"digits{size} (stand-in)"} | spec
     else:
         raise ValueError(f"source must be 'cifar10' or 'digits', got {source!r}")
-    allowed = {"batch_size", "grad_accum", "seed", "augment", "padding", "mean", "std", "eval_batch_size"}
+    allowed = {f.name for f in fields(ImageTask) if not f.name.endswith(("_x", "_y"))}  # not the data
     unknown = set(spec) - allowed
     if unknown:
         raise ValueError(
