@@ -21,10 +21,10 @@ from adamlinf.data.images import (
     build_task,
     load_cifar10,
     load_digits_images,
-    main,
     prepare_cifar10,
     random_crop_flip,
 )
+from adamlinf.data.text import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -154,7 +154,7 @@ def test_missing_data_gives_instructions(tmp_path):
         load_cifar10(tmp_path)
     msg = str(err.value)
     assert "cifar-10-batches-py" in msg and "cifar-10-python.tar.gz" in msg
-    assert f"python -m adamlinf.data.images cifar10 --archive cifar-10-python.tar.gz --root {tmp_path}" in msg
+    assert f"python -m adamlinf.data.images cifar10 --root {tmp_path} --archive cifar-10-python.tar.gz" in msg
     with pytest.raises(FileNotFoundError, match="python -m adamlinf.data.images cifar10"):
         build_any_task({"kind": "cifar10", "root": str(tmp_path), "batch_size": 4})
     # a partial copy names what is missing
@@ -199,7 +199,8 @@ def test_augmentation_deterministic_in_the_seed():
     b = random_crop_flip(x, torch.Generator().manual_seed(5))
     c = random_crop_flip(x, torch.Generator().manual_seed(6))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert torch.equal(random_crop_flip(x, torch.Generator(), padding=0, flip=False), x)
+    flipped = random_crop_flip(x, torch.Generator().manual_seed(0), padding=0)  # each image or its mirror
+    assert all(torch.equal(a, b) or torch.equal(a, b.flip(-1)) for a, b in zip(flipped, x, strict=True))
     u8 = (x % 256).to(torch.uint8)
     assert random_crop_flip(u8, torch.Generator().manual_seed(1)).dtype == torch.uint8
 
@@ -298,14 +299,14 @@ def test_evaluate_restores_training_mode():
 # the digits stand-in
 # ----------------------------------------------------------------------------------------------
 def test_digits_stand_in_loads():
-    d = load_digits_images(16, test_size=360)
+    d = load_digits_images(16)
     assert d["train_x"].shape == (1437, 3, 16, 16) and d["test_x"].shape == (360, 3, 16, 16)
     assert d["train_x"].dtype == torch.uint8 and int(d["train_x"].max()) > 200
     assert torch.equal(d["train_x"][:, 0], d["train_x"][:, 2])  # grey replicated over channels
     assert sorted(d["test_y"].unique().tolist()) == list(range(10))
     counts = torch.bincount(d["test_y"], minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37  # stratified
-    t = build_task(kind="cifar10", source="digits", image_size=16, batch_size=8)
+    t = build_task(source="digits", image_size=16, batch_size=8)
     assert isinstance(t, Task)  # the data.Task protocol the trainer relies on
     assert t.padding == 2 and len(t.train_eval_x) == 360
     x, _ = t.batch("train", 0, 0)
@@ -317,10 +318,10 @@ def test_digits_stand_in_is_learnable():
     from adamlinf.models.resnet import resnet18_cifar
 
     torch.manual_seed(0)
-    t = build_task(kind="cifar10", source="digits", image_size=16, batch_size=32, seed=0)
+    t = build_task(source="digits", image_size=16, batch_size=32, seed=0)
     model = resnet18_cifar(width=8, blocks=(1, 1, 1, 1), seed=0)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    fixed = t.fixed_batches(64)
+    fixed = [(t.normalize(t.train_eval_x[:64]), t.train_eval_y[:64])]
     with torch.no_grad():
         before = float(t.loss(model, fixed[0]))
     for step in range(30):
@@ -334,11 +335,11 @@ def test_digits_stand_in_is_learnable():
 
 def test_build_task_validates():
     with pytest.raises(ValueError, match="batch_size"):
-        build_task(kind="cifar10", source="digits")
+        build_task(source="digits")
     with pytest.raises(ValueError, match="unknown image-task option"):
-        build_task(kind="cifar10", source="digits", batch_size=4, crop=3)
+        build_task(source="digits", batch_size=4, crop=3)
     with pytest.raises(ValueError, match="source"):
-        build_task(kind="cifar10", source="mnist", batch_size=4)
+        build_task(source="mnist", batch_size=4)
 
 
 def test_bad_values_name_the_field():
@@ -352,8 +353,8 @@ def test_bad_values_name_the_field():
         spec = {"kind": "cifar10", "source": "digits", "batch_size": 4, key: value}
         with pytest.raises(ValueError, match=rf"ImageTask\.{key} must be an integer"):
             build_any_task(spec)
-    with pytest.raises(ValueError, match=r"digits\.image_size must be an integer >= 0"):
-        build_task(kind="cifar10", source="digits", batch_size=4, image_size="16")
+    with pytest.raises(ValueError, match=r"digits\.image_size must be an integer >= 8"):
+        build_task(source="digits", batch_size=4, image_size="16")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,7 +376,7 @@ def test_garbage_cifar_file_is_named_with_the_command(damaged):
         load_cifar10(root, verify_md5=False)
     msg = str(err.value)
     assert f"{folder / 'data_batch_2'} is not a readable CIFAR-10 pickle" in msg
-    assert f"python -m adamlinf.data.images cifar10 --archive cifar-10-python.tar.gz --root {root}" in msg
+    assert f"python -m adamlinf.data.images cifar10 --root {root} --archive cifar-10-python.tar.gz" in msg
     assert "download=True" not in msg
     with pytest.raises(DataFormatError, match="data_batch_2"):
         build_any_task({"kind": "cifar10", "root": str(root), "batch_size": 4, "verify_md5": False})

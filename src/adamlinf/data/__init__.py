@@ -1,29 +1,25 @@
-"""Data as *tasks* (Sections 4.2, 4.3): what the training loop needs to know about data and loss.
+"""Data as *tasks* (Sections 4.2, 4.3): batches, loss and evaluation for the training loop.
 
-``build_task({"kind": "lm", ...})`` is a :class:`adamlinf.data.text.LMTask` (OpenWebText and the
-offline corpora), ``{"kind": "cifar10", ...}`` an ``adamlinf.data.images.ImageTask`` (CIFAR-10
-and its stand-in).
+``build_task({"kind": "lm", ...})`` is an :class:`adamlinf.data.text.LMTask`, ``{"kind": "cifar10", ...}``
+an ``adamlinf.data.images.ImageTask`` (CIFAR-10 or its digits stand-in).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Task", "build_task", "LMTask", "DataNotFoundError", "DataFormatError", "TASK_KINDS"]
-
-TASK_KINDS = ("lm", "cifar10")
+__all__ = ["Task", "build_task", "LMTask", "DataNotFoundError", "DataFormatError"]
 
 
 @runtime_checkable
 class Task(Protocol):
     """Deterministic CPU batches, a scalar mean loss and evaluation metrics (e.g. ``val_loss``)."""
 
-    def batch(
-        self, split: str, step: int, micro_step: int, rank: int = 0, world: int = 1
-    ) -> tuple[torch.Tensor, ...]:
+    def batch(self, split: str, step: int, micro_step: int, rank: int = 0, world: int = 1) -> tuple:
         """Micro-batch ``micro_step`` of rank ``rank`` at optimizer step ``step``."""
 
     def loss(self, model, batch) -> torch.Tensor:
@@ -46,19 +42,18 @@ def build_task(spec: dict) -> Task:
         ValueError: an unknown kind or key, or a bad value (the message names the field).
         DataNotFoundError: the data set is not prepared; the message names the command.
     """
-    if not isinstance(spec, dict) or "kind" not in spec:
-        raise ValueError(f"data spec must be a dict with a 'kind' key (one of {TASK_KINDS}), got {spec!r}")
-    kwargs = {k: v for k, v in spec.items() if k != "kind"}
-    if spec["kind"] == "lm":
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    kwargs = {k: v for k, v in spec.items() if k != "kind"} if kind else {}
+    if kind == "lm":
         lm_task = importlib.import_module("adamlinf.data.text").LMTask
-        allowed = sorted(lm_task.field_names())
+        allowed = [f.name for f in dataclasses.fields(lm_task) if f.name != "kind"]
         unknown = sorted(set(kwargs) - set(allowed))
         if unknown:
             raise ValueError(f"unknown option(s) {unknown} in a data spec of kind 'lm'; allowed: {allowed}")
         task = lm_task(**kwargs)
-    elif spec["kind"] == "cifar10":
+    elif kind == "cifar10":
         task = importlib.import_module("adamlinf.data.images").build_task(**kwargs)
     else:
-        raise ValueError(f"unknown task kind {spec['kind']!r}; expected one of {TASK_KINDS}")
+        raise ValueError(f"unknown task kind in data spec {spec!r}; expected 'lm' or 'cifar10'")
     task.adamlinf_spec = dict(spec)
     return task

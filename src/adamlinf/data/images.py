@@ -1,25 +1,17 @@
 """Image data for Section 4.3: CIFAR-10 (Krizhevsky 2009) and an offline stand-in, as tasks.
 
-CIFAR-10 is read by torchvision from ``<root>/cifar-10-batches-py`` after our own check of its files
-(md5, or only the pickle layout for a set of one's own); nothing is downloaded implicitly::
-
-    python -m adamlinf.data.images cifar10 --archive cifar-10-python.tar.gz   # offline, a local copy
-    python -m adamlinf.data.images cifar10                                    # download (torchvision)
-
-The ``ci`` stand-in (:func:`load_digits_images`) is scikit-learn's 1,797 real 8x8 digits, upscaled,
-on 3 channels: a small real 10-class set, NOT CIFAR-10. :class:`ImageTask` trains on per-epoch
-seeded permutations with a random crop (zero padding) and flip seeded by ``(seed, step, micro_step,
-rank)`` (every batch a pure function of its arguments), and evaluates on a fixed augmented training
-subset and the whole test set, cut into fixed batches (BatchNorm uses batch statistics).
+CIFAR-10 is read by torchvision from ``<data root>/cifar-10-batches-py`` once its files are checked;
+``python -m adamlinf.data.images cifar10 [--archive cifar-10-python.tar.gz]`` prepares it. The ``ci``
+stand-in is scikit-learn's 1,797 real 8x8 digits, upscaled, on 3 channels: NOT CIFAR-10.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import pickle
 import sys
 import tarfile
+from dataclasses import KW_ONLY, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +21,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.datasets import CIFAR10
 
-from adamlinf.data.text import DataFormatError, check_int, data_root, offline
+from adamlinf.data.text import DataFormatError, check_int, data_root, main, offline
 
 #: per-channel mean and standard deviation of the CIFAR-10 training images (pixels in [0, 1])
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-
-
-def default_data_root() -> Path:
-    """:func:`adamlinf.data.text.data_root`."""
-    return data_root()
-
-
-def prepare_command(root: str | Path | None = None, archive: bool = True) -> str:
-    """The command that prepares CIFAR-10 under ``root``: from a local archive, or by download."""
-    cmd = "python -m adamlinf.data.images cifar10" + (" --archive cifar-10-python.tar.gz" if archive else "")
-    return cmd + (f" --root {root}" if root is not None else "")
+_FILES = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
 
 
 class CIFAR10NoMD5(CIFAR10):
@@ -57,13 +39,8 @@ class CIFAR10NoMD5(CIFAR10):
 
 
 def _how(root: Path) -> str:
-    return (
-        f"    {prepare_command(root)}\nor, with network access:\n    {prepare_command(root, archive=False)}"
-    )
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    cmd = f"python -m adamlinf.data.images cifar10 --root {root}"
+    return f"    {cmd} --archive cifar-10-python.tar.gz\nor, with network access:\n    {cmd}"
 
 
 def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
@@ -73,79 +50,66 @@ def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
         FileNotFoundError: a file is missing (the message says how to get the data set).
         DataFormatError: a file is damaged or not CIFAR-10's (the message names it and the command).
     """
-    root = Path(root)
-    folder = root / CIFAR10.base_folder
-    files = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
-    missing = [name for name, _ in files if not (folder / name).is_file()]
+    folder = Path(root) / CIFAR10.base_folder
+    missing = [name for name, _ in _FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"CIFAR-10 not found: {folder} is missing {', '.join(missing)}. Nothing is downloaded "
-            f"implicitly. With the official archive ({CIFAR10_URL}) on this machine:\n{_how(root)}\n"
-            "(or set $ADAMLINF_DATA / pass root=...). For an offline run use the stand-in: "
-            "build_task(kind='cifar10', source='digits')."
+            f"CIFAR-10 not found: {folder} lacks {', '.join(missing)} (nothing is downloaded implicitly). "
+            f"With the official archive ({CIFAR10_URL}) on this machine:\n{_how(root)}\n"
+            "Offline, use the stand-in: build_task(kind='cifar10', source='digits')."
         )
     fix = f"Prepare the data set again:\n{_how(root)}"
     if verify_md5:
-        bad = [name for name, md5 in files if _md5(folder / name) != md5]
+        bad = [
+            str(folder / name)
+            for name, md5 in _FILES
+            if hashlib.md5((folder / name).read_bytes(), usedforsecurity=False).hexdigest() != md5
+        ]
         if bad:
             raise DataFormatError(
-                f"{', '.join(str(folder / n) for n in bad)}: not the official CIFAR-10 file(s) (md5 "
-                f"differs), so damaged or from another data set. {fix}\nA set of your own in CIFAR-10's "
-                "format loads with verify_md5=False."
+                f"{', '.join(bad)}: not the official CIFAR-10 file(s) (md5 differs): damaged or of another "
+                f"data set. {fix}\nA set of your own in CIFAR-10's format loads with verify_md5=False."
             )
         return
-    for name, _ in files:
-        path = folder / name
+    for name, _ in _FILES:
         try:
-            with open(path, "rb") as f:
+            with open(folder / name, "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
         except Exception as exc:  # UnpicklingError, EOFError, ValueError, ... on a damaged file
             raise DataFormatError(
-                f"{path} is not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc}). {fix}"
+                f"{folder / name} is not a readable CIFAR-10 pickle ({exc!r}). {fix}"
             ) from exc
         need = ("label_names",) if name == CIFAR10.meta["filename"] else ("data", "labels")
         if not isinstance(entry, dict) or not set(need) <= set(entry):
-            raise DataFormatError(f"{path} lacks the CIFAR-10 key(s) {list(need)}. {fix}")
+            raise DataFormatError(f"{folder / name} lacks the CIFAR-10 key(s) {list(need)}. {fix}")
 
 
-def load_cifar10(root: str | Path | None = None, *, verify_md5: bool = True) -> dict[str, Any]:
-    """``train_x`` (N, 3, 32, 32) uint8, ``train_y``, ``test_x``, ``test_y`` and ``classes``.
-
-    The files are checked (:func:`check_cifar10_files`), then read by torchvision (:class:`CIFAR10NoMD5`).
-    """
-    root = Path(root) if root is not None else default_data_root()
+def load_cifar10(root: str | Path | None = None, *, verify_md5: bool = True) -> dict[str, Tensor]:
+    """``train_x`` (N, 3, 32, 32) uint8, ``train_y``, ``test_x``, ``test_y`` (files checked first)."""
+    root = Path(root) if root is not None else data_root()
     check_cifar10_files(root, verify_md5=verify_md5)
-    out: dict[str, Any] = {}
+    out = {}
     for split, train in (("train", True), ("test", False)):
         ds = CIFAR10NoMD5(str(root), train=train, download=False)
         out[f"{split}_x"] = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         out[f"{split}_y"] = torch.as_tensor(ds.targets, dtype=torch.long)
-        out["classes"] = list(ds.classes)
     return out
 
 
-def load_digits_images(size: int = 16, *, test_size: int = 360, seed: int = 0) -> dict[str, Any]:
-    """The digits (0..16 scaled to 0..255) upscaled bilinearly to ``size``, 3 channels, uint8.
-
-    A stratified split with ``test_size`` test images (fixed by ``seed``), as :func:`load_cifar10`.
-    """
+def load_digits_images(size: int = 16, *, seed: int = 0) -> dict[str, Tensor]:
+    """The digits as :func:`load_cifar10`: uint8, bilinear to ``size`` >= 8, 3 channels, 360 test."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    if size < 8:
-        raise ValueError(f"size must be >= 8 (the digits are 8x8), got {size}")
     digits = load_digits()
     x = torch.as_tensor(digits.images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
     if size != 8:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     x = x.clamp(0, 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
     y = torch.as_tensor(digits.target, dtype=torch.long)
-    tr, te = train_test_split(
-        np.arange(len(y)), test_size=test_size, random_state=seed, stratify=digits.target
-    )
+    tr, te = train_test_split(np.arange(len(y)), test_size=360, random_state=seed, stratify=digits.target)
     tr, te = torch.as_tensor(np.sort(tr)), torch.as_tensor(np.sort(te))
-    classes = [str(c) for c in digits.target_names]
-    return {"train_x": x[tr], "train_y": y[tr], "test_x": x[te], "test_y": y[te], "classes": classes}
+    return {"train_x": x[tr], "train_y": y[tr], "test_x": x[te], "test_y": y[te]}
 
 
 def mix_seed(*values: int) -> int:
@@ -154,11 +118,8 @@ def mix_seed(*values: int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
 
 
-def random_crop_flip(images: Tensor, generator: torch.Generator, *, padding=4, flip=True) -> Tensor:
-    """``RandomCrop(H, padding)`` (zero padding) then ``RandomHorizontalFlip()`` of (B, C, H, W).
-
-    Offsets uniform in ``{0..2p}²``, flips with probability 1/2, all drawn from ``generator``.
-    """
+def random_crop_flip(images: Tensor, generator: torch.Generator, *, padding=4) -> Tensor:
+    """Zero-padded ``RandomCrop(H, padding)``, then ``RandomHorizontalFlip()``, drawn from ``generator``."""
     b, _, h, w = images.shape
     out = images
     if padding > 0:
@@ -169,88 +130,59 @@ def random_crop_flip(images: Tensor, generator: torch.Generator, *, padding=4, f
         bi = torch.arange(b, device=images.device)[:, None, None]
         out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
         out = out.permute(0, 3, 1, 2).contiguous()
-    if flip:
-        mask = (torch.rand(b, generator=generator) < 0.5).to(images.device)
-        out = torch.where(mask[:, None, None, None], out.flip(-1), out)
-    return out
+    mask = (torch.rand(b, generator=generator) < 0.5).to(images.device)
+    return torch.where(mask[:, None, None, None], out.flip(-1), out)
 
 
 _TAG_PERM, _TAG_AUG, _TAG_TRAIN_EVAL = 1, 2, 3
 
 
+@dataclass(eq=False)
 class ImageTask:
     """Cross-entropy classification of uint8 images (N, C, H, W) (the ``Task`` protocol).
 
     Micro-batch ``(step s, micro_step m, rank r)`` is slot ``(s · grad_accum + m) · world + r`` of
     the stream of per-epoch permutations. ``mean``/``std``: per channel on [0, 1] (default: the
-    training set's); ``train_eval_size``: the fixed augmented training subset (default: test size).
+    training set's). ``evaluate`` also measures a fixed augmented training subset of the test set's size.
     """
 
-    def __init__(
-        self,
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        *,
-        batch_size,
-        grad_accum=1,
-        seed=0,
-        augment=True,
-        padding=4,
-        flip=True,
-        mean=None,
-        std=None,
-        train_eval_size=None,
-        eval_batch_size=500,
-        name="images",
-        classes=None,
-    ):
-        for nm, x in (("train_x", train_x), ("test_x", test_x)):
-            if x.dtype != torch.uint8 or x.ndim != 4:
-                raise ValueError(f"{nm} must be a uint8 tensor (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
-        if len(train_x) != len(train_y) or len(test_x) != len(test_y):
-            raise ValueError("images and labels differ in length")
-        ints = {
-            "batch_size": (batch_size, 1),
-            "grad_accum": (grad_accum, 1),
-            "eval_batch_size": (eval_batch_size, 1),
-        }
-        for nm, (value, least) in (ints | {"seed": (seed, 0), "padding": (padding, 0)}).items():
-            check_int("ImageTask", nm, value, least)
-        self.train_x, self.train_y = train_x, train_y.long()
-        self.test_x, self.test_y = test_x, test_y.long()
-        self.batch_size, self.grad_accum, self.seed = int(batch_size), int(grad_accum), int(seed)
-        self.augment, self.padding, self.flip = bool(augment), int(padding), bool(flip)
-        self.eval_batch_size, self.name, self.classes = int(eval_batch_size), name, classes
-        if mean is None or std is None:
-            pix = train_x.to(torch.float64) / 255.0
-            mean = pix.mean(dim=(0, 2, 3)).tolist() if mean is None else mean
-            std = pix.std(dim=(0, 2, 3)).tolist() if std is None else std
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    _: KW_ONLY
+    batch_size: int
+    grad_accum: int = 1
+    seed: int = 0
+    augment: bool = True
+    padding: int = 4
+    mean: Any = None
+    std: Any = None
+    eval_batch_size: int = 500
+    name: str = "images"
+
+    def __post_init__(self):
+        minima = {"batch_size": 1, "grad_accum": 1, "eval_batch_size": 1, "seed": 0, "padding": 0}
+        for name, least in minima.items():
+            setattr(self, name, check_int("ImageTask", name, getattr(self, name), least))
+        self.train_y, self.test_y, self.augment = self.train_y.long(), self.test_y.long(), bool(self.augment)
+        self.num_train = len(self.train_x)
+        pix = self.train_x.to(torch.float64) / 255.0
+        mean = pix.mean(dim=(0, 2, 3)).tolist() if self.mean is None else self.mean
+        std = pix.std(dim=(0, 2, 3)).tolist() if self.std is None else self.std
         self.mean = torch.as_tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-        if self.mean.numel() != train_x.shape[1] or self.std.numel() != train_x.shape[1]:
-            raise ValueError("mean/std need one value per channel")
-        n_eval = len(test_x) if train_eval_size is None else int(train_eval_size)
-        if not 1 <= n_eval <= len(train_x):
-            raise ValueError(f"train_eval_size must be in [1, {len(train_x)}], got {n_eval}")
         g = torch.Generator().manual_seed(mix_seed(self.seed, _TAG_TRAIN_EVAL))
-        idx = torch.randperm(len(train_x), generator=g)[:n_eval].sort().values
-        x = train_x[idx]
+        idx = torch.randperm(len(self.train_x), generator=g)[: len(self.test_x)].sort().values
+        x = self.train_x[idx]
         if self.augment:
-            x = random_crop_flip(x, g, padding=self.padding, flip=self.flip)
+            x = random_crop_flip(x, g, padding=self.padding)
         self.train_eval_x, self.train_eval_y = x, self.train_y[idx]  # fixed augmented subset
         self._perm_cache: dict[int, Tensor] = {}
 
-    @property
-    def num_train(self) -> int:
-        """Training images."""
-        return len(self.train_x)
-
-    def iters_for_epochs(self, epochs: float, global_batch: int | None = None) -> int:
+    def iters_for_epochs(self, epochs: float) -> int:
         """Steps for ``epochs`` passes (Section 4.3: 20 epochs = 4000 steps at batch 256)."""
-        gb = global_batch or self.batch_size * self.grad_accum
-        return max(1, int(round(epochs * self.num_train / gb)))
+        return max(1, int(round(epochs * self.num_train / (self.batch_size * self.grad_accum))))
 
     def normalize(self, x_uint8: Tensor) -> Tensor:
         """uint8 pixels -> float32 ``(x/255 - mean) / std``."""
@@ -286,7 +218,7 @@ class ImageTask:
             x = self.train_x[idx]
             if self.augment:
                 g = torch.Generator().manual_seed(mix_seed(self.seed, _TAG_AUG, step, micro_step, rank))
-                x = random_crop_flip(x, g, padding=self.padding, flip=self.flip)
+                x = random_crop_flip(x, g, padding=self.padding)
             return self.normalize(x), self.train_y[idx]
         if split in ("test", "val"):
             k = (step * self.grad_accum + micro_step) * world + rank
@@ -294,24 +226,12 @@ class ImageTask:
             return self.normalize(self.test_x[idx]), self.test_y[idx]
         raise ValueError(f"split must be 'train', 'test' or 'val', got {split!r}")
 
-    def fixed_batches(self, n_examples: int, batch_size: int | None = None) -> list[tuple[Tensor, Tensor]]:
-        """The first ``n_examples`` of the fixed augmented training subset in batches (Table 4)."""
-        if not 1 <= n_examples <= len(self.train_eval_x):
-            raise ValueError(f"n_examples must be in [1, {len(self.train_eval_x)}], got {n_examples}")
-        bs = batch_size or n_examples
-        return [
-            (self.normalize(self.train_eval_x[i : i + bs]), self.train_eval_y[i : i + bs])
-            for i in range(0, n_examples, bs)
-        ]
-
     @staticmethod
     def loss(model: nn.Module, batch) -> Tensor:
         """Mean cross-entropy of ``model(images)`` against the labels."""
         x, y = batch
-        p = next(model.parameters(), None)
-        if p is not None:
-            x, y = x.to(device=p.device, dtype=p.dtype), y.to(p.device)
-        return F.cross_entropy(model(x), y)
+        p = next(model.parameters())
+        return F.cross_entropy(model(x.to(device=p.device, dtype=p.dtype)), y.to(p.device))
 
     @torch.no_grad()
     def _metrics(self, model: nn.Module, x_uint8: Tensor, y: Tensor, device) -> tuple[float, float]:
@@ -330,54 +250,38 @@ class ImageTask:
         device = device if device is not None else next(model.parameters()).device
         was_training = model.training
         model.eval()
-        try:
-            tr_loss, tr_acc = self._metrics(model, self.train_eval_x, self.train_eval_y, device)
-            te_loss, te_acc = self._metrics(model, self.test_x, self.test_y, device)
-        finally:
-            model.train(was_training)
+        tr_loss, tr_acc = self._metrics(model, self.train_eval_x, self.train_eval_y, device)
+        te_loss, te_acc = self._metrics(model, self.test_x, self.test_y, device)
+        model.train(was_training)
         out = {"train_eval_loss": tr_loss, "train_eval_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
         return out | {"val_loss": te_loss, "val_acc": te_acc}
 
 
-def build_task(**spec) -> ImageTask:
+def build_task(source: str = "cifar10", **spec: Any) -> ImageTask:
     """:class:`ImageTask` of ``source="cifar10"`` (``root``, ``verify_md5``) or ``"digits"`` (``image_size``).
 
     CIFAR-10 is normalised by :data:`CIFAR10_MEAN`/:data:`CIFAR10_STD`; the stand-in by its own
     statistics, with ``padding = image_size // 8``.
     """
-    spec = dict(spec)
-    kind = spec.pop("kind", "cifar10")
-    if kind != "cifar10":
-        raise ValueError(f"adamlinf.data.images builds kind 'cifar10', got {kind!r}")
-    source = spec.pop("source", "cifar10")
     if "batch_size" not in spec:
         raise ValueError("the image task needs batch_size")
     if source == "cifar10":
         data = load_cifar10(spec.pop("root", None), verify_md5=spec.pop("verify_md5", True))
-        spec.setdefault("mean", CIFAR10_MEAN)
-        spec.setdefault("std", CIFAR10_STD)
-        name = "cifar10"
+        spec = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD, "name": "cifar10"} | spec
     elif source == "digits":
-        opts = {
-            k: check_int("digits", k, spec.pop(k, d), 0)
-            for k, d in (("image_size", 16), ("test_size", 360), ("split_seed", 0))
-        }
-        size = opts["image_size"]
-        data = load_digits_images(size, test_size=opts["test_size"], seed=opts["split_seed"])
-        spec.setdefault("padding", max(1, size // 8))
-        name = f"digits{size} (stand-in)"
+        size = check_int("digits", "image_size", spec.pop("image_size", 16), 8)
+        data = load_digits_images(size)
+        spec = {"padding": max(1, size // 8), "name": f"digits{size} (stand-in)"} | spec
     else:
         raise ValueError(f"source must be 'cifar10' or 'digits', got {source!r}")
-    allowed = {"batch_size", "grad_accum", "seed", "augment", "padding", "flip", "mean", "std"}
-    allowed |= {"train_eval_size", "eval_batch_size"}
+    allowed = {f.name for f in fields(ImageTask) if not f.name.endswith(("_x", "_y"))}  # not the data
     unknown = set(spec) - allowed
     if unknown:
         raise ValueError(
-            f"unknown image-task option(s) {sorted(unknown)}; allowed: {sorted(allowed)} "
-            "plus source, root, verify_md5, image_size, test_size, split_seed"
+            f"unknown image-task option(s) {sorted(unknown)}; allowed: {sorted(allowed)}, "
+            "source, root, verify_md5, image_size"
         )
-    x, y = (data["train_x"], data["train_y"]), (data["test_x"], data["test_y"])
-    return ImageTask(*x, *y, name=name, classes=data["classes"], **spec)
+    return ImageTask(data["train_x"], data["train_y"], data["test_x"], data["test_y"], **spec)
 
 
 def prepare_cifar10(root: str | Path | None = None, archive: str | Path | None = None) -> Path:
@@ -387,51 +291,24 @@ def prepare_cifar10(root: str | Path | None = None, archive: str | Path | None =
         FileNotFoundError: no archive and :func:`~adamlinf.data.text.offline`, or no such archive.
         DataFormatError: a file differs from the official one.
     """
-    root = Path(root) if root is not None else default_data_root()
+    root = Path(root) if root is not None else data_root()
     root.mkdir(parents=True, exist_ok=True)
     if archive is not None:
-        archive = Path(archive)
-        if not archive.is_file():
+        if not Path(archive).is_file():
             raise FileNotFoundError(f"{archive} does not exist; download {CIFAR10_URL} first")
         with tarfile.open(archive, "r:gz") as tar:
-            members = [
-                m
-                for m in tar.getmembers()
-                if m.name.startswith(CIFAR10.base_folder + "/")
-                and m.isfile()
-                and ".." not in Path(m.name).parts
-            ]
-            tar.extractall(root, members=members)  # noqa: S202 - members filtered above
+            members = [m for m in tar.getmembers() if m.name.startswith(CIFAR10.base_folder + "/")]
+            tar.extractall(root, members=members, filter="data")  # refuses links out and ".." paths
     elif offline():
         raise FileNotFoundError(
-            "offline mode is set (ADAMLINF_OFFLINE / HF_HUB_OFFLINE / "
-            f"HF_DATASETS_OFFLINE), so CIFAR-10 is not downloaded: pass --archive "
-            f"with a local copy of {CIFAR10_URL}"
+            "offline mode is set (ADAMLINF_OFFLINE / HF_HUB_OFFLINE / HF_DATASETS_OFFLINE), so CIFAR-10 is "
+            f"not downloaded: pass --archive with a local copy of {CIFAR10_URL}"
         )
     else:
         for train in (True, False):
             CIFAR10(str(root), train=train, download=True)
     check_cifar10_files(root, verify_md5=True)
     return root / CIFAR10.base_folder
-
-
-def main(argv=None) -> int:
-    """``python -m adamlinf.data.images cifar10 [--archive FILE] [--root DIR]``; exit status 2 on failure."""
-    parser = argparse.ArgumentParser(
-        prog="python -m adamlinf.data.images",
-        description="Prepare CIFAR-10 (Section 4.3) and verify its files.",
-    )
-    parser.add_argument("name", choices=("cifar10",))
-    parser.add_argument("--root", default=None, help="data root (default $ADAMLINF_DATA or <repo>/data)")
-    parser.add_argument("--archive", default=None, help="local cifar-10-python.tar.gz (no download)")
-    args = parser.parse_args(argv)
-    try:
-        folder = prepare_cifar10(args.root, args.archive)
-    except (FileNotFoundError, DataFormatError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"cifar10: verified in {folder}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def resolve_source(source: str) -> str:
     if source != "auto":
         return source
     try:
-        _images.check_cifar10_files(_images.default_data_root(), verify_md5=False)
+        _images.check_cifar10_files(_images.data_root(), verify_md5=False)
     except (FileNotFoundError, OSError):
         return "digits"
     return "cifar10"
