@@ -216,15 +216,15 @@ def test_run_specs_end_to_end_skips_and_resumes(root, tmp_path, monkeypatch):
     np.testing.assert_array_equal(resumed.train_loss.dropna().to_numpy(), a)
 
 
-def test_lr_grid_names_and_min_lr_ratio(root, tmp_path):
+def test_grid_specs_names_and_min_lr_ratio(root, tmp_path):
     base = lm(root, "sgd", lr=0.5, min_lr=0.05, max_iters=2, eval_interval=0)
-    df = runs.lr_grid(base, {"sgd": [0.1, 0.3]}, tmp_path, verbose=False)
+    df = runs.run_specs(runs.grid_specs(base, {"sgd": [0.1, 0.3]}), tmp_path, verbose=False)
     assert sorted(df.run.unique()) == ["sgd_lr1.0e-01", "sgd_lr3.0e-01"]
     saved = runs.load_spec(tmp_path / "sgd_lr3.0e-01")
     assert saved["train"]["lr"] == 0.3 and saved["train"]["min_lr"] == pytest.approx(0.03)
     assert df.grid.all()
     with pytest.raises(ValueError):
-        runs.lr_grid(base, {"sgd": [0.0]}, tmp_path)
+        runs.grid_specs(base, {"sgd": [0.0]})
 
 
 def test_scale_lr_keeps_the_min_lr_ratio():

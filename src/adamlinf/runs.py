@@ -8,7 +8,7 @@ A *run spec* is the plain dict :func:`run` takes::
 =====================================  =========================================================
 ``lm_spec(...)`` / ``image_spec(...)``  a GPT language-model / ResNet18 image spec
 ``with_train`` / ``scale_lr``          a copy of a spec with other training settings
-``grid_specs`` / ``lr_grid``           a learning-rate grid per optimizer (specs / trained)
+``grid_specs``                         a learning-rate grid per optimizer (specs)
 ``run(spec, nproc_per_node)``          one run, in this process or under ``torchrun`` (DDP)
 ``run_specs(specs, root)``             every named spec into ``root/<name>/`` -> tidy metrics
 ``is_complete`` / ``load_spec``        whether a run folder holds a finished run; its spec
@@ -72,7 +72,6 @@ __all__ = [
     "scale_lr",
     "run_name",
     "grid_specs",
-    "lr_grid",
     "spec_key",
     "is_complete",
     "load_spec",
@@ -331,36 +330,6 @@ def grid_specs(
                 base_spec, tags={"grid": True, **(tags or {})}, **train
             )
     return specs
-
-
-def lr_grid(
-    base_spec: Mapping,
-    optimizers: Mapping[str, Sequence[float]],
-    root: str | Path,
-    *,
-    name_fmt: str = "{optimizer}_lr{lr:.1e}",
-    keep_min_lr_ratio: bool = True,
-    tags: Mapping | None = None,
-    **run_kwargs,
-) -> pd.DataFrame:
-    """Train a learning-rate grid (:func:`grid_specs`) through :func:`run_specs`.
-
-    Args:
-        base_spec: see :func:`grid_specs`.
-        optimizers: see :func:`grid_specs`.
-        root: folder of the runs.
-        name_fmt: see :func:`grid_specs`.
-        keep_min_lr_ratio: see :func:`grid_specs`.
-        tags: see :func:`grid_specs`.
-        **run_kwargs: passed to :func:`run_specs`.
-
-    Returns:
-        The tidy metrics of :func:`run_specs`.
-    """
-    specs = grid_specs(
-        base_spec, optimizers, name_fmt=name_fmt, keep_min_lr_ratio=keep_min_lr_ratio, tags=tags
-    )
-    return run_specs(specs, root, **run_kwargs)
 
 
 def scale_lr(spec: Mapping, factor: float, tags: Mapping | None = None) -> dict:

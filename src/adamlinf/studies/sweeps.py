@@ -43,10 +43,10 @@ import pandas as pd
 
 from adamlinf import results as _results
 from adamlinf import runs as _runs
+from adamlinf import tune
 from adamlinf.studies.verdicts import Measured, seed_texts
 
-#: Ratio of neighbouring grid values: half a decade.
-HALF_DECADE = math.sqrt(10.0)
+HALF_DECADE = tune.HALF_DECADE
 
 _TRAIN_ROW_MARKERS = ("lr_t", "iter_time")  # logged on every training row (never NaN there)
 
@@ -171,69 +171,8 @@ def best_runs(
 
 
 # --------------------------------------------------------------------------------------------
-# grids and their extension
+# the tuning sweep
 # --------------------------------------------------------------------------------------------
-def lr_grid(center: float, below: int = 1, above: int = 2, ratio: float = HALF_DECADE) -> list[float]:
-    r"""A geometric grid :math:`\eta_k = c\,r^k`, :math:`k=-\text{below},\dots,\text{above}`.
-
-    Args:
-        center: The value :math:`c` the grid contains.
-        below: Values below ``center``.
-        above: Values above ``center``.
-        ratio: :math:`r` (default half a decade, :math:`\sqrt{10}`).
-
-    Returns:
-        ``below + above + 1`` increasing values, rounded to 4 significant digits.
-    """
-    if not center > 0 or ratio <= 1:
-        raise ValueError(f"center must be > 0 and ratio > 1, got {center}, {ratio}")
-    return [float(f"{center * ratio**k:.4g}") for k in range(-int(below), int(above) + 1)]
-
-
-def edge(values: Mapping[float, float]) -> str | None:
-    """Where the optimum of a loss-vs-lr grid sits: ``"low"``, ``"high"`` or ``None`` (interior).
-
-    Args:
-        values: Final loss per learning rate (``inf`` for a diverged run, which ranks last). When
-            every run diverged the optimum is taken to lie below the grid (``"low"``).
-
-    Returns:
-        ``"low"`` when the best value is the smallest lr, ``"high"`` when it is the largest,
-        ``None`` otherwise (and for a grid of fewer than 2 values... which is refused).
-    """
-    if len(values) < 2:
-        raise ValueError(f"a grid needs at least 2 learning rates, got {len(values)}")
-    lrs = sorted(values)
-    losses = np.array([values[lr] for lr in lrs], dtype=float)
-    if not np.isfinite(losses).any():
-        return "low"
-    best = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
-    if best == 0:
-        return "low"
-    if best == len(lrs) - 1:
-        return "high"
-    return None
-
-
-def extend(lrs: Sequence[float], side: str, ratio: float = HALF_DECADE) -> list[float]:
-    """``lrs`` with the next value past its ``side`` edge (``"low"`` or ``"high"``) added.
-
-    The new value is on the grid's lattice: a power of ``ratio`` times the grid value with the
-    shortest decimal form (``1e-2``, not ``3.162e-3``), so that rounding never drifts
-    (0.03162 · √10 is 0.1, not 0.09999).
-    """
-    lrs = sorted(float(x) for x in lrs)
-    if side not in ("low", "high"):
-        raise ValueError(f"side must be 'low' or 'high', got {side!r}")
-    anchor = min(
-        lrs, key=lambda x: (len(f"{x:.4g}".split("e")[0].replace("0.", "").strip("0")), lrs.index(x))
-    )
-    edge_lr = lrs[0] if side == "low" else lrs[-1]
-    k = round(math.log(edge_lr / anchor) / math.log(ratio)) + (-1 if side == "low" else 1)
-    new = float(f"{anchor * ratio**k:.4g}")
-    return [new, *lrs] if side == "low" else [*lrs, new]
-
-
 @dataclass
 class Sweep:
     """The result of :func:`tune_grid`.
@@ -244,8 +183,7 @@ class Sweep:
             diverged), and whatever else the evaluation returned.
         best_lr: The tuned learning rate per optimizer (lowest final loss of the tuning seed).
         extensions: One record per added value: ``optimizer``, ``side``, ``lr``, ``round``.
-        on_edge: Optimizers whose optimum still sits on an edge of the grid (the extension budget
-            ran out).
+        on_edge: Optimizers whose optimum still sits on an edge of the grid.
         tune_seed: The seed the grids were trained on.
     """
 
@@ -255,12 +193,6 @@ class Sweep:
     extensions: list[dict] = field(default_factory=list)
     on_edge: list[str] = field(default_factory=list)
     tune_seed: int = 0
-
-    def curve(self, optimizer: str, seed: int | None = None) -> dict[float, float]:
-        """Final loss per learning rate of ``optimizer`` at ``seed`` (default: the tuning seed)."""
-        seed = self.tune_seed if seed is None else seed
-        g = self.finals[(self.finals.optimizer == optimizer) & (self.finals.seed == seed)]
-        return dict(zip(g.lr.astype(float), g.final.astype(float), strict=False))
 
     def extension_text(self) -> str:
         """One line saying which grids were extended (or that none was)."""
@@ -279,23 +211,18 @@ def tune_grid(
     evaluate: Callable[[dict[str, list[float]]], pd.DataFrame],
     *,
     max_extensions: int = 3,
-    ratio: float = HALF_DECADE,
     min_points: int = 4,
     seed: int | None = None,
 ) -> Sweep:
-    """Train learning-rate grids and extend each one until its optimum is interior.
+    """Train half-decade lr grids on the tuning seed, extended until each optimum is interior.
 
-    The loop: evaluate every grid, find each optimizer whose tuning-seed optimum sits on an edge
-    (:func:`edge`), add the next value past that edge (:func:`extend`), evaluate again, and so on,
-    at most ``max_extensions`` times per optimizer.
+    :func:`adamlinf.tune.search` with one value (rounded to 4 digits) per extension.
 
     Args:
         grids: The starting grid per optimizer (at least ``min_points`` values).
-        evaluate: ``evaluate(grids) -> finals``: trains what is not yet trained (it is called
-            again with the grown grids, so it should skip complete runs) and returns one row per run
-            with columns ``optimizer``, ``lr``, ``seed`` and ``final`` (``inf`` when diverged).
+        evaluate: ``evaluate(grids) -> finals``, called with every whole grid each round (it should
+            skip complete runs): one row per run with ``optimizer``, ``lr``, ``seed``, ``final``.
         max_extensions: The most values added to one optimizer's grid.
-        ratio: The grid ratio (half a decade).
         min_points: The least number of values a starting grid must have.
         seed: The tuning seed (default: the smallest seed ``evaluate`` returns).
 
@@ -306,32 +233,19 @@ def tune_grid(
     for opt, lrs in grids.items():
         if len(lrs) < min_points:
             raise ValueError(f"the grid of {opt!r} has {len(lrs)} values; the protocol needs >= {min_points}")
-    added = dict.fromkeys(grids, 0)
-    extensions: list[dict] = []
-    rnd = 0
-    while True:
+    last = {"seed": seed}
+
+    def scores(todo: dict[str, list[float]]) -> dict[str, dict[float, float]]:
+        for opt, lrs in todo.items():
+            grids[opt] = sorted({*grids[opt], *lrs})
         finals = _check_finals(evaluate({o: list(v) for o, v in grids.items()}))
-        seed = int(finals.seed.min()) if seed is None else int(seed)
-        moved = False
-        on_edge = []
-        for opt in grids:
-            curve = _seed_curve(finals, opt, grids[opt], seed)
-            side = edge(curve)
-            if side is None:
-                continue
-            if added[opt] >= max_extensions:
-                on_edge.append(opt)
-                continue
-            grids[opt] = extend(grids[opt], side, ratio)
-            new = grids[opt][0] if side == "low" else grids[opt][-1]
-            extensions.append({"optimizer": opt, "side": side, "lr": new, "round": rnd + 1})
-            added[opt] += 1
-            moved = True
-        rnd += 1
-        if not moved:
-            break
-    best = {opt: _argmin(_seed_curve(finals, opt, grids[opt], seed)) for opt in grids}
-    return Sweep(grids, finals, best, extensions, on_edge, seed)
+        last["seed"] = int(finals.seed.min()) if seed is None else int(seed)
+        last["finals"] = finals
+        return {opt: _seed_curve(finals, opt, grids[opt], last["seed"]) for opt in grids}
+
+    found = tune.search(scores, grids, digits=4, max_extensions=max_extensions)
+    ext = [dict(optimizer=e["key"], side=e["side"], lr=e["lr"], round=e["round"]) for e in found.extensions]
+    return Sweep(grids, last["finals"], found.best, ext, found.on_edge, last["seed"])
 
 
 def _check_finals(finals: pd.DataFrame) -> pd.DataFrame:
@@ -351,10 +265,6 @@ def _seed_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float], seed: int)
             raise ValueError(f"evaluate returned no seed-{seed} run of {opt!r} at lr {lr:g}")
         out[lr] = match[0]
     return out
-
-
-def _argmin(curve: Mapping[float, float]) -> float:
-    return min(curve, key=lambda lr: (curve[lr], lr))
 
 
 # --------------------------------------------------------------------------------------------
