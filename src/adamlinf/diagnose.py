@@ -645,8 +645,9 @@ def race(
 
     found = _tune.search(evaluate, grids, max_extensions=0, max_rounds=1)
     table = pd.DataFrame(rows)
-    table["best"] = [found.best[r.optimizer] == r.lr for r in table.itertuples()]
-    table["interior"] = table.best & [len(grids[o]) >= 3 and o not in found.on_edge for o in table.optimizer]
+    table["best"] = [found.best[o] == v for o, v in zip(table.optimizer, table.lr, strict=True)]
+    interior = [len(grids[o]) >= 3 and o not in found.on_edge for o in table.optimizer]
+    table["interior"] = table.best & np.array(interior, dtype=bool)
     return (table, models) if keep_models else table
 
 
