@@ -139,8 +139,6 @@ def test_seeds_measured_and_the_shared_lr_slice():
         ("adam", 3e-3),
     ]
     assert sweeps.nearest([1e-4, 3.162e-4, 1e-3], 3e-4) == pytest.approx(3.162e-4)
-    shared = sweeps.slice_values(finals, ["sgd"], 0.1)
-    assert shared["sgd"].value == pytest.approx(3.05)
     with pytest.raises(ValueError, match="no measuring run"):
         sweeps.measured(finals, "adam", 1.0)
 
@@ -197,33 +195,6 @@ def test_divergence_is_never_scored_on_earlier_finite_values(lr_t):
         assert val.diverged and math.isinf(val.final_val_loss), why
     last = sweeps.final_metrics(_frame(fine, np.nan, lr_t), window=2).iloc[0]
     assert last.diverged and math.isinf(last.final_train_loss)
-    good = _frame(fine, 2.0, lr_t)
-    bad = _frame([1.0] * 8 + [np.nan] * 2, np.nan, lr_t).assign(run="bad", lr=1e-2)
-    best = sweeps.best_runs(pd.concat([bad, good], ignore_index=True), window=2).iloc[0]
-    assert best.run == "r" and not best.diverged and best.n_tried == 2
-
-
-def test_best_runs_picks_the_lowest_final_smoothed_loss():
-    rows = []
-    for run, opt, lr, losses in [
-        ("a1", "adam", 1e-3, [2.3, 2.2, 2.10, 2.05]),
-        ("a2", "adam", 3e-3, [2.2, 2.0, 1.92, 1.86]),
-        ("s1", "sgd", 0.1, [2.6, 2.5, 2.5, 2.5]),
-        ("s2", "sgd", 0.3, [1.0, 2.4, 2.6, 2.5]),
-    ]:
-        rows += [
-            {"run": run, "optimizer": opt, "lr": lr, "iter": i, "train_loss": v} for i, v in enumerate(losses)
-        ]
-    df = pd.DataFrame(rows)
-    fin = sweeps.final_metrics(df, window=2).set_index("run")
-    assert fin.loc["a1", "final_train_loss"] == pytest.approx((2.10 + 2.05) / 2)
-    best = sweeps.best_runs(df, window=2).set_index("optimizer")
-    assert best.loc["adam", "run"] == "a2" and best.loc["adam", "n_tried"] == 2
-    assert best.loc["sgd", "run"] == "s1"  # 2.5 vs 2.55
-    assert sweeps.best_runs(df, window=3).set_index("optimizer").loc["sgd", "run"] == "s1"  # a tie: the first
-    assert sweeps.best_runs(df, window=4).set_index("optimizer").loc["sgd", "run"] == "s2"  # 2.125 vs 2.525
-    with pytest.raises(ValueError):
-        sweeps.final_metrics(df, metric="nope")
 
 
 def _git(root, *args):
@@ -288,21 +259,16 @@ def _synthetic_metrics():
     return pd.DataFrame(rows)
 
 
-def test_best_runs_over_a_synthetic_sweep():
+def test_final_metrics_over_a_synthetic_sweep():
     df = _synthetic_metrics()
     fin = sweeps.final_metrics(df, window=2).set_index("run")
     assert fin.loc["a1", "final_train_loss"] == pytest.approx((2.10 + 2.05) / 2)
     assert fin.loc["a2", "final_train_loss"] == pytest.approx((1.92 + 1.86) / 2)
     assert fin.loc["a3", "diverged"] and math.isinf(fin.loc["a3", "final_train_loss"])
-    best = sweeps.best_runs(df, window=2).set_index("optimizer")
-    assert best.loc["adam", "run"] == "a2" and best.loc["adam", "lr"] == 3e-3
-    assert best.loc["adam", "n_tried"] == 3
-    # a tie (2.5 vs 2.5) keeps the first run listed; the window matters: over the last row s1 wins
-    assert best.loc["sgd", "run"] == "s1"
-    assert sweeps.best_runs(df, window=1).set_index("optimizer").loc["sgd", "run"] == "s1"
-    assert (
-        sweeps.best_runs(df, window=3).set_index("optimizer").loc["sgd", "run"] == "s2"
-    )  # (1+2.4+2.6)/3=2.0
+    # the window matters: s1 and s2 tie over the last two rows, s2 is lower over the last three
+    assert fin.loc["s1", "final_train_loss"] == fin.loc["s2", "final_train_loss"] == pytest.approx(2.5)
+    three = sweeps.final_metrics(df, window=3).set_index("run")
+    assert three.loc["s2", "final_train_loss"] == pytest.approx(2.0)
     # default window: the last 5% of rows (1 of 20)
     assert sweeps.final_metrics(df).set_index("run").loc["a1", "final_train_loss"] == pytest.approx(2.05)
     with pytest.raises(ValueError):

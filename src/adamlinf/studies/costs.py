@@ -26,7 +26,6 @@ single run split over :math:`G` GPUs by data parallelism does too, up to communi
 ``load_measurement(path)``        the committed GPU measurement, or None
 ``gpt_flops_per_token(spec)``     :math:`6N + 12LET` of a GPT model spec
 ``gpt_rate`` / ``resnet_rate``    tokens (images) per second per GPU, measured or assumed
-``paper_time_estimate(...)``      GPU-hours of ``n_runs`` runs of ``steps`` steps
 ``paper_costs()``                 the tidy table: every figure and table, and their sum
 ``costs_markdown(table)``         that table as Markdown (the paper-scale page includes it)
 ``notebook_cost(notebook)``       one sentence for a notebook's cost section
@@ -71,7 +70,6 @@ __all__ = [
     "load_measurement",
     "notebook_cost",
     "paper_costs",
-    "paper_time_estimate",
     "resnet_rate",
     "table3_run_count",
 ]
@@ -349,83 +347,6 @@ def resnet_rate(
         False,
         f"{rate.source}, HVP = {ASSUMED_HVP_OVER_GRAD:g} gradients (assumed)",
     )
-
-
-def paper_time_estimate(
-    *,
-    tokens_per_step: float,
-    steps: int,
-    flops_per_token: float | None = None,
-    tokens_per_s_per_gpu: float | None = None,
-    rate: Rate | None = None,
-    n_runs: float = 1,
-    n_gpus: int = 1,
-    mfu: float = 0.4,
-    peak_flops: float = PEAK_FLOPS,
-    label: str = "",
-    verbose: bool = True,
-) -> dict:
-    """Expected cost of ``n_runs`` runs of ``steps`` steps of ``tokens_per_step`` tokens.
-
-    For images read "images" for "tokens". The rate per GPU is ``rate`` (a :class:`Rate`), else
-    ``tokens_per_s_per_gpu`` (a measured number), else ``mfu · peak_flops / flops_per_token``
-    (assumed). Then
-
-        GPU-seconds per run = tokens_per_step · steps / rate,
-        wall hours          = n_runs · GPU-seconds per run / n_gpus / 3600 (ideal).
-
-    Args:
-        tokens_per_step: Tokens (images) per optimizer step.
-        steps: Steps per run.
-        flops_per_token: Training FLOPs per token (for the assumed rate and ``flops_per_run``).
-        tokens_per_s_per_gpu: A measured rate.
-        rate: A :class:`Rate` (its ``source`` labels the result).
-        n_runs: Number of runs; fractional to weight slower runs.
-        n_gpus: GPUs working at once.
-        mfu: The assumed MFU (without ``rate`` and ``tokens_per_s_per_gpu``).
-        peak_flops: The peak the MFU refers to.
-        label: A name for the printout.
-        verbose: Print one line (which says measured or assumed).
-
-    Returns:
-        A dict: ``tokens_per_run``, ``flops_per_run``, ``tokens_per_s_per_gpu``,
-        ``throughput_source``, ``measured``, ``n_runs``, ``n_gpus``, ``gpu_hours_per_run``,
-        ``gpu_hours_total``, ``wall_hours_total``, ``label``.
-    """
-    if tokens_per_step <= 0 or steps <= 0 or n_runs <= 0 or n_gpus < 1:
-        raise ValueError("tokens_per_step, steps, n_runs must be positive and n_gpus >= 1")
-    if rate is None and tokens_per_s_per_gpu is not None:
-        if tokens_per_s_per_gpu <= 0:
-            raise ValueError("tokens_per_s_per_gpu must be positive")
-        rate = Rate(float(tokens_per_s_per_gpu), "tokens", True, "measured throughput")
-    if rate is None:
-        if flops_per_token is None:
-            raise ValueError("give rate, tokens_per_s_per_gpu (measured) or flops_per_token (with mfu)")
-        rate = _assumed("gpt", flops_per_token, "tokens", mfu, peak_flops)
-    tokens_per_run = float(tokens_per_step) * steps
-    gpu_s_per_run = tokens_per_run / rate.per_s
-    out = {
-        "label": label,
-        "tokens_per_run": tokens_per_run,
-        "flops_per_run": tokens_per_run * flops_per_token if flops_per_token else float("nan"),
-        "tokens_per_s_per_gpu": rate.per_s,
-        "throughput_source": rate.source,
-        "measured": rate.measured,
-        "n_runs": n_runs,
-        "n_gpus": n_gpus,
-        "gpu_hours_per_run": gpu_s_per_run / 3600,
-        "gpu_hours_total": n_runs * gpu_s_per_run / 3600,
-        "wall_hours_total": n_runs * gpu_s_per_run / 3600 / n_gpus,
-    }
-    if verbose:
-        print(
-            f"{label + ': ' if label else ''}{n_runs:g} run(s) x {tokens_per_run:.3g} {rate.unit} at "
-            f"{rate.per_s:,.0f} {rate.unit}/s/GPU ({rate.source}) = {out['gpu_hours_per_run']:.1f} "
-            f"GPU-hours per run, {out['gpu_hours_total']:.1f} GPU-hours in all, about "
-            f"{out['wall_hours_total']:.1f} h on {n_gpus} GPU(s)",
-            flush=True,
-        )
-    return out
 
 
 # --------------------------------------------------------------------------------------------

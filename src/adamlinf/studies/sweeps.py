@@ -139,37 +139,6 @@ def final_metrics(
     return pd.DataFrame(rows)
 
 
-def best_runs(
-    df: pd.DataFrame,
-    metric: str = "train_loss",
-    by: Sequence[str] = ("optimizer",),
-    *,
-    window: int | float = 0.05,
-) -> pd.DataFrame:
-    """The tuned run of each ``by`` group: the run with the lowest final smoothed ``metric``.
-
-    Args:
-        df: Tidy metrics (:func:`adamlinf.runs.run_specs`).
-        metric: The metric to rank by (:func:`final_metrics`; diverged runs rank last).
-        by: The groups to tune within.
-        window: As in :func:`final_metrics`.
-
-    Returns:
-        Columns ``by``, ``run``, ``lr``, ``final_<metric>``, ``diverged``, ``n_tried``; sorted by
-        the final metric.
-    """
-    keys = tuple(dict.fromkeys(("run", *[b for b in by if b != "run"])))
-    finals = final_metrics(df, metric, window=window, by=keys)
-    col = f"final_{metric}"
-    rows = []
-    for _, g in finals.groupby(list(by), sort=False):
-        best = g.sort_values(col, kind="stable").iloc[0]
-        row = best.to_dict()
-        row["n_tried"] = len(g)
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values(col, kind="stable").reset_index(drop=True)
-
-
 # --------------------------------------------------------------------------------------------
 # the tuning sweep
 # --------------------------------------------------------------------------------------------
@@ -330,13 +299,6 @@ def seeded_points(
         if not any(q[0] == p[0] and math.isclose(q[1], p[1], rel_tol=1e-6) for q in out):
             out.append(p)
     return out
-
-
-def slice_values(
-    finals: pd.DataFrame, optimizers: Sequence[str], lr: float, value: str = "final"
-) -> dict[str, Measured]:
-    """The paper's view: every optimizer at one shared ``lr`` (a slice of the grid)."""
-    return {o: measured(finals, o, lr, value) for o in optimizers}
 
 
 def nearest(lrs: Iterable[float], target: float) -> float:
