@@ -1,32 +1,16 @@
 r"""The tuning protocol of the experiment chapters (Sections 4.2 and 4.3).
 
-Learning-rate grids that extend until every optimizer's optimum is interior, seeds at the tuned
-points, and final metrics.
+1. **A grid per optimizer** of at least 4 peak lrs, half a decade apart (ratio :math:`\sqrt{10}`).
+2. **Extension** (:func:`tune_grid`): while an optimizer's best lr (lowest final loss, a diverged run
+   last) is on an edge of its grid, the next value past that edge is trained, at most
+   ``max_extensions`` times; an optimum still on an edge is reported.
+3. **Seeds.** A *tuning seed* picks each best lr; the *measuring seeds* (never the tuning seed) are
+   trained there and measured (:func:`measured`): the seed that picked a winner would bias its loss down.
+4. **The paper's view**: one shared lr for the adaptive methods, a slice of the same grid.
 
-The protocol, as every training notebook runs it:
-
-1. **A grid per optimizer.** Each optimizer gets a peak-lr grid of at least 4 values, half a decade
-   apart (ratio :math:`\sqrt{10}`).
-2. **Extension.** When an optimizer's best value (lowest final loss; a diverged run ranks last) sits
-   on an edge of its grid, the next value past that edge is added and trained, and the check is
-   repeated, at most ``max_extensions`` times per optimizer (:func:`tune_grid`). An optimizer whose
-   optimum is still on an edge after that is reported as such.
-3. **Seeds.** One *tuning seed* trains the grids and picks each optimizer's best lr; then the
-   *measuring seeds*, which never include the tuning seed, are trained at each best lr. The value
-   reported is :meth:`~adamlinf.studies.verdicts.Measured.from_seeds` of the measuring seeds' final
-   losses only: a seed that picked the winner would bias the winner's loss downwards (the minimum
-   of noisy values is low by chance). Per-run finals carry a ``measuring`` column;
-   :func:`measured` reads only those rows.
-4. **The paper's view.** One shared lr for the adaptive methods is a slice of the same grid
-   (:func:`slice_values`), so a reader sees both the tuned and the shared-lr comparison.
-
-Final metrics (:func:`final_metrics`) average the last logged values of a run; a run that ever
-logged a non-finite loss (:func:`diverged`) gets ``inf``, so it ranks last and is never scored on
-the finite values before it blew up.
-
-The figures of the chapters (a sweep figure, loss curves with seed bands) are drawn by
-:func:`plot_sweep` and :func:`plot_curves`; :func:`load_published` reads the published results of
-the ``gpu`` scale that the pages show beside the live ``ci`` ones.
+A final metric (:func:`final_metrics`) averages the last logged values of a run; a run that ever
+logged a non-finite loss (:func:`diverged`) gets ``inf``. Figures: :func:`plot_sweep`,
+:func:`plot_curves`; the published ``gpu`` results: :func:`load_published`.
 """
 
 from __future__ import annotations
@@ -51,9 +35,7 @@ HALF_DECADE = tune.HALF_DECADE
 _TRAIN_ROW_MARKERS = ("lr_t", "iter_time")  # logged on every training row (never NaN there)
 
 
-# --------------------------------------------------------------------------------------------
 # final metrics of runs
-# --------------------------------------------------------------------------------------------
 def _window(n_rows: int, window: int | float) -> int:
     if isinstance(window, float) and 0 < window < 1:
         return max(1, int(round(window * n_rows)))
@@ -63,20 +45,10 @@ def _window(n_rows: int, window: int | float) -> int:
 
 
 def diverged(g: pd.DataFrame, step: str = "iter") -> bool:
-    """Whether the run ``g`` (its metric rows) diverged: a non-finite loss was ever logged.
+    """Whether the run ``g`` (its metric rows) ever logged a non-finite loss.
 
-    In CSV a NaN loss reads back as *missing*, so which rows must hold a loss is told by other
-    columns: a *training row* carries the scheduled learning rate ``lr_t`` (or ``iter_time``), and
-    the last row of the run (the final evaluation) carries at least one ``*_loss`` value. The run
-    diverged if any ``*_loss`` value is ``±inf``, if a training row lacks a finite ``train_loss``
-    (at any iteration, not only the last), or if its last row has no finite loss at all.
-
-    Args:
-        g: The metric rows of one run.
-        step: The iteration column.
-
-    Returns:
-        True when the run diverged.
+    A NaN reads back from CSV as missing, so: any ``*_loss`` is ``±inf``, a training row (one with
+    ``lr_t`` or ``iter_time``) lacks a finite ``train_loss``, or the last row has no finite loss.
     """
     loss_cols = [c for c in g.columns if c.endswith("_loss")]
     if not loss_cols or not len(g):
@@ -101,23 +73,11 @@ def final_metrics(
     by: Sequence[str] = ("run",),
     step: str = "iter",
 ) -> pd.DataFrame:
-    """One row per ``by`` group (default: per run): ``metric`` averaged over its last logged values.
+    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` logged values.
 
-    The "final smoothed loss" is the mean of the last ``window`` logged values (rows, or that
-    fraction of the logged rows when a float in (0, 1): the default is the last 5%). A run that
-    ever logged a non-finite loss (:func:`diverged`) gets ``final_<metric> = inf`` and
-    ``diverged = True``.
-
-    Args:
-        df: Tidy metrics of one or more runs (:func:`adamlinf.runs.run_specs`).
-        metric: The column to average.
-        window: Rows (int) or fraction of rows (float) at the end of each run.
-        by: The grouping columns.
-        step: The iteration column.
-
-    Returns:
-        One row per group with ``by``, ``optimizer``, ``lr``, ``seed`` (when present),
-        ``final_<metric>``, ``last_iter`` and ``diverged``.
+    ``window`` counts rows, or is a fraction of them in (0, 1) (default the last 5%). A diverged
+    run (:func:`diverged`) gets ``inf``. Columns: ``by``, ``optimizer``, ``lr``, ``seed`` (when
+    present), ``final_<metric>``, ``last_iter``, ``diverged``.
     """
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
@@ -139,21 +99,13 @@ def final_metrics(
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------------------------
 # the tuning sweep
-# --------------------------------------------------------------------------------------------
 @dataclass
 class Sweep:
     """The result of :func:`tune_grid`.
 
-    Attributes:
-        grids: The final learning-rate grid per optimizer (extensions included).
-        finals: One row per trained run: ``optimizer``, ``lr``, ``seed``, ``final`` (``inf`` when
-            diverged), and whatever else the evaluation returned.
-        best_lr: The tuned learning rate per optimizer (lowest final loss of the tuning seed).
-        extensions: One record per added value: ``optimizer``, ``side``, ``lr``, ``round``.
-        on_edge: Optimizers whose optimum still sits on an edge of the grid.
-        tune_seed: The seed the grids were trained on.
+    The final grids, the last finals, the tuned lr per optimizer, one record per extension
+    (``optimizer``, ``side``, ``lr``, ``round``), the optimizers still on an edge, the tuning seed.
     """
 
     grids: dict[str, list[float]]
@@ -183,20 +135,11 @@ def tune_grid(
     min_points: int = 4,
     seed: int | None = None,
 ) -> Sweep:
-    """Train half-decade lr grids on the tuning seed, extended until each optimum is interior.
+    """Tune half-decade lr grids on ``seed``: :func:`adamlinf.tune.search`, one 4-digit value per extension.
 
-    :func:`adamlinf.tune.search` with one value (rounded to 4 digits) per extension.
-
-    Args:
-        grids: The starting grid per optimizer (at least ``min_points`` values).
-        evaluate: ``evaluate(grids) -> finals``, called with every whole grid each round (it should
-            skip complete runs): one row per run with ``optimizer``, ``lr``, ``seed``, ``final``.
-        max_extensions: The most values added to one optimizer's grid.
-        min_points: The least number of values a starting grid must have.
-        seed: The tuning seed (default: the smallest seed ``evaluate`` returns).
-
-    Returns:
-        A :class:`Sweep`.
+    ``evaluate(grids) -> finals`` is called with every whole grid each round (it skips complete
+    runs) and returns one row per run: ``optimizer``, ``lr``, ``seed``, ``final``. ``seed``
+    defaults to the smallest seed it returns.
     """
     grids = {opt: sorted(float(x) for x in lrs) for opt, lrs in grids.items()}
     for opt, lrs in grids.items():
@@ -207,7 +150,7 @@ def tune_grid(
     def scores(todo: dict[str, list[float]]) -> dict[str, dict[float, float]]:
         for opt, lrs in todo.items():
             grids[opt] = sorted({*grids[opt], *lrs})
-        finals = _check_finals(evaluate({o: list(v) for o, v in grids.items()}))
+        finals = evaluate({o: list(v) for o, v in grids.items()}).reset_index(drop=True)
         last["seed"] = int(finals.seed.min()) if seed is None else int(seed)
         last["finals"] = finals
         return {opt: _seed_curve(finals, opt, grids[opt], last["seed"]) for opt in grids}
@@ -215,13 +158,6 @@ def tune_grid(
     found = tune.search(scores, grids, digits=4, max_extensions=max_extensions)
     ext = [dict(optimizer=e["key"], side=e["side"], lr=e["lr"], round=e["round"]) for e in found.extensions]
     return Sweep(grids, last["finals"], found.best, ext, found.on_edge, last["seed"])
-
-
-def _check_finals(finals: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in ("optimizer", "lr", "seed", "final") if c not in finals.columns]
-    if missing:
-        raise ValueError(f"evaluate must return optimizer, lr, seed, final per run; missing {missing}")
-    return finals.reset_index(drop=True)
 
 
 def _seed_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float], seed: int) -> dict[float, float]:
@@ -236,9 +172,7 @@ def _seed_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float], seed: int)
     return out
 
 
-# --------------------------------------------------------------------------------------------
 # seeds and measured values
-# --------------------------------------------------------------------------------------------
 def measuring(finals: pd.DataFrame) -> pd.DataFrame:
     """The rows of the measuring seeds: all rows when ``finals`` has no ``measuring`` column."""
     if "measuring" not in finals.columns:
@@ -261,17 +195,7 @@ def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "fina
 def seed_table(
     finals: pd.DataFrame, points: Mapping[str, tuple[str, float]], value: str = "final"
 ) -> pd.DataFrame:
-    """One row per named point ``{key: (optimizer, lr)}``: mean, std over seeds, seeds, values.
-
-    Args:
-        finals: Per-run finals with ``optimizer``, ``lr``, ``seed`` and ``value``.
-        points: The points to summarise (the tuned lr per optimizer, or a shared-lr slice).
-        value: The column to summarise.
-
-    Returns:
-        Columns ``key``, ``optimizer``, ``lr``, ``mean``, ``std``, ``n_seeds``, ``text`` (the
-        column's texts with one number of decimals, :func:`seed_texts`).
-    """
+    """Per point ``{key: (optimizer, lr)}``: ``mean``, ``std``, ``n_seeds``, ``text`` of measuring seeds."""
     values = {key: measured(finals, opt, lr, value) for key, (opt, lr) in points.items()}
     texts = seed_texts(list(values.values()))
     rows = [
@@ -307,20 +231,6 @@ def nearest(lrs: Iterable[float], target: float) -> float:
     return float(min(lrs, key=lambda x: abs(math.log(x / target))))
 
 
-def run_seconds(root: str | Path, names: Iterable[str]) -> float:
-    """Training wall time of the completed runs ``root/<name>/``, summed over the runs.
-
-    Read from their completion records, whenever they were trained: the cost of a page's runs,
-    not of one execution.
-    """
-    total = 0.0
-    for name in names:
-        record = Path(root) / name / _runs.COMPLETE_FILE
-        if record.exists():
-            total += float(json.loads(record.read_text()).get("wall_time_s", 0.0))
-    return total
-
-
 def with_seed(spec: Mapping, seed: int) -> dict:
     """``spec`` at another seed: model init, data order and rotation all change with it."""
     out = _runs.with_train(spec, tags={"seed": int(seed)}, seed=int(seed), rotation_seed=int(seed))
@@ -329,24 +239,11 @@ def with_seed(spec: Mapping, seed: int) -> dict:
 
 
 class RunCollector:
-    """Trains a page's run specs into one folder and keeps every run's metrics by name.
+    """Trains a page's run specs into ``root`` and keeps each run's metrics by name, first trained first.
 
-    The shared machinery of the training pages: each call of :meth:`train` runs some specs with
-    :func:`adamlinf.runs.run_specs` (complete runs are reused) and files their metrics under
-    their run names; :meth:`metrics`, :meth:`wall_s` and :meth:`run_s` then report the whole page.
-
-    Args:
-        p: The notebook's parameters: ``tune_seed``, ``seeds``, ``nproc_per_node``, ``workers``.
-        root: Where the runs live.
-        threads_per_worker: Passed on to :func:`adamlinf.runs.run_specs` (``None``: its default).
-
-    Attributes:
-        root: Where the runs live.
-        tune_seed: The seed the grids are tuned on (``p["tune_seed"]``); it picks the lrs and
-            measures nothing.
-        seeds: The measuring seeds (``p["seeds"]``), trained at the tuned points; never the tuning
-            seed.
-        frames: Each trained run's metrics, by run name, in the order first trained.
+    Complete runs are reused (:func:`adamlinf.runs.run_specs`).
+    ``p`` gives ``tune_seed``, the measuring ``seeds`` (never the tuning seed), ``nproc_per_node``
+    and ``workers``.
     """
 
     def __init__(self, p: Mapping, root: str | Path, *, threads_per_worker: int | None = None):
@@ -387,17 +284,20 @@ class RunCollector:
         return time.perf_counter() - self._t0
 
     def run_s(self) -> float:
-        """Training seconds of the collected runs, whenever trained (:func:`run_seconds`)."""
-        return run_seconds(self.root, self.frames)
+        """Training seconds of the collected runs, whenever trained (their completion records)."""
+        total = 0.0
+        for name in self.frames:
+            record = self.root / name / _runs.COMPLETE_FILE
+            if record.exists():
+                total += float(json.loads(record.read_text()).get("wall_time_s", 0.0))
+        return total
 
     def mark(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with the column ``measuring``: whether a row's seed is a measuring seed."""
         return frame.assign(measuring=frame.seed.astype(int).isin(self.seeds))
 
 
-# --------------------------------------------------------------------------------------------
 # figures
-# --------------------------------------------------------------------------------------------
 #: One look per optimizer on every training figure: colour, line style and marker differ, so
 #: curves that overlap (AdaSGD, rotated Adam and SGD often do) stay distinguishable.
 STYLES = {
@@ -416,11 +316,7 @@ def style(key: str, k: int = 0) -> dict:
 
 
 def legend_below(fig, ax, *, ncol: int = 5) -> None:
-    """One legend for the whole figure, below its axes (never over the data).
-
-    Call after ``fig.tight_layout()``; the figure is saved with a tight bounding box, which takes the
-    legend in.
-    """
+    """One legend below the axes (call after ``fig.tight_layout()``)."""
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(
         handles,
@@ -441,10 +337,9 @@ def plot_sweep(
     value: str = "final",
     best_lr: Mapping[str, float] | None = None,
 ) -> None:
-    """Final loss against peak lr, one line per optimizer (the tuning seed's grid).
+    """Final loss against peak lr per optimizer (tuning seed).
 
-    The tuned points are drawn as mean ± std error bars over the measuring seeds (:func:`measuring`);
-    diverged runs are marked with ×, at the top.
+    Bars: mean ± std of the measuring seeds; ×: a diverged run.
     """
     finite = finals[np.isfinite(finals[value].astype(float))]
     top = float(finite[value].max()) if len(finite) else 1.0
@@ -480,11 +375,9 @@ def plot_curves(
     smooth: int = 1,
     label_lr: bool = True,
 ) -> None:
-    """Loss curves of the runs at ``points = {key: (optimizer, lr)}``, with seed bands.
+    """Loss curves at ``points = {key: (optimizer, lr)}``, mean over seeds with a ± std band.
 
-    The mean over the seeds in ``metrics`` (each seed's curve smoothed by a running mean of
-    ``smooth`` rows) and a band of ± one std; ``label_lr`` adds each point's lr to its label (leave
-    it off where a panel's title gives the lr).
+    Each seed's curve is a running mean of ``smooth`` rows; ``label_lr`` puts the lr in the label.
     """
     for k, (key, (opt, lr)) in enumerate(points.items()):
         g = metrics[(metrics.optimizer == opt) & np.isclose(metrics.lr.astype(float), lr, rtol=1e-6)]
@@ -510,21 +403,12 @@ def plot_curves(
     ax.set(xlabel="iteration", ylabel=value.replace("_", " "))
 
 
-# --------------------------------------------------------------------------------------------
 # published results of the gpu scale
-# --------------------------------------------------------------------------------------------
 @dataclass
 class Published:
-    """Published results of one notebook at one scale (``published/<notebook>/<scale>/``).
+    """Published results of a notebook (``published/<notebook>/<scale>/``).
 
-    Attributes:
-        path: The folder.
-        tables: Every CSV in it, by file stem.
-        provenance: The provenance record (commit, hardware, versions, wall time), if present.
-        warning: A text when the results were made by code older than the notebook, or are not
-            as published (see ``problems``), else None.
-        problems: What is wrong with the published files (unreadable, edited since publication,
-            of another scale); empty when they are as published.
+    Every CSV by stem, the provenance, a ``warning`` (stale or not as published) and the file ``problems``.
     """
 
     path: Path
@@ -542,21 +426,10 @@ def make_command(notebook: str, scale: str = "gpu") -> str:
 def load_published(
     notebook: str, scale: str = "gpu", *, folder: str | Path | None = None
 ) -> Published | None:
-    """The published results of ``notebook`` at ``scale``, or None when there are none.
+    """The published results of ``notebook`` at ``scale`` (None when there are none).
 
-    Nothing published is trusted blindly: a file that cannot be read (an empty or truncated CSV, a
-    damaged provenance) is left out with a warning, a file whose SHA-256 differs from the one its
-    provenance recorded at publication is named, and a provenance of another scale than the folder's
-    is flagged. The warnings join the staleness warning of :func:`adamlinf.results.check_fresh`.
-
-    Args:
-        notebook: The notebook name.
-        scale: The scale (``gpu``).
-        folder: The folder to read (default :func:`adamlinf.results.published_dir`).
-
-    Returns:
-        A :class:`Published` with every readable CSV as a table, the provenance and the warnings
-        (one text, or None); None when the folder is absent or holds no CSV.
+    An unreadable file is left out, a file whose SHA-256 differs from its provenance's is named, a
+    provenance of another scale is flagged; with :func:`adamlinf.results.check_fresh`'s staleness.
     """
     path = Path(folder) if folder is not None else _results.published_dir(notebook, scale)
     if path is None or not Path(path).is_dir():
@@ -570,11 +443,7 @@ def load_published(
     for p in csvs:
         try:
             tables[p.stem] = pd.read_csv(p)
-        except (
-            OSError,
-            ValueError,
-            UnicodeDecodeError,
-        ) as exc:  # EmptyDataError, ParserError are ValueErrors
+        except (OSError, ValueError, UnicodeDecodeError) as exc:  # EmptyDataError, ParserError: ValueError
             problems.append(f"{p.name} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})")
     prov: dict = {}
     for name in ("provenance.json", *sorted(p.name for p in path.glob("*.provenance.json"))):
