@@ -316,6 +316,33 @@ def threshold_verdict(values: Iterable[float], *, below: bool, tol: float, far: 
     return HOLDS if large else FAILS if small else INCONCLUSIVE
 
 
+#: Summary verdicts of a claim checked by several rows (:func:`aggregate`).
+HOLDS_IN_PART, FAILS_IN_PART, MIXED = "holds in part", "fails in part", "mixed"
+SUMMARY_VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, HOLDS_IN_PART, FAILS_IN_PART, MIXED, NOT_RUN)
+
+#: The rule of :func:`aggregate`, as the pages state it.
+AGGREGATION_RULE = (
+    "A claim of the paper is usually checked by several rows (several settings, pairs of optimizers "
+    "or quantities). Its summary verdict at a scale is **holds** when every row holds, **fails** when "
+    "every row fails, **inconclusive** when every row is inconclusive, **holds in part** when some hold "
+    "and the rest are inconclusive, **fails in part** when some fail and the rest are inconclusive, "
+    "**mixed** when some hold and some fail, and **not run** when nothing ran at that scale. The counts "
+    'beside it say how many rows gave each verdict; the page\'s "Paper vs ours" section lists them.'
+)
+
+
+def aggregate(verdicts: Sequence[str]) -> str:
+    """One summary verdict of the rows of a claim at one scale (:data:`AGGREGATION_RULE`)."""
+    ran = {v for v in verdicts if v != NOT_RUN}
+    if not ran:
+        return NOT_RUN
+    if len(ran) == 1:
+        return ran.pop()
+    if HOLDS in ran and FAILS in ran:
+        return MIXED
+    return HOLDS_IN_PART if HOLDS in ran else FAILS_IN_PART
+
+
 def rule_text(better: Measured | float, worse: Measured | float) -> str:
     """A short description of the rule :func:`compare` applied (for the ``rule`` column)."""
     a, b = as_measured(better), as_measured(worse)
