@@ -1,35 +1,12 @@
 r"""What the paper-scale runs cost: GPU-hours per figure and table, measured where possible.
 
-One cost model for the book. The rate of a GPU comes from a measurement when one is committed
-(``published/gpu_paper_scale.json``, written by ``benchmarks/gpu_paper_scale.py --publish`` on a
-GPU, with its hardware, date and versions), and otherwise from an *assumed* model FLOPs utilisation
-(MFU). Every number says which: its ``source`` reads ``measured on <GPU> (<date>, torch <version>)``
-or ``assumed <MFU> MFU of <peak> TFLOP/s``.
-
-The model. Training FLOPs per token of a GPT are :math:`6N + 12\,L\,E\,T` (PaLM appendix B, as
-nanoGPT: :math:`N` parameters without position embeddings, :math:`L` layers, width :math:`E`,
-context :math:`T`); a ResNet's per image are three times its forward FLOPs. A GPU processes
-
-.. math::
-
-    r = \frac{\mathrm{MFU}\cdot F_\text{peak}}{\text{FLOPs per token}}\ \text{tokens/s}
-    \quad\text{(assumed)}, \qquad r = r_\text{measured}\cdot
-    \frac{\text{FLOPs per token}_\text{measured model}}{\text{FLOPs per token}}\quad\text{(measured)},
-
-so a run of :math:`S` steps of :math:`B` tokens costs :math:`S B / r / 3600` GPU-hours. A
-Hessian-vector product (Tables 2 and 4) costs ``hvp_over_grad`` gradients of the same tokens
-(measured: the benchmark's fastest uncached HVP). The learning-rate sweeps are independent runs,
-so on :math:`G` GPUs they take :math:`1/G` of the GPU-hours of wall time (up to whole runs); a
-single run split over :math:`G` GPUs by data parallelism does too, up to communication.
-
-================================  ===========================================================
-``load_measurement(path)``        the committed GPU measurement, or None
-``gpt_flops_per_token(spec)``     :math:`6N + 12LET` of a GPT model spec
-``gpt_rate`` / ``resnet_rate``    tokens (images) per second per GPU, measured or assumed
-``paper_costs()``                 the tidy table: every figure and table, and their sum
-``costs_markdown(table)``         that table as Markdown (the paper-scale page includes it)
-``notebook_cost(notebook)``       one sentence for a notebook's cost section
-================================  ===========================================================
+A GPU's rate comes from the committed measurement (``published/gpu_paper_scale.json``, written by
+``benchmarks/gpu_paper_scale.py --publish``) when there is one, else from an *assumed* model FLOPs
+utilisation; every number's ``source`` says which. Training FLOPs per token of a GPT are
+:math:`6N + 12\,L\,E\,T` (PaLM appendix B, as nanoGPT), a ResNet's per image three times its
+forward FLOPs; a rate is :math:`\mathrm{MFU}\cdot F_\text{peak}/\text{FLOPs per token}` (assumed)
+or the measured rate scaled by the FLOPs per token. A Hessian-vector product costs
+``hvp_over_grad`` gradients; independent runs on :math:`G` GPUs take :math:`1/G` of the GPU-hours.
 
 ``python -m adamlinf.studies.costs --markdown book/generated/paper_costs.md`` writes the page's table.
 """
@@ -106,25 +83,14 @@ MEASUREMENT_NAME = "gpu_paper_scale.json"
 PUBLISHED = "published"
 
 
-# --------------------------------------------------------------------------------------------
 # the measurement
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Measurement:
     """The committed GPU measurement of ``benchmarks/gpu_paper_scale.py`` (GPT-2 124M).
 
-    Attributes:
-        device_name: The GPU, e.g. ``"NVIDIA H200"``.
-        date: When it was measured (ISO 8601, UTC).
-        torch: The torch version; ``cuda`` the CUDA version.
-        cuda: The CUDA version torch was built with.
-        tokens_per_s: Training tokens per second of Adam (compiled when that part ran).
-        compiled: Whether ``tokens_per_s`` is the ``torch.compile`` rate.
-        flops_per_token: Training FLOPs per token of the measured model.
-        hvp_s_per_token: Seconds per token of the fastest uncached float32 Hessian-vector product,
-            or None when that part did not run.
-        rotated_extra_s_per_step: Rotated Adam's extra seconds per optimizer step, or None.
-        path: The file it was read from.
+    Adam's training tokens per second (compiled when that part ran), the measured model's FLOPs per
+    token, the fastest uncached float32 HVP's seconds per token and rotated Adam's extra seconds per
+    step (None when not measured), with the GPU, date and versions.
     """
 
     device_name: str
@@ -157,18 +123,10 @@ def _number(data: Mapping, dotted: str):
 
 
 def load_measurement(path: str | Path | None = None) -> Measurement | None:
-    """Read the committed GPU measurement.
-
-    Args:
-        path: The JSON file (default ``published/gpu_paper_scale.json``; ``$ADAMLINF_PUBLISHED``
-            moves the folder).
-
-    Returns:
-        The :class:`Measurement`, or None when the file does not exist.
+    """The committed GPU measurement (default ``published/gpu_paper_scale.json``), None when absent.
 
     Raises:
-        ValueError: the file is a ``--smoke`` run, was not measured on a CUDA device, or lacks the
-            training rate or the date (a CPU check must never pass for a GPU measurement).
+        ValueError: a ``--smoke`` run, not measured on CUDA, or without the training rate or date.
     """
     path = Path(path) if path is not None else PUBLISHED_ROOT / MEASUREMENT_NAME
     if not path.exists():
@@ -208,19 +166,10 @@ def _resolve(measurement) -> Measurement | None:
     return load_measurement() if measurement == PUBLISHED else measurement
 
 
-# --------------------------------------------------------------------------------------------
 # rates
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rate:
-    """Work per second of one GPU.
-
-    Attributes:
-        per_s: Tokens (or images) per second per GPU.
-        unit: ``"tokens"`` or ``"images"``.
-        measured: Whether it comes from a measurement.
-        source: What it rests on: ``measured on ...`` or ``assumed ... MFU of ... TFLOP/s``.
-    """
+    """Tokens (or images) per second of one GPU, whether measured, and what it rests on (``source``)."""
 
     per_s: float
     unit: str
@@ -229,17 +178,7 @@ class Rate:
 
 
 def gpt_flops_per_token(model_spec: Mapping) -> float:
-    r"""Training FLOPs per token of a GPT model spec, :math:`6N + 12\,L\,E\,T`.
-
-    PaLM appendix B, as nanoGPT's ``estimate_mfu``; :math:`N` without position embeddings. The
-    model is built on the ``meta`` device, so a 124M spec costs no memory.
-
-    Args:
-        model_spec: ``{"kind": "gpt", ...}`` as :func:`adamlinf.models.build` takes it.
-
-    Returns:
-        FLOPs per token, forward and backward.
-    """
+    r"""Training FLOPs per token of a GPT model spec, :math:`6N + 12\,L\,E\,T` (built on ``meta``)."""
     with torch.device("meta"):
         model = build(dict(model_spec))
     return float(model.flops_per_token())
@@ -262,15 +201,8 @@ def gpt_rate(
 ) -> Rate:
     """Training tokens per second of one GPU for a GPT.
 
-    Args:
-        model_spec: The GPT's model spec.
-        measurement: A :class:`Measurement`, None (assumed MFU), or :data:`PUBLISHED` (the
-            committed file when there is one).
-        mfu: The assumed MFU (default ``ASSUMED_MFU["gpt"]``); used only without a measurement.
-        peak_flops: The peak the MFU refers to.
-
-    Returns:
-        The :class:`Rate`; a measurement on another model size is scaled by the FLOPs per token.
+    ``measurement``: a :class:`Measurement` (scaled by the FLOPs per token), None (the assumed
+    ``mfu``, default ``ASSUMED_MFU["gpt"]``) or :data:`PUBLISHED` (the committed file, if any).
     """
     fpt = gpt_flops_per_token(model_spec)
     m = _resolve(measurement)
@@ -284,17 +216,7 @@ def gpt_rate(
 def gpt_hvp_rate(
     model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None, peak_flops: float = PEAK_FLOPS
 ) -> Rate:
-    """Tokens per second of one GPU through a Hessian-vector product of a GPT.
-
-    Args:
-        model_spec: The GPT's model spec.
-        measurement: As in :func:`gpt_rate`; its float32 HVP time when it has one.
-        mfu: The assumed MFU of the gradient (default ``ASSUMED_MFU["gpt"]``).
-        peak_flops: The peak the MFU refers to.
-
-    Returns:
-        The :class:`Rate`; assumed: the training rate divided by :data:`ASSUMED_HVP_OVER_GRAD`.
-    """
+    """Tokens per second of one GPU through a GPT's HVP (assumed: training rate / HVP_OVER_GRAD)."""
     fpt = gpt_flops_per_token(model_spec)
     m = _resolve(measurement)
     if m is not None and m.hvp_s_per_token is not None:
@@ -322,20 +244,7 @@ def resnet_rate(
     mfu: float | None = None,
     peak_flops: float = PEAK_FLOPS,
 ) -> Rate:
-    """Training (or HVP) images per second of one GPU for a ResNet; always assumed.
-
-    The GPU measurement covers GPT-2 only, so the ResNet's rate rests on ``ASSUMED_MFU["resnet"]``.
-
-    Args:
-        model_spec: Keyword arguments of :func:`adamlinf.models.resnet.build` (default ResNet18).
-        image_size: The image side.
-        hvp: The rate of Hessian-vector products (:data:`ASSUMED_HVP_OVER_GRAD` gradients each).
-        mfu: The assumed MFU.
-        peak_flops: The peak the MFU refers to.
-
-    Returns:
-        The :class:`Rate`.
-    """
+    """Training (or ``hvp``) images per second of one GPU for a ResNet (default ResNet18); assumed."""
     spec = {k: v for k, v in dict(model_spec or {}).items() if k != "kind"}
     flops = _resnet_flops(image_size, spec.get("width", 64), tuple(spec.get("blocks", (2, 2, 2, 2))))
     rate = _assumed("resnet", flops, "images", mfu, peak_flops)
@@ -349,9 +258,7 @@ def resnet_rate(
     )
 
 
-# --------------------------------------------------------------------------------------------
 # the paper-scale table
-# --------------------------------------------------------------------------------------------
 def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int]:
     """Seed-0 runs of a tuned grid: each optimizer's grid, plus up to ``max_extensions`` values."""
     base = sum(grids.values())
@@ -359,17 +266,10 @@ def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int
 
 
 def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
-    """Runs of Figure 1's protocol (:func:`adamlinf.studies.lm.figure1_runs`), fewest and most.
+    """``(runs_min, runs_max, rotated_min, rotated_max)`` of Figure 1's protocol at parameters ``p``.
 
-    The tuning seed trains every grid (extended at most ``max_extensions`` times per optimizer); each
-    measuring seed trains each optimizer's best lr and the adaptive methods at the three shared rates
-    of Figure 3.
-
-    Args:
-        p: Figure 1's parameters at one scale.
-
-    Returns:
-        ``(runs_min, runs_max, rotated_min, rotated_max)``: all runs, and rotated Adam's among them.
+    The tuning seed trains every grid (at most ``max_extensions`` more values each); each measuring
+    seed trains each best lr and the adaptive methods at Figure 3's three shared rates.
     """
     adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
     lo, hi = _sweep_runs(
@@ -386,14 +286,7 @@ def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
 
 
 def table3_run_count(p: Mapping) -> tuple[int, int]:
-    """Runs of Table 3's protocol (:func:`adamlinf.studies.images.table3_runs`), fewest and most.
-
-    Args:
-        p: Table 3's parameters at one scale.
-
-    Returns:
-        ``(runs_min, runs_max)`` over all batch sizes.
-    """
+    """``(runs_min, runs_max)`` of Table 3's protocol at parameters ``p``, over all batch sizes."""
     grids = {o: len(p["sgd_lrs"] if o == "sgd" else p["adaptive_lrs"]) for o in p["optimizers"]}
     lo, hi = _sweep_runs(grids, int(p["max_extensions"]))
     extra = len(p["seeds"]) * len(p["optimizers"])  # the measuring seeds at each best lr
@@ -441,21 +334,9 @@ def paper_costs(
 ) -> pd.DataFrame:
     """GPU-hours of every figure and table at ``scale``, and their sum, on 1 and 8 GPUs.
 
-    Run counts follow each notebook's protocol at that scale's parameters (``params/*.yaml``): a
-    tuned grid may be extended, so each row gives the fewest and the most runs. Figure 3 and
-    Figure 4 reuse the runs of Figure 1 and Table 3 and cost nothing of their own.
-
-    Args:
-        measurement: A :class:`Measurement`, None (every rate assumed), or :data:`PUBLISHED`.
-        gpus: The GPU counts of the wall-time columns.
-        scale: The parameter set (``"paper"``; ``"gpu"`` prices the one-GPU scale).
-
-    Returns:
-        A tidy frame, one row per item plus a ``Total`` row: ``kind`` (``training``, ``hvp``,
-        ``none`` or ``total``), ``runs_min``/``runs_max``,
-        ``gpu_hours_min``/``gpu_hours_max``, ``hours_<g>_gpus_min``/``_max`` for each ``g`` in
-        ``gpus`` (independent runs spread over the GPUs), ``rate_per_gpu``, ``measured`` and
-        ``source`` (measured or assumed, on every row).
+    One row per item and a ``Total``: ``kind``, ``runs_min``/``_max`` (a tuned grid may be extended),
+    ``gpu_hours_min``/``_max``, ``hours_<g>_gpus_min``/``_max``, ``rate_per_gpu``, ``measured``,
+    ``source``. Figures 3 and 4 reuse the runs of Figure 1 and Table 3.
     """
     m = _resolve(measurement)
     rows = []
@@ -590,15 +471,7 @@ def _hours(lo: float, hi: float) -> str:
 
 
 def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
-    """The cost table as Markdown, each rate labelled measured or assumed.
-
-    Args:
-        table: :func:`paper_costs`' frame.
-        gpus: The GPU counts of its wall-time columns.
-
-    Returns:
-        A Markdown table and a line naming what the rates rest on.
-    """
+    """:func:`paper_costs`' table as Markdown, each rate labelled measured or assumed."""
     walls = [g for g in gpus if g != 1]
     head = [
         "item",
@@ -635,20 +508,7 @@ def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
 
 
 def notebook_cost(notebook: str, measurement=PUBLISHED, *, scale: str = "paper") -> str:
-    """One sentence for a notebook's cost section: its paper-scale GPU-hours and what they rest on.
-
-    Args:
-        notebook: A notebook of :func:`paper_costs` (e.g. ``"gpt2_figure1"``).
-        measurement: As in :func:`paper_costs`.
-        scale: The parameter set priced.
-
-    Returns:
-        E.g. ``"Figure 1 at paper scale: 42–59 runs (GPT 12×768, ...): 1,239–1,741 GPU-hours, about
-        155–218 hours on 8 GPUs, at 462,814 tokens/s per GPU (assumed 40% MFU of 989 TFLOP/s)."``
-
-    Raises:
-        ValueError: ``notebook`` has no row.
-    """
+    """One sentence for a notebook's cost section: its paper-scale GPU-hours and what they rest on."""
     table = paper_costs(measurement, scale=scale)
     rows = table[table.notebook == notebook]
     if rows.empty:
@@ -668,11 +528,7 @@ def notebook_cost(notebook: str, measurement=PUBLISHED, *, scale: str = "paper")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: print the paper-scale cost table, or write it as Markdown.
-
-    Returns:
-        The exit status.
-    """
+    """Command line: print the paper-scale cost table, or write it as Markdown."""
     parser = argparse.ArgumentParser(
         prog="python -m adamlinf.studies.costs", description=__doc__.splitlines()[0]
     )
