@@ -1,16 +1,12 @@
-r"""The learning-rate search: grids extended at the edge until the optimum is interior, then refined.
+r"""The learning-rate search: grids extended at an edge until the optimum is interior, then refined.
 
-One batched search serves every tuned comparison (the quadratics of Table 1, the GPT and ResNet
-sweeps, the review's arms, :func:`adamlinf.diagnose.race`): ``evaluate({key: [lr, ...]})`` scores
-many grids at once (lower is better; non-finite = diverged, ranked last), and per key
-
-1. when the best lr is the smallest (or every run diverged) or the largest, ``n_extend`` values
-   past that edge are added, each a factor ``ratio`` further (at most ``max_extensions`` times);
-2. otherwise, with ``refine = f``, values are added log-evenly between the best lr and each
-   neighbour more than a factor :math:`f` away, so that both end within :math:`f`;
-
-in rounds of one ``evaluate`` call, until no key asks for more or ``max_rounds`` rounds ran.
-Ties go to the smaller learning rate.
+One batched search serves every tuned comparison (Table 1's quadratics, the GPT and ResNet sweeps,
+the review's arms, :func:`adamlinf.diagnose.race`). ``evaluate({key: [lr, ...]})`` scores many grids
+at once (lower is better; non-finite = diverged, ranked last; ties go to the smaller lr). Per key,
+in rounds: while the best lr is the smallest (or all diverged) or the largest, ``n_extend`` values
+past that edge are added, a factor ``ratio`` apart (at most ``max_extensions`` times); otherwise,
+with ``refine`` :math:`= f`, values are added log-evenly towards each neighbour more than :math:`f`
+away, until no key asks for more or ``max_rounds`` rounds ran.
 """
 
 from __future__ import annotations
@@ -23,7 +19,7 @@ import numpy as np
 
 Scores = dict[float, float]
 
-#: Half a decade: the ratio of neighbouring values of the training chapters' grids.
+#: Half a decade, the ratio of the training chapters' grids.
 HALF_DECADE = math.sqrt(10.0)
 
 
@@ -57,10 +53,7 @@ def best(scores: Mapping[float, float]) -> float:
 
 
 def edge(scores: Mapping[float, float]) -> str | None:
-    """``"low"`` or ``"high"`` when the best lr is the smallest or the largest, else ``None``.
-
-    Every run diverged counts as ``"low"`` (the optimum lies below the grid).
-    """
+    """``"low"`` (also when every run diverged) or ``"high"`` when the best lr is on that edge, else None."""
     i = _argmin(scores)
     if i == 0:
         return "low"
@@ -100,11 +93,8 @@ def _refine(lrs: list[float], scores: Scores, factor: float) -> list[float]:
 class Search:
     """The result of :func:`search`.
 
-    Attributes:
-        scores: ``{key: {lr: score}}`` of every evaluated lr.
-        extensions: One record per edge extension: ``key``, ``side``, ``lr`` (the new edge), ``round``.
-        on_edge: Keys whose best lr is still on an edge of their grid.
-        done: Per key, whether it asked for nothing more when the search stopped.
+    ``scores`` ``{key: {lr: score}}``, one record per extension (``key``, ``side``, ``lr`` of the new
+    edge, ``round``), the keys still ``on_edge``, and per key whether it was ``done``.
     """
 
     scores: dict[Hashable, Scores]
@@ -132,22 +122,15 @@ def search(
     """Search the best lr of many keys at once, in rounds of one batched ``evaluate``.
 
     Args:
-        evaluate: ``{key: [new lrs]} -> {key: {lr: score}}``, called once per round with the keys
-            that have new values only.
+        evaluate: ``{key: [new lrs]} -> {key: {lr: score}}`` (only the keys with new values).
         grids: The starting grid per key.
         ratio: The factor between values added past an edge (> 1).
         n_extend: How many values one extension adds.
-        digits: Round added values to this many significant digits, on the lattice of the grid
-            (``None``: no rounding, a factor ``ratio`` from the edge).
-        refine: The largest ratio left between the best lr and its neighbours (``None``: no refinement).
-        max_extensions: The most extensions per key (``None``: no bound).
-        max_rounds: The most ``evaluate`` calls (``None``: no bound).
-
-    Returns:
-        A :class:`Search`.
+        digits: Round added values to this many significant digits on the lattice of the grid.
+        refine: The largest ratio left between the best lr and its neighbours (None: no refinement).
+        max_extensions: The most extensions per key (None: no bound).
+        max_rounds: The most ``evaluate`` calls (None: no bound).
     """
-    if ratio <= 1 or (refine is not None and refine <= 1):
-        raise ValueError(f"ratio and refine must be > 1, got {ratio}, {refine}")
     scores: dict[Hashable, Scores] = {k: {} for k in grids}
     pending = {k: sorted(float(v) for v in g) for k, g in grids.items()}
     added = dict.fromkeys(grids, 0)
