@@ -294,6 +294,9 @@ def table3_run_count(p: Mapping) -> tuple[int, int]:
     return n * (lo + extra), n * (hi + extra)
 
 
+_NO_RUNS = "no runs of its own"
+
+
 def _row(
     item,
     notebook,
@@ -340,112 +343,58 @@ def paper_costs(
     """
     m = _resolve(measurement)
     rows = []
+
+    def add(item, notebook, work, runs, units_per_run, rate, **kw):
+        rows.append(_row(item, notebook, work, runs, units_per_run, rate, gpus, **kw))
+
     f1 = load_parameters("gpt2_figure1", scale)
-    gpt = {
-        "kind": "gpt",
-        "vocab_size": f1["vocab_size"] or 256,
-        "n_layer": f1["n_layer"],
-        "n_head": f1["n_head"],
-        "n_embd": f1["n_embd"],
-        "block_size": f1["block_size"],
-    }
-    tokens_per_run = f1["global_batch"] * f1["block_size"] * f1["max_iters"]
-    train_rate = gpt_rate(gpt, m)
+    shape = ("n_layer", "n_head", "n_embd", "block_size")
+    gpt = {"kind": "gpt", "vocab_size": f1["vocab_size"] or 256, **{k: f1[k] for k in shape}}
+    tokens = f1["global_batch"] * f1["block_size"] * f1["max_iters"]
+    rate = gpt_rate(gpt, m)
     lo, hi, rot_lo, rot_hi = figure1_run_count(f1)
-    note = ""
     extra_runs = (0.0, 0.0)
     if m is not None and m.rotated_extra_s_per_step is not None:
         # rotated Adam pays its extra time once per optimizer step
-        run_s = tokens_per_run / train_rate.per_s
-        frac = m.rotated_extra_s_per_step * f1["max_iters"] / run_s
+        frac = m.rotated_extra_s_per_step * f1["max_iters"] / (tokens / rate.per_s)
         extra_runs = (rot_lo * frac, rot_hi * frac)
         note = f"rotated Adam +{frac:.1%} per run (measured)"
     else:
         note = "rotated Adam's extra cost not counted (not measured)"
-    rows.append(
-        _row(
-            "Figure 1",
-            "gpt2_figure1",
-            f"GPT {f1['n_layer']}×{f1['n_embd']}, {f1['max_iters']:,} steps × {f1['global_batch']} × "
-            f"{f1['block_size']} tokens per run",
-            (lo, hi),
-            tokens_per_run,
-            train_rate,
-            gpus,
-            note,
-            extra_runs,
-        )
+    work = (
+        f"GPT {f1['n_layer']}×{f1['n_embd']}, {f1['max_iters']:,} steps × {f1['global_batch']} × "
+        f"{f1['block_size']} tokens per run"
     )
-    rows.append(
-        _row(
-            "Figure 3",
-            "gpt2_figure3",
-            "a slice of Figure 1's grid",
-            (0, 0),
-            tokens_per_run,
-            train_rate,
-            gpus,
-            "no runs of its own",
-        )
-    )
+    add("Figure 1", "gpt2_figure1", work, (lo, hi), tokens, rate, note=note, extra_runs=extra_runs)
+    add("Figure 3", "gpt2_figure3", "a slice of Figure 1's grid", (0, 0), tokens, rate, note=_NO_RUNS)
     t2 = load_parameters("gpt2_table2", scale)
     hvps = _hessian_table_hvps(t2["n_probes"], t2["lanczos_iters"])  # 3 checkpoints: ‖H‖₁,₁, ‖RᵀHR‖₁,₁, ‖H‖₂
-    hvp_tokens = t2["n_batches"] * f1["batch_size"] * f1["block_size"]
-    rows.append(
-        _row(
-            "Table 2",
-            "gpt2_table2",
-            f"{hvps:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
-            f"{t2['n_batches'] * f1['batch_size']:,} sequences each, at 3 checkpoints",
-            (1, 1),
-            hvps * hvp_tokens,
-            gpt_hvp_rate(gpt, m),
-            gpus,
-            kind="hvp",
-        )
+    work = (
+        f"{hvps:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
+        f"{t2['n_batches'] * f1['batch_size']:,} sequences each, at 3 checkpoints"
     )
+    hvp_tokens = t2["n_batches"] * f1["batch_size"] * f1["block_size"]
+    add("Table 2", "gpt2_table2", work, (1, 1), hvps * hvp_tokens, gpt_hvp_rate(gpt, m), kind="hvp")
     t3 = load_parameters("resnet_table3", scale)
     resnet = {"width": t3["width"], "blocks": t3["blocks"]}
-    images_per_run = t3["epochs"] * CIFAR10_TRAIN_IMAGES
-    rows.append(
-        _row(
-            "Table 3",
-            "resnet_table3",
-            f"ResNet (width {t3['width']}), {t3['epochs']} epochs of CIFAR-10 per run, batch sizes "
-            f"{', '.join(map(str, t3['batch_sizes']))}",
-            table3_run_count(t3),
-            images_per_run,
-            resnet_rate(resnet, t3["image_size"]),
-            gpus,
-        )
+    images = t3["epochs"] * CIFAR10_TRAIN_IMAGES
+    rate = resnet_rate(resnet, t3["image_size"])
+    work = (
+        f"ResNet (width {t3['width']}), {t3['epochs']} epochs of CIFAR-10 per run, batch sizes "
+        f"{', '.join(map(str, t3['batch_sizes']))}"
     )
-    rows.append(
-        _row(
-            "Figure 4",
-            "resnet_figure4",
-            "curves of Table 3's runs",
-            (0, 0),
-            images_per_run,
-            resnet_rate(resnet, t3["image_size"]),
-            gpus,
-            "no runs of its own",
-        )
-    )
+    add("Table 3", "resnet_table3", work, table3_run_count(t3), images, rate)
+    add("Figure 4", "resnet_figure4", "curves of Table 3's runs", (0, 0), images, rate, note=_NO_RUNS)
     t4 = load_parameters("resnet_table4", scale)
     hvps4 = _hessian_table_hvps(t4["n_probes"], t4["lanczos_iters"])
-    rows.append(
-        _row(
-            "Table 4",
-            "resnet_table4",
-            f"{hvps4:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
-            f"{t4['n_batches'] * t4['table4_batch_size']:,} images each, at 3 checkpoints",
-            (1, 1),
-            hvps4 * t4["n_batches"] * t4["table4_batch_size"],
-            resnet_rate(resnet, t3["image_size"], hvp=True),
-            gpus,
-            kind="hvp",
-        )
+    n_images = t4["n_batches"] * t4["table4_batch_size"]
+    work = (
+        f"{hvps4:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
+        f"{n_images:,} images each, at 3 checkpoints"
     )
+    rate = resnet_rate(resnet, t3["image_size"], hvp=True)
+    units = hvps4 * t4["n_batches"] * t4["table4_batch_size"]  # the product in this order, as before
+    add("Table 4", "resnet_table4", work, (1, 1), units, rate, kind="hvp")
     table = pd.DataFrame(rows)
     total = {
         "item": "Total",
