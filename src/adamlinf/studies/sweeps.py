@@ -241,9 +241,8 @@ def with_seed(spec: Mapping, seed: int) -> dict:
 class RunCollector:
     """Trains a page's run specs into ``root`` and keeps each run's metrics by name, first trained first.
 
-    Complete runs are reused (:func:`adamlinf.runs.run_specs`).
-    ``p`` gives ``tune_seed``, the measuring ``seeds`` (never the tuning seed), ``nproc_per_node``
-    and ``workers``.
+    Complete runs are reused (:func:`adamlinf.runs.run_specs`). ``p`` gives ``tune_seed``, the
+    measuring ``seeds`` (never the tuning seed), ``nproc_per_node`` and ``workers``.
     """
 
     def __init__(self, p: Mapping, root: str | Path, *, threads_per_worker: int | None = None):
@@ -262,16 +261,10 @@ class RunCollector:
 
     def train(self, specs: Mapping[str, Mapping]) -> pd.DataFrame:
         """Run ``specs`` and return their tidy metrics (also kept in :attr:`frames`)."""
-        kw = {} if self._threads is None else {"threads_per_worker": self._threads}
-        m = _runs.run_specs(
-            specs,
-            self.root,
-            nproc_per_node=self._p["nproc_per_node"],
-            workers=self._p["workers"],
-            verbose=False,
-            progress=False,
-            **kw,
-        )
+        kw = {"nproc_per_node": self._p["nproc_per_node"], "workers": self._p["workers"]}
+        if self._threads is not None:
+            kw["threads_per_worker"] = self._threads
+        m = _runs.run_specs(specs, self.root, verbose=False, progress=False, **kw)
         self.frames.update({name: g for name, g in m.groupby("run", sort=False)})
         return m
 
@@ -298,8 +291,7 @@ class RunCollector:
 
 
 # figures
-#: One look per optimizer on every training figure: colour, line style and marker differ, so
-#: curves that overlap (AdaSGD, rotated Adam and SGD often do) stay distinguishable.
+#: One look per optimizer on every training figure (colour, line style and marker all differ).
 STYLES = {
     "adam": {"color": "C0", "ls": "-", "marker": "o"},
     "adasgd": {"color": "C1", "ls": "--", "marker": "s"},
