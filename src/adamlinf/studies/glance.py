@@ -97,7 +97,7 @@ def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False, dtype=str)
     if "claim" not in df.columns or "verdict" not in df.columns:
         raise ValueError(
-            f"{path}: a verdict file needs the columns claim and verdict; it has {list(df.columns)}"
+            f"{path}: a verdict file needs the columns claim and verdict, has {list(df.columns)}"
         )
     for col in ("where", "origin", "paper", "ours", "rule"):
         if col not in df.columns:
@@ -113,9 +113,7 @@ def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
 
 
 def collect(
-    notebooks: Sequence[str],
-    results_root: Path | str | None = None,
-    published_root: Path | str | None = None,
+    notebooks: Sequence[str], results_root: Path | str | None = None, published_root=None
 ) -> pd.DataFrame:
     """All verdict rows of ``notebooks`` (columns :data:`COLUMNS`), one per (notebook, scale, check).
 
@@ -291,13 +289,8 @@ def summary_markdown(
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     ran = [SCALE_HEADERS[s] for s in SCALES if (long["scale"] == s).any()]
     absent = [SCALE_HEADERS[s] for s in SCALES if SCALE_HEADERS[s] not in ran]
-    lines.append("")
-    lines.append(
-        "Scales with results: "
-        + (", ".join(f"`{s}`" for s in ran) or "none")
-        + (f"; not run: {', '.join(f'`{s}`' for s in absent)}" if absent else "")
-        + "."
-    )
+    not_run = f"; not run: {', '.join(f'`{s}`' for s in absent)}" if absent else ""
+    lines += ["", "Scales with results: " + (", ".join(f"`{s}`" for s in ran) or "none") + not_run + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -402,13 +395,8 @@ def result_box_text(
     lines.append("**The paper's claims:** " + ("; ".join(parts) if parts else "none on this page") + ".")
     open_rows = paper[paper["verdict"].isin([FAILS, INCONCLUSIVE])]
     if 0 < len(open_rows) <= 3:
-        lines[-1] += (
-            " Not holding: "
-            + "; ".join(
-                f"{c} (**{v}**)" for c, v in zip(open_rows["claim"], open_rows["verdict"], strict=True)
-            )
-            + "."
-        )
+        pairs = zip(open_rows["claim"], open_rows["verdict"], strict=True)
+        lines[-1] += " Not holding: " + "; ".join(f"{c} (**{v}**)" for c, v in pairs) + "."
     others = verdicts[(verdicts["origin"] == BOOK) | _is_review(verdicts)]
     if not others.empty:
         lines[-1] += f" **The book's own checks:** {counts_text(others['verdict'])}."
@@ -421,18 +409,13 @@ def _admonition(
     """The box around ``lines``: the scales that did not run, the link down, overrides flagged."""
     lines = list(lines)
     if absent:
-        lines.append(
-            "**Not run:** "
-            + ", ".join(f"`{s}`" for s in absent)
-            + (" (no results are published for this page yet)" if "gpu" in absent else "")
-            + f". {link}"
-        )
+        why = " (no results are published for this page yet)" if "gpu" in absent else ""
+        lines.append("**Not run:** " + ", ".join(f"`{s}`" for s in absent) + f"{why}. {link}")
     else:
         lines.append(link)
     if changed:
-        lines.insert(
-            1, f"**Not the `{scale}` parameters** (changed with `--set` or `-p`): {overrides_text(changed)}."
-        )
+        text = overrides_text(changed)
+        lines.insert(1, f"**Not the `{scale}` parameters** (changed with `--set` or `-p`): {text}.")
     body = "\n\n".join(lines)
     return f":::{{admonition}} Result\n:class: adamlinf-result\n\n{body}\n:::\n"
 
@@ -459,13 +442,8 @@ def result_box(
     else:
         verdicts = pd.DataFrame(columns=["claim", "where", "origin", "verdict"])
     root = final.parent.parent
-    absent = [
-        s
-        for s in SCALES
-        if s != scale
-        and not (root / notebook / s / VERDICTS_FILE).exists()
-        and not (PUBLISHED_ROOT / notebook / s / VERDICTS_FILE).exists()
-    ]
+    found = [s for s in SCALES for r in (root, PUBLISHED_ROOT) if (r / notebook / s / VERDICTS_FILE).exists()]
+    absent = [s for s in SCALES if s != scale and s not in found]
     changed = overrides(notebook, scale, root, folder=results_dir)
     text = result_box_text(
         verdicts, scale=scale, ran=ran, absent=absent, changed=changed, answer=answer, evidence=evidence
