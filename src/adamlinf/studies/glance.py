@@ -113,7 +113,7 @@ def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
 
 
 def collect(
-    notebooks: Sequence[str], results_root: Path | str | None = None, published_root=None
+    notebooks: Sequence[str], results_root: Path | str | None = None, published_root: Path | str | None = None
 ) -> pd.DataFrame:
     """All verdict rows of ``notebooks`` (columns :data:`COLUMNS`), one per (notebook, scale, check).
 
