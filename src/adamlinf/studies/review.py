@@ -83,13 +83,10 @@ def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
         x = model.x.detach()
         return math.log10(float((lam * x * x).sum()) / float(lam.sum()))  # L(x0) = sum(lam) / 2
 
-    return Task(
-        "quadratic",
-        make_model,
-        lambda g: sigma * torch.randn(d, generator=g, dtype=torch.float64).to(device),
-        loss,
-        metric=metric,
-    )
+    def noise(g):
+        return sigma * torch.randn(d, generator=g, dtype=torch.float64).to(device)
+
+    return Task("quadratic", make_model, noise, loss, metric=metric)
 
 
 def _digits(seed: int = 0) -> dict[str, Tensor]:
@@ -98,10 +95,11 @@ def _digits(seed: int = 0) -> dict[str, Tensor]:
     data = load_digits_images(size=8, seed=seed)
     x_tr = data["train_x"][:, :1].to(torch.float32) / 255.0
     mean, std = x_tr.mean(), x_tr.std()
+    x_te = (data["test_x"][:, :1].to(torch.float32) / 255.0 - mean) / std
     return {
         "train_x": (x_tr - mean) / std,
         "train_y": data["train_y"],
-        "test_x": (data["test_x"][:, :1].to(torch.float32) / 255.0 - mean) / std,
+        "test_x": x_te,
         "test_y": data["test_y"],
     }
 
@@ -298,17 +296,15 @@ def _n(model: nn.Module) -> int:
 
 def layer_partition(model: nn.Module) -> partitions.Partition:
     """One block per layer: embeddings, each transformer block, the final norm (GPT); else each module."""
-    names = [n for n, _ in model.named_parameters()]
     keys = []
-    for n in names:
+    for n, _ in model.named_parameters():
         parts = n.split(".")
-        key = (
-            ".".join(parts[:3])
-            if parts[:2] == ["transformer", "h"]
-            else parts[0]
-            + ("" if parts[0] != "transformer" else "." + ("emb" if parts[1] in ("wte", "wpe") else parts[1]))
-        )
-        keys.append(key)
+        if parts[:2] == ["transformer", "h"]:
+            keys.append(".".join(parts[:3]))  # one transformer block
+        elif parts[0] == "transformer":
+            keys.append("transformer." + ("emb" if parts[1] in ("wte", "wpe") else parts[1]))
+        else:
+            keys.append(parts[0])
     label = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     table = {
         p: torch.full(p.shape, label[k], dtype=torch.long)
@@ -452,13 +448,9 @@ def tune(
             final, model, rp = train(task, arms[arm], lr, steps=steps, seed=seed, beta2=beta2)
             if role == "measure" and arm in keep:
                 models[(arm, int(seed))] = (model, rp)
+            seconds = time.perf_counter() - t
             rows[key] = dict(
-                optimizer=arm,
-                lr=float(lr),
-                seed=int(seed),
-                final=final,
-                role=role,
-                seconds=time.perf_counter() - t,
+                optimizer=arm, lr=float(lr), seed=int(seed), final=final, role=role, seconds=seconds
             )
 
     def evaluate(grids_now):
@@ -555,21 +547,13 @@ def checkpoint_norms(
     spec_adasgd = hessian.spectral_norm(_hvp(adasgd, task, batches), tol=1e-3, seed=seed)
 
     def l11(optimizer, which, m):
-        return dict(
-            optimizer=optimizer,
-            hessian=which,
-            quantity="l11_per_dim",
-            value=m["l11_per_d"],
-            lo=min(m["l11_lo"], m["l11_per_d"]),
-            hi=max(m["l11_hi"], m["l11_per_d"]),
-            n_probes=n_probes,
-            d=m["d"],
-        )
+        v = m["l11_per_d"]
+        row = dict(optimizer=optimizer, hessian=which, quantity="l11_per_dim", value=v)
+        return row | dict(lo=min(m["l11_lo"], v), hi=max(m["l11_hi"], v), n_probes=n_probes, d=m["d"])
 
     def spec(optimizer, value):
-        return dict(
-            optimizer=optimizer, hessian="H", quantity="spectral_norm", value=value, n_probes=0, d=a["d"]
-        )
+        row = dict(optimizer=optimizer, hessian="H", quantity="spectral_norm", value=value)
+        return row | dict(n_probes=0, d=a["d"])
 
     rows = [l11("adam", "H", a), spec("adam", a["spectral"]), l11("rotated_adam", "RHR", r)]
     return pd.DataFrame([*rows, spec("adasgd", spec_adasgd)])
@@ -591,20 +575,9 @@ def track_norms(
         R = rot.PermuteRotate(_n(model), k=2, seed=seed, device=_device(model))
         std = basis_norms(model, task, batches, n_probes=n_probes, seed=seed)
         rnd = basis_norms(model, task, batches, R, n_probes=n_probes, seed=seed, spectral=False)
-        rows.append(
-            dict(
-                seed=seed,
-                step=t,
-                d=std["d"],
-                spectral=std["spectral"],
-                l11_per_d=std["l11_per_d"],
-                l11_lo=std["l11_lo"],
-                l11_hi=std["l11_hi"],
-                rotated_l11_per_d=rnd["l11_per_d"],
-                rotated_lo=rnd["l11_lo"],
-                rotated_hi=rnd["l11_hi"],
-            )
-        )
+        row = dict(seed=seed, step=t, d=std["d"], spectral=std["spectral"], l11_per_d=std["l11_per_d"])
+        row |= dict(l11_lo=std["l11_lo"], l11_hi=std["l11_hi"], rotated_l11_per_d=rnd["l11_per_d"])
+        rows.append(row | dict(rotated_lo=rnd["l11_lo"], rotated_hi=rnd["l11_hi"]))
 
     train(task, Arm("adam"), lr, steps=steps, seed=seed, callback=measure)
     out = pd.DataFrame(rows)
