@@ -318,7 +318,6 @@ def threshold_verdict(values: Iterable[float], *, below: bool, tol: float, far: 
 
 #: Summary verdicts of a claim checked by several rows (:func:`aggregate`).
 HOLDS_IN_PART, FAILS_IN_PART, MIXED = "holds in part", "fails in part", "mixed"
-SUMMARY_VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, HOLDS_IN_PART, FAILS_IN_PART, MIXED, NOT_RUN)
 
 #: The rule of :func:`aggregate`, as the pages state it.
 AGGREGATION_RULE = (
