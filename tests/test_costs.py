@@ -163,35 +163,6 @@ def test_table3_run_count_matches_enumeration(scale):
     assert costs.table3_run_count(p) == (min(counts), max(counts))
 
 
-def test_paper_time_estimate_by_hand():
-    fpt = costs.gpt_flops_per_token(GPT124)
-    est = costs.paper_time_estimate(
-        tokens_per_step=480 * 1024,
-        steps=100_000,
-        flops_per_token=fpt,
-        mfu=0.4,
-        peak_flops=989e12,
-        n_runs=4,
-        n_gpus=8,
-        verbose=False,
-    )
-    per_run = 480 * 1024 * 100_000 * fpt / (0.4 * 989e12) / 3600
-    assert est["gpu_hours_per_run"] == pytest.approx(per_run)
-    assert est["wall_hours_total"] == pytest.approx(4 * per_run / 8) and not est["measured"]
-    m = costs.paper_time_estimate(tokens_per_step=1000, steps=36, tokens_per_s_per_gpu=10.0, verbose=False)
-    assert m["gpu_hours_total"] == pytest.approx(1.0) and m["measured"]
-    rate = costs.Rate(20.0, "images", True, "measured on X")
-    r = costs.paper_time_estimate(tokens_per_step=1000, steps=36, rate=rate, verbose=False)
-    assert r["gpu_hours_total"] == pytest.approx(0.5) and r["throughput_source"] == "measured on X"
-    with pytest.raises(ValueError):
-        costs.paper_time_estimate(tokens_per_step=1, steps=1)
-
-
-def test_printout_says_measured_or_assumed(capsys):
-    costs.paper_time_estimate(tokens_per_step=1000, steps=10, flops_per_token=1e9, label="x")
-    assert "assumed 40% MFU of 989 TFLOP/s" in capsys.readouterr().out
-
-
 def test_markdown_labels_every_rate(tmp_path):
     table = costs.paper_costs(None)
     md = costs.costs_markdown(table)

@@ -7,27 +7,27 @@ import json
 import pandas as pd
 import pytest
 
-from adamlinf.studies import glance
+from adamlinf.studies import glance, verdicts
 from adamlinf.studies.verdicts import BOOK, FAILS, HOLDS, INCONCLUSIVE, NOT_RUN, save_verdicts, verdict_row
 
 
 @pytest.mark.parametrize(
-    ("verdicts", "summary"),
+    ("verdicts_", "summary"),
     [
         ([HOLDS, HOLDS], HOLDS),
         ([FAILS], FAILS),
         ([INCONCLUSIVE, INCONCLUSIVE], INCONCLUSIVE),
-        ([HOLDS, INCONCLUSIVE, HOLDS], glance.HOLDS_IN_PART),
-        ([FAILS, INCONCLUSIVE], glance.FAILS_IN_PART),
-        ([HOLDS, FAILS, INCONCLUSIVE], glance.MIXED),
-        ([HOLDS, FAILS], glance.MIXED),
+        ([HOLDS, INCONCLUSIVE, HOLDS], "holds in part"),
+        ([FAILS, INCONCLUSIVE], "fails in part"),
+        ([HOLDS, FAILS, INCONCLUSIVE], "mixed"),
+        ([HOLDS, FAILS], "mixed"),
         ([HOLDS, NOT_RUN], HOLDS),  # a row that did not run does not count
         ([NOT_RUN, NOT_RUN], NOT_RUN),
         ([], NOT_RUN),
     ],
 )
-def test_the_aggregation_rule(verdicts, summary):
-    assert glance.aggregate(verdicts) == summary
+def test_the_aggregation_rule(verdicts_, summary):
+    assert verdicts.aggregate(verdicts_) == summary
 
 
 def test_verdict_text_gives_the_counts():

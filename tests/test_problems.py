@@ -335,45 +335,6 @@ def test_x0_per_seed_and_steps_to_reach():
 # ---------------------------------------------------------------------------------------------
 # the Table 1 study: lr grids, the round-off-free metric, per-spectrum verdicts
 # ---------------------------------------------------------------------------------------------
-def _synthetic(lr_star, width=1.0):
-    """A U-shaped score in log(lr) with minimum at lr_star; inf (diverged) above 30 * lr_star."""
-
-    def score(lr):
-        return math.inf if lr > 30 * lr_star else 1.0 + (math.log(lr / lr_star) / width) ** 2
-
-    return score
-
-
-@pytest.mark.parametrize("lr_star", [3.7e-5, 2e-2, 41.0])  # below, inside, above the start grid
-def test_refine_lr_grid_extends_and_refines(lr_star):
-    score = _synthetic(lr_star)
-    calls = []
-
-    def evaluate(req):
-        calls.append(sum(len(v) for v in req.values()))
-        return {k: {lr: score(lr) for lr in v} for k, v in req.items()}
-
-    start = [1e-3 * 3.375**j for j in range(6)]
-    scores, status = SQ.refine_lr_grid(evaluate, {"a": start}, factor=1.5, max_rounds=20)
-    assert status["a"]["done"]
-    lrs = sorted(scores["a"])
-    i = min(range(len(lrs)), key=lambda j: scores["a"][lrs[j]])
-    assert 0 < i < len(lrs) - 1  # interior optimum
-    assert lrs[i + 1] / lrs[i] <= 1.5 * (1 + 1e-9) and lrs[i] / lrs[i - 1] <= 1.5 * (1 + 1e-9)
-    assert abs(math.log(lrs[i] / lr_star)) <= math.log(1.5) / 2 + 1e-9  # within half a grid step
-    assert set(start) <= set(lrs) and len(calls) == status["a"]["rounds"] >= 2
-
-
-def test_next_lrs_rules():
-    assert SQ.next_lrs({1.0: math.inf, 2.0: math.inf}, extend=2.0) == [0.25, 0.5]  # all diverged: go down
-    assert SQ.next_lrs({1.0: 1.0, 2.0: 2.0}, extend=2.0) == [0.25, 0.5]  # best at the low edge
-    assert SQ.next_lrs({1.0: 3.0, 2.0: 2.0}, extend=2.0) == [4.0, 8.0]  # best at the high edge
-    new = SQ.next_lrs({1.0: 3.0, 3.375: 1.0, 3.375**2: 3.0}, factor=1.5)
-    np.testing.assert_allclose(new, [1.5, 2.25, 3.375 * 1.5, 3.375 * 2.25], rtol=1e-12)
-    assert SQ.next_lrs({1.0: 3.0, 1.5: 1.0, 2.25: 3.0}, factor=1.5) == []  # resolved
-    assert SQ.next_lrs({1.0: 1.0, 1.5: 1.0, 2.25: 3.0}, extend=2.0) == [0.25, 0.5]  # tie goes low
-
-
 def test_effective_steps():
     got = SQ.effective_steps([12.0, math.inf, math.inf, math.inf], [1e-20, 1e-6, np.nan, 1e-9], steps=100)
     np.testing.assert_allclose(got[:2], [12.0, 100 * (1 + 2)], rtol=1e-12)

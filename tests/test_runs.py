@@ -177,15 +177,15 @@ def test_run_specs_end_to_end_skips_and_resumes(tiny_spec, tmp_path, monkeypatch
     np.testing.assert_array_equal(resumed.train_loss.dropna().to_numpy(), a)
 
 
-def test_lr_grid_names_and_min_lr_ratio(tiny_spec, tmp_path):
+def test_grid_specs_names_and_min_lr_ratio(tiny_spec, tmp_path):
     base = tiny_spec("sgd", lr=0.5, min_lr=0.05, max_iters=2, warmup_iters=1)
-    df = runs.lr_grid(base, {"sgd": [0.1, 0.3]}, tmp_path, verbose=False)
+    df = runs.run_specs(runs.grid_specs(base, {"sgd": [0.1, 0.3]}), tmp_path, verbose=False)
     assert sorted(df.run.unique()) == ["sgd_lr1.0e-01", "sgd_lr3.0e-01"]
     saved = json.loads((tmp_path / "sgd_lr3.0e-01" / runs.COMPLETE_FILE).read_text())["spec"]
     assert saved["train"]["lr"] == 0.3 and saved["train"]["min_lr"] == pytest.approx(0.03)
     assert df.grid.all()
     with pytest.raises(ValueError):
-        runs.lr_grid(base, {"sgd": [0.0]}, tmp_path)
+        runs.grid_specs(base, {"sgd": [0.0]})
 
 
 def test_grad_accum_for_the_paper_batch_on_several_devices():

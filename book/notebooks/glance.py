@@ -28,6 +28,7 @@ from adamlinf import report
 from adamlinf.results import save_table
 from adamlinf.run import notebook_order, notebook_params
 from adamlinf.studies import glance
+from adamlinf.studies.verdicts import AGGREGATION_RULE
 
 params = notebook_params("glance", globals())
 pages = [name for name in notebook_order() if name != "glance"]
@@ -52,7 +53,7 @@ report.table(
 # for seed means; non-overlapping error bands for estimates; a relative tolerance for exact values).
 
 # %% tags=["remove-input"]
-_ = report.markdown(glance.AGGREGATION_RULE)
+_ = report.markdown(AGGREGATION_RULE)
 changed = {p: c for p in pages if (c := glance.overrides(p, scale))}
 if changed:
     _ = report.markdown(

@@ -225,7 +225,7 @@ _ = report.table(
 #   measure it, so the tuned value is not biased down by the seed that chose it.
 # * **Learning rates**: a coarse grid per setting, extended at an edge until the optimum is
 #   interior, then refined until both neighbours of the optimum are within a factor 1.5
-#   (`adamlinf.studies.quadratic.refine_lr_grid`).
+#   (`adamlinf.tune.search`).
 # * **Step size**: constant with noise. Without noise, a **cosine decay** to 0 over the $T$ steps.
 #   At a constant step, RMSProp (Adam with $\beta_1 = 0$) and SignGD stall at a loss set by the
 #   step and never reach the target: in the first edition of this page every Adam and SignGD row

@@ -25,7 +25,7 @@ import math
 import sys
 import time
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from tqdm import tqdm
 from . import hessian as _hessian
 from . import optim as _optim
 from . import partitions as _partitions
+from . import tune as _tune
 from .hessian import Operator, check_positive_int
 from .rotations import PermuteRotate, RotatedParametrization
 
@@ -424,16 +425,6 @@ def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: list) -> float:
     return value if math.isfinite(value) else math.inf
 
 
-def _lr_grid(lr, name: str) -> list[float]:
-    value = lr.get(name) if isinstance(lr, Mapping) else lr
-    if value is None:
-        raise ValueError(f"lr has no entry for {name!r}: give one per optimizer {RACERS}")
-    grid = [value] if isinstance(value, (int, float)) else list(value)
-    if not grid or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 for v in grid):
-        raise ValueError(f"lr for {name!r} must be a positive number or a list of them, got {value!r}")
-    return [float(v) for v in grid]
-
-
 def train_steps(
     model: nn.Module, opt, loss_at: Callable[[int], Tensor], steps: int, *, rp=None, before_step=None
 ) -> bool:
@@ -508,28 +499,29 @@ def race(
     batches = batches if isinstance(batches, list) else [batches]
     if not batches:
         raise ValueError("batches is an empty list")
-    grids = {name: _lr_grid(lr, name) for name in optimizers}
+    grids = _tune.grids(lr, optimizers)
     initial = _mean_loss(model, loss_fn, batches)
     rows, models = [], {}
-    runs = [(name, v) for name, grid in grids.items() for v in grid]
-    for name, v in tqdm(runs, desc="race", disable=not progress, leave=False):
-        m, rp = _train_copy(model, loss_fn, batches, name, v, steps, seed, betas, eps)
-        final = _mean_loss(m, loss_fn, batches)
-        rows.append(
-            {"optimizer": name, "lr": v, "steps": steps, "initial_loss": initial, "final_loss": final}
-        )
-        if keep_models:
-            best = min((r["final_loss"] for r in rows if r["optimizer"] == name), default=math.inf)
-            if final <= best or name not in models:
-                models[name] = (m, rp)
+
+    def evaluate(todo: dict[str, list[float]]) -> dict[str, dict[float, float]]:
+        runs = [(name, v) for name, grid in todo.items() for v in grid]
+        for name, v in tqdm(runs, desc="race", disable=not progress, leave=False):
+            m, rp = _train_copy(model, loss_fn, batches, name, v, steps, seed, betas, eps)
+            final = _mean_loss(m, loss_fn, batches)
+            rows.append(
+                {"optimizer": name, "lr": v, "steps": steps, "initial_loss": initial, "final_loss": final}
+            )
+            if keep_models:
+                best = min((r["final_loss"] for r in rows if r["optimizer"] == name), default=math.inf)
+                if final <= best or name not in models:
+                    models[name] = (m, rp)
+        return {name: {r["lr"]: r["final_loss"] for r in rows if r["optimizer"] == name} for name in todo}
+
+    found = _tune.search(evaluate, grids, max_extensions=0, max_rounds=1)
     table = pd.DataFrame(rows)
-    table["best"] = False
-    table["interior"] = False
-    for _, g in table.groupby("optimizer", sort=False):
-        i = g.final_loss.idxmin() if np.isfinite(g.final_loss).any() else g.index[0]
-        table.loc[i, "best"] = True
-        lrs = sorted(g.lr)
-        table.loc[i, "interior"] = len(lrs) >= 3 and lrs[0] < table.loc[i, "lr"] < lrs[-1]
+    table["best"] = [found.best[o] == v for o, v in zip(table.optimizer, table.lr, strict=True)]
+    interior = [len(grids[o]) >= 3 and o not in found.on_edge for o in table.optimizer]
+    table["interior"] = table.best & np.array(interior, dtype=bool)
     return (table, models) if keep_models else table
 
 

@@ -197,36 +197,6 @@ def grid_specs(
     return specs
 
 
-def lr_grid(
-    base_spec: Mapping,
-    optimizers: Mapping[str, Sequence[float]],
-    root: str | Path,
-    *,
-    name_fmt: str = "{optimizer}_lr{lr:.1e}",
-    keep_min_lr_ratio: bool = True,
-    tags: Mapping | None = None,
-    **run_kwargs,
-) -> pd.DataFrame:
-    """Train a learning-rate grid (:func:`grid_specs`) through :func:`run_specs`.
-
-    Args:
-        base_spec: see :func:`grid_specs`.
-        optimizers: see :func:`grid_specs`.
-        root: folder of the runs.
-        name_fmt: see :func:`grid_specs`.
-        keep_min_lr_ratio: see :func:`grid_specs`.
-        tags: see :func:`grid_specs`.
-        **run_kwargs: passed to :func:`run_specs`.
-
-    Returns:
-        The tidy metrics of :func:`run_specs`.
-    """
-    specs = grid_specs(
-        base_spec, optimizers, name_fmt=name_fmt, keep_min_lr_ratio=keep_min_lr_ratio, tags=tags
-    )
-    return run_specs(specs, root, **run_kwargs)
-
-
 def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1) -> int:
     """``A`` with ``nproc_per_node · A · batch_size = global_batch`` (the paper's 480 = 12 · 40 on one GPU).
 

@@ -1,36 +1,12 @@
 r"""What the paper-scale runs cost: GPU-hours per figure and table, measured where possible.
 
-One cost model for the book. The rate of a GPU comes from a measurement when one is committed
-(``published/gpu_paper_scale.json``, written by ``benchmarks/gpu_paper_scale.py --publish`` on a
-GPU, with its hardware, date and versions), and otherwise from an *assumed* model FLOPs utilisation
-(MFU). Every number says which: its ``source`` reads ``measured on <GPU> (<date>, torch <version>)``
-or ``assumed <MFU> MFU of <peak> TFLOP/s``.
-
-The model. Training FLOPs per token of a GPT are :math:`6N + 12\,L\,E\,T` (PaLM appendix B, as
-nanoGPT: :math:`N` parameters without position embeddings, :math:`L` layers, width :math:`E`,
-context :math:`T`); a ResNet's per image are three times its forward FLOPs. A GPU processes
-
-.. math::
-
-    r = \frac{\mathrm{MFU}\cdot F_\text{peak}}{\text{FLOPs per token}}\ \text{tokens/s}
-    \quad\text{(assumed)}, \qquad r = r_\text{measured}\cdot
-    \frac{\text{FLOPs per token}_\text{measured model}}{\text{FLOPs per token}}\quad\text{(measured)},
-
-so a run of :math:`S` steps of :math:`B` tokens costs :math:`S B / r / 3600` GPU-hours. A
-Hessian-vector product (Tables 2 and 4) costs ``hvp_over_grad`` gradients of the same tokens
-(measured: the benchmark's fastest uncached HVP). The learning-rate sweeps are independent runs,
-so on :math:`G` GPUs they take :math:`1/G` of the GPU-hours of wall time (up to whole runs); a
-single run split over :math:`G` GPUs by data parallelism does too, up to communication.
-
-================================  ===========================================================
-``load_measurement(path)``        the committed GPU measurement, or None
-``gpt_flops_per_token(spec)``     :math:`6N + 12LET` of a GPT model spec
-``gpt_rate`` / ``resnet_rate``    tokens (images) per second per GPU, measured or assumed
-``paper_time_estimate(...)``      GPU-hours of ``n_runs`` runs of ``steps`` steps
-``paper_costs()``                 the tidy table: every figure and table, and their sum
-``costs_markdown(table)``         that table as Markdown (the paper-scale page includes it)
-``notebook_cost(notebook)``       one sentence for a notebook's cost section
-================================  ===========================================================
+A GPU's rate comes from the committed measurement (``published/gpu_paper_scale.json``, written by
+``benchmarks/gpu_paper_scale.py --publish``) when there is one, else from an *assumed* model FLOPs
+utilisation; every number's ``source`` says which. Training FLOPs per token of a GPT are
+:math:`6N + 12\,L\,E\,T` (PaLM appendix B, as nanoGPT), a ResNet's per image three times its
+forward FLOPs; a rate is :math:`\mathrm{MFU}\cdot F_\text{peak}/\text{FLOPs per token}` (assumed)
+or the measured rate scaled by the FLOPs per token. A Hessian-vector product costs
+``hvp_over_grad`` gradients; independent runs on :math:`G` GPUs take :math:`1/G` of the GPU-hours.
 
 ``python -m adamlinf.studies.costs --markdown book/generated/paper_costs.md`` writes the page's table.
 """
@@ -71,7 +47,6 @@ __all__ = [
     "load_measurement",
     "notebook_cost",
     "paper_costs",
-    "paper_time_estimate",
     "resnet_rate",
     "table3_run_count",
 ]
@@ -108,25 +83,14 @@ MEASUREMENT_NAME = "gpu_paper_scale.json"
 PUBLISHED = "published"
 
 
-# --------------------------------------------------------------------------------------------
 # the measurement
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Measurement:
     """The committed GPU measurement of ``benchmarks/gpu_paper_scale.py`` (GPT-2 124M).
 
-    Attributes:
-        device_name: The GPU, e.g. ``"NVIDIA H200"``.
-        date: When it was measured (ISO 8601, UTC).
-        torch: The torch version; ``cuda`` the CUDA version.
-        cuda: The CUDA version torch was built with.
-        tokens_per_s: Training tokens per second of Adam (compiled when that part ran).
-        compiled: Whether ``tokens_per_s`` is the ``torch.compile`` rate.
-        flops_per_token: Training FLOPs per token of the measured model.
-        hvp_s_per_token: Seconds per token of the fastest uncached float32 Hessian-vector product,
-            or None when that part did not run.
-        rotated_extra_s_per_step: Rotated Adam's extra seconds per optimizer step, or None.
-        path: The file it was read from.
+    Adam's training tokens per second (compiled when that part ran), the measured model's FLOPs per
+    token, the fastest uncached float32 HVP's seconds per token and rotated Adam's extra seconds per
+    step (None when not measured), with the GPU, date and versions.
     """
 
     device_name: str
@@ -159,18 +123,10 @@ def _number(data: Mapping, dotted: str):
 
 
 def load_measurement(path: str | Path | None = None) -> Measurement | None:
-    """Read the committed GPU measurement.
-
-    Args:
-        path: The JSON file (default ``published/gpu_paper_scale.json``; ``$ADAMLINF_PUBLISHED``
-            moves the folder).
-
-    Returns:
-        The :class:`Measurement`, or None when the file does not exist.
+    """The committed GPU measurement (default ``published/gpu_paper_scale.json``), None when absent.
 
     Raises:
-        ValueError: the file is a ``--smoke`` run, was not measured on a CUDA device, or lacks the
-            training rate or the date (a CPU check must never pass for a GPU measurement).
+        ValueError: a ``--smoke`` run, not measured on CUDA, or without the training rate or date.
     """
     path = Path(path) if path is not None else PUBLISHED_ROOT / MEASUREMENT_NAME
     if not path.exists():
@@ -210,19 +166,10 @@ def _resolve(measurement) -> Measurement | None:
     return load_measurement() if measurement == PUBLISHED else measurement
 
 
-# --------------------------------------------------------------------------------------------
 # rates
-# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Rate:
-    """Work per second of one GPU.
-
-    Attributes:
-        per_s: Tokens (or images) per second per GPU.
-        unit: ``"tokens"`` or ``"images"``.
-        measured: Whether it comes from a measurement.
-        source: What it rests on: ``measured on ...`` or ``assumed ... MFU of ... TFLOP/s``.
-    """
+    """Tokens (or images) per second of one GPU, whether measured, and what it rests on (``source``)."""
 
     per_s: float
     unit: str
@@ -231,17 +178,7 @@ class Rate:
 
 
 def gpt_flops_per_token(model_spec: Mapping) -> float:
-    r"""Training FLOPs per token of a GPT model spec, :math:`6N + 12\,L\,E\,T`.
-
-    PaLM appendix B, as nanoGPT's ``estimate_mfu``; :math:`N` without position embeddings. The
-    model is built on the ``meta`` device, so a 124M spec costs no memory.
-
-    Args:
-        model_spec: ``{"kind": "gpt", ...}`` as :func:`adamlinf.models.build` takes it.
-
-    Returns:
-        FLOPs per token, forward and backward.
-    """
+    r"""Training FLOPs per token of a GPT model spec, :math:`6N + 12\,L\,E\,T` (built on ``meta``)."""
     with torch.device("meta"):
         model = build(dict(model_spec))
     return float(model.flops_per_token())
@@ -264,15 +201,8 @@ def gpt_rate(
 ) -> Rate:
     """Training tokens per second of one GPU for a GPT.
 
-    Args:
-        model_spec: The GPT's model spec.
-        measurement: A :class:`Measurement`, None (assumed MFU), or :data:`PUBLISHED` (the
-            committed file when there is one).
-        mfu: The assumed MFU (default ``ASSUMED_MFU["gpt"]``); used only without a measurement.
-        peak_flops: The peak the MFU refers to.
-
-    Returns:
-        The :class:`Rate`; a measurement on another model size is scaled by the FLOPs per token.
+    ``measurement``: a :class:`Measurement` (scaled by the FLOPs per token), None (the assumed
+    ``mfu``, default ``ASSUMED_MFU["gpt"]``) or :data:`PUBLISHED` (the committed file, if any).
     """
     fpt = gpt_flops_per_token(model_spec)
     m = _resolve(measurement)
@@ -286,17 +216,7 @@ def gpt_rate(
 def gpt_hvp_rate(
     model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None, peak_flops: float = PEAK_FLOPS
 ) -> Rate:
-    """Tokens per second of one GPU through a Hessian-vector product of a GPT.
-
-    Args:
-        model_spec: The GPT's model spec.
-        measurement: As in :func:`gpt_rate`; its float32 HVP time when it has one.
-        mfu: The assumed MFU of the gradient (default ``ASSUMED_MFU["gpt"]``).
-        peak_flops: The peak the MFU refers to.
-
-    Returns:
-        The :class:`Rate`; assumed: the training rate divided by :data:`ASSUMED_HVP_OVER_GRAD`.
-    """
+    """Tokens per second of one GPU through a GPT's HVP (assumed: training rate / HVP_OVER_GRAD)."""
     fpt = gpt_flops_per_token(model_spec)
     m = _resolve(measurement)
     if m is not None and m.hvp_s_per_token is not None:
@@ -324,20 +244,7 @@ def resnet_rate(
     mfu: float | None = None,
     peak_flops: float = PEAK_FLOPS,
 ) -> Rate:
-    """Training (or HVP) images per second of one GPU for a ResNet; always assumed.
-
-    The GPU measurement covers GPT-2 only, so the ResNet's rate rests on ``ASSUMED_MFU["resnet"]``.
-
-    Args:
-        model_spec: Keyword arguments of :func:`adamlinf.models.resnet.build` (default ResNet18).
-        image_size: The image side.
-        hvp: The rate of Hessian-vector products (:data:`ASSUMED_HVP_OVER_GRAD` gradients each).
-        mfu: The assumed MFU.
-        peak_flops: The peak the MFU refers to.
-
-    Returns:
-        The :class:`Rate`.
-    """
+    """Training (or ``hvp``) images per second of one GPU for a ResNet (default ResNet18); assumed."""
     spec = {k: v for k, v in dict(model_spec or {}).items() if k != "kind"}
     flops = _resnet_flops(image_size, spec.get("width", 64), tuple(spec.get("blocks", (2, 2, 2, 2))))
     rate = _assumed("resnet", flops, "images", mfu, peak_flops)
@@ -351,86 +258,7 @@ def resnet_rate(
     )
 
 
-def paper_time_estimate(
-    *,
-    tokens_per_step: float,
-    steps: int,
-    flops_per_token: float | None = None,
-    tokens_per_s_per_gpu: float | None = None,
-    rate: Rate | None = None,
-    n_runs: float = 1,
-    n_gpus: int = 1,
-    mfu: float = 0.4,
-    peak_flops: float = PEAK_FLOPS,
-    label: str = "",
-    verbose: bool = True,
-) -> dict:
-    """Expected cost of ``n_runs`` runs of ``steps`` steps of ``tokens_per_step`` tokens.
-
-    For images read "images" for "tokens". The rate per GPU is ``rate`` (a :class:`Rate`), else
-    ``tokens_per_s_per_gpu`` (a measured number), else ``mfu · peak_flops / flops_per_token``
-    (assumed). Then
-
-        GPU-seconds per run = tokens_per_step · steps / rate,
-        wall hours          = n_runs · GPU-seconds per run / n_gpus / 3600 (ideal).
-
-    Args:
-        tokens_per_step: Tokens (images) per optimizer step.
-        steps: Steps per run.
-        flops_per_token: Training FLOPs per token (for the assumed rate and ``flops_per_run``).
-        tokens_per_s_per_gpu: A measured rate.
-        rate: A :class:`Rate` (its ``source`` labels the result).
-        n_runs: Number of runs; fractional to weight slower runs.
-        n_gpus: GPUs working at once.
-        mfu: The assumed MFU (without ``rate`` and ``tokens_per_s_per_gpu``).
-        peak_flops: The peak the MFU refers to.
-        label: A name for the printout.
-        verbose: Print one line (which says measured or assumed).
-
-    Returns:
-        A dict: ``tokens_per_run``, ``flops_per_run``, ``tokens_per_s_per_gpu``,
-        ``throughput_source``, ``measured``, ``n_runs``, ``n_gpus``, ``gpu_hours_per_run``,
-        ``gpu_hours_total``, ``wall_hours_total``, ``label``.
-    """
-    if tokens_per_step <= 0 or steps <= 0 or n_runs <= 0 or n_gpus < 1:
-        raise ValueError("tokens_per_step, steps, n_runs must be positive and n_gpus >= 1")
-    if rate is None and tokens_per_s_per_gpu is not None:
-        if tokens_per_s_per_gpu <= 0:
-            raise ValueError("tokens_per_s_per_gpu must be positive")
-        rate = Rate(float(tokens_per_s_per_gpu), "tokens", True, "measured throughput")
-    if rate is None:
-        if flops_per_token is None:
-            raise ValueError("give rate, tokens_per_s_per_gpu (measured) or flops_per_token (with mfu)")
-        rate = _assumed("gpt", flops_per_token, "tokens", mfu, peak_flops)
-    tokens_per_run = float(tokens_per_step) * steps
-    gpu_s_per_run = tokens_per_run / rate.per_s
-    out = {
-        "label": label,
-        "tokens_per_run": tokens_per_run,
-        "flops_per_run": tokens_per_run * flops_per_token if flops_per_token else float("nan"),
-        "tokens_per_s_per_gpu": rate.per_s,
-        "throughput_source": rate.source,
-        "measured": rate.measured,
-        "n_runs": n_runs,
-        "n_gpus": n_gpus,
-        "gpu_hours_per_run": gpu_s_per_run / 3600,
-        "gpu_hours_total": n_runs * gpu_s_per_run / 3600,
-        "wall_hours_total": n_runs * gpu_s_per_run / 3600 / n_gpus,
-    }
-    if verbose:
-        print(
-            f"{label + ': ' if label else ''}{n_runs:g} run(s) x {tokens_per_run:.3g} {rate.unit} at "
-            f"{rate.per_s:,.0f} {rate.unit}/s/GPU ({rate.source}) = {out['gpu_hours_per_run']:.1f} "
-            f"GPU-hours per run, {out['gpu_hours_total']:.1f} GPU-hours in all, about "
-            f"{out['wall_hours_total']:.1f} h on {n_gpus} GPU(s)",
-            flush=True,
-        )
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # the paper-scale table
-# --------------------------------------------------------------------------------------------
 def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int]:
     """Seed-0 runs of a tuned grid: each optimizer's grid, plus up to ``max_extensions`` values."""
     base = sum(grids.values())
@@ -438,17 +266,10 @@ def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int
 
 
 def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
-    """Runs of Figure 1's protocol (:func:`adamlinf.studies.lm.figure1_runs`), fewest and most.
+    """``(runs_min, runs_max, rotated_min, rotated_max)`` of Figure 1's protocol at parameters ``p``.
 
-    The tuning seed trains every grid (extended at most ``max_extensions`` times per optimizer); each
-    measuring seed trains each optimizer's best lr and the adaptive methods at the three shared rates
-    of Figure 3.
-
-    Args:
-        p: Figure 1's parameters at one scale.
-
-    Returns:
-        ``(runs_min, runs_max, rotated_min, rotated_max)``: all runs, and rotated Adam's among them.
+    The tuning seed trains every grid (at most ``max_extensions`` more values each); each measuring
+    seed trains each best lr and the adaptive methods at Figure 3's three shared rates.
     """
     adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
     lo, hi = _sweep_runs(
@@ -465,19 +286,15 @@ def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
 
 
 def table3_run_count(p: Mapping) -> tuple[int, int]:
-    """Runs of Table 3's protocol (:func:`adamlinf.studies.images.table3_runs`), fewest and most.
-
-    Args:
-        p: Table 3's parameters at one scale.
-
-    Returns:
-        ``(runs_min, runs_max)`` over all batch sizes.
-    """
+    """``(runs_min, runs_max)`` of Table 3's protocol at parameters ``p``, over all batch sizes."""
     grids = {o: len(p["sgd_lrs"] if o == "sgd" else p["adaptive_lrs"]) for o in p["optimizers"]}
     lo, hi = _sweep_runs(grids, int(p["max_extensions"]))
     extra = len(p["seeds"]) * len(p["optimizers"])  # the measuring seeds at each best lr
     n = len(p["batch_sizes"])
     return n * (lo + extra), n * (hi + extra)
+
+
+_NO_RUNS = "no runs of its own"
 
 
 def _row(
@@ -520,130 +337,64 @@ def paper_costs(
 ) -> pd.DataFrame:
     """GPU-hours of every figure and table at ``scale``, and their sum, on 1 and 8 GPUs.
 
-    Run counts follow each notebook's protocol at that scale's parameters (``params/*.yaml``): a
-    tuned grid may be extended, so each row gives the fewest and the most runs. Figure 3 and
-    Figure 4 reuse the runs of Figure 1 and Table 3 and cost nothing of their own.
-
-    Args:
-        measurement: A :class:`Measurement`, None (every rate assumed), or :data:`PUBLISHED`.
-        gpus: The GPU counts of the wall-time columns.
-        scale: The parameter set (``"paper"``; ``"gpu"`` prices the one-GPU scale).
-
-    Returns:
-        A tidy frame, one row per item plus a ``Total`` row: ``kind`` (``training``, ``hvp``,
-        ``none`` or ``total``), ``runs_min``/``runs_max``,
-        ``gpu_hours_min``/``gpu_hours_max``, ``hours_<g>_gpus_min``/``_max`` for each ``g`` in
-        ``gpus`` (independent runs spread over the GPUs), ``rate_per_gpu``, ``measured`` and
-        ``source`` (measured or assumed, on every row).
+    One row per item and a ``Total``: ``kind``, ``runs_min``/``_max`` (a tuned grid may be extended),
+    ``gpu_hours_min``/``_max``, ``hours_<g>_gpus_min``/``_max``, ``rate_per_gpu``, ``measured``,
+    ``source``. Figures 3 and 4 reuse the runs of Figure 1 and Table 3.
     """
     m = _resolve(measurement)
     rows = []
+
+    def add(item, notebook, work, runs, units_per_run, rate, **kw):
+        rows.append(_row(item, notebook, work, runs, units_per_run, rate, gpus, **kw))
+
     f1 = load_parameters("gpt2_figure1", scale)
-    gpt = {
-        "kind": "gpt",
-        "vocab_size": f1["vocab_size"] or 256,
-        "n_layer": f1["n_layer"],
-        "n_head": f1["n_head"],
-        "n_embd": f1["n_embd"],
-        "block_size": f1["block_size"],
-    }
-    tokens_per_run = f1["global_batch"] * f1["block_size"] * f1["max_iters"]
-    train_rate = gpt_rate(gpt, m)
+    shape = ("n_layer", "n_head", "n_embd", "block_size")
+    gpt = {"kind": "gpt", "vocab_size": f1["vocab_size"] or 256, **{k: f1[k] for k in shape}}
+    tokens = f1["global_batch"] * f1["block_size"] * f1["max_iters"]
+    rate = gpt_rate(gpt, m)
     lo, hi, rot_lo, rot_hi = figure1_run_count(f1)
-    note = ""
     extra_runs = (0.0, 0.0)
     if m is not None and m.rotated_extra_s_per_step is not None:
         # rotated Adam pays its extra time once per optimizer step
-        run_s = tokens_per_run / train_rate.per_s
-        frac = m.rotated_extra_s_per_step * f1["max_iters"] / run_s
+        frac = m.rotated_extra_s_per_step * f1["max_iters"] / (tokens / rate.per_s)
         extra_runs = (rot_lo * frac, rot_hi * frac)
         note = f"rotated Adam +{frac:.1%} per run (measured)"
     else:
         note = "rotated Adam's extra cost not counted (not measured)"
-    rows.append(
-        _row(
-            "Figure 1",
-            "gpt2_figure1",
-            f"GPT {f1['n_layer']}×{f1['n_embd']}, {f1['max_iters']:,} steps × {f1['global_batch']} × "
-            f"{f1['block_size']} tokens per run",
-            (lo, hi),
-            tokens_per_run,
-            train_rate,
-            gpus,
-            note,
-            extra_runs,
-        )
+    work = (
+        f"GPT {f1['n_layer']}×{f1['n_embd']}, {f1['max_iters']:,} steps × {f1['global_batch']} × "
+        f"{f1['block_size']} tokens per run"
     )
-    rows.append(
-        _row(
-            "Figure 3",
-            "gpt2_figure3",
-            "a slice of Figure 1's grid",
-            (0, 0),
-            tokens_per_run,
-            train_rate,
-            gpus,
-            "no runs of its own",
-        )
-    )
+    add("Figure 1", "gpt2_figure1", work, (lo, hi), tokens, rate, note=note, extra_runs=extra_runs)
+    add("Figure 3", "gpt2_figure3", "a slice of Figure 1's grid", (0, 0), tokens, rate, note=_NO_RUNS)
     t2 = load_parameters("gpt2_table2", scale)
     hvps = _hessian_table_hvps(t2["n_probes"], t2["lanczos_iters"])  # 3 checkpoints: ‖H‖₁,₁, ‖RᵀHR‖₁,₁, ‖H‖₂
-    hvp_tokens = t2["n_batches"] * f1["batch_size"] * f1["block_size"]
-    rows.append(
-        _row(
-            "Table 2",
-            "gpt2_table2",
-            f"{hvps:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
-            f"{t2['n_batches'] * f1['batch_size']:,} sequences each, at 3 checkpoints",
-            (1, 1),
-            hvps * hvp_tokens,
-            gpt_hvp_rate(gpt, m),
-            gpus,
-            kind="hvp",
-        )
+    work = (
+        f"{hvps:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
+        f"{t2['n_batches'] * f1['batch_size']:,} sequences each, at 3 checkpoints"
     )
+    hvp_tokens = t2["n_batches"] * f1["batch_size"] * f1["block_size"]
+    add("Table 2", "gpt2_table2", work, (1, 1), hvps * hvp_tokens, gpt_hvp_rate(gpt, m), kind="hvp")
     t3 = load_parameters("resnet_table3", scale)
     resnet = {"width": t3["width"], "blocks": t3["blocks"]}
-    images_per_run = t3["epochs"] * CIFAR10_TRAIN_IMAGES
-    rows.append(
-        _row(
-            "Table 3",
-            "resnet_table3",
-            f"ResNet (width {t3['width']}), {t3['epochs']} epochs of CIFAR-10 per run, batch sizes "
-            f"{', '.join(map(str, t3['batch_sizes']))}",
-            table3_run_count(t3),
-            images_per_run,
-            resnet_rate(resnet, t3["image_size"]),
-            gpus,
-        )
+    images = t3["epochs"] * CIFAR10_TRAIN_IMAGES
+    rate = resnet_rate(resnet, t3["image_size"])
+    work = (
+        f"ResNet (width {t3['width']}), {t3['epochs']} epochs of CIFAR-10 per run, batch sizes "
+        f"{', '.join(map(str, t3['batch_sizes']))}"
     )
-    rows.append(
-        _row(
-            "Figure 4",
-            "resnet_figure4",
-            "curves of Table 3's runs",
-            (0, 0),
-            images_per_run,
-            resnet_rate(resnet, t3["image_size"]),
-            gpus,
-            "no runs of its own",
-        )
-    )
+    add("Table 3", "resnet_table3", work, table3_run_count(t3), images, rate)
+    add("Figure 4", "resnet_figure4", "curves of Table 3's runs", (0, 0), images, rate, note=_NO_RUNS)
     t4 = load_parameters("resnet_table4", scale)
     hvps4 = _hessian_table_hvps(t4["n_probes"], t4["lanczos_iters"])
-    rows.append(
-        _row(
-            "Table 4",
-            "resnet_table4",
-            f"{hvps4:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
-            f"{t4['n_batches'] * t4['table4_batch_size']:,} images each, at 3 checkpoints",
-            (1, 1),
-            hvps4 * t4["n_batches"] * t4["table4_batch_size"],
-            resnet_rate(resnet, t3["image_size"], hvp=True),
-            gpus,
-            kind="hvp",
-        )
+    n_images = t4["n_batches"] * t4["table4_batch_size"]
+    work = (
+        f"{hvps4:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
+        f"{n_images:,} images each, at 3 checkpoints"
     )
+    rate = resnet_rate(resnet, t3["image_size"], hvp=True)
+    units = hvps4 * t4["n_batches"] * t4["table4_batch_size"]  # the product in this order, as before
+    add("Table 4", "resnet_table4", work, (1, 1), units, rate, kind="hvp")
     table = pd.DataFrame(rows)
     total = {
         "item": "Total",
@@ -669,15 +420,7 @@ def _hours(lo: float, hi: float) -> str:
 
 
 def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
-    """The cost table as Markdown, each rate labelled measured or assumed.
-
-    Args:
-        table: :func:`paper_costs`' frame.
-        gpus: The GPU counts of its wall-time columns.
-
-    Returns:
-        A Markdown table and a line naming what the rates rest on.
-    """
+    """:func:`paper_costs`' table as Markdown, each rate labelled measured or assumed."""
     walls = [g for g in gpus if g != 1]
     head = [
         "item",
@@ -714,20 +457,7 @@ def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
 
 
 def notebook_cost(notebook: str, measurement=PUBLISHED, *, scale: str = "paper") -> str:
-    """One sentence for a notebook's cost section: its paper-scale GPU-hours and what they rest on.
-
-    Args:
-        notebook: A notebook of :func:`paper_costs` (e.g. ``"gpt2_figure1"``).
-        measurement: As in :func:`paper_costs`.
-        scale: The parameter set priced.
-
-    Returns:
-        E.g. ``"Figure 1 at paper scale: 42–59 runs (GPT 12×768, ...): 1,239–1,741 GPU-hours, about
-        155–218 hours on 8 GPUs, at 462,814 tokens/s per GPU (assumed 40% MFU of 989 TFLOP/s)."``
-
-    Raises:
-        ValueError: ``notebook`` has no row.
-    """
+    """One sentence for a notebook's cost section: its paper-scale GPU-hours and what they rest on."""
     table = paper_costs(measurement, scale=scale)
     rows = table[table.notebook == notebook]
     if rows.empty:
@@ -747,11 +477,7 @@ def notebook_cost(notebook: str, measurement=PUBLISHED, *, scale: str = "paper")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: print the paper-scale cost table, or write it as Markdown.
-
-    Returns:
-        The exit status.
-    """
+    """Command line: print the paper-scale cost table, or write it as Markdown."""
     parser = argparse.ArgumentParser(
         prog="python -m adamlinf.studies.costs", description=__doc__.splitlines()[0]
     )

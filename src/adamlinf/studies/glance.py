@@ -1,20 +1,11 @@
 """What the book found: the "Results at a glance" summary and the result box on every page.
 
-Every notebook saves its verdict rows with :func:`adamlinf.studies.verdicts.save_verdicts` to
-``results/<notebook>/<scale>/verdicts.csv``; the ``gpu`` results committed with the book sit in
-``published/<notebook>/gpu/verdicts.csv``. This module reads those files, and only those, so the
-summary cannot drift from the pages:
-
-* :func:`collect` gathers every row, one per (notebook, scale, check);
-* :func:`summary` makes one row per claim of the paper (:data:`PAPER_CLAIMS`, in the paper's order)
-  with its verdict at each scale, by the rule of :func:`aggregate`;
-* :func:`result_box` writes the 3–4 line box under a page's title (glued into the page's first
-  cell with ``{glue:md}`` :data:`BOX_KEY`) and records what the page ran (:data:`PAGE_FILE`);
-* :func:`overrides` finds results made with ``--set`` overrides, which are labelled, never shown
-  as the scale's own verdicts.
-
-Rows with ``origin == "book"`` are the book's own checks; rows whose ``where`` starts with
-``"Review"`` answer the review's questions. Both are counted apart from the paper's claims.
+It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, and the committed
+``published/<notebook>/gpu/``), so the summary cannot drift from the pages: :func:`collect` gathers
+the rows, :func:`summary` gives one row per claim of the paper (:data:`PAPER_CLAIMS`) by
+:func:`~adamlinf.studies.verdicts.aggregate`, :func:`result_box` writes the box under a page's title,
+:func:`overrides` finds results made with ``--set``. The book's own checks (``origin == "book"``)
+and the review's questions (``where`` "Review …") are counted apart.
 """
 
 from __future__ import annotations
@@ -38,6 +29,7 @@ from adamlinf.studies.verdicts import (
     PAPER,
     VERDICTS,
     VERDICTS_FILE,
+    aggregate,
 )
 
 #: Scales in the order the pages show them; ``paper`` is the paper's own sizes.
@@ -75,20 +67,6 @@ PAGE_PLACE = {page: where for where, (page, _) in PAPER_CLAIMS.items()}
 #: Rows whose ``where`` starts with this answer the review's questions ("Review Q1").
 REVIEW = "Review"
 
-#: Summary verdicts of a claim with several checks (see :func:`aggregate`).
-HOLDS_IN_PART, FAILS_IN_PART, MIXED = "holds in part", "fails in part", "mixed"
-SUMMARY_VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, HOLDS_IN_PART, FAILS_IN_PART, MIXED, NOT_RUN)
-
-#: The rule of :func:`aggregate`, as the pages state it.
-AGGREGATION_RULE = (
-    "A claim of the paper is usually checked by several rows (several settings, pairs of optimizers "
-    "or quantities). Its summary verdict at a scale is **holds** when every row holds, **fails** when "
-    "every row fails, **inconclusive** when every row is inconclusive, **holds in part** when some hold "
-    "and the rest are inconclusive, **fails in part** when some fail and the rest are inconclusive, "
-    "**mixed** when some hold and some fail, and **not run** when nothing ran at that scale. The counts "
-    'beside it say how many rows gave each verdict; the page\'s "Paper vs ours" section lists them.'
-)
-
 #: Anchor of every page's "Paper vs ours" section (the evidence the summary links to).
 EVIDENCE = "paper-vs-ours"
 #: The ``{glue:md}`` key of a page's result box.
@@ -111,10 +89,7 @@ def page_title(notebook: str, sources: Path | None = None) -> str:
     return m.group(1) if m else notebook
 
 
-# ---------------------------------------------------------------------------------------------
 # Reading the verdict files
-# ---------------------------------------------------------------------------------------------
-
 COLUMNS = ["notebook", "scale", "claim", "where", "origin", "paper", "ours", "verdict", "rule", "source"]
 
 
@@ -122,7 +97,7 @@ def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False, dtype=str)
     if "claim" not in df.columns or "verdict" not in df.columns:
         raise ValueError(
-            f"{path}: a verdict file needs the columns claim and verdict; it has {list(df.columns)}"
+            f"{path}: a verdict file needs the columns claim and verdict, has {list(df.columns)}"
         )
     for col in ("where", "origin", "paper", "ours", "rule"):
         if col not in df.columns:
@@ -138,25 +113,11 @@ def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
 
 
 def collect(
-    notebooks: Sequence[str],
-    results_root: Path | str | None = None,
-    published_root: Path | str | None = None,
+    notebooks: Sequence[str], results_root: Path | str | None = None, published_root: Path | str | None = None
 ) -> pd.DataFrame:
-    """All verdict rows of ``notebooks``, one per (notebook, scale, check).
+    """All verdict rows of ``notebooks`` (columns :data:`COLUMNS`), one per (notebook, scale, check).
 
-    The ``gpu`` scale is read from ``published/`` when results were published there, else from
-    ``results/`` (a local run); the other scales from ``results/``.
-
-    Args:
-        notebooks: Notebook names, in book order.
-        results_root: The ``results/`` folder.
-        published_root: The ``published/`` folder.
-
-    Returns:
-        Columns :data:`COLUMNS` (``source`` is ``results`` or ``published``).
-
-    Raises:
-        ValueError: When a file holds a verdict or origin word outside the vocabulary.
+    The ``gpu`` scale comes from ``published/`` when published there, else from ``results/``.
     """
     results_root = Path(results_root or RESULTS_ROOT)
     published_root = Path(published_root or PUBLISHED_ROOT)
@@ -179,18 +140,9 @@ def collect(
 def overrides(
     notebook: str, scale: str, results_root: Path | str | None = None, *, folder: Path | str | None = None
 ) -> dict[str, tuple[object, object]]:
-    """The parameters a notebook's verdicts were made with that differ from the scale's own.
+    """``{parameter: (applied, the scale's value)}`` where a notebook's verdicts left the scale's own.
 
-    Compares the parameters recorded beside ``results/<notebook>/<scale>/verdicts.csv`` (or in the
-    folder's ``provenance.json``) with the scale's set (``params/<notebook>.yaml`` over the
-    defaults of the notebook's ``parameters`` cell), and adds any ``overrides`` the record names.
-
-    ``folder`` reads the record from another folder than ``results/<notebook>/<scale>`` (the
-    staging folder of a run in progress).
-
-    Returns:
-        ``{parameter: (applied, the scale's value)}``; empty when the run used the scale's own
-        parameters, or when nothing records them.
+    The parameters recorded beside the verdicts (or in ``folder``) against ``params/<notebook>.yaml``.
     """
     from adamlinf import run  # the runner owns the parameter sets
 
@@ -220,29 +172,7 @@ def overrides_text(changed: Mapping[str, tuple[object, object]]) -> str:
     return ", ".join(f"{k}={v!r} (scale's value {c!r})" for k, (v, c) in changed.items())
 
 
-# ---------------------------------------------------------------------------------------------
 # The rule and the summary
-# ---------------------------------------------------------------------------------------------
-
-
-def aggregate(verdicts: Sequence[str]) -> str:
-    """One summary verdict for the rows of one claim at one scale (the rule :data:`AGGREGATION_RULE`).
-
-    Args:
-        verdicts: The verdict of each row (holds / fails / inconclusive / not run).
-
-    Returns:
-        One of :data:`SUMMARY_VERDICTS`. Rows that did not run are ignored; none that ran gives
-        ``"not run"``.
-    """
-    ran = {v for v in verdicts if v != NOT_RUN}
-    if not ran:
-        return NOT_RUN
-    if len(ran) == 1:
-        return ran.pop()
-    if HOLDS in ran and FAILS in ran:
-        return MIXED
-    return HOLDS_IN_PART if HOLDS in ran else FAILS_IN_PART
 
 
 def counts_text(verdicts: Sequence[str]) -> str:
@@ -252,10 +182,7 @@ def counts_text(verdicts: Sequence[str]) -> str:
 
 
 def verdict_text(verdicts: Sequence[str]) -> str:
-    """The summary verdict of some rows, with their counts.
-
-    ``"mixed (holds 2 · fails 1)"``, ``"holds (all 8)"``, ``"fails"`` (one row), ``"not run"``.
-    """
+    """The summary verdict with counts: ``"mixed (holds 2 · fails 1)"``, ``"holds (all 8)"``, ``"fails"``."""
     summary = aggregate(verdicts)
     ran = [v for v in verdicts if v != NOT_RUN]
     if summary == NOT_RUN:
@@ -278,9 +205,8 @@ def _group_label(group: str) -> str:
 def key_numbers(rows: pd.DataFrame, limit: int = 140) -> str:
     """The numbers that decide a claim, in a line.
 
-    When the rows are settings of a few claims (``"(a) … — setting"``), the verdict counts per
-    claim; otherwise the first row's measured values (its ``ours``), cut at a ``;`` after
-    ``limit`` characters.
+    Verdict counts per claim when the rows are its settings, else the first row's ``ours`` (cut at a
+    ``;`` after ``limit`` characters).
     """
     ran = rows[rows["verdict"] != NOT_RUN]
     if ran.empty:
@@ -325,19 +251,10 @@ def summary(
     link_prefix: str = "",
     link_suffix: str = ".html",
 ) -> tuple[pd.DataFrame, list[str]]:
-    """One row per claim of the paper (:data:`PAPER_CLAIMS`), in the paper's order.
+    """One row per claim of the paper (:data:`PAPER_CLAIMS`), and its link to the page's evidence.
 
-    Args:
-        long: The output of :func:`collect`.
-        results_root: The ``results/`` folder (for what each page ran and its overrides).
-        link_prefix: Prepended to each page's link (``""`` beside the glance page).
-        link_suffix: ``".html"`` for raw HTML links, ``".ipynb"`` for MyST links.
-
-    Returns:
-        The table (columns ``claim``, ``what ran (ci)``, one per scale (:func:`verdict_text`),
-        ``key numbers (ci)``) and each row's link to the evidence: the page's "Paper vs ours"
-        section. Only rows with ``origin == "paper"`` count; a ``ci`` verdict made with ``--set``
-        overrides reads "… with overrides".
+    Columns: ``claim``, ``what ran (ci)``, one per scale (:func:`verdict_text` of the ``origin ==
+    "paper"`` rows; "… with overrides" for a ``ci`` run with ``--set``), ``key numbers (ci)``.
     """
     paper_rows = long[long["origin"] == PAPER]
     rows, links = [], []
@@ -362,11 +279,7 @@ def summary(
 def summary_markdown(
     long: pd.DataFrame, results_root: Path | str | None = None, link_prefix: str = ""
 ) -> str:
-    """The summary, short, as a MyST table (for the introduction): claim, verdict per scale.
-
-    Links are MyST links to ``<link_prefix><notebook>.ipynb#paper-vs-ours``, relative to the page
-    that includes the table.
-    """
+    """The summary as a short MyST table (claim, verdict per scale) linking to each page's evidence."""
     table, links = summary(long, results_root, link_prefix=link_prefix, link_suffix=".ipynb")
     head = ["claim of the paper", *SCALE_HEADERS.values()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -376,13 +289,8 @@ def summary_markdown(
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     ran = [SCALE_HEADERS[s] for s in SCALES if (long["scale"] == s).any()]
     absent = [SCALE_HEADERS[s] for s in SCALES if SCALE_HEADERS[s] not in ran]
-    lines.append("")
-    lines.append(
-        "Scales with results: "
-        + (", ".join(f"`{s}`" for s in ran) or "none")
-        + (f"; not run: {', '.join(f'`{s}`' for s in absent)}" if absent else "")
-        + "."
-    )
+    not_run = f"; not run: {', '.join(f'`{s}`' for s in absent)}" if absent else ""
+    lines += ["", "Scales with results: " + (", ".join(f"`{s}`" for s in ran) or "none") + not_run + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -391,13 +299,7 @@ def _md_cell(text: str) -> str:
 
 
 def tally(long: pd.DataFrame) -> pd.DataFrame:
-    """Rows per verdict and scale, the paper's claims, the book's checks and the review's apart.
-
-    Returns:
-        Columns ``rows, scale, holds, fails, inconclusive, not run, total``; ``rows`` is "claims of
-        the paper", "the book's own checks" or "the review's questions". A scale where nothing ran
-        shows zeros and is named in the ``scale`` cell as "… (not run)".
-    """
+    """Rows per verdict and scale: the paper's claims, the book's checks and the review's apart."""
     kinds = (
         ("claims of the paper", (long["origin"] == PAPER) & ~_is_review(long)),
         ("the book's own checks", (long["origin"] == BOOK) & ~_is_review(long)),
@@ -431,13 +333,7 @@ def review_rows(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: int = 12) -> str:
-    """A page's rows as an HTML drop-down (``<details>``), for the glance page.
-
-    The drop-down's line says the page, and the verdict counts of the paper's claims and of the
-    book's checks. Inside: the rows (claim, where, origin, ours, verdict, scale). A page with more
-    than ``fold_above`` rows whose claims repeat over settings (Table 1) shows per-claim counts,
-    with the full table folded once more.
-    """
+    """A page's rows as an HTML drop-down, with per-claim counts above ``fold_above`` repeated rows."""
     from adamlinf import report
 
     mine = long[long["notebook"] == notebook]
@@ -468,9 +364,7 @@ def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: i
     return f'<details class="adamlinf-details"><summary>{line}</summary>{link}{body}</details>'
 
 
-# ---------------------------------------------------------------------------------------------
 # The result box under each page's title
-# ---------------------------------------------------------------------------------------------
 
 
 def result_box_text(
@@ -485,21 +379,8 @@ def result_box_text(
 ) -> str:
     """The result box of a page as MyST Markdown (an admonition of 3–4 lines).
 
-    Args:
-        verdicts: The page's verdict rows (its ``verdicts.csv``), with ``where`` and ``origin``.
-        scale: The scale the page ran at.
-        ran: What ran, in a few words (model, data, stand-in, size).
-        absent: The scales with no results for this page (locally or published).
-        changed: Parameters overridden with ``--set`` (:func:`overrides`).
-        answer: The page's own answer in words, for a page that answers a question rather than
-            checks the paper's claims (the review's questions, the diagnostic); it replaces the
-            tally of the paper's claims.
-        evidence: The section the box links down to: its anchor and its title.
-
-    Returns:
-        The Markdown: what ran, the verdict of each claim of the paper in words with its counts
-        (or the page's answer), the book's own checks apart, the scales that did not run, and a
-        link to the evidence.
+    What ran, the verdict of each claim of the paper with its counts (or the page's ``answer``), the
+    book's own checks, the ``absent`` scales, ``changed`` parameters and a link to the ``evidence``.
     """
     lines = [f"**Ran at `{scale}`:** {ran.rstrip('.')}."]
     link = f"[The evidence: {evidence[1]} ↓](#{evidence[0]})"
@@ -514,13 +395,8 @@ def result_box_text(
     lines.append("**The paper's claims:** " + ("; ".join(parts) if parts else "none on this page") + ".")
     open_rows = paper[paper["verdict"].isin([FAILS, INCONCLUSIVE])]
     if 0 < len(open_rows) <= 3:
-        lines[-1] += (
-            " Not holding: "
-            + "; ".join(
-                f"{c} (**{v}**)" for c, v in zip(open_rows["claim"], open_rows["verdict"], strict=True)
-            )
-            + "."
-        )
+        pairs = zip(open_rows["claim"], open_rows["verdict"], strict=True)
+        lines[-1] += " Not holding: " + "; ".join(f"{c} (**{v}**)" for c, v in pairs) + "."
     others = verdicts[(verdicts["origin"] == BOOK) | _is_review(verdicts)]
     if not others.empty:
         lines[-1] += f" **The book's own checks:** {counts_text(others['verdict'])}."
@@ -533,18 +409,13 @@ def _admonition(
     """The box around ``lines``: the scales that did not run, the link down, overrides flagged."""
     lines = list(lines)
     if absent:
-        lines.append(
-            "**Not run:** "
-            + ", ".join(f"`{s}`" for s in absent)
-            + (" (no results are published for this page yet)" if "gpu" in absent else "")
-            + f". {link}"
-        )
+        why = " (no results are published for this page yet)" if "gpu" in absent else ""
+        lines.append("**Not run:** " + ", ".join(f"`{s}`" for s in absent) + f"{why}. {link}")
     else:
         lines.append(link)
     if changed:
-        lines.insert(
-            1, f"**Not the `{scale}` parameters** (changed with `--set` or `-p`): {overrides_text(changed)}."
-        )
+        text = overrides_text(changed)
+        lines.insert(1, f"**Not the `{scale}` parameters** (changed with `--set` or `-p`): {text}.")
     body = "\n\n".join(lines)
     return f":::{{admonition}} Result\n:class: adamlinf-result\n\n{body}\n:::\n"
 
@@ -559,19 +430,8 @@ def result_box(
 ) -> str:
     """Glue a page's result box (key :data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`).
 
-    Call it in the page's last cell (tagged ``remove-cell``), after its verdicts are saved; the
-    page's first Markdown cell shows the box with ``{glue:md}`result_box``` (``:format: myst``).
-
-    Args:
-        notebook: The page's notebook name.
-        results_dir: The page's results folder (``results/<notebook>/<scale>``); its
-            ``verdicts.csv`` is what the box reports.
-        ran: What ran, in a few words (model, data, stand-in, size), from the page's parameters.
-        answer: The page's own answer, for a page that answers a question (:func:`result_box_text`).
-        evidence: The anchor and title of the section the box links down to.
-
-    Returns:
-        The box's Markdown.
+    Called in the page's last cell, after its verdicts are saved in ``results_dir``; the page's first
+    Markdown cell shows the box with ``{glue:md}`result_box```.
     """
     results_dir = Path(results_dir)  # while the runner runs the page: its staging folder
     final = final_dir(results_dir)
@@ -582,29 +442,22 @@ def result_box(
     else:
         verdicts = pd.DataFrame(columns=["claim", "where", "origin", "verdict"])
     root = final.parent.parent
-    absent = [
-        s
-        for s in SCALES
-        if s != scale
-        and not (root / notebook / s / VERDICTS_FILE).exists()
-        and not (PUBLISHED_ROOT / notebook / s / VERDICTS_FILE).exists()
-    ]
+    found = [s for s in SCALES for r in (root, PUBLISHED_ROOT) if (r / notebook / s / VERDICTS_FILE).exists()]
+    absent = [s for s in SCALES if s != scale and s not in found]
     changed = overrides(notebook, scale, root, folder=results_dir)
     text = result_box_text(
         verdicts, scale=scale, ran=ran, absent=absent, changed=changed, answer=answer, evidence=evidence
     )
     if "$" in text or "\\" in text:
         raise ValueError("a result box must not hold TeX ($ or backslash); write it in Unicode")
-    save_json(
-        {
-            "notebook": notebook,
-            "scale": scale,
-            "ran": ran,
-            "overrides": list(changed),
-            "evidence": list(evidence),
-        },
-        results_dir / PAGE_FILE,
-    )
+    page = {
+        "notebook": notebook,
+        "scale": scale,
+        "ran": ran,
+        "overrides": list(changed),
+        "evidence": list(evidence),
+    }
+    save_json(page, results_dir / PAGE_FILE)
     try:
         from IPython.display import Markdown
         from myst_nb import glue

@@ -1,13 +1,8 @@
 r"""Section 4.3 (ResNet18 on CIFAR-10): Table 3's tuned, seeded runs, Figure 4, Tables 3-4 claims.
 
-The tuned and seeded runs of Table 3, the curves of Figure 4, and the claims of Tables 3 and 4 and
-Figure 4.
-
-:func:`table3_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` per batch size: a
-half-decade peak-lr grid per optimizer, extended until every optimum is interior on the tuning seed,
-then the measuring seeds (never the tuning seed) at each optimizer's best lr. The final metric is
-the paper's "training loss": the loss on a fixed augmented training subset after the last step
-(``train_eval_loss``).
+:func:`table3_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` per batch size. The final
+metric is the paper's "training loss": the loss on a fixed augmented training subset after the
+last step (``train_eval_loss``).
 """
 
 from __future__ import annotations
@@ -37,11 +32,7 @@ _STATED = "stated; values NOT RECOVERED"
 
 
 def resolve_source(source: str) -> str:
-    """The data source: ``"auto"`` resolves to ``"cifar10"`` when present, else ``"digits"``.
-
-    CIFAR-10 is used when its files are present (the ``gpu`` scale on a machine that has them),
-    else the offline digits stand-in.
-    """
+    """The data source: ``"auto"`` is ``"cifar10"`` when its files are present, else ``"digits"``."""
     if source != "auto":
         return source
     try:
@@ -51,29 +42,27 @@ def resolve_source(source: str) -> str:
     return "cifar10"
 
 
+#: The fields of :func:`adamlinf.runs.image_spec`, in its order of old (a spec's key order is kept).
+_SPEC_FIELDS = (
+    "source", "batch_size", "epochs", "width", "blocks", "image_size", "eval_batch_size", "data_seed",
+    "evals_per_epoch", "betas", "momentum", "schedule", "grad_clip", "seed", "device", "checkpoint_interval",
+    "checkpoint_minutes", "progress",
+)  # fmt: skip
+
+
 def base_spec(p: Mapping, batch_size: int) -> dict:
     """The ResNet training spec of a Table 3 parameter set ``p`` at one batch size."""
     source = resolve_source(p["data_source"])
-    return _runs.image_spec(
-        source=source,
-        batch_size=batch_size,
-        epochs=p["epochs"],
-        width=p["width"],
-        blocks=p["blocks"],
-        image_size=p["image_size"] if source == "digits" else None,
-        eval_batch_size=p["eval_batch_size"],
-        data_seed=p["seed"],
-        evals_per_epoch=p["evals_per_epoch"],
-        betas=list(p["betas"]),
-        momentum=p["momentum"],
-        schedule=p["schedule"],
-        grad_clip=None,
-        seed=p["seed"],
-        device=p["device"],
-        checkpoint_interval=p["checkpoint_interval"],
-        checkpoint_minutes=p["checkpoint_minutes"],
-        progress=False,
-    )
+    derived = {
+        "source": source,
+        "batch_size": batch_size,
+        "image_size": p["image_size"] if source == "digits" else None,
+        "data_seed": p["seed"],
+        "betas": list(p["betas"]),
+        "grad_clip": None,
+        "progress": False,
+    }
+    return _runs.image_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
 
 
 def _name(bs: int, opt: str, lr: float, seed: int) -> str:
@@ -82,15 +71,7 @@ def _name(bs: int, opt: str, lr: float, seed: int) -> str:
 
 @dataclass
 class ImageRuns:
-    """Everything :func:`table3_runs` trained.
-
-    Attributes:
-        sweeps: The tuned grids per batch size.
-        metrics: Tidy metrics of every run.
-        finals: One row per run: ``batch_size``, ``optimizer``, ``lr``, ``seed``, ``final``.
-        wall_s: Training wall time in this execution.
-        run_s: Training wall time of all its runs, summed over runs, whenever they were trained.
-    """
+    """Everything :func:`table3_runs` trained: sweeps per batch size, metrics, finals, seconds."""
 
     sweeps: dict[int, sweeps.Sweep]
     metrics: pd.DataFrame
@@ -100,10 +81,7 @@ class ImageRuns:
 
 
 def setup_text(p: Mapping) -> str:
-    """The setup a Table 3 parameter set runs, in a few words, saying so when it is a stand-in.
-
-    E.g. ``"digits 16×16 stand-in (not CIFAR-10), ResNet width 8, 3 epochs"``.
-    """
+    """The setup in a few words, e.g. ``"digits 16×16 stand-in (not CIFAR-10), ResNet width 8, 3 epochs"``."""
     source = resolve_source(p["data_source"])
     data = (
         "CIFAR-10"
@@ -121,24 +99,12 @@ def _finals(metrics: pd.DataFrame, runs: sweeps.RunCollector) -> pd.DataFrame:
     extra = metrics.groupby("run", sort=False)[["batch_size"]].first().reset_index()
     accs = metrics.dropna(subset=["test_acc"]).groupby("run").last()[["test_loss", "test_acc"]].reset_index()
     out = out.merge(extra, on="run").merge(accs, on="run", how="left")
-    return runs.mark(
-        out.rename(columns={f"final_{METRIC}": "final"}).astype({"seed": int, "batch_size": int})
-    )
+    out = out.rename(columns={f"final_{METRIC}": "final"})
+    return runs.mark(out.astype({"seed": int, "batch_size": int}))
 
 
 def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
-    """Train Table 3's protocol: per batch size, tuned grids, then the measuring seeds at each best lr.
-
-    Args:
-        p: The notebook's parameters: those of :func:`base_spec`, plus ``batch_sizes``, ``optimizers``,
-            ``adaptive_lrs``, ``sgd_lrs``, ``tune_seed``, ``seeds`` (the measuring seeds),
-            ``max_extensions``, ``workers``,
-            ``threads_per_worker``, ``nproc_per_node``.
-        root: Where the runs live.
-
-    Returns:
-        An :class:`ImageRuns`.
-    """
+    """Train Table 3's protocol: per batch size, tuned grids, then the measuring seeds at each best lr."""
     runs = sweeps.RunCollector(p, root, threads_per_worker=p["threads_per_worker"])
     tune_seed = runs.tune_seed
 
@@ -169,11 +135,9 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
 
 
 def tuned_table(runs: ImageRuns) -> pd.DataFrame:
-    """One row per (batch size, optimizer) at its tuned lr, in the paper's order of the optimizers.
+    """Per (batch size, optimizer) in the paper's order: tuned lr, measured loss, run and edge flag.
 
-    Mean ± std over the measuring seeds of the final training loss (``text``: one number of decimals
-    for the whole table), the first measuring seed's run (the checkpoint Table 4 reads), and whether
-    the optimum sits on a grid edge.
+    ``run`` is the first measuring seed's run, the checkpoint Table 4 reads.
     """
     rows = []
     for bs, sw in runs.sweeps.items():
@@ -208,12 +172,7 @@ def measured_of(finals: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> d
 
 
 def table3_claims(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, data: str) -> pd.DataFrame:
-    """The verdicts of Table 3's claims at every batch size.
-
-    Adam reaches a lower training loss than SGD, AdaSGD and rotated Adam (each optimizer at its
-    tuned lr, over the measuring seeds). ``data`` names what was trained on ("digits stand-in",
-    "CIFAR-10"); every claim says it.
-    """
+    """Table 3's verdicts per batch size: Adam's tuned loss below SGD's, AdaSGD's, rotated Adam's."""
     labels = dict(optim.LABELS)
     tables = []
     for bs in sorted(tuned.batch_size.unique()):
@@ -232,10 +191,7 @@ def data_name(source: str) -> str:
 
 
 def curves_at(metrics: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> pd.DataFrame:
-    """The evaluation rows of the tuned runs at ``batch_size``, every measuring seed.
-
-    Columns: fraction of the budget, training and test metrics.
-    """
+    """The evaluation rows of the tuned runs at ``batch_size`` (measuring seeds), with ``budget``."""
     t = tuned[tuned.batch_size == batch_size]
     metrics = sweeps.measuring(metrics)
     keep = np.zeros(len(metrics), dtype=bool)
@@ -250,11 +206,7 @@ def curves_at(metrics: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> pd
 
 
 def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: str) -> pd.DataFrame:
-    """The verdicts of Figure 4's claim "Adam optimizes fastest".
-
-    Adam's training loss is lower than each other optimizer's at half the budget and at the end
-    (over the measuring seeds); ``data`` names what was trained on.
-    """
+    """Figure 4's verdicts: Adam's training loss lowest at half the budget and at the end."""
     labels = dict(optim.LABELS)
     tables = []
     for when, frac in (("half the budget", 0.5), ("the end", 1.0)):
@@ -262,13 +214,9 @@ def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: s
         for o, g in curves.groupby("optimizer"):
             at = g.loc[(g.budget - frac).abs().groupby(g.seed).idxmin()]  # per seed: the nearest evaluation
             values[o] = Measured.from_seeds(at[METRIC].fillna(np.inf))
-        claims = [
-            Claim(
-                f"Adam's training loss is lower than {labels[o]}'s at {when}", "adam", o, _STATED, "Figure 4"
-            )
-            for o in ("sgd", "adasgd", "rotated_adam")
-            if o in values
-        ]
+        text = "Adam's training loss is lower than {}'s at " + when
+        others = [o for o in ("sgd", "adasgd", "rotated_adam") if o in values]
+        claims = [Claim(text.format(labels[o]), "adam", o, _STATED, "Figure 4") for o in others]
         tables.append(claims_table(values, claims, scale=scale, labels=labels, page="resnet_figure4"))
     out = pd.concat(tables, ignore_index=True)
     out["claim"] = out["claim"] + f" (batch {batch_size}, {data})"
@@ -278,19 +226,13 @@ def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: s
 def table4_claims(
     tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str, data: str
 ) -> pd.DataFrame:
-    """The verdicts of Table 4's claims (:func:`~adamlinf.studies.hessian_tables.norm_claims`).
-
-    The losses are Table 3's at the page's batch size, over the measuring seeds; ``data`` names what
-    was trained on.
-    """
+    """Table 4's verdicts (``hessian_tables.norm_claims``) with Table 3's losses at the page's batch size."""
     out = hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 4", page="resnet_table4")
     out["claim"] = out["claim"] + f" ({data})"
     return out
 
 
-# --------------------------------------------------------------------------------------------
 # figures and tables of the pages (live ci and published gpu results)
-# --------------------------------------------------------------------------------------------
 def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: str) -> None:
     """Render Table 3 (tuned loss per optimizer and batch size, mean ± std) and the sweep figure."""
     import matplotlib.pyplot as plt  # plotting only
@@ -313,12 +255,8 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
     fig, axes = plt.subplots(1, len(sizes), figsize=(7.5, 3.6), sharey=True, squeeze=False)
     for ax, bs in zip(axes[0], sizes, strict=False):
         t = tuned[tuned.batch_size == bs]
-        sweeps.plot_sweep(
-            ax,
-            finals[finals.batch_size == bs],
-            labels=labels,
-            best_lr=dict(zip(t.optimizer, t.lr, strict=False)),
-        )
+        best = dict(zip(t.optimizer, t.lr, strict=False))
+        sweeps.plot_sweep(ax, finals[finals.batch_size == bs], labels=labels, best_lr=best)
         ax.set_yscale("log")
         ax.set_title(f"batch {bs}", fontsize=10)
     axes[0][0].set_ylabel("final training loss")
@@ -349,11 +287,8 @@ def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str
             st = sweeps.style(o, k)
             ax.plot(m.index, m.values, ms=4, label=labels.get(o, o), **st)
             ax.fill_between(m.index, m - s, m + s, color=st["color"], alpha=0.2, lw=0)
-        ax.set(
-            yscale="log",
-            xlabel="fraction of the training budget",
-            title="training loss" if col == METRIC else "test loss",
-        )
+        title = "training loss" if col == METRIC else "test loss"
+        ax.set(yscale="log", xlabel="fraction of the training budget", title=title)
     n_seeds = int(curves.groupby("optimizer").seed.nunique().min())
     fig.tight_layout()
     sweeps.legend_below(fig, axes[0])

@@ -1,15 +1,9 @@
 r"""Section 4.2 (GPT-2): Figure 1's tuned, seeded runs, Figure 3's shared-lr view, their claims.
 
-The tuned and seeded runs of Figure 1, the shared-lr view of Figure 3, and the claims of Figure 1,
-Figure 3 and Table 2.
-
-:func:`figure1_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` on a GPT: a half-decade
-peak-lr grid per optimizer (the adaptive methods share one grid, SGD has its own), extended until
-every optimum is interior on the tuning seed, then the measuring seeds (never the tuning seed) at
-each optimizer's best lr and, for the adaptive methods, at the paper's shared lr :math:`\eta` and its
-neighbours :math:`\eta/\sqrt{10}`, :math:`\eta\sqrt{10}` (Figure 3's smaller and larger rates; the
-paper changes the lr of the adaptive methods only). Runs live in
-``root/<optimizer>_lr<lr>_s<seed>/``; a re-execution reuses complete runs.
+:func:`figure1_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` on a GPT (one half-decade
+grid for the adaptive methods, one for SGD), then the measuring seeds at each best lr and, for the
+adaptive methods, at the paper's shared lr :math:`\eta` and :math:`\eta/\sqrt{10}`,
+:math:`\eta\sqrt{10}` (Figure 3). Runs live in ``root/<optimizer>_lr<lr>_s<seed>/`` and are reused.
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ from adamlinf import optim, report
 from adamlinf import runs as _runs
 from adamlinf.studies import hessian_tables, sweeps
 from adamlinf.studies.sweeps import with_seed
-from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table, verdict_row
+from adamlinf.studies.verdicts import BOOK, Claim, Measured, all_hold, claims_table, verdict_row
 
 #: The optimizers of Figure 1 that share the paper's single peak lr.
 ADAPTIVE = ("adam", "adasgd", "rotated_adam")
@@ -46,38 +40,20 @@ FIGURE1_CLAIMS = (
 )
 
 
+#: The fields of :func:`adamlinf.runs.lm_spec`, in its order of old (a spec's key order is kept).
+_SPEC_FIELDS = (
+    "dataset", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_iters", "lr",
+    "min_lr", "warmup_iters", "max_iters", "grad_accum", "betas", "eps", "momentum", "grad_clip",
+    "eval_interval", "dtype", "compile", "device", "seed", "rotation_k", "rotation_seed",
+    "checkpoint_interval", "checkpoint_minutes", "progress",
+)  # fmt: skip
+
+
 def base_spec(p: Mapping) -> dict:
     """The GPT training spec of a Figure 1 parameter set ``p`` (the notebook's parameters)."""
     accum = _runs.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"])
-    return _runs.lm_spec(
-        dataset=p["dataset"],
-        vocab_size=p["vocab_size"],
-        n_layer=p["n_layer"],
-        n_head=p["n_head"],
-        n_embd=p["n_embd"],
-        block_size=p["block_size"],
-        batch_size=p["batch_size"],
-        eval_iters=p["eval_iters"],
-        lr=p["lr"],
-        min_lr=p["min_lr"],
-        warmup_iters=p["warmup_iters"],
-        max_iters=p["max_iters"],
-        grad_accum=accum,
-        betas=list(p["betas"]),
-        eps=p["eps"],
-        momentum=p["momentum"],
-        grad_clip=p["grad_clip"],
-        eval_interval=p["eval_interval"],
-        dtype=p["dtype"],
-        compile=p["compile"],
-        device=p["device"],
-        seed=p["seed"],
-        rotation_k=p["rotation_k"],
-        rotation_seed=p["seed"],
-        checkpoint_interval=p["checkpoint_interval"],
-        checkpoint_minutes=p["checkpoint_minutes"],
-        progress=False,
-    )
+    derived = {"grad_accum": accum, "betas": list(p["betas"]), "rotation_seed": p["seed"], "progress": False}
+    return _runs.lm_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
 
 
 def _name(opt: str, lr: float, seed: int) -> str:
@@ -98,13 +74,8 @@ def shared_lrs(p: Mapping, grid: list[float]) -> dict[str, float]:
 class LMRuns:
     """Everything :func:`figure1_runs` trained.
 
-    Attributes:
-        sweep: The tuned grids (:class:`~adamlinf.studies.sweeps.Sweep`).
-        metrics: Tidy metrics of every run (``seed`` column included).
-        finals: One row per run: ``final`` (smoothed final training loss), ``final_val``.
-        shared: The paper's shared lr and Figure 3's smaller/larger rates.
-        wall_s: Training wall time in this execution.
-        run_s: Training wall time of all its runs, summed over runs, whenever they were trained.
+    The sweep, tidy metrics, per-run finals (``final``, ``final_val``), the shared lrs, and the
+    training seconds of this execution and of all its runs.
     """
 
     sweep: sweeps.Sweep
@@ -127,18 +98,7 @@ def _finals(metrics: pd.DataFrame, runs: sweeps.RunCollector) -> pd.DataFrame:
 
 
 def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LMRuns:
-    """Train Figure 1's protocol: tuned grids, measuring seeds at the tuned and the shared lrs.
-
-    Args:
-        p: The notebook's parameters: the GPT and training fields of :func:`base_spec`, plus
-            ``optimizers``, ``extra_optimizers``, ``adaptive_lrs``, ``sgd_lrs``, ``tune_seed``,
-            ``seeds`` (the measuring seeds), ``workers``, ``nproc_per_node``.
-        root: Where the runs live.
-        max_extensions: The most values added to one optimizer's grid.
-
-    Returns:
-        An :class:`LMRuns`.
-    """
+    """Train Figure 1's protocol: tuned grids, measuring seeds at the tuned and the shared lrs."""
     runs = sweeps.RunCollector(p, root)
     base = base_spec(p)
     adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
@@ -172,11 +132,7 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
 
 
 def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:
-    """The verdicts of Figure 1's claims, in two views.
-
-    Each optimizer at its own tuned lr, and the adaptive methods at the paper's shared lr (SGD at
-    its tuned lr in both views).
-    """
+    """Figure 1's verdicts at each optimizer's tuned lr, and with the adaptive methods at the shared lr."""
     labels = dict(optim.LABELS)
     tuned = runs.tuned()
     eta = runs.shared["default"]
@@ -188,23 +144,13 @@ def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:
 
 
 def _claims(values, claims, scale, labels, view) -> pd.DataFrame:
-
     table = claims_table(values, list(claims), scale=scale, labels=labels)
     table["claim"] = table["claim"] + f" ({view})"
     return table
 
 
 def figure3_values(finals: pd.DataFrame, shared: Mapping[str, float]) -> dict[tuple[str, str], Measured]:
-    """Final training loss of each Figure 3 run: ``{(optimizer, setting): Measured}``.
-
-    Args:
-        finals: Per-run finals of Figure 1 (:class:`LMRuns` ``finals``).
-        shared: The shared lr's slices ``{"smaller": ..., "default": ..., "larger": ...}``.
-
-    Returns:
-        The adaptive methods at the shared lr's three slices (the paper changes the lr of the
-        adaptive methods only), over the measuring seeds.
-    """
+    """``{(optimizer, setting): Measured}``: the adaptive methods at the shared lr's three settings."""
     present = set(finals.optimizer)
     return {
         (o, setting): sweeps.measured(finals, o, shared[setting])
@@ -226,32 +172,19 @@ def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) ->
     labels = {f"{o}|{s}": f"{name.get(o, o)} ({s} lr)" for o, s in values}
     flat = {f"{o}|{s}": v for (o, s), v in values.items()}
     opts = list(dict.fromkeys(o for o, _ in values))
-    claims = [
-        Claim(
-            f"{name.get(o, o)} is worse at the smaller lr",
-            f"{o}|default",
-            f"{o}|smaller",
-            _CURVES,
-            "Figure 3",
-        )
-        for o in opts
+    pairs = [(f"{name.get(o, o)} is worse at the smaller lr", f"{o}|default", f"{o}|smaller") for o in opts]
+    pairs += [
+        ("Adam improves at the larger lr", "adam|larger", "adam|default"),
+        ("Rotated Adam gets worse at the larger lr", "rotated_adam|default", "rotated_adam|larger"),
     ]
-    claims += [
-        Claim("Adam improves at the larger lr", "adam|larger", "adam|default", _CURVES, "Figure 3"),
-        Claim(
-            "Rotated Adam gets worse at the larger lr",
-            "rotated_adam|default",
-            "rotated_adam|larger",
-            _CURVES,
-            "Figure 3",
-        ),
-    ]
+    claims = [Claim(text, a, b, _CURVES, "Figure 3") for text, a, b in pairs]
+    stated = "not stated (the paper shows the curves)"
     book = [
         Claim(
             f"Figure 1's ordering at the {s} lr: Adam beats {name[o]}",
             f"adam|{s}",
             f"{o}|{s}",
-            "not stated (the paper shows the curves)",
+            stated,
             "Figure 3",
             BOOK,
         )
@@ -262,7 +195,7 @@ def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) ->
     failed = [k for k, v in values.items() if math.isinf(v.value)]
     row = verdict_row(
         "One run fails completely (diverges)",
-        "holds" if failed else "fails",
+        all_hold([len(failed) > 0]),
         ours=", ".join(f"{name.get(o, o)} ({s} lr)" for o, s in failed) or "no run diverged",
         scale=scale,
         paper="stated (probably AdaSGD at the larger lr)",
@@ -274,23 +207,13 @@ def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) ->
 
 
 def table2_claims(tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str) -> pd.DataFrame:
-    """The verdicts of Table 2's claims (:func:`~adamlinf.studies.hessian_tables.norm_claims`).
-
-    The losses are Figure 1's, each optimizer at its tuned lr over the measuring seeds.
-    """
+    """Table 2's verdicts (``hessian_tables.norm_claims``) with Figure 1's tuned losses."""
     return hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 2", page="gpt2_table2")
 
 
-# --------------------------------------------------------------------------------------------
 # tables and figures of the pages (the same code renders live ci and published gpu results)
-# --------------------------------------------------------------------------------------------
 def figure1_tables(runs: LMRuns, *, scale: str) -> dict[str, pd.DataFrame]:
-    """The tidy tables a Figure 1 page shows.
-
-    ``finals`` (one row per run, ``measuring`` marks the measuring seeds), ``curves`` (training and
-    validation loss of the measuring seeds' runs), ``tuned`` (best lr per optimizer, over the
-    measuring seeds), ``extensions``, ``shared`` and ``verdicts``.
-    """
+    """The tables a Figure 1 page shows: finals, curves, tuned, extensions, shared, verdicts."""
     measuring = sweeps.measuring(runs.finals)
     cols = [
         c for c in ("run", "optimizer", "lr", "seed", "iter", "train_loss", "val_loss") if c in runs.metrics
@@ -313,11 +236,7 @@ def figure1_tables(runs: LMRuns, *, scale: str) -> dict[str, pd.DataFrame]:
 
 
 def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -> None:
-    """Render a Figure 1 page's results (live or published).
-
-    The sweep figure, the tuned table and the loss curves with seed bands; ``what`` names the
-    setup for the captions.
-    """
+    """Render a Figure 1 page's results, live or published (``what`` names the setup)."""
     import matplotlib.pyplot as plt  # plotting only: the studies' numbers never need matplotlib
 
     labels = dict(optim.LABELS)

@@ -7,7 +7,7 @@ were not recovered, so :func:`run_sweep` decides each claim per setting: the spe
 :math:`\theta\sqrt d` and Haar; Adam on every rotation, SignGD, AdaSGD and SGD (same momentum as the
 column) on :math:`\theta=0` (AdaSGD and SGD are rotation equivariant: :func:`equivariance_check`);
 noise levels; seeds differing in :math:`x_0` and noise. Learning rates are tuned on separate seeds by
-:func:`refine_lr_grid` (extended at an edge, refined to a factor 1.5). Without noise the step decays
+:func:`adamlinf.tune.search` (extended at an edge, refined to a factor 1.5). Without noise the step decays
 by a cosine and the metric is the steps to :math:`10^{-8}L(x_0)` (:func:`effective_steps`), never a
 round-off-level final loss; with noise it is :math:`L(x_T)/L(x_0)` over the last tenth of the run.
 Two tuned settings differ (:func:`decide`) when Welch's one-sided test (α = 0.05) says so *and*
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +27,7 @@ import torch
 from scipy.stats import spearmanr
 
 from adamlinf import problems as Q
-from adamlinf import theory
+from adamlinf import theory, tune
 from adamlinf.studies.verdicts import (
     BOOK,
     FAILS,
@@ -43,8 +43,6 @@ from adamlinf.studies.verdicts import (
 
 __all__ = [
     "EPS_REACH",
-    "refine_lr_grid",
-    "next_lrs",
     "effective_steps",
     "SweepResult",
     "run_sweep",
@@ -68,7 +66,7 @@ __all__ = [
 EPS_REACH = 1e-8
 
 #: Starting grids per optimizer (``[lo, factor, n]``: ``n`` values ``lo * factor**k``), for
-#: :math:`\|H\|_2 = 1`; :func:`refine_lr_grid` extends them where the optimum is at an edge.
+#: :math:`\|H\|_2 = 1`; :func:`adamlinf.tune.search` extends them where the optimum is at an edge.
 COARSE_GRIDS = {
     "adam": (1e-3, 1.5**3, 6),
     "signgd": (1e-3, 1.5**3, 6),
@@ -78,101 +76,6 @@ COARSE_GRIDS = {
 
 METRIC_NOISY = "L(x_T)/L(x₀)"
 METRIC_EXACT = "steps to 1e-8·L(x₀)"
-
-
-# ---------------------------------------------------------------------------------------------
-# Learning-rate grids: extend at the edges, refine around the optimum
-# ---------------------------------------------------------------------------------------------
-def next_lrs(
-    scores: Mapping[float, float], *, factor: float = 1.5, extend: float = 1.5**3, n_extend: int = 2
-) -> list[float]:
-    """The learning rates to evaluate next for one setting.
-
-    Given ``{lr: score}`` (lower is better,
-    ``inf`` = diverged), or ``[]`` when the grid is done.
-
-    Rules, in order: if every score is ``inf`` (all diverged), add ``n_extend`` values below the
-    smallest, spaced by ``extend``; if the best learning rate is the smallest (largest) one, add
-    ``n_extend`` values below (above) it spaced by ``extend``; otherwise add log-spaced values
-    between the best and each neighbour whose ratio to it exceeds ``factor``, so that both
-    neighbours end within ``factor``. Ties go to the smaller learning rate.
-
-    Args:
-        scores: Score per learning rate evaluated so far.
-        factor: The largest ratio allowed between the optimum and its neighbours (> 1).
-        extend: Spacing of the values added beyond an edge (> 1).
-        n_extend: How many values to add beyond an edge.
-
-    Returns:
-        New learning rates, sorted.
-    """
-    if factor <= 1 or extend <= 1:
-        raise ValueError(f"factor and extend must be > 1, got {factor}, {extend}")
-    lrs = sorted(scores)
-    if not lrs:
-        raise ValueError("no learning rate evaluated yet")
-    vals = np.array([scores[v] for v in lrs], dtype=float)
-    vals = np.where(np.isnan(vals), np.inf, vals)
-    if not np.isfinite(vals).any():
-        return [lrs[0] / extend**k for k in range(n_extend, 0, -1)]
-    i = int(np.argmin(vals))
-    if i == 0:
-        return [lrs[0] / extend**k for k in range(n_extend, 0, -1)]
-    if i == len(lrs) - 1:
-        return [lrs[-1] * extend**k for k in range(1, n_extend + 1)]
-    best, new = lrs[i], []
-    for nb in (lrs[i - 1], lrs[i + 1]):
-        ratio = max(nb, best) / min(nb, best)
-        if ratio > factor * (1 + 1e-9):
-            n = math.ceil(math.log(ratio) / math.log(factor) - 1e-9) - 1
-            lo = min(nb, best)
-            new += [lo * ratio ** (j / (n + 1)) for j in range(1, n + 1)]
-    return sorted(new)
-
-
-def refine_lr_grid(
-    evaluate: Callable[[dict[Hashable, list[float]]], dict[Hashable, dict[float, float]]],
-    grids: Mapping[Hashable, Sequence[float]],
-    *,
-    factor: float = 1.5,
-    extend: float = 1.5**3,
-    max_rounds: int = 8,
-) -> tuple[dict, dict]:
-    """Tune many settings at once, in rounds of batched evaluations.
-
-    Tune many settings at once: evaluate a grid per setting, then :func:`next_lrs` per setting,
-    in rounds, until no setting asks for more or ``max_rounds`` rounds ran.
-
-    Args:
-        evaluate: Called once per round with ``{setting: [new lrs]}`` (only settings with new
-            values); returns ``{setting: {lr: score}}`` for them. One call can run them all
-            batched (:func:`adamlinf.problems.run_batched`).
-        grids: The starting grid per setting.
-        factor: See :func:`next_lrs`.
-        extend: See :func:`next_lrs`.
-        max_rounds: Upper bound on evaluation rounds.
-
-    Returns:
-        ``(scores, status)``: all ``{setting: {lr: score}}`` evaluated, and per setting
-        ``{"rounds": k, "done": bool}`` (``done`` False when ``max_rounds`` stopped it).
-    """
-    scores: dict = {k: {} for k in grids}
-    pending = {k: sorted(float(v) for v in g) for k, g in grids.items()}
-    rounds = dict.fromkeys(grids, 0)
-    for _ in range(max_rounds):
-        todo = {k: v for k, v in pending.items() if v}
-        if not todo:
-            break
-        got = evaluate(todo)
-        for k in todo:
-            scores[k].update(got[k])
-            rounds[k] += 1
-        pending = {
-            k: [v for v in next_lrs(scores[k], factor=factor, extend=extend) if v not in scores[k]]
-            for k in grids
-        }
-    status = {k: {"rounds": rounds[k], "done": not pending[k]} for k in grids}
-    return scores, status
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +182,7 @@ def run_sweep(
 ) -> SweepResult:
     r"""Run the whole Table 1 sweep with tuned learning rates (module docstring).
 
-    Every round of :func:`refine_lr_grid` is one :func:`adamlinf.problems.run_batched` call per
+    Every round of :func:`adamlinf.tune.search` is one :func:`adamlinf.problems.run_batched` call per
     :math:`\sigma` holding every spectrum, rotation, optimizer and new learning rate at once; a last
     call per :math:`\sigma` reruns the tuned settings and records their loss curves.
 
@@ -373,12 +276,9 @@ def run_sweep(
                 out[tuple(name.split("|"))][float(lr)] = float(v)
             return out
 
-        grids = {}
-        for k, (opt, *_rest) in rows.items():
-            lo, fac, n = COARSE_GRIDS[opt]
-            grids[k] = [lo * fac**j for j in range(n)]
-        scores, status = refine_lr_grid(evaluate, grids, factor=factor, max_rounds=max_rounds)
-        best = {k: min(sorted(s), key=lambda lr, s=s: s[lr]) for k, s in scores.items()}
+        grids = {k: tune.lr_grid(*COARSE_GRIDS[opt]) for k, (opt, *_rest) in rows.items()}
+        found = tune.search(evaluate, grids, ratio=1.5**3, n_extend=2, refine=factor, max_rounds=max_rounds)
+        scores, best = found.scores, found.best
         res = Q.run_batched(
             experiment(sigma, {k: [lr] for k, lr in best.items()}, x0),
             steps=steps,
@@ -420,7 +320,7 @@ def run_sweep(
                     "seeds": tuple(float(v) for v in vals),
                     "reached": int(np.isfinite(g["steps_to_reach"]).sum()),
                     "n_lr": len(scores[k]),
-                    "grid_done": status[k]["done"],
+                    "grid_done": found.done[k],
                     "steps": steps,
                     "schedule": schedule,
                     "metric": METRIC_NOISY if sigma > 0 else METRIC_EXACT,

@@ -1,27 +1,12 @@
-r"""Questions from the paper's public review, answered by experiment ("Questions from the review").
+r"""Questions from the paper's public review {cite}`xie2025review`, answered by experiment.
 
-The ICLR 2025 review of the paper {cite}`xie2025review` asks six questions the paper leaves open;
-each page of the chapter runs one small experiment. This module holds what the pages share:
-
-* **Tasks** (:class:`Task`): a model factory, a batch sampler and a held-out loss. A diagonal
-  quadratic with isotropic gradient noise (:func:`quadratic_task`), an MLP and a small CNN on the
-  offline digits (:func:`digits_task`), a GRU and a GPT byte-level language model on the offline
-  Python documentation (:func:`text_task`).
-* **Arms** (:class:`Arm`): an optimizer of :func:`adamlinf.optim.create`, optionally trained on
-  :math:`L\circ R` (:class:`adamlinf.rotations.RotatedParametrization`) for a rotation built from
-  the model, optionally with a partition (blockwise Adam). :func:`rotation_builders` gives the
-  rotations of question 3 (one tensor, one head, the whole model, similar-scale groups, the
-  Shampoo/SOAP eigenbasis).
-* **The protocol** (:func:`tune`): every arm's learning rate tuned on one seed with
-  :func:`adamlinf.studies.sweeps.tune_grid` (half-decade grids extended until the optimum is
-  interior), then measured at the tuned lr on other seeds, so the tuning seed never measures.
-* **Norms**: (1,1)-norms with Cauchy bands and spectral norms of the Hessian in any basis
-  (:func:`basis_norms`), tracked along an Adam run (:func:`track_norms`); the blockwise
-  smoothness bound :math:`H(L,\Phi)` of each partition from an exact Hessian (:func:`phi_table`).
-
-Every run here is trained in-process by :func:`train` (a few hundred steps of a model of at most
-a few ten thousand parameters); the run folders and checkpoints of :mod:`adamlinf.runs` are for the
-long runs of Sections 4.2 and 4.3.
+What the chapter's pages share: **tasks** (:class:`Task`: a noisy diagonal quadratic, an MLP and a
+CNN on the offline digits, a GRU and a GPT on Python's documentation), **arms** (:class:`Arm`: an
+optimizer of :func:`adamlinf.optim.create`, optionally on :math:`L\circ R` for a rotation of
+:func:`rotation_builders`, optionally blockwise), **the protocol** (:func:`tune`: each arm's lr tuned
+on one seed with :func:`adamlinf.studies.sweeps.tune_grid`, measured on the others) and **norms**
+(:func:`basis_norms`, :func:`track_norms`, :func:`phi_table`). Every run is trained in-process by
+:func:`train` (a few hundred steps of a model of at most a few ten thousand parameters).
 """
 
 from __future__ import annotations
@@ -41,24 +26,16 @@ from adamlinf import rotations as rot
 from adamlinf.diagnose import train_steps
 from adamlinf.models.gpt import GPT, GPTConfig
 from adamlinf.studies import sweeps
-from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table, verdict_row
+from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table
 
-# --------------------------------------------------------------------------------------------
 # tasks
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass
 class Task:
-    """A small training problem.
+    """A small training problem: ``make_model(seed)``, ``batch(generator)``, ``loss(model, batch)``.
 
-    Attributes:
-        name: Shown in tables.
-        make_model: ``seed -> nn.Module`` (the initialisation depends on the seed).
-        batch: ``generator -> batch`` (one training batch drawn with the run's generator).
-        loss: ``(model, batch) -> scalar``.
-        eval_batches: Fixed held-out batches; the final metric is the mean loss over them.
-        metric: ``(model) -> float``, the final metric (default: the held-out loss).
+    The final metric is ``metric(model)``, by default the mean loss over ``eval_batches``.
     """
 
     name: str
@@ -107,13 +84,10 @@ def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
         x = model.x.detach()
         return math.log10(float((lam * x * x).sum()) / float(lam.sum()))  # L(x0) = sum(lam) / 2
 
-    return Task(
-        "quadratic",
-        make_model,
-        lambda g: sigma * torch.randn(d, generator=g, dtype=torch.float64).to(device),
-        loss,
-        metric=metric,
-    )
+    def noise(g):
+        return sigma * torch.randn(d, generator=g, dtype=torch.float64).to(device)
+
+    return Task("quadratic", make_model, noise, loss, metric=metric)
 
 
 def _digits(seed: int = 0) -> dict[str, Tensor]:
@@ -122,10 +96,11 @@ def _digits(seed: int = 0) -> dict[str, Tensor]:
     data = load_digits_images(size=8, seed=seed)
     x_tr = data["train_x"][:, :1].to(torch.float32) / 255.0
     mean, std = x_tr.mean(), x_tr.std()
+    x_te = (data["test_x"][:, :1].to(torch.float32) / 255.0 - mean) / std
     return {
         "train_x": (x_tr - mean) / std,
         "train_y": data["train_y"],
-        "test_x": (data["test_x"][:, :1].to(torch.float32) / 255.0 - mean) / std,
+        "test_x": x_te,
         "test_y": data["test_y"],
     }
 
@@ -226,18 +201,13 @@ def text_task(
 
     g_eval = torch.Generator().manual_seed(12345)
     fixed = [windows(val, g_eval, batch_size) for _ in range(eval_batches)]
+    name = f"{kind} (pydoc bytes)"
     return Task(
-        f"{kind} (pydoc bytes)",
-        make_model,
-        lambda g: windows(train, g, batch_size),
-        lambda m, b: m(b[0], b[1])[1],
-        fixed,
+        name, make_model, lambda g: windows(train, g, batch_size), lambda m, b: m(b[0], b[1])[1], fixed
     )
 
 
-# --------------------------------------------------------------------------------------------
 # rotations built from a model (question 3)
-# --------------------------------------------------------------------------------------------
 RotationBuilder = Callable[[nn.Module, Task, int], rot.Rotation]
 
 
@@ -327,17 +297,15 @@ def _n(model: nn.Module) -> int:
 
 def layer_partition(model: nn.Module) -> partitions.Partition:
     """One block per layer: embeddings, each transformer block, the final norm (GPT); else each module."""
-    names = [n for n, _ in model.named_parameters()]
     keys = []
-    for n in names:
+    for n, _ in model.named_parameters():
         parts = n.split(".")
-        key = (
-            ".".join(parts[:3])
-            if parts[:2] == ["transformer", "h"]
-            else parts[0]
-            + ("" if parts[0] != "transformer" else "." + ("emb" if parts[1] in ("wte", "wpe") else parts[1]))
-        )
-        keys.append(key)
+        if parts[:2] == ["transformer", "h"]:
+            keys.append(".".join(parts[:3]))  # one transformer block
+        elif parts[0] == "transformer":
+            keys.append("transformer." + ("emb" if parts[1] in ("wte", "wpe") else parts[1]))
+        else:
+            keys.append(parts[0])
     label = {k: i for i, k in enumerate(dict.fromkeys(keys))}
     table = {
         p: torch.full(p.shape, label[k], dtype=torch.long)
@@ -346,21 +314,14 @@ def layer_partition(model: nn.Module) -> partitions.Partition:
     return partitions.custom(table, name="layers")
 
 
-# --------------------------------------------------------------------------------------------
 # training and the tuning protocol
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Arm:
-    r"""One optimizer configuration.
+    r"""An optimizer of :func:`adamlinf.optim.create` and its :math:`\beta_1`.
 
-    Attributes:
-        optimizer: A name of :func:`adamlinf.optim.create` (``"adam"``, ``"adasgd"``, ``"sgd"``,
-            ``"blockwise_adam"``).
-        rotation: ``(model, task, seed) -> Rotation``: train on :math:`L\circ R` (None: no rotation).
-        partition: ``model -> Partition`` for blockwise Adam.
-        beta1: :math:`\beta_1` (:math:`\beta_2` is the page's).
+    Trained on :math:`L\circ R` for ``rotation(model, task, seed)``; ``partition(model)`` for blockwise Adam.
     """
 
     optimizer: str
@@ -421,14 +382,8 @@ def train(
 class Tuned:
     """The tuned comparison of some arms on one task.
 
-    Attributes:
-        sweep: The tuning sweep on the tuning seed (:class:`~adamlinf.studies.sweeps.Sweep`).
-        finals: Every run: ``optimizer`` (the arm), ``lr``, ``seed``, ``final``, ``role``
-            (``"tune"`` or ``"measure"``), ``seconds``.
-        values: Per arm, the measuring seeds' finals at its tuned lr.
-        seconds: Wall time of all runs.
-        models: The trained ``(model, rotated parametrization or None)`` of the measuring runs of the
-            arms :func:`tune` was asked to keep, keyed ``(arm, seed)``.
+    The sweep, every run (``optimizer`` = the arm, ``lr``, ``seed``, ``final``, ``role``, ``seconds``),
+    the measured value per arm, the wall time, and the kept ``(model, parametrization)`` per (arm, seed).
     """
 
     sweep: sweeps.Sweep
@@ -487,13 +442,9 @@ def tune(
             final, model, rp = train(task, arms[arm], lr, steps=steps, seed=seed, beta2=beta2)
             if role == "measure" and arm in keep:
                 models[(arm, int(seed))] = (model, rp)
+            seconds = time.perf_counter() - t
             rows[key] = dict(
-                optimizer=arm,
-                lr=float(lr),
-                seed=int(seed),
-                final=final,
-                role=role,
-                seconds=time.perf_counter() - t,
+                optimizer=arm, lr=float(lr), seed=int(seed), final=final, role=role, seconds=seconds
             )
 
     def evaluate(grids_now):
@@ -531,32 +482,8 @@ def claims(
     return claims_table(values, cs, scale=scale, page=page, labels=labels)
 
 
-def book_row(claim: str, verdict: str, *, ours: str, q: int, scale: str, page: str, rule: str) -> dict:
-    """A verdict row of review question ``q`` that is not a pairwise comparison."""
-    return verdict_row(
-        claim,
-        verdict,
-        ours=ours,
-        scale=scale,
-        paper="not claimed",
-        rule=rule,
-        page=page,
-        where=f"Review Q{q}",
-        origin=BOOK,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# norms: (1,1)-norm and spectral norm in a basis, along training; H(L, Phi) of partitions
-# --------------------------------------------------------------------------------------------
-
-
 def _math_attention(model: nn.Module) -> nn.Module:
-    """The model with a GPT's attention in the "math" form, whose double backward exists.
-
-    The fused kernel has none; Tables 2 and 4 switch it the same way, so that the HVP does not
-    switch it with a warning.
-    """
+    """The model with a GPT's attention in the "math" form, whose double backward exists."""
     for m in model.modules():
         if hasattr(m, "set_attention"):
             m.set_attention("math")
@@ -605,11 +532,8 @@ def checkpoint_norms(
 ) -> pd.DataFrame:
     r"""Table 2's norms at trained checkpoints, in the tidy form of :mod:`~adamlinf.studies.hessian_tables`.
 
-    ‖H‖₁,₁/d (with its band) and ‖H‖₂ at Adam's final model; ‖RᵀHR‖₁,₁/d at rotated Adam's
-    (``(model, parametrization)`` of :func:`train`; the model holds :math:`x=Rw`, and :math:`R^\top HR`
-    is the Hessian of :math:`L\circ R` at :math:`w`, the basis rotated Adam runs in); ‖H‖₂ at
-    AdaSGD's. :func:`adamlinf.studies.hessian_tables.norm_values` turns the rows into the values of
-    the claims (``"l11:H@adam"``, ``"spec@adam"``, ``"l11:RHR@rotated_adam"``, ``"spec@adasgd"``).
+    ‖H‖₁,₁/d and ‖H‖₂ at Adam's model, ‖RᵀHR‖₁,₁/d at rotated Adam's (``(model, parametrization)``:
+    the Hessian of :math:`L\circ R`, the basis it runs in), ‖H‖₂ at AdaSGD's.
     """
     rot_model, rp = rotated_adam
     a = basis_norms(adam, task, batches, n_probes=n_probes, seed=seed)
@@ -617,39 +541,22 @@ def checkpoint_norms(
     spec_adasgd = hessian.spectral_norm(_hvp(adasgd, task, batches), tol=1e-3, seed=seed)
 
     def l11(optimizer, which, m):
-        return dict(
-            optimizer=optimizer,
-            hessian=which,
-            quantity="l11_per_dim",
-            value=m["l11_per_d"],
-            lo=min(m["l11_lo"], m["l11_per_d"]),
-            hi=max(m["l11_hi"], m["l11_per_d"]),
-            n_probes=n_probes,
-            d=m["d"],
-        )
+        v = m["l11_per_d"]
+        row = dict(optimizer=optimizer, hessian=which, quantity="l11_per_dim", value=v)
+        return row | dict(lo=min(m["l11_lo"], v), hi=max(m["l11_hi"], v), n_probes=n_probes, d=m["d"])
 
     def spec(optimizer, value):
-        return dict(
-            optimizer=optimizer, hessian="H", quantity="spectral_norm", value=value, n_probes=0, d=a["d"]
-        )
+        row = dict(optimizer=optimizer, hessian="H", quantity="spectral_norm", value=value)
+        return row | dict(n_probes=0, d=a["d"])
 
-    return pd.DataFrame(
-        [
-            l11("adam", "H", a),
-            spec("adam", a["spectral"]),
-            l11("rotated_adam", "RHR", r),
-            spec("adasgd", spec_adasgd),
-        ]
-    )
+    rows = [l11("adam", "H", a), spec("adam", a["spectral"]), l11("rotated_adam", "RHR", r)]
+    return pd.DataFrame([*rows, spec("adasgd", spec_adasgd)])
 
 
 def track_norms(
     task: Task, lr: float, *, steps: int, at: Sequence[int], seed: int, n_probes: int, n_batches: int
 ) -> pd.DataFrame:
-    """Train Adam and measure Hessian norms at the steps ``at``.
-
-    ‖H‖₁,₁/d in the standard basis and after a random rotation
-    (:class:`~adamlinf.rotations.PermuteRotate`, seeded by ``seed``), and ‖H‖₂.
+    """Train Adam; at the steps ``at``, ‖H‖₂ and ‖H‖₁,₁/d, also after a ``PermuteRotate`` rotation.
 
     The Hessian is of the loss on ``n_batches`` fixed held-out batches of the task.
     """
@@ -662,20 +569,9 @@ def track_norms(
         R = rot.PermuteRotate(_n(model), k=2, seed=seed, device=_device(model))
         std = basis_norms(model, task, batches, n_probes=n_probes, seed=seed)
         rnd = basis_norms(model, task, batches, R, n_probes=n_probes, seed=seed, spectral=False)
-        rows.append(
-            dict(
-                seed=seed,
-                step=t,
-                d=std["d"],
-                spectral=std["spectral"],
-                l11_per_d=std["l11_per_d"],
-                l11_lo=std["l11_lo"],
-                l11_hi=std["l11_hi"],
-                rotated_l11_per_d=rnd["l11_per_d"],
-                rotated_lo=rnd["l11_lo"],
-                rotated_hi=rnd["l11_hi"],
-            )
-        )
+        row = dict(seed=seed, step=t, d=std["d"], spectral=std["spectral"], l11_per_d=std["l11_per_d"])
+        row |= dict(l11_lo=std["l11_lo"], l11_hi=std["l11_hi"], rotated_l11_per_d=rnd["l11_per_d"])
+        rows.append(row | dict(rotated_lo=rnd["l11_lo"], rotated_hi=rnd["l11_hi"]))
 
     train(task, Arm("adam"), lr, steps=steps, seed=seed, callback=measure)
     out = pd.DataFrame(rows)
@@ -696,13 +592,8 @@ def phi_table(
     rows = []
     for name, part in parts.items():
         ids = part.flat_index(params)
-        rows.append(
-            {
-                "partition": name,
-                "blocks": int(ids.max()) + 1,
-                "H_phi_per_d": theory.blockwise_bound(H, ids) / H.shape[0],
-            }
-        )
+        bound = theory.blockwise_bound(H, ids) / H.shape[0]
+        rows.append({"partition": name, "blocks": int(ids.max()) + 1, "H_phi_per_d": bound})
     return pd.DataFrame(rows)
 
 

@@ -1,32 +1,16 @@
 r"""The tuning protocol of the experiment chapters (Sections 4.2 and 4.3).
 
-Learning-rate grids that extend until every optimizer's optimum is interior, seeds at the tuned
-points, and final metrics.
+1. **A grid per optimizer** of at least 4 peak lrs, half a decade apart (ratio :math:`\sqrt{10}`).
+2. **Extension** (:func:`tune_grid`): while an optimizer's best lr (lowest final loss, a diverged run
+   last) is on an edge of its grid, the next value past that edge is trained, at most
+   ``max_extensions`` times; an optimum still on an edge is reported.
+3. **Seeds.** A *tuning seed* picks each best lr; the *measuring seeds* (never the tuning seed) are
+   trained there and measured (:func:`measured`): the seed that picked a winner would bias its loss down.
+4. **The paper's view**: one shared lr for the adaptive methods, a slice of the same grid.
 
-The protocol, as every training notebook runs it:
-
-1. **A grid per optimizer.** Each optimizer gets a peak-lr grid of at least 4 values, half a decade
-   apart (ratio :math:`\sqrt{10}`).
-2. **Extension.** When an optimizer's best value (lowest final loss; a diverged run ranks last) sits
-   on an edge of its grid, the next value past that edge is added and trained, and the check is
-   repeated, at most ``max_extensions`` times per optimizer (:func:`tune_grid`). An optimizer whose
-   optimum is still on an edge after that is reported as such.
-3. **Seeds.** One *tuning seed* trains the grids and picks each optimizer's best lr; then the
-   *measuring seeds*, which never include the tuning seed, are trained at each best lr. The value
-   reported is :meth:`~adamlinf.studies.verdicts.Measured.from_seeds` of the measuring seeds' final
-   losses only: a seed that picked the winner would bias the winner's loss downwards (the minimum
-   of noisy values is low by chance). Per-run finals carry a ``measuring`` column;
-   :func:`measured` reads only those rows.
-4. **The paper's view.** One shared lr for the adaptive methods is a slice of the same grid
-   (:func:`slice_values`), so a reader sees both the tuned and the shared-lr comparison.
-
-Final metrics (:func:`final_metrics`) average the last logged values of a run; a run that ever
-logged a non-finite loss (:func:`diverged`) gets ``inf``, so it ranks last and is never scored on
-the finite values before it blew up.
-
-The figures of the chapters (a sweep figure, loss curves with seed bands) are drawn by
-:func:`plot_sweep` and :func:`plot_curves`; :func:`load_published` reads the published results of
-the ``gpu`` scale that the pages show beside the live ``ci`` ones.
+A final metric (:func:`final_metrics`) averages the last logged values of a run; a run that ever
+logged a non-finite loss (:func:`diverged`) gets ``inf``. Figures: :func:`plot_sweep`,
+:func:`plot_curves`; the published ``gpu`` results: :func:`load_published`.
 """
 
 from __future__ import annotations
@@ -43,17 +27,15 @@ import pandas as pd
 
 from adamlinf import results as _results
 from adamlinf import runs as _runs
+from adamlinf import tune
 from adamlinf.studies.verdicts import Measured, seed_texts
 
-#: Ratio of neighbouring grid values: half a decade.
-HALF_DECADE = math.sqrt(10.0)
+HALF_DECADE = tune.HALF_DECADE
 
 _TRAIN_ROW_MARKERS = ("lr_t", "iter_time")  # logged on every training row (never NaN there)
 
 
-# --------------------------------------------------------------------------------------------
 # final metrics of runs
-# --------------------------------------------------------------------------------------------
 def _window(n_rows: int, window: int | float) -> int:
     if isinstance(window, float) and 0 < window < 1:
         return max(1, int(round(window * n_rows)))
@@ -63,20 +45,10 @@ def _window(n_rows: int, window: int | float) -> int:
 
 
 def diverged(g: pd.DataFrame, step: str = "iter") -> bool:
-    """Whether the run ``g`` (its metric rows) diverged: a non-finite loss was ever logged.
+    """Whether the run ``g`` (its metric rows) ever logged a non-finite loss.
 
-    In CSV a NaN loss reads back as *missing*, so which rows must hold a loss is told by other
-    columns: a *training row* carries the scheduled learning rate ``lr_t`` (or ``iter_time``), and
-    the last row of the run (the final evaluation) carries at least one ``*_loss`` value. The run
-    diverged if any ``*_loss`` value is ``±inf``, if a training row lacks a finite ``train_loss``
-    (at any iteration, not only the last), or if its last row has no finite loss at all.
-
-    Args:
-        g: The metric rows of one run.
-        step: The iteration column.
-
-    Returns:
-        True when the run diverged.
+    A NaN reads back from CSV as missing, so: any ``*_loss`` is ``±inf``, a training row (one with
+    ``lr_t`` or ``iter_time``) lacks a finite ``train_loss``, or the last row has no finite loss.
     """
     loss_cols = [c for c in g.columns if c.endswith("_loss")]
     if not loss_cols or not len(g):
@@ -101,23 +73,11 @@ def final_metrics(
     by: Sequence[str] = ("run",),
     step: str = "iter",
 ) -> pd.DataFrame:
-    """One row per ``by`` group (default: per run): ``metric`` averaged over its last logged values.
+    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` logged values.
 
-    The "final smoothed loss" is the mean of the last ``window`` logged values (rows, or that
-    fraction of the logged rows when a float in (0, 1): the default is the last 5%). A run that
-    ever logged a non-finite loss (:func:`diverged`) gets ``final_<metric> = inf`` and
-    ``diverged = True``.
-
-    Args:
-        df: Tidy metrics of one or more runs (:func:`adamlinf.runs.run_specs`).
-        metric: The column to average.
-        window: Rows (int) or fraction of rows (float) at the end of each run.
-        by: The grouping columns.
-        step: The iteration column.
-
-    Returns:
-        One row per group with ``by``, ``optimizer``, ``lr``, ``seed`` (when present),
-        ``final_<metric>``, ``last_iter`` and ``diverged``.
+    ``window`` counts rows, or is a fraction of them in (0, 1) (default the last 5%). A diverged
+    run (:func:`diverged`) gets ``inf``. Columns: ``by``, ``optimizer``, ``lr``, ``seed`` (when
+    present), ``final_<metric>``, ``last_iter``, ``diverged``.
     """
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
@@ -139,114 +99,13 @@ def final_metrics(
     return pd.DataFrame(rows)
 
 
-def best_runs(
-    df: pd.DataFrame,
-    metric: str = "train_loss",
-    by: Sequence[str] = ("optimizer",),
-    *,
-    window: int | float = 0.05,
-) -> pd.DataFrame:
-    """The tuned run of each ``by`` group: the run with the lowest final smoothed ``metric``.
-
-    Args:
-        df: Tidy metrics (:func:`adamlinf.runs.run_specs`).
-        metric: The metric to rank by (:func:`final_metrics`; diverged runs rank last).
-        by: The groups to tune within.
-        window: As in :func:`final_metrics`.
-
-    Returns:
-        Columns ``by``, ``run``, ``lr``, ``final_<metric>``, ``diverged``, ``n_tried``; sorted by
-        the final metric.
-    """
-    keys = tuple(dict.fromkeys(("run", *[b for b in by if b != "run"])))
-    finals = final_metrics(df, metric, window=window, by=keys)
-    col = f"final_{metric}"
-    rows = []
-    for _, g in finals.groupby(list(by), sort=False):
-        best = g.sort_values(col, kind="stable").iloc[0]
-        row = best.to_dict()
-        row["n_tried"] = len(g)
-        rows.append(row)
-    return pd.DataFrame(rows).sort_values(col, kind="stable").reset_index(drop=True)
-
-
-# --------------------------------------------------------------------------------------------
-# grids and their extension
-# --------------------------------------------------------------------------------------------
-def lr_grid(center: float, below: int = 1, above: int = 2, ratio: float = HALF_DECADE) -> list[float]:
-    r"""A geometric grid :math:`\eta_k = c\,r^k`, :math:`k=-\text{below},\dots,\text{above}`.
-
-    Args:
-        center: The value :math:`c` the grid contains.
-        below: Values below ``center``.
-        above: Values above ``center``.
-        ratio: :math:`r` (default half a decade, :math:`\sqrt{10}`).
-
-    Returns:
-        ``below + above + 1`` increasing values, rounded to 4 significant digits.
-    """
-    if not center > 0 or ratio <= 1:
-        raise ValueError(f"center must be > 0 and ratio > 1, got {center}, {ratio}")
-    return [float(f"{center * ratio**k:.4g}") for k in range(-int(below), int(above) + 1)]
-
-
-def edge(values: Mapping[float, float]) -> str | None:
-    """Where the optimum of a loss-vs-lr grid sits: ``"low"``, ``"high"`` or ``None`` (interior).
-
-    Args:
-        values: Final loss per learning rate (``inf`` for a diverged run, which ranks last). When
-            every run diverged the optimum is taken to lie below the grid (``"low"``).
-
-    Returns:
-        ``"low"`` when the best value is the smallest lr, ``"high"`` when it is the largest,
-        ``None`` otherwise (and for a grid of fewer than 2 values... which is refused).
-    """
-    if len(values) < 2:
-        raise ValueError(f"a grid needs at least 2 learning rates, got {len(values)}")
-    lrs = sorted(values)
-    losses = np.array([values[lr] for lr in lrs], dtype=float)
-    if not np.isfinite(losses).any():
-        return "low"
-    best = int(np.argmin(np.where(np.isfinite(losses), losses, np.inf)))
-    if best == 0:
-        return "low"
-    if best == len(lrs) - 1:
-        return "high"
-    return None
-
-
-def extend(lrs: Sequence[float], side: str, ratio: float = HALF_DECADE) -> list[float]:
-    """``lrs`` with the next value past its ``side`` edge (``"low"`` or ``"high"``) added.
-
-    The new value is on the grid's lattice: a power of ``ratio`` times the grid value with the
-    shortest decimal form (``1e-2``, not ``3.162e-3``), so that rounding never drifts
-    (0.03162 · √10 is 0.1, not 0.09999).
-    """
-    lrs = sorted(float(x) for x in lrs)
-    if side not in ("low", "high"):
-        raise ValueError(f"side must be 'low' or 'high', got {side!r}")
-    anchor = min(
-        lrs, key=lambda x: (len(f"{x:.4g}".split("e")[0].replace("0.", "").strip("0")), lrs.index(x))
-    )
-    edge_lr = lrs[0] if side == "low" else lrs[-1]
-    k = round(math.log(edge_lr / anchor) / math.log(ratio)) + (-1 if side == "low" else 1)
-    new = float(f"{anchor * ratio**k:.4g}")
-    return [new, *lrs] if side == "low" else [*lrs, new]
-
-
+# the tuning sweep
 @dataclass
 class Sweep:
     """The result of :func:`tune_grid`.
 
-    Attributes:
-        grids: The final learning-rate grid per optimizer (extensions included).
-        finals: One row per trained run: ``optimizer``, ``lr``, ``seed``, ``final`` (``inf`` when
-            diverged), and whatever else the evaluation returned.
-        best_lr: The tuned learning rate per optimizer (lowest final loss of the tuning seed).
-        extensions: One record per added value: ``optimizer``, ``side``, ``lr``, ``round``.
-        on_edge: Optimizers whose optimum still sits on an edge of the grid (the extension budget
-            ran out).
-        tune_seed: The seed the grids were trained on.
+    The final grids, the last finals, the tuned lr per optimizer, one record per extension
+    (``optimizer``, ``side``, ``lr``, ``round``), the optimizers still on an edge, the tuning seed.
     """
 
     grids: dict[str, list[float]]
@@ -255,12 +114,6 @@ class Sweep:
     extensions: list[dict] = field(default_factory=list)
     on_edge: list[str] = field(default_factory=list)
     tune_seed: int = 0
-
-    def curve(self, optimizer: str, seed: int | None = None) -> dict[float, float]:
-        """Final loss per learning rate of ``optimizer`` at ``seed`` (default: the tuning seed)."""
-        seed = self.tune_seed if seed is None else seed
-        g = self.finals[(self.finals.optimizer == optimizer) & (self.finals.seed == seed)]
-        return dict(zip(g.lr.astype(float), g.final.astype(float), strict=False))
 
     def extension_text(self) -> str:
         """One line saying which grids were extended (or that none was)."""
@@ -279,66 +132,32 @@ def tune_grid(
     evaluate: Callable[[dict[str, list[float]]], pd.DataFrame],
     *,
     max_extensions: int = 3,
-    ratio: float = HALF_DECADE,
     min_points: int = 4,
     seed: int | None = None,
 ) -> Sweep:
-    """Train learning-rate grids and extend each one until its optimum is interior.
+    """Tune half-decade lr grids on ``seed``: :func:`adamlinf.tune.search`, one 4-digit value per extension.
 
-    The loop: evaluate every grid, find each optimizer whose tuning-seed optimum sits on an edge
-    (:func:`edge`), add the next value past that edge (:func:`extend`), evaluate again, and so on,
-    at most ``max_extensions`` times per optimizer.
-
-    Args:
-        grids: The starting grid per optimizer (at least ``min_points`` values).
-        evaluate: ``evaluate(grids) -> finals``: trains what is not yet trained (it is called
-            again with the grown grids, so it should skip complete runs) and returns one row per run
-            with columns ``optimizer``, ``lr``, ``seed`` and ``final`` (``inf`` when diverged).
-        max_extensions: The most values added to one optimizer's grid.
-        ratio: The grid ratio (half a decade).
-        min_points: The least number of values a starting grid must have.
-        seed: The tuning seed (default: the smallest seed ``evaluate`` returns).
-
-    Returns:
-        A :class:`Sweep`.
+    ``evaluate(grids) -> finals`` is called with every whole grid each round (it skips complete
+    runs) and returns one row per run: ``optimizer``, ``lr``, ``seed``, ``final``. ``seed``
+    defaults to the smallest seed it returns.
     """
     grids = {opt: sorted(float(x) for x in lrs) for opt, lrs in grids.items()}
     for opt, lrs in grids.items():
         if len(lrs) < min_points:
             raise ValueError(f"the grid of {opt!r} has {len(lrs)} values; the protocol needs >= {min_points}")
-    added = dict.fromkeys(grids, 0)
-    extensions: list[dict] = []
-    rnd = 0
-    while True:
-        finals = _check_finals(evaluate({o: list(v) for o, v in grids.items()}))
-        seed = int(finals.seed.min()) if seed is None else int(seed)
-        moved = False
-        on_edge = []
-        for opt in grids:
-            curve = _seed_curve(finals, opt, grids[opt], seed)
-            side = edge(curve)
-            if side is None:
-                continue
-            if added[opt] >= max_extensions:
-                on_edge.append(opt)
-                continue
-            grids[opt] = extend(grids[opt], side, ratio)
-            new = grids[opt][0] if side == "low" else grids[opt][-1]
-            extensions.append({"optimizer": opt, "side": side, "lr": new, "round": rnd + 1})
-            added[opt] += 1
-            moved = True
-        rnd += 1
-        if not moved:
-            break
-    best = {opt: _argmin(_seed_curve(finals, opt, grids[opt], seed)) for opt in grids}
-    return Sweep(grids, finals, best, extensions, on_edge, seed)
+    last = {"seed": seed}
 
+    def scores(todo: dict[str, list[float]]) -> dict[str, dict[float, float]]:
+        for opt, lrs in todo.items():
+            grids[opt] = sorted({*grids[opt], *lrs})
+        finals = evaluate({o: list(v) for o, v in grids.items()}).reset_index(drop=True)
+        last["seed"] = int(finals.seed.min()) if seed is None else int(seed)
+        last["finals"] = finals
+        return {opt: _seed_curve(finals, opt, grids[opt], last["seed"]) for opt in grids}
 
-def _check_finals(finals: pd.DataFrame) -> pd.DataFrame:
-    missing = [c for c in ("optimizer", "lr", "seed", "final") if c not in finals.columns]
-    if missing:
-        raise ValueError(f"evaluate must return optimizer, lr, seed, final per run; missing {missing}")
-    return finals.reset_index(drop=True)
+    found = tune.search(scores, grids, digits=4, max_extensions=max_extensions)
+    ext = [dict(optimizer=e["key"], side=e["side"], lr=e["lr"], round=e["round"]) for e in found.extensions]
+    return Sweep(grids, last["finals"], found.best, ext, found.on_edge, last["seed"])
 
 
 def _seed_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float], seed: int) -> dict[float, float]:
@@ -353,13 +172,7 @@ def _seed_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float], seed: int)
     return out
 
 
-def _argmin(curve: Mapping[float, float]) -> float:
-    return min(curve, key=lambda lr: (curve[lr], lr))
-
-
-# --------------------------------------------------------------------------------------------
 # seeds and measured values
-# --------------------------------------------------------------------------------------------
 def measuring(finals: pd.DataFrame) -> pd.DataFrame:
     """The rows of the measuring seeds: all rows when ``finals`` has no ``measuring`` column."""
     if "measuring" not in finals.columns:
@@ -382,17 +195,7 @@ def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "fina
 def seed_table(
     finals: pd.DataFrame, points: Mapping[str, tuple[str, float]], value: str = "final"
 ) -> pd.DataFrame:
-    """One row per named point ``{key: (optimizer, lr)}``: mean, std over seeds, seeds, values.
-
-    Args:
-        finals: Per-run finals with ``optimizer``, ``lr``, ``seed`` and ``value``.
-        points: The points to summarise (the tuned lr per optimizer, or a shared-lr slice).
-        value: The column to summarise.
-
-    Returns:
-        Columns ``key``, ``optimizer``, ``lr``, ``mean``, ``std``, ``n_seeds``, ``text`` (the
-        column's texts with one number of decimals, :func:`seed_texts`).
-    """
+    """Per point ``{key: (optimizer, lr)}``: ``mean``, ``std``, ``n_seeds``, ``text`` of measuring seeds."""
     values = {key: measured(finals, opt, lr, value) for key, (opt, lr) in points.items()}
     texts = seed_texts(list(values.values()))
     rows = [
@@ -422,31 +225,10 @@ def seeded_points(
     return out
 
 
-def slice_values(
-    finals: pd.DataFrame, optimizers: Sequence[str], lr: float, value: str = "final"
-) -> dict[str, Measured]:
-    """The paper's view: every optimizer at one shared ``lr`` (a slice of the grid)."""
-    return {o: measured(finals, o, lr, value) for o in optimizers}
-
-
 def nearest(lrs: Iterable[float], target: float) -> float:
     """The grid value closest to ``target`` on a log scale."""
     lrs = list(lrs)
     return float(min(lrs, key=lambda x: abs(math.log(x / target))))
-
-
-def run_seconds(root: str | Path, names: Iterable[str]) -> float:
-    """Training wall time of the completed runs ``root/<name>/``, summed over the runs.
-
-    Read from their completion records, whenever they were trained: the cost of a page's runs,
-    not of one execution.
-    """
-    total = 0.0
-    for name in names:
-        record = Path(root) / name / _runs.COMPLETE_FILE
-        if record.exists():
-            total += float(json.loads(record.read_text()).get("wall_time_s", 0.0))
-    return total
 
 
 def with_seed(spec: Mapping, seed: int) -> dict:
@@ -457,24 +239,10 @@ def with_seed(spec: Mapping, seed: int) -> dict:
 
 
 class RunCollector:
-    """Trains a page's run specs into one folder and keeps every run's metrics by name.
+    """Trains a page's run specs into ``root`` and keeps each run's metrics by name, first trained first.
 
-    The shared machinery of the training pages: each call of :meth:`train` runs some specs with
-    :func:`adamlinf.runs.run_specs` (complete runs are reused) and files their metrics under
-    their run names; :meth:`metrics`, :meth:`wall_s` and :meth:`run_s` then report the whole page.
-
-    Args:
-        p: The notebook's parameters: ``tune_seed``, ``seeds``, ``nproc_per_node``, ``workers``.
-        root: Where the runs live.
-        threads_per_worker: Passed on to :func:`adamlinf.runs.run_specs` (``None``: its default).
-
-    Attributes:
-        root: Where the runs live.
-        tune_seed: The seed the grids are tuned on (``p["tune_seed"]``); it picks the lrs and
-            measures nothing.
-        seeds: The measuring seeds (``p["seeds"]``), trained at the tuned points; never the tuning
-            seed.
-        frames: Each trained run's metrics, by run name, in the order first trained.
+    Complete runs are reused (:func:`adamlinf.runs.run_specs`). ``p`` gives ``tune_seed``, the
+    measuring ``seeds`` (never the tuning seed), ``nproc_per_node`` and ``workers``.
     """
 
     def __init__(self, p: Mapping, root: str | Path, *, threads_per_worker: int | None = None):
@@ -493,16 +261,10 @@ class RunCollector:
 
     def train(self, specs: Mapping[str, Mapping]) -> pd.DataFrame:
         """Run ``specs`` and return their tidy metrics (also kept in :attr:`frames`)."""
-        kw = {} if self._threads is None else {"threads_per_worker": self._threads}
-        m = _runs.run_specs(
-            specs,
-            self.root,
-            nproc_per_node=self._p["nproc_per_node"],
-            workers=self._p["workers"],
-            verbose=False,
-            progress=False,
-            **kw,
-        )
+        kw = {"nproc_per_node": self._p["nproc_per_node"], "workers": self._p["workers"]}
+        if self._threads is not None:
+            kw["threads_per_worker"] = self._threads
+        m = _runs.run_specs(specs, self.root, verbose=False, progress=False, **kw)
         self.frames.update({name: g for name, g in m.groupby("run", sort=False)})
         return m
 
@@ -515,19 +277,21 @@ class RunCollector:
         return time.perf_counter() - self._t0
 
     def run_s(self) -> float:
-        """Training seconds of the collected runs, whenever trained (:func:`run_seconds`)."""
-        return run_seconds(self.root, self.frames)
+        """Training seconds of the collected runs, whenever trained (their completion records)."""
+        total = 0.0
+        for name in self.frames:
+            record = self.root / name / _runs.COMPLETE_FILE
+            if record.exists():
+                total += float(json.loads(record.read_text()).get("wall_time_s", 0.0))
+        return total
 
     def mark(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with the column ``measuring``: whether a row's seed is a measuring seed."""
         return frame.assign(measuring=frame.seed.astype(int).isin(self.seeds))
 
 
-# --------------------------------------------------------------------------------------------
 # figures
-# --------------------------------------------------------------------------------------------
-#: One look per optimizer on every training figure: colour, line style and marker differ, so
-#: curves that overlap (AdaSGD, rotated Adam and SGD often do) stay distinguishable.
+#: One look per optimizer on every training figure (colour, line style and marker all differ).
 STYLES = {
     "adam": {"color": "C0", "ls": "-", "marker": "o"},
     "adasgd": {"color": "C1", "ls": "--", "marker": "s"},
@@ -544,11 +308,7 @@ def style(key: str, k: int = 0) -> dict:
 
 
 def legend_below(fig, ax, *, ncol: int = 5) -> None:
-    """One legend for the whole figure, below its axes (never over the data).
-
-    Call after ``fig.tight_layout()``; the figure is saved with a tight bounding box, which takes the
-    legend in.
-    """
+    """One legend below the axes (call after ``fig.tight_layout()``)."""
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(
         handles,
@@ -569,10 +329,9 @@ def plot_sweep(
     value: str = "final",
     best_lr: Mapping[str, float] | None = None,
 ) -> None:
-    """Final loss against peak lr, one line per optimizer (the tuning seed's grid).
+    """Final loss against peak lr per optimizer (tuning seed).
 
-    The tuned points are drawn as mean ± std error bars over the measuring seeds (:func:`measuring`);
-    diverged runs are marked with ×, at the top.
+    Bars: mean ± std of the measuring seeds; ×: a diverged run.
     """
     finite = finals[np.isfinite(finals[value].astype(float))]
     top = float(finite[value].max()) if len(finite) else 1.0
@@ -608,11 +367,9 @@ def plot_curves(
     smooth: int = 1,
     label_lr: bool = True,
 ) -> None:
-    """Loss curves of the runs at ``points = {key: (optimizer, lr)}``, with seed bands.
+    """Loss curves at ``points = {key: (optimizer, lr)}``, mean over seeds with a ± std band.
 
-    The mean over the seeds in ``metrics`` (each seed's curve smoothed by a running mean of
-    ``smooth`` rows) and a band of ± one std; ``label_lr`` adds each point's lr to its label (leave
-    it off where a panel's title gives the lr).
+    Each seed's curve is a running mean of ``smooth`` rows; ``label_lr`` puts the lr in the label.
     """
     for k, (key, (opt, lr)) in enumerate(points.items()):
         g = metrics[(metrics.optimizer == opt) & np.isclose(metrics.lr.astype(float), lr, rtol=1e-6)]
@@ -638,21 +395,12 @@ def plot_curves(
     ax.set(xlabel="iteration", ylabel=value.replace("_", " "))
 
 
-# --------------------------------------------------------------------------------------------
 # published results of the gpu scale
-# --------------------------------------------------------------------------------------------
 @dataclass
 class Published:
-    """Published results of one notebook at one scale (``published/<notebook>/<scale>/``).
+    """Published results of a notebook (``published/<notebook>/<scale>/``).
 
-    Attributes:
-        path: The folder.
-        tables: Every CSV in it, by file stem.
-        provenance: The provenance record (commit, hardware, versions, wall time), if present.
-        warning: A text when the results were made by code older than the notebook, or are not
-            as published (see ``problems``), else None.
-        problems: What is wrong with the published files (unreadable, edited since publication,
-            of another scale); empty when they are as published.
+    Every CSV by stem, the provenance, a ``warning`` (stale or not as published) and the file ``problems``.
     """
 
     path: Path
@@ -670,21 +418,10 @@ def make_command(notebook: str, scale: str = "gpu") -> str:
 def load_published(
     notebook: str, scale: str = "gpu", *, folder: str | Path | None = None
 ) -> Published | None:
-    """The published results of ``notebook`` at ``scale``, or None when there are none.
+    """The published results of ``notebook`` at ``scale`` (None when there are none).
 
-    Nothing published is trusted blindly: a file that cannot be read (an empty or truncated CSV, a
-    damaged provenance) is left out with a warning, a file whose SHA-256 differs from the one its
-    provenance recorded at publication is named, and a provenance of another scale than the folder's
-    is flagged. The warnings join the staleness warning of :func:`adamlinf.results.check_fresh`.
-
-    Args:
-        notebook: The notebook name.
-        scale: The scale (``gpu``).
-        folder: The folder to read (default :func:`adamlinf.results.published_dir`).
-
-    Returns:
-        A :class:`Published` with every readable CSV as a table, the provenance and the warnings
-        (one text, or None); None when the folder is absent or holds no CSV.
+    An unreadable file is left out, a file whose SHA-256 differs from its provenance's is named, a
+    provenance of another scale is flagged; with :func:`adamlinf.results.check_fresh`'s staleness.
     """
     path = Path(folder) if folder is not None else _results.published_dir(notebook, scale)
     if path is None or not Path(path).is_dir():
@@ -698,11 +435,7 @@ def load_published(
     for p in csvs:
         try:
             tables[p.stem] = pd.read_csv(p)
-        except (
-            OSError,
-            ValueError,
-            UnicodeDecodeError,
-        ) as exc:  # EmptyDataError, ParserError are ValueErrors
+        except (OSError, ValueError, UnicodeDecodeError) as exc:  # EmptyDataError, ParserError: ValueError
             problems.append(f"{p.name} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]})")
     prov: dict = {}
     for name in ("provenance.json", *sorted(p.name for p in path.glob("*.provenance.json"))):

@@ -1,49 +1,19 @@
-"""Verdicts on the paper's claims: *holds*, *fails* or *inconclusive*, from a calibrated test.
+"""Verdicts on the paper's claims: *holds*, *fails* or *inconclusive*, one rule per kind of evidence.
 
-Every "paper vs ours" table of the book goes through this module. A claim compares two measured
-quantities, ``better`` and ``worse`` in the paper's words ("Adam reaches a lower loss than
-AdaSGD"), and each measurement carries its own uncertainty:
+Every verdict of the book comes from a function of this module. A claim "``better`` is lower than
+``worse``" is decided by :func:`compare` on two :class:`Measured` values:
 
-* **Seeds.** A value measured over several seeds is :class:`Measured` with ``value`` the mean,
-  ``spread`` the sample standard deviation (``ddof=1``) and ``n`` the number of seeds. The claim
-  "a is lower than b" is decided by **Welch's t-test, one-sided at** :data:`ALPHA` **= 0.05 in each
-  direction**: with ``t = (b - a) / sqrt(s_a²/n_a + s_b²/n_b)`` and Welch–Satterthwaite degrees of
-  freedom ``ν``, it *holds* when ``t > t_{1-α}(ν)``, *fails* when ``t < -t_{1-α}(ν)``, and is
-  *inconclusive* otherwise. When the two means are truly equal, each wrong decision ("holds" or
-  "fails") happens with probability at most about α = 5% under normal noise, at any seed count
-  (the test in ``tests/test_verdicts.py`` simulates the null at n = 2, 3 and 5 seeds, with normal
-  and heavy-tailed noise, and checks at most α + 1% per direction; it also checks the power at a
-  true gap of three standard deviations). With one seed the spread is unknown and every comparison
-  is inconclusive: a single run never decides a claim. Few seeds keep the rule honest but weak:
-  at n = 2 a gap must be about 6 standard errors to decide.
-* **Estimator bands.** A value estimated with a known error band (a Cauchy (1,1)-norm estimate, a
-  bootstrap interval) is :class:`Measured` with ``lo`` and ``hi``. An ordering counts only outside
-  the bands: it *holds* when ``hi_a < lo_b``, *fails* when ``hi_b < lo_a``.
-* **Exact quantities** (closed forms, float64 round-off) have ``spread = 0`` and are compared with
-  a relative tolerance ``rtol`` so that round-off never decides a claim.
-* **A resolution floor** (``rel_floor`` of :func:`compare`): where a quantity is itself the optimum
-  of a grid (a loss at a learning rate tuned on a grid of factor 1.5), a gap below ``rel_floor``
-  times the larger value is a tie, whatever the seeds say.
-* **Fitted exponents** (:func:`slope_verdict`): where a bound predicts an exponent (a rate
-  :math:`T^{-1/2}`, a constant under a square root), the claim is decided by a 95% interval on the
-  fitted slope (a t-interval of the least-squares fit, :func:`slope_interval`, or a bootstrap over
-  seeds): it *holds* when the interval contains the prediction and excludes 0 (the shape is
-  resolved), or, for a rate that the bound only caps (``side="upper"``), lies entirely below it
-  (faster than the bound; reported as a finding); it *fails* when it excludes the prediction on
-  the wrong side; else *inconclusive*. No slope claim holds on its sign alone.
-* **Bounds checked on deterministic runs** (:func:`bound_verdict`): every measured / bound at most
-  1 (float64 round-off allowed); **rank correlations** (:func:`correlation_verdict`): a two-sided
-  test at level 2α (or a bootstrap interval) that excludes 0; **round-off claims**
-  (:func:`threshold_verdict`): every value below a round-off threshold, or every value far above it.
+* **seeds** (mean, ``ddof=1`` spread, ``n``): Welch's t-test, one-sided at :data:`ALPHA` = 0.05 each
+  way (about α false decisions per direction at any seed count, ``tests/test_verdicts.py``); one
+  seed decides nothing;
+* **error bands** ``[lo, hi]`` (Cauchy estimates, bootstrap intervals): an ordering outside the bands;
+* **exact quantities** (``spread = 0``): a relative tolerance ``rtol``, so round-off decides nothing;
+* a **resolution floor** ``rel_floor``: a gap below it is a tie (a loss at a grid-tuned lr).
 
-A diverged run is ``Measured(math.inf)``: worse than any finite one. Two diverged runs decide
-nothing.
-
-Every verdict row also says where the claim comes from: ``origin`` is ``"paper"`` for a claim of
-the paper (``where`` names its place: "Theorem 3.2", "Table 1", "Figure 1") and ``"book"`` for a
-check the book adds (reconstruction constants, extra baselines); tallies keep the two apart.
-
-The functions return tidy ``pandas`` tables; :func:`adamlinf.report.table` renders them.
+Fitted exponents (:func:`slope_verdict`), bounds (:func:`bound_verdict`), correlations, round-off
+thresholds and agreement counts have their own rules below. A diverged run is ``Measured(inf)``:
+worse than any finite one. Each row's ``origin`` keeps the paper's claims (``"paper"``) apart from
+the book's checks (``"book"``).
 """
 
 from __future__ import annotations
@@ -170,18 +140,13 @@ def as_measured(x) -> Measured:
 def compare(
     better: Measured | float, worse: Measured | float, *, rtol: float = 1e-9, rel_floor: float = 0.0
 ) -> str:
-    """The verdict on the claim "``better`` is lower than ``worse``".
+    """The verdict on "``better`` is lower than ``worse``" (the rules of the module docstring).
 
     Args:
         better: The quantity the paper says is lower (a loss, a norm, a step count).
         worse: The quantity the paper says is higher.
-        rtol: For exact quantities (``spread == 0`` on both sides), the relative gap below which the
-            two are called equal (inconclusive): round-off never decides a claim.
-        rel_floor: A finite gap at most ``rel_floor`` times the larger absolute value is a tie
-            (inconclusive) whatever the uncertainty says: the resolution of a tuned quantity.
-
-    Returns:
-        ``"holds"``, ``"fails"`` or ``"inconclusive"`` by the rule in the module docstring.
+        rtol: The relative gap below which two exact quantities are equal (inconclusive).
+        rel_floor: A finite gap at most ``rel_floor`` times the larger absolute value is a tie.
     """
     a, b = as_measured(better), as_measured(worse)
     if math.isnan(a.value) or math.isnan(b.value):
@@ -251,20 +216,9 @@ def slope_interval(
 def slope_verdict(lo: float, hi: float, predicted: float, *, side: str = "two") -> str:
     """The verdict on "the measured exponent is ``predicted``" from an interval ``[lo, hi]`` on it.
 
-    Args:
-        lo: Lower end of the interval on the fitted slope (:func:`slope_interval` or a bootstrap).
-        hi: Upper end.
-        predicted: The exponent the bound predicts (``-0.5`` for a rate :math:`T^{-1/2}`).
-        side: ``"two"``: the prediction is the exponent itself; an interval that excludes it on
-            either side *fails*. ``"upper"``: the bound caps the measured quantity's growth, so a
-            steeper fall (an interval entirely below ``predicted``) is allowed and *holds*; only
-            an interval entirely above it *fails*.
-
-    Returns:
-        *holds* when the interval contains ``predicted`` and excludes 0 (a resolved shape; for
-        ``side="upper"`` also when it lies below ``predicted``), *fails* when it excludes
-        ``predicted`` on the wrong side, else *inconclusive* (no fit, or an interval so wide that
-        it contains 0).
+    *holds* when the interval excludes 0 and contains ``predicted`` (or, with ``side="upper"``, a
+    bound that only caps the rate, lies below it); *fails* when it excludes ``predicted`` on the
+    wrong side (either side for ``side="two"``); else *inconclusive*.
     """
     if side not in ("two", "upper"):
         raise ValueError(f"side must be 'two' or 'upper', got {side!r}")
@@ -362,6 +316,32 @@ def threshold_verdict(values: Iterable[float], *, below: bool, tol: float, far: 
     return HOLDS if large else FAILS if small else INCONCLUSIVE
 
 
+#: Summary verdicts of a claim checked by several rows (:func:`aggregate`).
+HOLDS_IN_PART, FAILS_IN_PART, MIXED = "holds in part", "fails in part", "mixed"
+
+#: The rule of :func:`aggregate`, as the pages state it.
+AGGREGATION_RULE = (
+    "A claim of the paper is usually checked by several rows (several settings, pairs of optimizers "
+    "or quantities). Its summary verdict at a scale is **holds** when every row holds, **fails** when "
+    "every row fails, **inconclusive** when every row is inconclusive, **holds in part** when some hold "
+    "and the rest are inconclusive, **fails in part** when some fail and the rest are inconclusive, "
+    "**mixed** when some hold and some fail, and **not run** when nothing ran at that scale. The counts "
+    'beside it say how many rows gave each verdict; the page\'s "Paper vs ours" section lists them.'
+)
+
+
+def aggregate(verdicts: Sequence[str]) -> str:
+    """One summary verdict of the rows of a claim at one scale (:data:`AGGREGATION_RULE`)."""
+    ran = {v for v in verdicts if v != NOT_RUN}
+    if not ran:
+        return NOT_RUN
+    if len(ran) == 1:
+        return ran.pop()
+    if HOLDS in ran and FAILS in ran:
+        return MIXED
+    return HOLDS_IN_PART if HOLDS in ran else FAILS_IN_PART
+
+
 def rule_text(better: Measured | float, worse: Measured | float) -> str:
     """A short description of the rule :func:`compare` applied (for the ``rule`` column)."""
     a, b = as_measured(better), as_measured(worse)
@@ -375,16 +355,10 @@ def rule_text(better: Measured | float, worse: Measured | float) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim of the paper: "``better`` is lower than ``worse``".
+    """A claim "``better`` is lower than ``worse``" (keys of measured values).
 
-    Attributes:
-        text: The claim in the paper's words ("Adam beats rotated Adam").
-        better: Key of the quantity the paper says is lower.
-        worse: Key of the quantity the paper says is higher.
-        paper: What the paper reports for it (a number, a sentence, or "NOT RECOVERED").
-        where: The paper's place of the claim ("Figure 1", "Theorem 3.2"); for a book check, the
-            place it checks.
-        origin: ``"paper"`` for a claim of the paper, ``"book"`` for a check the book adds.
+    ``paper`` is what the paper reports for it, ``where`` its place ("Figure 1"), ``origin``
+    ``"paper"`` or ``"book"``.
     """
 
     text: str
@@ -393,9 +367,6 @@ class Claim:
     paper: str = ""
     where: str = ""
     origin: str = PAPER
-
-    def __post_init__(self):
-        _check_origin(self.origin)
 
 
 def claims_table(
@@ -407,24 +378,12 @@ def claims_table(
     digits: int = 3,
     labels: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """The verdict table of pairwise claims.
+    """The verdict table of pairwise claims (a claim with a missing key is ``"not run"``).
 
-    Args:
-        values: Measured quantity per key (e.g. tuned final loss per optimizer).
-        claims: The claims to check; a claim whose keys are missing from ``values`` gets the
-            verdict ``"not run"``.
-        scale: The scale the values were measured at (``ci``, ``gpu``, ``paper``).
-        page: The notebook name the claims belong to (for the glance page).
-        digits: Significant digits in the ``ours`` column of values with a band or one seed; seed
-            means ± spreads share one number of decimals across the table (:func:`seed_texts`).
-        labels: Display names of the keys.
-
-    Returns:
-        One row per claim with columns :data:`VERDICT_COLUMNS`; ``ours`` reads
-        ``"Adam 1.234 ± 0.005 vs AdaSGD 1.301 ± 0.004"``.
+    ``ours`` reads ``"Adam 1.234 ± 0.005 vs AdaSGD 1.301 ± 0.004"``: seed means share one number
+    of decimals (:func:`seed_texts`), other values show ``digits`` significant digits.
     """
     labels = dict(labels or {})
-    # one digit policy per table: every seed mean ± spread with the same number of decimals
     seeded = {
         k: m
         for k, m in ((k, as_measured(v)) for k, v in values.items())
@@ -433,44 +392,17 @@ def claims_table(
     texts = dict(zip(seeded, seed_texts(list(seeded.values())), strict=True))
     rows = []
     for c in claims:
+        common = dict(scale=scale, paper=c.paper, page=page, where=c.where, origin=c.origin)
         if c.better not in values or c.worse not in values:
-            rows.append(
-                verdict_row(
-                    c.text,
-                    NOT_RUN,
-                    ours="—",
-                    scale=scale,
-                    paper=c.paper,
-                    page=page,
-                    where=c.where,
-                    origin=c.origin,
-                )
-            )
+            rows.append(verdict_row(c.text, NOT_RUN, ours="—", **common))
             continue
         a, b = as_measured(values[c.better]), as_measured(values[c.worse])
         ours = (
             f"{labels.get(c.better, c.better)} {texts.get(c.better) or a.text(digits)} vs "
             f"{labels.get(c.worse, c.worse)} {texts.get(c.worse) or b.text(digits)}"
         )
-        rows.append(
-            verdict_row(
-                c.text,
-                compare(a, b),
-                ours=ours,
-                scale=scale,
-                paper=c.paper,
-                rule=rule_text(a, b),
-                page=page,
-                where=c.where,
-                origin=c.origin,
-            )
-        )
+        rows.append(verdict_row(c.text, compare(a, b), ours=ours, rule=rule_text(a, b), **common))
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
-
-
-def _check_origin(origin: str) -> None:
-    if origin not in ORIGINS:
-        raise ValueError(f"origin must be one of {ORIGINS}, got {origin!r}")
 
 
 def verdict_row(
@@ -485,15 +417,11 @@ def verdict_row(
     where: str = "",
     origin: str = PAPER,
 ) -> dict:
-    """One row of a verdict table (columns :data:`VERDICT_COLUMNS`).
-
-    :func:`claims_table` builds its rows with it; use it directly for a claim that is not a
-    pairwise comparison (a correlation sign, a bound checked on every instance, a fitted rate).
-    ``verdict`` must be one of :data:`VERDICTS` and ``origin`` one of :data:`ORIGINS`.
-    """
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    _check_origin(origin)
+    """One row of a verdict table (columns :data:`VERDICT_COLUMNS`), verdict and origin checked."""
+    if verdict not in VERDICTS or origin not in ORIGINS:
+        raise ValueError(
+            f"verdict must be one of {VERDICTS} and origin of {ORIGINS}, got {verdict!r}, {origin!r}"
+        )
     return dict(
         claim=claim,
         where=where,
@@ -508,18 +436,12 @@ def verdict_row(
 
 
 def save_verdicts(table: pd.DataFrame, results_dir: str | Path, params: Mapping | None = None) -> Path:
-    """Write a notebook's verdicts to ``<results_dir>/verdicts.csv``, with provenance.
-
-    The "Results at a glance" page collects these files. Extra columns are kept after
-    :data:`VERDICT_COLUMNS`.
-    """
+    """Write a notebook's verdicts (the glance page collects them) to ``<results_dir>/verdicts.csv``."""
     missing = [c for c in VERDICT_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"a verdict table needs the columns {list(VERDICT_COLUMNS)}; missing {missing}")
-    bad = sorted(set(table["verdict"]) - set(VERDICTS))
-    if bad:
-        raise ValueError(f"verdicts must be among {VERDICTS}; got {bad}")
-    bad = sorted(set(table["origin"]) - set(ORIGINS))
-    if bad:
-        raise ValueError(f"origins must be among {ORIGINS}; got {bad}")
+    for col, allowed in (("verdict", VERDICTS), ("origin", ORIGINS)):
+        bad = sorted(set(table[col]) - set(allowed))
+        if bad:
+            raise ValueError(f"{col} must be among {allowed}; got {bad}")
     return save_table(table, Path(results_dir) / VERDICTS_FILE, params=params)
