@@ -5,14 +5,11 @@
     python -m adamlinf.run --scale gpu --only gpt2_figure1 --publish
     python -m adamlinf.run --list
 
-Each jupytext source ``book/notebooks/<name>.py`` has one cell tagged ``parameters``; the scale's
-set is read from ``params/<name>.yaml`` and every ``--set KEY=VALUE`` is checked against it before
-anything runs. Papermill injects the set with ``scale`` and ``results_dir``; a notebook reads them
-back with :func:`notebook_params`. One runner per (notebook, scale): the notebook writes into a
-staging folder, and only a success replaces the results, ``book/executed/<name>.ipynb`` and its
-provenance, all together; a failure, Ctrl-C or SIGTERM prints one ``FAILED:`` line and keeps the last
-good set (the failed notebook is ``<name>.failed.ipynb``). ``--publish`` (scale ``gpu``) copies the
-results with their provenance and SHA-256 digests into ``published/<name>/gpu/``.
+The scale's parameters of ``book/notebooks/<name>.py`` (one cell tagged ``parameters``) come from
+``params/<name>.yaml``; every ``--set`` is checked before anything runs. One runner per (notebook,
+scale) writes into a staging folder; only a success replaces the results, the executed notebook and
+its provenance together, a failure prints one ``FAILED:`` line. ``--publish`` copies gpu results with
+their SHA-256 digests into ``published/<name>/gpu/``.
 """
 
 from __future__ import annotations
@@ -89,7 +86,6 @@ def execution_order(names: list[str]) -> list[str]:
 
 
 def _rel(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (for messages and notebooks)."""
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except (ValueError, OSError, RuntimeError):  # outside the repository, or a symlink loop
@@ -101,7 +97,7 @@ _TAGS = re.compile(r"tags\s*=\s*(\[[^\]]*\])")
 
 
 def code_cells(source: str) -> list[tuple[str, bool]]:
-    """The code cells of a jupytext percent-format source: ``(code, tagged parameters)`` in order."""
+    """``(code, tagged parameters)`` of each code cell of a jupytext percent-format source."""
     cells: list[tuple[str, list[str]]] = []
     for line in source.splitlines():
         m = _CELL.match(line)
@@ -145,11 +141,7 @@ def parameter_defaults(name: str, sources: Path | None = None) -> dict[str, Any]
 
 
 def notebook_params(name: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """``{k: namespace[k]}`` for every name of notebook ``name``'s parameters cell (and ``scale``...).
-
-    Call it after the parameters cell as ``params = notebook_params("gpt2_figure1", globals())``: a
-    ``KeyError`` names a parameter the namespace lacks.
-    """
+    """``{k: namespace[k]}`` for each parameter of notebook ``name``: ``notebook_params(name, globals())``."""
     names = list(parameter_defaults(name))
     missing = [k for k in names if k not in namespace]
     if missing:
@@ -170,16 +162,10 @@ def load_parameters(name: str, scale: str) -> dict:
 
 def parse_override(text: str) -> tuple[str, str]:
     """Split ``KEY=VALUE`` (the value stays text until it is checked against the parameter)."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
+    key, _, value = text.partition("=")
     key = key.strip()
-    if not key:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: the key before '=' is empty")
-    if not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"--set {text!r}: {key!r} is not a parameter name")
-    if not value.strip():
-        raise argparse.ArgumentTypeError(f"--set {text!r}: no value after '=' (write {key}=VALUE)")
+    if not key.isidentifier() or not value.strip():
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE with a parameter name KEY, got {text!r}")
     return key, value
 
 
@@ -195,12 +181,7 @@ def _kind(value: Any) -> str:
 
 
 def check_value(key: str, text: str, default: Any) -> Any:
-    """The override ``key=text`` as a value of the default's type (a list: of its items' types).
-
-    Counts (``n_*``, ``T``, ``*_size``, ``max_iters``, ...) must be at least 1; intervals, iteration
-    counts and seeds at least 0; ``lr``, ``*_lr`` and ``eps`` positive. A ``ValueError`` names the key,
-    the value and what was expected.
-    """
+    """The override ``key=text`` as a value of the default's type, range-checked (else a ``ValueError``)."""
     kind = _kind(default)
     value = _literal(text)
     bad = f"--set {key}={text}:"
@@ -251,11 +232,7 @@ def check_value(key: str, text: str, default: Any) -> Any:
 
 
 def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
-    """What is wrong with a parameter's final value (``reference``: the scale's), or None.
-
-    A non-empty list stays non-empty; seed lists hold at least :data:`MIN_SEEDS` distinct seeds and
-    seed counts are at least :data:`MIN_SEEDS`; ``stop_iter`` is at least 1; epochs are positive.
-    """
+    """What is wrong with a parameter's final value (``reference``: the scale's), or None."""
     if isinstance(value, (list, tuple)):
         if not value and reference:
             return f"{key}={list(value)!r} is empty; give at least one item (the scale has {reference!r})"
@@ -289,25 +266,20 @@ def _did_you_mean(key: str, known: list[str]) -> str:
 def resolve_parameters(
     name: str, scale: str, overrides: Mapping[str, str] | None = None, *, strict: bool = True
 ) -> dict[str, Any]:
-    """Notebook ``name``'s parameters at ``scale`` with ``overrides`` (``{key: text}``) checked and applied.
+    """Notebook ``name``'s parameters at ``scale`` with ``overrides`` applied, ``scale`` and ``results_dir``.
 
-    Adds ``scale`` and ``results_dir``. With ``strict=False`` a key the notebook lacks is skipped (a
-    ``--set`` for other notebooks of the run). A ``ValueError`` lists every problem: unknown keys (with
-    a suggestion), wrong types, bad ranges, and parameter-file keys the notebook does not have.
+    ``strict=False`` skips keys the notebook lacks. A ``ValueError`` lists every problem.
     """
     params = load_parameters(name, scale)
     defaults = parameter_defaults(name)
     errors = []
-    stray = [k for k in params if k not in defaults]
+    stray = [k for k in params if k not in defaults or k in INJECTED]
     if stray:
         errors.append(
-            f"params/{name}.yaml ({scale}) sets {stray}, which the parameters cell of "
-            f"book/notebooks/{name}.py does not have"
+            f"params/{name}.yaml ({scale}) sets {stray}, which the runner injects or the parameters cell "
+            f"of book/notebooks/{name}.py does not have"
         )
-    injected = [k for k in params if k in INJECTED]
-    if injected:
-        errors.append(f"params/{name}.yaml ({scale}) sets {injected}; the runner injects them")
-    known = sorted(k for k in set(defaults) | set(params) if k not in INJECTED)
+    known = sorted(set(defaults) - set(INJECTED))
     for key, text in (overrides or {}).items():
         if key in INJECTED:
             errors.append(f"--set {key}: the runner sets it (choose the scale with --scale)")
@@ -335,10 +307,7 @@ def resolve_parameters(
 
 
 def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) -> dict[str, dict]:
-    """``{name: parameters}`` of every notebook of a run, checked before any runs (a ``SystemExit``).
-
-    A ``--set`` key applies to the notebooks that have it; a key none of them has is an error.
-    """
+    """``{name: parameters}`` of every notebook of a run (a ``SystemExit``: a key none of them has, ...)."""
     errors: list[str] = []
     resolved: dict[str, dict] = {}
     for name in names:
@@ -349,27 +318,23 @@ def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) 
     for key in overrides:
         if key in INJECTED:
             continue
-        owners = [n for n in names if n in resolved and key in _known(n, scale)]
-        if not owners and resolved:
-            known = sorted(set().union(*(_known(n, scale) for n in resolved)))
-            errors.append(
-                f"--set {key}: no parameter {key!r} in {', '.join(names)}{_did_you_mean(key, known)}"
-            )
+        known = {k for n in resolved for k in parameter_defaults(n)} - set(INJECTED)
+        if key not in known and resolved:
+            hint = _did_you_mean(key, sorted(known))
+            errors.append(f"--set {key}: no parameter {key!r} in {', '.join(names)}{hint}")
     if errors:
         raise SystemExit("invalid parameters:\n  " + "\n  ".join(dict.fromkeys(errors)))
     return resolved
 
 
-def _known(name: str, scale: str) -> set[str]:
-    return (set(parameter_defaults(name)) | set(load_parameters(name, scale))) - set(INJECTED)
-
-
-def _show_applied(nb, params: Mapping[str, Any]) -> None:
-    """Show the parameters once: the parameters cell with the applied values; papermill's cell removed."""
+def _show_applied(nb, params: Mapping[str, Any], staging: str) -> None:
+    """Show the parameters once: the parameters cell with the applied values; papermill's cell hidden."""
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
+        if "injected-parameters" in tags:  # it names the results folder, not its staging folder
+            cell.source = cell.source.replace(staging, params["results_dir"])
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
         if "parameters" in tags and cell.cell_type == "code":
             cell.source = _rewrite_assignments(cell.source, params)
 
@@ -408,7 +373,10 @@ def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
         tree = ast.parse(source)
     except SyntaxError:
         return source
-    lines = source.splitlines(keepends=True)
+    raw = source.encode()  # ast's column offsets count UTF-8 bytes
+    starts = [0]
+    for line in raw.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
     edits = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -421,13 +389,10 @@ def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
                 same = False
             if not same:
                 edits.append((node.value, repr(params[key])))
-    for value, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
-        first, last = value.lineno - 1, value.end_lineno - 1
-        start = len("".join(lines[:first]).encode()) + value.col_offset
-        end = len("".join(lines[:last]).encode()) + value.end_col_offset
-        raw = "".join(lines).encode()
-        lines = (raw[:start] + text.encode() + raw[end:]).decode().splitlines(keepends=True)
-    return "".join(lines)
+    for v, text in reversed(edits):  # the body in source order: splice from the end
+        start, end = starts[v.lineno - 1] + v.col_offset, starts[v.end_lineno - 1] + v.end_col_offset
+        raw = raw[:start] + text.encode() + raw[end:]
+    return raw.decode()
 
 
 def execute(
@@ -439,29 +404,26 @@ def execute(
     params: Mapping[str, Any] | None = None,
     wait: bool = True,
 ) -> dict:
-    """Execute one notebook and return its provenance record.
+    """Execute one notebook under its lock and return its provenance record (see the module docstring).
 
-    Holds ``results/<name>/.<scale>.lock`` (``wait=False``: raise :class:`adamlinf.results.Busy` when
-    another runner holds it). The notebook writes into a staging folder; only a success replaces its
-    results, ``book/executed/<name>.ipynb`` and the provenance, all together. A failing cell raises
-    papermill's error, with the failed notebook in ``book/executed/<name>.failed.ipynb``.
-    ``overrides`` are ``--set`` texts; ``params`` already resolved parameters.
+    ``overrides`` are ``--set`` texts, ``params`` resolved parameters; ``wait=False`` raises
+    :class:`adamlinf.results.Busy` when another runner holds the lock. A failing cell raises papermill's
+    error, the failed notebook kept as ``book/executed/<name>.failed.ipynb``.
     """
-    import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
-    import papermill
-
     source = SOURCES / f"{name}.py"
     if not source.exists():
         raise SystemExit(f"no notebook source {_rel(source)}")
     params = dict(params) if params is not None else resolve_parameters(name, scale, overrides)
     final = REPO_ROOT / params["results_dir"]
-    with _results.exclusive(
-        final.with_name(f".{final.name}.lock"), f"runner of {name} at scale {scale}", wait=wait
-    ):
-        return _execute_locked(name, scale, params, final, log_output, jupytext, papermill, source)
+    lock = final.with_name(f".{final.name}.lock")
+    with _results.exclusive(lock, f"runner of {name} at scale {scale}", wait=wait):
+        return _execute_locked(name, scale, params, final, log_output, source)
 
 
-def _execute_locked(name, scale, params, final, log_output, jupytext, papermill, source) -> dict:
+def _execute_locked(name, scale, params, final, log_output, source) -> dict:
+    import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
+    import papermill
+
     staging = _results.begin_staging(final)
     kernel_params = {**params, "results_dir": _rel(staging)}
     nb = jupytext.read(source)
@@ -503,10 +465,7 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
                 os.environ["ADAMLINF_SOURCES"] = previous
         wall = time.perf_counter() - start
         executed = jupytext.read(ran)
-        _show_applied(executed, params)
-        for cell in executed.cells:  # the notebook names the results folder, not its staging folder
-            if "injected-parameters" in cell.metadata.get("tags", []):
-                cell.source = cell.source.replace(kernel_params["results_dir"], params["results_dir"])
+        _show_applied(executed, params, kernel_params["results_dir"])
         executed.metadata.get("papermill", {}).get("parameters", {})["results_dir"] = params["results_dir"]
         _add_downloads(executed, name)
         _drop_widgets(executed)
@@ -530,7 +489,7 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
 
 
 def _kernel_manager(log: Path):
-    """A kernel manager whose kernel's stderr goes to ``log``, so that the runner's one FAILED line shows."""
+    """A kernel manager whose kernel's stderr goes to ``log`` (the runner prints one FAILED line)."""
     from jupyter_client import AsyncKernelManager
 
     class QuietKernelManager(AsyncKernelManager):
@@ -545,11 +504,7 @@ def _kernel_manager(log: Path):
 
 
 def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
-    """Copy ``results/<name>/<scale>/`` (tables and provenance) into ``published/<name>/<scale>/``.
-
-    The provenance records the SHA-256 of every published file. A ``SystemExit`` for a scale other
-    than ``gpu``, or when the results or their provenance are missing.
-    """
+    """Copy ``results/<name>/<scale>/`` into ``published/<name>/<scale>/`` with the files' SHA-256."""
     if scale not in PUBLISHED_SCALES:
         raise SystemExit(f"--publish is for scale {' or '.join(PUBLISHED_SCALES)}, not '{scale}'")
     src = _results.results_dir(name, scale)
@@ -570,9 +525,7 @@ def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
                 shutil.copy2(path, target)
         record = json.loads((staging / PROVENANCE_FILE).read_text())
         record["scale"] = scale  # the folder's scale, which the page checks
-        record[_results.DIGESTS] = _results.file_digests(
-            staging
-        )  # the page warns when a published file is edited
+        record[_results.DIGESTS] = _results.file_digests(staging)  # the page warns on an edited file
         save_json(record, staging / PROVENANCE_FILE)
         if old.exists():
             shutil.rmtree(old)
@@ -603,24 +556,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override one parameter (a Python literal of the default's type)",
     )
-    parser.add_argument(
-        "--publish",
-        action="store_true",
-        help="copy results/<name>/gpu/ into published/<name>/gpu/ after each run (scale gpu)",
-    )
-    parser.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="refuse, naming its pid, when another runner executes the same notebook and scale",
-    )
+    parser.add_argument("--publish", action="store_true", help="publish each notebook's gpu results")
+    parser.add_argument("--no-wait", action="store_true", help="refuse when another runner holds the lock")
     parser.add_argument("--list", action="store_true", help="list notebooks in book order")
     parser.add_argument("--log-output", action="store_true", help="stream cell output")
     args = parser.parse_args(argv)
 
     order = notebook_order()
     if args.list:
-        for name in order:
-            print(name)
+        print("\n".join(order))
         return 0
     names = order
     if args.only:
@@ -651,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupt(signum, frame):
-    """SIGTERM (a scheduler's stop) ends the runner like Ctrl-C: the last good results stay."""
+    """SIGTERM (a scheduler's stop) ends the runner like Ctrl-C."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
