@@ -60,8 +60,8 @@ _NONNEGATIVE = re.compile(r"(_iters|_steps|_interval|_every|^seed|_seed)$|^max_"
 _SEEDS = re.compile(r"^(n_)?seeds$|_seeds$")
 #: The fewest seeds a seed list or count may hold.
 MIN_SEEDS = 2
-#: Float parameters that are lengths and must be positive (a zero-length run has nothing to show).
-_POSITIVE_FLOAT = re.compile(r"^epochs$|_epochs$")
+#: Float parameters that must be positive: epochs, learning rates, eps.
+_POSITIVE = re.compile(r"^(epochs|lr|eps)$|_(epochs|lr)$")
 _KINDS = {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list", dict: "dict"}
 
 
@@ -181,7 +181,7 @@ def _kind(value: Any) -> str:
 
 
 def check_value(key: str, text: str, default: Any) -> Any:
-    """The override ``key=text`` as a value of the default's type, range-checked (else a ``ValueError``)."""
+    """The override ``key=text`` as a value of the default's type (else a ``ValueError``)."""
     kind = _kind(default)
     value = _literal(text)
     bad = f"--set {key}={text}:"
@@ -196,18 +196,12 @@ def check_value(key: str, text: str, default: Any) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{bad} expected a whole number (default {default!r})")
-        if _COUNT.search(key) and value < 1:
-            raise ValueError(f"{bad} {key} counts something and must be at least 1")
-        if _NONNEGATIVE.search(key) and value < 0:
-            raise ValueError(f"{bad} {key} must be at least 0")
         return value
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{bad} expected a number (default {default!r})")
         if not math.isfinite(float(value)) and math.isfinite(default):
             raise ValueError(f"{bad} expected a finite number (default {default!r})")
-        if (key == "lr" or key.endswith("_lr") or key == "eps") and default > 0 and value <= 0:
-            raise ValueError(f"{bad} {key} must be positive")
         return float(value)
     if kind == "list":
         if not isinstance(value, (list, tuple)):
@@ -232,7 +226,11 @@ def check_value(key: str, text: str, default: Any) -> Any:
 
 
 def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
-    """What is wrong with a parameter's final value (``reference``: the scale's), or None."""
+    """What is wrong with a parameter's final value (``reference``: the scale's), or None.
+
+    Counts are at least 1 (seed counts :data:`MIN_SEEDS`), intervals and seeds at least 0, learning
+    rates, ``eps`` and epochs positive, seed lists distinct.
+    """
     if isinstance(value, (list, tuple)):
         if not value and reference:
             return f"{key}={list(value)!r} is empty; give at least one item (the scale has {reference!r})"
@@ -249,10 +247,12 @@ def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
     elif isinstance(value, int):
         if _SEEDS.search(key) and value < MIN_SEEDS:
             return f"{key}={value}: at least {MIN_SEEDS} seeds are needed (a verdict compares seed spreads)"
-        if key == "stop_iter" and value < 1:
-            return f"{key}={value}: must be at least 1 (0 stops before the first iteration)"
-    elif isinstance(value, float) and _POSITIVE_FLOAT.search(key) and not value > 0:
-        return f"{key}={value}: must be positive (a run of no length has nothing to show)"
+        if (_COUNT.search(key) or key == "stop_iter") and value < 1:
+            return f"{key}={value}: must be at least 1"
+        if _NONNEGATIVE.search(key) and value < 0:
+            return f"{key}={value}: must be at least 0"
+    elif isinstance(value, float) and _POSITIVE.search(key) and not value > 0:
+        return f"{key}={value}: must be positive"
     return None
 
 
@@ -395,48 +395,29 @@ def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
     return raw.decode()
 
 
-def execute(
-    name: str,
-    scale: str,
-    overrides: Mapping[str, str] | None = None,
-    *,
-    log_output: bool = False,
-    params: Mapping[str, Any] | None = None,
-    wait: bool = True,
-) -> dict:
-    """Execute one notebook under its lock and return its provenance record (see the module docstring).
+def execute(name: str, scale: str, params: dict, *, log_output: bool = False, wait: bool = True) -> dict:
+    """Execute one notebook with its :func:`resolve_parameters` under its lock; its provenance record.
 
-    ``overrides`` are ``--set`` texts, ``params`` resolved parameters; ``wait=False`` raises
-    :class:`adamlinf.results.Busy` when another runner holds the lock. A failing cell raises papermill's
-    error, the failed notebook kept as ``book/executed/<name>.failed.ipynb``.
+    ``wait=False`` raises :class:`adamlinf.results.Busy` when another runner holds the lock. A failing
+    cell raises papermill's error, the failed notebook kept as ``book/executed/<name>.failed.ipynb``.
     """
-    source = SOURCES / f"{name}.py"
-    if not source.exists():
-        raise SystemExit(f"no notebook source {_rel(source)}")
-    params = dict(params) if params is not None else resolve_parameters(name, scale, overrides)
     final = REPO_ROOT / params["results_dir"]
     lock = final.with_name(f".{final.name}.lock")
     with _results.exclusive(lock, f"runner of {name} at scale {scale}", wait=wait):
-        return _execute_locked(name, scale, params, final, log_output, source)
+        return _execute_locked(name, scale, params, final, log_output)
 
 
-def _execute_locked(name, scale, params, final, log_output, source) -> dict:
+def _execute_locked(name, scale, params, final, log_output) -> dict:
     import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
     import papermill
 
     staging = _results.begin_staging(final)
     kernel_params = {**params, "results_dir": _rel(staging)}
-    nb = jupytext.read(source)
+    nb = jupytext.read(SOURCES / f"{name}.py")
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     EXECUTED.mkdir(parents=True, exist_ok=True)
     output = EXECUTED / f"{name}.ipynb"
     failed = EXECUTED / f"{name}.failed.ipynb"
-    for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
-        os.environ.setdefault(k, "1")
-    previous = os.environ.get("ADAMLINF_SOURCES")
-    os.environ["ADAMLINF_SOURCES"] = str(SOURCES)  # for notebook_params() in the kernel
-    # A non-inline matplotlib backend inherited from the shell would drop every figure.
-    os.environ.pop("MPLBACKEND", None)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / f"{name}.ipynb"
@@ -458,11 +439,6 @@ def _execute_locked(name, scale, params, final, log_output, source) -> dict:
                 data = ran.read_bytes()
                 _results.write_atomic(failed, lambda f: f.write(data), fsync=False)
             raise
-        finally:
-            if previous is None:
-                os.environ.pop("ADAMLINF_SOURCES", None)
-            else:
-                os.environ["ADAMLINF_SOURCES"] = previous
         wall = time.perf_counter() - start
         executed = jupytext.read(ran)
         _show_applied(executed, params, kernel_params["results_dir"])
@@ -489,11 +465,16 @@ def _execute_locked(name, scale, params, final, log_output, source) -> dict:
 
 
 def _kernel_manager(log: Path):
-    """A kernel manager whose kernel's stderr goes to ``log`` (the runner prints one FAILED line)."""
+    """A kernel manager: the runner's environment, the kernel's stderr in ``log`` (one FAILED line shows)."""
     from jupyter_client import AsyncKernelManager
 
     class QuietKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
+            env = kw["env"]
+            env.update(ADAMLINF_SOURCES=str(SOURCES))  # for notebook_params() in the kernel
+            for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+                env.setdefault(k, "1")
+            env.pop("MPLBACKEND", None)  # a non-inline backend from the shell would drop every figure
             kw["stderr"] = open(log, "wb")  # noqa: SIM115 - the kernel process holds it
             try:
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -505,8 +486,6 @@ def _kernel_manager(log: Path):
 
 def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
     """Copy ``results/<name>/<scale>/`` into ``published/<name>/<scale>/`` with the files' SHA-256."""
-    if scale not in PUBLISHED_SCALES:
-        raise SystemExit(f"--publish is for scale {' or '.join(PUBLISHED_SCALES)}, not '{scale}'")
     src = _results.results_dir(name, scale)
     if not (src / PROVENANCE_FILE).exists():
         raise SystemExit(
@@ -612,7 +591,7 @@ def _run_one(name: str, args, params: dict) -> int:
         return status
 
     try:
-        rec = execute(name, args.scale, log_output=args.log_output, params=params, wait=not args.no_wait)
+        rec = execute(name, args.scale, params, log_output=args.log_output, wait=not args.no_wait)
     except KeyboardInterrupt as exc:
         why = f"interrupted by {exc.args[0]}" if exc.args else "interrupted (Ctrl-C)"
         return fail(why, 130)
