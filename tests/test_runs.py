@@ -160,13 +160,10 @@ def test_run_specs_end_to_end_skips_and_resumes(tiny_spec, tmp_path, monkeypatch
     lr_t = df[df.run == "adam"].dropna(subset=["lr_t"]).set_index("iter").lr_t
     assert lr_t[0] == pytest.approx(5e-3) and lr_t[1] == pytest.approx(1e-2)
     assert runs.is_complete(tmp_path / "adam", specs["adam"])
-    assert set(df.attrs["wall_time_s"]) == {"adam", "rot"}
-    assert df.attrs["run_dirs"] == {name: str(tmp_path / name) for name in specs}
     # complete runs are skipped: the trainer is not called again and the metrics come back equal
     monkeypatch.setattr(runs, "run", boom)
     again = runs.run_specs(specs, tmp_path, verbose=False)
     pd.testing.assert_frame_equal(df.reset_index(drop=True), again.reset_index(drop=True))
-    assert again.attrs["wall_time_s"] == {}
     monkeypatch.undo()
     # an interrupted run (stopped at iteration 3, no completion record) is resumed by the trainer
     # and ends on the same losses as the uninterrupted one

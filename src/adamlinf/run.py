@@ -5,14 +5,11 @@
     python -m adamlinf.run --scale gpu --only gpt2_figure1 --publish
     python -m adamlinf.run --list
 
-Each jupytext source ``book/notebooks/<name>.py`` has one cell tagged ``parameters``; the scale's
-set is read from ``params/<name>.yaml`` and every ``--set KEY=VALUE`` is checked against it before
-anything runs. Papermill injects the set with ``scale`` and ``results_dir``; a notebook reads them
-back with :func:`notebook_params`. One runner per (notebook, scale): the notebook writes into a
-staging folder, and only a success replaces the results, ``book/executed/<name>.ipynb`` and its
-provenance, all together; a failure, Ctrl-C or SIGTERM prints one ``FAILED:`` line and keeps the last
-good set (the failed notebook is ``<name>.failed.ipynb``). ``--publish`` (scale ``gpu``) copies the
-results with their provenance and SHA-256 digests into ``published/<name>/gpu/``.
+The scale's parameters of ``book/notebooks/<name>.py`` (one cell tagged ``parameters``) come from
+``params/<name>.yaml``; every ``--set`` is checked before anything runs. One runner per (notebook,
+scale) writes into a staging folder; only a success replaces the results, the executed notebook and
+its provenance together, a failure prints one ``FAILED:`` line. ``--publish`` copies gpu results with
+their SHA-256 digests into ``published/<name>/gpu/``.
 """
 
 from __future__ import annotations
@@ -63,8 +60,8 @@ _NONNEGATIVE = re.compile(r"(_iters|_steps|_interval|_every|^seed|_seed)$|^max_"
 _SEEDS = re.compile(r"^(n_)?seeds$|_seeds$")
 #: The fewest seeds a seed list or count may hold.
 MIN_SEEDS = 2
-#: Float parameters that are lengths and must be positive (a zero-length run has nothing to show).
-_POSITIVE_FLOAT = re.compile(r"^epochs$|_epochs$")
+#: Float parameters that must be positive: epochs, learning rates, eps.
+_POSITIVE = re.compile(r"^(epochs|lr|eps)$|_(epochs|lr)$")
 _KINDS = {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list", dict: "dict"}
 
 
@@ -89,7 +86,6 @@ def execution_order(names: list[str]) -> list[str]:
 
 
 def _rel(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (for messages and notebooks)."""
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except (ValueError, OSError, RuntimeError):  # outside the repository, or a symlink loop
@@ -101,7 +97,7 @@ _TAGS = re.compile(r"tags\s*=\s*(\[[^\]]*\])")
 
 
 def code_cells(source: str) -> list[tuple[str, bool]]:
-    """The code cells of a jupytext percent-format source: ``(code, tagged parameters)`` in order."""
+    """``(code, tagged parameters)`` of each code cell of a jupytext percent-format source."""
     cells: list[tuple[str, list[str]]] = []
     for line in source.splitlines():
         m = _CELL.match(line)
@@ -145,11 +141,7 @@ def parameter_defaults(name: str, sources: Path | None = None) -> dict[str, Any]
 
 
 def notebook_params(name: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
-    """``{k: namespace[k]}`` for every name of notebook ``name``'s parameters cell (and ``scale``...).
-
-    Call it after the parameters cell as ``params = notebook_params("gpt2_figure1", globals())``: a
-    ``KeyError`` names a parameter the namespace lacks.
-    """
+    """``{k: namespace[k]}`` for each parameter of notebook ``name``: ``notebook_params(name, globals())``."""
     names = list(parameter_defaults(name))
     missing = [k for k in names if k not in namespace]
     if missing:
@@ -170,16 +162,10 @@ def load_parameters(name: str, scale: str) -> dict:
 
 def parse_override(text: str) -> tuple[str, str]:
     """Split ``KEY=VALUE`` (the value stays text until it is checked against the parameter)."""
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
+    key, _, value = text.partition("=")
     key = key.strip()
-    if not key:
-        raise argparse.ArgumentTypeError(f"--set {text!r}: the key before '=' is empty")
-    if not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"--set {text!r}: {key!r} is not a parameter name")
-    if not value.strip():
-        raise argparse.ArgumentTypeError(f"--set {text!r}: no value after '=' (write {key}=VALUE)")
+    if not key.isidentifier() or not value.strip():
+        raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE with a parameter name KEY, got {text!r}")
     return key, value
 
 
@@ -195,12 +181,7 @@ def _kind(value: Any) -> str:
 
 
 def check_value(key: str, text: str, default: Any) -> Any:
-    """The override ``key=text`` as a value of the default's type (a list: of its items' types).
-
-    Counts (``n_*``, ``T``, ``*_size``, ``max_iters``, ...) must be at least 1; intervals, iteration
-    counts and seeds at least 0; ``lr``, ``*_lr`` and ``eps`` positive. A ``ValueError`` names the key,
-    the value and what was expected.
-    """
+    """The override ``key=text`` as a value of the default's type (else a ``ValueError``)."""
     kind = _kind(default)
     value = _literal(text)
     bad = f"--set {key}={text}:"
@@ -215,18 +196,12 @@ def check_value(key: str, text: str, default: Any) -> Any:
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{bad} expected a whole number (default {default!r})")
-        if _COUNT.search(key) and value < 1:
-            raise ValueError(f"{bad} {key} counts something and must be at least 1")
-        if _NONNEGATIVE.search(key) and value < 0:
-            raise ValueError(f"{bad} {key} must be at least 0")
         return value
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{bad} expected a number (default {default!r})")
         if not math.isfinite(float(value)) and math.isfinite(default):
             raise ValueError(f"{bad} expected a finite number (default {default!r})")
-        if (key == "lr" or key.endswith("_lr") or key == "eps") and default > 0 and value <= 0:
-            raise ValueError(f"{bad} {key} must be positive")
         return float(value)
     if kind == "list":
         if not isinstance(value, (list, tuple)):
@@ -253,8 +228,8 @@ def check_value(key: str, text: str, default: Any) -> Any:
 def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
     """What is wrong with a parameter's final value (``reference``: the scale's), or None.
 
-    A non-empty list stays non-empty; seed lists hold at least :data:`MIN_SEEDS` distinct seeds and
-    seed counts are at least :data:`MIN_SEEDS`; ``stop_iter`` is at least 1; epochs are positive.
+    Counts are at least 1 (seed counts :data:`MIN_SEEDS`), intervals and seeds at least 0, learning
+    rates, ``eps`` and epochs positive, seed lists distinct.
     """
     if isinstance(value, (list, tuple)):
         if not value and reference:
@@ -272,10 +247,12 @@ def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
     elif isinstance(value, int):
         if _SEEDS.search(key) and value < MIN_SEEDS:
             return f"{key}={value}: at least {MIN_SEEDS} seeds are needed (a verdict compares seed spreads)"
-        if key == "stop_iter" and value < 1:
-            return f"{key}={value}: must be at least 1 (0 stops before the first iteration)"
-    elif isinstance(value, float) and _POSITIVE_FLOAT.search(key) and not value > 0:
-        return f"{key}={value}: must be positive (a run of no length has nothing to show)"
+        if (_COUNT.search(key) or key == "stop_iter") and value < 1:
+            return f"{key}={value}: must be at least 1"
+        if _NONNEGATIVE.search(key) and value < 0:
+            return f"{key}={value}: must be at least 0"
+    elif isinstance(value, float) and _POSITIVE.search(key) and not value > 0:
+        return f"{key}={value}: must be positive"
     return None
 
 
@@ -289,25 +266,20 @@ def _did_you_mean(key: str, known: list[str]) -> str:
 def resolve_parameters(
     name: str, scale: str, overrides: Mapping[str, str] | None = None, *, strict: bool = True
 ) -> dict[str, Any]:
-    """Notebook ``name``'s parameters at ``scale`` with ``overrides`` (``{key: text}``) checked and applied.
+    """Notebook ``name``'s parameters at ``scale`` with ``overrides`` applied, ``scale`` and ``results_dir``.
 
-    Adds ``scale`` and ``results_dir``. With ``strict=False`` a key the notebook lacks is skipped (a
-    ``--set`` for other notebooks of the run). A ``ValueError`` lists every problem: unknown keys (with
-    a suggestion), wrong types, bad ranges, and parameter-file keys the notebook does not have.
+    ``strict=False`` skips keys the notebook lacks. A ``ValueError`` lists every problem.
     """
     params = load_parameters(name, scale)
     defaults = parameter_defaults(name)
     errors = []
-    stray = [k for k in params if k not in defaults]
+    stray = [k for k in params if k not in defaults or k in INJECTED]
     if stray:
         errors.append(
-            f"params/{name}.yaml ({scale}) sets {stray}, which the parameters cell of "
-            f"book/notebooks/{name}.py does not have"
+            f"params/{name}.yaml ({scale}) sets {stray}, which the runner injects or the parameters cell "
+            f"of book/notebooks/{name}.py does not have"
         )
-    injected = [k for k in params if k in INJECTED]
-    if injected:
-        errors.append(f"params/{name}.yaml ({scale}) sets {injected}; the runner injects them")
-    known = sorted(k for k in set(defaults) | set(params) if k not in INJECTED)
+    known = sorted(set(defaults) - set(INJECTED))
     for key, text in (overrides or {}).items():
         if key in INJECTED:
             errors.append(f"--set {key}: the runner sets it (choose the scale with --scale)")
@@ -335,10 +307,7 @@ def resolve_parameters(
 
 
 def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) -> dict[str, dict]:
-    """``{name: parameters}`` of every notebook of a run, checked before any runs (a ``SystemExit``).
-
-    A ``--set`` key applies to the notebooks that have it; a key none of them has is an error.
-    """
+    """``{name: parameters}`` of every notebook of a run (a ``SystemExit``: a key none of them has, ...)."""
     errors: list[str] = []
     resolved: dict[str, dict] = {}
     for name in names:
@@ -349,27 +318,23 @@ def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) 
     for key in overrides:
         if key in INJECTED:
             continue
-        owners = [n for n in names if n in resolved and key in _known(n, scale)]
-        if not owners and resolved:
-            known = sorted(set().union(*(_known(n, scale) for n in resolved)))
-            errors.append(
-                f"--set {key}: no parameter {key!r} in {', '.join(names)}{_did_you_mean(key, known)}"
-            )
+        known = {k for n in resolved for k in parameter_defaults(n)} - set(INJECTED)
+        if key not in known and resolved:
+            hint = _did_you_mean(key, sorted(known))
+            errors.append(f"--set {key}: no parameter {key!r} in {', '.join(names)}{hint}")
     if errors:
         raise SystemExit("invalid parameters:\n  " + "\n  ".join(dict.fromkeys(errors)))
     return resolved
 
 
-def _known(name: str, scale: str) -> set[str]:
-    return (set(parameter_defaults(name)) | set(load_parameters(name, scale))) - set(INJECTED)
-
-
-def _show_applied(nb, params: Mapping[str, Any]) -> None:
-    """Show the parameters once: the parameters cell with the applied values; papermill's cell removed."""
+def _show_applied(nb, params: Mapping[str, Any], staging: str) -> None:
+    """Show the parameters once: the parameters cell with the applied values; papermill's cell hidden."""
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
-        if "injected-parameters" in tags and "remove-cell" not in tags:
-            tags.append("remove-cell")
+        if "injected-parameters" in tags:  # it names the results folder, not its staging folder
+            cell.source = cell.source.replace(staging, params["results_dir"])
+            if "remove-cell" not in tags:
+                tags.append("remove-cell")
         if "parameters" in tags and cell.cell_type == "code":
             cell.source = _rewrite_assignments(cell.source, params)
 
@@ -408,7 +373,10 @@ def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
         tree = ast.parse(source)
     except SyntaxError:
         return source
-    lines = source.splitlines(keepends=True)
+    raw = source.encode()  # ast's column offsets count UTF-8 bytes
+    starts = [0]
+    for line in raw.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
     edits = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -421,60 +389,35 @@ def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
                 same = False
             if not same:
                 edits.append((node.value, repr(params[key])))
-    for value, text in sorted(edits, key=lambda e: (e[0].lineno, e[0].col_offset), reverse=True):
-        first, last = value.lineno - 1, value.end_lineno - 1
-        start = len("".join(lines[:first]).encode()) + value.col_offset
-        end = len("".join(lines[:last]).encode()) + value.end_col_offset
-        raw = "".join(lines).encode()
-        lines = (raw[:start] + text.encode() + raw[end:]).decode().splitlines(keepends=True)
-    return "".join(lines)
+    for v, text in reversed(edits):  # the body in source order: splice from the end
+        start, end = starts[v.lineno - 1] + v.col_offset, starts[v.end_lineno - 1] + v.end_col_offset
+        raw = raw[:start] + text.encode() + raw[end:]
+    return raw.decode()
 
 
-def execute(
-    name: str,
-    scale: str,
-    overrides: Mapping[str, str] | None = None,
-    *,
-    log_output: bool = False,
-    params: Mapping[str, Any] | None = None,
-    wait: bool = True,
-) -> dict:
-    """Execute one notebook and return its provenance record.
+def execute(name: str, scale: str, params: dict, *, log_output: bool = False, wait: bool = True) -> dict:
+    """Execute one notebook with its :func:`resolve_parameters` under its lock; its provenance record.
 
-    Holds ``results/<name>/.<scale>.lock`` (``wait=False``: raise :class:`adamlinf.results.Busy` when
-    another runner holds it). The notebook writes into a staging folder; only a success replaces its
-    results, ``book/executed/<name>.ipynb`` and the provenance, all together. A failing cell raises
-    papermill's error, with the failed notebook in ``book/executed/<name>.failed.ipynb``.
-    ``overrides`` are ``--set`` texts; ``params`` already resolved parameters.
+    ``wait=False`` raises :class:`adamlinf.results.Busy` when another runner holds the lock. A failing
+    cell raises papermill's error, the failed notebook kept as ``book/executed/<name>.failed.ipynb``.
     """
+    final = REPO_ROOT / params["results_dir"]
+    lock = final.with_name(f".{final.name}.lock")
+    with _results.exclusive(lock, f"runner of {name} at scale {scale}", wait=wait):
+        return _execute_locked(name, scale, params, final, log_output)
+
+
+def _execute_locked(name, scale, params, final, log_output) -> dict:
     import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
     import papermill
 
-    source = SOURCES / f"{name}.py"
-    if not source.exists():
-        raise SystemExit(f"no notebook source {_rel(source)}")
-    params = dict(params) if params is not None else resolve_parameters(name, scale, overrides)
-    final = REPO_ROOT / params["results_dir"]
-    with _results.exclusive(
-        final.with_name(f".{final.name}.lock"), f"runner of {name} at scale {scale}", wait=wait
-    ):
-        return _execute_locked(name, scale, params, final, log_output, jupytext, papermill, source)
-
-
-def _execute_locked(name, scale, params, final, log_output, jupytext, papermill, source) -> dict:
     staging = _results.begin_staging(final)
     kernel_params = {**params, "results_dir": _rel(staging)}
-    nb = jupytext.read(source)
+    nb = jupytext.read(SOURCES / f"{name}.py")
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     EXECUTED.mkdir(parents=True, exist_ok=True)
     output = EXECUTED / f"{name}.ipynb"
     failed = EXECUTED / f"{name}.failed.ipynb"
-    for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
-        os.environ.setdefault(k, "1")
-    previous = os.environ.get("ADAMLINF_SOURCES")
-    os.environ["ADAMLINF_SOURCES"] = str(SOURCES)  # for notebook_params() in the kernel
-    # A non-inline matplotlib backend inherited from the shell would drop every figure.
-    os.environ.pop("MPLBACKEND", None)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / f"{name}.ipynb"
@@ -496,17 +439,9 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
                 data = ran.read_bytes()
                 _results.write_atomic(failed, lambda f: f.write(data), fsync=False)
             raise
-        finally:
-            if previous is None:
-                os.environ.pop("ADAMLINF_SOURCES", None)
-            else:
-                os.environ["ADAMLINF_SOURCES"] = previous
         wall = time.perf_counter() - start
         executed = jupytext.read(ran)
-        _show_applied(executed, params)
-        for cell in executed.cells:  # the notebook names the results folder, not its staging folder
-            if "injected-parameters" in cell.metadata.get("tags", []):
-                cell.source = cell.source.replace(kernel_params["results_dir"], params["results_dir"])
+        _show_applied(executed, params, kernel_params["results_dir"])
         executed.metadata.get("papermill", {}).get("parameters", {})["results_dir"] = params["results_dir"]
         _add_downloads(executed, name)
         _drop_widgets(executed)
@@ -530,11 +465,16 @@ def _execute_locked(name, scale, params, final, log_output, jupytext, papermill,
 
 
 def _kernel_manager(log: Path):
-    """A kernel manager whose kernel's stderr goes to ``log``, so that the runner's one FAILED line shows."""
+    """A kernel manager: the runner's environment, the kernel's stderr in ``log`` (one FAILED line shows)."""
     from jupyter_client import AsyncKernelManager
 
     class QuietKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
+            env = kw["env"]
+            env.update(ADAMLINF_SOURCES=str(SOURCES))  # for notebook_params() in the kernel
+            for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"):
+                env.setdefault(k, "1")
+            env.pop("MPLBACKEND", None)  # a non-inline backend from the shell would drop every figure
             kw["stderr"] = open(log, "wb")  # noqa: SIM115 - the kernel process holds it
             try:
                 return await super()._async_launch_kernel(kernel_cmd, **kw)
@@ -545,13 +485,7 @@ def _kernel_manager(log: Path):
 
 
 def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
-    """Copy ``results/<name>/<scale>/`` (tables and provenance) into ``published/<name>/<scale>/``.
-
-    The provenance records the SHA-256 of every published file. A ``SystemExit`` for a scale other
-    than ``gpu``, or when the results or their provenance are missing.
-    """
-    if scale not in PUBLISHED_SCALES:
-        raise SystemExit(f"--publish is for scale {' or '.join(PUBLISHED_SCALES)}, not '{scale}'")
+    """Copy ``results/<name>/<scale>/`` into ``published/<name>/<scale>/`` with the files' SHA-256."""
     src = _results.results_dir(name, scale)
     if not (src / PROVENANCE_FILE).exists():
         raise SystemExit(
@@ -570,9 +504,7 @@ def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
                 shutil.copy2(path, target)
         record = json.loads((staging / PROVENANCE_FILE).read_text())
         record["scale"] = scale  # the folder's scale, which the page checks
-        record[_results.DIGESTS] = _results.file_digests(
-            staging
-        )  # the page warns when a published file is edited
+        record[_results.DIGESTS] = _results.file_digests(staging)  # the page warns on an edited file
         save_json(record, staging / PROVENANCE_FILE)
         if old.exists():
             shutil.rmtree(old)
@@ -603,24 +535,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="override one parameter (a Python literal of the default's type)",
     )
-    parser.add_argument(
-        "--publish",
-        action="store_true",
-        help="copy results/<name>/gpu/ into published/<name>/gpu/ after each run (scale gpu)",
-    )
-    parser.add_argument(
-        "--no-wait",
-        action="store_true",
-        help="refuse, naming its pid, when another runner executes the same notebook and scale",
-    )
+    parser.add_argument("--publish", action="store_true", help="publish each notebook's gpu results")
+    parser.add_argument("--no-wait", action="store_true", help="refuse when another runner holds the lock")
     parser.add_argument("--list", action="store_true", help="list notebooks in book order")
     parser.add_argument("--log-output", action="store_true", help="stream cell output")
     args = parser.parse_args(argv)
 
     order = notebook_order()
     if args.list:
-        for name in order:
-            print(name)
+        print("\n".join(order))
         return 0
     names = order
     if args.only:
@@ -651,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _interrupt(signum, frame):
-    """SIGTERM (a scheduler's stop) ends the runner like Ctrl-C: the last good results stay."""
+    """SIGTERM (a scheduler's stop) ends the runner like Ctrl-C."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
@@ -668,7 +591,7 @@ def _run_one(name: str, args, params: dict) -> int:
         return status
 
     try:
-        rec = execute(name, args.scale, log_output=args.log_output, params=params, wait=not args.no_wait)
+        rec = execute(name, args.scale, params, log_output=args.log_output, wait=not args.no_wait)
     except KeyboardInterrupt as exc:
         why = f"interrupted by {exc.args[0]}" if exc.args else "interrupted (Ctrl-C)"
         return fail(why, 130)

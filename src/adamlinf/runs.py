@@ -1,16 +1,11 @@
 r"""Runs of the training chapters (Section 4.2, GPT-2; Section 4.3, ResNet18): specs, run folders, launches.
 
 A *run spec* is ``{"model": {...}, "data": {...}, "train": {TrainConfig fields}, "tags": {...}}``
-(``tags``: optional extra columns of the tidy metrics). :func:`lm_spec` and :func:`image_spec` build
-them, :func:`run` trains one (in this process or under ``torchrun``), :func:`run_specs` trains
-``specs[name]`` in ``root/<name>/`` and returns the tidy metrics.
-
-Run folders never lose work. A run is identified by :func:`spec_key`, the hash of its
-result-relevant spec (:func:`adamlinf.train.result_spec`). :func:`run_specs` writes
-``experiment_spec.json`` when it starts a run and ``experiment_complete.json`` when the trainer
-reached ``max_iters``. The same key and complete: skipped; not complete: resumed from its newest
-checkpoint; another key: the folder is moved aside to ``root/<name>@<old key>/`` (and moved back when
-that spec returns). One :func:`run_specs` per run name at a time (``root/.<name>.lock``).
+(``tags``: extra columns of the tidy metrics), built by :func:`lm_spec` or :func:`image_spec`.
+:func:`run_specs` trains ``specs[name]`` in ``root/<name>/``, keyed by :func:`spec_key` (the hash of the
+result-relevant spec): a complete run of the same key is skipped, an incomplete one resumed, a folder
+of another key moved aside to ``root/<name>@<old key>/`` (and back when that spec returns). One
+:func:`run_specs` per run name at a time (``root/.<name>.lock``).
 """
 
 from __future__ import annotations
@@ -38,14 +33,12 @@ from adamlinf.results import exclusive, write_text_atomic
 
 SPEC_FILE = "experiment_spec.json"
 COMPLETE_FILE = "experiment_complete.json"
+_PARTS = ("model", "data", "train")
 
 
 def _check_spec(name: str, spec: Mapping) -> None:
-    if not isinstance(spec, Mapping) or not {"model", "data", "train"} <= set(spec):
-        raise ValueError(f"spec {name!r} must be a dict {{'model', 'data', 'train'}} (+ optional 'tags')")
-    extra = set(spec) - {"model", "data", "train", "tags"}
-    if extra:
-        raise ValueError(f"spec {name!r} has unknown top-level keys {sorted(extra)}")
+    if not isinstance(spec, Mapping) or not {"model", "data", "train"} <= set(spec) <= {*_PARTS, "tags"}:
+        raise ValueError(f"spec {name!r} must be a dict of 'model', 'data', 'train' (and optional 'tags')")
     if "optimizer" not in spec["train"] or "lr" not in spec["train"]:
         raise ValueError(f"spec {name!r}: spec['train'] needs 'optimizer' and 'lr'")
 
@@ -198,10 +191,7 @@ def grid_specs(
 
 
 def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1) -> int:
-    """``A`` with ``nproc_per_node · A · batch_size = global_batch`` (the paper's 480 = 12 · 40 on one GPU).
-
-    A ``ValueError`` naming the nearest valid per-device batch size when there is no such ``A``.
-    """
+    """``A`` with ``nproc_per_node · A · batch_size = global_batch`` (the paper's 480 = 12 · 40 on 1 GPU)."""
     global_batch, batch_size, nproc = int(global_batch), int(batch_size), int(nproc_per_node)
     if global_batch < 1 or batch_size < 1 or nproc < 1:
         raise ValueError(
@@ -231,12 +221,10 @@ def launch_command(
     master_port: int = 29500,
     python: str | None = None,
 ) -> list[str]:
-    """The command ``torchrun --standalone --nproc_per_node=N -m adamlinf.train --spec F`` of one run.
+    """``torchrun --standalone --nproc_per_node=N -m adamlinf.train --spec F`` for a spec or spec file.
 
-    ``spec`` is a run spec (its file is ``<train.out_dir>/spec.json``, written by :func:`run`) or a
-    spec file. Several nodes (the same command on each, with its ``node_rank``, the spec file on a
-    shared file system) need a c10d ``rdzv_endpoint`` (``host:port``) or ``master_addr``/``master_port``.
-    ``python`` runs ``<python> -m torch.distributed.run`` instead of ``torchrun``.
+    Several nodes (the same command on each with its ``node_rank``) need a c10d ``rdzv_endpoint``
+    (``host:port``) or ``master_addr``; ``python`` runs ``<python> -m torch.distributed.run``.
     """
     nproc, nnodes, node_rank = int(nproc_per_node), int(nnodes), int(node_rank)
     if nproc < 1 or nnodes < 1:
@@ -261,23 +249,17 @@ def launch_command(
 
 
 def run(spec: Mapping, nproc_per_node: int = 1, **launch: Any) -> pd.DataFrame:
-    """Train from a run spec (``train.out_dir`` required) and return its metrics.
+    """Train from a run spec (``train.out_dir`` required) here, or under :func:`launch_command` with DDP.
 
-    One process trains here; more write ``<out_dir>/spec.json`` and launch :func:`launch_command`
-    (``**launch``: its node arguments) with DDP (NCCL on CUDA, gloo on CPU); a failed launch raises a
-    ``RuntimeError``.
+    ``**launch``: the node arguments of :func:`launch_command`; a failed launch raises a ``RuntimeError``.
     """
-    if int(nproc_per_node) < 1:
-        raise ValueError(f"nproc_per_node must be >= 1, got {nproc_per_node}")
     if nproc_per_node == 1 and int(launch.get("nnodes", 1)) == 1:
         model, task, cfg, full = _train.build_run(spec)
         return _train.train(model, task, cfg, spec=full)
-    if not isinstance(spec, Mapping) or "data" not in spec or "train" not in spec:
-        raise ValueError("a run spec is a dict with keys 'model', 'data' and 'train'")
-    build_task(dict(spec["data"]))  # fail fast, with the data-preparation message, if the data is missing
     out = _train.out_dir_of(_train.TrainConfig(**spec["train"]))
-    write_text_atomic(out / "spec.json", json.dumps(spec, indent=2))
     cmd = launch_command(out / "spec.json", nproc_per_node, python=sys.executable, **launch)
+    build_task(dict(spec["data"]))  # fail fast, with the data-preparation message, if the data is missing
+    write_text_atomic(out / "spec.json", json.dumps(spec, indent=2))
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc_per_node))))
     proc = subprocess.run(cmd, env=env)
@@ -304,7 +286,7 @@ def spec_key(spec: Mapping) -> str:
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """``<run_dir>/metrics.csv``, the trainer's metrics (a ``FileNotFoundError`` naming it when absent)."""
+    """The trainer's ``<run_dir>/metrics.csv``."""
     path = Path(run_dir) / "metrics.csv"
     if not path.exists():
         raise FileNotFoundError(
@@ -339,11 +321,7 @@ def _finished(run_dir: Path, spec: Mapping) -> bool:
 
 
 def is_complete(out_dir: str | Path, spec: Mapping | None = None) -> bool:
-    """Whether ``out_dir`` holds a finished run (of ``spec``'s :func:`spec_key`, when given).
-
-    True when the completion record exists and its metrics reach ``max_iters``: a run stopped by
-    ``stop_iter`` or interrupted is never complete.
-    """
+    """Whether ``out_dir`` holds a completion record (of ``spec``'s key) and metrics up to ``max_iters``."""
     marker = Path(out_dir) / COMPLETE_FILE
     if not marker.exists():
         return False
@@ -426,14 +404,11 @@ def run_specs(
 ) -> pd.DataFrame:
     """Train every ``specs[name]`` in ``root/<name>/`` (see the module docstring); the tidy metrics.
 
-    ``workers`` runs are trained at once in spawned processes (on GPUs keep 1), each with
-    ``threads_per_worker`` torch threads (default: CPU count // workers), or one run on
-    ``nproc_per_node`` DDP processes. A folder of another spec is moved aside (``on_change="keep"``;
-    ``"rerun"`` alike) or refused (``"error"``). Returns the trainer's metrics (its scheduled lr renamed
-    ``lr_t``) with ``run``, ``optimizer``, ``lr`` (the spec's peak) and the tags as columns;
-    ``attrs["wall_time_s"]`` (runs trained now) and ``attrs["run_dirs"]``.
+    ``workers`` runs at once in spawned processes (on GPUs keep 1) with ``threads_per_worker`` torch
+    threads each (default: CPU count // workers), or one run on ``nproc_per_node`` DDP processes. A
+    folder of another spec is moved aside (``on_change="keep"``) or refused (``"error"``). Returns the
+    trainer's metrics (its scheduled lr as ``lr_t``) with ``run``, ``optimizer``, ``lr`` and the tags.
     """
-    on_change = "keep" if on_change == "rerun" else on_change
     if on_change not in ("keep", "error"):
         raise ValueError(f"on_change must be 'keep' or 'error', got {on_change!r}")
     if int(nproc_per_node) < 1 or int(workers) < 1:
@@ -455,9 +430,7 @@ def run_specs(
             print(
                 f"[runs] {len(todo)} run(s) to train, {len(specs) - len(todo)} complete in {root}", flush=True
             )
-        walls = _train_all(
-            specs, todo, root, int(nproc_per_node), workers, threads_per_worker, progress, verbose
-        )
+        _train_all(specs, todo, root, int(nproc_per_node), workers, threads_per_worker, progress, verbose)
     frames = []
     for name, spec in specs.items():
         df = read_metrics(root / name).rename(columns={"lr": "lr_t"})
@@ -467,22 +440,18 @@ def run_specs(
         for key, value in (spec.get("tags") or {}).items():
             df[key] = value
         frames.append(df)
-    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    out.attrs["wall_time_s"] = walls
-    out.attrs["run_dirs"] = {name: str(root / name) for name in specs}
-    return out
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def _train_all(specs, todo, root, nproc_per_node, workers, threads_per_worker, progress, verbose) -> dict:
-    """Train the runs ``todo`` one after another or in ``workers`` processes; their wall times."""
-    walls: dict[str, float] = {}
+def _train_all(specs, todo, root, nproc_per_node, workers, threads_per_worker, progress, verbose) -> None:
+    """Train the runs ``todo`` one after another or in ``workers`` processes."""
     if todo and workers == 1:
         for name in todo:
-            _, walls[name] = _run_one(
+            _, wall = _run_one(
                 name, dict(specs[name]), str(root / name), nproc_per_node, threads_per_worker, progress
             )
             if verbose:
-                print(f"[runs] {name}: {walls[name]:.1f} s", flush=True)
+                print(f"[runs] {name}: {wall:.1f} s", flush=True)
     elif todo:
         threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         show = False if progress is None else progress
@@ -494,7 +463,6 @@ def _train_all(specs, todo, root, nproc_per_node, workers, threads_per_worker, p
                 for name in todo
             ]
             for fut in futures:
-                name, walls[name] = fut.result()
+                name, wall = fut.result()
                 if verbose:
-                    print(f"[runs] {name}: {walls[name]:.1f} s (worker)", flush=True)
-    return walls
+                    print(f"[runs] {name}: {wall:.1f} s (worker)", flush=True)
