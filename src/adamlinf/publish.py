@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     params["results_dir"] = str(results_dir(args.notebook, args.scale))
     wall = execute_plain(args.notebook, params)
     record = provenance(
-        {**params, "results_dir": _run._rel(Path(params["results_dir"]))},
+        {**params, "results_dir": _run.repo_relative(Path(params["results_dir"]))},
         wall_time_s=wall,
         notebook=args.notebook,
         scale=args.scale,

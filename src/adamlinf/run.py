@@ -85,7 +85,8 @@ def execution_order(names: list[str]) -> list[str]:
     return [n for n in names if n not in RUN_LAST] + [n for n in names if n in RUN_LAST]
 
 
-def _rel(path: Path) -> str:
+def repo_relative(path: Path) -> str:
+    """``path`` relative to the repository (as given when outside it)."""
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except (ValueError, OSError, RuntimeError):  # outside the repository, or a symlink loop
@@ -125,7 +126,7 @@ def parameter_defaults(name: str, sources: Path | None = None) -> dict[str, Any]
     """``{name: default}`` of notebook ``name``'s parameters cell (None for a non-literal default)."""
     path = Path(sources or os.environ.get("ADAMLINF_SOURCES", SOURCES)) / f"{name}.py"  # set for the kernel
     if not path.exists():
-        raise FileNotFoundError(f"no notebook source {_rel(path)}")
+        raise FileNotFoundError(f"no notebook source {repo_relative(path)}")
     tree = ast.parse(parameters_cell(path.read_text()))
     out: dict[str, Any] = {}
     for node in tree.body:
@@ -153,10 +154,11 @@ def load_parameters(name: str, scale: str) -> dict:
     """The parameter set of notebook ``name`` at ``scale`` from ``params/<name>.yaml``."""
     path = PARAMS / f"{name}.yaml"
     if not path.exists():
-        raise SystemExit(f"no parameter file {_rel(path)} for notebook '{name}'")
+        raise SystemExit(f"no parameter file {repo_relative(path)} for notebook '{name}'")
     table = yaml.safe_load(path.read_text()) or {}
     if scale not in table:
-        raise SystemExit(f"{_rel(path)} has no '{scale}' scale (it has: {', '.join(table) or 'none'})")
+        known = ", ".join(table) or "none"
+        raise SystemExit(f"{repo_relative(path)} has no '{scale}' scale (it has: {known})")
     return dict(table[scale] or {})
 
 
@@ -302,7 +304,7 @@ def resolve_parameters(
     if errors:
         raise ValueError(f"{name}: " + f"\n{name}: ".join(dict.fromkeys(errors)))
     params["scale"] = scale
-    params["results_dir"] = _rel(Path(_results.RESULTS_ROOT) / name / scale)  # the run creates it
+    params["results_dir"] = repo_relative(Path(_results.RESULTS_ROOT) / name / scale)  # the run creates it
     return params
 
 
@@ -412,7 +414,7 @@ def _execute_locked(name, scale, params, final, log_output) -> dict:
     import papermill
 
     staging = _results.begin_staging(final)
-    kernel_params = {**params, "results_dir": _rel(staging)}
+    kernel_params = {**params, "results_dir": repo_relative(staging)}
     nb = jupytext.read(SOURCES / f"{name}.py")
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     EXECUTED.mkdir(parents=True, exist_ok=True)
@@ -489,7 +491,7 @@ def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
     src = _results.results_dir(name, scale)
     if not (src / PROVENANCE_FILE).exists():
         raise SystemExit(
-            f"nothing to publish: {_rel(src / PROVENANCE_FILE)} is missing "
+            f"nothing to publish: {repo_relative(src / PROVENANCE_FILE)} is missing "
             f"(run python -m adamlinf.run --scale {scale} --only {name} first)"
         )
     dest = Path(root or _results.PUBLISHED_ROOT) / name / scale
@@ -582,11 +584,12 @@ def _run_one(name: str, args, params: dict) -> int:
     """Execute and publish one notebook of :func:`main`; 0, or the exit status after one FAILED line."""
     kept = EXECUTED / f"{name}.ipynb"
     failed = EXECUTED / f"{name}.failed.ipynb"
-    results = _rel(REPO_ROOT / params["results_dir"])
+    results = repo_relative(REPO_ROOT / params["results_dir"])
 
     def fail(reason: str, status: int, notebook: bool = False) -> int:
-        last = f"; the last good results stay in {results}" + (f" and {_rel(kept)}" if kept.exists() else "")
-        where = f"; the failed notebook is at {_rel(failed)}" if notebook and failed.exists() else ""
+        last = f"; the last good results stay in {results}"
+        last += f" and {repo_relative(kept)}" if kept.exists() else ""
+        where = f"; the failed notebook is at {repo_relative(failed)}" if notebook and failed.exists() else ""
         print(f"FAILED: {name}: {reason}{last}{where}", file=sys.stderr, flush=True)
         return status
 
@@ -603,7 +606,7 @@ def _run_one(name: str, args, params: dict) -> int:
         return fail(_reason(exc), 1, notebook=True)
     print(f"    done in {rec['wall_time_s']:.1f} s", flush=True)
     if args.publish and name not in RUN_LAST:  # summaries are rebuilt from what is published
-        print(f"    published to {_rel(publish(name, args.scale))}", flush=True)
+        print(f"    published to {repo_relative(publish(name, args.scale))}", flush=True)
     return 0
 
 
