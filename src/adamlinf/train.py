@@ -237,34 +237,16 @@ def list_checkpoints(out_dir) -> list[Path]:
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
-class _Recording:
-    """A binary file that keeps the ``OSError`` of a failed write (torch reports its own RuntimeError)."""
-
-    def __init__(self, f) -> None:
-        self.f, self.error = f, None
-
-    def write(self, data) -> int:
-        try:
-            return self.f.write(data)
-        except OSError as exc:
-            self.error = exc
-            raise
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
 def save_checkpoint(state: dict, out_dir, it: int, keep: int = 2) -> Path:
     """Write ``state`` atomically with its SHA-256 beside it; keep the newest ``keep`` checkpoints."""
     path = checkpoint_path(out_dir, it)
 
-    def save(raw):  # torch reports a failed write as its own RuntimeError: raise the OSError instead
-        f = _Recording(raw)
+    def save(f):  # torch reports a failed write as its own RuntimeError: raise the OSError instead
         try:
             torch.save(state, f)
-        except Exception:
-            if f.error is not None:
-                raise f.error from None
+        except RuntimeError as exc:
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
             raise
 
     results.write_atomic(path, save)
@@ -303,8 +285,7 @@ def load_checkpoint(path) -> dict:
 def newest_checkpoint(out_dir, *, quarantine: bool = False) -> tuple[dict, Path] | None:
     """``(checkpoint, path)`` of the newest valid checkpoint, or None when there is none.
 
-    Damaged newer ones are skipped with a :class:`CheckpointWarning` (and renamed ``*.damaged`` with
-    ``quarantine``); a :class:`CheckpointError` lists them when none is valid.
+    Damaged ones are skipped with a :class:`CheckpointWarning` (renamed ``*.damaged`` with ``quarantine``).
     """
     damaged = []
     for path in list_checkpoints(out_dir):
@@ -453,11 +434,7 @@ def _wrap(model: nn.Module, cfg: TrainConfig, ddp: bool, device):
 
 
 def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: int, device, dtype, ahead=None):
-    """The training batches of iterations ``start..stop-1``, micro step by micro step, on ``device``.
-
-    With ``ahead`` (default: on CUDA) batch k+1 is fetched before batch k is yielded; on CUDA batches
-    are pinned and copied without blocking.
-    """
+    """The micro batches of iterations ``start..stop-1`` on ``device``, ``ahead`` (None: on CUDA) by one."""
     cuda = torch.device(device).type == "cuda"
 
     def to_device(batch):
@@ -566,9 +543,9 @@ class _StopSignals:
 class _Log:
     """Metric rows and checkpoints: iterations are buffered as device tensors until :meth:`flush`."""
 
-    def __init__(self, out: Path, rows: list, cfg, master, device, geometry, start, elapsed, model, state):
+    def __init__(self, out: Path, rows: list, cfg, master, device, geometry, start, elapsed, state):
         self.out, self.rows, self.cfg, self.master, self.state = out, rows, cfg, master, state
-        self.model = model
+        self.model = state[0]
         self.global_batch, self.tokens = geometry
         self.device, self.cuda = device, torch.device(device).type == "cuda"
         self.interval = cfg.log_interval or (10 if self.cuda else 1)
@@ -634,11 +611,9 @@ class _Log:
                 raise results.describe_os_error(exc, self.jsonl.name) from None
 
     def checkpoint_due(self, n: int) -> bool:
-        c = self.cfg
+        c, minutes = self.cfg, (time.time() - self.last_save) / 60
         by_iter = bool(c.checkpoint_interval and n % c.checkpoint_interval == 0)
-        return by_iter or bool(
-            c.checkpoint_minutes and time.time() - self.last_save >= 60 * c.checkpoint_minutes
-        )
+        return by_iter or bool(c.checkpoint_minutes and minutes >= c.checkpoint_minutes)
 
     def save(self, n: int, rng: dict) -> None:
         """Checkpoint the state before iteration ``n`` (``rng``: the torch RNG states at that point)."""
@@ -696,7 +671,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
     eval_model, train_model = _wrap(model, cfg, ddp, device)
     stop = max(start, min(cfg.max_iters, cfg.max_iters if cfg.stop_iter is None else cfg.stop_iter))
     state = (model, optimizer, scaler, rotation, spec, world)
-    log = _Log(out, rows, cfg, master, device, geometry, start, elapsed, model, state)
+    log = _Log(out, rows, cfg, master, device, geometry, start, elapsed, state)
     batches = _batches(task, cfg, start, stop, rank, world, device, param_dtype)
     done, rng, consistent = start, _rng_state(device, torch_only=True), True
     model.train()
