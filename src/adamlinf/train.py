@@ -142,11 +142,8 @@ class TrainConfig:
         if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
             raise ValueError(f"TrainConfig.out_dir must be a path, got {self.out_dir!r}")
         self.out_dir = str(self.out_dir)
-        for name, choices in (
-            ("optimizer", OPTIMIZERS),
-            ("schedule", ("cosine", "constant")),
-            ("dtype", DTYPES),
-        ):
+        allowed = {"optimizer": OPTIMIZERS, "schedule": ("cosine", "constant"), "dtype": DTYPES}
+        for name, choices in allowed.items():
             value = getattr(self, name)
             if not isinstance(value, str) or value not in choices:
                 raise ValueError(f"TrainConfig.{name} must be one of {tuple(choices)}, got {value!r}")
@@ -408,11 +405,9 @@ def _resume(out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer,
     ckpt, path = found
     diff = _spec_diff(ckpt["spec"], spec)
     if diff:
-        raise ValueError(
-            f"{path} was written by a run with a different spec; refusing to mix them:\n  "
-            + "\n  ".join(diff)
-            + "\nuse another out_dir (or restore the spec)"
-        )
+        lines = "\n  ".join(diff)
+        msg = f"{path} was written by a run with a different spec; refusing to mix them:\n  {lines}"
+        raise ValueError(msg + "\nuse another out_dir (or restore the spec)")
     model.load_state_dict(ckpt["model"])
     if rotation is not None:
         rotation.load_state_dict(ckpt["rotation"])
@@ -426,11 +421,8 @@ def _wrap(model: nn.Module, cfg: TrainConfig, ddp: bool, device):
     """(model for evaluation, model for training): compiled (default on CUDA), DDP-wrapped."""
     cuda = torch.device(device).type == "cuda"
     run_model = torch.compile(model) if (cuda if cfg.compile is None else cfg.compile) else model
-    if not ddp:
-        return run_model, run_model
-    return run_model, DistributedDataParallel(
-        run_model, device_ids=[torch.device(device).index] if cuda else None
-    )
+    ids = [torch.device(device).index] if cuda else None
+    return run_model, DistributedDataParallel(run_model, device_ids=ids) if ddp else run_model
 
 
 def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: int, device, dtype, ahead=None):
