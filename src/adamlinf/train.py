@@ -502,10 +502,9 @@ def write_metrics(out: Path | str, rows: list) -> None:
 
 
 class _StopSignals:
-    """SIGINT/SIGTERM in a single-process run: noted, acted on at the next step boundary.
+    """SIGINT/SIGTERM (one process): at the next step boundary, a checkpoint and :meth:`stop` (exit 143).
 
-    The loop then checkpoints and raises :meth:`stop` (KeyboardInterrupt, or ``SystemExit(143)`` for
-    SIGTERM); a second SIGINT stops at once.
+    A second SIGINT stops at once.
     """
 
     def __init__(self, active: bool) -> None:
