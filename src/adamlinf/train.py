@@ -1,19 +1,15 @@
 """The one training loop of the experiments (GPT-2, Section 4.2; ResNet18, Section 4.3), after nanoGPT.
 
-Iteration ``t``: ``lr_t`` from :func:`lr_at`; [rotated Adam: module <- R w]; for each of ``A =
-grad_accum`` micro steps, ``(task.loss(model, task.batch("train", t, m, rank, world)) / A).backward()``
-(DDP all-reduces on the last); [rotated Adam: w.grad <- Rᵀ grad]; clip the global gradient norm;
-``optimizer.step()``. The gradient is the mean over the global batch of ``world · A · B`` samples.
-Losses stay on the device and reach the host once every ``log_interval`` iterations.
+Iteration ``t``: ``lr_t = lr_at(t)``; [rotated Adam: module <- R w]; ``grad_accum = A`` micro steps of
+``(task.loss(model, task.batch("train", t, m, rank, world)) / A).backward()`` (DDP syncs the last);
+[rotated Adam: w.grad <- Rᵀ grad]; clip the global gradient norm; ``optimizer.step()``.
 
-``out_dir`` holds ``metrics.jsonl`` (one row per iteration), ``metrics.csv`` and ``ckpt-<iter>.pt``
-with its SHA-256 in ``ckpt-<iter>.pt.sha256``, written atomically every ``checkpoint_interval``
-iterations or ``checkpoint_minutes``, at the end, and on an error, SIGINT or SIGTERM. A run resumes
-from its newest valid checkpoint (damaged ones are renamed ``*.damaged``) to the same loss curve, and
-only into the same :func:`result_spec`. One trainer per ``out_dir`` (``.train.lock``). DDP:
-``torchrun --standalone --nproc_per_node N -m adamlinf.train --spec spec.json``; rank 0 evaluates,
-logs and saves. ``TrainConfig.optimizer`` names an entry of the one optimizer registry,
-``adamlinf.optim.OPTIMIZERS``.
+``out_dir`` holds ``metrics.jsonl``, ``metrics.csv`` and ``ckpt-<iter>.pt`` with its SHA-256 beside it,
+written atomically every ``checkpoint_interval`` iterations or ``checkpoint_minutes``, at the end, and
+on an error, SIGINT or SIGTERM. A run resumes from its newest valid checkpoint (damaged ones are renamed
+``*.damaged``), only into the same :func:`result_spec`. One trainer per ``out_dir`` (``.train.lock``).
+DDP: ``torchrun --standalone --nproc_per_node N -m adamlinf.train --spec spec.json`` (rank 0 evaluates,
+logs and saves). ``TrainConfig.optimizer`` names an entry of ``adamlinf.optim.OPTIMIZERS``.
 """
 
 from __future__ import annotations
@@ -52,9 +48,8 @@ from adamlinf.rotations import RotatedParametrization
 OPTIMIZERS = tuple(optim.OPTIMIZERS)  # the registry's names (adamlinf.optim)
 DTYPES = {name: getattr(torch, name) for name in ("float32", "float64", "bfloat16", "float16")}
 
-#: ``TrainConfig`` fields that change neither the trained parameters nor the logged metrics (``device``
-#: and ``compile`` change rounding only): a checkpoint may differ from its resuming run in them, and
-#: they do not count in a run's identity (``adamlinf.runs.spec_key``).
+#: ``TrainConfig`` fields that change neither the parameters nor the metrics (``device``, ``compile``:
+#: rounding only): not part of a run's identity (``adamlinf.runs.spec_key``) nor checked on resume.
 EXECUTION_FIELDS = frozenset(
     {"out_dir", "eval_interval", "log_interval", "checkpoint_interval", "checkpoint_minutes"}
     | {"keep_checkpoints", "progress", "resume", "stop_iter", "device", "compile"}
@@ -99,25 +94,17 @@ def _bool(name: str, value, optional: bool = False) -> None:
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run, checked when it is built (the optimizer checks its own hyperparameters).
+    """Every knob of a run, checked when built (the optimizer checks its own hyperparameters).
 
     Schedule (nanoGPT's): ``lr·(t+1)/(warmup_iters+1)`` for ``t < warmup_iters``; then ``"cosine"``
-    decays to ``min_lr`` (None: ``lr/10``) at ``lr_decay_iters`` (None: ``max_iters``), ``"constant"``
-    keeps ``lr``. ``batch_size`` is per rank and micro step (None: the task's).
-
-    Attributes:
-        optimizer: one of :data:`OPTIMIZERS`; ``betas``, ``eps``, ``momentum``, ``torch_form`` and
-            ``optimizer_kwargs`` go to ``optim.create``; rotated Adam uses ``rotation_k`` rotated
-            blocks per coordinate and ``rotation_seed`` (App. D.1).
-        grad_clip: max global gradient 2-norm (0 or None: off).
-        eval_interval: evaluate every that many iterations (0: at the start); the end always.
-        log_interval: iterations per host sync (None: 1 on CPU, 10 on CUDA).
-        checkpoint_interval: checkpoint every that many iterations (0: off); also every
-            ``checkpoint_minutes`` (0: off); the newest ``keep_checkpoints`` are kept.
-        seed: model initialisation (:func:`build_run`) and dropout.
-        dtype: parameter dtype (float32, float64) or autocast dtype (bfloat16; float16 with a scaler).
-        compile: ``torch.compile`` the model (None: on CUDA only).
-        stop_iter: stop before that iteration with a checkpoint; the schedule still targets ``max_iters``.
+    decays to ``min_lr`` (None: ``lr/10``) at ``lr_decay_iters`` (None: ``max_iters``); ``"constant"``.
+    ``betas``, ``eps``, ``momentum``, ``torch_form``, ``optimizer_kwargs`` go to ``optim.create``;
+    rotated Adam uses ``rotation_k`` and ``rotation_seed`` (App. D.1). ``batch_size``: per rank and
+    micro step (None: the task's). ``grad_clip``: max global 2-norm (0/None: off). ``eval_interval``:
+    0 evaluates at the start only (the end always). ``log_interval``: iterations per host sync (None:
+    1 on CPU, 10 on CUDA). Checkpoints every ``checkpoint_interval`` iterations and ``checkpoint_minutes``
+    (0: off), keeping ``keep_checkpoints``. ``dtype``: parameters (float32/64) or autocast (bfloat16,
+    float16 with a scaler). ``compile`` (None: on CUDA). ``stop_iter``: stop there with a checkpoint.
     """
 
     out_dir: str
@@ -155,11 +142,8 @@ class TrainConfig:
         if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
             raise ValueError(f"TrainConfig.out_dir must be a path, got {self.out_dir!r}")
         self.out_dir = str(self.out_dir)
-        for name, choices in (
-            ("optimizer", OPTIMIZERS),
-            ("schedule", ("cosine", "constant")),
-            ("dtype", DTYPES),
-        ):
+        allowed = {"optimizer": OPTIMIZERS, "schedule": ("cosine", "constant"), "dtype": DTYPES}
+        for name, choices in allowed.items():
             value = getattr(self, name)
             if not isinstance(value, str) or value not in choices:
                 raise ValueError(f"TrainConfig.{name} must be one of {tuple(choices)}, got {value!r}")
@@ -203,16 +187,7 @@ def lr_at(it: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(cfg: TrainConfig, model: nn.Module, params: list) -> torch.optim.Optimizer:
-    """The optimizer ``cfg.optimizer`` over ``params``, from the registry :data:`adamlinf.optim.OPTIMIZERS`.
-
-    Args:
-        cfg: the run's configuration.
-        model: the model (its ``config.n_head`` for the per-head partition).
-        params: the trainable tensors.
-
-    Returns:
-        The optimizer.
-    """
+    """The optimizer ``cfg.optimizer`` over ``params`` (``model`` gives the per-head partition)."""
     kw = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, momentum=cfg.momentum, **cfg.optimizer_kwargs)
     if not cfg.torch_form:  # the paper's form: no bias correction, eps inside the root
         kw.update(bias_correction=False, eps=0.0, eps_root=cfg.eps)
@@ -259,34 +234,16 @@ def list_checkpoints(out_dir) -> list[Path]:
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
-class _Recording:
-    """A binary file that keeps the ``OSError`` of a failed write (torch reports its own RuntimeError)."""
-
-    def __init__(self, f) -> None:
-        self.f, self.error = f, None
-
-    def write(self, data) -> int:
-        try:
-            return self.f.write(data)
-        except OSError as exc:
-            self.error = exc
-            raise
-
-    def flush(self) -> None:
-        self.f.flush()
-
-
 def save_checkpoint(state: dict, out_dir, it: int, keep: int = 2) -> Path:
     """Write ``state`` atomically with its SHA-256 beside it; keep the newest ``keep`` checkpoints."""
     path = checkpoint_path(out_dir, it)
 
-    def save(raw):  # torch reports a failed write as its own RuntimeError: raise the OSError instead
-        f = _Recording(raw)
+    def save(f):  # torch reports a failed write as its own RuntimeError: raise the OSError instead
         try:
             torch.save(state, f)
-        except Exception:
-            if f.error is not None:
-                raise f.error from None
+        except RuntimeError as exc:
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
             raise
 
     results.write_atomic(path, save)
@@ -325,8 +282,7 @@ def load_checkpoint(path) -> dict:
 def newest_checkpoint(out_dir, *, quarantine: bool = False) -> tuple[dict, Path] | None:
     """``(checkpoint, path)`` of the newest valid checkpoint, or None when there is none.
 
-    Damaged newer ones are skipped with a :class:`CheckpointWarning` (and renamed ``*.damaged`` with
-    ``quarantine``); a :class:`CheckpointError` lists them when none is valid.
+    Damaged ones are skipped with a :class:`CheckpointWarning` (renamed ``*.damaged`` with ``quarantine``).
     """
     damaged = []
     for path in list_checkpoints(out_dir):
@@ -359,10 +315,8 @@ def out_dir_of(cfg: TrainConfig, create: bool = True) -> Path:
         raise NotADirectoryError(
             f"TrainConfig.out_dir={cfg.out_dir!r}: {bad} is a file, not a folder; choose another out_dir"
         )
-    if create:
-        results.make_dirs(
-            out
-        )  # a read-only folder or a symlink loop: one line naming the folder and the cause
+    if create:  # a read-only folder or a symlink loop: one line naming the folder and the cause
+        results.make_dirs(out)
     return out
 
 
@@ -383,10 +337,7 @@ def _dist_setup(device: str):
 
 
 def _rng_state(device, torch_only: bool = False) -> dict:
-    """The torch (and this GPU's) RNG states; with NumPy's and Python's unless ``torch_only``.
-
-    The loop snapshots the torch states (1 µs) every iteration; it draws from no other generator.
-    """
+    """The torch (and this GPU's) RNG states; with NumPy's and Python's unless ``torch_only``."""
     state = {"torch": torch.get_rng_state()}
     if not torch_only:
         state.update(numpy=np.random.get_state(), python=random.getstate())
@@ -454,11 +405,9 @@ def _resume(out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer,
     ckpt, path = found
     diff = _spec_diff(ckpt["spec"], spec)
     if diff:
-        raise ValueError(
-            f"{path} was written by a run with a different spec; refusing to mix them:\n  "
-            + "\n  ".join(diff)
-            + "\nuse another out_dir (or restore the spec)"
-        )
+        lines = "\n  ".join(diff)
+        msg = f"{path} was written by a run with a different spec; refusing to mix them:\n  {lines}"
+        raise ValueError(msg + "\nuse another out_dir (or restore the spec)")
     model.load_state_dict(ckpt["model"])
     if rotation is not None:
         rotation.load_state_dict(ckpt["rotation"])
@@ -472,19 +421,12 @@ def _wrap(model: nn.Module, cfg: TrainConfig, ddp: bool, device):
     """(model for evaluation, model for training): compiled (default on CUDA), DDP-wrapped."""
     cuda = torch.device(device).type == "cuda"
     run_model = torch.compile(model) if (cuda if cfg.compile is None else cfg.compile) else model
-    if not ddp:
-        return run_model, run_model
-    return run_model, DistributedDataParallel(
-        run_model, device_ids=[torch.device(device).index] if cuda else None
-    )
+    ids = [torch.device(device).index] if cuda else None
+    return run_model, DistributedDataParallel(run_model, device_ids=ids) if ddp else run_model
 
 
 def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: int, device, dtype, ahead=None):
-    """The training batches of iterations ``start..stop-1``, micro step by micro step, on ``device``.
-
-    With ``ahead`` (default: on CUDA) batch k+1 is fetched before batch k is yielded; on CUDA batches
-    are pinned and copied without blocking.
-    """
+    """The micro batches of iterations ``start..stop-1`` on ``device``, ``ahead`` (None: on CUDA) by one."""
     cuda = torch.device(device).type == "cuda"
 
     def to_device(batch):
@@ -509,9 +451,7 @@ def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: in
         yield waiting
 
 
-def _accumulate(
-    task, train_model, batches, cfg: TrainConfig, ddp: bool, autocast, scaler, device
-) -> torch.Tensor:
+def _accumulate(task, train_model, batches, cfg: TrainConfig, ddp, autocast, scaler, device) -> torch.Tensor:
     """Forward and backward over the micro steps (DDP syncs on the last); the mean loss, on the device."""
     loss = torch.zeros((), device=device)
     for micro in range(cfg.grad_accum):
@@ -562,10 +502,9 @@ def write_metrics(out: Path | str, rows: list) -> None:
 
 
 class _StopSignals:
-    """SIGINT/SIGTERM in a single-process run: noted, acted on at the next step boundary.
+    """SIGINT/SIGTERM (one process): at the next step boundary, a checkpoint and :meth:`stop` (exit 143).
 
-    The loop then checkpoints and raises :meth:`stop` (KeyboardInterrupt, or ``SystemExit(143)`` for
-    SIGTERM); a second SIGINT stops at once.
+    A second SIGINT stops at once.
     """
 
     def __init__(self, active: bool) -> None:
@@ -595,9 +534,9 @@ class _StopSignals:
 class _Log:
     """Metric rows and checkpoints: iterations are buffered as device tensors until :meth:`flush`."""
 
-    def __init__(self, out: Path, rows: list, cfg, master, device, geometry, start, elapsed, model, state):
+    def __init__(self, out: Path, rows: list, cfg, master, device, geometry, start, elapsed, state):
         self.out, self.rows, self.cfg, self.master, self.state = out, rows, cfg, master, state
-        self.model = model
+        self.model = state[0]
         self.global_batch, self.tokens = geometry
         self.device, self.cuda = device, torch.device(device).type == "cuda"
         self.interval = cfg.log_interval or (10 if self.cuda else 1)
@@ -663,11 +602,9 @@ class _Log:
                 raise results.describe_os_error(exc, self.jsonl.name) from None
 
     def checkpoint_due(self, n: int) -> bool:
-        c = self.cfg
+        c, minutes = self.cfg, (time.time() - self.last_save) / 60
         by_iter = bool(c.checkpoint_interval and n % c.checkpoint_interval == 0)
-        return by_iter or bool(
-            c.checkpoint_minutes and time.time() - self.last_save >= 60 * c.checkpoint_minutes
-        )
+        return by_iter or bool(c.checkpoint_minutes and minutes >= c.checkpoint_minutes)
 
     def save(self, n: int, rng: dict) -> None:
         """Checkpoint the state before iteration ``n`` (``rng``: the torch RNG states at that point)."""
@@ -696,12 +633,11 @@ class _Log:
 
 
 def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None) -> pd.DataFrame:
-    """Train ``model`` on a task of :mod:`adamlinf.data` with ``cfg`` (see the module docstring).
+    """Train ``model`` on a task of :mod:`adamlinf.data` (see the module docstring).
 
-    ``spec`` (``{"model", "data", "train"}``) is stored in checkpoints for :func:`load_final` and
-    compared on resume. Returns the metrics on rank 0 (else empty): ``iter`` (steps before the row's
-    parameters), ``samples`` (``tokens``), ``lr``, ``train_loss`` (before the update), ``grad_norm``
-    (before clipping), evaluation metrics, ``iter_time``, ``mfu`` (CUDA) and ``time`` (across resumes).
+    ``spec`` is stored in checkpoints (for :func:`load_final`) and compared on resume. Returns the
+    metrics on rank 0 (else empty): ``iter``, ``samples`` (``tokens``), ``lr``, ``train_loss`` (before
+    the update), ``grad_norm`` (before clipping), evaluation metrics, ``iter_time``, ``mfu``, ``time``.
     """
     if not isinstance(cfg, TrainConfig):
         raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
@@ -726,7 +662,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
     eval_model, train_model = _wrap(model, cfg, ddp, device)
     stop = max(start, min(cfg.max_iters, cfg.max_iters if cfg.stop_iter is None else cfg.stop_iter))
     state = (model, optimizer, scaler, rotation, spec, world)
-    log = _Log(out, rows, cfg, master, device, geometry, start, elapsed, model, state)
+    log = _Log(out, rows, cfg, master, device, geometry, start, elapsed, state)
     batches = _batches(task, cfg, start, stop, rank, world, device, param_dtype)
     done, rng, consistent = start, _rng_state(device, torch_only=True), True
     model.train()
@@ -786,13 +722,11 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
 
 
 def build_run(spec: dict):
-    """``(model, task, cfg, full spec)`` from a run spec ``{"model": {...}, "data": {...}, "train": {...}}``.
+    """``(model, task, cfg, full spec)`` from a run spec ``{"model", "data", "train"}``.
 
-    The task is built first (missing data fails before any model is built). A GPT without
-    ``vocab_size``/``block_size`` takes them from the task (the vocabulary padded to a multiple of 64).
-    ``train.batch_size`` fills a missing ``data.batch_size``; ``train.grad_accum`` a missing
-    ``data.grad_accum`` of an image task (which orders its data by it). The model is initialised
-    under ``torch.manual_seed(train.seed)``.
+    The task is built first; a GPT takes missing ``vocab_size`` (padded to a multiple of 64) and
+    ``block_size`` from it; ``train.batch_size`` and (image tasks) ``train.grad_accum`` fill the data
+    spec's; the model is initialised under ``torch.manual_seed(train.seed)``.
     """
     if not isinstance(spec, dict) or not {"model", "data", "train"} <= set(spec):
         raise ValueError("a run spec is a dict with keys 'model', 'data' and 'train'")
@@ -814,11 +748,10 @@ def build_run(spec: dict):
 
 
 def load_final(out_dir, device: str = "cpu", allow_partial: bool = False):
-    """``(model, task, cfg, rotation or None)`` of a run's newest valid checkpoint.
+    """``(model in eval mode, task, cfg, rotation or None)`` of a run's newest valid checkpoint.
 
-    The model (in eval mode) holds the final parameters (rotated Adam: ``x = R w``, and
-    ``rotation.rotation`` is the map R for the Hessian of L∘R). A ``FileNotFoundError`` without a
-    checkpoint; a ``ValueError`` for an unfinished run (unless ``allow_partial``) or one without specs.
+    Rotated Adam: the model holds ``x = R w``. ``FileNotFoundError`` without a checkpoint; ``ValueError``
+    for an unfinished run (unless ``allow_partial``) or one without model/data specs.
     """
     found = newest_checkpoint(out_dir)
     if found is None:
@@ -826,10 +759,8 @@ def load_final(out_dir, device: str = "cpu", allow_partial: bool = False):
     ckpt, path = found
     cfg = TrainConfig(**ckpt["config"])
     if ckpt["iter"] < cfg.max_iters and not allow_partial:
-        raise ValueError(
-            f"{path} is at iteration {ckpt['iter']} of {cfg.max_iters}: the run has not "
-            "finished (resume it, or pass allow_partial=True)"
-        )
+        msg = f"{path} is at iteration {ckpt['iter']} of {cfg.max_iters}: the run has not finished"
+        raise ValueError(msg + " (resume it, or pass allow_partial=True)")
     spec = ckpt["spec"]
     if not spec.get("model") or not spec.get("data"):
         raise ValueError(
@@ -850,10 +781,7 @@ def load_final(out_dir, device: str = "cpu", allow_partial: bool = False):
 
 def main(argv=None):
     """``python -m adamlinf.train --spec spec.json``: the entry point ``torchrun`` launches."""
-    parser = argparse.ArgumentParser(
-        prog="python -m adamlinf.train",
-        description="Train from a run spec (JSON); use under torchrun for DDP.",
-    )
+    parser = argparse.ArgumentParser(prog="python -m adamlinf.train", description="Train from a run spec.")
     parser.add_argument("--spec", required=True, help="JSON file {model, data, train}")
     spec = json.loads(Path(parser.parse_args(argv).spec).read_text())
     try:
