@@ -1,19 +1,13 @@
 r"""Hessian operators and estimators (Algorithm 4, Definition 3.9).
 
-:math:`H=\nabla^2L(x)` of the mean loss over fixed batches at fixed parameters, flattened in
-``model.parameters()`` order (tied weights once). As in curvlinops every operator is matrix-free
-(``matvec``/``matmat``) and a SciPy ``LinearOperator``. Norms of a dense matrix
-are in :mod:`adamlinf.theory`.
-
-* :class:`HVP` (``hvp``): ``v -> Hv``; :class:`RotatedHVP` (``rotated``): ``v -> R^T H R v``;
-  :func:`exact_hessian`: the dense Hessian (small ``d``).
-* :func:`l11_norm`: :math:`\|H\|_{1,1}` by Cauchy probes with a bootstrap band.
-* :func:`spectral_norm`: :math:`\|H\|_2` by Lanczos (``eigsh``).
-
-The loss must be a fixed, twice differentiable function of the parameters. Checked at every
-product: fused attention is switched to the GPT's ``"math"`` attention (with a warning), BatchNorm
-updating running statistics and active dropout are refused; at construction the loss is evaluated
-twice and must agree exactly.
+:math:`H=\nabla^2L(x)` of the mean loss over fixed batches, flattened in ``model.parameters()``
+order (tied weights once). Operators are matrix-free (``matvec``/``matmat``, a SciPy
+``LinearOperator``): :class:`HVP` ``v -> Hv``, :class:`RotatedHVP` ``v -> R^T H R v``;
+:func:`exact_hessian` is the dense Hessian, :func:`l11_norm` estimates :math:`\|H\|_{1,1}` by Cauchy
+probes with a bootstrap band, :func:`spectral_norm` :math:`\|H\|_2` by Lanczos. The loss must be a
+fixed, twice differentiable function: fused attention is switched to the GPT's ``"math"`` attention,
+BatchNorm updating statistics and active dropout are refused at every product, and two evaluations
+at construction must agree exactly.
 """
 
 from __future__ import annotations
@@ -41,27 +35,20 @@ from tqdm import tqdm
 from .partitions import check_block_index
 from .theory import l2_smoothness
 
-__all__ = [
-    "Operator", "HVP", "hvp", "rotated", "RotatedHVP", "exact_hessian", "L11Estimate", "l11_norm",
-    "row_scales", "bootstrap_band", "cauchy_bias_factor", "spectral_norm", "lanczos",
-    "cauchy_probe", "check_positive_int",
-]  # fmt: skip
+__all__ = ["Operator", "HVP", "hvp", "rotated", "RotatedHVP", "exact_hessian", "L11Estimate", "l11_norm"]
+__all__ += ["row_scales", "bootstrap_band", "cauchy_bias_factor", "spectral_norm", "lanczos", "cauchy_probe"]
+__all__ += ["check_positive_int"]
 
 LossFn = Callable[[nn.Module, Any], Tensor]
 
 
 def check_positive_int(name: str, value) -> int:
     """``int(value)`` for a positive integer; ``ValueError`` naming ``name`` otherwise (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
 
 
-# --------------------------------------------------------------------------------------------
-# checks that the loss is a fixed function
-# --------------------------------------------------------------------------------------------
 def _switch_attention(model: nn.Module) -> None:
     """Switch the first submodule with ``set_attention`` (our GPT) to its ``"math"`` attention."""
     for m in model.modules():
@@ -69,9 +56,8 @@ def _switch_attention(model: nn.Module) -> None:
             current = getattr(getattr(m, "config", None), "attention", None)
             if current != "math":
                 warnings.warn(
-                    f"{type(m).__name__}: switching attention from {current!r} to 'math' for "
-                    "Hessian-vector products (fused scaled_dot_product_attention has no double "
-                    "backward / forward-mode AD); call model.set_attention(...) to switch back.",
+                    f"{type(m).__name__}: switching attention from {current!r} to 'math' (fused attention "
+                    "has no double backward); model.set_attention(...) switches back",
                     stacklevel=3,
                 )
                 m.set_attention("math")
@@ -81,26 +67,18 @@ def _switch_attention(model: nn.Module) -> None:
 def _check_modules(model: nn.Module, micro_batches: bool = False) -> None:
     """Refuse active dropout, BatchNorm updating statistics, and batch statistics with micro-batches."""
     for name, m in model.named_modules():
-        batch_stats = isinstance(m, nn.modules.batchnorm._NormBase) and (
-            m.training or not m.track_running_stats
-        )
-        if batch_stats and micro_batches:
+        bn = isinstance(m, nn.modules.batchnorm._NormBase)
+        if bn and micro_batches and (m.training or not m.track_running_stats):
             raise ValueError(
-                f"micro_batch: module {name!r} normalises with batch statistics, so the loss is "
-                "not a mean over rows and micro-batches would change the Hessian"
+                f"micro_batch: module {name!r} normalises with batch statistics (not a mean over rows)"
             )
-        if isinstance(m, nn.modules.batchnorm._NormBase) and m.training and m.track_running_stats:
+        if bn and m.training and m.track_running_stats:
             raise ValueError(
-                f"module {name or type(m).__name__!r} is a {type(m).__name__} in training mode "
-                "with track_running_stats=True: it updates its running statistics on every forward, "
-                "so repeated Hessian-vector products would not see one fixed function. Call "
-                "model.eval() or build it with track_running_stats=False."
+                f"module {name or type(m).__name__!r} is a {type(m).__name__} in training mode with "
+                "track_running_stats=True (not a fixed function): call model.eval()"
             )
         if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
-            raise ValueError(
-                f"module {name!r} is active dropout (p={m.p}) in training mode: the loss is random. "
-                "Call model.eval() before computing Hessians."
-            )
+            raise ValueError(f"module {name!r} is active dropout (p={m.p}): call model.eval()")
 
 
 def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list, micro_batches: bool) -> None:
@@ -112,52 +90,38 @@ def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list, micr
         )
         for t in leaves if isinstance(leaves, Iterable) else []:
             if isinstance(t, Tensor) and t.ndim > 0 and t.shape[0] == 0:
-                raise ValueError(
-                    f"batch {i} is empty (a tensor of shape {tuple(t.shape)}): the mean loss over no "
-                    "rows is NaN and has no Hessian; give at least one row"
-                )
+                raise ValueError(f"batch {i} is empty (a tensor of shape {tuple(t.shape)})")
     with torch.no_grad():
         a = loss_fn(model, batches[0])
         b = loss_fn(model, batches[0])
     if not isinstance(a, Tensor):
         raise ValueError(f"loss_fn must return a scalar tensor, got {type(a).__name__}")
     if a.numel() != 1:
-        raise ValueError(
-            f"loss_fn must return a scalar (one number), got a tensor of shape {tuple(a.shape)}: "
-            "reduce it (e.g. .mean()) to the loss whose Hessian you want"
-        )
+        raise ValueError(f"loss_fn must return a scalar, got a tensor of shape {tuple(a.shape)}")
     if a.device.type == "meta":
-        raise ValueError(
-            "the loss is on the meta device (no values): move the model and the batch to a real "
-            "device before computing Hessians"
-        )
+        raise ValueError("the loss is on the meta device (no values): move the model and batch to a device")
     if not torch.equal(a, b) and not (torch.isnan(a).all() and torch.isnan(b).all()):
-        raise ValueError(
-            f"loss_fn(model, batch) is not deterministic ({a.item()!r} then {b.item()!r}): the "
-            "Hessian of a random function is undefined. Put the model in eval mode and fix the batch."
-        )
+        raise ValueError(f"loss_fn(model, batch) is not deterministic ({a.item()!r} then {b.item()!r})")
 
 
-# --------------------------------------------------------------------------------------------
-# mixed precision: autocast's casts made explicit, for forward-over-reverse
-# --------------------------------------------------------------------------------------------
-_LOW_PRECISION_FUNCS = {
-    F.linear, torch.matmul, Tensor.matmul, Tensor.__matmul__, Tensor.__rmatmul__, torch.mm,
-    Tensor.mm, torch.bmm, Tensor.bmm, torch.addmm, Tensor.addmm, torch.baddbmm, Tensor.baddbmm,
-    F.conv1d, F.conv2d, F.conv3d, F.bilinear,
-}  # fmt: skip
-_FLOAT32_FUNCS = {
-    F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, Tensor.softmax, Tensor.log_softmax,
-    F.layer_norm, F.group_norm, F.cross_entropy, F.nll_loss, F.mse_loss, F.binary_cross_entropy_with_logits,
-}  # fmt: skip
+_MATMULS = ("matmul", "mm", "bmm", "addmm", "baddbmm")
+_LOW_PRECISION_FUNCS = {getattr(m, n) for m in (torch, Tensor) for n in _MATMULS}
+_LOW_PRECISION_FUNCS |= {
+    Tensor.__matmul__,
+    Tensor.__rmatmul__,
+    F.linear,
+    F.bilinear,
+    F.conv1d,
+    F.conv2d,
+    F.conv3d,
+}
+_FLOAT32_FUNCS = {getattr(m, n) for m in (F, torch, Tensor) for n in ("softmax", "log_softmax")}
+_FLOAT32_FUNCS |= {F.layer_norm, F.group_norm, F.cross_entropy, F.nll_loss, F.mse_loss}
+_FLOAT32_FUNCS |= {F.binary_cross_entropy_with_logits}
 
 
 class _ExplicitAutocast(TorchFunctionMode):
-    """CUDA autocast's casts for our models' ops as differentiable ``Tensor.to`` calls.
-
-    Autocast casts below ``torch.func``'s transforms, which put a float32 tangent beside a bf16
-    primal; with explicit casts primal and tangent share the dtype at every matmul.
-    """
+    """CUDA autocast's casts as ``Tensor.to`` calls, so ``torch.func`` tangents share the primals' dtype."""
 
     def __init__(self, dtype: torch.dtype):
         super().__init__()
@@ -184,9 +148,6 @@ class _ExplicitAutocast(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-# --------------------------------------------------------------------------------------------
-# Hessian-vector products
-# --------------------------------------------------------------------------------------------
 class _LossModule(nn.Module):
     """``forward(batch) = loss_fn(model, batch)``, for ``torch.func.functional_call``."""
 
@@ -217,9 +178,7 @@ def _micro_batches(batches: list, micro_batch: int | None) -> list[tuple[Any, fl
         leaves = [b] if isinstance(b, Tensor) else list(b.values()) if isinstance(b, dict) else list(b)
         rows = {t.shape[0] for t in leaves if isinstance(t, Tensor) and t.ndim > 0}
         if len(rows) != 1:
-            raise ValueError(
-                f"micro_batch needs batches whose tensors share one leading size, got {sorted(rows)}"
-            )
+            raise ValueError(f"micro_batch needs tensors of one leading size, got {sorted(rows)}")
         n = rows.pop()
         for s in range(0, n, micro_batch):
             e = min(n, s + micro_batch)
@@ -234,16 +193,12 @@ class Operator:
     dtype: torch.dtype
     device: torch.device
 
-    def matvec(self, v: Tensor) -> Tensor:  # pragma: no cover - interface
-        """:math:`Hv` for a flat ``(d,)`` vector."""
-        raise NotImplementedError
-
     def matmat(self, V: Tensor) -> Tensor:
-        r"""The rows :math:`Hv^{(i)}` of a ``(k, d)`` ``V``, one at a time."""
+        """``matvec`` of each row of a ``(k, d)`` ``V``."""
         return torch.stack([self.matvec(v) for v in V])
 
     def as_linear_operator(self) -> LinearOperator:
-        """A ``scipy.sparse.linalg.LinearOperator`` (float64 NumPy vectors in and out)."""
+        """A SciPy ``LinearOperator`` on float64 vectors."""
 
         def mv(x):
             y = self.matvec(torch.from_numpy(np.ascontiguousarray(np.asarray(x).reshape(-1))))
@@ -253,27 +208,19 @@ class Operator:
 
 
 class HVP(Operator):
-    r"""``v -> Hv``: the Hessian of the mean loss over ``batches`` at the model's parameters.
-
-    By Pearlmutter's trick {cite}`pearlmutter1994fast`. ``method="double_backward"`` (``"auto"``,
-    faster on CPU) is ``autograd.grad`` of :math:`\langle\nabla L,v\rangle`; with ``cache_graph``
-    (default for one batch without ``micro_batch``) the first-order graph is built once and rebuilt
-    when a parameter's version counter moves (:meth:`clear_cache` after a change through ``.data``).
-    ``method="forward"`` is ``torch.func.jvp`` of ``torch.func.grad``, under ``torch.autocast`` with
-    autocast's casts made explicit (:class:`_ExplicitAutocast`). ``micro_batch`` splits each batch
-    into micro-batches of that many rows, their products accumulated with weights (the memory of one
-    micro-batch; exact for a mean of per-row losses). Frozen parameters are refused unless
-    ``frozen="exclude"`` leaves them out.
+    r"""``v -> Hv`` for the mean loss over ``batches``, by Pearlmutter's trick {cite}`pearlmutter1994fast`.
 
     Args:
         model: The model.
         loss_fn: ``loss_fn(model, batch) -> scalar``.
         batches: A batch or a list of batches (the loss is their average).
-        params: The tensors to differentiate (default: the model's, see ``frozen``).
-        method: ``"auto"``, ``"forward"`` or ``"double_backward"``.
-        cache_graph: Keep the first-order graph between products (double backward).
-        frozen: ``"refuse"`` or ``"exclude"``.
-        micro_batch: Rows per micro-batch (``None``: whole batches).
+        params: The tensors to differentiate (default: the model's).
+        method: ``"double_backward"`` (``"auto"``): ``autograd.grad`` of :math:`\langle\nabla L,v\rangle`;
+            ``"forward"``: ``jvp`` of ``torch.func.grad``, autocast's casts made explicit.
+        cache_graph: Keep the first-order graph between products (default: one batch, no
+            ``micro_batch``); rebuilt when a parameter's version moves (:meth:`clear_cache`).
+        frozen: ``"refuse"`` frozen parameters or ``"exclude"`` them.
+        micro_batch: Rows per micro-batch, products summed with weights (exact for a mean of rows).
     """
 
     def __init__(
@@ -312,8 +259,7 @@ class HVP(Operator):
         if frozen_names and (frozen == "refuse" or params is not None):
             raise ValueError(
                 f"{len(frozen_names)} parameter tensor(s) have requires_grad=False (e.g. "
-                f"{frozen_names[:3]}): pass frozen='exclude' for the Hessian over the trainable "
-                "parameters only, or an explicit params list of trainable tensors"
+                f"{frozen_names[:3]}): pass frozen='exclude' or a params list of trainable tensors"
             )
         self.names = [n for n in self.names if named[n].requires_grad]
         if not self.names:
@@ -334,11 +280,11 @@ class HVP(Operator):
         self.n_products = 0
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
-        """Concatenate per-parameter tensors into one flat vector."""
+        """One flat vector of per-parameter tensors."""
         return torch.cat([t.reshape(-1) for t in tensors])
 
     def unflatten(self, v: Tensor) -> list[Tensor]:
-        """Split a flat ``(d,)`` vector, or ``(k, d)`` rows, into per-parameter tensors."""
+        """Per-parameter tensors of a flat ``(d,)`` vector or ``(k, d)`` rows."""
         lead = v.shape[:-1]
         return [
             c.reshape(*lead, *s)
@@ -346,16 +292,16 @@ class HVP(Operator):
         ]
 
     def tensor_index(self) -> Tensor:
-        """``(d,)`` block ids of the per-tensor partition (block ``i`` = ``params[i]``)."""
+        """``(d,)`` block ids, block ``i`` = ``params[i]``."""
         return torch.repeat_interleave(torch.arange(len(self.numels)), torch.tensor(self.numels))
 
     def loss(self) -> float:
-        """The loss averaged over the batches at the current parameters."""
+        """The mean loss over the batches."""
         with torch.no_grad():
             return float(sum(w * self.loss_fn(self.model, b) for b, w in self._units))
 
     def gradient(self) -> Tensor:
-        r"""The flat gradient :math:`\nabla L(x)` (averaged over the batches)."""
+        r"""The flat gradient :math:`\nabla L(x)`."""
         total = torch.zeros(self.d, dtype=self.dtype, device=self.device)
         for b, w in self._units:
             g = torch.autograd.grad(self.loss_fn(self.model, b), self.params, allow_unused=True)
@@ -398,7 +344,7 @@ class HVP(Operator):
         return out
 
     def _hvp_double_backward(self, v: Tensor) -> Tensor:
-        """:math:`Hv`, or the rows of a ``(k, d)`` ``v`` in one batched backward (``is_grads_batched``)."""
+        """:math:`Hv`, or the rows of a ``(k, d)`` ``v`` in one batched backward."""
         batched = v.ndim == 2
         vs = self.unflatten(v)
         out = torch.zeros(v.shape, dtype=self.dtype, device=self.device)
@@ -423,11 +369,8 @@ class HVP(Operator):
                 )
             except RuntimeError as err:
                 if "modified by an inplace operation" in str(err):
-                    raise RuntimeError(
-                        "a tensor saved in the cached first-order graph (a buffer, or a parameter "
-                        "changed through .data) was modified in place since the graph was built: "
-                        "call clear_cache() after changing the model, or build a new HVP"
-                    ) from err
+                    msg = "a tensor of the cached graph was modified in place: call clear_cache()"
+                    raise RuntimeError(msg) from err
                 raise
             if batched:
                 k = v.shape[0]
@@ -437,7 +380,7 @@ class HVP(Operator):
         return out
 
     def matvec(self, v: Tensor) -> Tensor:
-        """:math:`Hv` for a flat ``v`` of shape ``(d,)`` (the model's mode is checked again)."""
+        """:math:`Hv` for a flat ``(d,)`` ``v`` (the model's mode checked again)."""
         v = torch.as_tensor(v)
         if v.shape != (self.d,):
             raise ValueError(f"expected a flat vector of shape ({self.d},), got {tuple(v.shape)}")
@@ -447,11 +390,7 @@ class HVP(Operator):
         return self._hvp_forward(v) if self.method == "forward" else self._hvp_double_backward(v)
 
     def matmat(self, V: Tensor) -> Tensor:
-        r"""The rows :math:`Hv^{(i)}` of a ``(k, d)`` ``V`` in one batched double backward.
-
-        Equal to :meth:`matvec` of each row to float rounding; one row at a time for
-        forward-over-reverse or an operation without a batching rule.
-        """
+        """The rows :math:`Hv^{(i)}` of a ``(k, d)`` ``V`` in one batched double backward."""
         V = torch.as_tensor(V)
         if V.ndim != 2 or V.shape[1] != self.d:
             raise ValueError(f"expected rows of shape (k, {self.d}), got {tuple(V.shape)}")
@@ -473,17 +412,14 @@ class HVP(Operator):
         self._graph = self._graph_versions = None
 
 
-def hvp(model: nn.Module, loss_fn: LossFn, batches, params=None, method: str = "auto", **kwargs) -> HVP:
-    """:class:`HVP` of ``loss_fn`` averaged over ``batches`` (``kwargs``: its keyword arguments)."""
-    return HVP(model, loss_fn, batches, params, method, **kwargs)
+hvp = HVP
 
 
 class RotatedHVP(Operator):
-    r""":math:`\nabla^2(L\circ R)(w)=R^\top\nabla^2L(Rw)R` where the model holds :math:`x=Rw`.
+    r""":math:`\nabla^2(L\circ R)(w)=R^\top\nabla^2L(Rw)R`, the Hessian rotated Adam sees (Appendix D.1).
 
-    The Hessian rotated Adam sees (Appendix D.1). ``rotation``: a dense orthogonal ``(d, d)``
-    tensor or an object with ``apply(x) = Rx`` and ``apply_T(x) = R^T x`` (run in its own
-    ``dtype`` if it has one).
+    ``rotation``: an orthogonal ``(d, d)`` tensor or an object with ``apply(x) = Rx`` and
+    ``apply_T(x) = R^T x`` (run in its ``dtype`` if it has one).
     """
 
     def __init__(self, base, rotation):
@@ -501,7 +437,7 @@ class RotatedHVP(Operator):
         self.d, self.dtype, self.device = base.d, base.dtype, base.device
 
     def tensor_index(self) -> Tensor:
-        """The per-tensor block ids of the base operator."""
+        """The base operator's per-tensor block ids."""
         return self.base.tensor_index()
 
     def _cast(self, x: Tensor) -> Tensor:
@@ -515,15 +451,13 @@ class RotatedHVP(Operator):
         return self._apply_T(self._cast(HRv)).to(self.dtype)
 
     def matmat(self, V: Tensor) -> Tensor:
-        r""":math:`R^\top H R v` for each row of ``V``, the products batched by the base operator."""
+        r""":math:`R^\top H R v` for each row of ``V`` (batched by the base operator)."""
         V = torch.as_tensor(V).to(device=self.device, dtype=self.dtype)
         HRV = self.base.matmat(torch.stack([self._apply(self._cast(v)).to(self.dtype) for v in V]))
         return torch.stack([self._apply_T(self._cast(x)).to(self.dtype) for x in HRV])
 
 
-def rotated(hvp: HVP, rotation) -> RotatedHVP:
-    r"""``v -> R^T H R v``: the Hessian of :math:`L\circ R` (see :class:`RotatedHVP`)."""
-    return RotatedHVP(hvp, rotation)
+rotated = RotatedHVP
 
 
 class _MatrixHVP(Operator):
@@ -559,10 +493,9 @@ def _as_operator(h):
 def exact_hessian(
     model: nn.Module, loss_fn: LossFn, batches, params=None, chunk: int = 256, **kwargs
 ) -> Tensor:
-    r"""The dense ``(d, d)`` Hessian (small ``d``): row :math:`H_{i,:}=\nabla(\partial_iL)`.
+    r"""The dense ``(d, d)`` Hessian, ``chunk`` rows :math:`H_{i,:}=\nabla(\partial_iL)` per backward.
 
-    One first-order graph per batch, ``chunk`` rows per batched backward (one row at a time for an
-    op without a batching rule). ``kwargs``: ``frozen``/``micro_batch`` of :class:`HVP`.
+    ``kwargs``: ``frozen``/``micro_batch`` of :class:`HVP`.
     """
     h = HVP(model, loss_fn, batches, params, method="double_backward", **kwargs)
     H = torch.zeros((h.d, h.d), dtype=h.dtype, device=h.device)
@@ -594,20 +527,13 @@ def exact_hessian(
     return H
 
 
-# --------------------------------------------------------------------------------------------
-# the (1,1)-norm: Algorithm 4
-# --------------------------------------------------------------------------------------------
 @dataclass
 class L11Estimate:
     r"""Result of :func:`l11_norm`.
 
-    Attributes:
-        total: The estimate of :math:`\|H\|_{1,1}`; ``per_dim = total / d``.
-        rows: ``rows[j]`` estimates :math:`\|H_{j,:}\|_1`; ``blocks`` their sums per block.
-        n_probes: Finite probes used (``n_dropped`` non-finite ones dropped).
-        lo: The band on ``total`` (``nan`` without one); ``hi`` its upper end.
-        band_method: ``"bootstrap"`` (:func:`bootstrap_band`) or ``"none"``.
-        extra: ``bias_factor``, or ``no_band`` (the reason there is no band).
+    ``total`` :math:`\approx\|H\|_{1,1}` (``per_dim = total / d``), ``rows`` :math:`\approx\|H_{j,:}\|_1`
+    and their ``blocks`` sums, the band ``[lo, hi]`` (``nan``: none), ``n_probes`` finite probes
+    (``n_dropped`` dropped), ``extra``: ``bias_factor`` or ``no_band``.
     """
 
     total: float
@@ -641,7 +567,7 @@ def _probe_seed(seed: int, k: int) -> int:
 
 
 def cauchy_probe(d: int, seed: int, k: int, *, dtype=torch.float64, device="cpu") -> Tensor:
-    """Probe ``k`` of Algorithm 4: ``d`` i.i.d. standard Cauchy numbers seeded by ``(seed, k)`` alone."""
+    """Probe ``k`` of Algorithm 4: ``d`` standard Cauchy numbers seeded by ``(seed, k)`` alone."""
     g = torch.Generator(device=device)
     g.manual_seed(_probe_seed(seed, k))
     return torch.empty(d, dtype=dtype, device=device).cauchy_(generator=g)
@@ -675,10 +601,7 @@ def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: 
 
 
 def row_scales(samples: Tensor, variant: str, chunk: int = 1 << 20) -> Tensor:
-    r"""The Cauchy scales :math:`\hat\gamma_j` of the columns of ``samples`` (``(n, d)`` products).
-
-    ``"median"``: :math:`\mathrm{median}_k|h^{(k)}_j|`; ``"iqr"``: :math:`(q_{0.75}-q_{0.25})/2`.
-    """
+    r"""Column Cauchy scales of ``(n, d)`` products: ``"median"`` of :math:`|h_j|` or ``"iqr"`` / 2."""
     if variant == "median":
         return _quantiles_columns(samples, [0.5], chunk, absolute=True)[0]
     q25, q75 = _quantiles_columns(samples, [0.25, 0.75], chunk)
@@ -687,13 +610,10 @@ def row_scales(samples: Tensor, variant: str, chunk: int = 1 << 20) -> Tensor:
 
 @functools.lru_cache(maxsize=256)
 def cauchy_bias_factor(n: int, variant: str) -> float:
-    r""":math:`c(n)=\mathbb E\widehat N/\|H\|_{1,1}`, exact for every ``H`` (1.0 where infinite, ``n <= 2``).
+    r""":math:`c(n)=\mathbb E\widehat N/\|H\|_{1,1}` for every ``H`` (1.0 where infinite, ``n <= 2``).
 
-    Each :math:`\hat\gamma_j/\gamma_j` is a function of uniform order statistics
-    (:math:`|h_j|=\gamma_j\tan(\pi U/2)`, :math:`h_j=\gamma_j\tan(\pi(U-\frac12))`,
-    :math:`U_{(m)}\sim\mathrm{Beta}(m,n+1-m)`), so :math:`c(n)` is a sum of 1-D integrals under
-    NumPy's interpolation rule: :math:`c(16)=1.089` (median), :math:`1.060` (IQR);
-    :math:`c(50)=1.026`, :math:`1.013`.
+    By Beta-distributed uniform order statistics (:math:`|h_j|=\gamma_j\tan(\pi U/2)`): :math:`c(16)=1.089`
+    (median), :math:`1.060` (IQR); :math:`c(50)=1.026`, :math:`1.013`.
     """
 
     def order_mean(m: int, f) -> float:
@@ -726,17 +646,12 @@ def bootstrap_band(
     seed: int = 0,
     chunk: int = 1 << 20,
 ) -> tuple[float, float]:
-    r"""Percentile-bootstrap band over probes of the linearised estimate; ratios to :math:`\widehat N`.
-
-    Both variants share the Bahadur expansion
+    r"""Percentile-bootstrap band of :math:`\widehat N` as ratios, by the Bahadur expansion.
 
     .. math:: \widehat N-\|H\|_{1,1}\approx-\frac{\pi}{n}\sum_kZ_k,\qquad
-        Z_k=\sum_j\gamma_j\big(\mathbf 1[|h^{(k)}_j|\le\gamma_j]-\tfrac12\big),
+        Z_k=\sum_j\gamma_j\big(\mathbf 1[|h^{(k)}_j|\le\gamma_j]-\tfrac12\big):
 
-    with i.i.d. :math:`Z_k` that carry every correlation between rows. With :math:`\hat\gamma_j`
-    plugged in, the probes are resampled ``n_boot`` times and the ``(1 -+ level)/2`` quantiles of
-    :math:`1-\pi(\bar Z^*-\bar Z)/\widehat N` returned (resampling the quantiles themselves is
-    biased by ties).
+    the ``(1 -+ level)/2`` quantiles of :math:`1-\pi(\bar Z^*-\bar Z)/\widehat N` over ``n_boot`` resamples.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -796,19 +711,12 @@ def l11_norm(
 ) -> L11Estimate:
     r""":math:`\|H\|_{1,1}=\sum_{ij}|H_{ij}|` by Cauchy probes (Algorithm 4, Theorem 4.1).
 
-    For probes :math:`v^{(k)}` with i.i.d. standard Cauchy entries, :math:`h^{(k)}=Hv^{(k)}` has
-    :math:`h^{(k)}_j\sim\mathrm{Cauchy}(0,\|H_{j,:}\|_1)` (1-stability {cite}`indyk2006stable`), so
-    :math:`\widehat N=\sum_j\hat\gamma_j` (:func:`row_scales`; ``"median"`` is Algorithm 4, ``"iqr"``
-    the authors' code). Probe ``k`` depends on ``(seed, k)`` alone, so batching and ranks do not
-    change the estimate beyond rounding; non-finite products are dropped. Under
-    ``torch.distributed`` rank ``r`` of ``W`` takes probes ``r, r+W, ...`` and the ``n x d``
-    samples are all-gathered.
-
-    The band (``band_level``) is :func:`bootstrap_band` divided by the bias :func:`cauchy_bias_factor`
-    and widened to contain ``total``. Coverage of a 90% band over 200 seeds on two 50 x 50 matrices:
-    62-63% at 3 probes, 77-80% at 5, 82-83% at 10, 82-87% at 20, 88-91% at 50, so read a band from
-    fewer than about 50 probes as narrower than its level. Below 2 finite probes there is no band
-    (a warning, ``extra["no_band"]``).
+    For standard Cauchy probes :math:`v`, :math:`(Hv)_j\sim\mathrm{Cauchy}(0,\|H_{j,:}\|_1)` (1-stability
+    {cite}`indyk2006stable`), so :math:`\widehat N=\sum_j\hat\gamma_j` (:func:`row_scales`).
+    Probe ``k`` depends on ``(seed, k)`` alone (batching and ranks do not change the estimate);
+    non-finite products are dropped; rank ``r`` of ``W`` takes probes ``r, r+W, ...``. The band is
+    :func:`bootstrap_band` over :func:`cauchy_bias_factor`, widened to contain ``total``; a 90% band
+    covers 62% at 3 probes, 80% at 5 to 20, 90% at 50; none below 2 finite probes (a warning).
 
     Args:
         hvp: An operator or a dense symmetric ``(d, d)`` tensor.
@@ -819,9 +727,8 @@ def l11_norm(
             block-index tensor: ``blocks`` sums the row estimates per block.
         progress: A progress bar.
         chunk: Coordinates per quantile reduction.
-        batch_probes: Probes per ``matmat``, or ``"auto"``: on CUDA as many as half the free memory
-            holds (at most 64), on the CPU 1 for a network (the batched backward is slower there),
-            64 for a dense matrix.
+        batch_probes: Probes per ``matmat``, or ``"auto"``: half the free CUDA memory (at most 64),
+            1 on the CPU, 64 for a dense matrix.
         distributed: Split probes across ranks (``None``: if initialised).
         band_level: Coverage of the band (``None``: no band).
         n_boot: Bootstrap resamples.
@@ -932,14 +839,8 @@ def _all_gather_rows(samples: Tensor, n_dropped: int) -> tuple[Tensor, int]:
     return out, sum(int(c[1]) for c in all_counts)
 
 
-# --------------------------------------------------------------------------------------------
-# spectral norm
-# --------------------------------------------------------------------------------------------
 def lanczos(hvp, n_iter: int = 50, *, v0: Tensor | None = None, seed: int = 0) -> Tensor:
-    """Ritz values (ascending, float64) of ``n_iter`` Lanczos steps with full reorthogonalisation.
-
-    {cite}`lanczos1950iteration`, from ``v0`` (default: a Gaussian vector seeded by ``seed``).
-    """
+    """Ritz values (ascending) of ``n_iter`` reorthogonalised Lanczos steps {cite}`lanczos1950iteration`."""
     h = _as_operator(hvp)
     k = min(check_positive_int("n_iter", n_iter), h.d)
     if v0 is None:
@@ -975,11 +876,9 @@ def spectral_norm(
     v0: Tensor | None = None,
     seed: int = 0,
 ) -> float:
-    r""":math:`\|H\|_2=\max_i|\lambda_i(H)|` by ARPACK's ``eigsh(k=1, which="LM")`` to relative ``tol``.
+    r""":math:`\|H\|_2=\max_i|\lambda_i(H)|` by ``eigsh`` to relative ``tol``.
 
-    With ``lanczos_iters`` instead the largest |Ritz value| of that many :func:`lanczos` steps, as
-    in the authors' code (Appendix D.2): a lower bound. ``v0``: the start vector (default seeded
-    Gaussian).
+    With ``lanczos_iters``: the largest |Ritz value| of :func:`lanczos` (Appendix D.2, a lower bound).
     """
     h = _as_operator(hvp)
     if lanczos_iters is not None:
