@@ -81,23 +81,27 @@ def _check_modules(model: nn.Module, micro_batches: bool = False) -> None:
             raise ValueError(f"module {name!r} is active dropout (p={m.p}): call model.eval()")
 
 
+def _leaves(batch) -> list:
+    """The items of a tensor, dict or sequence batch."""
+    if isinstance(batch, Tensor):
+        return [batch]
+    return list(batch.values()) if isinstance(batch, dict) else list(batch)
+
+
 def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list, micro_batches: bool) -> None:
     """Module checks, non-empty batches, a scalar loss off the meta device, equal on two calls."""
     _check_modules(model, micro_batches)
     for i, batch in enumerate(batches):
-        leaves = (
-            batch.values() if isinstance(batch, dict) else [batch] if isinstance(batch, Tensor) else batch
-        )
-        for t in leaves if isinstance(leaves, Iterable) else []:
+        for t in _leaves(batch) if isinstance(batch, Iterable) else []:
             if isinstance(t, Tensor) and t.ndim > 0 and t.shape[0] == 0:
                 raise ValueError(f"batch {i} is empty (a tensor of shape {tuple(t.shape)})")
     with torch.no_grad():
         a = loss_fn(model, batches[0])
         b = loss_fn(model, batches[0])
-    if not isinstance(a, Tensor):
-        raise ValueError(f"loss_fn must return a scalar tensor, got {type(a).__name__}")
-    if a.numel() != 1:
-        raise ValueError(f"loss_fn must return a scalar, got a tensor of shape {tuple(a.shape)}")
+    if not isinstance(a, Tensor) or a.numel() != 1:
+        raise ValueError(
+            f"loss_fn must return a scalar tensor, got {type(a).__name__} {getattr(a, 'shape', '')}"
+        )
     if a.device.type == "meta":
         raise ValueError("the loss is on the meta device (no values): move the model and batch to a device")
     if not torch.equal(a, b) and not (torch.isnan(a).all() and torch.isnan(b).all()):
@@ -106,15 +110,8 @@ def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list, micr
 
 _MATMULS = ("matmul", "mm", "bmm", "addmm", "baddbmm")
 _LOW_PRECISION_FUNCS = {getattr(m, n) for m in (torch, Tensor) for n in _MATMULS}
-_LOW_PRECISION_FUNCS |= {
-    Tensor.__matmul__,
-    Tensor.__rmatmul__,
-    F.linear,
-    F.bilinear,
-    F.conv1d,
-    F.conv2d,
-    F.conv3d,
-}
+_LOW_PRECISION_FUNCS |= {getattr(F, n) for n in ("linear", "bilinear", "conv1d", "conv2d", "conv3d")}
+_LOW_PRECISION_FUNCS |= {Tensor.__matmul__, Tensor.__rmatmul__}
 _FLOAT32_FUNCS = {getattr(m, n) for m in (F, torch, Tensor) for n in ("softmax", "log_softmax")}
 _FLOAT32_FUNCS |= {F.layer_norm, F.group_norm, F.cross_entropy, F.nll_loss, F.mse_loss}
 _FLOAT32_FUNCS |= {F.binary_cross_entropy_with_logits}
@@ -175,8 +172,7 @@ def _micro_batches(batches: list, micro_batch: int | None) -> list[tuple[Any, fl
         if micro_batch is None:
             out.append((b, 1.0 / len(batches)))
             continue
-        leaves = [b] if isinstance(b, Tensor) else list(b.values()) if isinstance(b, dict) else list(b)
-        rows = {t.shape[0] for t in leaves if isinstance(t, Tensor) and t.ndim > 0}
+        rows = {t.shape[0] for t in _leaves(b) if isinstance(t, Tensor) and t.ndim > 0}
         if len(rows) != 1:
             raise ValueError(f"micro_batch needs tensors of one leading size, got {sorted(rows)}")
         n = rows.pop()
@@ -196,15 +192,6 @@ class Operator:
     def matmat(self, V: Tensor) -> Tensor:
         """``matvec`` of each row of a ``(k, d)`` ``V``."""
         return torch.stack([self.matvec(v) for v in V])
-
-    def as_linear_operator(self) -> LinearOperator:
-        """A SciPy ``LinearOperator`` on float64 vectors."""
-
-        def mv(x):
-            y = self.matvec(torch.from_numpy(np.ascontiguousarray(np.asarray(x).reshape(-1))))
-            return y.detach().to("cpu", torch.float64).numpy()
-
-        return LinearOperator((self.d, self.d), matvec=mv, rmatvec=mv, dtype=np.float64)
 
 
 class HVP(Operator):
@@ -285,11 +272,8 @@ class HVP(Operator):
 
     def unflatten(self, v: Tensor) -> list[Tensor]:
         """Per-parameter tensors of a flat ``(d,)`` vector or ``(k, d)`` rows."""
-        lead = v.shape[:-1]
-        return [
-            c.reshape(*lead, *s)
-            for c, s in zip(torch.split(v, self.numels, dim=-1), self.shapes, strict=True)
-        ]
+        parts = torch.split(v, self.numels, dim=-1)
+        return [c.reshape(*v.shape[:-1], *s) for c, s in zip(parts, self.shapes, strict=True)]
 
     def tensor_index(self) -> Tensor:
         """``(d,)`` block ids, block ``i`` = ``params[i]``."""
@@ -316,10 +300,10 @@ class HVP(Operator):
         ]
 
     def _first_order(self, batch) -> list[Tensor]:
-        loss = self.loss_fn(self.model, batch)
-        return self._zeros_if_none(
-            torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        g = torch.autograd.grad(
+            self.loss_fn(self.model, batch), self.params, create_graph=True, allow_unused=True
         )
+        return self._zeros_if_none(g)
 
     def _hvp_forward(self, v: Tensor) -> Tensor:
         primals = {n: p.detach() for n, p in zip(self.names, self.params, strict=True)}
@@ -372,11 +356,8 @@ class HVP(Operator):
                     msg = "a tensor of the cached graph was modified in place: call clear_cache()"
                     raise RuntimeError(msg) from err
                 raise
-            if batched:
-                k = v.shape[0]
-                out += w * torch.cat([t.reshape(k, -1) for t in self._zeros_if_none(hv, k)], 1)
-            else:
-                out += w * self.flatten(self._zeros_if_none(hv))
+            k = v.shape[0] if batched else None
+            out += w * torch.cat([t.reshape(*v.shape[:-1], -1) for t in self._zeros_if_none(hv, k)], -1)
         return out
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -505,36 +486,23 @@ def exact_hessian(
         if not any(g.requires_grad for g in grads):
             continue  # linear loss
         g = h.flatten(grads)
+        kw = {"retain_graph": True, "allow_unused": True}
         for start in range(0, h.d, chunk):
             E = eye[start : start + chunk]
             try:
-                rows = torch.autograd.grad(
-                    g,
-                    h.params,
-                    grad_outputs=E,
-                    retain_graph=True,
-                    is_grads_batched=True,
-                    allow_unused=True,
-                )
+                rows = torch.autograd.grad(g, h.params, grad_outputs=E, is_grads_batched=True, **kw)
                 rows = h._zeros_if_none(rows, len(E))
                 H[start : start + chunk] += w * torch.cat([r.reshape(len(E), -1) for r in rows], 1)
             except RuntimeError:  # an op without a batching rule: one row at a time
                 for i in range(start, min(start + chunk, h.d)):
-                    r = torch.autograd.grad(
-                        g, h.params, grad_outputs=eye[i], retain_graph=True, allow_unused=True
-                    )
+                    r = torch.autograd.grad(g, h.params, grad_outputs=eye[i], **kw)
                     H[i] += w * h.flatten(h._zeros_if_none(r))
     return H
 
 
 @dataclass
 class L11Estimate:
-    r"""Result of :func:`l11_norm`.
-
-    ``total`` :math:`\approx\|H\|_{1,1}` (``per_dim = total / d``), ``rows`` :math:`\approx\|H_{j,:}\|_1`
-    and their ``blocks`` sums, the band ``[lo, hi]`` (``nan``: none), ``n_probes`` finite probes
-    (``n_dropped`` dropped), ``extra``: ``bias_factor`` or ``no_band``.
-    """
+    """Result of :func:`l11_norm`: ``total``, its ``rows`` and ``blocks``, the band ``[lo, hi]``."""
 
     total: float
     per_dim: float
@@ -568,8 +536,7 @@ def _probe_seed(seed: int, k: int) -> int:
 
 def cauchy_probe(d: int, seed: int, k: int, *, dtype=torch.float64, device="cpu") -> Tensor:
     """Probe ``k`` of Algorithm 4: ``d`` standard Cauchy numbers seeded by ``(seed, k)`` alone."""
-    g = torch.Generator(device=device)
-    g.manual_seed(_probe_seed(seed, k))
+    g = torch.Generator(device=device).manual_seed(_probe_seed(seed, k))
     return torch.empty(d, dtype=dtype, device=device).cauchy_(generator=g)
 
 
@@ -610,11 +577,7 @@ def row_scales(samples: Tensor, variant: str, chunk: int = 1 << 20) -> Tensor:
 
 @functools.lru_cache(maxsize=256)
 def cauchy_bias_factor(n: int, variant: str) -> float:
-    r""":math:`c(n)=\mathbb E\widehat N/\|H\|_{1,1}` for every ``H`` (1.0 where infinite, ``n <= 2``).
-
-    By Beta-distributed uniform order statistics (:math:`|h_j|=\gamma_j\tan(\pi U/2)`): :math:`c(16)=1.089`
-    (median), :math:`1.060` (IQR); :math:`c(50)=1.026`, :math:`1.013`.
-    """
+    r""":math:`c(n)=\mathbb E\widehat N/\|H\|_{1,1}` by uniform order statistics (1.0 where infinite)."""
 
     def order_mean(m: int, f) -> float:
         return integrate.quad(lambda u: f(u) * stats.beta.pdf(u, m, n + 1 - m), 0, 1, limit=200)[0]
@@ -679,9 +642,7 @@ def bootstrap_band(
 def _block_index(partition, h, d: int) -> Tensor | None:
     if partition is None:
         return None
-    if isinstance(partition, str):
-        if partition != "tensor":
-            raise ValueError(f"partition string must be 'tensor', got {partition!r}")
+    if isinstance(partition, str) and partition == "tensor":
         return h.tensor_index() if hasattr(h, "tensor_index") else None
     if isinstance(partition, Tensor):
         idx = partition
@@ -691,7 +652,9 @@ def _block_index(partition, h, d: int) -> Tensor | None:
             raise ValueError("a Partition needs an HVP built from a model (or pass a block-index tensor)")
         idx = partition.flat_index(base.params)
     else:
-        raise ValueError("partition must be None, 'tensor', a Partition or a (d,) LongTensor")
+        raise ValueError(
+            f"partition must be None, 'tensor', a Partition or a (d,) LongTensor, got {partition!r}"
+        )
     return check_block_index(idx, d, what="partition").cpu()
 
 
@@ -723,12 +686,10 @@ def l11_norm(
         n_probes: Number of probes.
         seed: Seed of the probes and the bootstrap.
         variant: ``"median"`` or ``"iqr"``.
-        partition: ``"tensor"``, ``None``, a :class:`adamlinf.partitions.Partition` or a ``(d,)``
-            block-index tensor: ``blocks`` sums the row estimates per block.
+        partition: ``"tensor"``, ``None``, a ``Partition`` or ``(d,)`` block ids for ``blocks``.
         progress: A progress bar.
         chunk: Coordinates per quantile reduction.
-        batch_probes: Probes per ``matmat``, or ``"auto"``: half the free CUDA memory (at most 64),
-            1 on the CPU, 64 for a dense matrix.
+        batch_probes: Probes per ``matmat`` (``"auto"``: what half the free CUDA memory holds, 1 on CPU).
         distributed: Split probes across ranks (``None``: if initialised).
         band_level: Coverage of the band (``None``: no band).
         n_boot: Bootstrap resamples.
@@ -829,9 +790,8 @@ def _all_gather_rows(samples: Tensor, n_dropped: int) -> tuple[Tensor, int]:
     counts = torch.tensor([samples.shape[0], n_dropped], device=dev)
     all_counts = [torch.zeros_like(counts) for _ in range(world)]
     dist.all_gather(all_counts, counts)
-    padded = torch.zeros(
-        (max(int(c[0]) for c in all_counts), samples.shape[1]), dtype=samples.dtype, device=dev
-    )
+    most = max(int(c[0]) for c in all_counts)
+    padded = torch.zeros((most, samples.shape[1]), dtype=samples.dtype, device=dev)
     padded[: samples.shape[0]] = samples.to(dev)
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded)
@@ -862,8 +822,7 @@ def lanczos(hvp, n_iter: int = 50, *, v0: Tensor | None = None, seed: int = 0) -
             break
         beta.append(b)
         q = w / b
-    m = len(alpha)
-    return torch.from_numpy(eigh_tridiagonal(np.array(alpha), np.array(beta[: m - 1]), eigvals_only=True))
+    return torch.from_numpy(eigh_tridiagonal(np.array(alpha), np.array(beta), eigvals_only=True))
 
 
 def spectral_norm(
@@ -890,6 +849,11 @@ def spectral_norm(
         v0 = np.random.default_rng(seed).standard_normal(h.d)
     else:
         v0 = v0.detach().to("cpu", torch.float64).numpy()
-    op = h.as_linear_operator() if hasattr(h, "as_linear_operator") else Operator.as_linear_operator(h)
+
+    def mv(x):
+        y = h.matvec(torch.from_numpy(np.ascontiguousarray(np.asarray(x).reshape(-1))))
+        return y.detach().to("cpu", torch.float64).numpy()
+
+    op = LinearOperator((h.d, h.d), matvec=mv, rmatvec=mv, dtype=np.float64)
     vals = eigsh(op, k=1, which="LM", tol=tol, maxiter=maxiter, ncv=ncv, v0=v0, return_eigenvectors=False)
     return float(np.abs(vals).max())
