@@ -1,13 +1,12 @@
 r"""Hessian operators and estimators (Algorithm 4, Definition 3.9).
 
 :math:`H=\nabla^2L(x)` of the mean loss over fixed batches, flattened in ``model.parameters()``
-order (tied weights once). Operators are matrix-free (``matvec``/``matmat``, a SciPy
-``LinearOperator``): :class:`HVP` ``v -> Hv``, :class:`RotatedHVP` ``v -> R^T H R v``;
-:func:`exact_hessian` is the dense Hessian, :func:`l11_norm` estimates :math:`\|H\|_{1,1}` by Cauchy
-probes with a bootstrap band, :func:`spectral_norm` :math:`\|H\|_2` by Lanczos. The loss must be a
-fixed, twice differentiable function: fused attention is switched to the GPT's ``"math"`` attention,
-BatchNorm updating statistics and active dropout are refused at every product, and two evaluations
-at construction must agree exactly.
+order (tied weights once). Matrix-free operators (``matvec``/``matmat``): :class:`HVP` ``v -> Hv``,
+:class:`RotatedHVP` ``v -> R^T H R v``; :func:`exact_hessian` is dense. :func:`l11_norm` estimates
+:math:`\|H\|_{1,1}` by Cauchy probes with a bootstrap band, :func:`spectral_norm` :math:`\|H\|_2` by
+Lanczos. The loss must be a fixed, twice differentiable function: fused attention is switched to
+the GPT's ``"math"`` attention, BatchNorm updating statistics and active dropout are refused at
+every product, and two evaluations at construction must agree exactly.
 """
 
 from __future__ import annotations
@@ -421,21 +420,21 @@ class RotatedHVP(Operator):
         """The base operator's per-tensor block ids."""
         return self.base.tensor_index()
 
-    def _cast(self, x: Tensor) -> Tensor:
+    def _rotate(self, x: Tensor, transpose: bool = False) -> Tensor:
         dt = getattr(self.rotation, "dtype", None)
-        return x.to(dt) if isinstance(dt, torch.dtype) else x
+        x = x.to(dt) if isinstance(dt, torch.dtype) else x
+        return (self._apply_T if transpose else self._apply)(x).to(self.dtype)
 
     def matvec(self, v: Tensor) -> Tensor:
         r""":math:`R^\top H R v`."""
         v = torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
-        HRv = self.base.matvec(self._apply(self._cast(v)).to(self.dtype))
-        return self._apply_T(self._cast(HRv)).to(self.dtype)
+        return self._rotate(self.base.matvec(self._rotate(v)), transpose=True)
 
     def matmat(self, V: Tensor) -> Tensor:
         r""":math:`R^\top H R v` for each row of ``V`` (batched by the base operator)."""
         V = torch.as_tensor(V).to(device=self.device, dtype=self.dtype)
-        HRV = self.base.matmat(torch.stack([self._apply(self._cast(v)).to(self.dtype) for v in V]))
-        return torch.stack([self._apply_T(self._cast(x)).to(self.dtype) for x in HRV])
+        HRV = self.base.matmat(torch.stack([self._rotate(v) for v in V]))
+        return torch.stack([self._rotate(x, transpose=True) for x in HRV])
 
 
 rotated = RotatedHVP
@@ -726,9 +725,8 @@ def l11_norm(
         start += len(ks)
         bar.update(len(ks))
         if batch_probes == "auto" and start == len(ks):
-            k_batch = _auto_batch_probes(
-                h, torch.cuda.max_memory_allocated(h.device) - base if measure else 0
-            )
+            used = torch.cuda.max_memory_allocated(h.device) - base if measure else 0
+            k_batch = _auto_batch_probes(h, used)
     bar.close()
     samples = samples[ok.to(samples.device)] if not bool(ok.all()) else samples
     n_dropped = int((~ok).sum())
@@ -741,34 +739,21 @@ def l11_norm(
     blocks = None
     if block_idx is not None:
         blocks = torch.zeros(int(block_idx.max()) + 1, dtype=torch.float64).index_add_(0, block_idx, rows)
-    lo = hi = level = math.nan
-    extra: dict = {}
-    if band_level is not None and samples.shape[0] < 2:
-        extra["no_band"] = f"{samples.shape[0]} finite probe(s): a band needs 2 at least"
-        warnings.warn(f"l11_norm: no error band from {extra['no_band']}", RuntimeWarning, stacklevel=2)
-        band_level = None
-    if band_level is not None:
-        level = float(band_level)
-        r_lo, r_hi = bootstrap_band(samples, variant, rows=rows, level=level, n_boot=n_boot, seed=seed)
-        bias = cauchy_bias_factor(int(samples.shape[0]), variant)  # the band is for the truth
-        lo, hi = min(total * r_lo / bias, total), max(total * r_hi / bias, total)
-        extra["bias_factor"] = bias
-    return L11Estimate(
-        total=total,
-        per_dim=total / d,
-        rows=rows,
-        blocks=blocks,
-        n_probes=int(samples.shape[0]),
-        variant=variant,
-        d=d,
-        n_dropped=n_dropped,
-        seconds=time.perf_counter() - t0,
-        lo=lo,
-        hi=hi,
-        band_level=level,
-        band_method="none" if band_level is None else "bootstrap",
-        extra=extra,
-    )
+    n_used = int(samples.shape[0])
+    est = L11Estimate(total, total / d, rows, blocks, n_used, variant, d, n_dropped)
+    if band_level is not None and n_used < 2:
+        est.extra["no_band"] = f"{n_used} finite probe(s): a band needs 2 at least"
+        warnings.warn(f"l11_norm: no error band from {est.extra['no_band']}", RuntimeWarning, stacklevel=2)
+    elif band_level is not None:
+        est.band_level, est.band_method = float(band_level), "bootstrap"
+        r_lo, r_hi = bootstrap_band(
+            samples, variant, rows=rows, level=est.band_level, n_boot=n_boot, seed=seed
+        )
+        bias = cauchy_bias_factor(n_used, variant)  # the band is for the truth
+        est.lo, est.hi = min(total * r_lo / bias, total), max(total * r_hi / bias, total)
+        est.extra["bias_factor"] = bias
+    est.seconds = time.perf_counter() - t0
+    return est
 
 
 def _auto_batch_probes(h, product_bytes: int, cap: int = 64) -> int:
