@@ -39,6 +39,7 @@ __all__ += ["row_scales", "bootstrap_band", "cauchy_bias_factor", "spectral_norm
 __all__ += ["check_positive_int"]
 
 LossFn = Callable[[nn.Module, Any], Tensor]
+_CHUNK = 1 << 20  # columns per quantile reduction
 
 
 def check_positive_int(name: str, value) -> int:
@@ -470,16 +471,15 @@ def _as_operator(h):
     return h
 
 
-def exact_hessian(
-    model: nn.Module, loss_fn: LossFn, batches, params=None, chunk: int = 256, **kwargs
-) -> Tensor:
-    r"""The dense ``(d, d)`` Hessian, ``chunk`` rows :math:`H_{i,:}=\nabla(\partial_iL)` per backward.
+def exact_hessian(model: nn.Module, loss_fn: LossFn, batches, params=None, **kwargs) -> Tensor:
+    r"""The dense ``(d, d)`` Hessian, 256 rows :math:`H_{i,:}=\nabla(\partial_iL)` per backward.
 
     ``kwargs``: ``frozen``/``micro_batch`` of :class:`HVP`.
     """
     h = HVP(model, loss_fn, batches, params, method="double_backward", **kwargs)
     H = torch.zeros((h.d, h.d), dtype=h.dtype, device=h.device)
     eye = torch.eye(h.d, dtype=h.dtype, device=h.device)
+    chunk = 256
     for b, w in h._units:
         grads = h._first_order(b)
         if not any(g.requires_grad for g in grads):
@@ -548,11 +548,11 @@ def _interp_sorted(s: Tensor, q: float, dim: int) -> Tensor:
     return a + frac * (b - a)
 
 
-def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: bool = False) -> list[Tensor]:
-    """Column quantiles of ``S`` (or ``|S|``), ``chunk`` columns at a time (NumPy's sort on CPU)."""
+def _quantiles_columns(S: Tensor, qs: Sequence[float], *, absolute: bool = False) -> list[Tensor]:
+    """Column quantiles of ``S`` (or ``|S|``), ``_CHUNK`` columns at a time (NumPy's sort on CPU)."""
     outs = [torch.empty(S.shape[1], dtype=S.dtype, device=S.device) for _ in qs]
-    for start in range(0, S.shape[1], chunk):
-        block = S[:, start : start + chunk]
+    for start in range(0, S.shape[1], _CHUNK):
+        block = S[:, start : start + _CHUNK]
         if absolute:
             block = block.abs()
         if S.device.type == "cpu":  # NumPy sorts many short rows ~5x faster than torch
@@ -562,15 +562,15 @@ def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: 
         else:
             s, dim = torch.sort(block, dim=0)[0], 0
         for out, q in zip(outs, qs, strict=True):
-            out[start : start + chunk] = _interp_sorted(s, q, dim)
+            out[start : start + _CHUNK] = _interp_sorted(s, q, dim)
     return outs
 
 
-def row_scales(samples: Tensor, variant: str, chunk: int = 1 << 20) -> Tensor:
+def row_scales(samples: Tensor, variant: str) -> Tensor:
     r"""Column Cauchy scales of ``(n, d)`` products: ``"median"`` of :math:`|h_j|` or ``"iqr"`` / 2."""
     if variant == "median":
-        return _quantiles_columns(samples, [0.5], chunk, absolute=True)[0]
-    q25, q75 = _quantiles_columns(samples, [0.25, 0.75], chunk)
+        return _quantiles_columns(samples, [0.5], absolute=True)[0]
+    q25, q75 = _quantiles_columns(samples, [0.25, 0.75])
     return (q75 - q25) / 2
 
 
@@ -589,11 +589,13 @@ def cauchy_bias_factor(n: int, variant: str) -> float:
             raise OverflowError
         return (1 - frac) * order_mean(low + 1, f) + (frac * order_mean(low + 2, f) if frac > 0 else 0.0)
 
+    def centred_tan(u: float) -> float:
+        return math.tan(math.pi * (u - 0.5))
+
     try:
         if variant == "median":
             return quantile_mean(0.5, lambda u: math.tan(math.pi * u / 2))
-        f = lambda u: math.tan(math.pi * (u - 0.5))  # noqa: E731
-        return (quantile_mean(0.75, f) - quantile_mean(0.25, f)) / 2
+        return (quantile_mean(0.75, centred_tan) - quantile_mean(0.25, centred_tan)) / 2
     except OverflowError:
         return 1.0
 
@@ -606,7 +608,6 @@ def bootstrap_band(
     level: float = 0.9,
     n_boot: int = 2000,
     seed: int = 0,
-    chunk: int = 1 << 20,
 ) -> tuple[float, float]:
     r"""Percentile-bootstrap band of :math:`\widehat N` as ratios, by the Bahadur expansion.
 
@@ -619,15 +620,15 @@ def bootstrap_band(
         raise ValueError(f"level must be in (0, 1), got {level}")
     n, d = samples.shape
     if rows is None:
-        rows = row_scales(samples, variant, chunk)
+        rows = row_scales(samples, variant)
     rows = rows.detach().to("cpu", torch.float64)
     total = float(rows.sum())
     if not total > 0:
         return 1.0, 1.0
     Z = torch.zeros(n, dtype=torch.float64)
-    for start in range(0, d, chunk):
-        block = samples[:, start : start + chunk].detach().abs()
-        gam = rows[start : start + chunk].to(device=block.device, dtype=torch.float64)
+    for start in range(0, d, _CHUNK):
+        block = samples[:, start : start + _CHUNK].detach().abs()
+        gam = rows[start : start + _CHUNK].to(device=block.device, dtype=torch.float64)
         inside = (block.to(torch.float64) <= gam[None, :]).to(torch.float64) - 0.5
         Z += (inside @ gam).cpu()
     g = torch.Generator().manual_seed(_probe_seed(seed, 1 << 40))
@@ -665,7 +666,6 @@ def l11_norm(
     variant: str = "median",
     partition="tensor",
     progress: bool = True,
-    chunk: int = 1 << 20,
     batch_probes: int | str = "auto",
     distributed: bool | None = None,
     band_level: float | None = 0.9,
@@ -687,7 +687,6 @@ def l11_norm(
         variant: ``"median"`` or ``"iqr"``.
         partition: ``"tensor"``, ``None``, a ``Partition`` or ``(d,)`` block ids for ``blocks``.
         progress: A progress bar.
-        chunk: Coordinates per quantile reduction.
         batch_probes: Probes per ``matmat`` (``"auto"``: what half the free CUDA memory holds, 1 on CPU).
         distributed: Split probes across ranks (``None``: if initialised).
         band_level: Coverage of the band (``None``: no band).
@@ -734,7 +733,7 @@ def l11_norm(
         samples, n_dropped = _all_gather_rows(samples, n_dropped)
     if samples.shape[0] == 0:
         raise ValueError("every Cauchy probe gave a non-finite Hessian-vector product")
-    rows = row_scales(samples, variant, chunk).to("cpu", torch.float64)
+    rows = row_scales(samples, variant).to("cpu", torch.float64)
     total = float(rows.sum())
     blocks = None
     if block_idx is not None:
@@ -784,14 +783,12 @@ def _all_gather_rows(samples: Tensor, n_dropped: int) -> tuple[Tensor, int]:
     return out, sum(int(c[1]) for c in all_counts)
 
 
-def lanczos(hvp, n_iter: int = 50, *, v0: Tensor | None = None, seed: int = 0) -> Tensor:
+def lanczos(hvp, n_iter: int = 50, *, seed: int = 0) -> Tensor:
     """Ritz values (ascending) of ``n_iter`` reorthogonalised Lanczos steps {cite}`lanczos1950iteration`."""
     h = _as_operator(hvp)
     k = min(check_positive_int("n_iter", n_iter), h.d)
-    if v0 is None:
-        g = torch.Generator(device=h.device).manual_seed(int(seed))
-        v0 = torch.randn(h.d, generator=g, dtype=h.dtype, device=h.device)
-    q = v0.to(device=h.device, dtype=h.dtype)
+    g = torch.Generator(device=h.device).manual_seed(int(seed))
+    q = torch.randn(h.d, generator=g, dtype=h.dtype, device=h.device)
     q = q / q.norm()
     Q = torch.empty((k, h.d), dtype=h.dtype, device=h.device)
     alpha, beta = [], []
@@ -810,35 +807,23 @@ def lanczos(hvp, n_iter: int = 50, *, v0: Tensor | None = None, seed: int = 0) -
     return torch.from_numpy(eigh_tridiagonal(np.array(alpha), np.array(beta), eigvals_only=True))
 
 
-def spectral_norm(
-    hvp,
-    *,
-    tol: float = 1e-6,
-    maxiter: int | None = None,
-    ncv: int | None = None,
-    lanczos_iters: int | None = None,
-    v0: Tensor | None = None,
-    seed: int = 0,
-) -> float:
+def spectral_norm(hvp, *, tol: float = 1e-6, lanczos_iters: int | None = None, seed: int = 0) -> float:
     r""":math:`\|H\|_2=\max_i|\lambda_i(H)|` by ``eigsh`` to relative ``tol``.
 
     With ``lanczos_iters``: the largest |Ritz value| of :func:`lanczos` (Appendix D.2, a lower bound).
     """
     h = _as_operator(hvp)
     if lanczos_iters is not None:
-        return float(lanczos(h, lanczos_iters, v0=v0, seed=seed).abs().max())
+        return float(lanczos(h, lanczos_iters, seed=seed).abs().max())
     if h.d <= 2:  # ARPACK needs k < d - 1: use the dense route
         H = torch.stack([h.matvec(e) for e in torch.eye(h.d, dtype=h.dtype, device=h.device)], 1)
         return l2_smoothness((H + H.T) / 2)
-    if v0 is None:
-        v0 = np.random.default_rng(seed).standard_normal(h.d)
-    else:
-        v0 = v0.detach().to("cpu", torch.float64).numpy()
+    v0 = np.random.default_rng(seed).standard_normal(h.d)
 
     def mv(x):
         y = h.matvec(torch.from_numpy(np.ascontiguousarray(np.asarray(x).reshape(-1))))
         return y.detach().to("cpu", torch.float64).numpy()
 
     op = LinearOperator((h.d, h.d), matvec=mv, rmatvec=mv, dtype=np.float64)
-    vals = eigsh(op, k=1, which="LM", tol=tol, maxiter=maxiter, ncv=ncv, v0=v0, return_eigenvectors=False)
+    vals = eigsh(op, k=1, which="LM", tol=tol, v0=v0, return_eigenvectors=False)
     return float(np.abs(vals).max())
