@@ -234,14 +234,11 @@ class HVP(Operator):
         _switch_attention(model)
         _check_fixed_function(model, loss_fn, self.batches, self.micro_batch is not None)
         named = dict(model.named_parameters())  # tied weights appear once
-        if params is None:
-            self.names = list(named)
-        else:
-            by_id = {id(p): n for n, p in named.items()}
-            missing = [i for i, p in enumerate(params) if id(p) not in by_id]
-            if missing:
-                raise ValueError(f"params[{missing[0]}] is not a parameter of the model")
-            self.names = [by_id[id(p)] for p in params]
+        by_id = {id(p): n for n, p in named.items()}
+        missing = [i for i, p in enumerate(params or []) if id(p) not in by_id]
+        if missing:
+            raise ValueError(f"params[{missing[0]}] is not a parameter of the model")
+        self.names = list(named) if params is None else [by_id[id(p)] for p in params]
         frozen_names = [n for n in self.names if not named[n].requires_grad]
         if frozen_names and (frozen == "refuse" or params is not None):
             raise ValueError(
@@ -548,13 +545,11 @@ def _interp_sorted(s: Tensor, q: float, dim: int) -> Tensor:
     return a + frac * (b - a)
 
 
-def _quantiles_columns(S: Tensor, qs: Sequence[float], *, absolute: bool = False) -> list[Tensor]:
-    """Column quantiles of ``S`` (or ``|S|``), ``_CHUNK`` columns at a time (NumPy's sort on CPU)."""
+def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: bool = False) -> list[Tensor]:
+    """Column quantiles of ``S`` (or ``|S|``), ``chunk`` columns at a time (NumPy's sort on CPU)."""
     outs = [torch.empty(S.shape[1], dtype=S.dtype, device=S.device) for _ in qs]
-    for start in range(0, S.shape[1], _CHUNK):
-        block = S[:, start : start + _CHUNK]
-        if absolute:
-            block = block.abs()
+    for start in range(0, S.shape[1], chunk):
+        block = S[:, start : start + chunk].abs() if absolute else S[:, start : start + chunk]
         if S.device.type == "cpu":  # NumPy sorts many short rows ~5x faster than torch
             if block.dtype in (torch.bfloat16, torch.float16):
                 block = block.float()
@@ -562,15 +557,15 @@ def _quantiles_columns(S: Tensor, qs: Sequence[float], *, absolute: bool = False
         else:
             s, dim = torch.sort(block, dim=0)[0], 0
         for out, q in zip(outs, qs, strict=True):
-            out[start : start + _CHUNK] = _interp_sorted(s, q, dim)
+            out[start : start + chunk] = _interp_sorted(s, q, dim)
     return outs
 
 
-def row_scales(samples: Tensor, variant: str) -> Tensor:
+def row_scales(samples: Tensor, variant: str, chunk: int = _CHUNK) -> Tensor:
     r"""Column Cauchy scales of ``(n, d)`` products: ``"median"`` of :math:`|h_j|` or ``"iqr"`` / 2."""
     if variant == "median":
-        return _quantiles_columns(samples, [0.5], absolute=True)[0]
-    q25, q75 = _quantiles_columns(samples, [0.25, 0.75])
+        return _quantiles_columns(samples, [0.5], chunk, absolute=True)[0]
+    q25, q75 = _quantiles_columns(samples, [0.25, 0.75], chunk)
     return (q75 - q25) / 2
 
 
