@@ -1,19 +1,12 @@
 r"""Hessian operators and estimators (Algorithm 4, Definition 3.9).
 
-:math:`H=\nabla^2L(x)` of the mean loss over fixed batches at fixed parameters, flattened in
-``model.parameters()`` order (tied weights once). As in curvlinops every operator is matrix-free
-(``matvec``/``matmat``) and a SciPy ``LinearOperator``. Norms of a dense matrix
-are in :mod:`adamlinf.theory`.
-
-* :class:`HVP` (``hvp``): ``v -> Hv``; :class:`RotatedHVP` (``rotated``): ``v -> R^T H R v``;
-  :func:`exact_hessian`: the dense Hessian (small ``d``).
-* :func:`l11_norm`: :math:`\|H\|_{1,1}` by Cauchy probes with a bootstrap band.
-* :func:`spectral_norm`: :math:`\|H\|_2` by Lanczos (``eigsh``).
-
-The loss must be a fixed, twice differentiable function of the parameters. Checked at every
-product: fused attention is switched to the GPT's ``"math"`` attention (with a warning), BatchNorm
-updating running statistics and active dropout are refused; at construction the loss is evaluated
-twice and must agree exactly.
+:math:`H=\nabla^2L(x)` of the mean loss over fixed batches, flattened in ``model.parameters()``
+order (tied weights once). Matrix-free operators (``matvec``/``matmat``): :class:`HVP` ``v -> Hv``,
+:class:`RotatedHVP` ``v -> R^T H R v``; :func:`exact_hessian` is dense. :func:`l11_norm` estimates
+:math:`\|H\|_{1,1}` by Cauchy probes with a bootstrap band, :func:`spectral_norm` :math:`\|H\|_2` by
+Lanczos. The loss must be a fixed, twice differentiable function: fused attention is switched to
+the GPT's ``"math"`` attention, BatchNorm updating statistics and active dropout are refused at
+every product, and two evaluations at construction must agree exactly.
 """
 
 from __future__ import annotations
@@ -41,27 +34,21 @@ from tqdm import tqdm
 from .partitions import check_block_index
 from .theory import l2_smoothness
 
-__all__ = [
-    "Operator", "HVP", "hvp", "rotated", "RotatedHVP", "exact_hessian", "L11Estimate", "l11_norm",
-    "row_scales", "bootstrap_band", "cauchy_bias_factor", "spectral_norm", "lanczos",
-    "cauchy_probe", "check_positive_int",
-]  # fmt: skip
+__all__ = ["Operator", "HVP", "hvp", "rotated", "RotatedHVP", "exact_hessian", "L11Estimate", "l11_norm"]
+__all__ += ["row_scales", "bootstrap_band", "cauchy_bias_factor", "spectral_norm", "lanczos", "cauchy_probe"]
+__all__ += ["check_positive_int"]
 
 LossFn = Callable[[nn.Module, Any], Tensor]
+_CHUNK = 1 << 20  # columns per quantile reduction
 
 
 def check_positive_int(name: str, value) -> int:
     """``int(value)`` for a positive integer; ``ValueError`` naming ``name`` otherwise (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
 
 
-# --------------------------------------------------------------------------------------------
-# checks that the loss is a fixed function
-# --------------------------------------------------------------------------------------------
 def _switch_attention(model: nn.Module) -> None:
     """Switch the first submodule with ``set_attention`` (our GPT) to its ``"math"`` attention."""
     for m in model.modules():
@@ -69,9 +56,8 @@ def _switch_attention(model: nn.Module) -> None:
             current = getattr(getattr(m, "config", None), "attention", None)
             if current != "math":
                 warnings.warn(
-                    f"{type(m).__name__}: switching attention from {current!r} to 'math' for "
-                    "Hessian-vector products (fused scaled_dot_product_attention has no double "
-                    "backward / forward-mode AD); call model.set_attention(...) to switch back.",
+                    f"{type(m).__name__}: switching attention from {current!r} to 'math' (fused attention "
+                    "has no double backward); model.set_attention(...) switches back",
                     stacklevel=3,
                 )
                 m.set_attention("math")
@@ -81,83 +67,58 @@ def _switch_attention(model: nn.Module) -> None:
 def _check_modules(model: nn.Module, micro_batches: bool = False) -> None:
     """Refuse active dropout, BatchNorm updating statistics, and batch statistics with micro-batches."""
     for name, m in model.named_modules():
-        batch_stats = isinstance(m, nn.modules.batchnorm._NormBase) and (
-            m.training or not m.track_running_stats
-        )
-        if batch_stats and micro_batches:
+        bn = isinstance(m, nn.modules.batchnorm._NormBase)
+        if bn and micro_batches and (m.training or not m.track_running_stats):
             raise ValueError(
-                f"micro_batch: module {name!r} normalises with batch statistics, so the loss is "
-                "not a mean over rows and micro-batches would change the Hessian"
+                f"micro_batch: module {name!r} normalises with batch statistics (not a mean over rows)"
             )
-        if isinstance(m, nn.modules.batchnorm._NormBase) and m.training and m.track_running_stats:
+        if bn and m.training and m.track_running_stats:
             raise ValueError(
-                f"module {name or type(m).__name__!r} is a {type(m).__name__} in training mode "
-                "with track_running_stats=True: it updates its running statistics on every forward, "
-                "so repeated Hessian-vector products would not see one fixed function. Call "
-                "model.eval() or build it with track_running_stats=False."
+                f"module {name or type(m).__name__!r} is a {type(m).__name__} in training mode with "
+                "track_running_stats=True (not a fixed function): call model.eval()"
             )
         if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0:
-            raise ValueError(
-                f"module {name!r} is active dropout (p={m.p}) in training mode: the loss is random. "
-                "Call model.eval() before computing Hessians."
-            )
+            raise ValueError(f"module {name!r} is active dropout (p={m.p}): call model.eval()")
+
+
+def _leaves(batch) -> list:
+    """The items of a tensor, dict or sequence batch."""
+    if isinstance(batch, Tensor):
+        return [batch]
+    return list(batch.values()) if isinstance(batch, dict) else list(batch)
 
 
 def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list, micro_batches: bool) -> None:
     """Module checks, non-empty batches, a scalar loss off the meta device, equal on two calls."""
     _check_modules(model, micro_batches)
     for i, batch in enumerate(batches):
-        leaves = (
-            batch.values() if isinstance(batch, dict) else [batch] if isinstance(batch, Tensor) else batch
-        )
-        for t in leaves if isinstance(leaves, Iterable) else []:
+        for t in _leaves(batch) if isinstance(batch, Iterable) else []:
             if isinstance(t, Tensor) and t.ndim > 0 and t.shape[0] == 0:
-                raise ValueError(
-                    f"batch {i} is empty (a tensor of shape {tuple(t.shape)}): the mean loss over no "
-                    "rows is NaN and has no Hessian; give at least one row"
-                )
+                raise ValueError(f"batch {i} is empty (a tensor of shape {tuple(t.shape)})")
     with torch.no_grad():
         a = loss_fn(model, batches[0])
         b = loss_fn(model, batches[0])
-    if not isinstance(a, Tensor):
-        raise ValueError(f"loss_fn must return a scalar tensor, got {type(a).__name__}")
-    if a.numel() != 1:
+    if not isinstance(a, Tensor) or a.numel() != 1:
         raise ValueError(
-            f"loss_fn must return a scalar (one number), got a tensor of shape {tuple(a.shape)}: "
-            "reduce it (e.g. .mean()) to the loss whose Hessian you want"
+            f"loss_fn must return a scalar tensor, got {type(a).__name__} {getattr(a, 'shape', '')}"
         )
     if a.device.type == "meta":
-        raise ValueError(
-            "the loss is on the meta device (no values): move the model and the batch to a real "
-            "device before computing Hessians"
-        )
+        raise ValueError("the loss is on the meta device (no values): move the model and batch to a device")
     if not torch.equal(a, b) and not (torch.isnan(a).all() and torch.isnan(b).all()):
-        raise ValueError(
-            f"loss_fn(model, batch) is not deterministic ({a.item()!r} then {b.item()!r}): the "
-            "Hessian of a random function is undefined. Put the model in eval mode and fix the batch."
-        )
+        raise ValueError(f"loss_fn(model, batch) is not deterministic ({a.item()!r} then {b.item()!r})")
 
 
-# --------------------------------------------------------------------------------------------
-# mixed precision: autocast's casts made explicit, for forward-over-reverse
-# --------------------------------------------------------------------------------------------
-_LOW_PRECISION_FUNCS = {
-    F.linear, torch.matmul, Tensor.matmul, Tensor.__matmul__, Tensor.__rmatmul__, torch.mm,
-    Tensor.mm, torch.bmm, Tensor.bmm, torch.addmm, Tensor.addmm, torch.baddbmm, Tensor.baddbmm,
-    F.conv1d, F.conv2d, F.conv3d, F.bilinear,
-}  # fmt: skip
-_FLOAT32_FUNCS = {
-    F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, Tensor.softmax, Tensor.log_softmax,
-    F.layer_norm, F.group_norm, F.cross_entropy, F.nll_loss, F.mse_loss, F.binary_cross_entropy_with_logits,
-}  # fmt: skip
+_MATMULS = ("matmul", "mm", "bmm", "addmm", "baddbmm")
+_LOW_PRECISION_FUNCS = {getattr(m, n) for m in (torch, Tensor) for n in _MATMULS}
+_LOW_PRECISION_FUNCS |= {getattr(F, n) for n in ("linear", "bilinear", "conv1d", "conv2d", "conv3d")}
+_LOW_PRECISION_FUNCS |= {Tensor.__matmul__, Tensor.__rmatmul__}
+_FLOAT32_FUNCS = {getattr(m, n) for m in (F, torch, Tensor) for n in ("softmax", "log_softmax")}
+_FLOAT32_FUNCS |= {F.layer_norm, F.group_norm, F.cross_entropy, F.nll_loss, F.mse_loss}
+_FLOAT32_FUNCS |= {F.binary_cross_entropy_with_logits}
 
 
 class _ExplicitAutocast(TorchFunctionMode):
-    """CUDA autocast's casts for our models' ops as differentiable ``Tensor.to`` calls.
-
-    Autocast casts below ``torch.func``'s transforms, which put a float32 tangent beside a bf16
-    primal; with explicit casts primal and tangent share the dtype at every matmul.
-    """
+    """CUDA autocast's casts as ``Tensor.to`` calls, so ``torch.func`` tangents share the primals' dtype."""
 
     def __init__(self, dtype: torch.dtype):
         super().__init__()
@@ -184,9 +145,6 @@ class _ExplicitAutocast(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-# --------------------------------------------------------------------------------------------
-# Hessian-vector products
-# --------------------------------------------------------------------------------------------
 class _LossModule(nn.Module):
     """``forward(batch) = loss_fn(model, batch)``, for ``torch.func.functional_call``."""
 
@@ -214,12 +172,9 @@ def _micro_batches(batches: list, micro_batch: int | None) -> list[tuple[Any, fl
         if micro_batch is None:
             out.append((b, 1.0 / len(batches)))
             continue
-        leaves = [b] if isinstance(b, Tensor) else list(b.values()) if isinstance(b, dict) else list(b)
-        rows = {t.shape[0] for t in leaves if isinstance(t, Tensor) and t.ndim > 0}
+        rows = {t.shape[0] for t in _leaves(b) if isinstance(t, Tensor) and t.ndim > 0}
         if len(rows) != 1:
-            raise ValueError(
-                f"micro_batch needs batches whose tensors share one leading size, got {sorted(rows)}"
-            )
+            raise ValueError(f"micro_batch needs tensors of one leading size, got {sorted(rows)}")
         n = rows.pop()
         for s in range(0, n, micro_batch):
             e = min(n, s + micro_batch)
@@ -234,46 +189,25 @@ class Operator:
     dtype: torch.dtype
     device: torch.device
 
-    def matvec(self, v: Tensor) -> Tensor:  # pragma: no cover - interface
-        """:math:`Hv` for a flat ``(d,)`` vector."""
-        raise NotImplementedError
-
     def matmat(self, V: Tensor) -> Tensor:
-        r"""The rows :math:`Hv^{(i)}` of a ``(k, d)`` ``V``, one at a time."""
+        """``matvec`` of each row of a ``(k, d)`` ``V``."""
         return torch.stack([self.matvec(v) for v in V])
-
-    def as_linear_operator(self) -> LinearOperator:
-        """A ``scipy.sparse.linalg.LinearOperator`` (float64 NumPy vectors in and out)."""
-
-        def mv(x):
-            y = self.matvec(torch.from_numpy(np.ascontiguousarray(np.asarray(x).reshape(-1))))
-            return y.detach().to("cpu", torch.float64).numpy()
-
-        return LinearOperator((self.d, self.d), matvec=mv, rmatvec=mv, dtype=np.float64)
 
 
 class HVP(Operator):
-    r"""``v -> Hv``: the Hessian of the mean loss over ``batches`` at the model's parameters.
-
-    By Pearlmutter's trick {cite}`pearlmutter1994fast`. ``method="double_backward"`` (``"auto"``,
-    faster on CPU) is ``autograd.grad`` of :math:`\langle\nabla L,v\rangle`; with ``cache_graph``
-    (default for one batch without ``micro_batch``) the first-order graph is built once and rebuilt
-    when a parameter's version counter moves (:meth:`clear_cache` after a change through ``.data``).
-    ``method="forward"`` is ``torch.func.jvp`` of ``torch.func.grad``, under ``torch.autocast`` with
-    autocast's casts made explicit (:class:`_ExplicitAutocast`). ``micro_batch`` splits each batch
-    into micro-batches of that many rows, their products accumulated with weights (the memory of one
-    micro-batch; exact for a mean of per-row losses). Frozen parameters are refused unless
-    ``frozen="exclude"`` leaves them out.
+    r"""``v -> Hv`` for the mean loss over ``batches``, by Pearlmutter's trick {cite}`pearlmutter1994fast`.
 
     Args:
         model: The model.
         loss_fn: ``loss_fn(model, batch) -> scalar``.
         batches: A batch or a list of batches (the loss is their average).
-        params: The tensors to differentiate (default: the model's, see ``frozen``).
-        method: ``"auto"``, ``"forward"`` or ``"double_backward"``.
-        cache_graph: Keep the first-order graph between products (double backward).
-        frozen: ``"refuse"`` or ``"exclude"``.
-        micro_batch: Rows per micro-batch (``None``: whole batches).
+        params: The tensors to differentiate (default: the model's).
+        method: ``"double_backward"`` (``"auto"``): ``autograd.grad`` of :math:`\langle\nabla L,v\rangle`;
+            ``"forward"``: ``jvp`` of ``torch.func.grad``, autocast's casts made explicit.
+        cache_graph: Keep the first-order graph between products (default: one batch, no
+            ``micro_batch``); rebuilt when a parameter's version moves (:meth:`clear_cache`).
+        frozen: ``"refuse"`` frozen parameters or ``"exclude"`` them.
+        micro_batch: Rows per micro-batch, products summed with weights (exact for a mean of rows).
     """
 
     def __init__(
@@ -300,20 +234,16 @@ class HVP(Operator):
         _switch_attention(model)
         _check_fixed_function(model, loss_fn, self.batches, self.micro_batch is not None)
         named = dict(model.named_parameters())  # tied weights appear once
-        if params is None:
-            self.names = list(named)
-        else:
-            by_id = {id(p): n for n, p in named.items()}
-            missing = [i for i, p in enumerate(params) if id(p) not in by_id]
-            if missing:
-                raise ValueError(f"params[{missing[0]}] is not a parameter of the model")
-            self.names = [by_id[id(p)] for p in params]
+        by_id = {id(p): n for n, p in named.items()}
+        missing = [i for i, p in enumerate(params or []) if id(p) not in by_id]
+        if missing:
+            raise ValueError(f"params[{missing[0]}] is not a parameter of the model")
+        self.names = list(named) if params is None else [by_id[id(p)] for p in params]
         frozen_names = [n for n in self.names if not named[n].requires_grad]
         if frozen_names and (frozen == "refuse" or params is not None):
             raise ValueError(
                 f"{len(frozen_names)} parameter tensor(s) have requires_grad=False (e.g. "
-                f"{frozen_names[:3]}): pass frozen='exclude' for the Hessian over the trainable "
-                "parameters only, or an explicit params list of trainable tensors"
+                f"{frozen_names[:3]}): pass frozen='exclude' or a params list of trainable tensors"
             )
         self.names = [n for n in self.names if named[n].requires_grad]
         if not self.names:
@@ -334,28 +264,25 @@ class HVP(Operator):
         self.n_products = 0
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
-        """Concatenate per-parameter tensors into one flat vector."""
+        """One flat vector of per-parameter tensors."""
         return torch.cat([t.reshape(-1) for t in tensors])
 
     def unflatten(self, v: Tensor) -> list[Tensor]:
-        """Split a flat ``(d,)`` vector, or ``(k, d)`` rows, into per-parameter tensors."""
-        lead = v.shape[:-1]
-        return [
-            c.reshape(*lead, *s)
-            for c, s in zip(torch.split(v, self.numels, dim=-1), self.shapes, strict=True)
-        ]
+        """Per-parameter tensors of a flat ``(d,)`` vector or ``(k, d)`` rows."""
+        parts = torch.split(v, self.numels, dim=-1)
+        return [c.reshape(*v.shape[:-1], *s) for c, s in zip(parts, self.shapes, strict=True)]
 
     def tensor_index(self) -> Tensor:
-        """``(d,)`` block ids of the per-tensor partition (block ``i`` = ``params[i]``)."""
+        """``(d,)`` block ids, block ``i`` = ``params[i]``."""
         return torch.repeat_interleave(torch.arange(len(self.numels)), torch.tensor(self.numels))
 
     def loss(self) -> float:
-        """The loss averaged over the batches at the current parameters."""
+        """The mean loss over the batches."""
         with torch.no_grad():
             return float(sum(w * self.loss_fn(self.model, b) for b, w in self._units))
 
     def gradient(self) -> Tensor:
-        r"""The flat gradient :math:`\nabla L(x)` (averaged over the batches)."""
+        r"""The flat gradient :math:`\nabla L(x)`."""
         total = torch.zeros(self.d, dtype=self.dtype, device=self.device)
         for b, w in self._units:
             g = torch.autograd.grad(self.loss_fn(self.model, b), self.params, allow_unused=True)
@@ -370,10 +297,10 @@ class HVP(Operator):
         ]
 
     def _first_order(self, batch) -> list[Tensor]:
-        loss = self.loss_fn(self.model, batch)
-        return self._zeros_if_none(
-            torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        g = torch.autograd.grad(
+            self.loss_fn(self.model, batch), self.params, create_graph=True, allow_unused=True
         )
+        return self._zeros_if_none(g)
 
     def _hvp_forward(self, v: Tensor) -> Tensor:
         primals = {n: p.detach() for n, p in zip(self.names, self.params, strict=True)}
@@ -398,7 +325,7 @@ class HVP(Operator):
         return out
 
     def _hvp_double_backward(self, v: Tensor) -> Tensor:
-        """:math:`Hv`, or the rows of a ``(k, d)`` ``v`` in one batched backward (``is_grads_batched``)."""
+        """:math:`Hv`, or the rows of a ``(k, d)`` ``v`` in one batched backward."""
         batched = v.ndim == 2
         vs = self.unflatten(v)
         out = torch.zeros(v.shape, dtype=self.dtype, device=self.device)
@@ -423,21 +350,15 @@ class HVP(Operator):
                 )
             except RuntimeError as err:
                 if "modified by an inplace operation" in str(err):
-                    raise RuntimeError(
-                        "a tensor saved in the cached first-order graph (a buffer, or a parameter "
-                        "changed through .data) was modified in place since the graph was built: "
-                        "call clear_cache() after changing the model, or build a new HVP"
-                    ) from err
+                    msg = "a tensor of the cached graph was modified in place: call clear_cache()"
+                    raise RuntimeError(msg) from err
                 raise
-            if batched:
-                k = v.shape[0]
-                out += w * torch.cat([t.reshape(k, -1) for t in self._zeros_if_none(hv, k)], 1)
-            else:
-                out += w * self.flatten(self._zeros_if_none(hv))
+            k = v.shape[0] if batched else None
+            out += w * torch.cat([t.reshape(*v.shape[:-1], -1) for t in self._zeros_if_none(hv, k)], -1)
         return out
 
     def matvec(self, v: Tensor) -> Tensor:
-        """:math:`Hv` for a flat ``v`` of shape ``(d,)`` (the model's mode is checked again)."""
+        """:math:`Hv` for a flat ``(d,)`` ``v`` (the model's mode checked again)."""
         v = torch.as_tensor(v)
         if v.shape != (self.d,):
             raise ValueError(f"expected a flat vector of shape ({self.d},), got {tuple(v.shape)}")
@@ -447,11 +368,7 @@ class HVP(Operator):
         return self._hvp_forward(v) if self.method == "forward" else self._hvp_double_backward(v)
 
     def matmat(self, V: Tensor) -> Tensor:
-        r"""The rows :math:`Hv^{(i)}` of a ``(k, d)`` ``V`` in one batched double backward.
-
-        Equal to :meth:`matvec` of each row to float rounding; one row at a time for
-        forward-over-reverse or an operation without a batching rule.
-        """
+        """The rows :math:`Hv^{(i)}` of a ``(k, d)`` ``V`` in one batched double backward."""
         V = torch.as_tensor(V)
         if V.ndim != 2 or V.shape[1] != self.d:
             raise ValueError(f"expected rows of shape (k, {self.d}), got {tuple(V.shape)}")
@@ -473,17 +390,14 @@ class HVP(Operator):
         self._graph = self._graph_versions = None
 
 
-def hvp(model: nn.Module, loss_fn: LossFn, batches, params=None, method: str = "auto", **kwargs) -> HVP:
-    """:class:`HVP` of ``loss_fn`` averaged over ``batches`` (``kwargs``: its keyword arguments)."""
-    return HVP(model, loss_fn, batches, params, method, **kwargs)
+hvp = HVP
 
 
 class RotatedHVP(Operator):
-    r""":math:`\nabla^2(L\circ R)(w)=R^\top\nabla^2L(Rw)R` where the model holds :math:`x=Rw`.
+    r""":math:`\nabla^2(L\circ R)(w)=R^\top\nabla^2L(Rw)R`, the Hessian rotated Adam sees (Appendix D.1).
 
-    The Hessian rotated Adam sees (Appendix D.1). ``rotation``: a dense orthogonal ``(d, d)``
-    tensor or an object with ``apply(x) = Rx`` and ``apply_T(x) = R^T x`` (run in its own
-    ``dtype`` if it has one).
+    ``rotation``: an orthogonal ``(d, d)`` tensor or an object with ``apply(x) = Rx`` and
+    ``apply_T(x) = R^T x`` (run in its ``dtype`` if it has one).
     """
 
     def __init__(self, base, rotation):
@@ -501,29 +415,27 @@ class RotatedHVP(Operator):
         self.d, self.dtype, self.device = base.d, base.dtype, base.device
 
     def tensor_index(self) -> Tensor:
-        """The per-tensor block ids of the base operator."""
+        """The base operator's per-tensor block ids."""
         return self.base.tensor_index()
 
-    def _cast(self, x: Tensor) -> Tensor:
+    def _rotate(self, x: Tensor, transpose: bool = False) -> Tensor:
         dt = getattr(self.rotation, "dtype", None)
-        return x.to(dt) if isinstance(dt, torch.dtype) else x
+        x = x.to(dt) if isinstance(dt, torch.dtype) else x
+        return (self._apply_T if transpose else self._apply)(x).to(self.dtype)
 
     def matvec(self, v: Tensor) -> Tensor:
         r""":math:`R^\top H R v`."""
         v = torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
-        HRv = self.base.matvec(self._apply(self._cast(v)).to(self.dtype))
-        return self._apply_T(self._cast(HRv)).to(self.dtype)
+        return self._rotate(self.base.matvec(self._rotate(v)), transpose=True)
 
     def matmat(self, V: Tensor) -> Tensor:
-        r""":math:`R^\top H R v` for each row of ``V``, the products batched by the base operator."""
+        r""":math:`R^\top H R v` for each row of ``V`` (batched by the base operator)."""
         V = torch.as_tensor(V).to(device=self.device, dtype=self.dtype)
-        HRV = self.base.matmat(torch.stack([self._apply(self._cast(v)).to(self.dtype) for v in V]))
-        return torch.stack([self._apply_T(self._cast(x)).to(self.dtype) for x in HRV])
+        HRV = self.base.matmat(torch.stack([self._rotate(v) for v in V]))
+        return torch.stack([self._rotate(x, transpose=True) for x in HRV])
 
 
-def rotated(hvp: HVP, rotation) -> RotatedHVP:
-    r"""``v -> R^T H R v``: the Hessian of :math:`L\circ R` (see :class:`RotatedHVP`)."""
-    return RotatedHVP(hvp, rotation)
+rotated = RotatedHVP
 
 
 class _MatrixHVP(Operator):
@@ -556,59 +468,37 @@ def _as_operator(h):
     return h
 
 
-def exact_hessian(
-    model: nn.Module, loss_fn: LossFn, batches, params=None, chunk: int = 256, **kwargs
-) -> Tensor:
-    r"""The dense ``(d, d)`` Hessian (small ``d``): row :math:`H_{i,:}=\nabla(\partial_iL)`.
+def exact_hessian(model: nn.Module, loss_fn: LossFn, batches, params=None, **kwargs) -> Tensor:
+    r"""The dense ``(d, d)`` Hessian, 256 rows :math:`H_{i,:}=\nabla(\partial_iL)` per backward.
 
-    One first-order graph per batch, ``chunk`` rows per batched backward (one row at a time for an
-    op without a batching rule). ``kwargs``: ``frozen``/``micro_batch`` of :class:`HVP`.
+    ``kwargs``: ``frozen``/``micro_batch`` of :class:`HVP`.
     """
     h = HVP(model, loss_fn, batches, params, method="double_backward", **kwargs)
     H = torch.zeros((h.d, h.d), dtype=h.dtype, device=h.device)
     eye = torch.eye(h.d, dtype=h.dtype, device=h.device)
+    chunk = 256
     for b, w in h._units:
         grads = h._first_order(b)
         if not any(g.requires_grad for g in grads):
             continue  # linear loss
         g = h.flatten(grads)
+        kw = {"retain_graph": True, "allow_unused": True}
         for start in range(0, h.d, chunk):
             E = eye[start : start + chunk]
             try:
-                rows = torch.autograd.grad(
-                    g,
-                    h.params,
-                    grad_outputs=E,
-                    retain_graph=True,
-                    is_grads_batched=True,
-                    allow_unused=True,
-                )
+                rows = torch.autograd.grad(g, h.params, grad_outputs=E, is_grads_batched=True, **kw)
                 rows = h._zeros_if_none(rows, len(E))
                 H[start : start + chunk] += w * torch.cat([r.reshape(len(E), -1) for r in rows], 1)
             except RuntimeError:  # an op without a batching rule: one row at a time
                 for i in range(start, min(start + chunk, h.d)):
-                    r = torch.autograd.grad(
-                        g, h.params, grad_outputs=eye[i], retain_graph=True, allow_unused=True
-                    )
+                    r = torch.autograd.grad(g, h.params, grad_outputs=eye[i], **kw)
                     H[i] += w * h.flatten(h._zeros_if_none(r))
     return H
 
 
-# --------------------------------------------------------------------------------------------
-# the (1,1)-norm: Algorithm 4
-# --------------------------------------------------------------------------------------------
 @dataclass
 class L11Estimate:
-    r"""Result of :func:`l11_norm`.
-
-    Attributes:
-        total: The estimate of :math:`\|H\|_{1,1}`; ``per_dim = total / d``.
-        rows: ``rows[j]`` estimates :math:`\|H_{j,:}\|_1`; ``blocks`` their sums per block.
-        n_probes: Finite probes used (``n_dropped`` non-finite ones dropped).
-        lo: The band on ``total`` (``nan`` without one); ``hi`` its upper end.
-        band_method: ``"bootstrap"`` (:func:`bootstrap_band`) or ``"none"``.
-        extra: ``bias_factor``, or ``no_band`` (the reason there is no band).
-    """
+    """Result of :func:`l11_norm`: ``total``, its ``rows`` and ``blocks``, the band ``[lo, hi]``."""
 
     total: float
     per_dim: float
@@ -641,9 +531,8 @@ def _probe_seed(seed: int, k: int) -> int:
 
 
 def cauchy_probe(d: int, seed: int, k: int, *, dtype=torch.float64, device="cpu") -> Tensor:
-    """Probe ``k`` of Algorithm 4: ``d`` i.i.d. standard Cauchy numbers seeded by ``(seed, k)`` alone."""
-    g = torch.Generator(device=device)
-    g.manual_seed(_probe_seed(seed, k))
+    """Probe ``k`` of Algorithm 4: ``d`` standard Cauchy numbers seeded by ``(seed, k)`` alone."""
+    g = torch.Generator(device=device).manual_seed(_probe_seed(seed, k))
     return torch.empty(d, dtype=dtype, device=device).cauchy_(generator=g)
 
 
@@ -660,9 +549,7 @@ def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: 
     """Column quantiles of ``S`` (or ``|S|``), ``chunk`` columns at a time (NumPy's sort on CPU)."""
     outs = [torch.empty(S.shape[1], dtype=S.dtype, device=S.device) for _ in qs]
     for start in range(0, S.shape[1], chunk):
-        block = S[:, start : start + chunk]
-        if absolute:
-            block = block.abs()
+        block = S[:, start : start + chunk].abs() if absolute else S[:, start : start + chunk]
         if S.device.type == "cpu":  # NumPy sorts many short rows ~5x faster than torch
             if block.dtype in (torch.bfloat16, torch.float16):
                 block = block.float()
@@ -674,11 +561,8 @@ def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: 
     return outs
 
 
-def row_scales(samples: Tensor, variant: str, chunk: int = 1 << 20) -> Tensor:
-    r"""The Cauchy scales :math:`\hat\gamma_j` of the columns of ``samples`` (``(n, d)`` products).
-
-    ``"median"``: :math:`\mathrm{median}_k|h^{(k)}_j|`; ``"iqr"``: :math:`(q_{0.75}-q_{0.25})/2`.
-    """
+def row_scales(samples: Tensor, variant: str, chunk: int = _CHUNK) -> Tensor:
+    r"""Column Cauchy scales of ``(n, d)`` products: ``"median"`` of :math:`|h_j|` or ``"iqr"`` / 2."""
     if variant == "median":
         return _quantiles_columns(samples, [0.5], chunk, absolute=True)[0]
     q25, q75 = _quantiles_columns(samples, [0.25, 0.75], chunk)
@@ -687,14 +571,7 @@ def row_scales(samples: Tensor, variant: str, chunk: int = 1 << 20) -> Tensor:
 
 @functools.lru_cache(maxsize=256)
 def cauchy_bias_factor(n: int, variant: str) -> float:
-    r""":math:`c(n)=\mathbb E\widehat N/\|H\|_{1,1}`, exact for every ``H`` (1.0 where infinite, ``n <= 2``).
-
-    Each :math:`\hat\gamma_j/\gamma_j` is a function of uniform order statistics
-    (:math:`|h_j|=\gamma_j\tan(\pi U/2)`, :math:`h_j=\gamma_j\tan(\pi(U-\frac12))`,
-    :math:`U_{(m)}\sim\mathrm{Beta}(m,n+1-m)`), so :math:`c(n)` is a sum of 1-D integrals under
-    NumPy's interpolation rule: :math:`c(16)=1.089` (median), :math:`1.060` (IQR);
-    :math:`c(50)=1.026`, :math:`1.013`.
-    """
+    r""":math:`c(n)=\mathbb E\widehat N/\|H\|_{1,1}` by uniform order statistics (1.0 where infinite)."""
 
     def order_mean(m: int, f) -> float:
         return integrate.quad(lambda u: f(u) * stats.beta.pdf(u, m, n + 1 - m), 0, 1, limit=200)[0]
@@ -707,11 +584,13 @@ def cauchy_bias_factor(n: int, variant: str) -> float:
             raise OverflowError
         return (1 - frac) * order_mean(low + 1, f) + (frac * order_mean(low + 2, f) if frac > 0 else 0.0)
 
+    def centred_tan(u: float) -> float:
+        return math.tan(math.pi * (u - 0.5))
+
     try:
         if variant == "median":
             return quantile_mean(0.5, lambda u: math.tan(math.pi * u / 2))
-        f = lambda u: math.tan(math.pi * (u - 0.5))  # noqa: E731
-        return (quantile_mean(0.75, f) - quantile_mean(0.25, f)) / 2
+        return (quantile_mean(0.75, centred_tan) - quantile_mean(0.25, centred_tan)) / 2
     except OverflowError:
         return 1.0
 
@@ -724,33 +603,27 @@ def bootstrap_band(
     level: float = 0.9,
     n_boot: int = 2000,
     seed: int = 0,
-    chunk: int = 1 << 20,
 ) -> tuple[float, float]:
-    r"""Percentile-bootstrap band over probes of the linearised estimate; ratios to :math:`\widehat N`.
-
-    Both variants share the Bahadur expansion
+    r"""Percentile-bootstrap band of :math:`\widehat N` as ratios, by the Bahadur expansion.
 
     .. math:: \widehat N-\|H\|_{1,1}\approx-\frac{\pi}{n}\sum_kZ_k,\qquad
-        Z_k=\sum_j\gamma_j\big(\mathbf 1[|h^{(k)}_j|\le\gamma_j]-\tfrac12\big),
+        Z_k=\sum_j\gamma_j\big(\mathbf 1[|h^{(k)}_j|\le\gamma_j]-\tfrac12\big):
 
-    with i.i.d. :math:`Z_k` that carry every correlation between rows. With :math:`\hat\gamma_j`
-    plugged in, the probes are resampled ``n_boot`` times and the ``(1 -+ level)/2`` quantiles of
-    :math:`1-\pi(\bar Z^*-\bar Z)/\widehat N` returned (resampling the quantiles themselves is
-    biased by ties).
+    the ``(1 -+ level)/2`` quantiles of :math:`1-\pi(\bar Z^*-\bar Z)/\widehat N` over ``n_boot`` resamples.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     n, d = samples.shape
     if rows is None:
-        rows = row_scales(samples, variant, chunk)
+        rows = row_scales(samples, variant)
     rows = rows.detach().to("cpu", torch.float64)
     total = float(rows.sum())
     if not total > 0:
         return 1.0, 1.0
     Z = torch.zeros(n, dtype=torch.float64)
-    for start in range(0, d, chunk):
-        block = samples[:, start : start + chunk].detach().abs()
-        gam = rows[start : start + chunk].to(device=block.device, dtype=torch.float64)
+    for start in range(0, d, _CHUNK):
+        block = samples[:, start : start + _CHUNK].detach().abs()
+        gam = rows[start : start + _CHUNK].to(device=block.device, dtype=torch.float64)
         inside = (block.to(torch.float64) <= gam[None, :]).to(torch.float64) - 0.5
         Z += (inside @ gam).cpu()
     g = torch.Generator().manual_seed(_probe_seed(seed, 1 << 40))
@@ -764,9 +637,7 @@ def bootstrap_band(
 def _block_index(partition, h, d: int) -> Tensor | None:
     if partition is None:
         return None
-    if isinstance(partition, str):
-        if partition != "tensor":
-            raise ValueError(f"partition string must be 'tensor', got {partition!r}")
+    if isinstance(partition, str) and partition == "tensor":
         return h.tensor_index() if hasattr(h, "tensor_index") else None
     if isinstance(partition, Tensor):
         idx = partition
@@ -776,7 +647,9 @@ def _block_index(partition, h, d: int) -> Tensor | None:
             raise ValueError("a Partition needs an HVP built from a model (or pass a block-index tensor)")
         idx = partition.flat_index(base.params)
     else:
-        raise ValueError("partition must be None, 'tensor', a Partition or a (d,) LongTensor")
+        raise ValueError(
+            f"partition must be None, 'tensor', a Partition or a (d,) LongTensor, got {partition!r}"
+        )
     return check_block_index(idx, d, what="partition").cpu()
 
 
@@ -788,7 +661,6 @@ def l11_norm(
     variant: str = "median",
     partition="tensor",
     progress: bool = True,
-    chunk: int = 1 << 20,
     batch_probes: int | str = "auto",
     distributed: bool | None = None,
     band_level: float | None = 0.9,
@@ -796,32 +668,21 @@ def l11_norm(
 ) -> L11Estimate:
     r""":math:`\|H\|_{1,1}=\sum_{ij}|H_{ij}|` by Cauchy probes (Algorithm 4, Theorem 4.1).
 
-    For probes :math:`v^{(k)}` with i.i.d. standard Cauchy entries, :math:`h^{(k)}=Hv^{(k)}` has
-    :math:`h^{(k)}_j\sim\mathrm{Cauchy}(0,\|H_{j,:}\|_1)` (1-stability {cite}`indyk2006stable`), so
-    :math:`\widehat N=\sum_j\hat\gamma_j` (:func:`row_scales`; ``"median"`` is Algorithm 4, ``"iqr"``
-    the authors' code). Probe ``k`` depends on ``(seed, k)`` alone, so batching and ranks do not
-    change the estimate beyond rounding; non-finite products are dropped. Under
-    ``torch.distributed`` rank ``r`` of ``W`` takes probes ``r, r+W, ...`` and the ``n x d``
-    samples are all-gathered.
-
-    The band (``band_level``) is :func:`bootstrap_band` divided by the bias :func:`cauchy_bias_factor`
-    and widened to contain ``total``. Coverage of a 90% band over 200 seeds on two 50 x 50 matrices:
-    62-63% at 3 probes, 77-80% at 5, 82-83% at 10, 82-87% at 20, 88-91% at 50, so read a band from
-    fewer than about 50 probes as narrower than its level. Below 2 finite probes there is no band
-    (a warning, ``extra["no_band"]``).
+    For standard Cauchy probes :math:`v`, :math:`(Hv)_j\sim\mathrm{Cauchy}(0,\|H_{j,:}\|_1)` (1-stability
+    {cite}`indyk2006stable`), so :math:`\widehat N=\sum_j\hat\gamma_j` (:func:`row_scales`).
+    Probe ``k`` depends on ``(seed, k)`` alone (batching and ranks do not change the estimate);
+    non-finite products are dropped; rank ``r`` of ``W`` takes probes ``r, r+W, ...``. The band is
+    :func:`bootstrap_band` over :func:`cauchy_bias_factor`, widened to contain ``total``; a 90% band
+    covers 62% at 3 probes, 80% at 5 to 20, 90% at 50; none below 2 finite probes (a warning).
 
     Args:
         hvp: An operator or a dense symmetric ``(d, d)`` tensor.
         n_probes: Number of probes.
         seed: Seed of the probes and the bootstrap.
         variant: ``"median"`` or ``"iqr"``.
-        partition: ``"tensor"``, ``None``, a :class:`adamlinf.partitions.Partition` or a ``(d,)``
-            block-index tensor: ``blocks`` sums the row estimates per block.
+        partition: ``"tensor"``, ``None``, a ``Partition`` or ``(d,)`` block ids for ``blocks``.
         progress: A progress bar.
-        chunk: Coordinates per quantile reduction.
-        batch_probes: Probes per ``matmat``, or ``"auto"``: on CUDA as many as half the free memory
-            holds (at most 64), on the CPU 1 for a network (the batched backward is slower there),
-            64 for a dense matrix.
+        batch_probes: Probes per ``matmat`` (``"auto"``: what half the free CUDA memory holds, 1 on CPU).
         distributed: Split probes across ranks (``None``: if initialised).
         band_level: Coverage of the band (``None``: no band).
         n_boot: Bootstrap resamples.
@@ -858,9 +719,8 @@ def l11_norm(
         start += len(ks)
         bar.update(len(ks))
         if batch_probes == "auto" and start == len(ks):
-            k_batch = _auto_batch_probes(
-                h, torch.cuda.max_memory_allocated(h.device) - base if measure else 0
-            )
+            used = torch.cuda.max_memory_allocated(h.device) - base if measure else 0
+            k_batch = _auto_batch_probes(h, used)
     bar.close()
     samples = samples[ok.to(samples.device)] if not bool(ok.all()) else samples
     n_dropped = int((~ok).sum())
@@ -868,39 +728,26 @@ def l11_norm(
         samples, n_dropped = _all_gather_rows(samples, n_dropped)
     if samples.shape[0] == 0:
         raise ValueError("every Cauchy probe gave a non-finite Hessian-vector product")
-    rows = row_scales(samples, variant, chunk).to("cpu", torch.float64)
+    rows = row_scales(samples, variant).to("cpu", torch.float64)
     total = float(rows.sum())
     blocks = None
     if block_idx is not None:
         blocks = torch.zeros(int(block_idx.max()) + 1, dtype=torch.float64).index_add_(0, block_idx, rows)
-    lo = hi = level = math.nan
-    extra: dict = {}
-    if band_level is not None and samples.shape[0] < 2:
-        extra["no_band"] = f"{samples.shape[0]} finite probe(s): a band needs 2 at least"
-        warnings.warn(f"l11_norm: no error band from {extra['no_band']}", RuntimeWarning, stacklevel=2)
-        band_level = None
-    if band_level is not None:
-        level = float(band_level)
-        r_lo, r_hi = bootstrap_band(samples, variant, rows=rows, level=level, n_boot=n_boot, seed=seed)
-        bias = cauchy_bias_factor(int(samples.shape[0]), variant)  # the band is for the truth
-        lo, hi = min(total * r_lo / bias, total), max(total * r_hi / bias, total)
-        extra["bias_factor"] = bias
-    return L11Estimate(
-        total=total,
-        per_dim=total / d,
-        rows=rows,
-        blocks=blocks,
-        n_probes=int(samples.shape[0]),
-        variant=variant,
-        d=d,
-        n_dropped=n_dropped,
-        seconds=time.perf_counter() - t0,
-        lo=lo,
-        hi=hi,
-        band_level=level,
-        band_method="none" if band_level is None else "bootstrap",
-        extra=extra,
-    )
+    n_used = int(samples.shape[0])
+    est = L11Estimate(total, total / d, rows, blocks, n_used, variant, d, n_dropped)
+    if band_level is not None and n_used < 2:
+        est.extra["no_band"] = f"{n_used} finite probe(s): a band needs 2 at least"
+        warnings.warn(f"l11_norm: no error band from {est.extra['no_band']}", RuntimeWarning, stacklevel=2)
+    elif band_level is not None:
+        est.band_level, est.band_method = float(band_level), "bootstrap"
+        r_lo, r_hi = bootstrap_band(
+            samples, variant, rows=rows, level=est.band_level, n_boot=n_boot, seed=seed
+        )
+        bias = cauchy_bias_factor(n_used, variant)  # the band is for the truth
+        est.lo, est.hi = min(total * r_lo / bias, total), max(total * r_hi / bias, total)
+        est.extra["bias_factor"] = bias
+    est.seconds = time.perf_counter() - t0
+    return est
 
 
 def _auto_batch_probes(h, product_bytes: int, cap: int = 64) -> int:
@@ -922,9 +769,8 @@ def _all_gather_rows(samples: Tensor, n_dropped: int) -> tuple[Tensor, int]:
     counts = torch.tensor([samples.shape[0], n_dropped], device=dev)
     all_counts = [torch.zeros_like(counts) for _ in range(world)]
     dist.all_gather(all_counts, counts)
-    padded = torch.zeros(
-        (max(int(c[0]) for c in all_counts), samples.shape[1]), dtype=samples.dtype, device=dev
-    )
+    most = max(int(c[0]) for c in all_counts)
+    padded = torch.zeros((most, samples.shape[1]), dtype=samples.dtype, device=dev)
     padded[: samples.shape[0]] = samples.to(dev)
     parts = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(parts, padded)
@@ -932,20 +778,12 @@ def _all_gather_rows(samples: Tensor, n_dropped: int) -> tuple[Tensor, int]:
     return out, sum(int(c[1]) for c in all_counts)
 
 
-# --------------------------------------------------------------------------------------------
-# spectral norm
-# --------------------------------------------------------------------------------------------
-def lanczos(hvp, n_iter: int = 50, *, v0: Tensor | None = None, seed: int = 0) -> Tensor:
-    """Ritz values (ascending, float64) of ``n_iter`` Lanczos steps with full reorthogonalisation.
-
-    {cite}`lanczos1950iteration`, from ``v0`` (default: a Gaussian vector seeded by ``seed``).
-    """
+def lanczos(hvp, n_iter: int = 50, *, seed: int = 0) -> Tensor:
+    """Ritz values (ascending) of ``n_iter`` reorthogonalised Lanczos steps {cite}`lanczos1950iteration`."""
     h = _as_operator(hvp)
     k = min(check_positive_int("n_iter", n_iter), h.d)
-    if v0 is None:
-        g = torch.Generator(device=h.device).manual_seed(int(seed))
-        v0 = torch.randn(h.d, generator=g, dtype=h.dtype, device=h.device)
-    q = v0.to(device=h.device, dtype=h.dtype)
+    g = torch.Generator(device=h.device).manual_seed(int(seed))
+    q = torch.randn(h.d, generator=g, dtype=h.dtype, device=h.device)
     q = q / q.norm()
     Q = torch.empty((k, h.d), dtype=h.dtype, device=h.device)
     alpha, beta = [], []
@@ -961,36 +799,26 @@ def lanczos(hvp, n_iter: int = 50, *, v0: Tensor | None = None, seed: int = 0) -
             break
         beta.append(b)
         q = w / b
-    m = len(alpha)
-    return torch.from_numpy(eigh_tridiagonal(np.array(alpha), np.array(beta[: m - 1]), eigvals_only=True))
+    return torch.from_numpy(eigh_tridiagonal(np.array(alpha), np.array(beta), eigvals_only=True))
 
 
-def spectral_norm(
-    hvp,
-    *,
-    tol: float = 1e-6,
-    maxiter: int | None = None,
-    ncv: int | None = None,
-    lanczos_iters: int | None = None,
-    v0: Tensor | None = None,
-    seed: int = 0,
-) -> float:
-    r""":math:`\|H\|_2=\max_i|\lambda_i(H)|` by ARPACK's ``eigsh(k=1, which="LM")`` to relative ``tol``.
+def spectral_norm(hvp, *, tol: float = 1e-6, lanczos_iters: int | None = None, seed: int = 0) -> float:
+    r""":math:`\|H\|_2=\max_i|\lambda_i(H)|` by ``eigsh`` to relative ``tol``.
 
-    With ``lanczos_iters`` instead the largest |Ritz value| of that many :func:`lanczos` steps, as
-    in the authors' code (Appendix D.2): a lower bound. ``v0``: the start vector (default seeded
-    Gaussian).
+    With ``lanczos_iters``: the largest |Ritz value| of :func:`lanczos` (Appendix D.2, a lower bound).
     """
     h = _as_operator(hvp)
     if lanczos_iters is not None:
-        return float(lanczos(h, lanczos_iters, v0=v0, seed=seed).abs().max())
+        return float(lanczos(h, lanczos_iters, seed=seed).abs().max())
     if h.d <= 2:  # ARPACK needs k < d - 1: use the dense route
         H = torch.stack([h.matvec(e) for e in torch.eye(h.d, dtype=h.dtype, device=h.device)], 1)
         return l2_smoothness((H + H.T) / 2)
-    if v0 is None:
-        v0 = np.random.default_rng(seed).standard_normal(h.d)
-    else:
-        v0 = v0.detach().to("cpu", torch.float64).numpy()
-    op = h.as_linear_operator() if hasattr(h, "as_linear_operator") else Operator.as_linear_operator(h)
-    vals = eigsh(op, k=1, which="LM", tol=tol, maxiter=maxiter, ncv=ncv, v0=v0, return_eigenvectors=False)
+    v0 = np.random.default_rng(seed).standard_normal(h.d)
+
+    def mv(x):
+        y = h.matvec(torch.from_numpy(np.ascontiguousarray(np.asarray(x).reshape(-1))))
+        return y.detach().to("cpu", torch.float64).numpy()
+
+    op = LinearOperator((h.d, h.d), matvec=mv, rmatvec=mv, dtype=np.float64)
+    vals = eigsh(op, k=1, which="LM", tol=tol, v0=v0, return_eigenvectors=False)
     return float(np.abs(vals).max())
