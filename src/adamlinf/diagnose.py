@@ -76,11 +76,7 @@ def _estimate(est) -> Estimate:
 
 def _advantage(spectral: float, per_dim: Estimate) -> Estimate:
     """The advantage with the band of the (1,1)-norm (the spectral norm taken as exact)."""
-
-    def ratio(x: float) -> float:
-        return spectral / x if x > 0 else math.inf
-
-    return Estimate(ratio(per_dim.value), ratio(per_dim.hi), ratio(per_dim.lo))
+    return Estimate(*(spectral / x if x > 0 else math.inf for x in (per_dim.value, per_dim.hi, per_dim.lo)))
 
 
 @dataclass
@@ -305,11 +301,10 @@ def diagnose(
     part_name = str(getattr(partition, "name", partition))
     if blocks:
         part_name, idx = _block_index(partition, h)
-        if int(idx.max()) + 1 > max_blocks:
+        if (n_blocks := int(idx.max()) + 1) > max_blocks:
             raise ValueError(
-                f"partition {part_name!r} has {int(idx.max()) + 1} blocks > max_blocks={max_blocks}: each "
-                f"block costs {block_probes} + Lanczos products; raise max_blocks, pick a coarser partition "
-                "or blocks=False"
+                f"partition {part_name!r} has {n_blocks} blocks > max_blocks={max_blocks} (each costs "
+                f"{block_probes} + Lanczos products): raise max_blocks, a coarser partition or blocks=False"
             )
     common = dict(variant=variant, partition=None, progress=progress, band_level=band_level)
     est = _hessian.l11_norm(h, n_probes, seed=seed, **common)
