@@ -1,18 +1,16 @@
-r"""Measure your own model: the paper's geometry diagnostic for any PyTorch model.
+r"""Measure your own model: the paper's geometry diagnostic for any PyTorch model {cite}`xie2025adam`.
 
 At the current parameters it compares Adam's smoothness constant :math:`\|H\|_{1,1}` (w.r.t.
-:math:`\ell_\infty`) with AdaSGD's :math:`d\|H\|_2` (w.r.t. :math:`\ell_2`) {cite}`xie2025adam`:
+:math:`\ell_\infty`) with AdaSGD's :math:`d\|H\|_2` (w.r.t. :math:`\ell_2`):
 
 .. math:: \text{advantage} = \frac{d\,\|H\|_2}{\|H\|_{1,1}} = \frac{\|H\|_2}{\|H\|_{1,1}/d},
 
-above 1 where Adam's bound is the smaller (Theorems 3.5 and 3.11). After a random rotation
-(Appendix D.1) only :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}` moves, so the rotated advantage
-shows how much of the edge the coordinates carry. :func:`diagnose` returns a :class:`Diagnosis`
-(with one row per diagonal block :math:`H_{(b),(b)}` of a partition: :math:`\|H_b\|_{1,1}/d_b`
-with its band, :math:`\|H_b\|_2`, exact from ``d_b`` products for a block of at most
-``block_probes`` coordinates); :func:`race` trains Adam, rotated Adam and AdaSGD from the same
-weights; ``python -m adamlinf.diagnose`` is the command line (:func:`preset` its models). The loss
-must be a fixed function (see :class:`adamlinf.hessian.HVP`); frozen parameters are left out.
+above 1 where Adam's bound is the smaller (Theorems 3.5 and 3.11). A random rotation (Appendix D.1)
+moves only :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}`: the rotated advantage shows how much of the
+edge the coordinates carry. The same per diagonal block :math:`H_{(b),(b)}` of a partition (exact for
+a block of at most ``block_probes`` coordinates). :func:`race` trains Adam, rotated Adam and AdaSGD
+from the same weights; ``python -m adamlinf.diagnose`` is the command line. The loss must be a fixed
+function (see :class:`adamlinf.hessian.HVP`); frozen parameters are left out.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import math
 import sys
 import time
 import types
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -53,6 +52,8 @@ RACERS = ("adam", "rotated_adam", "adasgd")
 #: The command line's built-in models (``torchvision:NAME`` and ``module:factory`` besides).
 PRESETS = ("gpt-ci", "resnet-ci", "mlp-digits")
 
+_BLOCK_COLUMNS = ["block", "d", "l11_per_dim", "lo", "hi", "spectral_norm", "advantage", "exact"]
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -75,22 +76,16 @@ def _estimate(est) -> Estimate:
 
 
 def _advantage(spectral: float, per_dim: Estimate) -> Estimate:
-    r""":math:`\|H\|_2/(\|H\|_{1,1}/d)` with the band of the (1,1)-norm (:math:`\|H\|_2` taken as exact)."""
-
-    def ratio(x: float) -> float:
-        return spectral / x if x > 0 else math.inf
-
-    return Estimate(ratio(per_dim.value), ratio(per_dim.hi), ratio(per_dim.lo))
+    """The advantage with the band of the (1,1)-norm (the spectral norm taken as exact)."""
+    return Estimate(*(spectral / x if x > 0 else math.inf for x in (per_dim.value, per_dim.hi, per_dim.lo)))
 
 
 @dataclass
 class Diagnosis:
     r"""The result of :func:`diagnose`.
 
-    ``l11_per_dim`` (:math:`\|H\|_{1,1}/d`) and ``advantage`` (:math:`d\|H\|_2/\|H\|_{1,1}`) carry
-    their bands; ``rotated_*`` are the same for :math:`\mathcal R^\top H\mathcal R` (``None``
-    without a rotation). ``blocks`` has one row per block (``block, d, l11_per_dim, lo, hi,
-    spectral_norm, advantage, exact``), ``race`` one per (optimizer, lr) of :func:`race`.
+    ``rotated_*`` are for :math:`\mathcal R^\top H\mathcal R` (``None`` without a rotation);
+    ``blocks`` has one row per block, ``race`` one per (optimizer, lr) of :func:`race`.
     """
 
     d: int
@@ -133,20 +128,14 @@ class Diagnosis:
         """The race at each optimizer's best learning rate (``None`` without a race)."""
         return None if self.race is None else self.race[self.race.best].reset_index(drop=True)
 
-    def to_dict(self) -> dict:
-        """Everything as plain Python (tables as lists of records)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, v in out.items():
-            if isinstance(v, Estimate):
-                out[k] = asdict(v)
-            elif isinstance(v, pd.DataFrame):
-                out[k] = v.to_dict(orient="records")
-        return out
-
     def to_json(self, path: str | Path | None = None) -> str:
-        """The diagnosis as JSON (non-finite numbers as ``null``), written atomically to ``path`` if given."""
+        """The diagnosis as JSON (tables as records, non-finite as null), written atomically to ``path``."""
 
         def clean(x):
+            if isinstance(x, Estimate):
+                x = asdict(x)
+            elif isinstance(x, pd.DataFrame):
+                x = x.to_dict(orient="records")
             if isinstance(x, dict):
                 return {k: clean(v) for k, v in x.items()}
             if isinstance(x, (list, tuple)):
@@ -155,7 +144,7 @@ class Diagnosis:
                 x = x.item()
             return None if isinstance(x, float) and not math.isfinite(x) else x
 
-        text = json.dumps(clean(self.to_dict()), indent=2)
+        text = json.dumps(clean({f.name: getattr(self, f.name) for f in fields(self)}), indent=2)
         if path is not None:
             tmp = Path(str(path) + ".tmp")
             tmp.write_text(text)
@@ -163,11 +152,7 @@ class Diagnosis:
         return text
 
     def plot(self, ax=None, *, max_blocks: int = 40):
-        r"""Bars of :math:`\|H_b\|_{1,1}/d_b` (with band) beside :math:`\|H_b\|_2` per block (log scale).
-
-        A first bar below the second is the geometry Adam exploits. At most ``max_blocks`` (the
-        largest) blocks; returns the figure.
-        """
+        r"""Bars of :math:`\|H_b\|_{1,1}/d_b` (with band) beside :math:`\|H_b\|_2` of the largest blocks."""
         import matplotlib.pyplot as plt
 
         b = self.blocks
@@ -187,19 +172,15 @@ class Diagnosis:
         return fig
 
 
-# --------------------------------------------------------------------------------------------
-# the diagonal blocks of the Hessian
-# --------------------------------------------------------------------------------------------
 class _BlockOperator(Operator):
     r"""The diagonal block :math:`H_{(b),(b)}` of an operator: ``v_b -> (H [0, v_b, 0])_b``."""
 
     def __init__(self, base, index: Tensor):
         self.base = base
         index = index.to(base.device)
-        first, n = int(index[0]), index.numel()
-        contiguous = int(index[-1]) - first + 1 == n and bool((index.diff() == 1).all()) if n > 1 else True
-        self.index = slice(first, first + n) if contiguous else index
-        self.d, self.dtype, self.device = n, base.dtype, base.device
+        contiguous = bool((index.diff() == 1).all())
+        self.index = slice(int(index[0]), int(index[0]) + index.numel()) if contiguous else index
+        self.d, self.dtype, self.device = index.numel(), base.dtype, base.device
 
     def _embed(self, V: Tensor) -> Tensor:
         full = torch.zeros((V.shape[0], self.base.d), dtype=self.dtype, device=self.device)
@@ -223,22 +204,20 @@ def _block_names(h, idx: Tensor) -> list[str]:
         tensors = torch.unique(tensor_of[idx == b])
         label = h.names[int(tensors[0])]
         labels.append(label if len(tensors) == 1 else f"{label} (+{len(tensors) - 1} tensors)")
-    seen: dict[str, int] = {}
-    out = []
+    count, seen = Counter(labels), Counter()
+    names = []
     for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append((label, seen[label] - 1))
-    return [label if seen[label] == 1 else f"{label}[{k}]" for label, k in out]
+        names.append(label if count[label] == 1 else f"{label}[{seen[label]}]")
+        seen[label] += 1
+    return names
 
 
 def _blocks_table(h, idx: Tensor, *, n_probes: int, lanczos_iters, tol, seed, variant, band_level, progress):
     names = _block_names(h, idx)
-    order = torch.argsort(idx, stable=True)
-    sizes = torch.bincount(idx).tolist()
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    blocks = torch.argsort(idx, stable=True).split(torch.bincount(idx).tolist())
     rows = []
-    for b in tqdm(range(len(sizes)), desc="blocks", disable=not progress, leave=False):
-        op = _BlockOperator(h, order[starts[b] : starts[b] + sizes[b]])
+    for b, index in enumerate(tqdm(blocks, desc="blocks", disable=not progress, leave=False)):
+        op = _BlockOperator(h, index)
         if op.d <= n_probes:  # exact from d_b products: cheaper than the probes
             H = op.matmat(torch.eye(op.d, dtype=op.dtype, device=op.device)).to("cpu", torch.float64)
             H = (H + H.T) / 2
@@ -250,28 +229,15 @@ def _blocks_table(h, idx: Tensor, *, n_probes: int, lanczos_iters, tol, seed, va
                                     progress=False, band_level=band_level)  # fmt: skip
             l11, lo, hi = est.per_dim, est.per_dim_lo, est.per_dim_hi
             s = _hessian.spectral_norm(op, tol=tol, lanczos_iters=lanczos_iters, seed=seed)
-        rows.append(
-            {"block": names[b], "d": op.d, "l11_per_dim": l11, "lo": lo, "hi": hi, "spectral_norm": s,
-             "advantage": s / l11 if l11 > 0 else math.inf, "exact": op.d <= n_probes}
-        )  # fmt: skip
-    return pd.DataFrame(rows)
+        rows.append((names[b], op.d, l11, lo, hi, s, s / l11 if l11 > 0 else math.inf, op.d <= n_probes))
+    return pd.DataFrame(rows, columns=_BLOCK_COLUMNS)
 
 
 def _block_index(partition, h) -> tuple[str, Tensor]:
     if partition == "tensor":
         return "tensor", h.tensor_index()
-    if partition in ("heads", "head"):
-        raise ValueError(
-            "partition='heads' needs the model's head count: pass partitions.heads(model, n_head)"
-        )
-    if isinstance(partition, str):
-        partition = _partitions.from_name(partition)
-    if isinstance(partition, _partitions.Partition):
-        return partition.name, partition.flat_index(h.params).cpu()
-    raise ValueError(
-        "partition must be 'tensor', 'rows', 'coordinate', 'whole' or a partitions.Partition, "
-        f"got {partition!r}"
-    )
+    partition = _partitions.from_name(partition)  # "heads" needs partitions.heads(model, n_head)
+    return partition.name, partition.flat_index(h.params).cpu()
 
 
 def _rotation_of(rotation, h, seed: int):
@@ -284,8 +250,7 @@ def _rotation_of(rotation, h, seed: int):
         rotation = rotation.rotation
     if not (hasattr(rotation, "apply") and hasattr(rotation, "apply_T")):
         raise ValueError(
-            "rotation must be True, False, a RotatedParametrization or an object with apply/apply_T, "
-            f"got {rotation!r}"
+            f"rotation must be a bool, a RotatedParametrization or have apply/apply_T, got {rotation!r}"
         )
     if getattr(rotation, "n", h.d) != h.d:
         raise ValueError(
@@ -294,48 +259,27 @@ def _rotation_of(rotation, h, seed: int):
     return rotation
 
 
-# --------------------------------------------------------------------------------------------
-# the diagnostic
-# --------------------------------------------------------------------------------------------
 def diagnose(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batches,
-    *,
-    n_probes: int = 50,
-    partition="tensor",
-    rotation=True,
-    seed: int = 0,
-    blocks: bool = True,
-    block_probes: int | None = None,
-    block_lanczos_iters: int | None = 20,
-    lanczos_iters: int | None = None,
-    tol: float = 1e-6,
-    variant: str = "median",
-    band_level: float = 0.9,
-    max_blocks: int = 256,
-    race_steps: int = 0,
-    lr=None,
-    method: str = "auto",
-    micro_batch: int | None = None,
+    model: nn.Module, loss_fn: LossFn, batches, *, n_probes: int = 50, partition="tensor", rotation=True,
+    seed: int = 0, blocks: bool = True, block_probes: int | None = None, block_lanczos_iters: int | None = 20,
+    lanczos_iters: int | None = None, tol: float = 1e-6, variant: str = "median", band_level: float = 0.9,
+    max_blocks: int = 256, race_steps: int = 0, lr=None, method: str = "auto", micro_batch: int | None = None,
     progress: bool = True,
-) -> Diagnosis:
-    r"""The geometry diagnostic of ``loss_fn`` (averaged over ``batches``) at the model's parameters.
+) -> Diagnosis:  # fmt: skip
+    """The geometry diagnostic of ``loss_fn`` (averaged over ``batches``) at the model's parameters.
 
     Args:
         model: The model (its trainable parameters are the variables).
         loss_fn: ``loss_fn(model, batch) -> scalar``.
         batches: A list of batches (or one batch).
         n_probes: Cauchy probes per whole-model (1,1)-norm (Algorithm 4).
-        partition: ``"tensor"``, ``"rows"``, ``"coordinate"``, ``"whole"`` or a
-            :class:`adamlinf.partitions.Partition` (e.g. ``partitions.heads(model, n_head)``).
-        rotation: ``True`` (``PermuteRotate(d, k=2, seed)``), ``False``, a
-            :class:`~adamlinf.rotations.RotatedParametrization` or an object with ``apply``/``apply_T``.
+        partition: ``"tensor"``, ``"rows"``, ... or a ``Partition`` (``partitions.heads(model, n_head)``).
+        rotation: ``True`` (``PermuteRotate(d, k=2, seed)``), ``False``, a ``RotatedParametrization``.
         seed: Seed of the probes, the rotation and the race.
         blocks: Compute the blocks table (refused above ``max_blocks`` blocks).
         block_probes: Probes per block (default ``n_probes``); blocks no larger are exact.
         block_lanczos_iters: Lanczos steps per block spectral norm (``None``: ``eigsh``).
-        lanczos_iters: Lanczos steps for :math:`\|H\|_2` (``None``: ``eigsh`` to ``tol``).
+        lanczos_iters: Lanczos steps for the spectral norm (``None``: ``eigsh`` to ``tol``).
         tol: ``eigsh``'s relative tolerance.
         variant: ``"median"`` (Algorithm 4) or ``"iqr"`` (the authors' code).
         band_level: Coverage of the bands.
@@ -347,7 +291,6 @@ def diagnose(
         progress: Progress bars.
     """
     t0 = time.perf_counter()
-    n_probes = check_positive_int("n_probes", n_probes)
     block_probes = n_probes if block_probes is None else check_positive_int("block_probes", block_probes)
     race_steps = int(race_steps)
     if race_steps < 0:
@@ -359,11 +302,10 @@ def diagnose(
     part_name = str(getattr(partition, "name", partition))
     if blocks:
         part_name, idx = _block_index(partition, h)
-        if int(idx.max()) + 1 > max_blocks:
+        if (n_blocks := int(idx.max()) + 1) > max_blocks:
             raise ValueError(
-                f"partition {part_name!r} has {int(idx.max()) + 1} blocks > max_blocks={max_blocks}: each "
-                f"block costs {block_probes} + Lanczos products; raise max_blocks, pick a coarser partition "
-                "or blocks=False"
+                f"partition {part_name!r} has {n_blocks} blocks > max_blocks={max_blocks} (each costs "
+                f"{block_probes} + Lanczos products): raise max_blocks, a coarser partition or blocks=False"
             )
     common = dict(variant=variant, partition=None, progress=progress, band_level=band_level)
     est = _hessian.l11_norm(h, n_probes, seed=seed, **common)
@@ -372,9 +314,7 @@ def diagnose(
     rl11 = None
     if rot is not None:
         rl11 = _estimate(_hessian.l11_norm(_hessian.rotated(h, rot), n_probes, seed=seed, **common))
-    table = pd.DataFrame(
-        columns=["block", "d", "l11_per_dim", "lo", "hi", "spectral_norm", "advantage", "exact"]
-    )
+    table = pd.DataFrame(columns=_BLOCK_COLUMNS)
     if blocks:
         table = _blocks_table(
             h, idx, n_probes=block_probes, lanczos_iters=block_lanczos_iters, tol=tol, seed=seed,
@@ -387,38 +327,20 @@ def diagnose(
     kind = h.device.type
     autocast = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
     return Diagnosis(
-        d=h.d,
-        l11_per_dim=l11,
-        spectral_norm=spectral,
-        advantage=_advantage(spectral, l11),
-        rotated_l11_per_dim=rl11,
-        rotated_advantage=None if rl11 is None else _advantage(spectral, rl11),
-        blocks=table,
-        race=race_table,
-        loss=loss,
-        n_probes=est.n_probes,
-        band_level=band_level,
-        partition=part_name,
-        rotation=None if rot is None else repr(rot),
-        seed=int(seed),
-        seconds=time.perf_counter() - t0,
-        n_products=n_products,
-        meta={
-            "variant": variant,
-            "device": str(h.device),
-            "dtype": str(h.dtype).replace("torch.", ""),
-            "autocast": str(autocast).replace("torch.", ""),
-            "spectral": "eigsh" if lanczos_iters is None else f"lanczos({lanczos_iters})",
-            "block_probes": block_probes,
-            "block_spectral": "eigsh" if block_lanczos_iters is None else f"lanczos({block_lanczos_iters})",
-            "n_batches": len(h.batches),
-        },
-    )
+        d=h.d, l11_per_dim=l11, spectral_norm=spectral, advantage=_advantage(spectral, l11),
+        rotated_l11_per_dim=rl11, rotated_advantage=None if rl11 is None else _advantage(spectral, rl11),
+        blocks=table, race=race_table, loss=loss, n_probes=est.n_probes, band_level=band_level,
+        partition=part_name, rotation=None if rot is None else repr(rot), seed=int(seed),
+        seconds=time.perf_counter() - t0, n_products=n_products,
+        meta={"variant": variant, "device": str(h.device), "dtype": str(h.dtype).replace("torch.", ""),
+              "autocast": str(autocast).replace("torch.", ""),
+              "spectral": "eigsh" if lanczos_iters is None else f"lanczos({lanczos_iters})",
+              "block_probes": block_probes,
+              "block_spectral": "eigsh" if block_lanczos_iters is None else f"lanczos({block_lanczos_iters})",
+              "n_batches": len(h.batches)},
+    )  # fmt: skip
 
 
-# --------------------------------------------------------------------------------------------
-# the race
-# --------------------------------------------------------------------------------------------
 def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: list) -> float:
     with torch.no_grad():
         value = float(sum(float(loss_fn(model, b)) for b in batches) / len(batches))
@@ -430,9 +352,9 @@ def train_steps(
 ) -> bool:
     r"""``steps`` optimizer steps on ``loss_at(t)``; ``False`` at the first non-finite loss (no step taken).
 
-    With a :class:`~adamlinf.rotations.RotatedParametrization` ``rp`` each step pushes :math:`x=Rw`
-    and pulls the gradient (training on :math:`L\circ R`), and the last iterate is pushed at the end.
-    ``before_step(t)`` runs first in step ``t`` (e.g. a learning-rate schedule).
+    With a :class:`~adamlinf.rotations.RotatedParametrization` ``rp`` each step trains :math:`L\circ R`
+    (push :math:`x=Rw`, pull the gradient); the last iterate is pushed at the end. ``before_step(t)``
+    runs first in step ``t`` (e.g. a learning-rate schedule).
     """
     for t in range(steps):
         if before_step is not None:
@@ -455,13 +377,8 @@ def train_steps(
 
 def _train_copy(model, loss_fn, batches, name, lr, steps, seed, betas, eps):
     m = copy.deepcopy(model)
-    params = [p for p in m.parameters() if p.requires_grad]
-    rp = None
-    if name not in RACERS:
-        raise ValueError(f"optimizer must be one of {RACERS}, got {name!r}")
-    if _optim.OPTIMIZERS[name].rotates:
-        rp = RotatedParametrization(m, seed=seed)
-        params = rp.parameters()
+    rp = RotatedParametrization(m, seed=seed) if _optim.OPTIMIZERS[name].rotates else None
+    params = [p for p in m.parameters() if p.requires_grad] if rp is None else rp.parameters()
     opt = _optim.create(name, params, lr=lr, betas=betas, eps=eps)
     if (
         not train_steps(m, opt, lambda t: loss_fn(m, batches[t % len(batches)]), steps, rp=rp)
@@ -472,33 +389,25 @@ def _train_copy(model, loss_fn, batches, name, lr, steps, seed, betas, eps):
 
 
 def race(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batches,
-    steps: int,
-    lr,
-    *,
-    optimizers: Sequence[str] = RACERS,
-    seed: int = 0,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    keep_models: bool = False,
+    model: nn.Module, loss_fn: LossFn, batches, steps: int, lr, *, optimizers: Sequence[str] = RACERS,
+    seed: int = 0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, keep_models: bool = False,
     progress: bool = True,
-):
+):  # fmt: skip
     r"""Adam, rotated Adam and AdaSGD from the same weights, ``steps`` steps on ``batches`` cycled.
 
-    Rotated Adam is Adam on :math:`L\circ\mathcal R` (``PermuteRotate(k=2)`` from ``seed``). ``lr``
-    is a float, a list (a grid for every optimizer) or ``{optimizer: float or list}``; every
-    (optimizer, lr) is run at a constant lr and its final mean loss over ``batches`` recorded
-    (``inf`` when diverged). Per optimizer the lowest is ``best``, ``interior`` when strictly
-    inside a grid of three or more. Returns the table ``optimizer, lr, steps, initial_loss,
-    final_loss, best, interior`` (with ``keep_models`` also ``{optimizer: (model, rp or None)}`` at
-    each best lr).
+    Rotated Adam is Adam on :math:`L\circ\mathcal R` (``PermuteRotate(k=2)`` from ``seed``). ``lr``:
+    a float, a list (a grid for every optimizer) or ``{optimizer: float or list}``, each run at a
+    constant lr. Returns the table ``optimizer, lr, steps, initial_loss, final_loss, best, interior``
+    (final mean loss over ``batches``, ``inf`` when diverged; ``best`` the lowest per optimizer,
+    ``interior`` when strictly inside a grid of three or more), with ``keep_models`` also
+    ``{optimizer: (model, rp or None)}`` at each best lr.
     """
     steps = check_positive_int("steps", steps)
     batches = batches if isinstance(batches, list) else [batches]
     if not batches:
         raise ValueError("batches is an empty list")
+    if unknown := [name for name in optimizers if name not in RACERS]:
+        raise ValueError(f"optimizer must be one of {RACERS}, got {unknown[0]!r}")
     grids = _tune.grids(lr, optimizers)
     initial = _mean_loss(model, loss_fn, batches)
     rows, models = [], {}
@@ -525,9 +434,6 @@ def race(
     return (table, models) if keep_models else table
 
 
-# --------------------------------------------------------------------------------------------
-# the command line
-# --------------------------------------------------------------------------------------------
 def _gpt_ci(seed: int, *, n_layer=4, n_head=4, n_embd=64, block_size=64, n_seq=4):
     from .data.text import pydoc_corpus
     from .models.gpt import GPT, GPTConfig
@@ -589,34 +495,27 @@ def _torchvision(seed: int, *, arch="resnet18", image_size=32, n=16, last_layer_
     return model, _cross_entropy, [(x, data["train_y"][idx])]
 
 
+#: name -> (builder, its ``tiny`` options).
 _BUILDERS = {
-    "gpt-ci": _gpt_ci,
-    "resnet-ci": _resnet_ci,
-    "mlp-digits": _mlp_digits,
-    "torchvision": _torchvision,
-}
-_TINY = {
-    "gpt-ci": dict(n_layer=1, n_head=2, n_embd=16, block_size=16, n_seq=2),
-    "resnet-ci": dict(width=2, image_size=8, batch=4),
-    "mlp-digits": dict(hidden=8, n=32),
-    "torchvision": dict(image_size=16, n=2, last_layer_only=True),
+    "gpt-ci": (_gpt_ci, dict(n_layer=1, n_head=2, n_embd=16, block_size=16, n_seq=2)),
+    "resnet-ci": (_resnet_ci, dict(width=2, image_size=8, batch=4)),
+    "mlp-digits": (_mlp_digits, dict(hidden=8, n=32)),
+    "torchvision": (_torchvision, dict(image_size=16, n=2, last_layer_only=True)),
 }
 
 
 def preset(name: str, *, tiny: bool = False, seed: int = 0, **options):
     """``(model, loss_fn, batches)`` of a command-line model (``tiny``: much smaller, for smoke tests).
 
-    ``"gpt-ci"``: the book's ci GPT (math attention, byte vocabulary) on ``n_seq`` sequences of
-    Python's documentation; ``"resnet-ci"``: the book's ResNet stand-in on scikit-learn digits;
-    ``"mlp-digits"``: a tanh MLP on digits; ``"torchvision:NAME"``: a torchvision model with random
-    weights (never downloaded) in eval mode on upscaled digits; ``"module:factory"``:
-    ``factory(**options)`` imported from ``module`` (the current folder first). ``options``: the
-    builders' keyword arguments.
+    ``"gpt-ci"``, ``"resnet-ci"``: the book's ci models; ``"mlp-digits"``; ``"torchvision:NAME"``
+    (random weights, never downloaded); ``"module:factory"``: ``factory(**options)`` imported from
+    ``module`` (the current folder first). ``options``: the builders' keyword arguments.
     """
     kind, _, arg = name.partition(":")
     if kind in _BUILDERS and (kind == "torchvision") == bool(arg):
-        opts = {**(_TINY[kind] if tiny else {}), **options}
-        return _BUILDERS[kind](seed, **({"arch": arg} if arg else {}), **opts)
+        build, tiny_options = _BUILDERS[kind]
+        opts = {**(tiny_options if tiny else {}), **options}
+        return build(seed, **({"arch": arg} if arg else {}), **opts)
     if arg:
         sys.path.insert(0, str(Path.cwd()))
         try:
