@@ -739,6 +739,8 @@ def run_blockwise_rmsprop(
     names = ("first_order", "gbar_sq_over_sqrt_vtilde", "g2_over_v", "sqrt_vtilde_window", "gbar_norm_sum")
     acc = {k: torch.zeros(n, B, dtype=A.dtype, device=A.device) for k in names} if lemmas else {}
 
+    step_kw = dict(index=idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=0.0, eps_root=eps, sizes=db)
+
     def blocksum(z: torch.Tensor) -> torch.Tensor:
         return torch.zeros(n, B, dtype=A.dtype, device=A.device).index_add_(1, idx, z)
 
@@ -757,21 +759,7 @@ def run_blockwise_rmsprop(
             if t + 1 > steps // 2:
                 acc["sqrt_vtilde_window"] += (vtilde + eps).sqrt()
             acc["gbar_norm_sum"] += (gbar_b2 / db).sqrt()
-        optim.adam_update_(
-            x,
-            g,
-            m,
-            v,
-            index=idx,
-            lr=lr_col,
-            beta1=0.0,
-            beta2=beta2,
-            eps=0.0,
-            eps_root=eps,
-            step=t + 1,
-            sizes=db,
-            bias_correction=False,
-        )
+        optim.adam_update_(x, g, m, v, step=t + 1, bias_correction=False, **step_kw)
         if lemmas:
             acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
             acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)
