@@ -431,21 +431,11 @@ def run_batched(
     final = tail / final_window
 
     thetas = [getattr(p, "theta", 0.0) for p in problems]
+    row_fields = ["row", "optimizer", "column", "beta1", "beta2"]
     info = [(r.name, r.optimizer, r.column, r.beta1, r.beta2) for r in rows]
     meta = pd.DataFrame(
         [(*info[j], p, thetas[p], lr, k, s) for _, p, j, k, s, lr in runs],
-        columns=[
-            "row",
-            "optimizer",
-            "column",
-            "beta1",
-            "beta2",
-            "problem",
-            "theta",
-            "lr",
-            "lr_index",
-            "seed",
-        ],
+        columns=[*row_fields, "problem", "theta", "lr", "lr_index", "seed"],
     )[["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]]
     final_np = final.cpu().numpy()
     fin = meta.copy()
