@@ -486,13 +486,8 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
       the same column: the same momentum (:math:`\mu = 0` against :math:`\beta_1 = 0`,
       :math:`\mu = 0.9` against :math:`\beta_1 = 0.9`).
 
-    Args:
-        tuned: :attr:`SweepResult.tuned` (or the same columns).
-        rel_floor: See :func:`decide`.
-        n_boot: Bootstrap replicates for (a).
-
-    Returns:
-        One line per (spectrum, sigma, column, claim): ``claim, verdict, ours, rule`` and counts.
+    Returns one line per (spectrum, sigma, column, claim) of ``tuned`` (:attr:`SweepResult.tuned`):
+    ``claim, verdict, ours, rule`` and counts; ``n_boot`` bootstrap replicates for (a).
     """
     out = []
     for (spec, sigma, col), g in tuned.groupby(["spectrum", "sigma", "column"], sort=False):
@@ -688,12 +683,8 @@ def table1(
     between rows; rotations keep it), then the tuned metric (mean ± seed std over the measuring
     seeds, 3 significant digits) per (σ, β₁) column. Rows: AdaSGD, Adam by rotation angle θ
     (Haar last), SignGD, SGD. A cell with a star holds a value extrapolated past the horizon
-    :math:`T` for the seeds that did not reach the target (:func:`effective_steps`).
-
-    Args:
-        tuned: :attr:`SweepResult.tuned`.
-        spectrum: The spectrum to show.
-        columns: The ``(sigma, column)`` pairs to show, in order (default: all).
+    :math:`T` for the seeds that did not reach the target (:func:`effective_steps`). ``columns``: the
+    ``(sigma, column)`` pairs to show, in order (default: all).
     """
     t = tuned[tuned["spectrum"] == spectrum].copy()
     if columns is not None:
