@@ -1,28 +1,18 @@
 r"""The quadratics of Sections 3 and 4.1 and the runners on them.
 
-Section 4.1 (Table 1, RECONSTRUCTED): :math:`L(x)=\tfrac12x^\top Hx` with
-:math:`H=\operatorname{diag}(\lambda)` and its rotations :math:`H_\theta=R_\theta^\top HR_\theta`,
-:math:`R_\theta=\exp(\theta S)` (:func:`adamlinf.rotations.exp_rotation`); a run on
-:math:`L_\theta` starts at :math:`R_\theta^\top x_0`, so every rotation starts from the same loss.
-The optimizer sees :math:`\nabla L_\theta(x)+\sigma\xi_t`, :math:`\xi_t\sim\mathcal N(0,I_d)`
-(:class:`GradientNoise`), the same in law for every rotation. The paper's :math:`d`, spectrum,
-:math:`\theta`, steps, lr grid and seeds were NOT RECOVERED: all are parameters.
-
-Runners (all count ``steps`` updates):
-
-* :func:`run_batched`: every (row, lr, seed) of an :class:`Experiment` as one tensor computation
-  with the functional updates of :mod:`adamlinf.optim` in the torch form (VERIFIED from the
-  authors' code); :func:`run_one_by_one` is its reference with the optimizer classes.
-* :func:`run_signgd`, :func:`run_blockwise_rmsprop`: the Section 3 runs on a
-  :class:`NoisyQuadratic`, a vector of step sizes and seeds at once, returning a dict of
-  ``(steps + 1, n_lr, n_seeds)`` tensors; :func:`run_trajectory`: the iterates of one optimizer.
+Section 4.1 (Table 1, RECONSTRUCTED: the paper's settings were not recovered, all are parameters):
+:math:`L_\theta(x)=\tfrac12x^\top R_\theta^\top HR_\theta x`, :math:`H=\operatorname{diag}(\lambda)`,
+:math:`R_\theta=\exp(\theta S)`, started at :math:`R_\theta^\top x_0` (the same loss for every
+rotation), gradients :math:`\nabla L_\theta(x)+\sigma\xi_t` (:class:`GradientNoise`).
+:func:`run_batched` runs every (row, lr, seed) as one tensor computation with the functional updates of
+:mod:`adamlinf.optim`; :func:`run_one_by_one` is its reference with the optimizer classes. Section 3:
+:func:`run_signgd`, :func:`run_blockwise_rmsprop` on a :class:`NoisyQuadratic`; :func:`run_trajectory`.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,7 +35,6 @@ __all__ = [
     "Experiment",
     "QuadraticResult",
     "run_batched",
-    "sgd_update_",
     "run_one_by_one",
     "lr_factor",
     "OPTIMIZERS",
@@ -61,15 +50,8 @@ __all__ = [
 OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS the batched runner runs
 
 
-# ----------------------------------------------------------------------------------------------
-# The problem
-# ----------------------------------------------------------------------------------------------
 def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    r"""The eigenvalues :math:`\lambda_i=i^{-\alpha}`, :math:`i=1..d` (our choice).
-
-    A Haar rotation raises :math:`\|H\|_{1,1}/d` from :math:`\operatorname{mean}_i\lambda_i` to
-    about :math:`\sqrt{2/\pi}\|\lambda\|_2`, above :math:`\|H\|_2=1` when :math:`\|\lambda\|_2>1.25`.
-    """
+    r"""The eigenvalues :math:`\lambda_i=i^{-\alpha}`, :math:`i=1..d` (our choice)."""
     if int(d) != d or d < 1:
         raise ValueError(f"d must be a positive integer, got {d!r}")
     if not math.isfinite(alpha) or alpha < 0:
@@ -100,11 +82,7 @@ SPECTRA = {
 
 
 def spectrum(name: str, d: int, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    r"""The eigenvalues of spectrum ``name`` (a key of :data:`SPECTRA`), normalised to :math:`\lambda_1=1`.
-
-    Raises:
-        ValueError: unknown ``name`` or ``d < 1``.
-    """
+    r"""The eigenvalues of spectrum ``name`` (a key of :data:`SPECTRA`), normalised to :math:`\lambda_1=1`."""
     if name not in SPECTRA:
         raise ValueError(f"spectrum must be one of {list(SPECTRA)}, got {name!r}")
     if int(d) != d or d < 1:
@@ -116,14 +94,8 @@ def spectrum(name: str, d: int, *, dtype=torch.float64, device="cpu") -> torch.T
 class Quadratic:
     r""":math:`L(x)=\tfrac12x^\top Hx` with :math:`H=R^\top\operatorname{diag}(\lambda)R`.
 
-    ``rotation=None`` means :math:`R=I`, applied elementwise. Methods take ``x`` of shape ``(d,)``
-    or ``(n, d)``. Its norms are those of :attr:`hessian`: :func:`adamlinf.theory.l11_norm` and
-    :func:`adamlinf.theory.l2_smoothness`.
-
-    Args:
-        eigenvalues: :math:`\lambda\in\mathbb R^d`.
-        rotation: orthogonal ``(d, d)`` :math:`R`, or ``None``.
-        name: label used in result tables.
+    ``rotation=None`` means :math:`R=I`, applied elementwise; methods take ``x`` of shape ``(d,)``
+    or ``(n, d)``; ``name`` labels result tables.
     """
 
     def __init__(self, eigenvalues: torch.Tensor, rotation: torch.Tensor | None = None, name: str = "L"):
@@ -148,12 +120,12 @@ class Quadratic:
 
     @property
     def dtype(self):
-        """The floating type of the eigenvalues."""
+        """The floating type."""
         return self.eigenvalues.dtype
 
     @property
     def device(self):
-        """The device of the eigenvalues."""
+        """The device."""
         return self.eigenvalues.device
 
     @property
@@ -212,11 +184,9 @@ def rotation_path(
     dtype=torch.float64,
     device="cpu",
 ) -> list[tuple[float, torch.Tensor | None]]:
-    r"""The rotations of the Table 1 sweep: ``[(0.0, None), (theta_1, R_1), ..., (inf, Q)]``.
+    r"""``[(0.0, None), (theta_1, R_1), ..., (inf, Q)]``, :math:`R_\theta=\exp(\theta S)` (``seed``: S).
 
-    :math:`R_\theta=\exp(\theta S)` for each ``theta`` (one :math:`S` from ``seed``: one geodesic)
-    and, when ``haar_seed`` is given, a Haar :math:`Q` labelled :math:`\theta=\infty`.
-    :math:`\theta\sqrt d\ll1` barely rotates; :math:`\theta\sqrt d\gtrsim3` is close to Haar.
+    With ``haar_seed``, a Haar :math:`Q` is added, labelled :math:`\theta=\infty`.
     """
     thetas = [float(t) for t in thetas]
     if any((not math.isfinite(t)) or t <= 0 for t in thetas):
@@ -283,16 +253,11 @@ class GradientNoise:
         return (torch.stack(xi) if s is None else xi[0]) * self.sigma
 
 
-# ----------------------------------------------------------------------------------------------
-# Table 1: rows and the batched runner
-# ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Row:
-    r"""One optimizer setting in one table row.
+    r"""One optimizer setting; ``problem`` indexes :attr:`Experiment.problems`, ``lrs`` is the lr grid.
 
-    ``optimizer`` in ``OPTIMIZERS``; ``problem`` indexes :attr:`Experiment.problems`;
-    ``beta1`` is the momentum :math:`\mu` for SGD and unused by SignGD; ``column`` names the table
-    column; ``lrs`` is the learning-rate grid.
+    ``beta1`` is SGD's momentum :math:`\mu` and unused by SignGD.
     """
 
     name: str
@@ -322,16 +287,6 @@ class Experiment:
     sigma: float
 
 
-def sgd_update_(x, g, buf, *, lr, momentum: float):
-    r"""One in-place ``torch.optim.SGD`` step on a batch of runs.
-
-    :math:`b\leftarrow\mu b+g`, :math:`x\leftarrow x-\eta b`; no dampening, Nesterov or weight decay;
-    :math:`b_0=0`, so :math:`b_1=g` as in PyTorch.
-    """
-    buf.mul_(momentum).add_(g)
-    return x.sub_(buf * lr)
-
-
 SCHEDULES = ("constant", "cosine")
 
 
@@ -348,15 +303,13 @@ def lr_factor(schedule: str, t: int, steps: int) -> float:
 class QuadraticResult:
     r"""Tidy outputs of :func:`run_batched`.
 
-    ``final``: one line per run (``row, optimizer, problem, theta, column, beta1, beta2, lr,
-    lr_index, seed, initial_loss, final_loss, last_loss, diverged`` and ``steps_to_reach``);
-    ``final_loss`` is the mean noise-free loss over the last ``final_window`` iterates, ``last_loss``
-    is :math:`L(x_T)`. ``curves``: ``row, column, problem, theta, lr, seed, step, loss``.
+    ``final``: one line per run (its row's fields, ``lr_index, seed, initial_loss, final_loss`` (the
+    mean over the last ``final_window`` iterates), ``last_loss``, ``diverged``, ``steps_to_reach``);
+    ``curves``: ``row, column, problem, theta, lr, seed, step, loss``.
     """
 
     final: pd.DataFrame
     curves: pd.DataFrame
-    wall_time_s: float
 
 
 def _expand_runs(exp: Experiment, n_seeds: int):
@@ -400,25 +353,10 @@ def run_batched(
     r"""Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one tensor computation.
 
     The iterates are one ``(runs, d)`` tensor ordered by update rule, then problem: per step one
-    product per (rule, problem) slice and one functional update per rule (Adam, AdaSGD: torch form,
-    bias correction, :math:`\epsilon` outside the root; SGD with momentum :math:`\beta_1`; SignGD)
-    with a ``(runs, 1)`` learning-rate column. No Python loop over learning rates or seeds.
-
-    Args:
-        exp: problems, rows, start(s) and noise level; with ``x0`` of shape ``(S, d)``,
-            ``S >= n_seeds``, seed ``s`` starts at :math:`R^\top x_0[s]`.
-        steps: :math:`T`.
-        n_seeds: seeds (noise stream ``s`` of :class:`GradientNoise` and start ``s``).
-        seed: base seed of the noise.
-        eps: :math:`\epsilon` of Adam/AdaSGD.
-        record_every: loss-curve resolution.
-        final_window: ``final_loss`` averages the last ``final_window`` losses.
-        schedule: see :func:`lr_factor`.
-        reach: if given, ``final["steps_to_reach"]`` is the first :math:`t` with
-            :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (``inf`` if never).
-
-    Returns:
-        A :class:`QuadraticResult`.
+    product per (rule, problem) slice and one update per rule (Adam, AdaSGD: torch form; SGD with
+    momentum :math:`\beta_1`; SignGD) with a ``(runs, 1)`` learning-rate column. Seed ``s`` uses noise
+    stream ``s`` and, when ``exp.x0`` is ``(S, d)``, the start :math:`R^\top x_0[s]`. With ``reach``,
+    ``steps_to_reach`` is the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (else inf).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -429,7 +367,6 @@ def run_batched(
     lr_factor(schedule, 1, steps)  # validates the name
     if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
         raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
-    t_start = time.perf_counter()
     dtype, device = exp.x0.dtype, exp.x0.device
     problems = [p.to(dtype=dtype, device=device) for p in exp.problems]
     x0 = exp.x0.to(dtype=dtype, device=device)
@@ -459,10 +396,8 @@ def run_batched(
 
     def track(loss, t):
         if reach is not None:
-            new = (hit < 0) & (loss <= reach * initial)
-            hit[new] = t
+            hit[(hit < 0) & (loss <= reach * initial)] = t
 
-    initial = None
     for t in range(1, steps + 1):
         gc = clean_grad()
         loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
@@ -480,14 +415,12 @@ def run_batched(
             xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
             if schedule != "constant":
                 lrs = lrs * lr_factor(schedule, t, steps)
-            if opt == "adam":
-                optim.adam_update_(xs, gs, ms, v_full[a:b], lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
-            elif opt == "adasgd":  # v of shape (runs, 1): one scalar per run
-                optim.adam_update_(
-                    xs, gs, ms, v_scalar[a:b], lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t
-                )
-            elif opt == "sgd":
-                sgd_update_(xs, gs, ms, lr=lrs, momentum=beta1)
+            if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
+                vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
+                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
+            elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
+                ms.mul_(beta1).add_(gs)
+                xs.sub_(ms * lrs)
             else:
                 optim.signgd_update_(xs, gs, lr=lrs)
     last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
@@ -496,29 +429,17 @@ def run_batched(
     rec[len(rec_steps)] = last
     rec_steps.append(steps)
     final = tail / final_window
-    wall = time.perf_counter() - t_start
 
     thetas = [getattr(p, "theta", 0.0) for p in problems]
+    row_fields = ["row", "optimizer", "column", "beta1", "beta2"]
+    info = [(r.name, r.optimizer, r.column, r.beta1, r.beta2) for r in rows]
     meta = pd.DataFrame(
-        [
-            {
-                "row": rows[r[2]].name,
-                "optimizer": rows[r[2]].optimizer,
-                "problem": r[1],
-                "theta": thetas[r[1]],
-                "column": rows[r[2]].column,
-                "beta1": rows[r[2]].beta1,
-                "beta2": rows[r[2]].beta2,
-                "lr": r[5],
-                "lr_index": r[3],
-                "seed": r[4],
-            }
-            for r in runs
-        ]
-    )
+        [(*info[j], p, thetas[p], lr, k, s) for _, p, j, k, s, lr in runs],
+        columns=[*row_fields, "problem", "theta", "lr", "lr_index", "seed"],
+    )[["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]]
     final_np = final.cpu().numpy()
     fin = meta.copy()
-    fin["initial_loss"] = initial.cpu().numpy() if initial is not None else np.nan
+    fin["initial_loss"] = initial.cpu().numpy()
     fin["final_loss"] = final_np
     fin["last_loss"] = last.cpu().numpy()
     fin["diverged"] = ~np.isfinite(final_np) | (final_np > 1e6 * fin["initial_loss"].to_numpy())
@@ -531,7 +452,7 @@ def run_batched(
     ].reset_index(drop=True)
     curves["step"] = np.repeat(rec_steps, R)
     curves["loss"] = curves_np.reshape(-1)
-    return QuadraticResult(fin, curves, wall)
+    return QuadraticResult(fin, curves)
 
 
 def run_one_by_one(
@@ -808,6 +729,8 @@ def run_blockwise_rmsprop(
     names = ("first_order", "gbar_sq_over_sqrt_vtilde", "g2_over_v", "sqrt_vtilde_window", "gbar_norm_sum")
     acc = {k: torch.zeros(n, B, dtype=A.dtype, device=A.device) for k in names} if lemmas else {}
 
+    step_kw = dict(index=idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=0.0, eps_root=eps, sizes=db)
+
     def blocksum(z: torch.Tensor) -> torch.Tensor:
         return torch.zeros(n, B, dtype=A.dtype, device=A.device).index_add_(1, idx, z)
 
@@ -826,21 +749,7 @@ def run_blockwise_rmsprop(
             if t + 1 > steps // 2:
                 acc["sqrt_vtilde_window"] += (vtilde + eps).sqrt()
             acc["gbar_norm_sum"] += (gbar_b2 / db).sqrt()
-        optim.adam_update_(
-            x,
-            g,
-            m,
-            v,
-            index=idx,
-            lr=lr_col,
-            beta1=0.0,
-            beta2=beta2,
-            eps=0.0,
-            eps_root=eps,
-            step=t + 1,
-            sizes=db,
-            bias_correction=False,
-        )
+        optim.adam_update_(x, g, m, v, step=t + 1, bias_correction=False, **step_kw)
         if lemmas:
             acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
             acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)

@@ -82,17 +82,11 @@ METRIC_EXACT = "steps to 1e-8·L(x₀)"
 # The metric
 # ---------------------------------------------------------------------------------------------
 def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH) -> np.ndarray:
-    r"""The noise-free metric: steps to reach eps·L(x0), or a rank behind every run that did.
+    r"""The noise-free metric: :math:`\tau` (steps to :math:`L \le \varepsilon L(x_0)`) where reached.
 
-    The noise-free metric: :math:`\tau` (steps to :math:`L \le \varepsilon L(x_0)`) where it was
-    reached, else :math:`T\,(1 + \log_{10}(L(x_T) / (\varepsilon L(x_0))))` (at least :math:`T`;
-    ``inf`` for a diverged or non-finite run).
-
-    Args:
-        steps_to_reach: :math:`\tau` per run (``inf`` when not reached).
-        rel_last: :math:`L(x_T)/L(x_0)` per run.
-        steps: :math:`T`.
-        eps: :math:`\varepsilon`.
+    Else :math:`T\,(1 + \log_{10}(L(x_T) / (\varepsilon L(x_0))))` (at least :math:`T`, ranked behind
+    every run that reached it; ``inf`` for a diverged or non-finite run); ``rel_last`` is
+    :math:`L(x_T)/L(x_0)`.
     """
     tau = np.asarray(steps_to_reach, dtype=float)
     rel = np.asarray(rel_last, dtype=float)
@@ -119,15 +113,11 @@ def _seed_metric(final: pd.DataFrame, sigma: float, steps: int) -> np.ndarray:
 class SweepResult:
     r"""Outputs of :func:`run_sweep`.
 
-    Attributes:
-        tuned: One line per setting (spectrum, sigma, column, row): the geometry of its problem,
-            the best learning rate, the metric per seed at it (``seeds``), its mean (``value``) and
-            standard deviation (``spread``), the grid size and whether the grid was finished.
-        per_lr: Every (setting, learning rate, seed) evaluated.
-        curves: Loss curves :math:`L(x_t)/L(x_0)` of the tuned runs.
-        geometry: :math:`\|H_\theta\|_{1,1}/d` and :math:`\|H_\theta\|_2` per problem.
-        wall_time_s: Wall time of the whole sweep.
-        work: Counts for the cost model (run-steps on dense and diagonal problems, ``d``).
+    ``tuned``: one line per setting (spectrum, sigma, column, row): its problem's geometry, the best
+    lr, the metric per seed at it (``seeds``), mean ``value``, std ``spread``, grid size and status;
+    ``per_lr``: every (setting, lr, seed) evaluated; ``curves``: :math:`L(x_t)/L(x_0)` of the tuned
+    runs; ``geometry``: :math:`\|H_\theta\|_{1,1}/d` and :math:`\|H_\theta\|_2` per problem; ``work``:
+    run-steps on dense and diagonal problems for :func:`estimate_cost`.
     """
 
     tuned: pd.DataFrame
@@ -189,15 +179,13 @@ def run_sweep(
     Args:
         d: Dimension.
         spectra: Keys of :data:`adamlinf.problems.SPECTRA`.
-        theta_sqrt_d: Rotation strengths :math:`\theta\sqrt d` (:math:`\theta = 0` and Haar are
-            always added).
+        theta_sqrt_d: Rotation strengths :math:`\theta\sqrt d` (0 and Haar are always added).
         sigmas: Noise levels.
         steps: :math:`T`.
         n_seeds: Measuring seeds (start :math:`x_0` and noise stream).
-        n_tune_seeds: Tuning seeds, disjoint from the measuring ones (own starts, noise seed
-            ``seed + 1``); the learning rate is tuned on their mean metric.
-        noise_free_schedule: Learning-rate schedule of the :math:`\sigma = 0` runs
-            (:func:`adamlinf.problems.lr_factor`); the noisy runs use a constant step.
+        n_tune_seeds: Tuning seeds with their own starts and noise seed ``seed + 1``; the lr is
+            tuned on their mean metric.
+        noise_free_schedule: Lr schedule of the :math:`\sigma = 0` runs; noisy runs use a constant step.
         beta2: :math:`\beta_2` of Adam and AdaSGD.
         sgd_momentum: Momentum of SGD.
         factor: Learning-rate resolution at the optimum.
@@ -341,9 +329,8 @@ def run_sweep(
 def decide(better: Sequence[float], worse: Sequence[float], *, rel_floor: float = 0.05) -> str:
     """Whether "``better`` is lower than ``worse``" holds, fails or is undecided, from per-seed values.
 
-    :func:`adamlinf.studies.verdicts.compare` on :meth:`Measured.from_seeds` of both with
-    ``rel_floor``: a gap below ``rel_floor`` times the larger value is a tie (inconclusive), since at
-    a learning-rate resolution of 1.5 the tuning itself moves a tuned value by a few percent.
+    A gap below ``rel_floor`` times the larger value is a tie: the lr resolution 1.5 moves a tuned value
+    by a few percent.
     """
     return compare(Measured.from_seeds(better), Measured.from_seeds(worse), rel_floor=rel_floor)
 
@@ -360,13 +347,9 @@ def spearman_with_interval(
     level: float = 0.95,
     rng_seed: int = 0,
 ) -> tuple[float, float, float]:
-    r"""Spearman rank correlation with a seed-bootstrap interval.
+    r"""``(rho, lo, hi)``: Spearman :math:`\rho` of ``x`` and the seed means, with a seed-bootstrap interval.
 
-    Spearman :math:`\rho` between ``x`` and the per-setting seed means, and a seed-bootstrap
-    interval: each replicate resamples every setting's seeds with replacement.
-
-    Returns:
-        ``(rho, lo, hi)`` (``nan`` where a replicate's values are constant).
+    Each replicate resamples every setting's seeds with replacement (``nan`` where values are constant).
     """
     x = np.asarray(x, dtype=float)
     S = [np.asarray(s, dtype=float) for s in seeds]
@@ -403,13 +386,8 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
       the same column: the same momentum (:math:`\mu = 0` against :math:`\beta_1 = 0`,
       :math:`\mu = 0.9` against :math:`\beta_1 = 0.9`).
 
-    Args:
-        tuned: :attr:`SweepResult.tuned` (or the same columns).
-        rel_floor: See :func:`decide`.
-        n_boot: Bootstrap replicates for (a).
-
-    Returns:
-        One line per (spectrum, sigma, column, claim): ``claim, verdict, ours, rule`` and counts.
+    Returns one line per (spectrum, sigma, column, claim) of ``tuned`` (:attr:`SweepResult.tuned`):
+    ``claim, verdict, ours, rule`` and counts; ``n_boot`` bootstrap replicates for (a).
     """
     out = []
     for (spec, sigma, col), g in tuned.groupby(["spectrum", "sigma", "column"], sort=False):
@@ -467,30 +445,14 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
                 }
             )
         if len(sgd) and len(adam):
-            s = sgd["seeds"].iloc[0]
-            name = sgd["row"].iloc[0]
-            a0 = adam[adam["theta"] == 0]["seeds"].iloc[0]
-            v1 = decide(a0, s, rel_floor=rel_floor)
-            out.append(
-                {
-                    **key,
-                    "claim": "c: Adam",
-                    "verdict": v1,
-                    "ours": f"Adam (θ=0) {_txt(a0)} vs {name} {_txt(s)}",
-                    "rule": PAIR_RULE,
-                }
-            )
+            s, name = sgd["seeds"].iloc[0], sgd["row"].iloc[0]
+            pairs = [("c: Adam", "Adam (θ=0)", adam[adam["theta"] == 0]["seeds"].iloc[0])]
             if len(ada):
-                v2 = decide(ada["seeds"].iloc[0], s, rel_floor=rel_floor)
-                out.append(
-                    {
-                        **key,
-                        "claim": "c: AdaSGD",
-                        "verdict": v2,
-                        "ours": f"AdaSGD {_txt(ada['seeds'].iloc[0])} vs {name} {_txt(s)}",
-                        "rule": PAIR_RULE,
-                    }
-                )
+                pairs.append(("c: AdaSGD", "AdaSGD", ada["seeds"].iloc[0]))
+            for claim, who, a in pairs:
+                verdict = decide(a, s, rel_floor=rel_floor)
+                ours = f"{who} {_txt(a)} vs {name} {_txt(s)}"
+                out.append({**key, "claim": claim, "verdict": verdict, "ours": ours, "rule": PAIR_RULE})
     return pd.DataFrame(out)
 
 
@@ -499,11 +461,7 @@ def _txt(seeds) -> str:
 
 
 def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
-    r"""Spectra × claims × β₁ at one σ.
-
-    Spectra × claims × β₁ at one :math:`\sigma`: one line per spectrum, one column per (claim,
-    column); claim (c) reads ``"Adam: holds · AdaSGD: fails"``.
-    """
+    """Spectra × claims × β₁ at one σ; claim (c) reads ``"Adam: holds · AdaSGD: fails"``."""
     v = verdicts[verdicts["sigma"] == sigma]
     out = []
     for spec, g in v.groupby("spectrum", sort=False):
@@ -520,11 +478,7 @@ def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
 
 
 def findings(verdicts: pd.DataFrame) -> str:
-    """Generated prose on where each claim holds and fails.
-
-    Generated prose: for each claim and each (σ, β₁), the spectra where it holds, fails and is
-    undecided (Unicode, no TeX).
-    """
+    """Generated prose (Unicode, no TeX): per claim and (σ, β₁), the spectra where it holds and fails."""
     lines = []
     for claim in ("a", "b", "c: Adam", "c: AdaSGD"):
         v = verdicts[verdicts["claim"] == claim]
@@ -548,7 +502,7 @@ def findings(verdicts: pd.DataFrame) -> str:
 def curve_panels(verdicts: pd.DataFrame, geometry: pd.DataFrame, main: str) -> list[dict]:
     """One loss-curve panel per claim, chosen by rule.
 
-    One loss-curve panel per claim, chosen by rule: (a) the main spectrum, the noisiest σ,
+    (a) The main spectrum, the noisiest σ,
     β₁ = 0 (Adam at θ = 0, the middle rotation and Haar); (b) the first spectrum where (b) holds at
     the noisiest σ and β₁ = 0.9, else the main one (Adam at θ = 0 and Haar, AdaSGD); (c) the most
     ill-conditioned spectrum (the smallest mean eigenvalue, 1/i² among ours), σ = 0,
@@ -559,37 +513,16 @@ def curve_panels(verdicts: pd.DataFrame, geometry: pd.DataFrame, main: str) -> l
     b_spec = next(iter(vb[vb["verdict"] == HOLDS]["spectrum"]), main)
     diag = geometry[geometry["theta"] == 0]
     c_spec = diag.sort_values("l11_per_dim")["spectrum"].iloc[0]
+    sig0 = float(verdicts["sigma"].min())
     return [
-        {
-            "claim": "a",
-            "spectrum": main,
-            "sigma": sig,
-            "column": "β1=0",
-            "rows": ["Adam", "middle", "Adam (Haar)"],
-        },
-        {
-            "claim": "b",
-            "spectrum": b_spec,
-            "sigma": sig,
-            "column": "β1=0.9",
-            "rows": ["Adam", "Adam (Haar)", "AdaSGD"],
-        },
-        {
-            "claim": "c",
-            "spectrum": c_spec,
-            "sigma": float(verdicts["sigma"].min()),
-            "column": "β1=0.9",
-            "rows": ["Adam", "AdaSGD", "SGD (μ=0.9)"],
-        },
+        dict(claim="a", spectrum=main, sigma=sig, column="β1=0", rows=["Adam", "middle", "Adam (Haar)"]),
+        dict(claim="b", spectrum=b_spec, sigma=sig, column="β1=0.9", rows=["Adam", "Adam (Haar)", "AdaSGD"]),
+        dict(claim="c", spectrum=c_spec, sigma=sig0, column="β1=0.9", rows=["Adam", "AdaSGD", "SGD (μ=0.9)"]),
     ]
 
 
 def panel_curves(sweep: SweepResult, panel: Mapping) -> pd.DataFrame:
-    """The seed-mean loss curves of one panel.
-
-    The mean over seeds of :math:`L(x_t)/L(x_0)` of a panel's rows (``"middle"`` = the middle Adam
-    rotation), columns ``row, step, rel_loss``.
-    """
+    r"""The seed mean of :math:`L(x_t)/L(x_0)` of a panel's rows (``"middle"``: the middle Adam rotation)."""
     t = sweep.tuned
     t = t[(t["spectrum"] == panel["spectrum"]) & (t["sigma"] == panel["sigma"])]
     rows = list(panel["rows"])
@@ -607,7 +540,7 @@ def panel_curves(sweep: SweepResult, panel: Mapping) -> pd.DataFrame:
 def main_spectrum(geometry: pd.DataFrame) -> str:
     r"""The main spectrum of Table 1.
 
-    The spectrum whose rotation path puts the most rotations on *both* sides of
+    The one whose rotation path puts the most rotations on *both* sides of
     :math:`\|H_\theta\|_{1,1}/d = \|H_\theta\|_2` (the largest ``min(#below, #above)``; ties to the
     first): the one setting where claim (b) can be tested on both sides, as the paper's table does.
     """
@@ -650,12 +583,8 @@ def table1(
     between rows; rotations keep it), then the tuned metric (mean ± seed std over the measuring
     seeds, 3 significant digits) per (σ, β₁) column. Rows: AdaSGD, Adam by rotation angle θ
     (Haar last), SignGD, SGD. A cell with a star holds a value extrapolated past the horizon
-    :math:`T` for the seeds that did not reach the target (:func:`effective_steps`).
-
-    Args:
-        tuned: :attr:`SweepResult.tuned`.
-        spectrum: The spectrum to show.
-        columns: The ``(sigma, column)`` pairs to show, in order (default: all).
+    :math:`T` for the seeds that did not reach the target (:func:`effective_steps`). ``columns``: the
+    ``(sigma, column)`` pairs to show, in order (default: all).
     """
     t = tuned[tuned["spectrum"] == spectrum].copy()
     if columns is not None:
@@ -687,7 +616,7 @@ def table1(
 def full_table(tuned: pd.DataFrame, sigma: float) -> pd.DataFrame:
     r"""Every spectrum's tuned rows at one σ.
 
-    Every spectrum's tuned rows at one σ: spectrum, optimizer, :math:`\|H_\theta\|_{1,1}/d`,
+    Spectrum, optimizer, :math:`\|H_\theta\|_{1,1}/d`,
     the metric per β₁ column and the tuned learning rates, rows in the order of :func:`table1`.
     """
     t = tuned[tuned["sigma"] == sigma].copy()
@@ -732,11 +661,7 @@ CLAIM_ORIGIN = {"a": PAPER, "b": PAPER, "c: Adam": BOOK, "c: AdaSGD": BOOK}
 def paper_vs_ours(
     verdicts: pd.DataFrame, *, scale: str, main: str, page: str = "quadratic_table1"
 ) -> pd.DataFrame:
-    """The one verdict table of the page.
-
-    The one verdict table of the page: one line per (claim, spectrum, σ, β₁), columns
-    :data:`adamlinf.studies.verdicts.VERDICT_COLUMNS` plus ``spectrum, sigma, beta1, main``.
-    """
+    """The page's verdict table: one line per (claim, spectrum, σ, β₁), with ``main`` marked."""
     rows = []
     for _, v in verdicts.iterrows():
         where = f"λ: {v['spectrum']}, σ = {v['sigma']:g}, {v['column'].replace('β1', 'β₁')}"
@@ -804,12 +729,11 @@ def equivariance_check(
 
 
 def estimate_cost(measured_s: float, work: Mapping, *, d_target: int, elementwise: float = 20.0) -> float:
-    r"""Estimated wall time of the same sweep at another dimension.
+    r"""Estimated wall time of the same sweep at dimension ``d_target``.
 
-    Estimated wall time of the same sweep at dimension ``d_target``: ``measured_s`` scaled by the
-    work model :math:`T\,(n_\text{dense} d^2 + c\,n_\text{all} d)` (one multiply-add per dense
-    Hessian entry and run-step, about ``elementwise`` passes over each run's :math:`d` entries), with
-    the same run-steps as measured (the tuning may need a different number of rounds there).
+    ``measured_s`` scaled by the work model :math:`T\,(n_\text{dense} d^2 + c\,n_\text{all} d)` (one
+    multiply-add per dense Hessian entry and run-step, :math:`c` = ``elementwise`` passes over each
+    run's :math:`d` entries), with the same run-steps as measured.
     """
     d = work["d"]
     n_all = work["dense"] + work["diag"]
