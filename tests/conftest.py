@@ -37,7 +37,7 @@ def one_thread():
 def tiny_spec(tmp_path_factory):
     """A builder of tiny GPT run specs on the pydoc corpus (prepared once):
     ``tiny_spec(optimizer="adam", lr=1e-2, **train)``, 3 steps unless ``max_iters`` says otherwise."""
-    from adamlinf import runs
+    from adamlinf import launch
     from adamlinf.data import text
 
     root = str(tmp_path_factory.mktemp("pydoc"))
@@ -46,7 +46,7 @@ def tiny_spec(tmp_path_factory):
     def make(optimizer="adam", lr=1e-2, **train):
         train = {"max_iters": 3, "eval_interval": 0, "progress": False, "checkpoint_minutes": 0, **train}
         model = dict(n_layer=1, n_head=2, n_embd=8, block_size=8, batch_size=2, eval_iters=1)
-        spec = runs.lm_spec(dataset="pydoc", **model, optimizer=optimizer, lr=lr, **train)
+        spec = launch.lm_spec(dataset="pydoc", **model, optimizer=optimizer, lr=lr, **train)
         spec["data"]["root"] = root
         return spec
 

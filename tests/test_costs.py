@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adamlinf import runs
+from adamlinf import launch
 from adamlinf.run import load_parameters
 from adamlinf.studies import costs, lm
 
@@ -228,7 +228,7 @@ def test_the_page_sweep_snippet_trains_the_notebook_runs(monkeypatch, capsys):
     adaptive = p["optimizers"] + p["extra_optimizers"]
     grids = {**{o: p["adaptive_lrs"] for o in adaptive}, "sgd": p["sgd_lrs"]}
     ref = {
-        lm._name(o, lr, 0): runs.with_train(
+        lm._name(o, lr, 0): launch.with_train(
             lm.with_seed(lm.base_spec(p), 0), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
         )
         for o, lrs in grids.items()
@@ -236,7 +236,7 @@ def test_the_page_sweep_snippet_trains_the_notebook_runs(monkeypatch, capsys):
     }
     specs = namespace["specs"]
     assert sorted(specs) == sorted(ref)
-    assert all(runs.spec_key(specs[k]) == runs.spec_key(ref[k]) for k in ref)
+    assert all(launch.spec_key(specs[k]) == launch.spec_key(ref[k]) for k in ref)
 
 
 def test_notebook_cost_sentence(tmp_path):

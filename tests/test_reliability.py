@@ -24,7 +24,7 @@ import torch
 import yaml
 
 import adamlinf
-from adamlinf import results, run, runs, train
+from adamlinf import launch, results, run, train
 from adamlinf.studies import sweeps
 
 SRC = Path(adamlinf.__file__).resolve().parents[1]  # the subprocesses import the code under test
@@ -355,9 +355,9 @@ def test_a_checkpoint_on_a_full_disk_names_the_file_and_leaves_no_tmp(tmp_path, 
 # ------------------------------------------------------------------------------------------------
 RUN_SPECS = """import json, sys, torch
 torch.set_num_threads(1)
-from adamlinf import runs
+from adamlinf import launch
 spec = json.load(open(sys.argv[1]))
-df = runs.run_specs({"r": spec}, sys.argv[2])
+df = launch.run_specs({"r": spec}, sys.argv[2])
 print("rows", len(df), flush=True)
 """
 
@@ -379,7 +379,7 @@ def test_run_specs_waits_while_another_process_holds_the_run_folder(tmp_path, ti
     run_a = root / "r"
     run_a.mkdir(parents=True)
     spec_a = tiny_spec(lr=1e-2, max_iters=6)
-    (run_a / runs.SPEC_FILE).write_text(json.dumps(spec_a))  # process A's run, in the middle of training
+    (run_a / launch.SPEC_FILE).write_text(json.dumps(spec_a))  # process A's run, in the middle of training
     with results.exclusive(root / ".r.lock", "process A"):
         b = _run_specs_process(tmp_path, tiny_spec(lr=3e-3, max_iters=6), root, "b")
         lines = []
@@ -391,11 +391,11 @@ def test_run_specs_waits_while_another_process_holds_the_run_folder(tmp_path, ti
         _wait_for(waiting, "process B to wait for A's lock", b)
         assert f"pid {os.getpid()} (process A)" in lines[-1]
         assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["r"]
-        assert json.loads((run_a / runs.SPEC_FILE).read_text()) == spec_a  # A's folder untouched
+        assert json.loads((run_a / launch.SPEC_FILE).read_text()) == spec_a  # A's folder untouched
     out, err = b.communicate(timeout=TIMEOUT)
     assert b.returncode == 0, err
-    assert runs.is_complete(root / "r", tiny_spec(lr=3e-3, max_iters=6))
-    assert (root / f"r@{runs.spec_key(spec_a)}" / runs.SPEC_FILE).exists()  # A's run moved aside, kept
+    assert launch.is_complete(root / "r", tiny_spec(lr=3e-3, max_iters=6))
+    assert (root / f"r@{launch.spec_key(spec_a)}" / launch.SPEC_FILE).exists()  # A's run moved aside, kept
 
 
 def test_two_processes_with_one_spec_train_it_once(tmp_path, tiny_spec):
@@ -407,36 +407,36 @@ def test_two_processes_with_one_spec_train_it_once(tmp_path, tiny_spec):
     assert all("rows 21" in out for out, _ in outs)
     rows = [json.loads(line) for line in (root / "r" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in rows] == list(range(21))  # no duplicate rows
-    assert runs.is_complete(root / "r", spec)
+    assert launch.is_complete(root / "r", spec)
 
 
 def test_an_empty_spec_or_marker_is_named_with_the_fix(tmp_path, tiny_spec):
     spec = tiny_spec(max_iters=6)
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / runs.SPEC_FILE).write_text("")
+    (tmp_path / "r" / launch.SPEC_FILE).write_text("")
     with pytest.raises(ValueError) as info:
-        runs.run_specs({"r": spec}, tmp_path, verbose=False)
-    path = tmp_path / "r" / runs.SPEC_FILE
+        launch.run_specs({"r": spec}, tmp_path, verbose=False)
+    path = tmp_path / "r" / launch.SPEC_FILE
     assert f"{path} is empty" in str(info.value) and f"rm '{path}'" in str(info.value)
     path.unlink()
-    (tmp_path / "r" / runs.COMPLETE_FILE).write_text('{"spec": ')
-    with pytest.raises(ValueError, match=f"{runs.COMPLETE_FILE} is damaged .*rm '"):
-        runs.is_complete(tmp_path / "r", spec)
-    (tmp_path / "r" / runs.COMPLETE_FILE).unlink()  # the fix the message names
-    assert len(runs.run_specs({"r": spec}, tmp_path, verbose=False)) == 7
+    (tmp_path / "r" / launch.COMPLETE_FILE).write_text('{"spec": ')
+    with pytest.raises(ValueError, match=f"{launch.COMPLETE_FILE} is damaged .*rm '"):
+        launch.is_complete(tmp_path / "r", spec)
+    (tmp_path / "r" / launch.COMPLETE_FILE).unlink()  # the fix the message names
+    assert len(launch.run_specs({"r": spec}, tmp_path, verbose=False)) == 7
 
 
 def test_a_cut_short_final_metrics_file_is_rebuilt_from_the_checkpoint(tmp_path, tiny_spec):
     spec = tiny_spec(max_iters=12)
-    full = runs.run_specs({"r": spec}, tmp_path, verbose=False)
+    full = launch.run_specs({"r": spec}, tmp_path, verbose=False)
     out = tmp_path / "r"
     text_ = (out / "metrics.csv").read_text()
     (out / "metrics.csv").write_text(text_[: len(text_) // 2])  # a kill during the last metrics write
-    (out / runs.COMPLETE_FILE).unlink()
-    again = runs.run_specs({"r": spec}, tmp_path, verbose=False)
+    (out / launch.COMPLETE_FILE).unlink()
+    again = launch.run_specs({"r": spec}, tmp_path, verbose=False)
     assert len(again) == len(full) == 13 and again.iter.max() == 12
     pd.testing.assert_frame_equal(again, full)
-    assert runs.is_complete(out, spec)
+    assert launch.is_complete(out, spec)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -444,10 +444,10 @@ def test_a_cut_short_final_metrics_file_is_rebuilt_from_the_checkpoint(tmp_path,
 # ------------------------------------------------------------------------------------------------
 TRAINER = """import json, sys, torch
 torch.set_num_threads(1)
-from adamlinf import runs
+from adamlinf import launch
 spec = json.load(open(sys.argv[1]))
 spec["train"]["out_dir"] = sys.argv[2]
-runs.run(spec)
+launch.run(spec)
 """
 
 
@@ -512,7 +512,7 @@ def test_zero_length_settings_are_refused_with_the_minimum():
     with pytest.raises(ValueError, match="stop_iter must be >= 1"):
         train.TrainConfig(out_dir="x", stop_iter=0)
     with pytest.raises(ValueError, match="epochs must be a positive number, got 0"):
-        runs.image_spec(source="digits", batch_size=8, epochs=0)
+        launch.image_spec(source="digits", batch_size=8, epochs=0)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from adamlinf import hessian, runs, theory
+from adamlinf import hessian, launch, theory
 from adamlinf.data import text
 from adamlinf.studies import hessian_tables as ht
 from adamlinf.studies.verdicts import Measured, compare
@@ -142,7 +142,7 @@ def tiny_runs(tmp_path_factory):
     text.ensure("pydoc")
     root = tmp_path_factory.mktemp("runs")
     specs = {
-        o: runs.lm_spec(
+        o: launch.lm_spec(
             dataset="pydoc",
             n_layer=1,
             n_head=2,
@@ -159,7 +159,7 @@ def tiny_runs(tmp_path_factory):
         )
         for o in ("adam", "adasgd", "rotated_adam")
     }
-    runs.run_specs(specs, root, verbose=False)
+    launch.run_specs(specs, root, verbose=False)
     return root
 
 

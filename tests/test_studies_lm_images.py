@@ -1,4 +1,4 @@
-"""The GPT and ResNet studies (adamlinf.studies.lm, adamlinf.studies.images) run end to end at the
+"""The GPT and ResNet studies (adamlinf.studies.lm, adamlinf.studies.vision) run end to end at the
 ``gpu`` parameters with tiny overrides, on CPU: the protocol (grids of >= 4 values, extension, seeds
 at the tuned lr), the tables the pages show, and their verdicts."""
 
@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from adamlinf import runs
+from adamlinf import launch
 from adamlinf.data import text
 from adamlinf.run import PARAMS
-from adamlinf.studies import costs, images, lm, sweeps
+from adamlinf.studies import costs, lm, sweeps, vision
 from adamlinf.studies.verdicts import VERDICT_COLUMNS, Measured
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -116,17 +116,17 @@ def test_figure1_and_figure3_verdicts_on_constructed_losses():
 def test_table3_and_figure4_verdicts_on_constructed_losses():
     finals = _finals({"sgd": 2.5, "adasgd": 1.0, "adam": 1.5, "rotated_adam": 1.6}, batch_size=128)
     tuned = finals[["batch_size", "optimizer", "lr"]].drop_duplicates()
-    v = images.table3_claims(finals, tuned, scale="ci", data="digits stand-in").verdict.tolist()
+    v = vision.table3_claims(finals, tuned, scale="ci", data="digits stand-in").verdict.tolist()
     assert v == ["holds", "fails", "holds"]  # Adam beats SGD, not AdaSGD, and rotated Adam
     curves = pd.DataFrame(
         [
-            {"optimizer": o, "seed": s, "budget": b, images.METRIC: loss * b ** (-1) + 0.01 * s}
+            {"optimizer": o, "seed": s, "budget": b, vision.METRIC: loss * b ** (-1) + 0.01 * s}
             for o, loss in {"adam": 1.0, "sgd": 2.0, "adasgd": 0.5}.items()
             for s in (1, 2, 3)
             for b in (0.5, 1.0)
         ]
     )
-    f4 = images.figure4_claims(curves, scale="ci", batch_size=128, data="digits stand-in")
+    f4 = vision.figure4_claims(curves, scale="ci", batch_size=128, data="digits stand-in")
     assert f4.verdict.tolist() == ["holds", "fails", "holds", "fails"]  # vs SGD, AdaSGD at half and end
 
 
@@ -180,24 +180,24 @@ def test_gpu_scale_of_table3_runs_tiny_on_cpu(tmp_path):
         max_extensions=1,
         eval_batch_size=500,
     )
-    assert images.resolve_source("digits") == "digits"
-    if images.resolve_source(p["data_source"]) == "cifar10":
+    assert vision.resolve_source("digits") == "digits"
+    if vision.resolve_source(p["data_source"]) == "cifar10":
         pytest.skip("CIFAR-10 is present: the tiny run is for the stand-in")
-    runs = images.table3_runs(p, tmp_path)
-    tuned = images.tuned_table(runs)
+    runs = vision.table3_runs(p, tmp_path)
+    tuned = vision.tuned_table(runs)
     assert len(tuned) == 2 and (tuned.n_seeds == 2).all()
     assert all(len(sw.grids[o]) >= 4 for sw in runs.sweeps.values() for o in sw.grids)
     assert set(tuned.run.str[-2:]) == {"s1"}  # Table 4 reads the first measuring seed's checkpoint
-    data = images.data_name("digits")
-    t3 = images.table3_claims(runs.finals, tuned, scale="gpu", data=data)
+    data = vision.data_name("digits")
+    t3 = vision.table3_claims(runs.finals, tuned, scale="gpu", data=data)
     v = t3.set_index("claim").verdict
     assert v["Adam beats AdaSGD (batch 512, digits stand-in)"] == "not run"
     assert set(t3["where"]) == {"Table 3"} and set(t3.origin) == {"paper"}
-    curves = images.curves_at(runs.metrics, tuned, 512)
+    curves = vision.curves_at(runs.metrics, tuned, 512)
     assert set(curves.seed) == {1, 2} and curves.budget.max() == pytest.approx(1.0)
-    f4 = images.figure4_claims(curves, scale="gpu", batch_size=512, data=data)
+    f4 = vision.figure4_claims(curves, scale="gpu", batch_size=512, data=data)
     assert len(f4) == 2 and set(f4["where"]) == {"Figure 4"}
-    assert "stand-in (not CIFAR-10)" in images.setup_text(p)
+    assert "stand-in (not CIFAR-10)" in vision.setup_text(p)
 
 
 def test_paper_parameters_match_the_paper():
@@ -208,8 +208,8 @@ def test_paper_parameters_match_the_paper():
     assert p["global_batch"] == 480 and p["max_iters"] == 100_000 and p["warmup_iters"] == 2000
     assert p["lr"] == 6e-4 and p["min_lr"] == 6e-5 and list(p["betas"]) == [0.9, 0.95]
     assert p["grad_clip"] == 1.0 and p["dtype"] == "bfloat16" and p["device"] == "cuda"
-    assert runs.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"]) >= 1
-    spec = runs.lm_spec(
+    assert launch.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"]) >= 1
+    spec = launch.lm_spec(
         dataset=p["dataset"],
         vocab_size=p["vocab_size"],
         n_layer=p["n_layer"],

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from adamlinf.data import DataNotFoundError, text
-from adamlinf.runs import run
+from adamlinf.launch import run
 from adamlinf.train import (
     EXECUTION_FIELDS,
     OPTIMIZERS,

@@ -54,7 +54,7 @@ import pandas as pd
 from adamlinf import report
 from adamlinf.results import save_table, upstream_dir
 from adamlinf.run import notebook_params
-from adamlinf.studies import costs, images, sweeps
+from adamlinf.studies import costs, sweeps, vision
 from adamlinf.studies.verdicts import save_verdicts
 
 params = notebook_params("resnet_figure4", globals())
@@ -73,12 +73,12 @@ if figure_batch_size not in set(tuned.batch_size):
         f"figure_batch_size={figure_batch_size} is not among Table 3's batch sizes "
         f"{sorted(set(tuned.batch_size))}"
     )
-curves = images.curves_at(metrics, tuned, figure_batch_size)
+curves = vision.curves_at(metrics, tuned, figure_batch_size)
 _ = save_table(curves, out / "curves.csv", params=params)
 
 # %% tags=["hide-input"]
 what, data = tuned.setup.iloc[0], tuned.data.iloc[0]
-images.show_figure4(curves, scale=scale, batch_size=figure_batch_size, what=what)
+vision.show_figure4(curves, scale=scale, batch_size=figure_batch_size, what=what)
 
 # %% tags=["hide-input"]
 pub = sweeps.load_published("resnet_table3")
@@ -88,8 +88,8 @@ if pub is not None:  # else the result box at the top says that nothing is publi
         "the same code). " + sweeps.published_note("resnet_table3", pub)
     )
     bs = int(pub.tables["tuned"].batch_size.iloc[0])
-    gpu_curves = images.curves_at(pub.tables["metrics"], pub.tables["tuned"], bs)
-    images.show_figure4(gpu_curves, scale="gpu", batch_size=bs, what="published Table 3 runs")
+    gpu_curves = vision.curves_at(pub.tables["metrics"], pub.tables["tuned"], bs)
+    vision.show_figure4(gpu_curves, scale="gpu", batch_size=bs, what="published Table 3 runs")
 
 # %% [markdown]
 # ## Paper vs ours
@@ -98,7 +98,7 @@ if pub is not None:  # else the result box at the top says that nothing is publi
 # clearly slower than Adam; the test metrics are secondary (the budget is deliberately short).
 
 # %%
-verdicts = images.figure4_claims(curves, scale=scale, batch_size=figure_batch_size, data=data)
+verdicts = vision.figure4_claims(curves, scale=scale, batch_size=figure_batch_size, data=data)
 save_verdicts(verdicts, out, params)
 report.table(
     verdicts.drop(columns=["page"]),

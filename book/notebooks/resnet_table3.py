@@ -102,7 +102,7 @@ from adamlinf import report
 from adamlinf.data import build_task
 from adamlinf.results import save_table
 from adamlinf.run import notebook_params
-from adamlinf.studies import costs, images, sweeps
+from adamlinf.studies import costs, sweeps, vision
 from adamlinf.studies.verdicts import save_verdicts
 
 params = notebook_params("resnet_table3", globals())
@@ -114,11 +114,11 @@ t_start = time.perf_counter()
 # ## The runs
 
 # %%
-task = build_task(images.base_spec(params, batch_sizes[0])["data"])
-runs = images.table3_runs(params, out / "runs")
-what = images.setup_text(params)
-data = images.data_name(images.resolve_source(data_source))
-tuned = images.tuned_table(runs).assign(setup=what, data=data)  # the pages that read it say what ran
+task = build_task(vision.base_spec(params, batch_sizes[0])["data"])
+runs = vision.table3_runs(params, out / "runs")
+what = vision.setup_text(params)
+data = vision.data_name(vision.resolve_source(data_source))
+tuned = vision.tuned_table(runs).assign(setup=what, data=data)  # the pages that read it say what ran
 for name, df in {"finals": runs.finals, "tuned": tuned, "metrics": runs.metrics}.items():
     save_table(df, out / f"{name}.csv", params=params)
 print(
@@ -128,7 +128,7 @@ print(
 )
 
 # %% tags=["hide-input"]
-images.show_table3(runs.finals, tuned, scale=scale, what=what)
+vision.show_table3(runs.finals, tuned, scale=scale, what=what)
 
 # %% tags=["hide-input"]
 pub = sweeps.load_published("resnet_table3")
@@ -137,7 +137,7 @@ if pub is not None:  # else the result box at the top says that nothing is publi
         "**Published results at the `gpu` scale** (one GPU, committed with the book, rendered by "
         "the same code). " + sweeps.published_note("resnet_table3", pub)
     )
-    images.show_table3(pub.tables["finals"], pub.tables["tuned"], scale="gpu", what="published")
+    vision.show_table3(pub.tables["finals"], pub.tables["tuned"], scale="gpu", what="published")
     report.table(
         pub.tables["verdicts"][["claim", "ours", "verdict", "rule"]], "Table 3's claims at the gpu scale."
     )
@@ -149,7 +149,7 @@ if pub is not None:  # else the result box at the top says that nothing is publi
 # AdaSGD, which are rotation-equivariant, are slower, and so is Adam on the rotated loss.
 
 # %%
-verdicts = images.table3_claims(runs.finals, tuned, scale=scale, data=data)
+verdicts = vision.table3_claims(runs.finals, tuned, scale=scale, data=data)
 save_verdicts(verdicts, out, params)
 report.table(
     verdicts.drop(columns=["page"]),

@@ -74,7 +74,7 @@ import torch
 from adamlinf import report
 from adamlinf.results import save_table, upstream_dir
 from adamlinf.run import notebook_params
-from adamlinf.studies import costs, hessian_tables, images, sweeps
+from adamlinf.studies import costs, hessian_tables, sweeps, vision
 from adamlinf.studies.verdicts import save_verdicts
 
 params = notebook_params("resnet_table4", globals())
@@ -151,8 +151,8 @@ if pub is not None:  # else the result box at the top says that nothing is publi
 # loss landscape: ‖H‖₁,₁/d against ‖H‖₂ at Adam's weights is the stronger form of ‖H‖₁,₁ < d‖H‖₂.
 
 # %%
-losses = images.measured_of(finals, tuned, table4_batch_size)
-verdicts = images.table4_claims(tidy, losses, scale=scale, data=data)
+losses = vision.measured_of(finals, tuned, table4_batch_size)
+verdicts = vision.table4_claims(tidy, losses, scale=scale, data=data)
 save_verdicts(verdicts, out, params)
 report.table(
     verdicts.drop(columns=["page"]),

@@ -49,7 +49,7 @@ OPTIMIZERS = tuple(optim.OPTIMIZERS)  # the registry's names (adamlinf.optim)
 DTYPES = {name: getattr(torch, name) for name in ("float32", "float64", "bfloat16", "float16")}
 
 #: ``TrainConfig`` fields that change neither the parameters nor the metrics (``device``, ``compile``:
-#: rounding only): not part of a run's identity (``adamlinf.runs.spec_key``) nor checked on resume.
+#: rounding only): not part of a run's identity (``adamlinf.launch.spec_key``) nor checked on resume.
 EXECUTION_FIELDS = frozenset(
     {"out_dir", "eval_interval", "log_interval", "checkpoint_interval", "checkpoint_minutes"}
     | {"keep_checkpoints", "progress", "resume", "stop_iter", "device", "compile"}
@@ -765,7 +765,7 @@ def load_final(out_dir, device: str = "cpu", allow_partial: bool = False):
     if not spec.get("model") or not spec.get("data"):
         raise ValueError(
             f"{path} has no model/data spec: train models from adamlinf.models.build and "
-            "tasks from adamlinf.data.build_task (or use adamlinf.runs.run) to make it loadable"
+            "tasks from adamlinf.data.build_task (or use adamlinf.launch.run) to make it loadable"
         )
     task = build_task(spec["data"])
     model = build(spec["model"])

@@ -21,7 +21,7 @@ module                 what
 ``sweeps``             the tuning protocol of Sections 4.2 and 4.3: lr grids extended until the
                        optimum is interior, seeds at the tuned points, final metrics, sweep figures
 ``lm``                 Section 4.2 (GPT-2): Figure 1's tuned runs, Figure 3's shared-lr view, claims
-``images``             Section 4.3 (ResNet18): Table 3's tuned runs, Figure 4, claims
+``vision``             Section 4.3 (ResNet18): Table 3's tuned runs, Figure 4, claims
 ``hessian_tables``     Tables 2 and 4: Hessian norms at final checkpoints with error bands and the
                        same-checkpoint (rotated vs unrotated) comparison
 ``diagnostic``         the "Measure your own model" chapter: adamlinf.diagnose on the book's models,

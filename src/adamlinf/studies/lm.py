@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from adamlinf import launch as _launch
 from adamlinf import optim, report
-from adamlinf import runs as _runs
 from adamlinf.studies import hessian_tables, sweeps
 from adamlinf.studies.sweeps import with_seed
 from adamlinf.studies.verdicts import BOOK, Claim, Measured, all_hold, claims_table, verdict_row
@@ -40,7 +40,7 @@ FIGURE1_CLAIMS = (
 )
 
 
-#: The fields of :func:`adamlinf.runs.lm_spec`, in its order of old (a spec's key order is kept).
+#: The fields of :func:`adamlinf.launch.lm_spec`, in its order of old (a spec's key order is kept).
 _SPEC_FIELDS = (
     "dataset", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_iters", "lr",
     "min_lr", "warmup_iters", "max_iters", "grad_accum", "betas", "eps", "momentum", "grad_clip",
@@ -51,9 +51,9 @@ _SPEC_FIELDS = (
 
 def base_spec(p: Mapping) -> dict:
     """The GPT training spec of a Figure 1 parameter set ``p`` (the notebook's parameters)."""
-    accum = _runs.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"])
+    accum = _launch.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"])
     derived = {"grad_accum": accum, "betas": list(p["betas"]), "rotation_seed": p["seed"], "progress": False}
-    return _runs.lm_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
+    return _launch.lm_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
 
 
 def _name(opt: str, lr: float, seed: int) -> str:
@@ -107,7 +107,7 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
 
     def evaluate(grids_now: dict) -> pd.DataFrame:
         specs = {
-            _name(o, lr, tune_seed): _runs.with_train(
+            _name(o, lr, tune_seed): _launch.with_train(
                 with_seed(base, tune_seed), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
             )
             for o, lrs in grids_now.items()
@@ -119,7 +119,7 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
     shared = shared_lrs(p, sweep.grids[adaptive[0]])
     points = sweeps.seeded_points(sweep.best_lr, [(o, lr) for o in adaptive for lr in shared.values()])
     specs = {
-        _name(o, lr, s): _runs.with_train(
+        _name(o, lr, s): _launch.with_train(
             with_seed(base, s), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
         )
         for o, lr in points

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adamlinf import launch as _launch
 from adamlinf import results as _results
-from adamlinf import runs as _runs
 from adamlinf import tune
 from adamlinf.studies.verdicts import Measured, seed_texts
 
@@ -233,7 +233,7 @@ def nearest(lrs: Iterable[float], target: float) -> float:
 
 def with_seed(spec: Mapping, seed: int) -> dict:
     """``spec`` at another seed: model init, data order and rotation all change with it."""
-    out = _runs.with_train(spec, tags={"seed": int(seed)}, seed=int(seed), rotation_seed=int(seed))
+    out = _launch.with_train(spec, tags={"seed": int(seed)}, seed=int(seed), rotation_seed=int(seed))
     out["data"]["seed"] = int(seed)
     return out
 
@@ -241,7 +241,7 @@ def with_seed(spec: Mapping, seed: int) -> dict:
 class RunCollector:
     """Trains a page's run specs into ``root`` and keeps each run's metrics by name, first trained first.
 
-    Complete runs are reused (:func:`adamlinf.runs.run_specs`). ``p`` gives ``tune_seed``, the
+    Complete runs are reused (:func:`adamlinf.launch.run_specs`). ``p`` gives ``tune_seed``, the
     measuring ``seeds`` (never the tuning seed), ``nproc_per_node`` and ``workers``.
     """
 
@@ -264,7 +264,7 @@ class RunCollector:
         kw = {"nproc_per_node": self._p["nproc_per_node"], "workers": self._p["workers"]}
         if self._threads is not None:
             kw["threads_per_worker"] = self._threads
-        m = _runs.run_specs(specs, self.root, verbose=False, progress=False, **kw)
+        m = _launch.run_specs(specs, self.root, verbose=False, progress=False, **kw)
         self.frames.update({name: g for name, g in m.groupby("run", sort=False)})
         return m
 
@@ -280,7 +280,7 @@ class RunCollector:
         """Training seconds of the collected runs, whenever trained (their completion records)."""
         total = 0.0
         for name in self.frames:
-            record = self.root / name / _runs.COMPLETE_FILE
+            record = self.root / name / _launch.COMPLETE_FILE
             if record.exists():
                 total += float(json.loads(record.read_text()).get("wall_time_s", 0.0))
         return total

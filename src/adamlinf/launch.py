@@ -291,7 +291,7 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(
             f"{path} not found: the run in {run_dir} has not finished an iteration yet (train it, "
-            "or resume it, with runs.run_specs)"
+            "or resume it, with launch.run_specs)"
         )
     return pd.read_csv(path)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from adamlinf import launch as _launch
 from adamlinf import optim, report
-from adamlinf import runs as _runs
 from adamlinf.data import images as _images
 from adamlinf.studies import hessian_tables, sweeps
 from adamlinf.studies.sweeps import with_seed
@@ -42,7 +42,7 @@ def resolve_source(source: str) -> str:
     return "cifar10"
 
 
-#: The fields of :func:`adamlinf.runs.image_spec`, in its order of old (a spec's key order is kept).
+#: The fields of :func:`adamlinf.launch.image_spec`, in its order of old (a spec's key order is kept).
 _SPEC_FIELDS = (
     "source", "batch_size", "epochs", "width", "blocks", "image_size", "eval_batch_size", "data_seed",
     "evals_per_epoch", "betas", "momentum", "schedule", "grad_clip", "seed", "device", "checkpoint_interval",
@@ -62,7 +62,7 @@ def base_spec(p: Mapping, batch_size: int) -> dict:
         "grad_clip": None,
         "progress": False,
     }
-    return _runs.image_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
+    return _launch.image_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
 
 
 def _name(bs: int, opt: str, lr: float, seed: int) -> str:
@@ -114,7 +114,9 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
 
         def evaluate(grids: dict, base=base, bs=bs) -> pd.DataFrame:
             specs = {
-                _name(bs, o, lr, tune_seed): _runs.with_train(with_seed(base, tune_seed), optimizer=o, lr=lr)
+                _name(bs, o, lr, tune_seed): _launch.with_train(
+                    with_seed(base, tune_seed), optimizer=o, lr=lr
+                )
                 for o, lrs in grids.items()
                 for lr in lrs
             }
@@ -123,7 +125,7 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
         grids = {o: list(p["sgd_lrs"] if o == "sgd" else p["adaptive_lrs"]) for o in p["optimizers"]}
         out[int(bs)] = sweeps.tune_grid(grids, evaluate, max_extensions=p["max_extensions"], seed=tune_seed)
     specs = {
-        _name(bs, o, lr, s): _runs.with_train(with_seed(base_spec(p, bs), s), optimizer=o, lr=lr)
+        _name(bs, o, lr, s): _launch.with_train(with_seed(base_spec(p, bs), s), optimizer=o, lr=lr)
         for bs, sw in out.items()
         for o, lr in sw.best_lr.items()
         for s in runs.seeds
