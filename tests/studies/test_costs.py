@@ -187,7 +187,7 @@ def test_resnet18_rate_by_hand():
 # ----------------------------------------------------------------------------------------------
 # the paper-scale page
 # ----------------------------------------------------------------------------------------------
-PAGE = Path(__file__).resolve().parents[1] / "book" / "paper_scale.md"
+PAGE = Path(__file__).resolve().parents[2] / "book" / "paper_scale.md"
 
 
 def _block_after(text: str, marker: str, lang: str) -> str:
