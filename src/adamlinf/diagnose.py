@@ -117,12 +117,20 @@ class Diagnosis:
         """The summary: one row for the model's coordinates, one after the rotation."""
         return pd.DataFrame(
             [
-                {"coordinates": name, "d": self.d, "l11_per_dim": l11.value, "l11_per_dim_lo": l11.lo,
-                 "l11_per_dim_hi": l11.hi, "spectral_norm": self.spectral_norm, "advantage": adv.value,
-                 "advantage_lo": adv.lo, "advantage_hi": adv.hi}
+                {
+                    "coordinates": name,
+                    "d": self.d,
+                    "l11_per_dim": l11.value,
+                    "l11_per_dim_lo": l11.lo,
+                    "l11_per_dim_hi": l11.hi,
+                    "spectral_norm": self.spectral_norm,
+                    "advantage": adv.value,
+                    "advantage_lo": adv.lo,
+                    "advantage_hi": adv.hi,
+                }
                 for name, l11, adv in self.rows()
             ]
-        )  # fmt: skip
+        )
 
     def race_summary(self) -> pd.DataFrame | None:
         """The race at each optimizer's best learning rate (``None`` without a race)."""
@@ -225,8 +233,15 @@ def _blocks_table(h, idx: Tensor, *, n_probes: int, lanczos_iters, tol, seed, va
             s = float(torch.linalg.eigvalsh(H).abs().max())
         else:
             block_seed = int(np.random.SeedSequence([int(seed), 1 << 20, b]).generate_state(1)[0] >> 1)
-            est = _hessian.l11_norm(op, n_probes, seed=block_seed, variant=variant, partition=None,
-                                    progress=False, band_level=band_level)  # fmt: skip
+            est = _hessian.l11_norm(
+                op,
+                n_probes,
+                seed=block_seed,
+                variant=variant,
+                partition=None,
+                progress=False,
+                band_level=band_level,
+            )
             l11, lo, hi = est.per_dim, est.per_dim_lo, est.per_dim_hi
             s = _hessian.spectral_norm(op, tol=tol, lanczos_iters=lanczos_iters, seed=seed)
         rows.append((names[b], op.d, l11, lo, hi, s, s / l11 if l11 > 0 else math.inf, op.d <= n_probes))
@@ -260,12 +275,28 @@ def _rotation_of(rotation, h, seed: int):
 
 
 def diagnose(
-    model: nn.Module, loss_fn: LossFn, batches, *, n_probes: int = 50, partition="tensor", rotation=True,
-    seed: int = 0, blocks: bool = True, block_probes: int | None = None, block_lanczos_iters: int | None = 20,
-    lanczos_iters: int | None = None, tol: float = 1e-6, variant: str = "median", band_level: float = 0.9,
-    max_blocks: int = 256, race_steps: int = 0, lr=None, method: str = "auto", micro_batch: int | None = None,
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches,
+    *,
+    n_probes: int = 50,
+    partition="tensor",
+    rotation=True,
+    seed: int = 0,
+    blocks: bool = True,
+    block_probes: int | None = None,
+    block_lanczos_iters: int | None = 20,
+    lanczos_iters: int | None = None,
+    tol: float = 1e-6,
+    variant: str = "median",
+    band_level: float = 0.9,
+    max_blocks: int = 256,
+    race_steps: int = 0,
+    lr=None,
+    method: str = "auto",
+    micro_batch: int | None = None,
     progress: bool = True,
-) -> Diagnosis:  # fmt: skip
+) -> Diagnosis:
     """The geometry diagnostic of ``loss_fn`` (averaged over ``batches``) at the model's parameters.
 
     Args:
@@ -317,9 +348,16 @@ def diagnose(
     table = pd.DataFrame(columns=_BLOCK_COLUMNS)
     if blocks:
         table = _blocks_table(
-            h, idx, n_probes=block_probes, lanczos_iters=block_lanczos_iters, tol=tol, seed=seed,
-            variant=variant, band_level=band_level, progress=progress,
-        )  # fmt: skip
+            h,
+            idx,
+            n_probes=block_probes,
+            lanczos_iters=block_lanczos_iters,
+            tol=tol,
+            seed=seed,
+            variant=variant,
+            band_level=band_level,
+            progress=progress,
+        )
     loss, n_products = h.loss(), h.n_products
     race_table = None
     if race_steps:
@@ -327,18 +365,33 @@ def diagnose(
     kind = h.device.type
     autocast = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
     return Diagnosis(
-        d=h.d, l11_per_dim=l11, spectral_norm=spectral, advantage=_advantage(spectral, l11),
-        rotated_l11_per_dim=rl11, rotated_advantage=None if rl11 is None else _advantage(spectral, rl11),
-        blocks=table, race=race_table, loss=loss, n_probes=est.n_probes, band_level=band_level,
-        partition=part_name, rotation=None if rot is None else repr(rot), seed=int(seed),
-        seconds=time.perf_counter() - t0, n_products=n_products,
-        meta={"variant": variant, "device": str(h.device), "dtype": str(h.dtype).replace("torch.", ""),
-              "autocast": str(autocast).replace("torch.", ""),
-              "spectral": "eigsh" if lanczos_iters is None else f"lanczos({lanczos_iters})",
-              "block_probes": block_probes,
-              "block_spectral": "eigsh" if block_lanczos_iters is None else f"lanczos({block_lanczos_iters})",
-              "n_batches": len(h.batches)},
-    )  # fmt: skip
+        d=h.d,
+        l11_per_dim=l11,
+        spectral_norm=spectral,
+        advantage=_advantage(spectral, l11),
+        rotated_l11_per_dim=rl11,
+        rotated_advantage=None if rl11 is None else _advantage(spectral, rl11),
+        blocks=table,
+        race=race_table,
+        loss=loss,
+        n_probes=est.n_probes,
+        band_level=band_level,
+        partition=part_name,
+        rotation=None if rot is None else repr(rot),
+        seed=int(seed),
+        seconds=time.perf_counter() - t0,
+        n_products=n_products,
+        meta={
+            "variant": variant,
+            "device": str(h.device),
+            "dtype": str(h.dtype).replace("torch.", ""),
+            "autocast": str(autocast).replace("torch.", ""),
+            "spectral": "eigsh" if lanczos_iters is None else f"lanczos({lanczos_iters})",
+            "block_probes": block_probes,
+            "block_spectral": "eigsh" if block_lanczos_iters is None else f"lanczos({block_lanczos_iters})",
+            "n_batches": len(h.batches),
+        },
+    )
 
 
 def _mean_loss(model: nn.Module, loss_fn: LossFn, batches: list) -> float:
@@ -389,10 +442,19 @@ def _train_copy(model, loss_fn, batches, name, lr, steps, seed, betas, eps):
 
 
 def race(
-    model: nn.Module, loss_fn: LossFn, batches, steps: int, lr, *, optimizers: Sequence[str] = RACERS,
-    seed: int = 0, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, keep_models: bool = False,
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches,
+    steps: int,
+    lr,
+    *,
+    optimizers: Sequence[str] = RACERS,
+    seed: int = 0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    keep_models: bool = False,
     progress: bool = True,
-):  # fmt: skip
+):
     r"""Adam, rotated Adam and AdaSGD from the same weights, ``steps`` steps on ``batches`` cycled.
 
     Rotated Adam is Adam on :math:`L\circ\mathcal R` (``PermuteRotate(k=2)`` from ``seed``). ``lr``:
@@ -575,10 +637,21 @@ def main(argv: list[str] | None = None) -> int:
             for b in batches
         ]
     diag = diagnose(
-        model, loss_fn, batches, n_probes=a.probes, partition=a.partition, rotation=not a.no_rotation,
-        seed=a.seed, blocks=not a.no_blocks, block_probes=a.block_probes, block_lanczos_iters=a.block_lanczos,
-        lanczos_iters=a.lanczos, race_steps=a.race_steps, lr=a.lr, progress=not a.quiet,
-    )  # fmt: skip
+        model,
+        loss_fn,
+        batches,
+        n_probes=a.probes,
+        partition=a.partition,
+        rotation=not a.no_rotation,
+        seed=a.seed,
+        blocks=not a.no_blocks,
+        block_probes=a.block_probes,
+        block_lanczos_iters=a.block_lanczos,
+        lanczos_iters=a.lanczos,
+        race_steps=a.race_steps,
+        lr=a.lr,
+        progress=not a.quiet,
+    )
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     diag.to_json(out / "diagnosis.json")

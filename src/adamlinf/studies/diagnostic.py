@@ -81,9 +81,13 @@ def overview(summary_table: pd.DataFrame, race_table: pd.DataFrame) -> pd.DataFr
     rows = []
     for r in summary_table.itertuples():
         rotated = _text(r.rotated_advantage, r.rotated_advantage_lo, r.rotated_advantage_hi)
-        row = {"model": r.model, "state": r.state, "d": r.d,
-               "advantage d‖H‖₂/‖H‖₁,₁": _text(r.advantage, r.advantage_lo, r.advantage_hi),
-               "after a rotation": rotated}  # fmt: skip
+        row = {
+            "model": r.model,
+            "state": r.state,
+            "d": r.d,
+            "advantage d‖H‖₂/‖H‖₁,₁": _text(r.advantage, r.advantage_lo, r.advantage_hi),
+            "after a rotation": rotated,
+        }
         mine = (race_table.model == r.model) & (race_table.state == r.state) if len(race_table) else None
         g = race_table[mine] if len(race_table) else []
         for opt in RACERS:
@@ -104,16 +108,29 @@ def closed_form_check(diag: Diagnosis, H: torch.Tensor) -> pd.DataFrame:
     exact_spec = float(torch.linalg.eigvalsh(H).abs().max())
     return pd.DataFrame(
         [
-            {"quantity": "‖H‖₁,₁/d", "exact": exact_l11, "diagnose": diag.l11_per_dim.value,
-             "band": f"[{diag.l11_per_dim.lo:.4g}, {diag.l11_per_dim.hi:.4g}]",
-             "agrees": bool(diag.l11_per_dim.lo <= exact_l11 <= diag.l11_per_dim.hi)},
-            {"quantity": "‖H‖₂", "exact": exact_spec, "diagnose": diag.spectral_norm, "band": "eigsh",
-             "agrees": abs(diag.spectral_norm / exact_spec - 1) <= 1e-6},
-            {"quantity": "advantage", "exact": exact_spec / exact_l11, "diagnose": diag.advantage.value,
-             "band": f"[{diag.advantage.lo:.4g}, {diag.advantage.hi:.4g}]",
-             "agrees": bool(diag.advantage.lo <= exact_spec / exact_l11 <= diag.advantage.hi)},
+            {
+                "quantity": "‖H‖₁,₁/d",
+                "exact": exact_l11,
+                "diagnose": diag.l11_per_dim.value,
+                "band": f"[{diag.l11_per_dim.lo:.4g}, {diag.l11_per_dim.hi:.4g}]",
+                "agrees": bool(diag.l11_per_dim.lo <= exact_l11 <= diag.l11_per_dim.hi),
+            },
+            {
+                "quantity": "‖H‖₂",
+                "exact": exact_spec,
+                "diagnose": diag.spectral_norm,
+                "band": "eigsh",
+                "agrees": abs(diag.spectral_norm / exact_spec - 1) <= 1e-6,
+            },
+            {
+                "quantity": "advantage",
+                "exact": exact_spec / exact_l11,
+                "diagnose": diag.advantage.value,
+                "band": f"[{diag.advantage.lo:.4g}, {diag.advantage.hi:.4g}]",
+                "agrees": bool(diag.advantage.lo <= exact_spec / exact_l11 <= diag.advantage.hi),
+            },
         ]
-    )  # fmt: skip
+    )
 
 
 def verdicts(summary_table: pd.DataFrame, closed_form: pd.DataFrame, *, scale: str) -> pd.DataFrame:

@@ -76,8 +76,16 @@ def l11_sweep(
         for n in n_grid:
             for variant in variants:
                 est = float(row_scales(HV[:n], variant, chunk).sum())
-                rows.append(dict(seed=int(seed), n=n, variant=variant, estimate=est, exact=exact,
-                                 rel_error=abs(est / exact - 1)))  # fmt: skip
+                rows.append(
+                    dict(
+                        seed=int(seed),
+                        n=n,
+                        variant=variant,
+                        estimate=est,
+                        exact=exact,
+                        rel_error=abs(est / exact - 1),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -132,10 +140,19 @@ def l11_error_study(
         df["d"] = d
         df["row_norm_max_over_median"] = ratio
         frames.append(df)
-        info.append(dict(problem=name, kind=kind, sigma=sigma, d=d, l11_per_d=l11_exact(H) / d,
-                         spectral_norm=float(torch.linalg.eigvalsh(H).abs().max()),
-                         row_norm_max_over_median=ratio, n_seeds=n_seeds,
-                         wall_time_s=time.perf_counter() - t0))  # fmt: skip
+        info.append(
+            dict(
+                problem=name,
+                kind=kind,
+                sigma=sigma,
+                d=d,
+                l11_per_d=l11_exact(H) / d,
+                spectral_norm=float(torch.linalg.eigvalsh(H).abs().max()),
+                row_norm_max_over_median=ratio,
+                n_seeds=n_seeds,
+                wall_time_s=time.perf_counter() - t0,
+            )
+        )
     return pd.concat(frames, ignore_index=True), pd.DataFrame(info)
 
 
@@ -216,8 +233,17 @@ def band_coverage(
     exact = l11_exact(H)
     rows = []
     for s in range(seed, seed + reps):
-        e = l11_norm(H, n_probes, seed=s, variant=variant, partition=None, progress=False,
-                     batch_probes=n_probes, band_level=level, n_boot=n_boot)  # fmt: skip
+        e = l11_norm(
+            H,
+            n_probes,
+            seed=s,
+            variant=variant,
+            partition=None,
+            progress=False,
+            batch_probes=n_probes,
+            band_level=level,
+            n_boot=n_boot,
+        )
         rows.append(
             dict(seed=s, estimate=e.total, lo=e.lo, hi=e.hi, exact=exact, covered=e.lo <= exact <= e.hi)
         )
@@ -246,9 +272,18 @@ def rate_intervals(
 
         reps = [slope(err[rng.integers(0, len(err), len(err))]) for _ in range(n_boot)]
         q = (1 - level) / 2
-        rows.append(dict(problem=problem, variant=variant, quantile=quantile, slope=slope(err),
-                         lo=float(np.quantile(reps, q)), hi=float(np.quantile(reps, 1 - q)),
-                         n_points=len(logn), n_seeds=len(err)))  # fmt: skip
+        rows.append(
+            dict(
+                problem=problem,
+                variant=variant,
+                quantile=quantile,
+                slope=slope(err),
+                lo=float(np.quantile(reps, q)),
+                hi=float(np.quantile(reps, 1 - q)),
+                n_points=len(logn),
+                n_seeds=len(err),
+            )
+        )
     return pd.DataFrame(rows)
 
 

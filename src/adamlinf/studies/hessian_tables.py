@@ -157,8 +157,14 @@ def hessian_table(
         batches = [tuple(t.to(device) for t in b) for b in batches]
         t0 = time.perf_counter()
         h = _hessian.hvp(model, task.loss, batches)
-        common = {"run": label, "optimizer": getattr(cfg, "optimizer", None), "d": int(h.d),
-                  "n_batches": n_batches, "loss": float(h.loss()), "batch_digest": digest}  # fmt: skip
+        common = {
+            "run": label,
+            "optimizer": getattr(cfg, "optimizer", None),
+            "d": int(h.d),
+            "n_batches": n_batches,
+            "loss": float(h.loss()),
+            "batch_digest": digest,
+        }
         if same_checkpoint and R is not None:
             which = ["H", "R^T H R"]
         else:
@@ -171,8 +177,19 @@ def hessian_table(
             mine.append({**common, "quantity": "l11_per_dim", "hessian": hess, "own": own_matrix, **est})
         if spectral:
             s = _hessian.spectral_norm(h, lanczos_iters=lanczos_iters, seed=seed)
-            mine.append({**common, "quantity": "spectral_norm", "hessian": "H", "own": True, "value": s,
-                         "lo": s, "hi": s, "n_probes": 0, "band": "none (Lanczos)"})  # fmt: skip
+            mine.append(
+                {
+                    **common,
+                    "quantity": "spectral_norm",
+                    "hessian": "H",
+                    "own": True,
+                    "value": s,
+                    "lo": s,
+                    "hi": s,
+                    "n_probes": 0,
+                    "band": "none (Lanczos)",
+                }
+            )
         seconds = round(time.perf_counter() - t0, 2)
         rows += [{**r, "seconds": seconds} for r in mine]
         del h
@@ -210,9 +227,19 @@ def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
             )
         for r, label, metric, bound, shown in picked:
             if r is not None:
-                rows.append({"Optimizer": label, "Smoothness metric": metric, "Upper bound": bound,
-                             "Quantity": shown, "Estimated value": float(r.value), "lo": float(r.lo),
-                             "hi": float(r.hi), "run": run, "optimizer": opt})  # fmt: skip
+                rows.append(
+                    {
+                        "Optimizer": label,
+                        "Smoothness metric": metric,
+                        "Upper bound": bound,
+                        "Quantity": shown,
+                        "Estimated value": float(r.value),
+                        "lo": float(r.lo),
+                        "hi": float(r.hi),
+                        "run": run,
+                        "optimizer": opt,
+                    }
+                )
     out = pd.DataFrame(rows)
     if len(out):
         out = _in_paper_order(out, out.optimizer, last=out["Smoothness metric"] == "(for comparison)")
@@ -232,14 +259,22 @@ def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
             continue
         s = _pick(g, "spectral_norm", "H")
         rows.append(
-            {"run": run, "optimizer": opt, "checkpoint of": optim.LABELS.get(opt, opt),
-             "‖H‖₁,₁/d": Measured.band(a.value, a.lo, a.hi).text(3),
-             "‖RᵀHR‖₁,₁/d": Measured.band(b.value, b.lo, b.hi).text(3),
-             "ratio rotated / unrotated": float(b.value / a.value),
-             "‖H‖₂": float(s.value) if s is not None else math.nan,
-             "h_value": float(a.value), "h_lo": float(a.lo), "h_hi": float(a.hi),
-             "r_value": float(b.value), "r_lo": float(b.lo), "r_hi": float(b.hi)}
-        )  # fmt: skip
+            {
+                "run": run,
+                "optimizer": opt,
+                "checkpoint of": optim.LABELS.get(opt, opt),
+                "‖H‖₁,₁/d": Measured.band(a.value, a.lo, a.hi).text(3),
+                "‖RᵀHR‖₁,₁/d": Measured.band(b.value, b.lo, b.hi).text(3),
+                "ratio rotated / unrotated": float(b.value / a.value),
+                "‖H‖₂": float(s.value) if s is not None else math.nan,
+                "h_value": float(a.value),
+                "h_lo": float(a.lo),
+                "h_hi": float(a.hi),
+                "r_value": float(b.value),
+                "r_lo": float(b.lo),
+                "r_hi": float(b.hi),
+            }
+        )
     out = pd.DataFrame(rows)
     return _in_paper_order(out, out.optimizer) if len(out) else out
 
@@ -281,14 +316,22 @@ _OWN = "each at its own checkpoint"
 _CLAIMS = [
     (f"‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), {_OWN}", "l11:H@adam", "l11:RHR@rotated_adam", None),
     (f"‖H‖₁,₁/d (Adam) < ‖H‖₂ (AdaSGD), {_OWN}", "l11:H@adam", "spec@adasgd", None),
-    ("the smaller norm is faster: Adam's final loss < rotated Adam's", "loss@adam", "loss@rotated_adam",
-     None),
+    (
+        "the smaller norm is faster: Adam's final loss < rotated Adam's",
+        "loss@adam",
+        "loss@rotated_adam",
+        None,
+    ),
     ("the smaller norm is faster: Adam's final loss < AdaSGD's", "loss@adam", "loss@adasgd", None),
     ("same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖H‖₂", "l11:H@adam", "spec@adam", BOOK),
     ("same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d", "l11:H@adam", "l11:RHR@adam", BOOK),
-    ("same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d", "l11:H@rotated_adam",
-     "l11:RHR@rotated_adam", BOOK),
-]  # fmt: skip
+    (
+        "same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
+        "l11:H@rotated_adam",
+        "l11:RHR@rotated_adam",
+        BOOK,
+    ),
+]
 
 
 def norm_claims(

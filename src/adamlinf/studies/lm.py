@@ -42,11 +42,34 @@ FIGURE1_CLAIMS = (
 
 #: The fields of :func:`adamlinf.launch.lm_spec`, in its order of old (a spec's key order is kept).
 _SPEC_FIELDS = (
-    "dataset", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "eval_iters", "lr",
-    "min_lr", "warmup_iters", "max_iters", "grad_accum", "betas", "eps", "momentum", "grad_clip",
-    "eval_interval", "dtype", "compile", "device", "seed", "rotation_k", "rotation_seed",
-    "checkpoint_interval", "checkpoint_minutes", "progress",
-)  # fmt: skip
+    "dataset",
+    "vocab_size",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "batch_size",
+    "eval_iters",
+    "lr",
+    "min_lr",
+    "warmup_iters",
+    "max_iters",
+    "grad_accum",
+    "betas",
+    "eps",
+    "momentum",
+    "grad_clip",
+    "eval_interval",
+    "dtype",
+    "compile",
+    "device",
+    "seed",
+    "rotation_k",
+    "rotation_seed",
+    "checkpoint_interval",
+    "checkpoint_minutes",
+    "progress",
+)
 
 
 def base_spec(p: Mapping) -> dict:

@@ -44,10 +44,25 @@ def resolve_source(source: str) -> str:
 
 #: The fields of :func:`adamlinf.launch.image_spec`, in its order of old (a spec's key order is kept).
 _SPEC_FIELDS = (
-    "source", "batch_size", "epochs", "width", "blocks", "image_size", "eval_batch_size", "data_seed",
-    "evals_per_epoch", "betas", "momentum", "schedule", "grad_clip", "seed", "device", "checkpoint_interval",
-    "checkpoint_minutes", "progress",
-)  # fmt: skip
+    "source",
+    "batch_size",
+    "epochs",
+    "width",
+    "blocks",
+    "image_size",
+    "eval_batch_size",
+    "data_seed",
+    "evals_per_epoch",
+    "betas",
+    "momentum",
+    "schedule",
+    "grad_clip",
+    "seed",
+    "device",
+    "checkpoint_interval",
+    "checkpoint_minutes",
+    "progress",
+)
 
 
 def base_spec(p: Mapping, batch_size: int) -> dict:
