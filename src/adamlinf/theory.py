@@ -1,18 +1,11 @@
 r"""The closed-form quantities of Section 3: norms, smoothness constants and the bounds' right-hand sides.
 
-The paper's formulas were lost in its text extraction, so every bound here is **RECONSTRUCTED**
-(``book/reconstruction.md`` says how). For a quadratic :math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)`
-the Hessian is :math:`A` everywhere, so each smoothness constant is a norm of :math:`A`:
-
-* :func:`l11_exact` :math:`\|A\|_{1,1}`, :func:`l2_smoothness` :math:`\|A\|_2`,
-  :func:`linf_smoothness` :math:`\|A\|_{\infty\to1}` (Definition 3.1),
-  :func:`coordinatewise_smoothness` :math:`H_i=\|A_{i,:}\|_1` (Definition 3.3);
-* :func:`block_spectral_norms` :math:`\|A_{(b),(c)}\|_2`, :func:`blockwise_smoothness` :math:`H_b`
-  (Definition 3.12), :func:`blockwise_bound` (Lemma 3.13), :func:`phi_smoothness` :math:`H(L,\Phi)`
-  (Definition 3.9);
-* the bounds of Theorems 3.2, 3.5 and 3.11 and the right-hand sides of Lemmas 3.14-3.16 and C.1.
-
-Dense matrices only (:mod:`adamlinf.hessian` estimates these norms of an operator).
+Every bound is **RECONSTRUCTED** (the paper's formulas were lost in its text extraction;
+``book/reconstruction.md`` says how). For a quadratic with Hessian :math:`A` each smoothness constant is a
+norm of :math:`A`: :math:`\|A\|_{1,1}`, :math:`\|A\|_2`, :math:`\|A\|_{\infty\to1}` (Definition 3.1),
+:math:`H_i` (3.3), :math:`H(L,\Phi)` (3.9), :math:`H_b` (3.12) and Lemma 3.13's bound; then the bounds of
+Theorems 3.2, 3.5, 3.11 and the right-hand sides of Lemmas 3.14-3.16 and C.1. Dense matrices only
+(:mod:`adamlinf.hessian` estimates these norms of an operator).
 """
 
 from __future__ import annotations
@@ -27,28 +20,11 @@ from torch import Tensor
 
 from .partitions import check_block_index
 
-__all__ = [
-    "as_symmetric",
-    "l11_exact",
-    "linf_smoothness",
-    "l2_smoothness",
-    "coordinatewise_smoothness",
-    "block_spectral_norms",
-    "blockwise_smoothness",
-    "blockwise_bound",
-    "phi_smoothness",
-    "signgd_bound",
-    "signgd_tuned_lr",
-    "signgd_tuned_bound",
-    "BoundTerms",
-    "rmsprop_bound",
-    "rmsprop_tuned_lr",
-    "blockwise_adam_F",
-    "blockwise_adam_bound",
-    "lemma314_rhs",
-    "lemma315_rhs",
-    "lemma316_rhs",
-]
+__all__ = ["as_symmetric", "l11_exact", "linf_smoothness", "l2_smoothness", "coordinatewise_smoothness"]
+__all__ += ["block_spectral_norms", "blockwise_smoothness", "blockwise_bound", "phi_smoothness"]
+__all__ += ["signgd_bound", "signgd_tuned_lr", "signgd_tuned_bound", "BoundTerms", "rmsprop_bound"]
+__all__ += ["rmsprop_tuned_lr", "blockwise_adam_F", "blockwise_adam_bound"]
+__all__ += ["lemma314_rhs", "lemma315_rhs", "lemma316_rhs"]
 
 ArrayLike = float | np.ndarray | Tensor
 
@@ -63,11 +39,7 @@ def _matrix(A) -> Tensor:
 
 
 def as_symmetric(A) -> Tensor:
-    """``A`` as a floating-point tensor (integers become float64), checked square and symmetric (rtol 1e-8).
-
-    Raises:
-        ValueError: ``A`` is not square or not symmetric.
-    """
+    """``A`` as a floating-point tensor (integers become float64), checked square and symmetric."""
     A = _matrix(A)
     if not torch.allclose(A, A.T, rtol=1e-8, atol=1e-10 * float(A.abs().max().clamp_min(1e-300))):
         raise ValueError("the Hessian of a quadratic must be symmetric")
@@ -81,7 +53,6 @@ def _check_pos(name: str, value) -> float:
     return v
 
 
-# ----------------------------------------------------------------------------------------------
 # norms and smoothness constants
 def l11_exact(A: Tensor) -> float:
     r""":math:`\|A\|_{1,1}=\sum_{ij}|A_{ij}|=\sum_iH_i` of a dense matrix (Definition 3.3)."""
@@ -89,11 +60,9 @@ def l11_exact(A: Tensor) -> float:
 
 
 def linf_smoothness(A, max_brute_dim: int = 22) -> float:
-    r"""The :math:`\ell_\infty` smoothness constant of Definition 3.1 for a quadratic.
+    r""":math:`\|A\|_{\infty\to1}=\max_{s\in\{\pm1\}^d}\|As\|_1`, the :math:`\ell_\infty` constant (Def. 3.1).
 
-    :math:`\|A\|_{\infty\to1}=\max_{s\in\{\pm1\}^d}\|As\|_1`.
-
-    Exact (enumerates :math:`2^{d-1}` sign vectors unless :math:`A` is diagonal); at most :func:`l11_exact`.
+    Exact: enumerates :math:`2^{d-1}` sign vectors unless :math:`A` is diagonal.
 
     Raises:
         ValueError: a non-diagonal ``A`` with ``d > max_brute_dim``.
@@ -117,11 +86,7 @@ def linf_smoothness(A, max_brute_dim: int = 22) -> float:
 
 
 def l2_smoothness(A) -> float:
-    r""":math:`\|A\|_2=\max_i|\lambda_i(A)|`, the :math:`\ell_2` smoothness constant (Definition 3.1).
-
-    An :math:`\ell_2` analysis certifies only :math:`\|A\|_{\infty\to1}\le d\|A\|_2`, which is also
-    :math:`H(L,\Phi)` for one block (AdaSGD).
-    """
+    r""":math:`\|A\|_2=\max_i|\lambda_i(A)|`, the :math:`\ell_2` smoothness constant (Definition 3.1)."""
     A = as_symmetric(A).to(torch.float64)
     return float(torch.linalg.eigvalsh(A).abs().max())
 
@@ -132,16 +97,12 @@ def coordinatewise_smoothness(A) -> Tensor:
 
 
 def block_spectral_norms(H: Tensor, block_index) -> Tensor:
-    r"""The ``(B, B)`` matrix :math:`N_{bc}=\|H_{(b),(c)}\|_2` of the sub-blocks of ``H`` (Definition 3.8).
+    r"""The ``(B, B)`` matrix :math:`N_{bc}=\|H_{(b),(c)}\|_2` for block ids ``0..B-1``, in ``H``'s dtype.
 
-    ``block_index`` holds ids ``0..B-1``. One batched ``matrix_norm(ord=2)`` per pair of block sizes
-    (a vector norm when a side has size 1), on ``H``'s device and in its dtype.
+    One batched spectral norm per pair of block sizes (a vector norm when a side has size 1).
     """
-    H = torch.as_tensor(H)
-    d = H.shape[0]
-    if H.ndim != 2 or H.shape != (d, d):
-        raise ValueError(f"H must be square, got shape {tuple(H.shape)}")
-    idx = check_block_index(block_index, d).to(H.device)
+    H = _matrix(H)
+    idx = check_block_index(block_index, H.shape[0]).to(H.device)
     sizes = torch.bincount(idx)
     B = len(sizes)
     order = torch.argsort(idx, stable=True)
@@ -165,9 +126,8 @@ def block_spectral_norms(H: Tensor, block_index) -> Tensor:
 def blockwise_smoothness(A, block_index) -> Tensor:
     r"""Valid constants :math:`H_b=\sqrt{d_b}\sum_c\sqrt{d_c}\|A_{(b),(c)}\|_2` of Definition 3.12 (float64).
 
-    Definition 3.12 asks :math:`\sqrt{d_b}\|A_{(b),:}\Delta\|_2\le H_b\|\Delta\|_\Phi`; the triangle
-    inequality and :math:`\|\Delta_{(c)}\|_2\le\sqrt{d_c}\|\Delta\|_\Phi` give these (exact for
-    coordinates: :math:`H_i=\|A_{i,:}\|_1`). Their sum is :func:`blockwise_bound`.
+    By the triangle inequality and :math:`\|\Delta_{(c)}\|_2\le\sqrt{d_c}\|\Delta\|_\Phi`; exact for
+    coordinates.
     """
     A = as_symmetric(A).to(torch.float64)
     idx = check_block_index(block_index, A.shape[0]).to(A.device)
@@ -179,12 +139,9 @@ def blockwise_smoothness(A, block_index) -> Tensor:
 def blockwise_bound(H: Tensor, block_index) -> float:
     r"""Lemma 3.13: :math:`H(L,\Phi)\le\sum_{b,c}\sqrt{d_bd_c}\|H_{(b),(c)}\|_2=\sum_bH_b`, in ``H``'s dtype.
 
-    Coordinates give :math:`\|H\|_{1,1}`, one block :math:`d\|H\|_2`. ``block_index`` may use any
-    integer labels (e.g. ``Partition.flat_index(params)``).
+    ``block_index`` may use any integer labels (e.g. ``Partition.flat_index(params)``).
     """
-    H = torch.as_tensor(H)
-    if H.ndim != 2 or H.shape[0] != H.shape[1]:
-        raise ValueError(f"H must be square, got {tuple(H.shape)}")
+    H = _matrix(H)
     ids = check_block_index(block_index, H.shape[0], relabel=True).to(H.device)
     s = torch.sqrt(torch.bincount(ids).to(H.dtype))
     return float((s[:, None] * block_spectral_norms(H, ids) * s[None, :]).sum())
@@ -195,8 +152,7 @@ def phi_smoothness(A, block_index, *, max_blocks: int = 12) -> float:
 
     :math:`H(L,\Phi)=\min\{\mathrm{Tr}\,D: D=\mathrm{diag}(r_{\Phi(i)}),-D\preceq A\preceq D\}
     =\min_{r>0}(\sum_bd_br_b)\|D_r^{-1/2}AD_r^{-1/2}\|_2`, minimised over :math:`\log r` by
-    Nelder--Mead then Powell from the identity and the Lemma 3.13 point. One block gives
-    :math:`d\|A\|_2`.
+    Nelder--Mead then Powell from the identity and the Lemma 3.13 point.
 
     Raises:
         ValueError: more than ``max_blocks`` blocks.
@@ -234,16 +190,11 @@ def phi_smoothness(A, block_index, *, max_blocks: int = 12) -> float:
     return best
 
 
-# ----------------------------------------------------------------------------------------------
 # Theorem 3.2 (SignGD)
 def signgd_bound(delta: float, T: ArrayLike, eta: ArrayLike, H: float) -> float | np.ndarray:
     r"""Theorem 3.2 (RECONSTRUCTED): :math:`\min_{t<T}\|\nabla L(x_t)\|_1\le\Delta/(T\eta)+H\eta/2`.
 
-    The sum over :math:`t<T` of :math:`L(x_{t+1})\le L(x_t)-\eta\|\nabla L(x_t)\|_1+H\eta^2/2`;
     :math:`\Delta=L(x_0)-\min L`, :math:`H` the :math:`\ell_\infty` constant. Elementwise in ``T``, ``eta``.
-
-    Raises:
-        ValueError: ``T < 1``, ``eta <= 0``, ``H < 0`` or ``delta < 0``.
     """
     T = np.asarray(T, dtype=float)
     eta = np.asarray(eta, dtype=float)
@@ -264,7 +215,6 @@ def signgd_tuned_bound(delta: float, T: ArrayLike, H: float) -> np.ndarray:
     return np.sqrt(2 * H * delta / np.asarray(T, dtype=float))
 
 
-# ----------------------------------------------------------------------------------------------
 # Theorem 3.5 (RMSProp = Adam with beta1 = 0) and Theorem 3.11 (blockwise)
 @dataclass
 class BoundTerms:
@@ -293,11 +243,7 @@ def blockwise_adam_F(
     .. math:: F=2\ln\Big(1+\frac{\sum_bd_b\sigma_b^2+\|\nabla L(x_0)\|_\Phi^2
               +\max_b(H_b/d_b)^2\eta^2T(T+\frac1{1-\beta_2})}{\min_bv_{0,b}+\epsilon}\Big)+\ln32 .
 
-    Coordinates (:math:`d_b=1`, :math:`\|\cdot\|_\Phi=\|\cdot\|_\infty`, :math:`H_b=H_i`) give
-    Theorem 3.5's :math:`F`.
-
-    Raises:
-        ValueError: ``v0 + eps <= 0`` or ``beta2`` outside ``[0, 1)``.
+    Coordinates (:math:`d_b=1`, :math:`\|\cdot\|_\Phi=\|\cdot\|_\infty`) give Theorem 3.5's :math:`F`.
     """
     sigma_b = np.asarray(sigma_b, dtype=float)
     d_b = np.asarray(d_b, dtype=float)
@@ -333,8 +279,7 @@ def rmsprop_bound(
         E=\frac{2\Delta}{\eta T}+\Big(1+\frac{\beta_2F}{T(1-\beta_2)}\Big)
           \Big(\eta\sum_iH_i+c\sqrt{1-\beta_2}\sum_i\sigma_i\Big),
 
-    with :math:`H_i` of Definition 3.3, :math:`\sigma_i` of Assumption 3.4, :math:`c` =
-    ``noise_factor`` and :math:`F` from :func:`blockwise_adam_F` on coordinates.
+    with :math:`c` = ``noise_factor`` and :math:`F` from :func:`blockwise_adam_F` on coordinates.
     """
     H = np.asarray(H, dtype=float).reshape(-1)
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), H.shape)
@@ -382,9 +327,7 @@ def blockwise_adam_bound(
         E=\frac{2\Delta}{\eta T}+\Big(1+\frac{\beta_2F}{T(1-\beta_2)}\Big)
           \Big(\eta H(L,\Phi)+c\sqrt{1-\beta_2}\sum_bd_b\sigma_b\Big),
 
-    with :math:`H(L,\Phi)` = ``H_phi`` (or a Lemma 3.13 upper bound), :math:`H_b` of Definition
-    3.12, :math:`\sigma_b` of Assumption 3.10 and :math:`F` from :func:`blockwise_adam_F`.
-    Theorem 3.5 is the case :math:`\Phi(i)=i`.
+    with :math:`H(L,\Phi)` = ``H_phi`` (or a Lemma 3.13 bound), :math:`F` from :func:`blockwise_adam_F`.
     """
     d_b = np.asarray(d_b, dtype=float).reshape(-1)
     sigma_b = np.broadcast_to(np.asarray(sigma_b, dtype=float), d_b.shape)
@@ -404,7 +347,6 @@ def blockwise_adam_bound(
     return BoundTerms(E=float(E), F=F, S=float(S), total=float(E + math.sqrt(E * S)))
 
 
-# ----------------------------------------------------------------------------------------------
 # the lemmas' right-hand sides (RECONSTRUCTED)
 def lemma314_rhs(T: int, beta2: float, log_ratio):
     r"""Lemma 3.14: if :math:`v_t-\beta_2v_{t-1}\ge(1-\beta_2)g_t^2`, then the right side below.
@@ -420,17 +362,16 @@ def lemma314_rhs(T: int, beta2: float, log_ratio):
 def lemma315_rhs(*, gbar_sq_over_sqrt_vtilde_sum, d_b, sigma_b, T: int, beta2: float, log_ratio):
     r"""Lemma 3.15 (constants unverified): per block, a lower bound on the first-order term.
 
-    :math:`\mathbb E\sum_t\bar g_{(b)}^\top g_{(b)}/\sqrt{v_{t,b}+\epsilon}`:
+    :math:`\mathbb E\sum_t\bar g_{(b)}^\top g_{(b)}/\sqrt{v_{t,b}+\epsilon}\ge`
 
     .. math:: \frac12\mathbb E\sum_t\frac{\|\bar g_{t,(b)}\|_2^2}{\sqrt{\tilde v_{t,b}+\epsilon}}
               -\sqrt{1-\beta_2}\,d_b\sigma_b\Big(T+\frac{\beta_2}{1-\beta_2}
               \mathbb E\ln\frac{v_{T,b}+\epsilon}{v_{0,b}+\epsilon}\Big),
 
-    the parenthesis being :func:`lemma314_rhs`. Elementwise (expectations or per-seed values).
+    the parenthesis being :func:`lemma314_rhs`. Elementwise.
     """
-    return 0.5 * gbar_sq_over_sqrt_vtilde_sum - math.sqrt(1 - beta2) * d_b * sigma_b * lemma314_rhs(
-        T, beta2, log_ratio
-    )
+    rhs314 = lemma314_rhs(T, beta2, log_ratio)
+    return 0.5 * gbar_sq_over_sqrt_vtilde_sum - math.sqrt(1 - beta2) * d_b * sigma_b * rhs314
 
 
 def lemma316_rhs(*, T: int, beta2: float, v0: float, sigma_b, eps: float, gbar_abs_sum, c: float = 1.0):
@@ -442,9 +383,5 @@ def lemma316_rhs(*, T: int, beta2: float, v0: float, sigma_b, eps: float, gbar_a
     with ``gbar_abs_sum`` the last sum (elementwise). :math:`c` was not recovered: runs need
     :math:`c>1` (about 1.2 on a deterministic run); the book uses 2.
     """
-    return (
-        2 * beta2 ** (T / 4) * math.sqrt(v0) / (1 - beta2)
-        + T * sigma_b
-        + T * math.sqrt(eps)
-        + c * gbar_abs_sum
-    )
+    v0_term = 2 * beta2 ** (T / 4) * math.sqrt(v0) / (1 - beta2)
+    return v0_term + T * sigma_b + T * math.sqrt(eps) + c * gbar_abs_sum
