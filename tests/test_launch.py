@@ -176,17 +176,6 @@ def test_run_specs_end_to_end_skips_and_resumes(tiny_spec, tmp_path, monkeypatch
     np.testing.assert_array_equal(resumed.train_loss.dropna().to_numpy(), a)
 
 
-def test_grid_specs_names_and_min_lr_ratio(tiny_spec, tmp_path):
-    base = tiny_spec("sgd", lr=0.5, min_lr=0.05, max_iters=2, warmup_iters=1)
-    df = launch.run_specs(launch.grid_specs(base, {"sgd": [0.1, 0.3]}), tmp_path, verbose=False)
-    assert sorted(df.run.unique()) == ["sgd_lr1.0e-01", "sgd_lr3.0e-01"]
-    saved = json.loads((tmp_path / "sgd_lr3.0e-01" / launch.COMPLETE_FILE).read_text())["spec"]
-    assert saved["train"]["lr"] == 0.3 and saved["train"]["min_lr"] == pytest.approx(0.03)
-    assert df.grid.all()
-    with pytest.raises(ValueError):
-        launch.grid_specs(base, {"sgd": [0.0]})
-
-
 def test_grad_accum_for_the_paper_batch_on_several_devices():
     # 480 sequences per step, 12 per device and micro step (the paper/nanoGPT config)
     assert [launch.grad_accum_steps(480, 12, n) for n in (1, 2, 4, 8)] == [40, 20, 10, 5]
@@ -224,5 +213,3 @@ def test_image_spec_sets_iterations_for_the_epochs():
     assert spec["tags"] == {"batch_size": 32, "max_iters": spec["train"]["max_iters"]}
     assert spec["model"] == {"kind": "resnet18", "width": 8, "blocks": [1, 1, 1, 1]}
     assert spec["train"]["betas"] == [0.9, 0.99] and spec["data"]["image_size"] == 16
-    grid = launch.grid_specs(spec, {"sgd": [0.1, 1.0]}, name_fmt="bs32_{optimizer}_lr{lr:.1e}")
-    assert sorted(grid) == ["bs32_sgd_lr1.0e-01", "bs32_sgd_lr1.0e00"]

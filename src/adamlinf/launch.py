@@ -1,11 +1,8 @@
-r"""Runs of the training chapters (Section 4.2, GPT-2; Section 4.3, ResNet18): specs, run folders, launches.
+r"""Runs of Sections 4.2 (GPT-2) and 4.3 (ResNet18): run specs, run folders keyed by spec, launches.
 
-A *run spec* is ``{"model": {...}, "data": {...}, "train": {TrainConfig fields}, "tags": {...}}``
-(``tags``: extra columns of the tidy metrics), built by :func:`lm_spec` or :func:`image_spec`.
-:func:`run_specs` trains ``specs[name]`` in ``root/<name>/``, keyed by :func:`spec_key` (the hash of the
-result-relevant spec): a complete run of the same key is skipped, an incomplete one resumed, a folder
-of another key moved aside to ``root/<name>@<old key>/`` (and back when that spec returns). One
-:func:`run_specs` per run name at a time (``root/.<name>.lock``).
+A run spec is ``{"model": ..., "data": ..., "train": {TrainConfig fields}, "tags": {metrics columns}}``.
+:func:`run_specs` trains ``specs[name]`` in ``root/<name>/`` keyed by :func:`spec_key`: a complete run
+is skipped, an incomplete one resumed, a folder of another key moved aside to ``root/<name>@<key>/``.
 """
 
 from __future__ import annotations
@@ -36,13 +33,6 @@ COMPLETE_FILE = "experiment_complete.json"
 _PARTS = ("model", "data", "train")
 
 
-def _check_spec(name: str, spec: Mapping) -> None:
-    if not isinstance(spec, Mapping) or not {"model", "data", "train"} <= set(spec) <= {*_PARTS, "tags"}:
-        raise ValueError(f"spec {name!r} must be a dict of 'model', 'data', 'train' (and optional 'tags')")
-    if "optimizer" not in spec["train"] or "lr" not in spec["train"]:
-        raise ValueError(f"spec {name!r}: spec['train'] needs 'optimizer' and 'lr'")
-
-
 def with_train(spec: Mapping, tags: Mapping | None = None, **train: Any) -> dict:
     """A deep copy of ``spec`` with ``spec["train"]`` updated by ``train`` and ``tags`` merged."""
     out = copy.deepcopy(dict(spec))
@@ -70,11 +60,7 @@ def lm_spec(
     tags: Mapping | None = None,
     **train: Any,
 ) -> dict:
-    """A GPT language-model run spec (Section 4.2) on a data set of :mod:`adamlinf.data.text`.
-
-    ``batch_size`` is per device and micro step; ``vocab_size=None`` takes the data set's (padded to a
-    multiple of 64); ``data_seed`` orders the batches; ``**train`` are further ``TrainConfig`` fields.
-    """
+    """A GPT run spec (Section 4.2); ``batch_size`` per device and micro step, ``**train``: TrainConfig."""
     model = {
         "kind": "gpt",
         "n_layer": int(n_layer),
@@ -118,11 +104,9 @@ def image_spec(
     tags: Mapping | None = None,
     **train: Any,
 ) -> dict:
-    """A ResNet18 run spec (Section 4.3) on ``"cifar10"`` or the ``"digits"`` stand-in.
+    """A ResNet18 run spec (Section 4.3) of ``epochs`` passes over ``source`` (20 = 4000 steps at batch 256).
 
-    ``max_iters`` makes ``epochs`` passes over the training set at ``batch_size`` (the paper's 20
-    epochs = 4000 steps at batch 256), with ``evals_per_epoch`` evaluations per epoch; the tags record
-    it and the batch size. ``**train`` are further ``TrainConfig`` fields.
+    ``**train`` are further ``TrainConfig`` fields; the tags record ``batch_size`` and ``max_iters``.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
         raise ValueError(f"image_spec: epochs must be a positive number, got {epochs!r}")
@@ -156,46 +140,12 @@ def run_name(optimizer: str, lr: float, fmt: str = "{optimizer}_lr{lr:.1e}") -> 
     return fmt.format(optimizer=optimizer, lr=lr).replace("+", "")
 
 
-def grid_specs(
-    base_spec: Mapping,
-    optimizers: Mapping[str, Sequence[float]],
-    *,
-    name_fmt: str = "{optimizer}_lr{lr:.1e}",
-    keep_min_lr_ratio: bool = True,
-    tags: Mapping | None = None,
-) -> dict[str, dict]:
-    """``{run name: spec}`` of a learning-rate grid ``{"sgd": [0.1, 0.3], ...}``, tagged ``grid=True``.
-
-    With ``keep_min_lr_ratio`` and a ``min_lr`` in the base spec each run keeps ``min_lr / lr``.
-    """
-    if not optimizers:
-        raise ValueError("optimizers must name at least one optimizer with its learning rates")
-    base_train = base_spec.get("train", {})
-    ratio = None
-    if keep_min_lr_ratio and base_train.get("min_lr") is not None and base_train.get("lr"):
-        ratio = float(base_train["min_lr"]) / float(base_train["lr"])
-    specs = {}
-    for opt, lrs in optimizers.items():
-        if not len(lrs):
-            raise ValueError(f"empty learning-rate list for {opt!r}")
-        for lr in lrs:
-            if not lr > 0:
-                raise ValueError(f"learning rates must be positive, got {lr} for {opt!r}")
-            train = {"optimizer": opt, "lr": float(lr)}
-            if ratio is not None:
-                train["min_lr"] = float(lr) * ratio
-            specs[run_name(opt, lr, name_fmt)] = with_train(
-                base_spec, tags={"grid": True, **(tags or {})}, **train
-            )
-    return specs
-
-
 def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1) -> int:
     """``A`` with ``nproc_per_node · A · batch_size = global_batch`` (the paper's 480 = 12 · 40 on 1 GPU)."""
     global_batch, batch_size, nproc = int(global_batch), int(batch_size), int(nproc_per_node)
     if global_batch < 1 or batch_size < 1 or nproc < 1:
         raise ValueError(
-            f"global_batch, batch_size and nproc_per_node must be >= 1, got {global_batch, batch_size, nproc}"
+            f"global_batch, batch_size, nproc_per_node must be >= 1, got {global_batch, batch_size, nproc}"
         )
     accum, rest = divmod(global_batch, batch_size * nproc)
     if rest or accum < 1:
@@ -223,18 +173,16 @@ def launch_command(
 ) -> list[str]:
     """``torchrun --standalone --nproc_per_node=N -m adamlinf.train --spec F`` for a spec or spec file.
 
-    Several nodes (the same command on each with its ``node_rank``) need a c10d ``rdzv_endpoint``
-    (``host:port``) or ``master_addr``; ``python`` runs ``<python> -m torch.distributed.run``.
+    Several nodes need a c10d ``rdzv_endpoint`` (``host:port``) or ``master_addr``.
     """
     nproc, nnodes, node_rank = int(nproc_per_node), int(nnodes), int(node_rank)
     if nproc < 1 or nnodes < 1:
         raise ValueError(f"nproc_per_node and nnodes must be >= 1, got {nproc_per_node}, {nnodes}")
     if not 0 <= node_rank < nnodes:
         raise ValueError(f"node_rank must be in [0, nnodes={nnodes}), got {node_rank}")
+    spec_path = str(spec)
     if isinstance(spec, Mapping):
         spec_path = f"{spec.get('train', {}).get('out_dir', '<out_dir>')}/spec.json"
-    else:
-        spec_path = str(spec)
     head = [python, "-m", "torch.distributed.run"] if python else ["torchrun"]
     nodes = [f"--nnodes={nnodes}", f"--node_rank={node_rank}"]
     if nnodes == 1:
@@ -249,10 +197,7 @@ def launch_command(
 
 
 def run(spec: Mapping, nproc_per_node: int = 1, **launch: Any) -> pd.DataFrame:
-    """Train from a run spec (``train.out_dir`` required) here, or under :func:`launch_command` with DDP.
-
-    ``**launch``: the node arguments of :func:`launch_command`; a failed launch raises a ``RuntimeError``.
-    """
+    """Train a spec (``train.out_dir`` set) here, or with DDP under :func:`launch_command` (``**launch``)."""
     if nproc_per_node == 1 and int(launch.get("nnodes", 1)) == 1:
         model, task, cfg, full = _train.build_run(spec)
         return _train.train(model, task, cfg, spec=full)
@@ -289,10 +234,7 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     """The trainer's ``<run_dir>/metrics.csv``."""
     path = Path(run_dir) / "metrics.csv"
     if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: the run in {run_dir} has not finished an iteration yet (train it, "
-            "or resume it, with launch.run_specs)"
-        )
+        raise FileNotFoundError(f"{path} not found: the run has not finished an iteration (use run_specs)")
     return pd.read_csv(path)
 
 
@@ -304,9 +246,8 @@ def _read_record(path: Path) -> dict:
     except ValueError as exc:
         what = "empty" if path.stat().st_size == 0 else f"damaged ({exc})"
         raise ValueError(f"{path} is {what} (a full disk or a kill during its write?); {fix}") from None
-    if not isinstance(record, dict) or (
-        path.name == COMPLETE_FILE and not isinstance(record.get("spec"), dict)
-    ):
+    needs_spec = path.name == COMPLETE_FILE
+    if not isinstance(record, dict) or (needs_spec and not isinstance(record.get("spec"), dict)):
         raise ValueError(f"{path} is not a record of run_specs; {fix}")
     return record
 
@@ -346,10 +287,8 @@ def _prepare_dir(name: str, spec: Mapping, out: Path, on_change: str, verbose: b
     old = _folder_key(out) if out.exists() else None
     if old is not None and old != key:  # a folder without a record is left to the trainer's own check
         if on_change == "error":
-            raise ValueError(
-                f"run {name!r} in {out} was made with a different spec (key {old} vs {key}); "
-                "move it or pass on_change='keep'"
-            )
+            msg = f"run {name!r} in {out} was made with a different spec (key {old} vs {key})"
+            raise ValueError(f"{msg}; move it or pass on_change='keep'")
         aside, n = out.with_name(f"{out.name}@{old}"), 1
         while aside.exists():
             aside, n = out.with_name(f"{out.name}@{old}-{n}"), n + 1
@@ -385,9 +324,8 @@ def _run_one(
             "nproc_per_node": nproc_per_node,
             "torch_threads": torch.get_num_threads(),
         }
-        write_text_atomic(
-            out / COMPLETE_FILE, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
-        )
+        text = json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+        write_text_atomic(out / COMPLETE_FILE, text)
     return name, wall
 
 
@@ -402,12 +340,10 @@ def run_specs(
     progress: bool | None = None,
     verbose: bool = True,
 ) -> pd.DataFrame:
-    """Train every ``specs[name]`` in ``root/<name>/`` (see the module docstring); the tidy metrics.
+    """Train every ``specs[name]`` in ``root/<name>/``; the trainer's metrics (lr as ``lr_t``) with the tags.
 
-    ``workers`` runs at once in spawned processes (on GPUs keep 1) with ``threads_per_worker`` torch
-    threads each (default: CPU count // workers), or one run on ``nproc_per_node`` DDP processes. A
-    folder of another spec is moved aside (``on_change="keep"``) or refused (``"error"``). Returns the
-    trainer's metrics (its scheduled lr as ``lr_t``) with ``run``, ``optimizer``, ``lr`` and the tags.
+    ``workers`` spawned processes (on GPUs keep 1) of ``threads_per_worker`` threads, or one run on
+    ``nproc_per_node`` DDP processes. A folder of another spec is moved aside or (``"error"``) refused.
     """
     if on_change not in ("keep", "error"):
         raise ValueError(f"on_change must be 'keep' or 'error', got {on_change!r}")
@@ -417,19 +353,18 @@ def run_specs(
         raise ValueError("use either workers > 1 (several runs at once) or nproc_per_node > 1, not both")
     root = Path(root)
     for name, spec in specs.items():
-        _check_spec(name, spec)
+        if not isinstance(spec, Mapping) or not {*_PARTS} <= set(spec) <= {*_PARTS, "tags"}:
+            raise ValueError(f"spec {name!r} must be a dict of 'model', 'data', 'train' (and 'tags')")
+        if "optimizer" not in spec["train"] or "lr" not in spec["train"]:
+            raise ValueError(f"spec {name!r}: spec['train'] needs 'optimizer' and 'lr'")
         if not name or os.sep in name or name.startswith(".") or "@" in name:
             raise ValueError(f"bad run name {name!r}")
     with contextlib.ExitStack() as locks:  # one trainer per run folder; sorted, so two grids never deadlock
         for name in sorted(specs):
             locks.enter_context(exclusive(root / f".{name}.lock", f"run_specs of {root / name}"))
-        todo = [
-            name for name, spec in specs.items() if _prepare_dir(name, spec, root / name, on_change, verbose)
-        ]
+        todo = [n for n, s in specs.items() if _prepare_dir(n, s, root / n, on_change, verbose)]
         if verbose:
-            print(
-                f"[runs] {len(todo)} run(s) to train, {len(specs) - len(todo)} complete in {root}", flush=True
-            )
+            print(f"[runs] {len(todo)} to train, {len(specs) - len(todo)} complete in {root}", flush=True)
         _train_all(specs, todo, root, int(nproc_per_node), workers, threads_per_worker, progress, verbose)
     frames = []
     for name, spec in specs.items():
@@ -444,25 +379,22 @@ def run_specs(
 
 
 def _train_all(specs, todo, root, nproc_per_node, workers, threads_per_worker, progress, verbose) -> None:
-    """Train the runs ``todo`` one after another or in ``workers`` processes."""
+    """Train the runs ``todo`` one after another or in ``workers`` spawned processes."""
     if todo and workers == 1:
         for name in todo:
-            _, wall = _run_one(
-                name, dict(specs[name]), str(root / name), nproc_per_node, threads_per_worker, progress
-            )
+            args = (dict(specs[name]), str(root / name), nproc_per_node, threads_per_worker, progress)
+            _, wall = _run_one(name, *args)
             if verbose:
                 print(f"[runs] {name}: {wall:.1f} s", flush=True)
     elif todo:
         threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
         show = False if progress is None else progress
-        with ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")
-        ) as pool:
+        context = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
             futures = [
-                pool.submit(_run_one, name, dict(specs[name]), str(root / name), 1, threads, show)
-                for name in todo
+                pool.submit(_run_one, n, dict(specs[n]), str(root / n), 1, threads, show) for n in todo
             ]
-            for fut in futures:
-                name, wall = fut.result()
+            for future in futures:
+                name, wall = future.result()
                 if verbose:
                     print(f"[runs] {name}: {wall:.1f} s (worker)", flush=True)
