@@ -19,6 +19,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -57,8 +58,6 @@ def _check(name: str, value, *, below_one: bool = False) -> None:
 
 def _denominators(vs: list[Tensor], c2s: list | None, eps: float, eps_root: float) -> list[Tensor]:
     r"""New :math:`D=\sqrt{v/c_2+\epsilon_{\rm root}}+\epsilon` (torch's order; 0 becomes :math:`\infty`)."""
-    if c2s is not None and all(not isinstance(c, Tensor) and c == 1.0 for c in c2s):
-        c2s = None
     if eps_root:
         if c2s is None:
             ds = torch._foreach_add(vs, eps_root)
@@ -93,10 +92,10 @@ def adam_update_(
         rms = sq.index_add_(-1, index, g * g).div_(sizes.to(device=g.device, dtype=g.dtype)).sqrt_()
     else:
         rms = g if v.shape == x.shape else (g * g).mean(-1, keepdim=True).sqrt_()
-    c1, c2 = (1.0 - beta1**step, 1.0 - beta2**step) if bias_correction else (1.0, 1.0)
+    c1 = 1.0 - beta1**step if bias_correction else 1.0
     m.lerp_(g, 1.0 - beta1)
     v.mul_(beta2).addcmul_(rms, rms, value=1.0 - beta2)
-    (denom,) = _denominators([v], [c2], eps, eps_root)
+    (denom,) = _denominators([v], [1.0 - beta2**step] if bias_correction else None, eps, eps_root)
     if index is not None:
         denom = denom.index_select(-1, index)
     step_size = lr if c1 == 1.0 else lr / c1
@@ -224,10 +223,7 @@ class _Base(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None):
-        """One step of every param group (``closure()`` returned); the non-finite check comes first.
-
-        A CPU flag is read at once (nothing to wait for); elsewhere it enters the update as a 0-dim tensor.
-        """
+        """One step; a non-finite flag is read at once on the CPU, elsewhere it enters the update."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -271,9 +267,8 @@ class _Base(Optimizer):
         super().load_state_dict({"state": state_dict["state"], "param_groups": groups})
         for p, st in self.state.items():  # step counts as float32 device tensors (torch's fused layout)
             for key in [k for k in st if k.endswith("step")]:
-                st[key] = (
-                    torch.as_tensor(st[key]).detach().to(device=p.device, dtype=torch.float32).reshape(())
-                )
+                step = torch.as_tensor(st[key]).detach()
+                st[key] = step.to(device=p.device, dtype=torch.float32).reshape(())
 
     def _checked_groups(self, sd) -> list[dict]:
         """The param groups ``sd`` would give, after checking the groups and the states."""
@@ -308,35 +303,24 @@ class _Base(Optimizer):
 
 
 # ---- Algorithm 3 and its presets ----------------------------------------------------------------
-class _FixedAssign:
-    """A partition's block ids frozen over given parameter sizes (picklable, for copies)."""
-
-    def __init__(self, flat: Tensor, numels: list[int]):
-        self.flat, self.numels = flat, numels
-
-    def __call__(self, params: list[Tensor]) -> list[Tensor]:
-        return [c.reshape(p.shape) for c, p in zip(self.flat.split(self.numels), params, strict=True)]
+def _frozen_ids(flat: Tensor, numels: list[int], params: list[Tensor]) -> list[Tensor]:
+    """A partition's block ids frozen over given parameter sizes (picklable through ``partial``)."""
+    return [c.reshape(p.shape) for c, p in zip(flat.split(numels), params, strict=True)]
 
 
 class BlockwiseAdam(_Base):
-    r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED): the update of the module docstring over ``partition``.
+    r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED): the module docstring's update over ``partition``.
 
-    The partition covers all parameters in group order (complex ones as real views); ``lr``, ``beta1``
-    and ``maximize`` may differ between groups. For blocks, the other hyperparameters act on shared
-    moments and must agree, the parameters share one device and dtype, and the state is ``exp_avg`` per
-    parameter plus ``block_step``, ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`) in the first one's.
-    Coordinates keep torch's state and, with ``fused`` not False, torch's settings and gradients in
-    their parameters' strides, step by ``torch.optim.adam.adam(fused=True)``.
+    ``lr``, ``beta1``, ``maximize`` may differ between groups; for blocks the rest must agree, the
+    parameters share a device and dtype, and the first parameter's state also holds ``block_step`` and
+    ``block_exp_avg_sq`` (:math:`v\in\mathbb R^B`). Coordinates keep torch's state and step by
+    ``torch.optim.adam.adam(fused=True)`` where torch's settings and gradient strides allow.
 
     Args:
-        params: parameters or param groups.
-        lr: :math:`\eta`, a float or a one-element tensor.
-        betas: :math:`(\beta_1, \beta_2)\in[0, 1)^2`.
-        eps: :math:`\epsilon\ge0`.
+        params: parameters or param groups (complex ones as real views).
         partition: a :class:`~adamlinf.partitions.Partition` or a name of ``partitions.from_name``.
         **kw: ``eps_root``, ``v0``, ``bias_correction``, ``nonfinite`` (``"skip"``, ``"raise"``,
-            ``"ignore"``), ``maximize``, ``fused`` (False: foreach; None: torch's kernel where it applies;
-            True: required) and ``torch.optim.Adam``'s others at values that change nothing.
+            ``"ignore"``), ``maximize``, ``fused`` (False: foreach; None: torch's where it applies).
     """
 
     _required_group_keys = ("lr", "betas", "eps")
@@ -368,12 +352,11 @@ class BlockwiseAdam(_Base):
         if not self._coordinate:
             reals = [_real(p) for p in self._params()]
             flat = torch.cat([i.reshape(-1) for i in self.partition.index(reals)]).cpu()
-            part = Partition(_FixedAssign(flat, [r.numel() for r in reals]), self.partition.name)
+            part = Partition(partial(_frozen_ids, flat, [r.numel() for r in reals]), self.partition.name)
         state["defaults"] = {**state["defaults"], "partition": part}
         return state
 
     def __setstate__(self, state: dict) -> None:
-        """Restore; the plan is rebuilt at the next step."""
         super().__setstate__(state)
         self.defaults["partition"] = self.defaults["partition"] or partitions.coordinate()
         self._plan = None
@@ -408,12 +391,11 @@ class BlockwiseAdam(_Base):
         """``(beta2, eps, eps_root, v0, bias_correction)``, equal in every group (they act on the blocks)."""
         keys = ("eps", "eps_root", "v0", "bias_correction")
         groups = self.param_groups if groups is None else groups
-        ref = (groups[0]["betas"][1], *(groups[0][k] for k in keys))
-        for k, g in enumerate(groups[1:], 1):
-            got = (g["betas"][1], *(g[key] for key in keys))
-            if got != ref:
+        shared = [(g["betas"][1], *(g[key] for key in keys)) for g in groups]
+        for k, got in enumerate(shared[1:], 1):
+            if got != shared[0]:
                 raise ValueError(f"param group {k}: beta2, {', '.join(keys)} = {got} must agree with group 0")
-        return ref
+        return shared[0]
 
     def _check_state(self, states: dict[int, Mapping], groups: list[dict]) -> None:
         """Torch's keys (coordinates) or the block keys; step counts whole numbers, moments of shape."""
@@ -425,9 +407,8 @@ class BlockwiseAdam(_Base):
         for i, st in states.items():
             keys = set(st)
             if keys and keys != want and not (block and i == 0 and keys == want | _BLOCK_KEYS):
-                raise ValueError(
-                    f"parameter {i} has state {sorted(keys)}; the state dict is from another optimizer"
-                )
+                msg = f"parameter {i} has state {sorted(keys)}; the state dict is from another optimizer"
+                raise ValueError(msg)
             for key, val in st.items():
                 if key.endswith("step"):
                     one = isinstance(val, (int, float)) or (isinstance(val, Tensor) and val.numel() == 1)
@@ -536,9 +517,8 @@ class BlockwiseAdam(_Base):
         cat = torch.cat([e["blocks"] for e in entries])
         identity = cat.numel() == B and torch.equal(cat, torch.arange(B))
         key, index = (tuple(id(p) for p in params), dev), {id(p): k for k, p in enumerate(params)}
-        return dict(
-            key=key, B=B, sizes=sizes, entries=entries, identity=identity, cat_ids=cat.to(dev), index=index
-        )
+        plan = dict(key=key, B=B, sizes=sizes, entries=entries, identity=identity, index=index)
+        return {**plan, "cat_ids": cat.to(dev)}
 
     def _rms_pieces(self, plan: dict, grads: dict) -> list[Tensor]:
         """Per tensor its blocks' root-mean-squares (``identity``) or sums of squares; no gradient: zeros."""
