@@ -704,9 +704,8 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
 def build_run(spec: dict):
     """``(model, task, cfg, full spec)`` from a run spec ``{"model", "data", "train"}``.
 
-    The task is built first; a GPT takes missing ``vocab_size`` (padded to a multiple of 64) and
-    ``block_size`` from it; ``train.batch_size`` and (image tasks) ``train.grad_accum`` fill the data
-    spec's; the model is initialised under ``torch.manual_seed(train.seed)``.
+    A GPT takes missing ``vocab_size`` (padded to a multiple of 64) and ``block_size`` from the task;
+    the model is initialised under ``torch.manual_seed(train.seed)``.
     """
     if not isinstance(spec, dict) or not {"model", "data", "train"} <= set(spec):
         raise ValueError("a run spec is a dict with keys 'model', 'data' and 'train'")
