@@ -1,15 +1,13 @@
 """The one training loop of the experiments (GPT-2, Section 4.2; ResNet18, Section 4.3), after nanoGPT.
 
-Iteration ``t``: ``lr_t = lr_at(t)``; [rotated Adam: module <- R w]; ``grad_accum = A`` micro steps of
+Iteration ``t``: ``lr_at(t)``; [rotated Adam: module <- R w]; ``grad_accum = A`` micro steps of
 ``(task.loss(model, task.batch("train", t, m, rank, world)) / A).backward()`` (DDP syncs the last);
 [rotated Adam: w.grad <- Rᵀ grad]; clip the global gradient norm; ``optimizer.step()``.
 
-``out_dir`` holds ``metrics.jsonl``, ``metrics.csv`` and ``ckpt-<iter>.pt`` with its SHA-256 beside it,
-written atomically every ``checkpoint_interval`` iterations or ``checkpoint_minutes``, at the end, and
-on an error, SIGINT or SIGTERM. A run resumes from its newest valid checkpoint (damaged ones are renamed
-``*.damaged``), only into the same :func:`result_spec`. One trainer per ``out_dir`` (``.train.lock``).
-DDP: ``torchrun --standalone --nproc_per_node N -m adamlinf.train --spec spec.json`` (rank 0 evaluates,
-logs and saves). ``TrainConfig.optimizer`` names an entry of ``adamlinf.optim.OPTIMIZERS``.
+``out_dir`` holds ``metrics.jsonl``, ``metrics.csv`` and SHA-256-checked ``ckpt-<iter>.pt``, written every
+``checkpoint_interval`` iterations or ``checkpoint_minutes``, at the end, on an error, SIGINT or SIGTERM;
+a run resumes from its newest valid one, only into the same :func:`result_spec`. One trainer per
+``out_dir``. DDP: ``torchrun --standalone --nproc_per_node N -m adamlinf.train --spec spec.json``.
 """
 
 from __future__ import annotations
@@ -263,12 +261,8 @@ def load_checkpoint(path) -> dict:
         raise CheckpointError(f"checkpoint {path} is missing or empty")
     if not sha.is_file():
         raise CheckpointError(f"checkpoint {path} has no checksum file {sha.name} (its write did not finish)")
-    expected, actual = (sha.read_text().split() or [""])[0], results.sha256_file(path)
-    if actual != expected:
-        raise CheckpointError(
-            f"checkpoint {path} is damaged: its SHA-256 {actual[:16]}... differs from the "
-            f"one recorded in {sha.name} ({expected[:16]}...)"
-        )
+    if results.sha256_file(path) != (sha.read_text().split() or [""])[0]:
+        raise CheckpointError(f"checkpoint {path} is damaged: its SHA-256 differs from the one in {sha.name}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # any unpickling failure: the message names the file
@@ -295,9 +289,7 @@ def newest_checkpoint(out_dir, *, quarantine: bool = False) -> tuple[dict, Path]
             for f in (bad, bad.with_name(bad.name + ".sha256")) if quarantine else ():
                 if f.exists():
                     f.rename(f.with_name(f.name + ".damaged"))
-            warnings.warn(
-                f"{why}; using the previous valid checkpoint {path}", CheckpointWarning, stacklevel=3
-            )
+            warnings.warn(f"{why}; using the previous valid checkpoint {path}", CheckpointWarning, 3)
         return ckpt, path
     if damaged:
         whys = "; ".join(why for _, why in damaged)
@@ -356,18 +348,13 @@ def _set_rng_state(state: dict, device) -> None:
 
 def _geometry(task, cfg: TrainConfig, world: int) -> tuple[int, int | None]:
     """(global batch, tokens per sample), after checking the batch settings against the task."""
-    task_bs, task_accum = getattr(task, "batch_size", None), getattr(task, "grad_accum", None)
-    if cfg.batch_size is not None and task_bs is not None and cfg.batch_size != task_bs:
-        raise ValueError(
-            f"TrainConfig.batch_size={cfg.batch_size} differs from the task's batch_size={task_bs}; "
-            "set it in the data spec"
-        )
-    if task_accum is not None and task_accum != cfg.grad_accum:
-        raise ValueError(
-            f"TrainConfig.grad_accum={cfg.grad_accum} differs from the task's grad_accum={task_accum}; "
-            "set both alike"
-        )
-    batch_size = cfg.batch_size or task_bs
+    for name in ("batch_size", "grad_accum"):
+        ours, theirs = getattr(cfg, name), getattr(task, name, None)
+        if None not in (ours, theirs) and ours != theirs:
+            raise ValueError(
+                f"TrainConfig.{name}={ours} differs from the task's {name}={theirs}: set both alike"
+            )
+    batch_size = cfg.batch_size or getattr(task, "batch_size", None)
     if batch_size is None:
         raise ValueError("batch size unknown: set TrainConfig.batch_size or the task's batch_size")
     return batch_size * cfg.grad_accum * world, getattr(task, "tokens_per_sample", None)
@@ -481,10 +468,6 @@ def _step(optimizer, scaler, params, cfg: TrainConfig, rotation, model) -> torch
     return grad_norm
 
 
-def _eval_due(it: int, cfg: TrainConfig) -> bool:
-    return bool(cfg.eval_interval and it % cfg.eval_interval == 0) or (it == 0 and cfg.eval_interval == 0)
-
-
 _FIRST = ("iter", "samples", "tokens", "lr", "train_loss", "grad_norm")
 _LAST = ("iter_time", "mfu", "time")
 
@@ -502,10 +485,7 @@ def write_metrics(out: Path | str, rows: list) -> None:
 
 
 class _StopSignals:
-    """SIGINT/SIGTERM (one process): at the next step boundary, a checkpoint and :meth:`stop` (exit 143).
-
-    A second SIGINT stops at once.
-    """
+    """SIGINT/SIGTERM: a checkpoint at the next step boundary, then :meth:`stop`; a 2nd SIGINT stops now."""
 
     def __init__(self, active: bool) -> None:
         self.active = active and threading.current_thread() is threading.main_thread()
@@ -562,9 +542,20 @@ class _Log:
         extra = self.evaluated if self.evaluated.get("iter") == it else {}
         self.pending.append((it, lr, loss, grad_norm, {k: v for k, v in extra.items() if k != "iter"}))
 
-    def flush_due(self, n: int, stop: int) -> bool:
-        every = self.cfg.checkpoint_interval
-        return n % self.interval == 0 or n == stop or _eval_due(n, self.cfg) or bool(every and n % every == 0)
+    def eval_due(self, it: int) -> bool:
+        every = self.cfg.eval_interval
+        return bool(every and it % every == 0) or (it == 0 and every == 0)
+
+    def end_step(self, n: int, stop: int, ddp: bool, world: int, rng: dict) -> None:
+        """Flush when due; then (rank 0) checkpoint every ``checkpoint_interval`` iterations or minutes."""
+        c = self.cfg
+        by_iter = bool(c.checkpoint_interval and n % c.checkpoint_interval == 0)
+        if n % self.interval and n != stop and not self.eval_due(n) and not by_iter:
+            return
+        self.flush(ddp, world)
+        by_time = bool(c.checkpoint_minutes and (time.time() - self.last_save) / 60 >= c.checkpoint_minutes)
+        if self.master and n < stop and (by_iter or by_time):
+            self.save(n, rng)
 
     def flush(self, ddp: bool, world: int) -> None:
         """One host sync for the buffered iterations (and one all-reduce of their losses under DDP)."""
@@ -600,11 +591,6 @@ class _Log:
                 self.jsonl.flush()
             except OSError as exc:  # a full disk: one line naming the file
                 raise results.describe_os_error(exc, self.jsonl.name) from None
-
-    def checkpoint_due(self, n: int) -> bool:
-        c, minutes = self.cfg, (time.time() - self.last_save) / 60
-        by_iter = bool(c.checkpoint_interval and n % c.checkpoint_interval == 0)
-        return by_iter or bool(c.checkpoint_minutes and minutes >= c.checkpoint_minutes)
 
     def save(self, n: int, rng: dict) -> None:
         """Checkpoint the state before iteration ``n`` (``rng``: the torch RNG states at that point)."""
@@ -668,7 +654,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
     model.train()
     try:
         for it in range(start, stop):
-            if _eval_due(it, cfg):
+            if log.eval_due(it):
                 log.evaluate(it, task, eval_model, rotation, autocast)
             lr = lr_at(it, cfg)
             for group in optimizer.param_groups:
@@ -681,10 +667,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
             done, rng, consistent = it + 1, _rng_state(device, torch_only=True), True
             if signals.received is not None and done < stop:
                 raise signals.stop()  # checkpointed below, at this step boundary
-            if log.flush_due(done, stop):
-                log.flush(ddp, world)
-                if master and done < stop and log.checkpoint_due(done):
-                    log.save(done, rng)
+            log.end_step(done, stop, ddp, world, rng)
         final = stop == cfg.max_iters and not (rows and rows[-1]["iter"] >= stop)
         if final:  # the final evaluation, after the loop
             log.evaluate(stop, task, eval_model, rotation, autocast)
@@ -694,19 +677,16 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
         if ddp:
             dist.barrier()
     except BaseException:
-        kept = None
+        where = "no new checkpoint (nothing trained since the last)"
         if master and consistent and not ddp and done > start:  # keep what was trained (Ctrl-C, an error)
             try:
                 log.flush(False, 1)
                 log.save(done, rng)
-                kept = checkpoint_path(out, done)
+                where = f"checkpoint {checkpoint_path(out, done)} written"
             except Exception as exc:  # the original error matters more; say why no checkpoint was kept
                 warnings.warn(f"could not checkpoint iteration {done} in {out}: {exc}", CheckpointWarning, 2)
         if signals.received is not None:
             name = signal.Signals(signals.received).name
-            where = (
-                f"checkpoint {kept} written" if kept else "no new checkpoint (nothing trained since the last)"
-            )
             print(
                 f"[train] stopped by {name} at iteration {done} of {cfg.max_iters}: {where}; "
                 "run the same command again to resume",
@@ -724,9 +704,8 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
 def build_run(spec: dict):
     """``(model, task, cfg, full spec)`` from a run spec ``{"model", "data", "train"}``.
 
-    The task is built first; a GPT takes missing ``vocab_size`` (padded to a multiple of 64) and
-    ``block_size`` from it; ``train.batch_size`` and (image tasks) ``train.grad_accum`` fill the data
-    spec's; the model is initialised under ``torch.manual_seed(train.seed)``.
+    A GPT takes missing ``vocab_size`` (padded to a multiple of 64) and ``block_size`` from the task;
+    the model is initialised under ``torch.manual_seed(train.seed)``.
     """
     if not isinstance(spec, dict) or not {"model", "data", "train"} <= set(spec):
         raise ValueError("a run spec is a dict with keys 'model', 'data' and 'train'")
