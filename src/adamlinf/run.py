@@ -5,11 +5,10 @@
     python -m adamlinf.run --scale gpu --only gpt2_figure1 --publish
     python -m adamlinf.run --list
 
-The scale's parameters of ``book/notebooks/<name>.py`` (one cell tagged ``parameters``) come from
-``params/<name>.yaml``; every ``--set`` is checked before anything runs. One runner per (notebook,
-scale) writes into a staging folder; only a success replaces the results, the executed notebook and
-its provenance together, a failure prints one ``FAILED:`` line. ``--publish`` copies gpu results with
-their SHA-256 digests into ``published/<name>/gpu/``.
+Parameters (the cell tagged ``parameters``) come from ``params/<name>.yaml``; every ``--set`` is checked
+first. One runner per (notebook, scale) stages its output; only a success replaces the results, the
+executed notebook and its provenance, a failure prints one ``FAILED:`` line. ``--publish`` copies gpu
+results with their SHA-256 digests into ``published/<name>/gpu/``.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
+import itertools
 import json
 import math
 import os
@@ -56,9 +56,8 @@ _COUNT = re.compile(
 )
 #: Integer parameters that may be 0 but not negative (intervals, warm-up lengths, seeds).
 _NONNEGATIVE = re.compile(r"(_iters|_steps|_interval|_every|^seed|_seed)$|^max_")
-#: Seed lists and seed counts: a verdict compares seed spreads (Welch's test), so at least 2 distinct.
+#: Seed lists and counts: a verdict compares seed spreads (Welch's test), so at least MIN_SEEDS distinct.
 _SEEDS = re.compile(r"^(n_)?seeds$|_seeds$")
-#: The fewest seeds a seed list or count may hold.
 MIN_SEEDS = 2
 #: Float parameters that must be positive: epochs, learning rates, eps.
 _POSITIVE = re.compile(r"^(epochs|lr|eps)$|_(epochs|lr)$")
@@ -171,13 +170,6 @@ def parse_override(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _literal(text: str) -> object:
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text.strip()
-
-
 def _kind(value: Any) -> str:
     return "None" if value is None else _KINDS.get(type(value), type(value).__name__)
 
@@ -185,7 +177,10 @@ def _kind(value: Any) -> str:
 def check_value(key: str, text: str, default: Any) -> Any:
     """The override ``key=text`` as a value of the default's type (else a ``ValueError``)."""
     kind = _kind(default)
-    value = _literal(text)
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = text.strip()
     bad = f"--set {key}={text}:"
     if kind == "str":
         return value if isinstance(value, str) else text.strip()
@@ -228,11 +223,7 @@ def check_value(key: str, text: str, default: Any) -> Any:
 
 
 def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
-    """What is wrong with a parameter's final value (``reference``: the scale's), or None.
-
-    Counts are at least 1 (seed counts :data:`MIN_SEEDS`), intervals and seeds at least 0, learning
-    rates, ``eps`` and epochs positive, seed lists distinct.
-    """
+    """What is wrong with a parameter's final value (``reference``: the scale's), or None (rules by name)."""
     if isinstance(value, (list, tuple)):
         if not value and reference:
             return f"{key}={list(value)!r} is empty; give at least one item (the scale has {reference!r})"
@@ -259,16 +250,16 @@ def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
 
 
 def _did_you_mean(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    if not close:
-        close = [k for k in known if k.lower() == key.lower()]
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6) or [
+        k for k in known if k.lower() == key.lower()
+    ]
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 def resolve_parameters(
     name: str, scale: str, overrides: Mapping[str, str] | None = None, *, strict: bool = True
 ) -> dict[str, Any]:
-    """Notebook ``name``'s parameters at ``scale`` with ``overrides`` applied, ``scale`` and ``results_dir``.
+    """Notebook ``name``'s parameters at ``scale`` with ``overrides``, ``scale`` and ``results_dir``.
 
     ``strict=False`` skips keys the notebook lacks. A ``ValueError`` lists every problem.
     """
@@ -317,11 +308,9 @@ def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) 
             resolved[name] = resolve_parameters(name, scale, overrides, strict=False)
         except (ValueError, FileNotFoundError, SystemExit) as exc:
             errors.append(str(exc))
+    known = {k for n in resolved for k in parameter_defaults(n)} - set(INJECTED)
     for key in overrides:
-        if key in INJECTED:
-            continue
-        known = {k for n in resolved for k in parameter_defaults(n)} - set(INJECTED)
-        if key not in known and resolved:
+        if key not in INJECTED and key not in known and resolved:
             hint = _did_you_mean(key, sorted(known))
             errors.append(f"--set {key}: no parameter {key!r} in {', '.join(names)}{hint}")
     if errors:
@@ -329,8 +318,10 @@ def check_overrides(names: list[str], scale: str, overrides: Mapping[str, str]) 
     return resolved
 
 
-def _show_applied(nb, params: Mapping[str, Any], staging: str) -> None:
-    """Show the parameters once: the parameters cell with the applied values; papermill's cell hidden."""
+def _tidy(nb, name: str, params: Mapping[str, Any], staging: str) -> None:
+    """Show the applied parameters once, hide this machine's paths, add downloads, drop widgets."""
+    import nbformat  # installed with papermill, like jupytext
+
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags:  # it names the results folder, not its staging folder
@@ -339,6 +330,19 @@ def _show_applied(nb, params: Mapping[str, Any], staging: str) -> None:
                 tags.append("remove-cell")
         if "parameters" in tags and cell.cell_type == "code":
             cell.source = _rewrite_assignments(cell.source, params)
+    papermill_meta = nb.metadata.get("papermill", {})
+    papermill_meta.get("parameters", {})["results_dir"] = params["results_dir"]
+    nb.cells = [c for c in nb.cells if "adamlinf-downloads" not in c.metadata.get("tags", [])]
+    text = (
+        f"**Downloads:** {{download}}`the source, {name}.py <../notebooks/{name}.py>` (a jupytext "
+        f"notebook: `make lab` opens it) · {{download}}`this executed notebook, {name}.ipynb <{name}.ipynb>`"
+    )
+    cell = nbformat.v4.new_markdown_cell(text)
+    cell.metadata["tags"] = ["adamlinf-downloads"]
+    nb.cells.append(cell)
+    _drop_widgets(nb)
+    # papermill records the staging paths of this machine; the book shows none.
+    papermill_meta.update(input_path=f"book/notebooks/{name}.py", output_path=f"book/executed/{name}.ipynb")
 
 
 _WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -356,29 +360,13 @@ def _drop_widgets(nb) -> None:
             cell.outputs = [o for o in cell.outputs if not ("data" in o and not o["data"])]
 
 
-def _add_downloads(nb, name: str) -> None:
-    """Append the page's download links: its jupytext source and this executed notebook."""
-    import nbformat  # installed with papermill, like jupytext
-
-    nb.cells = [c for c in nb.cells if "adamlinf-downloads" not in c.metadata.get("tags", [])]
-    text = (
-        f"**Downloads:** {{download}}`the source, {name}.py <../notebooks/{name}.py>` (a jupytext "
-        f"notebook: `make lab` opens it) · {{download}}`this executed notebook, {name}.ipynb <{name}.ipynb>`"
-    )
-    cell = nbformat.v4.new_markdown_cell(text)
-    cell.metadata["tags"] = ["adamlinf-downloads"]
-    nb.cells.append(cell)
-
-
 def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return source
     raw = source.encode()  # ast's column offsets count UTF-8 bytes
-    starts = [0]
-    for line in raw.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
+    starts = [0, *itertools.accumulate(len(line) for line in raw.splitlines(keepends=True))]
     edits = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
@@ -398,72 +386,55 @@ def _rewrite_assignments(source: str, params: Mapping[str, Any]) -> str:
 
 
 def execute(name: str, scale: str, params: dict, *, log_output: bool = False, wait: bool = True) -> dict:
-    """Execute one notebook with its :func:`resolve_parameters` under its lock; its provenance record.
-
-    ``wait=False`` raises :class:`adamlinf.results.Busy` when another runner holds the lock. A failing
-    cell raises papermill's error, the failed notebook kept as ``book/executed/<name>.failed.ipynb``.
-    """
+    """Execute one notebook under its lock (``wait=False``: ``Busy`` if held); its provenance record."""
     final = REPO_ROOT / params["results_dir"]
     lock = final.with_name(f".{final.name}.lock")
     with _results.exclusive(lock, f"runner of {name} at scale {scale}", wait=wait):
-        return _execute_locked(name, scale, params, final, log_output)
+        import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
+        import papermill
 
-
-def _execute_locked(name, scale, params, final, log_output) -> dict:
-    import jupytext  # the book's tools: imported here so that `--help` and checks stay fast
-    import papermill
-
-    staging = _results.begin_staging(final)
-    kernel_params = {**params, "results_dir": repo_relative(staging)}
-    nb = jupytext.read(SOURCES / f"{name}.py")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    EXECUTED.mkdir(parents=True, exist_ok=True)
-    output = EXECUTED / f"{name}.ipynb"
-    failed = EXECUTED / f"{name}.failed.ipynb"
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / f"{name}.ipynb"
-        ran = Path(tmp) / f"{name}.out.ipynb"
-        jupytext.write(nb, staged)
-        try:
-            papermill.execute_notebook(
-                str(staged),
-                str(ran),
-                kernel_manager_class=_kernel_manager(EXECUTED / f".{name}.kernel.log"),
-                parameters=kernel_params,
-                kernel_name="python3",
-                cwd=str(REPO_ROOT),
-                progress_bar=False,
-                log_output=log_output,
-            )
-        except BaseException:
-            if ran.exists():
-                data = ran.read_bytes()
-                _results.write_atomic(failed, lambda f: f.write(data), fsync=False)
-            raise
-        wall = time.perf_counter() - start
-        executed = jupytext.read(ran)
-        _show_applied(executed, params, kernel_params["results_dir"])
-        executed.metadata.get("papermill", {}).get("parameters", {})["results_dir"] = params["results_dir"]
-        _add_downloads(executed, name)
-        _drop_widgets(executed)
-        # papermill records the staging paths of this machine; the book shows none.
-        executed.metadata.get("papermill", {}).update(
-            input_path=f"book/notebooks/{name}.py", output_path=f"book/executed/{name}.ipynb"
-        )
-        jupytext.write(executed, ran)
-        data = ran.read_bytes()
-    record = provenance(params, wall_time_s=wall, notebook=name, scale=scale, device=params.get("device"))
-    save_json(record, staging / PROVENANCE_FILE)
-    pending_nb = EXECUTED / f".{name}.ipynb.pending"
-    pending_prov = EXECUTED / f".{name}.provenance.json.pending"
-    _results.write_atomic(pending_nb, lambda f: f.write(data))
-    save_json(record, pending_prov)
-    _results.commit_staging(
-        staging, final, also={pending_nb: output, pending_prov: EXECUTED / f"{name}.provenance.json"}
-    )
-    failed.unlink(missing_ok=True)
-    return record
+        staging = _results.begin_staging(final)
+        kernel_params = {**params, "results_dir": repo_relative(staging)}
+        nb = jupytext.read(SOURCES / f"{name}.py")
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        EXECUTED.mkdir(parents=True, exist_ok=True)
+        failed = EXECUTED / f"{name}.failed.ipynb"
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            staged = Path(tmp) / f"{name}.ipynb"
+            ran = Path(tmp) / f"{name}.out.ipynb"
+            jupytext.write(nb, staged)
+            try:
+                papermill.execute_notebook(
+                    str(staged),
+                    str(ran),
+                    kernel_manager_class=_kernel_manager(EXECUTED / f".{name}.kernel.log"),
+                    parameters=kernel_params,
+                    kernel_name="python3",
+                    cwd=str(REPO_ROOT),
+                    progress_bar=False,
+                    log_output=log_output,
+                )
+            except BaseException:  # papermill's error, the failed notebook kept for reading
+                if ran.exists():
+                    data = ran.read_bytes()
+                    _results.write_atomic(failed, lambda f: f.write(data), fsync=False)
+                raise
+            wall = time.perf_counter() - start
+            executed = jupytext.read(ran)
+            _tidy(executed, name, params, kernel_params["results_dir"])
+            jupytext.write(executed, ran)
+            data = ran.read_bytes()
+        record = provenance(params, wall_time_s=wall, notebook=name, scale=scale, device=params.get("device"))
+        save_json(record, staging / PROVENANCE_FILE)
+        pending_nb = EXECUTED / f".{name}.ipynb.pending"
+        pending_prov = EXECUTED / f".{name}.provenance.json.pending"
+        _results.write_atomic(pending_nb, lambda f: f.write(data))
+        save_json(record, pending_prov)
+        also = {pending_nb: EXECUTED / f"{name}.ipynb", pending_prov: EXECUTED / f"{name}.provenance.json"}
+        _results.commit_staging(staging, final, also=also)
+        failed.unlink(missing_ok=True)
+        return record
 
 
 def _kernel_manager(log: Path):
@@ -557,8 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     names = execution_order(names)
     if args.publish and args.scale not in PUBLISHED_SCALES:
         parser.error(f"--publish is for --scale {' or '.join(PUBLISHED_SCALES)}")
-    overrides = dict(args.set)
-    resolved = check_overrides(names, args.scale, overrides)
+    resolved = check_overrides(names, args.scale, dict(args.set))
     total = time.perf_counter()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
