@@ -1,17 +1,8 @@
 r"""Rotations of the loss landscape (Definition 2.1, Theorem 2.2, Section 4.1, Appendix D.1).
 
-An optimizer is *equivariant* to an orthogonal $R$ when, started from $\tilde x_0 = R^\top x_0$ on
-$\tilde L = L\circ R$, its iterates are $\tilde x_t = R^\top x_t$. SGD and AdaSGD are equivariant to
-every $R$; Adam and SignGD only to permutations (Theorem 2.2).
-
-* :func:`haar`, :func:`exp_rotation` -- Haar matrices and $R_\theta = \exp(\theta S)$ (Section 4.1).
-* :class:`PermuteRotate` -- the scalable map of Appendix D.1, exactly orthogonal for every $n$.
-* :class:`DenseRotation`, :class:`Permutation`, :class:`BlockRotation`, :class:`KroneckerRotation`.
-* :class:`RotatedParametrization`, :func:`rotate_model` -- train any ``nn.Module`` on $L\circ R$.
-* :func:`equivariance_gap` -- $\max_t\|\tilde x_t - R^\top x_t\|_2$ (Definition 2.1).
-
-A rotation acts on the last dimension: ``apply(x)`` $= Rx$, ``apply_T(x)`` $= R^\top x$ row-wise;
-``state_dict``/``load_state_dict`` restore it exactly, all or nothing.
+An optimizer is *equivariant* to an orthogonal $R$ when on $L\circ R$ from $R^\top x_0$ its iterates
+are $R^\top x_t$ (:func:`equivariance_gap`). A rotation acts on the last dimension: ``apply(x)`` $= Rx$,
+``apply_T(x)`` $= R^\top x$; ``state_dict``/``load_state_dict`` restore it exactly, all or nothing.
 """
 
 from __future__ import annotations
@@ -41,11 +32,9 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Gen
 
 
 def haar(d: int, *, generator=None, seed: int | None = None, dtype=None, device="cpu") -> Tensor:
-    r"""A Haar-distributed orthogonal matrix $Q\in O(d)$ {cite}`mezzadri2007generate`.
+    r"""Haar $Q\,\mathrm{diag}(\mathrm{sign}\,R_{ii})$ from $Z = QR$, $Z_{ij}\sim\mathcal N(0,1)$ in float64.
 
-    $Z = QR$ with $Z_{ij}\sim\mathcal N(0,1)$, returned as $Q\,\mathrm{diag}(\mathrm{sign}\,R_{ii})$;
-    drawn in float64 on the generator's device, then cast (a seed gives one matrix everywhere).
-    ``seed`` and ``generator`` are exclusive; with neither the global RNG is used.
+    {cite}`mezzadri2007generate`. ``seed`` and ``generator`` are exclusive; neither: the global RNG.
     """
     _check_dim(d)
     g = _generator(seed, generator)
@@ -65,11 +54,7 @@ def skew_generator(d: int, *, seed: int = 0, dtype=None, device="cpu") -> Tensor
 
 
 def exp_rotation(d: int, theta, *, seed: int = 0, dtype=None, device="cpu") -> Tensor:
-    r"""$R_\theta = \exp(\theta S) \in SO(d)$ of Section 4.1, $S$ from :func:`skew_generator`.
-
-    $R_0 = I$ exactly; one ``seed`` gives one $S$, so a sweep over $\theta$ follows one geodesic.
-    ``theta`` a float gives ``(d, d)``, a sequence ``(len(theta), d, d)``.
-    """
+    r"""$R_\theta = \exp(\theta S)$ (Section 4.1; $R_0 = I$ exactly): ``(d, d)``, or one per ``theta``."""
     _check_dim(d)
     scalar = isinstance(theta, (int, float)) or (isinstance(theta, Tensor) and theta.dim() == 0)
     thetas = torch.as_tensor(theta, dtype=torch.float64).reshape(-1)
@@ -220,11 +205,9 @@ def _icbrt(r: int) -> int:
 
 
 def split_pieces(n: int, *, dense_max: int = 512) -> list[tuple[int, int, int]]:
-    r"""Split $n = \sum_j a_jb_jc_j$ into near-cube pieces.
+    r"""Pieces $n = \sum_j a_jb_jc_j$: $(s,s,\lfloor r/s^2\rfloor)$ while the rest $r >$ ``dense_max``.
 
-    While the remainder $r$ exceeds ``dense_max``: $s = \lfloor r^{1/3}\rfloor$, piece
-    $(s, s, \lfloor r/s^2\rfloor)$, new remainder $< s^2$; the last $r$ is the dense piece $(1, 1, r)$.
-    E.g. $10^6 \to [(100,100,100)]$, $1009 \to [(10,10,10), (1,1,9)]$.
+    $s = \lfloor r^{1/3}\rfloor$; the last piece is $(1,1,r)$, e.g. $1009 \to [(10,10,10), (1,1,9)]$.
     """
     _check_dim(n, "n")
     if dense_max < 1:
@@ -251,15 +234,10 @@ def _perm_digest(perm: Tensor) -> str:
 class PermuteRotate(Rotation):
     r"""The map of Appendix D.1: $\mathcal R = \mathcal R_k\circ\cdots\circ\mathcal R_1$.
 
-    $\mathcal R_j = \mathrm{blockdiag}_p\big(Q^{(j,p)}_1\otimes Q^{(j,p)}_2\otimes Q^{(j,p)}_3\big)\,\Pi_j$.
-
-    Stage $j$ permutes by a random $\Pi_j$, views piece $p$ (:func:`split_pieces`, or explicit
-    ``pieces``) as an $a\times b\times c$ tensor and multiplies each mode by a Haar matrix. Exactly
-    orthogonal for every $n$ (the paper reshapes to fixed shapes; the any-$n$ pieces are ours).
-    Cost $2n(a+b+c)$ flops per stage; memory $8kn$ bytes of int32 indices, never $n\times n$.
-    One CPU generator seeded by ``seed`` draws, stage by stage, $\pi_j$ then the float64 mode
-    matrices, so a seed gives one map on every device and dtype. ``state_dict`` keeps the seed,
-    shapes, matrices and permutation digests (the permutations with ``include_permutations``).
+    $\mathcal R_j = \mathrm{blockdiag}_p\big(Q^{(j,p)}_1\otimes Q^{(j,p)}_2\otimes Q^{(j,p)}_3\big)\,\Pi_j$,
+    $\Pi_j$ random, piece $p$ of :func:`split_pieces` an $a\times b\times c$ tensor, $Q$ Haar (the any-$n$
+    pieces are ours). One CPU generator seeded by ``seed`` draws $\pi_j$ then the float64 $Q$s, stage by
+    stage: one map on every device and dtype. ``state_dict`` keeps permutation digests, not permutations.
     """
 
     def __init__(
@@ -405,11 +383,7 @@ class PermuteRotate(Rotation):
 
 
 class BlockRotation(Rotation):
-    r"""$Q_k$ on each of the disjoint index sets $I_k$, the identity elsewhere: $\bigoplus_kQ_k\oplus I$.
-
-    ``blocks``: pairs ``(index, rotation)`` (a square tensor is wrapped as :class:`DenseRotation`).
-    Dense blocks of one size are applied together, as one batched product.
-    """
+    r"""$\bigoplus_kQ_k\oplus I$: ``blocks`` of pairs ``(index, rotation)`` on disjoint index sets $I_k$."""
 
     def __init__(self, n: int, blocks: Sequence[tuple[Tensor, object]]):
         self.n = _check_dim(n, "n")
@@ -482,10 +456,7 @@ class BlockRotation(Rotation):
 def random_block_rotation(
     n: int, index_sets: Sequence[Tensor], *, seed: int = 0, dense_max: int = 2048, dtype=None, device="cpu"
 ) -> BlockRotation:
-    """A :class:`BlockRotation`: Haar on a set of ≤ ``dense_max`` coordinates, else ``PermuteRotate(k=2)``.
-
-    Set ``k`` is seeded by ``seed * 100003 + k`` (drawn on the CPU).
-    """
+    """Haar on sets of ≤ ``dense_max`` coordinates, else ``PermuteRotate(k=2)``; seeds ``seed*100003+k``."""
     blocks = []
     for k, index in enumerate(index_sets):
         index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
@@ -499,10 +470,7 @@ def random_block_rotation(
 
 
 def eigenbasis(matrix: Tensor, *, dtype=None) -> DenseRotation:
-    r"""$Q$ of $M = Q\Lambda Q^\top$ (eigenvalues decreasing; ``eigh`` of $(M+M^\top)/2$ in float64).
-
-    Training on $L\circ Q$ with $M$ the Hessian makes the Hessian $\Lambda$, diagonal.
-    """
+    r"""$Q$ of $M = Q\Lambda Q^\top$ (eigenvalues decreasing; ``eigh`` of $(M+M^\top)/2$ in float64)."""
     if not isinstance(matrix, Tensor) or matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError("matrix must be a square 2-D tensor")
     m = matrix.detach().to(torch.float64)
@@ -513,8 +481,7 @@ def eigenbasis(matrix: Tensor, *, dtype=None) -> DenseRotation:
 class KroneckerRotation(Rotation):
     r"""$A\otimes B$ on a row-major ``(m, p)`` matrix: ``apply(vec X)`` $=\mathrm{vec}(AXB^\top)$.
 
-    With the eigenbases of $E[GG^\top]$ and $E[G^\top G]$: the fixed basis of Shampoo and SOAP
-    {cite}`gupta2018shampoo,vyas2024soap`.
+    The fixed basis of Shampoo and SOAP {cite}`gupta2018shampoo,vyas2024soap`.
     """
 
     def __init__(self, left, right):
@@ -545,9 +512,7 @@ class KroneckerRotation(Rotation):
 class RotatedParametrization:
     r"""Train any ``nn.Module`` on $L\circ\mathcal R$ ("rotated Adam", Section 4).
 
-    The optimizer owns a flat ``w`` over the trainable parameters; the module holds $x = \mathcal Rw$
-    from $w_0 = \mathcal R^\top x_0$ (the usual start, as in Section 4.1; the authors' GPT-2 code
-    starts at $\mathcal R x_0$)::
+    The optimizer owns a flat ``w``, from $w_0 = \mathcal R^\top x_0$; the module holds $x = \mathcal Rw$::
 
         rp.push()                  # module parameters <- R w
         loss.backward()
@@ -629,21 +594,13 @@ class RotatedParametrization:
 
 
 def rotate_model(model: nn.Module, rotation=None, *, k: int = 2, seed: int = 0) -> RotatedParametrization:
-    r"""Wrap ``model`` to train on $L\circ\mathcal R$ (rotated Adam's ``PermuteRotate(k, seed)`` by default).
-
-    Build the optimizer on ``.parameters()``; call ``push()`` before and ``pull_grad()`` after
-    each backward pass (see :class:`RotatedParametrization`).
-    """
+    r"""A :class:`RotatedParametrization` of ``model`` (on $L\circ\mathcal R$)."""
     return RotatedParametrization(model, rotation, k=k, seed=seed)
 
 
 @dataclass
 class EquivarianceGap:
-    r"""The result of :func:`equivariance_gap`.
-
-    ``xs`` on $L$, ``ws`` on $L\circ R$, ``gaps`` $=\|\tilde x_t - R^\top x_t\|_2$, ``gap`` their max,
-    ``relative_gap`` = gap / $\max_t\|x_t - x_0\|$ (or $\max_t\|x_t\|$).
-    """
+    r"""``xs`` on $L$, ``ws`` on $L\circ R$, ``gaps`` $=\|\tilde x_t - R^\top x_t\|_2$, ``gap`` their max."""
 
     xs: Tensor
     ws: Tensor
@@ -657,8 +614,6 @@ def equivariance_gap(
     opt_factory, loss_fn, x0: Tensor, R, steps: int, *, relative_to="displacement"
 ) -> EquivarianceGap:
     r"""Run an optimizer on $L_t$ from $x_0$ and on $L_t\circ R$ from $R^\top x_0$ (Definition 2.1).
-
-    Equivariant iff $\tilde x_t = R^\top x_t$ for all $t$. Use float64 for a clean comparison.
 
     Args:
         opt_factory: ``params -> optimizer`` (called once per run).
