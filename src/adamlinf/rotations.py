@@ -231,6 +231,11 @@ def _perm_digest(perm: Tensor) -> str:
     return h.hexdigest()
 
 
+def _each_matrix(f: Callable, stages: list) -> list:
+    """``f`` on every mode matrix ``stages[j][p][i]``; None (a size-1 mode) stays None."""
+    return [[[None if q is None else f(q) for q in piece] for piece in stage] for stage in stages]
+
+
 class PermuteRotate(Rotation):
     r"""The map of Appendix D.1: $\mathcal R = \mathcal R_k\circ\cdots\circ\mathcal R_1$.
 
@@ -268,22 +273,14 @@ class PermuteRotate(Rotation):
             self._digests.append(_perm_digest(p))
             self._perm.append(p.to(self.device))
             self._inv.append(_invert(p).to(self.device))
-            self._q64.append(
-                [
-                    [haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in shape]
-                    for shape in pieces
-                ]
-            )
+            modes = [
+                [haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in sh] for sh in pieces
+            ]
+            self._q64.append(modes)
         self._cast_matrices()
 
     def _cast_matrices(self) -> None:
-        self._q = [
-            [
-                [None if q is None else q.to(dtype=self.dtype, device=self.device) for q in piece]
-                for piece in stage
-            ]
-            for stage in self._q64
-        ]
+        self._q = _each_matrix(lambda q: q.to(dtype=self.dtype, device=self.device), self._q64)
 
     @staticmethod
     def _kron3(v: Tensor, shape, qs, transpose: bool) -> Tensor:
@@ -340,7 +337,7 @@ class PermuteRotate(Rotation):
             "seed": self.seed,
             "dense_max": self.dense_max,
             "pieces": [list(p) for p in self.pieces],
-            "matrices": [[[None if q is None else q.clone() for q in pc] for pc in st] for st in self._q64],
+            "matrices": _each_matrix(Tensor.clone, self._q64),
             "perm_digests": list(self._digests),
         }
         if include_permutations:
@@ -372,12 +369,10 @@ class PermuteRotate(Rotation):
                 "save with state_dict(include_permutations=True)"
             )
         expected = [[[None if s == 1 else (s, s) for s in shape] for shape in new.pieces]] * new.k
-        got = [[[None if q is None else tuple(q.shape) for q in pc] for pc in st] for st in matrices]
+        got = _each_matrix(lambda q: tuple(q.shape), matrices)
         if got != expected:
             raise ValueError(f"the saved mode matrices have shapes {got}, the pieces need {expected}")
-        new._q64 = [
-            [[None if q is None else q.to(torch.float64).clone() for q in pc] for pc in st] for st in matrices
-        ]
+        new._q64 = _each_matrix(lambda q: q.to(torch.float64).clone(), matrices)
         new._cast_matrices()
         self.__dict__.update(new.__dict__)
 
