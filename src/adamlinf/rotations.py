@@ -46,22 +46,18 @@ def haar(d: int, *, generator=None, seed: int | None = None, dtype=None, device=
     return q.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
-def skew_generator(d: int, *, seed: int = 0, dtype=None, device="cpu") -> Tensor:
-    r"""$S = M - M^\top$, $M_{ij}\sim\mathcal N(0,1)$ drawn in float64 from ``seed`` (Section 4.1)."""
-    _check_dim(d)
-    m = torch.randn(d, d, generator=_generator(seed, None), dtype=torch.float64)
-    return (m - m.T).to(dtype=dtype or torch.get_default_dtype(), device=device)
-
-
 def exp_rotation(d: int, theta, *, seed: int = 0, dtype=None, device="cpu") -> Tensor:
-    r"""$R_\theta = \exp(\theta S)$ (Section 4.1; $R_0 = I$ exactly): ``(d, d)``, or one per ``theta``."""
+    r"""$R_\theta = \exp(\theta S)$, $S = M - M^\top$, $M_{ij}\sim\mathcal N(0,1)$ in float64 from ``seed``.
+
+    Section 4.1; $R_0 = I$ exactly. ``(d, d)``, or one per ``theta`` for a sequence.
+    """
     _check_dim(d)
     scalar = isinstance(theta, (int, float)) or (isinstance(theta, Tensor) and theta.dim() == 0)
     thetas = torch.as_tensor(theta, dtype=torch.float64).reshape(-1)
     if not bool(torch.isfinite(thetas).all()):
         raise ValueError(f"theta must be finite, got {theta!r}")
-    s = skew_generator(d, seed=seed, dtype=torch.float64)
-    out = torch.linalg.matrix_exp(thetas.view(-1, 1, 1) * s)
+    m = torch.randn(d, d, generator=_generator(seed, None), dtype=torch.float64)
+    out = torch.linalg.matrix_exp(thetas.view(-1, 1, 1) * (m - m.T))
     out[thetas == 0] = torch.eye(d, dtype=torch.float64)
     out = out.to(dtype=dtype or torch.get_default_dtype(), device=device)
     return out[0] if scalar else out
@@ -69,9 +65,6 @@ def exp_rotation(d: int, theta, *, seed: int = 0, dtype=None, device="cpu") -> T
 
 class Rotation:
     r"""An orthogonal $R\in O(n)$ on the last dimension; subclasses define ``_map(x, transpose)``."""
-
-    def _map(self, x: Tensor, transpose: bool) -> Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
 
     def apply(self, x: Tensor) -> Tensor:
         r"""$Rx$ for ``x`` of shape ``(..., n)``."""
