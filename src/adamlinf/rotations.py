@@ -393,19 +393,17 @@ class BlockRotation(Rotation):
         self._stack()
 
     def _stack(self) -> None:
-        by_size: dict[int, list[int]] = {}
-        for k, (index, rot) in enumerate(self.blocks):
+        by_size: dict[int, list[tuple[Tensor, Tensor]]] = {}
+        self._others = []
+        for index, rot in self.blocks:
             if isinstance(rot, DenseRotation):
-                by_size.setdefault(index.numel(), []).append(k)
+                by_size.setdefault(index.numel(), []).append((index, rot.matrix))
+            else:
+                self._others.append((index.to(self.device), rot))
         self._stacks = [
-            (
-                torch.stack([self.blocks[k][0] for k in ks]).to(self.device),
-                torch.stack([self.blocks[k][1].matrix for k in ks]),
-            )
-            for ks in by_size.values()
+            (torch.stack([i for i, _ in b]).to(self.device), torch.stack([m for _, m in b]))
+            for b in by_size.values()
         ]
-        stacked = {k for ks in by_size.values() for k in ks}
-        self._others = [(i.to(self.device), r) for k, (i, r) in enumerate(self.blocks) if k not in stacked]
 
     def _map(self, x: Tensor, transpose: bool) -> Tensor:
         out = x.clone()
@@ -509,8 +507,7 @@ class RotatedParametrization:
 
     Args:
         module: the model, on its device and dtype.
-        rotation: anything :func:`as_rotation` takes; default ``PermuteRotate(n, k, seed)`` in
-            the module's dtype (at least float32) on its device.
+        rotation: anything :func:`as_rotation` takes; default ``PermuteRotate(n, k, seed)``.
     """
 
     def __init__(self, module: nn.Module, rotation=None, *, k: int = 2, seed: int = 0):
