@@ -1,17 +1,8 @@
 r"""Rotations of the loss landscape (Definition 2.1, Theorem 2.2, Section 4.1, Appendix D.1).
 
-An optimizer is *equivariant* to an orthogonal $R$ when, started from $\tilde x_0 = R^\top x_0$ on
-$\tilde L = L\circ R$, its iterates are $\tilde x_t = R^\top x_t$. SGD and AdaSGD are equivariant to
-every $R$; Adam and SignGD only to permutations (Theorem 2.2).
-
-* :func:`haar`, :func:`exp_rotation` -- Haar matrices and $R_\theta = \exp(\theta S)$ (Section 4.1).
-* :class:`PermuteRotate` -- the scalable map of Appendix D.1, exactly orthogonal for every $n$.
-* :class:`DenseRotation`, :class:`Permutation`, :class:`BlockRotation`, :class:`KroneckerRotation`.
-* :class:`RotatedParametrization`, :func:`rotate_model` -- train any ``nn.Module`` on $L\circ R$.
-* :func:`equivariance_gap` -- $\max_t\|\tilde x_t - R^\top x_t\|_2$ (Definition 2.1).
-
-A rotation acts on the last dimension: ``apply(x)`` $= Rx$, ``apply_T(x)`` $= R^\top x$ row-wise;
-``state_dict``/``load_state_dict`` restore it exactly, all or nothing.
+An optimizer is *equivariant* to an orthogonal $R$ when on $L\circ R$ from $R^\top x_0$ its iterates
+are $R^\top x_t$ (:func:`equivariance_gap`). A rotation acts on the last dimension: ``apply(x)`` $= Rx$,
+``apply_T(x)`` $= R^\top x$; ``state_dict``/``load_state_dict`` restore it exactly, all or nothing.
 """
 
 from __future__ import annotations
@@ -41,11 +32,9 @@ def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Gen
 
 
 def haar(d: int, *, generator=None, seed: int | None = None, dtype=None, device="cpu") -> Tensor:
-    r"""A Haar-distributed orthogonal matrix $Q\in O(d)$ {cite}`mezzadri2007generate`.
+    r"""Haar $Q\,\mathrm{diag}(\mathrm{sign}\,R_{ii})$ from $Z = QR$, $Z_{ij}\sim\mathcal N(0,1)$ in float64.
 
-    $Z = QR$ with $Z_{ij}\sim\mathcal N(0,1)$, returned as $Q\,\mathrm{diag}(\mathrm{sign}\,R_{ii})$;
-    drawn in float64 on the generator's device, then cast (a seed gives one matrix everywhere).
-    ``seed`` and ``generator`` are exclusive; with neither the global RNG is used.
+    {cite}`mezzadri2007generate`. ``seed`` and ``generator`` are exclusive; neither: the global RNG.
     """
     _check_dim(d)
     g = _generator(seed, generator)
@@ -57,26 +46,18 @@ def haar(d: int, *, generator=None, seed: int | None = None, dtype=None, device=
     return q.to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
-def skew_generator(d: int, *, seed: int = 0, dtype=None, device="cpu") -> Tensor:
-    r"""$S = M - M^\top$, $M_{ij}\sim\mathcal N(0,1)$ drawn in float64 from ``seed`` (Section 4.1)."""
-    _check_dim(d)
-    m = torch.randn(d, d, generator=_generator(seed, None), dtype=torch.float64)
-    return (m - m.T).to(dtype=dtype or torch.get_default_dtype(), device=device)
-
-
 def exp_rotation(d: int, theta, *, seed: int = 0, dtype=None, device="cpu") -> Tensor:
-    r"""$R_\theta = \exp(\theta S) \in SO(d)$ of Section 4.1, $S$ from :func:`skew_generator`.
+    r"""$R_\theta = \exp(\theta S)$, $S = M - M^\top$, $M_{ij}\sim\mathcal N(0,1)$ in float64 from ``seed``.
 
-    $R_0 = I$ exactly; one ``seed`` gives one $S$, so a sweep over $\theta$ follows one geodesic.
-    ``theta`` a float gives ``(d, d)``, a sequence ``(len(theta), d, d)``.
+    Section 4.1; $R_0 = I$ exactly. ``(d, d)``, or one per ``theta`` for a sequence.
     """
     _check_dim(d)
     scalar = isinstance(theta, (int, float)) or (isinstance(theta, Tensor) and theta.dim() == 0)
     thetas = torch.as_tensor(theta, dtype=torch.float64).reshape(-1)
     if not bool(torch.isfinite(thetas).all()):
         raise ValueError(f"theta must be finite, got {theta!r}")
-    s = skew_generator(d, seed=seed, dtype=torch.float64)
-    out = torch.linalg.matrix_exp(thetas.view(-1, 1, 1) * s)
+    m = torch.randn(d, d, generator=_generator(seed, None), dtype=torch.float64)
+    out = torch.linalg.matrix_exp(thetas.view(-1, 1, 1) * (m - m.T))
     out[thetas == 0] = torch.eye(d, dtype=torch.float64)
     out = out.to(dtype=dtype or torch.get_default_dtype(), device=device)
     return out[0] if scalar else out
@@ -84,9 +65,6 @@ def exp_rotation(d: int, theta, *, seed: int = 0, dtype=None, device="cpu") -> T
 
 class Rotation:
     r"""An orthogonal $R\in O(n)$ on the last dimension; subclasses define ``_map(x, transpose)``."""
-
-    def _map(self, x: Tensor, transpose: bool) -> Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
 
     def apply(self, x: Tensor) -> Tensor:
         r"""$Rx$ for ``x`` of shape ``(..., n)``."""
@@ -220,11 +198,9 @@ def _icbrt(r: int) -> int:
 
 
 def split_pieces(n: int, *, dense_max: int = 512) -> list[tuple[int, int, int]]:
-    r"""Split $n = \sum_j a_jb_jc_j$ into near-cube pieces.
+    r"""Pieces $n = \sum_j a_jb_jc_j$: $(s,s,\lfloor r/s^2\rfloor)$ while the rest $r >$ ``dense_max``.
 
-    While the remainder $r$ exceeds ``dense_max``: $s = \lfloor r^{1/3}\rfloor$, piece
-    $(s, s, \lfloor r/s^2\rfloor)$, new remainder $< s^2$; the last $r$ is the dense piece $(1, 1, r)$.
-    E.g. $10^6 \to [(100,100,100)]$, $1009 \to [(10,10,10), (1,1,9)]$.
+    $s = \lfloor r^{1/3}\rfloor$; the last piece is $(1,1,r)$, e.g. $1009 \to [(10,10,10), (1,1,9)]$.
     """
     _check_dim(n, "n")
     if dense_max < 1:
@@ -248,18 +224,18 @@ def _perm_digest(perm: Tensor) -> str:
     return h.hexdigest()
 
 
+def _each_matrix(f: Callable, stages: list) -> list:
+    """``f`` on every mode matrix ``stages[j][p][i]``; None (a size-1 mode) stays None."""
+    return [[[None if q is None else f(q) for q in piece] for piece in stage] for stage in stages]
+
+
 class PermuteRotate(Rotation):
     r"""The map of Appendix D.1: $\mathcal R = \mathcal R_k\circ\cdots\circ\mathcal R_1$.
 
-    $\mathcal R_j = \mathrm{blockdiag}_p\big(Q^{(j,p)}_1\otimes Q^{(j,p)}_2\otimes Q^{(j,p)}_3\big)\,\Pi_j$.
-
-    Stage $j$ permutes by a random $\Pi_j$, views piece $p$ (:func:`split_pieces`, or explicit
-    ``pieces``) as an $a\times b\times c$ tensor and multiplies each mode by a Haar matrix. Exactly
-    orthogonal for every $n$ (the paper reshapes to fixed shapes; the any-$n$ pieces are ours).
-    Cost $2n(a+b+c)$ flops per stage; memory $8kn$ bytes of int32 indices, never $n\times n$.
-    One CPU generator seeded by ``seed`` draws, stage by stage, $\pi_j$ then the float64 mode
-    matrices, so a seed gives one map on every device and dtype. ``state_dict`` keeps the seed,
-    shapes, matrices and permutation digests (the permutations with ``include_permutations``).
+    $\mathcal R_j = \mathrm{blockdiag}_p\big(Q^{(j,p)}_1\otimes Q^{(j,p)}_2\otimes Q^{(j,p)}_3\big)\,\Pi_j$,
+    $\Pi_j$ random, piece $p$ of :func:`split_pieces` an $a\times b\times c$ tensor, $Q$ Haar (the any-$n$
+    pieces are ours). One CPU generator seeded by ``seed`` draws $\pi_j$ then the float64 $Q$s, stage by
+    stage: one map on every device and dtype. ``state_dict`` keeps permutation digests, not permutations.
     """
 
     def __init__(
@@ -290,22 +266,14 @@ class PermuteRotate(Rotation):
             self._digests.append(_perm_digest(p))
             self._perm.append(p.to(self.device))
             self._inv.append(_invert(p).to(self.device))
-            self._q64.append(
-                [
-                    [haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in shape]
-                    for shape in pieces
-                ]
-            )
+            modes = [
+                [haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in sh] for sh in pieces
+            ]
+            self._q64.append(modes)
         self._cast_matrices()
 
     def _cast_matrices(self) -> None:
-        self._q = [
-            [
-                [None if q is None else q.to(dtype=self.dtype, device=self.device) for q in piece]
-                for piece in stage
-            ]
-            for stage in self._q64
-        ]
+        self._q = _each_matrix(lambda q: q.to(dtype=self.dtype, device=self.device), self._q64)
 
     @staticmethod
     def _kron3(v: Tensor, shape, qs, transpose: bool) -> Tensor:
@@ -362,7 +330,7 @@ class PermuteRotate(Rotation):
             "seed": self.seed,
             "dense_max": self.dense_max,
             "pieces": [list(p) for p in self.pieces],
-            "matrices": [[[None if q is None else q.clone() for q in pc] for pc in st] for st in self._q64],
+            "matrices": _each_matrix(Tensor.clone, self._q64),
             "perm_digests": list(self._digests),
         }
         if include_permutations:
@@ -394,22 +362,16 @@ class PermuteRotate(Rotation):
                 "save with state_dict(include_permutations=True)"
             )
         expected = [[[None if s == 1 else (s, s) for s in shape] for shape in new.pieces]] * new.k
-        got = [[[None if q is None else tuple(q.shape) for q in pc] for pc in st] for st in matrices]
+        got = _each_matrix(lambda q: tuple(q.shape), matrices)
         if got != expected:
             raise ValueError(f"the saved mode matrices have shapes {got}, the pieces need {expected}")
-        new._q64 = [
-            [[None if q is None else q.to(torch.float64).clone() for q in pc] for pc in st] for st in matrices
-        ]
+        new._q64 = _each_matrix(lambda q: q.to(torch.float64).clone(), matrices)
         new._cast_matrices()
         self.__dict__.update(new.__dict__)
 
 
 class BlockRotation(Rotation):
-    r"""$Q_k$ on each of the disjoint index sets $I_k$, the identity elsewhere: $\bigoplus_kQ_k\oplus I$.
-
-    ``blocks``: pairs ``(index, rotation)`` (a square tensor is wrapped as :class:`DenseRotation`).
-    Dense blocks of one size are applied together, as one batched product.
-    """
+    r"""$\bigoplus_kQ_k\oplus I$: ``blocks`` of pairs ``(index, rotation)`` on disjoint index sets $I_k$."""
 
     def __init__(self, n: int, blocks: Sequence[tuple[Tensor, object]]):
         self.n = _check_dim(n, "n")
@@ -431,19 +393,17 @@ class BlockRotation(Rotation):
         self._stack()
 
     def _stack(self) -> None:
-        by_size: dict[int, list[int]] = {}
-        for k, (index, rot) in enumerate(self.blocks):
+        by_size: dict[int, list[tuple[Tensor, Tensor]]] = {}
+        self._others = []
+        for index, rot in self.blocks:
             if isinstance(rot, DenseRotation):
-                by_size.setdefault(index.numel(), []).append(k)
+                by_size.setdefault(index.numel(), []).append((index, rot.matrix))
+            else:
+                self._others.append((index.to(self.device), rot))
         self._stacks = [
-            (
-                torch.stack([self.blocks[k][0] for k in ks]).to(self.device),
-                torch.stack([self.blocks[k][1].matrix for k in ks]),
-            )
-            for ks in by_size.values()
+            (torch.stack([i for i, _ in b]).to(self.device), torch.stack([m for _, m in b]))
+            for b in by_size.values()
         ]
-        stacked = {k for ks in by_size.values() for k in ks}
-        self._others = [(i.to(self.device), r) for k, (i, r) in enumerate(self.blocks) if k not in stacked]
 
     def _map(self, x: Tensor, transpose: bool) -> Tensor:
         out = x.clone()
@@ -482,10 +442,7 @@ class BlockRotation(Rotation):
 def random_block_rotation(
     n: int, index_sets: Sequence[Tensor], *, seed: int = 0, dense_max: int = 2048, dtype=None, device="cpu"
 ) -> BlockRotation:
-    """A :class:`BlockRotation`: Haar on a set of ≤ ``dense_max`` coordinates, else ``PermuteRotate(k=2)``.
-
-    Set ``k`` is seeded by ``seed * 100003 + k`` (drawn on the CPU).
-    """
+    """Haar on sets of ≤ ``dense_max`` coordinates, else ``PermuteRotate(k=2)``; seeds ``seed*100003+k``."""
     blocks = []
     for k, index in enumerate(index_sets):
         index = torch.as_tensor(index, dtype=torch.long).reshape(-1)
@@ -499,10 +456,7 @@ def random_block_rotation(
 
 
 def eigenbasis(matrix: Tensor, *, dtype=None) -> DenseRotation:
-    r"""$Q$ of $M = Q\Lambda Q^\top$ (eigenvalues decreasing; ``eigh`` of $(M+M^\top)/2$ in float64).
-
-    Training on $L\circ Q$ with $M$ the Hessian makes the Hessian $\Lambda$, diagonal.
-    """
+    r"""$Q$ of $M = Q\Lambda Q^\top$ (eigenvalues decreasing; ``eigh`` of $(M+M^\top)/2$ in float64)."""
     if not isinstance(matrix, Tensor) or matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError("matrix must be a square 2-D tensor")
     m = matrix.detach().to(torch.float64)
@@ -513,8 +467,7 @@ def eigenbasis(matrix: Tensor, *, dtype=None) -> DenseRotation:
 class KroneckerRotation(Rotation):
     r"""$A\otimes B$ on a row-major ``(m, p)`` matrix: ``apply(vec X)`` $=\mathrm{vec}(AXB^\top)$.
 
-    With the eigenbases of $E[GG^\top]$ and $E[G^\top G]$: the fixed basis of Shampoo and SOAP
-    {cite}`gupta2018shampoo,vyas2024soap`.
+    The fixed basis of Shampoo and SOAP {cite}`gupta2018shampoo,vyas2024soap`.
     """
 
     def __init__(self, left, right):
@@ -545,9 +498,7 @@ class KroneckerRotation(Rotation):
 class RotatedParametrization:
     r"""Train any ``nn.Module`` on $L\circ\mathcal R$ ("rotated Adam", Section 4).
 
-    The optimizer owns a flat ``w`` over the trainable parameters; the module holds $x = \mathcal Rw$
-    from $w_0 = \mathcal R^\top x_0$ (the usual start, as in Section 4.1; the authors' GPT-2 code
-    starts at $\mathcal R x_0$)::
+    The optimizer owns a flat ``w``, from $w_0 = \mathcal R^\top x_0$; the module holds $x = \mathcal Rw$::
 
         rp.push()                  # module parameters <- R w
         loss.backward()
@@ -556,8 +507,7 @@ class RotatedParametrization:
 
     Args:
         module: the model, on its device and dtype.
-        rotation: anything :func:`as_rotation` takes; default ``PermuteRotate(n, k, seed)`` in
-            the module's dtype (at least float32) on its device.
+        rotation: anything :func:`as_rotation` takes; default ``PermuteRotate(n, k, seed)``.
     """
 
     def __init__(self, module: nn.Module, rotation=None, *, k: int = 2, seed: int = 0):
@@ -629,21 +579,13 @@ class RotatedParametrization:
 
 
 def rotate_model(model: nn.Module, rotation=None, *, k: int = 2, seed: int = 0) -> RotatedParametrization:
-    r"""Wrap ``model`` to train on $L\circ\mathcal R$ (rotated Adam's ``PermuteRotate(k, seed)`` by default).
-
-    Build the optimizer on ``.parameters()``; call ``push()`` before and ``pull_grad()`` after
-    each backward pass (see :class:`RotatedParametrization`).
-    """
+    r"""A :class:`RotatedParametrization` of ``model`` (on $L\circ\mathcal R$)."""
     return RotatedParametrization(model, rotation, k=k, seed=seed)
 
 
 @dataclass
 class EquivarianceGap:
-    r"""The result of :func:`equivariance_gap`.
-
-    ``xs`` on $L$, ``ws`` on $L\circ R$, ``gaps`` $=\|\tilde x_t - R^\top x_t\|_2$, ``gap`` their max,
-    ``relative_gap`` = gap / $\max_t\|x_t - x_0\|$ (or $\max_t\|x_t\|$).
-    """
+    r"""``xs`` on $L$, ``ws`` on $L\circ R$, ``gaps`` $=\|\tilde x_t - R^\top x_t\|_2$, ``gap`` their max."""
 
     xs: Tensor
     ws: Tensor
@@ -657,8 +599,6 @@ def equivariance_gap(
     opt_factory, loss_fn, x0: Tensor, R, steps: int, *, relative_to="displacement"
 ) -> EquivarianceGap:
     r"""Run an optimizer on $L_t$ from $x_0$ and on $L_t\circ R$ from $R^\top x_0$ (Definition 2.1).
-
-    Equivariant iff $\tilde x_t = R^\top x_t$ for all $t$. Use float64 for a clean comparison.
 
     Args:
         opt_factory: ``params -> optimizer`` (called once per run).
