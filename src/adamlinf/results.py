@@ -216,11 +216,7 @@ def lock_holder(path: Path | str) -> dict[str, Any] | None:
 def exclusive(
     path: Path | str, what: str, *, wait: bool = True, say: Callable[[str], Any] | None = None
 ) -> Iterator[Path]:
-    """Hold an advisory lock (``fcntl.flock``) on ``path``, recording the holder's pid and ``what``.
-
-    A live holder is waited for (one message through ``say``) or, with ``wait=False``, refused with
-    :class:`Busy`; the record of a dead holder is taken over.
-    """
+    """Hold ``fcntl.flock`` on ``path``: wait for a live holder (``wait=False``: :class:`Busy`)."""
     path = Path(path)
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     make_dirs(path.parent)
@@ -267,11 +263,7 @@ def final_dir(path: Path | str) -> Path:
 
 
 def begin_staging(final: Path | str) -> Path:
-    """A fresh staging folder ``.<name>.staging`` for ``final``, with its sub-folders linked in.
-
-    A ready staging folder left behind is committed; a failed run's loses its files, its run folders
-    move into ``final``.
-    """
+    """A fresh staging folder ``.<name>.staging`` for ``final`` (a leftover one committed or cleared)."""
     final = make_dirs(final)
     staging = final.with_name(f".{final.name}{_STAGING}")
     if staging.is_dir() and (staging / _READY).exists():
@@ -434,11 +426,7 @@ def _git(*args: str, root: Path = REPO_ROOT) -> subprocess.CompletedProcess | No
 
 
 def check_fresh(notebook: str, path: Path | str, root: Path = REPO_ROOT) -> str | None:
-    """A warning naming the refreshing command when published results are stale, else None.
-
-    Stale: the notebook, its parameters or the library changed since the provenance's commit (or
-    that commit is ``-dirty``); None without git.
-    """
+    """A warning when the notebook, its parameters or the library changed since the published commit."""
     record = read_provenance(path)
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     scale = folder.name if folder.name in ("ci", "gpu", "paper") else (record or {}).get("scale", "gpu")
