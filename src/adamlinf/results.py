@@ -1,15 +1,8 @@
-"""Where results live and what is recorded with them.
+"""Where results live: tidy CSV / JSON files, each with its provenance record beside it.
 
-Every number the book shows comes from a file written here: a tidy table (CSV) or a JSON
-record, each with a provenance record (parameters, git commit, package versions, device,
-wall time) beside it.
-
-Files are written atomically (:func:`write_atomic`: a temporary file of the same folder, then
-``os.replace``), and a failed write is one line naming the path and the cause
-(:class:`WriteError`). :func:`exclusive` is the advisory lock (``fcntl.flock``) that keeps one
-runner per results folder and one trainer per run folder; :func:`begin_staging` and
-:func:`commit_staging` make a notebook's results appear all together. Published results carry the
-SHA-256 of every file (:func:`file_digests`, checked by :func:`check_digests`).
+Writes are atomic (:func:`write_atomic`); a failed one is a one-line :class:`WriteError`.
+:func:`exclusive` is the advisory lock of a results or run folder; :func:`begin_staging` and
+:func:`commit_staging` publish a notebook's results all together, with SHA-256 digests.
 """
 
 from __future__ import annotations
@@ -54,6 +47,10 @@ def _version(name: str) -> str:
         return "not installed"
 
 
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
 def device_description(device: str | None = None) -> str:
     """A human-readable name of the hardware a result was computed on."""
     try:
@@ -78,7 +75,7 @@ def provenance(
 ) -> dict[str, Any]:
     """The provenance record saved beside each result and executed notebook."""
     rec = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _now(),
         "git_commit": git_commit(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -143,11 +140,7 @@ def make_dirs(path: Path | str) -> Path:
 
 
 def write_atomic(path: Path | str, write: Callable[[IO[bytes]], Any], *, fsync: bool = True) -> Path:
-    """Write ``path`` through ``write(binary file)`` into a temporary file of its folder, then rename it.
-
-    Readers see the old file or the new one: a full disk, an error or an interrupt leaves the old file
-    and no temporary file. A failure is a :class:`WriteError` naming the path and the cause.
-    """
+    """Write ``path`` through ``write(binary file)`` into a temporary file, then rename it over ``path``."""
     path = Path(path)
     make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -173,17 +166,14 @@ def write_text_atomic(path: Path | str, text: str) -> Path:
 
 
 def _jsonable(obj):
-    """Encode what ``json.dumps`` cannot: arrays and scalars via ``.tolist()``, anything else as ``str``."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
+    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
 
 
 class SavedPath(type(Path())):
     """The path a ``save_*`` function wrote, which a notebook cell does not display."""
 
     def _ipython_display_(self) -> None:
-        pass
+        """Display nothing."""
 
 
 def save_json(obj: Mapping[str, Any], path: Path | str) -> Path:
@@ -226,12 +216,7 @@ def lock_holder(path: Path | str) -> dict[str, Any] | None:
 def exclusive(
     path: Path | str, what: str, *, wait: bool = True, say: Callable[[str], Any] | None = None
 ) -> Iterator[Path]:
-    """Hold an advisory lock (``fcntl.flock``) on ``path`` (created) for the duration of the block.
-
-    The lock file records the holder's pid and ``what`` it does. A live holder is waited for (one
-    message through ``say``, default stderr) or, with ``wait=False``, refused with :class:`Busy`
-    naming its pid; the record of a dead holder (the kernel released its lock) is taken over at once.
-    """
+    """Hold ``fcntl.flock`` on ``path``: wait for a live holder (``wait=False``: :class:`Busy`)."""
     path = Path(path)
     say = say or (lambda text: print(text, file=sys.stderr, flush=True))
     make_dirs(path.parent)
@@ -254,11 +239,7 @@ def exclusive(
             if old and isinstance(old.get("pid"), int) and old["pid"] != os.getpid():
                 if not _pid_alive(old["pid"]):
                     say(f"[lock] {what}: taking over the stale lock of dead pid {old['pid']} ({path})")
-        record = {
-            "pid": os.getpid(),
-            "what": what,
-            "since": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        }
+        record = {"pid": os.getpid(), "what": what, "since": _now()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
         try:
@@ -282,12 +263,7 @@ def final_dir(path: Path | str) -> Path:
 
 
 def begin_staging(final: Path | str) -> Path:
-    """A fresh staging folder ``.<name>.staging``, the notebook's ``results_dir``; hold ``final``'s lock.
-
-    A staging folder left ready by an interrupted :func:`commit_staging` is committed; one left by a
-    failed run loses its files, and its new sub-folders (run folders) move into ``final``. Every
-    sub-folder of ``final`` is linked into the staging folder, so that runs resume in place.
-    """
+    """A fresh staging folder ``.<name>.staging`` for ``final`` (a leftover one committed or cleared)."""
     final = make_dirs(final)
     staging = final.with_name(f".{final.name}{_STAGING}")
     if staging.is_dir() and (staging / _READY).exists():
@@ -316,13 +292,8 @@ def _move_in(folder: Path, final: Path) -> None:
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Defer SIGINT and SIGTERM for the block (in the main thread), so a commit is not cut in two."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    try:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    except (AttributeError, ValueError, OSError):  # pragma: no cover - platforms without it
-        yield
-        return
+    """Defer SIGINT and SIGTERM for the block, so a commit is not cut in two."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:
@@ -332,12 +303,9 @@ def _signals_held() -> Iterator[None]:
 def commit_staging(
     staging: Path | str, final: Path | str, also: Mapping[Path | str, Path | str] | None = None
 ) -> Path:
-    """Make the staged results those of ``final``, all together; returns ``final``.
+    """Replace ``final``'s files by the staged ones (and rename ``also``: ``{tmp: dest}``); return ``final``.
 
-    Staged files replace those of ``final``, files the new run did not write are removed, new
-    sub-folders move in; ``also`` (``{temporary file: destination}``) are renamed in the same commit.
-    A ``.ready`` mark lets the next :func:`begin_staging` finish a commit cut short; SIGINT and
-    SIGTERM wait for the commit.
+    A ``.ready`` mark lets the next :func:`begin_staging` finish a commit cut short.
     """
     staging, final = Path(staging), Path(final)
     with _signals_held():
@@ -388,10 +356,7 @@ def file_digests(folder: Path | str, skip: tuple[str, ...] = ("provenance.json",
 
 
 def check_digests(folder: Path | str, record: Mapping[str, Any] | None) -> list[str]:
-    """The problems (changed, missing, unlisted files) of ``folder`` against its provenance's digests.
-
-    Empty when every file matches, or when the record holds no digests (nothing to check).
-    """
+    """The changed, missing and unlisted files of ``folder`` against ``record``'s digests (if any)."""
     folder = Path(folder)
     digests = (record or {}).get(DIGESTS)
     if not isinstance(digests, Mapping):
@@ -422,8 +387,7 @@ def upstream_dir(results_dir: Path | str, notebook: str, required: str | None = 
 
 PUBLISHED_ROOT = Path(os.environ.get("ADAMLINF_PUBLISHED", REPO_ROOT / "published"))
 
-#: The file ``python -m adamlinf.run --publish`` writes beside the published tables: the run's
-#: provenance (commit, hardware, package versions, wall time, parameters).
+#: The provenance file ``python -m adamlinf.run --publish`` writes beside the published tables.
 PROVENANCE_FILE = "provenance.json"
 
 
@@ -438,16 +402,14 @@ def published_dir(notebook: str, scale: str = "gpu", root: Path | str | None = N
 def read_provenance(path: Path | str) -> dict[str, Any] | None:
     """The provenance of a folder (``provenance.json``, else its newest ``*.provenance.json``) or a file."""
     path = Path(path)
-    if path.is_dir():
-        candidates = (
-            [path / PROVENANCE_FILE]
-            if (path / PROVENANCE_FILE).exists()
-            else sorted(path.glob("*.provenance.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        )
+    if not path.is_dir():
+        candidates = [
+            path if path.name.endswith(".json") else path.with_suffix(path.suffix + ".provenance.json")
+        ]
+    elif (path / PROVENANCE_FILE).exists():
+        candidates = [path / PROVENANCE_FILE]
     else:
-        candidates = (
-            [path] if path.name.endswith(".json") else [path.with_suffix(path.suffix + ".provenance.json")]
-        )
+        candidates = sorted(path.glob("*.provenance.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for candidate in candidates:
         try:
             return json.loads(candidate.read_text())
@@ -464,12 +426,7 @@ def _git(*args: str, root: Path = REPO_ROOT) -> subprocess.CompletedProcess | No
 
 
 def check_fresh(notebook: str, path: Path | str, root: Path = REPO_ROOT) -> str | None:
-    """A warning when published results are stale, else None.
-
-    Stale: the notebook's source, its parameters or the library changed since the commit in their
-    provenance (``git diff <commit>``; a ``-dirty`` commit is always stale). None also when git or
-    the history is absent. The warning names the commit, what changed and the refreshing command.
-    """
+    """A warning when the notebook, its parameters or the library changed since the published commit."""
     record = read_provenance(path)
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     scale = folder.name if folder.name in ("ci", "gpu", "paper") else (record or {}).get("scale", "gpu")
