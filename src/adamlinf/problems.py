@@ -1,12 +1,9 @@
 r"""The quadratics of Sections 3 and 4.1 and the runners on them.
 
-Section 4.1 (Table 1, RECONSTRUCTED: the paper's settings were not recovered, all are parameters):
-:math:`L_\theta(x)=\tfrac12x^\top R_\theta^\top HR_\theta x`, :math:`H=\operatorname{diag}(\lambda)`,
-:math:`R_\theta=\exp(\theta S)`, started at :math:`R_\theta^\top x_0` (the same loss for every
-rotation), gradients :math:`\nabla L_\theta(x)+\sigma\xi_t` (:class:`GradientNoise`).
-:func:`run_batched` runs every (row, lr, seed) as one tensor computation with the functional updates of
-:mod:`adamlinf.optim`; :func:`run_one_by_one` is its reference with the optimizer classes. Section 3:
-:func:`run_signgd`, :func:`run_blockwise_rmsprop` on a :class:`NoisyQuadratic`; :func:`run_trajectory`.
+Table 1 (RECONSTRUCTED, all settings are parameters): :math:`L_\theta(x)=\tfrac12x^\top
+R_\theta^\top\operatorname{diag}(\lambda)R_\theta x`, :math:`R_\theta=\exp(\theta S)`, started at
+:math:`R_\theta^\top x_0`, run by :func:`run_batched` (reference: :func:`run_one_by_one`).
+Section 3: :class:`NoisyQuadratic` and its runners.
 """
 
 from __future__ import annotations
@@ -61,8 +58,6 @@ def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, devic
 
 
 def _log_uniform(d: int, *, dtype=torch.float64, device="cpu", lo: float = 1e-3) -> torch.Tensor:
-    if d == 1:
-        return torch.ones(1, dtype=dtype, device=device)
     return torch.logspace(0.0, math.log10(lo), int(d), dtype=dtype, device=device)
 
 
@@ -184,10 +179,7 @@ def rotation_path(
     dtype=torch.float64,
     device="cpu",
 ) -> list[tuple[float, torch.Tensor | None]]:
-    r"""``[(0.0, None), (theta_1, R_1), ..., (inf, Q)]``, :math:`R_\theta=\exp(\theta S)` (``seed``: S).
-
-    With ``haar_seed``, a Haar :math:`Q` is added, labelled :math:`\theta=\infty`.
-    """
+    r"""``[(0, None), (theta_k, exp(theta_k S)), ..., (inf, Q)]``, S from ``seed``, Q Haar."""
     thetas = [float(t) for t in thetas]
     if any((not math.isfinite(t)) or t <= 0 for t in thetas):
         raise ValueError(f"thetas must be finite and > 0 (theta = 0 is always included), got {thetas}")
@@ -213,13 +205,10 @@ def rotated_family(
 
 
 class GradientNoise:
-    r"""The one noise model (Assumption 3.4): :math:`\sigma\odot\xi_t`, :math:`\xi_t\sim\mathcal N(0,I_d)`.
+    r"""The noise :math:`\sigma\odot\xi_t`, :math:`\xi_t\sim\mathcal N(0,I_d)` (Assumption 3.4).
 
-    ``sigma`` is a number or a ``(d,)`` tensor. Two stream layouts: by default one generator per row
-    ``s``, seeded ``base_seed * 1_000_003 + s`` with one ``randn(d)`` per step, so a run's noise
-    depends only on (``base_seed``, ``s``, step) and runs with the same seed index share it (common
-    random numbers, Table 1); with ``joint=True`` one generator seeded ``base_seed`` draws all
-    ``n_rows`` rows at once (Section 3 runs).
+    By default row ``s`` has its own generator (seed ``base_seed * 1_000_003 + s``): common random
+    numbers across runs with one seed index; ``joint=True``: one generator ``base_seed`` for all rows.
     """
 
     def __init__(
@@ -255,10 +244,7 @@ class GradientNoise:
 
 @dataclass(frozen=True)
 class Row:
-    r"""One optimizer setting; ``problem`` indexes :attr:`Experiment.problems`, ``lrs`` is the lr grid.
-
-    ``beta1`` is SGD's momentum :math:`\mu` and unused by SignGD.
-    """
+    r"""One optimizer setting on ``Experiment.problems[problem]``; ``beta1`` is SGD's momentum."""
 
     name: str
     optimizer: str
@@ -301,11 +287,9 @@ def lr_factor(schedule: str, t: int, steps: int) -> float:
 
 @dataclass
 class QuadraticResult:
-    r"""Tidy outputs of :func:`run_batched`.
+    r"""Tidy outputs of :func:`run_batched`: ``final``, one line per run, and ``curves`` (``step, loss``).
 
-    ``final``: one line per run (its row's fields, ``lr_index, seed, initial_loss, final_loss`` (the
-    mean over the last ``final_window`` iterates), ``last_loss``, ``diverged``, ``steps_to_reach``);
-    ``curves``: ``row, column, problem, theta, lr, seed, step, loss``.
+    ``final_loss`` is the mean loss over the last ``final_window`` iterates, ``last_loss`` :math:`L(x_T)`.
     """
 
     final: pd.DataFrame
@@ -313,11 +297,7 @@ class QuadraticResult:
 
 
 def _expand_runs(exp: Experiment, n_seeds: int):
-    """All (row, lr, seed) runs, sorted by update rule (optimizer, beta1, beta2), then problem.
-
-    Returns ``runs``, the update groups ``(optimizer, beta1, beta2, start, stop)`` and the Hessian
-    slices ``(problem, start, stop)`` (contiguous runs on one problem inside one group).
-    """
+    """All (row, lr, seed) runs by update rule, then problem; the rule groups and the per-problem slices."""
     runs = []
     for j, row in enumerate(exp.rows):
         for k, lr in enumerate(row.lrs):
@@ -350,13 +330,10 @@ def run_batched(
     schedule: str = "constant",
     reach: float | None = None,
 ) -> QuadraticResult:
-    r"""Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one tensor computation.
+    r"""Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one ``(runs, d)`` tensor.
 
-    The iterates are one ``(runs, d)`` tensor ordered by update rule, then problem: per step one
-    product per (rule, problem) slice and one update per rule (Adam, AdaSGD: torch form; SGD with
-    momentum :math:`\beta_1`; SignGD) with a ``(runs, 1)`` learning-rate column. Seed ``s`` uses noise
-    stream ``s`` and, when ``exp.x0`` is ``(S, d)``, the start :math:`R^\top x_0[s]`. With ``reach``,
-    ``steps_to_reach`` is the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (else inf).
+    Seed ``s`` uses noise stream ``s`` and start :math:`R^\top x_0[s]` if ``exp.x0`` is ``(S, d)``.
+    ``steps_to_reach``: the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (else inf).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -473,9 +450,7 @@ def run_one_by_one(
 ) -> np.ndarray:
     r"""The losses :math:`L(x_0..x_T)` of one run with an optimizer class (:func:`run_batched`'s reference).
 
-    The optimizer is ``adamlinf.optim.create(optimizer, ...)`` in the torch form (or, with
-    ``use_torch_optim``, ``torch.optim.Adam`` / ``torch.optim.SGD``); the noise is stream
-    ``seed_index`` of :class:`GradientNoise` (``seed``), exactly what :func:`run_batched` adds.
+    ``optim.create`` (or ``torch.optim.Adam`` / ``SGD`` with ``use_torch_optim``), noise stream ``seed_index``
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -506,16 +481,10 @@ def run_one_by_one(
     return np.asarray(losses)
 
 
-# ----------------------------------------------------------------------------------------------
-# Section 3: a quadratic with a minimiser and coordinate-wise noise, and batched runs on it
-# ----------------------------------------------------------------------------------------------
 class NoisyQuadratic(Quadratic):
-    r"""A :class:`Quadratic` with a minimiser and coordinate-wise gradient noise (Assumptions 3.4, 3.10).
+    r""":math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)` with gradients :math:`A(x-x^*)+\sigma\odot\xi`.
 
-    :math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)`, gradients :math:`A(x-x^*)+\sigma\odot\xi`
-    (:class:`GradientNoise`), so :math:`\sigma_b^2=\mathrm{mean}_{i\in b}\sigma_i^2` (Assumption 3.10).
-    ``A`` (symmetric) is kept exactly as given, a diagonal one applied elementwise; ``sigma`` is a
-    scalar or ``(d,)``, ``x_star`` defaults to 0.
+    ``A`` is kept exactly as given (a diagonal one applied elementwise); ``sigma``: scalar or ``(d,)``.
     """
 
     def __init__(self, A, sigma=0.0, x_star=None, *, dtype=torch.float64, device="cpu", name: str = "L"):
@@ -687,20 +656,14 @@ def run_blockwise_rmsprop(
 ) -> dict:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
-    ``optim.adam_update_`` over blocks, without bias correction, :math:`\epsilon` inside the root,
-    :math:`v_{0,b}=v_0`; ``block_index = torch.arange(d)`` is RMSProp. ``x0`` is ``(d,)`` or one start
-    per seed ``(n_seeds, d)``; the noise comes from one generator seeded ``seed``.
+    No bias correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`; ``block_index =
+    torch.arange(d)`` is RMSProp. ``x0``: ``(d,)`` or ``(n_seeds, d)``; noise from one generator ``seed``.
 
     Returns:
-        ``grad_l1`` (:math:`\|\nabla L(x_t)\|_1`), ``grad_dual`` (:math:`\|\nabla L(x_t)\|_{\Phi,*}`)
-        and ``loss``, each ``(steps + 1, n_lr, n_seeds)``, and ``lr``. With ``lemmas=True`` also the
-        per-block sums ``(n_lr, n_seeds, B)`` of Lemmas 3.14-3.16 and C.1, with
-        :math:`\bar g_t=\nabla L(x_{t-1})` and :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)
-        (\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`: ``first_order`` :math:`\sum_t\bar g_{(b)}^\top g_{(b)}/
-        \sqrt{v_{t,b}}`, ``gbar_sq_over_sqrt_vtilde`` :math:`\sum_t\|\bar g_{(b)}\|^2/\sqrt{\tilde v_{t,b}}`,
-        ``g2_over_v`` :math:`\sum_t\|g_{(b)}\|^2/(d_bv_{t,b})`, ``sqrt_vtilde_window``
-        :math:`\sum_{T/2<t\le T}\sqrt{\tilde v_{t,b}}`, ``gbar_norm_sum`` :math:`\sum_t\|\bar g_{(b)}\|/
-        \sqrt{d_b}` and ``log_ratio`` :math:`\ln(v_{T,b}/v_{0,b})` (all with :math:`+\epsilon` under roots).
+        ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and ``loss`` at :math:`x_t`, each
+        ``(steps + 1, n_lr, n_seeds)``, and ``lr``; with ``lemmas``, the per-block sums ``(n_lr, n_seeds,
+        B)`` of Lemmas 3.14-3.16 and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=
+        \beta_2v_{t-1,b}+(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
     """
     if steps < 1 or n_seeds < 1:
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")
@@ -763,10 +726,7 @@ def run_blockwise_rmsprop(
 
 @_one_thread
 def run_trajectory(name: str, A, x0, *, steps: int, lr: float, **kwargs) -> torch.Tensor:
-    r"""The ``(steps + 1, d)`` iterates of ``optim.create(name, [x], lr=lr, **kwargs)``.
-
-    On :math:`\tfrac12x^\top Ax` with full gradients :math:`Ax`.
-    """
+    r"""The ``(steps + 1, d)`` iterates of ``optim.create(name, ...)`` on :math:`\tfrac12x^\top Ax`."""
     A = theory.as_symmetric(A)
     x = torch.nn.Parameter(torch.as_tensor(x0, dtype=A.dtype, device=A.device).reshape(-1).clone())
     opt = optim.create(name, [x], lr=lr, **kwargs)
