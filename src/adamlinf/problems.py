@@ -20,29 +20,10 @@ import torch
 from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
 
-__all__ = [
-    "power_law_spectrum",
-    "SPECTRA",
-    "spectrum",
-    "rotation_path",
-    "rotated_family",
-    "Quadratic",
-    "GradientNoise",
-    "Row",
-    "Experiment",
-    "QuadraticResult",
-    "run_batched",
-    "run_one_by_one",
-    "lr_factor",
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "NoisyQuadratic",
-    "random_psd",
-    "block_quadratic",
-    "run_signgd",
-    "run_blockwise_rmsprop",
-    "run_trajectory",
-]
+__all__ = ["power_law_spectrum", "SPECTRA", "spectrum", "rotation_path", "rotated_family", "Quadratic"]
+__all__ += ["GradientNoise", "Row", "Experiment", "QuadraticResult", "run_batched", "run_one_by_one"]
+__all__ += ["lr_factor", "OPTIMIZERS", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
+__all__ += ["run_signgd", "run_blockwise_rmsprop", "run_trajectory"]
 
 OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS the batched runner runs
 
@@ -57,22 +38,14 @@ def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, devic
     return i.pow(-float(alpha))
 
 
-def _log_uniform(d: int, *, dtype=torch.float64, device="cpu", lo: float = 1e-3) -> torch.Tensor:
-    return torch.logspace(0.0, math.log10(lo), int(d), dtype=dtype, device=device)
-
-
-def _linear(d: int, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    return torch.arange(int(d), 0, -1, dtype=dtype, device=device) / int(d)
-
-
 #: The spectra of the Table 1 sweep (our choice), by name, largest first: :math:`i^{-1/2}`,
 #: :math:`1/i`, :math:`1/i^2`, log-uniform quantiles on :math:`[10^{-3},1]` and :math:`i/d`.
 SPECTRA = {
     "i^-1/2": lambda d, **kw: power_law_spectrum(d, 0.5, **kw),
     "1/i": lambda d, **kw: power_law_spectrum(d, 1.0, **kw),
     "1/i^2": lambda d, **kw: power_law_spectrum(d, 2.0, **kw),
-    "log-uniform": _log_uniform,
-    "i/d": _linear,
+    "log-uniform": lambda d, **kw: torch.logspace(0.0, -3.0, d, **kw),
+    "i/d": lambda d, **kw: torch.arange(d, 0, -1, **kw) / d,
 }
 
 
@@ -87,11 +60,7 @@ def spectrum(name: str, d: int, *, dtype=torch.float64, device="cpu") -> torch.T
 
 
 class Quadratic:
-    r""":math:`L(x)=\tfrac12x^\top Hx` with :math:`H=R^\top\operatorname{diag}(\lambda)R`.
-
-    ``rotation=None`` means :math:`R=I`, applied elementwise; methods take ``x`` of shape ``(d,)``
-    or ``(n, d)``; ``name`` labels result tables.
-    """
+    r""":math:`L(x)=\tfrac12x^\top R^\top\mathrm{diag}(\lambda)Rx`; ``rotation=None`` is :math:`R=I`."""
 
     def __init__(self, eigenvalues: torch.Tensor, rotation: torch.Tensor | None = None, name: str = "L"):
         lam = torch.as_tensor(eigenvalues)
@@ -106,9 +75,7 @@ class Quadratic:
         if rotation is not None:
             rotation = torch.as_tensor(rotation, dtype=lam.dtype, device=lam.device)
             if rotation.shape != (self.d, self.d):
-                raise ValueError(
-                    f"rotation must have shape ({self.d}, {self.d}), got {tuple(rotation.shape)}"
-                )
+                raise ValueError(f"rotation must be ({self.d}, {self.d}), got {tuple(rotation.shape)}")
         self.rotation = rotation
         self.name = name
         self._hessian: torch.Tensor | None = None
@@ -126,13 +93,11 @@ class Quadratic:
     @property
     def hessian(self) -> torch.Tensor:
         r"""The dense :math:`H`, symmetrised exactly (:math:`x^\top H` and :math:`Hx` agree bit for bit)."""
-        if self._hessian is None:
-            if self.rotation is None:
-                self._hessian = torch.diag(self.eigenvalues)
-            else:
-                R = self.rotation
-                H = (R.T * self.eigenvalues) @ R
-                self._hessian = 0.5 * (H + H.T)
+        if self._hessian is None and self.rotation is None:
+            self._hessian = torch.diag(self.eigenvalues)
+        elif self._hessian is None:
+            H = (self.rotation.T * self.eigenvalues) @ self.rotation
+            self._hessian = 0.5 * (H + H.T)
         return self._hessian
 
     def to(self, dtype=None, device=None) -> Quadratic:
@@ -165,9 +130,7 @@ class Quadratic:
         return x0.clone() if self.rotation is None else x0 @ self.rotation  # (R^T x0)^T = x0^T R
 
     def __repr__(self) -> str:
-        return (
-            f"{self.__class__.__name__}(name={self.name!r}, d={self.d}, rotated={self.rotation is not None})"
-        )
+        return f"{type(self).__name__}(name={self.name!r}, d={self.d}, rotated={self.rotation is not None})"
 
 
 def rotation_path(
@@ -287,10 +250,7 @@ def lr_factor(schedule: str, t: int, steps: int) -> float:
 
 @dataclass
 class QuadraticResult:
-    r"""Tidy outputs of :func:`run_batched`: ``final``, one line per run, and ``curves`` (``step, loss``).
-
-    ``final_loss`` is the mean loss over the last ``final_window`` iterates, ``last_loss`` :math:`L(x_T)`.
-    """
+    """``final``: a line per run (``final_loss``: mean of the last ``final_window`` iterates), ``curves``."""
 
     final: pd.DataFrame
     curves: pd.DataFrame
@@ -350,7 +310,6 @@ def run_batched(
     d = x0.shape[-1]
     runs, groups, hess = _expand_runs(exp, n_seeds)
     R = len(runs)
-    rows = exp.rows
     lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
     seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
     prob_idx = torch.tensor([r[1] for r in runs], dtype=torch.long, device=device)
@@ -408,12 +367,12 @@ def run_batched(
     final = tail / final_window
 
     thetas = [getattr(p, "theta", 0.0) for p in problems]
-    row_fields = ["row", "optimizer", "column", "beta1", "beta2"]
-    info = [(r.name, r.optimizer, r.column, r.beta1, r.beta2) for r in rows]
-    meta = pd.DataFrame(
-        [(*info[j], p, thetas[p], lr, k, s) for _, p, j, k, s, lr in runs],
-        columns=[*row_fields, "problem", "theta", "lr", "lr_index", "seed"],
-    )[["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]]
+    table = []
+    for _, p, j, k, s, lr in runs:
+        r = exp.rows[j]
+        table.append((r.name, r.optimizer, p, thetas[p], r.column, r.beta1, r.beta2, lr, k, s))
+    columns = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]
+    meta = pd.DataFrame(table, columns=columns)
     final_np = final.cpu().numpy()
     fin = meta.copy()
     fin["initial_loss"] = initial.cpu().numpy()
@@ -502,22 +461,17 @@ class NoisyQuadratic(Quadratic):
         self.sigma = torch.broadcast_to(torch.as_tensor(sigma, dtype=dtype, device=device), (d,)).clone()
         if torch.any(self.sigma < 0):
             raise ValueError("sigma must be non-negative")
-        self.x_star = (
-            torch.zeros(d, dtype=dtype, device=device)
-            if x_star is None
-            else torch.as_tensor(x_star, dtype=dtype, device=device).reshape(d)
-        )
+        self.x_star = torch.zeros(d, dtype=dtype, device=device)
+        if x_star is not None:
+            self.x_star = torch.as_tensor(x_star, dtype=dtype, device=device).reshape(d)
 
     @classmethod
     def from_quadratic(cls, q: Quadratic, sigma=0.0, x_star=None) -> NoisyQuadratic:
         """``q`` with noise and a minimiser; keeps its rotation, Hessian, ``theta`` and ``spectrum``."""
         out = cls.__new__(cls)
-        Quadratic.__init__(out, q.eigenvalues, q.rotation, name=q.name)
+        out.__dict__.update(vars(q))
         out._hessian = q.hessian
         out._set_noise(sigma, x_star)
-        for attr in ("theta", "spectrum"):
-            if hasattr(q, attr):
-                setattr(out, attr, getattr(q, attr))
         return out
 
     @property
@@ -550,11 +504,9 @@ class NoisyQuadratic(Quadratic):
 
 def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, device="cpu") -> torch.Tensor:
     r""":math:`Q\mathrm{diag}(\lambda)Q^\top`, :math:`Q` Haar, :math:`\lambda_i=i^{-1/2}` by default."""
-    lam = (
-        power_law_spectrum(d, 0.5)
-        if eigenvalues is None
-        else torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
-    )
+    lam = power_law_spectrum(d, 0.5)
+    if eigenvalues is not None:
+        lam = torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
     if lam.numel() != d:
         raise ValueError(f"need {d} eigenvalues, got {lam.numel()}")
     Q = haar(d, seed=seed, dtype=torch.float64)
@@ -565,10 +517,9 @@ def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, 
 def block_quadratic(
     block_sizes, scales, *, eig_range=(0.5, 1.0), seed: int = 0, dtype=torch.float64, device="cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""A block-diagonal PSD Hessian for Theorem 3.11 and its block ids: ``(A, block_index)``.
+    r"""``(A, block_index)`` (Theorem 3.11): A has blocks ``scales[k]`` :math:`Q_k\Lambda Q_k^\top`.
 
-    Block :math:`k` is ``scales[k]`` :math:`\cdot Q_k\mathrm{diag}(\lambda)Q_k^\top`, :math:`Q_k`
-    Haar (seed ``seed * 1000 + k``), :math:`\lambda` evenly spaced in ``eig_range``.
+    :math:`Q_k` Haar (seed ``seed * 1000 + k``), :math:`\Lambda` diagonal, evenly spaced in ``eig_range``.
     """
     sizes = [int(k) for k in block_sizes]
     if len(sizes) != len(scales) or min(sizes) < 1:
