@@ -1,12 +1,9 @@
 r"""The quadratics of Sections 3 and 4.1 and the runners on them.
 
-Section 4.1 (Table 1, RECONSTRUCTED: the paper's settings were not recovered, all are parameters):
-:math:`L_\theta(x)=\tfrac12x^\top R_\theta^\top HR_\theta x`, :math:`H=\operatorname{diag}(\lambda)`,
-:math:`R_\theta=\exp(\theta S)`, started at :math:`R_\theta^\top x_0` (the same loss for every
-rotation), gradients :math:`\nabla L_\theta(x)+\sigma\xi_t` (:class:`GradientNoise`).
-:func:`run_batched` runs every (row, lr, seed) as one tensor computation with the functional updates of
-:mod:`adamlinf.optim`; :func:`run_one_by_one` is its reference with the optimizer classes. Section 3:
-:func:`run_signgd`, :func:`run_blockwise_rmsprop` on a :class:`NoisyQuadratic`; :func:`run_trajectory`.
+Table 1 (RECONSTRUCTED, all settings are parameters): :math:`L_\theta(x)=\tfrac12x^\top
+R_\theta^\top\operatorname{diag}(\lambda)R_\theta x`, :math:`R_\theta=\exp(\theta S)`, started at
+:math:`R_\theta^\top x_0`, run by :func:`run_batched` (reference: :func:`run_one_by_one`).
+Section 3: :class:`NoisyQuadratic` and its runners.
 """
 
 from __future__ import annotations
@@ -23,29 +20,10 @@ import torch
 from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
 
-__all__ = [
-    "power_law_spectrum",
-    "SPECTRA",
-    "spectrum",
-    "rotation_path",
-    "rotated_family",
-    "Quadratic",
-    "GradientNoise",
-    "Row",
-    "Experiment",
-    "QuadraticResult",
-    "run_batched",
-    "run_one_by_one",
-    "lr_factor",
-    "OPTIMIZERS",
-    "SCHEDULES",
-    "NoisyQuadratic",
-    "random_psd",
-    "block_quadratic",
-    "run_signgd",
-    "run_blockwise_rmsprop",
-    "run_trajectory",
-]
+__all__ = ["power_law_spectrum", "SPECTRA", "spectrum", "rotation_path", "rotated_family", "Quadratic"]
+__all__ += ["GradientNoise", "Row", "Experiment", "QuadraticResult", "run_batched", "run_one_by_one"]
+__all__ += ["lr_factor", "OPTIMIZERS", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
+__all__ += ["run_signgd", "run_blockwise_rmsprop", "run_trajectory"]
 
 OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS the batched runner runs
 
@@ -60,24 +38,14 @@ def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, devic
     return i.pow(-float(alpha))
 
 
-def _log_uniform(d: int, *, dtype=torch.float64, device="cpu", lo: float = 1e-3) -> torch.Tensor:
-    if d == 1:
-        return torch.ones(1, dtype=dtype, device=device)
-    return torch.logspace(0.0, math.log10(lo), int(d), dtype=dtype, device=device)
-
-
-def _linear(d: int, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    return torch.arange(int(d), 0, -1, dtype=dtype, device=device) / int(d)
-
-
 #: The spectra of the Table 1 sweep (our choice), by name, largest first: :math:`i^{-1/2}`,
 #: :math:`1/i`, :math:`1/i^2`, log-uniform quantiles on :math:`[10^{-3},1]` and :math:`i/d`.
 SPECTRA = {
     "i^-1/2": lambda d, **kw: power_law_spectrum(d, 0.5, **kw),
     "1/i": lambda d, **kw: power_law_spectrum(d, 1.0, **kw),
     "1/i^2": lambda d, **kw: power_law_spectrum(d, 2.0, **kw),
-    "log-uniform": _log_uniform,
-    "i/d": _linear,
+    "log-uniform": lambda d, **kw: torch.logspace(0.0, -3.0, d, **kw),
+    "i/d": lambda d, **kw: torch.arange(d, 0, -1, **kw) / d,
 }
 
 
@@ -92,11 +60,7 @@ def spectrum(name: str, d: int, *, dtype=torch.float64, device="cpu") -> torch.T
 
 
 class Quadratic:
-    r""":math:`L(x)=\tfrac12x^\top Hx` with :math:`H=R^\top\operatorname{diag}(\lambda)R`.
-
-    ``rotation=None`` means :math:`R=I`, applied elementwise; methods take ``x`` of shape ``(d,)``
-    or ``(n, d)``; ``name`` labels result tables.
-    """
+    r""":math:`L(x)=\tfrac12x^\top R^\top\mathrm{diag}(\lambda)Rx`; ``rotation=None`` is :math:`R=I`."""
 
     def __init__(self, eigenvalues: torch.Tensor, rotation: torch.Tensor | None = None, name: str = "L"):
         lam = torch.as_tensor(eigenvalues)
@@ -111,9 +75,7 @@ class Quadratic:
         if rotation is not None:
             rotation = torch.as_tensor(rotation, dtype=lam.dtype, device=lam.device)
             if rotation.shape != (self.d, self.d):
-                raise ValueError(
-                    f"rotation must have shape ({self.d}, {self.d}), got {tuple(rotation.shape)}"
-                )
+                raise ValueError(f"rotation must be ({self.d}, {self.d}), got {tuple(rotation.shape)}")
         self.rotation = rotation
         self.name = name
         self._hessian: torch.Tensor | None = None
@@ -131,13 +93,11 @@ class Quadratic:
     @property
     def hessian(self) -> torch.Tensor:
         r"""The dense :math:`H`, symmetrised exactly (:math:`x^\top H` and :math:`Hx` agree bit for bit)."""
-        if self._hessian is None:
-            if self.rotation is None:
-                self._hessian = torch.diag(self.eigenvalues)
-            else:
-                R = self.rotation
-                H = (R.T * self.eigenvalues) @ R
-                self._hessian = 0.5 * (H + H.T)
+        if self._hessian is None and self.rotation is None:
+            self._hessian = torch.diag(self.eigenvalues)
+        elif self._hessian is None:
+            H = (self.rotation.T * self.eigenvalues) @ self.rotation
+            self._hessian = 0.5 * (H + H.T)
         return self._hessian
 
     def to(self, dtype=None, device=None) -> Quadratic:
@@ -170,9 +130,7 @@ class Quadratic:
         return x0.clone() if self.rotation is None else x0 @ self.rotation  # (R^T x0)^T = x0^T R
 
     def __repr__(self) -> str:
-        return (
-            f"{self.__class__.__name__}(name={self.name!r}, d={self.d}, rotated={self.rotation is not None})"
-        )
+        return f"{type(self).__name__}(name={self.name!r}, d={self.d}, rotated={self.rotation is not None})"
 
 
 def rotation_path(
@@ -184,10 +142,7 @@ def rotation_path(
     dtype=torch.float64,
     device="cpu",
 ) -> list[tuple[float, torch.Tensor | None]]:
-    r"""``[(0.0, None), (theta_1, R_1), ..., (inf, Q)]``, :math:`R_\theta=\exp(\theta S)` (``seed``: S).
-
-    With ``haar_seed``, a Haar :math:`Q` is added, labelled :math:`\theta=\infty`.
-    """
+    r"""``[(0, None), (theta_k, exp(theta_k S)), ..., (inf, Q)]``, S from ``seed``, Q Haar."""
     thetas = [float(t) for t in thetas]
     if any((not math.isfinite(t)) or t <= 0 for t in thetas):
         raise ValueError(f"thetas must be finite and > 0 (theta = 0 is always included), got {thetas}")
@@ -213,13 +168,10 @@ def rotated_family(
 
 
 class GradientNoise:
-    r"""The one noise model (Assumption 3.4): :math:`\sigma\odot\xi_t`, :math:`\xi_t\sim\mathcal N(0,I_d)`.
+    r"""The noise :math:`\sigma\odot\xi_t`, :math:`\xi_t\sim\mathcal N(0,I_d)` (Assumption 3.4).
 
-    ``sigma`` is a number or a ``(d,)`` tensor. Two stream layouts: by default one generator per row
-    ``s``, seeded ``base_seed * 1_000_003 + s`` with one ``randn(d)`` per step, so a run's noise
-    depends only on (``base_seed``, ``s``, step) and runs with the same seed index share it (common
-    random numbers, Table 1); with ``joint=True`` one generator seeded ``base_seed`` draws all
-    ``n_rows`` rows at once (Section 3 runs).
+    By default row ``s`` has its own generator (seed ``base_seed * 1_000_003 + s``): common random
+    numbers across runs with one seed index; ``joint=True``: one generator ``base_seed`` for all rows.
     """
 
     def __init__(
@@ -255,10 +207,7 @@ class GradientNoise:
 
 @dataclass(frozen=True)
 class Row:
-    r"""One optimizer setting; ``problem`` indexes :attr:`Experiment.problems`, ``lrs`` is the lr grid.
-
-    ``beta1`` is SGD's momentum :math:`\mu` and unused by SignGD.
-    """
+    r"""One optimizer setting on ``Experiment.problems[problem]``; ``beta1`` is SGD's momentum."""
 
     name: str
     optimizer: str
@@ -301,23 +250,14 @@ def lr_factor(schedule: str, t: int, steps: int) -> float:
 
 @dataclass
 class QuadraticResult:
-    r"""Tidy outputs of :func:`run_batched`.
-
-    ``final``: one line per run (its row's fields, ``lr_index, seed, initial_loss, final_loss`` (the
-    mean over the last ``final_window`` iterates), ``last_loss``, ``diverged``, ``steps_to_reach``);
-    ``curves``: ``row, column, problem, theta, lr, seed, step, loss``.
-    """
+    """``final``: a line per run (``final_loss``: mean of the last ``final_window`` iterates), ``curves``."""
 
     final: pd.DataFrame
     curves: pd.DataFrame
 
 
 def _expand_runs(exp: Experiment, n_seeds: int):
-    """All (row, lr, seed) runs, sorted by update rule (optimizer, beta1, beta2), then problem.
-
-    Returns ``runs``, the update groups ``(optimizer, beta1, beta2, start, stop)`` and the Hessian
-    slices ``(problem, start, stop)`` (contiguous runs on one problem inside one group).
-    """
+    """All (row, lr, seed) runs by update rule, then problem; the rule groups and the per-problem slices."""
     runs = []
     for j, row in enumerate(exp.rows):
         for k, lr in enumerate(row.lrs):
@@ -350,13 +290,10 @@ def run_batched(
     schedule: str = "constant",
     reach: float | None = None,
 ) -> QuadraticResult:
-    r"""Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one tensor computation.
+    r"""Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one ``(runs, d)`` tensor.
 
-    The iterates are one ``(runs, d)`` tensor ordered by update rule, then problem: per step one
-    product per (rule, problem) slice and one update per rule (Adam, AdaSGD: torch form; SGD with
-    momentum :math:`\beta_1`; SignGD) with a ``(runs, 1)`` learning-rate column. Seed ``s`` uses noise
-    stream ``s`` and, when ``exp.x0`` is ``(S, d)``, the start :math:`R^\top x_0[s]`. With ``reach``,
-    ``steps_to_reach`` is the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (else inf).
+    Seed ``s`` uses noise stream ``s`` and start :math:`R^\top x_0[s]` if ``exp.x0`` is ``(S, d)``.
+    ``steps_to_reach``: the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (else inf).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -373,7 +310,6 @@ def run_batched(
     d = x0.shape[-1]
     runs, groups, hess = _expand_runs(exp, n_seeds)
     R = len(runs)
-    rows = exp.rows
     lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
     seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
     prob_idx = torch.tensor([r[1] for r in runs], dtype=torch.long, device=device)
@@ -431,12 +367,12 @@ def run_batched(
     final = tail / final_window
 
     thetas = [getattr(p, "theta", 0.0) for p in problems]
-    row_fields = ["row", "optimizer", "column", "beta1", "beta2"]
-    info = [(r.name, r.optimizer, r.column, r.beta1, r.beta2) for r in rows]
-    meta = pd.DataFrame(
-        [(*info[j], p, thetas[p], lr, k, s) for _, p, j, k, s, lr in runs],
-        columns=[*row_fields, "problem", "theta", "lr", "lr_index", "seed"],
-    )[["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]]
+    table = []
+    for _, p, j, k, s, lr in runs:
+        r = exp.rows[j]
+        table.append((r.name, r.optimizer, p, thetas[p], r.column, r.beta1, r.beta2, lr, k, s))
+    columns = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]
+    meta = pd.DataFrame(table, columns=columns)
     final_np = final.cpu().numpy()
     fin = meta.copy()
     fin["initial_loss"] = initial.cpu().numpy()
@@ -473,9 +409,7 @@ def run_one_by_one(
 ) -> np.ndarray:
     r"""The losses :math:`L(x_0..x_T)` of one run with an optimizer class (:func:`run_batched`'s reference).
 
-    The optimizer is ``adamlinf.optim.create(optimizer, ...)`` in the torch form (or, with
-    ``use_torch_optim``, ``torch.optim.Adam`` / ``torch.optim.SGD``); the noise is stream
-    ``seed_index`` of :class:`GradientNoise` (``seed``), exactly what :func:`run_batched` adds.
+    ``optim.create`` (or ``torch.optim.Adam`` / ``SGD`` with ``use_torch_optim``), noise stream ``seed_index``
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
@@ -506,16 +440,10 @@ def run_one_by_one(
     return np.asarray(losses)
 
 
-# ----------------------------------------------------------------------------------------------
-# Section 3: a quadratic with a minimiser and coordinate-wise noise, and batched runs on it
-# ----------------------------------------------------------------------------------------------
 class NoisyQuadratic(Quadratic):
-    r"""A :class:`Quadratic` with a minimiser and coordinate-wise gradient noise (Assumptions 3.4, 3.10).
+    r""":math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)` with gradients :math:`A(x-x^*)+\sigma\odot\xi`.
 
-    :math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)`, gradients :math:`A(x-x^*)+\sigma\odot\xi`
-    (:class:`GradientNoise`), so :math:`\sigma_b^2=\mathrm{mean}_{i\in b}\sigma_i^2` (Assumption 3.10).
-    ``A`` (symmetric) is kept exactly as given, a diagonal one applied elementwise; ``sigma`` is a
-    scalar or ``(d,)``, ``x_star`` defaults to 0.
+    ``A`` is kept exactly as given (a diagonal one applied elementwise); ``sigma``: scalar or ``(d,)``.
     """
 
     def __init__(self, A, sigma=0.0, x_star=None, *, dtype=torch.float64, device="cpu", name: str = "L"):
@@ -533,22 +461,17 @@ class NoisyQuadratic(Quadratic):
         self.sigma = torch.broadcast_to(torch.as_tensor(sigma, dtype=dtype, device=device), (d,)).clone()
         if torch.any(self.sigma < 0):
             raise ValueError("sigma must be non-negative")
-        self.x_star = (
-            torch.zeros(d, dtype=dtype, device=device)
-            if x_star is None
-            else torch.as_tensor(x_star, dtype=dtype, device=device).reshape(d)
-        )
+        self.x_star = torch.zeros(d, dtype=dtype, device=device)
+        if x_star is not None:
+            self.x_star = torch.as_tensor(x_star, dtype=dtype, device=device).reshape(d)
 
     @classmethod
     def from_quadratic(cls, q: Quadratic, sigma=0.0, x_star=None) -> NoisyQuadratic:
         """``q`` with noise and a minimiser; keeps its rotation, Hessian, ``theta`` and ``spectrum``."""
         out = cls.__new__(cls)
-        Quadratic.__init__(out, q.eigenvalues, q.rotation, name=q.name)
+        out.__dict__.update(vars(q))
         out._hessian = q.hessian
         out._set_noise(sigma, x_star)
-        for attr in ("theta", "spectrum"):
-            if hasattr(q, attr):
-                setattr(out, attr, getattr(q, attr))
         return out
 
     @property
@@ -581,11 +504,9 @@ class NoisyQuadratic(Quadratic):
 
 def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, device="cpu") -> torch.Tensor:
     r""":math:`Q\mathrm{diag}(\lambda)Q^\top`, :math:`Q` Haar, :math:`\lambda_i=i^{-1/2}` by default."""
-    lam = (
-        power_law_spectrum(d, 0.5)
-        if eigenvalues is None
-        else torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
-    )
+    lam = power_law_spectrum(d, 0.5)
+    if eigenvalues is not None:
+        lam = torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
     if lam.numel() != d:
         raise ValueError(f"need {d} eigenvalues, got {lam.numel()}")
     Q = haar(d, seed=seed, dtype=torch.float64)
@@ -596,10 +517,9 @@ def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, 
 def block_quadratic(
     block_sizes, scales, *, eig_range=(0.5, 1.0), seed: int = 0, dtype=torch.float64, device="cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""A block-diagonal PSD Hessian for Theorem 3.11 and its block ids: ``(A, block_index)``.
+    r"""``(A, block_index)`` (Theorem 3.11): A has blocks ``scales[k]`` :math:`Q_k\Lambda Q_k^\top`.
 
-    Block :math:`k` is ``scales[k]`` :math:`\cdot Q_k\mathrm{diag}(\lambda)Q_k^\top`, :math:`Q_k`
-    Haar (seed ``seed * 1000 + k``), :math:`\lambda` evenly spaced in ``eig_range``.
+    :math:`Q_k` Haar (seed ``seed * 1000 + k``), :math:`\Lambda` diagonal, evenly spaced in ``eig_range``.
     """
     sizes = [int(k) for k in block_sizes]
     if len(sizes) != len(scales) or min(sizes) < 1:
@@ -687,20 +607,14 @@ def run_blockwise_rmsprop(
 ) -> dict:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
-    ``optim.adam_update_`` over blocks, without bias correction, :math:`\epsilon` inside the root,
-    :math:`v_{0,b}=v_0`; ``block_index = torch.arange(d)`` is RMSProp. ``x0`` is ``(d,)`` or one start
-    per seed ``(n_seeds, d)``; the noise comes from one generator seeded ``seed``.
+    No bias correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`; ``block_index =
+    torch.arange(d)`` is RMSProp. ``x0``: ``(d,)`` or ``(n_seeds, d)``; noise from one generator ``seed``.
 
     Returns:
-        ``grad_l1`` (:math:`\|\nabla L(x_t)\|_1`), ``grad_dual`` (:math:`\|\nabla L(x_t)\|_{\Phi,*}`)
-        and ``loss``, each ``(steps + 1, n_lr, n_seeds)``, and ``lr``. With ``lemmas=True`` also the
-        per-block sums ``(n_lr, n_seeds, B)`` of Lemmas 3.14-3.16 and C.1, with
-        :math:`\bar g_t=\nabla L(x_{t-1})` and :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)
-        (\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`: ``first_order`` :math:`\sum_t\bar g_{(b)}^\top g_{(b)}/
-        \sqrt{v_{t,b}}`, ``gbar_sq_over_sqrt_vtilde`` :math:`\sum_t\|\bar g_{(b)}\|^2/\sqrt{\tilde v_{t,b}}`,
-        ``g2_over_v`` :math:`\sum_t\|g_{(b)}\|^2/(d_bv_{t,b})`, ``sqrt_vtilde_window``
-        :math:`\sum_{T/2<t\le T}\sqrt{\tilde v_{t,b}}`, ``gbar_norm_sum`` :math:`\sum_t\|\bar g_{(b)}\|/
-        \sqrt{d_b}` and ``log_ratio`` :math:`\ln(v_{T,b}/v_{0,b})` (all with :math:`+\epsilon` under roots).
+        ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and ``loss`` at :math:`x_t`, each
+        ``(steps + 1, n_lr, n_seeds)``, and ``lr``; with ``lemmas``, the per-block sums ``(n_lr, n_seeds,
+        B)`` of Lemmas 3.14-3.16 and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=
+        \beta_2v_{t-1,b}+(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
     """
     if steps < 1 or n_seeds < 1:
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")
@@ -763,10 +677,7 @@ def run_blockwise_rmsprop(
 
 @_one_thread
 def run_trajectory(name: str, A, x0, *, steps: int, lr: float, **kwargs) -> torch.Tensor:
-    r"""The ``(steps + 1, d)`` iterates of ``optim.create(name, [x], lr=lr, **kwargs)``.
-
-    On :math:`\tfrac12x^\top Ax` with full gradients :math:`Ax`.
-    """
+    r"""The ``(steps + 1, d)`` iterates of ``optim.create(name, ...)`` on :math:`\tfrac12x^\top Ax`."""
     A = theory.as_symmetric(A)
     x = torch.nn.Parameter(torch.as_tensor(x0, dtype=A.dtype, device=A.device).reshape(-1).clone())
     opt = optim.create(name, [x], lr=lr, **kwargs)
