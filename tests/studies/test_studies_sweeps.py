@@ -275,22 +275,6 @@ def test_final_metrics_over_a_synthetic_sweep():
         sweeps.final_metrics(df, metric="nope")
 
 
-def _frame(train_loss, val_loss, lr_t=True):
-    """A run's metrics as run_specs returns them: training rows (lr_t, iter_time), eval rows every
-    5 iterations, a final eval-only row; NaN stands for what CSV reads back as missing."""
-    n = len(train_loss)
-    rows = []
-    for i, loss in enumerate(train_loss):
-        row = {"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": i, "iter_time": 0.1, "train_loss": loss}
-        if lr_t:
-            row["lr_t"] = 1e-3
-        if i % 5 == 0:
-            row["val_loss"] = loss
-        rows.append(row)
-    rows.append({"run": "r", "optimizer": "adam", "lr": 1e-3, "iter": n, "val_loss": val_loss})
-    return pd.DataFrame(rows)
-
-
 def test_the_tuning_seed_picks_the_lr_and_never_measures(tmp_path):
     # seed 0 (tuning) is lucky at lr 1e-3: 1.0; the measuring seeds 1 and 2 read 2.0 and 2.2 there
     finals = pd.DataFrame(
