@@ -96,7 +96,7 @@ def main() -> None:
         "BlockwiseAdam(rows)": lambda ps: optim.BlockwiseAdam(ps, lr=1e-4, partition=P.rows()),
         "BlockwiseAdam(heads)": lambda ps: optim.BlockwiseAdam(ps, lr=1e-4, partition=heads_for(ps)),
         "BlockwiseAdam(coordinate)": lambda ps: optim.BlockwiseAdam(ps, lr=1e-4, partition=P.coordinate()),
-        "BlockwiseAdam(coordinate, fused=None)": lambda ps: optim.BlockwiseAdam(ps, lr=1e-4, fused=None),
+        "BlockwiseAdam(coordinate, fused=False)": lambda ps: optim.BlockwiseAdam(ps, lr=1e-4, fused=False),
     }
     opts = {name: make(copy_params()) for name, make in makers.items()}
     for _ in range(args.warmup):

@@ -598,6 +598,8 @@ def test_adam_matches_torch_hypothesis(lr, b1, b2, eps, seed):
     ours, _ = run(lambda ps: optim.Adam(ps, **kw), 30, seed=seed)
     ref, _ = run(lambda ps: torch.optim.Adam(ps, fused=True, **kw), 30, seed=seed)
     assert all(torch.equal(a, b) for a, b in zip(ours, ref, strict=True))
+    blocks, _ = run(lambda ps: optim.BlockwiseAdam(ps, partition="coordinate", **kw), 30, seed=seed)
+    assert all(torch.equal(a, b) for a, b in zip(blocks, ref, strict=True))  # Adam is this preset
     # the foreach path equals torch's foreach Adam up to rounding (its bias correction is computed on
     # the device, as torch's capturable path does). Few steps, since this loss amplifies rounding: at
     # β2 = 0 and a small ε the update m/(|g|+ε) magnifies ulp-level differences, measured up to 2.4e-11
@@ -650,6 +652,19 @@ def test_presets_follow_torch_defaults():
     for cls in (optim.AdaSGD, optim.RMSProp, optim.BlockwiseAdam):
         d = cls(make_params()).defaults
         assert d["bias_correction"] and d["eps_root"] == 0 and d["eps"] == 1e-8 and d["betas"][1] == 0.999
+
+
+def test_finite_gradients_with_an_overflowing_norm_are_not_skipped():
+    """On the host a finite sum of the gradients' norms clears a step; here it overflows, entries decide."""
+    x = torch.zeros(4, requires_grad=True)
+    opt = optim.SignGD([x], lr=0.5)
+    x.grad = torch.full((4,), 3e38)  # finite float32 entries; ||g||_2 = 6e38 is not a float32
+    opt.step()
+    assert opt.skipped_steps == 0 and torch.equal(x.detach(), torch.full((4,), -0.5))
+    x.grad = torch.tensor([3e38, 1.0, float("nan"), 0.0])
+    with pytest.warns(RuntimeWarning, match="1 step"):
+        opt.step()
+        assert opt.skipped_steps == 1 and torch.equal(x.detach(), torch.full((4,), -0.5))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ _NONFINITE = ("skip", "raise", "ignore")
 #: torch.optim.Adam's arguments accepted only at the values that change nothing
 _TORCH_FIXED = dict(weight_decay=0.0, amsgrad=False, differentiable=False, decoupled_weight_decay=False)
 #: BlockwiseAdam's keyword arguments and their defaults
-_DEFAULTS = dict(eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=False, foreach=None)
+_DEFAULTS = dict(eps_root=0.0, v0=0.0, bias_correction=True, maximize=False, fused=None, foreach=None)
 _DEFAULTS.update(capturable=False, **_TORCH_FIXED)
 _MOMENTS = ("exp_avg", "exp_avg_sq")
 _HOST_FLAG_DEVICES = ("cpu",)  # the found-inf flag is read at once (tests force the device form)
@@ -243,19 +243,31 @@ class _Base(Optimizer):
             if self._skipped is None:
                 self._skipped = torch.zeros((), dtype=torch.float32, device=found.device)
             self._skipped = self._skipped.to(found.device).add_(found)
-            if found.device.type in _HOST_FLAG_DEVICES and not torch.compiler.is_compiling():
-                if bool(found):
-                    return loss
-                found = None
+            if self._on_host(found) and bool(found):
+                return loss
+            found = None if self._on_host(found) else found
         self._step(work, found)
         return loss
 
+    @staticmethod
+    def _on_host(t: Tensor) -> bool:
+        """Whether a flag on ``t``'s device is read at once (no device to wait for)."""
+        return t.device.type in _HOST_FLAG_DEVICES and not torch.compiler.is_compiling()
+
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
-        """A float32 0-dim flag, 1 iff a gradient entry is not finite (``torch.aminmax``: no overflow)."""
+        """A float32 0-dim flag, 1 iff a gradient entry is not finite (``torch.aminmax``: no overflow).
+
+        ``None`` when unchecked, or when read on the host and clear: a finite sum of the norms (one
+        pass, ``torch._foreach_norm``) has finite entries; only a non-finite one (or an overflow) is
+        checked entry by entry.
+        """
         if self.defaults["nonfinite"] == "ignore" or not grads:
             return None
+        reals = [_real(g) for g in grads]
+        if self._on_host(reals[0]) and math.isfinite(sum(n.item() for n in torch._foreach_norm(reals))):
+            return None
         dev = grads[0].device
-        ends = [e.to(dev, torch.float32) for g in grads if g.numel() for e in torch.aminmax(_real(g))]
+        ends = [e.to(dev, torch.float32) for g in reals if g.numel() for e in torch.aminmax(g)]
         return (~torch.stack(ends).isfinite().all()).to(torch.float32) if ends else None
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -320,7 +332,7 @@ class BlockwiseAdam(_Base):
         params: parameters or param groups (complex ones as real views).
         partition: a :class:`~adamlinf.partitions.Partition` or a name of ``partitions.from_name``.
         **kw: ``eps_root``, ``v0``, ``bias_correction``, ``nonfinite`` (``"skip"``, ``"raise"``,
-            ``"ignore"``), ``maximize``, ``fused`` (False: foreach; None: torch's where it applies).
+            ``"ignore"``), ``maximize``, ``fused`` (None: torch's kernel where it applies; False: foreach).
     """
 
     _required_group_keys = ("lr", "betas", "eps")
@@ -533,8 +545,12 @@ class BlockwiseAdam(_Base):
                 if ident and e["seg"] == 1:
                     pieces.append(g.reshape(e["n"]))
                     continue
-                sq = g.reshape(e["n"], e["seg"])
-                sq = torch.dot(sq[0], sq[0]).view(1) if e["n"] == 1 else (sq * sq).sum(1)
+                if e["n"] == 1:
+                    flat = g.reshape(-1)
+                    sq = torch.dot(flat, flat).view(1)
+                else:
+                    sq = g.reshape(e["n"], e["seg"])
+                    sq = (sq * sq).sum(1)
             else:
                 sq = g.reshape(-1)
                 sq = torch.zeros(e["n"], device=g.device, dtype=g.dtype).index_add_(0, e["inv"], sq * sq)
@@ -594,18 +610,23 @@ class BlockwiseAdam(_Base):
             for p, x, m in zip(ps, rps, ms, strict=True):
                 e = plan["entries"][plan["index"][id(p)]]
                 d = d_group[0][e["sel"]]
-                seg = e["kind"] == "seg"
-                xs.append(x.view(e["n"], e["seg"]) if seg else x)
-                mv.append(m.view(e["n"], e["seg"]) if seg else m)
-                ds.append(d.view(e["n"], 1) if seg else d[e["inv"]].view_as(x))
+                if e["kind"] == "gather":
+                    ds.append(d[e["inv"]].view_as(x))
+                elif e["n"] == 1:  # one block: its denominator broadcasts over the tensor
+                    ds.append(d.view([1] * x.dim()))
+                else:
+                    x, m = x.view(e["n"], e["seg"]), m.view(e["n"], e["seg"])
+                    ds.append(d.view(e["n"], 1))
+                xs.append(x)
+                mv.append(m)
             torch._foreach_addcdiv_(xs, mv, ds, value=value)
 
 
 class Adam(BlockwiseAdam):
     r"""Adam, Algorithm 1: by default ``torch.optim.Adam(fused=True)`` bit for bit where it applies."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, *, fused=None, **kw):
-        super().__init__(params, lr, betas, eps, partition="coordinate", fused=fused, **kw)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, **kw):
+        super().__init__(params, lr, betas, eps, partition="coordinate", **kw)
 
 
 class AdaSGD(BlockwiseAdam):
