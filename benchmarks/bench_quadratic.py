@@ -4,7 +4,7 @@
 
 Both sides run exactly the same (row, learning rate, seed) combinations of a Table 1 experiment
 (:func:`experiment`): the baseline loops over them in Python and calls
-``adamlinf.problems.run_one_by_one`` (``adamlinf.optim`` / ``torch.optim`` classes, autograd
+``adamlinf.problems.run`` (``adamlinf.optim`` / ``torch.optim`` classes, autograd
 gradients); the batched side is one ``run_batched`` call. Prints median wall times and their
 ratio, plus the largest relative difference of the final losses (they must agree). Wall times on
 a shared machine are noisy: medians over ``--repeats`` runs, measured in the same process.
@@ -94,17 +94,17 @@ def main() -> None:
     for _ in range(max(1, args.repeats)):
         t0 = time.perf_counter()
         for row, lr, s in combos:
-            ref[(row.name, row.column, lr, s)] = Q.run_one_by_one(
+            ref[(row.name, row.column, lr, s)] = Q.run(
                 exp.problems[row.problem],
                 exp.x0,
                 row.optimizer,
-                lr=lr,
-                beta1=row.beta1,
-                beta2=row.beta2,
                 steps=args.steps,
-                sigma=exp.sigma,
+                lr=lr,
                 seed_index=s,
-            )[-1]
+                sigma=exp.sigma,
+                betas=(row.beta1, row.beta2),
+                momentum=row.beta1,
+            )["loss"][-1].item()
         t_loop.append(time.perf_counter() - t0)
 
     f = res.final

@@ -30,6 +30,12 @@ def small_experiment(sigma=1e-2, thetas=(0.05, 1.0), d=12, n_lr=2):
     return P.Experiment(problems, rows, x0, sigma)
 
 
+def one_by_one(problem, x0, row, lr, **kw):
+    """The losses of one run of ``row`` with an optimizer class (problems.run: autograd gradients)."""
+    out = P.run(problem, x0, row.optimizer, lr=lr, betas=(row.beta1, row.beta2), momentum=row.beta1, **kw)
+    return out["loss"].numpy()
+
+
 def curve(res, row, lr, seed):
     c = res.curves
     sel = c[(c["row"] == row.name) & (c["column"] == row.column) & (c["lr"] == lr) & (c["seed"] == seed)]
@@ -49,18 +55,8 @@ def test_batched_equals_optimizer_classes(sigma, schedule):
     for row in exp.rows:
         for lr in (row.lrs[0], row.lrs[-1]):
             seed = 1
-            ref = P.run_one_by_one(
-                exp.problems[row.problem],
-                exp.x0,
-                row.optimizer,
-                lr=lr,
-                beta1=row.beta1,
-                beta2=row.beta2,
-                steps=T,
-                sigma=sigma,
-                seed_index=seed,
-                schedule=schedule,
-            )
+            prob = exp.problems[row.problem]
+            ref = one_by_one(prob, exp.x0, row, lr, steps=T, sigma=sigma, seed_index=seed, schedule=schedule)
             got = curve(res, row, lr, seed)
             assert got.shape == ref.shape == (T + 1,)
             # relative 1e-10, and round-off on the scale of the problem (losses far below L(x0)
@@ -79,18 +75,26 @@ def test_batched_equals_torch_optim():
         if row.optimizer not in ("adam", "sgd"):
             continue
         lr = row.lrs[-1]
-        ref = P.run_one_by_one(
-            exp.problems[row.problem],
-            exp.x0,
-            row.optimizer,
-            lr=lr,
-            beta1=row.beta1,
-            beta2=row.beta2,
-            steps=T,
-            sigma=exp.sigma,
-            use_torch_optim=True,
-        )
+
+        def make(ps, row=row, lr=lr):
+            if row.optimizer == "adam":
+                return torch.optim.Adam(ps, lr=lr, betas=(row.beta1, row.beta2), eps=1e-8, foreach=False)
+            return torch.optim.SGD(ps, lr=lr, momentum=row.beta1, foreach=False)
+
+        ref = P.run(exp.problems[row.problem], exp.x0, make, steps=T, lr=lr, sigma=exp.sigma)["loss"].numpy()
         np.testing.assert_allclose(curve(res, row, lr, 0), ref, rtol=1e-10, atol=1e-13 * ref[0])
+
+
+def test_run_on_a_matrix_is_gradient_descent_in_closed_form():
+    """problems.run on a matrix A: SGD without momentum gives x_t = (I - lr A)^t x0 and L = x^T A x / 2."""
+    A = P.random_psd(5, seed=1)
+    x0 = torch.linspace(-1.0, 2.0, 5, dtype=F64)
+    out = P.run(A, x0, "sgd", steps=20, lr=0.3, momentum=0.0, iterates=True)
+    M = torch.eye(5, dtype=F64) - 0.3 * A
+    want = torch.stack([torch.linalg.matrix_power(M, t) @ x0 for t in range(21)])
+    torch.testing.assert_close(out["x"], want, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(out["loss"], 0.5 * ((want @ A) * want).sum(1), rtol=1e-12, atol=1e-15)
+    assert out["x"].shape == (21, 5) and out.t.tolist() == list(range(21)) and out["lr"].tolist() == [0.3]
 
 
 def test_cosine_factor():
@@ -310,15 +314,7 @@ def test_x0_per_seed_and_steps_to_reach():
     f = res.final
     for row in rows:
         for s in range(3):
-            ref = P.run_one_by_one(
-                probs[row.problem],
-                x0[s],
-                row.optimizer,
-                lr=row.lrs[0],
-                beta1=row.beta1,
-                beta2=row.beta2,
-                steps=T,
-            )
+            ref = one_by_one(probs[row.problem], x0[s], row, row.lrs[0], steps=T)
             got = curve(res, row, row.lrs[0], s)
             np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-13 * ref[0])
             hit = np.flatnonzero(ref <= reach * ref[0])

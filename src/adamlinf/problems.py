@@ -2,7 +2,7 @@ r"""The quadratics of Sections 3 and 4.1 and the runners on them.
 
 Table 1 (RECONSTRUCTED, all settings are parameters): :math:`L_\theta(x)=\tfrac12x^\top
 R_\theta^\top\operatorname{diag}(\lambda)R_\theta x`, :math:`R_\theta=\exp(\theta S)`, started at
-:math:`R_\theta^\top x_0`, run by :func:`run_batched` (reference: :func:`run_one_by_one`).
+:math:`R_\theta^\top x_0`, run by :func:`run_batched` (reference: :func:`run`).
 Section 3: :class:`NoisyQuadratic` and its runners.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -21,9 +21,9 @@ from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
 
 __all__ = ["power_law_spectrum", "SPECTRA", "spectrum", "rotation_path", "rotated_family", "Quadratic"]
-__all__ += ["GradientNoise", "Row", "Experiment", "QuadraticResult", "run_batched", "run_one_by_one"]
+__all__ += ["GradientNoise", "Row", "Experiment", "QuadraticResult", "run_batched", "Trace", "run"]
 __all__ += ["lr_factor", "OPTIMIZERS", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
-__all__ += ["run_signgd", "run_blockwise_rmsprop", "run_trajectory"]
+__all__ += ["run_signgd", "run_blockwise_rmsprop"]
 
 OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS the batched runner runs
 
@@ -391,55 +391,6 @@ def run_batched(
     return QuadraticResult(fin, curves)
 
 
-def run_one_by_one(
-    problem: Quadratic,
-    x0: torch.Tensor,
-    optimizer: str,
-    *,
-    lr: float,
-    beta1: float = 0.9,
-    beta2: float = 0.99,
-    eps: float = 1e-8,
-    steps: int,
-    sigma: float = 0.0,
-    seed_index: int = 0,
-    seed: int = 0,
-    use_torch_optim: bool = False,
-    schedule: str = "constant",
-) -> np.ndarray:
-    r"""The losses :math:`L(x_0..x_T)` of one run with an optimizer class (:func:`run_batched`'s reference).
-
-    ``optim.create`` (or ``torch.optim.Adam`` / ``SGD`` with ``use_torch_optim``), noise stream ``seed_index``
-    """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    w = torch.nn.Parameter(problem.start(x0.to(problem.dtype)).clone())
-    if use_torch_optim and optimizer == "adam":
-        opt = torch.optim.Adam([w], lr=lr, betas=(beta1, beta2), eps=eps, foreach=False)
-    elif use_torch_optim and optimizer == "sgd":
-        opt = torch.optim.SGD([w], lr=lr, momentum=beta1, foreach=False)
-    else:
-        opt = optim.create(optimizer, [w], lr=lr, betas=(beta1, beta2), eps=eps, momentum=beta1)
-    noise = GradientNoise(
-        problem.d, seed_index + 1, sigma, base_seed=seed, dtype=problem.dtype, device=problem.device
-    )
-    losses = []
-    for t in range(1, steps + 1):
-        for group in opt.param_groups:
-            group["lr"] = lr * lr_factor(schedule, t, steps)
-        opt.zero_grad()
-        loss = problem.loss(w)
-        loss.backward()
-        losses.append(float(loss.detach()))
-        if sigma > 0:
-            with torch.no_grad():
-                w.grad.add_(noise.sample(seed_index))
-        opt.step()
-    with torch.no_grad():
-        losses.append(float(problem.loss(w)))
-    return np.asarray(losses)
-
-
 class NoisyQuadratic(Quadratic):
     r""":math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)` with gradients :math:`A(x-x^*)+\sigma\odot\xi`.
 
@@ -552,6 +503,89 @@ def _one_thread(fn):
     return wrapper
 
 
+@dataclass(frozen=True, eq=False)
+class Trace(Mapping):
+    r"""What every runner returns, read as a mapping (``out["loss"]``) over ``lr``, ``series`` and ``sums``.
+
+    ``series``: per-step values, the step axis first (``t`` holds the steps); ``sums``: per-run
+    accumulators without it (the lemma sums); ``lr``: the step sizes, ``(n_lr,)``.
+    """
+
+    lr: torch.Tensor
+    t: torch.Tensor
+    series: dict[str, torch.Tensor]
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def _all(self) -> dict[str, torch.Tensor]:
+        return {"lr": self.lr, **self.series, **self.sums}
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self._all()[key]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+@_one_thread
+def run(
+    problem,
+    x0,
+    optimizer,
+    *,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+    seed_index: int = 0,
+    sigma: float = 0.0,
+    schedule: str = "constant",
+    iterates: bool = False,
+    **hyper,
+) -> Trace:
+    r"""One run of an optimizer class on a quadratic: ``loss`` :math:`L(x_0..x_T)`, with ``iterates`` ``x``.
+
+    ``problem``: a :class:`Quadratic` (start :math:`R^\top x_0`, gradient by autograd of :math:`L`, plus
+    noise stream ``seed_index`` of ``GradientNoise(sigma, base_seed=seed)``: :func:`run_batched`'s
+    reference) or a symmetric matrix :math:`A` (:math:`L=\tfrac12x^\top Ax` from :math:`x_0`, gradient
+    :math:`Ax`). ``optimizer``: a name for ``optim.create(name, [x], lr=lr, **hyper)`` or a callable
+    ``params -> torch.optim.Optimizer``; its lr is ``lr`` times :func:`lr_factor` at every step.
+    """
+    if isinstance(problem, Quadratic):
+        A, start = None, problem.start(x0.to(problem.dtype))
+    else:
+        A = theory.as_symmetric(problem)
+        start = torch.as_tensor(x0, dtype=A.dtype, device=A.device).reshape(-1)
+    w = torch.nn.Parameter(start.clone())
+    opt = optim.create(optimizer, [w], lr=lr, **hyper) if isinstance(optimizer, str) else optimizer([w])
+    noise = GradientNoise(w.numel(), seed_index + 1, sigma, base_seed=seed, dtype=w.dtype, device=w.device)
+    losses, xs = [], [w.detach().clone()]
+    for t in range(1, steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr * lr_factor(schedule, t, steps)
+        opt.zero_grad()
+        if A is None:
+            loss = problem.loss(w)
+            loss.backward()
+        else:
+            w.grad = A @ w.detach()
+            loss = 0.5 * (w.detach() * w.grad).sum()
+        losses.append(float(loss.detach()))
+        if sigma > 0:
+            with torch.no_grad():
+                w.grad.add_(noise.sample(seed_index))
+        opt.step()
+        if iterates:
+            xs.append(w.detach().clone())
+    with torch.no_grad():
+        losses.append(float(problem.loss(w) if A is None else 0.5 * (w * (A @ w)).sum()))
+    series = {"loss": torch.tensor(losses, dtype=torch.float64)}
+    if iterates:
+        series["x"] = torch.stack(xs)
+    return Trace(torch.tensor([float(lr)], dtype=torch.float64), torch.arange(steps + 1), series)
+
+
 def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     lrs = torch.as_tensor(lr, dtype=dtype, device=device).reshape(-1)
     if torch.any(lrs <= 0):
@@ -560,12 +594,12 @@ def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Ten
 
 
 @_one_thread
-def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> dict:
+def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     r"""Deterministic SignGD (``optim.signgd_update_``, exact gradients) for a vector of step sizes at once.
 
     Returns:
-        ``grad_l1`` and ``loss`` for :math:`t=0..T`, ``(steps + 1, n_lr)`` for one start ``x0`` of shape
-        ``(d,)`` or ``(steps + 1, n_lr, n_starts)`` for ``(n_starts, d)``, and ``lr``.
+        Series ``grad_l1`` and ``loss`` for :math:`t=0..T`, ``(steps + 1, n_lr)`` for one start ``x0`` of
+        shape ``(d,)`` or ``(steps + 1, n_lr, n_starts)`` for ``(n_starts, d)``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -587,7 +621,7 @@ def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> dict:
             optim.signgd_update_(x, g, lr=lr_col)
     if single:
         gl1, loss = gl1[..., 0], loss[..., 0]
-    return {"grad_l1": gl1, "loss": loss, "lr": lrs.cpu()}
+    return Trace(lrs.cpu(), torch.arange(steps + 1), {"grad_l1": gl1, "loss": loss})
 
 
 @_one_thread
@@ -598,23 +632,24 @@ def run_blockwise_rmsprop(
     *,
     steps: int,
     lr,
+    n_seeds: int = 1,
+    seed: int = 0,
     beta2: float,
     v0: float,
     eps: float = 0.0,
-    n_seeds: int = 1,
-    seed: int = 0,
     lemmas: bool = False,
-) -> dict:
+) -> Trace:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
-    No bias correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`; ``block_index =
-    torch.arange(d)`` is RMSProp. ``x0``: ``(d,)`` or ``(n_seeds, d)``; noise from one generator ``seed``.
+    ``block_index``: the ``(d,)`` block ids :math:`\Phi(i)` (``torch.arange(d)``: RMSProp; ``zeros(d)``: one
+    block). No bias correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`. ``x0``: ``(d,)`` or
+    ``(n_seeds, d)``; noise from one generator ``seed``.
 
     Returns:
-        ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and ``loss`` at :math:`x_t`, each
-        ``(steps + 1, n_lr, n_seeds)``, and ``lr``; with ``lemmas``, the per-block sums ``(n_lr, n_seeds,
-        B)`` of Lemmas 3.14-3.16 and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=
-        \beta_2v_{t-1,b}+(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
+        Series ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and ``loss`` at :math:`x_t`, each
+        ``(steps + 1, n_lr, n_seeds)``; with ``lemmas``, sums ``(n_lr, n_seeds, B)`` of Lemmas 3.14-3.16
+        and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)
+        (\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
     """
     if steps < 1 or n_seeds < 1:
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")
@@ -667,24 +702,7 @@ def run_blockwise_rmsprop(
         if lemmas:
             acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
             acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)
-    out["lr"] = lrs.cpu()
     if lemmas:
         acc["log_ratio"] = torch.log((v + eps) / (float(v0) + eps))
-        for k, val in acc.items():
-            out[k] = val.reshape(len(lrs), n_seeds, B).cpu()
-    return out
-
-
-@_one_thread
-def run_trajectory(name: str, A, x0, *, steps: int, lr: float, **kwargs) -> torch.Tensor:
-    r"""The ``(steps + 1, d)`` iterates of ``optim.create(name, ...)`` on :math:`\tfrac12x^\top Ax`."""
-    A = theory.as_symmetric(A)
-    x = torch.nn.Parameter(torch.as_tensor(x0, dtype=A.dtype, device=A.device).reshape(-1).clone())
-    opt = optim.create(name, [x], lr=lr, **kwargs)
-    xs = [x.detach().clone()]
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        x.grad = A @ x.detach()
-        opt.step()
-        xs.append(x.detach().clone())
-    return torch.stack(xs)
+    sums = {k: val.reshape(len(lrs), n_seeds, B).cpu() for k, val in acc.items()}
+    return Trace(lrs.cpu(), torch.arange(steps + 1), out, sums)
