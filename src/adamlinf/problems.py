@@ -13,19 +13,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
-import pandas as pd
 import torch
 
 from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
 
 __all__ = ["power_law_spectrum", "SPECTRA", "spectrum", "rotation_path", "rotated_family", "Quadratic"]
-__all__ += ["GradientNoise", "Row", "Experiment", "QuadraticResult", "run_batched", "Trace", "run"]
+__all__ += ["GradientNoise", "Trace", "run", "run_batched"]
 __all__ += ["lr_factor", "OPTIMIZERS", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
 __all__ += ["run_signgd", "run_blockwise_rmsprop"]
 
-OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS the batched runner runs
+OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS run_batched runs
 
 
 def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
@@ -205,192 +203,6 @@ class GradientNoise:
         return (torch.stack(xi) if s is None else xi[0]) * self.sigma
 
 
-@dataclass(frozen=True)
-class Row:
-    r"""One optimizer setting on ``Experiment.problems[problem]``; ``beta1`` is SGD's momentum."""
-
-    name: str
-    optimizer: str
-    problem: int
-    beta1: float
-    beta2: float
-    lrs: tuple[float, ...]
-    column: str
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
-        if len(self.lrs) == 0 or any((not math.isfinite(v)) or v <= 0 for v in self.lrs):
-            raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs!r}")
-
-
-@dataclass
-class Experiment:
-    """Problems, rows, the start :math:`x_0` (``(d,)`` or one per seed ``(S, d)``) and the noise level."""
-
-    problems: list[Quadratic]
-    rows: list[Row]
-    x0: torch.Tensor
-    sigma: float
-
-
-SCHEDULES = ("constant", "cosine")
-
-
-def lr_factor(schedule: str, t: int, steps: int) -> float:
-    r"""The lr multiplier at step :math:`t\in[1,T]`: 1, or :math:`\tfrac12(1+\cos(\pi(t-1)/T))` (cosine)."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * (t - 1) / steps))
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-
-
-@dataclass
-class QuadraticResult:
-    """``final``: a line per run (``final_loss``: mean of the last ``final_window`` iterates), ``curves``."""
-
-    final: pd.DataFrame
-    curves: pd.DataFrame
-
-
-def _expand_runs(exp: Experiment, n_seeds: int):
-    """All (row, lr, seed) runs by update rule, then problem; the rule groups and the per-problem slices."""
-    runs = []
-    for j, row in enumerate(exp.rows):
-        for k, lr in enumerate(row.lrs):
-            for s in range(n_seeds):
-                runs.append(((row.optimizer, row.beta1, row.beta2), row.problem, j, k, s, lr))
-    runs.sort(key=lambda r: (OPTIMIZERS.index(r[0][0]), r[0][1], r[0][2], r[1], r[2], r[3], r[4]))
-
-    def slices(key):
-        out, start = [], 0
-        for i in range(1, len(runs) + 1):
-            if i == len(runs) or key(runs[i]) != key(runs[start]):
-                out.append((key(runs[start]), start, i))
-                start = i
-        return out
-
-    groups = [(*k, a, b) for k, a, b in slices(lambda r: r[0])]
-    hess = [(k[1], a, b) for k, a, b in slices(lambda r: (r[0], r[1]))]
-    return runs, groups, hess
-
-
-def run_batched(
-    exp: Experiment,
-    *,
-    steps: int,
-    n_seeds: int = 5,
-    seed: int = 0,
-    eps: float = 1e-8,
-    record_every: int = 10,
-    final_window: int = 1,
-    schedule: str = "constant",
-    reach: float | None = None,
-) -> QuadraticResult:
-    r"""Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one ``(runs, d)`` tensor.
-
-    Seed ``s`` uses noise stream ``s`` and start :math:`R^\top x_0[s]` if ``exp.x0`` is ``(S, d)``.
-    ``steps_to_reach``: the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (else inf).
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not 1 <= final_window <= steps:
-        raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
-    if record_every < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
-    lr_factor(schedule, 1, steps)  # validates the name
-    if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
-        raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
-    dtype, device = exp.x0.dtype, exp.x0.device
-    problems = [p.to(dtype=dtype, device=device) for p in exp.problems]
-    x0 = exp.x0.to(dtype=dtype, device=device)
-    d = x0.shape[-1]
-    runs, groups, hess = _expand_runs(exp, n_seeds)
-    R = len(runs)
-    lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
-    seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
-    prob_idx = torch.tensor([r[1] for r in runs], dtype=torch.long, device=device)
-    starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem (and seed)
-    x = starts[prob_idx, seed_idx] if x0.ndim == 2 else starts[prob_idx]
-    m = torch.zeros_like(x)  # first moment (Adam, AdaSGD) or momentum buffer (SGD)
-    v_full = torch.zeros_like(x)  # Adam's coordinate-wise second moment
-    v_scalar = x.new_zeros(R, 1)  # AdaSGD's one scalar per run
-    noise = GradientNoise(d, n_seeds, exp.sigma, base_seed=seed, dtype=dtype, device=device)
-    rec_steps: list[int] = []
-    rec = x.new_empty(steps // record_every + 2, R)
-    tail = x.new_zeros(R)
-    hit = torch.full((R,), -1, dtype=torch.long, device=device)
-    g = torch.empty_like(x)
-
-    def clean_grad():
-        for p, a, b in hess:
-            g[a:b] = problems[p].grad(x[a:b])
-        return g
-
-    def track(loss, t):
-        if reach is not None:
-            hit[(hit < 0) & (loss <= reach * initial)] = t
-
-    for t in range(1, steps + 1):
-        gc = clean_grad()
-        loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
-        if t == 1:
-            initial = loss.clone()
-        track(loss, t - 1)
-        if (t - 1) % record_every == 0:
-            rec[len(rec_steps)] = loss
-            rec_steps.append(t - 1)
-        if t - 1 > steps - final_window:
-            tail += loss
-        if exp.sigma > 0:
-            gc.add_(noise.sample()[seed_idx])
-        for opt, beta1, beta2, a, b in groups:
-            xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
-            if schedule != "constant":
-                lrs = lrs * lr_factor(schedule, t, steps)
-            if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
-                vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
-                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
-            elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
-                ms.mul_(beta1).add_(gs)
-                xs.sub_(ms * lrs)
-            else:
-                optim.signgd_update_(xs, gs, lr=lrs)
-    last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
-    track(last, steps)
-    tail += last
-    rec[len(rec_steps)] = last
-    rec_steps.append(steps)
-    final = tail / final_window
-
-    thetas = [getattr(p, "theta", 0.0) for p in problems]
-    table = []
-    for _, p, j, k, s, lr in runs:
-        r = exp.rows[j]
-        table.append((r.name, r.optimizer, p, thetas[p], r.column, r.beta1, r.beta2, lr, k, s))
-    columns = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]
-    meta = pd.DataFrame(table, columns=columns)
-    final_np = final.cpu().numpy()
-    fin = meta.copy()
-    fin["initial_loss"] = initial.cpu().numpy()
-    fin["final_loss"] = final_np
-    fin["last_loss"] = last.cpu().numpy()
-    fin["diverged"] = ~np.isfinite(final_np) | (final_np > 1e6 * fin["initial_loss"].to_numpy())
-    if reach is not None:
-        h = hit.cpu().numpy().astype(float)
-        fin["steps_to_reach"] = np.where(h < 0, np.inf, h)
-    curves_np = rec[: len(rec_steps)].cpu().numpy()  # (n_rec, R)
-    curves = meta.loc[
-        np.tile(np.arange(R), len(rec_steps)), ["row", "column", "problem", "theta", "lr", "seed"]
-    ].reset_index(drop=True)
-    curves["step"] = np.repeat(rec_steps, R)
-    curves["loss"] = curves_np.reshape(-1)
-    return QuadraticResult(fin, curves)
-
-
 class NoisyQuadratic(Quadratic):
     r""":math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)` with gradients :math:`A(x-x^*)+\sigma\odot\xi`.
 
@@ -529,6 +341,18 @@ class Trace(Mapping):
         return len(self._all())
 
 
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, t: int, steps: int) -> float:
+    r"""The lr multiplier at step :math:`t\in[1,T]`: 1, or :math:`\tfrac12(1+\cos(\pi(t-1)/T))` (cosine)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (t - 1) / steps))
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
 @_one_thread
 def run(
     problem,
@@ -584,6 +408,118 @@ def run(
     if iterates:
         series["x"] = torch.stack(xs)
     return Trace(torch.tensor([float(lr)], dtype=torch.float64), torch.arange(steps + 1), series)
+
+
+def _slices(keys: list) -> list[tuple]:
+    """``(key, start, stop)`` of every stretch of equal consecutive ``keys``."""
+    out, start = [], 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            out.append((keys[start], start, i))
+            start = i
+    return out
+
+
+def run_batched(
+    problems: Sequence[Quadratic],
+    x0: torch.Tensor,
+    runs: Sequence[tuple],
+    *,
+    steps: int,
+    seed: int = 0,
+    sigma: float = 0.0,
+    eps: float = 1e-8,
+    schedule: str = "constant",
+    record_every: int = 1,
+    final_window: int = 1,
+    reach: float | None = None,
+) -> Trace:
+    r"""Runs of Adam, AdaSGD, SGD and SignGD on quadratics, stepped together as one ``(runs, d)`` tensor.
+
+    ``runs``: ``(optimizer, beta1, beta2, problem, seed_index, lr)`` each (``beta1``: SGD's momentum); the
+    runs of one update rule, and within it of one problem, are batched where adjacent. A run starts at
+    :math:`R^\top x_0` (``x0[seed_index]`` if ``x0`` is ``(S, d)``) with noise stream ``seed_index`` of
+    :class:`GradientNoise` (``base_seed=seed``); the lr is scaled by :func:`lr_factor`.
+
+    Returns:
+        Series ``loss`` ``(n_rec, runs)`` at steps ``t`` (every ``record_every`` and :math:`T`); sums
+        ``final_loss`` (mean over the last ``final_window`` steps) and with ``reach`` ``steps_to_reach``
+        (the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)`, else inf).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not 1 <= final_window <= steps:
+        raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
+    if record_every < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
+    lr_factor(schedule, 1, steps)  # validates the name
+    for r in runs:
+        if r[0] not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {r[0]!r}")
+    dtype, device = x0.dtype, x0.device
+    problems = [p.to(dtype=dtype, device=device) for p in problems]
+    d = x0.shape[-1]
+    R = len(runs)
+    lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
+    seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
+    prob_idx = torch.tensor([r[3] for r in runs], dtype=torch.long, device=device)
+    starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem (and seed)
+    x = starts[prob_idx, seed_idx] if x0.ndim == 2 else starts[prob_idx]
+    m = torch.zeros_like(x)  # first moment (Adam, AdaSGD) or momentum buffer (SGD)
+    v_full = torch.zeros_like(x)  # Adam's coordinate-wise second moment
+    v_scalar = x.new_zeros(R, 1)  # AdaSGD's one scalar per run
+    noise = GradientNoise(d, int(seed_idx.max()) + 1, sigma, base_seed=seed, dtype=dtype, device=device)
+    groups = [(*key, a, b) for key, a, b in _slices([r[:3] for r in runs])]
+    hess = [(key[3], a, b) for key, a, b in _slices([r[:4] for r in runs])]
+    rec_steps: list[int] = []
+    rec = x.new_empty(steps // record_every + 2, R)
+    tail = x.new_zeros(R)
+    hit = torch.full((R,), -1, dtype=torch.long, device=device)
+    g = torch.empty_like(x)
+
+    def clean_grad():
+        for p, a, b in hess:
+            g[a:b] = problems[p].grad(x[a:b])
+        return g
+
+    def track(loss, t):
+        if reach is not None:
+            hit[(hit < 0) & (loss <= reach * initial)] = t
+
+    for t in range(1, steps + 1):
+        gc = clean_grad()
+        loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
+        if t == 1:
+            initial = loss.clone()
+        track(loss, t - 1)
+        if (t - 1) % record_every == 0:
+            rec[len(rec_steps)] = loss
+            rec_steps.append(t - 1)
+        if t - 1 > steps - final_window:
+            tail += loss
+        if sigma > 0:
+            gc.add_(noise.sample()[seed_idx])
+        for opt, beta1, beta2, a, b in groups:
+            xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
+            if schedule != "constant":
+                lrs = lrs * lr_factor(schedule, t, steps)
+            if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
+                vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
+                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
+            elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
+                ms.mul_(beta1).add_(gs)
+                xs.sub_(ms * lrs)
+            else:
+                optim.signgd_update_(xs, gs, lr=lrs)
+    last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
+    track(last, steps)
+    tail += last
+    rec[len(rec_steps)] = last
+    rec_steps.append(steps)
+    sums = {"final_loss": (tail / final_window).cpu()}
+    if reach is not None:
+        sums["steps_to_reach"] = torch.where(hit < 0, math.inf, hit.to(torch.float64)).cpu()
+    return Trace(lr[:, 0].cpu(), torch.tensor(rec_steps), {"loss": rec[: len(rec_steps)].cpu()}, sums)
 
 
 def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:

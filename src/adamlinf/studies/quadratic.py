@@ -106,6 +106,82 @@ def _seed_metric(final: pd.DataFrame, sigma: float, steps: int) -> np.ndarray:
     return np.where(bad, np.inf, out)
 
 
+@dataclass(frozen=True)
+class Row:
+    r"""One optimizer setting on ``Experiment.problems[problem]``; ``beta1`` is SGD's momentum."""
+
+    name: str
+    optimizer: str
+    problem: int
+    beta1: float
+    beta2: float
+    lrs: tuple[float, ...]
+    column: str
+
+    def __post_init__(self):
+        if self.optimizer not in Q.OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {Q.OPTIMIZERS}, got {self.optimizer!r}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        if len(self.lrs) == 0 or any((not math.isfinite(v)) or v <= 0 for v in self.lrs):
+            raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs!r}")
+
+
+@dataclass
+class Experiment:
+    """Problems, rows, the start :math:`x_0` (``(d,)`` or one per seed ``(S, d)``) and the noise level."""
+
+    problems: list[Q.Quadratic]
+    rows: list[Row]
+    x0: torch.Tensor
+    sigma: float
+
+
+@dataclass
+class QuadraticResult:
+    """``final``: a line per run (``final_loss``: mean of the last ``final_window`` losses), ``curves``."""
+
+    final: pd.DataFrame
+    curves: pd.DataFrame
+
+
+def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0, **kw) -> QuadraticResult:
+    """Every (row, lr, seed) of ``exp`` in one :func:`adamlinf.problems.run_batched` call (``kw``: its own).
+
+    Seed ``s`` is noise stream ``s`` and start ``exp.x0[s]`` if ``exp.x0`` is ``(S, d)``. The runs go by
+    update rule, then problem, row, lr and seed.
+    """
+    if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
+        raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
+    runs = []
+    for j, r in enumerate(exp.rows):
+        for k, lr in enumerate(r.lrs):
+            runs += [(r.optimizer, r.beta1, r.beta2, r.problem, s, lr, j, k) for s in range(n_seeds)]
+    runs.sort(key=lambda r: (Q.OPTIMIZERS.index(r[0]), r[1], r[2], r[3], r[6], r[7], r[4]))
+    out = Q.run_batched(
+        exp.problems, exp.x0, [r[:6] for r in runs], steps=steps, seed=seed, sigma=exp.sigma, **kw
+    )
+    thetas = [getattr(p, "theta", 0.0) for p in exp.problems]
+    table = []
+    for opt, b1, b2, p, s, lr, j, k in runs:
+        table.append((exp.rows[j].name, opt, p, thetas[p], exp.rows[j].column, b1, b2, lr, k, s))
+    columns = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]
+    meta = pd.DataFrame(table, columns=columns)
+    loss, final = out["loss"].numpy(), out["final_loss"].numpy()  # (n_rec, runs), (runs,)
+    fin = meta.copy()
+    fin["initial_loss"] = loss[0]
+    fin["final_loss"] = final
+    fin["last_loss"] = loss[-1]
+    fin["diverged"] = ~np.isfinite(final) | (final > 1e6 * loss[0])
+    if "steps_to_reach" in out:
+        fin["steps_to_reach"] = out["steps_to_reach"].numpy()
+    cols = ["row", "column", "problem", "theta", "lr", "seed"]
+    curves = meta.loc[np.tile(np.arange(len(runs)), len(out.t)), cols].reset_index(drop=True)
+    curves["step"] = np.repeat(out.t.numpy(), len(runs))
+    curves["loss"] = loss.reshape(-1)
+    return QuadraticResult(fin, curves)
+
+
 # ---------------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +248,7 @@ def run_sweep(
 ) -> SweepResult:
     r"""Run the whole Table 1 sweep with tuned learning rates (module docstring).
 
-    Every round of :func:`adamlinf.tune.search` is one :func:`adamlinf.problems.run_batched` call per
+    Every round of :func:`adamlinf.tune.search` is one :func:`run_experiment` call per
     :math:`\sigma` holding every spectrum, rotation, optimizer and new learning rate at once; a last
     call per :math:`\sigma` reruns the tuned settings and records their loss curves.
 
@@ -229,10 +305,10 @@ def run_sweep(
 
     def experiment(sigma, requests, starts):
         exp_rows = [
-            Q.Row("|".join(k), rows[k][0], rows[k][1], rows[k][2], rows[k][3], tuple(lrs), k[1])
+            Row("|".join(k), rows[k][0], rows[k][1], rows[k][2], rows[k][3], tuple(lrs), k[1])
             for k, lrs in requests.items()
         ]
-        return Q.Experiment(problems, exp_rows, starts, float(sigma))
+        return Experiment(problems, exp_rows, starts, float(sigma))
 
     def count(res):
         dense = res.final["theta"].to_numpy() != 0
@@ -243,7 +319,7 @@ def run_sweep(
         schedule = noise_free_schedule if sigma == 0 else "constant"
 
         def evaluate(requests, sigma=sigma, schedule=schedule):
-            res = Q.run_batched(
+            res = run_experiment(
                 experiment(sigma, requests, x0_tune),
                 steps=steps,
                 n_seeds=n_tune_seeds,
@@ -267,7 +343,7 @@ def run_sweep(
         grids = {k: tune.lr_grid(*COARSE_GRIDS[opt]) for k, (opt, *_rest) in rows.items()}
         found = tune.search(evaluate, grids, ratio=1.5**3, n_extend=2, refine=factor, max_rounds=max_rounds)
         scores, best = found.scores, found.best
-        res = Q.run_batched(
+        res = run_experiment(
             experiment(sigma, {k: [lr] for k, lr in best.items()}, x0),
             steps=steps,
             n_seeds=n_seeds,
@@ -711,10 +787,8 @@ def equivariance_check(
         ("SGD (μ=0.9)", "sgd", 0.9, 0.0, lr_sgd),
         ("Adam (β1=0.9)", "adam", 0.9, 0.99, lr_adam),
     ]
-    rows = [
-        Q.Row(f"{n}|{k}", o, k, b1, b2, (lr,), "c") for n, o, b1, b2, lr in spec for k in range(len(probs))
-    ]
-    res = Q.run_batched(Q.Experiment(probs, rows, x0, 0.0), steps=steps, n_seeds=1, record_every=1)
+    rows = [Row(f"{n}|{k}", o, k, b1, b2, (lr,), "c") for n, o, b1, b2, lr in spec for k in range(len(probs))]
+    res = run_experiment(Experiment(probs, rows, x0, 0.0), steps=steps, n_seeds=1, record_every=1)
     c = res.curves.pivot_table(index="step", columns="row", values="loss")
     out = []
     for n, *_ in spec:
