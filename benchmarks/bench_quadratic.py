@@ -85,10 +85,10 @@ def main() -> None:
         f"{len(combos)} runs, float64, torch threads={args.threads}"
     )
 
-    t_batched, res = [], None
+    t_batched, final = [], None
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        res = SQ.run_experiment(exp, steps=args.steps, n_seeds=args.seeds, final_window=1)
+        final, _ = SQ.run_experiment(exp, steps=args.steps, n_seeds=args.seeds, final_window=1)
         t_batched.append(time.perf_counter() - t0)
 
     t_loop, ref = [], {}
@@ -108,8 +108,7 @@ def main() -> None:
             )["loss"][-1].item()
         t_loop.append(time.perf_counter() - t0)
 
-    f = res.final
-    got = {(r.row, r.column, r.lr, r.seed): r.last_loss for r in f.itertuples()}
+    got = {(r.row, r.column, r.lr, r.seed): r.last_loss for r in final.itertuples()}
     rel = max(abs(got[k] - v) / abs(v) for k, v in ref.items() if np.isfinite(v) and v != 0)
     mb, ml = statistics.median(t_batched), statistics.median(t_loop)
     print(

@@ -280,9 +280,9 @@ def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, 
 def block_quadratic(
     block_sizes, scales, *, eig_range=(0.5, 1.0), seed: int = 0, dtype=torch.float64, device="cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""``(A, block_index)`` (Theorem 3.11): A has blocks ``scales[k]`` :math:`Q_k\Lambda Q_k^\top`.
+    r"""``(A, block_index)`` (Theorem 3.11): blocks ``scales[k]`` :math:`Q_k\Lambda Q_k^\top`.
 
-    :math:`Q_k` Haar (seed ``seed * 1000 + k``), :math:`\Lambda` diagonal, evenly spaced in ``eig_range``.
+    :math:`Q_k` Haar (seed ``seed * 1000 + k``), :math:`\Lambda` evenly spaced in ``eig_range``.
     """
     sizes = [int(k) for k in block_sizes]
     if len(sizes) != len(scales) or min(sizes) < 1:
@@ -317,10 +317,9 @@ def _one_thread(fn):
 
 @dataclass(frozen=True, eq=False)
 class Trace(Mapping):
-    r"""What every runner returns, read as a mapping (``out["loss"]``) over ``lr``, ``series`` and ``sums``.
+    r"""What every runner returns: step sizes ``lr``, ``series`` over steps ``t`` (axis 0), per-run ``sums``.
 
-    ``series``: per-step values, the step axis first (``t`` holds the steps); ``sums``: per-run
-    accumulators without it (the lemma sums); ``lr``: the step sizes, ``(n_lr,)``.
+    A mapping over the three: ``out["loss"]``, ``out["lr"]``, ``out["log_ratio"]``.
     """
 
     lr: torch.Tensor
@@ -370,11 +369,10 @@ def run(
 ) -> Trace:
     r"""One run of an optimizer class on a quadratic: ``loss`` :math:`L(x_0..x_T)`, with ``iterates`` ``x``.
 
-    ``problem``: a :class:`Quadratic` (start :math:`R^\top x_0`, gradient by autograd of :math:`L`, plus
-    noise stream ``seed_index`` of ``GradientNoise(sigma, base_seed=seed)``: :func:`run_batched`'s
-    reference) or a symmetric matrix :math:`A` (:math:`L=\tfrac12x^\top Ax` from :math:`x_0`, gradient
-    :math:`Ax`). ``optimizer``: a name for ``optim.create(name, [x], lr=lr, **hyper)`` or a callable
-    ``params -> torch.optim.Optimizer``; its lr is ``lr`` times :func:`lr_factor` at every step.
+    ``problem``: a :class:`Quadratic` (start :math:`R^\top x_0`, autograd gradient plus noise stream
+    ``seed_index`` of ``GradientNoise(sigma, base_seed=seed)``: :func:`run_batched`'s reference) or a
+    matrix :math:`A` (:math:`L=\tfrac12x^\top Ax`, gradient :math:`Ax`). ``optimizer``: a name for
+    ``optim.create(name, [x], lr=lr, **hyper)`` or ``params -> Optimizer``; lr times :func:`lr_factor`.
     """
     if isinstance(problem, Quadratic):
         A, start = None, problem.start(x0.to(problem.dtype))
@@ -436,15 +434,12 @@ def run_batched(
 ) -> Trace:
     r"""Runs of Adam, AdaSGD, SGD and SignGD on quadratics, stepped together as one ``(runs, d)`` tensor.
 
-    ``runs``: ``(optimizer, beta1, beta2, problem, seed_index, lr)`` each (``beta1``: SGD's momentum); the
-    runs of one update rule, and within it of one problem, are batched where adjacent. A run starts at
-    :math:`R^\top x_0` (``x0[seed_index]`` if ``x0`` is ``(S, d)``) with noise stream ``seed_index`` of
-    :class:`GradientNoise` (``base_seed=seed``); the lr is scaled by :func:`lr_factor`.
-
-    Returns:
-        Series ``loss`` ``(n_rec, runs)`` at steps ``t`` (every ``record_every`` and :math:`T`); sums
-        ``final_loss`` (mean over the last ``final_window`` steps) and with ``reach`` ``steps_to_reach``
-        (the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)`, else inf).
+    ``runs``: ``(optimizer, beta1, beta2, problem, seed_index, lr)`` (``beta1``: SGD's momentum), batched
+    where adjacent runs share the update rule and problem; start :math:`R^\top x_0` (``x0[seed_index]``
+    if ``x0`` is ``(S, d)``), noise stream ``seed_index`` of :class:`GradientNoise` (``base_seed=seed``).
+    Returns series ``loss`` ``(n_rec, runs)`` at ``t`` (every ``record_every``, and :math:`T`), sums
+    ``final_loss`` (mean of the last ``final_window``) and with ``reach`` ``steps_to_reach`` (the first
+    :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)`, else inf).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -453,9 +448,8 @@ def run_batched(
     if record_every < 1:
         raise ValueError(f"record_every must be >= 1, got {record_every}")
     lr_factor(schedule, 1, steps)  # validates the name
-    for r in runs:
-        if r[0] not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {r[0]!r}")
+    if bad := [r[0] for r in runs if r[0] not in OPTIMIZERS]:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
     dtype, device = x0.dtype, x0.device
     problems = [p.to(dtype=dtype, device=device) for p in problems]
     d = x0.shape[-1]
@@ -533,9 +527,8 @@ def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Ten
 def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     r"""Deterministic SignGD (``optim.signgd_update_``, exact gradients) for a vector of step sizes at once.
 
-    Returns:
-        Series ``grad_l1`` and ``loss`` for :math:`t=0..T`, ``(steps + 1, n_lr)`` for one start ``x0`` of
-        shape ``(d,)`` or ``(steps + 1, n_lr, n_starts)`` for ``(n_starts, d)``.
+    Series ``grad_l1`` and ``loss`` at :math:`t=0..T`: ``(steps + 1, n_lr)`` for one start ``x0`` ``(d,)``,
+    ``(steps + 1, n_lr, n_starts)`` for ``(n_starts, d)``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -577,15 +570,12 @@ def run_blockwise_rmsprop(
 ) -> Trace:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
-    ``block_index``: the ``(d,)`` block ids :math:`\Phi(i)` (``torch.arange(d)``: RMSProp; ``zeros(d)``: one
-    block). No bias correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`. ``x0``: ``(d,)`` or
-    ``(n_seeds, d)``; noise from one generator ``seed``.
-
-    Returns:
-        Series ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and ``loss`` at :math:`x_t`, each
-        ``(steps + 1, n_lr, n_seeds)``; with ``lemmas``, sums ``(n_lr, n_seeds, B)`` of Lemmas 3.14-3.16
-        and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}+(1-\beta_2)
-        (\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
+    ``block_index``: the ``(d,)`` block ids :math:`\Phi(i)` (``torch.arange(d)``: RMSProp). No bias
+    correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`. ``x0``: ``(d,)`` or ``(n_seeds, d)``;
+    noise from one generator ``seed``. Series ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and
+    ``loss`` at :math:`x_t`, ``(steps + 1, n_lr, n_seeds)``; with ``lemmas``, sums ``(n_lr, n_seeds, B)``
+    of Lemmas 3.14-3.16 and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}
+    +(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
     """
     if steps < 1 or n_seeds < 1:
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")

@@ -37,8 +37,8 @@ def one_by_one(problem, x0, row, lr, **kw):
     return out["loss"].numpy()
 
 
-def curve(res, row, lr, seed):
-    c = res.curves
+def curve(curves, row, lr, seed):
+    c = curves
     sel = c[(c["row"] == row.name) & (c["column"] == row.column) & (c["lr"] == lr) & (c["seed"] == seed)]
     return sel.sort_values("step")["loss"].to_numpy()
 
@@ -47,15 +47,15 @@ def curve(res, row, lr, seed):
 def test_batched_equals_optimizer_classes(sigma, schedule):
     exp = small_experiment(sigma=sigma)
     T = 80
-    res = SQ.run_experiment(exp, steps=T, n_seeds=2, record_every=1, schedule=schedule)
-    assert len(res.final) == sum(len(r.lrs) for r in exp.rows) * 2
+    final, curves = SQ.run_experiment(exp, steps=T, n_seeds=2, record_every=1, schedule=schedule)
+    assert len(final) == sum(len(r.lrs) for r in exp.rows) * 2
     checked = 0
     for row in exp.rows:
         for lr in (row.lrs[0], row.lrs[-1]):
             seed = 1
             prob = exp.problems[row.problem]
             ref = one_by_one(prob, exp.x0, row, lr, steps=T, sigma=sigma, seed_index=seed, schedule=schedule)
-            got = curve(res, row, lr, seed)
+            got = curve(curves, row, lr, seed)
             assert got.shape == ref.shape == (T + 1,)
             # relative 1e-10, and round-off on the scale of the problem (losses far below L(x0)
             # are compared to 1e-13 L(x0) absolute)
@@ -68,7 +68,7 @@ def test_batched_equals_torch_optim():
     """Adam and SGD rows also equal torch.optim.Adam / torch.optim.SGD themselves."""
     exp = small_experiment(sigma=1e-2)
     T = 60
-    res = SQ.run_experiment(exp, steps=T, n_seeds=1, record_every=1)
+    final, curves = SQ.run_experiment(exp, steps=T, n_seeds=1, record_every=1)
     for row in exp.rows:
         if row.optimizer not in ("adam", "sgd"):
             continue
@@ -80,16 +80,16 @@ def test_batched_equals_torch_optim():
             return torch.optim.SGD(ps, lr=lr, momentum=row.beta1, foreach=False)
 
         ref = P.run(exp.problems[row.problem], exp.x0, make, steps=T, lr=lr, sigma=exp.sigma)["loss"].numpy()
-        np.testing.assert_allclose(curve(res, row, lr, 0), ref, rtol=1e-10, atol=1e-13 * ref[0])
+        np.testing.assert_allclose(curve(curves, row, lr, 0), ref, rtol=1e-10, atol=1e-13 * ref[0])
 
 
 def test_final_loss_is_mean_of_last_window():
     exp = small_experiment(sigma=1e-2)
     T, w = 40, 5
-    res = SQ.run_experiment(exp, steps=T, n_seeds=1, record_every=1, final_window=w)
+    final, curves = SQ.run_experiment(exp, steps=T, n_seeds=1, record_every=1, final_window=w)
     row = exp.rows[1]
-    c = curve(res, row, row.lrs[0], 0)
-    f = res.final
+    c = curve(curves, row, row.lrs[0], 0)
+    f = final
     got = f[(f["row"] == row.name) & (f["column"] == row.column) & (f["lr"] == row.lrs[0])]
     assert got["final_loss"].item() == pytest.approx(c[-w:].mean(), rel=1e-12)
     assert got["last_loss"].item() == pytest.approx(c[-1], rel=1e-12)
@@ -97,8 +97,8 @@ def test_final_loss_is_mean_of_last_window():
 
 def test_initial_losses_equal_across_rotations():
     exp = small_experiment(thetas=(1e-3, 0.1, 1.0))
-    res = SQ.run_experiment(exp, steps=3, n_seeds=1)
-    init = res.final["initial_loss"].to_numpy()
+    final, curves = SQ.run_experiment(exp, steps=3, n_seeds=1)
+    init = final["initial_loss"].to_numpy()
     L0 = float(exp.problems[0].loss(exp.x0))
     np.testing.assert_allclose(init, L0, rtol=1e-12)
     for p in exp.problems[1:]:
@@ -119,8 +119,8 @@ def test_adasgd_rotation_invariant_adam_not():
         rows.append(SQ.Row(f"SGD{k}", "sgd", k, 0.9, 0.0, (0.1,), "beta1=0.9"))
         rows.append(SQ.Row(f"Adam{k}", "adam", k, 0.9, 0.99, (3e-2,), "beta1=0.9"))
     exp = SQ.Experiment(problems, rows, x0, sigma=0.0)
-    res = SQ.run_experiment(exp, steps=150, n_seeds=1, record_every=1)
-    c = res.curves.set_index(["row", "lr", "step"])["loss"].sort_index()
+    final, curves = SQ.run_experiment(exp, steps=150, n_seeds=1, record_every=1)
+    c = curves.set_index(["row", "lr", "step"])["loss"].sort_index()
     for name, lrs in (("AdaSGD", (3e-2, 1e-1)), ("AdaSGD0-", (1e-1,)), ("SGD", (0.1,))):
         for lr in lrs:
             ref = c.loc[(f"{name}0", lr)].to_numpy()
@@ -160,8 +160,10 @@ def test_roundoff_cannot_rank_equivariant_runs():
     probs = P.rotated_family(P.spectrum("i^-1/2", d), rots)
     x0 = torch.randn(3, d, dtype=F64, generator=torch.Generator().manual_seed(0))
     rows = [SQ.Row(f"adasgd{k}", "adasgd", k, 0.9, 0.99, (0.05,), "c") for k in range(2)]
-    res = SQ.run_experiment(SQ.Experiment(probs, rows, x0, 0.0), steps=T, n_seeds=3, reach=SQ.EPS_REACH)
-    f = res.final.sort_values(["row", "seed"])
+    final, curves = SQ.run_experiment(
+        SQ.Experiment(probs, rows, x0, 0.0), steps=T, n_seeds=3, reach=SQ.EPS_REACH
+    )
+    f = final.sort_values(["row", "seed"])
     g0, g1 = (f[f["row"] == f"adasgd{k}"] for k in range(2))
     last0 = g0["last_loss"].to_numpy() / g0["initial_loss"].to_numpy()
     last1 = g1["last_loss"].to_numpy() / g1["initial_loss"].to_numpy()
