@@ -478,17 +478,15 @@ def run_batched(
 
     def track(loss, t):
         if reach is not None:
-            hit[(hit < 0) & (loss <= reach * initial)] = t
+            hit[(hit < 0) & (loss <= reach * rec[0])] = t  # rec[0] = L(x_0)
 
     for t in range(1, steps + 1):
         gc = clean_grad()
         loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
-        if t == 1:
-            initial = loss.clone()
-        track(loss, t - 1)
         if (t - 1) % record_every == 0:
             rec[len(rec_steps)] = loss
             rec_steps.append(t - 1)
+        track(loss, t - 1)
         if t - 1 > steps - final_window:
             tail += loss
         if sigma > 0:

@@ -1,12 +1,12 @@
 r"""Table 1 (Section 4.1) as a sweep: spectra × rotations × noise × optimizers, tuned, with verdicts.
 
-Claims: (a) Adam's tuned loss rises with :math:`\|H_\theta\|_{1,1}/d` (Corollary 3.7); (b) Adam beats
-AdaSGD exactly when :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2` (Theorem 3.11). The paper's settings were
-not recovered, so :func:`run_sweep` decides each claim per (spectrum, σ, β₁) setting:
-Adam on :math:`\theta=0`, :math:`R_\theta=\exp(\theta S)` and Haar; SignGD, AdaSGD and SGD on :math:`\theta=0`
-(AdaSGD and SGD are rotation equivariant: :func:`equivariance_check`); lrs tuned on separate seeds by
-:func:`adamlinf.tune.search`. Metric: without noise the steps to :math:`10^{-8}L(x_0)` under a cosine
-step (:func:`effective_steps`), with noise :math:`L(x_T)/L(x_0)` over the last tenth. Two settings differ
+Claims: (a) Adam's tuned loss rises with :math:`\|H_\theta\|_{1,1}/d` (Corollary 3.7); (b) Adam beats AdaSGD
+exactly when :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2` (Theorem 3.11). The paper's settings were not
+recovered, so :func:`run_sweep` decides each claim per (spectrum, σ, β₁) setting: Adam on :math:`\theta=0`,
+:math:`R_\theta=\exp(\theta S)` and Haar; SignGD, AdaSGD and SGD on :math:`\theta=0` (AdaSGD and SGD are
+rotation equivariant: :func:`equivariance_check`); lrs tuned on separate seeds by
+:func:`adamlinf.tune.search`. Metric: without noise the steps to :math:`10^{-8}L(x_0)` under a cosine step
+(:func:`effective_steps`), with noise :math:`L(x_T)/L(x_0)` over the last tenth. Two settings differ
 (:func:`decide`) when Welch's one-sided test (α = 0.05) says so *and* the gap exceeds 5% (the lr grid).
 """
 
@@ -61,8 +61,8 @@ METRIC_EXACT = "steps to 1e-8·L(x₀)"
 def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH) -> np.ndarray:
     r"""The noise-free metric: :math:`\tau` (steps to :math:`L \le \varepsilon L(x_0)`) where reached.
 
-    Else :math:`T\,(1 + \log_{10}(L(x_T) / (\varepsilon L(x_0))))` (ranked behind every run that reached
-    it; ``inf`` if diverged or non-finite); ``rel_last`` is :math:`L(x_T)/L(x_0)`.
+    Else :math:`T\,(1 + \log_{10}(L(x_T) / (\varepsilon L(x_0))))` (behind every run that reached it; inf
+    if non-finite), ``rel_last`` :math:`=L(x_T)/L(x_0)`.
     """
     tau = np.asarray(steps_to_reach, dtype=float)
     rel = np.asarray(rel_last, dtype=float)
@@ -152,11 +152,9 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
 
 @dataclass
 class SweepResult:
-    r"""Outputs of :func:`run_sweep`.
+    r"""Outputs of :func:`run_sweep`: ``tuned`` (a line per setting), ``per_lr`` (every run), ``curves``.
 
-    ``tuned``: a line per setting (geometry, best lr, per-seed metric ``seeds``, mean ``value``, std
-    ``spread``); ``per_lr``: every run; ``curves``: :math:`L(x_t)/L(x_0)` of the tuned runs; ``geometry``:
-    the norms per problem; ``work``: run-steps for :func:`estimate_cost`.
+    ``geometry``: the norms per problem; ``work``: run-steps for :func:`estimate_cost`.
     """
 
     tuned: pd.DataFrame
@@ -167,9 +165,7 @@ class SweepResult:
     work: dict = field(default_factory=dict)
 
 
-def _rows_for(
-    spec: str, problem_ids: list[int], thetas: list[float], beta2: float, sgd_momentum: float, d: int
-):
+def _rows_for(problem_ids: list[int], thetas: list[float], beta2: float, sgd_momentum: float, d: int):
     """Settings of one spectrum: ``(label, optimizer, problem, beta1, beta2, column)``."""
     out = []
     for b1, col in ((0.0, "β1=0"), (0.9, "β1=0.9")):
@@ -236,14 +232,13 @@ def run_sweep(
     t0 = time.perf_counter()
     thetas = [float(c) / math.sqrt(d) for c in theta_sqrt_d]
     rots = Q.rotation_path(d, thetas, seed=seed, haar_seed=seed + 1, dtype=dtype, device=device)
+    path = [th for th, _ in rots]  # 0, thetas, inf
     problems, rows = [], {}
     for spec in spectra:
         fam = Q.rotated_family(Q.spectrum(spec, d, dtype=dtype, device=device), rots, spectrum=spec)
         ids = list(range(len(problems), len(problems) + len(fam)))
         problems += fam
-        for label, opt, p, b1, b2, col in _rows_for(
-            spec, ids, [th for th, _ in rots], beta2, sgd_momentum, d
-        ):
+        for label, opt, p, b1, b2, col in _rows_for(ids, path, beta2, sgd_momentum, d):
             rows[(spec, col, label)] = (opt, p, b1, b2)
     if n_tune_seeds < 1 or n_seeds < 2:
         raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
@@ -364,10 +359,7 @@ def spearman_with_interval(
     level: float = 0.95,
     rng_seed: int = 0,
 ) -> tuple[float, float, float]:
-    r"""``(rho, lo, hi)``: Spearman :math:`\rho` of ``x`` and the seed means, with a seed-bootstrap interval.
-
-    Each replicate resamples every setting's seeds with replacement (``nan`` where values are constant).
-    """
+    r"""``(rho, lo, hi)``: Spearman :math:`\rho` of ``x`` and the seed means, seed-bootstrap interval."""
     x = np.asarray(x, dtype=float)
     S = [np.asarray(s, dtype=float) for s in seeds]
     y = np.array([s.mean() for s in S])
@@ -671,8 +663,7 @@ def equivariance_check(
     The largest relative difference of :math:`L(x_t)` on :math:`R_\theta` and Haar from the :math:`\theta=0`
     run while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12) for an equivariant method.
     """
-    theta = theta_sqrt_d / math.sqrt(d)
-    rots = Q.rotation_path(d, [theta], seed=seed, haar_seed=seed + 1)
+    rots = Q.rotation_path(d, [theta_sqrt_d / math.sqrt(d)], seed=seed, haar_seed=seed + 1)
     probs = Q.rotated_family(Q.spectrum(spectrum, d), rots, spectrum=spectrum)
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     spec = [
