@@ -327,17 +327,14 @@ class Trace(Mapping):
     series: dict[str, torch.Tensor]
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def _all(self) -> dict[str, torch.Tensor]:
-        return {"lr": self.lr, **self.series, **self.sums}
-
     def __getitem__(self, key: str) -> torch.Tensor:
-        return self._all()[key]
+        return {"lr": self.lr, **self.series, **self.sums}[key]
 
     def __iter__(self):
-        return iter(self._all())
+        return iter(["lr", *self.series, *self.sums])
 
     def __len__(self) -> int:
-        return len(self._all())
+        return 1 + len(self.series) + len(self.sums)
 
 
 SCHEDULES = ("constant", "cosine")
