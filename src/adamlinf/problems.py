@@ -349,7 +349,6 @@ def lr_factor(schedule: str, t: int, steps: int) -> float:
     raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
 
 
-@_one_thread
 def run(
     problem,
     x0,
