@@ -4,8 +4,9 @@
 
 Both sides run exactly the same (row, learning rate, seed) combinations of a Table 1 experiment
 (:func:`experiment`): the baseline loops over them in Python and calls
-``adamlinf.problems.run_one_by_one`` (``adamlinf.optim`` / ``torch.optim`` classes, autograd
-gradients); the batched side is one ``run_batched`` call. Prints median wall times and their
+``adamlinf.problems.run`` (``adamlinf.optim`` / ``torch.optim`` classes, autograd
+gradients); the batched side is one ``adamlinf.problems.run_batched`` call
+(through ``adamlinf.studies.quadratic.run_experiment``). Prints median wall times and their
 ratio, plus the largest relative difference of the final losses (they must agree). Wall times on
 a shared machine are noisy: medians over ``--repeats`` runs, measured in the same process.
 
@@ -45,19 +46,19 @@ def sweep(d: int, steps: int, seeds: int) -> None:
     print(f"estimated at d=1000: {SQ.estimate_cost(cpu, res.work, d_target=1000) / 60:.0f} CPU minutes")
 
 
-def experiment(d: int, n_lr: int, thetas=(0.002, 0.02, 0.05, 1.0), sigma: float = 1e-3) -> Q.Experiment:
+def experiment(d: int, n_lr: int, thetas=(0.002, 0.02, 0.05, 1.0), sigma: float = 1e-3) -> SQ.Experiment:
     """Table 1's rows on i^(-1/2) and its rotations (AdaSGD, Adam per rotation, SGD, SignGD)."""
     problems = Q.rotated_family(Q.power_law_spectrum(d, 0.5), Q.rotation_path(d, thetas))
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     grid, sgd = tuple(np.geomspace(1e-5, 1e-1, n_lr)), tuple(np.geomspace(1e-3, 2.0, n_lr))
     rows = []
     for col, b1, b2 in (("beta1=0", 0.0, 0.99), ("beta1=0.9", 0.9, 0.99)):
-        rows.append(Q.Row("AdaSGD", "adasgd", 0, b1, b2, grid, col))
-        rows += [Q.Row(f"Adam {k}", "adam", k, b1, b2, grid, col) for k in range(len(problems))]
-        rows.append(Q.Row("SGD", "sgd", 0, b1, 0.0, sgd, col))
+        rows.append(SQ.Row("AdaSGD", "adasgd", 0, b1, b2, grid, col))
+        rows += [SQ.Row(f"Adam {k}", "adam", k, b1, b2, grid, col) for k in range(len(problems))]
+        rows.append(SQ.Row("SGD", "sgd", 0, b1, 0.0, sgd, col))
         if b1 == 0:
-            rows.append(Q.Row("SignGD", "signgd", 0, 0.0, 0.0, grid, col))
-    return Q.Experiment(problems, rows, x0, sigma)
+            rows.append(SQ.Row("SignGD", "signgd", 0, 0.0, 0.0, grid, col))
+    return SQ.Experiment(problems, rows, x0, sigma)
 
 
 def main() -> None:
@@ -84,31 +85,30 @@ def main() -> None:
         f"{len(combos)} runs, float64, torch threads={args.threads}"
     )
 
-    t_batched, res = [], None
+    t_batched, final = [], None
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        res = Q.run_batched(exp, steps=args.steps, n_seeds=args.seeds, final_window=1)
+        final, _ = SQ.run_experiment(exp, steps=args.steps, n_seeds=args.seeds, final_window=1)
         t_batched.append(time.perf_counter() - t0)
 
     t_loop, ref = [], {}
     for _ in range(max(1, args.repeats)):
         t0 = time.perf_counter()
         for row, lr, s in combos:
-            ref[(row.name, row.column, lr, s)] = Q.run_one_by_one(
+            ref[(row.name, row.column, lr, s)] = Q.run(
                 exp.problems[row.problem],
                 exp.x0,
                 row.optimizer,
-                lr=lr,
-                beta1=row.beta1,
-                beta2=row.beta2,
                 steps=args.steps,
-                sigma=exp.sigma,
+                lr=lr,
                 seed_index=s,
-            )[-1]
+                sigma=exp.sigma,
+                betas=(row.beta1, row.beta2),
+                momentum=row.beta1,
+            )["loss"][-1].item()
         t_loop.append(time.perf_counter() - t0)
 
-    f = res.final
-    got = {(r.row, r.column, r.lr, r.seed): r.last_loss for r in f.itertuples()}
+    got = {(r.row, r.column, r.lr, r.seed): r.last_loss for r in final.itertuples()}
     rel = max(abs(got[k] - v) / abs(v) for k, v in ref.items() if np.isfinite(v) and v != 0)
     mb, ml = statistics.median(t_batched), statistics.median(t_loop)
     print(

@@ -1,4 +1,4 @@
-"""Tests of adamlinf.problems: the Section 4.1 quadratic and its batched runner."""
+"""Tests of adamlinf.problems: the quadratics, the one-run reference problems.run and run_batched."""
 
 import math
 
@@ -15,82 +15,16 @@ from adamlinf.rotations import exp_rotation
 F64 = torch.float64
 
 
-def small_experiment(sigma=1e-2, thetas=(0.05, 1.0), d=12, n_lr=2):
-    """Table 1's layout: AdaSGD, Adam on each rotation, SGD and SignGD, in the columns beta1 = 0 and 0.9."""
-    problems = P.rotated_family(P.power_law_spectrum(d, 0.5), P.rotation_path(d, thetas))
-    x0 = torch.randn(d, generator=torch.Generator().manual_seed(0), dtype=F64)
-    grid, sgd_grid = tuple(np.geomspace(1e-3, 1e-1, n_lr)), tuple(np.geomspace(1e-2, 0.5, n_lr))
-    rows = []
-    for col, b1 in (("beta1=0", 0.0), ("beta1=0.9", 0.9)):
-        rows.append(P.Row("AdaSGD", "adasgd", 0, b1, 0.99, grid, col))
-        rows += [P.Row(f"Adam{k}", "adam", k, b1, 0.99, grid, col) for k in range(len(problems))]
-        rows.append(P.Row("SGD", "sgd", 0, b1, 0.0, sgd_grid, col))
-        if b1 == 0:
-            rows.append(P.Row("SignGD", "signgd", 0, 0.0, 0.0, grid, col))
-    return P.Experiment(problems, rows, x0, sigma)
-
-
-def curve(res, row, lr, seed):
-    c = res.curves
-    sel = c[(c["row"] == row.name) & (c["column"] == row.column) & (c["lr"] == lr) & (c["seed"] == seed)]
-    return sel.sort_values("step")["loss"].to_numpy()
-
-
-# ---------------------------------------------------------------------------------------------
-# batched runner == optimizer classes one by one
-# ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("sigma,schedule", [(0.0, "constant"), (2e-2, "constant"), (2e-2, "cosine")])
-def test_batched_equals_optimizer_classes(sigma, schedule):
-    exp = small_experiment(sigma=sigma)
-    T = 80
-    res = P.run_batched(exp, steps=T, n_seeds=2, record_every=1, schedule=schedule)
-    assert len(res.final) == sum(len(r.lrs) for r in exp.rows) * 2
-    checked = 0
-    for row in exp.rows:
-        for lr in (row.lrs[0], row.lrs[-1]):
-            seed = 1
-            ref = P.run_one_by_one(
-                exp.problems[row.problem],
-                exp.x0,
-                row.optimizer,
-                lr=lr,
-                beta1=row.beta1,
-                beta2=row.beta2,
-                steps=T,
-                sigma=sigma,
-                seed_index=seed,
-                schedule=schedule,
-            )
-            got = curve(res, row, lr, seed)
-            assert got.shape == ref.shape == (T + 1,)
-            # relative 1e-10, and round-off on the scale of the problem (losses far below L(x0)
-            # are compared to 1e-13 L(x0) absolute)
-            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-13 * ref[0])
-            checked += 1
-    assert checked == 2 * len(exp.rows)
-
-
-def test_batched_equals_torch_optim():
-    """Adam and SGD rows also equal torch.optim.Adam / torch.optim.SGD themselves."""
-    exp = small_experiment(sigma=1e-2)
-    T = 60
-    res = P.run_batched(exp, steps=T, n_seeds=1, record_every=1)
-    for row in exp.rows:
-        if row.optimizer not in ("adam", "sgd"):
-            continue
-        lr = row.lrs[-1]
-        ref = P.run_one_by_one(
-            exp.problems[row.problem],
-            exp.x0,
-            row.optimizer,
-            lr=lr,
-            beta1=row.beta1,
-            beta2=row.beta2,
-            steps=T,
-            sigma=exp.sigma,
-            use_torch_optim=True,
-        )
-        np.testing.assert_allclose(curve(res, row, lr, 0), ref, rtol=1e-10, atol=1e-13 * ref[0])
+def test_run_on_a_matrix_is_gradient_descent_in_closed_form():
+    """problems.run on a matrix A: SGD without momentum gives x_t = (I - lr A)^t x0 and L = x^T A x / 2."""
+    A = P.random_psd(5, seed=1)
+    x0 = torch.linspace(-1.0, 2.0, 5, dtype=F64)
+    out = P.run(A, x0, "sgd", steps=20, lr=0.3, momentum=0.0, iterates=True)
+    M = torch.eye(5, dtype=F64) - 0.3 * A
+    want = torch.stack([torch.linalg.matrix_power(M, t) @ x0 for t in range(21)])
+    torch.testing.assert_close(out["x"], want, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(out["loss"], 0.5 * ((want @ A) * want).sum(1), rtol=1e-12, atol=1e-15)
+    assert out["x"].shape == (21, 5) and out.t.tolist() == list(range(21)) and out["lr"].tolist() == [0.3]
 
 
 def test_cosine_factor():
@@ -98,18 +32,6 @@ def test_cosine_factor():
     assert P.lr_factor("cosine", 6, 10) == pytest.approx(0.5)
     assert 0 < P.lr_factor("cosine", 10, 10) < 0.03
     assert P.lr_factor("constant", 7, 10) == 1.0
-
-
-def test_final_loss_is_mean_of_last_window():
-    exp = small_experiment(sigma=1e-2)
-    T, w = 40, 5
-    res = P.run_batched(exp, steps=T, n_seeds=1, record_every=1, final_window=w)
-    row = exp.rows[1]
-    c = curve(res, row, row.lrs[0], 0)
-    f = res.final
-    got = f[(f["row"] == row.name) & (f["column"] == row.column) & (f["lr"] == row.lrs[0])]
-    assert got["final_loss"].item() == pytest.approx(c[-w:].mean(), rel=1e-12)
-    assert got["last_loss"].item() == pytest.approx(c[-1], rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,16 +80,6 @@ def test_haar_like_rotation_raises_l11_above_spectral():
     assert th.l11_exact(H1) / d > th.l2_smoothness(H1)
 
 
-def test_initial_losses_equal_across_rotations():
-    exp = small_experiment(thetas=(1e-3, 0.1, 1.0))
-    res = P.run_batched(exp, steps=3, n_seeds=1)
-    init = res.final["initial_loss"].to_numpy()
-    L0 = float(exp.problems[0].loss(exp.x0))
-    np.testing.assert_allclose(init, L0, rtol=1e-12)
-    for p in exp.problems[1:]:
-        assert not torch.allclose(p.start(exp.x0), exp.x0)  # it really is a different point
-
-
 def test_noise_variance_and_streams():
     d, sigma = 4000, 0.3
     noise = P.GradientNoise(d, 3, sigma, base_seed=5)
@@ -185,36 +97,6 @@ def test_noise_variance_and_streams():
     assert torch.count_nonzero(P.GradientNoise(d, 1, 0.0).sample()) == 0
 
 
-# ---------------------------------------------------------------------------------------------
-# rotation equivariance (Section 2): AdaSGD and SGD do not see theta, Adam does
-# ---------------------------------------------------------------------------------------------
-def test_adasgd_rotation_invariant_adam_not():
-    d = 16
-    lam = P.power_law_spectrum(d, 0.5)
-    problems = [P.Quadratic(lam)] + [
-        P.Quadratic(lam, exp_rotation(d, t, seed=1, dtype=F64)) for t in (0.01, 0.2, 2.0)
-    ]
-    x0 = torch.randn(d, dtype=F64, generator=torch.Generator().manual_seed(0))
-    rows = []
-    for k in range(len(problems)):
-        rows.append(P.Row(f"AdaSGD{k}", "adasgd", k, 0.9, 0.99, (3e-2, 1e-1), "beta1=0.9"))
-        rows.append(P.Row(f"AdaSGD0-{k}", "adasgd", k, 0.0, 0.99, (1e-1,), "beta1=0"))
-        rows.append(P.Row(f"SGD{k}", "sgd", k, 0.9, 0.0, (0.1,), "beta1=0.9"))
-        rows.append(P.Row(f"Adam{k}", "adam", k, 0.9, 0.99, (3e-2,), "beta1=0.9"))
-    exp = P.Experiment(problems, rows, x0, sigma=0.0)
-    res = P.run_batched(exp, steps=150, n_seeds=1, record_every=1)
-    c = res.curves.set_index(["row", "lr", "step"])["loss"].sort_index()
-    for name, lrs in (("AdaSGD", (3e-2, 1e-1)), ("AdaSGD0-", (1e-1,)), ("SGD", (0.1,))):
-        for lr in lrs:
-            ref = c.loc[(f"{name}0", lr)].to_numpy()
-            assert ref[-1] < 1e-3 * ref[0]  # it does optimise
-            for k in range(1, len(problems)):
-                np.testing.assert_allclose(c.loc[(f"{name}{k}", lr)].to_numpy(), ref, rtol=1e-9)
-    adam0 = c.loc[("Adam0", 3e-2)].to_numpy()
-    adam_haar = c.loc[(f"Adam{len(problems) - 1}", 3e-2)].to_numpy()
-    assert np.max(np.abs(adam_haar - adam0) / adam0) > 1e-2
-
-
 def test_bad_input_raises():
     with pytest.raises(ValueError):
         P.power_law_spectrum(0)
@@ -223,20 +105,14 @@ def test_bad_input_raises():
     with pytest.raises(ValueError):
         P.Quadratic(torch.ones(3), rotation=torch.eye(4, dtype=F64))
     with pytest.raises(ValueError):
-        P.Row("x", "lamb", 0, 0.9, 0.99, (1e-3,), "c")
-    with pytest.raises(ValueError):
-        P.Row("x", "adam", 0, 1.0, 0.99, (1e-3,), "c")
-    with pytest.raises(ValueError):
-        P.Row("x", "adam", 0, 0.9, 0.99, (), "c")
-    with pytest.raises(ValueError):
         P.GradientNoise(3, 1, -1.0)
-    exp = small_experiment()
-    with pytest.raises(ValueError):
-        P.run_batched(exp, steps=0)
-    with pytest.raises(ValueError):
-        P.run_batched(exp, steps=5, final_window=6)
-    with pytest.raises(ValueError):
-        P.run_batched(exp, steps=5, schedule="step")
+    probs, x0 = [P.Quadratic(P.power_law_spectrum(4))], torch.ones(4, dtype=F64)
+    runs = [("adam", 0.9, 0.99, 0, 0, 1e-2)]
+    for bad in (dict(steps=0), dict(steps=5, final_window=6), dict(steps=5, schedule="step")):
+        with pytest.raises(ValueError):
+            P.run_batched(probs, x0, runs, **bad)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        P.run_batched(probs, x0, [("lamb", 0.9, 0.99, 0, 0, 1e-2)], steps=5)
     with pytest.raises(ValueError):
         P.Quadratic(torch.ones(3, dtype=F64)).grad(torch.ones(4, dtype=F64))
 
@@ -294,36 +170,23 @@ def test_rotated_family_norms_against_dense_numpy():
 
 
 # ---------------------------------------------------------------------------------------------
-# run_batched: one start per seed, steps to reach a fraction of L(x0)
+# run_batched against problems.run: one start per seed, steps to reach a fraction of L(x0)
 # ---------------------------------------------------------------------------------------------
-def test_x0_per_seed_and_steps_to_reach():
+def test_batched_x0_per_seed_and_steps_to_reach():
+    """run_batched (runs in any order, one start per seed) equals problems.run run by run (autograd
+    gradients, the optimizer classes); steps_to_reach is the first t with L(x_t) <= reach L(x0)."""
     d, T, reach = 10, 80, 1e-4
     rots = P.rotation_path(d, [0.3], seed=0, haar_seed=1)
     probs = P.rotated_family(P.spectrum("i^-1/2", d), rots)
     x0 = torch.randn(3, d, dtype=F64, generator=torch.Generator().manual_seed(2))
-    rows = [
-        P.Row("adam", "adam", 2, 0.9, 0.99, (0.05,), "c"),
-        P.Row("sgd", "sgd", 1, 0.9, 0.0, (0.5,), "c"),
-        P.Row("adasgd", "adasgd", 0, 0.0, 0.99, (0.1,), "c"),
-    ]
-    res = P.run_batched(P.Experiment(probs, rows, x0, 0.0), steps=T, n_seeds=3, record_every=1, reach=reach)
-    f = res.final
-    for row in rows:
-        for s in range(3):
-            ref = P.run_one_by_one(
-                probs[row.problem],
-                x0[s],
-                row.optimizer,
-                lr=row.lrs[0],
-                beta1=row.beta1,
-                beta2=row.beta2,
-                steps=T,
-            )
-            got = curve(res, row, row.lrs[0], s)
-            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-13 * ref[0])
-            hit = np.flatnonzero(ref <= reach * ref[0])
-            want = float(hit[0]) if len(hit) else math.inf
-            assert f[(f["row"] == row.name) & (f["seed"] == s)]["steps_to_reach"].item() == want
-    assert np.isfinite(f["steps_to_reach"]).any()  # the check above is not vacuous
-    with pytest.raises(ValueError):
-        P.run_batched(P.Experiment(probs, rows, x0, 0.0), steps=5, n_seeds=4)
+    settings = [("adam", 0.9, 0.99, 2, 0.05), ("sgd", 0.9, 0.0, 1, 0.5), ("adasgd", 0.0, 0.99, 0, 0.1)]
+    runs = [(o, b1, b2, p, s, lr) for o, b1, b2, p, lr in settings for s in (2, 0, 1)]
+    out = P.run_batched(probs, x0, runs, steps=T, reach=reach)
+    assert out["loss"].shape == (T + 1, len(runs)) and out.t.tolist() == list(range(T + 1))
+    for r, (o, b1, b2, p, s, lr) in enumerate(runs):
+        ref = P.run(probs[p], x0[s], o, steps=T, lr=lr, betas=(b1, b2), momentum=b1)["loss"].numpy()
+        np.testing.assert_allclose(out["loss"][:, r], ref, rtol=1e-10, atol=1e-13 * ref[0])
+        hit = np.flatnonzero(ref <= reach * ref[0])
+        assert out["steps_to_reach"][r].item() == (float(hit[0]) if len(hit) else math.inf)
+        assert out["final_loss"][r].item() == pytest.approx(ref[-1], rel=1e-10) and out["lr"][r].item() == lr
+    assert torch.isfinite(out["steps_to_reach"]).any()  # the check above is not vacuous

@@ -2,7 +2,7 @@ r"""The quadratics of Sections 3 and 4.1 and the runners on them.
 
 Table 1 (RECONSTRUCTED, all settings are parameters): :math:`L_\theta(x)=\tfrac12x^\top
 R_\theta^\top\operatorname{diag}(\lambda)R_\theta x`, :math:`R_\theta=\exp(\theta S)`, started at
-:math:`R_\theta^\top x_0`, run by :func:`run_batched` (reference: :func:`run_one_by_one`).
+:math:`R_\theta^\top x_0`, run by :func:`run_batched` (reference: :func:`run`).
 Section 3: :class:`NoisyQuadratic` and its runners.
 """
 
@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-import numpy as np
-import pandas as pd
 import torch
 
 from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
 
 __all__ = ["power_law_spectrum", "SPECTRA", "spectrum", "rotation_path", "rotated_family", "Quadratic"]
-__all__ += ["GradientNoise", "Row", "Experiment", "QuadraticResult", "run_batched", "run_one_by_one"]
+__all__ += ["GradientNoise", "Trace", "run", "run_batched"]
 __all__ += ["lr_factor", "OPTIMIZERS", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
-__all__ += ["run_signgd", "run_blockwise_rmsprop", "run_trajectory"]
+__all__ += ["run_signgd", "run_blockwise_rmsprop"]
 
-OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS the batched runner runs
+OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS run_batched runs
 
 
 def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
@@ -205,241 +203,6 @@ class GradientNoise:
         return (torch.stack(xi) if s is None else xi[0]) * self.sigma
 
 
-@dataclass(frozen=True)
-class Row:
-    r"""One optimizer setting on ``Experiment.problems[problem]``; ``beta1`` is SGD's momentum."""
-
-    name: str
-    optimizer: str
-    problem: int
-    beta1: float
-    beta2: float
-    lrs: tuple[float, ...]
-    column: str
-
-    def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
-        if len(self.lrs) == 0 or any((not math.isfinite(v)) or v <= 0 for v in self.lrs):
-            raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs!r}")
-
-
-@dataclass
-class Experiment:
-    """Problems, rows, the start :math:`x_0` (``(d,)`` or one per seed ``(S, d)``) and the noise level."""
-
-    problems: list[Quadratic]
-    rows: list[Row]
-    x0: torch.Tensor
-    sigma: float
-
-
-SCHEDULES = ("constant", "cosine")
-
-
-def lr_factor(schedule: str, t: int, steps: int) -> float:
-    r"""The lr multiplier at step :math:`t\in[1,T]`: 1, or :math:`\tfrac12(1+\cos(\pi(t-1)/T))` (cosine)."""
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * (t - 1) / steps))
-    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-
-
-@dataclass
-class QuadraticResult:
-    """``final``: a line per run (``final_loss``: mean of the last ``final_window`` iterates), ``curves``."""
-
-    final: pd.DataFrame
-    curves: pd.DataFrame
-
-
-def _expand_runs(exp: Experiment, n_seeds: int):
-    """All (row, lr, seed) runs by update rule, then problem; the rule groups and the per-problem slices."""
-    runs = []
-    for j, row in enumerate(exp.rows):
-        for k, lr in enumerate(row.lrs):
-            for s in range(n_seeds):
-                runs.append(((row.optimizer, row.beta1, row.beta2), row.problem, j, k, s, lr))
-    runs.sort(key=lambda r: (OPTIMIZERS.index(r[0][0]), r[0][1], r[0][2], r[1], r[2], r[3], r[4]))
-
-    def slices(key):
-        out, start = [], 0
-        for i in range(1, len(runs) + 1):
-            if i == len(runs) or key(runs[i]) != key(runs[start]):
-                out.append((key(runs[start]), start, i))
-                start = i
-        return out
-
-    groups = [(*k, a, b) for k, a, b in slices(lambda r: r[0])]
-    hess = [(k[1], a, b) for k, a, b in slices(lambda r: (r[0], r[1]))]
-    return runs, groups, hess
-
-
-def run_batched(
-    exp: Experiment,
-    *,
-    steps: int,
-    n_seeds: int = 5,
-    seed: int = 0,
-    eps: float = 1e-8,
-    record_every: int = 10,
-    final_window: int = 1,
-    schedule: str = "constant",
-    reach: float | None = None,
-) -> QuadraticResult:
-    r"""Run every (row, learning rate, seed) of ``exp`` for ``steps`` steps as one ``(runs, d)`` tensor.
-
-    Seed ``s`` uses noise stream ``s`` and start :math:`R^\top x_0[s]` if ``exp.x0`` is ``(S, d)``.
-    ``steps_to_reach``: the first :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)` (else inf).
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not 1 <= final_window <= steps:
-        raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
-    if record_every < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
-    lr_factor(schedule, 1, steps)  # validates the name
-    if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
-        raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
-    dtype, device = exp.x0.dtype, exp.x0.device
-    problems = [p.to(dtype=dtype, device=device) for p in exp.problems]
-    x0 = exp.x0.to(dtype=dtype, device=device)
-    d = x0.shape[-1]
-    runs, groups, hess = _expand_runs(exp, n_seeds)
-    R = len(runs)
-    lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
-    seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
-    prob_idx = torch.tensor([r[1] for r in runs], dtype=torch.long, device=device)
-    starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem (and seed)
-    x = starts[prob_idx, seed_idx] if x0.ndim == 2 else starts[prob_idx]
-    m = torch.zeros_like(x)  # first moment (Adam, AdaSGD) or momentum buffer (SGD)
-    v_full = torch.zeros_like(x)  # Adam's coordinate-wise second moment
-    v_scalar = x.new_zeros(R, 1)  # AdaSGD's one scalar per run
-    noise = GradientNoise(d, n_seeds, exp.sigma, base_seed=seed, dtype=dtype, device=device)
-    rec_steps: list[int] = []
-    rec = x.new_empty(steps // record_every + 2, R)
-    tail = x.new_zeros(R)
-    hit = torch.full((R,), -1, dtype=torch.long, device=device)
-    g = torch.empty_like(x)
-
-    def clean_grad():
-        for p, a, b in hess:
-            g[a:b] = problems[p].grad(x[a:b])
-        return g
-
-    def track(loss, t):
-        if reach is not None:
-            hit[(hit < 0) & (loss <= reach * initial)] = t
-
-    for t in range(1, steps + 1):
-        gc = clean_grad()
-        loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
-        if t == 1:
-            initial = loss.clone()
-        track(loss, t - 1)
-        if (t - 1) % record_every == 0:
-            rec[len(rec_steps)] = loss
-            rec_steps.append(t - 1)
-        if t - 1 > steps - final_window:
-            tail += loss
-        if exp.sigma > 0:
-            gc.add_(noise.sample()[seed_idx])
-        for opt, beta1, beta2, a, b in groups:
-            xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
-            if schedule != "constant":
-                lrs = lrs * lr_factor(schedule, t, steps)
-            if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
-                vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
-                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
-            elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
-                ms.mul_(beta1).add_(gs)
-                xs.sub_(ms * lrs)
-            else:
-                optim.signgd_update_(xs, gs, lr=lrs)
-    last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
-    track(last, steps)
-    tail += last
-    rec[len(rec_steps)] = last
-    rec_steps.append(steps)
-    final = tail / final_window
-
-    thetas = [getattr(p, "theta", 0.0) for p in problems]
-    table = []
-    for _, p, j, k, s, lr in runs:
-        r = exp.rows[j]
-        table.append((r.name, r.optimizer, p, thetas[p], r.column, r.beta1, r.beta2, lr, k, s))
-    columns = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]
-    meta = pd.DataFrame(table, columns=columns)
-    final_np = final.cpu().numpy()
-    fin = meta.copy()
-    fin["initial_loss"] = initial.cpu().numpy()
-    fin["final_loss"] = final_np
-    fin["last_loss"] = last.cpu().numpy()
-    fin["diverged"] = ~np.isfinite(final_np) | (final_np > 1e6 * fin["initial_loss"].to_numpy())
-    if reach is not None:
-        h = hit.cpu().numpy().astype(float)
-        fin["steps_to_reach"] = np.where(h < 0, np.inf, h)
-    curves_np = rec[: len(rec_steps)].cpu().numpy()  # (n_rec, R)
-    curves = meta.loc[
-        np.tile(np.arange(R), len(rec_steps)), ["row", "column", "problem", "theta", "lr", "seed"]
-    ].reset_index(drop=True)
-    curves["step"] = np.repeat(rec_steps, R)
-    curves["loss"] = curves_np.reshape(-1)
-    return QuadraticResult(fin, curves)
-
-
-def run_one_by_one(
-    problem: Quadratic,
-    x0: torch.Tensor,
-    optimizer: str,
-    *,
-    lr: float,
-    beta1: float = 0.9,
-    beta2: float = 0.99,
-    eps: float = 1e-8,
-    steps: int,
-    sigma: float = 0.0,
-    seed_index: int = 0,
-    seed: int = 0,
-    use_torch_optim: bool = False,
-    schedule: str = "constant",
-) -> np.ndarray:
-    r"""The losses :math:`L(x_0..x_T)` of one run with an optimizer class (:func:`run_batched`'s reference).
-
-    ``optim.create`` (or ``torch.optim.Adam`` / ``SGD`` with ``use_torch_optim``), noise stream ``seed_index``
-    """
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    w = torch.nn.Parameter(problem.start(x0.to(problem.dtype)).clone())
-    if use_torch_optim and optimizer == "adam":
-        opt = torch.optim.Adam([w], lr=lr, betas=(beta1, beta2), eps=eps, foreach=False)
-    elif use_torch_optim and optimizer == "sgd":
-        opt = torch.optim.SGD([w], lr=lr, momentum=beta1, foreach=False)
-    else:
-        opt = optim.create(optimizer, [w], lr=lr, betas=(beta1, beta2), eps=eps, momentum=beta1)
-    noise = GradientNoise(
-        problem.d, seed_index + 1, sigma, base_seed=seed, dtype=problem.dtype, device=problem.device
-    )
-    losses = []
-    for t in range(1, steps + 1):
-        for group in opt.param_groups:
-            group["lr"] = lr * lr_factor(schedule, t, steps)
-        opt.zero_grad()
-        loss = problem.loss(w)
-        loss.backward()
-        losses.append(float(loss.detach()))
-        if sigma > 0:
-            with torch.no_grad():
-                w.grad.add_(noise.sample(seed_index))
-        opt.step()
-    with torch.no_grad():
-        losses.append(float(problem.loss(w)))
-    return np.asarray(losses)
-
-
 class NoisyQuadratic(Quadratic):
     r""":math:`L(x)=\tfrac12(x-x^*)^\top A(x-x^*)` with gradients :math:`A(x-x^*)+\sigma\odot\xi`.
 
@@ -517,9 +280,9 @@ def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, 
 def block_quadratic(
     block_sizes, scales, *, eig_range=(0.5, 1.0), seed: int = 0, dtype=torch.float64, device="cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""``(A, block_index)`` (Theorem 3.11): A has blocks ``scales[k]`` :math:`Q_k\Lambda Q_k^\top`.
+    r"""``(A, block_index)`` (Theorem 3.11): blocks ``scales[k]`` :math:`Q_k\Lambda Q_k^\top`.
 
-    :math:`Q_k` Haar (seed ``seed * 1000 + k``), :math:`\Lambda` diagonal, evenly spaced in ``eig_range``.
+    :math:`Q_k` Haar (seed ``seed * 1000 + k``), :math:`\Lambda` evenly spaced in ``eig_range``.
     """
     sizes = [int(k) for k in block_sizes]
     if len(sizes) != len(scales) or min(sizes) < 1:
@@ -552,6 +315,201 @@ def _one_thread(fn):
     return wrapper
 
 
+@dataclass(frozen=True, eq=False)
+class Trace(Mapping):
+    r"""What every runner returns: step sizes ``lr``, ``series`` over steps ``t`` (axis 0), per-run ``sums``.
+
+    A mapping over the three: ``out["loss"]``, ``out["lr"]``, ``out["log_ratio"]``.
+    """
+
+    lr: torch.Tensor
+    t: torch.Tensor
+    series: dict[str, torch.Tensor]
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return {"lr": self.lr, **self.series, **self.sums}[key]
+
+    def __iter__(self):
+        return iter(["lr", *self.series, *self.sums])
+
+    def __len__(self) -> int:
+        return 1 + len(self.series) + len(self.sums)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, t: int, steps: int) -> float:
+    r"""The lr multiplier at step :math:`t\in[1,T]`: 1, or :math:`\tfrac12(1+\cos(\pi(t-1)/T))` (cosine)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (t - 1) / steps))
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def run(
+    problem,
+    x0,
+    optimizer,
+    *,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+    seed_index: int = 0,
+    sigma: float = 0.0,
+    schedule: str = "constant",
+    iterates: bool = False,
+    **hyper,
+) -> Trace:
+    r"""One run of an optimizer class on a quadratic: ``loss`` :math:`L(x_0..x_T)`, with ``iterates`` ``x``.
+
+    ``problem``: a :class:`Quadratic` (start :math:`R^\top x_0`, autograd gradient plus noise stream
+    ``seed_index`` of ``GradientNoise(sigma, base_seed=seed)``: :func:`run_batched`'s reference) or a
+    matrix :math:`A` (:math:`L=\tfrac12x^\top Ax`, gradient :math:`Ax`). ``optimizer``: a name for
+    ``optim.create(name, [x], lr=lr, **hyper)`` or ``params -> Optimizer``; lr times :func:`lr_factor`.
+    """
+    if isinstance(problem, Quadratic):
+        A, start = None, problem.start(x0.to(problem.dtype))
+    else:
+        A = theory.as_symmetric(problem)
+        start = torch.as_tensor(x0, dtype=A.dtype, device=A.device).reshape(-1)
+    w = torch.nn.Parameter(start.clone())
+    opt = optim.create(optimizer, [w], lr=lr, **hyper) if isinstance(optimizer, str) else optimizer([w])
+    noise = GradientNoise(w.numel(), seed_index + 1, sigma, base_seed=seed, dtype=w.dtype, device=w.device)
+    losses, xs = [], [w.detach().clone()]
+    for t in range(1, steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr * lr_factor(schedule, t, steps)
+        opt.zero_grad()
+        if A is None:
+            loss = problem.loss(w)
+            loss.backward()
+        else:
+            w.grad = A @ w.detach()
+            loss = 0.5 * (w.detach() * w.grad).sum()
+        losses.append(float(loss.detach()))
+        if sigma > 0:
+            with torch.no_grad():
+                w.grad.add_(noise.sample(seed_index))
+        opt.step()
+        if iterates:
+            xs.append(w.detach().clone())
+    with torch.no_grad():
+        losses.append(float(problem.loss(w) if A is None else 0.5 * (w * (A @ w)).sum()))
+    series = {"loss": torch.tensor(losses, dtype=torch.float64)}
+    if iterates:
+        series["x"] = torch.stack(xs)
+    return Trace(torch.tensor([float(lr)], dtype=torch.float64), torch.arange(steps + 1), series)
+
+
+def _slices(keys: list) -> list[tuple]:
+    """``(key, start, stop)`` of every stretch of equal consecutive ``keys``."""
+    out, start = [], 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            out.append((keys[start], start, i))
+            start = i
+    return out
+
+
+def run_batched(
+    problems: Sequence[Quadratic],
+    x0: torch.Tensor,
+    runs: Sequence[tuple],
+    *,
+    steps: int,
+    seed: int = 0,
+    sigma: float = 0.0,
+    eps: float = 1e-8,
+    schedule: str = "constant",
+    record_every: int = 1,
+    final_window: int = 1,
+    reach: float | None = None,
+) -> Trace:
+    r"""Runs of Adam, AdaSGD, SGD and SignGD on quadratics, stepped together as one ``(runs, d)`` tensor.
+
+    ``runs``: ``(optimizer, beta1, beta2, problem, seed_index, lr)`` (``beta1``: SGD's momentum), batched
+    where adjacent runs share the update rule and problem; start :math:`R^\top x_0` (``x0[seed_index]``
+    if ``x0`` is ``(S, d)``), noise stream ``seed_index`` of :class:`GradientNoise` (``base_seed=seed``).
+    Returns series ``loss`` ``(n_rec, runs)`` at ``t`` (every ``record_every``, and :math:`T`), sums
+    ``final_loss`` (mean of the last ``final_window``) and with ``reach`` ``steps_to_reach`` (the first
+    :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)`, else inf).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not 1 <= final_window <= steps:
+        raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
+    if record_every < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
+    lr_factor(schedule, 1, steps)  # validates the name
+    if bad := [r[0] for r in runs if r[0] not in OPTIMIZERS]:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
+    dtype, device = x0.dtype, x0.device
+    problems = [p.to(dtype=dtype, device=device) for p in problems]
+    d = x0.shape[-1]
+    R = len(runs)
+    lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
+    seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
+    prob_idx = torch.tensor([r[3] for r in runs], dtype=torch.long, device=device)
+    starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem (and seed)
+    x = starts[prob_idx, seed_idx] if x0.ndim == 2 else starts[prob_idx]
+    m = torch.zeros_like(x)  # first moment (Adam, AdaSGD) or momentum buffer (SGD)
+    v_full = torch.zeros_like(x)  # Adam's coordinate-wise second moment
+    v_scalar = x.new_zeros(R, 1)  # AdaSGD's one scalar per run
+    noise = GradientNoise(d, int(seed_idx.max()) + 1, sigma, base_seed=seed, dtype=dtype, device=device)
+    groups = [(*key, a, b) for key, a, b in _slices([r[:3] for r in runs])]
+    hess = [(key[3], a, b) for key, a, b in _slices([r[:4] for r in runs])]
+    rec_steps: list[int] = []
+    rec = x.new_empty(steps // record_every + 2, R)
+    tail = x.new_zeros(R)
+    hit = torch.full((R,), -1, dtype=torch.long, device=device)
+    g = torch.empty_like(x)
+
+    def clean_grad():
+        for p, a, b in hess:
+            g[a:b] = problems[p].grad(x[a:b])
+        return g
+
+    def track(loss, t):
+        if reach is not None:
+            hit[(hit < 0) & (loss <= reach * rec[0])] = t  # rec[0] = L(x_0)
+
+    for t in range(1, steps + 1):
+        gc = clean_grad()
+        loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
+        if (t - 1) % record_every == 0:
+            rec[len(rec_steps)] = loss
+            rec_steps.append(t - 1)
+        track(loss, t - 1)
+        if t - 1 > steps - final_window:
+            tail += loss
+        if sigma > 0:
+            gc.add_(noise.sample()[seed_idx])
+        for opt, beta1, beta2, a, b in groups:
+            xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
+            if schedule != "constant":
+                lrs = lrs * lr_factor(schedule, t, steps)
+            if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
+                vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
+                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
+            elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
+                ms.mul_(beta1).add_(gs)
+                xs.sub_(ms * lrs)
+            else:
+                optim.signgd_update_(xs, gs, lr=lrs)
+    last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
+    track(last, steps)
+    tail += last
+    rec[len(rec_steps)] = last
+    rec_steps.append(steps)
+    sums = {"final_loss": (tail / final_window).cpu()}
+    if reach is not None:
+        sums["steps_to_reach"] = torch.where(hit < 0, math.inf, hit.to(torch.float64)).cpu()
+    return Trace(lr[:, 0].cpu(), torch.tensor(rec_steps), {"loss": rec[: len(rec_steps)].cpu()}, sums)
+
+
 def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     lrs = torch.as_tensor(lr, dtype=dtype, device=device).reshape(-1)
     if torch.any(lrs <= 0):
@@ -560,12 +518,11 @@ def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Ten
 
 
 @_one_thread
-def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> dict:
+def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     r"""Deterministic SignGD (``optim.signgd_update_``, exact gradients) for a vector of step sizes at once.
 
-    Returns:
-        ``grad_l1`` and ``loss`` for :math:`t=0..T`, ``(steps + 1, n_lr)`` for one start ``x0`` of shape
-        ``(d,)`` or ``(steps + 1, n_lr, n_starts)`` for ``(n_starts, d)``, and ``lr``.
+    Series ``grad_l1`` and ``loss`` at :math:`t=0..T`: ``(steps + 1, n_lr)`` for one start ``x0`` ``(d,)``,
+    ``(steps + 1, n_lr, n_starts)`` for ``(n_starts, d)``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -587,7 +544,7 @@ def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> dict:
             optim.signgd_update_(x, g, lr=lr_col)
     if single:
         gl1, loss = gl1[..., 0], loss[..., 0]
-    return {"grad_l1": gl1, "loss": loss, "lr": lrs.cpu()}
+    return Trace(lrs.cpu(), torch.arange(steps + 1), {"grad_l1": gl1, "loss": loss})
 
 
 @_one_thread
@@ -598,23 +555,21 @@ def run_blockwise_rmsprop(
     *,
     steps: int,
     lr,
+    n_seeds: int = 1,
+    seed: int = 0,
     beta2: float,
     v0: float,
     eps: float = 0.0,
-    n_seeds: int = 1,
-    seed: int = 0,
     lemmas: bool = False,
-) -> dict:
+) -> Trace:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
-    No bias correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`; ``block_index =
-    torch.arange(d)`` is RMSProp. ``x0``: ``(d,)`` or ``(n_seeds, d)``; noise from one generator ``seed``.
-
-    Returns:
-        ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and ``loss`` at :math:`x_t`, each
-        ``(steps + 1, n_lr, n_seeds)``, and ``lr``; with ``lemmas``, the per-block sums ``(n_lr, n_seeds,
-        B)`` of Lemmas 3.14-3.16 and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=
-        \beta_2v_{t-1,b}+(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
+    ``block_index``: the ``(d,)`` block ids :math:`\Phi(i)` (``torch.arange(d)``: RMSProp). No bias
+    correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`. ``x0``: ``(d,)`` or ``(n_seeds, d)``;
+    noise from one generator ``seed``. Series ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and
+    ``loss`` at :math:`x_t`, ``(steps + 1, n_lr, n_seeds)``; with ``lemmas``, sums ``(n_lr, n_seeds, B)``
+    of Lemmas 3.14-3.16 and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}
+    +(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
     """
     if steps < 1 or n_seeds < 1:
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")
@@ -667,24 +622,7 @@ def run_blockwise_rmsprop(
         if lemmas:
             acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
             acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)
-    out["lr"] = lrs.cpu()
     if lemmas:
         acc["log_ratio"] = torch.log((v + eps) / (float(v0) + eps))
-        for k, val in acc.items():
-            out[k] = val.reshape(len(lrs), n_seeds, B).cpu()
-    return out
-
-
-@_one_thread
-def run_trajectory(name: str, A, x0, *, steps: int, lr: float, **kwargs) -> torch.Tensor:
-    r"""The ``(steps + 1, d)`` iterates of ``optim.create(name, ...)`` on :math:`\tfrac12x^\top Ax`."""
-    A = theory.as_symmetric(A)
-    x = torch.nn.Parameter(torch.as_tensor(x0, dtype=A.dtype, device=A.device).reshape(-1).clone())
-    opt = optim.create(name, [x], lr=lr, **kwargs)
-    xs = [x.detach().clone()]
-    for _ in range(steps):
-        opt.zero_grad(set_to_none=True)
-        x.grad = A @ x.detach()
-        opt.step()
-        xs.append(x.detach().clone())
-    return torch.stack(xs)
+    sums = {k: val.reshape(len(lrs), n_seeds, B).cpu() for k, val in acc.items()}
+    return Trace(lrs.cpu(), torch.arange(steps + 1), out, sums)

@@ -1,4 +1,5 @@
-"""Tests of adamlinf.studies.quadratic (Table 1): the round-off-free metric, verdicts, the sweep."""
+"""Tests of adamlinf.studies.quadratic (Table 1): its batched runs against the optimizer classes, the
+round-off-free metric, verdicts, the sweep."""
 
 import math
 
@@ -8,10 +9,139 @@ import pytest
 import torch
 
 from adamlinf import problems as P
+from adamlinf.rotations import exp_rotation
 from adamlinf.studies import quadratic as SQ
 from adamlinf.studies.verdicts import VERDICT_COLUMNS, Measured, compare
 
 F64 = torch.float64
+
+
+def small_experiment(sigma=1e-2, thetas=(0.05, 1.0), d=12, n_lr=2):
+    """Table 1's layout: AdaSGD, Adam on each rotation, SGD and SignGD, in the columns beta1 = 0 and 0.9."""
+    problems = P.rotated_family(P.power_law_spectrum(d, 0.5), P.rotation_path(d, thetas))
+    x0 = torch.randn(d, generator=torch.Generator().manual_seed(0), dtype=F64)
+    grid, sgd_grid = tuple(np.geomspace(1e-3, 1e-1, n_lr)), tuple(np.geomspace(1e-2, 0.5, n_lr))
+    rows = []
+    for col, b1 in (("beta1=0", 0.0), ("beta1=0.9", 0.9)):
+        rows.append(SQ.Row("AdaSGD", "adasgd", 0, b1, 0.99, grid, col))
+        rows += [SQ.Row(f"Adam{k}", "adam", k, b1, 0.99, grid, col) for k in range(len(problems))]
+        rows.append(SQ.Row("SGD", "sgd", 0, b1, 0.0, sgd_grid, col))
+        if b1 == 0:
+            rows.append(SQ.Row("SignGD", "signgd", 0, 0.0, 0.0, grid, col))
+    return SQ.Experiment(problems, rows, x0, sigma)
+
+
+def one_by_one(problem, x0, row, lr, **kw):
+    """The losses of one run of ``row`` with an optimizer class (problems.run: autograd gradients)."""
+    out = P.run(problem, x0, row.optimizer, lr=lr, betas=(row.beta1, row.beta2), momentum=row.beta1, **kw)
+    return out["loss"].numpy()
+
+
+def curve(curves, row, lr, seed):
+    c = curves
+    sel = c[(c["row"] == row.name) & (c["column"] == row.column) & (c["lr"] == lr) & (c["seed"] == seed)]
+    return sel.sort_values("step")["loss"].to_numpy()
+
+
+@pytest.mark.parametrize("sigma,schedule", [(0.0, "constant"), (2e-2, "constant"), (2e-2, "cosine")])
+def test_batched_equals_optimizer_classes(sigma, schedule):
+    exp = small_experiment(sigma=sigma)
+    T = 80
+    final, curves = SQ.run_experiment(exp, steps=T, n_seeds=2, record_every=1, schedule=schedule)
+    assert len(final) == sum(len(r.lrs) for r in exp.rows) * 2
+    checked = 0
+    for row in exp.rows:
+        for lr in (row.lrs[0], row.lrs[-1]):
+            seed = 1
+            prob = exp.problems[row.problem]
+            ref = one_by_one(prob, exp.x0, row, lr, steps=T, sigma=sigma, seed_index=seed, schedule=schedule)
+            got = curve(curves, row, lr, seed)
+            assert got.shape == ref.shape == (T + 1,)
+            # relative 1e-10, and round-off on the scale of the problem (losses far below L(x0)
+            # are compared to 1e-13 L(x0) absolute)
+            np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-13 * ref[0])
+            checked += 1
+    assert checked == 2 * len(exp.rows)
+
+
+def test_batched_equals_torch_optim():
+    """Adam and SGD rows also equal torch.optim.Adam / torch.optim.SGD themselves."""
+    exp = small_experiment(sigma=1e-2)
+    T = 60
+    final, curves = SQ.run_experiment(exp, steps=T, n_seeds=1, record_every=1)
+    for row in exp.rows:
+        if row.optimizer not in ("adam", "sgd"):
+            continue
+        lr = row.lrs[-1]
+
+        def make(ps, row=row, lr=lr):
+            if row.optimizer == "adam":
+                return torch.optim.Adam(ps, lr=lr, betas=(row.beta1, row.beta2), eps=1e-8, foreach=False)
+            return torch.optim.SGD(ps, lr=lr, momentum=row.beta1, foreach=False)
+
+        ref = P.run(exp.problems[row.problem], exp.x0, make, steps=T, lr=lr, sigma=exp.sigma)["loss"].numpy()
+        np.testing.assert_allclose(curve(curves, row, lr, 0), ref, rtol=1e-10, atol=1e-13 * ref[0])
+
+
+def test_final_loss_is_mean_of_last_window():
+    exp = small_experiment(sigma=1e-2)
+    T, w = 40, 5
+    final, curves = SQ.run_experiment(exp, steps=T, n_seeds=1, record_every=1, final_window=w)
+    row = exp.rows[1]
+    c = curve(curves, row, row.lrs[0], 0)
+    f = final
+    got = f[(f["row"] == row.name) & (f["column"] == row.column) & (f["lr"] == row.lrs[0])]
+    assert got["final_loss"].item() == pytest.approx(c[-w:].mean(), rel=1e-12)
+    assert got["last_loss"].item() == pytest.approx(c[-1], rel=1e-12)
+
+
+def test_initial_losses_equal_across_rotations():
+    exp = small_experiment(thetas=(1e-3, 0.1, 1.0))
+    final, curves = SQ.run_experiment(exp, steps=3, n_seeds=1)
+    init = final["initial_loss"].to_numpy()
+    L0 = float(exp.problems[0].loss(exp.x0))
+    np.testing.assert_allclose(init, L0, rtol=1e-12)
+    for p in exp.problems[1:]:
+        assert not torch.allclose(p.start(exp.x0), exp.x0)  # it really is a different point
+
+
+def test_adasgd_rotation_invariant_adam_not():
+    d = 16
+    lam = P.power_law_spectrum(d, 0.5)
+    problems = [P.Quadratic(lam)] + [
+        P.Quadratic(lam, exp_rotation(d, t, seed=1, dtype=F64)) for t in (0.01, 0.2, 2.0)
+    ]
+    x0 = torch.randn(d, dtype=F64, generator=torch.Generator().manual_seed(0))
+    rows = []
+    for k in range(len(problems)):
+        rows.append(SQ.Row(f"AdaSGD{k}", "adasgd", k, 0.9, 0.99, (3e-2, 1e-1), "beta1=0.9"))
+        rows.append(SQ.Row(f"AdaSGD0-{k}", "adasgd", k, 0.0, 0.99, (1e-1,), "beta1=0"))
+        rows.append(SQ.Row(f"SGD{k}", "sgd", k, 0.9, 0.0, (0.1,), "beta1=0.9"))
+        rows.append(SQ.Row(f"Adam{k}", "adam", k, 0.9, 0.99, (3e-2,), "beta1=0.9"))
+    exp = SQ.Experiment(problems, rows, x0, sigma=0.0)
+    final, curves = SQ.run_experiment(exp, steps=150, n_seeds=1, record_every=1)
+    c = curves.set_index(["row", "lr", "step"])["loss"].sort_index()
+    for name, lrs in (("AdaSGD", (3e-2, 1e-1)), ("AdaSGD0-", (1e-1,)), ("SGD", (0.1,))):
+        for lr in lrs:
+            ref = c.loc[(f"{name}0", lr)].to_numpy()
+            assert ref[-1] < 1e-3 * ref[0]  # it does optimise
+            for k in range(1, len(problems)):
+                np.testing.assert_allclose(c.loc[(f"{name}{k}", lr)].to_numpy(), ref, rtol=1e-9)
+    adam0 = c.loc[("Adam0", 3e-2)].to_numpy()
+    adam_haar = c.loc[(f"Adam{len(problems) - 1}", 3e-2)].to_numpy()
+    assert np.max(np.abs(adam_haar - adam0) / adam0) > 1e-2
+
+
+def test_experiment_bad_input_raises():
+    with pytest.raises(ValueError):
+        SQ.Row("x", "adam", 0, 1.0, 0.99, (1e-3,), "c")
+    with pytest.raises(ValueError):
+        SQ.Row("x", "adam", 0, 0.9, 0.99, (), "c")
+    exp = small_experiment()
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        SQ.Row("x", "lamb", 0, 0.9, 0.99, (1e-3,), "c")
+    with pytest.raises(ValueError, match="fewer than n_seeds"):
+        SQ.run_experiment(SQ.Experiment(exp.problems, exp.rows, exp.x0.repeat(3, 1), 0.0), steps=5, n_seeds=4)
 
 
 def test_effective_steps():
@@ -29,9 +159,11 @@ def test_roundoff_cannot_rank_equivariant_runs():
     rots = P.rotation_path(d, [], haar_seed=3)
     probs = P.rotated_family(P.spectrum("i^-1/2", d), rots)
     x0 = torch.randn(3, d, dtype=F64, generator=torch.Generator().manual_seed(0))
-    rows = [P.Row(f"adasgd{k}", "adasgd", k, 0.9, 0.99, (0.05,), "c") for k in range(2)]
-    res = P.run_batched(P.Experiment(probs, rows, x0, 0.0), steps=T, n_seeds=3, reach=SQ.EPS_REACH)
-    f = res.final.sort_values(["row", "seed"])
+    rows = [SQ.Row(f"adasgd{k}", "adasgd", k, 0.9, 0.99, (0.05,), "c") for k in range(2)]
+    final, curves = SQ.run_experiment(
+        SQ.Experiment(probs, rows, x0, 0.0), steps=T, n_seeds=3, reach=SQ.EPS_REACH
+    )
+    f = final.sort_values(["row", "seed"])
     g0, g1 = (f[f["row"] == f"adasgd{k}"] for k in range(2))
     last0 = g0["last_loss"].to_numpy() / g0["initial_loss"].to_numpy()
     last1 = g1["last_loss"].to_numpy() / g1["initial_loss"].to_numpy()

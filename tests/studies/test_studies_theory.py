@@ -16,10 +16,10 @@ F64 = torch.float64
 
 
 def trajectory_gap(name, A, x0, R, *, T, lr, **kw):
-    """Definition 2.1 measured by two direct runs (problems.run_trajectory): max_t ||x~_t - R^T x_t||
+    """Definition 2.1 measured by two direct runs (problems.run): max_t ||x~_t - R^T x_t||
     over max_t ||x_t||, the normalisation of the Theorem 2.2 page."""
-    xs = P.run_trajectory(name, A, x0, steps=T, lr=lr, **kw)
-    xr = P.run_trajectory(name, R.T @ A @ R, R.T @ x0, steps=T, lr=lr, **kw)
+    xs = P.run(A, x0, name, steps=T, lr=lr, iterates=True, **kw)["x"]
+    xr = P.run(R.T @ A @ R, R.T @ x0, name, steps=T, lr=lr, iterates=True, **kw)["x"]
     return float((xr - xs @ R).norm(dim=1).max() / xs.norm(dim=1).max())
 
 

@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 
 from .. import optim, problems, report, rotations
-from ..problems import run_trajectory
 from . import verdicts
 
 __all__ = [
@@ -42,8 +41,7 @@ def equivariance_trajectories_2d(
     :math:`R^\top x_0`, with the same hyperparameters.
 
     Args:
-        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for
-            :func:`adamlinf.problems.run_trajectory`.
+        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for :func:`adamlinf.problems.run`.
         angle_deg: the rotation angle.
         T: number of steps.
         x0: the start.
@@ -66,8 +64,8 @@ def equivariance_trajectories_2d(
     frames = []
     for label, cfg in optimizers.items():
         name, lr, kw = _optimizer_kwargs(cfg)
-        xs = run_trajectory(name, A, x0, steps=T, lr=lr, **kw)
-        xr = run_trajectory(name, R.T @ A @ R, R.T @ x0, steps=T, lr=lr, **kw)
+        xs = problems.run(A, x0, name, steps=T, lr=lr, iterates=True, **kw)["x"]
+        xr = problems.run(R.T @ A @ R, R.T @ x0, name, steps=T, lr=lr, iterates=True, **kw)["x"]
         for run, orig, rot in (("on L", xs, xs @ R), ("on L o R", xr @ R.T, xr)):
             frames.append(
                 pd.DataFrame(
@@ -116,7 +114,6 @@ def equivariance_gaps(
     def loss_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         return 0.5 * x @ (A @ x)
 
-    rows = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # d x d products: thread hand-offs cost more than they save (see problems)
     try:
@@ -162,20 +159,9 @@ def equivariance_verdicts(
 ) -> pd.DataFrame:
     """The Theorem 2.2 page's verdict table: one row per optimizer and kind of transformation.
 
-    A run is equivariant on an instance when its relative gap (:func:`equivariance_gaps`) is below
-    ``tol`` (round-off is about 1e-15). "Equivariant" holds when every draw is below ``tol``; "not
-    equivariant" holds when every draw is above ``1e3 * tol``; anything in between is inconclusive.
-
-    Args:
-        gaps: :func:`equivariance_gaps`'s table.
-        optimizers: the label -> configuration map the gaps were measured with (``name`` picks the
-            theorem's prediction from :data:`EQUIVARIANT`).
-        scale: the scale of the run.
-        tol: the round-off threshold on the relative gap.
-        page: the notebook's name.
-
-    Returns:
-        The verdict table.
+    ``gaps``: :func:`equivariance_gaps`'s table for ``optimizers`` (whose ``name`` picks the prediction
+    of :data:`EQUIVARIANT`). "Equivariant" holds when every draw's relative gap is below ``tol`` (round-off
+    is about 1e-15), "not equivariant" when every one is above ``1e3 * tol``; else inconclusive.
     """
     rows = []
     for label, cfg in optimizers.items():

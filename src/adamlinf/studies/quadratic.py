@@ -1,17 +1,13 @@
 r"""Table 1 (Section 4.1) as a sweep: spectra × rotations × noise × optimizers, tuned, with verdicts.
 
-Claims: (a) Adam's tuned loss rises with :math:`\|H_\theta\|_{1,1}/d` (Corollary 3.7); (b) Adam beats
-AdaSGD exactly when :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2` (Theorem 3.11). The paper's settings
-were not recovered, so :func:`run_sweep` decides each claim per setting: the spectra of
-:data:`adamlinf.problems.SPECTRA`; :math:`\theta=0`, :math:`R_\theta=\exp(\theta S)` at given
-:math:`\theta\sqrt d` and Haar; Adam on every rotation, SignGD, AdaSGD and SGD (same momentum as the
-column) on :math:`\theta=0` (AdaSGD and SGD are rotation equivariant: :func:`equivariance_check`);
-noise levels; seeds differing in :math:`x_0` and noise. Learning rates are tuned on separate seeds by
-:func:`adamlinf.tune.search` (extended at an edge, refined to a factor 1.5). Without noise the step decays
-by a cosine and the metric is the steps to :math:`10^{-8}L(x_0)` (:func:`effective_steps`), never a
-round-off-level final loss; with noise it is :math:`L(x_T)/L(x_0)` over the last tenth of the run.
-Two tuned settings differ (:func:`decide`) when Welch's one-sided test (α = 0.05) says so *and*
-the gap exceeds 5%, the resolution of the lr grid (``verdicts.compare(..., rel_floor=0.05)``).
+Claims: (a) Adam's tuned loss rises with :math:`\|H_\theta\|_{1,1}/d` (Corollary 3.7); (b) Adam beats AdaSGD
+exactly when :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2` (Theorem 3.11). The paper's settings were not
+recovered, so :func:`run_sweep` decides each claim per (spectrum, σ, β₁) setting: Adam on :math:`\theta=0`,
+:math:`R_\theta=\exp(\theta S)` and Haar; SignGD, AdaSGD and SGD on :math:`\theta=0` (AdaSGD and SGD are
+rotation equivariant: :func:`equivariance_check`); lrs tuned on separate seeds by
+:func:`adamlinf.tune.search`. Metric: without noise the steps to :math:`10^{-8}L(x_0)` under a cosine step
+(:func:`effective_steps`), with noise :math:`L(x_T)/L(x_0)` over the last tenth. Two settings differ
+(:func:`decide`) when Welch's one-sided test (α = 0.05) says so *and* the gap exceeds 5% (the lr grid).
 """
 
 from __future__ import annotations
@@ -41,26 +37,10 @@ from adamlinf.studies.verdicts import (
     verdict_row,
 )
 
-__all__ = [
-    "EPS_REACH",
-    "effective_steps",
-    "SweepResult",
-    "run_sweep",
-    "decide",
-    "spearman_with_interval",
-    "spectrum_verdicts",
-    "verdict_summary",
-    "main_spectrum",
-    "findings",
-    "curve_panels",
-    "panel_curves",
-    "table1",
-    "full_table",
-    "paper_vs_ours",
-    "equivariance_check",
-    "estimate_cost",
-    "COARSE_GRIDS",
-]
+__all__ = ["EPS_REACH", "COARSE_GRIDS", "effective_steps", "Row", "Experiment"]
+__all__ += ["run_experiment", "SweepResult", "run_sweep", "decide", "spearman_with_interval"]
+__all__ += ["spectrum_verdicts", "verdict_summary", "main_spectrum", "findings", "curve_panels"]
+__all__ += ["panel_curves", "table1", "full_table", "paper_vs_ours", "equivariance_check", "estimate_cost"]
 
 #: :math:`\varepsilon` of the noise-free criterion: steps to reach :math:`L \le \varepsilon L(x_0)`.
 EPS_REACH = 1e-8
@@ -78,15 +58,11 @@ METRIC_NOISY = "L(x_T)/L(x₀)"
 METRIC_EXACT = "steps to 1e-8·L(x₀)"
 
 
-# ---------------------------------------------------------------------------------------------
-# The metric
-# ---------------------------------------------------------------------------------------------
 def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH) -> np.ndarray:
     r"""The noise-free metric: :math:`\tau` (steps to :math:`L \le \varepsilon L(x_0)`) where reached.
 
-    Else :math:`T\,(1 + \log_{10}(L(x_T) / (\varepsilon L(x_0))))` (at least :math:`T`, ranked behind
-    every run that reached it; ``inf`` for a diverged or non-finite run); ``rel_last`` is
-    :math:`L(x_T)/L(x_0)`.
+    Else :math:`T\,(1 + \log_{10}(L(x_T) / (\varepsilon L(x_0))))` (behind every run that reached it; inf
+    if non-finite), ``rel_last`` :math:`=L(x_T)/L(x_0)`.
     """
     tau = np.asarray(steps_to_reach, dtype=float)
     rel = np.asarray(rel_last, dtype=float)
@@ -106,18 +82,79 @@ def _seed_metric(final: pd.DataFrame, sigma: float, steps: int) -> np.ndarray:
     return np.where(bad, np.inf, out)
 
 
-# ---------------------------------------------------------------------------------------------
-# The sweep
-# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    r"""One optimizer setting on ``Experiment.problems[problem]``; ``beta1`` is SGD's momentum."""
+
+    name: str
+    optimizer: str
+    problem: int
+    beta1: float
+    beta2: float
+    lrs: tuple[float, ...]
+    column: str
+
+    def __post_init__(self):
+        if self.optimizer not in Q.OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {Q.OPTIMIZERS}, got {self.optimizer!r}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
+        if len(self.lrs) == 0 or any((not math.isfinite(v)) or v <= 0 for v in self.lrs):
+            raise ValueError(f"lrs must be a non-empty list of positive numbers, got {self.lrs!r}")
+
+
+@dataclass
+class Experiment:
+    """Problems, rows, the start :math:`x_0` (``(d,)`` or one per seed ``(S, d)``) and the noise level."""
+
+    problems: list[Q.Quadratic]
+    rows: list[Row]
+    x0: torch.Tensor
+    sigma: float
+
+
+def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0, **kw) -> tuple:
+    """Every (row, lr, seed) of ``exp`` in one :func:`adamlinf.problems.run_batched` call (``kw``: its own).
+
+    Seed ``s`` is noise stream ``s`` (and start ``exp.x0[s]`` if ``(S, d)``). Returns ``(final, curves)``:
+    a line per run (``final_loss``, ``diverged``, ...) and the recorded losses, runs by rule then problem.
+    """
+    if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
+        raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
+    runs = []
+    for j, r in enumerate(exp.rows):
+        for k, lr in enumerate(r.lrs):
+            runs += [(r.optimizer, r.beta1, r.beta2, r.problem, s, lr, j, k) for s in range(n_seeds)]
+    runs.sort(key=lambda r: (Q.OPTIMIZERS.index(r[0]), r[1], r[2], r[3], r[6], r[7], r[4]))
+    out = Q.run_batched(
+        exp.problems, exp.x0, [r[:6] for r in runs], steps=steps, seed=seed, sigma=exp.sigma, **kw
+    )
+    thetas = [getattr(p, "theta", 0.0) for p in exp.problems]
+    table = []
+    for opt, b1, b2, p, s, lr, j, k in runs:
+        table.append((exp.rows[j].name, opt, p, thetas[p], exp.rows[j].column, b1, b2, lr, k, s))
+    columns = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]
+    meta = pd.DataFrame(table, columns=columns)
+    loss, final = out["loss"].numpy(), out["final_loss"].numpy()  # (n_rec, runs), (runs,)
+    fin = meta.copy()
+    fin["initial_loss"] = loss[0]
+    fin["final_loss"] = final
+    fin["last_loss"] = loss[-1]
+    fin["diverged"] = ~np.isfinite(final) | (final > 1e6 * loss[0])
+    if "steps_to_reach" in out:
+        fin["steps_to_reach"] = out["steps_to_reach"].numpy()
+    cols = ["row", "column", "problem", "theta", "lr", "seed"]
+    curves = meta.loc[np.tile(np.arange(len(runs)), len(out.t)), cols].reset_index(drop=True)
+    curves["step"] = np.repeat(out.t.numpy(), len(runs))
+    curves["loss"] = loss.reshape(-1)
+    return fin, curves
+
+
 @dataclass
 class SweepResult:
-    r"""Outputs of :func:`run_sweep`.
+    r"""Outputs of :func:`run_sweep`: ``tuned`` (a line per setting), ``per_lr`` (every run), ``curves``.
 
-    ``tuned``: one line per setting (spectrum, sigma, column, row): its problem's geometry, the best
-    lr, the metric per seed at it (``seeds``), mean ``value``, std ``spread``, grid size and status;
-    ``per_lr``: every (setting, lr, seed) evaluated; ``curves``: :math:`L(x_t)/L(x_0)` of the tuned
-    runs; ``geometry``: :math:`\|H_\theta\|_{1,1}/d` and :math:`\|H_\theta\|_2` per problem; ``work``:
-    run-steps on dense and diagonal problems for :func:`estimate_cost`.
+    ``geometry``: the norms per problem; ``work``: run-steps for :func:`estimate_cost`.
     """
 
     tuned: pd.DataFrame
@@ -128,9 +165,7 @@ class SweepResult:
     work: dict = field(default_factory=dict)
 
 
-def _rows_for(
-    spec: str, problem_ids: list[int], thetas: list[float], beta2: float, sgd_momentum: float, d: int
-):
+def _rows_for(problem_ids: list[int], thetas: list[float], beta2: float, sgd_momentum: float, d: int):
     """Settings of one spectrum: ``(label, optimizer, problem, beta1, beta2, column)``."""
     out = []
     for b1, col in ((0.0, "β1=0"), (0.9, "β1=0.9")):
@@ -172,9 +207,9 @@ def run_sweep(
 ) -> SweepResult:
     r"""Run the whole Table 1 sweep with tuned learning rates (module docstring).
 
-    Every round of :func:`adamlinf.tune.search` is one :func:`adamlinf.problems.run_batched` call per
-    :math:`\sigma` holding every spectrum, rotation, optimizer and new learning rate at once; a last
-    call per :math:`\sigma` reruns the tuned settings and records their loss curves.
+    Every round of :func:`adamlinf.tune.search` is one :func:`run_experiment` per :math:`\sigma` holding
+    every spectrum, rotation, optimizer and new lr; a last one per :math:`\sigma` reruns the tuned settings
+    and records their loss curves.
 
     Args:
         d: Dimension.
@@ -183,9 +218,8 @@ def run_sweep(
         sigmas: Noise levels.
         steps: :math:`T`.
         n_seeds: Measuring seeds (start :math:`x_0` and noise stream).
-        n_tune_seeds: Tuning seeds with their own starts and noise seed ``seed + 1``; the lr is
-            tuned on their mean metric.
-        noise_free_schedule: Lr schedule of the :math:`\sigma = 0` runs; noisy runs use a constant step.
+        n_tune_seeds: Tuning seeds (own starts, noise seed ``seed + 1``); the lr is tuned on their mean.
+        noise_free_schedule: Lr schedule of the :math:`\sigma = 0` runs (noisy runs: constant).
         beta2: :math:`\beta_2` of Adam and AdaSGD.
         sgd_momentum: Momentum of SGD.
         factor: Learning-rate resolution at the optimum.
@@ -198,14 +232,13 @@ def run_sweep(
     t0 = time.perf_counter()
     thetas = [float(c) / math.sqrt(d) for c in theta_sqrt_d]
     rots = Q.rotation_path(d, thetas, seed=seed, haar_seed=seed + 1, dtype=dtype, device=device)
+    path = [th for th, _ in rots]  # 0, thetas, inf
     problems, rows = [], {}
     for spec in spectra:
         fam = Q.rotated_family(Q.spectrum(spec, d, dtype=dtype, device=device), rots, spectrum=spec)
         ids = list(range(len(problems), len(problems) + len(fam)))
         problems += fam
-        for label, opt, p, b1, b2, col in _rows_for(
-            spec, ids, [th for th, _ in rots], beta2, sgd_momentum, d
-        ):
+        for label, opt, p, b1, b2, col in _rows_for(ids, path, beta2, sgd_momentum, d):
             rows[(spec, col, label)] = (opt, p, b1, b2)
     if n_tune_seeds < 1 or n_seeds < 2:
         raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
@@ -214,48 +247,37 @@ def run_sweep(
     x0_tune = torch.randn(n_tune_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     geometry = pd.DataFrame(
         [
-            {
-                "problem": i,
-                "spectrum": p.spectrum,
-                "theta": p.theta,
-                "l11_per_dim": theory.l11_exact(p.hessian) / p.d,
-                "spectral_norm": theory.l2_smoothness(p.hessian),
-            }
+            (i, p.spectrum, p.theta, theory.l11_exact(p.hessian) / p.d, theory.l2_smoothness(p.hessian))
             for i, p in enumerate(problems)
-        ]
+        ],
+        columns=["problem", "spectrum", "theta", "l11_per_dim", "spectral_norm"],
     )
     per_lr, tuned, curves, work = [], [], [], {"dense": 0, "diag": 0, "d": d, "steps": steps}
     every = max(1, steps // curve_points)
 
-    def experiment(sigma, requests, starts):
+    def measure(sigma, schedule, requests, starts, **kw):
+        """The runs of ``requests`` (row key -> lrs) from ``starts``, with their metric; counts the work."""
         exp_rows = [
-            Q.Row("|".join(k), rows[k][0], rows[k][1], rows[k][2], rows[k][3], tuple(lrs), k[1])
+            Row("|".join(k), rows[k][0], rows[k][1], rows[k][2], rows[k][3], tuple(lrs), k[1])
             for k, lrs in requests.items()
         ]
-        return Q.Experiment(problems, exp_rows, starts, float(sigma))
-
-    def count(res):
-        dense = res.final["theta"].to_numpy() != 0
+        exp = Experiment(problems, exp_rows, starts, float(sigma))
+        window = max(1, steps // 10)
+        final, curves = run_experiment(
+            exp, steps=steps, final_window=window, reach=EPS_REACH, schedule=schedule, **kw
+        )
+        dense = final["theta"].to_numpy() != 0
         work["dense"] += int(dense.sum()) * steps
         work["diag"] += int((~dense).sum()) * steps
+        final["metric"] = _seed_metric(final, sigma, steps)
+        return final, curves
 
     for sigma in sigmas:
         schedule = noise_free_schedule if sigma == 0 else "constant"
 
         def evaluate(requests, sigma=sigma, schedule=schedule):
-            res = Q.run_batched(
-                experiment(sigma, requests, x0_tune),
-                steps=steps,
-                n_seeds=n_tune_seeds,
-                seed=seed + 1,
-                record_every=steps,
-                final_window=max(1, steps // 10),
-                reach=EPS_REACH,
-                schedule=schedule,
-            )
-            count(res)
-            f = res.final
-            f["metric"] = _seed_metric(f, sigma, steps)
+            kw = dict(n_seeds=n_tune_seeds, seed=seed + 1, record_every=steps)
+            f = measure(sigma, schedule, requests, x0_tune, **kw)[0]
             f["sigma"] = sigma
             per_lr.append(f)
             means = f.groupby(["row", "lr"])["metric"].mean()
@@ -267,20 +289,9 @@ def run_sweep(
         grids = {k: tune.lr_grid(*COARSE_GRIDS[opt]) for k, (opt, *_rest) in rows.items()}
         found = tune.search(evaluate, grids, ratio=1.5**3, n_extend=2, refine=factor, max_rounds=max_rounds)
         scores, best = found.scores, found.best
-        res = Q.run_batched(
-            experiment(sigma, {k: [lr] for k, lr in best.items()}, x0),
-            steps=steps,
-            n_seeds=n_seeds,
-            seed=seed,
-            record_every=every,
-            final_window=max(1, steps // 10),
-            reach=EPS_REACH,
-            schedule=schedule,
-        )
-        count(res)
-        f = res.final
-        f["metric"] = _seed_metric(f, sigma, steps)
-        c = res.curves.merge(f[["row", "seed", "initial_loss"]], on=["row", "seed"])
+        kw = dict(n_seeds=n_seeds, seed=seed, record_every=every)
+        f, c = measure(sigma, schedule, {k: [lr] for k, lr in best.items()}, x0, **kw)
+        c = c.merge(f[["row", "seed", "initial_loss"]], on=["row", "seed"])
         c["rel_loss"] = c["loss"] / c["initial_loss"]
         c["sigma"] = sigma
         curves.append(c.drop(columns=["initial_loss", "loss"]))
@@ -323,20 +334,21 @@ def run_sweep(
     return SweepResult(pd.DataFrame(tuned), per, cur, geometry, time.perf_counter() - t0, work)
 
 
-# ---------------------------------------------------------------------------------------------
-# Verdicts
-# ---------------------------------------------------------------------------------------------
 def decide(better: Sequence[float], worse: Sequence[float], *, rel_floor: float = 0.05) -> str:
     """Whether "``better`` is lower than ``worse``" holds, fails or is undecided, from per-seed values.
 
-    A gap below ``rel_floor`` times the larger value is a tie: the lr resolution 1.5 moves a tuned value
-    by a few percent.
+    A gap below ``rel_floor`` times the larger value is a tie (the lr resolution moves a value a few %).
     """
     return compare(Measured.from_seeds(better), Measured.from_seeds(worse), rel_floor=rel_floor)
 
 
-#: The rule of :func:`decide`, as the verdict tables print it.
+#: The rules of :func:`decide` and of claims (a) and (b), as the verdict tables print them.
 PAIR_RULE = "Welch t, one-sided α = 0.05, and gap > 5%"
+RULE_A = (
+    "95% seed-bootstrap interval of Spearman ρ above 0 and the extreme rotations "
+    f"differ in that direction ({PAIR_RULE}) (holds); mirror (fails)"
+)
+RULE_B = "no row disagrees and ≥ half agree (holds); disagreements ≥ agreements (fails)"
 
 
 def spearman_with_interval(
@@ -347,10 +359,7 @@ def spearman_with_interval(
     level: float = 0.95,
     rng_seed: int = 0,
 ) -> tuple[float, float, float]:
-    r"""``(rho, lo, hi)``: Spearman :math:`\rho` of ``x`` and the seed means, with a seed-bootstrap interval.
-
-    Each replicate resamples every setting's seeds with replacement (``nan`` where values are constant).
-    """
+    r"""``(rho, lo, hi)``: Spearman :math:`\rho` of ``x`` and the seed means, seed-bootstrap interval."""
     x = np.asarray(x, dtype=float)
     S = [np.asarray(s, dtype=float) for s in seeds]
     y = np.array([s.mean() for s in S])
@@ -368,26 +377,17 @@ def spearman_with_interval(
 
 
 def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: int = 400) -> pd.DataFrame:
-    r"""The claims (a), (b), (c) for every (spectrum, sigma, column) of a tuned table.
+    r"""The claims (a), (b), (c) for every (spectrum, sigma, column) of ``tuned`` (:attr:`SweepResult.tuned`).
 
-    Rules:
+    * (a) Spearman :math:`\rho` of :math:`\|H_\theta\|_{1,1}/d` and Adam's metric over the rotations:
+      *holds* when its 95% seed-bootstrap interval (``n_boot`` replicates) lies above 0 *and*
+      :func:`decide` finds the lowest-norm rotation better than the highest; *fails* in the mirror case.
+    * (b) Per Adam row, "Adam beats AdaSGD" predicted iff :math:`\|H_\theta\|_{1,1}/d < \|H_\theta\|_2`,
+      against :func:`decide`: *holds* when no row disagrees and at least half agree; *fails* when
+      disagreements are at least as many as agreements (and some).
+    * (c) :func:`decide` on "Adam (θ=0) beats SGD" and "AdaSGD beats SGD", SGD of the same momentum.
 
-    * (a) Spearman :math:`\rho` between :math:`\|H_\theta\|_{1,1}/d` and Adam's tuned metric over
-      the Adam rows (every rotation): *holds* when the 95% seed-bootstrap interval of
-      :math:`\rho` lies above 0 *and* :func:`decide` finds the rotation with the lowest
-      :math:`\|H_\theta\|_{1,1}/d` better than the one with the highest; *fails* in the mirror
-      case; else *inconclusive* (a rank correlation among ties is no evidence).
-    * (b) Per Adam row, the prediction "Adam beats AdaSGD" when
-      :math:`\|H_\theta\|_{1,1}/d < \|H_\theta\|_2` (else "AdaSGD beats Adam") against the
-      decision of :func:`decide`. A row *agrees*, *disagrees* or is a *tie*. *holds* when no row
-      disagrees and at least half agree; *fails* when some row disagrees and disagreements are at
-      least as many as agreements; else *inconclusive*.
-    * (c) :func:`decide` on "Adam (θ=0) beats SGD" and "AdaSGD beats SGD", with the SGD row of
-      the same column: the same momentum (:math:`\mu = 0` against :math:`\beta_1 = 0`,
-      :math:`\mu = 0.9` against :math:`\beta_1 = 0.9`).
-
-    Returns one line per (spectrum, sigma, column, claim) of ``tuned`` (:attr:`SweepResult.tuned`):
-    ``claim, verdict, ours, rule`` and counts; ``n_boot`` bootstrap replicates for (a).
+    Else *inconclusive*. Returns ``claim, verdict, ours, rule`` and counts per setting and claim.
     """
     out = []
     for (spec, sigma, col), g in tuned.groupby(["spectrum", "sigma", "column"], sort=False):
@@ -399,25 +399,11 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
         ends = decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1], rel_floor=rel_floor)
         sign = correlation_verdict(lo, hi)
         va = sign if sign == ends else INCONCLUSIVE
-        out.append(
-            {
-                **key,
-                "claim": "a",
-                "verdict": va,
-                "rho": rho,
-                "rho_lo": lo,
-                "rho_hi": hi,
-                "ours": (
-                    f"ρ = {rho:.2f} [{lo:.2f}, {hi:.2f}] over {len(adam)} rotations; "
-                    f"lowest vs highest ‖H_θ‖₁,₁/d: {_txt(adam['seeds'].iloc[0])} vs "
-                    f"{_txt(adam['seeds'].iloc[-1])}"
-                ),
-                "rule": (
-                    "95% seed-bootstrap interval of Spearman ρ above 0 and the extreme rotations "
-                    f"differ in that direction ({PAIR_RULE}) (holds); mirror (fails)"
-                ),
-            }
+        ours = (
+            f"ρ = {rho:.2f} [{lo:.2f}, {hi:.2f}] over {len(adam)} rotations; lowest vs highest ‖H_θ‖₁,₁/d: "
+            f"{_txt(adam['seeds'].iloc[0])} vs {_txt(adam['seeds'].iloc[-1])}"
         )
+        out.append(dict(key, claim="a", verdict=va, rho=rho, rho_lo=lo, rho_hi=hi, ours=ours, rule=RULE_A))
         if len(ada):
             a_seeds = ada["seeds"].iloc[0]
             cnt = {"agree": 0, "disagree": 0, "tie": 0}
@@ -429,21 +415,13 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
                 cnt["tie" if v == INCONCLUSIVE else "agree" if (v == HOLDS) == pred else "disagree"] += 1
             n = len(adam)
             vb = agreement_verdict(cnt["agree"], cnt["disagree"], n)
-            out.append(
-                {
-                    **key,
-                    "claim": "b",
-                    "verdict": vb,
-                    **{f"n_{k}": v for k, v in cnt.items()},
-                    "n_below": below,
-                    "n_above": above,
-                    "ours": (
-                        f"{cnt['agree']} agree, {cnt['disagree']} disagree, {cnt['tie']} tie of {n} "
-                        f"rotations ({below} with ‖H_θ‖₁,₁/d < ‖H_θ‖₂)"
-                    ),
-                    "rule": "no row disagrees and ≥ half agree (holds); disagreements ≥ agreements (fails)",
-                }
+            ours = (
+                f"{cnt['agree']} agree, {cnt['disagree']} disagree, {cnt['tie']} tie of {n} "
+                f"rotations ({below} with ‖H_θ‖₁,₁/d < ‖H_θ‖₂)"
             )
+            counts = {f"n_{k}": v for k, v in cnt.items()}
+            row = dict(key, claim="b", verdict=vb, **counts, n_below=below, n_above=above)
+            out.append(dict(row, ours=ours, rule=RULE_B))
         if len(sgd) and len(adam):
             s, name = sgd["seeds"].iloc[0], sgd["row"].iloc[0]
             pairs = [("c: Adam", "Adam (θ=0)", adam[adam["theta"] == 0]["seeds"].iloc[0])]
@@ -500,13 +478,10 @@ def findings(verdicts: pd.DataFrame) -> str:
 
 
 def curve_panels(verdicts: pd.DataFrame, geometry: pd.DataFrame, main: str) -> list[dict]:
-    """One loss-curve panel per claim, chosen by rule.
+    """One loss-curve panel per claim.
 
-    (a) The main spectrum, the noisiest σ,
-    β₁ = 0 (Adam at θ = 0, the middle rotation and Haar); (b) the first spectrum where (b) holds at
-    the noisiest σ and β₁ = 0.9, else the main one (Adam at θ = 0 and Haar, AdaSGD); (c) the most
-    ill-conditioned spectrum (the smallest mean eigenvalue, 1/i² among ours), σ = 0,
-    β₁ = 0.9 (Adam at θ = 0, AdaSGD, SGD with momentum).
+    (a) The main spectrum, the noisiest σ, β₁ = 0; (b) the first spectrum where (b) holds there at
+    β₁ = 0.9, else the main one; (c) the most ill-conditioned spectrum (smallest mean eigenvalue), σ = 0.
     """
     sig = float(verdicts["sigma"].max())
     vb = verdicts[(verdicts["claim"] == "b") & (verdicts["sigma"] == sig) & (verdicts["column"] == "β1=0.9")]
@@ -538,11 +513,9 @@ def panel_curves(sweep: SweepResult, panel: Mapping) -> pd.DataFrame:
 
 
 def main_spectrum(geometry: pd.DataFrame) -> str:
-    r"""The main spectrum of Table 1.
+    r"""The spectrum with the most rotations on *both* sides of :math:`\|H_\theta\|_{1,1}/d=\|H_\theta\|_2`.
 
-    The one whose rotation path puts the most rotations on *both* sides of
-    :math:`\|H_\theta\|_{1,1}/d = \|H_\theta\|_2` (the largest ``min(#below, #above)``; ties to the
-    first): the one setting where claim (b) can be tested on both sides, as the paper's table does.
+    The largest ``min(#below, #above)``, ties to the first: where claim (b) is tested on both sides.
     """
     best, score = None, -1
     for spec, g in geometry.groupby("spectrum", sort=False):
@@ -577,14 +550,11 @@ _ORDER = {"adasgd": 0, "adam": 1, "signgd": 2, "sgd": 3}
 def table1(
     tuned: pd.DataFrame, spectrum: str, columns: Sequence[tuple[float, str]] | None = None
 ) -> pd.DataFrame:
-    r"""Table 1 as the paper lays it out, for one spectrum.
+    r"""Table 1 as the paper lays it out, for one spectrum and the ``(sigma, column)`` pairs ``columns``.
 
-    Optimizer, :math:`\|H_\theta\|_{1,1}/d` (and :math:`\|H_\theta\|_2` only where it varies
-    between rows; rotations keep it), then the tuned metric (mean ± seed std over the measuring
-    seeds, 3 significant digits) per (σ, β₁) column. Rows: AdaSGD, Adam by rotation angle θ
-    (Haar last), SignGD, SGD. A cell with a star holds a value extrapolated past the horizon
-    :math:`T` for the seeds that did not reach the target (:func:`effective_steps`). ``columns``: the
-    ``(sigma, column)`` pairs to show, in order (default: all).
+    Optimizer, :math:`\|H_\theta\|_{1,1}/d` (and :math:`\|H_\theta\|_2` where it varies), the tuned metric
+    (mean ± seed std, 3 digits) per (σ, β₁); rows AdaSGD, Adam by θ (Haar last), SignGD, SGD; a star:
+    extrapolated past :math:`T` for the seeds that did not reach the target (:func:`effective_steps`).
     """
     t = tuned[tuned["spectrum"] == spectrum].copy()
     if columns is not None:
@@ -614,11 +584,7 @@ def table1(
 
 
 def full_table(tuned: pd.DataFrame, sigma: float) -> pd.DataFrame:
-    r"""Every spectrum's tuned rows at one σ.
-
-    Spectrum, optimizer, :math:`\|H_\theta\|_{1,1}/d`,
-    the metric per β₁ column and the tuned learning rates, rows in the order of :func:`table1`.
-    """
+    r"""Every spectrum's tuned rows at one σ: the metric per β₁ and the tuned lrs (as :func:`table1`)."""
     t = tuned[tuned["sigma"] == sigma].copy()
     t["cell"] = [_cell(r) for _, r in t.iterrows()]
     out = []
@@ -681,9 +647,6 @@ def paper_vs_ours(
     return pd.DataFrame(rows)
 
 
-# ---------------------------------------------------------------------------------------------
-# Checks and cost
-# ---------------------------------------------------------------------------------------------
 def equivariance_check(
     *,
     d: int,
@@ -695,15 +658,12 @@ def equivariance_check(
     lr_sgd: float = 0.3,
     lr_adam: float = 0.01,
 ) -> pd.DataFrame:
-    r"""Rotation equivariance of AdaSGD and SGD, measured.
+    r"""Rotation equivariance of AdaSGD and SGD, measured against Adam (:math:`\sigma = 0`).
 
-    AdaSGD, SGD with momentum and Adam on :math:`\theta = 0`, on :math:`R_\theta` and on a Haar
-    rotation, same start (rotated) and learning rate, :math:`\sigma = 0`: the largest relative
-    difference of :math:`L(x_t)` from the :math:`\theta = 0` run over the steps where
-    :math:`L(x_t) > 10^{-10} L(x_0)`. Equivariant methods give round-off (about 1e-12), Adam does not.
+    The largest relative difference of :math:`L(x_t)` on :math:`R_\theta` and Haar from the :math:`\theta=0`
+    run while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12) for an equivariant method.
     """
-    theta = theta_sqrt_d / math.sqrt(d)
-    rots = Q.rotation_path(d, [theta], seed=seed, haar_seed=seed + 1)
+    rots = Q.rotation_path(d, [theta_sqrt_d / math.sqrt(d)], seed=seed, haar_seed=seed + 1)
     probs = Q.rotated_family(Q.spectrum(spectrum, d), rots, spectrum=spectrum)
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     spec = [
@@ -711,11 +671,9 @@ def equivariance_check(
         ("SGD (μ=0.9)", "sgd", 0.9, 0.0, lr_sgd),
         ("Adam (β1=0.9)", "adam", 0.9, 0.99, lr_adam),
     ]
-    rows = [
-        Q.Row(f"{n}|{k}", o, k, b1, b2, (lr,), "c") for n, o, b1, b2, lr in spec for k in range(len(probs))
-    ]
-    res = Q.run_batched(Q.Experiment(probs, rows, x0, 0.0), steps=steps, n_seeds=1, record_every=1)
-    c = res.curves.pivot_table(index="step", columns="row", values="loss")
+    rows = [Row(f"{n}|{k}", o, k, b1, b2, (lr,), "c") for n, o, b1, b2, lr in spec for k in range(len(probs))]
+    _, curves = run_experiment(Experiment(probs, rows, x0, 0.0), steps=steps, n_seeds=1, record_every=1)
+    c = curves.pivot_table(index="step", columns="row", values="loss")
     out = []
     for n, *_ in spec:
         ref = c[f"{n}|0"].to_numpy()
@@ -729,11 +687,9 @@ def equivariance_check(
 
 
 def estimate_cost(measured_s: float, work: Mapping, *, d_target: int, elementwise: float = 20.0) -> float:
-    r"""Estimated wall time of the same sweep at dimension ``d_target``.
+    r"""``measured_s`` scaled to ``d_target`` by the work :math:`T\,(n_\text{dense} d^2 + c\,n_\text{all} d)`.
 
-    ``measured_s`` scaled by the work model :math:`T\,(n_\text{dense} d^2 + c\,n_\text{all} d)` (one
-    multiply-add per dense Hessian entry and run-step, :math:`c` = ``elementwise`` passes over each
-    run's :math:`d` entries), with the same run-steps as measured.
+    One multiply-add per dense Hessian entry and run-step, :math:`c` = ``elementwise`` passes over a run.
     """
     d = work["d"]
     n_all = work["dense"] + work["diag"]
