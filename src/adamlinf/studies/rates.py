@@ -11,6 +11,7 @@ r"""Theorem 3.2 (SignGD) and the ℓ∞-against-ℓ2 instances of Theorems 3.2 a
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -22,6 +23,9 @@ from .. import problems, report, theory
 from ..problems import NoisyQuadratic, run_blockwise_rmsprop, run_signgd
 from . import verdicts
 
+#: The columns of the SignGD tables (:func:`signgd_bound_grid` adds ``H`` and ``ratio_max``).
+SIGNGD_COLUMNS = ["problem", "T", "eta", "measured_mean", "measured_max", "bound"]
+
 
 def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, device="cpu") -> dict:
     r"""The two quadratics of the Theorem 3.2 page, :math:`\min L=0`, with their exact ℓ∞ constant.
@@ -32,20 +36,14 @@ def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, 
 
     :math:`H` is :func:`adamlinf.theory.linf_smoothness` by brute force, so ``d <= 22``. ``seed`` seeds
     the rotation and the ``n_starts`` Gaussian starts, each scaled so that :math:`L(x_0)=\Delta` (``delta``).
-
-    Returns:
-        ``{kind: (NoisyQuadratic, H, X0 of shape (n_starts, d))}``.
+    Returns ``{kind: (NoisyQuadratic, H, X0 of shape (n_starts, d))}``.
     """
-    if delta <= 0:
-        raise ValueError(f"delta must be positive, got {delta}")
-    if n_starts < 1:
-        raise ValueError("n_starts must be >= 1")
+    if delta <= 0 or n_starts < 1:
+        raise ValueError(f"delta must be positive and n_starts >= 1, got delta={delta}, n_starts={n_starts}")
+    dense = problems.random_psd(d, seed=seed, device=device)
+    diagonal = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
     out = {}
-    for kind in ("dense", "diagonal"):
-        if kind == "dense":
-            A = problems.random_psd(d, seed=seed, device=device)
-        else:
-            A = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
+    for kind, A in (("dense", dense), ("diagonal", diagonal)):
         prob = NoisyQuadratic(A, device=device)
         H = theory.linf_smoothness(A.cpu())
         X0 = torch.randn(n_starts, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
@@ -76,18 +74,9 @@ def signgd_bound_grid(problem_set: dict, *, T_list, etas, delta: float) -> pd.Da
             best = out["grad_l1"][:T].min(0).values  # (n_eta, n_starts)
             bound = theory.signgd_bound(delta, T, etas, H)
             for j, eta in enumerate(etas):
-                rows.append(
-                    dict(
-                        problem=kind,
-                        T=int(T),
-                        eta=float(eta),
-                        measured_mean=float(best[j].mean()),
-                        measured_max=float(best[j].max()),
-                        bound=float(bound[j]),
-                        H=H,
-                    )
-                )
-    grid = pd.DataFrame(rows)
+                b = best[j]
+                rows.append((kind, int(T), float(eta), float(b.mean()), float(b.max()), float(bound[j]), H))
+    grid = pd.DataFrame(rows, columns=[*SIGNGD_COLUMNS, "H"])
     grid["ratio_max"] = grid.measured_max / grid.bound
     return grid
 
@@ -107,17 +96,9 @@ def signgd_tuned_rate(problem_set: dict, *, T_list, delta: float) -> pd.DataFram
         out = run_signgd(prob, X0, steps=Tmax, lr=eta_star)
         for j, T in enumerate(T_list):
             best = out["grad_l1"][:T, j].min(0).values
-            rows.append(
-                dict(
-                    problem=kind,
-                    T=int(T),
-                    eta=float(eta_star[j]),
-                    measured_mean=float(best.mean()),
-                    measured_max=float(best.max()),
-                    bound=float(theory.signgd_tuned_bound(delta, T, H)),
-                )
-            )
-    return pd.DataFrame(rows)
+            bound = float(theory.signgd_tuned_bound(delta, T, H))
+            rows.append((kind, int(T), float(eta_star[j]), float(best.mean()), float(best.max()), bound))
+    return pd.DataFrame(rows, columns=SIGNGD_COLUMNS)
 
 
 def loglog_fit(x, y, *, floor: float = 1e-12) -> tuple[float, float]:
@@ -170,17 +151,11 @@ def geometry_instances(
         prob = NoisyQuadratic.from_quadratic(q.to(device=device))
         A = prob.A.cpu()
         exact = d <= 22
-        rows.append(
-            dict(
-                theta=float(q.theta),
-                H_linf=theory.linf_smoothness(A) if exact else theory.l11_exact(A),
-                sum_H=float(theory.coordinatewise_smoothness(A).sum()),
-                d_l2=d * theory.l2_smoothness(A),
-                exact=exact,
-            )
-        )
+        H_linf = theory.linf_smoothness(A) if exact else theory.l11_exact(A)
+        sum_H = float(theory.coordinatewise_smoothness(A).sum())
+        rows.append((float(q.theta), H_linf, sum_H, d * theory.l2_smoothness(A), exact))
         instances.append(prob)
-    return instances, pd.DataFrame(rows)
+    return instances, pd.DataFrame(rows, columns=["theta", "H_linf", "sum_H", "d_l2", "exact"])
 
 
 def geometry_sweep(
@@ -207,16 +182,14 @@ def geometry_sweep(
       looser by exactly :math:`\sqrt{d\|A\|_2/\|A\|_{\infty\to1}}`.
     * ``method="rmsprop"``: one run per ``T`` with :math:`\beta_2=1-c\log T/T` and ``v0``,
       measuring :math:`\min_{T/2<t\le T}\|\nabla L(x_t)\|_1`. Bounds: :func:`adamlinf.theory.rmsprop_bound`
-      at :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` with the constants :math:`H_i` (ℓ∞), and the same
-      right-hand side with every :math:`H_i=\|A\|_2` (so :math:`\sum_iH_i` becomes :math:`d\|A\|_2`, the
-      coefficient of ℓ2 and AdaSGD analyses) at its own tuned step (ℓ2); averaged over the starts
-      (they differ in :math:`\|\nabla L(x_0)\|_\infty`).
+      at :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` with the constants :math:`H_i` (ℓ∞), and with every
+      :math:`H_i=\|A\|_2` (:math:`\sum_iH_i=d\|A\|_2`, the coefficient of ℓ2 and AdaSGD analyses) at
+      its own tuned step (ℓ2); averaged over the starts (they differ in :math:`\|\nabla L(x_0)\|_\infty`).
 
     Returns:
-        One row per instance, horizon, step size and start: ``method, theta, T, lr, start``,
-        ``measured``, ``bound_linf`` and ``bound_l2`` (at the tuned steps, averaged over the starts),
-        ``bound_at_lr`` (the ℓ∞ bound of Theorem 3.2 or 3.5 at this step size and start) and
-        ``ratio = measured / bound_at_lr``.
+        One row per instance, horizon, step size and start: ``method, theta, T, lr, start, measured``,
+        ``bound_linf, bound_l2`` (tuned steps, mean over starts), ``bound_at_lr`` (the ℓ∞ bound at this
+        step size and start) and ``ratio = measured / bound_at_lr``.
     """
     if method not in ("signgd", "rmsprop"):
         raise ValueError(f"method must be 'signgd' or 'rmsprop', got {method!r}")
@@ -237,10 +210,7 @@ def geometry_sweep(
             H_inf = theory.linf_smoothness(A) if d <= 22 else theory.l11_exact(A)
             for T in T_list:
                 per_T[T] = out[:T].min(0).values
-                bounds[T] = (
-                    float(theory.signgd_tuned_bound(delta, T, H_inf)),
-                    float(theory.signgd_tuned_bound(delta, T, d * norm2)),
-                )
+                bounds[T] = tuple(float(theory.signgd_tuned_bound(delta, T, h)) for h in (H_inf, d * norm2))
                 at_lr[T] = np.repeat(theory.signgd_bound(delta, T, lrs, H_inf)[:, None], n, 1)
         else:
             g0 = [float(g) for g in prob.grad(Xs).abs().amax(-1).cpu()]
@@ -250,37 +220,32 @@ def geometry_sweep(
                     prob, Xs, torch.arange(d), steps=T, lr=lrs, beta2=beta2, v0=v0, n_seeds=n
                 )["grad_l1"]
                 per_T[T] = out[T // 2 + 1 :].min(0).values  # (n_lr, n_starts)
-
-                def rhs(Hv: torch.Tensor, eta: float, g: float, T: int = T, beta2: float = beta2) -> float:
-                    return theory.rmsprop_bound(
-                        delta=delta, T=T, eta=eta, beta2=beta2, H=Hv, sigma=0.0, v0=v0, grad0_inf=g
-                    ).total
-
+                rhs = functools.partial(theory.rmsprop_bound, delta=delta, T=T, beta2=beta2, sigma=0.0, v0=v0)
                 pair = []
                 for Hv in (H, torch.full_like(H, norm2)):
                     eta = theory.rmsprop_tuned_lr(delta, T, float(Hv.sum()))
-                    pair.append(float(np.mean([rhs(Hv, eta, g) for g in g0])))
+                    pair.append(float(np.mean([rhs(H=Hv, eta=eta, grad0_inf=g).total for g in g0])))
                 bounds[T] = tuple(pair)
-                at_lr[T] = np.array([[rhs(H, float(lr), g) for g in g0] for lr in lrs])
+                at_lr[T] = np.array([[rhs(H=H, eta=float(lr), grad0_inf=g).total for g in g0] for lr in lrs])
         for T, best in per_T.items():
             for j, lr in enumerate(lrs):
                 for i in range(n):
-                    value = float(best[j, i])
+                    value, bound = float(best[j, i]), float(at_lr[T][j, i])
                     rows.append(
-                        dict(
-                            method=method,
-                            theta=float(prob.theta),
-                            T=int(T),
-                            lr=float(lr),
-                            start=i,
-                            measured=value,
-                            bound_linf=bounds[T][0],
-                            bound_l2=bounds[T][1],
-                            bound_at_lr=float(at_lr[T][j, i]),
-                            ratio=value / float(at_lr[T][j, i]),
+                        (
+                            method,
+                            float(prob.theta),
+                            int(T),
+                            float(lr),
+                            i,
+                            value,
+                            *bounds[T],
+                            bound,
+                            value / bound,
                         )
                     )
-    return pd.DataFrame(rows)
+    columns = ["method", "theta", "T", "lr", "start", "measured", "bound_linf", "bound_l2", "bound_at_lr"]
+    return pd.DataFrame(rows, columns=[*columns, "ratio"])
 
 
 def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts: int = 0) -> pd.DataFrame:
@@ -294,9 +259,8 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts:
         One row per ``(method, theta, T)``: ``H`` (:math:`\|A\|_{\infty\to1}` for SignGD,
         :math:`\sum_iH_i` for RMSProp), ``d_l2``, ``best_lr, edge, measured, measured_std, log10_mean,
         log10_std, n_starts, bound_linf, bound_l2``, ``ratio_max_all_lr`` (the largest measured / bound
-        over every step size and start: at most 1 when the theorem holds), ``ratio_linf`` (measured /
-        ℓ∞ bound), ``ratio_l2``, ``l2_over_linf``
-        (the ratio of the two bounds) and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
+        over every step size and start: at most 1 when the theorem holds), ``ratio_linf, ratio_l2``
+        (measured / bound), ``l2_over_linf`` and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
     """
     const = constants.set_index("theta")
     ratio_all = sweep.groupby(["method", "theta", "T"], sort=True).ratio.max()
@@ -386,20 +350,18 @@ def plot_geometry(
         (last.H.iloc[-1], last.measured.iloc[-1], "Haar", -8, "right"),
     ):
         ax.annotate(name, (h, m), textcoords="offset points", xytext=(dx, 6), fontsize=9, ha=ha)
-    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.margins(x=0.08)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     ax = axes[1]
     ax.semilogx(
         last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound"
     )
     ax.semilogx(last.H, last.ratio_l2 / last.ratio_l2.iloc[0], "^:", color="C2", label="measured / ℓ2 bound")
     ax.semilogx(last.H, last.predicted.iloc[0] / last.predicted, "k-", lw=0.8, label=predicted_label)
-    ax.set_xlabel(xlabel)
     ax.set_ylabel("relative to the diagonal")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     for a in axes:
+        a.set_xlabel(xlabel)
+        a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
         a.xaxis.set_minor_formatter(NullFormatter())
         a.set_xticks([2, 3, 5, 10], labels=["2", "3", "5", "10"])
     fig.tight_layout()
@@ -446,9 +408,8 @@ def slope_row(
     """A fitted log-log slope against the exponent a bound predicts (:func:`verdicts.slope_verdict`).
 
     ``side="upper"`` for a rate the bound only caps (a steeper fall is allowed), ``"two"`` for an
-    exponent the bound predicts itself. The interval is the 95% t-interval of the least-squares
-    fit (:func:`verdicts.slope_interval`); an interval that excludes the prediction is stated in
-    ``ours`` as a finding.
+    exponent the bound predicts itself; on the 95% t-interval of the fit (:func:`verdicts.slope_interval`),
+    and ``ours`` states an interval that excludes the prediction as a finding.
     """
     lo, hi = verdicts.slope_interval(slope, se, n_points)
     finding = verdicts.slope_finding(lo, hi, predicted)
@@ -480,8 +441,7 @@ def geometry_verdicts(
 
     1. The theorem's bound holds at every step size, horizon and instance.
     2. The tuned measured rate tracks the ℓ∞ constant: the log-log slope of the measurement at the
-       largest :math:`T` against :math:`H` across the instances is 1/2, that of the tuned bound
-       (:func:`slope_row`).
+       largest :math:`T` against :math:`H` is 1/2, the tuned bound's exponent (:func:`slope_row`).
     3. The ℓ2 bound is loose by the predicted ratio: measured / bound varies less across the
        rotations with the ℓ∞ constant than with :math:`d\|A\|_2` (max/min over instances).
     4. Rotating the instance slows the tuned method: the diagonal instance reaches a smaller value
