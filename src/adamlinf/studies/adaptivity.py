@@ -92,20 +92,7 @@ def rmsprop_bound_sweep(
                 delta=delta, T=T, eta=eta, beta2=beta2, H=H.cpu(), sigma=sig.cpu(), v0=v0, grad0_inf=g0
             )
             rows.append((setting, c, v0, T, eta, beta2, measured, se, n, b.total, b.E, b.F))
-    columns = [
-        "setting",
-        "c",
-        "v0",
-        "T",
-        "eta",
-        "beta2",
-        "measured",
-        "measured_se",
-        "n_seeds",
-        "bound",
-        "E",
-        "F",
-    ]
+    columns = "setting c v0 T eta beta2 measured measured_se n_seeds bound E F".split()
     res = pd.DataFrame(rows, columns=columns)
     res["ratio"] = res.measured / res.bound
     return res
@@ -148,16 +135,7 @@ def rmsprop_slopes(res: pd.DataFrame) -> pd.DataFrame:
         n_points = int((s.measured > 1e-12).sum())
         bound_slope = loglog_fit(s["T"], s.bound)[0]
         rows.append((setting, c, v0, slope, se, n_points, bound_slope, float(s.ratio.max())))
-    columns = [
-        "setting",
-        "c",
-        "v0",
-        "measured_slope",
-        "measured_slope_se",
-        "n_points",
-        "bound_slope",
-        "max_ratio",
-    ]
+    columns = "setting c v0 measured_slope measured_slope_se n_points bound_slope max_ratio".split()
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -203,20 +181,16 @@ def lemma_report(
         se = diff.std(0) / math.sqrt(S) if S > 1 else torch.zeros_like(mean)
         b = int(mean.argmax())
         excess, se_b = float(mean[b]), float(se[b])
-        margin_se = float(-mean[b] / se[b]) if se_b > 0 else math.inf
+        margin_se = -excess / se_b if se_b > 0 else math.inf
         holds = verdicts.holds_on_average(excess, se_b)
         lhs_b, rhs_b = float(lhs.mean(0)[b]), float(rhs.mean(0)[b])
-        rows.append((name, ">=" if geq else "<=", lhs_b, rhs_b, float(-mean[b]), margin_se, holds))
+        rows.append((name, ">=" if geq else "<=", lhs_b, rhs_b, -excess, margin_se, holds))
 
     g2v = o["g2_over_v"]
     rhs314 = theory.lemma314_rhs(steps, beta2, o["log_ratio"])
     worst = (g2v - rhs314).flatten().argmax()
-    lhs, rhs, margin = (
-        float(g2v.flatten()[worst]),
-        float(rhs314.flatten()[worst]),
-        float((rhs314 - g2v).min()),
-    )
-    holds = verdicts.holds_pathwise(g2v, rhs314)
+    lhs, rhs = float(g2v.flatten()[worst]), float(rhs314.flatten()[worst])
+    margin, holds = float((rhs314 - g2v).min()), verdicts.holds_pathwise(g2v, rhs314)
     rows.append(("3.14 (pathwise, worst seed/block)", "<=", lhs, rhs, margin, math.nan, holds))
     rhs315 = theory.lemma315_rhs(
         gbar_sq_over_sqrt_vtilde_sum=o["gbar_sq_over_sqrt_vtilde"],

@@ -12,6 +12,7 @@ r"""Theorem 3.2 (SignGD) and the ℓ∞-against-ℓ2 instances of Theorems 3.2 a
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import numpy as np
@@ -227,25 +228,13 @@ def geometry_sweep(
                     pair.append(float(np.mean([rhs(H=Hv, eta=eta, grad0_inf=g).total for g in g0])))
                 bounds[T] = tuple(pair)
                 at_lr[T] = np.array([[rhs(H=H, eta=float(lr), grad0_inf=g).total for g in g0] for lr in lrs])
+        theta = float(prob.theta)
         for T, best in per_T.items():
-            for j, lr in enumerate(lrs):
-                for i in range(n):
-                    value, bound = float(best[j, i]), float(at_lr[T][j, i])
-                    rows.append(
-                        (
-                            method,
-                            float(prob.theta),
-                            int(T),
-                            float(lr),
-                            i,
-                            value,
-                            *bounds[T],
-                            bound,
-                            value / bound,
-                        )
-                    )
-    columns = ["method", "theta", "T", "lr", "start", "measured", "bound_linf", "bound_l2", "bound_at_lr"]
-    return pd.DataFrame(rows, columns=[*columns, "ratio"])
+            for (j, lr), i in itertools.product(enumerate(lrs), range(n)):
+                value, bound = float(best[j, i]), float(at_lr[T][j, i])
+                rows.append((method, theta, int(T), float(lr), i, value, *bounds[T], bound, value / bound))
+    columns = "method theta T lr start measured bound_linf bound_l2 bound_at_lr ratio".split()
+    return pd.DataFrame(rows, columns=columns)
 
 
 def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts: int = 0) -> pd.DataFrame:
