@@ -22,7 +22,7 @@ from scipy import stats
 from .. import partitions, report, theory
 from ..problems import NoisyQuadratic, run_blockwise_rmsprop
 from . import verdicts
-from .rates import bound_row, geometry_verdicts, loglog_fit, slope_row
+from .rates import ROUNDOFF_FLOOR, bound_row, geometry_verdicts, loglog_fit, slope_row
 
 
 def _window_min(grad_l1: torch.Tensor, T: int) -> tuple[float, float]:
@@ -132,7 +132,7 @@ def rmsprop_slopes(res: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (setting, c, v0), s in res.groupby(["setting", "c", "v0"], sort=True):
         slope, se = loglog_fit(s["T"], s.measured)
-        n_points = int((s.measured > 1e-12).sum())
+        n_points = int((s.measured > ROUNDOFF_FLOOR).sum())
         bound_slope = loglog_fit(s["T"], s.bound)[0]
         rows.append((setting, c, v0, slope, se, n_points, bound_slope, float(s.ratio.max())))
     columns = "setting c v0 measured_slope measured_slope_se n_points bound_slope max_ratio".split()

@@ -24,6 +24,8 @@ from .. import problems, report, theory
 from ..problems import NoisyQuadratic, run_blockwise_rmsprop, run_signgd
 from . import verdicts
 
+#: Values at or below it are converged runs at round-off: left out of the log-log fits.
+ROUNDOFF_FLOOR = 1e-12
 #: The columns of the SignGD tables (:func:`signgd_bound_grid` adds ``H`` and ``ratio_max``).
 SIGNGD_COLUMNS = ["problem", "T", "eta", "measured_mean", "measured_max", "bound"]
 
@@ -102,7 +104,7 @@ def signgd_tuned_rate(problem_set: dict, *, T_list, delta: float) -> pd.DataFram
     return pd.DataFrame(rows, columns=SIGNGD_COLUMNS)
 
 
-def loglog_fit(x, y, *, floor: float = 1e-12) -> tuple[float, float]:
+def loglog_fit(x, y, *, floor: float = ROUNDOFF_FLOOR) -> tuple[float, float]:
     r"""Least-squares slope of :math:`\log y` against :math:`\log x` (``x > 0``), and its standard error.
 
     Points with ``y <= floor`` (converged runs at round-off) are ignored; the slope is NaN when fewer
@@ -536,7 +538,7 @@ def signgd_verdicts(
                 f"Theorem 3.2 at η* = √(2Δ/(TH)), {kind} problem: rate T^(−1/2) or faster",
                 slope,
                 se,
-                int((s.measured_mean > 1e-12).sum()),
+                int((s.measured_mean > ROUNDOFF_FLOOR).sum()),
                 predicted=-0.5,
                 side="upper",
                 scale=scale,
