@@ -157,16 +157,23 @@ def test_signgd_sweeps_respect_theorem32():
         assert r.bound == pytest.approx(math.sqrt(2 * H * delta / r["T"]), rel=1e-12)
 
 
-def test_loglog_slope_and_rmsprop_slopes_on_exact_power_laws():
+def test_loglog_fit_and_rmsprop_slopes_on_exact_power_laws():
     import pandas as pd
 
     x = np.array([10.0, 100.0, 1000.0])
-    assert rates.loglog_slope(x, 3.0 * x**-0.25) == pytest.approx(-0.25, abs=1e-12)
-    # points at or below the floor (converged runs) are ignored; fewer than two left: NaN
-    assert rates.loglog_slope(np.append(x, 1e4), np.append(x**-0.5, 0.0)) == pytest.approx(-0.5, abs=1e-12)
-    assert math.isnan(rates.loglog_slope(x, np.array([1.0, 0.0, 0.0])))
+    slope, se = rates.loglog_fit(x, 3.0 * x**-0.25)
+    assert slope == pytest.approx(-0.25, abs=1e-12) and se < 1e-6
+    # y = x^-1/2 times (1, e, 1) in log space: slope -1/2, residuals (-1/3, 2/3, -1/3), se = 1/(sqrt(3) ln 10)
+    slope, se = rates.loglog_fit(x, x**-0.5 * np.exp([0.0, 1.0, 0.0]))
+    assert slope == pytest.approx(-0.5, abs=1e-12)
+    assert se == pytest.approx(1 / (math.sqrt(3) * math.log(10)), rel=1e-12)
+    # points at or below the floor (converged runs) are ignored; fewer than two left: NaN; two: no error
+    slope, se = rates.loglog_fit(np.append(x, 1e4), np.append(x**-0.5, 0.0))
+    assert slope == pytest.approx(-0.5, abs=1e-12)
+    assert math.isnan(rates.loglog_fit(x, np.array([1.0, 0.0, 0.0]))[0])
+    assert math.isnan(rates.loglog_fit(x, np.array([1.0, 0.5, 0.0]))[1])
     with pytest.raises(ValueError):
-        rates.loglog_slope(x, x[:2])
+        rates.loglog_fit(x, x[:2])
     T = np.array([16, 64, 256])
     res = pd.DataFrame(
         dict(

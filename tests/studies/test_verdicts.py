@@ -314,3 +314,32 @@ def test_all_hold_not_worse_and_agreement():
     assert not_worse(Measured.from_seeds([1.0, 1.5, 0.5]), small) == HOLDS  # not shown worse
     assert agreement_verdict(6, 0, 9) == HOLDS and agreement_verdict(4, 0, 9) == INCONCLUSIVE
     assert agreement_verdict(4, 4, 9) == FAILS and agreement_verdict(5, 1, 9) == INCONCLUSIVE
+
+
+def test_lemma_rules_on_average_and_pathwise():
+    """A seed mean may exceed its bound by up to 4 standard errors; an exact run by nothing; a pathwise
+    inequality by float64 round-off only (numpy or torch arrays)."""
+    import torch
+
+    from adamlinf.studies.verdicts import SE_MARGIN_RULE, holds_on_average, holds_pathwise
+
+    assert holds_on_average(-1.0, 0.0) and holds_on_average(0.0, 0.0) and not holds_on_average(1e-15, 0.0)
+    assert holds_on_average(3.9, 1.0) and not holds_on_average(4.1, 1.0)
+    assert SE_MARGIN_RULE == "not violated by more than 4 standard errors"
+    rhs = np.array([[1.0, 2.0], [3.0, 4.0]])
+    assert holds_pathwise(rhs * (1 + 5e-10), rhs) and not holds_pathwise(rhs * (1 + 2e-9), rhs)
+    assert holds_pathwise(torch.tensor(rhs) * 0.5, torch.tensor(rhs))
+    assert not holds_pathwise(torch.tensor(rhs) + torch.tensor([[0.0, 0.0], [0.0, 1.0]]), torch.tensor(rhs))
+
+
+@pytest.mark.parametrize("S", [4, 8])
+def test_lemma_rule_false_violation_rate_is_students_t_tail(S):
+    """A tight inequality (per-seed excess N(0, 1)) is declared violated at the rate P(t_{S-1} > 4)."""
+    from adamlinf.studies.verdicts import holds_on_average
+
+    rng = np.random.default_rng(S)
+    x = rng.standard_normal((40_000, S))
+    se = x.std(axis=1, ddof=1) / math.sqrt(S)
+    rate = np.mean([not holds_on_average(m, s) for m, s in zip(x.mean(axis=1), se, strict=True)])
+    expected = stats.t.sf(4, S - 1)
+    assert abs(rate - expected) < 4 * math.sqrt(expected / 40_000) + 1e-4, (rate, expected)

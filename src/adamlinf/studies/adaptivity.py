@@ -11,6 +11,7 @@ r"""Theorem 3.5 (RMSProp), its lemmas, and Theorem 3.11 (blockwise Adam).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -21,20 +22,7 @@ from scipy import stats
 from .. import partitions, report, theory
 from ..problems import NoisyQuadratic, run_blockwise_rmsprop
 from . import verdicts
-from .rates import bound_row, geometry_verdicts, loglog_fit, loglog_slope, slope_row
-
-__all__ = [
-    "rmsprop_bound_sweep",
-    "rmsprop_trace",
-    "rmsprop_slopes",
-    "lemma_report",
-    "lemma316_counterexample",
-    "rmsprop_lemma_table",
-    "blockwise_test_partitions",
-    "blockwise_partition_sweep",
-    "rmsprop_verdicts",
-    "blockwise_verdicts",
-]
+from .rates import ROUNDOFF_FLOOR, bound_row, geometry_verdicts, loglog_fit, slope_row
 
 
 def _window_min(grad_l1: torch.Tensor, T: int) -> tuple[float, float]:
@@ -77,23 +65,12 @@ def rmsprop_bound_sweep(
 ) -> pd.DataFrame:
     r"""Theorem 3.5 / Corollaries 3.6-3.7 across :math:`T`, :math:`v_0` and :math:`\beta_2=1-c\log T/T`.
 
-    In a deterministic (:math:`\sigma=0`) and a noisy (coordinate-wise :math:`\sigma_i`,
-    Assumption 3.4) setting, for every configuration: :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}`
-    (:func:`adamlinf.theory.rmsprop_tuned_lr`), RMSProp (:func:`adamlinf.problems.run_blockwise_rmsprop`,
-    ``n_seeds`` noise streams batched; one run when deterministic, noise seed ``seed + T``), the
-    measured :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1` (mean over seeds, with its
-    standard error at the minimising :math:`t`) and the bound (:func:`adamlinf.theory.rmsprop_bound`).
-
-    Args:
-        A: the symmetric Hessian.
-        sigma: the ``(d,)`` noise levels of the noisy setting.
-        x0: the start.
-        T_list: the horizons.
-        v0_list: the initial second moments.
-        c_list: the constants :math:`c`.
-        n_seeds: noise streams in the noisy setting.
-        seed: base seed.
-        device: device of the runs.
+    In a deterministic (:math:`\sigma=0`) and a noisy setting (coordinate-wise levels ``sigma``,
+    Assumption 3.4; ``n_seeds`` noise streams batched, noise seed ``seed + T``): RMSProp
+    (:func:`adamlinf.problems.run_blockwise_rmsprop`) from ``x0`` on the Hessian ``A`` at
+    :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` (:func:`adamlinf.theory.rmsprop_tuned_lr`), the measured
+    :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1` (mean over seeds, with its standard error
+    at the minimising :math:`t`) and the bound (:func:`adamlinf.theory.rmsprop_bound`).
 
     Returns:
         Columns ``setting, c, v0, T, eta, beta2, measured, measured_se, n_seeds, bound, E, F, ratio``.
@@ -106,40 +83,17 @@ def rmsprop_bound_sweep(
     for setting, sig, prob, n in _noise_settings(A, sigma, n_seeds=n_seeds, device=device):
         delta = float(prob.loss(x0.to(device))) - prob.min_value
         g0 = float(prob.grad(x0.to(device)).abs().max())
-        for c in c_list:
-            for v0 in v0_list:
-                for T in T_list:
-                    out, eta, beta2 = _tuned_rmsprop(
-                        prob, x0, delta=delta, H_sum=float(H.sum()), T=T, c=c, v0=v0, n_seeds=n, seed=seed + T
-                    )
-                    measured, se = _window_min(out["grad_l1"][:, 0, :], T)
-                    b = theory.rmsprop_bound(
-                        delta=delta,
-                        T=T,
-                        eta=eta,
-                        beta2=beta2,
-                        H=H.cpu(),
-                        sigma=sig.cpu(),
-                        v0=v0,
-                        grad0_inf=g0,
-                    )
-                    rows.append(
-                        dict(
-                            setting=setting,
-                            c=c,
-                            v0=v0,
-                            T=T,
-                            eta=eta,
-                            beta2=beta2,
-                            measured=measured,
-                            measured_se=se,
-                            n_seeds=n,
-                            bound=b.total,
-                            E=b.E,
-                            F=b.F,
-                        )
-                    )
-    res = pd.DataFrame(rows)
+        for c, v0, T in itertools.product(c_list, v0_list, T_list):
+            out, eta, beta2 = _tuned_rmsprop(
+                prob, x0, delta=delta, H_sum=float(H.sum()), T=T, c=c, v0=v0, n_seeds=n, seed=seed + T
+            )
+            measured, se = _window_min(out["grad_l1"][:, 0, :], T)
+            b = theory.rmsprop_bound(
+                delta=delta, T=T, eta=eta, beta2=beta2, H=H.cpu(), sigma=sig.cpu(), v0=v0, grad0_inf=g0
+            )
+            rows.append((setting, c, v0, T, eta, beta2, measured, se, n, b.total, b.E, b.F))
+    columns = "setting c v0 T eta beta2 measured measured_se n_seeds bound E F".split()
+    res = pd.DataFrame(rows, columns=columns)
     res["ratio"] = res.measured / res.bound
     return res
 
@@ -147,11 +101,9 @@ def rmsprop_bound_sweep(
 def rmsprop_trace(A, x0, *, T_list, c: float, v0: float, device="cpu") -> pd.DataFrame:
     r"""Deterministic RMSProp as :func:`rmsprop_bound_sweep` runs it, step by step, for a few horizons.
 
-    For each ``T``: :math:`\|\nabla L(x_t)\|_1` for :math:`t = 0..T` at :math:`\beta_2 = 1 - c\log T/T`
-    and the tuned :math:`\eta`, to show where the window :math:`T/2 < t \le T` of Theorem 3.5 falls.
-
-    Returns:
-        Columns ``T, t, grad_l1, eta, beta2, memory`` (``memory`` :math:`= 1/(1-\beta_2)` steps).
+    For each ``T``, :math:`\|\nabla L(x_t)\|_1` for :math:`t = 0..T`: where the window
+    :math:`T/2 < t \le T` of Theorem 3.5 falls. Columns ``T, t, grad_l1, eta, beta2, memory``
+    (:math:`1/(1-\beta_2)` steps).
     """
     A = theory.as_symmetric(A)
     H = theory.coordinatewise_smoothness(A)
@@ -171,33 +123,24 @@ def rmsprop_trace(A, x0, *, T_list, c: float, v0: float, device="cpu") -> pd.Dat
 
 
 def rmsprop_slopes(res: pd.DataFrame) -> pd.DataFrame:
-    r"""Per ``(setting, c, v0)`` of :func:`rmsprop_bound_sweep`'s table: the log-log slopes in :math:`T`.
+    r"""The log-log slopes in :math:`T` per ``(setting, c, v0)`` of :func:`rmsprop_bound_sweep`'s table.
 
     Corollaries 3.6/3.7 predict :math:`-1/2` deterministic and :math:`-1/4` (up to the log) noisy.
-
-    Args:
-        res: the sweep's table.
-
-    Returns:
-        Columns ``setting, c, v0, measured_slope, measured_slope_se, n_points`` (the points above the
-        round-off floor that entered the fit), ``bound_slope, max_ratio``.
+    Columns ``setting, c, v0, measured_slope, measured_slope_se, n_points`` (the points above the
+    round-off floor that entered the fit), ``bound_slope, max_ratio``.
     """
     rows = []
     for (setting, c, v0), s in res.groupby(["setting", "c", "v0"], sort=True):
         slope, se = loglog_fit(s["T"], s.measured)
-        rows.append(
-            dict(
-                setting=setting,
-                c=c,
-                v0=v0,
-                measured_slope=slope,
-                measured_slope_se=se,
-                n_points=int((s.measured > 1e-12).sum()),
-                bound_slope=loglog_slope(s["T"], s.bound),
-                max_ratio=float(s.ratio.max()),
-            )
-        )
-    return pd.DataFrame(rows)
+        n_points = int((s.measured > ROUNDOFF_FLOOR).sum())
+        bound_slope = loglog_fit(s["T"], s.bound)[0]
+        rows.append((setting, c, v0, slope, se, n_points, bound_slope, float(s.ratio.max())))
+    columns = "setting c v0 measured_slope measured_slope_se n_points bound_slope max_ratio".split()
+    return pd.DataFrame(rows, columns=columns)
+
+
+#: The columns of :func:`lemma_report`'s rows.
+LEMMA_COLUMNS = ("lemma", "relation", "lhs", "rhs", "margin", "margin_se", "holds")
 
 
 def lemma_report(
@@ -214,30 +157,21 @@ def lemma_report(
 ) -> list[dict]:
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:mod:`adamlinf.theory`) on a ``lemmas=True`` run.
 
-    The run is :func:`adamlinf.problems.run_blockwise_rmsprop`'s.
-
-    First step size only; means over seeds, the block closest to violation. Lemma 3.14 is pathwise
-    (worst seed and block). ``x0``, ``steps``, ``eta``, ``beta2``, ``v0`` and ``block_index`` are
-    the run's; ``c316`` is the Lemma 3.16 constant reported besides :math:`c=1`.
+    The run is :func:`adamlinf.problems.run_blockwise_rmsprop`'s at its first step size; ``x0``,
+    ``steps``, ``eta``, ``beta2``, ``v0`` and ``block_index`` are the run's, ``c316`` the constant of
+    Lemma 3.16 reported besides :math:`c=1`. Each lemma is checked on the block closest to violation
+    by :func:`~adamlinf.studies.verdicts.holds_on_average` (means over seeds); Lemma 3.14 pathwise
+    by :func:`~adamlinf.studies.verdicts.holds_pathwise` (worst seed and block).
 
     Returns:
-        One dict per check: ``lemma``, ``relation``, ``lhs``, ``rhs``, ``margin`` (positive when
-        the inequality holds), ``margin_se`` (in standard errors over seeds) and ``holds`` (not
-        violated by more than 4 standard errors).
+        One dict per check (:data:`LEMMA_COLUMNS`): ``lhs``, ``rhs``, ``margin`` (positive when the
+        inequality holds), ``margin_se`` (in standard errors over seeds) and ``holds``.
     """
-    d = problem.d
-    idx = partitions.check_block_index(block_index, d)
+    idx = partitions.check_block_index(block_index, problem.d)
     db = torch.bincount(idx).to(torch.float64)
     sb = problem.sigma_blocks(idx).cpu()
-    keys = (
-        "first_order",
-        "gbar_sq_over_sqrt_vtilde",
-        "g2_over_v",
-        "sqrt_vtilde_window",
-        "gbar_norm_sum",
-        "log_ratio",
-    )
-    o = {k: v[0] for k, v in out.items() if k in keys}
+    names = "first_order gbar_sq_over_sqrt_vtilde g2_over_v sqrt_vtilde_window gbar_norm_sum log_ratio"
+    o = {k: out[k][0] for k in names.split()}
     S = o["log_ratio"].shape[0]
     rows = []
 
@@ -246,31 +180,18 @@ def lemma_report(
         mean = diff.mean(0)
         se = diff.std(0) / math.sqrt(S) if S > 1 else torch.zeros_like(mean)
         b = int(mean.argmax())
-        rows.append(
-            dict(
-                lemma=name,
-                relation=">=" if geq else "<=",
-                lhs=float(lhs.mean(0)[b]),
-                rhs=float(rhs.mean(0)[b]),
-                margin=float(-mean[b]),
-                margin_se=float(-mean[b] / se[b]) if float(se[b]) > 0 else float("inf"),
-                holds=bool(float(mean[b]) <= 4 * float(se[b])),
-            )
-        )
+        excess, se_b = float(mean[b]), float(se[b])
+        margin_se = -excess / se_b if se_b > 0 else math.inf
+        holds = verdicts.holds_on_average(excess, se_b)
+        lhs_b, rhs_b = float(lhs.mean(0)[b]), float(rhs.mean(0)[b])
+        rows.append((name, ">=" if geq else "<=", lhs_b, rhs_b, -excess, margin_se, holds))
 
+    g2v = o["g2_over_v"]
     rhs314 = theory.lemma314_rhs(steps, beta2, o["log_ratio"])
-    worst = (o["g2_over_v"] - rhs314).flatten().argmax()
-    rows.append(
-        dict(
-            lemma="3.14 (pathwise, worst seed/block)",
-            relation="<=",
-            lhs=float(o["g2_over_v"].flatten()[worst]),
-            rhs=float(rhs314.flatten()[worst]),
-            margin=float((rhs314 - o["g2_over_v"]).min()),
-            margin_se=float("nan"),
-            holds=bool(torch.all(o["g2_over_v"] <= rhs314 * (1 + 1e-9))),
-        )
-    )
+    worst = (g2v - rhs314).flatten().argmax()
+    lhs, rhs = float(g2v.flatten()[worst]), float(rhs314.flatten()[worst])
+    margin, holds = float((rhs314 - g2v).min()), verdicts.holds_pathwise(g2v, rhs314)
+    rows.append(("3.14 (pathwise, worst seed/block)", "<=", lhs, rhs, margin, math.nan, holds))
     rhs315 = theory.lemma315_rhs(
         gbar_sq_over_sqrt_vtilde_sum=o["gbar_sq_over_sqrt_vtilde"],
         d_b=db,
@@ -280,34 +201,22 @@ def lemma_report(
         log_ratio=o["log_ratio"],
     )
     add("3.15", o["first_order"], rhs315, geq=True)
+    window = o["sqrt_vtilde_window"]
     for c in (1.0, c316):
         rhs316 = theory.lemma316_rhs(
             T=steps, beta2=beta2, v0=v0, sigma_b=sb, eps=0.0, gbar_abs_sum=o["gbar_norm_sum"], c=c
         )
-        add(
-            f"3.16 with c = {c:g}", o["sqrt_vtilde_window"], rhs316 * torch.ones_like(o["sqrt_vtilde_window"])
-        )
+        add(f"3.16 with c = {c:g}", window, rhs316 * torch.ones_like(window))
     # the smallest constant c in Lemma 3.16 that this run needs (worst block, means over seeds)
     other = theory.lemma316_rhs(T=steps, beta2=beta2, v0=v0, sigma_b=sb, eps=0.0, gbar_abs_sum=0.0, c=0.0)
-    other = other.to(o["sqrt_vtilde_window"].dtype)
-    c_needed = ((o["sqrt_vtilde_window"].mean(0) - other) / o["gbar_norm_sum"].mean(0)).max()
-    rows.append(
-        dict(
-            lemma="3.16: smallest c needed",
-            relation="",
-            lhs=float(c_needed),
-            rhs=float("nan"),
-            margin=float("nan"),
-            margin_se=float("nan"),
-            holds=True,
-        )
-    )
+    c_needed = ((window.mean(0) - other.to(window.dtype)) / o["gbar_norm_sum"].mean(0)).max()
+    rows.append(("3.16: smallest c needed", "", float(c_needed), math.nan, math.nan, math.nan, True))
     coordinates = bool((db == 1).all())
     g0 = problem.grad(torch.as_tensor(x0, dtype=problem.A.dtype, device=problem.A.device)).cpu()
     F = theory.blockwise_adam_F(
         sigma_b=problem.sigma.cpu() if coordinates else sb,
         d_b=db,
-        grad0_phi=float(g0.abs().max()) if coordinates else float(partitions.custom(idx).norm(g0, d)),
+        grad0_phi=float(g0.abs().max()) if coordinates else float(partitions.custom(idx).norm(g0, problem.d)),
         H_b=theory.coordinatewise_smoothness(problem.A).cpu()
         if coordinates
         else theory.blockwise_smoothness(problem.A.cpu(), idx),
@@ -317,7 +226,7 @@ def lemma_report(
         v0=v0,
     )
     add("C.1", o["log_ratio"], torch.full_like(o["log_ratio"], F))
-    return rows
+    return [dict(zip(LEMMA_COLUMNS, row, strict=True)) for row in rows]
 
 
 def lemma316_counterexample() -> dict:
@@ -325,10 +234,7 @@ def lemma316_counterexample() -> dict:
 
     :math:`d=6`, :math:`A=MM^\top/6+0.1I` (:math:`M` Gaussian, seed 0), :math:`x^*=\mathbf1`,
     :math:`x_0=0`, :math:`T=400`, :math:`\beta_2=1-\log T/T`, :math:`\eta=0.05`,
-    :math:`v_0=10^{-4}` (also in ``tests/test_lemmas.py``).
-
-    Returns:
-        ``dict(problem=..., x0=..., T=..., eta=..., beta2=..., v0=...)``.
+    :math:`v_0=10^{-4}` (also in ``tests/test_lemmas.py``): ``dict(problem, x0, T, eta, beta2, v0)``.
     """
     M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     prob = NoisyQuadratic(
@@ -368,18 +274,13 @@ def rmsprop_lemma_table(
     H_sum = float(theory.coordinatewise_smoothness(A).sum())
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
     x0 = torch.as_tensor(x0, dtype=torch.float64)
-    rows = []
+    runs = []  # (setting, problem, out, lemma_report's keywords)
     for setting, _, prob, n in _noise_settings(A, sigma, n_seeds=n_seeds, device=device):
         delta = float(prob.loss(x0.to(device))) - prob.min_value
         out, eta, beta2 = _tuned_rmsprop(
             prob, x0, delta=delta, H_sum=H_sum, T=T, c=c, v0=v0, n_seeds=n, seed=seed, lemmas=True
         )
-        rows += [
-            dict(setting=setting, **r)
-            for r in lemma_report(
-                prob, out, torch.arange(prob.d), x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0
-            )
-        ]
+        runs.append((setting, prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)))
     if counterexample:
         ce = lemma316_counterexample()
         out = run_blockwise_rmsprop(
@@ -392,36 +293,22 @@ def rmsprop_lemma_table(
             v0=ce["v0"],
             lemmas=True,
         )
-        rows += [
-            dict(setting="counterexample (d=6, tests)", **r)
-            for r in lemma_report(
-                ce["problem"],
-                out,
-                torch.arange(ce["problem"].d),
-                x0=ce["x0"],
-                steps=ce["T"],
-                eta=ce["eta"],
-                beta2=ce["beta2"],
-                v0=ce["v0"],
-            )
-        ]
+        kw = dict(x0=ce["x0"], steps=ce["T"], eta=ce["eta"], beta2=ce["beta2"], v0=ce["v0"])
+        runs.append(("counterexample (d=6, tests)", ce["problem"], out, kw))
+    rows = [
+        dict(setting=setting, **r)
+        for setting, prob, out, kw in runs
+        for r in lemma_report(prob, out, torch.arange(prob.d), **kw)
+    ]
     return pd.DataFrame(rows)
 
 
 def blockwise_test_partitions(block_size: int, n_blocks: int) -> dict:
-    r"""The partitions compared on the Theorem 3.11 page.
+    r"""The partitions compared on the Theorem 3.11 page, ``{name: (d,) block ids}``.
 
-    On a Hessian with ``n_blocks`` diagonal blocks of ``block_size``
-    (:func:`adamlinf.problems.block_quadratic`):
-    coordinates (Adam), aligned blocks of half, one and two block sizes, blocks of the right size
-    shifted by half a block (misaligned), and one block (AdaSGD).
-
-    Args:
-        block_size: the size of the Hessian's blocks (even, at least 2).
-        n_blocks: their number (at least 2).
-
-    Returns:
-        ``{name: (d,) block ids}``.
+    On a Hessian with ``n_blocks >= 2`` diagonal blocks of an even ``block_size``
+    (:func:`adamlinf.problems.block_quadratic`): coordinates (Adam), aligned blocks of half, one and
+    two block sizes, blocks of the right size shifted by half a block (misaligned), one block (AdaSGD).
     """
     if block_size < 2 or block_size % 2 or n_blocks < 2:
         raise ValueError("need an even block_size >= 2 and n_blocks >= 2")
@@ -498,24 +385,11 @@ def blockwise_partition_sweep(
         measured = out["grad_dual"][T // 2 + 1 :, :, n_tune_seeds:].mean(-1).min(0).values.numpy()  # (n_lr,)
         bounds = np.full(len(lrs), np.nan)
         if v0 > 0:
-            d_b = torch.bincount(idx).to(torch.float64)
-            bounds = np.array(
-                [
-                    theory.blockwise_adam_bound(
-                        delta=delta,
-                        T=T,
-                        eta=float(lr),
-                        beta2=beta2,
-                        H_phi=exact if math.isfinite(exact) else lemma313,
-                        H_b=H_b,
-                        sigma_b=noise,
-                        d_b=d_b,
-                        v0=v0,
-                        grad0_phi=float(partitions.custom(idx).norm(g0, prob.d)),
-                    ).total
-                    for lr in lrs
-                ]
-            )
+            kw = dict(delta=delta, T=T, beta2=beta2, H_b=H_b, sigma_b=noise, v0=v0)
+            kw["d_b"] = torch.bincount(idx).to(torch.float64)
+            kw["H_phi"] = exact if math.isfinite(exact) else lemma313
+            kw["grad0_phi"] = float(partitions.custom(idx).norm(g0, prob.d))
+            bounds = np.array([theory.blockwise_adam_bound(eta=float(lr), **kw).total for lr in lrs])
         rows.append(
             dict(
                 partition=name,
@@ -547,38 +421,26 @@ def rmsprop_verdicts(
 ) -> pd.DataFrame:
     r"""The Theorem 3.5 page's verdict table.
 
-    Rows: the bound over every configuration of :func:`rmsprop_bound_sweep`; the noisy rate
-    (:math:`(\log T/T)^{1/4}`, slope at most :math:`-1/4`) and the deterministic rate (at most
-    :math:`-1/2`) at the largest :math:`c` and the smallest :math:`v_0`; a large :math:`v_0` is
-    harmless at the largest :math:`c` (noisy, largest :math:`T`: not significantly worse than the
-    smallest :math:`v_0`); the lemmas of :func:`rmsprop_lemma_table` (with :math:`c=2` in Lemma 3.16,
-    and separately :math:`c=1`); and the geometry claims (:func:`geometry_verdicts`).
-
-    Args:
-        res: :func:`rmsprop_bound_sweep`'s table.
-        slopes: :func:`rmsprop_slopes`'s table.
-        lemmas: :func:`rmsprop_lemma_table`'s table.
-        fit: :func:`geometry_fit`'s table for RMSProp.
-        sweep: :func:`geometry_sweep`'s table for RMSProp.
-        scale: the scale of the run.
-        page: the notebook's name.
-
-    Returns:
-        The verdict table.
+    From the tables of :func:`rmsprop_bound_sweep` (``res``), :func:`rmsprop_slopes`,
+    :func:`rmsprop_lemma_table` and RMSProp's :func:`geometry_fit` and :func:`geometry_sweep`. Rows:
+    the bound over every configuration; the noisy rate (:math:`(\log T/T)^{1/4}`, slope at most
+    :math:`-1/4`) and the deterministic rate (at most :math:`-1/2`) at the largest :math:`c` and the
+    smallest :math:`v_0`; a large :math:`v_0` is harmless at the largest :math:`c` (noisy, largest
+    :math:`T`: not significantly worse than the smallest :math:`v_0`); the lemmas (with :math:`c=2`
+    in Lemma 3.16, and separately :math:`c=1`); and the geometry claims (:func:`geometry_verdicts`).
     """
     c_main, v0_min, v0_max, Tmax = res.c.max(), res.v0.min(), res.v0.max(), res["T"].max()
     rows = [
         bound_row(
             "Theorem 3.5: min over T/2 < t ≤ T of E‖∇L(xₜ)‖₁ ≤ E + √E·√(…) (deterministic and noisy)",
             float(res.ratio.max()),
-            len(res),
+            f"over {len(res)} cases",
+            rule="every configuration ≤ 1 (noisy: mean over seeds)",
+            where="Theorem 3.5",
             scale=scale,
             page=page,
-            paper="bound holds (RECONSTRUCTED)",
-            where="Theorem 3.5",
         )
     ]
-    rows[0]["rule"] = "every configuration ≤ 1 (noisy: mean over seeds)"
     for setting, rate, at_most in (("noisy", "(log T/T)^(1/4)", -0.25), ("deterministic", "T^(−1/2)", -0.5)):
         s = slopes[(slopes.setting == setting) & (slopes.c == c_main) & (slopes.v0 == v0_min)].iloc[0]
         rows.append(
@@ -598,11 +460,9 @@ def rmsprop_verdicts(
         )
     big = res[(res.setting == "noisy") & (res.c == c_main) & (res["T"] == Tmax)].set_index("v0")
     n_noisy = int(big.n_seeds[v0_min])
-    small = verdicts.Measured(
-        float(big.measured[v0_min]), float(big.measured_se[v0_min]) * math.sqrt(n_noisy), n_noisy
-    )
-    large = verdicts.Measured(
-        float(big.measured[v0_max]), float(big.measured_se[v0_max]) * math.sqrt(n_noisy), n_noisy
+    small, large = (
+        verdicts.Measured(float(big.measured[v]), float(big.measured_se[v]) * math.sqrt(n_noisy), n_noisy)
+        for v in (v0_min, v0_max)
     )
     rows.append(
         verdicts.verdict_row(
@@ -621,31 +481,27 @@ def rmsprop_verdicts(
     )
     main = lemmas[~lemmas.lemma.str.contains("c = 1|smallest", regex=True)]
     c1 = lemmas[lemmas.lemma.str.contains("c = 1", regex=False)]
-    c_needed = lemmas[lemmas.lemma.str.contains("smallest")].lhs.max()
+    c_needed = report.fmt(float(lemmas[lemmas.lemma.str.contains("smallest")].lhs.max()))
+    lemma_kw = dict(scale=scale, rule=verdicts.SE_MARGIN_RULE, page=page)
     rows.append(
         verdicts.verdict_row(
             "Lemmas 3.14, 3.15, 3.16 (with c = 2) and C.1 on RMSProp runs",
             verdicts.all_hold(main.holds),
             ours=f"{int(main.holds.sum())} of {len(main)} checks hold",
-            scale=scale,
             paper="the lemmas (RECONSTRUCTED)",
-            rule="not violated by more than 4 standard errors",
-            page=page,
             where="Lemmas 3.14–3.16, C.1",
+            **lemma_kw,
         )
     )
     rows.append(
         verdicts.verdict_row(
             "Lemma 3.16 with the constant c = 1",
             verdicts.all_hold(c1.holds),
-            ours=f"violated on {int((~c1.holds).sum())} of {len(c1)} runs; "
-            f"largest c needed {report.fmt(float(c_needed))}",
-            scale=scale,
+            ours=f"violated on {int((~c1.holds).sum())} of {len(c1)} runs; largest c needed {c_needed}",
             paper="constant NOT RECOVERED",
-            rule="not violated by more than 4 standard errors",
-            page=page,
             where="Lemma 3.16",
             origin=verdicts.BOOK,
+            **lemma_kw,
         )
     )
     rows += geometry_verdicts(fit, sweep, theorem="Theorem 3.5", scale=scale, page=page)
@@ -655,22 +511,13 @@ def rmsprop_verdicts(
 def blockwise_verdicts(
     res: pd.DataFrame, *, block_size: int, scale: str, page: str = "thm311_blockwise"
 ) -> pd.DataFrame:
-    r"""The Theorem 3.11 page's verdict table.
+    r"""The Theorem 3.11 page's verdict table, from :func:`blockwise_partition_sweep`'s table.
 
     Rows: the bound of Theorem 3.11 at every learning rate and partition (measured / bound at most 1);
     the rank correlation between the Lemma 3.13 bound on :math:`H(L,\Phi)` and the tuned final loss
-    (Spearman; holds when positive with p < 0.05, fails when negative with p < 0.05); and three
-    pairwise claims that follow from "smaller :math:`H(L,\Phi)`, faster" (tuned final losses, spread
-    over seeds).
-
-    Args:
-        res: :func:`blockwise_partition_sweep`'s table.
-        block_size: the size of the Hessian's blocks (names the aligned and misaligned partitions).
-        scale: the scale of the run.
-        page: the notebook's name.
-
-    Returns:
-        The verdict table.
+    (Spearman, :func:`~adamlinf.studies.verdicts.rank_test_verdict`); and three pairwise claims that
+    follow from "smaller :math:`H(L,\Phi)`, faster" (tuned final losses, spread over seeds;
+    ``block_size`` names the aligned and misaligned partitions).
     """
     rows = []
     if res.thm311_ratio_max.notna().all():
@@ -679,17 +526,12 @@ def blockwise_verdicts(
                 "Theorem 3.11: min over T/2 < t ≤ T of E‖∇L(xₜ)‖_Φ,* ≤ E + √E·√(…) for every partition "
                 "and learning rate",
                 float(res.thm311_ratio_max.max()),
-                len(res),
+                f"over {len(res)} partitions, every learning rate",
+                rule="every partition and learning rate ≤ 1 (mean over seeds)",
+                where="Theorem 3.11",
                 scale=scale,
                 page=page,
-                paper="bound holds (RECONSTRUCTED)",
-                where="Theorem 3.11",
             )
-        )
-        rows[-1]["rule"] = "every partition and learning rate ≤ 1 (mean over seeds)"
-        rows[-1]["ours"] = (
-            f"largest measured / bound = {report.fmt(float(res.thm311_ratio_max.max()))} over "
-            f"{len(res)} partitions, every learning rate"
         )
     rho, p = stats.spearmanr(res.bound, res.final_loss)
     rows.append(
@@ -709,31 +551,16 @@ def blockwise_verdicts(
         r.partition: verdicts.Measured(float(r.final_loss), float(r.final_loss_std), int(r.n_seeds))
         for r in res.itertuples()
     }
+    aligned, misaligned = f"aligned, size {block_size}", f"misaligned, size {block_size}"
+    coordinates, one = "coordinates (Adam)", "one block (AdaSGD)"
     paper = "smaller H(L, Φ) ⇒ faster (Theorem 3.11)"
     claims = [
-        verdicts.Claim(
-            "aligned blocks beat misaligned blocks of the same size",
-            f"aligned, size {block_size}",
-            f"misaligned, size {block_size}",
-            paper,
-            where="Theorem 3.11",
-            origin=verdicts.BOOK,
-        ),
-        verdicts.Claim(
-            "aligned blocks beat coordinates (Adam)",
-            f"aligned, size {block_size}",
-            "coordinates (Adam)",
-            paper,
-            where="Theorem 3.11",
-            origin=verdicts.BOOK,
-        ),
-        verdicts.Claim(
-            "coordinates (Adam) beat one block (AdaSGD)",
-            "coordinates (Adam)",
-            "one block (AdaSGD)",
-            paper,
-            where="Theorem 3.11",
-        ),
+        verdicts.Claim(text, better, worse, paper, where="Theorem 3.11", origin=origin)
+        for text, better, worse, origin in (
+            ("aligned blocks beat misaligned blocks of the same size", aligned, misaligned, verdicts.BOOK),
+            ("aligned blocks beat coordinates (Adam)", aligned, coordinates, verdicts.BOOK),
+            ("coordinates (Adam) beat one block (AdaSGD)", coordinates, one, verdicts.PAPER),
+        )
     ]
     table = verdicts.claims_table(values, claims, scale=scale, page=page)
     return pd.concat([pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS)), table], ignore_index=True)

@@ -5,12 +5,14 @@ r"""Theorem 3.2 (SignGD) and the ℓ∞-against-ℓ2 instances of Theorems 3.2 a
 * :func:`geometry_instances` (a heavy-tailed diagonal Hessian and its rotations),
   :func:`geometry_sweep` (tuned SignGD or RMSProp on each, with the ℓ∞ and ℓ2 bounds),
   :func:`geometry_fit`, :func:`plot_geometry`.
-* :func:`loglog_fit`, :func:`loglog_slope`: power laws with standard errors; :func:`bound_row`,
-  :func:`slope_row`: verdict rows of a bound and of a fitted rate; the pages' verdict tables.
+* :func:`loglog_fit`: power laws with standard errors; :func:`bound_row`, :func:`slope_row`: verdict
+  rows of a bound and of a fitted rate; the pages' verdict tables.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -22,21 +24,10 @@ from .. import problems, report, theory
 from ..problems import NoisyQuadratic, run_blockwise_rmsprop, run_signgd
 from . import verdicts
 
-__all__ = [
-    "signgd_test_problems",
-    "signgd_bound_grid",
-    "signgd_tuned_rate",
-    "loglog_fit",
-    "loglog_slope",
-    "geometry_instances",
-    "geometry_sweep",
-    "geometry_fit",
-    "plot_geometry",
-    "bound_row",
-    "slope_row",
-    "geometry_verdicts",
-    "signgd_verdicts",
-]
+#: Values at or below it are converged runs at round-off: left out of the log-log fits.
+ROUNDOFF_FLOOR = 1e-12
+#: The columns of the SignGD tables (:func:`signgd_bound_grid` adds ``H`` and ``ratio_max``).
+SIGNGD_COLUMNS = ["problem", "T", "eta", "measured_mean", "measured_max", "bound"]
 
 
 def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, device="cpu") -> dict:
@@ -46,50 +37,32 @@ def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, 
       (:func:`adamlinf.problems.random_psd`);
     * ``"diagonal"``: :math:`A=\mathrm{diag}(i^{-1/2})` (then :math:`H=\mathrm{tr}A`).
 
-    :math:`H` is :func:`adamlinf.theory.linf_smoothness` by brute force, so ``d <= 22``.
-
-    Args:
-        d: dimension.
-        n_starts: number of Gaussian starts, each scaled so that :math:`L(x_0)=\Delta`.
-        delta: :math:`\Delta`.
-        seed: seed of the rotation and of the starts.
-        device: device of the tensors.
-
-    Returns:
-        ``{kind: (NoisyQuadratic, H, X0 of shape (n_starts, d))}``.
+    :math:`H` is :func:`adamlinf.theory.linf_smoothness` by brute force, so ``d <= 22``. ``seed`` seeds
+    the rotation and the ``n_starts`` Gaussian starts, each scaled so that :math:`L(x_0)=\Delta` (``delta``).
+    Returns ``{kind: (NoisyQuadratic, H, X0 of shape (n_starts, d))}``.
     """
-    if delta <= 0:
-        raise ValueError(f"delta must be positive, got {delta}")
-    if n_starts < 1:
-        raise ValueError("n_starts must be >= 1")
+    if delta <= 0 or n_starts < 1:
+        raise ValueError(f"delta must be positive and n_starts >= 1, got delta={delta}, n_starts={n_starts}")
+    dense = problems.random_psd(d, seed=seed, device=device)
+    diagonal = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
     out = {}
-    for kind in ("dense", "diagonal"):
-        if kind == "dense":
-            A = problems.random_psd(d, seed=seed, device=device)
-        else:
-            A = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
+    for kind, A in (("dense", dense), ("diagonal", diagonal)):
         prob = NoisyQuadratic(A, device=device)
         H = theory.linf_smoothness(A.cpu())
-        X0 = torch.randn(n_starts, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(
-            device
-        )
+        X0 = torch.randn(n_starts, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        X0 = X0.to(device)
         X0 = X0 * (delta / prob.loss(X0)).sqrt()[:, None]
         out[kind] = (prob, H, X0)
     return out
 
 
 def signgd_bound_grid(problem_set: dict, *, T_list, etas, delta: float) -> pd.DataFrame:
-    r"""Theorem 3.2 over a grid of :math:`T` and :math:`\eta`.
+    r"""Theorem 3.2 over a grid of horizons ``T_list`` and step sizes ``etas``.
 
     One SignGD run of length :math:`\max T` per step size (:func:`adamlinf.problems.run_signgd`,
-    all step sizes and starts batched) gives :math:`\min_{t<T}\|\nabla L(x_t)\|_1` for every
-    :math:`T` (a prefix minimum).
-
-    Args:
-        problem_set: as returned by :func:`signgd_test_problems`.
-        T_list: the horizons.
-        etas: the step sizes.
-        delta: :math:`\Delta=L(x_0)-\min L`.
+    all step sizes and starts batched) on each problem of :func:`signgd_test_problems` gives
+    :math:`\min_{t<T}\|\nabla L(x_t)\|_1` for every :math:`T` (a prefix minimum);
+    ``delta`` is :math:`\Delta=L(x_0)-\min L`.
 
     Returns:
         Columns ``problem, T, eta, measured_mean, measured_max`` (mean and worst over the starts),
@@ -104,18 +77,9 @@ def signgd_bound_grid(problem_set: dict, *, T_list, etas, delta: float) -> pd.Da
             best = out["grad_l1"][:T].min(0).values  # (n_eta, n_starts)
             bound = theory.signgd_bound(delta, T, etas, H)
             for j, eta in enumerate(etas):
-                rows.append(
-                    dict(
-                        problem=kind,
-                        T=int(T),
-                        eta=float(eta),
-                        measured_mean=float(best[j].mean()),
-                        measured_max=float(best[j].max()),
-                        bound=float(bound[j]),
-                        H=H,
-                    )
-                )
-    grid = pd.DataFrame(rows)
+                b = best[j]
+                rows.append((kind, int(T), float(eta), float(b.mean()), float(b.max()), float(bound[j]), H))
+    grid = pd.DataFrame(rows, columns=[*SIGNGD_COLUMNS, "H"])
     grid["ratio_max"] = grid.measured_max / grid.bound
     return grid
 
@@ -123,16 +87,10 @@ def signgd_bound_grid(problem_set: dict, *, T_list, etas, delta: float) -> pd.Da
 def signgd_tuned_rate(problem_set: dict, *, T_list, delta: float) -> pd.DataFrame:
     r"""Theorem 3.2 at the tuned step :math:`\eta^*(T)=\sqrt{2\Delta/(TH)}`.
 
-    For each :math:`T` a run with its own :math:`\eta^*(T)` (batched over :math:`T` and starts):
-    measured :math:`\min_{t<T}\|\nabla L(x_t)\|_1` against :math:`\sqrt{2H\Delta/T}`.
-
-    Args:
-        problem_set: as returned by :func:`signgd_test_problems`.
-        T_list: the horizons.
-        delta: :math:`\Delta`.
-
-    Returns:
-        Columns ``problem, T, eta, measured_mean, measured_max, bound``.
+    For each :math:`T` of ``T_list`` a run with its own :math:`\eta^*(T)` (batched over :math:`T` and
+    starts) on each problem of :func:`signgd_test_problems`: measured
+    :math:`\min_{t<T}\|\nabla L(x_t)\|_1` against :math:`\sqrt{2H\Delta/T}`. Columns ``problem, T,
+    eta, measured_mean, measured_max, bound``.
     """
     Tmax = int(max(T_list))
     rows = []
@@ -141,47 +99,24 @@ def signgd_tuned_rate(problem_set: dict, *, T_list, delta: float) -> pd.DataFram
         out = run_signgd(prob, X0, steps=Tmax, lr=eta_star)
         for j, T in enumerate(T_list):
             best = out["grad_l1"][:T, j].min(0).values
-            rows.append(
-                dict(
-                    problem=kind,
-                    T=int(T),
-                    eta=float(eta_star[j]),
-                    measured_mean=float(best.mean()),
-                    measured_max=float(best.max()),
-                    bound=float(theory.signgd_tuned_bound(delta, T, H)),
-                )
-            )
-    return pd.DataFrame(rows)
+            bound = float(theory.signgd_tuned_bound(delta, T, H))
+            rows.append((kind, int(T), float(eta_star[j]), float(best.mean()), float(best.max()), bound))
+    return pd.DataFrame(rows, columns=SIGNGD_COLUMNS)
 
 
-def loglog_fit(x, y, *, floor: float = 1e-12) -> tuple[float, float]:
-    r"""Least-squares slope of :math:`\log y` against :math:`\log x`, and its standard error.
+def loglog_fit(x, y, *, floor: float = ROUNDOFF_FLOOR) -> tuple[float, float]:
+    r"""Least-squares slope of :math:`\log y` against :math:`\log x` (``x > 0``), and its standard error.
 
-    Points with ``y <= floor`` (converged runs at round-off) are ignored.
-
-    Args:
-        x: positive abscissae.
-        y: values.
-        floor: the round-off floor.
-
-    Returns:
-        ``(slope, standard error)``; NaN slope when fewer than two points remain, NaN error when
-        fewer than three.
+    Points with ``y <= floor`` (converged runs at round-off) are ignored; the slope is NaN when fewer
+    than two points remain, the error when fewer than three.
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    if x.shape != y.shape:
-        raise ValueError("x and y must have the same shape")
     ok = (y > floor) & (x > 0)
     if ok.sum() < 2:
         return float("nan"), float("nan")
     fit = stats.linregress(np.log(x[ok]), np.log(y[ok]))
     return float(fit.slope), float(fit.stderr) if ok.sum() >= 3 else float("nan")
-
-
-def loglog_slope(x, y, *, floor: float = 1e-12) -> float:
-    """The slope of :func:`loglog_fit` alone (NaN when fewer than two points lie above ``floor``)."""
-    return loglog_fit(x, y, floor=floor)[0]
 
 
 def geometry_instances(
@@ -200,15 +135,9 @@ def geometry_instances(
     :math:`\|A\|_{\infty\to1}=\|A\|_{1,1}=\sum_i\lambda_i\approx1.6`, far below
     :math:`d\|A\|_2=d`. Rotating it, :math:`A_\theta=R_\theta^\top AR_\theta` with
     :math:`R_\theta=\exp(\theta S)` (:func:`adamlinf.problems.rotation_path`, plus a Haar rotation
-    :math:`\theta=\infty`), keeps :math:`\|A\|_2` and raises both ℓ∞ constants towards :math:`d\|A\|_2`.
-
-    Args:
-        d: dimension (``d <= 22`` gives the exact :math:`\|A\|_{\infty\to1}` by enumeration).
-        spectrum: the spectrum's name.
-        thetas: the rotation strengths :math:`\theta>0` (:math:`\theta=0` is always included).
-        seed: seed of :math:`S`.
-        haar_seed: seed of the Haar rotation, ``None`` for none.
-        device: device of the problems.
+    :math:`\theta=\infty`, seed ``haar_seed``, ``None`` for none), keeps :math:`\|A\|_2` and raises
+    both ℓ∞ constants towards :math:`d\|A\|_2`. :math:`\theta=0` is always included besides
+    ``thetas``; ``seed`` seeds :math:`S`; ``d <= 22`` gives the exact :math:`\|A\|_{\infty\to1}`.
 
     Returns:
         ``(instances, constants)``: one :class:`adamlinf.problems.NoisyQuadratic` per rotation (with
@@ -225,17 +154,11 @@ def geometry_instances(
         prob = NoisyQuadratic.from_quadratic(q.to(device=device))
         A = prob.A.cpu()
         exact = d <= 22
-        rows.append(
-            dict(
-                theta=float(q.theta),
-                H_linf=theory.linf_smoothness(A) if exact else theory.l11_exact(A),
-                sum_H=float(theory.coordinatewise_smoothness(A).sum()),
-                d_l2=d * theory.l2_smoothness(A),
-                exact=exact,
-            )
-        )
+        H_linf = theory.linf_smoothness(A) if exact else theory.l11_exact(A)
+        sum_H = float(theory.coordinatewise_smoothness(A).sum())
+        rows.append((float(q.theta), H_linf, sum_H, d * theory.l2_smoothness(A), exact))
         instances.append(prob)
-    return instances, pd.DataFrame(rows)
+    return instances, pd.DataFrame(rows, columns=["theta", "H_linf", "sum_H", "d_l2", "exact"])
 
 
 def geometry_sweep(
@@ -251,36 +174,25 @@ def geometry_sweep(
 ) -> pd.DataFrame:
     r"""Tuned SignGD (Theorem 3.2) or RMSProp (Theorem 3.5) on each instance, with the ℓ∞ and ℓ2 bounds.
 
-    Every instance starts from the same points of the unrotated frame scaled to :math:`L(x_0)=\Delta`
-    (a run on :math:`L_\theta` starts at :math:`R_\theta^\top x_0`, at the same loss); all step
-    sizes and starts run batched and deterministic (full gradients).
+    Every instance of :func:`geometry_instances` starts from the same points ``x0`` ``(n_starts, d)``
+    of the unrotated frame scaled to :math:`L(x_0)=\Delta` (a run on :math:`L_\theta` starts at
+    :math:`R_\theta^\top x_0`, at the same loss); all step sizes ``lrs`` and starts run batched and
+    deterministic (full gradients), for every horizon of ``T_list``.
 
     * ``method="signgd"``: :math:`\min_{t<T}\|\nabla L(x_t)\|_1` for every ``T`` (one run of length
       :math:`\max T`). Bounds at the tuned step: :math:`\sqrt{2H\Delta/T}` with
       :math:`H=\|A\|_{\infty\to1}` (ℓ∞) and with :math:`H=d\|A\|_2` (ℓ2), so the ℓ2 bound is
       looser by exactly :math:`\sqrt{d\|A\|_2/\|A\|_{\infty\to1}}`.
-    * ``method="rmsprop"``: one run per ``T`` with :math:`\beta_2=1-c\log T/T` and :math:`v_0`,
+    * ``method="rmsprop"``: one run per ``T`` with :math:`\beta_2=1-c\log T/T` and ``v0``,
       measuring :math:`\min_{T/2<t\le T}\|\nabla L(x_t)\|_1`. Bounds: :func:`adamlinf.theory.rmsprop_bound`
-      at :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` with the constants :math:`H_i` (ℓ∞), and the same
-      right-hand side with every :math:`H_i=\|A\|_2` (so :math:`\sum_iH_i` becomes :math:`d\|A\|_2`, the
-      coefficient of ℓ2 and AdaSGD analyses) at its own tuned step (ℓ2); averaged over the starts
-      (they differ in :math:`\|\nabla L(x_0)\|_\infty`).
-
-    Args:
-        instances: from :func:`geometry_instances`.
-        x0: the starts ``(n_starts, d)`` in the unrotated frame (rescaled to loss ``delta``).
-        method: ``"signgd"`` or ``"rmsprop"``.
-        delta: :math:`\Delta=L(x_0)-\min L`.
-        T_list: the horizons.
-        lrs: the step-size grid.
-        c: the constant in :math:`\beta_2` (RMSProp).
-        v0: initial second moment (RMSProp).
+      at :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` with the constants :math:`H_i` (ℓ∞), and with every
+      :math:`H_i=\|A\|_2` (:math:`\sum_iH_i=d\|A\|_2`, the coefficient of ℓ2 and AdaSGD analyses) at
+      its own tuned step (ℓ2); averaged over the starts (they differ in :math:`\|\nabla L(x_0)\|_\infty`).
 
     Returns:
-        One row per instance, horizon, step size and start: ``method, theta, T, lr, start``,
-        ``measured``, ``bound_linf`` and ``bound_l2`` (at the tuned steps, averaged over the starts),
-        ``bound_at_lr`` (the ℓ∞ bound of Theorem 3.2 or 3.5 at this step size and start) and
-        ``ratio = measured / bound_at_lr``.
+        One row per instance, horizon, step size and start: ``method, theta, T, lr, start, measured``,
+        ``bound_linf, bound_l2`` (tuned steps, mean over starts), ``bound_at_lr`` (the ℓ∞ bound at this
+        step size and start) and ``ratio = measured / bound_at_lr``.
     """
     if method not in ("signgd", "rmsprop"):
         raise ValueError(f"method must be 'signgd' or 'rmsprop', got {method!r}")
@@ -301,10 +213,7 @@ def geometry_sweep(
             H_inf = theory.linf_smoothness(A) if d <= 22 else theory.l11_exact(A)
             for T in T_list:
                 per_T[T] = out[:T].min(0).values
-                bounds[T] = (
-                    float(theory.signgd_tuned_bound(delta, T, H_inf)),
-                    float(theory.signgd_tuned_bound(delta, T, d * norm2)),
-                )
+                bounds[T] = tuple(float(theory.signgd_tuned_bound(delta, T, h)) for h in (H_inf, d * norm2))
                 at_lr[T] = np.repeat(theory.signgd_bound(delta, T, lrs, H_inf)[:, None], n, 1)
         else:
             g0 = [float(g) for g in prob.grad(Xs).abs().amax(-1).cpu()]
@@ -314,58 +223,35 @@ def geometry_sweep(
                     prob, Xs, torch.arange(d), steps=T, lr=lrs, beta2=beta2, v0=v0, n_seeds=n
                 )["grad_l1"]
                 per_T[T] = out[T // 2 + 1 :].min(0).values  # (n_lr, n_starts)
-
-                def rhs(Hv: torch.Tensor, eta: float, g: float, T: int = T, beta2: float = beta2) -> float:
-                    return theory.rmsprop_bound(
-                        delta=delta, T=T, eta=eta, beta2=beta2, H=Hv, sigma=0.0, v0=v0, grad0_inf=g
-                    ).total
-
+                rhs = functools.partial(theory.rmsprop_bound, delta=delta, T=T, beta2=beta2, sigma=0.0, v0=v0)
                 pair = []
                 for Hv in (H, torch.full_like(H, norm2)):
                     eta = theory.rmsprop_tuned_lr(delta, T, float(Hv.sum()))
-                    pair.append(float(np.mean([rhs(Hv, eta, g) for g in g0])))
+                    pair.append(float(np.mean([rhs(H=Hv, eta=eta, grad0_inf=g).total for g in g0])))
                 bounds[T] = tuple(pair)
-                at_lr[T] = np.array([[rhs(H, float(lr), g) for g in g0] for lr in lrs])
+                at_lr[T] = np.array([[rhs(H=H, eta=float(lr), grad0_inf=g).total for g in g0] for lr in lrs])
+        theta = float(prob.theta)
         for T, best in per_T.items():
-            for j, lr in enumerate(lrs):
-                for i in range(n):
-                    value = float(best[j, i])
-                    rows.append(
-                        dict(
-                            method=method,
-                            theta=float(prob.theta),
-                            T=int(T),
-                            lr=float(lr),
-                            start=i,
-                            measured=value,
-                            bound_linf=bounds[T][0],
-                            bound_l2=bounds[T][1],
-                            bound_at_lr=float(at_lr[T][j, i]),
-                            ratio=value / float(at_lr[T][j, i]),
-                        )
-                    )
-    return pd.DataFrame(rows)
+            for (j, lr), i in itertools.product(enumerate(lrs), range(n)):
+                value, bound = float(best[j, i]), float(at_lr[T][j, i])
+                rows.append((method, theta, int(T), float(lr), i, value, *bounds[T], bound, value / bound))
+    columns = "method theta T lr start measured bound_linf bound_l2 bound_at_lr ratio".split()
+    return pd.DataFrame(rows, columns=columns)
 
 
 def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts: int = 0) -> pd.DataFrame:
     r"""The tuned measurement of :func:`geometry_sweep` against the instance's constants and bounds.
 
-    The step size is the best over the grid on the tuning starts (``edge`` flags a best step size
-    on the grid's edge); the measured value is its mean and spread over the other starts.
-
-    Args:
-        sweep: from :func:`geometry_sweep`.
-        constants: the table of :func:`geometry_instances`.
-        n_tune_starts: the starts ``0 .. n_tune_starts - 1`` pick the step size and are not
-            measured; with 0 every start does both.
+    The step size is the best over the grid on the tuning starts ``0 .. n_tune_starts - 1`` (every
+    start when 0; ``edge`` flags a best step size on the grid's edge); the measured value is its
+    mean and spread over the other starts. ``constants`` is :func:`geometry_instances`' table.
 
     Returns:
         One row per ``(method, theta, T)``: ``H`` (:math:`\|A\|_{\infty\to1}` for SignGD,
         :math:`\sum_iH_i` for RMSProp), ``d_l2``, ``best_lr, edge, measured, measured_std, log10_mean,
         log10_std, n_starts, bound_linf, bound_l2``, ``ratio_max_all_lr`` (the largest measured / bound
-        over every step size and start: at most 1 when the theorem holds), ``ratio_linf`` (measured /
-        ℓ∞ bound), ``ratio_l2``, ``l2_over_linf``
-        (the ratio of the two bounds) and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
+        over every step size and start: at most 1 when the theorem holds), ``ratio_linf, ratio_l2``
+        (measured / bound), ``l2_over_linf`` and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
     """
     const = constants.set_index("theta")
     ratio_all = sweep.groupby(["method", "theta", "T"], sort=True).ratio.max()
@@ -432,22 +318,11 @@ def plot_geometry(
 ):
     """Plot the ℓ∞-against-ℓ2 geometry figure of Theorems 3.2 and 3.5 at one horizon.
 
-    Left: the tuned measurement (mean ± std over starts) and the ℓ∞ and ℓ2 bounds against the ℓ∞
-    constant. Right: measured/bound for both bounds and the predicted drift, each relative to the
-    diagonal instance (the smallest constant).
-
-    Args:
-        fit: the table of :func:`geometry_fit`.
-        T: the horizon to plot (a value of ``fit["T"]``).
-        xlabel: the name of the ℓ∞ constant (the x axis of both panels).
-        ylabel: what the left panel measures.
-        linf_label: legend entry of the ℓ∞ bound.
-        l2_label: legend entry of the ℓ2 bound.
-        predicted_label: legend entry of the predicted drift (``predicted`` of the diagonal over
-            ``predicted``).
-
-    Returns:
-        The matplotlib figure, for :func:`adamlinf.report.figure`.
+    Left: the tuned measurement of :func:`geometry_fit`'s table at horizon ``T`` (mean ± std over
+    starts) and the ℓ∞ and ℓ2 bounds against the ℓ∞ constant (``xlabel``). Right: measured/bound for
+    both bounds and the predicted drift (``predicted`` of the diagonal over ``predicted``), each
+    relative to the diagonal instance (the smallest constant). Returns the figure for
+    :func:`adamlinf.report.figure`.
     """
     import matplotlib.pyplot as plt  # plotting only
     from matplotlib.ticker import NullFormatter
@@ -466,38 +341,44 @@ def plot_geometry(
         (last.H.iloc[-1], last.measured.iloc[-1], "Haar", -8, "right"),
     ):
         ax.annotate(name, (h, m), textcoords="offset points", xytext=(dx, 6), fontsize=9, ha=ha)
-    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.margins(x=0.08)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     ax = axes[1]
     ax.semilogx(
         last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound"
     )
     ax.semilogx(last.H, last.ratio_l2 / last.ratio_l2.iloc[0], "^:", color="C2", label="measured / ℓ2 bound")
     ax.semilogx(last.H, last.predicted.iloc[0] / last.predicted, "k-", lw=0.8, label=predicted_label)
-    ax.set_xlabel(xlabel)
     ax.set_ylabel("relative to the diagonal")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     for a in axes:
+        a.set_xlabel(xlabel)
+        a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
         a.xaxis.set_minor_formatter(NullFormatter())
         a.set_xticks([2, 3, 5, 10], labels=["2", "3", "5", "10"])
     fig.tight_layout()
     return fig
 
 
-def bound_row(claim: str, ratio_max: float, n: int, *, scale: str, page: str, paper: str, where: str) -> dict:
-    """The verdict row of a bound checked on ``n`` deterministic cases (holds when all ratios <= 1)."""
+def bound_row(
+    claim: str,
+    ratio_max: float,
+    cases: str,
+    *,
+    where: str,
+    scale: str,
+    page: str,
+    rule: str = "every case ≤ 1 (deterministic float64)",
+) -> dict:
+    """The verdict row of a RECONSTRUCTED bound checked on ``cases`` (holds when every ratio <= 1)."""
     return verdicts.verdict_row(
         claim,
         verdicts.bound_verdict(ratio_max),
-        ours=f"largest measured / bound = {report.fmt(ratio_max)} over {n} cases",
+        ours=f"largest measured / bound = {report.fmt(ratio_max)} {cases}",
         scale=scale,
-        paper=paper,
-        rule="every case ≤ 1 (deterministic float64)",
+        paper="bound holds (RECONSTRUCTED)",
+        rule=rule,
         page=page,
         where=where,
-        origin=verdicts.PAPER,
     )
 
 
@@ -518,9 +399,8 @@ def slope_row(
     """A fitted log-log slope against the exponent a bound predicts (:func:`verdicts.slope_verdict`).
 
     ``side="upper"`` for a rate the bound only caps (a steeper fall is allowed), ``"two"`` for an
-    exponent the bound predicts itself. The interval is the 95% t-interval of the least-squares
-    fit (:func:`verdicts.slope_interval`); an interval that excludes the prediction is stated in
-    ``ours`` as a finding.
+    exponent the bound predicts itself; on the 95% t-interval of the fit (:func:`verdicts.slope_interval`),
+    and ``ours`` states an interval that excludes the prediction as a finding.
     """
     lo, hi = verdicts.slope_interval(slope, se, n_points)
     finding = verdicts.slope_finding(lo, hi, predicted)
@@ -546,26 +426,18 @@ def slope_row(
 def geometry_verdicts(
     fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, scale: str, page: str
 ) -> list[dict]:
-    r"""The four claims of the ℓ∞-against-ℓ2 instances (:func:`geometry_fit`) as verdict rows.
+    r"""The four claims of the ℓ∞-against-ℓ2 instances as verdict rows, for ``theorem`` 3.2 or 3.5.
+
+    From one method's :func:`geometry_fit` table and the :func:`geometry_sweep` table it was made from:
 
     1. The theorem's bound holds at every step size, horizon and instance.
     2. The tuned measured rate tracks the ℓ∞ constant: the log-log slope of the measurement at the
-       largest :math:`T` against :math:`H` across the instances is positive (beyond 2 standard errors).
+       largest :math:`T` against :math:`H` is 1/2, the tuned bound's exponent (:func:`slope_row`).
     3. The ℓ2 bound is loose by the predicted ratio: measured / bound varies less across the
        rotations with the ℓ∞ constant than with :math:`d\|A\|_2` (max/min over instances).
     4. Rotating the instance slows the tuned method: the diagonal instance reaches a smaller value
        than the Haar-rotated one at the largest :math:`T`, each at its tuned step size
        (:math:`\log_{10}` ratio paired over the common starts).
-
-    Args:
-        fit: :func:`geometry_fit`'s table for one method.
-        sweep: :func:`geometry_sweep`'s table it was made from.
-        theorem: ``"Theorem 3.2"`` or ``"Theorem 3.5"`` (claim text).
-        scale: the scale of the run.
-        page: the notebook's name.
-
-    Returns:
-        Four rows for :func:`adamlinf.studies.verdicts.save_verdicts`.
     """
     Tmax = int(fit["T"].max())
     last = fit[fit["T"] == Tmax].sort_values("H")
@@ -575,26 +447,22 @@ def geometry_verdicts(
     spread_l2 = float(last.ratio_l2.max() / last.ratio_l2.min())
     diag, haar = last[last.theta == 0].iloc[0], last[last.theta == last.theta.max()].iloc[0]
     per_start = sweep[(sweep["T"] == Tmax) & sweep.theta.isin([diag.theta, haar.theta])]
-    per_start = per_start[
-        per_start.start >= per_start.start.max() + 1 - int(diag.n_starts)
-    ]  # measuring starts
+    measuring = per_start.start >= per_start.start.max() + 1 - int(diag.n_starts)
+    per_start = per_start[measuring]
     per_start = per_start[
         np.isclose(per_start.lr, np.where(per_start.theta == diag.theta, diag.best_lr, haar.best_lr))
     ]
     logs = np.log10(per_start.pivot(index="start", columns="theta", values="measured").clip(lower=1e-300))
     diff = verdicts.Measured.from_seeds(logs[haar.theta] - logs[diag.theta])
     const = "‖A‖∞→1" if theorem == "Theorem 3.2" else "Σᵢ Hᵢ = ‖A‖₁,₁"
-    rows = [
-        verdicts.verdict_row(
+    return [
+        bound_row(
             f"{theorem}: the bound holds on the heavy-tailed instance and its rotations",
-            verdicts.bound_verdict(float(fit.ratio_max_all_lr.max())),
-            ours=f"largest measured / bound = {report.fmt(float(fit.ratio_max_all_lr.max()))} "
+            float(fit.ratio_max_all_lr.max()),
             f"({n_cases} instance × T pairs, every step size and start)",
-            scale=scale,
-            paper="bound holds (RECONSTRUCTED)",
-            rule="every case ≤ 1 (deterministic float64)",
-            page=page,
             where=theorem,
+            scale=scale,
+            page=page,
         ),
         slope_row(
             f"{theorem}: the tuned rate scales as √{const}, as the tuned bound does",
@@ -636,7 +504,6 @@ def geometry_verdicts(
             where=theorem,
         ),
     ]
-    return rows
 
 
 def signgd_verdicts(
@@ -650,29 +517,18 @@ def signgd_verdicts(
 ) -> pd.DataFrame:
     """The Theorem 3.2 page's verdict table.
 
-    Rows: the bound over the grid, the tuned rate per problem and the geometry claims
-    (:func:`geometry_verdicts`).
-
-    Args:
-        grid: :func:`signgd_bound_grid`'s table.
-        rate: :func:`signgd_tuned_rate`'s table.
-        fit: :func:`geometry_fit`'s table for SignGD.
-        sweep: :func:`geometry_sweep`'s table for SignGD.
-        scale: the scale of the run.
-        page: the notebook's name.
-
-    Returns:
-        The verdict table (columns of :data:`adamlinf.studies.verdicts.VERDICT_COLUMNS`).
+    Rows: the bound over the grid of :func:`signgd_bound_grid`, the tuned rate per problem of
+    :func:`signgd_tuned_rate` and the geometry claims on SignGD's :func:`geometry_fit` and
+    :func:`geometry_sweep` tables (:func:`geometry_verdicts`).
     """
     rows = [
         bound_row(
             "Theorem 3.2: min over t < T of ‖∇L(xₜ)‖₁ ≤ Δ/(Tη) + Hη/2 for every T, η and start",
             float(grid.ratio_max.max()),
-            len(grid),
+            f"over {len(grid)} cases",
+            where="Theorem 3.2",
             scale=scale,
             page=page,
-            paper="bound holds (RECONSTRUCTED)",
-            where="Theorem 3.2",
         )
     ]
     for kind, s in rate.groupby("problem"):
@@ -682,7 +538,7 @@ def signgd_verdicts(
                 f"Theorem 3.2 at η* = √(2Δ/(TH)), {kind} problem: rate T^(−1/2) or faster",
                 slope,
                 se,
-                int((s.measured_mean > 1e-12).sum()),
+                int((s.measured_mean > ROUNDOFF_FLOOR).sum()),
                 predicted=-0.5,
                 side="upper",
                 scale=scale,
