@@ -11,7 +11,7 @@ import torch
 from adamlinf import problems as P
 from adamlinf.rotations import exp_rotation
 from adamlinf.studies import quadratic as SQ
-from adamlinf.studies.verdicts import VERDICT_COLUMNS, Measured, compare
+from adamlinf.studies.verdicts import PAIR_RULE, VERDICT_COLUMNS, Measured, compare, concordant, decide
 
 F64 = torch.float64
 
@@ -179,7 +179,7 @@ def test_roundoff_cannot_rank_equivariant_runs():
     steps1 = SQ.effective_steps(g1["steps_to_reach"], last1, T)
     assert np.isfinite(steps0).all() and (steps0 < T / 2).all()
     np.testing.assert_array_equal(steps0, steps1)
-    assert SQ.decide(steps0, steps1) == "inconclusive" == SQ.decide(steps1, steps0)
+    assert decide(steps0, steps1) == "inconclusive" == decide(steps1, steps0)
 
 
 def _fake_tuned(adam_values, ada, sgd, l11, spectral=1.0, noise=0.01):
@@ -236,10 +236,12 @@ def test_spectrum_verdicts_on_constructed_inputs():
 
 
 def test_decide_floor_and_main_spectrum():
-    assert SQ.decide([1.0, 1.0, 1.0], [1.04, 1.04, 1.04]) == "inconclusive"  # below the 5% floor
-    assert SQ.decide([1.0, 1.0, 1.0], [1.2, 1.2, 1.2]) == "holds"
-    assert SQ.decide([1.0, 1.2, 0.8], [1.2, 1.4, 1.0]) == "inconclusive"  # Welch t = 1.22 < 2.13
-    assert SQ.decide([1.0, 1.1, 0.9], [1.2, 1.3, 1.1]) == "holds"  # Welch t = 2.45 > t_0.95(4) = 2.13
+    assert decide([1.0, 1.0, 1.0], [1.04, 1.04, 1.04]) == "inconclusive"  # below the 5% floor
+    assert decide([1.0, 1.0, 1.0], [1.2, 1.2, 1.2]) == "holds"
+    assert decide([1.0, 1.2, 0.8], [1.2, 1.4, 1.0]) == "inconclusive"  # Welch t = 1.22 < 2.13
+    assert decide([1.0, 1.1, 0.9], [1.2, 1.3, 1.1]) == "holds"  # Welch t = 2.45 > t_0.95(4) = 2.13
+    assert PAIR_RULE == "Welch t, one-sided α = 0.05, and gap > 5%"  # the text the verdict tables print
+    assert concordant("holds", "holds") == "holds" and concordant("holds", "fails") == "inconclusive"
     geo = pd.DataFrame(
         {
             "spectrum": ["x"] * 3 + ["y"] * 3,

@@ -7,7 +7,8 @@ recovered, so :func:`run_sweep` decides each claim per (spectrum, σ, β₁) set
 rotation equivariant: :func:`equivariance_check`); lrs tuned on separate seeds by
 :func:`adamlinf.tune.search`. Metric: without noise the steps to :math:`10^{-8}L(x_0)` under a cosine step
 (:func:`effective_steps`), with noise :math:`L(x_T)/L(x_0)` over the last tenth. Two settings differ
-(:func:`decide`) when Welch's one-sided test (α = 0.05) says so *and* the gap exceeds 5% (the lr grid).
+(:func:`~adamlinf.studies.verdicts.decide`) when Welch's one-sided test (α = 0.05) says so *and* the gap
+exceeds 5% (the lr grid).
 """
 
 from __future__ import annotations
@@ -25,20 +26,24 @@ from scipy.stats import spearmanr
 from adamlinf import problems as Q
 from adamlinf import theory, tune
 from adamlinf.studies.verdicts import (
+    AGREEMENT_RULE,
     BOOK,
     FAILS,
     HOLDS,
     INCONCLUSIVE,
+    PAIR_RULE,
     PAPER,
+    TIE_FLOOR,
     Measured,
     agreement_verdict,
-    compare,
+    concordant,
     correlation_verdict,
+    decide,
     verdict_row,
 )
 
 __all__ = ["EPS_REACH", "COARSE_GRIDS", "effective_steps", "Row", "Experiment"]
-__all__ += ["run_experiment", "SweepResult", "run_sweep", "decide", "spearman_with_interval"]
+__all__ += ["run_experiment", "SweepResult", "run_sweep", "spearman_with_interval"]
 __all__ += ["spectrum_verdicts", "verdict_summary", "main_spectrum", "findings", "curve_panels"]
 __all__ += ["panel_curves", "table1", "full_table", "paper_vs_ours", "equivariance_check", "estimate_cost"]
 
@@ -334,21 +339,12 @@ def run_sweep(
     return SweepResult(pd.DataFrame(tuned), per, cur, geometry, time.perf_counter() - t0, work)
 
 
-def decide(better: Sequence[float], worse: Sequence[float], *, rel_floor: float = 0.05) -> str:
-    """Whether "``better`` is lower than ``worse``" holds, fails or is undecided, from per-seed values.
-
-    A gap below ``rel_floor`` times the larger value is a tie (the lr resolution moves a value a few %).
-    """
-    return compare(Measured.from_seeds(better), Measured.from_seeds(worse), rel_floor=rel_floor)
-
-
-#: The rules of :func:`decide` and of claims (a) and (b), as the verdict tables print them.
-PAIR_RULE = "Welch t, one-sided α = 0.05, and gap > 5%"
+#: The rules of claims (a) and (b), as the verdict tables print them.
 RULE_A = (
     "95% seed-bootstrap interval of Spearman ρ above 0 and the extreme rotations "
     f"differ in that direction ({PAIR_RULE}) (holds); mirror (fails)"
 )
-RULE_B = "no row disagrees and ≥ half agree (holds); disagreements ≥ agreements (fails)"
+RULE_B = AGREEMENT_RULE
 
 
 def spearman_with_interval(
@@ -376,7 +372,7 @@ def spearman_with_interval(
     return rho, float(np.quantile(reps, q)), float(np.quantile(reps, 1 - q))
 
 
-def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: int = 400) -> pd.DataFrame:
+def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=TIE_FLOOR, n_boot: int = 400) -> pd.DataFrame:
     r"""The claims (a), (b), (c) for every (spectrum, sigma, column) of ``tuned`` (:attr:`SweepResult.tuned`).
 
     * (a) Spearman :math:`\rho` of :math:`\|H_\theta\|_{1,1}/d` and Adam's metric over the rotations:
@@ -398,7 +394,7 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor: float = 0.05, n_boot: i
         rho, lo, hi = spearman_with_interval(adam["l11_per_dim"], list(adam["seeds"]), n_boot=n_boot)
         ends = decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1], rel_floor=rel_floor)
         sign = correlation_verdict(lo, hi)
-        va = sign if sign == ends else INCONCLUSIVE
+        va = concordant(sign, ends)
         ours = (
             f"ρ = {rho:.2f} [{lo:.2f}, {hi:.2f}] over {len(adam)} rotations; lowest vs highest ‖H_θ‖₁,₁/d: "
             f"{_txt(adam['seeds'].iloc[0])} vs {_txt(adam['seeds'].iloc[-1])}"

@@ -236,6 +236,24 @@ def not_worse(candidate: Measured | float, reference: Measured | float, *, rtol:
     return FAILS if compare(reference, candidate, rtol=rtol) == HOLDS else HOLDS
 
 
+#: the gap below which two tuned values tie (the lr grid's resolution moves a value a few %)
+TIE_FLOOR = 0.05
+PAIR_RULE = f"Welch t, one-sided α = {ALPHA}, and gap > {TIE_FLOOR:.0%}"
+
+
+def decide(better: Sequence[float], worse: Sequence[float], *, rel_floor: float = TIE_FLOOR) -> str:
+    """:func:`compare` of per-seed values (Welch, :data:`PAIR_RULE`): a gap below ``rel_floor`` ties."""
+    return compare(Measured.from_seeds(better), Measured.from_seeds(worse), rel_floor=rel_floor)
+
+
+def concordant(a: str, b: str) -> str:
+    """``a`` when two rules on one claim agree, else *inconclusive*."""
+    return a if a == b else INCONCLUSIVE
+
+
+AGREEMENT_RULE = "no row disagrees and ≥ half agree (holds); disagreements ≥ agreements (fails)"
+
+
 def agreement_verdict(agree: int, disagree: int, n: int) -> str:
     """A prediction checked on ``n`` cases, each of which agrees, disagrees or ties (undecided).
 
