@@ -138,19 +138,9 @@ def tuned_table(runs: ImageRuns) -> pd.DataFrame:
             lr = sw.best_lr[opt]
             m = sweeps.measured(f, opt, lr)
             g = f[(f.optimizer == opt) & np.isclose(f.lr, lr)]
-            rows.append(
-                {
-                    "batch_size": bs,
-                    "optimizer": opt,
-                    "lr": lr,
-                    "mean": m.value,
-                    "std": m.spread,
-                    "n_seeds": m.n,
-                    "test_acc": float(g.test_acc.mean()),
-                    "run": g[g.seed == g.seed.min()].run.iloc[0],
-                    "on edge": opt in sw.on_edge,
-                }
-            )
+            row = dict(batch_size=bs, optimizer=opt, lr=lr, mean=m.value, std=m.spread, n_seeds=m.n)
+            row.update(test_acc=float(g.test_acc.mean()), run=g[g.seed == g.seed.min()].run.iloc[0])
+            rows.append({**row, "on edge": opt in sw.on_edge})
     out = pd.DataFrame(rows)
     out["text"] = sweeps.seed_texts([Measured(r.mean, r.std, int(r.n_seeds)) for r in out.itertuples()])
     return out
@@ -185,11 +175,10 @@ def curves_at(metrics: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> pd
     """The evaluation rows of the tuned runs at ``batch_size`` (measuring seeds), with ``budget``."""
     t = tuned[tuned.batch_size == batch_size]
     metrics = sweeps.measuring(metrics)
+    at_batch_size = (metrics.batch_size == batch_size).to_numpy()
     keep = np.zeros(len(metrics), dtype=bool)
     for o, lr in zip(t.optimizer, t.lr, strict=False):
-        keep |= (
-            (metrics.optimizer == o) & np.isclose(metrics.lr, lr) & (metrics.batch_size == batch_size)
-        ).to_numpy()
+        keep |= (metrics.optimizer == o).to_numpy() & np.isclose(metrics.lr, lr) & at_batch_size
     cols = ["run", "optimizer", "lr", "seed", "iter", "max_iters", METRIC, "test_loss", "test_acc"]
     out = metrics[keep & metrics[METRIC].notna().to_numpy()][cols].copy()
     out["budget"] = out["iter"] / out["max_iters"]
@@ -228,9 +217,8 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
 
     order = list(dict.fromkeys(tuned.optimizer))  # the paper's order (tuned_table)
     shown = tuned.pivot(index="optimizer", columns="batch_size", values=["text", "lr"]).reindex(order)
-    shown.columns = [
-        f"{'final train loss' if a == 'text' else 'tuned peak lr'}, batch {b}" for a, b in shown.columns
-    ]
+    headers = {"text": "final train loss", "lr": "tuned peak lr"}
+    shown.columns = [f"{headers[a]}, batch {b}" for a, b in shown.columns]
     shown.index = [optim.LABELS.get(o, o) for o in shown.index]
     n_seeds = int(tuned.n_seeds.min())
     report.table(
