@@ -7,6 +7,7 @@ It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, an
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
@@ -34,8 +35,7 @@ SCALES = ("ci", "gpu", "paper")
 #: Column header of each scale (``paper`` alone would read as "the paper's value").
 SCALE_HEADERS = {"ci": "ci", "gpu": "gpu", "paper": "paper scale"}
 
-#: The claims of the paper, in the paper's order: ``where`` → (the notebook that checks it, the
-#: claim in a few words). The words are the paper's; every number comes from the verdict files.
+#: The claims of the paper in its order: ``where`` → (the notebook that checks it, the paper's words).
 PAPER_CLAIMS: dict[str, tuple[str, str]] = {
     "Theorem 2.2": (
         "thm22_equivariance",
@@ -84,16 +84,13 @@ def page_title(notebook: str, sources: Path | None = None) -> str:
     return m.group(1) if m else notebook
 
 
-# Reading the verdict files
 COLUMNS = ["notebook", "scale", "claim", "where", "origin", "paper", "ours", "verdict", "rule", "source"]
 
 
 def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False, dtype=str)
     if "claim" not in df.columns or "verdict" not in df.columns:
-        raise ValueError(
-            f"{path}: a verdict file needs the columns claim and verdict, has {list(df.columns)}"
-        )
+        raise ValueError(f"{path}: a verdict file needs columns claim and verdict, has {list(df.columns)}")
     for col in ("where", "origin", "paper", "ours", "rule"):
         df[col] = df.get(col, "")
     # a row that names no place belongs to the claim its page checks; one without origin is the paper's
@@ -115,10 +112,9 @@ def collect(
     frames = []
     for name in notebooks:
         for scale in SCALES:
-            candidates = [(results_root / name / scale / VERDICTS_FILE, "results")]
-            if scale == "gpu":
-                candidates.insert(0, (published_root / name / scale / VERDICTS_FILE, "published"))
-            for path, source in candidates:
+            roots = [("published", published_root)] if scale == "gpu" else []
+            for source, root in [*roots, ("results", results_root)]:
+                path = root / name / scale / VERDICTS_FILE
                 if path.exists():
                     df = _read_verdicts(path, name)
                     frames.append(df.assign(notebook=name, scale=scale, source=source)[COLUMNS])
@@ -142,12 +138,10 @@ def overrides(
     except (SystemExit, OSError):
         canonical = {}
 
-    def same(a, b) -> bool:
-        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
+    canon = lambda x: json.dumps(x, sort_keys=True, default=str)  # compare values as the JSON record does
     out = {}
     for k, v in applied.items():
-        if k in canonical and k not in _RUNNER_KEYS and not same(v, canonical[k]):
+        if k in canonical and k not in _RUNNER_KEYS and canon(v) != canon(canonical[k]):
             out[k] = (v, canonical[k])
     for k, v in (record.get("overrides") or {}).items():
         out.setdefault(k, (v, canonical.get(k)))
@@ -169,8 +163,6 @@ def verdict_text(verdicts: Sequence[str]) -> str:
     """The summary verdict with counts: ``"mixed (holds 2 · fails 1)"``, ``"holds (all 8)"``, ``"fails"``."""
     summary = aggregate(verdicts)
     ran = [v for v in verdicts if v != NOT_RUN]
-    if summary == NOT_RUN:
-        return NOT_RUN
     if summary in VERDICTS:
         return f"{summary} (all {len(ran)})" if len(ran) > 1 else summary
     return f"{summary} ({counts_text(ran)})"
@@ -314,6 +306,7 @@ def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: i
     anchor, section = read_page(notebook, "ci").get("evidence") or (EVIDENCE, "Paper vs ours")
     link = f'<p><a href="{notebook}.html#{anchor}">The evidence: the page\'s "{section}" section</a></p>'
     per_claim = _per_claim(mine)
+    body = full
     if len(mine) > fold_above and per_claim:
         counts = [
             {"claim": g, "where": sub["where"].iloc[0], "origin": sub["origin"].iloc[0]}
@@ -324,8 +317,6 @@ def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: i
         caption = "Verdicts per claim, counted over the settings"
         inner = report.table(pd.DataFrame(counts), caption, display=False)
         body = inner.data + f"<details><summary>All {len(mine)} rows</summary>{full}</details>"
-    else:
-        body = full
     return f'<details class="adamlinf-details"><summary>{line}</summary>{link}{body}</details>'
 
 
@@ -400,11 +391,9 @@ def result_box(
         raise ValueError("a result box must not hold TeX ($ or backslash); write it in Unicode")
     page = dict(notebook=notebook, scale=scale, ran=ran, overrides=list(changed), evidence=list(evidence))
     save_json(page, results_dir / PAGE_FILE)
-    try:
+    with contextlib.suppress(ImportError):  # a plain-Python run (adamlinf.publish): nothing to glue into
         from IPython.display import Markdown
         from myst_nb import glue
 
         glue(BOX_KEY, Markdown(text), display=False)
-    except ImportError:  # a plain-Python run (adamlinf.publish on a torch-only node): nothing to glue into
-        pass
     return text
