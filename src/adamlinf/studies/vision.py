@@ -17,7 +17,6 @@ from adamlinf import launch as _launch
 from adamlinf import optim, report
 from adamlinf.data import images as _images
 from adamlinf.studies import hessian_tables, sweeps
-from adamlinf.studies.sweeps import with_seed
 from adamlinf.studies.verdicts import Claim, Measured, claims_table
 
 #: The metric Table 3 ranks by: the loss on the fixed augmented training subset at the end.
@@ -108,7 +107,7 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
     def specs(points, seeds) -> dict:  # {run name: spec} of each (batch size, optimizer, lr) and seed
         return {
             f"bs{bs}_{o}_lr{lr:.2e}_s{s}".replace("+", ""): _launch.with_train(
-                with_seed(bases[bs], s), optimizer=o, lr=lr
+                sweeps.with_seed(bases[bs], s), optimizer=o, lr=lr
             )
             for bs, o, lr in points
             for s in seeds
@@ -251,7 +250,7 @@ def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str
 
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
     present = _in_paper_order(set(curves.optimizer))
-    for ax, col in zip(axes, (METRIC, "test_loss"), strict=False):
+    for ax, col, title in zip(axes, (METRIC, "test_loss"), ("training loss", "test loss"), strict=False):
         for k, o in enumerate(present):
             g = curves[curves.optimizer == o]
             per = g.pivot_table(index="budget", columns="seed", values=col)
@@ -259,7 +258,6 @@ def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str
             st = sweeps.style(o, k)
             ax.plot(m.index, m.values, ms=4, label=optim.LABELS.get(o, o), **st)
             ax.fill_between(m.index, m - s, m + s, color=st["color"], alpha=0.2, lw=0)
-        title = "training loss" if col == METRIC else "test loss"
         ax.set(yscale="log", xlabel="fraction of the training budget", title=title)
     n_seeds = int(curves.groupby("optimizer").seed.nunique().min())
     fig.tight_layout()
