@@ -109,8 +109,7 @@ def hessian_table(
     rotated, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` with that run's :math:`\mathcal R` (``n_probes``
     probes, one ``seed``), with ``spectral`` :math:`\|H\|_2` (``lanczos_iters`` steps, ``None``: ARPACK).
     Returns a row per (run, ``quantity``, ``hessian``) with ``own`` (the run's optimizer saw it),
-    ``value``, ``lo``, ``hi``, ``band``, ``d``, ``n_probes``,
-    ``loss``, ``batch_digest``, ``seconds``.
+    ``value``, ``lo``, ``hi``, ``band``, ``d``, ``n_probes``, ``loss``, ``batch_digest``, ``seconds``.
     """
     if not run_dirs:
         raise ValueError("run_dirs is empty: give {label: run directory}")
