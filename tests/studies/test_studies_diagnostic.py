@@ -61,7 +61,7 @@ def test_overview_puts_the_best_race_result_beside_the_advantage():
             "final_loss": [0.5, 0.2, 0.4, 0.3],
             "best": [False, True, False, True],
             "interior": [False, True, False, False],
-        }  # fmt: skip
+        }
     )
     diags = {("m", "init"): _diag((1.0, 0.8, 1.25), (4.0, 3.0, 5.0), race=race)}
     out = study.overview(study.summary(diags), study.races(diags))

@@ -49,8 +49,6 @@ def test_band_rule_orders_only_outside_the_bands():
     assert compare(ht.l11_band(1.0, 50), ht.l11_band(2.0, 50)) == "holds"
     assert compare(ht.l11_band(2.0, 50), ht.l11_band(1.0, 50)) == "fails"
     assert math.isinf(ht.l11_band(1.0, 1).hi)  # one probe: the rate's error exceeds 100%
-    with pytest.raises(ValueError):
-        ht.relative_error(0)
 
 
 def _tidy():
@@ -179,7 +177,7 @@ def test_hessian_table_at_final_checkpoints(tiny_runs):
     assert len(again) == 1 and again.value.iloc[0] == pytest.approx(first)
     # the rotated Adam run's norm of R^T H R is the norm of the loss it optimised: the HVP of the
     # rotated operator applied by hand gives the same estimate
-    model, task, cfg, rot = ht._load(dirs["rotated_adam"], "cpu", None)
+    model, task, cfg, rot = ht._load(dirs["rotated_adam"], "cpu")
     batches = ht.fixed_batches(task, 2)
     h = hessian.hvp(model, task.loss, batches)
     est = hessian.l11_norm(hessian.rotated(h, rot), 6, seed=0, variant="iqr", partition=None, progress=False)
@@ -187,6 +185,4 @@ def test_hessian_table_at_final_checkpoints(tiny_runs):
     assert row == pytest.approx(est.total / h.d, rel=1e-5)
     with pytest.raises(FileNotFoundError):
         ht.hessian_table({"x": tiny_runs / "absent"}, n_probes=1)
-    with pytest.raises(ValueError, match="n_batches"):
-        ht.fixed_batches(task, 0)
     torch.manual_seed(0)

@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from adamlinf import optim
+from adamlinf import optim, theory
 from adamlinf.diagnose import RACERS, Diagnosis, Estimate
-from adamlinf.studies.verdicts import BOOK, Measured, compare, rule_text, verdict_row
+from adamlinf.studies.verdicts import BOOK, Measured, all_hold, compare, rule_text, verdict_row
 
 #: The ``where`` of the chapter's verdict rows.
 WHERE = "Diagnostic"
@@ -47,12 +47,10 @@ def summary(diags: Mapping[tuple[str, str], Diagnosis]) -> pd.DataFrame:
         for prefix, e in (("l11_per_dim", dg.l11_per_dim), ("advantage", dg.advantage)):
             row.update({prefix: e.value, f"{prefix}_lo": e.lo, f"{prefix}_hi": e.hi})
         row["spectral_norm"] = dg.spectral_norm
-        rotated = (
-            ("rotated_l11_per_dim", dg.rotated_l11_per_dim),
-            ("rotated_advantage", dg.rotated_advantage),
-        )
-        for prefix, e in rotated:
-            row.update({prefix: e and e.value, f"{prefix}_lo": e and e.lo, f"{prefix}_hi": e and e.hi})
+        rotated = {"rotated_l11_per_dim": dg.rotated_l11_per_dim, "rotated_advantage": dg.rotated_advantage}
+        for prefix, e in rotated.items():
+            e = e or Estimate(None, None, None)  # no rotation: empty cells
+            row.update({prefix: e.value, f"{prefix}_lo": e.lo, f"{prefix}_hi": e.hi})
         row.update(seconds=dg.seconds, n_products=dg.n_products, n_probes=dg.n_probes)
         rows.append(row)
     return pd.DataFrame(rows)
@@ -80,57 +78,39 @@ def overview(summary_table: pd.DataFrame, race_table: pd.DataFrame) -> pd.DataFr
     """The closing table: advantage and rotated advantage with bands, the race's best final losses."""
     rows = []
     for r in summary_table.itertuples():
-        rotated = _text(r.rotated_advantage, r.rotated_advantage_lo, r.rotated_advantage_hi)
         row = {
             "model": r.model,
             "state": r.state,
             "d": r.d,
             "advantage d‖H‖₂/‖H‖₁,₁": _text(r.advantage, r.advantage_lo, r.advantage_hi),
-            "after a rotation": rotated,
+            "after a rotation": _text(r.rotated_advantage, r.rotated_advantage_lo, r.rotated_advantage_hi),
         }
         mine = (race_table.model == r.model) & (race_table.state == r.state) if len(race_table) else None
         g = race_table[mine] if len(race_table) else []
         for opt in RACERS:
-            label = optim.LABELS[opt]
             best = g[(g.optimizer == opt) & g.best] if len(g) else []
             edge = "" if len(best) and best.interior.iloc[0] else ", edge"
             text = f"{best.final_loss.iloc[0]:.4g} ({best.lr.iloc[0]:.3g}{edge})" if len(best) else "—"
-            row[f"{label} final loss (lr)"] = text
+            row[f"{optim.LABELS[opt]} final loss (lr)"] = text
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def closed_form_check(diag: Diagnosis, H: torch.Tensor) -> pd.DataFrame:
-    """The diagnosis of a problem with a known Hessian against the exact numbers."""
-    H = H.to(torch.float64)
-    d = H.shape[0]
-    exact_l11 = float(H.abs().sum()) / d
-    exact_spec = float(torch.linalg.eigvalsh(H).abs().max())
-    return pd.DataFrame(
-        [
-            {
-                "quantity": "‖H‖₁,₁/d",
-                "exact": exact_l11,
-                "diagnose": diag.l11_per_dim.value,
-                "band": f"[{diag.l11_per_dim.lo:.4g}, {diag.l11_per_dim.hi:.4g}]",
-                "agrees": bool(diag.l11_per_dim.lo <= exact_l11 <= diag.l11_per_dim.hi),
-            },
-            {
-                "quantity": "‖H‖₂",
-                "exact": exact_spec,
-                "diagnose": diag.spectral_norm,
-                "band": "eigsh",
-                "agrees": abs(diag.spectral_norm / exact_spec - 1) <= 1e-6,
-            },
-            {
-                "quantity": "advantage",
-                "exact": exact_spec / exact_l11,
-                "diagnose": diag.advantage.value,
-                "band": f"[{diag.advantage.lo:.4g}, {diag.advantage.hi:.4g}]",
-                "agrees": bool(diag.advantage.lo <= exact_spec / exact_l11 <= diag.advantage.hi),
-            },
-        ]
+def _banded(quantity: str, exact: float, e: Estimate) -> dict:
+    agrees = bool(e.lo <= exact <= e.hi)
+    return dict(
+        quantity=quantity, exact=exact, diagnose=e.value, band=f"[{e.lo:.4g}, {e.hi:.4g}]", agrees=agrees
     )
+
+
+def closed_form_check(diag: Diagnosis, H: torch.Tensor) -> pd.DataFrame:
+    """The diagnosis of a problem with a known Hessian against the exact numbers (column ``agrees``)."""
+    H = H.to(torch.float64)
+    l11, spec = theory.l11_exact(H) / H.shape[0], theory.l2_smoothness(H)
+    spectral = dict(quantity="‖H‖₂", exact=spec, diagnose=diag.spectral_norm, band="eigsh")
+    spectral["agrees"] = abs(diag.spectral_norm / spec - 1) <= 1e-6
+    banded = [_banded("‖H‖₁,₁/d", l11, diag.l11_per_dim), _banded("advantage", spec / l11, diag.advantage)]
+    return pd.DataFrame([banded[0], spectral, banded[1]])
 
 
 def verdicts(summary_table: pd.DataFrame, closed_form: pd.DataFrame, *, scale: str) -> pd.DataFrame:
@@ -139,19 +119,17 @@ def verdicts(summary_table: pd.DataFrame, closed_form: pd.DataFrame, *, scale: s
     Every row of :func:`closed_form_check` agrees; per rotated diagnosis
     :math:`\|H\|_{1,1}/d<\|\mathcal R^\top H\mathcal R\|_{1,1}/d` outside the bands.
     """
+    common = dict(scale=scale, page="diagnose_models", where=WHERE, origin=BOOK)
     rows = [
         verdict_row(
             "diagnose agrees with the closed form of least squares (H = 2XᵀX/n): ‖H‖₁,₁/d and the advantage "
             "inside their 90% bands, ‖H‖₂ to 1e-6",
-            "holds" if bool(closed_form.agrees.all()) else "fails",
+            all_hold(closed_form.agrees),
             ours="; ".join(
                 f"{r.quantity} {r.diagnose:.4g} vs {r.exact:.4g}" for r in closed_form.itertuples()
             ),
-            scale=scale,
             rule="band covers the exact value; rtol 1e-6",
-            page="diagnose_models",
-            where=WHERE,
-            origin=BOOK,
+            **common,
         )
     ]
     for r in summary_table.itertuples():
@@ -165,11 +143,8 @@ def verdicts(summary_table: pd.DataFrame, closed_form: pd.DataFrame, *, scale: s
                 "(‖H‖₁,₁ < ‖RᵀHR‖₁,₁)",
                 compare(a, b),
                 ours=f"‖H‖₁,₁/d {a.text()} vs ‖RᵀHR‖₁,₁/d {b.text()}",
-                scale=scale,
                 rule=rule_text(a, b),
-                page="diagnose_models",
-                where=WHERE,
-                origin=BOOK,
+                **common,
             )
         )
     return pd.DataFrame(rows)

@@ -23,7 +23,7 @@ from adamlinf.studies.verdicts import SLOPE_LEVEL, slope_finding, slope_verdict,
 from adamlinf.theory import l11_exact
 
 
-def heavy_tailed_matrix(d: int, seed: int = 0, sigma: float = 1.0, *, dtype=torch.float64) -> Tensor:
+def heavy_tailed_matrix(d: int, seed: int = 0, sigma: float = 1.0) -> Tensor:
     r""":math:`H=S(G+G^\top)S`, :math:`G_{ij}\sim\mathcal N(0,1)`, :math:`S=\mathrm{diag}(e^{\sigma z_i})`.
 
     Log-normal row norms (:math:`\|H_{j,:}\|_1\propto s_j`): a few rows carry much of
@@ -32,7 +32,7 @@ def heavy_tailed_matrix(d: int, seed: int = 0, sigma: float = 1.0, *, dtype=torc
     g = torch.Generator().manual_seed(int(seed))
     s = torch.exp(sigma * torch.randn(d, generator=g, dtype=torch.float64))
     G = torch.randn(d, d, generator=g, dtype=torch.float64)
-    return (s[:, None] * (G + G.T) * s[None, :]).to(dtype)
+    return s[:, None] * (G + G.T) * s[None, :]
 
 
 def small_gpt_hessian(gpt: dict, batch_size: int, *, seed: int = 0, device="cpu") -> Tensor:
@@ -41,8 +41,6 @@ def small_gpt_hessian(gpt: dict, batch_size: int, *, seed: int = 0, device="cpu"
     Mean next-token loss at initialisation on ``batch_size`` uniform random sequences; weights and
     tokens seeded by ``torch.manual_seed(seed)``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     cfg = {k: v for k, v in dict(gpt).items() if k != "attention"}
     torch.manual_seed(int(seed))
     model = GPT(GPTConfig(**cfg, attention="math")).to(device=device, dtype=torch.float64).eval()
@@ -64,10 +62,7 @@ def l11_sweep(
     estimate on the first ``n`` (nested prefixes). Columns ``seed, n, variant, estimate, exact,
     rel_error``.
     """
-    H = torch.as_tensor(H)
     n_grid = sorted(int(n) for n in n_grid)
-    if not n_grid or n_grid[0] < 1:
-        raise ValueError("n_grid must hold positive integers")
     exact = l11_exact(H)
     rows = []
     for seed in seeds:
@@ -76,24 +71,15 @@ def l11_sweep(
         for n in n_grid:
             for variant in variants:
                 est = float(row_scales(HV[:n], variant, chunk).sum())
-                rows.append(
-                    dict(
-                        seed=int(seed),
-                        n=n,
-                        variant=variant,
-                        estimate=est,
-                        exact=exact,
-                        rel_error=abs(est / exact - 1),
-                    )
-                )
-    return pd.DataFrame(rows)
+                rows.append(dict(seed=int(seed), n=n, variant=variant, estimate=est, exact=exact))
+    out = pd.DataFrame(rows)
+    out["rel_error"] = (out.estimate / out.exact - 1).abs()
+    return out
 
 
 def rate_constant(n, eps, delta: float) -> float:
     r"""Rate constant :math:`C=\exp\mathrm{mean}\log(\varepsilon^2n/\log(1/\delta))` of quantiles ``eps``."""
     n, eps = np.asarray(n, dtype=float), np.asarray(eps, dtype=float)
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
     return float(np.exp(np.mean(np.log(eps**2 * n / np.log(1 / delta)))))
 
 
@@ -113,14 +99,9 @@ def l11_error_study(
     """The Theorem 4.1 experiment: :func:`l11_sweep` on test matrices and a tiny GPT's Hessian.
 
     One :func:`heavy_tailed_matrix` per ``sigma`` in ``matrix_tails`` and, with ``gpt``,
-    :func:`small_gpt_hessian`; probe seeds ``seed, seed+1, ...``.
-
-    Returns ``(sweep, problems)``: the sweeps with ``problem, d, row_norm_max_over_median``; one row
-    per problem (``problem, kind, sigma, d, l11_per_d, spectral_norm, row_norm_max_over_median,
-    n_seeds, wall_time_s``).
+    :func:`small_gpt_hessian`; probe seeds ``seed, seed+1, ...``. Returns ``(sweep, problems)``: the
+    sweeps with ``problem, d, row_norm_max_over_median``, and one row per problem.
     """
-    if matrix_d < 1 or matrix_seeds < 0 or gpt_seeds < 0:
-        raise ValueError("matrix_d must be >= 1 and the seed counts >= 0")
     cases = [(f"random d={matrix_d}, sigma={s:g}", "matrix", float(s), matrix_seeds) for s in matrix_tails]
     if gpt is not None:
         cases.append((None, "gpt", float("nan"), gpt_seeds))
@@ -140,19 +121,9 @@ def l11_error_study(
         df["d"] = d
         df["row_norm_max_over_median"] = ratio
         frames.append(df)
-        info.append(
-            dict(
-                problem=name,
-                kind=kind,
-                sigma=sigma,
-                d=d,
-                l11_per_d=l11_exact(H) / d,
-                spectral_norm=float(torch.linalg.eigvalsh(H).abs().max()),
-                row_norm_max_over_median=ratio,
-                n_seeds=n_seeds,
-                wall_time_s=time.perf_counter() - t0,
-            )
-        )
+        row = dict(problem=name, kind=kind, sigma=sigma, d=d, l11_per_d=l11_exact(H) / d)
+        row.update(spectral_norm=float(torch.linalg.eigvalsh(H).abs().max()), row_norm_max_over_median=ratio)
+        info.append({**row, "n_seeds": n_seeds, "wall_time_s": time.perf_counter() - t0})
     return pd.concat(frames, ignore_index=True), pd.DataFrame(info)
 
 
@@ -166,8 +137,6 @@ def _row(keys: list[str], key) -> dict:
 
 def error_quantiles(sweep: pd.DataFrame, quantiles: Sequence[float] = (0.5, 0.9, 0.99)) -> pd.DataFrame:
     """The ``quantiles`` of ``rel_error`` over seeds per ``[problem,] variant, n`` (column ``quantile``)."""
-    if not all(0 < q < 1 for q in quantiles):
-        raise ValueError(f"quantiles must lie in (0, 1), got {list(quantiles)}")
     keys = _keys(sweep, "problem", "variant", "n")
     return (
         sweep.groupby(keys)
@@ -231,23 +200,14 @@ def band_coverage(
     Columns ``seed, estimate, lo, hi, exact, covered`` for seeds ``seed .. seed+reps-1``.
     """
     exact = l11_exact(H)
+    kw = dict(partition=None, progress=False, batch_probes=n_probes, band_level=level, n_boot=n_boot)
     rows = []
     for s in range(seed, seed + reps):
-        e = l11_norm(
-            H,
-            n_probes,
-            seed=s,
-            variant=variant,
-            partition=None,
-            progress=False,
-            batch_probes=n_probes,
-            band_level=level,
-            n_boot=n_boot,
-        )
-        rows.append(
-            dict(seed=s, estimate=e.total, lo=e.lo, hi=e.hi, exact=exact, covered=e.lo <= exact <= e.hi)
-        )
-    return pd.DataFrame(rows)
+        e = l11_norm(H, n_probes, seed=s, variant=variant, **kw)
+        rows.append(dict(seed=s, estimate=e.total, lo=e.lo, hi=e.hi, exact=exact))
+    out = pd.DataFrame(rows)
+    out["covered"] = (out.lo <= out.exact) & (out.exact <= out.hi)
+    return out
 
 
 def rate_intervals(
@@ -255,10 +215,8 @@ def rate_intervals(
 ) -> pd.DataFrame:
     r"""The slope of :math:`\log q_{\text{quantile}}(\varepsilon)` on :math:`\log n`, bootstrap interval.
 
-    Per problem and variant on ``n >= n_min``; the ``level`` percentile interval over ``n_boot``
-    resamples of the seeds.
-
-    Columns ``problem, variant, quantile, slope, lo, hi, n_points, n_seeds``.
+    Per problem and variant on ``n >= n_min``: the slope and its ``level`` percentile interval
+    (``lo``, ``hi``) over ``n_boot`` resamples of the seeds.
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -272,18 +230,9 @@ def rate_intervals(
 
         reps = [slope(err[rng.integers(0, len(err), len(err))]) for _ in range(n_boot)]
         q = (1 - level) / 2
-        rows.append(
-            dict(
-                problem=problem,
-                variant=variant,
-                quantile=quantile,
-                slope=slope(err),
-                lo=float(np.quantile(reps, q)),
-                hi=float(np.quantile(reps, 1 - q)),
-                n_points=len(logn),
-                n_seeds=len(err),
-            )
-        )
+        lo, hi = float(np.quantile(reps, q)), float(np.quantile(reps, 1 - q))
+        row = dict(problem=problem, variant=variant, quantile=quantile, slope=slope(err), lo=lo, hi=hi)
+        rows.append({**row, "n_points": len(logn), "n_seeds": len(err)})
     return pd.DataFrame(rows)
 
 

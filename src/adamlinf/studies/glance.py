@@ -1,15 +1,13 @@
 """What the book found: the "Results at a glance" summary and the result box on every page.
 
 It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, and the committed
-``published/<notebook>/gpu/``), so the summary cannot drift from the pages: :func:`collect` gathers
-the rows, :func:`summary` gives one row per claim of the paper (:data:`PAPER_CLAIMS`) by
-:func:`~adamlinf.studies.verdicts.aggregate`, :func:`result_box` writes the box under a page's title,
-:func:`overrides` finds results made with ``--set``. The book's own checks (``origin == "book"``)
-and the review's questions (``where`` "Review …") are counted apart.
+``published/<notebook>/gpu/``), so the summary cannot drift from the pages. The book's own checks
+(``origin == "book"``) and the review's questions (``where`` "Review …") are counted apart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
@@ -37,8 +35,7 @@ SCALES = ("ci", "gpu", "paper")
 #: Column header of each scale (``paper`` alone would read as "the paper's value").
 SCALE_HEADERS = {"ci": "ci", "gpu": "gpu", "paper": "paper scale"}
 
-#: The claims of the paper, in the paper's order: ``where`` → (the notebook that checks it, the
-#: claim in a few words). The words are the paper's; every number comes from the verdict files.
+#: The claims of the paper in its order: ``where`` → (the notebook that checks it, the paper's words).
 PAPER_CLAIMS: dict[str, tuple[str, str]] = {
     "Theorem 2.2": (
         "thm22_equivariance",
@@ -76,32 +73,26 @@ PAGE_FILE = "page.json"
 #: Parameters every run records that are not the scale's choice.
 _RUNNER_KEYS = ("scale", "results_dir")
 
-_TITLE = re.compile(r"^#\s+#\s+(.+?)\s*$", re.M)
-
 
 def page_title(notebook: str, sources: Path | None = None) -> str:
     """The title of a notebook's page: the first ``# # Title`` line of its jupytext source."""
     path = Path(sources or REPO_ROOT / "book" / "notebooks") / f"{notebook}.py"
     try:
-        m = _TITLE.search(path.read_text())
+        m = re.search(r"^#\s+#\s+(.+?)\s*$", path.read_text(), re.M)
     except OSError:
         m = None
     return m.group(1) if m else notebook
 
 
-# Reading the verdict files
 COLUMNS = ["notebook", "scale", "claim", "where", "origin", "paper", "ours", "verdict", "rule", "source"]
 
 
 def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
     df = pd.read_csv(path, keep_default_na=False, dtype=str)
     if "claim" not in df.columns or "verdict" not in df.columns:
-        raise ValueError(
-            f"{path}: a verdict file needs the columns claim and verdict, has {list(df.columns)}"
-        )
+        raise ValueError(f"{path}: a verdict file needs columns claim and verdict, has {list(df.columns)}")
     for col in ("where", "origin", "paper", "ours", "rule"):
-        if col not in df.columns:
-            df[col] = ""
+        df[col] = df.get(col, "")
     # a row that names no place belongs to the claim its page checks; one without origin is the paper's
     df["where"] = [w or PAGE_PLACE.get(notebook, "") for w in df["where"]]
     df["origin"] = [o or PAPER for o in df["origin"]]
@@ -115,19 +106,15 @@ def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
 def collect(
     notebooks: Sequence[str], results_root: Path | str | None = None, published_root: Path | str | None = None
 ) -> pd.DataFrame:
-    """All verdict rows of ``notebooks`` (columns :data:`COLUMNS`), one per (notebook, scale, check).
-
-    The ``gpu`` scale comes from ``published/`` when published there, else from ``results/``.
-    """
+    """All verdict rows of ``notebooks`` (:data:`COLUMNS`); ``gpu`` from ``published/`` when published."""
     results_root = Path(results_root or RESULTS_ROOT)
     published_root = Path(published_root or PUBLISHED_ROOT)
     frames = []
     for name in notebooks:
         for scale in SCALES:
-            candidates = [(results_root / name / scale / VERDICTS_FILE, "results")]
-            if scale == "gpu":
-                candidates.insert(0, (published_root / name / scale / VERDICTS_FILE, "published"))
-            for path, source in candidates:
+            roots = [("published", published_root)] if scale == "gpu" else []
+            for source, root in [*roots, ("results", results_root)]:
+                path = root / name / scale / VERDICTS_FILE
                 if path.exists():
                     df = _read_verdicts(path, name)
                     frames.append(df.assign(notebook=name, scale=scale, source=source)[COLUMNS])
@@ -140,10 +127,7 @@ def collect(
 def overrides(
     notebook: str, scale: str, results_root: Path | str | None = None, *, folder: Path | str | None = None
 ) -> dict[str, tuple[object, object]]:
-    """``{parameter: (applied, the scale's value)}`` where a notebook's verdicts left the scale's own.
-
-    The parameters recorded beside the verdicts (or in ``folder``) against ``params/<notebook>.yaml``.
-    """
+    """``{parameter: (applied, the scale's value)}`` of the recorded parameters that left the scale's."""
     from adamlinf import run  # the runner owns the parameter sets
 
     folder = Path(folder) if folder is not None else Path(results_root or RESULTS_ROOT) / notebook / scale
@@ -154,14 +138,11 @@ def overrides(
     except (SystemExit, OSError):
         canonical = {}
 
-    def same(a, b) -> bool:
-        return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
-
-    out = {
-        k: (v, canonical[k])
-        for k, v in applied.items()
-        if k in canonical and k not in _RUNNER_KEYS and not same(v, canonical[k])
-    }
+    canon = lambda x: json.dumps(x, sort_keys=True, default=str)  # compare values as the JSON record does
+    out = {}
+    for k, v in applied.items():
+        if k in canonical and k not in _RUNNER_KEYS and canon(v) != canon(canonical[k]):
+            out[k] = (v, canonical[k])
     for k, v in (record.get("overrides") or {}).items():
         out.setdefault(k, (v, canonical.get(k)))
     return out
@@ -170,9 +151,6 @@ def overrides(
 def overrides_text(changed: Mapping[str, tuple[object, object]]) -> str:
     """``"n_embd=8 (scale's value 64), …"``: what ``--set`` (or papermill's ``-p``) changed."""
     return ", ".join(f"{k}={v!r} (scale's value {c!r})" for k, (v, c) in changed.items())
-
-
-# The rule and the summary
 
 
 def counts_text(verdicts: Sequence[str]) -> str:
@@ -185,8 +163,6 @@ def verdict_text(verdicts: Sequence[str]) -> str:
     """The summary verdict with counts: ``"mixed (holds 2 · fails 1)"``, ``"holds (all 8)"``, ``"fails"``."""
     summary = aggregate(verdicts)
     ran = [v for v in verdicts if v != NOT_RUN]
-    if summary == NOT_RUN:
-        return NOT_RUN
     if summary in VERDICTS:
         return f"{summary} (all {len(ran)})" if len(ran) > 1 else summary
     return f"{summary} ({counts_text(ran)})"
@@ -197,31 +173,26 @@ def claim_group(claim: str) -> str:
     return claim.split(" — ", 1)[0].strip()
 
 
-def _group_label(group: str) -> str:
-    m = re.match(r"^\([a-z0-9]+\)", group)
-    return m.group(0) if m else group
+def _per_claim(rows: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
+    """``{claim: its rows}`` (:func:`claim_group`) when some claim has several rows (settings), else None."""
+    groups = [claim_group(c) for c in rows["claim"]]
+    if len(set(groups)) == len(groups):
+        return None
+    return {g: rows[[x == g for x in groups]] for g in dict.fromkeys(groups)}
 
 
 def key_numbers(rows: pd.DataFrame, limit: int = 140) -> str:
-    """The numbers that decide a claim, in a line.
-
-    Verdict counts per claim when the rows are its settings, else the first row's ``ours`` (cut at a
-    ``;`` after ``limit`` characters).
-    """
+    """The deciding numbers in a line: counts per claim, or the first row's ``ours`` cut near ``limit``."""
     ran = rows[rows["verdict"] != NOT_RUN]
     if ran.empty:
         return "—"
-    groups = [claim_group(c) for c in ran["claim"]]
-    if len(set(groups)) < len(groups):
-        unique = list(dict.fromkeys(groups))
-        labels = [_group_label(g) for g in unique]
+    per_claim = _per_claim(ran)
+    if per_claim:
+        labels = [m.group(0) if (m := re.match(r"^\([a-z0-9]+\)", g)) else g for g in per_claim]
         if len(set(labels)) < len(labels):  # labels that repeat say nothing: the claims' words
-            labels = unique
-        parts = []
-        for g, label in zip(unique, labels, strict=True):
-            mine = ran[[x == g for x in groups]]
-            parts.append(f"{label} {counts_text(mine['verdict'])}")
-        return "; ".join(parts)
+            labels = list(per_claim)
+        counts = [counts_text(mine["verdict"]) for mine in per_claim.values()]
+        return "; ".join(f"{label} {c}" for label, c in zip(labels, counts, strict=True))
     text = str(ran["ours"].iloc[0]) or "—"
     if len(text) > limit and ";" in text[:limit]:
         text = text[: text[:limit].rindex(";")]
@@ -251,20 +222,14 @@ def summary(
     link_prefix: str = "",
     link_suffix: str = ".html",
 ) -> tuple[pd.DataFrame, list[str]]:
-    """One row per claim of the paper (:data:`PAPER_CLAIMS`), and its link to the page's evidence.
-
-    Columns: ``claim``, ``what ran (ci)``, one per scale (:func:`verdict_text` of the ``origin ==
-    "paper"`` rows; "… with overrides" for a ``ci`` run with ``--set``), ``key numbers (ci)``.
-    """
+    """One row per claim of the paper (:data:`PAPER_CLAIMS`): its verdict per scale; and the links."""
     paper_rows = long[long["origin"] == PAPER]
     rows, links = [], []
     for where, (page, words) in PAPER_CLAIMS.items():
         mine = paper_rows[paper_rows["where"] == where]
         notebook = mine["notebook"].iloc[0] if not mine.empty else page
-        row = {
-            "claim": f"{where}: {words}",
-            "what ran (ci)": read_page(notebook, "ci", results_root).get("ran", ""),
-        }
+        ran = read_page(notebook, "ci", results_root).get("ran", "")
+        row = {"claim": f"{where}: {words}", "what ran (ci)": ran}
         for s in SCALES:
             row[SCALE_HEADERS[s]] = verdict_text(mine.loc[mine["scale"] == s, "verdict"].tolist())
             if s == "ci" and row["ci"] != NOT_RUN and overrides(notebook, s, results_root):
@@ -300,24 +265,19 @@ def _md_cell(text: str) -> str:
 
 def tally(long: pd.DataFrame) -> pd.DataFrame:
     """Rows per verdict and scale: the paper's claims, the book's checks and the review's apart."""
-    kinds = (
-        ("claims of the paper", (long["origin"] == PAPER) & ~_is_review(long)),
-        ("the book's own checks", (long["origin"] == BOOK) & ~_is_review(long)),
-        ("the review's questions", _is_review(long)),
-    )
+    review = _is_review(long)
+    kinds = {"claims of the paper": (long["origin"] == PAPER) & ~review}
+    kinds["the book's own checks"] = (long["origin"] == BOOK) & ~review
+    if review.any():
+        kinds["the review's questions"] = review
     ran = set(long["scale"])
     out = []
-    for label, mask in kinds:
+    for label, mask in kinds.items():
         for s in SCALES:
             sub = long[mask & (long["scale"] == s)]
-            if label == "the review's questions" and not mask.any():
-                continue
             counts = sub["verdict"].value_counts()
-            out.append(
-                {"rows": label, "scale": s if s in ran else f"{s} (not run)"}
-                | {v: int(counts.get(v, 0)) for v in VERDICTS}
-                | {"total": len(sub)}
-            )
+            row = {"rows": label, "scale": s if s in ran else f"{s} (not run)"}
+            out.append(row | {v: int(counts.get(v, 0)) for v in VERDICTS} | {"total": len(sub)})
     return pd.DataFrame(out, columns=["rows", "scale", *VERDICTS, "total"])
 
 
@@ -345,26 +305,19 @@ def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: i
     full = report.table(shown, f"Every verdict row of this page ({len(mine)})", display=False).data
     anchor, section = read_page(notebook, "ci").get("evidence") or (EVIDENCE, "Paper vs ours")
     link = f'<p><a href="{notebook}.html#{anchor}">The evidence: the page\'s "{section}" section</a></p>'
-    groups = [claim_group(c) for c in mine["claim"]]
-    if len(mine) > fold_above and len(set(groups)) < len(groups):
-        counts = []
-        for g in dict.fromkeys(groups):
-            sub = mine[[x == g for x in groups]]
-            counts.append(
-                {"claim": g, "where": sub["where"].iloc[0], "origin": sub["origin"].iloc[0]}
-                | {v: int((sub["verdict"] == v).sum()) for v in (HOLDS, FAILS, INCONCLUSIVE)}
-                | {"settings": len(sub)}
-            )
-        inner = report.table(
-            pd.DataFrame(counts), "Verdicts per claim, counted over the settings", display=False
-        )
+    per_claim = _per_claim(mine)
+    body = full
+    if len(mine) > fold_above and per_claim:
+        counts = [
+            {"claim": g, "where": sub["where"].iloc[0], "origin": sub["origin"].iloc[0]}
+            | {v: int((sub["verdict"] == v).sum()) for v in (HOLDS, FAILS, INCONCLUSIVE)}
+            | {"settings": len(sub)}
+            for g, sub in per_claim.items()
+        ]
+        caption = "Verdicts per claim, counted over the settings"
+        inner = report.table(pd.DataFrame(counts), caption, display=False)
         body = inner.data + f"<details><summary>All {len(mine)} rows</summary>{full}</details>"
-    else:
-        body = full
     return f'<details class="adamlinf-details"><summary>{line}</summary>{link}{body}</details>'
-
-
-# The result box under each page's title
 
 
 def result_box_text(
@@ -377,37 +330,26 @@ def result_box_text(
     answer: str | None = None,
     evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
 ) -> str:
-    """The result box of a page as MyST Markdown (an admonition of 3–4 lines).
-
-    What ran, the verdict of each claim of the paper with its counts (or the page's ``answer``), the
-    book's own checks, the ``absent`` scales, ``changed`` parameters and a link to the ``evidence``.
-    """
+    """A page's result box in MyST: what ran, the claims' verdicts (or ``answer``), scales, overrides."""
     lines = [f"**Ran at `{scale}`:** {ran.rstrip('.')}."]
-    link = f"[The evidence: {evidence[1]} ↓](#{evidence[0]})"
     if answer is not None:
         lines.append(answer)
-        return _admonition(lines, scale=scale, absent=absent, changed=changed, link=link)
-    paper = verdicts[(verdicts["origin"] == PAPER) & ~_is_review(verdicts)]
-    parts = []
-    for where in dict.fromkeys(paper["where"]):
-        rows = paper[paper["where"] == where]
-        parts.append(f"{where}: **{aggregate(rows['verdict'].tolist())}** ({counts_text(rows['verdict'])})")
-    lines.append("**The paper's claims:** " + ("; ".join(parts) if parts else "none on this page") + ".")
-    open_rows = paper[paper["verdict"].isin([FAILS, INCONCLUSIVE])]
-    if 0 < len(open_rows) <= 3:
-        pairs = zip(open_rows["claim"], open_rows["verdict"], strict=True)
-        lines[-1] += " Not holding: " + "; ".join(f"{c} (**{v}**)" for c, v in pairs) + "."
-    others = verdicts[(verdicts["origin"] == BOOK) | _is_review(verdicts)]
-    if not others.empty:
-        lines[-1] += f" **The book's own checks:** {counts_text(others['verdict'])}."
-    return _admonition(lines, scale=scale, absent=absent, changed=changed, link=link)
-
-
-def _admonition(
-    lines: list[str], *, scale: str, absent: Sequence[str], changed: Mapping | None, link: str
-) -> str:
-    """The box around ``lines``: the scales that did not run, the link down, overrides flagged."""
-    lines = list(lines)
+    else:
+        paper = verdicts[(verdicts["origin"] == PAPER) & ~_is_review(verdicts)]
+        parts = []
+        for where, rows in paper.groupby("where", sort=False):
+            parts.append(
+                f"{where}: **{aggregate(rows['verdict'].tolist())}** ({counts_text(rows['verdict'])})"
+            )
+        lines.append("**The paper's claims:** " + ("; ".join(parts) if parts else "none on this page") + ".")
+        open_rows = paper[paper["verdict"].isin([FAILS, INCONCLUSIVE])]
+        if 0 < len(open_rows) <= 3:
+            pairs = zip(open_rows["claim"], open_rows["verdict"], strict=True)
+            lines[-1] += " Not holding: " + "; ".join(f"{c} (**{v}**)" for c, v in pairs) + "."
+        others = verdicts[(verdicts["origin"] == BOOK) | _is_review(verdicts)]
+        if not others.empty:
+            lines[-1] += f" **The book's own checks:** {counts_text(others['verdict'])}."
+    link = f"[The evidence: {evidence[1]} ↓](#{evidence[0]})"
     if absent:
         why = " (no results are published for this page yet)" if "gpu" in absent else ""
         lines.append("**Not run:** " + ", ".join(f"`{s}`" for s in absent) + f"{why}. {link}")
@@ -428,19 +370,16 @@ def result_box(
     answer: str | None = None,
     evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
 ) -> str:
-    """Glue a page's result box (key :data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`).
+    """Glue a page's result box (:data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`).
 
-    Called in the page's last cell, after its verdicts are saved in ``results_dir``; the page's first
-    Markdown cell shows the box with ``{glue:md}`result_box```.
+    Called in the page's last cell, after its verdicts are saved; ``{glue:md}`result_box``` shows it.
     """
     results_dir = Path(results_dir)  # while the runner runs the page: its staging folder
     final = final_dir(results_dir)
     scale = final.name
-    path = results_dir / VERDICTS_FILE
-    if path.exists():
-        verdicts = _read_verdicts(path, notebook)
-    else:
-        verdicts = pd.DataFrame(columns=["claim", "where", "origin", "verdict"])
+    verdicts = pd.DataFrame(columns=["claim", "where", "origin", "verdict"])
+    if (results_dir / VERDICTS_FILE).exists():
+        verdicts = _read_verdicts(results_dir / VERDICTS_FILE, notebook)
     root = final.parent.parent
     found = [s for s in SCALES for r in (root, PUBLISHED_ROOT) if (r / notebook / s / VERDICTS_FILE).exists()]
     absent = [s for s in SCALES if s != scale and s not in found]
@@ -450,19 +389,11 @@ def result_box(
     )
     if "$" in text or "\\" in text:
         raise ValueError("a result box must not hold TeX ($ or backslash); write it in Unicode")
-    page = {
-        "notebook": notebook,
-        "scale": scale,
-        "ran": ran,
-        "overrides": list(changed),
-        "evidence": list(evidence),
-    }
+    page = dict(notebook=notebook, scale=scale, ran=ran, overrides=list(changed), evidence=list(evidence))
     save_json(page, results_dir / PAGE_FILE)
-    try:
+    with contextlib.suppress(ImportError):  # a plain-Python run (adamlinf.publish): nothing to glue into
         from IPython.display import Markdown
         from myst_nb import glue
 
         glue(BOX_KEY, Markdown(text), display=False)
-    except ImportError:  # a plain-Python run (adamlinf.publish on a torch-only node): nothing to glue into
-        pass
     return text

@@ -1,13 +1,10 @@
 r"""Tables 2 and 4: Hessian norms at the final checkpoints of the tuned runs, with error bands.
 
-On ONE fixed batch set shared by all runs (:func:`fixed_batches`), :func:`hessian_table` estimates
-at each final iterate :math:`\|H\|_{1,1}/d` and :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d`
-(Algorithm 4, the same weights: the *same-checkpoint comparison*; :math:`\mathcal R` is the
-rotated-Adam run's map) and :math:`\|H\|_2` (Lanczos). Every (1,1)-norm carries a band
-(:func:`l11_band`); an ordering counts only outside the bands
-(:func:`adamlinf.studies.verdicts.compare`). :func:`table_views` gives the paper's layout and the
-same-checkpoint view, :func:`norm_claims` the verdicts (the paper's claims, each norm at its own
-checkpoint, and the book's same-checkpoint checks).
+:func:`hessian_table` estimates :math:`\|H\|_{1,1}/d`, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d`
+(Algorithm 4; :math:`\mathcal R` the rotated-Adam run's map, also at the other runs' weights: the
+*same-checkpoint comparison*) and :math:`\|H\|_2` (Lanczos) on ONE fixed batch set. Every (1,1)-norm
+carries a band (:func:`l11_band`) and an ordering counts only outside the bands; :func:`table_views`
+gives the paper's layout and the same-checkpoint view, :func:`norm_claims` the verdicts.
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import torch
 from adamlinf import hessian as _hessian
 from adamlinf import optim
 from adamlinf import train as _train
-from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table
+from adamlinf.studies.verdicts import BOOK, PAPER, Claim, Measured, claims_table
 
 #: Constant of the Theorem 4.1 rate :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` for the
 #: (1 − δ)-quantile of the relative error: conservative for log-normal row norms (σ = 1, d = 60,
@@ -44,11 +41,9 @@ def _in_paper_order(df: pd.DataFrame, optimizer: pd.Series, last: pd.Series | No
     return df.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
-def fixed_batches(task, n_batches: int, *, split: str = "train", step: int = 0) -> list:
-    """``[task.batch(split, step, i) for i < n_batches]``: one fixed set per data spec."""
-    if n_batches < 1:
-        raise ValueError(f"n_batches must be >= 1, got {n_batches}")
-    return [task.batch(split, step, i) for i in range(n_batches)]
+def fixed_batches(task, n_batches: int) -> list:
+    """``[task.batch("train", 0, i) for i < n_batches]``: one fixed set per data spec."""
+    return [task.batch("train", 0, i) for i in range(n_batches)]
 
 
 def _digest(batches) -> str:
@@ -61,8 +56,6 @@ def _digest(batches) -> str:
 
 def relative_error(n_probes: int, delta: float = 0.1, c: float = THM41_C) -> float:
     r"""The Theorem 4.1 relative error :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` at ``n`` probes."""
-    if n_probes < 1 or not 0 < delta < 1:
-        raise ValueError(f"n_probes must be >= 1 and delta in (0, 1), got {n_probes}, {delta}")
     return math.sqrt(c * math.log(1 / delta) / n_probes)
 
 
@@ -84,23 +77,17 @@ def l11_band(
 
 def _l11(op, n_probes: int, seed: int, variant: str, d: int) -> dict:
     est = _hessian.l11_norm(op, n_probes, seed=seed, variant=variant, partition=None, progress=False)
-    lo, hi = getattr(est, "lo", None), getattr(est, "hi", None)
-    own = lo is not None and hi is not None and bool(np.isfinite([lo, hi]).all())
-    m = l11_band(est.total, est.n_probes, lo=lo, hi=hi)
-    band = "bootstrap over probes" if own else "Theorem 4.1 rate"
+    m = l11_band(est.total, est.n_probes, lo=est.lo, hi=est.hi)
+    band = "bootstrap over probes" if np.isfinite([est.lo, est.hi]).all() else "Theorem 4.1 rate"
     return {"value": m.value / d, "lo": m.lo / d, "hi": m.hi / d, "n_probes": int(est.n_probes), "band": band}
 
 
-def _load(run_dir, device, dtype):
-    model, task, cfg, rotation = _train.load_final(run_dir, device=device)
-    if rotation is not None and not hasattr(rotation, "apply"):
-        rotation = rotation.rotation  # RotatedParametrization -> its map R (apply / apply_T)
-    if dtype is not None:
-        model = model.to(dtype)
-    model.eval()
+def _load(run_dir, device):
+    """``(model, task, cfg, R or None)`` of a run's final checkpoint (R: rotated Adam's map)."""
+    model, task, cfg, parametrization = _train.load_final(run_dir, device=device)
     if hasattr(model, "set_attention"):
         model.set_attention("math")  # fused attention has no double backward (see hessian)
-    return model, task, cfg, rotation
+    return model, task, cfg, None if parametrization is None else parametrization.rotation
 
 
 def hessian_table(
@@ -109,41 +96,31 @@ def hessian_table(
     seed: int = 0,
     n_batches: int = 1,
     *,
-    split: str = "train",
-    batch_step: int = 0,
     concat: bool = False,
-    same_checkpoint: bool = True,
     spectral: bool = True,
     lanczos_iters: int | None = None,
     variant: str = "iqr",
     device: str = "cpu",
-    dtype=None,
 ) -> pd.DataFrame:
     r"""Table 2/4 norms at the final checkpoint of each run in ``run_dirs = {label: dir}``.
 
-    Each run's loss is the mean over the first run's :func:`fixed_batches` (``concat``: joined into
-    one batch, one cached graph); a run whose data spec gives other batches is refused. Per run:
-    :math:`\|H\|_{1,1}/d`, with ``same_checkpoint`` (or for the rotated run) also
-    :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` with the rotated run's :math:`\mathcal R`
-    (``n_probes`` probes, ``variant``, the same ``seed`` for every estimate), and with ``spectral``
-    :math:`\|H\|_2` (``lanczos_iters`` steps, ``None``: ARPACK).
-
-    Returns one row per run, ``quantity`` (``"l11_per_dim"``, ``"spectral_norm"``) and ``hessian``
-    (``"H"``, ``"R^T H R"``) with ``own`` (the run's optimizer saw it), ``value``, ``lo``, ``hi``,
-    ``band``, ``d``, ``n_probes``, ``loss``, ``batch_digest``, ``seconds``.
+    The loss is the mean over the first run's :func:`fixed_batches` (``concat``: one joined batch); a run
+    whose data spec gives other batches is refused. Per run :math:`\|H\|_{1,1}/d` and, when a run is
+    rotated, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` with that run's :math:`\mathcal R` (``n_probes``
+    probes, one ``seed``), with ``spectral`` :math:`\|H\|_2` (``lanczos_iters`` steps, ``None``: ARPACK).
+    Returns a row per (run, ``quantity``, ``hessian``) with ``own`` (the run's optimizer saw it),
+    ``value``, ``lo``, ``hi``, ``band``, ``d``, ``n_probes``, ``loss``, ``batch_digest``, ``seconds``.
     """
-    if n_probes < 1:
-        raise ValueError(f"n_probes must be >= 1, got {n_probes}")
     if not run_dirs:
         raise ValueError("run_dirs is empty: give {label: run directory}")
     for label, run_dir in run_dirs.items():
         if not Path(run_dir).exists():
             raise FileNotFoundError(f"run directory {run_dir} of {label!r} does not exist; train it first")
-    loaded = {label: _load(d, device, dtype) for label, d in run_dirs.items()}
+    loaded = {label: _load(d, device) for label, d in run_dirs.items()}
     R = next((rot for *_, rot in loaded.values() if rot is not None), None)
     rows, fixed, fixed_digest, fixed_from = [], None, None, None
     for label, (model, task, cfg, rotation) in loaded.items():
-        own = fixed_batches(task, n_batches, split=split, step=batch_step)
+        own = fixed_batches(task, n_batches)
         digest = _digest(own)
         if fixed is None:
             fixed, fixed_digest, fixed_from = own, digest, label
@@ -165,41 +142,29 @@ def hessian_table(
             "loss": float(h.loss()),
             "batch_digest": digest,
         }
-        if same_checkpoint and R is not None:
-            which = ["H", "R^T H R"]
-        else:
-            which = ["R^T H R"] if rotation is not None else ["H"]
         mine = []
-        for hess in which:
+        for hess in ["H", "R^T H R"] if R is not None else ["H"]:
             op = _hessian.rotated(h, rotation if rotation is not None else R) if hess == "R^T H R" else h
             est = _l11(op, n_probes, seed, variant, h.d)
             own_matrix = (hess == "R^T H R") == (rotation is not None)
             mine.append({**common, "quantity": "l11_per_dim", "hessian": hess, "own": own_matrix, **est})
         if spectral:
             s = _hessian.spectral_norm(h, lanczos_iters=lanczos_iters, seed=seed)
-            mine.append(
-                {
-                    **common,
-                    "quantity": "spectral_norm",
-                    "hessian": "H",
-                    "own": True,
-                    "value": s,
-                    "lo": s,
-                    "hi": s,
-                    "n_probes": 0,
-                    "band": "none (Lanczos)",
-                }
-            )
+            row = {"quantity": "spectral_norm", "hessian": "H", "own": True, "value": s, "lo": s, "hi": s}
+            mine.append({**common, **row, "n_probes": 0, "band": "none (Lanczos)"})
         seconds = round(time.perf_counter() - t0, 2)
         rows += [{**r, "seconds": seconds} for r in mine]
         del h
     return pd.DataFrame(rows)
 
 
-_METRIC_OF = {  # optimizer -> (quantity, hessian, smoothness metric, upper bound, estimated value)
-    "adam": ("l11_per_dim", "H", "H(L, Φ), Φ of Adam", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d"),
-    "rotated_adam": ("l11_per_dim", "R^T H R", "H(L∘R, Φ), Φ of Adam", "‖Rᵀ∇²L(x)R‖₁,₁", "‖RᵀHR‖₁,₁/d"),
-    "adasgd": ("spectral_norm", "H", "H(L, Φ), Φ of AdaSGD", "d‖∇²L(x)‖₂", "‖H‖₂"),
+_METRIC_OF = {  # optimizer -> [(quantity, hessian, smoothness metric, upper bound, estimated value)]
+    "adam": [("l11_per_dim", "H", "H(L, Φ), Φ of Adam", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d")],
+    "rotated_adam": [("l11_per_dim", "R^T H R", "H(L∘R, Φ), Φ of Adam", "‖Rᵀ∇²L(x)R‖₁,₁", "‖RᵀHR‖₁,₁/d")],
+    "adasgd": [
+        ("spectral_norm", "H", "H(L, Φ), Φ of AdaSGD", "d‖∇²L(x)‖₂", "‖H‖₂"),
+        ("l11_per_dim", "H", "(for comparison)", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d"),
+    ],
 }
 
 
@@ -217,19 +182,12 @@ def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (run, opt), g in tidy.groupby(["run", "optimizer"], sort=False):
-        if opt not in _METRIC_OF:
-            continue
-        quantity, hess, metric, bound, shown = _METRIC_OF[opt]
-        picked = [(_pick(g, quantity, hess), optim.LABELS[opt], metric, bound, shown)]
-        if opt == "adasgd":
-            picked.append(
-                (_pick(g, "l11_per_dim", "H"), "AdaSGD", "(for comparison)", "‖∇²L(x)‖₁,₁", "‖H‖₁,₁/d")
-            )
-        for r, label, metric, bound, shown in picked:
+        for quantity, hess, metric, bound, shown in _METRIC_OF.get(opt, []):
+            r = _pick(g, quantity, hess)
             if r is not None:
                 rows.append(
                     {
-                        "Optimizer": label,
+                        "Optimizer": optim.LABELS[opt],
                         "Smoothness metric": metric,
                         "Upper bound": bound,
                         "Quantity": shown,
@@ -267,12 +225,6 @@ def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
                 "‖RᵀHR‖₁,₁/d": Measured.band(b.value, b.lo, b.hi).text(3),
                 "ratio rotated / unrotated": float(b.value / a.value),
                 "‖H‖₂": float(s.value) if s is not None else math.nan,
-                "h_value": float(a.value),
-                "h_lo": float(a.lo),
-                "h_hi": float(a.hi),
-                "r_value": float(b.value),
-                "r_lo": float(b.lo),
-                "r_hi": float(b.hi),
             }
         )
     out = pd.DataFrame(rows)
@@ -312,26 +264,21 @@ NORM_LABELS = {
 }
 
 _OWN = "each at its own checkpoint"
-#: (claim, smaller, larger, paper's value, origin) of Tables 2 and 4.
+_FASTER = "the smaller norm is faster: Adam's final loss <"
+_AT_ADAM = "same checkpoint (Adam's weights): ‖H‖₁,₁/d <"
+_AT_ROTATED = "same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d <"
+#: (claim, smaller, larger, origin) of Tables 2 and 4.
 _CLAIMS = [
-    (f"‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), {_OWN}", "l11:H@adam", "l11:RHR@rotated_adam", None),
-    (f"‖H‖₁,₁/d (Adam) < ‖H‖₂ (AdaSGD), {_OWN}", "l11:H@adam", "spec@adasgd", None),
-    (
-        "the smaller norm is faster: Adam's final loss < rotated Adam's",
-        "loss@adam",
-        "loss@rotated_adam",
-        None,
-    ),
-    ("the smaller norm is faster: Adam's final loss < AdaSGD's", "loss@adam", "loss@adasgd", None),
-    ("same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖H‖₂", "l11:H@adam", "spec@adam", BOOK),
-    ("same checkpoint (Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d", "l11:H@adam", "l11:RHR@adam", BOOK),
-    (
-        "same checkpoint (rotated Adam's weights): ‖H‖₁,₁/d < ‖RᵀHR‖₁,₁/d",
-        "l11:H@rotated_adam",
-        "l11:RHR@rotated_adam",
-        BOOK,
-    ),
+    (f"‖H‖₁,₁/d (Adam) < ‖RᵀHR‖₁,₁/d (rotated Adam), {_OWN}", "l11:H@adam", "l11:RHR@rotated_adam", PAPER),
+    (f"‖H‖₁,₁/d (Adam) < ‖H‖₂ (AdaSGD), {_OWN}", "l11:H@adam", "spec@adasgd", PAPER),
+    (f"{_FASTER} rotated Adam's", "loss@adam", "loss@rotated_adam", PAPER),
+    (f"{_FASTER} AdaSGD's", "loss@adam", "loss@adasgd", PAPER),
+    (f"{_AT_ADAM} ‖H‖₂", "l11:H@adam", "spec@adam", BOOK),
+    (f"{_AT_ADAM} ‖RᵀHR‖₁,₁/d", "l11:H@adam", "l11:RHR@adam", BOOK),
+    (f"{_AT_ROTATED} ‖RᵀHR‖₁,₁/d", "l11:H@rotated_adam", "l11:RHR@rotated_adam", BOOK),
 ]
+#: What the paper reports for a claim of each origin.
+_PAPER_SAYS = {PAPER: "stated; values NOT RECOVERED", BOOK: "not measured"}
 
 
 def norm_claims(
@@ -344,10 +291,5 @@ def norm_claims(
     weights fixed (one checkpoint) and so isolate the geometry from where each optimizer ended.
     """
     v = {**norm_values(tidy), **{f"loss@{k}": m for k, m in losses.items()}}
-    claims = [
-        Claim(text, a, b, "not measured", where, origin)
-        if origin
-        else Claim(text, a, b, "stated; values NOT RECOVERED", where)
-        for text, a, b, origin in _CLAIMS
-    ]
+    claims = [Claim(text, a, b, _PAPER_SAYS[origin], where, origin) for text, a, b, origin in _CLAIMS]
     return claims_table(v, claims, scale=scale, labels=NORM_LABELS, page=page)

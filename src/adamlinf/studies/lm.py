@@ -1,9 +1,9 @@
 r"""Section 4.2 (GPT-2): Figure 1's tuned, seeded runs, Figure 3's shared-lr view, their claims.
 
-:func:`figure1_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` on a GPT (one half-decade
-grid for the adaptive methods, one for SGD), then the measuring seeds at each best lr and, for the
-adaptive methods, at the paper's shared lr :math:`\eta` and :math:`\eta/\sqrt{10}`,
-:math:`\eta\sqrt{10}` (Figure 3). Runs live in ``root/<optimizer>_lr<lr>_s<seed>/`` and are reused.
+:func:`figure1_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` on a GPT (one half-decade grid
+for the adaptive methods, one for SGD), then the measuring seeds at each best lr and, for the adaptive
+methods, at the paper's shared lr :math:`\eta`, :math:`\eta/\sqrt{10}` and :math:`\eta\sqrt{10}`
+(Figure 3). Runs live in ``root/<optimizer>_lr<lr>_s<seed>/`` and are reused.
 """
 
 from __future__ import annotations
@@ -42,34 +42,10 @@ FIGURE1_CLAIMS = (
 
 #: The fields of :func:`adamlinf.launch.lm_spec`, in its order of old (a spec's key order is kept).
 _SPEC_FIELDS = (
-    "dataset",
-    "vocab_size",
-    "n_layer",
-    "n_head",
-    "n_embd",
-    "block_size",
-    "batch_size",
-    "eval_iters",
-    "lr",
-    "min_lr",
-    "warmup_iters",
-    "max_iters",
-    "grad_accum",
-    "betas",
-    "eps",
-    "momentum",
-    "grad_clip",
-    "eval_interval",
-    "dtype",
-    "compile",
-    "device",
-    "seed",
-    "rotation_k",
-    "rotation_seed",
-    "checkpoint_interval",
-    "checkpoint_minutes",
-    "progress",
-)
+    "dataset vocab_size n_layer n_head n_embd block_size batch_size eval_iters lr min_lr warmup_iters "
+    "max_iters grad_accum betas eps momentum grad_clip eval_interval dtype compile device seed rotation_k "
+    "rotation_seed checkpoint_interval checkpoint_minutes progress"
+).split()
 
 
 def base_spec(p: Mapping) -> dict:
@@ -95,11 +71,7 @@ def shared_lrs(p: Mapping, grid: list[float]) -> dict[str, float]:
 
 @dataclass
 class LMRuns:
-    """Everything :func:`figure1_runs` trained.
-
-    The sweep, tidy metrics, per-run finals (``final``, ``final_val``), the shared lrs, and the
-    training seconds of this execution and of all its runs.
-    """
+    """What :func:`figure1_runs` trained: sweep, metrics, per-run finals, shared lrs, seconds."""
 
     sweep: sweeps.Sweep
     metrics: pd.DataFrame
@@ -126,29 +98,24 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
     base = base_spec(p)
     adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
     grids = {**{o: list(p["adaptive_lrs"]) for o in adaptive}, "sgd": list(p["sgd_lrs"])}
-    tune_seed = runs.tune_seed
+
+    def specs(points, seeds) -> dict:  # {run name: spec} of each (optimizer, lr) and seed
+        return {
+            _name(o, lr, s): _launch.with_train(
+                with_seed(base, s), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
+            )
+            for o, lr in points
+            for s in seeds
+        }
 
     def evaluate(grids_now: dict) -> pd.DataFrame:
-        specs = {
-            _name(o, lr, tune_seed): _launch.with_train(
-                with_seed(base, tune_seed), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
-            )
-            for o, lrs in grids_now.items()
-            for lr in lrs
-        }
-        return _finals(runs.train(specs), runs)
+        points = [(o, lr) for o, lrs in grids_now.items() for lr in lrs]
+        return _finals(runs.train(specs(points, [runs.tune_seed])), runs)
 
-    sweep = sweeps.tune_grid(grids, evaluate, max_extensions=max_extensions, seed=tune_seed)
+    sweep = sweeps.tune_grid(grids, evaluate, max_extensions=max_extensions, seed=runs.tune_seed)
     shared = shared_lrs(p, sweep.grids[adaptive[0]])
     points = sweeps.seeded_points(sweep.best_lr, [(o, lr) for o in adaptive for lr in shared.values()])
-    specs = {
-        _name(o, lr, s): _launch.with_train(
-            with_seed(base, s), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
-        )
-        for o, lr in points
-        for s in runs.seeds
-    }
-    runs.train(specs)
+    runs.train(specs(points, runs.seeds))
     metrics = runs.metrics()
     wall = runs.wall_s()
     return LMRuns(sweep, metrics, _finals(metrics, runs), shared, wall, runs.run_s())
@@ -156,20 +123,17 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
 
 def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:
     """Figure 1's verdicts at each optimizer's tuned lr, and with the adaptive methods at the shared lr."""
-    labels = dict(optim.LABELS)
     tuned = runs.tuned()
     eta = runs.shared["default"]
     shared = {o: sweeps.measured(runs.finals, o, eta) for o in ADAPTIVE if o in tuned}
     shared["sgd"] = tuned["sgd"]
-    a = _claims(tuned, FIGURE1_CLAIMS, scale, labels, "each optimizer at its tuned lr")
-    b = _claims(shared, FIGURE1_CLAIMS, scale, labels, f"adaptive methods at the shared lr {eta:.2g}")
-    return pd.concat([a, b], ignore_index=True)
-
-
-def _claims(values, claims, scale, labels, view) -> pd.DataFrame:
-    table = claims_table(values, list(claims), scale=scale, labels=labels)
-    table["claim"] = table["claim"] + f" ({view})"
-    return table
+    views = {"each optimizer at its tuned lr": tuned, f"adaptive methods at the shared lr {eta:.2g}": shared}
+    tables = []
+    for view, values in views.items():
+        table = claims_table(values, list(FIGURE1_CLAIMS), scale=scale, labels=optim.LABELS)
+        table["claim"] = table["claim"] + f" ({view})"
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 def figure3_values(finals: pd.DataFrame, shared: Mapping[str, float]) -> dict[tuple[str, str], Measured]:
@@ -201,19 +165,13 @@ def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) ->
         ("Rotated Adam gets worse at the larger lr", "rotated_adam|default", "rotated_adam|larger"),
     ]
     claims = [Claim(text, a, b, _CURVES, "Figure 3") for text, a, b in pairs]
-    stated = "not stated (the paper shows the curves)"
-    book = [
-        Claim(
-            f"Figure 1's ordering at the {s} lr: Adam beats {name[o]}",
-            f"adam|{s}",
-            f"{o}|{s}",
-            stated,
-            "Figure 3",
-            BOOK,
-        )
+    orders = [
+        (f"Figure 1's ordering at the {s} lr: Adam beats {name[o]}", f"adam|{s}", f"{o}|{s}")
         for s in ("smaller", "larger")
         for o in ("adasgd", "rotated_adam")
     ]
+    stated = "not stated (the paper shows the curves)"
+    book = [Claim(text, a, b, stated, "Figure 3", BOOK) for text, a, b in orders]
     table = claims_table(flat, claims, scale=scale, labels=labels)
     failed = [k for k, v in values.items() if math.isinf(v.value)]
     row = verdict_row(
@@ -234,14 +192,11 @@ def table2_claims(tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: 
     return hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 2", page="gpt2_table2")
 
 
-# tables and figures of the pages (the same code renders live ci and published gpu results)
 def figure1_tables(runs: LMRuns, *, scale: str) -> dict[str, pd.DataFrame]:
     """The tables a Figure 1 page shows: finals, curves, tuned, extensions, shared, verdicts."""
     measuring = sweeps.measuring(runs.finals)
-    cols = [
-        c for c in ("run", "optimizer", "lr", "seed", "iter", "train_loss", "val_loss") if c in runs.metrics
-    ]
-    curves = runs.metrics[runs.metrics.run.isin(measuring.run)][cols]
+    cols = ["run", "optimizer", "lr", "seed", "iter", "train_loss", "val_loss"]
+    curves = runs.metrics[runs.metrics.run.isin(measuring.run)][[c for c in cols if c in runs.metrics]]
     points = {o: (o, lr) for o, lr in runs.sweep.best_lr.items()}
     tuned = sweeps.seed_table(runs.finals, points)
     tuned["val"] = sweeps.seed_table(runs.finals, points, "final_val").text.to_numpy()
@@ -262,7 +217,7 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     """Render a Figure 1 page's results, live or published (``what`` names the setup)."""
     import matplotlib.pyplot as plt  # plotting only: the studies' numbers never need matplotlib
 
-    labels = dict(optim.LABELS)
+    labels = optim.LABELS
     finals, tuned = tables["finals"], tables["tuned"]
     best = dict(zip(tuned.optimizer, tuned.lr, strict=False))
     n_seeds = int(tuned.n_seeds.min())
@@ -303,11 +258,8 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     sweeps.plot_curves(axes[1], curves, pts, labels=labels, value="val_loss")
     finite = finals[["final", "final_val"]].replace(float("inf"), float("nan"))
     lo = float(finite.min().min())
-    axes[0].set_ylim(lo - 0.1, lo + 1.5)
-    axes[0].set_ylabel("loss (nats/token)")
-    axes[1].set_ylabel("")
-    axes[0].set_title("training loss")
-    axes[1].set_title("validation loss")
+    axes[0].set(ylim=(lo - 0.1, lo + 1.5), ylabel="loss (nats/token)", title="training loss")
+    axes[1].set(ylabel="", title="validation loss")
     fig.tight_layout()
     sweeps.legend_below(fig, axes[0])
     report.figure(

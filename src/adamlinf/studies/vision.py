@@ -1,8 +1,7 @@
 r"""Section 4.3 (ResNet18 on CIFAR-10): Table 3's tuned, seeded runs, Figure 4, Tables 3-4 claims.
 
-:func:`table3_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` per batch size. The final
-metric is the paper's "training loss": the loss on a fixed augmented training subset after the
-last step (``train_eval_loss``).
+:func:`table3_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` per batch size. The final metric
+is the paper's "training loss": the loss on a fixed augmented training subset after the last step.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from adamlinf import launch as _launch
 from adamlinf import optim, report
 from adamlinf.data import images as _images
 from adamlinf.studies import hessian_tables, sweeps
-from adamlinf.studies.sweeps import with_seed
 from adamlinf.studies.verdicts import Claim, Measured, claims_table
 
 #: The metric Table 3 ranks by: the loss on the fixed augmented training subset at the end.
@@ -29,6 +27,10 @@ PAPER_ORDER = ("sgd", "adasgd", "adam", "rotated_adam", "blockwise_adam_tensor")
 
 #: What the paper reports for the claims of Section 4.3: the ordering, not the values.
 _STATED = "stated; values NOT RECOVERED"
+
+
+def _in_paper_order(optimizers) -> list[str]:
+    return sorted(optimizers, key=lambda o: PAPER_ORDER.index(o) if o in PAPER_ORDER else 99)
 
 
 def resolve_source(source: str) -> str:
@@ -44,25 +46,9 @@ def resolve_source(source: str) -> str:
 
 #: The fields of :func:`adamlinf.launch.image_spec`, in its order of old (a spec's key order is kept).
 _SPEC_FIELDS = (
-    "source",
-    "batch_size",
-    "epochs",
-    "width",
-    "blocks",
-    "image_size",
-    "eval_batch_size",
-    "data_seed",
-    "evals_per_epoch",
-    "betas",
-    "momentum",
-    "schedule",
-    "grad_clip",
-    "seed",
-    "device",
-    "checkpoint_interval",
-    "checkpoint_minutes",
-    "progress",
-)
+    "source batch_size epochs width blocks image_size eval_batch_size data_seed evals_per_epoch betas "
+    "momentum schedule grad_clip seed device checkpoint_interval checkpoint_minutes progress"
+).split()
 
 
 def base_spec(p: Mapping, batch_size: int) -> dict:
@@ -80,10 +66,6 @@ def base_spec(p: Mapping, batch_size: int) -> dict:
     return _launch.image_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
 
 
-def _name(bs: int, opt: str, lr: float, seed: int) -> str:
-    return f"bs{bs}_{opt}_lr{lr:.2e}_s{seed}".replace("+", "")
-
-
 @dataclass
 class ImageRuns:
     """Everything :func:`table3_runs` trained: sweeps per batch size, metrics, finals, seconds."""
@@ -98,14 +80,12 @@ class ImageRuns:
 def setup_text(p: Mapping) -> str:
     """The setup in a few words, e.g. ``"digits 16×16 stand-in (not CIFAR-10), ResNet width 8, 3 epochs"``."""
     source = resolve_source(p["data_source"])
-    data = (
-        "CIFAR-10"
-        if source == "cifar10"
-        else f"{source} {p['image_size']}×{p['image_size']} stand-in (not CIFAR-10)"
-    )
-    model = (
-        "ResNet18" if (p["width"], list(p["blocks"])) == (64, [2, 2, 2, 2]) else f"ResNet width {p['width']}"
-    )
+    data = "CIFAR-10"
+    if source != "cifar10":
+        data = f"{source} {p['image_size']}×{p['image_size']} stand-in (not CIFAR-10)"
+    model = f"ResNet width {p['width']}"
+    if (p["width"], list(p["blocks"])) == (64, [2, 2, 2, 2]):
+        model = "ResNet18"
     return f"{data}, {model}, {p['epochs']} epochs"
 
 
@@ -122,60 +102,44 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
     """Train Table 3's protocol: per batch size, tuned grids, then the measuring seeds at each best lr."""
     runs = sweeps.RunCollector(p, root, threads_per_worker=p["threads_per_worker"])
     tune_seed = runs.tune_seed
+    bases = {bs: base_spec(p, bs) for bs in p["batch_sizes"]}
+
+    def specs(points, seeds) -> dict:  # {run name: spec} of each (batch size, optimizer, lr) and seed
+        return {
+            f"bs{bs}_{o}_lr{lr:.2e}_s{s}".replace("+", ""): _launch.with_train(
+                sweeps.with_seed(bases[bs], s), optimizer=o, lr=lr
+            )
+            for bs, o, lr in points
+            for s in seeds
+        }
 
     out = {}
     for bs in p["batch_sizes"]:
-        base = base_spec(p, bs)
 
-        def evaluate(grids: dict, base=base, bs=bs) -> pd.DataFrame:
-            specs = {
-                _name(bs, o, lr, tune_seed): _launch.with_train(
-                    with_seed(base, tune_seed), optimizer=o, lr=lr
-                )
-                for o, lrs in grids.items()
-                for lr in lrs
-            }
-            return _finals(runs.train(specs), runs)
+        def evaluate(grids: dict, bs=bs) -> pd.DataFrame:
+            points = [(bs, o, lr) for o, lrs in grids.items() for lr in lrs]
+            return _finals(runs.train(specs(points, [tune_seed])), runs)
 
         grids = {o: list(p["sgd_lrs"] if o == "sgd" else p["adaptive_lrs"]) for o in p["optimizers"]}
         out[int(bs)] = sweeps.tune_grid(grids, evaluate, max_extensions=p["max_extensions"], seed=tune_seed)
-    specs = {
-        _name(bs, o, lr, s): _launch.with_train(with_seed(base_spec(p, bs), s), optimizer=o, lr=lr)
-        for bs, sw in out.items()
-        for o, lr in sw.best_lr.items()
-        for s in runs.seeds
-    }
-    runs.train(specs)
+    runs.train(specs([(bs, o, lr) for bs, sw in out.items() for o, lr in sw.best_lr.items()], runs.seeds))
     metrics = runs.metrics()
     wall = runs.wall_s()
     return ImageRuns(out, metrics, _finals(metrics, runs), wall, runs.run_s())
 
 
 def tuned_table(runs: ImageRuns) -> pd.DataFrame:
-    """Per (batch size, optimizer) in the paper's order: tuned lr, measured loss, run and edge flag.
-
-    ``run`` is the first measuring seed's run, the checkpoint Table 4 reads.
-    """
+    """Per (batch size, optimizer), paper's order: tuned lr, loss, edge flag, ``run`` (Table 4 reads it)."""
     rows = []
     for bs, sw in runs.sweeps.items():
         f = sweeps.measuring(runs.finals[runs.finals.batch_size == bs])
-        for opt in sorted(sw.best_lr, key=lambda o: PAPER_ORDER.index(o) if o in PAPER_ORDER else 99):
+        for opt in _in_paper_order(sw.best_lr):
             lr = sw.best_lr[opt]
             m = sweeps.measured(f, opt, lr)
             g = f[(f.optimizer == opt) & np.isclose(f.lr, lr)]
-            rows.append(
-                {
-                    "batch_size": bs,
-                    "optimizer": opt,
-                    "lr": lr,
-                    "mean": m.value,
-                    "std": m.spread,
-                    "n_seeds": m.n,
-                    "test_acc": float(g.test_acc.mean()),
-                    "run": g[g.seed == g.seed.min()].run.iloc[0],
-                    "on edge": opt in sw.on_edge,
-                }
-            )
+            row = dict(batch_size=bs, optimizer=opt, lr=lr, mean=m.value, std=m.spread, n_seeds=m.n)
+            row.update(test_acc=float(g.test_acc.mean()), run=g[g.seed == g.seed.min()].run.iloc[0])
+            rows.append({**row, "on edge": opt in sw.on_edge})
     out = pd.DataFrame(rows)
     out["text"] = sweeps.seed_texts([Measured(r.mean, r.std, int(r.n_seeds)) for r in out.itertuples()])
     return out
@@ -190,15 +154,14 @@ def measured_of(finals: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> d
 
 def table3_claims(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, data: str) -> pd.DataFrame:
     """Table 3's verdicts per batch size: Adam's tuned loss below SGD's, AdaSGD's, rotated Adam's."""
-    labels = dict(optim.LABELS)
     tables = []
     for bs in sorted(tuned.batch_size.unique()):
         values = measured_of(finals, tuned, bs)
         claims = [
-            Claim(f"Adam beats {labels[o]} (batch {bs}, {data})", "adam", o, _STATED, "Table 3")
+            Claim(f"Adam beats {optim.LABELS[o]} (batch {bs}, {data})", "adam", o, _STATED, "Table 3")
             for o in ("sgd", "adasgd", "rotated_adam")
         ]
-        tables.append(claims_table(values, claims, scale=scale, labels=labels, page="resnet_table3"))
+        tables.append(claims_table(values, claims, scale=scale, labels=optim.LABELS, page="resnet_table3"))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -211,11 +174,10 @@ def curves_at(metrics: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> pd
     """The evaluation rows of the tuned runs at ``batch_size`` (measuring seeds), with ``budget``."""
     t = tuned[tuned.batch_size == batch_size]
     metrics = sweeps.measuring(metrics)
+    at_batch_size = (metrics.batch_size == batch_size).to_numpy()
     keep = np.zeros(len(metrics), dtype=bool)
     for o, lr in zip(t.optimizer, t.lr, strict=False):
-        keep |= (
-            (metrics.optimizer == o) & np.isclose(metrics.lr, lr) & (metrics.batch_size == batch_size)
-        ).to_numpy()
+        keep |= (metrics.optimizer == o).to_numpy() & np.isclose(metrics.lr, lr) & at_batch_size
     cols = ["run", "optimizer", "lr", "seed", "iter", "max_iters", METRIC, "test_loss", "test_acc"]
     out = metrics[keep & metrics[METRIC].notna().to_numpy()][cols].copy()
     out["budget"] = out["iter"] / out["max_iters"]
@@ -224,7 +186,6 @@ def curves_at(metrics: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> pd
 
 def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: str) -> pd.DataFrame:
     """Figure 4's verdicts: Adam's training loss lowest at half the budget and at the end."""
-    labels = dict(optim.LABELS)
     tables = []
     for when, frac in (("half the budget", 0.5), ("the end", 1.0)):
         values = {}
@@ -233,8 +194,8 @@ def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: s
             values[o] = Measured.from_seeds(at[METRIC].fillna(np.inf))
         text = "Adam's training loss is lower than {}'s at " + when
         others = [o for o in ("sgd", "adasgd", "rotated_adam") if o in values]
-        claims = [Claim(text.format(labels[o]), "adam", o, _STATED, "Figure 4") for o in others]
-        tables.append(claims_table(values, claims, scale=scale, labels=labels, page="resnet_figure4"))
+        claims = [Claim(text.format(optim.LABELS[o]), "adam", o, _STATED, "Figure 4") for o in others]
+        tables.append(claims_table(values, claims, scale=scale, labels=optim.LABELS, page="resnet_figure4"))
     out = pd.concat(tables, ignore_index=True)
     out["claim"] = out["claim"] + f" (batch {batch_size}, {data})"
     return out
@@ -249,18 +210,15 @@ def table4_claims(
     return out
 
 
-# figures and tables of the pages (live ci and published gpu results)
 def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: str) -> None:
     """Render Table 3 (tuned loss per optimizer and batch size, mean ± std) and the sweep figure."""
     import matplotlib.pyplot as plt  # plotting only
 
-    labels = dict(optim.LABELS)
     order = list(dict.fromkeys(tuned.optimizer))  # the paper's order (tuned_table)
     shown = tuned.pivot(index="optimizer", columns="batch_size", values=["text", "lr"]).reindex(order)
-    shown.columns = [
-        f"{'final train loss' if a == 'text' else 'tuned peak lr'}, batch {b}" for a, b in shown.columns
-    ]
-    shown.index = [labels.get(o, o) for o in shown.index]
+    headers = {"text": "final train loss", "lr": "tuned peak lr"}
+    shown.columns = [f"{headers[a]}, batch {b}" for a, b in shown.columns]
+    shown.index = [optim.LABELS.get(o, o) for o in shown.index]
     n_seeds = int(tuned.n_seeds.min())
     report.table(
         shown.rename_axis("optimizer").reset_index(),
@@ -273,12 +231,9 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
     for ax, bs in zip(axes[0], sizes, strict=False):
         t = tuned[tuned.batch_size == bs]
         best = dict(zip(t.optimizer, t.lr, strict=False))
-        sweeps.plot_sweep(ax, finals[finals.batch_size == bs], labels=labels, best_lr=best)
-        ax.set_yscale("log")
+        sweeps.plot_sweep(ax, finals[finals.batch_size == bs], labels=optim.LABELS, best_lr=best)
+        ax.set(yscale="log", ylabel="final training loss" if ax is axes[0][0] else "")
         ax.set_title(f"batch {bs}", fontsize=10)
-    axes[0][0].set_ylabel("final training loss")
-    for ax in axes[0][1:]:
-        ax.set_ylabel("")
     fig.tight_layout()
     sweeps.legend_below(fig, axes[0][0])
     report.figure(
@@ -293,18 +248,16 @@ def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str
     """Render Figure 4: training and test loss of the tuned runs, mean over seeds with ± std bands."""
     import matplotlib.pyplot as plt  # plotting only
 
-    labels = dict(optim.LABELS)
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
-    present = sorted(set(curves.optimizer), key=lambda o: PAPER_ORDER.index(o) if o in PAPER_ORDER else 99)
-    for ax, col in zip(axes, (METRIC, "test_loss"), strict=False):
+    present = _in_paper_order(set(curves.optimizer))
+    for ax, col, title in zip(axes, (METRIC, "test_loss"), ("training loss", "test loss"), strict=False):
         for k, o in enumerate(present):
             g = curves[curves.optimizer == o]
             per = g.pivot_table(index="budget", columns="seed", values=col)
             m, s = per.mean(axis=1), per.std(axis=1).fillna(0)
             st = sweeps.style(o, k)
-            ax.plot(m.index, m.values, ms=4, label=labels.get(o, o), **st)
+            ax.plot(m.index, m.values, ms=4, label=optim.LABELS.get(o, o), **st)
             ax.fill_between(m.index, m - s, m + s, color=st["color"], alpha=0.2, lw=0)
-        title = "training loss" if col == METRIC else "test loss"
         ax.set(yscale="log", xlabel="fraction of the training budget", title=title)
     n_seeds = int(curves.groupby("optimizer").seed.nunique().min())
     fig.tight_layout()
