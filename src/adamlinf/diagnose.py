@@ -1,16 +1,13 @@
 r"""Measure your own model: the paper's geometry diagnostic for any PyTorch model {cite}`xie2025adam`.
 
 At the current parameters it compares Adam's smoothness constant :math:`\|H\|_{1,1}` (w.r.t.
-:math:`\ell_\infty`) with AdaSGD's :math:`d\|H\|_2` (w.r.t. :math:`\ell_2`):
-
-.. math:: \text{advantage} = \frac{d\,\|H\|_2}{\|H\|_{1,1}} = \frac{\|H\|_2}{\|H\|_{1,1}/d},
-
-above 1 where Adam's bound is the smaller (Theorems 3.5 and 3.11). A random rotation (Appendix D.1)
-moves only :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}`: the rotated advantage shows how much of the
-edge the coordinates carry. The same per diagonal block :math:`H_{(b),(b)}` of a partition (exact for
-a block of at most ``block_probes`` coordinates). :func:`race` trains Adam, rotated Adam and AdaSGD
-from the same weights; ``python -m adamlinf.diagnose`` is the command line. The loss must be a fixed
-function (see :class:`adamlinf.hessian.HVP`); frozen parameters are left out.
+:math:`\ell_\infty`) with AdaSGD's :math:`d\|H\|_2` (w.r.t. :math:`\ell_2`): the advantage
+:math:`d\|H\|_2/\|H\|_{1,1}` is above 1 where Adam's bound is the smaller (Theorems 3.5 and 3.11).
+A random rotation (Appendix D.1) moves only :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}`; the same
+per diagonal block :math:`H_{(b),(b)}` of a partition (exact for at most ``block_probes`` coordinates).
+:func:`race` trains Adam, rotated Adam and AdaSGD from the same weights; ``python -m adamlinf.diagnose``
+is the command line. The loss must be a fixed function (:class:`adamlinf.hessian.HVP`); frozen
+parameters are left out.
 """
 
 from __future__ import annotations
@@ -40,6 +37,7 @@ from . import optim as _optim
 from . import partitions as _partitions
 from . import tune as _tune
 from .hessian import Operator, check_positive_int
+from .results import write_text_atomic
 from .rotations import PermuteRotate, RotatedParametrization
 
 __all__ = ["Estimate", "Diagnosis", "diagnose", "race", "preset", "PRESETS", "RACERS", "main"]
@@ -154,9 +152,7 @@ class Diagnosis:
 
         text = json.dumps(clean({f.name: getattr(self, f.name) for f in fields(self)}), indent=2)
         if path is not None:
-            tmp = Path(str(path) + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            write_text_atomic(path, text)
         return text
 
     def plot(self, ax=None, *, max_blocks: int = 40):
@@ -220,7 +216,7 @@ def _block_names(h, idx: Tensor) -> list[str]:
     return names
 
 
-def _blocks_table(h, idx: Tensor, *, n_probes: int, lanczos_iters, tol, seed, variant, band_level, progress):
+def _blocks_table(h, idx: Tensor, n_probes: int, lanczos_iters, tol, seed, progress, estimator: dict):
     names = _block_names(h, idx)
     blocks = torch.argsort(idx, stable=True).split(torch.bincount(idx).tolist())
     rows = []
@@ -233,15 +229,7 @@ def _blocks_table(h, idx: Tensor, *, n_probes: int, lanczos_iters, tol, seed, va
             s = float(torch.linalg.eigvalsh(H).abs().max())
         else:
             block_seed = int(np.random.SeedSequence([int(seed), 1 << 20, b]).generate_state(1)[0] >> 1)
-            est = _hessian.l11_norm(
-                op,
-                n_probes,
-                seed=block_seed,
-                variant=variant,
-                partition=None,
-                progress=False,
-                band_level=band_level,
-            )
+            est = _hessian.l11_norm(op, n_probes, seed=block_seed, progress=False, **estimator)
             l11, lo, hi = est.per_dim, est.per_dim_lo, est.per_dim_hi
             s = _hessian.spectral_norm(op, tol=tol, lanczos_iters=lanczos_iters, seed=seed)
         rows.append((names[b], op.d, l11, lo, hi, s, s / l11 if l11 > 0 else math.inf, op.d <= n_probes))
@@ -338,26 +326,17 @@ def diagnose(
                 f"partition {part_name!r} has {n_blocks} blocks > max_blocks={max_blocks} (each costs "
                 f"{block_probes} + Lanczos products): raise max_blocks, a coarser partition or blocks=False"
             )
-    common = dict(variant=variant, partition=None, progress=progress, band_level=band_level)
-    est = _hessian.l11_norm(h, n_probes, seed=seed, **common)
+    common = dict(variant=variant, partition=None, band_level=band_level)
+    est = _hessian.l11_norm(h, n_probes, seed=seed, progress=progress, **common)
     l11 = _estimate(est)
     spectral = _hessian.spectral_norm(h, tol=tol, lanczos_iters=lanczos_iters, seed=seed)
     rl11 = None
     if rot is not None:
-        rl11 = _estimate(_hessian.l11_norm(_hessian.rotated(h, rot), n_probes, seed=seed, **common))
+        rotated = _hessian.rotated(h, rot)
+        rl11 = _estimate(_hessian.l11_norm(rotated, n_probes, seed=seed, progress=progress, **common))
     table = pd.DataFrame(columns=_BLOCK_COLUMNS)
     if blocks:
-        table = _blocks_table(
-            h,
-            idx,
-            n_probes=block_probes,
-            lanczos_iters=block_lanczos_iters,
-            tol=tol,
-            seed=seed,
-            variant=variant,
-            band_level=band_level,
-            progress=progress,
-        )
+        table = _blocks_table(h, idx, block_probes, block_lanczos_iters, tol, seed, progress, common)
     loss, n_products = h.loss(), h.n_products
     race_table = None
     if race_steps:
@@ -433,11 +412,7 @@ def _train_copy(model, loss_fn, batches, name, lr, steps, seed, betas, eps):
     rp = RotatedParametrization(m, seed=seed) if _optim.OPTIMIZERS[name].rotates else None
     params = [p for p in m.parameters() if p.requires_grad] if rp is None else rp.parameters()
     opt = _optim.create(name, params, lr=lr, betas=betas, eps=eps)
-    if (
-        not train_steps(m, opt, lambda t: loss_fn(m, batches[t % len(batches)]), steps, rp=rp)
-        and rp is not None
-    ):
-        rp.push()
+    train_steps(m, opt, lambda t: loss_fn(m, batches[t % len(batches)]), steps, rp=rp)
     return m, rp
 
 
