@@ -2,15 +2,11 @@ r"""Partitions of the parameters into blocks: the map :math:`\Phi:[d]\to[B]` of 
 
 Coordinates are numbered as in ``torch.cat([p.reshape(-1) for p in params])``; block :math:`b` has
 :math:`d_b=|\Phi^{-1}(b)|` coordinates :math:`x_{(b)}`, and :math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}`
-(Definition 3.8, RECONSTRUCTED: see ``book/reconstruction.md``).
-
-* ``coordinate()``: :math:`\Phi(i)=i` (Adam); ``whole()``: one block (AdaSGD);
-* ``tensor()``: one block per tensor (Adalayer); ``rows()``: one per output row, a 1-D tensor one;
-* ``heads(model, n_head)``: one per attention head and projection (Adam-mini), else ``rows()``;
-* ``custom(spec)``: a callable, a ``{tensor: ids}`` mapping or a flat id vector.
-
-``params`` may be a list of tensors, a tensor, param groups, or an ``int`` ``d`` (one vector).
-:meth:`Partition.index` raises ``ValueError`` unless the ids cover every coordinate and are ``0..B-1``.
+(Definition 3.8, RECONSTRUCTED: see ``book/reconstruction.md``). ``coordinate()``: :math:`\Phi(i)=i`
+(Adam); ``whole()``: one block (AdaSGD); ``tensor()``: one per tensor (Adalayer); ``rows()``: one per
+output row; ``heads(model, n_head)``: one per attention head and projection (Adam-mini);
+``custom(spec)``: a callable, a ``{tensor: ids}`` mapping or a flat id vector. ``params`` may be a
+list of tensors, a tensor, param groups, or an ``int`` ``d`` (one vector).
 """
 
 from __future__ import annotations
@@ -109,16 +105,11 @@ class Partition:
         """``(d,)`` block ids in the order of ``torch.cat([p.reshape(-1) for p in params])``."""
         return torch.cat([i.reshape(-1) for i in self.index(params)])
 
-    def num_blocks(self, params) -> int:
-        """:math:`B`."""
-        return int(self.flat_index(params).max()) + 1
-
-    def block_sizes(self, params) -> Tensor:
-        r""":math:`(d_b)_b`."""
-        return torch.bincount(self.flat_index(params))
-
     def _block_stats(self, x, params) -> tuple[Tensor, Tensor]:
-        r""":math:`\|x_{(b)}\|_2` of shape ``(..., B)`` and :math:`d_b` (in ``x``'s dtype)."""
+        r""":math:`\|x_{(b)}\|_2` of shape ``(..., B)`` and :math:`d_b` (in ``x``'s dtype).
+
+        ``x``: tensors shaped like ``params``, a flat ``(d,)`` vector or a batch ``(..., d)``.
+        """
         batched = False
         if isinstance(x, Tensor) and params is not None and x.dim() >= 1:
             d = int(self.flat_index(params).numel())
@@ -136,17 +127,10 @@ class Partition:
         sq.index_add_(-1, idx, flat_x * flat_x)
         return sq.sqrt(), torch.bincount(idx, minlength=B).to(flat_x.dtype)
 
-    def block_norms(self, x, params=None, *, normalized: bool = False) -> Tensor:
-        r""":math:`\|x_{(b)}\|_2` (over :math:`\sqrt{d_b}` if ``normalized``), ``(B,)`` or ``(..., B)``.
-
-        ``x``: tensors shaped like ``params``, a flat ``(d,)`` vector or a batch ``(..., d)``.
-        """
-        norms, sizes = self._block_stats(x, params)
-        return norms / sizes.sqrt() if normalized else norms
-
     def norm(self, x, params=None) -> Tensor:
         r""":math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}` (:math:`\|x\|_\infty` for coordinates)."""
-        return self.block_norms(x, params, normalized=True).amax(-1)
+        norms, sizes = self._block_stats(x, params)
+        return (norms / sizes.sqrt()).amax(-1)
 
     def dual_norm(self, x, params=None) -> Tensor:
         r""":math:`\|x\|_{\Phi,*}=\sum_b\sqrt{d_b}\|x_{(b)}\|_2` (:math:`\|x\|_1` for coordinates)."""
