@@ -11,7 +11,6 @@ list of tensors, a tensor, param groups, or an ``int`` ``d`` (one vector).
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -105,6 +104,10 @@ class Partition:
         """``(d,)`` block ids in the order of ``torch.cat([p.reshape(-1) for p in params])``."""
         return torch.cat([i.reshape(-1) for i in self.index(params)])
 
+    def num_blocks(self, params) -> int:
+        """:math:`B`."""
+        return int(self.flat_index(params).max()) + 1
+
     def _block_stats(self, x, params) -> tuple[Tensor, Tensor]:
         r""":math:`\|x_{(b)}\|_2` of shape ``(..., B)`` and :math:`d_b` (in ``x``'s dtype).
 
@@ -178,15 +181,15 @@ def rows() -> Partition:
     return _per_tensor(_rows, "rows(vectors=tensor)")
 
 
-def heads(
-    model_or_named, n_head: int, *, match=("c_attn.weight", "c_attn.bias"), joint=False, default=None
-) -> Partition:
+_QKV = ("c_attn.weight", "c_attn.bias")
+
+
+def heads(model_or_named, n_head: int) -> Partition:
     r"""Adam-mini's partition (Zhang et al. 2024) of a nanoGPT-style GPT.
 
     The rows of ``c_attn`` (``(3 n_embd, n_embd)``: q, k, v stacked, each ``n_head`` heads of
-    ``n_embd / n_head`` rows) of one head of one projection form a block (with ``joint`` one block
-    per head for q, k and v together). Other tensors, and tensors not of the model, use ``default``
-    (``rows()``). ``match``: names, globs or a callable ``name -> bool``.
+    ``n_embd / n_head`` rows) of one head of one projection form a block. Other tensors, and tensors
+    not of the model (``model_or_named``: a module, or ``(name, tensor)`` pairs), are split by rows.
     """
     if not isinstance(n_head, int) or n_head <= 0:
         raise ValueError(f"n_head must be a positive int, got {n_head!r}")
@@ -194,36 +197,24 @@ def heads(
         named = list(model_or_named.named_parameters())
     else:
         named = list(model_or_named.items() if isinstance(model_or_named, Mapping) else model_or_named)
-    pats = (match,) if isinstance(match, str) else tuple(() if callable(match) else match)
-
-    def is_match(name: str) -> bool:
-        if callable(match):
-            return match(name)
-        return any(name == s or name.endswith("." + s) or fnmatch.fnmatchcase(name, s) for s in pats)
-
-    matched = [(n, p) for n, p in named if is_match(n)]
-    if not matched:
+    qkv = {id(p): n for n, p in named if any(n == s or n.endswith("." + s) for s in _QKV)}
+    if not qkv:
         raise ValueError(
-            f"heads(): no parameter name matches {match!r}; names are e.g. {[n for n, _ in named[:5]]}"
+            f"heads(): no parameter name matches {_QKV!r}; names are e.g. {[n for n, _ in named[:5]]}"
         )
-    for n, p in matched:
-        if p.dim() == 0 or p.shape[0] % (3 * n_head):
+    for n, p in named:
+        if id(p) in qkv and (p.dim() == 0 or p.shape[0] % (3 * n_head)):
             raise ValueError(f"heads(): {n!r} of shape {tuple(p.shape)}: dim 0 not divisible by 3*n_head")
-    names = {id(p): n for n, p in named}
-    default = rows() if default is None else default
 
     def local_ids(p: Tensor) -> Tensor:
-        name = names.get(id(p))
-        if name is None or not is_match(name):
-            return torch.as_tensor(default.index([p])[0], dtype=torch.long)
-        hd = p.shape[0] // (3 * n_head)
-        row = torch.arange(p.shape[0])
-        head = (row // hd) % n_head if joint else row // hd
+        if id(p) not in qkv:
+            return _rows(p)
+        head = torch.arange(p.shape[0]) // (p.shape[0] // (3 * n_head))
         return head.reshape((-1,) + (1,) * (p.dim() - 1)).expand(p.shape).clone()
 
     return Partition(
         lambda params: _globalise(local_ids(p) for p in params),
-        f"heads(n_head={n_head}, n_proj=3, joint={joint})",
+        f"heads(n_head={n_head}, n_proj=3, joint=False)",
     )
 
 
