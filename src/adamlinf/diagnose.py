@@ -38,7 +38,7 @@ from . import partitions as _partitions
 from . import tune as _tune
 from .hessian import Operator, check_positive_int
 from .results import write_text_atomic
-from .rotations import PermuteRotate, RotatedParametrization
+from .rotations import PermuteRotate, RotatedParametrization, as_rotation
 
 __all__ = ["Estimate", "Diagnosis", "diagnose", "race", "preset", "PRESETS", "RACERS", "main"]
 
@@ -113,22 +113,13 @@ class Diagnosis:
 
     def to_frame(self) -> pd.DataFrame:
         """The summary: one row for the model's coordinates, one after the rotation."""
-        return pd.DataFrame(
-            [
-                {
-                    "coordinates": name,
-                    "d": self.d,
-                    "l11_per_dim": l11.value,
-                    "l11_per_dim_lo": l11.lo,
-                    "l11_per_dim_hi": l11.hi,
-                    "spectral_norm": self.spectral_norm,
-                    "advantage": adv.value,
-                    "advantage_lo": adv.lo,
-                    "advantage_hi": adv.hi,
-                }
-                for name, l11, adv in self.rows()
-            ]
-        )
+        rows = []
+        for name, l11, adv in self.rows():
+            row = {"coordinates": name, "d": self.d}
+            row |= {"l11_per_dim": l11.value, "l11_per_dim_lo": l11.lo, "l11_per_dim_hi": l11.hi}
+            row |= {"spectral_norm": self.spectral_norm}
+            rows.append(row | {"advantage": adv.value, "advantage_lo": adv.lo, "advantage_hi": adv.hi})
+        return pd.DataFrame(rows)
 
     def race_summary(self) -> pd.DataFrame | None:
         """The race at each optimizer's best learning rate (``None`` without a race)."""
@@ -251,10 +242,7 @@ def _rotation_of(rotation, h, seed: int):
         return None
     if isinstance(rotation, RotatedParametrization):
         rotation = rotation.rotation
-    if not (hasattr(rotation, "apply") and hasattr(rotation, "apply_T")):
-        raise ValueError(
-            f"rotation must be a bool, a RotatedParametrization or have apply/apply_T, got {rotation!r}"
-        )
+    rotation = as_rotation(rotation)  # a square tensor, or anything with apply/apply_T
     if getattr(rotation, "n", h.d) != h.d:
         raise ValueError(
             f"rotation acts on {rotation.n} coordinates, the model has d={h.d} trainable parameters"
@@ -293,7 +281,7 @@ def diagnose(
         batches: A list of batches (or one batch).
         n_probes: Cauchy probes per whole-model (1,1)-norm (Algorithm 4).
         partition: ``"tensor"``, ``"rows"``, ... or a ``Partition`` (``partitions.heads(model, n_head)``).
-        rotation: ``True`` (``PermuteRotate(d, k=2, seed)``), ``False``, a ``RotatedParametrization``.
+        rotation: ``True`` (``PermuteRotate(d, k=2, seed)``), ``False``, a rotation or a parametrization.
         seed: Seed of the probes, the rotation and the race.
         blocks: Compute the blocks table (refused above ``max_blocks`` blocks).
         block_probes: Probes per block (default ``n_probes``); blocks no larger are exact.

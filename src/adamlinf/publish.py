@@ -33,9 +33,6 @@ def _display_stub() -> types.ModuleType:
         def __init__(self, data: Any = None, *args, **kwargs):
             self.data = data
 
-        def _repr_markdown_(self):
-            return self.data
-
     class Markdown(_Shown):
         pass
 

@@ -20,12 +20,6 @@ from torch import Tensor
 
 from .partitions import check_block_index
 
-__all__ = ["as_symmetric", "l11_exact", "linf_smoothness", "l2_smoothness", "coordinatewise_smoothness"]
-__all__ += ["block_spectral_norms", "blockwise_smoothness", "blockwise_bound", "phi_smoothness"]
-__all__ += ["signgd_bound", "signgd_tuned_lr", "signgd_tuned_bound", "BoundTerms", "rmsprop_bound"]
-__all__ += ["rmsprop_tuned_lr", "blockwise_adam_F", "blockwise_adam_bound"]
-__all__ += ["lemma314_rhs", "lemma315_rhs", "lemma316_rhs"]
-
 ArrayLike = float | np.ndarray | Tensor
 
 
@@ -273,13 +267,8 @@ def rmsprop_bound(
 ) -> BoundTerms:
     r"""Theorem 3.5 (RECONSTRUCTED) for RMSProp (:math:`\beta_1=0`, :math:`\epsilon` inside the root).
 
-    .. math::
-        \min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1\le E+\sqrt E\,
-        \sqrt{\frac{\beta_2^{T/4}}{T(1-\beta_2)}d\sqrt{v_0}+\sum_i\sigma_i+d\sqrt\epsilon},\quad
-        E=\frac{2\Delta}{\eta T}+\Big(1+\frac{\beta_2F}{T(1-\beta_2)}\Big)
-          \Big(\eta\sum_iH_i+c\sqrt{1-\beta_2}\sum_i\sigma_i\Big),
-
-    with :math:`c` = ``noise_factor`` and :math:`F` from :func:`blockwise_adam_F` on coordinates.
+    :func:`blockwise_adam_bound` on coordinates: :math:`d_b=1`, :math:`H(L,\Phi)=\sum_iH_i`, a bound on
+    :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1`.
     """
     H = np.asarray(H, dtype=float).reshape(-1)
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), H.shape)
@@ -327,7 +316,8 @@ def blockwise_adam_bound(
         E=\frac{2\Delta}{\eta T}+\Big(1+\frac{\beta_2F}{T(1-\beta_2)}\Big)
           \Big(\eta H(L,\Phi)+c\sqrt{1-\beta_2}\sum_bd_b\sigma_b\Big),
 
-    with :math:`H(L,\Phi)` = ``H_phi`` (or a Lemma 3.13 bound), :math:`F` from :func:`blockwise_adam_F`.
+    with :math:`H(L,\Phi)` = ``H_phi`` (or a Lemma 3.13 bound), :math:`c` = ``noise_factor``, :math:`F` from
+    :func:`blockwise_adam_F`.
     """
     d_b = np.asarray(d_b, dtype=float).reshape(-1)
     sigma_b = np.broadcast_to(np.asarray(sigma_b, dtype=float), d_b.shape)

@@ -4,8 +4,7 @@ The CIFAR variant: a 3x3 stride-1 stem and no max-pool; stages of ``width·(1, 2
 at strides 1, 2, 2, 2, global average pooling, a linear layer (11,173,962 parameters for 10
 classes). Every BatchNorm has ``track_running_stats=False`` (the paper's setting), so it uses the
 batch's statistics in evaluation too: the network is a fixed function of a fixed batch (Table 4
-needs that). ``ResNetConfig(width=w, blocks=(b1, b2, b3, b4))`` scales it down for ``ci``;
-``ResNetConfig()`` is ResNet18 (``width=64, blocks=(2, 2, 2, 2)``).
+needs that). A smaller ``width`` and ``blocks`` scale it down for ``ci``.
 """
 
 from __future__ import annotations
