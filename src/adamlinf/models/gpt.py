@@ -13,7 +13,7 @@ Names follow nanoGPT (``c_attn`` holds Q, K, V stacked), which ``partitions.head
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -52,6 +52,10 @@ class GPTConfig:
         kw = dict(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768)
         kw.update(overrides)
         return cls(**kw)
+
+    def to_dict(self) -> dict:
+        """The configuration as a plain dict."""
+        return asdict(self)
 
 
 class CausalSelfAttention(nn.Module):
