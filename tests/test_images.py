@@ -238,8 +238,6 @@ def test_batches_are_deterministic_and_sample_epochs_without_replacement():
     torch.testing.assert_close(xt, (t1.test_x[:4].float() / 255 - 0.5) / 0.25)
     with pytest.raises(ValueError):
         t1.batch("valid", 0, 0)
-    with pytest.raises(ValueError):
-        t1.batch("train", 0, 0, rank=2, world=2)
 
 
 def test_augmented_training_batches_are_crops_of_the_sampled_images():

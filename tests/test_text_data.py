@@ -91,8 +91,6 @@ def test_lm_batches_are_windows_and_deterministic(root):
     assert not torch.equal(task.batch("val", 7, 1, 1, 2)[0], x)  # other split
     with pytest.raises(ValueError):
         task.batch("test", 0, 0)
-    with pytest.raises(ValueError):
-        task.batch("train", 0, 0, rank=2, world=2)
 
 
 def test_global_batch_does_not_depend_on_its_split(root):

@@ -1,9 +1,6 @@
 """adamlinf: the library behind a reproducible edition of Xie, Mohamadi, Li (ICLR 2025, arXiv 2410.08198).
 
-One module per concept (``ARCHITECTURE.md`` gives the layers). The public names load on first use,
-so ``import adamlinf`` stays light::
-
-    import adamlinf
+The public names load on first use, so ``import adamlinf`` stays light (``ARCHITECTURE.md``: the layers)::
 
     opt = adamlinf.BlockwiseAdam(model.parameters(), lr=1e-3, partition="tensor")
     diag = adamlinf.diagnose(model, loss_fn, batches)   # diag.advantage: d‖H‖₂ / ‖H‖₁,₁

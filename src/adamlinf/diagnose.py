@@ -1,16 +1,13 @@
 r"""Measure your own model: the paper's geometry diagnostic for any PyTorch model {cite}`xie2025adam`.
 
 At the current parameters it compares Adam's smoothness constant :math:`\|H\|_{1,1}` (w.r.t.
-:math:`\ell_\infty`) with AdaSGD's :math:`d\|H\|_2` (w.r.t. :math:`\ell_2`):
-
-.. math:: \text{advantage} = \frac{d\,\|H\|_2}{\|H\|_{1,1}} = \frac{\|H\|_2}{\|H\|_{1,1}/d},
-
-above 1 where Adam's bound is the smaller (Theorems 3.5 and 3.11). A random rotation (Appendix D.1)
-moves only :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}`: the rotated advantage shows how much of the
-edge the coordinates carry. The same per diagonal block :math:`H_{(b),(b)}` of a partition (exact for
-a block of at most ``block_probes`` coordinates). :func:`race` trains Adam, rotated Adam and AdaSGD
-from the same weights; ``python -m adamlinf.diagnose`` is the command line. The loss must be a fixed
-function (see :class:`adamlinf.hessian.HVP`); frozen parameters are left out.
+:math:`\ell_\infty`) with AdaSGD's :math:`d\|H\|_2` (w.r.t. :math:`\ell_2`): the advantage
+:math:`d\|H\|_2/\|H\|_{1,1}` is above 1 where Adam's bound is the smaller (Theorems 3.5 and 3.11).
+A random rotation (Appendix D.1) moves only :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}`; the same
+per diagonal block :math:`H_{(b),(b)}` of a partition (exact for at most ``block_probes`` coordinates).
+:func:`race` trains Adam, rotated Adam and AdaSGD from the same weights; ``python -m adamlinf.diagnose``
+is the command line. The loss must be a fixed function (:class:`adamlinf.hessian.HVP`); frozen
+parameters are left out.
 """
 
 from __future__ import annotations
@@ -40,7 +37,8 @@ from . import optim as _optim
 from . import partitions as _partitions
 from . import tune as _tune
 from .hessian import Operator, check_positive_int
-from .rotations import PermuteRotate, RotatedParametrization
+from .results import write_text_atomic
+from .rotations import PermuteRotate, RotatedParametrization, as_rotation
 
 __all__ = ["Estimate", "Diagnosis", "diagnose", "race", "preset", "PRESETS", "RACERS", "main"]
 
@@ -115,22 +113,13 @@ class Diagnosis:
 
     def to_frame(self) -> pd.DataFrame:
         """The summary: one row for the model's coordinates, one after the rotation."""
-        return pd.DataFrame(
-            [
-                {
-                    "coordinates": name,
-                    "d": self.d,
-                    "l11_per_dim": l11.value,
-                    "l11_per_dim_lo": l11.lo,
-                    "l11_per_dim_hi": l11.hi,
-                    "spectral_norm": self.spectral_norm,
-                    "advantage": adv.value,
-                    "advantage_lo": adv.lo,
-                    "advantage_hi": adv.hi,
-                }
-                for name, l11, adv in self.rows()
-            ]
-        )
+        rows = []
+        for name, l11, adv in self.rows():
+            row = {"coordinates": name, "d": self.d}
+            row |= {"l11_per_dim": l11.value, "l11_per_dim_lo": l11.lo, "l11_per_dim_hi": l11.hi}
+            row |= {"spectral_norm": self.spectral_norm}
+            rows.append(row | {"advantage": adv.value, "advantage_lo": adv.lo, "advantage_hi": adv.hi})
+        return pd.DataFrame(rows)
 
     def race_summary(self) -> pd.DataFrame | None:
         """The race at each optimizer's best learning rate (``None`` without a race)."""
@@ -154,9 +143,7 @@ class Diagnosis:
 
         text = json.dumps(clean({f.name: getattr(self, f.name) for f in fields(self)}), indent=2)
         if path is not None:
-            tmp = Path(str(path) + ".tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            write_text_atomic(path, text)
         return text
 
     def plot(self, ax=None, *, max_blocks: int = 40):
@@ -220,7 +207,7 @@ def _block_names(h, idx: Tensor) -> list[str]:
     return names
 
 
-def _blocks_table(h, idx: Tensor, *, n_probes: int, lanczos_iters, tol, seed, variant, band_level, progress):
+def _blocks_table(h, idx: Tensor, n_probes: int, lanczos_iters, tol, seed, progress, estimator: dict):
     names = _block_names(h, idx)
     blocks = torch.argsort(idx, stable=True).split(torch.bincount(idx).tolist())
     rows = []
@@ -233,15 +220,7 @@ def _blocks_table(h, idx: Tensor, *, n_probes: int, lanczos_iters, tol, seed, va
             s = float(torch.linalg.eigvalsh(H).abs().max())
         else:
             block_seed = int(np.random.SeedSequence([int(seed), 1 << 20, b]).generate_state(1)[0] >> 1)
-            est = _hessian.l11_norm(
-                op,
-                n_probes,
-                seed=block_seed,
-                variant=variant,
-                partition=None,
-                progress=False,
-                band_level=band_level,
-            )
+            est = _hessian.l11_norm(op, n_probes, seed=block_seed, progress=False, **estimator)
             l11, lo, hi = est.per_dim, est.per_dim_lo, est.per_dim_hi
             s = _hessian.spectral_norm(op, tol=tol, lanczos_iters=lanczos_iters, seed=seed)
         rows.append((names[b], op.d, l11, lo, hi, s, s / l11 if l11 > 0 else math.inf, op.d <= n_probes))
@@ -263,10 +242,7 @@ def _rotation_of(rotation, h, seed: int):
         return None
     if isinstance(rotation, RotatedParametrization):
         rotation = rotation.rotation
-    if not (hasattr(rotation, "apply") and hasattr(rotation, "apply_T")):
-        raise ValueError(
-            f"rotation must be a bool, a RotatedParametrization or have apply/apply_T, got {rotation!r}"
-        )
+    rotation = as_rotation(rotation)  # a square tensor, or anything with apply/apply_T
     if getattr(rotation, "n", h.d) != h.d:
         raise ValueError(
             f"rotation acts on {rotation.n} coordinates, the model has d={h.d} trainable parameters"
@@ -305,7 +281,7 @@ def diagnose(
         batches: A list of batches (or one batch).
         n_probes: Cauchy probes per whole-model (1,1)-norm (Algorithm 4).
         partition: ``"tensor"``, ``"rows"``, ... or a ``Partition`` (``partitions.heads(model, n_head)``).
-        rotation: ``True`` (``PermuteRotate(d, k=2, seed)``), ``False``, a ``RotatedParametrization``.
+        rotation: ``True`` (``PermuteRotate(d, k=2, seed)``), ``False``, a rotation or a parametrization.
         seed: Seed of the probes, the rotation and the race.
         blocks: Compute the blocks table (refused above ``max_blocks`` blocks).
         block_probes: Probes per block (default ``n_probes``); blocks no larger are exact.
@@ -338,26 +314,17 @@ def diagnose(
                 f"partition {part_name!r} has {n_blocks} blocks > max_blocks={max_blocks} (each costs "
                 f"{block_probes} + Lanczos products): raise max_blocks, a coarser partition or blocks=False"
             )
-    common = dict(variant=variant, partition=None, progress=progress, band_level=band_level)
-    est = _hessian.l11_norm(h, n_probes, seed=seed, **common)
+    common = dict(variant=variant, partition=None, band_level=band_level)
+    est = _hessian.l11_norm(h, n_probes, seed=seed, progress=progress, **common)
     l11 = _estimate(est)
     spectral = _hessian.spectral_norm(h, tol=tol, lanczos_iters=lanczos_iters, seed=seed)
     rl11 = None
     if rot is not None:
-        rl11 = _estimate(_hessian.l11_norm(_hessian.rotated(h, rot), n_probes, seed=seed, **common))
+        rotated = _hessian.rotated(h, rot)
+        rl11 = _estimate(_hessian.l11_norm(rotated, n_probes, seed=seed, progress=progress, **common))
     table = pd.DataFrame(columns=_BLOCK_COLUMNS)
     if blocks:
-        table = _blocks_table(
-            h,
-            idx,
-            n_probes=block_probes,
-            lanczos_iters=block_lanczos_iters,
-            tol=tol,
-            seed=seed,
-            variant=variant,
-            band_level=band_level,
-            progress=progress,
-        )
+        table = _blocks_table(h, idx, block_probes, block_lanczos_iters, tol, seed, progress, common)
     loss, n_products = h.loss(), h.n_products
     race_table = None
     if race_steps:
@@ -433,11 +400,7 @@ def _train_copy(model, loss_fn, batches, name, lr, steps, seed, betas, eps):
     rp = RotatedParametrization(m, seed=seed) if _optim.OPTIMIZERS[name].rotates else None
     params = [p for p in m.parameters() if p.requires_grad] if rp is None else rp.parameters()
     opt = _optim.create(name, params, lr=lr, betas=betas, eps=eps)
-    if (
-        not train_steps(m, opt, lambda t: loss_fn(m, batches[t % len(batches)]), steps, rp=rp)
-        and rp is not None
-    ):
-        rp.push()
+    train_steps(m, opt, lambda t: loss_fn(m, batches[t % len(batches)]), steps, rp=rp)
     return m, rp
 
 

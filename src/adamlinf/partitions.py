@@ -2,20 +2,15 @@ r"""Partitions of the parameters into blocks: the map :math:`\Phi:[d]\to[B]` of 
 
 Coordinates are numbered as in ``torch.cat([p.reshape(-1) for p in params])``; block :math:`b` has
 :math:`d_b=|\Phi^{-1}(b)|` coordinates :math:`x_{(b)}`, and :math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}`
-(Definition 3.8, RECONSTRUCTED: see ``book/reconstruction.md``).
-
-* ``coordinate()``: :math:`\Phi(i)=i` (Adam); ``whole()``: one block (AdaSGD);
-* ``tensor()``: one block per tensor (Adalayer); ``rows()``: one per output row, a 1-D tensor one;
-* ``heads(model, n_head)``: one per attention head and projection (Adam-mini), else ``rows()``;
-* ``custom(spec)``: a callable, a ``{tensor: ids}`` mapping or a flat id vector.
-
-``params`` may be a list of tensors, a tensor, param groups, or an ``int`` ``d`` (one vector).
-:meth:`Partition.index` raises ``ValueError`` unless the ids cover every coordinate and are ``0..B-1``.
+(Definition 3.8, RECONSTRUCTED: see ``book/reconstruction.md``). ``coordinate()``: :math:`\Phi(i)=i`
+(Adam); ``whole()``: one block (AdaSGD); ``tensor()``: one per tensor (Adalayer); ``rows()``: one per
+output row; ``heads(model, n_head)``: one per attention head and projection (Adam-mini);
+``custom(spec)``: a callable, a ``{tensor: ids}`` mapping or a flat id vector. ``params`` may be a
+list of tensors, a tensor, param groups, or an ``int`` ``d`` (one vector).
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -113,12 +108,11 @@ class Partition:
         """:math:`B`."""
         return int(self.flat_index(params).max()) + 1
 
-    def block_sizes(self, params) -> Tensor:
-        r""":math:`(d_b)_b`."""
-        return torch.bincount(self.flat_index(params))
-
     def _block_stats(self, x, params) -> tuple[Tensor, Tensor]:
-        r""":math:`\|x_{(b)}\|_2` of shape ``(..., B)`` and :math:`d_b` (in ``x``'s dtype)."""
+        r""":math:`\|x_{(b)}\|_2` of shape ``(..., B)`` and :math:`d_b` (in ``x``'s dtype).
+
+        ``x``: tensors shaped like ``params``, a flat ``(d,)`` vector or a batch ``(..., d)``.
+        """
         batched = False
         if isinstance(x, Tensor) and params is not None and x.dim() >= 1:
             d = int(self.flat_index(params).numel())
@@ -136,17 +130,10 @@ class Partition:
         sq.index_add_(-1, idx, flat_x * flat_x)
         return sq.sqrt(), torch.bincount(idx, minlength=B).to(flat_x.dtype)
 
-    def block_norms(self, x, params=None, *, normalized: bool = False) -> Tensor:
-        r""":math:`\|x_{(b)}\|_2` (over :math:`\sqrt{d_b}` if ``normalized``), ``(B,)`` or ``(..., B)``.
-
-        ``x``: tensors shaped like ``params``, a flat ``(d,)`` vector or a batch ``(..., d)``.
-        """
-        norms, sizes = self._block_stats(x, params)
-        return norms / sizes.sqrt() if normalized else norms
-
     def norm(self, x, params=None) -> Tensor:
         r""":math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}` (:math:`\|x\|_\infty` for coordinates)."""
-        return self.block_norms(x, params, normalized=True).amax(-1)
+        norms, sizes = self._block_stats(x, params)
+        return (norms / sizes.sqrt()).amax(-1)
 
     def dual_norm(self, x, params=None) -> Tensor:
         r""":math:`\|x\|_{\Phi,*}=\sum_b\sqrt{d_b}\|x_{(b)}\|_2` (:math:`\|x\|_1` for coordinates)."""
@@ -194,15 +181,15 @@ def rows() -> Partition:
     return _per_tensor(_rows, "rows(vectors=tensor)")
 
 
-def heads(
-    model_or_named, n_head: int, *, match=("c_attn.weight", "c_attn.bias"), joint=False, default=None
-) -> Partition:
+_QKV = ("c_attn.weight", "c_attn.bias")
+
+
+def heads(model_or_named, n_head: int) -> Partition:
     r"""Adam-mini's partition (Zhang et al. 2024) of a nanoGPT-style GPT.
 
     The rows of ``c_attn`` (``(3 n_embd, n_embd)``: q, k, v stacked, each ``n_head`` heads of
-    ``n_embd / n_head`` rows) of one head of one projection form a block (with ``joint`` one block
-    per head for q, k and v together). Other tensors, and tensors not of the model, use ``default``
-    (``rows()``). ``match``: names, globs or a callable ``name -> bool``.
+    ``n_embd / n_head`` rows) of one head of one projection form a block. Other tensors, and tensors
+    not of the model (``model_or_named``: a module, or ``(name, tensor)`` pairs), are split by rows.
     """
     if not isinstance(n_head, int) or n_head <= 0:
         raise ValueError(f"n_head must be a positive int, got {n_head!r}")
@@ -210,36 +197,24 @@ def heads(
         named = list(model_or_named.named_parameters())
     else:
         named = list(model_or_named.items() if isinstance(model_or_named, Mapping) else model_or_named)
-    pats = (match,) if isinstance(match, str) else tuple(() if callable(match) else match)
-
-    def is_match(name: str) -> bool:
-        if callable(match):
-            return match(name)
-        return any(name == s or name.endswith("." + s) or fnmatch.fnmatchcase(name, s) for s in pats)
-
-    matched = [(n, p) for n, p in named if is_match(n)]
-    if not matched:
+    qkv = {id(p): n for n, p in named if any(n == s or n.endswith("." + s) for s in _QKV)}
+    if not qkv:
         raise ValueError(
-            f"heads(): no parameter name matches {match!r}; names are e.g. {[n for n, _ in named[:5]]}"
+            f"heads(): no parameter name matches {_QKV!r}; names are e.g. {[n for n, _ in named[:5]]}"
         )
-    for n, p in matched:
-        if p.dim() == 0 or p.shape[0] % (3 * n_head):
+    for n, p in named:
+        if id(p) in qkv and (p.dim() == 0 or p.shape[0] % (3 * n_head)):
             raise ValueError(f"heads(): {n!r} of shape {tuple(p.shape)}: dim 0 not divisible by 3*n_head")
-    names = {id(p): n for n, p in named}
-    default = rows() if default is None else default
 
     def local_ids(p: Tensor) -> Tensor:
-        name = names.get(id(p))
-        if name is None or not is_match(name):
-            return torch.as_tensor(default.index([p])[0], dtype=torch.long)
-        hd = p.shape[0] // (3 * n_head)
-        row = torch.arange(p.shape[0])
-        head = (row // hd) % n_head if joint else row // hd
+        if id(p) not in qkv:
+            return _rows(p)
+        head = torch.arange(p.shape[0]) // (p.shape[0] // (3 * n_head))
         return head.reshape((-1,) + (1,) * (p.dim() - 1)).expand(p.shape).clone()
 
     return Partition(
         lambda params: _globalise(local_ids(p) for p in params),
-        f"heads(n_head={n_head}, n_proj=3, joint={joint})",
+        f"heads(n_head={n_head}, n_proj=3, joint=False)",
     )
 
 

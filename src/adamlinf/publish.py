@@ -4,13 +4,10 @@
     python -m adamlinf.publish resnet_table3 --scale gpu --set device=cuda:1
     python -m adamlinf.publish gpt2_figure1 --scale gpu --no-publish   # results/ only
 
-For GPU nodes without papermill, jupytext, Jupyter or IPython: the code cells of
-``book/notebooks/<name>.py`` run in order as plain Python in one namespace (the repository as working
-directory), the ``parameters`` cell replaced by the scale's parameters, checked as
-``python -m adamlinf.run`` checks them. Without IPython, a stand-in ``IPython.display`` prints
-Markdown and drops HTML; matplotlib draws with ``Agg``. The results and their provenance
-(``runner: adamlinf.publish``) go to ``results/<name>/<scale>/`` and, for ``gpu``, into
-``published/<name>/<scale>/`` (:func:`adamlinf.run.publish`), which the book renders on a CPU.
+For GPU nodes without papermill, jupytext, Jupyter or IPython: the code cells of book/notebooks/<name>.py
+run in order as plain Python, the parameters cell replaced by the scale's checked parameters (a stand-in
+IPython.display prints Markdown and drops HTML; matplotlib draws with Agg). The results go to
+results/<name>/<scale>/ and, for gpu, into published/<name>/<scale>/, which the book renders on a CPU.
 """
 
 from __future__ import annotations
@@ -35,9 +32,6 @@ def _display_stub() -> types.ModuleType:
     class _Shown:
         def __init__(self, data: Any = None, *args, **kwargs):
             self.data = data
-
-        def _repr_markdown_(self):
-            return self.data
 
     class Markdown(_Shown):
         pass
@@ -69,18 +63,10 @@ def _ensure_display() -> None:
 
 
 def execute_plain(name: str, params: Mapping[str, Any], *, sources: Path | None = None) -> float:
-    """Execute notebook ``name``'s code cells as plain Python with ``params`` injected.
+    """Execute notebook ``name``'s code cells (from ``sources``, default ``book/notebooks``) as plain Python.
 
-    Args:
-        name: The notebook.
-        params: Its full parameter dict (``scale`` and ``results_dir`` included).
-        sources: The folder of the notebook sources (default ``book/notebooks``).
-
-    Returns:
-        The wall time in seconds.
-
-    Raises:
-        Exception: Whatever a cell raises (the cell number is in the traceback's file name).
+    ``params`` (``scale`` and ``results_dir`` included) replace the parameters cell; returns the wall time
+    in seconds. A cell's error propagates, the cell number in the traceback's file name.
     """
     path = Path(sources or _run.SOURCES) / f"{name}.py"
     if not path.exists():

@@ -112,22 +112,18 @@ def table(
     caption: str | None = None,
     *,
     digits: int | Mapping[str, int] = 3,
-    wrap: tuple[str, ...] | None = None,
     links: Mapping[str, list[str]] | None = None,
     verdict_columns: tuple[str, ...] = ("verdict",),
-    headers: Mapping[str, str] | None = None,
     display: bool = True,
 ):
-    """Show ``df`` without its index, every number through :func:`fmt`.
+    """Show ``df`` without its index, every number through :func:`fmt`, headers through :func:`header`.
 
     Args:
         df: The table.
         caption: Plain text above it (Unicode, no TeX).
         digits: Significant digits, for every column or per column name.
-        wrap: Columns whose long text wraps (default: all).
         links: Per column, one relative URL per row (an empty one leaves the cell plain).
         verdict_columns: Columns of verdict words, which the book colours.
-        headers: Header text per column (default :func:`header`).
         display: Display it (else return the ``HTML`` object).
     """
     from IPython.display import HTML
@@ -136,15 +132,13 @@ def table(
     for col in shown.columns:
         d = digits.get(col, 3) if isinstance(digits, Mapping) else digits
         shown[col] = [v if isinstance(v, str) else fmt(v, d) for v in shown[col]]
-    wrap_cols = set(shown.columns if wrap is None else wrap)
-    names = dict(headers or {})
-    head = "".join(f"<th>{html.escape(names.get(c, header(c)))}</th>" for c in shown.columns)
+    head = "".join(f"<th>{html.escape(header(c))}</th>" for c in shown.columns)
     body = []
     links = dict(links or {})
     for i, row in enumerate(shown.itertuples(index=False)):
         cells = []
         for col, v in zip(shown.columns, row, strict=True):
-            cls = ' class="adamlinf-wrap"' if col in wrap_cols and len(v) > 24 else ""
+            cls = ' class="adamlinf-wrap"' if len(v) > 24 else ""
             verdict = f' data-verdict="{html.escape(v)}"' if col in verdict_columns else ""
             text = html.escape(v)
             if col in links and links[col][i]:

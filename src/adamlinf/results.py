@@ -53,17 +53,12 @@ def _now() -> str:
 
 def device_description(device: str | None = None) -> str:
     """A human-readable name of the hardware a result was computed on."""
-    try:
-        import torch
+    import torch  # imported here: the runner's checks stay fast
 
-        if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
-            return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-        threads = torch.get_num_threads()
-    except ImportError:  # pragma: no cover
-        threads = "?"
-    return (
-        f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, torch threads {threads})"
-    )
+    if (device is None or str(device).startswith("cuda")) and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU {cpu} ({os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
 
 
 def provenance(

@@ -86,19 +86,18 @@ class Rotation:
 
 
 class DenseRotation(Rotation):
-    r"""An explicit orthogonal $Q$: ``apply(x)`` $= Qx$ (checked to ``atol`` unless ``check=False``)."""
+    r"""An explicit orthogonal $Q$: ``apply(x)`` $= Qx$ (checked to ``atol``)."""
 
-    def __init__(self, matrix: Tensor, *, check: bool = True, atol: float | None = None):
+    def __init__(self, matrix: Tensor, *, atol: float | None = None):
         if not isinstance(matrix, Tensor) or matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
             raise ValueError("matrix must be a square 2-D tensor")
         if not matrix.is_floating_point():
             raise ValueError(f"matrix must be floating point, got {matrix.dtype}")
-        if check:
-            tol = atol if atol is not None else (1e-10 if matrix.dtype == torch.float64 else 1e-4)
-            eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
-            err = (matrix.T @ matrix - eye).abs().max().item()
-            if err > tol * max(1, matrix.shape[0]) ** 0.5:
-                raise ValueError(f"matrix is not orthogonal: max|Q^T Q - I| = {err:.3g}")
+        tol = atol if atol is not None else (1e-10 if matrix.dtype == torch.float64 else 1e-4)
+        eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+        err = (matrix.T @ matrix - eye).abs().max().item()
+        if err > tol * max(1, matrix.shape[0]) ** 0.5:
+            raise ValueError(f"matrix is not orthogonal: max|Q^T Q - I| = {err:.3g}")
         self.matrix, self.n = matrix, matrix.shape[0]
         self.dtype, self.device = matrix.dtype, matrix.device
 

@@ -20,12 +20,6 @@ from torch import Tensor
 
 from .partitions import check_block_index
 
-__all__ = ["as_symmetric", "l11_exact", "linf_smoothness", "l2_smoothness", "coordinatewise_smoothness"]
-__all__ += ["block_spectral_norms", "blockwise_smoothness", "blockwise_bound", "phi_smoothness"]
-__all__ += ["signgd_bound", "signgd_tuned_lr", "signgd_tuned_bound", "BoundTerms", "rmsprop_bound"]
-__all__ += ["rmsprop_tuned_lr", "blockwise_adam_F", "blockwise_adam_bound"]
-__all__ += ["lemma314_rhs", "lemma315_rhs", "lemma316_rhs"]
-
 ArrayLike = float | np.ndarray | Tensor
 
 
@@ -269,17 +263,11 @@ def rmsprop_bound(
     v0: float,
     grad0_inf: float,
     eps: float = 0.0,
-    noise_factor: float = 1.0,
 ) -> BoundTerms:
     r"""Theorem 3.5 (RECONSTRUCTED) for RMSProp (:math:`\beta_1=0`, :math:`\epsilon` inside the root).
 
-    .. math::
-        \min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1\le E+\sqrt E\,
-        \sqrt{\frac{\beta_2^{T/4}}{T(1-\beta_2)}d\sqrt{v_0}+\sum_i\sigma_i+d\sqrt\epsilon},\quad
-        E=\frac{2\Delta}{\eta T}+\Big(1+\frac{\beta_2F}{T(1-\beta_2)}\Big)
-          \Big(\eta\sum_iH_i+c\sqrt{1-\beta_2}\sum_i\sigma_i\Big),
-
-    with :math:`c` = ``noise_factor`` and :math:`F` from :func:`blockwise_adam_F` on coordinates.
+    :func:`blockwise_adam_bound` on coordinates: :math:`d_b=1`, :math:`H(L,\Phi)=\sum_iH_i`, a bound on
+    :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1`.
     """
     H = np.asarray(H, dtype=float).reshape(-1)
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), H.shape)
@@ -292,7 +280,7 @@ def rmsprop_bound(
         sigma_b=sigma, d_b=np.ones(d), grad0_phi=grad0_inf, H_b=H, eta=eta, T=T, beta2=beta2, v0=v0, eps=eps
     )
     E = 2 * delta / (eta * T) + (1 + beta2 * F / (T * (1 - beta2))) * (
-        eta * H.sum() + noise_factor * math.sqrt(1 - beta2) * sigma.sum()
+        eta * H.sum() + math.sqrt(1 - beta2) * sigma.sum()
     )
     S = beta2 ** (T / 4) / (T * (1 - beta2)) * d * math.sqrt(v0) + sigma.sum() + d * math.sqrt(eps)
     return BoundTerms(E=float(E), F=F, S=float(S), total=float(E + math.sqrt(E * S)))
@@ -316,7 +304,6 @@ def blockwise_adam_bound(
     v0: ArrayLike,
     grad0_phi: float,
     eps: float = 0.0,
-    noise_factor: float = 1.0,
 ) -> BoundTerms:
     r"""Theorem 3.11 (RECONSTRUCTED) for blockwise Adam (Algorithm 3) with :math:`\beta_1=0`.
 
@@ -325,7 +312,7 @@ def blockwise_adam_bound(
         \sqrt{\frac{\beta_2^{T/4}}{T(1-\beta_2)}\sum_bd_b\sqrt{v_{0,b}}+\sum_bd_b\sigma_b
         +d\sqrt\epsilon},\quad
         E=\frac{2\Delta}{\eta T}+\Big(1+\frac{\beta_2F}{T(1-\beta_2)}\Big)
-          \Big(\eta H(L,\Phi)+c\sqrt{1-\beta_2}\sum_bd_b\sigma_b\Big),
+          \Big(\eta H(L,\Phi)+\sqrt{1-\beta_2}\sum_bd_b\sigma_b\Big),
 
     with :math:`H(L,\Phi)` = ``H_phi`` (or a Lemma 3.13 bound), :math:`F` from :func:`blockwise_adam_F`.
     """
@@ -341,7 +328,7 @@ def blockwise_adam_bound(
     )
     noise = (d_b * sigma_b).sum()
     E = 2 * delta / (eta * T) + (1 + beta2 * F / (T * (1 - beta2))) * (
-        eta * H_phi + noise_factor * math.sqrt(1 - beta2) * noise
+        eta * H_phi + math.sqrt(1 - beta2) * noise
     )
     S = beta2 ** (T / 4) / (T * (1 - beta2)) * (d_b * np.sqrt(v0)).sum() + noise + d_b.sum() * math.sqrt(eps)
     return BoundTerms(E=float(E), F=F, S=float(S), total=float(E + math.sqrt(E * S)))

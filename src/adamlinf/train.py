@@ -184,14 +184,6 @@ def lr_at(it: int, cfg: TrainConfig) -> float:
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - min_lr)
 
 
-def make_optimizer(cfg: TrainConfig, model: nn.Module, params: list) -> torch.optim.Optimizer:
-    """The optimizer ``cfg.optimizer`` over ``params`` (``model`` gives the per-head partition)."""
-    kw = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, momentum=cfg.momentum, **cfg.optimizer_kwargs)
-    if not cfg.torch_form:  # the paper's form: no bias correction, eps inside the root
-        kw.update(bias_correction=False, eps=0.0, eps_root=cfg.eps)
-    return optim.create(cfg.optimizer, params, model=model, **kw)
-
-
 def result_spec(spec: dict) -> dict:
     """The part of a run spec that determines its results (no ``data.root``, :data:`EXECUTION_FIELDS`)."""
     return {
@@ -641,7 +633,10 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
     geometry = _geometry(task, cfg, world)
     autocast, scaler, param_dtype = _precision(model, cfg, device)
     rotation, params = _trainable(model, cfg, ddp)
-    optimizer = make_optimizer(cfg, model, params)
+    kw = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, momentum=cfg.momentum, **cfg.optimizer_kwargs)
+    if not cfg.torch_form:  # the paper's form: no bias correction, eps inside the root
+        kw.update(bias_correction=False, eps=0.0, eps_root=cfg.eps)
+    optimizer = optim.create(cfg.optimizer, params, model=model, **kw)  # model: the per-head partition
     start, rows, elapsed = _resume(out, cfg, spec, model, rotation, optimizer, scaler, device, master)
     if master and rows:  # a metrics.csv cut short (a kill during its write) is rebuilt from the checkpoint
         write_metrics(out, rows)
@@ -687,12 +682,8 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
                 warnings.warn(f"could not checkpoint iteration {done} in {out}: {exc}", CheckpointWarning, 2)
         if signals.received is not None:
             name = signal.Signals(signals.received).name
-            print(
-                f"[train] stopped by {name} at iteration {done} of {cfg.max_iters}: {where}; "
-                "run the same command again to resume",
-                file=sys.stderr,
-                flush=True,
-            )
+            stopped = f"[train] stopped by {name} at iteration {done} of {cfg.max_iters}: {where}; "
+            print(stopped + "run the same command again to resume", file=sys.stderr, flush=True)
         raise
     finally:
         log.close()

@@ -1,12 +1,8 @@
 r"""The learning-rate search: grids extended at an edge until the optimum is interior, then refined.
 
-One batched search serves every tuned comparison (Table 1's quadratics, the GPT and ResNet sweeps,
-the review's arms, :func:`adamlinf.diagnose.race`). ``evaluate({key: [lr, ...]})`` scores many grids
-at once (lower is better; non-finite = diverged, ranked last; ties go to the smaller lr). Per key,
-in rounds: while the best lr is the smallest (or all diverged) or the largest, ``n_extend`` values
-past that edge are added, a factor ``ratio`` apart (at most ``max_extensions`` times); otherwise,
-with ``refine`` :math:`= f`, values are added log-evenly towards each neighbour more than :math:`f`
-away, until no key asks for more or ``max_rounds`` rounds ran.
+One batched :func:`search` serves every tuned comparison (Table 1's quadratics, the GPT and ResNet
+sweeps, the review's arms, :func:`adamlinf.diagnose.race`). Lower scores are better; a non-finite score
+(diverged) ranks last, and ties go to the smaller lr.
 """
 
 from __future__ import annotations
@@ -120,6 +116,9 @@ def search(
     max_rounds: int | None = None,
 ) -> Search:
     """Search the best lr of many keys at once, in rounds of one batched ``evaluate``.
+
+    Per key and round, a best lr on an edge (all diverged: the low one) adds values past it, an interior
+    one is refined log-evenly towards its neighbours; until no key asks for more.
 
     Args:
         evaluate: ``{key: [new lrs]} -> {key: {lr: score}}`` (only the keys with new values).

@@ -211,8 +211,6 @@ class ImageTask:
         self, split: str, step: int, micro_step: int = 0, rank: int = 0, world: int = 1
     ) -> tuple[Tensor, Tensor]:
         """Normalised images and labels: ``"train"`` augmented, ``"test"``/``"val"`` in fixed order."""
-        if world < 1 or rank >= world:
-            raise ValueError(f"need 0 <= rank < world, got rank={rank}, world={world}")
         if split == "train":
             idx = self.train_indices(step, micro_step, rank, world)
             x = self.train_x[idx]

@@ -3,7 +3,7 @@
 ``build(spec)`` makes one from a plain dict, so notebooks and checkpoints describe models as data::
 
     build({"kind": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "vocab_size": 256, "block_size": 128})
-    build({"kind": "resnet18", ...})   # keyword arguments of adamlinf.models.resnet.build
+    build({"kind": "resnet18", ...})   # keyword arguments of adamlinf.models.resnet.resnet18_cifar
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ MODEL_KINDS = ("gpt", "resnet18")
 
 
 def build(spec: dict) -> nn.Module:
-    """``GPT(GPTConfig(**config))`` (``"preset": "gpt2_124m"`` plus overrides) or ``resnet.build(**config)``.
+    """``GPT(GPTConfig(**config))`` (``"preset": "gpt2_124m"`` and overrides) or ``resnet18_cifar(**config)``.
 
     The spec stays on the model as ``model.adamlinf_spec``, so checkpoints can rebuild it.
     """
@@ -29,25 +29,21 @@ def build(spec: dict) -> nn.Module:
         raise ValueError(f"model spec must be a dict with a 'kind' key (one of {MODEL_KINDS}), got {spec!r}")
     config = {k: v for k, v in spec.items() if k != "kind"}
     kind = spec["kind"]
-    if kind == "gpt":
-        preset = config.pop("preset", None)
-        unknown = sorted(set(config) - {f.name for f in dataclasses.fields(GPTConfig)})
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {unknown} in a model spec of kind 'gpt'; allowed: "
-                f"{sorted(f.name for f in dataclasses.fields(GPTConfig))} and 'preset'"
-            )
-        if preset is None:
-            cfg = GPTConfig(**config)
-        elif preset == "gpt2_124m":
-            cfg = GPTConfig.gpt2_124m(**config)
-        else:
-            raise ValueError(f"unknown GPT preset {preset!r} (known: 'gpt2_124m')")
-        model = GPT(cfg)
-    elif kind == "resnet18":
-        resnet = importlib.import_module("adamlinf.models.resnet")
-        model = resnet.build(**config)
-    else:
+    if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+    if kind == "gpt":
+        allowed = sorted(f.name for f in dataclasses.fields(GPTConfig)) + ["preset"]
+    else:
+        allowed = ["blocks", "in_channels", "num_classes", "seed", "width"]
+    unknown = sorted(set(config) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} in a model spec of kind {kind!r}; allowed: {allowed}")
+    if kind == "resnet18":
+        model = importlib.import_module("adamlinf.models.resnet").resnet18_cifar(**config)
+    else:
+        preset = config.pop("preset", None)
+        if preset not in (None, "gpt2_124m"):
+            raise ValueError(f"unknown GPT preset {preset!r} (known: 'gpt2_124m')")
+        model = GPT(GPTConfig.gpt2_124m(**config) if preset else GPTConfig(**config))
     model.adamlinf_spec = dict(spec)
     return model

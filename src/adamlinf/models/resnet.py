@@ -4,8 +4,7 @@ The CIFAR variant: a 3x3 stride-1 stem and no max-pool; stages of ``width·(1, 2
 at strides 1, 2, 2, 2, global average pooling, a linear layer (11,173,962 parameters for 10
 classes). Every BatchNorm has ``track_running_stats=False`` (the paper's setting), so it uses the
 batch's statistics in evaluation too: the network is a fixed function of a fixed batch (Table 4
-needs that). ``ResNetConfig(width=w, blocks=(b1, b2, b3, b4))`` scales it down for ``ci``;
-``ResNetConfig()`` is ResNet18 (``width=64, blocks=(2, 2, 2, 2)``).
+needs that). A smaller ``width`` and ``blocks`` scale it down for ``ci``.
 """
 
 from __future__ import annotations
@@ -92,22 +91,9 @@ def resnet18_cifar(num_classes=10, *, width=64, blocks=(2, 2, 2, 2), in_channels
         return CifarResNet(cfg)
 
 
-def build(**spec) -> CifarResNet:
-    """:func:`resnet18_cifar` of a spec (``adamlinf.models.build`` of kind ``"resnet18"`` lands here)."""
-    spec = dict(spec)
-    kind = spec.pop("kind", "resnet18")
-    if kind != "resnet18":
-        raise ValueError(f"adamlinf.models.resnet builds kind 'resnet18', got {kind!r}")
-    allowed = {"num_classes", "width", "blocks", "in_channels", "seed"}
-    unknown = set(spec) - allowed
-    if unknown:
-        raise ValueError(f"unknown ResNet option(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    return resnet18_cifar(**spec)
-
-
 def train_flops_per_image(image_size: int = 32, **spec) -> float:
     """3 x the forward FLOPs that ``FlopCounterMode`` counts (about 3.3 GFLOP for ResNet18 at 32x32)."""
-    model = build(**spec)
+    model = resnet18_cifar(**spec)
     x = torch.zeros(2, model.config.in_channels, image_size, image_size)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
