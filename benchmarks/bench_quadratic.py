@@ -5,7 +5,7 @@
 Both sides run exactly the same (row, learning rate, seed) combinations of a Table 1 experiment
 (:func:`experiment`): the baseline loops over them in Python and calls
 ``adamlinf.problems.run`` (``adamlinf.optim`` / ``torch.optim`` classes, autograd
-gradients); the batched side is one ``adamlinf.problems.run_batched`` call
+gradients); the batched side is one ``adamlinf.studies.quadratic.run_batched`` call
 (through ``adamlinf.studies.quadratic.run_experiment``). Prints median wall times and their
 ratio, plus the largest relative difference of the final losses (they must agree). Wall times on
 a shared machine are noisy: medians over ``--repeats`` runs, measured in the same process.

@@ -40,17 +40,11 @@ def _valid_rst(text: str) -> bool:
 
 
 _SPHINX_ONLY = (":data:", ":func:", ":class:", ":meth:", ":mod:", ":attr:", ":math:", ":obj:", ":exc:")
-_SPHINX_BLOCKS = (
-    ".. math::",
+_SPHINX_BLOCKS = (  # (docutils knows ".. math::" and napoleon's field lists, ":param x:", itself)
     ".. note::",
     ".. warning::",
     ".. seealso::",
     ".. code-block::",
-    ":param",
-    ":returns:",
-    ":raises",
-    ":type",
-    ":rtype:",
     ".. attribute::",
     ".. rubric::",
     ".. admonition::",
@@ -88,7 +82,7 @@ def _verbatim_if_broken(app, what, name, obj, options, lines):  # noqa: ARG001 -
     for role in _SPHINX_ONLY:
         probe = probe.replace(role, "")
     for block in _SPHINX_BLOCKS:
-        probe = probe.replace(block, ".. container::" if block.startswith("..") else "")
+        probe = probe.replace(block, ".. container::")
     if _valid_rst(probe):
         return
     original = [line for line in (obj.__doc__ or text).splitlines()]

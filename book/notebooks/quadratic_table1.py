@@ -367,7 +367,7 @@ for sigma in sigmas:
 # ## Cost of this page
 #
 # The sweep runs every (setting, learning rate, seed) of a tuning round as one batched tensor
-# computation (`adamlinf.problems.run_batched`). The paper-scale cost ($d$ = 1000, the same sweep)
+# computation (`adamlinf.studies.quadratic.run_batched`). The paper-scale cost ($d$ = 1000, the same sweep)
 # is *estimated*: this page's measured CPU time scaled by the work model
 # $T\,(n_\text{dense}\,d^2 + 20\,n_\text{all}\,d)$ (`adamlinf.studies.quadratic.estimate_cost`).
 

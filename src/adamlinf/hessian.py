@@ -805,7 +805,7 @@ def lanczos(hvp, n_iter: int = 50, *, seed: int = 0) -> Tensor:
 def spectral_norm(hvp, *, tol: float = 1e-6, lanczos_iters: int | None = None, seed: int = 0) -> float:
     r""":math:`\|H\|_2=\max_i|\lambda_i(H)|` by ``eigsh`` to relative ``tol``.
 
-    With ``lanczos_iters``: the largest |Ritz value| of :func:`lanczos` (Appendix D.2, a lower bound).
+    With ``lanczos_iters``: the largest absolute Ritz value of :func:`lanczos` (Appendix D.2, a lower bound).
     """
     h = _as_operator(hvp)
     if lanczos_iters is not None:

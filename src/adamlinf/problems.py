@@ -2,7 +2,7 @@ r"""The quadratics of Sections 3 and 4.1 and the runners on them.
 
 Table 1 (RECONSTRUCTED, all settings are parameters): :math:`L_\theta(x)=\tfrac12x^\top
 R_\theta^\top\operatorname{diag}(\lambda)R_\theta x`, :math:`R_\theta=\exp(\theta S)`, started at
-:math:`R_\theta^\top x_0`, run by :func:`run_batched` (reference: :func:`run`).
+:math:`R_\theta^\top x_0`, run one at a time by :func:`run` (batched: ``studies.quadratic.run_batched``).
 Section 3: :class:`NoisyQuadratic` and its runners.
 """
 
@@ -19,11 +19,9 @@ from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
 
 __all__ = ["power_law_spectrum", "SPECTRA", "spectrum", "rotation_path", "rotated_family", "Quadratic"]
-__all__ += ["GradientNoise", "Trace", "run", "run_batched"]
-__all__ += ["lr_factor", "OPTIMIZERS", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
+__all__ += ["GradientNoise", "Trace", "run"]
+__all__ += ["lr_factor", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
 __all__ += ["run_signgd", "run_blockwise_rmsprop"]
-
-OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the names of optim.OPTIMIZERS run_batched runs
 
 
 def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
@@ -402,112 +400,6 @@ def run(
     if iterates:
         series["x"] = torch.stack(xs)
     return Trace(torch.tensor([float(lr)], dtype=torch.float64), torch.arange(steps + 1), series)
-
-
-def _slices(keys: list) -> list[tuple]:
-    """``(key, start, stop)`` of every stretch of equal consecutive ``keys``."""
-    out, start = [], 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[start]:
-            out.append((keys[start], start, i))
-            start = i
-    return out
-
-
-def run_batched(
-    problems: Sequence[Quadratic],
-    x0: torch.Tensor,
-    runs: Sequence[tuple],
-    *,
-    steps: int,
-    seed: int = 0,
-    sigma: float = 0.0,
-    eps: float = 1e-8,
-    schedule: str = "constant",
-    record_every: int = 1,
-    final_window: int = 1,
-    reach: float | None = None,
-) -> Trace:
-    r"""Runs of Adam, AdaSGD, SGD and SignGD on quadratics, stepped together as one ``(runs, d)`` tensor.
-
-    ``runs``: ``(optimizer, beta1, beta2, problem, seed_index, lr)`` (``beta1``: SGD's momentum), batched
-    where adjacent runs share the update rule and problem; start :math:`R^\top x_0` (``x0[seed_index]``
-    if ``x0`` is ``(S, d)``), noise stream ``seed_index`` of :class:`GradientNoise` (``base_seed=seed``).
-    Returns series ``loss`` ``(n_rec, runs)`` at ``t`` (every ``record_every``, and :math:`T`), sums
-    ``final_loss`` (mean of the last ``final_window``) and with ``reach`` ``steps_to_reach`` (the first
-    :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)`, else inf).
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if not 1 <= final_window <= steps:
-        raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
-    if record_every < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
-    lr_factor(schedule, 1, steps)  # validates the name
-    if bad := [r[0] for r in runs if r[0] not in OPTIMIZERS]:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
-    dtype, device = x0.dtype, x0.device
-    problems = [p.to(dtype=dtype, device=device) for p in problems]
-    d = x0.shape[-1]
-    R = len(runs)
-    lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
-    seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
-    prob_idx = torch.tensor([r[3] for r in runs], dtype=torch.long, device=device)
-    starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem (and seed)
-    x = starts[prob_idx, seed_idx] if x0.ndim == 2 else starts[prob_idx]
-    m = torch.zeros_like(x)  # first moment (Adam, AdaSGD) or momentum buffer (SGD)
-    v_full = torch.zeros_like(x)  # Adam's coordinate-wise second moment
-    v_scalar = x.new_zeros(R, 1)  # AdaSGD's one scalar per run
-    noise = GradientNoise(d, int(seed_idx.max()) + 1, sigma, base_seed=seed, dtype=dtype, device=device)
-    groups = [(*key, a, b) for key, a, b in _slices([r[:3] for r in runs])]
-    hess = [(key[3], a, b) for key, a, b in _slices([r[:4] for r in runs])]
-    rec_steps: list[int] = []
-    rec = x.new_empty(steps // record_every + 2, R)
-    tail = x.new_zeros(R)
-    hit = torch.full((R,), -1, dtype=torch.long, device=device)
-    g = torch.empty_like(x)
-
-    def clean_grad():
-        for p, a, b in hess:
-            g[a:b] = problems[p].grad(x[a:b])
-        return g
-
-    def track(loss, t):
-        if reach is not None:
-            hit[(hit < 0) & (loss <= reach * rec[0])] = t  # rec[0] = L(x_0)
-
-    for t in range(1, steps + 1):
-        gc = clean_grad()
-        loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
-        if (t - 1) % record_every == 0:
-            rec[len(rec_steps)] = loss
-            rec_steps.append(t - 1)
-        track(loss, t - 1)
-        if t - 1 > steps - final_window:
-            tail += loss
-        if sigma > 0:
-            gc.add_(noise.sample()[seed_idx])
-        for opt, beta1, beta2, a, b in groups:
-            xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
-            if schedule != "constant":
-                lrs = lrs * lr_factor(schedule, t, steps)
-            if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
-                vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
-                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
-            elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
-                ms.mul_(beta1).add_(gs)
-                xs.sub_(ms * lrs)
-            else:
-                optim.signgd_update_(xs, gs, lr=lrs)
-    last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
-    track(last, steps)
-    tail += last
-    rec[len(rec_steps)] = last
-    rec_steps.append(steps)
-    sums = {"final_loss": (tail / final_window).cpu()}
-    if reach is not None:
-        sums["steps_to_reach"] = torch.where(hit < 0, math.inf, hit.to(torch.float64)).cpu()
-    return Trace(lr[:, 0].cpu(), torch.tensor(rec_steps), {"loss": rec[: len(rec_steps)].cpu()}, sums)
 
 
 def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -281,3 +281,36 @@ def test_sweep_end_to_end_small():
     ]  # ‖H_θ‖₂ = 1 in every row: no column
     assert list(head["Optimizer"])[1:4] == ["Adam", "Adam (θ√d=1)", "Adam (Haar)"]  # by θ, Haar last
     assert SQ.estimate_cost(10.0, r.work, d_target=16) > 10.0
+
+
+# ---------------------------------------------------------------------------------------------
+# run_batched against problems.run: one start per seed, steps to reach a fraction of L(x0)
+# ---------------------------------------------------------------------------------------------
+def test_batched_x0_per_seed_and_steps_to_reach():
+    """run_batched (runs in any order, one start per seed) equals problems.run run by run (autograd
+    gradients, the optimizer classes); steps_to_reach is the first t with L(x_t) <= reach L(x0)."""
+    d, T, reach = 10, 80, 1e-4
+    rots = P.rotation_path(d, [0.3], seed=0, haar_seed=1)
+    probs = P.rotated_family(P.spectrum("i^-1/2", d), rots)
+    x0 = torch.randn(3, d, dtype=F64, generator=torch.Generator().manual_seed(2))
+    settings = [("adam", 0.9, 0.99, 2, 0.05), ("sgd", 0.9, 0.0, 1, 0.5), ("adasgd", 0.0, 0.99, 0, 0.1)]
+    runs = [(o, b1, b2, p, s, lr) for o, b1, b2, p, lr in settings for s in (2, 0, 1)]
+    out = SQ.run_batched(probs, x0, runs, steps=T, reach=reach)
+    assert out["loss"].shape == (T + 1, len(runs)) and out.t.tolist() == list(range(T + 1))
+    for r, (o, b1, b2, p, s, lr) in enumerate(runs):
+        ref = P.run(probs[p], x0[s], o, steps=T, lr=lr, betas=(b1, b2), momentum=b1)["loss"].numpy()
+        np.testing.assert_allclose(out["loss"][:, r], ref, rtol=1e-10, atol=1e-13 * ref[0])
+        hit = np.flatnonzero(ref <= reach * ref[0])
+        assert out["steps_to_reach"][r].item() == (float(hit[0]) if len(hit) else math.inf)
+        assert out["final_loss"][r].item() == pytest.approx(ref[-1], rel=1e-10) and out["lr"][r].item() == lr
+    assert torch.isfinite(out["steps_to_reach"]).any()  # the check above is not vacuous
+
+
+def test_run_batched_bad_input_raises():
+    probs, x0 = [P.Quadratic(P.power_law_spectrum(4))], torch.ones(4, dtype=torch.float64)
+    runs = [("adam", 0.9, 0.99, 0, 0, 1e-2)]
+    for bad in (dict(steps=0), dict(steps=5, final_window=6), dict(steps=5, schedule="step")):
+        with pytest.raises(ValueError):
+            SQ.run_batched(probs, x0, runs, **bad)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        SQ.run_batched(probs, x0, [("lamb", 0.9, 0.99, 0, 0, 1e-2)], steps=5)

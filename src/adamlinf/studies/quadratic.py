@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from adamlinf import optim, theory, tune
 from adamlinf import problems as Q
-from adamlinf import theory, tune
 from adamlinf.studies.verdicts import (
     AGREEMENT_RULE,
     BOOK,
@@ -42,22 +42,18 @@ from adamlinf.studies.verdicts import (
     verdict_row,
 )
 
-__all__ = ["EPS_REACH", "COARSE_GRIDS", "effective_steps", "Row", "Experiment"]
+__all__ = ["EPS_REACH", "COARSE_GRIDS", "effective_steps", "run_batched", "Row", "Experiment"]
 __all__ += ["run_experiment", "SweepResult", "run_sweep", "spearman_with_interval"]
 __all__ += ["spectrum_verdicts", "verdict_summary", "main_spectrum", "findings", "curve_panels"]
 __all__ += ["panel_curves", "table1", "full_table", "paper_vs_ours", "equivariance_check", "estimate_cost"]
 
+OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the rules run_batched steps (optim.OPTIMIZERS names)
 #: :math:`\varepsilon` of the noise-free criterion: steps to reach :math:`L \le \varepsilon L(x_0)`.
 EPS_REACH = 1e-8
 
 #: Starting grids per optimizer (``[lo, factor, n]``: ``n`` values ``lo * factor**k``), for
 #: :math:`\|H\|_2 = 1`; :func:`adamlinf.tune.search` extends them where the optimum is at an edge.
-COARSE_GRIDS = {
-    "adam": (1e-3, 1.5**3, 6),
-    "signgd": (1e-3, 1.5**3, 6),
-    "adasgd": (1e-3, 1.5**3, 6),
-    "sgd": (1e-2, 1.5**3, 6),
-}
+COARSE_GRIDS = {name: (1e-3, 1.5**3, 6) for name in ("adam", "signgd", "adasgd")} | {"sgd": (1e-2, 1.5**3, 6)}
 
 METRIC_NOISY = "L(x_T)/L(x₀)"
 METRIC_EXACT = "steps to 1e-8·L(x₀)"
@@ -87,6 +83,112 @@ def _seed_metric(final: pd.DataFrame, sigma: float, steps: int) -> np.ndarray:
     return np.where(bad, np.inf, out)
 
 
+def _slices(keys: list) -> list[tuple]:
+    """``(key, start, stop)`` of every stretch of equal consecutive ``keys``."""
+    out, start = [], 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
+            out.append((keys[start], start, i))
+            start = i
+    return out
+
+
+def run_batched(
+    problems: Sequence[Q.Quadratic],
+    x0: torch.Tensor,
+    runs: Sequence[tuple],
+    *,
+    steps: int,
+    seed: int = 0,
+    sigma: float = 0.0,
+    eps: float = 1e-8,
+    schedule: str = "constant",
+    record_every: int = 1,
+    final_window: int = 1,
+    reach: float | None = None,
+) -> Q.Trace:
+    r"""Runs of Adam, AdaSGD, SGD and SignGD on quadratics, stepped together as one ``(runs, d)`` tensor.
+
+    ``runs``: ``(optimizer, beta1, beta2, problem, seed_index, lr)`` (``beta1``: SGD's momentum), batched
+    where adjacent runs share the update rule and problem; start :math:`R^\top x_0` (``x0[seed_index]``
+    if ``x0`` is ``(S, d)``), noise stream ``seed_index`` of ``GradientNoise(base_seed=seed)``.
+    Returns series ``loss`` ``(n_rec, runs)`` at ``t`` (every ``record_every``, and :math:`T`), sums
+    ``final_loss`` (mean of the last ``final_window``) and with ``reach`` ``steps_to_reach`` (the first
+    :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)`, else inf).
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not 1 <= final_window <= steps:
+        raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
+    if record_every < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
+    Q.lr_factor(schedule, 1, steps)  # validates the name
+    if bad := [r[0] for r in runs if r[0] not in OPTIMIZERS]:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
+    dtype, device = x0.dtype, x0.device
+    problems = [p.to(dtype=dtype, device=device) for p in problems]
+    d = x0.shape[-1]
+    R = len(runs)
+    lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
+    seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
+    prob_idx = torch.tensor([r[3] for r in runs], dtype=torch.long, device=device)
+    starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem (and seed)
+    x = starts[prob_idx, seed_idx] if x0.ndim == 2 else starts[prob_idx]
+    m = torch.zeros_like(x)  # first moment (Adam, AdaSGD) or momentum buffer (SGD)
+    v_full = torch.zeros_like(x)  # Adam's coordinate-wise second moment
+    v_scalar = x.new_zeros(R, 1)  # AdaSGD's one scalar per run
+    noise = Q.GradientNoise(d, int(seed_idx.max()) + 1, sigma, base_seed=seed, dtype=dtype, device=device)
+    groups = [(*key, a, b) for key, a, b in _slices([r[:3] for r in runs])]
+    hess = [(key[3], a, b) for key, a, b in _slices([r[:4] for r in runs])]
+    rec_steps: list[int] = []
+    rec = x.new_empty(steps // record_every + 2, R)
+    tail = x.new_zeros(R)
+    hit = torch.full((R,), -1, dtype=torch.long, device=device)
+    g = torch.empty_like(x)
+
+    def clean_grad():
+        for p, a, b in hess:
+            g[a:b] = problems[p].grad(x[a:b])
+        return g
+
+    def track(loss, t):
+        if reach is not None:
+            hit[(hit < 0) & (loss <= reach * rec[0])] = t  # rec[0] = L(x_0)
+
+    for t in range(1, steps + 1):
+        gc = clean_grad()
+        loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
+        if (t - 1) % record_every == 0:
+            rec[len(rec_steps)] = loss
+            rec_steps.append(t - 1)
+        track(loss, t - 1)
+        if t - 1 > steps - final_window:
+            tail += loss
+        if sigma > 0:
+            gc.add_(noise.sample()[seed_idx])
+        for opt, beta1, beta2, a, b in groups:
+            xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
+            if schedule != "constant":
+                lrs = lrs * Q.lr_factor(schedule, t, steps)
+            if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
+                vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
+                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
+            elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
+                ms.mul_(beta1).add_(gs)
+                xs.sub_(ms * lrs)
+            else:
+                optim.signgd_update_(xs, gs, lr=lrs)
+    last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
+    track(last, steps)
+    tail += last
+    rec[len(rec_steps)] = last
+    rec_steps.append(steps)
+    sums = {"final_loss": (tail / final_window).cpu()}
+    if reach is not None:
+        sums["steps_to_reach"] = torch.where(hit < 0, math.inf, hit.to(torch.float64)).cpu()
+    return Q.Trace(lr[:, 0].cpu(), torch.tensor(rec_steps), {"loss": rec[: len(rec_steps)].cpu()}, sums)
+
+
 @dataclass(frozen=True)
 class Row:
     r"""One optimizer setting on ``Experiment.problems[problem]``; ``beta1`` is SGD's momentum."""
@@ -100,8 +202,8 @@ class Row:
     column: str
 
     def __post_init__(self):
-        if self.optimizer not in Q.OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {Q.OPTIMIZERS}, got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"betas must lie in [0, 1), got ({self.beta1}, {self.beta2})")
         if len(self.lrs) == 0 or any((not math.isfinite(v)) or v <= 0 for v in self.lrs):
@@ -119,7 +221,7 @@ class Experiment:
 
 
 def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0, **kw) -> tuple:
-    """Every (row, lr, seed) of ``exp`` in one :func:`adamlinf.problems.run_batched` call (``kw``: its own).
+    """Every (row, lr, seed) of ``exp`` in one :func:`run_batched` call (``kw``: its own).
 
     Seed ``s`` is noise stream ``s`` (and start ``exp.x0[s]`` if ``(S, d)``). Returns ``(final, curves)``:
     a line per run (``final_loss``, ``diverged``, ...) and the recorded losses, runs by rule then problem.
@@ -130,8 +232,8 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
     for j, r in enumerate(exp.rows):
         for k, lr in enumerate(r.lrs):
             runs += [(r.optimizer, r.beta1, r.beta2, r.problem, s, lr, j, k) for s in range(n_seeds)]
-    runs.sort(key=lambda r: (Q.OPTIMIZERS.index(r[0]), r[1], r[2], r[3], r[6], r[7], r[4]))
-    out = Q.run_batched(
+    runs.sort(key=lambda r: (OPTIMIZERS.index(r[0]), r[1], r[2], r[3], r[6], r[7], r[4]))
+    out = run_batched(
         exp.problems, exp.x0, [r[:6] for r in runs], steps=steps, seed=seed, sigma=exp.sigma, **kw
     )
     thetas = [getattr(p, "theta", 0.0) for p in exp.problems]
