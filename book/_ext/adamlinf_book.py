@@ -40,6 +40,7 @@ def _valid_rst(text: str) -> bool:
 
 
 _SPHINX_ONLY = (":data:", ":func:", ":class:", ":meth:", ":mod:", ":attr:", ":math:", ":obj:", ":exc:")
+_SPHINX_ONLY += (":cite:p:",)
 _SPHINX_BLOCKS = (  # (docutils knows ".. math::" and napoleon's field lists, ":param x:", itself)
     ".. note::",
     ".. warning::",
@@ -63,13 +64,14 @@ def _inline_math(m: re.Match) -> str:
 
 
 def _tex_to_rst(text: str) -> str:
-    """``$...$`` and ``$$...$$`` (the docstrings' maths) as Sphinx math roles and directives."""
+    """``$...$``, ``$$...$$`` and MyST's ``{cite}`` (the docstrings' maths and citations) in Sphinx's RST."""
+    text = text.replace("{cite}`", ":cite:p:`")
     text = _DISPLAY.sub(lambda m: "\n\n.. math::\n\n   " + " ".join(m.group(1).split()) + "\n\n", text)
     return _INLINE.sub(_inline_math, text)
 
 
 def _docstring_math(app, what, name, obj, options, lines):  # noqa: ARG001 - Sphinx's signature
-    if lines and "$" in "".join(lines):
+    if lines and ("$" in "".join(lines) or "{cite}" in "".join(lines)):
         lines[:] = _tex_to_rst("\n".join(lines)).split("\n")
 
 
