@@ -1,13 +1,11 @@
 r"""The tuning protocol of the experiment chapters (Sections 4.2 and 4.3).
 
-1. **A grid per optimizer** of at least 4 peak lrs, half a decade apart (ratio :math:`\sqrt{10}`),
-   extended past an edge while the best lr is on it (:func:`tune_grid`, at most ``max_extensions``).
-2. **Seeds.** A *tuning seed* picks each best lr; the *measuring seeds* (never the tuning seed) are
-   trained there and measured (:func:`measured`): the seed that picked a winner would bias its loss down.
-3. **The paper's view**: one shared lr for the adaptive methods, a slice of the same grid.
-
-A run's final metric (:func:`final_metrics`) averages its last logged values; ``inf`` once it logged
-a non-finite loss. Figures: :func:`plot_sweep`, :func:`plot_curves`; published: :func:`load_published`.
+A grid per optimizer of at least 4 peak lrs, half a decade apart (:math:`\sqrt{10}`), extended past
+an edge while the best lr is on it (:func:`tune_grid`). A *tuning seed* picks each best lr; the
+*measuring seeds* (never the tuning seed, whose winner's loss is biased down) are trained there and
+measured (:func:`measured`). The paper's view, one shared lr for the adaptive methods, is a slice of
+the same grid. A run's final metric (:func:`final_metrics`) averages its last logged values, ``inf``
+once it logged a non-finite loss.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ from adamlinf.studies.verdicts import Measured, seed_texts
 HALF_DECADE = tune.HALF_DECADE
 
 
-# final metrics of runs
 def _window(n_rows: int, window: int | float) -> int:
     if isinstance(window, float) and 0 < window < 1:
         return max(1, int(round(window * n_rows)))
@@ -86,7 +83,6 @@ def final_metrics(
     return pd.DataFrame(rows)
 
 
-# the tuning sweep
 @dataclass
 class Sweep:
     """The result of :func:`tune_grid`.
@@ -142,9 +138,7 @@ def tune_grid(
         for opt, lrs in grids.items():
             g = finals[(finals.optimizer == opt) & (finals.seed == last["seed"])]
             have = dict(zip(g.lr.astype(float), g.final.astype(float), strict=True))
-            out[opt] = {
-                lr: next(v for k, v in have.items() if math.isclose(k, lr, rel_tol=1e-6)) for lr in lrs
-            }
+            out[opt] = {x: next(v for k, v in have.items() if math.isclose(k, x, rel_tol=1e-6)) for x in lrs}
         return out
 
     found = tune.search(scores, grids, digits=4, max_extensions=max_extensions)
@@ -152,12 +146,9 @@ def tune_grid(
     return Sweep(grids, last["finals"], found.best, ext, found.on_edge, last["seed"])
 
 
-# seeds and measured values
 def measuring(finals: pd.DataFrame) -> pd.DataFrame:
     """The rows of the measuring seeds: all rows when ``finals`` has no ``measuring`` column."""
-    if "measuring" not in finals.columns:
-        return finals
-    return finals[finals["measuring"].astype(bool)]
+    return finals[finals["measuring"].astype(bool)] if "measuring" in finals.columns else finals
 
 
 def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "final") -> Measured:
@@ -169,14 +160,11 @@ def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "fina
     return Measured.from_seeds(g[value].astype(float))
 
 
-def seed_table(
-    finals: pd.DataFrame, points: Mapping[str, tuple[str, float]], value: str = "final"
-) -> pd.DataFrame:
+def seed_table(finals: pd.DataFrame, points: Mapping[str, tuple], value: str = "final") -> pd.DataFrame:
     """Per point ``{key: (optimizer, lr)}``: ``mean``, ``std``, ``n_seeds``, ``text`` of measuring seeds."""
     values = [measured(finals, opt, lr, value) for opt, lr in points.values()]
-    out = pd.DataFrame(
-        [(key, opt, float(lr)) for key, (opt, lr) in points.items()], columns=["key", "optimizer", "lr"]
-    )
+    rows = [(key, opt, float(lr)) for key, (opt, lr) in points.items()]
+    out = pd.DataFrame(rows, columns=["key", "optimizer", "lr"])
     out["mean"] = [m.value for m in values]
     out["std"] = [m.spread for m in values]
     out["n_seeds"] = [m.n for m in values]
@@ -184,10 +172,8 @@ def seed_table(
     return out
 
 
-def seeded_points(
-    best_lr: Mapping[str, float], shared: Iterable[tuple[str, float]] = ()
-) -> list[tuple[str, float]]:
-    """The (optimizer, lr) points that get extra seeds: each best lr, then the shared-lr slices."""
+def seeded_points(best_lr: Mapping[str, float], shared: Iterable = ()) -> list[tuple[str, float]]:
+    """The (optimizer, lr) points that get extra seeds: each best lr, then the ``shared`` (optimizer, lr)."""
     out: list[tuple[str, float]] = []
     for opt, lr in [*best_lr.items(), *shared]:
         if not any(o == opt and math.isclose(x, lr, rel_tol=1e-6) for o, x in out):
@@ -244,16 +230,14 @@ class RunCollector:
     def run_s(self) -> float:
         """Training seconds of the collected runs, whenever trained (their completion records)."""
         records = [self.root / name / _launch.COMPLETE_FILE for name in self.frames]
-        return sum(
-            (float(json.loads(r.read_text()).get("wall_time_s", 0.0)) for r in records if r.exists()), 0.0
-        )
+        seconds = [float(json.loads(r.read_text()).get("wall_time_s", 0.0)) for r in records if r.exists()]
+        return float(sum(seconds))
 
     def mark(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with the column ``measuring``: whether a row's seed is a measuring seed."""
         return frame.assign(measuring=frame.seed.astype(int).isin(self.seeds))
 
 
-# figures
 #: One look per optimizer on every training figure (colour, line style and marker all differ).
 STYLES = {
     "adam": {"color": "C0", "ls": "-", "marker": "o"},
@@ -280,27 +264,22 @@ def legend_below(fig, ax, *, ncol: int = 5) -> None:
 
 
 def plot_sweep(
-    ax,
-    finals: pd.DataFrame,
-    *,
-    labels: Mapping[str, str],
-    value: str = "final",
-    best_lr: Mapping[str, float] | None = None,
+    ax, finals: pd.DataFrame, *, labels: Mapping[str, str], best_lr: Mapping[str, float] | None = None
 ) -> None:
     """Final loss against peak lr per optimizer (tuning seed); bars: measuring seeds, ×: a diverged run."""
-    finite = finals[np.isfinite(finals[value].astype(float))]
-    top = float(finite[value].max()) if len(finite) else 1.0
+    finite = finals[np.isfinite(finals.final.astype(float))]
+    top = float(finite.final.max()) if len(finite) else 1.0
     tuning = finals[~finals.measuring.astype(bool)] if "measuring" in finals else finals
     tune_seed = tuning.seed.min()
     for k, (opt, g) in enumerate(finals.groupby("optimizer", sort=False)):
         st = style(opt, k)
         grid = g[g.seed == tune_seed].sort_values("lr")
-        ok = grid[np.isfinite(grid[value].astype(float))]
-        ax.plot(ok.lr, ok[value], ms=4, label=labels.get(opt, opt), **st)
-        bad = grid[~np.isfinite(grid[value].astype(float))]
+        ok = grid[np.isfinite(grid.final.astype(float))]
+        ax.plot(ok.lr, ok.final, ms=4, label=labels.get(opt, opt), **st)
+        bad = grid[~np.isfinite(grid.final.astype(float))]
         if len(bad):
             ax.plot(bad.lr, [top] * len(bad), "x", ms=8, color=st["color"])
-        stats = measuring(g).groupby("lr")[value].agg(["mean", "std", "count"]).reset_index()
+        stats = measuring(g).groupby("lr")["final"].agg(["mean", "std", "count"]).reset_index()
         stats = stats[(stats["count"] > 1) & np.isfinite(stats["mean"])]
         if len(stats):
             ax.errorbar(
@@ -322,35 +301,26 @@ def plot_curves(
     smooth: int = 1,
     label_lr: bool = True,
 ) -> None:
-    """Loss curves at ``points = {key: (optimizer, lr)}``, mean over seeds with a ± std band.
-
-    Each seed's curve is a running mean of ``smooth`` rows; ``label_lr`` puts the lr in the label.
-    """
+    """Loss curves at ``points = {key: (optimizer, lr)}``, mean ± std over seeds (``smooth``-row means)."""
     for k, (key, (opt, lr)) in enumerate(points.items()):
         g = metrics[(metrics.optimizer == opt) & np.isclose(metrics.lr.astype(float), lr, rtol=1e-6)]
         g = g.dropna(subset=[value])
         if not len(g):
             continue
-        per_seed = (
-            g.pivot_table(index="iter", columns="seed", values=value).rolling(smooth, min_periods=1).mean()
-        )
+        per_seed = g.pivot_table(index="iter", columns="seed", values=value)
+        per_seed = per_seed.rolling(smooth, min_periods=1).mean()
         mean, std = per_seed.mean(axis=1), per_seed.std(axis=1).fillna(0.0)
         st = style(key, k)
         label = f"{labels.get(key, key)} (lr {lr:.2g})" if label_lr else labels.get(key, key)
         ax.plot(mean.index, mean.values, ms=4, markevery=max(1, len(mean) // 8), label=label, **st)
-        ax.fill_between(
-            mean.index, (mean - std).values, (mean + std).values, color=st["color"], alpha=0.2, lw=0
-        )
+        lo, hi = (mean - std).values, (mean + std).values
+        ax.fill_between(mean.index, lo, hi, color=st["color"], alpha=0.2, lw=0)
     ax.set(xlabel="iteration", ylabel=value.replace("_", " "))
 
 
-# published results of the gpu scale
 @dataclass
 class Published:
-    """Published results of a notebook (``published/<notebook>/<scale>/``).
-
-    Every CSV by stem, the provenance, a ``warning`` (``stale``, or not as published: ``problems``).
-    """
+    """``published/<notebook>/<scale>/``: CSVs by stem, provenance, ``warning`` = ``stale`` + ``problems``."""
 
     path: Path
     tables: dict[str, pd.DataFrame]
@@ -370,13 +340,11 @@ def load_published(
 ) -> Published | None:
     """The published results of ``notebook`` at ``scale`` (None when there are none).
 
-    An unreadable file is left out, a file whose SHA-256 differs from its provenance's is named, a
-    provenance of another scale is flagged; with :func:`adamlinf.results.check_fresh`'s staleness.
+    Problems: an unreadable file (left out), a SHA-256 unlike its provenance's, a provenance of another
+    scale. Stale: :func:`adamlinf.results.check_fresh`.
     """
     path = Path(folder) if folder is not None else _results.published_dir(notebook, scale)
-    if path is None or not path.is_dir():
-        return None
-    csvs = sorted(path.glob("*.csv"))
+    csvs = sorted(path.glob("*.csv")) if path is not None and path.is_dir() else []
     if not csvs:
         return None
     problems: list[str] = []
@@ -420,11 +388,10 @@ def published_note(notebook: str, pub: Published | None, scale: str = "gpu") -> 
         )
     prov = pub.provenance
     wall = prov.get("wall_time_s")
+    took = f" in {wall / 60:.1f} min" if isinstance(wall, (int, float)) else ""
     text = (
         f"**Published `{scale}` results** made on {prov.get('device', 'unknown hardware')} at commit "
-        f"`{str(prov.get('git_commit', 'unknown'))[:12]}`"
-        + (f" in {wall / 60:.1f} min" if isinstance(wall, (int, float)) else "")
-        + "."
+        f"`{str(prov.get('git_commit', 'unknown'))[:12]}`{took}."
     )
     if pub.problems:
         text += " **Not as published:** " + "; ".join(pub.problems) + "."
