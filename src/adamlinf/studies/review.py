@@ -136,9 +136,8 @@ class GRULM(nn.Module):
 def text_task(kind: str, *, seq_len: int, batch_size: int, model: Mapping, device="cpu") -> Task:
     """A byte-level LM on Python's documentation: ``kind="gru"`` (:class:`GRULM`) or ``"gpt"``.
 
-    The last 10% of the bytes are held out; 4 fixed windows of it give the metric.
     ``model``: ``{embd, hidden}`` for the GRU, :class:`~adamlinf.models.gpt.GPTConfig` fields for the GPT.
-    Windows are drawn on the CPU; models and batches live on ``device``.
+    The metric: 4 fixed windows of the held-out last 10%. Windows are drawn on the CPU, used on ``device``.
     """
     if kind not in ("gru", "gpt"):
         raise ValueError(f"kind must be 'gru' or 'gpt', got {kind!r}")
@@ -408,18 +407,13 @@ def tune(
     return Tuned(sweep, finals, values, time.perf_counter() - t0, models)
 
 
-def claims(
-    values: Mapping[str, Measured],
-    pairs: Sequence[tuple[str, str, str]],
-    *,
-    q: int,
-    scale: str,
-    page: str,
-    labels: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """Verdict rows for "``better`` is lower than ``worse``" claims of review question ``q`` (origin book)."""
+def claims(values: Mapping[str, Measured], pairs: Sequence[tuple], *, q: int, **table) -> pd.DataFrame:
+    """Verdict rows (origin book) of review question ``q``'s ``(text, better, worse)`` claims, lower better.
+
+    ``table``: ``scale``, ``page``, ``labels`` of :func:`~adamlinf.studies.verdicts.claims_table`.
+    """
     cs = [Claim(*pair, paper="not claimed", where=f"Review Q{q}", origin=BOOK) for pair in pairs]
-    return claims_table(values, cs, scale=scale, page=page, labels=labels)
+    return claims_table(values, cs, **table)
 
 
 def _math_attention(model: nn.Module) -> nn.Module:
@@ -488,10 +482,7 @@ def checkpoint_norms(
 def track_norms(
     task: Task, lr: float, *, steps: int, at: Sequence[int], seed: int, n_probes: int, n_batches: int
 ) -> pd.DataFrame:
-    """Train Adam; at the steps ``at``, ‖H‖₂ and ‖H‖₁,₁/d, also after a ``PermuteRotate`` rotation.
-
-    The Hessian is of the loss on ``n_batches`` fixed held-out batches of the task.
-    """
+    """Train Adam; at the steps ``at``, ‖H‖₂ and ‖H‖₁,₁/d (also after :func:`rotated`), held-out batches."""
     rows = []
     batches = task.eval_batches[:n_batches]
 
