@@ -164,6 +164,7 @@ def gpt_flops_per_token(model_spec: Mapping) -> float:
 def _assumed(
     kind: str, flops_per_unit: float, unit: str, mfu: float | None = None, hvp: bool = False
 ) -> Rate:
+    """The rate at ``mfu`` (default ``ASSUMED_MFU[kind]``) of ``PEAK_FLOPS``, for an ``hvp`` or a gradient."""
     mfu = ASSUMED_MFU[kind] if mfu is None else mfu
     if not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
