@@ -372,8 +372,7 @@ def tune(
 ) -> Tuned:
     """Tune each arm's lr on ``tune_seed`` (grids extended until interior), then measure on ``seeds``.
 
-    The trained models of the measuring runs of the arms in ``keep`` are kept (``Tuned.models``), so
-    that their final checkpoints can be measured without training again.
+    The measuring runs' models of the arms in ``keep`` are kept (``Tuned.models``), to be measured later.
     """
     if tune_seed in seeds:
         raise ValueError(f"the tuning seed {tune_seed} must not also measure (seeds={list(seeds)})")
@@ -433,8 +432,7 @@ def basis_norms(
 ) -> dict:
     r"""‖H‖₁,₁/d (with its band) of the loss on ``batches`` at the model's point, in a rotated basis.
 
-    With a rotation the Hessian is :math:`R^\top HR` (the loss :math:`L\circ R` at the same point);
-    ‖H‖₂ does not depend on the basis.
+    With a rotation: :math:`R^\top HR`, the Hessian of :math:`L\circ R` at the same point (‖H‖₂ is the same).
     """
     h = hessian.HVP(_math_attention(model), task.loss, batches)
     op = hessian.rotated(h, rotation) if rotation is not None else h
@@ -506,8 +504,7 @@ def track_norms(
 def phi_table(model: nn.Module, task: Task, batches: list, parts: Mapping) -> pd.DataFrame:
     r"""The blockwise smoothness bound :math:`H(L,\Phi)` (Lemma 3.13) of each partition, exact Hessian.
 
-    ``parts``: name → :class:`~adamlinf.partitions.Partition`; ``coordinate`` gives ‖H‖₁,₁, ``whole`` d‖H‖₂;
-    every value is divided by d.
+    ``parts``: name → :class:`~adamlinf.partitions.Partition`. Per d: ``coordinate`` ‖H‖₁,₁, ``whole`` d‖H‖₂.
     """
     H = hessian.exact_hessian(_math_attention(model), task.loss, batches)
     params = list(model.parameters())
