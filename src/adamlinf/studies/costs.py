@@ -6,7 +6,7 @@ utilisation; every number's ``source`` says which. Training FLOPs per token of a
 :math:`6N + 12\,L\,E\,T` (PaLM appendix B, as nanoGPT), a ResNet's per image three times its
 forward FLOPs; a rate is :math:`\mathrm{MFU}\cdot F_\text{peak}/\text{FLOPs per token}` (assumed)
 or the measured rate scaled by the FLOPs per token. A Hessian-vector product costs
-``hvp_over_grad`` gradients; independent runs on :math:`G` GPUs take :math:`1/G` of the GPU-hours.
+``ASSUMED_HVP_OVER_GRAD`` gradients; independent runs on :math:`G` GPUs take :math:`1/G` of the GPU-hours.
 
 ``python -m adamlinf.studies.costs --markdown book/generated/paper_costs.md`` writes the page's table.
 """
@@ -30,27 +30,6 @@ from adamlinf.models.resnet import train_flops_per_image
 from adamlinf.results import PUBLISHED_ROOT
 from adamlinf.run import load_parameters
 
-__all__ = [
-    "ASSUMED_HVP_OVER_GRAD",
-    "ASSUMED_MFU",
-    "CIFAR10_TRAIN_IMAGES",
-    "MEASUREMENT_NAME",
-    "PEAK_FLOPS",
-    "PUBLISHED",
-    "Measurement",
-    "Rate",
-    "costs_markdown",
-    "figure1_run_count",
-    "gpt_flops_per_token",
-    "gpt_hvp_rate",
-    "gpt_rate",
-    "load_measurement",
-    "notebook_cost",
-    "paper_costs",
-    "resnet_rate",
-    "table3_run_count",
-]
-
 #: dense bf16 peak of an H100/H200 SXM (datasheet), the reference of every assumed MFU
 PEAK_FLOPS = 989e12
 #: assumed MFU without a measurement: nanoGPT's GPT-2 124M reaches about 40% on such GPUs; a CIFAR
@@ -72,9 +51,14 @@ def probe_hvp_fraction(batch: int = PAPER_PROBE_BATCH) -> float:
     return SECOND_BACKWARD_SHARE + (1 - SECOND_BACKWARD_SHARE) / batch
 
 
-def _hessian_table_hvps(n_probes: int, lanczos_iters: int) -> float:
-    """HVP-equivalents of Tables 2 and 4: 3 checkpoints x (2 batched (1,1)-norms + sequential Lanczos)."""
-    return 3 * (2 * n_probes * probe_hvp_fraction() + lanczos_iters)
+def _hessian_table(p: Mapping, n: int, what: str) -> tuple[float, str]:
+    """HVP-equivalents of Table 2 or 4 at parameters ``p`` and what they are, over ``n`` ``what`` each.
+
+    3 checkpoints x (2 batched (1,1)-norms, ‖H‖₁,₁ and ‖RᵀHR‖₁,₁, + sequential Lanczos for ‖H‖₂).
+    """
+    hvps = 3 * (2 * p["n_probes"] * probe_hvp_fraction() + p["lanczos_iters"])
+    work = f"{hvps:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over {n:,} {what} each"
+    return hvps, work + ", at 3 checkpoints"
 
 
 CIFAR10_TRAIN_IMAGES = 50_000
@@ -90,19 +74,17 @@ class Measurement:
 
     Adam's training tokens per second (compiled when that part ran), the measured model's FLOPs per
     token, the fastest uncached float32 HVP's seconds per token and rotated Adam's extra seconds per
-    step (None when not measured), with the GPU, date and versions.
+    step (None when not measured), with the GPU, date and torch version.
     """
 
     device_name: str
     date: str
     torch: str
-    cuda: str | None
     tokens_per_s: float
     compiled: bool
     flops_per_token: float
     hvp_s_per_token: float | None
     rotated_extra_s_per_step: float | None
-    path: str
 
     @property
     def label(self) -> str:
@@ -110,16 +92,14 @@ class Measurement:
         return f"measured on {self.device_name} ({self.date[:10]}, torch {self.torch})"
 
 
-def _number(data: Mapping, dotted: str):
-    value: object = data
+def _number(data: Mapping, dotted: str) -> float | None:
+    """The positive finite number at the path ``a.b.c`` of ``data``, else None."""
+    value = data
     for key in dotted.split("."):
-        if not isinstance(value, Mapping) or key not in value:
-            return None
-        value = value[key]
-    ok = (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    )
-    return float(value) if ok else None
+        value = value.get(key) if isinstance(value, Mapping) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) and value > 0 else None
 
 
 def load_measurement(path: str | Path | None = None) -> Measurement | None:
@@ -139,8 +119,7 @@ def load_measurement(path: str | Path | None = None) -> Measurement | None:
             f"{hw.get('device')!r}); write it with benchmarks/gpu_paper_scale.py --publish on a GPU"
         )
     compiled = _number(data, "train.adam_compiled.tokens_per_s")
-    eager = _number(data, "train.adam.tokens_per_s")
-    rate = compiled or eager
+    rate = compiled or _number(data, "train.adam.tokens_per_s")
     date = data.get("date") or hw.get("date")
     fpt = _number(data, "settings.flops_per_token")
     if rate is None or not date or fpt is None:
@@ -152,13 +131,11 @@ def load_measurement(path: str | Path | None = None) -> Measurement | None:
         device_name=str(hw.get("device_name", "a GPU")),
         date=str(date),
         torch=str(hw.get("torch")),
-        cuda=hw.get("cuda"),
         tokens_per_s=rate,
         compiled=compiled is not None,
         flops_per_token=fpt,
         hvp_s_per_token=best / tokens if best and tokens else None,
         rotated_extra_s_per_step=extra,
-        path=str(path),
     )
 
 
@@ -184,21 +161,22 @@ def gpt_flops_per_token(model_spec: Mapping) -> float:
     return float(model.flops_per_token())
 
 
-def _assumed(kind: str, flops_per_unit: float, unit: str, mfu: float | None, peak_flops: float) -> Rate:
+def _assumed(
+    kind: str, flops_per_unit: float, unit: str, mfu: float | None = None, hvp: bool = False
+) -> Rate:
+    """The rate at ``mfu`` (default ``ASSUMED_MFU[kind]``) of ``PEAK_FLOPS``, for an ``hvp`` or a gradient."""
     mfu = ASSUMED_MFU[kind] if mfu is None else mfu
     if not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
-    return Rate(
-        mfu * peak_flops / flops_per_unit,
-        unit,
-        False,
-        f"assumed {mfu:.0%} MFU of {peak_flops / 1e12:.0f} TFLOP/s",
-    )
+    per_s = mfu * PEAK_FLOPS / flops_per_unit
+    source = f"assumed {mfu:.0%} MFU of {PEAK_FLOPS / 1e12:.0f} TFLOP/s"
+    if hvp:
+        per_s = per_s / ASSUMED_HVP_OVER_GRAD
+        source += f", HVP = {ASSUMED_HVP_OVER_GRAD:g} gradients (assumed)"
+    return Rate(per_s, unit, False, source)
 
 
-def gpt_rate(
-    model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None, peak_flops: float = PEAK_FLOPS
-) -> Rate:
+def gpt_rate(model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None) -> Rate:
     """Training tokens per second of one GPU for a GPT.
 
     ``measurement``: a :class:`Measurement` (scaled by the FLOPs per token), None (the assumed
@@ -207,28 +185,19 @@ def gpt_rate(
     fpt = gpt_flops_per_token(model_spec)
     m = _resolve(measurement)
     if m is None:
-        return _assumed("gpt", fpt, "tokens", mfu, peak_flops)
+        return _assumed("gpt", fpt, "tokens", mfu)
     scaled = not math.isclose(fpt, m.flops_per_token, rel_tol=1e-9)
     how = (", compiled" if m.compiled else ", eager") + (", scaled by FLOPs per token" if scaled else "")
     return Rate(m.tokens_per_s * m.flops_per_token / fpt, "tokens", True, m.label + how)
 
 
-def gpt_hvp_rate(
-    model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None, peak_flops: float = PEAK_FLOPS
-) -> Rate:
-    """Tokens per second of one GPU through a GPT's HVP (assumed: training rate / HVP_OVER_GRAD)."""
+def gpt_hvp_rate(model_spec: Mapping, measurement=PUBLISHED) -> Rate:
+    """Tokens per second of one GPU through a GPT's HVP (assumed: training rate / ASSUMED_HVP_OVER_GRAD)."""
     fpt = gpt_flops_per_token(model_spec)
     m = _resolve(measurement)
     if m is not None and m.hvp_s_per_token is not None:
-        scale = m.flops_per_token / fpt
-        return Rate(scale / m.hvp_s_per_token, "tokens", True, m.label + ", float32 HVP")
-    grad = _assumed("gpt", fpt, "tokens", mfu, peak_flops)
-    return Rate(
-        grad.per_s / ASSUMED_HVP_OVER_GRAD,
-        "tokens",
-        False,
-        f"{grad.source}, HVP = {ASSUMED_HVP_OVER_GRAD:g} gradients (assumed)",
-    )
+        return Rate(m.flops_per_token / fpt / m.hvp_s_per_token, "tokens", True, m.label + ", float32 HVP")
+    return _assumed("gpt", fpt, "tokens", hvp=True)
 
 
 @functools.lru_cache(maxsize=16)
@@ -236,26 +205,11 @@ def _resnet_flops(image_size: int, width: int, blocks: tuple[int, ...]) -> float
     return train_flops_per_image(image_size, width=width, blocks=blocks)
 
 
-def resnet_rate(
-    model_spec: Mapping | None = None,
-    image_size: int = 32,
-    *,
-    hvp: bool = False,
-    mfu: float | None = None,
-    peak_flops: float = PEAK_FLOPS,
-) -> Rate:
+def resnet_rate(model_spec: Mapping | None = None, image_size: int = 32, *, hvp: bool = False) -> Rate:
     """Training (or ``hvp``) images per second of one GPU for a ResNet (default ResNet18); assumed."""
-    spec = {k: v for k, v in dict(model_spec or {}).items() if k != "kind"}
+    spec = dict(model_spec or {})
     flops = _resnet_flops(image_size, spec.get("width", 64), tuple(spec.get("blocks", (2, 2, 2, 2))))
-    rate = _assumed("resnet", flops, "images", mfu, peak_flops)
-    if not hvp:
-        return rate
-    return Rate(
-        rate.per_s / ASSUMED_HVP_OVER_GRAD,
-        "images",
-        False,
-        f"{rate.source}, HVP = {ASSUMED_HVP_OVER_GRAD:g} gradients (assumed)",
-    )
+    return _assumed("resnet", flops, "images", hvp=hvp)
 
 
 # the paper-scale table
@@ -297,41 +251,6 @@ def table3_run_count(p: Mapping) -> tuple[int, int]:
 _NO_RUNS = "no runs of its own"
 
 
-def _row(
-    item,
-    notebook,
-    work,
-    runs,
-    units_per_run,
-    rate: Rate,
-    gpus,
-    note="",
-    extra_runs=(0.0, 0.0),
-    kind="training",
-) -> dict:
-    lo, hi = runs
-    row = {
-        "item": item,
-        "notebook": notebook,
-        "kind": "none" if hi == 0 else kind,
-        "work": work,
-        "runs_min": lo,
-        "runs_max": hi,
-        "units_per_run": units_per_run,
-        "rate_per_gpu": rate.per_s,
-        "rate_unit": f"{rate.unit}/s",
-        "measured": rate.measured,
-        "source": rate.source,
-        "note": note,
-    }
-    for bound, n, extra in (("min", lo, extra_runs[0]), ("max", hi, extra_runs[1])):
-        row[f"gpu_hours_{bound}"] = (n + extra) * units_per_run / rate.per_s / 3600
-    for g in gpus:
-        for bound in ("min", "max"):
-            row[f"hours_{g}_gpus_{bound}"] = row[f"gpu_hours_{bound}"] / g
-    return row
-
-
 def paper_costs(
     measurement=PUBLISHED, *, gpus: tuple[int, ...] = (1, 8), scale: str = "paper"
 ) -> pd.DataFrame:
@@ -344,8 +263,28 @@ def paper_costs(
     m = _resolve(measurement)
     rows = []
 
-    def add(item, notebook, work, runs, units_per_run, rate, **kw):
-        rows.append(_row(item, notebook, work, runs, units_per_run, rate, gpus, **kw))
+    def add(item, notebook, work, runs, units_per_run, rate, note="", extra_runs=(0.0, 0.0), kind="training"):
+        lo, hi = runs
+        row = {
+            "item": item,
+            "notebook": notebook,
+            "kind": "none" if hi == 0 else kind,
+            "work": work,
+            "runs_min": lo,
+            "runs_max": hi,
+            "units_per_run": units_per_run,
+            "rate_per_gpu": rate.per_s,
+            "rate_unit": f"{rate.unit}/s",
+            "measured": rate.measured,
+            "source": rate.source,
+            "note": note,
+        }
+        for bound, n, extra in (("min", lo, extra_runs[0]), ("max", hi, extra_runs[1])):
+            row[f"gpu_hours_{bound}"] = (n + extra) * units_per_run / rate.per_s / 3600
+        for g in gpus:
+            for bound in ("min", "max"):
+                row[f"hours_{g}_gpus_{bound}"] = row[f"gpu_hours_{bound}"] / g
+        rows.append(row)
 
     f1 = load_parameters("gpt2_figure1", scale)
     shape = ("n_layer", "n_head", "n_embd", "block_size")
@@ -368,11 +307,7 @@ def paper_costs(
     add("Figure 1", "gpt2_figure1", work, (lo, hi), tokens, rate, note=note, extra_runs=extra_runs)
     add("Figure 3", "gpt2_figure3", "a slice of Figure 1's grid", (0, 0), tokens, rate, note=_NO_RUNS)
     t2 = load_parameters("gpt2_table2", scale)
-    hvps = _hessian_table_hvps(t2["n_probes"], t2["lanczos_iters"])  # 3 checkpoints: ‖H‖₁,₁, ‖RᵀHR‖₁,₁, ‖H‖₂
-    work = (
-        f"{hvps:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
-        f"{t2['n_batches'] * f1['batch_size']:,} sequences each, at 3 checkpoints"
-    )
+    hvps, work = _hessian_table(t2, t2["n_batches"] * f1["batch_size"], "sequences")
     hvp_tokens = t2["n_batches"] * f1["batch_size"] * f1["block_size"]
     add("Table 2", "gpt2_table2", work, (1, 1), hvps * hvp_tokens, gpt_hvp_rate(gpt, m), kind="hvp")
     t3 = load_parameters("resnet_table3", scale)
@@ -386,25 +321,13 @@ def paper_costs(
     add("Table 3", "resnet_table3", work, table3_run_count(t3), images, rate)
     add("Figure 4", "resnet_figure4", "curves of Table 3's runs", (0, 0), images, rate, note=_NO_RUNS)
     t4 = load_parameters("resnet_table4", scale)
-    hvps4 = _hessian_table_hvps(t4["n_probes"], t4["lanczos_iters"])
-    n_images = t4["n_batches"] * t4["table4_batch_size"]
-    work = (
-        f"{hvps4:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over "
-        f"{n_images:,} images each, at 3 checkpoints"
-    )
+    hvps4, work = _hessian_table(t4, t4["n_batches"] * t4["table4_batch_size"], "images")
     rate = resnet_rate(resnet, t3["image_size"], hvp=True)
     units = hvps4 * t4["n_batches"] * t4["table4_batch_size"]  # the product in this order, as before
     add("Table 4", "resnet_table4", work, (1, 1), units, rate, kind="hvp")
     table = pd.DataFrame(rows)
-    total = {
-        "item": "Total",
-        "notebook": "",
-        "kind": "total",
-        "work": "",
-        "note": "",
-        "measured": bool(table.measured.all()),
-        "source": "; ".join(sorted(set(table.source))),
-    }
+    total = {"item": "Total", "notebook": "", "kind": "total", "work": "", "note": ""}
+    total |= {"measured": bool(table.measured.all()), "source": "; ".join(sorted(set(table.source)))}
     for col in table.columns:
         if col.startswith(("gpu_hours_", "hours_", "runs_")):
             total[col] = table[col].sum()
@@ -422,14 +345,8 @@ def _hours(lo: float, hi: float) -> str:
 def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
     """:func:`paper_costs`' table as Markdown, each rate labelled measured or assumed."""
     walls = [g for g in gpus if g != 1]
-    head = [
-        "item",
-        "work",
-        "runs",
-        "GPU-hours (= hours on 1 GPU)",
-        *[f"hours on {g} GPUs" for g in walls],
-        "rate per GPU",
-    ]
+    head = ["item", "work", "runs", "GPU-hours (= hours on 1 GPU)"]
+    head += [*(f"hours on {g} GPUs" for g in walls), "rate per GPU"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table.itertuples():
         runs = _hours(r.runs_min, r.runs_max) if r.kind in ("training", "none") else ""
@@ -481,12 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m adamlinf.studies.costs", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--markdown", default=None, help="write the Markdown table to this file")
-    parser.add_argument(
-        "--measurement",
-        default=None,
-        help="a gpu_paper_scale.json (default: published/gpu_paper_scale.json if present)",
-    )
+    parser.add_argument("--markdown", help="write the Markdown table to this file")
+    parser.add_argument("--measurement", help="a gpu_paper_scale.json (default: the committed one, if any)")
     parser.add_argument("--assumed", action="store_true", help="ignore any measurement")
     parser.add_argument("--scale", default="paper")
     args = parser.parse_args(argv)

@@ -1,10 +1,9 @@
 r"""Questions from the paper's public review {cite}`xie2025review`, answered by experiment.
 
-What the chapter's pages share: **tasks** (:class:`Task`: a noisy diagonal quadratic, an MLP and a
-CNN on the offline digits, a GRU and a GPT on Python's documentation), **arms** (:class:`Arm`: an
-optimizer of :func:`adamlinf.optim.create`, optionally on :math:`L\circ R` for a rotation of
-:func:`rotation_builders`, optionally blockwise), **the protocol** (:func:`tune`: each arm's lr tuned
-on one seed with :func:`adamlinf.studies.sweeps.tune_grid`, measured on the others) and **norms**
+**Tasks** (:class:`Task`: a noisy diagonal quadratic, an MLP and a CNN on the offline digits, a GRU
+and a GPT on Python's documentation), **arms** (:class:`Arm`: an optimizer, optionally on
+:math:`L\circ R` for a rotation of :func:`rotation_builders`, optionally blockwise), **the protocol**
+(:func:`tune`: each arm's lr tuned on one seed, measured on the others) and **norms**
 (:func:`basis_norms`, :func:`track_norms`, :func:`phi_table`). Every run is trained in-process by
 :func:`train` (a few hundred steps of a model of at most a few ten thousand parameters).
 """
@@ -27,8 +26,6 @@ from adamlinf.diagnose import train_steps
 from adamlinf.models.gpt import GPT, GPTConfig
 from adamlinf.studies import sweeps
 from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table
-
-# tasks
 
 
 @dataclass
@@ -55,12 +52,6 @@ class Task:
         return value if math.isfinite(value) else math.inf
 
 
-class _Point(nn.Module):
-    def __init__(self, x0: Tensor):
-        super().__init__()
-        self.x = nn.Parameter(x0.clone())
-
-
 def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
     r"""$L(x)=\tfrac12\sum_i\lambda_ix_i^2$, gradients $\nabla L(x)+\xi$, $\xi\sim\mathcal N(0,\sigma^2I)$.
 
@@ -74,11 +65,12 @@ def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
 
     def make_model(seed: int) -> nn.Module:
         g = torch.Generator().manual_seed(10_000 + seed)
-        return _Point(torch.randint(0, 2, (d,), generator=g).to(torch.float64) * 2 - 1).to(device)
+        point = nn.Module()  # the parameter x, started at a random sign vector
+        point.x = nn.Parameter(torch.randint(0, 2, (d,), generator=g).to(torch.float64) * 2 - 1)
+        return point.to(device)
 
     def loss(model, noise):
-        x = model.x
-        return 0.5 * (lam * x * x).sum() + (noise * x).sum()
+        return 0.5 * (lam * model.x * model.x).sum() + (noise * model.x).sum()
 
     def metric(model):
         x = model.x.detach()
@@ -90,65 +82,39 @@ def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
     return Task("quadratic", make_model, noise, loss, metric=metric)
 
 
-def _digits(seed: int = 0) -> dict[str, Tensor]:
-    from adamlinf.data.images import load_digits_images
-
-    data = load_digits_images(size=8, seed=seed)
-    x_tr = data["train_x"][:, :1].to(torch.float32) / 255.0
-    mean, std = x_tr.mean(), x_tr.std()
-    x_te = (data["test_x"][:, :1].to(torch.float32) / 255.0 - mean) / std
-    return {
-        "train_x": (x_tr - mean) / std,
-        "train_y": data["train_y"],
-        "test_x": x_te,
-        "test_y": data["test_y"],
-    }
-
-
-def mlp(width: int) -> nn.Module:
-    """64 → ``width`` → 10 with a ReLU, on flattened 8×8 digits."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
-
-
-def cnn(channels: int) -> nn.Module:
-    """Two 3×3 convolutions (``channels``, ``2*channels``), ReLU and 2×2 max-pooling, a linear layer."""
-    c = channels
-    return nn.Sequential(
-        nn.Conv2d(1, c, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(c, 2 * c, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * c, 10),
-    )
-
-
 def digits_task(kind: str, *, width: int, batch_size: int, device="cpu") -> Task:
-    """An MLP (``kind="mlp"``, hidden ``width``) or a CNN (``kind="cnn"``, ``width`` channels), digits.
+    """An MLP or a CNN on the offline 8×8 digits; the data stay on the CPU, models and batches on ``device``.
 
-    The data stay on the CPU (batches are drawn there); models and batches live on ``device``.
+    ``"mlp"``: 64 → ``width`` → 10 with a ReLU. ``"cnn"``: two 3×3 convolutions (``width``, ``2*width``
+    channels), each with a ReLU and 2×2 max-pooling, then a linear layer.
     """
     if kind not in ("mlp", "cnn"):
         raise ValueError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
-    data = _digits()
-    build = mlp if kind == "mlp" else cnn
-    n = len(data["train_y"])
+    from adamlinf.data.images import load_digits_images
+
+    data = load_digits_images(size=8, seed=0)
+    x = data["train_x"][:, :1].to(torch.float32) / 255.0
+    mean, std = x.mean(), x.std()
+    train_x, train_y = (x - mean) / std, data["train_y"]
+    test_x = (data["test_x"][:, :1].to(torch.float32) / 255.0 - mean) / std
+    n, c = len(train_y), width
 
     def make_model(seed: int) -> nn.Module:
         torch.manual_seed(seed)
-        return build(width).to(device)
+        if kind == "mlp":
+            return nn.Sequential(nn.Flatten(), nn.Linear(64, c), nn.ReLU(), nn.Linear(c, 10)).to(device)
+        conv = [nn.Conv2d(1, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        conv += [nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+        return nn.Sequential(*conv, nn.Flatten(), nn.Linear(8 * c, 10)).to(device)
 
     def batch(g):
         i = torch.randint(0, n, (batch_size,), generator=g)
-        return data["train_x"][i].to(device), data["train_y"][i].to(device)
+        return train_x[i].to(device), train_y[i].to(device)
 
     def loss(model, b):
         return nn.functional.cross_entropy(model(b[0]), b[1])
 
-    test = (data["test_x"].to(device), data["test_y"].to(device))
-    return Task(f"{kind} (digits)", make_model, batch, loss, [test])
+    return Task(f"{kind} (digits)", make_model, batch, loss, [(test_x.to(device), data["test_y"].to(device))])
 
 
 class GRULM(nn.Module):
@@ -167,24 +133,17 @@ class GRULM(nn.Module):
         return logits, nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
-def _bytes() -> Tensor:
-    from adamlinf.data.text import pydoc_corpus
-
-    return torch.as_tensor(np.frombuffer(pydoc_corpus().encode("utf-8"), dtype=np.uint8).astype(np.int64))
-
-
-def text_task(
-    kind: str, *, seq_len: int, batch_size: int, model: Mapping, eval_batches: int = 4, device="cpu"
-) -> Task:
+def text_task(kind: str, *, seq_len: int, batch_size: int, model: Mapping, device="cpu") -> Task:
     """A byte-level LM on Python's documentation: ``kind="gru"`` (:class:`GRULM`) or ``"gpt"``.
 
-    The last 10% of the bytes are held out; ``eval_batches`` fixed windows of it give the metric.
     ``model``: ``{embd, hidden}`` for the GRU, :class:`~adamlinf.models.gpt.GPTConfig` fields for the GPT.
-    Windows are drawn on the CPU; models and batches live on ``device``.
+    The metric: 4 fixed windows of the held-out last 10%. Windows are drawn on the CPU, used on ``device``.
     """
     if kind not in ("gru", "gpt"):
         raise ValueError(f"kind must be 'gru' or 'gpt', got {kind!r}")
-    data = _bytes()
+    from adamlinf.data.text import pydoc_corpus
+
+    data = torch.as_tensor(np.frombuffer(pydoc_corpus().encode("utf-8"), dtype=np.uint8).astype(np.int64))
     split = int(0.9 * len(data))
     train, val = data[:split], data[split:]
 
@@ -200,14 +159,13 @@ def text_task(
         return GPT(GPTConfig(vocab_size=256, block_size=seq_len, **dict(model))).to(device)
 
     g_eval = torch.Generator().manual_seed(12345)
-    fixed = [windows(val, g_eval, batch_size) for _ in range(eval_batches)]
+    fixed = [windows(val, g_eval, batch_size) for _ in range(4)]
     name = f"{kind} (pydoc bytes)"
     return Task(
         name, make_model, lambda g: windows(train, g, batch_size), lambda m, b: m(b[0], b[1])[1], fixed
     )
 
 
-# rotations built from a model (question 3)
 RotationBuilder = Callable[[nn.Module, Task, int], rot.Rotation]
 
 
@@ -238,9 +196,8 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
     r"""The rotations of question 3, each a function ``(model, task, seed) -> Rotation``.
 
     * ``"tensor"``: a random rotation of the coordinates of the parameter named ``tensor`` only;
-    * ``"head"``: a Haar rotation of the query, key and value weights (and biases, if any) of head 0
-      of the first attention layer (a GPT);
-    * ``"model"``: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates (as rotated Adam);
+    * ``"head"``: a Haar rotation of head 0's query, key and value weights (and biases), first GPT layer;
+    * ``"model"``: :func:`rotated`, over all coordinates (as rotated Adam);
     * ``"similar"``: the coordinates sorted by their mean squared gradient at initialisation
       (``n_batches`` batches), cut into consecutive groups of ``group``, a Haar rotation inside each
       group: it mixes only coordinates whose gradient scales are alike;
@@ -255,18 +212,14 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
 
     def one_head(model, task, seed):
         off = _offsets(model)
-        cfg = model.config
-        hd, e = cfg.n_embd // n_head, cfg.n_embd
+        e = model.config.n_embd
+        hd = e // n_head
         rows = torch.cat([torch.arange(p * e, p * e + hd) for p in range(3)])  # q, k, v rows of head 0
         a, _ = off["transformer.h.0.attn.c_attn.weight"]
         parts = [(a + rows[:, None] * e + torch.arange(e)[None, :]).reshape(-1)]
         if "transformer.h.0.attn.c_attn.bias" in off:  # a GPT built with biases
             parts.append(off["transformer.h.0.attn.c_attn.bias"][0] + rows)
-        index = torch.cat(parts)
-        return rot.random_block_rotation(_n(model), [index], seed=seed, device=_device(model))
-
-    def whole(model, task, seed):
-        return rot.PermuteRotate(_n(model), k=2, seed=seed, device=_device(model))
+        return rot.random_block_rotation(_n(model), [torch.cat(parts)], seed=seed, device=_device(model))
 
     def similar(model, task, seed):
         grads = _grad_samples(model, task, n_batches, seed)
@@ -288,7 +241,7 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
             start += p.numel()
         return rot.BlockRotation(_n(model), blocks)
 
-    return {"tensor": one_tensor, "head": one_head, "model": whole, "similar": similar, "eigen": eigen}
+    return {"tensor": one_tensor, "head": one_head, "model": rotated(), "similar": similar, "eigen": eigen}
 
 
 def _n(model: nn.Module) -> int:
@@ -307,14 +260,8 @@ def layer_partition(model: nn.Module) -> partitions.Partition:
         else:
             keys.append(parts[0])
     label = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-    table = {
-        p: torch.full(p.shape, label[k], dtype=torch.long)
-        for (_, p), k in zip(model.named_parameters(), keys, strict=True)
-    }
+    table = {p: torch.full(p.shape, label[k]) for p, k in zip(model.parameters(), keys, strict=True)}
     return partitions.custom(table, name="layers")
-
-
-# training and the tuning protocol
 
 
 @dataclass(frozen=True)
@@ -355,10 +302,9 @@ def train(
     """
     model = task.make_model(seed)
     rp = None
-    params = list(model.parameters())
     if arm.rotation is not None:
         rp = rot.RotatedParametrization(model, arm.rotation(model, task, seed))
-        params = rp.parameters()
+    params = rp.parameters() if rp is not None else list(model.parameters())
     kw = {"partition": arm.partition(model)} if arm.partition is not None else {}
     opt = optim.create(arm.optimizer, params, lr=lr, betas=(arm.beta1, beta2), **kw)
     g = torch.Generator().manual_seed(1_000_003 * (seed + 1))
@@ -426,8 +372,7 @@ def tune(
 ) -> Tuned:
     """Tune each arm's lr on ``tune_seed`` (grids extended until interior), then measure on ``seeds``.
 
-    The trained models of the measuring runs of the arms in ``keep`` are kept (``Tuned.models``), so
-    that their final checkpoints can be measured without training again.
+    The measuring runs' models of the arms in ``keep`` are kept (``Tuned.models``), to be measured later.
     """
     if tune_seed in seeds:
         raise ValueError(f"the tuning seed {tune_seed} must not also measure (seeds={list(seeds)})")
@@ -442,10 +387,8 @@ def tune(
             final, model, rp = train(task, arms[arm], lr, steps=steps, seed=seed, beta2=beta2)
             if role == "measure" and arm in keep:
                 models[(arm, int(seed))] = (model, rp)
-            seconds = time.perf_counter() - t
-            rows[key] = dict(
-                optimizer=arm, lr=float(lr), seed=int(seed), final=final, role=role, seconds=seconds
-            )
+            row = dict(optimizer=arm, lr=float(lr), seed=int(seed), final=final, role=role)
+            rows[key] = row | {"seconds": time.perf_counter() - t}
 
     def evaluate(grids_now):
         for arm, lrs in grids_now.items():
@@ -458,42 +401,23 @@ def tune(
         for s in seeds:
             run(arm, lr, s, "measure")
     finals = pd.DataFrame(list(rows.values()))
-    values = {
-        arm: Measured.from_seeds(finals[(finals.optimizer == arm) & (finals.role == "measure")].final)
-        for arm in arms
-    }
+    measure = finals[finals.role == "measure"]
+    values = {arm: Measured.from_seeds(measure[measure.optimizer == arm].final) for arm in arms}
     return Tuned(sweep, finals, values, time.perf_counter() - t0, models)
 
 
-def claims(
-    values: Mapping[str, Measured],
-    pairs: Sequence[tuple[str, str, str]],
-    *,
-    q: int,
-    scale: str,
-    page: str,
-    labels: Mapping[str, str] | None = None,
-) -> pd.DataFrame:
-    """Verdict rows for "``better`` is lower than ``worse``" claims of review question ``q`` (origin book)."""
-    cs = [
-        Claim(text, better, worse, paper="not claimed", where=f"Review Q{q}", origin=BOOK)
-        for text, better, worse in pairs
-    ]
-    return claims_table(values, cs, scale=scale, page=page, labels=labels)
+def claims(values: Mapping[str, Measured], pairs: Sequence[tuple], *, q: int, **table) -> pd.DataFrame:
+    """Verdict rows (origin book) of review question ``q``'s ``(text, better, worse)`` claims, lower better.
+
+    ``table``: ``scale``, ``page``, ``labels`` of :func:`~adamlinf.studies.verdicts.claims_table`.
+    """
+    cs = [Claim(*pair, paper="not claimed", where=f"Review Q{q}", origin=BOOK) for pair in pairs]
+    return claims_table(values, cs, **table)
 
 
 def _math_attention(model: nn.Module) -> nn.Module:
-    """The model with a GPT's attention in the "math" form, whose double backward exists."""
-    for m in model.modules():
-        if hasattr(m, "set_attention"):
-            m.set_attention("math")
-            break
-    return model
-
-
-def _hvp(model: nn.Module, task, batches) -> hessian.HVP:
-    """The HVP of the task's loss at the model's point."""
-    return hessian.HVP(_math_attention(model), task.loss, batches)
+    """The model, a GPT switched to its "math" attention (whose double backward exists)."""
+    return model.set_attention("math") if isinstance(model, GPT) else model
 
 
 def basis_norms(
@@ -508,10 +432,9 @@ def basis_norms(
 ) -> dict:
     r"""‖H‖₁,₁/d (with its band) of the loss on ``batches`` at the model's point, in a rotated basis.
 
-    With a rotation the Hessian is :math:`R^\top HR` (the loss :math:`L\circ R` at the same point);
-    ‖H‖₂ does not depend on the basis.
+    With a rotation: :math:`R^\top HR`, the Hessian of :math:`L\circ R` at the same point (‖H‖₂ is the same).
     """
-    h = _hvp(model, task, batches)
+    h = hessian.HVP(_math_attention(model), task.loss, batches)
     op = hessian.rotated(h, rotation) if rotation is not None else h
     est = hessian.l11_norm(op, n_probes, seed=seed, partition=None, progress=False)
     out = {"d": est.d, "l11_per_d": est.per_dim, "l11_lo": est.per_dim_lo, "l11_hi": est.per_dim_hi}
@@ -525,7 +448,7 @@ def checkpoint_norms(
     batches: list,
     *,
     adam: nn.Module,
-    rotated_adam: tuple[nn.Module, object],
+    rotated_adam: tuple,
     adasgd: nn.Module,
     n_probes: int,
     seed: int = 0,
@@ -538,7 +461,8 @@ def checkpoint_norms(
     rot_model, rp = rotated_adam
     a = basis_norms(adam, task, batches, n_probes=n_probes, seed=seed)
     r = basis_norms(rot_model, task, batches, rp.rotation, n_probes=n_probes, seed=seed, spectral=False)
-    spec_adasgd = hessian.spectral_norm(_hvp(adasgd, task, batches), tol=1e-3, seed=seed)
+    h_adasgd = hessian.HVP(_math_attention(adasgd), task.loss, batches)
+    spec_adasgd = hessian.spectral_norm(h_adasgd, tol=1e-3, seed=seed)
 
     def l11(optimizer, which, m):
         v = m["l11_per_d"]
@@ -556,17 +480,14 @@ def checkpoint_norms(
 def track_norms(
     task: Task, lr: float, *, steps: int, at: Sequence[int], seed: int, n_probes: int, n_batches: int
 ) -> pd.DataFrame:
-    """Train Adam; at the steps ``at``, ‖H‖₂ and ‖H‖₁,₁/d, also after a ``PermuteRotate`` rotation.
-
-    The Hessian is of the loss on ``n_batches`` fixed held-out batches of the task.
-    """
+    """Train Adam; at the steps ``at``, ‖H‖₂ and ‖H‖₁,₁/d (also after :func:`rotated`), held-out batches."""
     rows = []
     batches = task.eval_batches[:n_batches]
 
     def measure(t, model, rp):
         if t not in at:
             return
-        R = rot.PermuteRotate(_n(model), k=2, seed=seed, device=_device(model))
+        R = rotated()(model, task, seed)
         std = basis_norms(model, task, batches, n_probes=n_probes, seed=seed)
         rnd = basis_norms(model, task, batches, R, n_probes=n_probes, seed=seed, spectral=False)
         row = dict(seed=seed, step=t, d=std["d"], spectral=std["spectral"], l11_per_d=std["l11_per_d"])
@@ -580,12 +501,10 @@ def track_norms(
     return out
 
 
-def phi_table(
-    model: nn.Module, task: Task, batches: list, parts: Mapping[str, partitions.Partition]
-) -> pd.DataFrame:
+def phi_table(model: nn.Module, task: Task, batches: list, parts: Mapping) -> pd.DataFrame:
     r"""The blockwise smoothness bound :math:`H(L,\Phi)` (Lemma 3.13) of each partition, exact Hessian.
 
-    ``coordinate`` gives ‖H‖₁,₁ and ``whole`` gives d‖H‖₂; every value is divided by d.
+    ``parts``: name → :class:`~adamlinf.partitions.Partition`. Per d: ``coordinate`` ‖H‖₁,₁, ``whole`` d‖H‖₂.
     """
     H = hessian.exact_hessian(_math_attention(model), task.loss, batches)
     params = list(model.parameters())
@@ -609,17 +528,13 @@ def make_task(spec: Mapping, device="cpu") -> Task:
     kind = spec["kind"]
     if kind in ("mlp", "cnn"):
         return digits_task(kind, width=int(spec["width"]), batch_size=int(spec["batch_size"]), device=device)
-    if kind == "gru":
-        model = {"embd": spec["embd"], "hidden": spec["hidden"]}
-    else:
-        model = {k: int(spec[k]) for k in ("n_layer", "n_head", "n_embd")}
+    keys = ("embd", "hidden") if kind == "gru" else ("n_layer", "n_head", "n_embd")
+    model = {k: int(spec[k]) for k in keys}
     return text_task(
         kind, seq_len=int(spec["seq_len"]), batch_size=int(spec["batch_size"]), model=model, device=device
     )
 
 
-def rotated(seed_offset: int = 0, k: int = 2) -> RotationBuilder:
-    """Rotated Adam's rotation: :class:`~adamlinf.rotations.PermuteRotate` over all coordinates."""
-    return lambda model, task, seed: rot.PermuteRotate(
-        _n(model), k=k, seed=seed + seed_offset, device=_device(model)
-    )
+def rotated(k: int = 2) -> RotationBuilder:
+    """Rotated Adam's rotation: :class:`adamlinf.rotations.PermuteRotate` of all coordinates."""
+    return lambda model, task, seed: rot.PermuteRotate(_n(model), k=k, seed=seed, device=_device(model))

@@ -1,16 +1,11 @@
 r"""The tuning protocol of the experiment chapters (Sections 4.2 and 4.3).
 
-1. **A grid per optimizer** of at least 4 peak lrs, half a decade apart (ratio :math:`\sqrt{10}`).
-2. **Extension** (:func:`tune_grid`): while an optimizer's best lr (lowest final loss, a diverged run
-   last) is on an edge of its grid, the next value past that edge is trained, at most
-   ``max_extensions`` times; an optimum still on an edge is reported.
-3. **Seeds.** A *tuning seed* picks each best lr; the *measuring seeds* (never the tuning seed) are
-   trained there and measured (:func:`measured`): the seed that picked a winner would bias its loss down.
-4. **The paper's view**: one shared lr for the adaptive methods, a slice of the same grid.
-
-A final metric (:func:`final_metrics`) averages the last logged values of a run; a run that ever
-logged a non-finite loss (:func:`diverged`) gets ``inf``. Figures: :func:`plot_sweep`,
-:func:`plot_curves`; the published ``gpu`` results: :func:`load_published`.
+A grid per optimizer of at least 4 peak lrs, half a decade apart (:math:`\sqrt{10}`), extended past
+an edge while the best lr is on it (:func:`tune_grid`). A *tuning seed* picks each best lr; the
+*measuring seeds* (never the tuning seed, whose winner's loss is biased down) are trained there and
+measured (:func:`measured`). The paper's view, one shared lr for the adaptive methods, is a slice of
+the same grid. A run's final metric (:func:`final_metrics`) averages its last logged values, ``inf``
+once it logged a non-finite loss.
 """
 
 from __future__ import annotations
@@ -32,10 +27,7 @@ from adamlinf.studies.verdicts import Measured, seed_texts
 
 HALF_DECADE = tune.HALF_DECADE
 
-_TRAIN_ROW_MARKERS = ("lr_t", "iter_time")  # logged on every training row (never NaN there)
 
-
-# final metrics of runs
 def _window(n_rows: int, window: int | float) -> int:
     if isinstance(window, float) and 0 < window < 1:
         return max(1, int(round(window * n_rows)))
@@ -44,68 +36,59 @@ def _window(n_rows: int, window: int | float) -> int:
     return int(window)
 
 
-def diverged(g: pd.DataFrame, step: str = "iter") -> bool:
-    """Whether the run ``g`` (its metric rows) ever logged a non-finite loss.
+def _diverged(g: pd.DataFrame) -> bool:
+    """Whether the run ``g`` (its metric rows in iteration order) ever logged a non-finite loss.
 
     A NaN reads back from CSV as missing, so: any ``*_loss`` is ``±inf``, a training row (one with
     ``lr_t`` or ``iter_time``) lacks a finite ``train_loss``, or the last row has no finite loss.
     """
     loss_cols = [c for c in g.columns if c.endswith("_loss")]
-    if not loss_cols or not len(g):
+    if not loss_cols:
         return False
-    losses = g[loss_cols].to_numpy(dtype=float)
-    if np.isinf(losses).any():
+    if np.isinf(g[loss_cols].to_numpy(dtype=float)).any():
         return True
-    marker = next((c for c in _TRAIN_ROW_MARKERS if c in g.columns), None)
+    marker = next((c for c in ("lr_t", "iter_time") if c in g.columns), None)  # logged on training rows
     if marker is not None and "train_loss" in g.columns:
         train = g.loc[g[marker].notna(), "train_loss"].to_numpy(dtype=float)
         if len(train) and not np.isfinite(train).all():
             return True
-    last = g.sort_values(step, kind="stable").iloc[-1] if step in g.columns else g.iloc[-1]
-    return not np.isfinite(last[loss_cols].to_numpy(dtype=float)).any()
+    return not np.isfinite(g.iloc[-1][loss_cols].to_numpy(dtype=float)).any()
 
 
 def final_metrics(
-    df: pd.DataFrame,
-    metric: str = "train_loss",
-    *,
-    window: int | float = 0.05,
-    by: Sequence[str] = ("run",),
-    step: str = "iter",
+    df: pd.DataFrame, metric: str = "train_loss", *, window: int | float = 0.05, by: Sequence[str] = ("run",)
 ) -> pd.DataFrame:
-    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` logged values.
+    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` logged values (by ``iter``).
 
-    ``window`` counts rows, or is a fraction of them in (0, 1) (default the last 5%). A diverged
-    run (:func:`diverged`) gets ``inf``. Columns: ``by``, ``optimizer``, ``lr``, ``seed`` (when
-    present), ``final_<metric>``, ``last_iter``, ``diverged``.
+    ``window``: rows, or a fraction of them in (0, 1) (default the last 5%). A diverged run gets ``inf``.
+    Columns: ``by``, ``optimizer``, ``lr``, ``seed`` (if any), ``final_<metric>``, ``last_iter``, ``diverged``
     """
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
     _window(1, window)
     rows = []
     for key, g in df.groupby(list(by), sort=False):
-        g = g.sort_values(step, kind="stable") if step in g.columns else g
+        g = g.sort_values("iter", kind="stable")
         logged = g[metric].dropna().to_numpy(dtype=float)
         last = logged[-_window(len(logged), window) :]
-        bad = len(last) == 0 or not bool(np.all(np.isfinite(last))) or diverged(g, step)
+        bad = len(last) == 0 or not bool(np.all(np.isfinite(last))) or _diverged(g)
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=False))
         for col in ("optimizer", "lr", "seed"):
             if col in g.columns and col not in row:
                 row[col] = g[col].iloc[0]
         row[f"final_{metric}"] = math.inf if bad else float(last.mean())
-        row["last_iter"] = int(g[step].max()) if step in g.columns and len(g) else -1
+        row["last_iter"] = int(g["iter"].max())
         row["diverged"] = bool(bad)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-# the tuning sweep
 @dataclass
 class Sweep:
     """The result of :func:`tune_grid`.
 
-    The final grids, the last finals, the tuned lr per optimizer, one record per extension
-    (``optimizer``, ``side``, ``lr``, ``round``), the optimizers still on an edge, the tuning seed.
+    Final grids and finals, the tuned lr per optimizer, one record per extension (``optimizer``,
+    ``side``, ``lr``, ``round``), the optimizers still on an edge, the tuning seed.
     """
 
     grids: dict[str, list[float]]
@@ -132,19 +115,17 @@ def tune_grid(
     evaluate: Callable[[dict[str, list[float]]], pd.DataFrame],
     *,
     max_extensions: int = 3,
-    min_points: int = 4,
     seed: int | None = None,
 ) -> Sweep:
     """Tune half-decade lr grids on ``seed``: :func:`adamlinf.tune.search`, one 4-digit value per extension.
 
-    ``evaluate(grids) -> finals`` is called with every whole grid each round (it skips complete
-    runs) and returns one row per run: ``optimizer``, ``lr``, ``seed``, ``final``. ``seed``
-    defaults to the smallest seed it returns.
+    ``evaluate(grids) -> finals`` gets every whole grid each round (it skips complete runs) and returns
+    one row per run (``optimizer``, ``lr``, ``seed``, ``final``). ``seed``: default its smallest seed.
     """
     grids = {opt: sorted(float(x) for x in lrs) for opt, lrs in grids.items()}
     for opt, lrs in grids.items():
-        if len(lrs) < min_points:
-            raise ValueError(f"the grid of {opt!r} has {len(lrs)} values; the protocol needs >= {min_points}")
+        if len(lrs) < 4:
+            raise ValueError(f"the grid of {opt!r} has {len(lrs)} values; the protocol needs >= 4")
     last = {"seed": seed}
 
     def scores(todo: dict[str, list[float]]) -> dict[str, dict[float, float]]:
@@ -153,38 +134,25 @@ def tune_grid(
         finals = evaluate({o: list(v) for o, v in grids.items()}).reset_index(drop=True)
         last["seed"] = int(finals.seed.min()) if seed is None else int(seed)
         last["finals"] = finals
-        return {opt: _seed_curve(finals, opt, grids[opt], last["seed"]) for opt in grids}
+        out = {}
+        for opt, lrs in grids.items():
+            g = finals[(finals.optimizer == opt) & (finals.seed == last["seed"])]
+            have = dict(zip(g.lr.astype(float), g.final.astype(float), strict=True))
+            out[opt] = {x: next(v for k, v in have.items() if math.isclose(k, x, rel_tol=1e-6)) for x in lrs}
+        return out
 
     found = tune.search(scores, grids, digits=4, max_extensions=max_extensions)
     ext = [dict(optimizer=e["key"], side=e["side"], lr=e["lr"], round=e["round"]) for e in found.extensions]
     return Sweep(grids, last["finals"], found.best, ext, found.on_edge, last["seed"])
 
 
-def _seed_curve(finals: pd.DataFrame, opt: str, lrs: Sequence[float], seed: int) -> dict[float, float]:
-    g = finals[(finals.optimizer == opt) & (finals.seed == seed)]
-    have = dict(zip(g.lr.astype(float), g.final.astype(float), strict=False))
-    out = {}
-    for lr in lrs:
-        match = [v for k, v in have.items() if math.isclose(k, lr, rel_tol=1e-6)]
-        if not match:
-            raise ValueError(f"evaluate returned no seed-{seed} run of {opt!r} at lr {lr:g}")
-        out[lr] = match[0]
-    return out
-
-
-# seeds and measured values
 def measuring(finals: pd.DataFrame) -> pd.DataFrame:
     """The rows of the measuring seeds: all rows when ``finals`` has no ``measuring`` column."""
-    if "measuring" not in finals.columns:
-        return finals
-    return finals[finals["measuring"].astype(bool)]
+    return finals[finals["measuring"].astype(bool)] if "measuring" in finals.columns else finals
 
 
 def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "final") -> Measured:
-    """The measuring seeds' final values of ``optimizer`` at ``lr`` as one :class:`Measured`.
-
-    Mean ± std over the rows of :func:`measuring`: the tuning seed's run is never among them.
-    """
+    """Mean ± std of the measuring seeds' (:func:`measuring`) ``value`` of ``optimizer`` at ``lr``."""
     rows = measuring(finals)
     g = rows[(rows.optimizer == optimizer) & np.isclose(rows.lr.astype(float), lr, rtol=1e-6)]
     if not len(g):
@@ -192,42 +160,29 @@ def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "fina
     return Measured.from_seeds(g[value].astype(float))
 
 
-def seed_table(
-    finals: pd.DataFrame, points: Mapping[str, tuple[str, float]], value: str = "final"
-) -> pd.DataFrame:
+def seed_table(finals: pd.DataFrame, points: Mapping[str, tuple], value: str = "final") -> pd.DataFrame:
     """Per point ``{key: (optimizer, lr)}``: ``mean``, ``std``, ``n_seeds``, ``text`` of measuring seeds."""
-    values = {key: measured(finals, opt, lr, value) for key, (opt, lr) in points.items()}
-    texts = seed_texts(list(values.values()))
-    rows = [
-        {
-            "key": key,
-            "optimizer": opt,
-            "lr": float(lr),
-            "mean": values[key].value,
-            "std": values[key].spread,
-            "n_seeds": values[key].n,
-            "text": text,
-        }
-        for (key, (opt, lr)), text in zip(points.items(), texts, strict=True)
-    ]
-    return pd.DataFrame(rows)
+    values = [measured(finals, opt, lr, value) for opt, lr in points.values()]
+    rows = [(key, opt, float(lr)) for key, (opt, lr) in points.items()]
+    out = pd.DataFrame(rows, columns=["key", "optimizer", "lr"])
+    out["mean"] = [m.value for m in values]
+    out["std"] = [m.spread for m in values]
+    out["n_seeds"] = [m.n for m in values]
+    out["text"] = seed_texts(values)
+    return out
 
 
-def seeded_points(
-    best_lr: Mapping[str, float], shared: Iterable[tuple[str, float]] = ()
-) -> list[tuple[str, float]]:
-    """The (optimizer, lr) points that get extra seeds: each best lr, then the shared-lr slices."""
+def seeded_points(best_lr: Mapping[str, float], shared: Iterable = ()) -> list[tuple[str, float]]:
+    """The (optimizer, lr) points that get extra seeds: each best lr, then the ``shared`` (optimizer, lr)."""
     out: list[tuple[str, float]] = []
-    for p in [*best_lr.items(), *shared]:
-        p = (p[0], float(p[1]))
-        if not any(q[0] == p[0] and math.isclose(q[1], p[1], rel_tol=1e-6) for q in out):
-            out.append(p)
+    for opt, lr in [*best_lr.items(), *shared]:
+        if not any(o == opt and math.isclose(x, lr, rel_tol=1e-6) for o, x in out):
+            out.append((opt, float(lr)))
     return out
 
 
 def nearest(lrs: Iterable[float], target: float) -> float:
     """The grid value closest to ``target`` on a log scale."""
-    lrs = list(lrs)
     return float(min(lrs, key=lambda x: abs(math.log(x / target))))
 
 
@@ -239,10 +194,9 @@ def with_seed(spec: Mapping, seed: int) -> dict:
 
 
 class RunCollector:
-    """Trains a page's run specs into ``root`` and keeps each run's metrics by name, first trained first.
+    """Trains a page's run specs into ``root`` (complete runs reused), keeping their metrics by name.
 
-    Complete runs are reused (:func:`adamlinf.launch.run_specs`). ``p`` gives ``tune_seed``, the
-    measuring ``seeds`` (never the tuning seed), ``nproc_per_node`` and ``workers``.
+    ``p`` gives ``tune_seed``, the measuring ``seeds`` (not the tuning seed), ``nproc_per_node``, ``workers``.
     """
 
     def __init__(self, p: Mapping, root: str | Path, *, threads_per_worker: int | None = None):
@@ -255,16 +209,13 @@ class RunCollector:
                 f"tune_seed={p['tune_seed']}"
             )
         self.frames: dict[str, pd.DataFrame] = {}
-        self._p = p
-        self._threads = threads_per_worker
+        self._kw = {"nproc_per_node": p["nproc_per_node"], "workers": p["workers"]}
+        self._kw["threads_per_worker"] = threads_per_worker
         self._t0 = time.perf_counter()
 
     def train(self, specs: Mapping[str, Mapping]) -> pd.DataFrame:
         """Run ``specs`` and return their tidy metrics (also kept in :attr:`frames`)."""
-        kw = {"nproc_per_node": self._p["nproc_per_node"], "workers": self._p["workers"]}
-        if self._threads is not None:
-            kw["threads_per_worker"] = self._threads
-        m = _launch.run_specs(specs, self.root, verbose=False, progress=False, **kw)
+        m = _launch.run_specs(specs, self.root, verbose=False, progress=False, **self._kw)
         self.frames.update({name: g for name, g in m.groupby("run", sort=False)})
         return m
 
@@ -278,19 +229,15 @@ class RunCollector:
 
     def run_s(self) -> float:
         """Training seconds of the collected runs, whenever trained (their completion records)."""
-        total = 0.0
-        for name in self.frames:
-            record = self.root / name / _launch.COMPLETE_FILE
-            if record.exists():
-                total += float(json.loads(record.read_text()).get("wall_time_s", 0.0))
-        return total
+        records = [self.root / name / _launch.COMPLETE_FILE for name in self.frames]
+        seconds = [float(json.loads(r.read_text()).get("wall_time_s", 0.0)) for r in records if r.exists()]
+        return float(sum(seconds))
 
     def mark(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``frame`` with the column ``measuring``: whether a row's seed is a measuring seed."""
         return frame.assign(measuring=frame.seed.astype(int).isin(self.seeds))
 
 
-# figures
 #: One look per optimizer on every training figure (colour, line style and marker all differ).
 STYLES = {
     "adam": {"color": "C0", "ls": "-", "marker": "o"},
@@ -310,42 +257,29 @@ def style(key: str, k: int = 0) -> dict:
 def legend_below(fig, ax, *, ncol: int = 5) -> None:
     """One legend below the axes (call after ``fig.tight_layout()``)."""
     handles, labels = ax.get_legend_handles_labels()
+    ncol = min(ncol, max(1, len(labels)))
     fig.legend(
-        handles,
-        labels,
-        loc="upper center",
-        bbox_to_anchor=(0.5, 0.0),
-        ncol=min(ncol, max(1, len(labels))),
-        frameon=False,
-        fontsize=9,
+        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False, fontsize=9
     )
 
 
 def plot_sweep(
-    ax,
-    finals: pd.DataFrame,
-    *,
-    labels: Mapping[str, str],
-    value: str = "final",
-    best_lr: Mapping[str, float] | None = None,
+    ax, finals: pd.DataFrame, *, labels: Mapping[str, str], best_lr: Mapping[str, float] | None = None
 ) -> None:
-    """Final loss against peak lr per optimizer (tuning seed).
-
-    Bars: mean ± std of the measuring seeds; ×: a diverged run.
-    """
-    finite = finals[np.isfinite(finals[value].astype(float))]
-    top = float(finite[value].max()) if len(finite) else 1.0
+    """Final loss against peak lr per optimizer (tuning seed); bars: measuring seeds, ×: a diverged run."""
+    finite = finals[np.isfinite(finals.final.astype(float))]
+    top = float(finite.final.max()) if len(finite) else 1.0
     tuning = finals[~finals.measuring.astype(bool)] if "measuring" in finals else finals
     tune_seed = tuning.seed.min()
     for k, (opt, g) in enumerate(finals.groupby("optimizer", sort=False)):
         st = style(opt, k)
         grid = g[g.seed == tune_seed].sort_values("lr")
-        ok = grid[np.isfinite(grid[value].astype(float))]
-        ax.plot(ok.lr, ok[value], ms=4, label=labels.get(opt, opt), **st)
-        bad = grid[~np.isfinite(grid[value].astype(float))]
+        ok = grid[np.isfinite(grid.final.astype(float))]
+        ax.plot(ok.lr, ok.final, ms=4, label=labels.get(opt, opt), **st)
+        bad = grid[~np.isfinite(grid.final.astype(float))]
         if len(bad):
             ax.plot(bad.lr, [top] * len(bad), "x", ms=8, color=st["color"])
-        stats = measuring(g).groupby("lr")[value].agg(["mean", "std", "count"]).reset_index()
+        stats = measuring(g).groupby("lr")["final"].agg(["mean", "std", "count"]).reset_index()
         stats = stats[(stats["count"] > 1) & np.isfinite(stats["mean"])]
         if len(stats):
             ax.errorbar(
@@ -367,10 +301,7 @@ def plot_curves(
     smooth: int = 1,
     label_lr: bool = True,
 ) -> None:
-    """Loss curves at ``points = {key: (optimizer, lr)}``, mean over seeds with a ± std band.
-
-    Each seed's curve is a running mean of ``smooth`` rows; ``label_lr`` puts the lr in the label.
-    """
+    """Loss curves at ``points = {key: (optimizer, lr)}``, mean ± std over seeds (``smooth``-row means)."""
     for k, (key, (opt, lr)) in enumerate(points.items()):
         g = metrics[(metrics.optimizer == opt) & np.isclose(metrics.lr.astype(float), lr, rtol=1e-6)]
         g = g.dropna(subset=[value])
@@ -380,34 +311,23 @@ def plot_curves(
         per_seed = per_seed.rolling(smooth, min_periods=1).mean()
         mean, std = per_seed.mean(axis=1), per_seed.std(axis=1).fillna(0.0)
         st = style(key, k)
-        name = labels.get(key, key)
-        ax.plot(
-            mean.index,
-            mean.values,
-            ms=4,
-            markevery=max(1, len(mean) // 8),
-            label=f"{name} (lr {lr:.2g})" if label_lr else name,
-            **st,
-        )
-        ax.fill_between(
-            mean.index, (mean - std).values, (mean + std).values, color=st["color"], alpha=0.2, lw=0
-        )
+        label = f"{labels.get(key, key)} (lr {lr:.2g})" if label_lr else labels.get(key, key)
+        ax.plot(mean.index, mean.values, ms=4, markevery=max(1, len(mean) // 8), label=label, **st)
+        lo, hi = (mean - std).values, (mean + std).values
+        ax.fill_between(mean.index, lo, hi, color=st["color"], alpha=0.2, lw=0)
     ax.set(xlabel="iteration", ylabel=value.replace("_", " "))
 
 
-# published results of the gpu scale
 @dataclass
 class Published:
-    """Published results of a notebook (``published/<notebook>/<scale>/``).
-
-    Every CSV by stem, the provenance, a ``warning`` (stale or not as published) and the file ``problems``.
-    """
+    """``published/<notebook>/<scale>/``: CSVs by stem, provenance, ``warning`` = ``stale`` + ``problems``."""
 
     path: Path
     tables: dict[str, pd.DataFrame]
     provenance: dict
     warning: str | None = None
     problems: list[str] = field(default_factory=list)
+    stale: str | None = None
 
 
 def make_command(notebook: str, scale: str = "gpu") -> str:
@@ -420,14 +340,11 @@ def load_published(
 ) -> Published | None:
     """The published results of ``notebook`` at ``scale`` (None when there are none).
 
-    An unreadable file is left out, a file whose SHA-256 differs from its provenance's is named, a
-    provenance of another scale is flagged; with :func:`adamlinf.results.check_fresh`'s staleness.
+    Problems: an unreadable file (left out), a SHA-256 unlike its provenance's, a provenance of another
+    scale. Stale: :func:`adamlinf.results.check_fresh`.
     """
     path = Path(folder) if folder is not None else _results.published_dir(notebook, scale)
-    if path is None or not Path(path).is_dir():
-        return None
-    path = Path(path)
-    csvs = sorted(path.glob("*.csv"))
+    csvs = sorted(path.glob("*.csv")) if path is not None and path.is_dir() else []
     if not csvs:
         return None
     problems: list[str] = []
@@ -448,10 +365,9 @@ def load_published(
             prov = record if isinstance(record, dict) else {}
             break
     if prov:
-        folder_scale = path.name
-        if prov.get("scale") not in (None, folder_scale):
+        if prov.get("scale") not in (None, path.name):
             problems.append(
-                f"its provenance says scale {prov.get('scale')!r}, but it is published as {folder_scale!r}"
+                f"its provenance says scale {prov.get('scale')!r}, but it is published as {path.name!r}"
             )
         problems += _results.check_digests(path, prov)
     if problems:
@@ -459,7 +375,7 @@ def load_published(
         problems.append(f"re-make them: {fix}")
     stale = _results.check_fresh(notebook, path)
     warning = "; ".join(([stale] if stale else []) + problems) or None
-    return Published(path, tables, prov, warning, problems)
+    return Published(path, tables, prov, warning, problems, stale)
 
 
 def published_note(notebook: str, pub: Published | None, scale: str = "gpu") -> str:
@@ -472,16 +388,13 @@ def published_note(notebook: str, pub: Published | None, scale: str = "gpu") -> 
         )
     prov = pub.provenance
     wall = prov.get("wall_time_s")
+    took = f" in {wall / 60:.1f} min" if isinstance(wall, (int, float)) else ""
     text = (
         f"**Published `{scale}` results** made on {prov.get('device', 'unknown hardware')} at commit "
-        f"`{str(prov.get('git_commit', 'unknown'))[:12]}`"
-        + (f" in {wall / 60:.1f} min" if isinstance(wall, (int, float)) else "")
-        + "."
+        f"`{str(prov.get('git_commit', 'unknown'))[:12]}`{took}."
     )
-    stale = pub.warning
     if pub.problems:
-        stale = pub.warning.removesuffix("; ".join(pub.problems)).rstrip("; ") if pub.warning else None
         text += " **Not as published:** " + "; ".join(pub.problems) + "."
-    if stale:
-        text += f" **Stale:** {stale}"
+    if pub.stale:
+        text += f" **Stale:** {pub.stale}"
     return text
