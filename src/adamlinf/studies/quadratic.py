@@ -35,6 +35,8 @@ EPS_REACH = 1e-8
 #: :math:`\|H\|_2 = 1`; :func:`adamlinf.tune.search` extends them where the optimum is at an edge.
 COARSE_GRIDS = {name: (1e-3, 1.5**3, 6) for name in ("adam", "signgd", "adasgd")} | {"sgd": (1e-2, 1.5**3, 6)}
 
+#: The columns of Table 1: ``(beta1, name)``.
+COLUMNS = ((0.0, "β1=0"), (0.9, "β1=0.9"))
 METRIC_NOISY = "L(x_T)/L(x₀)"
 METRIC_EXACT = "steps to 1e-8·L(x₀)"
 
@@ -51,16 +53,6 @@ def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH
         late = steps * (1.0 + np.log10(np.maximum(rel, eps) / eps))
     out = np.where(np.isfinite(tau), tau, late)
     return np.where(np.isfinite(out), out, np.inf)
-
-
-def _seed_metric(final: pd.DataFrame, sigma: float, steps: int) -> np.ndarray:
-    rel_final = final["final_loss"] / final["initial_loss"]
-    bad = final["diverged"].to_numpy() | ~np.isfinite(rel_final.to_numpy())
-    if sigma > 0:
-        out = rel_final.to_numpy(dtype=float)
-    else:
-        out = effective_steps(final["steps_to_reach"], final["last_loss"] / final["initial_loss"], steps)
-    return np.where(bad, np.inf, out)
 
 
 def _slices(keys: list) -> list[tuple]:
@@ -223,10 +215,7 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
     columns = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]
     meta = pd.DataFrame(table, columns=columns)
     loss, final = out["loss"].numpy(), out["final_loss"].numpy()  # (n_rec, runs), (runs,)
-    fin = meta.copy()
-    fin["initial_loss"] = loss[0]
-    fin["final_loss"] = final
-    fin["last_loss"] = loss[-1]
+    fin = meta.assign(initial_loss=loss[0], final_loss=final, last_loss=loss[-1])
     fin["diverged"] = ~np.isfinite(final) | (final > 1e6 * loss[0])
     if "steps_to_reach" in out:
         fin["steps_to_reach"] = out["steps_to_reach"].numpy()
@@ -252,21 +241,6 @@ class SweepResult:
     work: dict = field(default_factory=dict)
 
 
-def _rows_for(problem_ids: list[int], thetas: list[float], beta2: float, sgd_momentum: float, d: int):
-    """Settings of one spectrum: ``(label, optimizer, problem, beta1, beta2, column)``."""
-    out = []
-    for b1, col in ((0.0, "β1=0"), (0.9, "β1=0.9")):
-        out.append(("AdaSGD", "adasgd", problem_ids[0], b1, beta2, col))
-        for p, th in zip(problem_ids, thetas, strict=True):
-            out.append((_label("Adam", th, d), "adam", p, b1, beta2, col))
-    out.append(("SGD (μ=0)", "sgd", problem_ids[0], 0.0, 0.0, "β1=0"))
-    out.append((f"SGD (μ={sgd_momentum:g})", "sgd", problem_ids[0], sgd_momentum, 0.0, "β1=0.9"))
-    for p, th in zip(problem_ids, thetas, strict=True):
-        if th == 0 or math.isinf(th):
-            out.append((_label("SignGD", th, d), "signgd", p, 0.0, 0.0, "β1=0"))
-    return out
-
-
 def _label(name: str, theta: float, d: int) -> str:
     if theta == 0:
         return name
@@ -284,7 +258,6 @@ def run_sweep(
     n_tune_seeds: int = 2,
     noise_free_schedule: str = "cosine",
     beta2: float = 0.99,
-    sgd_momentum: float = 0.9,
     factor: float = 1.5,
     max_rounds: int = 8,
     seed: int = 0,
@@ -308,7 +281,6 @@ def run_sweep(
         n_tune_seeds: Tuning seeds (own starts, noise seed ``seed + 1``); the lr is tuned on their mean.
         noise_free_schedule: Lr schedule of the :math:`\sigma = 0` runs (noisy runs: constant).
         beta2: :math:`\beta_2` of Adam and AdaSGD.
-        sgd_momentum: Momentum of SGD.
         factor: Learning-rate resolution at the optimum.
         max_rounds: Bound on tuning rounds.
         seed: Seeds the rotation, the Haar matrix, :math:`x_0` and the noise.
@@ -322,13 +294,19 @@ def run_sweep(
     thetas = [float(c) / math.sqrt(d) for c in theta_sqrt_d]
     rots = Q.rotation_path(d, thetas, seed=seed, haar_seed=seed + 1, dtype=dtype, device=device)
     path = [th for th, _ in rots]  # 0, thetas, inf
-    problems, rows = [], {}
+    problems, rows = [], {}  # rows: (spectrum, column, label) -> (optimizer, problem, beta1, beta2)
     for spec in spectra:
-        fam = Q.rotated_family(Q.spectrum(spec, d, dtype=dtype, device=device), rots, spectrum=spec)
-        ids = list(range(len(problems), len(problems) + len(fam)))
-        problems += fam
-        for label, opt, p, b1, b2, col in _rows_for(ids, path, beta2, sgd_momentum, d):
-            rows[(spec, col, label)] = (opt, p, b1, b2)
+        p0 = len(problems)
+        problems += Q.rotated_family(Q.spectrum(spec, d, dtype=dtype, device=device), rots, spectrum=spec)
+        for b1, col in COLUMNS:
+            rows[(spec, col, "AdaSGD")] = ("adasgd", p0, b1, beta2)
+            for p, th in enumerate(path, start=p0):
+                rows[(spec, col, _label("Adam", th, d))] = ("adam", p, b1, beta2)
+        for b1, col in COLUMNS:  # SGD's momentum is the column's beta1
+            rows[(spec, col, f"SGD (μ={b1:g})")] = ("sgd", p0, b1, 0.0)
+        for p, th in enumerate(path, start=p0):
+            if th == 0 or math.isinf(th):
+                rows[(spec, "β1=0", _label("SignGD", th, d))] = ("signgd", p, 0.0, 0.0)
     gen = torch.Generator().manual_seed(int(seed))
     x0 = torch.randn(n_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     x0_tune = torch.randn(n_tune_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
@@ -352,7 +330,14 @@ def run_sweep(
         dense = final["theta"].to_numpy() != 0
         work["dense"] += int(dense.sum()) * steps
         work["diag"] += int((~dense).sum()) * steps
-        final["metric"] = _seed_metric(final, sigma, steps)
+        init = final["initial_loss"]
+        rel = final["final_loss"] / init
+        if sigma > 0:
+            metric = rel.to_numpy(dtype=float)
+        else:
+            metric = effective_steps(final["steps_to_reach"], final["last_loss"] / init, steps)
+        bad = final["diverged"].to_numpy() | ~np.isfinite(rel.to_numpy())
+        final["metric"] = np.where(bad, np.inf, metric)  # diverged: behind every finite run
         return final, curves
 
     for sigma in sigmas:
@@ -501,7 +486,7 @@ def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
     out = []
     for spec, g in v.groupby("spectrum", sort=False):
         rec = {"spectrum": spec}
-        for col in ("β1=0", "β1=0.9"):
+        for _, col in COLUMNS:
             h = g[g["column"] == col].set_index("claim")["verdict"].reindex(list(CLAIM_TEXT))
             h = h.fillna(V.NOT_RUN)
             rec[f"(a) {col}"] = h["a"]
@@ -573,13 +558,8 @@ def main_spectrum(geometry: pd.DataFrame) -> str:
 
     The largest ``min(#below, #above)``, ties to the first: where claim (b) is tested on both sides.
     """
-    best, score = None, -1
-    for spec, g in geometry.groupby("spectrum", sort=False):
-        below = int((g["l11_per_dim"] < g["spectral_norm"]).sum())
-        s = min(below, len(g) - below)
-        if s > score:
-            best, score = spec, s
-    return best
+    below = (geometry["l11_per_dim"] < geometry["spectral_norm"]).groupby(geometry["spectrum"], sort=False)
+    return np.minimum(below.sum(), below.size() - below.sum()).idxmax()
 
 
 def _cell(r) -> str:
@@ -656,35 +636,28 @@ def full_table(tuned: pd.DataFrame, sigma: float) -> pd.DataFrame:
     return df.sort_values(["_s", "_o", "_t"], kind="stable").drop(columns=["_s", "_o", "_t"])
 
 
-def paper_vs_ours(
-    verdicts: pd.DataFrame, *, scale: str, main: str, page: str = "quadratic_table1"
-) -> pd.DataFrame:
+def paper_vs_ours(verdicts: pd.DataFrame, *, scale: str, main: str) -> pd.DataFrame:
     """The page's verdict table: one line per (claim, spectrum, σ, β₁), with ``main`` marked."""
     rows = []
     for _, v in verdicts.iterrows():
         c = v["claim"]
         setting = f"λ: {v['spectrum']}, σ = {v['sigma']:g}, {v['column'].replace('β1', 'β₁')}"
-        info = dict(paper=CLAIM_PAPER[c], rule=v["rule"], origin=CLAIM_ORIGIN[c], page=page, where="Table 1")
-        r = V.verdict_row(f"{CLAIM_TEXT[c]} — {setting}", v["verdict"], ours=v["ours"], scale=scale, **info)
+        claim = f"{CLAIM_TEXT[c]} — {setting}"
+        info = dict(paper=CLAIM_PAPER[c], rule=v["rule"], origin=CLAIM_ORIGIN[c], where="Table 1")
+        r = V.verdict_row(claim, v["verdict"], ours=v["ours"], scale=scale, page="quadratic_table1", **info)
         r.update(spectrum=v["spectrum"], sigma=v["sigma"], beta1=v["column"], main=v["spectrum"] == main)
         rows.append(r)
     return pd.DataFrame(rows)
 
 
-def equivariance_check(
-    *,
-    d: int,
-    spectrum: str,
-    steps: int = 200,
-    theta_sqrt_d: float = 3.0,
-    seed: int = 0,
-) -> pd.DataFrame:
+def equivariance_check(*, d: int, spectrum: str, steps: int = 200, seed: int = 0) -> pd.DataFrame:
     r"""Rotation equivariance of AdaSGD and SGD at fixed lrs, measured against Adam (:math:`\sigma = 0`).
 
-    The largest relative difference of :math:`L(x_t)` on :math:`R_\theta` and Haar from the :math:`\theta=0`
-    run while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12) for an equivariant method.
+    The largest relative difference of :math:`L(x_t)` on :math:`R_\theta` (:math:`\theta\sqrt d = 3`) and
+    Haar from the :math:`\theta=0` run while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12)
+    for an equivariant method.
     """
-    rots = Q.rotation_path(d, [theta_sqrt_d / math.sqrt(d)], seed=seed, haar_seed=seed + 1)
+    rots = Q.rotation_path(d, [3.0 / math.sqrt(d)], seed=seed, haar_seed=seed + 1)
     probs = Q.rotated_family(Q.spectrum(spectrum, d), rots, spectrum=spectrum)
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     spec = [
@@ -712,10 +685,6 @@ def estimate_cost(measured_s: float, work: Mapping, *, d_target: int, elementwis
 
     One multiply-add per dense Hessian entry and run-step, :math:`c` = ``elementwise`` passes over a run.
     """
-    d = work["d"]
     n_all = work["dense"] + work["diag"]
-
-    def w(dd):
-        return work["dense"] * dd * dd + elementwise * n_all * dd
-
-    return measured_s * w(d_target) / w(d)
+    w = lambda dd: work["dense"] * dd * dd + elementwise * n_all * dd
+    return measured_s * w(d_target) / w(work["d"])
