@@ -362,7 +362,7 @@ def run_sweep(
         c["rel_loss"] = c["loss"] / c["initial_loss"]
         c["sigma"] = sigma
         curves.append(c.drop(columns=["initial_loss", "loss"]))
-        metric = METRIC_NOISY if sigma > 0 else METRIC_EXACT
+        what = METRIC_NOISY if sigma > 0 else METRIC_EXACT
         for name, g in f.groupby("row", sort=False):
             k = tuple(name.split("|"))
             opt, p, b1, _ = rows[k]
@@ -372,7 +372,7 @@ def run_sweep(
             rec |= geometry.loc[p, ["theta", "l11_per_dim", "spectral_norm"]].to_dict()
             rec |= dict(best_lr=found.best[k], value=m.value, spread=m.spread, seeds=tuple(map(float, vals)))
             rec |= dict(reached=int(np.isfinite(g["steps_to_reach"]).sum()), n_lr=len(found.scores[k]))
-            tuned.append(rec | dict(grid_done=found.done[k], steps=steps, schedule=schedule, metric=metric))
+            tuned.append(rec | dict(grid_done=found.done[k], steps=steps, schedule=schedule, metric=what))
     per_lr = _split_rows(pd.concat(per_lr, ignore_index=True))
     curves = _split_rows(pd.concat(curves, ignore_index=True))
     return SweepResult(pd.DataFrame(tuned), per_lr, curves, geometry, time.perf_counter() - t0, work)
