@@ -132,6 +132,13 @@ def test_adasgd_rotation_invariant_adam_not():
     assert np.max(np.abs(adam_haar - adam0) / adam0) > 1e-2
 
 
+def test_equivariance_check_round_off_for_adasgd_and_sgd_only():
+    eq = SQ.equivariance_check(d=12, spectrum="i^-1/2", steps=100).set_index("optimizer")
+    gaps = eq[["vs θ√d = 3", "vs θ√d = Haar"]]
+    assert (gaps.loc[["AdaSGD (β1=0.9)", "SGD (μ=0.9)"]].to_numpy() < 1e-11).all()
+    assert (gaps.loc["Adam (β1=0.9)"].to_numpy() > 1e-2).all() and (eq["steps compared"] == 101).all()
+
+
 def test_experiment_bad_input_raises():
     with pytest.raises(ValueError):
         SQ.Row("x", "adam", 0, 1.0, 0.99, (1e-3,), "c")

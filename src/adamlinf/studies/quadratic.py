@@ -25,27 +25,7 @@ from scipy.stats import spearmanr
 
 from adamlinf import optim, theory, tune
 from adamlinf import problems as Q
-from adamlinf.studies.verdicts import (
-    AGREEMENT_RULE,
-    BOOK,
-    FAILS,
-    HOLDS,
-    INCONCLUSIVE,
-    PAIR_RULE,
-    PAPER,
-    TIE_FLOOR,
-    Measured,
-    agreement_verdict,
-    concordant,
-    correlation_verdict,
-    decide,
-    verdict_row,
-)
-
-__all__ = ["EPS_REACH", "COARSE_GRIDS", "effective_steps", "run_batched", "Row", "Experiment"]
-__all__ += ["run_experiment", "SweepResult", "run_sweep", "spearman_with_interval"]
-__all__ += ["spectrum_verdicts", "verdict_summary", "main_spectrum", "findings", "curve_panels"]
-__all__ += ["panel_curves", "table1", "full_table", "paper_vs_ours", "equivariance_check", "estimate_cost"]
+from adamlinf.studies import verdicts as V
 
 OPTIMIZERS = ("adam", "adasgd", "sgd", "signgd")  # the rules run_batched steps (optim.OPTIMIZERS names)
 #: :math:`\varepsilon` of the noise-free criterion: steps to reach :math:`L \le \varepsilon L(x_0)`.
@@ -55,6 +35,8 @@ EPS_REACH = 1e-8
 #: :math:`\|H\|_2 = 1`; :func:`adamlinf.tune.search` extends them where the optimum is at an edge.
 COARSE_GRIDS = {name: (1e-3, 1.5**3, 6) for name in ("adam", "signgd", "adasgd")} | {"sgd": (1e-2, 1.5**3, 6)}
 
+#: The columns of Table 1: ``(beta1, name)``.
+COLUMNS = ((0.0, "β1=0"), (0.9, "β1=0.9"))
 METRIC_NOISY = "L(x_T)/L(x₀)"
 METRIC_EXACT = "steps to 1e-8·L(x₀)"
 
@@ -71,16 +53,6 @@ def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH
         late = steps * (1.0 + np.log10(np.maximum(rel, eps) / eps))
     out = np.where(np.isfinite(tau), tau, late)
     return np.where(np.isfinite(out), out, np.inf)
-
-
-def _seed_metric(final: pd.DataFrame, sigma: float, steps: int) -> np.ndarray:
-    rel_final = final["final_loss"] / final["initial_loss"]
-    bad = final["diverged"].to_numpy() | ~np.isfinite(rel_final.to_numpy())
-    if sigma > 0:
-        out = rel_final.to_numpy(dtype=float)
-    else:
-        out = effective_steps(final["steps_to_reach"], final["last_loss"] / final["initial_loss"], steps)
-    return np.where(bad, np.inf, out)
 
 
 def _slices(keys: list) -> list[tuple]:
@@ -243,10 +215,7 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
     columns = ["row", "optimizer", "problem", "theta", "column", "beta1", "beta2", "lr", "lr_index", "seed"]
     meta = pd.DataFrame(table, columns=columns)
     loss, final = out["loss"].numpy(), out["final_loss"].numpy()  # (n_rec, runs), (runs,)
-    fin = meta.copy()
-    fin["initial_loss"] = loss[0]
-    fin["final_loss"] = final
-    fin["last_loss"] = loss[-1]
+    fin = meta.assign(initial_loss=loss[0], final_loss=final, last_loss=loss[-1])
     fin["diverged"] = ~np.isfinite(final) | (final > 1e6 * loss[0])
     if "steps_to_reach" in out:
         fin["steps_to_reach"] = out["steps_to_reach"].numpy()
@@ -272,21 +241,6 @@ class SweepResult:
     work: dict = field(default_factory=dict)
 
 
-def _rows_for(problem_ids: list[int], thetas: list[float], beta2: float, sgd_momentum: float, d: int):
-    """Settings of one spectrum: ``(label, optimizer, problem, beta1, beta2, column)``."""
-    out = []
-    for b1, col in ((0.0, "β1=0"), (0.9, "β1=0.9")):
-        out.append(("AdaSGD", "adasgd", problem_ids[0], b1, beta2, col))
-        for p, th in zip(problem_ids, thetas, strict=True):
-            out.append((_label("Adam", th, d), "adam", p, b1, beta2, col))
-    out.append(("SGD (μ=0)", "sgd", problem_ids[0], 0.0, 0.0, "β1=0"))
-    out.append((f"SGD (μ={sgd_momentum:g})", "sgd", problem_ids[0], sgd_momentum, 0.0, "β1=0.9"))
-    for p, th in zip(problem_ids, thetas, strict=True):
-        if th == 0 or math.isinf(th):
-            out.append((_label("SignGD", th, d), "signgd", p, 0.0, 0.0, "β1=0"))
-    return out
-
-
 def _label(name: str, theta: float, d: int) -> str:
     if theta == 0:
         return name
@@ -304,7 +258,6 @@ def run_sweep(
     n_tune_seeds: int = 2,
     noise_free_schedule: str = "cosine",
     beta2: float = 0.99,
-    sgd_momentum: float = 0.9,
     factor: float = 1.5,
     max_rounds: int = 8,
     seed: int = 0,
@@ -328,7 +281,6 @@ def run_sweep(
         n_tune_seeds: Tuning seeds (own starts, noise seed ``seed + 1``); the lr is tuned on their mean.
         noise_free_schedule: Lr schedule of the :math:`\sigma = 0` runs (noisy runs: constant).
         beta2: :math:`\beta_2` of Adam and AdaSGD.
-        sgd_momentum: Momentum of SGD.
         factor: Learning-rate resolution at the optimum.
         max_rounds: Bound on tuning rounds.
         seed: Seeds the rotation, the Haar matrix, :math:`x_0` and the noise.
@@ -336,19 +288,25 @@ def run_sweep(
         dtype: Floating type (float64: the criterion assumes float64 round-off).
         device: Torch device.
     """
+    if n_tune_seeds < 1 or n_seeds < 2:
+        raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
     t0 = time.perf_counter()
     thetas = [float(c) / math.sqrt(d) for c in theta_sqrt_d]
     rots = Q.rotation_path(d, thetas, seed=seed, haar_seed=seed + 1, dtype=dtype, device=device)
     path = [th for th, _ in rots]  # 0, thetas, inf
-    problems, rows = [], {}
+    problems, rows = [], {}  # rows: (spectrum, column, label) -> (optimizer, problem, beta1, beta2)
     for spec in spectra:
-        fam = Q.rotated_family(Q.spectrum(spec, d, dtype=dtype, device=device), rots, spectrum=spec)
-        ids = list(range(len(problems), len(problems) + len(fam)))
-        problems += fam
-        for label, opt, p, b1, b2, col in _rows_for(ids, path, beta2, sgd_momentum, d):
-            rows[(spec, col, label)] = (opt, p, b1, b2)
-    if n_tune_seeds < 1 or n_seeds < 2:
-        raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
+        p0 = len(problems)
+        problems += Q.rotated_family(Q.spectrum(spec, d, dtype=dtype, device=device), rots, spectrum=spec)
+        for b1, col in COLUMNS:
+            rows[(spec, col, "AdaSGD")] = ("adasgd", p0, b1, beta2)
+            for p, th in enumerate(path, start=p0):
+                rows[(spec, col, _label("Adam", th, d))] = ("adam", p, b1, beta2)
+        for b1, col in COLUMNS:  # SGD's momentum is the column's beta1
+            rows[(spec, col, f"SGD (μ={b1:g})")] = ("sgd", p0, b1, 0.0)
+        for p, th in enumerate(path, start=p0):
+            if th == 0 or math.isinf(th):
+                rows[(spec, "β1=0", _label("SignGD", th, d))] = ("signgd", p, 0.0, 0.0)
     gen = torch.Generator().manual_seed(int(seed))
     x0 = torch.randn(n_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     x0_tune = torch.randn(n_tune_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
@@ -364,19 +322,22 @@ def run_sweep(
 
     def measure(sigma, schedule, requests, starts, **kw):
         """The runs of ``requests`` (row key -> lrs) from ``starts``, with their metric; counts the work."""
-        exp_rows = [
-            Row("|".join(k), rows[k][0], rows[k][1], rows[k][2], rows[k][3], tuple(lrs), k[1])
-            for k, lrs in requests.items()
-        ]
+        exp_rows = [Row("|".join(k), *rows[k], tuple(lrs), k[1]) for k, lrs in requests.items()]
         exp = Experiment(problems, exp_rows, starts, float(sigma))
-        window = max(1, steps // 10)
         final, curves = run_experiment(
-            exp, steps=steps, final_window=window, reach=EPS_REACH, schedule=schedule, **kw
+            exp, steps=steps, final_window=max(1, steps // 10), reach=EPS_REACH, schedule=schedule, **kw
         )
         dense = final["theta"].to_numpy() != 0
         work["dense"] += int(dense.sum()) * steps
         work["diag"] += int((~dense).sum()) * steps
-        final["metric"] = _seed_metric(final, sigma, steps)
+        init = final["initial_loss"]
+        rel = final["final_loss"] / init
+        if sigma > 0:
+            metric = rel.to_numpy(dtype=float)
+        else:
+            metric = effective_steps(final["steps_to_reach"], final["last_loss"] / init, steps)
+        bad = final["diverged"].to_numpy() | ~np.isfinite(rel.to_numpy())
+        final["metric"] = np.where(bad, np.inf, metric)  # diverged: behind every finite run
         return final, curves
 
     for sigma in sigmas:
@@ -395,74 +356,62 @@ def run_sweep(
 
         grids = {k: tune.lr_grid(*COARSE_GRIDS[opt]) for k, (opt, *_rest) in rows.items()}
         found = tune.search(evaluate, grids, ratio=1.5**3, n_extend=2, refine=factor, max_rounds=max_rounds)
-        scores, best = found.scores, found.best
         kw = dict(n_seeds=n_seeds, seed=seed, record_every=every)
-        f, c = measure(sigma, schedule, {k: [lr] for k, lr in best.items()}, x0, **kw)
+        f, c = measure(sigma, schedule, {k: [lr] for k, lr in found.best.items()}, x0, **kw)
         c = c.merge(f[["row", "seed", "initial_loss"]], on=["row", "seed"])
         c["rel_loss"] = c["loss"] / c["initial_loss"]
         c["sigma"] = sigma
         curves.append(c.drop(columns=["initial_loss", "loss"]))
+        what = METRIC_NOISY if sigma > 0 else METRIC_EXACT
         for name, g in f.groupby("row", sort=False):
             k = tuple(name.split("|"))
             opt, p, b1, _ = rows[k]
             vals = g.sort_values("seed")["metric"].to_numpy()
-            m = Measured.from_seeds(vals)
-            geo = geometry.loc[p]
-            tuned.append(
-                {
-                    "spectrum": k[0],
-                    "sigma": sigma,
-                    "column": k[1],
-                    "row": k[2],
-                    "optimizer": opt,
-                    "beta1": b1,
-                    "problem": p,
-                    "theta": geo["theta"],
-                    "l11_per_dim": geo["l11_per_dim"],
-                    "spectral_norm": geo["spectral_norm"],
-                    "best_lr": best[k],
-                    "value": m.value,
-                    "spread": m.spread,
-                    "seeds": tuple(float(v) for v in vals),
-                    "reached": int(np.isfinite(g["steps_to_reach"]).sum()),
-                    "n_lr": len(scores[k]),
-                    "grid_done": found.done[k],
-                    "steps": steps,
-                    "schedule": schedule,
-                    "metric": METRIC_NOISY if sigma > 0 else METRIC_EXACT,
-                }
-            )
-    per = pd.concat(per_lr, ignore_index=True)
-    split = per["row"].str.split("|", expand=True)
-    per = per.assign(spectrum=split[0], row=split[2])
-    cur = pd.concat(curves, ignore_index=True)
-    split = cur["row"].str.split("|", expand=True)
-    cur = cur.assign(spectrum=split[0], row=split[2])
-    return SweepResult(pd.DataFrame(tuned), per, cur, geometry, time.perf_counter() - t0, work)
+            m = V.Measured.from_seeds(vals)
+            rec = dict(spectrum=k[0], sigma=sigma, column=k[1], row=k[2], optimizer=opt, beta1=b1, problem=p)
+            rec |= geometry.loc[p, ["theta", "l11_per_dim", "spectral_norm"]].to_dict()
+            rec |= dict(best_lr=found.best[k], value=m.value, spread=m.spread, seeds=tuple(map(float, vals)))
+            rec |= dict(reached=int(np.isfinite(g["steps_to_reach"]).sum()), n_lr=len(found.scores[k]))
+            tuned.append(rec | dict(grid_done=found.done[k], steps=steps, schedule=schedule, metric=what))
+    per_lr = _split_rows(pd.concat(per_lr, ignore_index=True))
+    curves = _split_rows(pd.concat(curves, ignore_index=True))
+    return SweepResult(pd.DataFrame(tuned), per_lr, curves, geometry, time.perf_counter() - t0, work)
 
 
-#: The rules of claims (a) and (b), as the verdict tables print them.
+def _split_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """``row`` ``"spectrum|column|label"`` as the columns ``spectrum`` and ``row`` (the label)."""
+    split = df["row"].str.split("|", expand=True)
+    return df.assign(spectrum=split[0], row=split[2])
+
+
+CLAIM_TEXT = {
+    "a": "(a) Adam's tuned loss rises with ‖H_θ‖₁,₁/d",
+    "b": "(b) Adam beats AdaSGD exactly when ‖H_θ‖₁,₁/d < ‖H_θ‖₂",
+    "c: Adam": "(c) Adam (θ = 0) beats SGD with the same momentum",
+    "c: AdaSGD": "(c) AdaSGD beats SGD with the same momentum",
+}
+CLAIM_PAPER = {
+    "a": "yes (Corollary 3.7; numbers not recovered)",
+    "b": "yes (Theorem 3.11; numbers not recovered)",
+    "c: Adam": "not in Table 1 (the book's check of the paper's thesis: Adam beats SGD)",
+    "c: AdaSGD": "not in Table 1 (the book's check)",
+}
+#: Claims (a) and (b) are the paper's reading of Table 1; (c) is the book's own check.
+CLAIM_ORIGIN = {"a": V.PAPER, "b": V.PAPER, "c: Adam": V.BOOK, "c: AdaSGD": V.BOOK}
+#: The rule of claim (a), as the verdict tables print it ((b)'s is the agreement rule).
 RULE_A = (
     "95% seed-bootstrap interval of Spearman ρ above 0 and the extreme rotations "
-    f"differ in that direction ({PAIR_RULE}) (holds); mirror (fails)"
+    f"differ in that direction ({V.PAIR_RULE}) (holds); mirror (fails)"
 )
-RULE_B = AGREEMENT_RULE
 
 
-def spearman_with_interval(
-    x: Sequence[float],
-    seeds: Sequence[Sequence[float]],
-    *,
-    n_boot: int = 400,
-    level: float = 0.95,
-    rng_seed: int = 0,
-) -> tuple[float, float, float]:
-    r"""``(rho, lo, hi)``: Spearman :math:`\rho` of ``x`` and the seed means, seed-bootstrap interval."""
+def spearman_with_interval(x, seeds, *, n_boot: int = 400) -> tuple[float, float, float]:
+    r"""``(rho, lo, hi)``: Spearman :math:`\rho` of ``x`` and the seed means, 95% seed-bootstrap interval."""
     x = np.asarray(x, dtype=float)
     S = [np.asarray(s, dtype=float) for s in seeds]
     y = np.array([s.mean() for s in S])
     rho = float(spearmanr(x, y).statistic) if len(set(y.tolist())) > 1 else math.nan
-    rng = np.random.default_rng(rng_seed)
+    rng = np.random.default_rng(0)
     reps = []
     for _ in range(n_boot):
         yb = np.array([s[rng.integers(0, len(s), len(s))].mean() for s in S])
@@ -470,20 +419,19 @@ def spearman_with_interval(
             reps.append(float(spearmanr(x, yb).statistic))
     if len(reps) < n_boot // 2:
         return rho, math.nan, math.nan
-    q = (1 - level) / 2
+    q = (1 - 0.95) / 2
     return rho, float(np.quantile(reps, q)), float(np.quantile(reps, 1 - q))
 
 
-def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=TIE_FLOOR, n_boot: int = 400) -> pd.DataFrame:
-    r"""The claims (a), (b), (c) for every (spectrum, sigma, column) of ``tuned`` (:attr:`SweepResult.tuned`).
+def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=V.TIE_FLOOR, n_boot: int = 400) -> pd.DataFrame:
+    r"""Claims (a), (b), (c) per (spectrum, σ, column) of :attr:`SweepResult.tuned`; pairs by ``decide``.
 
-    * (a) Spearman :math:`\rho` of :math:`\|H_\theta\|_{1,1}/d` and Adam's metric over the rotations:
-      *holds* when its 95% seed-bootstrap interval (``n_boot`` replicates) lies above 0 *and*
-      :func:`decide` finds the lowest-norm rotation better than the highest; *fails* in the mirror case.
-    * (b) Per Adam row, "Adam beats AdaSGD" predicted iff :math:`\|H_\theta\|_{1,1}/d < \|H_\theta\|_2`,
-      against :func:`decide`: *holds* when no row disagrees and at least half agree; *fails* when
-      disagreements are at least as many as agreements (and some).
-    * (c) :func:`decide` on "Adam (θ=0) beats SGD" and "AdaSGD beats SGD", SGD of the same momentum.
+    * (a) *holds* when the 95% seed-bootstrap interval (``n_boot`` replicates) of Spearman :math:`\rho`
+      of :math:`\|H_\theta\|_{1,1}/d` and Adam's metric lies above 0 *and* the lowest-norm rotation
+      beats the highest; *fails* in the mirror case.
+    * (b) Per Adam row, "Adam beats AdaSGD" is predicted iff :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2`;
+      :func:`~adamlinf.studies.verdicts.agreement_verdict` of the rows that agree and disagree.
+    * (c) "Adam (θ=0) beats SGD" and "AdaSGD beats SGD", SGD of the same momentum.
 
     Else *inconclusive*. Returns ``claim, verdict, ours, rule`` and counts per setting and claim.
     """
@@ -494,46 +442,42 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=TIE_FLOOR, n_boot: int =
         sgd = g[g["optimizer"] == "sgd"]
         key = {"spectrum": spec, "sigma": sigma, "column": col}
         rho, lo, hi = spearman_with_interval(adam["l11_per_dim"], list(adam["seeds"]), n_boot=n_boot)
-        ends = decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1], rel_floor=rel_floor)
-        sign = correlation_verdict(lo, hi)
-        va = concordant(sign, ends)
+        ends = V.decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1], rel_floor=rel_floor)
+        va = V.concordant(V.correlation_verdict(lo, hi), ends)
         ours = (
             f"ρ = {rho:.2f} [{lo:.2f}, {hi:.2f}] over {len(adam)} rotations; lowest vs highest ‖H_θ‖₁,₁/d: "
             f"{_txt(adam['seeds'].iloc[0])} vs {_txt(adam['seeds'].iloc[-1])}"
         )
         out.append(dict(key, claim="a", verdict=va, rho=rho, rho_lo=lo, rho_hi=hi, ours=ours, rule=RULE_A))
         if len(ada):
-            a_seeds = ada["seeds"].iloc[0]
             cnt = {"agree": 0, "disagree": 0, "tie": 0}
-            below = above = 0
             for _, r in adam.iterrows():
                 pred = r["l11_per_dim"] < r["spectral_norm"]
-                below, above = below + pred, above + (not pred)
-                v = decide(r["seeds"], a_seeds, rel_floor=rel_floor)
-                cnt["tie" if v == INCONCLUSIVE else "agree" if (v == HOLDS) == pred else "disagree"] += 1
-            n = len(adam)
-            vb = agreement_verdict(cnt["agree"], cnt["disagree"], n)
+                v = V.decide(r["seeds"], ada["seeds"].iloc[0], rel_floor=rel_floor)
+                cnt["tie" if v == V.INCONCLUSIVE else "agree" if (v == V.HOLDS) == pred else "disagree"] += 1
+            n, below = len(adam), int((adam["l11_per_dim"] < adam["spectral_norm"]).sum())
+            vb = V.agreement_verdict(cnt["agree"], cnt["disagree"], n)
             ours = (
                 f"{cnt['agree']} agree, {cnt['disagree']} disagree, {cnt['tie']} tie of {n} "
                 f"rotations ({below} with ‖H_θ‖₁,₁/d < ‖H_θ‖₂)"
             )
             counts = {f"n_{k}": v for k, v in cnt.items()}
-            row = dict(key, claim="b", verdict=vb, **counts, n_below=below, n_above=above)
-            out.append(dict(row, ours=ours, rule=RULE_B))
+            row = dict(key, claim="b", verdict=vb, **counts, n_below=below, n_above=n - below)
+            out.append(dict(row, ours=ours, rule=V.AGREEMENT_RULE))
         if len(sgd) and len(adam):
             s, name = sgd["seeds"].iloc[0], sgd["row"].iloc[0]
             pairs = [("c: Adam", "Adam (θ=0)", adam[adam["theta"] == 0]["seeds"].iloc[0])]
             if len(ada):
                 pairs.append(("c: AdaSGD", "AdaSGD", ada["seeds"].iloc[0]))
             for claim, who, a in pairs:
-                verdict = decide(a, s, rel_floor=rel_floor)
+                verdict = V.decide(a, s, rel_floor=rel_floor)
                 ours = f"{who} {_txt(a)} vs {name} {_txt(s)}"
-                out.append({**key, "claim": claim, "verdict": verdict, "ours": ours, "rule": PAIR_RULE})
+                out.append({**key, "claim": claim, "verdict": verdict, "ours": ours, "rule": V.PAIR_RULE})
     return pd.DataFrame(out)
 
 
 def _txt(seeds) -> str:
-    return Measured.from_seeds(seeds).text(3)
+    return V.Measured.from_seeds(seeds).text(3)
 
 
 def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
@@ -542,13 +486,12 @@ def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
     out = []
     for spec, g in v.groupby("spectrum", sort=False):
         rec = {"spectrum": spec}
-        for col in ("β1=0", "β1=0.9"):
-            h = g[g["column"] == col].set_index("claim")["verdict"]
-            rec[f"(a) {col}"] = h.get("a", "not run")
-            rec[f"(b) {col}"] = h.get("b", "not run")
-            rec[f"(c) {col}"] = (
-                f"Adam: {h.get('c: Adam', 'not run')} · AdaSGD: {h.get('c: AdaSGD', 'not run')}"
-            )
+        for _, col in COLUMNS:
+            h = g[g["column"] == col].set_index("claim")["verdict"].reindex(list(CLAIM_TEXT))
+            h = h.fillna(V.NOT_RUN)
+            rec[f"(a) {col}"] = h["a"]
+            rec[f"(b) {col}"] = h["b"]
+            rec[f"(c) {col}"] = f"Adam: {h['c: Adam']} · AdaSGD: {h['c: AdaSGD']}"
         out.append(rec)
     return pd.DataFrame(out)
 
@@ -556,21 +499,21 @@ def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
 def findings(verdicts: pd.DataFrame) -> str:
     """Generated prose (Unicode, no TeX): per claim and (σ, β₁), the spectra where it holds and fails."""
     lines = []
-    for claim in ("a", "b", "c: Adam", "c: AdaSGD"):
+    for claim in CLAIM_TEXT:
         v = verdicts[verdicts["claim"] == claim]
         if v.empty:
             continue
-        n = {k: int((v["verdict"] == k).sum()) for k in (HOLDS, FAILS, INCONCLUSIVE)}
+        n = {k: int((v["verdict"] == k).sum()) for k in (V.HOLDS, V.FAILS, V.INCONCLUSIVE)}
         parts = []
         for (sigma, col), g in v.groupby(["sigma", "column"], sort=False):
-            by = {k: ", ".join(g[g["verdict"] == k]["spectrum"]) or "none" for k in (HOLDS, FAILS)}
+            by = {k: ", ".join(g[g["verdict"] == k]["spectrum"]) or "none" for k in (V.HOLDS, V.FAILS)}
             parts.append(
-                f"σ = {sigma:g}, {col.replace('β1', 'β₁')}: holds for {by[HOLDS]}; fails for {by[FAILS]}"
+                f"σ = {sigma:g}, {col.replace('β1', 'β₁')}: holds for {by[V.HOLDS]}; fails for {by[V.FAILS]}"
             )
-        who = "the paper's claim" if CLAIM_ORIGIN[claim] == PAPER else "the book's check"
+        who = "the paper's claim" if CLAIM_ORIGIN[claim] == V.PAPER else "the book's check"
         lines.append(
-            f"* **{CLAIM_TEXT[claim]}** ({who}): holds in {n[HOLDS]}, fails in {n[FAILS]}, undecided in "
-            f"{n[INCONCLUSIVE]} of {len(v)} settings. " + "; ".join(parts) + "."
+            f"* **{CLAIM_TEXT[claim]}** ({who}): holds in {n[V.HOLDS]}, fails in {n[V.FAILS]}, undecided in "
+            f"{n[V.INCONCLUSIVE]} of {len(v)} settings. " + "; ".join(parts) + "."
         )
     return "\n".join(lines)
 
@@ -583,7 +526,7 @@ def curve_panels(verdicts: pd.DataFrame, geometry: pd.DataFrame, main: str) -> l
     """
     sig = float(verdicts["sigma"].max())
     vb = verdicts[(verdicts["claim"] == "b") & (verdicts["sigma"] == sig) & (verdicts["column"] == "β1=0.9")]
-    b_spec = next(iter(vb[vb["verdict"] == HOLDS]["spectrum"]), main)
+    b_spec = next(iter(vb[vb["verdict"] == V.HOLDS]["spectrum"]), main)
     diag = geometry[geometry["theta"] == 0]
     c_spec = diag.sort_values("l11_per_dim")["spectrum"].iloc[0]
     sig0 = float(verdicts["sigma"].min())
@@ -615,18 +558,13 @@ def main_spectrum(geometry: pd.DataFrame) -> str:
 
     The largest ``min(#below, #above)``, ties to the first: where claim (b) is tested on both sides.
     """
-    best, score = None, -1
-    for spec, g in geometry.groupby("spectrum", sort=False):
-        below = int((g["l11_per_dim"] < g["spectral_norm"]).sum())
-        s = min(below, len(g) - below)
-        if s > score:
-            best, score = spec, s
-    return best
+    below = (geometry["l11_per_dim"] < geometry["spectral_norm"]).groupby(geometry["spectrum"], sort=False)
+    return np.minimum(below.sum(), below.size() - below.sum()).idxmax()
 
 
 def _cell(r) -> str:
     vals = np.asarray(r["seeds"], dtype=float)
-    m = Measured.from_seeds(vals)
+    m = V.Measured.from_seeds(vals)
     if r["metric"] == METRIC_EXACT and r["reached"] < len(vals):
         late = vals[vals >= r["steps"]]
         rel = EPS_REACH * 10 ** (late / r["steps"] - 1)  # invert effective_steps
@@ -645,19 +583,16 @@ def _head(sigma: float, column: str) -> str:
 _ORDER = {"adasgd": 0, "adam": 1, "signgd": 2, "sgd": 3}
 
 
-def table1(
-    tuned: pd.DataFrame, spectrum: str, columns: Sequence[tuple[float, str]] | None = None
-) -> pd.DataFrame:
+def table1(tuned: pd.DataFrame, spectrum: str, columns: Sequence[tuple[float, str]]) -> pd.DataFrame:
     r"""Table 1 as the paper lays it out, for one spectrum and the ``(sigma, column)`` pairs ``columns``.
 
     Optimizer, :math:`\|H_\theta\|_{1,1}/d` (and :math:`\|H_\theta\|_2` where it varies), the tuned metric
     (mean ± seed std, 3 digits) per (σ, β₁); rows AdaSGD, Adam by θ (Haar last), SignGD, SGD; a star:
     extrapolated past :math:`T` for the seeds that did not reach the target (:func:`effective_steps`).
     """
-    t = tuned[tuned["spectrum"] == spectrum].copy()
-    if columns is not None:
-        keep = {(float(a), b) for a, b in columns}
-        t = t[[(float(a), b) in keep for a, b in zip(t["sigma"], t["column"], strict=True)]]
+    keep = {(float(a), b) for a, b in columns}
+    t = tuned[tuned["spectrum"] == spectrum]
+    t = t[[(float(a), b) in keep for a, b in zip(t["sigma"], t["column"], strict=True)]].copy()
     t["cell"] = [_cell(r) for _, r in t.iterrows()]
     t["head"] = [_head(a, b) for a, b in zip(t["sigma"], t["column"], strict=True)]
     t["_o"] = t["optimizer"].map(_ORDER)
@@ -672,12 +607,7 @@ def table1(
     if geo["spectral_norm"].round(9).nunique() > 1:
         wide.insert(3, "‖H_θ‖₂", [geo.loc[o, "spectral_norm"] for o in wide["Optimizer"]])
         shown.append("‖H_θ‖₂")
-    order = (
-        columns
-        if columns is not None
-        else sorted({(a, b) for a, b in zip(t["sigma"], t["column"], strict=True)})
-    )
-    heads = [h for h in dict.fromkeys(_head(a, b) for a, b in order) if h in wide.columns]
+    heads = [h for h in dict.fromkeys(_head(a, b) for a, b in columns) if h in wide.columns]
     return wide[[*shown, *heads]].fillna("—").reset_index(drop=True)
 
 
@@ -706,68 +636,34 @@ def full_table(tuned: pd.DataFrame, sigma: float) -> pd.DataFrame:
     return df.sort_values(["_s", "_o", "_t"], kind="stable").drop(columns=["_s", "_o", "_t"])
 
 
-CLAIM_TEXT = {
-    "a": "(a) Adam's tuned loss rises with ‖H_θ‖₁,₁/d",
-    "b": "(b) Adam beats AdaSGD exactly when ‖H_θ‖₁,₁/d < ‖H_θ‖₂",
-    "c: Adam": "(c) Adam (θ = 0) beats SGD with the same momentum",
-    "c: AdaSGD": "(c) AdaSGD beats SGD with the same momentum",
-}
-CLAIM_PAPER = {
-    "a": "yes (Corollary 3.7; numbers not recovered)",
-    "b": "yes (Theorem 3.11; numbers not recovered)",
-    "c: Adam": "not in Table 1 (the book's check of the paper's thesis: Adam beats SGD)",
-    "c: AdaSGD": "not in Table 1 (the book's check)",
-}
-#: Claims (a) and (b) are the paper's reading of Table 1; (c) is the book's own check.
-CLAIM_ORIGIN = {"a": PAPER, "b": PAPER, "c: Adam": BOOK, "c: AdaSGD": BOOK}
-
-
-def paper_vs_ours(
-    verdicts: pd.DataFrame, *, scale: str, main: str, page: str = "quadratic_table1"
-) -> pd.DataFrame:
+def paper_vs_ours(verdicts: pd.DataFrame, *, scale: str, main: str) -> pd.DataFrame:
     """The page's verdict table: one line per (claim, spectrum, σ, β₁), with ``main`` marked."""
     rows = []
     for _, v in verdicts.iterrows():
-        where = f"λ: {v['spectrum']}, σ = {v['sigma']:g}, {v['column'].replace('β1', 'β₁')}"
-        r = verdict_row(
-            f"{CLAIM_TEXT[v['claim']]} — {where}",
-            v["verdict"],
-            ours=v["ours"],
-            scale=scale,
-            paper=CLAIM_PAPER[v["claim"]],
-            rule=v["rule"],
-            page=page,
-            where="Table 1",
-            origin=CLAIM_ORIGIN[v["claim"]],
-        )
+        c = v["claim"]
+        setting = f"λ: {v['spectrum']}, σ = {v['sigma']:g}, {v['column'].replace('β1', 'β₁')}"
+        claim = f"{CLAIM_TEXT[c]} — {setting}"
+        info = dict(paper=CLAIM_PAPER[c], rule=v["rule"], origin=CLAIM_ORIGIN[c], where="Table 1")
+        r = V.verdict_row(claim, v["verdict"], ours=v["ours"], scale=scale, page="quadratic_table1", **info)
         r.update(spectrum=v["spectrum"], sigma=v["sigma"], beta1=v["column"], main=v["spectrum"] == main)
         rows.append(r)
     return pd.DataFrame(rows)
 
 
-def equivariance_check(
-    *,
-    d: int,
-    spectrum: str,
-    steps: int = 200,
-    theta_sqrt_d: float = 3.0,
-    seed: int = 0,
-    lr_adasgd: float = 0.05,
-    lr_sgd: float = 0.3,
-    lr_adam: float = 0.01,
-) -> pd.DataFrame:
-    r"""Rotation equivariance of AdaSGD and SGD, measured against Adam (:math:`\sigma = 0`).
+def equivariance_check(*, d: int, spectrum: str, steps: int = 200, seed: int = 0) -> pd.DataFrame:
+    r"""Rotation equivariance of AdaSGD and SGD at fixed lrs, measured against Adam (:math:`\sigma = 0`).
 
-    The largest relative difference of :math:`L(x_t)` on :math:`R_\theta` and Haar from the :math:`\theta=0`
-    run while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12) for an equivariant method.
+    The largest relative difference of :math:`L(x_t)` on :math:`R_\theta` (:math:`\theta\sqrt d = 3`) and
+    Haar from the :math:`\theta=0` run while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12)
+    for an equivariant method.
     """
-    rots = Q.rotation_path(d, [theta_sqrt_d / math.sqrt(d)], seed=seed, haar_seed=seed + 1)
+    rots = Q.rotation_path(d, [3.0 / math.sqrt(d)], seed=seed, haar_seed=seed + 1)
     probs = Q.rotated_family(Q.spectrum(spectrum, d), rots, spectrum=spectrum)
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     spec = [
-        ("AdaSGD (β1=0.9)", "adasgd", 0.9, 0.99, lr_adasgd),
-        ("SGD (μ=0.9)", "sgd", 0.9, 0.0, lr_sgd),
-        ("Adam (β1=0.9)", "adam", 0.9, 0.99, lr_adam),
+        ("AdaSGD (β1=0.9)", "adasgd", 0.9, 0.99, 0.05),
+        ("SGD (μ=0.9)", "sgd", 0.9, 0.0, 0.3),
+        ("Adam (β1=0.9)", "adam", 0.9, 0.99, 0.01),
     ]
     rows = [Row(f"{n}|{k}", o, k, b1, b2, (lr,), "c") for n, o, b1, b2, lr in spec for k in range(len(probs))]
     _, curves = run_experiment(Experiment(probs, rows, x0, 0.0), steps=steps, n_seeds=1, record_every=1)
@@ -789,10 +685,6 @@ def estimate_cost(measured_s: float, work: Mapping, *, d_target: int, elementwis
 
     One multiply-add per dense Hessian entry and run-step, :math:`c` = ``elementwise`` passes over a run.
     """
-    d = work["d"]
     n_all = work["dense"] + work["diag"]
-
-    def w(dd):
-        return work["dense"] * dd * dd + elementwise * n_all * dd
-
-    return measured_s * w(d_target) / w(d)
+    w = lambda dd: work["dense"] * dd * dd + elementwise * n_all * dd
+    return measured_s * w(d_target) / w(work["d"])
