@@ -197,8 +197,8 @@ def test_save_verdicts_checks_columns_and_words(tmp_path):
         save_verdicts(pd.DataFrame({"claim": ["x"]}), tmp_path)
     with pytest.raises(ValueError, match="must be among"):
         save_verdicts(pd.DataFrame([dict(rows[0], verdict="agree")]), tmp_path)
-    with pytest.raises(ValueError):
-        verdict_row("x", "maybe", ours="", scale="ci")
+    with pytest.raises(ValueError, match="must be among"):
+        save_verdicts(pd.DataFrame([dict(rows[0], origin="blog")]), tmp_path)
 
 
 def test_paired_difference_against_exact_zero_is_a_one_sample_t_test():
@@ -261,8 +261,6 @@ def test_slope_verdict(lo, hi, predicted, side, verdict):
 
     assert slope_verdict(lo, hi, predicted, side=side) == verdict
     assert (slope_finding(lo, hi, predicted) == "") == (math.isnan(lo) or lo <= predicted <= hi)
-    with pytest.raises(ValueError, match="side"):
-        slope_verdict(lo, hi, predicted, side="lower")
 
 
 def test_bound_threshold_and_rank_rules():

@@ -1,12 +1,8 @@
 r"""Theorem 3.5 (RMSProp), its lemmas, and Theorem 3.11 (blockwise Adam).
 
-* :func:`rmsprop_bound_sweep`, :func:`rmsprop_trace`, :func:`rmsprop_slopes`: the bound of
-  Theorem 3.5 and the rates of Corollaries 3.6 and 3.7 at the tuned :math:`\eta`, :math:`\beta_2`.
-* :func:`lemma_report`, :func:`rmsprop_lemma_table`, :func:`lemma316_counterexample`: both sides
-  of Lemmas 3.14-3.16 and C.1 on RMSProp runs.
-* :func:`blockwise_test_partitions`, :func:`blockwise_partition_sweep`: Theorem 3.11's bound and
-  the ranking of partitions by :math:`H(L,\Phi)`.
-* :func:`rmsprop_verdicts`, :func:`blockwise_verdicts`: the pages' verdict tables.
+The bound of Theorem 3.5 and the rates of Corollaries 3.6 and 3.7 at the tuned :math:`\eta`,
+:math:`\beta_2` (``rmsprop_*``); both sides of Lemmas 3.14-3.16 and C.1 on RMSProp runs (``lemma*``);
+Theorem 3.11's bound and the ranking of partitions by :math:`H(L,\Phi)` (``blockwise_*``).
 """
 
 from __future__ import annotations
@@ -35,11 +31,7 @@ def _window_min(grad_l1: torch.Tensor, T: int) -> tuple[float, float]:
 
 
 def _noise_settings(A: torch.Tensor, sigma: torch.Tensor, *, n_seeds: int, device):
-    """The deterministic (σ = 0, one stream) and the noisy (``n_seeds`` streams) quadratic of one ``A``.
-
-    Yields:
-        ``(setting, sigma, problem, n_seeds)`` for ``setting`` in ``("deterministic", "noisy")``.
-    """
+    """``(setting, sigma, problem, n_seeds)``: deterministic (σ = 0, one stream), then noisy."""
     for setting, sig, n in (("deterministic", 0.0 * sigma, 1), ("noisy", sigma, n_seeds)):
         yield setting, sig, NoisyQuadratic(A, sigma=sig, device=device), n
 
@@ -47,17 +39,11 @@ def _noise_settings(A: torch.Tensor, sigma: torch.Tensor, *, n_seeds: int, devic
 def _tuned_rmsprop(
     prob: NoisyQuadratic, x0: torch.Tensor, *, delta: float, H_sum: float, T: int, c: float, v0: float, **run
 ) -> tuple[dict, float, float]:
-    """RMSProp as Theorem 3.5 tunes it (β₂ = 1 − c·log T / T, η from Δ, T and Σᵢ Hᵢ): ``(out, eta, beta2)``.
-
-    ``run`` passes ``n_seeds``, ``seed`` and ``lemmas`` to :func:`adamlinf.problems.run_blockwise_rmsprop`.
-    """
+    """RMSProp tuned as in Theorem 3.5 (β₂ = 1 − c·log T / T, η from Δ, T, Σᵢ Hᵢ): ``(out, eta, beta2)``."""
     beta2 = 1 - c * math.log(T) / T
     eta = theory.rmsprop_tuned_lr(delta, T, H_sum)
-    return (
-        run_blockwise_rmsprop(prob, x0, torch.arange(prob.d), steps=T, lr=eta, beta2=beta2, v0=v0, **run),
-        eta,
-        beta2,
-    )
+    out = run_blockwise_rmsprop(prob, x0, torch.arange(prob.d), steps=T, lr=eta, beta2=beta2, v0=v0, **run)
+    return out, eta, beta2
 
 
 def rmsprop_bound_sweep(
@@ -65,12 +51,10 @@ def rmsprop_bound_sweep(
 ) -> pd.DataFrame:
     r"""Theorem 3.5 / Corollaries 3.6-3.7 across :math:`T`, :math:`v_0` and :math:`\beta_2=1-c\log T/T`.
 
-    In a deterministic (:math:`\sigma=0`) and a noisy setting (coordinate-wise levels ``sigma``,
-    Assumption 3.4; ``n_seeds`` noise streams batched, noise seed ``seed + T``): RMSProp
-    (:func:`adamlinf.problems.run_blockwise_rmsprop`) from ``x0`` on the Hessian ``A`` at
-    :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` (:func:`adamlinf.theory.rmsprop_tuned_lr`), the measured
-    :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1` (mean over seeds, with its standard error
-    at the minimising :math:`t`) and the bound (:func:`adamlinf.theory.rmsprop_bound`).
+    Deterministic (:math:`\sigma=0`) and noisy (levels ``sigma``, Assumption 3.4; ``n_seeds`` streams,
+    seed ``seed + T``) RMSProp from ``x0`` on ``A`` at :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}`:
+    :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_1` (± its standard error over seeds) against
+    :func:`adamlinf.theory.rmsprop_bound`.
 
     Returns:
         Columns ``setting, c, v0, T, eta, beta2, measured, measured_se, n_seeds, bound, E, F, ratio``.
@@ -99,11 +83,9 @@ def rmsprop_bound_sweep(
 
 
 def rmsprop_trace(A, x0, *, T_list, c: float, v0: float, device="cpu") -> pd.DataFrame:
-    r"""Deterministic RMSProp as :func:`rmsprop_bound_sweep` runs it, step by step, for a few horizons.
+    r"""Deterministic RMSProp of :func:`rmsprop_bound_sweep` step by step: :math:`\|\nabla L(x_t)\|_1`.
 
-    For each ``T``, :math:`\|\nabla L(x_t)\|_1` for :math:`t = 0..T`: where the window
-    :math:`T/2 < t \le T` of Theorem 3.5 falls. Columns ``T, t, grad_l1, eta, beta2, memory``
-    (:math:`1/(1-\beta_2)` steps).
+    Columns ``T, t, grad_l1, eta, beta2, memory`` (:math:`1/(1-\beta_2)` steps), one block per ``T``.
     """
     A = theory.as_symmetric(A)
     H = theory.coordinatewise_smoothness(A)
@@ -114,10 +96,9 @@ def rmsprop_trace(A, x0, *, T_list, c: float, v0: float, device="cpu") -> pd.Dat
     for T in T_list:
         out, eta, beta2 = _tuned_rmsprop(prob, x0, delta=delta, H_sum=float(H.sum()), T=T, c=c, v0=v0)
         g = out["grad_l1"][:, 0, 0].cpu().numpy()
+        memory = 1 / (1 - beta2)
         frames.append(
-            pd.DataFrame(
-                dict(T=T, t=np.arange(T + 1), grad_l1=g, eta=eta, beta2=beta2, memory=1 / (1 - beta2))
-            )
+            pd.DataFrame(dict(T=T, t=np.arange(T + 1), grad_l1=g, eta=eta, beta2=beta2, memory=memory))
         )
     return pd.concat(frames, ignore_index=True)
 
@@ -125,9 +106,9 @@ def rmsprop_trace(A, x0, *, T_list, c: float, v0: float, device="cpu") -> pd.Dat
 def rmsprop_slopes(res: pd.DataFrame) -> pd.DataFrame:
     r"""The log-log slopes in :math:`T` per ``(setting, c, v0)`` of :func:`rmsprop_bound_sweep`'s table.
 
-    Corollaries 3.6/3.7 predict :math:`-1/2` deterministic and :math:`-1/4` (up to the log) noisy.
-    Columns ``setting, c, v0, measured_slope, measured_slope_se, n_points`` (the points above the
-    round-off floor that entered the fit), ``bound_slope, max_ratio``.
+    Corollaries 3.6/3.7 predict :math:`-1/2` deterministic, :math:`-1/4` (up to the log) noisy.
+    Columns ``setting, c, v0, measured_slope, measured_slope_se, n_points`` (above round-off),
+    ``bound_slope, max_ratio``.
     """
     rows = []
     for (setting, c, v0), s in res.groupby(["setting", "c", "v0"], sort=True):
@@ -144,28 +125,15 @@ LEMMA_COLUMNS = ("lemma", "relation", "lhs", "rhs", "margin", "margin_se", "hold
 
 
 def lemma_report(
-    problem: NoisyQuadratic,
-    out: dict,
-    block_index,
-    *,
-    x0,
-    steps: int,
-    eta: float,
-    beta2: float,
-    v0: float,
-    c316: float = 2.0,
+    problem: NoisyQuadratic, out: dict, block_index, *, x0, steps: int, eta, beta2, v0, c316=2.0
 ) -> list[dict]:
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:mod:`adamlinf.theory`) on a ``lemmas=True`` run.
 
-    The run is :func:`adamlinf.problems.run_blockwise_rmsprop`'s at its first step size; ``x0``,
-    ``steps``, ``eta``, ``beta2``, ``v0`` and ``block_index`` are the run's, ``c316`` the constant of
-    Lemma 3.16 reported besides :math:`c=1`. Each lemma is checked on the block closest to violation
-    by :func:`~adamlinf.studies.verdicts.holds_on_average` (means over seeds); Lemma 3.14 pathwise
-    by :func:`~adamlinf.studies.verdicts.holds_pathwise` (worst seed and block).
-
-    Returns:
-        One dict per check (:data:`LEMMA_COLUMNS`): ``lhs``, ``rhs``, ``margin`` (positive when the
-        inequality holds), ``margin_se`` (in standard errors over seeds) and ``holds``.
+    ``out`` is :func:`adamlinf.problems.run_blockwise_rmsprop`'s (first step size), the keywords and
+    ``block_index`` the run's; ``c316``: Lemma 3.16's constant besides :math:`c=1`. Each lemma is checked
+    on its block closest to violation by :func:`~adamlinf.studies.verdicts.holds_on_average`, Lemma 3.14
+    by :func:`~adamlinf.studies.verdicts.holds_pathwise`. Returns dicts of :data:`LEMMA_COLUMNS`
+    (``margin`` > 0 when it holds, ``margin_se`` in standard errors over seeds).
     """
     idx = partitions.check_block_index(block_index, problem.d)
     db = torch.bincount(idx).to(torch.float64)
@@ -232,43 +200,25 @@ def lemma_report(
 def lemma316_counterexample() -> dict:
     r"""The deterministic RMSProp run on which the reconstructed Lemma 3.16 with :math:`c=1` fails.
 
-    :math:`d=6`, :math:`A=MM^\top/6+0.1I` (:math:`M` Gaussian, seed 0), :math:`x^*=\mathbf1`,
-    :math:`x_0=0`, :math:`T=400`, :math:`\beta_2=1-\log T/T`, :math:`\eta=0.05`,
-    :math:`v_0=10^{-4}` (also in ``tests/test_lemmas.py``): ``dict(problem, x0, T, eta, beta2, v0)``.
+    :math:`d=6`, :math:`A=MM^\top/6+0.1I` (:math:`M` Gaussian, seed 0), :math:`x^*=\mathbf1`, :math:`x_0=0`,
+    :math:`T=400`, :math:`\beta_2=1-\log T/T`, :math:`\eta=0.05`, :math:`v_0=10^{-4}` (also in
+    ``tests/test_lemmas.py``): ``dict(problem, x0, T, eta, beta2, v0)``.
     """
     M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    prob = NoisyQuadratic(
-        M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64), x_star=torch.ones(6, dtype=torch.float64)
-    )
-    return dict(
-        problem=prob,
-        x0=torch.zeros(6, dtype=torch.float64),
-        T=400,
-        eta=0.05,
-        beta2=1 - math.log(400) / 400,
-        v0=1e-4,
-    )
+    A = M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64)
+    prob = NoisyQuadratic(A, x_star=torch.ones(6, dtype=torch.float64))
+    x0 = torch.zeros(6, dtype=torch.float64)
+    return dict(problem=prob, x0=x0, T=400, eta=0.05, beta2=1 - math.log(400) / 400, v0=1e-4)
 
 
 def rmsprop_lemma_table(
-    A,
-    sigma,
-    x0,
-    *,
-    T: int,
-    c: float,
-    v0: float,
-    n_seeds: int,
-    seed: int = 0,
-    device="cpu",
-    counterexample: bool = True,
+    A, sigma, x0, *, T: int, c, v0, n_seeds: int, seed=0, device="cpu", counterexample=True
 ) -> pd.DataFrame:
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:func:`lemma_report`) on RMSProp runs.
 
-    At the tuned step :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}`, :math:`\beta_2=1-c\log T/T`: a
-    deterministic and a noisy run (``n_seeds`` seeds of ``sigma``) from ``x0`` and, with
-    ``counterexample``, :func:`lemma316_counterexample`. Returns ``setting`` and :func:`lemma_report`'s
-    columns.
+    A deterministic and a noisy run (``n_seeds`` seeds of ``sigma``) from ``x0``, tuned as in
+    :func:`rmsprop_bound_sweep`, and with ``counterexample`` :func:`lemma316_counterexample`. Columns
+    ``setting`` and :data:`LEMMA_COLUMNS`.
     """
     A = theory.as_symmetric(A)
     H_sum = float(theory.coordinatewise_smoothness(A).sum())
@@ -283,18 +233,13 @@ def rmsprop_lemma_table(
         runs.append((setting, prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)))
     if counterexample:
         ce = lemma316_counterexample()
+        prob, x0, T, eta, beta2, v0 = (ce[k] for k in ("problem", "x0", "T", "eta", "beta2", "v0"))
         out = run_blockwise_rmsprop(
-            ce["problem"],
-            ce["x0"],
-            torch.arange(ce["problem"].d),
-            steps=ce["T"],
-            lr=ce["eta"],
-            beta2=ce["beta2"],
-            v0=ce["v0"],
-            lemmas=True,
+            prob, x0, torch.arange(prob.d), steps=T, lr=eta, beta2=beta2, v0=v0, lemmas=True
         )
-        kw = dict(x0=ce["x0"], steps=ce["T"], eta=ce["eta"], beta2=ce["beta2"], v0=ce["v0"])
-        runs.append(("counterexample (d=6, tests)", ce["problem"], out, kw))
+        runs.append(
+            ("counterexample (d=6, tests)", prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0))
+        )
     rows = [
         dict(setting=setting, **r)
         for setting, prob, out, kw in runs
@@ -306,9 +251,9 @@ def rmsprop_lemma_table(
 def blockwise_test_partitions(block_size: int, n_blocks: int) -> dict:
     r"""The partitions compared on the Theorem 3.11 page, ``{name: (d,) block ids}``.
 
-    On a Hessian with ``n_blocks >= 2`` diagonal blocks of an even ``block_size``
-    (:func:`adamlinf.problems.block_quadratic`): coordinates (Adam), aligned blocks of half, one and
-    two block sizes, blocks of the right size shifted by half a block (misaligned), one block (AdaSGD).
+    For ``n_blocks >= 2`` diagonal blocks of an even ``block_size`` (``problems.block_quadratic``):
+    coordinates (Adam), aligned blocks of half, one and two block sizes, blocks shifted by half a block
+    (misaligned), one block (AdaSGD).
     """
     if block_size < 2 or block_size % 2 or n_blocks < 2:
         raise ValueError("need an even block_size >= 2 and n_blocks >= 2")
@@ -334,25 +279,23 @@ def blockwise_partition_sweep(
     lrs,
     beta2: float,
     n_seeds: int,
-    seed: int = 0,
-    exact_max_blocks: int = 8,
-    v0: float = 0.0,
-    n_tune_seeds: int = 0,
+    seed=0,
+    exact_max_blocks=8,
+    v0=0.0,
+    n_tune_seeds=0,
     device="cpu",
 ) -> pd.DataFrame:
     r"""Theorem 3.11 checked by ranking and by its bound, one row per partition.
 
-    Blockwise Adam with :math:`\beta_1=0` (:func:`adamlinf.problems.run_blockwise_rmsprop`, noise
-    ``noise`` on every coordinate, all lrs and seeds batched) from ``x0``; the final loss is the mean
-    over the last 10% of the steps and over the ``n_seeds`` measuring seeds at the lr that is best on
-    ``n_tune_seeds`` further seeds (on the measuring seeds when 0). With ``v0 > 0`` the bound of
-    Theorem 3.11 (:math:`H(L,\Phi)` exact up to ``exact_max_blocks`` blocks, else its Lemma 3.13
-    bound) is compared at every lr with :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_{\Phi,*}`.
+    Blockwise Adam with :math:`\beta_1=0` (noise ``noise`` per coordinate, lrs and seeds batched) from
+    ``x0``; final loss: mean over the last 10% of steps and the ``n_seeds`` measuring seeds at the lr best
+    on ``n_tune_seeds`` further seeds (the measuring ones when 0). With ``v0 > 0``, Theorem 3.11's bound
+    (:math:`H(L,\Phi)` exact up to ``exact_max_blocks`` blocks, else Lemma 3.13's) against
+    :math:`\min_{T/2<t\le T}\mathbb E\|\nabla L(x_t)\|_{\Phi,*}` at every lr.
 
     Returns:
-        ``partition, B, bound`` (Lemma 3.13), ``H_exact``, ``best_lr, final_loss, final_loss_std,
-        n_seeds, edge_of_grid, measured_dual, thm311_bound`` and ``thm311_ratio_max`` (largest
-        measured / bound over the lrs; NaN when ``v0 = 0``).
+        ``partition, B, bound`` (Lemma 3.13), ``H_exact, best_lr, final_loss, final_loss_std, n_seeds,
+        edge_of_grid, measured_dual, thm311_bound, thm311_ratio_max`` (over the lrs; NaN when ``v0 = 0``).
     """
     A = theory.as_symmetric(A)
     lrs = np.asarray(lrs, dtype=float)
@@ -367,17 +310,8 @@ def blockwise_partition_sweep(
         H_b = theory.blockwise_smoothness(A.cpu(), idx)
         lemma313 = float(H_b.sum())
         exact = theory.phi_smoothness(A, idx) if B <= exact_max_blocks else float("nan")
-        out = run_blockwise_rmsprop(
-            prob,
-            x0,
-            idx,
-            steps=T,
-            lr=lrs,
-            beta2=beta2,
-            v0=v0,
-            n_seeds=n_seeds + n_tune_seeds,
-            seed=seed,
-        )
+        n = n_seeds + n_tune_seeds
+        out = run_blockwise_rmsprop(prob, x0, idx, steps=T, lr=lrs, beta2=beta2, v0=v0, n_seeds=n, seed=seed)
         last = out["loss"][-max(1, T // 10) :].mean(0)  # (n_lr, n_tune_seeds + n_seeds)
         per_seed = last[:, n_tune_seeds:]
         final = per_seed.mean(-1)
@@ -409,25 +343,12 @@ def blockwise_partition_sweep(
     return pd.DataFrame(rows)
 
 
-def rmsprop_verdicts(
-    res: pd.DataFrame,
-    slopes: pd.DataFrame,
-    lemmas: pd.DataFrame,
-    fit: pd.DataFrame,
-    sweep: pd.DataFrame,
-    *,
-    scale: str,
-    page: str = "thm35_rmsprop",
-) -> pd.DataFrame:
-    r"""The Theorem 3.5 page's verdict table.
+def rmsprop_verdicts(res, slopes, lemmas, fit, sweep, *, scale: str, page="thm35_rmsprop") -> pd.DataFrame:
+    r"""The Theorem 3.5 page's verdicts, from the ``rmsprop_*`` tables and RMSProp's geometry fit and sweep.
 
-    From the tables of :func:`rmsprop_bound_sweep` (``res``), :func:`rmsprop_slopes`,
-    :func:`rmsprop_lemma_table` and RMSProp's :func:`geometry_fit` and :func:`geometry_sweep`. Rows:
-    the bound over every configuration; the noisy rate (:math:`(\log T/T)^{1/4}`, slope at most
-    :math:`-1/4`) and the deterministic rate (at most :math:`-1/2`) at the largest :math:`c` and the
-    smallest :math:`v_0`; a large :math:`v_0` is harmless at the largest :math:`c` (noisy, largest
-    :math:`T`: not significantly worse than the smallest :math:`v_0`); the lemmas (with :math:`c=2`
-    in Lemma 3.16, and separately :math:`c=1`); and the geometry claims (:func:`geometry_verdicts`).
+    The bound everywhere; the noisy (slope at most :math:`-1/4`) and deterministic (:math:`-1/2`) rates
+    at the largest :math:`c` and smallest :math:`v_0`; a large :math:`v_0` not significantly worse (noisy,
+    largest :math:`T`); the lemmas (Lemma 3.16 with :math:`c=2`, and with :math:`c=1`); the geometry claims.
     """
     c_main, v0_min, v0_max, Tmax = res.c.max(), res.v0.min(), res.v0.max(), res["T"].max()
     rows = [
@@ -511,13 +432,10 @@ def rmsprop_verdicts(
 def blockwise_verdicts(
     res: pd.DataFrame, *, block_size: int, scale: str, page: str = "thm311_blockwise"
 ) -> pd.DataFrame:
-    r"""The Theorem 3.11 page's verdict table, from :func:`blockwise_partition_sweep`'s table.
+    r"""The Theorem 3.11 page's verdicts, from :func:`blockwise_partition_sweep`'s table.
 
-    Rows: the bound of Theorem 3.11 at every learning rate and partition (measured / bound at most 1);
-    the rank correlation between the Lemma 3.13 bound on :math:`H(L,\Phi)` and the tuned final loss
-    (Spearman, :func:`~adamlinf.studies.verdicts.rank_test_verdict`); and three pairwise claims that
-    follow from "smaller :math:`H(L,\Phi)`, faster" (tuned final losses, spread over seeds;
-    ``block_size`` names the aligned and misaligned partitions).
+    The bound at every lr and partition; Spearman's rank test of the Lemma 3.13 bound on :math:`H(L,\Phi)`
+    against the tuned loss; three pairs "smaller :math:`H(L,\Phi)`, faster" (``block_size`` names them).
     """
     rows = []
     if res.thm311_ratio_max.notna().all():

@@ -1,12 +1,8 @@
 r"""Theorem 3.2 (SignGD) and the ℓ∞-against-ℓ2 instances of Theorems 3.2 and 3.5.
 
-* :func:`signgd_test_problems`, :func:`signgd_bound_grid`, :func:`signgd_tuned_rate`: the bound
-  of Theorem 3.2 over a grid, and the rate at the tuned step.
-* :func:`geometry_instances` (a heavy-tailed diagonal Hessian and its rotations),
-  :func:`geometry_sweep` (tuned SignGD or RMSProp on each, with the ℓ∞ and ℓ2 bounds),
-  :func:`geometry_fit`, :func:`plot_geometry`.
-* :func:`loglog_fit`: power laws with standard errors; :func:`bound_row`, :func:`slope_row`: verdict
-  rows of a bound and of a fitted rate; the pages' verdict tables.
+Theorem 3.2's bound over a grid and its rate at the tuned step (``signgd_*``); a heavy-tailed diagonal
+Hessian and its rotations with tuned SignGD or RMSProp against the ℓ∞ and ℓ2 bounds (``geometry_*``);
+power-law fits (:func:`loglog_fit`) and the verdict rows of a bound and of a fitted rate.
 """
 
 from __future__ import annotations
@@ -28,17 +24,15 @@ from . import verdicts
 ROUNDOFF_FLOOR = 1e-12
 #: The columns of the SignGD tables (:func:`signgd_bound_grid` adds ``H`` and ``ratio_max``).
 SIGNGD_COLUMNS = ["problem", "T", "eta", "measured_mean", "measured_max", "bound"]
+BOUND_RULE = "every case ≤ 1 (deterministic float64)"
 
 
 def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, device="cpu") -> dict:
-    r"""The two quadratics of the Theorem 3.2 page, :math:`\min L=0`, with their exact ℓ∞ constant.
+    r"""The two quadratics of the Theorem 3.2 page (:math:`\min L=0`) with their exact ℓ∞ constant.
 
-    * ``"dense"``: :math:`A=Q\,\mathrm{diag}(i^{-1/2})Q^\top` with Haar :math:`Q`
-      (:func:`adamlinf.problems.random_psd`);
-    * ``"diagonal"``: :math:`A=\mathrm{diag}(i^{-1/2})` (then :math:`H=\mathrm{tr}A`).
-
-    :math:`H` is :func:`adamlinf.theory.linf_smoothness` by brute force, so ``d <= 22``. ``seed`` seeds
-    the rotation and the ``n_starts`` Gaussian starts, each scaled so that :math:`L(x_0)=\Delta` (``delta``).
+    ``"dense"``: :math:`A=Q\,\mathrm{diag}(i^{-1/2})Q^\top`, Haar :math:`Q`; ``"diagonal"``:
+    :math:`A=\mathrm{diag}(i^{-1/2})`. :math:`H` is :func:`adamlinf.theory.linf_smoothness` (brute force,
+    ``d <= 22``); ``seed`` seeds :math:`Q` and the ``n_starts`` starts, scaled to :math:`L(x_0)=\Delta`.
     Returns ``{kind: (NoisyQuadratic, H, X0 of shape (n_starts, d))}``.
     """
     if delta <= 0 or n_starts < 1:
@@ -57,16 +51,14 @@ def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, 
 
 
 def signgd_bound_grid(problem_set: dict, *, T_list, etas, delta: float) -> pd.DataFrame:
-    r"""Theorem 3.2 over a grid of horizons ``T_list`` and step sizes ``etas``.
+    r"""Theorem 3.2 over horizons ``T_list`` and step sizes ``etas`` (:math:`\Delta` = ``delta``).
 
-    One SignGD run of length :math:`\max T` per step size (:func:`adamlinf.problems.run_signgd`,
-    all step sizes and starts batched) on each problem of :func:`signgd_test_problems` gives
-    :math:`\min_{t<T}\|\nabla L(x_t)\|_1` for every :math:`T` (a prefix minimum);
-    ``delta`` is :math:`\Delta=L(x_0)-\min L`.
+    One batched SignGD run of length :math:`\max T` per problem of :func:`signgd_test_problems` gives
+    :math:`\min_{t<T}\|\nabla L(x_t)\|_1` for every :math:`T` (a prefix minimum).
 
     Returns:
-        Columns ``problem, T, eta, measured_mean, measured_max`` (mean and worst over the starts),
-        ``bound`` (:func:`adamlinf.theory.signgd_bound`), ``H`` and ``ratio_max = measured_max / bound``.
+        :data:`SIGNGD_COLUMNS` (mean and worst over the starts; ``bound``:
+        :func:`adamlinf.theory.signgd_bound`), ``H`` and ``ratio_max = measured_max / bound``.
     """
     etas = np.asarray(etas, dtype=float)
     Tmax = int(max(T_list))
@@ -87,10 +79,8 @@ def signgd_bound_grid(problem_set: dict, *, T_list, etas, delta: float) -> pd.Da
 def signgd_tuned_rate(problem_set: dict, *, T_list, delta: float) -> pd.DataFrame:
     r"""Theorem 3.2 at the tuned step :math:`\eta^*(T)=\sqrt{2\Delta/(TH)}`.
 
-    For each :math:`T` of ``T_list`` a run with its own :math:`\eta^*(T)` (batched over :math:`T` and
-    starts) on each problem of :func:`signgd_test_problems`: measured
-    :math:`\min_{t<T}\|\nabla L(x_t)\|_1` against :math:`\sqrt{2H\Delta/T}`. Columns ``problem, T,
-    eta, measured_mean, measured_max, bound``.
+    One run per :math:`T` (batched) on each problem of :func:`signgd_test_problems`: measured
+    :math:`\min_{t<T}\|\nabla L(x_t)\|_1` against :math:`\sqrt{2H\Delta/T}`. Columns :data:`SIGNGD_COLUMNS`.
     """
     Tmax = int(max(T_list))
     rows = []
@@ -120,30 +110,20 @@ def loglog_fit(x, y, *, floor: float = ROUNDOFF_FLOOR) -> tuple[float, float]:
 
 
 def geometry_instances(
-    d: int,
-    *,
-    spectrum: str = "1/i^2",
-    thetas=(0.01, 0.03, 0.1, 0.3),
-    seed: int = 0,
-    haar_seed: int | None = 1,
-    device="cpu",
+    d: int, *, spectrum="1/i^2", thetas=(0.01, 0.03, 0.1, 0.3), seed=0, haar_seed=1, device="cpu"
 ) -> tuple[list[NoisyQuadratic], pd.DataFrame]:
     r"""A heavy-tailed diagonal Hessian and its rotations, with their ℓ∞ and ℓ2 constants.
 
-    The diagonal :math:`A=\mathrm{diag}(\lambda)` (``spectrum`` of :func:`adamlinf.problems.spectrum`,
-    normalised to :math:`\|A\|_2=1`; :math:`\lambda_i=1/i^2` by default) has
-    :math:`\|A\|_{\infty\to1}=\|A\|_{1,1}=\sum_i\lambda_i\approx1.6`, far below
-    :math:`d\|A\|_2=d`. Rotating it, :math:`A_\theta=R_\theta^\top AR_\theta` with
-    :math:`R_\theta=\exp(\theta S)` (:func:`adamlinf.problems.rotation_path`, plus a Haar rotation
-    :math:`\theta=\infty`, seed ``haar_seed``, ``None`` for none), keeps :math:`\|A\|_2` and raises
-    both ℓ∞ constants towards :math:`d\|A\|_2`. :math:`\theta=0` is always included besides
-    ``thetas``; ``seed`` seeds :math:`S`; ``d <= 22`` gives the exact :math:`\|A\|_{\infty\to1}`.
+    :math:`A=\mathrm{diag}(\lambda)` (:func:`adamlinf.problems.spectrum`, :math:`\|A\|_2=1`) has
+    :math:`\|A\|_{\infty\to1}=\|A\|_{1,1}=\sum_i\lambda_i\approx1.6\ll d\|A\|_2`; rotating it by
+    :math:`R_\theta=\exp(\theta S)` (:func:`adamlinf.problems.rotation_path`: :math:`\theta=0`, ``thetas``
+    and a Haar :math:`\theta=\infty` unless ``haar_seed`` is None) keeps :math:`\|A\|_2` and raises both
+    ℓ∞ constants towards :math:`d\|A\|_2`. ``seed`` seeds :math:`S`; ``d <= 22``: exact ℓ∞ constant.
 
     Returns:
-        ``(instances, constants)``: one :class:`adamlinf.problems.NoisyQuadratic` per rotation (with
-        attribute ``theta``) and a table with columns ``theta, H_linf`` (:math:`\|A\|_{\infty\to1}`,
-        Theorem 3.2), ``sum_H`` (:math:`\sum_iH_i=\|A\|_{1,1}`, Theorem 3.5), ``d_l2``
-        (:math:`d\|A\|_2`, what an ℓ2 analysis pays), ``exact`` (whether ``H_linf`` is exact).
+        ``(instances, constants)``: a :class:`~adamlinf.problems.NoisyQuadratic` per rotation (``theta``)
+        and columns ``theta, H_linf`` (:math:`\|A\|_{\infty\to1}`, Theorem 3.2), ``sum_H``
+        (:math:`\|A\|_{1,1}`, Theorem 3.5), ``d_l2`` (:math:`d\|A\|_2`), ``exact``.
     """
     lam = problems.spectrum(spectrum, d)
     family = problems.rotated_family(
@@ -162,40 +142,24 @@ def geometry_instances(
 
 
 def geometry_sweep(
-    instances: list[NoisyQuadratic],
-    x0,
-    *,
-    method: str,
-    delta: float,
-    T_list,
-    lrs,
-    c: float = 4.0,
-    v0: float = 1e-8,
+    instances: list[NoisyQuadratic], x0, *, method: str, delta: float, T_list, lrs, c=4.0, v0=1e-8
 ) -> pd.DataFrame:
     r"""Tuned SignGD (Theorem 3.2) or RMSProp (Theorem 3.5) on each instance, with the ℓ∞ and ℓ2 bounds.
 
-    Every instance of :func:`geometry_instances` starts from the same points ``x0`` ``(n_starts, d)``
-    of the unrotated frame scaled to :math:`L(x_0)=\Delta` (a run on :math:`L_\theta` starts at
-    :math:`R_\theta^\top x_0`, at the same loss); all step sizes ``lrs`` and starts run batched and
-    deterministic (full gradients), for every horizon of ``T_list``.
+    Each instance starts from the unrotated points ``x0`` ``(n_starts, d)`` scaled to
+    :math:`L(x_0)=\Delta` (on :math:`L_\theta` from :math:`R_\theta^\top x_0`); step sizes ``lrs`` and
+    starts run batched with full gradients.
 
-    * ``method="signgd"``: :math:`\min_{t<T}\|\nabla L(x_t)\|_1` for every ``T`` (one run of length
-      :math:`\max T`). Bounds at the tuned step: :math:`\sqrt{2H\Delta/T}` with
-      :math:`H=\|A\|_{\infty\to1}` (ℓ∞) and with :math:`H=d\|A\|_2` (ℓ2), so the ℓ2 bound is
-      looser by exactly :math:`\sqrt{d\|A\|_2/\|A\|_{\infty\to1}}`.
-    * ``method="rmsprop"``: one run per ``T`` with :math:`\beta_2=1-c\log T/T` and ``v0``,
-      measuring :math:`\min_{T/2<t\le T}\|\nabla L(x_t)\|_1`. Bounds: :func:`adamlinf.theory.rmsprop_bound`
-      at :math:`\eta=\sqrt{\Delta/(T\sum_iH_i)}` with the constants :math:`H_i` (ℓ∞), and with every
-      :math:`H_i=\|A\|_2` (:math:`\sum_iH_i=d\|A\|_2`, the coefficient of ℓ2 and AdaSGD analyses) at
-      its own tuned step (ℓ2); averaged over the starts (they differ in :math:`\|\nabla L(x_0)\|_\infty`).
+    * ``"signgd"``: :math:`\min_{t<T}\|\nabla L(x_t)\|_1`; tuned bounds :math:`\sqrt{2H\Delta/T}` with
+      :math:`H=\|A\|_{\infty\to1}` (ℓ∞) and :math:`H=d\|A\|_2` (ℓ2).
+    * ``"rmsprop"``: one run per ``T`` (:math:`\beta_2=1-c\log T/T`, ``v0``) measuring
+      :math:`\min_{T/2<t\le T}\|\nabla L(x_t)\|_1`; :func:`adamlinf.theory.rmsprop_bound` at the tuned
+      step with the :math:`H_i` (ℓ∞) and with every :math:`H_i=\|A\|_2` (ℓ2), mean over starts.
 
     Returns:
-        One row per instance, horizon, step size and start: ``method, theta, T, lr, start, measured``,
-        ``bound_linf, bound_l2`` (tuned steps, mean over starts), ``bound_at_lr`` (the ℓ∞ bound at this
-        step size and start) and ``ratio = measured / bound_at_lr``.
+        Per instance, horizon, step size and start: ``method, theta, T, lr, start, measured``,
+        ``bound_linf, bound_l2`` (tuned), ``bound_at_lr`` (ℓ∞ at this step and start), ``ratio``.
     """
-    if method not in ("signgd", "rmsprop"):
-        raise ValueError(f"method must be 'signgd' or 'rmsprop', got {method!r}")
     lrs = np.asarray(lrs, dtype=float)
     X0 = torch.as_tensor(x0, dtype=torch.float64)
     rows = []
@@ -242,16 +206,14 @@ def geometry_sweep(
 def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts: int = 0) -> pd.DataFrame:
     r"""The tuned measurement of :func:`geometry_sweep` against the instance's constants and bounds.
 
-    The step size is the best over the grid on the tuning starts ``0 .. n_tune_starts - 1`` (every
-    start when 0; ``edge`` flags a best step size on the grid's edge); the measured value is its
-    mean and spread over the other starts. ``constants`` is :func:`geometry_instances`' table.
+    The step size is tuned on the starts ``< n_tune_starts`` (all when 0; ``edge``: on the grid's edge)
+    and measured on the others. ``constants`` is :func:`geometry_instances`' table.
 
     Returns:
-        One row per ``(method, theta, T)``: ``H`` (:math:`\|A\|_{\infty\to1}` for SignGD,
-        :math:`\sum_iH_i` for RMSProp), ``d_l2``, ``best_lr, edge, measured, measured_std, log10_mean,
-        log10_std, n_starts, bound_linf, bound_l2``, ``ratio_max_all_lr`` (the largest measured / bound
-        over every step size and start: at most 1 when the theorem holds), ``ratio_linf, ratio_l2``
-        (measured / bound), ``l2_over_linf`` and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
+        Per ``(method, theta, T)``: ``H`` (:math:`\|A\|_{\infty\to1}` SignGD, :math:`\sum_iH_i` RMSProp),
+        ``d_l2, best_lr, edge, measured, measured_std, log10_mean, log10_std, n_starts, bound_linf,
+        bound_l2``, ``ratio_max_all_lr`` (over every step and start), ``ratio_linf, ratio_l2``,
+        ``l2_over_linf`` and ``predicted`` (:math:`\sqrt{d\|A\|_2/H}`).
     """
     const = constants.set_index("theta")
     ratio_all = sweep.groupby(["method", "theta", "T"], sort=True).ratio.max()
@@ -306,23 +268,11 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts:
     return out
 
 
-def plot_geometry(
-    fit: pd.DataFrame,
-    *,
-    T: int,
-    xlabel: str,
-    ylabel: str,
-    linf_label: str,
-    l2_label: str,
-    predicted_label: str,
-):
-    """Plot the ℓ∞-against-ℓ2 geometry figure of Theorems 3.2 and 3.5 at one horizon.
+def plot_geometry(fit: pd.DataFrame, *, T: int, xlabel, ylabel, linf_label, l2_label, predicted_label):
+    """The ℓ∞-against-ℓ2 figure of Theorems 3.2 and 3.5 at horizon ``T`` (for :func:`adamlinf.report.figure`).
 
-    Left: the tuned measurement of :func:`geometry_fit`'s table at horizon ``T`` (mean ± std over
-    starts) and the ℓ∞ and ℓ2 bounds against the ℓ∞ constant (``xlabel``). Right: measured/bound for
-    both bounds and the predicted drift (``predicted`` of the diagonal over ``predicted``), each
-    relative to the diagonal instance (the smallest constant). Returns the figure for
-    :func:`adamlinf.report.figure`.
+    Left: :func:`geometry_fit`'s tuned measurement (± std) and both bounds against the ℓ∞ constant.
+    Right: measured / bound and the predicted drift, relative to the diagonal instance.
     """
     import matplotlib.pyplot as plt  # plotting only
     from matplotlib.ticker import NullFormatter
@@ -359,16 +309,7 @@ def plot_geometry(
     return fig
 
 
-def bound_row(
-    claim: str,
-    ratio_max: float,
-    cases: str,
-    *,
-    where: str,
-    scale: str,
-    page: str,
-    rule: str = "every case ≤ 1 (deterministic float64)",
-) -> dict:
+def bound_row(claim: str, ratio_max: float, cases: str, *, where, scale, page, rule=BOUND_RULE) -> dict:
     """The verdict row of a RECONSTRUCTED bound checked on ``cases`` (holds when every ratio <= 1)."""
     return verdicts.verdict_row(
         claim,
@@ -383,24 +324,12 @@ def bound_row(
 
 
 def slope_row(
-    claim: str,
-    slope: float,
-    se: float,
-    n_points: int,
-    *,
-    predicted: float,
-    side: str,
-    scale: str,
-    page: str,
-    paper: str,
-    where: str,
-    what: str = "slope",
+    claim, slope, se, n_points: int, *, predicted, side, scale, page, paper, where, what="slope"
 ) -> dict:
-    """A fitted log-log slope against the exponent a bound predicts (:func:`verdicts.slope_verdict`).
+    """A fitted log-log slope against a bound's exponent (:func:`verdicts.slope_verdict` on its 95% interval).
 
-    ``side="upper"`` for a rate the bound only caps (a steeper fall is allowed), ``"two"`` for an
-    exponent the bound predicts itself; on the 95% t-interval of the fit (:func:`verdicts.slope_interval`),
-    and ``ours`` states an interval that excludes the prediction as a finding.
+    ``side="upper"``: the bound only caps the rate; ``"two"``: it predicts the exponent. ``ours`` states an
+    interval that excludes the prediction as a finding.
     """
     lo, hi = verdicts.slope_interval(slope, se, n_points)
     finding = verdicts.slope_finding(lo, hi, predicted)
@@ -426,18 +355,12 @@ def slope_row(
 def geometry_verdicts(
     fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, scale: str, page: str
 ) -> list[dict]:
-    r"""The four claims of the ℓ∞-against-ℓ2 instances as verdict rows, for ``theorem`` 3.2 or 3.5.
+    r"""The four geometry claims of ``theorem`` (3.2 or 3.5) from :func:`geometry_fit` and its sweep.
 
-    From one method's :func:`geometry_fit` table and the :func:`geometry_sweep` table it was made from:
-
-    1. The theorem's bound holds at every step size, horizon and instance.
-    2. The tuned measured rate tracks the ℓ∞ constant: the log-log slope of the measurement at the
-       largest :math:`T` against :math:`H` is 1/2, the tuned bound's exponent (:func:`slope_row`).
-    3. The ℓ2 bound is loose by the predicted ratio: measured / bound varies less across the
-       rotations with the ℓ∞ constant than with :math:`d\|A\|_2` (max/min over instances).
-    4. Rotating the instance slows the tuned method: the diagonal instance reaches a smaller value
-       than the Haar-rotated one at the largest :math:`T`, each at its tuned step size
-       (:math:`\log_{10}` ratio paired over the common starts).
+    1. The bound holds at every step size, horizon and instance.
+    2. At the largest :math:`T` the tuned measurement scales as :math:`H^{1/2}` (:func:`slope_row`).
+    3. Measured / bound varies less across rotations with the ℓ∞ constant than with :math:`d\|A\|_2`.
+    4. The diagonal instance beats the Haar-rotated one (:math:`\log_{10}` ratio paired over starts).
     """
     Tmax = int(fit["T"].max())
     last = fit[fit["T"] == Tmax].sort_values("H")
@@ -506,21 +429,8 @@ def geometry_verdicts(
     ]
 
 
-def signgd_verdicts(
-    grid: pd.DataFrame,
-    rate: pd.DataFrame,
-    fit: pd.DataFrame,
-    sweep: pd.DataFrame,
-    *,
-    scale: str,
-    page: str = "thm32_signgd",
-) -> pd.DataFrame:
-    """The Theorem 3.2 page's verdict table.
-
-    Rows: the bound over the grid of :func:`signgd_bound_grid`, the tuned rate per problem of
-    :func:`signgd_tuned_rate` and the geometry claims on SignGD's :func:`geometry_fit` and
-    :func:`geometry_sweep` tables (:func:`geometry_verdicts`).
-    """
+def signgd_verdicts(grid, rate, fit, sweep, *, scale: str, page: str = "thm32_signgd") -> pd.DataFrame:
+    """Theorem 3.2's verdicts: its bound, the tuned rate per problem, :func:`geometry_verdicts`."""
     rows = [
         bound_row(
             "Theorem 3.2: min over t < T of ‖∇L(xₜ)‖₁ ≤ Δ/(Tη) + Hη/2 for every T, η and start",

@@ -1,12 +1,11 @@
 """Verdicts on the paper's claims: *holds*, *fails* or *inconclusive*, one rule per kind of evidence.
 
-Every verdict of the book comes from this module. "``better`` is lower than ``worse``" is decided by
-:func:`compare` on two :class:`Measured` values: over **seeds**, Welch's t-test one-sided at
-:data:`ALPHA` = 0.05 each way (one seed decides nothing); with **error bands**, an ordering outside
-the bands; for **exact** quantities, a relative tolerance ``rtol``; below a **resolution floor**
-``rel_floor``, a tie. Fitted exponents, bounds, correlations, round-off thresholds, agreement counts
-and the lemmas' inequalities have their own rules below. A diverged run is ``Measured(inf)``, worse
-than any finite one. Each row's ``origin`` keeps the paper's claims apart from the book's checks.
+Every verdict of the book comes from here. :func:`compare` decides "``better`` is lower than ``worse``"
+on two :class:`Measured` values: over **seeds** by Welch's t-test, one-sided at :data:`ALPHA` = 0.05 each
+way (one seed decides nothing); with **error bands**, an ordering outside them; **exact** values up to
+``rtol``; a gap below ``rel_floor`` ties. Exponents, bounds, correlations, round-off thresholds, agreement
+counts and the lemmas have their own rules below. A diverged run is ``Measured(inf)``, worse than any
+finite one; ``origin`` keeps the paper's claims apart from the book's checks.
 """
 
 from __future__ import annotations
@@ -38,10 +37,9 @@ VERDICT_COLUMNS = ("claim", "where", "origin", "paper", "ours", "verdict", "rule
 
 @dataclass(frozen=True)
 class Measured:
-    """One measured quantity: ``value`` (a mean over ``n`` seeds or an estimate) and its uncertainty.
+    """``value`` (mean over ``n`` seeds, or an estimate) with its ``spread`` or error band ``[lo, hi]``.
 
-    ``spread`` is the standard deviation over seeds (``nan`` for one seed, ``0`` when exact);
-    ``[lo, hi]`` an error band (``None`` when the uncertainty is a seed spread).
+    ``spread`` is the standard deviation over seeds: ``nan`` for one seed, ``0`` when exact.
     """
 
     value: float
@@ -90,10 +88,9 @@ class Measured:
 
 
 def seed_texts(values: Sequence[Measured]) -> list[str]:
-    """``"mean ± std"`` texts of several values at one number of decimals (one table column).
+    """``"mean ± std"`` texts of one column at one number of decimals (``2.130 ± 0.005``, ``2.410 ± 0.017``).
 
-    The largest spread gets two significant digits, the smallest at least one (``2.130 ± 0.005``
-    beside ``2.410 ± 0.017``); a value without a spread shows its mean, a diverged one "diverged".
+    Two significant digits for the largest spread, at least one for the smallest.
     """
     spreads = [
         v.spread for v in values if math.isfinite(v.value) and math.isfinite(v.spread) and v.spread > 0
@@ -120,13 +117,10 @@ def as_measured(x) -> Measured:
     return x if isinstance(x, Measured) else Measured(float(x))
 
 
-def compare(
-    better: Measured | float, worse: Measured | float, *, rtol: float = 1e-9, rel_floor: float = 0.0
-) -> str:
+def compare(better: Measured | float, worse: Measured | float, *, rtol=1e-9, rel_floor=0.0) -> str:
     """The verdict on "``better`` is lower than ``worse``" (the rules of the module docstring).
 
-    Two exact quantities closer than ``rtol`` (relative) are equal; a finite gap at most
-    ``rel_floor`` times the larger absolute value is a tie (both *inconclusive*).
+    Exact values closer than ``rtol`` (relative) and gaps at most ``rel_floor`` times the larger tie.
     """
     a, b = as_measured(better), as_measured(worse)
     if math.isnan(a.value) or math.isnan(b.value):
@@ -141,11 +135,7 @@ def compare(
     if a.has_band or b.has_band:
         a_lo, a_hi = (a.lo, a.hi) if a.has_band else (a.value, a.value)
         b_lo, b_hi = (b.lo, b.hi) if b.has_band else (b.value, b.value)
-        if a_hi < b_lo:
-            return HOLDS
-        if b_hi < a_lo:
-            return FAILS
-        return INCONCLUSIVE
+        return HOLDS if a_hi < b_lo else FAILS if b_hi < a_lo else INCONCLUSIVE
     if a.spread == 0 and b.spread == 0:
         threshold = rtol * max(abs(a.value), abs(b.value))
         gap = b.value - a.value
@@ -156,9 +146,8 @@ def compare(
 def welch(better: Measured, worse: Measured, *, alpha: float = ALPHA) -> str:
     """Welch's one-sided t-test of "``better`` has the lower mean", at level ``alpha`` each way.
 
-    A side with ``spread == 0`` is exact, so a paired difference against 0 is the one-sample t-test
-    ``welch(Measured.exact(0.0), Measured.from_seeds(diffs))``. *inconclusive* when a side with a
-    spread has fewer than two seeds or an unknown one.
+    A side with ``spread == 0`` is exact (``welch(Measured.exact(0.0), Measured.from_seeds(diffs))`` is
+    the paired one-sample test); *inconclusive* when a side's spread is unknown or from one seed.
     """
     a, b = better, worse
     for m in (a, b):
@@ -179,9 +168,7 @@ def welch(better: Measured, worse: Measured, *, alpha: float = ALPHA) -> str:
 SLOPE_LEVEL = 0.95
 
 
-def slope_interval(
-    slope: float, se: float, n_points: int, *, level: float = SLOPE_LEVEL
-) -> tuple[float, float]:
+def slope_interval(slope: float, se: float, n_points: int, *, level=SLOPE_LEVEL) -> tuple[float, float]:
     """The t-interval of a least-squares slope of ``n_points`` points (nan below 3 points or without se)."""
     if n_points < 3 or not math.isfinite(se) or not math.isfinite(slope):
         return math.nan, math.nan
@@ -196,8 +183,6 @@ def slope_verdict(lo: float, hi: float, predicted: float, *, side: str = "two") 
     bound that only caps the rate, lies below it); *fails* when it excludes ``predicted`` on the
     wrong side (either side for ``side="two"``); else *inconclusive*.
     """
-    if side not in ("two", "upper"):
-        raise ValueError(f"side must be 'two' or 'upper', got {side!r}")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return INCONCLUSIVE
     if lo > predicted or (side == "two" and hi < predicted):
@@ -215,10 +200,7 @@ def slope_finding(lo: float, hi: float, predicted: float) -> str:
 
 
 def slope_findings(table: pd.DataFrame) -> str:
-    """Markdown bullets (or ``""``) for the rows whose ``ours`` carries :func:`slope_finding`'s sentence.
-
-    A slope interval that excludes the prediction is a finding in its own right, whatever the verdict.
-    """
+    """Markdown bullets (or ``""``) of the rows whose ``ours`` carries :func:`slope_finding`'s sentence."""
     rows = table[table["ours"].str.contains("the interval lies", regex=False)]
     return "\n".join(f"* **Finding** ({r.verdict}): {r.claim}: {r.ours}." for r in rows.itertuples())
 
@@ -229,10 +211,7 @@ def all_hold(flags: Iterable[bool]) -> str:
 
 
 def not_worse(candidate: Measured | float, reference: Measured | float, *, rtol: float = 1e-9) -> str:
-    """The claim "``candidate`` is not worse (higher) than ``reference``": harmless until shown harmful.
-
-    *fails* when :func:`compare` decides that ``reference`` is lower, else *holds*.
-    """
+    """Not worse (higher) than ``reference``: *fails* only when :func:`compare` finds ``reference`` lower."""
     return FAILS if compare(reference, candidate, rtol=rtol) == HOLDS else HOLDS
 
 
@@ -255,10 +234,7 @@ AGREEMENT_RULE = "no row disagrees and ≥ half agree (holds); disagreements ≥
 
 
 def agreement_verdict(agree: int, disagree: int, n: int) -> str:
-    """A prediction checked on ``n`` cases, each of which agrees, disagrees or ties (undecided).
-
-    *holds*: none disagrees and at least half agree; *fails*: disagreements, as many as agreements or more.
-    """
+    """A prediction on ``n`` cases (each agrees, disagrees or ties): :data:`AGREEMENT_RULE`."""
     if disagree == 0 and agree >= n / 2:
         return HOLDS
     if disagree > 0 and disagree >= agree:
@@ -288,9 +264,9 @@ def rank_test_verdict(rho: float, p: float, *, alpha: float = ALPHA) -> str:
 
 
 def threshold_verdict(values: Iterable[float], *, below: bool, tol: float, far: float = 1e3) -> str:
-    """Every value at round-off (``below``: all ``< tol``) or every value clearly not (all ``> far * tol``).
+    """*holds* when every value is at the claimed extreme, *fails* at the other, else *inconclusive*.
 
-    *holds* at the claimed extreme, *fails* at the other, else *inconclusive*.
+    The extremes: all at round-off (``< tol``, the claim with ``below``) or all clearly not (``> far * tol``).
     """
     v = np.asarray(list(values), dtype=float)
     lo, hi = float(v.min()), float(v.max())
@@ -370,13 +346,7 @@ class Claim:
 
 
 def claims_table(
-    values: Mapping[str, Measured | float],
-    claims: Sequence[Claim],
-    *,
-    scale: str,
-    page: str = "",
-    digits: int = 3,
-    labels: Mapping[str, str] | None = None,
+    values: Mapping[str, Measured | float], claims: Sequence[Claim], *, scale, page="", digits=3, labels=None
 ) -> pd.DataFrame:
     """The verdict table of pairwise claims (a claim with a missing key is ``"not run"``).
 
@@ -406,22 +376,9 @@ def claims_table(
 
 
 def verdict_row(
-    claim: str,
-    verdict: str,
-    *,
-    ours: str,
-    scale: str,
-    paper: str = "",
-    rule: str = "",
-    page: str = "",
-    where: str = "",
-    origin: str = PAPER,
+    claim: str, verdict: str, *, ours: str, scale: str, paper="", rule="", page="", where="", origin=PAPER
 ) -> dict:
-    """One row of a verdict table (columns :data:`VERDICT_COLUMNS`), verdict and origin checked."""
-    if verdict not in VERDICTS or origin not in ORIGINS:
-        raise ValueError(
-            f"verdict must be one of {VERDICTS} and origin of {ORIGINS}, got {verdict!r}, {origin!r}"
-        )
+    """One row of a verdict table (columns :data:`VERDICT_COLUMNS`; :func:`save_verdicts` checks it)."""
     values = (claim, where, origin, paper, ours, verdict, rule, scale, page)
     return dict(zip(VERDICT_COLUMNS, values, strict=True))
 
