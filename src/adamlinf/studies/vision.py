@@ -239,9 +239,8 @@ def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str
     import matplotlib.pyplot as plt  # plotting only
 
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
-    present = _in_paper_order(set(curves.optimizer))
     for ax, col, title in zip(axes, (METRIC, "test_loss"), ("training loss", "test loss"), strict=False):
-        for k, o in enumerate(present):
+        for k, o in enumerate(_in_paper_order(set(curves.optimizer))):
             per = curves[curves.optimizer == o].pivot_table(index="budget", columns="seed", values=col)
             m, s = per.mean(axis=1), per.std(axis=1).fillna(0)
             st = sweeps.style(o, k)
