@@ -193,8 +193,8 @@ for name, label, opts, kw in [
 
 # %%
 summary = study.summary(diags)
-block_table = study.blocks(diags)
-race_table = study.races(diags)
+block_table = study.stacked(diags, "blocks")
+race_table = study.stacked(diags, "race")
 save_table(summary, out / "summary.csv", params=params)
 save_table(block_table, out / "blocks.csv", params=params)
 save_table(race_table, out / "race.csv", params=params)

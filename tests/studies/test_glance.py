@@ -79,10 +79,8 @@ def book(tmp_path):
             for s, v in zip(settings, [HOLDS, FAILS, FAILS, INCONCLUSIVE], strict=True)
         ],
     )
-    # a page written before `where` existed: its rows belong to its page's claim
-    (results / "thm22_equivariance" / "ci").mkdir(parents=True)
-    (results / "thm22_equivariance" / "ci" / "verdicts.csv").write_text(
-        "claim,ours,verdict\nSGD is equivariant,1e-16,holds\n"
+    _write(
+        results, "thm22_equivariance", "ci", [("SGD is equivariant", HOLDS, "Theorem 2.2", "paper", "1e-16")]
     )
     _write(
         published,
@@ -103,15 +101,14 @@ def book(tmp_path):
     return results, published, glance.collect(pages, results, published)
 
 
-def test_collect_fills_where_and_origin_and_prefers_published_gpu(book):
+def test_collect_prefers_published_gpu(book):
     results, published, long = book
-    old = long[(long.notebook == "thm22_equivariance") & (long.scale == "ci")]
-    assert old[["where", "origin"]].values.tolist() == [["Theorem 2.2", "paper"]]
+    ci = long[(long.notebook == "thm22_equivariance") & (long.scale == "ci")]
+    assert ci[["where", "origin", "ours", "source"]].values.tolist() == [
+        ["Theorem 2.2", "paper", "1e-16", "results"]
+    ]
     gpu = long[long.scale == "gpu"]
     assert gpu["source"].tolist() == ["published"] and gpu["ours"].tolist() == ["2e-16"]
-    (results / "gpt2_figure1" / "ci" / "verdicts.csv").write_text("claim,verdict\nx,agree\n")
-    with pytest.raises(ValueError, match="unknown verdict"):
-        glance.collect(["gpt2_figure1"], results, published)
 
 
 def test_summary_has_one_row_per_paper_claim_in_the_papers_order(book):

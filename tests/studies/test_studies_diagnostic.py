@@ -64,7 +64,7 @@ def test_overview_puts_the_best_race_result_beside_the_advantage():
         }
     )
     diags = {("m", "init"): _diag((1.0, 0.8, 1.25), (4.0, 3.0, 5.0), race=race)}
-    out = study.overview(study.summary(diags), study.races(diags))
+    out = study.overview(study.summary(diags), study.stacked(diags, "race"))
     row = out.iloc[0]
     assert row["advantage d‖H‖₂/‖H‖₁,₁"] == "2 [1.6, 2.5]"
     assert row["Adam final loss (lr)"] == "0.2 (0.01)"

@@ -54,8 +54,6 @@ def test_fit_rate_recovers_exact_power_law_and_constant():
     # a n^{-1} series gives slope -1
     qt = pd.DataFrame(dict(variant="iqr", n=n, quantile=0.9, rel_error=1.0 / n))
     assert est_study.fit_rate(qt, n_min=10, n_ref=None).slope.iloc[0] == pytest.approx(-1.0, abs=1e-12)
-    with pytest.raises(ValueError):
-        est_study.fit_rate(qt, n_min=2000)
 
 
 def test_l11_error_study_tiny_case():
@@ -129,8 +127,6 @@ def test_probe_error_table_interpolates_the_quantiles():
     lo, hi = 1.2 / np.sqrt(20), 1.2 / np.sqrt(10)  # 16 lies between 10 and 20: log-linear in n
     w = (np.log(16) - np.log(10)) / (np.log(20) - np.log(10))
     assert tab["error q90%"].iloc[1] == pytest.approx(hi + w * (lo - hi), rel=1e-12)
-    with pytest.raises(ValueError, match="not in the table"):
-        est_study.probe_error_table(pd.DataFrame(rows), ns=[20], quantiles=(0.99,))
 
 
 def test_rate_verdicts():

@@ -1,8 +1,8 @@
 r"""The chapter "Measure your own model": :func:`adamlinf.diagnose.diagnose` on the book's models.
 
-Least squares with the closed-form Hessian :math:`H=2X^\top X/n`, the tidy tables of several
-diagnoses and the chapter's book checks: the diagnostic agrees with the closed form, and a random
-rotation makes each loss less :math:`\ell_\infty`-smooth. A race of one seed gets no verdict.
+Least squares with its closed-form Hessian, the tables of several diagnoses and the book checks: the
+diagnostic agrees with the closed form; a random rotation makes each loss less :math:`\ell_\infty`-smooth
+(a race of one seed gets no verdict).
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ from torch import nn
 from adamlinf import optim, theory
 from adamlinf.diagnose import RACERS, Diagnosis, Estimate
 from adamlinf.studies.verdicts import BOOK, Measured, all_hold, compare, rule_text, verdict_row
-
-#: The ``where`` of the chapter's verdict rows.
-WHERE = "Diagnostic"
 
 
 def least_squares(n: int, p: int, *, seed: int = 0, dtype=torch.float64):
@@ -47,46 +44,35 @@ def summary(diags: Mapping[tuple[str, str], Diagnosis]) -> pd.DataFrame:
         for prefix, e in (("l11_per_dim", dg.l11_per_dim), ("advantage", dg.advantage)):
             row.update({prefix: e.value, f"{prefix}_lo": e.lo, f"{prefix}_hi": e.hi})
         row["spectral_norm"] = dg.spectral_norm
-        rotated = {"rotated_l11_per_dim": dg.rotated_l11_per_dim, "rotated_advantage": dg.rotated_advantage}
-        for prefix, e in rotated.items():
-            e = e or Estimate(None, None, None)  # no rotation: empty cells
+        for prefix in ("rotated_l11_per_dim", "rotated_advantage"):
+            e = getattr(dg, prefix) or Estimate(None, None, None)  # no rotation: empty cells
             row.update({prefix: e.value, f"{prefix}_lo": e.lo, f"{prefix}_hi": e.hi})
         row.update(seconds=dg.seconds, n_products=dg.n_products, n_probes=dg.n_probes)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def blocks(diags: Mapping[tuple[str, str], Diagnosis]) -> pd.DataFrame:
-    """The blocks tables of several diagnoses, stacked, with ``model`` and ``state`` columns."""
-    parts = [dg.blocks.assign(model=m, state=s) for (m, s), dg in diags.items() if len(dg.blocks)]
+def stacked(diags: Mapping[tuple[str, str], Diagnosis], table: str) -> pd.DataFrame:
+    """The ``"blocks"`` or ``"race"`` tables of several diagnoses, stacked, with ``model`` and ``state``."""
+    tables = {key: getattr(dg, table) for key, dg in diags.items()}
+    parts = [t.assign(model=m, state=s) for (m, s), t in tables.items() if t is not None and len(t)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def races(diags: Mapping[tuple[str, str], Diagnosis]) -> pd.DataFrame:
-    """The races of several diagnoses, stacked (every learning rate), with ``model`` and ``state``."""
-    parts = [dg.race.assign(model=m, state=s) for (m, s), dg in diags.items() if dg.race is not None]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-def _text(value, lo, hi) -> str:
-    if value is None or pd.isna(value):
-        return "—"
-    return Estimate(float(value), float(lo), float(hi)).text()
+def _text(r, prefix: str) -> str:
+    value, lo, hi = (getattr(r, prefix + end) for end in ("", "_lo", "_hi"))
+    return "—" if pd.isna(value) else Estimate(float(value), float(lo), float(hi)).text()
 
 
 def overview(summary_table: pd.DataFrame, race_table: pd.DataFrame) -> pd.DataFrame:
     """The closing table: advantage and rotated advantage with bands, the race's best final losses."""
+    groups = dict(list(race_table.groupby(["model", "state"], sort=False))) if len(race_table) else {}
     rows = []
     for r in summary_table.itertuples():
-        row = {
-            "model": r.model,
-            "state": r.state,
-            "d": r.d,
-            "advantage d‖H‖₂/‖H‖₁,₁": _text(r.advantage, r.advantage_lo, r.advantage_hi),
-            "after a rotation": _text(r.rotated_advantage, r.rotated_advantage_lo, r.rotated_advantage_hi),
-        }
-        mine = (race_table.model == r.model) & (race_table.state == r.state) if len(race_table) else None
-        g = race_table[mine] if len(race_table) else []
+        row = {"model": r.model, "state": r.state, "d": r.d}
+        row["advantage d‖H‖₂/‖H‖₁,₁"] = _text(r, "advantage")
+        row["after a rotation"] = _text(r, "rotated_advantage")
+        g = groups.get((r.model, r.state), [])
         for opt in RACERS:
             best = g[(g.optimizer == opt) & g.best] if len(g) else []
             edge = "" if len(best) and best.interior.iloc[0] else ", edge"
@@ -97,15 +83,13 @@ def overview(summary_table: pd.DataFrame, race_table: pd.DataFrame) -> pd.DataFr
 
 
 def _banded(quantity: str, exact: float, e: Estimate) -> dict:
+    band = f"[{e.lo:.4g}, {e.hi:.4g}]"
     agrees = bool(e.lo <= exact <= e.hi)
-    return dict(
-        quantity=quantity, exact=exact, diagnose=e.value, band=f"[{e.lo:.4g}, {e.hi:.4g}]", agrees=agrees
-    )
+    return dict(quantity=quantity, exact=exact, diagnose=e.value, band=band, agrees=agrees)
 
 
 def closed_form_check(diag: Diagnosis, H: torch.Tensor) -> pd.DataFrame:
     """The diagnosis of a problem with a known Hessian against the exact numbers (column ``agrees``)."""
-    H = H.to(torch.float64)
     l11, spec = theory.l11_exact(H) / H.shape[0], theory.l2_smoothness(H)
     spectral = dict(quantity="‖H‖₂", exact=spec, diagnose=diag.spectral_norm, band="eigsh")
     spectral["agrees"] = abs(diag.spectral_norm / spec - 1) <= 1e-6
@@ -116,24 +100,22 @@ def closed_form_check(diag: Diagnosis, H: torch.Tensor) -> pd.DataFrame:
 def verdicts(summary_table: pd.DataFrame, closed_form: pd.DataFrame, *, scale: str) -> pd.DataFrame:
     r"""The chapter's book checks: the closed form, and a rotation making the loss less ℓ∞-smooth.
 
-    Every row of :func:`closed_form_check` agrees; per rotated diagnosis
-    :math:`\|H\|_{1,1}/d<\|\mathcal R^\top H\mathcal R\|_{1,1}/d` outside the bands.
+    Per rotated diagnosis :math:`\|H\|_{1,1}/d<\|\mathcal R^\top H\mathcal R\|_{1,1}/d` outside the bands.
     """
-    common = dict(scale=scale, page="diagnose_models", where=WHERE, origin=BOOK)
+    common = dict(scale=scale, page="diagnose_models", where="Diagnostic", origin=BOOK)
+    ours = "; ".join(f"{r.quantity} {r.diagnose:.4g} vs {r.exact:.4g}" for r in closed_form.itertuples())
     rows = [
         verdict_row(
             "diagnose agrees with the closed form of least squares (H = 2XᵀX/n): ‖H‖₁,₁/d and the advantage "
             "inside their 90% bands, ‖H‖₂ to 1e-6",
             all_hold(closed_form.agrees),
-            ours="; ".join(
-                f"{r.quantity} {r.diagnose:.4g} vs {r.exact:.4g}" for r in closed_form.itertuples()
-            ),
+            ours=ours,
             rule="band covers the exact value; rtol 1e-6",
             **common,
         )
     ]
     for r in summary_table.itertuples():
-        if r.rotated_l11_per_dim is None or pd.isna(r.rotated_l11_per_dim):
+        if pd.isna(r.rotated_l11_per_dim):
             continue
         a = Measured.band(r.l11_per_dim, r.l11_per_dim_lo, r.l11_per_dim_hi)
         b = Measured.band(r.rotated_l11_per_dim, r.rotated_l11_per_dim_lo, r.rotated_l11_per_dim_hi)

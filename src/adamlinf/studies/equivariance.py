@@ -17,17 +17,9 @@ import torch
 from .. import optim, problems, report, rotations
 from . import verdicts
 
-__all__ = [
-    "equivariance_trajectories_2d",
-    "equivariance_gaps",
-    "EQUIVARIANT",
-    "equivariance_verdicts",
-]
 
-
-def _optimizer_kwargs(cfg: dict) -> tuple[str, float, dict]:
-    if "name" not in cfg or "lr" not in cfg:
-        raise ValueError(f"an optimizer configuration needs 'name' and 'lr', got {sorted(cfg)}")
+def _split(cfg: dict) -> tuple[str, float, dict]:
+    """``dict(name=..., lr=..., **kwargs)`` as ``(name, lr, kwargs)``."""
     return cfg["name"], float(cfg["lr"]), {k: v for k, v in cfg.items() if k not in ("name", "lr")}
 
 
@@ -53,8 +45,6 @@ def equivariance_trajectories_2d(
         (coordinates of :math:`L\circ R`). An equivariant optimizer gives the same points for both
         runs in either frame.
     """
-    if T < 1:
-        raise ValueError("T must be >= 1")
     A = torch.diag(torch.as_tensor(eigenvalues, dtype=torch.float64))
     if A.shape != (2, 2):
         raise ValueError("the Figure 2 example is two-dimensional: give two eigenvalues")
@@ -63,23 +53,13 @@ def equivariance_trajectories_2d(
     x0 = torch.as_tensor(x0, dtype=torch.float64)
     frames = []
     for label, cfg in optimizers.items():
-        name, lr, kw = _optimizer_kwargs(cfg)
+        name, lr, kw = _split(cfg)
         xs = problems.run(A, x0, name, steps=T, lr=lr, iterates=True, **kw)["x"]
         xr = problems.run(R.T @ A @ R, R.T @ x0, name, steps=T, lr=lr, iterates=True, **kw)["x"]
         for run, orig, rot in (("on L", xs, xs @ R), ("on L o R", xr @ R.T, xr)):
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "optimizer": label,
-                        "run": run,
-                        "t": np.arange(T + 1),
-                        "x1": orig[:, 0].numpy(),
-                        "x2": orig[:, 1].numpy(),
-                        "y1": rot[:, 0].numpy(),
-                        "y2": rot[:, 1].numpy(),
-                    }
-                )
-            )
+            points = {"x1": orig[:, 0], "x2": orig[:, 1], "y1": rot[:, 0], "y2": rot[:, 1]}
+            columns = {"optimizer": label, "run": run, "t": np.arange(T + 1)}
+            frames.append(pd.DataFrame(columns | {k: v.numpy() for k, v in points.items()}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -106,8 +86,6 @@ def equivariance_gaps(
     Returns:
         Columns ``optimizer, transformation ("rotation" | "permutation"), draw, gap``.
     """
-    if d < 2 or T < 1 or n_transforms < 1:
-        raise ValueError("need d >= 2, T >= 1 and n_transforms >= 1")
     A = torch.diag(problems.power_law_spectrum(d, exponent))
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
@@ -116,33 +94,27 @@ def equivariance_gaps(
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # d x d products: thread hand-offs cost more than they save (see problems)
+    rows = []
     try:
-        rows = _gap_rows(optimizers, A, x0, loss_fn, d=d, T=T, n_transforms=n_transforms, seed=seed)
+        for k in range(n_transforms):
+            rotation = rotations.haar(d, seed=seed + 1 + k, dtype=torch.float64)
+            perm = rotations.random_permutation(d, seed=seed + 1 + k, dtype=torch.float64)
+            transforms = {"rotation": rotation, "permutation": rotations.to_dense(perm)}
+            for kind, R in transforms.items():
+                for label, cfg in optimizers.items():
+                    name, lr, kw = _split(cfg)
+                    res = rotations.equivariance_gap(
+                        lambda ps, name=name, lr=lr, kw=kw: optim.create(name, ps, lr=lr, **kw),
+                        loss_fn,
+                        x0,
+                        R,
+                        T,
+                    )
+                    gap = res.gap / float(torch.linalg.vector_norm(res.xs, dim=1).max())
+                    rows.append(dict(optimizer=label, transformation=kind, draw=k, gap=gap))
     finally:
         torch.set_num_threads(threads)
     return pd.DataFrame(rows)
-
-
-def _gap_rows(
-    optimizers: dict, A, x0, loss_fn, *, d: int, T: int, n_transforms: int, seed: int
-) -> list[dict]:
-    rows = []
-    for k in range(n_transforms):
-        transforms = {
-            "rotation": rotations.haar(d, seed=seed + 1 + k, dtype=torch.float64),
-            "permutation": rotations.to_dense(
-                rotations.random_permutation(d, seed=seed + 1 + k, dtype=torch.float64)
-            ),
-        }
-        for kind, R in transforms.items():
-            for label, cfg in optimizers.items():
-                name, lr, kw = _optimizer_kwargs(cfg)
-                res = rotations.equivariance_gap(
-                    lambda ps, name=name, lr=lr, kw=kw: optim.create(name, ps, lr=lr, **kw), loss_fn, x0, R, T
-                )
-                gap = res.gap / float(torch.linalg.vector_norm(res.xs, dim=1).max())
-                rows.append(dict(optimizer=label, transformation=kind, draw=k, gap=gap))
-    return rows
 
 
 #: Theorem 2.2: which optimizer is equivariant under which transformation.

@@ -1,7 +1,7 @@
 """What the book found: the "Results at a glance" summary and the result box on every page.
 
-It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, and the committed
-``published/<notebook>/gpu/``), so the summary cannot drift from the pages. The book's own checks
+It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, the committed
+``published/<notebook>/gpu/``), so it cannot drift from the pages; the book's own checks
 (``origin == "book"``) and the review's questions (``where`` "Review …") are counted apart.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from adamlinf import report, run
 from adamlinf.results import PUBLISHED_ROOT, REPO_ROOT, RESULTS_ROOT, final_dir, read_provenance, save_json
 from adamlinf.studies.verdicts import (
     BOOK,
@@ -23,7 +24,6 @@ from adamlinf.studies.verdicts import (
     HOLDS,
     INCONCLUSIVE,
     NOT_RUN,
-    ORIGINS,
     PAPER,
     VERDICTS,
     VERDICTS_FILE,
@@ -59,48 +59,21 @@ PAPER_CLAIMS: dict[str, tuple[str, str]] = {
     "Figure 4": ("resnet_figure4", "ResNet18 curves at one batch size: the ordering of Table 3"),
     "Table 4": ("resnet_table4", "ResNet18: a smaller ‖H‖₁,₁/d goes with faster training"),
 }
-#: The place of a notebook's rows that name none (verdict files written before ``where`` existed).
-PAGE_PLACE = {page: where for where, (page, _) in PAPER_CLAIMS.items()}
-#: Rows whose ``where`` starts with this answer the review's questions ("Review Q1").
-REVIEW = "Review"
-
 #: Anchor of every page's "Paper vs ours" section (the evidence the summary links to).
 EVIDENCE = "paper-vs-ours"
 #: The ``{glue:md}`` key of a page's result box.
 BOX_KEY = "result_box"
 #: What a page ran, written by :func:`result_box` beside its verdicts.
 PAGE_FILE = "page.json"
-#: Parameters every run records that are not the scale's choice.
-_RUNNER_KEYS = ("scale", "results_dir")
 
 
-def page_title(notebook: str, sources: Path | None = None) -> str:
+def page_title(notebook: str) -> str:
     """The title of a notebook's page: the first ``# # Title`` line of its jupytext source."""
-    path = Path(sources or REPO_ROOT / "book" / "notebooks") / f"{notebook}.py"
-    try:
-        m = re.search(r"^#\s+#\s+(.+?)\s*$", path.read_text(), re.M)
-    except OSError:
-        m = None
-    return m.group(1) if m else notebook
+    source = (REPO_ROOT / "book" / "notebooks" / f"{notebook}.py").read_text()
+    return re.search(r"^#\s+#\s+(.+?)\s*$", source, re.M).group(1)
 
 
 COLUMNS = ["notebook", "scale", "claim", "where", "origin", "paper", "ours", "verdict", "rule", "source"]
-
-
-def _read_verdicts(path: Path, notebook: str) -> pd.DataFrame:
-    df = pd.read_csv(path, keep_default_na=False, dtype=str)
-    if "claim" not in df.columns or "verdict" not in df.columns:
-        raise ValueError(f"{path}: a verdict file needs columns claim and verdict, has {list(df.columns)}")
-    for col in ("where", "origin", "paper", "ours", "rule"):
-        df[col] = df.get(col, "")
-    # a row that names no place belongs to the claim its page checks; one without origin is the paper's
-    df["where"] = [w or PAGE_PLACE.get(notebook, "") for w in df["where"]]
-    df["origin"] = [o or PAPER for o in df["origin"]]
-    for col, allowed in (("verdict", VERDICTS), ("origin", ORIGINS)):
-        bad = sorted(set(df[col]) - set(allowed))
-        if bad:
-            raise ValueError(f"{path}: unknown {col} words {bad}; expected one of {allowed}")
-    return df
 
 
 def collect(
@@ -116,32 +89,25 @@ def collect(
             for source, root in [*roots, ("results", results_root)]:
                 path = root / name / scale / VERDICTS_FILE
                 if path.exists():
-                    df = _read_verdicts(path, name)
+                    df = pd.read_csv(path, keep_default_na=False, dtype=str)  # save_verdicts checked it
                     frames.append(df.assign(notebook=name, scale=scale, source=source)[COLUMNS])
                     break
-    if not frames:
-        return pd.DataFrame(columns=COLUMNS)
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
 
 
 def overrides(
     notebook: str, scale: str, results_root: Path | str | None = None, *, folder: Path | str | None = None
 ) -> dict[str, tuple[object, object]]:
     """``{parameter: (applied, the scale's value)}`` of the recorded parameters that left the scale's."""
-    from adamlinf import run  # the runner owns the parameter sets
-
     folder = Path(folder) if folder is not None else Path(results_root or RESULTS_ROOT) / notebook / scale
     record = read_provenance(folder / VERDICTS_FILE) or read_provenance(folder) or {}
     applied = record.get("parameters") or {}
-    try:
-        canonical = {**run.parameter_defaults(notebook), **run.load_parameters(notebook, scale)}
-    except (SystemExit, OSError):
-        canonical = {}
+    canonical = {**run.parameter_defaults(notebook), **run.load_parameters(notebook, scale)}
 
     canon = lambda x: json.dumps(x, sort_keys=True, default=str)  # compare values as the JSON record does
     out = {}
     for k, v in applied.items():
-        if k in canonical and k not in _RUNNER_KEYS and canon(v) != canon(canonical[k]):
+        if k in canonical and k not in ("scale", "results_dir") and canon(v) != canon(canonical[k]):
             out[k] = (v, canonical[k])
     for k, v in (record.get("overrides") or {}).items():
         out.setdefault(k, (v, canonical.get(k)))
@@ -168,14 +134,9 @@ def verdict_text(verdicts: Sequence[str]) -> str:
     return f"{summary} ({counts_text(ran)})"
 
 
-def claim_group(claim: str) -> str:
-    """The claim a row belongs to: its text before the setting (``"(a) Adam … — λ: 1/i, σ = 0"``)."""
-    return claim.split(" — ", 1)[0].strip()
-
-
 def _per_claim(rows: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
-    """``{claim: its rows}`` (:func:`claim_group`) when some claim has several rows (settings), else None."""
-    groups = [claim_group(c) for c in rows["claim"]]
+    """``{claim: rows}`` when a claim (a row's text before " — setting") has several rows, else None."""
+    groups = [c.split(" — ", 1)[0].strip() for c in rows["claim"]]
     if len(set(groups)) == len(groups):
         return None
     return {g: rows[[x == g for x in groups]] for g in dict.fromkeys(groups)}
@@ -202,10 +163,7 @@ def key_numbers(rows: pd.DataFrame, limit: int = 140) -> str:
 def read_page(notebook: str, scale: str, results_root: Path | str | None = None) -> dict:
     """What a page recorded about its run (:data:`PAGE_FILE`): ``ran``, ``scale``; ``{}`` if absent."""
     path = Path(results_root or RESULTS_ROOT) / notebook / scale / PAGE_FILE
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def upstream_ran(results_dir: str | Path, notebook: str) -> str:
@@ -216,11 +174,7 @@ def upstream_ran(results_dir: str | Path, notebook: str) -> str:
 
 
 def summary(
-    long: pd.DataFrame,
-    results_root: Path | str | None = None,
-    *,
-    link_prefix: str = "",
-    link_suffix: str = ".html",
+    long: pd.DataFrame, results_root: Path | None = None, *, link_prefix: str = "", link_suffix: str = ".html"
 ) -> tuple[pd.DataFrame, list[str]]:
     """One row per claim of the paper (:data:`PAPER_CLAIMS`): its verdict per scale; and the links."""
     paper_rows = long[long["origin"] == PAPER]
@@ -241,9 +195,7 @@ def summary(
     return pd.DataFrame(rows, columns=columns), links
 
 
-def summary_markdown(
-    long: pd.DataFrame, results_root: Path | str | None = None, link_prefix: str = ""
-) -> str:
+def summary_markdown(long: pd.DataFrame, results_root: Path | None = None, link_prefix: str = "") -> str:
     """The summary as a short MyST table (claim, verdict per scale) linking to each page's evidence."""
     table, links = summary(long, results_root, link_prefix=link_prefix, link_suffix=".ipynb")
     head = ["claim of the paper", *SCALE_HEADERS.values()]
@@ -251,16 +203,12 @@ def summary_markdown(
     for (_, row), link in zip(table.iterrows(), links, strict=True):
         where, _, words = row["claim"].partition(": ")
         cells = [f"[{where}]({link}): {words}", *(row[h] for h in SCALE_HEADERS.values())]
-        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     ran = [SCALE_HEADERS[s] for s in SCALES if (long["scale"] == s).any()]
     absent = [SCALE_HEADERS[s] for s in SCALES if SCALE_HEADERS[s] not in ran]
     not_run = f"; not run: {', '.join(f'`{s}`' for s in absent)}" if absent else ""
     lines += ["", "Scales with results: " + (", ".join(f"`{s}`" for s in ran) or "none") + not_run + "."]
     return "\n".join(lines) + "\n"
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def tally(long: pd.DataFrame) -> pd.DataFrame:
@@ -282,7 +230,8 @@ def tally(long: pd.DataFrame) -> pd.DataFrame:
 
 
 def _is_review(long: pd.DataFrame) -> pd.Series:
-    return long["where"].astype(str).str.startswith(REVIEW)
+    """The rows that answer the review's questions: their ``where`` starts with "Review"."""
+    return long["where"].astype(str).str.startswith("Review")
 
 
 def review_rows(long: pd.DataFrame) -> pd.DataFrame:
@@ -294,8 +243,6 @@ def review_rows(long: pd.DataFrame) -> pd.DataFrame:
 
 def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: int = 12) -> str:
     """A page's rows as an HTML drop-down, with per-claim counts above ``fold_above`` repeated rows."""
-    from adamlinf import report
-
     mine = long[long["notebook"] == notebook]
     paper, book = mine[mine["origin"] == PAPER], mine[mine["origin"] == BOOK]
     line = f"{html.escape(title)} — paper's claims: {counts_text(paper['verdict']) or 'none'}"
@@ -336,11 +283,10 @@ def result_box_text(
         lines.append(answer)
     else:
         paper = verdicts[(verdicts["origin"] == PAPER) & ~_is_review(verdicts)]
-        parts = []
-        for where, rows in paper.groupby("where", sort=False):
-            parts.append(
-                f"{where}: **{aggregate(rows['verdict'].tolist())}** ({counts_text(rows['verdict'])})"
-            )
+        parts = [
+            f"{where}: **{aggregate(rows['verdict'].tolist())}** ({counts_text(rows['verdict'])})"
+            for where, rows in paper.groupby("where", sort=False)
+        ]
         lines.append("**The paper's claims:** " + ("; ".join(parts) if parts else "none on this page") + ".")
         open_rows = paper[paper["verdict"].isin([FAILS, INCONCLUSIVE])]
         if 0 < len(open_rows) <= 3:
@@ -379,7 +325,7 @@ def result_box(
     scale = final.name
     verdicts = pd.DataFrame(columns=["claim", "where", "origin", "verdict"])
     if (results_dir / VERDICTS_FILE).exists():
-        verdicts = _read_verdicts(results_dir / VERDICTS_FILE, notebook)
+        verdicts = pd.read_csv(results_dir / VERDICTS_FILE, keep_default_na=False, dtype=str)
     root = final.parent.parent
     found = [s for s in SCALES for r in (root, PUBLISHED_ROOT) if (r / notebook / s / VERDICTS_FILE).exists()]
     absent = [s for s in SCALES if s != scale and s not in found]

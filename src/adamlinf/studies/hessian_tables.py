@@ -2,9 +2,8 @@ r"""Tables 2 and 4: Hessian norms at the final checkpoints of the tuned runs, wi
 
 :func:`hessian_table` estimates :math:`\|H\|_{1,1}/d`, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d`
 (Algorithm 4; :math:`\mathcal R` the rotated-Adam run's map, also at the other runs' weights: the
-*same-checkpoint comparison*) and :math:`\|H\|_2` (Lanczos) on ONE fixed batch set. Every (1,1)-norm
-carries a band (:func:`l11_band`) and an ordering counts only outside the bands; :func:`table_views`
-gives the paper's layout and the same-checkpoint view, :func:`norm_claims` the verdicts.
+*same-checkpoint comparison*) and :math:`\|H\|_2` (Lanczos) on ONE fixed batch set; an ordering
+counts only outside the bands (:func:`l11_band`).
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ from adamlinf import optim
 from adamlinf import train as _train
 from adamlinf.studies.verdicts import BOOK, PAPER, Claim, Measured, claims_table
 
-#: Constant of the Theorem 4.1 rate :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` for the
-#: (1 − δ)-quantile of the relative error: conservative for log-normal row norms (σ = 1, d = 60,
-#: where 50 probes give a 90% quantile of about 27%, C ≈ 1.6).
+#: Constant of the Theorem 4.1 rate :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` (the (1 − δ)-quantile of
+#: the relative error): conservative for log-normal row norms (σ = 1, d = 60, 50 probes: 27% at 90%, C ≈ 1.6).
 THM41_C = 2.0
 
 #: The order of the rows of Tables 2 and 4 in the paper.
@@ -41,11 +39,6 @@ def _in_paper_order(df: pd.DataFrame, optimizer: pd.Series, last: pd.Series | No
     return df.iloc[np.argsort(rank.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
-def fixed_batches(task, n_batches: int) -> list:
-    """``[task.batch("train", 0, i) for i < n_batches]``: one fixed set per data spec."""
-    return [task.batch("train", 0, i) for i in range(n_batches)]
-
-
 def _digest(batches) -> str:
     h = hashlib.sha1()
     for b in batches:
@@ -54,23 +47,18 @@ def _digest(batches) -> str:
     return h.hexdigest()[:12]
 
 
-def relative_error(n_probes: int, delta: float = 0.1, c: float = THM41_C) -> float:
-    r"""The Theorem 4.1 relative error :math:`\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` at ``n`` probes."""
-    return math.sqrt(c * math.log(1 / delta) / n_probes)
-
-
 def l11_band(
     estimate: float, n_probes: int, *, lo: float | None = None, hi: float | None = None, delta: float = 0.1
 ) -> Measured:
     r"""A (1,1)-norm estimate with its band: the estimator's own ``[lo, hi]`` when finite, else the rate.
 
-    From :math:`\widehat N=N(1+e)`, :math:`|e|\le\varepsilon(n)` (probability about
-    :math:`1-\delta`): :math:`N\in[\widehat N/(1+\varepsilon),\widehat N/(1-\varepsilon)]` (infinite
-    for :math:`\varepsilon\ge1`).
+    From :math:`\widehat N=N(1+e)`, :math:`|e|\le\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` (Theorem 4.1;
+    probability about :math:`1-\delta`): :math:`N\in[\widehat N/(1+\varepsilon),\widehat N/(1-\varepsilon)]`
+    (infinite for :math:`\varepsilon\ge1`).
     """
     if lo is not None and hi is not None and np.isfinite([lo, hi]).all():
         return Measured.band(estimate, min(lo, estimate), max(hi, estimate), n=n_probes)
-    eps = relative_error(n_probes, delta)
+    eps = math.sqrt(THM41_C * math.log(1 / delta) / n_probes)
     upper = estimate / (1 - eps) if eps < 1 else math.inf
     return Measured.band(estimate, estimate / (1 + eps), upper, n=n_probes)
 
@@ -104,23 +92,18 @@ def hessian_table(
 ) -> pd.DataFrame:
     r"""Table 2/4 norms at the final checkpoint of each run in ``run_dirs = {label: dir}``.
 
-    The loss is the mean over the first run's :func:`fixed_batches` (``concat``: one joined batch); a run
-    whose data spec gives other batches is refused. Per run :math:`\|H\|_{1,1}/d` and, when a run is
-    rotated, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` with that run's :math:`\mathcal R` (``n_probes``
-    probes, one ``seed``), with ``spectral`` :math:`\|H\|_2` (``lanczos_iters`` steps, ``None``: ARPACK).
-    Returns a row per (run, ``quantity``, ``hessian``) with ``own`` (the run's optimizer saw it),
-    ``value``, ``lo``, ``hi``, ``band``, ``d``, ``n_probes``, ``loss``, ``batch_digest``, ``seconds``.
+    The loss is the mean over the first run's ``n_batches`` training batches (``concat``: one joined
+    batch); a run whose data spec gives other batches is refused. Per run :math:`\|H\|_{1,1}/d` and,
+    when a run is rotated, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` with its :math:`\mathcal R`
+    (``n_probes`` probes, one ``seed``); with ``spectral`` :math:`\|H\|_2` (``lanczos_iters`` steps,
+    ``None``: ARPACK). A row per (run, ``quantity``, ``hessian``) with ``own`` (the run's optimizer saw
+    it), ``value``, ``lo``, ``hi``, ``band``, ``d``, ``n_probes``, ``loss``, ``batch_digest``, ``seconds``.
     """
-    if not run_dirs:
-        raise ValueError("run_dirs is empty: give {label: run directory}")
-    for label, run_dir in run_dirs.items():
-        if not Path(run_dir).exists():
-            raise FileNotFoundError(f"run directory {run_dir} of {label!r} does not exist; train it first")
     loaded = {label: _load(d, device) for label, d in run_dirs.items()}
     R = next((rot for *_, rot in loaded.values() if rot is not None), None)
     rows, fixed, fixed_digest, fixed_from = [], None, None, None
     for label, (model, task, cfg, rotation) in loaded.items():
-        own = fixed_batches(task, n_batches)
+        own = [task.batch("train", 0, i) for i in range(n_batches)]
         digest = _digest(own)
         if fixed is None:
             fixed, fixed_digest, fixed_from = own, digest, label
@@ -134,14 +117,8 @@ def hessian_table(
         batches = [tuple(t.to(device) for t in b) for b in batches]
         t0 = time.perf_counter()
         h = _hessian.hvp(model, task.loss, batches)
-        common = {
-            "run": label,
-            "optimizer": getattr(cfg, "optimizer", None),
-            "d": int(h.d),
-            "n_batches": n_batches,
-            "loss": float(h.loss()),
-            "batch_digest": digest,
-        }
+        common = {"run": label, "optimizer": getattr(cfg, "optimizer", None), "d": int(h.d)}
+        common |= {"n_batches": n_batches, "loss": float(h.loss()), "batch_digest": digest}
         mine = []
         for hess in ["H", "R^T H R"] if R is not None else ["H"]:
             op = _hessian.rotated(h, rotation if rotation is not None else R) if hess == "R^T H R" else h
@@ -184,20 +161,11 @@ def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
     for (run, opt), g in tidy.groupby(["run", "optimizer"], sort=False):
         for quantity, hess, metric, bound, shown in _METRIC_OF.get(opt, []):
             r = _pick(g, quantity, hess)
-            if r is not None:
-                rows.append(
-                    {
-                        "Optimizer": optim.LABELS[opt],
-                        "Smoothness metric": metric,
-                        "Upper bound": bound,
-                        "Quantity": shown,
-                        "Estimated value": float(r.value),
-                        "lo": float(r.lo),
-                        "hi": float(r.hi),
-                        "run": run,
-                        "optimizer": opt,
-                    }
-                )
+            if r is None:
+                continue
+            row = {"Optimizer": optim.LABELS[opt], "Smoothness metric": metric, "Upper bound": bound}
+            row |= {"Quantity": shown, "Estimated value": float(r.value), "lo": float(r.lo)}
+            rows.append(row | {"hi": float(r.hi), "run": run, "optimizer": opt})
     out = pd.DataFrame(rows)
     if len(out):
         out = _in_paper_order(out, out.optimizer, last=out["Smoothness metric"] == "(for comparison)")
@@ -216,17 +184,12 @@ def same_checkpoint(tidy: pd.DataFrame) -> pd.DataFrame:
         if a is None or b is None:
             continue
         s = _pick(g, "spectral_norm", "H")
-        rows.append(
-            {
-                "run": run,
-                "optimizer": opt,
-                "checkpoint of": optim.LABELS.get(opt, opt),
-                "‖H‖₁,₁/d": Measured.band(a.value, a.lo, a.hi).text(3),
-                "‖RᵀHR‖₁,₁/d": Measured.band(b.value, b.lo, b.hi).text(3),
-                "ratio rotated / unrotated": float(b.value / a.value),
-                "‖H‖₂": float(s.value) if s is not None else math.nan,
-            }
-        )
+        row = {"run": run, "optimizer": opt, "checkpoint of": optim.LABELS.get(opt, opt)}
+        row["‖H‖₁,₁/d"] = Measured.band(a.value, a.lo, a.hi).text(3)
+        row["‖RᵀHR‖₁,₁/d"] = Measured.band(b.value, b.lo, b.hi).text(3)
+        row["ratio rotated / unrotated"] = float(b.value / a.value)
+        row["‖H‖₂"] = float(s.value) if s is not None else math.nan
+        rows.append(row)
     out = pd.DataFrame(rows)
     return _in_paper_order(out, out.optimizer) if len(out) else out
 
@@ -286,9 +249,9 @@ def norm_claims(
 ) -> pd.DataFrame:
     """The verdicts of Table 2's or Table 4's claims: norms outside their bands, losses by seeds.
 
-    The paper's claims (``where``): Adam's ‖H‖₁,₁/d below rotated Adam's ‖RᵀHR‖₁,₁/d and AdaSGD's
-    ‖H‖₂, each at its own checkpoint, and the loss orders they predict. The book's checks hold the
-    weights fixed (one checkpoint) and so isolate the geometry from where each optimizer ended.
+    The paper's claims (``where``): Adam's ‖H‖₁,₁/d below rotated Adam's ‖RᵀHR‖₁,₁/d and AdaSGD's ‖H‖₂,
+    each at its own checkpoint, and the loss orders they predict. The book's checks hold the weights
+    fixed (one checkpoint): the geometry apart from where each optimizer ended.
     """
     v = {**norm_values(tidy), **{f"loss@{k}": m for k, m in losses.items()}}
     claims = [Claim(text, a, b, _PAPER_SAYS[origin], where, origin) for text, a, b, origin in _CLAIMS]

@@ -1,9 +1,8 @@
 r"""Section 4.2 (GPT-2): Figure 1's tuned, seeded runs, Figure 3's shared-lr view, their claims.
 
-:func:`figure1_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` on a GPT (one half-decade grid
-for the adaptive methods, one for SGD), then the measuring seeds at each best lr and, for the adaptive
-methods, at the paper's shared lr :math:`\eta`, :math:`\eta/\sqrt{10}` and :math:`\eta\sqrt{10}`
-(Figure 3). Runs live in ``root/<optimizer>_lr<lr>_s<seed>/`` and are reused.
+:func:`figure1_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` on a GPT, then the measuring
+seeds at each best lr and, for the adaptive methods, at the paper's shared lr :math:`\eta`,
+:math:`\eta/\sqrt{10}` and :math:`\eta\sqrt{10}` (Figure 3), in ``root/<optimizer>_lr<lr>_s<seed>/``.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import pandas as pd
 from adamlinf import launch as _launch
 from adamlinf import optim, report
 from adamlinf.studies import hessian_tables, sweeps
-from adamlinf.studies.sweeps import with_seed
 from adamlinf.studies.verdicts import BOOK, Claim, Measured, all_hold, claims_table, verdict_row
 
 #: The optimizers of Figure 1 that share the paper's single peak lr.
@@ -39,7 +37,6 @@ FIGURE1_CLAIMS = (
     Claim("SGD is slowest: slower than rotated Adam", "rotated_adam", "sgd", _CURVES, "Figure 1"),
 )
 
-
 #: The fields of :func:`adamlinf.launch.lm_spec`, in its order of old (a spec's key order is kept).
 _SPEC_FIELDS = (
     "dataset vocab_size n_layer n_head n_embd block_size batch_size eval_iters lr min_lr warmup_iters "
@@ -53,20 +50,6 @@ def base_spec(p: Mapping) -> dict:
     accum = _launch.grad_accum_steps(p["global_batch"], p["batch_size"], p["nproc_per_node"])
     derived = {"grad_accum": accum, "betas": list(p["betas"]), "rotation_seed": p["seed"], "progress": False}
     return _launch.lm_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
-
-
-def _name(opt: str, lr: float, seed: int) -> str:
-    return f"{opt}_lr{lr:.2e}_s{seed}".replace("+", "")
-
-
-def shared_lrs(p: Mapping, grid: list[float]) -> dict[str, float]:
-    """The paper's shared peak lr and Figure 3's smaller/larger rates, as values of ``grid``."""
-    eta = sweeps.nearest(grid, p["lr"])
-    return {
-        "smaller": sweeps.nearest(grid, eta / sweeps.HALF_DECADE),
-        "default": eta,
-        "larger": sweeps.nearest(grid, eta * sweeps.HALF_DECADE),
-    }
 
 
 @dataclass
@@ -101,8 +84,8 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
 
     def specs(points, seeds) -> dict:  # {run name: spec} of each (optimizer, lr) and seed
         return {
-            _name(o, lr, s): _launch.with_train(
-                with_seed(base, s), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
+            f"{o}_lr{lr:.2e}_s{s}".replace("+", ""): _launch.with_train(
+                sweeps.with_seed(base, s), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
             )
             for o, lr in points
             for s in seeds
@@ -113,7 +96,10 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
         return _finals(runs.train(specs(points, [runs.tune_seed])), runs)
 
     sweep = sweeps.tune_grid(grids, evaluate, max_extensions=max_extensions, seed=runs.tune_seed)
-    shared = shared_lrs(p, sweep.grids[adaptive[0]])
+    grid = sweep.grids[adaptive[0]]  # the paper's shared peak lr and Figure 3's smaller/larger rates
+    eta = sweeps.nearest(grid, p["lr"])
+    shared = {"smaller": sweeps.nearest(grid, eta / sweeps.HALF_DECADE), "default": eta}
+    shared["larger"] = sweeps.nearest(grid, eta * sweeps.HALF_DECADE)
     points = sweeps.seeded_points(sweep.best_lr, [(o, lr) for o in adaptive for lr in shared.values()])
     runs.train(specs(points, runs.seeds))
     metrics = runs.metrics()
@@ -138,22 +124,17 @@ def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:
 
 def figure3_values(finals: pd.DataFrame, shared: Mapping[str, float]) -> dict[tuple[str, str], Measured]:
     """``{(optimizer, setting): Measured}``: the adaptive methods at the shared lr's three settings."""
-    present = set(finals.optimizer)
-    return {
-        (o, setting): sweeps.measured(finals, o, shared[setting])
-        for setting in ("smaller", "default", "larger")
-        for o in ADAPTIVE
-        if o in present
-    }
+    present = [o for o in ADAPTIVE if o in set(finals.optimizer)]
+    settings = ("smaller", "default", "larger")
+    return {(o, s): sweeps.measured(finals, o, shared[s]) for s in settings for o in present}
 
 
 def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) -> pd.DataFrame:
     """The verdicts of Figure 3's claims, and Figure 1's ordering at the other two rates.
 
-    The paper's claims: every optimizer is worse at the smaller lr; Adam better and rotated Adam worse
-    at the larger one; one run fails completely. The book's checks: does Figure 1's ordering (Adam
-    beats AdaSGD and rotated Adam) survive at the smaller and at the larger lr? A *fails* there is a
-    finding: the ordering reverses at that rate.
+    The paper's: every optimizer is worse at the smaller lr, Adam better and rotated Adam worse at the
+    larger one, one run fails completely. The book's: does Adam still beat AdaSGD and rotated Adam at
+    the smaller and the larger lr? A *fails* there is a finding: the ordering reverses at that rate.
     """
     name = optim.LABELS
     labels = {f"{o}|{s}": f"{name.get(o, o)} ({s} lr)" for o, s in values}
@@ -203,14 +184,10 @@ def figure1_tables(runs: LMRuns, *, scale: str) -> dict[str, pd.DataFrame]:
     tuned["on edge"] = tuned.optimizer.isin(runs.sweep.on_edge)
     ext = pd.DataFrame(runs.sweep.extensions, columns=["optimizer", "side", "lr", "round"])
     shared = pd.DataFrame([{"setting": k, "lr": v} for k, v in runs.shared.items()])
-    return {
-        "finals": runs.finals,
-        "curves": curves,
-        "tuned": tuned,
-        "extensions": ext,
-        "shared": shared,
-        "verdicts": figure1_claims(runs, scale=scale).assign(page="gpt2_figure1"),
-    }
+    verdicts = figure1_claims(runs, scale=scale).assign(page="gpt2_figure1")
+    return dict(
+        finals=runs.finals, curves=curves, tuned=tuned, extensions=ext, shared=shared, verdicts=verdicts
+    )
 
 
 def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -> None:
@@ -234,30 +211,21 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
         "×: diverged; dotted: tuned lr. The paper runs the adaptive methods at one shared lr and tunes "
         "only SGD.",
     )
-    shown = tuned.assign(optimizer=tuned.optimizer.map(labels))[
-        ["optimizer", "lr", "text", "val", "n_seeds", "on edge"]
-    ]
+    shown = tuned.assign(optimizer=tuned.optimizer.map(labels))
+    names = {"lr": "tuned peak lr", "text": "final train loss (mean ± std)"}
+    names |= {"val": "final val loss (mean ± std)", "n_seeds": "measuring seeds"}
+    names["on edge"] = "optimum on a grid edge"
     report.table(
-        shown.rename(
-            columns={
-                "lr": "tuned peak lr",
-                "text": "final train loss (mean ± std)",
-                "val": "final val loss (mean ± std)",
-                "n_seeds": "measuring seeds",
-                "on edge": "optimum on a grid edge",
-            }
-        ),
+        shown[["optimizer", *names]].rename(columns=names),
         f"Each optimizer at its own tuned lr, scale {scale}, over the measuring seeds (the tuning seed "
         "only picks the lr); the paper's final losses are NOT RECOVERED.",
     )
     curves = tables["curves"]
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6), sharey=True)
-    smooth = max(1, int(curves.iter.max()) // 50)
     pts = {o: (o, lr) for o, lr in best.items()}
-    sweeps.plot_curves(axes[0], curves, pts, labels=labels, smooth=smooth)
+    sweeps.plot_curves(axes[0], curves, pts, labels=labels, smooth=max(1, int(curves.iter.max()) // 50))
     sweeps.plot_curves(axes[1], curves, pts, labels=labels, value="val_loss")
-    finite = finals[["final", "final_val"]].replace(float("inf"), float("nan"))
-    lo = float(finite.min().min())
+    lo = float(finals[["final", "final_val"]].replace(float("inf"), float("nan")).min().min())
     axes[0].set(ylim=(lo - 0.1, lo + 1.5), ylabel="loss (nats/token)", title="training loss")
     axes[1].set(ylabel="", title="validation loss")
     fig.tight_layout()

@@ -54,15 +54,9 @@ _SPEC_FIELDS = (
 def base_spec(p: Mapping, batch_size: int) -> dict:
     """The ResNet training spec of a Table 3 parameter set ``p`` at one batch size."""
     source = resolve_source(p["data_source"])
-    derived = {
-        "source": source,
-        "batch_size": batch_size,
-        "image_size": p["image_size"] if source == "digits" else None,
-        "data_seed": p["seed"],
-        "betas": list(p["betas"]),
-        "grad_clip": None,
-        "progress": False,
-    }
+    derived = {"source": source, "batch_size": batch_size, "data_seed": p["seed"], "betas": list(p["betas"])}
+    derived |= {"image_size": p["image_size"] if source == "digits" else None, "grad_clip": None}
+    derived["progress"] = False
     return _launch.image_spec(**{k: derived[k] if k in derived else p[k] for k in _SPEC_FIELDS})
 
 
@@ -179,9 +173,8 @@ def curves_at(metrics: pd.DataFrame, tuned: pd.DataFrame, batch_size: int) -> pd
     for o, lr in zip(t.optimizer, t.lr, strict=False):
         keep |= (metrics.optimizer == o).to_numpy() & np.isclose(metrics.lr, lr) & at_batch_size
     cols = ["run", "optimizer", "lr", "seed", "iter", "max_iters", METRIC, "test_loss", "test_acc"]
-    out = metrics[keep & metrics[METRIC].notna().to_numpy()][cols].copy()
-    out["budget"] = out["iter"] / out["max_iters"]
-    return out
+    out = metrics[keep & metrics[METRIC].notna().to_numpy()][cols]
+    return out.assign(budget=out["iter"] / out["max_iters"])
 
 
 def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: str) -> pd.DataFrame:
@@ -197,8 +190,7 @@ def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: s
         claims = [Claim(text.format(optim.LABELS[o]), "adam", o, _STATED, "Figure 4") for o in others]
         tables.append(claims_table(values, claims, scale=scale, labels=optim.LABELS, page="resnet_figure4"))
     out = pd.concat(tables, ignore_index=True)
-    out["claim"] = out["claim"] + f" (batch {batch_size}, {data})"
-    return out
+    return out.assign(claim=out["claim"] + f" (batch {batch_size}, {data})")
 
 
 def table4_claims(
@@ -206,8 +198,7 @@ def table4_claims(
 ) -> pd.DataFrame:
     """Table 4's verdicts (``hessian_tables.norm_claims``) with Table 3's losses at the page's batch size."""
     out = hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 4", page="resnet_table4")
-    out["claim"] = out["claim"] + f" ({data})"
-    return out
+    return out.assign(claim=out["claim"] + f" ({data})")
 
 
 def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: str) -> None:
@@ -229,8 +220,7 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
     sizes = sorted(finals.batch_size.unique())
     fig, axes = plt.subplots(1, len(sizes), figsize=(7.5, 3.6), sharey=True, squeeze=False)
     for ax, bs in zip(axes[0], sizes, strict=False):
-        t = tuned[tuned.batch_size == bs]
-        best = dict(zip(t.optimizer, t.lr, strict=False))
+        best = tuned[tuned.batch_size == bs].set_index("optimizer").lr.to_dict()
         sweeps.plot_sweep(ax, finals[finals.batch_size == bs], labels=optim.LABELS, best_lr=best)
         ax.set(yscale="log", ylabel="final training loss" if ax is axes[0][0] else "")
         ax.set_title(f"batch {bs}", fontsize=10)
@@ -249,11 +239,9 @@ def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str
     import matplotlib.pyplot as plt  # plotting only
 
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.6))
-    present = _in_paper_order(set(curves.optimizer))
     for ax, col, title in zip(axes, (METRIC, "test_loss"), ("training loss", "test loss"), strict=False):
-        for k, o in enumerate(present):
-            g = curves[curves.optimizer == o]
-            per = g.pivot_table(index="budget", columns="seed", values=col)
+        for k, o in enumerate(_in_paper_order(set(curves.optimizer))):
+            per = curves[curves.optimizer == o].pivot_table(index="budget", columns="seed", values=col)
             m, s = per.mean(axis=1), per.std(axis=1).fillna(0)
             st = sweeps.style(o, k)
             ax.plot(m.index, m.values, ms=4, label=optim.LABELS.get(o, o), **st)
