@@ -235,19 +235,23 @@ class _Base(Optimizer):
                 raise ValueError(f"{type(self).__name__} does not support sparse gradients")
             work.append((group, ps, [p.grad for p in ps]))
         found = self._found_inf([g for _, _, gs in work for g in gs])
-        if found is not None and self.defaults["nonfinite"] == "raise":
-            if bool(found):
-                raise FloatingPointError(f"{type(self).__name__}: non-finite gradient; step refused")
+        if found is not None and self._skips(found):
+            return loss
+        if found is not None and (self._on_host(found) or self.defaults["nonfinite"] == "raise"):
             found = None
-        if found is not None:
-            if self._skipped is None:
-                self._skipped = torch.zeros((), dtype=torch.float32, device=found.device)
-            self._skipped = self._skipped.to(found.device).add_(found)
-            if self._on_host(found) and bool(found):
-                return loss
-            found = None if self._on_host(found) else found
         self._step(work, found)
         return loss
+
+    def _skips(self, found: Tensor) -> bool:
+        """Count a non-finite flag (or raise, ``nonfinite="raise"``); whether the host skips the step."""
+        if self.defaults["nonfinite"] == "raise":
+            if bool(found):
+                raise FloatingPointError(f"{type(self).__name__}: non-finite gradient; step refused")
+            return False
+        if self._skipped is None:
+            self._skipped = torch.zeros((), dtype=torch.float32, device=found.device)
+        self._skipped = self._skipped.to(found.device).add_(found)
+        return self._on_host(found) and bool(found)
 
     @staticmethod
     def _on_host(t: Tensor) -> bool:
@@ -394,6 +398,12 @@ class BlockwiseAdam(_Base):
                 raise ValueError(f"{key}={group[key]!r} is not supported, only {fixed!r}")
         if group.get("fused") and not (self._torch_form(group) and self._coordinate):
             raise ValueError("fused=True needs coordinates, eps > 0, bias_correction=True and eps_root=0")
+
+    def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
+        """As :meth:`_Base._found_inf`; blocks on the host are checked by their sums of squares instead."""
+        if not self._coordinate and grads and self._on_host(grads[0]):
+            return None  # _block_step: finite block statistics have finite entries, else entry by entry
+        return super()._found_inf(grads)
 
     @staticmethod
     def _torch_form(group: Mapping) -> bool:
@@ -572,6 +582,11 @@ class BlockwiseAdam(_Base):
         if not grads:
             return
         pieces = self._rms_pieces(plan, grads)
+        checked = keep is None and self._on_host(pieces[0]) and self.defaults["nonfinite"] != "ignore"
+        if checked and not math.isfinite(sum(x.sum().item() for x in pieces)):
+            found = _Base._found_inf(self, [g for _, _, _, gs in real_work for g in gs])
+            if found is not None and self._skips(found):
+                return
         # blocks in consecutive slices of v (rows, heads, tensor): v is updated slice by slice in place
         sliced = plan["identity"] and all(isinstance(e["sel"], slice) for e in plan["entries"])
         rms = pieces[0] if sliced else torch.cat(pieces)
