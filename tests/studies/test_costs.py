@@ -14,7 +14,7 @@ import pytest
 
 from adamlinf import launch
 from adamlinf.run import load_parameters
-from adamlinf.studies import costs, lm
+from adamlinf.studies import costs, lm, sweeps
 
 GPT124 = {"kind": "gpt", "vocab_size": 50304, "n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024}
 
@@ -228,8 +228,8 @@ def test_the_page_sweep_snippet_trains_the_notebook_runs(monkeypatch, capsys):
     adaptive = p["optimizers"] + p["extra_optimizers"]
     grids = {**{o: p["adaptive_lrs"] for o in adaptive}, "sgd": p["sgd_lrs"]}
     ref = {
-        lm._name(o, lr, 0): launch.with_train(
-            lm.with_seed(lm.base_spec(p), 0), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
+        launch.run_name(o, lr, "{optimizer}_lr{lr:.2e}_s0"): launch.with_train(
+            sweeps.with_seed(lm.base_spec(p), 0), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
         )
         for o, lrs in grids.items()
         for lr in lrs

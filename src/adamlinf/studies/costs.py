@@ -39,9 +39,9 @@ ASSUMED_MFU = {"gpt": 0.40, "resnet": 0.05}
 ASSUMED_HVP_OVER_GRAD = 3.0
 #: the share of an uncached HVP that is its second backward pass, the part each Cauchy probe pays
 #: alone; the first-order pass (forward + ``create_graph`` backward) is shared by the probes of one
-#: batched pass. Measured on the ci GPT (benchmarks/bench_hessian.py, CPU, medians in one run):
-#: cached-graph HVP 2.70 gradients, uncached 3.77.
-SECOND_BACKWARD_SHARE = 2.70 / 3.77
+#: batched pass. Measured on the ci GPT (benchmarks/bench_hessian.py, quiet CPU, two runs, medians):
+#: cached-graph HVP 384 and 393 ms, uncached 530 and 548 ms.
+SECOND_BACKWARD_SHARE = (384.3 + 392.9) / (530.3 + 547.7)
 #: probes per batched pass assumed at paper scale (``l11_norm(batch_probes="auto")`` on a GPU)
 PAPER_PROBE_BATCH = 8
 

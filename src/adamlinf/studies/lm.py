@@ -84,7 +84,7 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
 
     def specs(points, seeds) -> dict:  # {run name: spec} of each (optimizer, lr) and seed
         return {
-            f"{o}_lr{lr:.2e}_s{s}".replace("+", ""): _launch.with_train(
+            _launch.run_name(o, lr, f"{{optimizer}}_lr{{lr:.2e}}_s{s}"): _launch.with_train(
                 sweeps.with_seed(base, s), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
             )
             for o, lr in points
