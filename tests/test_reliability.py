@@ -73,9 +73,10 @@ if gate:
 (out / "b.csv").write_text(f"seed\\n{seed}\\n")
 """
 
-DRIVER = """import os, sys
+DRIVER = """import os, signal, sys
 from pathlib import Path
 from adamlinf import results, run
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even when started from a background job
 root = Path(sys.argv[1])
 run.TOC = root / "_toc.yml"
 run.SOURCES = root / "book" / "notebooks"
