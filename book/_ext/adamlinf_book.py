@@ -39,8 +39,18 @@ def _valid_rst(text: str) -> bool:
     return not messages and not stream.getvalue()
 
 
-_SPHINX_ONLY = (":data:", ":func:", ":class:", ":meth:", ":mod:", ":attr:", ":math:", ":obj:", ":exc:")
-_SPHINX_ONLY += (":cite:p:",)
+_SPHINX_ONLY = (
+    ":data:",
+    ":func:",
+    ":class:",
+    ":meth:",
+    ":mod:",
+    ":attr:",
+    ":math:",
+    ":obj:",
+    ":exc:",
+    ":cite:p:",
+)
 _SPHINX_BLOCKS = (  # (docutils knows ".. math::" and napoleon's field lists, ":param x:", itself)
     ".. note::",
     ".. warning::",

@@ -400,9 +400,13 @@ class BlockwiseAdam(_Base):
             raise ValueError("fused=True needs coordinates, eps > 0, bias_correction=True and eps_root=0")
 
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
-        """As :meth:`_Base._found_inf`; blocks on the host are checked by their sums of squares instead."""
+        """As :meth:`_Base._found_inf`; blocks on the host are checked in :meth:`_block_step` instead.
+
+        There a finite sum of the block statistics it computes anyway (sums of squares, or the gradient
+        itself for one-coordinate blocks) has finite entries; any other sum is checked entry by entry.
+        """
         if not self._coordinate and grads and self._on_host(grads[0]):
-            return None  # _block_step: finite block statistics have finite entries, else entry by entry
+            return None
         return super()._found_inf(grads)
 
     @staticmethod
