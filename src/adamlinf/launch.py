@@ -61,25 +61,12 @@ def lm_spec(
     **train: Any,
 ) -> dict:
     """A GPT run spec (Section 4.2); ``batch_size`` per device and micro step, ``**train``: TrainConfig."""
-    model = {
-        "kind": "gpt",
-        "n_layer": int(n_layer),
-        "n_head": int(n_head),
-        "n_embd": int(n_embd),
-        "block_size": int(block_size),
-        "attention": attention,
-    }
+    model = {"kind": "gpt", "n_layer": int(n_layer), "n_head": int(n_head), "n_embd": int(n_embd)}
+    model |= {"block_size": int(block_size), "attention": attention}
     if vocab_size is not None:
         model["vocab_size"] = int(vocab_size)
-    data = {
-        "kind": "lm",
-        "dataset": dataset,
-        "block_size": int(block_size),
-        "batch_size": int(batch_size),
-        "seed": int(data_seed),
-        "eval_iters": int(eval_iters),
-        "eval_batch_size": eval_batch_size,
-    }
+    data = {"kind": "lm", "dataset": dataset, "block_size": int(block_size), "batch_size": int(batch_size)}
+    data |= {"seed": int(data_seed), "eval_iters": int(eval_iters), "eval_batch_size": eval_batch_size}
     if "betas" in train:
         train["betas"] = [float(b) for b in train["betas"]]
     spec = {"model": model, "data": data, "train": {"optimizer": optimizer, "lr": float(lr), **train}}
@@ -116,19 +103,11 @@ def image_spec(
     iters = build_task(data).iters_for_epochs(epochs)
     if "betas" in train:
         train["betas"] = [float(b) for b in train["betas"]]
-    train = {
-        "optimizer": optimizer,
-        "lr": float(lr),
-        "max_iters": iters,
-        "eval_interval": max(1, int(iters // (epochs * evals_per_epoch))),
-        **train,
-    }
-    return {
-        "model": {"kind": "resnet18", "width": int(width), "blocks": [int(b) for b in blocks]},
-        "data": data,
-        "train": train,
-        "tags": {"batch_size": int(batch_size), "max_iters": iters, **(tags or {})},
-    }
+    every = max(1, int(iters // (epochs * evals_per_epoch)))
+    train = {"optimizer": optimizer, "lr": float(lr), "max_iters": iters, "eval_interval": every, **train}
+    model = {"kind": "resnet18", "width": int(width), "blocks": [int(b) for b in blocks]}
+    tags = {"batch_size": int(batch_size), "max_iters": iters, **(tags or {})}
+    return {"model": model, "data": data, "train": train, "tags": tags}
 
 
 def run_name(optimizer: str, lr: float, fmt: str = "{optimizer}_lr{lr:.1e}") -> str:
@@ -260,19 +239,14 @@ def is_complete(out_dir: str | Path, spec: Mapping | None = None) -> bool:
     return _finished(Path(out_dir), saved)
 
 
-def _folder_key(out: Path) -> str | None:
-    """The key of the spec a folder was started with (None: no record)."""
-    for name in (COMPLETE_FILE, SPEC_FILE):
-        if (out / name).exists():
-            record = _read_record(out / name)
-            return spec_key(record["spec"] if name == COMPLETE_FILE else record)
-    return None
-
-
 def _prepare_dir(name: str, spec: Mapping, out: Path, on_change: str, verbose: bool) -> bool:
     """True if the run must be trained; moves a folder of another spec aside (never deletes it)."""
-    key = spec_key(spec)
-    old = _folder_key(out) if out.exists() else None
+    key, old = spec_key(spec), None
+    for record_name in (COMPLETE_FILE, SPEC_FILE):  # the key of the spec the folder was started with
+        if (out / record_name).exists():
+            record = _read_record(out / record_name)
+            old = spec_key(record["spec"] if record_name == COMPLETE_FILE else record)
+            break
     if old is not None and old != key:  # a folder without a record is left to the trainer's own check
         if on_change == "error":
             msg = f"run {name!r} in {out} was made with a different spec (key {old} vs {key})"
@@ -303,14 +277,8 @@ def _run_one(
     run(_trainer_spec(spec, out, progress), nproc_per_node=nproc_per_node)
     wall = time.perf_counter() - t0
     if _finished(out, spec):
-        record = {
-            "name": name,
-            "spec": spec,
-            "key": spec_key(spec),
-            "wall_time_s": round(wall, 3),
-            "nproc_per_node": nproc_per_node,
-            "torch_threads": torch.get_num_threads(),
-        }
+        record = {"name": name, "spec": spec, "key": spec_key(spec), "wall_time_s": round(wall, 3)}
+        record |= {"nproc_per_node": nproc_per_node, "torch_threads": torch.get_num_threads()}
         text = json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
         write_text_atomic(out / COMPLETE_FILE, text)
     return name, wall
@@ -365,21 +333,18 @@ def run_specs(
 
 def _train_all(specs, todo, root, nproc_per_node, workers, threads_per_worker, progress, verbose) -> None:
     """Train the runs ``todo`` one after another or in ``workers`` spawned processes."""
-    if todo and workers == 1:
+    if workers == 1 or not todo:
         for name in todo:
             args = (dict(specs[name]), str(root / name), nproc_per_node, threads_per_worker, progress)
             _, wall = _run_one(name, *args)
             if verbose:
                 print(f"[runs] {name}: {wall:.1f} s", flush=True)
-    elif todo:
-        threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
-        show = False if progress is None else progress
-        context = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=context) as pool:
-            futures = [
-                pool.submit(_run_one, n, dict(specs[n]), str(root / n), 1, threads, show) for n in todo
-            ]
-            for future in futures:
-                name, wall = future.result()
-                if verbose:
-                    print(f"[runs] {name}: {wall:.1f} s (worker)", flush=True)
+        return
+    threads = threads_per_worker or max(1, (os.cpu_count() or 1) // workers)
+    show = False if progress is None else progress
+    with ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_run_one, n, dict(specs[n]), str(root / n), 1, threads, show) for n in todo]
+        for future in futures:
+            name, wall = future.result()
+            if verbose:
+                print(f"[runs] {name}: {wall:.1f} s (worker)", flush=True)

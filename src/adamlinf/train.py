@@ -193,18 +193,6 @@ def result_spec(spec: dict) -> dict:
     }
 
 
-def _spec_diff(saved: dict, now: dict) -> list[str]:
-    """One line per result-relevant field in which two specs differ: ``"data.seed: 0 (checkpoint) -> 1"``."""
-    a, b = result_spec(saved), result_spec(now)
-    lines = []
-    for section in ("model", "data", "train"):
-        for key in sorted(set(a[section]) | set(b[section])):
-            old, new = a[section].get(key, "<absent>"), b[section].get(key, "<absent>")
-            if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True, default=str):
-                lines.append(f"{section}.{key}: {old!r} (checkpoint) -> {new!r} (now)")
-    return lines
-
-
 def _spec_of(obj) -> dict | None:
     """The spec a model or task was built from (``adamlinf_spec``; a GPT's config; a task's ``spec``)."""
     spec = getattr(obj, "adamlinf_spec", None) or getattr(obj, "spec", None)
@@ -285,9 +273,8 @@ def newest_checkpoint(out_dir, *, quarantine: bool = False) -> tuple[dict, Path]
         return ckpt, path
     if damaged:
         whys = "; ".join(why for _, why in damaged)
-        raise CheckpointError(
-            f"no valid checkpoint in {out_dir}: {whys}; move the damaged files away to start afresh"
-        )
+        msg = f"no valid checkpoint in {out_dir}: {whys}; move the damaged files away to start afresh"
+        raise CheckpointError(msg)
     return None
 
 
@@ -296,9 +283,8 @@ def out_dir_of(cfg: TrainConfig, create: bool = True) -> Path:
     out = Path(cfg.out_dir)
     bad = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
     if bad is not None:
-        raise NotADirectoryError(
-            f"TrainConfig.out_dir={cfg.out_dir!r}: {bad} is a file, not a folder; choose another out_dir"
-        )
+        msg = f"TrainConfig.out_dir={cfg.out_dir!r}: {bad} is a file, not a folder; choose another out_dir"
+        raise NotADirectoryError(msg)
     if create:  # a read-only folder or a symlink loop: one line naming the folder and the cause
         results.make_dirs(out)
     return out
@@ -330,22 +316,13 @@ def _rng_state(device, torch_only: bool = False) -> dict:
     return state
 
 
-def _set_rng_state(state: dict, device) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if isinstance(state.get("cuda"), torch.Tensor) and torch.device(device).type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def _geometry(task, cfg: TrainConfig, world: int) -> tuple[int, int | None]:
     """(global batch, tokens per sample), after checking the batch settings against the task."""
     for name in ("batch_size", "grad_accum"):
         ours, theirs = getattr(cfg, name), getattr(task, name, None)
         if None not in (ours, theirs) and ours != theirs:
-            raise ValueError(
-                f"TrainConfig.{name}={ours} differs from the task's {name}={theirs}: set both alike"
-            )
+            msg = f"TrainConfig.{name}={ours} differs from the task's {name}={theirs}: set both alike"
+            raise ValueError(msg)
     batch_size = cfg.batch_size or getattr(task, "batch_size", None)
     if batch_size is None:
         raise ValueError("batch size unknown: set TrainConfig.batch_size or the task's batch_size")
@@ -382,7 +359,12 @@ def _resume(out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer,
         torch.manual_seed(cfg.seed)
         return 0, [], 0.0
     ckpt, path = found
-    diff = _spec_diff(ckpt["spec"], spec)
+    a, b, diff = result_spec(ckpt["spec"]), result_spec(spec), []
+    for section in ("model", "data", "train"):  # one line per result-relevant field that differs
+        for key in sorted(set(a[section]) | set(b[section])):
+            old, new = a[section].get(key, "<absent>"), b[section].get(key, "<absent>")
+            if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True, default=str):
+                diff.append(f"{section}.{key}: {old!r} (checkpoint) -> {new!r} (now)")
     if diff:
         lines = "\n  ".join(diff)
         msg = f"{path} was written by a run with a different spec; refusing to mix them:\n  {lines}"
@@ -392,7 +374,12 @@ def _resume(out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer,
         rotation.load_state_dict(ckpt["rotation"])
     optimizer.load_state_dict(ckpt["optimizer"])
     scaler.load_state_dict(ckpt["scaler"])
-    _set_rng_state(ckpt["rng"], device)
+    rng = ckpt["rng"]
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if isinstance(rng.get("cuda"), torch.Tensor) and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
     return ckpt["iter"], list(ckpt["metrics"]), ckpt["elapsed"]
 
 
@@ -408,26 +395,17 @@ def _batches(task, cfg: TrainConfig, start: int, stop: int, rank: int, world: in
     """The micro batches of iterations ``start..stop-1`` on ``device``, ``ahead`` (None: on CUDA) by one."""
     cuda = torch.device(device).type == "cuda"
 
-    def to_device(batch):
-        return tuple(
-            (b.pin_memory() if cuda else b).to(
-                device=device, non_blocking=True, **({"dtype": dtype} if b.is_floating_point() else {})
-            )
-            for b in batch
-        )
+    def to_device(b):
+        kw = {"dtype": dtype} if b.is_floating_point() else {}
+        return (b.pin_memory() if cuda else b).to(device=device, non_blocking=True, **kw)
 
-    waiting = None
+    ahead, waiting = cuda if ahead is None else ahead, []
     for it in range(start, stop):
         for micro in range(cfg.grad_accum):
-            batch = to_device(task.batch("train", it, micro, rank, world))
-            if not (cuda if ahead is None else ahead):
-                yield batch
-                continue
-            if waiting is not None:
-                yield waiting
-            waiting = batch
-    if waiting is not None:
-        yield waiting
+            waiting.append(tuple(map(to_device, task.batch("train", it, micro, rank, world))))
+            if len(waiting) > ahead:  # ahead: the next batch is on its way before this one is used
+                yield waiting.pop(0)
+    yield from waiting
 
 
 def _accumulate(task, train_model, batches, cfg: TrainConfig, ddp, autocast, scaler, device) -> torch.Tensor:
@@ -462,13 +440,6 @@ def _step(optimizer, scaler, params, cfg: TrainConfig, rotation, model) -> torch
 
 _FIRST = ("iter", "samples", "tokens", "lr", "train_loss", "grad_norm")
 _LAST = ("iter_time", "mfu", "time")
-
-
-def _column_order(item):
-    key = item[0]
-    if key in _FIRST:
-        return (0, _FIRST.index(key), key)
-    return (2, _LAST.index(key), key) if key in _LAST else (1, 0, key)
 
 
 def write_metrics(out: Path | str, rows: list) -> None:
@@ -507,8 +478,8 @@ class _Log:
     """Metric rows and checkpoints: iterations are buffered as device tensors until :meth:`flush`."""
 
     def __init__(self, out: Path, rows: list, cfg, master, device, geometry, start, elapsed, state):
-        self.out, self.rows, self.cfg, self.master, self.state = out, rows, cfg, master, state
-        self.model = state[0]
+        self.out, self.rows, self.cfg, self.master = out, rows, cfg, master
+        self.stateful, self.spec, self.world = state  # stateful: the objects a checkpoint holds
         self.global_batch, self.tokens = geometry
         self.device, self.cuda = device, torch.device(device).type == "cuda"
         self.interval = cfg.log_interval or (10 if self.cuda else 1)
@@ -527,7 +498,7 @@ class _Log:
                 rotation.push()  # the module holds R w
             with autocast():
                 self.evaluated = {"iter": it, **task.evaluate(model, self.device)}
-            self.model.train()
+            self.stateful["model"].train()
         self.t_window = time.time()  # evaluation is not part of an iteration's time
 
     def record(self, it: int, lr: float, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
@@ -536,7 +507,7 @@ class _Log:
 
     def eval_due(self, it: int) -> bool:
         every = self.cfg.eval_interval
-        return bool(every and it % every == 0) or (it == 0 and every == 0)
+        return it % every == 0 if every else it == 0
 
     def end_step(self, n: int, stop: int, ddp: bool, world: int, rng: dict) -> None:
         """Flush when due; then (rank 0) checkpoint every ``checkpoint_interval`` iterations or minutes."""
@@ -563,8 +534,8 @@ class _Log:
         dt = (now - self.t_window) / len(self.pending)
         for (it, lr, _, _, extra), (loss, norm) in zip(self.pending, host, strict=True):
             row = {**extra, "lr": lr, "train_loss": loss, "grad_norm": norm, "iter_time": dt}
-            if self.cuda and self.tokens and hasattr(self.model, "estimate_mfu"):
-                row["mfu"] = self.model.estimate_mfu(self.global_batch * self.tokens / world, dt)
+            if self.cuda and self.tokens and hasattr(self.stateful["model"], "estimate_mfu"):
+                row["mfu"] = self.stateful["model"].estimate_mfu(self.global_batch * self.tokens / world, dt)
             self.append(it, row, now)
         rate = self.global_batch * (self.tokens or 1) / max(dt, 1e-9)
         unit = "tok/s" if self.tokens else "samples/s"
@@ -577,7 +548,9 @@ class _Log:
             row.update(iter=it, samples=it * self.global_batch, time=now - self.t0)
             if self.tokens:
                 row["tokens"] = it * self.global_batch * self.tokens
-            self.rows.append(dict(sorted(row.items(), key=_column_order)))
+            middle = sorted(row.keys() - {*_FIRST, *_LAST})  # the evaluation metrics
+            order = [k for k in _FIRST if k in row] + middle + [k for k in _LAST if k in row]
+            self.rows.append({k: row[k] for k in order})
             try:
                 self.jsonl.write(json.dumps(self.rows[-1]) + "\n")
                 self.jsonl.flush()
@@ -586,20 +559,9 @@ class _Log:
 
     def save(self, n: int, rng: dict) -> None:
         """Checkpoint the state before iteration ``n`` (``rng``: the torch RNG states at that point)."""
-        model, optimizer, scaler, rotation, spec, world = self.state
-        state = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rotation": rotation.state_dict() if rotation is not None else None,
-            "rng": {**_rng_state(self.device), **rng},
-            "iter": n,
-            "elapsed": time.time() - self.t0,
-            "config": self.cfg.to_dict(),
-            "spec": spec,
-            "metrics": self.rows,
-            "world": world,
-        }
+        state = {k: None if v is None else v.state_dict() for k, v in self.stateful.items()}
+        state |= {"rng": {**_rng_state(self.device), **rng}, "iter": n, "elapsed": time.time() - self.t0}
+        state |= {"config": self.cfg.to_dict(), "spec": self.spec, "metrics": self.rows, "world": self.world}
         save_checkpoint(state, self.out, n, self.cfg.keep_checkpoints)
         write_metrics(self.out, self.rows)
         self.last_save = self.t_window = time.time()  # the save is not part of an iteration's time
@@ -642,7 +604,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
         write_metrics(out, rows)
     eval_model, train_model = _wrap(model, cfg, ddp, device)
     stop = max(start, min(cfg.max_iters, cfg.max_iters if cfg.stop_iter is None else cfg.stop_iter))
-    state = (model, optimizer, scaler, rotation, spec, world)
+    state = ({"model": model, "optimizer": optimizer, "scaler": scaler, "rotation": rotation}, spec, world)
     log = _Log(out, rows, cfg, master, device, geometry, start, elapsed, state)
     batches = _batches(task, cfg, start, stop, rank, world, device, param_dtype)
     done, rng, consistent = start, _rng_state(device, torch_only=True), True
@@ -733,10 +695,8 @@ def load_final(out_dir, device: str = "cpu", allow_partial: bool = False):
         raise ValueError(msg + " (resume it, or pass allow_partial=True)")
     spec = ckpt["spec"]
     if not spec.get("model") or not spec.get("data"):
-        raise ValueError(
-            f"{path} has no model/data spec: train models from adamlinf.models.build and "
-            "tasks from adamlinf.data.build_task (or use adamlinf.launch.run) to make it loadable"
-        )
+        msg = f"{path} has no model/data spec: train models from adamlinf.models.build and tasks from "
+        raise ValueError(msg + "adamlinf.data.build_task (or use adamlinf.launch.run) to make it loadable")
     task = build_task(spec["data"])
     model = build(spec["model"])
     model.to(dtype=torch.float64 if cfg.dtype == "float64" else torch.float32)

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Scores = dict[float, float]
-
 #: Half a decade, the ratio of the training chapters' grids.
 HALF_DECADE = math.sqrt(10.0)
 
@@ -70,11 +68,10 @@ def _extend(lrs: list[float], side: str, ratio: float, n: int, digits: int | Non
     anchor = min(lrs, key=lambda x: (length(x), lrs.index(x)))
     sign = -1 if side == "low" else 1
     k = round(math.log((lrs[0] if side == "low" else lrs[-1]) / anchor) / math.log(ratio))
-    new = [float(f"{anchor * ratio ** (k + sign * j):.{digits}g}") for j in range(1, n + 1)]
-    return sorted(new)
+    return sorted(float(f"{anchor * ratio ** (k + sign * j):.{digits}g}") for j in range(1, n + 1))
 
 
-def _refine(lrs: list[float], scores: Scores, factor: float) -> list[float]:
+def _refine(lrs: list[float], scores: Mapping[float, float], factor: float) -> list[float]:
     i = _argmin(scores)
     new = []
     for nb in (lrs[i - 1], lrs[i + 1]):
@@ -93,7 +90,7 @@ class Search:
     edge, ``round``), the keys still ``on_edge``, and per key whether it was ``done``.
     """
 
-    scores: dict[Hashable, Scores]
+    scores: dict[Hashable, dict[float, float]]
     extensions: list[dict] = field(default_factory=list)
     on_edge: list[Hashable] = field(default_factory=list)
     done: dict[Hashable, bool] = field(default_factory=dict)
@@ -130,15 +127,13 @@ def search(
         max_extensions: The most extensions per key (None: no bound).
         max_rounds: The most ``evaluate`` calls (None: no bound).
     """
-    scores: dict[Hashable, Scores] = {k: {} for k in grids}
+    scores: dict[Hashable, dict[float, float]] = {k: {} for k in grids}
     pending = {k: sorted(float(v) for v in g) for k, g in grids.items()}
     added = dict.fromkeys(grids, 0)
     out = Search(scores)
     rounds = 0
-    while max_rounds is None or rounds < max_rounds:
+    while (max_rounds is None or rounds < max_rounds) and any(pending.values()):
         todo = {k: v for k, v in pending.items() if v}
-        if not todo:
-            break
         got = evaluate(todo)
         rounds += 1
         for k in todo:
