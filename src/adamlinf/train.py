@@ -329,27 +329,6 @@ def _geometry(task, cfg: TrainConfig, world: int) -> tuple[int, int | None]:
     return batch_size * cfg.grad_accum * world, getattr(task, "tokens_per_sample", None)
 
 
-def _precision(model: nn.Module, cfg: TrainConfig, device):
-    """Parameters in float32/float64 on ``device``; (autocast context factory, grad scaler, dtype)."""
-    device_type = torch.device(device).type
-    param_dtype = torch.float64 if cfg.dtype == "float64" else torch.float32
-    model.to(device=device, dtype=param_dtype)
-    amp = DTYPES[cfg.dtype] if cfg.dtype in ("bfloat16", "float16") else None
-    autocast = functools.partial(torch.autocast, device_type, dtype=amp) if amp else contextlib.nullcontext
-    return autocast, torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16"), param_dtype
-
-
-def _trainable(model: nn.Module, cfg: TrainConfig, ddp: bool):
-    """(rotation or None, the optimizer's tensors): rotated Adam trains ``w`` of ``x = R w``."""
-    if cfg.optimizer != "rotated_adam":
-        return None, [p for p in model.parameters() if p.requires_grad]
-    rotation = RotatedParametrization(model, k=cfg.rotation_k, seed=cfg.rotation_seed)
-    if ddp:  # DDP syncs only the module's parameters; w (the optimizer's variable) must agree too
-        dist.broadcast(rotation.w.data, src=0)
-        rotation.push()
-    return rotation, rotation.parameters()
-
-
 def _resume(out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer, scaler, device, master):
     """(start iteration, metric rows, elapsed seconds) from the newest valid checkpoint, if any."""
     if not cfg.resume and list_checkpoints(out):
@@ -442,11 +421,6 @@ _FIRST = ("iter", "samples", "tokens", "lr", "train_loss", "grad_norm")
 _LAST = ("iter_time", "mfu", "time")
 
 
-def write_metrics(out: Path | str, rows: list) -> None:
-    """``<out>/metrics.csv`` from the metric rows, written atomically."""
-    results.write_text_atomic(Path(out) / "metrics.csv", pd.DataFrame(rows).to_csv(index=False))
-
-
 class _StopSignals:
     """SIGINT/SIGTERM: a checkpoint at the next step boundary, then :meth:`stop`; a 2nd SIGINT stops now."""
 
@@ -489,6 +463,8 @@ class _Log:
         if master:  # metrics.jsonl holds exactly the rows of the state we start from
             results.write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
             self.jsonl = open(out / "metrics.jsonl", "a")
+            if rows:  # a metrics.csv cut short (a kill during its write) is rebuilt from the checkpoint
+                self.write_csv()
         show = cfg.progress and master
         self.bar = tqdm(total=cfg.max_iters, initial=start, disable=not show, desc=cfg.optimizer, unit="it")
 
@@ -563,8 +539,11 @@ class _Log:
         state |= {"rng": {**_rng_state(self.device), **rng}, "iter": n, "elapsed": time.time() - self.t0}
         state |= {"config": self.cfg.to_dict(), "spec": self.spec, "metrics": self.rows, "world": self.world}
         save_checkpoint(state, self.out, n, self.cfg.keep_checkpoints)
-        write_metrics(self.out, self.rows)
+        self.write_csv()
         self.last_save = self.t_window = time.time()  # the save is not part of an iteration's time
+
+    def write_csv(self) -> None:
+        results.write_text_atomic(self.out / "metrics.csv", pd.DataFrame(self.rows).to_csv(index=False))
 
     def close(self) -> None:
         self.bar.close()
@@ -593,15 +572,24 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
     master = rank == 0
     spec = {"model": _spec_of(model), "data": _spec_of(task), **(spec or {}), "train": cfg.to_dict()}
     geometry = _geometry(task, cfg, world)
-    autocast, scaler, param_dtype = _precision(model, cfg, device)
-    rotation, params = _trainable(model, cfg, ddp)
+    device_type = torch.device(device).type
+    param_dtype = torch.float64 if cfg.dtype == "float64" else torch.float32  # else autocast to cfg.dtype
+    model.to(device=device, dtype=param_dtype)
+    amp = DTYPES[cfg.dtype] if cfg.dtype in ("bfloat16", "float16") else None
+    autocast = functools.partial(torch.autocast, device_type, dtype=amp) if amp else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(device_type, enabled=cfg.dtype == "float16")
+    rotation, params = None, [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "rotated_adam":  # the optimizer trains w of x = R w
+        rotation = RotatedParametrization(model, k=cfg.rotation_k, seed=cfg.rotation_seed)
+        params = rotation.parameters()
+        if ddp:  # DDP syncs only the module's parameters; w (the optimizer's variable) must agree too
+            dist.broadcast(rotation.w.data, src=0)
+            rotation.push()
     kw = dict(lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, momentum=cfg.momentum, **cfg.optimizer_kwargs)
     if not cfg.torch_form:  # the paper's form: no bias correction, eps inside the root
         kw.update(bias_correction=False, eps=0.0, eps_root=cfg.eps)
     optimizer = optim.create(cfg.optimizer, params, model=model, **kw)  # model: the per-head partition
     start, rows, elapsed = _resume(out, cfg, spec, model, rotation, optimizer, scaler, device, master)
-    if master and rows:  # a metrics.csv cut short (a kill during its write) is rebuilt from the checkpoint
-        write_metrics(out, rows)
     eval_model, train_model = _wrap(model, cfg, ddp, device)
     stop = max(start, min(cfg.max_iters, cfg.max_iters if cfg.stop_iter is None else cfg.stop_iter))
     state = ({"model": model, "optimizer": optimizer, "scaler": scaler, "rotation": rotation}, spec, world)
