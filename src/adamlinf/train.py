@@ -85,11 +85,6 @@ def _float(name: str, value, hi: float = math.inf, *, positive=False, optional=F
     return float(value)
 
 
-def _bool(name: str, value, optional: bool = False) -> None:
-    if not (isinstance(value, bool) or (value is None and optional)):
-        raise ValueError(f"TrainConfig.{name} must be True or False{' or None' * optional}, got {value!r}")
-
-
 @dataclass
 class TrainConfig:
     """Every knob of a run, checked when built (the optimizer checks its own hyperparameters).
@@ -159,9 +154,11 @@ class TrainConfig:
             setattr(self, name, _int(name, getattr(self, name), 1, optional=True))
         if self.lr_decay_iters is not None and self.lr_decay_iters <= self.warmup_iters:
             raise ValueError(f"TrainConfig.lr_decay_iters={self.lr_decay_iters} must exceed warmup_iters")
-        for name in ("progress", "resume", "torch_form"):
-            _bool(name, getattr(self, name))
-        _bool("compile", self.compile, optional=True)
+        for name in ("progress", "resume", "torch_form", "compile"):
+            value, optional = getattr(self, name), name == "compile"  # compile: None is "on CUDA"
+            if not (isinstance(value, bool) or (value is None and optional)):
+                choices = "True or False or None" if optional else "True or False"
+                raise ValueError(f"TrainConfig.{name} must be {choices}, got {value!r}")
         if not isinstance(self.optimizer_kwargs, dict):
             raise ValueError(f"TrainConfig.optimizer_kwargs must be a dict, got {self.optimizer_kwargs!r}")
 
@@ -314,19 +311,6 @@ def _rng_state(device, torch_only: bool = False) -> dict:
     if torch.device(device).type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
-
-
-def _geometry(task, cfg: TrainConfig, world: int) -> tuple[int, int | None]:
-    """(global batch, tokens per sample), after checking the batch settings against the task."""
-    for name in ("batch_size", "grad_accum"):
-        ours, theirs = getattr(cfg, name), getattr(task, name, None)
-        if None not in (ours, theirs) and ours != theirs:
-            msg = f"TrainConfig.{name}={ours} differs from the task's {name}={theirs}: set both alike"
-            raise ValueError(msg)
-    batch_size = cfg.batch_size or getattr(task, "batch_size", None)
-    if batch_size is None:
-        raise ValueError("batch size unknown: set TrainConfig.batch_size or the task's batch_size")
-    return batch_size * cfg.grad_accum * world, getattr(task, "tokens_per_sample", None)
 
 
 def _resume(out: Path, cfg: TrainConfig, spec: dict, model, rotation, optimizer, scaler, device, master):
@@ -571,7 +555,15 @@ def train(model: nn.Module, task, cfg: TrainConfig, *, spec: dict | None = None)
 def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signals) -> pd.DataFrame:
     master = rank == 0
     spec = {"model": _spec_of(model), "data": _spec_of(task), **(spec or {}), "train": cfg.to_dict()}
-    geometry = _geometry(task, cfg, world)
+    for name in ("batch_size", "grad_accum"):  # the batch settings agree with the task's
+        ours, theirs = getattr(cfg, name), getattr(task, name, None)
+        if None not in (ours, theirs) and ours != theirs:
+            msg = f"TrainConfig.{name}={ours} differs from the task's {name}={theirs}: set both alike"
+            raise ValueError(msg)
+    batch_size = cfg.batch_size or getattr(task, "batch_size", None)
+    if batch_size is None:
+        raise ValueError("batch size unknown: set TrainConfig.batch_size or the task's batch_size")
+    geometry = batch_size * cfg.grad_accum * world, getattr(task, "tokens_per_sample", None)
     device_type = torch.device(device).type
     param_dtype = torch.float64 if cfg.dtype == "float64" else torch.float32  # else autocast to cfg.dtype
     model.to(device=device, dtype=param_dtype)
