@@ -120,10 +120,8 @@ def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1
     global_batch, batch_size, nproc = int(global_batch), int(batch_size), int(nproc_per_node)
     accum, rest = divmod(global_batch, batch_size * nproc)
     if rest or accum < 1:
-        ok = [b for b in range(1, batch_size + 1) if global_batch % (b * nproc) == 0]
-        hint = (
-            f"batch_size {ok[-1]} works on {nproc} device(s)" if ok else f"{nproc} devices do not divide it"
-        )
+        fit = max((b for b in range(1, batch_size + 1) if global_batch % (b * nproc) == 0), default=0)
+        hint = f"batch_size {fit} works on {nproc} device(s)" if fit else f"{nproc} devices do not divide it"
         raise ValueError(
             f"global_batch={global_batch} is not a multiple of batch_size x nproc_per_node "
             f"= {batch_size} x {nproc} = {batch_size * nproc}; {hint}"
@@ -172,8 +170,7 @@ def run(spec: Mapping, nproc_per_node: int = 1, **launch: Any) -> pd.DataFrame:
     cmd = launch_command(out / "spec.json", nproc_per_node, python=sys.executable, **launch)
     build_task(dict(spec["data"]))  # fail fast, with the data-preparation message, if the data is missing
     write_text_atomic(out / "spec.json", json.dumps(spec, indent=2))
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(nproc_per_node))))
+    env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // int(nproc_per_node))), **os.environ}
     proc = subprocess.run(cmd, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"torchrun exited with code {proc.returncode}: {' '.join(cmd)}")
