@@ -375,8 +375,7 @@ def _accumulate(task, train_model, batches, cfg: TrainConfig, ddp, autocast, sca
     """Forward and backward over the micro steps (DDP syncs on the last); the mean loss, on the device."""
     loss = torch.zeros((), device=device)
     for micro in range(cfg.grad_accum):
-        sync = train_model.no_sync() if ddp and micro < cfg.grad_accum - 1 else contextlib.nullcontext()
-        with sync:
+        with train_model.no_sync() if ddp and micro < cfg.grad_accum - 1 else contextlib.nullcontext():
             with autocast():
                 micro_loss = task.loss(train_model, next(batches)) / cfg.grad_accum
             scaler.scale(micro_loss).backward()

@@ -60,12 +60,9 @@ def _extend(lrs: list[float], side: str, ratio: float, n: int, digits: int | Non
             return [lrs[0] / ratio**k for k in range(n, 0, -1)]
         return [lrs[-1] * ratio**k for k in range(1, n + 1)]
 
-    # On the lattice of the grid value with the shortest decimal form, so that rounding never
-    # drifts (0.03162 · √10 is 0.1, not 0.09999).
-    def length(x: float) -> int:
-        return len(f"{x:.{digits}g}".split("e")[0].replace("0.", "").strip("0"))
-
-    anchor = min(lrs, key=lambda x: (length(x), lrs.index(x)))
+    # On the lattice of the grid value with the shortest decimal form (the first such), so that rounding
+    # never drifts (0.03162 · √10 is 0.1, not 0.09999).
+    anchor = min(lrs, key=lambda x: len(f"{x:.{digits}g}".split("e")[0].replace("0.", "").strip("0")))
     sign = -1 if side == "low" else 1
     k = round(math.log((lrs[0] if side == "low" else lrs[-1]) / anchor) / math.log(ratio))
     return sorted(float(f"{anchor * ratio ** (k + sign * j):.{digits}g}") for j in range(1, n + 1))
