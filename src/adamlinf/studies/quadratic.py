@@ -2,13 +2,11 @@ r"""Table 1 (Section 4.1) as a sweep: spectra × rotations × noise × optimizer
 
 Claims: (a) Adam's tuned loss rises with :math:`\|H_\theta\|_{1,1}/d` (Corollary 3.7); (b) Adam beats AdaSGD
 exactly when :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2` (Theorem 3.11). The paper's settings were not
-recovered, so :func:`run_sweep` decides each claim per (spectrum, σ, β₁) setting: Adam on :math:`\theta=0`,
-:math:`R_\theta=\exp(\theta S)` and Haar; SignGD, AdaSGD and SGD on :math:`\theta=0` (AdaSGD and SGD are
-rotation equivariant: :func:`equivariance_check`); lrs tuned on separate seeds by
-:func:`adamlinf.tune.search`. Metric: without noise the steps to :math:`10^{-8}L(x_0)` under a cosine step
-(:func:`effective_steps`), with noise :math:`L(x_T)/L(x_0)` over the last tenth. Two settings differ
-(:func:`~adamlinf.studies.verdicts.decide`) when Welch's one-sided test (α = 0.05) says so *and* the gap
-exceeds 5% (the lr grid).
+recovered: each claim is decided per (spectrum, σ, β₁) on Adam at :math:`\theta=0`,
+:math:`R_\theta=\exp(\theta S)` and Haar, SignGD, AdaSGD and SGD at :math:`\theta=0`
+(:func:`equivariance_check`), lrs tuned on separate seeds. Metric: steps to :math:`10^{-8}L(x_0)` under a
+cosine step (σ = 0, :func:`effective_steps`), else :math:`L(x_T)/L(x_0)` over the last tenth; two settings
+differ by Welch's one-sided test (α = 0.05) *and* 5% (:func:`~adamlinf.studies.verdicts.decide`).
 """
 
 from __future__ import annotations
@@ -82,11 +80,9 @@ def run_batched(
     r"""Runs of Adam, AdaSGD, SGD and SignGD on quadratics, stepped together as one ``(runs, d)`` tensor.
 
     ``runs``: ``(optimizer, beta1, beta2, problem, seed_index, lr)`` (``beta1``: SGD's momentum), batched
-    where adjacent runs share the update rule and problem; start :math:`R^\top x_0` (``x0[seed_index]``
-    if ``x0`` is ``(S, d)``), noise stream ``seed_index`` of ``GradientNoise(base_seed=seed)``.
-    Returns series ``loss`` ``(n_rec, runs)`` at ``t`` (every ``record_every``, and :math:`T`), sums
-    ``final_loss`` (mean of the last ``final_window``) and with ``reach`` ``steps_to_reach`` (the first
-    :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)`, else inf).
+    where adjacent runs share rule and problem; start :math:`R^\top x_0` (``x0[seed_index]`` if ``(S, d)``),
+    noise stream ``seed_index``. Series ``loss`` ``(n_rec, runs)`` every ``record_every`` and at :math:`T`;
+    sums ``final_loss`` (mean of the last ``final_window``), with ``reach`` ``steps_to_reach``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -117,44 +113,33 @@ def run_batched(
     tail = x.new_zeros(R)
     hit = torch.full((R,), -1, dtype=torch.long, device=device)
     g = torch.empty_like(x)
-
-    def clean_grad():
+    for t in range(steps + 1):
         for p, a, b in hess:
             g[a:b] = problems[p].grad(x[a:b])
-        return g
-
-    def track(loss, t):
+        loss = 0.5 * (x * g).sum(1)  # L(x_t)
+        if t % record_every == 0 or t == steps:
+            rec[len(rec_steps)] = loss
+            rec_steps.append(t)
         if reach is not None:
             hit[(hit < 0) & (loss <= reach * rec[0])] = t  # rec[0] = L(x_0)
-
-    for t in range(1, steps + 1):
-        gc = clean_grad()
-        loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
-        if (t - 1) % record_every == 0:
-            rec[len(rec_steps)] = loss
-            rec_steps.append(t - 1)
-        track(loss, t - 1)
-        if t - 1 > steps - final_window:
+        if t > steps - final_window:
             tail += loss
+        if t == steps:
+            break
         if sigma > 0:
-            gc.add_(noise.sample()[seed_idx])
+            g.add_(noise.sample()[seed_idx])
         for opt, beta1, beta2, a, b in groups:
-            xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
+            xs, gs, ms, lrs = x[a:b], g[a:b], m[a:b], lr[a:b]
             if schedule != "constant":
-                lrs = lrs * Q.lr_factor(schedule, t, steps)
+                lrs = lrs * Q.lr_factor(schedule, t + 1, steps)
             if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
                 vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
-                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
+                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t + 1)
             elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
                 ms.mul_(beta1).add_(gs)
                 xs.sub_(ms * lrs)
             else:
                 optim.signgd_update_(xs, gs, lr=lrs)
-    last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
-    track(last, steps)
-    tail += last
-    rec[len(rec_steps)] = last
-    rec_steps.append(steps)
     sums = {"final_loss": (tail / final_window).cpu()}
     if reach is not None:
         sums["steps_to_reach"] = torch.where(hit < 0, math.inf, hit.to(torch.float64)).cpu()
@@ -193,10 +178,9 @@ class Experiment:
 
 
 def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0, **kw) -> tuple:
-    """Every (row, lr, seed) of ``exp`` in one :func:`run_batched` call (``kw``: its own).
+    """Every (row, lr, seed) of ``exp`` in one :func:`run_batched` call: ``(final, curves)``, runs by rule.
 
-    Seed ``s`` is noise stream ``s`` (and start ``exp.x0[s]`` if ``(S, d)``). Returns ``(final, curves)``:
-    a line per run (``final_loss``, ``diverged``, ...) and the recorded losses, runs by rule then problem.
+    Seed ``s`` is noise stream ``s`` (and start ``exp.x0[s]`` if ``(S, d)``); ``final``: a line per run.
     """
     if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
         raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
@@ -228,10 +212,7 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
 
 @dataclass
 class SweepResult:
-    r"""Outputs of :func:`run_sweep`: ``tuned`` (a line per setting), ``per_lr`` (every run), ``curves``.
-
-    ``geometry``: the norms per problem; ``work``: run-steps for :func:`estimate_cost`.
-    """
+    """:func:`run_sweep`'s tables (``tuned``: a line per setting) and ``work`` (for :func:`estimate_cost`)."""
 
     tuned: pd.DataFrame
     per_lr: pd.DataFrame
@@ -271,22 +252,13 @@ def run_sweep(
     every spectrum, rotation, optimizer and new lr; a last one per :math:`\sigma` reruns the tuned settings
     and records their loss curves.
 
-    Args:
-        d: Dimension.
-        spectra: Keys of :data:`adamlinf.problems.SPECTRA`.
-        theta_sqrt_d: Rotation strengths :math:`\theta\sqrt d` (0 and Haar are always added).
-        sigmas: Noise levels.
-        steps: :math:`T`.
-        n_seeds: Measuring seeds (start :math:`x_0` and noise stream).
-        n_tune_seeds: Tuning seeds (own starts, noise seed ``seed + 1``); the lr is tuned on their mean.
-        noise_free_schedule: Lr schedule of the :math:`\sigma = 0` runs (noisy runs: constant).
-        beta2: :math:`\beta_2` of Adam and AdaSGD.
-        factor: Learning-rate resolution at the optimum.
-        max_rounds: Bound on tuning rounds.
-        seed: Seeds the rotation, the Haar matrix, :math:`x_0` and the noise.
-        curve_points: Points per recorded loss curve.
-        dtype: Floating type (float64: the criterion assumes float64 round-off).
-        device: Torch device.
+    ``spectra``: keys of :data:`adamlinf.problems.SPECTRA`; ``theta_sqrt_d``: rotation strengths
+    :math:`\theta\sqrt d` (0 and Haar always added); ``n_seeds`` measuring and ``n_tune_seeds`` tuning seeds
+    (own starts, noise seed ``seed + 1``; the lr is tuned on their mean); ``noise_free_schedule``: the lr
+    schedule at :math:`\sigma=0` (noisy runs: constant); ``beta2``: Adam's and AdaSGD's; ``factor``: the lr
+    resolution at the optimum, within ``max_rounds`` rounds; ``seed`` seeds the rotation, the Haar matrix,
+    :math:`x_0` and the noise; ``curve_points`` per loss curve; ``dtype``: float64 (the criterion assumes its
+    round-off).
     """
     if n_tune_seeds < 1 or n_seeds < 2:
         raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
@@ -426,14 +398,9 @@ def spearman_with_interval(x, seeds, *, n_boot: int = 400) -> tuple[float, float
 def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=V.TIE_FLOOR, n_boot: int = 400) -> pd.DataFrame:
     r"""Claims (a), (b), (c) per (spectrum, σ, column) of :attr:`SweepResult.tuned`; pairs by ``decide``.
 
-    * (a) *holds* when the 95% seed-bootstrap interval (``n_boot`` replicates) of Spearman :math:`\rho`
-      of :math:`\|H_\theta\|_{1,1}/d` and Adam's metric lies above 0 *and* the lowest-norm rotation
-      beats the highest; *fails* in the mirror case.
-    * (b) Per Adam row, "Adam beats AdaSGD" is predicted iff :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2`;
-      :func:`~adamlinf.studies.verdicts.agreement_verdict` of the rows that agree and disagree.
-    * (c) "Adam (θ=0) beats SGD" and "AdaSGD beats SGD", SGD of the same momentum.
-
-    Else *inconclusive*. Returns ``claim, verdict, ours, rule`` and counts per setting and claim.
+    (a) :data:`RULE_A` (``n_boot`` replicates); (b) per Adam row "Adam beats AdaSGD" is predicted iff
+    :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2`, judged by ``agreement_verdict``; (c) Adam (θ=0) and
+    AdaSGD each against SGD of the same momentum. Returns ``claim, verdict, ours, rule`` and counts.
     """
     out = []
     for (spec, sigma, col), g in tuned.groupby(["spectrum", "sigma", "column"], sort=False):
@@ -487,8 +454,12 @@ def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
     for spec, g in v.groupby("spectrum", sort=False):
         rec = {"spectrum": spec}
         for _, col in COLUMNS:
-            h = g[g["column"] == col].set_index("claim")["verdict"].reindex(list(CLAIM_TEXT))
-            h = h.fillna(V.NOT_RUN)
+            h = (
+                g[g["column"] == col]
+                .set_index("claim")["verdict"]
+                .reindex(list(CLAIM_TEXT))
+                .fillna(V.NOT_RUN)
+            )
             rec[f"(a) {col}"] = h["a"]
             rec[f"(b) {col}"] = h["b"]
             rec[f"(c) {col}"] = f"Adam: {h['c: Adam']} · AdaSGD: {h['c: AdaSGD']}"
@@ -586,9 +557,8 @@ _ORDER = {"adasgd": 0, "adam": 1, "signgd": 2, "sgd": 3}
 def table1(tuned: pd.DataFrame, spectrum: str, columns: Sequence[tuple[float, str]]) -> pd.DataFrame:
     r"""Table 1 as the paper lays it out, for one spectrum and the ``(sigma, column)`` pairs ``columns``.
 
-    Optimizer, :math:`\|H_\theta\|_{1,1}/d` (and :math:`\|H_\theta\|_2` where it varies), the tuned metric
-    (mean ± seed std, 3 digits) per (σ, β₁); rows AdaSGD, Adam by θ (Haar last), SignGD, SGD; a star:
-    extrapolated past :math:`T` for the seeds that did not reach the target (:func:`effective_steps`).
+    :math:`\|H_\theta\|_{1,1}/d` (and :math:`\|H_\theta\|_2` where it varies), the tuned metric (mean ± seed
+    std) per (σ, β₁); rows AdaSGD, Adam by θ, SignGD, SGD; a star: extrapolated past :math:`T`.
     """
     keep = {(float(a), b) for a, b in columns}
     t = tuned[tuned["spectrum"] == spectrum]
@@ -653,9 +623,8 @@ def paper_vs_ours(verdicts: pd.DataFrame, *, scale: str, main: str) -> pd.DataFr
 def equivariance_check(*, d: int, spectrum: str, steps: int = 200, seed: int = 0) -> pd.DataFrame:
     r"""Rotation equivariance of AdaSGD and SGD at fixed lrs, measured against Adam (:math:`\sigma = 0`).
 
-    The largest relative difference of :math:`L(x_t)` on :math:`R_\theta` (:math:`\theta\sqrt d = 3`) and
-    Haar from the :math:`\theta=0` run while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12)
-    for an equivariant method.
+    The largest relative gap of :math:`L(x_t)` on :math:`R_\theta` (:math:`\theta\sqrt d = 3`) and Haar to
+    :math:`\theta=0` while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12) if equivariant.
     """
     rots = Q.rotation_path(d, [3.0 / math.sqrt(d)], seed=seed, haar_seed=seed + 1)
     probs = Q.rotated_family(Q.spectrum(spectrum, d), rots, spectrum=spectrum)
@@ -686,5 +655,5 @@ def estimate_cost(measured_s: float, work: Mapping, *, d_target: int, elementwis
     One multiply-add per dense Hessian entry and run-step, :math:`c` = ``elementwise`` passes over a run.
     """
     n_all = work["dense"] + work["diag"]
-    w = lambda dd: work["dense"] * dd * dd + elementwise * n_all * dd
-    return measured_s * w(d_target) / w(work["d"])
+    target, measured = (work["dense"] * dd * dd + elementwise * n_all * dd for dd in (d_target, work["d"]))
+    return measured_s * target / measured
