@@ -65,12 +65,6 @@ def l11_sweep(
     return out.assign(rel_error=(out.estimate / out.exact - 1).abs())
 
 
-def rate_constant(n, eps, delta: float) -> float:
-    r"""Rate constant :math:`C=\exp\mathrm{mean}\log(\varepsilon^2n/\log(1/\delta))` of quantiles ``eps``."""
-    n, eps = np.asarray(n, dtype=float), np.asarray(eps, dtype=float)
-    return float(np.exp(np.mean(np.log(eps**2 * n / np.log(1 / delta)))))
-
-
 def l11_error_study(
     n_grid: Sequence[int],
     *,
@@ -127,9 +121,9 @@ def error_quantiles(sweep: pd.DataFrame, quantiles: Sequence[float] = (0.5, 0.9,
 def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) -> pd.DataFrame:
     r"""Theorem 4.1's rate fitted per ``[problem,] variant, quantile`` on the points ``n >= n_min``.
 
-    ``C`` (:func:`rate_constant`, :math:`\delta=1-q`), the least-squares slope of
-    :math:`\log\varepsilon` on :math:`\log n` (predicted :math:`-1/2`), ``n_points`` and, with
-    ``n_ref``, the error at ``n_ref`` interpolated log-linearly.
+    ``C`` :math:`=\exp\mathrm{mean}\log(\varepsilon^2n/\log(1/\delta))`, :math:`\delta=1-q`; the
+    least-squares slope of :math:`\log\varepsilon` on :math:`\log n` (predicted :math:`-1/2`), ``n_points``
+    and, with ``n_ref``, the error at ``n_ref`` interpolated log-linearly.
     """
     keys = _keys(qtab, "problem", "variant", "quantile")
     fits = []
@@ -138,9 +132,9 @@ def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) ->
         q = float(g["quantile"].iloc[0])
         big = g[g.n >= n_min]
         slope = float(np.polyfit(np.log(big.n), np.log(big.rel_error), 1)[0])
-        C = rate_constant(big.n, big.rel_error, delta=1 - q)
-        row = dict(zip(keys, key, strict=True)) | {"delta": 1 - q, "C": C}
-        row |= {"slope": slope, "n_points": len(big)}
+        n, eps = big.n.to_numpy(dtype=float), big.rel_error.to_numpy(dtype=float)
+        C = float(np.exp(np.mean(np.log(eps**2 * n / np.log(1 / (1 - q))))))
+        row = dict(zip(keys, key, strict=True), delta=1 - q, C=C, slope=slope, n_points=len(big))
         if n_ref is not None:
             row["rel_error_at_n_ref"] = float(np.interp(np.log(n_ref), np.log(g.n), g.rel_error))
         fits.append(row)
@@ -153,7 +147,7 @@ def probe_error_table(qtab: pd.DataFrame, ns: Sequence[int] = (16, 50), quantile
     rows = []
     for key, g in qtab.groupby(keys, sort=False):
         for n in ns:
-            row = {**dict(zip(keys, key, strict=True)), "n": int(n)}
+            row = dict(zip(keys, key, strict=True), n=int(n))
             for q in quantiles:
                 s = g[np.isclose(g["quantile"], q)].sort_values("n")
                 row[f"error q{q:.0%}"] = float(np.interp(np.log(n), np.log(s.n), s.rel_error))
