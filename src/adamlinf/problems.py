@@ -30,8 +30,7 @@ def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, devic
         raise ValueError(f"d must be a positive integer, got {d!r}")
     if not math.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    i = torch.arange(1, int(d) + 1, dtype=dtype, device=device)
-    return i.pow(-float(alpha))
+    return torch.arange(1, int(d) + 1, dtype=dtype, device=device).pow(-float(alpha))
 
 
 #: The spectra of the Table 1 sweep (our choice), by name, largest first: :math:`i^{-1/2}`,
@@ -136,9 +135,7 @@ def rotation_path(
     return out
 
 
-def rotated_family(
-    eigenvalues: torch.Tensor, rotations: Sequence[tuple[float, torch.Tensor | None]], *, spectrum: str = ""
-) -> list[Quadratic]:
+def rotated_family(eigenvalues: torch.Tensor, rotations: Sequence[tuple], *, spectrum="") -> list[Quadratic]:
     """One :class:`Quadratic` per rotation of :func:`rotation_path`, with ``theta`` and ``spectrum`` set."""
     out = []
     for th, R in rotations:
