@@ -96,10 +96,8 @@ def rmsprop_trace(A, x0, *, T_list, c: float, v0: float, device="cpu") -> pd.Dat
     for T in T_list:
         out, eta, beta2 = _tuned_rmsprop(prob, x0, delta=delta, H_sum=float(H.sum()), T=T, c=c, v0=v0)
         g = out["grad_l1"][:, 0, 0].cpu().numpy()
-        memory = 1 / (1 - beta2)
-        frames.append(
-            pd.DataFrame(dict(T=T, t=np.arange(T + 1), grad_l1=g, eta=eta, beta2=beta2, memory=memory))
-        )
+        columns = dict(T=T, t=np.arange(T + 1), grad_l1=g, eta=eta, beta2=beta2, memory=1 / (1 - beta2))
+        frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -217,9 +215,8 @@ def rmsprop_lemma_table(
         out = run_blockwise_rmsprop(
             prob, x0, torch.arange(6), steps=T, lr=eta, beta2=beta2, v0=v0, lemmas=True
         )
-        runs.append(
-            ("counterexample (d=6, tests)", prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0))
-        )
+        ce = dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)
+        runs.append(("counterexample (d=6, tests)", prob, out, ce))
     rows = [
         dict(setting=setting, **r)
         for setting, prob, out, kw in runs
@@ -329,10 +326,8 @@ def rmsprop_verdicts(res, slopes, lemmas, fit, sweep, *, scale: str, page="thm35
         s = slopes[(slopes.setting == setting) & (slopes.c == c_main) & (slopes.v0 == v0_min)].iloc[0]
         where = f"Corollary {'3.6' if setting == 'noisy' else '3.7'}"
         claim = f"{where}: {setting} rate {rate} or faster (c = {c_main:g}, v₀ = {v0_min:g})"
-        slope_fit = (float(s.measured_slope), float(s.measured_slope_se), int(s.n_points))
-        rows.append(
-            slope_row(claim, *slope_fit, predicted=at_most, side="upper", paper=rate, where=where, **kw)
-        )
+        fitted = (float(s.measured_slope), float(s.measured_slope_se), int(s.n_points))
+        rows.append(slope_row(claim, *fitted, predicted=at_most, side="upper", paper=rate, where=where, **kw))
     big = res[(res.setting == "noisy") & (res.c == c_main) & (res["T"] == Tmax)].set_index("v0")
     n_noisy = int(big.n_seeds[v0_min])
     small, large = (

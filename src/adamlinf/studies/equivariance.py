@@ -110,6 +110,8 @@ def equivariance_verdicts(
     of :data:`EQUIVARIANT`). "Equivariant" holds when every draw's relative gap is below ``tol`` (round-off
     is about 1e-15), "not equivariant" when every one is above ``1e3 * tol``; else inconclusive.
     """
+    rule = f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}"
+    kw = dict(rule=rule, scale=scale, page=page, where="Theorem 2.2")
     rows = []
     for label, cfg in optimizers.items():
         for kind in ("rotation", "permutation"):
@@ -121,11 +123,8 @@ def equivariance_verdicts(
                     f"Theorem 2.2: {label} is {'' if predicted else 'not '}{kind}-equivariant",
                     verdicts.threshold_verdict(g, below=predicted, tol=tol),
                     ours=f"relative gap {report.fmt(lo, 2)} to {report.fmt(hi, 2)} over {len(g)} draws",
-                    scale=scale,
                     paper="equivariant" if predicted else "not equivariant",
-                    rule=f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}",
-                    page=page,
-                    where="Theorem 2.2",
+                    **kw,
                 )
             )
     return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))

@@ -125,9 +125,8 @@ def geometry_instances(
         (:math:`\|A\|_{1,1}`, Theorem 3.5), ``d_l2`` (:math:`d\|A\|_2`), ``exact``.
     """
     lam = problems.spectrum(spectrum, d)
-    family = problems.rotated_family(
-        lam, problems.rotation_path(d, thetas, seed=seed, haar_seed=haar_seed), spectrum=spectrum
-    )
+    rots = problems.rotation_path(d, thetas, seed=seed, haar_seed=haar_seed)
+    family = problems.rotated_family(lam, rots, spectrum=spectrum)
     instances, rows = [], []
     for q in family:
         prob = NoisyQuadratic.from_quadratic(q.to(device=device))
@@ -274,9 +273,8 @@ def plot_geometry(fit: pd.DataFrame, *, T: int, xlabel, ylabel, linf_label, l2_l
     ax.set_ylabel(ylabel)
     ax.margins(x=0.08)
     ax = axes[1]
-    ax.semilogx(
-        last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound"
-    )
+    rel_linf = last.ratio_linf / last.ratio_linf.iloc[0]
+    ax.semilogx(last.H, rel_linf, "s--", color="C1", label="measured / ℓ∞ bound")
     ax.semilogx(last.H, last.ratio_l2 / last.ratio_l2.iloc[0], "^:", color="C2", label="measured / ℓ2 bound")
     ax.semilogx(last.H, last.predicted.iloc[0] / last.predicted, "k-", lw=0.8, label=predicted_label)
     ax.set_ylabel("relative to the diagonal")
@@ -295,10 +293,8 @@ def bound_row(claim: str, ratio_max: float, cases: str, *, rule=BOUND_RULE, **kw
     ``kw``: :func:`verdicts.verdict_row`'s ``scale``, ``page``, ``where``.
     """
     ours = f"largest measured / bound = {report.fmt(ratio_max)} {cases}"
-    paper = "bound holds (RECONSTRUCTED)"
-    return verdicts.verdict_row(
-        claim, verdicts.bound_verdict(ratio_max), ours=ours, paper=paper, rule=rule, **kw
-    )
+    verdict, paper = verdicts.bound_verdict(ratio_max), "bound holds (RECONSTRUCTED)"
+    return verdicts.verdict_row(claim, verdict, ours=ours, paper=paper, rule=rule, **kw)
 
 
 def slope_row(claim, slope, se, n_points: int, *, predicted, side, paper, what="slope", **kw) -> dict:
