@@ -11,6 +11,7 @@ differ by Welch's one-sided test (α = 0.05) *and* 5% (:func:`~adamlinf.studies.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -45,8 +46,7 @@ def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH
     Else :math:`T\,(1 + \log_{10}(L(x_T) / (\varepsilon L(x_0))))` (behind every run that reached it; inf
     if non-finite), ``rel_last`` :math:`=L(x_T)/L(x_0)`.
     """
-    tau = np.asarray(steps_to_reach, dtype=float)
-    rel = np.asarray(rel_last, dtype=float)
+    tau, rel = np.asarray(steps_to_reach, dtype=float), np.asarray(rel_last, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         late = steps * (1.0 + np.log10(np.maximum(rel, eps) / eps))
     out = np.where(np.isfinite(tau), tau, late)
@@ -55,12 +55,8 @@ def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH
 
 def _slices(keys: list) -> list[tuple]:
     """``(key, start, stop)`` of every stretch of equal consecutive ``keys``."""
-    out, start = [], 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[start]:
-            out.append((keys[start], start, i))
-            start = i
-    return out
+    bounds = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
+    return [(keys[a], a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def run_batched(
@@ -95,8 +91,7 @@ def run_batched(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
     dtype, device = x0.dtype, x0.device
     problems = [p.to(dtype=dtype, device=device) for p in problems]
-    d = x0.shape[-1]
-    R = len(runs)
+    d, R = x0.shape[-1], len(runs)
     lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
     seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
     prob_idx = torch.tensor([r[3] for r in runs], dtype=torch.long, device=device)
@@ -189,9 +184,8 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
         for k, lr in enumerate(r.lrs):
             runs += [(r.optimizer, r.beta1, r.beta2, r.problem, s, lr, j, k) for s in range(n_seeds)]
     runs.sort(key=lambda r: (OPTIMIZERS.index(r[0]), r[1], r[2], r[3], r[6], r[7], r[4]))
-    out = run_batched(
-        exp.problems, exp.x0, [r[:6] for r in runs], steps=steps, seed=seed, sigma=exp.sigma, **kw
-    )
+    batch = [r[:6] for r in runs]
+    out = run_batched(exp.problems, exp.x0, batch, steps=steps, seed=seed, sigma=exp.sigma, **kw)
     thetas = [getattr(p, "theta", 0.0) for p in exp.problems]
     table = []
     for opt, b1, b2, p, s, lr, j, k in runs:
@@ -282,13 +276,9 @@ def run_sweep(
     gen = torch.Generator().manual_seed(int(seed))
     x0 = torch.randn(n_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     x0_tune = torch.randn(n_tune_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
-    geometry = pd.DataFrame(
-        [
-            (i, p.spectrum, p.theta, theory.l11_exact(p.hessian) / p.d, theory.l2_smoothness(p.hessian))
-            for i, p in enumerate(problems)
-        ],
-        columns=["problem", "spectrum", "theta", "l11_per_dim", "spectral_norm"],
-    )
+    norms = [(theory.l11_exact(p.hessian) / p.d, theory.l2_smoothness(p.hessian)) for p in problems]
+    geo = [(i, p.spectrum, p.theta, *n) for i, (p, n) in enumerate(zip(problems, norms, strict=True))]
+    geometry = pd.DataFrame(geo, columns=["problem", "spectrum", "theta", "l11_per_dim", "spectral_norm"])
     per_lr, tuned, curves, work = [], [], [], {"dense": 0, "diag": 0, "d": d, "steps": steps}
     every = max(1, steps // curve_points)
 
@@ -405,8 +395,7 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=V.TIE_FLOOR, n_boot: int
     out = []
     for (spec, sigma, col), g in tuned.groupby(["spectrum", "sigma", "column"], sort=False):
         adam = g[g["optimizer"] == "adam"].sort_values("l11_per_dim")
-        ada = g[g["optimizer"] == "adasgd"]
-        sgd = g[g["optimizer"] == "sgd"]
+        ada, sgd = g[g["optimizer"] == "adasgd"], g[g["optimizer"] == "sgd"]
         key = {"spectrum": spec, "sigma": sigma, "column": col}
         rho, lo, hi = spearman_with_interval(adam["l11_per_dim"], list(adam["seeds"]), n_boot=n_boot)
         ends = V.decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1], rel_floor=rel_floor)
@@ -454,14 +443,9 @@ def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
     for spec, g in v.groupby("spectrum", sort=False):
         rec = {"spectrum": spec}
         for _, col in COLUMNS:
-            h = (
-                g[g["column"] == col]
-                .set_index("claim")["verdict"]
-                .reindex(list(CLAIM_TEXT))
-                .fillna(V.NOT_RUN)
-            )
-            rec[f"(a) {col}"] = h["a"]
-            rec[f"(b) {col}"] = h["b"]
+            h = g[g["column"] == col].set_index("claim")["verdict"].reindex(list(CLAIM_TEXT))
+            h = h.fillna(V.NOT_RUN)
+            rec |= {f"(a) {col}": h["a"], f"(b) {col}": h["b"]}
             rec[f"(c) {col}"] = f"Adam: {h['c: Adam']} · AdaSGD: {h['c: AdaSGD']}"
         out.append(rec)
     return pd.DataFrame(out)
@@ -478,9 +462,8 @@ def findings(verdicts: pd.DataFrame) -> str:
         parts = []
         for (sigma, col), g in v.groupby(["sigma", "column"], sort=False):
             by = {k: ", ".join(g[g["verdict"] == k]["spectrum"]) or "none" for k in (V.HOLDS, V.FAILS)}
-            parts.append(
-                f"σ = {sigma:g}, {col.replace('β1', 'β₁')}: holds for {by[V.HOLDS]}; fails for {by[V.FAILS]}"
-            )
+            b1 = col.replace("β1", "β₁")
+            parts.append(f"σ = {sigma:g}, {b1}: holds for {by[V.HOLDS]}; fails for {by[V.FAILS]}")
         who = "the paper's claim" if CLAIM_ORIGIN[claim] == V.PAPER else "the book's check"
         lines.append(
             f"* **{CLAIM_TEXT[claim]}** ({who}): holds in {n[V.HOLDS]}, fails in {n[V.FAILS]}, undecided in "
@@ -498,8 +481,7 @@ def curve_panels(verdicts: pd.DataFrame, geometry: pd.DataFrame, main: str) -> l
     sig = float(verdicts["sigma"].max())
     vb = verdicts[(verdicts["claim"] == "b") & (verdicts["sigma"] == sig) & (verdicts["column"] == "β1=0.9")]
     b_spec = next(iter(vb[vb["verdict"] == V.HOLDS]["spectrum"]), main)
-    diag = geometry[geometry["theta"] == 0]
-    c_spec = diag.sort_values("l11_per_dim")["spectrum"].iloc[0]
+    c_spec = geometry[geometry["theta"] == 0].sort_values("l11_per_dim")["spectrum"].iloc[0]
     sig0 = float(verdicts["sigma"].min())
     return [
         dict(claim="a", spectrum=main, sigma=sig, column="β1=0", rows=["Adam", "middle", "Adam (Haar)"]),
@@ -566,9 +548,8 @@ def table1(tuned: pd.DataFrame, spectrum: str, columns: Sequence[tuple[float, st
     t["cell"] = [_cell(r) for _, r in t.iterrows()]
     t["head"] = [_head(a, b) for a, b in zip(t["sigma"], t["column"], strict=True)]
     t["_o"] = t["optimizer"].map(_ORDER)
-    wide = t.pivot_table(
-        index=["_o", "theta", "row"], columns="head", values="cell", aggfunc="first", sort=False
-    )
+    index = ["_o", "theta", "row"]
+    wide = t.pivot_table(index=index, columns="head", values="cell", aggfunc="first", sort=False)
     wide = wide.reset_index().sort_values(["_o", "theta"], kind="stable")
     geo = t.drop_duplicates("row").set_index("row")
     wide.insert(1, "Optimizer", wide.pop("row"))
@@ -588,19 +569,12 @@ def full_table(tuned: pd.DataFrame, sigma: float) -> pd.DataFrame:
     out = []
     for (spec, row), g in t.groupby(["spectrum", "row"], sort=False):
         c = g.set_index("column")
-        out.append(
-            {
-                "spectrum": spec,
-                "Optimizer": row,
-                "_o": _ORDER[g["optimizer"].iloc[0]],
-                "_t": float(g["theta"].iloc[0]),
-                "‖H_θ‖₁,₁/d": g["l11_per_dim"].iloc[0],
-                "β₁ = 0": c["cell"].get("β1=0", "—"),
-                "β₁ = 0.9": c["cell"].get("β1=0.9", "—"),
-                "tuned lr": ", ".join(f"{v:.3g}" for v in c["best_lr"]),
-            }
-        )
-    df = pd.DataFrame(out)
+        cells = [c["cell"].get(col, "—") for _, col in COLUMNS]
+        lrs = ", ".join(f"{v:.3g}" for v in c["best_lr"])
+        order = (_ORDER[g["optimizer"].iloc[0]], float(g["theta"].iloc[0]))
+        out.append((spec, row, *order, g["l11_per_dim"].iloc[0], *cells, lrs))
+    columns = ["spectrum", "Optimizer", "_o", "_t", "‖H_θ‖₁,₁/d", "β₁ = 0", "β₁ = 0.9", "tuned lr"]
+    df = pd.DataFrame(out, columns=columns)
     specs = list(dict.fromkeys(t["spectrum"]))
     df["_s"] = df["spectrum"].map(specs.index)
     return df.sort_values(["_s", "_o", "_t"], kind="stable").drop(columns=["_s", "_o", "_t"])
