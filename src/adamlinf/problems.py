@@ -8,7 +8,7 @@ Section 3: :class:`NoisyQuadratic` and its runners.
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +30,7 @@ def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, devic
         raise ValueError(f"d must be a positive integer, got {d!r}")
     if not math.isfinite(alpha) or alpha < 0:
         raise ValueError(f"alpha must be a finite number >= 0, got {alpha!r}")
-    i = torch.arange(1, int(d) + 1, dtype=dtype, device=device)
-    return i.pow(-float(alpha))
+    return torch.arange(1, int(d) + 1, dtype=dtype, device=device).pow(-float(alpha))
 
 
 #: The spectra of the Table 1 sweep (our choice), by name, largest first: :math:`i^{-1/2}`,
@@ -66,7 +65,7 @@ class Quadratic:
             lam = lam.to(torch.float64)
         if not torch.isfinite(lam).all():
             raise ValueError("eigenvalues must be finite")
-        self.eigenvalues = lam
+        self.eigenvalues, self.dtype, self.device = lam, lam.dtype, lam.device
         self.d = lam.numel()
         if rotation is not None:
             rotation = torch.as_tensor(rotation, dtype=lam.dtype, device=lam.device)
@@ -75,16 +74,6 @@ class Quadratic:
         self.rotation = rotation
         self.name = name
         self._hessian: torch.Tensor | None = None
-
-    @property
-    def dtype(self):
-        """The floating type."""
-        return self.eigenvalues.dtype
-
-    @property
-    def device(self):
-        """The device."""
-        return self.eigenvalues.device
 
     @property
     def hessian(self) -> torch.Tensor:
@@ -101,6 +90,7 @@ class Quadratic:
         out = self.__class__.__new__(self.__class__)
         out.__dict__.update(self.__dict__)
         out.eigenvalues = self.eigenvalues.to(dtype=dtype, device=device)
+        out.dtype, out.device = out.eigenvalues.dtype, out.eigenvalues.device
         out.rotation = None if self.rotation is None else self.rotation.to(dtype=dtype, device=device)
         out._hessian = None if self._hessian is None else self._hessian.to(dtype=dtype, device=device)
         return out
@@ -130,13 +120,7 @@ class Quadratic:
 
 
 def rotation_path(
-    d: int,
-    thetas: Sequence[float],
-    *,
-    seed: int = 0,
-    haar_seed: int | None = None,
-    dtype=torch.float64,
-    device="cpu",
+    d: int, thetas: Sequence[float], *, seed=0, haar_seed=None, dtype=torch.float64, device="cpu"
 ) -> list[tuple[float, torch.Tensor | None]]:
     r"""``[(0, None), (theta_k, exp(theta_k S)), ..., (inf, Q)]``, S from ``seed``, Q Haar."""
     thetas = [float(t) for t in thetas]
@@ -151,9 +135,7 @@ def rotation_path(
     return out
 
 
-def rotated_family(
-    eigenvalues: torch.Tensor, rotations: Sequence[tuple[float, torch.Tensor | None]], *, spectrum: str = ""
-) -> list[Quadratic]:
+def rotated_family(eigenvalues: torch.Tensor, rotations: Sequence[tuple], *, spectrum="") -> list[Quadratic]:
     """One :class:`Quadratic` per rotation of :func:`rotation_path`, with ``theta`` and ``spectrum`` set."""
     out = []
     for th, R in rotations:
@@ -170,17 +152,7 @@ class GradientNoise:
     numbers across runs with one seed index; ``joint=True``: one generator ``base_seed`` for all rows.
     """
 
-    def __init__(
-        self,
-        d: int,
-        n_rows: int,
-        sigma,
-        *,
-        base_seed: int = 0,
-        joint: bool = False,
-        dtype=torch.float64,
-        device="cpu",
-    ):
+    def __init__(self, d, n_rows, sigma, *, base_seed=0, joint=False, dtype=torch.float64, device="cpu"):
         if n_rows < 1:
             raise ValueError(f"n_rows must be >= 1, got {n_rows}")
         if not torch.is_tensor(sigma) and (not math.isfinite(sigma) or sigma < 0):
@@ -285,32 +257,26 @@ def block_quadratic(
     sizes = [int(k) for k in block_sizes]
     if len(sizes) != len(scales) or min(sizes) < 1:
         raise ValueError("need one positive size per scale")
-    d = sum(sizes)
-    A = torch.zeros(d, d, dtype=torch.float64)
-    start = 0
+    blocks = []
     for k, (n, s) in enumerate(zip(sizes, scales, strict=True)):
         lam = torch.linspace(eig_range[0], eig_range[1], n, dtype=torch.float64)
         Q = haar(n, seed=seed * 1000 + k, dtype=torch.float64)
-        A[start : start + n, start : start + n] = float(s) * (Q * lam) @ Q.T
-        start += n
+        blocks.append(float(s) * (Q * lam) @ Q.T)
+    A = torch.block_diag(*blocks)
     A = (A + A.T) / 2
     idx = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     return A.to(dtype=dtype, device=device), idx
 
 
-def _one_thread(fn):
+@contextlib.contextmanager
+def _one_thread():
     """Run a small-tensor loop on one intra-op CPU thread (OpenMP hand-offs cost more than they save)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        saved = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(saved)
-
-    return wrapper
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 @dataclass(frozen=True, eq=False)
@@ -409,7 +375,7 @@ def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Ten
     return lrs, lrs.repeat_interleave(n_seeds)[:, None]
 
 
-@_one_thread
+@_one_thread()
 def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     r"""Deterministic SignGD (``optim.signgd_update_``, exact gradients) for a vector of step sizes at once.
 
@@ -426,8 +392,7 @@ def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     lrs, lr_col = _lr_column(lr, ns, A.dtype, A.device)
     x = X0.repeat(len(lrs), 1)
     shape = (steps + 1, len(lrs), ns)
-    gl1 = torch.empty(shape, dtype=A.dtype)
-    loss = torch.empty(shape, dtype=A.dtype)
+    gl1, loss = torch.empty(shape, dtype=A.dtype), torch.empty(shape, dtype=A.dtype)
     for t in range(steps + 1):
         g = problem.grad(x)
         gl1[t] = g.abs().sum(-1).reshape(shape[1:]).cpu()
@@ -439,20 +404,20 @@ def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     return Trace(lrs.cpu(), torch.arange(steps + 1), {"grad_l1": gl1, "loss": loss})
 
 
-@_one_thread
+@_one_thread()
 def run_blockwise_rmsprop(
-    problem: NoisyQuadratic,
+    problem,
     x0,
     block_index,
     *,
     steps: int,
     lr,
-    n_seeds: int = 1,
-    seed: int = 0,
     beta2: float,
     v0: float,
-    eps: float = 0.0,
-    lemmas: bool = False,
+    n_seeds=1,
+    seed=0,
+    eps=0.0,
+    lemmas=False,
 ) -> Trace:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
@@ -467,8 +432,7 @@ def run_blockwise_rmsprop(
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")
     if not 0 <= beta2 < 1:
         raise ValueError(f"beta2 must be in [0, 1), got {beta2}")
-    A = problem.A
-    d = problem.d
+    A, d = problem.A, problem.d
     idx = partitions.check_block_index(block_index, d).to(A.device)
     db = torch.bincount(idx).to(A.dtype)
     B = len(db)

@@ -19,7 +19,7 @@ def heavy_rows(d, seed):
     return est_study.heavy_tailed_matrix(d, seed, sigma=1.0)
 
 
-def test_l11_sweep_and_rate_constant():
+def test_l11_sweep_nested_prefixes():
     H = heavy_rows(20, 1)
     df = est_study.l11_sweep(H, [5, 50], seeds=[0, 1], variants=["median", "iqr"])
     assert len(df) == 2 * 2 * 2 and set(df.columns) >= {"seed", "n", "variant", "estimate", "rel_error"}
@@ -29,8 +29,6 @@ def test_l11_sweep_and_rate_constant():
     row = df[(df.seed == 1) & (df.n == 5) & (df.variant == "median")].iloc[0]
     assert row.estimate == pytest.approx(direct, rel=1e-12)
     assert row.rel_error == pytest.approx(abs(direct / float(H.abs().sum()) - 1), rel=1e-12)
-    n = np.array([100, 400, 1600])
-    assert est_study.rate_constant(n, np.sqrt(2.0 * math.log(10) / n), delta=0.1) == pytest.approx(2.0)
 
 
 def test_fit_rate_recovers_exact_power_law_and_constant():

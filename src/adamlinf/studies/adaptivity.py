@@ -96,10 +96,8 @@ def rmsprop_trace(A, x0, *, T_list, c: float, v0: float, device="cpu") -> pd.Dat
     for T in T_list:
         out, eta, beta2 = _tuned_rmsprop(prob, x0, delta=delta, H_sum=float(H.sum()), T=T, c=c, v0=v0)
         g = out["grad_l1"][:, 0, 0].cpu().numpy()
-        memory = 1 / (1 - beta2)
-        frames.append(
-            pd.DataFrame(dict(T=T, t=np.arange(T + 1), grad_l1=g, eta=eta, beta2=beta2, memory=memory))
-        )
+        columns = dict(T=T, t=np.arange(T + 1), grad_l1=g, eta=eta, beta2=beta2, memory=1 / (1 - beta2))
+        frames.append(pd.DataFrame(columns))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -160,55 +158,30 @@ def lemma_report(
     lhs, rhs = float(g2v.flatten()[worst]), float(rhs314.flatten()[worst])
     margin, holds = float((rhs314 - g2v).min()), verdicts.holds_pathwise(g2v, rhs314)
     rows.append(("3.14 (pathwise, worst seed/block)", "<=", lhs, rhs, margin, math.nan, holds))
-    rhs315 = theory.lemma315_rhs(
-        gbar_sq_over_sqrt_vtilde_sum=o["gbar_sq_over_sqrt_vtilde"],
-        d_b=db,
-        sigma_b=sb,
-        T=steps,
-        beta2=beta2,
-        log_ratio=o["log_ratio"],
-    )
+    kw = dict(sigma_b=sb, T=steps, beta2=beta2)
+    sq = o["gbar_sq_over_sqrt_vtilde"]
+    rhs315 = theory.lemma315_rhs(gbar_sq_over_sqrt_vtilde_sum=sq, d_b=db, log_ratio=o["log_ratio"], **kw)
     add("3.15", o["first_order"], rhs315, geq=True)
     window = o["sqrt_vtilde_window"]
     for c in (1.0, c316):
-        rhs316 = theory.lemma316_rhs(
-            T=steps, beta2=beta2, v0=v0, sigma_b=sb, eps=0.0, gbar_abs_sum=o["gbar_norm_sum"], c=c
-        )
+        rhs316 = theory.lemma316_rhs(v0=v0, eps=0.0, gbar_abs_sum=o["gbar_norm_sum"], c=c, **kw)
         add(f"3.16 with c = {c:g}", window, rhs316 * torch.ones_like(window))
     # the smallest constant c in Lemma 3.16 that this run needs (worst block, means over seeds)
-    other = theory.lemma316_rhs(T=steps, beta2=beta2, v0=v0, sigma_b=sb, eps=0.0, gbar_abs_sum=0.0, c=0.0)
+    other = theory.lemma316_rhs(v0=v0, eps=0.0, gbar_abs_sum=0.0, c=0.0, **kw)
     c_needed = ((window.mean(0) - other.to(window.dtype)) / o["gbar_norm_sum"].mean(0)).max()
     rows.append(("3.16: smallest c needed", "", float(c_needed), math.nan, math.nan, math.nan, True))
-    coordinates = bool((db == 1).all())
     g0 = problem.grad(torch.as_tensor(x0, dtype=problem.A.dtype, device=problem.A.device)).cpu()
+    if bool((db == 1).all()):  # coordinates
+        sig, grad0 = problem.sigma.cpu(), float(g0.abs().max())
+        H_b = theory.coordinatewise_smoothness(problem.A).cpu()
+    else:
+        sig, grad0 = sb, float(partitions.custom(idx).norm(g0, problem.d))
+        H_b = theory.blockwise_smoothness(problem.A.cpu(), idx)
     F = theory.blockwise_adam_F(
-        sigma_b=problem.sigma.cpu() if coordinates else sb,
-        d_b=db,
-        grad0_phi=float(g0.abs().max()) if coordinates else float(partitions.custom(idx).norm(g0, problem.d)),
-        H_b=theory.coordinatewise_smoothness(problem.A).cpu()
-        if coordinates
-        else theory.blockwise_smoothness(problem.A.cpu(), idx),
-        eta=eta,
-        T=steps,
-        beta2=beta2,
-        v0=v0,
+        sigma_b=sig, d_b=db, grad0_phi=grad0, H_b=H_b, eta=eta, T=steps, beta2=beta2, v0=v0
     )
     add("C.1", o["log_ratio"], torch.full_like(o["log_ratio"], F))
     return [dict(zip(LEMMA_COLUMNS, row, strict=True)) for row in rows]
-
-
-def lemma316_counterexample() -> dict:
-    r"""The deterministic RMSProp run on which the reconstructed Lemma 3.16 with :math:`c=1` fails.
-
-    :math:`d=6`, :math:`A=MM^\top/6+0.1I` (:math:`M` Gaussian, seed 0), :math:`x^*=\mathbf1`, :math:`x_0=0`,
-    :math:`T=400`, :math:`\beta_2=1-\log T/T`, :math:`\eta=0.05`, :math:`v_0=10^{-4}` (also in
-    ``tests/test_lemmas.py``): ``dict(problem, x0, T, eta, beta2, v0)``.
-    """
-    M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    A = M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64)
-    prob = NoisyQuadratic(A, x_star=torch.ones(6, dtype=torch.float64))
-    x0 = torch.zeros(6, dtype=torch.float64)
-    return dict(problem=prob, x0=x0, T=400, eta=0.05, beta2=1 - math.log(400) / 400, v0=1e-4)
 
 
 def rmsprop_lemma_table(
@@ -217,8 +190,11 @@ def rmsprop_lemma_table(
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:func:`lemma_report`) on RMSProp runs.
 
     A deterministic and a noisy run (``n_seeds`` seeds of ``sigma``) from ``x0``, tuned as in
-    :func:`rmsprop_bound_sweep`, and with ``counterexample`` :func:`lemma316_counterexample`. Columns
-    ``setting`` and :data:`LEMMA_COLUMNS`.
+    :func:`rmsprop_bound_sweep`, and with ``counterexample`` the deterministic run on which the reconstructed
+    Lemma 3.16 with :math:`c=1` fails (also in ``tests/test_lemmas.py``): :math:`d=6`,
+    :math:`A=MM^\top/6+0.1I` (:math:`M` Gaussian, seed 0), :math:`x^*=\mathbf1`, :math:`x_0=0`, :math:`T=400`,
+    :math:`\beta_2=1-\log T/T`, :math:`\eta=0.05`, :math:`v_0=10^{-4}`. Columns ``setting`` and
+    :data:`LEMMA_COLUMNS`.
     """
     A = theory.as_symmetric(A)
     H_sum = float(theory.coordinatewise_smoothness(A).sum())
@@ -232,14 +208,15 @@ def rmsprop_lemma_table(
         )
         runs.append((setting, prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)))
     if counterexample:
-        ce = lemma316_counterexample()
-        prob, x0, T, eta, beta2, v0 = (ce[k] for k in ("problem", "x0", "T", "eta", "beta2", "v0"))
+        M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        A6 = M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64)
+        prob = NoisyQuadratic(A6, x_star=torch.ones(6, dtype=torch.float64))
+        x0, T, eta, beta2, v0 = torch.zeros(6, dtype=torch.float64), 400, 0.05, 1 - math.log(400) / 400, 1e-4
         out = run_blockwise_rmsprop(
-            prob, x0, torch.arange(prob.d), steps=T, lr=eta, beta2=beta2, v0=v0, lemmas=True
+            prob, x0, torch.arange(6), steps=T, lr=eta, beta2=beta2, v0=v0, lemmas=True
         )
-        runs.append(
-            ("counterexample (d=6, tests)", prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0))
-        )
+        ce = dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)
+        runs.append(("counterexample (d=6, tests)", prob, out, ce))
     rows = [
         dict(setting=setting, **r)
         for setting, prob, out, kw in runs
@@ -324,22 +301,12 @@ def blockwise_partition_sweep(
             kw["H_phi"] = exact if math.isfinite(exact) else lemma313
             kw["grad0_phi"] = float(partitions.custom(idx).norm(g0, prob.d))
             bounds = np.array([theory.blockwise_adam_bound(eta=float(lr), **kw).total for lr in lrs])
-        rows.append(
-            dict(
-                partition=name,
-                B=B,
-                bound=lemma313,
-                H_exact=exact,
-                best_lr=float(lrs[k]),
-                final_loss=float(final[k]),
-                final_loss_std=float(per_seed[k].std()) if n_seeds > 1 else float("nan"),
-                n_seeds=n_seeds,
-                edge_of_grid=k in (0, len(lrs) - 1),
-                measured_dual=float(measured[k]),
-                thm311_bound=float(bounds[k]),
-                thm311_ratio_max=float(np.max(measured / bounds)) if v0 > 0 else float("nan"),
-            )
-        )
+        std = float(per_seed[k].std()) if n_seeds > 1 else float("nan")
+        ratio = float(np.max(measured / bounds)) if v0 > 0 else float("nan")
+        row = dict(partition=name, B=B, bound=lemma313, H_exact=exact, best_lr=float(lrs[k]))
+        row |= dict(final_loss=float(final[k]), final_loss_std=std, n_seeds=n_seeds)
+        row |= dict(edge_of_grid=k in (0, len(lrs) - 1), measured_dual=float(measured[k]))
+        rows.append(row | dict(thm311_bound=float(bounds[k]), thm311_ratio_max=ratio))
     return pd.DataFrame(rows)
 
 
@@ -351,34 +318,16 @@ def rmsprop_verdicts(res, slopes, lemmas, fit, sweep, *, scale: str, page="thm35
     largest :math:`T`); the lemmas (Lemma 3.16 with :math:`c=2`, and with :math:`c=1`); the geometry claims.
     """
     c_main, v0_min, v0_max, Tmax = res.c.max(), res.v0.min(), res.v0.max(), res["T"].max()
-    rows = [
-        bound_row(
-            "Theorem 3.5: min over T/2 < t ≤ T of E‖∇L(xₜ)‖₁ ≤ E + √E·√(…) (deterministic and noisy)",
-            float(res.ratio.max()),
-            f"over {len(res)} cases",
-            rule="every configuration ≤ 1 (noisy: mean over seeds)",
-            where="Theorem 3.5",
-            scale=scale,
-            page=page,
-        )
-    ]
+    kw = dict(scale=scale, page=page)
+    claim = "Theorem 3.5: min over T/2 < t ≤ T of E‖∇L(xₜ)‖₁ ≤ E + √E·√(…) (deterministic and noisy)"
+    cases, rule = f"over {len(res)} cases", "every configuration ≤ 1 (noisy: mean over seeds)"
+    rows = [bound_row(claim, float(res.ratio.max()), cases, rule=rule, where="Theorem 3.5", **kw)]
     for setting, rate, at_most in (("noisy", "(log T/T)^(1/4)", -0.25), ("deterministic", "T^(−1/2)", -0.5)):
         s = slopes[(slopes.setting == setting) & (slopes.c == c_main) & (slopes.v0 == v0_min)].iloc[0]
-        rows.append(
-            slope_row(
-                f"Corollary {'3.6' if setting == 'noisy' else '3.7'}: {setting} rate {rate} or faster "
-                f"(c = {c_main:g}, v₀ = {v0_min:g})",
-                float(s.measured_slope),
-                float(s.measured_slope_se),
-                int(s.n_points),
-                predicted=at_most,
-                side="upper",
-                scale=scale,
-                page=page,
-                paper=rate,
-                where=f"Corollary {'3.6' if setting == 'noisy' else '3.7'}",
-            )
-        )
+        where = f"Corollary {'3.6' if setting == 'noisy' else '3.7'}"
+        claim = f"{where}: {setting} rate {rate} or faster (c = {c_main:g}, v₀ = {v0_min:g})"
+        fitted = (float(s.measured_slope), float(s.measured_slope_se), int(s.n_points))
+        rows.append(slope_row(claim, *fitted, predicted=at_most, side="upper", paper=rate, where=where, **kw))
     big = res[(res.setting == "noisy") & (res.c == c_main) & (res["T"] == Tmax)].set_index("v0")
     n_noisy = int(big.n_seeds[v0_min])
     small, large = (
@@ -392,18 +341,17 @@ def rmsprop_verdicts(res, slopes, lemmas, fit, sweep, *, scale: str, page="thm35
             verdicts.not_worse(large, small),
             ours=f"v₀ = {v0_max:g}: {report.pm(large.value, float(big.measured_se[v0_max]))} vs "
             f"v₀ = {v0_min:g}: {report.pm(small.value, float(big.measured_se[v0_min]))} (± standard error)",
-            scale=scale,
             paper="δ_T vanishes faster than any polynomial",
-            page=page,
             rule=f"fails only if the large v₀ is worse by Welch t, one-sided α = {verdicts.ALPHA:g} "
             f"({n_noisy} seeds)",
             where="Corollary 3.6",
+            **kw,
         )
     )
     main = lemmas[~lemmas.lemma.str.contains("c = 1|smallest", regex=True)]
     c1 = lemmas[lemmas.lemma.str.contains("c = 1", regex=False)]
     c_needed = report.fmt(float(lemmas[lemmas.lemma.str.contains("smallest")].lhs.max()))
-    lemma_kw = dict(scale=scale, rule=verdicts.SE_MARGIN_RULE, page=page)
+    lemma_kw = dict(kw, rule=verdicts.SE_MARGIN_RULE)
     rows.append(
         verdicts.verdict_row(
             "Lemmas 3.14, 3.15, 3.16 (with c = 2) and C.1 on RMSProp runs",
@@ -437,7 +385,7 @@ def blockwise_verdicts(
     The bound at every lr and partition; Spearman's rank test of the Lemma 3.13 bound on :math:`H(L,\Phi)`
     against the tuned loss; three pairs "smaller :math:`H(L,\Phi)`, faster" (``block_size`` names them).
     """
-    rows = []
+    rows, kw = [], dict(scale=scale, page=page, where="Theorem 3.11")
     if res.thm311_ratio_max.notna().all():
         rows.append(
             bound_row(
@@ -446,9 +394,7 @@ def blockwise_verdicts(
                 float(res.thm311_ratio_max.max()),
                 f"over {len(res)} partitions, every learning rate",
                 rule="every partition and learning rate ≤ 1 (mean over seeds)",
-                where="Theorem 3.11",
-                scale=scale,
-                page=page,
+                **kw,
             )
         )
     rho, p = stats.spearmanr(res.bound, res.final_loss)
@@ -458,11 +404,9 @@ def blockwise_verdicts(
             verdicts.rank_test_verdict(float(rho), float(p)),
             ours=f"Spearman ρ = {report.fmt(float(rho))} (p = {report.fmt(float(p), 2)}, "
             f"{len(res)} partitions)",
-            scale=scale,
             paper="leading constant η·H(L, Φ)",
             rule=f"Spearman test, one-sided α = {verdicts.ALPHA:g} each way",
-            page=page,
-            where="Theorem 3.11",
+            **kw,
         )
     )
     values = {

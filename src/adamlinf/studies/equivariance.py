@@ -1,13 +1,12 @@
 r"""Theorem 2.2 (Figure 2): which optimizers are rotation- and permutation-equivariant.
 
-:func:`equivariance_trajectories_2d` runs each optimizer on a 2-d quadratic and on its rotation;
-:func:`equivariance_gaps` measures the relative gap between a run on :math:`L\circ R` and the
-mapped run on :math:`L` over random rotations and permutations; :func:`equivariance_verdicts`
-turns the gaps into the page's verdicts.
+Runs on a 2-d quadratic and its rotation, the gap between a run on :math:`L\circ R` and the mapped run
+on :math:`L` over random rotations and permutations, and the page's verdicts.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -28,22 +27,14 @@ def equivariance_trajectories_2d(
 ) -> pd.DataFrame:
     r"""Figure 2 data (Theorem 2.2): each optimizer on a 2-D quadratic and on its rotation.
 
-    Each optimizer runs on :math:`L(x)=\tfrac12x^\top Ax`, :math:`A=\mathrm{diag}(\text{eigenvalues})`,
-    from ``x0``, and on :math:`L\circ R` (:math:`R` the planar rotation by ``angle_deg``) from
-    :math:`R^\top x_0`, with the same hyperparameters.
-
-    Args:
-        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for :func:`adamlinf.problems.run`.
-        angle_deg: the rotation angle.
-        T: number of steps.
-        x0: the start.
-        eigenvalues: the two eigenvalues of :math:`A`.
+    ``T`` steps on :math:`L(x)=\tfrac12x^\top\mathrm{diag}(\text{eigenvalues})x` from ``x0`` and on
+    :math:`L\circ R` (:math:`R` the planar rotation by ``angle_deg``) from :math:`R^\top x_0`;
+    ``optimizers``: label -> ``dict(name=..., lr=..., **kwargs)`` for :func:`adamlinf.problems.run`.
 
     Returns:
-        Columns ``optimizer, run ("on L" | "on L o R"), t`` and the iterate in both frames: ``x1, x2``
-        (coordinates of :math:`L`; the rotated run mapped back by :math:`R`) and ``y1, y2``
-        (coordinates of :math:`L\circ R`). An equivariant optimizer gives the same points for both
-        runs in either frame.
+        Columns ``optimizer, run ("on L" | "on L o R"), t``, the iterate in the frame of :math:`L`
+        (``x1, x2``; the rotated run mapped back by :math:`R`) and of :math:`L\circ R` (``y1, y2``):
+        the same points for both runs when the optimizer is equivariant.
     """
     A = torch.diag(torch.as_tensor(eigenvalues, dtype=torch.float64))
     if A.shape != (2, 2):
@@ -68,23 +59,12 @@ def equivariance_gaps(
 ) -> pd.DataFrame:
     r"""Definition 2.1 measured in :math:`d` dimensions (Theorem 2.2), for rotations and permutations.
 
-    For ``n_transforms`` Haar rotations and as many random permutation matrices,
-    :func:`adamlinf.rotations.equivariance_gap` of every optimizer on :math:`L(x)=\tfrac12x^\top Ax`
-    with :math:`A=\mathrm{diag}(i^{-\text{exponent}})` and a Gaussian :math:`x_0` (float64, full
-    gradients, ``T`` steps), reported relative to the size of the iterates:
-    :math:`\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2` (0 up to rounding iff the run is
-    equivariant on this instance). Draw :math:`k` uses seed ``seed + 1 + k``.
-
-    Args:
-        optimizers: label -> ``dict(name=..., lr=..., **kwargs)`` for :func:`adamlinf.optim.create`.
-        d: dimension.
-        T: number of steps.
-        n_transforms: number of random draws of each kind.
-        seed: seed of :math:`x_0` (and base of the draws).
-        exponent: the spectrum's exponent.
-
-    Returns:
-        Columns ``optimizer, transformation ("rotation" | "permutation"), draw, gap``.
+    :func:`adamlinf.rotations.equivariance_gap` of every optimizer (label -> ``dict(name=..., lr=...,
+    **kwargs)`` for :func:`adamlinf.optim.create`) on :math:`L(x)=\tfrac12x^\top Ax`,
+    :math:`A=\mathrm{diag}(i^{-\text{exponent}})`, Gaussian :math:`x_0` (seed ``seed``), ``T`` steps, for
+    ``n_transforms`` Haar rotations and random permutations (draw :math:`k`: seed ``seed + 1 + k``),
+    relative to the iterates: :math:`\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2` (0 up to
+    rounding iff equivariant). Columns ``optimizer, transformation, draw, gap``.
     """
     A = torch.diag(problems.power_law_spectrum(d, exponent))
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
@@ -103,13 +83,8 @@ def equivariance_gaps(
             for kind, R in transforms.items():
                 for label, cfg in optimizers.items():
                     name, lr, kw = _split(cfg)
-                    res = rotations.equivariance_gap(
-                        lambda ps, name=name, lr=lr, kw=kw: optim.create(name, ps, lr=lr, **kw),
-                        loss_fn,
-                        x0,
-                        R,
-                        T,
-                    )
+                    build = functools.partial(optim.create, name, lr=lr, **kw)
+                    res = rotations.equivariance_gap(build, loss_fn, x0, R, T)
                     gap = res.gap / float(torch.linalg.vector_norm(res.xs, dim=1).max())
                     rows.append(dict(optimizer=label, transformation=kind, draw=k, gap=gap))
     finally:
@@ -135,6 +110,8 @@ def equivariance_verdicts(
     of :data:`EQUIVARIANT`). "Equivariant" holds when every draw's relative gap is below ``tol`` (round-off
     is about 1e-15), "not equivariant" when every one is above ``1e3 * tol``; else inconclusive.
     """
+    rule = f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}"
+    kw = dict(rule=rule, scale=scale, page=page, where="Theorem 2.2")
     rows = []
     for label, cfg in optimizers.items():
         for kind in ("rotation", "permutation"):
@@ -146,11 +123,8 @@ def equivariance_verdicts(
                     f"Theorem 2.2: {label} is {'' if predicted else 'not '}{kind}-equivariant",
                     verdicts.threshold_verdict(g, below=predicted, tol=tol),
                     ours=f"relative gap {report.fmt(lo, 2)} to {report.fmt(hi, 2)} over {len(g)} draws",
-                    scale=scale,
                     paper="equivariant" if predicted else "not equivariant",
-                    rule=f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}",
-                    page=page,
-                    where="Theorem 2.2",
+                    **kw,
                 )
             )
     return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))

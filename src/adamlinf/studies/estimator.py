@@ -7,7 +7,7 @@ against ``n``, the rate :math:`\varepsilon_\delta(n)=\sqrt{C\log(1/\delta)/n}`, 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,9 +43,7 @@ def small_gpt_hessian(gpt: dict, batch_size: int, *, seed: int = 0, device="cpu"
     return exact_hessian(model, lambda m, b: m(b[0], b[1])[1], (tokens[:, :-1], tokens[:, 1:]))
 
 
-def l11_sweep(
-    H: Tensor, n_grid: Sequence[int], seeds: Iterable[int], *, variants=("median", "iqr")
-) -> pd.DataFrame:
+def l11_sweep(H: Tensor, n_grid: Sequence[int], seeds, *, variants=("median", "iqr")) -> pd.DataFrame:
     """Relative error of Algorithm 4 on ``H`` for every seed, ``n`` in ``n_grid`` and variant.
 
     Per seed ``max(n_grid)`` probes from one generator, the estimate on the first ``n`` (nested
@@ -63,12 +61,6 @@ def l11_sweep(
                 rows.append(dict(seed=int(seed), n=n, variant=variant, estimate=est, exact=exact))
     out = pd.DataFrame(rows)
     return out.assign(rel_error=(out.estimate / out.exact - 1).abs())
-
-
-def rate_constant(n, eps, delta: float) -> float:
-    r"""Rate constant :math:`C=\exp\mathrm{mean}\log(\varepsilon^2n/\log(1/\delta))` of quantiles ``eps``."""
-    n, eps = np.asarray(n, dtype=float), np.asarray(eps, dtype=float)
-    return float(np.exp(np.mean(np.log(eps**2 * n / np.log(1 / delta)))))
 
 
 def l11_error_study(
@@ -127,9 +119,9 @@ def error_quantiles(sweep: pd.DataFrame, quantiles: Sequence[float] = (0.5, 0.9,
 def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) -> pd.DataFrame:
     r"""Theorem 4.1's rate fitted per ``[problem,] variant, quantile`` on the points ``n >= n_min``.
 
-    ``C`` (:func:`rate_constant`, :math:`\delta=1-q`), the least-squares slope of
-    :math:`\log\varepsilon` on :math:`\log n` (predicted :math:`-1/2`), ``n_points`` and, with
-    ``n_ref``, the error at ``n_ref`` interpolated log-linearly.
+    ``C`` :math:`=\exp\mathrm{mean}\log(\varepsilon^2n/\log(1/\delta))`, :math:`\delta=1-q`; the
+    least-squares slope of :math:`\log\varepsilon` on :math:`\log n` (predicted :math:`-1/2`), ``n_points``
+    and, with ``n_ref``, the error at ``n_ref`` interpolated log-linearly.
     """
     keys = _keys(qtab, "problem", "variant", "quantile")
     fits = []
@@ -138,9 +130,9 @@ def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) ->
         q = float(g["quantile"].iloc[0])
         big = g[g.n >= n_min]
         slope = float(np.polyfit(np.log(big.n), np.log(big.rel_error), 1)[0])
-        C = rate_constant(big.n, big.rel_error, delta=1 - q)
-        row = dict(zip(keys, key, strict=True)) | {"delta": 1 - q, "C": C}
-        row |= {"slope": slope, "n_points": len(big)}
+        n, eps = big.n.to_numpy(dtype=float), big.rel_error.to_numpy(dtype=float)
+        C = float(np.exp(np.mean(np.log(eps**2 * n / np.log(1 / (1 - q))))))
+        row = dict(zip(keys, key, strict=True), delta=1 - q, C=C, slope=slope, n_points=len(big))
         if n_ref is not None:
             row["rel_error_at_n_ref"] = float(np.interp(np.log(n_ref), np.log(g.n), g.rel_error))
         fits.append(row)
@@ -153,7 +145,7 @@ def probe_error_table(qtab: pd.DataFrame, ns: Sequence[int] = (16, 50), quantile
     rows = []
     for key, g in qtab.groupby(keys, sort=False):
         for n in ns:
-            row = {**dict(zip(keys, key, strict=True)), "n": int(n)}
+            row = dict(zip(keys, key, strict=True), n=int(n))
             for q in quantiles:
                 s = g[np.isclose(g["quantile"], q)].sort_values("n")
                 row[f"error q{q:.0%}"] = float(np.interp(np.log(n), np.log(s.n), s.rel_error))
@@ -209,22 +201,20 @@ def rate_verdicts(intervals: pd.DataFrame, *, scale: str, page: str = "thm41_est
 
     ``slope_verdict`` of the :func:`rate_intervals` interval, ``side="upper"`` (Theorem 4.1 bounds it).
     """
+    rule = (
+        f"{SLOPE_LEVEL:.0%} seed-bootstrap interval of the slope contains -1/2 or lies below it "
+        "(holds); lies above it (fails)"
+    )
+    paper = "slope -1/2 (Theorem 4.1, RECONSTRUCTED)"
+    kw = dict(paper=paper, rule=rule, scale=scale, page=page, where="Theorem 4.1")
     rows = []
     for r in intervals.itertuples():
         finding = slope_finding(r.lo, r.hi, -0.5)
-        rows.append(
-            verdict_row(
-                f"Cauchy estimate error decays like n^(-1/2): {r.problem} ({r.variant})",
-                slope_verdict(r.lo, r.hi, -0.5, side="upper"),
-                ours=f"slope of the {r.quantile:.0%} error quantile {r.slope:.2f}, {SLOPE_LEVEL:.0%} "
-                f"interval [{r.lo:.2f}, {r.hi:.2f}] ({r.n_points} values of n, {r.n_seeds} seeds)"
-                + (f"; {finding}" if finding else ""),
-                paper="slope -1/2 (Theorem 4.1, RECONSTRUCTED)",
-                rule=f"{SLOPE_LEVEL:.0%} seed-bootstrap interval of the slope contains -1/2 or lies below it "
-                "(holds); lies above it (fails)",
-                scale=scale,
-                page=page,
-                where="Theorem 4.1",
-            )
+        ours = (
+            f"slope of the {r.quantile:.0%} error quantile {r.slope:.2f}, {SLOPE_LEVEL:.0%} "
+            f"interval [{r.lo:.2f}, {r.hi:.2f}] ({r.n_points} values of n, {r.n_seeds} seeds)"
         )
+        ours += f"; {finding}" if finding else ""
+        claim = f"Cauchy estimate error decays like n^(-1/2): {r.problem} ({r.variant})"
+        rows.append(verdict_row(claim, slope_verdict(r.lo, r.hi, -0.5, side="upper"), ours=ours, **kw))
     return pd.DataFrame(rows)

@@ -2,17 +2,16 @@ r"""Table 1 (Section 4.1) as a sweep: spectra × rotations × noise × optimizer
 
 Claims: (a) Adam's tuned loss rises with :math:`\|H_\theta\|_{1,1}/d` (Corollary 3.7); (b) Adam beats AdaSGD
 exactly when :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2` (Theorem 3.11). The paper's settings were not
-recovered, so :func:`run_sweep` decides each claim per (spectrum, σ, β₁) setting: Adam on :math:`\theta=0`,
-:math:`R_\theta=\exp(\theta S)` and Haar; SignGD, AdaSGD and SGD on :math:`\theta=0` (AdaSGD and SGD are
-rotation equivariant: :func:`equivariance_check`); lrs tuned on separate seeds by
-:func:`adamlinf.tune.search`. Metric: without noise the steps to :math:`10^{-8}L(x_0)` under a cosine step
-(:func:`effective_steps`), with noise :math:`L(x_T)/L(x_0)` over the last tenth. Two settings differ
-(:func:`~adamlinf.studies.verdicts.decide`) when Welch's one-sided test (α = 0.05) says so *and* the gap
-exceeds 5% (the lr grid).
+recovered: each claim is decided per (spectrum, σ, β₁) on Adam at :math:`\theta=0`,
+:math:`R_\theta=\exp(\theta S)` and Haar, SignGD, AdaSGD and SGD at :math:`\theta=0`
+(:func:`equivariance_check`), lrs tuned on separate seeds. Metric: steps to :math:`10^{-8}L(x_0)` under a
+cosine step (σ = 0, :func:`effective_steps`), else :math:`L(x_T)/L(x_0)` over the last tenth; two settings
+differ by Welch's one-sided test (α = 0.05) *and* 5% (:func:`~adamlinf.studies.verdicts.decide`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -47,8 +46,7 @@ def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH
     Else :math:`T\,(1 + \log_{10}(L(x_T) / (\varepsilon L(x_0))))` (behind every run that reached it; inf
     if non-finite), ``rel_last`` :math:`=L(x_T)/L(x_0)`.
     """
-    tau = np.asarray(steps_to_reach, dtype=float)
-    rel = np.asarray(rel_last, dtype=float)
+    tau, rel = np.asarray(steps_to_reach, dtype=float), np.asarray(rel_last, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         late = steps * (1.0 + np.log10(np.maximum(rel, eps) / eps))
     out = np.where(np.isfinite(tau), tau, late)
@@ -57,12 +55,8 @@ def effective_steps(steps_to_reach, rel_last, steps: int, eps: float = EPS_REACH
 
 def _slices(keys: list) -> list[tuple]:
     """``(key, start, stop)`` of every stretch of equal consecutive ``keys``."""
-    out, start = [], 0
-    for i in range(1, len(keys) + 1):
-        if i == len(keys) or keys[i] != keys[start]:
-            out.append((keys[start], start, i))
-            start = i
-    return out
+    bounds = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
+    return [(keys[a], a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def run_batched(
@@ -82,11 +76,9 @@ def run_batched(
     r"""Runs of Adam, AdaSGD, SGD and SignGD on quadratics, stepped together as one ``(runs, d)`` tensor.
 
     ``runs``: ``(optimizer, beta1, beta2, problem, seed_index, lr)`` (``beta1``: SGD's momentum), batched
-    where adjacent runs share the update rule and problem; start :math:`R^\top x_0` (``x0[seed_index]``
-    if ``x0`` is ``(S, d)``), noise stream ``seed_index`` of ``GradientNoise(base_seed=seed)``.
-    Returns series ``loss`` ``(n_rec, runs)`` at ``t`` (every ``record_every``, and :math:`T`), sums
-    ``final_loss`` (mean of the last ``final_window``) and with ``reach`` ``steps_to_reach`` (the first
-    :math:`t` with :math:`L(x_t)\le\text{reach}\cdot L(x_0)`, else inf).
+    where adjacent runs share rule and problem; start :math:`R^\top x_0` (``x0[seed_index]`` if ``(S, d)``),
+    noise stream ``seed_index``. Series ``loss`` ``(n_rec, runs)`` every ``record_every`` and at :math:`T`;
+    sums ``final_loss`` (mean of the last ``final_window``), with ``reach`` ``steps_to_reach``.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -99,8 +91,7 @@ def run_batched(
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
     dtype, device = x0.dtype, x0.device
     problems = [p.to(dtype=dtype, device=device) for p in problems]
-    d = x0.shape[-1]
-    R = len(runs)
+    d, R = x0.shape[-1], len(runs)
     lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
     seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
     prob_idx = torch.tensor([r[3] for r in runs], dtype=torch.long, device=device)
@@ -117,44 +108,33 @@ def run_batched(
     tail = x.new_zeros(R)
     hit = torch.full((R,), -1, dtype=torch.long, device=device)
     g = torch.empty_like(x)
-
-    def clean_grad():
+    for t in range(steps + 1):
         for p, a, b in hess:
             g[a:b] = problems[p].grad(x[a:b])
-        return g
-
-    def track(loss, t):
+        loss = 0.5 * (x * g).sum(1)  # L(x_t)
+        if t % record_every == 0 or t == steps:
+            rec[len(rec_steps)] = loss
+            rec_steps.append(t)
         if reach is not None:
             hit[(hit < 0) & (loss <= reach * rec[0])] = t  # rec[0] = L(x_0)
-
-    for t in range(1, steps + 1):
-        gc = clean_grad()
-        loss = 0.5 * (x * gc).sum(1)  # L(x_{t-1})
-        if (t - 1) % record_every == 0:
-            rec[len(rec_steps)] = loss
-            rec_steps.append(t - 1)
-        track(loss, t - 1)
-        if t - 1 > steps - final_window:
+        if t > steps - final_window:
             tail += loss
+        if t == steps:
+            break
         if sigma > 0:
-            gc.add_(noise.sample()[seed_idx])
+            g.add_(noise.sample()[seed_idx])
         for opt, beta1, beta2, a, b in groups:
-            xs, gs, ms, lrs = x[a:b], gc[a:b], m[a:b], lr[a:b]
+            xs, gs, ms, lrs = x[a:b], g[a:b], m[a:b], lr[a:b]
             if schedule != "constant":
-                lrs = lrs * Q.lr_factor(schedule, t, steps)
+                lrs = lrs * Q.lr_factor(schedule, t + 1, steps)
             if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
                 vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
-                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t)
+                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t + 1)
             elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
                 ms.mul_(beta1).add_(gs)
                 xs.sub_(ms * lrs)
             else:
                 optim.signgd_update_(xs, gs, lr=lrs)
-    last = 0.5 * (x * clean_grad()).sum(1)  # L(x_T)
-    track(last, steps)
-    tail += last
-    rec[len(rec_steps)] = last
-    rec_steps.append(steps)
     sums = {"final_loss": (tail / final_window).cpu()}
     if reach is not None:
         sums["steps_to_reach"] = torch.where(hit < 0, math.inf, hit.to(torch.float64)).cpu()
@@ -193,10 +173,9 @@ class Experiment:
 
 
 def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int = 0, **kw) -> tuple:
-    """Every (row, lr, seed) of ``exp`` in one :func:`run_batched` call (``kw``: its own).
+    """Every (row, lr, seed) of ``exp`` in one :func:`run_batched` call: ``(final, curves)``, runs by rule.
 
-    Seed ``s`` is noise stream ``s`` (and start ``exp.x0[s]`` if ``(S, d)``). Returns ``(final, curves)``:
-    a line per run (``final_loss``, ``diverged``, ...) and the recorded losses, runs by rule then problem.
+    Seed ``s`` is noise stream ``s`` (and start ``exp.x0[s]`` if ``(S, d)``); ``final``: a line per run.
     """
     if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
         raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
@@ -205,9 +184,8 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
         for k, lr in enumerate(r.lrs):
             runs += [(r.optimizer, r.beta1, r.beta2, r.problem, s, lr, j, k) for s in range(n_seeds)]
     runs.sort(key=lambda r: (OPTIMIZERS.index(r[0]), r[1], r[2], r[3], r[6], r[7], r[4]))
-    out = run_batched(
-        exp.problems, exp.x0, [r[:6] for r in runs], steps=steps, seed=seed, sigma=exp.sigma, **kw
-    )
+    batch = [r[:6] for r in runs]
+    out = run_batched(exp.problems, exp.x0, batch, steps=steps, seed=seed, sigma=exp.sigma, **kw)
     thetas = [getattr(p, "theta", 0.0) for p in exp.problems]
     table = []
     for opt, b1, b2, p, s, lr, j, k in runs:
@@ -228,10 +206,7 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
 
 @dataclass
 class SweepResult:
-    r"""Outputs of :func:`run_sweep`: ``tuned`` (a line per setting), ``per_lr`` (every run), ``curves``.
-
-    ``geometry``: the norms per problem; ``work``: run-steps for :func:`estimate_cost`.
-    """
+    """:func:`run_sweep`'s tables (``tuned``: a line per setting) and ``work`` (for :func:`estimate_cost`)."""
 
     tuned: pd.DataFrame
     per_lr: pd.DataFrame
@@ -271,22 +246,13 @@ def run_sweep(
     every spectrum, rotation, optimizer and new lr; a last one per :math:`\sigma` reruns the tuned settings
     and records their loss curves.
 
-    Args:
-        d: Dimension.
-        spectra: Keys of :data:`adamlinf.problems.SPECTRA`.
-        theta_sqrt_d: Rotation strengths :math:`\theta\sqrt d` (0 and Haar are always added).
-        sigmas: Noise levels.
-        steps: :math:`T`.
-        n_seeds: Measuring seeds (start :math:`x_0` and noise stream).
-        n_tune_seeds: Tuning seeds (own starts, noise seed ``seed + 1``); the lr is tuned on their mean.
-        noise_free_schedule: Lr schedule of the :math:`\sigma = 0` runs (noisy runs: constant).
-        beta2: :math:`\beta_2` of Adam and AdaSGD.
-        factor: Learning-rate resolution at the optimum.
-        max_rounds: Bound on tuning rounds.
-        seed: Seeds the rotation, the Haar matrix, :math:`x_0` and the noise.
-        curve_points: Points per recorded loss curve.
-        dtype: Floating type (float64: the criterion assumes float64 round-off).
-        device: Torch device.
+    ``spectra``: keys of :data:`adamlinf.problems.SPECTRA`; ``theta_sqrt_d``: rotation strengths
+    :math:`\theta\sqrt d` (0 and Haar always added); ``n_seeds`` measuring and ``n_tune_seeds`` tuning seeds
+    (own starts, noise seed ``seed + 1``; the lr is tuned on their mean); ``noise_free_schedule``: the lr
+    schedule at :math:`\sigma=0` (noisy runs: constant); ``beta2``: Adam's and AdaSGD's; ``factor``: the lr
+    resolution at the optimum, within ``max_rounds`` rounds; ``seed`` seeds the rotation, the Haar matrix,
+    :math:`x_0` and the noise; ``curve_points`` per loss curve; ``dtype``: float64 (the criterion assumes its
+    round-off).
     """
     if n_tune_seeds < 1 or n_seeds < 2:
         raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
@@ -310,13 +276,9 @@ def run_sweep(
     gen = torch.Generator().manual_seed(int(seed))
     x0 = torch.randn(n_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     x0_tune = torch.randn(n_tune_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
-    geometry = pd.DataFrame(
-        [
-            (i, p.spectrum, p.theta, theory.l11_exact(p.hessian) / p.d, theory.l2_smoothness(p.hessian))
-            for i, p in enumerate(problems)
-        ],
-        columns=["problem", "spectrum", "theta", "l11_per_dim", "spectral_norm"],
-    )
+    norms = [(theory.l11_exact(p.hessian) / p.d, theory.l2_smoothness(p.hessian)) for p in problems]
+    geo = [(i, p.spectrum, p.theta, *n) for i, (p, n) in enumerate(zip(problems, norms, strict=True))]
+    geometry = pd.DataFrame(geo, columns=["problem", "spectrum", "theta", "l11_per_dim", "spectral_norm"])
     per_lr, tuned, curves, work = [], [], [], {"dense": 0, "diag": 0, "d": d, "steps": steps}
     every = max(1, steps // curve_points)
 
@@ -426,20 +388,14 @@ def spearman_with_interval(x, seeds, *, n_boot: int = 400) -> tuple[float, float
 def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=V.TIE_FLOOR, n_boot: int = 400) -> pd.DataFrame:
     r"""Claims (a), (b), (c) per (spectrum, σ, column) of :attr:`SweepResult.tuned`; pairs by ``decide``.
 
-    * (a) *holds* when the 95% seed-bootstrap interval (``n_boot`` replicates) of Spearman :math:`\rho`
-      of :math:`\|H_\theta\|_{1,1}/d` and Adam's metric lies above 0 *and* the lowest-norm rotation
-      beats the highest; *fails* in the mirror case.
-    * (b) Per Adam row, "Adam beats AdaSGD" is predicted iff :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2`;
-      :func:`~adamlinf.studies.verdicts.agreement_verdict` of the rows that agree and disagree.
-    * (c) "Adam (θ=0) beats SGD" and "AdaSGD beats SGD", SGD of the same momentum.
-
-    Else *inconclusive*. Returns ``claim, verdict, ours, rule`` and counts per setting and claim.
+    (a) :data:`RULE_A` (``n_boot`` replicates); (b) per Adam row "Adam beats AdaSGD" is predicted iff
+    :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2`, judged by ``agreement_verdict``; (c) Adam (θ=0) and
+    AdaSGD each against SGD of the same momentum. Returns ``claim, verdict, ours, rule`` and counts.
     """
     out = []
     for (spec, sigma, col), g in tuned.groupby(["spectrum", "sigma", "column"], sort=False):
         adam = g[g["optimizer"] == "adam"].sort_values("l11_per_dim")
-        ada = g[g["optimizer"] == "adasgd"]
-        sgd = g[g["optimizer"] == "sgd"]
+        ada, sgd = g[g["optimizer"] == "adasgd"], g[g["optimizer"] == "sgd"]
         key = {"spectrum": spec, "sigma": sigma, "column": col}
         rho, lo, hi = spearman_with_interval(adam["l11_per_dim"], list(adam["seeds"]), n_boot=n_boot)
         ends = V.decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1], rel_floor=rel_floor)
@@ -489,8 +445,7 @@ def verdict_summary(verdicts: pd.DataFrame, sigma: float) -> pd.DataFrame:
         for _, col in COLUMNS:
             h = g[g["column"] == col].set_index("claim")["verdict"].reindex(list(CLAIM_TEXT))
             h = h.fillna(V.NOT_RUN)
-            rec[f"(a) {col}"] = h["a"]
-            rec[f"(b) {col}"] = h["b"]
+            rec |= {f"(a) {col}": h["a"], f"(b) {col}": h["b"]}
             rec[f"(c) {col}"] = f"Adam: {h['c: Adam']} · AdaSGD: {h['c: AdaSGD']}"
         out.append(rec)
     return pd.DataFrame(out)
@@ -507,9 +462,8 @@ def findings(verdicts: pd.DataFrame) -> str:
         parts = []
         for (sigma, col), g in v.groupby(["sigma", "column"], sort=False):
             by = {k: ", ".join(g[g["verdict"] == k]["spectrum"]) or "none" for k in (V.HOLDS, V.FAILS)}
-            parts.append(
-                f"σ = {sigma:g}, {col.replace('β1', 'β₁')}: holds for {by[V.HOLDS]}; fails for {by[V.FAILS]}"
-            )
+            b1 = col.replace("β1", "β₁")
+            parts.append(f"σ = {sigma:g}, {b1}: holds for {by[V.HOLDS]}; fails for {by[V.FAILS]}")
         who = "the paper's claim" if CLAIM_ORIGIN[claim] == V.PAPER else "the book's check"
         lines.append(
             f"* **{CLAIM_TEXT[claim]}** ({who}): holds in {n[V.HOLDS]}, fails in {n[V.FAILS]}, undecided in "
@@ -527,8 +481,7 @@ def curve_panels(verdicts: pd.DataFrame, geometry: pd.DataFrame, main: str) -> l
     sig = float(verdicts["sigma"].max())
     vb = verdicts[(verdicts["claim"] == "b") & (verdicts["sigma"] == sig) & (verdicts["column"] == "β1=0.9")]
     b_spec = next(iter(vb[vb["verdict"] == V.HOLDS]["spectrum"]), main)
-    diag = geometry[geometry["theta"] == 0]
-    c_spec = diag.sort_values("l11_per_dim")["spectrum"].iloc[0]
+    c_spec = geometry[geometry["theta"] == 0].sort_values("l11_per_dim")["spectrum"].iloc[0]
     sig0 = float(verdicts["sigma"].min())
     return [
         dict(claim="a", spectrum=main, sigma=sig, column="β1=0", rows=["Adam", "middle", "Adam (Haar)"]),
@@ -586,9 +539,8 @@ _ORDER = {"adasgd": 0, "adam": 1, "signgd": 2, "sgd": 3}
 def table1(tuned: pd.DataFrame, spectrum: str, columns: Sequence[tuple[float, str]]) -> pd.DataFrame:
     r"""Table 1 as the paper lays it out, for one spectrum and the ``(sigma, column)`` pairs ``columns``.
 
-    Optimizer, :math:`\|H_\theta\|_{1,1}/d` (and :math:`\|H_\theta\|_2` where it varies), the tuned metric
-    (mean ± seed std, 3 digits) per (σ, β₁); rows AdaSGD, Adam by θ (Haar last), SignGD, SGD; a star:
-    extrapolated past :math:`T` for the seeds that did not reach the target (:func:`effective_steps`).
+    :math:`\|H_\theta\|_{1,1}/d` (and :math:`\|H_\theta\|_2` where it varies), the tuned metric (mean ± seed
+    std) per (σ, β₁); rows AdaSGD, Adam by θ, SignGD, SGD; a star: extrapolated past :math:`T`.
     """
     keep = {(float(a), b) for a, b in columns}
     t = tuned[tuned["spectrum"] == spectrum]
@@ -596,9 +548,8 @@ def table1(tuned: pd.DataFrame, spectrum: str, columns: Sequence[tuple[float, st
     t["cell"] = [_cell(r) for _, r in t.iterrows()]
     t["head"] = [_head(a, b) for a, b in zip(t["sigma"], t["column"], strict=True)]
     t["_o"] = t["optimizer"].map(_ORDER)
-    wide = t.pivot_table(
-        index=["_o", "theta", "row"], columns="head", values="cell", aggfunc="first", sort=False
-    )
+    index = ["_o", "theta", "row"]
+    wide = t.pivot_table(index=index, columns="head", values="cell", aggfunc="first", sort=False)
     wide = wide.reset_index().sort_values(["_o", "theta"], kind="stable")
     geo = t.drop_duplicates("row").set_index("row")
     wide.insert(1, "Optimizer", wide.pop("row"))
@@ -618,19 +569,12 @@ def full_table(tuned: pd.DataFrame, sigma: float) -> pd.DataFrame:
     out = []
     for (spec, row), g in t.groupby(["spectrum", "row"], sort=False):
         c = g.set_index("column")
-        out.append(
-            {
-                "spectrum": spec,
-                "Optimizer": row,
-                "_o": _ORDER[g["optimizer"].iloc[0]],
-                "_t": float(g["theta"].iloc[0]),
-                "‖H_θ‖₁,₁/d": g["l11_per_dim"].iloc[0],
-                "β₁ = 0": c["cell"].get("β1=0", "—"),
-                "β₁ = 0.9": c["cell"].get("β1=0.9", "—"),
-                "tuned lr": ", ".join(f"{v:.3g}" for v in c["best_lr"]),
-            }
-        )
-    df = pd.DataFrame(out)
+        cells = [c["cell"].get(col, "—") for _, col in COLUMNS]
+        lrs = ", ".join(f"{v:.3g}" for v in c["best_lr"])
+        order = (_ORDER[g["optimizer"].iloc[0]], float(g["theta"].iloc[0]))
+        out.append((spec, row, *order, g["l11_per_dim"].iloc[0], *cells, lrs))
+    columns = ["spectrum", "Optimizer", "_o", "_t", "‖H_θ‖₁,₁/d", "β₁ = 0", "β₁ = 0.9", "tuned lr"]
+    df = pd.DataFrame(out, columns=columns)
     specs = list(dict.fromkeys(t["spectrum"]))
     df["_s"] = df["spectrum"].map(specs.index)
     return df.sort_values(["_s", "_o", "_t"], kind="stable").drop(columns=["_s", "_o", "_t"])
@@ -653,9 +597,8 @@ def paper_vs_ours(verdicts: pd.DataFrame, *, scale: str, main: str) -> pd.DataFr
 def equivariance_check(*, d: int, spectrum: str, steps: int = 200, seed: int = 0) -> pd.DataFrame:
     r"""Rotation equivariance of AdaSGD and SGD at fixed lrs, measured against Adam (:math:`\sigma = 0`).
 
-    The largest relative difference of :math:`L(x_t)` on :math:`R_\theta` (:math:`\theta\sqrt d = 3`) and
-    Haar from the :math:`\theta=0` run while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12)
-    for an equivariant method.
+    The largest relative gap of :math:`L(x_t)` on :math:`R_\theta` (:math:`\theta\sqrt d = 3`) and Haar to
+    :math:`\theta=0` while :math:`L(x_t) > 10^{-10} L(x_0)`: round-off (about 1e-12) if equivariant.
     """
     rots = Q.rotation_path(d, [3.0 / math.sqrt(d)], seed=seed, haar_seed=seed + 1)
     probs = Q.rotated_family(Q.spectrum(spectrum, d), rots, spectrum=spectrum)
@@ -686,5 +629,5 @@ def estimate_cost(measured_s: float, work: Mapping, *, d_target: int, elementwis
     One multiply-add per dense Hessian entry and run-step, :math:`c` = ``elementwise`` passes over a run.
     """
     n_all = work["dense"] + work["diag"]
-    w = lambda dd: work["dense"] * dd * dd + elementwise * n_all * dd
-    return measured_s * w(d_target) / w(work["d"])
+    target, measured = (work["dense"] * dd * dd + elementwise * n_all * dd for dd in (d_target, work["d"]))
+    return measured_s * target / measured

@@ -116,19 +116,17 @@ def geometry_instances(
 
     :math:`A=\mathrm{diag}(\lambda)` (:func:`adamlinf.problems.spectrum`, :math:`\|A\|_2=1`) has
     :math:`\|A\|_{\infty\to1}=\|A\|_{1,1}=\sum_i\lambda_i\approx1.6\ll d\|A\|_2`; rotating it by
-    :math:`R_\theta=\exp(\theta S)` (:func:`adamlinf.problems.rotation_path`: :math:`\theta=0`, ``thetas``
-    and a Haar :math:`\theta=\infty` unless ``haar_seed`` is None) keeps :math:`\|A\|_2` and raises both
-    ℓ∞ constants towards :math:`d\|A\|_2`. ``seed`` seeds :math:`S`; ``d <= 22``: exact ℓ∞ constant.
+    :math:`R_\theta=\exp(\theta S)` (:func:`adamlinf.problems.rotation_path`, ``seed``; and Haar unless
+    ``haar_seed`` is None) keeps :math:`\|A\|_2` and raises both ℓ∞ constants towards :math:`d\|A\|_2`.
 
     Returns:
-        ``(instances, constants)``: a :class:`~adamlinf.problems.NoisyQuadratic` per rotation (``theta``)
-        and columns ``theta, H_linf`` (:math:`\|A\|_{\infty\to1}`, Theorem 3.2), ``sum_H``
+        ``(instances, constants)``: a :class:`~adamlinf.problems.NoisyQuadratic` per rotation and columns
+        ``theta, H_linf`` (:math:`\|A\|_{\infty\to1}`, Theorem 3.2; ``exact`` if ``d <= 22``), ``sum_H``
         (:math:`\|A\|_{1,1}`, Theorem 3.5), ``d_l2`` (:math:`d\|A\|_2`), ``exact``.
     """
     lam = problems.spectrum(spectrum, d)
-    family = problems.rotated_family(
-        lam, problems.rotation_path(d, thetas, seed=seed, haar_seed=haar_seed), spectrum=spectrum
-    )
+    rots = problems.rotation_path(d, thetas, seed=seed, haar_seed=haar_seed)
+    family = problems.rotated_family(lam, rots, spectrum=spectrum)
     instances, rows = [], []
     for q in family:
         prob = NoisyQuadratic.from_quadratic(q.to(device=device))
@@ -146,9 +144,8 @@ def geometry_sweep(
 ) -> pd.DataFrame:
     r"""Tuned SignGD (Theorem 3.2) or RMSProp (Theorem 3.5) on each instance, with the ℓ∞ and ℓ2 bounds.
 
-    Each instance starts from the unrotated points ``x0`` ``(n_starts, d)`` scaled to
-    :math:`L(x_0)=\Delta` (on :math:`L_\theta` from :math:`R_\theta^\top x_0`); step sizes ``lrs`` and
-    starts run batched with full gradients.
+    From :math:`R_\theta^\top x_0` (``x0``: ``(n_starts, d)``) scaled to :math:`L(x_0)=\Delta`, step sizes
+    ``lrs`` and starts batched, full gradients.
 
     * ``"signgd"``: :math:`\min_{t<T}\|\nabla L(x_t)\|_1`; tuned bounds :math:`\sqrt{2H\Delta/T}` with
       :math:`H=\|A\|_{\infty\to1}` (ℓ∞) and :math:`H=d\|A\|_2` (ℓ2).
@@ -166,11 +163,8 @@ def geometry_sweep(
     for prob in instances:
         Xs = prob.start(X0.to(prob.device))
         Xs = Xs * (delta / prob.loss(Xs)).sqrt()[:, None]
-        n = Xs.shape[0]
-        A = prob.A.cpu()
-        H = theory.coordinatewise_smoothness(A)
-        norm2 = theory.l2_smoothness(A)
-        d = prob.d
+        n, d, A = Xs.shape[0], prob.d, prob.A.cpu()
+        H, norm2 = theory.coordinatewise_smoothness(A), theory.l2_smoothness(A)
         per_T, bounds, at_lr = {}, {}, {}
         if method == "signgd":
             out = run_signgd(prob, Xs, steps=int(max(T_list)), lr=lrs)["grad_l1"]  # (T+1, n_lr, n_starts)
@@ -204,10 +198,9 @@ def geometry_sweep(
 
 
 def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts: int = 0) -> pd.DataFrame:
-    r"""The tuned measurement of :func:`geometry_sweep` against the instance's constants and bounds.
+    r"""The tuned measurement of :func:`geometry_sweep` against :func:`geometry_instances`' ``constants``.
 
-    The step size is tuned on the starts ``< n_tune_starts`` (all when 0; ``edge``: on the grid's edge)
-    and measured on the others. ``constants`` is :func:`geometry_instances`' table.
+    The step size is tuned on the starts ``< n_tune_starts`` (all when 0; ``edge``: on the grid's edge).
 
     Returns:
         Per ``(method, theta, T)``: ``H`` (:math:`\|A\|_{\infty\to1}` SignGD, :math:`\sum_iH_i` RMSProp),
@@ -241,25 +234,13 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts:
         best = s.iloc[k]
         cst = const.loc[theta]
         H = float(cst.H_linf if method == "signgd" else cst.sum_H)
-        rows.append(
-            dict(
-                method=method,
-                theta=theta,
-                T=int(T),
-                H=H,
-                d_l2=float(cst.d_l2),
-                best_lr=float(best.lr),
-                edge=k in (0, len(s) - 1),
-                measured=float(best.measured),
-                measured_std=float(best.measured_std),
-                log10_mean=float(best.log10_mean),
-                log10_std=float(best.log10_std),
-                n_starts=int(best.n_starts),
-                bound_linf=float(best.bound_linf),
-                bound_l2=float(best.bound_l2),
-                ratio_max_all_lr=float(ratio_all.loc[(method, theta, T)]),
-            )
-        )
+        row = dict(method=method, theta=theta, T=int(T), H=H, d_l2=float(cst.d_l2), best_lr=float(best.lr))
+        row["edge"] = k in (0, len(s) - 1)
+        row |= {c: float(best[c]) for c in ("measured", "measured_std", "log10_mean", "log10_std")}
+        row["n_starts"] = int(best.n_starts)
+        row |= {c: float(best[c]) for c in ("bound_linf", "bound_l2")}
+        row["ratio_max_all_lr"] = float(ratio_all.loc[(method, theta, T)])
+        rows.append(row)
     out = pd.DataFrame(rows)
     out["ratio_linf"] = out.measured / out.bound_linf
     out["ratio_l2"] = out.measured / out.bound_l2
@@ -286,17 +267,14 @@ def plot_geometry(fit: pd.DataFrame, *, T: int, xlabel, ylabel, linf_label, l2_l
     ax.loglog(last.H, last.bound_l2, "^:", color="C2", label=l2_label)
     ref = last.measured.iloc[0] * np.sqrt(last.H / last.H.iloc[0])
     ax.loglog(last.H, ref, "-", color="0.5", lw=0.8, label="∝ √H (the bound's exponent 1/2)")
-    for h, m, name, dx, ha in (
-        (last.H.iloc[0], last.measured.iloc[0], "diagonal", 6, "left"),
-        (last.H.iloc[-1], last.measured.iloc[-1], "Haar", -8, "right"),
-    ):
-        ax.annotate(name, (h, m), textcoords="offset points", xytext=(dx, 6), fontsize=9, ha=ha)
+    for i, name, dx, ha in ((0, "diagonal", 6, "left"), (-1, "Haar", -8, "right")):
+        xy = (last.H.iloc[i], last.measured.iloc[i])
+        ax.annotate(name, xy, textcoords="offset points", xytext=(dx, 6), fontsize=9, ha=ha)
     ax.set_ylabel(ylabel)
     ax.margins(x=0.08)
     ax = axes[1]
-    ax.semilogx(
-        last.H, last.ratio_linf / last.ratio_linf.iloc[0], "s--", color="C1", label="measured / ℓ∞ bound"
-    )
+    rel_linf = last.ratio_linf / last.ratio_linf.iloc[0]
+    ax.semilogx(last.H, rel_linf, "s--", color="C1", label="measured / ℓ∞ bound")
     ax.semilogx(last.H, last.ratio_l2 / last.ratio_l2.iloc[0], "^:", color="C2", label="measured / ℓ2 bound")
     ax.semilogx(last.H, last.predicted.iloc[0] / last.predicted, "k-", lw=0.8, label=predicted_label)
     ax.set_ylabel("relative to the diagonal")
@@ -309,52 +287,35 @@ def plot_geometry(fit: pd.DataFrame, *, T: int, xlabel, ylabel, linf_label, l2_l
     return fig
 
 
-def bound_row(claim: str, ratio_max: float, cases: str, *, where, scale, page, rule=BOUND_RULE) -> dict:
-    """The verdict row of a RECONSTRUCTED bound checked on ``cases`` (holds when every ratio <= 1)."""
-    return verdicts.verdict_row(
-        claim,
-        verdicts.bound_verdict(ratio_max),
-        ours=f"largest measured / bound = {report.fmt(ratio_max)} {cases}",
-        scale=scale,
-        paper="bound holds (RECONSTRUCTED)",
-        rule=rule,
-        page=page,
-        where=where,
-    )
+def bound_row(claim: str, ratio_max: float, cases: str, *, rule=BOUND_RULE, **kw) -> dict:
+    """The verdict row of a RECONSTRUCTED bound checked on ``cases`` (holds when every ratio <= 1).
+
+    ``kw``: :func:`verdicts.verdict_row`'s ``scale``, ``page``, ``where``.
+    """
+    ours = f"largest measured / bound = {report.fmt(ratio_max)} {cases}"
+    verdict, paper = verdicts.bound_verdict(ratio_max), "bound holds (RECONSTRUCTED)"
+    return verdicts.verdict_row(claim, verdict, ours=ours, paper=paper, rule=rule, **kw)
 
 
-def slope_row(
-    claim, slope, se, n_points: int, *, predicted, side, scale, page, paper, where, what="slope"
-) -> dict:
+def slope_row(claim, slope, se, n_points: int, *, predicted, side, paper, what="slope", **kw) -> dict:
     """A fitted log-log slope against a bound's exponent (:func:`verdicts.slope_verdict` on its 95% interval).
 
     ``side="upper"``: the bound only caps the rate; ``"two"``: it predicts the exponent. ``ours`` states an
-    interval that excludes the prediction as a finding.
+    interval that excludes the prediction as a finding. ``kw``: ``scale``, ``page``, ``where``.
     """
     lo, hi = verdicts.slope_interval(slope, se, n_points)
     finding = verdicts.slope_finding(lo, hi, predicted)
     interval = f"[{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else "no interval (fewer than 3 points)"
-    return verdicts.verdict_row(
-        claim,
-        verdicts.slope_verdict(lo, hi, predicted, side=side),
-        ours=f"{what} {slope:.2f}, 95% interval {interval} ({n_points} points; predicted {predicted:g})"
-        + (f"; {finding}" if finding else ""),
-        scale=scale,
-        paper=paper,
-        rule=(
-            f"95% t-interval of the fitted slope contains {predicted:g} and excludes 0"
-            + (f", or lies below {predicted:g} (the bound caps the rate)" if side == "upper" else "")
-            + "; fails when it excludes it on the wrong side"
-        ),
-        page=page,
-        where=where,
-        origin=verdicts.PAPER,
-    )
+    ours = f"{what} {slope:.2f}, 95% interval {interval} ({n_points} points; predicted {predicted:g})"
+    ours += f"; {finding}" if finding else ""
+    rule = f"95% t-interval of the fitted slope contains {predicted:g} and excludes 0"
+    rule += f", or lies below {predicted:g} (the bound caps the rate)" if side == "upper" else ""
+    rule += "; fails when it excludes it on the wrong side"
+    verdict = verdicts.slope_verdict(lo, hi, predicted, side=side)
+    return verdicts.verdict_row(claim, verdict, ours=ours, paper=paper, rule=rule, **kw)
 
 
-def geometry_verdicts(
-    fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, scale: str, page: str
-) -> list[dict]:
+def geometry_verdicts(fit: pd.DataFrame, sweep: pd.DataFrame, *, theorem: str, scale: str, page: str) -> list:
     r"""The four geometry claims of ``theorem`` (3.2 or 3.5) from :func:`geometry_fit` and its sweep.
 
     1. The bound holds at every step size, horizon and instance.
@@ -370,22 +331,20 @@ def geometry_verdicts(
     spread_l2 = float(last.ratio_l2.max() / last.ratio_l2.min())
     diag, haar = last[last.theta == 0].iloc[0], last[last.theta == last.theta.max()].iloc[0]
     per_start = sweep[(sweep["T"] == Tmax) & sweep.theta.isin([diag.theta, haar.theta])]
-    measuring = per_start.start >= per_start.start.max() + 1 - int(diag.n_starts)
-    per_start = per_start[measuring]
+    per_start = per_start[per_start.start >= per_start.start.max() + 1 - int(diag.n_starts)]  # measuring
     per_start = per_start[
         np.isclose(per_start.lr, np.where(per_start.theta == diag.theta, diag.best_lr, haar.best_lr))
     ]
     logs = np.log10(per_start.pivot(index="start", columns="theta", values="measured").clip(lower=1e-300))
     diff = verdicts.Measured.from_seeds(logs[haar.theta] - logs[diag.theta])
     const = "‖A‖∞→1" if theorem == "Theorem 3.2" else "Σᵢ Hᵢ = ‖A‖₁,₁"
+    kw = dict(scale=scale, page=page, where=theorem)
     return [
         bound_row(
             f"{theorem}: the bound holds on the heavy-tailed instance and its rotations",
             float(fit.ratio_max_all_lr.max()),
             f"({n_cases} instance × T pairs, every step size and start)",
-            where=theorem,
-            scale=scale,
-            page=page,
+            **kw,
         ),
         slope_row(
             f"{theorem}: the tuned rate scales as √{const}, as the tuned bound does",
@@ -394,11 +353,9 @@ def geometry_verdicts(
             len(last),
             predicted=0.5,
             side="two",
-            scale=scale,
-            page=page,
             paper="tuned bound ∝ √(constant): exponent 1/2",
-            where=theorem,
             what=f"log-log slope against {const} at T = {Tmax}:",
+            **kw,
         ),
         verdicts.verdict_row(
             f"{theorem}: measured / bound is steadier across rotations with the ℓ∞ constant than with d‖A‖₂",
@@ -406,12 +363,10 @@ def geometry_verdicts(
             ours=f"max/min over rotations: {report.fmt(spread_inf)} (ℓ∞) vs {report.fmt(spread_l2)} (ℓ2); "
             f"ℓ2 bound / ℓ∞ bound = {report.fmt(float(diag.l2_over_linf))} on the diagonal "
             f"(√(d‖A‖₂/H) = {report.fmt(float(diag.predicted))})",
-            scale=scale,
             paper="ℓ2 bound loose by √(d‖A‖₂/H)",
             rule="exact (deterministic runs)",
-            page=page,
-            where=theorem,
             origin=verdicts.BOOK,
+            **kw,
         ),
         verdicts.verdict_row(
             f"{theorem}: rotating the instance slows the tuned method (diagonal beats Haar)",
@@ -420,42 +375,22 @@ def geometry_verdicts(
             "the diagonal is lower "
             f"on {int((logs[haar.theta] > logs[diag.theta]).sum())} of {diff.n} starts "
             f"(means {report.fmt(float(diag.measured))} vs {report.fmt(float(haar.measured))})",
-            scale=scale,
             paper="ℓ∞ geometry is not rotation invariant",
-            page=page,
             rule=f"paired one-sample t-test, one-sided α = {verdicts.ALPHA:g} ({diff.n} starts)",
-            where=theorem,
+            **kw,
         ),
     ]
 
 
 def signgd_verdicts(grid, rate, fit, sweep, *, scale: str, page: str = "thm32_signgd") -> pd.DataFrame:
     """Theorem 3.2's verdicts: its bound, the tuned rate per problem, :func:`geometry_verdicts`."""
-    rows = [
-        bound_row(
-            "Theorem 3.2: min over t < T of ‖∇L(xₜ)‖₁ ≤ Δ/(Tη) + Hη/2 for every T, η and start",
-            float(grid.ratio_max.max()),
-            f"over {len(grid)} cases",
-            where="Theorem 3.2",
-            scale=scale,
-            page=page,
-        )
-    ]
+    kw = dict(scale=scale, page=page, where="Theorem 3.2")
+    claim = "Theorem 3.2: min over t < T of ‖∇L(xₜ)‖₁ ≤ Δ/(Tη) + Hη/2 for every T, η and start"
+    rows = [bound_row(claim, float(grid.ratio_max.max()), f"over {len(grid)} cases", **kw)]
     for kind, s in rate.groupby("problem"):
         slope, se = loglog_fit(s["T"], s.measured_mean)
-        rows.append(
-            slope_row(
-                f"Theorem 3.2 at η* = √(2Δ/(TH)), {kind} problem: rate T^(−1/2) or faster",
-                slope,
-                se,
-                int((s.measured_mean > ROUNDOFF_FLOOR).sum()),
-                predicted=-0.5,
-                side="upper",
-                scale=scale,
-                page=page,
-                paper="T^(−1/2)",
-                where="Theorem 3.2",
-            )
-        )
+        n = int((s.measured_mean > ROUNDOFF_FLOOR).sum())
+        claim = f"Theorem 3.2 at η* = √(2Δ/(TH)), {kind} problem: rate T^(−1/2) or faster"
+        rows.append(slope_row(claim, slope, se, n, predicted=-0.5, side="upper", paper="T^(−1/2)", **kw))
     rows += geometry_verdicts(fit, sweep, theorem="Theorem 3.2", scale=scale, page=page)
     return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))
