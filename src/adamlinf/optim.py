@@ -306,8 +306,7 @@ class _Base(Optimizer):
                 self._validate_group(groups[-1])
             except ValueError as err:
                 raise ValueError(f"param group {k}: {err}") from None
-        ids = [i for g in sd["param_groups"] for i in g["params"]]
-        by_id = {pid: i for i, pid in enumerate(ids)}
+        by_id = {pid: i for i, pid in enumerate(i for g in sd["param_groups"] for i in g["params"])}
         if any(pid not in by_id or not isinstance(st, Mapping) for pid, st in sd["state"].items()):
             raise ValueError("a state that is not a dict of a parameter of the groups")
         self._check_state({by_id[pid]: st for pid, st in sd["state"].items()}, groups)
@@ -346,8 +345,6 @@ class BlockwiseAdam(_Base):
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}")
         partition = partitions.from_name(partition)
-        if not isinstance(partition, Partition):
-            raise ValueError(f"partition must be a Partition, got {type(partition).__name__}")
         nonfinite = kw.pop("nonfinite", "skip")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, **{**_DEFAULTS, **kw}, partition=partition)
         super().__init__(params, defaults, nonfinite)
@@ -400,11 +397,7 @@ class BlockwiseAdam(_Base):
             raise ValueError("fused=True needs coordinates, eps > 0, bias_correction=True and eps_root=0")
 
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
-        """As :meth:`_Base._found_inf`; blocks on the host are checked in :meth:`_block_step` instead.
-
-        There a finite sum of the block statistics it computes anyway (sums of squares, or the gradient
-        itself for one-coordinate blocks) has finite entries; any other sum is checked entry by entry.
-        """
+        """As :meth:`_Base._found_inf`; blocks on the host check their statistics in :meth:`_block_step`."""
         if not self._coordinate and grads and self._on_host(grads[0]):
             return None
         return super()._found_inf(grads)
@@ -700,10 +693,10 @@ class Spec:
     rotates: bool = False  # trained on the rotated loss (the caller wraps the model)
 
 
-def _adaptive(cls, partition: Callable | None = None) -> Callable[..., Optimizer]:
+def _adaptive(cls, partition: Callable | str | None = None) -> Callable[..., Optimizer]:
     def build(params, model, *, lr, betas, eps, momentum, **kw):
         if partition is not None:
-            kw["partition"] = partition(model)
+            kw["partition"] = partition(model) if callable(partition) else partition
         return cls(params, lr, betas, eps, **kw)
 
     return build
@@ -734,9 +727,7 @@ OPTIMIZERS: dict[str, Spec] = {
     "adasgd": Spec("AdaSGD", _adaptive(AdaSGD)),
     "rotated_adam": Spec("Rotated Adam", _adaptive(Adam), rotates=True),
     "sgd": Spec("SGD", _sgd),
-    "blockwise_adam_tensor": Spec(
-        "Blockwise Adam (per tensor)", _adaptive(BlockwiseAdam, lambda m: "tensor")
-    ),
+    "blockwise_adam_tensor": Spec("Blockwise Adam (per tensor)", _adaptive(BlockwiseAdam, "tensor")),
     "blockwise_adam_head": Spec("Blockwise Adam (per head)", _adaptive(BlockwiseAdam, _heads)),
     "signgd": Spec("SignGD", _signgd),
     "rmsprop": Spec("RMSProp", _rmsprop),
