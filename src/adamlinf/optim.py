@@ -45,7 +45,6 @@ _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-# ---- the shared maths ---------------------------------------------------------------------------
 def _check(name: str, value, *, below_one: bool = False) -> None:
     """A finite number >= 0 (and < 1 for a beta); the ``ValueError`` names the field and the value."""
     if name == "lr" and isinstance(value, Tensor) and value.numel() == 1:
@@ -175,7 +174,6 @@ def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: T
     return -1.0
 
 
-# ---- the non-finite skip and validated state dicts (every optimizer here) -----------------------
 class _Base(Optimizer):
     """``torch.optim.Optimizer`` plus the device-side skip of non-finite steps and validated state dicts."""
 
@@ -317,7 +315,6 @@ class _Base(Optimizer):
             raise ValueError(f"{type(self).__name__} has no state; the state dict is from another optimizer")
 
 
-# ---- Algorithm 3 and its presets ----------------------------------------------------------------
 def _frozen_ids(flat: Tensor, numels: list[int], params: list[Tensor]) -> list[Tensor]:
     """A partition's block ids frozen over given parameter sizes (picklable through ``partial``)."""
     return [c.reshape(p.shape) for c, p in zip(flat.split(numels), params, strict=True)]
@@ -497,7 +494,6 @@ class BlockwiseAdam(_Base):
         ds = _denominators(vs, c2s, group["eps"], group["eps_root"])
         torch._foreach_addcdiv_(ps, ms, ds, value=_scale_denominators_(ds, group["lr"], c1s, keep))
 
-    # ---- blocks ------------------------------------------------------------------------------------
     def _get_plan(self) -> dict:
         params = self._params()
         if self._plan is None or self._plan["key"] != (tuple(id(p) for p in params), params[0].device):
@@ -683,7 +679,6 @@ class SignGD(_Base):
             torch._foreach_add_(rp, signs, alpha=lr if group["maximize"] else -lr)
 
 
-# ---- the registry: every optimizer name of the book ---------------------------------------------
 @dataclass(frozen=True)
 class Spec:
     """A registered optimizer: its label, ``build(params, model, lr=, betas=, eps=, momentum=, **kw)``."""

@@ -26,9 +26,7 @@ def _check_dim(d, name="d") -> int:
 def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
     if seed is not None and generator is not None:
         raise ValueError("give either seed or generator, not both")
-    if seed is None:
-        return generator
-    return torch.Generator(device="cpu").manual_seed(int(seed))
+    return generator if seed is None else torch.Generator(device="cpu").manual_seed(int(seed))
 
 
 def haar(d: int, *, generator=None, seed: int | None = None, dtype=None, device="cpu") -> Tensor:
@@ -42,8 +40,7 @@ def haar(d: int, *, generator=None, seed: int | None = None, dtype=None, device=
     q, r = torch.linalg.qr(z)
     s = torch.sign(torch.diagonal(r))
     s[s == 0] = 1.0  # probability zero, but keep Q orthogonal
-    q = q * s.unsqueeze(0)
-    return q.to(dtype=dtype or torch.get_default_dtype(), device=device)
+    return (q * s.unsqueeze(0)).to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
 def exp_rotation(d: int, theta, *, seed: int = 0, dtype=None, device="cpu") -> Tensor:
@@ -374,10 +371,8 @@ class BlockRotation(Rotation):
                 by_size.setdefault(index.numel(), []).append((index, rot.matrix))
             else:
                 self._others.append((index.to(self.device), rot))
-        self._stacks = [
-            (torch.stack([i for i, _ in b]).to(self.device), torch.stack([m for _, m in b]))
-            for b in by_size.values()
-        ]
+        stacks = [(torch.stack([i for i, _ in b]), torch.stack([m for _, m in b])) for b in by_size.values()]
+        self._stacks = [(index.to(self.device), mats) for index, mats in stacks]
 
     def _map(self, x: Tensor, transpose: bool) -> Tensor:
         out = x.clone()
