@@ -259,9 +259,7 @@ class _Base(Optimizer):
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
         """A float32 0-dim flag, 1 iff a gradient entry is not finite (``torch.aminmax``: no overflow).
 
-        ``None`` when unchecked, or when read on the host and clear: a finite sum of the norms (one
-        pass, ``torch._foreach_norm``) has finite entries; only a non-finite one (or an overflow) is
-        checked entry by entry.
+        ``None`` when unchecked, or on the host when a sum of norms (one ``torch._foreach_norm``) is finite.
         """
         if self.defaults["nonfinite"] == "ignore" or not grads:
             return None
