@@ -359,7 +359,7 @@ class BlockwiseAdam(_Base):
         state, part = super().__getstate__(), None
         if not self._coordinate:
             reals = [_real(p) for p in self._params()]
-            flat = torch.cat([i.reshape(-1) for i in self.partition.index(reals)]).cpu()
+            flat = self.partition.flat_index(reals)
             part = Partition(partial(_frozen_ids, flat, [r.numel() for r in reals]), self.partition.name)
         state["defaults"] = {**state["defaults"], "partition": part}
         return state
