@@ -45,7 +45,6 @@ _FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
 _FUSED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-# ---- the shared maths ---------------------------------------------------------------------------
 def _check(name: str, value, *, below_one: bool = False) -> None:
     """A finite number >= 0 (and < 1 for a beta); the ``ValueError`` names the field and the value."""
     if name == "lr" and isinstance(value, Tensor) and value.numel() == 1:
@@ -175,7 +174,6 @@ def _scale_denominators_(ds: list[Tensor], lr, c1s: list[Tensor] | None, keep: T
     return -1.0
 
 
-# ---- the non-finite skip and validated state dicts (every optimizer here) -----------------------
 class _Base(Optimizer):
     """``torch.optim.Optimizer`` plus the device-side skip of non-finite steps and validated state dicts."""
 
@@ -261,9 +259,7 @@ class _Base(Optimizer):
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
         """A float32 0-dim flag, 1 iff a gradient entry is not finite (``torch.aminmax``: no overflow).
 
-        ``None`` when unchecked, or when read on the host and clear: a finite sum of the norms (one
-        pass, ``torch._foreach_norm``) has finite entries; only a non-finite one (or an overflow) is
-        checked entry by entry.
+        ``None`` when unchecked, or on the host when a sum of norms (one ``torch._foreach_norm``) is finite.
         """
         if self.defaults["nonfinite"] == "ignore" or not grads:
             return None
@@ -306,8 +302,7 @@ class _Base(Optimizer):
                 self._validate_group(groups[-1])
             except ValueError as err:
                 raise ValueError(f"param group {k}: {err}") from None
-        ids = [i for g in sd["param_groups"] for i in g["params"]]
-        by_id = {pid: i for i, pid in enumerate(ids)}
+        by_id = {pid: i for i, pid in enumerate(i for g in sd["param_groups"] for i in g["params"])}
         if any(pid not in by_id or not isinstance(st, Mapping) for pid, st in sd["state"].items()):
             raise ValueError("a state that is not a dict of a parameter of the groups")
         self._check_state({by_id[pid]: st for pid, st in sd["state"].items()}, groups)
@@ -318,7 +313,6 @@ class _Base(Optimizer):
             raise ValueError(f"{type(self).__name__} has no state; the state dict is from another optimizer")
 
 
-# ---- Algorithm 3 and its presets ----------------------------------------------------------------
 def _frozen_ids(flat: Tensor, numels: list[int], params: list[Tensor]) -> list[Tensor]:
     """A partition's block ids frozen over given parameter sizes (picklable through ``partial``)."""
     return [c.reshape(p.shape) for c, p in zip(flat.split(numels), params, strict=True)]
@@ -346,8 +340,6 @@ class BlockwiseAdam(_Base):
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected keyword arguments {sorted(unknown)}")
         partition = partitions.from_name(partition)
-        if not isinstance(partition, Partition):
-            raise ValueError(f"partition must be a Partition, got {type(partition).__name__}")
         nonfinite = kw.pop("nonfinite", "skip")
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, **{**_DEFAULTS, **kw}, partition=partition)
         super().__init__(params, defaults, nonfinite)
@@ -367,7 +359,7 @@ class BlockwiseAdam(_Base):
         state, part = super().__getstate__(), None
         if not self._coordinate:
             reals = [_real(p) for p in self._params()]
-            flat = torch.cat([i.reshape(-1) for i in self.partition.index(reals)]).cpu()
+            flat = self.partition.flat_index(reals)
             part = Partition(partial(_frozen_ids, flat, [r.numel() for r in reals]), self.partition.name)
         state["defaults"] = {**state["defaults"], "partition": part}
         return state
@@ -400,11 +392,7 @@ class BlockwiseAdam(_Base):
             raise ValueError("fused=True needs coordinates, eps > 0, bias_correction=True and eps_root=0")
 
     def _found_inf(self, grads: list[Tensor]) -> Tensor | None:
-        """As :meth:`_Base._found_inf`; blocks on the host are checked in :meth:`_block_step` instead.
-
-        There a finite sum of the block statistics it computes anyway (sums of squares, or the gradient
-        itself for one-coordinate blocks) has finite entries; any other sum is checked entry by entry.
-        """
+        """As :meth:`_Base._found_inf`; blocks on the host check their statistics in :meth:`_block_step`."""
         if not self._coordinate and grads and self._on_host(grads[0]):
             return None
         return super()._found_inf(grads)
@@ -504,7 +492,6 @@ class BlockwiseAdam(_Base):
         ds = _denominators(vs, c2s, group["eps"], group["eps_root"])
         torch._foreach_addcdiv_(ps, ms, ds, value=_scale_denominators_(ds, group["lr"], c1s, keep))
 
-    # ---- blocks ------------------------------------------------------------------------------------
     def _get_plan(self) -> dict:
         params = self._params()
         if self._plan is None or self._plan["key"] != (tuple(id(p) for p in params), params[0].device):
@@ -690,7 +677,6 @@ class SignGD(_Base):
             torch._foreach_add_(rp, signs, alpha=lr if group["maximize"] else -lr)
 
 
-# ---- the registry: every optimizer name of the book ---------------------------------------------
 @dataclass(frozen=True)
 class Spec:
     """A registered optimizer: its label, ``build(params, model, lr=, betas=, eps=, momentum=, **kw)``."""
@@ -700,10 +686,10 @@ class Spec:
     rotates: bool = False  # trained on the rotated loss (the caller wraps the model)
 
 
-def _adaptive(cls, partition: Callable | None = None) -> Callable[..., Optimizer]:
+def _adaptive(cls, partition: Callable | str | None = None) -> Callable[..., Optimizer]:
     def build(params, model, *, lr, betas, eps, momentum, **kw):
         if partition is not None:
-            kw["partition"] = partition(model)
+            kw["partition"] = partition(model) if callable(partition) else partition
         return cls(params, lr, betas, eps, **kw)
 
     return build
@@ -734,9 +720,7 @@ OPTIMIZERS: dict[str, Spec] = {
     "adasgd": Spec("AdaSGD", _adaptive(AdaSGD)),
     "rotated_adam": Spec("Rotated Adam", _adaptive(Adam), rotates=True),
     "sgd": Spec("SGD", _sgd),
-    "blockwise_adam_tensor": Spec(
-        "Blockwise Adam (per tensor)", _adaptive(BlockwiseAdam, lambda m: "tensor")
-    ),
+    "blockwise_adam_tensor": Spec("Blockwise Adam (per tensor)", _adaptive(BlockwiseAdam, "tensor")),
     "blockwise_adam_head": Spec("Blockwise Adam (per head)", _adaptive(BlockwiseAdam, _heads)),
     "signgd": Spec("SignGD", _signgd),
     "rmsprop": Spec("RMSProp", _rmsprop),

@@ -2,16 +2,13 @@ r"""Partitions of the parameters into blocks: the map :math:`\Phi:[d]\to[B]` of 
 
 Coordinates are numbered as in ``torch.cat([p.reshape(-1) for p in params])``; block :math:`b` has
 :math:`d_b=|\Phi^{-1}(b)|` coordinates :math:`x_{(b)}`, and :math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}`
-(Definition 3.8, RECONSTRUCTED: see ``book/reconstruction.md``). ``coordinate()``: :math:`\Phi(i)=i`
-(Adam); ``whole()``: one block (AdaSGD); ``tensor()``: one per tensor (Adalayer); ``rows()``: one per
-output row; ``heads(model, n_head)``: one per attention head and projection (Adam-mini);
-``custom(spec)``: a callable, a ``{tensor: ids}`` mapping or a flat id vector. ``params`` may be a
-list of tensors, a tensor, param groups, or an ``int`` ``d`` (one vector).
+(Definition 3.8, RECONSTRUCTED: see ``book/reconstruction.md``). ``params`` may be a list of tensors, a
+tensor, param groups, or an ``int`` ``d`` (one vector).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -46,10 +43,8 @@ def _check_integer(ids: Tensor, what: str) -> None:
 def check_block_index(block_index, d: int, *, relabel: bool = False, what: str = "block_index") -> Tensor:
     r"""The ``(d,)`` LongTensor of block ids :math:`(\Phi(1),\dots,\Phi(d))`, checked to be ``0..B-1``.
 
-    With ``relabel`` any integer labels are mapped to ``0..B-1`` in increasing order instead.
-
-    Raises:
-        ValueError: non-integer ids, not ``d`` of them, a negative id or an empty block.
+    ``relabel`` maps any integer labels to ``0..B-1`` in increasing order instead. ``ValueError`` on
+    non-integer ids, not ``d`` of them, a negative id or an empty block.
     """
     idx = torch.as_tensor(block_index)
     _check_integer(idx, what)
@@ -64,10 +59,8 @@ def check_block_index(block_index, d: int, *, relabel: bool = False, what: str =
     B = int(idx.max()) + 1
     empty = (torch.bincount(idx, minlength=B) == 0).nonzero().reshape(-1)
     if empty.numel():
-        raise ValueError(
-            f"{what}: block ids must be 0..B-1 with no empty block; {empty.numel()} of the {B} are empty, "
-            f"e.g. {empty[:10].tolist()}"
-        )
+        msg = f"{what}: block ids must be 0..B-1 with no empty block; {empty.numel()} of the {B} are empty"
+        raise ValueError(f"{msg}, e.g. {empty[:10].tolist()}")
     return idx
 
 
@@ -92,9 +85,8 @@ class Partition:
         for k, (i, p) in enumerate(zip(ids, ps, strict=True)):
             _check_integer(i, f"{what}, parameter {k}")
             if i.shape != p.shape:
-                raise ValueError(
-                    f"{what}: ids of shape {tuple(i.shape)} for parameter {k} of shape {tuple(p.shape)}"
-                )
+                shapes = f"{tuple(i.shape)} for parameter {k} of shape {tuple(p.shape)}"
+                raise ValueError(f"{what}: ids of shape {shapes}")
         ids = [i.to(device="cpu", dtype=torch.long) for i in ids]
         flat = torch.cat([i.reshape(-1) for i in ids])
         check_block_index(flat, flat.numel(), what=what)
@@ -109,26 +101,21 @@ class Partition:
         return int(self.flat_index(params).max()) + 1
 
     def _block_stats(self, x, params) -> tuple[Tensor, Tensor]:
-        r""":math:`\|x_{(b)}\|_2` of shape ``(..., B)`` and :math:`d_b` (in ``x``'s dtype).
-
-        ``x``: tensors shaped like ``params``, a flat ``(d,)`` vector or a batch ``(..., d)``.
-        """
-        batched = False
-        if isinstance(x, Tensor) and params is not None and x.dim() >= 1:
-            d = int(self.flat_index(params).numel())
-            batched = x.dim() >= 2 and x.shape[-1] == d and x.numel() != d
-            flat_x = x if (x.dim() == 1 or batched) else x.reshape(-1)
-        else:
+        r""":math:`\|x_{(b)}\|_2` as ``(..., B)`` and :math:`d_b`; ``x`` like ``params`` or ``(..., d)``."""
+        if not (isinstance(x, Tensor) and params is not None and x.dim() >= 1):
             xs = _as_tensors(x)
-            flat_x = torch.cat([t.reshape(-1) for t in xs])
+            x = torch.cat([t.reshape(-1) for t in xs])
             params = xs if params is None else params
-        idx = self.flat_index(params).to(flat_x.device)
-        if idx.numel() != flat_x.shape[-1]:
-            raise ValueError(f"x has {flat_x.shape[-1]} coordinates but the parameters have {idx.numel()}")
+        idx = self.flat_index(params).to(x.device)
+        d = idx.numel()
+        if x.dim() >= 2 and (x.shape[-1] != d or x.numel() == d):  # not a batch: one tensor like params
+            x = x.reshape(-1)
+        if x.shape[-1] != d:
+            raise ValueError(f"x has {x.shape[-1]} coordinates but the parameters have {d}")
         B = int(idx.max()) + 1
-        sq = torch.zeros(*flat_x.shape[:-1], B, dtype=flat_x.dtype, device=flat_x.device)
-        sq.index_add_(-1, idx, flat_x * flat_x)
-        return sq.sqrt(), torch.bincount(idx, minlength=B).to(flat_x.dtype)
+        sq = torch.zeros(*x.shape[:-1], B, dtype=x.dtype, device=x.device)
+        sq.index_add_(-1, idx, x * x)
+        return sq.sqrt(), torch.bincount(idx, minlength=B).to(x.dtype)
 
     def norm(self, x, params=None) -> Tensor:
         r""":math:`\|x\|_\Phi=\max_b\|x_{(b)}\|_2/\sqrt{d_b}` (:math:`\|x\|_\infty` for coordinates)."""
@@ -141,18 +128,19 @@ class Partition:
         return (sizes.sqrt() * norms).sum(-1)
 
 
-def _globalise(local_ids: Iterable[Tensor]) -> list[Tensor]:
-    """Per-tensor ids ``0..n_k-1`` shifted past the blocks of the earlier tensors."""
-    out, offset = [], 0
-    for local in local_ids:
-        out.append(local + offset)
-        if local.numel():
-            offset += int(local.max()) + 1
-    return out
-
-
 def _per_tensor(rule: Callable[[Tensor], Tensor], name: str) -> Partition:
-    return Partition(lambda params: _globalise(rule(p) for p in params), name)
+    """Per-tensor ids ``0..n_k-1`` of ``rule``, shifted past the blocks of the earlier tensors."""
+
+    def assign(params: list[Tensor]) -> list[Tensor]:
+        out, offset = [], 0
+        for p in params:
+            local = rule(p)
+            out.append(local + offset)
+            if local.numel():
+                offset += int(local.max()) + 1
+        return out
+
+    return Partition(assign, name)
 
 
 def _rows(p: Tensor) -> Tensor:
@@ -185,11 +173,10 @@ _QKV = ("c_attn.weight", "c_attn.bias")
 
 
 def heads(model_or_named, n_head: int) -> Partition:
-    r"""Adam-mini's partition (Zhang et al. 2024) of a nanoGPT-style GPT.
+    r"""Adam-mini's partition (Zhang et al. 2024) of a nanoGPT-style GPT: one block per head and projection.
 
-    The rows of ``c_attn`` (``(3 n_embd, n_embd)``: q, k, v stacked, each ``n_head`` heads of
-    ``n_embd / n_head`` rows) of one head of one projection form a block. Other tensors, and tensors
-    not of the model (``model_or_named``: a module, or ``(name, tensor)`` pairs), are split by rows.
+    A block is the ``n_embd / n_head`` rows of one head of q, k or v in ``c_attn`` (stacked); other tensors,
+    and those not of the model (``model_or_named``: a module or ``(name, tensor)`` pairs), split by rows.
     """
     if not isinstance(n_head, int) or n_head <= 0:
         raise ValueError(f"n_head must be a positive int, got {n_head!r}")
@@ -199,9 +186,8 @@ def heads(model_or_named, n_head: int) -> Partition:
         named = list(model_or_named.items() if isinstance(model_or_named, Mapping) else model_or_named)
     qkv = {id(p): n for n, p in named if any(n == s or n.endswith("." + s) for s in _QKV)}
     if not qkv:
-        raise ValueError(
-            f"heads(): no parameter name matches {_QKV!r}; names are e.g. {[n for n, _ in named[:5]]}"
-        )
+        names = [n for n, _ in named[:5]]
+        raise ValueError(f"heads(): no parameter name matches {_QKV!r}; names are e.g. {names}")
     for n, p in named:
         if id(p) in qkv and (p.dim() == 0 or p.shape[0] % (3 * n_head)):
             raise ValueError(f"heads(): {n!r} of shape {tuple(p.shape)}: dim 0 not divisible by 3*n_head")
@@ -212,10 +198,7 @@ def heads(model_or_named, n_head: int) -> Partition:
         head = torch.arange(p.shape[0]) // (p.shape[0] // (3 * n_head))
         return head.reshape((-1,) + (1,) * (p.dim() - 1)).expand(p.shape).clone()
 
-    return Partition(
-        lambda params: _globalise(local_ids(p) for p in params),
-        f"heads(n_head={n_head}, n_proj=3, joint=False)",
-    )
+    return _per_tensor(local_ids, f"heads(n_head={n_head}, n_proj=3, joint=False)")
 
 
 def custom(spec, *, name: str = "custom") -> Partition:
@@ -239,9 +222,8 @@ def custom(spec, *, name: str = "custom") -> Partition:
     def assign_flat(params):
         sizes = [p.numel() for p in params]
         if flat.numel() != sum(sizes):
-            raise ValueError(
-                f"partition {name}: {flat.numel()} ids for {sum(sizes)} coordinates: it does not cover them"
-            )
+            msg = f"{flat.numel()} ids for {sum(sizes)} coordinates: it does not cover them"
+            raise ValueError(f"partition {name}: {msg}")
         return [c.reshape(p.shape) for c, p in zip(flat.split(sizes), params, strict=True)]
 
     return Partition(assign_flat, name)

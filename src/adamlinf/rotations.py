@@ -26,9 +26,7 @@ def _check_dim(d, name="d") -> int:
 def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator | None:
     if seed is not None and generator is not None:
         raise ValueError("give either seed or generator, not both")
-    if seed is None:
-        return generator
-    return torch.Generator(device="cpu").manual_seed(int(seed))
+    return generator if seed is None else torch.Generator(device="cpu").manual_seed(int(seed))
 
 
 def haar(d: int, *, generator=None, seed: int | None = None, dtype=None, device="cpu") -> Tensor:
@@ -42,8 +40,7 @@ def haar(d: int, *, generator=None, seed: int | None = None, dtype=None, device=
     q, r = torch.linalg.qr(z)
     s = torch.sign(torch.diagonal(r))
     s[s == 0] = 1.0  # probability zero, but keep Q orthogonal
-    q = q * s.unsqueeze(0)
-    return q.to(dtype=dtype or torch.get_default_dtype(), device=device)
+    return (q * s.unsqueeze(0)).to(dtype=dtype or torch.get_default_dtype(), device=device)
 
 
 def exp_rotation(d: int, theta, *, seed: int = 0, dtype=None, device="cpu") -> Tensor:
@@ -68,18 +65,17 @@ class Rotation:
 
     def apply(self, x: Tensor) -> Tensor:
         r"""$Rx$ for ``x`` of shape ``(..., n)``."""
-        self._check_input(x)
-        return self._map(x, False)
+        return self._map(self._checked(x), False)
 
     def apply_T(self, x: Tensor) -> Tensor:
         r"""$R^\top x$ for ``x`` of shape ``(..., n)``."""
-        self._check_input(x)
-        return self._map(x, True)
+        return self._map(self._checked(x), True)
 
-    def _check_input(self, x: Tensor) -> None:
+    def _checked(self, x: Tensor) -> Tensor:
         if not isinstance(x, Tensor) or x.dim() == 0 or x.shape[-1] != self.n:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"expected a tensor of shape (..., {self.n}), got {shape}")
+        return x
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={self.n})"
@@ -186,16 +182,6 @@ def to_dense(rotation, n: int | None = None, *, dtype=None) -> Tensor:
     return rotation.apply(eye).T.contiguous()
 
 
-def _icbrt(r: int) -> int:
-    """floor(r ** (1/3)) exactly."""
-    s = max(1, int(round(r ** (1.0 / 3.0))))
-    while s**3 > r:
-        s -= 1
-    while (s + 1) ** 3 <= r:
-        s += 1
-    return s
-
-
 def split_pieces(n: int, *, dense_max: int = 512) -> list[tuple[int, int, int]]:
     r"""Pieces $n = \sum_j a_jb_jc_j$: $(s,s,\lfloor r/s^2\rfloor)$ while the rest $r >$ ``dense_max``.
 
@@ -206,7 +192,11 @@ def split_pieces(n: int, *, dense_max: int = 512) -> list[tuple[int, int, int]]:
         raise ValueError(f"dense_max must be >= 1, got {dense_max}")
     pieces, r = [], n
     while r > dense_max:
-        s = _icbrt(r)
+        s = max(1, int(round(r ** (1.0 / 3.0))))  # then exactly floor(r ** (1/3))
+        while s**3 > r:
+            s -= 1
+        while (s + 1) ** 3 <= r:
+            s += 1
         c = r // (s * s)
         pieces.append((s, s, c))
         r -= s * s * c
@@ -321,17 +311,9 @@ class PermuteRotate(Rotation):
 
     def state_dict(self, include_permutations: bool = False) -> dict:
         """The state that rebuilds the rotation exactly."""
-        sd = {
-            "kind": "permute_rotate",
-            "version": 1,
-            "n": self.n,
-            "k": self.k,
-            "seed": self.seed,
-            "dense_max": self.dense_max,
-            "pieces": [list(p) for p in self.pieces],
-            "matrices": _each_matrix(Tensor.clone, self._q64),
-            "perm_digests": list(self._digests),
-        }
+        sd = {"kind": "permute_rotate", "version": 1, "n": self.n, "k": self.k, "seed": self.seed}
+        sd.update(dense_max=self.dense_max, pieces=[list(p) for p in self.pieces])
+        sd.update(matrices=_each_matrix(Tensor.clone, self._q64), perm_digests=list(self._digests))
         if include_permutations:
             sd["perms"] = [p.cpu().to(torch.int64) for p in self._perm]
         return sd
@@ -342,24 +324,14 @@ class PermuteRotate(Rotation):
             raise ValueError(f"not the state of a PermuteRotate of n={self.n}")
         try:
             k, seed, dense_max = int(sd["k"]), int(sd["seed"]), int(sd["dense_max"])
-            new = PermuteRotate(
-                self.n,
-                k,
-                seed,
-                self.dtype,
-                self.device,
-                dense_max=dense_max,
-                pieces=sd["pieces"],
-                perms=sd.get("perms"),
-            )
+            kw = dict(dense_max=dense_max, pieces=sd["pieces"], perms=sd.get("perms"))
+            new = PermuteRotate(self.n, k, seed, self.dtype, self.device, **kw)
             digests, matrices = list(sd["perm_digests"]), sd["matrices"]
         except (KeyError, TypeError, IndexError) as err:
             raise ValueError(f"malformed PermuteRotate state: {err!r}") from None
         if new._digests != digests:
-            raise ValueError(
-                "regenerated permutations differ from the saved ones (different torch RNG?); "
-                "save with state_dict(include_permutations=True)"
-            )
+            msg = "regenerated permutations differ from the saved ones (different torch RNG?)"
+            raise ValueError(f"{msg}; save with state_dict(include_permutations=True)")
         expected = [[[None if s == 1 else (s, s) for s in shape] for shape in new.pieces]] * new.k
         got = _each_matrix(lambda q: tuple(q.shape), matrices)
         if got != expected:
@@ -399,10 +371,8 @@ class BlockRotation(Rotation):
                 by_size.setdefault(index.numel(), []).append((index, rot.matrix))
             else:
                 self._others.append((index.to(self.device), rot))
-        self._stacks = [
-            (torch.stack([i for i, _ in b]).to(self.device), torch.stack([m for _, m in b]))
-            for b in by_size.values()
-        ]
+        stacks = [(torch.stack([i for i, _ in b]), torch.stack([m for _, m in b])) for b in by_size.values()]
+        self._stacks = [(index.to(self.device), mats) for index, mats in stacks]
 
     def _map(self, x: Tensor, transpose: bool) -> Tensor:
         out = x.clone()
@@ -497,16 +467,9 @@ class KroneckerRotation(Rotation):
 class RotatedParametrization:
     r"""Train any ``nn.Module`` on $L\circ\mathcal R$ ("rotated Adam", Section 4).
 
-    The optimizer owns a flat ``w``, from $w_0 = \mathcal R^\top x_0$; the module holds $x = \mathcal Rw$::
-
-        rp.push()                  # module parameters <- R w
-        loss.backward()
-        rp.pull_grad()             # w.grad <- R^T grad  (missing grads count as 0)
-        opt.step()                 # opt built on rp.parameters()
-
-    Args:
-        module: the model, on its device and dtype.
-        rotation: anything :func:`as_rotation` takes; default ``PermuteRotate(n, k, seed)``.
+    The optimizer owns a flat ``w`` from $w_0 = \mathcal R^\top x_0$, the module holds $x = \mathcal Rw$:
+    ``rp.push()``, ``loss.backward()``, ``rp.pull_grad()``, ``opt.step()`` (``opt`` on ``rp.parameters()``).
+    ``rotation``: anything :func:`as_rotation` takes; default ``PermuteRotate(n, k, seed)``.
     """
 
     def __init__(self, module: nn.Module, rotation=None, *, k: int = 2, seed: int = 0):
@@ -525,10 +488,9 @@ class RotatedParametrization:
         rot_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         if rotation is None:
             rotation = PermuteRotate(self.n, k=k, seed=seed, dtype=rot_dtype, device=device)
-        rotation = as_rotation(rotation)
+        self.rotation = rotation = as_rotation(rotation)
         if rotation.n != self.n:
             raise ValueError(f"rotation acts on n={rotation.n} coordinates, the module has {self.n}")
-        self.rotation = rotation
         self._rot_dtype = getattr(rotation, "dtype", rot_dtype)
         with torch.no_grad():
             x0 = torch.cat([p.detach().reshape(-1) for p in params])
@@ -548,9 +510,8 @@ class RotatedParametrization:
     @torch.no_grad()
     def pull_grad(self) -> None:
         r"""``w.grad`` $\leftarrow\mathcal R^\top\nabla_xL$ from the module's ``.grad`` (None counts as 0)."""
-        g = torch.cat(
-            [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self._params]
-        )
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self._params]
+        g = torch.cat([x.reshape(-1) for x in grads])
         gw = self.rotation.apply_T(g.to(self._rot_dtype)).to(self.w.dtype)
         if self.w.grad is None:
             self.w.grad = gw

@@ -1,9 +1,8 @@
 """The models of the paper's experiments: GPT-2 (Section 4.2) and ResNet18 for CIFAR-10 (Section 4.3).
 
-``build(spec)`` makes one from a plain dict, so notebooks and checkpoints describe models as data::
-
-    build({"kind": "gpt", "n_layer": 4, "n_head": 4, "n_embd": 128, "vocab_size": 256, "block_size": 128})
-    build({"kind": "resnet18", ...})   # keyword arguments of adamlinf.models.resnet.resnet18_cifar
+``build(spec)`` makes one from a plain dict, so notebooks and checkpoints describe models as data:
+``{"kind": "gpt", "n_layer": 4, "n_head": 4, ...}`` (:class:`GPTConfig`'s fields) or
+``{"kind": "resnet18", ...}`` (the keyword arguments of ``adamlinf.models.resnet.resnet18_cifar``).
 """
 
 from __future__ import annotations
@@ -21,20 +20,15 @@ MODEL_KINDS = ("gpt", "resnet18")
 
 
 def build(spec: dict) -> nn.Module:
-    """``GPT(GPTConfig(**config))`` (``"preset": "gpt2_124m"`` and overrides) or ``resnet18_cifar(**config)``.
-
-    The spec stays on the model as ``model.adamlinf_spec``, so checkpoints can rebuild it.
-    """
+    """A ``GPT`` (``"preset": "gpt2_124m"`` allowed) or ``resnet18_cifar``, its spec as ``adamlinf_spec``."""
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ValueError(f"model spec must be a dict with a 'kind' key (one of {MODEL_KINDS}), got {spec!r}")
-    config = {k: v for k, v in spec.items() if k != "kind"}
-    kind = spec["kind"]
+    kind, config = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
+    allowed = ["blocks", "in_channels", "num_classes", "seed", "width"]
     if kind == "gpt":
         allowed = sorted(f.name for f in dataclasses.fields(GPTConfig)) + ["preset"]
-    else:
-        allowed = ["blocks", "in_channels", "num_classes", "seed", "width"]
     unknown = sorted(set(config) - set(allowed))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} in a model spec of kind {kind!r}; allowed: {allowed}")

@@ -1,13 +1,10 @@
 """GPT-2 in the nanoGPT style {cite}`karpathy2022nanogpt,radford2019language` (Section 4.2).
 
 The paper's settings (VERIFIED against its code): no biases, tied token embedding and head, learned
-positions, pre-LayerNorm blocks, GELU MLP of width 4·n_embd, vocabulary 50304 at 124M. GPT-2's init:
-weights ~ N(0, 0.02²), the residual projections ``c_proj`` ~ N(0, (0.02/√(2·n_layer))²).
-
-Attention is Attn(Q, K, V) = softmax(Q Kᵀ / √d_head + M) V with the causal mask M, computed by
-``"flash"`` (``F.scaled_dot_product_attention``, for training) or ``"math"`` (written out: double
-backward and forward-mode AD work, so Hessian-vector products do; see :meth:`GPT.set_attention`).
-Names follow nanoGPT (``c_attn`` holds Q, K, V stacked), which ``partitions.heads`` relies on.
+positions, pre-LayerNorm blocks, GELU MLP of width 4·n_embd, vocabulary 50304 at 124M; init N(0, 0.02²),
+``c_proj`` N(0, (0.02/√(2·n_layer))²). Attention softmax(Q Kᵀ / √d_head + M) V (causal mask M) is
+``"flash"`` (``F.scaled_dot_product_attention``) or ``"math"`` (written out: double backward and
+forward-mode AD, so Hessian-vector products, work). ``c_attn`` holds Q, K, V stacked (``partitions.heads``).
 """
 
 from __future__ import annotations
@@ -48,10 +45,8 @@ class GPTConfig:
 
     @classmethod
     def gpt2_124m(cls, **overrides) -> GPTConfig:
-        """GPT-2 small as the paper trains it: 50304 tokens, 12 layers and heads, width 768, context 1024."""
-        kw = dict(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, n_embd=768)
-        kw.update(overrides)
-        return cls(**kw)
+        """GPT-2 small as the paper trains it (the defaults): 50304 tokens, 12 layers and heads, width 768."""
+        return cls(**overrides)
 
     def to_dict(self) -> dict:
         """The configuration as a plain dict."""
@@ -63,10 +58,8 @@ class CausalSelfAttention(nn.Module):
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.n_head = config.n_head
-        self.n_embd = config.n_embd
-        self.dropout = config.dropout
-        self.attention = config.attention
+        self.n_head, self.n_embd = config.n_head, config.n_embd
+        self.dropout, self.attention = config.dropout, config.attention
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         self.attn_dropout = nn.Dropout(config.dropout)
@@ -80,9 +73,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if self.attention == "flash":
-            y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-            )
+            p = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
         else:  # "math": softmax(Q K^T / sqrt(d) + M) V, differentiable to any order
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
             att = att.masked_fill(~self.causal_mask[:T, :T], float("-inf"))
@@ -130,22 +122,18 @@ class GPT(nn.Module):
         if not isinstance(config, GPTConfig):
             raise ValueError(f"GPT needs a GPTConfig, got {type(config).__name__}")
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=False),
-            )
-        )
+        self.transformer = nn.ModuleDict()
+        self.transformer.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.transformer.drop = nn.Dropout(config.dropout)
+        self.transformer.h = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.transformer.ln_f = nn.LayerNorm(config.n_embd, bias=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
         self.apply(self._init_weights)
-        proj_std = 0.02 / math.sqrt(2 * config.n_layer)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=proj_std)
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
     def _init_weights(module):
@@ -187,15 +175,12 @@ class GPT(nn.Module):
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, tied ones once (without the position embeddings if ``non_embedding``, as nanoGPT)."""
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            n -= self.transformer.wpe.weight.numel()
-        return n
+        wpe = self.transformer.wpe.weight.numel() if non_embedding else 0
+        return sum(p.numel() for p in self.parameters()) - wpe
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token, 6·N + 12·n_layer·n_embd·T (PaLM appendix B, as nanoGPT)."""
-        cfg = self.config
-        return 6 * self.num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+        return 6 * self.num_params() + 12 * self.config.n_layer * self.config.n_embd * self.config.block_size
 
     def estimate_mfu(self, tokens_per_iter: float, dt: float, peak_flops: float = 989e12) -> float:
         """Achieved FLOP/s over ``peak_flops`` (default H100/H200 dense bf16, 989e12; A100: 312e12)."""

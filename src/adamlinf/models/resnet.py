@@ -1,15 +1,15 @@
-"""ResNet18 for 32x32 images (CIFAR-10), Section 4.3, built from torchvision's ``BasicBlock``/``ResNet``.
+"""ResNet18 for 32x32 images (CIFAR-10), Section 4.3, from torchvision's ``BasicBlock`` and ``ResNet``.
 
-The CIFAR variant: a 3x3 stride-1 stem and no max-pool; stages of ``width·(1, 2, 4, 8)`` channels
-at strides 1, 2, 2, 2, global average pooling, a linear layer (11,173,962 parameters for 10
-classes). Every BatchNorm has ``track_running_stats=False`` (the paper's setting), so it uses the
-batch's statistics in evaluation too: the network is a fixed function of a fixed batch (Table 4
-needs that). A smaller ``width`` and ``blocks`` scale it down for ``ci``.
+The CIFAR variant: a 3x3 stride-1 stem, no max-pool, stages of ``width·(1, 2, 4, 8)`` channels at strides
+1, 2, 2, 2, average pooling, a linear layer (11,173,962 parameters for 10 classes). Every BatchNorm has
+``track_running_stats=False`` (the paper's setting): batch statistics in evaluation too, so the network is
+a fixed function of a fixed batch (Table 4 needs that). A smaller ``width`` and ``blocks`` make ``ci``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -22,13 +22,9 @@ def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _batchnorm(num_features: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(num_features, track_running_stats=False)
-
-
 @dataclass
 class ResNetConfig:
-    """Outputs, first-stage width, ``BasicBlock``s per stage (four) and image channels."""
+    """Outputs, first-stage width, the number of ``BasicBlock`` per stage (four) and image channels."""
 
     num_classes: int = 10
     width: int = 64
@@ -37,11 +33,8 @@ class ResNetConfig:
 
     def __post_init__(self):
         blocks = self.blocks
-        if (
-            not isinstance(blocks, (tuple, list))
-            or len(blocks) != 4
-            or not all(_is_int(b) and b >= 1 for b in blocks)
-        ):
+        four = isinstance(blocks, (tuple, list)) and len(blocks) == 4
+        if not four or not all(_is_int(b) and b >= 1 for b in blocks):
             raise ValueError(f"ResNetConfig.blocks must be four positive integers, got {blocks!r}")
         self.blocks = tuple(int(b) for b in blocks)
         for name in ("num_classes", "width", "in_channels"):
@@ -55,14 +48,12 @@ class CifarResNet(ResNet):
 
     def __init__(self, config: ResNetConfig | None = None):
         nn.Module.__init__(self)  # ResNet.__init__ would build the ImageNet stem; we build ours
-        cfg = config or ResNetConfig()
-        self.config = cfg
-        self._norm_layer = _batchnorm
+        self.config = cfg = config or ResNetConfig()
+        self._norm_layer = partial(nn.BatchNorm2d, track_running_stats=False)
         self.groups, self.base_width, self.dilation = 1, 64, 1  # what BasicBlock requires
-        w = cfg.width
-        self.inplanes = w
+        self.inplanes = w = cfg.width
         self.conv1 = nn.Conv2d(cfg.in_channels, w, kernel_size=3, stride=1, padding=1, bias=False)
-        self.bn1 = _batchnorm(w)
+        self.bn1 = self._norm_layer(w)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity()
         self.layer1 = self._make_layer(BasicBlock, w, cfg.blocks[0])
