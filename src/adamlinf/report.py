@@ -157,23 +157,10 @@ def style() -> None:
     """Matplotlib defaults for book figures: ticks and legends 10 pt, labels 11, titles 12."""
     import matplotlib as mpl
 
-    mpl.rcParams.update(
-        {
-            "figure.dpi": DPI,
-            "savefig.dpi": DPI,
-            "font.size": 11,
-            "axes.titlesize": 12,
-            "axes.labelsize": 11,
-            "xtick.labelsize": 10,
-            "ytick.labelsize": 10,
-            "legend.fontsize": 10,
-            "legend.title_fontsize": 10,
-            "figure.titlesize": 12,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "figure.figsize": (FIGURE_WIDTH, 4.0),
-        }
-    )
+    sizes = {"font.size": 11, "axes.labelsize": 11, "axes.titlesize": 12, "figure.titlesize": 12}
+    small = {"xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10, "legend.title_fontsize": 10}
+    mpl.rcParams.update(sizes | small | {"axes.grid": True, "grid.alpha": 0.3})
+    mpl.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (FIGURE_WIDTH, 4.0)})
 
 
 def figure(fig, caption: str, *, alt: str | None = None, display: bool = True):
