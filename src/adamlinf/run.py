@@ -92,24 +92,19 @@ def repo_relative(path: Path) -> str:
         return str(path)
 
 
-_CELL = re.compile(r"^# %%(.*)$")
+_CELL = re.compile(r"^# %%(.*)$", re.MULTILINE)
 _TAGS = re.compile(r"tags\s*=\s*(\[[^\]]*\])")
 
 
 def code_cells(source: str) -> list[tuple[str, bool]]:
     """``(code, tagged parameters)`` of each code cell of a jupytext percent-format source."""
-    cells: list[tuple[str, list[str]]] = []
-    for line in source.splitlines():
-        m = _CELL.match(line)
-        if m:
-            cells.append((m.group(1), []))
-        elif cells:
-            cells[-1][1].append(line)
+    parts = _CELL.split(source)  # text before the first cell, then (header, body) pairs
     out = []
-    for header, lines in cells:
+    for header, body in zip(parts[1::2], parts[2::2], strict=True):
         if not any(kind in header for kind in ("[markdown]", "[md]", "[raw]")):
             tags = _TAGS.search(header)
-            out.append(("\n".join(lines), bool(tags and re.search(r"['\"]parameters['\"]", tags.group(1)))))
+            code = "\n".join(body.splitlines()[1:])  # the body starts with the header line's newline
+            out.append((code, bool(tags and re.search(r"['\"]parameters['\"]", tags.group(1)))))
     return out
 
 
@@ -184,18 +179,13 @@ def check_value(key: str, text: str, default: Any) -> Any:
     bad = f"--set {key}={text}:"
     if kind == "str":
         return value if isinstance(value, str) else text.strip()
-    if kind == "None":
-        return value
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool" and not isinstance(value, bool):
         raise ValueError(f"{bad} expected True or False (default {default!r})")
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{bad} expected a whole number (default {default!r})")
-        return value
+    if kind == "int" and not (number and isinstance(value, int)):
+        raise ValueError(f"{bad} expected a whole number (default {default!r})")
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not number:
             raise ValueError(f"{bad} expected a number (default {default!r})")
         if not math.isfinite(float(value)) and math.isfinite(default):
             raise ValueError(f"{bad} expected a finite number (default {default!r})")
