@@ -312,8 +312,11 @@ def commit_staging(
 
 def sha256_file(path: Path | str) -> str:
     """The SHA-256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 #: The provenance field that holds ``{relative path: SHA-256}`` of every published file.
