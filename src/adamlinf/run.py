@@ -36,9 +36,8 @@ import yaml
 from . import results as _results
 from .results import PROVENANCE_FILE, REPO_ROOT, provenance, save_json
 
-BOOK = REPO_ROOT / "book"
-SOURCES = BOOK / "notebooks"
-EXECUTED = BOOK / "executed"
+SOURCES = REPO_ROOT / "book" / "notebooks"
+EXECUTED = REPO_ROOT / "book" / "executed"
 PARAMS = REPO_ROOT / "params"
 TOC = REPO_ROOT / "_toc.yml"
 
@@ -508,14 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(order))
         return 0
-    names = order
-    if args.only:
-        unknown = [n for n in args.only if n not in order]
-        if unknown:
-            hints = "".join(_did_you_mean(n, order) for n in unknown)
-            parser.error(f"unknown notebook(s) {unknown}{hints}; choose from: {', '.join(order)}")
-        names = [n for n in order if n in args.only]
-    names = execution_order(names)
+    unknown = [n for n in args.only or () if n not in order]
+    if unknown:
+        hints = "".join(_did_you_mean(n, order) for n in unknown)
+        parser.error(f"unknown notebook(s) {unknown}{hints}; choose from: {', '.join(order)}")
+    names = execution_order([n for n in order if not args.only or n in args.only])
     if args.publish and args.scale not in PUBLISHED_SCALES:
         parser.error(f"--publish is for --scale {' or '.join(PUBLISHED_SCALES)}")
     resolved = check_overrides(names, args.scale, dict(args.set))
@@ -525,8 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i, name in enumerate(names, 1):
             print(f"[{i}/{len(names)}] {name} (scale={args.scale}) ...", flush=True)
-            status = _run_one(name, args, resolved[name])
-            if status:
+            if status := _run_one(name, args, resolved[name]):
                 return status
     finally:
         if previous is not None:

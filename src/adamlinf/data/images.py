@@ -200,12 +200,8 @@ class ImageTask:
         """Training-set indices of micro-batch ``(step, micro_step, rank)`` (no replacement per epoch)."""
         k = (step * self.grad_accum + micro_step) * world + rank
         pos = torch.arange(k * self.batch_size, (k + 1) * self.batch_size)
-        epochs, offsets = pos // self.num_train, pos % self.num_train
-        out = torch.empty_like(pos)
-        for e in epochs.unique().tolist():
-            sel = epochs == e
-            out[sel] = self._epoch_perm(int(e))[offsets[sel]]
-        return out
+        epochs, offsets = pos // self.num_train, pos % self.num_train  # epochs ascend with pos
+        return torch.cat([self._epoch_perm(e)[offsets[epochs == e]] for e in epochs.unique().tolist()])
 
     def batch(
         self, split: str, step: int, micro_step: int = 0, rank: int = 0, world: int = 1
