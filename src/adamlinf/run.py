@@ -36,8 +36,9 @@ import yaml
 from . import results as _results
 from .results import PROVENANCE_FILE, REPO_ROOT, provenance, save_json
 
-SOURCES = REPO_ROOT / "book" / "notebooks"
-EXECUTED = REPO_ROOT / "book" / "executed"
+BOOK = REPO_ROOT / "book"
+SOURCES = BOOK / "notebooks"
+EXECUTED = BOOK / "executed"
 PARAMS = REPO_ROOT / "params"
 TOC = REPO_ROOT / "_toc.yml"
 
