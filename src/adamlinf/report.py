@@ -68,10 +68,7 @@ def pm(mean: float, spread: float, digits: int = 3) -> str:
 
 #: Column names of the book's tidy tables, as a table header shows them.
 HEADERS = {
-    "best_lr": "best lr",
     "d_l2": "d·‖H‖₂",
-    "final_loss": "final loss",
-    "final_loss_std": "final loss std",
     "H_exact": "H (exact)",
     "H_linf": "H (ℓ∞)",
     "l11_per_d": "‖H‖₁,₁/d",

@@ -46,8 +46,7 @@ def offline() -> bool:
 
 def data_root() -> Path:
     """Where data sets live (text and images): ``$ADAMLINF_DATA`` if set, else ``<repo>/data``."""
-    env = os.environ.get("ADAMLINF_DATA")
-    return Path(env) if env else REPO_ROOT / "data"
+    return Path(os.environ.get("ADAMLINF_DATA") or REPO_ROOT / "data")
 
 
 def data_dir(name: str, root: str | Path | None = None) -> Path:
@@ -408,8 +407,7 @@ class LMTask:
     def loss(self, model, batch) -> torch.Tensor:
         """Mean next-token cross entropy of ``model(x, y)`` (after :meth:`check_model`)."""
         self.check_model(model)
-        x, y = batch
-        _, loss = model(x, y)
+        _, loss = model(*batch)
         return loss
 
     @torch.no_grad()
