@@ -1,14 +1,12 @@
 """Execute the book's notebooks at a scale, with provenance.
 
-    python -m adamlinf.run --scale ci                 # every notebook, in book order
+    python -m adamlinf.run --scale ci                 # every notebook, in book order (--list names them)
     python -m adamlinf.run --scale ci --only gpt2_figure1 --set max_iters=50 --set device=cuda
     python -m adamlinf.run --scale gpu --only gpt2_figure1 --publish
-    python -m adamlinf.run --list
 
-Parameters (the cell tagged ``parameters``) come from ``params/<name>.yaml``; every ``--set`` is checked
-first. One runner per (notebook, scale) stages its output; only a success replaces the results, the
-executed notebook and its provenance, a failure prints one ``FAILED:`` line. ``--publish`` copies gpu
-results with their SHA-256 digests into ``published/<name>/gpu/``.
+Parameters come from ``params/<name>.yaml`` (``--set`` checked first). One runner per (notebook, scale)
+stages its output: only a success replaces the results, executed notebook and provenance; a failure prints
+one ``FAILED:`` line. ``--publish`` copies gpu results, SHA-256 digests added, into ``published/<name>/gpu/``.
 """
 
 from __future__ import annotations
