@@ -193,11 +193,10 @@ def is_val_file(relative_path: str) -> bool:
 
 def prepare_stdlib(root: str | Path | None = None, limit: int | None = None) -> Path:
     """The ``stdlib`` data set, bytes, one document per UTF-8 file (the first ``limit`` files, for tests)."""
-    files = stdlib_files()[:limit]
     docs: dict = {"train": [], "val": []}
     skipped = []
     digest = hashlib.sha256()
-    for rel, path in files:
+    for rel, path in stdlib_files()[:limit]:
         try:
             doc = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError:  # a few test files of the tokenizer are deliberately not UTF-8
