@@ -405,8 +405,7 @@ def execute(name: str, scale: str, params: dict, *, log_output: bool = False, wa
                 )
             except BaseException:  # papermill's error, the failed notebook kept for reading
                 if ran.exists():
-                    data = ran.read_bytes()
-                    _results.write_atomic(failed, lambda f: f.write(data), fsync=False)
+                    _results.write_atomic(failed, lambda f: f.write(ran.read_bytes()), fsync=False)
                 raise
             wall = time.perf_counter() - start
             executed = jupytext.read(ran)
