@@ -341,9 +341,7 @@ def _drop_widgets(nb) -> None:
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            data = out.get("data")
-            if data and _WIDGET in data:
-                del data[_WIDGET]
+            out.get("data", {}).pop(_WIDGET, None)
         if cell.get("outputs"):
             cell.outputs = [o for o in cell.outputs if not ("data" in o and not o["data"])]
 
