@@ -4,10 +4,9 @@
     python -m adamlinf.publish resnet_table3 --scale gpu --set device=cuda:1
     python -m adamlinf.publish gpt2_figure1 --scale gpu --no-publish   # results/ only
 
-For GPU nodes without papermill, jupytext, Jupyter or IPython: the code cells of book/notebooks/<name>.py
-run in order as plain Python, the parameters cell replaced by the scale's checked parameters (a stand-in
-IPython.display prints Markdown and drops HTML; matplotlib draws with Agg). The results go to
-results/<name>/<scale>/ and, for gpu, into published/<name>/<scale>/, which the book renders on a CPU.
+For GPU nodes without papermill, jupytext or IPython: book/notebooks/<name>.py's code cells run as plain
+Python with the scale's checked parameters (a stand-in IPython.display prints Markdown, drops HTML; Agg
+draws). Results go to results/<name>/<scale>/ and, for gpu, published/<name>/<scale>/ for the book.
 """
 
 from __future__ import annotations
@@ -25,9 +24,14 @@ from . import run as _run
 from .results import PROVENANCE_FILE, REPO_ROOT, provenance, results_dir, save_json
 
 
-def _display_stub() -> types.ModuleType:
-    """A stand-in ``IPython.display``: Markdown is printed, HTML and other objects are dropped."""
-    mod = types.ModuleType("IPython.display")
+def _ensure_display() -> None:
+    """Without IPython, install a stand-in ``IPython.display``: Markdown is printed, HTML is dropped."""
+    try:
+        import IPython.display  # noqa: F401
+
+        return
+    except ImportError:
+        pass
 
     class _Shown:
         def __init__(self, data: Any = None, *args, **kwargs):
@@ -36,37 +40,25 @@ def _display_stub() -> types.ModuleType:
     class Markdown(_Shown):
         pass
 
-    class HTML(_Shown):
-        pass
-
     def display(*objs, **kwargs):
         for obj in objs:
             if isinstance(obj, Markdown):
                 print(obj.data)
 
-    mod.Markdown, mod.HTML, mod.display = Markdown, HTML, display
-    mod.Image = mod.SVG = _Shown
-    return mod
-
-
-def _ensure_display() -> None:
-    """Install the stand-in ``IPython.display`` when IPython cannot be imported."""
-    try:
-        import IPython.display  # noqa: F401
-    except ImportError:
-        pkg = types.ModuleType("IPython")
-        pkg.display = _display_stub()
-        pkg.get_ipython = lambda: None  # what matplotlib asks: not inside IPython,
-        pkg.version_info = (99, 0)  # and no backend fix-up for old IPython versions
-        sys.modules["IPython"] = pkg
-        sys.modules["IPython.display"] = pkg.display
+    pkg = types.ModuleType("IPython")
+    pkg.display = types.ModuleType("IPython.display")
+    pkg.display.Markdown, pkg.display.display = Markdown, display
+    pkg.display.HTML = pkg.display.Image = pkg.display.SVG = _Shown
+    pkg.get_ipython = lambda: None  # what matplotlib asks: not inside IPython,
+    pkg.version_info = (99, 0)  # and no backend fix-up for old IPython versions
+    sys.modules["IPython"] = pkg
+    sys.modules["IPython.display"] = pkg.display
 
 
 def execute_plain(name: str, params: Mapping[str, Any], *, sources: Path | None = None) -> float:
-    """Execute notebook ``name``'s code cells (from ``sources``, default ``book/notebooks``) as plain Python.
+    """Run notebook ``name``'s code cells as plain Python, ``params`` in place of its parameters cell.
 
-    ``params`` (``scale`` and ``results_dir`` included) replace the parameters cell; returns the wall time
-    in seconds. A cell's error propagates, the cell number in the traceback's file name.
+    Returns the wall time in seconds; a cell's error propagates, the cell number in its file name.
     """
     path = Path(sources or _run.SOURCES) / f"{name}.py"
     if not path.exists():
@@ -115,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"FAILED: {args.notebook}: {exc}", file=sys.stderr)
         return 2
-    params["results_dir"] = str(results_dir(args.notebook, args.scale))
-    wall = execute_plain(args.notebook, params)
+    out = results_dir(args.notebook, args.scale)
+    wall = execute_plain(args.notebook, {**params, "results_dir": str(out)})
     record = provenance(
-        {**params, "results_dir": _run.repo_relative(Path(params["results_dir"]))},
+        params,
         wall_time_s=wall,
         notebook=args.notebook,
         scale=args.scale,
@@ -126,11 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         runner="adamlinf.publish",
         overrides=sorted(overrides),
     )
-    save_json(record, Path(params["results_dir"]) / PROVENANCE_FILE)
-    print(f"{args.notebook} ({args.scale}): {wall:.1f} s; results in {params['results_dir']}")
+    save_json(record, out / PROVENANCE_FILE)
+    print(f"{args.notebook} ({args.scale}): {wall:.1f} s; results in {out}")
     if not args.no_publish and args.scale in _run.PUBLISHED_SCALES:
-        dest = _run.publish(args.notebook, args.scale)
-        print(f"published: {dest}")
+        print(f"published: {_run.publish(args.notebook, args.scale)}")
     return 0
 
 

@@ -68,10 +68,7 @@ def pm(mean: float, spread: float, digits: int = 3) -> str:
 
 #: Column names of the book's tidy tables, as a table header shows them.
 HEADERS = {
-    "best_lr": "best lr",
     "d_l2": "d·‖H‖₂",
-    "final_loss": "final loss",
-    "final_loss_std": "final loss std",
     "H_exact": "H (exact)",
     "H_linf": "H (ℓ∞)",
     "l11_per_d": "‖H‖₁,₁/d",
@@ -157,23 +154,10 @@ def style() -> None:
     """Matplotlib defaults for book figures: ticks and legends 10 pt, labels 11, titles 12."""
     import matplotlib as mpl
 
-    mpl.rcParams.update(
-        {
-            "figure.dpi": DPI,
-            "savefig.dpi": DPI,
-            "font.size": 11,
-            "axes.titlesize": 12,
-            "axes.labelsize": 11,
-            "xtick.labelsize": 10,
-            "ytick.labelsize": 10,
-            "legend.fontsize": 10,
-            "legend.title_fontsize": 10,
-            "figure.titlesize": 12,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "figure.figsize": (FIGURE_WIDTH, 4.0),
-        }
-    )
+    sizes = {"font.size": 11, "axes.labelsize": 11, "axes.titlesize": 12, "figure.titlesize": 12}
+    small = {"xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10, "legend.title_fontsize": 10}
+    mpl.rcParams.update(sizes | small | {"axes.grid": True, "grid.alpha": 0.3})
+    mpl.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "figure.figsize": (FIGURE_WIDTH, 4.0)})
 
 
 def figure(fig, caption: str, *, alt: str | None = None, display: bool = True):

@@ -156,12 +156,7 @@ def write_atomic(path: Path | str, write: Callable[[IO[bytes]], Any], *, fsync: 
 
 def write_text_atomic(path: Path | str, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_atomic`)."""
-    data = text.encode()
-    return write_atomic(path, lambda f: f.write(data))
-
-
-def _jsonable(obj):
-    return obj.tolist() if hasattr(obj, "tolist") else str(obj)
+    return write_atomic(path, lambda f: f.write(text.encode()))
 
 
 class SavedPath(type(Path())):
@@ -174,7 +169,8 @@ class SavedPath(type(Path())):
 def save_json(obj: Mapping[str, Any], path: Path | str) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically (folders created); return ``path``."""
     path = SavedPath(path)
-    write_text_atomic(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+    text = json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    write_text_atomic(path, text + "\n")
     return path
 
 
@@ -188,14 +184,6 @@ def save_table(df, path: Path | str, params: Mapping[str, Any] | None = None, **
 
 class Busy(RuntimeError):
     """Another live process holds the lock (the message names its pid and what it does)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True  # alive (PermissionError: alive, another user's)
 
 
 def lock_holder(path: Path | str) -> dict[str, Any] | None:
@@ -232,7 +220,9 @@ def exclusive(
         else:
             old = lock_holder(path)
             if old and isinstance(old.get("pid"), int) and old["pid"] != os.getpid():
-                if not _pid_alive(old["pid"]):
+                try:
+                    os.kill(old["pid"], 0)  # no error: alive
+                except ProcessLookupError:
                     say(f"[lock] {what}: taking over the stale lock of dead pid {old['pid']} ({path})")
         record = {"pid": os.getpid(), "what": what, "since": _now()}
         os.ftruncate(fd, 0)
@@ -285,16 +275,6 @@ def _move_in(folder: Path, final: Path) -> None:
     os.replace(folder, target)
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Defer SIGINT and SIGTERM for the block, so a commit is not cut in two."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
 def commit_staging(
     staging: Path | str, final: Path | str, also: Mapping[Path | str, Path | str] | None = None
 ) -> Path:
@@ -303,7 +283,8 @@ def commit_staging(
     A ``.ready`` mark lets the next :func:`begin_staging` finish a commit cut short.
     """
     staging, final = Path(staging), Path(final)
-    with _signals_held():
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # not cut in two
+    try:
         (staging / _READY).touch()
         staged = {p.name for p in staging.iterdir() if p.name != _READY}
         for name in sorted(staged):
@@ -324,6 +305,8 @@ def commit_staging(
             if Path(tmp).exists():
                 os.replace(tmp, dest)
         shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
     return final
 
 
@@ -389,18 +372,15 @@ PROVENANCE_FILE = "provenance.json"
 def published_dir(notebook: str, scale: str = "gpu", root: Path | str | None = None) -> Path | None:
     """``published/<notebook>/<scale>/``, or None when nothing is published there."""
     path = Path(root or PUBLISHED_ROOT) / notebook / scale
-    if path.is_dir() and any(path.iterdir()):
-        return path
-    return None
+    return path if path.is_dir() and any(path.iterdir()) else None
 
 
 def read_provenance(path: Path | str) -> dict[str, Any] | None:
     """The provenance of a folder (``provenance.json``, else its newest ``*.provenance.json``) or a file."""
     path = Path(path)
     if not path.is_dir():
-        candidates = [
-            path if path.name.endswith(".json") else path.with_suffix(path.suffix + ".provenance.json")
-        ]
+        own = path.name.endswith(".json")
+        candidates = [path if own else path.with_suffix(path.suffix + ".provenance.json")]
     elif (path / PROVENANCE_FILE).exists():
         candidates = [path / PROVENANCE_FILE]
     else:

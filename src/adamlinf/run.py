@@ -1,14 +1,12 @@
 """Execute the book's notebooks at a scale, with provenance.
 
-    python -m adamlinf.run --scale ci                 # every notebook, in book order
+    python -m adamlinf.run --scale ci                 # every notebook, in book order (--list names them)
     python -m adamlinf.run --scale ci --only gpt2_figure1 --set max_iters=50 --set device=cuda
     python -m adamlinf.run --scale gpu --only gpt2_figure1 --publish
-    python -m adamlinf.run --list
 
-Parameters (the cell tagged ``parameters``) come from ``params/<name>.yaml``; every ``--set`` is checked
-first. One runner per (notebook, scale) stages its output; only a success replaces the results, the
-executed notebook and its provenance, a failure prints one ``FAILED:`` line. ``--publish`` copies gpu
-results with their SHA-256 digests into ``published/<name>/gpu/``.
+Parameters come from ``params/<name>.yaml`` (``--set`` checked first). One runner per (notebook, scale)
+stages its output: only a success replaces the results, executed notebook and provenance; a failure prints
+one ``FAILED:`` line. ``--publish`` copies gpu results, SHA-256 digests added, into ``published/<name>/gpu/``.
 """
 
 from __future__ import annotations
@@ -92,24 +90,19 @@ def repo_relative(path: Path) -> str:
         return str(path)
 
 
-_CELL = re.compile(r"^# %%(.*)$")
+_CELL = re.compile(r"^# %%(.*)$", re.MULTILINE)
 _TAGS = re.compile(r"tags\s*=\s*(\[[^\]]*\])")
 
 
 def code_cells(source: str) -> list[tuple[str, bool]]:
     """``(code, tagged parameters)`` of each code cell of a jupytext percent-format source."""
-    cells: list[tuple[str, list[str]]] = []
-    for line in source.splitlines():
-        m = _CELL.match(line)
-        if m:
-            cells.append((m.group(1), []))
-        elif cells:
-            cells[-1][1].append(line)
+    parts = _CELL.split(source)  # text before the first cell, then (header, body) pairs
     out = []
-    for header, lines in cells:
+    for header, body in zip(parts[1::2], parts[2::2], strict=True):
         if not any(kind in header for kind in ("[markdown]", "[md]", "[raw]")):
             tags = _TAGS.search(header)
-            out.append(("\n".join(lines), bool(tags and re.search(r"['\"]parameters['\"]", tags.group(1)))))
+            code = "\n".join(body.splitlines()[1:])  # the body starts with the header line's newline
+            out.append((code, bool(tags and re.search(r"['\"]parameters['\"]", tags.group(1)))))
     return out
 
 
@@ -184,18 +177,13 @@ def check_value(key: str, text: str, default: Any) -> Any:
     bad = f"--set {key}={text}:"
     if kind == "str":
         return value if isinstance(value, str) else text.strip()
-    if kind == "None":
-        return value
-    if kind == "bool":
-        if isinstance(value, bool):
-            return value
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "bool" and not isinstance(value, bool):
         raise ValueError(f"{bad} expected True or False (default {default!r})")
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{bad} expected a whole number (default {default!r})")
-        return value
+    if kind == "int" and not (number and isinstance(value, int)):
+        raise ValueError(f"{bad} expected a whole number (default {default!r})")
     if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not number:
             raise ValueError(f"{bad} expected a number (default {default!r})")
         if not math.isfinite(float(value)) and math.isfinite(default):
             raise ValueError(f"{bad} expected a finite number (default {default!r})")
@@ -353,9 +341,7 @@ def _drop_widgets(nb) -> None:
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         for out in cell.get("outputs", []):
-            data = out.get("data")
-            if data and _WIDGET in data:
-                del data[_WIDGET]
+            out.get("data", {}).pop(_WIDGET, None)
         if cell.get("outputs"):
             cell.outputs = [o for o in cell.outputs if not ("data" in o and not o["data"])]
 
@@ -417,8 +403,7 @@ def execute(name: str, scale: str, params: dict, *, log_output: bool = False, wa
                 )
             except BaseException:  # papermill's error, the failed notebook kept for reading
                 if ran.exists():
-                    data = ran.read_bytes()
-                    _results.write_atomic(failed, lambda f: f.write(data), fsync=False)
+                    _results.write_atomic(failed, lambda f: f.write(ran.read_bytes()), fsync=False)
                 raise
             wall = time.perf_counter() - start
             executed = jupytext.read(ran)
@@ -518,14 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(order))
         return 0
-    names = order
-    if args.only:
-        unknown = [n for n in args.only if n not in order]
-        if unknown:
-            hints = "".join(_did_you_mean(n, order) for n in unknown)
-            parser.error(f"unknown notebook(s) {unknown}{hints}; choose from: {', '.join(order)}")
-        names = [n for n in order if n in args.only]
-    names = execution_order(names)
+    unknown = [n for n in args.only or () if n not in order]
+    if unknown:
+        hints = "".join(_did_you_mean(n, order) for n in unknown)
+        parser.error(f"unknown notebook(s) {unknown}{hints}; choose from: {', '.join(order)}")
+    names = execution_order([n for n in order if not args.only or n in args.only])
     if args.publish and args.scale not in PUBLISHED_SCALES:
         parser.error(f"--publish is for --scale {' or '.join(PUBLISHED_SCALES)}")
     resolved = check_overrides(names, args.scale, dict(args.set))
@@ -535,8 +517,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i, name in enumerate(names, 1):
             print(f"[{i}/{len(names)}] {name} (scale={args.scale}) ...", flush=True)
-            status = _run_one(name, args, resolved[name])
-            if status:
+            if status := _run_one(name, args, resolved[name]):
                 return status
     finally:
         if previous is not None:

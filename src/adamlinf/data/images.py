@@ -38,11 +38,6 @@ class CIFAR10NoMD5(CIFAR10):
     meta = {**CIFAR10.meta, "md5": None}
 
 
-def _how(root: Path) -> str:
-    cmd = f"python -m adamlinf.data.images cifar10 --root {root}"
-    return f"    {cmd} --archive cifar-10-python.tar.gz\nor, with network access:\n    {cmd}"
-
-
 def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
     """Check ``root/cifar-10-batches-py``: each file's official md5, or without ``verify_md5`` its keys.
 
@@ -51,14 +46,16 @@ def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
         DataFormatError: a file is damaged or not CIFAR-10's (the message names it and the command).
     """
     folder = Path(root) / CIFAR10.base_folder
+    cmd = f"python -m adamlinf.data.images cifar10 --root {root}"
+    how = f"    {cmd} --archive cifar-10-python.tar.gz\nor, with network access:\n    {cmd}"
     missing = [name for name, _ in _FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"CIFAR-10 not found: {folder} lacks {', '.join(missing)} (nothing is downloaded implicitly). "
-            f"With the official archive ({CIFAR10_URL}) on this machine:\n{_how(root)}\n"
+            f"With the official archive ({CIFAR10_URL}) on this machine:\n{how}\n"
             "Offline, use the stand-in: build_task(kind='cifar10', source='digits')."
         )
-    fix = f"Prepare the data set again:\n{_how(root)}"
+    fix = f"Prepare the data set again:\n{how}"
     if verify_md5:
         bad = [
             str(folder / name)
@@ -200,12 +197,8 @@ class ImageTask:
         """Training-set indices of micro-batch ``(step, micro_step, rank)`` (no replacement per epoch)."""
         k = (step * self.grad_accum + micro_step) * world + rank
         pos = torch.arange(k * self.batch_size, (k + 1) * self.batch_size)
-        epochs, offsets = pos // self.num_train, pos % self.num_train
-        out = torch.empty_like(pos)
-        for e in epochs.unique().tolist():
-            sel = epochs == e
-            out[sel] = self._epoch_perm(int(e))[offsets[sel]]
-        return out
+        epochs, offsets = pos // self.num_train, pos % self.num_train  # epochs ascend with pos
+        return torch.cat([self._epoch_perm(e)[offsets[epochs == e]] for e in epochs.unique().tolist()])
 
     def batch(
         self, split: str, step: int, micro_step: int = 0, rank: int = 0, world: int = 1

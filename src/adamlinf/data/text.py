@@ -46,8 +46,7 @@ def offline() -> bool:
 
 def data_root() -> Path:
     """Where data sets live (text and images): ``$ADAMLINF_DATA`` if set, else ``<repo>/data``."""
-    env = os.environ.get("ADAMLINF_DATA")
-    return Path(env) if env else REPO_ROOT / "data"
+    return Path(os.environ.get("ADAMLINF_DATA") or REPO_ROOT / "data")
 
 
 def data_dir(name: str, root: str | Path | None = None) -> Path:
@@ -174,8 +173,7 @@ def prepare_pydoc(root: str | Path | None = None) -> Path:
     text = pydoc_corpus()
     data = _bytes(text)
     n_train = int(round(data.size * 0.9))
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    source = f"pydoc_data.topics.topics (Python {version})"
+    source = f"pydoc_data.topics.topics (Python {sys.version_info.major}.{sys.version_info.minor})"
     sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return _write(data_dir("pydoc", root), data[:n_train], data[n_train:], source=source, sha256=sha256)
 
@@ -195,11 +193,10 @@ def is_val_file(relative_path: str) -> bool:
 
 def prepare_stdlib(root: str | Path | None = None, limit: int | None = None) -> Path:
     """The ``stdlib`` data set, bytes, one document per UTF-8 file (the first ``limit`` files, for tests)."""
-    files = stdlib_files()[:limit]
     docs: dict = {"train": [], "val": []}
     skipped = []
     digest = hashlib.sha256()
-    for rel, path in files:
+    for rel, path in stdlib_files()[:limit]:
         try:
             doc = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError:  # a few test files of the tokenizer are deliberately not UTF-8
@@ -225,10 +222,8 @@ def prepare_stdlib(root: str | Path | None = None, limit: int | None = None) -> 
     )
 
 
-GPT2_BPE_URLS = {
-    "vocab.bpe": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
-    "encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
-}
+_GPT2_BPE_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
+GPT2_BPE_URLS = {name: _GPT2_BPE_BASE + name for name in ("vocab.bpe", "encoder.json")}
 GPT2_BPE_SHA256 = {  # the hashes tiktoken checks (tiktoken_ext/openai_public.py)
     "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
     "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
@@ -272,10 +267,8 @@ def gpt2_encoding():
         offline_tiktoken_cache()
     except DataNotFoundError as exc:
         if offline():
-            set_vars = ", ".join(v for v in OFFLINE_VARIABLES if os.environ.get(v))
-            raise DataNotFoundError(
-                f"{exc} Offline mode is set ({set_vars}): nothing was downloaded."
-            ) from exc
+            on = ", ".join(v for v in OFFLINE_VARIABLES if os.environ.get(v))
+            raise DataNotFoundError(f"{exc} Offline mode is set ({on}): nothing was downloaded.") from exc
         try:
             return tiktoken.get_encoding("gpt2")
         except Exception as download_exc:  # requests' ConnectionError, DNS errors, hash mismatch
@@ -396,10 +389,9 @@ class LMTask:
         split = "val" if stream.endswith("val") else "train"
         idx = self.offsets(stream, step, start, count)[:, None] + np.arange(self.block_size + 1)
         tokens = self._data[split][idx]
-        if int(tokens.max()) >= self.vocab_size:  # a few microseconds: B x T on the CPU
-            problem = (
-                f" holds token id {int(tokens.max())}, but its meta.json says vocab_size {self.vocab_size}"
-            )
+        top = int(tokens.max())  # a few microseconds: B x T on the CPU
+        if top >= self.vocab_size:
+            problem = f" holds token id {top}, but its meta.json says vocab_size {self.vocab_size}"
             raise _damaged(self.directory / f"{split}.bin", problem, self.root)
         chunk = torch.from_numpy(tokens.astype(np.int64))
         return chunk[:, :-1].contiguous(), chunk[:, 1:].contiguous()
@@ -414,8 +406,7 @@ class LMTask:
     def loss(self, model, batch) -> torch.Tensor:
         """Mean next-token cross entropy of ``model(x, y)`` (after :meth:`check_model`)."""
         self.check_model(model)
-        x, y = batch
-        _, loss = model(x, y)
+        _, loss = model(*batch)
         return loss
 
     @torch.no_grad()
