@@ -1,13 +1,11 @@
 r"""Measure your own model: the paper's geometry diagnostic for any PyTorch model {cite}`xie2025adam`.
 
-At the current parameters it compares Adam's smoothness constant :math:`\|H\|_{1,1}` (w.r.t.
-:math:`\ell_\infty`) with AdaSGD's :math:`d\|H\|_2` (w.r.t. :math:`\ell_2`): the advantage
-:math:`d\|H\|_2/\|H\|_{1,1}` is above 1 where Adam's bound is the smaller (Theorems 3.5 and 3.11).
-A random rotation (Appendix D.1) moves only :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}`; the same
-per diagonal block :math:`H_{(b),(b)}` of a partition (exact for at most ``block_probes`` coordinates).
-:func:`race` trains Adam, rotated Adam and AdaSGD from the same weights; ``python -m adamlinf.diagnose``
-is the command line. The loss must be a fixed function (:class:`adamlinf.hessian.HVP`); frozen
-parameters are left out.
+At the current parameters, the advantage :math:`d\|H\|_2/\|H\|_{1,1}` of Adam's smoothness constant over
+AdaSGD's (above 1 where Adam's bound is the smaller, Theorems 3.5 and 3.11) in the model's coordinates,
+after a random rotation (Appendix D.1, which moves only :math:`\|H\|_{1,1}`) and per diagonal block
+:math:`H_{(b),(b)}` of a partition. :func:`race` trains Adam, rotated Adam and AdaSGD from the same weights;
+``python -m adamlinf.diagnose`` is the command line. The loss must be a fixed function
+(:class:`adamlinf.hessian.HVP`); frozen parameters are left out.
 """
 
 from __future__ import annotations
