@@ -370,9 +370,8 @@ def train_steps(
 ) -> bool:
     r"""``steps`` optimizer steps on ``loss_at(t)``; ``False`` at the first non-finite loss (no step taken).
 
-    With a :class:`~adamlinf.rotations.RotatedParametrization` ``rp`` each step trains :math:`L\circ R`
-    (push :math:`x=Rw`, pull the gradient); the last iterate is pushed at the end. ``before_step(t)``
-    runs first in step ``t`` (e.g. a learning-rate schedule).
+    With ``rp`` (:class:`~adamlinf.rotations.RotatedParametrization`) it trains :math:`L\circ R`, the last
+    iterate pushed at the end. ``before_step(t)`` runs first in step ``t`` (e.g. a learning-rate schedule).
     """
     for t in range(steps):
         if before_step is not None:
@@ -418,11 +417,10 @@ def race(
 ):
     r"""Adam, rotated Adam and AdaSGD from the same weights, ``steps`` steps on ``batches`` cycled.
 
-    Rotated Adam is Adam on :math:`L\circ\mathcal R` (``PermuteRotate(k=2)`` from ``seed``). ``lr``:
-    a float, a list (a grid for every optimizer) or ``{optimizer: float or list}``, each run at a
-    constant lr. Returns the table ``optimizer, lr, steps, initial_loss, final_loss, best, interior``
-    (final mean loss over ``batches``, ``inf`` when diverged; ``best`` the lowest per optimizer,
-    ``interior`` when strictly inside a grid of three or more), with ``keep_models`` also
+    Rotated Adam is Adam on :math:`L\circ\mathcal R` (``PermuteRotate(k=2)`` from ``seed``). ``lr``: a
+    constant float, a grid for every optimizer or ``{optimizer: float or list}``. Returns the table
+    ``optimizer, lr, steps, initial_loss, final_loss, best, interior`` (final mean loss, ``inf`` when
+    diverged; ``interior``: best strictly inside a grid of three or more), with ``keep_models`` also
     ``{optimizer: (model, rp or None)}`` at each best lr.
     """
     steps = check_positive_int("steps", steps)

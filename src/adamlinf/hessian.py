@@ -388,8 +388,7 @@ hvp = HVP
 class RotatedHVP(Operator):
     r""":math:`\nabla^2(L\circ R)(w)=R^\top\nabla^2L(Rw)R`, the Hessian rotated Adam sees (Appendix D.1).
 
-    ``rotation``: an orthogonal ``(d, d)`` tensor or an object with ``apply(x) = Rx`` and
-    ``apply_T(x) = R^T x`` (run in its ``dtype`` if it has one).
+    ``rotation``: an orthogonal ``(d, d)`` tensor or has ``apply(x) = Rx``, ``apply_T(x) = R^T x``, ``dtype``.
     """
 
     def __init__(self, base, rotation):
@@ -461,10 +460,7 @@ def _as_operator(h):
 
 
 def exact_hessian(model: nn.Module, loss_fn: LossFn, batches, params=None, **kwargs) -> Tensor:
-    r"""The dense ``(d, d)`` Hessian, 256 rows :math:`H_{i,:}=\nabla(\partial_iL)` per backward.
-
-    ``kwargs``: ``frozen``/``micro_batch`` of :class:`HVP`.
-    """
+    r"""The dense Hessian, 256 rows :math:`\nabla(\partial_iL)` per backward; ``kwargs`` as :class:`HVP`."""
     h = HVP(model, loss_fn, batches, params, method="double_backward", **kwargs)
     H = torch.zeros((h.d, h.d), dtype=h.dtype, device=h.device)
     eye = torch.eye(h.d, dtype=h.dtype, device=h.device)
@@ -652,12 +648,11 @@ def l11_norm(
 ) -> L11Estimate:
     r""":math:`\|H\|_{1,1}=\sum_{ij}|H_{ij}|` by Cauchy probes (Algorithm 4, Theorem 4.1).
 
-    For standard Cauchy probes :math:`v`, :math:`(Hv)_j\sim\mathrm{Cauchy}(0,\|H_{j,:}\|_1)` (1-stability
-    {cite}`indyk2006stable`), so :math:`\widehat N=\sum_j\hat\gamma_j` (:func:`row_scales`).
-    Probe ``k`` depends on ``(seed, k)`` alone (batching and ranks do not change the estimate);
-    non-finite products are dropped; rank ``r`` of ``W`` takes probes ``r, r+W, ...``. The band is
-    :func:`bootstrap_band` over :func:`cauchy_bias_factor`, widened to contain ``total``; a 90% band
-    covers 62% at 3 probes, 80% at 5 to 20, 90% at 50; none below 2 finite probes (a warning).
+    For Cauchy probes :math:`v`, :math:`(Hv)_j\sim\mathrm{Cauchy}(0,\|H_{j,:}\|_1)` (1-stability
+    {cite}`indyk2006stable`), so :math:`\widehat N=\sum_j\hat\gamma_j` (:func:`row_scales`). Probe ``k``
+    depends on ``(seed, k)`` alone, whatever the batching and ranks (rank ``r`` of ``W``: ``r, r+W, ...``);
+    non-finite products are dropped. The band: :func:`bootstrap_band` over :func:`cauchy_bias_factor`,
+    widened to contain ``total``; 90% covers 62% at 3 probes, 80% at 5 to 20, 90% at 50; none below 2.
 
     Args:
         hvp: An operator or a dense symmetric ``(d, d)`` tensor.
