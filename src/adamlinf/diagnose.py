@@ -463,9 +463,8 @@ def _gpt_ci(seed: int, *, n_layer=4, n_head=4, n_embd=64, block_size=64, n_seq=4
     cfg = GPTConfig(vocab_size=256, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
     model = GPT(cfg).set_attention("math").eval()
     tokens = torch.from_numpy(np.frombuffer(pydoc_corpus().encode(), dtype=np.uint8).astype(np.int64))
-    start = torch.randint(
-        0, tokens.numel() - block_size - 1, (n_seq,), generator=torch.Generator().manual_seed(seed)
-    )
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, tokens.numel() - block_size - 1, (n_seq,), generator=g)
     x = torch.stack([tokens[s : s + block_size] for s in start])
     y = torch.stack([tokens[s + 1 : s + block_size + 1] for s in start])
     return model, _gpt_loss, [(x, y)]
