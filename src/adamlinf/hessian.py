@@ -94,8 +94,7 @@ def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list, micr
             if isinstance(t, Tensor) and t.ndim > 0 and t.shape[0] == 0:
                 raise ValueError(f"batch {i} is empty (a tensor of shape {tuple(t.shape)})")
     with torch.no_grad():
-        a = loss_fn(model, batches[0])
-        b = loss_fn(model, batches[0])
+        a, b = loss_fn(model, batches[0]), loss_fn(model, batches[0])
     if not isinstance(a, Tensor) or a.numel() != 1:
         raise ValueError(
             f"loss_fn must return a scalar tensor, got {type(a).__name__} {getattr(a, 'shape', '')}"
@@ -148,8 +147,7 @@ class _LossModule(nn.Module):
 
     def __init__(self, model: nn.Module, loss_fn: LossFn):
         super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
+        self.model, self.loss_fn = model, loss_fn
 
     def forward(self, batch):
         return self.loss_fn(self.model, batch)

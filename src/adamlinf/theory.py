@@ -226,9 +226,8 @@ def blockwise_adam_F(
     _check_pos("v0 + eps", v0min + eps)
     if not 0 <= beta2 < 1:
         raise ValueError(f"beta2 must be in [0, 1), got {beta2}")
-    num = (
-        (d_b * sigma_b**2).sum() + grad0_phi**2 + (H_b / d_b).max() ** 2 * eta**2 * T * (T + 1 / (1 - beta2))
-    )
+    drift = (H_b / d_b).max() ** 2 * eta**2 * T * (T + 1 / (1 - beta2))
+    num = (d_b * sigma_b**2).sum() + grad0_phi**2 + drift
     return float(2 * math.log1p(num / (v0min + eps)) + math.log(32))
 
 
