@@ -322,9 +322,8 @@ def lemma314_rhs(T: int, beta2: float, log_ratio):
 def lemma315_rhs(*, gbar_sq_over_sqrt_vtilde_sum, d_b, sigma_b, T: int, beta2: float, log_ratio):
     r"""Lemma 3.15 (constants unverified): per block, a lower bound on the first-order term.
 
-    :math:`\mathbb E\sum_t\bar g_{(b)}^\top g_{(b)}/\sqrt{v_{t,b}+\epsilon}\ge`
-
-    .. math:: \frac12\mathbb E\sum_t\frac{\|\bar g_{t,(b)}\|_2^2}{\sqrt{\tilde v_{t,b}+\epsilon}}
+    .. math:: \mathbb E\sum_t\bar g_{(b)}^\top g_{(b)}/\sqrt{v_{t,b}+\epsilon}\ge
+              \frac12\mathbb E\sum_t\frac{\|\bar g_{t,(b)}\|_2^2}{\sqrt{\tilde v_{t,b}+\epsilon}}
               -\sqrt{1-\beta_2}\,d_b\sigma_b\Big(T+\frac{\beta_2}{1-\beta_2}
               \mathbb E\ln\frac{v_{T,b}+\epsilon}{v_{0,b}+\epsilon}\Big),
 
