@@ -1,13 +1,11 @@
 r"""Measure your own model: the paper's geometry diagnostic for any PyTorch model {cite}`xie2025adam`.
 
-At the current parameters it compares Adam's smoothness constant :math:`\|H\|_{1,1}` (w.r.t.
-:math:`\ell_\infty`) with AdaSGD's :math:`d\|H\|_2` (w.r.t. :math:`\ell_2`): the advantage
-:math:`d\|H\|_2/\|H\|_{1,1}` is above 1 where Adam's bound is the smaller (Theorems 3.5 and 3.11).
-A random rotation (Appendix D.1) moves only :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}`; the same
-per diagonal block :math:`H_{(b),(b)}` of a partition (exact for at most ``block_probes`` coordinates).
-:func:`race` trains Adam, rotated Adam and AdaSGD from the same weights; ``python -m adamlinf.diagnose``
-is the command line. The loss must be a fixed function (:class:`adamlinf.hessian.HVP`); frozen
-parameters are left out.
+At the current parameters, the advantage :math:`d\|H\|_2/\|H\|_{1,1}` of Adam's smoothness constant over
+AdaSGD's (above 1 where Adam's bound is the smaller, Theorems 3.5 and 3.11) in the model's coordinates,
+after a random rotation (Appendix D.1, which moves only :math:`\|H\|_{1,1}`) and per diagonal block
+:math:`H_{(b),(b)}` of a partition. :func:`race` trains Adam, rotated Adam and AdaSGD from the same weights;
+``python -m adamlinf.diagnose`` is the command line. The loss must be a fixed function
+(:class:`adamlinf.hessian.HVP`); frozen parameters are left out.
 """
 
 from __future__ import annotations
@@ -372,9 +370,8 @@ def train_steps(
 ) -> bool:
     r"""``steps`` optimizer steps on ``loss_at(t)``; ``False`` at the first non-finite loss (no step taken).
 
-    With a :class:`~adamlinf.rotations.RotatedParametrization` ``rp`` each step trains :math:`L\circ R`
-    (push :math:`x=Rw`, pull the gradient); the last iterate is pushed at the end. ``before_step(t)``
-    runs first in step ``t`` (e.g. a learning-rate schedule).
+    With ``rp`` (:class:`~adamlinf.rotations.RotatedParametrization`) it trains :math:`L\circ R`, the last
+    iterate pushed at the end. ``before_step(t)`` runs first in step ``t`` (e.g. a learning-rate schedule).
     """
     for t in range(steps):
         if before_step is not None:
@@ -420,11 +417,10 @@ def race(
 ):
     r"""Adam, rotated Adam and AdaSGD from the same weights, ``steps`` steps on ``batches`` cycled.
 
-    Rotated Adam is Adam on :math:`L\circ\mathcal R` (``PermuteRotate(k=2)`` from ``seed``). ``lr``:
-    a float, a list (a grid for every optimizer) or ``{optimizer: float or list}``, each run at a
-    constant lr. Returns the table ``optimizer, lr, steps, initial_loss, final_loss, best, interior``
-    (final mean loss over ``batches``, ``inf`` when diverged; ``best`` the lowest per optimizer,
-    ``interior`` when strictly inside a grid of three or more), with ``keep_models`` also
+    Rotated Adam is Adam on :math:`L\circ\mathcal R` (``PermuteRotate(k=2)`` from ``seed``). ``lr``: a
+    constant float, a grid for every optimizer or ``{optimizer: float or list}``. Returns the table
+    ``optimizer, lr, steps, initial_loss, final_loss, best, interior`` (final mean loss, ``inf`` when
+    diverged; ``interior``: best strictly inside a grid of three or more), with ``keep_models`` also
     ``{optimizer: (model, rp or None)}`` at each best lr.
     """
     steps = check_positive_int("steps", steps)
@@ -467,9 +463,8 @@ def _gpt_ci(seed: int, *, n_layer=4, n_head=4, n_embd=64, block_size=64, n_seq=4
     cfg = GPTConfig(vocab_size=256, block_size=block_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
     model = GPT(cfg).set_attention("math").eval()
     tokens = torch.from_numpy(np.frombuffer(pydoc_corpus().encode(), dtype=np.uint8).astype(np.int64))
-    start = torch.randint(
-        0, tokens.numel() - block_size - 1, (n_seq,), generator=torch.Generator().manual_seed(seed)
-    )
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, tokens.numel() - block_size - 1, (n_seq,), generator=g)
     x = torch.stack([tokens[s : s + block_size] for s in start])
     y = torch.stack([tokens[s + 1 : s + block_size + 1] for s in start])
     return model, _gpt_loss, [(x, y)]

@@ -1,12 +1,10 @@
 r"""Hessian operators and estimators (Algorithm 4, Definition 3.9).
 
-:math:`H=\nabla^2L(x)` of the mean loss over fixed batches, flattened in ``model.parameters()``
-order (tied weights once). Matrix-free operators (``matvec``/``matmat``): :class:`HVP` ``v -> Hv``,
-:class:`RotatedHVP` ``v -> R^T H R v``; :func:`exact_hessian` is dense. :func:`l11_norm` estimates
-:math:`\|H\|_{1,1}` by Cauchy probes with a bootstrap band, :func:`spectral_norm` :math:`\|H\|_2` by
-Lanczos. The loss must be a fixed, twice differentiable function: fused attention is switched to
-the GPT's ``"math"`` attention, BatchNorm updating statistics and active dropout are refused at
-every product, and two evaluations at construction must agree exactly.
+:math:`H=\nabla^2L(x)` of the mean loss over fixed batches, flattened in ``model.parameters()`` order (tied
+weights once), as operators (``matvec``/``matmat``): :class:`HVP` ``v -> Hv``, :class:`RotatedHVP`
+``v -> R^T H R v``; :func:`exact_hessian` is dense. :func:`l11_norm`: :math:`\|H\|_{1,1}` by Cauchy probes
+with a bootstrap band; :func:`spectral_norm`: :math:`\|H\|_2` by Lanczos. The loss must be a fixed function:
+the GPT gets ``"math"`` attention, BatchNorm updating statistics and active dropout are refused.
 """
 
 from __future__ import annotations
@@ -96,8 +94,7 @@ def _check_fixed_function(model: nn.Module, loss_fn: LossFn, batches: list, micr
             if isinstance(t, Tensor) and t.ndim > 0 and t.shape[0] == 0:
                 raise ValueError(f"batch {i} is empty (a tensor of shape {tuple(t.shape)})")
     with torch.no_grad():
-        a = loss_fn(model, batches[0])
-        b = loss_fn(model, batches[0])
+        a, b = loss_fn(model, batches[0]), loss_fn(model, batches[0])
     if not isinstance(a, Tensor) or a.numel() != 1:
         raise ValueError(
             f"loss_fn must return a scalar tensor, got {type(a).__name__} {getattr(a, 'shape', '')}"
@@ -150,8 +147,7 @@ class _LossModule(nn.Module):
 
     def __init__(self, model: nn.Module, loss_fn: LossFn):
         super().__init__()
-        self.model = model
-        self.loss_fn = loss_fn
+        self.model, self.loss_fn = model, loss_fn
 
     def forward(self, batch):
         return self.loss_fn(self.model, batch)
@@ -167,11 +163,10 @@ def _slice_batch(batch, start: int, stop: int):
 
 def _micro_batches(batches: list, micro_batch: int | None) -> list[tuple[Any, float]]:
     """``(micro-batch, weight)`` pairs whose weighted mean losses sum to the mean over ``batches``."""
+    if micro_batch is None:
+        return [(b, 1.0 / len(batches)) for b in batches]
     out = []
     for b in batches:
-        if micro_batch is None:
-            out.append((b, 1.0 / len(batches)))
-            continue
         rows = {t.shape[0] for t in _leaves(b) if isinstance(t, Tensor) and t.ndim > 0}
         if len(rows) != 1:
             raise ValueError(f"micro_batch needs tensors of one leading size, got {sorted(rows)}")
@@ -249,8 +244,7 @@ class HVP(Operator):
         if not self.names:
             raise ValueError("no parameters to differentiate")
         self.params: list[Tensor] = [named[n] for n in self.names]
-        self.shapes = [p.shape for p in self.params]
-        self.numels = [p.numel() for p in self.params]
+        self.shapes, self.numels = [p.shape for p in self.params], [p.numel() for p in self.params]
         self.d = int(sum(self.numels))
         self.dtype, self.device = self.params[0].dtype, self.params[0].device
         self.method = "double_backward" if method == "auto" else method
@@ -259,8 +253,7 @@ class HVP(Operator):
         )
         self._units = _micro_batches(self.batches, self.micro_batch)
         self._loss_module = _LossModule(model, loss_fn)
-        self._graph: list[list[Tensor]] | None = None  # cached first-order gradients, one list per unit
-        self._graph_versions: list[int] | None = None
+        self._graph = self._graph_versions = None  # cached first-order gradients per unit, their versions
         self.n_products = 0
 
     def flatten(self, tensors: Sequence[Tensor]) -> Tensor:
@@ -289,8 +282,7 @@ class HVP(Operator):
             total += w * self.flatten(self._zeros_if_none(g))
         return total
 
-    def _zeros_if_none(self, grads, k: int | None = None) -> list[Tensor]:
-        lead = () if k is None else (k,)
+    def _zeros_if_none(self, grads, lead: tuple = ()) -> list[Tensor]:
         return [
             torch.zeros((*lead, *p.shape), dtype=self.dtype, device=self.device) if g is None else g
             for g, p in zip(grads, self.params, strict=True)
@@ -326,8 +318,7 @@ class HVP(Operator):
 
     def _hvp_double_backward(self, v: Tensor) -> Tensor:
         """:math:`Hv`, or the rows of a ``(k, d)`` ``v`` in one batched backward."""
-        batched = v.ndim == 2
-        vs = self.unflatten(v)
+        vs, lead = self.unflatten(v), v.shape[:-1]
         out = torch.zeros(v.shape, dtype=self.dtype, device=self.device)
         versions = [p._version for p in self.params]
         if self._graph is not None and self._graph_versions != versions:
@@ -346,15 +337,14 @@ class HVP(Operator):
                     grad_outputs=[x for x, n in zip(vs, needs, strict=True) if n],
                     retain_graph=self.cache_graph,
                     allow_unused=True,
-                    is_grads_batched=batched,
+                    is_grads_batched=v.ndim == 2,
                 )
             except RuntimeError as err:
                 if "modified by an inplace operation" in str(err):
                     msg = "a tensor of the cached graph was modified in place: call clear_cache()"
                     raise RuntimeError(msg) from err
                 raise
-            k = v.shape[0] if batched else None
-            out += w * torch.cat([t.reshape(*v.shape[:-1], -1) for t in self._zeros_if_none(hv, k)], -1)
+            out += w * torch.cat([t.reshape(*lead, -1) for t in self._zeros_if_none(hv, lead)], -1)
         return out
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -396,8 +386,7 @@ hvp = HVP
 class RotatedHVP(Operator):
     r""":math:`\nabla^2(L\circ R)(w)=R^\top\nabla^2L(Rw)R`, the Hessian rotated Adam sees (Appendix D.1).
 
-    ``rotation``: an orthogonal ``(d, d)`` tensor or an object with ``apply(x) = Rx`` and
-    ``apply_T(x) = R^T x`` (run in its ``dtype`` if it has one).
+    ``rotation``: an orthogonal ``(d, d)`` tensor or has ``apply(x) = Rx``, ``apply_T(x) = R^T x``, ``dtype``.
     """
 
     def __init__(self, base, rotation):
@@ -469,14 +458,11 @@ def _as_operator(h):
 
 
 def exact_hessian(model: nn.Module, loss_fn: LossFn, batches, params=None, **kwargs) -> Tensor:
-    r"""The dense ``(d, d)`` Hessian, 256 rows :math:`H_{i,:}=\nabla(\partial_iL)` per backward.
-
-    ``kwargs``: ``frozen``/``micro_batch`` of :class:`HVP`.
-    """
+    r"""The dense Hessian, 256 rows :math:`\nabla(\partial_iL)` per backward; ``kwargs`` as :class:`HVP`."""
     h = HVP(model, loss_fn, batches, params, method="double_backward", **kwargs)
     H = torch.zeros((h.d, h.d), dtype=h.dtype, device=h.device)
     eye = torch.eye(h.d, dtype=h.dtype, device=h.device)
-    chunk = 256
+    chunk = 256  # rows per batched backward
     for b, w in h._units:
         grads = h._first_order(b)
         if not any(g.requires_grad for g in grads):
@@ -487,7 +473,7 @@ def exact_hessian(model: nn.Module, loss_fn: LossFn, batches, params=None, **kwa
             E = eye[start : start + chunk]
             try:
                 rows = torch.autograd.grad(g, h.params, grad_outputs=E, is_grads_batched=True, **kw)
-                rows = h._zeros_if_none(rows, len(E))
+                rows = h._zeros_if_none(rows, (len(E),))
                 H[start : start + chunk] += w * torch.cat([r.reshape(len(E), -1) for r in rows], 1)
             except RuntimeError:  # an op without a batching rule: one row at a time
                 for i in range(start, min(start + chunk, h.d)):
@@ -536,17 +522,9 @@ def cauchy_probe(d: int, seed: int, k: int, *, dtype=torch.float64, device="cpu"
     return torch.empty(d, dtype=dtype, device=device).cauchy_(generator=g)
 
 
-def _interp_sorted(s: Tensor, q: float, dim: int) -> Tensor:
-    """The ``q``-quantile along ``dim`` of a sorted ``s`` (NumPy's linear rule)."""
-    n = s.shape[dim]
-    pos = q * (n - 1)
-    lo, frac = int(math.floor(pos)), pos - math.floor(pos)
-    a, b = s.select(dim, lo), s.select(dim, min(lo + 1, n - 1))
-    return a + frac * (b - a)
-
-
 def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: bool = False) -> list[Tensor]:
-    """Column quantiles of ``S`` (or ``|S|``), ``chunk`` columns at a time (NumPy's sort on CPU)."""
+    """Column quantiles of ``S`` (or ``|S|``) by NumPy's linear rule, ``chunk`` columns at a time."""
+    n = S.shape[0]
     outs = [torch.empty(S.shape[1], dtype=S.dtype, device=S.device) for _ in qs]
     for start in range(0, S.shape[1], chunk):
         block = S[:, start : start + chunk].abs() if absolute else S[:, start : start + chunk]
@@ -557,7 +535,10 @@ def _quantiles_columns(S: Tensor, qs: Sequence[float], chunk: int, *, absolute: 
         else:
             s, dim = torch.sort(block, dim=0)[0], 0
         for out, q in zip(outs, qs, strict=True):
-            out[start : start + chunk] = _interp_sorted(s, q, dim)
+            pos = q * (n - 1)
+            lo, frac = int(math.floor(pos)), pos - math.floor(pos)
+            a, b = s.select(dim, lo), s.select(dim, min(lo + 1, n - 1))
+            out[start : start + chunk] = a + frac * (b - a)
     return outs
 
 
@@ -578,8 +559,7 @@ def cauchy_bias_factor(n: int, variant: str) -> float:
 
     def quantile_mean(q: float, f) -> float:
         pos = q * (n - 1)
-        low = math.floor(pos)
-        frac = pos - low
+        low, frac = math.floor(pos), pos - math.floor(pos)
         if low + 2 > n - 1 and frac > 0 or low + 1 > n - 1:
             raise OverflowError
         return (1 - frac) * order_mean(low + 1, f) + (frac * order_mean(low + 2, f) if frac > 0 else 0.0)
@@ -614,9 +594,7 @@ def bootstrap_band(
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     n, d = samples.shape
-    if rows is None:
-        rows = row_scales(samples, variant)
-    rows = rows.detach().to("cpu", torch.float64)
+    rows = (row_scales(samples, variant) if rows is None else rows).detach().to("cpu", torch.float64)
     total = float(rows.sum())
     if not total > 0:
         return 1.0, 1.0
@@ -668,12 +646,11 @@ def l11_norm(
 ) -> L11Estimate:
     r""":math:`\|H\|_{1,1}=\sum_{ij}|H_{ij}|` by Cauchy probes (Algorithm 4, Theorem 4.1).
 
-    For standard Cauchy probes :math:`v`, :math:`(Hv)_j\sim\mathrm{Cauchy}(0,\|H_{j,:}\|_1)` (1-stability
-    {cite}`indyk2006stable`), so :math:`\widehat N=\sum_j\hat\gamma_j` (:func:`row_scales`).
-    Probe ``k`` depends on ``(seed, k)`` alone (batching and ranks do not change the estimate);
-    non-finite products are dropped; rank ``r`` of ``W`` takes probes ``r, r+W, ...``. The band is
-    :func:`bootstrap_band` over :func:`cauchy_bias_factor`, widened to contain ``total``; a 90% band
-    covers 62% at 3 probes, 80% at 5 to 20, 90% at 50; none below 2 finite probes (a warning).
+    For Cauchy probes :math:`v`, :math:`(Hv)_j\sim\mathrm{Cauchy}(0,\|H_{j,:}\|_1)` (1-stability
+    {cite}`indyk2006stable`), so :math:`\widehat N=\sum_j\hat\gamma_j` (:func:`row_scales`). Probe ``k``
+    depends on ``(seed, k)`` alone, whatever the batching and ranks (rank ``r`` of ``W``: ``r, r+W, ...``);
+    non-finite products are dropped. The band: :func:`bootstrap_band` over :func:`cauchy_bias_factor`,
+    widened to contain ``total``; 90% covers 62% at 3 probes, 80% at 5 to 20, 90% at 50; none below 2.
 
     Args:
         hvp: An operator or a dense symmetric ``(d, d)`` tensor.

@@ -1,11 +1,8 @@
-r"""The closed-form quantities of Section 3: norms, smoothness constants and the bounds' right-hand sides.
+r"""Section 3 for a quadratic with Hessian :math:`A` (dense; :mod:`adamlinf.hessian` for operators).
 
-Every bound is **RECONSTRUCTED** (the paper's formulas were lost in its text extraction;
-``book/reconstruction.md`` says how). For a quadratic with Hessian :math:`A` each smoothness constant is a
-norm of :math:`A`: :math:`\|A\|_{1,1}`, :math:`\|A\|_2`, :math:`\|A\|_{\infty\to1}` (Definition 3.1),
-:math:`H_i` (3.3), :math:`H(L,\Phi)` (3.9), :math:`H_b` (3.12) and Lemma 3.13's bound; then the bounds of
-Theorems 3.2, 3.5, 3.11 and the right-hand sides of Lemmas 3.14-3.16 and C.1. Dense matrices only
-(:mod:`adamlinf.hessian` estimates these norms of an operator).
+Smoothness constants as norms of :math:`A` (Definitions 3.1, 3.3, 3.9, 3.12, Lemma 3.13), the bounds of
+Theorems 3.2, 3.5, 3.11 and the right-hand sides of Lemmas 3.14-3.16 and C.1. Every bound is
+**RECONSTRUCTED** (the paper's formulas were lost in its text extraction; ``book/reconstruction.md``).
 """
 
 from __future__ import annotations
@@ -40,11 +37,16 @@ def as_symmetric(A) -> Tensor:
     return A
 
 
-def _check_pos(name: str, value) -> float:
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
+def _check_pos(name: str, value) -> None:
+    if not math.isfinite(float(value)) or float(value) <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
-    return v
+
+
+def _check_run(T, eta, beta2) -> None:
+    _check_pos("T", T)
+    _check_pos("eta", eta)
+    if not 0 < beta2 < 1:
+        raise ValueError(f"beta2 must be in (0, 1), got {beta2}")
 
 
 # norms and smoothness constants
@@ -54,9 +56,7 @@ def l11_exact(A: Tensor) -> float:
 
 
 def linf_smoothness(A, max_brute_dim: int = 22) -> float:
-    r""":math:`\|A\|_{\infty\to1}=\max_{s\in\{\pm1\}^d}\|As\|_1`, the :math:`\ell_\infty` constant (Def. 3.1).
-
-    Exact: enumerates :math:`2^{d-1}` sign vectors unless :math:`A` is diagonal.
+    r""":math:`\|A\|_{\infty\to1}=\max_{s\in\{\pm1\}^d}\|As\|_1` (Def. 3.1), by :math:`2^{d-1}` signs.
 
     Raises:
         ValueError: a non-diagonal ``A`` with ``d > max_brute_dim``.
@@ -67,9 +67,7 @@ def linf_smoothness(A, max_brute_dim: int = 22) -> float:
         return float(A.abs().sum())
     if d > max_brute_dim:
         raise ValueError(f"brute force over 2^{d - 1} sign vectors refused (d > {max_brute_dim})")
-    best = 0.0
-    n = 2 ** (d - 1)  # sign vectors with s_0 = +1, in chunks to bound memory
-    chunk = 1 << 14
+    best, n, chunk = 0.0, 2 ** (d - 1), 1 << 14  # sign vectors with s_0 = +1, in chunks
     bits = torch.arange(d - 1, dtype=torch.long)
     for start in range(0, n, chunk):
         k = torch.arange(start, min(n, start + chunk), dtype=torch.long)
@@ -81,8 +79,7 @@ def linf_smoothness(A, max_brute_dim: int = 22) -> float:
 
 def l2_smoothness(A) -> float:
     r""":math:`\|A\|_2=\max_i|\lambda_i(A)|`, the :math:`\ell_2` smoothness constant (Definition 3.1)."""
-    A = as_symmetric(A).to(torch.float64)
-    return float(torch.linalg.eigvalsh(A).abs().max())
+    return float(torch.linalg.eigvalsh(as_symmetric(A).to(torch.float64)).abs().max())
 
 
 def coordinatewise_smoothness(A) -> Tensor:
@@ -91,38 +88,29 @@ def coordinatewise_smoothness(A) -> Tensor:
 
 
 def block_spectral_norms(H: Tensor, block_index) -> Tensor:
-    r"""The ``(B, B)`` matrix :math:`N_{bc}=\|H_{(b),(c)}\|_2` for block ids ``0..B-1``, in ``H``'s dtype.
-
-    One batched spectral norm per pair of block sizes (a vector norm when a side has size 1).
-    """
+    r""":math:`N_{bc}=\|H_{(b),(c)}\|_2` for block ids ``0..B-1``, in ``H``'s dtype."""
     H = _matrix(H)
     idx = check_block_index(block_index, H.shape[0]).to(H.device)
     sizes = torch.bincount(idx)
-    B = len(sizes)
     order = torch.argsort(idx, stable=True)
     starts = torch.cumsum(sizes, 0) - sizes
     members = {}  # size -> (block ids, (n_blocks, size) coordinate indices)
     for s in torch.unique(sizes).tolist():
         ids = torch.nonzero(sizes == s).reshape(-1)
         members[s] = (ids, order[starts[ids][:, None] + torch.arange(s, device=H.device)[None, :]])
-    N = torch.zeros((B, B), dtype=H.dtype, device=H.device)
+    N = torch.zeros((len(sizes), len(sizes)), dtype=H.dtype, device=H.device)
     for s, (ib, cb) in members.items():
         for t, (ic, cc) in members.items():
             sub = H[cb[:, None, :, None], cc[None, :, None, :]]  # (nb, nc, s, t)
             if s == 1 or t == 1:
-                norms = torch.linalg.vector_norm(sub, dim=(-2, -1))
+                N[ib[:, None], ic[None, :]] = torch.linalg.vector_norm(sub, dim=(-2, -1))
             else:
-                norms = torch.linalg.matrix_norm(sub, ord=2)
-            N[ib[:, None], ic[None, :]] = norms
+                N[ib[:, None], ic[None, :]] = torch.linalg.matrix_norm(sub, ord=2)
     return N
 
 
 def blockwise_smoothness(A, block_index) -> Tensor:
-    r"""Valid constants :math:`H_b=\sqrt{d_b}\sum_c\sqrt{d_c}\|A_{(b),(c)}\|_2` of Definition 3.12 (float64).
-
-    By the triangle inequality and :math:`\|\Delta_{(c)}\|_2\le\sqrt{d_c}\|\Delta\|_\Phi`; exact for
-    coordinates.
-    """
+    r"""Valid :math:`H_b=\sqrt{d_b}\sum_c\sqrt{d_c}\|A_{(b),(c)}\|_2` of Def. 3.12 (exact for coordinates)."""
     A = as_symmetric(A).to(torch.float64)
     idx = check_block_index(block_index, A.shape[0]).to(A.device)
     N = block_spectral_norms(A, idx).cpu()
@@ -131,10 +119,7 @@ def blockwise_smoothness(A, block_index) -> Tensor:
 
 
 def blockwise_bound(H: Tensor, block_index) -> float:
-    r"""Lemma 3.13: :math:`H(L,\Phi)\le\sum_{b,c}\sqrt{d_bd_c}\|H_{(b),(c)}\|_2=\sum_bH_b`, in ``H``'s dtype.
-
-    ``block_index`` may use any integer labels (e.g. ``Partition.flat_index(params)``).
-    """
+    r"""Lemma 3.13: :math:`H(L,\Phi)\le\sum_{b,c}\sqrt{d_bd_c}\|H_{(b),(c)}\|_2`, any block labels."""
     H = _matrix(H)
     ids = check_block_index(block_index, H.shape[0], relabel=True).to(H.device)
     s = torch.sqrt(torch.bincount(ids).to(H.dtype))
@@ -165,13 +150,11 @@ def phi_smoothness(A, block_index, *, max_blocks: int = 12) -> float:
     def objective(z: np.ndarray) -> float:
         r = np.exp(np.concatenate([[0.0], z]))
         s = 1.0 / np.sqrt(r[ix])
-        M = An * s[:, None] * s[None, :]
-        return float((db * r).sum() * np.abs(np.linalg.eigvalsh(M)).max())
+        return float((db * r).sum() * np.abs(np.linalg.eigvalsh(An * s[:, None] * s[None, :])).max())
 
-    Hb = blockwise_smoothness(A, idx).numpy()
     starts = [np.zeros(B - 1)]
     with np.errstate(divide="ignore"):
-        rb = np.log(np.maximum(Hb / db, 1e-300))
+        rb = np.log(np.maximum(blockwise_smoothness(A, idx).numpy() / db, 1e-300))
     if np.all(np.isfinite(rb)):
         starts.append(rb[1:] - rb[0])
     best = math.inf
@@ -190,8 +173,7 @@ def signgd_bound(delta: float, T: ArrayLike, eta: ArrayLike, H: float) -> float 
 
     :math:`\Delta=L(x_0)-\min L`, :math:`H` the :math:`\ell_\infty` constant. Elementwise in ``T``, ``eta``.
     """
-    T = np.asarray(T, dtype=float)
-    eta = np.asarray(eta, dtype=float)
+    T, eta = np.asarray(T, dtype=float), np.asarray(eta, dtype=float)
     if np.any(T < 1) or np.any(eta <= 0) or float(H) < 0 or float(delta) < 0:
         raise ValueError("need T >= 1, eta > 0, H >= 0, delta >= 0")
     out = delta / (T * eta) + H * eta / 2
@@ -239,16 +221,13 @@ def blockwise_adam_F(
 
     Coordinates (:math:`d_b=1`, :math:`\|\cdot\|_\Phi=\|\cdot\|_\infty`) give Theorem 3.5's :math:`F`.
     """
-    sigma_b = np.asarray(sigma_b, dtype=float)
-    d_b = np.asarray(d_b, dtype=float)
-    H_b = np.asarray(H_b, dtype=float)
+    sigma_b, d_b, H_b = (np.asarray(x, dtype=float) for x in (sigma_b, d_b, H_b))
     v0min = float(np.min(v0))
     _check_pos("v0 + eps", v0min + eps)
     if not 0 <= beta2 < 1:
         raise ValueError(f"beta2 must be in [0, 1), got {beta2}")
-    num = (
-        (d_b * sigma_b**2).sum() + grad0_phi**2 + (H_b / d_b).max() ** 2 * eta**2 * T * (T + 1 / (1 - beta2))
-    )
+    drift = (H_b / d_b).max() ** 2 * eta**2 * T * (T + 1 / (1 - beta2))
+    num = (d_b * sigma_b**2).sum() + grad0_phi**2 + drift
     return float(2 * math.log1p(num / (v0min + eps)) + math.log(32))
 
 
@@ -272,10 +251,7 @@ def rmsprop_bound(
     H = np.asarray(H, dtype=float).reshape(-1)
     sigma = np.broadcast_to(np.asarray(sigma, dtype=float), H.shape)
     d = H.size
-    _check_pos("T", T)
-    _check_pos("eta", eta)
-    if not 0 < beta2 < 1:
-        raise ValueError(f"beta2 must be in (0, 1), got {beta2}")
+    _check_run(T, eta, beta2)
     F = blockwise_adam_F(
         sigma_b=sigma, d_b=np.ones(d), grad0_phi=grad0_inf, H_b=H, eta=eta, T=T, beta2=beta2, v0=v0, eps=eps
     )
@@ -319,10 +295,7 @@ def blockwise_adam_bound(
     d_b = np.asarray(d_b, dtype=float).reshape(-1)
     sigma_b = np.broadcast_to(np.asarray(sigma_b, dtype=float), d_b.shape)
     v0 = np.broadcast_to(np.asarray(v0, dtype=float), d_b.shape)
-    _check_pos("T", T)
-    _check_pos("eta", eta)
-    if not 0 < beta2 < 1:
-        raise ValueError(f"beta2 must be in (0, 1), got {beta2}")
+    _check_run(T, eta, beta2)
     F = blockwise_adam_F(
         sigma_b=sigma_b, d_b=d_b, grad0_phi=grad0_phi, H_b=H_b, eta=eta, T=T, beta2=beta2, v0=v0, eps=eps
     )
@@ -349,9 +322,8 @@ def lemma314_rhs(T: int, beta2: float, log_ratio):
 def lemma315_rhs(*, gbar_sq_over_sqrt_vtilde_sum, d_b, sigma_b, T: int, beta2: float, log_ratio):
     r"""Lemma 3.15 (constants unverified): per block, a lower bound on the first-order term.
 
-    :math:`\mathbb E\sum_t\bar g_{(b)}^\top g_{(b)}/\sqrt{v_{t,b}+\epsilon}\ge`
-
-    .. math:: \frac12\mathbb E\sum_t\frac{\|\bar g_{t,(b)}\|_2^2}{\sqrt{\tilde v_{t,b}+\epsilon}}
+    .. math:: \mathbb E\sum_t\bar g_{(b)}^\top g_{(b)}/\sqrt{v_{t,b}+\epsilon}\ge
+              \frac12\mathbb E\sum_t\frac{\|\bar g_{t,(b)}\|_2^2}{\sqrt{\tilde v_{t,b}+\epsilon}}
               -\sqrt{1-\beta_2}\,d_b\sigma_b\Big(T+\frac{\beta_2}{1-\beta_2}
               \mathbb E\ln\frac{v_{T,b}+\epsilon}{v_{0,b}+\epsilon}\Big),
 
