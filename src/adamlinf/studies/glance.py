@@ -1,8 +1,7 @@
 """What the book found: the "Results at a glance" summary and the result box on every page.
 
-It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, the committed
-``published/<notebook>/gpu/``), so it cannot drift from the pages; the book's own checks
-(``origin == "book"``) and the review's questions (``where`` "Review …") are counted apart.
+It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, ``published/<notebook>/gpu/``),
+so it cannot drift from the pages; the book's checks and the review's questions are counted apart.
 """
 
 from __future__ import annotations
@@ -316,10 +315,7 @@ def result_box(
     answer: str | None = None,
     evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
 ) -> str:
-    """Glue a page's result box (:data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`).
-
-    Called in the page's last cell, after its verdicts are saved; ``{glue:md}`result_box``` shows it.
-    """
+    """Glue a page's result box (:data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`); last cell."""
     results_dir = Path(results_dir)  # while the runner runs the page: its staging folder
     final = final_dir(results_dir)
     scale = final.name
