@@ -151,14 +151,11 @@ def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) ->
     book = [Claim(text, a, b, stated, "Figure 3", BOOK) for text, a, b in orders]
     table = claims_table(flat, claims, scale=scale, labels=labels)
     failed = [k for k, v in values.items() if math.isinf(v.value)]
+    ours = ", ".join(f"{name.get(o, o)} ({s} lr)" for o, s in failed) or "no run diverged"
+    claim, rule = "One run fails completely (diverges)", "any measuring seed diverged"
+    paper = "stated (probably AdaSGD at the larger lr)"
     row = verdict_row(
-        "One run fails completely (diverges)",
-        all_hold([len(failed) > 0]),
-        ours=", ".join(f"{name.get(o, o)} ({s} lr)" for o, s in failed) or "no run diverged",
-        scale=scale,
-        paper="stated (probably AdaSGD at the larger lr)",
-        rule="any measuring seed diverged",
-        where="Figure 3",
+        claim, all_hold([len(failed) > 0]), ours=ours, scale=scale, paper=paper, rule=rule, where="Figure 3"
     )
     extra = claims_table(flat, book, scale=scale, labels=labels)
     return pd.concat([table, pd.DataFrame([row]), extra], ignore_index=True)
