@@ -157,10 +157,7 @@ def _assumed(
 
 
 def gpt_rate(model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None) -> Rate:
-    """Training tokens per second of one GPU for a GPT.
-
-    ``measurement``: a :class:`Measurement`, None (assumed ``mfu``) or :data:`PUBLISHED` (the committed file).
-    """
+    """Training tokens per second of one GPU for a GPT: :class:`Measurement`, None (assumed) or PUBLISHED."""
     fpt = gpt_flops_per_token(model_spec)
     m = _resolve(measurement)
     if m is None:
@@ -198,10 +195,7 @@ def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int
 
 
 def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
-    """``(runs_min, runs_max, rotated_min, rotated_max)`` of Figure 1's protocol at parameters ``p``.
-
-    The tuning seed trains every grid (extended); each measuring seed each best lr and Figure 3's rates.
-    """
+    """``(runs_min, runs_max, rotated_min, rotated_max)`` of Figure 1's protocol at parameters ``p``."""
     adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
     grids = {**{o: len(p["adaptive_lrs"]) for o in adaptive}, "sgd": len(p["sgd_lrs"])}
     lo, hi = _sweep_runs(grids, int(p["max_extensions"]))

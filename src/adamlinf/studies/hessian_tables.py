@@ -146,11 +146,7 @@ def _pick(g: pd.DataFrame, quantity: str, hess: str) -> pd.Series | None:
 
 
 def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 2/4 layout (RECONSTRUCTED) from :func:`hessian_table` output.
-
-    ``Optimizer | Smoothness metric | Upper bound | Quantity | Estimated value`` (and ``Estimate``), each
-    run at its own checkpoint, and last AdaSGD's ‖H‖₁,₁/d "(for comparison)".
-    """
+    """The paper's Table 2/4 layout (RECONSTRUCTED): each run's own checkpoint, then AdaSGD's ‖H‖₁,₁/d."""
     rows = []
     for (run, opt), g in tidy.groupby(["run", "optimizer"], sort=False):
         for quantity, hess, metric, bound, shown in _METRIC_OF.get(opt, []):
@@ -241,10 +237,7 @@ _PAPER_SAYS = {PAPER: "stated; values NOT RECOVERED", BOOK: "not measured"}
 def norm_claims(
     tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str, where: str, page: str
 ) -> pd.DataFrame:
-    """The verdicts of Table 2's or Table 4's claims: norms outside their bands, losses by seeds.
-
-    The book's checks hold the weights fixed (one checkpoint): the geometry apart from where each ended.
-    """
+    """Table 2's or 4's verdicts (the book's at one checkpoint): norms by their bands, losses by seeds."""
     v = {**norm_values(tidy), **{f"loss@{k}": m for k, m in losses.items()}}
     claims = [Claim(text, a, b, _PAPER_SAYS[origin], where, origin) for text, a, b, origin in _CLAIMS]
     return claims_table(v, claims, scale=scale, labels=NORM_LABELS, page=page)

@@ -128,10 +128,7 @@ def figure3_values(finals: pd.DataFrame, shared: Mapping[str, float]) -> dict[tu
 
 
 def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) -> pd.DataFrame:
-    """Figure 3's verdicts: the paper's claims, and (the book's) Figure 1's ordering at the other two rates.
-
-    A *fails* of the book's is a finding: the ordering reverses at that rate.
-    """
+    """Figure 3's verdicts: the paper's claims, and (the book's) Figure 1's ordering at the other rates."""
     name = optim.LABELS
     labels = {f"{o}|{s}": f"{name.get(o, o)} ({s} lr)" for o, s in values}
     flat = {f"{o}|{s}": v for (o, s), v in values.items()}

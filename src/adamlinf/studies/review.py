@@ -331,10 +331,7 @@ def tune(
     max_extensions: int = 3,
     keep: Sequence[str] = (),
 ) -> Tuned:
-    """Tune each arm's lr on ``tune_seed`` (grids extended until interior), measure on ``seeds``.
-
-    The measuring runs' models of the arms in ``keep`` are kept (``Tuned.models``).
-    """
+    """Tune each arm's lr on ``tune_seed`` (extended grids), measure on ``seeds``; models of ``keep`` kept."""
     if tune_seed in seeds:
         raise ValueError(f"the tuning seed {tune_seed} must not also measure (seeds={list(seeds)})")
     t0 = time.perf_counter()

@@ -35,10 +35,7 @@ def _window(n_rows: int, window: int | float) -> int:
 
 
 def _diverged(g: pd.DataFrame) -> bool:
-    """Whether the run ``g`` logged a non-finite loss (a NaN reads back from CSV as missing).
-
-    Any ``*_loss`` is ``±inf``, a training row lacks a finite ``train_loss``, or the last row has no loss.
-    """
+    """Whether the run ``g`` logged a non-finite loss (a NaN reads back from CSV as missing)."""
     loss_cols = [c for c in g.columns if c.endswith("_loss")]
     if not loss_cols:
         return False
@@ -55,10 +52,7 @@ def _diverged(g: pd.DataFrame) -> bool:
 def final_metrics(
     df: pd.DataFrame, metric: str = "train_loss", *, window: int | float = 0.05, by: Sequence[str] = ("run",)
 ) -> pd.DataFrame:
-    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` values (``inf``: diverged).
-
-    ``window``: rows, or a fraction of them in (0, 1). Also ``optimizer``, ``lr``, ``seed``, ``last_iter``.
-    """
+    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` (rows, or a share) or ``inf``."""
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
     _window(1, window)
@@ -73,9 +67,7 @@ def final_metrics(
             if col in g.columns and col not in row:
                 row[col] = g[col].iloc[0]
         row[f"final_{metric}"] = math.inf if bad else float(last.mean())
-        row["last_iter"] = int(g["iter"].max())
-        row["diverged"] = bool(bad)
-        rows.append(row)
+        rows.append(row | {"last_iter": int(g["iter"].max()), "diverged": bool(bad)})
     return pd.DataFrame(rows)
 
 
@@ -109,10 +101,7 @@ def tune_grid(
     max_extensions: int = 3,
     seed: int | None = None,
 ) -> Sweep:
-    """Tune half-decade lr grids on ``seed`` (default the smallest) by :func:`adamlinf.tune.search`.
-
-    ``evaluate(grids)`` (all grids, each round) returns ``optimizer``, ``lr``, ``seed``, ``final``.
-    """
+    """Tune half-decade lr grids on ``seed`` (:func:`adamlinf.tune.search`); ``evaluate(grids) -> finals``."""
     grids = {opt: sorted(float(x) for x in lrs) for opt, lrs in grids.items()}
     for opt, lrs in grids.items():
         if len(lrs) < 4:
@@ -245,10 +234,8 @@ def style(key: str, k: int = 0) -> dict:
 def legend_below(fig, ax, *, ncol: int = 5) -> None:
     """One legend below the axes (call after ``fig.tight_layout()``)."""
     handles, labels = ax.get_legend_handles_labels()
-    ncol = min(ncol, max(1, len(labels)))
-    fig.legend(
-        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False, fontsize=9
-    )
+    where = dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=9)
+    fig.legend(handles, labels, ncol=min(ncol, max(1, len(labels))), **where)
 
 
 def plot_sweep(
@@ -326,10 +313,7 @@ def make_command(notebook: str, scale: str = "gpu") -> str:
 def load_published(
     notebook: str, scale: str = "gpu", *, folder: str | Path | None = None
 ) -> Published | None:
-    """The published results of ``notebook`` at ``scale`` (None when there are none).
-
-    Problems: an unreadable file, a SHA-256 unlike its provenance's, another scale's provenance.
-    """
+    """The published results of ``notebook`` at ``scale`` (None if none), their problems and staleness."""
     path = Path(folder) if folder is not None else _results.published_dir(notebook, scale)
     csvs = sorted(path.glob("*.csv")) if path is not None and path.is_dir() else []
     if not csvs:

@@ -334,10 +334,7 @@ class Claim:
 def claims_table(
     values: Mapping[str, Measured | float], claims: Sequence[Claim], *, scale, page="", digits=3, labels=None
 ) -> pd.DataFrame:
-    """The verdict table of pairwise claims (a missing key: ``"not run"``).
-
-    ``ours``: ``"Adam 1.234 ± 0.005 vs AdaSGD 1.301 ± 0.004"`` (:func:`seed_texts`; else ``digits`` digits).
-    """
+    """The verdict table of pairwise claims (seed means by :func:`seed_texts`; a missing key: not run)."""
     labels = dict(labels or {})
     seeded = {
         k: m
