@@ -221,12 +221,7 @@ def table3_run_count(p: Mapping) -> tuple[int, int]:
 def paper_costs(
     measurement=PUBLISHED, *, gpus: tuple[int, ...] = (1, 8), scale: str = "paper"
 ) -> pd.DataFrame:
-    """GPU-hours of every figure and table at ``scale``, and their sum, on 1 and 8 GPUs.
-
-    One row per item and a ``Total``: ``kind``, ``runs_min``/``_max`` (a tuned grid may be extended),
-    ``gpu_hours_min``/``_max``, ``hours_<g>_gpus_min``/``_max``, ``rate_per_gpu``, ``measured``,
-    ``source``. Figures 3 and 4 reuse the runs of Figure 1 and Table 3.
-    """
+    """GPU-hours (``gpu_hours_min``/``_max``, ``hours_<g>_gpus_*``) of every figure and table, and a Total."""
     m = _resolve(measurement)
     rows, no_runs = [], "no runs of its own"
 

@@ -60,6 +60,8 @@ PAPER_CLAIMS: dict[str, tuple[str, str]] = {
 }
 #: Anchor of every page's "Paper vs ours" section (the evidence the summary links to).
 EVIDENCE = "paper-vs-ours"
+#: The evidence a result box links to unless a page names another: (anchor, section title).
+SECTION = (EVIDENCE, "Paper vs ours")
 #: The ``{glue:md}`` key of a page's result box.
 BOX_KEY = "result_box"
 #: What a page ran, written by :func:`result_box` beside its verdicts.
@@ -249,7 +251,7 @@ def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: i
         line += f"; book's checks: {counts_text(book['verdict'])}"
     shown = mine[["claim", "where", "origin", "ours", "verdict", "scale"]]
     full = report.table(shown, f"Every verdict row of this page ({len(mine)})", display=False).data
-    anchor, section = read_page(notebook, "ci").get("evidence") or (EVIDENCE, "Paper vs ours")
+    anchor, section = read_page(notebook, "ci").get("evidence") or SECTION
     link = f'<p><a href="{notebook}.html#{anchor}">The evidence: the page\'s "{section}" section</a></p>'
     per_claim = _per_claim(mine)
     body = full
@@ -274,7 +276,7 @@ def result_box_text(
     absent: Sequence[str] = (),
     changed: Mapping | None = None,
     answer: str | None = None,
-    evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
+    evidence: tuple[str, str] = SECTION,
 ) -> str:
     """A page's result box in MyST: what ran, the claims' verdicts (or ``answer``), scales, overrides."""
     lines = [f"**Ran at `{scale}`:** {ran.rstrip('.')}."]
@@ -308,12 +310,7 @@ def result_box_text(
 
 
 def result_box(
-    notebook: str,
-    results_dir: str | Path,
-    *,
-    ran: str,
-    answer: str | None = None,
-    evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
+    notebook: str, results_dir: str | Path, *, ran: str, answer: str | None = None, evidence=SECTION
 ) -> str:
     """Glue a page's result box (:data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`); last cell."""
     results_dir = Path(results_dir)  # while the runner runs the page: its staging folder

@@ -121,10 +121,7 @@ class GRULM(nn.Module):
 
 
 def text_task(kind: str, *, seq_len: int, batch_size: int, model: Mapping, device="cpu") -> Task:
-    """A byte-level LM (``"gru"``: :class:`GRULM`, ``model={embd, hidden}``; ``"gpt"``: ``GPTConfig`` fields).
-
-    The metric: 4 fixed windows of the held-out last 10% of Python's documentation.
-    """
+    """A byte-level LM on Python's docs (``"gru"``: :class:`GRULM`, or ``"gpt"``), 4 held-out windows."""
     if kind not in ("gru", "gpt"):
         raise ValueError(f"kind must be 'gru' or 'gpt', got {kind!r}")
     from adamlinf.data.text import pydoc_corpus
@@ -295,11 +292,7 @@ def train(
 
 @dataclass
 class Tuned:
-    """The tuned comparison of some arms on one task.
-
-    The sweep, every run (``optimizer`` = arm, ``lr``, ``seed``, ``final``, ``role``, ``seconds``), the
-    value per arm, the wall time, the kept ``(model, parametrization)`` per (arm, seed).
-    """
+    """The tuned comparison of arms on one task: every run (``finals``), a value per arm, kept models."""
 
     sweep: sweeps.Sweep
     finals: pd.DataFrame
