@@ -7,6 +7,7 @@ so it cannot drift from the pages; the book's checks and the review's questions 
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import json
 import re
@@ -105,7 +106,7 @@ def overrides(
     applied = record.get("parameters") or {}
     canonical = {**run.parameter_defaults(notebook), **run.load_parameters(notebook, scale)}
 
-    canon = lambda x: json.dumps(x, sort_keys=True, default=str)  # compare values as the JSON record does
+    canon = functools.partial(json.dumps, sort_keys=True, default=str)  # compare as the JSON record does
     out = {}
     for k, v in applied.items():
         if k in canonical and k not in ("scale", "results_dir") and canon(v) != canon(canonical[k]):
