@@ -187,9 +187,7 @@ def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: s
     return out.assign(claim=out["claim"] + f" (batch {batch_size}, {data})")
 
 
-def table4_claims(
-    tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str, data: str
-) -> pd.DataFrame:
+def table4_claims(tidy: pd.DataFrame, losses: Mapping, *, scale: str, data: str) -> pd.DataFrame:
     """Table 4's verdicts (``hessian_tables.norm_claims``) with Table 3's losses at the page's batch size."""
     out = hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 4", page="resnet_table4")
     return out.assign(claim=out["claim"] + f" ({data})")
