@@ -384,10 +384,7 @@ def basis_norms(
 def checkpoint_norms(
     task: Task, batches: list, *, adam: nn.Module, rotated_adam, adasgd: nn.Module, n_probes: int, seed=0
 ) -> pd.DataFrame:
-    """Table 2's norms (tidy, as :mod:`~adamlinf.studies.hessian_tables`) at trained checkpoints.
-
-    ‖H‖₁,₁/d and ‖H‖₂ at Adam's, ‖RᵀHR‖₁,₁/d at rotated Adam's ``(model, parametrization)``, ‖H‖₂ at AdaSGD's.
-    """
+    """Table 2's norms: ‖H‖₁,₁/d, ‖H‖₂ at Adam's, ‖RᵀHR‖₁,₁/d at rotated Adam's, ‖H‖₂ at AdaSGD's model."""
     rot_model, rp = rotated_adam
     a = basis_norms(adam, task, batches, n_probes=n_probes, seed=seed)
     r = basis_norms(rot_model, task, batches, rp.rotation, n_probes=n_probes, seed=seed, spectral=False)
