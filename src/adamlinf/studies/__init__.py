@@ -1,8 +1,6 @@
-"""The paper's studies: one module per book section, built on the library.
+"""The paper's studies (its sweeps, claims, verdicts and costs): one module per book section.
 
-A study holds what is specific to *this paper*: the sweeps a notebook runs, the claims it checks and
-their verdicts, the cost of the paper-scale runs. It imports the library (``adamlinf.optim``,
-``adamlinf.hessian``, ...); the library never imports a study. Notebooks hold story, calls and figures.
+The library never imports a study; notebooks hold story, calls and figures.
 
 - ``verdicts``: holds / fails / inconclusive (Welch's t-test on seeds, error bands, slope intervals)
 - ``equivariance``: Theorem 2.2, equivariance gaps under rotations and permutations

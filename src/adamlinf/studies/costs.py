@@ -1,12 +1,10 @@
 r"""What the paper-scale runs cost: GPU-hours per figure and table, measured where possible.
 
-A GPU's rate comes from the committed measurement (``published/gpu_paper_scale.json``, written by
-``benchmarks/gpu_paper_scale.py --publish``) when there is one, else from an *assumed* model FLOPs
-utilisation; every number's ``source`` says which. Training FLOPs per token of a GPT are
-:math:`6N + 12\,L\,E\,T` (PaLM appendix B, as nanoGPT), a ResNet's per image three times its
-forward FLOPs; a rate is :math:`\mathrm{MFU}\cdot F_\text{peak}/\text{FLOPs per token}` (assumed)
-or the measured rate scaled by the FLOPs per token. A Hessian-vector product costs
-``ASSUMED_HVP_OVER_GRAD`` gradients; independent runs on :math:`G` GPUs take :math:`1/G` of the GPU-hours.
+A rate is measured (``published/gpu_paper_scale.json`` of ``benchmarks/gpu_paper_scale.py --publish``,
+scaled by the FLOPs per token) or *assumed*, :math:`\mathrm{MFU}\cdot F_\text{peak}/\text{FLOPs per token}`;
+``source`` says which. A GPT trains at :math:`6N + 12\,L\,E\,T` FLOPs per token (PaLM appendix B, as
+nanoGPT), a ResNet at three times its forward FLOPs per image; an HVP costs ``ASSUMED_HVP_OVER_GRAD``
+gradients; independent runs on :math:`G` GPUs take :math:`1/G` of the GPU-hours.
 
 ``python -m adamlinf.studies.costs --markdown book/generated/paper_costs.md`` writes the page's table.
 """
@@ -37,10 +35,9 @@ PEAK_FLOPS = 989e12
 ASSUMED_MFU = {"gpt": 0.40, "resnet": 0.05}
 #: assumed cost of one Hessian-vector product in gradients of the same tokens (double backward)
 ASSUMED_HVP_OVER_GRAD = 3.0
-#: the share of an uncached HVP that is its second backward pass, the part each Cauchy probe pays
-#: alone; the first-order pass (forward + ``create_graph`` backward) is shared by the probes of one
-#: batched pass. Measured on the ci GPT (benchmarks/bench_hessian.py, quiet CPU, two runs, medians):
-#: cached-graph HVP 384 and 393 ms, uncached 530 and 548 ms.
+#: the share of an uncached HVP that is its second backward, paid by each Cauchy probe (the first-order pass
+#: is shared by a batch of probes). Measured on the ci GPT (benchmarks/bench_hessian.py, quiet CPU, two
+#: runs, medians): cached-graph HVP 384 and 393 ms, uncached 530 and 548 ms.
 SECOND_BACKWARD_SHARE = (384.3 + 392.9) / (530.3 + 547.7)
 #: probes per batched pass assumed at paper scale (``l11_norm(batch_probes="auto")`` on a GPU)
 PAPER_PROBE_BATCH = 8
@@ -52,10 +49,7 @@ def probe_hvp_fraction(batch: int = PAPER_PROBE_BATCH) -> float:
 
 
 def _hessian_table(p: Mapping, n: int, what: str) -> tuple[float, str]:
-    """HVP-equivalents of Table 2 or 4 at parameters ``p`` and what they are, over ``n`` ``what`` each.
-
-    3 checkpoints x (2 batched (1,1)-norms, ‖H‖₁,₁ and ‖RᵀHR‖₁,₁, + sequential Lanczos for ‖H‖₂).
-    """
+    """HVP-equivalents of Table 2 or 4 and their text: 3 checkpoints x (‖H‖₁,₁, ‖RᵀHR‖₁,₁, Lanczos' ‖H‖₂)."""
     hvps = 3 * (2 * p["n_probes"] * probe_hvp_fraction() + p["lanczos_iters"])
     work = f"{hvps:.0f} HVP-equivalents (probes batched by {PAPER_PROBE_BATCH}) over {n:,} {what} each"
     return hvps, work + ", at 3 checkpoints"
@@ -67,15 +61,9 @@ MEASUREMENT_NAME = "gpu_paper_scale.json"
 PUBLISHED = "published"
 
 
-# the measurement
 @dataclass(frozen=True)
 class Measurement:
-    """The committed GPU measurement of ``benchmarks/gpu_paper_scale.py`` (GPT-2 124M).
-
-    Adam's training tokens per second (compiled when that part ran), the measured model's FLOPs per
-    token, the fastest uncached float32 HVP's seconds per token and rotated Adam's extra seconds per
-    step (None when not measured), with the GPU, date and torch version.
-    """
+    """The committed GPU measurement of ``benchmarks/gpu_paper_scale.py`` (GPT-2 124M); None: not measured."""
 
     device_name: str
     date: str
@@ -127,23 +115,15 @@ def load_measurement(path: str | Path | None = None) -> Measurement | None:
     hvp = data.get("hvp", {}).get("float32", {})
     best, tokens = _number(hvp, "best_uncached_s"), _number(hvp, "tokens")
     extra = _number(data, "comparison.rotated_minus_adam_step_s")
-    return Measurement(
-        device_name=str(hw.get("device_name", "a GPU")),
-        date=str(date),
-        torch=str(hw.get("torch")),
-        tokens_per_s=rate,
-        compiled=compiled is not None,
-        flops_per_token=fpt,
-        hvp_s_per_token=best / tokens if best and tokens else None,
-        rotated_extra_s_per_step=extra,
-    )
+    hvp_s = best / tokens if best and tokens else None
+    name = str(hw.get("device_name", "a GPU"))
+    return Measurement(name, str(date), str(hw.get("torch")), rate, compiled is not None, fpt, hvp_s, extra)
 
 
 def _resolve(measurement) -> Measurement | None:
     return load_measurement() if measurement == PUBLISHED else measurement
 
 
-# rates
 @dataclass(frozen=True)
 class Rate:
     """Tokens (or images) per second of one GPU, whether measured, and what it rests on (``source``)."""
@@ -177,11 +157,7 @@ def _assumed(
 
 
 def gpt_rate(model_spec: Mapping, measurement=PUBLISHED, *, mfu: float | None = None) -> Rate:
-    """Training tokens per second of one GPU for a GPT.
-
-    ``measurement``: a :class:`Measurement` (scaled by the FLOPs per token), None (the assumed
-    ``mfu``, default ``ASSUMED_MFU["gpt"]``) or :data:`PUBLISHED` (the committed file, if any).
-    """
+    """Training tokens per second of one GPU for a GPT: :class:`Measurement`, None (assumed) or PUBLISHED."""
     fpt = gpt_flops_per_token(model_spec)
     m = _resolve(measurement)
     if m is None:
@@ -212,7 +188,6 @@ def resnet_rate(model_spec: Mapping | None = None, image_size: int = 32, *, hvp:
     return _assumed("resnet", flops, "images", hvp=hvp)
 
 
-# the paper-scale table
 def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int]:
     """Seed-0 runs of a tuned grid: each optimizer's grid, plus up to ``max_extensions`` values."""
     base = sum(grids.values())
@@ -220,15 +195,10 @@ def _sweep_runs(grids: Mapping[str, int], max_extensions: int) -> tuple[int, int
 
 
 def figure1_run_count(p: Mapping) -> tuple[int, int, int, int]:
-    """``(runs_min, runs_max, rotated_min, rotated_max)`` of Figure 1's protocol at parameters ``p``.
-
-    The tuning seed trains every grid (at most ``max_extensions`` more values each); each measuring
-    seed trains each best lr and the adaptive methods at Figure 3's three shared rates.
-    """
+    """``(runs_min, runs_max, rotated_min, rotated_max)`` of Figure 1's protocol at parameters ``p``."""
     adaptive = [*p["optimizers"], *p.get("extra_optimizers", [])]
-    lo, hi = _sweep_runs(
-        {**{o: len(p["adaptive_lrs"]) for o in adaptive}, "sgd": len(p["sgd_lrs"])}, int(p["max_extensions"])
-    )
+    grids = {**{o: len(p["adaptive_lrs"]) for o in adaptive}, "sgd": len(p["sgd_lrs"])}
+    lo, hi = _sweep_runs(grids, int(p["max_extensions"]))
     extra = len(p["seeds"])  # the measuring seeds (the tuning seed is not among them)
     # adaptive points: the 3 shared rates, plus the best lr when it is not one of them; SGD: its best
     lo += extra * (3 * len(adaptive) + 1)
@@ -248,37 +218,18 @@ def table3_run_count(p: Mapping) -> tuple[int, int]:
     return n * (lo + extra), n * (hi + extra)
 
 
-_NO_RUNS = "no runs of its own"
-
-
 def paper_costs(
     measurement=PUBLISHED, *, gpus: tuple[int, ...] = (1, 8), scale: str = "paper"
 ) -> pd.DataFrame:
-    """GPU-hours of every figure and table at ``scale``, and their sum, on 1 and 8 GPUs.
-
-    One row per item and a ``Total``: ``kind``, ``runs_min``/``_max`` (a tuned grid may be extended),
-    ``gpu_hours_min``/``_max``, ``hours_<g>_gpus_min``/``_max``, ``rate_per_gpu``, ``measured``,
-    ``source``. Figures 3 and 4 reuse the runs of Figure 1 and Table 3.
-    """
+    """GPU-hours (``gpu_hours_min``/``_max``, ``hours_<g>_gpus_*``) of every figure and table, and a Total."""
     m = _resolve(measurement)
-    rows = []
+    rows, no_runs = [], "no runs of its own"
 
     def add(item, notebook, work, runs, units_per_run, rate, note="", extra_runs=(0.0, 0.0), kind="training"):
         lo, hi = runs
-        row = {
-            "item": item,
-            "notebook": notebook,
-            "kind": "none" if hi == 0 else kind,
-            "work": work,
-            "runs_min": lo,
-            "runs_max": hi,
-            "units_per_run": units_per_run,
-            "rate_per_gpu": rate.per_s,
-            "rate_unit": f"{rate.unit}/s",
-            "measured": rate.measured,
-            "source": rate.source,
-            "note": note,
-        }
+        row = {"item": item, "notebook": notebook, "kind": "none" if hi == 0 else kind, "work": work}
+        row |= {"runs_min": lo, "runs_max": hi, "units_per_run": units_per_run, "rate_per_gpu": rate.per_s}
+        row |= {"rate_unit": f"{rate.unit}/s", "measured": rate.measured, "source": rate.source, "note": note}
         for bound, n, extra in (("min", lo, extra_runs[0]), ("max", hi, extra_runs[1])):
             row[f"gpu_hours_{bound}"] = (n + extra) * units_per_run / rate.per_s / 3600
         for g in gpus:
@@ -292,20 +243,15 @@ def paper_costs(
     tokens = f1["global_batch"] * f1["block_size"] * f1["max_iters"]
     rate = gpt_rate(gpt, m)
     lo, hi, rot_lo, rot_hi = figure1_run_count(f1)
-    extra_runs = (0.0, 0.0)
-    if m is not None and m.rotated_extra_s_per_step is not None:
-        # rotated Adam pays its extra time once per optimizer step
+    extra_runs, note = (0.0, 0.0), "rotated Adam's extra cost not counted (not measured)"
+    if m is not None and m.rotated_extra_s_per_step is not None:  # paid once per optimizer step
         frac = m.rotated_extra_s_per_step * f1["max_iters"] / (tokens / rate.per_s)
         extra_runs = (rot_lo * frac, rot_hi * frac)
         note = f"rotated Adam +{frac:.1%} per run (measured)"
-    else:
-        note = "rotated Adam's extra cost not counted (not measured)"
-    work = (
-        f"GPT {f1['n_layer']}×{f1['n_embd']}, {f1['max_iters']:,} steps × {f1['global_batch']} × "
-        f"{f1['block_size']} tokens per run"
-    )
+    steps = f"{f1['max_iters']:,} steps × {f1['global_batch']} × {f1['block_size']} tokens per run"
+    work = f"GPT {f1['n_layer']}×{f1['n_embd']}, {steps}"
     add("Figure 1", "gpt2_figure1", work, (lo, hi), tokens, rate, note=note, extra_runs=extra_runs)
-    add("Figure 3", "gpt2_figure3", "a slice of Figure 1's grid", (0, 0), tokens, rate, note=_NO_RUNS)
+    add("Figure 3", "gpt2_figure3", "a slice of Figure 1's grid", (0, 0), tokens, rate, note=no_runs)
     t2 = load_parameters("gpt2_table2", scale)
     hvps, work = _hessian_table(t2, t2["n_batches"] * f1["batch_size"], "sequences")
     hvp_tokens = t2["n_batches"] * f1["batch_size"] * f1["block_size"]
@@ -314,12 +260,10 @@ def paper_costs(
     resnet = {"width": t3["width"], "blocks": t3["blocks"]}
     images = t3["epochs"] * CIFAR10_TRAIN_IMAGES
     rate = resnet_rate(resnet, t3["image_size"])
-    work = (
-        f"ResNet (width {t3['width']}), {t3['epochs']} epochs of CIFAR-10 per run, batch sizes "
-        f"{', '.join(map(str, t3['batch_sizes']))}"
-    )
+    sizes = ", ".join(map(str, t3["batch_sizes"]))
+    work = f"ResNet (width {t3['width']}), {t3['epochs']} epochs of CIFAR-10 per run, batch sizes {sizes}"
     add("Table 3", "resnet_table3", work, table3_run_count(t3), images, rate)
-    add("Figure 4", "resnet_figure4", "curves of Table 3's runs", (0, 0), images, rate, note=_NO_RUNS)
+    add("Figure 4", "resnet_figure4", "curves of Table 3's runs", (0, 0), images, rate, note=no_runs)
     t4 = load_parameters("resnet_table4", scale)
     hvps4, work = _hessian_table(t4, t4["n_batches"] * t4["table4_batch_size"], "images")
     rate = resnet_rate(resnet, t3["image_size"], hvp=True)
@@ -359,14 +303,9 @@ def costs_markdown(table: pd.DataFrame, gpus: tuple[int, ...] = (1, 8)) -> str:
             rate = f"{r.rate_per_gpu:,.0f} {r.rate_unit} ({kind})"
             if r.note and "rotated" in r.note:
                 rate += f"; {r.note}"
-        cells = [
-            f"**{r.item}**" if r.item == "Total" else r.item,
-            r.work,
-            runs,
-            _hours(r.gpu_hours_min, r.gpu_hours_max),
-            *[_hours(getattr(r, f"hours_{g}_gpus_min"), getattr(r, f"hours_{g}_gpus_max")) for g in walls],
-            rate,
-        ]
+        item = f"**{r.item}**" if r.item == "Total" else r.item
+        hours = [_hours(getattr(r, f"hours_{g}_gpus_min"), getattr(r, f"hours_{g}_gpus_max")) for g in walls]
+        cells = [item, r.work, runs, _hours(r.gpu_hours_min, r.gpu_hours_max), *hours, rate]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     sources = sorted({s for s, n in zip(table.source, table.item, strict=True) if n != "Total"})
     lines += ["", "Rates: " + "; ".join(sources) + "."]

@@ -1,8 +1,7 @@
 r"""The chapter "Measure your own model": :func:`adamlinf.diagnose.diagnose` on the book's models.
 
-Least squares with its closed-form Hessian, the tables of several diagnoses and the book checks: the
-diagnostic agrees with the closed form; a random rotation makes each loss less :math:`\ell_\infty`-smooth
-(a race of one seed gets no verdict).
+The book's checks: the diagnostic agrees with least squares' closed form; a random rotation makes each
+loss less :math:`\ell_\infty`-smooth (a race of one seed gets no verdict).
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ from adamlinf.studies.verdicts import BOOK, Measured, all_hold, compare, rule_te
 
 
 def least_squares(n: int, p: int, *, seed: int = 0, dtype=torch.float64):
-    r"""``(model, loss_fn, batches, H)`` of :math:`L(w)=\frac1n\|Xw-y\|^2`, :math:`H=2X^\top X/n`.
-
-    :math:`X` is ``n x p`` with column scales spread over a decade; ``seed`` seeds data and weights.
-    """
+    r"""``(model, loss_fn, batches, H)`` of :math:`L(w)=\frac1n\|Xw-y\|^2`, :math:`H=2X^\top X/n`."""
     g = torch.Generator().manual_seed(seed)
     scales = torch.logspace(-0.5, 0.5, p, dtype=dtype)
     X = torch.randn(n, p, generator=g, dtype=dtype) * scales
@@ -98,35 +94,21 @@ def closed_form_check(diag: Diagnosis, H: torch.Tensor) -> pd.DataFrame:
 
 
 def verdicts(summary_table: pd.DataFrame, closed_form: pd.DataFrame, *, scale: str) -> pd.DataFrame:
-    r"""The chapter's book checks: the closed form, and a rotation making the loss less ℓ∞-smooth.
-
-    Per rotated diagnosis :math:`\|H\|_{1,1}/d<\|\mathcal R^\top H\mathcal R\|_{1,1}/d` outside the bands.
-    """
+    """The book checks: the closed form, and per rotation ‖H‖₁,₁ < ‖RᵀHR‖₁,₁ outside the bands."""
     common = dict(scale=scale, page="diagnose_models", where="Diagnostic", origin=BOOK)
     ours = "; ".join(f"{r.quantity} {r.diagnose:.4g} vs {r.exact:.4g}" for r in closed_form.itertuples())
-    rows = [
-        verdict_row(
-            "diagnose agrees with the closed form of least squares (H = 2XᵀX/n): ‖H‖₁,₁/d and the advantage "
-            "inside their 90% bands, ‖H‖₂ to 1e-6",
-            all_hold(closed_form.agrees),
-            ours=ours,
-            rule="band covers the exact value; rtol 1e-6",
-            **common,
-        )
-    ]
+    claim = (
+        "diagnose agrees with the closed form of least squares (H = 2XᵀX/n): ‖H‖₁,₁/d and the advantage "
+        "inside their 90% bands, ‖H‖₂ to 1e-6"
+    )
+    rule = "band covers the exact value; rtol 1e-6"
+    rows = [verdict_row(claim, all_hold(closed_form.agrees), ours=ours, rule=rule, **common)]
     for r in summary_table.itertuples():
         if pd.isna(r.rotated_l11_per_dim):
             continue
         a = Measured.band(r.l11_per_dim, r.l11_per_dim_lo, r.l11_per_dim_hi)
         b = Measured.band(r.rotated_l11_per_dim, r.rotated_l11_per_dim_lo, r.rotated_l11_per_dim_hi)
-        rows.append(
-            verdict_row(
-                f"{r.model} ({r.state}): a random rotation makes the loss less ℓ∞-smooth "
-                "(‖H‖₁,₁ < ‖RᵀHR‖₁,₁)",
-                compare(a, b),
-                ours=f"‖H‖₁,₁/d {a.text()} vs ‖RᵀHR‖₁,₁/d {b.text()}",
-                rule=rule_text(a, b),
-                **common,
-            )
-        )
+        claim = f"{r.model} ({r.state}): a random rotation makes the loss less ℓ∞-smooth (‖H‖₁,₁ < ‖RᵀHR‖₁,₁)"
+        ours = f"‖H‖₁,₁/d {a.text()} vs ‖RᵀHR‖₁,₁/d {b.text()}"
+        rows.append(verdict_row(claim, compare(a, b), ours=ours, rule=rule_text(a, b), **common))
     return pd.DataFrame(rows)

@@ -1,13 +1,13 @@
 """What the book found: the "Results at a glance" summary and the result box on every page.
 
-It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, the committed
-``published/<notebook>/gpu/``), so it cannot drift from the pages; the book's own checks
-(``origin == "book"``) and the review's questions (``where`` "Review …") are counted apart.
+It reads only the verdict files (``results/<notebook>/<scale>/verdicts.csv``, ``published/<notebook>/gpu/``),
+so it cannot drift from the pages; the book's checks and the review's questions are counted apart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import json
 import re
@@ -61,6 +61,8 @@ PAPER_CLAIMS: dict[str, tuple[str, str]] = {
 }
 #: Anchor of every page's "Paper vs ours" section (the evidence the summary links to).
 EVIDENCE = "paper-vs-ours"
+#: The evidence a result box links to unless a page names another: (anchor, section title).
+SECTION = (EVIDENCE, "Paper vs ours")
 #: The ``{glue:md}`` key of a page's result box.
 BOX_KEY = "result_box"
 #: What a page ran, written by :func:`result_box` beside its verdicts.
@@ -104,7 +106,7 @@ def overrides(
     applied = record.get("parameters") or {}
     canonical = {**run.parameter_defaults(notebook), **run.load_parameters(notebook, scale)}
 
-    canon = lambda x: json.dumps(x, sort_keys=True, default=str)  # compare values as the JSON record does
+    canon = functools.partial(json.dumps, sort_keys=True, default=str)  # compare as the JSON record does
     out = {}
     for k, v in applied.items():
         if k in canonical and k not in ("scale", "results_dir") and canon(v) != canon(canonical[k]):
@@ -250,7 +252,7 @@ def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: i
         line += f"; book's checks: {counts_text(book['verdict'])}"
     shown = mine[["claim", "where", "origin", "ours", "verdict", "scale"]]
     full = report.table(shown, f"Every verdict row of this page ({len(mine)})", display=False).data
-    anchor, section = read_page(notebook, "ci").get("evidence") or (EVIDENCE, "Paper vs ours")
+    anchor, section = read_page(notebook, "ci").get("evidence") or SECTION
     link = f'<p><a href="{notebook}.html#{anchor}">The evidence: the page\'s "{section}" section</a></p>'
     per_claim = _per_claim(mine)
     body = full
@@ -275,7 +277,7 @@ def result_box_text(
     absent: Sequence[str] = (),
     changed: Mapping | None = None,
     answer: str | None = None,
-    evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
+    evidence: tuple[str, str] = SECTION,
 ) -> str:
     """A page's result box in MyST: what ran, the claims' verdicts (or ``answer``), scales, overrides."""
     lines = [f"**Ran at `{scale}`:** {ran.rstrip('.')}."]
@@ -309,17 +311,9 @@ def result_box_text(
 
 
 def result_box(
-    notebook: str,
-    results_dir: str | Path,
-    *,
-    ran: str,
-    answer: str | None = None,
-    evidence: tuple[str, str] = (EVIDENCE, "Paper vs ours"),
+    notebook: str, results_dir: str | Path, *, ran: str, answer: str | None = None, evidence=SECTION
 ) -> str:
-    """Glue a page's result box (:data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`).
-
-    Called in the page's last cell, after its verdicts are saved; ``{glue:md}`result_box``` shows it.
-    """
+    """Glue a page's result box (:data:`BOX_KEY`) and record what it ran (:data:`PAGE_FILE`); last cell."""
     results_dir = Path(results_dir)  # while the runner runs the page: its staging folder
     final = final_dir(results_dir)
     scale = final.name

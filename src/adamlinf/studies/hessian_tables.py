@@ -1,9 +1,8 @@
 r"""Tables 2 and 4: Hessian norms at the final checkpoints of the tuned runs, with error bands.
 
-:func:`hessian_table` estimates :math:`\|H\|_{1,1}/d`, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d`
-(Algorithm 4; :math:`\mathcal R` the rotated-Adam run's map, also at the other runs' weights: the
-*same-checkpoint comparison*) and :math:`\|H\|_2` (Lanczos) on ONE fixed batch set; an ordering
-counts only outside the bands (:func:`l11_band`).
+:func:`hessian_table`: :math:`\|H\|_{1,1}/d`, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` (Algorithm 4;
+:math:`\mathcal R` rotated Adam's map, at every run's weights) and :math:`\|H\|_2` (Lanczos) on ONE fixed
+batch set; an ordering counts only outside the bands (:func:`l11_band`).
 """
 
 from __future__ import annotations
@@ -52,9 +51,8 @@ def l11_band(
 ) -> Measured:
     r"""A (1,1)-norm estimate with its band: the estimator's own ``[lo, hi]`` when finite, else the rate.
 
-    From :math:`\widehat N=N(1+e)`, :math:`|e|\le\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` (Theorem 4.1;
-    probability about :math:`1-\delta`): :math:`N\in[\widehat N/(1+\varepsilon),\widehat N/(1-\varepsilon)]`
-    (infinite for :math:`\varepsilon\ge1`).
+    From :math:`\widehat N=N(1+e)`, :math:`|e|\le\varepsilon(n)=\sqrt{C\log(1/\delta)/n}` (Theorem 4.1):
+    :math:`N\in[\widehat N/(1+\varepsilon),\widehat N/(1-\varepsilon)]`, infinite for :math:`\varepsilon\ge1`.
     """
     if lo is not None and hi is not None and np.isfinite([lo, hi]).all():
         return Measured.band(estimate, min(lo, estimate), max(hi, estimate), n=n_probes)
@@ -92,12 +90,9 @@ def hessian_table(
 ) -> pd.DataFrame:
     r"""Table 2/4 norms at the final checkpoint of each run in ``run_dirs = {label: dir}``.
 
-    The loss is the mean over the first run's ``n_batches`` training batches (``concat``: one joined
-    batch); a run whose data spec gives other batches is refused. Per run :math:`\|H\|_{1,1}/d` and,
-    when a run is rotated, :math:`\|\mathcal R^\top H\mathcal R\|_{1,1}/d` with its :math:`\mathcal R`
-    (``n_probes`` probes, one ``seed``); with ``spectral`` :math:`\|H\|_2` (``lanczos_iters`` steps,
-    ``None``: ARPACK). A row per (run, ``quantity``, ``hessian``) with ``own`` (the run's optimizer saw
-    it), ``value``, ``lo``, ``hi``, ``band``, ``d``, ``n_probes``, ``loss``, ``batch_digest``, ``seconds``.
+    The loss: the mean over the first run's ``n_batches`` training batches (``concat``: joined); a run
+    with other batches is refused. ``lanczos_iters=None``: ARPACK. A row per (run, ``quantity``,
+    ``hessian``) with ``own`` (the run's optimizer saw it), ``value``, ``lo``, ``hi``, ``band``, ``d``, ...
     """
     loaded = {label: _load(d, device) for label, d in run_dirs.items()}
     R = next((rot for *_, rot in loaded.values() if rot is not None), None)
@@ -151,12 +146,7 @@ def _pick(g: pd.DataFrame, quantity: str, hess: str) -> pd.Series | None:
 
 
 def table_layout(tidy: pd.DataFrame) -> pd.DataFrame:
-    """The paper's Table 2/4 layout (RECONSTRUCTED) from :func:`hessian_table` output.
-
-    ``Optimizer | Smoothness metric | Upper bound | Quantity | Estimated value`` (with ``lo``, ``hi``,
-    ``run``, ``optimizer`` and the text ``Estimate``): ‖H‖₁,₁/d (Adam), ‖RᵀHR‖₁,₁/d (rotated Adam),
-    ‖H‖₂ (AdaSGD), each at the run's own checkpoint, and last AdaSGD's ‖H‖₁,₁/d "(for comparison)".
-    """
+    """The paper's Table 2/4 layout (RECONSTRUCTED): each run's own checkpoint, then AdaSGD's ‖H‖₁,₁/d."""
     rows = []
     for (run, opt), g in tidy.groupby(["run", "optimizer"], sort=False):
         for quantity, hess, metric, bound, shown in _METRIC_OF.get(opt, []):
@@ -247,12 +237,7 @@ _PAPER_SAYS = {PAPER: "stated; values NOT RECOVERED", BOOK: "not measured"}
 def norm_claims(
     tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str, where: str, page: str
 ) -> pd.DataFrame:
-    """The verdicts of Table 2's or Table 4's claims: norms outside their bands, losses by seeds.
-
-    The paper's claims (``where``): Adam's ‖H‖₁,₁/d below rotated Adam's ‖RᵀHR‖₁,₁/d and AdaSGD's ‖H‖₂,
-    each at its own checkpoint, and the loss orders they predict. The book's checks hold the weights
-    fixed (one checkpoint): the geometry apart from where each optimizer ended.
-    """
+    """Table 2's or 4's verdicts (the book's at one checkpoint): norms by their bands, losses by seeds."""
     v = {**norm_values(tidy), **{f"loss@{k}": m for k, m in losses.items()}}
     claims = [Claim(text, a, b, _PAPER_SAYS[origin], where, origin) for text, a, b, origin in _CLAIMS]
     return claims_table(v, claims, scale=scale, labels=NORM_LABELS, page=page)

@@ -1,8 +1,7 @@
 r"""Section 4.2 (GPT-2): Figure 1's tuned, seeded runs, Figure 3's shared-lr view, their claims.
 
-:func:`figure1_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` on a GPT, then the measuring
-seeds at each best lr and, for the adaptive methods, at the paper's shared lr :math:`\eta`,
-:math:`\eta/\sqrt{10}` and :math:`\eta\sqrt{10}` (Figure 3), in ``root/<optimizer>_lr<lr>_s<seed>/``.
+:func:`figure1_runs`: the :mod:`~adamlinf.studies.sweeps` protocol, plus the adaptive methods at the
+paper's shared lr :math:`\eta`, :math:`\eta/\sqrt{10}` and :math:`\eta\sqrt{10}` (Figure 3).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from adamlinf.studies.verdicts import BOOK, Claim, Measured, all_hold, claims_ta
 #: The optimizers of Figure 1 that share the paper's single peak lr.
 ADAPTIVE = ("adam", "adasgd", "rotated_adam")
 
-#: What the paper reports for a curve claim: the ordering, not the values.
 _CURVES = "stated (curves); losses NOT RECOVERED"
 
 #: Figure 1's claims (paper text; the final losses are NOT RECOVERED).
@@ -130,12 +128,7 @@ def figure3_values(finals: pd.DataFrame, shared: Mapping[str, float]) -> dict[tu
 
 
 def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) -> pd.DataFrame:
-    """The verdicts of Figure 3's claims, and Figure 1's ordering at the other two rates.
-
-    The paper's: every optimizer is worse at the smaller lr, Adam better and rotated Adam worse at the
-    larger one, one run fails completely. The book's: does Adam still beat AdaSGD and rotated Adam at
-    the smaller and the larger lr? A *fails* there is a finding: the ordering reverses at that rate.
-    """
+    """Figure 3's verdicts: the paper's claims, and (the book's) Figure 1's ordering at the other rates."""
     name = optim.LABELS
     labels = {f"{o}|{s}": f"{name.get(o, o)} ({s} lr)" for o, s in values}
     flat = {f"{o}|{s}": v for (o, s), v in values.items()}
@@ -155,14 +148,11 @@ def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) ->
     book = [Claim(text, a, b, stated, "Figure 3", BOOK) for text, a, b in orders]
     table = claims_table(flat, claims, scale=scale, labels=labels)
     failed = [k for k, v in values.items() if math.isinf(v.value)]
+    ours = ", ".join(f"{name.get(o, o)} ({s} lr)" for o, s in failed) or "no run diverged"
+    claim, rule = "One run fails completely (diverges)", "any measuring seed diverged"
+    paper = "stated (probably AdaSGD at the larger lr)"
     row = verdict_row(
-        "One run fails completely (diverges)",
-        all_hold([len(failed) > 0]),
-        ours=", ".join(f"{name.get(o, o)} ({s} lr)" for o, s in failed) or "no run diverged",
-        scale=scale,
-        paper="stated (probably AdaSGD at the larger lr)",
-        rule="any measuring seed diverged",
-        where="Figure 3",
+        claim, all_hold([len(failed) > 0]), ours=ours, scale=scale, paper=paper, rule=rule, where="Figure 3"
     )
     extra = claims_table(flat, book, scale=scale, labels=labels)
     return pd.concat([table, pd.DataFrame([row]), extra], ignore_index=True)

@@ -1,11 +1,8 @@
 r"""Questions from the paper's public review {cite}`xie2025review`, answered by experiment.
 
-**Tasks** (:class:`Task`: a noisy diagonal quadratic, an MLP and a CNN on the offline digits, a GRU
-and a GPT on Python's documentation), **arms** (:class:`Arm`: an optimizer, optionally on
-:math:`L\circ R` for a rotation of :func:`rotation_builders`, optionally blockwise), **the protocol**
-(:func:`tune`: each arm's lr tuned on one seed, measured on the others) and **norms**
-(:func:`basis_norms`, :func:`track_norms`, :func:`phi_table`). Every run is trained in-process by
-:func:`train` (a few hundred steps of a model of at most a few ten thousand parameters).
+:class:`Task` (a noisy quadratic, an MLP/CNN on digits, a GRU/GPT on Python's docs), :class:`Arm` (an
+optimizer, optionally on :math:`L\circ R` or blockwise), :func:`tune` (lr tuned on one seed, measured on
+the others), norms (:func:`basis_norms`, :func:`track_norms`, :func:`phi_table`); runs train in-process.
 """
 
 from __future__ import annotations
@@ -30,10 +27,7 @@ from adamlinf.studies.verdicts import BOOK, Claim, Measured, claims_table
 
 @dataclass
 class Task:
-    """A small training problem: ``make_model(seed)``, ``batch(generator)``, ``loss(model, batch)``.
-
-    The final metric is ``metric(model)``, by default the mean loss over ``eval_batches``.
-    """
+    """``make_model(seed)``, ``batch(generator)``, ``loss(model, batch)``; metric default: mean eval loss."""
 
     name: str
     make_model: Callable[[int], nn.Module]
@@ -55,10 +49,7 @@ class Task:
 def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
     r"""$L(x)=\tfrac12\sum_i\lambda_ix_i^2$, gradients $\nabla L(x)+\xi$, $\xi\sim\mathcal N(0,\sigma^2I)$.
 
-    The noise is isotropic, so a rotation of the coordinates changes the Hessian's basis and
-    nothing else. Each seed starts at a random sign vector $x_0\in\{\pm1\}^d$, so
-    $\|x_0\|_2^2=d\,\|x_0\|_\infty^2$. The metric is $\log_{10}(L(x_T)/L(x_0))$. Random draws are
-    made on the CPU and moved to ``device``, so a seed gives the same run on every device.
+    Isotropic noise; a random sign vector $x_0\in\{\pm1\}^d$ starts; the metric is $\log_{10}(L(x_T)/L(x_0))$.
     """
     lam = torch.as_tensor(lam, dtype=torch.float64).to(device)
     d = lam.numel()
@@ -83,11 +74,7 @@ def quadratic_task(lam: Tensor, sigma: float, *, device="cpu") -> Task:
 
 
 def digits_task(kind: str, *, width: int, batch_size: int, device="cpu") -> Task:
-    """An MLP or a CNN on the offline 8×8 digits; the data stay on the CPU, models and batches on ``device``.
-
-    ``"mlp"``: 64 → ``width`` → 10 with a ReLU. ``"cnn"``: two 3×3 convolutions (``width``, ``2*width``
-    channels), each with a ReLU and 2×2 max-pooling, then a linear layer.
-    """
+    """An MLP (64 → ``width`` → 10) or a CNN (two 3×3 conv + ReLU + 2×2 pool, then linear) on 8×8 digits."""
     if kind not in ("mlp", "cnn"):
         raise ValueError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
     from adamlinf.data.images import load_digits_images
@@ -134,11 +121,7 @@ class GRULM(nn.Module):
 
 
 def text_task(kind: str, *, seq_len: int, batch_size: int, model: Mapping, device="cpu") -> Task:
-    """A byte-level LM on Python's documentation: ``kind="gru"`` (:class:`GRULM`) or ``"gpt"``.
-
-    ``model``: ``{embd, hidden}`` for the GRU, :class:`~adamlinf.models.gpt.GPTConfig` fields for the GPT.
-    The metric: 4 fixed windows of the held-out last 10%. Windows are drawn on the CPU, used on ``device``.
-    """
+    """A byte-level LM on Python's docs (``"gru"``: :class:`GRULM`, or ``"gpt"``), 4 held-out windows."""
     if kind not in ("gru", "gpt"):
         raise ValueError(f"kind must be 'gru' or 'gpt', got {kind!r}")
     from adamlinf.data.text import pydoc_corpus
@@ -160,6 +143,7 @@ def text_task(kind: str, *, seq_len: int, batch_size: int, model: Mapping, devic
 
     g_eval = torch.Generator().manual_seed(12345)
     fixed = [windows(val, g_eval, batch_size) for _ in range(4)]
+
     name = f"{kind} (pydoc bytes)"
     return Task(
         name, make_model, lambda g: windows(train, g, batch_size), lambda m, b: m(b[0], b[1])[1], fixed
@@ -193,17 +177,12 @@ def _grad_samples(model: nn.Module, task: Task, n_batches: int, seed: int) -> li
 
 
 def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -> dict[str, RotationBuilder]:
-    r"""The rotations of question 3, each a function ``(model, task, seed) -> Rotation``.
+    r"""The rotations of question 3, each ``(model, task, seed) -> Rotation``.
 
-    * ``"tensor"``: a random rotation of the coordinates of the parameter named ``tensor`` only;
-    * ``"head"``: a Haar rotation of head 0's query, key and value weights (and biases), first GPT layer;
-    * ``"model"``: :func:`rotated`, over all coordinates (as rotated Adam);
-    * ``"similar"``: the coordinates sorted by their mean squared gradient at initialisation
-      (``n_batches`` batches), cut into consecutive groups of ``group``, a Haar rotation inside each
-      group: it mixes only coordinates whose gradient scales are alike;
-    * ``"eigen"``: for each weight matrix, the Kronecker product of the eigenbases of its gradient
-      covariance factors :math:`\sum GG^\top` and :math:`\sum G^\top G` at initialisation (Shampoo's
-      and SOAP's basis, fixed); vectors are left alone.
+    ``"tensor"``: the coordinates of the parameter ``tensor``; ``"head"``: head 0's q, k, v (first GPT
+    layer); ``"model"``: :func:`rotated`; ``"similar"``: Haar within groups of ``group`` coordinates of
+    alike mean squared gradient (``n_batches`` at init); ``"eigen"``: per weight matrix, the eigenbases of
+    :math:`\sum GG^\top` and :math:`\sum G^\top G` at init (Shampoo's, SOAP's basis, fixed).
     """
 
     def one_tensor(model, task, seed):
@@ -213,8 +192,7 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
     def one_head(model, task, seed):
         off = _offsets(model)
         e = model.config.n_embd
-        hd = e // n_head
-        rows = torch.cat([torch.arange(p * e, p * e + hd) for p in range(3)])  # q, k, v rows of head 0
+        rows = torch.cat([torch.arange(p * e, p * e + e // n_head) for p in range(3)])  # q, k, v of head 0
         a, _ = off["transformer.h.0.attn.c_attn.weight"]
         parts = [(a + rows[:, None] * e + torch.arange(e)[None, :]).reshape(-1)]
         if "transformer.h.0.attn.c_attn.bias" in off:  # a GPT built with biases
@@ -225,8 +203,7 @@ def rotation_builders(*, tensor: str, n_head: int, group: int, n_batches: int) -
         grads = _grad_samples(model, task, n_batches, seed)
         v = torch.stack([torch.cat([x.reshape(-1) for x in gs]) ** 2 for gs in grads]).mean(0)
         order = torch.argsort(v.cpu())
-        n_full = (len(order) // group) * group
-        sets = list(order[:n_full].reshape(-1, group))
+        sets = list(order[: (len(order) // group) * group].reshape(-1, group))
         return rot.random_block_rotation(_n(model), sets, seed=seed, device=_device(model))
 
     def eigen(model, task, seed):
@@ -266,10 +243,7 @@ def layer_partition(model: nn.Module) -> partitions.Partition:
 
 @dataclass(frozen=True)
 class Arm:
-    r"""An optimizer of :func:`adamlinf.optim.create` and its :math:`\beta_1`.
-
-    Trained on :math:`L\circ R` for ``rotation(model, task, seed)``; ``partition(model)`` for blockwise Adam.
-    """
+    r"""An optimizer and :math:`\beta_1`, on :math:`L\circ R` for ``rotation``, blockwise by ``partition``."""
 
     optimizer: str
     rotation: RotationBuilder | None = None
@@ -286,19 +260,11 @@ def lr_factor(t: int, steps: int, warmup: float = 0.05) -> float:
 
 
 def train(
-    task: Task,
-    arm: Arm,
-    lr: float,
-    *,
-    steps: int,
-    seed: int,
-    beta2: float = 0.999,
-    callback: Callable[[int, nn.Module, object], None] | None = None,
+    task: Task, arm: Arm, lr: float, *, steps: int, seed: int, beta2: float = 0.999, callback=None
 ) -> tuple[float, nn.Module, object]:
-    """Train one run; returns ``(final metric, model, rotated parametrization or None)``.
+    """``(final metric, model, rotated parametrization or None)``; ``inf`` on a non-finite loss.
 
-    ``callback(t, model, rp)`` is called before step ``t`` and once after the last step (``t = steps``).
-    A non-finite training loss stops the run with the metric ``inf``.
+    ``callback(t, model, rp)`` runs before step ``t`` and after the last (``t = steps``).
     """
     model = task.make_model(seed)
     rp = None
@@ -326,11 +292,7 @@ def train(
 
 @dataclass
 class Tuned:
-    """The tuned comparison of some arms on one task.
-
-    The sweep, every run (``optimizer`` = the arm, ``lr``, ``seed``, ``final``, ``role``, ``seconds``),
-    the measured value per arm, the wall time, and the kept ``(model, parametrization)`` per (arm, seed).
-    """
+    """The tuned comparison of arms on one task: every run (``finals``), a value per arm, kept models."""
 
     sweep: sweeps.Sweep
     finals: pd.DataFrame
@@ -342,19 +304,11 @@ class Tuned:
         """Per arm: tuned lr, grid, whether the optimum is interior, the measured value."""
         rows = []
         for arm, lr in self.sweep.best_lr.items():
-            grid = self.sweep.grids[arm]
-            rows.append(
-                {
-                    "task": task,
-                    "arm": arm,
-                    "tuned lr": lr,
-                    "grid": f"{min(grid):.3g} … {max(grid):.3g} ({len(grid)})",
-                    "interior": arm not in self.sweep.on_edge,
-                    "final (measuring seeds)": self.values[arm].text(4),
-                    "mean": self.values[arm].value,
-                    "std": self.values[arm].spread,
-                }
-            )
+            grid, m = self.sweep.grids[arm], self.values[arm]
+            span = f"{min(grid):.3g} … {max(grid):.3g} ({len(grid)})"
+            row = {"task": task, "arm": arm, "tuned lr": lr, "grid": span}
+            row |= {"interior": arm not in self.sweep.on_edge, "final (measuring seeds)": m.text(4)}
+            rows.append(row | {"mean": m.value, "std": m.spread})
         return pd.DataFrame(rows)
 
 
@@ -370,10 +324,7 @@ def tune(
     max_extensions: int = 3,
     keep: Sequence[str] = (),
 ) -> Tuned:
-    """Tune each arm's lr on ``tune_seed`` (grids extended until interior), then measure on ``seeds``.
-
-    The measuring runs' models of the arms in ``keep`` are kept (``Tuned.models``), to be measured later.
-    """
+    """Tune each arm's lr on ``tune_seed`` (extended grids), measure on ``seeds``; models of ``keep`` kept."""
     if tune_seed in seeds:
         raise ValueError(f"the tuning seed {tune_seed} must not also measure (seeds={list(seeds)})")
     t0 = time.perf_counter()
@@ -407,10 +358,7 @@ def tune(
 
 
 def claims(values: Mapping[str, Measured], pairs: Sequence[tuple], *, q: int, **table) -> pd.DataFrame:
-    """Verdict rows (origin book) of review question ``q``'s ``(text, better, worse)`` claims, lower better.
-
-    ``table``: ``scale``, ``page``, ``labels`` of :func:`~adamlinf.studies.verdicts.claims_table`.
-    """
+    """Verdict rows (origin book) of question ``q``'s ``(text, better, worse)`` claims, lower better."""
     cs = [Claim(*pair, paper="not claimed", where=f"Review Q{q}", origin=BOOK) for pair in pairs]
     return claims_table(values, cs, **table)
 
@@ -421,19 +369,9 @@ def _math_attention(model: nn.Module) -> nn.Module:
 
 
 def basis_norms(
-    model: nn.Module,
-    task: Task,
-    batches: list,
-    rotation=None,
-    *,
-    n_probes: int,
-    seed: int = 0,
-    spectral: bool = True,
+    model: nn.Module, task: Task, batches: list, rotation=None, *, n_probes: int, seed: int = 0, spectral=True
 ) -> dict:
-    r"""‖H‖₁,₁/d (with its band) of the loss on ``batches`` at the model's point, in a rotated basis.
-
-    With a rotation: :math:`R^\top HR`, the Hessian of :math:`L\circ R` at the same point (‖H‖₂ is the same).
-    """
+    r"""‖H‖₁,₁/d (band) and ‖H‖₂ on ``batches`` at the model's point; with ``rotation``: :math:`R^\top HR`."""
     h = hessian.HVP(_math_attention(model), task.loss, batches)
     op = hessian.rotated(h, rotation) if rotation is not None else h
     est = hessian.l11_norm(op, n_probes, seed=seed, partition=None, progress=False)
@@ -444,20 +382,9 @@ def basis_norms(
 
 
 def checkpoint_norms(
-    task: Task,
-    batches: list,
-    *,
-    adam: nn.Module,
-    rotated_adam: tuple,
-    adasgd: nn.Module,
-    n_probes: int,
-    seed: int = 0,
+    task: Task, batches: list, *, adam: nn.Module, rotated_adam, adasgd: nn.Module, n_probes: int, seed=0
 ) -> pd.DataFrame:
-    r"""Table 2's norms at trained checkpoints, in the tidy form of :mod:`~adamlinf.studies.hessian_tables`.
-
-    ‖H‖₁,₁/d and ‖H‖₂ at Adam's model, ‖RᵀHR‖₁,₁/d at rotated Adam's (``(model, parametrization)``:
-    the Hessian of :math:`L\circ R`, the basis it runs in), ‖H‖₂ at AdaSGD's.
-    """
+    """Table 2's norms: ‖H‖₁,₁/d, ‖H‖₂ at Adam's, ‖RᵀHR‖₁,₁/d at rotated Adam's, ‖H‖₂ at AdaSGD's model."""
     rot_model, rp = rotated_adam
     a = basis_norms(adam, task, batches, n_probes=n_probes, seed=seed)
     r = basis_norms(rot_model, task, batches, rp.rotation, n_probes=n_probes, seed=seed, spectral=False)
@@ -530,9 +457,8 @@ def make_task(spec: Mapping, device="cpu") -> Task:
         return digits_task(kind, width=int(spec["width"]), batch_size=int(spec["batch_size"]), device=device)
     keys = ("embd", "hidden") if kind == "gru" else ("n_layer", "n_head", "n_embd")
     model = {k: int(spec[k]) for k in keys}
-    return text_task(
-        kind, seq_len=int(spec["seq_len"]), batch_size=int(spec["batch_size"]), model=model, device=device
-    )
+    size = {"seq_len": int(spec["seq_len"]), "batch_size": int(spec["batch_size"])}
+    return text_task(kind, **size, model=model, device=device)
 
 
 def rotated(k: int = 2) -> RotationBuilder:

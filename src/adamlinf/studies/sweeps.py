@@ -1,11 +1,9 @@
 r"""The tuning protocol of the experiment chapters (Sections 4.2 and 4.3).
 
-A grid per optimizer of at least 4 peak lrs, half a decade apart (:math:`\sqrt{10}`), extended past
-an edge while the best lr is on it (:func:`tune_grid`). A *tuning seed* picks each best lr; the
-*measuring seeds* (never the tuning seed, whose winner's loss is biased down) are trained there and
-measured (:func:`measured`). The paper's view, one shared lr for the adaptive methods, is a slice of
-the same grid. A run's final metric (:func:`final_metrics`) averages its last logged values, ``inf``
-once it logged a non-finite loss.
+Per optimizer a grid of >= 4 peak lrs half a decade apart (:math:`\sqrt{10}`), extended past an edge
+while the best lr is on it (:func:`tune_grid`). A *tuning seed* picks each best lr; the *measuring seeds*
+(never the tuning seed: its winner's loss is biased down) are measured there (:func:`measured`). The
+paper's one shared lr for the adaptive methods is a slice of the same grid.
 """
 
 from __future__ import annotations
@@ -37,11 +35,7 @@ def _window(n_rows: int, window: int | float) -> int:
 
 
 def _diverged(g: pd.DataFrame) -> bool:
-    """Whether the run ``g`` (its metric rows in iteration order) ever logged a non-finite loss.
-
-    A NaN reads back from CSV as missing, so: any ``*_loss`` is ``±inf``, a training row (one with
-    ``lr_t`` or ``iter_time``) lacks a finite ``train_loss``, or the last row has no finite loss.
-    """
+    """Whether the run ``g`` logged a non-finite loss (a NaN reads back from CSV as missing)."""
     loss_cols = [c for c in g.columns if c.endswith("_loss")]
     if not loss_cols:
         return False
@@ -58,11 +52,7 @@ def _diverged(g: pd.DataFrame) -> bool:
 def final_metrics(
     df: pd.DataFrame, metric: str = "train_loss", *, window: int | float = 0.05, by: Sequence[str] = ("run",)
 ) -> pd.DataFrame:
-    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` logged values (by ``iter``).
-
-    ``window``: rows, or a fraction of them in (0, 1) (default the last 5%). A diverged run gets ``inf``.
-    Columns: ``by``, ``optimizer``, ``lr``, ``seed`` (if any), ``final_<metric>``, ``last_iter``, ``diverged``
-    """
+    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` (rows, or a share) or ``inf``."""
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
     _window(1, window)
@@ -77,19 +67,13 @@ def final_metrics(
             if col in g.columns and col not in row:
                 row[col] = g[col].iloc[0]
         row[f"final_{metric}"] = math.inf if bad else float(last.mean())
-        row["last_iter"] = int(g["iter"].max())
-        row["diverged"] = bool(bad)
-        rows.append(row)
+        rows.append(row | {"last_iter": int(g["iter"].max()), "diverged": bool(bad)})
     return pd.DataFrame(rows)
 
 
 @dataclass
 class Sweep:
-    """The result of :func:`tune_grid`.
-
-    Final grids and finals, the tuned lr per optimizer, one record per extension (``optimizer``,
-    ``side``, ``lr``, ``round``), the optimizers still on an edge, the tuning seed.
-    """
+    """:func:`tune_grid`'s grids, finals, tuned lrs, extensions, optimizers still on an edge, tuning seed."""
 
     grids: dict[str, list[float]]
     finals: pd.DataFrame
@@ -117,11 +101,7 @@ def tune_grid(
     max_extensions: int = 3,
     seed: int | None = None,
 ) -> Sweep:
-    """Tune half-decade lr grids on ``seed``: :func:`adamlinf.tune.search`, one 4-digit value per extension.
-
-    ``evaluate(grids) -> finals`` gets every whole grid each round (it skips complete runs) and returns
-    one row per run (``optimizer``, ``lr``, ``seed``, ``final``). ``seed``: default its smallest seed.
-    """
+    """Tune half-decade lr grids on ``seed`` (:func:`adamlinf.tune.search`); ``evaluate(grids) -> finals``."""
     grids = {opt: sorted(float(x) for x in lrs) for opt, lrs in grids.items()}
     for opt, lrs in grids.items():
         if len(lrs) < 4:
@@ -194,10 +174,7 @@ def with_seed(spec: Mapping, seed: int) -> dict:
 
 
 class RunCollector:
-    """Trains a page's run specs into ``root`` (complete runs reused), keeping their metrics by name.
-
-    ``p`` gives ``tune_seed``, the measuring ``seeds`` (not the tuning seed), ``nproc_per_node``, ``workers``.
-    """
+    """Trains run specs into ``root`` (complete runs reused); ``p``: ``tune_seed``, ``seeds``, ``workers``."""
 
     def __init__(self, p: Mapping, root: str | Path, *, threads_per_worker: int | None = None):
         self.root = Path(root)
@@ -257,10 +234,8 @@ def style(key: str, k: int = 0) -> dict:
 def legend_below(fig, ax, *, ncol: int = 5) -> None:
     """One legend below the axes (call after ``fig.tight_layout()``)."""
     handles, labels = ax.get_legend_handles_labels()
-    ncol = min(ncol, max(1, len(labels)))
-    fig.legend(
-        handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False, fontsize=9
-    )
+    where = dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=9)
+    fig.legend(handles, labels, ncol=min(ncol, max(1, len(labels))), **where)
 
 
 def plot_sweep(
@@ -338,17 +313,12 @@ def make_command(notebook: str, scale: str = "gpu") -> str:
 def load_published(
     notebook: str, scale: str = "gpu", *, folder: str | Path | None = None
 ) -> Published | None:
-    """The published results of ``notebook`` at ``scale`` (None when there are none).
-
-    Problems: an unreadable file (left out), a SHA-256 unlike its provenance's, a provenance of another
-    scale. Stale: :func:`adamlinf.results.check_fresh`.
-    """
+    """The published results of ``notebook`` at ``scale`` (None if none), their problems and staleness."""
     path = Path(folder) if folder is not None else _results.published_dir(notebook, scale)
     csvs = sorted(path.glob("*.csv")) if path is not None and path.is_dir() else []
     if not csvs:
         return None
-    problems: list[str] = []
-    tables = {}
+    problems, tables = [], {}
     for p in csvs:
         try:
             tables[p.stem] = pd.read_csv(p)

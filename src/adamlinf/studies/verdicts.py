@@ -1,11 +1,9 @@
 """Verdicts on the paper's claims: *holds*, *fails* or *inconclusive*, one rule per kind of evidence.
 
-Every verdict of the book comes from here. :func:`compare` decides "``better`` is lower than ``worse``"
-on two :class:`Measured` values: over **seeds** by Welch's t-test, one-sided at :data:`ALPHA` = 0.05 each
-way (one seed decides nothing); with **error bands**, an ordering outside them; **exact** values up to
-``rtol``; a gap below ``rel_floor`` ties. Exponents, bounds, correlations, round-off thresholds, agreement
-counts and the lemmas have their own rules below. A diverged run is ``Measured(inf)``, worse than any
-finite one; ``origin`` keeps the paper's claims apart from the book's checks.
+:func:`compare` decides "``better`` is lower than ``worse``" on two :class:`Measured` values: over **seeds**
+by Welch's t-test, one-sided at :data:`ALPHA` = 0.05 each way (one seed decides nothing); with **error
+bands**, an ordering outside them; **exact** values up to ``rtol``; a gap below ``rel_floor`` ties. Other
+evidence has its own rule below. A diverged run is ``Measured(inf)``, worse than any finite one.
 """
 
 from __future__ import annotations
@@ -37,10 +35,7 @@ VERDICT_COLUMNS = ("claim", "where", "origin", "paper", "ours", "verdict", "rule
 
 @dataclass(frozen=True)
 class Measured:
-    """``value`` (mean over ``n`` seeds, or an estimate) with its ``spread`` or error band ``[lo, hi]``.
-
-    ``spread`` is the standard deviation over seeds: ``nan`` for one seed, ``0`` when exact.
-    """
+    """``value`` (mean of ``n`` seeds), ``spread`` (std; ``nan``: one seed, ``0``: exact) or ``[lo, hi]``."""
 
     value: float
     spread: float = math.nan
@@ -88,19 +83,14 @@ class Measured:
 
 
 def seed_texts(values: Sequence[Measured]) -> list[str]:
-    """``"mean ± std"`` texts of one column at one number of decimals (``2.130 ± 0.005``, ``2.410 ± 0.017``).
-
-    Two significant digits for the largest spread, at least one for the smallest.
-    """
+    """``"mean ± std"`` at one number of decimals: 2 significant digits of the largest spread, >= 1 of all."""
     spreads = [
         v.spread for v in values if math.isfinite(v.value) and math.isfinite(v.spread) and v.spread > 0
     ]
+    decimals = 3
     if spreads:
         big = 1 - math.floor(math.log10(max(spreads)))
-        small = -math.floor(math.log10(min(spreads)))
-        decimals = max(0, big, min(small, big + 2))
-    else:
-        decimals = 3
+        decimals = max(0, big, min(-math.floor(math.log10(min(spreads))), big + 2))
     out = []
     for v in values:
         if not math.isfinite(v.value):
@@ -118,10 +108,7 @@ def as_measured(x) -> Measured:
 
 
 def compare(better: Measured | float, worse: Measured | float, *, rtol=1e-9, rel_floor=0.0) -> str:
-    """The verdict on "``better`` is lower than ``worse``" (the rules of the module docstring).
-
-    Exact values closer than ``rtol`` (relative) and gaps at most ``rel_floor`` times the larger tie.
-    """
+    """The verdict on "``better`` is lower than ``worse``" (the module docstring's rules; relative ties)."""
     a, b = as_measured(better), as_measured(worse)
     if math.isnan(a.value) or math.isnan(b.value):
         return INCONCLUSIVE
@@ -146,8 +133,8 @@ def compare(better: Measured | float, worse: Measured | float, *, rtol=1e-9, rel
 def welch(better: Measured, worse: Measured, *, alpha: float = ALPHA) -> str:
     """Welch's one-sided t-test of "``better`` has the lower mean", at level ``alpha`` each way.
 
-    A side with ``spread == 0`` is exact (``welch(Measured.exact(0.0), Measured.from_seeds(diffs))`` is
-    the paired one-sample test); *inconclusive* when a side's spread is unknown or from one seed.
+    A ``spread == 0`` side is exact (``welch(Measured.exact(0.0), Measured.from_seeds(diffs))``: the paired
+    test); *inconclusive* when a spread is unknown or from one seed.
     """
     a, b = better, worse
     for m in (a, b):
@@ -179,9 +166,8 @@ def slope_interval(slope: float, se: float, n_points: int, *, level=SLOPE_LEVEL)
 def slope_verdict(lo: float, hi: float, predicted: float, *, side: str = "two") -> str:
     """The verdict on "the measured exponent is ``predicted``" from an interval ``[lo, hi]`` on it.
 
-    *holds* when the interval excludes 0 and contains ``predicted`` (or, with ``side="upper"``, a
-    bound that only caps the rate, lies below it); *fails* when it excludes ``predicted`` on the
-    wrong side (either side for ``side="two"``); else *inconclusive*.
+    *holds* when it excludes 0 and contains ``predicted`` (``side="upper"``, a bound capping the rate: or
+    lies below it); *fails* when it excludes ``predicted`` on the wrong side (either, ``side="two"``).
     """
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return INCONCLUSIVE
@@ -348,11 +334,7 @@ class Claim:
 def claims_table(
     values: Mapping[str, Measured | float], claims: Sequence[Claim], *, scale, page="", digits=3, labels=None
 ) -> pd.DataFrame:
-    """The verdict table of pairwise claims (a claim with a missing key is ``"not run"``).
-
-    ``ours`` reads ``"Adam 1.234 ± 0.005 vs AdaSGD 1.301 ± 0.004"``: seed means share one number
-    of decimals (:func:`seed_texts`), other values show ``digits`` significant digits.
-    """
+    """The verdict table of pairwise claims (seed means by :func:`seed_texts`; a missing key: not run)."""
     labels = dict(labels or {})
     seeded = {
         k: m

@@ -1,8 +1,4 @@
-r"""Section 4.3 (ResNet18 on CIFAR-10): Table 3's tuned, seeded runs, Figure 4, Tables 3-4 claims.
-
-:func:`table3_runs` runs the protocol of :mod:`adamlinf.studies.sweeps` per batch size. The final metric
-is the paper's "training loss": the loss on a fixed augmented training subset after the last step.
-"""
+r"""Section 4.3 (ResNet18 on CIFAR-10): Table 3's tuned, seeded runs, Figure 4, Tables 3-4 claims."""
 
 from __future__ import annotations
 
@@ -19,13 +15,12 @@ from adamlinf.data import images as _images
 from adamlinf.studies import hessian_tables, sweeps
 from adamlinf.studies.verdicts import Claim, Measured, claims_table
 
-#: The metric Table 3 ranks by: the loss on the fixed augmented training subset at the end.
+#: The paper's "training loss" Table 3 ranks by: the loss on a fixed augmented training subset at the end.
 METRIC = "train_eval_loss"
 
 #: The paper's order of the optimizers in Table 3 and Figure 4.
 PAPER_ORDER = ("sgd", "adasgd", "adam", "rotated_adam", "blockwise_adam_tensor")
 
-#: What the paper reports for the claims of Section 4.3: the ordering, not the values.
 _STATED = "stated; values NOT RECOVERED"
 
 
@@ -74,9 +69,8 @@ class ImageRuns:
 def setup_text(p: Mapping) -> str:
     """The setup in a few words, e.g. ``"digits 16×16 stand-in (not CIFAR-10), ResNet width 8, 3 epochs"``."""
     source = resolve_source(p["data_source"])
-    data = "CIFAR-10"
-    if source != "cifar10":
-        data = f"{source} {p['image_size']}×{p['image_size']} stand-in (not CIFAR-10)"
+    size = f"{p['image_size']}×{p['image_size']}"
+    data = "CIFAR-10" if source == "cifar10" else f"{source} {size} stand-in (not CIFAR-10)"
     model = f"ResNet width {p['width']}"
     if (p["width"], list(p["blocks"])) == (64, [2, 2, 2, 2]):
         model = "ResNet18"
@@ -193,9 +187,7 @@ def figure4_claims(curves: pd.DataFrame, *, scale: str, batch_size: int, data: s
     return out.assign(claim=out["claim"] + f" (batch {batch_size}, {data})")
 
 
-def table4_claims(
-    tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str, data: str
-) -> pd.DataFrame:
+def table4_claims(tidy: pd.DataFrame, losses: Mapping, *, scale: str, data: str) -> pd.DataFrame:
     """Table 4's verdicts (``hessian_tables.norm_claims``) with Table 3's losses at the page's batch size."""
     out = hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 4", page="resnet_table4")
     return out.assign(claim=out["claim"] + f" ({data})")
