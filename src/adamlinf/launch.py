@@ -322,9 +322,7 @@ def run_specs(
         df.insert(0, "run", name)
         df.insert(1, "optimizer", spec["train"]["optimizer"])
         df.insert(2, "lr", float(spec["train"]["lr"]))
-        for key, value in (spec.get("tags") or {}).items():
-            df[key] = value
-        frames.append(df)
+        frames.append(df.assign(**spec.get("tags") or {}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

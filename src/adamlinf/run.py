@@ -238,9 +238,8 @@ def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
 
 
 def _did_you_mean(key: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6) or [
-        k for k in known if k.lower() == key.lower()
-    ]
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    close = close or [k for k in known if k.lower() == key.lower()]
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
@@ -325,9 +324,7 @@ def _tidy(nb, name: str, params: Mapping[str, Any], staging: str) -> None:
         f"**Downloads:** {{download}}`the source, {name}.py <../notebooks/{name}.py>` (a jupytext "
         f"notebook: `make lab` opens it) · {{download}}`this executed notebook, {name}.ipynb <{name}.ipynb>`"
     )
-    cell = nbformat.v4.new_markdown_cell(text)
-    cell.metadata["tags"] = ["adamlinf-downloads"]
-    nb.cells.append(cell)
+    nb.cells.append(nbformat.v4.new_markdown_cell(text, metadata={"tags": ["adamlinf-downloads"]}))
     _drop_widgets(nb)
     # papermill records the staging paths of this machine; the book shows none.
     papermill_meta.update(input_path=f"book/notebooks/{name}.py", output_path=f"book/executed/{name}.ipynb")
@@ -387,8 +384,7 @@ def execute(name: str, scale: str, params: dict, *, log_output: bool = False, wa
         failed = EXECUTED / f"{name}.failed.ipynb"
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            staged = Path(tmp) / f"{name}.ipynb"
-            ran = Path(tmp) / f"{name}.out.ipynb"
+            staged, ran = Path(tmp) / f"{name}.ipynb", Path(tmp) / f"{name}.out.ipynb"
             jupytext.write(nb, staged)
             try:
                 papermill.execute_notebook(
@@ -446,10 +442,8 @@ def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
     """Copy ``results/<name>/<scale>/`` into ``published/<name>/<scale>/`` with the files' SHA-256."""
     src = _results.results_dir(name, scale)
     if not (src / PROVENANCE_FILE).exists():
-        raise SystemExit(
-            f"nothing to publish: {repo_relative(src / PROVENANCE_FILE)} is missing "
-            f"(run python -m adamlinf.run --scale {scale} --only {name} first)"
-        )
+        hint = f"run python -m adamlinf.run --scale {scale} --only {name} first"
+        raise SystemExit(f"nothing to publish: {repo_relative(src / PROVENANCE_FILE)} is missing ({hint})")
     dest = Path(root or _results.PUBLISHED_ROOT) / name / scale
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{scale}-", dir=dest.parent))
@@ -478,20 +472,13 @@ def publish(name: str, scale: str = "gpu", root: Path | None = None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m adamlinf.run`` (see the module docstring)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m adamlinf.run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="python -m adamlinf.run", description=__doc__, formatter_class=raw)
     parser.add_argument("--scale", default="ci", help="parameter set to use (default: ci)")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this notebook (repeatable)")
+    help_set = "override one parameter (a Python literal of the default's type)"
     parser.add_argument(
-        "--set",
-        action="append",
-        type=parse_override,
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one parameter (a Python literal of the default's type)",
+        "--set", action="append", type=parse_override, default=[], metavar="KEY=VALUE", help=help_set
     )
     parser.add_argument("--publish", action="store_true", help="publish each notebook's gpu results")
     parser.add_argument("--no-wait", action="store_true", help="refuse when another runner holds the lock")

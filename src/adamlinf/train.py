@@ -303,11 +303,9 @@ def _dist_setup(device: str):
     return True, rank, world, device, init
 
 
-def _rng_state(device, torch_only: bool = False) -> dict:
-    """The torch (and this GPU's) RNG states; with NumPy's and Python's unless ``torch_only``."""
+def _rng_state(device) -> dict:
+    """The torch (and this GPU's) RNG states."""
     state = {"torch": torch.get_rng_state()}
-    if not torch_only:
-        state.update(numpy=np.random.get_state(), python=random.getstate())
     if torch.device(device).type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -519,7 +517,8 @@ class _Log:
     def save(self, n: int, rng: dict) -> None:
         """Checkpoint the state before iteration ``n`` (``rng``: the torch RNG states at that point)."""
         state = {k: None if v is None else v.state_dict() for k, v in self.stateful.items()}
-        state |= {"rng": {**_rng_state(self.device), **rng}, "iter": n, "elapsed": time.time() - self.t0}
+        rng = {"numpy": np.random.get_state(), "python": random.getstate(), **rng}
+        state |= {"rng": rng, "iter": n, "elapsed": time.time() - self.t0}
         state |= {"config": self.cfg.to_dict(), "spec": self.spec, "metrics": self.rows, "world": self.world}
         save_checkpoint(state, self.out, n, self.cfg.keep_checkpoints)
         self.write_csv()
@@ -586,7 +585,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
     state = ({"model": model, "optimizer": optimizer, "scaler": scaler, "rotation": rotation}, spec, world)
     log = _Log(out, rows, cfg, master, device, geometry, start, elapsed, state)
     batches = _batches(task, cfg, start, stop, rank, world, device, param_dtype)
-    done, rng, consistent = start, _rng_state(device, torch_only=True), True
+    done, rng, consistent = start, _rng_state(device), True
     model.train()
     try:
         for it in range(start, stop):
@@ -600,7 +599,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
             loss = _accumulate(task, train_model, batches, cfg, ddp, autocast, scaler, device)
             consistent = False  # the update changes the state that a checkpoint of iteration `done` holds
             log.record(it, lr, loss, _step(optimizer, scaler, params, cfg, rotation, model))
-            done, rng, consistent = it + 1, _rng_state(device, torch_only=True), True
+            done, rng, consistent = it + 1, _rng_state(device), True
             if signals.received is not None and done < stop:
                 raise signals.stop()  # checkpointed below, at this step boundary
             log.end_step(done, stop, ddp, world, rng)
@@ -609,7 +608,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
             log.evaluate(stop, task, eval_model, rotation, autocast)
             log.append(stop, {k: v for k, v in log.evaluated.items() if k != "iter"}, time.time())
         if master and (start < stop or final):
-            log.save(stop, _rng_state(device, torch_only=True))
+            log.save(stop, _rng_state(device))
         if ddp:
             dist.barrier()
     except BaseException:
