@@ -122,10 +122,8 @@ def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1
     if rest or accum < 1:
         fit = max((b for b in range(1, batch_size + 1) if global_batch % (b * nproc) == 0), default=0)
         hint = f"batch_size {fit} works on {nproc} device(s)" if fit else f"{nproc} devices do not divide it"
-        raise ValueError(
-            f"global_batch={global_batch} is not a multiple of batch_size x nproc_per_node "
-            f"= {batch_size} x {nproc} = {batch_size * nproc}; {hint}"
-        )
+        what = f"batch_size x nproc_per_node = {batch_size} x {nproc} = {batch_size * nproc}"
+        raise ValueError(f"global_batch={global_batch} is not a multiple of {what}; {hint}")
     return accum
 
 

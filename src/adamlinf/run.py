@@ -198,10 +198,8 @@ def check_value(key: str, text: str, default: Any) -> Any:
             for item in value:
                 got = _kind(item)
                 if got != want and not (want == "float" and got == "int"):
-                    raise ValueError(
-                        f"{bad} item {item!r} is a {got}; the items of {key} are {want}s "
-                        f"(default {default!r})"
-                    )
+                    items = f"the items of {key} are {want}s (default {default!r})"
+                    raise ValueError(f"{bad} item {item!r} is a {got}; {items}")
         return type(default)(value) if isinstance(default, tuple) else list(value)
     if kind == "dict":
         if not isinstance(value, dict):
@@ -219,10 +217,8 @@ def check_setting(key: str, value: Any, reference: Any = None) -> str | None:
             if len(set(value)) != len(value):
                 return f"{key}={list(value)!r} repeats a seed; the seeds must be distinct"
             if len(value) < MIN_SEEDS:
-                return (
-                    f"{key}={list(value)!r}: at least {MIN_SEEDS} distinct seeds are needed "
-                    "(a verdict compares seed spreads)"
-                )
+                need = f"at least {MIN_SEEDS} distinct seeds are needed (a verdict compares seed spreads)"
+                return f"{key}={list(value)!r}: {need}"
     elif isinstance(value, bool) or value is None:
         return None
     elif isinstance(value, int):
@@ -255,10 +251,8 @@ def resolve_parameters(
     errors = []
     stray = [k for k in params if k not in defaults or k in INJECTED]
     if stray:
-        errors.append(
-            f"params/{name}.yaml ({scale}) sets {stray}, which the runner injects or the parameters cell "
-            f"of book/notebooks/{name}.py does not have"
-        )
+        where, cell = f"params/{name}.yaml ({scale})", f"the parameters cell of book/notebooks/{name}.py"
+        errors.append(f"{where} sets {stray}, which the runner injects or {cell} does not have")
     known = sorted(set(defaults) - set(INJECTED))
     for key, text in (overrides or {}).items():
         if key in INJECTED:

@@ -676,8 +676,7 @@ def load_final(out_dir, device: str = "cpu", allow_partial: bool = False):
         msg = f"{path} has no model/data spec: train models from adamlinf.models.build and tasks from "
         raise ValueError(msg + "adamlinf.data.build_task (or use adamlinf.launch.run) to make it loadable")
     task = build_task(spec["data"])
-    model = build(spec["model"])
-    model.to(dtype=torch.float64 if cfg.dtype == "float64" else torch.float32)
+    model = build(spec["model"]).to(dtype=torch.float64 if cfg.dtype == "float64" else torch.float32)
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()
     rotation = None
