@@ -183,11 +183,9 @@ def lr_at(it: int, cfg: TrainConfig) -> float:
 
 def result_spec(spec: dict) -> dict:
     """The part of a run spec that determines its results (no ``data.root``, :data:`EXECUTION_FIELDS`)."""
-    return {
-        "model": dict(spec.get("model") or {}),
-        "data": {k: v for k, v in (spec.get("data") or {}).items() if k != "root"},
-        "train": {k: v for k, v in (spec.get("train") or {}).items() if k not in EXECUTION_FIELDS},
-    }
+    data = {k: v for k, v in (spec.get("data") or {}).items() if k != "root"}
+    config = {k: v for k, v in (spec.get("train") or {}).items() if k not in EXECUTION_FIELDS}
+    return {"model": dict(spec.get("model") or {}), "data": data, "train": config}
 
 
 def _spec_of(obj) -> dict | None:
