@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from adamlinf import launch as _launch
+from adamlinf import report, tune
 from adamlinf import results as _results
-from adamlinf import tune
 from adamlinf.studies.verdicts import Measured, seed_texts
 
 HALF_DECADE = tune.HALF_DECADE
@@ -143,13 +143,12 @@ def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "fina
 def seed_table(finals: pd.DataFrame, points: Mapping[str, tuple], value: str = "final") -> pd.DataFrame:
     """Per point ``{key: (optimizer, lr)}``: ``mean``, ``std``, ``n_seeds``, ``text`` of measuring seeds."""
     values = [measured(finals, opt, lr, value) for opt, lr in points.values()]
-    rows = [(key, opt, float(lr)) for key, (opt, lr) in points.items()]
-    out = pd.DataFrame(rows, columns=["key", "optimizer", "lr"])
-    out["mean"] = [m.value for m in values]
-    out["std"] = [m.spread for m in values]
-    out["n_seeds"] = [m.n for m in values]
-    out["text"] = seed_texts(values)
-    return out
+    rows = [
+        (key, opt, float(lr), m.value, m.spread, m.n)
+        for (key, (opt, lr)), m in zip(points.items(), values, strict=True)
+    ]
+    out = pd.DataFrame(rows, columns=["key", "optimizer", "lr", "mean", "std", "n_seeds"])
+    return out.assign(text=seed_texts(values))
 
 
 def seeded_points(best_lr: Mapping[str, float], shared: Iterable = ()) -> list[tuple[str, float]]:
@@ -231,11 +230,13 @@ def style(key: str, k: int = 0) -> dict:
     return dict(STYLES.get(key, {"color": f"C{k}", "ls": "-", "marker": "o"}))
 
 
-def legend_below(fig, ax, *, ncol: int = 5) -> None:
-    """One legend below the axes (call after ``fig.tight_layout()``)."""
+def show_with_legend(fig, ax, caption: str) -> None:
+    """Lay out ``fig``, put one legend (of ``ax``) below it, and show it with ``caption``."""
+    fig.tight_layout()
     handles, labels = ax.get_legend_handles_labels()
     where = dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=9)
-    fig.legend(handles, labels, ncol=min(ncol, max(1, len(labels))), **where)
+    fig.legend(handles, labels, ncol=min(5, max(1, len(labels))), **where)
+    report.figure(fig, caption)
 
 
 def plot_sweep(
