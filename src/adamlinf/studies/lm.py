@@ -67,8 +67,8 @@ class LMRuns:
 
 
 def _finals(metrics: pd.DataFrame, runs: sweeps.RunCollector) -> pd.DataFrame:
-    tr = sweeps.final_metrics(metrics, "train_loss", by=("run",))
-    val = sweeps.final_metrics(metrics, "val_loss", window=1, by=("run",))[["run", "final_val_loss"]]
+    tr = sweeps.final_metrics(metrics, "train_loss")
+    val = sweeps.final_metrics(metrics, "val_loss", window=1)[["run", "final_val_loss"]]
     out = tr.merge(val, on="run").rename(columns={"final_train_loss": "final", "final_val_loss": "final_val"})
     return runs.mark(out.astype({"seed": int}))
 

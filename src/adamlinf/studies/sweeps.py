@@ -49,23 +49,18 @@ def _diverged(g: pd.DataFrame) -> bool:
     return not np.isfinite(g.iloc[-1][loss_cols].to_numpy(dtype=float)).any()
 
 
-def final_metrics(
-    df: pd.DataFrame, metric: str = "train_loss", *, window: int | float = 0.05, by: Sequence[str] = ("run",)
-) -> pd.DataFrame:
-    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` (rows, or a share) or ``inf``."""
+def final_metrics(df: pd.DataFrame, metric: str = "train_loss", *, window: float = 0.05) -> pd.DataFrame:
+    """Per run: ``final_<metric>``, the mean of its last ``window`` (rows, or a share) or ``inf``."""
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
     _window(1, window)
     rows = []
-    for key, g in df.groupby(list(by), sort=False):
+    for run, g in df.groupby("run", sort=False):
         g = g.sort_values("iter", kind="stable")
         logged = g[metric].dropna().to_numpy(dtype=float)
         last = logged[-_window(len(logged), window) :]
         bad = len(last) == 0 or not bool(np.all(np.isfinite(last))) or _diverged(g)
-        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=False))
-        for col in ("optimizer", "lr", "seed"):
-            if col in g.columns and col not in row:
-                row[col] = g[col].iloc[0]
+        row = {"run": run} | {col: g[col].iloc[0] for col in ("optimizer", "lr", "seed") if col in g.columns}
         row[f"final_{metric}"] = math.inf if bad else float(last.mean())
         rows.append(row | {"last_iter": int(g["iter"].max()), "diverged": bool(bad)})
     return pd.DataFrame(rows)

@@ -78,7 +78,7 @@ def setup_text(p: Mapping) -> str:
 
 
 def _finals(metrics: pd.DataFrame, runs: sweeps.RunCollector) -> pd.DataFrame:
-    out = sweeps.final_metrics(metrics, METRIC, window=1, by=("run",))
+    out = sweeps.final_metrics(metrics, METRIC, window=1)
     extra = metrics.groupby("run", sort=False)[["batch_size"]].first().reset_index()
     accs = metrics.dropna(subset=["test_acc"]).groupby("run").last()[["test_loss", "test_acc"]].reset_index()
     out = out.merge(extra, on="run").merge(accs, on="run", how="left")
