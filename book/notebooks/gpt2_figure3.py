@@ -102,11 +102,10 @@ axes[0].set_ylim(lo - 0.1, lo + 1.2)
 axes[0].set_ylabel("training loss")
 for ax in axes[1:]:
     ax.set_ylabel("")
-fig.tight_layout()
-sweeps.legend_below(fig, axes[0])
 n_seeds = int(curves.groupby(["optimizer", "lr"]).seed.nunique().min())
-_ = report.figure(
+sweeps.show_with_legend(
     fig,
+    axes[0],
     f"Figure 3 at scale {scale}: Adam, AdaSGD and rotated Adam at a smaller, the default and a "
     f"larger shared peak lr (half a decade apart; each panel's lr in its title), mean over {n_seeds} "
     "measuring seeds with a ± std band. The paper: all worse at the smaller lr; Adam better and rotated "

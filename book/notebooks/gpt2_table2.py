@@ -167,7 +167,7 @@ if pub is not None:  # else the result box at the top says that nothing is publi
 
 # %%
 losses = {o: sweeps.measured(finals, o, lr) for o, lr in best.items()}
-verdicts = lm.table2_claims(tidy, losses, scale=scale)
+verdicts = hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 2", page="gpt2_table2")
 save_verdicts(verdicts, out, params)
 report.table(
     verdicts.drop(columns=["page"]),

@@ -112,8 +112,7 @@ def load_measurement(path: str | Path | None = None) -> Measurement | None:
     fpt = _number(data, "settings.flops_per_token")
     if rate is None or not date or fpt is None:
         raise ValueError(f"{path} lacks train.adam.tokens_per_s, settings.flops_per_token or the date")
-    hvp = data.get("hvp", {}).get("float32", {})
-    best, tokens = _number(hvp, "best_uncached_s"), _number(hvp, "tokens")
+    best, tokens = _number(data, "hvp.float32.best_uncached_s"), _number(data, "hvp.float32.tokens")
     extra = _number(data, "comparison.rotated_minus_adam_step_s")
     hvp_s = best / tokens if best and tokens else None
     name = str(hw.get("device_name", "a GPU"))
@@ -141,14 +140,12 @@ def gpt_flops_per_token(model_spec: Mapping) -> float:
     return float(model.flops_per_token())
 
 
-def _assumed(
-    kind: str, flops_per_unit: float, unit: str, mfu: float | None = None, hvp: bool = False
-) -> Rate:
+def _assumed(kind: str, flops: float, unit: str, mfu: float | None = None, hvp: bool = False) -> Rate:
     """The rate at ``mfu`` (default ``ASSUMED_MFU[kind]``) of ``PEAK_FLOPS``, for an ``hvp`` or a gradient."""
     mfu = ASSUMED_MFU[kind] if mfu is None else mfu
     if not 0 < mfu <= 1:
         raise ValueError(f"mfu must be in (0, 1], got {mfu}")
-    per_s = mfu * PEAK_FLOPS / flops_per_unit
+    per_s = mfu * PEAK_FLOPS / flops
     source = f"assumed {mfu:.0%} MFU of {PEAK_FLOPS / 1e12:.0f} TFLOP/s"
     if hvp:
         per_s = per_s / ASSUMED_HVP_OVER_GRAD
@@ -279,10 +276,7 @@ def paper_costs(
 
 
 def _hours(lo: float, hi: float) -> str:
-    def one(x: float) -> str:
-        return "0" if x == 0 else f"{x:,.0f}" if x >= 10 else f"{x:.2g}"
-
-    a, b = one(lo), one(hi)
+    a, b = ("0" if x == 0 else f"{x:,.0f}" if x >= 10 else f"{x:.2g}" for x in (lo, hi))
     return a if a == b else f"{a}–{b}"
 
 

@@ -18,17 +18,7 @@ import pandas as pd
 
 from adamlinf import report, run
 from adamlinf.results import PUBLISHED_ROOT, REPO_ROOT, RESULTS_ROOT, final_dir, read_provenance, save_json
-from adamlinf.studies.verdicts import (
-    BOOK,
-    FAILS,
-    HOLDS,
-    INCONCLUSIVE,
-    NOT_RUN,
-    PAPER,
-    VERDICTS,
-    VERDICTS_FILE,
-    aggregate,
-)
+from adamlinf.studies import verdicts as V
 
 #: Scales in the order the pages show them; ``paper`` is the paper's own sizes.
 SCALES = ("ci", "gpu", "paper")
@@ -89,7 +79,7 @@ def collect(
         for scale in SCALES:
             roots = [("published", published_root)] if scale == "gpu" else []
             for source, root in [*roots, ("results", results_root)]:
-                path = root / name / scale / VERDICTS_FILE
+                path = root / name / scale / V.VERDICTS_FILE
                 if path.exists():
                     df = pd.read_csv(path, keep_default_na=False, dtype=str)  # save_verdicts checked it
                     frames.append(df.assign(notebook=name, scale=scale, source=source)[COLUMNS])
@@ -102,7 +92,7 @@ def overrides(
 ) -> dict[str, tuple[object, object]]:
     """``{parameter: (applied, the scale's value)}`` of the recorded parameters that left the scale's."""
     folder = Path(folder) if folder is not None else Path(results_root or RESULTS_ROOT) / notebook / scale
-    record = read_provenance(folder / VERDICTS_FILE) or read_provenance(folder) or {}
+    record = read_provenance(folder / V.VERDICTS_FILE) or read_provenance(folder) or {}
     applied = record.get("parameters") or {}
     canonical = {**run.parameter_defaults(notebook), **run.load_parameters(notebook, scale)}
 
@@ -124,14 +114,14 @@ def overrides_text(changed: Mapping[str, tuple[object, object]]) -> str:
 def counts_text(verdicts: Sequence[str]) -> str:
     """``"holds 4 · fails 1 · inconclusive 2"`` (verdicts that occur, in the book's order)."""
     counts = pd.Series(list(verdicts), dtype=str).value_counts()
-    return " · ".join(f"{v} {int(counts[v])}" for v in VERDICTS if counts.get(v, 0))
+    return " · ".join(f"{v} {int(counts[v])}" for v in V.VERDICTS if counts.get(v, 0))
 
 
 def verdict_text(verdicts: Sequence[str]) -> str:
     """The summary verdict with counts: ``"mixed (holds 2 · fails 1)"``, ``"holds (all 8)"``, ``"fails"``."""
-    summary = aggregate(verdicts)
-    ran = [v for v in verdicts if v != NOT_RUN]
-    if summary in VERDICTS:
+    summary = V.aggregate(verdicts)
+    ran = [v for v in verdicts if v != V.NOT_RUN]
+    if summary in V.VERDICTS:
         return f"{summary} (all {len(ran)})" if len(ran) > 1 else summary
     return f"{summary} ({counts_text(ran)})"
 
@@ -146,7 +136,7 @@ def _per_claim(rows: pd.DataFrame) -> dict[str, pd.DataFrame] | None:
 
 def key_numbers(rows: pd.DataFrame, limit: int = 140) -> str:
     """The deciding numbers in a line: counts per claim, or the first row's ``ours`` cut near ``limit``."""
-    ran = rows[rows["verdict"] != NOT_RUN]
+    ran = rows[rows["verdict"] != V.NOT_RUN]
     if ran.empty:
         return "—"
     per_claim = _per_claim(ran)
@@ -171,15 +161,14 @@ def read_page(notebook: str, scale: str, results_root: Path | str | None = None)
 def upstream_ran(results_dir: str | Path, notebook: str) -> str:
     """What another page ran at the same scale (a page that reads its runs says so)."""
     final = final_dir(results_dir)
-    ran = read_page(notebook, final.name, final.parent.parent).get("ran")
-    return ran or f"the runs of {notebook}"
+    return read_page(notebook, final.name, final.parent.parent).get("ran") or f"the runs of {notebook}"
 
 
 def summary(
     long: pd.DataFrame, results_root: Path | None = None, *, link_prefix: str = "", link_suffix: str = ".html"
 ) -> tuple[pd.DataFrame, list[str]]:
     """One row per claim of the paper (:data:`PAPER_CLAIMS`): its verdict per scale; and the links."""
-    paper_rows = long[long["origin"] == PAPER]
+    paper_rows = long[long["origin"] == V.PAPER]
     rows, links = [], []
     for where, (page, words) in PAPER_CLAIMS.items():
         mine = paper_rows[paper_rows["where"] == where]
@@ -188,7 +177,7 @@ def summary(
         row = {"claim": f"{where}: {words}", "what ran (ci)": ran}
         for s in SCALES:
             row[SCALE_HEADERS[s]] = verdict_text(mine.loc[mine["scale"] == s, "verdict"].tolist())
-            if s == "ci" and row["ci"] != NOT_RUN and overrides(notebook, s, results_root):
+            if s == "ci" and row["ci"] != V.NOT_RUN and overrides(notebook, s, results_root):
                 row["ci"] += " with overrides"
         row["key numbers (ci)"] = key_numbers(mine[mine["scale"] == "ci"])
         rows.append(row)
@@ -216,8 +205,8 @@ def summary_markdown(long: pd.DataFrame, results_root: Path | None = None, link_
 def tally(long: pd.DataFrame) -> pd.DataFrame:
     """Rows per verdict and scale: the paper's claims, the book's checks and the review's apart."""
     review = _is_review(long)
-    kinds = {"claims of the paper": (long["origin"] == PAPER) & ~review}
-    kinds["the book's own checks"] = (long["origin"] == BOOK) & ~review
+    kinds = {"claims of the paper": (long["origin"] == V.PAPER) & ~review}
+    kinds["the book's own checks"] = (long["origin"] == V.BOOK) & ~review
     if review.any():
         kinds["the review's questions"] = review
     ran = set(long["scale"])
@@ -227,8 +216,8 @@ def tally(long: pd.DataFrame) -> pd.DataFrame:
             sub = long[mask & (long["scale"] == s)]
             counts = sub["verdict"].value_counts()
             row = {"rows": label, "scale": s if s in ran else f"{s} (not run)"}
-            out.append(row | {v: int(counts.get(v, 0)) for v in VERDICTS} | {"total": len(sub)})
-    return pd.DataFrame(out, columns=["rows", "scale", *VERDICTS, "total"])
+            out.append(row | {v: int(counts.get(v, 0)) for v in V.VERDICTS} | {"total": len(sub)})
+    return pd.DataFrame(out, columns=["rows", "scale", *V.VERDICTS, "total"])
 
 
 def _is_review(long: pd.DataFrame) -> pd.Series:
@@ -246,7 +235,7 @@ def review_rows(long: pd.DataFrame) -> pd.DataFrame:
 def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: int = 12) -> str:
     """A page's rows as an HTML drop-down, with per-claim counts above ``fold_above`` repeated rows."""
     mine = long[long["notebook"] == notebook]
-    paper, book = mine[mine["origin"] == PAPER], mine[mine["origin"] == BOOK]
+    paper, book = mine[mine["origin"] == V.PAPER], mine[mine["origin"] == V.BOOK]
     line = f"{html.escape(title)} — paper's claims: {counts_text(paper['verdict']) or 'none'}"
     if not book.empty:
         line += f"; book's checks: {counts_text(book['verdict'])}"
@@ -259,7 +248,7 @@ def page_details(long: pd.DataFrame, notebook: str, title: str, *, fold_above: i
     if len(mine) > fold_above and per_claim:
         counts = [
             {"claim": g, "where": sub["where"].iloc[0], "origin": sub["origin"].iloc[0]}
-            | {v: int((sub["verdict"] == v).sum()) for v in (HOLDS, FAILS, INCONCLUSIVE)}
+            | {v: int((sub["verdict"] == v).sum()) for v in (V.HOLDS, V.FAILS, V.INCONCLUSIVE)}
             | {"settings": len(sub)}
             for g, sub in per_claim.items()
         ]
@@ -284,17 +273,17 @@ def result_box_text(
     if answer is not None:
         lines.append(answer)
     else:
-        paper = verdicts[(verdicts["origin"] == PAPER) & ~_is_review(verdicts)]
+        paper = verdicts[(verdicts["origin"] == V.PAPER) & ~_is_review(verdicts)]
         parts = [
-            f"{where}: **{aggregate(rows['verdict'].tolist())}** ({counts_text(rows['verdict'])})"
+            f"{where}: **{V.aggregate(rows['verdict'].tolist())}** ({counts_text(rows['verdict'])})"
             for where, rows in paper.groupby("where", sort=False)
         ]
         lines.append("**The paper's claims:** " + ("; ".join(parts) if parts else "none on this page") + ".")
-        open_rows = paper[paper["verdict"].isin([FAILS, INCONCLUSIVE])]
+        open_rows = paper[paper["verdict"].isin([V.FAILS, V.INCONCLUSIVE])]
         if 0 < len(open_rows) <= 3:
             pairs = zip(open_rows["claim"], open_rows["verdict"], strict=True)
             lines[-1] += " Not holding: " + "; ".join(f"{c} (**{v}**)" for c, v in pairs) + "."
-        others = verdicts[(verdicts["origin"] == BOOK) | _is_review(verdicts)]
+        others = verdicts[(verdicts["origin"] == V.BOOK) | _is_review(verdicts)]
         if not others.empty:
             lines[-1] += f" **The book's own checks:** {counts_text(others['verdict'])}."
     link = f"[The evidence: {evidence[1]} ↓](#{evidence[0]})"
@@ -318,10 +307,12 @@ def result_box(
     final = final_dir(results_dir)
     scale = final.name
     verdicts = pd.DataFrame(columns=["claim", "where", "origin", "verdict"])
-    if (results_dir / VERDICTS_FILE).exists():
-        verdicts = pd.read_csv(results_dir / VERDICTS_FILE, keep_default_na=False, dtype=str)
+    if (results_dir / V.VERDICTS_FILE).exists():
+        verdicts = pd.read_csv(results_dir / V.VERDICTS_FILE, keep_default_na=False, dtype=str)
     root = final.parent.parent
-    found = [s for s in SCALES for r in (root, PUBLISHED_ROOT) if (r / notebook / s / VERDICTS_FILE).exists()]
+    found = [
+        s for s in SCALES for r in (root, PUBLISHED_ROOT) if (r / notebook / s / V.VERDICTS_FILE).exists()
+    ]
     absent = [s for s in SCALES if s != scale and s not in found]
     changed = overrides(notebook, scale, root, folder=results_dir)
     text = result_box_text(

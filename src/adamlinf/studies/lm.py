@@ -15,7 +15,7 @@ import pandas as pd
 
 from adamlinf import launch as _launch
 from adamlinf import optim, report
-from adamlinf.studies import hessian_tables, sweeps
+from adamlinf.studies import sweeps
 from adamlinf.studies.verdicts import BOOK, Claim, Measured, all_hold, claims_table, verdict_row
 
 #: The optimizers of Figure 1 that share the paper's single peak lr.
@@ -67,8 +67,8 @@ class LMRuns:
 
 
 def _finals(metrics: pd.DataFrame, runs: sweeps.RunCollector) -> pd.DataFrame:
-    tr = sweeps.final_metrics(metrics, "train_loss", by=("run",))
-    val = sweeps.final_metrics(metrics, "val_loss", window=1, by=("run",))[["run", "final_val_loss"]]
+    tr = sweeps.final_metrics(metrics, "train_loss")
+    val = sweeps.final_metrics(metrics, "val_loss", window=1)[["run", "final_val_loss"]]
     out = tr.merge(val, on="run").rename(columns={"final_train_loss": "final", "final_val_loss": "final_val"})
     return runs.mark(out.astype({"seed": int}))
 
@@ -115,8 +115,7 @@ def figure1_claims(runs: LMRuns, *, scale: str) -> pd.DataFrame:
     tables = []
     for view, values in views.items():
         table = claims_table(values, list(FIGURE1_CLAIMS), scale=scale, labels=optim.LABELS)
-        table["claim"] = table["claim"] + f" ({view})"
-        tables.append(table)
+        tables.append(table.assign(claim=table["claim"] + f" ({view})"))
     return pd.concat(tables, ignore_index=True)
 
 
@@ -158,11 +157,6 @@ def figure3_claims(values: Mapping[tuple[str, str], Measured], *, scale: str) ->
     return pd.concat([table, pd.DataFrame([row]), extra], ignore_index=True)
 
 
-def table2_claims(tidy: pd.DataFrame, losses: Mapping[str, Measured], *, scale: str) -> pd.DataFrame:
-    """Table 2's verdicts (``hessian_tables.norm_claims``) with Figure 1's tuned losses."""
-    return hessian_tables.norm_claims(tidy, losses, scale=scale, where="Table 2", page="gpt2_table2")
-
-
 def figure1_tables(runs: LMRuns, *, scale: str) -> dict[str, pd.DataFrame]:
     """The tables a Figure 1 page shows: finals, curves, tuned, extensions, shared, verdicts."""
     measuring = sweeps.measuring(runs.finals)
@@ -192,10 +186,9 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     sweeps.plot_sweep(ax, finals, labels=labels, best_lr=best)
     ax.set_ylabel("final training loss (nats/token)")
-    fig.tight_layout()
-    sweeps.legend_below(fig, ax)
-    report.figure(
+    sweeps.show_with_legend(
         fig,
+        ax,
         f"Learning-rate sweep at scale {scale} ({what}): final training loss against peak lr, one line "
         f"per optimizer (tuning seed {tune_seed}); bars: mean ± std over the {n_seeds} measuring seeds; "
         "×: diverged; dotted: tuned lr. The paper runs the adaptive methods at one shared lr and tunes "
@@ -218,10 +211,9 @@ def show_figure1(tables: Mapping[str, pd.DataFrame], *, scale: str, what: str) -
     lo = float(finals[["final", "final_val"]].replace(float("inf"), float("nan")).min().min())
     axes[0].set(ylim=(lo - 0.1, lo + 1.5), ylabel="loss (nats/token)", title="training loss")
     axes[1].set(ylabel="", title="validation loss")
-    fig.tight_layout()
-    sweeps.legend_below(fig, axes[0])
-    report.figure(
+    sweeps.show_with_legend(
         fig,
+        axes[0],
         f"Figure 1 at scale {scale} ({what}): loss curves at each optimizer's tuned lr, mean over "
         f"{n_seeds} measuring seeds with a ± std band. The paper: Adam fastest, then AdaSGD, rotated "
         "Adam much worse, SGD slowest.",

@@ -141,13 +141,12 @@ def text_task(kind: str, *, seq_len: int, batch_size: int, model: Mapping, devic
             return GRULM(256, int(model["embd"]), int(model["hidden"])).to(device)
         return GPT(GPTConfig(vocab_size=256, block_size=seq_len, **dict(model))).to(device)
 
+    def batch(g):
+        return windows(train, g, batch_size)
+
     g_eval = torch.Generator().manual_seed(12345)
     fixed = [windows(val, g_eval, batch_size) for _ in range(4)]
-
-    name = f"{kind} (pydoc bytes)"
-    return Task(
-        name, make_model, lambda g: windows(train, g, batch_size), lambda m, b: m(b[0], b[1])[1], fixed
-    )
+    return Task(f"{kind} (pydoc bytes)", make_model, batch, lambda m, b: m(b[0], b[1])[1], fixed)
 
 
 RotationBuilder = Callable[[nn.Module, Task, int], rot.Rotation]

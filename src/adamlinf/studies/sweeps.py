@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from adamlinf import launch as _launch
+from adamlinf import report, tune
 from adamlinf import results as _results
-from adamlinf import tune
 from adamlinf.studies.verdicts import Measured, seed_texts
 
 HALF_DECADE = tune.HALF_DECADE
@@ -49,23 +49,18 @@ def _diverged(g: pd.DataFrame) -> bool:
     return not np.isfinite(g.iloc[-1][loss_cols].to_numpy(dtype=float)).any()
 
 
-def final_metrics(
-    df: pd.DataFrame, metric: str = "train_loss", *, window: int | float = 0.05, by: Sequence[str] = ("run",)
-) -> pd.DataFrame:
-    """Per ``by`` group: ``final_<metric>``, the mean of its last ``window`` (rows, or a share) or ``inf``."""
+def final_metrics(df: pd.DataFrame, metric: str = "train_loss", *, window: float = 0.05) -> pd.DataFrame:
+    """Per run: ``final_<metric>``, the mean of its last ``window`` (rows, or a share) or ``inf``."""
     if metric not in df.columns:
         raise ValueError(f"metric {metric!r} not in the metrics (columns: {list(df.columns)})")
     _window(1, window)
     rows = []
-    for key, g in df.groupby(list(by), sort=False):
+    for run, g in df.groupby("run", sort=False):
         g = g.sort_values("iter", kind="stable")
         logged = g[metric].dropna().to_numpy(dtype=float)
         last = logged[-_window(len(logged), window) :]
         bad = len(last) == 0 or not bool(np.all(np.isfinite(last))) or _diverged(g)
-        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=False))
-        for col in ("optimizer", "lr", "seed"):
-            if col in g.columns and col not in row:
-                row[col] = g[col].iloc[0]
+        row = {"run": run} | {col: g[col].iloc[0] for col in ("optimizer", "lr", "seed") if col in g.columns}
         row[f"final_{metric}"] = math.inf if bad else float(last.mean())
         rows.append(row | {"last_iter": int(g["iter"].max()), "diverged": bool(bad)})
     return pd.DataFrame(rows)
@@ -143,13 +138,12 @@ def measured(finals: pd.DataFrame, optimizer: str, lr: float, value: str = "fina
 def seed_table(finals: pd.DataFrame, points: Mapping[str, tuple], value: str = "final") -> pd.DataFrame:
     """Per point ``{key: (optimizer, lr)}``: ``mean``, ``std``, ``n_seeds``, ``text`` of measuring seeds."""
     values = [measured(finals, opt, lr, value) for opt, lr in points.values()]
-    rows = [(key, opt, float(lr)) for key, (opt, lr) in points.items()]
-    out = pd.DataFrame(rows, columns=["key", "optimizer", "lr"])
-    out["mean"] = [m.value for m in values]
-    out["std"] = [m.spread for m in values]
-    out["n_seeds"] = [m.n for m in values]
-    out["text"] = seed_texts(values)
-    return out
+    rows = [
+        (key, opt, float(lr), m.value, m.spread, m.n)
+        for (key, (opt, lr)), m in zip(points.items(), values, strict=True)
+    ]
+    out = pd.DataFrame(rows, columns=["key", "optimizer", "lr", "mean", "std", "n_seeds"])
+    return out.assign(text=seed_texts(values))
 
 
 def seeded_points(best_lr: Mapping[str, float], shared: Iterable = ()) -> list[tuple[str, float]]:
@@ -231,11 +225,13 @@ def style(key: str, k: int = 0) -> dict:
     return dict(STYLES.get(key, {"color": f"C{k}", "ls": "-", "marker": "o"}))
 
 
-def legend_below(fig, ax, *, ncol: int = 5) -> None:
-    """One legend below the axes (call after ``fig.tight_layout()``)."""
+def show_with_legend(fig, ax, caption: str) -> None:
+    """Lay out ``fig``, put one legend (of ``ax``) below it, and show it with ``caption``."""
+    fig.tight_layout()
     handles, labels = ax.get_legend_handles_labels()
     where = dict(loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False, fontsize=9)
-    fig.legend(handles, labels, ncol=min(ncol, max(1, len(labels))), **where)
+    fig.legend(handles, labels, ncol=min(5, max(1, len(labels))), **where)
+    report.figure(fig, caption)
 
 
 def plot_sweep(

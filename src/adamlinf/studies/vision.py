@@ -78,7 +78,7 @@ def setup_text(p: Mapping) -> str:
 
 
 def _finals(metrics: pd.DataFrame, runs: sweeps.RunCollector) -> pd.DataFrame:
-    out = sweeps.final_metrics(metrics, METRIC, window=1, by=("run",))
+    out = sweeps.final_metrics(metrics, METRIC, window=1)
     extra = metrics.groupby("run", sort=False)[["batch_size"]].first().reset_index()
     accs = metrics.dropna(subset=["test_acc"]).groupby("run").last()[["test_loss", "test_acc"]].reset_index()
     out = out.merge(extra, on="run").merge(accs, on="run", how="left")
@@ -216,10 +216,9 @@ def show_table3(finals: pd.DataFrame, tuned: pd.DataFrame, *, scale: str, what: 
         sweeps.plot_sweep(ax, finals[finals.batch_size == bs], labels=optim.LABELS, best_lr=best)
         ax.set(yscale="log", ylabel="final training loss" if ax is axes[0][0] else "")
         ax.set_title(f"batch {bs}", fontsize=10)
-    fig.tight_layout()
-    sweeps.legend_below(fig, axes[0][0])
-    report.figure(
+    sweeps.show_with_legend(
         fig,
+        axes[0][0],
         f"Learning-rate sweep of Table 3 at scale {scale} ({what}): final training loss against peak "
         f"lr per optimizer (tuning seed), mean ± std bars over {n_seeds} measuring seeds at the tuned "
         "lr, × diverged. The paper: Adam lowest at every batch size.",
@@ -240,10 +239,9 @@ def show_figure4(curves: pd.DataFrame, *, scale: str, batch_size: int, what: str
             ax.fill_between(m.index, m - s, m + s, color=st["color"], alpha=0.2, lw=0)
         ax.set(yscale="log", xlabel="fraction of the training budget", title=title)
     n_seeds = int(curves.groupby("optimizer").seed.nunique().min())
-    fig.tight_layout()
-    sweeps.legend_below(fig, axes[0])
-    report.figure(
+    sweeps.show_with_legend(
         fig,
+        axes[0],
         f"Figure 4 at scale {scale} ({what}, batch {batch_size}): the tuned runs, mean over "
         f"{n_seeds} measuring seeds with a ± std band. The paper: Adam optimizes fastest; rotated Adam "
         "is clearly slower.",
