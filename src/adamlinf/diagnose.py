@@ -181,11 +181,9 @@ class _BlockOperator(Operator):
         return full
 
     def matvec(self, v: Tensor) -> Tensor:
-        """:math:`H_{(b),(b)}v`."""
         return self.base.matvec(self._embed(torch.as_tensor(v)[None])[0])[self.index]
 
     def matmat(self, V: Tensor) -> Tensor:
-        """Through the base operator's ``matmat`` (batched where it is)."""
         return self.base.matmat(self._embed(V))[:, self.index]
 
 

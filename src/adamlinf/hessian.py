@@ -437,15 +437,12 @@ class _MatrixHVP(Operator):
         self.d, self.dtype, self.device = H.shape[0], H.dtype, H.device
 
     def matvec(self, v):
-        """:math:`Hv`."""
         return self.H @ torch.as_tensor(v).to(self.H)
 
     def matmat(self, V):
-        r""":math:`VH^\top`."""
         return V.to(self.H) @ self.H.T
 
     def tensor_index(self):
-        """One block."""
         return torch.zeros(self.d, dtype=torch.long)
 
 

@@ -124,10 +124,8 @@ def load_meta(directory: str | Path, root=None) -> dict:
         raise _damaged(path, f" is not valid JSON ({exc})", root) from exc
     if not isinstance(meta, dict):
         raise _damaged(path, f" must hold a JSON object, got {type(meta).__name__}", root)
-    missing = [
-        k for k in ("vocab_size", "tokenizer", "train_tokens", "val_tokens", "source") if k not in meta
-    ]
-    if missing:
+    keys = ("vocab_size", "tokenizer", "train_tokens", "val_tokens", "source")
+    if missing := [k for k in keys if k not in meta]:
         raise _damaged(path, f" lacks {', '.join(missing)}", root)
     vocab = meta["vocab_size"]
     if not isinstance(vocab, int) or isinstance(vocab, bool) or not 1 <= vocab <= 2**16:
@@ -358,9 +356,7 @@ class LMTask:
         self.directory = check_prepared(self.dataset, self.root)
         self.meta = load_meta(self.directory, self.root)
         self.vocab_size, self.tokens_per_sample = int(self.meta["vocab_size"]), self.block_size
-        self._data = {
-            split: read_tokens(self.directory / f"{split}.bin", self.root) for split in ("train", "val")
-        }
+        self._data = {s: read_tokens(self.directory / f"{s}.bin", self.root) for s in ("train", "val")}
         for split, arr in self._data.items():
             if arr.size < self.block_size + 2:
                 raise ValueError(f"{split}.bin of {self.dataset!r} has {arr.size} tokens < block_size + 2")
@@ -417,10 +413,8 @@ class LMTask:
         bs = self.eval_batch_size or self.batch_size
         out = {}
         for split, key in (("val", "val_loss"), ("train", "train_eval_loss")):
-            losses = []
-            for i in range(self.eval_iters):
-                x, y = self._windows(f"eval_{split}", i, 0, bs)
-                losses.append(float(self.loss(model, (x.to(device), y.to(device)))))
+            windows = (self._windows(f"eval_{split}", i, 0, bs) for i in range(self.eval_iters))
+            losses = [float(self.loss(model, (x.to(device), y.to(device)))) for x, y in windows]
             out[key] = float(np.mean(losses))
         model.train(was_training)
         return out
