@@ -230,8 +230,7 @@ class HVP(Operator):
         _check_fixed_function(model, loss_fn, self.batches, self.micro_batch is not None)
         named = dict(model.named_parameters())  # tied weights appear once
         by_id = {id(p): n for n, p in named.items()}
-        missing = [i for i, p in enumerate(params or []) if id(p) not in by_id]
-        if missing:
+        if missing := [i for i, p in enumerate(params or []) if id(p) not in by_id]:
             raise ValueError(f"params[{missing[0]}] is not a parameter of the model")
         self.names = list(named) if params is None else [by_id[id(p)] for p in params]
         frozen_names = [n for n in self.names if not named[n].requires_grad]

@@ -207,17 +207,12 @@ def prepare_stdlib(root: str | Path | None = None, limit: int | None = None) -> 
         raise ValueError(f"the stdlib corpus needs files in both splits, got {n_train} train and {n_val} val")
     version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
     source = f"CPython {version} standard library, {n_train + n_val} .py files"
-    return _write(
-        data_dir("stdlib", root),
-        _bytes("".join(docs["train"])),
-        _bytes("".join(docs["val"])),
-        source=source + (f" (first {limit} of the sorted list)" if limit else ""),
-        train_files=n_train,
-        val_files=n_val,
-        skipped_not_utf8=skipped,
-        sha256=digest.hexdigest(),
-        split="val if int(sha256(relative path)[:8], 16) % 10 == 0",
-    )
+    if limit:
+        source += f" (first {limit} of the sorted list)"
+    meta = {"source": source, "train_files": n_train, "val_files": n_val, "skipped_not_utf8": skipped}
+    split = "val if int(sha256(relative path)[:8], 16) % 10 == 0"
+    train, val = (_bytes("".join(docs[s])) for s in ("train", "val"))
+    return _write(data_dir("stdlib", root), train, val, **meta, sha256=digest.hexdigest(), split=split)
 
 
 _GPT2_BPE_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
