@@ -609,8 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not a.quiet,
     )
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    diag.to_json(out / "diagnosis.json")
+    diag.to_json(out / "diagnosis.json")  # creates the folder
     diag.blocks.to_csv(out / "blocks.csv", index=False)
     written = [out / "diagnosis.json", out / "blocks.csv"]
     print(summary_table(diag))

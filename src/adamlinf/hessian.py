@@ -247,9 +247,8 @@ class HVP(Operator):
         self.d = int(sum(self.numels))
         self.dtype, self.device = self.params[0].dtype, self.params[0].device
         self.method = "double_backward" if method == "auto" else method
-        self.cache_graph = (
-            len(self.batches) == 1 and self.micro_batch is None if cache_graph is None else cache_graph
-        )
+        single = len(self.batches) == 1 and self.micro_batch is None
+        self.cache_graph = single if cache_graph is None else cache_graph
         self._units = _micro_batches(self.batches, self.micro_batch)
         self._loss_module = _LossModule(model, loss_fn)
         self._graph = self._graph_versions = None  # cached first-order gradients per unit, their versions
