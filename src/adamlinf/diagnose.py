@@ -436,9 +436,8 @@ def race(
         for name, v in tqdm(runs, desc="race", disable=not progress, leave=False):
             m, rp = _train_copy(model, loss_fn, batches, name, v, steps, seed, betas, eps)
             final = _mean_loss(m, loss_fn, batches)
-            rows.append(
-                {"optimizer": name, "lr": v, "steps": steps, "initial_loss": initial, "final_loss": final}
-            )
+            row = {"optimizer": name, "lr": v, "steps": steps, "initial_loss": initial, "final_loss": final}
+            rows.append(row)
             if keep_models:
                 best = min((r["final_loss"] for r in rows if r["optimizer"] == name), default=math.inf)
                 if final <= best or name not in models:
