@@ -181,11 +181,9 @@ class _BlockOperator(Operator):
         return full
 
     def matvec(self, v: Tensor) -> Tensor:
-        """:math:`H_{(b),(b)}v`."""
         return self.base.matvec(self._embed(torch.as_tensor(v)[None])[0])[self.index]
 
     def matmat(self, V: Tensor) -> Tensor:
-        """Through the base operator's ``matmat`` (batched where it is)."""
         return self.base.matmat(self._embed(V))[:, self.index]
 
 
@@ -438,9 +436,8 @@ def race(
         for name, v in tqdm(runs, desc="race", disable=not progress, leave=False):
             m, rp = _train_copy(model, loss_fn, batches, name, v, steps, seed, betas, eps)
             final = _mean_loss(m, loss_fn, batches)
-            rows.append(
-                {"optimizer": name, "lr": v, "steps": steps, "initial_loss": initial, "final_loss": final}
-            )
+            row = {"optimizer": name, "lr": v, "steps": steps, "initial_loss": initial, "final_loss": final}
+            rows.append(row)
             if keep_models:
                 best = min((r["final_loss"] for r in rows if r["optimizer"] == name), default=math.inf)
                 if final <= best or name not in models:
@@ -611,8 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=not a.quiet,
     )
     out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    diag.to_json(out / "diagnosis.json")
+    diag.to_json(out / "diagnosis.json")  # creates the folder
     diag.blocks.to_csv(out / "blocks.csv", index=False)
     written = [out / "diagnosis.json", out / "blocks.csv"]
     print(summary_table(diag))

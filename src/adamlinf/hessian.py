@@ -230,8 +230,7 @@ class HVP(Operator):
         _check_fixed_function(model, loss_fn, self.batches, self.micro_batch is not None)
         named = dict(model.named_parameters())  # tied weights appear once
         by_id = {id(p): n for n, p in named.items()}
-        missing = [i for i, p in enumerate(params or []) if id(p) not in by_id]
-        if missing:
+        if missing := [i for i, p in enumerate(params or []) if id(p) not in by_id]:
             raise ValueError(f"params[{missing[0]}] is not a parameter of the model")
         self.names = list(named) if params is None else [by_id[id(p)] for p in params]
         frozen_names = [n for n in self.names if not named[n].requires_grad]
@@ -248,9 +247,8 @@ class HVP(Operator):
         self.d = int(sum(self.numels))
         self.dtype, self.device = self.params[0].dtype, self.params[0].device
         self.method = "double_backward" if method == "auto" else method
-        self.cache_graph = (
-            len(self.batches) == 1 and self.micro_batch is None if cache_graph is None else cache_graph
-        )
+        single = len(self.batches) == 1 and self.micro_batch is None
+        self.cache_graph = single if cache_graph is None else cache_graph
         self._units = _micro_batches(self.batches, self.micro_batch)
         self._loss_module = _LossModule(model, loss_fn)
         self._graph = self._graph_versions = None  # cached first-order gradients per unit, their versions
@@ -437,15 +435,12 @@ class _MatrixHVP(Operator):
         self.d, self.dtype, self.device = H.shape[0], H.dtype, H.device
 
     def matvec(self, v):
-        """:math:`Hv`."""
         return self.H @ torch.as_tensor(v).to(self.H)
 
     def matmat(self, V):
-        r""":math:`VH^\top`."""
         return V.to(self.H) @ self.H.T
 
     def tensor_index(self):
-        """One block."""
         return torch.zeros(self.d, dtype=torch.long)
 
 

@@ -47,8 +47,7 @@ def build_task(spec: dict) -> Task:
     if kind == "lm":
         lm_task = importlib.import_module("adamlinf.data.text").LMTask
         allowed = [f.name for f in dataclasses.fields(lm_task) if f.name != "kind"]
-        unknown = sorted(set(kwargs) - set(allowed))
-        if unknown:
+        if unknown := sorted(set(kwargs) - set(allowed)):
             raise ValueError(f"unknown option(s) {unknown} in a data spec of kind 'lm'; allowed: {allowed}")
         task = lm_task(**kwargs)
     elif kind == "cifar10":

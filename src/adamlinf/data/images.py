@@ -48,8 +48,7 @@ def check_cifar10_files(root: str | Path, *, verify_md5: bool = True) -> None:
     folder = Path(root) / CIFAR10.base_folder
     cmd = f"python -m adamlinf.data.images cifar10 --root {root}"
     how = f"    {cmd} --archive cifar-10-python.tar.gz\nor, with network access:\n    {cmd}"
-    missing = [name for name, _ in _FILES if not (folder / name).is_file()]
-    if missing:
+    if missing := [name for name, _ in _FILES if not (folder / name).is_file()]:
         raise FileNotFoundError(
             f"CIFAR-10 not found: {folder} lacks {', '.join(missing)} (nothing is downloaded implicitly). "
             f"With the official archive ({CIFAR10_URL}) on this machine:\n{how}\n"
@@ -266,8 +265,7 @@ def build_task(source: str = "cifar10", **spec: Any) -> ImageTask:
     else:
         raise ValueError(f"source must be 'cifar10' or 'digits', got {source!r}")
     allowed = {f.name for f in fields(ImageTask) if not f.name.endswith(("_x", "_y"))}  # not the data
-    unknown = set(spec) - allowed
-    if unknown:
+    if unknown := set(spec) - allowed:
         raise ValueError(
             f"unknown image-task option(s) {sorted(unknown)}; allowed: {sorted(allowed)}, "
             "source, root, verify_md5, image_size"

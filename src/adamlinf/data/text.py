@@ -124,10 +124,8 @@ def load_meta(directory: str | Path, root=None) -> dict:
         raise _damaged(path, f" is not valid JSON ({exc})", root) from exc
     if not isinstance(meta, dict):
         raise _damaged(path, f" must hold a JSON object, got {type(meta).__name__}", root)
-    missing = [
-        k for k in ("vocab_size", "tokenizer", "train_tokens", "val_tokens", "source") if k not in meta
-    ]
-    if missing:
+    keys = ("vocab_size", "tokenizer", "train_tokens", "val_tokens", "source")
+    if missing := [k for k in keys if k not in meta]:
         raise _damaged(path, f" lacks {', '.join(missing)}", root)
     vocab = meta["vocab_size"]
     if not isinstance(vocab, int) or isinstance(vocab, bool) or not 1 <= vocab <= 2**16:
@@ -209,17 +207,12 @@ def prepare_stdlib(root: str | Path | None = None, limit: int | None = None) -> 
         raise ValueError(f"the stdlib corpus needs files in both splits, got {n_train} train and {n_val} val")
     version = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
     source = f"CPython {version} standard library, {n_train + n_val} .py files"
-    return _write(
-        data_dir("stdlib", root),
-        _bytes("".join(docs["train"])),
-        _bytes("".join(docs["val"])),
-        source=source + (f" (first {limit} of the sorted list)" if limit else ""),
-        train_files=n_train,
-        val_files=n_val,
-        skipped_not_utf8=skipped,
-        sha256=digest.hexdigest(),
-        split="val if int(sha256(relative path)[:8], 16) % 10 == 0",
-    )
+    if limit:
+        source += f" (first {limit} of the sorted list)"
+    meta = {"source": source, "train_files": n_train, "val_files": n_val, "skipped_not_utf8": skipped}
+    split = "val if int(sha256(relative path)[:8], 16) % 10 == 0"
+    train, val = (_bytes("".join(docs[s])) for s in ("train", "val"))
+    return _write(data_dir("stdlib", root), train, val, **meta, sha256=digest.hexdigest(), split=split)
 
 
 _GPT2_BPE_BASE = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/"
@@ -358,9 +351,7 @@ class LMTask:
         self.directory = check_prepared(self.dataset, self.root)
         self.meta = load_meta(self.directory, self.root)
         self.vocab_size, self.tokens_per_sample = int(self.meta["vocab_size"]), self.block_size
-        self._data = {
-            split: read_tokens(self.directory / f"{split}.bin", self.root) for split in ("train", "val")
-        }
+        self._data = {s: read_tokens(self.directory / f"{s}.bin", self.root) for s in ("train", "val")}
         for split, arr in self._data.items():
             if arr.size < self.block_size + 2:
                 raise ValueError(f"{split}.bin of {self.dataset!r} has {arr.size} tokens < block_size + 2")
@@ -417,10 +408,8 @@ class LMTask:
         bs = self.eval_batch_size or self.batch_size
         out = {}
         for split, key in (("val", "val_loss"), ("train", "train_eval_loss")):
-            losses = []
-            for i in range(self.eval_iters):
-                x, y = self._windows(f"eval_{split}", i, 0, bs)
-                losses.append(float(self.loss(model, (x.to(device), y.to(device)))))
+            windows = (self._windows(f"eval_{split}", i, 0, bs) for i in range(self.eval_iters))
+            losses = [float(self.loss(model, (x.to(device), y.to(device)))) for x, y in windows]
             out[key] = float(np.mean(losses))
         model.train(was_training)
         return out
