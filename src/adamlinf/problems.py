@@ -269,7 +269,7 @@ def block_quadratic(
 
 
 @contextlib.contextmanager
-def _one_thread():
+def one_thread():
     """Run a small-tensor loop on one intra-op CPU thread (OpenMP hand-offs cost more than they save)."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -375,7 +375,7 @@ def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Ten
     return lrs, lrs.repeat_interleave(n_seeds)[:, None]
 
 
-@_one_thread()
+@one_thread()
 def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     r"""Deterministic SignGD (``optim.signgd_update_``, exact gradients) for a vector of step sizes at once.
 
@@ -404,29 +404,18 @@ def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     return Trace(lrs.cpu(), torch.arange(steps + 1), {"grad_l1": gl1, "loss": loss})
 
 
-@_one_thread()
+@one_thread()
 def run_blockwise_rmsprop(
-    problem,
-    x0,
-    block_index,
-    *,
-    steps: int,
-    lr,
-    beta2: float,
-    v0: float,
-    n_seeds=1,
-    seed=0,
-    eps=0.0,
-    lemmas=False,
+    problem, x0, block_index, *, steps: int, lr, beta2: float, v0: float, n_seeds=1, seed=0, lemmas=False
 ) -> Trace:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
     ``block_index``: the ``(d,)`` block ids :math:`\Phi(i)` (``torch.arange(d)``: RMSProp). No bias
-    correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`. ``x0``: ``(d,)`` or ``(n_seeds, d)``;
+    correction, :math:`\epsilon=0`, :math:`v_{0,b}=v_0`. ``x0``: ``(d,)`` or ``(n_seeds, d)``;
     noise from one generator ``seed``. Series ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and
     ``loss`` at :math:`x_t`, ``(steps + 1, n_lr, n_seeds)``; with ``lemmas``, sums ``(n_lr, n_seeds, B)``
     of Lemmas 3.14-3.16 and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}
-    +(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
+    +(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`).
     """
     if steps < 1 or n_seeds < 1:
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")
@@ -454,7 +443,7 @@ def run_blockwise_rmsprop(
     names = ("first_order", "gbar_sq_over_sqrt_vtilde", "g2_over_v", "sqrt_vtilde_window", "gbar_norm_sum")
     acc = {k: torch.zeros(n, B, dtype=A.dtype, device=A.device) for k in names} if lemmas else {}
 
-    step_kw = dict(index=idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=0.0, eps_root=eps, sizes=db)
+    step_kw = dict(index=idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=0.0, eps_root=0.0, sizes=db)
 
     def blocksum(z: torch.Tensor) -> torch.Tensor:
         return torch.zeros(n, B, dtype=A.dtype, device=A.device).index_add_(1, idx, z)
@@ -470,15 +459,15 @@ def run_blockwise_rmsprop(
         if lemmas:
             gbar_b2 = blocksum(gbar * gbar)
             vtilde = beta2 * v + (1 - beta2) * (gbar_b2 / db + sig_b2)
-            acc["gbar_sq_over_sqrt_vtilde"] += gbar_b2 / (vtilde + eps).sqrt()
+            acc["gbar_sq_over_sqrt_vtilde"] += gbar_b2 / vtilde.sqrt()
             if t + 1 > steps // 2:
-                acc["sqrt_vtilde_window"] += (vtilde + eps).sqrt()
+                acc["sqrt_vtilde_window"] += vtilde.sqrt()
             acc["gbar_norm_sum"] += (gbar_b2 / db).sqrt()
         optim.adam_update_(x, g, m, v, step=t + 1, bias_correction=False, **step_kw)
         if lemmas:
-            acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
-            acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)
+            acc["first_order"] += blocksum(gbar * g) / v.sqrt()
+            acc["g2_over_v"] += blocksum(g * g) / db / v
     if lemmas:
-        acc["log_ratio"] = torch.log((v + eps) / (float(v0) + eps))
+        acc["log_ratio"] = torch.log(v / float(v0))
     sums = {k: val.reshape(len(lrs), n_seeds, B).cpu() for k, val in acc.items()}
     return Trace(lrs.cpu(), torch.arange(steps + 1), out, sums)

@@ -72,10 +72,8 @@ def equivariance_gaps(
     def loss_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         return 0.5 * x @ (A @ x)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # d x d products: thread hand-offs cost more than they save (see problems)
     rows = []
-    try:
+    with problems.one_thread():  # d x d products: thread hand-offs cost more than they save
         for k in range(n_transforms):
             rotation = rotations.haar(d, seed=seed + 1 + k, dtype=torch.float64)
             perm = rotations.random_permutation(d, seed=seed + 1 + k, dtype=torch.float64)
@@ -87,8 +85,6 @@ def equivariance_gaps(
                     res = rotations.equivariance_gap(build, loss_fn, x0, R, T)
                     gap = res.gap / float(torch.linalg.vector_norm(res.xs, dim=1).max())
                     rows.append(dict(optimizer=label, transformation=kind, draw=k, gap=gap))
-    finally:
-        torch.set_num_threads(threads)
     return pd.DataFrame(rows)
 
 

@@ -100,8 +100,7 @@ def loglog_fit(x, y, *, floor: float = ROUNDOFF_FLOOR) -> tuple[float, float]:
     Points with ``y <= floor`` (converged runs at round-off) are ignored; the slope is NaN when fewer
     than two points remain, the error when fewer than three.
     """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = (y > floor) & (x > 0)
     if ok.sum() < 2:
         return float("nan"), float("nan")
@@ -239,8 +238,7 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts:
         row |= {c: float(best[c]) for c in ("measured", "measured_std", "log10_mean", "log10_std")}
         row["n_starts"] = int(best.n_starts)
         row |= {c: float(best[c]) for c in ("bound_linf", "bound_l2")}
-        row["ratio_max_all_lr"] = float(ratio_all.loc[(method, theta, T)])
-        rows.append(row)
+        rows.append(row | dict(ratio_max_all_lr=float(ratio_all.loc[(method, theta, T)])))
     out = pd.DataFrame(rows)
     out["ratio_linf"] = out.measured / out.bound_linf
     out["ratio_l2"] = out.measured / out.bound_l2
