@@ -235,13 +235,9 @@ class NoisyQuadratic(Quadratic):
         return (s2 / db).sqrt()
 
 
-def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    r""":math:`Q\mathrm{diag}(\lambda)Q^\top`, :math:`Q` Haar, :math:`\lambda_i=i^{-1/2}` by default."""
+def random_psd(d: int, *, seed: int = 0, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    r""":math:`Q\mathrm{diag}(i^{-1/2})Q^\top`, :math:`Q` Haar."""
     lam = power_law_spectrum(d, 0.5)
-    if eigenvalues is not None:
-        lam = torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
-    if lam.numel() != d:
-        raise ValueError(f"need {d} eigenvalues, got {lam.numel()}")
     Q = haar(d, seed=seed, dtype=torch.float64)
     A = (Q * lam) @ Q.T
     return ((A + A.T) / 2).to(dtype=dtype, device=device)

@@ -59,12 +59,11 @@ def equivariance_gaps(
 ) -> pd.DataFrame:
     r"""Definition 2.1 measured in :math:`d` dimensions (Theorem 2.2), for rotations and permutations.
 
-    :func:`adamlinf.rotations.equivariance_gap` of every optimizer (label -> ``dict(name=..., lr=...,
-    **kwargs)`` for :func:`adamlinf.optim.create`) on :math:`L(x)=\tfrac12x^\top Ax`,
-    :math:`A=\mathrm{diag}(i^{-\text{exponent}})`, Gaussian :math:`x_0` (seed ``seed``), ``T`` steps, for
-    ``n_transforms`` Haar rotations and random permutations (draw :math:`k`: seed ``seed + 1 + k``),
-    relative to the iterates: :math:`\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2` (0 up to
-    rounding iff equivariant). Columns ``optimizer, transformation, draw, gap``.
+    :func:`adamlinf.rotations.equivariance_gap` of every optimizer (``optimizers`` as for Figure 2) on
+    :math:`L(x)=\tfrac12x^\top\mathrm{diag}(i^{-\text{exponent}})x` from a Gaussian :math:`x_0` (seed
+    ``seed``), ``T`` steps, ``n_transforms`` Haar rotations and random permutations (draw :math:`k`: seed
+    ``seed + 1 + k``): :math:`\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2` (0 up to rounding iff
+    equivariant). Columns ``optimizer, transformation, draw, gap``.
     """
     A = torch.diag(problems.power_law_spectrum(d, exponent))
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

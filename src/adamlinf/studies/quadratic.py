@@ -84,8 +84,6 @@ def run_batched(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not 1 <= final_window <= steps:
         raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
-    if record_every < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
     Q.lr_factor(schedule, 1, steps)  # validates the name
     if bad := [r[0] for r in runs if r[0] not in OPTIMIZERS]:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
@@ -242,15 +240,13 @@ def run_sweep(
 
     Every round of :func:`adamlinf.tune.search` is one :func:`run_experiment` per :math:`\sigma` holding
     every spectrum, rotation, optimizer and new lr; a last one per :math:`\sigma` reruns the tuned settings
-    and records their loss curves.
-
-    ``spectra``: keys of :data:`adamlinf.problems.SPECTRA`; ``theta_sqrt_d``: rotation strengths
-    :math:`\theta\sqrt d` (0 and Haar always added); ``n_seeds`` measuring and ``n_tune_seeds`` tuning seeds
-    (own starts, noise seed ``seed + 1``; the lr is tuned on their mean); ``noise_free_schedule``: the lr
-    schedule at :math:`\sigma=0` (noisy runs: constant); ``beta2``: Adam's and AdaSGD's; ``factor``: the lr
-    resolution at the optimum, within ``max_rounds`` rounds; ``seed`` seeds the rotation, the Haar matrix,
-    :math:`x_0` and the noise; 100 points per loss curve; float64 throughout (the criterion assumes its
-    round-off).
+    and records their loss curves (100 points each). ``spectra``: keys of :data:`adamlinf.problems.SPECTRA`;
+    ``theta_sqrt_d``: rotation strengths :math:`\theta\sqrt d` (0 and Haar always added); ``n_seeds``
+    measuring and ``n_tune_seeds`` tuning seeds (own starts, noise seed ``seed + 1``; the lr is tuned on
+    their mean); ``noise_free_schedule``: the lr schedule at :math:`\sigma=0` (noisy runs: constant);
+    ``beta2``: Adam's and AdaSGD's; ``factor``: the lr resolution at the optimum, within ``max_rounds``
+    rounds; ``seed`` seeds the rotation, the Haar matrix, :math:`x_0` and the noise. All in float64 (the
+    criterion assumes its round-off).
     """
     if n_tune_seeds < 1 or n_seeds < 2:
         raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
@@ -424,9 +420,8 @@ def spectrum_verdicts(tuned: pd.DataFrame) -> pd.DataFrame:
             if len(ada):
                 pairs.append(("c: AdaSGD", "AdaSGD", ada["seeds"].iloc[0]))
             for claim, who, a in pairs:
-                verdict = V.decide(a, s)
                 ours = f"{who} {_txt(a)} vs {name} {_txt(s)}"
-                out.append({**key, "claim": claim, "verdict": verdict, "ours": ours, "rule": V.PAIR_RULE})
+                out.append(dict(key, claim=claim, verdict=V.decide(a, s), ours=ours, rule=V.PAIR_RULE))
     return pd.DataFrame(out)
 
 
@@ -583,8 +578,7 @@ def paper_vs_ours(verdicts: pd.DataFrame, *, scale: str, main: str) -> pd.DataFr
     rows = []
     for _, v in verdicts.iterrows():
         c = v["claim"]
-        setting = f"λ: {v['spectrum']}, σ = {v['sigma']:g}, {v['column'].replace('β1', 'β₁')}"
-        claim = f"{CLAIM_TEXT[c]} — {setting}"
+        claim = f"{CLAIM_TEXT[c]} — λ: {v['spectrum']}, σ = {v['sigma']:g}, {v['column'].replace('β1', 'β₁')}"
         info = dict(paper=CLAIM_PAPER[c], rule=v["rule"], origin=CLAIM_ORIGIN[c], where="Table 1")
         r = V.verdict_row(claim, v["verdict"], ours=v["ours"], scale=scale, page="quadratic_table1", **info)
         r.update(spectrum=v["spectrum"], sigma=v["sigma"], beta1=v["column"], main=v["spectrum"] == main)
