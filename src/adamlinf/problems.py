@@ -19,9 +19,8 @@ from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
 
 __all__ = ["power_law_spectrum", "SPECTRA", "spectrum", "rotation_path", "rotated_family", "Quadratic"]
-__all__ += ["GradientNoise", "Trace", "run"]
+__all__ += ["GradientNoise", "Trace", "run", "run_signgd", "run_blockwise_rmsprop"]
 __all__ += ["lr_factor", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
-__all__ += ["run_signgd", "run_blockwise_rmsprop"]
 
 
 def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
@@ -65,14 +64,12 @@ class Quadratic:
             lam = lam.to(torch.float64)
         if not torch.isfinite(lam).all():
             raise ValueError("eigenvalues must be finite")
-        self.eigenvalues, self.dtype, self.device = lam, lam.dtype, lam.device
-        self.d = lam.numel()
+        self.eigenvalues, self.dtype, self.device, self.d = lam, lam.dtype, lam.device, lam.numel()
         if rotation is not None:
             rotation = torch.as_tensor(rotation, dtype=lam.dtype, device=lam.device)
             if rotation.shape != (self.d, self.d):
                 raise ValueError(f"rotation must be ({self.d}, {self.d}), got {tuple(rotation.shape)}")
-        self.rotation = rotation
-        self.name = name
+        self.rotation, self.name = rotation, name
         self._hessian: torch.Tensor | None = None
 
     @property
@@ -230,8 +227,7 @@ class NoisyQuadratic(Quadratic):
         r""":math:`\sigma_b=\sqrt{\mathrm{mean}_{i\in b}\sigma_i^2}` (Assumption 3.10), shape ``(B,)``."""
         idx = partitions.check_block_index(block_index, self.d).to(self.sigma.device)
         db = torch.bincount(idx).to(self.sigma.dtype)
-        s2 = torch.zeros(len(db), dtype=self.sigma.dtype, device=self.sigma.device)
-        s2.index_add_(0, idx, self.sigma**2)
+        s2 = self.sigma.new_zeros(len(db)).index_add_(0, idx, self.sigma**2)
         return (s2 / db).sqrt()
 
 

@@ -67,7 +67,6 @@ def run_batched(
     steps: int,
     seed: int = 0,
     sigma: float = 0.0,
-    eps: float = 1e-8,
     schedule: str = "constant",
     record_every: int = 1,
     final_window: int = 1,
@@ -127,7 +126,7 @@ def run_batched(
                 lrs = lrs * Q.lr_factor(schedule, t + 1, steps)
             if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
                 vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
-                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t + 1)
+                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=1e-8, step=t + 1)
             elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
                 ms.mul_(beta1).add_(gs)
                 xs.sub_(ms * lrs)
