@@ -122,9 +122,7 @@ def rmsprop_slopes(res: pd.DataFrame) -> pd.DataFrame:
 LEMMA_COLUMNS = ("lemma", "relation", "lhs", "rhs", "margin", "margin_se", "holds")
 
 
-def lemma_report(
-    problem: NoisyQuadratic, out: dict, block_index, *, x0, steps: int, eta, beta2, v0
-) -> list[dict]:
+def lemma_report(problem: NoisyQuadratic, out, block_index, *, x0, steps: int, eta, beta2, v0) -> list[dict]:
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:mod:`adamlinf.theory`) on a ``lemmas=True`` run.
 
     ``out`` is :func:`adamlinf.problems.run_blockwise_rmsprop`'s (first step size), the keywords and
@@ -369,15 +367,13 @@ def rmsprop_verdicts(res, slopes, lemmas, fit, sweep, *, scale: str, page="thm35
     return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))
 
 
-def blockwise_verdicts(
-    res: pd.DataFrame, *, block_size: int, scale: str, page: str = "thm311_blockwise"
-) -> pd.DataFrame:
+def blockwise_verdicts(res: pd.DataFrame, *, block_size: int, scale: str) -> pd.DataFrame:
     r"""The Theorem 3.11 page's verdicts, from :func:`blockwise_partition_sweep`'s table.
 
     The bound at every lr and partition; Spearman's rank test of the Lemma 3.13 bound on :math:`H(L,\Phi)`
     against the tuned loss; three pairs "smaller :math:`H(L,\Phi)`, faster" (``block_size`` names them).
     """
-    rows, kw = [], dict(scale=scale, page=page, where="Theorem 3.11")
+    rows, kw = [], dict(scale=scale, page="thm311_blockwise", where="Theorem 3.11")
     if res.thm311_ratio_max.notna().all():
         rows.append(
             bound_row(
@@ -416,5 +412,5 @@ def blockwise_verdicts(
             ("coordinates (Adam) beat one block (AdaSGD)", coordinates, one, verdicts.PAPER),
         )
     ]
-    table = verdicts.claims_table(values, claims, scale=scale, page=page)
+    table = verdicts.claims_table(values, claims, scale=scale, page="thm311_blockwise")
     return pd.concat([pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS)), table], ignore_index=True)

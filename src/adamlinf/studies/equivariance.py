@@ -96,9 +96,7 @@ EQUIVARIANT = {
 }
 
 
-def equivariance_verdicts(
-    gaps: pd.DataFrame, optimizers: dict, *, scale: str, tol: float = 1e-10, page: str = "thm22_equivariance"
-) -> pd.DataFrame:
+def equivariance_verdicts(gaps: pd.DataFrame, optimizers: dict, *, scale: str, tol=1e-10) -> pd.DataFrame:
     """The Theorem 2.2 page's verdict table: one row per optimizer and kind of transformation.
 
     ``gaps``: :func:`equivariance_gaps`'s table for ``optimizers`` (whose ``name`` picks the prediction
@@ -106,7 +104,7 @@ def equivariance_verdicts(
     is about 1e-15), "not equivariant" when every one is above ``1e3 * tol``; else inconclusive.
     """
     rule = f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}"
-    kw = dict(rule=rule, scale=scale, page=page, where="Theorem 2.2")
+    kw = dict(rule=rule, scale=scale, page="thm22_equivariance", where="Theorem 2.2")
     rows = []
     for label, cfg in optimizers.items():
         for kind in ("rotation", "permutation"):
