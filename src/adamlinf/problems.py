@@ -19,9 +19,8 @@ from . import optim, partitions, theory
 from .rotations import exp_rotation, haar
 
 __all__ = ["power_law_spectrum", "SPECTRA", "spectrum", "rotation_path", "rotated_family", "Quadratic"]
-__all__ += ["GradientNoise", "Trace", "run"]
+__all__ += ["GradientNoise", "Trace", "run", "run_signgd", "run_blockwise_rmsprop"]
 __all__ += ["lr_factor", "SCHEDULES", "NoisyQuadratic", "random_psd", "block_quadratic"]
-__all__ += ["run_signgd", "run_blockwise_rmsprop"]
 
 
 def power_law_spectrum(d: int, alpha: float = 0.5, *, dtype=torch.float64, device="cpu") -> torch.Tensor:
@@ -65,14 +64,12 @@ class Quadratic:
             lam = lam.to(torch.float64)
         if not torch.isfinite(lam).all():
             raise ValueError("eigenvalues must be finite")
-        self.eigenvalues, self.dtype, self.device = lam, lam.dtype, lam.device
-        self.d = lam.numel()
+        self.eigenvalues, self.dtype, self.device, self.d = lam, lam.dtype, lam.device, lam.numel()
         if rotation is not None:
             rotation = torch.as_tensor(rotation, dtype=lam.dtype, device=lam.device)
             if rotation.shape != (self.d, self.d):
                 raise ValueError(f"rotation must be ({self.d}, {self.d}), got {tuple(rotation.shape)}")
-        self.rotation = rotation
-        self.name = name
+        self.rotation, self.name = rotation, name
         self._hessian: torch.Tensor | None = None
 
     @property
@@ -230,18 +227,13 @@ class NoisyQuadratic(Quadratic):
         r""":math:`\sigma_b=\sqrt{\mathrm{mean}_{i\in b}\sigma_i^2}` (Assumption 3.10), shape ``(B,)``."""
         idx = partitions.check_block_index(block_index, self.d).to(self.sigma.device)
         db = torch.bincount(idx).to(self.sigma.dtype)
-        s2 = torch.zeros(len(db), dtype=self.sigma.dtype, device=self.sigma.device)
-        s2.index_add_(0, idx, self.sigma**2)
+        s2 = self.sigma.new_zeros(len(db)).index_add_(0, idx, self.sigma**2)
         return (s2 / db).sqrt()
 
 
-def random_psd(d: int, *, seed: int = 0, eigenvalues=None, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    r""":math:`Q\mathrm{diag}(\lambda)Q^\top`, :math:`Q` Haar, :math:`\lambda_i=i^{-1/2}` by default."""
+def random_psd(d: int, *, seed: int = 0, dtype=torch.float64, device="cpu") -> torch.Tensor:
+    r""":math:`Q\mathrm{diag}(i^{-1/2})Q^\top`, :math:`Q` Haar."""
     lam = power_law_spectrum(d, 0.5)
-    if eigenvalues is not None:
-        lam = torch.as_tensor(eigenvalues, dtype=torch.float64).reshape(-1)
-    if lam.numel() != d:
-        raise ValueError(f"need {d} eigenvalues, got {lam.numel()}")
     Q = haar(d, seed=seed, dtype=torch.float64)
     A = (Q * lam) @ Q.T
     return ((A + A.T) / 2).to(dtype=dtype, device=device)
@@ -269,7 +261,7 @@ def block_quadratic(
 
 
 @contextlib.contextmanager
-def _one_thread():
+def one_thread():
     """Run a small-tensor loop on one intra-op CPU thread (OpenMP hand-offs cost more than they save)."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -375,7 +367,7 @@ def _lr_column(lr, n_seeds: int, dtype, device) -> tuple[torch.Tensor, torch.Ten
     return lrs, lrs.repeat_interleave(n_seeds)[:, None]
 
 
-@_one_thread()
+@one_thread()
 def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     r"""Deterministic SignGD (``optim.signgd_update_``, exact gradients) for a vector of step sizes at once.
 
@@ -404,29 +396,18 @@ def run_signgd(problem: NoisyQuadratic, x0, *, steps: int, lr) -> Trace:
     return Trace(lrs.cpu(), torch.arange(steps + 1), {"grad_l1": gl1, "loss": loss})
 
 
-@_one_thread()
+@one_thread()
 def run_blockwise_rmsprop(
-    problem,
-    x0,
-    block_index,
-    *,
-    steps: int,
-    lr,
-    beta2: float,
-    v0: float,
-    n_seeds=1,
-    seed=0,
-    eps=0.0,
-    lemmas=False,
+    problem, x0, block_index, *, steps: int, lr, beta2: float, v0: float, n_seeds=1, seed=0, lemmas=False
 ) -> Trace:
     r"""Blockwise Adam with :math:`\beta_1=0` (Algorithm 3) on the noisy oracle, batched over lrs and seeds.
 
     ``block_index``: the ``(d,)`` block ids :math:`\Phi(i)` (``torch.arange(d)``: RMSProp). No bias
-    correction, :math:`\epsilon` inside the root, :math:`v_{0,b}=v_0`. ``x0``: ``(d,)`` or ``(n_seeds, d)``;
+    correction, :math:`\epsilon=0`, :math:`v_{0,b}=v_0`. ``x0``: ``(d,)`` or ``(n_seeds, d)``;
     noise from one generator ``seed``. Series ``grad_l1``, ``grad_dual`` (:math:`\|\cdot\|_{\Phi,*}`) and
     ``loss`` at :math:`x_t`, ``(steps + 1, n_lr, n_seeds)``; with ``lemmas``, sums ``(n_lr, n_seeds, B)``
     of Lemmas 3.14-3.16 and C.1 (:math:`\bar g_t=\nabla L(x_{t-1})`, :math:`\tilde v_{t,b}=\beta_2v_{t-1,b}
-    +(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`, :math:`+\epsilon` under roots).
+    +(1-\beta_2)(\|\bar g_{t,(b)}\|^2/d_b+\sigma_b^2)`).
     """
     if steps < 1 or n_seeds < 1:
         raise ValueError(f"steps and n_seeds must be >= 1, got {steps}, {n_seeds}")
@@ -454,7 +435,7 @@ def run_blockwise_rmsprop(
     names = ("first_order", "gbar_sq_over_sqrt_vtilde", "g2_over_v", "sqrt_vtilde_window", "gbar_norm_sum")
     acc = {k: torch.zeros(n, B, dtype=A.dtype, device=A.device) for k in names} if lemmas else {}
 
-    step_kw = dict(index=idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=0.0, eps_root=eps, sizes=db)
+    step_kw = dict(index=idx, lr=lr_col, beta1=0.0, beta2=beta2, eps=0.0, eps_root=0.0, sizes=db)
 
     def blocksum(z: torch.Tensor) -> torch.Tensor:
         return torch.zeros(n, B, dtype=A.dtype, device=A.device).index_add_(1, idx, z)
@@ -470,15 +451,15 @@ def run_blockwise_rmsprop(
         if lemmas:
             gbar_b2 = blocksum(gbar * gbar)
             vtilde = beta2 * v + (1 - beta2) * (gbar_b2 / db + sig_b2)
-            acc["gbar_sq_over_sqrt_vtilde"] += gbar_b2 / (vtilde + eps).sqrt()
+            acc["gbar_sq_over_sqrt_vtilde"] += gbar_b2 / vtilde.sqrt()
             if t + 1 > steps // 2:
-                acc["sqrt_vtilde_window"] += (vtilde + eps).sqrt()
+                acc["sqrt_vtilde_window"] += vtilde.sqrt()
             acc["gbar_norm_sum"] += (gbar_b2 / db).sqrt()
         optim.adam_update_(x, g, m, v, step=t + 1, bias_correction=False, **step_kw)
         if lemmas:
-            acc["first_order"] += blocksum(gbar * g) / (v + eps).sqrt()
-            acc["g2_over_v"] += blocksum(g * g) / db / (v + eps)
+            acc["first_order"] += blocksum(gbar * g) / v.sqrt()
+            acc["g2_over_v"] += blocksum(g * g) / db / v
     if lemmas:
-        acc["log_ratio"] = torch.log((v + eps) / (float(v0) + eps))
+        acc["log_ratio"] = torch.log(v / float(v0))
     sums = {k: val.reshape(len(lrs), n_seeds, B).cpu() for k, val in acc.items()}
     return Trace(lrs.cpu(), torch.arange(steps + 1), out, sums)

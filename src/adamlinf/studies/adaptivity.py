@@ -122,13 +122,11 @@ def rmsprop_slopes(res: pd.DataFrame) -> pd.DataFrame:
 LEMMA_COLUMNS = ("lemma", "relation", "lhs", "rhs", "margin", "margin_se", "holds")
 
 
-def lemma_report(
-    problem: NoisyQuadratic, out: dict, block_index, *, x0, steps: int, eta, beta2, v0, c316=2.0
-) -> list[dict]:
+def lemma_report(problem: NoisyQuadratic, out, block_index, *, x0, steps: int, eta, beta2, v0) -> list[dict]:
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:mod:`adamlinf.theory`) on a ``lemmas=True`` run.
 
     ``out`` is :func:`adamlinf.problems.run_blockwise_rmsprop`'s (first step size), the keywords and
-    ``block_index`` the run's; ``c316``: Lemma 3.16's constant besides :math:`c=1`. Each lemma is checked
+    ``block_index`` the run's; Lemma 3.16 with :math:`c=1` and :math:`c=2`. Each lemma is checked
     on its block closest to violation by :func:`~adamlinf.studies.verdicts.holds_on_average`, Lemma 3.14
     by :func:`~adamlinf.studies.verdicts.holds_pathwise`. Returns dicts of :data:`LEMMA_COLUMNS`
     (``margin`` > 0 when it holds, ``margin_se`` in standard errors over seeds).
@@ -163,7 +161,7 @@ def lemma_report(
     rhs315 = theory.lemma315_rhs(gbar_sq_over_sqrt_vtilde_sum=sq, d_b=db, log_ratio=o["log_ratio"], **kw)
     add("3.15", o["first_order"], rhs315, geq=True)
     window = o["sqrt_vtilde_window"]
-    for c in (1.0, c316):
+    for c in (1.0, 2.0):
         rhs316 = theory.lemma316_rhs(v0=v0, eps=0.0, gbar_abs_sum=o["gbar_norm_sum"], c=c, **kw)
         add(f"3.16 with c = {c:g}", window, rhs316 * torch.ones_like(window))
     # the smallest constant c in Lemma 3.16 that this run needs (worst block, means over seeds)
@@ -184,17 +182,12 @@ def lemma_report(
     return [dict(zip(LEMMA_COLUMNS, row, strict=True)) for row in rows]
 
 
-def rmsprop_lemma_table(
-    A, sigma, x0, *, T: int, c, v0, n_seeds: int, seed=0, device="cpu", counterexample=True
-) -> pd.DataFrame:
+def rmsprop_lemma_table(A, sigma, x0, *, T: int, c, v0, n_seeds: int, seed=0, device="cpu") -> pd.DataFrame:
     r"""Both sides of Lemmas 3.14-3.16 and C.1 (:func:`lemma_report`) on RMSProp runs.
 
     A deterministic and a noisy run (``n_seeds`` seeds of ``sigma``) from ``x0``, tuned as in
-    :func:`rmsprop_bound_sweep`, and with ``counterexample`` the deterministic run on which the reconstructed
-    Lemma 3.16 with :math:`c=1` fails (also in ``tests/test_lemmas.py``): :math:`d=6`,
-    :math:`A=MM^\top/6+0.1I` (:math:`M` Gaussian, seed 0), :math:`x^*=\mathbf1`, :math:`x_0=0`, :math:`T=400`,
-    :math:`\beta_2=1-\log T/T`, :math:`\eta=0.05`, :math:`v_0=10^{-4}`. Columns ``setting`` and
-    :data:`LEMMA_COLUMNS`.
+    :func:`rmsprop_bound_sweep`, and the deterministic :math:`d=6` run of ``tests/test_lemmas.py`` on which
+    the reconstructed Lemma 3.16 with :math:`c=1` fails. Columns ``setting`` and :data:`LEMMA_COLUMNS`.
     """
     A = theory.as_symmetric(A)
     H_sum = float(theory.coordinatewise_smoothness(A).sum())
@@ -207,16 +200,13 @@ def rmsprop_lemma_table(
             prob, x0, delta=delta, H_sum=H_sum, T=T, c=c, v0=v0, n_seeds=n, seed=seed, lemmas=True
         )
         runs.append((setting, prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)))
-    if counterexample:
-        M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        A6 = M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64)
-        prob = NoisyQuadratic(A6, x_star=torch.ones(6, dtype=torch.float64))
-        x0, T, eta, beta2, v0 = torch.zeros(6, dtype=torch.float64), 400, 0.05, 1 - math.log(400) / 400, 1e-4
-        out = run_blockwise_rmsprop(
-            prob, x0, torch.arange(6), steps=T, lr=eta, beta2=beta2, v0=v0, lemmas=True
-        )
-        ce = dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)
-        runs.append(("counterexample (d=6, tests)", prob, out, ce))
+    # the counterexample
+    M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    A6 = M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64)
+    prob = NoisyQuadratic(A6, x_star=torch.ones(6, dtype=torch.float64))
+    x0, T, eta, beta2, v0 = torch.zeros(6, dtype=torch.float64), 400, 0.05, 1 - math.log(400) / 400, 1e-4
+    out = run_blockwise_rmsprop(prob, x0, torch.arange(6), steps=T, lr=eta, beta2=beta2, v0=v0, lemmas=True)
+    runs.append(("counterexample (d=6, tests)", prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)))
     rows = [
         dict(setting=setting, **r)
         for setting, prob, out, kw in runs
@@ -377,15 +367,13 @@ def rmsprop_verdicts(res, slopes, lemmas, fit, sweep, *, scale: str, page="thm35
     return pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS))
 
 
-def blockwise_verdicts(
-    res: pd.DataFrame, *, block_size: int, scale: str, page: str = "thm311_blockwise"
-) -> pd.DataFrame:
+def blockwise_verdicts(res: pd.DataFrame, *, block_size: int, scale: str) -> pd.DataFrame:
     r"""The Theorem 3.11 page's verdicts, from :func:`blockwise_partition_sweep`'s table.
 
     The bound at every lr and partition; Spearman's rank test of the Lemma 3.13 bound on :math:`H(L,\Phi)`
     against the tuned loss; three pairs "smaller :math:`H(L,\Phi)`, faster" (``block_size`` names them).
     """
-    rows, kw = [], dict(scale=scale, page=page, where="Theorem 3.11")
+    rows, kw = [], dict(scale=scale, page="thm311_blockwise", where="Theorem 3.11")
     if res.thm311_ratio_max.notna().all():
         rows.append(
             bound_row(
@@ -424,5 +412,5 @@ def blockwise_verdicts(
             ("coordinates (Adam) beat one block (AdaSGD)", coordinates, one, verdicts.PAPER),
         )
     ]
-    table = verdicts.claims_table(values, claims, scale=scale, page=page)
+    table = verdicts.claims_table(values, claims, scale=scale, page="thm311_blockwise")
     return pd.concat([pd.DataFrame(rows, columns=list(verdicts.VERDICT_COLUMNS)), table], ignore_index=True)

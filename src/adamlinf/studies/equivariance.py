@@ -59,12 +59,11 @@ def equivariance_gaps(
 ) -> pd.DataFrame:
     r"""Definition 2.1 measured in :math:`d` dimensions (Theorem 2.2), for rotations and permutations.
 
-    :func:`adamlinf.rotations.equivariance_gap` of every optimizer (label -> ``dict(name=..., lr=...,
-    **kwargs)`` for :func:`adamlinf.optim.create`) on :math:`L(x)=\tfrac12x^\top Ax`,
-    :math:`A=\mathrm{diag}(i^{-\text{exponent}})`, Gaussian :math:`x_0` (seed ``seed``), ``T`` steps, for
-    ``n_transforms`` Haar rotations and random permutations (draw :math:`k`: seed ``seed + 1 + k``),
-    relative to the iterates: :math:`\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2` (0 up to
-    rounding iff equivariant). Columns ``optimizer, transformation, draw, gap``.
+    :func:`adamlinf.rotations.equivariance_gap` of every optimizer (``optimizers`` as for Figure 2) on
+    :math:`L(x)=\tfrac12x^\top\mathrm{diag}(i^{-\text{exponent}})x` from a Gaussian :math:`x_0` (seed
+    ``seed``), ``T`` steps, ``n_transforms`` Haar rotations and random permutations (draw :math:`k`: seed
+    ``seed + 1 + k``): :math:`\max_t\|\tilde x_t-R^\top x_t\|_2/\max_t\|x_t\|_2` (0 up to rounding iff
+    equivariant). Columns ``optimizer, transformation, draw, gap``.
     """
     A = torch.diag(problems.power_law_spectrum(d, exponent))
     x0 = torch.randn(d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
@@ -72,10 +71,8 @@ def equivariance_gaps(
     def loss_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         return 0.5 * x @ (A @ x)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # d x d products: thread hand-offs cost more than they save (see problems)
     rows = []
-    try:
+    with problems.one_thread():  # d x d products: thread hand-offs cost more than they save
         for k in range(n_transforms):
             rotation = rotations.haar(d, seed=seed + 1 + k, dtype=torch.float64)
             perm = rotations.random_permutation(d, seed=seed + 1 + k, dtype=torch.float64)
@@ -87,8 +84,6 @@ def equivariance_gaps(
                     res = rotations.equivariance_gap(build, loss_fn, x0, R, T)
                     gap = res.gap / float(torch.linalg.vector_norm(res.xs, dim=1).max())
                     rows.append(dict(optimizer=label, transformation=kind, draw=k, gap=gap))
-    finally:
-        torch.set_num_threads(threads)
     return pd.DataFrame(rows)
 
 
@@ -101,9 +96,7 @@ EQUIVARIANT = {
 }
 
 
-def equivariance_verdicts(
-    gaps: pd.DataFrame, optimizers: dict, *, scale: str, tol: float = 1e-10, page: str = "thm22_equivariance"
-) -> pd.DataFrame:
+def equivariance_verdicts(gaps: pd.DataFrame, optimizers: dict, *, scale: str, tol=1e-10) -> pd.DataFrame:
     """The Theorem 2.2 page's verdict table: one row per optimizer and kind of transformation.
 
     ``gaps``: :func:`equivariance_gaps`'s table for ``optimizers`` (whose ``name`` picks the prediction
@@ -111,7 +104,7 @@ def equivariance_verdicts(
     is about 1e-15), "not equivariant" when every one is above ``1e3 * tol``; else inconclusive.
     """
     rule = f"equivariant: every gap < {tol:g}; not: every gap > {1e3 * tol:g}"
-    kw = dict(rule=rule, scale=scale, page=page, where="Theorem 2.2")
+    kw = dict(rule=rule, scale=scale, page="thm22_equivariance", where="Theorem 2.2")
     rows = []
     for label, cfg in optimizers.items():
         for kind in ("rotation", "permutation"):

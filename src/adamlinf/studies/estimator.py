@@ -170,13 +170,11 @@ def band_coverage(
     return out.assign(covered=(out.lo <= out.exact) & (out.exact <= out.hi))
 
 
-def rate_intervals(
-    sweep: pd.DataFrame, *, n_min=100, quantile=0.5, n_boot=400, level=SLOPE_LEVEL, seed=0
-) -> pd.DataFrame:
+def rate_intervals(sweep: pd.DataFrame, *, n_min=100, quantile=0.5, n_boot=400, seed=0) -> pd.DataFrame:
     r"""The slope of :math:`\log q_{\text{quantile}}(\varepsilon)` on :math:`\log n`, bootstrap interval.
 
-    Per problem and variant on ``n >= n_min``: the slope and its ``level`` percentile interval
-    (``lo``, ``hi``) over ``n_boot`` resamples of the seeds.
+    Per problem and variant on ``n >= n_min``: the slope and its ``SLOPE_LEVEL`` percentile interval
+    (``lo``, ``hi``) over ``n_boot`` resamples of the seeds (:mod:`adamlinf.studies.verdicts`).
     """
     rng = np.random.default_rng(seed)
     rows = []
@@ -189,7 +187,7 @@ def rate_intervals(
             return float(np.polyfit(logn, np.log(np.quantile(e, quantile, axis=0)), 1)[0])
 
         reps = [slope(err[rng.integers(0, len(err), len(err))]) for _ in range(n_boot)]
-        q = (1 - level) / 2
+        q = (1 - SLOPE_LEVEL) / 2
         lo, hi = float(np.quantile(reps, q)), float(np.quantile(reps, 1 - q))
         row = dict(problem=problem, variant=variant, quantile=quantile, slope=slope(err), lo=lo, hi=hi)
         rows.append({**row, "n_points": len(logn), "n_seeds": len(err)})

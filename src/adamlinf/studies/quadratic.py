@@ -67,7 +67,6 @@ def run_batched(
     steps: int,
     seed: int = 0,
     sigma: float = 0.0,
-    eps: float = 1e-8,
     schedule: str = "constant",
     record_every: int = 1,
     final_window: int = 1,
@@ -84,8 +83,6 @@ def run_batched(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not 1 <= final_window <= steps:
         raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
-    if record_every < 1:
-        raise ValueError(f"record_every must be >= 1, got {record_every}")
     Q.lr_factor(schedule, 1, steps)  # validates the name
     if bad := [r[0] for r in runs if r[0] not in OPTIMIZERS]:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
@@ -129,7 +126,7 @@ def run_batched(
                 lrs = lrs * Q.lr_factor(schedule, t + 1, steps)
             if opt in ("adam", "adasgd"):  # AdaSGD's v is (runs, 1): one scalar per run
                 vs = v_full[a:b] if opt == "adam" else v_scalar[a:b]
-                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=eps, step=t + 1)
+                optim.adam_update_(xs, gs, ms, vs, lr=lrs, beta1=beta1, beta2=beta2, eps=1e-8, step=t + 1)
             elif opt == "sgd":  # torch.optim.SGD: b <- mu b + g (b_1 = g), x <- x - lr b
                 ms.mul_(beta1).add_(gs)
                 xs.sub_(ms * lrs)
@@ -236,34 +233,30 @@ def run_sweep(
     factor: float = 1.5,
     max_rounds: int = 8,
     seed: int = 0,
-    curve_points: int = 100,
-    dtype=torch.float64,
     device="cpu",
 ) -> SweepResult:
     r"""Run the whole Table 1 sweep with tuned learning rates (module docstring).
 
     Every round of :func:`adamlinf.tune.search` is one :func:`run_experiment` per :math:`\sigma` holding
     every spectrum, rotation, optimizer and new lr; a last one per :math:`\sigma` reruns the tuned settings
-    and records their loss curves.
-
-    ``spectra``: keys of :data:`adamlinf.problems.SPECTRA`; ``theta_sqrt_d``: rotation strengths
-    :math:`\theta\sqrt d` (0 and Haar always added); ``n_seeds`` measuring and ``n_tune_seeds`` tuning seeds
-    (own starts, noise seed ``seed + 1``; the lr is tuned on their mean); ``noise_free_schedule``: the lr
-    schedule at :math:`\sigma=0` (noisy runs: constant); ``beta2``: Adam's and AdaSGD's; ``factor``: the lr
-    resolution at the optimum, within ``max_rounds`` rounds; ``seed`` seeds the rotation, the Haar matrix,
-    :math:`x_0` and the noise; ``curve_points`` per loss curve; ``dtype``: float64 (the criterion assumes its
-    round-off).
+    and records their loss curves (100 points each). ``spectra``: keys of :data:`adamlinf.problems.SPECTRA`;
+    ``theta_sqrt_d``: rotation strengths :math:`\theta\sqrt d` (0 and Haar always added); ``n_seeds``
+    measuring and ``n_tune_seeds`` tuning seeds (own starts, noise seed ``seed + 1``; the lr is tuned on
+    their mean); ``noise_free_schedule``: the lr schedule at :math:`\sigma=0` (noisy runs: constant);
+    ``beta2``: Adam's and AdaSGD's; ``factor``: the lr resolution at the optimum, within ``max_rounds``
+    rounds; ``seed`` seeds the rotation, the Haar matrix, :math:`x_0` and the noise. All in float64 (the
+    criterion assumes its round-off).
     """
     if n_tune_seeds < 1 or n_seeds < 2:
         raise ValueError(f"need n_tune_seeds >= 1 and n_seeds >= 2, got {n_tune_seeds}, {n_seeds}")
     t0 = time.perf_counter()
     thetas = [float(c) / math.sqrt(d) for c in theta_sqrt_d]
-    rots = Q.rotation_path(d, thetas, seed=seed, haar_seed=seed + 1, dtype=dtype, device=device)
+    rots = Q.rotation_path(d, thetas, seed=seed, haar_seed=seed + 1, device=device)
     path = [th for th, _ in rots]  # 0, thetas, inf
     problems, rows = [], {}  # rows: (spectrum, column, label) -> (optimizer, problem, beta1, beta2)
     for spec in spectra:
         p0 = len(problems)
-        problems += Q.rotated_family(Q.spectrum(spec, d, dtype=dtype, device=device), rots, spectrum=spec)
+        problems += Q.rotated_family(Q.spectrum(spec, d, device=device), rots, spectrum=spec)
         for b1, col in COLUMNS:
             rows[(spec, col, "AdaSGD")] = ("adasgd", p0, b1, beta2)
             for p, th in enumerate(path, start=p0):
@@ -274,13 +267,13 @@ def run_sweep(
             if th == 0 or math.isinf(th):
                 rows[(spec, "β1=0", _label("SignGD", th, d))] = ("signgd", p, 0.0, 0.0)
     gen = torch.Generator().manual_seed(int(seed))
-    x0 = torch.randn(n_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
-    x0_tune = torch.randn(n_tune_seeds, d, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
+    x0 = torch.randn(n_seeds, d, generator=gen, dtype=torch.float64).to(device)
+    x0_tune = torch.randn(n_tune_seeds, d, generator=gen, dtype=torch.float64).to(device)
     norms = [(theory.l11_exact(p.hessian) / p.d, theory.l2_smoothness(p.hessian)) for p in problems]
     geo = [(i, p.spectrum, p.theta, *n) for i, (p, n) in enumerate(zip(problems, norms, strict=True))]
     geometry = pd.DataFrame(geo, columns=["problem", "spectrum", "theta", "l11_per_dim", "spectral_norm"])
     per_lr, tuned, curves, work = [], [], [], {"dense": 0, "diag": 0, "d": d, "steps": steps}
-    every = max(1, steps // curve_points)
+    every = max(1, steps // 100)
 
     def measure(sigma, schedule, requests, starts, **kw):
         """The runs of ``requests`` (row key -> lrs) from ``starts``, with their metric; counts the work."""
@@ -385,10 +378,10 @@ def spearman_with_interval(x, seeds, *, n_boot: int = 400) -> tuple[float, float
     return rho, float(np.quantile(reps, q)), float(np.quantile(reps, 1 - q))
 
 
-def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=V.TIE_FLOOR, n_boot: int = 400) -> pd.DataFrame:
+def spectrum_verdicts(tuned: pd.DataFrame) -> pd.DataFrame:
     r"""Claims (a), (b), (c) per (spectrum, σ, column) of :attr:`SweepResult.tuned`; pairs by ``decide``.
 
-    (a) :data:`RULE_A` (``n_boot`` replicates); (b) per Adam row "Adam beats AdaSGD" is predicted iff
+    (a) :data:`RULE_A` (400 replicates); (b) per Adam row "Adam beats AdaSGD" is predicted iff
     :math:`\|H_\theta\|_{1,1}/d<\|H_\theta\|_2`, judged by ``agreement_verdict``; (c) Adam (θ=0) and
     AdaSGD each against SGD of the same momentum. Returns ``claim, verdict, ours, rule`` and counts.
     """
@@ -397,8 +390,8 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=V.TIE_FLOOR, n_boot: int
         adam = g[g["optimizer"] == "adam"].sort_values("l11_per_dim")
         ada, sgd = g[g["optimizer"] == "adasgd"], g[g["optimizer"] == "sgd"]
         key = {"spectrum": spec, "sigma": sigma, "column": col}
-        rho, lo, hi = spearman_with_interval(adam["l11_per_dim"], list(adam["seeds"]), n_boot=n_boot)
-        ends = V.decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1], rel_floor=rel_floor)
+        rho, lo, hi = spearman_with_interval(adam["l11_per_dim"], list(adam["seeds"]))
+        ends = V.decide(adam["seeds"].iloc[0], adam["seeds"].iloc[-1])
         va = V.concordant(V.correlation_verdict(lo, hi), ends)
         ours = (
             f"ρ = {rho:.2f} [{lo:.2f}, {hi:.2f}] over {len(adam)} rotations; lowest vs highest ‖H_θ‖₁,₁/d: "
@@ -409,7 +402,7 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=V.TIE_FLOOR, n_boot: int
             cnt = {"agree": 0, "disagree": 0, "tie": 0}
             for _, r in adam.iterrows():
                 pred = r["l11_per_dim"] < r["spectral_norm"]
-                v = V.decide(r["seeds"], ada["seeds"].iloc[0], rel_floor=rel_floor)
+                v = V.decide(r["seeds"], ada["seeds"].iloc[0])
                 cnt["tie" if v == V.INCONCLUSIVE else "agree" if (v == V.HOLDS) == pred else "disagree"] += 1
             n, below = len(adam), int((adam["l11_per_dim"] < adam["spectral_norm"]).sum())
             vb = V.agreement_verdict(cnt["agree"], cnt["disagree"], n)
@@ -426,9 +419,8 @@ def spectrum_verdicts(tuned: pd.DataFrame, *, rel_floor=V.TIE_FLOOR, n_boot: int
             if len(ada):
                 pairs.append(("c: AdaSGD", "AdaSGD", ada["seeds"].iloc[0]))
             for claim, who, a in pairs:
-                verdict = V.decide(a, s, rel_floor=rel_floor)
                 ours = f"{who} {_txt(a)} vs {name} {_txt(s)}"
-                out.append({**key, "claim": claim, "verdict": verdict, "ours": ours, "rule": V.PAIR_RULE})
+                out.append(dict(key, claim=claim, verdict=V.decide(a, s), ours=ours, rule=V.PAIR_RULE))
     return pd.DataFrame(out)
 
 
@@ -585,8 +577,7 @@ def paper_vs_ours(verdicts: pd.DataFrame, *, scale: str, main: str) -> pd.DataFr
     rows = []
     for _, v in verdicts.iterrows():
         c = v["claim"]
-        setting = f"λ: {v['spectrum']}, σ = {v['sigma']:g}, {v['column'].replace('β1', 'β₁')}"
-        claim = f"{CLAIM_TEXT[c]} — {setting}"
+        claim = f"{CLAIM_TEXT[c]} — λ: {v['spectrum']}, σ = {v['sigma']:g}, {v['column'].replace('β1', 'β₁')}"
         info = dict(paper=CLAIM_PAPER[c], rule=v["rule"], origin=CLAIM_ORIGIN[c], where="Table 1")
         r = V.verdict_row(claim, v["verdict"], ours=v["ours"], scale=scale, page="quadratic_table1", **info)
         r.update(spectrum=v["spectrum"], sigma=v["sigma"], beta1=v["column"], main=v["spectrum"] == main)

@@ -39,14 +39,12 @@ def signgd_test_problems(d: int, *, n_starts: int, delta: float, seed: int = 0, 
         raise ValueError(f"delta must be positive and n_starts >= 1, got delta={delta}, n_starts={n_starts}")
     dense = problems.random_psd(d, seed=seed, device=device)
     diagonal = torch.diag(torch.arange(1, d + 1, dtype=torch.float64) ** -0.5).to(device)
+    gen = torch.Generator().manual_seed(seed)
+    X0 = torch.randn(n_starts, d, generator=gen, dtype=torch.float64).to(device)
     out = {}
     for kind, A in (("dense", dense), ("diagonal", diagonal)):
         prob = NoisyQuadratic(A, device=device)
-        H = theory.linf_smoothness(A.cpu())
-        X0 = torch.randn(n_starts, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        X0 = X0.to(device)
-        X0 = X0 * (delta / prob.loss(X0)).sqrt()[:, None]
-        out[kind] = (prob, H, X0)
+        out[kind] = (prob, theory.linf_smoothness(A.cpu()), X0 * (delta / prob.loss(X0)).sqrt()[:, None])
     return out
 
 
@@ -100,8 +98,7 @@ def loglog_fit(x, y, *, floor: float = ROUNDOFF_FLOOR) -> tuple[float, float]:
     Points with ``y <= floor`` (converged runs at round-off) are ignored; the slope is NaN when fewer
     than two points remain, the error when fewer than three.
     """
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = (y > floor) & (x > 0)
     if ok.sum() < 2:
         return float("nan"), float("nan")
@@ -145,13 +142,11 @@ def geometry_sweep(
     r"""Tuned SignGD (Theorem 3.2) or RMSProp (Theorem 3.5) on each instance, with the ℓ∞ and ℓ2 bounds.
 
     From :math:`R_\theta^\top x_0` (``x0``: ``(n_starts, d)``) scaled to :math:`L(x_0)=\Delta`, step sizes
-    ``lrs`` and starts batched, full gradients.
-
-    * ``"signgd"``: :math:`\min_{t<T}\|\nabla L(x_t)\|_1`; tuned bounds :math:`\sqrt{2H\Delta/T}` with
-      :math:`H=\|A\|_{\infty\to1}` (ℓ∞) and :math:`H=d\|A\|_2` (ℓ2).
-    * ``"rmsprop"``: one run per ``T`` (:math:`\beta_2=1-c\log T/T`, ``v0``) measuring
-      :math:`\min_{T/2<t\le T}\|\nabla L(x_t)\|_1`; :func:`adamlinf.theory.rmsprop_bound` at the tuned
-      step with the :math:`H_i` (ℓ∞) and with every :math:`H_i=\|A\|_2` (ℓ2), mean over starts.
+    ``lrs`` and starts batched, full gradients. ``"signgd"``: :math:`\min_{t<T}\|\nabla L(x_t)\|_1`; tuned
+    bounds :math:`\sqrt{2H\Delta/T}` with :math:`H=\|A\|_{\infty\to1}` (ℓ∞) and :math:`H=d\|A\|_2` (ℓ2).
+    ``"rmsprop"``: one run per ``T`` (:math:`\beta_2=1-c\log T/T`, ``v0``) measuring
+    :math:`\min_{T/2<t\le T}\|\nabla L(x_t)\|_1`; :func:`adamlinf.theory.rmsprop_bound` at the tuned
+    step with the :math:`H_i` (ℓ∞) and with every :math:`H_i=\|A\|_2` (ℓ2), mean over starts.
 
     Returns:
         Per instance, horizon, step size and start: ``method, theta, T, lr, start, measured``,
@@ -239,8 +234,7 @@ def geometry_fit(sweep: pd.DataFrame, constants: pd.DataFrame, *, n_tune_starts:
         row |= {c: float(best[c]) for c in ("measured", "measured_std", "log10_mean", "log10_std")}
         row["n_starts"] = int(best.n_starts)
         row |= {c: float(best[c]) for c in ("bound_linf", "bound_l2")}
-        row["ratio_max_all_lr"] = float(ratio_all.loc[(method, theta, T)])
-        rows.append(row)
+        rows.append(row | dict(ratio_max_all_lr=float(ratio_all.loc[(method, theta, T)])))
     out = pd.DataFrame(rows)
     out["ratio_linf"] = out.measured / out.bound_linf
     out["ratio_l2"] = out.measured / out.bound_l2
