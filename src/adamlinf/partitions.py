@@ -68,8 +68,6 @@ class Partition:
     r"""A map :math:`\Phi` from ``assign(params) -> [LongTensor]`` (global ids, one per tensor, its shape)."""
 
     def __init__(self, assign: Callable[[list[Tensor]], Sequence[Tensor]], name: str = "custom"):
-        if not callable(assign):
-            raise ValueError("assign must be callable")
         self._assign, self.name = assign, name
 
     def __repr__(self) -> str:
@@ -180,10 +178,8 @@ def heads(model_or_named, n_head: int) -> Partition:
     """
     if not isinstance(n_head, int) or n_head <= 0:
         raise ValueError(f"n_head must be a positive int, got {n_head!r}")
-    if isinstance(model_or_named, torch.nn.Module):
-        named = list(model_or_named.named_parameters())
-    else:
-        named = list(model_or_named.items() if isinstance(model_or_named, Mapping) else model_or_named)
+    module = isinstance(model_or_named, torch.nn.Module)
+    named = list(model_or_named.named_parameters() if module else model_or_named)
     qkv = {id(p): n for n, p in named if any(n == s or n.endswith("." + s) for s in _QKV)}
     if not qkv:
         names = [n for n, _ in named[:5]]
@@ -229,15 +225,13 @@ def custom(spec, *, name: str = "custom") -> Partition:
     return Partition(assign_flat, name)
 
 
-def from_name(spec: str | Partition, model=None, n_head: int | None = None) -> Partition:
-    """``"coordinate" | "rows" | "tensor" | "whole" | "heads"`` (needs model, n_head) -> Partition."""
+def from_name(spec: str | Partition) -> Partition:
+    """``"coordinate" | "rows" | "tensor" | "whole"`` -> Partition (per head: :func:`heads`)."""
     if isinstance(spec, Partition):
         return spec
     table = {"coordinate": coordinate, "rows": rows, "tensor": tensor, "whole": whole}
-    if spec in table:
-        return table[spec]()
     if spec in ("heads", "head"):
-        if model is None or n_head is None:
-            raise ValueError("the heads partition needs model= and n_head=")
-        return heads(model, n_head)
-    raise ValueError(f"unknown partition {spec!r}; choose from {sorted(table) + ['heads']}")
+        raise ValueError("the heads partition needs a model and n_head: partitions.heads(model, n_head)")
+    if spec not in table:
+        raise ValueError(f"unknown partition {spec!r}; choose from {sorted(table) + ['heads']}")
+    return table[spec]()

@@ -172,13 +172,12 @@ def as_rotation(obj) -> Rotation:
     raise ValueError(f"cannot use {type(obj).__name__} as a rotation (need a square tensor or apply/apply_T)")
 
 
-def to_dense(rotation, n: int | None = None, *, dtype=None) -> Tensor:
+def to_dense(rotation) -> Tensor:
     r"""The matrix $R$ of a rotation: ``apply(I)`` has rows $(Re_i)^\top$, so $R$ is its transpose."""
     if isinstance(rotation, DenseRotation):
         return rotation.matrix.clone()
-    n = rotation.n if n is None else n
-    dtype = dtype or getattr(rotation, "dtype", None) or torch.get_default_dtype()
-    eye = torch.eye(n, dtype=dtype, device=getattr(rotation, "device", "cpu"))
+    dtype = getattr(rotation, "dtype", None) or torch.get_default_dtype()
+    eye = torch.eye(rotation.n, dtype=dtype, device=getattr(rotation, "device", "cpu"))
     return rotation.apply(eye).T.contiguous()
 
 
@@ -255,13 +254,9 @@ class PermuteRotate(Rotation):
             self._digests.append(_perm_digest(p))
             self._perm.append(p.to(self.device))
             self._inv.append(_invert(p).to(self.device))
-            modes = [
-                [haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in sh] for sh in pieces
-            ]
-            self._q64.append(modes)
-        self._cast_matrices()
-
-    def _cast_matrices(self) -> None:
+            self._q64.append(
+                [[haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in sh] for sh in pieces]
+            )
         self._q = _each_matrix(lambda q: q.to(dtype=self.dtype, device=self.device), self._q64)
 
     @staticmethod
@@ -337,7 +332,7 @@ class PermuteRotate(Rotation):
         if got != expected:
             raise ValueError(f"the saved mode matrices have shapes {got}, the pieces need {expected}")
         new._q64 = _each_matrix(lambda q: q.to(torch.float64).clone(), matrices)
-        new._cast_matrices()
+        new._q = _each_matrix(lambda q: q.to(dtype=new.dtype, device=new.device), new._q64)
         self.__dict__.update(new.__dict__)
 
 
@@ -401,10 +396,10 @@ class BlockRotation(Rotation):
             for (i, _), (index, _) in zip(saved, self.blocks, strict=True)
         ):
             raise ValueError("the state holds other index sets than this BlockRotation")
-        rots = [copy.deepcopy(rot) for _, rot in self.blocks]
-        for rot, (_, state) in zip(rots, saved, strict=True):
+        blocks = copy.deepcopy(self.blocks)
+        for (_, rot), (_, state) in zip(blocks, saved, strict=True):
             rot.load_state_dict(state)
-        self.blocks = [(index, rot) for (index, _), rot in zip(self.blocks, rots, strict=True)]
+        self.blocks = blocks
         self._stack()
 
 
