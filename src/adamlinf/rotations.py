@@ -547,12 +547,9 @@ class EquivarianceGap:
     gaps: Tensor
     gap: float
     relative_gap: float
-    relative_to: str = "displacement"
 
 
-def equivariance_gap(
-    opt_factory, loss_fn, x0: Tensor, R, steps: int, *, relative_to="displacement"
-) -> EquivarianceGap:
+def equivariance_gap(opt_factory, loss_fn, x0: Tensor, R, steps: int) -> EquivarianceGap:
     r"""Run an optimizer on $L_t$ from $x_0$ and on $L_t\circ R$ from $R^\top x_0$ (Definition 2.1).
 
     Args:
@@ -561,14 +558,14 @@ def equivariance_gap(
         x0: the start, shape ``(d,)``.
         R: a ``(d, d)`` orthogonal tensor or a rotation.
         steps: optimizer steps.
-        relative_to: ``"displacement"`` ($\max_t\|x_t-x_0\|$) or ``"iterate"`` ($\max_t\|x_t\|$).
+
+    Returns:
+        The runs and gaps; ``relative_gap`` divides ``gap`` by $\max_t\|x_t-x_0\|$.
     """
     if x0.dim() != 1:
         raise ValueError(f"x0 must be 1-D, got shape {tuple(x0.shape)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    if relative_to not in ("displacement", "iterate"):
-        raise ValueError(f"relative_to must be 'displacement' or 'iterate', got {relative_to!r}")
     rot = as_rotation(R)
     if rot.n != x0.numel():
         raise ValueError(f"R acts on {rot.n} coordinates, x0 has {x0.numel()}")
@@ -587,8 +584,7 @@ def equivariance_gap(
     xs = run(x0, lambda x: x)
     ws = run(rot.apply_T(x0.detach()), rot.apply)
     gaps = torch.linalg.vector_norm(ws - rot.apply_T(xs), dim=1)
-    ref = xs - xs[0] if relative_to == "displacement" else xs
-    scale = torch.linalg.vector_norm(ref, dim=1).max().item()
+    scale = torch.linalg.vector_norm(xs - xs[0], dim=1).max().item()
     gap = gaps.max().item()
     relative = gap / scale if scale > 0 else math.inf if gap > 0 else 0.0
-    return EquivarianceGap(xs=xs, ws=ws, gaps=gaps, gap=gap, relative_gap=relative, relative_to=relative_to)
+    return EquivarianceGap(xs=xs, ws=ws, gaps=gaps, gap=gap, relative_gap=relative)
