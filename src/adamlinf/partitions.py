@@ -43,8 +43,7 @@ def _check_integer(ids: Tensor, what: str) -> None:
 def check_block_index(block_index, d: int, *, relabel: bool = False, what: str = "block_index") -> Tensor:
     r"""The ``(d,)`` LongTensor of block ids :math:`(\Phi(1),\dots,\Phi(d))`, checked to be ``0..B-1``.
 
-    ``relabel`` maps any integer labels to ``0..B-1`` in increasing order instead. ``ValueError`` on
-    non-integer ids, not ``d`` of them, a negative id or an empty block.
+    ``relabel`` maps any integer labels to ``0..B-1`` in increasing order instead.
     """
     idx = torch.as_tensor(block_index)
     _check_integer(idx, what)
@@ -93,10 +92,6 @@ class Partition:
     def flat_index(self, params) -> Tensor:
         """``(d,)`` block ids in the order of ``torch.cat([p.reshape(-1) for p in params])``."""
         return torch.cat([i.reshape(-1) for i in self.index(params)])
-
-    def num_blocks(self, params) -> int:
-        """:math:`B`."""
-        return int(self.flat_index(params).max()) + 1
 
     def _block_stats(self, x, params) -> tuple[Tensor, Tensor]:
         r""":math:`\|x_{(b)}\|_2` as ``(..., B)`` and :math:`d_b`; ``x`` like ``params`` or ``(..., d)``."""
