@@ -9,6 +9,7 @@ tensor, param groups, or an ``int`` ``d`` (one vector).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -192,6 +193,14 @@ def heads(model_or_named, n_head: int) -> Partition:
     return _per_tensor(local_ids, f"heads(n_head={n_head}, n_proj=3, joint=False)")
 
 
+def _split_flat(flat: Tensor, name: str, params: list[Tensor]) -> list[Tensor]:
+    sizes = [p.numel() for p in params]
+    if flat.numel() != sum(sizes):
+        msg = f"{flat.numel()} ids for {sum(sizes)} coordinates: it does not cover them"
+        raise ValueError(f"partition {name}: {msg}")
+    return [c.reshape(p.shape) for c, p in zip(flat.split(sizes), params, strict=True)]
+
+
 def custom(spec, *, name: str = "custom") -> Partition:
     """A partition from a callable ``params -> [ids]``, a ``{tensor: ids}`` mapping or flat ``(d,)`` ids."""
     if callable(spec) and not isinstance(spec, Tensor):
@@ -209,15 +218,7 @@ def custom(spec, *, name: str = "custom") -> Partition:
     flat = torch.as_tensor(spec)
     if flat.dim() != 1:
         raise ValueError(f"custom(): a flat id vector must be 1-D, got shape {tuple(flat.shape)}")
-
-    def assign_flat(params):
-        sizes = [p.numel() for p in params]
-        if flat.numel() != sum(sizes):
-            msg = f"{flat.numel()} ids for {sum(sizes)} coordinates: it does not cover them"
-            raise ValueError(f"partition {name}: {msg}")
-        return [c.reshape(p.shape) for c, p in zip(flat.split(sizes), params, strict=True)]
-
-    return Partition(assign_flat, name)
+    return Partition(partial(_split_flat, flat, name), name)
 
 
 def from_name(spec: str | Partition) -> Partition:

@@ -533,9 +533,7 @@ class RotatedParametrization:
         return f"RotatedParametrization(n={self.n}, rotation={self.rotation!r})"
 
 
-def rotate_model(model: nn.Module, rotation=None, *, k: int = 2, seed: int = 0) -> RotatedParametrization:
-    r"""A :class:`RotatedParametrization` of ``model`` (on $L\circ\mathcal R$)."""
-    return RotatedParametrization(model, rotation, k=k, seed=seed)
+rotate_model = RotatedParametrization  # the README's verb: rotate_model(model) trains on L o R
 
 
 @dataclass
