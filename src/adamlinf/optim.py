@@ -397,8 +397,7 @@ class BlockwiseAdam(_Base):
     def _shared(self, groups: list | None = None) -> tuple:
         """``(beta2, eps, eps_root, v0, bias_correction)``, equal in every group (they act on the blocks)."""
         keys = ("eps", "eps_root", "v0", "bias_correction")
-        groups = self.param_groups if groups is None else groups
-        shared = [(g["betas"][1], *(g[key] for key in keys)) for g in groups]
+        shared = [(g["betas"][1], *(g[key] for key in keys)) for g in groups or self.param_groups]
         for k, got in enumerate(shared[1:], 1):
             if got != shared[0]:
                 raise ValueError(f"param group {k}: beta2, {', '.join(keys)} = {got} must agree with group 0")

@@ -107,8 +107,7 @@ class Partition:
         if x.shape[-1] != d:
             raise ValueError(f"x has {x.shape[-1]} coordinates but the parameters have {d}")
         B = int(idx.max()) + 1
-        sq = torch.zeros(*x.shape[:-1], B, dtype=x.dtype, device=x.device)
-        sq.index_add_(-1, idx, x * x)
+        sq = torch.zeros(*x.shape[:-1], B, dtype=x.dtype, device=x.device).index_add_(-1, idx, x * x)
         return sq.sqrt(), torch.bincount(idx, minlength=B).to(x.dtype)
 
     def norm(self, x, params=None) -> Tensor:

@@ -196,9 +196,8 @@ def split_pieces(n: int, *, dense_max: int = 512) -> list[tuple[int, int, int]]:
             s -= 1
         while (s + 1) ** 3 <= r:
             s += 1
-        c = r // (s * s)
-        pieces.append((s, s, c))
-        r -= s * s * c
+        pieces.append((s, s, r // (s * s)))
+        r %= s * s
     if r > 0:
         pieces.append((1, 1, r))
     return pieces
@@ -538,7 +537,10 @@ rotate_model = RotatedParametrization  # the README's verb: rotate_model(model) 
 
 @dataclass
 class EquivarianceGap:
-    r"""``xs`` on $L$, ``ws`` on $L\circ R$, ``gaps`` $=\|\tilde x_t - R^\top x_t\|_2$, ``gap`` their max."""
+    r"""``xs`` on $L$, ``ws`` on $L\circ R$, ``gaps`` $=\|\tilde x_t - R^\top x_t\|_2$, ``gap`` their max.
+
+    ``relative_gap``: ``gap`` over $\max_t\|x_t-x_0\|$.
+    """
 
     xs: Tensor
     ws: Tensor
@@ -556,9 +558,6 @@ def equivariance_gap(opt_factory, loss_fn, x0: Tensor, R, steps: int) -> Equivar
         x0: the start, shape ``(d,)``.
         R: a ``(d, d)`` orthogonal tensor or a rotation.
         steps: optimizer steps.
-
-    Returns:
-        The runs and gaps; ``relative_gap`` divides ``gap`` by $\max_t\|x_t-x_0\|$.
     """
     if x0.dim() != 1:
         raise ValueError(f"x0 must be 1-D, got shape {tuple(x0.shape)}")
