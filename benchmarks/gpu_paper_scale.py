@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import gc
 import json
@@ -323,7 +324,7 @@ class Bench:
         a = self.args
         model = make_model(a, meta=True)
         return {
-            "model": self.cfg.to_dict(),
+            "model": dataclasses.asdict(self.cfg),
             "n_params": model.num_params(),
             "n_params_total": sum(p.numel() for p in model.parameters()),
             "flops_per_token": model.flops_per_token(),

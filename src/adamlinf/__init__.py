@@ -15,23 +15,13 @@ import importlib
 
 __version__ = "0.1.0"
 
-_PUBLIC = {
-    "Adam": "optim",
-    "AdaSGD": "optim",
-    "BlockwiseAdam": "optim",
-    "SignGD": "optim",
-    "RMSProp": "optim",
-    "PermuteRotate": "rotations",
-    "haar": "rotations",
-    "rotate_model": "rotations",
-    "RotatedParametrization": "rotations",
-    "HVP": "hessian",
-    "l11_norm": "hessian",
-    "spectral_norm": "hessian",
-    "diagnose": "diagnose",
-    "Diagnosis": "diagnose",
-    "race": "diagnose",
+_EXPORTS = {
+    "optim": ("Adam", "AdaSGD", "BlockwiseAdam", "SignGD", "RMSProp"),
+    "rotations": ("PermuteRotate", "haar", "rotate_model", "RotatedParametrization"),
+    "hessian": ("HVP", "l11_norm", "spectral_norm"),
+    "diagnose": ("diagnose", "Diagnosis", "race"),
 }
+_PUBLIC = {name: module for module, names in _EXPORTS.items() for name in names}
 _MODULES = ("partitions",)
 
 __all__ = sorted(_PUBLIC) + list(_MODULES)

@@ -19,7 +19,6 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 from torch import Tensor
@@ -313,11 +312,6 @@ class _Base(Optimizer):
             raise ValueError(f"{type(self).__name__} has no state; the state dict is from another optimizer")
 
 
-def _frozen_ids(flat: Tensor, numels: list[int], params: list[Tensor]) -> list[Tensor]:
-    """A partition's block ids frozen over given parameter sizes (picklable through ``partial``)."""
-    return [c.reshape(p.shape) for c, p in zip(flat.split(numels), params, strict=True)]
-
-
 class BlockwiseAdam(_Base):
     r"""Blockwise Adam, Algorithm 3 (RECONSTRUCTED): the module docstring's update over ``partition``.
 
@@ -358,9 +352,8 @@ class BlockwiseAdam(_Base):
         """As :meth:`_Base.__getstate__`; a block partition frozen to its block ids (picklable)."""
         state, part = super().__getstate__(), None
         if not self._coordinate:
-            reals = [_real(p) for p in self._params()]
-            flat = self.partition.flat_index(reals)
-            part = Partition(partial(_frozen_ids, flat, [r.numel() for r in reals]), self.partition.name)
+            flat = self.partition.flat_index([_real(p) for p in self._params()])
+            part = partitions.custom(flat, name=self.partition.name)
         state["defaults"] = {**state["defaults"], "partition": part}
         return state
 
@@ -404,8 +397,7 @@ class BlockwiseAdam(_Base):
     def _shared(self, groups: list | None = None) -> tuple:
         """``(beta2, eps, eps_root, v0, bias_correction)``, equal in every group (they act on the blocks)."""
         keys = ("eps", "eps_root", "v0", "bias_correction")
-        groups = self.param_groups if groups is None else groups
-        shared = [(g["betas"][1], *(g[key] for key in keys)) for g in groups]
+        shared = [(g["betas"][1], *(g[key] for key in keys)) for g in groups or self.param_groups]
         for k, got in enumerate(shared[1:], 1):
             if got != shared[0]:
                 raise ValueError(f"param group {k}: beta2, {', '.join(keys)} = {got} must agree with group 0")

@@ -9,6 +9,7 @@ tensor, param groups, or an ``int`` ``d`` (one vector).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -43,8 +44,7 @@ def _check_integer(ids: Tensor, what: str) -> None:
 def check_block_index(block_index, d: int, *, relabel: bool = False, what: str = "block_index") -> Tensor:
     r"""The ``(d,)`` LongTensor of block ids :math:`(\Phi(1),\dots,\Phi(d))`, checked to be ``0..B-1``.
 
-    ``relabel`` maps any integer labels to ``0..B-1`` in increasing order instead. ``ValueError`` on
-    non-integer ids, not ``d`` of them, a negative id or an empty block.
+    ``relabel`` maps any integer labels to ``0..B-1`` in increasing order instead.
     """
     idx = torch.as_tensor(block_index)
     _check_integer(idx, what)
@@ -68,8 +68,6 @@ class Partition:
     r"""A map :math:`\Phi` from ``assign(params) -> [LongTensor]`` (global ids, one per tensor, its shape)."""
 
     def __init__(self, assign: Callable[[list[Tensor]], Sequence[Tensor]], name: str = "custom"):
-        if not callable(assign):
-            raise ValueError("assign must be callable")
         self._assign, self.name = assign, name
 
     def __repr__(self) -> str:
@@ -96,10 +94,6 @@ class Partition:
         """``(d,)`` block ids in the order of ``torch.cat([p.reshape(-1) for p in params])``."""
         return torch.cat([i.reshape(-1) for i in self.index(params)])
 
-    def num_blocks(self, params) -> int:
-        """:math:`B`."""
-        return int(self.flat_index(params).max()) + 1
-
     def _block_stats(self, x, params) -> tuple[Tensor, Tensor]:
         r""":math:`\|x_{(b)}\|_2` as ``(..., B)`` and :math:`d_b`; ``x`` like ``params`` or ``(..., d)``."""
         if not (isinstance(x, Tensor) and params is not None and x.dim() >= 1):
@@ -113,8 +107,7 @@ class Partition:
         if x.shape[-1] != d:
             raise ValueError(f"x has {x.shape[-1]} coordinates but the parameters have {d}")
         B = int(idx.max()) + 1
-        sq = torch.zeros(*x.shape[:-1], B, dtype=x.dtype, device=x.device)
-        sq.index_add_(-1, idx, x * x)
+        sq = torch.zeros(*x.shape[:-1], B, dtype=x.dtype, device=x.device).index_add_(-1, idx, x * x)
         return sq.sqrt(), torch.bincount(idx, minlength=B).to(x.dtype)
 
     def norm(self, x, params=None) -> Tensor:
@@ -180,10 +173,8 @@ def heads(model_or_named, n_head: int) -> Partition:
     """
     if not isinstance(n_head, int) or n_head <= 0:
         raise ValueError(f"n_head must be a positive int, got {n_head!r}")
-    if isinstance(model_or_named, torch.nn.Module):
-        named = list(model_or_named.named_parameters())
-    else:
-        named = list(model_or_named.items() if isinstance(model_or_named, Mapping) else model_or_named)
+    module = isinstance(model_or_named, torch.nn.Module)
+    named = list(model_or_named.named_parameters() if module else model_or_named)
     qkv = {id(p): n for n, p in named if any(n == s or n.endswith("." + s) for s in _QKV)}
     if not qkv:
         names = [n for n, _ in named[:5]]
@@ -199,6 +190,14 @@ def heads(model_or_named, n_head: int) -> Partition:
         return head.reshape((-1,) + (1,) * (p.dim() - 1)).expand(p.shape).clone()
 
     return _per_tensor(local_ids, f"heads(n_head={n_head}, n_proj=3, joint=False)")
+
+
+def _split_flat(flat: Tensor, name: str, params: list[Tensor]) -> list[Tensor]:
+    sizes = [p.numel() for p in params]
+    if flat.numel() != sum(sizes):
+        msg = f"{flat.numel()} ids for {sum(sizes)} coordinates: it does not cover them"
+        raise ValueError(f"partition {name}: {msg}")
+    return [c.reshape(p.shape) for c, p in zip(flat.split(sizes), params, strict=True)]
 
 
 def custom(spec, *, name: str = "custom") -> Partition:
@@ -218,26 +217,16 @@ def custom(spec, *, name: str = "custom") -> Partition:
     flat = torch.as_tensor(spec)
     if flat.dim() != 1:
         raise ValueError(f"custom(): a flat id vector must be 1-D, got shape {tuple(flat.shape)}")
-
-    def assign_flat(params):
-        sizes = [p.numel() for p in params]
-        if flat.numel() != sum(sizes):
-            msg = f"{flat.numel()} ids for {sum(sizes)} coordinates: it does not cover them"
-            raise ValueError(f"partition {name}: {msg}")
-        return [c.reshape(p.shape) for c, p in zip(flat.split(sizes), params, strict=True)]
-
-    return Partition(assign_flat, name)
+    return Partition(partial(_split_flat, flat, name), name)
 
 
-def from_name(spec: str | Partition, model=None, n_head: int | None = None) -> Partition:
-    """``"coordinate" | "rows" | "tensor" | "whole" | "heads"`` (needs model, n_head) -> Partition."""
+def from_name(spec: str | Partition) -> Partition:
+    """``"coordinate" | "rows" | "tensor" | "whole"`` -> Partition (per head: :func:`heads`)."""
     if isinstance(spec, Partition):
         return spec
     table = {"coordinate": coordinate, "rows": rows, "tensor": tensor, "whole": whole}
-    if spec in table:
-        return table[spec]()
     if spec in ("heads", "head"):
-        if model is None or n_head is None:
-            raise ValueError("the heads partition needs model= and n_head=")
-        return heads(model, n_head)
-    raise ValueError(f"unknown partition {spec!r}; choose from {sorted(table) + ['heads']}")
+        raise ValueError("the heads partition needs a model and n_head: partitions.heads(model, n_head)")
+    if spec not in table:
+        raise ValueError(f"unknown partition {spec!r}; choose from {sorted(table) + ['heads']}")
+    return table[spec]()

@@ -172,13 +172,12 @@ def as_rotation(obj) -> Rotation:
     raise ValueError(f"cannot use {type(obj).__name__} as a rotation (need a square tensor or apply/apply_T)")
 
 
-def to_dense(rotation, n: int | None = None, *, dtype=None) -> Tensor:
+def to_dense(rotation) -> Tensor:
     r"""The matrix $R$ of a rotation: ``apply(I)`` has rows $(Re_i)^\top$, so $R$ is its transpose."""
     if isinstance(rotation, DenseRotation):
         return rotation.matrix.clone()
-    n = rotation.n if n is None else n
-    dtype = dtype or getattr(rotation, "dtype", None) or torch.get_default_dtype()
-    eye = torch.eye(n, dtype=dtype, device=getattr(rotation, "device", "cpu"))
+    dtype = getattr(rotation, "dtype", None) or torch.get_default_dtype()
+    eye = torch.eye(rotation.n, dtype=dtype, device=getattr(rotation, "device", "cpu"))
     return rotation.apply(eye).T.contiguous()
 
 
@@ -197,9 +196,8 @@ def split_pieces(n: int, *, dense_max: int = 512) -> list[tuple[int, int, int]]:
             s -= 1
         while (s + 1) ** 3 <= r:
             s += 1
-        c = r // (s * s)
-        pieces.append((s, s, c))
-        r -= s * s * c
+        pieces.append((s, s, r // (s * s)))
+        r %= s * s
     if r > 0:
         pieces.append((1, 1, r))
     return pieces
@@ -255,13 +253,9 @@ class PermuteRotate(Rotation):
             self._digests.append(_perm_digest(p))
             self._perm.append(p.to(self.device))
             self._inv.append(_invert(p).to(self.device))
-            modes = [
-                [haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in sh] for sh in pieces
-            ]
-            self._q64.append(modes)
-        self._cast_matrices()
-
-    def _cast_matrices(self) -> None:
+            self._q64.append(
+                [[haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in sh] for sh in pieces]
+            )
         self._q = _each_matrix(lambda q: q.to(dtype=self.dtype, device=self.device), self._q64)
 
     @staticmethod
@@ -337,7 +331,7 @@ class PermuteRotate(Rotation):
         if got != expected:
             raise ValueError(f"the saved mode matrices have shapes {got}, the pieces need {expected}")
         new._q64 = _each_matrix(lambda q: q.to(torch.float64).clone(), matrices)
-        new._cast_matrices()
+        new._q = _each_matrix(lambda q: q.to(dtype=new.dtype, device=new.device), new._q64)
         self.__dict__.update(new.__dict__)
 
 
@@ -401,10 +395,10 @@ class BlockRotation(Rotation):
             for (i, _), (index, _) in zip(saved, self.blocks, strict=True)
         ):
             raise ValueError("the state holds other index sets than this BlockRotation")
-        rots = [copy.deepcopy(rot) for _, rot in self.blocks]
-        for rot, (_, state) in zip(rots, saved, strict=True):
+        blocks = copy.deepcopy(self.blocks)
+        for (_, rot), (_, state) in zip(blocks, saved, strict=True):
             rot.load_state_dict(state)
-        self.blocks = [(index, rot) for (index, _), rot in zip(self.blocks, rots, strict=True)]
+        self.blocks = blocks
         self._stack()
 
 
@@ -538,26 +532,24 @@ class RotatedParametrization:
         return f"RotatedParametrization(n={self.n}, rotation={self.rotation!r})"
 
 
-def rotate_model(model: nn.Module, rotation=None, *, k: int = 2, seed: int = 0) -> RotatedParametrization:
-    r"""A :class:`RotatedParametrization` of ``model`` (on $L\circ\mathcal R$)."""
-    return RotatedParametrization(model, rotation, k=k, seed=seed)
+rotate_model = RotatedParametrization  # the README's verb: rotate_model(model) trains on L o R
 
 
 @dataclass
 class EquivarianceGap:
-    r"""``xs`` on $L$, ``ws`` on $L\circ R$, ``gaps`` $=\|\tilde x_t - R^\top x_t\|_2$, ``gap`` their max."""
+    r"""``xs`` on $L$, ``ws`` on $L\circ R$, ``gaps`` $=\|\tilde x_t - R^\top x_t\|_2$, ``gap`` their max.
+
+    ``relative_gap``: ``gap`` over $\max_t\|x_t-x_0\|$.
+    """
 
     xs: Tensor
     ws: Tensor
     gaps: Tensor
     gap: float
     relative_gap: float
-    relative_to: str = "displacement"
 
 
-def equivariance_gap(
-    opt_factory, loss_fn, x0: Tensor, R, steps: int, *, relative_to="displacement"
-) -> EquivarianceGap:
+def equivariance_gap(opt_factory, loss_fn, x0: Tensor, R, steps: int) -> EquivarianceGap:
     r"""Run an optimizer on $L_t$ from $x_0$ and on $L_t\circ R$ from $R^\top x_0$ (Definition 2.1).
 
     Args:
@@ -566,14 +558,11 @@ def equivariance_gap(
         x0: the start, shape ``(d,)``.
         R: a ``(d, d)`` orthogonal tensor or a rotation.
         steps: optimizer steps.
-        relative_to: ``"displacement"`` ($\max_t\|x_t-x_0\|$) or ``"iterate"`` ($\max_t\|x_t\|$).
     """
     if x0.dim() != 1:
         raise ValueError(f"x0 must be 1-D, got shape {tuple(x0.shape)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-    if relative_to not in ("displacement", "iterate"):
-        raise ValueError(f"relative_to must be 'displacement' or 'iterate', got {relative_to!r}")
     rot = as_rotation(R)
     if rot.n != x0.numel():
         raise ValueError(f"R acts on {rot.n} coordinates, x0 has {x0.numel()}")
@@ -592,8 +581,7 @@ def equivariance_gap(
     xs = run(x0, lambda x: x)
     ws = run(rot.apply_T(x0.detach()), rot.apply)
     gaps = torch.linalg.vector_norm(ws - rot.apply_T(xs), dim=1)
-    ref = xs - xs[0] if relative_to == "displacement" else xs
-    scale = torch.linalg.vector_norm(ref, dim=1).max().item()
+    scale = torch.linalg.vector_norm(xs - xs[0], dim=1).max().item()
     gap = gaps.max().item()
     relative = gap / scale if scale > 0 else math.inf if gap > 0 else 0.0
-    return EquivarianceGap(xs=xs, ws=ws, gaps=gaps, gap=gap, relative_gap=relative, relative_to=relative_to)
+    return EquivarianceGap(xs=xs, ws=ws, gaps=gaps, gap=gap, relative_gap=relative)

@@ -26,9 +26,8 @@ def build(spec: dict) -> nn.Module:
     kind, config = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
-    allowed = ["blocks", "in_channels", "num_classes", "seed", "width"]
-    if kind == "gpt":
-        allowed = sorted(f.name for f in dataclasses.fields(GPTConfig)) + ["preset"]
+    gpt_keys = sorted(f.name for f in dataclasses.fields(GPTConfig)) + ["preset"]
+    allowed = gpt_keys if kind == "gpt" else ["blocks", "in_channels", "num_classes", "seed", "width"]
     unknown = sorted(set(config) - set(allowed))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} in a model spec of kind {kind!r}; allowed: {allowed}")

@@ -10,7 +10,7 @@ forward-mode AD, so Hessian-vector products, work). ``c_attn`` holds Q, K, V sta
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -47,10 +47,6 @@ class GPTConfig:
     def gpt2_124m(cls, **overrides) -> GPTConfig:
         """GPT-2 small as the paper trains it (the defaults): 50304 tokens, 12 layers and heads, width 768."""
         return cls(**overrides)
-
-    def to_dict(self) -> dict:
-        """The configuration as a plain dict."""
-        return asdict(self)
 
 
 class CausalSelfAttention(nn.Module):
@@ -130,15 +126,12 @@ class GPT(nn.Module):
         self.transformer.ln_f = nn.LayerNorm(config.n_embd, bias=False)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied embeddings
-        self.apply(self._init_weights)
+        for module in self.modules():  # the leaves in the order of nanoGPT's self.apply
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def set_attention(self, kind: str) -> GPT:
         """Switch every block to the ``"flash"`` or ``"math"`` path (the same function); return ``self``."""

@@ -32,11 +32,10 @@ class ResNetConfig:
     in_channels: int = 3
 
     def __post_init__(self):
-        blocks = self.blocks
-        four = isinstance(blocks, (tuple, list)) and len(blocks) == 4
-        if not four or not all(_is_int(b) and b >= 1 for b in blocks):
-            raise ValueError(f"ResNetConfig.blocks must be four positive integers, got {blocks!r}")
-        self.blocks = tuple(int(b) for b in blocks)
+        four = isinstance(self.blocks, (tuple, list)) and len(self.blocks) == 4
+        if not four or not all(_is_int(b) and b >= 1 for b in self.blocks):
+            raise ValueError(f"ResNetConfig.blocks must be four positive integers, got {self.blocks!r}")
+        self.blocks = tuple(int(b) for b in self.blocks)
         for name in ("num_classes", "width", "in_channels"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
