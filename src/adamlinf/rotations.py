@@ -256,6 +256,10 @@ class PermuteRotate(Rotation):
             self._q64.append(
                 [[haar(s, generator=g, dtype=torch.float64) if s > 1 else None for s in sh] for sh in pieces]
             )
+        self._cast_matrices()
+
+    def _cast_matrices(self) -> None:
+        """The working matrices: the float64 mode matrices in the rotation's dtype and device."""
         self._q = _each_matrix(lambda q: q.to(dtype=self.dtype, device=self.device), self._q64)
 
     @staticmethod
@@ -331,7 +335,7 @@ class PermuteRotate(Rotation):
         if got != expected:
             raise ValueError(f"the saved mode matrices have shapes {got}, the pieces need {expected}")
         new._q64 = _each_matrix(lambda q: q.to(torch.float64).clone(), matrices)
-        new._q = _each_matrix(lambda q: q.to(dtype=new.dtype, device=new.device), new._q64)
+        new._cast_matrices()
         self.__dict__.update(new.__dict__)
 
 
