@@ -61,6 +61,10 @@ def test_launch_command_several_nodes():
     assert "--standalone" not in cmd
     with pytest.raises(ValueError, match="rdzv_endpoint"):
         launch.launch_command("s.json", 8, nnodes=2)
+    with pytest.raises(ValueError, match="node_rank"):
+        launch.launch_command("s.json", 8, nnodes=2, node_rank=2, rdzv_endpoint="h:1")
+    with pytest.raises(ValueError, match=">= 1"):
+        launch.launch_command("s.json", 0)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -183,6 +187,8 @@ def test_grad_accum_for_the_paper_batch_on_several_devices():
         launch.grad_accum_steps(480, 12, 3)
     with pytest.raises(ValueError, match="not a multiple"):
         launch.grad_accum_steps(16, 32, 1)  # micro batch larger than the global batch
+    with pytest.raises(ValueError, match=">= 1"):
+        launch.grad_accum_steps(480, 12, 0)
     assert launch.grad_accum_steps(16, 16, 1) == 1
 
 
@@ -207,3 +213,9 @@ def test_image_spec_sets_iterations_for_the_epochs():
     assert spec["tags"] == {"batch_size": 32, "max_iters": spec["train"]["max_iters"]}
     assert spec["model"] == {"kind": "resnet18", "width": 8, "blocks": [1, 1, 1, 1]}
     assert spec["train"]["betas"] == [0.9, 0.99] and spec["data"]["image_size"] == 16
+
+
+def test_run_specs_refuses_zero_workers_before_touching_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        launch.run_specs({"a": {"model": {}, "data": {}, "train": {}}}, tmp_path / "runs", workers=0)
+    assert not (tmp_path / "runs").exists()  # no lock taken, no folder moved aside

@@ -512,6 +512,10 @@ def test_zero_length_settings_are_refused_with_the_minimum():
     assert "positive" in run.check_setting("epochs", 0.0)
     with pytest.raises(ValueError, match="stop_iter must be >= 1"):
         train.TrainConfig(out_dir="x", stop_iter=0)
+    with pytest.raises(ValueError, match="epochs must be a positive number, got 0"):
+        launch.image_spec(source="digits", batch_size=8, epochs=0)
+    with pytest.raises(ValueError, match="evals_per_epoch must be at least 1"):
+        launch.image_spec(source="digits", batch_size=8, epochs=1, evals_per_epoch=0)
 
 
 # ------------------------------------------------------------------------------------------------

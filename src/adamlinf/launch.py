@@ -95,6 +95,10 @@ def image_spec(
 
     ``**train`` are further ``TrainConfig`` fields; the tags record ``batch_size`` and ``max_iters``.
     """
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, float)) or not epochs > 0:
+        raise ValueError(f"image_spec: epochs must be a positive number, got {epochs!r}")
+    if int(evals_per_epoch) < 1:
+        raise ValueError(f"image_spec: evals_per_epoch must be at least 1, got {evals_per_epoch!r}")
     data = {"kind": "cifar10", "source": source, "batch_size": int(batch_size), "seed": int(data_seed)}
     if eval_batch_size is not None:
         data["eval_batch_size"] = int(eval_batch_size)
@@ -118,6 +122,9 @@ def run_name(optimizer: str, lr: float, fmt: str = "{optimizer}_lr{lr:.1e}") -> 
 def grad_accum_steps(global_batch: int, batch_size: int, nproc_per_node: int = 1) -> int:
     """``A`` with ``nproc_per_node · A · batch_size = global_batch`` (the paper's 480 = 12 · 40 on 1 GPU)."""
     global_batch, batch_size, nproc = int(global_batch), int(batch_size), int(nproc_per_node)
+    if global_batch < 1 or batch_size < 1 or nproc < 1:
+        got = (global_batch, batch_size, nproc)
+        raise ValueError(f"global_batch, batch_size, nproc_per_node must be >= 1, got {got}")
     accum, rest = divmod(global_batch, batch_size * nproc)
     if rest or accum < 1:
         fit = max((b for b in range(1, batch_size + 1) if global_batch % (b * nproc) == 0), default=0)
@@ -143,6 +150,10 @@ def launch_command(
     Several nodes need a c10d ``rdzv_endpoint`` (``host:port``) or ``master_addr``.
     """
     nproc, nnodes, node_rank = int(nproc_per_node), int(nnodes), int(node_rank)
+    if nproc < 1 or nnodes < 1:
+        raise ValueError(f"nproc_per_node and nnodes must be >= 1, got {nproc_per_node}, {nnodes}")
+    if not 0 <= node_rank < nnodes:
+        raise ValueError(f"node_rank must be in [0, nnodes={nnodes}), got {node_rank}")
     spec_path = str(spec)
     if isinstance(spec, Mapping):
         spec_path = f"{spec.get('train', {}).get('out_dir', '<out_dir>')}/spec.json"
@@ -297,6 +308,8 @@ def run_specs(
     """
     if on_change not in ("keep", "error"):
         raise ValueError(f"on_change must be 'keep' or 'error', got {on_change!r}")
+    if int(nproc_per_node) < 1 or int(workers) < 1:
+        raise ValueError(f"nproc_per_node and workers must be >= 1, got {nproc_per_node}, {workers}")
     if workers > 1 and nproc_per_node > 1:
         raise ValueError("use either workers > 1 (several runs at once) or nproc_per_node > 1, not both")
     root = Path(root)
