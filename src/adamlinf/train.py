@@ -464,33 +464,34 @@ class _Log:
         every = self.cfg.eval_interval
         return it % every == 0 if every else it == 0
 
-    def end_step(self, n: int, stop: int, ddp: bool, world: int, rng: dict) -> None:
+    def end_step(self, n: int, stop: int, rng: dict) -> None:
         """Flush when due; then (rank 0) checkpoint every ``checkpoint_interval`` iterations or minutes."""
         c = self.cfg
         by_iter = bool(c.checkpoint_interval and n % c.checkpoint_interval == 0)
         if n % self.interval and n != stop and not self.eval_due(n) and not by_iter:
             return
-        self.flush(ddp, world)
+        self.flush()
         by_time = bool(c.checkpoint_minutes and (time.time() - self.last_save) / 60 >= c.checkpoint_minutes)
         if self.master and n < stop and (by_iter or by_time):
             self.save(n, rng)
 
-    def flush(self, ddp: bool, world: int) -> None:
+    def flush(self) -> None:
         """One host sync for the buffered iterations (and one all-reduce of their losses under DDP)."""
         if not self.pending:
             return
         losses = torch.stack([p[2] for p in self.pending])
-        if ddp:
+        if self.world > 1:  # DDP (torchrun's WORLD_SIZE)
             dist.all_reduce(losses, op=dist.ReduceOp.SUM)
-            losses /= world
+            losses /= self.world
         norms = torch.stack([p[3].float().to(losses.device) for p in self.pending])
         host = torch.stack([losses, norms], 1).tolist()  # the sync
         now = time.time()
         dt = (now - self.t_window) / len(self.pending)
         for (it, lr, _, _, extra), (loss, norm) in zip(self.pending, host, strict=True):
             row = {**extra, "lr": lr, "train_loss": loss, "grad_norm": norm, "iter_time": dt}
-            if self.cuda and self.tokens and hasattr(self.stateful["model"], "estimate_mfu"):
-                row["mfu"] = self.stateful["model"].estimate_mfu(self.global_batch * self.tokens / world, dt)
+            model = self.stateful["model"]
+            if self.cuda and self.tokens and hasattr(model, "estimate_mfu"):
+                row["mfu"] = model.estimate_mfu(self.global_batch * self.tokens / self.world, dt)
             self.append(it, row, now)
         rate = self.global_batch * (self.tokens or 1) / max(dt, 1e-9)
         unit = "tok/s" if self.tokens else "samples/s"
@@ -600,7 +601,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
             done, rng, consistent = it + 1, _rng_state(device), True
             if signals.received is not None and done < stop:
                 raise signals.stop()  # checkpointed below, at this step boundary
-            log.end_step(done, stop, ddp, world, rng)
+            log.end_step(done, stop, rng)
         final = stop == cfg.max_iters and not (rows and rows[-1]["iter"] >= stop)
         if final:  # the final evaluation, after the loop
             log.evaluate(stop, task, eval_model, rotation, autocast)
@@ -613,7 +614,7 @@ def _train(model, task, cfg, spec, ddp, rank, world, device, we_init, out, signa
         where = "no new checkpoint (nothing trained since the last)"
         if master and consistent and not ddp and done > start:  # keep what was trained (Ctrl-C, an error)
             try:
-                log.flush(False, 1)
+                log.flush()
                 log.save(done, rng)
                 where = f"checkpoint {checkpoint_path(out, done)} written"
             except Exception as exc:  # the original error matters more; say why no checkpoint was kept
