@@ -149,6 +149,8 @@ def test_experiment_bad_input_raises():
         SQ.Row("x", "lamb", 0, 0.9, 0.99, (1e-3,), "c")
     with pytest.raises(ValueError, match="fewer than n_seeds"):
         SQ.run_experiment(SQ.Experiment(exp.problems, exp.rows, exp.x0.repeat(3, 1), 0.0), steps=5, n_seeds=4)
+    with pytest.raises(ValueError, match="record_every must be >= 1"):
+        SQ.run_experiment(exp, steps=5, n_seeds=1, record_every=0)
 
 
 def test_effective_steps():

@@ -52,6 +52,10 @@ def test_fit_rate_recovers_exact_power_law_and_constant():
     # a n^{-1} series gives slope -1
     qt = pd.DataFrame(dict(variant="iqr", n=n, quantile=0.9, rel_error=1.0 / n))
     assert est_study.fit_rate(qt, n_min=10, n_ref=None).slope.iloc[0] == pytest.approx(-1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="need >= 2 positive errors with n >= 1000, got 1"):
+        est_study.fit_rate(qt, n_min=1000)  # one point: no rate to fit
+    with pytest.raises(ValueError, match="need >= 2 positive errors"):
+        est_study.fit_rate(qt.assign(rel_error=0.0), n_min=10)  # log(0)
 
 
 def test_l11_error_study_tiny_case():

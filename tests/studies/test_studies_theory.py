@@ -294,6 +294,8 @@ def test_geometry_bound_holds_and_diagonal_is_faster(geometry, method, T_list):
     lrs = np.geomspace(3e-4, 0.3, 9)
     sweep = rates.geometry_sweep(instances, x0, method=method, delta=1.0, T_list=T_list, lrs=lrs)
     assert sweep.ratio.max() <= 1.0
+    with pytest.raises(ValueError, match="method must be 'signgd' or 'rmsprop', got 'signGD'"):
+        rates.geometry_sweep(instances, x0, method="signGD", delta=1.0, T_list=T_list, lrs=lrs)
     fit = rates.geometry_fit(sweep, constants)
     Tmax = max(T_list)
     last = fit[fit["T"] == Tmax].set_index("theta")

@@ -121,7 +121,8 @@ def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) ->
 
     ``C`` :math:`=\exp\mathrm{mean}\log(\varepsilon^2n/\log(1/\delta))`, :math:`\delta=1-q`; the
     least-squares slope of :math:`\log\varepsilon` on :math:`\log n` (predicted :math:`-1/2`), ``n_points``
-    and, with ``n_ref``, the error at ``n_ref`` interpolated log-linearly.
+    and, with ``n_ref``, the error at ``n_ref`` interpolated log-linearly. ``ValueError`` for a group with
+    fewer than two positive errors at ``n >= n_min``.
     """
     keys = _keys(qtab, "problem", "variant", "quantile")
     fits = []
@@ -129,6 +130,8 @@ def fit_rate(qtab: pd.DataFrame, *, n_min: int = 100, n_ref: int | None = 50) ->
         g = g.sort_values("n")
         q = float(g["quantile"].iloc[0])
         big = g[g.n >= n_min]
+        if len(big) < 2 or (big.rel_error <= 0).any():
+            raise ValueError(f"group {key}: need >= 2 positive errors with n >= {n_min}, got {len(big)}")
         slope = float(np.polyfit(np.log(big.n), np.log(big.rel_error), 1)[0])
         n, eps = big.n.to_numpy(dtype=float), big.rel_error.to_numpy(dtype=float)
         C = float(np.exp(np.mean(np.log(eps**2 * n / np.log(1 / (1 - q))))))

@@ -83,6 +83,8 @@ def run_batched(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not 1 <= final_window <= steps:
         raise ValueError(f"final_window must lie in [1, steps={steps}], got {final_window}")
+    if record_every < 1:
+        raise ValueError(f"record_every must be >= 1, got {record_every}")
     Q.lr_factor(schedule, 1, steps)  # validates the name
     if bad := [r[0] for r in runs if r[0] not in OPTIMIZERS]:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {bad[0]!r}")
@@ -92,6 +94,8 @@ def run_batched(
     lr = torch.tensor([r[5] for r in runs], dtype=dtype, device=device).unsqueeze(1)  # (R, 1)
     seed_idx = torch.tensor([r[4] for r in runs], dtype=torch.long, device=device)
     prob_idx = torch.tensor([r[3] for r in runs], dtype=torch.long, device=device)
+    if x0.ndim == 2 and (n_seeds := int(seed_idx.max()) + 1) > x0.shape[0]:
+        raise ValueError(f"x0 holds {x0.shape[0]} starts, fewer than n_seeds={n_seeds} (seed indices)")
     starts = torch.stack([p.start(x0) for p in problems])  # R_theta^T x0, once per problem (and seed)
     x = starts[prob_idx, seed_idx] if x0.ndim == 2 else starts[prob_idx]
     m = torch.zeros_like(x)  # first moment (Adam, AdaSGD) or momentum buffer (SGD)
@@ -174,8 +178,6 @@ def run_experiment(exp: Experiment, *, steps: int, n_seeds: int = 5, seed: int =
 
     Seed ``s`` is noise stream ``s`` (and start ``exp.x0[s]`` if ``(S, d)``); ``final``: a line per run.
     """
-    if exp.x0.ndim == 2 and exp.x0.shape[0] < n_seeds:
-        raise ValueError(f"x0 holds {exp.x0.shape[0]} starts, fewer than n_seeds={n_seeds}")
     runs = []
     for j, r in enumerate(exp.rows):
         for k, lr in enumerate(r.lrs):

@@ -152,6 +152,8 @@ def geometry_sweep(
         Per instance, horizon, step size and start: ``method, theta, T, lr, start, measured``,
         ``bound_linf, bound_l2`` (tuned), ``bound_at_lr`` (ℓ∞ at this step and start), ``ratio``.
     """
+    if method not in ("signgd", "rmsprop"):
+        raise ValueError(f"method must be 'signgd' or 'rmsprop', got {method!r}")
     lrs = np.asarray(lrs, dtype=float)
     X0 = torch.as_tensor(x0, dtype=torch.float64)
     rows = []
