@@ -64,13 +64,23 @@ class Quadratic:
             lam = lam.to(torch.float64)
         if not torch.isfinite(lam).all():
             raise ValueError("eigenvalues must be finite")
-        self.eigenvalues, self.dtype, self.device, self.d = lam, lam.dtype, lam.device, lam.numel()
+        self.eigenvalues, self.d = lam, lam.numel()
         if rotation is not None:
             rotation = torch.as_tensor(rotation, dtype=lam.dtype, device=lam.device)
             if rotation.shape != (self.d, self.d):
                 raise ValueError(f"rotation must be ({self.d}, {self.d}), got {tuple(rotation.shape)}")
         self.rotation, self.name = rotation, name
         self._hessian: torch.Tensor | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating type (the eigenvalues')."""
+        return self.eigenvalues.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """The device (the eigenvalues')."""
+        return self.eigenvalues.device
 
     @property
     def hessian(self) -> torch.Tensor:
@@ -87,7 +97,6 @@ class Quadratic:
         out = self.__class__.__new__(self.__class__)
         out.__dict__.update(self.__dict__)
         out.eigenvalues = self.eigenvalues.to(dtype=dtype, device=device)
-        out.dtype, out.device = out.eigenvalues.dtype, out.eigenvalues.device
         out.rotation = None if self.rotation is None else self.rotation.to(dtype=dtype, device=device)
         out._hessian = None if self._hessian is None else self._hessian.to(dtype=dtype, device=device)
         return out
@@ -322,9 +331,10 @@ def run(
     r"""One run of an optimizer class on a quadratic: ``loss`` :math:`L(x_0..x_T)`, with ``iterates`` ``x``.
 
     ``problem``: a :class:`Quadratic` (start :math:`R^\top x_0`, autograd gradient plus noise stream
-    ``seed_index`` of ``GradientNoise(sigma, base_seed=seed)``: :func:`run_batched`'s reference) or a
-    matrix :math:`A` (:math:`L=\tfrac12x^\top Ax`, gradient :math:`Ax`). ``optimizer``: a name for
-    ``optim.create(name, [x], lr=lr, **hyper)`` or ``params -> Optimizer``; lr times :func:`lr_factor`.
+    ``seed_index`` of ``GradientNoise(sigma, base_seed=seed)``: the reference of
+    ``studies.quadratic.run_batched``) or a matrix :math:`A` (:math:`L=\tfrac12x^\top Ax`, gradient
+    :math:`Ax`). ``optimizer``: a name for ``optim.create(name, [x], lr=lr, **hyper)`` or
+    ``params -> Optimizer``; lr times :func:`lr_factor`.
     """
     if isinstance(problem, Quadratic):
         A, start = None, problem.start(x0.to(problem.dtype))

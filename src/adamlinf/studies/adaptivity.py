@@ -204,9 +204,12 @@ def rmsprop_lemma_table(A, sigma, x0, *, T: int, c, v0, n_seeds: int, seed=0, de
     M = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     A6 = M @ M.T / 6 + 0.1 * torch.eye(6, dtype=torch.float64)
     prob = NoisyQuadratic(A6, x_star=torch.ones(6, dtype=torch.float64))
-    x0, T, eta, beta2, v0 = torch.zeros(6, dtype=torch.float64), 400, 0.05, 1 - math.log(400) / 400, 1e-4
-    out = run_blockwise_rmsprop(prob, x0, torch.arange(6), steps=T, lr=eta, beta2=beta2, v0=v0, lemmas=True)
-    runs.append(("counterexample (d=6, tests)", prob, out, dict(x0=x0, steps=T, eta=eta, beta2=beta2, v0=v0)))
+    ce = dict(x0=torch.zeros(6, dtype=torch.float64), steps=400, eta=0.05, beta2=1 - math.log(400) / 400)
+    ce["v0"] = 1e-4
+    out = run_blockwise_rmsprop(
+        prob, ce["x0"], torch.arange(6), steps=400, lr=ce["eta"], beta2=ce["beta2"], v0=ce["v0"], lemmas=True
+    )
+    runs.append(("counterexample (d=6, tests)", prob, out, ce))
     rows = [
         dict(setting=setting, **r)
         for setting, prob, out, kw in runs
