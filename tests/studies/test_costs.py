@@ -228,7 +228,7 @@ def test_the_page_sweep_snippet_trains_the_notebook_runs(monkeypatch, capsys):
     adaptive = p["optimizers"] + p["extra_optimizers"]
     grids = {**{o: p["adaptive_lrs"] for o in adaptive}, "sgd": p["sgd_lrs"]}
     ref = {
-        launch.run_name(o, lr, "{optimizer}_lr{lr:.2e}_s0"): launch.with_train(
+        lm.run_name(o, lr, 0): launch.with_train(
             sweeps.with_seed(lm.base_spec(p), 0), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
         )
         for o, lrs in grids.items()

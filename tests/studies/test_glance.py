@@ -188,3 +188,11 @@ def test_overrides_are_found_and_labelled_in_the_summary(tmp_path):
     long = glance.collect(["gpt2_figure1"], results, tmp_path / "published")
     table, _ = glance.summary(long, results)
     assert table.loc[list(glance.PAPER_CLAIMS).index("Figure 1"), "ci"] == "holds with overrides"
+
+
+def test_a_verdict_file_of_an_older_format_names_the_page_to_rerun(tmp_path):
+    folder = tmp_path / "gpt2_figure1" / "ci"
+    folder.mkdir(parents=True)
+    (folder / "verdicts.csv").write_text("claim,paper,ours,verdict,rule,scale,page\nc,p,o,holds,r,ci,x\n")
+    with pytest.raises(ValueError, match=r"lacks the columns \['origin', 'where'\].*re-run gpt2_figure1"):
+        glance.collect(["gpt2_figure1"], tmp_path, tmp_path / "published")

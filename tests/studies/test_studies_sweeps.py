@@ -68,6 +68,17 @@ def test_divergent_run_ranks_last():
         sweeps.tune_grid({"adam": [1e-3, 1e-2]}, evaluate)
 
 
+def test_a_missing_run_is_named():
+    evaluate, _ = _synthetic({"adam": 1e-3})
+
+    def drops_one(grids):
+        finals = evaluate(grids)
+        return finals[~((finals.optimizer == "adam") & np.isclose(finals.lr, 1e-3))]
+
+    with pytest.raises(ValueError, match="evaluate returned no seed-0 run of 'adam' at lr 0.001"):
+        sweeps.tune_grid({"adam": [1e-4, 3.162e-4, 1e-3, 3.162e-3, 1e-2]}, drops_one)
+
+
 # The tuning seed's final losses of the ci pages as executed before the lr search was unified
 # (results/<page>/ci/finals.csv, seed 0, 4 digits): replayed, the search must train exactly these
 # runs, in the same rounds, and pick the same lrs (tuned.csv).

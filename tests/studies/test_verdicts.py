@@ -263,6 +263,13 @@ def test_slope_verdict(lo, hi, predicted, side, verdict):
     assert (slope_finding(lo, hi, predicted) == "") == (math.isnan(lo) or lo <= predicted <= hi)
 
 
+def test_slope_verdict_refuses_an_unknown_side():
+    from adamlinf.studies.verdicts import slope_verdict
+
+    with pytest.raises(ValueError, match="side must be 'two' or 'upper', got 'lower'"):
+        slope_verdict(-0.6, -0.4, -0.5, side="lower")
+
+
 def test_bound_threshold_and_rank_rules():
     from adamlinf.studies.verdicts import (
         bound_verdict,

@@ -82,6 +82,8 @@ def collect(
                 path = root / name / scale / V.VERDICTS_FILE
                 if path.exists():
                     df = pd.read_csv(path, keep_default_na=False, dtype=str)  # save_verdicts checked it
+                    if missing := sorted(set(COLUMNS) - {"notebook", "scale", "source"} - set(df.columns)):
+                        raise ValueError(f"{path} lacks the columns {missing} (older format): re-run {name}")
                     frames.append(df.assign(notebook=name, scale=scale, source=source)[COLUMNS])
                     break
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)

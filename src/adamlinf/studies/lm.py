@@ -73,6 +73,11 @@ def _finals(metrics: pd.DataFrame, runs: sweeps.RunCollector) -> pd.DataFrame:
     return runs.mark(out.astype({"seed": int}))
 
 
+def run_name(optimizer: str, lr: float, seed: int) -> str:
+    """The folder name of a Figure 1 run, e.g. ``adam_lr6.00e-04_s0`` (also in the page's SLURM snippet)."""
+    return _launch.run_name(optimizer, lr, f"{{optimizer}}_lr{{lr:.2e}}_s{seed}")
+
+
 def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LMRuns:
     """Train Figure 1's protocol: tuned grids, measuring seeds at the tuned and the shared lrs."""
     runs = sweeps.RunCollector(p, root)
@@ -82,7 +87,7 @@ def figure1_runs(p: Mapping, root: str | Path, *, max_extensions: int = 3) -> LM
 
     def specs(points, seeds) -> dict:  # {run name: spec} of each (optimizer, lr) and seed
         return {
-            _launch.run_name(o, lr, f"{{optimizer}}_lr{{lr:.2e}}_s{s}"): _launch.with_train(
+            run_name(o, lr, s): _launch.with_train(
                 sweeps.with_seed(base, s), optimizer=o, lr=lr, min_lr=lr * p["min_lr"] / p["lr"]
             )
             for o, lr in points

@@ -113,7 +113,12 @@ def tune_grid(
         for opt, lrs in grids.items():
             g = finals[(finals.optimizer == opt) & (finals.seed == last["seed"])]
             have = dict(zip(g.lr.astype(float), g.final.astype(float), strict=True))
-            out[opt] = {x: next(v for k, v in have.items() if math.isclose(k, x, rel_tol=1e-6)) for x in lrs}
+            out[opt] = {}
+            for x in lrs:
+                match = [v for k, v in have.items() if math.isclose(k, x, rel_tol=1e-6)]
+                if not match:
+                    raise ValueError(f"evaluate returned no seed-{last['seed']} run of {opt!r} at lr {x:g}")
+                out[opt][x] = match[0]
         return out
 
     found = tune.search(scores, grids, digits=4, max_extensions=max_extensions)
@@ -291,14 +296,18 @@ def plot_curves(
 
 @dataclass
 class Published:
-    """``published/<notebook>/<scale>/``: CSVs by stem, provenance, ``warning`` = ``stale`` + ``problems``."""
+    """``published/<notebook>/<scale>/``: CSVs by stem, provenance, its problems and staleness."""
 
     path: Path
     tables: dict[str, pd.DataFrame]
     provenance: dict
-    warning: str | None = None
     problems: list[str] = field(default_factory=list)
     stale: str | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """``stale`` and ``problems`` in one line (None when neither)."""
+        return "; ".join(([self.stale] if self.stale else []) + self.problems) or None
 
 
 def make_command(notebook: str, scale: str = "gpu") -> str:
@@ -339,9 +348,7 @@ def load_published(
     if problems:
         fix = make_command(notebook, path.name if path.name in ("ci", "gpu", "paper") else scale)
         problems.append(f"re-make them: {fix}")
-    stale = _results.check_fresh(notebook, path)
-    warning = "; ".join(([stale] if stale else []) + problems) or None
-    return Published(path, tables, prov, warning, problems, stale)
+    return Published(path, tables, prov, problems, _results.check_fresh(notebook, path))
 
 
 def published_note(notebook: str, pub: Published | None, scale: str = "gpu") -> str:

@@ -169,6 +169,8 @@ def slope_verdict(lo: float, hi: float, predicted: float, *, side: str = "two") 
     *holds* when it excludes 0 and contains ``predicted`` (``side="upper"``, a bound capping the rate: or
     lies below it); *fails* when it excludes ``predicted`` on the wrong side (either, ``side="two"``).
     """
+    if side not in ("two", "upper"):
+        raise ValueError(f"side must be 'two' or 'upper', got {side!r}")
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return INCONCLUSIVE
     if lo > predicted or (side == "two" and hi < predicted):

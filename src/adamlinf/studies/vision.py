@@ -94,7 +94,7 @@ def table3_runs(p: Mapping, root: str | Path) -> ImageRuns:
 
     def specs(points, seeds) -> dict:  # {run name: spec} of each (batch size, optimizer, lr) and seed
         return {
-            f"bs{bs}_{o}_lr{lr:.2e}_s{s}".replace("+", ""): _launch.with_train(
+            _launch.run_name(o, lr, f"bs{bs}_{{optimizer}}_lr{{lr:.2e}}_s{s}"): _launch.with_train(
                 sweeps.with_seed(bases[bs], s), optimizer=o, lr=lr
             )
             for bs, o, lr in points
