@@ -81,8 +81,9 @@ def _tex_to_rst(text: str) -> str:
 
 
 def _docstring_math(app, what, name, obj, options, lines):  # noqa: ARG001 - Sphinx's signature
-    if lines and ("$" in "".join(lines) or "{cite}" in "".join(lines)):
-        lines[:] = _tex_to_rst("\n".join(lines)).split("\n")
+    text = "\n".join(lines)
+    if "$" in text or "{cite}" in text:
+        lines[:] = _tex_to_rst(text).split("\n")
 
 
 def _verbatim_if_broken(app, what, name, obj, options, lines):  # noqa: ARG001 - Sphinx's signature

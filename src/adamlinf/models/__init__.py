@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 
 import torch.nn as nn
 
@@ -26,17 +27,18 @@ def build(spec: dict) -> nn.Module:
     kind, config = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
-    gpt_keys = sorted(f.name for f in dataclasses.fields(GPTConfig)) + ["preset"]
-    allowed = gpt_keys if kind == "gpt" else ["blocks", "in_channels", "num_classes", "seed", "width"]
-    unknown = sorted(set(config) - set(allowed))
-    if unknown:
+    if kind == "resnet18":
+        resnet = importlib.import_module("adamlinf.models.resnet")  # torchvision: only when asked for
+        allowed = sorted(inspect.signature(resnet.resnet18_cifar).parameters)
+    else:
+        allowed = sorted(f.name for f in dataclasses.fields(GPTConfig)) + ["preset"]
+    if unknown := sorted(set(config) - set(allowed)):
         raise ValueError(f"unknown option(s) {unknown} in a model spec of kind {kind!r}; allowed: {allowed}")
     if kind == "resnet18":
-        model = importlib.import_module("adamlinf.models.resnet").resnet18_cifar(**config)
+        model = resnet.resnet18_cifar(**config)
     else:
-        preset = config.pop("preset", None)
-        if preset not in (None, "gpt2_124m"):
+        if (preset := config.pop("preset", None)) not in (None, "gpt2_124m"):
             raise ValueError(f"unknown GPT preset {preset!r} (known: 'gpt2_124m')")
-        model = GPT(GPTConfig.gpt2_124m(**config) if preset else GPTConfig(**config))
+        model = GPT(GPTConfig(**config))  # "gpt2_124m" is GPTConfig's defaults (GPTConfig.gpt2_124m)
     model.adamlinf_spec = dict(spec)
     return model
